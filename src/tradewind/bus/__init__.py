@@ -1,0 +1,1 @@
+"""The message bus: NATS connection, subject names, message types, the embedded server."""

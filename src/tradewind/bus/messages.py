@@ -1,0 +1,173 @@
+"""Message types on the bus: frozen msgspec structs, encoded as msgpack. Nobody writes serialization by hand.
+
+Commands are imperative (PlaceOrder), events past tense (OrderUpdated). Money travels as decimal strings;
+candle prices as floats (they feed TA-Lib as float64).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+class Candle(msgspec.Struct, frozen=True, kw_only=True):
+    """One OHLCV candle of a market; ``time`` is the open time in epoch milliseconds (UTC)."""
+
+    exchange: str
+    symbol: str
+    tf: str
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    closed: bool = True
+    trace_id: str = ""
+    recv_ns: int = 0  # wall clock (time.time_ns) when the adapter received the update
+
+
+class EvalJob(msgspec.Struct, frozen=True, kw_only=True):
+    """Evaluate one assignment's strategy on the candle named by the enclosing request."""
+
+    assignment_id: int
+    strategy_id: int
+    version: int
+    params: dict[str, Any] = {}
+    lookback: int = 500
+
+
+class EvalRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch of evaluations for one market, timeframe and closed candle (answered by one eval worker)."""
+
+    exchange: str
+    symbol: str
+    tf: str
+    candle_time: int
+    jobs: list[EvalJob]
+    trace_id: str = ""
+    recv_ns: int = 0
+    sent_ns: int = 0  # when core sent the request: the worker measures queue wait from it
+
+
+class EvalOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    assignment_id: int
+    status: str  # "ok" | "error"
+    position: str | None = None  # "long" | "short" | "neutral"
+    size: float = 1.0
+    note: str | None = None
+    error: str | None = None
+    duration_us: int = 0
+    logs: list[str] = []
+
+
+class EvalReply(msgspec.Struct, frozen=True, kw_only=True):
+    outcomes: list[EvalOutcome]
+    worker: str = ""
+    queue_wait_us: int = 0
+
+
+class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """Place a market order. Credentials never travel: the adapter loads the trader's keys itself."""
+
+    trader_id: int
+    client_order_id: str
+    symbol: str
+    side: str  # "buy" | "sell"
+    amount: str  # base-asset quantity, decimal string
+    type: str = "market"
+    price: str | None = None
+    trace_id: str = ""
+
+
+class OrderAck(msgspec.Struct, frozen=True, kw_only=True):
+    """The exchange's answer about one order (to PlaceOrder, OrderStatusRequest or CancelOrder)."""
+
+    client_order_id: str
+    status: str  # "open" | "filled" | "canceled" | "rejected" | "not_found" | "error"
+    exchange_order_id: str | None = None
+    filled: str = "0"
+    price: str | None = None
+    fee: str = "0"
+    reason: str | None = None
+    retryable: bool = False  # for "error": the call may not have reached the exchange
+
+
+class OrderStatusRequest(msgspec.Struct, frozen=True, kw_only=True):
+    trader_id: int
+    client_order_id: str
+    symbol: str
+
+
+class CancelOrder(msgspec.Struct, frozen=True, kw_only=True):
+    trader_id: int
+    client_order_id: str
+    symbol: str
+
+
+class BalanceRequest(msgspec.Struct, frozen=True, kw_only=True):
+    trader_id: int
+
+
+class BalanceReply(msgspec.Struct, frozen=True, kw_only=True):
+    balances: dict[str, str] = {}  # asset -> free amount, decimal string
+    error: str | None = None
+
+
+class VerifyTrader(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask the adapter to check a stored trading account's key with a balances call."""
+
+    trader_id: int
+
+
+class VerifyReply(msgspec.Struct, frozen=True, kw_only=True):
+    ok: bool
+    error: str | None = None  # a message fit to show the user
+
+
+class OrderUpdated(msgspec.Struct, frozen=True, kw_only=True):
+    """An order changed state on the exchange (filled, canceled, ...)."""
+
+    exchange: str
+    trader_id: int
+    client_order_id: str
+    status: str
+    filled: str = "0"
+    price: str | None = None
+    fee: str = "0"
+    fee_asset: str | None = None
+    time: int = 0  # epoch ms of the fill
+    reason: str | None = None
+
+
+class AssignmentsChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """Published by web when assignments change so core.decide reloads its index."""
+
+    assignment_id: int | None = None
+
+
+class UserEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One user's live event for the web stream: kind is 'evaluation', 'order' or 'fill'."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    return _encoder.encode(msg)
+
+
+_decoders: dict[type, msgspec.msgpack.Decoder] = {}
+
+
+def decode(data: bytes, type_: type[T]) -> T:
+    dec = _decoders.get(type_)
+    if dec is None:
+        dec = _decoders[type_] = msgspec.msgpack.Decoder(type_)
+    return dec.decode(data)

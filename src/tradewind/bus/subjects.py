@@ -1,0 +1,64 @@
+"""Every NATS subject name is built here and nowhere else."""
+
+from __future__ import annotations
+
+from tradewind.domain import symbol_token
+
+MD_STREAM = "MD"  # JetStream stream holding raw market data from the exchange adapters
+MD_SUBJECTS = "md.candle.>"
+CORE_CONSUMER = "core"
+EVAL_QUEUE = "eval-workers"
+EVAL_RUN = "eval.run"
+BACKTEST_RUN = "backtest.run"
+ASSIGNMENTS_CHANGED = "core.assignments.changed"
+EVENTS_PREFIX = "events.user"
+
+
+def md_candle(exchange: str, symbol: str, tf: str) -> str:
+    """Raw candles published by an exchange adapter (JetStream)."""
+    return f"md.candle.{exchange}.{symbol_token(symbol)}.{tf}"
+
+
+def core_candle(exchange: str, symbol: str, tf: str) -> str:
+    """Accepted and derived candles published by core for eval caches and browsers."""
+    return f"core.candle.{exchange}.{symbol_token(symbol)}.{tf}"
+
+
+CORE_CANDLES_ALL = "core.candle.>"
+
+
+def exchange_balance(exchange: str) -> str:
+    return f"exchange.{exchange}.balance"
+
+
+def exchange_order(exchange: str) -> str:
+    return f"exchange.{exchange}.order"
+
+
+def exchange_order_status(exchange: str) -> str:
+    return f"exchange.{exchange}.order_status"
+
+
+def exchange_cancel(exchange: str) -> str:
+    return f"exchange.{exchange}.cancel"
+
+
+def exchange_verify(exchange: str) -> str:
+    """Check an API key against the exchange (a balances call); answered by the adapter."""
+    return f"exchange.{exchange}.verify"
+
+
+def exchange_history(exchange: str) -> str:
+    return f"exchange.{exchange}.history"
+
+
+def order_updates(exchange: str) -> str:
+    return f"orders.{exchange}.update"
+
+
+ORDER_UPDATES_ALL = "orders.*.update"
+
+
+def user_events(user_id: int) -> str:
+    """Decisions, orders and fills of one user, for the web app's live stream."""
+    return f"{EVENTS_PREFIX}.{user_id}"

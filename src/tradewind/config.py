@@ -1,0 +1,109 @@
+"""One typed, frozen settings object: TRADEWIND_* environment variables, or a TOML file.
+
+Unknown keys are refused with a message that names them. Nothing here is created at import time:
+every composition root calls ``load_settings()`` once and passes the result down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """The configuration is wrong; the message names the key."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRADEWIND_", extra="forbid", frozen=True)
+
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".tradewind")
+    database_url: str | None = None  # default: SQLite in data_dir
+    nats_url: str | None = None  # default for `up`: an embedded nats-server
+    mode: Literal["embedded", "distributed"] = "embedded"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+
+    exchanges: CommaList = ["sim"]
+    sim_symbols: CommaList = ["BTC/USD", "ETH/USD", "SOL/USD"]
+    sim_speed: float = Field(default=1.0, gt=0, le=10_000)
+    sim_history_days: int = Field(default=30, ge=0, le=365)
+    sim_seed: int = 7
+    sim_fee: str = "0.001"
+    sim_paper_cash: str = "10000"
+
+    eval_workers: int = Field(default=1, ge=0, le=64)
+    eval_batch_size: int = Field(default=250, ge=1, le=10_000)
+    eval_timeout_s: float = Field(default=10.0, gt=0)
+    eval_instruction_limit: int = Field(default=10_000_000, ge=1000)
+    eval_memory_mb: int = Field(default=32, ge=1, le=4096)
+    eval_time_limit_ms: int = Field(default=1000, ge=10)
+    eval_pause_after_failures: int = Field(default=5, ge=1)
+
+    secret_key: str | None = None  # Fernet key for exchange secrets; generated into data_dir when embedded
+
+    bitfinex_ws_url: str = "wss://api-pub.bitfinex.com/ws/2"
+    bitfinex_rest_url: str = "https://api-pub.bitfinex.com/v2"
+    bitfinex_auth_url: str = "https://api.bitfinex.com/v2"
+    bitfinex_symbols: CommaList = ["tBTCUSD", "tETHUSD"]
+
+    @field_validator("exchanges", "sim_symbols", "bitfinex_symbols", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("TRADEWIND_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'tradewind.db'}"
+
+
+_NOT_SETTINGS = {"TRADEWIND_CONFIG"}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning a validation failure into a ConfigError that names each bad key."""
+    known = {f"TRADEWIND_{name.upper()}" for name in Settings.model_fields} | _NOT_SETTINGS
+    unknown = sorted(k for k in os.environ if k.startswith("TRADEWIND_") and k not in known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "?"
+            env = f"TRADEWIND_{key.upper()}"
+            problems.append(f"{key} ({env}): {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,68 @@
+"""Plain domain types shared by every component: timeframes, market keys, positions."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Position = Literal["long", "short", "neutral"]
+POSITIONS: tuple[str, ...] = ("long", "short", "neutral")
+
+#: Timeframes the platform knows, in milliseconds. 1m is ingested; the rest are derived by core.resample.
+TIMEFRAMES: dict[str, int] = {
+    "1m": 60_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "1h": 3_600_000,
+    "4h": 14_400_000,
+    "1d": 86_400_000,
+}
+BASE_TIMEFRAME = "1m"
+DERIVED_TIMEFRAMES: tuple[str, ...] = ("5m", "15m", "1h", "4h", "1d")
+
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
+_EXCHANGE_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+
+
+def tf_ms(tf: str) -> int:
+    """Length of a timeframe in milliseconds; ValueError names the timeframe when it is unknown."""
+    try:
+        return TIMEFRAMES[tf]
+    except KeyError:
+        raise ValueError(f"unknown timeframe {tf!r}; use one of {', '.join(TIMEFRAMES)}") from None
+
+
+def valid_symbol(symbol: str) -> bool:
+    return bool(_SYMBOL_RE.match(symbol))
+
+
+def valid_exchange(name: str) -> bool:
+    return bool(_EXCHANGE_RE.match(name))
+
+
+def symbol_token(symbol: str) -> str:
+    """A symbol as one NATS subject token: 'BTC/USD' -> 'BTC-USD'."""
+    return symbol.replace("/", "-")
+
+
+def token_symbol(token: str) -> str:
+    return token.replace("-", "/", 1)
+
+
+def market_key(exchange: str, symbol: str) -> str:
+    """Stable text key of a market, e.g. 'sim:BTC/USD'."""
+    return f"{exchange}:{symbol}"
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """('BTC', 'USD') from 'BTC/USD'."""
+    base, _, quote = symbol.partition("/")
+    return base, quote
+
+
+def client_order_id(assignment_id: int, candle_time: int, target: str) -> str:
+    """The idempotency key of an order: one per (assignment, candle, target).
+
+    Short enough (<= 36 chars, [A-Za-z0-9-]) for every exchange's client-id field.
+    """
+    return f"tw-{assignment_id}-{candle_time // 1000}-{target[0]}"

@@ -1,0 +1,120 @@
+"""The exchange adapter protocol: a handful of methods, with each venue's quirks declared as data.
+
+Shared code never asks which exchange it talks to; it reads ``Capabilities``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from tradewind.bus.messages import Candle
+
+
+class ExchangeError(Exception):
+    """A failure talking to an exchange. ``retryable`` says whether the same call may be repeated."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class AuthError(ExchangeError):
+    """The key is wrong, expired, or lacks a permission. The message says which, for the user."""
+
+
+class OrderRejected(ExchangeError):
+    """The exchange refused the order (insufficient funds, bad size, ...): never retry it blindly."""
+
+
+class ExchangeUnavailable(ExchangeError):
+    """The exchange could not be reached or timed out: the outcome of the call is unknown."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a venue can do and how, read by shared code instead of `if exchange == ...`."""
+
+    name: str
+    timeframes: tuple[str, ...] = ("1m",)
+    streams_candles: bool = True  # websocket candles; otherwise the adapter polls REST
+    history_page_limit: int = 1000  # candles per history call
+    client_id_max_len: int = 36
+    client_id_numeric: bool = False  # the venue wants an integer client id (Bitfinex's cid)
+    pushes_fills: bool = False  # fills arrive by callback; otherwise the service polls fetch_order
+    has_sandbox: bool = False
+    paper: bool = False  # a simulated venue with paper accounts
+    min_poll_interval_s: float = 1.0
+    symbols: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Decrypted keys of a trading account; exists only inside the exchange service for one call."""
+
+    trader_id: int
+    api_key: str = ""
+    api_secret: str = field(default="", repr=False)
+    sandbox: bool = False
+    paper: bool = False
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    client_order_id: str
+    symbol: str  # platform symbol, 'BTC/USD'
+    side: str  # buy | sell
+    amount: Decimal  # base quantity
+    type: str = "market"
+    price: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    client_order_id: str
+    status: str  # open | filled | canceled | rejected
+    exchange_order_id: str | None = None
+    filled: Decimal = Decimal("0")
+    price: Decimal | None = None
+    fee: Decimal = Decimal("0")
+    fee_asset: str | None = None
+    reason: str | None = None
+    time: int = 0
+
+
+FillCallback = Callable[[Credentials | int, OrderResult], None]
+
+
+@runtime_checkable
+class ExchangeAdapter(Protocol):
+    capabilities: Capabilities
+
+    async def start(self) -> None:
+        """Open connections; called once by the hosting service."""
+
+    async def close(self) -> None: ...
+
+    def stream_candles(self, symbols: list[str], tf: str) -> AsyncIterator[Candle]:
+        """Closed candles of these markets as they happen, gaps backfilled, each minute exactly once."""
+        ...
+
+    async def fetch_history(self, symbol: str, tf: str, since: int, until: int | None = None) -> list[Candle]:
+        """Closed candles with open time in [since, until), oldest first, at most one page."""
+        ...
+
+    async def fetch_balances(self, creds: Credentials) -> dict[str, Decimal]:
+        """Free balance per asset. Raises AuthError for a bad key."""
+        ...
+
+    async def place_order(self, creds: Credentials, order: OrderSpec) -> OrderResult: ...
+
+    async def fetch_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult | None:
+        """The order with this client id, or None if the exchange never saw it."""
+        ...
+
+    async def cancel_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult: ...

@@ -1,0 +1,243 @@
+"""SQLAlchemy 2 models. Money is Decimal (``Money``); candle prices are float64; times of market data are
+epoch milliseconds (``BigInteger``); record timestamps are UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tradewind.storage.types import Money, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    killed: Mapped[bool] = mapped_column(Boolean, default=False)  # kill switch engaged
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Session(Base):
+    """A login session; only the SHA-256 of the random token is stored."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Strategy(Base):
+    __tablename__ = "strategies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    latest_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class StrategyVersion(Base):
+    """Immutable code of one version of a strategy; eval workers cache compiled code by (strategy, version)."""
+
+    __tablename__ = "strategy_versions"
+    __table_args__ = (UniqueConstraint("strategy_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(Text)
+    params_schema: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # default parameters
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Market(Base):
+    __tablename__ = "markets"
+    __table_args__ = (UniqueConstraint("exchange", "symbol"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(41))  # 'BTC/USD'
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class CandleRow(Base):
+    """Stored candles, keyed by (market, timeframe, open time in epoch ms)."""
+
+    __tablename__ = "candles"
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id", ondelete="CASCADE"), primary_key=True)
+    tf: Mapped[str] = mapped_column(String(4), primary_key=True)
+    time: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+
+
+class Trader(Base):
+    """A trading account: paper (simulated) or an exchange key. Secrets are stored encrypted."""
+
+    __tablename__ = "traders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    exchange: Mapped[str] = mapped_column(String(32))
+    paper: Mapped[bool] = mapped_column(Boolean, default=True)
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False)  # the exchange's testnet
+    api_key_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    api_secret_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    key_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    max_order_notional: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    max_position: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    daily_loss_limit: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PaperBalance(Base):
+    """Balances of a paper account, owned by the sim exchange's matching engine."""
+
+    __tablename__ = "paper_balances"
+    trader_id: Mapped[int] = mapped_column(ForeignKey("traders.id", ondelete="CASCADE"), primary_key=True)
+    asset: Mapped[str] = mapped_column(String(20), primary_key=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+
+
+class Assignment(Base):
+    """A strategy assigned to a market and timeframe, optionally trading through an account."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (Index("ix_assignments_market_tf", "market_id", "timeframe"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
+    timeframe: Mapped[str] = mapped_column(String(4))
+    trader_id: Mapped[int | None] = mapped_column(ForeignKey("traders.id", ondelete="SET NULL"), nullable=True)
+    allocation: Mapped[Decimal] = mapped_column(Money, default=Decimal("1000"))  # quote currency
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    lookback: Mapped[int] = mapped_column(Integer, default=500)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    paused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    position_qty: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # base held for this assignment
+    last_position: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Evaluation(Base):
+    """One evaluation of an assignment on one closed candle; unique, so a retry cannot record it twice."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (UniqueConstraint("assignment_id", "candle_time"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    candle_time: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(8))  # ok | error
+    position: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    size: Mapped[float] = mapped_column(Float, default=1.0)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    logs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # tick -> decision
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Order(Base):
+    """An order intent (written before the exchange is called) and its state on the exchange."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_assignment", "assignment_id", "id"),
+        Index("ix_orders_trader", "trader_id", "id"),
+        Index("ix_orders_owner", "owner_id", "id"),
+        Index("ix_orders_status", "status"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    assignment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assignments.id", ondelete="SET NULL"), nullable=True
+    )
+    trader_id: Mapped[int] = mapped_column(ForeignKey("traders.id", ondelete="CASCADE"))
+    client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(41))
+    side: Mapped[str] = mapped_column(String(4))  # buy | sell
+    amount: Mapped[Decimal] = mapped_column(Money)
+    price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # average fill price
+    filled: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    fee: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    # pending (intent stored, call not confirmed) | open | filled | canceled | rejected | not_placed
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exchange_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    candle_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # tick -> order call
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Backtest(Base):
+    __tablename__ = "backtests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
+    timeframe: Mapped[str] = mapped_column(String(4))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # cash, fee, from, to
+    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued | running | done | error
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEntry(Base):
+    """Append-only log of security-relevant actions."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_user", "user_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
