@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
+    metrics_port: int = Field(default=9000, ge=0, le=65535)  # /healthz, /readyz, /metrics of `run` components
 
     exchanges: CommaList = ["sim"]
     sim_symbols: CommaList = ["BTC/USD", "ETH/USD", "SOL/USD"]
