@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     exchanges: CommaList = ["sim"]
     sim_symbols: CommaList = ["BTC/USD", "ETH/USD", "SOL/USD"]
     sim_speed: float = Field(default=1.0, gt=0, le=10_000)
-    sim_history_days: int = Field(default=30, ge=0, le=365)
+    history_days: int = Field(default=30, ge=0, le=365)  # candles each exchange backfills on start
     sim_seed: int = 7
     sim_fee: str = "0.001"
     sim_paper_cash: str = "10000"

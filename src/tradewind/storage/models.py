@@ -241,3 +241,20 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PaperFill(Base):
+    """The sim exchange's own record of a paper order it filled: its truth for lookups by client id."""
+
+    __tablename__ = "paper_fills"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trader_id: Mapped[int] = mapped_column(ForeignKey("traders.id", ondelete="CASCADE"), index=True)
+    client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    symbol: Mapped[str] = mapped_column(String(41))
+    side: Mapped[str] = mapped_column(String(4))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    price: Mapped[Decimal] = mapped_column(Money)
+    fee: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(12))  # filled | rejected
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    time: Mapped[int] = mapped_column(BigInteger)  # epoch ms of the fill

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 04:15:49.618229
+Create Date: 2026-11-25 04:19:46.645131
 """
 
 from __future__ import annotations
@@ -170,6 +170,25 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['trader_id'], ['traders.id'], name=op.f('fk_paper_balances_trader_id_traders'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('trader_id', 'asset', name=op.f('pk_paper_balances'))
     )
+    op.create_table('paper_fills',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('trader_id', sa.Integer(), nullable=False),
+    sa.Column('client_order_id', sa.String(length=64), nullable=False),
+    sa.Column('symbol', sa.String(length=41), nullable=False),
+    sa.Column('side', sa.String(length=4), nullable=False),
+    sa.Column('amount', tradewind.storage.types.Money(), nullable=False),
+    sa.Column('price', tradewind.storage.types.Money(), nullable=False),
+    sa.Column('fee', tradewind.storage.types.Money(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('time', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['trader_id'], ['traders.id'], name=op.f('fk_paper_fills_trader_id_traders'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_paper_fills')),
+    sa.UniqueConstraint('client_order_id', name=op.f('uq_paper_fills_client_order_id'))
+    )
+    with op.batch_alter_table('paper_fills', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_paper_fills_trader_id'), ['trader_id'], unique=False)
+
     op.create_table('strategy_versions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('strategy_id', sa.Integer(), nullable=False),
@@ -244,6 +263,10 @@ def downgrade() -> None:
     op.drop_table('orders')
     op.drop_table('evaluations')
     op.drop_table('strategy_versions')
+    with op.batch_alter_table('paper_fills', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_paper_fills_trader_id'))
+
+    op.drop_table('paper_fills')
     op.drop_table('paper_balances')
     with op.batch_alter_table('backtests', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_backtests_owner_id'))
