@@ -1,0 +1,1 @@
+"""Core: ingest, resample, decide and trade — the path from a candle to an order."""

@@ -1,0 +1,157 @@
+"""core.decide: the index market+timeframe -> assignments, and one evaluation per assignment per candle.
+
+Evaluations go to the eval workers in batches (one request per chunk of assignments, answered by any
+worker of the queue group). A chunk that gets no answer is sent again: a worker killed mid-batch costs
+a retry, never an evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from sqlalchemy import select
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.metrics import EVAL_QUEUE_WAIT, EVAL_RETRIES, NATS_ROUND_TRIP
+from tradewind.storage.db import SessionFactory
+from tradewind.storage.models import Assignment, Market, Strategy, Trader, User
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AssignmentState:
+    """What core keeps in memory about one active assignment (no database read on the hot path)."""
+
+    id: int
+    owner_id: int
+    strategy_id: int
+    version: int
+    market_id: int
+    exchange: str
+    symbol: str
+    timeframe: str
+    params: dict[str, Any]
+    lookback: int
+    allocation: Decimal
+    trader_id: int | None
+    trader_exchange: str | None
+    max_order_notional: Decimal | None
+    max_position: Decimal | None
+    position_qty: Decimal
+    failures: int
+    pending: set[str] = field(default_factory=set)  # client order ids in flight
+
+
+MarketTf = tuple[str, str, str]  # exchange, symbol, timeframe
+
+
+class AssignmentIndex:
+    def __init__(self) -> None:
+        self.by_market: dict[MarketTf, list[AssignmentState]] = {}
+        self.by_id: dict[int, AssignmentState] = {}
+
+    async def load(self, sf: SessionFactory) -> None:
+        """Reload every enabled assignment of every user whose kill switch is off, keeping in-flight state."""
+        q = (
+            select(Assignment, Strategy.latest_version, Market.exchange, Market.symbol, Trader)
+            .join(Strategy, Strategy.id == Assignment.strategy_id)
+            .join(Market, Market.id == Assignment.market_id)
+            .join(User, User.id == Assignment.owner_id)
+            .outerjoin(Trader, Trader.id == Assignment.trader_id)
+            .where(Assignment.enabled.is_(True), User.killed.is_(False))
+        )
+        async with sf() as s:
+            rows = (await s.execute(q)).all()
+        by_market: dict[MarketTf, list[AssignmentState]] = {}
+        by_id: dict[int, AssignmentState] = {}
+        for a, version, exchange, symbol, trader in rows:
+            old = self.by_id.get(a.id)
+            st = AssignmentState(
+                id=a.id, owner_id=a.owner_id, strategy_id=a.strategy_id, version=version, market_id=a.market_id,
+                exchange=exchange, symbol=symbol, timeframe=a.timeframe, params=dict(a.params or {}),
+                lookback=a.lookback, allocation=a.allocation, trader_id=a.trader_id,
+                trader_exchange=trader.exchange if trader else None,
+                max_order_notional=trader.max_order_notional if trader else None,
+                max_position=trader.max_position if trader else None,
+                position_qty=old.position_qty if old else a.position_qty,
+                failures=a.consecutive_failures, pending=old.pending if old else set(),
+            )  # fmt: skip
+            by_market.setdefault((exchange, symbol, a.timeframe), []).append(st)
+            by_id[a.id] = st
+        self.by_market, self.by_id = by_market, by_id
+
+    def for_candle(self, exchange: str, symbol: str, tf: str) -> list[AssignmentState]:
+        return self.by_market.get((exchange, symbol, tf), [])
+
+    def remove(self, assignment_id: int) -> None:
+        st = self.by_id.pop(assignment_id, None)
+        if st is not None:
+            key = (st.exchange, st.symbol, st.timeframe)
+            self.by_market[key] = [x for x in self.by_market.get(key, []) if x.id != assignment_id]
+
+
+class Decider:
+    def __init__(self, nc: Client, batch_size: int, timeout_s: float, give_up_s: float = 120.0) -> None:
+        self.nc = nc
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.give_up_s = give_up_s
+
+    async def evaluate(
+        self, candle: m.Candle, states: list[AssignmentState]
+    ) -> AsyncIterator[list[tuple[AssignmentState, m.EvalOutcome]]]:
+        """Yield the outcomes chunk by chunk, as workers answer (so trading starts with the first chunk)."""
+        chunks = [states[i : i + self.batch_size] for i in range(0, len(states), self.batch_size)]
+        tasks = [asyncio.create_task(self._run_chunk(candle, chunk)) for chunk in chunks]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                yield await next_done
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def _run_chunk(
+        self, candle: m.Candle, chunk: list[AssignmentState]
+    ) -> list[tuple[AssignmentState, m.EvalOutcome]]:
+        jobs = [
+            m.EvalJob(assignment_id=s.id, strategy_id=s.strategy_id, version=s.version, params=s.params, lookback=s.lookback)
+            for s in chunk
+        ]
+        deadline = time.monotonic() + self.give_up_s
+        attempt = 0
+        while True:
+            req = m.EvalRequest(
+                exchange=candle.exchange, symbol=candle.symbol, tf=candle.tf, candle_time=candle.time, jobs=jobs,
+                trace_id=candle.trace_id, recv_ns=candle.recv_ns, sent_ns=time.time_ns(),
+            )  # fmt: skip
+            started = time.perf_counter()
+            try:
+                msg = await self.nc.request(subjects.EVAL_RUN, m.encode(req), timeout=self.timeout_s)
+            except (NatsTimeout, NoRespondersError, TimeoutError) as exc:
+                attempt += 1
+                EVAL_RETRIES.inc()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no eval worker answered for {candle.symbol} {candle.tf} {candle.time}") from exc
+                log.warning("eval batch of %d for %s %s: %s, retry %d", len(jobs), candle.symbol, candle.tf, type(exc).__name__, attempt)
+                await asyncio.sleep(min(0.1 * attempt, 2.0))
+                continue
+            NATS_ROUND_TRIP.observe((time.perf_counter() - started) * 1000)
+            reply = m.decode(msg.data, m.EvalReply)
+            EVAL_QUEUE_WAIT.observe(reply.queue_wait_us / 1000)
+            by_id = {o.assignment_id: o for o in reply.outcomes}
+            return [(s, by_id.get(s.id) or _missing(s.id)) for s in chunk]
+
+
+def _missing(assignment_id: int) -> m.EvalOutcome:
+    return m.EvalOutcome(assignment_id=assignment_id, status="error", error="the eval worker returned no outcome")

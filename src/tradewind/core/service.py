@@ -1,0 +1,208 @@
+"""The core component: consumes the durable market-data stream and runs ingest -> resample -> decide -> trade.
+
+Candles of one market are processed in order by one task; markets run concurrently. A candle's stream
+message is acknowledged only when its evaluations and order intents are stored, so a core killed at
+any point gets the candle again and finishes the work (``resume``) without doing any of it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import select, update
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.bus.connection import ensure_md_stream
+from tradewind.config import Settings
+from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider
+from tradewind.core.resample import Resampler
+from tradewind.core.trade import TradeDesk
+from tradewind.marketdata import as_row, candle_problem
+from tradewind.metrics import CANDLES
+from tradewind.storage import candles as store
+from tradewind.storage.db import SessionFactory
+from tradewind.storage.models import Evaluation, Market
+
+log = logging.getLogger(__name__)
+
+
+class CoreService:
+    def __init__(self, settings: Settings, nc: Client, js: JetStreamContext, sf: SessionFactory) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js = js
+        self.sf = sf
+        self.index = AssignmentIndex()
+        self.resampler = Resampler()
+        self.decider = Decider(nc, settings.eval_batch_size, settings.eval_timeout_s)
+        self.desk = TradeDesk(settings, nc, sf, self.index)
+        self._markets: dict[tuple[str, str], int] = {}
+        self._last: dict[int, int] = {}  # market id -> last accepted 1m open time
+        self._queues: dict[int, asyncio.Queue[tuple[m.Candle, Msg]]] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subs: list[Any] = []
+        self._reload = asyncio.Event()
+        self.processed = 0
+
+    async def start(self) -> None:
+        await ensure_md_stream(self.js)
+        await self.index.load(self.sf)
+        self._subs.append(await self.nc.subscribe(subjects.ASSIGNMENTS_CHANGED, cb=self._on_assignments_changed))
+        self._subs.append(await self.nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=self.desk.on_order_update))
+        self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
+        self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))
+        config = ConsumerConfig(
+            durable_name=subjects.CORE_CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=300,
+            max_ack_pending=20_000,
+        )
+        self._subs.append(
+            await self.js.subscribe(
+                subjects.MD_SUBJECTS, durable=subjects.CORE_CONSUMER, cb=self._on_candle, manual_ack=True,
+                config=config, pending_msgs_limit=100_000,
+            )
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+        for task in [*self._tasks, *self._workers.values()]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._workers.values(), return_exceptions=True)
+
+    # -- assignments ----------------------------------------------------------------------------------
+    async def _on_assignments_changed(self, _msg: Msg) -> None:
+        self._reload.set()
+
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload.wait()
+            await asyncio.sleep(0.05)  # a burst of changes makes one reload
+            self._reload.clear()
+            try:
+                await self.index.load(self.sf)
+            except Exception:
+                log.exception("core: reloading assignments failed")
+                self._reload.set()
+                await asyncio.sleep(1)
+
+    async def _reconciler(self) -> None:
+        while True:
+            try:
+                await self.desk.reconcile()
+            except Exception:
+                log.exception("core: reconcile failed")
+            await asyncio.sleep(5)
+
+    # -- candles --------------------------------------------------------------------------------------
+    async def _on_candle(self, msg: Msg) -> None:
+        try:
+            candle = m.decode(msg.data, m.Candle)
+        except Exception:
+            CANDLES.labels("malformed").inc()
+            await msg.term()
+            return
+        problem = candle_problem(candle) if candle.tf == "1m" else "only 1m candles are ingested"
+        if problem or not candle.closed:
+            CANDLES.labels("invalid").inc()
+            log.warning("core: dropped candle %s %s %s: %s", candle.exchange, candle.symbol, candle.time, problem or "not closed")
+            await msg.ack()
+            return
+        market_id = await self._market_id(candle.exchange, candle.symbol)
+        queue = self._queues.get(market_id)
+        if queue is None:
+            queue = self._queues[market_id] = asyncio.Queue()
+            self._workers[market_id] = asyncio.create_task(self._market_worker(market_id, queue))
+        queue.put_nowait((candle, msg))
+
+    async def _market_id(self, exchange: str, symbol: str) -> int:
+        key = (exchange, symbol)
+        mid = self._markets.get(key)
+        if mid is None:
+            async with self.sf() as s:
+                market = await store.get_or_create_market(s, exchange, symbol)
+                await s.commit()
+            mid = self._markets[key] = market.id
+            await self.resampler.warm(self.sf, mid)
+            async with self.sf() as s:
+                self._last[mid] = await store.last_time(s, mid, "1m") or 0
+        return mid
+
+    async def _market_worker(self, market_id: int, queue: asyncio.Queue[tuple[m.Candle, Msg]]) -> None:
+        while True:
+            candle, msg = await queue.get()
+            redelivered = msg.metadata.num_delivered > 1
+            while True:
+                try:
+                    await self.process(market_id, candle, redelivered=redelivered)
+                    await msg.ack()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the database or the bus is away: keep the candle, try again
+                    log.exception("core: processing %s %s %s failed; retrying", candle.exchange, candle.symbol, candle.time)
+                    redelivered = True
+                    await asyncio.sleep(1)
+
+    async def process(self, market_id: int, candle: m.Candle, redelivered: bool = False) -> None:
+        last = self._last.get(market_id, 0)
+        if candle.time <= last and not redelivered:
+            CANDLES.labels("duplicate" if candle.time == last else "stale").inc()
+            return
+        resume = candle.time <= last  # seen before a crash or a failed attempt: finish what is missing
+        row = as_row(candle)
+        closed = self.resampler.add(market_id, row)
+        async with self.sf() as s:
+            await store.insert_candles(s, market_id, "1m", [row])
+            for tf, drow in closed:
+                await store.upsert_candles(s, market_id, tf, [drow])
+            await s.execute(update(Market).where(Market.id == market_id).values(last_price=candle.close))
+            await s.commit()
+        self._last[market_id] = max(last, candle.time)
+        CANDLES.labels("accepted").inc()
+        derived = [
+            m.Candle(exchange=candle.exchange, symbol=candle.symbol, tf=tf, time=r[0], open=r[1], high=r[2], low=r[3],
+                     close=r[4], volume=r[5], trace_id=candle.trace_id, recv_ns=candle.recv_ns)
+            for tf, r in closed
+        ]  # fmt: skip
+        for c in (candle, *derived):
+            await self.nc.publish(subjects.core_candle(c.exchange, c.symbol, c.tf), m.encode(c))
+        await asyncio.gather(*(self.decide(c, resume) for c in (candle, *derived)))
+        self.processed += 1
+
+    async def decide(self, candle: m.Candle, resume: bool) -> None:
+        states = self.index.for_candle(candle.exchange, candle.symbol, candle.tf)
+        if resume and states:
+            states = await self._not_evaluated(states, candle.time)
+        if not states:
+            return
+        async for results in self.decider.evaluate(candle, states):
+            await self.desk.handle(candle, results)
+
+    async def _not_evaluated(self, states: list[AssignmentState], candle_time: int) -> list[AssignmentState]:
+        ids = [s.id for s in states]
+        async with self.sf() as s:
+            done = set(
+                (
+                    await s.execute(
+                        select(Evaluation.assignment_id).where(
+                            Evaluation.candle_time == candle_time, Evaluation.assignment_id.in_(ids)
+                        )
+                    )
+                ).scalars()
+            )
+        return [st for st in states if st.id not in done]
+

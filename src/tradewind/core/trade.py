@@ -1,0 +1,306 @@
+"""core.trade: decisions -> orders, without ever placing one twice.
+
+Each decision is a target position. An order gets a client order id derived from (assignment, candle,
+target); its intent is written (in the same transaction as the evaluation that caused it) before the
+exchange is called, and a unique constraint refuses a second intent. A call whose outcome is unknown
+(timeout) stays ``pending`` until the reconciler asks the exchange by client id: filled, open, or
+never placed. Nothing is retried blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.config import Settings
+from tradewind.core.decide import AssignmentIndex, AssignmentState
+from tradewind.domain import client_order_id, split_symbol
+from tradewind.metrics import EVAL_DURATION, EVALUATIONS, ORDERS, TICK_TO_DECISION, TICK_TO_ORDER
+from tradewind.storage.db import SessionFactory
+from tradewind.storage.models import Assignment, Evaluation, Order
+from tradewind.storage.types import utcnow
+
+log = logging.getLogger(__name__)
+
+QTY = Decimal("0.00000001")
+ZERO = Decimal(0)
+# Market buys are sized a little under the allocation so that the fee and the move to the fill price fit.
+BUY_HEADROOM = Decimal("1.0025")
+MIN_NOTIONAL = Decimal("1")
+TERMINAL = ("filled", "canceled", "rejected", "not_placed")
+
+
+class TradeDesk:
+    def __init__(self, settings: Settings, nc: Client, sf: SessionFactory, index: AssignmentIndex) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.sf = sf
+        self.index = index
+        self.order_timeout_s = 10.0
+        self.reconcile_after_s = 15.0
+        self._insert = pg_insert if settings.db_url.startswith("postgresql") else sqlite_insert
+
+    # -- evaluations in, orders out ------------------------------------------------------------------
+    async def handle(
+        self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]
+    ) -> None:
+        """Record one chunk's evaluations with the order intents they cause, then place those orders."""
+        now_ns = time.time_ns()
+        tick_ms = (now_ns - candle.recv_ns) / 1e6 if candle.recv_ns else None
+        evals: list[dict[str, Any]] = []
+        reset: list[int] = []
+        paused: list[tuple[int, str]] = []
+        wanted: list[tuple[AssignmentState, str, float]] = []
+        for st, out in results:
+            if tick_ms is not None:
+                TICK_TO_DECISION.observe(tick_ms)
+            EVAL_DURATION.observe(out.duration_us / 1000)
+            EVALUATIONS.labels(out.status).inc()
+            evals.append({
+                "assignment_id": st.id, "candle_time": candle.time, "status": out.status, "position": out.position,
+                "size": out.size, "note": out.note, "error": out.error, "logs": list(out.logs),
+                "duration_ms": out.duration_us / 1000, "latency_ms": tick_ms, "created_at": utcnow(),
+            })  # fmt: skip
+            if out.status != "ok":
+                st.failures += 1
+                if st.failures >= self.settings.eval_pause_after_failures:
+                    paused.append((st.id, f"paused after {st.failures} failed evaluations in a row; last error: {out.error}"))
+                continue
+            if st.failures:
+                st.failures = 0
+                reset.append(st.id)
+            if st.trader_id is None or st.pending:
+                continue
+            if out.position == "long" and st.position_qty <= 0:
+                wanted.append((st, "buy", max(0.0, min(1.0, out.size))))
+            elif out.position == "short" and st.position_qty > 0:
+                wanted.append((st, "sell", 1.0))
+
+        orders = await self._plan(candle, wanted)
+        async with self.sf() as s:
+            if evals:
+                ins = self._insert(Evaluation).on_conflict_do_nothing(index_elements=["assignment_id", "candle_time"])
+                await s.execute(ins, evals)
+            failing = [st.id for st, out in results if out.status != "ok" and st.id not in dict(paused)]
+            if failing:
+                await s.execute(
+                    update(Assignment).where(Assignment.id == bindparam("aid")).values(
+                        consecutive_failures=Assignment.consecutive_failures + 1),
+                    [{"aid": a} for a in failing],
+                )  # fmt: skip
+            if reset:
+                await s.execute(
+                    update(Assignment).where(Assignment.id == bindparam("aid")).values(consecutive_failures=0),
+                    [{"aid": a} for a in reset],
+                )
+            for aid, reason in paused:
+                await s.execute(
+                    update(Assignment).where(Assignment.id == aid).values(
+                        enabled=False, paused_reason=reason, consecutive_failures=Assignment.consecutive_failures + 1)
+                )  # fmt: skip
+            placed: list[dict[str, Any]] = []
+            if orders:
+                ins = self._insert(Order).on_conflict_do_nothing(index_elements=["client_order_id"])
+                new_ids = set((await s.execute(ins.returning(Order.client_order_id), orders)).scalars())
+                placed = [o for o in orders if o["client_order_id"] in new_ids and o["status"] == "pending"]
+            await s.commit()
+        for aid, _ in paused:
+            self.index.remove(aid)
+        for o in orders:
+            if o["status"] == "rejected":
+                ORDERS.labels("rejected").inc()
+        await self._publish_evaluations(candle, results)
+        if placed:
+            await self._place_all(candle, placed)
+
+    async def _plan(self, candle: m.Candle, wanted: list[tuple[AssignmentState, str, float]]) -> list[dict[str, Any]]:
+        """Turn wanted trades into order rows: sizing, the balance check, and the account's risk limits."""
+        if not wanted:
+            return []
+        price = Decimal(repr(candle.close))
+        quote_asset = split_symbol(candle.symbol)[1]
+        buyers = {st.trader_id: st.trader_exchange for st, side, _ in wanted if side == "buy"}
+        free = dict(zip(buyers, await asyncio.gather(*(self._free(t, e, quote_asset) for t, e in buyers.items())), strict=True))
+        rows = []
+        for st, side, size in wanted:
+            reason = None
+            if side == "buy":
+                quote = st.allocation * Decimal(repr(size))
+                if st.max_order_notional is not None:
+                    quote = min(quote, st.max_order_notional)
+                if st.max_position is not None:
+                    quote = min(quote, st.max_position)
+                available = free.get(st.trader_id)
+                if available is None:
+                    reason = "balance check failed: the exchange did not answer"
+                else:
+                    quote = min(quote, available)
+                amount = (quote / (price * BUY_HEADROOM)).quantize(QTY, rounding=ROUND_DOWN)
+                if reason is None and amount * price < MIN_NOTIONAL:
+                    reason = f"insufficient {quote_asset} balance for this allocation ({available} free)"
+                if reason is None:
+                    free[st.trader_id] = (available or ZERO) - amount * price * BUY_HEADROOM
+            else:
+                amount = st.position_qty
+            cid = client_order_id(st.id, candle.time, "long" if side == "buy" else "short")
+            rows.append({
+                "owner_id": st.owner_id, "assignment_id": st.id, "trader_id": st.trader_id, "client_order_id": cid,
+                "exchange": st.trader_exchange, "symbol": st.symbol, "side": side, "amount": amount,
+                "status": "rejected" if reason else "pending", "reason": reason, "candle_time": candle.time,
+                "filled": ZERO, "fee": ZERO, "created_at": utcnow(), "updated_at": utcnow(),
+            })  # fmt: skip
+        return rows
+
+    async def _free(self, trader_id: int | None, exchange: str | None, asset: str) -> Decimal | None:
+        if trader_id is None or exchange is None:
+            return None
+        try:
+            msg = await self.nc.request(
+                subjects.exchange_balance(exchange), m.encode(m.BalanceRequest(trader_id=trader_id)), timeout=5
+            )
+        except Exception as exc:
+            log.warning("balance check for trader %s failed: %s", trader_id, exc)
+            return None
+        reply = m.decode(msg.data, m.BalanceReply)
+        if reply.error:
+            log.warning("balance check for trader %s: %s", trader_id, reply.error)
+            return None
+        return Decimal(reply.balances.get(asset, "0"))
+
+    async def _place_all(self, candle: m.Candle, orders: list[dict[str, Any]]) -> None:
+        for o in orders:
+            st = self.index.by_id.get(o["assignment_id"])
+            if st is not None:
+                st.pending.add(o["client_order_id"])
+        acks = await asyncio.gather(*(self._place(candle, o) for o in orders))
+        await self.apply([(o["client_order_id"], ack, lat) for o, (ack, lat) in zip(orders, acks, strict=True)])
+
+    async def _place(self, candle: m.Candle, o: dict[str, Any]) -> tuple[m.OrderAck, float | None]:
+        req = m.PlaceOrder(
+            trader_id=o["trader_id"], client_order_id=o["client_order_id"], symbol=o["symbol"], side=o["side"],
+            amount=format(o["amount"], "f"), trace_id=candle.trace_id,
+        )  # fmt: skip
+        latency = (time.time_ns() - candle.recv_ns) / 1e6 if candle.recv_ns else None
+        if latency is not None:
+            TICK_TO_ORDER.observe(latency)
+        try:
+            msg = await self.nc.request(subjects.exchange_order(o["exchange"]), m.encode(req), timeout=self.order_timeout_s)
+        except Exception as exc:  # timeout or no responder: the outcome is unknown, the reconciler will ask
+            return m.OrderAck(client_order_id=o["client_order_id"], status="error", reason=f"order call: {type(exc).__name__}", retryable=True), latency
+        return m.decode(msg.data, m.OrderAck), latency
+
+    # -- order state ----------------------------------------------------------------------------------
+    async def apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
+        """Record what the exchange said about orders; fills move the assignment's position, once."""
+        events = []
+        async with self.sf() as s:
+            for cid, ack, latency in acks:
+                values: dict[str, Any] = {"updated_at": utcnow()}
+                if latency is not None:
+                    values["latency_ms"] = latency
+                if ack.status == "error":
+                    values["reason"] = ack.reason  # stays pending: unknown outcome
+                elif ack.status == "not_found":
+                    values.update(status="not_placed", reason="the exchange never received this order")
+                else:
+                    values.update(status=ack.status, filled=Decimal(ack.filled), fee=Decimal(ack.fee), reason=ack.reason)
+                    if ack.price is not None:
+                        values["price"] = Decimal(ack.price)
+                    if ack.exchange_order_id:
+                        values["exchange_order_id"] = ack.exchange_order_id
+                stmt = (
+                    update(Order)
+                    .where(Order.client_order_id == cid, Order.status.in_(("pending", "open")))
+                    .values(**values)
+                    .returning(Order.assignment_id, Order.side, Order.owner_id, Order.id, Order.symbol, Order.amount)
+                )
+                row = (await s.execute(stmt)).first()
+                if row is None:
+                    continue  # already final: a second report of the same fill changes nothing
+                ORDERS.labels(values.get("status", "pending")).inc()
+                aid, side, owner_id, order_id, symbol, amount = row
+                filled = values.get("filled", ZERO)
+                if values.get("status") == "filled" and aid is not None and filled > 0:
+                    delta = filled if side == "buy" else -filled
+                    await s.execute(
+                        update(Assignment).where(Assignment.id == aid).values(
+                            position_qty=_position_after(await s.scalar(select(Assignment.position_qty).where(Assignment.id == aid)), delta),
+                            last_position="long" if side == "buy" else "short",
+                        )
+                    )  # fmt: skip
+                    st = self.index.by_id.get(aid)
+                    if st is not None:
+                        st.position_qty = _position_after(st.position_qty, delta)
+                if values.get("status") in TERMINAL or values.get("status") == "open":
+                    st = self.index.by_id.get(aid) if aid is not None else None
+                    if st is not None and values.get("status") in TERMINAL:
+                        st.pending.discard(cid)
+                events.append((owner_id, {
+                    "id": order_id, "assignment_id": aid, "client_order_id": cid, "symbol": symbol, "side": side,
+                    "amount": format(amount, "f"), "status": values.get("status", "pending"),
+                    "filled": format(filled, "f"), "price": ack.price, "fee": ack.fee, "reason": values.get("reason"),
+                }))  # fmt: skip
+            await s.commit()
+        for owner_id, data in events:
+            kind = "fill" if data["status"] == "filled" else "order"
+            await self.nc.publish(subjects.user_events(owner_id), m.encode(m.UserEvent(kind=kind, data=data)))
+
+    async def on_order_update(self, msg: Msg) -> None:
+        upd = m.decode(msg.data, m.OrderUpdated)
+        ack = m.OrderAck(
+            client_order_id=upd.client_order_id, status=upd.status, filled=upd.filled, price=upd.price,
+            fee=upd.fee, reason=upd.reason,
+        )  # fmt: skip
+        await self.apply([(upd.client_order_id, ack, None)])
+
+    async def reconcile(self, min_age_s: float | None = None) -> int:
+        """Ask the exchange about every order whose outcome is unknown; returns how many were settled."""
+        age = self.reconcile_after_s if min_age_s is None else min_age_s
+        cutoff = utcnow() - dt.timedelta(seconds=age)
+        async with self.sf() as s:
+            rows = (
+                await s.execute(
+                    select(Order.client_order_id, Order.trader_id, Order.exchange, Order.symbol)
+                    .where(Order.status.in_(("pending", "open")), Order.updated_at < cutoff)
+                    .limit(500)
+                )
+            ).all()
+        settled = []
+        for cid, trader_id, exchange, symbol in rows:
+            req = m.OrderStatusRequest(trader_id=trader_id, client_order_id=cid, symbol=symbol)
+            try:
+                msg = await self.nc.request(subjects.exchange_order_status(exchange), m.encode(req), timeout=5)
+            except Exception as exc:
+                log.warning("reconcile %s: %s", cid, exc)
+                continue
+            ack = m.decode(msg.data, m.OrderAck)
+            if ack.status != "error":
+                settled.append((cid, ack, None))
+        if settled:
+            await self.apply(settled)
+        return len(settled)
+
+    async def _publish_evaluations(self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]) -> None:
+        for st, out in results:
+            data = {
+                "assignment_id": st.id, "exchange": candle.exchange, "symbol": candle.symbol, "tf": candle.tf,
+                "candle_time": candle.time, "status": out.status, "position": out.position, "note": out.note,
+                "error": out.error, "duration_ms": out.duration_us / 1000,
+            }  # fmt: skip
+            await self.nc.publish(subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data)))
+
+
+def _position_after(current: Decimal | None, delta: Decimal) -> Decimal:
+    return max(ZERO, (current or ZERO) + delta)

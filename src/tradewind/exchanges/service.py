@@ -1,0 +1,294 @@
+"""The exchange component: hosts one adapter on the bus.
+
+It backfills history into the candle store, publishes live candles to the durable market-data stream,
+and answers balance, order, status, cancel and key-check requests. Exchange keys are decrypted here,
+for one call, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from prometheus_client import Counter
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.config import Settings
+from tradewind.domain import DERIVED_TIMEFRAMES, tf_ms
+from tradewind.exchanges.base import (
+    AuthError,
+    Credentials,
+    ExchangeAdapter,
+    ExchangeError,
+    OrderRejected,
+    OrderResult,
+    OrderSpec,
+)
+from tradewind.marketdata import as_row, resample_rows
+from tradewind.secrets import SecretBox
+from tradewind.storage import candles as store
+from tradewind.storage.db import SessionFactory
+from tradewind.storage.models import Trader
+
+log = logging.getLogger(__name__)
+DAY = 86_400_000
+
+CANDLES_PUBLISHED = Counter("tradewind_exchange_candles_published_total", "Candles published", ["exchange"])
+ORDER_CALLS = Counter("tradewind_exchange_order_calls_total", "Order calls by outcome", ["exchange", "status"])
+
+
+class UnknownTrader(Exception):
+    pass
+
+
+class ExchangeService:
+    def __init__(
+        self,
+        settings: Settings,
+        adapter: ExchangeAdapter,
+        nc: Client,
+        js: JetStreamContext,
+        session_factory: SessionFactory,
+        secret_box: SecretBox,
+    ) -> None:
+        self.settings = settings
+        self.adapter = adapter
+        self.name = adapter.capabilities.name
+        self.nc = nc
+        self.js = js
+        self.sf = session_factory
+        self.box = secret_box
+        self._subs: list[Any] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+
+    async def start(self, stream: bool = True) -> None:
+        await self.adapter.start()
+        queue = f"exchange-{self.name}"
+        handlers = {
+            subjects.exchange_balance(self.name): self._on_balance,
+            subjects.exchange_order(self.name): self._on_order,
+            subjects.exchange_order_status(self.name): self._on_status,
+            subjects.exchange_cancel(self.name): self._on_cancel,
+            subjects.exchange_verify(self.name): self._on_verify,
+        }
+        for subject, handler in handlers.items():
+            self._subs.append(await self.nc.subscribe(subject, queue=queue, cb=self._guard(handler)))
+        if stream:
+            await self.backfill()
+            self._tasks.append(asyncio.create_task(self._stream(), name=f"{self.name}-candles"))
+        self.ready.set()
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.adapter.close()
+
+    # -- market data ----------------------------------------------------------------------------------
+    async def backfill(self) -> None:
+        """Fill the store with ``history_days`` of 1m candles (and the derived timeframes) up to now."""
+        if self.settings.history_days <= 0:
+            return
+        now = int(time.time() * 1000)
+        for symbol in self.adapter.capabilities.symbols:
+            async with self.sf() as s:
+                market = await store.get_or_create_market(s, self.name, symbol)
+                last = await store.last_time(s, market.id, "1m")
+                await s.commit()
+            since = max(last + 60_000 if last is not None else 0, now - self.settings.history_days * DAY)
+            total = 0
+            while True:
+                try:
+                    page = await self.adapter.fetch_history(symbol, "1m", since)
+                except ExchangeError as exc:
+                    log.warning("%s: history of %s unavailable: %s", self.name, symbol, exc)
+                    break
+                if not page:
+                    break
+                rows = [as_row(c) for c in page]
+                async with self.sf() as s:
+                    await store.insert_candles(s, market.id, "1m", rows)
+                    for tf in DERIVED_TIMEFRAMES:
+                        done = [r for r in resample_rows(rows, tf) if r[0] + tf_ms(tf) <= rows[-1][0] + 60_000]
+                        await self._store_derived(s, market.id, tf, done)
+                    market_obj = await s.get(type(market), market.id)
+                    if market_obj is not None:
+                        market_obj.last_price = rows[-1][4]
+                    await s.commit()
+                total += len(rows)
+                since = rows[-1][0] + 60_000
+            if total:
+                log.info("%s: backfilled %d candles of %s", self.name, total, symbol)
+
+    @staticmethod
+    async def _store_derived(session: Any, market_id: int, tf: str, rows: list[Any]) -> None:
+        # A page's first bucket may continue one stored from the previous page: overwrite it, insert the rest.
+        await store.upsert_candles(session, market_id, tf, rows[:1])
+        await store.insert_candles(session, market_id, tf, rows[1:])
+
+    async def _stream(self) -> None:
+        symbols = list(self.adapter.capabilities.symbols)
+        while True:
+            try:
+                async for candle in self.adapter.stream_candles(symbols, "1m"):
+                    await self._publish(candle)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: candle stream failed; restarting in 1s", self.name)
+                await asyncio.sleep(1)
+
+    async def _publish(self, candle: m.Candle) -> None:
+        subject = subjects.md_candle(candle.exchange, candle.symbol, candle.tf)
+        msg_id = f"{candle.exchange}:{candle.symbol}:{candle.tf}:{candle.time}"
+        for attempt in range(30):
+            try:
+                await self.js.publish(subject, m.encode(candle), headers={"Nats-Msg-Id": msg_id}, timeout=5)
+                CANDLES_PUBLISHED.labels(self.name).inc()
+                return
+            except Exception as exc:  # NATS restarting: keep the candle and try again
+                log.warning("%s: publish failed (%s), retry %d", self.name, exc, attempt + 1)
+                await asyncio.sleep(min(0.2 * (attempt + 1), 2))
+        log.error("%s: dropped candle %s after retries", self.name, msg_id)
+
+    # -- requests -------------------------------------------------------------------------------------
+    def _guard(self, handler: Any) -> Any:
+        async def wrapped(msg: Msg) -> None:
+            try:
+                reply = await handler(msg)
+            except Exception:
+                log.exception("%s: request on %s failed", self.name, msg.subject)
+                reply = m.OrderAck(client_order_id="", status="error", reason="internal error in exchange service")
+            if msg.reply:
+                await msg.respond(m.encode(reply))
+
+        return wrapped
+
+    async def credentials(self, trader_id: int) -> Credentials:
+        async with self.sf() as s:
+            trader = await s.get(Trader, trader_id)
+        if trader is None or trader.exchange != self.name:
+            raise UnknownTrader(f"no trading account {trader_id} on {self.name}")
+        if self.adapter.capabilities.paper:
+            return Credentials(trader_id=trader_id, paper=True)
+        if not (trader.api_key_enc and trader.api_secret_enc):
+            raise AuthError("this trading account has no API key")
+        return Credentials(
+            trader_id=trader_id,
+            api_key=self.box.decrypt(trader.api_key_enc),
+            api_secret=self.box.decrypt(trader.api_secret_enc),
+            sandbox=trader.sandbox,
+        )
+
+    async def _on_balance(self, msg: Msg) -> m.BalanceReply:
+        req = m.decode(msg.data, m.BalanceRequest)
+        try:
+            bal = await self.adapter.fetch_balances(await self.credentials(req.trader_id))
+        except (ExchangeError, UnknownTrader) as exc:
+            return m.BalanceReply(error=str(exc))
+        return m.BalanceReply(balances={k: format(v, "f") for k, v in bal.items()})
+
+    async def _on_verify(self, msg: Msg) -> m.VerifyReply:
+        req = m.decode(msg.data, m.VerifyTrader)
+        try:
+            await self.adapter.fetch_balances(await self.credentials(req.trader_id))
+        except AuthError as exc:
+            return m.VerifyReply(ok=False, error=f"the exchange refused the key: {exc}")
+        except ExchangeError as exc:
+            return m.VerifyReply(ok=False, error=f"{self.name} is not reachable: {exc}")
+        except UnknownTrader as exc:
+            return m.VerifyReply(ok=False, error=str(exc))
+        return m.VerifyReply(ok=True)
+
+    async def _on_order(self, msg: Msg) -> m.OrderAck:
+        req = m.decode(msg.data, m.PlaceOrder)
+        spec = OrderSpec(
+            client_order_id=req.client_order_id,
+            symbol=req.symbol,
+            side=req.side,
+            amount=Decimal(req.amount),
+            type=req.type,
+            price=Decimal(req.price) if req.price else None,
+        )
+        try:
+            creds = await self.credentials(req.trader_id)
+            result = await self.adapter.place_order(creds, spec)
+        except OrderRejected as exc:
+            ORDER_CALLS.labels(self.name, "rejected").inc()
+            return m.OrderAck(client_order_id=req.client_order_id, status="rejected", reason=str(exc))
+        except (ExchangeError, UnknownTrader) as exc:
+            ORDER_CALLS.labels(self.name, "error").inc()
+            retryable = getattr(exc, "retryable", False)
+            return m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc), retryable=retryable)
+        ORDER_CALLS.labels(self.name, result.status).inc()
+        if result.status == "open" and not self.adapter.capabilities.pushes_fills:
+            self._tasks.append(asyncio.create_task(self._follow(creds, req.client_order_id, req.symbol)))
+        return _ack(result)
+
+    async def _on_status(self, msg: Msg) -> m.OrderAck:
+        req = m.decode(msg.data, m.OrderStatusRequest)
+        try:
+            result = await self.adapter.fetch_order(await self.credentials(req.trader_id), req.client_order_id, req.symbol)
+        except (ExchangeError, UnknownTrader) as exc:
+            return m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc), retryable=True)
+        if result is None:
+            return m.OrderAck(client_order_id=req.client_order_id, status="not_found")
+        return _ack(result)
+
+    async def _on_cancel(self, msg: Msg) -> m.OrderAck:
+        req = m.decode(msg.data, m.CancelOrder)
+        try:
+            result = await self.adapter.cancel_order(await self.credentials(req.trader_id), req.client_order_id, req.symbol)
+        except (ExchangeError, UnknownTrader) as exc:
+            return m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc))
+        await self._publish_update(req.trader_id, result)
+        return _ack(result)
+
+    async def _follow(self, creds: Credentials, client_order_id: str, symbol: str) -> None:
+        """Poll an open order until it is done, publishing each change (venues that push no fills)."""
+        interval = max(self.adapter.capabilities.min_poll_interval_s, 0.2)
+        last_status = "open"
+        for _ in range(int(3600 / interval)):
+            await asyncio.sleep(interval)
+            try:
+                result = await self.adapter.fetch_order(creds, client_order_id, symbol)
+            except ExchangeError:
+                continue
+            if result is None:
+                continue
+            if result.status != last_status:
+                last_status = result.status
+                await self._publish_update(creds.trader_id, result)
+            if result.status in ("filled", "canceled", "rejected"):
+                return
+
+    async def _publish_update(self, trader_id: int, r: OrderResult) -> None:
+        upd = m.OrderUpdated(
+            exchange=self.name, trader_id=trader_id, client_order_id=r.client_order_id, status=r.status,
+            filled=format(r.filled, "f"), price=format(r.price, "f") if r.price is not None else None,
+            fee=format(r.fee, "f"), fee_asset=r.fee_asset, time=r.time, reason=r.reason,
+        )  # fmt: skip
+        await self.nc.publish(subjects.order_updates(self.name), m.encode(upd))
+
+
+def _ack(r: OrderResult) -> m.OrderAck:
+    return m.OrderAck(
+        client_order_id=r.client_order_id,
+        status=r.status,
+        exchange_order_id=r.exchange_order_id,
+        filled=format(r.filled, "f"),
+        price=format(r.price, "f") if r.price is not None else None,
+        fee=format(r.fee, "f"),
+        reason=r.reason,
+    )
+
