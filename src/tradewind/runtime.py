@@ -90,14 +90,38 @@ async def start_exchange(settings: Settings, name: str, url: str, sf: SessionFac
 
 
 async def start_core(settings: Settings, url: str, sf: SessionFactory, stack: Stack) -> Any:
+    """Core behind leader election: it only consumes the stream while it holds the lease."""
+    from tradewind.core.leader import LeaderElection
     from tradewind.core.service import CoreService
 
     nc = await _client(url, "core", stack)
-    core = CoreService(settings, nc, nc.jetstream(), sf)
-    await core.start()
-    stack.stoppers.append(core.stop)
-    log.info("core started")
-    return core
+    election = LeaderElection(nc.jetstream())
+    current: list[CoreService] = []
+
+    async def elected() -> None:
+        core = CoreService(settings, nc, nc.jetstream(), sf)
+        await core.start()
+        current.append(core)
+        log.info("core started")
+
+    async def deposed() -> None:
+        while current:
+            await current.pop().stop()
+
+    campaign = asyncio.create_task(election.run(elected, deposed), name="core-election")
+
+    async def stop() -> None:
+        campaign.cancel()
+        await asyncio.gather(campaign, return_exceptions=True)
+        await deposed()
+        await election.resign()
+
+    stack.stoppers.append(stop)
+    for _ in range(100):  # the first campaign round decides at once unless another core holds the lease
+        if current or campaign.done():
+            break
+        await asyncio.sleep(0.02)
+    return current
 
 
 async def start_eval(settings: Settings, url: str, sf: SessionFactory, stack: Stack, index: int = 0) -> list[Any]:
