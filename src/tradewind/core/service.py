@@ -63,8 +63,8 @@ class CoreService:
             durable_name=subjects.CORE_CONSUMER,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
-            ack_wait=300,
-            max_ack_pending=20_000,
+            ack_wait=self.settings.core_ack_wait_s,
+            max_ack_pending=1000,
         )
         self._subs.append(
             await self.js.subscribe(
@@ -145,17 +145,30 @@ class CoreService:
         while True:
             candle, msg = await queue.get()
             redelivered = msg.metadata.num_delivered > 1
-            while True:
-                try:
-                    await self.process(market_id, candle, redelivered=redelivered)
-                    await msg.ack()
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the database or the bus is away: keep the candle, try again
-                    log.exception("core: processing %s %s %s failed; retrying", candle.exchange, candle.symbol, candle.time)
-                    redelivered = True
-                    await asyncio.sleep(1)
+            keepalive = asyncio.create_task(self._in_progress(msg))
+            try:
+                while True:
+                    try:
+                        await self.process(market_id, candle, redelivered=redelivered)
+                        break
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # the database or the bus is away: keep the candle, try again
+                        log.exception("core: processing %s %s %s failed; retrying", candle.exchange, candle.symbol, candle.time)
+                        redelivered = True
+                        await asyncio.sleep(1)
+            finally:
+                keepalive.cancel()
+            await msg.ack()
+
+    async def _in_progress(self, msg: Msg) -> None:
+        """Tell JetStream a slow candle is still being worked on, so it is not redelivered meanwhile."""
+        while True:
+            await asyncio.sleep(self.settings.core_ack_wait_s / 3)
+            try:
+                await msg.in_progress()
+            except Exception:
+                return
 
     async def process(self, market_id: int, candle: m.Candle, redelivered: bool = False) -> None:
         last = self._last.get(market_id, 0)
