@@ -51,7 +51,7 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _nats(settings: Settings, stack: Stack) -> str:
+async def open_nats(settings: Settings, stack: Stack) -> str:
     if settings.nats_url:
         return settings.nats_url
     server = EmbeddedNats(settings.data_dir / "nats")
@@ -61,7 +61,7 @@ async def _nats(settings: Settings, stack: Stack) -> str:
     return url
 
 
-async def _database(settings: Settings, stack: Stack, migrate: bool) -> SessionFactory:
+async def open_database(settings: Settings, stack: Stack, migrate: bool) -> SessionFactory:
     if migrate:
         await upgrade_async(settings.db_url)
     engine = make_engine(settings.db_url)
@@ -206,8 +206,8 @@ async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | Non
     stack = Stack()
     async with _stop_on_signals() as signalled:
         try:
-            url = await _nats(settings, stack)
-            sf = await _database(settings, stack, migrate=True)
+            url = await open_nats(settings, stack)
+            sf = await open_database(settings, stack, migrate=True)
             for i in range(max(1, settings.eval_workers)):
                 await start_eval(settings, url, sf, stack, i)
             await start_core(settings, url, sf, stack)
@@ -237,7 +237,7 @@ async def run_component(settings: Settings, component: str, exchange: str | None
             if not settings.nats_url and component != "web":
                 raise ConfigError("nats_url (TRADEWIND_NATS_URL) is required to run a component on its own")
             url = settings.nats_url
-            sf = await _database(settings, stack, migrate=False)
+            sf = await open_database(settings, stack, migrate=False)
             if component == "web":
                 await start_web(settings, url, sf, stack, settings.host, settings.port)
             else:

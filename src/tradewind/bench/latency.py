@@ -1,0 +1,195 @@
+"""Tick -> order-call latency against the number of active assignments.
+
+Starts the platform (embedded unless TRADEWIND_NATS_URL / TRADEWIND_DATABASE_URL say otherwise), adds
+assignments of a strategy that changes position on every candle, lets the sim exchange publish one
+candle per market per second, and reads the latency core stamped on every order it placed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.bus.connection import connect
+from tradewind.config import load_settings
+from tradewind.runtime import Stack, open_database, open_nats, start_core, start_eval, start_exchange
+from tradewind.storage.models import (
+    Assignment,
+    CandleRow,
+    Evaluation,
+    Market,
+    Order,
+    Strategy,
+    StrategyVersion,
+    Trader,
+    User,
+)
+
+FLIP = """
+-- changes position on every candle: long on even minutes, short on odd ones
+function decide(c, params)
+  local t = c.time[#c.time] // 60000
+  if t % 2 == 0 then return "long" end
+  return "short"
+end
+"""
+SYMBOLS = ["BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "ADA/USD", "DOGE/USD", "LTC/USD", "DOT/USD"]
+PER_ACCOUNT = 50
+
+
+@dataclass
+class LoadResult:
+    assignments: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    evaluations_per_s: float
+    orders: int
+    candles: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def _populate(sf, n: int, markets: list[int], tag: str) -> list[int]:  # type: ignore[no-untyped-def]
+    async with sf() as s:
+        user = User(email=f"bench-{tag}@example.com", password_hash="!")
+        s.add(user)
+        await s.flush()
+        strategy = Strategy(owner_id=user.id, name="flip", latest_version=1)
+        s.add(strategy)
+        await s.flush()
+        s.add(StrategyVersion(strategy_id=strategy.id, version=1, code=FLIP))
+        traders = []
+        for _ in range((n + PER_ACCOUNT - 1) // PER_ACCOUNT):
+            t = Trader(owner_id=user.id, name="bench paper", exchange="sim", paper=True)
+            s.add(t)
+            traders.append(t)
+        await s.flush()
+        rows = [
+            Assignment(owner_id=user.id, strategy_id=strategy.id, market_id=markets[i % len(markets)], timeframe="1m",
+                       trader_id=traders[i // PER_ACCOUNT].id, allocation=Decimal("100"), params={}, lookback=50)
+            for i in range(n)
+        ]  # fmt: skip
+        s.add_all(rows)
+        await s.commit()
+        return [a.id for a in rows]
+
+
+async def run_latency(
+    loads: list[int], markets: int = 1, workers: int = 1, candles: int = 20, warmup: int = 3, speed: float = 60.0,
+    data_dir: Path | None = None, progress=None,  # type: ignore[no-untyped-def]
+) -> list[LoadResult]:
+    tmp = None
+    if data_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="tradewind-bench-")
+        data_dir = Path(tmp.name)
+    # Explicit overrides; TRADEWIND_NATS_URL / TRADEWIND_DATABASE_URL still come from the environment.
+    settings = load_settings(
+        data_dir=data_dir, sim_symbols=SYMBOLS[:markets], sim_speed=speed, history_days=0, eval_workers=workers,
+        sim_paper_cash="1000000000", exchanges=["sim"],
+    )  # fmt: skip
+    stack = Stack()
+    results: list[LoadResult] = []
+    try:
+        url = await open_nats(settings, stack)
+        sf = await open_database(settings, stack, migrate=True)
+        for i in range(workers):
+            await start_eval(settings, url, sf, stack, i)
+        await start_core(settings, url, sf, stack)
+        await start_exchange(settings, "sim", url, sf, stack)
+        nc = await connect(url, "bench")
+        stack.stoppers.append(nc.drain)
+        async with sf() as s:
+            market_ids = list((await s.execute(select(Market.id).where(Market.exchange == "sim"))).scalars())
+        for n in loads:
+            if progress:
+                progress(f"{n} assignments: setting up")
+            ids = await _populate(sf, n, market_ids, f"{n}-{time.time_ns()}")
+            await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
+            first = await _next_candle_time(sf, market_ids, warmup)
+            t0 = time.monotonic()
+            last = await _next_candle_time(sf, market_ids, candles)
+            elapsed = time.monotonic() - t0
+            await asyncio.sleep(1.5)  # let the last candle's orders be stamped
+            async with sf() as s:
+                lat = list((await s.execute(
+                    select(Order.latency_ms).where(Order.assignment_id.in_(ids), Order.candle_time > first,
+                                                   Order.candle_time <= last, Order.latency_ms.is_not(None))
+                )).scalars())  # fmt: skip
+                evals = (await s.execute(
+                    select(func.count()).select_from(Evaluation).where(
+                        Evaluation.assignment_id.in_(ids), Evaluation.candle_time > first, Evaluation.candle_time <= last)
+                )).scalar_one()  # fmt: skip
+                await s.execute(update(Assignment).where(Assignment.id.in_(ids)).values(enabled=False))
+                await s.commit()
+            await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
+            result = LoadResult(
+                assignments=n, p50_ms=round(statistics.median(lat), 2) if lat else float("nan"),
+                p99_ms=round(percentile(lat, 0.99), 2), max_ms=round(max(lat), 2) if lat else float("nan"),
+                evaluations_per_s=round(evals / elapsed, 1), orders=len(lat), candles=candles,
+            )  # fmt: skip
+            results.append(result)
+            if progress:
+                progress(f"{n} assignments: p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, max {result.max_ms} ms")
+            await asyncio.sleep(2)
+    finally:
+        await stack.close()
+        if tmp is not None:
+            tmp.cleanup()
+    return results
+
+
+async def _next_candle_time(sf, market_ids: list[int], count: int) -> int:  # type: ignore[no-untyped-def]
+    """Wait until ``count`` more 1m candles are stored for the first market; return the last one's time."""
+
+    async def latest() -> int:
+        async with sf() as s:
+            q = select(func.max(CandleRow.time)).where(CandleRow.market_id == market_ids[0], CandleRow.tf == "1m")
+            return (await s.execute(q)).scalar_one_or_none() or 0
+
+    start = await latest()
+    target = start + count * 60_000
+    while (now := await latest()) < target:
+        await asyncio.sleep(0.2)
+    return now
+
+
+def as_json(results: list[LoadResult]) -> dict[str, list[dict[str, float]]]:
+    return {"results": [asdict(r) for r in results]}
+
+
+def plot(results: list[LoadResult], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r.assignments for r in results]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ax.plot(xs, [r.p50_ms for r in results], "o-", label="p50")
+    ax.plot(xs, [r.p99_ms for r in results], "s-", label="p99")
+    ax.plot(xs, [r.max_ms for r in results], "^--", label="max", alpha=0.6)
+    ax.axhline(100, color="grey", lw=0.8, ls=":", label="p99 target (100 ms)")
+    ax.set_xscale("log")
+    ax.set_xlabel("active assignments")
+    ax.set_ylabel("tick → order call (ms)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
