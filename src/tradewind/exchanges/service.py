@@ -82,7 +82,7 @@ class ExchangeService:
         for subject, handler in handlers.items():
             self._subs.append(await self.nc.subscribe(subject, queue=queue, cb=self._guard(handler)))
         if stream:
-            await self.backfill()
+            # History first, then live candles; in the background so the platform is usable meanwhile.
             self._tasks.append(asyncio.create_task(self._stream(), name=f"{self.name}-candles"))
         self.ready.set()
 
@@ -137,6 +137,10 @@ class ExchangeService:
         await store.insert_candles(session, market_id, tf, rows[1:])
 
     async def _stream(self) -> None:
+        try:
+            await self.backfill()
+        except Exception:
+            log.exception("%s: history backfill failed; streaming live candles anyway", self.name)
         symbols = list(self.adapter.capabilities.symbols)
         while True:
             try:
