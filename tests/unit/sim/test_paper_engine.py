@@ -1,0 +1,69 @@
+"""The paper matching engine: fills, fees, refusals, idempotency by client order id, durability."""
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tradewind.exchanges.base import OrderSpec
+from tradewind.exchanges.sim.engine import PaperEngine
+from tradewind.storage.db import make_engine, make_session_factory
+from tradewind.storage.migrate import upgrade_async
+from tradewind.storage.models import Trader, User
+
+
+@pytest.fixture
+async def sf(tmp_path: Path):  # type: ignore[no-untyped-def]
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    await upgrade_async(url)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    async with factory() as s:
+        s.add(User(id=1, email="u@example.com", password_hash="x"))
+        await s.flush()
+        s.add(Trader(id=1, owner_id=1, name="p", exchange="sim", paper=True))
+        await s.commit()
+    yield factory
+    await engine.dispose()
+
+
+async def test_buy_then_sell_charges_the_fee_on_both(sf) -> None:  # type: ignore[no-untyped-def]
+    engine = PaperEngine(sf, Decimal("0.001"), Decimal("10000"))
+    await engine.start()
+    buy = await engine.place(1, OrderSpec("c1", "BTC/USD", "buy", Decimal("0.1")), Decimal("50000"))
+    assert buy.status == "filled" and buy.fee == Decimal("5.000")
+    bal = await engine.balances(1)
+    assert bal["USD"] == Decimal("4995.000") and bal["BTC"] == Decimal("0.1")
+    sell = await engine.place(1, OrderSpec("c2", "BTC/USD", "sell", Decimal("0.1")), Decimal("51000"))
+    assert sell.status == "filled"
+    assert (await engine.balances(1))["USD"] == Decimal("4995") + Decimal("5100") - Decimal("5.1")
+    await engine.close()
+
+
+async def test_the_same_client_order_id_fills_once(sf) -> None:  # type: ignore[no-untyped-def]
+    engine = PaperEngine(sf, Decimal("0.001"), Decimal("10000"))
+    await engine.start()
+    spec = OrderSpec("dup", "BTC/USD", "buy", Decimal("0.01"))
+    results = await asyncio.gather(*(engine.place(1, spec, Decimal("50000")) for _ in range(5)))
+    assert {r.client_order_id for r in results} == {"dup"}
+    assert (await engine.balances(1))["BTC"] == Decimal("0.01")
+    await engine.close()
+    # a new engine (a restarted exchange) finds the fill in storage and does not fill again
+    again = PaperEngine(sf, Decimal("0.001"), Decimal("10000"))
+    await again.start()
+    r = await again.place(1, spec, Decimal("1"))
+    assert r.price == Decimal("50000")
+    assert (await again.balances(1))["BTC"] == Decimal("0.01")
+    await again.close()
+
+
+async def test_insufficient_funds_is_a_rejection_with_a_reason(sf) -> None:  # type: ignore[no-untyped-def]
+    engine = PaperEngine(sf, Decimal("0.001"), Decimal("100"))
+    await engine.start()
+    r = await engine.place(1, OrderSpec("big", "BTC/USD", "buy", Decimal("1")), Decimal("50000"))
+    assert r.status == "rejected" and "insufficient USD" in (r.reason or "")
+    r = await engine.place(1, OrderSpec("nobase", "BTC/USD", "sell", Decimal("1")), Decimal("50000"))
+    assert r.status == "rejected" and "insufficient BTC" in (r.reason or "")
+    assert (await engine.find("big")).status == "rejected"  # type: ignore[union-attr]
+    await engine.close()
