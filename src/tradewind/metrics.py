@@ -22,3 +22,4 @@ CANDLES = Counter("tradewind_core_candles_total", "Candles seen by core.ingest",
 EVALUATIONS = Counter("tradewind_core_evaluations_total", "Evaluations recorded", ["status"])
 ORDERS = Counter("tradewind_core_orders_total", "Orders by outcome", ["status"])
 EVAL_RETRIES = Counter("tradewind_core_eval_retries_total", "Eval batch requests retried after a timeout")
+EVAL_BATCHES = Counter("tradewind_core_eval_batches_total", "Eval batches answered, by worker", ["worker"])

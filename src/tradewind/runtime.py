@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,14 +130,15 @@ async def start_eval(settings: Settings, url: str, sf: SessionFactory, stack: St
     from tradewind.backtest.worker import BacktestWorker
     from tradewind.eval.worker import EvalWorker
 
-    nc = await _client(url, f"eval-{index}", stack)
-    worker = EvalWorker(settings, nc, sf, name=f"eval-{index}")
+    name = f"eval-{socket.gethostname()}-{os.getpid()}-{index}"
+    nc = await _client(url, name, stack)
+    worker = EvalWorker(settings, nc, sf, name=name)
     await worker.start()
     stack.stoppers.append(worker.stop)
     backtests = BacktestWorker(settings, nc, sf)
     await backtests.start()
     stack.stoppers.append(backtests.stop)
-    log.info("eval worker %d started", index)
+    log.info("eval worker %s started", name)
     return [worker, backtests]
 
 

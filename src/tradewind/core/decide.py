@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
-from tradewind.metrics import EVAL_QUEUE_WAIT, EVAL_RETRIES, NATS_ROUND_TRIP
+from tradewind.metrics import EVAL_BATCHES, EVAL_QUEUE_WAIT, EVAL_RETRIES, NATS_ROUND_TRIP
 from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import Assignment, Market, Strategy, Trader, User
 
@@ -148,6 +148,7 @@ class Decider:
                 continue
             NATS_ROUND_TRIP.observe((time.perf_counter() - started) * 1000)
             reply = m.decode(msg.data, m.EvalReply)
+            EVAL_BATCHES.labels(reply.worker or "?").inc()
             EVAL_QUEUE_WAIT.observe(reply.queue_wait_us / 1000)
             by_id = {o.assignment_id: o for o in reply.outcomes}
             return [(s, by_id.get(s.id) or _missing(s.id)) for s in chunk]
