@@ -155,6 +155,8 @@ class Assignment(Base):
     paused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     position_qty: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # base held for this assignment
+    entry_cost: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # quote paid for it, fees included
+    realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # closed trades, fees included
     last_position: Mapped[str | None] = mapped_column(String(8), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -209,6 +211,7 @@ class Order(Base):
     exchange_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     candle_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # tick -> order call
+    pnl: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # realized by a filled sell
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 04:19:46.645131
+Create Date: 2026-11-25 04:29:48.674309
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def upgrade() -> None:
     sa.Column('paused_reason', sa.Text(), nullable=True),
     sa.Column('consecutive_failures', sa.Integer(), nullable=False),
     sa.Column('position_qty', tradewind.storage.types.Money(), nullable=False),
+    sa.Column('entry_cost', tradewind.storage.types.Money(), nullable=False),
+    sa.Column('realized_pnl', tradewind.storage.types.Money(), nullable=False),
     sa.Column('last_position', sa.String(length=8), nullable=True),
     sa.Column('created_at', tradewind.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', tradewind.storage.types.UTCDateTime(timezone=True), nullable=False),
@@ -235,6 +237,7 @@ def upgrade() -> None:
     sa.Column('exchange_order_id', sa.String(length=64), nullable=True),
     sa.Column('candle_time', sa.BigInteger(), nullable=True),
     sa.Column('latency_ms', sa.Float(), nullable=True),
+    sa.Column('pnl', tradewind.storage.types.Money(), nullable=True),
     sa.Column('created_at', tradewind.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', tradewind.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['assignment_id'], ['assignments.id'], name=op.f('fk_orders_assignment_id_assignments'), ondelete='SET NULL'),
