@@ -29,7 +29,7 @@ from tradewind.core.decide import AssignmentIndex, AssignmentState
 from tradewind.domain import client_order_id, split_symbol
 from tradewind.metrics import EVAL_DURATION, EVALUATIONS, ORDERS, TICK_TO_DECISION, TICK_TO_ORDER
 from tradewind.storage.db import SessionFactory
-from tradewind.storage.models import Assignment, Evaluation, Order
+from tradewind.storage.models import Assignment, Evaluation, Order, Trader
 from tradewind.storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ ZERO = Decimal(0)
 BUY_HEADROOM = Decimal("1.0025")
 MIN_NOTIONAL = Decimal("1")
 TERMINAL = ("filled", "canceled", "rejected", "not_placed")
+_ASSIGNMENTS = Assignment.__table__  # Core table: executemany updates without the ORM's bulk rules
 
 
 class TradeDesk:
@@ -96,13 +97,13 @@ class TradeDesk:
             failing = [st.id for st, out in results if out.status != "ok" and st.id not in dict(paused)]
             if failing:
                 await s.execute(
-                    update(Assignment).where(Assignment.id == bindparam("aid")).values(
-                        consecutive_failures=Assignment.consecutive_failures + 1),
+                    update(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == bindparam("aid")).values(
+                        consecutive_failures=_ASSIGNMENTS.c.consecutive_failures + 1),
                     [{"aid": a} for a in failing],
                 )  # fmt: skip
             if reset:
                 await s.execute(
-                    update(Assignment).where(Assignment.id == bindparam("aid")).values(consecutive_failures=0),
+                    update(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == bindparam("aid")).values(consecutive_failures=0),
                     [{"aid": a} for a in reset],
                 )
             for aid, reason in paused:
@@ -205,6 +206,7 @@ class TradeDesk:
     async def apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
         """Record what the exchange said about orders; fills move the assignment's position, once."""
         events = []
+        losers: set[int] = set()
         async with self.sf() as s:
             for cid, ack, latency in acks:
                 values: dict[str, Any] = {"updated_at": utcnow()}
@@ -224,38 +226,87 @@ class TradeDesk:
                     update(Order)
                     .where(Order.client_order_id == cid, Order.status.in_(("pending", "open")))
                     .values(**values)
-                    .returning(Order.assignment_id, Order.side, Order.owner_id, Order.id, Order.symbol, Order.amount)
+                    .returning(Order.assignment_id, Order.side, Order.owner_id, Order.id, Order.symbol, Order.amount,
+                               Order.trader_id)
                 )
                 row = (await s.execute(stmt)).first()
                 if row is None:
                     continue  # already final: a second report of the same fill changes nothing
                 ORDERS.labels(values.get("status", "pending")).inc()
-                aid, side, owner_id, order_id, symbol, amount = row
+                aid, side, owner_id, order_id, symbol, amount, trader_id = row
                 filled = values.get("filled", ZERO)
                 if values.get("status") == "filled" and aid is not None and filled > 0:
-                    delta = filled if side == "buy" else -filled
-                    await s.execute(
-                        update(Assignment).where(Assignment.id == aid).values(
-                            position_qty=_position_after(await s.scalar(select(Assignment.position_qty).where(Assignment.id == aid)), delta),
-                            last_position="long" if side == "buy" else "short",
-                        )
-                    )  # fmt: skip
-                    st = self.index.by_id.get(aid)
-                    if st is not None:
-                        st.position_qty = _position_after(st.position_qty, delta)
-                if values.get("status") in TERMINAL or values.get("status") == "open":
-                    st = self.index.by_id.get(aid) if aid is not None else None
-                    if st is not None and values.get("status") in TERMINAL:
-                        st.pending.discard(cid)
+                    pnl = await self._book_fill(s, aid, side, filled, values.get("price", ZERO), values["fee"])
+                    if pnl is not None:
+                        await s.execute(update(Order).where(Order.id == order_id).values(pnl=pnl))
+                        if pnl < 0:
+                            losers.add(trader_id)
+                st = self.index.by_id.get(aid) if aid is not None else None
+                if st is not None and values.get("status") in TERMINAL:
+                    st.pending.discard(cid)
                 events.append((owner_id, {
                     "id": order_id, "assignment_id": aid, "client_order_id": cid, "symbol": symbol, "side": side,
                     "amount": format(amount, "f"), "status": values.get("status", "pending"),
                     "filled": format(filled, "f"), "price": ack.price, "fee": ack.fee, "reason": values.get("reason"),
                 }))  # fmt: skip
             await s.commit()
+        if losers:
+            await self._check_daily_loss(losers)
         for owner_id, data in events:
             kind = "fill" if data["status"] == "filled" else "order"
             await self.nc.publish(subjects.user_events(owner_id), m.encode(m.UserEvent(kind=kind, data=data)))
+
+    async def _book_fill(self, s: Any, aid: int, side: str, filled: Decimal, price: Decimal, fee: Decimal) -> Decimal | None:
+        """Move the assignment's position, entry cost and realized P&L; return the P&L a sell realized."""
+        a = await s.get(Assignment, aid)
+        if a is None:
+            return None
+        pnl = None
+        if side == "buy":
+            a.position_qty = a.position_qty + filled
+            a.entry_cost = a.entry_cost + filled * price + fee
+            a.last_position = "long"
+        else:
+            fraction = min(Decimal(1), filled / a.position_qty) if a.position_qty > 0 else Decimal(1)
+            cost = a.entry_cost * fraction
+            pnl = filled * price - fee - cost
+            a.realized_pnl = a.realized_pnl + pnl
+            a.entry_cost = a.entry_cost - cost
+            a.position_qty = max(ZERO, a.position_qty - filled)
+            a.last_position = "short"
+        st = self.index.by_id.get(aid)
+        if st is not None:
+            st.position_qty = a.position_qty
+        return pnl
+
+    async def _check_daily_loss(self, trader_ids: set[int]) -> None:
+        """Pause every assignment of an account whose realized loss today reached its daily limit."""
+        midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self.sf() as s:
+            limits = dict((await s.execute(
+                select(Trader.id, Trader.daily_loss_limit).where(Trader.id.in_(trader_ids), Trader.daily_loss_limit.is_not(None))
+            )).all())  # fmt: skip
+            if not limits:
+                return
+            paused = []
+            for trader_id, limit in limits.items():
+                pnls = (await s.execute(
+                    select(Order.pnl).where(Order.trader_id == trader_id, Order.pnl.is_not(None), Order.updated_at >= midnight)
+                )).scalars()  # fmt: skip
+                loss = -sum(pnls, ZERO)
+                if loss >= limit:
+                    reason = f"daily loss limit reached: lost {loss:.2f} today (limit {limit})"
+                    await s.execute(
+                        update(Assignment).where(Assignment.trader_id == trader_id, Assignment.enabled.is_(True))
+                        .values(enabled=False, paused_reason=reason)
+                    )  # fmt: skip
+                    paused.append(trader_id)
+            await s.commit()
+        if paused:
+            log.warning("daily loss limit reached on account(s) %s: their assignments are paused", paused)
+            for st in list(self.index.by_id.values()):
+                if st.trader_id in paused:
+                    self.index.remove(st.id)
 
     async def on_order_update(self, msg: Msg) -> None:
         upd = m.decode(msg.data, m.OrderUpdated)

@@ -1,0 +1,148 @@
+"""core.trade against a real bus: orders are never doubled, unknown outcomes are reconciled, losses pause."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.core.decide import AssignmentIndex
+from tradewind.core.trade import TradeDesk
+from tradewind.storage.models import Assignment, Order, Trader
+
+from .conftest import make_assignment
+
+
+def candle(t: int, close: float = 100.0) -> m.Candle:
+    return m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=t, open=close, high=close, low=close, close=close,
+                    volume=1, recv_ns=1)  # fmt: skip
+
+
+class FakeExchange:
+    """Answers balance and order requests like the sim would, with a scripted order outcome."""
+
+    def __init__(self, nc, outcome: str = "filled", price: str = "100") -> None:  # type: ignore[no-untyped-def]
+        self.nc, self.outcome, self.price = nc, outcome, price
+        self.orders: dict[str, m.PlaceOrder] = {}
+        self.calls = 0
+
+    async def start(self) -> None:
+        await self.nc.subscribe(subjects.exchange_balance("sim"), cb=self.balance)
+        await self.nc.subscribe(subjects.exchange_order("sim"), cb=self.order)
+        await self.nc.subscribe(subjects.exchange_order_status("sim"), cb=self.status)
+
+    async def balance(self, msg) -> None:  # type: ignore[no-untyped-def]
+        await msg.respond(m.encode(m.BalanceReply(balances={"USD": "10000"})))
+
+    async def order(self, msg) -> None:  # type: ignore[no-untyped-def]
+        req = m.decode(msg.data, m.PlaceOrder)
+        self.calls += 1
+        self.orders.setdefault(req.client_order_id, req)
+        if self.outcome == "timeout":
+            return  # placed, but the answer never comes back
+        if self.outcome == "rejected":
+            await msg.respond(m.encode(m.OrderAck(client_order_id=req.client_order_id, status="rejected", reason="EXCHANGE: minimum size")))
+            return
+        await msg.respond(m.encode(self._filled(req)))
+
+    def _filled(self, req: m.PlaceOrder) -> m.OrderAck:
+        return m.OrderAck(client_order_id=req.client_order_id, status="filled", filled=req.amount, price=self.price, fee="0.1")
+
+    async def status(self, msg) -> None:  # type: ignore[no-untyped-def]
+        req = m.decode(msg.data, m.OrderStatusRequest)
+        placed = self.orders.get(req.client_order_id)
+        ack = self._filled(placed) if placed else m.OrderAck(client_order_id=req.client_order_id, status="not_found")
+        await msg.respond(m.encode(ack))
+
+
+async def desk_for(settings, nc, sf):  # type: ignore[no-untyped-def]
+    index = AssignmentIndex()
+    await index.load(sf)
+    desk = TradeDesk(settings, nc, sf, index)
+    desk.order_timeout_s = 0.5
+    return desk, index
+
+
+async def test_a_timed_out_order_that_was_placed_is_found_once_by_reconciliation(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+    exchange = FakeExchange(nc, outcome="timeout")
+    await exchange.start()
+    a = await make_assignment(sf)
+    desk, index = await desk_for(settings, nc, sf)
+    st = index.by_id[a.id]
+    ok = m.EvalOutcome(assignment_id=a.id, status="ok", position="long")
+    await desk.handle(candle(60_000), [(st, ok)])
+    await desk.handle(candle(60_000), [(st, ok)])  # the same decision again (a redelivered candle)
+    await desk.handle(candle(120_000), [(st, ok)])  # next candle: an order is still in flight, nothing new
+    assert exchange.calls == 1
+    async with sf() as s:
+        (order,) = (await s.execute(select(Order))).scalars().all()
+    assert order.status == "pending"
+    assert await desk.reconcile(min_age_s=0) == 1
+    async with sf() as s:
+        order = (await s.execute(select(Order))).scalar_one()
+        assignment = await s.get(Assignment, a.id)
+    assert order.status == "filled" and assignment.position_qty == order.filled > 0
+    assert exchange.calls == 1
+
+
+async def test_an_order_the_exchange_never_got_is_marked_not_placed_and_not_retried(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+    exchange = FakeExchange(nc)
+    await exchange.start()
+    a = await make_assignment(sf)
+    desk, _ = await desk_for(settings, nc, sf)
+    async with sf() as s:
+        s.add(Order(owner_id=a.owner_id, assignment_id=a.id, trader_id=a.trader_id, client_order_id="tw-lost",
+                    exchange="sim", symbol="BTC/USD", side="buy", amount=Decimal("1"), status="pending"))  # fmt: skip
+        await s.commit()
+    await desk.reconcile(min_age_s=0)
+    async with sf() as s:
+        order = (await s.execute(select(Order).where(Order.client_order_id == "tw-lost"))).scalar_one()
+    assert order.status == "not_placed" and exchange.calls == 0
+
+
+async def test_a_rejection_is_recorded_with_its_reason(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+    exchange = FakeExchange(nc, outcome="rejected")
+    await exchange.start()
+    a = await make_assignment(sf)
+    desk, index = await desk_for(settings, nc, sf)
+    await desk.handle(candle(60_000), [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
+    async with sf() as s:
+        order = (await s.execute(select(Order))).scalar_one()
+    assert order.status == "rejected" and order.reason == "EXCHANGE: minimum size"
+    assert exchange.calls == 1 and not index.by_id[a.id].pending
+
+
+async def test_a_losing_round_trip_past_the_daily_limit_pauses_the_account(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+    exchange = FakeExchange(nc, price="100")
+    await exchange.start()
+    a = await make_assignment(sf)
+    async with sf() as s:
+        trader = await s.get(Trader, a.trader_id)
+        trader.daily_loss_limit = Decimal("5")
+        await s.commit()
+    desk, index = await desk_for(settings, nc, sf)
+    st = index.by_id[a.id]
+    await desk.handle(candle(60_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
+    exchange.price = "90"  # a 10% drop on ~1000 USD: a loss well past 5
+    await desk.handle(candle(120_000, 90), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))])
+    async with sf() as s:
+        assignment = await s.get(Assignment, a.id)
+        sell = (await s.execute(select(Order).where(Order.side == "sell"))).scalar_one()
+    assert sell.pnl is not None and sell.pnl < -5
+    assert assignment.realized_pnl == sell.pnl and assignment.position_qty == 0 and assignment.entry_cost == 0
+    assert not assignment.enabled and "daily loss limit" in assignment.paused_reason
+    assert a.id not in index.by_id
+
+
+async def test_repeated_failures_pause_the_assignment_with_the_reason(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+    a = await make_assignment(sf)
+    desk, index = await desk_for(settings, nc, sf)
+    st = index.by_id[a.id]
+    for i in range(settings.eval_pause_after_failures):
+        err = m.EvalOutcome(assignment_id=a.id, status="error", error="strategy 's': instruction limit reached at line 3")
+        await desk.handle(candle(60_000 * (i + 1)), [(st, err)])
+    async with sf() as s:
+        assignment = await s.get(Assignment, a.id)
+    assert not assignment.enabled and "instruction limit" in assignment.paused_reason
