@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tradewind.bus.connection import connect, ensure_md_stream
 from tradewind.bus.embedded import EmbeddedNats
@@ -14,6 +18,8 @@ from tradewind.config import Settings
 from tradewind.storage.db import make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
 from tradewind.storage.models import Assignment, Market, Strategy, StrategyVersion, Trader, User
+
+PG = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture
@@ -24,20 +30,45 @@ async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
     await server.stop()
 
 
+def _postgres_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The same tests on SQLite and, where it runs (CI has it), on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}"
+        return
+    if not _postgres_up():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    name = f"tw_test_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+    async with admin.connect() as c:
+        await c.execute(text(f'CREATE DATABASE "{name}"'))
+    yield f"{PG}/{name}"
+    async with admin.connect() as c:
+        await c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
 @pytest.fixture
-async def sf(tmp_path: Path):  # type: ignore[no-untyped-def]
-    url = f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}"
-    await upgrade_async(url)
-    engine = make_engine(url)
+async def sf(db_url: str):  # type: ignore[no-untyped-def]
+    await upgrade_async(db_url)
+    engine = make_engine(db_url)
     yield make_session_factory(engine)
     await engine.dispose()
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, db_url: str) -> Settings:
     return Settings(
         data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}",
+        database_url=db_url,
         sim_symbols=["BTC/USD"],
         sim_speed=1200,
         history_days=0,
