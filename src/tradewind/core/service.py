@@ -74,14 +74,17 @@ class CoreService:
         )  # fmt: skip
 
     async def stop(self) -> None:
-        for sub in self._subs:
+        subs, self._subs = self._subs, []
+        for sub in subs:
             try:
                 await sub.unsubscribe()
-            except Exception:
+            except Exception:  # the connection is already closed
                 pass
-        for task in [*self._tasks, *self._workers.values()]:
+        tasks = [*self._tasks, *self._workers.values()]
+        self._tasks, self._workers, self._queues = [], {}, {}
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._workers.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- assignments ----------------------------------------------------------------------------------
     async def _on_assignments_changed(self, _msg: Msg) -> None:

@@ -167,13 +167,10 @@ class TradeDesk:
     async def _free(self, trader_id: int | None, exchange: str | None, asset: str) -> Decimal | None:
         if trader_id is None or exchange is None:
             return None
-        try:
-            msg = await self.nc.request(
-                subjects.exchange_balance(exchange), m.encode(m.BalanceRequest(trader_id=trader_id)), timeout=5
-            )
-        except Exception as exc:
-            log.warning("balance check for trader %s failed: %s", trader_id, exc)
-            return None
+        # A bus failure (timeout, no responder) propagates: core retries the candle rather than drop the trade.
+        msg = await self.nc.request(
+            subjects.exchange_balance(exchange), m.encode(m.BalanceRequest(trader_id=trader_id)), timeout=5
+        )
         reply = m.decode(msg.data, m.BalanceReply)
         if reply.error:
             log.warning("balance check for trader %s: %s", trader_id, reply.error)

@@ -87,12 +87,18 @@ class ExchangeService:
         self.ready.set()
 
     async def stop(self) -> None:
-        for sub in self._subs:
-            await sub.unsubscribe()
-        for task in self._tasks:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection is already closed
+                pass
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.adapter.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if subs or tasks:
+            await self.adapter.close()
 
     # -- market data ----------------------------------------------------------------------------------
     async def backfill(self) -> None:
