@@ -91,7 +91,7 @@ async def test_candles_become_evaluations_and_filled_paper_orders(platform, sf) 
 
 async def test_duplicate_and_stale_candles_are_discarded(platform, sf, nc) -> None:  # type: ignore[no-untyped-def]
     _, _, core = platform
-    await make_assignment(sf)
+    await make_assignment(sf, trader=False)  # decisions only: no exchange in this test
     await core.start()
     js = nc.jetstream()
     base = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
