@@ -85,6 +85,10 @@ class CoreService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.desk.drain(), 10)
+        except TimeoutError:
+            log.warning("core: order calls still in flight at shutdown; the reconciler will settle them")
 
     # -- assignments ----------------------------------------------------------------------------------
     async def _on_assignments_changed(self, _msg: Msg) -> None:

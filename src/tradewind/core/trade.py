@@ -52,6 +52,12 @@ class TradeDesk:
         self.order_timeout_s = 10.0
         self.reconcile_after_s = 15.0
         self._insert = pg_insert if settings.db_url.startswith("postgresql") else sqlite_insert
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def drain(self) -> None:
+        """Wait for the order calls in flight (tests, and a clean shutdown)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     # -- evaluations in, orders out ------------------------------------------------------------------
     async def handle(
@@ -122,9 +128,17 @@ class TradeDesk:
         for o in orders:
             if o["status"] == "rejected":
                 ORDERS.labels("rejected").inc()
-        await self._publish_evaluations(candle, results)
         if placed:
-            await self._place_all(candle, placed)
+            # The intents are stored: the calls and their bookkeeping need not hold up the next chunk or
+            # candle (a crash from here on is settled by the reconciler, by client order id).
+            for o in placed:
+                st = self.index.by_id.get(o["assignment_id"])
+                if st is not None:
+                    st.pending.add(o["client_order_id"])
+            task = asyncio.create_task(self._place_all(candle, placed))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        await self._publish_evaluations(candle, results)
 
     async def _plan(self, candle: m.Candle, wanted: list[tuple[AssignmentState, str, float]]) -> list[dict[str, Any]]:
         """Turn wanted trades into order rows: sizing, the balance check, and the account's risk limits."""
@@ -178,10 +192,6 @@ class TradeDesk:
         return Decimal(reply.balances.get(asset, "0"))
 
     async def _place_all(self, candle: m.Candle, orders: list[dict[str, Any]]) -> None:
-        for o in orders:
-            st = self.index.by_id.get(o["assignment_id"])
-            if st is not None:
-                st.pending.add(o["client_order_id"])
         acks = await asyncio.gather(*(self._place(candle, o) for o in orders))
         await self.apply([(o["client_order_id"], ack, lat) for o, (ack, lat) in zip(orders, acks, strict=True)])
 

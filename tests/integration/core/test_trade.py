@@ -73,6 +73,7 @@ async def test_a_timed_out_order_that_was_placed_is_found_once_by_reconciliation
     st = index.by_id[a.id]
     ok = m.EvalOutcome(assignment_id=a.id, status="ok", position="long")
     await desk.handle(candle(60_000), [(st, ok)])
+    await desk.drain()
     await desk.handle(candle(60_000), [(st, ok)])  # the same decision again (a redelivered candle)
     await desk.handle(candle(120_000), [(st, ok)])  # next candle: an order is still in flight, nothing new
     assert exchange.calls == 1
@@ -108,6 +109,7 @@ async def test_a_rejection_is_recorded_with_its_reason(settings, nc, sf) -> None
     a = await make_assignment(sf)
     desk, index = await desk_for(settings, nc, sf)
     await desk.handle(candle(60_000), [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
+    await desk.drain()
     async with sf() as s:
         order = (await s.execute(select(Order))).scalar_one()
     assert order.status == "rejected" and order.reason == "EXCHANGE: minimum size"
@@ -125,8 +127,10 @@ async def test_a_losing_round_trip_past_the_daily_limit_pauses_the_account(setti
     desk, index = await desk_for(settings, nc, sf)
     st = index.by_id[a.id]
     await desk.handle(candle(60_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
+    await desk.drain()
     exchange.price = "90"  # a 10% drop on ~1000 USD: a loss well past 5
     await desk.handle(candle(120_000, 90), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))])
+    await desk.drain()
     async with sf() as s:
         assignment = await s.get(Assignment, a.id)
         sell = (await s.execute(select(Order).where(Order.side == "sell"))).scalar_one()
@@ -143,6 +147,7 @@ async def test_repeated_failures_pause_the_assignment_with_the_reason(settings, 
     for i in range(settings.eval_pause_after_failures):
         err = m.EvalOutcome(assignment_id=a.id, status="error", error="strategy 's': instruction limit reached at line 3")
         await desk.handle(candle(60_000 * (i + 1)), [(st, err)])
+        await desk.drain()
     async with sf() as s:
         assignment = await s.get(Assignment, a.id)
     assert not assignment.enabled and "instruction limit" in assignment.paused_reason
