@@ -1,0 +1,272 @@
+"""The Lua sandbox: one Lua 5.4 runtime per strategy, with limits, a safe environment and `ta`.
+
+Every call into user code goes through ``StrategyRuntime`` which turns any failure into a
+``StrategyError`` naming the strategy, the candle, the line and the limit. What a count hook cannot
+stop (a C function such as a pathological ``string.find``) is stopped from outside: the eval worker
+runs runtimes in a process it kills on a wall-clock deadline (see ``executor.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, NamedTuple
+
+import lupa.lua54 as lua
+import numpy as np
+
+from tradewind.eval.ta import FUNCTIONS, ArrayStore, TAError
+from tradewind.eval.window import CandleWindow
+
+BOOT = resources.files("tradewind.eval").joinpath("sandbox.lua").read_text()
+HOOK_STEP = 1000
+MAX_ERROR = 1000
+_LINE = re.compile(r"^strategy:(\d+): ")
+POSITIONS = ("long", "short", "neutral")
+
+
+class StrategyError(Exception):
+    """A strategy failed: syntax, runtime error, bad return value, or a limit."""
+
+    def __init__(self, strategy: str, reason: str, *, candle_time: int | None = None, line: int | None = None,
+                 limit: str | None = None) -> None:  # fmt: skip
+        self.strategy, self.reason, self.candle_time, self.line, self.limit = strategy, reason, candle_time, line, limit
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        where = []
+        if self.candle_time is not None:
+            when = dt.datetime.fromtimestamp(self.candle_time / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            where.append(f"candle {when}")
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        prefix = f"strategy '{self.strategy}'" + (f" ({', '.join(where)})" if where else "")
+        return f"{prefix}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    instructions: int = 10_000_000
+    memory_mb: int = 32
+    time_ms: int = 1000
+    log_lines: int = 50
+    log_bytes: int = 4096
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        return cls(instructions=settings.eval_instruction_limit, memory_mb=settings.eval_memory_mb,
+                   time_ms=settings.eval_time_limit_ms)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    line: int | None
+    message: str
+
+
+class Decision(NamedTuple):
+    position: str
+    size: float = 1.0
+    note: str | None = None
+    logs: list[str] = []  # noqa: RUF012 - never mutated: each decision gets its own list
+
+
+def _deny(obj: Any, attr: Any, is_setting: bool) -> Any:
+    raise AttributeError("access to Python objects is not allowed")
+
+
+def _limit_text(limit: str, limits: Limits) -> str:
+    if limit == "instructions":
+        return f"instruction limit reached ({limits.instructions:,} instructions per evaluation)"
+    if limit == "time":
+        return f"time limit reached ({limits.time_ms} ms per evaluation)"
+    return f"memory limit reached ({limits.memory_mb} MB per strategy)"
+
+
+class StrategyRuntime:
+    """One strategy's private Lua state. Not thread-safe; one evaluation at a time."""
+
+    def __init__(self, code: str, *, name: str, params: dict[str, Any] | None = None, limits: Limits | None = None,
+                 indicators: ArrayStore | None = None) -> None:  # fmt: skip
+        self.name = name
+        self.limits = limits or Limits()
+        self.store = indicators or ArrayStore()
+        self._log: list[str] = []
+        self._log_bytes = 0
+        self._candle_time: int | None = None
+        self._window_ids: tuple[int, ...] | None = None
+        self._window: CandleWindow | None = None
+        self._candles: Any = None
+        self.broken = False
+        self.rt = lua.LuaRuntime(
+            register_eval=False, register_builtins=False, unpack_returned_tuples=True,
+            attribute_filter=_deny, max_memory=self.limits.memory_mb * 1024 * 1024,
+        )  # fmt: skip
+        self.rt.execute("python = nil")
+        self.boot = self.rt.execute(
+            BOOT, self.store.get, self.store.length, self._ta, self._print,
+            self.limits.instructions, HOOK_STEP, self.limits.time_ms / 1000, self.rt.table_from(sorted(FUNCTIONS)),
+        )  # fmt: skip
+        # Lua table lookups from Python cost microseconds: take the functions out once.
+        self._mark = self.boot["mark"]
+        self._run = self.boot["run"]
+        self._make_candles = self.boot["candles"]
+        if not isinstance(code, str) or not code.strip():
+            raise StrategyError(name, "the strategy is empty")
+        compiled = self.boot.compile(code)  # a function, or (nil, message)
+        if isinstance(compiled, tuple) or compiled is None:
+            raise self._error(compiled[1] if compiled else "cannot compile", syntax=True)
+        fn = compiled
+        self._call(fn)
+        env = self.boot["env"]
+        self._decide = env["decide"]
+        if lua.lua_type(self._decide) != "function":
+            raise StrategyError(name, "the strategy defines no function decide(c, params)")
+        self.params = self.rt.table_from(params or {})
+        init = env["init"]
+        if init is not None:
+            if lua.lua_type(init) != "function":
+                raise StrategyError(name, "init must be a function")
+            self._call(init, self.params)
+
+    # -- host functions called from Lua ----------------------------------------------------------------
+    def _ta(self, name: Any, *args: Any) -> Any:
+        while args and args[-1] is None:  # trailing nils of the fixed-arity Lua wrapper
+            args = args[:-1]
+        try:
+            return self.store.call(name, args, self._to_array)
+        except TAError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    @staticmethod
+    def _to_array(tbl: Any) -> np.ndarray:
+        if lua.lua_type(tbl) != "table":
+            raise TAError(f"expected an array, got {lua.lua_type(tbl) or type(tbl).__name__}")
+        values = list(tbl.values())
+        if len(values) > 100_000:
+            raise TAError("array too long")
+        try:
+            return np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TAError("an array passed to ta must hold numbers only") from None
+
+    def _print(self, text: Any) -> None:
+        if len(self._log) >= self.limits.log_lines or self._log_bytes >= self.limits.log_bytes:
+            if not self._log or not self._log[-1].startswith("… "):
+                self._log.append("… log truncated")
+            return
+        text = str(text)[: self.limits.log_bytes - self._log_bytes]
+        self._log_bytes += len(text)
+        self._log.append(text)
+
+    # -- calling user code -----------------------------------------------------------------------------
+    def _call(self, fn: Any, *args: Any) -> tuple[Any, ...]:
+        try:
+            result = self._run(fn, *args)
+        except lua.LuaMemoryError:
+            self.broken = True
+            raise StrategyError(self.name, _limit_text("memory", self.limits), candle_time=self._candle_time,
+                                limit="memory") from None  # fmt: skip
+        except lua.LuaError as exc:
+            raise self._error(str(exc)) from None
+        if not isinstance(result, tuple):
+            result = (result,)
+        if result[0] is not True:
+            raise self._error(result[1] if len(result) > 1 else "unknown error")
+        return result[1:]
+
+    def _error(self, err: Any, syntax: bool = False) -> StrategyError:
+        text = err if isinstance(err, str) else _lua_text(err)
+        if isinstance(text, bytes):
+            text = text.decode(errors="replace")
+        mark = self._mark if isinstance(self._mark, str) else ""
+        if mark and mark in text:
+            limit = text.split(mark, 1)[1].split()[0].strip() or "instructions"
+            self.broken = limit != "instructions" and limit != "time"
+            return StrategyError(self.name, _limit_text(limit, self.limits), candle_time=self._candle_time, limit=limit)
+        if "not enough memory" in text:
+            self.broken = True
+            return StrategyError(self.name, _limit_text("memory", self.limits), candle_time=self._candle_time, limit="memory")
+        line = None
+        m = _LINE.match(text)
+        if m:
+            line = int(m.group(1))
+            text = text[m.end():]
+        if len(text) > MAX_ERROR:
+            text = text[:MAX_ERROR] + f"… ({len(text) - MAX_ERROR} more characters)"
+        reason = f"syntax error: {text}" if syntax else text
+        return StrategyError(self.name, reason, candle_time=self._candle_time, line=line)
+
+    def decide(self, window: CandleWindow, candle_time: int | None = None) -> Decision:
+        """Evaluate ``decide(c, params)`` on the window; raises StrategyError."""
+        self._candle_time = candle_time if candle_time is not None else (window.last_time or None)
+        if self._log:
+            self._log, self._log_bytes = [], 0
+        if window is not self._window:  # the worker evaluates many strategies on one window object
+            ids = self.store.bind(window)
+            if ids != self._window_ids:
+                self._candles = self._make_candles(*ids)
+                self._window_ids = ids
+            self._window = window
+        out = self._call(self._decide, self._candles, self.params)
+        return self._decision(out[0] if out else None)
+
+    def _decision(self, value: Any) -> Decision:
+        logs = self._log[:] if self._log else []
+        if value.__class__ is str:
+            if value not in POSITIONS:
+                raise self._bad(f"decide returned {value[:40]!r}; return \"long\", \"short\" or \"neutral\"")
+            return Decision(value, 1.0, None, logs)
+        if lua.lua_type(value) == "table":
+            position = value["position"]
+            if position not in POSITIONS:
+                raise self._bad("the table decide returned needs position = \"long\", \"short\" or \"neutral\"")
+            size = value["size"]
+            if size is None:
+                size = 1.0
+            if isinstance(size, bool) or not isinstance(size, (int, float)) or not math.isfinite(size) or not 0 <= size <= 1:
+                raise self._bad(f"size must be a number from 0 to 1, got {_short(size)}")
+            note = value["note"]
+            if note is not None and not isinstance(note, (str, int, float)):
+                raise self._bad("note must be text")
+            return Decision(position, float(size), None if note is None else str(note)[:500], logs)
+        if value is None:
+            raise self._bad("decide returned nothing; return \"long\", \"short\" or \"neutral\"")
+        raise self._bad(f"decide returned {_short(value)}; return \"long\", \"short\" or \"neutral\"")
+
+    def _bad(self, reason: str) -> StrategyError:
+        return StrategyError(self.name, f"bad return value: {reason}", candle_time=self._candle_time)
+
+    def close(self) -> None:
+        self.rt = None  # type: ignore[assignment]
+        self.boot = self._run = self._make_candles = self._decide = None
+
+
+def _short(value: Any) -> str:
+    t = lua.lua_type(value)
+    if t:
+        return f"a {t}"
+    return repr(value)[:40]
+
+
+def _lua_text(err: Any) -> str:
+    try:
+        return str(err)
+    except Exception:
+        return "error object"
+
+
+def validate(code: str, limits: Limits | None = None) -> list[Diagnostic]:
+    """Compile (and run the top level of) ``code`` in a throwaway sandbox; [] when it is fine."""
+    started = time.monotonic()
+    try:
+        StrategyRuntime(code, name="validate", limits=limits or Limits(time_ms=500, instructions=2_000_000)).close()
+    except StrategyError as exc:
+        return [Diagnostic(exc.line, exc.reason)]
+    finally:
+        _ = started
+    return []
