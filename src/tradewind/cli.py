@@ -86,20 +86,11 @@ def data() -> None:
 
 def _register() -> None:
     """Commands that live next to the code they drive (backtest, data, user, secrets, bench)."""
-    from tradewind.backtest.commands import backtest, data_import, data_list
-    from tradewind.exchanges.download import download
+    from tradewind.bench.commands import bench
     from tradewind.web.commands import secrets, user
 
-    main.add_command(backtest)
-    data.add_command(data_import)
-    data.add_command(data_list)
-    data.add_command(download)
     main.add_command(user)
     main.add_command(secrets)
-    try:
-        from tradewind.bench.commands import bench
-    except ImportError:  # pragma: no cover - the benchmark harness is optional in slim images
-        return
     main.add_command(bench)
 
 

@@ -127,7 +127,6 @@ async def start_core(settings: Settings, url: str, sf: SessionFactory, stack: St
 
 
 async def start_eval(settings: Settings, url: str, sf: SessionFactory, stack: Stack, index: int = 0) -> list[Any]:
-    from tradewind.backtest.worker import BacktestWorker
     from tradewind.eval.worker import EvalWorker
 
     name = f"eval-{socket.gethostname()}-{os.getpid()}-{index}"
@@ -135,11 +134,8 @@ async def start_eval(settings: Settings, url: str, sf: SessionFactory, stack: St
     worker = EvalWorker(settings, nc, sf, name=name)
     await worker.start()
     stack.stoppers.append(worker.stop)
-    backtests = BacktestWorker(settings, nc, sf)
-    await backtests.start()
-    stack.stoppers.append(backtests.stop)
     log.info("eval worker %s started", name)
-    return [worker, backtests]
+    return [worker]
 
 
 async def start_web(settings: Settings, url: str | None, sf: SessionFactory, stack: Stack, host: str, port: int) -> uvicorn.Server:

@@ -1,0 +1,87 @@
+"""Owner-scoped access to user objects: the one place where tenancy is enforced.
+
+Routes never query user-owned tables directly; they go through ``Owned(session, user_id)``, whose every
+query carries ``owner_id = :user``. Another user's object is simply not found (a 404, never a 403).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradewind.storage.models import (
+    Assignment,
+    AuditEntry,
+    Backtest,
+    Evaluation,
+    Order,
+    Strategy,
+    StrategyVersion,
+    Trader,
+)
+
+T = TypeVar("T", Strategy, Trader, Assignment, Order, Backtest)
+OWNED = (Strategy, Trader, Assignment, Order, Backtest)
+
+
+class Owned:
+    def __init__(self, session: AsyncSession, user_id: int) -> None:
+        self.s = session
+        self.user_id = user_id
+
+    def select(self, model: type[T]) -> Select[tuple[T]]:
+        if model not in OWNED:
+            raise TypeError(f"{model.__name__} is not an owned model")
+        return select(model).where(model.owner_id == self.user_id)  # type: ignore[attr-defined]
+
+    async def get(self, model: type[T], object_id: int) -> T | None:
+        q = self.select(model).where(model.id == object_id)  # type: ignore[attr-defined]
+        return (await self.s.execute(q)).scalar_one_or_none()
+
+    async def page(self, model: type[T], limit: int, before_id: int | None = None, **filters: Any) -> Sequence[T]:
+        q = self.select(model)
+        for column, value in filters.items():
+            if value is not None:
+                q = q.where(getattr(model, column) == value)
+        if before_id is not None:
+            q = q.where(model.id < before_id)  # type: ignore[attr-defined]
+        q = q.order_by(model.id.desc()).limit(limit)  # type: ignore[attr-defined]
+        return (await self.s.execute(q)).scalars().all()
+
+    def add(self, obj: T) -> T:
+        obj.owner_id = self.user_id  # type: ignore[union-attr]
+        self.s.add(obj)
+        return obj
+
+    async def delete(self, obj: T) -> None:
+        if obj.owner_id != self.user_id:  # type: ignore[union-attr]
+            raise PermissionError("not the owner")
+        await self.s.delete(obj)
+
+    async def versions(self, strategy: Strategy) -> Sequence[StrategyVersion]:
+        q = select(StrategyVersion).where(StrategyVersion.strategy_id == strategy.id).order_by(StrategyVersion.version.desc())
+        return (await self.s.execute(q)).scalars().all()
+
+    async def version(self, strategy: Strategy, version: int) -> StrategyVersion | None:
+        q = select(StrategyVersion).where(StrategyVersion.strategy_id == strategy.id, StrategyVersion.version == version)
+        return (await self.s.execute(q)).scalar_one_or_none()
+
+    async def evaluations(self, limit: int, before_id: int | None = None, assignment_id: int | None = None) -> Sequence[Evaluation]:
+        q = select(Evaluation).join(Assignment, Assignment.id == Evaluation.assignment_id).where(Assignment.owner_id == self.user_id)
+        if assignment_id is not None:
+            q = q.where(Evaluation.assignment_id == assignment_id)
+        if before_id is not None:
+            q = q.where(Evaluation.id < before_id)
+        return (await self.s.execute(q.order_by(Evaluation.id.desc()).limit(limit))).scalars().all()
+
+    async def audit(self, limit: int, before_id: int | None = None) -> Sequence[AuditEntry]:
+        q = select(AuditEntry).where(AuditEntry.user_id == self.user_id)
+        if before_id is not None:
+            q = q.where(AuditEntry.id < before_id)
+        return (await self.s.execute(q.order_by(AuditEntry.id.desc()).limit(limit))).scalars().all()
+
+    def audit_log(self, action: str, address: str | None = None, **detail: Any) -> None:
+        self.s.add(AuditEntry(user_id=self.user_id, action=action, detail=detail, address=address))

@@ -1,0 +1,1 @@
+"""The web component: REST API, authentication, the single-page app and the live stream."""

@@ -1,0 +1,141 @@
+"""Dependencies of the routes: the database session, the current user, the bus, the secret box."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from nats.aio.client import Client
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tradewind.config import Settings
+from tradewind.secrets import SecretBox
+from tradewind.storage.db import SessionFactory
+from tradewind.storage.models import Session as LoginSession
+from tradewind.storage.models import User
+from tradewind.storage.repositories import Owned
+from tradewind.storage.types import utcnow
+from tradewind.web.errors import ApiError
+from tradewind.web.security import RateLimiter, Throttle, token_hash
+
+SESSION_COOKIE = "tw_session"
+CSRF_COOKIE = "tw_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+@dataclass
+class WebState:
+    settings: Settings
+    sf: SessionFactory
+    nc: Client | None
+    box: SecretBox
+    throttle: Throttle = field(default_factory=Throttle)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+
+
+def state(request: Request) -> WebState:
+    return request.app.state.tw  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[WebState, Depends(state)]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.tw.sf() as s:
+        yield s
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+@dataclass
+class Auth:
+    user: User
+    session: LoginSession
+    via_cookie: bool
+
+
+async def authenticate(request: Request, s: AsyncSession, token: str | None = None) -> Auth | None:
+    via_cookie = False
+    if token is None:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            token = header[7:].strip()
+        else:
+            token = request.cookies.get(SESSION_COOKIE)
+            via_cookie = token is not None
+    if not token or len(token) > 200:
+        return None
+    row = (
+        await s.execute(
+            select(LoginSession, User).join(User, User.id == LoginSession.user_id).where(LoginSession.token_hash == token_hash(token))
+        )
+    ).first()
+    if row is None:
+        return None
+    login, user = row
+    if login.revoked or login.expires_at < utcnow():
+        return None
+    return Auth(user, login, via_cookie)
+
+
+async def current_auth(request: Request, s: SessionDep, st: StateDep) -> Auth:
+    auth = await authenticate(request, s)
+    if auth is None:
+        raise ApiError(401, "log in first (a session cookie or an Authorization: Bearer token)",
+                       headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+    if auth.via_cookie and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER)
+        if not sent or sent != auth.session.csrf_token:
+            raise ApiError(403, "missing or wrong X-CSRF-Token header (send the tw_csrf cookie's value)")
+    wait = st.limiter.allow(auth.user.id)
+    if wait:
+        raise ApiError(429, "too many requests; slow down", headers={"Retry-After": str(int(wait) + 1)})
+    return auth
+
+
+AuthDep = Annotated[Auth, Depends(current_auth)]
+
+
+async def current_user(auth: AuthDep) -> User:
+    return auth.user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise ApiError(404, "not found")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+async def owned(s: SessionDep, user: CurrentUser) -> Owned:
+    return Owned(s, user.id)
+
+
+OwnedDep = Annotated[Owned, Depends(owned)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def session_expiry() -> dt.datetime:
+    return utcnow() + dt.timedelta(days=14)
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found")
+
+
+def page(items: list[Any], limit: int) -> dict[str, Any]:
+    return {"items": items, "next_before_id": items[-1]["id"] if len(items) == limit and items else None}

@@ -1,0 +1,134 @@
+"""Assignments: a strategy on a market and timeframe, optionally trading through an account."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
+
+from tradewind.storage.models import Assignment, Evaluation, Market, Order, Strategy, Trader
+from tradewind.web.deps import OwnedDep, StateDep, not_found, page
+from tradewind.web.errors import ApiError
+from tradewind.web.events import assignments_changed
+from tradewind.web.schemas import AssignmentIn, AssignmentOut, AssignmentPatch
+
+router = APIRouter(prefix="/api/assignments", tags=["assignments"])
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[int | None, Query(ge=1)]
+
+
+def out(a: Assignment) -> AssignmentOut:
+    return AssignmentOut(
+        id=a.id, strategy_id=a.strategy_id, market_id=a.market_id, timeframe=a.timeframe, trader_id=a.trader_id,
+        allocation=format(a.allocation, "f"), params=a.params or {}, lookback=a.lookback, enabled=a.enabled,
+        paused_reason=a.paused_reason, position_qty=format(a.position_qty, "f"), entry_cost=format(a.entry_cost, "f"),
+        realized_pnl=format(a.realized_pnl, "f"), last_position=a.last_position, created_at=a.created_at,
+    )  # fmt: skip
+
+
+async def _check_refs(repo: OwnedDep, market_id: int | None, trader_id: int | None, strategy_id: int | None) -> None:
+    market = await repo.s.get(Market, market_id) if market_id is not None else None
+    if market_id is not None and market is None:
+        raise ApiError(422, "no such market", field="market_id")
+    if strategy_id is not None and await repo.get(Strategy, strategy_id) is None:
+        raise ApiError(422, "no such strategy", field="strategy_id")
+    if trader_id is not None:
+        trader = await repo.get(Trader, trader_id)
+        if trader is None:
+            raise ApiError(422, "no such trading account", field="trader_id")
+        if market is not None and trader.exchange != market.exchange:
+            raise ApiError(422, f"this account trades on {trader.exchange}, the market is on {market.exchange}", field="trader_id")
+
+
+@router.get("")
+async def list_assignments(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
+    return page([out(a).model_dump(mode="json") for a in await repo.page(Assignment, limit, before_id)], limit)
+
+
+@router.post("", status_code=201, response_model=AssignmentOut)
+async def create(body: AssignmentIn, repo: OwnedDep, st: StateDep) -> AssignmentOut:
+    await _check_refs(repo, body.market_id, body.trader_id, body.strategy_id)
+    a = repo.add(Assignment(**body.model_dump()))
+    await repo.s.commit()
+    await assignments_changed(st, a.id)
+    return out(a)
+
+
+async def _get(repo: OwnedDep, assignment_id: int) -> Assignment:
+    a = await repo.get(Assignment, assignment_id)
+    if a is None:
+        raise not_found("assignment")
+    return a
+
+
+@router.get("/{assignment_id}", response_model=AssignmentOut)
+async def get(assignment_id: int, repo: OwnedDep) -> AssignmentOut:
+    return out(await _get(repo, assignment_id))
+
+
+@router.patch("/{assignment_id}", response_model=AssignmentOut)
+async def update(assignment_id: int, body: AssignmentPatch, repo: OwnedDep, st: StateDep) -> AssignmentOut:
+    a = await _get(repo, assignment_id)
+    fields = body.model_dump(exclude_unset=True)
+    if "trader_id" in fields:
+        await _check_refs(repo, a.market_id, fields["trader_id"], None)
+        if a.position_qty > 0 and fields["trader_id"] != a.trader_id:
+            raise ApiError(409, "close the position (a \"short\" decision) before changing the account", field="trader_id")
+    for name, value in fields.items():
+        setattr(a, name, value)
+    if fields.get("enabled"):
+        a.paused_reason = None
+        a.consecutive_failures = 0
+    await repo.s.commit()
+    await assignments_changed(st, a.id)
+    return out(a)
+
+
+@router.post("/{assignment_id}/pause", response_model=AssignmentOut)
+async def pause(assignment_id: int, repo: OwnedDep, st: StateDep) -> AssignmentOut:
+    a = await _get(repo, assignment_id)
+    a.enabled, a.paused_reason = False, "paused by you"
+    await repo.s.commit()
+    await assignments_changed(st, a.id)
+    return out(a)
+
+
+@router.post("/{assignment_id}/resume", response_model=AssignmentOut)
+async def resume(assignment_id: int, repo: OwnedDep, st: StateDep) -> AssignmentOut:
+    a = await _get(repo, assignment_id)
+    a.enabled, a.paused_reason, a.consecutive_failures = True, None, 0
+    await repo.s.commit()
+    await assignments_changed(st, a.id)
+    return out(a)
+
+
+@router.delete("/{assignment_id}", status_code=204)
+async def delete(assignment_id: int, repo: OwnedDep, st: StateDep) -> Response:
+    a = await _get(repo, assignment_id)
+    await repo.delete(a)
+    await repo.s.commit()
+    await assignments_changed(st, assignment_id)
+    return Response(status_code=204)
+
+
+@router.get("/{assignment_id}/latency")
+async def latency(assignment_id: int, repo: OwnedDep) -> dict:
+    """Tick -> decision and tick -> order call (ms) over this assignment's last 500 evaluations and orders."""
+    a = await _get(repo, assignment_id)
+    evals = [x for x in (await repo.s.execute(
+        select(Evaluation.latency_ms).where(Evaluation.assignment_id == a.id).order_by(Evaluation.id.desc()).limit(500)
+    )).scalars() if x is not None]  # fmt: skip
+    orders = [x for x in (await repo.s.execute(
+        select(Order.latency_ms).where(Order.assignment_id == a.id).order_by(Order.id.desc()).limit(500)
+    )).scalars() if x is not None]  # fmt: skip
+    return {"assignment_id": a.id, "tick_to_decision": _summary(evals), "tick_to_order_call": _summary(orders)}
+
+
+def _summary(xs: list[float]) -> dict:
+    if not xs:
+        return {"count": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    s = sorted(xs)
+    return {"count": len(s), "p50_ms": round(statistics.median(s), 2), "p99_ms": round(s[min(len(s) - 1, int(0.99 * len(s)))], 2),
+            "max_ms": round(s[-1], 2)}  # fmt: skip

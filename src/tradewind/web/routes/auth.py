@@ -1,0 +1,90 @@
+"""Sign-up, log-in, log-out, who am I."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import func, select
+
+from tradewind.storage.models import Session as LoginSession
+from tradewind.storage.models import User
+from tradewind.storage.repositories import Owned
+from tradewind.web.deps import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    AuthDep,
+    CurrentUser,
+    SessionDep,
+    StateDep,
+    client_address,
+    session_expiry,
+)
+from tradewind.web.errors import ApiError
+from tradewind.web.schemas import Credentials, TokenOut, UserOut
+from tradewind.web.security import hash_password, new_token, password_problem, token_hash, verify_password
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+def user_out(u: User) -> UserOut:
+    return UserOut(id=u.id, email=u.email, is_admin=u.is_admin, killed=u.killed, created_at=u.created_at)
+
+
+@router.post("/register", status_code=201, response_model=UserOut)
+async def register(body: Credentials, s: SessionDep, request: Request) -> UserOut:
+    email = body.email.lower()
+    problem = password_problem(body.password, email)
+    if problem:
+        raise ApiError(422, problem, field="password")
+    exists = (await s.execute(select(func.count()).select_from(User).where(User.email == email))).scalar_one()
+    if exists:
+        raise ApiError(409, "an account with this email exists; log in instead", field="email")
+    user = User(email=email, password_hash=hash_password(body.password))
+    s.add(user)
+    await s.flush()
+    Owned(s, user.id).audit_log("account.created", client_address(request))
+    await s.commit()
+    return user_out(user)
+
+
+@router.post("/login", response_model=TokenOut)
+async def login(body: Credentials, s: SessionDep, st: StateDep, request: Request, response: Response) -> TokenOut:
+    email = body.email.lower()
+    address = client_address(request)
+    keys = (f"account:{email}", f"address:{address}")
+    wait = st.throttle.retry_after(*keys)
+    if wait:
+        raise ApiError(429, f"too many failed logins; try again in {wait} s", headers={"Retry-After": str(wait)})
+    user = (await s.execute(select(User).where(User.email == email))).scalar_one_or_none()
+    if not verify_password(user.password_hash if user else None, body.password) or user is None:
+        st.throttle.failed(*keys)
+        if user is not None:
+            Owned(s, user.id).audit_log("login.failed", address)
+            await s.commit()
+        raise ApiError(401, "wrong email or password")
+    st.throttle.succeeded(keys[0])
+    token, csrf = new_token(), new_token()
+    s.add(LoginSession(user_id=user.id, token_hash=token_hash(token), csrf_token=csrf, expires_at=session_expiry()))
+    Owned(s, user.id).audit_log("login", address)
+    await s.commit()
+    secure = request.url.scheme == "https"
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure, max_age=14 * 86400, path="/")
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=False, samesite="lax", secure=secure, max_age=14 * 86400, path="/")
+    return TokenOut(token=token, csrf_token=csrf, user=user_out(user))
+
+
+@router.post("/logout", status_code=204)
+async def logout(auth: AuthDep, s: SessionDep, request: Request, response: Response) -> Response:
+    login_session = await s.get(LoginSession, auth.session.id)
+    if login_session is not None:
+        login_session.revoked = True
+    Owned(s, auth.user.id).audit_log("logout", client_address(request))
+    await s.commit()
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return response
+
+
+@router.get("/me", response_model=UserOut)
+async def me(user: CurrentUser) -> UserOut:
+    return user_out(user)

@@ -1,0 +1,50 @@
+"""Markets and their candles (public market data, for logged-in users)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from tradewind.domain import TIMEFRAMES
+from tradewind.storage import candles as store
+from tradewind.storage.models import Market
+from tradewind.web.deps import CurrentUser, SessionDep, not_found
+from tradewind.web.errors import ApiError
+from tradewind.web.schemas import CandleOut, MarketOut
+
+router = APIRouter(prefix="/api/markets", tags=["markets"])
+
+
+def out(mk: Market) -> MarketOut:
+    return MarketOut(id=mk.id, exchange=mk.exchange, symbol=mk.symbol, timeframes=list(TIMEFRAMES), last_price=mk.last_price)
+
+
+@router.get("")
+async def list_markets(s: SessionDep, _: CurrentUser) -> dict:
+    rows = (await s.execute(select(Market).where(Market.active.is_(True)).order_by(Market.exchange, Market.symbol))).scalars()
+    return {"items": [out(mk).model_dump() for mk in rows], "next_before_id": None}
+
+
+@router.get("/{market_id}", response_model=MarketOut)
+async def get(market_id: int, s: SessionDep, _: CurrentUser) -> MarketOut:
+    mk = await s.get(Market, market_id)
+    if mk is None:
+        raise not_found("market")
+    return out(mk)
+
+
+@router.get("/{market_id}/candles", response_model=list[CandleOut])
+async def candles(
+    market_id: int, s: SessionDep, _: CurrentUser,
+    timeframe: Annotated[str, Query(max_length=4)] = "1m",
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    before: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+) -> list[CandleOut]:  # fmt: skip
+    if timeframe not in TIMEFRAMES:
+        raise ApiError(422, f"unknown timeframe; use one of {', '.join(TIMEFRAMES)}", field="timeframe")
+    if await s.get(Market, market_id) is None:
+        raise not_found("market")
+    rows = await store.last_candles(s, market_id, timeframe, limit, before=before)
+    return [CandleOut(time=t, open=o, high=h, low=lo, close=c, volume=v) for t, o, h, lo, c, v in rows]

@@ -1,0 +1,93 @@
+"""Health, metrics, the kill switch, and the operators' view."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select, text, update
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.storage.models import Assignment, Order, Strategy, Trader, User
+from tradewind.web.deps import AdminUser, CurrentUser, OwnedDep, SessionDep, StateDep, client_address
+from tradewind.web.events import assignments_changed
+
+router = APIRouter(tags=["system"])
+log = logging.getLogger(__name__)
+
+
+@router.get("/api/health", tags=["system"])
+async def health(s: SessionDep, st: StateDep, response: Response) -> dict:
+    db = "ok"
+    try:
+        await s.execute(text("SELECT 1"))
+    except Exception as exc:
+        db = f"error: {type(exc).__name__}"
+    bus = "ok" if st.nc is not None and st.nc.is_connected else ("disabled" if st.nc is None else "disconnected")
+    ok = db == "ok" and bus != "disconnected"
+    if not ok:
+        response.status_code = 503
+    return {"status": "ok" if ok else "degraded", "database": db, "nats": bus}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/api/killswitch", tags=["risk"])
+async def kill(repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request) -> dict:
+    """Stop everything now: pause every assignment and cancel every open order of this user."""
+    me = await repo.s.get(User, user.id)
+    assert me is not None
+    me.killed = True
+    paused = (await repo.s.execute(
+        update(Assignment).where(Assignment.owner_id == user.id, Assignment.enabled.is_(True))
+        .values(enabled=False, paused_reason="kill switch")
+    )).rowcount  # fmt: skip
+    open_orders = (await repo.s.execute(repo.select(Order).where(Order.status.in_(("open", "pending"))))).scalars().all()
+    repo.audit_log("killswitch.on", client_address(request), paused=paused, open_orders=len(open_orders))
+    await repo.s.commit()
+    await assignments_changed(st)
+    cancelled = 0
+    if st.nc is not None:
+        for o in open_orders:
+            try:
+                await st.nc.request(subjects.exchange_cancel(o.exchange), m.encode(m.CancelOrder(
+                    trader_id=o.trader_id, client_order_id=o.client_order_id, symbol=o.symbol)), timeout=5)  # fmt: skip
+                cancelled += 1
+            except Exception as exc:
+                log.warning("kill switch: cancelling %s failed: %s", o.client_order_id, exc)
+    return {"killed": True, "paused_assignments": paused, "cancel_requests": cancelled}
+
+
+@router.delete("/api/killswitch", tags=["risk"])
+async def release(repo: OwnedDep, user: CurrentUser, request: Request) -> dict:
+    """Allow trading again; assignments stay paused until you resume each one."""
+    me = await repo.s.get(User, user.id)
+    assert me is not None
+    me.killed = False
+    repo.audit_log("killswitch.off", client_address(request))
+    await repo.s.commit()
+    return {"killed": False}
+
+
+@router.get("/api/admin/users", tags=["admin"])
+async def users(s: SessionDep, _: AdminUser) -> list[dict]:
+    counts = {}
+    for model in (Strategy, Trader, Assignment):
+        q = select(model.owner_id, func.count()).group_by(model.owner_id)
+        counts[model.__tablename__] = dict((await s.execute(q)).all())
+    rows = (await s.execute(select(User).order_by(User.id))).scalars()
+    return [{"id": u.id, "email": u.email, "is_admin": u.is_admin, "killed": u.killed, "created_at": u.created_at.isoformat(),
+             **{k: v.get(u.id, 0) for k, v in counts.items()}} for u in rows]  # fmt: skip
+
+
+@router.get("/api/admin/health", tags=["admin"])
+async def admin_health(s: SessionDep, st: StateDep, _: AdminUser, response: Response) -> dict:
+    base = await health(s, st, response)
+    by_status = dict((await s.execute(select(Order.status, func.count()).group_by(Order.status))).all())
+    active = (await s.execute(select(func.count()).select_from(Assignment).where(Assignment.enabled.is_(True)))).scalar_one()
+    return {**base, "active_assignments": active, "orders_by_status": by_status}

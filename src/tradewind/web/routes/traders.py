@@ -1,0 +1,141 @@
+"""Trading accounts: paper accounts on the sim exchange, or an exchange key (write-only, encrypted)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.storage.models import Trader
+from tradewind.web.deps import OwnedDep, StateDep, client_address, not_found, page
+from tradewind.web.errors import ApiError
+from tradewind.web.schemas import TraderIn, TraderOut, TraderPatch
+
+router = APIRouter(prefix="/api/traders", tags=["traders"])
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[int | None, Query(ge=1)]
+PAPER_EXCHANGE = "sim"
+
+
+def out(t: Trader) -> TraderOut:
+    def dec(v: object) -> str | None:
+        return None if v is None else format(v, "f")
+
+    return TraderOut(
+        id=t.id, name=t.name, exchange=t.exchange, paper=t.paper, sandbox=t.sandbox,
+        api_key_masked=f"****{t.key_last4}" if t.key_last4 else None, max_order_notional=dec(t.max_order_notional),
+        max_position=dec(t.max_position), daily_loss_limit=dec(t.daily_loss_limit), created_at=t.created_at,
+    )  # fmt: skip
+
+
+async def _request(st: StateDep, subject: str, msg: object, reply_type: type, exchange: str) -> object:
+    if st.nc is None:
+        raise ApiError(503, f"exchange {exchange} is not reachable (no message bus)")
+    try:
+        raw = await st.nc.request(subject, m.encode(msg), timeout=15)  # type: ignore[arg-type]
+    except Exception:
+        raise ApiError(503, f"exchange {exchange} is not reachable: no adapter answered; is it configured?") from None
+    return m.decode(raw.data, reply_type)
+
+
+async def _verify(st: StateDep, t: Trader) -> None:
+    reply = await _request(st, subjects.exchange_verify(t.exchange), m.VerifyTrader(trader_id=t.id), m.VerifyReply, t.exchange)
+    assert isinstance(reply, m.VerifyReply)
+    if not reply.ok:
+        raise ApiError(422, reply.error or "the exchange refused the key", field="api_key")
+
+
+@router.get("")
+async def list_traders(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
+    return page([out(t).model_dump(mode="json") for t in await repo.page(Trader, limit, before_id)], limit)
+
+
+@router.post("", status_code=201, response_model=TraderOut)
+async def create(body: TraderIn, repo: OwnedDep, st: StateDep, request: Request) -> TraderOut:
+    if body.paper:
+        if body.exchange != PAPER_EXCHANGE:
+            raise ApiError(422, f"paper accounts trade on the simulated exchange; use exchange \"{PAPER_EXCHANGE}\"", field="exchange")
+        if body.api_key or body.api_secret:
+            raise ApiError(422, "a paper account takes no API key", field="api_key")
+    else:
+        if body.exchange == PAPER_EXCHANGE:
+            raise ApiError(422, "the simulated exchange has paper accounts only; set paper to true", field="paper")
+        if not (body.api_key and body.api_secret):
+            raise ApiError(422, "an exchange account needs api_key and api_secret", field="api_key")
+    t = repo.add(Trader(
+        name=body.name, exchange=body.exchange, paper=body.paper, sandbox=body.sandbox,
+        max_order_notional=body.max_order_notional, max_position=body.max_position, daily_loss_limit=body.daily_loss_limit,
+    ))  # fmt: skip
+    if body.api_key and body.api_secret:
+        t.api_key_enc, t.api_secret_enc = st.box.encrypt(body.api_key), st.box.encrypt(body.api_secret)
+        t.key_last4 = body.api_key[-4:]
+    await repo.s.flush()
+    repo.audit_log("trader.created", client_address(request), trader_id=t.id, exchange=t.exchange, paper=t.paper)
+    await repo.s.commit()
+    if not t.paper:
+        try:
+            await _verify(st, t)
+        except ApiError:
+            await repo.s.delete(t)
+            await repo.s.commit()
+            raise
+    return out(t)
+
+
+async def _get(repo: OwnedDep, trader_id: int) -> Trader:
+    t = await repo.get(Trader, trader_id)
+    if t is None:
+        raise not_found("trading account")
+    return t
+
+
+@router.get("/{trader_id}", response_model=TraderOut)
+async def get(trader_id: int, repo: OwnedDep) -> TraderOut:
+    return out(await _get(repo, trader_id))
+
+
+@router.patch("/{trader_id}", response_model=TraderOut)
+async def update(trader_id: int, body: TraderPatch, repo: OwnedDep, st: StateDep, request: Request) -> TraderOut:
+    t = await _get(repo, trader_id)
+    fields = body.model_dump(exclude_unset=True)
+    for name in ("name", "max_order_notional", "max_position", "daily_loss_limit"):
+        if name in fields:
+            setattr(t, name, fields[name])
+    if "api_key" in fields or "api_secret" in fields:
+        if t.paper:
+            raise ApiError(422, "a paper account takes no API key", field="api_key")
+        if not (body.api_key and body.api_secret):
+            raise ApiError(422, "send api_key and api_secret together", field="api_key")
+        old = (t.api_key_enc, t.api_secret_enc, t.key_last4)
+        t.api_key_enc, t.api_secret_enc, t.key_last4 = st.box.encrypt(body.api_key), st.box.encrypt(body.api_secret), body.api_key[-4:]
+        await repo.s.commit()
+        try:
+            await _verify(st, t)
+        except ApiError:
+            t.api_key_enc, t.api_secret_enc, t.key_last4 = old
+            await repo.s.commit()
+            raise
+        repo.audit_log("trader.key_changed", client_address(request), trader_id=t.id)
+    await repo.s.commit()
+    return out(t)
+
+
+@router.delete("/{trader_id}", status_code=204)
+async def delete(trader_id: int, repo: OwnedDep, request: Request) -> Response:
+    t = await _get(repo, trader_id)
+    repo.audit_log("trader.deleted", client_address(request), trader_id=t.id)
+    await repo.delete(t)
+    await repo.s.commit()
+    return Response(status_code=204)
+
+
+@router.get("/{trader_id}/balances")
+async def balances(trader_id: int, repo: OwnedDep, st: StateDep) -> dict:
+    t = await _get(repo, trader_id)
+    reply = await _request(st, subjects.exchange_balance(t.exchange), m.BalanceRequest(trader_id=t.id), m.BalanceReply, t.exchange)
+    assert isinstance(reply, m.BalanceReply)
+    if reply.error:
+        raise ApiError(502, f"{t.exchange}: {reply.error}")
+    return {"trader_id": t.id, "balances": reply.balances}

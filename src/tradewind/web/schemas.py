@@ -1,0 +1,277 @@
+"""Request and response bodies. Requests refuse unknown fields and carry their limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from tradewind.domain import TIMEFRAMES, valid_exchange
+
+MAX_CODE = 64 * 1024
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+Amount = Annotated[Decimal, Field(gt=0, le=Decimal("1000000000000"), max_digits=30, decimal_places=12)]
+ParamValue = bool | int | float | Annotated[str, Field(max_length=200)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return value
+    if len(value) > 50:
+        raise ValueError("at most 50 parameters")
+    for k, v in value.items():
+        if not (1 <= len(k) <= 50) or not k.replace("_", "").isalnum() or k[0].isdigit():
+            raise ValueError(f"parameter name {k[:50]!r} must be a Lua identifier (letters, digits, _)")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"parameter {k} must be a finite number")
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**53:
+            raise ValueError(f"parameter {k} is too large")
+    return value
+
+
+def _check_tf(value: str | None) -> str | None:
+    if value is not None and value not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe; use one of {', '.join(TIMEFRAMES)}")
+    return value
+
+
+class Credentials(Request):
+    email: EmailStr = Field(max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TokenOut(BaseModel):
+    token: str
+    csrf_token: str
+    user: UserOut
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    is_admin: bool
+    killed: bool
+    created_at: dt.datetime
+
+
+class StrategyIn(Request):
+    name: Name
+    code: str = Field(min_length=1, max_length=MAX_CODE)
+    description: str = Field(default="", max_length=2000)
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+
+    _params = field_validator("params")(_check_params)
+
+
+class StrategyPatch(Request):
+    name: Name | None = None
+    code: str | None = Field(default=None, min_length=1, max_length=MAX_CODE)
+    description: str | None = Field(default=None, max_length=2000)
+    params: dict[str, ParamValue] | None = None
+
+    _params = field_validator("params")(_check_params)
+
+
+class CodeIn(Request):
+    code: str = Field(max_length=MAX_CODE)
+
+
+class Diagnostic(BaseModel):
+    line: int | None
+    message: str
+
+
+class ValidationOut(BaseModel):
+    ok: bool
+    errors: list[Diagnostic]
+
+
+class StrategyOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    code: str
+    version: int
+    params: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class VersionOut(BaseModel):
+    version: int
+    code: str
+    params: dict[str, Any]
+    created_at: dt.datetime
+
+
+class TraderIn(Request):
+    name: Name
+    exchange: str = Field(default="sim", min_length=1, max_length=32)
+    paper: bool = True
+    sandbox: bool = False
+    api_key: str | None = Field(default=None, min_length=1, max_length=512)
+    api_secret: str | None = Field(default=None, min_length=1, max_length=1024)
+    max_order_notional: Amount | None = None
+    max_position: Amount | None = None
+    daily_loss_limit: Amount | None = None
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange(cls, v: str) -> str:
+        if not valid_exchange(v):
+            raise ValueError("exchange ids are lower-case letters, digits and _")
+        return v
+
+
+class TraderPatch(Request):
+    name: Name | None = None
+    api_key: str | None = Field(default=None, min_length=1, max_length=512)
+    api_secret: str | None = Field(default=None, min_length=1, max_length=1024)
+    max_order_notional: Amount | None = None
+    max_position: Amount | None = None
+    daily_loss_limit: Amount | None = None
+
+
+class TraderOut(BaseModel):
+    id: int
+    name: str
+    exchange: str
+    paper: bool
+    sandbox: bool
+    api_key_masked: str | None
+    max_order_notional: str | None
+    max_position: str | None
+    daily_loss_limit: str | None
+    created_at: dt.datetime
+
+
+class AssignmentIn(Request):
+    strategy_id: int = Field(ge=1, le=2**31)
+    market_id: int = Field(ge=1, le=2**31)
+    timeframe: str = Field(default="1m", max_length=4)
+    trader_id: int | None = Field(default=None, ge=1, le=2**31)
+    allocation: Amount = Decimal("1000")
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    lookback: int = Field(default=500, ge=10, le=5000)
+    enabled: bool = True
+
+    _params = field_validator("params")(_check_params)
+    _tf = field_validator("timeframe")(_check_tf)
+
+
+class AssignmentPatch(Request):
+    timeframe: str | None = Field(default=None, max_length=4)
+    trader_id: int | None = Field(default=None, ge=1, le=2**31)
+    allocation: Amount | None = None
+    params: dict[str, ParamValue] | None = None
+    lookback: int | None = Field(default=None, ge=10, le=5000)
+    enabled: bool | None = None
+
+    _params = field_validator("params")(_check_params)
+    _tf = field_validator("timeframe")(_check_tf)
+
+
+class AssignmentOut(BaseModel):
+    id: int
+    strategy_id: int
+    market_id: int
+    timeframe: str
+    trader_id: int | None
+    allocation: str
+    params: dict[str, Any]
+    lookback: int
+    enabled: bool
+    paused_reason: str | None
+    position_qty: str
+    entry_cost: str
+    realized_pnl: str
+    last_position: str | None
+    created_at: dt.datetime
+
+
+class MarketOut(BaseModel):
+    id: int
+    exchange: str
+    symbol: str
+    timeframes: list[str]
+    last_price: float | None
+
+
+class CandleOut(BaseModel):
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class EvaluationOut(BaseModel):
+    id: int
+    assignment_id: int
+    candle_time: int
+    status: str
+    position: str | None
+    size: float
+    note: str | None
+    error: str | None
+    logs: list[str]
+    duration_ms: float
+    latency_ms: float | None
+    created_at: dt.datetime
+
+
+class OrderOut(BaseModel):
+    id: int
+    assignment_id: int | None
+    trader_id: int
+    client_order_id: str
+    exchange: str
+    symbol: str
+    side: str
+    amount: str
+    price: str | None
+    filled: str
+    fee: str
+    pnl: str | None
+    status: str
+    reason: str | None
+    candle_time: int | None
+    latency_ms: float | None
+    created_at: dt.datetime
+
+
+class PositionOut(BaseModel):
+    assignment_id: int
+    trader_id: int | None
+    market_id: int
+    symbol: str
+    qty: str
+    entry_cost: str
+    last_price: float | None
+    value: str
+    unrealized_pnl: str
+    realized_pnl: str
+
+
+class AuditOut(BaseModel):
+    id: int
+    action: str
+    detail: dict[str, Any]
+    address: str | None
+    created_at: dt.datetime
+
+
+class Page(BaseModel):
+    items: list[Any]
+    next_before_id: int | None
+
+
+TokenOut.model_rebuild()
