@@ -51,7 +51,15 @@ class LeaderElection:
                     self.is_leader = True
                     renewed = loop.time()
                     log.info("core: %s is the leader", self.identity)
-                    await on_elected()
+                    try:
+                        await on_elected()
+                    except Exception:
+                        # Could not start (the database is not ready, say): give the lease back, try later.
+                        log.exception("core: starting as the leader failed")
+                        await on_deposed()
+                        await self.resign()
+                        await asyncio.sleep(self.ttl_s / 3)
+                        continue
                 else:
                     revision = await kv.update(KEY, self.identity.encode(), last=revision)
                     renewed = loop.time()
