@@ -1,0 +1,63 @@
+"""Accounts and sessions as a browser and an API client use them."""
+
+from __future__ import annotations
+
+from .conftest import PASSWORD
+
+
+async def test_register_login_me_logout_with_a_bearer_token(api) -> None:  # type: ignore[no-untyped-def]
+    c = await api.user("ann@example.com")
+    me = (await c.get("/api/auth/me")).json()
+    assert me["email"] == "ann@example.com" and me["is_admin"] is False
+    assert (await c.post("/api/auth/logout")).status_code == 204
+    assert (await c.get("/api/auth/me")).status_code == 401
+
+
+async def test_cookie_sessions_need_the_csrf_header_for_writes(api) -> None:  # type: ignore[no-untyped-def]
+    async with api.client() as c:
+        await c.post("/api/auth/register", json={"email": "bob@example.com", "password": PASSWORD})
+        r = await c.post("/api/auth/login", json={"email": "bob@example.com", "password": PASSWORD})
+        assert "httponly" in r.headers["set-cookie"].lower()
+        assert (await c.get("/api/auth/me")).status_code == 200  # reads need no header
+        body = {"name": "s", "code": 'function decide(c) return "long" end'}
+        r = await c.post("/api/strategies", json=body)
+        assert r.status_code == 403 and "CSRF" in r.json()["detail"]
+        r = await c.post("/api/strategies", json=body, headers={"X-CSRF-Token": c.cookies["tw_csrf"]})
+        assert r.status_code == 201
+
+
+async def test_repeated_failed_logins_are_throttled_with_retry_after(api) -> None:  # type: ignore[no-untyped-def]
+    async with api.client() as c:
+        await c.post("/api/auth/register", json={"email": "eve@example.com", "password": PASSWORD})
+        codes = [(await c.post("/api/auth/login", json={"email": "eve@example.com", "password": f"wrong-{i}-password"})).status_code
+                 for i in range(6)]  # fmt: skip
+        assert codes[:5] == [401] * 5
+        r = await c.post("/api/auth/login", json={"email": "eve@example.com", "password": PASSWORD})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        assert codes[5] == 429
+
+
+async def test_obvious_passwords_are_refused_by_field(api) -> None:  # type: ignore[no-untyped-def]
+    async with api.client() as c:
+        for pw in ("short", "password123", "aaaaaaaaaaaa", "carol@example.com"):
+            r = await c.post("/api/auth/register", json={"email": "carol@example.com", "password": pw})
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == "password", (pw, r.text)
+        r = await c.post("/api/auth/register", json={"email": "not-an-email", "password": PASSWORD})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "email"
+
+
+async def test_a_second_registration_of_an_email_is_a_conflict(api) -> None:  # type: ignore[no-untyped-def]
+    await api.user("dan@example.com")
+    async with api.client() as c:
+        r = await c.post("/api/auth/register", json={"email": "DAN@example.com", "password": PASSWORD})
+        assert r.status_code == 409
+
+
+async def test_the_audit_log_records_logins_and_failures(api) -> None:  # type: ignore[no-untyped-def]
+    async with api.client() as c:
+        await c.post("/api/auth/register", json={"email": "fay@example.com", "password": PASSWORD})
+        await c.post("/api/auth/login", json={"email": "fay@example.com", "password": "nope-nope-nope"})
+    async with api.client() as c:
+        token = (await c.post("/api/auth/login", json={"email": "fay@example.com", "password": PASSWORD})).json()["token"]
+        actions = [e["action"] for e in (await c.get("/api/audit", headers={"Authorization": f"Bearer {token}"})).json()["items"]]
+    assert {"account.created", "login.failed", "login"} <= set(actions)
