@@ -274,4 +274,32 @@ class Page(BaseModel):
     next_before_id: int | None
 
 
+class StrategyPage(Page):
+    items: list[StrategyOut]
+
+
+class TraderPage(Page):
+    items: list[TraderOut]
+
+
+class AssignmentPage(Page):
+    items: list[AssignmentOut]
+
+
+class MarketPage(Page):
+    items: list[MarketOut]
+
+
+class EvaluationPage(Page):
+    items: list[EvaluationOut]
+
+
+class OrderPage(Page):
+    items: list[OrderOut]
+
+
+class AuditPage(Page):
+    items: list[AuditOut]
+
+
 TokenOut.model_rebuild()

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Query
 
 from tradewind.storage.models import Assignment, Evaluation, Market, Order
 from tradewind.web.deps import OwnedDep, page
-from tradewind.web.schemas import AuditOut, EvaluationOut, OrderOut, PositionOut
+from tradewind.web.schemas import (
+    AuditOut,
+    AuditPage,
+    EvaluationOut,
+    EvaluationPage,
+    OrderOut,
+    OrderPage,
+    PositionOut,
+)
 
 router = APIRouter(prefix="/api", tags=["activity"])
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -35,13 +43,13 @@ def order_out(o: Order) -> OrderOut:
     )  # fmt: skip
 
 
-@router.get("/evaluations", tags=["activity"])
+@router.get("/evaluations", response_model=EvaluationPage)
 async def evaluations(repo: OwnedDep, assignment_id: Id = None, limit: Limit = 100, before_id: Cursor = None) -> dict:
     rows = await repo.evaluations(limit, before_id, assignment_id)
     return page([eval_out(e).model_dump(mode="json") for e in rows], limit)
 
 
-@router.get("/orders")
+@router.get("/orders", response_model=OrderPage)
 async def orders(repo: OwnedDep, assignment_id: Id = None, trader_id: Id = None, limit: Limit = 100,
                  before_id: Cursor = None) -> dict:  # fmt: skip
     rows = await repo.page(Order, limit, before_id, assignment_id=assignment_id, trader_id=trader_id)
@@ -67,7 +75,7 @@ async def positions(repo: OwnedDep) -> list[PositionOut]:
     return out
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=AuditPage)
 async def audit(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
     rows = await repo.audit(limit, before_id)
     return page([AuditOut(id=r.id, action=r.action, detail=r.detail or {}, address=r.address,

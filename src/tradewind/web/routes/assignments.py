@@ -12,7 +12,7 @@ from tradewind.storage.models import Assignment, Evaluation, Market, Order, Stra
 from tradewind.web.deps import OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed
-from tradewind.web.schemas import AssignmentIn, AssignmentOut, AssignmentPatch
+from tradewind.web.schemas import AssignmentIn, AssignmentOut, AssignmentPage, AssignmentPatch
 
 router = APIRouter(prefix="/api/assignments", tags=["assignments"])
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -42,7 +42,7 @@ async def _check_refs(repo: OwnedDep, market_id: int | None, trader_id: int | No
             raise ApiError(422, f"this account trades on {trader.exchange}, the market is on {market.exchange}", field="trader_id")
 
 
-@router.get("")
+@router.get("", response_model=AssignmentPage)
 async def list_assignments(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
     return page([out(a).model_dump(mode="json") for a in await repo.page(Assignment, limit, before_id)], limit)
 

@@ -12,7 +12,7 @@ from tradewind.storage import candles as store
 from tradewind.storage.models import Market
 from tradewind.web.deps import CurrentUser, SessionDep, not_found
 from tradewind.web.errors import ApiError
-from tradewind.web.schemas import CandleOut, MarketOut
+from tradewind.web.schemas import CandleOut, MarketOut, MarketPage
 
 router = APIRouter(prefix="/api/markets", tags=["markets"])
 
@@ -21,7 +21,7 @@ def out(mk: Market) -> MarketOut:
     return MarketOut(id=mk.id, exchange=mk.exchange, symbol=mk.symbol, timeframes=list(TIMEFRAMES), last_price=mk.last_price)
 
 
-@router.get("")
+@router.get("", response_model=MarketPage)
 async def list_markets(s: SessionDep, _: CurrentUser) -> dict:
     rows = (await s.execute(select(Market).where(Market.active.is_(True)).order_by(Market.exchange, Market.symbol))).scalars()
     return {"items": [out(mk).model_dump() for mk in rows], "next_before_id": None}

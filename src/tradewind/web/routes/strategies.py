@@ -17,6 +17,7 @@ from tradewind.web.schemas import (
     Diagnostic,
     StrategyIn,
     StrategyOut,
+    StrategyPage,
     StrategyPatch,
     ValidationOut,
     VersionOut,
@@ -51,7 +52,7 @@ async def validate_code(body: CodeIn, _: OwnedDep) -> ValidationOut:
     return ValidationOut(ok=not errors, errors=errors)
 
 
-@router.get("")
+@router.get("", response_model=StrategyPage)
 async def list_strategies(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
     items = []
     for s in await repo.page(Strategy, limit, before_id):

@@ -11,7 +11,7 @@ from tradewind.bus import subjects
 from tradewind.storage.models import Trader
 from tradewind.web.deps import OwnedDep, StateDep, client_address, not_found, page
 from tradewind.web.errors import ApiError
-from tradewind.web.schemas import TraderIn, TraderOut, TraderPatch
+from tradewind.web.schemas import TraderIn, TraderOut, TraderPage, TraderPatch
 
 router = APIRouter(prefix="/api/traders", tags=["traders"])
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -47,7 +47,7 @@ async def _verify(st: StateDep, t: Trader) -> None:
         raise ApiError(422, reply.error or "the exchange refused the key", field="api_key")
 
 
-@router.get("")
+@router.get("", response_model=TraderPage)
 async def list_traders(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
     return page([out(t).model_dump(mode="json") for t in await repo.page(Trader, limit, before_id)], limit)
 

@@ -1,0 +1,94 @@
+// A small typed client over fetch. Types come from the OpenAPI document (`make api-client`).
+import type { components } from "./schema";
+
+export type Schemas = components["schemas"];
+export type Strategy = Schemas["StrategyOut"];
+export type Trader = Schemas["TraderOut"];
+export type Assignment = Schemas["AssignmentOut"];
+export type Market = Schemas["MarketOut"];
+export type Candle = Schemas["CandleOut"];
+export type Evaluation = Schemas["EvaluationOut"];
+export type Order = Schemas["OrderOut"];
+export type Position = Schemas["PositionOut"];
+export type User = Schemas["UserOut"];
+export type Diagnostic = Schemas["Diagnostic"];
+export interface Page<T> { items: T[]; next_before_id: number | null }
+
+export interface FieldError { field: string; message: string; line?: number | null }
+
+/** An error answered by the API: a message and, where it concerns a field, that field. */
+export class ApiError extends Error {
+  constructor(public status: number, message: string, public errors: FieldError[] = []) {
+    super(message);
+  }
+  /** The message for one form field, if the API named it. */
+  forField(field: string): string | undefined {
+    return this.errors.find((e) => e.field === field || e.field.startsWith(field + "."))?.message;
+  }
+}
+
+export async function toApiError(res: Response): Promise<ApiError> {
+  let body: { detail?: unknown; errors?: FieldError[] } = {};
+  try {
+    body = await res.json();
+  } catch {
+    /* not JSON: keep the status text */
+  }
+  const detail = typeof body.detail === "string" ? body.detail : res.statusText || `HTTP ${res.status}`;
+  return new ApiError(res.status, detail, Array.isArray(body.errors) ? body.errors : []);
+}
+
+function csrfToken(): string | undefined {
+  return document.cookie.split("; ").find((c) => c.startsWith("tw_csrf="))?.slice("tw_csrf=".length);
+}
+
+export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") {
+    const csrf = csrfToken();
+    if (csrf) headers["X-CSRF-Token"] = csrf;
+  }
+  const res = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw await toApiError(res);
+  if (res.status === 204) return undefined as T;
+  return (await res.json()) as T;
+}
+
+export const api = {
+  me: () => request<User>("GET", "/api/auth/me"),
+  register: (email: string, password: string) => request<User>("POST", "/api/auth/register", { email, password }),
+  login: (email: string, password: string) => request<{ token: string; user: User }>("POST", "/api/auth/login", { email, password }),
+  logout: () => request<void>("POST", "/api/auth/logout"),
+  markets: () => request<Page<Market>>("GET", "/api/markets"),
+  candles: (id: number, timeframe: string, limit = 300) =>
+    request<Candle[]>("GET", `/api/markets/${id}/candles?timeframe=${encodeURIComponent(timeframe)}&limit=${limit}`),
+  strategies: () => request<Page<Strategy>>("GET", "/api/strategies"),
+  strategy: (id: number) => request<Strategy>("GET", `/api/strategies/${id}`),
+  versions: (id: number) => request<Schemas["VersionOut"][]>("GET", `/api/strategies/${id}/versions`),
+  createStrategy: (b: Schemas["StrategyIn"]) => request<Strategy>("POST", "/api/strategies", b),
+  updateStrategy: (id: number, b: Schemas["StrategyPatch"]) => request<Strategy>("PATCH", `/api/strategies/${id}`, b),
+  deleteStrategy: (id: number) => request<void>("DELETE", `/api/strategies/${id}`),
+  validate: (code: string) => request<Schemas["ValidationOut"]>("POST", "/api/strategies/validate", { code }),
+  traders: () => request<Page<Trader>>("GET", "/api/traders"),
+  createTrader: (b: Schemas["TraderIn"]) => request<Trader>("POST", "/api/traders", b),
+  deleteTrader: (id: number) => request<void>("DELETE", `/api/traders/${id}`),
+  balances: (id: number) => request<{ balances: Record<string, string> }>("GET", `/api/traders/${id}/balances`),
+  assignments: () => request<Page<Assignment>>("GET", "/api/assignments"),
+  createAssignment: (b: Schemas["AssignmentIn"]) => request<Assignment>("POST", "/api/assignments", b),
+  pause: (id: number) => request<Assignment>("POST", `/api/assignments/${id}/pause`),
+  resume: (id: number) => request<Assignment>("POST", `/api/assignments/${id}/resume`),
+  deleteAssignment: (id: number) => request<void>("DELETE", `/api/assignments/${id}`),
+  evaluations: (assignmentId?: number, limit = 100) =>
+    request<Page<Evaluation>>("GET", `/api/evaluations?limit=${limit}${assignmentId ? `&assignment_id=${assignmentId}` : ""}`),
+  orders: (q: { assignment_id?: number; trader_id?: number; limit?: number } = {}) =>
+    request<Page<Order>>("GET", `/api/orders?limit=${q.limit ?? 100}${q.assignment_id ? `&assignment_id=${q.assignment_id}` : ""}${q.trader_id ? `&trader_id=${q.trader_id}` : ""}`),
+  positions: () => request<Position[]>("GET", "/api/positions"),
+  kill: () => request<{ paused_assignments: number }>("POST", "/api/killswitch"),
+  unkill: () => request<unknown>("DELETE", "/api/killswitch"),
+};
