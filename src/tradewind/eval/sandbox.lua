@@ -1,7 +1,7 @@
 -- The sandbox bootstrap, run once per runtime with host functions as arguments.
 -- It builds the strategy's environment from safe functions only, installs the instruction and time
 -- hook on every coroutine the strategy can run in, and returns the functions the host calls.
-local host_get, host_len, host_ta, host_print, limit, step, time_limit, ta_names = ...
+local host_get, host_ta, host_print, limit, step, time_limit, ta_names = ...
 
 local debug_sethook, os_clock, co_create, co_resume, co_status = debug.sethook, os.clock, coroutine.create, coroutine.resume, coroutine.status
 local string_rep, table_concat, setmetatable_, getmetatable_ = string.rep, table.concat, setmetatable, getmetatable
@@ -35,11 +35,19 @@ end
 local function guard(co) debug_sethook(co, hook, "", step) return co end
 
 -- Read-only views of host arrays (candles and indicator results): shared, never copied into Lua.
--- A view keeps its host id and length under two private keys no strategy can name.
-local ID, LEN = {}, {}
-local rawget_, next_ = rawget, next
+-- A view keeps its host id, offset and length under private keys no strategy can name. The offset
+-- lets a backtest slide one view along the whole history instead of making new tables every candle.
+local ID, LEN, OFF, NANP = {}, {}, {}, {}
+local NAN = 0/0
+local rawget_, rawset_, floor_ = rawget, rawset, math.floor
 local view_mt = {
-  __index = function(t, i) if type_(i) == "number" then return host_get(rawget_(t, ID), i) end return nil end,
+  __index = function(t, i)
+    if type_(i) == "number" and i >= 1 and i <= rawget_(t, LEN) then
+      if i <= rawget_(t, NANP) then return NAN end  -- the warm-up of a backtest's whole-history indicator
+      return host_get(rawget_(t, ID), rawget_(t, OFF) + i)
+    end
+    return nil
+  end,
   __len = function(t) return rawget_(t, LEN) end,
   __newindex = function() error_("candle and indicator arrays are read-only", 2) end,
   __pairs = function(t)
@@ -49,11 +57,20 @@ local view_mt = {
   __metatable = "read-only array",
 }
 -- The host hands out arrays as one integer: (id << 17) | length, so `#x` needs no call to the host.
-local TAG = 1 << 52  -- marks array ids passed back to the host (see ta.py)
-local function view(code) return setmetatable_({[ID] = (code >> 17) | TAG, [LEN] = code & 131071}, view_mt) end
+local function view(code) return setmetatable_({[ID] = code >> 17, [LEN] = code & 131071, [OFF] = 0, [NANP] = 0}, view_mt) end
+-- A backtest's indicator: a view with an offset into the whole-history result, and its NaN lead.
+local function series_view(code, lead)
+  local len = code & 131071
+  return setmetatable_({[ID] = (code >> 38) & 16777215, [OFF] = (code >> 17) & 2097151, [LEN] = len,
+                        [NANP] = lead < len and lead or len}, view_mt)
+end
+-- ...and takes them back as TAG | id << 38 | offset << 17 | length (see ta.py).
+local TAG = 1 << 62
 local function id_of(x)
   if type_(x) == "table" then
-    return rawget_(x, ID) or x  -- a plain Lua table: the host copies it
+    local id = rawget_(x, ID)
+    if id then return TAG | (id << 38) | (rawget_(x, OFF) << 17) | rawget_(x, LEN) end
+    return x  -- a plain Lua table: the host copies it
   end
   return x
 end
@@ -126,6 +143,10 @@ env._G = env
 local ta = {}
 local function wrap_results(...)
   local n = select_("#", ...)
+  if n == 2 then
+    local r, lead = ...
+    if type_(r) == "number" and r < 0 and ((-r) & TAG) ~= 0 then return series_view(-r, lead) end
+  end
   if n == 1 then
     local r = ...
     if type_(r) == "number" and r < 0 then return view(-r) end
@@ -174,8 +195,24 @@ local function run(f, ...)
 end
 
 local function candles(o, h, l, c, v, t) -- codes as for view()
-  return setmetatable_({open = view(o), high = view(h), low = view(l), close = view(c), volume = view(v), time = view(t)},
+  local views = {view(o), view(h), view(l), view(c), view(v), view(t)}
+  local tbl = setmetatable_({open = views[1], high = views[2], low = views[3], close = views[4], volume = views[5], time = views[6]},
     {__newindex = function() error_("the candle table is read-only", 2) end})
+  return tbl, views
 end
 
-return {compile = compile, run = run, env = env, candles = candles, mark = LIMIT_MARK}
+-- A backtest: slide the candle views along the history and call decide on each candle, in Lua, so
+-- the host is crossed only by the indicators. Returns the last candle done, ok, and the error.
+local function series(f, c, views, params, first, last, lookback, out)
+  for i = first, last do
+    local off = i - lookback
+    if off < 0 then off = 0 end
+    for k = 1, 6 do local v = views[k] rawset_(v, OFF, off) rawset_(v, LEN, i - off) end
+    local r = table.pack(run(f, c, params))
+    if r[1] ~= true then return i, false, r[2] end
+    out[i - first + 1] = r[2]  -- keys from 1: the array part keeps them in order
+  end
+  return last, true
+end
+
+return {compile = compile, run = run, env = env, candles = candles, series = series, mark = LIMIT_MARK}

@@ -100,6 +100,7 @@ class StrategyRuntime:
         self._candle_time: int | None = None
         self._window_ids: tuple[int, ...] | None = None
         self._window: CandleWindow | None = None
+        self._series_state: tuple[Any, Any, Any] | None = None
         self._candles: Any = None
         self.broken = False
         self.rt = lua.LuaRuntime(
@@ -108,13 +109,14 @@ class StrategyRuntime:
         )  # fmt: skip
         self.rt.execute("python = nil")
         self.boot = self.rt.execute(
-            BOOT, self.store.get, self.store.length, self._ta, self._print,
+            BOOT, self.store.get, self._ta, self._print,
             self.limits.instructions, HOOK_STEP, self.limits.time_ms / 1000, self.rt.table_from(sorted(FUNCTIONS)),
         )  # fmt: skip
         # Lua table lookups from Python cost microseconds: take the functions out once.
         self._mark = self.boot["mark"]
         self._run = self.boot["run"]
         self._make_candles = self.boot["candles"]
+        self._series = self.boot["series"]
         if not isinstance(code, str) or not code.strip():
             raise StrategyError(name, "the strategy is empty")
         compiled = self.boot.compile(code)  # a function, or (nil, message)
@@ -209,11 +211,36 @@ class StrategyRuntime:
         if window is not self._window:  # the worker evaluates many strategies on one window object
             ids = self.store.bind(window)
             if ids != self._window_ids:
-                self._candles = self._make_candles(*ids)
+                self._candles = self._make_candles(*ids)[0]
                 self._window_ids = ids
             self._window = window
         out = self._call(self._decide, self._candles, self.params)
         return self._decision(out[0] if out else None)
+
+    def decide_series(self, arrays: dict[str, np.ndarray], lookback: int, start: int, stop: int) -> list[str]:
+        """Positions for candles start..stop-1 (0-based) of a whole history, each decided on the window
+        of at most ``lookback`` candles ending there: a backtest, with the loop inside Lua."""
+        times = arrays["time"]
+        if self._series_state is None or self._series_state[0] is not arrays:
+            codes = self.store.bind_series([arrays[k] for k in ("open", "high", "low", "close", "volume", "time")])
+            c, views = self._make_candles(*codes)
+            self._series_state = (arrays, c, views)
+        _, c, views = self._series_state
+        out = self.rt.table()
+        self._window = None
+        try:
+            done, ok, *err = self._series(self._decide, c, views, self.params, start + 1, stop, lookback, out)
+        except lua.LuaMemoryError:
+            self.broken = True
+            raise StrategyError(self.name, _limit_text("memory", self.limits), limit="memory") from None
+        positions = []
+        for i, value in enumerate(out.values()):
+            self._candle_time = int(times[start + i])
+            positions.append(self._decision(value).position)
+        if not ok:
+            self._candle_time = int(times[done - 1])
+            raise self._error(err[0] if err else "unknown error")
+        return positions
 
     def _decision(self, value: Any) -> Decision:
         logs = self._log[:] if self._log else []

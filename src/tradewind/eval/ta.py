@@ -7,7 +7,7 @@ computed once, whichever strategy asks first, and shared by every other strategy
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -16,12 +16,17 @@ import talib
 
 from tradewind.eval.window import CandleWindow
 
-SLOT_BITS = 20
+ID_BITS = 24  # array ids: 1 .. 2**24 - 1, recycled
 LEN_BITS = 17  # arrays are at most 131071 long
-TAG = 1 << 52  # Lua passes array ids with this bit set, so no ordinary number is mistaken for one
+OFF_BITS = 21  # a view starts at most 2**21 - 1 candles into its array (backtests: ~4 years of 1m)
+MAX_ID = (1 << ID_BITS) - 1
 MAX_LEN = (1 << LEN_BITS) - 1
+MAX_OFF = (1 << OFF_BITS) - 1
+# Lua passes array arguments as one integer: TAG | id << 38 | offset << 17 | length, so no ordinary
+# number is mistaken for one and a window over a longer array needs no copy.
+TAG = 1 << 62
 MAX_WINDOWS = 32
-NAN = float("nan")
+SCRATCH = 4096  # arrays computed on partial views (backtests) live this long: within one decide()
 
 
 class TAError(Exception):
@@ -29,76 +34,157 @@ class TAError(Exception):
 
 
 class _Window:
-    __slots__ = ("arrays", "cache", "base")
+    __slots__ = ("ids", "cache", "series")
 
-    def __init__(self, base: int, arrays: list[np.ndarray]) -> None:
-        self.base = base
-        self.arrays = arrays
+    def __init__(self, series: bool = False) -> None:
+        self.ids: list[int] = []
         self.cache: dict[tuple[Any, ...], Any] = {}
+        self.series = series  # a whole history that a backtest slides views along
+
+
+# Indicators whose value at a candle depends only on the last few candles: over a sliding window they
+# equal the indicator of the whole history (up to float rounding), except the first `lookback` values,
+# which a window computed on its own leaves NaN. A backtest computes them once over the history.
+LOCAL = frozenset({"sma", "wma", "highest", "lowest", "roc", "mom", "willr", "cci"})
+
+
+def descriptor(array_id: int, offset: int, length: int) -> int:
+    return TAG | (array_id << 38) | (offset << LEN_BITS) | length
 
 
 class ArrayStore:
     """Arrays visible to Lua by integer id, grouped per window, and the shared indicator cache."""
 
     def __init__(self) -> None:
+        self._arrays: dict[int, tuple[np.ndarray, _Window | None, int]] = {}  # id -> array, owner, NaN lead
         self._windows: OrderedDict[tuple[str, int, int], _Window] = OrderedDict()
-        self._by_slot: dict[int, _Window] = {}
-        self._next_slot = 1
+        self._scratch: deque[int] = deque()
+        self._next = 1
         self.computed = 0  # indicator computations (cache misses), for tests and metrics
+
+    def _register(self, arr: np.ndarray, owner: _Window | None, lead: int = 0) -> int:
+        while True:
+            i = self._next
+            self._next = self._next % MAX_ID + 1
+            if i not in self._arrays:
+                break
+        self._arrays[i] = (arr, owner, lead)
+        if owner is not None:
+            owner.ids.append(i)
+        else:
+            self._scratch.append(i)
+            if len(self._scratch) > SCRATCH:
+                self._arrays.pop(self._scratch.popleft(), None)
+        return i
 
     def bind(self, window: CandleWindow) -> tuple[int, ...]:
         """Codes ((id << 17) | length) of the window's open, high, low, close, volume and time arrays."""
-        key = (window.key, window.last_time, len(window))
+        n = len(window)
+        if n > MAX_LEN:
+            raise TAError(f"a window holds at most {MAX_LEN} candles")
+        key = (window.key, window.last_time, n)
         w = self._windows.get(key)
         if w is None:
-            slot = self._next_slot
-            self._next_slot += 1
-            arrays = [window.open, window.high, window.low, window.close, window.volume, window.time]
-            w = _Window(slot << SLOT_BITS, arrays)
+            w = _Window()
+            for arr in (window.open, window.high, window.low, window.close, window.volume, window.time):
+                self._register(arr, w)
             self._windows[key] = w
-            self._by_slot[slot] = w
             while len(self._windows) > MAX_WINDOWS:
                 _, old = self._windows.popitem(last=False)
-                self._by_slot.pop(old.base >> SLOT_BITS, None)
+                for i in old.ids:
+                    self._arrays.pop(i, None)
         else:
             self._windows.move_to_end(key)
-        n = len(window)
-        return tuple(((w.base + i) << LEN_BITS) | n for i in range(6))
+        return tuple((i << LEN_BITS) | n for i in w.ids[:6])
 
-    def _lookup(self, array_id: int) -> tuple[_Window, np.ndarray]:
-        array_id = int(array_id) & (TAG - 1)
-        w = self._by_slot.get(array_id >> SLOT_BITS)
-        if w is None:
-            raise TAError("this array belongs to an old candle; compute it again in decide()")
-        return w, w.arrays[array_id & ((1 << SLOT_BITS) - 1)]
+    def bind_series(self, arrays: list[np.ndarray]) -> tuple[int, ...]:
+        """Codes of whole series (a backtest's history); Lua looks at them through moving views."""
+        w = _Window(series=True)
+        n = len(arrays[0])
+        if n > MAX_OFF:
+            raise TAError(f"a backtest handles at most {MAX_OFF:,} candles; use a longer timeframe")
+        return tuple((self._register(a, w) << LEN_BITS) | min(n, MAX_LEN) for a in arrays)
 
     def get(self, array_id: int, i: Any) -> Any:
-        _, arr = self._lookup(array_id)
-        if not isinstance(i, (int, float)) or i != i:
-            return None
-        i = int(i)
+        entry = self._arrays.get(array_id)
+        if entry is None:
+            raise TAError("this array belongs to an old candle; compute it again in decide()")
+        arr = entry[0]
+        if i.__class__ is not int:
+            if not isinstance(i, float) or i != int(i):
+                return None
+            i = int(i)
         if 1 <= i <= len(arr):
             v = arr[i - 1]
             return int(v) if arr.dtype.kind == "i" else float(v)
         return None
 
-    def length(self, array_id: int) -> int:
-        return len(self._lookup(array_id)[1])
-
-    def add(self, w: _Window, arr: np.ndarray) -> int:
-        w.arrays.append(arr)
-        return w.base + len(w.arrays) - 1
+    def _resolve(self, desc: int) -> tuple[np.ndarray, _Window | None, bool]:
+        array_id = (desc >> 38) & MAX_ID
+        offset = (desc >> LEN_BITS) & MAX_OFF
+        length = desc & MAX_LEN
+        entry = self._arrays.get(array_id)
+        if entry is None:
+            raise TAError("this array belongs to an old candle; compute it again in decide()")
+        arr, owner, lead = entry
+        if offset == 0 and length == len(arr):
+            return arr, owner, True
+        view = arr[offset : offset + length]
+        if lead:  # an indicator of the whole history, seen as the window would have computed it
+            view = view.copy()
+            view[: min(lead, length)] = np.nan
+        return view, owner, False
 
     def call(self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray]) -> Any:
-        """Run ta.<name>(args) where array arguments are ids (or Lua tables, converted by ``to_array``)."""
+        """Run ta.<name>(args) where array arguments are descriptors (or Lua tables, converted by ``to_array``)."""
         first = args[0] if args else None
-        if first.__class__ is int and first >= TAG:  # the hot path: a cached result for this window
-            w = self._by_slot.get((first & (TAG - 1)) >> SLOT_BITS)
-            if w is not None:
-                hit = w.cache.get((name, args))
+        if first.__class__ is int and first >= TAG:
+            entry = self._arrays.get((first >> 38) & MAX_ID)
+            if entry is not None and entry[1] is not None:
+                if entry[1].series and name in LOCAL:
+                    found = self._series(name, args, entry[1])
+                    if found is not None:
+                        return found
+                hit = entry[1].cache.get((name, args))  # the hot path: a cached result for this window
                 if hit is not None:
                     return hit
         return self._compute(name, args, to_array)
+
+    def _series(self, name: str, args: tuple[Any, ...], owner: _Window) -> tuple[int, int] | None:
+        """ta.<name> over a sliding view of a history: computed once for the whole history, answered as
+        (a view code with the same offset and length, the NaN lead). None when it does not apply."""
+        window = None
+        key: list[Any] = [name, "series"]
+        for a in args:
+            if a.__class__ is int and a >= TAG:
+                w = a & ((1 << 38) - 1)  # offset and length
+                if window is None:
+                    window = w
+                entry = self._arrays.get((a >> 38) & MAX_ID)
+                if w != window or entry is None or entry[1] is not owner or entry[2]:
+                    return None  # views that do not line up, or a derived array: compute on the window
+                key.append(a >> 38)
+            elif a is None or a.__class__ in (int, float, bool):
+                key.append(a)
+            else:
+                return None
+        k = tuple(key)
+        hit = owner.cache.get(k)
+        if hit is None:
+            values = [self._arrays[a >> 38 & MAX_ID][0] if a.__class__ is int and a >= TAG else a for a in args]
+            try:
+                result = FUNCTIONS[name](*values)
+            except TAError:
+                raise
+            except Exception as exc:
+                raise TAError(f"ta.{name}: {exc}") from None
+            self.computed += 1
+            result = np.asarray(result, dtype=np.float64)
+            valid = ~np.isnan(result)
+            lead = int(valid.argmax()) if valid.any() else len(result)
+            hit = owner.cache[k] = (self._register(result, owner, lead), lead)
+        rid, lead = hit
+        return -(TAG | (rid << 38) | window), lead  # type: ignore[operator]
 
     def _compute(self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray]) -> Any:
         spec = FUNCTIONS.get(name)
@@ -111,8 +197,9 @@ class ArrayStore:
             if isinstance(a, bool) or a is None:
                 values.append(a)
             elif isinstance(a, int) and a >= TAG:
-                w, arr = self._lookup(a)
-                window = window or w
+                arr, owner, whole = self._resolve(a)
+                window = window or owner
+                cacheable = cacheable and whole and owner is not None
                 values.append(arr)
             elif isinstance(a, (int, float)):
                 values.append(a)
@@ -126,24 +213,19 @@ class ArrayStore:
         except Exception as exc:
             raise TAError(f"ta.{name}: {exc}") from None
         self.computed += 1
+        owner = window if cacheable else None
         if isinstance(result, bool):
             out: Any = result
         else:
-            target = window or self._scratch()
             results = result if isinstance(result, tuple) else (result,)
             codes = []
             for r in results:
                 arr = np.asarray(r, dtype=np.float64)
-                codes.append(-((self.add(target, arr) << LEN_BITS) | len(arr)))
+                codes.append(-((self._register(arr, owner) << LEN_BITS) | len(arr)))
             out = tuple(codes) if len(codes) > 1 else codes[0]
-        if cacheable and window is not None:
-            window.cache[(name, args)] = out
+        if owner is not None:
+            owner.cache[(name, args)] = out
         return out
-
-    def _scratch(self) -> _Window:
-        dummy = CandleWindow.from_rows([], "scratch")
-        self.bind(dummy)
-        return self._windows[("scratch", 0, 0)]
 
 
 # -- the functions ---------------------------------------------------------------------------------

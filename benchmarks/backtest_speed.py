@@ -1,0 +1,106 @@
+"""tradewind backtest vs backtrader: the same SMA 10/30 crossover on the same 120,000 one-minute candles,
+each timed as a whole process (start-up included), several runs; prints medians and the ratio.
+
+    .venv/bin/python benchmarks/backtest_speed.py [--candles 120000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+STRATEGY = """
+function decide(c, params)
+  local fast, slow = ta.sma(c.close, 10), ta.sma(c.close, 30)
+  local f, s = fast[#fast], slow[#slow]
+  if f ~= f or s ~= s then return "neutral" end
+  if f > s then return "long" end
+  return "short"
+end
+"""
+
+BACKTRADER = '''
+import sys, backtrader as bt
+class Sma(bt.Strategy):
+    def __init__(self):
+        self.fast, self.slow = bt.ind.SMA(period=10), bt.ind.SMA(period=30)
+        self.signal = None
+    def next(self):
+        self.signal = "long" if self.fast[0] > self.slow[0] else "short"
+    def next_open(self):
+        if self.signal == "long" and not self.position:
+            # all-in; 1e-9 below so that float rounding never leaves cash a hair under zero ("Margin")
+            self.buy(size=self.broker.getcash() / (self.data.open[0] * 1.001) * (1 - 1e-9))
+        elif self.signal == "short" and self.position:
+            self.close()
+cerebro = bt.Cerebro(cheat_on_open=True, stdstats=False)
+cerebro.broker.set_checksubmit(False)
+cerebro.broker.setcash(10000.0)
+cerebro.broker.setcommission(commission=0.001)
+cerebro.adddata(bt.feeds.GenericCSVData(
+    dataname=sys.argv[1], dtformat="%Y-%m-%dT%H:%M:%SZ", timeframe=bt.TimeFrame.Minutes, compression=1,
+    datetime=0, open=1, high=2, low=3, close=4, volume=5, openinterest=-1))
+cerebro.addstrategy(Sma)
+cerebro.run()
+print(cerebro.broker.getvalue())
+'''
+
+
+def make_candles(path: Path, n: int) -> None:
+    rng = np.random.default_rng(42)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.0005, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.0005, n))
+    vol = rng.uniform(1, 10, n)
+    t0 = np.datetime64("2024-01-01T00:00:00")
+    times = t0 + np.arange(n) * np.timedelta64(1, "m")
+    with path.open("w") as fh:
+        fh.write("time,open,high,low,close,volume\n")
+        for i in range(n):
+            fh.write(f"{times[i]}Z,{float(open_[i])!r},{float(high[i])!r},{float(low[i])!r},{float(close[i])!r},{float(vol[i])!r}\n")
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return time.perf_counter() - started, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--candles", type=int, default=120_000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    bindir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        data, strat, bt_script = Path(tmp) / "c.csv", Path(tmp) / "sma.lua", Path(tmp) / "bt.py"
+        make_candles(data, args.candles)
+        strat.write_text(STRATEGY)
+        bt_script.write_text(BACKTRADER)
+        tw, bt = [], []
+        for _ in range(args.runs):
+            s, out = timed([str(bindir / "tradewind"), "backtest", str(strat), "--data", str(data), "--json"])
+            tw.append(s)
+            s, bout = timed([sys.executable, str(bt_script), str(data)])
+            bt.append(s)
+        import json
+
+        ours = json.loads(out)["final_equity"]
+        theirs = float(bout.strip())
+    print(f"candles: {args.candles:,}; runs: {args.runs}")
+    print(f"tradewind backtest: median {statistics.median(tw):.2f} s ({args.candles / statistics.median(tw):,.0f} candles/s)")
+    print(f"backtrader:         median {statistics.median(bt):.2f} s ({args.candles / statistics.median(bt):,.0f} candles/s)")
+    print(f"ratio (backtrader / tradewind): {statistics.median(bt) / statistics.median(tw):.1f}x")
+    print(f"final equity: tradewind {ours:.6f}, backtrader {theirs:.6f} (relative difference {abs(ours - theirs) / theirs:.2e})")
+
+
+if __name__ == "__main__":
+    main()

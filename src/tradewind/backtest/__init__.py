@@ -1,0 +1,1 @@
+"""Backtesting: the live sandbox and fill rules run over history."""

@@ -1,0 +1,194 @@
+"""`tradewind backtest`, `tradewind data import` and `tradewind data list`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from tradewind.backtest import engine
+from tradewind.backtest.importers import ImportError_, load, parse_time
+from tradewind.config import load_settings
+from tradewind.domain import TIMEFRAMES, valid_exchange, valid_symbol
+from tradewind.storage import candles as store
+from tradewind.storage.db import make_engine, make_session_factory
+from tradewind.storage.migrate import upgrade_async
+
+
+def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(f"{item!r}: write name=value", param_hint="--param")
+        value: Any = raw.strip()
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                pass
+        if value in ("true", "false"):
+            value = value == "true"
+        params[key] = value
+    return params
+
+
+async def _db_candles(market_id: int, tf: str, start: int | None, end: int | None) -> dict[str, np.ndarray]:
+    settings = load_settings()
+    eng = make_engine(settings.db_url)
+    try:
+        async with make_session_factory(eng)() as s:
+            rows = await store.candle_range(s, market_id, tf, start, end)
+    finally:
+        await eng.dispose()
+    if not rows:
+        raise click.ClickException(f"no {tf} candles stored for market {market_id} in that range (see `tradewind data list`)")
+    return store.to_arrays(rows)
+
+
+@click.command("backtest")
+@click.argument("strategy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A candle file (CSV, freqtrade JSON/feather, Gekko CSV).")
+@click.option("--market", "market_id", type=int, help="A stored market id (see `tradewind data list`).")
+@click.option("--timeframe", type=click.Choice(list(TIMEFRAMES)), default="1m", show_default=True)
+@click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market.")
+@click.option("--to", "end", help="End time (exclusive), with --market.")
+@click.option("--param", "params", multiple=True, help="A strategy parameter, name=value; repeatable.")
+@click.option("--fee", type=click.FloatRange(0, 0.1), default=0.001, show_default=True)
+@click.option("--cash", type=click.FloatRange(min=0, min_open=True), default=10_000.0, show_default=True)
+@click.option("--slippage", type=click.FloatRange(0, 0.1), default=0.0, show_default=True)
+@click.option("--lookback", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def backtest(strategy: Path, data_file: Path | None, market_id: int | None, timeframe: str, start: str | None, end: str | None,
+             params: tuple[str, ...], fee: float, cash: float, slippage: float, lookback: int, as_json: bool) -> None:  # fmt: skip
+    """Run STRATEGY.lua over history with the live fill rule; exit status 1 if the strategy failed."""
+    if (data_file is None) == (market_id is None):
+        raise click.UsageError("give exactly one of --data FILE or --market ID")
+    code = strategy.read_text()
+    try:
+        if data_file is not None:
+            arrays = load(data_file, timeframe if timeframe != "1m" else None).arrays()
+        else:
+            arrays = asyncio.run(_db_candles(market_id, timeframe, parse_time(start) if start else None,  # type: ignore[arg-type]
+                                             parse_time(end) if end else None))  # fmt: skip
+    except ImportError_ as exc:
+        raise click.ClickException(str(exc)) from None
+    kw = dict(params=parse_params(params), cash=cash, fee=fee, slippage=slippage, lookback=lookback, name=strategy.stem)
+    if as_json or len(arrays["time"]) < 20_000:
+        result = engine.run(code, arrays, **kw)  # type: ignore[arg-type]
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("backtest"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} candles"),
+                      TimeRemainingColumn(), console=None, transient=True) as bar:  # fmt: skip
+            task = bar.add_task("run", total=len(arrays["time"]))
+            result = engine.run(code, arrays, progress=lambda i, n: bar.update(task, completed=i), **kw)  # type: ignore[arg-type]
+    summary = result.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        _report(summary, strategy.name)
+    if result.error:
+        sys.exit(1)
+
+
+def _report(s: dict[str, Any], name: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if s["error"]:
+        console.print(f"[bold red]The strategy failed:[/] {s['error']}")
+    t = Table(title=f"{name}: {s['candles']:,} candles in {s['duration_s']:.2f} s", show_header=False)
+    for label, value in (("final equity", f"{s['final_equity']:,.2f}"), ("return", f"{s['return_pct']:+.2f} %"),
+                         ("max drawdown", f"{s['max_drawdown_pct']:.2f} %"), ("sharpe", f"{s['sharpe']:.2f}"),
+                         ("trades", str(len(s["trades"]))), ("win rate", f"{s['win_rate']:.1f} %")):  # fmt: skip
+        t.add_row(label, value)
+    console.print(t)
+    trades = s["trades"][-10:]
+    if trades:
+        tt = Table(title="last trades")
+        for col in ("entry", "price", "exit", "price", "qty", "pnl"):
+            tt.add_column(col, justify="right")
+        for x in trades:
+            tt.add_row(x["entry_time"], f"{x['entry_price']:.6g}", x["exit_time"] or "open",
+                       f"{x['exit_price']:.6g}" if x["exit_price"] else "", f"{x['qty']:.6g}",
+                       f"{x['pnl']:+.2f}" if x["pnl"] is not None else "")  # fmt: skip
+        console.print(tt)
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--exchange", required=True, help="Exchange id to file the candles under, e.g. binance.")
+@click.option("--symbol", required=True, help="Market, e.g. BTC/USDT.")
+@click.option("--timeframe", required=True, type=click.Choice(list(TIMEFRAMES)))
+def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
+    """Import a candle file into the store; duplicates and gaps are reported."""
+    if not valid_exchange(exchange):
+        raise click.BadParameter("lower-case letters, digits and _", param_hint="--exchange")
+    symbol = symbol.upper()
+    if not valid_symbol(symbol):
+        raise click.BadParameter("BASE/QUOTE, e.g. BTC/USDT", param_hint="--symbol")
+    try:
+        loaded = load(file, timeframe)
+    except ImportError_ as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def save() -> None:
+        settings = load_settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await upgrade_async(settings.db_url)
+        eng = make_engine(settings.db_url)
+        try:
+            async with make_session_factory(eng)() as s:
+                market = await store.get_or_create_market(s, exchange, symbol)
+                await store.insert_candles(s, market.id, timeframe, loaded.rows)
+                await s.commit()
+                click.echo(f"market {market.id}: {exchange} {symbol} {timeframe}")
+        finally:
+            await eng.dispose()
+
+    asyncio.run(save())
+    first, last = engine.iso(loaded.rows[0][0]), engine.iso(loaded.rows[-1][0])
+    click.echo(f"imported {len(loaded.rows):,} candles ({loaded.format}) from {first} to {last}")
+    if loaded.duplicates:
+        click.echo(f"dropped {loaded.duplicates:,} duplicate candle(s)")
+    if loaded.gaps:
+        missing = sum(g for _, g in loaded.gaps)
+        click.echo(f"{len(loaded.gaps):,} gap(s), {missing:,} candle(s) missing; the first after {engine.iso(loaded.gaps[0][0])}")
+
+
+@click.command("list")
+def data_list() -> None:
+    """What candles are stored, per market and timeframe."""
+
+    async def fetch() -> list[Any]:
+        settings = load_settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await upgrade_async(settings.db_url)
+        eng = make_engine(settings.db_url)
+        try:
+            async with make_session_factory(eng)() as s:
+                from sqlalchemy import select
+
+                from tradewind.storage.models import Market
+
+                ids = {(m.exchange, m.symbol): m.id for m in (await s.execute(select(Market))).scalars()}
+                return [(ids[(e, sym)], e, sym, tf, n, a, b) for e, sym, tf, n, a, b in await store.summary(s)]
+        finally:
+            await eng.dispose()
+
+    rows = asyncio.run(fetch())
+    if not rows:
+        click.echo("no candles stored; import some with `tradewind data import`")
+        return
+    click.echo(f"{'market':>6}  {'exchange':<10} {'symbol':<12} {'tf':<4} {'candles':>9}  from -> to")
+    for mid, e, sym, tf, n, a, b in rows:
+        click.echo(f"{mid:>6}  {e:<10} {sym:<12} {tf:<4} {n:>9,}  {engine.iso(a)} -> {engine.iso(b)}")

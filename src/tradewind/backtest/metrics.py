@@ -1,0 +1,36 @@
+"""Backtest metrics from an equity curve and a list of trades."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MINUTES_PER_YEAR = 525_600
+
+
+def max_drawdown_pct(equity: np.ndarray) -> float:
+    """The largest fall from a running peak, in percent of that peak (a positive number)."""
+    if len(equity) == 0:
+        return 0.0
+    peaks = np.maximum.accumulate(equity)
+    drawdowns = (peaks - equity) / np.where(peaks > 0, peaks, 1.0)
+    return float(drawdowns.max() * 100)
+
+
+def sharpe(equity: np.ndarray, bar_minutes: float) -> float:
+    """Annualised Sharpe ratio of per-bar returns (risk-free rate 0); 0 when returns do not vary."""
+    if len(equity) < 3:
+        return 0.0
+    returns = np.diff(equity) / equity[:-1]
+    sd = returns.std(ddof=1)
+    if not math.isfinite(sd) or sd == 0:
+        return 0.0
+    return float(returns.mean() / sd * math.sqrt(MINUTES_PER_YEAR / bar_minutes))
+
+
+def win_rate(pnls: list[float]) -> float:
+    """Share of closed trades that made money, in percent (0 with no closed trade)."""
+    if not pnls:
+        return 0.0
+    return 100.0 * sum(1 for p in pnls if p > 0) / len(pnls)
