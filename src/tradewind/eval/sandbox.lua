@@ -39,7 +39,7 @@ local function guard(co) debug_sethook(co, hook, "", step) return co end
 -- lets a backtest slide one view along the whole history instead of making new tables every candle.
 local ID, LEN, OFF, NANP = {}, {}, {}, {}
 local NAN = 0/0
-local rawget_, rawset_, floor_ = rawget, rawset, math.floor
+local rawget_, rawset_, next_ = rawget, rawset, next
 local view_mt = {
   __index = function(t, i)
     if type_(i) == "number" and i >= 1 and i <= rawget_(t, LEN) then
@@ -196,8 +196,9 @@ end
 
 local function candles(o, h, l, c, v, t) -- codes as for view()
   local views = {view(o), view(h), view(l), view(c), view(v), view(t)}
-  local tbl = setmetatable_({open = views[1], high = views[2], low = views[3], close = views[4], volume = views[5], time = views[6]},
-    {__newindex = function() error_("the candle table is read-only", 2) end})
+  local inner = {open = views[1], high = views[2], low = views[3], close = views[4], volume = views[5], time = views[6]}
+  local tbl = setmetatable_({}, {__index = inner, __newindex = function() error_("the candle table is read-only", 2) end,
+                                 __pairs = function() return next_, inner, nil end, __metatable = "read-only candles"})
   return tbl, views
 end
 
