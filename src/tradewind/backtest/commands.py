@@ -9,15 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
-from tradewind.backtest import engine
-from tradewind.backtest.importers import ImportError_, load, parse_time
-from tradewind.config import load_settings
 from tradewind.domain import TIMEFRAMES, valid_exchange, valid_symbol
-from tradewind.storage import candles as store
-from tradewind.storage.db import make_engine, make_session_factory
-from tradewind.storage.migrate import upgrade_async
+
+# The heavy imports (the sandbox, SQLAlchemy, numpy) happen inside the commands: `tradewind --help`
+# and every other command start faster, and a backtest from a file never loads the database layer.
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
@@ -40,7 +36,11 @@ def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
-async def _db_candles(market_id: int, tf: str, start: int | None, end: int | None) -> dict[str, np.ndarray]:
+async def _db_candles(market_id: int, tf: str, start: int | None, end: int | None) -> dict[str, Any]:
+    from tradewind.config import load_settings
+    from tradewind.storage import candles as store
+    from tradewind.storage.db import make_engine, make_session_factory
+
     settings = load_settings()
     eng = make_engine(settings.db_url)
     try:
@@ -69,6 +69,9 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
 def backtest(strategy: Path, data_file: Path | None, market_id: int | None, timeframe: str, start: str | None, end: str | None,
              params: tuple[str, ...], fee: float, cash: float, slippage: float, lookback: int, as_json: bool) -> None:  # fmt: skip
     """Run STRATEGY.lua over history with the live fill rule; exit status 1 if the strategy failed."""
+    from tradewind.backtest import engine
+    from tradewind.backtest.importers import ImportError_, load, parse_time
+
     if (data_file is None) == (market_id is None):
         raise click.UsageError("give exactly one of --data FILE or --market ID")
     code = strategy.read_text()
@@ -103,6 +106,7 @@ def _report(s: dict[str, Any], name: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+
     console = Console()
     if s["error"]:
         console.print(f"[bold red]The strategy failed:[/] {s['error']}")
@@ -131,6 +135,13 @@ def _report(s: dict[str, Any], name: str) -> None:
 @click.option("--timeframe", required=True, type=click.Choice(list(TIMEFRAMES)))
 def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
     """Import a candle file into the store; duplicates and gaps are reported."""
+    from tradewind.backtest.engine import iso
+    from tradewind.backtest.importers import ImportError_, load
+    from tradewind.config import load_settings
+    from tradewind.storage import candles as store
+    from tradewind.storage.db import make_engine, make_session_factory
+    from tradewind.storage.migrate import upgrade_async
+
     if not valid_exchange(exchange):
         raise click.BadParameter("lower-case letters, digits and _", param_hint="--exchange")
     symbol = symbol.upper()
@@ -156,18 +167,24 @@ def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
             await eng.dispose()
 
     asyncio.run(save())
-    first, last = engine.iso(loaded.rows[0][0]), engine.iso(loaded.rows[-1][0])
+    first, last = iso(loaded.rows[0][0]), iso(loaded.rows[-1][0])
     click.echo(f"imported {len(loaded.rows):,} candles ({loaded.format}) from {first} to {last}")
     if loaded.duplicates:
         click.echo(f"dropped {loaded.duplicates:,} duplicate candle(s)")
     if loaded.gaps:
         missing = sum(g for _, g in loaded.gaps)
-        click.echo(f"{len(loaded.gaps):,} gap(s), {missing:,} candle(s) missing; the first after {engine.iso(loaded.gaps[0][0])}")
+        click.echo(f"{len(loaded.gaps):,} gap(s), {missing:,} candle(s) missing; the first after {iso(loaded.gaps[0][0])}")
 
 
 @click.command("list")
 def data_list() -> None:
     """What candles are stored, per market and timeframe."""
+    from tradewind.backtest.engine import iso
+    from tradewind.config import load_settings
+    from tradewind.storage import candles as store
+    from tradewind.storage.db import make_engine, make_session_factory
+    from tradewind.storage.migrate import upgrade_async
+
 
     async def fetch() -> list[Any]:
         settings = load_settings()
@@ -191,4 +208,4 @@ def data_list() -> None:
         return
     click.echo(f"{'market':>6}  {'exchange':<10} {'symbol':<12} {'tf':<4} {'candles':>9}  from -> to")
     for mid, e, sym, tf, n, a, b in rows:
-        click.echo(f"{mid:>6}  {e:<10} {sym:<12} {tf:<4} {n:>9,}  {engine.iso(a)} -> {engine.iso(b)}")
+        click.echo(f"{mid:>6}  {e:<10} {sym:<12} {tf:<4} {n:>9,}  {iso(a)} -> {iso(b)}")

@@ -86,18 +86,47 @@ def _num(v: str, where: str) -> float:
 
 
 def _csv(path: Path) -> list[Row]:
-    rows: list[Row] = []
     with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = {c.strip().lower(): c for c in reader.fieldnames or []}
-        tcol = cols.get("time") or cols.get("date") or cols.get("timestamp")
-        missing = [c for c in ("open", "high", "low", "close", "volume") if c not in cols]
-        if tcol is None or missing:
-            raise ImportError_(f"{path}: a CSV needs the columns time,open,high,low,close,volume (missing {', '.join(missing or ['time'])})")
-        for n, r in enumerate(reader, start=2):
+        reader = csv.reader(fh)
+        header = [c.strip().lower() for c in next(reader, [])]
+        body = list(reader)
+    cols = {c: i for i, c in enumerate(header)}
+    tcol = next((cols[c] for c in ("time", "date", "timestamp") if c in cols), None)
+    missing = [c for c in ("open", "high", "low", "close", "volume") if c not in cols]
+    if tcol is None or missing:
+        raise ImportError_(f"{path}: a CSV needs the columns time,open,high,low,close,volume (missing {', '.join(missing or ['time'])})")
+    if not body:
+        return []
+    try:
+        times = _times([r[tcol] for r in body])
+        values = np.column_stack([np.array([r[cols[c]] for r in body], dtype=np.float64)
+                                  for c in ("open", "high", "low", "close", "volume")])  # fmt: skip
+    except (ValueError, IndexError):
+        # Vectorised parsing failed: find the line to blame, row by row.
+        for n, r in enumerate(body, start=2):
             where = f"{path.name} line {n}"
-            rows.append((parse_time(r[tcol]), *(_num(r[cols[c]], where) for c in ("open", "high", "low", "close", "volume"))))  # type: ignore[arg-type]
-    return rows
+            if len(r) < len(header):
+                raise ImportError_(f"{where}: {len(r)} columns, the header has {len(header)}") from None
+            parse_time(r[tcol])
+            for c in ("open", "high", "low", "close", "volume"):
+                _num(r[cols[c]], where)
+        raise
+    if not np.isfinite(values).all():
+        bad = int(np.argwhere(~np.isfinite(values))[0][0]) + 2
+        raise ImportError_(f"{path.name} line {bad}: not a finite number")
+    return [(int(t), *v) for t, v in zip(times.tolist(), values.tolist(), strict=True)]  # type: ignore[misc]
+
+
+def _times(texts: list[str]) -> np.ndarray:
+    """Epoch ms from ISO 8601 texts (vectorised by numpy) or numbers (seconds or milliseconds)."""
+    first = texts[0].strip()
+    try:
+        float(first)
+    except ValueError:
+        cleaned = [t.strip().removesuffix("Z").removesuffix("+00:00") for t in texts]
+        return np.array(cleaned, dtype="datetime64[ms]").astype(np.int64)
+    nums = np.array(texts, dtype=np.float64)
+    return np.where(nums < 1e11, nums * 1000, nums).astype(np.int64)
 
 
 def _gekko(path: Path) -> list[Row]:

@@ -5,14 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import click
-from sqlalchemy import select
 
-from tradewind.config import ConfigError, load_settings
-from tradewind.secrets import SecretBox, load_secret_box
-from tradewind.storage.db import make_engine, make_session_factory
-from tradewind.storage.migrate import upgrade_async
-from tradewind.storage.models import AuditEntry, Trader, User
-from tradewind.web.security import hash_password, password_problem
+# Imports of the database layer happen inside the commands, so that `tradewind` starts fast.
 
 
 @click.group()
@@ -26,6 +20,14 @@ def user() -> None:
 @click.password_option(help="Asked for when not given.")
 def create_user(email: str, admin: bool, password: str) -> None:
     """Create a user (an operator with --admin)."""
+    from sqlalchemy import select
+
+    from tradewind.config import load_settings
+    from tradewind.storage.db import make_engine, make_session_factory
+    from tradewind.storage.migrate import upgrade_async
+    from tradewind.storage.models import AuditEntry, User
+    from tradewind.web.security import hash_password, password_problem
+
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise click.BadParameter("not an email address", param_hint="EMAIL")
@@ -65,6 +67,12 @@ def rotate() -> None:
 
     Put the new key first and keep the old one after it (comma-separated), run this, then drop the old key.
     """
+    from sqlalchemy import select
+
+    from tradewind.config import ConfigError, load_settings
+    from tradewind.secrets import SecretBox, load_secret_box
+    from tradewind.storage.db import make_engine, make_session_factory
+    from tradewind.storage.models import AuditEntry, Trader
 
     async def run() -> int:
         settings = load_settings()
