@@ -38,9 +38,11 @@ def up(ctx: click.Context, data_dir: Path | None, host: str | None, port: int | 
     settings = settings_from(ctx, data_dir=data_dir, host=host, port=port)
     setup_logging(settings.log_level)
     click.echo(f"tradewind: data in {settings.data_dir}; web app on http://{settings.host}:{settings.port}/ (Ctrl-C stops)")
+    from tradewind.exchanges.base import ExchangeError
+
     try:
         asyncio.run(run_up(settings, settings.host, settings.port))
-    except ConfigError as exc:
+    except (ConfigError, ExchangeError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
@@ -56,9 +58,11 @@ def run(ctx: click.Context, component: str, exchange: str | None) -> None:
 
     settings = settings_from(ctx)
     setup_logging(settings.log_level)
+    from tradewind.exchanges.base import ExchangeError
+
     try:
         asyncio.run(run_component(settings, component, exchange))
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, ExchangeError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -1,4 +1,4 @@
-"""Exchange name -> adapter. One line per native adapter; any other name is tried as a ccxt exchange id."""
+"""Exchange name -> adapter. One line per adapter; shared code never asks which exchange it talks to."""
 
 from __future__ import annotations
 
@@ -18,27 +18,15 @@ def _sim(settings: Settings, sf: SessionFactory | None) -> ExchangeAdapter:
     return SimAdapter(settings, sf)
 
 
-def _bitfinex(settings: Settings, sf: SessionFactory | None) -> ExchangeAdapter:
-    from tradewind.exchanges.bitfinex import BitfinexAdapter
-
-    return BitfinexAdapter(settings)
-
-
-NATIVE: dict[str, Callable[[Settings, SessionFactory | None], Any]] = {
+ADAPTERS: dict[str, Callable[[Settings, SessionFactory | None], Any]] = {
     "sim": _sim,
-    "bitfinex": _bitfinex,
 }
 
 
 def make_adapter(name: str, settings: Settings, session_factory: SessionFactory | None = None) -> ExchangeAdapter:
-    """The adapter for ``name``: a native one, else ccxt's exchange of that id."""
-    factory = NATIVE.get(name)
-    if factory is not None:
-        return factory(settings, session_factory)
-    import ccxt
-
-    if name not in ccxt.exchanges:
-        raise ExchangeError(f"unknown exchange {name!r}: not native and not a ccxt exchange id")
-    from tradewind.exchanges.ccxt_adapter import CcxtAdapter
-
-    return CcxtAdapter(name, settings)
+    """The adapter for ``name``; a clear error for an exchange tradewind cannot reach yet."""
+    factory = ADAPTERS.get(name)
+    if factory is None:
+        known = ", ".join(sorted(ADAPTERS))
+        raise ExchangeError(f"no adapter for exchange {name!r}; available: {known} (Bitfinex and ccxt are not built yet)")
+    return factory(settings, session_factory)
