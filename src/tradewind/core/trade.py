@@ -18,7 +18,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -40,7 +40,8 @@ ZERO = Decimal(0)
 BUY_HEADROOM = Decimal("1.0025")
 MIN_NOTIONAL = Decimal("1")
 TERMINAL = ("filled", "canceled", "rejected", "not_placed")
-_ASSIGNMENTS = Assignment.__table__  # Core table: executemany updates without the ORM's bulk rules
+_ASSIGNMENTS = Assignment.__table__  # Core tables: executemany updates without the ORM's bulk rules
+_ORDERS = Order.__table__
 
 
 class TradeDesk:
@@ -53,6 +54,7 @@ class TradeDesk:
         self.reconcile_after_s = 15.0
         self._insert = pg_insert if settings.db_url.startswith("postgresql") else sqlite_insert
         self._inflight: set[asyncio.Task[None]] = set()
+        self._apply_lock = asyncio.Lock()
 
     async def drain(self) -> None:
         """Wait for the order calls in flight (tests, and a clean shutdown)."""
@@ -211,51 +213,72 @@ class TradeDesk:
 
     # -- order state ----------------------------------------------------------------------------------
     async def apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
-        """Record what the exchange said about orders; fills move the assignment's position, once."""
+        """Record what the exchange said about orders; fills move the assignment's position, once.
+
+        One read of the orders concerned, one batch of updates: a candle of 1,000 fills is a handful of
+        statements, not thousands.
+        """
+        if not acks:
+            return
+        async with self._apply_lock:  # one at a time: a fill reported twice at once is booked once
+            await self._apply(acks)
+
+    async def _apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
         events = []
         losers: set[int] = set()
         async with self.sf() as s:
+            cids = [cid for cid, _, _ in acks]
+            rows = {
+                r.client_order_id: r
+                for r in (await s.execute(
+                    select(Order.id, Order.client_order_id, Order.assignment_id, Order.side, Order.owner_id, Order.symbol,
+                           Order.amount, Order.trader_id)
+                    .where(Order.client_order_id.in_(cids), Order.status.in_(("pending", "open")))
+                )).all()
+            }  # fmt: skip
+            fills = [rows[cid].assignment_id for cid, ack, _ in acks
+                     if cid in rows and ack.status == "filled" and rows[cid].assignment_id is not None]  # fmt: skip
+            if fills:  # load the assignments the fills move, in one query (the session keeps them)
+                await s.execute(select(Assignment).where(Assignment.id.in_(set(fills))))
+            updates: list[dict[str, Any]] = []
+            now = utcnow()
             for cid, ack, latency in acks:
-                values: dict[str, Any] = {"updated_at": utcnow()}
-                if latency is not None:
-                    values["latency_ms"] = latency
-                if ack.status == "error":
-                    values["reason"] = ack.reason  # stays pending: unknown outcome
-                elif ack.status == "not_found":
-                    values.update(status="not_placed", reason="the exchange never received this order")
-                else:
-                    values.update(status=ack.status, filled=Decimal(ack.filled), fee=Decimal(ack.fee), reason=ack.reason)
-                    if ack.price is not None:
-                        values["price"] = Decimal(ack.price)
-                    if ack.exchange_order_id:
-                        values["exchange_order_id"] = ack.exchange_order_id
-                stmt = (
-                    update(Order)
-                    .where(Order.client_order_id == cid, Order.status.in_(("pending", "open")))
-                    .values(**values)
-                    .returning(Order.assignment_id, Order.side, Order.owner_id, Order.id, Order.symbol, Order.amount,
-                               Order.trader_id)
-                )
-                row = (await s.execute(stmt)).first()
+                row = rows.get(cid)
                 if row is None:
                     continue  # already final: a second report of the same fill changes nothing
-                ORDERS.labels(values.get("status", "pending")).inc()
-                aid, side, owner_id, order_id, symbol, amount, trader_id = row
-                filled = values.get("filled", ZERO)
-                if values.get("status") == "filled" and aid is not None and filled > 0:
-                    pnl = await self._book_fill(s, aid, side, filled, values.get("price", ZERO), values["fee"])
-                    if pnl is not None:
-                        await s.execute(update(Order).where(Order.id == order_id).values(pnl=pnl))
-                        if pnl < 0:
-                            losers.add(trader_id)
-                st = self.index.by_id.get(aid) if aid is not None else None
-                if st is not None and values.get("status") in TERMINAL:
+                values: dict[str, Any] = {"oid": row.id, "updated_at": now, "latency_ms": latency, "status": "pending",
+                                          "reason": ack.reason, "filled": ZERO, "fee": ZERO, "price": None, "pnl": None,
+                                          "exchange_order_id": ack.exchange_order_id}  # fmt: skip
+                if ack.status == "not_found":
+                    values.update(status="not_placed", reason="the exchange never received this order")
+                elif ack.status != "error":  # "error": the outcome is unknown, it stays pending
+                    values.update(status=ack.status, filled=Decimal(ack.filled), fee=Decimal(ack.fee),
+                                  price=Decimal(ack.price) if ack.price is not None else None)  # fmt: skip
+                ORDERS.labels(values["status"]).inc()
+                if values["status"] == "filled" and row.assignment_id is not None and values["filled"] > 0:
+                    pnl = await self._book_fill(s, row.assignment_id, row.side, values["filled"], values["price"] or ZERO, values["fee"])
+                    values["pnl"] = pnl
+                    if pnl is not None and pnl < 0:
+                        losers.add(row.trader_id)
+                updates.append(values)
+                st = self.index.by_id.get(row.assignment_id) if row.assignment_id is not None else None
+                if st is not None and values["status"] in TERMINAL:
                     st.pending.discard(cid)
-                events.append((owner_id, {
-                    "id": order_id, "assignment_id": aid, "client_order_id": cid, "symbol": symbol, "side": side,
-                    "amount": format(amount, "f"), "status": values.get("status", "pending"),
-                    "filled": format(filled, "f"), "price": ack.price, "fee": ack.fee, "reason": values.get("reason"),
+                events.append((row.owner_id, {
+                    "id": row.id, "assignment_id": row.assignment_id, "client_order_id": cid, "symbol": row.symbol,
+                    "side": row.side, "amount": format(row.amount, "f"), "status": values["status"],
+                    "filled": format(values["filled"], "f"), "price": ack.price, "fee": ack.fee, "reason": values["reason"],
                 }))  # fmt: skip
+            if updates:
+                o = _ORDERS.c
+                # Only still-open orders change: a concurrent report of the same fill is a no-op.
+                stmt = update(_ORDERS).where(o.id == bindparam("oid"), o.status.in_(("pending", "open"))).values(
+                    status=bindparam("status"), filled=bindparam("filled"), fee=bindparam("fee"), price=bindparam("price"),
+                    reason=bindparam("reason"), pnl=bindparam("pnl"), latency_ms=func.coalesce(bindparam("latency_ms"), o.latency_ms),
+                    exchange_order_id=func.coalesce(bindparam("exchange_order_id"), o.exchange_order_id),
+                    updated_at=bindparam("updated_at"),
+                )  # fmt: skip
+                await s.execute(stmt, updates)
             await s.commit()
         if losers:
             await self._check_daily_loss(losers)

@@ -67,6 +67,7 @@ class ExchangeService:
         self.box = secret_box
         self._subs: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._paper: dict[int, Credentials] = {}
         self.ready = asyncio.Event()
 
     async def start(self, stream: bool = True) -> None:
@@ -185,12 +186,16 @@ class ExchangeService:
         return wrapped
 
     async def credentials(self, trader_id: int) -> Credentials:
+        known = self._paper.get(trader_id)
+        if known is not None:  # paper accounts have no secret: remember them, off the order path's database
+            return known
         async with self.sf() as s:
             trader = await s.get(Trader, trader_id)
         if trader is None or trader.exchange != self.name:
             raise UnknownTrader(f"no trading account {trader_id} on {self.name}")
         if self.adapter.capabilities.paper:
-            return Credentials(trader_id=trader_id, paper=True)
+            creds = self._paper[trader_id] = Credentials(trader_id=trader_id, paper=True)
+            return creds
         if not (trader.api_key_enc and trader.api_secret_enc):
             raise AuthError("this trading account has no API key")
         return Credentials(
