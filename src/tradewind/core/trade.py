@@ -18,7 +18,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -272,7 +272,7 @@ class TradeDesk:
             if updates:
                 o = _ORDERS.c
                 # Only still-open orders change: a concurrent report of the same fill is a no-op.
-                stmt = update(_ORDERS).where(o.id == bindparam("oid"), o.status.in_(("pending", "open"))).values(
+                stmt = update(_ORDERS).where(o.id == bindparam("oid"), or_(o.status == "pending", o.status == "open")).values(
                     status=bindparam("status"), filled=bindparam("filled"), fee=bindparam("fee"), price=bindparam("price"),
                     reason=bindparam("reason"), pnl=bindparam("pnl"), latency_ms=func.coalesce(bindparam("latency_ms"), o.latency_ms),
                     exchange_order_id=func.coalesce(bindparam("exchange_order_id"), o.exchange_order_id),

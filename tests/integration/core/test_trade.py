@@ -151,3 +151,24 @@ async def test_repeated_failures_pause_the_assignment_with_the_reason(settings, 
     async with sf() as s:
         assignment = await s.get(Assignment, a.id)
     assert not assignment.enabled and "instruction limit" in assignment.paused_reason
+
+
+async def test_a_chunk_of_orders_is_booked_together_and_once(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+    exchange = FakeExchange(nc)
+    await exchange.start()
+    assignments = [await make_assignment(sf, email=f"u{i}@example.com") for i in range(5)]
+    desk, index = await desk_for(settings, nc, sf)
+    results = [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long")) for a in assignments]
+    await desk.handle(candle(60_000), results)
+    await desk.drain()
+    async with sf() as s:
+        orders = (await s.execute(select(Order))).scalars().all()
+        held = [(await s.get(Assignment, a.id)).position_qty for a in assignments]
+    assert len(orders) == 5 and {o.status for o in orders} == {"filled"}
+    assert all(q > 0 for q in held) and all(o.latency_ms is not None for o in orders)
+    before = held
+    # the same fills reported again (an exchange's late updates) change nothing
+    await desk.apply([(o.client_order_id, m.OrderAck(client_order_id=o.client_order_id, status="filled", filled=format(o.filled, "f"),
+                                                     price="100", fee="0.1"), None) for o in orders])  # fmt: skip
+    async with sf() as s:
+        assert [(await s.get(Assignment, a.id)).position_qty for a in assignments] == before
