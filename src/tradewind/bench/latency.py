@@ -185,7 +185,8 @@ def plot(results: list[LoadResult], path: Path, title: str) -> None:
     ax.plot(xs, [r.p99_ms for r in results], "s-", label="p99")
     ax.plot(xs, [r.max_ms for r in results], "^--", label="max", alpha=0.6)
     ax.axhline(100, color="grey", lw=0.8, ls=":", label="p99 target (100 ms)")
-    ax.set_xscale("log")
+    if min(xs) > 0 and len(set(xs)) > 1:
+        ax.set_xscale("log")
     ax.set_xlabel("active assignments")
     ax.set_ylabel("tick → order call (ms)")
     ax.set_title(title)

@@ -83,6 +83,10 @@ class ExchangeService:
         for subject, handler in handlers.items():
             self._subs.append(await self.nc.subscribe(subject, queue=queue, cb=self._guard(handler)))
         if stream:
+            async with self.sf() as s:  # the markets exist from the start, even before their first candle
+                for symbol in self.adapter.capabilities.symbols:
+                    await store.get_or_create_market(s, self.name, symbol)
+                await s.commit()
             # History first, then live candles; in the background so the platform is usable meanwhile.
             self._tasks.append(asyncio.create_task(self._stream(), name=f"{self.name}-candles"))
         self.ready.set()

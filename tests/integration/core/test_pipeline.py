@@ -14,7 +14,7 @@ from tradewind.core.service import CoreService
 from tradewind.exchanges.service import ExchangeService
 from tradewind.exchanges.sim import SimAdapter
 from tradewind.secrets import SecretBox
-from tradewind.storage.models import Assignment, CandleRow, Evaluation, Order, PaperBalance
+from tradewind.storage.models import Assignment, CandleRow, Evaluation, Order, PaperBalance, PaperFill
 
 from .conftest import make_assignment
 
@@ -73,6 +73,7 @@ async def test_candles_become_evaluations_and_filled_paper_orders(platform, sf) 
         return await count(sf, Order, Order.status == "filled") >= 4
 
     await wait_for(enough_fills)
+    await core.stop()  # waits for the orders in flight, so both books are settled
     async with sf() as s:
         orders = (await s.execute(select(Order).order_by(Order.id))).scalars().all()
         evals = (await s.execute(select(Evaluation))).scalars().all()
@@ -86,7 +87,12 @@ async def test_candles_become_evaluations_and_filled_paper_orders(platform, sf) 
     assert all(o.latency_ms is not None for o in orders if o.status == "filled")
     assert balances["USD"] != Decimal("10000")
     held = balances.get("BTC", Decimal(0))
-    assert assignment.position_qty == held
+    assert assignment.position_qty == held, "core's position and the paper account agree"
+    async with sf() as s:
+        fills = {f.client_order_id: f for f in (await s.execute(select(PaperFill))).scalars()}
+    for o in orders:
+        if o.status == "filled":
+            assert fills[o.client_order_id].amount == o.filled and fills[o.client_order_id].price == o.price
 
 
 async def test_duplicate_and_stale_candles_are_discarded(platform, sf, nc) -> None:  # type: ignore[no-untyped-def]
