@@ -8,6 +8,7 @@ Schemas come bundled with kubernetes-validate (no network). The kustomizations a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -337,3 +338,13 @@ def test_service_links_are_off_since_their_variables_would_be_refused_as_unknown
 def test_the_configmap_names_only_settings_that_exist() -> None:
     known = {f"TRADEWIND_{field.upper()}" for field in Settings.model_fields}
     assert set(configmap_data()) <= known
+
+
+def test_the_operators_guide_creates_the_secret_the_pods_read_and_walks_every_step() -> None:
+    guide = (ROOT / "deploy" / "README.md").read_text()
+    (secret,) = load_all(SECRET_EXAMPLE)
+    create = guide[guide.index("create secret generic tradewind-secrets") :].split("\n\n", 1)[0]
+    assert set(re.findall(r"--from-literal=(TRADEWIND_\w+)=", create)) == set(secret["stringData"])
+    for step in ("helm upgrade --install nats nats/nats", "config.jetstream.enabled=true", "cloudnative-pg",
+                 "kubectl apply -k deploy/k8s/base", "tradewind user create", "--admin", "tradewind_tick_to_order_call_ms"):  # fmt: skip
+        assert step in guide, step
