@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from nats.aio.client import Client
-from prometheus_client import Counter, Histogram
 
 from tradewind import __version__
 from tradewind.config import Settings
@@ -18,12 +15,12 @@ from tradewind.secrets import SecretBox
 from tradewind.storage.db import SessionFactory
 from tradewind.web import errors, stream
 from tradewind.web.deps import WebState
+from tradewind.web.middleware import LimitsMiddleware
+from tradewind.web.openapi import install_openapi
 from tradewind.web.routes import activity, assignments, auth, markets, strategies, system, traders
 
 STATIC = Path(__file__).parent / "static" / "app"
 MAX_BODY = 256 * 1024
-REQUESTS = Counter("tradewind_http_requests_total", "HTTP requests", ["method", "status"])
-LATENCY = Histogram("tradewind_http_request_seconds", "HTTP request latency", ["method"])
 
 
 def create_app(settings: Settings, session_factory: SessionFactory, nc: Client | None, secret_box: SecretBox) -> FastAPI:
@@ -34,20 +31,8 @@ def create_app(settings: Settings, session_factory: SessionFactory, nc: Client |
     app.state.tw = WebState(settings, session_factory, nc, secret_box)
     errors.install(app)
 
-    @app.middleware("http")
-    async def limits(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse({"detail": f"request body larger than {MAX_BODY // 1024} KiB", "errors": []}, status_code=413)
-        if request.method in ("POST", "PUT", "PATCH") and length is None and "chunked" in request.headers.get("transfer-encoding", ""):
-            return JSONResponse({"detail": "send a Content-Length", "errors": []}, status_code=411)
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        LATENCY.labels(request.method).observe(time.perf_counter() - started)
-        REQUESTS.labels(request.method, str(response.status_code)).inc()
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    app.add_middleware(LimitsMiddleware, max_body=MAX_BODY)
+    install_openapi(app)
 
     for module in (auth, strategies, traders, assignments, markets, activity, system, stream):
         app.include_router(module.router)
@@ -74,10 +59,3 @@ def create_app(settings: Settings, session_factory: SessionFactory, nc: Client |
 
     return app
 
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document without a running server (for the frontend's generated client)."""
-    from tradewind.config import Settings
-
-    settings = Settings(data_dir=Path("/nonexistent"))
-    return create_app(settings, None, None, SecretBox([__import__("cryptography.fernet").fernet.Fernet.generate_key().decode()])).openapi()  # type: ignore[arg-type]

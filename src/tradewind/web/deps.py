@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from nats.aio.client import Client
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,12 +21,19 @@ from tradewind.storage.models import User
 from tradewind.storage.repositories import Owned
 from tradewind.storage.types import utcnow
 from tradewind.web.errors import ApiError
+from tradewind.web.schemas import MAX_ID
 from tradewind.web.security import RateLimiter, Throttle, token_hash
 
 SESSION_COOKIE = "tw_session"
 CSRF_COOKIE = "tw_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+# The parameters every route shares, with their limits.
+ObjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="the object's id")]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
+Cursor = Annotated[int | None, Query(ge=1, le=MAX_ID, description="next_before_id of the previous page")]
 
 
 @dataclass
@@ -36,6 +44,7 @@ class WebState:
     box: SecretBox
     throttle: Throttle = field(default_factory=Throttle)
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    stream_recheck_s: float = 30.0  # how soon a logout also closes the user's open sockets
 
 
 def state(request: Request) -> WebState:
@@ -84,7 +93,18 @@ async def authenticate(request: Request, s: AsyncSession, token: str | None = No
     return Auth(user, login, via_cookie)
 
 
-async def current_auth(request: Request, s: SessionDep, st: StateDep) -> Auth:
+# Declared for the OpenAPI document (and so for generated clients and Schemathesis); `authenticate` reads
+# the same header and cookie itself, because the WebSocket route cannot use these dependencies.
+_bearer = HTTPBearer(scheme_name="bearer", auto_error=False, description="The `token` from POST /api/auth/login")
+_cookie = APIKeyCookie(name=SESSION_COOKIE, scheme_name="cookie", auto_error=False,
+                       description="Set by POST /api/auth/login; writes need X-CSRF-Token")
+
+
+async def current_auth(
+    request: Request, s: SessionDep, st: StateDep,
+    _b: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _c: Annotated[str | None, Depends(_cookie)],
+) -> Auth:  # fmt: skip
     auth = await authenticate(request, s)
     if auth is None:
         raise ApiError(401, "log in first (a session cookie or an Authorization: Bearer token)",

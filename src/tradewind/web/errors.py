@@ -12,6 +12,7 @@ from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 ERRORS = Counter("tradewind_web_unhandled_errors_total", "Requests that failed with an unexpected error")
 
 
@@ -48,6 +49,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body that is not text (e.g. not UTF-8): the same 422 as malformed JSON.
+            return JSONResponse({"detail": "the body is not valid JSON (UTF-8)", "errors": field_errors("body", "not valid JSON")},
+                                status_code=422)  # fmt: skip
         body: dict[str, Any] = {"detail": exc.detail if isinstance(exc.detail, str) else "error"}
         field = getattr(exc, "field", None)
         body["errors"] = field_errors(field, body["detail"]) if field else []

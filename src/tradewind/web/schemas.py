@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from tradewind.domain import TIMEFRAMES, valid_exchange
 
 MAX_CODE = 64 * 1024
+MAX_ID = 2**53  # ids beyond this are no object of ours (and would overflow SQLite's 64-bit integers)
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 Amount = Annotated[Decimal, Field(gt=0, le=Decimal("1000000000000"), max_digits=30, decimal_places=12)]
 ParamValue = bool | int | float | Annotated[str, Field(max_length=200)]
@@ -153,10 +154,10 @@ class TraderOut(BaseModel):
 
 
 class AssignmentIn(Request):
-    strategy_id: int = Field(ge=1, le=2**31)
-    market_id: int = Field(ge=1, le=2**31)
+    strategy_id: int = Field(ge=1, le=MAX_ID)
+    market_id: int = Field(ge=1, le=MAX_ID)
     timeframe: str = Field(default="1m", max_length=4)
-    trader_id: int | None = Field(default=None, ge=1, le=2**31)
+    trader_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     allocation: Amount = Decimal("1000")
     params: dict[str, ParamValue] = Field(default_factory=dict)
     lookback: int = Field(default=500, ge=10, le=5000)
@@ -168,7 +169,7 @@ class AssignmentIn(Request):
 
 class AssignmentPatch(Request):
     timeframe: str | None = Field(default=None, max_length=4)
-    trader_id: int | None = Field(default=None, ge=1, le=2**31)
+    trader_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     allocation: Amount | None = None
     params: dict[str, ParamValue] | None = None
     lookback: int | None = Field(default=None, ge=10, le=5000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -26,10 +27,20 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(stored: str | None, password: str) -> bool:
+    """True when ``password`` matches ``stored``; with no stored hash, still spends the time of a check."""
     try:
         return _hasher.verify(stored or _DUMMY, password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+# argon2 spends ~50 ms of CPU by design: in a server it runs in a thread, never on the event loop.
+async def hash_password_async(password: str) -> str:
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def verify_password_async(stored: str | None, password: str) -> bool:
+    return await asyncio.to_thread(verify_password, stored, password)
 
 
 def password_problem(password: str, email: str) -> str | None:
@@ -62,6 +73,8 @@ class Throttle:
     share, which still bounds guessing to replicas × limit per window.
     """
 
+    MAX_KEYS = 100_000  # attackers choose the emails: the table must not grow without bound
+
     def __init__(self, limit: int = 5, window_s: float = 900, lockout_s: float = 60) -> None:
         self.limit, self.window_s, self.lockout_s = limit, window_s, lockout_s
         self._fails: dict[str, deque[float]] = defaultdict(deque)
@@ -83,8 +96,19 @@ class Throttle:
 
     def failed(self, *keys: str) -> None:
         now = time.monotonic()
+        if len(self._fails) >= self.MAX_KEYS:
+            self._prune(now)
         for key in keys:
-            self._fails[key].append(now)
+            q = self._fails[key]
+            q.append(now)
+            if len(q) > 4 * self.limit:  # the lock is already at its longest; older failures add nothing
+                q.popleft()
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, q in self._fails.items() if not q or now - q[-1] > self.window_s]:
+            del self._fails[key]
+        while len(self._fails) >= self.MAX_KEYS:  # still full (a flood): forget the oldest keys first
+            del self._fails[next(iter(self._fails))]
 
     def succeeded(self, key: str) -> None:
         self._fails.pop(key, None)

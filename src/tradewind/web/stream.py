@@ -1,4 +1,8 @@
-"""`/api/stream`: a WebSocket carrying the user's own events and the public candles, as JSON."""
+"""`/api/stream`: a WebSocket carrying the user's own events and the public candles, as JSON.
+
+The socket subscribes to exactly two subjects: ``subjects.user_events(<this user>)`` and the public
+candles. Another user's events are on another subject, so no filter can forget to drop them.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,73 @@ import contextlib
 import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy import select
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
+from tradewind.domain import TIMEFRAMES
+from tradewind.storage.models import Market
 from tradewind.web.deps import authenticate
 
 router = APIRouter()
 log = logging.getLogger(__name__)
 MAX_QUEUE = 1000
+MAX_FILTERS = 100
+UNAUTHORIZED = 4401
+FORBIDDEN = 4403
+
+
+def _cross_origin(ws: WebSocket) -> bool:
+    """A browser on another origin opening a socket that our cookie would authenticate (CSWSH)."""
+    origin = ws.headers.get("origin")
+    if not origin:
+        return False  # not a browser
+    return urlsplit(origin).netloc.lower() != ws.headers.get("host", "").lower()
+
+
+def _parse_filters(text: str) -> list[tuple[int, str | None]] | None:
+    """``{"markets": [ids]}`` or ``{"subscribe": [{"market_id": 1, "timeframe": "1m"}, ...]}``; [] = all."""
+    try:
+        req = json.loads(text)
+        if not isinstance(req, dict):
+            return None
+        if "markets" in req:
+            return [(int(x), None) for x in req["markets"]][:MAX_FILTERS]
+        subs = req["subscribe"]
+        if isinstance(subs, dict):
+            subs = [subs]
+        out = []
+        for sub in subs[:MAX_FILTERS]:
+            tf = sub.get("timeframe")
+            if tf is not None and tf not in TIMEFRAMES:
+                return None
+            out.append((int(sub["market_id"]), tf))
+        return out
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
 
 
 @router.websocket("/api/stream")
 async def stream(ws: WebSocket) -> None:
-    """Authenticated by the session cookie or a ``token`` query parameter. A client may send
-    ``{"markets": [market ids]}`` to receive only those markets' candles (default: all)."""
+    """Authenticated by the session cookie or a ``token`` query parameter.
+
+    Sends ``{"type": "candle", market_id, exchange, symbol, tf, time, open, high, low, close, volume}`` and
+    the user's own ``{"type": "evaluation" | "order" | "fill", ...}``. A client may send
+    ``{"subscribe": [{"market_id": 1, "timeframe": "1m"}]}`` (timeframe optional) or ``{"markets": [1, 2]}``
+    to receive only those candles, and ``{"subscribe": []}`` for all of them again.
+    """
     st = ws.app.state.tw
+    token = ws.query_params.get("token")
     async with st.sf() as s:
-        auth = await authenticate(ws, s, token=ws.query_params.get("token"))  # type: ignore[arg-type]
+        auth = await authenticate(ws, s, token=token)  # type: ignore[arg-type]
     if auth is None:
-        await ws.close(code=4401, reason="log in first")
+        await ws.close(code=UNAUTHORIZED, reason="log in first")
+        return
+    if auth.via_cookie and _cross_origin(ws):
+        await ws.close(code=FORBIDDEN, reason="cross-origin socket refused")
         return
     await ws.accept()
     if st.nc is None:
@@ -35,7 +85,8 @@ async def stream(ws: WebSocket) -> None:
         await ws.close()
         return
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MAX_QUEUE)
-    wanted: dict[str, set[str] | None] = {"symbols": None}
+    wanted: dict[tuple[str, str], set[str] | None] | None = None  # None: every market
+    market_ids: dict[tuple[str, str], int | None] = {}
 
     def put(event: dict[str, Any]) -> None:
         if queue.full():  # a slow browser loses old updates, never blocks the bus
@@ -44,16 +95,29 @@ async def stream(ws: WebSocket) -> None:
         queue.put_nowait(event)
 
     async def on_user(msg: Any) -> None:
-        ev = m.decode(msg.data, m.UserEvent)
-        put({"type": ev.kind, **ev.data})
+        try:
+            ev = m.decode(msg.data, m.UserEvent)
+        except Exception:
+            log.warning("stream: undecodable user event on %s", msg.subject)
+            return
+        put({**ev.data, "type": ev.kind})
 
     async def on_candle(msg: Any) -> None:
-        c = m.decode(msg.data, m.Candle)
-        symbols = wanted["symbols"]
-        if symbols is not None and f"{c.exchange}:{c.symbol}" not in symbols:
+        try:
+            c = m.decode(msg.data, m.Candle)
+        except Exception:
+            log.warning("stream: undecodable candle on %s", msg.subject)
             return
-        put({"type": "candle", "exchange": c.exchange, "symbol": c.symbol, "tf": c.tf, "time": c.time, "open": c.open,
-             "high": c.high, "low": c.low, "close": c.close, "volume": c.volume})  # fmt: skip
+        key = (c.exchange, c.symbol)
+        if wanted is not None and (key not in wanted or (wanted[key] is not None and c.tf not in wanted[key])):  # type: ignore[operator]
+            return
+        if key not in market_ids:
+            async with st.sf() as s:
+                market_ids[key] = (await s.execute(
+                    select(Market.id).where(Market.exchange == c.exchange, Market.symbol == c.symbol))).scalar_one_or_none()  # fmt: skip
+        put({"type": "candle", "market_id": market_ids[key], "exchange": c.exchange, "symbol": c.symbol, "tf": c.tf,
+             "time": c.time, "open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume,
+             "closed": c.closed})  # fmt: skip
 
     subs = [
         await st.nc.subscribe(subjects.user_events(auth.user.id), cb=on_user),
@@ -65,23 +129,43 @@ async def stream(ws: WebSocket) -> None:
             await ws.send_json(await queue.get())
 
     async def receiver() -> None:
-        from tradewind.storage.models import Market
-
+        nonlocal wanted
         while True:
             text = await ws.receive_text()
-            try:
-                req = json.loads(text)
-                ids = [int(x) for x in req.get("markets", [])][:100]
-            except (ValueError, TypeError, AttributeError):
-                await ws.send_json({"type": "error", "detail": 'send {"markets": [market ids]}'})
+            filters = _parse_filters(text[:10_000])
+            if filters is None:
+                await ws.send_json({"type": "error", "detail": 'send {"subscribe": [{"market_id": 1, "timeframe": "1m"}]}'})
+                continue
+            if not filters:
+                wanted = None
                 continue
             async with st.sf() as s:
-                rows = [await s.get(Market, i) for i in ids]
-            wanted["symbols"] = {f"{r.exchange}:{r.symbol}" for r in rows if r is not None} if ids else None
+                rows = {r.id: r for r in (await s.execute(select(Market).where(Market.id.in_([i for i, _ in filters])))).scalars()}
+            new: dict[tuple[str, str], set[str] | None] = {}
+            for market_id, tf in filters:
+                r = rows.get(market_id)
+                if r is None:
+                    continue
+                key = (r.exchange, r.symbol)
+                market_ids[key] = r.id
+                if tf is None or key in new and new[key] is None:
+                    new[key] = None
+                else:
+                    new.setdefault(key, set()).add(tf)  # type: ignore[union-attr]
+            wanted = new
+            await ws.send_json({"type": "subscribed", "markets": sorted({rows[i].id for i, _ in filters if i in rows})})
 
-    tasks = [asyncio.create_task(sender()), asyncio.create_task(receiver())]
+    async def still_logged_in() -> None:
+        while True:
+            await asyncio.sleep(st.stream_recheck_s)
+            async with st.sf() as s:
+                if await authenticate(ws, s, token=token) is None:  # type: ignore[arg-type]
+                    await ws.close(code=UNAUTHORIZED, reason="the session has ended")
+                    return
+
+    tasks = [asyncio.create_task(t()) for t in (sender, receiver, still_logged_in)]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except WebSocketDisconnect:
         pass
     finally:

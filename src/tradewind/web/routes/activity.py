@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from tradewind.storage.models import Assignment, Evaluation, Market, Order
-from tradewind.web.deps import OwnedDep, page
+from tradewind.web.deps import Cursor, Limit, OwnedDep, QueryId, page
 from tradewind.web.schemas import (
     AuditOut,
     AuditPage,
@@ -20,9 +19,6 @@ from tradewind.web.schemas import (
 )
 
 router = APIRouter(prefix="/api", tags=["activity"])
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[int | None, Query(ge=1)]
-Id = Annotated[int | None, Query(ge=1, le=2**31)]
 
 
 def eval_out(e: Evaluation) -> EvaluationOut:
@@ -44,13 +40,13 @@ def order_out(o: Order) -> OrderOut:
 
 
 @router.get("/evaluations", response_model=EvaluationPage)
-async def evaluations(repo: OwnedDep, assignment_id: Id = None, limit: Limit = 100, before_id: Cursor = None) -> dict:
+async def evaluations(repo: OwnedDep, assignment_id: QueryId = None, limit: Limit = 100, before_id: Cursor = None) -> dict:
     rows = await repo.evaluations(limit, before_id, assignment_id)
     return page([eval_out(e).model_dump(mode="json") for e in rows], limit)
 
 
 @router.get("/orders", response_model=OrderPage)
-async def orders(repo: OwnedDep, assignment_id: Id = None, trader_id: Id = None, limit: Limit = 100,
+async def orders(repo: OwnedDep, assignment_id: QueryId = None, trader_id: QueryId = None, limit: Limit = 100,
                  before_id: Cursor = None) -> dict:  # fmt: skip
     rows = await repo.page(Order, limit, before_id, assignment_id=assignment_id, trader_id=trader_id)
     return page([order_out(o).model_dump(mode="json") for o in rows], limit)

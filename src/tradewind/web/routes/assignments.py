@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import statistics
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from tradewind.storage.models import Assignment, Evaluation, Market, Order, Strategy, Trader
-from tradewind.web.deps import OwnedDep, StateDep, not_found, page
+from tradewind.storage.models import Assignment, Evaluation, Market, Order, Strategy, Trader, User
+from tradewind.web.deps import CurrentUser, Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed
 from tradewind.web.schemas import AssignmentIn, AssignmentOut, AssignmentPage, AssignmentPatch
 
 router = APIRouter(prefix="/api/assignments", tags=["assignments"])
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[int | None, Query(ge=1)]
+KILL_SWITCH = "kill switch"
 
 
 def out(a: Assignment) -> AssignmentOut:
@@ -26,6 +24,11 @@ def out(a: Assignment) -> AssignmentOut:
         paused_reason=a.paused_reason, position_qty=format(a.position_qty, "f"), entry_cost=format(a.entry_cost, "f"),
         realized_pnl=format(a.realized_pnl, "f"), last_position=a.last_position, created_at=a.created_at,
     )  # fmt: skip
+
+
+def _not_killed(user: User) -> None:
+    if user.killed:
+        raise ApiError(409, "the kill switch is on; release it (DELETE /api/killswitch) before resuming", field="enabled")
 
 
 async def _check_refs(repo: OwnedDep, market_id: int | None, trader_id: int | None, strategy_id: int | None) -> None:
@@ -48,9 +51,11 @@ async def list_assignments(repo: OwnedDep, limit: Limit = 100, before_id: Cursor
 
 
 @router.post("", status_code=201, response_model=AssignmentOut)
-async def create(body: AssignmentIn, repo: OwnedDep, st: StateDep) -> AssignmentOut:
+async def create(body: AssignmentIn, repo: OwnedDep, st: StateDep, user: CurrentUser) -> AssignmentOut:
     await _check_refs(repo, body.market_id, body.trader_id, body.strategy_id)
     a = repo.add(Assignment(**body.model_dump()))
+    if user.killed and a.enabled:  # the kill switch holds everything, new assignments included
+        a.enabled, a.paused_reason = False, KILL_SWITCH
     await repo.s.commit()
     await assignments_changed(st, a.id)
     return out(a)
@@ -64,14 +69,16 @@ async def _get(repo: OwnedDep, assignment_id: int) -> Assignment:
 
 
 @router.get("/{assignment_id}", response_model=AssignmentOut)
-async def get(assignment_id: int, repo: OwnedDep) -> AssignmentOut:
+async def get(assignment_id: ObjectId, repo: OwnedDep) -> AssignmentOut:
     return out(await _get(repo, assignment_id))
 
 
 @router.patch("/{assignment_id}", response_model=AssignmentOut)
-async def update(assignment_id: int, body: AssignmentPatch, repo: OwnedDep, st: StateDep) -> AssignmentOut:
+async def update(assignment_id: ObjectId, body: AssignmentPatch, repo: OwnedDep, st: StateDep, user: CurrentUser) -> AssignmentOut:
     a = await _get(repo, assignment_id)
     fields = body.model_dump(exclude_unset=True)
+    if fields.get("enabled"):
+        _not_killed(user)
     if "trader_id" in fields:
         await _check_refs(repo, a.market_id, fields["trader_id"], None)
         if a.position_qty > 0 and fields["trader_id"] != a.trader_id:
@@ -87,7 +94,7 @@ async def update(assignment_id: int, body: AssignmentPatch, repo: OwnedDep, st: 
 
 
 @router.post("/{assignment_id}/pause", response_model=AssignmentOut)
-async def pause(assignment_id: int, repo: OwnedDep, st: StateDep) -> AssignmentOut:
+async def pause(assignment_id: ObjectId, repo: OwnedDep, st: StateDep) -> AssignmentOut:
     a = await _get(repo, assignment_id)
     a.enabled, a.paused_reason = False, "paused by you"
     await repo.s.commit()
@@ -96,8 +103,9 @@ async def pause(assignment_id: int, repo: OwnedDep, st: StateDep) -> AssignmentO
 
 
 @router.post("/{assignment_id}/resume", response_model=AssignmentOut)
-async def resume(assignment_id: int, repo: OwnedDep, st: StateDep) -> AssignmentOut:
+async def resume(assignment_id: ObjectId, repo: OwnedDep, st: StateDep, user: CurrentUser) -> AssignmentOut:
     a = await _get(repo, assignment_id)
+    _not_killed(user)
     a.enabled, a.paused_reason, a.consecutive_failures = True, None, 0
     await repo.s.commit()
     await assignments_changed(st, a.id)
@@ -105,7 +113,7 @@ async def resume(assignment_id: int, repo: OwnedDep, st: StateDep) -> Assignment
 
 
 @router.delete("/{assignment_id}", status_code=204)
-async def delete(assignment_id: int, repo: OwnedDep, st: StateDep) -> Response:
+async def delete(assignment_id: ObjectId, repo: OwnedDep, st: StateDep) -> Response:
     a = await _get(repo, assignment_id)
     await repo.delete(a)
     await repo.s.commit()
@@ -114,7 +122,7 @@ async def delete(assignment_id: int, repo: OwnedDep, st: StateDep) -> Response:
 
 
 @router.get("/{assignment_id}/latency")
-async def latency(assignment_id: int, repo: OwnedDep) -> dict:
+async def latency(assignment_id: ObjectId, repo: OwnedDep) -> dict:
     """Tick -> decision and tick -> order call (ms) over this assignment's last 500 evaluations and orders."""
     a = await _get(repo, assignment_id)
     evals = [x for x in (await repo.s.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from tradewind.storage.models import Session as LoginSession
 from tradewind.storage.models import User
@@ -20,7 +21,13 @@ from tradewind.web.deps import (
 )
 from tradewind.web.errors import ApiError
 from tradewind.web.schemas import Credentials, TokenOut, UserOut
-from tradewind.web.security import hash_password, new_token, password_problem, token_hash, verify_password
+from tradewind.web.security import (
+    hash_password_async,
+    new_token,
+    password_problem,
+    token_hash,
+    verify_password_async,
+)
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -38,9 +45,12 @@ async def register(body: Credentials, s: SessionDep, request: Request) -> UserOu
     exists = (await s.execute(select(func.count()).select_from(User).where(User.email == email))).scalar_one()
     if exists:
         raise ApiError(409, "an account with this email exists; log in instead", field="email")
-    user = User(email=email, password_hash=hash_password(body.password))
+    user = User(email=email, password_hash=await hash_password_async(body.password))
     s.add(user)
-    await s.flush()
+    try:
+        await s.flush()
+    except IntegrityError:  # the same email registered concurrently
+        raise ApiError(409, "an account with this email exists; log in instead", field="email") from None
     Owned(s, user.id).audit_log("account.created", client_address(request))
     await s.commit()
     return user_out(user)
@@ -55,7 +65,7 @@ async def login(body: Credentials, s: SessionDep, st: StateDep, request: Request
     if wait:
         raise ApiError(429, f"too many failed logins; try again in {wait} s", headers={"Retry-After": str(wait)})
     user = (await s.execute(select(User).where(User.email == email))).scalar_one_or_none()
-    if not verify_password(user.password_hash if user else None, body.password) or user is None:
+    if not await verify_password_async(user.password_hash if user else None, body.password) or user is None:
         st.throttle.failed(*keys)
         if user is not None:
             Owned(s, user.id).audit_log("login.failed", address)

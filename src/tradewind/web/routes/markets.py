@@ -10,7 +10,7 @@ from sqlalchemy import select
 from tradewind.domain import TIMEFRAMES
 from tradewind.storage import candles as store
 from tradewind.storage.models import Market
-from tradewind.web.deps import CurrentUser, SessionDep, not_found
+from tradewind.web.deps import CurrentUser, ObjectId, SessionDep, not_found
 from tradewind.web.errors import ApiError
 from tradewind.web.schemas import CandleOut, MarketOut, MarketPage
 
@@ -28,7 +28,7 @@ async def list_markets(s: SessionDep, _: CurrentUser) -> dict:
 
 
 @router.get("/{market_id}", response_model=MarketOut)
-async def get(market_id: int, s: SessionDep, _: CurrentUser) -> MarketOut:
+async def get(market_id: ObjectId, s: SessionDep, _: CurrentUser) -> MarketOut:
     mk = await s.get(Market, market_id)
     if mk is None:
         raise not_found("market")
@@ -37,7 +37,7 @@ async def get(market_id: int, s: SessionDep, _: CurrentUser) -> MarketOut:
 
 @router.get("/{market_id}/candles", response_model=list[CandleOut])
 async def candles(
-    market_id: int, s: SessionDep, _: CurrentUser,
+    market_id: ObjectId, s: SessionDep, _: CurrentUser,
     timeframe: Annotated[str, Query(max_length=4)] = "1m",
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     before: Annotated[int | None, Query(ge=0, le=2**53)] = None,

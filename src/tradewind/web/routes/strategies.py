@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from tradewind.eval.sandbox import validate
 from tradewind.storage.models import Strategy, StrategyVersion
-from tradewind.web.deps import OwnedDep, StateDep, not_found, page
+from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed
 from tradewind.web.schemas import (
@@ -24,8 +23,6 @@ from tradewind.web.schemas import (
 )
 
 router = APIRouter(prefix="/api/strategies", tags=["strategies"])
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[int | None, Query(ge=1)]
 
 
 async def check(code: str) -> list[Diagnostic]:
@@ -80,14 +77,14 @@ async def _get(repo: OwnedDep, strategy_id: int) -> Strategy:
 
 
 @router.get("/{strategy_id}", response_model=StrategyOut)
-async def get(strategy_id: int, repo: OwnedDep) -> StrategyOut:
+async def get(strategy_id: ObjectId, repo: OwnedDep) -> StrategyOut:
     s = await _get(repo, strategy_id)
     return out(s, await repo.version(s, s.latest_version))  # type: ignore[arg-type]
 
 
 @router.patch("/{strategy_id}", response_model=StrategyOut)
 @router.put("/{strategy_id}", response_model=StrategyOut, include_in_schema=False)
-async def update(strategy_id: int, body: StrategyPatch, repo: OwnedDep, st: StateDep) -> StrategyOut:
+async def update(strategy_id: ObjectId, body: StrategyPatch, repo: OwnedDep, st: StateDep) -> StrategyOut:
     s = await _get(repo, strategy_id)
     current = await repo.version(s, s.latest_version)
     assert current is not None
@@ -109,7 +106,7 @@ async def update(strategy_id: int, body: StrategyPatch, repo: OwnedDep, st: Stat
 
 
 @router.delete("/{strategy_id}", status_code=204)
-async def delete(strategy_id: int, repo: OwnedDep, st: StateDep) -> Response:
+async def delete(strategy_id: ObjectId, repo: OwnedDep, st: StateDep) -> Response:
     s = await _get(repo, strategy_id)
     await repo.delete(s)
     await repo.s.commit()
@@ -118,7 +115,7 @@ async def delete(strategy_id: int, repo: OwnedDep, st: StateDep) -> Response:
 
 
 @router.get("/{strategy_id}/versions", response_model=list[VersionOut])
-async def versions(strategy_id: int, repo: OwnedDep) -> list[VersionOut]:
+async def versions(strategy_id: ObjectId, repo: OwnedDep) -> list[VersionOut]:
     s = await _get(repo, strategy_id)
     return [VersionOut(version=v.version, code=v.code, params=v.params_schema or {}, created_at=v.created_at)
             for v in await repo.versions(s)]  # fmt: skip

@@ -13,6 +13,7 @@ from tradewind.bus import subjects
 from tradewind.storage.models import Assignment, Order, Strategy, Trader, User
 from tradewind.web.deps import AdminUser, CurrentUser, OwnedDep, SessionDep, StateDep, client_address
 from tradewind.web.events import assignments_changed
+from tradewind.web.routes.assignments import KILL_SWITCH
 
 router = APIRouter(tags=["system"])
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ async def kill(repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request
     me.killed = True
     paused = (await repo.s.execute(
         update(Assignment).where(Assignment.owner_id == user.id, Assignment.enabled.is_(True))
-        .values(enabled=False, paused_reason="kill switch")
+        .values(enabled=False, paused_reason=KILL_SWITCH)
     )).rowcount  # fmt: skip
     open_orders = (await repo.s.execute(repo.select(Order).where(Order.status.in_(("open", "pending"))))).scalars().all()
     repo.audit_log("killswitch.on", client_address(request), paused=paused, open_orders=len(open_orders))

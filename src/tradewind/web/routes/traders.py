@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.storage.models import Trader
-from tradewind.web.deps import OwnedDep, StateDep, client_address, not_found, page
+from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, client_address, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.schemas import TraderIn, TraderOut, TraderPage, TraderPatch
 
 router = APIRouter(prefix="/api/traders", tags=["traders"])
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[int | None, Query(ge=1)]
 PAPER_EXCHANGE = "sim"
 
 
@@ -92,12 +88,12 @@ async def _get(repo: OwnedDep, trader_id: int) -> Trader:
 
 
 @router.get("/{trader_id}", response_model=TraderOut)
-async def get(trader_id: int, repo: OwnedDep) -> TraderOut:
+async def get(trader_id: ObjectId, repo: OwnedDep) -> TraderOut:
     return out(await _get(repo, trader_id))
 
 
 @router.patch("/{trader_id}", response_model=TraderOut)
-async def update(trader_id: int, body: TraderPatch, repo: OwnedDep, st: StateDep, request: Request) -> TraderOut:
+async def update(trader_id: ObjectId, body: TraderPatch, repo: OwnedDep, st: StateDep, request: Request) -> TraderOut:
     t = await _get(repo, trader_id)
     fields = body.model_dump(exclude_unset=True)
     for name in ("name", "max_order_notional", "max_position", "daily_loss_limit"):
@@ -123,7 +119,7 @@ async def update(trader_id: int, body: TraderPatch, repo: OwnedDep, st: StateDep
 
 
 @router.delete("/{trader_id}", status_code=204)
-async def delete(trader_id: int, repo: OwnedDep, request: Request) -> Response:
+async def delete(trader_id: ObjectId, repo: OwnedDep, request: Request) -> Response:
     t = await _get(repo, trader_id)
     repo.audit_log("trader.deleted", client_address(request), trader_id=t.id)
     await repo.delete(t)
@@ -132,7 +128,7 @@ async def delete(trader_id: int, repo: OwnedDep, request: Request) -> Response:
 
 
 @router.get("/{trader_id}/balances")
-async def balances(trader_id: int, repo: OwnedDep, st: StateDep) -> dict:
+async def balances(trader_id: ObjectId, repo: OwnedDep, st: StateDep) -> dict:
     t = await _get(repo, trader_id)
     reply = await _request(st, subjects.exchange_balance(t.exchange), m.BalanceRequest(trader_id=t.id), m.BalanceReply, t.exchange)
     assert isinstance(reply, m.BalanceReply)
