@@ -1,9 +1,9 @@
 -- The sandbox bootstrap, run once per runtime with host functions as arguments.
 -- It builds the strategy's environment from safe functions only, installs the instruction and time
 -- hook on every coroutine the strategy can run in, and returns the functions the host calls.
-local host_get, host_ta, host_print, limit, step, time_limit, ta_names = ...
+local host_get, host_data, host_ta, host_print, limit, step, time_limit, ta_names = ...
 
-local debug_sethook, os_clock, co_create, co_resume, co_status = debug.sethook, os.clock, coroutine.create, coroutine.resume, coroutine.status
+local debug_sethook, debug_getmetatable, os_clock, co_create, co_resume, co_status = debug.sethook, debug.getmetatable, os.clock, coroutine.create, coroutine.resume, coroutine.status
 local string_rep, table_concat, setmetatable_, getmetatable_ = string.rep, table.concat, setmetatable, getmetatable
 local type_, error_, tostring_, select_ = type, error, tostring, select
 
@@ -22,6 +22,8 @@ local function hook()
   used = used + step
   if used > limit then
     exhausted = "instructions"
+  elseif not deadline then
+    deadline = os_clock() + time_limit
   elseif os_clock() > deadline then
     exhausted = "time"
   end
@@ -34,16 +36,44 @@ end
 
 local function guard(co) debug_sethook(co, hook, "", step) return co end
 
--- Read-only views of host arrays (candles and indicator results): shared, never copied into Lua.
--- A view keeps its host id, offset and length under private keys no strategy can name. The offset
--- lets a backtest slide one view along the whole history instead of making new tables every candle.
-local ID, LEN, OFF, NANP = {}, {}, {}, {}
+-- Read-only views of host arrays (candles and indicator results): shared, never copied into Lua
+-- element by element. A view keeps under private keys no strategy can name: its host id, offset and
+-- length, its last two values (what most strategies read: x[#x], x[#x - 1]), and, fetched on the
+-- first read of any other element, the array's bytes as one Lua string that `string.unpack` reads in
+-- C. The offset lets a backtest slide one view along the whole history.
+local ID, LEN, OFF, NANP, DATA, FMT, SER, LAST, PREV = {}, {}, {}, {}, {}, {}, {}, {}, {}
 local NAN = 0/0
 local rawget_, rawset_, next_ = rawget, rawset, next
+local string_unpack = string.unpack
+local series_data = {}  -- a backtest's whole-history arrays by id: fetched once per run, not per candle
+
+local function fetch(t)
+  local id, ser = rawget_(t, ID), rawget_(t, SER)
+  local d
+  if ser then d = series_data[id] end
+  if d == nil then
+    d = host_data(id)  -- bytes, or false when too long to copy (then element by element)
+    if ser then series_data[id] = d end
+  end
+  rawset_(t, DATA, d)
+  return d
+end
+
 local view_mt = {
   __index = function(t, i)
-    if type_(i) == "number" and i >= 1 and i <= rawget_(t, LEN) then
+    local n = rawget_(t, LEN)
+    if i == n then
+      local v = rawget_(t, LAST)
+      if v ~= nil then return v end
+    elseif i == n - 1 then
+      local v = rawget_(t, PREV)
+      if v ~= nil then return v end
+    end
+    if type_(i) == "number" and i >= 1 and i <= n and i % 1 == 0 then
       if i <= rawget_(t, NANP) then return NAN end  -- the warm-up of a backtest's whole-history indicator
+      local d = rawget_(t, DATA)
+      if d == nil then d = fetch(t) end
+      if d then return (string_unpack(rawget_(t, FMT), d, (rawget_(t, OFF) + i - 1) * 8 + 1)) end
       return host_get(rawget_(t, ID), rawget_(t, OFF) + i)
     end
     return nil
@@ -56,15 +86,14 @@ local view_mt = {
   end,
   __metatable = "read-only array",
 }
--- The host hands out arrays as one integer: (id << 17) | length, so `#x` needs no call to the host.
-local function view(code) return setmetatable_({[ID] = code >> 17, [LEN] = code & 131071, [OFF] = 0, [NANP] = 0}, view_mt) end
--- A backtest's indicator: a view with an offset into the whole-history result, and its NaN lead.
-local function series_view(code, lead)
-  local len = code & 131071
-  return setmetatable_({[ID] = (code >> 38) & 16777215, [OFF] = (code >> 17) & 2097151, [LEN] = len,
-                        [NANP] = lead < len and lead or len}, view_mt)
+-- Arrays travel as descriptors id << 38 | offset << 17 | length (see ta.py); `#x` needs no host call.
+local function view(desc, last, prev, lead, fmt, series)
+  local len = desc & 131071
+  return setmetatable_({[ID] = (desc >> 38) & 16777215, [OFF] = (desc >> 17) & 2097151, [LEN] = len,
+                        [NANP] = lead < len and lead or len, [FMT] = fmt, [SER] = series,
+                        [LAST] = last, [PREV] = prev}, view_mt)
 end
--- ...and takes them back as TAG | id << 38 | offset << 17 | length (see ta.py).
+-- ...and the host takes them back as TAG | descriptor, so no ordinary number is mistaken for one.
 local TAG = 1 << 62
 local function id_of(x)
   if type_(x) == "table" then
@@ -139,37 +168,36 @@ end
 env.isnan = function(x) return x ~= x end
 env._G = env
 
--- ta: every function goes to the host (TA-Lib), arrays travel as ids, results come back as views.
+-- ta: every function goes to the host (TA-Lib), arrays travel as descriptors, results come back as a
+-- count, then per array: descriptor, last value, the one before, NaN lead; or (0, value) for a plain
+-- value. The lead is -1 for an ordinary array, and the warm-up length for a view into a backtest's
+-- whole-history result.
 local ta = {}
-local function wrap_results(...)
-  local n = select_("#", ...)
-  if n == 2 then
-    local r, lead = ...
-    if type_(r) == "number" and r < 0 and ((-r) & TAG) ~= 0 then return series_view(-r, lead) end
-  end
-  if n == 1 then
-    local r = ...
-    if type_(r) == "number" and r < 0 then return view(-r) end
-    return r
-  end
-  if n == 0 then return nil end
-  local out = {}
-  for i = 1, n do
-    local r = select_(i, ...)
-    out[i] = (type_(r) == "number" and r < 0) and view(-r) or r
-  end
-  return table.unpack(out, 1, n)
-end
 local table_unpack = table.unpack
-for _, name in ipairs(ta_names) do
-  -- one closure per function, made once: the common one- and two-argument calls avoid table packing
+local function wrap_results(n, d1, a1, b1, l1, ...)
+  if n == 1 then
+    if l1 < 0 then return view(d1, a1, b1, 0, "=d", false) end
+    return view(d1, a1, b1, l1, "=d", true)
+  end
+  if n == 0 then return d1 end
+  local rest = {d1, a1, b1, l1, ...}
+  local out = {}
+  for k = 0, n - 1 do
+    local lead = rest[4 * k + 4]
+    out[k + 1] = view(rest[4 * k + 1], rest[4 * k + 2], rest[4 * k + 3], lead < 0 and 0 or lead, "=d", lead >= 0)
+  end
+  return table_unpack(out, 1, n)
+end
+for k, name in ipairs(ta_names) do
+  -- one closure per function, made once: the common one- and two-argument calls avoid table packing,
+  -- and the host gets the function's number, not its name (strings cost more to cross over)
   ta[name] = function(a, b, ...)
     if select_("#", ...) == 0 then
-      return wrap_results(host_ta(name, id_of(a), id_of(b)))
+      return wrap_results(host_ta(k, id_of(a), id_of(b)))
     end
     local rest = {...}
     for i = 1, #rest do rest[i] = id_of(rest[i]) end
-    return wrap_results(host_ta(name, id_of(a), id_of(b), table_unpack(rest)))
+    return wrap_results(host_ta(k, id_of(a), id_of(b), table_unpack(rest)))
   end
 end
 setmetatable_(ta, {
@@ -184,23 +212,76 @@ local function compile(code)
 end
 
 -- Run f(...) in a fresh hooked coroutine with fresh budgets; returns ok, results... or false, message.
-local function run(f, ...)
-  used, exhausted = 0, false
-  deadline = os_clock() + time_limit
-  local co = guard(co_create(f))
-  local r = table.pack(co_resume(co, ...))
-  debug_sethook()  -- the host's own calls run without the hook
+-- The wall-clock deadline starts at the first hook: reading the clock costs a system call.
+local function finish(ok, ...)
   if exhausted then return false, LIMIT_MARK .. exhausted end
-  return table.unpack(r, 1, r.n)
+  return ok, ...
+end
+local function run(f, ...)
+  used, exhausted, deadline = 0, false, nil
+  return finish(co_resume(guard(co_create(f)), ...))
 end
 
-local function candles(o, h, l, c, v, t) -- codes as for view()
-  local views = {view(o), view(h), view(l), view(c), view(v), view(t)}
-  local inner = {open = views[1], high = views[2], low = views[3], close = views[4], volume = views[5], time = views[6]}
-  local tbl = setmetatable_({}, {__index = inner, __newindex = function() error_("the candle table is read-only", 2) end,
-                                 __pairs = function() return next_, inner, nil end, __metatable = "read-only candles"})
-  return tbl, views
+-- The candle table: open, high, low, close, volume, time, each a view made on first use (most
+-- strategies read one or two of them). ARGS holds the host's descriptors and the views made so far.
+local ARGS = {}
+local FIELDS = {open = 1, high = 2, low = 3, close = 4, volume = 5, time = 6}
+local NAMES = {"open", "high", "low", "close", "volume", "time"}
+local candle_mt = {
+  __index = function(t, k)
+    local a = rawget_(t, ARGS)
+    local v = a[k]
+    if v == nil then
+      local f = FIELDS[k]
+      if not f then return nil end
+      v = view(a[f], a[5 + 2 * f], a[6 + 2 * f], 0, f == 6 and "=j" or "=d", false)
+      a[k] = v
+    end
+    return v
+  end,
+  __newindex = function() error_("the candle table is read-only", 2) end,
+  __pairs = function(t)
+    local i = 0
+    return function() i = i + 1 local k = NAMES[i] if k then return k, t[k] end end, t, nil
+  end,
+  __metatable = "read-only candles",
+}
+
+-- A backtest's candles: views of the whole history that `series` slides along it.
+local function candles(o, h, l, c, v, t)
+  series_data = {}
+  local views = {view(o, nil, nil, 0, "=d", true), view(h, nil, nil, 0, "=d", true), view(l, nil, nil, 0, "=d", true),
+                 view(c, nil, nil, 0, "=d", true), view(v, nil, nil, 0, "=d", true), view(t, nil, nil, 0, "=j", true)}
+  local a = {}
+  for i = 1, 6 do a[NAMES[i]] = views[i] end
+  return setmetatable_({[ARGS] = a}, candle_mt), views
 end
+
+-- One live evaluation: decide(c, params) on new candles (descriptors of the open, high, low, close,
+-- volume and time arrays, then the last two values of each), or on the same ones when called without.
+local decide_fn, params_tbl, current
+local function prepare(f, p) decide_fn, params_tbl = f, p end
+local function evaluate(...)
+  if ... then current = setmetatable_({[ARGS] = {...}}, candle_mt) end
+  return run(decide_fn, current, params_tbl)
+end
+
+-- `next` on a view or the candle table would hand out the private keys above: walk them as pairs does.
+local function guarded_next(t, k)
+  local mt = debug_getmetatable(t)
+  if mt == view_mt or mt == candle_mt then
+    local iter = mt.__pairs(t)
+    if k == nil then return iter(t, mt == view_mt and 0 or nil) end
+    if mt == view_mt then return iter(t, k) end
+    local i = FIELDS[k]
+    if not i then return nil end
+    local name = NAMES[i + 1]
+    if name then return name, t[name] end
+    return nil
+  end
+  return next_(t, k)
+end
+env.next = guarded_next
 
 -- A backtest: slide the candle views along the history and call decide on each candle, in Lua, so
 -- the host is crossed only by the indicators. Returns the last candle done, ok, and the error.
@@ -209,11 +290,12 @@ local function series(f, c, views, params, first, last, lookback, out)
     local off = i - lookback
     if off < 0 then off = 0 end
     for k = 1, 6 do local v = views[k] rawset_(v, OFF, off) rawset_(v, LEN, i - off) end
-    local r = table.pack(run(f, c, params))
-    if r[1] ~= true then return i, false, r[2] end
-    out[i - first + 1] = r[2]  -- keys from 1: the array part keeps them in order
+    local ok, r = run(f, c, params)
+    if ok ~= true then return i, false, r end
+    out[i - first + 1] = r  -- keys from 1: the array part keeps them in order
   end
   return last, true
 end
 
-return {compile = compile, run = run, env = env, candles = candles, series = series, mark = LIMIT_MARK}
+return {compile = compile, run = run, env = env, candles = candles, series = series, mark = LIMIT_MARK,
+        prepare = prepare, step = evaluate}

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import lupa.lua54 as lua
 import numpy as np
 
-from tradewind.eval.ta import FUNCTIONS, ArrayStore, TAError
+from tradewind.eval.ta import NAMES, ArrayStore, TAError
 from tradewind.eval.window import CandleWindow
 
 BOOT = resources.files("tradewind.eval").joinpath("sandbox.lua").read_text()
@@ -109,12 +109,13 @@ class StrategyRuntime:
         )  # fmt: skip
         self.rt.execute("python = nil")
         self.boot = self.rt.execute(
-            BOOT, self.store.get, self._ta, self._print,
-            self.limits.instructions, HOOK_STEP, self.limits.time_ms / 1000, self.rt.table_from(sorted(FUNCTIONS)),
+            BOOT, self.store.get, self._data, self._ta, self._print,
+            self.limits.instructions, HOOK_STEP, self.limits.time_ms / 1000, self.rt.table_from(NAMES),
         )  # fmt: skip
         # Lua table lookups from Python cost microseconds: take the functions out once.
         self._mark = self.boot["mark"]
         self._run = self.boot["run"]
+        self._step = self.boot["step"]
         self._make_candles = self.boot["candles"]
         self._series = self.boot["series"]
         if not isinstance(code, str) or not code.strip():
@@ -134,13 +135,20 @@ class StrategyRuntime:
             if lua.lua_type(init) != "function":
                 raise StrategyError(name, "init must be a function")
             self._call(init, self.params)
+        self.boot["prepare"](self._decide, self.params)
 
     # -- host functions called from Lua ----------------------------------------------------------------
-    def _ta(self, name: Any, *args: Any) -> Any:
+    def _data(self, array_id: int) -> bytes | bool:
+        try:
+            return self.store.data(array_id)
+        except TAError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    def _ta(self, k: int, *args: Any) -> Any:
         while args and args[-1] is None:  # trailing nils of the fixed-arity Lua wrapper
             args = args[:-1]
         try:
-            return self.store.call(name, args, self._to_array)
+            return self.store.call(NAMES[k - 1], args, self._to_array)
         except TAError as exc:
             raise RuntimeError(str(exc)) from None
 
@@ -209,13 +217,26 @@ class StrategyRuntime:
         if self._log:
             self._log, self._log_bytes = [], 0
         if window is not self._window:  # the worker evaluates many strategies on one window object
+            self._window = window
             ids = self.store.bind(window)
             if ids != self._window_ids:
-                self._candles = self._make_candles(*ids)[0]
                 self._window_ids = ids
-            self._window = window
-        out = self._call(self._decide, self._candles, self.params)
-        return self._decision(out[0] if out else None)
+                return self._decision(self._call_step(ids))
+        return self._decision(self._call_step(()))
+
+    def _call_step(self, ids: tuple[int, ...]) -> Any:
+        # _call's work, inlined: this is the hot path of the worker
+        try:
+            ok, *out = self._step(*ids)
+        except lua.LuaMemoryError:
+            self.broken = True
+            raise StrategyError(self.name, _limit_text("memory", self.limits), candle_time=self._candle_time,
+                                limit="memory") from None  # fmt: skip
+        except lua.LuaError as exc:
+            raise self._error(str(exc)) from None
+        if ok is not True:
+            raise self._error(out[0] if out else "unknown error")
+        return out[0] if out else None
 
     def decide_series(self, arrays: dict[str, np.ndarray], lookback: int, start: int, stop: int) -> list[str]:
         """Positions for candles start..stop-1 (0-based) of a whole history, each decided on the window

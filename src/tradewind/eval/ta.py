@@ -22,9 +22,11 @@ OFF_BITS = 21  # a view starts at most 2**21 - 1 candles into its array (backtes
 MAX_ID = (1 << ID_BITS) - 1
 MAX_LEN = (1 << LEN_BITS) - 1
 MAX_OFF = (1 << OFF_BITS) - 1
-# Lua passes array arguments as one integer: TAG | id << 38 | offset << 17 | length, so no ordinary
-# number is mistaken for one and a window over a longer array needs no copy.
+# An array travels to Lua as a descriptor, id << 38 | offset << 17 | length, and comes back tagged,
+# TAG | descriptor, so no ordinary number is mistaken for one and a window over a longer array needs
+# no copy. Its values travel as bytes (one Lua string that `string.unpack` reads) when small enough.
 TAG = 1 << 62
+MAX_BYTES_LEN = 262_144  # longer arrays (a long backtest's history) are read element by element
 MAX_WINDOWS = 32
 SCRATCH = 4096  # arrays computed on partial views (backtests) live this long: within one decide()
 
@@ -34,10 +36,11 @@ class TAError(Exception):
 
 
 class _Window:
-    __slots__ = ("ids", "cache", "series")
+    __slots__ = ("ids", "cache", "series", "codes")
 
     def __init__(self, series: bool = False) -> None:
         self.ids: list[int] = []
+        self.codes: tuple[Any, ...] = ()
         self.cache: dict[tuple[Any, ...], Any] = {}
         self.series = series  # a whole history that a backtest slides views along
 
@@ -52,6 +55,16 @@ def descriptor(array_id: int, offset: int, length: int) -> int:
     return TAG | (array_id << 38) | (offset << LEN_BITS) | length
 
 
+def _tail(arr: np.ndarray) -> tuple[Any, Any]:
+    """The last value and the one before (None where the array is shorter), as Python numbers."""
+    n = len(arr)
+    return (arr[-1].item() if n else None), (arr[-2].item() if n > 1 else None)
+
+
+def _as(arr: np.ndarray, dtype: type) -> np.ndarray:
+    return arr if arr.dtype == dtype and arr.flags.c_contiguous else np.ascontiguousarray(arr, dtype=dtype)
+
+
 class ArrayStore:
     """Arrays visible to Lua by integer id, grouped per window, and the shared indicator cache."""
 
@@ -59,6 +72,8 @@ class ArrayStore:
         self._arrays: dict[int, tuple[np.ndarray, _Window | None, int]] = {}  # id -> array, owner, NaN lead
         self._windows: OrderedDict[tuple[str, int, int], _Window] = OrderedDict()
         self._scratch: deque[int] = deque()
+        self._bytes: dict[int, bytes | bool] = {}
+        self._bound: tuple[CandleWindow | None, tuple[int, ...]] = (None, ())
         self._next = 1
         self.computed = 0  # indicator computations (cache misses), for tests and metrics
 
@@ -74,11 +89,29 @@ class ArrayStore:
         else:
             self._scratch.append(i)
             if len(self._scratch) > SCRATCH:
-                self._arrays.pop(self._scratch.popleft(), None)
+                self._forget(self._scratch.popleft())
         return i
 
-    def bind(self, window: CandleWindow) -> tuple[int, ...]:
-        """Codes ((id << 17) | length) of the window's open, high, low, close, volume and time arrays."""
+    def _forget(self, array_id: int) -> None:
+        self._arrays.pop(array_id, None)
+        self._bytes.pop(array_id, None)
+
+    def data(self, array_id: int) -> bytes | bool:
+        """An array's values as native-endian bytes (float64, int64 for times), or False when too long."""
+        found = self._bytes.get(array_id)
+        if found is None:
+            entry = self._arrays.get(array_id)
+            if entry is None:
+                raise TAError("this array belongs to an old candle; compute it again in decide()")
+            arr = entry[0]
+            found = self._bytes[array_id] = arr.tobytes() if len(arr) <= MAX_BYTES_LEN else False
+        return found
+
+    def bind(self, window: CandleWindow) -> tuple[Any, ...]:
+        """Descriptors of the window's open, high, low, close, volume and time arrays, then the last two
+        values of each (what strategies read most: they cross over with the descriptors)."""
+        if self._bound[0] is window:  # a thousand strategies in a row on one window
+            return self._bound[1]
         n = len(window)
         if n > MAX_LEN:
             raise TAError(f"a window holds at most {MAX_LEN} candles")
@@ -86,16 +119,19 @@ class ArrayStore:
         w = self._windows.get(key)
         if w is None:
             w = _Window()
-            for arr in (window.open, window.high, window.low, window.close, window.volume, window.time):
-                self._register(arr, w)
+            for arr in (window.open, window.high, window.low, window.close, window.volume):
+                self._register(_as(arr, np.float64), w)
+            self._register(_as(window.time, np.int64), w)
+            w.codes = tuple((i << 38) | n for i in w.ids) + tuple(v for i in w.ids for v in _tail(self._arrays[i][0]))
             self._windows[key] = w
             while len(self._windows) > MAX_WINDOWS:
                 _, old = self._windows.popitem(last=False)
                 for i in old.ids:
-                    self._arrays.pop(i, None)
+                    self._forget(i)
         else:
             self._windows.move_to_end(key)
-        return tuple((i << LEN_BITS) | n for i in w.ids[:6])
+        self._bound = (window, w.codes)
+        return w.codes
 
     def bind_series(self, arrays: list[np.ndarray]) -> tuple[int, ...]:
         """Codes of whole series (a backtest's history); Lua looks at them through moving views."""
@@ -103,7 +139,8 @@ class ArrayStore:
         n = len(arrays[0])
         if n > MAX_OFF:
             raise TAError(f"a backtest handles at most {MAX_OFF:,} candles; use a longer timeframe")
-        return tuple((self._register(a, w) << LEN_BITS) | min(n, MAX_LEN) for a in arrays)
+        arrays = [_as(a, np.float64) for a in arrays[:5]] + [_as(arrays[5], np.int64)]
+        return tuple((self._register(a, w) << 38) | min(n, MAX_LEN) for a in arrays)
 
     def get(self, array_id: int, i: Any) -> Any:
         entry = self._arrays.get(array_id)
@@ -150,9 +187,9 @@ class ArrayStore:
                     return hit
         return self._compute(name, args, to_array)
 
-    def _series(self, name: str, args: tuple[Any, ...], owner: _Window) -> tuple[int, int] | None:
+    def _series(self, name: str, args: tuple[Any, ...], owner: _Window) -> tuple[Any, ...] | None:
         """ta.<name> over a sliding view of a history: computed once for the whole history, answered as
-        (a view code with the same offset and length, the NaN lead). None when it does not apply."""
+        a view with the same offset and length, and the NaN lead. None when it does not apply."""
         window = None
         key: list[Any] = [name, "series"]
         for a in args:
@@ -184,7 +221,7 @@ class ArrayStore:
             lead = int(valid.argmax()) if valid.any() else len(result)
             hit = owner.cache[k] = (self._register(result, owner, lead), lead)
         rid, lead = hit
-        return -(TAG | (rid << 38) | window), lead  # type: ignore[operator]
+        return 1, (rid << 38) | window, None, None, lead  # type: ignore[operator]
 
     def _compute(self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray]) -> Any:
         spec = FUNCTIONS.get(name)
@@ -215,14 +252,15 @@ class ArrayStore:
         self.computed += 1
         owner = window if cacheable else None
         if isinstance(result, bool):
-            out: Any = result
+            out: tuple[Any, ...] = (0, result)
         else:
             results = result if isinstance(result, tuple) else (result,)
-            codes = []
+            flat: list[Any] = [len(results)]
             for r in results:
-                arr = np.asarray(r, dtype=np.float64)
-                codes.append(-((self._register(arr, owner) << LEN_BITS) | len(arr)))
-            out = tuple(codes) if len(codes) > 1 else codes[0]
+                arr = _as(np.asarray(r), np.float64)
+                rid = self._register(arr, owner)
+                flat += ((rid << 38) | len(arr), *_tail(arr), -1)
+            out = tuple(flat)
         if owner is not None:
             owner.cache[(name, args)] = out
         return out
@@ -365,3 +403,4 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "crossover": _cross(1),
     "crossunder": _cross(-1),
 }
+NAMES = sorted(FUNCTIONS)  # Lua calls a function by its number in this list (from 1)
