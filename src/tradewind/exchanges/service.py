@@ -68,6 +68,8 @@ class ExchangeService:
         self._subs: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._paper: dict[int, Credentials] = {}
+        self._requests: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(512)
         self.ready = asyncio.Event()
 
     async def start(self, stream: bool = True) -> None:
@@ -178,14 +180,22 @@ class ExchangeService:
 
     # -- requests -------------------------------------------------------------------------------------
     def _guard(self, handler: Any) -> Any:
+        async def handle(msg: Msg) -> None:
+            async with self._slots:
+                try:
+                    reply = await handler(msg)
+                except Exception:
+                    log.exception("%s: request on %s failed", self.name, msg.subject)
+                    reply = m.OrderAck(client_order_id="", status="error", reason="internal error in exchange service")
+                if msg.reply:
+                    await msg.respond(m.encode(reply))
+
         async def wrapped(msg: Msg) -> None:
-            try:
-                reply = await handler(msg)
-            except Exception:
-                log.exception("%s: request on %s failed", self.name, msg.subject)
-                reply = m.OrderAck(client_order_id="", status="error", reason="internal error in exchange service")
-            if msg.reply:
-                await msg.respond(m.encode(reply))
+            # nats-py runs one callback at a time per subscription: answer each request in its own task,
+            # or a burst of a thousand orders queues behind one another's exchange calls.
+            task = asyncio.create_task(handle(msg))
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
 
         return wrapped
 
