@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradewind.storage.models import (
@@ -28,6 +28,8 @@ OWNED = (Strategy, Trader, Assignment, Order, Backtest)
 
 
 class Owned:
+    """One user's view of the database: every read and write here is limited to rows they own."""
+
     def __init__(self, session: AsyncSession, user_id: int) -> None:
         self.s = session
         self.user_id = user_id
@@ -50,6 +52,13 @@ class Owned:
             q = q.where(model.id < before_id)  # type: ignore[attr-defined]
         q = q.order_by(model.id.desc()).limit(limit)  # type: ignore[attr-defined]
         return (await self.s.execute(q)).scalars().all()
+
+    async def update_all(self, model: type[T], *conditions: Any, **values: Any) -> int:
+        """``UPDATE model SET values WHERE owner = me AND conditions``; the number of rows changed."""
+        if model not in OWNED:
+            raise TypeError(f"{model.__name__} is not an owned model")
+        q = update(model).where(model.owner_id == self.user_id, *conditions).values(**values)  # type: ignore[attr-defined]
+        return (await self.s.execute(q)).rowcount  # type: ignore[attr-defined,no-any-return]
 
     def add(self, obj: T) -> T:
         obj.owner_id = self.user_id  # type: ignore[union-attr]

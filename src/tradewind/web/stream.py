@@ -138,6 +138,7 @@ async def stream(ws: WebSocket) -> None:
                 continue
             if not filters:
                 wanted = None
+                await ws.send_json({"type": "subscribed", "markets": None})  # None: every market
                 continue
             async with st.sf() as s:
                 rows = {r.id: r for r in (await s.execute(select(Market).where(Market.id.in_([i for i, _ in filters])))).scalars()}

@@ -55,13 +55,17 @@ async def sf(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def nats_client(tmp_path: Path):  # type: ignore[no-untyped-def]
+async def nats_url(tmp_path: Path):  # type: ignore[no-untyped-def]
     server = EmbeddedNats(tmp_path / "nats")
-    url = await server.start()
-    nc = await connect(url, "web-test")
+    yield await server.start()
+    await server.stop()
+
+
+@pytest.fixture
+async def nats_client(nats_url: str):  # type: ignore[no-untyped-def]
+    nc = await connect(nats_url, "web-test")
     yield nc
     await nc.close()
-    await server.stop()
 
 
 @pytest.fixture

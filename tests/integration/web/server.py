@@ -10,9 +10,11 @@ import asyncio
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
+from tradewind.bus.connection import connect
 from tradewind.config import Settings
 from tradewind.secrets import SecretBox
 from tradewind.storage import candles as store
@@ -27,8 +29,10 @@ KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 class ServerThread:
     """``with ServerThread(tmp) as srv: srv.url`` — SQLite in ``tmp``, migrated and holding one market."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, nats_url: str | None = None) -> None:
         self.folder = folder
+        self.nats_url = nats_url
+        self.app: Any = None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -54,7 +58,8 @@ class ServerThread:
             m = await store.get_or_create_market(s, "sim", "BTC/USD")
             await store.insert_candles(s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)])
             await s.commit()
-        app = create_app(Settings(data_dir=self.folder, database_url=url), sf, None, SecretBox([KEY]))
+        nc = await connect(self.nats_url, "web-test-server") if self.nats_url else None
+        app = self.app = create_app(Settings(data_dir=self.folder, database_url=url), sf, nc, SecretBox([KEY]))
         # The fuzzer sends thousands of requests a minute on one account: lift the per-user limit.
         app.state.tw.limiter = RateLimiter(rate=1e6, burst=1e6)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
@@ -66,6 +71,8 @@ class ServerThread:
             await asyncio.sleep(0.01)
         self._ready.set()
         await serving
+        if nc is not None:
+            await nc.close()
         await engine.dispose()
 
     def __enter__(self) -> ServerThread:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, Request, Response
+from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
@@ -44,24 +46,27 @@ async def kill(repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request
     me = await repo.s.get(User, user.id)
     assert me is not None
     me.killed = True
-    paused = (await repo.s.execute(
-        update(Assignment).where(Assignment.owner_id == user.id, Assignment.enabled.is_(True))
-        .values(enabled=False, paused_reason=KILL_SWITCH)
-    )).rowcount  # fmt: skip
+    paused = await repo.update_all(Assignment, Assignment.enabled.is_(True), enabled=False, paused_reason=KILL_SWITCH)
     open_orders = (await repo.s.execute(repo.select(Order).where(Order.status.in_(("open", "pending"))))).scalars().all()
     repo.audit_log("killswitch.on", client_address(request), paused=paused, open_orders=len(open_orders))
     await repo.s.commit()
     await assignments_changed(st)
     cancelled = 0
-    if st.nc is not None:
-        for o in open_orders:
-            try:
-                await st.nc.request(subjects.exchange_cancel(o.exchange), m.encode(m.CancelOrder(
-                    trader_id=o.trader_id, client_order_id=o.client_order_id, symbol=o.symbol)), timeout=5)  # fmt: skip
-                cancelled += 1
-            except Exception as exc:
-                log.warning("kill switch: cancelling %s failed: %s", o.client_order_id, exc)
+    if st.nc is not None and open_orders:
+        results = await asyncio.gather(*(_cancel(st.nc, o) for o in open_orders))
+        cancelled = sum(results)
     return {"killed": True, "paused_assignments": paused, "cancel_requests": cancelled}
+
+
+async def _cancel(nc: Client, o: Order) -> bool:
+    """Ask the order's exchange to cancel it; the order's state comes back on the order updates."""
+    msg = m.CancelOrder(trader_id=o.trader_id, client_order_id=o.client_order_id, symbol=o.symbol)
+    try:
+        await nc.request(subjects.exchange_cancel(o.exchange), m.encode(msg), timeout=5)
+        return True
+    except Exception as exc:  # no adapter, a timeout: the assignments are paused anyway
+        log.warning("kill switch: cancelling %s on %s failed: %s", o.client_order_id, o.exchange, exc)
+        return False
 
 
 @router.delete("/api/killswitch", tags=["risk"])
