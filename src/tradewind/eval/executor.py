@@ -10,7 +10,6 @@ also keeps Lua off the event loop of the process that talks to NATS.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import multiprocessing as mp
 import time
@@ -48,6 +47,7 @@ def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: 
     runtimes: OrderedDict[int, tuple[tuple[Any, ...], StrategyRuntime]] = OrderedDict()
     codes: dict[tuple[int, int], str] = {}
     store = ArrayStore()
+    clock, perf = time.monotonic, time.perf_counter
     while True:
         try:
             msg = conn.recv()
@@ -60,44 +60,47 @@ def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: 
         window = CandleWindow(window_parts[0], *(np.frombuffer(b, dtype=d) for b, d in window_parts[1:]))
         tails: dict[int, CandleWindow] = {}
         out: list[Outcome] = []
-        for i, job in enumerate(jobs):
+        for i, (aid, sid, version, name, params, lookback) in enumerate(jobs):
             progress[0] = i
-            progress[1] = time.monotonic()
-            started = time.perf_counter()
+            progress[1] = clock()
+            started = perf()
             rt = None
             try:
-                key = (job.strategy_id, job.version, json.dumps(job.params, sort_keys=True))
-                entry = runtimes.get(job.assignment_id)
+                key = (sid, version, params)
+                entry = runtimes.get(aid)
                 if entry is None or entry[0] != key:
-                    code = codes.get((job.strategy_id, job.version))
+                    code = codes.get((sid, version))
                     if code is None:
-                        raise StrategyError(job.name, "the strategy's code is not available to the worker")
+                        raise StrategyError(name, "the strategy's code is not available to the worker")
                     if entry is not None:
                         entry[1].close()
-                    rt = StrategyRuntime(code, name=job.name, params=job.params, limits=limits, indicators=store)
-                    runtimes[job.assignment_id] = (key, rt)
+                        del runtimes[aid]
+                    rt = StrategyRuntime(code, name=name, params=params, limits=limits, indicators=store)
+                    runtimes[aid] = (key, rt)
                     while len(runtimes) > MAX_RUNTIMES:
                         runtimes.popitem(last=False)[1][1].close()
                 else:
                     rt = entry[1]
-                    runtimes.move_to_end(job.assignment_id)
-                w = tails.get(job.lookback)
+                    runtimes.move_to_end(aid)
+                w = tails.get(lookback)
                 if w is None:
-                    w = tails[job.lookback] = window.tail(job.lookback)
+                    w = tails[lookback] = window.tail(lookback)
                 d = rt.decide(w, candle_time)
-                out.append((job.assignment_id, "ok", d.position, d.size, d.note, None, _us(started), d.logs))
+                out.append((aid, "ok", d.position, d.size, d.note, None, int((perf() - started) * 1e6), d.logs))
             except StrategyError as exc:
                 if exc.candle_time is None:
                     exc.candle_time = candle_time
                     exc.args = (exc.message(),)
                 if rt is None or rt.broken or exc.limit in ("memory", "time"):
-                    dropped = runtimes.pop(job.assignment_id, None)
+                    dropped = runtimes.pop(aid, None)
                     if dropped:
                         dropped[1].close()
                 logs = rt._log[:] if rt is not None else []
-                out.append((job.assignment_id, "error", None, 1.0, None, str(exc), _us(started), logs))
+                out.append((aid, "error", None, 1.0, None, str(exc), int((perf() - started) * 1e6), logs))
             except Exception as exc:  # a bug of ours must not look like the strategy's fault
-                out.append((job.assignment_id, "error", None, 1.0, None, f"internal error in the eval worker: {type(exc).__name__}", _us(started), []))
+                log.exception("eval executor: internal error")
+                out.append((aid, "error", None, 1.0, None, f"internal error in the eval worker: {type(exc).__name__}",
+                            int((perf() - started) * 1e6), []))  # fmt: skip
         progress[1] = 0.0
         conn.send(out)
 
@@ -170,7 +173,9 @@ class Executor:
             send_codes = {k: c for k, c in codes.items() if k not in self._known}
             assert self._conn is not None
             self._progress[1] = 0.0
-            self._conn.send((parts, candle_time, pending, send_codes))
+            # plain tuples: they pickle several times faster than dataclasses
+            self._conn.send((parts, candle_time, [(j.assignment_id, j.strategy_id, j.version, j.name, j.params, j.lookback)
+                                                  for j in pending], send_codes))  # fmt: skip
             self._known.update(send_codes)
             overran: int | None = None
             while True:

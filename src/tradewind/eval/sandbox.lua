@@ -1,7 +1,7 @@
 -- The sandbox bootstrap, run once per runtime with host functions as arguments.
 -- It builds the strategy's environment from safe functions only, installs the instruction and time
 -- hook on every coroutine the strategy can run in, and returns the functions the host calls.
-local host_get, host_data, host_ta, host_print, limit, step, time_limit, ta_names = ...
+local host_get, host_data, host_ta, host_print, limit, step, time_limit, ta_names, ta_multi = ...
 
 local debug_sethook, debug_getmetatable, os_clock, co_create, co_resume, co_status = debug.sethook, debug.getmetatable, os.clock, coroutine.create, coroutine.resume, coroutine.status
 local string_rep, table_concat, setmetatable_, getmetatable_ = string.rep, table.concat, setmetatable, getmetatable
@@ -37,15 +37,20 @@ end
 local function guard(co) debug_sethook(co, hook, "", step) return co end
 
 -- Read-only views of host arrays (candles and indicator results): shared, never copied into Lua
--- element by element. A view keeps under private keys no strategy can name: its host id, offset and
--- length, its last two values (what most strategies read: x[#x], x[#x - 1]), and, fetched on the
--- first read of any other element, the array's bytes as one Lua string that `string.unpack` reads in
--- C. The offset lets a backtest slide one view along the whole history.
-local ID, LEN, OFF, NANP, DATA, FMT, SER, LAST, PREV = {}, {}, {}, {}, {}, {}, {}, {}, {}
+-- element by element. A view keeps under private keys no strategy can name: its host id, length
+-- (and, in a backtest, offset and NaN lead), its last two values (what most strategies read: x[#x],
+-- x[#x - 1]), and, fetched on the first read of any other element, the array's bytes as one Lua
+-- string that `string.unpack` reads in C. A strategy that reads many elements (a loop) gets them
+-- unpacked into a private table once. A backtest slides one view along the whole history (offset).
+local ID, LEN, OFF, NANP, DATA, FMT, SER, LAST, PREV, DESC, MISS, MAT = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
 local NAN = 0/0
+local TAG = 1 << 62
+local MATERIALIZE_AFTER, MATERIALIZE_MAX = 16, 5000
 local rawget_, rawset_, next_ = rawget, rawset, next
 local string_unpack = string.unpack
+local debug_setmetatable = debug.setmetatable
 local series_data = {}  -- a backtest's whole-history arrays by id: fetched once per run, not per candle
+local formats = {}      -- "=ddd...d" by length, for unpacking a whole array at once
 
 local function fetch(t)
   local id, ser = rawget_(t, ID), rawget_(t, SER)
@@ -59,7 +64,41 @@ local function fetch(t)
   return d
 end
 
-local view_mt = {
+local view_mt
+local function view_len(t) return rawget_(t, LEN) end
+local function read_only() error_("candle and indicator arrays are read-only", 2) end
+local function view_pairs(t)
+  local n = rawget_(t, LEN)
+  return function(_, i) i = i + 1 if i <= n then return i, t[i] end end, t, 0
+end
+
+local function materialize(t, d, n)
+  local fmt = rawget_(t, FMT) or "=d"
+  local key = fmt .. n
+  local f = formats[key]
+  if not f then f = fmt .. string_rep(fmt:sub(2), n - 1) formats[key] = f end
+  local arr = {string_unpack(f, d)}
+  arr[n + 1] = nil  -- string.unpack's last result is the next position
+  debug_setmetatable(t, {__index = arr, __len = view_len, __newindex = read_only, __pairs = view_pairs,
+                         __metatable = "read-only array", [MAT] = true})
+  return arr
+end
+
+local function slow_get(t, i, n)
+  local np = rawget_(t, NANP)
+  if np and i <= np then return NAN end  -- the warm-up of a backtest's whole-history indicator
+  local d = rawget_(t, DATA)
+  if d == nil then d = fetch(t) end
+  if not d then return host_get(rawget_(t, ID), (rawget_(t, OFF) or 0) + i) end
+  if not rawget_(t, SER) then
+    local m = (rawget_(t, MISS) or 0) + 1
+    if m >= MATERIALIZE_AFTER and n <= MATERIALIZE_MAX then return materialize(t, d, n)[i] end
+    rawset_(t, MISS, m)
+  end
+  return (string_unpack(rawget_(t, FMT) or "=d", d, ((rawget_(t, OFF) or 0) + i - 1) * 8 + 1))
+end
+
+view_mt = {
   __index = function(t, i)
     local n = rawget_(t, LEN)
     if i == n then
@@ -69,36 +108,33 @@ local view_mt = {
       local v = rawget_(t, PREV)
       if v ~= nil then return v end
     end
-    if type_(i) == "number" and i >= 1 and i <= n and i % 1 == 0 then
-      if i <= rawget_(t, NANP) then return NAN end  -- the warm-up of a backtest's whole-history indicator
-      local d = rawget_(t, DATA)
-      if d == nil then d = fetch(t) end
-      if d then return (string_unpack(rawget_(t, FMT), d, (rawget_(t, OFF) + i - 1) * 8 + 1)) end
-      return host_get(rawget_(t, ID), rawget_(t, OFF) + i)
-    end
-    return nil
+    if type_(i) ~= "number" or i < 1 or i > n or i % 1 ~= 0 then return nil end
+    return slow_get(t, i, n)
   end,
-  __len = function(t) return rawget_(t, LEN) end,
-  __newindex = function() error_("candle and indicator arrays are read-only", 2) end,
-  __pairs = function(t)
-    local n = rawget_(t, LEN)
-    return function(_, i) i = i + 1 if i <= n then return i, t[i] end end, t, 0
-  end,
+  __len = view_len,
+  __newindex = read_only,
+  __pairs = view_pairs,
   __metatable = "read-only array",
 }
 -- Arrays travel as descriptors id << 38 | offset << 17 | length (see ta.py); `#x` needs no host call.
-local function view(desc, last, prev, lead, fmt, series)
+-- A live view (offset 0, no lead) keeps its tagged descriptor, ready to hand back to the host.
+local function live_view(desc, last, prev, fmt)
+  return setmetatable_({[ID] = (desc >> 38) & 16777215, [LEN] = desc & 131071, [LAST] = last, [PREV] = prev,
+                        [DESC] = TAG | desc, [FMT] = fmt}, view_mt)
+end
+local function series_view(desc, lead, fmt)
   local len = desc & 131071
   return setmetatable_({[ID] = (desc >> 38) & 16777215, [OFF] = (desc >> 17) & 2097151, [LEN] = len,
-                        [NANP] = lead < len and lead or len, [FMT] = fmt, [SER] = series,
-                        [LAST] = last, [PREV] = prev}, view_mt)
+                        [NANP] = lead < len and lead or len, [FMT] = fmt, [SER] = true}, view_mt)
 end
+local function is_view(mt) return mt == view_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true) end
 -- ...and the host takes them back as TAG | descriptor, so no ordinary number is mistaken for one.
-local TAG = 1 << 62
 local function id_of(x)
   if type_(x) == "table" then
+    local d = rawget_(x, DESC)
+    if d then return d end
     local id = rawget_(x, ID)
-    if id then return TAG | (id << 38) | (rawget_(x, OFF) << 17) | rawget_(x, LEN) end
+    if id then return TAG | (id << 38) | ((rawget_(x, OFF) or 0) << 17) | rawget_(x, LEN) end
     return x  -- a plain Lua table: the host copies it
   end
   return x
@@ -174,30 +210,42 @@ env._G = env
 -- whole-history result.
 local ta = {}
 local table_unpack = table.unpack
-local function wrap_results(n, d1, a1, b1, l1, ...)
-  if n == 1 then
-    if l1 < 0 then return view(d1, a1, b1, 0, "=d", false) end
-    return view(d1, a1, b1, l1, "=d", true)
-  end
-  if n == 0 then return d1 end
-  local rest = {d1, a1, b1, l1, ...}
+local function result_view(d, last, prev, lead)
+  if lead < 0 then return live_view(d, last, prev) end
+  return series_view(d, lead)
+end
+local function wrap_results(n, ...)
+  if n == 0 then return (...) end
+  local rest = {...}
   local out = {}
   for k = 0, n - 1 do
-    local lead = rest[4 * k + 4]
-    out[k + 1] = view(rest[4 * k + 1], rest[4 * k + 2], rest[4 * k + 3], lead < 0 and 0 or lead, "=d", lead >= 0)
+    out[k + 1] = result_view(rest[4 * k + 1], rest[4 * k + 2], rest[4 * k + 3], rest[4 * k + 4])
   end
   return table_unpack(out, 1, n)
 end
 for k, name in ipairs(ta_names) do
   -- one closure per function, made once: the common one- and two-argument calls avoid table packing,
   -- and the host gets the function's number, not its name (strings cost more to cross over)
-  ta[name] = function(a, b, ...)
-    if select_("#", ...) == 0 then
-      return wrap_results(host_ta(k, id_of(a), id_of(b)))
+  if ta_multi[name] then
+    ta[name] = function(a, b, ...)
+      local rest = {...}
+      for i = 1, #rest do rest[i] = id_of(rest[i]) end
+      return wrap_results(host_ta(k, id_of(a), id_of(b), table_unpack(rest)))
     end
-    local rest = {...}
-    for i = 1, #rest do rest[i] = id_of(rest[i]) end
-    return wrap_results(host_ta(k, id_of(a), id_of(b), table_unpack(rest)))
+  else
+    ta[name] = function(a, b, ...)
+      local n, d, last, prev, lead
+      if select_("#", ...) == 0 then
+        n, d, last, prev, lead = host_ta(k, id_of(a), id_of(b))
+      else
+        local rest = {...}
+        for i = 1, #rest do rest[i] = id_of(rest[i]) end
+        n, d, last, prev, lead = host_ta(k, id_of(a), id_of(b), table_unpack(rest))
+      end
+      if n == 0 then return d end
+      if lead < 0 then return live_view(d, last, prev) end
+      return series_view(d, lead)
+    end
   end
 end
 setmetatable_(ta, {
@@ -234,7 +282,7 @@ local candle_mt = {
     if v == nil then
       local f = FIELDS[k]
       if not f then return nil end
-      v = view(a[f], a[5 + 2 * f], a[6 + 2 * f], 0, f == 6 and "=j" or "=d", false)
+      v = live_view(a[f], a[5 + 2 * f], a[6 + 2 * f], f == 6 and "=j" or nil)
       a[k] = v
     end
     return v
@@ -250,8 +298,8 @@ local candle_mt = {
 -- A backtest's candles: views of the whole history that `series` slides along it.
 local function candles(o, h, l, c, v, t)
   series_data = {}
-  local views = {view(o, nil, nil, 0, "=d", true), view(h, nil, nil, 0, "=d", true), view(l, nil, nil, 0, "=d", true),
-                 view(c, nil, nil, 0, "=d", true), view(v, nil, nil, 0, "=d", true), view(t, nil, nil, 0, "=j", true)}
+  local views = {series_view(o, 0), series_view(h, 0), series_view(l, 0), series_view(c, 0), series_view(v, 0),
+                 series_view(t, 0, "=j")}
   local a = {}
   for i = 1, 6 do a[NAMES[i]] = views[i] end
   return setmetatable_({[ARGS] = a}, candle_mt), views
@@ -269,10 +317,11 @@ end
 -- `next` on a view or the candle table would hand out the private keys above: walk them as pairs does.
 local function guarded_next(t, k)
   local mt = debug_getmetatable(t)
-  if mt == view_mt or mt == candle_mt then
+  local v = is_view(mt)
+  if v or mt == candle_mt then
     local iter = mt.__pairs(t)
-    if k == nil then return iter(t, mt == view_mt and 0 or nil) end
-    if mt == view_mt then return iter(t, k) end
+    if k == nil then return iter(t, v and 0 or nil) end
+    if v then return iter(t, k) end
     local i = FIELDS[k]
     if not i then return nil end
     local name = NAMES[i + 1]

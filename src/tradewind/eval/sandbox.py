@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import lupa.lua54 as lua
 import numpy as np
 
-from tradewind.eval.ta import NAMES, ArrayStore, TAError
+from tradewind.eval.ta import MULTI, NAMES, ArrayStore, TAError
 from tradewind.eval.window import CandleWindow
 
 BOOT = resources.files("tradewind.eval").joinpath("sandbox.lua").read_text()
@@ -110,7 +110,7 @@ class StrategyRuntime:
         self.rt.execute("python = nil")
         self.boot = self.rt.execute(
             BOOT, self.store.get, self._data, self._ta, self._print,
-            self.limits.instructions, HOOK_STEP, self.limits.time_ms / 1000, self.rt.table_from(NAMES),
+            self.limits.instructions, HOOK_STEP, self.limits.time_ms / 1000, self.rt.table_from(NAMES), self.rt.table_from({n: True for n in MULTI}),
         )  # fmt: skip
         # Lua table lookups from Python cost microseconds: take the functions out once.
         self._mark = self.boot["mark"]
@@ -145,10 +145,14 @@ class StrategyRuntime:
             raise RuntimeError(str(exc)) from None
 
     def _ta(self, k: int, *args: Any) -> Any:
+        hit = self.store.hot.get((k, args))  # the hot path: the same call by another strategy on this window
+        if hit is not None:
+            return hit
+        key = (k, args)
         while args and args[-1] is None:  # trailing nils of the fixed-arity Lua wrapper
             args = args[:-1]
         try:
-            return self.store.call(NAMES[k - 1], args, self._to_array)
+            return self.store.call(NAMES[k - 1], args, self._to_array, key)
         except TAError as exc:
             raise RuntimeError(str(exc)) from None
 

@@ -73,6 +73,9 @@ class ArrayStore:
         self._windows: OrderedDict[tuple[str, int, int], _Window] = OrderedDict()
         self._scratch: deque[int] = deque()
         self._bytes: dict[int, bytes | bool] = {}
+        # results of calls on live windows by the caller's own key: one dict lookup on the hot path;
+        # emptied whenever a window is dropped, so a recycled array id never meets an old entry
+        self.hot: dict[Any, Any] = {}
         self._bound: tuple[CandleWindow | None, tuple[int, ...]] = (None, ())
         self._next = 1
         self.computed = 0  # indicator computations (cache misses), for tests and metrics
@@ -126,6 +129,7 @@ class ArrayStore:
             self._windows[key] = w
             while len(self._windows) > MAX_WINDOWS:
                 _, old = self._windows.popitem(last=False)
+                self.hot.clear()
                 for i in old.ids:
                     self._forget(i)
         else:
@@ -172,8 +176,9 @@ class ArrayStore:
             view[: min(lead, length)] = np.nan
         return view, owner, False
 
-    def call(self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray]) -> Any:
-        """Run ta.<name>(args) where array arguments are descriptors (or Lua tables, converted by ``to_array``)."""
+    def call(self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray], hot_key: Any = None) -> Any:
+        """Run ta.<name>(args) where array arguments are descriptors (or Lua tables, converted by ``to_array``).
+        A result cached for a live window is also remembered under ``hot_key`` in ``hot``."""
         first = args[0] if args else None
         if first.__class__ is int and first >= TAG:
             entry = self._arrays.get((first >> 38) & MAX_ID)
@@ -182,10 +187,15 @@ class ArrayStore:
                     found = self._series(name, args, entry[1])
                     if found is not None:
                         return found
-                hit = entry[1].cache.get((name, args))  # the hot path: a cached result for this window
+                hit = entry[1].cache.get((name, args))  # a cached result for this window
                 if hit is not None:
+                    if hot_key is not None and not entry[1].series:
+                        self.hot[hot_key] = hit
                     return hit
-        return self._compute(name, args, to_array)
+        out, owner = self._compute(name, args, to_array)
+        if owner is not None and hot_key is not None and not owner.series:
+            self.hot[hot_key] = out
+        return out
 
     def _series(self, name: str, args: tuple[Any, ...], owner: _Window) -> tuple[Any, ...] | None:
         """ta.<name> over a sliding view of a history: computed once for the whole history, answered as
@@ -223,7 +233,7 @@ class ArrayStore:
         rid, lead = hit
         return 1, (rid << 38) | window, None, None, lead  # type: ignore[operator]
 
-    def _compute(self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray]) -> Any:
+    def _compute(self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray]) -> tuple[Any, _Window | None]:
         spec = FUNCTIONS.get(name)
         if spec is None:
             raise TAError(f"ta.{name} does not exist; see docs/strategies.md for the list")
@@ -263,7 +273,7 @@ class ArrayStore:
             out = tuple(flat)
         if owner is not None:
             owner.cache[(name, args)] = out
-        return out
+        return out, owner
 
 
 # -- the functions ---------------------------------------------------------------------------------
@@ -404,3 +414,4 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "crossunder": _cross(-1),
 }
 NAMES = sorted(FUNCTIONS)  # Lua calls a function by its number in this list (from 1)
+MULTI = frozenset({"macd", "bbands", "stoch", "stochrsi"})  # the functions that return several arrays
