@@ -36,6 +36,16 @@ end
 
 local function guard(co) debug_sethook(co, hook, "", step) return co end
 
+-- C functions run without count hooks: the wrappers below charge the instruction budget for the work
+-- they are about to do, so a loop of heavy C calls meets the instruction limit like any other loop.
+local function charge(n)
+  used = used + n
+  if used > limit then
+    exhausted = "instructions"
+    error_(LIMIT_MARK .. "instructions", 3)
+  end
+end
+
 -- Read-only views of host arrays (candles and indicator results): shared, never copied into Lua
 -- element by element. A view keeps under private keys no strategy can name: its host id, length
 -- (and, in a backtest, offset and NaN lead), its last two values (what most strategies read: x[#x],
@@ -140,26 +150,123 @@ local function id_of(x)
   return x
 end
 
+-- Lua's pattern matcher backtracks in C: a subject of n characters costs up to about n ^ (q + 1)
+-- steps, q the number of repeated items (*, +, -) followed by more pattern ('?' doubles). Patterns
+-- whose bound exceeds PATTERN_BUDGET on the given subject are refused before they run.
+local PATTERN_BUDGET = 2e7
+local string_byte = string.byte
+local function set_end(p, i, len)   -- p[i] is '['; the index of its closing ']'
+  i = i + 1
+  if string_byte(p, i) == 94 then i = i + 1 end        -- '^'
+  if string_byte(p, i) == 93 then i = i + 1 end        -- a leading ']' is literal
+  while i <= len do
+    local c = string_byte(p, i)
+    if c == 37 then i = i + 2                            -- '%x'
+    elseif c == 93 then return i
+    else i = i + 1 end
+  end
+  return len
+end
+local function pattern_cost(p, n)
+  local len = #p
+  local i, cost = 1, n
+  if string_byte(p, 1) == 94 then i, cost = 2, 1 end   -- '^' anchors: one start position
+  while i <= len do
+    local c = string_byte(p, i)
+    local last = i                                       -- the item is p[i..last]
+    if c == 37 then                                      -- '%'
+      local d = string_byte(p, i + 1)
+      if d == 98 then last = i + 3 cost = cost * n       -- %bxy scans the subject
+      elseif d == 102 then last = set_end(p, i + 2, len) -- %f[set]
+      elseif d and d >= 49 and d <= 57 then last = i + 1 cost = cost * n  -- %1..%9 compare a capture
+      else last = i + 1 end
+    elseif c == 91 then last = set_end(p, i, len)        -- '[set]'
+    end
+    local q = string_byte(p, last + 1)
+    if q == 42 or q == 43 or q == 45 then
+      local rest = last + 2
+      -- a repeated last item (without '$' after it) expands once and never backtracks
+      if rest <= len and not (rest == len and string_byte(p, rest) == 36) then cost = cost * n end
+      i = rest
+    elseif q == 63 then cost = cost * 2 i = last + 2
+    else i = last + 1 end
+    if cost > PATTERN_BUDGET then return cost end
+  end
+  return cost
+end
+
 local S = {}
 for k, v in pairs(string) do S[k] = v end
 S.dump = nil
 S.rep = function(s, n, sep)
   local len = #tostring_(s) * (n or 0) + (sep and #sep * math.max((n or 0) - 1, 0) or 0)
   if len > MAX_STRING then error_("string.rep result too large (" .. len .. " bytes, limit " .. MAX_STRING .. ")", 2) end
+  if len > 0 then charge(len // 64) end
   return string_rep(s, n, sep)
 end
 for _, name in ipairs({"find", "match", "gmatch", "gsub"}) do
   local f = string[name]
-  S[name] = function(s, p, ...)
-    if type_(s) == "string" and #s > MAX_SUBJECT then error_("string." .. name .. ": subject longer than " .. MAX_SUBJECT, 2) end
-    if type_(p) == "string" and #p > MAX_PATTERN then error_("string." .. name .. ": pattern longer than " .. MAX_PATTERN, 2) end
-    return f(s, p, ...)
+  S[name] = function(s, p, init, plain, ...)
+    if type_(s) == "number" then s = tostring_(s) end
+    if type_(s) == "string" then
+      if #s > MAX_SUBJECT then error_("string." .. name .. ": subject longer than " .. MAX_SUBJECT, 2) end
+      if type_(p) == "string" then
+        if #p > MAX_PATTERN then error_("string." .. name .. ": pattern longer than " .. MAX_PATTERN, 2) end
+        charge(#s // 16)
+        if not (name == "find" and plain) and pattern_cost(p, #s + 1) > PATTERN_BUDGET then
+          error_("string." .. name .. ": pattern too complex for a subject of " .. #s ..
+                 " characters (it could backtrack for minutes); use a shorter subject or fewer repetitions", 2)
+        end
+      end
+    end
+    return f(s, p, init, plain, ...)
   end
 end
 getmetatable_("").__index = S   -- ("x"):rep(...) must meet the same caps
 
+-- Functions whose work grows with the string they return: charged after the fact, by its length.
+for _, name in ipairs({"upper", "lower", "reverse", "sub", "format"}) do
+  local f = string[name]
+  S[name] = function(...)
+    local r = f(...)
+    if #r > 4096 then charge(#r // 64) end
+    return r
+  end
+end
+
 local T = {}
 for k, v in pairs(table) do T[k] = v end
+local table_sort, table_unpack_, table_move, table_insert, table_remove = table.sort, table.unpack, table.move, table.insert, table.remove
+local rawlen_, math_log = rawlen, math.log
+local function count(t) return type_(t) == "table" and rawlen_(t) or 0 end
+T.sort = function(t, cmp)
+  local n = count(t)
+  if n > 1 then charge(n * (math_log(n, 2) // 1 + 1)) end
+  return table_sort(t, cmp)
+end
+T.concat = function(t, sep, i, j)
+  charge(count(t))
+  local r = table_concat(t, sep, i, j)
+  if #r > 4096 then charge(#r // 64) end
+  return r
+end
+T.unpack = function(t, i, j)
+  local n = (j or count(t)) - (i or 1) + 1
+  if n > 0 then charge(n) end
+  return table_unpack_(t, i, j)
+end
+T.move = function(a1, f, e, t, a2)
+  if type_(e) == "number" and type_(f) == "number" and e >= f then charge(e - f + 1) end
+  return table_move(a1, f, e, t, a2)
+end
+T.insert = function(t, ...)
+  if select_("#", ...) > 1 then charge(count(t)) end    -- inserting at a position shifts the rest
+  return table_insert(t, ...)
+end
+T.remove = function(t, pos)
+  if pos ~= nil then charge(count(t)) end
+  return table_remove(t, pos)
+end
 local M = {}
 for k, v in pairs(math) do M[k] = v end
 local U = {}
@@ -261,9 +368,22 @@ end
 
 -- Run f(...) in a fresh hooked coroutine with fresh budgets; returns ok, results... or false, message.
 -- The wall-clock deadline starts at the first hook: reading the clock costs a system call.
-local function finish(ok, ...)
+-- Errors and decisions are turned into plain values here, inside the sandbox: the host must never
+-- touch a strategy's table or error object, whose metamethods would run without the hook.
+local function error_text(e)
+  local t = type_(e)
+  if t == "string" then return e end
+  if t == "number" or t == "userdata" then return tostring_(e) end  -- userdata: the host's own errors
+  if t == "nil" then return "error(nil)" end
+  return "error called with a " .. t .. " value; pass a message: error(\"what went wrong\")"
+end
+local function finish(ok, a, ...)
   if exhausted then return false, LIMIT_MARK .. exhausted end
-  return ok, ...
+  if not ok then return false, error_text(a) end
+  if type_(a) == "table" then  -- {position=..., size=..., note=...}, read raw; the fifth value marks it
+    return true, rawget_(a, "position"), rawget_(a, "size"), rawget_(a, "note"), true
+  end
+  return true, a
 end
 local function run(f, ...)
   used, exhausted, deadline = 0, false, nil
@@ -339,8 +459,9 @@ local function series(f, c, views, params, first, last, lookback, out)
     local off = i - lookback
     if off < 0 then off = 0 end
     for k = 1, 6 do local v = views[k] rawset_(v, OFF, off) rawset_(v, LEN, i - off) end
-    local ok, r = run(f, c, params)
+    local ok, r, size, note, is_table = run(f, c, params)
     if ok ~= true then return i, false, r end
+    if is_table then r = {position = r, size = size, note = note} end
     out[i - first + 1] = r  -- keys from 1: the array part keeps them in order
   end
   return last, true

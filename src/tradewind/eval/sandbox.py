@@ -240,6 +240,8 @@ class StrategyRuntime:
             raise self._error(str(exc)) from None
         if ok is not True:
             raise self._error(out[0] if out else "unknown error")
+        if len(out) == 4:  # decide returned a table: its position, size and note, read raw in Lua
+            return self._table_decision(*out[:3])
         return out[0] if out else None
 
     def decide_series(self, arrays: dict[str, np.ndarray], lookback: int, start: int, stop: int) -> list[str]:
@@ -268,27 +270,29 @@ class StrategyRuntime:
         return positions
 
     def _decision(self, value: Any) -> Decision:
+        if value.__class__ is Decision:
+            return value
         logs = self._log[:] if self._log else []
         if value.__class__ is str:
             if value not in POSITIONS:
                 raise self._bad(f"decide returned {value[:40]!r}; return \"long\", \"short\" or \"neutral\"")
             return Decision(value, 1.0, None, logs)
-        if lua.lua_type(value) == "table":
-            position = value["position"]
-            if position not in POSITIONS:
-                raise self._bad("the table decide returned needs position = \"long\", \"short\" or \"neutral\"")
-            size = value["size"]
-            if size is None:
-                size = 1.0
-            if isinstance(size, bool) or not isinstance(size, (int, float)) or not math.isfinite(size) or not 0 <= size <= 1:
-                raise self._bad(f"size must be a number from 0 to 1, got {_short(size)}")
-            note = value["note"]
-            if note is not None and not isinstance(note, (str, int, float)):
-                raise self._bad("note must be text")
-            return Decision(position, float(size), None if note is None else str(note)[:500], logs)
+        if lua.lua_type(value) == "table":  # a backtest's decision, made a plain table in Lua
+            return self._table_decision(value["position"], value["size"], value["note"])
         if value is None:
             raise self._bad("decide returned nothing; return \"long\", \"short\" or \"neutral\"")
         raise self._bad(f"decide returned {_short(value)}; return \"long\", \"short\" or \"neutral\"")
+
+    def _table_decision(self, position: Any, size: Any, note: Any) -> Decision:
+        if position.__class__ is not str or position not in POSITIONS:
+            raise self._bad("the table decide returned needs position = \"long\", \"short\" or \"neutral\"")
+        if size is None:
+            size = 1.0
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or not math.isfinite(size) or not 0 <= size <= 1:
+            raise self._bad(f"size must be a number from 0 to 1, got {_short(size)}")
+        if note is not None and not isinstance(note, (str, int, float)):
+            raise self._bad("note must be text")
+        return Decision(position, float(size), None if note is None else str(note)[:500], self._log[:] if self._log else [])
 
     def _bad(self, reason: str) -> StrategyError:
         return StrategyError(self.name, f"bad return value: {reason}", candle_time=self._candle_time)
