@@ -19,7 +19,21 @@ ParamValue = bool | int | float | Annotated[str, Field(max_length=200)]
 
 
 class Request(BaseModel):
+    """A request body: unknown fields refused, strings stripped, no NUL characters anywhere.
+
+    PostgreSQL cannot store NUL in text, and no name, key or Lua source needs one: refusing it here
+    keeps such input a 422 on every database instead of a 500 on one of them.
+    """
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        texts = [value] if isinstance(value, str) else [*value, *value.values()] if isinstance(value, dict) else []
+        if any(isinstance(t, str) and "\x00" in t for t in texts):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -154,10 +168,10 @@ class TraderOut(BaseModel):
 
 
 class AssignmentIn(Request):
-    strategy_id: int = Field(ge=1, le=MAX_ID)
-    market_id: int = Field(ge=1, le=MAX_ID)
+    strategy_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    market_id: int = Field(ge=1, le=MAX_ID, strict=True)
     timeframe: str = Field(default="1m", max_length=4)
-    trader_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    trader_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
     allocation: Amount = Decimal("1000")
     params: dict[str, ParamValue] = Field(default_factory=dict)
     lookback: int = Field(default=500, ge=10, le=5000)
@@ -169,7 +183,7 @@ class AssignmentIn(Request):
 
 class AssignmentPatch(Request):
     timeframe: str | None = Field(default=None, max_length=4)
-    trader_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    trader_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
     allocation: Amount | None = None
     params: dict[str, ParamValue] | None = None
     lookback: int | None = Field(default=None, ge=10, le=5000)

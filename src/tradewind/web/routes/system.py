@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 async def health(s: SessionDep, st: StateDep, response: Response) -> dict:
     db = "ok"
     try:
-        await s.execute(text("SELECT 1"))
+        await s.execute(text("SELECT 1 FROM users LIMIT 1"))  # reachable, and migrated
     except Exception as exc:
         db = f"error: {type(exc).__name__}"
     bus = "ok" if st.nc is not None and st.nc.is_connected else ("disabled" if st.nc is None else "disconnected")
