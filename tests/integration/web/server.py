@@ -14,7 +14,10 @@ from typing import Any
 
 import uvicorn
 
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
 from tradewind.bus.connection import connect
+from tradewind.bus.embedded import EmbeddedNats
 from tradewind.config import Settings
 from tradewind.secrets import SecretBox
 from tradewind.storage import candles as store
@@ -29,9 +32,12 @@ KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 class ServerThread:
     """``with ServerThread(tmp) as srv: srv.url`` — SQLite in ``tmp``, migrated and holding one market."""
 
-    def __init__(self, folder: Path, nats_url: str | None = None) -> None:
+    def __init__(self, folder: Path, nats_url: str | None = None, fake_exchanges: bool = False) -> None:
+        """``fake_exchanges``: start a NATS server of its own with a responder that answers every
+        exchange's balance requests and refuses every key (the sim exchange's part in these tests)."""
         self.folder = folder
         self.nats_url = nats_url
+        self.fake_exchanges = fake_exchanges
         self.app: Any = None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -58,7 +64,13 @@ class ServerThread:
             m = await store.get_or_create_market(s, "sim", "BTC/USD")
             await store.insert_candles(s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)])
             await s.commit()
+        bus = None
+        if self.fake_exchanges:
+            bus = EmbeddedNats(self.folder / "nats")
+            self.nats_url = await bus.start()
         nc = await connect(self.nats_url, "web-test-server") if self.nats_url else None
+        if nc is not None and self.fake_exchanges:
+            await _answer_as_exchanges(nc)
         app = self.app = create_app(Settings(data_dir=self.folder, database_url=url), sf, nc, SecretBox([KEY]))
         # The fuzzer sends thousands of requests a minute on one account: lift the per-user limit.
         app.state.tw.limiter = RateLimiter(rate=1e6, burst=1e6)
@@ -73,6 +85,8 @@ class ServerThread:
         await serving
         if nc is not None:
             await nc.close()
+        if bus is not None:
+            await bus.stop()
         await engine.dispose()
 
     def __enter__(self) -> ServerThread:
@@ -87,3 +101,18 @@ class ServerThread:
             self._server.should_exit = True
         self._thread.join(15)
         self.sock.close()
+
+
+async def _answer_as_exchanges(nc: Any) -> None:
+    async def verify(msg: Any) -> None:
+        await msg.respond(m.encode(m.VerifyReply(ok=False, error="invalid API key (test exchange)")))
+
+    async def balance(msg: Any) -> None:
+        await msg.respond(m.encode(m.BalanceReply(balances={"USD": "10000"})))
+
+    async def cancel(msg: Any) -> None:
+        await msg.respond(b"")
+
+    await nc.subscribe(subjects.exchange_verify("*"), cb=verify)
+    await nc.subscribe(subjects.exchange_balance("*"), cb=balance)
+    await nc.subscribe(subjects.exchange_cancel("*"), cb=cancel)

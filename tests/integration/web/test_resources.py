@@ -125,7 +125,7 @@ async def test_a_live_account_key_is_verified_encrypted_and_never_returned(api_b
     assert r.status_code == 422 and r.json()["detail"] == "invalid API key"
     assert len((await c.get("/api/traders")).json()["items"]) == 1
     r = await c.post("/api/traders", json={"name": "x", "exchange": "kraken", "paper": False, "api_key": "k", "api_secret": "s"})
-    assert r.status_code == 503 and "not reachable" in r.json()["detail"]
+    assert r.status_code == 422 and "not reachable" in r.json()["detail"] and r.json()["errors"][0]["field"] == "exchange"
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("web.db*"))
     assert secret.encode() not in raw
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 
 from tradewind.bus import messages as m
@@ -13,6 +15,7 @@ from tradewind.web.schemas import TraderIn, TraderOut, TraderPage, TraderPatch
 
 router = APIRouter(prefix="/api/traders", tags=["traders"])
 PAPER_EXCHANGE = "sim"
+log = logging.getLogger(__name__)
 
 
 def out(t: Trader) -> TraderOut:
@@ -26,18 +29,27 @@ def out(t: Trader) -> TraderOut:
     )  # fmt: skip
 
 
-async def _request(st: StateDep, subject: str, msg: object, reply_type: type, exchange: str) -> object:
+async def _request(st: StateDep, subject: str, msg: object, reply_type: type, exchange: str, unreachable: int = 503) -> object:
+    """Ask the exchange's adapter over the bus. ``unreachable``: the status when nobody answers (a 422
+    naming the field when the user is choosing the exchange, a 503 when an existing account's is down)."""
+    field = "exchange" if unreachable < 500 else None
     if st.nc is None:
-        raise ApiError(503, f"exchange {exchange} is not reachable (no message bus)")
+        raise ApiError(unreachable, f"exchange {exchange} is not reachable (no message bus)", field=field)
     try:
         raw = await st.nc.request(subject, m.encode(msg), timeout=15)  # type: ignore[arg-type]
+    except Exception:  # no responders, a timeout, a lost connection
+        raise ApiError(unreachable, f"exchange {exchange} is not reachable: no adapter answered; is it configured?",
+                       field=field) from None  # fmt: skip
+    try:
+        return m.decode(raw.data, reply_type)
     except Exception:
-        raise ApiError(503, f"exchange {exchange} is not reachable: no adapter answered; is it configured?") from None
-    return m.decode(raw.data, reply_type)
+        log.warning("unreadable %s reply on %s", reply_type.__name__, subject)
+        raise ApiError(502, f"exchange {exchange} gave an answer that cannot be read") from None
 
 
 async def _verify(st: StateDep, t: Trader) -> None:
-    reply = await _request(st, subjects.exchange_verify(t.exchange), m.VerifyTrader(trader_id=t.id), m.VerifyReply, t.exchange)
+    reply = await _request(st, subjects.exchange_verify(t.exchange), m.VerifyTrader(trader_id=t.id), m.VerifyReply,
+                           t.exchange, unreachable=422)  # fmt: skip
     assert isinstance(reply, m.VerifyReply)
     if not reply.ok:
         raise ApiError(422, reply.error or "the exchange refused the key", field="api_key")
