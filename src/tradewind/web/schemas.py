@@ -145,8 +145,10 @@ class TraderIn(Request):
         return v
 
 
+# In the PATCH bodies, a field left out keeps its value; null is accepted only where it means
+# "none" (no limit, no account). The None defaults are never validated, so the schema says "not null".
 class TraderPatch(Request):
-    name: Name | None = None
+    name: Name = None  # type: ignore[assignment]
     api_key: str | None = Field(default=None, min_length=1, max_length=512)
     api_secret: str | None = Field(default=None, min_length=1, max_length=1024)
     max_order_notional: Amount | None = None
@@ -182,12 +184,12 @@ class AssignmentIn(Request):
 
 
 class AssignmentPatch(Request):
-    timeframe: str | None = Field(default=None, max_length=4)
-    trader_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)
-    allocation: Amount | None = None
-    params: dict[str, ParamValue] | None = None
-    lookback: int | None = Field(default=None, ge=10, le=5000)
-    enabled: bool | None = None
+    timeframe: str = Field(default=None, max_length=4)  # type: ignore[assignment]
+    trader_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)  # null: no account (signals only)
+    allocation: Amount = None  # type: ignore[assignment]
+    params: dict[str, ParamValue] = None  # type: ignore[assignment]
+    lookback: int = Field(default=None, ge=10, le=5000)  # type: ignore[assignment]
+    enabled: bool = None  # type: ignore[assignment]
 
     _params = field_validator("params")(_check_params)
     _tf = field_validator("timeframe")(_check_tf)

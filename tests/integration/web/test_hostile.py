@@ -65,6 +65,13 @@ HOSTILE = [
     ("post", "/api/auth/register", {"email": "x@example.com", "password": "p" * 10_000}),
     ("post", "/api/auth/login", {"email": "x@example.com", "password": "p", "remember": True}),
     ("patch", "/api/strategies/1", {"owner_id": 2}),
+    ("patch", "/api/traders/1", {"name": None}),
+    ("patch", "/api/traders/1", {"api_key": None, "api_secret": None}),
+    ("patch", "/api/assignments/1", {"timeframe": None}),
+    ("patch", "/api/assignments/1", {"allocation": None}),
+    ("patch", "/api/assignments/1", {"params": None}),
+    ("patch", "/api/assignments/1", {"lookback": None}),
+    ("patch", "/api/assignments/1", {"enabled": None}),
     ("patch", "/api/assignments/1", {"strategy_id": 2}),
 ]
 
@@ -73,7 +80,8 @@ async def test_hostile_input_is_a_4xx_with_a_message(api) -> None:  # type: igno
     # One user for all cases (logins cost argon2 time); every failing case is reported at once.
     c = await api.user("hostile@example.com")
     await c.post("/api/strategies", json={"name": "ok", "code": GOOD})
-    await c.post("/api/assignments", json={"strategy_id": 1, "market_id": 1})
+    await c.post("/api/traders", json={"name": "paper", "exchange": "sim"})
+    await c.post("/api/assignments", json={"strategy_id": 1, "market_id": 1, "trader_id": 1})
     wrong = []
     for method, url, body in HOSTILE:
         # allow_nan: Infinity and NaN go out literally, as a hostile client would send them.
@@ -84,6 +92,9 @@ async def test_hostile_input_is_a_4xx_with_a_message(api) -> None:  # type: igno
         if not ok:
             wrong.append((method, url, str(body)[:80], r.status_code, r.text[:200]))
     assert not wrong, wrong
+    # Where null means "none", it is taken.
+    assert (await c.patch("/api/assignments/1", json={"trader_id": None})).json()["trader_id"] is None
+    assert (await c.patch("/api/traders/1", json={"max_position": None})).json()["max_position"] is None
 
 
 async def test_deeply_nested_json_is_refused_not_crashed_on(api) -> None:  # type: ignore[no-untyped-def]

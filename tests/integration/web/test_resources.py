@@ -119,11 +119,18 @@ async def test_a_live_account_key_is_verified_encrypted_and_never_returned(api_b
     r = await c.post("/api/traders", json={"name": "live", "exchange": "binance", "paper": False, "api_key": "KEY-abcd", "api_secret": secret})
     assert r.status_code == 201, r.text
     assert r.json()["api_key_masked"] == "****abcd" and secret not in r.text
+    listed_id = r.json()["id"]
     listed = (await c.get("/api/traders")).text + (await c.get(f"/api/traders/{r.json()['id']}")).text
     assert secret not in listed and "KEY-abcd" not in listed
     r = await c.post("/api/traders", json={"name": "wrong", "exchange": "binance", "paper": False, "api_key": "k2", "api_secret": "s2"})
     assert r.status_code == 422 and r.json()["detail"] == "invalid API key"
     assert len((await c.get("/api/traders")).json()["items"]) == 1
+    audit = [e["action"] for e in (await c.get("/api/audit")).json()["items"]]
+    assert audit[:2] == ["trader.key_refused", "trader.created"]
+    r = await c.patch(f"/api/traders/{listed_id}", json={"max_position": "2.5", "daily_loss_limit": None})
+    assert r.json()["max_position"] == "2.5"
+    entry = (await c.get("/api/audit")).json()["items"][0]
+    assert entry["action"] == "trader.limits_changed" and entry["detail"]["max_position"] == "2.5"
     r = await c.post("/api/traders", json={"name": "x", "exchange": "kraken", "paper": False, "api_key": "k", "api_secret": "s"})
     assert r.status_code == 422 and "not reachable" in r.json()["detail"] and r.json()["errors"][0]["field"] == "exchange"
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("web.db*"))

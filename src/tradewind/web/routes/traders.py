@@ -16,6 +16,7 @@ from tradewind.web.schemas import TraderIn, TraderOut, TraderPage, TraderPatch
 router = APIRouter(prefix="/api/traders", tags=["traders"])
 PAPER_EXCHANGE = "sim"
 log = logging.getLogger(__name__)
+RISK_LIMITS = ("max_order_notional", "max_position", "daily_loss_limit")
 
 
 def out(t: Trader) -> TraderOut:
@@ -79,16 +80,18 @@ async def create(body: TraderIn, repo: OwnedDep, st: StateDep, request: Request)
     if body.api_key and body.api_secret:
         t.api_key_enc, t.api_secret_enc = st.box.encrypt(body.api_key), st.box.encrypt(body.api_secret)
         t.key_last4 = body.api_key[-4:]
-    await repo.s.flush()
-    repo.audit_log("trader.created", client_address(request), trader_id=t.id, exchange=t.exchange, paper=t.paper)
+    # Stored first: the adapter loads the account by id to check its key.
     await repo.s.commit()
     if not t.paper:
         try:
             await _verify(st, t)
-        except ApiError:
+        except ApiError as exc:
             await repo.s.delete(t)
+            repo.audit_log("trader.key_refused", client_address(request), exchange=t.exchange, reason=str(exc.detail)[:200])
             await repo.s.commit()
             raise
+    repo.audit_log("trader.created", client_address(request), trader_id=t.id, exchange=t.exchange, paper=t.paper)
+    await repo.s.commit()
     return out(t)
 
 
@@ -111,6 +114,9 @@ async def update(trader_id: ObjectId, body: TraderPatch, repo: OwnedDep, st: Sta
     for name in ("name", "max_order_notional", "max_position", "daily_loss_limit"):
         if name in fields:
             setattr(t, name, fields[name])
+    limits = {k: None if fields[k] is None else format(fields[k], "f") for k in RISK_LIMITS if k in fields}
+    if limits:
+        repo.audit_log("trader.limits_changed", client_address(request), trader_id=t.id, **limits)
     if "api_key" in fields or "api_secret" in fields:
         if t.paper:
             raise ApiError(422, "a paper account takes no API key", field="api_key")
