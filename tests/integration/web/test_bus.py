@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from sqlalchemy import select
+
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
-from tradewind.storage.models import Order
+from tradewind.storage.models import Assignment, Order
 
 from .test_resources import GOOD, setup_objects
 
@@ -116,3 +118,31 @@ async def test_health_reports_the_database_and_the_bus(api, api_bus) -> None:  #
         assert (await c.get("/api/health")).json() == {"status": "ok", "database": "ok", "nats": "ok"}
     async with api.client() as c:
         assert (await c.get("/api/health")).json()["nats"] == "disabled"
+
+
+async def test_an_account_or_strategy_still_holding_something_cannot_be_deleted(api, sf) -> None:  # type: ignore[no-untyped-def]
+    c = await api.user("holder@example.com")
+    ids = await setup_objects(c)
+    me = (await c.get("/api/auth/me")).json()
+    async with sf() as s:
+        s.add(Order(owner_id=me["id"], trader_id=ids["traders"], client_order_id="still-open", exchange="sim",
+                    symbol="BTC/USD", side="buy", amount=Decimal("0.1"), status="open"))  # fmt: skip
+        a = await s.get(Assignment, ids["assignments"])
+        a.position_qty = Decimal("0.1")
+        await s.commit()
+    r = await c.delete(f"/api/traders/{ids['traders']}")
+    assert r.status_code == 409 and "open orders" in r.json()["detail"]
+    r = await c.delete(f"/api/strategies/{ids['strategies']}")
+    assert r.status_code == 409 and "position" in r.json()["detail"]
+    async with sf() as s:
+        o = (await s.execute(select(Order).where(Order.client_order_id == "still-open"))).scalar_one()
+        o.status = "canceled"
+        await s.commit()
+    r = await c.delete(f"/api/traders/{ids['traders']}")
+    assert r.status_code == 409 and "position" in r.json()["detail"]
+    async with sf() as s:
+        (await s.get(Assignment, ids["assignments"])).position_qty = Decimal(0)
+        await s.commit()
+    assert (await c.delete(f"/api/strategies/{ids['strategies']}")).status_code == 204
+    assert (await c.delete(f"/api/traders/{ids['traders']}")).status_code == 204
+    assert (await c.get(f"/api/assignments/{ids['assignments']}")).status_code == 404  # went with its strategy

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Response
 
 from tradewind.eval.sandbox import validate
-from tradewind.storage.models import Strategy, StrategyVersion
+from tradewind.storage.models import Assignment, Strategy, StrategyVersion
 from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed
@@ -108,6 +108,11 @@ async def update(strategy_id: ObjectId, body: StrategyPatch, repo: OwnedDep, st:
 @router.delete("/{strategy_id}", status_code=204)
 async def delete(strategy_id: ObjectId, repo: OwnedDep, st: StateDep) -> Response:
     s = await _get(repo, strategy_id)
+    # Its assignments go with it: not while one of them holds a position only it can close.
+    holding = (await repo.s.execute(repo.select(Assignment).where(Assignment.strategy_id == s.id, Assignment.position_qty > 0)
+                                    .limit(1))).first()  # fmt: skip
+    if holding is not None:
+        raise ApiError(409, "an assignment of this strategy holds a position; close it (a \"short\" decision) first")
     await repo.delete(s)
     await repo.s.commit()
     await assignments_changed(st)

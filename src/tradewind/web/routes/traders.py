@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
-from tradewind.storage.models import Trader
+from tradewind.storage.models import Assignment, Order, Trader
 from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, client_address, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.schemas import TraderIn, TraderOut, TraderPage, TraderPatch
@@ -16,6 +16,7 @@ from tradewind.web.schemas import TraderIn, TraderOut, TraderPage, TraderPatch
 router = APIRouter(prefix="/api/traders", tags=["traders"])
 PAPER_EXCHANGE = "sim"
 log = logging.getLogger(__name__)
+OPEN = ("pending", "open")  # orders the exchange may still fill
 RISK_LIMITS = ("max_order_notional", "max_position", "daily_loss_limit")
 
 
@@ -139,6 +140,16 @@ async def update(trader_id: ObjectId, body: TraderPatch, repo: OwnedDep, st: Sta
 @router.delete("/{trader_id}", status_code=204)
 async def delete(trader_id: ObjectId, repo: OwnedDep, request: Request) -> Response:
     t = await _get(repo, trader_id)
+    # Deleting the account would orphan what it holds on the exchange: orders nobody tracks, positions
+    # no assignment can close.
+    open_orders = (await repo.s.execute(repo.select(Order).where(Order.trader_id == t.id, Order.status.in_(OPEN))
+                                        .limit(1))).first()  # fmt: skip
+    if open_orders is not None:
+        raise ApiError(409, "this account has open orders; cancel them (or use the kill switch) first")
+    holding = (await repo.s.execute(repo.select(Assignment).where(Assignment.trader_id == t.id, Assignment.position_qty > 0)
+                                    .limit(1))).first()  # fmt: skip
+    if holding is not None:
+        raise ApiError(409, "an assignment holds a position through this account; close it first")
     repo.audit_log("trader.deleted", client_address(request), trader_id=t.id)
     await repo.delete(t)
     await repo.s.commit()
