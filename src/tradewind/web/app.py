@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import re
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -36,12 +39,13 @@ def create_app(settings: Settings, session_factory: SessionFactory, nc: Client |
 
     for module in (auth, strategies, traders, assignments, markets, activity, system, stream):
         app.include_router(module.router)
-    try:
+    # The backtest routes are written alongside the backtest engine; mounted when they exist. (Not a
+    # try/except ImportError: that would also hide a broken import inside the module.)
+    if importlib.util.find_spec("tradewind.web.routes.backtests") is not None:
         from tradewind.web.routes import backtests
-    except ImportError:  # pragma: no cover
-        backtests = None  # type: ignore[assignment]
-    if backtests is not None:
+
         app.include_router(backtests.router)
+    _redact_tokens_in_access_log()
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -58,4 +62,23 @@ def create_app(settings: Settings, session_factory: SessionFactory, nc: Client |
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+class _RedactTokens(logging.Filter):
+    """``/api/stream?token=...`` would put a bearer token into uvicorn's log lines: mask it."""
+
+    PATTERN = re.compile(r"([?&]token=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _redact_tokens_in_access_log() -> None:
+    # HTTP requests are logged on uvicorn.access, WebSocket handshakes on uvicorn.error.
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactTokens) for f in logger.filters):
+            logger.addFilter(_RedactTokens())
 

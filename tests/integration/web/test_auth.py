@@ -61,3 +61,24 @@ async def test_the_audit_log_records_logins_and_failures(api) -> None:  # type: 
         token = (await c.post("/api/auth/login", json={"email": "fay@example.com", "password": PASSWORD})).json()["token"]
         actions = [e["action"] for e in (await c.get("/api/audit", headers={"Authorization": f"Bearer {token}"})).json()["items"]]
     assert {"account.created", "login.failed", "login"} <= set(actions)
+
+
+async def test_a_cross_site_form_cannot_log_a_victim_in_or_write(api) -> None:  # type: ignore[no-untyped-def]
+    """HTML forms can only send form encodings or text/plain; the API reads JSON only, so a forged
+    login (login CSRF) or write fails before any cookie is set or anything is changed."""
+    await api.user("victim@example.com")
+    async with api.client() as c:
+        body = f'{{"email": "victim@example.com", "password": "{PASSWORD}"}}'.encode()
+        for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+            r = await c.post("/api/auth/login", content=body, headers={"content-type": ctype})
+            assert r.status_code == 422 and "set-cookie" not in r.headers, ctype
+
+
+async def test_a_logged_out_token_and_a_forged_one_are_refused(api) -> None:  # type: ignore[no-untyped-def]
+    c = await api.user("gone@example.com")
+    token = c.headers["Authorization"].split()[1]
+    await c.post("/api/auth/logout")
+    async with api.client() as other:
+        for t in (token, token[:-1] + ("A" if token[-1] != "A" else "B"), "x" * 5000):
+            r = await other.get("/api/auth/me", headers={"Authorization": f"Bearer {t}"})
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
