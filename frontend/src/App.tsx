@@ -1,33 +1,55 @@
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
-import { api, type User } from "./api/client";
+import { api, onUnauthorized, type User } from "./api/client";
 import { Link, navigate, usePath } from "./router";
-import { connectStream, initialLive, reduceLive, type StreamEvent } from "./stream";
+import { connectStream, initialLive, reduceLive, type StreamEvent, type StreamStatus } from "./stream";
 import { Login } from "./pages/Login";
 import { Dashboard } from "./pages/Dashboard";
 import { StrategyEditor, StrategyList } from "./pages/Strategies";
 import { Accounts } from "./pages/Accounts";
 import { Assignments } from "./pages/Assignments";
 import { MarketPage } from "./pages/Market";
-import { Loading } from "./components/ui";
+import { BacktestPage, Backtests } from "./pages/Backtests";
+import { Card, Loading } from "./components/ui";
+
+export type Subscribe = (f: (ev: StreamEvent) => void) => () => void;
+
+const NAV: [string, string][] = [["/", "Dashboard"], ["/strategies", "Strategies"], ["/assignments", "Assignments"], ["/backtests", "Backtests"], ["/accounts", "Accounts"]];
 
 export function App() {
   const [user, setUser] = useState<User | null | undefined>(undefined);
   const path = usePath();
   const [live, dispatch] = useReducer(reduceLive, initialLive);
+  const [status, setStatus] = useState<StreamStatus>("connecting");
+  const [menu, setMenu] = useState(false);
   const listeners = useRef(new Set<(ev: StreamEvent) => void>());
-  const subscribe = useCallback((f: (ev: StreamEvent) => void) => {
+  const subscribe = useCallback<Subscribe>((f) => {
     listeners.current.add(f);
     return () => { listeners.current.delete(f); };
   }, []);
 
-  useEffect(() => { api.me().then(setUser).catch(() => setUser(null)); }, []);
+  useEffect(() => {
+    onUnauthorized(() => setUser(null));
+    api.me().then(setUser).catch(() => setUser(null));
+  }, []);
   useEffect(() => {
     if (!user) return;
-    return connectStream((ev) => { dispatch(ev); listeners.current.forEach((f) => f(ev)); });
-  }, [user]);
+    return connectStream((ev) => { dispatch(ev); listeners.current.forEach((f) => f(ev)); },
+      { onStatus: setStatus, onSessionEnded: () => setUser(null) });
+  }, [user?.id]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => setMenu(false), [path]);
 
-  if (user === undefined) return <Loading />;
-  if (user === null) return <Login onDone={(u) => { setUser(u); navigate("/"); }} />;
+  if (user === undefined) return <div className="boot"><Loading /></div>;
+  if (user === null) return <Login onDone={setUser} />;
+
+  const toggleKill = async () => {
+    if (!user.killed) {
+      if (!confirm("Stop everything? Every assignment is paused and open orders are cancelled.")) return;
+      await api.kill();
+    } else {
+      await api.unkill();
+    }
+    setUser(await api.me());
+  };
 
   let page: React.ReactNode;
   let m: RegExpMatchArray | null;
@@ -36,22 +58,31 @@ export function App() {
   else if (path === "/strategies/new") page = <StrategyEditor id={null} />;
   else if ((m = path.match(/^\/strategies\/(\d+)$/))) page = <StrategyEditor key={m[1]} id={Number(m[1])} />;
   else if (path === "/accounts") page = <Accounts />;
-  else if (path === "/assignments") page = <Assignments />;
-  else if ((m = path.match(/^\/markets\/(\d+)$/))) page = <MarketPage key={m[1]} id={Number(m[1])} subscribe={subscribe} />;
-  else page = <div className="card"><h2>Not found</h2><p>There is no page at {path}. <Link to="/">Back to the dashboard</Link>.</p></div>;
+  else if (path === "/assignments") page = <Assignments live={live} killed={user.killed} />;
+  else if ((m = path.match(/^\/markets\/(\d+)$/))) page = <MarketPage key={m[1]} id={Number(m[1])} subscribe={subscribe} live={live} />;
+  else if (path === "/backtests") page = <Backtests />;
+  else if ((m = path.match(/^\/backtests\/(\d+)$/))) page = <BacktestPage key={m[1]} id={Number(m[1])} />;
+  else page = <Card title="Not found"><p>There is no page at {path}. <Link to="/">Back to the dashboard</Link>.</p></Card>;
 
-  const nav = [["/", "Dashboard"], ["/strategies", "Strategies"], ["/accounts", "Accounts"], ["/assignments", "Assignments"]];
   return (
     <div className="shell">
       <header className="top">
-        <Link to="/" className="brand">tradewind</Link>
-        <nav>{nav.map(([to, label]) => <Link key={to} to={to} className={(to === "/" ? path === "/" : path.startsWith(to)) ? "active" : ""}>{label}</Link>)}</nav>
+        <Link to="/" className="brand"><span className="logo" aria-hidden>◆</span>tradewind</Link>
+        <button className="menu-toggle" aria-label="Menu" aria-expanded={menu} onClick={() => setMenu(!menu)}>☰</button>
+        <nav className={menu ? "open" : ""}>
+          {NAV.map(([to, label]) => <Link key={to} to={to} className={(to === "/" ? path === "/" || path.startsWith("/markets") : path.startsWith(to)) ? "active" : ""}>{label}</Link>)}
+        </nav>
         <div className="user">
-          <button className="danger small" title="Pause every assignment and cancel open orders" onClick={() => api.kill().then(() => navigate("/assignments"))}>Kill switch</button>
-          <span className="muted">{user.email}</span>
-          <button className="link" onClick={() => api.logout().finally(() => setUser(null))}>Log out</button>
+          <span className={`live-dot ${status}`} title={status === "live" ? "Live updates on" : "Reconnecting to live updates…"} data-testid="stream-status">{status === "live" ? "live" : "offline"}</span>
+          <button className={user.killed ? "small" : "danger small"} data-testid="kill-switch" onClick={toggleKill}
+            title={user.killed ? "Release the kill switch (assignments stay paused until you resume them)" : "Pause every assignment and cancel open orders"}>
+            {user.killed ? "Release kill switch" : "Kill switch"}
+          </button>
+          <span className="email">{user.email}</span>
+          <button className="link light" onClick={() => api.logout().finally(() => { setUser(null); navigate("/"); })}>Log out</button>
         </div>
       </header>
+      {user.killed && <div className="banner" role="status">The kill switch is on: nothing trades until you release it and resume your assignments.</div>}
       <main>{page}</main>
     </div>
   );

@@ -2,7 +2,16 @@
 import type { Candle, Evaluation, Order } from "./api/client";
 
 export interface Bar { time: number; open: number; high: number; low: number; close: number }
-export interface Marker { time: number; position: "aboveBar" | "belowBar"; color: string; shape: "arrowUp" | "arrowDown" | "circle"; text: string }
+export interface Marker {
+  time: number;
+  position: "aboveBar" | "belowBar" | "atPriceMiddle";
+  price?: number;
+  color: string;
+  shape: "arrowUp" | "arrowDown" | "circle";
+  text: string;
+}
+
+export const COLORS = { up: "#2f9e6e", down: "#c2553a", fill: "#2c5bd6", error: "#d64545" };
 
 /** Candles in seconds (the chart's unit), sorted and de-duplicated by time. */
 export function toBars(candles: Candle[]): Bar[] {
@@ -18,26 +27,42 @@ export function mergeBar(bars: Bar[], c: Bar): Bar[] {
   return [...bars, c];
 }
 
-/** Decisions that changed position, and filled orders, as chart markers (sorted, one per time and kind). */
+/** Decisions that changed position, errors, and filled orders, as chart markers sorted by time.
+ *  An order's fill is drawn at its price, on the candle after the decision (fills happen at the next open). */
 export function toMarkers(evals: Evaluation[], orders: Order[], tfSeconds = 60): Marker[] {
   const markers: Marker[] = [];
   let last: string | null = null;
   for (const e of [...evals].sort((a, b) => a.candle_time - b.candle_time)) {
+    const time = Math.floor(e.candle_time / 1000);
     if (e.status === "error") {
-      markers.push({ time: Math.floor(e.candle_time / 1000), position: "aboveBar", color: "#d64545", shape: "circle", text: "error" });
+      markers.push({ time, position: "aboveBar", color: COLORS.error, shape: "circle", text: "error" });
       continue;
     }
     if (e.position && e.position !== "neutral" && e.position !== last) {
-      markers.push({ time: Math.floor(e.candle_time / 1000), position: e.position === "long" ? "belowBar" : "aboveBar",
-        color: e.position === "long" ? "#2f9e6e" : "#c2553a", shape: e.position === "long" ? "arrowUp" : "arrowDown", text: e.position });
+      const long = e.position === "long";
+      markers.push({ time, position: long ? "belowBar" : "aboveBar", color: long ? COLORS.up : COLORS.down, shape: long ? "arrowUp" : "arrowDown", text: e.position });
       last = e.position;
     }
   }
   for (const o of orders) {
     if (o.status !== "filled" || o.candle_time == null) continue;
-    // The fill is at the next candle's open.
-    markers.push({ time: Math.floor(o.candle_time / 1000) + tfSeconds, position: o.side === "buy" ? "belowBar" : "aboveBar",
-      color: "#3b6fd8", shape: "circle", text: `${o.side} @ ${Number(o.price).toPrecision(6)}` });
+    const p = Number(o.price);
+    markers.push({ time: Math.floor(o.candle_time / 1000) + tfSeconds, position: Number.isFinite(p) ? "atPriceMiddle" : o.side === "buy" ? "belowBar" : "aboveBar",
+      price: Number.isFinite(p) ? p : undefined, color: COLORS.fill, shape: "circle", text: `${o.side} ${Number.isFinite(p) ? p.toPrecision(6) : ""}`.trim() });
   }
   return markers.sort((a, b) => a.time - b.time);
+}
+
+/** Put each marker on the bar that contains its time (a 1m decision on a 5m chart goes on its 5m bar);
+ *  markers before the first bar or after the last one's period are left out. */
+export function snapMarkers(markers: Marker[], bars: Bar[], tfSeconds: number): Marker[] {
+  if (!bars.length) return [];
+  const out: Marker[] = [];
+  let i = 0;
+  for (const m of [...markers].sort((a, b) => a.time - b.time)) {
+    if (m.time < bars[0].time || m.time >= bars[bars.length - 1].time + tfSeconds) continue;
+    while (i + 1 < bars.length && bars[i + 1].time <= m.time) i++;
+    out.push({ ...m, time: bars[i].time });
+  }
+  return out;
 }

@@ -2,26 +2,31 @@ import { useEffect, useState } from "react";
 
 const BASE = "/app";
 
-export function navigate(path: string) {
-  history.pushState(null, "", BASE + path);
+export function navigate(path: string, { replace = false } = {}) {
+  if (replace) history.replaceState(null, "", BASE + path);
+  else history.pushState(null, "", BASE + path);
   window.dispatchEvent(new PopStateEvent("popstate"));
 }
 
-/** The path under /app, e.g. "/strategies/3". */
+/** The path under /app, e.g. "/strategies/3"; re-renders when the path or the query string changes. */
 export function usePath(): string {
   const get = () => location.pathname.replace(/^\/app/, "") || "/";
-  const [path, setPath] = useState(get);
+  const [loc, setLoc] = useState(() => get() + location.search);
   useEffect(() => {
-    const on = () => setPath(get());
+    const on = () => setLoc(get() + location.search);
     window.addEventListener("popstate", on);
     return () => window.removeEventListener("popstate", on);
   }, []);
-  return path;
+  return loc.split("?")[0];
 }
 
-export function Link({ to, children, className }: { to: string; children: React.ReactNode; className?: string }) {
+export function Link({ to, children, className, title }: { to: string; children: React.ReactNode; className?: string; title?: string }) {
   return (
-    <a href={BASE + to} className={className} onClick={(e) => { if (!e.metaKey && !e.ctrlKey) { e.preventDefault(); navigate(to); } }}>
+    <a href={BASE + to} className={className} title={title} onClick={(e) => {
+      if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return; // a new tab keeps the browser's way
+      e.preventDefault();
+      navigate(to);
+    }}>
       {children}
     </a>
   );

@@ -14,6 +14,11 @@ export type User = Schemas["UserOut"];
 export type Diagnostic = Schemas["Diagnostic"];
 export interface Page<T> { items: T[]; next_before_id: number | null }
 
+export interface BacktestIn {
+  strategy_id: number; market_id: number; timeframe: string; from?: string; to?: string;
+  params?: Record<string, number | string | boolean>; cash?: number; fee?: number;
+}
+
 export interface FieldError { field: string; message: string; line?: number | null }
 
 /** An error answered by the API: a message and, where it concerns a field, that field. */
@@ -25,6 +30,10 @@ export class ApiError extends Error {
   forField(field: string): string | undefined {
     return this.errors.find((e) => e.field === field || e.field.startsWith(field + "."))?.message;
   }
+  /** The message to show apart from the fields: only when none of `shown` carries it. */
+  general(shown: string[]): string | undefined {
+    return shown.some((f) => this.forField(f)) ? undefined : this.message;
+  }
 }
 
 export async function toApiError(res: Response): Promise<ApiError> {
@@ -35,11 +44,22 @@ export async function toApiError(res: Response): Promise<ApiError> {
     /* not JSON: keep the status text */
   }
   const detail = typeof body.detail === "string" ? body.detail : res.statusText || `HTTP ${res.status}`;
-  return new ApiError(res.status, detail, Array.isArray(body.errors) ? body.errors : []);
+  const errors = Array.isArray(body.errors) ? body.errors.filter((e) => e && typeof e.field === "string" && typeof e.message === "string") : [];
+  if (res.status === 429) {
+    const wait = Number(res.headers.get("Retry-After"));
+    if (wait > 0) return new ApiError(429, `${detail} Try again in ${wait < 90 ? `${wait} s` : `${Math.ceil(wait / 60)} min`}.`, errors);
+  }
+  return new ApiError(res.status, detail, errors);
 }
 
 function csrfToken(): string | undefined {
   return document.cookie.split("; ").find((c) => c.startsWith("tw_csrf="))?.slice("tw_csrf=".length);
+}
+
+/** Called when the API answers 401 to a logged-in page: the session ended, show the login form. */
+let unauthorized: () => void = () => {};
+export function onUnauthorized(f: () => void): void {
+  unauthorized = f;
 }
 
 export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -49,13 +69,22 @@ export async function request<T>(method: string, path: string, body?: unknown): 
     const csrf = csrfToken();
     if (csrf) headers["X-CSRF-Token"] = csrf;
   }
-  const res = await fetch(path, {
-    method,
-    headers,
-    credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw await toApiError(res);
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "Cannot reach the server. Check that tradewind is running, then try again.");
+  }
+  if (!res.ok) {
+    const err = await toApiError(res);
+    if (res.status === 401 && !path.startsWith("/api/auth/")) unauthorized();
+    throw err;
+  }
   if (res.status === 204) return undefined as T;
   return (await res.json()) as T;
 }
@@ -66,8 +95,9 @@ export const api = {
   login: (email: string, password: string) => request<{ token: string; user: User }>("POST", "/api/auth/login", { email, password }),
   logout: () => request<void>("POST", "/api/auth/logout"),
   markets: () => request<Page<Market>>("GET", "/api/markets"),
-  candles: (id: number, timeframe: string, limit = 300) =>
-    request<Candle[]>("GET", `/api/markets/${id}/candles?timeframe=${encodeURIComponent(timeframe)}&limit=${limit}`),
+  market: (id: number) => request<Market>("GET", `/api/markets/${id}`),
+  candles: (id: number, timeframe: string, limit = 300, before?: number) =>
+    request<Candle[]>("GET", `/api/markets/${id}/candles?timeframe=${encodeURIComponent(timeframe)}&limit=${limit}${before ? `&before=${before}` : ""}`),
   strategies: () => request<Page<Strategy>>("GET", "/api/strategies"),
   strategy: (id: number) => request<Strategy>("GET", `/api/strategies/${id}`),
   versions: (id: number) => request<Schemas["VersionOut"][]>("GET", `/api/strategies/${id}/versions`),
@@ -81,6 +111,7 @@ export const api = {
   balances: (id: number) => request<{ balances: Record<string, string> }>("GET", `/api/traders/${id}/balances`),
   assignments: () => request<Page<Assignment>>("GET", "/api/assignments"),
   createAssignment: (b: Schemas["AssignmentIn"]) => request<Assignment>("POST", "/api/assignments", b),
+  updateAssignment: (id: number, b: Schemas["AssignmentPatch"]) => request<Assignment>("PATCH", `/api/assignments/${id}`, b),
   pause: (id: number) => request<Assignment>("POST", `/api/assignments/${id}/pause`),
   resume: (id: number) => request<Assignment>("POST", `/api/assignments/${id}/resume`),
   deleteAssignment: (id: number) => request<void>("DELETE", `/api/assignments/${id}`),
@@ -89,6 +120,11 @@ export const api = {
   orders: (q: { assignment_id?: number; trader_id?: number; limit?: number } = {}) =>
     request<Page<Order>>("GET", `/api/orders?limit=${q.limit ?? 100}${q.assignment_id ? `&assignment_id=${q.assignment_id}` : ""}${q.trader_id ? `&trader_id=${q.trader_id}` : ""}`),
   positions: () => request<Position[]>("GET", "/api/positions"),
+  // Backtests: typed loosely and read by backtest.ts, so the page works with the engine's report as it lands.
+  backtests: (limit = 50) => request<Page<Record<string, unknown>>>("GET", `/api/backtests?limit=${limit}`),
+  backtest: (id: number) => request<Record<string, unknown>>("GET", `/api/backtests/${id}`),
+  runBacktest: (b: BacktestIn) => request<{ id: number }>("POST", "/api/backtests", b),
+  deleteBacktest: (id: number) => request<void>("DELETE", `/api/backtests/${id}`),
   kill: () => request<{ paused_assignments: number }>("POST", "/api/killswitch"),
   unkill: () => request<unknown>("DELETE", "/api/killswitch"),
 };

@@ -1,34 +1,67 @@
 import { useEffect, useRef } from "react";
-import { createChart, CandlestickSeries, createSeriesMarkers, type IChartApi, type ISeriesApi, type UTCTimestamp, type ISeriesMarkersPluginApi, type Time } from "lightweight-charts";
-import type { Bar, Marker } from "../chartdata";
+import {
+  createChart, CandlestickSeries, AreaSeries, createSeriesMarkers, LineStyle,
+  type IChartApi, type ISeriesApi, type UTCTimestamp, type ISeriesMarkersPluginApi, type Time, type SeriesMarker,
+} from "lightweight-charts";
+import { COLORS, type Bar, type Marker } from "../chartdata";
+import type { CurvePoint } from "../backtest";
+
+const BASE = {
+  autoSize: true,
+  layout: { background: { color: "#ffffff" }, textColor: "#4a5468", fontFamily: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif" },
+  grid: { vertLines: { color: "#f0f2f6" }, horzLines: { color: "#f0f2f6" } },
+  rightPriceScale: { borderColor: "#e4e7ee" },
+  timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#e4e7ee", rightOffset: 4 },
+};
 
 /** A candlestick chart (TradingView lightweight-charts) with decision and fill markers. */
-export function CandleChart({ bars, markers }: { bars: Bar[]; markers: Marker[] }) {
+export function CandleChart({ bars, markers, height }: { bars: Bar[]; markers: Marker[]; height?: number }) {
   const host = useRef<HTMLDivElement>(null);
   const chart = useRef<IChartApi | null>(null);
   const series = useRef<ISeriesApi<"Candlestick"> | null>(null);
   const marks = useRef<ISeriesMarkersPluginApi<Time> | null>(null);
+  const first = useRef(true);
 
   useEffect(() => {
-    const c = createChart(host.current!, {
-      autoSize: true,
-      layout: { background: { color: "#ffffff" }, textColor: "#334" },
-      grid: { vertLines: { color: "#eef0f4" }, horzLines: { color: "#eef0f4" } },
-      timeScale: { timeVisible: true, secondsVisible: false },
-    });
-    series.current = c.addSeries(CandlestickSeries, { upColor: "#2f9e6e", downColor: "#c2553a", borderVisible: false, wickUpColor: "#2f9e6e", wickDownColor: "#c2553a" });
+    const c = createChart(host.current!, BASE);
+    series.current = c.addSeries(CandlestickSeries, { upColor: COLORS.up, downColor: COLORS.down, borderVisible: false, wickUpColor: COLORS.up, wickDownColor: COLORS.down });
     marks.current = createSeriesMarkers(series.current, []);
     chart.current = c;
     return () => c.remove();
   }, []);
 
   useEffect(() => {
-    series.current?.setData(bars.map((b) => ({ ...b, time: b.time as UTCTimestamp })));
+    const s = series.current;
+    if (!s) return;
+    s.setData(bars.map((b) => ({ ...b, time: b.time as UTCTimestamp })));
+    if (first.current && bars.length) {
+      // Start on the last ~120 candles rather than squeezing the whole history in.
+      chart.current?.timeScale().setVisibleLogicalRange({ from: Math.max(0, bars.length - 120), to: bars.length + 3 });
+      first.current = false;
+    }
   }, [bars]);
 
   useEffect(() => {
-    marks.current?.setMarkers(markers.map((m) => ({ ...m, time: m.time as UTCTimestamp })));
+    marks.current?.setMarkers(markers.map((m) => ({ ...m, time: m.time as UTCTimestamp }) as SeriesMarker<Time>));
   }, [markers]);
 
-  return <div className="chart" ref={host} data-testid="chart" data-markers={markers.length} />;
+  return <div className="chart" style={height ? { height } : undefined} ref={host} data-testid="chart" data-markers={markers.length} data-bars={bars.length} />;
+}
+
+/** Equity (top pane) and drawdown below zero (bottom pane) of a backtest. */
+export function EquityChart({ curve, cash }: { curve: CurvePoint[]; cash?: number }) {
+  const host = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const c = createChart(host.current!, { ...BASE, timeScale: { ...BASE.timeScale, rightOffset: 0 } });
+    const equity = c.addSeries(AreaSeries, { lineColor: COLORS.fill, topColor: "rgba(44,91,214,.25)", bottomColor: "rgba(44,91,214,.02)", lineWidth: 2, priceLineVisible: false });
+    equity.setData(curve.map((p) => ({ time: p.time as UTCTimestamp, value: p.equity })));
+    if (cash) equity.createPriceLine({ price: cash, color: "#9aa3b8", lineStyle: LineStyle.Dashed, lineWidth: 1, axisLabelVisible: true, title: "start" });
+    const dd = c.addSeries(AreaSeries, { lineColor: COLORS.down, topColor: "rgba(194,85,58,.05)", bottomColor: "rgba(194,85,58,.35)", lineWidth: 1, priceLineVisible: false,
+      priceFormat: { type: "custom", formatter: (v: number) => `${v.toFixed(1)}%` } }, 1);
+    dd.setData(curve.map((p) => ({ time: p.time as UTCTimestamp, value: -p.drawdown })));
+    c.panes()[1]?.setHeight(90);
+    c.timeScale().fitContent();
+    return () => c.remove();
+  }, [curve, cash]);
+  return <div className="chart equity" ref={host} data-testid="equity-chart" data-points={curve.length} />;
 }

@@ -1,11 +1,12 @@
 import type { ReactNode } from "react";
+import type { Loaded } from "../hooks";
 
-export function Field({ label, error, children }: { label: string; error?: string; children: ReactNode }) {
+export function Field({ label, error, hint, children }: { label: string; error?: string; hint?: ReactNode; children: ReactNode }) {
   return (
     <label className={`field${error ? " has-error" : ""}`}>
       <span>{label}</span>
       {children}
-      {error && <small className="field-error" role="alert">{error}</small>}
+      {error ? <small className="field-error" role="alert">{error}</small> : hint ? <small className="hint">{hint}</small> : null}
     </label>
   );
 }
@@ -14,27 +15,74 @@ export function Empty({ children }: { children: ReactNode }) {
   return <div className="empty">{children}</div>;
 }
 
-export function Loading() {
-  return <div className="loading" aria-busy="true">Loading…</div>;
+export function Loading({ label = "Loading…" }: { label?: string }) {
+  return <div className="loading" aria-busy="true"><span className="spinner" />{label}</div>;
 }
 
-export function Card({ title, actions, children }: { title?: string; actions?: ReactNode; children: ReactNode }) {
+export function Alert({ children, onRetry }: { children: ReactNode; onRetry?: () => void }) {
   return (
-    <section className="card">
-      {(title || actions) && <header className="card-head"><h2>{title}</h2><div>{actions}</div></header>}
+    <div className="alert" role="alert">
+      {children}
+      {onRetry && <button type="button" className="link" onClick={onRetry}>Try again</button>}
+    </div>
+  );
+}
+
+/** Loading, error (with a retry), empty, or the content: the four states every list has. */
+export function Loader<T>({ state, empty, children }: { state: Loaded<T>; empty?: (d: T) => ReactNode | false; children: (d: T) => ReactNode }) {
+  if (state.error && state.data === null) return <Alert onRetry={state.reload}>{state.error.message}</Alert>;
+  if (state.data === null) return <Loading />;
+  const e = empty?.(state.data);
+  return <>{e ? <Empty>{e}</Empty> : children(state.data)}</>;
+}
+
+export function Card({ title, actions, children, className }: { title?: ReactNode; actions?: ReactNode; children: ReactNode; className?: string }) {
+  return (
+    <section className={`card${className ? ` ${className}` : ""}`}>
+      {(title || actions) && <header className="card-head"><h2>{title}</h2><div className="card-actions">{actions}</div></header>}
       {children}
     </section>
   );
+}
+
+export function PageHead({ title, children }: { title: string; children?: ReactNode }) {
+  return <div className="page-head"><h1>{title}</h1><div className="page-actions">{children}</div></div>;
+}
+
+export function Stat({ label, value, tone }: { label: string; value: ReactNode; tone?: "up" | "down" | "" }) {
+  return <div className="stat"><span>{label}</span><b className={tone ?? ""}>{value}</b></div>;
 }
 
 export function fmt(n: number | string | null | undefined, digits = 2): string {
   if (n === null || n === undefined || n === "") return "—";
   const v = typeof n === "string" ? Number(n) : n;
   if (!Number.isFinite(v)) return "—";
-  return v.toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: Math.min(digits, 2) });
+  return v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: Math.min(digits, 2) });
 }
 
-export function time(ms: number | string): string {
-  const d = typeof ms === "number" ? new Date(ms) : new Date(ms);
-  return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+/** A price with as many decimals as its size needs (58,921.11; 0.09631). */
+export function price(n: number | string | null | undefined): string {
+  const v = typeof n === "string" ? Number(n) : n;
+  if (v === null || v === undefined || !Number.isFinite(v)) return "—";
+  const digits = Math.abs(v) >= 1000 ? 2 : Math.abs(v) >= 1 ? 4 : 6;
+  return v.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: 2 });
 }
+
+export function signed(n: number | string | null | undefined, digits = 2): string {
+  const v = typeof n === "string" ? Number(n) : n;
+  if (v === null || v === undefined || !Number.isFinite(v)) return "—";
+  return (v > 0 ? "+" : "") + fmt(v, digits);
+}
+
+export const tone = (n: number | string | null | undefined): "up" | "down" | "" => {
+  const v = Number(n);
+  return !Number.isFinite(v) || v === 0 ? "" : v > 0 ? "up" : "down";
+};
+
+export function time(t: number | string): string {
+  const d = new Date(t);
+  return d.toLocaleString("en-GB", { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+export const TIMEFRAMES = ["1m", "5m", "15m", "1h", "4h", "1d"];
+export const TF_SECONDS: Record<string, number> = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400 };

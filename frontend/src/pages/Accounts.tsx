@@ -1,68 +1,110 @@
 import { useState } from "react";
-import { api, ApiError } from "../api/client";
-import { Card, Empty, Field, Loading, fmt } from "../components/ui";
+import { api, type ApiError, type Trader } from "../api/client";
+import { Alert, Card, Field, Loader, PageHead, fmt } from "../components/ui";
+import { asApiError, assertValid, checkAmount } from "../forms";
 import { useLoad } from "../hooks";
+
+function Balances({ trader }: { trader: Trader }) {
+  const b = useLoad(() => api.balances(trader.id), [trader.id]);
+  if (b.error) return <span className="down small" title={b.error.message}>unavailable</span>;
+  if (!b.data) return <span className="muted">…</span>;
+  const entries = Object.entries(b.data.balances).filter(([, v]) => Number(v) !== 0);
+  return entries.length ? <span className="balances">{entries.map(([a, v]) => <span key={a}><b>{fmt(v, a === "USD" || a === "USDT" ? 2 : 6)}</b> {a}</span>)}</span> : <span className="muted">empty</span>;
+}
+
+const LIMITS = [
+  ["max_order_notional", "Largest order (quote)"],
+  ["max_position", "Largest position (quote)"],
+  ["daily_loss_limit", "Daily loss limit (quote)"],
+] as const;
 
 export function Accounts() {
   const list = useLoad(() => api.traders());
   const [name, setName] = useState("Paper account");
   const [paper, setPaper] = useState(true);
-  const [exchange, setExchange] = useState("sim");
+  const [exchange, setExchange] = useState("bitfinex");
   const [key, setKey] = useState("");
   const [secret, setSecret] = useState("");
+  const [limits, setLimits] = useState<Record<string, string>>({});
   const [err, setErr] = useState<ApiError | null>(null);
-  const [balances, setBalances] = useState<Record<number, Record<string, string>>>({});
+  const [listErr, setListErr] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
   const create = async (e: React.FormEvent) => {
     e.preventDefault();
     setErr(null);
+    setBusy(true);
     try {
-      await api.createTrader(paper ? { name, exchange: "sim", paper: true } : { name, exchange, paper: false, api_key: key, api_secret: secret });
+      assertValid(LIMITS.map(([f]) => checkAmount(f, limits[f] ?? "", { optional: true })));
+      const risk = Object.fromEntries(LIMITS.map(([f]) => [f, limits[f]?.trim() || null]));
+      await api.createTrader(paper ? { name, exchange: "sim", paper: true, ...risk } : { name, exchange, paper: false, api_key: key, api_secret: secret, ...risk });
       setKey("");
       setSecret("");
       list.reload();
     } catch (x) {
-      setErr(x as ApiError);
+      setErr(asApiError(x));
+    } finally {
+      setBusy(false);
     }
   };
+  const remove = (t: Trader) => {
+    if (!confirm(`Delete the account "${t.name}"? Assignments that trade with it stop trading.`)) return;
+    api.deleteTrader(t.id).then(list.reload, (x) => setListErr(asApiError(x)));
+  };
   return (
-    <div className="grid">
-      <Card title="Trading accounts">
-        {!list.data ? <Loading /> : list.data.items.length === 0 ? <Empty>No accounts yet. A paper account trades the simulated markets with 10,000 USD.</Empty> : (
-          <table>
-            <thead><tr><th>Name</th><th>Exchange</th><th>Key</th><th>Balances</th><th /></tr></thead>
-            <tbody>
-              {list.data.items.map((t) => (
-                <tr key={t.id}>
-                  <td>{t.name} {t.paper && <span className="pill">paper</span>}</td>
-                  <td>{t.exchange}</td>
-                  <td className="mono">{t.api_key_masked ?? "—"}</td>
-                  <td>{balances[t.id] ? Object.entries(balances[t.id]).map(([a, v]) => `${fmt(v, 6)} ${a}`).join(", ") :
-                    <button className="link" onClick={() => api.balances(t.id).then((b) => setBalances({ ...balances, [t.id]: b.balances })).catch((x) => setErr(x))}>show</button>}</td>
-                  <td><button className="link danger" onClick={() => api.deleteTrader(t.id).then(list.reload)}>delete</button></td>
-                </tr>
+    <>
+      <PageHead title="Trading accounts" />
+      <div className="grid wide-left">
+        <Card title="Your accounts">
+          {listErr && <Alert>{listErr.message}</Alert>}
+          <Loader state={list} empty={(d) => d.items.length === 0 && "No accounts yet. A paper account trades the simulated markets with 10,000 USD."}>
+            {(d) => (
+              <div className="scroll-x">
+                <table>
+                  <thead><tr><th>Name</th><th>Exchange</th><th>API key</th><th>Balances</th><th /></tr></thead>
+                  <tbody data-testid="accounts">
+                    {d.items.map((t) => (
+                      <tr key={t.id}>
+                        <td>{t.name} {t.paper ? <span className="pill">paper</span> : t.sandbox ? <span className="pill">sandbox</span> : <span className="pill live">live</span>}</td>
+                        <td>{t.exchange}</td>
+                        <td className="mono">{t.api_key_masked ?? <span className="muted">—</span>}</td>
+                        <td><Balances trader={t} /></td>
+                        <td className="actions"><button className="link danger" onClick={() => remove(t)}>delete</button></td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+          </Loader>
+        </Card>
+        <Card title="Add an account">
+          <form onSubmit={create} className="stack" noValidate>
+            <div className="segmented" role="tablist">
+              <button type="button" role="tab" aria-selected={paper} className={paper ? "on" : ""} onClick={() => { setPaper(true); setName("Paper account"); }}>Paper</button>
+              <button type="button" role="tab" aria-selected={!paper} className={!paper ? "on" : ""} onClick={() => { setPaper(false); setName("Exchange account"); }}>Exchange key</button>
+            </div>
+            <p className="muted small">{paper ? "Trades the simulated exchange with 10,000 USD of play money." : "Your key is checked with the exchange, stored encrypted, and never shown again: only its last four characters."}</p>
+            <Field label="Name" error={err?.forField("name")}><input name="trader-name" value={name} onChange={(e) => setName(e.target.value)} /></Field>
+            {!paper && (
+              <>
+                <Field label="Exchange" error={err?.forField("exchange")} hint="bitfinex, or any exchange id ccxt knows (binance, kraken, …)"><input name="exchange" value={exchange} onChange={(e) => setExchange(e.target.value)} /></Field>
+                <Field label="API key" error={err?.forField("api_key")}><input name="api-key" value={key} onChange={(e) => setKey(e.target.value)} autoComplete="off" spellCheck={false} /></Field>
+                <Field label="API secret" error={err?.forField("api_secret")} hint="Write-only: it is never shown again."><input name="api-secret" type="password" value={secret} onChange={(e) => setSecret(e.target.value)} autoComplete="new-password" /></Field>
+              </>
+            )}
+            <details open={LIMITS.some(([f]) => err?.forField(f)) || undefined}>
+              <summary>Risk limits (optional)</summary>
+              {LIMITS.map(([f, label]) => (
+                <Field key={f} label={label} error={err?.forField(f)}>
+                  <input name={f} inputMode="decimal" value={limits[f] ?? ""} onChange={(e) => setLimits({ ...limits, [f]: e.target.value })} placeholder="no limit" />
+                </Field>
               ))}
-            </tbody>
-          </table>
-        )}
-      </Card>
-      <Card title="Add an account">
-        <form onSubmit={create} className="stack">
-          <div className="segmented">
-            <button type="button" className={paper ? "on" : ""} onClick={() => setPaper(true)}>Paper</button>
-            <button type="button" className={!paper ? "on" : ""} onClick={() => setPaper(false)}>Exchange key</button>
-          </div>
-          <Field label="Name" error={err?.forField("name")}><input name="trader-name" value={name} onChange={(e) => setName(e.target.value)} /></Field>
-          {!paper && (
-            <>
-              <Field label="Exchange (bitfinex or a ccxt id)" error={err?.forField("exchange")}><input value={exchange} onChange={(e) => setExchange(e.target.value)} /></Field>
-              <Field label="API key" error={err?.forField("api_key")}><input value={key} onChange={(e) => setKey(e.target.value)} autoComplete="off" /></Field>
-              <Field label="API secret (write-only: never shown again)" error={err?.forField("api_secret")}><input type="password" value={secret} onChange={(e) => setSecret(e.target.value)} autoComplete="off" /></Field>
-            </>
-          )}
-          {err && !err.errors.length && <div className="alert" role="alert">{err.message}</div>}
-          <button className="primary" data-testid="create-account">Create account</button>
-        </form>
-      </Card>
-    </div>
+            </details>
+            {err?.general(["name", "exchange", "api_key", "api_secret", ...LIMITS.map(([f]) => f)]) && <Alert>{err.message}</Alert>}
+            <button className="primary" data-testid="create-account" disabled={busy}>{busy ? "Creating…" : "Create account"}</button>
+          </form>
+        </Card>
+      </div>
+    </>
   );
 }

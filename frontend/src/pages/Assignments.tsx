@@ -1,94 +1,144 @@
 import { useState } from "react";
-import { api, ApiError } from "../api/client";
-import { Card, Empty, Field, Loading, fmt } from "../components/ui";
-import { useLoad } from "../hooks";
+import { api, type ApiError, type Assignment } from "../api/client";
+import { Alert, Card, Field, Loader, PageHead, TIMEFRAMES, fmt, signed, tone } from "../components/ui";
+import { asApiError, assertValid, checkAmount, formatParams, parseParams } from "../forms";
+import { useLoad, useThrottled } from "../hooks";
 import { Link } from "../router";
+import type { LiveState } from "../stream";
+import { DecisionPill } from "./Dashboard";
 
-export function Assignments() {
-  const list = useLoad(() => api.assignments());
+const BLANK = { strategy_id: "", market_id: "", timeframe: "1m", trader_id: "", allocation: "1000", params: "", lookback: "500" };
+
+export function Assignments({ live, killed }: { live: LiveState; killed: boolean }) {
+  const tick = useThrottled(live.activity, 2000);
+  const list = useLoad(() => api.assignments(), [tick]);
   const strategies = useLoad(() => api.strategies());
   const markets = useLoad(() => api.markets());
   const traders = useLoad(() => api.traders());
-  const [form, setForm] = useState({ strategy_id: "", market_id: "", timeframe: "1m", trader_id: "", allocation: "1000", params: "" });
+  const [form, setForm] = useState(BLANK);
+  const [editing, setEditing] = useState<Assignment | null>(null);
   const [err, setErr] = useState<ApiError | null>(null);
+  const [rowErr, setRowErr] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
   const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => setForm({ ...form, [k]: e.target.value });
-  const create = async (e: React.FormEvent) => {
+  const market = markets.data?.items.find((m) => String(m.id) === form.market_id);
+  const accounts = (traders.data?.items ?? []).filter((t) => !market || t.exchange === market.exchange);
+
+  const chooseStrategy = (e: React.ChangeEvent<HTMLSelectElement>) => {
+    const s = strategies.data?.items.find((x) => String(x.id) === e.target.value);
+    setForm({ ...form, strategy_id: e.target.value, params: s ? formatParams(s.params) : form.params });
+  };
+  const edit = (a: Assignment) => {
+    setEditing(a);
+    setErr(null);
+    setForm({ strategy_id: String(a.strategy_id), market_id: String(a.market_id), timeframe: a.timeframe, trader_id: a.trader_id ? String(a.trader_id) : "",
+      allocation: a.allocation, params: formatParams(a.params), lookback: String(a.lookback) });
+  };
+  const cancel = () => { setEditing(null); setForm(BLANK); setErr(null); };
+  const submit = async (e: React.FormEvent) => {
     e.preventDefault();
     setErr(null);
+    setBusy(true);
     try {
-      const params: Record<string, number | string> = {};
-      for (const p of form.params.split(",").map((x) => x.trim()).filter(Boolean)) {
-        const [k, v] = p.split("=").map((x) => x.trim());
-        params[k] = Number.isFinite(Number(v)) ? Number(v) : v;
-      }
-      await api.createAssignment({
-        strategy_id: Number(form.strategy_id), market_id: Number(form.market_id), timeframe: form.timeframe,
-        trader_id: form.trader_id ? Number(form.trader_id) : null, allocation: form.allocation, params,
-      });
+      assertValid([
+        editing || form.strategy_id ? null : { field: "strategy_id", message: "choose a strategy" },
+        editing || form.market_id ? null : { field: "market_id", message: "choose a market" },
+        checkAmount("allocation", form.allocation),
+      ]);
+      const common = { timeframe: form.timeframe, trader_id: form.trader_id ? Number(form.trader_id) : null, allocation: form.allocation.trim(),
+        params: parseParams(form.params), lookback: Number(form.lookback) };
+      if (editing) await api.updateAssignment(editing.id, common);
+      else await api.createAssignment({ strategy_id: Number(form.strategy_id), market_id: Number(form.market_id), ...common });
+      cancel();
       list.reload();
     } catch (x) {
-      setErr(x as ApiError);
+      setErr(asApiError(x));
+    } finally {
+      setBusy(false);
     }
   };
+  const act = (p: Promise<unknown>) => { setRowErr(null); p.then(list.reload, (x) => setRowErr(asApiError(x))); };
   const sname = new Map((strategies.data?.items ?? []).map((s) => [s.id, s.name]));
-  const mname = new Map((markets.data?.items ?? []).map((m) => [m.id, `${m.symbol}`]));
-  const act = (p: Promise<unknown>) => p.then(list.reload).catch((x) => setErr(x));
+  const mname = new Map((markets.data?.items ?? []).map((m) => [m.id, m.symbol]));
+  const tname = new Map((traders.data?.items ?? []).map((t) => [t.id, t.name]));
+  const fields = ["strategy_id", "market_id", "timeframe", "trader_id", "allocation", "params", "lookback"];
+
   return (
-    <div className="grid">
-      <Card title="Assignments">
-        {!list.data ? <Loading /> : list.data.items.length === 0 ? <Empty>No assignments yet.</Empty> : (
-          <table>
-            <thead><tr><th>Strategy</th><th>Market</th><th className="num">Allocation</th><th>Position</th><th>State</th><th /></tr></thead>
-            <tbody>
-              {list.data.items.map((a) => (
-                <tr key={a.id}>
-                  <td>{sname.get(a.strategy_id) ?? a.strategy_id}</td>
-                  <td><Link to={`/markets/${a.market_id}?assignment=${a.id}`}>{mname.get(a.market_id)} {a.timeframe}</Link></td>
-                  <td className="num">{fmt(a.allocation)}</td>
-                  <td>{Number(a.position_qty) > 0 ? `${fmt(a.position_qty, 6)} held` : "flat"}</td>
-                  <td>{a.enabled ? <span className="pill ok">running</span> : <span className="pill paused">paused</span>}
-                    {a.paused_reason && <div className="reason" data-testid="paused-reason">{a.paused_reason}</div>}</td>
-                  <td className="actions">
-                    {a.enabled ? <button className="link" onClick={() => act(api.pause(a.id))}>pause</button> : <button className="link" onClick={() => act(api.resume(a.id))}>resume</button>}
-                    <button className="link danger" onClick={() => act(api.deleteAssignment(a.id))}>delete</button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-      </Card>
-      <Card title="Assign a strategy">
-        <form onSubmit={create} className="stack">
-          <Field label="Strategy" error={err?.forField("strategy_id")}>
-            <select name="strategy" value={form.strategy_id} onChange={set("strategy_id")} required>
-              <option value="">Choose…</option>
-              {strategies.data?.items.map((s) => <option key={s.id} value={s.id}>{s.name}</option>)}
-            </select>
-          </Field>
-          <Field label="Market" error={err?.forField("market_id")}>
-            <select name="market" value={form.market_id} onChange={set("market_id")} required>
-              <option value="">Choose…</option>
-              {markets.data?.items.map((m) => <option key={m.id} value={m.id}>{m.exchange} · {m.symbol}</option>)}
-            </select>
-          </Field>
-          <div className="row">
-            <Field label="Timeframe" error={err?.forField("timeframe")}>
-              <select name="timeframe" value={form.timeframe} onChange={set("timeframe")}>{["1m", "5m", "15m", "1h", "4h", "1d"].map((t) => <option key={t}>{t}</option>)}</select>
+    <>
+      <PageHead title="Assignments" />
+      <div className="grid wide-left">
+        <Card title="Running and paused">
+          {rowErr && <Alert>{rowErr.message}</Alert>}
+          <Loader state={list} empty={(d) => d.items.length === 0 && "No assignments yet: assign a strategy to a market on the right."}>
+            {(d) => (
+              <div className="scroll-x">
+                <table>
+                  <thead><tr><th>Strategy</th><th>Market</th><th>Account</th><th className="num">Allocation</th><th>Position</th><th>Decision</th><th>State</th><th /></tr></thead>
+                  <tbody data-testid="assignments">
+                    {d.items.map((a) => (
+                      <tr key={a.id} className={editing?.id === a.id ? "selected" : ""}>
+                        <td>{sname.get(a.strategy_id) ?? `#${a.strategy_id}`}{Object.keys(a.params).length > 0 && <div className="mono small muted">{formatParams(a.params)}</div>}</td>
+                        <td className="nowrap"><Link to={`/markets/${a.market_id}?assignment=${a.id}`}>{mname.get(a.market_id) ?? `#${a.market_id}`} · {a.timeframe}</Link></td>
+                        <td>{a.trader_id ? tname.get(a.trader_id) ?? `#${a.trader_id}` : <span className="muted" title="Decisions only, no orders">none</span>}</td>
+                        <td className="num">{fmt(a.allocation)}</td>
+                        <td className="nowrap">{Number(a.position_qty) > 0 ? `${fmt(a.position_qty, 6)} held` : <span className="muted">flat</span>}
+                          {Number(a.realized_pnl) !== 0 && <div className={`small ${tone(a.realized_pnl)}`}>{signed(a.realized_pnl)} realized</div>}</td>
+                        <td><DecisionPill a={a} live={live} /></td>
+                        <td>{a.enabled ? <span className="pill ok">running</span> : <span className="pill paused">paused</span>}
+                          {!a.enabled && a.paused_reason && <div className="reason" data-testid="paused-reason">{a.paused_reason}</div>}</td>
+                        <td className="actions">
+                          {a.enabled ? <button className="link" onClick={() => act(api.pause(a.id))}>pause</button>
+                            : <button className="link" disabled={killed} title={killed ? "Release the kill switch first" : ""} onClick={() => act(api.resume(a.id))}>resume</button>}
+                          <button className="link" onClick={() => edit(a)}>edit</button>
+                          <button className="link danger" onClick={() => confirm("Delete this assignment? Its history goes with it.") && act(api.deleteAssignment(a.id))}>delete</button>
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+          </Loader>
+        </Card>
+        <Card title={editing ? `Edit assignment #${editing.id}` : "Assign a strategy"}>
+          <form onSubmit={submit} className="stack" noValidate>
+            <Field label="Strategy" error={err?.forField("strategy_id")}>
+              <select name="strategy" value={form.strategy_id} onChange={chooseStrategy} disabled={!!editing}>
+                <option value="">Choose…</option>
+                {strategies.data?.items.map((s) => <option key={s.id} value={s.id}>{s.name}</option>)}
+              </select>
             </Field>
-            <Field label="Allocation (quote)" error={err?.forField("allocation")}><input name="allocation" value={form.allocation} onChange={set("allocation")} /></Field>
-          </div>
-          <Field label="Account (optional: without one, decisions only)" error={err?.forField("trader_id")}>
-            <select name="account" value={form.trader_id} onChange={set("trader_id")}>
-              <option value="">No account</option>
-              {traders.data?.items.map((t) => <option key={t.id} value={t.id}>{t.name} ({t.exchange})</option>)}
-            </select>
-          </Field>
-          <Field label="Parameters" error={err?.forField("params")}><input name="assign-params" value={form.params} onChange={set("params")} placeholder="fast=10, slow=30" /></Field>
-          {err && !err.errors.length && <div className="alert" role="alert">{err.message}</div>}
-          <button className="primary" data-testid="create-assignment">Assign</button>
-        </form>
-      </Card>
-    </div>
+            <Field label="Market" error={err?.forField("market_id")}>
+              <select name="market" value={form.market_id} onChange={(e) => setForm({ ...form, market_id: e.target.value, trader_id: "" })} disabled={!!editing}>
+                <option value="">Choose…</option>
+                {markets.data?.items.map((m) => <option key={m.id} value={m.id}>{m.exchange} · {m.symbol}</option>)}
+              </select>
+            </Field>
+            <div className="row">
+              <Field label="Timeframe" error={err?.forField("timeframe")}>
+                <select name="timeframe" value={form.timeframe} onChange={set("timeframe")}>{(market?.timeframes?.length ? market.timeframes : TIMEFRAMES).map((t) => <option key={t}>{t}</option>)}</select>
+              </Field>
+              <Field label="Allocation (quote)" error={err?.forField("allocation")}><input name="allocation" inputMode="decimal" value={form.allocation} onChange={set("allocation")} /></Field>
+            </div>
+            <Field label="Account" error={err?.forField("trader_id")} hint={market && accounts.length === 0 ? <>No account on {market.exchange}: <Link to="/accounts">add one</Link>, or run without orders.</> : "Without an account the strategy decides but places no orders."}>
+              <select name="account" value={form.trader_id} onChange={set("trader_id")}>
+                <option value="">No account (decisions only)</option>
+                {accounts.map((t) => <option key={t.id} value={t.id}>{t.name} ({t.exchange})</option>)}
+              </select>
+            </Field>
+            <div className="row">
+              <Field label="Parameters" error={err?.forField("params")} hint="Overrides the strategy's defaults"><input name="assign-params" value={form.params} onChange={set("params")} placeholder="fast=10, slow=30" spellCheck={false} /></Field>
+              <Field label="Lookback (candles)" error={err?.forField("lookback")}><input name="lookback" inputMode="numeric" value={form.lookback} onChange={set("lookback")} /></Field>
+            </div>
+            {killed && !editing && <p className="muted small">The kill switch is on: new assignments start paused.</p>}
+            {err?.general(fields) && <Alert>{err.message}</Alert>}
+            <div className="row end">
+              {editing && <button type="button" onClick={cancel}>Cancel</button>}
+              <button className="primary" data-testid="create-assignment" disabled={busy}>{editing ? "Save changes" : "Assign"}</button>
+            </div>
+          </form>
+        </Card>
+      </div>
+    </>
   );
 }

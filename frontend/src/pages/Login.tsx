@@ -1,42 +1,47 @@
 import { useState } from "react";
-import { api, ApiError, type User } from "../api/client";
-import { Field } from "../components/ui";
+import { api, type ApiError, type User } from "../api/client";
+import { Alert, Field } from "../components/ui";
+import { asApiError, assertValid, checkCredentials } from "../forms";
 
+/** Log in, or sign up and log in; the page a logged-out visitor sees at any address. */
 export function Login({ onDone }: { onDone: (u: User) => void }) {
   const [mode, setMode] = useState<"login" | "register">("login");
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [err, setErr] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
+  const registering = mode === "register";
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
     setBusy(true);
     setErr(null);
     try {
-      if (mode === "register") await api.register(email, password);
-      const res = await api.login(email, password);
+      assertValid(checkCredentials(email, password, registering));
+      if (registering) await api.register(email.trim(), password);
+      const res = await api.login(email.trim(), password);
       onDone(res.user);
     } catch (x) {
-      setErr(x instanceof ApiError ? x : new ApiError(0, String(x)));
+      setErr(asApiError(x));
     } finally {
       setBusy(false);
     }
   };
   return (
     <div className="auth">
-      <form className="card auth-card" onSubmit={submit}>
-        <div className="brand big">tradewind</div>
-        <p className="muted">{mode === "login" ? "Log in to your strategies." : "Create an account: paper trading starts with 10,000 USD."}</p>
+      <form className="card auth-card" onSubmit={submit} noValidate>
+        <div className="brand big"><span className="logo" aria-hidden>◆</span>tradewind</div>
+        <h1>{registering ? "Create your account" : "Log in"}</h1>
+        <p className="muted">{registering ? "Write strategies in Lua, backtest them, and trade them on paper from the first minute." : "Welcome back: your strategies kept running while you were away."}</p>
         <Field label="Email" error={err?.forField("email")}>
-          <input name="email" type="email" autoComplete="email" value={email} onChange={(e) => setEmail(e.target.value)} required />
+          <input name="email" type="email" autoComplete="email" value={email} onChange={(e) => setEmail(e.target.value)} autoFocus />
         </Field>
-        <Field label="Password" error={err?.forField("password")}>
-          <input name="password" type="password" autoComplete={mode === "login" ? "current-password" : "new-password"} value={password} onChange={(e) => setPassword(e.target.value)} required />
+        <Field label="Password" error={err?.forField("password")} hint={registering ? "At least 10 characters; not a common password." : undefined}>
+          <input name="password" type="password" autoComplete={registering ? "new-password" : "current-password"} value={password} onChange={(e) => setPassword(e.target.value)} />
         </Field>
-        {err && !err.forField("email") && !err.forField("password") && <div className="alert" role="alert">{err.message}</div>}
-        <button className="primary" disabled={busy}>{mode === "login" ? "Log in" : "Sign up"}</button>
-        <button type="button" className="link" onClick={() => { setMode(mode === "login" ? "register" : "login"); setErr(null); }}>
-          {mode === "login" ? "No account? Sign up" : "Have an account? Log in"}
+        {err?.general(["email", "password"]) && <Alert>{err.message}</Alert>}
+        <button className="primary" disabled={busy}>{busy ? "One moment…" : registering ? "Sign up" : "Log in"}</button>
+        <button type="button" className="link switch" onClick={() => { setMode(registering ? "login" : "register"); setErr(null); }}>
+          {registering ? "Have an account? Log in" : "No account? Sign up"}
         </button>
       </form>
     </div>

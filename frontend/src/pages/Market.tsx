@@ -1,77 +1,106 @@
 import { useEffect, useMemo, useState } from "react";
-import { api, type Evaluation, type Order } from "../api/client";
+import { api, type Evaluation, type Market, type Order } from "../api/client";
+import type { Subscribe } from "../App";
 import { CandleChart } from "../components/CandleChart";
-import { Card, Loading, fmt, time } from "../components/ui";
-import { mergeBar, toBars, toMarkers, type Bar } from "../chartdata";
-import type { StreamEvent } from "../stream";
+import { Alert, Card, Empty, Loading, PageHead, TF_SECONDS, TIMEFRAMES, fmt, price, time } from "../components/ui";
+import { mergeBar, snapMarkers, toBars, toMarkers, type Bar } from "../chartdata";
+import { asApiError } from "../forms";
+import { useLoad } from "../hooks";
+import { navigate } from "../router";
+import { priceKey, type LiveState } from "../stream";
 
-const TF_SECONDS: Record<string, number> = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400 };
-
-export function MarketPage({ id, subscribe }: { id: number; subscribe: (f: (ev: StreamEvent) => void) => () => void }) {
+export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Subscribe; live: LiveState }) {
   const assignmentId = Number(new URLSearchParams(location.search).get("assignment")) || null;
-  const [tf, setTf] = useState("1m");
+  const assignments = useLoad(() => api.assignments());
+  const mine = (assignments.data?.items ?? []).filter((a) => a.market_id === id);
+  const assignment = mine.find((a) => a.id === assignmentId) ?? null;
+  const [tf, setTf] = useState<string | null>(null);
+  const shownTf = tf ?? assignment?.timeframe ?? "1m";
   const [bars, setBars] = useState<Bar[] | null>(null);
   const [evals, setEvals] = useState<Evaluation[]>([]);
   const [orders, setOrders] = useState<Order[]>([]);
-  const [market, setMarket] = useState<{ symbol: string; exchange: string } | null>(null);
+  const [market, setMarket] = useState<Market | null>(null);
+  const [err, setErr] = useState<string | null>(null);
 
+  useEffect(() => { api.market(id).then(setMarket, (x) => setErr(asApiError(x).message)); }, [id]);
   useEffect(() => {
-    api.markets().then((m) => setMarket(m.items.find((x) => x.id === id) ?? null));
-  }, [id]);
-  useEffect(() => {
+    if (assignmentId && !assignments.data) return; // wait to know the assignment's timeframe
     setBars(null);
-    api.candles(id, tf, 300).then((c) => setBars(toBars(c)));
-  }, [id, tf]);
+    api.candles(id, shownTf, 500).then((c) => setBars(toBars(c)), (x) => setErr(asApiError(x).message));
+  }, [id, shownTf, assignmentId, !!assignments.data]); // eslint-disable-line react-hooks/exhaustive-deps
   const refreshActivity = () => {
-    if (!assignmentId) return;
-    api.evaluations(assignmentId, 300).then((p) => setEvals(p.items));
-    api.orders({ assignment_id: assignmentId, limit: 200 }).then((p) => setOrders(p.items));
+    if (!assignmentId) { setEvals([]); setOrders([]); return; }
+    api.evaluations(assignmentId, 300).then((p) => setEvals(p.items), () => {});
+    api.orders({ assignment_id: assignmentId, limit: 200 }).then((p) => setOrders(p.items), () => {});
   };
-  useEffect(refreshActivity, [assignmentId]);
+  useEffect(refreshActivity, [assignmentId]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => subscribe((ev) => {
-    if (ev.type === "candle" && market && ev.exchange === market.exchange && ev.symbol === market.symbol && ev.tf === tf) {
+    if (ev.type === "candle" && market && ev.exchange === market.exchange && ev.symbol === market.symbol && ev.tf === shownTf) {
       setBars((b) => (b ? mergeBar(b, { time: Math.floor(ev.time / 1000), open: ev.open, high: ev.high, low: ev.low, close: ev.close }) : b));
     }
     if ((ev.type === "evaluation" || ev.type === "fill" || ev.type === "order") && ev.assignment_id === assignmentId) refreshActivity();
-  }), [market, tf, assignmentId]); // eslint-disable-line react-hooks/exhaustive-deps
+  }), [market, shownTf, assignmentId]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  const markers = useMemo(() => toMarkers(evals, orders, TF_SECONDS[tf]), [evals, orders, tf]);
+  const fillTf = TF_SECONDS[assignment?.timeframe ?? shownTf];
+  const markers = useMemo(() => (bars ? snapMarkers(toMarkers(evals, orders, fillTf), bars, TF_SECONDS[shownTf]) : []), [evals, orders, bars, fillTf, shownTf]);
   const fills = orders.filter((o) => o.status === "filled");
+  const last = market ? live.prices[priceKey(market.exchange, market.symbol)] ?? market.last_price : null;
+  const pick = (e: React.ChangeEvent<HTMLSelectElement>) => { setTf(null); navigate(`/markets/${id}${e.target.value ? `?assignment=${e.target.value}` : ""}`); };
+
+  if (err && !market) return <Alert>{err}</Alert>;
   return (
-    <div className="market-page">
-      <Card title={market ? `${market.symbol} · ${market.exchange}` : "Market"} actions={
-        <div className="segmented">{Object.keys(TF_SECONDS).map((t) => <button key={t} className={t === tf ? "on" : ""} onClick={() => setTf(t)}>{t}</button>)}</div>
+    <>
+      <PageHead title={market ? market.symbol : "Market"}>
+        {market && <span className="muted">{market.exchange}</span>}
+        {last !== null && <span className={`big-price ${market ? live.moves[priceKey(market.exchange, market.symbol)] ?? "" : ""}`} data-testid="last-price">{price(last)}</span>}
+      </PageHead>
+      <Card className="chart-card" title={
+        <select className="inline" aria-label="Assignment" value={assignmentId ?? ""} onChange={pick} data-testid="assignment-picker">
+          <option value="">Candles only</option>
+          {mine.map((a) => <option key={a.id} value={a.id}>Assignment #{a.id} · {a.timeframe}</option>)}
+        </select>
+      } actions={
+        <div className="segmented">{TIMEFRAMES.map((t) => <button key={t} className={t === shownTf ? "on" : ""} onClick={() => setTf(t)}>{t}</button>)}</div>
       }>
-        {bars ? <CandleChart bars={bars} markers={markers} /> : <Loading />}
-        <div className="legend muted">{assignmentId ? <>Arrows: assignment #{assignmentId}'s decisions · dots: fills at the next open</> : "Open a market from an assignment to see its decisions and fills."}</div>
+        {err && <Alert>{err}</Alert>}
+        {bars === null ? <div className="chart"><Loading /></div> : bars.length === 0 ? <div className="chart"><Empty>No {shownTf} candles stored for this market yet.</Empty></div> : <CandleChart bars={bars} markers={markers} />}
+        <div className="legend muted">
+          {assignmentId ? <><span className="key up">▲</span> long <span className="key down">▼</span> short <span className="key fill">●</span> fill at its price <span className="key error">●</span> error</>
+            : mine.length ? "Choose one of your assignments above to see its decisions and fills." : "None of your assignments trades this market."}
+        </div>
       </Card>
       {assignmentId && (
         <div className="grid">
           <Card title="Decisions">
-            <table>
-              <thead><tr><th>Candle</th><th>Decision</th><th className="num">ms</th></tr></thead>
-              <tbody data-testid="decisions">
-                {evals.slice(0, 12).map((e) => (
-                  <tr key={e.id}><td className="muted">{time(e.candle_time)}</td>
-                    <td>{e.status === "ok" ? <span className={`pill ${e.position}`}>{e.position}</span> : <span className="pill error" title={e.error ?? ""}>{e.error?.slice(0, 80)}</span>}</td>
-                    <td className="num">{fmt(e.duration_ms, 3)}</td></tr>
-                ))}
-              </tbody>
-            </table>
+            {evals.length === 0 ? <Empty>Waiting for the next closed candle…</Empty> : (
+              <table>
+                <thead><tr><th>Candle</th><th>Decision</th><th className="num">ms</th></tr></thead>
+                <tbody data-testid="decisions">
+                  {evals.slice(0, 12).map((e) => (
+                    <tr key={e.id}><td className="muted nowrap">{time(e.candle_time)}</td>
+                      <td>{e.status === "ok" ? <span className={`pill ${e.position}`}>{e.position}</span> : <span className="pill error" title={e.error ?? ""}>error</span>}
+                        {e.error && <div className="reason">{e.error.slice(0, 160)}</div>}</td>
+                      <td className="num">{fmt(e.duration_ms, 3)}</td></tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
           </Card>
           <Card title="Fills">
-            <table>
-              <thead><tr><th>Candle</th><th>Side</th><th className="num">Qty</th><th className="num">Price</th></tr></thead>
-              <tbody data-testid="fills">
-                {fills.slice(0, 12).map((o) => (
-                  <tr key={o.id}><td className="muted">{o.candle_time ? time(o.candle_time) : ""}</td><td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
-                    <td className="num">{fmt(o.filled, 6)}</td><td className="num">{fmt(o.price)}</td></tr>
-                ))}
-              </tbody>
-            </table>
+            {fills.length === 0 ? <Empty>{assignment?.trader_id === null ? "This assignment has no account: it decides, but places no orders." : "No fills yet."}</Empty> : (
+              <table>
+                <thead><tr><th>Candle</th><th>Side</th><th className="num">Qty</th><th className="num">Price</th></tr></thead>
+                <tbody data-testid="fills">
+                  {fills.slice(0, 12).map((o) => (
+                    <tr key={o.id}><td className="muted nowrap">{o.candle_time ? time(o.candle_time) : ""}</td><td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
+                      <td className="num">{fmt(o.filled, 6)}</td><td className="num">{price(o.price)}</td></tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
           </Card>
         </div>
       )}
-    </div>
+    </>
   );
 }

@@ -1,7 +1,8 @@
 import { useEffect, useState } from "react";
 import { api, ApiError, type Diagnostic } from "../api/client";
 import { CodeEditor } from "../components/CodeEditor";
-import { Card, Empty, Field, Loading, time } from "../components/ui";
+import { Alert, Card, Field, Loader, PageHead, time } from "../components/ui";
+import { asApiError, formatParams, parseParams } from "../forms";
 import { useLoad } from "../hooks";
 import { Link, navigate } from "../router";
 
@@ -12,91 +13,141 @@ function decide(c, params)
   if fast[#fast] > slow[#slow] then
     return "long"
   end
-  return "short"   -- "long" | "short" | "neutral"
+  return "short"   -- "long" | "short" | "neutral" (keep the position)
 end
 `;
 
 export function StrategyList() {
   const list = useLoad(() => api.strategies());
+  const [err, setErr] = useState<ApiError | null>(null);
+  const remove = (id: number, name: string) => {
+    if (!confirm(`Delete "${name}"? Its assignments stop and are deleted too.`)) return;
+    api.deleteStrategy(id).then(list.reload, (x) => setErr(asApiError(x)));
+  };
   return (
-    <Card title="Strategies" actions={<Link className="button primary" to="/strategies/new">New strategy</Link>}>
-      {!list.data ? <Loading /> : list.data.items.length === 0 ? <Empty>No strategies yet. Start from the SMA-crossover template.</Empty> : (
-        <table>
-          <thead><tr><th>Name</th><th>Version</th><th>Updated</th></tr></thead>
-          <tbody>
-            {list.data.items.map((s) => (
-              <tr key={s.id}><td><Link to={`/strategies/${s.id}`}>{s.name}</Link></td><td>v{s.version}</td><td className="muted">{time(s.updated_at)}</td></tr>
-            ))}
-          </tbody>
-        </table>
-      )}
-    </Card>
+    <>
+      <PageHead title="Strategies"><Link className="button primary" to="/strategies/new">New strategy</Link></PageHead>
+      <Card>
+        {err && <Alert>{err.message}</Alert>}
+        <Loader state={list} empty={(d) => d.items.length === 0 && <>No strategies yet. <Link to="/strategies/new">Start from the SMA-crossover template</Link>.</>}>
+          {(d) => (
+            <table>
+              <thead><tr><th>Name</th><th>Version</th><th className="hide-sm">Parameters</th><th className="hide-sm">Updated</th><th /></tr></thead>
+              <tbody>
+                {d.items.map((s) => (
+                  <tr key={s.id}>
+                    <td><Link to={`/strategies/${s.id}`}>{s.name}</Link>{s.description && <div className="muted small">{s.description}</div>}</td>
+                    <td>v{s.version}</td>
+                    <td className="mono small hide-sm">{formatParams(s.params) || "—"}</td>
+                    <td className="muted hide-sm">{time(s.updated_at)}</td>
+                    <td className="actions">
+                      <Link to={`/backtests?strategy=${s.id}`}>backtest</Link>
+                      <button className="link danger" onClick={() => remove(s.id, s.name)}>delete</button>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </Loader>
+      </Card>
+    </>
   );
-}
-
-function parseParams(text: string): Record<string, number | string | boolean> {
-  const out: Record<string, number | string | boolean> = {};
-  for (const part of text.split(/[\n,]/)) {
-    const [k, v] = part.split("=").map((x) => x?.trim());
-    if (!k) continue;
-    if (v === undefined) throw new Error(`write parameters as name=value (got "${part.trim()}")`);
-    out[k] = v === "true" ? true : v === "false" ? false : Number.isFinite(Number(v)) && v !== "" ? Number(v) : v;
-  }
-  return out;
 }
 
 export function StrategyEditor({ id }: { id: number | null }) {
   const [name, setName] = useState("SMA crossover");
+  const [description, setDescription] = useState("");
   const [code, setCode] = useState(TEMPLATE);
   const [params, setParams] = useState("fast=10, slow=30");
+  const [loaded, setLoaded] = useState(id === null);
+  const [loadErr, setLoadErr] = useState<ApiError | null>(null);
   const [diags, setDiags] = useState<Diagnostic[]>([]);
   const [err, setErr] = useState<ApiError | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [jump, setJump] = useState<{ line: number; n: number } | null>(null);
   const versions = useLoad(() => (id ? api.versions(id) : Promise.resolve([])), [id, saved]);
   useEffect(() => {
     if (!id) return;
     api.strategy(id).then((s) => {
       setName(s.name);
+      setDescription(s.description ?? "");
       setCode(s.code);
-      setParams(Object.entries(s.params).map(([k, v]) => `${k}=${v}`).join(", "));
-    });
+      setParams(formatParams(s.params));
+      setLoaded(true);
+    }, (x) => setLoadErr(asApiError(x)));
   }, [id]);
   const save = async () => {
     setErr(null);
+    setBusy(true);
     try {
-      const body = { name, code, params: parseParams(params) };
+      const body = { name, description, code, params: parseParams(params) };
       const s = id ? await api.updateStrategy(id, body) : await api.createStrategy(body);
-      setSaved(`Saved version ${s.version}`);
+      setSaved(`Saved: version ${s.version}`);
       if (!id) navigate(`/strategies/${s.id}`);
     } catch (x) {
-      setErr(x instanceof ApiError ? x : new ApiError(0, (x as Error).message, [{ field: "params", message: (x as Error).message }]));
+      const e = asApiError(x);
+      setErr(e);
+      const codeErrors = e.errors.filter((f) => f.field === "code").map((f) => ({ line: f.line ?? null, message: f.message }));
+      if (codeErrors.length) setDiags(codeErrors);
+    } finally {
+      setBusy(false);
     }
   };
+  if (loadErr) return <Alert>{loadErr.status === 404 ? "This strategy does not exist, or is not yours." : loadErr.message} <Link to="/strategies">All strategies</Link></Alert>;
   return (
-    <div className="editor-page">
-      <Card title={id ? "Edit strategy" : "New strategy"} actions={<button className="primary" onClick={save} data-testid="save-strategy">Save</button>}>
-        <div className="row">
-          <Field label="Name" error={err?.forField("name")}><input name="name" value={name} onChange={(e) => setName(e.target.value)} /></Field>
-          <Field label="Default parameters" error={err?.forField("params")}><input name="params" value={params} onChange={(e) => setParams(e.target.value)} placeholder="fast=10, slow=30" /></Field>
-        </div>
-        <CodeEditor value={code} onChange={(c) => { setCode(c); setSaved(null); }} onDiagnostics={setDiags} />
-        <div className="diagnostics" data-testid="diagnostics">
-          {diags.length === 0 ? <span className="ok-text">No errors</span> : diags.map((d, i) => (
-            <div key={i} className="diag">{d.line ? <b>Line {d.line}:</b> : null} {d.message}</div>
-          ))}
-        </div>
-        {err && !err.forField("name") && !err.forField("params") && <div className="alert" role="alert">{err.message}</div>}
-        {saved && <div className="notice">{saved}</div>}
-      </Card>
-      {id && (
-        <Card title="Versions">
-          {!versions.data ? <Loading /> : (
-            <ul className="versions">{versions.data.map((v) => (
-              <li key={v.version}><button className="link" onClick={() => setCode(v.code)}>v{v.version}</button> <span className="muted">{time(v.created_at)}</span></li>
-            ))}</ul>
-          )}
+    <>
+      <PageHead title={id ? name || "Strategy" : "New strategy"}>
+        {id && <Link className="button" to={`/backtests?strategy=${id}`}>Backtest</Link>}
+        <button className="primary" onClick={save} disabled={busy || !loaded} data-testid="save-strategy" title="Ctrl+S">{busy ? "Saving…" : "Save"}</button>
+      </PageHead>
+      <div className="editor-page">
+        <Card>
+          <div className="row">
+            <Field label="Name" error={err?.forField("name")}><input name="name" value={name} onChange={(e) => setName(e.target.value)} /></Field>
+            <Field label="Default parameters" error={err?.forField("params")} hint="name=value, separated by commas: params.name in the code">
+              <input name="params" value={params} onChange={(e) => setParams(e.target.value)} placeholder="fast=10, slow=30" spellCheck={false} />
+            </Field>
+          </div>
+          <Field label="Description" error={err?.forField("description")}><input name="description" value={description} onChange={(e) => setDescription(e.target.value)} placeholder="What it does, in a sentence" /></Field>
+          {loaded ? <CodeEditor value={code} onChange={(c) => { setCode(c); setSaved(null); }} onDiagnostics={setDiags} onSave={save} jump={jump} /> : <div className="editor"><div className="loading">Loading…</div></div>}
+          <div className="diagnostics" data-testid="diagnostics" aria-live="polite">
+            {diags.length === 0 ? <span className="ok-text">✓ No errors</span> : diags.map((d, i) => (
+              <button key={i} type="button" className="diag" onClick={() => d.line && setJump({ line: d.line, n: Date.now() })}>
+                {d.line ? <b>Line {d.line}:</b> : null} {d.message}
+              </button>
+            ))}
+          </div>
+          {err?.general(["name", "params", "description", "code"]) && <Alert>{err.message}</Alert>}
+          {saved && <div className="notice" role="status">{saved}</div>}
         </Card>
-      )}
-    </div>
+        <div className="side">
+          <Card title="How it works">
+            <p className="small">
+              <code>decide(c, params)</code> runs on every closed candle and returns <code>"long"</code>, <code>"short"</code> or <code>"neutral"</code>.
+              Candles are arrays, oldest first; indicators come from <code>ta</code> (<code>ta.sma</code>, <code>ta.ema</code>, <code>ta.rsi</code>, …).
+              Errors are checked by the same sandbox that runs it.
+            </p>
+          </Card>
+          {id && (
+            <Card title="Versions">
+              <Loader state={versions} empty={(d) => d.length === 0 && "No versions yet."}>
+                {(d) => (
+                  <ul className="versions">{d.map((v, i) => (
+                    <li key={v.version}>
+                      <button className="link" onClick={() => { setCode(v.code); setParams(formatParams(v.params)); setSaved(null); }}>v{v.version}</button>
+                      {i === 0 && <span className="pill">current</span>}
+                      <span className="muted small">{time(v.created_at)}</span>
+                    </li>
+                  ))}</ul>
+                )}
+              </Loader>
+              <p className="muted small">Open a version to see it in the editor; save to make it the current one.</p>
+            </Card>
+          )}
+        </div>
+      </div>
+    </>
   );
 }

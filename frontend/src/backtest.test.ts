@@ -1,0 +1,79 @@
+import { describe, expect, it } from "vitest";
+import { isRunning, readBacktest, readCurve, toSeconds, tradeMarkers } from "./backtest";
+
+describe("backtest times", () => {
+  it("reads epoch ms, epoch s and ISO 8601 as seconds", () => {
+    expect(toSeconds(1_700_000_000_000)).toBe(1_700_000_000);
+    expect(toSeconds(1_700_000_000)).toBe(1_700_000_000);
+    expect(toSeconds("2024-01-01T00:00:00Z")).toBe(1_704_067_200);
+    expect(toSeconds("1700000000000")).toBe(1_700_000_000);
+    expect(toSeconds("not a date")).toBeNull();
+    expect(toSeconds(null)).toBeNull();
+  });
+});
+
+describe("equity curve", () => {
+  const T = 1_700_000_000_000;
+  it("reads [time, equity, drawdown] rows as sent by the engine", () => {
+    expect(readCurve([[T + 120_000, 9_000, 10], [T + 60_000, 10_000, 0]])).toEqual([
+      { time: T / 1000 + 60, equity: 10_000, drawdown: 0 },
+      { time: T / 1000 + 120, equity: 9_000, drawdown: 10 },
+    ]);
+  });
+
+  it("computes the drawdown from the running peak when it is missing", () => {
+    const c = readCurve([{ time: 60_000, equity: 100 }, { time: 120_000, equity: 120 }, { time: 180_000, equity: 90 }, { time: 240_000, equity: 130 }]);
+    expect(c.map((p) => p.drawdown)).toEqual([0, 0, 25, 0]);
+  });
+
+  it("drops points without a time or an equity and keeps one per time", () => {
+    expect(readCurve([[T, "x"], [null, 5], [T, 1], [T, 2]])).toEqual([{ time: T / 1000, equity: 2, drawdown: 0 }]);
+    expect(readCurve("nope")).toEqual([]);
+  });
+});
+
+describe("backtest answer", () => {
+  const report = {
+    trades: [
+      { entry_time: "2018-01-10T09:10:00Z", entry_price: 0.0963, exit_time: "2018-01-10T09:55:00Z", exit_price: 0.0914, qty: 100, pnl: -531.12 },
+      { entry_time: "2018-01-10T11:00:00Z", entry_price: 0.09, exit_time: null, exit_price: null, qty: 1, pnl: null },
+    ],
+    final_equity: 9249.73, return_pct: -7.5, max_drawdown_pct: 29.69, sharpe: -0.46, win_rate: 32.5, candles: 5760, duration_s: 0.41, error: null,
+  };
+
+  it("reads the engine's report nested under result, with the curve", () => {
+    const b = readBacktest({ id: 4, status: "done", strategy_id: 1, market_id: 2, timeframe: "5m", config: { from: "2018-01-10T00:00:00Z", cash: 10000 },
+      result: { ...report, equity: [[1_515_575_400_000, 10_000, 0]] } });
+    expect(b.status).toBe("done");
+    expect(b.metrics).toMatchObject({ return_pct: -7.5, max_drawdown_pct: 29.69, trades: 2, win_rate: 32.5 });
+    expect(b.trades[0].entry_time).toBe(1_515_575_400);
+    expect(b.trades[1].exit_time).toBeNull();
+    expect(b.curve).toHaveLength(1);
+    expect(b.from).toBe(1_515_542_400);
+    expect(b.timeframe).toBe("5m");
+  });
+
+  it("reads flattened metrics, trades and equity_curve too", () => {
+    const { trades, ...metrics } = report;
+    const b = readBacktest({ id: 5, status: "done", metrics: { ...metrics, trades: 7 }, trades, equity_curve: [{ time: 1, equity: 2 }] });
+    expect(b.metrics?.trades).toBe(7);
+    expect(b.trades).toHaveLength(2);
+    expect(b.curve).toEqual([{ time: 1, equity: 2, drawdown: 0 }]);
+  });
+
+  it("is still running while queued or running, and shows the error of a failed run", () => {
+    expect(isRunning(readBacktest({ id: 1, status: "queued" }))).toBe(true);
+    expect(isRunning(readBacktest({ id: 1, status: "running" }))).toBe(true);
+    const failed = readBacktest({ id: 1, status: "error", error: "strategy 'x': attempt to index a nil value (line 3)" });
+    expect(isRunning(failed)).toBe(false);
+    expect(failed.error).toMatch(/line 3/);
+    expect(failed.metrics).toBeNull();
+    expect(readBacktest(null)).toMatchObject({ id: 0, trades: [], curve: [], metrics: null });
+  });
+
+  it("marks entries below the bar and exits above it, with the trade's P&L", () => {
+    const m = tradeMarkers(readBacktest({ result: report }).trades);
+    expect(m.map((x) => [x.shape, x.text])).toEqual([["arrowUp", "buy"], ["arrowDown", "sell -531.12"], ["arrowUp", "buy"]]);
+    expect(m[1].color).toBe("#c2553a");
+  });
+});

@@ -1,0 +1,81 @@
+import { describe, expect, it } from "vitest";
+import { ApiError } from "./api/client";
+import { asApiError, assertValid, checkAmount, checkPercent, checkCredentials, FieldErrors, formatParams, parseParams } from "./forms";
+
+describe("strategy parameters", () => {
+  it("reads numbers, booleans and strings, separated by commas or new lines", () => {
+    expect(parseParams("fast=10, slow = 30\nuse_rsi=true\nmode=trend, ratio=0.5")).toEqual({ fast: 10, slow: 30, use_rsi: true, mode: "trend", ratio: 0.5 });
+  });
+
+  it("gives nothing for an empty field and keeps an empty value as a string", () => {
+    expect(parseParams("  ")).toEqual({});
+    expect(parseParams("label=")).toEqual({ label: "" });
+  });
+
+  it("refuses a part without '=' and names the params field", () => {
+    try {
+      parseParams("fast=10, slow");
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(FieldErrors);
+      expect((e as ApiError).forField("params")).toContain('"slow"');
+    }
+  });
+
+  it("refuses names Lua cannot use and names given twice", () => {
+    expect(() => parseParams("2fast=1")).toThrow(/parameter name/);
+    expect(() => parseParams("a-b=1")).toThrow(/parameter name/);
+    expect(() => parseParams("fast=1, fast=2")).toThrow(/twice/);
+  });
+
+  it("formats saved parameters back into the same text", () => {
+    const p = { fast: 10, slow: 30, on: false };
+    expect(formatParams(p)).toBe("fast=10, slow=30, on=false");
+    expect(parseParams(formatParams(p))).toEqual(p);
+    expect(formatParams(null)).toBe("");
+  });
+});
+
+describe("amounts and credentials", () => {
+  it("accepts positive decimals and names the field otherwise", () => {
+    expect(checkAmount("allocation", "1000")).toBeNull();
+    expect(checkAmount("allocation", " 0.25 ")).toBeNull();
+    expect(checkAmount("allocation", "0")?.message).toMatch(/greater than 0/);
+    expect(checkAmount("allocation", "-5")?.field).toBe("allocation");
+    expect(checkAmount("allocation", "1e3")).not.toBeNull();
+    expect(checkAmount("allocation", "1.0000000000001")?.message).toMatch(/12 decimal/);
+    expect(checkAmount("allocation", "")?.message).toMatch(/enter/);
+    expect(checkAmount("max", "", { optional: true })).toBeNull();
+  });
+
+  it("accepts a fee from 0 up to the maximum", () => {
+    expect(checkPercent("fee", "0")).toBeNull();
+    expect(checkPercent("fee", "0.1", 10)).toBeNull();
+    expect(checkPercent("fee", "10", 10)?.message).toMatch(/under 10/);
+    expect(checkPercent("fee", "-1")?.field).toBe("fee");
+  });
+
+  it("asks for an email and, on sign-up, a 10-character password", () => {
+    expect(checkCredentials("a@b.co", "0123456789", true)).toEqual([]);
+    expect(checkCredentials("nope", "x", false).map((e) => e.field)).toEqual(["email"]);
+    expect(checkCredentials("a@b.co", "short", true)).toEqual([{ field: "password", message: "use at least 10 characters" }]);
+    expect(checkCredentials("a@b.co", "", false).map((e) => e.field)).toContain("password");
+  });
+
+  it("throws the collected field errors, or nothing when all passed", () => {
+    expect(() => assertValid([null, null])).not.toThrow();
+    try {
+      assertValid([null, { field: "allocation", message: "must be greater than 0" }]);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as ApiError).forField("allocation")).toBe("must be greater than 0");
+      expect((e as ApiError).general(["allocation"])).toBeUndefined();
+    }
+  });
+
+  it("turns anything thrown into an ApiError with its message", () => {
+    expect(asApiError(new Error("boom")).message).toBe("boom");
+    const e = new ApiError(409, "taken");
+    expect(asApiError(e)).toBe(e);
+  });
+});

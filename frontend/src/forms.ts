@@ -1,0 +1,76 @@
+// Form input <-> API values, and the checks worth making before a round trip.
+// The server stays the authority: these only catch what a person can fix at once, with the same wording.
+import { ApiError, type FieldError } from "./api/client";
+
+export type ParamValue = number | string | boolean;
+export type Params = Record<string, ParamValue>;
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Parse "fast=10, slow=30" (commas or new lines) into parameters; numbers and booleans are typed. */
+export function parseParams(text: string): Params {
+  const out: Params = {};
+  for (const raw of text.split(/[\n,]/)) {
+    const part = raw.trim();
+    if (!part) continue;
+    const eq = part.indexOf("=");
+    if (eq < 0) throw new FieldErrors([{ field: "params", message: `write parameters as name=value (got "${part}")` }]);
+    const k = part.slice(0, eq).trim();
+    const v = part.slice(eq + 1).trim();
+    if (!IDENT.test(k) || k.length > 50) throw new FieldErrors([{ field: "params", message: `"${k}" is not a parameter name (letters, digits and _, not starting with a digit)` }]);
+    if (k in out) throw new FieldErrors([{ field: "params", message: `"${k}" is given twice` }]);
+    out[k] = v === "true" ? true : v === "false" ? false : v !== "" && Number.isFinite(Number(v)) ? Number(v) : v;
+  }
+  return out;
+}
+
+/** The inverse of parseParams, for showing saved parameters in the same text field. */
+export function formatParams(params: Record<string, unknown> | null | undefined): string {
+  return Object.entries(params ?? {}).map(([k, v]) => `${k}=${v}`).join(", ");
+}
+
+/** An amount of money as the API wants it: a decimal string, > 0, at most 12 decimal places. */
+export function checkAmount(field: string, text: string, { optional = false } = {}): FieldError | null {
+  const t = text.trim();
+  if (!t) return optional ? null : { field, message: "enter an amount" };
+  if (!/^\d+(\.\d+)?$/.test(t)) return { field, message: "enter a positive number, like 1000 or 0.5" };
+  if (Number(t) <= 0) return { field, message: "must be greater than 0" };
+  if ((t.split(".")[1] ?? "").length > 12) return { field, message: "at most 12 decimal places" };
+  return null;
+}
+
+/** A percentage from 0 (included) to `max` (excluded), like a fee. */
+export function checkPercent(field: string, text: string, max = 100): FieldError | null {
+  const t = text.trim();
+  if (!/^\d+(\.\d+)?$/.test(t)) return { field, message: "enter a percentage, like 0.1" };
+  if (Number(t) >= max) return { field, message: `must be under ${max} %` };
+  return null;
+}
+
+/** Sign-up checks the server would make anyway, caught before the request. */
+export function checkCredentials(email: string, password: string, registering: boolean): FieldError[] {
+  const errors: FieldError[] = [];
+  if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email.trim())) errors.push({ field: "email", message: "enter an email address" });
+  if (registering && password.length < 10) errors.push({ field: "password", message: "use at least 10 characters" });
+  if (!password) errors.push({ field: "password", message: "enter your password" });
+  return errors;
+}
+
+/** Field errors found before any request, thrown and shown like the API's own. */
+export class FieldErrors extends ApiError {
+  constructor(errors: FieldError[]) {
+    super(0, errors.map((e) => `${e.field}: ${e.message}`).join("; "), errors);
+  }
+}
+
+/** Throw the collected errors, if any (null entries are checks that passed). */
+export function assertValid(errors: (FieldError | null)[]): void {
+  const found = errors.filter((e): e is FieldError => e !== null);
+  if (found.length) throw new FieldErrors(found);
+}
+
+/** Any thrown value as an ApiError, so that forms have one thing to show. */
+export function asApiError(x: unknown): ApiError {
+  if (x instanceof ApiError) return x;
+  return new ApiError(0, x instanceof Error ? x.message : String(x));
+}

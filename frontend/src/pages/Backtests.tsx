@@ -1,0 +1,227 @@
+import { useEffect, useMemo, useState } from "react";
+import { api, type ApiError, type Market, type Strategy } from "../api/client";
+import { CandleChart, EquityChart } from "../components/CandleChart";
+import { Alert, Card, Empty, Field, Loader, Loading, PageHead, Stat, TF_SECONDS, TIMEFRAMES, fmt, price, signed, time, tone } from "../components/ui";
+import { isRunning, readBacktest, tradeMarkers, type BacktestView } from "../backtest";
+import { snapMarkers, toBars, type Bar } from "../chartdata";
+import { asApiError, assertValid, checkAmount, checkPercent, formatParams, parseParams } from "../forms";
+import { useLoad } from "../hooks";
+import { Link, navigate } from "../router";
+
+const NOT_BUILT = "This server has no backtest API yet. Backtests run from the command line meanwhile: tradewind backtest STRATEGY.lua --market ID --timeframe 1h.";
+const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+const pct = (v: number | null | undefined) => (v === null || v === undefined ? "—" : `${signed(v)} %`);
+
+function Status({ b }: { b: BacktestView }) {
+  const cls = b.status === "done" ? "ok" : b.status === "error" ? "error" : "pending";
+  return <span className={`pill ${cls}`}>{b.status}</span>;
+}
+
+export function Backtests() {
+  const preset = Number(new URLSearchParams(location.search).get("strategy")) || null;
+  const runs = useLoad(() => api.backtests());
+  const strategies = useLoad(() => api.strategies());
+  const markets = useLoad(() => api.markets());
+  const [form, setForm] = useState({ strategy_id: preset ? String(preset) : "", market_id: "", timeframe: "1m", from: day(-2), to: "", params: "", cash: "10000", fee: "0.1" });
+  const [err, setErr] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  const unavailable = runs.error?.status === 404 || runs.error?.status === 405;
+  const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => setForm({ ...form, [k]: e.target.value });
+  const chooseStrategy = (id: string, list: Strategy[] | undefined) => {
+    const s = list?.find((x) => String(x.id) === id);
+    setForm((f) => ({ ...f, strategy_id: id, params: s ? formatParams(s.params) : f.params }));
+  };
+  useEffect(() => { if (preset && strategies.data) chooseStrategy(String(preset), strategies.data.items); }, [strategies.data]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => { if (!form.market_id && markets.data?.items.length) setForm((f) => ({ ...f, market_id: String(markets.data!.items[0].id) })); }, [markets.data]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const run = async (e: React.FormEvent) => {
+    e.preventDefault();
+    setErr(null);
+    setBusy(true);
+    try {
+      assertValid([
+        form.strategy_id ? null : { field: "strategy_id", message: "choose a strategy" },
+        form.market_id ? null : { field: "market_id", message: "choose a market" },
+        checkAmount("cash", form.cash),
+        checkPercent("fee", form.fee, 10),
+        form.to && form.from && form.to < form.from ? { field: "to", message: "must be after the start" } : null,
+      ]);
+      const res = await api.runBacktest({
+        strategy_id: Number(form.strategy_id), market_id: Number(form.market_id), timeframe: form.timeframe,
+        ...(form.from ? { from: `${form.from}T00:00:00Z` } : {}), ...(form.to ? { to: `${form.to}T23:59:59Z` } : {}),
+        params: parseParams(form.params), cash: Number(form.cash), fee: Number(form.fee) / 100,
+      });
+      navigate(`/backtests/${res.id}`);
+    } catch (x) {
+      setErr(asApiError(x));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const sname = new Map((strategies.data?.items ?? []).map((s) => [s.id, s.name]));
+  const mname = new Map((markets.data?.items ?? []).map((m) => [m.id, m.symbol]));
+  const fields = ["strategy_id", "market_id", "timeframe", "from", "to", "params", "cash", "fee"];
+  return (
+    <>
+      <PageHead title="Backtests" />
+      <div className="grid wide-left">
+        <Card title="Runs">
+          {unavailable ? <Empty>{NOT_BUILT}</Empty> : (
+            <Loader state={runs} empty={(d) => d.items.length === 0 && "No backtests yet: run one with the form."}>
+              {(d) => (
+                <div className="scroll-x">
+                  <table>
+                    <thead><tr><th>#</th><th>Strategy</th><th>Market</th><th>Status</th><th className="num">Return</th><th className="num">Max DD</th><th className="hide-sm">When</th></tr></thead>
+                    <tbody data-testid="backtests">
+                      {d.items.map((raw) => {
+                        const b = readBacktest(raw);
+                        return (
+                          <tr key={b.id} className="clickable" onClick={() => navigate(`/backtests/${b.id}`)}>
+                            <td><Link to={`/backtests/${b.id}`}>#{b.id}</Link></td>
+                            <td>{b.strategy_id ? sname.get(b.strategy_id) ?? `#${b.strategy_id}` : "—"}</td>
+                            <td className="nowrap">{b.market_id ? mname.get(b.market_id) ?? `#${b.market_id}` : "—"} · {b.timeframe}</td>
+                            <td><Status b={b} /></td>
+                            <td className={`num ${tone(b.metrics?.return_pct)}`}>{pct(b.metrics?.return_pct)}</td>
+                            <td className="num">{b.metrics?.max_drawdown_pct != null ? `${fmt(b.metrics.max_drawdown_pct)} %` : "—"}</td>
+                            <td className="muted hide-sm nowrap">{typeof raw.created_at === "string" ? time(raw.created_at) : ""}</td>
+                          </tr>
+                        );
+                      })}
+                    </tbody>
+                  </table>
+                </div>
+              )}
+            </Loader>
+          )}
+        </Card>
+        <Card title="Run a backtest">
+          <form onSubmit={run} className="stack" noValidate>
+            <Field label="Strategy" error={err?.forField("strategy_id")}>
+              <select name="bt-strategy" value={form.strategy_id} onChange={(e) => chooseStrategy(e.target.value, strategies.data?.items)}>
+                <option value="">Choose…</option>
+                {strategies.data?.items.map((s) => <option key={s.id} value={s.id}>{s.name} (v{s.version})</option>)}
+              </select>
+            </Field>
+            <div className="row">
+              <Field label="Market" error={err?.forField("market_id")}>
+                <select name="bt-market" value={form.market_id} onChange={set("market_id")}>
+                  {markets.data?.items.map((m: Market) => <option key={m.id} value={m.id}>{m.exchange} · {m.symbol}</option>)}
+                </select>
+              </Field>
+              <Field label="Timeframe" error={err?.forField("timeframe")}>
+                <select name="bt-timeframe" value={form.timeframe} onChange={set("timeframe")}>{TIMEFRAMES.map((t) => <option key={t}>{t}</option>)}</select>
+              </Field>
+            </div>
+            <div className="row">
+              <Field label="From" error={err?.forField("from")}><input name="bt-from" type="date" value={form.from} onChange={set("from")} /></Field>
+              <Field label="To" error={err?.forField("to")} hint="Empty: up to the last candle"><input name="bt-to" type="date" value={form.to} onChange={set("to")} /></Field>
+            </div>
+            <Field label="Parameters" error={err?.forField("params")}><input name="bt-params" value={form.params} onChange={set("params")} placeholder="fast=10, slow=30" spellCheck={false} /></Field>
+            <div className="row">
+              <Field label="Starting cash (quote)" error={err?.forField("cash")}><input name="bt-cash" inputMode="decimal" value={form.cash} onChange={set("cash")} /></Field>
+              <Field label="Fee (%)" error={err?.forField("fee")}><input name="bt-fee" inputMode="decimal" value={form.fee} onChange={set("fee")} /></Field>
+            </div>
+            <p className="muted small">Same sandbox and fill rule as live trading: a decision at a candle's close fills at the next candle's open.</p>
+            {err?.general(fields) && <Alert>{err.status === 404 || err.status === 405 ? NOT_BUILT : err.message}</Alert>}
+            <button className="primary" data-testid="run-backtest" disabled={busy || unavailable}>{busy ? "Starting…" : "Run backtest"}</button>
+          </form>
+        </Card>
+      </div>
+    </>
+  );
+}
+
+export function BacktestPage({ id }: { id: number }) {
+  const [b, setB] = useState<BacktestView | null>(null);
+  const [err, setErr] = useState<ApiError | null>(null);
+  const [bars, setBars] = useState<Bar[] | null>(null);
+  const strategies = useLoad(() => api.strategies());
+  const markets = useLoad(() => api.markets());
+
+  useEffect(() => {
+    let stop = false;
+    let timer: ReturnType<typeof setTimeout>;
+    const poll = () => api.backtest(id).then((raw) => {
+      if (stop) return;
+      const v = readBacktest(raw);
+      setB(v);
+      if (isRunning(v)) timer = setTimeout(poll, 1000);
+    }, (x) => !stop && setErr(asApiError(x)));
+    poll();
+    return () => { stop = true; clearTimeout(timer); };
+  }, [id]);
+
+  // The candles the run covered, for the trades on the chart (at most the 5000 the API sends at once).
+  const done = b !== null && !isRunning(b);
+  useEffect(() => {
+    if (!b || !done || !b.market_id) return;
+    const end = b.to ?? b.curve[b.curve.length - 1]?.time ?? null;
+    const q = end ? (end + 1) * 1000 : undefined;
+    api.candles(b.market_id, b.timeframe, 5000, q).then((c) => {
+      const start = b.from ?? b.curve[0]?.time ?? 0;
+      setBars(toBars(c).filter((x) => x.time >= start));
+    }, () => setBars([]));
+  }, [done, b?.market_id, b?.timeframe]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const markers = useMemo(() => (b && bars ? snapMarkers(tradeMarkers(b.trades), bars, TF_SECONDS[b.timeframe] ?? 60) : []), [b, bars]);
+  if (err) return <Alert>{err.status === 404 ? "This backtest does not exist, or is not yours." : err.message} <Link to="/backtests">All backtests</Link></Alert>;
+  if (!b) return <Loading />;
+  const m = b.metrics;
+  const strategy = strategies.data?.items.find((s) => s.id === b.strategy_id);
+  const market = markets.data?.items.find((x) => x.id === b.market_id);
+  const cash = m?.final_equity != null && m.return_pct != null ? m.final_equity / (1 + m.return_pct / 100) : undefined;
+  return (
+    <>
+      <PageHead title={`Backtest #${b.id}`}>
+        <Status b={b} />
+        <Link className="button" to={`/backtests?strategy=${b.strategy_id ?? ""}`}>Run again</Link>
+      </PageHead>
+      <p className="muted subtitle">
+        {strategy ? <Link to={`/strategies/${strategy.id}`}>{strategy.name}</Link> : `strategy #${b.strategy_id}`} on {market ? `${market.exchange} · ${market.symbol}` : `market #${b.market_id}`} · {b.timeframe}
+        {b.from ? ` · from ${time(b.from * 1000)}` : ""}{b.to ? ` to ${time(b.to * 1000)}` : ""}
+        {Object.keys(b.params).length ? <> · <span className="mono">{formatParams(b.params)}</span></> : null}
+      </p>
+      {isRunning(b) && <Card><Loading label={b.status === "queued" ? "Waiting for a worker…" : "Running…"} /></Card>}
+      {b.error && <Alert>{b.error}</Alert>}
+      {m && (
+        <div className="stats" data-testid="metrics">
+          <Stat label="Return" value={pct(m.return_pct)} tone={tone(m.return_pct)} />
+          <Stat label="Final equity" value={fmt(m.final_equity)} />
+          <Stat label="Max drawdown" value={m.max_drawdown_pct != null ? `${fmt(m.max_drawdown_pct)} %` : "—"} tone={m.max_drawdown_pct ? "down" : ""} />
+          <Stat label="Sharpe" value={fmt(m.sharpe)} />
+          <Stat label="Win rate" value={m.win_rate != null ? `${fmt(m.win_rate, 1)} %` : "—"} />
+          <Stat label="Trades" value={m.trades} />
+          <Stat label="Candles" value={fmt(m.candles, 0)} />
+        </div>
+      )}
+      {done && (
+        <>
+          <Card title="Equity and drawdown">
+            {b.curve.length ? <EquityChart curve={b.curve} cash={cash} /> : <Empty>No equity curve in this run.</Empty>}
+          </Card>
+          <Card title="Trades on the chart">
+            {bars === null ? <Loading /> : bars.length === 0 ? <Empty>The candles of this run are not stored any more.</Empty> : <CandleChart bars={bars} markers={markers} />}
+          </Card>
+          <Card title={`Trades (${b.trades.length})`}>
+            {b.trades.length === 0 ? <Empty>The strategy never entered a position.</Empty> : (
+              <div className="scroll-x">
+                <table>
+                  <thead><tr><th>Entry</th><th className="num">Price</th><th>Exit</th><th className="num">Price</th><th className="num">Qty</th><th className="num">P&L</th></tr></thead>
+                  <tbody data-testid="trades">
+                    {b.trades.slice(-200).reverse().map((t, i) => (
+                      <tr key={i}>
+                        <td className="nowrap">{time(t.entry_time * 1000)}</td><td className="num">{price(t.entry_price)}</td>
+                        <td className="nowrap">{t.exit_time ? time(t.exit_time * 1000) : <span className="pill open">open</span>}</td><td className="num">{price(t.exit_price)}</td>
+                        <td className="num">{fmt(t.qty, 6)}</td><td className={`num ${tone(t.pnl)}`}>{signed(t.pnl)}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+          </Card>
+        </>
+      )}
+    </>
+  );
+}
