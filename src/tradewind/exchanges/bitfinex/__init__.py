@@ -1,0 +1,6 @@
+"""Bitfinex, natively: websocket v2 candles, REST v2 history, wallets and orders."""
+
+from tradewind.exchanges.bitfinex.adapter import BitfinexAdapter, cid_of
+from tradewind.exchanges.bitfinex.stream import StreamTiming
+
+__all__ = ["BitfinexAdapter", "StreamTiming", "cid_of"]
