@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     bitfinex_rest_url: str = "https://api-pub.bitfinex.com/v2"
     bitfinex_auth_url: str = "https://api.bitfinex.com/v2"
     bitfinex_symbols: CommaList = ["tBTCUSD", "tETHUSD"]
+    # ccxt exchanges, as JSON: markets each one streams ({"binance": ["BTC/USDT"]}), and a base URL that
+    # replaces the host of every API URL of an exchange ({"binance": "http://127.0.0.1:8080"}: tests, proxies).
+    ccxt_symbols: dict[str, list[str]] = {}
+    ccxt_urls: dict[str, str] = {}
+    exchange_timeout_s: float = Field(default=10.0, gt=0)  # one REST call to a real exchange; past it the outcome is unknown
 
     @field_validator("exchanges", "sim_symbols", "bitfinex_symbols", mode="before")
     @classmethod
