@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from tradewind.domain import TIMEFRAMES, valid_exchange
 
 MAX_CODE = 64 * 1024
-MAX_ID = 2**53  # ids beyond this are no object of ours (and would overflow SQLite's 64-bit integers)
+MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns; a larger one is no object of ours (and a 500 on PostgreSQL)
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 Amount = Annotated[Decimal, Field(gt=0, le=Decimal("1000000000000"), max_digits=30, decimal_places=12)]
 ParamValue = bool | int | float | Annotated[str, Field(max_length=200)]

@@ -32,12 +32,14 @@ KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 class ServerThread:
     """``with ServerThread(tmp) as srv: srv.url`` — SQLite in ``tmp``, migrated and holding one market."""
 
-    def __init__(self, folder: Path, nats_url: str | None = None, fake_exchanges: bool = False) -> None:
+    def __init__(self, folder: Path, nats_url: str | None = None, fake_exchanges: bool = False,
+                 database_url: str | None = None) -> None:  # fmt: skip
         """``fake_exchanges``: start a NATS server of its own with a responder that answers every
         exchange's balance requests and refuses every key (the sim exchange's part in these tests)."""
         self.folder = folder
         self.nats_url = nats_url
         self.fake_exchanges = fake_exchanges
+        self.database_url = database_url
         self.app: Any = None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -56,7 +58,7 @@ class ServerThread:
             self._ready.set()
 
     async def _main(self) -> None:
-        url = f"sqlite+aiosqlite:///{self.db_path}"
+        url = self.database_url or f"sqlite+aiosqlite:///{self.db_path}"
         await upgrade_async(url)
         engine = make_engine(url)
         sf = make_session_factory(engine)
