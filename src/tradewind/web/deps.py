@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -111,7 +112,7 @@ async def current_auth(
                        headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
     if auth.via_cookie and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER)
-        if not sent or sent != auth.session.csrf_token:
+        if not sent or not hmac.compare_digest(sent.encode(), auth.session.csrf_token.encode()):
             raise ApiError(403, "missing or wrong X-CSRF-Token header (send the tw_csrf cookie's value)")
     wait = st.limiter.allow(auth.user.id)
     if wait:

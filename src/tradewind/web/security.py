@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 import time
@@ -12,8 +13,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
-# A valid hash to verify against when the email is unknown, so timing does not reveal which emails exist.
-_DUMMY = _hasher.hash("not a real password, only for timing")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A valid hash to verify against when the email is unknown, so timing does not reveal which emails
+    exist. Made on first use: hashing costs ~0.1 s, too much for every import of the package."""
+    return _hasher.hash("not a real password, only for timing")
 
 COMMON = {
     "password", "password1", "password12", "password123", "password1234", "1234567890", "12345678910", "qwertyuiop",
@@ -29,7 +35,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored: str | None, password: str) -> bool:
     """True when ``password`` matches ``stored``; with no stored hash, still spends the time of a check."""
     try:
-        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+        return _hasher.verify(stored or _dummy_hash(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
