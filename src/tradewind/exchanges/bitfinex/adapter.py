@@ -73,7 +73,7 @@ class BitfinexAdapter:
         settings: Settings,
         *,
         timing: StreamTiming | None = None,
-        request_timeout_s: float = 10.0,
+        request_timeout_s: float | None = None,
         clock: Callable[[], float] = time.time,
         name: str = "bitfinex",
     ) -> None:
@@ -92,7 +92,8 @@ class BitfinexAdapter:
             min_poll_interval_s=1.0,
             symbols=tuple(names.to_platform(s) for s in settings.bitfinex_symbols),
         )
-        self.http = BitfinexHttp(settings.bitfinex_rest_url, settings.bitfinex_auth_url, request_timeout_s)
+        timeout = request_timeout_s if request_timeout_s is not None else settings.exchange_timeout_s
+        self.http = BitfinexHttp(settings.bitfinex_rest_url, settings.bitfinex_auth_url, timeout)
         self._cid_dates: dict[int, str] = {}  # cid -> the day we submitted it, for lookups before a restart
 
     async def start(self) -> None:

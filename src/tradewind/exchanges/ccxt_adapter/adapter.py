@@ -1,0 +1,347 @@
+"""Every other exchange through ccxt: one adapter class, configured by exchange id.
+
+Market data comes from one public ccxt instance (``watch_ohlcv`` where ccxt.pro has it for the venue,
+else ``fetch_ohlcv`` polled every ``Venue.poll_s``); account calls use one instance per API key, created
+on first use, with ccxt's rate limiter on and the account's sandbox flag applied. ccxt's exception
+classes become ours, so shared code never sees ccxt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import ccxt
+import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
+
+from tradewind.bus.messages import Candle
+from tradewind.config import Settings
+from tradewind.domain import TIMEFRAMES, tf_ms
+from tradewind.exchanges.base import (
+    AuthError,
+    Capabilities,
+    Credentials,
+    ExchangeError,
+    ExchangeUnavailable,
+    OrderRejected,
+    OrderResult,
+    OrderSpec,
+)
+from tradewind.exchanges.ccxt_adapter.venues import venue
+from tradewind.exchanges.series import CandleSeries, Row
+
+log = logging.getLogger(__name__)
+
+_STATUS = {"open": "open", "closed": "filled", "canceled": "canceled", "expired": "canceled", "rejected": "rejected"}
+
+
+def reason_of(exc: BaseException, exchange_id: str) -> str:
+    """ccxt's message without its exchange-id prefix; the venue's own 'msg' when it sent JSON."""
+    text = str(exc).removeprefix(exchange_id).strip()
+    try:
+        body = json.loads(text[text.index("{") :]) if "{" in text else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return str(body.get("msg") or body.get("message") or body.get("error") or text)
+    return text or type(exc).__name__
+
+
+def translate(exc: Exception, exchange_id: str, *, order_call: bool = False) -> Exception:
+    """A ccxt exception as ours: auth -> AuthError, refusal -> OrderRejected, network -> ExchangeUnavailable."""
+    reason = reason_of(exc, exchange_id)
+    if isinstance(exc, ccxt.AuthenticationError):  # includes PermissionDenied, AccountSuspended
+        return AuthError(f"{exchange_id} refused the API key: {reason}")
+    if isinstance(exc, ccxt.NetworkError):  # RequestTimeout, ExchangeNotAvailable, DDoSProtection, InvalidNonce
+        return ExchangeUnavailable(f"{exchange_id} is unavailable: {reason}")
+    if order_call and isinstance(exc, ccxt.BaseError):  # InsufficientFunds, InvalidOrder, BadSymbol, ...
+        return OrderRejected(reason)  # the exchange answered: nothing was placed
+    if isinstance(exc, ccxt.BaseError):
+        return ExchangeError(f"{exchange_id}: {reason}")
+    return exc
+
+
+def _dec(value: Any) -> Decimal:
+    if value is None:
+        return Decimal("0")
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+
+
+class CcxtAdapter:
+    """Any exchange ccxt supports. ``urls`` replaces entries of ccxt's ``urls['api']`` (its own format);
+    ``settings.ccxt_urls[exchange_id]`` replaces the host of every API URL."""
+
+    def __init__(
+        self,
+        exchange_id: str,
+        settings: Settings,
+        *,
+        urls: dict[str, Any] | None = None,
+        sandbox: bool = False,
+        poll_interval_s: float | None = None,
+        request_timeout_s: float | None = None,
+        use_websocket: bool | None = None,
+    ) -> None:
+        if exchange_id not in ccxt.exchanges:
+            raise ExchangeError(f"ccxt does not know the exchange {exchange_id!r}")
+        self.id = exchange_id
+        self.venue = venue(exchange_id)
+        self.urls = urls or {}
+        self.base_url = settings.ccxt_urls.get(exchange_id)
+        self.sandbox = sandbox
+        self.timeout_s = request_timeout_s if request_timeout_s is not None else settings.exchange_timeout_s
+        self.poll_s = poll_interval_s if poll_interval_s is not None else self.venue.poll_s
+        self.public = self._make(getattr(ccxt_async, exchange_id), sandbox)
+        pro_cls = getattr(ccxt_pro, exchange_id, None)
+        pro_has = bool(pro_cls and pro_cls().has.get("watchOHLCV"))  # no I/O: ccxt connects on first use
+        # An overridden REST URL says nothing about the venue's websocket host: poll REST there.
+        overridden = bool(self.urls or self.base_url)
+        self.use_websocket = use_websocket if use_websocket is not None else (pro_has and not overridden)
+        self._pro = self._make(pro_cls, sandbox) if self.use_websocket and pro_cls else None
+        self._accounts: dict[tuple[str, str, bool], Any] = {}
+        self._markets_lock = asyncio.Lock()
+        self.capabilities = Capabilities(
+            name=exchange_id,
+            timeframes=tuple(tf for tf in TIMEFRAMES if tf in (self.public.timeframes or {})),
+            streams_candles=self.use_websocket,
+            history_page_limit=self.venue.history_limit,
+            client_id_max_len=self.venue.client_id_max_len,
+            pushes_fills=False,
+            has_sandbox=bool(self.public.urls.get("test")),
+            min_poll_interval_s=max(1.0, self.poll_s),
+            symbols=tuple(settings.ccxt_symbols.get(exchange_id, [])),
+        )
+
+    # -- instances ------------------------------------------------------------------------------------
+    def _make(self, cls: Any, sandbox: bool, creds: Credentials | None = None) -> Any:
+        config: dict[str, Any] = {
+            "enableRateLimit": True,
+            "timeout": int(self.timeout_s * 1000),
+            "options": json.loads(json.dumps(self.venue.options)),  # a copy: ccxt mutates its options
+        }
+        if creds is not None:
+            config.update(apiKey=creds.api_key, secret=creds.api_secret)
+        ex = cls(config)
+        if sandbox:
+            if not ex.urls.get("test"):
+                raise ExchangeError(f"{self.id} has no sandbox/testnet in ccxt")
+            ex.set_sandbox_mode(True)
+        self._override_urls(ex)
+        return ex
+
+    def _override_urls(self, ex: Any) -> None:
+        api = ex.urls.get("api")
+        if self.urls:
+            if isinstance(api, dict):
+                api.update(self.urls)
+            else:
+                ex.urls["api"] = dict(self.urls)
+        if self.base_url:
+            base = self.base_url.rstrip("/")
+
+            def rehost(value: Any) -> Any:
+                if isinstance(value, str):
+                    parts = urlsplit(value)
+                    return base + value[len(f"{parts.scheme}://{parts.netloc}") :] if parts.netloc else value
+                if isinstance(value, dict):
+                    return {k: rehost(v) for k, v in value.items()}
+                return value
+
+            ex.urls["api"] = rehost(ex.urls.get("api"))
+
+    async def _markets(self) -> None:
+        async with self._markets_lock:
+            if not self.public.markets:
+                try:
+                    await self.public.load_markets()
+                except ccxt.BaseError as exc:
+                    raise translate(exc, self.id) from None
+
+    async def _account(self, creds: Credentials) -> Any:
+        if not creds.api_key or not creds.api_secret:
+            raise AuthError(f"this trading account has no {self.id} API key")
+        sandbox = creds.sandbox or self.sandbox
+        # Keyed by the secret too (hashed): a key whose secret was replaced gets a new instance.
+        key = (creds.api_key, hashlib.sha256(creds.api_secret.encode()).hexdigest(), sandbox)
+        ex = self._accounts.get(key)
+        if ex is None:
+            ex = self._accounts[key] = self._make(getattr(ccxt_async, self.id), sandbox, creds)
+        if not ex.markets:
+            if sandbox == self.sandbox:
+                await self._markets()
+                ex.set_markets(self.public.markets, self.public.currencies)
+            else:
+                await self._call(ex.load_markets())
+        return ex
+
+    async def _call(self, awaitable: Any, *, order_call: bool = False) -> Any:
+        try:
+            return await awaitable
+        except ccxt.BaseError as exc:
+            raise translate(exc, self.id, order_call=order_call) from None
+
+    async def start(self) -> None:
+        await self._markets()
+
+    async def close(self) -> None:
+        instances = [self.public, *self._accounts.values(), *([self._pro] if self._pro else [])]
+        self._accounts.clear()
+        for ex in instances:
+            try:
+                await ex.close()
+            except Exception:  # closing is best effort; a broken session must not block shutdown
+                log.debug("%s: closing a ccxt instance failed", self.id, exc_info=True)
+
+    # -- market data ----------------------------------------------------------------------------------
+    async def _ohlcv(self, symbol: str, tf: str, since: int | None, limit: int) -> list[Row]:
+        await self._markets()
+        raw = await self._call(self.public.fetch_ohlcv(symbol, tf, since=since, limit=limit))
+        return [(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0)) for r in raw]
+
+    async def fetch_history(self, symbol: str, tf: str, since: int, until: int | None = None) -> list[Candle]:
+        size = tf_ms(tf)
+        now = int(time.time() * 1000)
+        rows = await self._ohlcv(symbol, tf, since, self.venue.history_limit)
+        end = min(until, now) if until is not None else now
+        recv_ns = time.time_ns()
+        return [self._candle(symbol, tf, r, recv_ns) for r in rows if since <= r[0] < end and r[0] + size <= now]
+
+    async def stream_candles(self, symbols: list[str], tf: str) -> AsyncIterator[Candle]:
+        size = tf_ms(tf)
+        queue: asyncio.Queue[Candle] = asyncio.Queue()
+        run = self._watch if self._pro is not None else self._poll
+        tasks = [asyncio.create_task(run(s, tf, self._series(s, tf, size), queue)) for s in symbols]
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _series(self, symbol: str, tf: str, size: int) -> CandleSeries:
+        async def backfill(start: int, end: int) -> list[Row]:
+            out: list[Row] = []
+            while start < end:
+                page = [r for r in await self._ohlcv(symbol, tf, start, self.venue.history_limit) if start <= r[0] < end]
+                out += page
+                if not page:
+                    break
+                start = page[-1][0] + size
+            return out
+
+        return CandleSeries(size, backfill)
+
+    async def _poll(self, symbol: str, tf: str, series: CandleSeries, queue: asyncio.Queue[Candle]) -> None:
+        """REST polling: each answer's last candle is the open one; everything before it is closed."""
+        failures = 0
+        while True:
+            try:
+                since = series.pending[0] if series.pending else (
+                    series.last_emitted + series.tf_ms if series.last_emitted is not None else None
+                )  # fmt: skip
+                rows = await self._ohlcv(symbol, tf, since, self.venue.history_limit if since else 100)
+                recv_ns = time.time_ns()
+                for i, row in enumerate(rows):
+                    closed = i < len(rows) - 1
+                    for out in await series.update(row, closed=closed):
+                        await queue.put(self._candle(symbol, tf, out, recv_ns))
+                failures = 0
+                await asyncio.sleep(self.poll_s)
+            except ExchangeError as exc:
+                failures += 1
+                log.warning("%s: polling %s failed (%s); retry %d", self.id, symbol, exc, failures)
+                await asyncio.sleep(min(self.poll_s * 2 ** min(failures, 6), 60))
+
+    async def _watch(self, symbol: str, tf: str, series: CandleSeries, queue: asyncio.Queue[Candle]) -> None:
+        """ccxt.pro websocket: ccxt reconnects on the next call after an error; the open candle is then
+        forgotten and the gap before the next candle is backfilled from REST by the series."""
+        failures = 0
+        while True:
+            try:
+                rows = await self._call(self._pro.watch_ohlcv(symbol, tf))  # type: ignore[union-attr]
+                recv_ns = time.time_ns()
+                for r in sorted(rows):
+                    row = (int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0))
+                    for out in await series.update(row):
+                        await queue.put(self._candle(symbol, tf, out, recv_ns))
+                failures = 0
+            except ExchangeError as exc:
+                failures += 1
+                series.forget_open()
+                log.warning("%s: candle websocket for %s failed (%s); retry %d", self.id, symbol, exc, failures)
+                await asyncio.sleep(min(0.5 * 2 ** min(failures, 6), 30))
+
+    def _candle(self, symbol: str, tf: str, row: Row, recv_ns: int) -> Candle:
+        t, o, h, lo, c, v = row
+        return Candle(
+            exchange=self.id, symbol=symbol, tf=tf, time=t, open=o, high=h, low=lo, close=c, volume=v,
+            closed=True, trace_id=uuid.uuid4().hex[:16], recv_ns=recv_ns,
+        )  # fmt: skip
+
+    # -- account --------------------------------------------------------------------------------------
+    async def fetch_balances(self, creds: Credentials) -> dict[str, Decimal]:
+        ex = await self._account(creds)
+        balance = await self._call(ex.fetch_balance())
+        return {asset: _dec(free) for asset, free in (balance.get("free") or {}).items() if free is not None}
+
+    async def place_order(self, creds: Credentials, order: OrderSpec) -> OrderResult:
+        ex = await self._account(creds)
+        params = {self.venue.client_id_param: order.client_order_id}
+        price = float(order.price) if order.price is not None else None
+        try:
+            placed = await ex.create_order(order.symbol, order.type, order.side, float(order.amount), price, params)
+        except self.venue.duplicate_errors:
+            found = await self.fetch_order(creds, order.client_order_id, order.symbol)
+            if found is None:
+                raise OrderRejected("the exchange reports a duplicate client order id it cannot find") from None
+            return found  # placed before (a retry after a lost answer): that order is the answer
+        except ccxt.BaseError as exc:
+            raise translate(exc, self.id, order_call=True) from None
+        return self._result(order.client_order_id, placed)
+
+    async def fetch_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult | None:
+        ex = await self._account(creds)
+        try:
+            found = await ex.fetch_order(None, symbol, {self.venue.lookup_param: client_order_id})
+        except ccxt.OrderNotFound:
+            return None
+        except ccxt.BaseError as exc:
+            raise translate(exc, self.id) from None
+        return self._result(client_order_id, found)
+
+    async def cancel_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult:
+        ex = await self._account(creds)
+        try:
+            await ex.cancel_order(None, symbol, {self.venue.lookup_param: client_order_id})
+        except ccxt.OrderNotFound:
+            pass  # already filled or canceled: its state below is the answer
+        except ccxt.BaseError as exc:
+            raise translate(exc, self.id) from None
+        found = await self.fetch_order(creds, client_order_id, symbol)
+        if found is None:
+            raise ExchangeError(f"{self.id} has no order {client_order_id}")
+        return found
+
+    def _result(self, client_order_id: str, o: dict[str, Any]) -> OrderResult:
+        fees = [f for f in (o.get("fees") or ([o["fee"]] if o.get("fee") else [])) if f and f.get("cost") is not None]
+        price = o.get("average") or o.get("price")
+        return OrderResult(
+            client_order_id=client_order_id,
+            status=_STATUS.get(o.get("status") or "open", "open"),
+            exchange_order_id=str(o["id"]) if o.get("id") is not None else None,
+            filled=_dec(o.get("filled")),
+            price=_dec(price) if price else None,
+            fee=sum((_dec(f["cost"]) for f in fees), Decimal("0")),
+            fee_asset=fees[0].get("currency") if fees else None,
+            time=int(o.get("lastTradeTimestamp") or o.get("timestamp") or 0),
+        )
