@@ -33,7 +33,7 @@ describe("chart data", () => {
       [ev(60_000, "long"), ev(120_000, "long"), ev(180_000, "short"), ev(240_000, null, "error"), ev(300_000, "neutral"), ev(360_000, "long")],
       [order({}), order({ id: 2, status: "rejected", candle_time: 180_000 })],
     );
-    expect(markers.map((m) => [m.time, m.text])).toEqual([[60, "long"], [120, "buy 100.000"], [180, "short"], [240, "error"], [360, "long"]]);
+    expect(markers.map((m) => [m.time, m.text])).toEqual([[60, "long"], [120, "buy"], [180, "short"], [240, "error"], [360, "long"]]);
     expect(markers[1]).toMatchObject({ position: "atPriceMiddle", price: 100 });
     expect(markers[0].shape).toBe("arrowUp");
     expect(markers[2]).toMatchObject({ shape: "arrowDown", position: "aboveBar" });

@@ -48,7 +48,7 @@ export function toMarkers(evals: Evaluation[], orders: Order[], tfSeconds = 60):
     if (o.status !== "filled" || o.candle_time == null) continue;
     const p = Number(o.price);
     markers.push({ time: Math.floor(o.candle_time / 1000) + tfSeconds, position: Number.isFinite(p) ? "atPriceMiddle" : o.side === "buy" ? "belowBar" : "aboveBar",
-      price: Number.isFinite(p) ? p : undefined, color: COLORS.fill, shape: "circle", text: `${o.side} ${Number.isFinite(p) ? p.toPrecision(6) : ""}`.trim() });
+      price: Number.isFinite(p) ? p : undefined, color: COLORS.fill, shape: "circle", text: o.side });
   }
   return markers.sort((a, b) => a.time - b.time);
 }

@@ -2,7 +2,17 @@ import { useEffect, useState } from "react";
 
 const BASE = "/app";
 
-export function navigate(path: string, { replace = false } = {}) {
+let flash: string | null = null;
+
+/** A message for the next page to show once ("Saved: version 1" after a new strategy gets its address). */
+export function takeFlash(): string | null {
+  const f = flash;
+  flash = null;
+  return f;
+}
+
+export function navigate(path: string, { replace = false, message }: { replace?: boolean; message?: string } = {}) {
+  flash = message ?? null;
   if (replace) history.replaceState(null, "", BASE + path);
   else history.pushState(null, "", BASE + path);
   window.dispatchEvent(new PopStateEvent("popstate"));

@@ -1,11 +1,42 @@
 import { useEffect, useRef } from "react";
 import { EditorSelection, EditorState } from "@codemirror/state";
-import { EditorView, keymap, lineNumbers, highlightActiveLine, highlightActiveLineGutter } from "@codemirror/view";
+import { Decoration, EditorView, ViewPlugin, WidgetType, keymap, lineNumbers, highlightActiveLine, highlightActiveLineGutter, type DecorationSet, type ViewUpdate } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import { StreamLanguage, syntaxHighlighting, defaultHighlightStyle, bracketMatching, indentOnInput } from "@codemirror/language";
 import { lua } from "@codemirror/legacy-modes/mode/lua";
-import { linter, lintGutter, type Diagnostic as CmDiagnostic } from "@codemirror/lint";
+import { forEachDiagnostic, linter, lintGutter, type Diagnostic as CmDiagnostic } from "@codemirror/lint";
 import { api, type Diagnostic } from "../api/client";
+
+/** The error's message at the end of its line, so it reads without hovering. */
+class InlineMessage extends WidgetType {
+  constructor(readonly message: string) { super(); }
+  eq(other: InlineMessage) { return other.message === this.message; }
+  toDOM() {
+    const el = document.createElement("span");
+    el.className = "cm-inline-error";
+    el.textContent = this.message;
+    return el;
+  }
+}
+
+function inlineMessages(view: EditorView): DecorationSet {
+  const seen = new Set<number>();
+  const widgets: { pos: number; message: string }[] = [];
+  forEachDiagnostic(view.state, (d, from) => {
+    const line = view.state.doc.lineAt(from);
+    if (seen.has(line.number)) return;
+    seen.add(line.number);
+    widgets.push({ pos: line.to, message: d.message });
+  });
+  widgets.sort((a, b) => a.pos - b.pos);
+  return Decoration.set(widgets.map((w) => Decoration.widget({ widget: new InlineMessage(w.message), side: 1 }).range(w.pos)));
+}
+
+const inlineErrors = ViewPlugin.fromClass(class {
+  decorations: DecorationSet;
+  constructor(view: EditorView) { this.decorations = inlineMessages(view); }
+  update(u: ViewUpdate) { this.decorations = inlineMessages(u.view); }
+}, { decorations: (p) => p.decorations });
 
 interface Props {
   value: string;
@@ -55,9 +86,10 @@ export function CodeEditor({ value, onChange, onDiagnostics, onSave, jump }: Pro
           keymap.of([{ key: "Mod-s", preventDefault: true, run: () => { save.current?.(); return true; } },
             ...defaultKeymap, ...historyKeymap, indentWithTab]),
           StreamLanguage.define(lua), syntaxHighlighting(defaultHighlightStyle),
-          lintGutter(), serverLint,
+          lintGutter(), serverLint, inlineErrors,
           EditorView.updateListener.of((u) => u.docChanged && change.current(u.state.doc.toString())),
-          EditorView.theme({ "&": { fontSize: "13.5px" }, ".cm-content": { fontFamily: "var(--mono)" }, ".cm-gutters": { background: "#f7f8fb", borderRight: "1px solid var(--line)" } }),
+          EditorView.theme({ "&": { fontSize: "13.5px" }, ".cm-content": { fontFamily: "var(--mono)" }, ".cm-gutters": { background: "#f7f8fb", borderRight: "1px solid var(--line)" },
+            ".cm-inline-error": { color: "#b42318", background: "#fdecec", borderRadius: "4px", padding: "0 6px", marginLeft: "14px", fontFamily: "var(--sans)", fontSize: "12px" } }),
         ],
       }),
     });

@@ -77,7 +77,7 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
                   <tbody data-testid="assignments">
                     {d.items.map((a) => (
                       <tr key={a.id} className={editing?.id === a.id ? "selected" : ""}>
-                        <td>{sname.get(a.strategy_id) ?? `#${a.strategy_id}`}{Object.keys(a.params).length > 0 && <div className="mono small muted">{formatParams(a.params)}</div>}</td>
+                        <td className="nowrap">{sname.get(a.strategy_id) ?? `#${a.strategy_id}`}{Object.keys(a.params).length > 0 && <div className="mono small muted">{formatParams(a.params)}</div>}</td>
                         <td className="nowrap"><Link to={`/markets/${a.market_id}?assignment=${a.id}`}>{mname.get(a.market_id) ?? `#${a.market_id}`} · {a.timeframe}</Link></td>
                         <td>{a.trader_id ? tname.get(a.trader_id) ?? `#${a.trader_id}` : <span className="muted" title="Decisions only, no orders">none</span>}</td>
                         <td className="num">{fmt(a.allocation)}</td>
@@ -86,7 +86,7 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
                         <td><DecisionPill a={a} live={live} /></td>
                         <td>{a.enabled ? <span className="pill ok">running</span> : <span className="pill paused">paused</span>}
                           {!a.enabled && a.paused_reason && <div className="reason" data-testid="paused-reason">{a.paused_reason}</div>}</td>
-                        <td className="actions">
+                        <td className="actions stacked">
                           {a.enabled ? <button className="link" onClick={() => act(api.pause(a.id))}>pause</button>
                             : <button className="link" disabled={killed} title={killed ? "Release the kill switch first" : ""} onClick={() => act(api.resume(a.id))}>resume</button>}
                           <button className="link" onClick={() => edit(a)}>edit</button>

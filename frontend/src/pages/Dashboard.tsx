@@ -46,7 +46,7 @@ export function Dashboard({ live }: { live: LiveState }) {
                       <tr key={m.id}>
                         <td><Link to={`/markets/${m.id}`}>{m.symbol}</Link></td>
                         <td className="muted">{m.exchange}</td>
-                        <td className={`num price ${live.moves[key] ?? ""}`} data-testid={`price-${m.symbol}`}>{price(live.prices[key] ?? m.last_price)}</td>
+                        <td className="num price" data-testid={`price-${m.symbol}`}>{price(live.prices[key] ?? m.last_price)}<span className={`tick ${live.moves[key] ?? ""}`} aria-hidden>{live.moves[key] === "up" ? "▲" : live.moves[key] === "down" ? "▼" : ""}</span></td>
                       </tr>
                     );
                   })}

@@ -4,7 +4,7 @@ import { CodeEditor } from "../components/CodeEditor";
 import { Alert, Card, Field, Loader, PageHead, time } from "../components/ui";
 import { asApiError, formatParams, parseParams } from "../forms";
 import { useLoad } from "../hooks";
-import { Link, navigate } from "../router";
+import { Link, navigate, takeFlash } from "../router";
 
 const TEMPLATE = `-- c.open, c.high, c.low, c.close, c.volume, c.time: arrays, oldest first
 function decide(c, params)
@@ -64,7 +64,7 @@ export function StrategyEditor({ id }: { id: number | null }) {
   const [loadErr, setLoadErr] = useState<ApiError | null>(null);
   const [diags, setDiags] = useState<Diagnostic[]>([]);
   const [err, setErr] = useState<ApiError | null>(null);
-  const [saved, setSaved] = useState<string | null>(null);
+  const [saved, setSaved] = useState<string | null>(takeFlash);
   const [busy, setBusy] = useState(false);
   const [jump, setJump] = useState<{ line: number; n: number } | null>(null);
   const versions = useLoad(() => (id ? api.versions(id) : Promise.resolve([])), [id, saved]);
@@ -85,7 +85,7 @@ export function StrategyEditor({ id }: { id: number | null }) {
       const body = { name, description, code, params: parseParams(params) };
       const s = id ? await api.updateStrategy(id, body) : await api.createStrategy(body);
       setSaved(`Saved: version ${s.version}`);
-      if (!id) navigate(`/strategies/${s.id}`);
+      if (!id) navigate(`/strategies/${s.id}`, { replace: true, message: `Saved: version ${s.version}` });
     } catch (x) {
       const e = asApiError(x);
       setErr(e);
