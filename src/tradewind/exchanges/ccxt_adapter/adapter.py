@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import ccxt
 import ccxt.async_support as ccxt_async
-import ccxt.pro as ccxt_pro
 
 from tradewind.bus.messages import Candle
 from tradewind.config import Settings
@@ -70,6 +69,22 @@ def translate(exc: Exception, exchange_id: str, *, order_call: bool = False) -> 
     return exc
 
 
+def _pro_class(exchange_id: str) -> Any:
+    import ccxt.pro  # imported on demand: a second of start-up that polling and the CLI do without
+
+    cls = getattr(ccxt.pro, exchange_id, None)
+    if cls is None:
+        raise ExchangeError(f"ccxt has no websocket support for {exchange_id}")
+    return cls
+
+
+def _pro_has_ohlcv(exchange_id: str) -> bool:
+    try:
+        return bool(_pro_class(exchange_id)().has.get("watchOHLCV"))  # no I/O: ccxt connects on first use
+    except ExchangeError:
+        return False
+
+
 def _dec(value: Any) -> Decimal:
     if value is None:
         return Decimal("0")
@@ -101,12 +116,11 @@ class CcxtAdapter:
         self.timeout_s = request_timeout_s if request_timeout_s is not None else settings.exchange_timeout_s
         self.poll_s = poll_interval_s if poll_interval_s is not None else self.venue.poll_s
         self.public = self._make(getattr(ccxt_async, exchange_id), sandbox)
-        pro_cls = getattr(ccxt_pro, exchange_id, None)
-        pro_has = bool(pro_cls and pro_cls().has.get("watchOHLCV"))  # no I/O: ccxt connects on first use
         # An overridden REST URL says nothing about the venue's websocket host: poll REST there.
-        overridden = bool(self.urls or self.base_url)
-        self.use_websocket = use_websocket if use_websocket is not None else (pro_has and not overridden)
-        self._pro = self._make(pro_cls, sandbox) if self.use_websocket and pro_cls else None
+        if use_websocket is None:
+            use_websocket = not (self.urls or self.base_url) and _pro_has_ohlcv(exchange_id)
+        self.use_websocket = use_websocket
+        self._pro = self._make(_pro_class(exchange_id), sandbox) if use_websocket else None
         self._accounts: dict[tuple[str, str, bool], Any] = {}
         self._markets_lock = asyncio.Lock()
         self.capabilities = Capabilities(
