@@ -92,11 +92,13 @@ def _register() -> None:
     """Commands that live next to the code they drive (backtest, data, user, secrets, bench)."""
     from tradewind.backtest.commands import backtest, data_import, data_list
     from tradewind.bench.commands import bench
+    from tradewind.exchanges.download import download
     from tradewind.web.commands import secrets, user
 
     main.add_command(backtest)
     data.add_command(data_import)
     data.add_command(data_list)
+    data.add_command(download)
     main.add_command(user)
     main.add_command(secrets)
     main.add_command(bench)
