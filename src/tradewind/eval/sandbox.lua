@@ -132,12 +132,36 @@ local function live_view(desc, last, prev, fmt)
   return setmetatable_({[ID] = (desc >> 38) & 16777215, [LEN] = desc & 131071, [LAST] = last, [PREV] = prev,
                         [DESC] = TAG | desc, [FMT] = fmt}, view_mt)
 end
-local function series_view(desc, lead, fmt)
-  local len = desc & 131071
-  return setmetatable_({[ID] = (desc >> 38) & 16777215, [OFF] = (desc >> 17) & 2097151, [LEN] = len,
-                        [NANP] = lead < len and lead or len, [FMT] = fmt, [SER] = true}, view_mt)
+-- A backtest's views of whole-history arrays have their own metatable: every private key is always
+-- present (plain indexing, no rawget calls on the hot path) and the bytes are fetched when the view
+-- is made (once per array and run, kept in series_data).
+local series_mt
+local function series_index(t, i)
+  local n = t[LEN]
+  if i ~= n and (type_(i) ~= "number" or i < 1 or i > n or i % 1 ~= 0) then return nil end
+  if i <= t[NANP] then return NAN end
+  local d = t[DATA]
+  if not d then return host_get(t[ID], t[OFF] + i) end
+  return (string_unpack(t[FMT], d, (t[OFF] + i - 1) * 8 + 1))
 end
-local function is_view(mt) return mt == view_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true) end
+series_mt = {__index = series_index, __len = function(t) return t[LEN] end, __newindex = read_only,
+             __pairs = view_pairs, __metatable = "read-only array"}
+local function series_bytes(id)
+  local d = series_data[id]
+  if d == nil then
+    d = host_data(id)  -- bytes, or false when too long to copy (then element by element)
+    series_data[id] = d
+  end
+  return d
+end
+local function series_view(desc, lead, fmt, id)
+  local len = desc & 131071
+  id = id or (desc >> 38) & 16777215
+  return setmetatable_({[ID] = id, [OFF] = (desc >> 17) & 2097151, [LEN] = len, [NANP] = lead < len and lead or len,
+                        [FMT] = fmt or "=d", [SER] = true, [DATA] = series_bytes(id)}, series_mt)
+end
+local series_memo = {}  -- by ta function number: a backtest's whole-history results (emptied per backtest)
+local function is_view(mt) return mt == view_mt or mt == series_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true) end
 -- ...and the host takes them back as TAG | descriptor, so no ordinary number is mistaken for one.
 local function id_of(x)
   if type_(x) == "table" then
@@ -294,6 +318,16 @@ local env = {
   os = {time = os.time, clock = os.clock, date = function(fmt, t) return os.date(fmt or "!%Y-%m-%dT%H:%M:%SZ", t) end},
   NaN = 0/0,
 }
+-- Lua calls an xpcall message handler for a hook's error while hooks are still switched off (the
+-- error is raised from inside the hook): a strategy's handler must never run then, or it could loop
+-- unhooked. Past the limit, the error goes through untouched.
+local xpcall_ = xpcall
+env.xpcall = function(f, handler, ...)
+  return xpcall_(f, function(e)
+    if exhausted then return e end
+    return handler(e)
+  end, ...)
+end
 env.setmetatable = function(t, mt)
   if type_(mt) == "table" and rawget(mt, "__gc") ~= nil then error_("__gc metamethods are not allowed", 2) end
   return setmetatable_(t, mt)
@@ -340,10 +374,38 @@ for k, name in ipairs(ta_names) do
       return wrap_results(host_ta(k, id_of(a), id_of(b), table_unpack(rest)))
     end
   else
+    local memo = {}  -- backtests: whole-history results by (input array id, period); see series_memo
+    series_memo[k] = memo
     ta[name] = function(a, b, ...)
       local n, d, last, prev, lead
       if select_("#", ...) == 0 then
-        n, d, last, prev, lead = host_ta(k, id_of(a), id_of(b))
+        -- A backtest's view of a whole-history array with a plain number (or nothing) after it: the host
+        -- answers the same result array for every candle, only the view's offset and length change, so
+        -- after the first answer the view is made here without crossing to the host.
+        local ser = type_(a) == "table" and rawget_(a, SER)
+        local bk = b
+        if ser then
+          if bk == nil then bk = memo elseif type_(bk) ~= "number" or bk ~= bk then ser = false end
+        end
+        if ser then
+          local id = rawget_(a, ID)
+          local byid = memo[id]
+          local hit = byid and byid[bk]
+          if hit then
+            local len, lead, rid = a[LEN], hit[2], hit[1]
+            return setmetatable_({[ID] = rid, [OFF] = a[OFF], [LEN] = len, [NANP] = lead < len and lead or len,
+                                  [FMT] = "=d", [SER] = true, [DATA] = series_data[rid]}, series_mt)
+          end
+          n, d, last, prev, lead = host_ta(k, id_of(a), b)
+          if n ~= 0 and lead >= 0 then
+            local rid = (d >> 38) & 16777215
+            series_bytes(rid)
+            if not byid then byid = {} memo[id] = byid end
+            byid[bk] = {rid, lead}
+          end
+        else
+          n, d, last, prev, lead = host_ta(k, id_of(a), id_of(b))
+        end
       else
         local rest = {...}
         for i = 1, #rest do rest[i] = id_of(rest[i]) end
@@ -370,16 +432,26 @@ end
 -- The wall-clock deadline starts at the first hook: reading the clock costs a system call.
 -- Errors and decisions are turned into plain values here, inside the sandbox: the host must never
 -- touch a strategy's table or error object, whose metamethods would run without the hook.
-local function error_text(e)
+local debug_getinfo = debug.getinfo
+local function where(co)  -- "strategy:<line>: " of the innermost strategy frame of a failed coroutine
+  for level = 0, 100 do
+    local info = debug_getinfo(co, level, "Sl")
+    if not info then break end
+    if info.source == "=strategy" and info.currentline > 0 then return "strategy:" .. info.currentline .. ": " end
+  end
+  return ""
+end
+local function error_text(co, e)
   local t = type_(e)
   if t == "string" then return e end
-  if t == "number" or t == "userdata" then return tostring_(e) end  -- userdata: the host's own errors
-  if t == "nil" then return "error(nil)" end
-  return "error called with a " .. t .. " value; pass a message: error(\"what went wrong\")"
+  if t == "number" then return where(co) .. tostring_(e) end
+  if t == "userdata" then return where(co) .. tostring_(e) end  -- the host's own errors (ta, Python)
+  if t == "nil" then return where(co) .. "error(nil)" end
+  return where(co) .. "error called with a " .. t .. " value; pass a message: error(\"what went wrong\")"
 end
-local function finish(ok, a, ...)
+local function finish(co, ok, a, ...)
   if exhausted then return false, LIMIT_MARK .. exhausted end
-  if not ok then return false, error_text(a) end
+  if not ok then return false, error_text(co, a) end
   if type_(a) == "table" then  -- {position=..., size=..., note=...}, read raw; the fifth value marks it
     return true, rawget_(a, "position"), rawget_(a, "size"), rawget_(a, "note"), true
   end
@@ -387,7 +459,8 @@ local function finish(ok, a, ...)
 end
 local function run(f, ...)
   used, exhausted, deadline = 0, false, nil
-  return finish(co_resume(guard(co_create(f)), ...))
+  local co = guard(co_create(f))
+  return finish(co, co_resume(co, ...))
 end
 
 -- The candle table: open, high, low, close, volume, time, each a view made on first use (most
@@ -415,14 +488,18 @@ local candle_mt = {
   __metatable = "read-only candles",
 }
 
--- A backtest's candles: views of the whole history that `series` slides along it.
+-- A backtest's candles: views of the whole history that `series` slides along it; the candle table's
+-- __index is the table of views itself (no function call per c.close).
+local series_candle_mt = {__newindex = candle_mt.__newindex, __pairs = candle_mt.__pairs, __metatable = "read-only candles"}
 local function candles(o, h, l, c, v, t)
   series_data = {}
+  for _, memo in pairs(series_memo) do for id in pairs(memo) do memo[id] = nil end end
   local views = {series_view(o, 0), series_view(h, 0), series_view(l, 0), series_view(c, 0), series_view(v, 0),
                  series_view(t, 0, "=j")}
   local a = {}
   for i = 1, 6 do a[NAMES[i]] = views[i] end
-  return setmetatable_({[ARGS] = a}, candle_mt), views
+  series_candle_mt.__index = a
+  return setmetatable_({}, series_candle_mt), views
 end
 
 -- One live evaluation: decide(c, params) on new candles (descriptors of the open, high, low, close,
@@ -438,7 +515,7 @@ end
 local function guarded_next(t, k)
   local mt = debug_getmetatable(t)
   local v = is_view(mt)
-  if v or mt == candle_mt then
+  if v or mt == candle_mt or mt == series_candle_mt then
     local iter = mt.__pairs(t)
     if k == nil then return iter(t, v and 0 or nil) end
     if v then return iter(t, k) end
@@ -453,18 +530,60 @@ end
 env.next = guarded_next
 
 -- A backtest: slide the candle views along the history and call decide on each candle, in Lua, so
--- the host is crossed only by the indicators. Returns the last candle done, ok, and the error.
-local function series(f, c, views, params, first, last, lookback, out)
+-- the host is crossed only by the indicators. One hooked coroutine runs many candles (a coroutine per
+-- candle costs more than the SMA strategy itself), with fresh instruction and time budgets for each
+-- candle as live. Positions come back as one string, a letter per candle (l, s, n).
+-- Returns: the last candle done, then true, positions; or false, "error", message, positions; or
+-- false, "value", position, size, note, is_table, positions when the host must judge a return value.
+local CODE = {long = "l", short = "s", neutral = "n"}
+local VALUE, DONE = {}, {}  -- the runner's own yields: no strategy can make these tables
+local cur  -- the candle the runner is on
+local function runner(f, c, params, views, first, last, lookback, buf)
   for i = first, last do
+    cur = i
     local off = i - lookback
     if off < 0 then off = 0 end
-    for k = 1, 6 do local v = views[k] rawset_(v, OFF, off) rawset_(v, LEN, i - off) end
-    local ok, r, size, note, is_table = run(f, c, params)
-    if ok ~= true then return i, false, r end
-    if is_table then r = {position = r, size = size, note = note} end
-    out[i - first + 1] = r  -- keys from 1: the array part keeps them in order
+    local len = i - off
+    for k = 1, 6 do local v = views[k] v[OFF] = off v[LEN] = len end  -- present keys: no __newindex
+    used, deadline = 0, nil
+    local r, size, note = f(c, params)
+    if exhausted then error_(LIMIT_MARK .. exhausted) end
+    local code = CODE[r]
+    if code == nil or type_(r) ~= "string" then
+      -- a table {position=, size=, note=}, read raw; anything else goes to the host to be judged
+      if type_(r) == "table" then
+        local p, s, nt = rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note")
+        code = type_(p) == "string" and CODE[p] or nil
+        local st, nty = type_(s), type_(nt)
+        if code == nil or not (s == nil or (st == "number" and s >= 0 and s <= 1))
+           or not (nt == nil or nty == "string" or nty == "number") then
+          coroutine.yield(VALUE, p, s, nt, true)
+        end
+      else
+        coroutine.yield(VALUE, r, nil, nil, false)
+      end
+    end
+    buf[i - first + 1] = code
   end
-  return last, true
+  return DONE
+end
+local function series(f, c, views, params, first, last, lookback)
+  local buf = {}
+  local co = guard(co_create(runner))
+  exhausted = false
+  local ok, what, a, b, d, e = co_resume(co, f, c, params, views, first, last, lookback, buf)
+  if exhausted then return cur, false, "error", LIMIT_MARK .. exhausted, table_concat(buf) end
+  if not ok then return cur, false, "error", error_text(what), table_concat(buf) end
+  if what == DONE and co_status(co) == "dead" then return last, true, table_concat(buf) end
+  if what == VALUE and co_status(co) == "suspended" then
+    return cur, false, "value", a, b, d, e, table_concat(buf)
+  end
+  -- decide itself yielded: live, its coroutine's yield ends the evaluation with the values yielded
+  local r = what
+  if type_(r) == "table" then
+    return cur, false, "value", rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note"), true, table_concat(buf)
+  end
+  return cur, false, "value", r, nil, nil, false, table_concat(buf)
 end
 
 return {compile = compile, run = run, env = env, candles = candles, series = series, mark = LIMIT_MARK,

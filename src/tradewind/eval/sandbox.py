@@ -244,30 +244,40 @@ class StrategyRuntime:
             return self._table_decision(*out[:3])
         return out[0] if out else None
 
-    def decide_series(self, arrays: dict[str, np.ndarray], lookback: int, start: int, stop: int) -> list[str]:
+    def decide_series(self, arrays: dict[str, np.ndarray], lookback: int, start: int, stop: int,
+                      out: list[str] | None = None) -> str:
         """Positions for candles start..stop-1 (0-based) of a whole history, each decided on the window
-        of at most ``lookback`` candles ending there: a backtest, with the loop inside Lua."""
+        of at most ``lookback`` candles ending there: a backtest, with the loop inside Lua. One letter
+        per candle: ``l`` long, ``s`` short, ``n`` neutral. Raises StrategyError at the failing candle;
+        the letters decided before it are in ``out`` (appended as they come)."""
         times = arrays["time"]
         if self._series_state is None or self._series_state[0] is not arrays:
             codes = self.store.bind_series([arrays[k] for k in ("open", "high", "low", "close", "volume", "time")])
             c, views = self._make_candles(*codes)
             self._series_state = (arrays, c, views)
         _, c, views = self._series_state
-        out = self.rt.table()
         self._window = None
-        try:
-            done, ok, *err = self._series(self._decide, c, views, self.params, start + 1, stop, lookback, out)
-        except lua.LuaMemoryError:
-            self.broken = True
-            raise StrategyError(self.name, _limit_text("memory", self.limits), limit="memory") from None
-        positions = []
-        for i, value in enumerate(out.values()):
-            self._candle_time = int(times[start + i])
-            positions.append(self._decision(value).position)
-        if not ok:
+        parts: list[str] = [] if out is None else out
+        mark = len(parts)
+        first = start + 1  # Lua counts candles from 1
+        while first <= stop:
+            try:
+                done, ok, *rest = self._series(self._decide, c, views, self.params, first, stop, lookback)
+            except lua.LuaMemoryError:
+                self.broken = True
+                raise StrategyError(self.name, _limit_text("memory", self.limits), limit="memory") from None
+            parts.append(rest[-1])
+            if ok:
+                break
             self._candle_time = int(times[done - 1])
-            raise self._error(err[0] if err else "unknown error")
-        return positions
+            if rest[0] == "error":
+                raise self._error(rest[1])
+            # a return value Lua did not accept at once: judged here, with live's messages
+            position, size, note, is_table = rest[1:5]
+            decision = self._table_decision(position, size, note) if is_table else self._decision(position)
+            parts.append(decision.position[0])
+            first = done + 1
+        return "".join(parts[mark:])
 
     def _decision(self, value: Any) -> Decision:
         if value.__class__ is Decision:

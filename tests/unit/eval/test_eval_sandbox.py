@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import resource
 import time
 from pathlib import Path
@@ -39,7 +38,52 @@ HOSTILE = {
     "method rep bomb": ("function decide(c) return ('x'):rep(1e10) end", None),
     "concatenation bomb": ("function decide(c) local s = 'x' for i = 1, 64 do s = s .. s end end", "memory"),
     "table.concat bomb": ("function decide(c) local t = {} for i = 1, 2e6 do t[i] = 'xxxxxxxxxx' end return table.concat(t) end", "memory"),
+    "string.rep with a separator": ("function decide(c) return string.rep('x', 1e6, string.rep('y', 1e6)) end", None),
+    "coroutine bomb": ("function decide(c) local t = {} for i = 1, 1e9 do t[i] = coroutine.create(print) end end", "memory"),
+    "loop in init": ("function init(p) while true do end end function decide(c) return 'long' end", "instructions"),
+    "loop in an error handler": ("function decide(c) xpcall(error, function() while true do end end) end", "instructions"),
+    "loop in a to-be-closed variable": (
+        "function decide(c) local x <close> = setmetatable({}, {__close = function() while true do end end}) end",
+        "instructions"),
+    "sorting in a loop": (
+        "function decide(c) local t = {} for i = 1, 2e5 do t[i] = -i end while true do table.sort(t) end end",
+        "instructions"),
+    "table.concat in a loop": (
+        "function decide(c) local t = {} for i = 1, 1e5 do t[i] = 'x' end while true do table.concat(t) end end",
+        "instructions"),
+    "string.upper in a loop": (
+        "function decide(c) local s = string.rep('x', 1e6) while true do s:upper() end end", "instructions"),
+    "error object with a looping __tostring": (
+        "function decide(c) error(setmetatable({}, {__tostring = function() while true do end end})) end", None),
+    "returned table with a looping __index": (
+        "function decide(c) return setmetatable({}, {__index = function() while true do end end}) end", None),
 }
+# Lua patterns backtrack in C, where no hook runs: a 300-character subject would take minutes.
+PATTERNS = {
+    "nested repetitions": "string.find(string.rep('a', 300), string.rep('a*', 20) .. 'b')",
+    "two repetitions": "string.find(string.rep('a', 5000), 'a*a*b')",
+    "one repetition, long subject": "string.match(string.rep('a', 50000), '.-b')",
+    "a back-reference": "string.find(string.rep('a', 4000), '(a*)%1b')",
+    "a method call": "(string.rep('a', 300)):gsub(string.rep('a-', 10) .. 'b', '')",
+    "optional items": "string.find(string.rep('a', 40), string.rep('a?', 40) .. string.rep('a', 40))",
+}
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+def test_pathological_patterns_are_refused_before_they_run(name: str) -> None:
+    err = fail(f"function decide(c) {PATTERNS[name]} return 'long' end")
+    assert "pattern too complex" in err.reason and err.line == 1
+
+
+def test_ordinary_patterns_still_work() -> None:
+    code = """function decide(c)
+      local k, v = ("fast=12"):match("^(%w+)=(%d+)$")
+      local words = 0
+      for w in string.gmatch(string.rep("ab cd ", 2000), "%a+") do words = words + 1 end
+      local s = string.rep("x", 50000) .. "7"
+      return {position = "long", note = k .. v .. " " .. words .. " " .. s:find("%d+") .. " " .. s:gsub("x", "")}
+    end"""
+    assert StrategyRuntime(code, name="p").decide(WINDOW).note == "fast12 4000 50001 7"
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
@@ -65,16 +109,37 @@ ESCAPES = {
     "collectgarbage": "return collectgarbage('count')",
     "python bridge": "return python.eval('1')",
     "rawset on candles": "rawset(c.close, 1, 5)",
+    "loadstring and setfenv": "return setfenv(1, {}) or loadstring('x')",
+    "a Python object's attributes": "local ok, e = pcall(ta.sma, c.close, -3) return tostring(e.__class__)",
+    "the host functions": "host_ta(1, c.close)",
+    "debug through the coroutine": "return coroutine.running().sethook",
+    "io through _G": "return _G.io.open('x', 'w')",
+    "io through _ENV": "return _ENV.io.open('x', 'w')",
+    "os.exit": "os.exit(1)",
+    "os.getenv": "return os.getenv('HOME')",
 }
 
 
 @pytest.mark.parametrize("name", list(ESCAPES))
-def test_escape_routes_are_closed(name: str, tmp_path: Path) -> None:
-    before = set(os.listdir("/tmp"))
+def test_escape_routes_are_closed(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     err = fail(f"function decide(c) {ESCAPES[name]} end")
-    assert err.line == 1 or "nil" in err.reason
-    assert set(os.listdir("/tmp")) - before <= {p for p in set(os.listdir("/tmp")) - before if p.startswith("pytest")}
+    assert err.line == 1 and err.limit is None, str(err)
+    assert list(tmp_path.iterdir()) == [], "no file is touched"
     assert not Path("/tmp/pwned").exists()
+
+
+def test_next_and_rawget_reveal_no_private_state_of_the_arrays() -> None:
+    code = """function decide(c)
+      local k, v = next(c.close)
+      local k2 = next(c)
+      local raw = 0
+      for key in next, c.close do raw = raw + 1 end
+      return {position = "neutral", note = table.concat({tostring(k), tostring(v), k2, raw, rawlen(c.close),
+                                                           tostring(rawget(c, "close"))}, " ")}
+    end"""
+    note = StrategyRuntime(code, name="n").decide(WINDOW).note
+    assert note == f"1 {ROWS[0][4]} open {len(ROWS)} 0 nil"
 
 
 def test_binary_chunks_and_gc_finalizers_are_refused() -> None:
@@ -98,7 +163,10 @@ def test_candle_arrays_are_read_only_and_shared_state_is_impossible() -> None:
 
 
 BAD_RETURNS = [("return 42", "decide returned 42"), ("return 'up'", "'up'"), ("return nil", "nothing"),
-               ("return {position='long', size=1.5}", "size must be"), ("return {size=1}", "position")]  # fmt: skip
+               ("return {position='long', size=1.5}", "size must be"), ("return {size=1}", "position"),
+               ("return {position='long', size=0/0}", "size must be"), ("return {position='long', note={}}", "note"),
+               ("return print", "a function"), ("return {position={}}", "position"),
+               ("return setmetatable({}, {__index = function() return 'long' end})", "position")]  # fmt: skip
 
 
 @pytest.mark.parametrize(("body", "says"), BAD_RETURNS)
