@@ -167,8 +167,8 @@ def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
             await eng.dispose()
 
     asyncio.run(save())
-    first, last = iso(loaded.rows[0][0]), iso(loaded.rows[-1][0])
-    click.echo(f"imported {len(loaded.rows):,} candles ({loaded.format}) from {first} to {last}")
+    first, last = iso(int(loaded.time[0])), iso(int(loaded.time[-1]))
+    click.echo(f"imported {len(loaded):,} candles ({loaded.format}) from {first} to {last}")
     if loaded.duplicates:
         click.echo(f"dropped {loaded.duplicates:,} duplicate candle(s)")
     if loaded.gaps:

@@ -1,11 +1,16 @@
-"""The backtest engine: the same sandbox, window semantics and fill rule as live trading, over history."""
+"""The backtest engine: the same sandbox, window semantics and fill rule as live trading, over history.
+
+The strategy never sees its fills, so the run has two passes: the decisions of every candle first
+(the loop runs inside Lua, see ``StrategyRuntime.decide_series``), then the fill model over them,
+which touches only the candles where a trade happens.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,6 +19,9 @@ from tradewind.backtest.fills import buy_all, sell_all
 from tradewind.backtest.metrics import max_drawdown_pct, sharpe, win_rate
 from tradewind.eval.sandbox import Limits, StrategyError, StrategyRuntime
 from tradewind.eval.ta import ArrayStore
+
+LONG, SHORT = ord("l"), ord("s")
+DEFAULT_LIMITS = Limits(time_ms=5000)
 
 
 @dataclass
@@ -34,6 +42,8 @@ class Trade:
 
 @dataclass
 class Result:
+    """A finished (or failed) run: trades, the equity at every candle's close, and the error if any."""
+
     trades: list[Trade]
     equity: np.ndarray
     times: np.ndarray
@@ -43,10 +53,15 @@ class Result:
     bar_minutes: float
     error: str | None = None
     error_time: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def final_equity(self) -> float:
+        return float(self.equity[-1]) if len(self.equity) else self.cash
 
     def summary(self) -> dict[str, Any]:
-        final = float(self.equity[-1]) if len(self.equity) else self.cash
+        """The `--json` document: trades, final_equity, return_pct, max_drawdown_pct, sharpe, win_rate,
+        candles, duration_s, error."""
+        final = self.final_equity
         closed = [t.pnl for t in self.trades if t.pnl is not None]
         return {
             "trades": [t.as_dict() for t in self.trades],
@@ -61,77 +76,86 @@ class Result:
         }
 
     def curve(self, points: int = 1000) -> list[list[float]]:
-        """The equity curve as [time ms, equity], thinned to about ``points`` points."""
+        """The equity curve as [time ms, equity, drawdown %], thinned to about ``points`` points."""
         if not len(self.equity):
             return []
+        peaks = np.maximum.accumulate(self.equity)
+        dd = (peaks - self.equity) / np.where(peaks > 0, peaks, 1.0) * 100
         step = max(1, len(self.equity) // points)
         idx = list(range(0, len(self.equity), step))
         if idx[-1] != len(self.equity) - 1:
             idx.append(len(self.equity) - 1)
-        return [[int(self.times[i]), round(float(self.equity[i]), 6)] for i in idx]
-
-
-def rt_partial(rt: StrategyRuntime) -> list[str]:
-    """Positions decided in the chunk that failed, before the failing candle (none are kept)."""
-    return []
+        return [[int(self.times[i]), round(float(self.equity[i]), 6), round(float(dd[i]), 4)] for i in idx]
 
 
 def iso(ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 UTC (``2024-01-01T00:00:00Z``)."""
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run(
     code: str, arrays: dict[str, np.ndarray], *, params: dict[str, Any] | None = None, cash: float = 10_000.0,
-    fee: float = 0.001, slippage: float = 0.0, lookback: int = 500, name: str = "strategy", key: str = "backtest",
+    fee: float = 0.001, slippage: float = 0.0, lookback: int = 500, name: str = "strategy",
     limits: Limits | None = None, progress: Callable[[int, int], None] | None = None,
 ) -> Result:  # fmt: skip
-    """Run ``code`` over the candles (oldest first). A strategy error stops the run and is reported."""
+    """Run ``code`` over the candles (arrays time, open, high, low, close, volume; oldest first).
+
+    A strategy error stops the run: the result holds the message, the candle's time, and the trades
+    and equity up to that candle."""
     started = time.perf_counter()
     times = arrays["time"]
     n = len(times)
     bar_minutes = float(np.median(np.diff(times[: min(n, 1000)])) / 60_000) if n > 1 else 1.0
-    equity = np.empty(n)
-    trades: list[Trade] = []
-    opens, closes = arrays["open"], arrays["close"]
-    free, qty = cash, 0.0
-    pending: str | None = None
-    store = ArrayStore()
-    error = error_time = None
     try:
-        rt = StrategyRuntime(code, name=name, params=params or {}, limits=limits or Limits(time_ms=5000), indicators=store)
+        rt = StrategyRuntime(code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS, indicators=ArrayStore())
     except StrategyError as exc:
         return Result([], np.empty(0), times[:0], cash, 0, time.perf_counter() - started, bar_minutes, str(exc), None)
-    # Decisions first, in chunks (the strategy never sees fills, so they do not depend on them) ...
-    positions: list[str] = []
-    chunk = max(1000, n // 100)
-    for start in range(0, n, chunk):
-        try:
-            positions += rt.decide_series(arrays, lookback, start, min(n, start + chunk))
-        except StrategyError as exc:
-            error, error_time = str(exc), exc.candle_time
-            positions += rt_partial(rt)
+    parts: list[str] = []
+    error = error_time = None
+    chunk = max(2000, n // 50)  # progress reports; each chunk is one call into Lua
+    try:
+        for start in range(0, n, chunk):
+            rt.decide_series(arrays, lookback, start, min(n, start + chunk), parts)
+            if progress is not None:
+                progress(min(n, start + chunk), n)
+    except StrategyError as exc:
+        error, error_time = str(exc), exc.candle_time
+    finally:
+        rt.close()
+    codes = np.frombuffer("".join(parts).encode(), dtype=np.uint8)
+    # With an error, the run ends at the failing candle (which has no decision).
+    done = n if error is None else min(n, len(codes) + 1)
+    trades, equity = fill(codes, arrays["open"][:done], arrays["close"][:done], times[:done], cash, fee, slippage)
+    return Result(trades, equity, times[:done], cash, done, time.perf_counter() - started, bar_minutes, error, error_time)
+
+
+def fill(codes: np.ndarray, opens: np.ndarray, closes: np.ndarray, times: np.ndarray, cash: float, fee: float,
+         slippage: float = 0.0) -> tuple[list[Trade], np.ndarray]:  # fmt: skip
+    """The fill model over a run's decisions (``codes[i]``: the letter decided at candle i's close):
+    the trades, and the equity at every candle's close (cash + position × close)."""
+    n = len(opens)
+    usable = codes[: max(0, n - 1)]  # a decision on the last candle has no next open to fill at
+    longs, shorts = np.flatnonzero(usable == LONG), np.flatnonzero(usable == SHORT)
+    trades: list[Trade] = []
+    equity = np.empty(n)
+    free, seg = float(cash), 0
+    while True:
+        k = int(np.searchsorted(longs, seg))
+        if k == len(longs):
             break
-        if progress is not None:
-            progress(min(n, start + chunk), n)
-    # ... then the fill model: a decision at candle i's close fills at candle i+1's open.
-    done = len(positions) if error is None else max(0, (int(np.searchsorted(times, error_time)) if error_time else 0) + 1)
-    done = min(done, n)
-    for i in range(done):
-        if pending is not None:
-            if pending == "long" and qty == 0.0:
-                qty, price, _ = buy_all(free, float(opens[i]), fee, slippage)
-                trades.append(Trade(int(times[i]), price, qty, cost=free))
-                free = 0.0
-            elif pending == "short" and qty > 0.0:
-                received, price, _ = sell_all(qty, float(opens[i]), fee, slippage)
-                t = trades[-1]
-                t.exit_time, t.exit_price, t.pnl = int(times[i]), price, received - t.cost
-                free, qty = received, 0.0
-            pending = None
-        if i < len(positions) and positions[i] != "neutral" and i < n - 1:
-            pending = positions[i]
-        equity[i] = free + qty * float(closes[i])
-    rt.close()
-    if progress is not None:
-        progress(n, n)
-    return Result(trades, equity[:done], times[:done], cash, done, time.perf_counter() - started, bar_minutes, error, error_time)
+        entry = int(longs[k]) + 1  # flat, a long decision: buy at the next open
+        qty, price, _ = buy_all(free, float(opens[entry]), fee, slippage)
+        trade = Trade(int(times[entry]), price, qty, cost=free)
+        trades.append(trade)
+        equity[seg:entry] = free
+        k = int(np.searchsorted(shorts, entry))  # the decision at the entry candle's close counts
+        if k == len(shorts):
+            equity[entry:] = qty * closes[entry:]
+            return trades, equity
+        exit_ = int(shorts[k]) + 1
+        received, price, _ = sell_all(qty, float(opens[exit_]), fee, slippage)
+        trade.exit_time, trade.exit_price, trade.pnl = int(times[exit_]), price, received - free
+        equity[entry:exit_] = qty * closes[entry:exit_]
+        free, seg = received, exit_
+    equity[seg:] = free
+    return trades, equity
