@@ -573,7 +573,7 @@ local function series(f, c, views, params, first, last, lookback)
   exhausted = false
   local ok, what, a, b, d, e = co_resume(co, f, c, params, views, first, last, lookback, buf)
   if exhausted then return cur, false, "error", LIMIT_MARK .. exhausted, table_concat(buf) end
-  if not ok then return cur, false, "error", error_text(what), table_concat(buf) end
+  if not ok then return cur, false, "error", error_text(co, what), table_concat(buf) end
   if what == DONE and co_status(co) == "dead" then return last, true, table_concat(buf) end
   if what == VALUE and co_status(co) == "suspended" then
     return cur, false, "value", a, b, d, e, table_concat(buf)
