@@ -82,3 +82,21 @@ async def test_a_logged_out_token_and_a_forged_one_are_refused(api) -> None:  # 
         for t in (token, token[:-1] + ("A" if token[-1] != "A" else "B"), "x" * 5000):
             r = await other.get("/api/auth/me", headers={"Authorization": f"Bearer {t}"})
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_new_login_clears_the_users_ended_sessions(api, sf) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from tradewind.storage.models import Session
+
+    live = await api.user("many@example.com")
+    async with api.client() as other:
+        for _ in range(2):
+            r = await other.post("/api/auth/login", json={"email": "many@example.com", "password": PASSWORD})
+            r = await other.post("/api/auth/logout", headers={"Authorization": f"Bearer {r.json()['token']}"})
+            assert r.status_code == 204
+        await other.post("/api/auth/login", json={"email": "many@example.com", "password": PASSWORD})
+    async with sf() as s:
+        count = (await s.execute(select(func.count()).select_from(Session))).scalar_one()
+    assert count == 2  # the first (still live) and the last; the logged-out ones are gone
+    assert (await live.get("/api/auth/me")).status_code == 200

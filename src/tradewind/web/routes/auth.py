@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from tradewind.storage.models import Session as LoginSession
 from tradewind.storage.models import User
 from tradewind.storage.repositories import Owned
+from tradewind.storage.types import utcnow
 from tradewind.web.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -72,6 +73,9 @@ async def login(body: Credentials, s: SessionDep, st: StateDep, request: Request
             await s.commit()
         raise ApiError(401, "wrong email or password")
     st.throttle.succeeded(keys[0])
+    # Ended sessions have no use left; dropping this user's here keeps the table from growing forever.
+    await s.execute(delete(LoginSession).where(LoginSession.user_id == user.id,
+                                               or_(LoginSession.revoked.is_(True), LoginSession.expires_at < utcnow())))  # fmt: skip
     token, csrf = new_token(), new_token()
     s.add(LoginSession(user_id=user.id, token_hash=token_hash(token), csrf_token=csrf, expires_at=session_expiry()))
     Owned(s, user.id).audit_log("login", address)
