@@ -46,8 +46,9 @@ Outcome = tuple[int, str, str | None, float, str | None, str | None, int, list[s
 def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: no cover - runs in the child
     runtimes: OrderedDict[int, tuple[tuple[Any, ...], StrategyRuntime]] = OrderedDict()
     codes: dict[tuple[int, int], str] = {}
+    details: dict[int, tuple[str, dict[str, Any], int]] = {}  # assignment -> name, params, lookback
     store = ArrayStore()
-    clock, perf = time.monotonic, time.perf_counter
+    perf = time.perf_counter
     while True:
         try:
             msg = conn.recv()
@@ -55,15 +56,16 @@ def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: 
             return
         if msg is None:
             return
-        window_parts, candle_time, jobs, new_codes = msg
+        window_parts, candle_time, jobs, new_codes, new_details = msg
         codes.update(new_codes)
+        details.update(new_details)
         window = CandleWindow(window_parts[0], *(np.frombuffer(b, dtype=d) for b, d in window_parts[1:]))
         tails: dict[int, CandleWindow] = {}
         out: list[Outcome] = []
-        for i, (aid, sid, version, name, params, lookback) in enumerate(jobs):
-            progress[0] = i
-            progress[1] = clock()
+        for i, (aid, sid, version) in enumerate(jobs):
+            progress[0] = i  # the parent times each job from when it sees its index here
             started = perf()
+            name, params, lookback = details[aid]
             rt = None
             try:
                 key = (sid, version, params)
@@ -86,7 +88,10 @@ def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: 
                 if w is None:
                     w = tails[lookback] = window.tail(lookback)
                 d = rt.decide(w, candle_time)
-                out.append((aid, "ok", d.position, d.size, d.note, None, int((perf() - started) * 1e6), d.logs))
+                if d.note is None and not d.logs:  # the common case, in fewer objects to pickle
+                    out.append((aid, d.position, d.size, int((perf() - started) * 1e6)))
+                else:
+                    out.append((aid, "ok", d.position, d.size, d.note, None, int((perf() - started) * 1e6), d.logs))
             except StrategyError as exc:
                 if exc.candle_time is None:
                     exc.candle_time = candle_time
@@ -101,12 +106,8 @@ def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: 
                 log.exception("eval executor: internal error")
                 out.append((aid, "error", None, 1.0, None, f"internal error in the eval worker: {type(exc).__name__}",
                             int((perf() - started) * 1e6), []))  # fmt: skip
-        progress[1] = 0.0
+        progress[0] = -1
         conn.send(out)
-
-
-def _us(started: float) -> int:
-    return int((time.perf_counter() - started) * 1e6)
 
 
 class Executor:
@@ -118,7 +119,8 @@ class Executor:
         self._proc: Any = None
         self._conn: Connection | None = None
         self._progress: Any = None
-        self._known: set[tuple[int, int]] = set()
+        self._known: set[tuple[int, int]] = set()  # strategy versions whose code the child has
+        self._details: dict[int, tuple[Any, ...]] = {}  # what the child knows of each assignment
         self._lock = asyncio.Lock()
         self.restarts = 0
 
@@ -127,13 +129,15 @@ class Executor:
 
     def _spawn(self) -> None:
         parent, child = self._ctx.Pipe()
-        self._progress = self._ctx.Array("d", 2, lock=False)
+        self._progress = self._ctx.Array("q", 1, lock=False)
+        self._progress[0] = -1
         self._proc = self._ctx.Process(target=_child, args=(child, self._progress, self.limits), daemon=True,
                                        name="tradewind-eval-executor")  # fmt: skip
         self._proc.start()
         child.close()
         self._conn = parent
         self._known = set()
+        self._details = {}
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():
@@ -163,44 +167,75 @@ class Executor:
             return await asyncio.to_thread(self._evaluate, window, candle_time, jobs, codes)
 
     def _evaluate(self, window: CandleWindow, candle_time: int, jobs: list[Job], codes: dict[tuple[int, int], str]) -> list[Outcome]:
-        parts = (window.key, *((a.tobytes(), a.dtype.str) for a in (window.time, window.open, window.high, window.low, window.close, window.volume)))
+        arrays = (window.time, window.open, window.high, window.low, window.close, window.volume)
+        parts = (window.key, *((a.tobytes(), a.dtype.str) for a in arrays))
         results: dict[int, Outcome] = {}
         pending = list(jobs)
         deadline_s = self.limits.time_ms / 1000 + KILL_GRACE_S
+        broken = 0  # children that died before they took the batch (a broken install, not a strategy)
         while pending:
             if self._proc is None or not self._proc.is_alive():
                 self._kill()
-            send_codes = {k: c for k, c in codes.items() if k not in self._known}
             assert self._conn is not None
-            self._progress[1] = 0.0
-            # plain tuples: they pickle several times faster than dataclasses
-            self._conn.send((parts, candle_time, [(j.assignment_id, j.strategy_id, j.version, j.name, j.params, j.lookback)
-                                                  for j in pending], send_codes))  # fmt: skip
-            self._known.update(send_codes)
-            overran: int | None = None
-            while True:
-                if self._conn.poll(0.02):
-                    try:
-                        for o in self._conn.recv():
-                            results[o[0]] = o
-                    except EOFError:  # the child died by itself (e.g. out of memory in C code)
-                        overran = int(self._progress[0])
-                        break
-                    pending = []
-                    break
-                started = self._progress[1]
-                if started and time.monotonic() - started > deadline_s:
-                    overran = int(self._progress[0])
-                    break
-                if not self._proc.is_alive():
-                    overran = int(self._progress[0])
-                    break
-            if overran is not None:
-                job = pending[overran]
-                log.warning("eval executor: strategy of assignment %s overran its time limit; restarting the executor", job.assignment_id)
-                err = StrategyError(job.name, f"time limit reached ({self.limits.time_ms} ms per evaluation; "
-                                              "stopped from outside the Lua state)", candle_time=candle_time, limit="time")  # fmt: skip
-                results[job.assignment_id] = (job.assignment_id, "error", None, 1.0, None, str(err), int(deadline_s * 1e6), [])
+            send_codes = {k: c for k, c in codes.items() if k not in self._known}
+            # jobs travel as (assignment, strategy, version); name, params and lookback only when the
+            # child has not seen them: small tuples pickle several times faster
+            send_details = {}
+            for j in pending:
+                d = (j.name, j.params, j.lookback)
+                if self._details.get(j.assignment_id) != d:
+                    send_details[j.assignment_id] = self._details[j.assignment_id] = d
+            self._progress[0] = -1
+            try:
+                self._conn.send((parts, candle_time, [(j.assignment_id, j.strategy_id, j.version) for j in pending],
+                                 send_codes, send_details))  # fmt: skip
+            except OSError:  # the child is gone: start another and send the batch again
+                broken += 1
+                if broken > 3:
+                    raise RuntimeError("the eval executor process keeps dying before it takes any work") from None
                 self._kill()
-                pending = [j for j in pending if j.assignment_id not in results]
+                continue
+            self._known.update(send_codes)
+            overran, died = self._wait(results, deadline_s)
+            if overran is None:
+                break
+            if overran < 0:  # died before it started on the batch: not a strategy's doing
+                broken += 1
+                if broken > 3:
+                    raise RuntimeError("the eval executor process keeps dying before it takes any work")
+                self._kill()
+                continue
+            job = pending[overran]
+            if died:
+                log.warning("eval executor: the child died running assignment %s; restarting it", job.assignment_id)
+                reason, limit = "the evaluation process died running this strategy (out of memory?)", "memory"
+            else:
+                log.warning("eval executor: assignment %s overran its time limit; restarting the child", job.assignment_id)
+                reason = f"time limit reached ({self.limits.time_ms} ms per evaluation; stopped from outside the Lua state)"
+                limit = "time"
+            err = StrategyError(job.name, reason, candle_time=candle_time, limit=limit)
+            results[job.assignment_id] = (job.assignment_id, "error", None, 1.0, None, str(err), int(deadline_s * 1e6), [])
+            self._kill()
+            pending = [j for j in pending if j.assignment_id not in results]
         return [results[j.assignment_id] for j in jobs]
+
+    def _wait(self, results: dict[int, Outcome], deadline_s: float) -> tuple[int | None, bool]:
+        """Collect the child's outcomes; or (index of the job, died) of a job that overran or killed it."""
+        assert self._conn is not None
+        last, seen = -1, time.monotonic()
+        while True:
+            if self._conn.poll(0.02):
+                try:
+                    out = self._conn.recv()
+                except (EOFError, OSError):  # the child died by itself (e.g. out of memory in C code)
+                    return int(self._progress[0]), True
+                for o in out:
+                    results[o[0]] = o if len(o) == 8 else (o[0], "ok", o[1], o[2], None, None, o[3], [])
+                return None, False
+            i, now = int(self._progress[0]), time.monotonic()
+            if i != last:
+                last, seen = i, now
+            elif i >= 0 and now - seen > deadline_s:
+                return i, False
+            if not self._proc.is_alive():
+                return i, True

@@ -504,11 +504,33 @@ end
 
 -- One live evaluation: decide(c, params) on new candles (descriptors of the open, high, low, close,
 -- volume and time arrays, then the last two values of each), or on the same ones when called without.
-local decide_fn, params_tbl, current
-local function prepare(f, p) decide_fn, params_tbl = f, p end
+-- decide runs in one hooked coroutine that lives from one evaluation to the next (a new coroutine per
+-- evaluation costs more than a simple strategy): it yields each decision behind a private marker. An
+-- error, a limit, or a strategy's own yield ends it, and the next evaluation starts a fresh one.
+local decide_fn, params_tbl, current, live_co
+local LIVE = {}
+local co_yield = coroutine.yield
+local function prepare(f, p) decide_fn, params_tbl, live_co = f, p, nil end
+local function live_body(c, p)
+  while true do c, p = co_yield(LIVE, decide_fn(c, p)) end
+end
+local function live_finish(co, ok, mark, ...)
+  if ok and mark == LIVE and not exhausted then return finish(co, true, ...) end
+  live_co = nil
+  if ok and not exhausted then
+    return false, where(co) .. "decide yielded: coroutine.yield works only inside a coroutine the strategy made"
+  end
+  return finish(co, ok, mark, ...)
+end
 local function evaluate(...)
   if ... then current = setmetatable_({[ARGS] = {...}}, candle_mt) end
-  return run(decide_fn, current, params_tbl)
+  used, exhausted, deadline = 0, false, nil
+  local co = live_co
+  if co == nil or co_status(co) ~= "suspended" then
+    co = guard(co_create(live_body))
+    live_co = co
+  end
+  return live_finish(co, co_resume(co, current, params_tbl))
 end
 
 -- `next` on a view or the candle table would hand out the private keys above: walk them as pairs does.
