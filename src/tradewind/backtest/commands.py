@@ -65,10 +65,18 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
 @click.option("--cash", type=click.FloatRange(min=0, min_open=True), default=10_000.0, show_default=True)
 @click.option("--slippage", type=click.FloatRange(0, 0.1), default=0.0, show_default=True)
 @click.option("--lookback", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--sweep", "sweeps", multiple=True, help="Sweep a parameter: name=FROM..TO[:STEP] or name=A,B,C; repeatable (a grid).")
+@click.option("--rank", "rank_by", type=click.Choice(["final_equity", "return_pct", "sharpe", "win_rate", "max_drawdown_pct"]),
+              default="final_equity", show_default=True, help="How a sweep ranks its points.")  # fmt: skip
+@click.option("--top", type=click.IntRange(1), default=20, show_default=True, help="Sweep points shown (all with --json).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Local workers for a sweep without TRADEWIND_NATS_URL (default: CPU count).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def backtest(strategy: Path, data_file: Path | None, market_id: int | None, timeframe: str, start: str | None, end: str | None,
-             params: tuple[str, ...], fee: float, cash: float, slippage: float, lookback: int, as_json: bool) -> None:  # fmt: skip
-    """Run STRATEGY.lua over history with the live fill rule; exit status 1 if the strategy failed."""
+             params: tuple[str, ...], fee: float, cash: float, slippage: float, lookback: int, sweeps: tuple[str, ...],
+             rank_by: str, top: int, workers: int | None, as_json: bool) -> None:  # fmt: skip
+    """Run STRATEGY.lua over history with the live fill rule; exit status 1 if the strategy failed.
+
+    With --sweep, run every point of the parameter grid on the backtest workers and rank them."""
     from tradewind.backtest import engine
     from tradewind.backtest.importers import ImportError_, load, parse_time
 
@@ -76,11 +84,19 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
         raise click.UsageError("give exactly one of --data FILE or --market ID")
     code = strategy.read_text()
     try:
+        t0 = parse_time(start) if start else None
+        t1 = parse_time(end) if end else None
+    except ImportError_ as exc:
+        raise click.BadParameter(str(exc), param_hint="--from/--to") from None
+    if sweeps:
+        _sweep(code, strategy.stem, data_file, market_id, timeframe, t0, t1, parse_params(params), sweeps, fee, cash,
+               slippage, lookback, rank_by, top, workers, as_json)  # fmt: skip
+        return
+    try:
         if data_file is not None:
             arrays = load(data_file, timeframe if timeframe != "1m" else None).arrays()
         else:
-            arrays = asyncio.run(_db_candles(market_id, timeframe, parse_time(start) if start else None,  # type: ignore[arg-type]
-                                             parse_time(end) if end else None))  # fmt: skip
+            arrays = asyncio.run(_db_candles(market_id, timeframe, t0, t1))  # type: ignore[arg-type]
     except ImportError_ as exc:
         raise click.ClickException(str(exc)) from None
     kw = dict(params=parse_params(params), cash=cash, fee=fee, slippage=slippage, lookback=lookback, name=strategy.stem)
@@ -90,7 +106,7 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(TextColumn("backtest"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} candles"),
-                      TimeRemainingColumn(), console=None, transient=True) as bar:  # fmt: skip
+                      TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
             task = bar.add_task("run", total=len(arrays["time"]))
             result = engine.run(code, arrays, progress=lambda i, n: bar.update(task, completed=i), **kw)  # type: ignore[arg-type]
     summary = result.summary()
@@ -100,6 +116,85 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
         _report(summary, strategy.name)
     if result.error:
         sys.exit(1)
+
+
+def _sweep(code: str, name: str, data_file: Path | None, market_id: int | None, timeframe: str, t0: int | None, t1: int | None,
+           fixed: dict[str, Any], specs: tuple[str, ...], fee: float, cash: float, slippage: float, lookback: int,
+           rank_by: str, top: int, workers: int | None, as_json: bool) -> None:  # fmt: skip
+    import logging
+    import os
+    import time
+
+    from tradewind.backtest import sweep
+    from tradewind.bus.messages import BacktestData
+    from tradewind.config import ConfigError, load_settings
+
+    try:
+        points = sweep.grid(fixed, [sweep.parse_sweep(s) for s in specs])
+    except sweep.SweepError as exc:
+        raise click.BadParameter(str(exc), param_hint="--sweep") from None
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if data_file is not None:
+        data = BacktestData(path=str(data_file.resolve()), tf=timeframe)
+    else:
+        data = BacktestData(market_id=market_id, tf=timeframe, start=t0, end=t1)
+    n = workers or os.cpu_count() or 2
+    logging.getLogger("tradewind.bus.connection").setLevel(logging.ERROR)  # closing our own clients is no news
+    where = settings.nats_url or f"{n} local worker(s)"
+    started = time.perf_counter()
+
+    async def go(progress: Any = None) -> list[sweep.Point]:
+        return await sweep.run(code, data, points, name=name, cash=cash, fee=fee, slippage=slippage, lookback=lookback,
+                               nats_url=settings.nats_url, workers=n, db_url=None if data_file else settings.db_url,
+                               progress=progress)  # fmt: skip
+
+    try:
+        if as_json:
+            results = asyncio.run(go())
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            with Progress(TextColumn(f"sweep on {where}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          transient=True) as bar:  # fmt: skip
+                task = bar.add_task("sweep", total=len(points))
+                results = asyncio.run(go(lambda i, _n: bar.update(task, completed=i)))
+    except sweep.SweepError as exc:
+        raise click.ClickException(str(exc)) from None
+    ranked = sweep.rank(results, rank_by)
+    used = sweep.workers_used(results)
+    took = sweep.elapsed(started)
+    if as_json:
+        click.echo(json.dumps({"rank_by": rank_by, "points": len(points), "duration_s": took, "workers": used,
+                               "results": [p.row() for p in ranked]}))  # fmt: skip
+    else:
+        _sweep_report(ranked[:top], rank_by, len(points), took, used)
+    if all(p.error for p in results):
+        sys.exit(1)
+
+
+def _sweep_report(points: list[Any], rank_by: str, total: int, took: float, used: dict[str, int]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = list(points[0].params) if points else []
+    t = Table(title=f"{total:,} points ranked by {rank_by} ({took:.1f} s)")
+    for col in ("#", *names, "final equity", "return %", "max dd %", "sharpe", "win %", "trades", "worker"):
+        t.add_column(col, justify="right")
+    for i, p in enumerate(points, start=1):
+        r = p.row()
+        cells = [str(i), *(str(p.params[k]) for k in names)]
+        if p.error:
+            cells += [f"[red]{p.error[:60]}[/]", "", "", "", "", "", p.worker]
+        else:
+            cells += [f"{r['final_equity']:,.2f}", f"{r['return_pct']:+.2f}", f"{r['max_drawdown_pct']:.2f}",
+                      f"{r['sharpe']:.2f}", f"{r['win_rate']:.1f}", str(r["trade_count"]), p.worker]  # fmt: skip
+        t.add_row(*cells)
+    console = Console()
+    console.print(t)
+    console.print("workers: " + ", ".join(f"{w} ran {k}" for w, k in sorted(used.items())))
 
 
 def _report(s: dict[str, Any], name: str) -> None:

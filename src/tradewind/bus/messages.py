@@ -156,6 +156,51 @@ class UserEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any]
 
 
+class BacktestData(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a backtest's candles come from: a stored market and timeframe (optionally [start, end) in
+    epoch ms), or a candle file the worker can read (local workers of a sweep)."""
+
+    market_id: int | None = None
+    tf: str = "1m"
+    start: int | None = None
+    end: int | None = None
+    path: str | None = None
+
+
+class RunBacktest(msgspec.Struct, frozen=True, kw_only=True):
+    """Run one backtest and reply with its BacktestResult (a sweep point; request/reply, queue group)."""
+
+    job_id: str
+    code: str
+    data: BacktestData
+    name: str = "strategy"
+    params: dict[str, Any] = {}
+    cash: float = 10_000.0
+    fee: float = 0.001
+    slippage: float = 0.0
+    lookback: int = 500
+    trades: bool = False  # include the trade list in the reply (sweeps rank on the metrics alone)
+
+
+class BacktestResult(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    worker: str
+    summary: dict[str, Any] = {}  # the `tradewind backtest --json` document (trades only if asked)
+    error: str | None = None  # the strategy's error (also in summary) or why the job could not run
+
+
+class StartBacktest(msgspec.Struct, frozen=True, kw_only=True):
+    """Run the stored backtest row ``backtest_id`` and store its result (the worker replies at once
+    with BacktestAccepted, then works)."""
+
+    backtest_id: int
+
+
+class BacktestAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    backtest_id: int
+    worker: str
+
+
 _encoder = msgspec.msgpack.Encoder()
 
 

@@ -62,3 +62,7 @@ ORDER_UPDATES_ALL = "orders.*.update"
 def user_events(user_id: int) -> str:
     """Decisions, orders and fills of one user, for the web app's live stream."""
     return f"{EVENTS_PREFIX}.{user_id}"
+
+
+BACKTEST_QUEUE = "backtest-workers"
+BACKTEST_START = "backtest.start"  # StartBacktest -> BacktestAccepted; BACKTEST_RUN: RunBacktest -> BacktestResult

@@ -1,0 +1,259 @@
+"""The backtest worker: runs backtests for the API and the points of parameter sweeps, in a NATS queue group.
+
+It answers two subjects in the queue group ``backtest-workers``:
+
+- ``backtest.run`` (RunBacktest -> BacktestResult): one sweep point, request/reply.
+- ``backtest.start`` (StartBacktest -> BacktestAccepted): a stored ``Backtest`` row (POST
+  /api/backtests). The worker replies at once, runs it, and stores status, result and error.
+
+Lua runs in child processes (a pool of ``processes``), never on the event loop; the parent loads the
+candles (from the store, or a file for local sweeps), keeps the last few in memory (a sweep reads the
+same candles a hundred times) and ships them to the child with each job. A job that overruns
+``job_timeout_s`` has its child killed and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import socket
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from prometheus_client import Counter
+from sqlalchemy import select
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.config import Settings
+from tradewind.storage import candles as store
+from tradewind.storage.db import SessionFactory
+from tradewind.storage.models import Backtest, Strategy, StrategyVersion
+from tradewind.storage.types import utcnow
+
+log = logging.getLogger(__name__)
+RUNS = Counter("tradewind_backtest_runs_total", "Backtests run by this worker", ["kind", "status"])
+DATA_CACHE = 4
+CURVE_POINTS = 1000
+
+
+def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[str, Any], cash: float, fee: float,
+            slippage: float, lookback: int, detail: bool) -> dict[str, Any]:  # fmt: skip  # pragma: no cover - in the child
+    """Run one backtest (in a pool child): the summary, and with ``detail`` the trades and the equity curve."""
+    from tradewind.backtest import engine
+
+    result = engine.run(code, arrays, params=params, cash=cash, fee=fee, slippage=slippage, lookback=lookback, name=name)
+    summary = result.summary()
+    out: dict[str, Any] = {"summary": summary}
+    if detail:
+        out["equity"] = result.curve(CURVE_POINTS)
+    else:
+        summary["trade_count"] = len(summary.pop("trades"))
+    return out
+
+
+def _mtime(path: str) -> int:
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _warm() -> None:  # pragma: no cover - in the child
+    import tradewind.backtest.engine  # noqa: F401  # imports once, before the first job's clock starts
+
+
+class BacktestWorker:
+    """Answers backtest jobs on the bus; start it next to each EvalWorker so backtests scale with them."""
+
+    def __init__(self, settings: Settings, nc: Client, session_factory: SessionFactory | None, *, name: str | None = None,
+                 processes: int = 1, job_timeout_s: float = 3600.0) -> None:  # fmt: skip
+        self.settings = settings
+        self.nc = nc
+        self.sf = session_factory
+        self.name = name or f"backtest-{socket.gethostname()}-{os.getpid()}"
+        self.processes = max(1, processes)
+        self.job_timeout_s = job_timeout_s
+        self.jobs_done = 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(self.processes)
+        self._subs: list[Any] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._data: OrderedDict[tuple[Any, ...], dict[str, np.ndarray]] = OrderedDict()
+        self._data_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._pool = self._new_pool()
+        await asyncio.get_running_loop().run_in_executor(self._pool, _warm)
+        self._subs.append(await self.nc.subscribe(subjects.BACKTEST_RUN, queue=subjects.BACKTEST_QUEUE, cb=self._on_run))
+        self._subs.append(await self.nc.subscribe(subjects.BACKTEST_START, queue=subjects.BACKTEST_QUEUE, cb=self._on_start))
+
+    async def stop(self) -> None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pool is not None:
+            self._kill_pool(self._pool)
+            self._pool = None
+
+    # -- the pool ----------------------------------------------------------------------------------------
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn: a fork of a process running an event loop and NATS threads is not safe
+        return ProcessPoolExecutor(max_workers=self.processes, mp_context=mp.get_context("spawn"))
+
+    @staticmethod
+    def _kill_pool(pool: ProcessPoolExecutor) -> None:
+        # The executor has no kill: a job stuck in C (never in Lua's hooks) is ended by killing its process.
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _execute(self, *args: Any) -> dict[str, Any]:
+        assert self._pool is not None, "start() the worker first"
+        pool = self._pool
+        try:
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, execute, *args), self.job_timeout_s)
+        except (TimeoutError, BrokenProcessPool) as exc:
+            if self._pool is pool:
+                self._kill_pool(pool)
+                self._pool = self._new_pool()
+            if isinstance(exc, TimeoutError):
+                raise RuntimeError(f"the backtest ran longer than {self.job_timeout_s:.0f} s and was stopped") from None
+            raise RuntimeError("the backtest process died (out of memory?)") from None
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- candles ---------------------------------------------------------------------------------------------
+    async def candles(self, data: m.BacktestData) -> dict[str, np.ndarray]:
+        """The candles a job names, from the store (market, tf, [start, end)) or a file (path)."""
+        if data.path is not None:
+            key: tuple[Any, ...] = ("file", data.path, await asyncio.to_thread(_mtime, data.path), data.tf)
+        else:
+            key = ("market", data.market_id, data.tf, data.start, data.end)
+        async with self._data_lock:  # one load per key even when jobs arrive together
+            found = self._data.get(key)
+            if found is not None:
+                self._data.move_to_end(key)
+                return found
+            if data.path is not None:
+                from tradewind.backtest.importers import load
+
+                arrays = (await asyncio.to_thread(load, data.path, data.tf)).arrays()
+            else:
+                if self.sf is None or data.market_id is None:
+                    raise ValueError("a backtest needs a market or a candle file")
+                async with self.sf() as s:
+                    rows = await store.candle_range(s, data.market_id, data.tf, data.start, data.end)
+                if not rows:
+                    raise ValueError(f"no {data.tf} candles stored for market {data.market_id} in that range")
+                arrays = store.to_arrays(rows)
+            self._data[key] = arrays
+            while len(self._data) > DATA_CACHE:
+                self._data.popitem(last=False)
+            return arrays
+
+    # -- sweep points ------------------------------------------------------------------------------------------
+    async def _on_run(self, msg: Msg) -> None:
+        try:
+            job = m.decode(msg.data, m.RunBacktest)
+        except Exception:
+            log.warning("backtest: malformed job")
+            return
+        await self._slots.acquire()  # a free child before the next job is taken off the subscription
+        self._spawn(self._run_point(job, msg))
+
+    async def _run_point(self, job: m.RunBacktest, msg: Msg) -> None:
+        try:
+            try:
+                arrays = await self.candles(job.data)
+                out = await self._execute(job.code, arrays, job.name, dict(job.params), job.cash, job.fee, job.slippage,
+                                          job.lookback, job.trades)  # fmt: skip
+                summary = out["summary"]
+                reply = m.BacktestResult(job_id=job.job_id, worker=self.name, summary=summary, error=summary.get("error"))
+                RUNS.labels("sweep", "error" if reply.error else "done").inc()
+            except (OSError, ValueError, RuntimeError) as exc:
+                reply = m.BacktestResult(job_id=job.job_id, worker=self.name, error=str(exc))
+                RUNS.labels("sweep", "failed").inc()
+            self.jobs_done += 1
+            if msg.reply:
+                await msg.respond(m.encode(reply))
+        except Exception:
+            log.exception("backtest: job %s failed", job.job_id)
+        finally:
+            self._slots.release()
+
+    # -- stored backtests (the API) -------------------------------------------------------------------------
+    async def _on_start(self, msg: Msg) -> None:
+        try:
+            req = m.decode(msg.data, m.StartBacktest)
+        except Exception:
+            log.warning("backtest: malformed start request")
+            return
+        if msg.reply:
+            await msg.respond(m.encode(m.BacktestAccepted(backtest_id=req.backtest_id, worker=self.name)))
+        await self._slots.acquire()
+        self._spawn(self._run_stored(req.backtest_id))
+
+    async def _run_stored(self, backtest_id: int) -> None:
+        try:
+            await self.run_stored(backtest_id)
+        except Exception:
+            log.exception("backtest %s failed", backtest_id)
+        finally:
+            self._slots.release()
+
+    async def run_stored(self, backtest_id: int) -> None:
+        """Run the stored backtest ``backtest_id``: status running, then done (or error) with its result."""
+        assert self.sf is not None
+        async with self.sf() as s:
+            bt = await s.get(Backtest, backtest_id)
+            if bt is None or bt.status not in ("queued", "running"):
+                return
+            row = (await s.execute(
+                select(StrategyVersion.code, Strategy.name).join(Strategy, Strategy.id == StrategyVersion.strategy_id)
+                .where(StrategyVersion.strategy_id == bt.strategy_id, StrategyVersion.version == bt.version))).first()  # fmt: skip
+            bt.status = "running"
+            await s.commit()
+            cfg = dict(bt.config or {})
+            data = m.BacktestData(market_id=bt.market_id, tf=bt.timeframe, start=cfg.get("from"), end=cfg.get("to"))
+            params = dict(bt.params or {})
+        status, result, error = "error", None, None
+        try:
+            if row is None:
+                raise ValueError("the strategy version no longer exists")
+            code, name = row
+            arrays = await self.candles(data)
+            out = await self._execute(code, arrays, name, params, float(cfg.get("cash", 10_000.0)),
+                                      float(cfg.get("fee", 0.001)), float(cfg.get("slippage", 0.0)),
+                                      int(cfg.get("lookback", 500)), True)  # fmt: skip
+            summary = out["summary"]
+            trades = summary.pop("trades")
+            result = {"metrics": summary, "trades": trades, "equity": out["equity"]}
+            error = summary.get("error")
+            status = "error" if error else "done"
+        except (OSError, ValueError, RuntimeError) as exc:
+            error = str(exc)
+        RUNS.labels("api", status).inc()
+        self.jobs_done += 1
+        async with self.sf() as s:
+            bt = await s.get(Backtest, backtest_id)
+            if bt is not None:
+                bt.status, bt.result, bt.error, bt.finished_at = status, result, error, utcnow()
+                await s.commit()

@@ -1,0 +1,132 @@
+"""Backtests: run a strategy over stored history on the backtest workers, and read the results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from fastapi import APIRouter
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import BaseModel, Field, field_validator
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.storage.models import Backtest, Market, Strategy
+from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
+from tradewind.web.errors import ApiError
+from tradewind.web.schemas import MAX_ID, ParamValue, Request, _check_params, _check_tf
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/backtests", tags=["backtests"])
+NO_WORKER = "no backtest worker answered; start an eval process (tradewind run eval) and try again"
+MAX_MS = 253_402_300_799_999  # 9999-12-31
+
+
+class BacktestIn(Request):
+    strategy_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    market_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    timeframe: str = Field(default="1h", max_length=4)
+    from_: dt.datetime | int | None = Field(default=None, alias="from", description="start (ISO 8601 or epoch ms)")
+    to: dt.datetime | int | None = Field(default=None, description="end, exclusive (ISO 8601 or epoch ms)")
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    cash: float = Field(default=10_000.0, gt=0, le=1e12, allow_inf_nan=False)
+    fee: float = Field(default=0.001, ge=0, le=0.1, allow_inf_nan=False)
+    slippage: float = Field(default=0.0, ge=0, le=0.1, allow_inf_nan=False)
+    lookback: int = Field(default=500, ge=1, le=5000)
+
+    model_config = {**Request.model_config, "populate_by_name": True}
+    _params = field_validator("params")(_check_params)
+    _tf = field_validator("timeframe")(_check_tf)
+
+
+class BacktestQueued(BaseModel):
+    id: int
+    status: str
+
+
+class BacktestOut(BaseModel):
+    id: int
+    status: str  # queued | running | done | error
+    strategy_id: int
+    version: int
+    market_id: int
+    timeframe: str
+    params: dict[str, Any]
+    config: dict[str, Any]  # cash, fee, slippage, lookback, from, to (epoch ms)
+    metrics: dict[str, Any] | None = None  # final_equity, return_pct, max_drawdown_pct, sharpe, win_rate, candles, duration_s
+    trades: list[dict[str, Any]] | None = None  # entry_time, entry_price, exit_time, exit_price, qty, pnl
+    equity: list[list[float]] | None = None  # [time ms, equity, drawdown %], about 1,000 points
+    error: str | None = None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None = None
+
+
+class BacktestPage(BaseModel):
+    items: list[BacktestOut]
+    next_before_id: int | None
+
+
+def _ms(value: dt.datetime | int | None, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        value = int(value.timestamp() * 1000)
+    if not 0 <= value <= MAX_MS:
+        raise ApiError(422, "a time between 1970 and 9999", field=field)
+    return value
+
+
+def out(b: Backtest, detail: bool = True) -> BacktestOut:
+    result = b.result or {}
+    return BacktestOut(
+        id=b.id, status=b.status, strategy_id=b.strategy_id, version=b.version, market_id=b.market_id,
+        timeframe=b.timeframe, params=b.params or {}, config=b.config or {}, metrics=result.get("metrics"),
+        trades=result.get("trades") if detail else None, equity=result.get("equity") if detail else None,
+        error=b.error, created_at=b.created_at, finished_at=b.finished_at,
+    )  # fmt: skip
+
+
+@router.post("", status_code=202, response_model=BacktestQueued)
+async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueued:
+    """Queue a backtest of the strategy's latest version; poll GET /api/backtests/{id} for the result."""
+    strategy = await repo.get(Strategy, body.strategy_id)
+    if strategy is None:
+        raise ApiError(422, "no such strategy", field="strategy_id")
+    if await repo.s.get(Market, body.market_id) is None:
+        raise ApiError(422, "no such market", field="market_id")
+    start, end = _ms(body.from_, "from"), _ms(body.to, "to")
+    if start is not None and end is not None and end <= start:
+        raise ApiError(422, "to must be after from", field="to")
+    config = {"cash": body.cash, "fee": body.fee, "slippage": body.slippage, "lookback": body.lookback, "from": start, "to": end}
+    bt = repo.add(Backtest(strategy_id=strategy.id, version=strategy.latest_version, market_id=body.market_id,
+                           timeframe=body.timeframe, params=dict(body.params), config=config, status="queued"))  # fmt: skip
+    await repo.s.commit()
+    if st.nc is None:
+        bt.status, bt.error = "error", NO_WORKER
+    else:
+        try:
+            await st.nc.request(subjects.BACKTEST_START, m.encode(m.StartBacktest(backtest_id=bt.id)), timeout=5)
+        except (NoRespondersError, NatsTimeout):
+            bt.status, bt.error = "error", NO_WORKER
+    if bt.status == "error":
+        await repo.s.commit()
+    return BacktestQueued(id=bt.id, status=bt.status)
+
+
+@router.get("", response_model=BacktestPage)
+async def list_backtests(repo: OwnedDep, limit: Limit = 50, before_id: Cursor = None) -> dict:
+    """The user's backtests, newest first, without trades and equity curves."""
+    return page([out(b, detail=False).model_dump(mode="json") for b in await repo.page(Backtest, limit, before_id)], limit)
+
+
+@router.get("/{backtest_id}", response_model=BacktestOut)
+async def get(backtest_id: ObjectId, repo: OwnedDep) -> BacktestOut:
+    """Status, metrics, trades and the equity curve (with drawdown) of one backtest."""
+    b = await repo.get(Backtest, backtest_id)
+    if b is None:
+        raise not_found("backtest")
+    return out(b)
