@@ -13,6 +13,10 @@ async def test_every_documented_path_with_another_users_id_is_a_404(api) -> None
     ids = await setup_objects(alice)
     own = {"strategy_id": ids["strategies"], "trader_id": ids["traders"], "assignment_id": ids["assignments"]}
     spec = (await alice.get("/api/openapi.json")).json()
+    if "/api/backtests" in spec["paths"]:  # written alongside the backtest engine; covered when mounted
+        r = await alice.post("/api/backtests", json={"strategy_id": ids["strategies"], "market_id": 1})
+        assert r.status_code == 202, r.text
+        own["backtest_id"] = r.json()["id"]
     tried = []
     for path, ops in spec["paths"].items():
         params = set(re.findall(r"\{(\w+)\}", path))
