@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,13 @@ DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ETH-BTC
 
 
 @pytest.fixture(scope="module")
-def window() -> CandleWindow:
-    a = load(DATA).arrays()
-    return CandleWindow.view(a, 1999, 500, "binance:ETH/BTC:5m")
+def arrays() -> dict[str, np.ndarray]:
+    return load(DATA).arrays()
+
+
+@pytest.fixture(scope="module")
+def window(arrays: dict[str, np.ndarray]) -> CandleWindow:
+    return CandleWindow.view(arrays, 1999, 500, "binance:ETH/BTC:5m")
 
 
 CASES = {
@@ -106,3 +111,16 @@ def test_plain_lua_tables_work_as_indicator_input() -> None:
     w = CandleWindow.from_rows([(60_000 * (i + 1), 1.0, 2.0, 0.5, 1.5, 1.0) for i in range(5)], "k")
     d = StrategyRuntime("function decide(c) local s = ta.sma({1, 2, 3, 4}, 2) print(s[4]) return 'long' end", name="t").decide(w)
     assert d.logs == ["3.5"]
+
+
+def test_every_example_in_the_strategy_guide_runs_on_real_candles(arrays: dict[str, np.ndarray]) -> None:
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "strategies.md").read_text()
+    examples = re.findall(r"```lua\n(.*?)```", guide, re.S)
+    complete = [code for code in examples if "function decide" in code]
+    assert len(complete) >= 5
+    store = ArrayStore()
+    for code in complete:
+        rt = StrategyRuntime(code, name="guide", params={"fast": 5, "slow": 20}, indicators=store)
+        for end in (300, 301, 302):  # a few candles in a row, as live
+            d = rt.decide(CandleWindow.view(arrays, end, 200, "binance:ETH/BTC:5m"))
+            assert d.position in ("long", "short", "neutral"), code
