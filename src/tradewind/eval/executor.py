@@ -26,6 +26,7 @@ from tradewind.eval.window import CandleWindow
 
 log = logging.getLogger(__name__)
 MAX_RUNTIMES = 5000
+MEMORY_BUDGET_MB = 2048  # all runtimes of one executor child together; least recently used go first
 KILL_GRACE_S = 0.5
 
 
@@ -43,8 +44,48 @@ class Job:
 Outcome = tuple[int, str, str | None, float, str | None, str | None, int, list[str]]
 
 
-def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: no cover - runs in the child
-    runtimes: OrderedDict[int, tuple[tuple[Any, ...], StrategyRuntime]] = OrderedDict()
+class _Runtimes:
+    """The child's runtimes by assignment, least recently used first, within a count and a memory budget:
+    a thousand strategies may each keep up to their memory cap in globals, the process cannot."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self.by_aid: OrderedDict[int, tuple[tuple[Any, ...], StrategyRuntime, int]] = OrderedDict()
+        self.total = 0
+
+    def get(self, aid: int, key: tuple[Any, ...]) -> StrategyRuntime | None:
+        entry = self.by_aid.get(aid)
+        if entry is None:
+            return None
+        if entry[0] != key:  # a new version or new params: a new runtime (init runs again)
+            self.drop(aid)
+            return None
+        self.by_aid.move_to_end(aid)
+        return entry[1]
+
+    def add(self, aid: int, key: tuple[Any, ...], rt: StrategyRuntime) -> None:
+        self.by_aid[aid] = (key, rt, 0)
+        self.measure(aid)
+
+    def measure(self, aid: int) -> None:
+        entry = self.by_aid.get(aid)
+        if entry is None:
+            return
+        used = entry[1].memory_used()
+        self.total += used - entry[2]
+        self.by_aid[aid] = (entry[0], entry[1], used)
+        while len(self.by_aid) > 1 and (len(self.by_aid) > MAX_RUNTIMES or self.total > self.budget):
+            self.drop(next(iter(self.by_aid)))
+
+    def drop(self, aid: int) -> None:
+        entry = self.by_aid.pop(aid, None)
+        if entry is not None:
+            self.total -= entry[2]
+            entry[1].close()
+
+
+def _child(conn: Connection, progress: Any, limits: Limits, budget_mb: int) -> None:  # pragma: no cover - runs in the child
+    runtimes = _Runtimes(budget_mb * 1024 * 1024)
     codes: dict[tuple[int, int], str] = {}
     details: dict[int, tuple[str, dict[str, Any], int]] = {}  # assignment -> name, params, lookback
     store = ArrayStore()
@@ -69,25 +110,18 @@ def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: 
             rt = None
             try:
                 key = (sid, version, params)
-                entry = runtimes.get(aid)
-                if entry is None or entry[0] != key:
+                rt = runtimes.get(aid, key)
+                if rt is None:
                     code = codes.get((sid, version))
                     if code is None:
                         raise StrategyError(name, "the strategy's code is not available to the worker")
-                    if entry is not None:
-                        entry[1].close()
-                        del runtimes[aid]
                     rt = StrategyRuntime(code, name=name, params=params, limits=limits, indicators=store)
-                    runtimes[aid] = (key, rt)
-                    while len(runtimes) > MAX_RUNTIMES:
-                        runtimes.popitem(last=False)[1][1].close()
-                else:
-                    rt = entry[1]
-                    runtimes.move_to_end(aid)
+                    runtimes.add(aid, key, rt)
                 w = tails.get(lookback)
                 if w is None:
                     w = tails[lookback] = window.tail(lookback)
                 d = rt.decide(w, candle_time)
+                runtimes.measure(aid)
                 if d.note is None and not d.logs:  # the common case, in fewer objects to pickle
                     out.append((aid, d.position, d.size, int((perf() - started) * 1e6)))
                 else:
@@ -96,11 +130,11 @@ def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: 
                 if exc.candle_time is None:
                     exc.candle_time = candle_time
                     exc.args = (exc.message(),)
-                if rt is None or rt.broken or exc.limit in ("memory", "time"):
-                    dropped = runtimes.pop(aid, None)
-                    if dropped:
-                        dropped[1].close()
                 logs = rt._log[:] if rt is not None else []
+                if rt is None or rt.broken or exc.limit in ("memory", "time"):
+                    runtimes.drop(aid)
+                else:
+                    runtimes.measure(aid)
                 out.append((aid, "error", None, 1.0, None, str(exc), int((perf() - started) * 1e6), logs))
             except Exception as exc:  # a bug of ours must not look like the strategy's fault
                 log.exception("eval executor: internal error")
@@ -113,8 +147,9 @@ def _child(conn: Connection, progress: Any, limits: Limits) -> None:  # pragma: 
 class Executor:
     """The parent's handle on one child process. One batch at a time."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, memory_budget_mb: int = MEMORY_BUDGET_MB) -> None:
         self.limits = limits
+        self.memory_budget_mb = memory_budget_mb
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
@@ -131,7 +166,7 @@ class Executor:
         parent, child = self._ctx.Pipe()
         self._progress = self._ctx.Array("q", 1, lock=False)
         self._progress[0] = -1
-        self._proc = self._ctx.Process(target=_child, args=(child, self._progress, self.limits), daemon=True,
+        self._proc = self._ctx.Process(target=_child, args=(child, self._progress, self.limits, self.memory_budget_mb), daemon=True,
                                        name="tradewind-eval-executor")  # fmt: skip
         self._proc.start()
         child.close()

@@ -307,6 +307,10 @@ class StrategyRuntime:
     def _bad(self, reason: str) -> StrategyError:
         return StrategyError(self.name, f"bad return value: {reason}", candle_time=self._candle_time)
 
+    def memory_used(self) -> int:
+        """Bytes this runtime's Lua state holds (counted against its memory cap)."""
+        return self.rt.get_memory_used() if self.rt is not None else 0
+
     def close(self) -> None:
         self.rt = None  # type: ignore[assignment]
         self.boot = self._run = self._make_candles = self._decide = None

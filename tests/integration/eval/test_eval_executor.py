@@ -1,0 +1,48 @@
+"""The executor child process on its own: a memory budget across runtimes, kills that keep the batch."""
+
+from __future__ import annotations
+
+from tradewind.eval.executor import Executor, Job
+from tradewind.eval.sandbox import Limits
+from tradewind.eval.window import CandleWindow
+
+WINDOW = CandleWindow.from_rows([(60_000 * (i + 1), 1.0, 2.0, 0.5, 1.5, 1.0) for i in range(100)], "sim:BTC/USD:1m")
+# about 4 MB of globals per assignment
+HEAVY = """
+function init(p) blob = string.rep("x", 1000000) .. string.rep("y", 1000000) .. string.rep("z", 1000000) n = 0 end
+function decide(c) n = n + 1 return {position = "neutral", note = tostring(n)} end
+"""
+
+
+async def test_runtimes_beyond_the_memory_budget_are_dropped_least_recently_used_first() -> None:
+    ex = Executor(Limits(memory_mb=16), memory_budget_mb=24)
+    await ex.start()
+    try:
+        jobs = [Job(i, 1, 1, "heavy") for i in range(10)]
+        first = await ex.evaluate(WINDOW, WINDOW.last_time, jobs, {(1, 1): HEAVY})
+        assert [o[4] for o in first] == ["1"] * 10
+        again = await ex.evaluate(WINDOW, WINDOW.last_time, jobs[-3:], {(1, 1): HEAVY})
+        assert [o[4] for o in again] == ["2", "2", "2"], "the most recent runtimes are kept"
+        oldest = await ex.evaluate(WINDOW, WINDOW.last_time, jobs[:1], {(1, 1): HEAVY})
+        assert oldest[0][4] == "1", "the oldest runtime was dropped to stay within the budget; init ran again"
+        assert ex.restarts == 0
+    finally:
+        await ex.close()
+
+
+async def test_a_job_that_overruns_is_killed_and_the_jobs_after_it_still_run() -> None:
+    ex = Executor(Limits(time_ms=100, memory_mb=64))
+    await ex.start()
+    stall = """function decide(c)
+      local s = string.rep("x", 1000000) s = s .. s .. s .. s .. s .. s .. s .. s s = s .. s
+      while true do local t = s .. "x" end
+    end"""
+    good = 'function decide(c) return "long" end'
+    try:
+        jobs = [Job(1, 1, 1, "good"), Job(2, 2, 1, "stall"), Job(3, 1, 1, "good")]
+        out = await ex.evaluate(WINDOW, WINDOW.last_time, jobs, {(1, 1): good, (2, 1): stall})
+        assert [(o[0], o[1]) for o in out] == [(1, "ok"), (2, "error"), (3, "ok")]
+        assert "stopped from outside the Lua state" in out[1][5] and "'stall'" in out[1][5]
+        assert ex.restarts == 1
+    finally:
+        await ex.close()
