@@ -57,7 +57,7 @@ class BacktestOut(BaseModel):
     config: dict[str, Any]  # cash, fee, slippage, lookback, from, to (epoch ms)
     metrics: dict[str, Any] | None = None  # final_equity, return_pct, max_drawdown_pct, sharpe, win_rate, candles, duration_s
     trades: list[dict[str, Any]] | None = None  # entry_time, entry_price, exit_time, exit_price, qty, pnl
-    equity: list[list[float]] | None = None  # [time ms, equity, drawdown %], about 1,000 points
+    equity: list[list[int | float]] | None = None  # [time ms, equity, drawdown %], about 1,000 points
     error: str | None = None
     created_at: dt.datetime
     finished_at: dt.datetime | None = None
