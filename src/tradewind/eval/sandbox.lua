@@ -158,7 +158,7 @@ local function series_view(desc, lead, fmt, id)
   local len = desc & 131071
   id = id or (desc >> 38) & 16777215
   return setmetatable_({[ID] = id, [OFF] = (desc >> 17) & 2097151, [LEN] = len, [NANP] = lead < len and lead or len,
-                        [FMT] = fmt or "=d", [SER] = true, [DATA] = series_bytes(id)}, series_mt)
+                        [FMT] = fmt or "=d", [DATA] = series_bytes(id)}, series_mt)
 end
 local series_memo = {}  -- by ta function number: a backtest's whole-history results (emptied per backtest)
 local function is_view(mt) return mt == view_mt or mt == series_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true) end
@@ -382,19 +382,19 @@ for k, name in ipairs(ta_names) do
         -- A backtest's view of a whole-history array with a plain number (or nothing) after it: the host
         -- answers the same result array for every candle, only the view's offset and length change, so
         -- after the first answer the view is made here without crossing to the host.
-        local ser = type_(a) == "table" and rawget_(a, SER)
+        local ser = debug_getmetatable(a) == series_mt
         local bk = b
         if ser then
           if bk == nil then bk = memo elseif type_(bk) ~= "number" or bk ~= bk then ser = false end
         end
         if ser then
-          local id = rawget_(a, ID)
+          local id = a[ID]
           local byid = memo[id]
           local hit = byid and byid[bk]
           if hit then
             local len, lead, rid = a[LEN], hit[2], hit[1]
             return setmetatable_({[ID] = rid, [OFF] = a[OFF], [LEN] = len, [NANP] = lead < len and lead or len,
-                                  [FMT] = "=d", [SER] = true, [DATA] = series_data[rid]}, series_mt)
+                                  [FMT] = "=d", [DATA] = series_data[rid]}, series_mt)
           end
           n, d, last, prev, lead = host_ta(k, id_of(a), b)
           if n ~= 0 and lead >= 0 then
@@ -561,17 +561,20 @@ local CODE = {long = "l", short = "s", neutral = "n"}
 local VALUE, DONE = {}, {}  -- the runner's own yields: no strategy can make these tables
 local cur  -- the candle the runner is on
 local function runner(f, c, params, views, first, last, lookback, buf)
+  local v1, v2, v3, v4, v5, v6 = views[1], views[2], views[3], views[4], views[5], views[6]
   for i = first, last do
     cur = i
     local off = i - lookback
     if off < 0 then off = 0 end
     local len = i - off
-    for k = 1, 6 do local v = views[k] v[OFF] = off v[LEN] = len end  -- present keys: no __newindex
+    -- present keys: plain stores, no __newindex
+    v1[OFF] = off v1[LEN] = len v2[OFF] = off v2[LEN] = len v3[OFF] = off v3[LEN] = len
+    v4[OFF] = off v4[LEN] = len v5[OFF] = off v5[LEN] = len v6[OFF] = off v6[LEN] = len
     used, deadline = 0, nil
     local r, size, note = f(c, params)
     if exhausted then error_(LIMIT_MARK .. exhausted) end
-    local code = CODE[r]
-    if code == nil or type_(r) ~= "string" then
+    local code = CODE[r]  -- only the three strings are keys of CODE
+    if code == nil then
       -- a table {position=, size=, note=}, read raw; anything else goes to the host to be judged
       if type_(r) == "table" then
         local p, s, nt = rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note")

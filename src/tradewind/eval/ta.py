@@ -415,3 +415,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 NAMES = sorted(FUNCTIONS)  # Lua calls a function by its number in this list (from 1)
 MULTI = frozenset({"macd", "bbands", "stoch", "stochrsi"})  # the functions that return several arrays
+
+# The name the eval contracts use for the shared store: arrays visible to Lua and the indicator cache.
+IndicatorCache = ArrayStore
