@@ -61,6 +61,17 @@ describe("backtest answer", () => {
     expect(b.curve).toEqual([{ time: 1, equity: 2, drawdown: 0 }]);
   });
 
+  it("reads the API's answer: metrics, trades and equity side by side, times in config as epoch ms", () => {
+    const { trades, ...metrics } = report;
+    const b = readBacktest({ id: 9, status: "done", strategy_id: 1, version: 2, market_id: 1, timeframe: "1h", params: { fast: 5 },
+      config: { cash: 10000, fee: 0.001, from: 1_795_392_000_000, to: null }, metrics, trades, equity: [[1_795_392_000_000, 10000, 0]], error: null });
+    expect(b.from).toBe(1_795_392_000);
+    expect(b.to).toBeNull();
+    expect(b.metrics?.trades).toBe(2);
+    expect(b.curve[0].time).toBe(1_795_392_000);
+    expect(readBacktest({ id: 9, status: "done", metrics: { ...metrics, trade_count: 12 }, trades: null, equity: null }).metrics?.trades).toBe(12);
+  });
+
   it("is still running while queued or running, and shows the error of a failed run", () => {
     expect(isRunning(readBacktest({ id: 1, status: "queued" }))).toBe(true);
     expect(isRunning(readBacktest({ id: 1, status: "running" }))).toBe(true);

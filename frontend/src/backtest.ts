@@ -108,7 +108,7 @@ export function readBacktest(raw: unknown): BacktestView {
     metrics: hasMetrics ? {
       final_equity: num(m.final_equity), return_pct: num(m.return_pct), max_drawdown_pct: num(m.max_drawdown_pct),
       sharpe: num(m.sharpe), win_rate: num(m.win_rate), candles: num(m.candles), duration_s: num(m.duration_s),
-      trades: typeof m.trades === "number" ? m.trades : trades.length,
+      trades: num(m.trade_count) ?? (typeof m.trades === "number" ? m.trades : trades.length),
     } : null,
     trades,
     curve,

@@ -124,7 +124,6 @@ export const api = {
   backtests: (limit = 50) => request<Page<Record<string, unknown>>>("GET", `/api/backtests?limit=${limit}`),
   backtest: (id: number) => request<Record<string, unknown>>("GET", `/api/backtests/${id}`),
   runBacktest: (b: BacktestIn) => request<{ id: number }>("POST", "/api/backtests", b),
-  deleteBacktest: (id: number) => request<void>("DELETE", `/api/backtests/${id}`),
   kill: () => request<{ paused_assignments: number }>("POST", "/api/killswitch"),
   unkill: () => request<unknown>("DELETE", "/api/killswitch"),
 };

@@ -35,8 +35,9 @@ export function CandleChart({ bars, markers, height }: { bars: Bar[]; markers: M
     if (!s) return;
     s.setData(bars.map((b) => ({ ...b, time: b.time as UTCTimestamp })));
     if (first.current && bars.length) {
-      // Start on the last ~120 candles rather than squeezing the whole history in.
-      chart.current?.timeScale().setVisibleLogicalRange({ from: Math.max(0, bars.length - 120), to: bars.length + 3 });
+      // Start on the last candles, about 7 px each (120 at most), rather than squeezing the whole history in.
+      const n = Math.max(30, Math.min(120, Math.floor((host.current?.clientWidth ?? 840) / 7)));
+      chart.current?.timeScale().setVisibleLogicalRange({ from: Math.max(0, bars.length - n), to: bars.length + 3 });
       first.current = false;
     }
   }, [bars]);
@@ -45,7 +46,11 @@ export function CandleChart({ bars, markers, height }: { bars: Bar[]; markers: M
     marks.current?.setMarkers(markers.map((m) => ({ ...m, time: m.time as UTCTimestamp }) as SeriesMarker<Time>));
   }, [markers]);
 
-  return <div className="chart" style={height ? { height } : undefined} ref={host} data-testid="chart" data-markers={markers.length} data-bars={bars.length} />;
+  // Counts for the browser tests: decision arrows, and fills (drawn at their price).
+  const arrows = markers.filter((m) => m.shape !== "circle").length;
+  const fills = markers.filter((m) => m.position === "atPriceMiddle").length;
+  return <div className="chart" style={height ? { height } : undefined} ref={host} data-testid="chart" data-markers={markers.length}
+    data-arrows={arrows} data-fills={fills} data-bars={bars.length} />;
 }
 
 /** Equity (top pane) and drawdown below zero (bottom pane) of a backtest. */
