@@ -84,7 +84,9 @@ class _Runtimes:
             entry[1].close()
 
 
-def _child(conn: Connection, progress: Any, limits: Limits, budget_mb: int) -> None:  # pragma: no cover - runs in the child
+def _child(
+    conn: Connection, progress: Any, limits: Limits, budget_mb: int
+) -> None:  # pragma: no cover - runs in the child
     runtimes = _Runtimes(budget_mb * 1024 * 1024)
     codes: dict[tuple[int, int], str] = {}
     details: dict[int, tuple[str, dict[str, Any], int]] = {}  # assignment -> name, params, lookback
@@ -125,7 +127,9 @@ def _child(conn: Connection, progress: Any, limits: Limits, budget_mb: int) -> N
                 if d.note is None and not d.logs:  # the common case, in fewer objects to pickle
                     out.append((aid, d.position, d.size, int((perf() - started) * 1e6)))
                 else:
-                    out.append((aid, "ok", d.position, d.size, d.note, None, int((perf() - started) * 1e6), d.logs))
+                    out.append(
+                        (aid, "ok", d.position, d.size, d.note, None, int((perf() - started) * 1e6), d.logs)
+                    )
             except StrategyError as exc:
                 if exc.candle_time is None:
                     exc.candle_time = candle_time
@@ -196,12 +200,16 @@ class Executor:
             self._proc.kill()
         self._proc = None
 
-    async def evaluate(self, window: CandleWindow, candle_time: int, jobs: list[Job], codes: dict[tuple[int, int], str]) -> list[Outcome]:
+    async def evaluate(
+        self, window: CandleWindow, candle_time: int, jobs: list[Job], codes: dict[tuple[int, int], str]
+    ) -> list[Outcome]:
         """Run the jobs on the window; a job that overruns the deadline is reported as a time limit."""
         async with self._lock:
             return await asyncio.to_thread(self._evaluate, window, candle_time, jobs, codes)
 
-    def _evaluate(self, window: CandleWindow, candle_time: int, jobs: list[Job], codes: dict[tuple[int, int], str]) -> list[Outcome]:
+    def _evaluate(
+        self, window: CandleWindow, candle_time: int, jobs: list[Job], codes: dict[tuple[int, int], str]
+    ) -> list[Outcome]:
         arrays = (window.time, window.open, window.high, window.low, window.close, window.volume)
         parts = (window.key, *((a.tobytes(), a.dtype.str) for a in arrays))
         results: dict[int, Outcome] = {}
@@ -227,7 +235,9 @@ class Executor:
             except OSError:  # the child is gone: start another and send the batch again
                 broken += 1
                 if broken > 3:
-                    raise RuntimeError("the eval executor process keeps dying before it takes any work") from None
+                    raise RuntimeError(
+                        "the eval executor process keeps dying before it takes any work"
+                    ) from None
                 self._kill()
                 continue
             self._known.update(send_codes)
@@ -242,14 +252,28 @@ class Executor:
                 continue
             job = pending[overran]
             if died:
-                log.warning("eval executor: the child died running assignment %s; restarting it", job.assignment_id)
+                log.warning(
+                    "eval executor: the child died running assignment %s; restarting it", job.assignment_id
+                )
                 reason, limit = "the evaluation process died running this strategy (out of memory?)", "memory"
             else:
-                log.warning("eval executor: assignment %s overran its time limit; restarting the child", job.assignment_id)
+                log.warning(
+                    "eval executor: assignment %s overran its time limit; restarting the child",
+                    job.assignment_id,
+                )
                 reason = f"time limit reached ({self.limits.time_ms} ms per evaluation; stopped from outside the Lua state)"
                 limit = "time"
             err = StrategyError(job.name, reason, candle_time=candle_time, limit=limit)
-            results[job.assignment_id] = (job.assignment_id, "error", None, 1.0, None, str(err), int(deadline_s * 1e6), [])
+            results[job.assignment_id] = (
+                job.assignment_id,
+                "error",
+                None,
+                1.0,
+                None,
+                str(err),
+                int(deadline_s * 1e6),
+                [],
+            )
             self._kill()
             pending = [j for j in pending if j.assignment_id not in results]
         return [results[j.assignment_id] for j in jobs]

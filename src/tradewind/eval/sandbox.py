@@ -35,6 +35,8 @@ def _boot_bytecode() -> bytes:
         dump = compiler.eval('function(src) return string.dump(assert(load(src, "=boot", "t")), true) end')
         _boot_chunk = dump(BOOT.encode())
     return _boot_chunk
+
+
 HOOK_STEP = 1000
 MAX_ERROR = 1000
 _LINE = re.compile(r"^strategy:(\d+): ")
@@ -46,7 +48,13 @@ class StrategyError(Exception):
 
     def __init__(self, strategy: str, reason: str, *, candle_time: int | None = None, line: int | None = None,
                  limit: str | None = None) -> None:  # fmt: skip
-        self.strategy, self.reason, self.candle_time, self.line, self.limit = strategy, reason, candle_time, line, limit
+        self.strategy, self.reason, self.candle_time, self.line, self.limit = (
+            strategy,
+            reason,
+            candle_time,
+            line,
+            limit,
+        )
         super().__init__(self.message())
 
     def message(self) -> str:
@@ -215,15 +223,19 @@ class StrategyRuntime:
         if mark and mark in text:
             limit = text.split(mark, 1)[1].split()[0].strip() or "instructions"
             self.broken = limit != "instructions" and limit != "time"
-            return StrategyError(self.name, _limit_text(limit, self.limits), candle_time=self._candle_time, limit=limit)
+            return StrategyError(
+                self.name, _limit_text(limit, self.limits), candle_time=self._candle_time, limit=limit
+            )
         if "not enough memory" in text:
             self.broken = True
-            return StrategyError(self.name, _limit_text("memory", self.limits), candle_time=self._candle_time, limit="memory")
+            return StrategyError(
+                self.name, _limit_text("memory", self.limits), candle_time=self._candle_time, limit="memory"
+            )
         line = None
         m = _LINE.match(text)
         if m:
             line = int(m.group(1))
-            text = text[m.end():]
+            text = text[m.end() :]
         if len(text) > MAX_ERROR:
             text = text[:MAX_ERROR] + f"… ({len(text) - MAX_ERROR} more characters)"
         reason = f"syntax error: {text}" if syntax else text
@@ -258,15 +270,23 @@ class StrategyRuntime:
             return self._table_decision(*out[:3])
         return out[0] if out else None
 
-    def decide_series(self, arrays: dict[str, np.ndarray], lookback: int, start: int, stop: int,
-                      out: list[str] | None = None) -> str:
+    def decide_series(
+        self,
+        arrays: dict[str, np.ndarray],
+        lookback: int,
+        start: int,
+        stop: int,
+        out: list[str] | None = None,
+    ) -> str:
         """Positions for candles start..stop-1 (0-based) of a whole history, each decided on the window
         of at most ``lookback`` candles ending there: a backtest, with the loop inside Lua. One letter
         per candle: ``l`` long, ``s`` short, ``n`` neutral. Raises StrategyError at the failing candle;
         the letters decided before it are in ``out`` (appended as they come)."""
         times = arrays["time"]
         if self._series_state is None or self._series_state[0] is not arrays:
-            codes = self.store.bind_series([arrays[k] for k in ("open", "high", "low", "close", "volume", "time")])
+            codes = self.store.bind_series(
+                [arrays[k] for k in ("open", "high", "low", "close", "volume", "time")]
+            )
             c, views = self._make_candles(*codes)
             self._series_state = (arrays, c, views)
         _, c, views = self._series_state
@@ -299,24 +319,34 @@ class StrategyRuntime:
         logs = self._log[:] if self._log else []
         if value.__class__ is str:
             if value not in POSITIONS:
-                raise self._bad(f"decide returned {value[:40]!r}; return \"long\", \"short\" or \"neutral\"")
+                raise self._bad(f'decide returned {value[:40]!r}; return "long", "short" or "neutral"')
             return Decision(value, 1.0, None, logs)
         if lua.lua_type(value) == "table":  # a backtest's decision, made a plain table in Lua
             return self._table_decision(value["position"], value["size"], value["note"])
         if value is None:
-            raise self._bad("decide returned nothing; return \"long\", \"short\" or \"neutral\"")
-        raise self._bad(f"decide returned {_short(value)}; return \"long\", \"short\" or \"neutral\"")
+            raise self._bad('decide returned nothing; return "long", "short" or "neutral"')
+        raise self._bad(f'decide returned {_short(value)}; return "long", "short" or "neutral"')
 
     def _table_decision(self, position: Any, size: Any, note: Any) -> Decision:
         if position.__class__ is not str or position not in POSITIONS:
-            raise self._bad("the table decide returned needs position = \"long\", \"short\" or \"neutral\"")
+            raise self._bad('the table decide returned needs position = "long", "short" or "neutral"')
         if size is None:
             size = 1.0
-        if isinstance(size, bool) or not isinstance(size, (int, float)) or not math.isfinite(size) or not 0 <= size <= 1:
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, (int, float))
+            or not math.isfinite(size)
+            or not 0 <= size <= 1
+        ):
             raise self._bad(f"size must be a number from 0 to 1, got {_short(size)}")
         if note is not None and not isinstance(note, (str, int, float)):
             raise self._bad("note must be text")
-        return Decision(position, float(size), None if note is None else str(note)[:500], self._log[:] if self._log else [])
+        return Decision(
+            position,
+            float(size),
+            None if note is None else str(note)[:500],
+            self._log[:] if self._log else [],
+        )
 
     def _bad(self, reason: str) -> StrategyError:
         return StrategyError(self.name, f"bad return value: {reason}", candle_time=self._candle_time)
@@ -348,7 +378,9 @@ def validate(code: str, limits: Limits | None = None) -> list[Diagnostic]:
     """Compile (and run the top level of) ``code`` in a throwaway sandbox; [] when it is fine."""
     started = time.monotonic()
     try:
-        StrategyRuntime(code, name="validate", limits=limits or Limits(time_ms=500, instructions=2_000_000)).close()
+        StrategyRuntime(
+            code, name="validate", limits=limits or Limits(time_ms=500, instructions=2_000_000)
+        ).close()
     except StrategyError as exc:
         return [Diagnostic(exc.line, exc.reason)]
     finally:

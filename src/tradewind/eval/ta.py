@@ -125,7 +125,9 @@ class ArrayStore:
             for arr in (window.open, window.high, window.low, window.close, window.volume):
                 self._register(_as(arr, np.float64), w)
             self._register(_as(window.time, np.int64), w)
-            w.codes = tuple((i << 38) | n for i in w.ids) + tuple(v for i in w.ids for v in _tail(self._arrays[i][0]))
+            w.codes = tuple((i << 38) | n for i in w.ids) + tuple(
+                v for i in w.ids for v in _tail(self._arrays[i][0])
+            )
             self._windows[key] = w
             while len(self._windows) > MAX_WINDOWS:
                 _, old = self._windows.popitem(last=False)
@@ -176,7 +178,9 @@ class ArrayStore:
             view[: min(lead, length)] = np.nan
         return view, owner, False
 
-    def call(self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray], hot_key: Any = None) -> Any:
+    def call(
+        self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray], hot_key: Any = None
+    ) -> Any:
         """Run ta.<name>(args) where array arguments are descriptors (or Lua tables, converted by ``to_array``).
         A result cached for a live window is also remembered under ``hot_key`` in ``hot``."""
         first = args[0] if args else None
@@ -218,7 +222,9 @@ class ArrayStore:
         k = tuple(key)
         hit = owner.cache.get(k)
         if hit is None:
-            values = [self._arrays[a >> 38 & MAX_ID][0] if a.__class__ is int and a >= TAG else a for a in args]
+            values = [
+                self._arrays[a >> 38 & MAX_ID][0] if a.__class__ is int and a >= TAG else a for a in args
+            ]
             try:
                 result = FUNCTIONS[name](*values)
             except TAError:
@@ -233,7 +239,9 @@ class ArrayStore:
         rid, lead = hit
         return 1, (rid << 38) | window, None, None, lead  # type: ignore[operator]
 
-    def _compute(self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray]) -> tuple[Any, _Window | None]:
+    def _compute(
+        self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray]
+    ) -> tuple[Any, _Window | None]:
         spec = FUNCTIONS.get(name)
         if spec is None:
             raise TAError(f"ta.{name} does not exist; see docs/strategies.md for the list")
@@ -325,7 +333,9 @@ def _bbands(src: Any, n: Any = None, up: Any = None, down: Any = None) -> tuple[
                         nbdevdn=_num(down, _num(up, 2.0, "deviations up"), "deviations down"))  # fmt: skip
 
 
-def _stoch(h: Any, lo: Any, c: Any, fastk: Any = None, slowk: Any = None, slowd: Any = None) -> tuple[np.ndarray, ...]:
+def _stoch(
+    h: Any, lo: Any, c: Any, fastk: Any = None, slowk: Any = None, slowd: Any = None
+) -> tuple[np.ndarray, ...]:
     return talib.STOCH(_series(h), _series(lo), _series(c), fastk_period=_period(fastk, 14, "k period"),
                        slowk_period=_period(slowk, 3, "k smoothing"), slowd_period=_period(slowd, 3, "d period"))  # fmt: skip
 

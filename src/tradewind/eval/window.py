@@ -33,7 +33,10 @@ class CandleWindow:
     def view(cls, arrays: dict[str, np.ndarray], end: int, lookback: int, key: str) -> CandleWindow:
         """The window of at most ``lookback`` candles ending at index ``end`` (inclusive); no copying."""
         start = max(0, end + 1 - lookback)
-        return cls(key, *(arrays[name][start : end + 1] for name in ("time", "open", "high", "low", "close", "volume")))
+        return cls(
+            key,
+            *(arrays[name][start : end + 1] for name in ("time", "open", "high", "low", "close", "volume")),
+        )
 
     @classmethod
     def from_rows(cls, rows: list[tuple[int, float, float, float, float, float]], key: str) -> CandleWindow:
@@ -46,4 +49,7 @@ class CandleWindow:
     def tail(self, lookback: int) -> CandleWindow:
         if len(self) <= lookback:
             return self
-        return CandleWindow(self.key, *(getattr(self, n)[-lookback:] for n in ("time", "open", "high", "low", "close", "volume")))
+        return CandleWindow(
+            self.key,
+            *(getattr(self, n)[-lookback:] for n in ("time", "open", "high", "low", "close", "volume")),
+        )

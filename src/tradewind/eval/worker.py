@@ -72,7 +72,9 @@ class WindowCache:
         async with self._arrived:
             self._arrived.notify_all()
 
-    async def window(self, exchange: str, symbol: str, tf: str, candle_time: int, lookback: int) -> CandleWindow:
+    async def window(
+        self, exchange: str, symbol: str, tf: str, candle_time: int, lookback: int
+    ) -> CandleWindow:
         """The candles up to and including ``candle_time``, at most ``lookback`` of them."""
         key = (exchange, symbol, tf)
         s = self._series.get(key)
@@ -80,12 +82,19 @@ class WindowCache:
             # core publishes the candle before it asks: it is on its way to us.
             try:
                 async with self._arrived:
-                    await asyncio.wait_for(self._arrived.wait_for(lambda: self._last(key) >= candle_time), 0.2)
+                    await asyncio.wait_for(
+                        self._arrived.wait_for(lambda: self._last(key) >= candle_time), 0.2
+                    )
             except TimeoutError:
                 pass
             s = self._series.get(key)
         name = f"{market_key(exchange, symbol)}:{tf}"
-        if s is not None and s.rows and s.rows[-1][0] == candle_time and (len(s.rows) >= lookback or s.exhaustive):
+        if (
+            s is not None
+            and s.rows
+            and s.rows[-1][0] == candle_time
+            and (len(s.rows) >= lookback or s.exhaustive)
+        ):
             w = s.windows.get(candle_time)
             if w is None:
                 w = CandleWindow.from_rows(s.rows[-MAX_LOOKBACK:], name)
@@ -110,11 +119,15 @@ class WindowCache:
                 if mid is None:
                     return []
                 self._markets[(exchange, symbol)] = mid
-            return await store.last_candles(session, mid, tf, min(lookback, MAX_LOOKBACK), before=candle_time + 1)
+            return await store.last_candles(
+                session, mid, tf, min(lookback, MAX_LOOKBACK), before=candle_time + 1
+            )
 
 
 class EvalWorker:
-    def __init__(self, settings: Settings, nc: Client, session_factory: SessionFactory, name: str = "eval") -> None:
+    def __init__(
+        self, settings: Settings, nc: Client, session_factory: SessionFactory, name: str = "eval"
+    ) -> None:
         self.settings = settings
         self.nc = nc
         self.sf = session_factory
@@ -129,7 +142,9 @@ class EvalWorker:
     async def start(self) -> None:
         await self.executor.start()
         self._subs.append(await self.nc.subscribe(subjects.CORE_CANDLES_ALL, cb=self._on_candle))
-        self._subs.append(await self.nc.subscribe(subjects.EVAL_RUN, queue=subjects.EVAL_QUEUE, cb=self._on_request))
+        self._subs.append(
+            await self.nc.subscribe(subjects.EVAL_RUN, queue=subjects.EVAL_QUEUE, cb=self._on_request)
+        )
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []

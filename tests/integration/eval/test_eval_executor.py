@@ -6,7 +6,9 @@ from tradewind.eval.executor import Executor, Job
 from tradewind.eval.sandbox import Limits
 from tradewind.eval.window import CandleWindow
 
-WINDOW = CandleWindow.from_rows([(60_000 * (i + 1), 1.0, 2.0, 0.5, 1.5, 1.0) for i in range(100)], "sim:BTC/USD:1m")
+WINDOW = CandleWindow.from_rows(
+    [(60_000 * (i + 1), 1.0, 2.0, 0.5, 1.5, 1.0) for i in range(100)], "sim:BTC/USD:1m"
+)
 # about 4 MB of globals per assignment
 HEAVY = """
 function init(p) blob = string.rep("x", 1000000) .. string.rep("y", 1000000) .. string.rep("z", 1000000) n = 0 end

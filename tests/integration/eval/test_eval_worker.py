@@ -18,7 +18,9 @@ from tradewind.storage.db import make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
 from tradewind.storage.models import Strategy, StrategyVersion, User
 
-GOOD = 'function decide(c, p) if c.close[#c.close] > c.open[#c.open] then return "long" end return "short" end'
+GOOD = (
+    'function decide(c, p) if c.close[#c.close] > c.open[#c.open] then return "long" end return "short" end'
+)
 # Each `..` is one Lua instruction that copies 16 MB in C: the count hook fires every thousand
 # instructions, so it takes seconds to notice the time limit in the Lua state; the kill stops it in time.
 STALLS_IN_C = """
@@ -30,7 +32,9 @@ function decide(c, p)
 end
 """
 LOOPS = "function decide(c) while true do end end"
-MEMORY_BOMB = 'function decide(c) local s, t = string.rep("x", 1000000), {} for i = 1, 1e9 do t[i] = s .. i end end'
+MEMORY_BOMB = (
+    'function decide(c) local s, t = string.rep("x", 1000000), {} for i = 1, 1e9 do t[i] = s .. i end end'
+)
 COUNTER = """
 function init(p) n = p.start or 0 end
 function decide(c, p) n = n + 1 return {position = "neutral", note = tostring(n)} end
@@ -54,7 +58,9 @@ async def env(tmp_path: Path):  # type: ignore[no-untyped-def]
             await s.flush()
             s.add(StrategyVersion(strategy_id=sid, version=1, code=code))
         market = await store.get_or_create_market(s, "sim", "BTC/USD")
-        rows = [(T0 + i * 60_000, 100.0 + i % 3, 102.0 + i % 3, 99.0, 101.0 + (i % 2), 5.0) for i in range(600)]
+        rows = [
+            (T0 + i * 60_000, 100.0 + i % 3, 102.0 + i % 3, 99.0, 101.0 + (i % 2), 5.0) for i in range(600)
+        ]
         await store.insert_candles(s, market.id, "1m", rows)
         await s.commit()
     server = EmbeddedNats(tmp_path / "nats")
@@ -106,13 +112,19 @@ async def test_hostile_strategies_in_a_batch_fail_alone_and_the_worker_keeps_ser
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        reply = await ask(client, request([(1, 1), (2, 2), (3, 1), (4, 3), (5, 4), (6, 1), (7, 6)]), timeout=30)
+        reply = await ask(
+            client, request([(1, 1), (2, 2), (3, 1), (4, 3), (5, 4), (6, 1), (7, 6)]), timeout=30
+        )
         assert loop.time() - started < 6, "each hostile strategy is stopped within its limits"
         by_id = {o.assignment_id: o for o in reply.outcomes}
         assert [o.assignment_id for o in reply.outcomes] == [1, 2, 3, 4, 5, 6, 7]
         assert all(by_id[a].status == "ok" and by_id[a].position in ("long", "short") for a in (1, 3, 6))
         stalled, looped, bombed, bad = by_id[2], by_id[4], by_id[5], by_id[7]
-        assert stalled.status == "error" and "time limit" in stalled.error and "stopped from outside" in stalled.error
+        assert (
+            stalled.status == "error"
+            and "time limit" in stalled.error
+            and "stopped from outside" in stalled.error
+        )
         assert "'s2'" in stalled.error and "candle" in stalled.error
         assert looped.status == "error" and "instruction limit" in looped.error and "'s3'" in looped.error
         assert bombed.status == "error" and "memory limit" in bombed.error

@@ -30,33 +30,63 @@ def fail(code: str, limits: Limits = LIMITS) -> StrategyError:
 HOSTILE = {
     "top-level loop": ("while true do end", "instructions"),
     "loop in decide": ("function decide(c) while true do end end", "instructions"),
-    "loop in a coroutine": ("function decide(c) coroutine.wrap(function() while true do end end)() end", "instructions"),
-    "loop swallowed by pcall": ("function decide(c) for i = 1, 100 do pcall(function() while true do end end) end return 'long' end", "instructions"),
+    "loop in a coroutine": (
+        "function decide(c) coroutine.wrap(function() while true do end end)() end",
+        "instructions",
+    ),
+    "loop swallowed by pcall": (
+        "function decide(c) for i = 1, 100 do pcall(function() while true do end end) end return 'long' end",
+        "instructions",
+    ),
     "recursion": ("local function f() return f() + 1 end function decide(c) return f() end", None),
     "table bomb": ("function decide(c) local t = {} for i = 1, 1e9 do t[i] = i end end", "memory"),
     "string.rep bomb": ("function decide(c) return string.rep('x', 1e10) end", None),
     "method rep bomb": ("function decide(c) return ('x'):rep(1e10) end", None),
     "concatenation bomb": ("function decide(c) local s = 'x' for i = 1, 64 do s = s .. s end end", "memory"),
-    "table.concat bomb": ("function decide(c) local t = {} for i = 1, 2e6 do t[i] = 'xxxxxxxxxx' end return table.concat(t) end", "memory"),
-    "string.rep with a separator": ("function decide(c) return string.rep('x', 1e6, string.rep('y', 1e6)) end", None),
-    "coroutine bomb": ("function decide(c) local t = {} for i = 1, 1e9 do t[i] = coroutine.create(print) end end", "memory"),
-    "loop in init": ("function init(p) while true do end end function decide(c) return 'long' end", "instructions"),
-    "loop in an error handler": ("function decide(c) xpcall(error, function() while true do end end) end", "instructions"),
+    "table.concat bomb": (
+        "function decide(c) local t = {} for i = 1, 2e6 do t[i] = 'xxxxxxxxxx' end return table.concat(t) end",
+        "memory",
+    ),
+    "string.rep with a separator": (
+        "function decide(c) return string.rep('x', 1e6, string.rep('y', 1e6)) end",
+        None,
+    ),
+    "coroutine bomb": (
+        "function decide(c) local t = {} for i = 1, 1e9 do t[i] = coroutine.create(print) end end",
+        "memory",
+    ),
+    "loop in init": (
+        "function init(p) while true do end end function decide(c) return 'long' end",
+        "instructions",
+    ),
+    "loop in an error handler": (
+        "function decide(c) xpcall(error, function() while true do end end) end",
+        "instructions",
+    ),
     "loop in a to-be-closed variable": (
         "function decide(c) local x <close> = setmetatable({}, {__close = function() while true do end end}) end",
-        "instructions"),
+        "instructions",
+    ),
     "sorting in a loop": (
         "function decide(c) local t = {} for i = 1, 2e5 do t[i] = -i end while true do table.sort(t) end end",
-        "instructions"),
+        "instructions",
+    ),
     "table.concat in a loop": (
         "function decide(c) local t = {} for i = 1, 1e5 do t[i] = 'x' end while true do table.concat(t) end end",
-        "instructions"),
+        "instructions",
+    ),
     "string.upper in a loop": (
-        "function decide(c) local s = string.rep('x', 1e6) while true do s:upper() end end", "instructions"),
+        "function decide(c) local s = string.rep('x', 1e6) while true do s:upper() end end",
+        "instructions",
+    ),
     "error object with a looping __tostring": (
-        "function decide(c) error(setmetatable({}, {__tostring = function() while true do end end})) end", None),
+        "function decide(c) error(setmetatable({}, {__tostring = function() while true do end end})) end",
+        None,
+    ),
     "returned table with a looping __index": (
-        "function decide(c) return setmetatable({}, {__index = function() while true do end end}) end", None),
+        "function decide(c) return setmetatable({}, {__index = function() while true do end end}) end",
+        None,
+    ),
 }
 # Lua patterns backtrack in C, where no hook runs: a 300-character subject would take minutes.
 PATTERNS = {
@@ -144,7 +174,9 @@ def test_next_and_rawget_reveal_no_private_state_of_the_arrays() -> None:
 
 def test_binary_chunks_and_gc_finalizers_are_refused() -> None:
     assert validate("\x1bLua" + "x" * 20)
-    err = fail("function decide(c) setmetatable({}, {__gc = function() while true do end end}) return 'long' end")
+    err = fail(
+        "function decide(c) setmetatable({}, {__gc = function() while true do end end}) return 'long' end"
+    )
     assert "__gc" in err.reason
     assert StrategyRuntime("function decide(c) return getmetatable('') == nil and 'long' or 'short' end",
                            name="s").decide(WINDOW).position == "long"  # fmt: skip
@@ -156,8 +188,14 @@ def test_candle_arrays_are_read_only_and_shared_state_is_impossible() -> None:
     err = fail("function decide(c) c.close = {} end")
     assert "read-only" in err.reason
     store = ArrayStore()
-    a = StrategyRuntime("x = 1 function decide(c) x = x + 1 string.upper = nil return 'long' end", name="a", indicators=store)
-    b = StrategyRuntime("function decide(c) return (x == nil and string.upper('a') == 'A') and 'long' or 'short' end", name="b", indicators=store)
+    a = StrategyRuntime(
+        "x = 1 function decide(c) x = x + 1 string.upper = nil return 'long' end", name="a", indicators=store
+    )
+    b = StrategyRuntime(
+        "function decide(c) return (x == nil and string.upper('a') == 'A') and 'long' or 'short' end",
+        name="b",
+        indicators=store,
+    )
     a.decide(WINDOW)
     assert b.decide(WINDOW).position == "long"
 
@@ -183,7 +221,9 @@ def test_errors_name_the_line_and_the_candle_and_huge_messages_are_cut() -> None
 
 
 def test_print_goes_to_a_bounded_log() -> None:
-    d = StrategyRuntime("function decide(c) for i = 1, 10000 do print('line', i) end return 'long' end", name="p").decide(WINDOW)
+    d = StrategyRuntime(
+        "function decide(c) for i = 1, 10000 do print('line', i) end return 'long' end", name="p"
+    ).decide(WINDOW)
     assert d.logs[0] == "line\t1" and len(d.logs) <= 51 and d.logs[-1].startswith("…")
 
 
@@ -215,7 +255,11 @@ def test_memory_returns_to_its_baseline_after_memory_bombs() -> None:
 
 def test_a_well_behaved_strategy_still_works_next_to_hostile_ones() -> None:
     store = ArrayStore()
-    good = StrategyRuntime("function decide(c) return c.close[#c.close] > 100 and 'long' or 'short' end", name="g", indicators=store)
+    good = StrategyRuntime(
+        "function decide(c) return c.close[#c.close] > 100 and 'long' or 'short' end",
+        name="g",
+        indicators=store,
+    )
     for code, _ in HOSTILE.values():
         with pytest.raises(StrategyError):
             StrategyRuntime(code, name="h", limits=LIMITS, indicators=store).decide(WINDOW)

@@ -94,14 +94,20 @@ def test_an_indicator_is_computed_once_for_every_strategy_on_the_window(window: 
     for rt in runtimes:
         rt.decide(window)
     assert store.computed == 2
-    other = StrategyRuntime("function decide(c) local a = ta.sma(c.close, 11) return 'long' end", name="o", indicators=store)
+    other = StrategyRuntime(
+        "function decide(c) local a = ta.sma(c.close, 11) return 'long' end", name="o", indicators=store
+    )
     other.decide(window)
     assert store.computed == 3
 
 
 def test_ta_errors_are_clear() -> None:
     w = CandleWindow.from_rows([(60_000 * (i + 1), 1.0, 2.0, 0.5, 1.5, 1.0) for i in range(50)], "k")
-    for call, says in (("ta.sma(c.close, -3)", "period"), ("ta.nope(c.close)", "does not exist"), ("ta.sma(5, 3)", "expected an array")):
+    for call, says in (
+        ("ta.sma(c.close, -3)", "period"),
+        ("ta.nope(c.close)", "does not exist"),
+        ("ta.sma(5, 3)", "expected an array"),
+    ):
         with pytest.raises(Exception) as info:
             StrategyRuntime(f"function decide(c) local x = {call} return 'long' end", name="e").decide(w)
         assert says in str(info.value)
@@ -109,7 +115,9 @@ def test_ta_errors_are_clear() -> None:
 
 def test_plain_lua_tables_work_as_indicator_input() -> None:
     w = CandleWindow.from_rows([(60_000 * (i + 1), 1.0, 2.0, 0.5, 1.5, 1.0) for i in range(5)], "k")
-    d = StrategyRuntime("function decide(c) local s = ta.sma({1, 2, 3, 4}, 2) print(s[4]) return 'long' end", name="t").decide(w)
+    d = StrategyRuntime(
+        "function decide(c) local s = ta.sma({1, 2, 3, 4}, 2) print(s[4]) return 'long' end", name="t"
+    ).decide(w)
     assert d.logs == ["3.5"]
 
 
