@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # The single-page app, built into the package so that `tradewind up` serves it.
 frontend: $(FRONTEND_STAMP)
 
-$(FRONTEND_STAMP): $(shell find frontend/src frontend/index.html frontend/package.json -type f 2>/dev/null)
+$(FRONTEND_STAMP): $(shell find frontend/src frontend/index.html frontend/package.json frontend/package-lock.json frontend/vite.config.ts frontend/tsconfig.json -type f 2>/dev/null)
 	@if [ -f frontend/package.json ]; then \
 		cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build; \
 	else echo "no frontend/ yet"; fi

@@ -86,7 +86,7 @@ export function CodeEditor({ value, onChange, onDiagnostics, onSave, jump }: Pro
           keymap.of([{ key: "Mod-s", preventDefault: true, run: () => { save.current?.(); return true; } },
             ...defaultKeymap, ...historyKeymap, indentWithTab]),
           StreamLanguage.define(lua), syntaxHighlighting(defaultHighlightStyle),
-          lintGutter(), serverLint, inlineErrors,
+          lintGutter(), serverLint, inlineErrors, EditorView.lineWrapping,
           EditorView.updateListener.of((u) => u.docChanged && change.current(u.state.doc.toString())),
           EditorView.theme({ "&": { fontSize: "13.5px" }, ".cm-content": { fontFamily: "var(--mono)" }, ".cm-gutters": { background: "#f7f8fb", borderRight: "1px solid var(--line)" },
             ".cm-inline-error": { color: "#b42318", background: "#fdecec", borderRadius: "4px", padding: "0 6px", marginLeft: "14px", fontFamily: "var(--sans)", fontSize: "12px" } }),
