@@ -161,6 +161,7 @@ class Executor:
         self._known: set[tuple[int, int]] = set()  # strategy versions whose code the child has
         self._details: dict[int, tuple[Any, ...]] = {}  # what the child knows of each assignment
         self._lock = asyncio.Lock()
+        self._closed = False
         self.restarts = 0
 
     async def start(self) -> None:
@@ -188,23 +189,37 @@ class Executor:
         self._spawn()
 
     async def close(self) -> None:
-        if self._proc is None:
-            return
+        """Stop the child: after the batch in flight, if it ends within a few seconds; killed otherwise."""
         try:
-            if self._conn is not None:
-                self._conn.send(None)
-        except (BrokenPipeError, OSError):
-            pass
-        await asyncio.to_thread(self._proc.join, 5)
-        if self._proc.is_alive():
-            self._proc.kill()
-        self._proc = None
+            await asyncio.wait_for(self._lock.acquire(), 5)
+            locked = True
+        except TimeoutError:
+            locked = False
+        try:
+            proc, self._closed = self._proc, True
+            if proc is None:
+                return
+            if locked:
+                try:
+                    if self._conn is not None:
+                        self._conn.send(None)
+                except OSError:
+                    pass
+                await asyncio.to_thread(proc.join, 5)
+            if proc.is_alive():
+                proc.kill()
+                await asyncio.to_thread(proc.join, 5)
+        finally:
+            if locked:
+                self._lock.release()
 
     async def evaluate(
         self, window: CandleWindow, candle_time: int, jobs: list[Job], codes: dict[tuple[int, int], str]
     ) -> list[Outcome]:
         """Run the jobs on the window; a job that overruns the deadline is reported as a time limit."""
         async with self._lock:
+            if self._closed:
+                raise RuntimeError("the eval executor is closed")
             return await asyncio.to_thread(self._evaluate, window, candle_time, jobs, codes)
 
     def _evaluate(
@@ -217,6 +232,8 @@ class Executor:
         deadline_s = self.limits.time_ms / 1000 + KILL_GRACE_S
         broken = 0  # children that died before they took the batch (a broken install, not a strategy)
         while pending:
+            if self._closed:  # closed while this batch waited on a stuck child: no new child
+                raise RuntimeError("the eval executor was closed during the batch")
             if self._proc is None or not self._proc.is_alive():
                 self._kill()
             assert self._conn is not None
