@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
@@ -108,10 +107,11 @@ def _limit_text(limit: str, limits: Limits) -> str:
 
 
 class StrategyRuntime:
-    """One strategy's private Lua state. Not thread-safe; one evaluation at a time."""
+    """One strategy's private Lua state: compiles ``code``, runs its top level and ``init(params)`` (unless
+    ``run_init`` is false); raises StrategyError. Not thread-safe; one evaluation at a time."""
 
     def __init__(self, code: str, *, name: str, params: dict[str, Any] | None = None, limits: Limits | None = None,
-                 indicators: ArrayStore | None = None) -> None:  # fmt: skip
+                 indicators: ArrayStore | None = None, run_init: bool = True) -> None:  # fmt: skip
         self.name = name
         self.limits = limits or Limits()
         self.store = indicators or ArrayStore()
@@ -156,7 +156,8 @@ class StrategyRuntime:
         if init is not None:
             if lua.lua_type(init) != "function":
                 raise StrategyError(name, "init must be a function")
-            self._call(init, self.params)
+            if run_init:
+                self._call(init, self.params)
         self.boot["prepare"](self._decide, self.params)
 
     # -- host functions called from Lua ----------------------------------------------------------------
@@ -375,14 +376,13 @@ def _lua_text(err: Any) -> str:
 
 
 def validate(code: str, limits: Limits | None = None) -> list[Diagnostic]:
-    """Compile (and run the top level of) ``code`` in a throwaway sandbox; [] when it is fine."""
-    started = time.monotonic()
+    """Compile (and run the top level of) ``code`` in a throwaway sandbox: syntax errors with their line,
+    a missing ``decide``, errors or limits hit by the top level; [] when it is fine. ``init`` is not run:
+    it may need an assignment's parameters. Blocking (up to about a second for hostile code): call it off
+    the event loop."""
     try:
-        StrategyRuntime(
-            code, name="validate", limits=limits or Limits(time_ms=500, instructions=2_000_000)
-        ).close()
+        limits = limits or Limits(time_ms=500, instructions=2_000_000)
+        StrategyRuntime(code, name="validate", limits=limits, run_init=False).close()
     except StrategyError as exc:
         return [Diagnostic(exc.line, exc.reason)]
-    finally:
-        _ = started
     return []

@@ -232,6 +232,10 @@ def test_syntax_errors_and_a_missing_decide_are_reported_by_validate() -> None:
     assert d.line == 3 and "syntax error" in d.message
     assert "decide" in validate("x = 1")[0].message
     assert validate("function decide(c) return 'long' end") == []
+    # init may need an assignment's parameters: validation does not run it
+    assert validate("function init(p) n = p.start + 1 end function decide(c) return 'long' end") == []
+    (d,) = validate("x = nil + 1\nfunction decide(c) return 'long' end")
+    assert d.line == 1 and "arithmetic" in d.message
 
 
 def test_init_runs_once_with_params_and_state_persists() -> None:
