@@ -9,6 +9,7 @@ runs runtimes in a process it kills on a wall-clock deadline (see ``executor.py`
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -183,9 +184,9 @@ class StrategyRuntime:
     def _to_array(tbl: Any) -> np.ndarray:
         if lua.lua_type(tbl) != "table":
             raise TAError(f"expected an array, got {lua.lua_type(tbl) or type(tbl).__name__}")
-        values = list(tbl.values())
+        values = list(itertools.islice(tbl.values(), 100_001))  # raw iteration: no metamethod runs
         if len(values) > 100_000:
-            raise TAError("array too long")
+            raise TAError("an array passed to ta holds at most 100,000 values")
         try:
             return np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
@@ -369,6 +370,9 @@ def _short(value: Any) -> str:
 
 
 def _lua_text(err: Any) -> str:
+    kind = lua.lua_type(err)
+    if kind is not None:  # never str() a Lua object here: its __tostring would run without the hook
+        return f"an error value of type {kind}"
     try:
         return str(err)
     except Exception:
