@@ -7,6 +7,9 @@ each timed as a whole process (start-up included), several runs; prints medians 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -28,22 +31,29 @@ end
 
 BACKTRADER = '''
 import sys, backtrader as bt
+class AllIn(bt.Sizer):
+    # a market order fills at the next bar's open (backtrader's default): size it there, all-in with the
+    # commission, as tradewind does; 1e-9 below so that rounding never leaves cash a hair under zero
+    def _getsizing(self, comminfo, cash, data, isbuy):
+        if not isbuy:
+            return self.broker.getposition(data).size
+        return cash / (data.open[1] * 1.001) * (1 - 1e-9)
 class Sma(bt.Strategy):
     def __init__(self):
         self.fast, self.slow = bt.ind.SMA(period=10), bt.ind.SMA(period=30)
-        self.signal = None
     def next(self):
-        self.signal = "long" if self.fast[0] > self.slow[0] else "short"
-    def next_open(self):
-        if self.signal == "long" and not self.position:
-            # all-in; 1e-9 below so that float rounding never leaves cash a hair under zero ("Margin")
-            self.buy(size=self.broker.getcash() / (self.data.open[0] * 1.001) * (1 - 1e-9))
-        elif self.signal == "short" and self.position:
+        if len(self.data) == self.data.buflen():
+            return  # the last bar: no next open to fill at
+        if self.fast[0] > self.slow[0]:
+            if not self.position:
+                self.buy()
+        elif self.position:
             self.close()
-cerebro = bt.Cerebro(cheat_on_open=True, stdstats=False)
+cerebro = bt.Cerebro(stdstats=False)
 cerebro.broker.set_checksubmit(False)
 cerebro.broker.setcash(10000.0)
 cerebro.broker.setcommission(commission=0.001)
+cerebro.addsizer(AllIn)
 cerebro.adddata(bt.feeds.GenericCSVData(
     dataname=sys.argv[1], dtformat="%Y-%m-%dT%H:%M:%SZ", timeframe=bt.TimeFrame.Minutes, compression=1,
     datetime=0, open=1, high=2, low=3, close=4, volume=5, openinterest=-1))
@@ -68,10 +78,14 @@ def make_candles(path: Path, n: int) -> None:
             fh.write(f"{times[i]}Z,{float(open_[i])!r},{float(high[i])!r},{float(low[i])!r},{float(close[i])!r},{float(vol[i])!r}\n")
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall-clock and CPU (user + system of the child) seconds of one whole process, and its stdout."""
+    before = os.times()
     started = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return time.perf_counter() - started, out
+    wall = time.perf_counter() - started
+    after = os.times()
+    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system), out
 
 
 def main() -> None:
@@ -85,20 +99,23 @@ def main() -> None:
         make_candles(data, args.candles)
         strat.write_text(STRATEGY)
         bt_script.write_text(BACKTRADER)
-        tw, bt = [], []
+        tw, bt, start = [], [], []
         for _ in range(args.runs):
-            s, out = timed([str(bindir / "tradewind"), "backtest", str(strat), "--data", str(data), "--json"])
-            tw.append(s)
-            s, bout = timed([sys.executable, str(bt_script), str(data)])
-            bt.append(s)
-        import json
+            start.append(timed([str(bindir / "tradewind"), "--version"]))
+            tw.append(timed([str(bindir / "tradewind"), "backtest", str(strat), "--data", str(data), "--json"]))
+            bt.append(timed([sys.executable, str(bt_script), str(data)]))
+        ours = json.loads(tw[-1][2])["final_equity"]
+        theirs = float(bt[-1][2].strip())
 
-        ours = json.loads(out)["final_equity"]
-        theirs = float(bout.strip())
-    print(f"candles: {args.candles:,}; runs: {args.runs}")
-    print(f"tradewind backtest: median {statistics.median(tw):.2f} s ({args.candles / statistics.median(tw):,.0f} candles/s)")
-    print(f"backtrader:         median {statistics.median(bt):.2f} s ({args.candles / statistics.median(bt):,.0f} candles/s)")
-    print(f"ratio (backtrader / tradewind): {statistics.median(bt) / statistics.median(tw):.1f}x")
+    def med(xs: list[tuple[float, float, str]], k: int) -> float:
+        return statistics.median(x[k] for x in xs)
+
+    n = args.candles
+    print(f"candles: {n:,}; runs: {args.runs}; {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    print(f"{'':24}{'wall s':>9}{'cpu s':>9}{'candles/s (wall)':>18}")
+    for label, xs in (("tradewind backtest", tw), ("backtrader", bt), ("tradewind --version", start)):
+        print(f"{label:24}{med(xs, 0):9.2f}{med(xs, 1):9.2f}{n / med(xs, 0):18,.0f}")
+    print(f"ratio (backtrader / tradewind): wall {med(bt, 0) / med(tw, 0):.1f}x, cpu {med(bt, 1) / med(tw, 1):.1f}x")
     print(f"final equity: tradewind {ours:.6f}, backtrader {theirs:.6f} (relative difference {abs(ours - theirs) / theirs:.2e})")
 
 

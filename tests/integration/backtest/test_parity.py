@@ -48,25 +48,39 @@ def reference(arrays: dict[str, np.ndarray], fast: int, slow: int, cash: float =
 BACKTRADER = '''
 import json, sys, backtrader as bt
 fast, slow, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ISO = "%Y-%m-%dT%H:%M:%SZ"
+class AllIn(bt.Sizer):
+    # backtrader's market order fills at the next bar's open: size the buy there (data is preloaded),
+    # all-in with the commission, like tradewind; 1e-9 below so rounding never leaves cash under zero
+    def _getsizing(self, comminfo, cash, data, isbuy):
+        if not isbuy:
+            return self.broker.getposition(data).size
+        return cash / (data.open[1] * 1.001) * (1 - 1e-9)
 class Sma(bt.Strategy):
     def __init__(self):
         self.f, self.s = bt.ind.SMA(period=fast), bt.ind.SMA(period=slow)
-        self.signal, self.trades, self.entry = None, [], None
+        self.trades, self.entry = [], None
     def next(self):
+        if len(self.data) == self.data.buflen():
+            return  # the last bar: no next open to fill at
         f, s = self.f[0], self.s[0]
-        self.signal = "long" if f > s * (1 + 1e-12) else "short" if f < s * (1 - 1e-12) else None
-    def next_open(self):
-        if self.signal == "long" and not self.position:
-            self.buy(size=self.broker.getcash() / (self.data.open[0] * 1.001) * (1 - 1e-9))
-            self.entry = self.data.datetime.datetime(0).strftime("%Y-%m-%dT%H:%M:%SZ")
-        elif self.signal == "short" and self.position:
+        if f > s * (1 + 1e-12) and not self.position:
+            self.buy()
+        elif f < s * (1 - 1e-12) and self.position:
             self.close()
-            self.trades.append([self.entry, self.data.datetime.datetime(0).strftime("%Y-%m-%dT%H:%M:%SZ")])
-cerebro = bt.Cerebro(cheat_on_open=True, stdstats=False)
+    def notify_order(self, order):
+        if order.status == order.Completed:
+            when = bt.num2date(order.executed.dt).strftime(ISO)
+            if order.isbuy():
+                self.entry = when
+            else:
+                self.trades.append([self.entry, when])
+cerebro = bt.Cerebro(stdstats=False)  # cheat-on-open and cheat-on-close off: backtrader's defaults
 cerebro.broker.set_checksubmit(False)
 cerebro.broker.setcash(10000.0)
 cerebro.broker.setcommission(commission=0.001)
-cerebro.adddata(bt.feeds.GenericCSVData(dataname=path, dtformat="%Y-%m-%dT%H:%M:%SZ", timeframe=bt.TimeFrame.Minutes,
+cerebro.addsizer(AllIn)
+cerebro.adddata(bt.feeds.GenericCSVData(dataname=path, dtformat=ISO, timeframe=bt.TimeFrame.Minutes,
     datetime=0, open=1, high=2, low=3, close=4, volume=5, openinterest=-1))
 cerebro.addstrategy(Sma)
 s = cerebro.run()[0]
