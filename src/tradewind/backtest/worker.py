@@ -92,7 +92,8 @@ class BacktestWorker:
 
     async def start(self) -> None:
         self._pool = self._new_pool()
-        await asyncio.get_running_loop().run_in_executor(self._pool, _warm)
+        # the child imports the engine in the background: an eval process starts no slower for it
+        self._spawn(asyncio.wrap_future(self._pool.submit(_warm)))
         self._subs.append(await self.nc.subscribe(subjects.BACKTEST_RUN, queue=subjects.BACKTEST_QUEUE, cb=self._on_run))
         self._subs.append(await self.nc.subscribe(subjects.BACKTEST_START, queue=subjects.BACKTEST_QUEUE, cb=self._on_start))
 
@@ -136,7 +137,7 @@ class BacktestWorker:
             raise RuntimeError("the backtest process died (out of memory?)") from None
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
