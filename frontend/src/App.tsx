@@ -1,14 +1,18 @@
-import { useCallback, useEffect, useReducer, useRef, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useReducer, useRef, useState } from "react";
 import { api, onUnauthorized, type User } from "./api/client";
 import { Link, navigate, usePath } from "./router";
 import { connectStream, initialLive, reduceLive, type StreamEvent, type StreamStatus } from "./stream";
 import { Login } from "./pages/Login";
 import { Dashboard } from "./pages/Dashboard";
-import { StrategyEditor, StrategyList } from "./pages/Strategies";
+import { StrategyList } from "./pages/Strategies";
 import { Accounts } from "./pages/Accounts";
 import { Assignments } from "./pages/Assignments";
-import { MarketPage } from "./pages/Market";
-import { BacktestPage, Backtests } from "./pages/Backtests";
+
+// The editor (CodeMirror) and the charts (lightweight-charts) are most of the code: load them when first needed.
+const StrategyEditor = lazy(() => import("./pages/StrategyEditor").then((m) => ({ default: m.StrategyEditor })));
+const MarketPage = lazy(() => import("./pages/Market").then((m) => ({ default: m.MarketPage })));
+const Backtests = lazy(() => import("./pages/Backtests").then((m) => ({ default: m.Backtests })));
+const BacktestPage = lazy(() => import("./pages/Backtests").then((m) => ({ default: m.BacktestPage })));
 import { Card, Loading } from "./components/ui";
 
 export type Subscribe = (f: (ev: StreamEvent) => void) => () => void;
@@ -83,7 +87,7 @@ export function App() {
         </div>
       </header>
       {user.killed && <div className="banner" role="status">The kill switch is on: nothing trades until you release it and resume your assignments.</div>}
-      <main>{page}</main>
+      <main><Suspense fallback={<Loading />}>{page}</Suspense></main>
     </div>
   );
 }

@@ -179,6 +179,19 @@ def test_write_assign_and_watch_a_strategy_trade(platform: str, browser) -> None
     page.get_by_role("button", name="resume").click()
     page.wait_for_selector("[data-testid=assignments] >> text=running")
 
+    # The kill switch asks first, then pauses everything and says so until it is released.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("[data-testid=kill-switch]")
+    page.wait_for_selector("[role=status] >> text=The kill switch is on")
+    page.wait_for_selector("[data-testid=paused-reason] >> text=kill switch")
+    assert page.get_by_role("button", name="resume").is_disabled()
+    page.get_by_role("button", name="Release kill switch").click()
+    page.wait_for_selector("text=The kill switch is on", state="detached")
+    page.get_by_role("button", name="resume").click()
+    page.wait_for_selector("[data-testid=assignments] >> text=running")
+    nav(page, "Accounts")
+    page.wait_for_selector("[data-testid=audit] >> text=Kill switch released")
+
     # Log out, and back in on a phone: the same data, a usable layout.
     page.get_by_role("button", name="Log out").click()
     page.get_by_role("button", name="Log in").wait_for()

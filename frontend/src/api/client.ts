@@ -124,6 +124,7 @@ export const api = {
   backtests: (limit = 50) => request<Page<Record<string, unknown>>>("GET", `/api/backtests?limit=${limit}`),
   backtest: (id: number) => request<Record<string, unknown>>("GET", `/api/backtests/${id}`),
   runBacktest: (b: BacktestIn) => request<{ id: number }>("POST", "/api/backtests", b),
+  audit: (limit = 15) => request<Page<Schemas["AuditOut"]>>("GET", `/api/audit?limit=${limit}`),
   kill: () => request<{ paused_assignments: number }>("POST", "/api/killswitch"),
   unkill: () => request<unknown>("DELETE", "/api/killswitch"),
 };

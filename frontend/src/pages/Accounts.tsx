@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { api, type ApiError, type Trader } from "../api/client";
-import { Alert, Card, Field, Loader, PageHead, fmt } from "../components/ui";
+import { Alert, Card, Field, Loader, PageHead, fmt, time } from "../components/ui";
 import { asApiError, assertValid, checkAmount } from "../forms";
 import { useLoad } from "../hooks";
 
@@ -10,6 +10,37 @@ function Balances({ trader }: { trader: Trader }) {
   if (!b.data) return <span className="muted">…</span>;
   const entries = Object.entries(b.data.balances).filter(([, v]) => Number(v) !== 0);
   return entries.length ? <span className="balances">{entries.map(([a, v]) => <span key={a}><b>{fmt(v, a === "USD" || a === "USDT" ? 2 : 6)}</b> {a}</span>)}</span> : <span className="muted">empty</span>;
+}
+
+/** What an audit action means, for a person. */
+const ACTIONS: Record<string, string> = {
+  "account.created": "Account created", login: "Logged in", "login.failed": "Failed login", logout: "Logged out",
+  "trader.created": "Trading account added", "trader.key_changed": "API key changed", "trader.deleted": "Trading account deleted",
+  "trader.key_reencrypted": "API key re-encrypted", "killswitch.on": "Kill switch on", "killswitch.off": "Kill switch released",
+};
+
+function SecurityLog({ version }: { version: number }) {
+  const log = useLoad(() => api.audit(), [version]);
+  return (
+    <Card title="Security log">
+      <Loader state={log} empty={(d) => d.items.length === 0 && "Nothing yet."}>
+        {(d) => (
+          <table>
+            <thead><tr><th>When</th><th>What</th><th className="hide-sm">From</th></tr></thead>
+            <tbody data-testid="audit">
+              {d.items.map((e) => (
+                <tr key={e.id}>
+                  <td className="muted nowrap">{time(e.created_at)}</td>
+                  <td className={e.action === "login.failed" ? "down" : ""}>{ACTIONS[e.action] ?? e.action}</td>
+                  <td className="muted mono hide-sm">{e.address ?? "—"}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Loader>
+    </Card>
+  );
 }
 
 const LIMITS = [
@@ -29,6 +60,7 @@ export function Accounts() {
   const [err, setErr] = useState<ApiError | null>(null);
   const [listErr, setListErr] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
+  const [version, setVersion] = useState(0);
   const create = async (e: React.FormEvent) => {
     e.preventDefault();
     setErr(null);
@@ -40,6 +72,7 @@ export function Accounts() {
       setKey("");
       setSecret("");
       list.reload();
+      setVersion((v) => v + 1);
     } catch (x) {
       setErr(asApiError(x));
     } finally {
@@ -48,35 +81,38 @@ export function Accounts() {
   };
   const remove = (t: Trader) => {
     if (!confirm(`Delete the account "${t.name}"? Assignments that trade with it stop trading.`)) return;
-    api.deleteTrader(t.id).then(list.reload, (x) => setListErr(asApiError(x)));
+    api.deleteTrader(t.id).then(() => { list.reload(); setVersion((v) => v + 1); }, (x) => setListErr(asApiError(x)));
   };
   return (
     <>
       <PageHead title="Trading accounts" />
       <div className="grid wide-left">
-        <Card title="Your accounts">
-          {listErr && <Alert>{listErr.message}</Alert>}
-          <Loader state={list} empty={(d) => d.items.length === 0 && "No accounts yet. A paper account trades the simulated markets with 10,000 USD."}>
-            {(d) => (
-              <div className="scroll-x">
-                <table>
-                  <thead><tr><th>Name</th><th>Exchange</th><th>API key</th><th>Balances</th><th /></tr></thead>
-                  <tbody data-testid="accounts">
-                    {d.items.map((t) => (
-                      <tr key={t.id}>
-                        <td>{t.name} {t.paper ? <span className="pill">paper</span> : t.sandbox ? <span className="pill">sandbox</span> : <span className="pill live">live</span>}</td>
-                        <td>{t.exchange}</td>
-                        <td className="mono">{t.api_key_masked ?? <span className="muted">—</span>}</td>
-                        <td><Balances trader={t} /></td>
-                        <td className="actions"><button className="link danger" onClick={() => remove(t)}>delete</button></td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            )}
-          </Loader>
-        </Card>
+        <div>
+          <Card title="Your accounts">
+            {listErr && <Alert>{listErr.message}</Alert>}
+            <Loader state={list} empty={(d) => d.items.length === 0 && "No accounts yet. A paper account trades the simulated markets with 10,000 USD."}>
+              {(d) => (
+                <div className="scroll-x">
+                  <table>
+                    <thead><tr><th>Name</th><th>Exchange</th><th>API key</th><th>Balances</th><th /></tr></thead>
+                    <tbody data-testid="accounts">
+                      {d.items.map((t) => (
+                        <tr key={t.id}>
+                          <td>{t.name} {t.paper ? <span className="pill">paper</span> : t.sandbox ? <span className="pill">sandbox</span> : <span className="pill live">live</span>}</td>
+                          <td>{t.exchange}</td>
+                          <td className="mono">{t.api_key_masked ?? <span className="muted">—</span>}</td>
+                          <td><Balances trader={t} /></td>
+                          <td className="actions"><button className="link danger" onClick={() => remove(t)}>delete</button></td>
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                </div>
+              )}
+            </Loader>
+          </Card>
+          <SecurityLog version={version} />
+        </div>
         <Card title="Add an account">
           <form onSubmit={create} className="stack" noValidate>
             <div className="segmented" role="tablist">

@@ -11,7 +11,7 @@ const BLANK = { strategy_id: "", market_id: "", timeframe: "1m", trader_id: "", 
 
 export function Assignments({ live, killed }: { live: LiveState; killed: boolean }) {
   const tick = useThrottled(live.activity, 2000);
-  const list = useLoad(() => api.assignments(), [tick]);
+  const list = useLoad(() => api.assignments(), [tick, killed]);
   const strategies = useLoad(() => api.strategies());
   const markets = useLoad(() => api.markets());
   const traders = useLoad(() => api.traders());
