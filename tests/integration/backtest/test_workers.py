@@ -33,6 +33,7 @@ function decide(c, params)
   return "short"
 end
 """
+BOOM = 'function decide(c) if #c.close > 100 then error("boom") end return "long" end'
 KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 
 pytestmark = pytest.mark.skipif(not CANDLES.exists(), reason="the shared candles are not here")
@@ -135,6 +136,18 @@ async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_s
             assert r.status_code == 422
             bad = dict(body, timeframe="7m")
             assert (await alice.post("/api/backtests", json=bad)).status_code == 422
+
+            # a strategy that fails: the run ends in status error, with the message and the candle
+            r = await alice.post("/api/strategies", json={"name": "boom", "code": BOOM})
+            r = await alice.post("/api/backtests", json=dict(body, strategy_id=r.json()["id"]))
+            assert r.status_code == 202, r.text
+            for _ in range(600):
+                doc = (await alice.get(f"/api/backtests/{r.json()['id']}")).json()
+                if doc["status"] in ("done", "error"):
+                    break
+                await asyncio.sleep(0.05)
+            assert doc["status"] == "error" and "boom" in doc["error"] and "2019-10-11 08:20 UTC" in doc["error"]
+            assert doc["metrics"]["candles"] == 101
     finally:
         await web_nc.close()
         await _stop(workers)

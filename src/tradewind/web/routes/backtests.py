@@ -7,8 +7,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
+from nats.errors import Error as NatsError
 from pydantic import BaseModel, Field, field_validator
 
 from tradewind.bus import messages as m
@@ -110,7 +109,8 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueu
     else:
         try:
             await st.nc.request(subjects.BACKTEST_START, m.encode(m.StartBacktest(backtest_id=bt.id)), timeout=5)
-        except (NoRespondersError, NatsTimeout):
+        except (NatsError, TimeoutError):  # no responders, no answer in time, or the bus is down
+            log.warning("backtest %s: no backtest worker answered", bt.id)
             bt.status, bt.error = "error", NO_WORKER
     if bt.status == "error":
         await repo.s.commit()
