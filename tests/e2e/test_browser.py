@@ -6,6 +6,7 @@ speed (a 1m candle per second), so decisions and fills arrive within seconds.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 from pathlib import Path
@@ -93,9 +94,15 @@ def set_code(page, code: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def shot(page, name: str, full_page: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """A screenshot for the docs, in 256 colours (a third of the size, no visible change for flat UI)."""
+    from PIL import Image
+
     page.mouse.move(1, 1)  # no hover state or chart crosshair in the picture
     page.wait_for_timeout(300)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+    image = Image.open(io.BytesIO(page.screenshot(full_page=full_page))).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        SHOTS / f"{name}.png", optimize=True
+    )
 
 
 def nav(page, label: str) -> None:  # type: ignore[no-untyped-def]
