@@ -14,10 +14,7 @@ export type User = Schemas["UserOut"];
 export type Diagnostic = Schemas["Diagnostic"];
 export interface Page<T> { items: T[]; next_before_id: number | null }
 
-export interface BacktestIn {
-  strategy_id: number; market_id: number; timeframe: string; from?: string; to?: string;
-  params?: Record<string, number | string | boolean>; cash?: number; fee?: number;
-}
+export type BacktestIn = Schemas["BacktestIn"];
 
 export interface FieldError { field: string; message: string; line?: number | null }
 
@@ -120,10 +117,10 @@ export const api = {
   orders: (q: { assignment_id?: number; trader_id?: number; limit?: number } = {}) =>
     request<Page<Order>>("GET", `/api/orders?limit=${q.limit ?? 100}${q.assignment_id ? `&assignment_id=${q.assignment_id}` : ""}${q.trader_id ? `&trader_id=${q.trader_id}` : ""}`),
   positions: () => request<Position[]>("GET", "/api/positions"),
-  // Backtests: typed loosely and read by backtest.ts, so the page works with the engine's report as it lands.
-  backtests: (limit = 50) => request<Page<Record<string, unknown>>>("GET", `/api/backtests?limit=${limit}`),
-  backtest: (id: number) => request<Record<string, unknown>>("GET", `/api/backtests/${id}`),
-  runBacktest: (b: BacktestIn) => request<{ id: number }>("POST", "/api/backtests", b),
+  // Backtest answers are read by backtest.ts (trades and the curve are untyped lists in the document).
+  backtests: (limit = 50) => request<Page<Schemas["BacktestOut"]>>("GET", `/api/backtests?limit=${limit}`),
+  backtest: (id: number) => request<Schemas["BacktestOut"]>("GET", `/api/backtests/${id}`),
+  runBacktest: (b: BacktestIn) => request<Schemas["BacktestQueued"]>("POST", "/api/backtests", b),
   audit: (limit = 15) => request<Page<Schemas["AuditOut"]>>("GET", `/api/audit?limit=${limit}`),
   kill: () => request<{ paused_assignments: number }>("POST", "/api/killswitch"),
   unkill: () => request<unknown>("DELETE", "/api/killswitch"),
