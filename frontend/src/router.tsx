@@ -11,7 +11,16 @@ export function takeFlash(): string | null {
   return f;
 }
 
+let leaveGuard: (() => boolean) | null = null;
+
+/** While set, in-app navigation asks before leaving (the editor with unsaved changes sets it). */
+export function setLeaveGuard(guard: (() => boolean) | null): void {
+  leaveGuard = guard;
+}
+
 export function navigate(path: string, { replace = false, message }: { replace?: boolean; message?: string } = {}) {
+  if (leaveGuard && !leaveGuard()) return;
+  leaveGuard = null;
   flash = message ?? null;
   if (replace) history.replaceState(null, "", BASE + path);
   else history.pushState(null, "", BASE + path);

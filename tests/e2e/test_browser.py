@@ -139,6 +139,15 @@ def test_write_assign_and_watch_a_strategy_trade(platform: str, browser) -> None
     page.wait_for_selector("text=Saved: version 1")
     strategy_id = int(page.url.rsplit("/", 1)[1])
 
+    # With unsaved changes, leaving asks first; declining stays on the editor.
+    page.click(".cm-content")
+    page.keyboard.press("Control+End")
+    page.keyboard.insert_text("-- a note\n")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.locator("header.top nav").get_by_role("link", name="Accounts").click()
+    assert page.url.endswith(f"/app/strategies/{strategy_id}")
+    page.once("dialog", lambda dialog: dialog.accept())
+
     # A paper account, then the assignment to sim BTC/USD 1m.
     nav(page, "Accounts")
     page.click("[data-testid=create-account]")

@@ -4,7 +4,7 @@ import { CodeEditor } from "../components/CodeEditor";
 import { Alert, Card, Field, Loader, PageHead, time } from "../components/ui";
 import { asApiError, formatParams, parseParams } from "../forms";
 import { useLoad } from "../hooks";
-import { Link, navigate, takeFlash } from "../router";
+import { Link, navigate, setLeaveGuard, takeFlash } from "../router";
 
 const TEMPLATE = `-- c.open, c.high, c.low, c.close, c.volume, c.time: arrays, oldest first
 function decide(c, params)
@@ -30,6 +30,17 @@ export function StrategyEditor({ id }: { id: number | null }) {
   const [saved, setSaved] = useState<string | null>(takeFlash);
   const [busy, setBusy] = useState(false);
   const [jump, setJump] = useState<{ line: number; n: number } | null>(null);
+  // What was last loaded or saved: anything else is unsaved, and leaving asks first.
+  const snapshot = JSON.stringify([name, description, code, params]);
+  const [clean, setClean] = useState<string | null>(() => (id === null ? snapshot : null)); // null: not loaded yet
+  const dirty = clean !== null && snapshot !== clean;
+  useEffect(() => {
+    if (!dirty) return;
+    const onUnload = (e: BeforeUnloadEvent) => e.preventDefault();
+    window.addEventListener("beforeunload", onUnload);
+    setLeaveGuard(() => confirm("Leave without saving your changes?"));
+    return () => { window.removeEventListener("beforeunload", onUnload); setLeaveGuard(null); };
+  }, [dirty]);
   const versions = useLoad(() => (id ? api.versions(id) : Promise.resolve([])), [id, saved]);
   useEffect(() => {
     if (!id) return;
@@ -38,6 +49,7 @@ export function StrategyEditor({ id }: { id: number | null }) {
       setDescription(s.description ?? "");
       setCode(s.code);
       setParams(formatParams(s.params));
+      setClean(JSON.stringify([s.name, s.description ?? "", s.code, formatParams(s.params)]));
       setLoaded(true);
     }, (x) => setLoadErr(asApiError(x)));
   }, [id]);
@@ -48,6 +60,8 @@ export function StrategyEditor({ id }: { id: number | null }) {
       const body = { name, description, code, params: parseParams(params) };
       const s = id ? await api.updateStrategy(id, body) : await api.createStrategy(body);
       setSaved(`Saved: version ${s.version}`);
+      setClean(JSON.stringify([name, description, code, params]));
+      setLeaveGuard(null);
       if (!id) navigate(`/strategies/${s.id}`, { replace: true, message: `Saved: version ${s.version}` });
     } catch (x) {
       const e = asApiError(x);
