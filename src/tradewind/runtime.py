@@ -134,8 +134,13 @@ async def start_eval(settings: Settings, url: str, sf: SessionFactory, stack: St
     worker = EvalWorker(settings, nc, sf, name=name)
     await worker.start()
     stack.stoppers.append(worker.stop)
+    from tradewind.backtest.worker import BacktestWorker
+
+    backtests = BacktestWorker(settings, nc, sf)  # backtests and sweeps scale out with the eval workers
+    await backtests.start()
+    stack.stoppers.append(backtests.stop)
     log.info("eval worker %s started", name)
-    return [worker]
+    return [worker, backtests]
 
 
 async def start_web(settings: Settings, url: str | None, sf: SessionFactory, stack: Stack, host: str, port: int) -> uvicorn.Server:
