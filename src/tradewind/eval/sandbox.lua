@@ -161,6 +161,7 @@ local function series_view(desc, lead, fmt, id)
                         [FMT] = fmt or "=d", [DATA] = series_bytes(id)}, series_mt)
 end
 local series_memo = {}  -- by ta function number: a backtest's whole-history results (emptied per backtest)
+local series_candles = {}  -- the candle views of the running backtest (the keys of series_memo's tables)
 local function is_view(mt) return mt == view_mt or mt == series_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true) end
 -- ...and the host takes them back as TAG | descriptor, so no ordinary number is mistaken for one.
 local function id_of(x)
@@ -379,29 +380,24 @@ for k, name in ipairs(ta_names) do
     ta[name] = function(a, b, ...)
       local n, d, last, prev, lead
       if select_("#", ...) == 0 then
-        -- A backtest's view of a whole-history array with a plain number (or nothing) after it: the host
-        -- answers the same result array for every candle, only the view's offset and length change, so
-        -- after the first answer the view is made here without crossing to the host.
-        local ser = debug_getmetatable(a) == series_mt
-        local bk = b
-        if ser then
-          if bk == nil then bk = memo elseif type_(bk) ~= "number" or bk ~= bk then ser = false end
+        -- A backtest's candle view (c.close: one table all run long, sliding along the history) with a
+        -- plain number (or nothing) after it: the host answers the same whole-history result for every
+        -- candle, only the view's offset and length change, so after the first answer the view is made
+        -- here without crossing to the host. memo[a] misses for anything but a candle view.
+        local byview = memo[a]
+        local hit = byview and byview[b == nil and memo or b]
+        if hit then
+          local len, lead, rid = a[LEN], hit[2], hit[1]
+          return setmetatable_({[ID] = rid, [OFF] = a[OFF], [LEN] = len, [NANP] = lead < len and lead or len,
+                                [FMT] = "=d", [DATA] = series_data[rid]}, series_mt)
         end
-        if ser then
-          local id = a[ID]
-          local byid = memo[id]
-          local hit = byid and byid[bk]
-          if hit then
-            local len, lead, rid = a[LEN], hit[2], hit[1]
-            return setmetatable_({[ID] = rid, [OFF] = a[OFF], [LEN] = len, [NANP] = lead < len and lead or len,
-                                  [FMT] = "=d", [DATA] = series_data[rid]}, series_mt)
-          end
+        if series_candles[a] and (b == nil or (type_(b) == "number" and b == b)) then
           n, d, last, prev, lead = host_ta(k, id_of(a), b)
           if n ~= 0 and lead >= 0 then
             local rid = (d >> 38) & 16777215
             series_bytes(rid)
-            if not byid then byid = {} memo[id] = byid end
-            byid[bk] = {rid, lead}
+            if not byview then byview = {} memo[a] = byview end
+            byview[b == nil and memo or b] = {rid, lead}
           end
         else
           n, d, last, prev, lead = host_ta(k, id_of(a), id_of(b))
@@ -496,6 +492,8 @@ local function candles(o, h, l, c, v, t)
   for _, memo in pairs(series_memo) do for id in pairs(memo) do memo[id] = nil end end
   local views = {series_view(o, 0), series_view(h, 0), series_view(l, 0), series_view(c, 0), series_view(v, 0),
                  series_view(t, 0, "=j")}
+  series_candles = {}
+  for i = 1, 6 do series_candles[views[i]] = true end
   local a = {}
   for i = 1, 6 do a[NAMES[i]] = views[i] end
   series_candle_mt.__index = a
