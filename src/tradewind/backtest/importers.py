@@ -111,7 +111,7 @@ def _read_table(path: Path) -> tuple[dict[str, Any], list[str]]:
     import pyarrow.csv as pcsv
 
     try:
-        table = pcsv.read_csv(path, read_options=pcsv.ReadOptions(use_threads=False))
+        table = pcsv.read_csv(path)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise _blame(path) from exc
     names = [n.strip().lower() for n in table.column_names]
