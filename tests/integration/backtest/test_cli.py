@@ -62,6 +62,12 @@ def test_import_list_and_backtest_a_stored_market_like_the_file(tmp_path: Path) 
     t0, t1 = parse_time("2019-10-12"), parse_time("2019-10-12T12:00:00Z")
     assert json.loads(window.stdout)["candles"] == int(((times >= t0) & (times < t1)).sum()) > 100
 
+    swept = tw(tmp_path, "backtest", str(strat), "--market", market, "--timeframe", "5m", "--sweep", "fast=4..5",
+               "--sweep", "slow=20,30", "--workers", "2", "--json")  # fmt: skip
+    assert swept.returncode == 0, swept.stderr
+    point = next(r for r in json.loads(swept.stdout)["results"] if r["params"] == {"fast": 5, "slow": 20})
+    assert point["final_equity"] == a["final_equity"] and point["trade_count"] == len(a["trades"])
+
     readable = tw(tmp_path, "backtest", str(strat), "--data", str(csv), "--param", "fast=5", "--param", "slow=20")
     assert readable.returncode == 0 and "final equity" in readable.stdout and "max drawdown" in readable.stdout
 
