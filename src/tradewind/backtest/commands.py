@@ -12,6 +12,8 @@ import click
 
 from tradewind.domain import TIMEFRAMES, valid_exchange, valid_symbol
 
+INLINE_MAX = 600_000  # bytes of candles sent with each sweep job (NATS' default message limit is 1 MB)
+
 # The heavy imports (the sandbox, SQLAlchemy, numpy) happen inside the commands: `tradewind --help`
 # and every other command start faster, and a backtest from a file never loads the database layer.
 
@@ -139,6 +141,8 @@ def _sweep(code: str, name: str, data_file: Path | None, market_id: int | None, 
         raise click.ClickException(str(exc)) from None
     if data_file is not None:
         data = BacktestData(path=str(data_file.resolve()), tf=timeframe)
+        if settings.nats_url:  # remote workers cannot read our file: send the candles when they fit a message
+            data = _inline(data_file, timeframe) or data
     else:
         data = BacktestData(market_id=market_id, tf=timeframe, start=t0, end=t1)
     n = workers or os.cpu_count() or 2
@@ -173,6 +177,24 @@ def _sweep(code: str, name: str, data_file: Path | None, market_id: int | None, 
         _sweep_report(ranked[:top], rank_by, len(points), took, used)
     if all(p.error for p in results):
         sys.exit(1)
+
+
+def _inline(path: Path, timeframe: str) -> Any:
+    import hashlib
+
+    from tradewind.backtest.importers import ImportError_, load
+    from tradewind.backtest.worker import pack_candles
+    from tradewind.bus.messages import BacktestData
+
+    try:
+        parts = pack_candles(load(path).arrays())
+    except ImportError_ as exc:
+        raise click.ClickException(str(exc)) from None
+    if sum(len(b) for b in parts) > INLINE_MAX:
+        click.echo(f"{path.name} is too large to send with each job: the workers read it at {path.resolve()}", err=True)
+        return None
+    key = hashlib.sha256(b"".join(parts)).hexdigest()
+    return BacktestData(tf=timeframe, inline=parts, key=key)
 
 
 def _sweep_report(points: list[Any], rank_by: str, total: int, took: float, used: dict[str, int]) -> None:

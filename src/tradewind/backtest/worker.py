@@ -60,6 +60,21 @@ def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[st
     return out
 
 
+FIELDS = ("time", "open", "high", "low", "close", "volume")
+
+
+def pack_candles(arrays: dict[str, np.ndarray]) -> list[bytes]:
+    """Candle arrays as BacktestData.inline."""
+    return [np.ascontiguousarray(arrays[k], dtype=np.int64 if k == "time" else np.float64).tobytes() for k in FIELDS]
+
+
+def unpack_candles(parts: list[bytes]) -> dict[str, np.ndarray]:
+    n = len(parts[0]) // 8
+    if any(len(b) != 8 * n for b in parts):
+        raise ValueError("inline candle arrays differ in length")
+    return {k: np.frombuffer(b, dtype=np.int64 if k == "time" else np.float64) for k, b in zip(FIELDS, parts, strict=True)}
+
+
 def _mtime(path: str) -> int:
     try:
         return Path(path).stat().st_mtime_ns
@@ -144,8 +159,12 @@ class BacktestWorker:
     # -- candles ---------------------------------------------------------------------------------------------
     async def candles(self, data: m.BacktestData) -> dict[str, np.ndarray]:
         """The candles a job names, from the store (market, tf, [start, end)) or a file (path)."""
-        if data.path is not None:
-            key: tuple[Any, ...] = ("file", data.path, await asyncio.to_thread(_mtime, data.path), data.tf)
+        if data.inline is not None:
+            if len(data.inline) != 6 or not data.key:
+                raise ValueError("inline candles are six arrays with a key")
+            key: tuple[Any, ...] = ("inline", data.key)
+        elif data.path is not None:
+            key = ("file", data.path, await asyncio.to_thread(_mtime, data.path), data.tf)
         else:
             key = ("market", data.market_id, data.tf, data.start, data.end)
         async with self._data_lock:  # one load per key even when jobs arrive together
@@ -153,7 +172,9 @@ class BacktestWorker:
             if found is not None:
                 self._data.move_to_end(key)
                 return found
-            if data.path is not None:
+            if data.inline is not None:
+                arrays = unpack_candles(data.inline)
+            elif data.path is not None:
                 from tradewind.backtest.importers import load
 
                 arrays = (await asyncio.to_thread(load, data.path, data.tf)).arrays()

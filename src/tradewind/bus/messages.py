@@ -158,13 +158,17 @@ class UserEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 class BacktestData(msgspec.Struct, frozen=True, kw_only=True):
     """Where a backtest's candles come from: a stored market and timeframe (optionally [start, end) in
-    epoch ms), or a candle file the worker can read (local workers of a sweep)."""
+    epoch ms), a candle file the worker can read (local workers of a sweep), or the candles themselves
+    (``inline``: time as int64, then open, high, low, close, volume as float64, native-endian bytes;
+    ``key`` names them for the worker's cache)."""
 
     market_id: int | None = None
     tf: str = "1m"
     start: int | None = None
     end: int | None = None
     path: str | None = None
+    inline: list[bytes] | None = None
+    key: str = ""
 
 
 class RunBacktest(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,6 +4,10 @@ POST/GET /api/backtests run by a worker over a real SQLite store."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -11,7 +15,7 @@ import pytest
 
 from tradewind.backtest import engine, sweep
 from tradewind.backtest.importers import load
-from tradewind.backtest.worker import BacktestWorker
+from tradewind.backtest.worker import BacktestWorker, pack_candles
 from tradewind.bus.connection import connect
 from tradewind.bus.embedded import EmbeddedNats
 from tradewind.bus.messages import BacktestData
@@ -63,12 +67,14 @@ async def _stop(workers) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.timeout(300)
-async def test_a_sweep_of_120_points_runs_on_both_workers(nats_url: str, tmp_path: Path) -> None:
+async def test_a_sweep_of_120_points_with_its_candles_in_the_jobs_runs_on_both_workers(nats_url: str, tmp_path: Path) -> None:
     workers = await _workers(nats_url, Settings(data_dir=tmp_path), None)
     try:
         points = sweep.grid({}, [sweep.parse_sweep("fast=3..14"), sweep.parse_sweep("slow=20..65:5")])
         assert len(points) == 120
-        results = await sweep.run(SMA, BacktestData(path=str(CANDLES), tf="5m"), points, nats_url=nats_url, in_flight=8)
+        # the candles travel with the jobs, as a sweep sends them to remote workers
+        data = BacktestData(tf="5m", inline=pack_candles(load(CANDLES).arrays()), key="xrp-eth-5m")
+        results = await sweep.run(SMA, data, points, nats_url=nats_url, in_flight=8)
     finally:
         await _stop(workers)
     used = sweep.workers_used(results)
@@ -152,3 +158,23 @@ async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_s
         await web_nc.close()
         await _stop(workers)
         await eng.dispose()
+
+
+@pytest.mark.timeout(300)
+async def test_the_cli_sends_a_sweep_to_the_workers_on_the_configured_bus(nats_url: str, tmp_path: Path) -> None:
+    strat = tmp_path / "sma.lua"
+    strat.write_text(SMA)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
+    env.update(TRADEWIND_NATS_URL=nats_url, TRADEWIND_DATA_DIR=str(tmp_path / "home"))
+    cmd = [str(Path(sys.executable).parent / "tradewind"), "backtest", str(strat), "--data", str(CANDLES),
+           "--sweep", "fast=3..8", "--param", "slow=30", "--json"]  # fmt: skip
+    workers = await _workers(nats_url, Settings(data_dir=tmp_path), None)
+    try:
+        out = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, env=env, timeout=240)
+    finally:
+        await _stop(workers)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["points"] == 6 and sum(doc["workers"].values()) == 6 and set(doc["workers"]) <= {"worker-1", "worker-2"}
+    assert sum(w.jobs_done for _, w in workers) == 6
+    assert [r["params"] for r in doc["results"]] != [] and all(r["params"]["slow"] == 30 for r in doc["results"])
