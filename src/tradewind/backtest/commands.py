@@ -290,7 +290,11 @@ def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
         click.echo(f"dropped {loaded.duplicates:,} duplicate candle(s)")
     if loaded.gaps:
         missing = sum(g for _, g in loaded.gaps)
-        click.echo(f"{len(loaded.gaps):,} gap(s), {missing:,} candle(s) missing; the first after {iso(loaded.gaps[0][0])}")
+        click.echo(f"{len(loaded.gaps):,} gap(s), {missing:,} candle(s) missing:")
+        for after, count in loaded.gaps[:5]:
+            click.echo(f"  {count:,} after {iso(after)}")
+        if len(loaded.gaps) > 5:
+            click.echo(f"  ... and {len(loaded.gaps) - 5:,} more")
 
 
 @click.command("list")
