@@ -56,7 +56,7 @@ local ID, LEN, OFF, NANP, DATA, FMT, SER, LAST, PREV, DESC, MISS, MAT = {}, {}, 
 local NAN = 0/0
 local TAG = 1 << 62
 local MATERIALIZE_AFTER, MATERIALIZE_MAX = 16, 5000
-local rawget_, rawset_, next_ = rawget, rawset, next
+local rawget_, rawset_, next_, rawlen_ = rawget, rawset, next, rawlen
 local string_unpack = string.unpack
 local debug_setmetatable = debug.setmetatable
 local series_data = {}  -- a backtest's whole-history arrays by id: fetched once per run, not per candle
@@ -162,7 +162,17 @@ local function series_view(desc, lead, fmt, id)
 end
 local series_memo = {}  -- by ta function number: a backtest's whole-history results (emptied per backtest)
 local series_candles = {}  -- the candle views of the running backtest (the keys of series_memo's tables)
-local function is_view(mt) return mt == view_mt or mt == series_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true) end
+-- A memoised indicator result in a backtest: four fields (float64 values, bytes in series_data).
+local result_mt = {__index = function(t, i)
+  local n = t[LEN]
+  if i ~= n and (type_(i) ~= "number" or i < 1 or i > n or i % 1 ~= 0) then return nil end
+  if i <= t[NANP] then return NAN end
+  local id = t[ID]
+  local d = series_data[id]
+  if not d then return host_get(id, t[OFF] + i) end
+  return (string_unpack("=d", d, (t[OFF] + i - 1) * 8 + 1))
+end, __len = function(t) return t[LEN] end, __newindex = read_only, __pairs = view_pairs, __metatable = "read-only array"}
+local function is_view(mt) return mt == view_mt or mt == series_mt or mt == result_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true) end
 -- ...and the host takes them back as TAG | descriptor, so no ordinary number is mistaken for one.
 local function id_of(x)
   if type_(x) == "table" then
@@ -170,7 +180,8 @@ local function id_of(x)
     if d then return d end
     local id = rawget_(x, ID)
     if id then return TAG | (id << 38) | ((rawget_(x, OFF) or 0) << 17) | rawget_(x, LEN) end
-    return x  -- a plain Lua table: the host copies it
+    charge(rawlen_(x))  -- a plain Lua table: the host copies it, work the hook does not see
+    return x
   end
   return x
 end
@@ -388,8 +399,7 @@ for k, name in ipairs(ta_names) do
         local hit = byview and byview[b == nil and memo or b]
         if hit then
           local len, lead, rid = a[LEN], hit[2], hit[1]
-          return setmetatable_({[ID] = rid, [OFF] = a[OFF], [LEN] = len, [NANP] = lead < len and lead or len,
-                                [FMT] = "=d", [DATA] = series_data[rid]}, series_mt)
+          return setmetatable_({[ID] = rid, [OFF] = a[OFF], [LEN] = len, [NANP] = lead < len and lead or len}, result_mt)
         end
         if series_candles[a] and (b == nil or (type_(b) == "number" and b == b)) then
           n, d, last, prev, lead = host_ta(k, id_of(a), b)

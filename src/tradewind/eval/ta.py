@@ -29,6 +29,7 @@ TAG = 1 << 62
 MAX_BYTES_LEN = 262_144  # longer arrays (a long backtest's history) are read element by element
 MAX_WINDOWS = 32
 SCRATCH = 4096  # arrays computed on partial views (backtests) live this long: within one decide()
+SCRATCH_BYTES = 256 * 1024 * 1024  # ... and take at most this much memory together
 
 
 class TAError(Exception):
@@ -71,7 +72,8 @@ class ArrayStore:
     def __init__(self) -> None:
         self._arrays: dict[int, tuple[np.ndarray, _Window | None, int]] = {}  # id -> array, owner, NaN lead
         self._windows: OrderedDict[tuple[str, int, int], _Window] = OrderedDict()
-        self._scratch: deque[int] = deque()
+        self._scratch: deque[tuple[int, int]] = deque()  # (id, bytes), oldest first
+        self._scratch_bytes = 0
         self._bytes: dict[int, bytes | bool] = {}
         # results of calls on live windows by the caller's own key: one dict lookup on the hot path;
         # emptied whenever a window is dropped, so a recycled array id never meets an old entry
@@ -90,9 +92,14 @@ class ArrayStore:
         if owner is not None:
             owner.ids.append(i)
         else:
-            self._scratch.append(i)
-            if len(self._scratch) > SCRATCH:
-                self._forget(self._scratch.popleft())
+            self._scratch.append((i, arr.nbytes))
+            self._scratch_bytes += arr.nbytes
+            while len(self._scratch) > 1 and (
+                len(self._scratch) > SCRATCH or self._scratch_bytes > SCRATCH_BYTES
+            ):
+                old, size = self._scratch.popleft()
+                self._scratch_bytes -= size
+                self._forget(old)
         return i
 
     def _forget(self, array_id: int) -> None:

@@ -75,6 +75,10 @@ HOSTILE = {
         "function decide(c) local t = {} for i = 1, 1e5 do t[i] = 'x' end while true do table.concat(t) end end",
         "instructions",
     ),
+    "ta on a big plain table in a loop": (
+        "function decide(c) local t = {} for i = 1, 1e5 do t[i] = i end while true do ta.sma(t, 2) end end",
+        "instructions",
+    ),
     "string.upper in a loop": (
         "function decide(c) local s = string.rep('x', 1e6) while true do s:upper() end end",
         "instructions",
