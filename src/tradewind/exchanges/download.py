@@ -25,7 +25,6 @@ from rich.progress import (
 from tradewind.config import ConfigError, Settings, load_settings
 from tradewind.domain import TIMEFRAMES, tf_ms
 from tradewind.exchanges.base import ExchangeAdapter, ExchangeError
-from tradewind.storage import candles as store
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
 
@@ -56,7 +55,10 @@ async def run_download(
 ) -> DownloadResult:
     """Download candles of ``symbol`` on ``exchange`` with open time in [since, until) into the store of
     ``settings`` (migrated first), starting after the last stored candle if there is one."""
+    # imported here, not at the top: `tradewind` registers this command, and SQLAlchemy with every model
+    # would add 0.4 s to the start-up of every other command (backtest included)
     from tradewind.exchanges.registry import make_adapter
+    from tradewind.storage import candles as store
     from tradewind.storage.db import make_engine, make_session_factory
     from tradewind.storage.migrate import upgrade_async
 
