@@ -236,10 +236,18 @@ class TradeDesk:
                     .where(Order.client_order_id.in_(cids), Order.status.in_(("pending", "open")))
                 )).all()
             }  # fmt: skip
-            fills = [rows[cid].assignment_id for cid, ack, _ in acks
-                     if cid in rows and ack.status == "filled" and rows[cid].assignment_id is not None]  # fmt: skip
-            if fills:  # load the assignments the fills move, in one query (the session keeps them)
-                await s.execute(select(Assignment).where(Assignment.id.in_(set(fills))))
+            fills = {rows[cid].assignment_id for cid, ack, _ in acks
+                     if cid in rows and ack.status == "filled" and rows[cid].assignment_id is not None}  # fmt: skip
+            a = _ASSIGNMENTS.c
+            books: dict[int, dict[str, Any]] = {}  # the positions the fills move, read in one query
+            if fills:
+                books = {
+                    r.id: {"aid": r.id, "position_qty": r.position_qty, "entry_cost": r.entry_cost,
+                           "realized_pnl": r.realized_pnl, "last_position": r.last_position}
+                    for r in (await s.execute(
+                        select(a.id, a.position_qty, a.entry_cost, a.realized_pnl, a.last_position).where(a.id.in_(fills))
+                    )).all()
+                }  # fmt: skip
             updates: list[dict[str, Any]] = []
             now = utcnow()
             for cid, ack, latency in acks:
@@ -256,7 +264,7 @@ class TradeDesk:
                                   price=Decimal(ack.price) if ack.price is not None else None)  # fmt: skip
                 ORDERS.labels(values["status"]).inc()
                 if values["status"] == "filled" and row.assignment_id is not None and values["filled"] > 0:
-                    pnl = await self._book_fill(s, row.assignment_id, row.side, values["filled"], values["price"] or ZERO, values["fee"])
+                    pnl = self._book_fill(books.get(row.assignment_id), row.side, values["filled"], values["price"] or ZERO, values["fee"])
                     values["pnl"] = pnl
                     if pnl is not None and pnl < 0:
                         losers.add(row.trader_id)
@@ -279,6 +287,14 @@ class TradeDesk:
                     updated_at=bindparam("updated_at"),
                 )  # fmt: skip
                 await s.execute(stmt, updates)
+            if books:
+                now = utcnow()
+                await s.execute(
+                    update(_ASSIGNMENTS).where(a.id == bindparam("aid")).values(
+                        position_qty=bindparam("position_qty"), entry_cost=bindparam("entry_cost"),
+                        realized_pnl=bindparam("realized_pnl"), last_position=bindparam("last_position"), updated_at=now),
+                    list(books.values()),
+                )  # fmt: skip
             await s.commit()
         if losers:
             await self._check_daily_loss(losers)
@@ -286,27 +302,28 @@ class TradeDesk:
             kind = "fill" if data["status"] == "filled" else "order"
             await self.nc.publish(subjects.user_events(owner_id), m.encode(m.UserEvent(kind=kind, data=data)))
 
-    async def _book_fill(self, s: Any, aid: int, side: str, filled: Decimal, price: Decimal, fee: Decimal) -> Decimal | None:
-        """Move the assignment's position, entry cost and realized P&L; return the P&L a sell realized."""
-        a = await s.get(Assignment, aid)
-        if a is None:
+    def _book_fill(self, book: dict[str, Any] | None, side: str, filled: Decimal, price: Decimal, fee: Decimal) -> Decimal | None:
+        """Move an assignment's position, entry cost and realized P&L (``book``, written back in one batch);
+        return the P&L a sell realized."""
+        if book is None:
             return None
         pnl = None
+        qty = book["position_qty"] or ZERO
         if side == "buy":
-            a.position_qty = a.position_qty + filled
-            a.entry_cost = a.entry_cost + filled * price + fee
-            a.last_position = "long"
+            book["position_qty"] = qty + filled
+            book["entry_cost"] = (book["entry_cost"] or ZERO) + filled * price + fee
+            book["last_position"] = "long"
         else:
-            fraction = min(Decimal(1), filled / a.position_qty) if a.position_qty > 0 else Decimal(1)
-            cost = a.entry_cost * fraction
+            fraction = min(Decimal(1), filled / qty) if qty > 0 else Decimal(1)
+            cost = (book["entry_cost"] or ZERO) * fraction
             pnl = filled * price - fee - cost
-            a.realized_pnl = a.realized_pnl + pnl
-            a.entry_cost = a.entry_cost - cost
-            a.position_qty = max(ZERO, a.position_qty - filled)
-            a.last_position = "short"
-        st = self.index.by_id.get(aid)
+            book["realized_pnl"] = (book["realized_pnl"] or ZERO) + pnl
+            book["entry_cost"] = (book["entry_cost"] or ZERO) - cost
+            book["position_qty"] = max(ZERO, qty - filled)
+            book["last_position"] = "short"
+        st = self.index.by_id.get(book["aid"])
         if st is not None:
-            st.position_qty = a.position_qty
+            st.position_qty = book["position_qty"]
         return pnl
 
     async def _check_daily_loss(self, trader_ids: set[int]) -> None:

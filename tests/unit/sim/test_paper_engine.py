@@ -67,3 +67,26 @@ async def test_insufficient_funds_is_a_rejection_with_a_reason(sf) -> None:  # t
     assert r.status == "rejected" and "insufficient BTC" in (r.reason or "")
     assert (await engine.find("big")).status == "rejected"  # type: ignore[union-attr]
     await engine.close()
+
+
+async def test_a_burst_after_a_restart_mixes_new_orders_and_repeats_of_stored_ones(sf) -> None:  # type: ignore[no-untyped-def]
+    engine = PaperEngine(sf, Decimal("0"), Decimal("10000"))
+    await engine.start()
+    first = [OrderSpec(f"old{i}", "BTC/USD", "buy", Decimal("0.001")) for i in range(40)]
+    await asyncio.gather(*(engine.place(1, spec, Decimal("100")) for spec in first))
+    await engine.close()
+    again = PaperEngine(sf, Decimal("0"), Decimal("10000"))
+    await again.start()
+    assert (await again.balances(1))["BTC"] == Decimal("0.040")  # stored by the group commit's upsert
+    new = [OrderSpec(f"new{i}", "BTC/USD", "buy", Decimal("0.001")) for i in range(600)]
+    results = await asyncio.gather(*(again.place(1, spec, Decimal("7")) for spec in [*first, *new]))
+    assert [r.price for r in results[:40]] == [Decimal("100")] * 40  # the stored fills, not new ones
+    assert {r.price for r in results[40:]} == {Decimal("7")} and {r.status for r in results} == {"filled"}
+    assert (await again.balances(1))["BTC"] == Decimal("0.640")
+    await again.close()
+    third = PaperEngine(sf, Decimal("0"), Decimal("10000"))
+    await third.start()
+    assert (await third.balances(1))["USD"] == Decimal("10000") - Decimal("4") - Decimal("4.2")
+    assert (await third.find("new599")).price == Decimal("7")  # type: ignore[union-attr]
+    assert await third.find("never") is None
+    await third.close()
