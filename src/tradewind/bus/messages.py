@@ -96,6 +96,17 @@ class OrderAck(msgspec.Struct, frozen=True, kw_only=True):
     retryable: bool = False  # for "error": the call may not have reached the exchange
 
 
+class PlaceOrders(msgspec.Struct, frozen=True, kw_only=True):
+    """Several orders for one exchange in one request (core sends a chunk's orders together; the
+    exchange service places them concurrently and answers once with every ack)."""
+
+    orders: list[PlaceOrder]
+
+
+class OrderAcks(msgspec.Struct, frozen=True, kw_only=True):
+    acks: list[OrderAck]
+
+
 class OrderStatusRequest(msgspec.Struct, frozen=True, kw_only=True):
     trader_id: int
     client_order_id: str

@@ -35,6 +35,11 @@ def exchange_order(exchange: str) -> str:
     return f"exchange.{exchange}.order"
 
 
+def exchange_orders(exchange: str) -> str:
+    """A batch of orders (PlaceOrders -> OrderAcks): what core sends; ``.order`` takes one."""
+    return f"exchange.{exchange}.orders"
+
+
 def exchange_order_status(exchange: str) -> str:
     return f"exchange.{exchange}.order_status"
 
@@ -65,4 +70,6 @@ def user_events(user_id: int) -> str:
 
 
 BACKTEST_QUEUE = "backtest-workers"
-BACKTEST_START = "backtest.start"  # StartBacktest -> BacktestAccepted; BACKTEST_RUN: RunBacktest -> BacktestResult
+BACKTEST_START = (
+    "backtest.start"  # StartBacktest -> BacktestAccepted; BACKTEST_RUN: RunBacktest -> BacktestResult
+)

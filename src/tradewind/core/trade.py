@@ -39,9 +39,11 @@ ZERO = Decimal(0)
 # Market buys are sized a little under the allocation so that the fee and the move to the fill price fit.
 BUY_HEADROOM = Decimal("1.0025")
 MIN_NOTIONAL = Decimal("1")
+ORDER_BATCH = 250  # orders per request to an exchange service
 TERMINAL = ("filled", "canceled", "rejected", "not_placed")
 _ASSIGNMENTS = Assignment.__table__  # Core tables: executemany updates without the ORM's bulk rules
 _ORDERS = Order.__table__
+_EVALUATIONS = Evaluation.__table__
 
 
 class TradeDesk:
@@ -62,9 +64,7 @@ class TradeDesk:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     # -- evaluations in, orders out ------------------------------------------------------------------
-    async def handle(
-        self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]
-    ) -> None:
+    async def handle(self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]) -> None:
         """Record one chunk's evaluations with the order intents they cause, then place those orders."""
         now_ns = time.time_ns()
         tick_ms = (now_ns - candle.recv_ns) / 1e6 if candle.recv_ns else None
@@ -85,7 +85,12 @@ class TradeDesk:
             if out.status != "ok":
                 st.failures += 1
                 if st.failures >= self.settings.eval_pause_after_failures:
-                    paused.append((st.id, f"paused after {st.failures} failed evaluations in a row; last error: {out.error}"))
+                    paused.append(
+                        (
+                            st.id,
+                            f"paused after {st.failures} failed evaluations in a row; last error: {out.error}",
+                        )
+                    )
                 continue
             if st.failures:
                 st.failures = 0
@@ -100,7 +105,10 @@ class TradeDesk:
         orders = await self._plan(candle, wanted)
         async with self.sf() as s:
             if evals:
-                ins = self._insert(Evaluation).on_conflict_do_nothing(index_elements=["assignment_id", "candle_time"])
+                # Core, not ORM, inserts: the ORM's bulk path costs ~0.1 ms a row, a candle of 1,000 adds 0.1 s
+                ins = self._insert(_EVALUATIONS).on_conflict_do_nothing(
+                    index_elements=["assignment_id", "candle_time"]
+                )
                 await s.execute(ins, evals)
             failing = [st.id for st, out in results if out.status != "ok" and st.id not in dict(paused)]
             if failing:
@@ -111,7 +119,9 @@ class TradeDesk:
                 )  # fmt: skip
             if reset:
                 await s.execute(
-                    update(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == bindparam("aid")).values(consecutive_failures=0),
+                    update(_ASSIGNMENTS)
+                    .where(_ASSIGNMENTS.c.id == bindparam("aid"))
+                    .values(consecutive_failures=0),
                     [{"aid": a} for a in reset],
                 )
             for aid, reason in paused:
@@ -121,8 +131,8 @@ class TradeDesk:
                 )  # fmt: skip
             placed: list[dict[str, Any]] = []
             if orders:
-                ins = self._insert(Order).on_conflict_do_nothing(index_elements=["client_order_id"])
-                new_ids = set((await s.execute(ins.returning(Order.client_order_id), orders)).scalars())
+                ins = self._insert(_ORDERS).on_conflict_do_nothing(index_elements=["client_order_id"])
+                new_ids = set((await s.execute(ins.returning(_ORDERS.c.client_order_id), orders)).scalars())
                 placed = [o for o in orders if o["client_order_id"] in new_ids and o["status"] == "pending"]
             await s.commit()
         for aid, _ in paused:
@@ -142,14 +152,22 @@ class TradeDesk:
             task.add_done_callback(self._inflight.discard)
         await self._publish_evaluations(candle, results)
 
-    async def _plan(self, candle: m.Candle, wanted: list[tuple[AssignmentState, str, float]]) -> list[dict[str, Any]]:
+    async def _plan(
+        self, candle: m.Candle, wanted: list[tuple[AssignmentState, str, float]]
+    ) -> list[dict[str, Any]]:
         """Turn wanted trades into order rows: sizing, the balance check, and the account's risk limits."""
         if not wanted:
             return []
         price = Decimal(repr(candle.close))
         quote_asset = split_symbol(candle.symbol)[1]
         buyers = {st.trader_id: st.trader_exchange for st, side, _ in wanted if side == "buy"}
-        free = dict(zip(buyers, await asyncio.gather(*(self._free(t, e, quote_asset) for t, e in buyers.items())), strict=True))
+        free = dict(
+            zip(
+                buyers,
+                await asyncio.gather(*(self._free(t, e, quote_asset) for t, e in buyers.items())),
+                strict=True,
+            )
+        )
         rows = []
         for st, side, size in wanted:
             reason = None
@@ -194,22 +212,48 @@ class TradeDesk:
         return Decimal(reply.balances.get(asset, "0"))
 
     async def _place_all(self, candle: m.Candle, orders: list[dict[str, Any]]) -> None:
-        acks = await asyncio.gather(*(self._place(candle, o) for o in orders))
-        await self.apply([(o["client_order_id"], ack, lat) for o, (ack, lat) in zip(orders, acks, strict=True)])
+        """One request per exchange and chunk of orders (the exchange service places them concurrently)."""
+        by_exchange: dict[str, list[dict[str, Any]]] = {}
+        for o in orders:
+            by_exchange.setdefault(o["exchange"], []).append(o)
+        batches = [
+            (exchange, group[i : i + ORDER_BATCH])
+            for exchange, group in by_exchange.items()
+            for i in range(0, len(group), ORDER_BATCH)
+        ]
+        done = await asyncio.gather(
+            *(self._place_batch(candle, exchange, batch) for exchange, batch in batches)
+        )
+        await self.apply([ack for acks in done for ack in acks])
 
-    async def _place(self, candle: m.Candle, o: dict[str, Any]) -> tuple[m.OrderAck, float | None]:
-        req = m.PlaceOrder(
-            trader_id=o["trader_id"], client_order_id=o["client_order_id"], symbol=o["symbol"], side=o["side"],
-            amount=format(o["amount"], "f"), trace_id=candle.trace_id,
-        )  # fmt: skip
+    async def _place_batch(
+        self, candle: m.Candle, exchange: str, orders: list[dict[str, Any]]
+    ) -> list[tuple[str, m.OrderAck, float | None]]:
+        req = m.PlaceOrders(orders=[
+            m.PlaceOrder(
+                trader_id=o["trader_id"], client_order_id=o["client_order_id"], symbol=o["symbol"], side=o["side"],
+                amount=format(o["amount"], "f"), trace_id=candle.trace_id,
+            ) for o in orders
+        ])  # fmt: skip
         latency = (time.time_ns() - candle.recv_ns) / 1e6 if candle.recv_ns else None
         if latency is not None:
-            TICK_TO_ORDER.observe(latency)
+            for _ in orders:
+                TICK_TO_ORDER.observe(latency)
+        acks: dict[str, m.OrderAck] = {}
+        problem = None
         try:
-            msg = await self.nc.request(subjects.exchange_order(o["exchange"]), m.encode(req), timeout=self.order_timeout_s)
-        except Exception as exc:  # timeout or no responder: the outcome is unknown, the reconciler will ask
-            return m.OrderAck(client_order_id=o["client_order_id"], status="error", reason=f"order call: {type(exc).__name__}", retryable=True), latency
-        return m.decode(msg.data, m.OrderAck), latency
+            msg = await self.nc.request(
+                subjects.exchange_orders(exchange), m.encode(req), timeout=self.order_timeout_s
+            )
+            acks = {a.client_order_id: a for a in m.decode(msg.data, m.OrderAcks).acks}
+        except Exception as exc:  # timeout, no responder, a garbled answer: the outcome is unknown
+            problem = f"order call: {type(exc).__name__}"
+        unknown = problem or "order call: the exchange did not answer for this order"
+        return [
+            (o["client_order_id"], acks.get(o["client_order_id"]) or m.OrderAck(
+                client_order_id=o["client_order_id"], status="error", reason=unknown, retryable=True), latency)
+            for o in orders
+        ]  # fmt: skip
 
     # -- order state ----------------------------------------------------------------------------------
     async def apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
@@ -264,7 +308,13 @@ class TradeDesk:
                                   price=Decimal(ack.price) if ack.price is not None else None)  # fmt: skip
                 ORDERS.labels(values["status"]).inc()
                 if values["status"] == "filled" and row.assignment_id is not None and values["filled"] > 0:
-                    pnl = self._book_fill(books.get(row.assignment_id), row.side, values["filled"], values["price"] or ZERO, values["fee"])
+                    pnl = self._book_fill(
+                        books.get(row.assignment_id),
+                        row.side,
+                        values["filled"],
+                        values["price"] or ZERO,
+                        values["fee"],
+                    )
                     values["pnl"] = pnl
                     if pnl is not None and pnl < 0:
                         losers.add(row.trader_id)
@@ -302,7 +352,9 @@ class TradeDesk:
             kind = "fill" if data["status"] == "filled" else "order"
             await self.nc.publish(subjects.user_events(owner_id), m.encode(m.UserEvent(kind=kind, data=data)))
 
-    def _book_fill(self, book: dict[str, Any] | None, side: str, filled: Decimal, price: Decimal, fee: Decimal) -> Decimal | None:
+    def _book_fill(
+        self, book: dict[str, Any] | None, side: str, filled: Decimal, price: Decimal, fee: Decimal
+    ) -> Decimal | None:
         """Move an assignment's position, entry cost and realized P&L (``book``, written back in one batch);
         return the P&L a sell realized."""
         if book is None:
@@ -379,7 +431,9 @@ class TradeDesk:
         for cid, trader_id, exchange, symbol in rows:
             req = m.OrderStatusRequest(trader_id=trader_id, client_order_id=cid, symbol=symbol)
             try:
-                msg = await self.nc.request(subjects.exchange_order_status(exchange), m.encode(req), timeout=5)
+                msg = await self.nc.request(
+                    subjects.exchange_order_status(exchange), m.encode(req), timeout=5
+                )
             except Exception as exc:
                 log.warning("reconcile %s: %s", cid, exc)
                 continue
@@ -390,14 +444,18 @@ class TradeDesk:
             await self.apply(settled)
         return len(settled)
 
-    async def _publish_evaluations(self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]) -> None:
+    async def _publish_evaluations(
+        self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]
+    ) -> None:
         for st, out in results:
             data = {
                 "assignment_id": st.id, "exchange": candle.exchange, "symbol": candle.symbol, "tf": candle.tf,
                 "candle_time": candle.time, "status": out.status, "position": out.position, "note": out.note,
                 "error": out.error, "duration_ms": out.duration_us / 1000,
             }  # fmt: skip
-            await self.nc.publish(subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data)))
+            await self.nc.publish(
+                subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data))
+            )
 
 
 def _position_after(current: Decimal | None, delta: Decimal) -> Decimal:

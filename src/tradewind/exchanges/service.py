@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 DAY = 86_400_000
 
 CANDLES_PUBLISHED = Counter("tradewind_exchange_candles_published_total", "Candles published", ["exchange"])
-ORDER_CALLS = Counter("tradewind_exchange_order_calls_total", "Order calls by outcome", ["exchange", "status"])
+ORDER_CALLS = Counter(
+    "tradewind_exchange_order_calls_total", "Order calls by outcome", ["exchange", "status"]
+)
 
 
 class UnknownTrader(Exception):
@@ -78,6 +80,7 @@ class ExchangeService:
         handlers = {
             subjects.exchange_balance(self.name): self._on_balance,
             subjects.exchange_order(self.name): self._on_order,
+            subjects.exchange_orders(self.name): self._on_orders,
             subjects.exchange_order_status(self.name): self._on_status,
             subjects.exchange_cancel(self.name): self._on_cancel,
             subjects.exchange_verify(self.name): self._on_verify,
@@ -132,7 +135,9 @@ class ExchangeService:
                 async with self.sf() as s:
                     await store.insert_candles(s, market.id, "1m", rows)
                     for tf in DERIVED_TIMEFRAMES:
-                        done = [r for r in resample_rows(rows, tf) if r[0] + tf_ms(tf) <= rows[-1][0] + 60_000]
+                        done = [
+                            r for r in resample_rows(rows, tf) if r[0] + tf_ms(tf) <= rows[-1][0] + 60_000
+                        ]
                         await self._store_derived(s, market.id, tf, done)
                     market_obj = await s.get(type(market), market.id)
                     if market_obj is not None:
@@ -186,7 +191,9 @@ class ExchangeService:
                     reply = await handler(msg)
                 except Exception:
                     log.exception("%s: request on %s failed", self.name, msg.subject)
-                    reply = m.OrderAck(client_order_id="", status="error", reason="internal error in exchange service")
+                    reply = m.OrderAck(
+                        client_order_id="", status="error", reason="internal error in exchange service"
+                    )
                 if msg.reply:
                     await msg.respond(m.encode(reply))
 
@@ -240,7 +247,15 @@ class ExchangeService:
         return m.VerifyReply(ok=True)
 
     async def _on_order(self, msg: Msg) -> m.OrderAck:
-        req = m.decode(msg.data, m.PlaceOrder)
+        return await self._place(m.decode(msg.data, m.PlaceOrder))
+
+    async def _on_orders(self, msg: Msg) -> m.OrderAcks:
+        """Every order of the batch at once: each is its own exchange call (the adapter's rate limits apply),
+        and one failing never holds up or changes the others."""
+        batch = m.decode(msg.data, m.PlaceOrders)
+        return m.OrderAcks(acks=list(await asyncio.gather(*(self._place(req) for req in batch.orders))))
+
+    async def _place(self, req: m.PlaceOrder) -> m.OrderAck:
         spec = OrderSpec(
             client_order_id=req.client_order_id,
             symbol=req.symbol,
@@ -258,7 +273,18 @@ class ExchangeService:
         except (ExchangeError, UnknownTrader) as exc:
             ORDER_CALLS.labels(self.name, "error").inc()
             retryable = getattr(exc, "retryable", False)
-            return m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc), retryable=retryable)
+            return m.OrderAck(
+                client_order_id=req.client_order_id, status="error", reason=str(exc), retryable=retryable
+            )
+        except Exception:  # a bug in an adapter: this order's outcome is unknown, the reconciler will ask
+            log.exception("%s: placing %s failed", self.name, req.client_order_id)
+            ORDER_CALLS.labels(self.name, "error").inc()
+            return m.OrderAck(
+                client_order_id=req.client_order_id,
+                status="error",
+                reason="internal error in exchange service",
+                retryable=True,
+            )
         ORDER_CALLS.labels(self.name, result.status).inc()
         if result.status == "open" and not self.adapter.capabilities.pushes_fills:
             self._tasks.append(asyncio.create_task(self._follow(creds, req.client_order_id, req.symbol)))
@@ -267,9 +293,13 @@ class ExchangeService:
     async def _on_status(self, msg: Msg) -> m.OrderAck:
         req = m.decode(msg.data, m.OrderStatusRequest)
         try:
-            result = await self.adapter.fetch_order(await self.credentials(req.trader_id), req.client_order_id, req.symbol)
+            result = await self.adapter.fetch_order(
+                await self.credentials(req.trader_id), req.client_order_id, req.symbol
+            )
         except (ExchangeError, UnknownTrader) as exc:
-            return m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc), retryable=True)
+            return m.OrderAck(
+                client_order_id=req.client_order_id, status="error", reason=str(exc), retryable=True
+            )
         if result is None:
             return m.OrderAck(client_order_id=req.client_order_id, status="not_found")
         return _ack(result)
@@ -277,7 +307,9 @@ class ExchangeService:
     async def _on_cancel(self, msg: Msg) -> m.OrderAck:
         req = m.decode(msg.data, m.CancelOrder)
         try:
-            result = await self.adapter.cancel_order(await self.credentials(req.trader_id), req.client_order_id, req.symbol)
+            result = await self.adapter.cancel_order(
+                await self.credentials(req.trader_id), req.client_order_id, req.symbol
+            )
         except (ExchangeError, UnknownTrader) as exc:
             return m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc))
         await self._publish_update(req.trader_id, result)
@@ -320,4 +352,3 @@ def _ack(r: OrderResult) -> m.OrderAck:
         fee=format(r.fee, "f"),
         reason=r.reason,
     )
-

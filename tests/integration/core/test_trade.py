@@ -30,22 +30,24 @@ class FakeExchange:
 
     async def start(self) -> None:
         await self.nc.subscribe(subjects.exchange_balance("sim"), cb=self.balance)
-        await self.nc.subscribe(subjects.exchange_order("sim"), cb=self.order)
+        await self.nc.subscribe(subjects.exchange_orders("sim"), cb=self.orders_)
         await self.nc.subscribe(subjects.exchange_order_status("sim"), cb=self.status)
 
     async def balance(self, msg) -> None:  # type: ignore[no-untyped-def]
         await msg.respond(m.encode(m.BalanceReply(balances={"USD": "10000"})))
 
-    async def order(self, msg) -> None:  # type: ignore[no-untyped-def]
-        req = m.decode(msg.data, m.PlaceOrder)
-        self.calls += 1
-        self.orders.setdefault(req.client_order_id, req)
+    async def orders_(self, msg) -> None:  # type: ignore[no-untyped-def]
+        acks = []
+        for req in m.decode(msg.data, m.PlaceOrders).orders:
+            self.calls += 1
+            self.orders.setdefault(req.client_order_id, req)
+            if self.outcome == "rejected":
+                acks.append(m.OrderAck(client_order_id=req.client_order_id, status="rejected", reason="EXCHANGE: minimum size"))
+            else:
+                acks.append(self._filled(req))
         if self.outcome == "timeout":
             return  # placed, but the answer never comes back
-        if self.outcome == "rejected":
-            await msg.respond(m.encode(m.OrderAck(client_order_id=req.client_order_id, status="rejected", reason="EXCHANGE: minimum size")))
-            return
-        await msg.respond(m.encode(self._filled(req)))
+        await msg.respond(m.encode(m.OrderAcks(acks=acks)))
 
     def _filled(self, req: m.PlaceOrder) -> m.OrderAck:
         return m.OrderAck(client_order_id=req.client_order_id, status="filled", filled=req.amount, price=self.price, fee="0.1")
