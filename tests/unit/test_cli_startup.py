@@ -8,7 +8,7 @@ HEAVY = ("sqlalchemy", "fastapi", "nats", "tradewind.storage.models", "tradewind
 
 
 def test_registering_the_commands_imports_nothing_heavy():
-    code = "import sys, tradewind.cli; print(' '.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    code = f"import sys, tradewind.cli; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"`import tradewind.cli` pulls in: {out}"
 
@@ -17,7 +17,7 @@ def test_backtest_help_runs_without_them():
     code = (
         "import sys\nfrom click.testing import CliRunner\nimport tradewind.cli as c\n"
         "r = CliRunner().invoke(c.main, ['backtest', '--help'])\nassert r.exit_code == 0, r.output\n"
-        "print(' '.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+        f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""

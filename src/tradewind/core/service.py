@@ -27,7 +27,7 @@ from tradewind.core.trade import TradeDesk
 from tradewind.marketdata import as_row, candle_problem
 from tradewind.metrics import CANDLES
 from tradewind.storage import candles as store
-from tradewind.storage.db import SessionFactory
+from tradewind.storage.db import SessionFactory, write_gate
 from tradewind.storage.models import Evaluation, Market
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class CoreService:
         resume = candle.time <= last  # seen before a crash or a failed attempt: finish what is missing
         row = as_row(candle)
         closed = self.resampler.add(market_id, row)
-        async with self.sf() as s:
+        async with write_gate(self.sf), self.sf() as s:
             await store.insert_candles(s, market_id, "1m", [row])
             for tf, drow in closed:
                 await store.upsert_candles(s, market_id, tf, [drow])

@@ -28,7 +28,7 @@ from tradewind.config import Settings
 from tradewind.core.decide import AssignmentIndex, AssignmentState
 from tradewind.domain import client_order_id, split_symbol
 from tradewind.metrics import EVAL_DURATION, EVALUATIONS, ORDERS, TICK_TO_DECISION, TICK_TO_ORDER
-from tradewind.storage.db import SessionFactory
+from tradewind.storage.db import SessionFactory, write_gate
 from tradewind.storage.models import Assignment, Evaluation, Order, Trader
 from tradewind.storage.types import utcnow
 
@@ -103,7 +103,7 @@ class TradeDesk:
                 wanted.append((st, "sell", 1.0))
 
         orders = await self._plan(candle, wanted)
-        async with self.sf() as s:
+        async with write_gate(self.sf), self.sf() as s:
             if evals:
                 # Core, not ORM, inserts: the ORM's bulk path costs ~0.1 ms a row, a candle of 1,000 adds 0.1 s
                 ins = self._insert(_EVALUATIONS).on_conflict_do_nothing(
@@ -270,7 +270,7 @@ class TradeDesk:
     async def _apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
         events = []
         losers: set[int] = set()
-        async with self.sf() as s:
+        async with write_gate(self.sf), self.sf() as s:
             cids = [cid for cid, _, _ in acks]
             rows = {
                 r.client_order_id: r

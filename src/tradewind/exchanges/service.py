@@ -253,17 +253,51 @@ class ExchangeService:
         """Every order of the batch at once: each is its own exchange call (the adapter's rate limits apply),
         and one failing never holds up or changes the others."""
         batch = m.decode(msg.data, m.PlaceOrders)
+        if self.adapter.capabilities.batch_orders:
+            return m.OrderAcks(acks=await self._place_batch(batch.orders))
         return m.OrderAcks(acks=list(await asyncio.gather(*(self._place(req) for req in batch.orders))))
 
+    async def _place_batch(self, reqs: list[m.PlaceOrder]) -> list[m.OrderAck]:
+        """An adapter that takes a batch in one call (the sim): the orders it can take go together; an
+        order that cannot be parsed or whose account is unknown is answered on its own."""
+        acks: dict[int, m.OrderAck] = {}
+        ready: list[tuple[int, Credentials, OrderSpec]] = []
+        for i, req in enumerate(reqs):
+            try:
+                ready.append((i, await self.credentials(req.trader_id), _spec(req)))
+            except (ExchangeError, UnknownTrader) as exc:
+                ORDER_CALLS.labels(self.name, "error").inc()
+                acks[i] = m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc))
+            except (ArithmeticError, ValueError):
+                ORDER_CALLS.labels(self.name, "rejected").inc()
+                acks[i] = m.OrderAck(client_order_id=req.client_order_id, status="rejected",
+                                     reason=f"amount or price is not a number: {req.amount!r}")  # fmt: skip
+        if ready:
+            try:
+                results = await self.adapter.place_orders([(c, spec) for _, c, spec in ready])  # type: ignore[attr-defined]
+            except ExchangeError as exc:
+                results = None
+                reason, retryable = str(exc), getattr(exc, "retryable", False)
+            except Exception:
+                log.exception("%s: placing a batch of %d failed", self.name, len(ready))
+                results = None
+                reason, retryable = "internal error in exchange service", True
+            for j, (i, _, spec) in enumerate(ready):
+                if results is None:
+                    ORDER_CALLS.labels(self.name, "error").inc()
+                    acks[i] = m.OrderAck(
+                        client_order_id=spec.client_order_id,
+                        status="error",
+                        reason=reason,
+                        retryable=retryable,
+                    )
+                else:
+                    ORDER_CALLS.labels(self.name, results[j].status).inc()
+                    acks[i] = _ack(results[j])
+        return [acks[i] for i in range(len(reqs))]
+
     async def _place(self, req: m.PlaceOrder) -> m.OrderAck:
-        spec = OrderSpec(
-            client_order_id=req.client_order_id,
-            symbol=req.symbol,
-            side=req.side,
-            amount=Decimal(req.amount),
-            type=req.type,
-            price=Decimal(req.price) if req.price else None,
-        )
+        spec = _spec(req)
         try:
             creds = await self.credentials(req.trader_id)
             result = await self.adapter.place_order(creds, spec)
@@ -340,6 +374,17 @@ class ExchangeService:
             fee=format(r.fee, "f"), fee_asset=r.fee_asset, time=r.time, reason=r.reason,
         )  # fmt: skip
         await self.nc.publish(subjects.order_updates(self.name), m.encode(upd))
+
+
+def _spec(req: m.PlaceOrder) -> OrderSpec:
+    return OrderSpec(
+        client_order_id=req.client_order_id,
+        symbol=req.symbol,
+        side=req.side,
+        amount=Decimal(req.amount),
+        type=req.type,
+        price=Decimal(req.price) if req.price else None,
+    )
 
 
 def _ack(r: OrderResult) -> m.OrderAck:

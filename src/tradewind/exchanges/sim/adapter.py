@@ -34,10 +34,13 @@ class SimAdapter:
             timeframes=("1m",),
             pushes_fills=True,
             paper=True,
+            batch_orders=True,
             history_page_limit=50_000,
             symbols=tuple(settings.sim_symbols),
         )
-        self.engine = PaperEngine(session_factory, Decimal(settings.sim_fee), Decimal(settings.sim_paper_cash))
+        self.engine = PaperEngine(
+            session_factory, Decimal(settings.sim_fee), Decimal(settings.sim_paper_cash)
+        )
         self.walks: dict[str, RandomWalk] = {}
         self._anchor: tuple[float, int] | None = None  # (wall clock s, sim time ms)
 
@@ -47,7 +50,11 @@ class SimAdapter:
                 q = (
                     select(CandleRow.time, CandleRow.close)
                     .join(Market, Market.id == CandleRow.market_id)
-                    .where(Market.exchange == self.capabilities.name, Market.symbol == symbol, CandleRow.tf == "1m")
+                    .where(
+                        Market.exchange == self.capabilities.name,
+                        Market.symbol == symbol,
+                        CandleRow.tf == "1m",
+                    )
                     .order_by(CandleRow.time.desc())
                     .limit(1)
                 )
@@ -122,6 +129,21 @@ class SimAdapter:
         # Each simulated candle opens at the previous close: the next open is the last close.
         price = Decimal(repr(walk.last_close)).quantize(Decimal("0.00000001"))
         return await self.engine.place(creds.trader_id, order, price, now_ms=self.sim_now())
+
+    async def place_orders(self, orders: list[tuple[Credentials, OrderSpec]]) -> list[OrderResult]:
+        """A batch through the matching engine at once: one lookup of the client ids, one group commit."""
+        items, unknown = [], {}
+        for i, (creds, order) in enumerate(orders):
+            walk = self.walks.get(order.symbol)
+            if walk is None:
+                unknown[i] = OrderResult(
+                    client_order_id=order.client_order_id, status="rejected", reason=f"sim has no market {order.symbol}"
+                )
+                continue
+            price = Decimal(repr(walk.last_close)).quantize(Decimal("0.00000001"))
+            items.append((creds.trader_id, order, price))
+        filled = iter(await self.engine.place_many(items, now_ms=self.sim_now()) if items else [])
+        return [unknown[i] if i in unknown else next(filled) for i in range(len(orders))]
 
     async def fetch_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult | None:
         return await self.engine.find(client_order_id)

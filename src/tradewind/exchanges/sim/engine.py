@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tradewind.domain import split_symbol
 from tradewind.exchanges.base import OrderResult, OrderSpec
-from tradewind.storage.db import SessionFactory
+from tradewind.storage.db import SessionFactory, write_gate
 from tradewind.storage.models import PaperBalance, PaperFill
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,9 @@ RECENT = 100_000  # results kept in memory for repeated lookups (the table has t
 
 
 class PaperEngine:
-    def __init__(self, session_factory: SessionFactory, fee: Decimal, initial_cash: Decimal, cash_asset: str = "USD"):
+    def __init__(
+        self, session_factory: SessionFactory, fee: Decimal, initial_cash: Decimal, cash_asset: str = "USD"
+    ):
         self.sf = session_factory
         self.fee = fee
         self.initial_cash = initial_cash
@@ -69,7 +71,9 @@ class PaperEngine:
         bal = self._balances.get(trader_id)
         if bal is None:
             async with self.sf() as s:
-                rows = (await s.execute(select(PaperBalance).where(PaperBalance.trader_id == trader_id))).scalars()
+                rows = (
+                    await s.execute(select(PaperBalance).where(PaperBalance.trader_id == trader_id))
+                ).scalars()
                 bal = {r.asset: r.amount for r in rows}
                 if not bal:
                     bal = {self.cash_asset: self.initial_cash}
@@ -109,52 +113,74 @@ class PaperEngine:
                 if not fut.done():
                     fut.set_result(found.get(cid))
 
-    async def place(self, trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int | None = None) -> OrderResult:
+    async def place(
+        self, trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int | None = None
+    ) -> OrderResult:
         """Fill a market order at ``price`` (the next candle's open) or reject it; idempotent by client id."""
-        previous = await self.find(spec.client_order_id)
-        if previous is not None:
-            return previous
+        return (await self.place_many([(trader_id, spec, price)], now_ms))[0]
+
+    async def place_many(
+        self, orders: list[tuple[int, OrderSpec, Decimal]], now_ms: int | None = None
+    ) -> list[OrderResult]:
+        """Fill a batch of orders, in order, with one lookup of their client ids and one group commit."""
+        previous = await asyncio.gather(*(self.find(spec.client_order_id) for _, spec, _ in orders))
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        results: list[OrderResult] = []
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queued = False
         async with self._lock:
-            if spec.client_order_id in self._fills:  # a concurrent duplicate got here first
-                return self._fills[spec.client_order_id]
-            bal = await self._load(trader_id)
-            base, quote = split_symbol(spec.symbol)
-            amount = spec.amount.quantize(QTY, rounding=ROUND_DOWN)
-            cost = amount * price
-            fee = cost * self.fee
-            reason = None
-            changes: dict[str, Decimal] | None = None
-            if amount <= 0:
-                reason = "amount must be positive"
-            elif spec.side == "buy":
-                if bal.get(quote, _ZERO) < cost + fee:
-                    reason = f"insufficient {quote}: need {cost + fee:.2f}, have {bal.get(quote, _ZERO):.2f}"
-                else:
-                    changes = {quote: bal.get(quote, _ZERO) - cost - fee, base: bal.get(base, _ZERO) + amount}
-            elif spec.side == "sell":
-                if bal.get(base, _ZERO) < amount:
-                    reason = f"insufficient {base}: need {amount}, have {bal.get(base, _ZERO)}"
-                else:
-                    changes = {base: bal.get(base, _ZERO) - amount, quote: bal.get(quote, _ZERO) + cost - fee}
+            for (trader_id, spec, price), known in zip(orders, previous, strict=True):
+                known = known or self._fills.get(
+                    spec.client_order_id
+                )  # or a concurrent duplicate got here first
+                if known is not None:
+                    results.append(known)
+                    continue
+                row, changes = self._fill(await self._load(trader_id), trader_id, spec, price, now_ms)
+                result = _result(_Row(**row))
+                self._fills[spec.client_order_id] = result
+                if len(self._fills) > RECENT:
+                    del self._fills[next(iter(self._fills))]
+                self._queue.append((row, changes, trader_id, done))
+                queued = True
+                results.append(result)
+            if queued:
+                self._wakeup.set()
+        if queued:
+            await done  # answered only once durable
+        return results
+
+    def _fill(
+        self, bal: dict[str, Decimal], trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int
+    ) -> tuple[dict[str, object], dict[str, Decimal] | None]:
+        base, quote = split_symbol(spec.symbol)
+        amount = spec.amount.quantize(QTY, rounding=ROUND_DOWN)
+        cost = amount * price
+        fee = cost * self.fee
+        reason = None
+        changes: dict[str, Decimal] | None = None
+        if amount <= 0:
+            reason = "amount must be positive"
+        elif spec.side == "buy":
+            if bal.get(quote, _ZERO) < cost + fee:
+                reason = f"insufficient {quote}: need {cost + fee:.2f}, have {bal.get(quote, _ZERO):.2f}"
             else:
-                reason = f"unknown side {spec.side!r}"
-            if changes:
-                bal.update(changes)
-            row: dict[str, object] = {
-                "trader_id": trader_id, "client_order_id": spec.client_order_id, "symbol": spec.symbol,
-                "side": spec.side, "amount": amount, "price": price, "fee": fee if changes else _ZERO,
-                "status": "filled" if changes else "rejected", "reason": reason, "time": now_ms,
-            }  # fmt: skip
-            result = _result(_Row(**row))
-            self._fills[spec.client_order_id] = result
-            if len(self._fills) > RECENT:
-                del self._fills[next(iter(self._fills))]
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._queue.append((row, changes, trader_id, done))
-            self._wakeup.set()
-        await done
-        return result
+                changes = {quote: bal.get(quote, _ZERO) - cost - fee, base: bal.get(base, _ZERO) + amount}
+        elif spec.side == "sell":
+            if bal.get(base, _ZERO) < amount:
+                reason = f"insufficient {base}: need {amount}, have {bal.get(base, _ZERO)}"
+            else:
+                changes = {base: bal.get(base, _ZERO) - amount, quote: bal.get(quote, _ZERO) + cost - fee}
+        else:
+            reason = f"unknown side {spec.side!r}"
+        if changes:
+            bal.update(changes)
+        row: dict[str, object] = {
+            "trader_id": trader_id, "client_order_id": spec.client_order_id, "symbol": spec.symbol,
+            "side": spec.side, "amount": amount, "price": price, "fee": fee if changes else _ZERO,
+            "status": "filled" if changes else "rejected", "reason": reason, "time": now_ms,
+        }  # fmt: skip
+        return row, changes
 
     async def _flusher(self) -> None:
         while True:
@@ -174,7 +200,7 @@ class PaperEngine:
             return
         try:
             touched = {(trader_id, asset) for _, changes, trader_id, _ in batch for asset in changes or {}}
-            async with self.sf() as s:
+            async with write_gate(self.sf), self.sf() as s:
                 await s.execute(_FILLS.insert(), [row for row, *_ in batch])
                 # The in-memory balance is the newest: it already includes every fill of this batch.
                 if touched:
@@ -190,7 +216,7 @@ class PaperEngine:
             self._queue[:0] = batch
             raise
         for *_, done in batch:
-            if not done.done():
+            if not done.done():  # entries of one place_many share their future
                 done.set_result(None)
 
 

@@ -1,0 +1,56 @@
+"""A chunk's orders travel to the exchange service in one request; each gets its own answer, in order."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.exchanges.service import ExchangeService
+from tradewind.exchanges.sim import SimAdapter
+from tradewind.secrets import SecretBox
+from tradewind.storage.models import PaperBalance, PaperFill
+
+from .conftest import make_assignment
+from .test_pipeline import KEY
+
+
+def order(trader_id: int, cid: str, side: str = "buy", amount: str = "0.001", symbol: str = "BTC/USD") -> m.PlaceOrder:
+    return m.PlaceOrder(trader_id=trader_id, client_order_id=cid, symbol=symbol, side=side, amount=amount)
+
+
+async def test_a_batch_is_answered_order_by_order_and_fills_each_client_id_once(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]
+    a = await make_assignment(sf)
+    b = await make_assignment(sf, email="b@example.com")
+    exchange = ExchangeService(settings, SimAdapter(settings, sf), nc, nc.jetstream(), sf, SecretBox([KEY]))
+    await exchange.start(stream=False)
+    try:
+        async def send(*orders: m.PlaceOrder) -> list[m.OrderAck]:
+            msg = await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=list(orders))), timeout=10)
+            return m.decode(msg.data, m.OrderAcks).acks
+
+        first = await send(order(a.trader_id, "a1"), order(b.trader_id, "b1", amount="0.002"))
+        assert [(x.client_order_id, x.status) for x in first] == [("a1", "filled"), ("b1", "filled")]
+        acks = await send(
+            order(a.trader_id, "a2"),
+            order(a.trader_id, "a1"),  # placed before: its first result, not a second fill
+            order(999_999, "ghost"),  # no such account
+            order(b.trader_id, "b2", symbol="NOPE/USD"),  # no such market
+            order(b.trader_id, "b3", amount="lots"),  # not a number
+            order(b.trader_id, "b4", side="sell", amount="1"),  # more than it holds
+            order(a.trader_id, "a2"),  # the same id twice in one batch
+        )
+        assert [x.client_order_id for x in acks] == ["a2", "a1", "ghost", "b2", "b3", "b4", "a2"]
+        assert [x.status for x in acks] == ["filled", "filled", "error", "rejected", "rejected", "rejected", "filled"]
+        assert acks[1].price == first[0].price and acks[6].price == acks[0].price
+        assert "no trading account" in (acks[2].reason or "") and "no market" in (acks[3].reason or "")
+        assert "insufficient BTC" in (acks[5].reason or "")
+        async with sf() as s:
+            fills = {f.client_order_id: f for f in (await s.execute(select(PaperFill))).scalars()}
+            btc = {r.trader_id: r.amount for r in (await s.execute(select(PaperBalance).where(PaperBalance.asset == "BTC"))).scalars()}
+        assert set(fills) == {"a1", "a2", "b1", "b4"} and fills["b4"].status == "rejected"
+        assert btc == {a.trader_id: Decimal("0.002"), b.trader_id: Decimal("0.002")}
+    finally:
+        await exchange.stop()
