@@ -93,6 +93,16 @@ class PaperEngine:
                 self._lookup_task = asyncio.create_task(self._look_up(), name="paper-lookup")
         return await asyncio.shield(fut)
 
+    async def find_many(self, client_order_ids: list[str]) -> list[OrderResult | None]:
+        """``find`` for a batch: the ones in memory, the rest with one query per 500."""
+        found: dict[str, OrderResult | None] = {c: self._fills.get(c) for c in client_order_ids}
+        missing = [c for c, r in found.items() if r is None]
+        for i in range(0, len(missing), 500):
+            async with self.sf() as s:
+                rows = (await s.execute(select(_FILLS).where(_FILLS.c.client_order_id.in_(missing[i : i + 500])))).all()
+            found.update((r.client_order_id, _result(r)) for r in rows)
+        return [found[c] for c in client_order_ids]
+
     async def _look_up(self) -> None:
         """Answer every pending lookup with one query per few hundred ids."""
         await asyncio.sleep(0)  # the rest of a burst joins this round
@@ -123,7 +133,10 @@ class PaperEngine:
         self, orders: list[tuple[int, OrderSpec, Decimal]], now_ms: int | None = None
     ) -> list[OrderResult]:
         """Fill a batch of orders, in order, with one lookup of their client ids and one group commit."""
-        previous = await asyncio.gather(*(self.find(spec.client_order_id) for _, spec, _ in orders))
+        if len(orders) == 1:  # single orders arriving together share one lookup through find()
+            previous = [await self.find(orders[0][1].client_order_id)]
+        else:
+            previous = await self.find_many([spec.client_order_id for _, spec, _ in orders])
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         results: list[OrderResult] = []
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
