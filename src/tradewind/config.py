@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     sim_paper_cash: str = "10000"
 
     eval_workers: int = Field(default=1, ge=0, le=64)
-    eval_batch_size: int = Field(default=250, ge=1, le=10_000)
+    eval_batch_size: int = Field(default=1000, ge=1, le=10_000)  # the largest evaluation request (see core.decide)
     eval_timeout_s: float = Field(default=10.0, gt=0)
     eval_instruction_limit: int = Field(default=10_000_000, ge=1000)
     eval_memory_mb: int = Field(default=32, ge=1, le=4096)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -45,6 +46,14 @@ class Stack:
             except Exception:
                 log.exception("error while stopping")
         self.stoppers.clear()
+
+
+def settle_heap() -> None:
+    """Once everything is started: move what exists now (modules, ORM mappings, caches) out of the
+    garbage collector's sight. A full collection over it took 100-120 ms in the middle of a candle at
+    1,000 assignments (a pause on the tick-to-order path); what is allocated later is collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 def setup_logging(level: str) -> None:
@@ -218,6 +227,7 @@ async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | Non
             for name in settings.exchanges:
                 await start_exchange(settings, name, url, sf, stack)
             await start_web(settings, url, sf, stack, host, port)
+            settle_heap()
             stack.ready = True
             log.info("tradewind is up: http://%s:%d/", host, port)
             waiters = [asyncio.create_task(signalled.wait())]
@@ -255,6 +265,7 @@ async def run_component(settings: Settings, component: str, exchange: str | None
                     if not exchange:
                         raise ValueError("`run exchange` needs --exchange NAME")
                     await start_exchange(settings, exchange, url, sf, stack)  # type: ignore[arg-type]
+            settle_heap()
             stack.ready = True
             log.info("%s is running", component if component != "exchange" else f"exchange {exchange}")
             await signalled.wait()

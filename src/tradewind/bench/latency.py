@@ -21,7 +21,15 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import connect
 from tradewind.config import load_settings
-from tradewind.runtime import Stack, open_database, open_nats, start_core, start_eval, start_exchange
+from tradewind.runtime import (
+    Stack,
+    open_database,
+    open_nats,
+    settle_heap,
+    start_core,
+    start_eval,
+    start_exchange,
+)
 from tradewind.storage.models import (
     Assignment,
     CandleRow,
@@ -114,6 +122,7 @@ async def run_latency(
         await start_exchange(settings, "sim", url, sf, stack)
         nc = await connect(url, "bench")
         stack.stoppers.append(nc.drain)
+        settle_heap()
         async with sf() as s:
             market_ids = list((await s.execute(select(Market.id).where(Market.exchange == "sim"))).scalars())
         for n in loads:

@@ -27,6 +27,7 @@ from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import Assignment, Market, Strategy, Trader, User
 
 log = logging.getLogger(__name__)
+WORKER_SEEN_S = 120.0  # an eval worker that has not answered for this long no longer counts for chunking
 
 
 @dataclass
@@ -104,15 +105,29 @@ class AssignmentIndex:
 class Decider:
     def __init__(self, nc: Client, batch_size: int, timeout_s: float, give_up_s: float = 120.0) -> None:
         self.nc = nc
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # the largest chunk
         self.timeout_s = timeout_s
         self.give_up_s = give_up_s
+        self._seen: dict[str, float] = {}  # eval worker -> when it last answered (monotonic)
+
+    def chunk_size(self, n: int) -> int:
+        """One chunk per eval worker that answered lately, at most ``batch_size``: the workers evaluate in
+        parallel, and core handles a few large chunks rather than many small ones (each chunk's orders go
+        out while the next is stored; with 1,000 assignments on one worker, 4 chunks of 250 put the last
+        orders out ~250 ms after the tick, one chunk ~130 ms, see benchmarks/RESULTS.md)."""
+        now = time.monotonic()
+        for name, t in list(self._seen.items()):
+            if now - t > WORKER_SEEN_S:
+                del self._seen[name]
+        workers = max(1, len(self._seen))
+        return max(1, min(self.batch_size, -(-n // workers)))
 
     async def evaluate(
         self, candle: m.Candle, states: list[AssignmentState]
     ) -> AsyncIterator[list[tuple[AssignmentState, m.EvalOutcome]]]:
         """Yield the outcomes chunk by chunk, as workers answer (so trading starts with the first chunk)."""
-        chunks = [states[i : i + self.batch_size] for i in range(0, len(states), self.batch_size)]
+        size = self.chunk_size(len(states))
+        chunks = [states[i : i + size] for i in range(0, len(states), size)]
         tasks = [asyncio.create_task(self._run_chunk(candle, chunk)) for chunk in chunks]
         try:
             for next_done in asyncio.as_completed(tasks):
@@ -149,6 +164,8 @@ class Decider:
             NATS_ROUND_TRIP.observe((time.perf_counter() - started) * 1000)
             reply = m.decode(msg.data, m.EvalReply)
             EVAL_BATCHES.labels(reply.worker or "?").inc()
+            if reply.worker:
+                self._seen[reply.worker] = time.monotonic()
             EVAL_QUEUE_WAIT.observe(reply.queue_wait_us / 1000)
             by_id = {o.assignment_id: o for o in reply.outcomes}
             return [(s, by_id.get(s.id) or _missing(s.id)) for s in chunk]

@@ -209,8 +209,10 @@ class CoreService:
             states = await self._not_evaluated(states, candle.time)
         if not states:
             return
+        later: list[Any] = []  # the candle's evaluation rows, stored together once its orders are out
         async for results in self.decider.evaluate(candle, states):
-            await self.desk.handle(candle, results)
+            await self.desk.handle(candle, results, later)
+        await self.desk.record(candle, later)
 
     async def _not_evaluated(self, states: list[AssignmentState], candle_time: int) -> list[AssignmentState]:
         ids = [s.id for s in states]

@@ -1,8 +1,8 @@
 """core.trade: decisions -> orders, without ever placing one twice.
 
 Each decision is a target position. An order gets a client order id derived from (assignment, candle,
-target); its intent is written (in the same transaction as the evaluation that caused it) before the
-exchange is called, and a unique constraint refuses a second intent. A call whose outcome is unknown
+target); its intent is written before the exchange is called (and before the evaluation that caused
+it, see ``handle``), and a unique constraint refuses a second intent. A call whose outcome is unknown
 (timeout) stays ``pending`` until the reconciler asks the exchange by client id: filled, open, or
 never placed. Nothing is retried blindly.
 """
@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
@@ -39,6 +40,7 @@ ZERO = Decimal(0)
 # Market buys are sized a little under the allocation so that the fee and the move to the fill price fit.
 BUY_HEADROOM = Decimal("1.0025")
 MIN_NOTIONAL = Decimal("1")
+EVALS_OK = EVALUATIONS.labels("ok")  # the labelled child, looked up once
 ORDER_BATCH = 250  # orders per request to an exchange service
 TERMINAL = ("filled", "canceled", "rejected", "not_placed")
 _ASSIGNMENTS = Assignment.__table__  # Core tables: executemany updates without the ORM's bulk rules
@@ -57,6 +59,7 @@ class TradeDesk:
         self._insert = pg_insert if settings.db_url.startswith("postgresql") else sqlite_insert
         self._inflight: set[asyncio.Task[None]] = set()
         self._apply_lock = asyncio.Lock()
+        self._recovered: set[int] = set()  # assignments whose failure count is back to 0, not yet stored
 
     async def drain(self) -> None:
         """Wait for the order calls in flight (tests, and a clean shutdown)."""
@@ -64,19 +67,22 @@ class TradeDesk:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     # -- evaluations in, orders out ------------------------------------------------------------------
-    async def handle(self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]) -> None:
-        """Record one chunk's evaluations with the order intents they cause, then place those orders."""
+    async def handle(
+        self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]], later: list[Any] | None = None
+    ) -> None:
+        """Store the order intents one chunk's evaluations cause, start those orders, then record the
+        evaluations — or, given ``later``, leave that to one ``record(candle, later)`` for the whole
+        candle, so that no chunk's orders wait behind another chunk's evaluation rows."""
         now_ns = time.time_ns()
         tick_ms = (now_ns - candle.recv_ns) / 1e6 if candle.recv_ns else None
         evals: list[dict[str, Any]] = []
-        reset: list[int] = []
         paused: list[tuple[int, str]] = []
         wanted: list[tuple[AssignmentState, str, float]] = []
         for st, out in results:
             if tick_ms is not None:
                 TICK_TO_DECISION.observe(tick_ms)
             EVAL_DURATION.observe(out.duration_us / 1000)
-            EVALUATIONS.labels(out.status).inc()
+            (EVALS_OK if out.status == "ok" else EVALUATIONS.labels(out.status)).inc()
             evals.append({
                 "assignment_id": st.id, "candle_time": candle.time, "status": out.status, "position": out.position,
                 "size": out.size, "note": out.note, "error": out.error, "logs": list(out.logs),
@@ -94,7 +100,7 @@ class TradeDesk:
                 continue
             if st.failures:
                 st.failures = 0
-                reset.append(st.id)
+                self._recovered.add(st.id)
             if st.trader_id is None or st.pending:
                 continue
             if out.position == "long" and st.position_qty <= 0:
@@ -103,6 +109,38 @@ class TradeDesk:
                 wanted.append((st, "sell", 1.0))
 
         orders = await self._plan(candle, wanted)
+        placed: list[dict[str, Any]] = []
+        if orders:
+            # The intents first, in a transaction of their own, and the calls right after them: a chunk's
+            # evaluation rows are written while its orders travel. A crash in between leaves intents without
+            # their evaluations; the redelivered candle evaluates those assignments again, and a decision's
+            # client order id (assignment, candle, target) refuses a second intent, so no second order.
+            new_ids = await self._store_intents(orders)
+            placed = [o for o in orders if o["client_order_id"] in new_ids and o["status"] == "pending"]
+            for o in orders:
+                if o["status"] == "rejected":
+                    ORDERS.labels("rejected").inc()
+        if placed:
+            # The intents are stored: the calls and their bookkeeping need not hold up the next chunk or
+            # candle (a crash from here on is settled by the reconciler, by client order id).
+            for o in placed:
+                st = self.index.by_id.get(o["assignment_id"])
+                if st is not None:
+                    st.pending.add(o["client_order_id"])
+            task = asyncio.create_task(self._place_all(candle, placed))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        work = (evals, results, paused)
+        if later is None:
+            await self.record(candle, [work])
+        else:
+            later.append(work)
+
+    async def record(self, candle: m.Candle, later: list[Any]) -> None:
+        """Store evaluations (and failure counts, and pauses) handled with ``later``, in one transaction."""
+        evals = [e for ev, _, _ in later for e in ev]
+        results = [r for _, res, _ in later for r in res]
+        paused = [p for _, _, ps in later for p in ps]
         async with write_gate(self.sf), self.sf() as s:
             if evals:
                 # Core, not ORM, inserts: the ORM's bulk path costs ~0.1 ms a row, a candle of 1,000 adds 0.1 s
@@ -110,13 +148,15 @@ class TradeDesk:
                     index_elements=["assignment_id", "candle_time"]
                 )
                 await s.execute(ins, evals)
-            failing = [st.id for st, out in results if out.status != "ok" and st.id not in dict(paused)]
+            paused_ids = {aid for aid, _ in paused}
+            failing = [st.id for st, out in results if out.status != "ok" and st.id not in paused_ids]
             if failing:
                 await s.execute(
                     update(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == bindparam("aid")).values(
                         consecutive_failures=_ASSIGNMENTS.c.consecutive_failures + 1),
                     [{"aid": a} for a in failing],
                 )  # fmt: skip
+            reset = [st.id for st, out in results if out.status == "ok" and st.id in self._recovered]
             if reset:
                 await s.execute(
                     update(_ASSIGNMENTS)
@@ -129,28 +169,25 @@ class TradeDesk:
                     update(Assignment).where(Assignment.id == aid).values(
                         enabled=False, paused_reason=reason, consecutive_failures=Assignment.consecutive_failures + 1)
                 )  # fmt: skip
-            placed: list[dict[str, Any]] = []
-            if orders:
-                ins = self._insert(_ORDERS).on_conflict_do_nothing(index_elements=["client_order_id"])
-                new_ids = set((await s.execute(ins.returning(_ORDERS.c.client_order_id), orders)).scalars())
-                placed = [o for o in orders if o["client_order_id"] in new_ids and o["status"] == "pending"]
             await s.commit()
+        self._recovered.difference_update(reset)
         for aid, _ in paused:
             self.index.remove(aid)
-        for o in orders:
-            if o["status"] == "rejected":
-                ORDERS.labels("rejected").inc()
-        if placed:
-            # The intents are stored: the calls and their bookkeeping need not hold up the next chunk or
-            # candle (a crash from here on is settled by the reconciler, by client order id).
-            for o in placed:
-                st = self.index.by_id.get(o["assignment_id"])
-                if st is not None:
-                    st.pending.add(o["client_order_id"])
-            task = asyncio.create_task(self._place_all(candle, placed))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
         await self._publish_evaluations(candle, results)
+
+    async def _store_intents(self, orders: list[dict[str, Any]]) -> set[str]:
+        """Insert order intents; return the client order ids that are new (the others exist already)."""
+        async with write_gate(self.sf), self.sf() as s:
+            try:  # the usual case, every intent new: a plain batch insert (RETURNING costs 3x as much)
+                await s.execute(_ORDERS.insert(), orders)
+                await s.commit()
+                return {o["client_order_id"] for o in orders}
+            except IntegrityError:  # some exist (a redelivered candle): insert the others, learn which
+                await s.rollback()
+            ins = self._insert(_ORDERS).on_conflict_do_nothing(index_elements=["client_order_id"])
+            new_ids = set((await s.execute(ins.returning(_ORDERS.c.client_order_id), orders)).scalars())
+            await s.commit()
+            return new_ids
 
     async def _plan(
         self, candle: m.Candle, wanted: list[tuple[AssignmentState, str, float]]
