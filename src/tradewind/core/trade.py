@@ -41,6 +41,7 @@ ZERO = Decimal(0)
 BUY_HEADROOM = Decimal("1.0025")
 MIN_NOTIONAL = Decimal("1")
 EVALS_OK = EVALUATIONS.labels("ok")  # the labelled child, looked up once
+APPLY_ATTEMPTS = 40  # about two and a half minutes of retries, then the reconciler settles them
 ORDER_BATCH = 250  # orders per request to an exchange service
 TERMINAL = ("filled", "canceled", "rejected", "not_placed")
 _ASSIGNMENTS = Assignment.__table__  # Core tables: executemany updates without the ORM's bulk rules
@@ -258,10 +259,16 @@ class TradeDesk:
             for exchange, group in by_exchange.items()
             for i in range(0, len(group), ORDER_BATCH)
         ]
-        done = await asyncio.gather(
-            *(self._place_batch(candle, exchange, batch) for exchange, batch in batches)
-        )
-        await self.apply([ack for acks in done for ack in acks])
+        done = await asyncio.gather(*(self._place_batch(candle, exchange, batch) for exchange, batch in batches))
+        acks = [ack for acks in done for ack in acks]
+        for attempt in range(APPLY_ATTEMPTS):
+            try:
+                await self.apply(acks)
+                return
+            except Exception as exc:  # the database is away: keep what the exchange said and try again
+                log.warning("recording %d order results failed (%s); retry %d", len(acks), type(exc).__name__, attempt + 1)
+                await asyncio.sleep(min(0.5 * (attempt + 1), 5.0))
+        log.error("%d order results not recorded; the reconciler will ask the exchange again", len(acks))
 
     async def _place_batch(
         self, candle: m.Candle, exchange: str, orders: list[dict[str, Any]]
