@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from tradewind.config import ConfigError, Settings, load_settings
+if TYPE_CHECKING:  # the settings (pydantic) load when a command needs them: `tradewind backtest` starts sooner
+    from tradewind.config import Settings
 
 
 def settings_from(ctx: click.Context, **overrides: Any) -> Settings:
+    from tradewind.config import ConfigError, load_settings
+
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:
@@ -38,6 +41,7 @@ def up(ctx: click.Context, data_dir: Path | None, host: str | None, port: int | 
     settings = settings_from(ctx, data_dir=data_dir, host=host, port=port)
     setup_logging(settings.log_level)
     click.echo(f"tradewind: data in {settings.data_dir}; web app on http://{settings.host}:{settings.port}/ (Ctrl-C stops)")
+    from tradewind.config import ConfigError
     from tradewind.exchanges.base import ExchangeError
 
     try:
@@ -58,6 +62,7 @@ def run(ctx: click.Context, component: str, exchange: str | None) -> None:
 
     settings = settings_from(ctx)
     setup_logging(settings.log_level)
+    from tradewind.config import ConfigError
     from tradewind.exchanges.base import ExchangeError
 
     try:

@@ -4,7 +4,7 @@ registering the commands must not import the database layer, the web app or the 
 import subprocess
 import sys
 
-HEAVY = ("sqlalchemy", "fastapi", "nats", "tradewind.storage.models", "tradewind.web.app", "ccxt")
+HEAVY = ("sqlalchemy", "fastapi", "nats", "tradewind.storage.models", "tradewind.web.app", "ccxt", "pydantic", "rich")
 
 
 def test_registering_the_commands_imports_nothing_heavy():

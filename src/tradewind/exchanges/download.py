@@ -11,20 +11,17 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-from tradewind.config import ConfigError, Settings, load_settings
 from tradewind.domain import TIMEFRAMES, tf_ms
 from tradewind.exchanges.base import ExchangeAdapter, ExchangeError
+
+if TYPE_CHECKING:  # imported where used: every `tradewind` command registers this one, few run it
+    from rich.progress import Progress
+
+    from tradewind.config import Settings
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
 
@@ -118,6 +115,17 @@ async def run_download(
 @click.option("--until", default=None, type=click.DateTime(DATE_FORMATS), help="Stop before this time (UTC); default: now.")
 def download(exchange: str, symbol: str, tf: str, since: datetime, until: datetime | None) -> None:
     """Download historical candles into the candle store; a second run resumes after the last stored one."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from tradewind.config import ConfigError, load_settings
+
     try:
         settings = load_settings()
     except ConfigError as exc:
