@@ -7,8 +7,10 @@ speed (a 1m candle per second), so decisions and fills arrive within seconds.
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,13 @@ from .platform_helpers import Proc, env_for, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The pictures in docs/screenshots are rewritten only on request (`TRADEWIND_SCREENSHOTS=1 make test`),
+# so that a test run leaves the working tree as it was; otherwise they go to a temporary folder.
+SHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("TRADEWIND_SCREENSHOTS")
+    else Path(tempfile.mkdtemp(prefix="tradewind-shots-"))
+)
 STATIC = Path(__file__).resolve().parents[2] / "src" / "tradewind" / "web" / "static" / "app" / "index.html"
 PASSWORD = "correct horse battery staple"
 DESKTOP = {"width": 1360, "height": 860}
