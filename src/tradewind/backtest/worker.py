@@ -19,6 +19,8 @@ import logging
 import multiprocessing as mp
 import os
 import socket
+import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -82,6 +84,18 @@ def _mtime(path: str) -> int:
         return 0
 
 
+def _exit_with_parent(parent: int) -> None:  # pragma: no cover - in the child
+    """A pool process holds both ends of its job queue, so it never sees its parent die: it would wait for
+    work forever after a SIGKILL of the eval process. It watches the parent instead, and goes with it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _warm() -> None:  # pragma: no cover - in the child
     import tradewind.backtest.engine  # noqa: F401  # imports once, before the first job's clock starts
 
@@ -129,7 +143,10 @@ class BacktestWorker:
     # -- the pool ----------------------------------------------------------------------------------------
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: a fork of a process running an event loop and NATS threads is not safe
-        return ProcessPoolExecutor(max_workers=self.processes, mp_context=mp.get_context("spawn"))
+        return ProcessPoolExecutor(
+            max_workers=self.processes, mp_context=mp.get_context("spawn"),
+            initializer=_exit_with_parent, initargs=(os.getpid(),),
+        )  # fmt: skip
 
     @staticmethod
     def _kill_pool(pool: ProcessPoolExecutor) -> None:
