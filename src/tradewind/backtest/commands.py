@@ -235,12 +235,17 @@ def _report(s: dict[str, Any], name: str) -> None:
     console.print(t)
     trades = s["trades"][-10:]
     if trades:
-        tt = Table(title="last trades")
-        for col in ("entry", "price", "exit", "price", "qty", "pnl"):
-            tt.add_column(col, justify="right")
+        from rich import box
+
+        tt = Table(title="last trades (UTC)", box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("entry", "price", "exit", "price", "pnl"):  # (quantities are in --json)
+            tt.add_column(col, justify="right", no_wrap=True)
+        def short(iso_time: str | None) -> str:  # "2018-01-27T21:35:00Z" -> "2018-01-27 21:35": fits 80 columns
+            return iso_time[:16].replace("T", " ") if iso_time else "open"
+
         for x in trades:
-            tt.add_row(x["entry_time"], f"{x['entry_price']:.6g}", x["exit_time"] or "open",
-                       f"{x['exit_price']:.6g}" if x["exit_price"] else "", f"{x['qty']:.6g}",
+            tt.add_row(short(x["entry_time"]), f"{x['entry_price']:.6g}", short(x["exit_time"]),
+                       f"{x['exit_price']:.6g}" if x["exit_price"] else "",
                        f"{x['pnl']:+.2f}" if x["pnl"] is not None else "")  # fmt: skip
         console.print(tt)
 
