@@ -54,6 +54,7 @@ export function Accounts() {
   const [name, setName] = useState("Paper account");
   const [paper, setPaper] = useState(true);
   const [exchange, setExchange] = useState("bitfinex");
+  const [sandbox, setSandbox] = useState(false);
   const [key, setKey] = useState("");
   const [secret, setSecret] = useState("");
   const [limits, setLimits] = useState<Record<string, string>>({});
@@ -68,7 +69,7 @@ export function Accounts() {
     try {
       assertValid(LIMITS.map(([f]) => checkAmount(f, limits[f] ?? "", { optional: true })));
       const risk = Object.fromEntries(LIMITS.map(([f]) => [f, limits[f]?.trim() || null]));
-      await api.createTrader(paper ? { name, exchange: "sim", paper: true, ...risk } : { name, exchange, paper: false, api_key: key, api_secret: secret, ...risk });
+      await api.createTrader(paper ? { name, exchange: "sim", paper: true, ...risk } : { name, exchange, paper: false, sandbox, api_key: key, api_secret: secret, ...risk });
       setKey("");
       setSecret("");
       list.reload();
@@ -126,6 +127,9 @@ export function Accounts() {
                 <Field label="Exchange" error={err?.forField("exchange")} hint="bitfinex, or any exchange id ccxt knows (binance, kraken, …)"><input name="exchange" value={exchange} onChange={(e) => setExchange(e.target.value)} /></Field>
                 <Field label="API key" error={err?.forField("api_key")}><input name="api-key" value={key} onChange={(e) => setKey(e.target.value)} autoComplete="off" spellCheck={false} /></Field>
                 <Field label="API secret" error={err?.forField("api_secret")} hint="Write-only: it is never shown again."><input name="api-secret" type="password" value={secret} onChange={(e) => setSecret(e.target.value)} autoComplete="new-password" /></Field>
+                <Field label="Testnet" error={err?.forField("sandbox")} hint="Trade the exchange's sandbox/testnet with a testnet key (ccxt exchanges that have one).">
+                  <span className="inline"><input name="sandbox" type="checkbox" checked={sandbox} onChange={(e) => setSandbox(e.target.checked)} /> use the testnet</span>
+                </Field>
               </>
             )}
             <details open={LIMITS.some(([f]) => err?.forField(f)) || undefined}>
