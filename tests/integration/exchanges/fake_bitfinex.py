@@ -111,6 +111,13 @@ class FakeBitfinex:
     def last_price(self) -> float:
         return self.tape[max(self.cursor - 1, 0)][4]
 
+    def end_after(self, minutes: int) -> list[Row]:
+        """Let the market run ``minutes`` more minutes after the current one, then stop (the tape ends
+        inside the last minute, which stays open). Returns the candles of the shortened market."""
+        last = min(len(self.rows), self.cursor // self.updates_per_candle + minutes + 1)
+        self.tape = self.tape[: last * self.updates_per_candle]
+        return self.rows[:last]
+
     # -- servers --------------------------------------------------------------------------------------
     async def start(self) -> None:
         self._ws_server = await serve(self._ws, "127.0.0.1", 0)
