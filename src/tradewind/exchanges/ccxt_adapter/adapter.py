@@ -204,7 +204,12 @@ class CcxtAdapter:
             raise translate(exc, self.id, order_call=order_call) from None
 
     async def start(self) -> None:
-        await self._markets()
+        try:
+            await self._markets()
+        except ExchangeUnavailable as exc:
+            # Not fatal: every call loads the markets on first use, and accounts on the venue's testnet
+            # never need the live API at all. A venue that is down must not keep its service down.
+            log.warning("%s: markets not loaded at start (%s); loading them on first use", self.id, exc)
 
     async def close(self) -> None:
         instances = [self.public, *self._accounts.values(), *([self._pro] if self._pro else [])]
