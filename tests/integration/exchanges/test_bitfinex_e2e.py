@@ -6,6 +6,7 @@ The strategy flips its position every minute. What the user should see: every mi
 streams stored once with its final OHLCV; every order on the exchange carrying the client order id of the
 decision that caused it (Bitfinex's ``cid``), one per decision; an order whose answer never came settled by
 the reconciler into exactly one order; a refusal kept with the exchange's reason and never sent again.
+(A decision taken while its assignment still has an order in flight places none: that is core's rule.)
 """
 
 from __future__ import annotations
@@ -66,12 +67,9 @@ class Platform:
         engine = make_engine(self.url)
         self.stoppers.append(engine.dispose)
         self.sf = sf = make_session_factory(engine)
-        s = self.server
-        settings = Settings(
-            data_dir=self.tmp, database_url=self.url, exchanges=["bitfinex"], history_days=0, eval_timeout_s=10,
-            bitfinex_ws_url=s.ws_url, bitfinex_rest_url=s.rest_url, bitfinex_auth_url=s.rest_url,
-            bitfinex_symbols=["tBTCUSD"], exchange_timeout_s=1.0,
-        )  # fmt: skip
+        # The Bitfinex settings come from the environment, as an operator sets them (see the fixture).
+        settings = Settings(data_dir=self.tmp, database_url=self.url, history_days=0, eval_timeout_s=10)
+        assert settings.bitfinex_ws_url == self.server.ws_url and settings.exchanges == ["bitfinex"]
         box = SecretBox([BOX_KEY])
         clients = []
         for name in ("exchange", "core", "eval", "web"):
@@ -114,11 +112,16 @@ class Platform:
 
 
 @pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    # A minute every ~1.2 s (three updates of the open candle, 0.4 s apart): long enough for an order to
-    # be placed, followed to its fill (Bitfinex answers market orders ACTIVE) and booked before the next.
+async def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
+    # A minute every 0.75 s (three updates of the open candle): an order is placed, followed to its fill
+    # (Bitfinex answers market orders ACTIVE; the service polls every second) and booked within a minute
+    # or two, while the decisions of the minutes in between wait for it (one order in flight per assignment).
     server = FakeBitfinex(rows=ROWS, start_at=6, step_s=0.25)
     await server.start()
+    for name, value in {"EXCHANGES": "bitfinex", "BITFINEX_WS_URL": server.ws_url, "BITFINEX_REST_URL": server.rest_url,
+                        "BITFINEX_AUTH_URL": server.rest_url, "BITFINEX_SYMBOLS": "tBTCUSD",
+                        "EXCHANGE_TIMEOUT_S": "1"}.items():  # fmt: skip
+        monkeypatch.setenv(f"TRADEWIND_{name}", value)
     p = Platform(tmp_path, server)
     try:
         await p.start()
