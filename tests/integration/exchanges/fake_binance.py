@@ -3,6 +3,10 @@ following Binance's documented formats, signatures checked, with faults a test c
 
 Market: one symbol built from real candles; ``visible`` candles exist so far (the last one is still
 open, shown part-way), and a test moves time on by raising ``visible``.
+
+The kline websocket (``/stream/ws/<n>``, Binance's spot market streams: ``SUBSCRIBE`` to
+``<symbol>@kline_<interval>``, then ``kline`` events for the open candle as it changes) is driven by
+``play_klines``, which moves ``visible`` on with it and can drop the connection part-way.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ class FakeBinance:
         self.orders: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, params)
         self._runner: web.AppRunner | None = None
+        self.ws_clients: list[web.WebSocketResponse] = []
+        self.ws_connections = 0
+        self.ws_subscriptions: list[str] = []
 
     @property
     def url(self) -> str:
@@ -58,6 +65,7 @@ class FakeBinance:
         app.router.add_post("/api/v3/order", self._signed(self._new_order))
         app.router.add_get("/api/v3/order", self._signed(self._get_order))
         app.router.add_delete("/api/v3/order", self._signed(self._cancel_order))
+        app.router.add_get("/stream/ws/{n}", self._ws)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -120,6 +128,58 @@ class FakeBinance:
              f"{v / 2:.8f}", f"{v * c / 2:.8f}", "0"]
             for t, o, h, lo, c, v in rows
         ])  # fmt: skip
+
+    # -- kline websocket ------------------------------------------------------------------------------
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        self.ws_connections += 1
+        async for msg in ws:
+            if msg.type != web.WSMsgType.TEXT:
+                continue
+            req = msg.json()
+            if req.get("method") == "SUBSCRIBE":
+                self.ws_subscriptions += req.get("params", [])
+                await ws.send_json({"result": None, "id": req.get("id")})
+                self.ws_clients.append(ws)
+        if ws in self.ws_clients:
+            self.ws_clients.remove(ws)
+        return ws
+
+    def _kline(self, row: Row, fraction: float, interval: str = "5m") -> dict[str, Any]:
+        """The kline event of ``row`` part-way (``fraction`` of its move done), as Binance sends it."""
+        t, o, h, lo, c, v = row
+        close = o + (c - o) * fraction
+        high, low = (max(o, close, h if fraction == 1 else close), min(o, close, lo if fraction == 1 else close))
+        size = INTERVAL_MS[interval]
+        return {"e": "kline", "E": int(time.time() * 1000), "s": self.symbol, "k": {
+            "t": t, "T": t + size - 1, "s": self.symbol, "i": interval, "f": 1, "L": 2, "o": f"{o:.8f}",
+            "c": f"{close:.8f}", "h": f"{high:.8f}", "l": f"{low:.8f}", "v": f"{v * fraction:.8f}", "n": 2,
+            "x": False, "q": f"{v * close * fraction:.8f}", "V": "0", "Q": "0", "B": "0",
+        }}  # fmt: skip
+
+    async def play_klines(self, upto: int, step_s: float = 0.01, drop: dict[int, int] | None = None) -> None:
+        """Move the market from ``visible`` to ``upto`` candles, sending each open candle's updates to the
+        subscribers (the last one complete); ``drop={i: n}``: at candle i, cut every connection and let n
+        candles pass before anyone can see them again (a gap only REST can fill)."""
+        drop = dict(drop or {})
+        assert self.visible is not None
+        while self.visible < upto:
+            i = self.visible - 1  # the open candle
+            if i in drop:
+                for ws in list(self.ws_clients):
+                    self.ws_clients.remove(ws)
+                    ws._writer.transport.abort()  # type: ignore[union-attr]  # no close frame: the link just dies
+                self.visible += drop.pop(i)
+                while not self.ws_clients:  # until the client is back
+                    await asyncio.sleep(step_s)
+                continue
+            for fraction in (0.3, 0.7, 1.0):
+                for ws in list(self.ws_clients):
+                    if not ws.closed:
+                        await ws.send_json(self._kline(self.rows_5m[i], fraction))
+                await asyncio.sleep(step_s)
+            self.visible += 1
 
     # -- signed endpoints -----------------------------------------------------------------------------
     def _signed(self, handler: Any) -> Any:
