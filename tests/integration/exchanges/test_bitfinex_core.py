@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tradewind.bus import messages as m
-from tradewind.bus import subjects
 from tradewind.bus.connection import connect, ensure_md_stream
 from tradewind.bus.embedded import EmbeddedNats
 from tradewind.config import Settings
@@ -35,28 +33,13 @@ from tradewind.storage.models import (
     User,
 )
 
+from ..core.test_pipeline import FlipWorker  # long on even minutes, short on odd ones
 from .conftest import consecutive, load_rows
 from .fake_bitfinex import FakeBitfinex
 
 KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 ROWS = consecutive(load_rows("UNITTEST-BTC-1m.csv"), 40)
 FAST = StreamTiming(silence_s=0.5, maintenance_s=3.0, backoff_initial_s=0.05, backoff_max_s=0.2, close_grace_s=None)
-
-
-class FlipWorker:
-    """Stands in for the eval workers: long on even minutes, short on odd ones."""
-
-    def __init__(self, nc) -> None:  # type: ignore[no-untyped-def]
-        self.nc = nc
-
-    async def start(self) -> None:
-        await self.nc.subscribe(subjects.EVAL_RUN, queue=subjects.EVAL_QUEUE, cb=self.on)
-
-    async def on(self, msg) -> None:  # type: ignore[no-untyped-def]
-        req = m.decode(msg.data, m.EvalRequest)
-        pos = "long" if (req.candle_time // 60_000) % 2 == 0 else "short"
-        outs = [m.EvalOutcome(assignment_id=j.assignment_id, status="ok", position=pos) for j in req.jobs]
-        await msg.respond(m.encode(m.EvalReply(outcomes=outs, worker="flip")))
 
 
 @pytest.fixture
