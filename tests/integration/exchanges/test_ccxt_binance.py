@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from tradewind.config import Settings
 from tradewind.exchanges.base import (
@@ -144,3 +145,36 @@ async def test_registry_builds_bitfinex_natively_and_other_ids_through_ccxt(sett
         make_adapter("nowhere", settings)
     for a in (kraken, binance):
         await a.close()
+
+
+class GlitchingBinance(FakeBinance):
+    """Binance behind a proxy that sometimes answers the candles call with something that is not candles."""
+
+    glitches: list[web.Response] = []
+
+    async def _klines(self, request: web.Request) -> web.Response:
+        if self.glitches:
+            return self.glitches.pop(0)
+        return await super()._klines(request)
+
+
+async def test_polling_outlives_answers_that_are_not_candles(tmp_path: Path) -> None:
+    server = GlitchingBinance(ROWS, visible=5)
+    server.glitches = [
+        web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+        web.json_response({"code": 0, "data": "maintenance"}),
+        web.json_response([[ROWS[0][0], None, None, None, None, None]]),
+    ]
+    await server.start()
+    settings = Settings(data_dir=tmp_path, ccxt_urls={"binance": server.url})
+    adapter = CcxtAdapter("binance", settings, poll_interval_s=0.01)
+    stream = adapter.stream_candles(["ETH/BTC"], "5m")
+    try:
+        async with asyncio.timeout(20):
+            first = await anext(stream)  # after three failed polls, backing off 0.02, 0.04, 0.08 s
+        assert not server.glitches
+        assert (first.time, first.close) == (ROWS[0][0], round(ROWS[0][4], 8))
+    finally:
+        await stream.aclose()
+        await adapter.close()
+        await server.stop()

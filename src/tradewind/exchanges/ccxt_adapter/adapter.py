@@ -85,6 +85,15 @@ def _pro_has_ohlcv(exchange_id: str) -> bool:
         return False
 
 
+def _rows(raw: Any, exchange_id: str) -> list[Row]:
+    """ccxt's OHLCV lists as rows; an answer that is not candles (a proxy's error page, a changed format)
+    is an ExchangeError, so the stream backs off and asks again instead of dying on a TypeError."""
+    try:
+        return [(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0)) for r in raw]
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise ExchangeError(f"{exchange_id} sent candles that cannot be read: {str(raw)[:100]}") from None
+
+
 def _dec(value: Any) -> Decimal:
     if value is None:
         return Decimal("0")
@@ -223,8 +232,11 @@ class CcxtAdapter:
     # -- market data ----------------------------------------------------------------------------------
     async def _ohlcv(self, symbol: str, tf: str, since: int | None, limit: int) -> list[Row]:
         await self._markets()
-        raw = await self._call(self.public.fetch_ohlcv(symbol, tf, since=since, limit=limit))
-        return [(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0)) for r in raw]
+        try:
+            raw = await self._call(self.public.fetch_ohlcv(symbol, tf, since=since, limit=limit))
+        except (TypeError, ValueError, IndexError, KeyError):  # ccxt's parser on an answer that is not candles
+            raise ExchangeError(f"{self.id} sent candles that cannot be read") from None
+        return _rows(raw, self.id)
 
     async def fetch_history(self, symbol: str, tf: str, since: int, until: int | None = None) -> list[Candle]:
         size = tf_ms(tf)
@@ -287,10 +299,9 @@ class CcxtAdapter:
         failures = 0
         while True:
             try:
-                rows = await self._call(self._pro.watch_ohlcv(symbol, tf))  # type: ignore[union-attr]
+                raw = await self._call(self._pro.watch_ohlcv(symbol, tf))  # type: ignore[union-attr]
                 recv_ns = time.time_ns()
-                for r in sorted(rows):
-                    row = (int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0))
+                for row in sorted(_rows(raw, self.id)):
                     for out in await series.update(row):
                         await queue.put(self._candle(symbol, tf, out, recv_ns))
                 failures = 0
