@@ -13,7 +13,14 @@ import httpx
 import pytest
 
 from tradewind.config import Settings
-from tradewind.exchanges.base import AuthError, Credentials, ExchangeUnavailable, OrderRejected, OrderSpec
+from tradewind.exchanges.base import (
+    AuthError,
+    Credentials,
+    ExchangeError,
+    ExchangeUnavailable,
+    OrderRejected,
+    OrderSpec,
+)
 from tradewind.exchanges.bitfinex import BitfinexAdapter, StreamTiming, cid_of
 from tradewind.exchanges.bitfinex.rest import sign
 
@@ -193,6 +200,19 @@ async def test_sell_amount_is_negative_and_a_refused_order_says_why(make_server,
     await adapter.close()
     submits = [body for path, body in server.calls if path == "auth/w/order/submit"]
     assert len(submits) == 1 and submits[0]["amount"] == "-5"  # refused once, never retried
+
+
+async def test_an_account_marked_for_a_testnet_is_refused_before_any_call(make_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = await make_server()
+    adapter = BitfinexAdapter(settings_for(server, tmp_path))
+    on_testnet = Credentials(trader_id=1, api_key="KEY", api_secret="SECRET", sandbox=True)
+    spec = OrderSpec(client_order_id="tw-9-0-l", symbol="BTC/USD", side="buy", amount=Decimal("0.01"))
+    with pytest.raises(ExchangeError, match="Bitfinex has no testnet"):
+        await adapter.fetch_balances(on_testnet)
+    with pytest.raises(ExchangeError, match="Bitfinex has no testnet"):
+        await adapter.place_order(on_testnet, spec)
+    await adapter.close()
+    assert server.calls == [] and server.orders == []  # nothing reached the live exchange
 
 
 async def test_order_that_timed_out_after_being_placed_is_found_once_after_a_restart(make_server, tmp_path) -> None:

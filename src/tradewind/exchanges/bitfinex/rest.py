@@ -160,6 +160,11 @@ class BitfinexHttp:
         """POST a signed call to ``path`` ('auth/r/wallets', 'auth/w/order/submit', ...)."""
         if not creds.api_key or not creds.api_secret:
             raise AuthError("this trading account has no Bitfinex API key")
+        if creds.sandbox:  # never trade live money for an account its owner believes is on a testnet
+            raise ExchangeError(
+                "Bitfinex has no testnet: untick the testnet option (for paper trading on Bitfinex, use the "
+                "key of a paper sub-account)"
+            )
         raw = json.dumps(body or {}, separators=(",", ":"))
         for attempt in range(2):
             nonce = self.nonce.next()
