@@ -28,7 +28,9 @@ from .conftest import Row, consecutive, load_rows
 from .fake_bitfinex import FakeBitfinex
 
 ROWS = consecutive(load_rows("UNITTEST-BTC-1m.csv"), 20)
-FAST = StreamTiming(silence_s=0.25, maintenance_s=3.0, backoff_initial_s=0.02, backoff_max_s=0.2, close_grace_s=None)
+FAST = StreamTiming(
+    silence_s=0.25, maintenance_s=3.0, backoff_initial_s=0.02, backoff_max_s=0.2, close_grace_s=None
+)
 CREDS = Credentials(trader_id=1, api_key="KEY", api_secret="SECRET")
 
 
@@ -63,7 +65,13 @@ async def collect(adapter: BitfinexAdapter, n: int, timeout: float = 15) -> list
     try:
         async with asyncio.timeout(timeout):
             async for c in stream:
-                assert c.exchange == "bitfinex" and c.symbol == "BTC/USD" and c.closed and c.trace_id and c.recv_ns
+                assert (
+                    c.exchange == "bitfinex"
+                    and c.symbol == "BTC/USD"
+                    and c.closed
+                    and c.trace_id
+                    and c.recv_ns
+                )
                 out.append((c.time, c.open, c.high, c.low, c.close, c.volume))
                 if len(out) >= n:
                     break
@@ -110,7 +118,9 @@ async def test_gap_longer_than_the_snapshot_is_backfilled_from_rest(make_server,
     assert len(backfills) == 1 and int(backfills[0]["start"]) == ROWS[6][0]
 
 
-async def test_a_minute_without_trades_becomes_a_flat_candle_at_the_previous_close(make_server, tmp_path) -> None:
+async def test_a_minute_without_trades_becomes_a_flat_candle_at_the_previous_close(
+    make_server, tmp_path
+) -> None:
     rows = ROWS[:8] + ROWS[9:]  # nobody traded in minute 8: Bitfinex sends no candle for it
     server = await make_server(rows=rows)
     got = await collect(BitfinexAdapter(settings_for(server, tmp_path), timing=FAST), len(ROWS) - 1)
@@ -167,7 +177,11 @@ async def test_server_rejects_a_bad_signature_and_a_repeated_nonce(make_server, 
     await adapter.fetch_balances(CREDS)
     await adapter.close()
     nonce = str(server.nonces["KEY"])  # replay the last nonce with a valid signature
-    headers = {"bfx-apikey": "KEY", "bfx-nonce": nonce, "bfx-signature": sign("SECRET", "auth/r/wallets", nonce, "{}")}
+    headers = {
+        "bfx-apikey": "KEY",
+        "bfx-nonce": nonce,
+        "bfx-signature": sign("SECRET", "auth/r/wallets", nonce, "{}"),
+    }
     async with httpx.AsyncClient() as client:
         r = await client.post(f"{server.rest_url}/auth/r/wallets", content="{}", headers=headers)
     assert r.status_code == 500 and r.json() == ["error", 10114, "nonce: small"]
@@ -187,7 +201,9 @@ async def test_one_order_per_client_id_even_when_placed_twice(make_server, tmp_p
     assert found is not None and found.status == "filled" and found.filled == Decimal("0.5")
     assert found.price == Decimal(repr(server.orders[0].price_avg)) and found.fee == server.orders[0].fee
     submit = next(body for path, body in server.calls if path == "auth/w/order/submit")
-    assert submit["type"] == "EXCHANGE MARKET" and submit["amount"] == "0.5" and isinstance(submit["cid"], int)
+    assert (
+        submit["type"] == "EXCHANGE MARKET" and submit["amount"] == "0.5" and isinstance(submit["cid"], int)
+    )
 
 
 async def test_sell_amount_is_negative_and_a_refused_order_says_why(make_server, tmp_path) -> None:
@@ -215,10 +231,14 @@ async def test_an_account_marked_for_a_testnet_is_refused_before_any_call(make_s
     assert server.calls == [] and server.orders == []  # nothing reached the live exchange
 
 
-async def test_order_that_timed_out_after_being_placed_is_found_once_after_a_restart(make_server, tmp_path) -> None:
+async def test_order_that_timed_out_after_being_placed_is_found_once_after_a_restart(
+    make_server, tmp_path
+) -> None:
     server = await make_server(submit_delay_s=1.0)
     adapter = BitfinexAdapter(settings_for(server, tmp_path), request_timeout_s=0.3)
-    spec = OrderSpec(client_order_id="tw-9-1700000120-l", symbol="BTC/USD", side="buy", amount=Decimal("0.25"))
+    spec = OrderSpec(
+        client_order_id="tw-9-1700000120-l", symbol="BTC/USD", side="buy", amount=Decimal("0.25")
+    )
     started = time.monotonic()
     with pytest.raises(ExchangeUnavailable):
         await adapter.place_order(CREDS, spec)

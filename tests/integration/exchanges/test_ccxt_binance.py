@@ -46,7 +46,9 @@ async def binance() -> AsyncIterator[FakeBinance]:
 
 @pytest.fixture
 def settings(binance: FakeBinance, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, ccxt_urls={"binance": binance.url}, ccxt_symbols={"binance": ["ETH/BTC"]})
+    return Settings(
+        data_dir=tmp_path, ccxt_urls={"binance": binance.url}, ccxt_symbols={"binance": ["ETH/BTC"]}
+    )
 
 
 @pytest.fixture
@@ -70,7 +72,13 @@ async def test_polled_candles_close_each_interval_once_as_time_moves_on(binance,
     stream = adapter.stream_candles(["ETH/BTC"], "5m")
     async with asyncio.timeout(15):
         async for c in stream:
-            assert c.exchange == "binance" and c.symbol == "ETH/BTC" and c.tf == "5m" and c.trace_id and c.recv_ns
+            assert (
+                c.exchange == "binance"
+                and c.symbol == "ETH/BTC"
+                and c.tf == "5m"
+                and c.trace_id
+                and c.recv_ns
+            )
             got.append((c.time, c.open, c.high, c.low, c.close, c.volume))
             if len(got) == 29:
                 break
@@ -99,11 +107,19 @@ async def test_order_carries_the_client_id_and_is_found_by_it(binance, adapter) 
     spec = OrderSpec(client_order_id="tw-3-1515560100-l", symbol="ETH/BTC", side="buy", amount=Decimal("0.5"))
     placed = await adapter.place_order(CREDS, spec)
     assert placed.status == "filled" and placed.filled == Decimal("0.5")
-    assert placed.price == binance.last_price() and placed.fee == Decimal("0.0005") and placed.fee_asset == "ETH"
+    assert (
+        placed.price == binance.last_price() and placed.fee == Decimal("0.0005") and placed.fee_asset == "ETH"
+    )
     post = next(p for m, path, p in binance.requests if m == "POST")
-    assert post["newClientOrderId"] == spec.client_order_id and post["type"] == "MARKET" and post["quantity"] == "0.5"
+    assert (
+        post["newClientOrderId"] == spec.client_order_id
+        and post["type"] == "MARKET"
+        and post["quantity"] == "0.5"
+    )
     found = await adapter.fetch_order(CREDS, spec.client_order_id, "ETH/BTC")
-    assert found is not None and found.status == "filled" and found.exchange_order_id == placed.exchange_order_id
+    assert (
+        found is not None and found.status == "filled" and found.exchange_order_id == placed.exchange_order_id
+    )
     lookup = [p for m, path, p in binance.requests if m == "GET" and path == "order"][-1]
     assert lookup["origClientOrderId"] == spec.client_order_id
     assert await adapter.fetch_order(CREDS, "tw-3-0-s", "ETH/BTC") is None
@@ -122,7 +138,9 @@ async def test_a_refused_order_raises_the_exchanges_reason_and_is_not_retried(bi
 async def test_order_that_timed_out_after_being_placed_is_found_once(binance, settings) -> None:
     binance.order_delay_s = 1.0
     impatient = CcxtAdapter("binance", settings, request_timeout_s=0.3)
-    spec = OrderSpec(client_order_id="tw-4-1515560700-l", symbol="ETH/BTC", side="buy", amount=Decimal("0.25"))
+    spec = OrderSpec(
+        client_order_id="tw-4-1515560700-l", symbol="ETH/BTC", side="buy", amount=Decimal("0.25")
+    )
     started = time.monotonic()
     with pytest.raises(ExchangeUnavailable):
         await impatient.place_order(CREDS, spec)

@@ -60,7 +60,9 @@ async def testnet(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeBinance]
     await server.stop()
 
 
-async def test_the_sandbox_flag_sends_an_account_to_the_testnet_and_only_that_account(testnet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_the_sandbox_flag_sends_an_account_to_the_testnet_and_only_that_account(
+    testnet, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(data_dir=tmp_path, ccxt_symbols={"binance": ["ETH/BTC"]})
     adapter = CcxtAdapter("binance", settings, request_timeout_s=3, use_websocket=False)
     try:
@@ -68,7 +70,9 @@ async def test_the_sandbox_flag_sends_an_account_to_the_testnet_and_only_that_ac
         on_testnet = Credentials(trader_id=1, api_key="KEY", api_secret="SECRET", sandbox=True)
         live = Credentials(trader_id=2, api_key="KEY", api_secret="SECRET")
         assert (await adapter.fetch_balances(on_testnet))["BTC"] == Decimal("1")
-        placed = await adapter.place_order(on_testnet, OrderSpec("tw-sandbox-1", "ETH/BTC", "buy", Decimal("0.5")))
+        placed = await adapter.place_order(
+            on_testnet, OrderSpec("tw-sandbox-1", "ETH/BTC", "buy", Decimal("0.5"))
+        )
         assert placed.status == "filled" and [o["clientOrderId"] for o in testnet.orders] == ["tw-sandbox-1"]
         seen = len(testnet.requests)
         with pytest.raises(ExchangeUnavailable):
@@ -90,16 +94,28 @@ async def test_an_account_created_with_the_testnet_option_is_checked_and_served_
     sf = make_session_factory(engine)
     settings = Settings(data_dir=tmp_path, database_url=url, exchanges=["binance"], exchange_timeout_s=3)
     box = SecretBox([BOX_KEY])
-    service = ExchangeService(settings, CcxtAdapter("binance", settings, use_websocket=False), nc, nc.jetstream(), sf, box)
+    service = ExchangeService(
+        settings, CcxtAdapter("binance", settings, use_websocket=False), nc, nc.jetstream(), sf, box
+    )
     await service.start(stream=False)  # the live API is down: the service starts all the same
-    api = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, sf, nc, box)), base_url="http://t")
+    api = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(settings, sf, nc, box)), base_url="http://t"
+    )
     try:
         r = await api.post("/api/auth/register", json={"email": "t@example.com", "password": PASSWORD})
         assert r.status_code == 201, r.text
-        token = (await api.post("/api/auth/login", json={"email": "t@example.com", "password": PASSWORD})).json()["token"]
+        token = (
+            await api.post("/api/auth/login", json={"email": "t@example.com", "password": PASSWORD})
+        ).json()["token"]
         api.cookies.clear()
         api.headers["Authorization"] = f"Bearer {token}"
-        account = {"name": "binance", "exchange": "binance", "paper": False, "api_key": "KEY", "api_secret": "SECRET"}
+        account = {
+            "name": "binance",
+            "exchange": "binance",
+            "paper": False,
+            "api_key": "KEY",
+            "api_secret": "SECRET",
+        }
 
         r = await api.post("/api/traders", json={**account, "sandbox": True})
         assert r.status_code == 201, r.text

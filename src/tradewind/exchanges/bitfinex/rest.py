@@ -141,7 +141,9 @@ class BitfinexHttp:
             raise ExchangeUnavailable("Bitfinex rate limit reached; try again in a minute")
         return resp.status_code, data
 
-    async def candles(self, bfx_symbol: str, tf_key: str, start: int, end: int, limit: int = CANDLES_PAGE) -> list[Row]:
+    async def candles(
+        self, bfx_symbol: str, tf_key: str, start: int, end: int, limit: int = CANDLES_PAGE
+    ) -> list[Row]:
         """Candles with open time in [start, end] (Bitfinex's end is inclusive), oldest first."""
         await self.public_bucket.acquire()
         _, data = await self._send(

@@ -40,7 +40,13 @@ from tradewind.exchanges.series import CandleSeries, Row
 
 log = logging.getLogger(__name__)
 
-_STATUS = {"open": "open", "closed": "filled", "canceled": "canceled", "expired": "canceled", "rejected": "rejected"}
+_STATUS = {
+    "open": "open",
+    "closed": "filled",
+    "canceled": "canceled",
+    "expired": "canceled",
+    "rejected": "rejected",
+}
 
 
 def reason_of(exc: BaseException, exchange_id: str) -> str:
@@ -60,7 +66,9 @@ def translate(exc: Exception, exchange_id: str, *, order_call: bool = False) -> 
     reason = reason_of(exc, exchange_id)
     if isinstance(exc, ccxt.AuthenticationError):  # includes PermissionDenied, AccountSuspended
         return AuthError(f"{exchange_id} refused the API key: {reason}")
-    if isinstance(exc, ccxt.NetworkError):  # RequestTimeout, ExchangeNotAvailable, DDoSProtection, InvalidNonce
+    if isinstance(
+        exc, ccxt.NetworkError
+    ):  # RequestTimeout, ExchangeNotAvailable, DDoSProtection, InvalidNonce
         return ExchangeUnavailable(f"{exchange_id} is unavailable: {reason}")
     if order_call and isinstance(exc, ccxt.BaseError):  # InsufficientFunds, InvalidOrder, BadSymbol, ...
         return OrderRejected(reason)  # the exchange answered: nothing was placed
@@ -89,7 +97,9 @@ def _rows(raw: Any, exchange_id: str) -> list[Row]:
     """ccxt's OHLCV lists as rows; an answer that is not candles (a proxy's error page, a changed format)
     is an ExchangeError, so the stream backs off and asks again instead of dying on a TypeError."""
     try:
-        return [(int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0)) for r in raw]
+        return [
+            (int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0)) for r in raw
+        ]
     except (TypeError, ValueError, IndexError, KeyError):
         raise ExchangeError(f"{exchange_id} sent candles that cannot be read: {str(raw)[:100]}") from None
 
@@ -234,7 +244,12 @@ class CcxtAdapter:
         await self._markets()
         try:
             raw = await self._call(self.public.fetch_ohlcv(symbol, tf, since=since, limit=limit))
-        except (TypeError, ValueError, IndexError, KeyError):  # ccxt's parser on an answer that is not candles
+        except (
+            TypeError,
+            ValueError,
+            IndexError,
+            KeyError,
+        ):  # ccxt's parser on an answer that is not candles
             raise ExchangeError(f"{self.id} sent candles that cannot be read") from None
         return _rows(raw, self.id)
 
@@ -244,7 +259,9 @@ class CcxtAdapter:
         rows = await self._ohlcv(symbol, tf, since, self.venue.history_limit)
         end = min(until, now) if until is not None else now
         recv_ns = time.time_ns()
-        return [self._candle(symbol, tf, r, recv_ns) for r in rows if since <= r[0] < end and r[0] + size <= now]
+        return [
+            self._candle(symbol, tf, r, recv_ns) for r in rows if since <= r[0] < end and r[0] + size <= now
+        ]
 
     async def stream_candles(self, symbols: list[str], tf: str) -> AsyncIterator[Candle]:
         size = tf_ms(tf)
@@ -263,7 +280,11 @@ class CcxtAdapter:
         async def backfill(start: int, end: int) -> list[Row]:
             out: list[Row] = []
             while start < end:
-                page = [r for r in await self._ohlcv(symbol, tf, start, self.venue.history_limit) if start <= r[0] < end]
+                page = [
+                    r
+                    for r in await self._ohlcv(symbol, tf, start, self.venue.history_limit)
+                    if start <= r[0] < end
+                ]
                 out += page
                 if not page:
                     break
@@ -308,7 +329,9 @@ class CcxtAdapter:
             except ExchangeError as exc:
                 failures += 1
                 series.forget_open()
-                log.warning("%s: candle websocket for %s failed (%s); retry %d", self.id, symbol, exc, failures)
+                log.warning(
+                    "%s: candle websocket for %s failed (%s); retry %d", self.id, symbol, exc, failures
+                )
                 await asyncio.sleep(min(0.5 * 2 ** min(failures, 6), 30))
 
     def _candle(self, symbol: str, tf: str, row: Row, recv_ns: int) -> Candle:
@@ -329,11 +352,15 @@ class CcxtAdapter:
         params = {self.venue.client_id_param: order.client_order_id}
         price = float(order.price) if order.price is not None else None
         try:
-            placed = await ex.create_order(order.symbol, order.type, order.side, float(order.amount), price, params)
+            placed = await ex.create_order(
+                order.symbol, order.type, order.side, float(order.amount), price, params
+            )
         except self.venue.duplicate_errors:
             found = await self.fetch_order(creds, order.client_order_id, order.symbol)
             if found is None:
-                raise OrderRejected("the exchange reports a duplicate client order id it cannot find") from None
+                raise OrderRejected(
+                    "the exchange reports a duplicate client order id it cannot find"
+                ) from None
             return found  # placed before (a retry after a lost answer): that order is the answer
         except ccxt.BaseError as exc:
             raise translate(exc, self.id, order_call=True) from None
@@ -363,7 +390,11 @@ class CcxtAdapter:
         return found
 
     def _result(self, client_order_id: str, o: dict[str, Any]) -> OrderResult:
-        fees = [f for f in (o.get("fees") or ([o["fee"]] if o.get("fee") else [])) if f and f.get("cost") is not None]
+        fees = [
+            f
+            for f in (o.get("fees") or ([o["fee"]] if o.get("fee") else []))
+            if f and f.get("cost") is not None
+        ]
         price = o.get("average") or o.get("price")
         return OrderResult(
             client_order_id=client_order_id,
