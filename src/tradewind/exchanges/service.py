@@ -27,6 +27,7 @@ from tradewind.exchanges.base import (
     Credentials,
     ExchangeAdapter,
     ExchangeError,
+    ExchangeUnavailable,
     OrderRejected,
     OrderResult,
     OrderSpec,
@@ -240,8 +241,10 @@ class ExchangeService:
             await self.adapter.fetch_balances(await self.credentials(req.trader_id))
         except AuthError as exc:
             return m.VerifyReply(ok=False, error=f"the exchange refused the key: {exc}")
-        except ExchangeError as exc:
+        except ExchangeUnavailable as exc:
             return m.VerifyReply(ok=False, error=f"{self.name} is not reachable: {exc}")
+        except ExchangeError as exc:  # it answered, or the account cannot be served (a testnet it has not)
+            return m.VerifyReply(ok=False, error=f"{self.name}: {exc}")
         except UnknownTrader as exc:
             return m.VerifyReply(ok=False, error=str(exc))
         return m.VerifyReply(ok=True)
