@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from tradewind.backtest.importers import load, parse_time
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+DATA = SHARED_DATA
 EXE = str(Path(sys.executable).parent / "tradewind")
 SMA = """
 function decide(c, params)

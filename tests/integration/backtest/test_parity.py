@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from tradewind.backtest import engine
 from tradewind.backtest.importers import load
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+DATA = SHARED_DATA
 SMA = """
 function decide(c, params)
   local fast, slow = ta.sma(c.close, params.fast), ta.sma(c.close, params.slow)

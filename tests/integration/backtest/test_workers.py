@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from tradewind.backtest import engine, sweep
 from tradewind.backtest.importers import load
 from tradewind.backtest.worker import BacktestWorker, pack_candles
@@ -26,7 +27,7 @@ from tradewind.storage.db import make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
 from tradewind.web.app import create_app
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+DATA = SHARED_DATA
 CANDLES = DATA / "XRP-ETH-5m.csv"
 SMA = """
 function decide(c, params)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 from datetime import datetime
-from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+from tests.shared_data import SHARED_DATA
+
+DATA = SHARED_DATA
 
 Row = tuple[int, float, float, float, float, float]
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import talib
+from tests.shared_data import SHARED_DATA
 
 from tradewind.backtest.importers import load
 from tradewind.eval.sandbox import StrategyRuntime
 from tradewind.eval.ta import ArrayStore
 from tradewind.eval.window import CandleWindow
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ETH-BTC-5m.csv"
+DATA = SHARED_DATA / "ETH-BTC-5m.csv"
 
 
 @pytest.fixture(scope="module")
