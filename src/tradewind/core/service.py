@@ -23,7 +23,7 @@ from tradewind.bus.connection import ensure_md_stream
 from tradewind.config import Settings
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider
 from tradewind.core.resample import Resampler
-from tradewind.core.trade import TradeDesk
+from tradewind.core.trade import Handled, TradeDesk
 from tradewind.marketdata import as_row, candle_problem
 from tradewind.metrics import CANDLES
 from tradewind.storage import candles as store
@@ -209,7 +209,7 @@ class CoreService:
             states = await self._not_evaluated(states, candle.time)
         if not states:
             return
-        later: list[Any] = []  # the candle's evaluation rows, stored together once its orders are out
+        later: list[Handled] = []  # the candle's evaluation rows, stored together once its orders are out
         async for results in self.decider.evaluate(candle, states):
             await self.desk.handle(candle, results, later)
         await self.desk.record(candle, later)
