@@ -19,8 +19,6 @@ from typing import Any, NamedTuple
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from sqlalchemy import bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from tradewind.bus import messages as m
@@ -29,7 +27,7 @@ from tradewind.config import Settings
 from tradewind.core.decide import AssignmentIndex, AssignmentState
 from tradewind.domain import client_order_id, split_symbol
 from tradewind.metrics import EVAL_DURATION, EVALUATIONS, ORDERS, TICK_TO_DECISION, TICK_TO_ORDER
-from tradewind.storage.db import SessionFactory, write_gate
+from tradewind.storage.db import SessionFactory, dialect_of, insert_for, write_gate
 from tradewind.storage.models import Assignment, Evaluation, Order, Trader
 from tradewind.storage.types import utcnow
 
@@ -66,7 +64,7 @@ class TradeDesk:
         self.index = index
         self.order_timeout_s = 10.0
         self.reconcile_after_s = 15.0
-        self._insert = pg_insert if settings.db_url.startswith("postgresql") else sqlite_insert
+        self._insert = insert_for(dialect_of(sf))
         self._inflight: set[asyncio.Task[None]] = set()
         self._apply_lock = asyncio.Lock()
 

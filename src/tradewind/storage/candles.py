@@ -6,17 +6,16 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import and_, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tradewind.storage.db import insert_for
 from tradewind.storage.models import CandleRow, Market
 
 Row = tuple[int, float, float, float, float, float]  # time, open, high, low, close, volume
 
 
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    return insert_for(session.bind.dialect.name)
 
 
 async def get_or_create_market(session: AsyncSession, exchange: str, symbol: str) -> Market:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -39,6 +41,16 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def insert_for(dialect_name: str):  # type: ignore[no-untyped-def]
+    """The INSERT construct with ON CONFLICT clauses for this database (PostgreSQL or SQLite)."""
+    return pg_insert if dialect_name == "postgresql" else sqlite_insert
+
+
+def dialect_of(sf: SessionFactory) -> str:
+    bind = sf.kw.get("bind")
+    return bind.dialect.name if bind is not None else ""
+
+
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
 
@@ -58,11 +70,10 @@ async def write_gate(sf: SessionFactory) -> AsyncIterator[None]:
     again long before: with core, the sim's group commits and fill booking writing at once, those sleeps
     were most of the tick-to-order latency at 1,000 assignments. Queueing the writers of this process here,
     in order and without sleeping, costs nothing SQLite would not impose anyway. PostgreSQL: no gate."""
-    bind = sf.kw.get("bind")
-    if bind is None or bind.dialect.name != "sqlite":
+    if dialect_of(sf) != "sqlite":
         yield
         return
-    key = bind.sync_engine
+    key = sf.kw["bind"].sync_engine
     gate = _GATES.get(key)
     if gate is None:
         gate = _GATES[key] = asyncio.Lock()

@@ -16,12 +16,10 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tradewind.domain import split_symbol
 from tradewind.exchanges.base import OrderResult, OrderSpec
-from tradewind.storage.db import SessionFactory, write_gate
+from tradewind.storage.db import SessionFactory, dialect_of, insert_for, write_gate
 from tradewind.storage.models import PaperBalance, PaperFill
 
 log = logging.getLogger(__name__)
@@ -47,7 +45,7 @@ class PaperEngine:
         self._wakeup = asyncio.Event()
         self._lookups: dict[str, asyncio.Future[OrderResult | None]] = {}  # ids asked for, not yet looked up
         self._lookup_task: asyncio.Task[None] | None = None
-        self._insert = pg_insert if session_factory.kw["bind"].dialect.name == "postgresql" else sqlite_insert
+        self._insert = insert_for(dialect_of(session_factory))
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
