@@ -125,9 +125,7 @@ class SimAdapter:
         return await self.engine.balances(creds.trader_id)
 
     async def place_order(self, creds: Credentials, order: OrderSpec) -> OrderResult:
-        walk = self._walk(order.symbol)
-        # Each simulated candle opens at the previous close: the next open is the last close.
-        price = Decimal(repr(walk.last_close)).quantize(Decimal("0.00000001"))
+        price = _next_open(self._walk(order.symbol))
         return await self.engine.place(creds.trader_id, order, price, now_ms=self.sim_now())
 
     async def place_orders(self, orders: list[tuple[Credentials, OrderSpec]]) -> list[OrderResult]:
@@ -140,8 +138,7 @@ class SimAdapter:
                     client_order_id=order.client_order_id, status="rejected", reason=f"sim has no market {order.symbol}"
                 )
                 continue
-            price = Decimal(repr(walk.last_close)).quantize(Decimal("0.00000001"))
-            items.append((creds.trader_id, order, price))
+            items.append((creds.trader_id, order, _next_open(walk)))
         filled = iter(await self.engine.place_many(items, now_ms=self.sim_now()) if items else [])
         return [unknown[i] if i in unknown else next(filled) for i in range(len(orders))]
 
@@ -153,3 +150,8 @@ class SimAdapter:
         if found is None:
             raise ExchangeError(f"no order {client_order_id}")
         return found  # market orders fill at once: nothing is ever open to cancel
+
+
+def _next_open(walk: RandomWalk) -> Decimal:
+    """The price a market order fills at: each simulated candle opens at the previous close."""
+    return Decimal(repr(walk.last_close)).quantize(Decimal("0.00000001"))

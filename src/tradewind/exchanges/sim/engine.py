@@ -96,10 +96,13 @@ class PaperEngine:
         found: dict[str, OrderResult | None] = {c: self._fills.get(c) for c in client_order_ids}
         missing = [c for c, r in found.items() if r is None]
         for i in range(0, len(missing), 500):
-            async with self.sf() as s:
-                rows = (await s.execute(select(_FILLS).where(_FILLS.c.client_order_id.in_(missing[i : i + 500])))).all()
-            found.update((r.client_order_id, _result(r)) for r in rows)
+            found.update(await self._stored(missing[i : i + 500]))
         return [found[c] for c in client_order_ids]
+
+    async def _stored(self, client_order_ids: list[str]) -> dict[str, OrderResult]:
+        async with self.sf() as s:
+            rows = (await s.execute(select(_FILLS).where(_FILLS.c.client_order_id.in_(client_order_ids)))).all()
+        return {r.client_order_id: _result(r) for r in rows}
 
     async def _look_up(self) -> None:
         """Answer every pending lookup with one query per few hundred ids."""
@@ -107,15 +110,13 @@ class PaperEngine:
         while self._lookups:
             batch = dict(list(self._lookups.items())[:500])
             try:
-                async with self.sf() as s:
-                    rows = (await s.execute(select(_FILLS).where(_FILLS.c.client_order_id.in_(batch)))).all()
+                found = await self._stored(list(batch))
             except Exception as exc:
                 for cid, fut in batch.items():
                     del self._lookups[cid]
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            found = {r.client_order_id: _result(r) for r in rows}
             for cid, fut in batch.items():
                 del self._lookups[cid]
                 if not fut.done():
@@ -141,9 +142,7 @@ class PaperEngine:
         queued = False
         async with self._lock:
             for (trader_id, spec, price), known in zip(orders, previous, strict=True):
-                known = known or self._fills.get(
-                    spec.client_order_id
-                )  # or a concurrent duplicate got here first
+                known = known or self._fills.get(spec.client_order_id)  # or a concurrent duplicate got here first
                 if known is not None:
                     results.append(known)
                     continue
