@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt_async
 import httpx
@@ -18,6 +17,7 @@ from tradewind.bus.embedded import EmbeddedNats
 from tradewind.config import Settings
 from tradewind.exchanges.base import Credentials, ExchangeUnavailable, OrderSpec
 from tradewind.exchanges.ccxt_adapter import CcxtAdapter
+from tradewind.exchanges.ccxt_adapter.adapter import rehost
 from tradewind.exchanges.service import ExchangeService
 from tradewind.secrets import SecretBox
 from tradewind.storage.db import make_engine, make_session_factory
@@ -30,15 +30,6 @@ from .fake_binance import FakeBinance
 NOWHERE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 BOX_KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 PASSWORD = "correct horse battery staple"
-
-
-def rehost(value: Any, base: str) -> Any:
-    if isinstance(value, str):
-        parts = urlsplit(value)
-        return base + value[len(f"{parts.scheme}://{parts.netloc}") :] if parts.netloc else value
-    if isinstance(value, dict):
-        return {k: rehost(v, base) for k, v in value.items()}
-    return value
 
 
 @pytest.fixture

@@ -77,6 +77,16 @@ def translate(exc: Exception, exchange_id: str, *, order_call: bool = False) -> 
     return exc
 
 
+def rehost(value: Any, base: str) -> Any:
+    """ccxt URLs (a string or nested dicts of them) with scheme and host replaced by ``base``, paths kept."""
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        return base + value[len(f"{parts.scheme}://{parts.netloc}") :] if parts.netloc else value
+    if isinstance(value, dict):
+        return {k: rehost(v, base) for k, v in value.items()}
+    return value
+
+
 def _pro_class(exchange_id: str) -> Any:
     import ccxt.pro  # imported on demand: a second of start-up that polling and the CLI do without
 
@@ -179,17 +189,7 @@ class CcxtAdapter:
             else:
                 ex.urls["api"] = dict(self.urls)
         if self.base_url:
-            base = self.base_url.rstrip("/")
-
-            def rehost(value: Any) -> Any:
-                if isinstance(value, str):
-                    parts = urlsplit(value)
-                    return base + value[len(f"{parts.scheme}://{parts.netloc}") :] if parts.netloc else value
-                if isinstance(value, dict):
-                    return {k: rehost(v) for k, v in value.items()}
-                return value
-
-            ex.urls["api"] = rehost(ex.urls.get("api"))
+            ex.urls["api"] = rehost(ex.urls.get("api"), self.base_url.rstrip("/"))
 
     async def _markets(self) -> None:
         async with self._markets_lock:
