@@ -35,6 +35,7 @@ from sqlalchemy import select
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
+from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
 from tradewind.storage import candles as store
 from tradewind.storage.db import SessionFactory
@@ -128,11 +129,7 @@ class BacktestWorker:
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:
-                pass
+        await unsubscribe_all(subs)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -55,3 +57,12 @@ async def ensure_md_stream(js: JetStreamContext, max_age_s: float = 7 * 24 * 360
         await js.stream_info(subjects.MD_STREAM)
     except NotFoundError:
         await js.add_stream(config)
+
+
+async def unsubscribe_all(subs: Iterable[Any]) -> None:
+    """Unsubscribe each subscription; one whose connection is already closed is simply gone."""
+    for sub in subs:
+        try:
+            await sub.unsubscribe()
+        except Exception:
+            pass

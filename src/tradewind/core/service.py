@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
-from tradewind.bus.connection import ensure_md_stream
+from tradewind.bus.connection import ensure_md_stream, unsubscribe_all
 from tradewind.config import Settings
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider
 from tradewind.core.resample import Resampler
@@ -75,11 +75,7 @@ class CoreService:
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:  # the connection is already closed
-                pass
+        await unsubscribe_all(subs)
         tasks = [*self._tasks, *self._workers.values()]
         self._tasks, self._workers, self._queues = [], {}, {}
         for task in tasks:

@@ -19,6 +19,7 @@ from sqlalchemy import select, tuple_
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
+from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
 from tradewind.domain import market_key, tf_ms
 from tradewind.eval.executor import Executor, Job
@@ -148,11 +149,7 @@ class EvalWorker:
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:
-                pass
+        await unsubscribe_all(subs)
         await self.executor.close()
 
     async def _on_candle(self, msg: Msg) -> None:

@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
+from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
 from tradewind.domain import DERIVED_TIMEFRAMES, tf_ms
 from tradewind.exchanges.base import (
@@ -99,11 +100,7 @@ class ExchangeService:
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:  # the connection is already closed
-                pass
+        await unsubscribe_all(subs)
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()

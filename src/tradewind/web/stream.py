@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
+from tradewind.bus.connection import unsubscribe_all
 from tradewind.domain import TIMEFRAMES
 from tradewind.storage.models import Market
 from tradewind.web.deps import authenticate
@@ -173,6 +174,4 @@ async def stream(ws: WebSocket) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for sub in subs:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        await unsubscribe_all(subs)
