@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.shared_data import SHARED_DATA
+from tests.shared_data import SHARED_DATA as DATA
 from tradewind.backtest.importers import load, parse_time
 
-DATA = SHARED_DATA
 EXE = str(Path(sys.executable).parent / "tradewind")
 SMA = """
 function decide(c, params)

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.shared_data import SHARED_DATA
+from tests.shared_data import SHARED_DATA as DATA
 from tradewind.backtest import engine
 from tradewind.backtest.importers import load
 
-DATA = SHARED_DATA
 SMA = """
 function decide(c, params)
   local fast, slow = ta.sma(c.close, params.fast), ta.sma(c.close, params.slow)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.shared_data import SHARED_DATA
+from tests.shared_data import SHARED_DATA as DATA
 from tradewind.backtest import engine, sweep
 from tradewind.backtest.importers import load
 from tradewind.backtest.worker import BacktestWorker, pack_candles
@@ -27,17 +27,9 @@ from tradewind.storage.db import make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
 from tradewind.web.app import create_app
 
-DATA = SHARED_DATA
+from .test_cli import SMA  # the same SMA crossover the CLI runs
+
 CANDLES = DATA / "XRP-ETH-5m.csv"
-SMA = """
-function decide(c, params)
-  local fast, slow = ta.sma(c.close, params.fast), ta.sma(c.close, params.slow)
-  local f, s = fast[#fast], slow[#slow]
-  if f ~= f or s ~= s then return "neutral" end
-  if f > s then return "long" end
-  return "short"
-end
-"""
 BOOM = 'function decide(c) if #c.close > 100 then error("boom") end return "long" end'
 KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 from datetime import datetime
 
-from tests.shared_data import SHARED_DATA
-
-DATA = SHARED_DATA
+from tests.shared_data import SHARED_DATA as DATA
 
 Row = tuple[int, float, float, float, float, float]
 
