@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,20 +15,13 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.postgres import postgres_up
 from tradewind.bus.embedded import EmbeddedNats
 
 from .platform_helpers import GOOD, Proc, User, env_for, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 SECRET = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
-
-
-def postgres_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture

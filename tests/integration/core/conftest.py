@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import socket
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.postgres import fresh_database
 from tradewind.bus.connection import connect, ensure_md_stream
 from tradewind.bus.embedded import EmbeddedNats
 from tradewind.config import Settings
 from tradewind.storage.db import make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
 from tradewind.storage.models import Assignment, Market, Strategy, StrategyVersion, Trader, User
-
-PG = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture
@@ -30,30 +25,14 @@ async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
     await server.stop()
 
 
-def _postgres_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """The same tests on SQLite and, where it runs (CI has it), on a fresh PostgreSQL database."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}"
         return
-    if not _postgres_up():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    name = f"tw_test_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    async with admin.connect() as c:
-        await c.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"{PG}/{name}"
-    async with admin.connect() as c:
-        await c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    async with fresh_database("tw_test") as url:
+        yield url
 
 
 @pytest.fixture

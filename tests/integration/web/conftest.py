@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.postgres import fresh_database
 from tradewind.bus.connection import connect
 from tradewind.bus.embedded import EmbeddedNats
 from tradewind.config import Settings
@@ -22,7 +19,6 @@ from tradewind.storage.db import make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
 from tradewind.web.app import create_app
 
-PG = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 PASSWORD = "correct horse battery staple"
 
@@ -59,38 +55,21 @@ async def sf(tmp_path: Path):  # type: ignore[no-untyped-def]
     await engine.dispose()
 
 
-def _postgres_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 async def pg_api(tmp_path: Path) -> AsyncIterator[Api]:
     """The app on a fresh PostgreSQL database of its own (dropped afterwards); skipped where none runs."""
-    if not _postgres_up():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    name = f"tw_web_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
-    async with admin.connect() as c:
-        await c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = f"{PG}/{name}"
-    engine = make_engine(url)
-    try:
-        await upgrade_async(url)
-        factory = make_session_factory(engine)
-        async with factory() as s:
-            m = await store.get_or_create_market(s, "sim", "BTC/USD")
-            await store.insert_candles(s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)])
-            await s.commit()
-        yield Api(create_app(Settings(data_dir=tmp_path, database_url=url), factory, None, SecretBox([KEY])))
-    finally:
-        await engine.dispose()
-        async with admin.connect() as c:
-            await c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with fresh_database("tw_web") as url:
+        engine = make_engine(url)
+        try:
+            await upgrade_async(url)
+            factory = make_session_factory(engine)
+            async with factory() as s:
+                m = await store.get_or_create_market(s, "sim", "BTC/USD")
+                await store.insert_candles(s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)])
+                await s.commit()
+            yield Api(create_app(Settings(data_dir=tmp_path, database_url=url), factory, None, SecretBox([KEY])))
+        finally:
+            await engine.dispose()
 
 
 @pytest.fixture
