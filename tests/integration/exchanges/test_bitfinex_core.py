@@ -1,6 +1,7 @@
 """Core, the exchange component and the native Bitfinex adapter together, against the local Bitfinex:
-candles over the websocket (with a dropped connection and the gap it leaves) become stored minutes,
-evaluations and orders, and each decision is one order on the exchange, whatever the exchange does."""
+candles over the websocket, with a dropped connection and the gap it leaves, become stored minutes,
+evaluations and orders, each decision one order on the exchange. (Late answers and refusals through the
+whole platform: test_bitfinex_e2e.py.)"""
 
 from __future__ import annotations
 
@@ -133,47 +134,5 @@ async def test_minutes_decisions_and_orders_from_the_bitfinex_stream_each_exactl
         assert sorted(o.cid for o in server.orders) == sorted(cid_of(o.client_order_id) for o in placed), "one order per decision"
         sides = [o.side for o in placed]
         assert all(x != y for x, y in zip(sides, sides[1:], strict=False)), "buys and sells alternate"
-    finally:
-        await server.stop()
-
-
-async def test_an_answer_that_never_comes_still_makes_one_order_and_a_refusal_is_kept(stack) -> None:  # type: ignore[no-untyped-def]
-    start, sf = stack
-    server = FakeBitfinex(rows=ROWS, start_at=3, step_s=0.03, submit_delay_s=1.5)  # placed, answered too late
-    await server.start()
-    try:
-        core, aid = await start(server, exchange_timeout_s=0.3)
-
-        async def pending() -> bool:
-            async with sf() as s:
-                return (await s.execute(select(Order).where(Order.status == "pending"))).first() is not None
-
-        await wait_until(pending)
-        await core.desk.drain()
-        await asyncio.sleep(1.5)  # the late answer has come and gone
-        assert await core.desk.reconcile(min_age_s=0) >= 1  # asked by cid: it was placed
-        server.submit_delay_s = 0
-        server.wallets["USD"] = Decimal("0")  # the next buy is refused by the exchange
-
-        async def refused() -> bool:
-            async with sf() as s:
-                return (await s.execute(select(Order).where(Order.status == "rejected"))).first() is not None
-
-        await wait_until(refused)
-
-        async def settled() -> bool:
-            async with sf() as s:
-                return (await s.execute(select(Order).where(Order.status.in_(("pending", "open"))))).first() is None
-
-        await wait_until(settled)
-        async with sf() as s:
-            orders = (await s.execute(select(Order).order_by(Order.id))).scalars().all()
-        first = orders[0]
-        assert first.status == "filled" and sum(o.cid == cid_of(first.client_order_id) for o in server.orders) == 1
-        rejected = [o for o in orders if o.status == "rejected"]
-        assert "not enough exchange balance" in (rejected[0].reason or "")
-        submits = [d for path, d in server.calls if path == "auth/w/order/submit"]
-        assert len(submits) == len({d["cid"] for d in submits}), "an order was sent twice"
-        assert len(server.orders) == sum(o.status == "filled" for o in orders)
     finally:
         await server.stop()
