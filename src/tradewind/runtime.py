@@ -24,7 +24,7 @@ from tradewind.bus.connection import connect, ensure_md_stream
 from tradewind.bus.embedded import EmbeddedNats
 from tradewind.config import ConfigError, Settings
 from tradewind.secrets import load_secret_box
-from tradewind.storage.db import SessionFactory, make_engine, make_session_factory
+from tradewind.storage.db import SessionFactory, checkpoint_forever, make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
 
 log = logging.getLogger("tradewind")
@@ -75,9 +75,17 @@ async def open_nats(settings: Settings, stack: Stack) -> str:
 async def open_database(settings: Settings, stack: Stack, migrate: bool) -> SessionFactory:
     if migrate:
         await upgrade_async(settings.db_url)
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, background_checkpoints=True)
     stack.stoppers.append(engine.dispose)
+    checkpoints = asyncio.create_task(checkpoint_forever(engine), name="wal-checkpoints")
+    stack.stoppers.append(lambda: _cancel(checkpoints))
     return make_session_factory(engine)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _client(url: str, name: str, stack: Stack) -> Client:

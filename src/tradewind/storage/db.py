@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,10 +16,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SessionFactory = async_sessionmaker[AsyncSession]
+log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; on SQLite: WAL, a busy timeout and foreign keys, so several tasks can share it."""
+def make_engine(url: str, *, background_checkpoints: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An async engine; on SQLite: WAL, a busy timeout and foreign keys, so several tasks can share it.
+
+    ``background_checkpoints``: this engine's commits never checkpoint the WAL themselves; the caller runs
+    ``checkpoint_forever`` instead (see there)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -32,6 +37,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            if background_checkpoints:
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine
@@ -39,6 +46,24 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+async def checkpoint_forever(engine: AsyncEngine, every_s: float = 2.0) -> None:
+    """Copy the SQLite WAL back into the database every ``every_s`` seconds, off the hot path.
+
+    By default the commit that takes the WAL past 1,000 pages does the checkpoint itself: at 1,000
+    assignments that was a commit of the order intents, now and then, taking 10 ms instead of 1.5 ms
+    between the tick and the order call. A PASSIVE checkpoint here waits for no reader or writer; what
+    it cannot copy yet, the next one does. Not needed (and a no-op) on PostgreSQL."""
+    if engine.dialect.name != "sqlite":
+        return
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception as exc:  # a locked or vanished file: try again next time
+            log.warning("WAL checkpoint failed: %s", exc)
 
 
 def insert_for(dialect_name: str):  # type: ignore[no-untyped-def]
