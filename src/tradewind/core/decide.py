@@ -28,6 +28,8 @@ from tradewind.storage.models import Assignment, Market, Strategy, Trader, User
 
 log = logging.getLogger(__name__)
 WORKER_SEEN_S = 120.0  # an eval worker that has not answered for this long no longer counts for chunking
+LINGER_SHARE = 0.25  # the first answer of a candle waits at most this share of its round trip for the others
+LINGER_MAX_S = 0.05
 
 
 @dataclass
@@ -125,13 +127,24 @@ class Decider:
     async def evaluate(
         self, candle: m.Candle, states: list[AssignmentState]
     ) -> AsyncIterator[list[tuple[AssignmentState, m.EvalOutcome]]]:
-        """Yield the outcomes chunk by chunk, as workers answer (so trading starts with the first chunk)."""
+        """Yield the outcomes as workers answer (so trading starts with the first chunk). Chunks that
+        answer together are yielded together: the chunks go out at once, in equal parts, to workers that
+        are usually equally fast, and one batch of order intents costs less than two. How long the first
+        answer waits for the others is bounded by a share of its own round trip (``LINGER_SHARE``), so a
+        slow or dead worker holds up the others' orders by little; its chunk is yielded when it comes."""
         size = self.chunk_size(len(states))
         chunks = [states[i : i + size] for i in range(0, len(states), size)]
+        started = time.monotonic()
         tasks = [asyncio.create_task(self._run_chunk(candle, chunk)) for chunk in chunks]
+        pending: set[asyncio.Task[list[tuple[AssignmentState, m.EvalOutcome]]]] = set(tasks)
         try:
-            for next_done in asyncio.as_completed(tasks):
-                yield await next_done
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if pending:
+                    linger = min(LINGER_MAX_S, LINGER_SHARE * (time.monotonic() - started))
+                    more, pending = await asyncio.wait(pending, timeout=linger)
+                    done |= more
+                yield [r for t in tasks if t in done for r in t.result()]
         finally:
             for t in tasks:
                 t.cancel()
