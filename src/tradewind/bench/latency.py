@@ -130,6 +130,7 @@ async def run_latency(
                 progress(f"{n} assignments: setting up")
             ids = await _populate(sf, n, market_ids, f"{n}-{time.time_ns()}")
             await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
+            await _evaluated(sf, ids[0])  # core has them: their Lua states are made on their first candle
             first = await _next_candle_time(sf, market_ids, warmup)
             t0 = time.monotonic()
             last = await _next_candle_time(sf, market_ids, candles)
@@ -161,6 +162,16 @@ async def run_latency(
         if tmp is not None:
             tmp.cleanup()
     return results
+
+
+async def _evaluated(sf, assignment_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the assignment's first evaluation."""
+    q = select(func.count()).select_from(Evaluation).where(Evaluation.assignment_id == assignment_id)
+    while True:
+        async with sf() as s:
+            if (await s.execute(q)).scalar_one():
+                return
+        await asyncio.sleep(0.2)
 
 
 async def _next_candle_time(sf, market_ids: list[int], count: int) -> int:  # type: ignore[no-untyped-def]
