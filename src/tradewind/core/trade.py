@@ -27,7 +27,7 @@ from tradewind.config import Settings
 from tradewind.core.decide import AssignmentIndex, AssignmentState
 from tradewind.domain import client_order_id, split_symbol
 from tradewind.metrics import EVAL_DURATION, EVALUATIONS, ORDERS, TICK_TO_DECISION, TICK_TO_ORDER
-from tradewind.storage.db import SessionFactory, dialect_of, insert_for, write_gate
+from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
 from tradewind.storage.models import Assignment, Evaluation, Order, Trader
 from tradewind.storage.types import utcnow
 
@@ -48,10 +48,10 @@ _EVALUATIONS = Evaluation.__table__
 
 
 class Handled(NamedTuple):
-    """What ``handle`` leaves for ``record``: one chunk's evaluation rows and what they change."""
+    """What ``handle`` leaves for ``record``: one chunk's outcomes and what they change."""
 
-    evals: list[dict[str, Any]]
     results: list[tuple[AssignmentState, m.EvalOutcome]]
+    tick_ms: float | None  # candle -> decision
     paused: list[tuple[int, str]]  # (assignment, reason)
     reset: list[int]  # assignments whose failure count is back to 0
 
@@ -82,28 +82,17 @@ class TradeDesk:
         candle, so that no chunk's orders wait behind another chunk's evaluation rows."""
         now_ns = time.time_ns()
         tick_ms = (now_ns - candle.recv_ns) / 1e6 if candle.recv_ns else None
-        evals: list[dict[str, Any]] = []
+        # Only what the orders need happens before they go out; rows and metrics wait for ``record``.
         paused: list[tuple[int, str]] = []
         reset: list[int] = []
         wanted: list[tuple[AssignmentState, str, float]] = []
+        pause_after = self.settings.eval_pause_after_failures
         for st, out in results:
-            if tick_ms is not None:
-                TICK_TO_DECISION.observe(tick_ms)
-            EVAL_DURATION.observe(out.duration_us / 1000)
-            (EVALS_OK if out.status == "ok" else EVALUATIONS.labels(out.status)).inc()
-            evals.append({
-                "assignment_id": st.id, "candle_time": candle.time, "status": out.status, "position": out.position,
-                "size": out.size, "note": out.note, "error": out.error, "logs": list(out.logs),
-                "duration_ms": out.duration_us / 1000, "latency_ms": tick_ms, "created_at": utcnow(),
-            })  # fmt: skip
             if out.status != "ok":
                 st.failures += 1
-                if st.failures >= self.settings.eval_pause_after_failures:
+                if st.failures >= pause_after:
                     paused.append(
-                        (
-                            st.id,
-                            f"paused after {st.failures} failed evaluations in a row; last error: {out.error}",
-                        )
+                        (st.id, f"paused after {st.failures} failed evaluations in a row; last error: {out.error}")
                     )
                 continue
             if st.failures:
@@ -135,10 +124,9 @@ class TradeDesk:
                 st = self.index.by_id.get(o["assignment_id"])
                 if st is not None:
                     st.pending.add(o["client_order_id"])
-            task = asyncio.create_task(self._place_all(candle, placed))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-        work = Handled(evals, results, paused, reset)
+            self._start_orders(candle, placed)
+            await asyncio.sleep(0)  # let the order calls go out before this chunk's (or candle's) bookkeeping
+        work = Handled(results, tick_ms, paused, reset)
         if later is None:
             await self.record(candle, [work])
         else:
@@ -146,7 +134,20 @@ class TradeDesk:
 
     async def record(self, candle: m.Candle, later: list[Handled]) -> None:
         """Store evaluations (and failure counts, and pauses) handled with ``later``, in one transaction."""
-        evals = [e for h in later for e in h.evals]
+        now = utcnow()
+        evals: list[dict[str, Any]] = []
+        for h in later:
+            tick_ms = h.tick_ms
+            for st, out in h.results:
+                if tick_ms is not None:
+                    TICK_TO_DECISION.observe(tick_ms)
+                EVAL_DURATION.observe(out.duration_us / 1000)
+                (EVALS_OK if out.status == "ok" else EVALUATIONS.labels(out.status)).inc()
+                evals.append({
+                    "assignment_id": st.id, "candle_time": candle.time, "status": out.status, "position": out.position,
+                    "size": out.size, "note": out.note, "error": out.error, "logs": list(out.logs),
+                    "duration_ms": out.duration_us / 1000, "latency_ms": tick_ms, "created_at": now,
+                })  # fmt: skip
         results = [r for h in later for r in h.results]
         paused = [p for h in later for p in h.paused]
         reset = [a for h in later for a in h.reset]
@@ -186,7 +187,7 @@ class TradeDesk:
         """Insert order intents; return the client order ids that are new (the others exist already)."""
         async with write_gate(self.sf), self.sf() as s:
             try:  # the usual case, every intent new: a plain batch insert (RETURNING costs 3x as much)
-                await s.execute(_ORDERS.insert(), orders)
+                await insert_rows(s, _ORDERS, orders)
                 await s.commit()
                 return {o["client_order_id"] for o in orders}
             except IntegrityError:  # some exist (a redelivered candle): insert the others, learn which
@@ -213,6 +214,7 @@ class TradeDesk:
             )
         )
         rows = []
+        now = utcnow()  # one timestamp for the batch (and processed once by insert_rows)
         for st, side, size in wanted:
             reason = None
             if side == "buy":
@@ -238,7 +240,7 @@ class TradeDesk:
                 "owner_id": st.owner_id, "assignment_id": st.id, "trader_id": st.trader_id, "client_order_id": cid,
                 "exchange": st.trader_exchange, "symbol": st.symbol, "side": side, "amount": amount,
                 "status": "rejected" if reason else "pending", "reason": reason, "candle_time": candle.time,
-                "filled": ZERO, "fee": ZERO, "created_at": utcnow(), "updated_at": utcnow(),
+                "filled": ZERO, "fee": ZERO, "created_at": now, "updated_at": now,
             })  # fmt: skip
         return rows
 
@@ -255,17 +257,24 @@ class TradeDesk:
             return None
         return Decimal(reply.balances.get(asset, "0"))
 
-    async def _place_all(self, candle: m.Candle, orders: list[dict[str, Any]]) -> None:
-        """One request per exchange and chunk of orders (the exchange service places them concurrently)."""
+    def _start_orders(self, candle: m.Candle, orders: list[dict[str, Any]]) -> None:
+        """One request per exchange and chunk of orders (the exchange service places them concurrently),
+        each in a task of its own that starts sending at the caller's next ``await``; their results are
+        recorded together."""
         by_exchange: dict[str, list[dict[str, Any]]] = {}
         for o in orders:
             by_exchange.setdefault(o["exchange"], []).append(o)
-        batches = [
-            (exchange, group[i : i + ORDER_BATCH])
+        calls = [
+            asyncio.create_task(self._place_batch(candle, exchange, group[i : i + ORDER_BATCH]))
             for exchange, group in by_exchange.items()
             for i in range(0, len(group), ORDER_BATCH)
         ]
-        done = await asyncio.gather(*(self._place_batch(candle, exchange, batch) for exchange, batch in batches))
+        task = asyncio.create_task(self._record_orders(calls))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _record_orders(self, calls: list[asyncio.Task[list[tuple[str, m.OrderAck, float | None]]]]) -> None:
+        done = await asyncio.gather(*calls)
         acks = [ack for acks in done for ack in acks]
         for attempt in range(APPLY_ATTEMPTS):
             try:

@@ -174,3 +174,25 @@ async def test_a_chunk_of_orders_is_booked_together_and_once(settings, nc, sf) -
                                                      price="100", fee="0.1"), None) for o in orders])  # fmt: skip
     async with sf() as s:
         assert [(await s.get(Assignment, a.id)).position_qty for a in assignments] == before
+
+
+async def test_a_decision_handled_again_stores_no_second_intent_and_places_no_second_order(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+    """A redelivered candle decides again: the batch insert meets the stored intent, falls back to the
+    insert that skips it, and only the new assignment's order goes out."""
+    exchange = FakeExchange(nc)
+    await exchange.start()
+    first, second = [await make_assignment(sf, email=f"r{i}@example.com") for i in range(2)]
+    desk, index = await desk_for(settings, nc, sf)
+    long = [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long")) for a in (first, second)]
+    await desk.handle(candle(60_000), long[:1])
+    await desk.drain()
+    async with sf() as s:  # as after a crash before the fill was booked: core believes it holds nothing
+        await s.execute(Assignment.__table__.update().values(position_qty=0))
+        await s.commit()
+    index.by_id[first.id].position_qty = Decimal(0)
+    await desk.handle(candle(60_000), long)
+    await desk.drain()
+    async with sf() as s:
+        orders = (await s.execute(select(Order).order_by(Order.id))).scalars().all()
+    assert [o.assignment_id for o in orders] == [first.id, second.id]
+    assert exchange.calls == 2 and len(set(exchange.orders)) == 2
