@@ -128,6 +128,17 @@ class BalanceReply(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
 
 
+class BalancesRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Several accounts' balances in one request (core's check before a candle's buys)."""
+
+    trader_ids: list[int]
+
+
+class BalancesReply(msgspec.Struct, frozen=True, kw_only=True):
+    balances: dict[int, dict[str, str]] = {}  # trader -> asset -> free amount, decimal string
+    errors: dict[int, str] = {}  # trader -> why its balance is unknown
+
+
 class VerifyTrader(msgspec.Struct, frozen=True, kw_only=True):
     """Ask the adapter to check a stored trading account's key with a balances call."""
 

@@ -31,6 +31,10 @@ def exchange_balance(exchange: str) -> str:
     return f"exchange.{exchange}.balance"
 
 
+def exchange_balances(exchange: str) -> str:
+    return f"exchange.{exchange}.balances"
+
+
 def exchange_order(exchange: str) -> str:
     return f"exchange.{exchange}.order"
 

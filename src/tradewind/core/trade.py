@@ -205,14 +205,13 @@ class TradeDesk:
             return []
         price = Decimal(repr(candle.close))
         quote_asset = split_symbol(candle.symbol)[1]
-        buyers = {st.trader_id: st.trader_exchange for st, side, _ in wanted if side == "buy"}
-        free = dict(
-            zip(
-                buyers,
-                await asyncio.gather(*(self._free(t, e, quote_asset) for t, e in buyers.items())),
-                strict=True,
-            )
-        )
+        buyers: dict[str, set[int]] = {}
+        for st, side, _ in wanted:
+            if side == "buy" and st.trader_id is not None and st.trader_exchange is not None:
+                buyers.setdefault(st.trader_exchange, set()).add(st.trader_id)
+        free: dict[int, Decimal | None] = {}
+        for found in await asyncio.gather(*(self._free(e, ids, quote_asset) for e, ids in buyers.items())):
+            free.update(found)
         rows = []
         now = utcnow()  # one timestamp for the batch (and processed once by insert_rows)
         for st, side, size in wanted:
@@ -244,18 +243,18 @@ class TradeDesk:
             })  # fmt: skip
         return rows
 
-    async def _free(self, trader_id: int | None, exchange: str | None, asset: str) -> Decimal | None:
-        if trader_id is None or exchange is None:
-            return None
+    async def _free(self, exchange: str, trader_ids: set[int], asset: str) -> dict[int, Decimal | None]:
+        """The free ``asset`` of each account, in one request to the exchange service (None: unknown)."""
         # A bus failure (timeout, no responder) propagates: core retries the candle rather than drop the trade.
         msg = await self.nc.request(
-            subjects.exchange_balance(exchange), m.encode(m.BalanceRequest(trader_id=trader_id)), timeout=5
+            subjects.exchange_balances(exchange), m.encode(m.BalancesRequest(trader_ids=sorted(trader_ids))), timeout=5
         )
-        reply = m.decode(msg.data, m.BalanceReply)
-        if reply.error:
-            log.warning("balance check for trader %s: %s", trader_id, reply.error)
-            return None
-        return Decimal(reply.balances.get(asset, "0"))
+        reply = m.decode(msg.data, m.BalancesReply)
+        for trader_id, error in reply.errors.items():
+            log.warning("balance check for trader %s: %s", trader_id, error)
+        return {
+            t: Decimal(reply.balances[t].get(asset, "0")) if t in reply.balances else None for t in trader_ids
+        }
 
     def _start_orders(self, candle: m.Candle, orders: list[dict[str, Any]]) -> None:
         """One request per exchange and chunk of orders (the exchange service places them concurrently),

@@ -81,6 +81,7 @@ class ExchangeService:
         queue = f"exchange-{self.name}"
         handlers = {
             subjects.exchange_balance(self.name): self._on_balance,
+            subjects.exchange_balances(self.name): self._on_balances,
             subjects.exchange_order(self.name): self._on_order,
             subjects.exchange_orders(self.name): self._on_orders,
             subjects.exchange_order_status(self.name): self._on_status,
@@ -231,6 +232,23 @@ class ExchangeService:
         except (ExchangeError, UnknownTrader) as exc:
             return m.BalanceReply(error=str(exc))
         return m.BalanceReply(balances={k: format(v, "f") for k, v in bal.items()})
+
+    async def _on_balances(self, msg: Msg) -> m.BalancesReply:
+        """Each account's balances, fetched concurrently; one failing account does not fail the others."""
+        req = m.decode(msg.data, m.BalancesRequest)
+
+        async def one(trader_id: int) -> tuple[int, dict[str, str] | None, str | None]:
+            try:
+                bal = await self.adapter.fetch_balances(await self.credentials(trader_id))
+            except (ExchangeError, UnknownTrader) as exc:
+                return trader_id, None, str(exc)
+            return trader_id, {k: format(v, "f") for k, v in bal.items()}, None
+
+        found = await asyncio.gather(*(one(t) for t in dict.fromkeys(req.trader_ids)))
+        return m.BalancesReply(
+            balances={t: bal for t, bal, _ in found if bal is not None},
+            errors={t: err for t, _, err in found if err is not None},
+        )
 
     async def _on_verify(self, msg: Msg) -> m.VerifyReply:
         req = m.decode(msg.data, m.VerifyTrader)

@@ -54,3 +54,20 @@ async def test_a_batch_is_answered_order_by_order_and_fills_each_client_id_once(
         assert btc == {a.trader_id: Decimal("0.002"), b.trader_id: Decimal("0.002")}
     finally:
         await exchange.stop()
+
+
+async def test_balances_of_several_accounts_come_in_one_answer_and_an_unknown_one_fails_alone(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]
+    a = await make_assignment(sf)
+    b = await make_assignment(sf, email="b@example.com")
+    exchange = ExchangeService(settings, SimAdapter(settings, sf), nc, nc.jetstream(), sf, SecretBox([KEY]))
+    await exchange.start(stream=False)
+    try:
+        await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=[order(a.trader_id, "a1")])), timeout=10)
+        req = m.BalancesRequest(trader_ids=[a.trader_id, b.trader_id, 999_999, a.trader_id])
+        reply = m.decode((await nc.request(subjects.exchange_balances("sim"), m.encode(req), timeout=10)).data, m.BalancesReply)
+        assert set(reply.balances) == {a.trader_id, b.trader_id} and set(reply.errors) == {999_999}
+        assert Decimal(reply.balances[a.trader_id]["BTC"]) == Decimal("0.001") and "BTC" not in reply.balances[b.trader_id]
+        assert Decimal(reply.balances[a.trader_id]["USD"]) < Decimal(reply.balances[b.trader_id]["USD"])
+        assert "no trading account" in reply.errors[999_999]
+    finally:
+        await exchange.stop()

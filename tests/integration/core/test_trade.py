@@ -29,12 +29,13 @@ class FakeExchange:
         self.calls = 0
 
     async def start(self) -> None:
-        await self.nc.subscribe(subjects.exchange_balance("sim"), cb=self.balance)
+        await self.nc.subscribe(subjects.exchange_balances("sim"), cb=self.balances)
         await self.nc.subscribe(subjects.exchange_orders("sim"), cb=self.orders_)
         await self.nc.subscribe(subjects.exchange_order_status("sim"), cb=self.status)
 
-    async def balance(self, msg) -> None:  # type: ignore[no-untyped-def]
-        await msg.respond(m.encode(m.BalanceReply(balances={"USD": "10000"})))
+    async def balances(self, msg) -> None:  # type: ignore[no-untyped-def]
+        req = m.decode(msg.data, m.BalancesRequest)
+        await msg.respond(m.encode(m.BalancesReply(balances={t: {"USD": "10000"} for t in req.trader_ids})))
 
     async def orders_(self, msg) -> None:  # type: ignore[no-untyped-def]
         acks = []
@@ -196,3 +197,22 @@ async def test_a_decision_handled_again_stores_no_second_intent_and_places_no_se
         orders = (await s.execute(select(Order).order_by(Order.id))).scalars().all()
     assert [o.assignment_id for o in orders] == [first.id, second.id]
     assert exchange.calls == 2 and len(set(exchange.orders)) == 2
+
+
+async def test_a_buy_whose_balance_is_unknown_is_rejected_with_the_reason_and_not_sent(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+    exchange = FakeExchange(nc)
+    exchange.balances = _balance_unknown  # type: ignore[method-assign]
+    await exchange.start()
+    a = await make_assignment(sf)
+    desk, index = await desk_for(settings, nc, sf)
+    await desk.handle(candle(60_000), [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
+    await desk.drain()
+    async with sf() as s:
+        order = (await s.execute(select(Order))).scalar_one()
+    assert order.status == "rejected" and "balance check failed" in (order.reason or "")
+    assert exchange.calls == 0
+
+
+async def _balance_unknown(msg) -> None:  # type: ignore[no-untyped-def]
+    req = m.decode(msg.data, m.BalancesRequest)
+    await msg.respond(m.encode(m.BalancesReply(errors={t: "rate limited" for t in req.trader_ids})))
