@@ -21,9 +21,13 @@ def bench() -> None:
 @click.option("--markets", default=1, show_default=True, type=click.IntRange(1, 8))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Eval workers.")
 @click.option("--candles", default=20, show_default=True, type=click.IntRange(2, 1000), help="Candles measured per load.")
+@click.option("--candle-interval", "interval", default=1.0, show_default=True, type=click.FloatRange(0.2, 60),
+              help="Seconds between the sim's one-minute candles (a larger load may need longer to keep up).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG plot.")
-def latency(assignments: str, markets: int, workers: int, candles: int, as_json: bool, plot_path: Path | None) -> None:
+def latency(
+    assignments: str, markets: int, workers: int, candles: int, interval: float, as_json: bool, plot_path: Path | None
+) -> None:
     """Tick -> order-call latency (p50/p99/max) and evaluations/s against the number of assignments."""
     from tradewind.bench import latency as lat
 
@@ -35,9 +39,12 @@ def latency(assignments: str, markets: int, workers: int, candles: int, as_json:
         raise click.BadParameter("each load must be between 1 and 100000", param_hint="--assignments")
     logging.basicConfig(level=logging.WARNING)
     say = None if as_json else (lambda text: click.echo(text, err=True))
-    results = asyncio.run(lat.run_latency(loads, markets=markets, workers=workers, candles=candles, progress=say))
+    results = asyncio.run(lat.run_latency(
+        loads, markets=markets, workers=workers, candles=candles, speed=60.0 / interval, progress=say
+    ))
     if plot_path:
-        lat.plot(results, plot_path, f"{markets} market(s), {workers} eval worker(s), {platform.node()}")
+        every = f", a candle every {interval:g} s" if interval != 1.0 else ""
+        lat.plot(results, plot_path, f"{markets} market(s), {workers} eval worker(s){every}, {platform.node()}")
     if as_json:
         click.echo(json.dumps(lat.as_json(results)))
         return

@@ -135,7 +135,7 @@ async def run_latency(
             t0 = time.monotonic()
             last = await _next_candle_time(sf, market_ids, candles)
             elapsed = time.monotonic() - t0
-            await asyncio.sleep(1.5)  # let the last candle's orders be stamped
+            await asyncio.sleep(max(1.5, 60.0 / speed))  # let the last candle's orders be stamped
             async with sf() as s:
                 lat = list((await s.execute(
                     select(Order.latency_ms).where(Order.assignment_id.in_(ids), Order.candle_time > first,
