@@ -287,9 +287,7 @@ class ExchangeService:
                 ORDER_CALLS.labels(self.name, "error").inc()
                 acks[i] = m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc))
             except (ArithmeticError, ValueError):
-                ORDER_CALLS.labels(self.name, "rejected").inc()
-                acks[i] = m.OrderAck(client_order_id=req.client_order_id, status="rejected",
-                                     reason=f"amount or price is not a number: {req.amount!r}")  # fmt: skip
+                acks[i] = self._unparsable(req)
         if ready:
             try:
                 results = await self.adapter.place_orders([(c, spec) for _, c, spec in ready])  # type: ignore[attr-defined]
@@ -314,8 +312,16 @@ class ExchangeService:
                     acks[i] = _ack(results[j])
         return [acks[i] for i in range(len(reqs))]
 
+    def _unparsable(self, req: m.PlaceOrder) -> m.OrderAck:
+        ORDER_CALLS.labels(self.name, "rejected").inc()
+        return m.OrderAck(client_order_id=req.client_order_id, status="rejected",
+                          reason=f"amount or price is not a number: {req.amount!r}")  # fmt: skip
+
     async def _place(self, req: m.PlaceOrder) -> m.OrderAck:
-        spec = _spec(req)
+        try:
+            spec = _spec(req)
+        except (ArithmeticError, ValueError):
+            return self._unparsable(req)
         try:
             creds = await self.credentials(req.trader_id)
             result = await self.adapter.place_order(creds, spec)

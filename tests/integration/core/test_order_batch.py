@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -69,5 +70,25 @@ async def test_balances_of_several_accounts_come_in_one_answer_and_an_unknown_on
         assert Decimal(reply.balances[a.trader_id]["BTC"]) == Decimal("0.001") and "BTC" not in reply.balances[b.trader_id]
         assert Decimal(reply.balances[a.trader_id]["USD"]) < Decimal(reply.balances[b.trader_id]["USD"])
         assert "no trading account" in reply.errors[999_999]
+    finally:
+        await exchange.stop()
+
+
+async def test_an_amount_that_is_not_a_number_is_rejected_alone_on_every_path(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]
+    """The single-order subject, and a batch to an adapter that places order by order (ccxt, Bitfinex):
+    the bad order is rejected with the reason, the others are placed."""
+    a = await make_assignment(sf)
+    adapter = SimAdapter(settings, sf)
+    adapter.capabilities = dataclasses.replace(adapter.capabilities, batch_orders=False)
+    exchange = ExchangeService(settings, adapter, nc, nc.jetstream(), sf, SecretBox([KEY]))
+    await exchange.start(stream=False)
+    try:
+        msg = await nc.request(subjects.exchange_order("sim"), m.encode(order(a.trader_id, "one", amount="lots")), timeout=10)
+        single = m.decode(msg.data, m.OrderAck)
+        assert (single.status, single.client_order_id) == ("rejected", "one") and "not a number" in (single.reason or "")
+        msg = await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=[
+            order(a.trader_id, "bad", amount="1e"), order(a.trader_id, "good")])), timeout=10)  # fmt: skip
+        acks = m.decode(msg.data, m.OrderAcks).acks
+        assert [(x.client_order_id, x.status) for x in acks] == [("bad", "rejected"), ("good", "filled")]
     finally:
         await exchange.stop()
