@@ -129,6 +129,7 @@ class StrategyRuntime:
             attribute_filter=_deny, max_memory=self.limits.memory_mb * 1024 * 1024,
         )  # fmt: skip
         self.rt.execute("python = nil")
+        self._collect = self.rt.globals().collectgarbage  # the host's, for collect_garbage()
         # our own bytecode, loaded from the host; strategies can only ever load text (see compile)
         boot = self.rt.globals().load(_boot_bytecode(), "=boot", "b")
         self.boot = boot(
@@ -353,13 +354,21 @@ class StrategyRuntime:
     def _bad(self, reason: str) -> StrategyError:
         return StrategyError(self.name, f"bad return value: {reason}", candle_time=self._candle_time)
 
+    def collect_garbage(self) -> None:
+        """A full collection of this runtime's Lua state (the eval worker's child runs them when idle)."""
+        if self.rt is not None:
+            try:
+                self._collect()
+            except lua.LuaError:  # a __gc metamethod of the strategy's failed: its own next call will tell
+                pass
+
     def memory_used(self) -> int:
         """Bytes this runtime's Lua state holds (counted against its memory cap)."""
         return self.rt.get_memory_used() if self.rt is not None else 0
 
     def close(self) -> None:
         self.rt = None  # type: ignore[assignment]
-        self.boot = self._run = self._make_candles = self._decide = None
+        self.boot = self._run = self._make_candles = self._decide = self._collect = None
 
 
 def _short(value: Any) -> str:
