@@ -28,6 +28,7 @@ from tradewind.storage.models import Assignment, Market, Strategy, Trader, User
 
 log = logging.getLogger(__name__)
 WORKER_SEEN_S = 120.0  # an eval worker that has not answered for this long no longer counts for chunking
+MIN_CHUNK = 200  # evaluations: a smaller load is not split across workers (see Decider.chunk_size)
 LINGER_SHARE = 0.25  # the first answer of a candle waits at most this share of its round trip for the others
 LINGER_MAX_S = 0.05
 
@@ -113,16 +114,18 @@ class Decider:
         self._seen: dict[str, float] = {}  # eval worker -> when it last answered (monotonic)
 
     def chunk_size(self, n: int) -> int:
-        """One chunk per eval worker that answered lately, at most ``batch_size``: the workers evaluate in
-        parallel, and core handles a few large chunks rather than many small ones (each chunk's orders go
-        out while the next is stored; with 1,000 assignments on one worker, 4 chunks of 250 put the last
-        orders out ~250 ms after the tick, one chunk ~130 ms, see benchmarks/RESULTS.md)."""
+        """One chunk per eval worker that answered lately, at most ``batch_size`` and, unless ``n`` is
+        smaller, at least ``MIN_CHUNK``: the workers evaluate in parallel, and core handles a few large
+        chunks rather than many small ones (each chunk's orders go out while the next is stored; with
+        1,000 assignments on one worker, 4 chunks of 250 put the last orders out ~250 ms after the tick,
+        one chunk ~130 ms, see benchmarks/RESULTS.md). Below ``MIN_CHUNK`` a split costs more in messages
+        and handling than the evaluations it spreads (10 assignments on 2 workers: p50 18 ms split, 11 not)."""
         now = time.monotonic()
         for name, t in list(self._seen.items()):
             if now - t > WORKER_SEEN_S:
                 del self._seen[name]
-        workers = max(1, len(self._seen))
-        return max(1, min(self.batch_size, -(-n // workers)))
+        chunks = max(1, min(len(self._seen), n // MIN_CHUNK))
+        return max(1, min(self.batch_size, -(-n // chunks)))
 
     async def evaluate(
         self, candle: m.Candle, states: list[AssignmentState]
