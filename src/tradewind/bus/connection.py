@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
 
-import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
@@ -15,6 +15,42 @@ from nats.js.errors import NotFoundError
 from tradewind.bus import subjects
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class _Client(Client):
+    """nats-py's client, except that a task cancelled while it waits for a reply is really cancelled.
+
+    nats-py waits for replies with ``asyncio.wait_for``, which on Python 3.11 returns the reply and drops the
+    cancellation when the reply and the ``cancel()`` land in the same loop iteration (fixed in 3.12). A
+    component's ``stop()`` cancels its loops once and waits for them: the exchange service's candle
+    stream, cancelled just as a JetStream publish was acknowledged, kept publishing and ``stop()`` never
+    returned (and core, its requests now unanswered, retried its candle with "no responders" forever).
+    """
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        return await _cancellable(super().request(*args, **kwargs))
+
+    async def flush(self, *args: Any, **kwargs: Any) -> None:
+        await _cancellable(super().flush(*args, **kwargs))
+
+
+async def _cancellable(call: Awaitable[T]) -> T:
+    """Await ``call``; if the task was cancelled meanwhile and the cancellation got lost, raise it now."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    try:
+        result = await call
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # e.g. "no responders" decoded from the reply that won the race
+        if task is not None and task.cancelling() > before:
+            raise asyncio.CancelledError from exc
+        raise
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+    return result
 
 
 async def connect(url: str, name: str) -> Client:
@@ -29,7 +65,8 @@ async def connect(url: str, name: str) -> Client:
     async def _error(exc: Exception) -> None:
         log.warning("%s: NATS error: %s", name, exc)
 
-    return await nats.connect(
+    nc = _Client()
+    await nc.connect(
         servers=[url],
         name=name,
         max_reconnect_attempts=-1,
@@ -41,6 +78,7 @@ async def connect(url: str, name: str) -> Client:
         error_cb=_error,
         pending_size=64 * 1024 * 1024,
     )
+    return nc
 
 
 async def ensure_md_stream(js: JetStreamContext, max_age_s: float = 7 * 24 * 3600) -> None:
