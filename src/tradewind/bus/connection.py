@@ -57,7 +57,10 @@ async def connect(url: str, name: str) -> Client:
     """A NATS connection that reconnects forever with backoff, so a restarted server is carried through."""
 
     async def _disconnected() -> None:
-        log.warning("%s: disconnected from NATS", name)
+        if nc.is_closed:  # our own close() or drain() at shutdown: nothing went wrong
+            log.debug("%s: closed its NATS connection", name)
+        else:
+            log.warning("%s: disconnected from NATS", name)
 
     async def _reconnected() -> None:
         log.info("%s: reconnected to NATS", name)
