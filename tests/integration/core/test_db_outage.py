@@ -5,11 +5,11 @@ can be away; SQLite cannot), reached through a proxy the test cuts."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 from sqlalchemy import select
 
+from tests.proxy import CuttableProxy
 from tradewind.core.service import CoreService
 from tradewind.exchanges.service import ExchangeService
 from tradewind.exchanges.sim import SimAdapter
@@ -19,49 +19,6 @@ from tradewind.storage.models import CandleRow, Evaluation, Order
 
 from .conftest import make_assignment
 from .test_pipeline import KEY, FlipWorker, wait_for
-
-
-class CuttableProxy:
-    """A TCP proxy to PostgreSQL that can drop every connection and refuse new ones for a while."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 5432) -> None:
-        self.target = (host, port)
-        self.up = True
-        self.conns: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.close()
-            return
-        try:
-            r2, w2 = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self.conns.update((writer, w2))
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, w2), pipe(r2, writer))
-        self.conns.difference_update((writer, w2))
-
-    def cut(self) -> None:
-        self.up = False
-        for w in list(self.conns):
-            w.transport.abort()
-
-    async def close(self) -> None:
-        self.cut()
-        self.server.close()
 
 
 async def test_core_finishes_every_candle_after_the_database_comes_back(settings, sf, nc, db_url) -> None:  # type: ignore[no-untyped-def]
