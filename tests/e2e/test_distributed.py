@@ -4,8 +4,10 @@ with components killed by SIGKILL under load: no evaluation, candle or order is 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
-import signal
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.postgres import postgres_up
-from tradewind.bus.embedded import EmbeddedNats
+from tradewind.bus.embedded import nats_server_binary
 
 from .platform_helpers import GOOD, Proc, User, env_for, free_port, wait_until
 
@@ -78,21 +80,58 @@ def query(url: str, sql: str) -> list[tuple]:
     return asyncio.run(_query(url, sql))
 
 
+class NatsProc:
+    """The NATS server as a process of its own on a fixed port, so that it can be killed and come back
+    where the components look for it, with its JetStream store on disk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.p: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NatsProc:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.p = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.root / "js"),
+             "-l", str(self.root / "nats-server.log")], stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        wait_until(self._listening, timeout=20, what="nats-server to listen")
+        return self
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.p and self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(10)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.p and self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[str]:
-    server = EmbeddedNats(tmp_path / "nats")
-    url = asyncio.run(server.start())
-    yield url
-    if server.pid:
-        import os
-
-        os.kill(server.pid, signal.SIGTERM)
+def nats_server(tmp_path: Path) -> Iterator[NatsProc]:
+    server = NatsProc(tmp_path / "nats").start()
+    yield server
+    server.stop()
 
 
-def test_components_in_separate_processes_survive_sigkill(tmp_path: Path, nats_server: str, database: tuple[str, str]) -> None:
+def test_components_in_separate_processes_survive_sigkill(
+    tmp_path: Path, nats_server: NatsProc, database: tuple[str, str]
+) -> None:
     db_url, _ = database
     web_port = free_port()
-    common = dict(mode="distributed", nats_url=nats_server, database_url=db_url, secret_key=SECRET, sim_speed=240,
+    common = dict(mode="distributed", nats_url=nats_server.url, database_url=db_url, secret_key=SECRET, sim_speed=240,
                   history_days=0, sim_symbols="BTC/USD,ETH/USD", core_ack_wait_s=4, eval_timeout_s=3,
                   data_dir=tmp_path / "data")  # fmt: skip
 
@@ -128,13 +167,20 @@ def test_components_in_separate_processes_survive_sigkill(tmp_path: Path, nats_s
         for a in assignments:
             first[a["id"]] = min(e["candle_time"] for e in user.items("/api/evaluations", assignment_id=a["id"], limit=500))
 
-        rng = random.Random(7)
-        # Under load: kill an eval worker, then core, then the other worker, at random moments; restart each.
-        for victim in ("eval1", "core", "eval2", "core"):
+        rng = random.Random(int(os.environ.get("TRADEWIND_TEST_KILL_SEED", "7")))  # other seeds, other moments
+        # Under load, at random moments, SIGKILL each component in turn (the NATS server itself among them)
+        # and start it again; the order puts a worker's and core's deaths on both sides of the others'.
+        for n, victim in enumerate(("eval1", "core", "exchange", "nats", "eval2", "web", "core")):
             time.sleep(rng.uniform(0.5, 2.5))
+            if victim == "nats":
+                nats_server.kill()
+                time.sleep(rng.uniform(0.2, 1.0))
+                nats_server.start()
+                continue
             procs[victim].kill()
             time.sleep(rng.uniform(0.2, 1.0))
-            procs[victim] = proc(victim + "-again", *procs[victim].args).start()
+            dead = procs[victim]  # back on the same settings and ports, as its Deployment would bring it back
+            procs[victim] = Proc(dead.args, dead.env, tmp_path / f"{victim}-again{n}.log").start()
         # After the last restart, every assignment must go on to be evaluated on ten newer candles.
         newest = query(db_url, "SELECT max(time) FROM candles WHERE tf='1m'")[0][0] + 10 * 60_000
 
@@ -162,8 +208,31 @@ def test_components_in_separate_processes_survive_sigkill(tmp_path: Path, nats_s
             last = min(max(seen[aid]), times[-1])  # candles stored after the snapshot above are not checked
             expected = [t for t in times if start <= t <= last]
             assert sorted(t for t in seen[aid] if t <= last) == expected, f"assignment {aid}: evaluations missing or doubled"
-        cids = [r[0] for r in query(db_url, "SELECT client_order_id FROM orders")]
-        assert cids and len(cids) == len(set(cids))
+        # Orders: one per decision at most, each settled once the reconciler has asked about those whose
+        # call a kill cut off, and the exchange's own record agrees with ours client id by client id.
+        def settled() -> bool:
+            return not query(db_url, "SELECT id FROM orders WHERE status IN ('pending', 'open') "
+                                     f"AND candle_time < {newest}")  # fmt: skip
+
+        wait_until(settled, timeout=90, what="the reconciler to settle the cut-off orders", proc=procs["core"])
+        orders = query(db_url, "SELECT client_order_id, assignment_id, candle_time, status FROM orders "
+                               f"WHERE candle_time < {newest}")  # fmt: skip
+        cids = [o[0] for o in orders]
+        assert len(cids) > 5 * len(first) and len(cids) == len(set(cids)), "an order placed twice"
+        decisions = [(o[1], o[2]) for o in orders]
+        assert len(decisions) == len(set(decisions)), "a decision made two orders"
+        assert all(status in ("filled", "rejected", "not_placed") for *_, status in orders), orders
+        on_exchange = dict(query(db_url, "SELECT client_order_id, status FROM paper_fills"))
+        ours = {cid: status for cid, _, _, status in orders}
+        filled_there = {cid for cid, status in on_exchange.items() if status == "filled"}
+        assert {cid for cid, status in ours.items() if status == "filled"} <= filled_there
+        every_intent = {cid for (cid,) in query(db_url, "SELECT client_order_id FROM orders")}
+        assert set(on_exchange) <= every_intent, "an order on the exchange that core has no intent for"
+        for cid, status in on_exchange.items():
+            if cid in ours:
+                assert ours[cid] == status, f"{cid}: {ours[cid]} here, {status} on the exchange"
+        # The web app, killed and started again, serves the user what happened.
+        assert user.items("/api/orders", limit=5)
         # Both workers answered batches: core counts them by worker name in its metrics.
         metrics = wait_until(lambda: httpx.get(f"http://127.0.0.1:{core_metrics}/metrics", timeout=5).text,
                              timeout=30, what="core metrics", proc=procs["core"])  # fmt: skip
