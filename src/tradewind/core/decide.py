@@ -55,6 +55,7 @@ class AssignmentState:
     position_qty: Decimal
     failures: int
     pending: set[str] = field(default_factory=set)  # client order ids in flight
+    acted_through: int = 0  # the newest candle whose decision core acted on (older ones are not traded)
 
 
 MarketTf = tuple[str, str, str]  # exchange, symbol, timeframe
@@ -90,6 +91,7 @@ class AssignmentIndex:
                 max_position=trader.max_position if trader else None,
                 position_qty=old.position_qty if old else a.position_qty,
                 failures=a.consecutive_failures, pending=old.pending if old else set(),
+                acted_through=old.acted_through if old else 0,
             )  # fmt: skip
             by_market.setdefault((exchange, symbol, a.timeframe), []).append(st)
             by_id[a.id] = st

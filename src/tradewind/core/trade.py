@@ -98,6 +98,13 @@ class TradeDesk:
             if st.failures:
                 st.failures = 0
                 reset.append(st.id)
+            if candle.time < st.acted_through:
+                # A decision older than one already acted on: its candle came back after a newer one (a core
+                # died holding it and the stream redelivered it after the standby had gone on). It is recorded,
+                # but trading on it would undo the newer decision.
+                ORDERS.labels("stale_decision").inc()
+                continue
+            st.acted_through = candle.time
             if st.trader_id is None or st.pending:
                 continue
             if out.position == "long" and st.position_qty <= 0:

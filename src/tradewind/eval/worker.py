@@ -8,6 +8,7 @@ an ``Executor`` child process that it kills when a strategy overruns its wall-cl
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from typing import Any
@@ -61,8 +62,13 @@ class WindowCache:
         row = (c.time, c.open, c.high, c.low, c.close, c.volume)
         last = s.rows[-1][0] if s.rows else None
         if last is not None and c.time <= last:
-            return
-        if last is not None and c.time != last + tf_ms(c.tf):
+            i = bisect.bisect_left(s.rows, (c.time,))
+            if i < len(s.rows) and s.rows[i] == row:
+                return  # seen already
+            # A late or corrected candle (given back by the stream after a failover, or a derived candle closed
+            # again whole): the rows here would miss it, so the next window is read from the store.
+            del self._series[key]
+        elif last is not None and c.time != last + tf_ms(c.tf):
             # A hole (this worker missed candles, or the exchange skipped some): start again from the store.
             del self._series[key]
         else:

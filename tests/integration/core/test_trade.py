@@ -10,7 +10,7 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.core.decide import AssignmentIndex
 from tradewind.core.trade import TradeDesk
-from tradewind.storage.models import Assignment, Order, Trader
+from tradewind.storage.models import Assignment, Evaluation, Order, Trader
 
 from .conftest import make_assignment
 
@@ -216,3 +216,29 @@ async def test_a_buy_whose_balance_is_unknown_is_rejected_with_the_reason_and_no
 async def _balance_unknown(msg) -> None:  # type: ignore[no-untyped-def]
     req = m.decode(msg.data, m.BalancesRequest)
     await msg.respond(m.encode(m.BalancesReply(errors={t: "rate limited" for t in req.trader_ids})))
+
+
+async def test_a_decision_older_than_one_acted_on_is_recorded_and_not_traded(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+    """After a failover the stream hands the dead core's candle back only after the standby has handled
+    the next one: that late 'long' must not buy against the newer 'short'."""
+    exchange = FakeExchange(nc)
+    await exchange.start()
+    a = await make_assignment(sf, email="late@example.com")
+    desk, index = await desk_for(settings, nc, sf)
+    st = index.by_id[a.id]
+    await desk.handle(candle(120_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))])
+    await desk.handle(candle(60_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
+    await desk.drain()
+    async with sf() as s:
+        assert (await s.execute(select(Order))).scalars().all() == []
+        evaluated = sorted((await s.execute(select(Evaluation.candle_time, Evaluation.position))).all())
+    assert evaluated == [(60_000, "long"), (120_000, "short")]
+    # The next candle's decision trades as usual, and the index reloaded keeps what it had acted on.
+    await index.load(sf)
+    st = index.by_id[a.id]
+    await desk.handle(candle(180_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
+    await desk.handle(candle(150_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))])
+    await desk.drain()
+    async with sf() as s:
+        orders = (await s.execute(select(Order.candle_time, Order.side))).all()
+    assert [tuple(o) for o in orders] == [(180_000, "buy")]
