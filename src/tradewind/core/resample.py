@@ -27,6 +27,7 @@ class Resampler:
     def __init__(self, timeframes: tuple[str, ...] = DERIVED_TIMEFRAMES) -> None:
         self.timeframes = timeframes
         self._open: dict[tuple[int, str], _Bucket] = {}
+        self._done: dict[tuple[int, str], _Bucket] = {}  # the bucket each timeframe closed last
 
     async def warm(self, sf: SessionFactory, market_id: int) -> None:
         """Load the 1m candles of each open bucket from the store, so a restart does not lose them."""
@@ -50,13 +51,22 @@ class Resampler:
             bucket = self._open.get(key)
             if bucket is not None and bucket.start < start:
                 closed.append((tf, bucket.candle()))  # a gap ended the bucket early
+                self._done[key] = self._open.pop(key)
                 bucket = None
             if bucket is None or bucket.start > start:
-                if bucket is not None:
-                    continue  # an old minute for a bucket already closed
+                done = self._done.get(key)
+                if done is not None and done.start == start:
+                    # A late minute of the bucket closed last (a candle the stream gave back after a failover,
+                    # behind newer ones): close that bucket again, whole, so its stored candle is corrected.
+                    if t not in done.rows:
+                        done.rows[t] = row
+                        closed.append((tf, done.candle()))
+                    continue
+                if bucket is not None or (done is not None and done.start > start):
+                    continue  # an older minute still: its bucket is long gone
                 bucket = self._open[key] = _Bucket(start)
             bucket.rows[t] = row
             if t + MINUTE == start + tf_ms(tf):
                 closed.append((tf, bucket.candle()))
-                del self._open[key]
+                self._done[key] = self._open.pop(key)
         return closed

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
@@ -16,7 +17,7 @@ from tradewind.eval.worker import EvalWorker
 from tradewind.storage import candles as store
 from tradewind.storage.db import make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
-from tradewind.storage.models import Strategy, StrategyVersion, User
+from tradewind.storage.models import CandleRow, Strategy, StrategyVersion, User
 
 GOOD = (
     'function decide(c, p) if c.close[#c.close] > c.open[#c.open] then return "long" end return "short" end'
@@ -194,6 +195,29 @@ async def test_the_window_ends_at_the_candle_asked_for(env) -> None:  # type: ig
                                                 open=1, high=2, low=0.5, close=1.5, volume=1))  # fmt: skip
         window = await worker.windows.window("sim", "BTC/USD", "1m", T0 + 600 * 60_000, 500)
         assert window.last_time == T0 + 600 * 60_000 and window.close[-1] == 1.5 and len(window) == 500
+    finally:
+        await worker.stop()
+        await nc.close()
+
+
+async def test_a_candle_that_comes_late_makes_the_next_window_come_from_the_store(env) -> None:  # type: ignore[no-untyped-def]
+    """A derived candle closed again whole, or a minute given back after a failover, arrives behind newer
+    ones: the cached rows would keep the old values, so the window is read again."""
+    settings, sf, url = env
+    nc = await connect(url, "w")
+    worker = EvalWorker(settings, nc, sf, name="w")
+    await worker.start()
+    try:
+        late = T0 + 300 * 60_000
+        window = await worker.windows.window("sim", "BTC/USD", "1m", T0 + 599 * 60_000, 500)
+        assert window.close[-300] == 101.0
+        async with sf() as s:  # core stores the late candle, then publishes it
+            await s.execute(update(CandleRow).where(CandleRow.time == late).values(close=77.0))
+            await s.commit()
+        await worker.windows.on_candle(m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=late, open=100,
+                                                high=102, low=77, close=77.0, volume=5))  # fmt: skip
+        window = await worker.windows.window("sim", "BTC/USD", "1m", T0 + 599 * 60_000, 500)
+        assert window.close[-300] == 77.0 and len(window) == 500
     finally:
         await worker.stop()
         await nc.close()

@@ -39,3 +39,19 @@ def test_markets_are_independent_and_agree_with_batch_resampling() -> None:
     live = [c for x in rows for tf, c in r.add(1, x) if tf == "15m"]
     assert live == resample_rows(rows, "15m")
     assert r.add(2, row(0, 5)) == []
+
+
+def test_a_late_minute_closes_its_bucket_again_with_every_minute() -> None:
+    """Minute 3 comes back after 4 closed the bucket (redelivered after a failover): the 5m candle is
+    emitted again, now whole, and a later minute of the next bucket is not disturbed."""
+    r = Resampler(("5m",))
+    for i in (0, 1, 2):
+        r.add(1, row(i, 100 + i))
+    (_, without), = r.add(1, row(4, 104))
+    assert without[5] == 4.0
+    r.add(1, row(5, 105))
+    assert r.add(1, row(3, 110)) == [("5m", (T0, 99.0, 112.0, 98.0, 104.0, 5.0))]
+    assert r.add(1, row(3, 110)) == []  # and only once
+    assert r.add(1, row(1, 101)) == []  # a minute it already has
+    closes = [r.add(1, row(i, 100 + i)) for i in (6, 7, 8, 9)]
+    assert closes[-1] == [("5m", (T0 + 300_000, 104.0, 111.0, 103.0, 109.0, 5.0))]
