@@ -39,9 +39,12 @@ def latency(
         raise click.BadParameter("each load must be between 1 and 100000", param_hint="--assignments")
     logging.basicConfig(level=logging.WARNING)
     say = None if as_json else (lambda text: click.echo(text, err=True))
-    results = asyncio.run(lat.run_latency(
-        loads, markets=markets, workers=workers, candles=candles, speed=60.0 / interval, progress=say
-    ))
+    try:
+        results = asyncio.run(lat.run_latency(
+            loads, markets=markets, workers=workers, candles=candles, speed=60.0 / interval, progress=say
+        ))
+    except lat.BenchRefused as exc:
+        raise click.ClickException(str(exc)) from None
     if plot_path:
         every = f", a candle every {interval:g} s" if interval != 1.0 else ""
         lat.plot(results, plot_path, f"{markets} market(s), {workers} eval worker(s){every}, {platform.node()}")

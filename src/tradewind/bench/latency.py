@@ -8,6 +8,7 @@ candle per market per second, and reads the latency core stamped on every order 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
@@ -15,12 +16,14 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from nats.js.errors import NotFoundError
 from sqlalchemy import func, select, update
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import connect
 from tradewind.config import load_settings
+from tradewind.core.leader import BUCKET as LEADER_BUCKET
 from tradewind.runtime import (
     Stack,
     open_database,
@@ -113,9 +116,14 @@ async def run_latency(
     )  # fmt: skip
     stack = Stack()
     results: list[LoadResult] = []
+    if settings.nats_url:
+        await _refuse_a_stream_in_use(settings.nats_url)
+    started = False
     try:
         url = await open_nats(settings, stack)
         sf = await open_database(settings, stack, migrate=True)
+        await _refuse_a_database_in_use(sf)
+        started = True
         for i in range(workers):
             await start_eval(settings, url, sf, stack, i)
         await start_core(settings, url, sf, stack)
@@ -159,9 +167,51 @@ async def run_latency(
             await asyncio.sleep(2)
     finally:
         await stack.close()
+        if settings.nats_url and started:
+            await _remove_what_the_bench_left(settings.nats_url)
         if tmp is not None:
             tmp.cleanup()
     return results
+
+
+class BenchRefused(Exception):
+    """The bench was pointed at a NATS server or a database that something else uses."""
+
+
+async def _refuse_a_stream_in_use(url: str) -> None:
+    """The bench's simulated candles would reach any core consuming this stream, and its core would take
+    that core's candles: it runs only on a NATS server whose market-data stream is empty or absent."""
+    nc = await connect(url, "bench-check")
+    try:
+        info = await nc.jetstream().stream_info(subjects.MD_STREAM)
+    except NotFoundError:
+        return
+    finally:
+        await nc.close()
+    if info.state.messages:
+        raise BenchRefused(
+            f"the NATS server at {url} already holds {info.state.messages} candle{'s' * (info.state.messages != 1)} "
+            "on the market-data stream: "
+            "run the bench against a NATS server (and a database) of its own"
+        )
+
+
+async def _refuse_a_database_in_use(sf) -> None:  # type: ignore[no-untyped-def]
+    """Core evaluates every enabled assignment it finds: other users' would run on the bench's candles."""
+    async with sf() as s:
+        found = (await s.execute(select(func.count()).select_from(Assignment).where(Assignment.enabled.is_(True)))).scalar_one()
+    if found:
+        raise BenchRefused(f"the database already has {found} active assignments: run the bench on a database of its own")
+
+
+async def _remove_what_the_bench_left(url: str) -> None:
+    """The stream of simulated candles and the leader lease, so the server is left as the bench found it."""
+    nc = await connect(url, "bench-cleanup")
+    js = nc.jetstream()
+    for name in (subjects.MD_STREAM, f"KV_{LEADER_BUCKET}"):
+        with contextlib.suppress(NotFoundError):
+            await js.delete_stream(name)
+    await nc.close()
 
 
 async def _evaluated(sf, assignment_id: int) -> None:  # type: ignore[no-untyped-def]

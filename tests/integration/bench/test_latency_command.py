@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,6 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tradewind.bus import subjects
+from tradewind.bus.connection import connect, ensure_md_stream
+from tradewind.bus.embedded import EmbeddedNats
 
 
 @pytest.mark.e2e
@@ -36,3 +41,35 @@ def test_a_load_that_is_not_a_number_is_a_clear_error() -> None:
     )  # fmt: skip
     assert out.returncode == 2 and "comma-separated list of whole numbers" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.e2e
+async def test_against_a_nats_server_of_its_own_it_leaves_nothing_and_one_in_use_is_refused(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats")
+    url = await server.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
+    env.update(TRADEWIND_DATA_DIR=str(tmp_path), TRADEWIND_NATS_URL=url)
+
+    def bench() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tradewind.cli", "bench", "latency", "--assignments", "2", "--candles", "2",
+             "--candle-interval", "0.5", "--json"], capture_output=True, text=True, timeout=240, env=env,
+        )  # fmt: skip
+
+    nc = await connect(url, "test")
+    try:
+        out = await asyncio.to_thread(bench)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads(out.stdout)["results"][0]["orders"] == 2 * 2
+        names = [s.config.name for s in await nc.jetstream().streams_info()]
+        assert names == [], f"the bench left {names} behind"
+        # A server whose market-data stream is in use (a platform runs on it): refused, nothing touched.
+        js = nc.jetstream()
+        await ensure_md_stream(js)
+        await js.publish(subjects.md_candle("sim", "BTC/USD", "1m"), b"a real platform's candle")
+        out = await asyncio.to_thread(bench)
+        assert out.returncode == 1 and "already holds 1 candle on the market-data stream" in out.stderr and "Traceback" not in out.stderr
+        assert (await js.stream_info(subjects.MD_STREAM)).state.messages == 1
+    finally:
+        await nc.close()
+        await server.stop()
