@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     eval_memory_mb: int = Field(default=32, ge=1, le=4096)
     eval_time_limit_ms: int = Field(default=1000, ge=10)
     eval_pause_after_failures: int = Field(default=5, ge=1)
-    core_ack_wait_s: float = Field(default=60.0, ge=1)  # a candle unacknowledged this long is redelivered
+    core_ack_wait_s: float = Field(default=15.0, ge=1)  # a candle unacknowledged this long is redelivered
 
     secret_key: str | None = None  # Fernet key for exchange secrets; generated into data_dir when embedded
 

@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from sqlalchemy import select, update
 
 from tradewind.bus import messages as m
@@ -59,6 +60,7 @@ class CoreService:
         self._subs.append(await self.nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=self.desk.on_order_update))
         self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
         self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))
+        await self._keep_ack_wait()
         config = ConsumerConfig(
             durable_name=subjects.CORE_CONSUMER,
             ack_policy=AckPolicy.EXPLICIT,
@@ -85,6 +87,17 @@ class CoreService:
             await asyncio.wait_for(self.desk.drain(), 10)
         except TimeoutError:
             log.warning("core: order calls still in flight at shutdown; the reconciler will settle them")
+
+    async def _keep_ack_wait(self) -> None:
+        """The durable consumer outlives core and keeps the ack wait it was made with (``subscribe`` does not
+        compare configurations): a changed ``core_ack_wait_s`` is written to it here."""
+        try:
+            info = await self.js.consumer_info(subjects.MD_STREAM, subjects.CORE_CONSUMER)
+        except NotFoundError:
+            return
+        if info.config.ack_wait is not None and abs(info.config.ack_wait - self.settings.core_ack_wait_s) > 1e-3:
+            await self.js.add_consumer(subjects.MD_STREAM, info.config.evolve(ack_wait=self.settings.core_ack_wait_s))
+            log.info("core: the market-data consumer now redelivers after %g s", self.settings.core_ack_wait_s)
 
     # -- assignments ----------------------------------------------------------------------------------
     async def _on_assignments_changed(self, _msg: Msg) -> None:

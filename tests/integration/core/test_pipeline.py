@@ -117,3 +117,19 @@ async def test_duplicate_and_stale_candles_are_discarded(platform, sf, nc) -> No
     await asyncio.sleep(0.5)
     assert await count(sf, CandleRow, CandleRow.tf == "1m") == 3
     assert await count(sf, Evaluation) == 3
+
+
+async def test_a_changed_ack_wait_reaches_the_durable_consumer_core_finds(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]
+    """The consumer outlives core: one made under the old 60 s would go on redelivering a dead core's
+    candle a minute late, behind the next one."""
+    js = nc.jetstream()
+    first = CoreService(settings.model_copy(update={"core_ack_wait_s": 60}), nc, js, sf)
+    await first.start()
+    await first.stop()
+    assert (await js.consumer_info(subjects.MD_STREAM, subjects.CORE_CONSUMER)).config.ack_wait == 60
+    again = CoreService(settings.model_copy(update={"core_ack_wait_s": 15}), nc, js, sf)
+    await again.start()
+    try:
+        assert (await js.consumer_info(subjects.MD_STREAM, subjects.CORE_CONSUMER)).config.ack_wait == 15
+    finally:
+        await again.stop()
