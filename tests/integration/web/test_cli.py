@@ -22,8 +22,8 @@ TRADEWIND = str(Path(sys.executable).parent / "tradewind")
 
 
 def run(tmp: Path, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TRADEWIND_DATA_DIR": str(tmp), "TRADEWIND_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'cli.db'}"}
-    env.pop("TRADEWIND_SECRET_KEY", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}  # the shell's settings stay out
+    env.update(TRADEWIND_DATA_DIR=str(tmp), TRADEWIND_DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'cli.db'}")
     if key:
         env["TRADEWIND_SECRET_KEY"] = key
     return subprocess.run([TRADEWIND, *args], env=env, capture_output=True, text=True, timeout=60)
