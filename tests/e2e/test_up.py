@@ -39,6 +39,12 @@ def test_up_trades_on_paper_and_survives_a_restart(tmp_path: Path) -> None:
         wait_until(filled_order, timeout=60, what="a filled paper order", proc=proc)
         evals = alice.items("/api/evaluations", assignment_id=good["id"])
         assert any(e["status"] == "ok" and e["position"] in ("long", "short") for e in evals)
+        # Her latency, from the candle reaching tradewind to the decision and to the order call.
+        latency = alice.get(f"/api/assignments/{good['id']}/latency")
+        to_order, to_decision = latency["tick_to_order_call"], latency["tick_to_decision"]
+        assert to_order["count"] >= 1 and to_decision["count"] >= len([e for e in evals if e["status"] == "ok"]) > 0
+        assert 0 < to_decision["p50_ms"] <= to_decision["max_ms"] < 5000
+        assert 0 < to_order["p50_ms"] <= to_order["p99_ms"] <= to_order["max_ms"] < 5000
 
         # The runaway strategy fails with a time or instruction limit, gets paused, and alice keeps trading.
         def paused() -> bool:

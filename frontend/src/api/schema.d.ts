@@ -829,6 +829,27 @@ export interface components {
             /** Next Before Id */
             next_before_id: number | null;
         };
+        /**
+         * LatencyOut
+         * @description Milliseconds from the exchange's candle reaching tradewind to the decision and to the order call.
+         */
+        LatencyOut: {
+            /** Assignment Id */
+            assignment_id: number;
+            tick_to_decision: components["schemas"]["LatencySummary"];
+            tick_to_order_call: components["schemas"]["LatencySummary"];
+        };
+        /** LatencySummary */
+        LatencySummary: {
+            /** Count */
+            count: number;
+            /** P50 Ms */
+            p50_ms: number | null;
+            /** P99 Ms */
+            p99_ms: number | null;
+            /** Max Ms */
+            max_ms: number | null;
+        };
         /** MarketOut */
         MarketOut: {
             /** Id */
@@ -3125,9 +3146,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["LatencyOut"];
                 };
             };
             /** @description Not logged in, or the session has ended */

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from "react";
-import { api, type Evaluation, type Market, type Order } from "../api/client";
+import { api, type Evaluation, type Latency, type Market, type Order } from "../api/client";
 import type { Subscribe } from "../App";
 import { CandleChart } from "../components/CandleChart";
 import { Alert, Card, Empty, Loading, PageHead, TF_SECONDS, TIMEFRAMES, fmt, price, time } from "../components/ui";
@@ -20,6 +20,7 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
   const [evals, setEvals] = useState<Evaluation[]>([]);
   const [orders, setOrders] = useState<Order[]>([]);
   const [market, setMarket] = useState<Market | null>(null);
+  const [latency, setLatency] = useState<Latency | null>(null);
   const [err, setErr] = useState<string | null>(null);
 
   useEffect(() => { api.market(id).then(setMarket, (x) => setErr(asApiError(x).message)); }, [id]);
@@ -29,9 +30,10 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
     api.candles(id, shownTf, 500).then((c) => setBars(toBars(c)), (x) => setErr(asApiError(x).message));
   }, [id, shownTf, assignmentId, !!assignments.data]); // eslint-disable-line react-hooks/exhaustive-deps
   const refreshActivity = () => {
-    if (!assignmentId) { setEvals([]); setOrders([]); return; }
+    if (!assignmentId) { setEvals([]); setOrders([]); setLatency(null); return; }
     api.evaluations(assignmentId, 300).then((p) => setEvals(p.items), () => {});
     api.orders({ assignment_id: assignmentId, limit: 200 }).then((p) => setOrders(p.items), () => {});
+    api.latency(assignmentId).then(setLatency, () => {});
   };
   useEffect(refreshActivity, [assignmentId]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => subscribe((ev) => {
@@ -71,10 +73,10 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
       </Card>
       {assignmentId && (
         <div className="grid">
-          <Card title="Decisions">
+          <Card title="Decisions" actions={latency && <LatencyNote latency={latency} />}>
             {evals.length === 0 ? <Empty>Waiting for the next closed candle…</Empty> : (
               <table>
-                <thead><tr><th>Candle</th><th>Decision</th><th className="num">ms</th></tr></thead>
+                <thead><tr><th>Candle</th><th>Decision</th><th className="num" title="The time the strategy took to decide">eval ms</th></tr></thead>
                 <tbody data-testid="decisions">
                   {evals.slice(0, 12).map((e) => (
                     <tr key={e.id}><td className="muted nowrap">{time(e.candle_time)}</td>
@@ -102,5 +104,18 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
         </div>
       )}
     </>
+  );
+}
+
+/** How long this assignment's candles took to become a decision and an order call (its last 500). */
+function LatencyNote({ latency }: { latency: Latency }) {
+  const d = latency.tick_to_decision, o = latency.tick_to_order_call;
+  if (!d.count) return null;
+  const ms = (x: number | null) => (x === null ? "–" : `${x < 10 ? x.toFixed(1) : Math.round(x)} ms`);
+  return (
+    <span className="muted small" data-testid="latency"
+      title={`Median and 99th percentile from the candle reaching tradewind: to the decision over ${d.count} evaluations, to the order call over ${o.count} orders`}>
+      candle → decision {ms(d.p50_ms)} (p99 {ms(d.p99_ms)}){o.count > 0 && <> · → order {ms(o.p50_ms)} (p99 {ms(o.p99_ms)})</>}
+    </span>
   );
 }

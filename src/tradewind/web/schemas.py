@@ -265,6 +265,21 @@ class OrderOut(BaseModel):
     created_at: dt.datetime
 
 
+class LatencySummary(BaseModel):
+    count: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+class LatencyOut(BaseModel):
+    """Milliseconds from the exchange's candle reaching tradewind to the decision and to the order call."""
+
+    assignment_id: int
+    tick_to_decision: LatencySummary
+    tick_to_order_call: LatencySummary
+
+
 class PositionOut(BaseModel):
     assignment_id: int
     trader_id: int | None

@@ -11,7 +11,14 @@ from tradewind.storage.models import Assignment, Evaluation, Market, Order, Stra
 from tradewind.web.deps import CurrentUser, Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed
-from tradewind.web.schemas import AssignmentIn, AssignmentOut, AssignmentPage, AssignmentPatch
+from tradewind.web.schemas import (
+    AssignmentIn,
+    AssignmentOut,
+    AssignmentPage,
+    AssignmentPatch,
+    LatencyOut,
+    LatencySummary,
+)
 
 router = APIRouter(prefix="/api/assignments", tags=["assignments"])
 KILL_SWITCH = "kill switch"
@@ -121,8 +128,8 @@ async def delete(assignment_id: ObjectId, repo: OwnedDep, st: StateDep) -> Respo
     return Response(status_code=204)
 
 
-@router.get("/{assignment_id}/latency")
-async def latency(assignment_id: ObjectId, repo: OwnedDep) -> dict:
+@router.get("/{assignment_id}/latency", response_model=LatencyOut)
+async def latency(assignment_id: ObjectId, repo: OwnedDep) -> LatencyOut:
     """Tick -> decision and tick -> order call (ms) over this assignment's last 500 evaluations and orders."""
     a = await _get(repo, assignment_id)
     evals = [x for x in (await repo.s.execute(
@@ -131,12 +138,12 @@ async def latency(assignment_id: ObjectId, repo: OwnedDep) -> dict:
     orders = [x for x in (await repo.s.execute(
         select(Order.latency_ms).where(Order.assignment_id == a.id).order_by(Order.id.desc()).limit(500)
     )).scalars() if x is not None]  # fmt: skip
-    return {"assignment_id": a.id, "tick_to_decision": _summary(evals), "tick_to_order_call": _summary(orders)}
+    return LatencyOut(assignment_id=a.id, tick_to_decision=_summary(evals), tick_to_order_call=_summary(orders))
 
 
-def _summary(xs: list[float]) -> dict:
+def _summary(xs: list[float]) -> LatencySummary:
     if not xs:
-        return {"count": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+        return LatencySummary(count=0, p50_ms=None, p99_ms=None, max_ms=None)
     s = sorted(xs)
-    return {"count": len(s), "p50_ms": round(statistics.median(s), 2), "p99_ms": round(s[min(len(s) - 1, int(0.99 * len(s)))], 2),
-            "max_ms": round(s[-1], 2)}  # fmt: skip
+    return LatencySummary(count=len(s), p50_ms=round(statistics.median(s), 2),
+                          p99_ms=round(s[min(len(s) - 1, int(0.99 * len(s)))], 2), max_ms=round(s[-1], 2))  # fmt: skip
