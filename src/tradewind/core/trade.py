@@ -47,6 +47,9 @@ _ORDERS = Order.__table__
 _EVALUATIONS = Evaluation.__table__
 
 
+STALE_NOTE = "not traded: a newer candle's decision was acted on first"
+
+
 class Handled(NamedTuple):
     """What ``handle`` leaves for ``record``: one chunk's outcomes and what they change."""
 
@@ -54,6 +57,7 @@ class Handled(NamedTuple):
     tick_ms: float | None  # candle -> decision
     paused: list[tuple[int, str]]  # (assignment, reason)
     reset: list[int]  # assignments whose failure count is back to 0
+    stale: list[int]  # assignments whose decision came after a newer one's: recorded, not traded
 
 
 class TradeDesk:
@@ -85,6 +89,7 @@ class TradeDesk:
         # Only what the orders need happens before they go out; rows and metrics wait for ``record``.
         paused: list[tuple[int, str]] = []
         reset: list[int] = []
+        stale: list[int] = []
         wanted: list[tuple[AssignmentState, str, float]] = []
         pause_after = self.settings.eval_pause_after_failures
         for st, out in results:
@@ -103,6 +108,7 @@ class TradeDesk:
                 # died holding it and the stream redelivered it after the standby had gone on). It is recorded,
                 # but trading on it would undo the newer decision.
                 ORDERS.labels("stale_decision").inc()
+                stale.append(st.id)
                 continue
             st.acted_through = candle.time
             if st.trader_id is None or st.pending:
@@ -133,7 +139,7 @@ class TradeDesk:
                     st.pending.add(o["client_order_id"])
             self._start_orders(candle, placed)
             await asyncio.sleep(0)  # let the order calls go out before this chunk's (or candle's) bookkeeping
-        work = Handled(results, tick_ms, paused, reset)
+        work = Handled(results, tick_ms, paused, reset, stale)
         if later is None:
             await self.record(candle, [work])
         else:
@@ -145,14 +151,18 @@ class TradeDesk:
         evals: list[dict[str, Any]] = []
         for h in later:
             tick_ms = h.tick_ms
+            stale = set(h.stale)
             for st, out in h.results:
+                note = out.note
+                if st.id in stale:  # the user sees why no order followed this decision
+                    note = f"{note} · {STALE_NOTE}" if note else STALE_NOTE
                 if tick_ms is not None:
                     TICK_TO_DECISION.observe(tick_ms)
                 EVAL_DURATION.observe(out.duration_us / 1000)
                 (EVALS_OK if out.status == "ok" else EVALUATIONS.labels(out.status)).inc()
                 evals.append({
                     "assignment_id": st.id, "candle_time": candle.time, "status": out.status, "position": out.position,
-                    "size": out.size, "note": out.note, "error": out.error, "logs": list(out.logs),
+                    "size": out.size, "note": note, "error": out.error, "logs": list(out.logs),
                     "duration_ms": out.duration_us / 1000, "latency_ms": tick_ms, "created_at": now,
                 })  # fmt: skip
         results = [r for h in later for r in h.results]

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.core.decide import AssignmentIndex
-from tradewind.core.trade import TradeDesk
+from tradewind.core.trade import STALE_NOTE, TradeDesk
 from tradewind.storage.models import Assignment, Evaluation, Order, Trader
 
 from .conftest import make_assignment
@@ -231,8 +231,8 @@ async def test_a_decision_older_than_one_acted_on_is_recorded_and_not_traded(set
     await desk.drain()
     async with sf() as s:
         assert (await s.execute(select(Order))).scalars().all() == []
-        evaluated = sorted((await s.execute(select(Evaluation.candle_time, Evaluation.position))).all())
-    assert evaluated == [(60_000, "long"), (120_000, "short")]
+        evaluated = sorted((await s.execute(select(Evaluation.candle_time, Evaluation.position, Evaluation.note))).all())
+    assert evaluated == [(60_000, "long", STALE_NOTE), (120_000, "short", None)]
     # The next candle's decision trades as usual, and the index reloaded keeps what it had acted on.
     await index.load(sf)
     st = index.by_id[a.id]
