@@ -37,8 +37,8 @@ BROKEN = """-- an SMA crossover: long while the fast average is above the slow o
 function decide(c, params)
   local fast = = ta.sma(c.close, params.fast or 5)
   local slow = ta.sma(c.close, params.slow or 20)
-  if fast[#fast] > slow[#slow] then return "long" end
-  return "short"
+  if fast[#fast] > slow[#slow] then return {position = "long", note = "fast above slow"} end
+  return {position = "short", note = "fast below slow"}
 end
 """
 FIXED = BROKEN.replace("= =", "=")
@@ -183,6 +183,7 @@ def test_write_assign_and_watch_a_strategy_trade(platform: str, browser) -> None
     page.wait_for_selector("[data-testid=chart] canvas")
     bars_before = int(page.get_attribute("[data-testid=chart]", "data-bars") or 0)
     page.wait_for_selector("[data-testid=decisions] tr", timeout=30_000)
+    page.wait_for_selector("[data-testid=decision-note] >> text=/fast (above|below) slow/")  # the strategy's note
     page.wait_for_selector("[data-testid=fills] tr", timeout=60_000)
     # How fast its candles became decisions and order calls, in milliseconds.
     page.wait_for_function("/decision [0-9.]+ ms \\(p99 [0-9.]+ ms\\) · → order [0-9.]+ ms/.test("

@@ -81,7 +81,8 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
                   {evals.slice(0, 12).map((e) => (
                     <tr key={e.id}><td className="muted nowrap">{time(e.candle_time)}</td>
                       <td>{e.status === "ok" ? <span className={`pill ${e.position}`}>{e.position}</span> : <span className="pill error" title={e.error ?? ""}>error</span>}
-                        {e.error && <div className="reason">{e.error.slice(0, 160)}</div>}</td>
+                        {e.error && <div className="reason">{e.error.slice(0, 160)}</div>}
+                        {e.note && <div className="muted small" data-testid="decision-note">{e.note.slice(0, 160)}</div>}</td>
                       <td className="num">{fmt(e.duration_ms, 3)}</td></tr>
                   ))}
                 </tbody>
