@@ -71,6 +71,7 @@ class ExchangeService:
         self.box = secret_box
         self._subs: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._followers: set[asyncio.Task[None]] = set()  # open orders being watched until they settle
         self._paper: dict[int, Credentials] = {}
         self._requests: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(512)
@@ -102,7 +103,8 @@ class ExchangeService:
     async def stop(self) -> None:
         subs, self._subs = self._subs, []
         await unsubscribe_all(subs)
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = [*self._tasks, *self._followers], []
+        self._followers = set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -345,7 +347,11 @@ class ExchangeService:
             )
         ORDER_CALLS.labels(self.name, result.status).inc()
         if result.status == "open" and not self.adapter.capabilities.pushes_fills:
-            self._tasks.append(asyncio.create_task(self._follow(creds, req.client_order_id, req.symbol)))
+            # A task per open order until it settles, then forgotten: the long-lived list above would
+            # keep every finished one for as long as the service runs.
+            follower = asyncio.create_task(self._follow(creds, req.client_order_id, req.symbol))
+            self._followers.add(follower)
+            follower.add_done_callback(self._followers.discard)
         return _ack(result)
 
     async def _on_status(self, msg: Msg) -> m.OrderAck:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from decimal import Decimal
 
@@ -91,4 +92,42 @@ async def test_an_amount_that_is_not_a_number_is_rejected_alone_on_every_path(se
         acks = m.decode(msg.data, m.OrderAcks).acks
         assert [(x.client_order_id, x.status) for x in acks] == [("bad", "rejected"), ("good", "filled")]
     finally:
+        await exchange.stop()
+
+
+class OpenUntilAsked(SimAdapter):
+    """A venue whose market orders answer 'open' and show as filled when asked later, pushing nothing."""
+
+    def __init__(self, settings, sf) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(settings, sf)
+        self.capabilities = dataclasses.replace(self.capabilities, pushes_fills=False, batch_orders=False,
+                                                min_poll_interval_s=0.2)  # fmt: skip
+
+    async def place_order(self, creds, order):  # type: ignore[no-untyped-def]
+        filled = await super().place_order(creds, order)
+        return dataclasses.replace(filled, status="open", filled=Decimal(0))
+
+
+async def test_an_open_order_is_followed_until_filled_and_then_forgotten(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]
+    a = await make_assignment(sf)
+    exchange = ExchangeService(settings, OpenUntilAsked(settings, sf), nc, nc.jetstream(), sf, SecretBox([KEY]))
+    await exchange.start(stream=False)
+    updates: list[m.OrderUpdated] = []
+
+    async def updated(msg) -> None:  # type: ignore[no-untyped-def]
+        updates.append(m.decode(msg.data, m.OrderUpdated))
+
+    sub = await nc.subscribe(subjects.order_updates("sim"), cb=updated)
+    try:
+        for i in range(3):
+            msg = await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=[order(a.trader_id, f"o{i}")])), timeout=10)
+            assert m.decode(msg.data, m.OrderAcks).acks[0].status == "open"
+        for _ in range(50):
+            if len(updates) == 3 and not exchange._followers:
+                break
+            await asyncio.sleep(0.1)
+        assert sorted((u.client_order_id, u.status) for u in updates) == [("o0", "filled"), ("o1", "filled"), ("o2", "filled")]
+        assert not exchange._followers, "a settled order's follower is still kept"
+    finally:
+        await sub.unsubscribe()
         await exchange.stop()
