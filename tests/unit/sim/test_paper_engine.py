@@ -90,3 +90,15 @@ async def test_a_burst_after_a_restart_mixes_new_orders_and_repeats_of_stored_on
     assert (await third.find("new599")).price == Decimal("7")  # type: ignore[union-attr]
     assert await third.find("never") is None
     await third.close()
+
+
+def test_the_recent_results_keep_the_newest_and_forget_the_oldest() -> None:
+    from tradewind.exchanges.base import OrderResult
+    from tradewind.exchanges.sim.engine import _Recent
+
+    recent = _Recent(3)
+    for i in range(5):
+        recent.put(OrderResult(client_order_id=f"c{i}", status="filled", filled=Decimal(i)))
+    assert [recent.get(f"c{i}") is not None for i in range(5)] == [False, False, True, True, True]
+    got = recent.get("c4")
+    assert got is not None and got.filled == Decimal(4) and got.status == "filled"

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import OrderedDict
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -40,7 +41,10 @@ class _Recent:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._rows: dict[str, tuple[Any, ...]] = {}
+        # An OrderedDict, because evicting the oldest of a plain dict (``del d[next(iter(d))]``) makes
+        # ``iter`` walk over every slot deleted since the dict was last resized: once full, each put cost
+        # ~30 µs and a candle of 1,000 orders ~33 ms more (a 600-candle run at 1,000 assignments).
+        self._rows: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
 
     def get(self, client_order_id: str) -> OrderResult | None:
         row = self._rows.get(client_order_id)
@@ -49,7 +53,7 @@ class _Recent:
     def put(self, result: OrderResult) -> None:
         self._rows[result.client_order_id] = tuple(getattr(result, n) for n in _RESULT_FIELDS)
         if len(self._rows) > self.size:
-            del self._rows[next(iter(self._rows))]
+            self._rows.popitem(last=False)
 
 
 class PaperEngine:
