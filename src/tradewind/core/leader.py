@@ -53,24 +53,24 @@ class LeaderElection:
             log.info("core: %s is the leader", self.identity)
             lost = asyncio.Event()
             keeper = asyncio.create_task(self._keep(kv, valid_until, lost), name="core-lease")
+            failed = False
             try:
                 try:
                     await on_elected()
                 except Exception:
-                    # Could not start (the database is not ready, say): give the lease back, try later.
                     log.exception("core: starting as the leader failed")
-                    keeper.cancel()
-                    await asyncio.gather(keeper, return_exceptions=True)
-                    await on_deposed()
-                    await self.resign()
-                    await asyncio.sleep(self.ttl_s / 3)
-                    continue
-                await lost.wait()
+                    failed = True
+                else:
+                    await lost.wait()
             finally:
                 keeper.cancel()
                 await asyncio.gather(keeper, return_exceptions=True)
-            self.is_leader = False
             await on_deposed()
+            if failed:
+                # Could not start (the database is not ready, say): give the lease back, try later.
+                await self.resign()
+                await asyncio.sleep(self.ttl_s / 3)
+            self.is_leader = False
 
     async def _win(self):  # type: ignore[no-untyped-def]
         """Campaign until this instance holds the key; returns the bucket and when the lease may lapse."""
