@@ -70,54 +70,51 @@ async def cores() -> AsyncIterator[Cores]:
     await c.stop()
 
 
-async def test_one_core_leads_and_a_standby_takes_over_when_it_dies(nats_url: str, cores: Cores) -> None:
+@pytest.fixture
+async def pair(nats_url: str) -> AsyncIterator[tuple[Client, Client]]:
+    """Two cores' NATS connections."""
     a, b = await connect(nats_url, "core-a"), await connect(nats_url, "core-b")
-    try:
-        cores.start("a", a)
-        assert await cores.leader() == "a"
-        cores.start("b", b)
-        await asyncio.sleep(2 * TTL)  # a renews its lease: b waits
-        assert cores.acting == ["a"]
-        died = time.monotonic()
-        await cores.die("a")
-        assert await cores.leader("b") == "b"
-        took = cores.log[-1][0] - died
-        assert TTL * 0.5 < took < TTL * 2, f"the standby took over after {took:.1f} s"
-    finally:
-        await a.close()
-        await b.close()
+    yield a, b
+    await a.close()
+    await b.close()
 
 
-async def test_a_leader_that_resigns_hands_over_at_once(nats_url: str, cores: Cores) -> None:
-    a, b = await connect(nats_url, "core-a"), await connect(nats_url, "core-b")
-    try:
-        cores.start("a", a)
-        await cores.leader()
-        cores.start("b", b)
-        await asyncio.sleep(0.2)
-        cores.tasks["a"].cancel()  # the way `tradewind run core` stops on SIGTERM: deposed, then resign
-        await asyncio.gather(cores.tasks["a"], return_exceptions=True)
-        cores.acting.remove("a")
-        resigned = time.monotonic()
-        await cores.elections["a"].resign()
-        assert await cores.leader("b") == "b"
-        assert cores.log[-1][0] - resigned < TTL / 2
-    finally:
-        await a.close()
-        await b.close()
+async def test_one_core_leads_and_a_standby_takes_over_when_it_dies(pair: tuple[Client, Client], cores: Cores) -> None:
+    a, b = pair
+    cores.start("a", a)
+    assert await cores.leader() == "a"
+    cores.start("b", b)
+    await asyncio.sleep(2 * TTL)  # a renews its lease: b waits
+    assert cores.acting == ["a"]
+    died = time.monotonic()
+    await cores.die("a")
+    assert await cores.leader("b") == "b"
+    took = cores.log[-1][0] - died
+    assert TTL * 0.5 < took < TTL * 2, f"the standby took over after {took:.1f} s"
 
 
-async def test_a_slow_start_as_leader_keeps_the_lease(nats_url: str, cores: Cores) -> None:
-    a, b = await connect(nats_url, "core-a"), await connect(nats_url, "core-b")
-    try:
-        cores.start("a", a, start_s=2.5 * TTL)  # longer than the lease: renewal must not wait for it
-        await cores.leader()
-        cores.start("b", b)
-        await asyncio.sleep(3 * TTL)
-        assert cores.acting == ["a"], cores.log
-    finally:
-        await a.close()
-        await b.close()
+async def test_a_leader_that_resigns_hands_over_at_once(pair: tuple[Client, Client], cores: Cores) -> None:
+    a, b = pair
+    cores.start("a", a)
+    await cores.leader()
+    cores.start("b", b)
+    await asyncio.sleep(0.2)
+    cores.tasks["a"].cancel()  # the way `tradewind run core` stops on SIGTERM: deposed, then resign
+    await asyncio.gather(cores.tasks["a"], return_exceptions=True)
+    cores.acting.remove("a")
+    resigned = time.monotonic()
+    await cores.elections["a"].resign()
+    assert await cores.leader("b") == "b"
+    assert cores.log[-1][0] - resigned < TTL / 2
+
+
+async def test_a_slow_start_as_leader_keeps_the_lease(pair: tuple[Client, Client], cores: Cores) -> None:
+    a, b = pair
+    cores.start("a", a, start_s=2.5 * TTL)  # longer than the lease: renewal must not wait for it
+    await cores.leader()
+    cores.start("b", b)
+    await asyncio.sleep(3 * TTL)
+    assert cores.acting == ["a"], cores.log
 
 
 async def test_a_leader_cut_off_from_nats_stops_before_a_standby_starts(nats_url: str, cores: Cores) -> None:
@@ -141,3 +138,28 @@ async def test_a_leader_cut_off_from_nats_stops_before_a_standby_starts(nats_url
         await proxy.close()
         await a.close()
         await b.close()
+
+
+async def test_a_core_that_fails_to_start_gives_the_lease_back_and_tries_again(pair: tuple[Client, Client]) -> None:
+    a, _ = pair
+    election = LeaderElection(a.jetstream(), ttl_s=TTL)
+    calls: list[str] = []
+
+    async def elected() -> None:
+        calls.append("elected")
+        if calls.count("elected") == 1:
+            raise RuntimeError("the database is not ready")
+
+    async def deposed() -> None:
+        calls.append("deposed")
+
+    task = asyncio.create_task(election.run(elected, deposed))
+    try:
+        for _ in range(int(4 * TTL / 0.05)):
+            if calls.count("elected") == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert calls == ["elected", "deposed", "elected"] and election.is_leader
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
