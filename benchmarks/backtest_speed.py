@@ -29,7 +29,7 @@ function decide(c, params)
 end
 """
 
-BACKTRADER = '''
+BACKTRADER = """
 import sys, backtrader as bt
 class AllIn(bt.Sizer):
     # a market order fills at the next bar's open (backtrader's default): size it there, all-in with the
@@ -60,7 +60,7 @@ cerebro.adddata(bt.feeds.GenericCSVData(
 cerebro.addstrategy(Sma)
 cerebro.run()
 print(cerebro.broker.getvalue())
-'''
+"""
 
 
 def make_candles(path: Path, n: int) -> None:
@@ -75,7 +75,9 @@ def make_candles(path: Path, n: int) -> None:
     with path.open("w") as fh:
         fh.write("time,open,high,low,close,volume\n")
         for i in range(n):
-            fh.write(f"{times[i]}Z,{float(open_[i])!r},{float(high[i])!r},{float(low[i])!r},{float(close[i])!r},{float(vol[i])!r}\n")
+            fh.write(
+                f"{times[i]}Z,{float(open_[i])!r},{float(high[i])!r},{float(low[i])!r},{float(close[i])!r},{float(vol[i])!r}\n"
+            )
 
 
 def timed(cmd: list[str]) -> tuple[float, float, str]:
@@ -85,7 +87,11 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     wall = time.perf_counter() - started
     after = os.times()
-    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system), out
+    return (
+        wall,
+        (after.children_user - before.children_user) + (after.children_system - before.children_system),
+        out,
+    )
 
 
 def main() -> None:
@@ -102,9 +108,13 @@ def main() -> None:
         tw, bt, start, mod = [], [], [], []
         for _ in range(args.runs):
             start.append(timed([str(bindir / "tradewind"), "--version"]))
-            tw.append(timed([str(bindir / "tradewind"), "backtest", str(strat), "--data", str(data), "--json"]))
+            tw.append(
+                timed([str(bindir / "tradewind"), "backtest", str(strat), "--data", str(data), "--json"])
+            )
             # the same command without the start-up of the whole CLI (which imports every command's module)
-            mod.append(timed([sys.executable, "-m", "tradewind.backtest", str(strat), "--data", str(data), "--json"]))
+            mod.append(
+                timed([sys.executable, "-m", "tradewind.backtest", str(strat), "--data", str(data), "--json"])
+            )
             bt.append(timed([sys.executable, str(bt_script), str(data)]))
         ours = json.loads(tw[-1][2])["final_equity"]
         theirs = float(bt[-1][2].strip())
@@ -113,15 +123,27 @@ def main() -> None:
         return statistics.median(x[k] for x in xs)
 
     n = args.candles
-    print(f"candles: {n:,}; runs: {args.runs}; {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"candles: {n:,}; runs: {args.runs}; {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'':30}{'wall s':>9}{'cpu s':>9}{'candles/s (wall)':>18}")
-    rows = (("tradewind backtest", tw), ("backtrader", bt), ("tradewind --version", start),
-            ("python -m tradewind.backtest", mod))
+    rows = (
+        ("tradewind backtest", tw),
+        ("backtrader", bt),
+        ("tradewind --version", start),
+        ("python -m tradewind.backtest", mod),
+    )
     for label, xs in rows:
         print(f"{label:30}{med(xs, 0):9.2f}{med(xs, 1):9.2f}{n / med(xs, 0):18,.0f}")
-    print(f"ratio (backtrader / tradewind backtest): wall {med(bt, 0) / med(tw, 0):.1f}x, cpu {med(bt, 1) / med(tw, 1):.1f}x")
-    print(f"ratio (backtrader / python -m tradewind.backtest): wall {med(bt, 0) / med(mod, 0):.1f}x, cpu {med(bt, 1) / med(mod, 1):.1f}x")
-    print(f"final equity: tradewind {ours:.6f}, backtrader {theirs:.6f} (relative difference {abs(ours - theirs) / theirs:.2e})")
+    print(
+        f"ratio (backtrader / tradewind backtest): wall {med(bt, 0) / med(tw, 0):.1f}x, cpu {med(bt, 1) / med(tw, 1):.1f}x"
+    )
+    print(
+        f"ratio (backtrader / python -m tradewind.backtest): wall {med(bt, 0) / med(mod, 0):.1f}x, cpu {med(bt, 1) / med(mod, 1):.1f}x"
+    )
+    print(
+        f"final equity: tradewind {ours:.6f}, backtrader {theirs:.6f} (relative difference {abs(ours - theirs) / theirs:.2e})"
+    )
 
 
 if __name__ == "__main__":

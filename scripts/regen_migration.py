@@ -18,7 +18,9 @@ with tempfile.TemporaryDirectory() as tmp:
 new = [p for p in versions.glob("*_initial_schema.py") if not p.name.startswith("0001")][0]
 text = new.read_text()
 rev = re.search(r"^revision = '(\w+)'", text, re.M).group(1)
-text = text.replace(f"revision = '{rev}'", "revision = '0001'").replace(f"Revision ID: {rev}", "Revision ID: 0001")
+text = text.replace(f"revision = '{rev}'", "revision = '0001'").replace(
+    f"Revision ID: {rev}", "Revision ID: 0001"
+)
 pathlib.Path(versions / "0001_initial_schema.py").write_text(text)
 new.unlink()
 print("regenerated", versions / "0001_initial_schema.py")

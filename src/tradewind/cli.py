@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-if TYPE_CHECKING:  # the settings (pydantic) load when a command needs them: `tradewind backtest` starts sooner
+if (
+    TYPE_CHECKING
+):  # the settings (pydantic) load when a command needs them: `tradewind backtest` starts sooner
     from tradewind.config import Settings
 
 
@@ -29,7 +31,11 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where SQLite, NATS data and keys live.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where SQLite, NATS data and keys live.",
+)
 @click.option("--host", default=None, help="Address of the web app (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port of the web app (default 8000).")
 @click.pass_context
@@ -40,7 +46,9 @@ def up(ctx: click.Context, data_dir: Path | None, host: str | None, port: int | 
 
     settings = settings_from(ctx, data_dir=data_dir, host=host, port=port)
     setup_logging(settings.log_level)
-    click.echo(f"tradewind: data in {settings.data_dir}; web app on http://{settings.host}:{settings.port}/ (Ctrl-C stops)")
+    click.echo(
+        f"tradewind: data in {settings.data_dir}; web app on http://{settings.host}:{settings.port}/ (Ctrl-C stops)"
+    )
     from tradewind.config import ConfigError
     from tradewind.exchanges.base import ExchangeError
 
@@ -54,7 +62,9 @@ def up(ctx: click.Context, data_dir: Path | None, host: str | None, port: int | 
 
 @main.command()
 @click.argument("component", type=click.Choice(["web", "core", "eval", "exchange"]))
-@click.option("--exchange", "exchange", default=None, help="For `exchange`: which adapter (sim, bitfinex, a ccxt id).")
+@click.option(
+    "--exchange", "exchange", default=None, help="For `exchange`: which adapter (sim, bitfinex, a ccxt id)."
+)
 @click.pass_context
 def run(ctx: click.Context, component: str, exchange: str | None) -> None:
     """Run one component in this process (distributed mode), configured by TRADEWIND_* settings."""

@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     sim_paper_cash: str = "10000"
 
     eval_workers: int = Field(default=1, ge=0, le=64)
-    eval_batch_size: int = Field(default=1000, ge=1, le=10_000)  # the largest evaluation request (see core.decide)
+    eval_batch_size: int = Field(
+        default=1000, ge=1, le=10_000
+    )  # the largest evaluation request (see core.decide)
     eval_timeout_s: float = Field(default=10.0, gt=0)
     eval_instruction_limit: int = Field(default=10_000_000, ge=1000)
     eval_memory_mb: int = Field(default=32, ge=1, le=4096)
@@ -65,7 +67,9 @@ class Settings(BaseSettings):
     # replaces the host of every API URL of an exchange ({"binance": "http://127.0.0.1:8080"}: tests, proxies).
     ccxt_symbols: dict[str, list[str]] = {}
     ccxt_urls: dict[str, str] = {}
-    exchange_timeout_s: float = Field(default=10.0, gt=0)  # one REST call to a real exchange; past it the outcome is unknown
+    exchange_timeout_s: float = Field(
+        default=10.0, gt=0
+    )  # one REST call to a real exchange; past it the outcome is unknown
 
     @field_validator("exchanges", "sim_symbols", "bitfinex_symbols", mode="before")
     @classmethod

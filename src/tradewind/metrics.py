@@ -16,8 +16,12 @@ EVAL_DURATION = Histogram(
     "tradewind_eval_duration_ms", "Time one strategy evaluation took in the sandbox",
     buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 50, 100, 1000),
 )  # fmt: skip
-EVAL_QUEUE_WAIT = Histogram("tradewind_eval_queue_wait_ms", "Eval request sent -> picked up by a worker", buckets=_MS)
-NATS_ROUND_TRIP = Histogram("tradewind_eval_request_ms", "Eval batch request -> reply (NATS round trip)", buckets=_MS)
+EVAL_QUEUE_WAIT = Histogram(
+    "tradewind_eval_queue_wait_ms", "Eval request sent -> picked up by a worker", buckets=_MS
+)
+NATS_ROUND_TRIP = Histogram(
+    "tradewind_eval_request_ms", "Eval batch request -> reply (NATS round trip)", buckets=_MS
+)
 CANDLES = Counter("tradewind_core_candles_total", "Candles seen by core.ingest", ["outcome"])
 EVALUATIONS = Counter("tradewind_core_evaluations_total", "Evaluations recorded", ["status"])
 ORDERS = Counter("tradewind_core_orders_total", "Orders by outcome", ["status"])

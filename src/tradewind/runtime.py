@@ -101,7 +101,9 @@ async def start_exchange(settings: Settings, name: str, url: str, sf: SessionFac
     nc = await _client(url, f"exchange-{name}", stack)
     js = nc.jetstream()
     await ensure_md_stream(js)
-    service = ExchangeService(settings, make_adapter(name, settings, sf), nc, js, sf, load_secret_box(settings))
+    service = ExchangeService(
+        settings, make_adapter(name, settings, sf), nc, js, sf, load_secret_box(settings)
+    )
     await service.start()
     stack.stoppers.append(service.stop)
     log.info("exchange %s started", name)
@@ -143,7 +145,9 @@ async def start_core(settings: Settings, url: str, sf: SessionFactory, stack: St
     return current
 
 
-async def start_eval(settings: Settings, url: str, sf: SessionFactory, stack: Stack, index: int = 0) -> list[Any]:
+async def start_eval(
+    settings: Settings, url: str, sf: SessionFactory, stack: Stack, index: int = 0
+) -> list[Any]:
     from tradewind.eval.worker import EvalWorker
 
     name = f"eval-{socket.gethostname()}-{os.getpid()}-{index}"
@@ -160,7 +164,9 @@ async def start_eval(settings: Settings, url: str, sf: SessionFactory, stack: St
     return [worker, backtests]
 
 
-async def start_web(settings: Settings, url: str | None, sf: SessionFactory, stack: Stack, host: str, port: int) -> uvicorn.Server:
+async def start_web(
+    settings: Settings, url: str | None, sf: SessionFactory, stack: Stack, host: str, port: int
+) -> uvicorn.Server:
     from tradewind.web.app import create_app
 
     nc = await _client(url, "web", stack) if url else None
@@ -169,7 +175,9 @@ async def start_web(settings: Settings, url: str | None, sf: SessionFactory, sta
 
 
 async def _serve(app: Any, host: str, port: int, stack: Stack) -> uvicorn.Server:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio"
+    )
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # signals are ours
     task = asyncio.create_task(server.serve(), name=f"http-{port}")

@@ -83,7 +83,9 @@ class Proc:
             return ""
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition", proc: Proc | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 60, what: str = "condition", proc: Proc | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -94,7 +96,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60, what: str = "c
         except (httpx.HTTPError, AssertionError, KeyError) as exc:
             last_exc = exc
         if proc and proc.p and proc.p.poll() is not None:
-            raise AssertionError(f"process exited ({proc.p.returncode}) while waiting for {what}:\n{proc.tail()}")
+            raise AssertionError(
+                f"process exited ({proc.p.returncode}) while waiting for {what}:\n{proc.tail()}"
+            )
         time.sleep(0.25)
     extra = f"\n--- log ---\n{proc.tail()}" if proc else ""
     raise AssertionError(f"timed out waiting for {what} (last error: {last_exc}){extra}")

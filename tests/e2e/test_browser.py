@@ -183,11 +183,16 @@ def test_write_assign_and_watch_a_strategy_trade(platform: str, browser) -> None
     page.wait_for_selector("[data-testid=chart] canvas")
     bars_before = int(page.get_attribute("[data-testid=chart]", "data-bars") or 0)
     page.wait_for_selector("[data-testid=decisions] tr", timeout=30_000)
-    page.wait_for_selector("[data-testid=decision-note] >> text=/fast (above|below) slow/")  # the strategy's note
+    page.wait_for_selector(
+        "[data-testid=decision-note] >> text=/fast (above|below) slow/"
+    )  # the strategy's note
     page.wait_for_selector("[data-testid=fills] tr", timeout=60_000)
     # How fast its candles became decisions and order calls, in milliseconds.
-    page.wait_for_function("/decision [0-9.]+ ms \\(p99 [0-9.]+ ms\\) · → order [0-9.]+ ms/.test("
-                           "document.querySelector('[data-testid=latency]')?.textContent ?? '')", timeout=30_000)
+    page.wait_for_function(
+        "/decision [0-9.]+ ms \\(p99 [0-9.]+ ms\\) · → order [0-9.]+ ms/.test("
+        "document.querySelector('[data-testid=latency]')?.textContent ?? '')",
+        timeout=30_000,
+    )
     # A decision arrow and a fill dot on the chart, and a new candle, without a reload.
     chart = "document.querySelector('[data-testid=chart]').dataset"
     page.wait_for_function(f"Number({chart}.arrows) >= 1 && Number({chart}.fills) >= 1", timeout=30_000)

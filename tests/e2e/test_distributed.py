@@ -34,8 +34,11 @@ def database(tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}"
         return
     name = f"tw_e2e_{uuid.uuid4().hex[:8]}"
-    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT") \
-        if _has("psycopg") else None
+    admin = (
+        create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+        if _has("psycopg")
+        else None
+    )
     if admin is None:
         admin_url = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
         asyncio.run(_pg_exec(admin_url, f'CREATE DATABASE "{name}"'))
@@ -44,7 +47,10 @@ def database(tmp_path: Path) -> Iterator[tuple[str, str]]:
         return
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    yield (
+        f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+        f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+    )
     with admin.connect() as c:
         c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
@@ -155,7 +161,9 @@ def test_components_in_separate_processes_survive_sigkill(
         wait_until(lambda: httpx.get(f"{base}/api/health", timeout=2).status_code == 200, timeout=60,
                    what="web", proc=procs["web"])  # fmt: skip
         user = User(base, "dist@example.com")
-        wait_until(lambda: len(user.items("/api/markets")) >= 2, timeout=60, what="markets", proc=procs["exchange"])
+        wait_until(
+            lambda: len(user.items("/api/markets")) >= 2, timeout=60, what="markets", proc=procs["exchange"]
+        )
         assignments = [user.trade_setup(GOOD, symbol=s, name=f"flip-{i}") for i, s in
                        enumerate(["BTC/USD", "ETH/USD"] * 5)]  # fmt: skip
         first = {a["id"]: None for a in assignments}
@@ -165,9 +173,13 @@ def test_components_in_separate_processes_survive_sigkill(
 
         wait_until(evaluated, timeout=60, what="first evaluations", proc=procs["core"])
         for a in assignments:
-            first[a["id"]] = min(e["candle_time"] for e in user.items("/api/evaluations", assignment_id=a["id"], limit=500))
+            first[a["id"]] = min(
+                e["candle_time"] for e in user.items("/api/evaluations", assignment_id=a["id"], limit=500)
+            )
 
-        rng = random.Random(int(os.environ.get("TRADEWIND_TEST_KILL_SEED", "7")))  # other seeds, other moments
+        rng = random.Random(
+            int(os.environ.get("TRADEWIND_TEST_KILL_SEED", "7"))
+        )  # other seeds, other moments
         # Under load, at random moments, SIGKILL each component in turn (the NATS server itself among them)
         # and start it again; the order puts a worker's and core's deaths on both sides of the others'.
         for n, victim in enumerate(("eval1", "core", "exchange", "nats", "eval2", "web", "core")):
@@ -185,7 +197,9 @@ def test_components_in_separate_processes_survive_sigkill(
         newest = query(db_url, "SELECT max(time) FROM candles WHERE tf='1m'")[0][0] + 10 * 60_000
 
         def caught_up() -> bool:
-            rows = query(db_url, "SELECT assignment_id, max(candle_time) FROM evaluations GROUP BY assignment_id")
+            rows = query(
+                db_url, "SELECT assignment_id, max(candle_time) FROM evaluations GROUP BY assignment_id"
+            )
             return len(rows) == len(first) and all(t >= newest for _, t in rows)
 
         wait_until(caught_up, timeout=120, what="core to catch up after the kills", proc=procs["core"])
@@ -207,14 +221,19 @@ def test_components_in_separate_processes_survive_sigkill(
             times = by_market[market_of[aid]]
             last = min(max(seen[aid]), times[-1])  # candles stored after the snapshot above are not checked
             expected = [t for t in times if start <= t <= last]
-            assert sorted(t for t in seen[aid] if t <= last) == expected, f"assignment {aid}: evaluations missing or doubled"
+            assert sorted(t for t in seen[aid] if t <= last) == expected, (
+                f"assignment {aid}: evaluations missing or doubled"
+            )
+
         # Orders: one per decision at most, each settled once the reconciler has asked about those whose
         # call a kill cut off, and the exchange's own record agrees with ours client id by client id.
         def settled() -> bool:
             return not query(db_url, "SELECT id FROM orders WHERE status IN ('pending', 'open') "
                                      f"AND candle_time < {newest}")  # fmt: skip
 
-        wait_until(settled, timeout=90, what="the reconciler to settle the cut-off orders", proc=procs["core"])
+        wait_until(
+            settled, timeout=90, what="the reconciler to settle the cut-off orders", proc=procs["core"]
+        )
         orders = query(db_url, "SELECT client_order_id, assignment_id, candle_time, status FROM orders "
                                f"WHERE candle_time < {newest}")  # fmt: skip
         cids = [o[0] for o in orders]

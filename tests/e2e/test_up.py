@@ -34,7 +34,9 @@ def test_up_trades_on_paper_and_survives_a_restart(tmp_path: Path) -> None:
         bad = mallory.trade_setup(RUNAWAY, name="runaway")
 
         def filled_order() -> list:
-            return [o for o in alice.items("/api/orders", assignment_id=good["id"]) if o["status"] == "filled"]
+            return [
+                o for o in alice.items("/api/orders", assignment_id=good["id"]) if o["status"] == "filled"
+            ]
 
         wait_until(filled_order, timeout=60, what="a filled paper order", proc=proc)
         evals = alice.items("/api/evaluations", assignment_id=good["id"])
@@ -42,7 +44,10 @@ def test_up_trades_on_paper_and_survives_a_restart(tmp_path: Path) -> None:
         # Her latency, from the candle reaching tradewind to the decision and to the order call.
         latency = alice.get(f"/api/assignments/{good['id']}/latency")
         to_order, to_decision = latency["tick_to_order_call"], latency["tick_to_decision"]
-        assert to_order["count"] >= 1 and to_decision["count"] >= len([e for e in evals if e["status"] == "ok"]) > 0
+        assert (
+            to_order["count"] >= 1
+            and to_decision["count"] >= len([e for e in evals if e["status"] == "ok"]) > 0
+        )
         assert 0 < to_decision["p50_ms"] <= to_decision["max_ms"] < 5000
         assert 0 < to_order["p50_ms"] <= to_order["p99_ms"] <= to_order["max_ms"] < 5000
 
@@ -61,8 +66,10 @@ def test_up_trades_on_paper_and_survives_a_restart(tmp_path: Path) -> None:
 
         # mallory sees none of alice's objects
         assert mallory.http.get(f"/api/assignments/{good['id']}").status_code == 404
-        assert mallory.items("/api/orders", assignment_id=good["id"]) == [] or \
-            mallory.http.get("/api/orders", params={"assignment_id": good["id"]}).status_code == 404
+        assert (
+            mallory.items("/api/orders", assignment_id=good["id"]) == []
+            or mallory.http.get("/api/orders", params={"assignment_id": good["id"]}).status_code == 404
+        )
 
         orders_before = alice.items("/api/orders", assignment_id=good["id"], limit=500)
         proc.signal(signal.SIGINT)

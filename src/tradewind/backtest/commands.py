@@ -51,13 +51,20 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
     finally:
         await eng.dispose()
     if not rows:
-        raise click.ClickException(f"no {tf} candles stored for market {market_id} in that range (see `tradewind data list`)")
+        raise click.ClickException(
+            f"no {tf} candles stored for market {market_id} in that range (see `tradewind data list`)"
+        )
     return store.to_arrays(rows)
 
 
 @click.command("backtest")
 @click.argument("strategy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A candle file (CSV, freqtrade JSON/feather, Gekko CSV).")
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A candle file (CSV, freqtrade JSON/feather, Gekko CSV).",
+)
 @click.option("--market", "market_id", type=int, help="A stored market id (see `tradewind data list`).")
 @click.option("--timeframe", type=click.Choice(list(TIMEFRAMES)), default="1m", show_default=True)
 @click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market.")
@@ -67,11 +74,27 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
 @click.option("--cash", type=click.FloatRange(min=0, min_open=True), default=10_000.0, show_default=True)
 @click.option("--slippage", type=click.FloatRange(0, 0.1), default=0.0, show_default=True)
 @click.option("--lookback", type=click.IntRange(1, 100_000), default=500, show_default=True)
-@click.option("--sweep", "sweeps", multiple=True, help="Sweep a parameter: name=FROM..TO[:STEP] or name=A,B,C; repeatable (a grid).")
+@click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    help="Sweep a parameter: name=FROM..TO[:STEP] or name=A,B,C; repeatable (a grid).",
+)
 @click.option("--rank", "rank_by", type=click.Choice(["final_equity", "return_pct", "sharpe", "win_rate", "max_drawdown_pct"]),
               default="final_equity", show_default=True, help="How a sweep ranks its points.")  # fmt: skip
-@click.option("--top", type=click.IntRange(1), default=20, show_default=True, help="Sweep points shown (all with --json).")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Local workers for a sweep without TRADEWIND_NATS_URL (default: CPU count).")
+@click.option(
+    "--top",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Sweep points shown (all with --json).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Local workers for a sweep without TRADEWIND_NATS_URL (default: CPU count).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def backtest(strategy: Path, data_file: Path | None, market_id: int | None, timeframe: str, start: str | None, end: str | None,
              params: tuple[str, ...], fee: float, cash: float, slippage: float, lookback: int, sweeps: tuple[str, ...],
@@ -101,7 +124,14 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
             arrays = asyncio.run(_db_candles(market_id, timeframe, t0, t1))  # type: ignore[arg-type]
     except ImportError_ as exc:
         raise click.ClickException(str(exc)) from None
-    kw = dict(params=parse_params(params), cash=cash, fee=fee, slippage=slippage, lookback=lookback, name=strategy.stem)
+    kw = dict(
+        params=parse_params(params),
+        cash=cash,
+        fee=fee,
+        slippage=slippage,
+        lookback=lookback,
+        name=strategy.stem,
+    )
     if as_json or len(arrays["time"]) < 20_000:
         result = engine.run(code, arrays, **kw)  # type: ignore[arg-type]
     else:
@@ -146,7 +176,9 @@ def _sweep(code: str, name: str, data_file: Path | None, market_id: int | None, 
     else:
         data = BacktestData(market_id=market_id, tf=timeframe, start=t0, end=t1)
     n = workers or os.cpu_count() or 2
-    logging.getLogger("tradewind.bus.connection").setLevel(logging.ERROR)  # closing our own clients is no news
+    logging.getLogger("tradewind.bus.connection").setLevel(
+        logging.ERROR
+    )  # closing our own clients is no news
     where = settings.nats_url or f"{n} local worker(s)"
     started = time.perf_counter()
 
@@ -191,7 +223,10 @@ def _inline(path: Path, timeframe: str) -> Any:
     except ImportError_ as exc:
         raise click.ClickException(str(exc)) from None
     if sum(len(b) for b in parts) > INLINE_MAX:
-        click.echo(f"{path.name} is too large to send with each job: the workers read it at {path.resolve()}", err=True)
+        click.echo(
+            f"{path.name} is too large to send with each job: the workers read it at {path.resolve()}",
+            err=True,
+        )
         return None
     key = hashlib.sha256(b"".join(parts)).hexdigest()
     return BacktestData(tf=timeframe, inline=parts, key=key)
@@ -223,7 +258,6 @@ def _report(s: dict[str, Any], name: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-
     console = Console()
     if s["error"]:
         console.print(f"[bold red]The strategy failed:[/] {s['error']}")
@@ -240,7 +274,10 @@ def _report(s: dict[str, Any], name: str) -> None:
         tt = Table(title="last trades (UTC)", box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("entry", "price", "exit", "price", "pnl"):  # (quantities are in --json)
             tt.add_column(col, justify="right", no_wrap=True)
-        def short(iso_time: str | None) -> str:  # "2018-01-27T21:35:00Z" -> "2018-01-27 21:35": fits 80 columns
+
+        def short(
+            iso_time: str | None,
+        ) -> str:  # "2018-01-27T21:35:00Z" -> "2018-01-27 21:35": fits 80 columns
             return iso_time[:16].replace("T", " ") if iso_time else "open"
 
         for x in trades:
@@ -311,7 +348,6 @@ def data_list() -> None:
     from tradewind.storage.db import make_engine, make_session_factory
     from tradewind.storage.migrate import upgrade_async
 
-
     async def fetch() -> list[Any]:
         settings = load_settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -324,7 +360,9 @@ def data_list() -> None:
                 from tradewind.storage.models import Market
 
                 ids = {(m.exchange, m.symbol): m.id for m in (await s.execute(select(Market))).scalars()}
-                return [(ids[(e, sym)], e, sym, tf, n, a, b) for e, sym, tf, n, a, b in await store.summary(s)]
+                return [
+                    (ids[(e, sym)], e, sym, tf, n, a, b) for e, sym, tf, n, a, b in await store.summary(s)
+                ]
         finally:
             await eng.dispose()
 

@@ -107,9 +107,13 @@ def run(
     n = len(times)
     bar_minutes = float(np.median(np.diff(times[: min(n, 1000)])) / 60_000) if n > 1 else 1.0
     try:
-        rt = StrategyRuntime(code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS, indicators=ArrayStore())
+        rt = StrategyRuntime(
+            code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS, indicators=ArrayStore()
+        )
     except StrategyError as exc:
-        return Result([], np.empty(0), times[:0], cash, 0, time.perf_counter() - started, bar_minutes, str(exc), None)
+        return Result(
+            [], np.empty(0), times[:0], cash, 0, time.perf_counter() - started, bar_minutes, str(exc), None
+        )
     parts: list[str] = []
     error = error_time = None
     chunk = max(2000, n // 50)  # progress reports; each chunk is one call into Lua
@@ -125,8 +129,20 @@ def run(
     codes = np.frombuffer("".join(parts).encode(), dtype=np.uint8)
     # With an error, the run ends at the failing candle (which has no decision).
     done = n if error is None else min(n, len(codes) + 1)
-    trades, equity = fill(codes, arrays["open"][:done], arrays["close"][:done], times[:done], cash, fee, slippage)
-    return Result(trades, equity, times[:done], cash, done, time.perf_counter() - started, bar_minutes, error, error_time)
+    trades, equity = fill(
+        codes, arrays["open"][:done], arrays["close"][:done], times[:done], cash, fee, slippage
+    )
+    return Result(
+        trades,
+        equity,
+        times[:done],
+        cash,
+        done,
+        time.perf_counter() - started,
+        bar_minutes,
+        error,
+        error_time,
+    )
 
 
 def fill(codes: np.ndarray, opens: np.ndarray, closes: np.ndarray, times: np.ndarray, cash: float, fee: float,

@@ -142,12 +142,16 @@ def _blame(path: Path) -> ImportError_:
     return ImportError_(f"{path.name}: not a readable CSV file")
 
 
-def _columns(path: Path, cols: dict[str, Any], tnames: tuple[str, ...], what: str) -> tuple[Any, dict[str, np.ndarray]]:
+def _columns(
+    path: Path, cols: dict[str, Any], tnames: tuple[str, ...], what: str
+) -> tuple[Any, dict[str, np.ndarray]]:
     tname = next((c for c in tnames if c in cols), None)
     missing = [c for c in PRICES if c not in cols]
     if tname is None or missing:
         need = "/".join(tnames[:1]) + "," + ",".join(PRICES)
-        raise ImportError_(f"{path.name}: {what} needs the columns {need} (missing {', '.join(missing or [tnames[0]])})")
+        raise ImportError_(
+            f"{path.name}: {what} needs the columns {need} (missing {', '.join(missing or [tnames[0]])})"
+        )
     values = {}
     for c in PRICES:
         col = cols[c]
@@ -182,7 +186,9 @@ def _times(path: Path, col: Any) -> np.ndarray:
 
     t = col.type
     if pa.types.is_timestamp(t):
-        return np.asarray(pc.cast(col, pa.timestamp("ms", tz=t.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False))
+        return np.asarray(
+            pc.cast(col, pa.timestamp("ms", tz=t.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        )
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         nums = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
         if not np.isfinite(nums).all():
@@ -208,7 +214,11 @@ def _json(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         a = np.array(data, dtype=np.float64)
     except (TypeError, ValueError):
         for n, r in enumerate(data):
-            if not isinstance(r, list) or len(r) != 6 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r):
+            if (
+                not isinstance(r, list)
+                or len(r) != 6
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r)
+            ):
                 raise ImportError_(f"{shape}; entry {n} is {json.dumps(r)[:80]}") from None
         raise ImportError_(shape) from None
     if a.ndim != 2 or a.shape[1] != 6:

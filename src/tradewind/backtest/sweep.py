@@ -82,7 +82,10 @@ def grid(fixed: dict[str, Any], sweeps: list[tuple[str, list[Any]]]) -> list[dic
         total *= len(values)
     if total > MAX_POINTS:
         raise SweepError(f"the grid has {total:,} points; at most {MAX_POINTS:,}")
-    return [{**fixed, **dict(zip(names, combo, strict=True))} for combo in itertools.product(*(v for _, v in sweeps))]
+    return [
+        {**fixed, **dict(zip(names, combo, strict=True))}
+        for combo in itertools.product(*(v for _, v in sweeps))
+    ]
 
 
 @dataclass
@@ -93,8 +96,21 @@ class Point:
     error: str | None = None
 
     def row(self) -> dict[str, Any]:
-        keys = ("final_equity", "return_pct", "max_drawdown_pct", "sharpe", "win_rate", "trade_count", "candles")
-        return {"params": self.params, **{k: self.summary.get(k) for k in keys}, "error": self.error, "worker": self.worker}
+        keys = (
+            "final_equity",
+            "return_pct",
+            "max_drawdown_pct",
+            "sharpe",
+            "win_rate",
+            "trade_count",
+            "candles",
+        )
+        return {
+            "params": self.params,
+            **{k: self.summary.get(k) for k in keys},
+            "error": self.error,
+            "worker": self.worker,
+        }
 
 
 def rank(points: list[Point], metric: str = "final_equity") -> list[Point]:
@@ -129,7 +145,11 @@ async def run(
                 async with gate:
                     msg = await _request(nc, job, timeout_s)
                 reply = m.decode(msg.data, m.BacktestResult)
-                results[i].worker, results[i].summary, results[i].error = reply.worker, reply.summary, reply.error
+                results[i].worker, results[i].summary, results[i].error = (
+                    reply.worker,
+                    reply.summary,
+                    reply.error,
+                )
                 done += 1
                 if progress is not None:
                     progress(done, len(points))
@@ -148,7 +168,9 @@ async def _request(nc: Any, job: m.RunBacktest, timeout_s: float) -> Any:
             return await nc.request(subjects.BACKTEST_RUN, m.encode(job), timeout=timeout_s)
         except NoRespondersError:
             if attempt == 49:
-                raise SweepError("no backtest worker answers on the bus; start an eval process (tradewind run eval)") from None
+                raise SweepError(
+                    "no backtest worker answers on the bus; start an eval process (tradewind run eval)"
+                ) from None
             await asyncio.sleep(0.1)
     raise AssertionError("unreachable")
 

@@ -53,7 +53,9 @@ def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[st
     """Run one backtest (in a pool child): the summary, and with ``detail`` the trades and the equity curve."""
     from tradewind.backtest import engine
 
-    result = engine.run(code, arrays, params=params, cash=cash, fee=fee, slippage=slippage, lookback=lookback, name=name)
+    result = engine.run(
+        code, arrays, params=params, cash=cash, fee=fee, slippage=slippage, lookback=lookback, name=name
+    )
     summary = result.summary()
     out: dict[str, Any] = {"summary": summary}
     if detail:
@@ -68,14 +70,20 @@ FIELDS = ("time", "open", "high", "low", "close", "volume")
 
 def pack_candles(arrays: dict[str, np.ndarray]) -> list[bytes]:
     """Candle arrays as BacktestData.inline."""
-    return [np.ascontiguousarray(arrays[k], dtype=np.int64 if k == "time" else np.float64).tobytes() for k in FIELDS]
+    return [
+        np.ascontiguousarray(arrays[k], dtype=np.int64 if k == "time" else np.float64).tobytes()
+        for k in FIELDS
+    ]
 
 
 def unpack_candles(parts: list[bytes]) -> dict[str, np.ndarray]:
     n = len(parts[0]) // 8
     if any(len(b) != 8 * n for b in parts):
         raise ValueError("inline candle arrays differ in length")
-    return {k: np.frombuffer(b, dtype=np.int64 if k == "time" else np.float64) for k, b in zip(FIELDS, parts, strict=True)}
+    return {
+        k: np.frombuffer(b, dtype=np.int64 if k == "time" else np.float64)
+        for k, b in zip(FIELDS, parts, strict=True)
+    }
 
 
 def _mtime(path: str) -> int:
@@ -124,8 +132,12 @@ class BacktestWorker:
         self._pool = self._new_pool()
         # the child imports the engine in the background: an eval process starts no slower for it
         self._spawn(asyncio.wrap_future(self._pool.submit(_warm)))
-        self._subs.append(await self.nc.subscribe(subjects.BACKTEST_RUN, queue=subjects.BACKTEST_QUEUE, cb=self._on_run))
-        self._subs.append(await self.nc.subscribe(subjects.BACKTEST_START, queue=subjects.BACKTEST_QUEUE, cb=self._on_start))
+        self._subs.append(
+            await self.nc.subscribe(subjects.BACKTEST_RUN, queue=subjects.BACKTEST_QUEUE, cb=self._on_run)
+        )
+        self._subs.append(
+            await self.nc.subscribe(subjects.BACKTEST_START, queue=subjects.BACKTEST_QUEUE, cb=self._on_start)
+        )
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []
@@ -156,13 +168,17 @@ class BacktestWorker:
         assert self._pool is not None, "start() the worker first"
         pool = self._pool
         try:
-            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, execute, *args), self.job_timeout_s)
+            return await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(pool, execute, *args), self.job_timeout_s
+            )
         except (TimeoutError, BrokenProcessPool) as exc:
             if self._pool is pool:
                 self._kill_pool(pool)
                 self._pool = self._new_pool()
             if isinstance(exc, TimeoutError):
-                raise RuntimeError(f"the backtest ran longer than {self.job_timeout_s:.0f} s and was stopped") from None
+                raise RuntimeError(
+                    f"the backtest ran longer than {self.job_timeout_s:.0f} s and was stopped"
+                ) from None
             raise RuntimeError("the backtest process died (out of memory?)") from None
 
     def _spawn(self, coro: Any) -> None:
@@ -222,7 +238,9 @@ class BacktestWorker:
                 out = await self._execute(job.code, arrays, job.name, dict(job.params), job.cash, job.fee, job.slippage,
                                           job.lookback, job.trades)  # fmt: skip
                 summary = out["summary"]
-                reply = m.BacktestResult(job_id=job.job_id, worker=self.name, summary=summary, error=summary.get("error"))
+                reply = m.BacktestResult(
+                    job_id=job.job_id, worker=self.name, summary=summary, error=summary.get("error")
+                )
                 RUNS.labels("sweep", "error" if reply.error else "done").inc()
             except (OSError, ValueError, RuntimeError) as exc:
                 reply = m.BacktestResult(job_id=job.job_id, worker=self.name, error=str(exc))
@@ -268,7 +286,9 @@ class BacktestWorker:
             bt.status = "running"
             await s.commit()
             cfg = dict(bt.config or {})
-            data = m.BacktestData(market_id=bt.market_id, tf=bt.timeframe, start=cfg.get("from"), end=cfg.get("to"))
+            data = m.BacktestData(
+                market_id=bt.market_id, tf=bt.timeframe, start=cfg.get("from"), end=cfg.get("to")
+            )
             params = dict(bt.params or {})
         status, result, error = "error", None, None
         try:

@@ -20,13 +20,33 @@ def bench() -> None:
 @click.option("--assignments", default="10,100,1000", show_default=True, help="Comma-separated loads.")
 @click.option("--markets", default=1, show_default=True, type=click.IntRange(1, 8))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Eval workers.")
-@click.option("--candles", default=20, show_default=True, type=click.IntRange(2, 1000), help="Candles measured per load.")
-@click.option("--candle-interval", "interval", default=1.0, show_default=True, type=click.FloatRange(0.2, 60),
-              help="Seconds between the sim's one-minute candles (a larger load may need longer to keep up).")
+@click.option(
+    "--candles",
+    default=20,
+    show_default=True,
+    type=click.IntRange(2, 1000),
+    help="Candles measured per load.",
+)
+@click.option(
+    "--candle-interval",
+    "interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.2, 60),
+    help="Seconds between the sim's one-minute candles (a larger load may need longer to keep up).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG plot.")
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG plot."
+)
 def latency(
-    assignments: str, markets: int, workers: int, candles: int, interval: float, as_json: bool, plot_path: Path | None
+    assignments: str,
+    markets: int,
+    workers: int,
+    candles: int,
+    interval: float,
+    as_json: bool,
+    plot_path: Path | None,
 ) -> None:
     """Tick -> order-call latency (p50/p99/max) and evaluations/s against the number of assignments."""
     from tradewind.bench import latency as lat
@@ -34,23 +54,31 @@ def latency(
     try:
         loads = [int(x) for x in assignments.split(",") if x.strip()]
     except ValueError:
-        raise click.BadParameter("a comma-separated list of whole numbers, e.g. 10,100,1000", param_hint="--assignments") from None
+        raise click.BadParameter(
+            "a comma-separated list of whole numbers, e.g. 10,100,1000", param_hint="--assignments"
+        ) from None
     if not loads or any(n < 1 or n > 100_000 for n in loads):
         raise click.BadParameter("each load must be between 1 and 100000", param_hint="--assignments")
     logging.basicConfig(level=logging.WARNING)
     say = None if as_json else (lambda text: click.echo(text, err=True))
     try:
-        results = asyncio.run(lat.run_latency(
-            loads, markets=markets, workers=workers, candles=candles, speed=60.0 / interval, progress=say
-        ))
+        results = asyncio.run(
+            lat.run_latency(
+                loads, markets=markets, workers=workers, candles=candles, speed=60.0 / interval, progress=say
+            )
+        )
     except lat.BenchRefused as exc:
         raise click.ClickException(str(exc)) from None
     if plot_path:
         every = f", a candle every {interval:g} s" if interval != 1.0 else ""
-        lat.plot(results, plot_path, f"{markets} market(s), {workers} eval worker(s){every}, {platform.node()}")
+        lat.plot(
+            results, plot_path, f"{markets} market(s), {workers} eval worker(s){every}, {platform.node()}"
+        )
     if as_json:
         click.echo(json.dumps(lat.as_json(results)))
         return
     click.echo(f"{'assignments':>12} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'evals/s':>9} {'orders':>7}")
     for r in results:
-        click.echo(f"{r.assignments:>12} {r.p50_ms:>8} {r.p99_ms:>8} {r.max_ms:>8} {r.evaluations_per_s:>9} {r.orders:>7}")
+        click.echo(
+            f"{r.assignments:>12} {r.p50_ms:>8} {r.p99_ms:>8} {r.max_ms:>8} {r.evaluations_per_s:>9} {r.orders:>7}"
+        )

@@ -102,8 +102,14 @@ async def _populate(sf, n: int, markets: list[int], tag: str) -> list[int]:  # t
 
 
 async def run_latency(
-    loads: list[int], markets: int = 1, workers: int = 1, candles: int = 20, warmup: int = 3, speed: float = 60.0,
-    data_dir: Path | None = None, progress=None,  # type: ignore[no-untyped-def]
+    loads: list[int],
+    markets: int = 1,
+    workers: int = 1,
+    candles: int = 20,
+    warmup: int = 3,
+    speed: float = 60.0,
+    data_dir: Path | None = None,
+    progress=None,  # type: ignore[no-untyped-def]
 ) -> list[LoadResult]:
     tmp = None
     if data_dir is None:
@@ -163,7 +169,9 @@ async def run_latency(
             )  # fmt: skip
             results.append(result)
             if progress:
-                progress(f"{n} assignments: p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, max {result.max_ms} ms")
+                progress(
+                    f"{n} assignments: p50 {result.p50_ms} ms, p99 {result.p99_ms} ms, max {result.max_ms} ms"
+                )
             await asyncio.sleep(2)
     finally:
         await stack.close()
@@ -199,9 +207,13 @@ async def _refuse_a_stream_in_use(url: str) -> None:
 async def _refuse_a_database_in_use(sf) -> None:  # type: ignore[no-untyped-def]
     """Core evaluates every enabled assignment it finds: other users' would run on the bench's candles."""
     async with sf() as s:
-        found = (await s.execute(select(func.count()).select_from(Assignment).where(Assignment.enabled.is_(True)))).scalar_one()
+        found = (
+            await s.execute(select(func.count()).select_from(Assignment).where(Assignment.enabled.is_(True)))
+        ).scalar_one()
     if found:
-        raise BenchRefused(f"the database already has {found} active assignments: run the bench on a database of its own")
+        raise BenchRefused(
+            f"the database already has {found} active assignments: run the bench on a database of its own"
+        )
 
 
 async def _remove_what_the_bench_left(url: str) -> None:
@@ -229,7 +241,9 @@ async def _next_candle_time(sf, market_ids: list[int], count: int) -> int:  # ty
 
     async def latest() -> int:
         async with sf() as s:
-            q = select(func.max(CandleRow.time)).where(CandleRow.market_id == market_ids[0], CandleRow.tf == "1m")
+            q = select(func.max(CandleRow.time)).where(
+                CandleRow.market_id == market_ids[0], CandleRow.tf == "1m"
+            )
             return (await s.execute(q)).scalar_one_or_none() or 0
 
     start = await latest()

@@ -158,7 +158,13 @@ class Decider:
         self, candle: m.Candle, chunk: list[AssignmentState]
     ) -> list[tuple[AssignmentState, m.EvalOutcome]]:
         jobs = [
-            m.EvalJob(assignment_id=s.id, strategy_id=s.strategy_id, version=s.version, params=s.params, lookback=s.lookback)
+            m.EvalJob(
+                assignment_id=s.id,
+                strategy_id=s.strategy_id,
+                version=s.version,
+                params=s.params,
+                lookback=s.lookback,
+            )
             for s in chunk
         ]
         deadline = time.monotonic() + self.give_up_s
@@ -175,8 +181,17 @@ class Decider:
                 attempt += 1
                 EVAL_RETRIES.inc()
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"no eval worker answered for {candle.symbol} {candle.tf} {candle.time}") from exc
-                log.warning("eval batch of %d for %s %s: %s, retry %d", len(jobs), candle.symbol, candle.tf, type(exc).__name__, attempt)
+                    raise TimeoutError(
+                        f"no eval worker answered for {candle.symbol} {candle.tf} {candle.time}"
+                    ) from exc
+                log.warning(
+                    "eval batch of %d for %s %s: %s, retry %d",
+                    len(jobs),
+                    candle.symbol,
+                    candle.tf,
+                    type(exc).__name__,
+                    attempt,
+                )
                 await asyncio.sleep(min(0.1 * attempt, 2.0))
                 continue
             NATS_ROUND_TRIP.observe((time.perf_counter() - started) * 1000)
@@ -190,4 +205,6 @@ class Decider:
 
 
 def _missing(assignment_id: int) -> m.EvalOutcome:
-    return m.EvalOutcome(assignment_id=assignment_id, status="error", error="the eval worker returned no outcome")
+    return m.EvalOutcome(
+        assignment_id=assignment_id, status="error", error="the eval worker returned no outcome"
+    )

@@ -45,7 +45,9 @@ class LeaderElection:
         except (BucketNotFoundError, NotFoundError):
             return await self.js.create_key_value(KeyValueConfig(bucket=BUCKET, ttl=self.ttl_s, history=1))
 
-    async def run(self, on_elected: Callable[[], Awaitable[None]], on_deposed: Callable[[], Awaitable[None]]) -> None:
+    async def run(
+        self, on_elected: Callable[[], Awaitable[None]], on_deposed: Callable[[], Awaitable[None]]
+    ) -> None:
         """Campaign forever; call ``on_elected`` on winning and ``on_deposed`` once the lease is lost."""
         while True:
             kv, valid_until = await self._win()

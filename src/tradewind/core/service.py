@@ -56,7 +56,9 @@ class CoreService:
     async def start(self) -> None:
         await ensure_md_stream(self.js)
         await self.index.load(self.sf)
-        self._subs.append(await self.nc.subscribe(subjects.ASSIGNMENTS_CHANGED, cb=self._on_assignments_changed))
+        self._subs.append(
+            await self.nc.subscribe(subjects.ASSIGNMENTS_CHANGED, cb=self._on_assignments_changed)
+        )
         self._subs.append(await self.nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=self.desk.on_order_update))
         self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
         self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))
@@ -95,9 +97,16 @@ class CoreService:
             info = await self.js.consumer_info(subjects.MD_STREAM, subjects.CORE_CONSUMER)
         except NotFoundError:
             return
-        if info.config.ack_wait is not None and abs(info.config.ack_wait - self.settings.core_ack_wait_s) > 1e-3:
-            await self.js.add_consumer(subjects.MD_STREAM, info.config.evolve(ack_wait=self.settings.core_ack_wait_s))
-            log.info("core: the market-data consumer now redelivers after %g s", self.settings.core_ack_wait_s)
+        if (
+            info.config.ack_wait is not None
+            and abs(info.config.ack_wait - self.settings.core_ack_wait_s) > 1e-3
+        ):
+            await self.js.add_consumer(
+                subjects.MD_STREAM, info.config.evolve(ack_wait=self.settings.core_ack_wait_s)
+            )
+            log.info(
+                "core: the market-data consumer now redelivers after %g s", self.settings.core_ack_wait_s
+            )
 
     # -- assignments ----------------------------------------------------------------------------------
     async def _on_assignments_changed(self, _msg: Msg) -> None:
@@ -134,7 +143,13 @@ class CoreService:
         problem = candle_problem(candle) if candle.tf == "1m" else "only 1m candles are ingested"
         if problem or not candle.closed:
             CANDLES.labels("invalid").inc()
-            log.warning("core: dropped candle %s %s %s: %s", candle.exchange, candle.symbol, candle.time, problem or "not closed")
+            log.warning(
+                "core: dropped candle %s %s %s: %s",
+                candle.exchange,
+                candle.symbol,
+                candle.time,
+                problem or "not closed",
+            )
             await msg.ack()
             return
         market_id = await self._market_id(candle.exchange, candle.symbol)
@@ -170,7 +185,12 @@ class CoreService:
                     except asyncio.CancelledError:
                         raise
                     except Exception:  # the database or the bus is away: keep the candle, try again
-                        log.exception("core: processing %s %s %s failed; retrying", candle.exchange, candle.symbol, candle.time)
+                        log.exception(
+                            "core: processing %s %s %s failed; retrying",
+                            candle.exchange,
+                            candle.symbol,
+                            candle.time,
+                        )
                         redelivered = True
                         await asyncio.sleep(1)
             finally:
@@ -236,4 +256,3 @@ class CoreService:
                 ).scalars()
             )
         return [st for st in states if st.id not in done]
-

@@ -79,7 +79,10 @@ class TradeDesk:
 
     # -- evaluations in, orders out ------------------------------------------------------------------
     async def handle(
-        self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]], later: list[Handled] | None = None
+        self,
+        candle: m.Candle,
+        results: list[tuple[AssignmentState, m.EvalOutcome]],
+        later: list[Handled] | None = None,
     ) -> None:
         """Store the order intents one chunk's evaluations cause, start those orders, then record the
         evaluations — or, given ``later``, leave that to one ``record(candle, later)`` for the whole
@@ -97,7 +100,10 @@ class TradeDesk:
                 st.failures += 1
                 if st.failures >= pause_after:
                     paused.append(
-                        (st.id, f"paused after {st.failures} failed evaluations in a row; last error: {out.error}")
+                        (
+                            st.id,
+                            f"paused after {st.failures} failed evaluations in a row; last error: {out.error}",
+                        )
                     )
                 continue
             if st.failures:
@@ -264,7 +270,9 @@ class TradeDesk:
         """The free ``asset`` of each account, in one request to the exchange service (None: unknown)."""
         # A bus failure (timeout, no responder) propagates: core retries the candle rather than drop the trade.
         msg = await self.nc.request(
-            subjects.exchange_balances(exchange), m.encode(m.BalancesRequest(trader_ids=sorted(trader_ids))), timeout=5
+            subjects.exchange_balances(exchange),
+            m.encode(m.BalancesRequest(trader_ids=sorted(trader_ids))),
+            timeout=5,
         )
         reply = m.decode(msg.data, m.BalancesReply)
         for trader_id, error in reply.errors.items():
@@ -289,7 +297,9 @@ class TradeDesk:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _record_orders(self, calls: list[asyncio.Task[list[tuple[str, m.OrderAck, float | None]]]]) -> None:
+    async def _record_orders(
+        self, calls: list[asyncio.Task[list[tuple[str, m.OrderAck, float | None]]]]
+    ) -> None:
         done = await asyncio.gather(*calls)
         acks = [ack for acks in done for ack in acks]
         for attempt in range(APPLY_ATTEMPTS):
@@ -297,7 +307,12 @@ class TradeDesk:
                 await self.apply(acks)
                 return
             except Exception as exc:  # the database is away: keep what the exchange said and try again
-                log.warning("recording %d order results failed (%s); retry %d", len(acks), type(exc).__name__, attempt + 1)
+                log.warning(
+                    "recording %d order results failed (%s); retry %d",
+                    len(acks),
+                    type(exc).__name__,
+                    attempt + 1,
+                )
                 await asyncio.sleep(min(0.5 * (attempt + 1), 5.0))
         log.error("%d order results not recorded; the reconciler will ask the exchange again", len(acks))
 

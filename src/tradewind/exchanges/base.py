@@ -49,7 +49,9 @@ class Capabilities:
     pushes_fills: bool = False  # fills arrive by callback; otherwise the service polls fetch_order
     has_sandbox: bool = False
     paper: bool = False  # a simulated venue with paper accounts
-    batch_orders: bool = False  # the adapter has place_orders(): a batch in one call (the sim's matching engine)
+    batch_orders: bool = (
+        False  # the adapter has place_orders(): a batch in one call (the sim's matching engine)
+    )
     min_poll_interval_s: float = 1.0
     symbols: tuple[str, ...] = field(default_factory=tuple)
 

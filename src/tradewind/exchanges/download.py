@@ -82,11 +82,17 @@ async def run_download(
         task = None
         if progress is not None:
             total = max((until - since) // size, 0)
-            task = progress.add_task(f"{exchange} {symbol} {tf}", total=total, completed=min(max((start - since) // size, 0), total))
+            task = progress.add_task(
+                f"{exchange} {symbol} {tf}",
+                total=total,
+                completed=min(max((start - since) // size, 0), total),
+            )
         stored = 0
         cursor = start
         while cursor < until:
-            page = [c for c in await adapter.fetch_history(symbol, tf, cursor, until) if cursor <= c.time < until]
+            page = [
+                c for c in await adapter.fetch_history(symbol, tf, cursor, until) if cursor <= c.time < until
+            ]
             if not page:
                 break
             rows = [(c.time, c.open, c.high, c.low, c.close, c.volume) for c in page]
@@ -108,11 +114,25 @@ async def run_download(
 
 
 @click.command("download")
-@click.option("--exchange", required=True, help="bitfinex, sim, or any exchange id ccxt supports (binance, kraken, ...).")
+@click.option(
+    "--exchange",
+    required=True,
+    help="bitfinex, sim, or any exchange id ccxt supports (binance, kraken, ...).",
+)
 @click.option("--symbol", required=True, help="Market, e.g. BTC/USDT.")
 @click.option("--timeframe", "tf", default="1m", show_default=True, type=click.Choice(list(TIMEFRAMES)))
-@click.option("--since", required=True, type=click.DateTime(DATE_FORMATS), help="First candle's open time (UTC), e.g. 2024-01-01.")
-@click.option("--until", default=None, type=click.DateTime(DATE_FORMATS), help="Stop before this time (UTC); default: now.")
+@click.option(
+    "--since",
+    required=True,
+    type=click.DateTime(DATE_FORMATS),
+    help="First candle's open time (UTC), e.g. 2024-01-01.",
+)
+@click.option(
+    "--until",
+    default=None,
+    type=click.DateTime(DATE_FORMATS),
+    help="Stop before this time (UTC); default: now.",
+)
 def download(exchange: str, symbol: str, tf: str, since: datetime, until: datetime | None) -> None:
     """Download historical candles into the candle store; a second run resumes after the last stored one."""
     from rich.progress import (
@@ -137,7 +157,15 @@ def download(exchange: str, symbol: str, tf: str, since: datetime, until: dateti
     try:
         with Progress(*columns) as progress:
             result = asyncio.run(
-                run_download(settings, exchange, symbol, tf, _ms(since), _ms(until) if until else None, progress=progress)
+                run_download(
+                    settings,
+                    exchange,
+                    symbol,
+                    tf,
+                    _ms(since),
+                    _ms(until) if until else None,
+                    progress=progress,
+                )
             )
     except ExchangeError as exc:
         raise click.ClickException(str(exc)) from None
@@ -148,5 +176,7 @@ def download(exchange: str, symbol: str, tf: str, since: datetime, until: dateti
     click.echo(f"{result.stored} candles of {exchange} {symbol} {tf} downloaded; stored up to {newest} UTC")
 
 
-if __name__ == "__main__":  # `python -m tradewind.exchanges.download`, until it is registered under `tradewind data`
+if (
+    __name__ == "__main__"
+):  # `python -m tradewind.exchanges.download`, until it is registered under `tradewind data`
     download()

@@ -41,7 +41,9 @@ ADAPTERS: dict[str, Callable[[Settings, SessionFactory | None], Any]] = {
 }
 
 
-def make_adapter(name: str, settings: Settings, session_factory: SessionFactory | None = None) -> ExchangeAdapter:
+def make_adapter(
+    name: str, settings: Settings, session_factory: SessionFactory | None = None
+) -> ExchangeAdapter:
     """The adapter for ``name``: a native one from ADAPTERS, else ccxt's; a clear error for neither."""
     factory = ADAPTERS.get(name)
     if factory is not None:
@@ -49,5 +51,7 @@ def make_adapter(name: str, settings: Settings, session_factory: SessionFactory 
     adapter = _ccxt(name, settings)
     if adapter is None:
         known = ", ".join(sorted(ADAPTERS))
-        raise ExchangeError(f"no adapter for exchange {name!r}; available: {known}, or any exchange id ccxt supports")
+        raise ExchangeError(
+            f"no adapter for exchange {name!r}; available: {known}, or any exchange id ccxt supports"
+        )
     return adapter

@@ -15,7 +15,9 @@ Row = tuple[int, float, float, float, float, float]  # open time ms, open, high,
 Backfill = Callable[[int, int], Awaitable[list[Row]]]  # closed rows with open time in [start, end)
 
 
-def fill_gaps(rows: Iterable[Row], tf_ms: int, prev_close: float | None = None, start: int | None = None) -> list[Row]:
+def fill_gaps(
+    rows: Iterable[Row], tf_ms: int, prev_close: float | None = None, start: int | None = None
+) -> list[Row]:
     """Rows (oldest first, distinct times) with every missing interval filled by a flat candle.
 
     A missing interval is one in which nobody traded (venues such as Bitfinex send no candle for it):
@@ -102,7 +104,9 @@ class CandleSeries:
         if last is not None and t > last + self.tf_ms:
             fetched = await self.backfill(last + self.tf_ms, t)
             by_time = {r[0]: r for r in fetched if last < r[0] < t and (r[0] - last) % self.tf_ms == 0}
-            rows = fill_gaps([*sorted(by_time.values()), row], self.tf_ms, self.last_close, last + self.tf_ms)[:-1]
+            rows = fill_gaps(
+                [*sorted(by_time.values()), row], self.tf_ms, self.last_close, last + self.tf_ms
+            )[:-1]
         rows.append(row)
         self.last_emitted = t
         self.last_close = row[4]

@@ -34,7 +34,16 @@ async def get_or_create_market(session: AsyncSession, exchange: str, symbol: str
 async def insert_candles(session: AsyncSession, market_id: int, tf: str, rows: Iterable[Row]) -> int:
     """Insert candles, ignoring ones already stored (same market, timeframe and time). Returns rows sent."""
     values = [
-        {"market_id": market_id, "tf": tf, "time": int(t), "open": o, "high": h, "low": lo, "close": c, "volume": v}
+        {
+            "market_id": market_id,
+            "tf": tf,
+            "time": int(t),
+            "open": o,
+            "high": h,
+            "low": lo,
+            "close": c,
+            "volume": v,
+        }
         for t, o, h, lo, c, v in rows
     ]
     if not values:
@@ -59,11 +68,13 @@ async def upsert_candles(session: AsyncSession, market_id: int, tf: str, rows: I
         await session.execute(stmt)
 
 
-async def last_candles(session: AsyncSession, market_id: int, tf: str, limit: int, before: int | None = None) -> list[Row]:
+async def last_candles(
+    session: AsyncSession, market_id: int, tf: str, limit: int, before: int | None = None
+) -> list[Row]:
     """The newest ``limit`` candles (open time < ``before`` if given), returned oldest first."""
-    q = select(CandleRow.time, CandleRow.open, CandleRow.high, CandleRow.low, CandleRow.close, CandleRow.volume).where(
-        CandleRow.market_id == market_id, CandleRow.tf == tf
-    )
+    q = select(
+        CandleRow.time, CandleRow.open, CandleRow.high, CandleRow.low, CandleRow.close, CandleRow.volume
+    ).where(CandleRow.market_id == market_id, CandleRow.tf == tf)
     if before is not None:
         q = q.where(CandleRow.time < before)
     q = q.order_by(CandleRow.time.desc()).limit(limit)
@@ -80,7 +91,9 @@ async def candle_range(
         conds.append(CandleRow.time >= start)
     if end is not None:
         conds.append(CandleRow.time < end)
-    q = select(CandleRow.time, CandleRow.open, CandleRow.high, CandleRow.low, CandleRow.close, CandleRow.volume)
+    q = select(
+        CandleRow.time, CandleRow.open, CandleRow.high, CandleRow.low, CandleRow.close, CandleRow.volume
+    )
     rows = (await session.execute(q.where(and_(*conds)).order_by(CandleRow.time))).all()
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
@@ -93,7 +106,14 @@ async def last_time(session: AsyncSession, market_id: int, tf: str) -> int | Non
 async def summary(session: AsyncSession) -> list[tuple[str, str, str, int, int | None, int | None]]:
     """(exchange, symbol, tf, count, first, last) for every stored series."""
     q = (
-        select(Market.exchange, Market.symbol, CandleRow.tf, func.count(), func.min(CandleRow.time), func.max(CandleRow.time))
+        select(
+            Market.exchange,
+            Market.symbol,
+            CandleRow.tf,
+            func.count(),
+            func.min(CandleRow.time),
+            func.max(CandleRow.time),
+        )
         .join(Market, Market.id == CandleRow.market_id)
         .group_by(Market.exchange, Market.symbol, CandleRow.tf)
         .order_by(Market.exchange, Market.symbol, CandleRow.tf)
@@ -105,7 +125,14 @@ def to_arrays(rows: Sequence[Row]) -> dict[str, np.ndarray]:
     """Column arrays (time as int64 ms, prices float64) for TA-Lib and the Lua sandbox."""
     if not rows:
         empty = np.empty(0, dtype=np.float64)
-        return {"time": np.empty(0, dtype=np.int64), "open": empty, "high": empty, "low": empty, "close": empty, "volume": empty}
+        return {
+            "time": np.empty(0, dtype=np.int64),
+            "open": empty,
+            "high": empty,
+            "low": empty,
+            "close": empty,
+            "volume": empty,
+        }
     arr = np.asarray(rows, dtype=np.float64)
     return {
         "time": arr[:, 0].astype(np.int64),

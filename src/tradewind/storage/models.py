@@ -147,15 +147,21 @@ class Assignment(Base):
     strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
     market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
     timeframe: Mapped[str] = mapped_column(String(4))
-    trader_id: Mapped[int | None] = mapped_column(ForeignKey("traders.id", ondelete="SET NULL"), nullable=True)
+    trader_id: Mapped[int | None] = mapped_column(
+        ForeignKey("traders.id", ondelete="SET NULL"), nullable=True
+    )
     allocation: Mapped[Decimal] = mapped_column(Money, default=Decimal("1000"))  # quote currency
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     lookback: Mapped[int] = mapped_column(Integer, default=500)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     paused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
-    position_qty: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # base held for this assignment
-    entry_cost: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # quote paid for it, fees included
+    position_qty: Mapped[Decimal] = mapped_column(
+        Money, default=Decimal("0")
+    )  # base held for this assignment
+    entry_cost: Mapped[Decimal] = mapped_column(
+        Money, default=Decimal("0")
+    )  # quote paid for it, fees included
     realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # closed trades, fees included
     last_position: Mapped[str | None] = mapped_column(String(8), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -43,7 +43,9 @@ class Owned:
         q = self.select(model).where(model.id == object_id)  # type: ignore[attr-defined]
         return (await self.s.execute(q)).scalar_one_or_none()
 
-    async def page(self, model: type[T], limit: int, before_id: int | None = None, **filters: Any) -> Sequence[T]:
+    async def page(
+        self, model: type[T], limit: int, before_id: int | None = None, **filters: Any
+    ) -> Sequence[T]:
         q = self.select(model)
         for column, value in filters.items():
             if value is not None:
@@ -71,15 +73,27 @@ class Owned:
         await self.s.delete(obj)
 
     async def versions(self, strategy: Strategy) -> Sequence[StrategyVersion]:
-        q = select(StrategyVersion).where(StrategyVersion.strategy_id == strategy.id).order_by(StrategyVersion.version.desc())
+        q = (
+            select(StrategyVersion)
+            .where(StrategyVersion.strategy_id == strategy.id)
+            .order_by(StrategyVersion.version.desc())
+        )
         return (await self.s.execute(q)).scalars().all()
 
     async def version(self, strategy: Strategy, version: int) -> StrategyVersion | None:
-        q = select(StrategyVersion).where(StrategyVersion.strategy_id == strategy.id, StrategyVersion.version == version)
+        q = select(StrategyVersion).where(
+            StrategyVersion.strategy_id == strategy.id, StrategyVersion.version == version
+        )
         return (await self.s.execute(q)).scalar_one_or_none()
 
-    async def evaluations(self, limit: int, before_id: int | None = None, assignment_id: int | None = None) -> Sequence[Evaluation]:
-        q = select(Evaluation).join(Assignment, Assignment.id == Evaluation.assignment_id).where(Assignment.owner_id == self.user_id)
+    async def evaluations(
+        self, limit: int, before_id: int | None = None, assignment_id: int | None = None
+    ) -> Sequence[Evaluation]:
+        q = (
+            select(Evaluation)
+            .join(Assignment, Assignment.id == Evaluation.assignment_id)
+            .where(Assignment.owner_id == self.user_id)
+        )
         if assignment_id is not None:
             q = q.where(Evaluation.assignment_id == assignment_id)
         if before_id is not None:

@@ -26,7 +26,9 @@ STATIC = Path(__file__).parent / "static" / "app"
 MAX_BODY = 256 * 1024
 
 
-def create_app(settings: Settings, session_factory: SessionFactory, nc: Client | None, secret_box: SecretBox) -> FastAPI:
+def create_app(
+    settings: Settings, session_factory: SessionFactory, nc: Client | None, secret_box: SecretBox
+) -> FastAPI:
     app = FastAPI(
         title="tradewind", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
         description="Write trading strategies in Lua, backtest them, run them on live markets.",
@@ -58,7 +60,9 @@ def create_app(settings: Settings, session_factory: SessionFactory, nc: Client |
     async def spa(path: str) -> Response:
         index = STATIC / "index.html"
         if not index.exists():
-            return JSONResponse({"detail": "the web app is not built; run `make install`", "errors": []}, status_code=404)
+            return JSONResponse(
+                {"detail": "the web app is not built; run `make install`", "errors": []}, status_code=404
+            )
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
     return app
@@ -71,7 +75,9 @@ class _RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(
+                self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
         return True
 
 
@@ -81,4 +87,3 @@ def _redact_tokens_in_access_log() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RedactTokens) for f in logger.filters):
             logger.addFilter(_RedactTokens())
-

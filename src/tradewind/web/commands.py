@@ -47,7 +47,9 @@ def create_user(email: str, admin: bool, password: str) -> None:
                 u = User(email=email, password_hash=hash_password(password), is_admin=admin)
                 s.add(u)
                 await s.flush()
-                s.add(AuditEntry(user_id=u.id, action="account.created", detail={"admin": admin, "by": "cli"}))
+                s.add(
+                    AuditEntry(user_id=u.id, action="account.created", detail={"admin": admin, "by": "cli"})
+                )
                 await s.commit()
         finally:
             await engine.dispose()
@@ -87,7 +89,11 @@ def rotate() -> None:
                 for t in (await s.execute(select(Trader).where(Trader.api_key_enc.is_not(None)))).scalars():
                     t.api_key_enc = box.rotate(t.api_key_enc)  # type: ignore[arg-type]
                     t.api_secret_enc = box.rotate(t.api_secret_enc)  # type: ignore[arg-type]
-                    s.add(AuditEntry(user_id=t.owner_id, action="trader.key_reencrypted", detail={"trader_id": t.id}))
+                    s.add(
+                        AuditEntry(
+                            user_id=t.owner_id, action="trader.key_reencrypted", detail={"trader_id": t.id}
+                        )
+                    )
                     count += 1
                 await s.commit()
         finally:

@@ -83,7 +83,9 @@ async def authenticate(request: Request, s: AsyncSession, token: str | None = No
         return None
     row = (
         await s.execute(
-            select(LoginSession, User).join(User, User.id == LoginSession.user_id).where(LoginSession.token_hash == token_hash(token))
+            select(LoginSession, User)
+            .join(User, User.id == LoginSession.user_id)
+            .where(LoginSession.token_hash == token_hash(token))
         )
     ).first()
     if row is None:
@@ -96,9 +98,15 @@ async def authenticate(request: Request, s: AsyncSession, token: str | None = No
 
 # Declared for the OpenAPI document (and so for generated clients and Schemathesis); `authenticate` reads
 # the same header and cookie itself, because the WebSocket route cannot use these dependencies.
-_bearer = HTTPBearer(scheme_name="bearer", auto_error=False, description="The `token` from POST /api/auth/login")
-_cookie = APIKeyCookie(name=SESSION_COOKIE, scheme_name="cookie", auto_error=False,
-                       description="Set by POST /api/auth/login; writes need X-CSRF-Token")
+_bearer = HTTPBearer(
+    scheme_name="bearer", auto_error=False, description="The `token` from POST /api/auth/login"
+)
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    scheme_name="cookie",
+    auto_error=False,
+    description="Set by POST /api/auth/login; writes need X-CSRF-Token",
+)
 
 
 async def current_auth(

@@ -19,7 +19,9 @@ ERRORS = Counter("tradewind_web_unhandled_errors_total", "Requests that failed w
 class ApiError(HTTPException):
     """A 4xx with an optional field-level message."""
 
-    def __init__(self, status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(status, detail, headers)
         self.field = field
 
@@ -43,7 +45,9 @@ def install(app: FastAPI) -> None:
                 msg = "unknown field"
             elif e.get("type") == "missing":
                 msg = "this field is required"
-            errors.append({"field": _loc(tuple(e.get("loc", ()))), "message": msg.removeprefix("Value error, ")})
+            errors.append(
+                {"field": _loc(tuple(e.get("loc", ()))), "message": msg.removeprefix("Value error, ")}
+            )
         detail = "; ".join(f"{x['field']}: {x['message']}" for x in errors[:5]) or "invalid request"
         return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
 

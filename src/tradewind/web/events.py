@@ -11,4 +11,6 @@ from tradewind.bus import subjects
 async def assignments_changed(st: Any, assignment_id: int | None = None) -> None:
     """Tell core to reload its assignment index."""
     if st.nc is not None:
-        await st.nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged(assignment_id=assignment_id)))
+        await st.nc.publish(
+            subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged(assignment_id=assignment_id))
+        )

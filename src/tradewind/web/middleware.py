@@ -52,7 +52,9 @@ class LimitsMiddleware:
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             too_big = BodyTooLarge(self.max_body)
-            await JSONResponse({"detail": too_big.detail, "errors": []}, status_code=413)(scope, receive, send)
+            await JSONResponse({"detail": too_big.detail, "errors": []}, status_code=413)(
+                scope, receive, send
+            )
             return
 
         received = 0

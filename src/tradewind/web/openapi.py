@@ -27,9 +27,15 @@ ERROR_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["field", "message"],
                 "properties": {
-                    "field": {"type": "string", "description": "The field at fault, dotted for nested ones (params.fast)."},
+                    "field": {
+                        "type": "string",
+                        "description": "The field at fault, dotted for nested ones (params.fast).",
+                    },
                     "message": {"type": "string"},
-                    "line": {"anyOf": [{"type": "integer"}, {"type": "null"}], "description": "Strategy code errors: the line."},
+                    "line": {
+                        "anyOf": [{"type": "integer"}, {"type": "null"}],
+                        "description": "Strategy code errors: the line.",
+                    },
                 },
             },
         },

@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from tradewind.domain import TIMEFRAMES, valid_exchange
 
 MAX_CODE = 64 * 1024
-MAX_ID = 2**31 - 1  # ids are 32-bit INTEGER columns; a larger one is no object of ours (and a 500 on PostgreSQL)
+MAX_ID = (
+    2**31 - 1
+)  # ids are 32-bit INTEGER columns; a larger one is no object of ours (and a 500 on PostgreSQL)
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 Amount = Annotated[Decimal, Field(gt=0, le=Decimal("1000000000000"), max_digits=30, decimal_places=12)]
 ParamValue = bool | int | float | Annotated[str, Field(max_length=200)]
@@ -30,7 +32,13 @@ class Request(BaseModel):
     @field_validator("*")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
-        texts = [value] if isinstance(value, str) else [*value, *value.values()] if isinstance(value, dict) else []
+        texts = (
+            [value]
+            if isinstance(value, str)
+            else [*value, *value.values()]
+            if isinstance(value, dict)
+            else []
+        )
         if any(isinstance(t, str) and "\x00" in t for t in texts):
             raise ValueError("must not contain NUL characters")
         return value
@@ -185,7 +193,9 @@ class AssignmentIn(Request):
 
 class AssignmentPatch(Request):
     timeframe: str = Field(default=None, max_length=4)  # type: ignore[assignment]
-    trader_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True)  # null: no account (signals only)
+    trader_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, strict=True
+    )  # null: no account (signals only)
     allocation: Amount = None  # type: ignore[assignment]
     params: dict[str, ParamValue] = None  # type: ignore[assignment]
     lookback: int = Field(default=None, ge=10, le=5000)  # type: ignore[assignment]

@@ -21,6 +21,7 @@ def _dummy_hash() -> str:
     exist. Made on first use: hashing costs ~0.1 s, too much for every import of the package."""
     return _hasher.hash("not a real password, only for timing")
 
+
 COMMON = {
     "password", "password1", "password12", "password123", "password1234", "1234567890", "12345678910", "qwertyuiop",
     "iloveyou12", "letmein123", "welcome123", "administrator", "trustno1234", "abcdefghij", "0123456789",

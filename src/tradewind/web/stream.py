@@ -110,7 +110,9 @@ async def stream(ws: WebSocket) -> None:
             log.warning("stream: undecodable candle on %s", msg.subject)
             return
         key = (c.exchange, c.symbol)
-        if wanted is not None and (key not in wanted or (wanted[key] is not None and c.tf not in wanted[key])):  # type: ignore[operator]
+        if wanted is not None and (
+            key not in wanted or (wanted[key] is not None and c.tf not in wanted[key])
+        ):  # type: ignore[operator]
             return
         if key not in market_ids:
             async with st.sf() as s:
@@ -135,14 +137,21 @@ async def stream(ws: WebSocket) -> None:
             text = await ws.receive_text()
             filters = _parse_filters(text[:10_000])
             if filters is None:
-                await ws.send_json({"type": "error", "detail": 'send {"subscribe": [{"market_id": 1, "timeframe": "1m"}]}'})
+                await ws.send_json(
+                    {"type": "error", "detail": 'send {"subscribe": [{"market_id": 1, "timeframe": "1m"}]}'}
+                )
                 continue
             if not filters:
                 wanted = None
                 await ws.send_json({"type": "subscribed", "markets": None})  # None: every market
                 continue
             async with st.sf() as s:
-                rows = {r.id: r for r in (await s.execute(select(Market).where(Market.id.in_([i for i, _ in filters])))).scalars()}
+                rows = {
+                    r.id: r
+                    for r in (
+                        await s.execute(select(Market).where(Market.id.in_([i for i, _ in filters])))
+                    ).scalars()
+                }
             new: dict[tuple[str, str], set[str] | None] = {}
             for market_id, tf in filters:
                 r = rows.get(market_id)
@@ -155,7 +164,9 @@ async def stream(ws: WebSocket) -> None:
                 else:
                     new.setdefault(key, set()).add(tf)  # type: ignore[union-attr]
             wanted = new
-            await ws.send_json({"type": "subscribed", "markets": sorted({rows[i].id for i, _ in filters if i in rows})})
+            await ws.send_json(
+                {"type": "subscribed", "markets": sorted({rows[i].id for i, _ in filters if i in rows})}
+            )
 
     async def still_logged_in() -> None:
         while True:

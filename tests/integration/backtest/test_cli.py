@@ -24,7 +24,9 @@ function decide(c, params)
 end
 """
 
-pytestmark = pytest.mark.skipif(not (DATA / "XRP-ETH-5m.csv").exists(), reason="the shared candles are not here")
+pytestmark = pytest.mark.skipif(
+    not (DATA / "XRP-ETH-5m.csv").exists(), reason="the shared candles are not here"
+)
 
 
 def tw(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -36,11 +38,33 @@ def tw(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(300)
 def test_import_list_and_backtest_a_stored_market_like_the_file(tmp_path: Path) -> None:
     csv = DATA / "XRP-ETH-5m.csv"
-    out = tw(tmp_path, "data", "import", str(csv), "--exchange", "binance", "--symbol", "xrp/eth", "--timeframe", "5m")
+    out = tw(
+        tmp_path,
+        "data",
+        "import",
+        str(csv),
+        "--exchange",
+        "binance",
+        "--symbol",
+        "xrp/eth",
+        "--timeframe",
+        "5m",
+    )
     assert out.returncode == 0, out.stderr
     assert "imported 706 candles (csv) from 2019-10-11T00:00:00Z" in out.stdout
     assert "6 gap(s)" in out.stdout
-    again = tw(tmp_path, "data", "import", str(csv), "--exchange", "binance", "--symbol", "XRP/ETH", "--timeframe", "5m")
+    again = tw(
+        tmp_path,
+        "data",
+        "import",
+        str(csv),
+        "--exchange",
+        "binance",
+        "--symbol",
+        "XRP/ETH",
+        "--timeframe",
+        "5m",
+    )
     assert again.returncode == 0, again.stderr  # importing twice keeps one copy
     listed = tw(tmp_path, "data", "list")
     assert listed.returncode == 0, listed.stderr
@@ -68,8 +92,12 @@ def test_import_list_and_backtest_a_stored_market_like_the_file(tmp_path: Path) 
     point = next(r for r in json.loads(swept.stdout)["results"] if r["params"] == {"fast": 5, "slow": 20})
     assert point["final_equity"] == a["final_equity"] and point["trade_count"] == len(a["trades"])
 
-    readable = tw(tmp_path, "backtest", str(strat), "--data", str(csv), "--param", "fast=5", "--param", "slow=20")
-    assert readable.returncode == 0 and "final equity" in readable.stdout and "max drawdown" in readable.stdout
+    readable = tw(
+        tmp_path, "backtest", str(strat), "--data", str(csv), "--param", "fast=5", "--param", "slow=20"
+    )
+    assert (
+        readable.returncode == 0 and "final equity" in readable.stdout and "max drawdown" in readable.stdout
+    )
 
 
 @pytest.mark.timeout(300)
@@ -83,7 +111,9 @@ def test_a_sweep_ranks_its_grid_over_local_workers(tmp_path: Path) -> None:
     assert doc["points"] == 12 and len(doc["results"]) == 12
     equities = [r["final_equity"] for r in doc["results"]]
     assert equities == sorted(equities, reverse=True)
-    assert {(r["params"]["fast"], r["params"]["slow"]) for r in doc["results"]} == {(f, s) for f in range(3, 7) for s in (20, 30, 40)}
+    assert {(r["params"]["fast"], r["params"]["slow"]) for r in doc["results"]} == {
+        (f, s) for f in range(3, 7) for s in (20, 30, 40)
+    }
     assert sum(doc["workers"].values()) == 12
 
 

@@ -28,7 +28,9 @@ end
 """
 
 
-def reference(arrays: dict[str, np.ndarray], fast: int, slow: int, cash: float = 10_000.0, fee: float = 0.001) -> tuple[float, list[tuple[int, int]]]:
+def reference(
+    arrays: dict[str, np.ndarray], fast: int, slow: int, cash: float = 10_000.0, fee: float = 0.001
+) -> tuple[float, list[tuple[int, int]]]:
     """The fill model in a few lines, with its own SMA (a plain mean of the last n closes)."""
     close, open_, times = arrays["close"], arrays["open"], arrays["time"]
     qty, trades, entry, want = 0.0, [], None, None
@@ -45,7 +47,7 @@ def reference(arrays: dict[str, np.ndarray], fast: int, slow: int, cash: float =
     return cash + qty * close[-1], trades
 
 
-BACKTRADER = '''
+BACKTRADER = """
 import json, sys, backtrader as bt
 fast, slow, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -85,7 +87,7 @@ cerebro.adddata(bt.feeds.GenericCSVData(dataname=path, dtformat=ISO, timeframe=b
 cerebro.addstrategy(Sma)
 s = cerebro.run()[0]
 print(json.dumps({"trades": s.trades, "value": cerebro.broker.getvalue()}))
-'''
+"""
 
 
 def generated(path: Path, n: int = 3000) -> Path:
@@ -124,7 +126,12 @@ def test_sma_crossover_matches_backtrader_and_the_reference(source: str, tmp_pat
 
     script = tmp_path / "bt.py"
     script.write_text(BACKTRADER)
-    out = subprocess.run([sys.executable, str(script), str(fast), str(slow), str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(script), str(fast), str(slow), str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     bt = json.loads(out.stdout)
     assert ours == [tuple(t) for t in bt["trades"]], "entry and exit times differ from backtrader's"
     assert s["final_equity"] == pytest.approx(bt["value"], rel=1e-6)
@@ -151,8 +158,22 @@ def test_the_cli_prints_one_json_object_and_fails_on_a_strategy_error(tmp_path: 
                           "--param", "slow=20", "--json"], capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert set(doc) >= {"trades", "final_equity", "return_pct", "max_drawdown_pct", "sharpe", "win_rate", "candles", "duration_s", "error"}
+    assert set(doc) >= {
+        "trades",
+        "final_equity",
+        "return_pct",
+        "max_drawdown_pct",
+        "sharpe",
+        "win_rate",
+        "candles",
+        "duration_s",
+        "error",
+    }
     assert doc["candles"] == 706 and doc["error"] is None
     strat.write_text('function decide(c) return "sideways" end')
-    bad = subprocess.run([str(exe), "backtest", str(strat), "--data", str(DATA / "XRP-ETH-5m.csv"), "--json"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [str(exe), "backtest", str(strat), "--data", str(DATA / "XRP-ETH-5m.csv"), "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "bad return value" in json.loads(bad.stdout)["error"]

@@ -60,7 +60,9 @@ async def _stop(workers) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.timeout(300)
-async def test_a_sweep_of_120_points_with_its_candles_in_the_jobs_runs_on_both_workers(nats_url: str, tmp_path: Path) -> None:
+async def test_a_sweep_of_120_points_with_its_candles_in_the_jobs_runs_on_both_workers(
+    nats_url: str, tmp_path: Path
+) -> None:
     workers = await _workers(nats_url, Settings(data_dir=tmp_path), None)
     try:
         points = sweep.grid({}, [sweep.parse_sweep("fast=3..14"), sweep.parse_sweep("slow=20..65:5")])
@@ -85,7 +87,9 @@ async def test_a_sweep_of_120_points_with_its_candles_in_the_jobs_runs_on_both_w
 
 
 @pytest.mark.timeout(300)
-async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_sees(nats_url: str, tmp_path: Path) -> None:
+async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_sees(
+    nats_url: str, tmp_path: Path
+) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}"
     await upgrade_async(url)
     eng = make_engine(url)
@@ -104,14 +108,25 @@ async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_s
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as alice, \
                    httpx.AsyncClient(transport=transport, base_url="http://t") as bob:  # fmt: skip
             for c, email in ((alice, "alice@example.com"), (bob, "bob@example.com")):
-                assert (await c.post("/api/auth/register", json={"email": email, "password": "correct horse battery"})).status_code == 201
-                r = await c.post("/api/auth/login", json={"email": email, "password": "correct horse battery"})
+                assert (
+                    await c.post(
+                        "/api/auth/register", json={"email": email, "password": "correct horse battery"}
+                    )
+                ).status_code == 201
+                r = await c.post(
+                    "/api/auth/login", json={"email": email, "password": "correct horse battery"}
+                )
                 c.cookies.clear()
                 c.headers["Authorization"] = f"Bearer {r.json()['token']}"
             r = await alice.post("/api/strategies", json={"name": "sma", "code": SMA})
             assert r.status_code == 201, r.text
             sid = r.json()["id"]
-            body = {"strategy_id": sid, "market_id": market.id, "timeframe": "5m", "params": {"fast": 5, "slow": 20}}
+            body = {
+                "strategy_id": sid,
+                "market_id": market.id,
+                "timeframe": "5m",
+                "params": {"fast": 5, "slow": 20},
+            }
             r = await alice.post("/api/backtests", json=body)
             assert r.status_code == 202, r.text
             bid = r.json()["id"]
@@ -126,8 +141,12 @@ async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_s
             assert doc["metrics"]["final_equity"] == local["final_equity"]
             assert doc["metrics"]["candles"] == 706
             assert doc["trades"] == local["trades"]
-            assert len(doc["equity"]) > 100 and doc["equity"][-1][1] == pytest.approx(local["final_equity"], rel=1e-9)
-            assert doc["equity"][0][0] == 1570752000000 and max(p[2] for p in doc["equity"]) == pytest.approx(local["max_drawdown_pct"], rel=1e-4)
+            assert len(doc["equity"]) > 100 and doc["equity"][-1][1] == pytest.approx(
+                local["final_equity"], rel=1e-9
+            )
+            assert doc["equity"][0][0] == 1570752000000 and max(p[2] for p in doc["equity"]) == pytest.approx(
+                local["max_drawdown_pct"], rel=1e-4
+            )
             assert (await bob.get(f"/api/backtests/{bid}")).status_code == 404
             assert [b["id"] for b in (await alice.get("/api/backtests")).json()["items"]] == [bid]
             assert (await bob.get("/api/backtests")).json()["items"] == []
@@ -145,7 +164,9 @@ async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_s
                 if doc["status"] in ("done", "error"):
                     break
                 await asyncio.sleep(0.05)
-            assert doc["status"] == "error" and "boom" in doc["error"] and "2019-10-11 08:20 UTC" in doc["error"]
+            assert (
+                doc["status"] == "error" and "boom" in doc["error"] and "2019-10-11 08:20 UTC" in doc["error"]
+            )
             assert doc["metrics"]["candles"] == 101
     finally:
         await web_nc.close()
@@ -154,7 +175,9 @@ async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_s
 
 
 @pytest.mark.timeout(300)
-async def test_the_cli_sends_a_sweep_to_the_workers_on_the_configured_bus(nats_url: str, tmp_path: Path) -> None:
+async def test_the_cli_sends_a_sweep_to_the_workers_on_the_configured_bus(
+    nats_url: str, tmp_path: Path
+) -> None:
     strat = tmp_path / "sma.lua"
     strat.write_text(SMA)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
@@ -163,11 +186,19 @@ async def test_the_cli_sends_a_sweep_to_the_workers_on_the_configured_bus(nats_u
            "--sweep", "fast=3..8", "--param", "slow=30", "--json"]  # fmt: skip
     workers = await _workers(nats_url, Settings(data_dir=tmp_path), None)
     try:
-        out = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, env=env, timeout=240)
+        out = await asyncio.to_thread(
+            subprocess.run, cmd, capture_output=True, text=True, env=env, timeout=240
+        )
     finally:
         await _stop(workers)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["points"] == 6 and sum(doc["workers"].values()) == 6 and set(doc["workers"]) <= {"worker-1", "worker-2"}
+    assert (
+        doc["points"] == 6
+        and sum(doc["workers"].values()) == 6
+        and set(doc["workers"]) <= {"worker-1", "worker-2"}
+    )
     assert sum(w.jobs_done for _, w in workers) == 6
-    assert [r["params"] for r in doc["results"]] != [] and all(r["params"]["slow"] == 30 for r in doc["results"])
+    assert [r["params"] for r in doc["results"]] != [] and all(
+        r["params"]["slow"] == 30 for r in doc["results"]
+    )

@@ -18,7 +18,9 @@ from tradewind.bus.embedded import EmbeddedNats
 
 @pytest.mark.e2e
 def test_bench_latency_measures_every_order_of_a_small_load(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}  # embedded, whatever the shell says
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")
+    }  # embedded, whatever the shell says
     env["TRADEWIND_DATA_DIR"] = str(tmp_path)
     out = subprocess.run(
         [sys.executable, "-m", "tradewind.cli", "bench", "latency", "--assignments", "4", "--candles", "3",
@@ -44,7 +46,9 @@ def test_a_load_that_is_not_a_number_is_a_clear_error() -> None:
 
 
 @pytest.mark.e2e
-async def test_against_a_nats_server_of_its_own_it_leaves_nothing_and_one_in_use_is_refused(tmp_path: Path) -> None:
+async def test_against_a_nats_server_of_its_own_it_leaves_nothing_and_one_in_use_is_refused(
+    tmp_path: Path,
+) -> None:
     server = EmbeddedNats(tmp_path / "nats")
     url = await server.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
@@ -68,7 +72,11 @@ async def test_against_a_nats_server_of_its_own_it_leaves_nothing_and_one_in_use
         await ensure_md_stream(js)
         await js.publish(subjects.md_candle("sim", "BTC/USD", "1m"), b"a real platform's candle")
         out = await asyncio.to_thread(bench)
-        assert out.returncode == 1 and "already holds 1 candle on the market-data stream" in out.stderr and "Traceback" not in out.stderr
+        assert (
+            out.returncode == 1
+            and "already holds 1 candle on the market-data stream" in out.stderr
+            and "Traceback" not in out.stderr
+        )
         assert (await js.stream_info(subjects.MD_STREAM)).state.messages == 1
     finally:
         await nc.close()

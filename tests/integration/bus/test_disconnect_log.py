@@ -12,7 +12,9 @@ from tradewind.bus.connection import connect
 from tradewind.bus.embedded import EmbeddedNats
 
 
-async def test_closing_is_quiet_and_losing_the_server_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_closing_is_quiet_and_losing_the_server_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     server = EmbeddedNats(tmp_path / "nats")
     url = await server.start()
     caplog.set_level(logging.INFO, logger="tradewind.bus.connection")

@@ -37,6 +37,7 @@ async def test_core_finishes_every_candle_after_the_database_comes_back(settings
     await core.start()
     await exchange.start()
     try:
+
         async def evaluated(n: int) -> bool:
             async with sf() as s:
                 return len((await s.execute(select(Evaluation.id))).all()) >= n
@@ -54,7 +55,11 @@ async def test_core_finishes_every_candle_after_the_database_comes_back(settings
         async with sf() as s:
             times = list((await s.execute(
                 select(CandleRow.time).where(CandleRow.tf == "1m").order_by(CandleRow.time))).scalars())  # fmt: skip
-            evals = list((await s.execute(select(Evaluation.candle_time).where(Evaluation.assignment_id == a.id))).scalars())
+            evals = list(
+                (
+                    await s.execute(select(Evaluation.candle_time).where(Evaluation.assignment_id == a.id))
+                ).scalars()
+            )
             cids = list((await s.execute(select(Order.client_order_id))).scalars())
         assert len(times) > during + 30
         assert all(y - x == 60_000 for x, y in zip(times, times[1:], strict=False)), "a minute is missing"

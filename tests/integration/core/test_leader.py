@@ -79,7 +79,9 @@ async def pair(nats_url: str) -> AsyncIterator[tuple[Client, Client]]:
     await b.close()
 
 
-async def test_one_core_leads_and_a_standby_takes_over_when_it_dies(pair: tuple[Client, Client], cores: Cores) -> None:
+async def test_one_core_leads_and_a_standby_takes_over_when_it_dies(
+    pair: tuple[Client, Client], cores: Cores
+) -> None:
     a, b = pair
     cores.start("a", a)
     assert await cores.leader() == "a"
@@ -140,7 +142,9 @@ async def test_a_leader_cut_off_from_nats_stops_before_a_standby_starts(nats_url
         await b.close()
 
 
-async def test_a_core_that_fails_to_start_gives_the_lease_back_and_tries_again(pair: tuple[Client, Client]) -> None:
+async def test_a_core_that_fails_to_start_gives_the_lease_back_and_tries_again(
+    pair: tuple[Client, Client],
+) -> None:
     a, _ = pair
     election = LeaderElection(a.jetstream(), ttl_s=TTL)
     calls: list[str] = []

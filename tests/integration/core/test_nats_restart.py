@@ -41,10 +41,12 @@ async def test_pipeline_carries_on_after_nats_restarts(tmp_path: Path, settings,
     await core.start()
     await exchange.start()
     try:
+
         async def evaluations(n: int):  # type: ignore[no-untyped-def]
             async def check() -> bool:
                 async with sf() as s:
                     return len((await s.execute(select(Evaluation.id))).all()) >= n
+
             return check
 
         await wait_for(await evaluations(3))
@@ -58,8 +60,18 @@ async def test_pipeline_carries_on_after_nats_restarts(tmp_path: Path, settings,
         await exchange.stop()
         await asyncio.sleep(1.0)
         async with sf() as s:
-            times = list((await s.execute(select(CandleRow.time).where(CandleRow.tf == "1m").order_by(CandleRow.time))).scalars())
-            evaluated = set((await s.execute(select(Evaluation.candle_time).where(Evaluation.assignment_id == a.id))).scalars())
+            times = list(
+                (
+                    await s.execute(
+                        select(CandleRow.time).where(CandleRow.tf == "1m").order_by(CandleRow.time)
+                    )
+                ).scalars()
+            )
+            evaluated = set(
+                (
+                    await s.execute(select(Evaluation.candle_time).where(Evaluation.assignment_id == a.id))
+                ).scalars()
+            )
         assert all(b - a_ == 60_000 for a_, b in zip(times, times[1:], strict=False)), "a minute is missing"
         assert set(times[1:]) <= evaluated | {times[-1]}
     finally:

@@ -19,7 +19,9 @@ from .conftest import make_assignment
 from .test_pipeline import KEY
 
 
-def order(trader_id: int, cid: str, side: str = "buy", amount: str = "0.001", symbol: str = "BTC/USD") -> m.PlaceOrder:
+def order(
+    trader_id: int, cid: str, side: str = "buy", amount: str = "0.001", symbol: str = "BTC/USD"
+) -> m.PlaceOrder:
     return m.PlaceOrder(trader_id=trader_id, client_order_id=cid, symbol=symbol, side=side, amount=amount)
 
 
@@ -29,8 +31,11 @@ async def test_a_batch_is_answered_order_by_order_and_fills_each_client_id_once(
     exchange = ExchangeService(settings, SimAdapter(settings, sf), nc, nc.jetstream(), sf, SecretBox([KEY]))
     await exchange.start(stream=False)
     try:
+
         async def send(*orders: m.PlaceOrder) -> list[m.OrderAck]:
-            msg = await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=list(orders))), timeout=10)
+            msg = await nc.request(
+                subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=list(orders))), timeout=10
+            )
             return m.decode(msg.data, m.OrderAcks).acks
 
         first = await send(order(a.trader_id, "a1"), order(b.trader_id, "b1", amount="0.002"))
@@ -45,30 +50,53 @@ async def test_a_batch_is_answered_order_by_order_and_fills_each_client_id_once(
             order(a.trader_id, "a2"),  # the same id twice in one batch
         )
         assert [x.client_order_id for x in acks] == ["a2", "a1", "ghost", "b2", "b3", "b4", "a2"]
-        assert [x.status for x in acks] == ["filled", "filled", "error", "rejected", "rejected", "rejected", "filled"]
+        assert [x.status for x in acks] == [
+            "filled",
+            "filled",
+            "error",
+            "rejected",
+            "rejected",
+            "rejected",
+            "filled",
+        ]
         assert acks[1].price == first[0].price and acks[6].price == acks[0].price
         assert "no trading account" in (acks[2].reason or "") and "no market" in (acks[3].reason or "")
         assert "insufficient BTC" in (acks[5].reason or "")
         async with sf() as s:
             fills = {f.client_order_id: f for f in (await s.execute(select(PaperFill))).scalars()}
-            btc = {r.trader_id: r.amount for r in (await s.execute(select(PaperBalance).where(PaperBalance.asset == "BTC"))).scalars()}
+            btc = {
+                r.trader_id: r.amount
+                for r in (await s.execute(select(PaperBalance).where(PaperBalance.asset == "BTC"))).scalars()
+            }
         assert set(fills) == {"a1", "a2", "b1", "b4"} and fills["b4"].status == "rejected"
         assert btc == {a.trader_id: Decimal("0.002"), b.trader_id: Decimal("0.002")}
     finally:
         await exchange.stop()
 
 
-async def test_balances_of_several_accounts_come_in_one_answer_and_an_unknown_one_fails_alone(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]
+async def test_balances_of_several_accounts_come_in_one_answer_and_an_unknown_one_fails_alone(
+    settings, sf, nc
+) -> None:  # type: ignore[no-untyped-def]
     a = await make_assignment(sf)
     b = await make_assignment(sf, email="b@example.com")
     exchange = ExchangeService(settings, SimAdapter(settings, sf), nc, nc.jetstream(), sf, SecretBox([KEY]))
     await exchange.start(stream=False)
     try:
-        await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=[order(a.trader_id, "a1")])), timeout=10)
+        await nc.request(
+            subjects.exchange_orders("sim"),
+            m.encode(m.PlaceOrders(orders=[order(a.trader_id, "a1")])),
+            timeout=10,
+        )
         req = m.BalancesRequest(trader_ids=[a.trader_id, b.trader_id, 999_999, a.trader_id])
-        reply = m.decode((await nc.request(subjects.exchange_balances("sim"), m.encode(req), timeout=10)).data, m.BalancesReply)
+        reply = m.decode(
+            (await nc.request(subjects.exchange_balances("sim"), m.encode(req), timeout=10)).data,
+            m.BalancesReply,
+        )
         assert set(reply.balances) == {a.trader_id, b.trader_id} and set(reply.errors) == {999_999}
-        assert Decimal(reply.balances[a.trader_id]["BTC"]) == Decimal("0.001") and "BTC" not in reply.balances[b.trader_id]
+        assert (
+            Decimal(reply.balances[a.trader_id]["BTC"]) == Decimal("0.001")
+            and "BTC" not in reply.balances[b.trader_id]
+        )
         assert Decimal(reply.balances[a.trader_id]["USD"]) < Decimal(reply.balances[b.trader_id]["USD"])
         assert "no trading account" in reply.errors[999_999]
     finally:
@@ -84,9 +112,13 @@ async def test_an_amount_that_is_not_a_number_is_rejected_alone_on_every_path(se
     exchange = ExchangeService(settings, adapter, nc, nc.jetstream(), sf, SecretBox([KEY]))
     await exchange.start(stream=False)
     try:
-        msg = await nc.request(subjects.exchange_order("sim"), m.encode(order(a.trader_id, "one", amount="lots")), timeout=10)
+        msg = await nc.request(
+            subjects.exchange_order("sim"), m.encode(order(a.trader_id, "one", amount="lots")), timeout=10
+        )
         single = m.decode(msg.data, m.OrderAck)
-        assert (single.status, single.client_order_id) == ("rejected", "one") and "not a number" in (single.reason or "")
+        assert (single.status, single.client_order_id) == ("rejected", "one") and "not a number" in (
+            single.reason or ""
+        )
         msg = await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=[
             order(a.trader_id, "bad", amount="1e"), order(a.trader_id, "good")])), timeout=10)  # fmt: skip
         acks = m.decode(msg.data, m.OrderAcks).acks
@@ -110,7 +142,9 @@ class OpenUntilAsked(SimAdapter):
 
 async def test_an_open_order_is_followed_until_filled_and_then_forgotten(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]
     a = await make_assignment(sf)
-    exchange = ExchangeService(settings, OpenUntilAsked(settings, sf), nc, nc.jetstream(), sf, SecretBox([KEY]))
+    exchange = ExchangeService(
+        settings, OpenUntilAsked(settings, sf), nc, nc.jetstream(), sf, SecretBox([KEY])
+    )
     await exchange.start(stream=False)
     updates: list[m.OrderUpdated] = []
 
@@ -120,13 +154,21 @@ async def test_an_open_order_is_followed_until_filled_and_then_forgotten(setting
     sub = await nc.subscribe(subjects.order_updates("sim"), cb=updated)
     try:
         for i in range(3):
-            msg = await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=[order(a.trader_id, f"o{i}")])), timeout=10)
+            msg = await nc.request(
+                subjects.exchange_orders("sim"),
+                m.encode(m.PlaceOrders(orders=[order(a.trader_id, f"o{i}")])),
+                timeout=10,
+            )
             assert m.decode(msg.data, m.OrderAcks).acks[0].status == "open"
         for _ in range(50):
             if len(updates) == 3 and not exchange._followers:
                 break
             await asyncio.sleep(0.1)
-        assert sorted((u.client_order_id, u.status) for u in updates) == [("o0", "filled"), ("o1", "filled"), ("o2", "filled")]
+        assert sorted((u.client_order_id, u.status) for u in updates) == [
+            ("o0", "filled"),
+            ("o1", "filled"),
+            ("o2", "filled"),
+        ]
         assert not exchange._followers, "a settled order's follower is still kept"
     finally:
         await sub.unsubscribe()

@@ -103,11 +103,33 @@ async def test_duplicate_and_stale_candles_are_discarded(platform, sf, nc) -> No
     base = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
 
     def candle(t: int, close: float = 100.0) -> bytes:
-        return m.encode(m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=t, open=100, high=101, low=99, close=close, volume=1))
+        return m.encode(
+            m.Candle(
+                exchange="sim",
+                symbol="BTC/USD",
+                tf="1m",
+                time=t,
+                open=100,
+                high=101,
+                low=99,
+                close=close,
+                volume=1,
+            )
+        )
 
     for t in (base, base + 60_000, base + 60_000, base, base + 120_000):
         await js.publish(subjects.md_candle("sim", "BTC/USD", "1m"), candle(t))
-    bad = m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=base + 180_000, open=100, high=90, low=99, close=100, volume=1)
+    bad = m.Candle(
+        exchange="sim",
+        symbol="BTC/USD",
+        tf="1m",
+        time=base + 180_000,
+        open=100,
+        high=90,
+        low=99,
+        close=100,
+        volume=1,
+    )
     await js.publish(subjects.md_candle("sim", "BTC/USD", "1m"), m.encode(bad))
 
     async def three() -> bool:

@@ -43,7 +43,13 @@ class FakeExchange:
             self.calls += 1
             self.orders.setdefault(req.client_order_id, req)
             if self.outcome == "rejected":
-                acks.append(m.OrderAck(client_order_id=req.client_order_id, status="rejected", reason="EXCHANGE: minimum size"))
+                acks.append(
+                    m.OrderAck(
+                        client_order_id=req.client_order_id,
+                        status="rejected",
+                        reason="EXCHANGE: minimum size",
+                    )
+                )
             else:
                 acks.append(self._filled(req))
         if self.outcome == "timeout":
@@ -51,12 +57,22 @@ class FakeExchange:
         await msg.respond(m.encode(m.OrderAcks(acks=acks)))
 
     def _filled(self, req: m.PlaceOrder) -> m.OrderAck:
-        return m.OrderAck(client_order_id=req.client_order_id, status="filled", filled=req.amount, price=self.price, fee="0.1")
+        return m.OrderAck(
+            client_order_id=req.client_order_id,
+            status="filled",
+            filled=req.amount,
+            price=self.price,
+            fee="0.1",
+        )
 
     async def status(self, msg) -> None:  # type: ignore[no-untyped-def]
         req = m.decode(msg.data, m.OrderStatusRequest)
         placed = self.orders.get(req.client_order_id)
-        ack = self._filled(placed) if placed else m.OrderAck(client_order_id=req.client_order_id, status="not_found")
+        ack = (
+            self._filled(placed)
+            if placed
+            else m.OrderAck(client_order_id=req.client_order_id, status="not_found")
+        )
         await msg.respond(m.encode(ack))
 
 
@@ -111,7 +127,9 @@ async def test_a_rejection_is_recorded_with_its_reason(settings, nc, sf) -> None
     await exchange.start()
     a = await make_assignment(sf)
     desk, index = await desk_for(settings, nc, sf)
-    await desk.handle(candle(60_000), [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
+    await desk.handle(
+        candle(60_000), [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))]
+    )
     await desk.drain()
     async with sf() as s:
         order = (await s.execute(select(Order))).scalar_one()
@@ -132,7 +150,9 @@ async def test_a_losing_round_trip_past_the_daily_limit_pauses_the_account(setti
     await desk.handle(candle(60_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
     await desk.drain()
     exchange.price = "90"  # a 10% drop on ~1000 USD: a loss well past 5
-    await desk.handle(candle(120_000, 90), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))])
+    await desk.handle(
+        candle(120_000, 90), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))]
+    )
     await desk.drain()
     async with sf() as s:
         assignment = await s.get(Assignment, a.id)
@@ -148,7 +168,9 @@ async def test_repeated_failures_pause_the_assignment_with_the_reason(settings, 
     desk, index = await desk_for(settings, nc, sf)
     st = index.by_id[a.id]
     for i in range(settings.eval_pause_after_failures):
-        err = m.EvalOutcome(assignment_id=a.id, status="error", error="strategy 's': instruction limit reached at line 3")
+        err = m.EvalOutcome(
+            assignment_id=a.id, status="error", error="strategy 's': instruction limit reached at line 3"
+        )
         await desk.handle(candle(60_000 * (i + 1)), [(st, err)])
         await desk.drain()
     async with sf() as s:
@@ -161,7 +183,10 @@ async def test_a_chunk_of_orders_is_booked_together_and_once(settings, nc, sf) -
     await exchange.start()
     assignments = [await make_assignment(sf, email=f"u{i}@example.com") for i in range(5)]
     desk, index = await desk_for(settings, nc, sf)
-    results = [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long")) for a in assignments]
+    results = [
+        (index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))
+        for a in assignments
+    ]
     await desk.handle(candle(60_000), results)
     await desk.drain()
     async with sf() as s:
@@ -177,14 +202,19 @@ async def test_a_chunk_of_orders_is_booked_together_and_once(settings, nc, sf) -
         assert [(await s.get(Assignment, a.id)).position_qty for a in assignments] == before
 
 
-async def test_a_decision_handled_again_stores_no_second_intent_and_places_no_second_order(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+async def test_a_decision_handled_again_stores_no_second_intent_and_places_no_second_order(
+    settings, nc, sf
+) -> None:  # type: ignore[no-untyped-def]
     """A redelivered candle decides again: the batch insert meets the stored intent, falls back to the
     insert that skips it, and only the new assignment's order goes out."""
     exchange = FakeExchange(nc)
     await exchange.start()
     first, second = [await make_assignment(sf, email=f"r{i}@example.com") for i in range(2)]
     desk, index = await desk_for(settings, nc, sf)
-    long = [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long")) for a in (first, second)]
+    long = [
+        (index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))
+        for a in (first, second)
+    ]
     await desk.handle(candle(60_000), long[:1])
     await desk.drain()
     async with sf() as s:  # as after a crash before the fill was booked: core believes it holds nothing
@@ -199,13 +229,17 @@ async def test_a_decision_handled_again_stores_no_second_intent_and_places_no_se
     assert exchange.calls == 2 and len(set(exchange.orders)) == 2
 
 
-async def test_a_buy_whose_balance_is_unknown_is_rejected_with_the_reason_and_not_sent(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]
+async def test_a_buy_whose_balance_is_unknown_is_rejected_with_the_reason_and_not_sent(
+    settings, nc, sf
+) -> None:  # type: ignore[no-untyped-def]
     exchange = FakeExchange(nc)
     exchange.balances = _balance_unknown  # type: ignore[method-assign]
     await exchange.start()
     a = await make_assignment(sf)
     desk, index = await desk_for(settings, nc, sf)
-    await desk.handle(candle(60_000), [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
+    await desk.handle(
+        candle(60_000), [(index.by_id[a.id], m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))]
+    )
     await desk.drain()
     async with sf() as s:
         order = (await s.execute(select(Order))).scalar_one()
@@ -226,18 +260,26 @@ async def test_a_decision_older_than_one_acted_on_is_recorded_and_not_traded(set
     a = await make_assignment(sf, email="late@example.com")
     desk, index = await desk_for(settings, nc, sf)
     st = index.by_id[a.id]
-    await desk.handle(candle(120_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))])
+    await desk.handle(
+        candle(120_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))]
+    )
     await desk.handle(candle(60_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
     await desk.drain()
     async with sf() as s:
         assert (await s.execute(select(Order))).scalars().all() == []
-        evaluated = sorted((await s.execute(select(Evaluation.candle_time, Evaluation.position, Evaluation.note))).all())
+        evaluated = sorted(
+            (await s.execute(select(Evaluation.candle_time, Evaluation.position, Evaluation.note))).all()
+        )
     assert evaluated == [(60_000, "long", STALE_NOTE), (120_000, "short", None)]
     # The next candle's decision trades as usual, and the index reloaded keeps what it had acted on.
     await index.load(sf)
     st = index.by_id[a.id]
-    await desk.handle(candle(180_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
-    await desk.handle(candle(150_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))])
+    await desk.handle(
+        candle(180_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))]
+    )
+    await desk.handle(
+        candle(150_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))]
+    )
     await desk.drain()
     async with sf() as s:
         orders = (await s.execute(select(Order.candle_time, Order.side))).all()

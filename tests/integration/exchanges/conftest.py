@@ -15,7 +15,16 @@ def load_rows(name: str) -> list[Row]:
     with open(DATA / name) as f:
         for r in csv.DictReader(f):
             t = int(datetime.fromisoformat(r["time"].replace("Z", "+00:00")).timestamp() * 1000)
-            rows.append((t, float(r["open"]), float(r["high"]), float(r["low"]), float(r["close"]), float(r["volume"])))
+            rows.append(
+                (
+                    t,
+                    float(r["open"]),
+                    float(r["high"]),
+                    float(r["low"]),
+                    float(r["close"]),
+                    float(r["volume"]),
+                )
+            )
     return rows
 
 

@@ -150,7 +150,10 @@ class FakeBinance:
         """The kline event of ``row`` part-way (``fraction`` of its move done), as Binance sends it."""
         t, o, h, lo, c, v = row
         close = o + (c - o) * fraction
-        high, low = (max(o, close, h if fraction == 1 else close), min(o, close, lo if fraction == 1 else close))
+        high, low = (
+            max(o, close, h if fraction == 1 else close),
+            min(o, close, lo if fraction == 1 else close),
+        )
         size = INTERVAL_MS[interval]
         return {"e": "kline", "E": int(time.time() * 1000), "s": self.symbol, "k": {
             "t": t, "T": t + size - 1, "s": self.symbol, "i": interval, "f": 1, "L": 2, "o": f"{o:.8f}",
@@ -216,7 +219,9 @@ class FakeBinance:
         cid = params.get("origClientOrderId")
         oid = params.get("orderId")
         for o in self.orders:
-            if o["symbol"] == params.get("symbol") and (o["clientOrderId"] == cid or str(o["orderId"]) == oid):
+            if o["symbol"] == params.get("symbol") and (
+                o["clientOrderId"] == cid or str(o["orderId"]) == oid
+            ):
                 return o
         return None
 

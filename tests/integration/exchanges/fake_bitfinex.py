@@ -67,7 +67,13 @@ class Order:
     def array(self) -> list[Any]:
         arr: list[Any] = [None] * 32
         arr[0], arr[2], arr[3], arr[4], arr[5] = self.id, self.cid, self.symbol, self.created, self.created
-        arr[6], arr[7], arr[8], arr[13], arr[17] = float(self.amount), float(self.amount_orig), self.type, self.status, self.price_avg
+        arr[6], arr[7], arr[8], arr[13], arr[17] = (
+            float(self.amount),
+            float(self.amount_orig),
+            self.type,
+            self.status,
+            self.price_avg,
+        )
         arr[16] = self.price_avg
         return arr
 
@@ -83,7 +89,9 @@ class FakeBitfinex:
     hb_s: float = 0.05
     script: dict[int, tuple[str, int]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=lambda: {"KEY": "SECRET"})
-    wallets: dict[str, Decimal] = field(default_factory=lambda: {"USD": Decimal("10000"), "BTC": Decimal("1")})
+    wallets: dict[str, Decimal] = field(
+        default_factory=lambda: {"USD": Decimal("10000"), "BTC": Decimal("1")}
+    )
     submit_delay_s: float = 0.0  # answer order/submit this late (after placing the order)
     fee_rate: Decimal = Decimal("0.002")
 
@@ -149,7 +157,9 @@ class FakeBitfinex:
     # -- websocket ------------------------------------------------------------------------------------
     async def _ws(self, ws: ServerConnection) -> None:
         self.connections += 1
-        await ws.send(json.dumps({"event": "info", "version": 2, "serverId": "fake", "platform": {"status": 1}}))
+        await ws.send(
+            json.dumps({"event": "info", "version": 2, "serverId": "fake", "platform": {"status": 1}})
+        )
         chan = 17 + self.connections
         try:
             sub = json.loads(await ws.recv())
@@ -158,7 +168,9 @@ class FakeBitfinex:
                 await ws.send(json.dumps({"event": "error", "msg": "subscribe: invalid", "code": 10300}))
                 return
             self.subscriptions.append(sub["key"])
-            await ws.send(json.dumps({"event": "subscribed", "channel": "candles", "chanId": chan, "key": key}))
+            await ws.send(
+                json.dumps({"event": "subscribed", "channel": "candles", "chanId": chan, "key": key})
+            )
             snapshot = sorted(self.state().values(), reverse=True)[: self.snapshot_size]
             await ws.send(json.dumps([chan, [wire(r) for r in snapshot]]))
             await self._play(ws, chan)
@@ -178,7 +190,11 @@ class FakeBitfinex:
                         ws.transport.abort()  # no close frame: the link just dies
                         return
                     if kind == "restart":
-                        await ws.send(json.dumps({"event": "info", "code": 20051, "msg": "Stopping. Please try to reconnect"}))
+                        await ws.send(
+                            json.dumps(
+                                {"event": "info", "code": 20051, "msg": "Stopping. Please try to reconnect"}
+                            )
+                        )
                         await ws.close()
                         return
                     if kind == "silence":
@@ -187,12 +203,18 @@ class FakeBitfinex:
                         await ws.wait_closed()
                         return
                     if kind == "maintenance":
-                        await ws.send(json.dumps({"event": "info", "code": 20060, "msg": "Entering in Maintenance mode"}))
+                        await ws.send(
+                            json.dumps(
+                                {"event": "info", "code": 20060, "msg": "Entering in Maintenance mode"}
+                            )
+                        )
                         quiet.set()
                         await asyncio.sleep(0.3)
                         self.cursor += n
                         try:
-                            await ws.send(json.dumps({"event": "info", "code": 20061, "msg": "Maintenance ended"}))
+                            await ws.send(
+                                json.dumps({"event": "info", "code": 20061, "msg": "Maintenance ended"})
+                            )
                         except ConnectionClosed:
                             self.faults.append("client left during maintenance")
                             raise
@@ -239,7 +261,9 @@ class FakeBitfinex:
         if secret is None:
             self.rejected_auth.append("key")
             return web.json_response(["error", 10100, "apikey: invalid"], status=500)
-        expected = hmac.new(secret.encode(), f"/api/v2/{path}{nonce}{body}".encode(), hashlib.sha384).hexdigest()
+        expected = hmac.new(
+            secret.encode(), f"/api/v2/{path}{nonce}{body}".encode(), hashlib.sha384
+        ).hexdigest()
         if not hmac.compare_digest(expected, sig):
             self.rejected_auth.append("signature")
             return web.json_response(["error", 10100, "apikey: digest invalid"], status=500)
@@ -250,14 +274,20 @@ class FakeBitfinex:
         data = json.loads(body or "{}")
         self.calls.append((path, data))
         if path == "auth/r/wallets":
-            return web.json_response([["exchange", c, float(v), 0, float(v), None, None] for c, v in self.wallets.items()])
+            return web.json_response(
+                [["exchange", c, float(v), 0, float(v), None, None] for c, v in self.wallets.items()]
+            )
         if path == "auth/w/order/submit":
             return await self._submit(data)
         if path == "auth/r/orders":
-            found = [o for o in self.orders if o.status == "ACTIVE" and ("cid" not in data or o.cid == data["cid"])]
+            found = [
+                o for o in self.orders if o.status == "ACTIVE" and ("cid" not in data or o.cid == data["cid"])
+            ]
             return web.json_response([o.array() for o in found])
         if path == "auth/r/orders/hist":
-            return web.json_response([o.array() for o in reversed(self.orders) if o.status != "ACTIVE"][: data.get("limit", 25)])
+            return web.json_response(
+                [o.array() for o in reversed(self.orders) if o.status != "ACTIVE"][: data.get("limit", 25)]
+            )
         if path == "auth/w/order/cancel":
             for o in self.orders:
                 if o.cid == data.get("cid") and o.cid_date == data.get("cid_date") and o.status == "ACTIVE":
@@ -267,11 +297,32 @@ class FakeBitfinex:
         if path.startswith("auth/r/order/") and path.endswith("/trades"):
             oid = int(path.split(":")[1].split("/")[0])
             o = next(o for o in self.orders if o.id == oid)
-            return web.json_response([[oid * 10, o.symbol, o.created, oid, float(o.amount_orig), o.price_avg, o.type, o.price_avg, -1, -float(o.fee), "USD", o.cid]])
+            return web.json_response(
+                [
+                    [
+                        oid * 10,
+                        o.symbol,
+                        o.created,
+                        oid,
+                        float(o.amount_orig),
+                        o.price_avg,
+                        o.type,
+                        o.price_avg,
+                        -1,
+                        -float(o.fee),
+                        "USD",
+                        o.cid,
+                    ]
+                ]
+            )
         return web.json_response(["error", 10020, "request invalid"], status=500)
 
     async def _submit(self, data: dict[str, Any]) -> web.Response:
-        if data.get("type") != "EXCHANGE MARKET" or data.get("symbol") != self.symbol or not isinstance(data.get("cid"), int):
+        if (
+            data.get("type") != "EXCHANGE MARKET"
+            or data.get("symbol") != self.symbol
+            or not isinstance(data.get("cid"), int)
+        ):
             return web.json_response(["error", 10020, "order: invalid"], status=500)
         day = time.strftime("%Y-%m-%d", time.gmtime())
         if any(o.cid == data["cid"] and o.cid_date == day for o in self.orders):
@@ -280,8 +331,17 @@ class FakeBitfinex:
         price = Decimal(repr(self.last_price()))
         base, quote = self.symbol[1:4], self.symbol[4:]
         cost = abs(amount) * price
-        if (amount > 0 and self.wallets.get(quote, Decimal(0)) < cost) or (amount < 0 and self.wallets.get(base, Decimal(0)) < -amount):
-            return web.json_response(["error", 10001, f"Invalid order: not enough exchange balance for {amount} {self.symbol[1:]} at {price}"], status=500)
+        if (amount > 0 and self.wallets.get(quote, Decimal(0)) < cost) or (
+            amount < 0 and self.wallets.get(base, Decimal(0)) < -amount
+        ):
+            return web.json_response(
+                [
+                    "error",
+                    10001,
+                    f"Invalid order: not enough exchange balance for {amount} {self.symbol[1:]} at {price}",
+                ],
+                status=500,
+            )
         fee = cost * self.fee_rate
         self.wallets[base] = self.wallets.get(base, Decimal(0)) + amount
         self.wallets[quote] = self.wallets.get(quote, Decimal(0)) - amount * price - fee

@@ -40,7 +40,9 @@ from .fake_bitfinex import FakeBitfinex
 
 KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 ROWS = consecutive(load_rows("UNITTEST-BTC-1m.csv"), 40)
-FAST = StreamTiming(silence_s=0.5, maintenance_s=3.0, backoff_initial_s=0.05, backoff_max_s=0.2, close_grace_s=None)
+FAST = StreamTiming(
+    silence_s=0.5, maintenance_s=3.0, backoff_initial_s=0.05, backoff_max_s=0.2, close_grace_s=None
+)
 
 
 @pytest.fixture
@@ -71,13 +73,19 @@ async def stack(tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
                             api_key_enc=box.encrypt("KEY"), api_secret_enc=box.encrypt("SECRET"))  # fmt: skip
             s.add_all([strategy, market, trader])
             await s.flush()
-            s.add(StrategyVersion(strategy_id=strategy.id, version=1, code="-- evaluated by the stand-in worker"))
+            s.add(
+                StrategyVersion(
+                    strategy_id=strategy.id, version=1, code="-- evaluated by the stand-in worker"
+                )
+            )
             a = Assignment(owner_id=user.id, strategy_id=strategy.id, market_id=market.id, timeframe="1m",
                            trader_id=trader.id, allocation=Decimal("1000"), params={})  # fmt: skip
             s.add(a)
             await s.commit()
         await FlipWorker(nc).start()
-        exchange = ExchangeService(settings, BitfinexAdapter(settings, timing=FAST), nc, nc.jetstream(), sf, box)
+        exchange = ExchangeService(
+            settings, BitfinexAdapter(settings, timing=FAST), nc, nc.jetstream(), sf, box
+        )
         core = CoreService(settings, nc, nc.jetstream(), sf)
         await core.start()
         await exchange.start()
@@ -100,38 +108,61 @@ async def wait_until(check, timeout: float = 30.0) -> None:  # type: ignore[no-u
 
 async def test_minutes_decisions_and_orders_from_the_bitfinex_stream_each_exactly_once(stack) -> None:  # type: ignore[no-untyped-def]
     start, sf = stack
-    server = FakeBitfinex(rows=ROWS, start_at=3, step_s=0.03, script={45: ("drop", 6)})  # a drop skips two minutes
+    server = FakeBitfinex(
+        rows=ROWS, start_at=3, step_s=0.03, script={45: ("drop", 6)}
+    )  # a drop skips two minutes
     await server.start()
     try:
         core, aid = await start(server)
 
         async def stored() -> bool:
             async with sf() as s:
-                return len((await s.execute(select(CandleRow.time).where(CandleRow.tf == "1m"))).all()) >= len(ROWS) - 2
+                return (
+                    len((await s.execute(select(CandleRow.time).where(CandleRow.tf == "1m"))).all())
+                    >= len(ROWS) - 2
+                )
 
         await wait_until(stored)
 
-        async def settled() -> bool:  # Bitfinex answers a market order "ACTIVE": the service follows it to its fill
+        async def settled() -> (
+            bool
+        ):  # Bitfinex answers a market order "ACTIVE": the service follows it to its fill
             async with sf() as s:
-                return (await s.execute(select(Order).where(Order.status.in_(("pending", "open"))))).first() is None
+                return (
+                    await s.execute(select(Order).where(Order.status.in_(("pending", "open"))))
+                ).first() is None
 
         await wait_until(settled)
         async with sf() as s:
-            candles = (await s.execute(select(CandleRow).where(CandleRow.tf == "1m").order_by(CandleRow.time))).scalars().all()
-            evals = list((await s.execute(select(Evaluation.candle_time).where(Evaluation.assignment_id == aid))).scalars())
+            candles = (
+                (await s.execute(select(CandleRow).where(CandleRow.tf == "1m").order_by(CandleRow.time)))
+                .scalars()
+                .all()
+            )
+            evals = list(
+                (
+                    await s.execute(select(Evaluation.candle_time).where(Evaluation.assignment_id == aid))
+                ).scalars()
+            )
             orders = (await s.execute(select(Order).order_by(Order.id))).scalars().all()
         by_time = {r[0]: r for r in ROWS}
         got = [(c.time, c.open, c.high, c.low, c.close, c.volume) for c in candles]
         assert [g[0] for g in got] == sorted({g[0] for g in got}), "a minute stored twice"
-        assert all(b - a == 60_000 for a, b in zip([g[0] for g in got], [g[0] for g in got][1:], strict=False)), "a minute is missing"
+        assert all(
+            b - a == 60_000 for a, b in zip([g[0] for g in got], [g[0] for g in got][1:], strict=False)
+        ), "a minute is missing"
         assert all(pytest.approx(by_time[g[0]]) == g for g in got), "a minute with the wrong OHLCV"
         assert server.connections >= 2  # the drop was noticed and the stream resubscribed
         assert sorted(evals) == sorted(set(evals)) and set(evals) >= {g[0] for g in got[1:]}
         placed = [o for o in orders if o.status != "rejected"]
         # (an order in flight holds its assignment's next ones back: with a minute every 0.1 s here, few trade)
-        assert len(placed) >= 2 and all(o.status == "filled" for o in placed), [(o.status, o.reason) for o in orders]
+        assert len(placed) >= 2 and all(o.status == "filled" for o in placed), [
+            (o.status, o.reason) for o in orders
+        ]
         assert len({o.client_order_id for o in orders}) == len(orders)
-        assert sorted(o.cid for o in server.orders) == sorted(cid_of(o.client_order_id) for o in placed), "one order per decision"
+        assert sorted(o.cid for o in server.orders) == sorted(cid_of(o.client_order_id) for o in placed), (
+            "one order per decision"
+        )
         sides = [o.side for o in placed]
         assert all(x != y for x, y in zip(sides, sides[1:], strict=False)), "buys and sells alternate"
     finally:

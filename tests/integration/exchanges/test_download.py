@@ -74,7 +74,9 @@ async def test_download_stores_the_range_then_resumes_after_the_last_candle(bina
     klines = [q for _, path, q in binance.requests if path == "klines"]
     assert int(klines[0]["startTime"]) == ms("2018-01-15")  # resumed after the last stored candle
     rows = stored(tmp_path)
-    assert [r[0] for r in rows] == list(range(ms("2018-01-11"), ms("2018-01-20"), HOUR))  # no hole, no duplicate
+    assert [r[0] for r in rows] == list(
+        range(ms("2018-01-11"), ms("2018-01-20"), HOUR)
+    )  # no hole, no duplicate
     assert "120 candles" in second.stdout
 
 
@@ -82,8 +84,20 @@ def test_download_from_an_unknown_exchange_fails_with_a_clear_message(tmp_path) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
     env.update(TRADEWIND_DATA_DIR=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, "-m", "tradewind.exchanges.download", "--exchange", "nowhere", "--symbol", "ETH/BTC",
-         "--since", "2018-01-11"],  # fmt: skip
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "tradewind.exchanges.download",
+            "--exchange",
+            "nowhere",
+            "--symbol",
+            "ETH/BTC",
+            "--since",
+            "2018-01-11",
+        ],  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1 and "no adapter for exchange 'nowhere'" in result.stderr

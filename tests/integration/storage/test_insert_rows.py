@@ -69,7 +69,9 @@ async def test_rows_read_back_as_sqlalchemy_stored_them(sf) -> None:  # type: ig
     assert rows["fast-1"].updated_at == dt.datetime(2026, 11, 25, 10, 0, 1, 123456, tzinfo=dt.UTC)
     # ordering and range queries see the same text/timestamps on both databases
     async with sf() as s:
-        later = select(Order.client_order_id).where(Order.updated_at > dt.datetime(2026, 11, 25, 10, 0, 0, 500000, tzinfo=dt.UTC))
+        later = select(Order.client_order_id).where(
+            Order.updated_at > dt.datetime(2026, 11, 25, 10, 0, 0, 500000, tzinfo=dt.UTC)
+        )
         assert sorted((await s.execute(later)).scalars()) == ["fast-1", "fast-2", "orm-1", "orm-2"]
 
 

@@ -49,7 +49,9 @@ async def sf(tmp_path: Path):  # type: ignore[no-untyped-def]
     factory = make_session_factory(engine)
     async with factory() as s:
         m = await store.get_or_create_market(s, "sim", "BTC/USD")
-        await store.insert_candles(s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)])
+        await store.insert_candles(
+            s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)]
+        )
         await s.commit()
     yield factory
     await engine.dispose()
@@ -65,9 +67,13 @@ async def pg_api(tmp_path: Path) -> AsyncIterator[Api]:
             factory = make_session_factory(engine)
             async with factory() as s:
                 m = await store.get_or_create_market(s, "sim", "BTC/USD")
-                await store.insert_candles(s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)])
+                await store.insert_candles(
+                    s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)]
+                )
                 await s.commit()
-            yield Api(create_app(Settings(data_dir=tmp_path, database_url=url), factory, None, SecretBox([KEY])))
+            yield Api(
+                create_app(Settings(data_dir=tmp_path, database_url=url), factory, None, SecretBox([KEY]))
+            )
         finally:
             await engine.dispose()
 

@@ -64,7 +64,9 @@ class ServerThread:
         sf = make_session_factory(engine)
         async with sf() as s:
             m = await store.get_or_create_market(s, "sim", "BTC/USD")
-            await store.insert_candles(s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)])
+            await store.insert_candles(
+                s, m.id, "1m", [(60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(1, 30)]
+            )
             await s.commit()
         bus = None
         if self.fake_exchanges:
@@ -73,7 +75,9 @@ class ServerThread:
         nc = await connect(self.nats_url, "web-test-server") if self.nats_url else None
         if nc is not None and self.fake_exchanges:
             await _answer_as_exchanges(nc)
-        app = self.app = create_app(Settings(data_dir=self.folder, database_url=url), sf, nc, SecretBox([KEY]))
+        app = self.app = create_app(
+            Settings(data_dir=self.folder, database_url=url), sf, nc, SecretBox([KEY])
+        )
         # The fuzzer sends thousands of requests a minute on one account: lift the per-user limit.
         app.state.tw.limiter = RateLimiter(rate=1e6, burst=1e6)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)

@@ -40,7 +40,10 @@ async def test_docs_openapi_and_metrics_are_served(api) -> None:  # type: ignore
         assert {"bearer", "cookie"} <= set(spec["components"]["securitySchemes"])
         await c.get("/api/strategies/12345")
         metrics = (await c.get("/metrics")).text
-    assert 'tradewind_http_requests_total{method="GET",route="/api/strategies/{strategy_id}",status="401"}' in metrics
+    assert (
+        'tradewind_http_requests_total{method="GET",route="/api/strategies/{strategy_id}",status="401"}'
+        in metrics
+    )
     assert "tradewind_http_request_seconds_bucket" in metrics
     assert "/api/strategies/12345" not in metrics  # labelled by route, not by raw path
 
@@ -48,9 +51,13 @@ async def test_docs_openapi_and_metrics_are_served(api) -> None:  # type: ignore
 async def test_an_unexpected_error_is_a_logged_500_without_internals(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"  # never migrated: every query fails
     engine = make_engine(url)
-    app = create_app(Settings(data_dir=tmp_path, database_url=url), make_session_factory(engine), None, SecretBox([KEY]))
+    app = create_app(
+        Settings(data_dir=tmp_path, database_url=url), make_session_factory(engine), None, SecretBox([KEY])
+    )
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+        ) as c:
             r = await c.post("/api/auth/register", json={"email": "x@example.com", "password": PASSWORD})
             assert r.status_code == 500
             assert r.json() == {"detail": "internal error; it has been logged", "errors": []}
@@ -60,4 +67,6 @@ async def test_an_unexpected_error_is_a_logged_500_without_internals(tmp_path: P
             assert health.json()["database"].startswith("error")
     finally:
         await engine.dispose()
-    assert any(rec.levelno == logging.ERROR and "/api/auth/register" in rec.getMessage() for rec in caplog.records)
+    assert any(
+        rec.levelno == logging.ERROR and "/api/auth/register" in rec.getMessage() for rec in caplog.records
+    )

@@ -58,8 +58,13 @@ async def test_the_audit_log_records_logins_and_failures(api) -> None:  # type: 
         await c.post("/api/auth/register", json={"email": "fay@example.com", "password": PASSWORD})
         await c.post("/api/auth/login", json={"email": "fay@example.com", "password": "nope-nope-nope"})
     async with api.client() as c:
-        token = (await c.post("/api/auth/login", json={"email": "fay@example.com", "password": PASSWORD})).json()["token"]
-        actions = [e["action"] for e in (await c.get("/api/audit", headers={"Authorization": f"Bearer {token}"})).json()["items"]]
+        token = (
+            await c.post("/api/auth/login", json={"email": "fay@example.com", "password": PASSWORD})
+        ).json()["token"]
+        actions = [
+            e["action"]
+            for e in (await c.get("/api/audit", headers={"Authorization": f"Bearer {token}"})).json()["items"]
+        ]
     assert {"account.created", "login.failed", "login"} <= set(actions)
 
 

@@ -26,7 +26,10 @@ async def test_balances_come_from_the_accounts_exchange(api_bus, nats_client) ->
     c = await api_bus.user("bal@example.com")
     t = (await c.post("/api/traders", json={"name": "paper", "exchange": "sim", "paper": True})).json()
     r = await c.get(f"/api/traders/{t['id']}/balances")
-    assert r.status_code == 200 and r.json() == {"trader_id": t["id"], "balances": {"USD": "10000", "BTC": "0.5"}}
+    assert r.status_code == 200 and r.json() == {
+        "trader_id": t["id"],
+        "balances": {"USD": "10000", "BTC": "0.5"},
+    }
     assert asked == [t["id"]]
 
 
@@ -145,4 +148,6 @@ async def test_an_account_or_strategy_still_holding_something_cannot_be_deleted(
         await s.commit()
     assert (await c.delete(f"/api/strategies/{ids['strategies']}")).status_code == 204
     assert (await c.delete(f"/api/traders/{ids['traders']}")).status_code == 204
-    assert (await c.get(f"/api/assignments/{ids['assignments']}")).status_code == 404  # went with its strategy
+    assert (
+        await c.get(f"/api/assignments/{ids['assignments']}")
+    ).status_code == 404  # went with its strategy

@@ -22,7 +22,9 @@ TRADEWIND = str(Path(sys.executable).parent / "tradewind")
 
 
 def run(tmp: Path, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}  # the shell's settings stay out
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")
+    }  # the shell's settings stay out
     env.update(TRADEWIND_DATA_DIR=str(tmp), TRADEWIND_DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'cli.db'}")
     if key:
         env["TRADEWIND_SECRET_KEY"] = key
@@ -30,12 +32,16 @@ def run(tmp: Path, *args: str, key: str | None = None) -> subprocess.CompletedPr
 
 
 async def test_an_admin_made_on_the_command_line_sees_users_but_no_secrets(tmp_path: Path) -> None:
-    r = await asyncio.to_thread(run, tmp_path, "user", "create", "Ops@Example.com", "--admin", "--password", PASSWORD)
+    r = await asyncio.to_thread(
+        run, tmp_path, "user", "create", "Ops@Example.com", "--admin", "--password", PASSWORD
+    )
     assert r.returncode == 0, r.stderr
     assert "created admin user ops@example.com" in r.stdout
     r = await asyncio.to_thread(run, tmp_path, "user", "create", "ops@example.com", "--password", PASSWORD)
     assert r.returncode != 0 and "already has an account" in r.stderr
-    r = await asyncio.to_thread(run, tmp_path, "user", "create", "weak@example.com", "--password", "password123")
+    r = await asyncio.to_thread(
+        run, tmp_path, "user", "create", "weak@example.com", "--password", "password123"
+    )
     assert r.returncode != 0 and "too common" in r.stderr
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
@@ -44,8 +50,13 @@ async def test_an_admin_made_on_the_command_line_sees_users_but_no_secrets(tmp_p
         app = create_app(Settings(data_dir=tmp_path, database_url=url), make_session_factory(engine), None,
                          SecretBox([Fernet.generate_key().decode()]))  # fmt: skip
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            await c.post("/api/auth/register", json={"email": "user@example.com", "password": "another long passphrase"})
-            token = (await c.post("/api/auth/login", json={"email": "ops@example.com", "password": PASSWORD})).json()["token"]
+            await c.post(
+                "/api/auth/register",
+                json={"email": "user@example.com", "password": "another long passphrase"},
+            )
+            token = (
+                await c.post("/api/auth/login", json={"email": "ops@example.com", "password": PASSWORD})
+            ).json()["token"]
             c.headers["Authorization"] = f"Bearer {token}"
             assert (await c.get("/api/auth/me")).json()["is_admin"] is True
             users = (await c.get("/api/admin/users")).json()
@@ -77,7 +88,9 @@ async def test_secrets_rotate_re_encrypts_every_key_under_the_new_one(tmp_path: 
         async with sf() as s:
             t = (await s.execute(Trader.__table__.select())).first()
         only_new = SecretBox([new])
-        assert only_new.decrypt(t.api_key_enc) == "KEY-1234" and only_new.decrypt(t.api_secret_enc) == "SECRET-1"
+        assert (
+            only_new.decrypt(t.api_key_enc) == "KEY-1234" and only_new.decrypt(t.api_secret_enc) == "SECRET-1"
+        )
         r = await asyncio.to_thread(run, tmp_path, "secrets", "rotate", key="not-a-key")
         assert r.returncode != 0 and "not a Fernet key" in r.stderr
     finally:

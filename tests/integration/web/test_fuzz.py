@@ -40,8 +40,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerThread, dict[str, str]]]:
     with ServerThread(Path(tmp_path_factory.mktemp("fuzz")), fake_exchanges=True) as srv:
         with httpx.Client(base_url=srv.url) as c:
-            c.post("/api/auth/register", json={"email": "fuzz@example.com", "password": PASSWORD}).raise_for_status()
-            token = c.post("/api/auth/login", json={"email": "fuzz@example.com", "password": PASSWORD}).json()["token"]
+            c.post(
+                "/api/auth/register", json={"email": "fuzz@example.com", "password": PASSWORD}
+            ).raise_for_status()
+            token = c.post(
+                "/api/auth/login", json={"email": "fuzz@example.com", "password": PASSWORD}
+            ).json()["token"]
             headers = {"Authorization": f"Bearer {token}"}
             # Some objects for generated ids to hit, besides the many that will not exist.
             s = c.post("/api/strategies", json={"name": "seed", "code": GOOD}, headers=headers).json()

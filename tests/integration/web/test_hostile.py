@@ -17,12 +17,16 @@ INJECTION = "'; DROP TABLE users; -- \" OR 1=1 <script>alert(1)</script> ../../e
 
 async def test_injection_strings_are_stored_verbatim_and_harm_nothing(api) -> None:  # type: ignore[no-untyped-def]
     c = await api.user("inj@example.com")
-    r = await c.post("/api/strategies", json={"name": INJECTION[:100], "description": INJECTION, "code": GOOD})
+    r = await c.post(
+        "/api/strategies", json={"name": INJECTION[:100], "description": INJECTION, "code": GOOD}
+    )
     assert r.status_code == 201
     got = (await c.get(f"/api/strategies/{r.json()['id']}")).json()
     assert got["name"] == INJECTION[:100].strip() and got["description"] == INJECTION
     assert (await c.get("/api/auth/me")).status_code == 200  # the users table is still there
-    assert r.headers["content-type"] == "application/json" and r.headers["x-content-type-options"] == "nosniff"
+    assert (
+        r.headers["content-type"] == "application/json" and r.headers["x-content-type-options"] == "nosniff"
+    )
 
 
 HOSTILE = [
@@ -55,7 +59,11 @@ HOSTILE = [
     ("post", "/api/traders", {"name": "x", "exchange": "sim", "max_position": "1e400"}),
     ("post", "/api/traders", {"name": "x", "exchange": "../../x"}),
     ("post", "/api/traders", {"name": "x", "exchange": "sim", "paper": False}),
-    ("post", "/api/traders", {"name": "x", "exchange": "kraken", "paper": False, "api_key": "k" * 513, "api_secret": "s"}),
+    (
+        "post",
+        "/api/traders",
+        {"name": "x", "exchange": "kraken", "paper": False, "api_key": "k" * 513, "api_secret": "s"},
+    ),
     ("post", "/api/assignments", {"strategy_id": 1, "market_id": 1, "allocation": "-1"}),
     ("post", "/api/assignments", {"strategy_id": 1, "market_id": 1, "allocation": "1e13"}),
     ("post", "/api/assignments", {"strategy_id": 1, "market_id": 1, "allocation": "0.0000000000001"}),
@@ -91,7 +99,11 @@ async def test_hostile_input_is_a_4xx_with_a_message(api) -> None:  # type: igno
         kwargs = {} if body is None else {"content": json.dumps(body, allow_nan=True).encode(),
                                           "headers": {"content-type": "application/json"}}  # fmt: skip
         r = await c.request(method.upper(), url, **kwargs)
-        ok = 400 <= r.status_code < 500 and isinstance(r.json().get("detail"), str) and isinstance(r.json().get("errors"), list)
+        ok = (
+            400 <= r.status_code < 500
+            and isinstance(r.json().get("detail"), str)
+            and isinstance(r.json().get("errors"), list)
+        )
         if not ok:
             wrong.append((method, url, str(body)[:80], r.status_code, r.text[:200]))
     assert not wrong, wrong
@@ -102,7 +114,10 @@ async def test_hostile_input_is_a_4xx_with_a_message(api) -> None:  # type: igno
 
 async def test_deeply_nested_json_is_refused_not_crashed_on(api) -> None:  # type: ignore[no-untyped-def]
     c = await api.user("deep@example.com")
-    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"name": "x", "code": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"):
+    for body in (
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"name": "x", "code": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    ):
         r = await c.post("/api/strategies", content=body, headers={"content-type": "application/json"})
         assert r.status_code in (413, 422), r.text
 
@@ -121,7 +136,11 @@ async def test_a_body_without_a_length_is_cut_off_at_the_cap(api) -> None:  # ty
 
 async def test_wrong_content_type_method_and_path_answer_in_the_error_shape(api) -> None:  # type: ignore[no-untyped-def]
     c = await api.user("shape@example.com")
-    r = await c.post("/api/strategies", content=b"name=x&code=y", headers={"content-type": "application/x-www-form-urlencoded"})
+    r = await c.post(
+        "/api/strategies",
+        content=b"name=x&code=y",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 422 and r.json()["errors"]
     r = await c.put("/api/strategies")
     assert r.status_code == 405 and r.json()["detail"]

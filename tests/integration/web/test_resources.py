@@ -26,7 +26,10 @@ async def test_a_syntax_error_is_refused_with_its_line(api) -> None:  # type: ig
     assert r.json()["ok"] is False and r.json()["errors"][0]["line"] in (3, 4)
     r = await c.post("/api/strategies", json={"name": "bad", "code": code})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "code" and r.json()["errors"][0]["line"]
-    assert (await c.post("/api/strategies/validate", json={"code": GOOD})).json() == {"ok": True, "errors": []}
+    assert (await c.post("/api/strategies/validate", json={"code": GOOD})).json() == {
+        "ok": True,
+        "errors": [],
+    }
 
 
 async def test_a_code_change_makes_a_new_version(api) -> None:  # type: ignore[no-untyped-def]
@@ -54,7 +57,9 @@ async def test_another_users_objects_are_not_found_with_every_method(api) -> Non
     assert (await bob.get(f"/api/traders/{ids['traders']}/balances")).status_code == 404
     assert (await bob.get(f"/api/assignments/{ids['assignments']}/latency")).status_code == 404
     assert (await bob.post(f"/api/assignments/{ids['assignments']}/pause")).status_code == 404
-    assert (await bob.get("/api/evaluations", params={"assignment_id": ids["assignments"]})).json()["items"] == []
+    assert (await bob.get("/api/evaluations", params={"assignment_id": ids["assignments"]})).json()[
+        "items"
+    ] == []
     assert (await bob.get("/api/orders", params={"assignment_id": ids["assignments"]})).json()["items"] == []
     # and bob cannot point his own assignment at alice's strategy or account
     market = (await bob.get("/api/markets")).json()["items"][0]
@@ -106,7 +111,9 @@ async def test_malformed_and_oversize_bodies(api) -> None:  # type: ignore[no-un
     assert (await api.client().get("/api/strategies")).status_code == 401
 
 
-async def test_a_live_account_key_is_verified_encrypted_and_never_returned(api_bus, nats_client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_live_account_key_is_verified_encrypted_and_never_returned(
+    api_bus, nats_client, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     secret = "SECRET-do-not-leak-0123456789"
 
     async def verify(msg) -> None:  # type: ignore[no-untyped-def]
@@ -116,13 +123,25 @@ async def test_a_live_account_key_is_verified_encrypted_and_never_returned(api_b
 
     await nats_client.subscribe(subjects.exchange_verify("binance"), cb=verify)
     c = await api_bus.user("keys@example.com")
-    r = await c.post("/api/traders", json={"name": "live", "exchange": "binance", "paper": False, "api_key": "KEY-abcd", "api_secret": secret})
+    r = await c.post(
+        "/api/traders",
+        json={
+            "name": "live",
+            "exchange": "binance",
+            "paper": False,
+            "api_key": "KEY-abcd",
+            "api_secret": secret,
+        },
+    )
     assert r.status_code == 201, r.text
     assert r.json()["api_key_masked"] == "****abcd" and secret not in r.text
     listed_id = r.json()["id"]
     listed = (await c.get("/api/traders")).text + (await c.get(f"/api/traders/{r.json()['id']}")).text
     assert secret not in listed and "KEY-abcd" not in listed
-    r = await c.post("/api/traders", json={"name": "wrong", "exchange": "binance", "paper": False, "api_key": "k2", "api_secret": "s2"})
+    r = await c.post(
+        "/api/traders",
+        json={"name": "wrong", "exchange": "binance", "paper": False, "api_key": "k2", "api_secret": "s2"},
+    )
     assert r.status_code == 422 and r.json()["detail"] == "invalid API key"
     assert len((await c.get("/api/traders")).json()["items"]) == 1
     audit = [e["action"] for e in (await c.get("/api/audit")).json()["items"]]
@@ -131,8 +150,15 @@ async def test_a_live_account_key_is_verified_encrypted_and_never_returned(api_b
     assert r.json()["max_position"] == "2.5"
     entry = (await c.get("/api/audit")).json()["items"][0]
     assert entry["action"] == "trader.limits_changed" and entry["detail"]["max_position"] == "2.5"
-    r = await c.post("/api/traders", json={"name": "x", "exchange": "kraken", "paper": False, "api_key": "k", "api_secret": "s"})
-    assert r.status_code == 422 and "not reachable" in r.json()["detail"] and r.json()["errors"][0]["field"] == "exchange"
+    r = await c.post(
+        "/api/traders",
+        json={"name": "x", "exchange": "kraken", "paper": False, "api_key": "k", "api_secret": "s"},
+    )
+    assert (
+        r.status_code == 422
+        and "not reachable" in r.json()["detail"]
+        and r.json()["errors"][0]["field"] == "exchange"
+    )
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("web.db*"))
     assert secret.encode() not in raw
 

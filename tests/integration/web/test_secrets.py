@@ -17,7 +17,9 @@ SECRET = "s3cr3t-DO-NOT-LEAK-9b8a7c6d5e4f"
 NEW_SECRET = "rotated-s3cr3t-NEVER-SHOWN-1234"
 
 
-async def test_no_response_log_line_or_database_file_holds_the_secret(api_bus, nats_client, sf, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+async def test_no_response_log_line_or_database_file_holds_the_secret(
+    api_bus, nats_client, sf, tmp_path, caplog
+) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.DEBUG)
 
     async def verify(msg) -> None:  # type: ignore[no-untyped-def]
@@ -30,7 +32,10 @@ async def test_no_response_log_line_or_database_file_holds_the_secret(api_bus, n
     await nats_client.subscribe(subjects.exchange_balance("kraken"), cb=balance)
     c = await api_bus.user("keys@example.com")
     bodies: list[str] = []
-    r = await c.post("/api/traders", json={"name": "live", "exchange": "kraken", "paper": False, "api_key": API_KEY, "api_secret": SECRET})
+    r = await c.post(
+        "/api/traders",
+        json={"name": "live", "exchange": "kraken", "paper": False, "api_key": API_KEY, "api_secret": SECRET},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["api_key_masked"] == "****1a0d"
     bodies.append(r.text)
@@ -44,7 +49,9 @@ async def test_no_response_log_line_or_database_file_holds_the_secret(api_bus, n
     bodies.append(r.text)
 
     # Every GET the API has, with this user's ids in the path.
-    s = (await c.post("/api/strategies", json={"name": "s", "code": 'function decide(c) return "long" end'})).json()
+    s = (
+        await c.post("/api/strategies", json={"name": "s", "code": 'function decide(c) return "long" end'})
+    ).json()
     a = (await c.post("/api/assignments", json={"strategy_id": s["id"], "market_id": 1})).json()
     ids = {"trader_id": t, "strategy_id": s["id"], "assignment_id": a["id"], "market_id": 1}
     spec = (await c.get("/api/openapi.json")).json()

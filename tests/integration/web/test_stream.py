@@ -59,7 +59,11 @@ async def drain(ws: ClientConnection, seconds: float = 0.5) -> list[dict[str, An
 
 
 def candle(tf: str, t: int) -> bytes:
-    return m.encode(m.Candle(exchange="sim", symbol="BTC/USD", tf=tf, time=t, open=1, high=2, low=0.5, close=1.5, volume=3))
+    return m.encode(
+        m.Candle(
+            exchange="sim", symbol="BTC/USD", tf=tf, time=t, open=1, high=2, low=0.5, close=1.5, volume=3
+        )
+    )
 
 
 async def test_each_socket_gets_only_its_owners_events_and_the_public_candles(server, nats_client) -> None:  # type: ignore[no-untyped-def]
@@ -68,8 +72,14 @@ async def test_each_socket_gets_only_its_owners_events_and_the_public_candles(se
     async with connect(ws_url(server, alice_token)) as alice, connect(ws_url(server, bob_token)) as bob:
         assert (await subscribe(alice, []))["type"] == "subscribed"
         await subscribe(bob, [])
-        await nats_client.publish(subjects.user_events(alice_id), m.encode(m.UserEvent(kind="order", data={"client_order_id": "alice-1"})))
-        await nats_client.publish(subjects.user_events(bob_id), m.encode(m.UserEvent(kind="fill", data={"client_order_id": "bob-1"})))
+        await nats_client.publish(
+            subjects.user_events(alice_id),
+            m.encode(m.UserEvent(kind="order", data={"client_order_id": "alice-1"})),
+        )
+        await nats_client.publish(
+            subjects.user_events(bob_id),
+            m.encode(m.UserEvent(kind="fill", data={"client_order_id": "bob-1"})),
+        )
         await nats_client.publish(subjects.core_candle("sim", "BTC/USD", "1m"), candle("1m", 60_000))
         got_alice, got_bob = await drain(alice), await drain(bob)
     assert {"type": "order", "client_order_id": "alice-1"} in got_alice
@@ -86,7 +96,9 @@ async def test_a_subscription_filters_candles_by_market_and_timeframe(server, na
         assert (await subscribe(ws, [{"market_id": 1, "timeframe": "5m"}]))["markets"] == [1]
         await nats_client.publish(subjects.core_candle("sim", "BTC/USD", "1m"), candle("1m", 60_000))
         await nats_client.publish(subjects.core_candle("sim", "BTC/USD", "5m"), candle("5m", 300_000))
-        await nats_client.publish(subjects.core_candle("sim", "ETH/USD", "5m"), candle("5m", 300_000).replace(b"BTC", b"ETH"))
+        await nats_client.publish(
+            subjects.core_candle("sim", "ETH/USD", "5m"), candle("5m", 300_000).replace(b"BTC", b"ETH")
+        )
         got = await drain(ws, 3.0)  # generous: a loaded CI machine can take a while to relay
         assert [(e["symbol"], e["tf"]) for e in got] == [("BTC/USD", "5m")]
         assert (await subscribe(ws, [{"market_id": 1, "timeframe": "7m"}]))["type"] == "error"
@@ -103,7 +115,9 @@ async def test_a_cookie_socket_from_another_origin_is_refused(server) -> None:  
     _, _, cookies = await login(server, "dave@example.com")
     cookie = f"tw_session={cookies['tw_session']}"
     with pytest.raises(InvalidStatus):
-        async with connect(ws_url(server), additional_headers={"Cookie": cookie}, origin="http://evil.example"):  # type: ignore[arg-type]
+        async with connect(
+            ws_url(server), additional_headers={"Cookie": cookie}, origin="http://evil.example"
+        ):  # type: ignore[arg-type]
             pass
     host = server.url.removeprefix("http://")
     async with connect(ws_url(server), additional_headers={"Cookie": cookie}, origin=f"http://{host}") as ws:  # type: ignore[arg-type]
@@ -116,7 +130,9 @@ async def test_logging_out_closes_the_sessions_sockets(server) -> None:  # type:
     async with connect(ws_url(server, token)) as ws:
         await subscribe(ws, [])
         async with httpx.AsyncClient(base_url=server.url) as c:
-            assert (await c.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})).status_code == 204
+            assert (
+                await c.post("/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
+            ).status_code == 204
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

@@ -20,7 +20,9 @@ async def test_every_documented_path_with_another_users_id_is_a_404(api) -> None
     tried = []
     for path, ops in spec["paths"].items():
         params = set(re.findall(r"\{(\w+)\}", path))
-        if not params or not params <= set(own):  # markets are public; unknown ids belong to other routes' tests
+        if not params or not params <= set(
+            own
+        ):  # markets are public; unknown ids belong to other routes' tests
             continue
         url = re.sub(r"\{(\w+)\}", lambda g: str(own[g.group(1)]), path)
         for method in ops:
@@ -31,11 +33,17 @@ async def test_every_documented_path_with_another_users_id_is_a_404(api) -> None
             tried.append(f"{method} {path}")
     assert len(tried) >= 14, tried
     # The hidden PUT alias of PATCH too.
-    assert (await mallory.put(f"/api/strategies/{ids['strategies']}", json={"name": "mine now"})).status_code == 404
+    assert (
+        await mallory.put(f"/api/strategies/{ids['strategies']}", json={"name": "mine now"})
+    ).status_code == 404
     # Nothing of alice's changed.
     s = (await alice.get(f"/api/strategies/{ids['strategies']}")).json()
     a = (await alice.get(f"/api/assignments/{ids['assignments']}")).json()
-    assert s["name"] == "mine" and a["enabled"] is True and (await alice.get(f"/api/traders/{ids['traders']}")).status_code == 200
+    assert (
+        s["name"] == "mine"
+        and a["enabled"] is True
+        and (await alice.get(f"/api/traders/{ids['traders']}")).status_code == 200
+    )
 
 
 async def test_lists_and_filters_never_show_another_users_rows(api) -> None:  # type: ignore[no-untyped-def]
@@ -46,9 +54,14 @@ async def test_lists_and_filters_never_show_another_users_rows(api) -> None:  # 
         assert (await mallory.get(f"/api/{kind}")).json()["items"] == []
     for query in ({"assignment_id": ids["assignments"]}, {"trader_id": ids["traders"]}):
         assert (await mallory.get("/api/orders", params=query)).json()["items"] == []
-    assert (await mallory.get("/api/evaluations", params={"assignment_id": ids["assignments"]})).json()["items"] == []
+    assert (await mallory.get("/api/evaluations", params={"assignment_id": ids["assignments"]})).json()[
+        "items"
+    ] == []
     assert (await mallory.get("/api/positions")).json() == []
-    assert [e["action"] for e in (await mallory.get("/api/audit")).json()["items"]] == ["login", "account.created"]
+    assert [e["action"] for e in (await mallory.get("/api/audit")).json()["items"]] == [
+        "login",
+        "account.created",
+    ]
 
 
 async def test_another_users_strategy_or_account_cannot_be_borrowed(api) -> None:  # type: ignore[no-untyped-def]
@@ -56,7 +69,9 @@ async def test_another_users_strategy_or_account_cannot_be_borrowed(api) -> None
     mallory = await api.user("mallory3@example.com")
     ids = await setup_objects(alice)
     mine = (await mallory.post("/api/strategies", json={"name": "m", "code": GOOD})).json()
-    r = await mallory.post("/api/assignments", json={"strategy_id": mine["id"], "market_id": 1, "trader_id": ids["traders"]})
+    r = await mallory.post(
+        "/api/assignments", json={"strategy_id": mine["id"], "market_id": 1, "trader_id": ids["traders"]}
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "trader_id"
     a = (await mallory.post("/api/assignments", json={"strategy_id": mine["id"], "market_id": 1})).json()
     r = await mallory.patch(f"/api/assignments/{a['id']}", json={"trader_id": ids["traders"]})
@@ -65,10 +80,14 @@ async def test_another_users_strategy_or_account_cannot_be_borrowed(api) -> None
 
 async def test_pages_follow_the_before_id_cursor(api) -> None:  # type: ignore[no-untyped-def]
     c = await api.user("pages@example.com")
-    made = [(await c.post("/api/strategies", json={"name": f"s{i}", "code": GOOD})).json()["id"] for i in range(5)]
+    made = [
+        (await c.post("/api/strategies", json={"name": f"s{i}", "code": GOOD})).json()["id"] for i in range(5)
+    ]
     first = (await c.get("/api/strategies", params={"limit": 2})).json()
     assert [s["id"] for s in first["items"]] == made[::-1][:2] and first["next_before_id"] == made[3]
-    second = (await c.get("/api/strategies", params={"limit": 2, "before_id": first["next_before_id"]})).json()
+    second = (
+        await c.get("/api/strategies", params={"limit": 2, "before_id": first["next_before_id"]})
+    ).json()
     assert [s["id"] for s in second["items"]] == made[::-1][2:4]
     last = (await c.get("/api/strategies", params={"limit": 2, "before_id": second["next_before_id"]})).json()
     assert [s["id"] for s in last["items"]] == [made[0]] and last["next_before_id"] is None

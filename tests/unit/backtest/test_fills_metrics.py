@@ -22,7 +22,9 @@ def test_the_fill_functions_keep_decimals_decimal() -> None:
     qty, price, fee = buy_all(Decimal("10000"), Decimal("100"), Decimal("0.001"))
     assert isinstance(qty, Decimal) and qty == Decimal("10000") / (Decimal("100") * Decimal("1.001"))
     cash, price, paid = sell_all(qty, Decimal("110"), Decimal("0.001"), Decimal("0.01"))
-    assert price == Decimal("108.90") and paid == qty * price * Decimal("0.001") and cash == qty * price - paid
+    assert (
+        price == Decimal("108.90") and paid == qty * price * Decimal("0.001") and cash == qty * price - paid
+    )
 
 
 def test_slippage_moves_the_price_against_the_trade() -> None:
@@ -50,7 +52,11 @@ def test_decisions_fill_at_the_next_open_and_the_last_one_does_not_fill() -> Non
     trades, equity = engine.fill(_codes("lnsnnl"), opens, closes, times, 1000.0, 0.0)
     assert [(t.entry_time, t.exit_time) for t in trades] == [(60_000, 180_000)]
     t = trades[0]
-    assert t.qty == pytest.approx(1000 / 11) and t.exit_price == 13.0 and t.pnl == pytest.approx(1000 / 11 * 13 - 1000)
+    assert (
+        t.qty == pytest.approx(1000 / 11)
+        and t.exit_price == 13.0
+        and t.pnl == pytest.approx(1000 / 11 * 13 - 1000)
+    )
     assert equity[0] == 1000.0
     assert equity[1] == pytest.approx(1000 / 11 * 11.5)  # bought at candle 1's open, valued at its close
     assert equity[-1] == pytest.approx(1000 / 11 * 13)  # the long on the last candle never filled

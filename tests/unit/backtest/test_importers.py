@@ -18,12 +18,14 @@ HOUR = 3_600_000
 
 def test_csv_with_iso_times_is_read_sorted_without_duplicates_and_with_gaps(tmp_path: Path) -> None:
     f = tmp_path / "c.csv"
-    f.write_text("time,open,high,low,close,volume\n"
-                 "2024-01-01T02:00:00Z,3,3.5,2.5,3.2,30\n"
-                 "2024-01-01T00:00:00Z,1,1.5,0.5,1.2,10\n"
-                 "2024-01-01T01:00:00Z,2,2.5,1.5,2.2,20\n"
-                 "2024-01-01T01:00:00Z,9,9,9,9,9\n"      # a duplicate: the first one stays
-                 "2024-01-01T05:00:00Z,6,6.5,5.5,6.2,60\n")  # two hours missing before it
+    f.write_text(
+        "time,open,high,low,close,volume\n"
+        "2024-01-01T02:00:00Z,3,3.5,2.5,3.2,30\n"
+        "2024-01-01T00:00:00Z,1,1.5,0.5,1.2,10\n"
+        "2024-01-01T01:00:00Z,2,2.5,1.5,2.2,20\n"
+        "2024-01-01T01:00:00Z,9,9,9,9,9\n"  # a duplicate: the first one stays
+        "2024-01-01T05:00:00Z,6,6.5,5.5,6.2,60\n"
+    )  # two hours missing before it
     got = load(f, "1h")
     assert got.format == "csv"
     assert got.time.tolist() == [T0, T0 + HOUR, T0 + 2 * HOUR, T0 + 5 * HOUR]
@@ -45,7 +47,9 @@ def test_csv_with_epoch_seconds_or_milliseconds(tmp_path: Path, scale: int) -> N
 
 def test_csv_times_without_a_zone_are_utc_and_offsets_are_honoured(tmp_path: Path) -> None:
     f = tmp_path / "c.csv"
-    f.write_text("date,open,high,low,close,volume\n2024-01-01 00:00:00,1,1,1,1,1\n2024-01-01T02:00:00+01:00,1,1,1,1,1\n")
+    f.write_text(
+        "date,open,high,low,close,volume\n2024-01-01 00:00:00,1,1,1,1,1\n2024-01-01T02:00:00+01:00,1,1,1,1,1\n"
+    )
     assert load(f).time.tolist() == [T0, T0 + HOUR]
 
 
@@ -60,10 +64,20 @@ def test_freqtrade_json(tmp_path: Path) -> None:
 
 def test_freqtrade_feather(tmp_path: Path) -> None:
     f = tmp_path / "BTC_USDT-1h.feather"
-    dates = pa.array(np.array([T0, T0 + HOUR, T0 + 3 * HOUR], dtype="datetime64[ms]").astype("datetime64[ns]"),
-                     type=pa.timestamp("ns", tz="UTC"))
-    table = pa.table({"date": dates, "open": [1.0, 2, 3], "high": [1.0, 2, 3], "low": [1.0, 2, 3], "close": [1.5, 2.5, 3.5],
-                      "volume": [1.0, 1, 1]})
+    dates = pa.array(
+        np.array([T0, T0 + HOUR, T0 + 3 * HOUR], dtype="datetime64[ms]").astype("datetime64[ns]"),
+        type=pa.timestamp("ns", tz="UTC"),
+    )
+    table = pa.table(
+        {
+            "date": dates,
+            "open": [1.0, 2, 3],
+            "high": [1.0, 2, 3],
+            "low": [1.0, 2, 3],
+            "close": [1.5, 2.5, 3.5],
+            "volume": [1.0, 1, 1],
+        }
+    )
     feather.write_feather(table, f)
     got = load(f, "1h")
     assert got.format == "feather"
@@ -74,8 +88,10 @@ def test_freqtrade_feather(tmp_path: Path) -> None:
 
 def test_gekko_csv(tmp_path: Path) -> None:
     f = tmp_path / "gekko.csv"
-    f.write_text("id,start,open,high,low,close,vwp,volume,trades\n"
-                 f"1,{T0 // 1000},1,2,0.5,1.5,1.2,10,4\n2,{T0 // 1000 + 60},1.5,2,1,1.75,1.6,5,2\n")
+    f.write_text(
+        "id,start,open,high,low,close,vwp,volume,trades\n"
+        f"1,{T0 // 1000},1,2,0.5,1.5,1.2,10,4\n2,{T0 // 1000 + 60},1.5,2,1,1.75,1.6,5,2\n"
+    )
     got = load(f)
     assert got.format == "gekko"
     assert got.time.tolist() == [T0, T0 + 60_000]
@@ -84,7 +100,9 @@ def test_gekko_csv(tmp_path: Path) -> None:
 
 def test_a_bad_value_is_blamed_on_its_line(tmp_path: Path) -> None:
     f = tmp_path / "c.csv"
-    f.write_text("time,open,high,low,close,volume\n2024-01-01T00:00:00Z,1,1,1,1,1\n2024-01-01T00:01:00Z,1,x,1,1,1\n")
+    f.write_text(
+        "time,open,high,low,close,volume\n2024-01-01T00:00:00Z,1,1,1,1,1\n2024-01-01T00:01:00Z,1,x,1,1,1\n"
+    )
     with pytest.raises(ImportError_, match="line 3: high is not a number"):
         load(f)
 

@@ -3,7 +3,17 @@ from tradewind.marketdata import bucket_start, candle_problem
 
 
 def c(**kw: float) -> Candle:
-    base = dict(exchange="sim", symbol="BTC/USD", tf="1m", time=1_700_000_040_000, open=10, high=11, low=9, close=10.5, volume=3)
+    base = dict(
+        exchange="sim",
+        symbol="BTC/USD",
+        tf="1m",
+        time=1_700_000_040_000,
+        open=10,
+        high=11,
+        low=9,
+        close=10.5,
+        volume=3,
+    )
     base.update(kw)
     return Candle(**base)  # type: ignore[arg-type]
 

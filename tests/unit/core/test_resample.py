@@ -12,7 +12,7 @@ def test_five_minute_candle_closes_with_its_last_minute() -> None:
     r = Resampler(("5m",))
     out = [r.add(1, row(i, 100 + i)) for i in range(5)]
     assert out[:4] == [[], [], [], []]
-    (tf, candle), = out[4]
+    ((tf, candle),) = out[4]
     assert tf == "5m"
     assert candle == (T0, 99.0, 106.0, 98.0, 104.0, 5.0)
 
@@ -29,7 +29,7 @@ def test_the_same_minute_twice_does_not_double_the_volume() -> None:
     r = Resampler(("5m",))
     for i in (0, 1, 1, 2, 3):
         r.add(1, row(i, 100))
-    (_, candle), = r.add(1, row(4, 100))
+    ((_, candle),) = r.add(1, row(4, 100))
     assert candle[5] == 5.0
 
 
@@ -47,7 +47,7 @@ def test_a_late_minute_closes_its_bucket_again_with_every_minute() -> None:
     r = Resampler(("5m",))
     for i in (0, 1, 2):
         r.add(1, row(i, 100 + i))
-    (_, without), = r.add(1, row(4, 104))
+    ((_, without),) = r.add(1, row(4, 104))
     assert without[5] == 4.0
     r.add(1, row(5, 105))
     assert r.add(1, row(3, 110)) == [("5m", (T0, 99.0, 112.0, 98.0, 104.0, 5.0))]

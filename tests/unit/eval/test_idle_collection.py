@@ -16,7 +16,9 @@ end
 
 
 def window(i: int) -> CandleWindow:
-    return CandleWindow.from_rows([(60_000 * (k + 1), 1.0, 1.0, 1.0, 1.0, 1.0) for k in range(i, i + 20)], "t")
+    return CandleWindow.from_rows(
+        [(60_000 * (k + 1), 1.0, 1.0, 1.0, 1.0, 1.0) for k in range(i, i + 20)], "t"
+    )
 
 
 def runtimes(n: int) -> _Runtimes:

@@ -30,7 +30,11 @@ def test_a_token_in_the_query_string_is_masked_in_uvicorns_logs(tmp_path, logger
     log.setLevel(logging.INFO)
     try:
         path = "/api/stream?token=SeCrEt-T0ken_value&x=1"
-        args = ("127.0.0.1:5", "GET", path, "1.1", 101) if logger == "uvicorn.access" else ("127.0.0.1:5", path, "[accepted]")
+        args = (
+            ("127.0.0.1:5", "GET", path, "1.1", 101)
+            if logger == "uvicorn.access"
+            else ("127.0.0.1:5", path, "[accepted]")
+        )
         log.info(fmt, *args)
     finally:
         log.removeHandler(handler)

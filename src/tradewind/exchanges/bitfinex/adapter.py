@@ -35,7 +35,17 @@ CID_BITS = 45  # Bitfinex's cid is an int45
 HISTORY_SCAN = 2500  # orders/hist's maximum page; Bitfinex keeps closed orders there for two weeks
 
 # Order array fields (docs.bitfinex.com "Order" object)
-O_ID, O_CID, O_SYMBOL, O_CREATED, O_UPDATED, O_AMOUNT, O_AMOUNT_ORIG, O_STATUS, O_PRICE_AVG = 0, 2, 3, 4, 5, 6, 7, 13, 17
+O_ID, O_CID, O_SYMBOL, O_CREATED, O_UPDATED, O_AMOUNT, O_AMOUNT_ORIG, O_STATUS, O_PRICE_AVG = (
+    0,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    13,
+    17,
+)
 # Trade array fields (auth/r/order/{symbol}:{id}/trades)
 T_FEE, T_FEE_CURRENCY = 9, 10
 
@@ -140,8 +150,17 @@ class BitfinexAdapter:
         recv_ns = time.time_ns()
         return [
             Candle(
-                exchange=self.capabilities.name, symbol=symbol, tf=tf, time=t, open=o, high=h, low=lo, close=c,
-                volume=v, closed=True, recv_ns=recv_ns,
+                exchange=self.capabilities.name,
+                symbol=symbol,
+                tf=tf,
+                time=t,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+                volume=v,
+                closed=True,
+                recv_ns=recv_ns,
             )  # fmt: skip
             for t, o, h, lo, c, v in fill_gaps(rows, size)
         ]
@@ -153,14 +172,20 @@ class BitfinexAdapter:
         out: dict[str, Decimal] = {}
         for w in wallets or []:
             if len(w) >= 3 and w[0] == "exchange":
-                available = w[4] if len(w) > 4 and w[4] is not None else w[2]  # null until Bitfinex computes it
+                available = (
+                    w[4] if len(w) > 4 and w[4] is not None else w[2]
+                )  # null until Bitfinex computes it
                 out[names.currency(w[1])] = _dec(available)
         return out
 
     async def place_order(self, creds: Credentials, order: OrderSpec) -> OrderResult:
         cid = cid_of(order.client_order_id)
         amount = order.amount if order.side == "buy" else -order.amount
-        body: dict[str, Any] = {"symbol": names.to_bitfinex(order.symbol), "amount": format(amount, "f"), "cid": cid}
+        body: dict[str, Any] = {
+            "symbol": names.to_bitfinex(order.symbol),
+            "amount": format(amount, "f"),
+            "cid": cid,
+        }
         if order.type == "limit":
             if order.price is None:
                 raise OrderRejected("a limit order needs a price")

@@ -32,7 +32,9 @@ from tradewind.exchanges.series import CandleSeries, Row
 
 log = logging.getLogger(__name__)
 
-RECONNECTS = Counter("tradewind_exchange_reconnects_total", "Market-data reconnections by reason", ["exchange", "reason"])
+RECONNECTS = Counter(
+    "tradewind_exchange_reconnects_total", "Market-data reconnections by reason", ["exchange", "reason"]
+)
 
 INFO_RESTART = 20051  # "Stop/Restart Websocket Server (please reconnect)"
 INFO_MAINTENANCE_START = 20060
@@ -123,7 +125,9 @@ class CandleStream:
             progress = _Progress()
             reason = "closed"
             try:
-                async with connect(self.ws_url, open_timeout=self.timing.open_timeout_s, max_size=2**24) as ws:
+                async with connect(
+                    self.ws_url, open_timeout=self.timing.open_timeout_s, max_size=2**24
+                ) as ws:
                     self.connections += 1
                     await self._session(ws, symbols, progress)
             except _Reconnect as exc:
@@ -169,7 +173,9 @@ class CandleStream:
             channels[msg["chanId"]] = by_key[msg["key"]]
         elif event == "error":
             if msg.get("code") != ERR_ALREADY_SUBSCRIBED:
-                raise ExchangeError(f"Bitfinex refused a subscription: {msg.get('msg')} (code {msg.get('code')})")
+                raise ExchangeError(
+                    f"Bitfinex refused a subscription: {msg.get('msg')} (code {msg.get('code')})"
+                )
         elif event == "info":
             code = msg.get("code")
             if code == INFO_RESTART:
@@ -188,7 +194,9 @@ class CandleStream:
 
     async def _candles(self, symbol: str, payload: list, recv_ns: int) -> None:
         series = self.series[symbol]
-        if payload and isinstance(payload[0], list):  # a snapshot, newest first: all but the newest are closed
+        if payload and isinstance(
+            payload[0], list
+        ):  # a snapshot, newest first: all but the newest are closed
             rows = sorted(row_of(c) for c in payload)
             series.forget_open()
             for row in rows[:-1]:

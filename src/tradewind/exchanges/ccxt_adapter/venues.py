@@ -29,7 +29,12 @@ VENUES: dict[str, Venue] = {
     # fetchCurrencies needs a wallet (sapi) permission and margin pairs are not ours: keep to spot.
     "binance": Venue(
         lookup_param="origClientOrderId",
-        options={"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False, "defaultType": "spot"},
+        options={
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "defaultType": "spot",
+        },
         history_limit=1000,
         poll_s=5.0,
     ),

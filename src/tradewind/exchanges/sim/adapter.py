@@ -135,7 +135,9 @@ class SimAdapter:
             walk = self.walks.get(order.symbol)
             if walk is None:
                 unknown[i] = OrderResult(
-                    client_order_id=order.client_order_id, status="rejected", reason=f"sim has no market {order.symbol}"
+                    client_order_id=order.client_order_id,
+                    status="rejected",
+                    reason=f"sim has no market {order.symbol}",
                 )
                 continue
             items.append((creds.trader_id, order, _next_open(walk)))

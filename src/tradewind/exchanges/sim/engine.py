@@ -126,7 +126,9 @@ class PaperEngine:
 
     async def _stored(self, client_order_ids: list[str]) -> dict[str, OrderResult]:
         async with self.sf() as s:
-            rows = (await s.execute(select(_FILLS).where(_FILLS.c.client_order_id.in_(client_order_ids)))).all()
+            rows = (
+                await s.execute(select(_FILLS).where(_FILLS.c.client_order_id.in_(client_order_ids)))
+            ).all()
         return {r.client_order_id: _result(r) for r in rows}
 
     async def _look_up(self) -> None:
@@ -167,7 +169,9 @@ class PaperEngine:
         queued = False
         async with self._lock:
             for (trader_id, spec, price), known in zip(orders, previous, strict=True):
-                known = known or self._fills.get(spec.client_order_id)  # or a concurrent duplicate got here first
+                known = known or self._fills.get(
+                    spec.client_order_id
+                )  # or a concurrent duplicate got here first
                 if known is not None:
                     results.append(known)
                     continue

@@ -40,7 +40,9 @@ def order_out(o: Order) -> OrderOut:
 
 
 @router.get("/evaluations", response_model=EvaluationPage)
-async def evaluations(repo: OwnedDep, assignment_id: QueryId = None, limit: Limit = 100, before_id: Cursor = None) -> dict:
+async def evaluations(
+    repo: OwnedDep, assignment_id: QueryId = None, limit: Limit = 100, before_id: Cursor = None
+) -> dict:
     rows = await repo.evaluations(limit, before_id, assignment_id)
     return page([eval_out(e).model_dump(mode="json") for e in rows], limit)
 
@@ -55,7 +57,11 @@ async def orders(repo: OwnedDep, assignment_id: QueryId = None, trader_id: Query
 @router.get("/positions", response_model=list[PositionOut])
 async def positions(repo: OwnedDep) -> list[PositionOut]:
     """Every assignment's open position valued at the market's last price, with realized P&L."""
-    q = repo.select(Assignment).add_columns(Market.symbol, Market.last_price).join(Market, Market.id == Assignment.market_id)
+    q = (
+        repo.select(Assignment)
+        .add_columns(Market.symbol, Market.last_price)
+        .join(Market, Market.id == Assignment.market_id)
+    )
     out = []
     for a, symbol, last in (await repo.s.execute(q.order_by(Assignment.id))).all():
         if a.position_qty == 0 and a.realized_pnl == 0:
@@ -76,5 +82,3 @@ async def audit(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) ->
     rows = await repo.audit(limit, before_id)
     return page([AuditOut(id=r.id, action=r.action, detail=r.detail or {}, address=r.address,
                           created_at=r.created_at).model_dump(mode="json") for r in rows], limit)  # fmt: skip
-
-

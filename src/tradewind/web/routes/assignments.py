@@ -35,10 +35,14 @@ def out(a: Assignment) -> AssignmentOut:
 
 def _not_killed(user: User) -> None:
     if user.killed:
-        raise ApiError(409, "the kill switch is on; release it (DELETE /api/killswitch) before resuming", field="enabled")
+        raise ApiError(
+            409, "the kill switch is on; release it (DELETE /api/killswitch) before resuming", field="enabled"
+        )
 
 
-async def _check_refs(repo: OwnedDep, market_id: int | None, trader_id: int | None, strategy_id: int | None) -> None:
+async def _check_refs(
+    repo: OwnedDep, market_id: int | None, trader_id: int | None, strategy_id: int | None
+) -> None:
     market = await repo.s.get(Market, market_id) if market_id is not None else None
     if market_id is not None and market is None:
         raise ApiError(422, "no such market", field="market_id")
@@ -49,12 +53,18 @@ async def _check_refs(repo: OwnedDep, market_id: int | None, trader_id: int | No
         if trader is None:
             raise ApiError(422, "no such trading account", field="trader_id")
         if market is not None and trader.exchange != market.exchange:
-            raise ApiError(422, f"this account trades on {trader.exchange}, the market is on {market.exchange}", field="trader_id")
+            raise ApiError(
+                422,
+                f"this account trades on {trader.exchange}, the market is on {market.exchange}",
+                field="trader_id",
+            )
 
 
 @router.get("", response_model=AssignmentPage)
 async def list_assignments(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
-    return page([out(a).model_dump(mode="json") for a in await repo.page(Assignment, limit, before_id)], limit)
+    return page(
+        [out(a).model_dump(mode="json") for a in await repo.page(Assignment, limit, before_id)], limit
+    )
 
 
 @router.post("", status_code=201, response_model=AssignmentOut)
@@ -81,7 +91,9 @@ async def get(assignment_id: ObjectId, repo: OwnedDep) -> AssignmentOut:
 
 
 @router.patch("/{assignment_id}", response_model=AssignmentOut)
-async def update(assignment_id: ObjectId, body: AssignmentPatch, repo: OwnedDep, st: StateDep, user: CurrentUser) -> AssignmentOut:
+async def update(
+    assignment_id: ObjectId, body: AssignmentPatch, repo: OwnedDep, st: StateDep, user: CurrentUser
+) -> AssignmentOut:
     a = await _get(repo, assignment_id)
     fields = body.model_dump(exclude_unset=True)
     if fields.get("enabled"):
@@ -89,7 +101,9 @@ async def update(assignment_id: ObjectId, body: AssignmentPatch, repo: OwnedDep,
     if "trader_id" in fields:
         await _check_refs(repo, a.market_id, fields["trader_id"], None)
         if a.position_qty > 0 and fields["trader_id"] != a.trader_id:
-            raise ApiError(409, "close the position (a \"short\" decision) before changing the account", field="trader_id")
+            raise ApiError(
+                409, 'close the position (a "short" decision) before changing the account', field="trader_id"
+            )
     for name, value in fields.items():
         setattr(a, name, value)
     if fields.get("enabled"):
@@ -138,7 +152,9 @@ async def latency(assignment_id: ObjectId, repo: OwnedDep) -> LatencyOut:
     orders = [x for x in (await repo.s.execute(
         select(Order.latency_ms).where(Order.assignment_id == a.id).order_by(Order.id.desc()).limit(500)
     )).scalars() if x is not None]  # fmt: skip
-    return LatencyOut(assignment_id=a.id, tick_to_decision=_summary(evals), tick_to_order_call=_summary(orders))
+    return LatencyOut(
+        assignment_id=a.id, tick_to_decision=_summary(evals), tick_to_order_call=_summary(orders)
+    )
 
 
 def _summary(xs: list[float]) -> LatencySummary:

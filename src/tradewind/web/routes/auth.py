@@ -58,13 +58,17 @@ async def register(body: Credentials, s: SessionDep, request: Request) -> UserOu
 
 
 @router.post("/login", response_model=TokenOut)
-async def login(body: Credentials, s: SessionDep, st: StateDep, request: Request, response: Response) -> TokenOut:
+async def login(
+    body: Credentials, s: SessionDep, st: StateDep, request: Request, response: Response
+) -> TokenOut:
     email = body.email.lower()
     address = client_address(request)
     keys = (f"account:{email}", f"address:{address}")
     wait = st.throttle.retry_after(*keys)
     if wait:
-        raise ApiError(429, f"too many failed logins; try again in {wait} s", headers={"Retry-After": str(wait)})
+        raise ApiError(
+            429, f"too many failed logins; try again in {wait} s", headers={"Retry-After": str(wait)}
+        )
     user = (await s.execute(select(User).where(User.email == email))).scalar_one_or_none()
     if not await verify_password_async(user.password_hash if user else None, body.password) or user is None:
         st.throttle.failed(*keys)
@@ -77,12 +81,20 @@ async def login(body: Credentials, s: SessionDep, st: StateDep, request: Request
     await s.execute(delete(LoginSession).where(LoginSession.user_id == user.id,
                                                or_(LoginSession.revoked.is_(True), LoginSession.expires_at < utcnow())))  # fmt: skip
     token, csrf = new_token(), new_token()
-    s.add(LoginSession(user_id=user.id, token_hash=token_hash(token), csrf_token=csrf, expires_at=session_expiry()))
+    s.add(
+        LoginSession(
+            user_id=user.id, token_hash=token_hash(token), csrf_token=csrf, expires_at=session_expiry()
+        )
+    )
     Owned(s, user.id).audit_log("login", address)
     await s.commit()
     secure = request.url.scheme == "https"
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure, max_age=14 * 86400, path="/")
-    response.set_cookie(CSRF_COOKIE, csrf, httponly=False, samesite="lax", secure=secure, max_age=14 * 86400, path="/")
+    response.set_cookie(
+        SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure, max_age=14 * 86400, path="/"
+    )
+    response.set_cookie(
+        CSRF_COOKIE, csrf, httponly=False, samesite="lax", secure=secure, max_age=14 * 86400, path="/"
+    )
     return TokenOut(token=token, csrf_token=csrf, user=user_out(user))
 
 

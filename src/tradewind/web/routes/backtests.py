@@ -27,7 +27,9 @@ class BacktestIn(Request):
     strategy_id: int = Field(ge=1, le=MAX_ID, strict=True)
     market_id: int = Field(ge=1, le=MAX_ID, strict=True)
     timeframe: str = Field(default="1h", max_length=4)
-    from_: dt.datetime | int | None = Field(default=None, alias="from", description="start (ISO 8601 or epoch ms)")
+    from_: dt.datetime | int | None = Field(
+        default=None, alias="from", description="start (ISO 8601 or epoch ms)"
+    )
     to: dt.datetime | int | None = Field(default=None, description="end, exclusive (ISO 8601 or epoch ms)")
     params: dict[str, ParamValue] = Field(default_factory=dict)
     cash: float = Field(default=10_000.0, gt=0, le=1e12, allow_inf_nan=False)
@@ -54,7 +56,9 @@ class BacktestOut(BaseModel):
     timeframe: str
     params: dict[str, Any]
     config: dict[str, Any]  # cash, fee, slippage, lookback, from, to (epoch ms)
-    metrics: dict[str, Any] | None = None  # final_equity, return_pct, max_drawdown_pct, sharpe, win_rate, candles, duration_s
+    metrics: dict[str, Any] | None = (
+        None  # final_equity, return_pct, max_drawdown_pct, sharpe, win_rate, candles, duration_s
+    )
     trades: list[dict[str, Any]] | None = None  # entry_time, entry_price, exit_time, exit_price, qty, pnl
     equity: list[list[int | float]] | None = None  # [time ms, equity, drawdown %], about 1,000 points
     error: str | None = None
@@ -100,7 +104,14 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueu
     start, end = _ms(body.from_, "from"), _ms(body.to, "to")
     if start is not None and end is not None and end <= start:
         raise ApiError(422, "to must be after from", field="to")
-    config = {"cash": body.cash, "fee": body.fee, "slippage": body.slippage, "lookback": body.lookback, "from": start, "to": end}
+    config = {
+        "cash": body.cash,
+        "fee": body.fee,
+        "slippage": body.slippage,
+        "lookback": body.lookback,
+        "from": start,
+        "to": end,
+    }
     bt = repo.add(Backtest(strategy_id=strategy.id, version=strategy.latest_version, market_id=body.market_id,
                            timeframe=body.timeframe, params=dict(body.params), config=config, status="queued"))  # fmt: skip
     await repo.s.commit()
@@ -108,7 +119,9 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueu
         bt.status, bt.error = "error", NO_WORKER
     else:
         try:
-            await st.nc.request(subjects.BACKTEST_START, m.encode(m.StartBacktest(backtest_id=bt.id)), timeout=5)
+            await st.nc.request(
+                subjects.BACKTEST_START, m.encode(m.StartBacktest(backtest_id=bt.id)), timeout=5
+            )
         except (NatsError, TimeoutError):  # no responders, no answer in time, or the bus is down
             log.warning("backtest %s: no backtest worker answered", bt.id)
             bt.status, bt.error = "error", NO_WORKER
@@ -120,7 +133,10 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueu
 @router.get("", response_model=BacktestPage)
 async def list_backtests(repo: OwnedDep, limit: Limit = 50, before_id: Cursor = None) -> dict:
     """The user's backtests, newest first, without trades and equity curves."""
-    return page([out(b, detail=False).model_dump(mode="json") for b in await repo.page(Backtest, limit, before_id)], limit)
+    return page(
+        [out(b, detail=False).model_dump(mode="json") for b in await repo.page(Backtest, limit, before_id)],
+        limit,
+    )
 
 
 @router.get("/{backtest_id}", response_model=BacktestOut)

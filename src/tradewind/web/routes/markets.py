@@ -18,12 +18,22 @@ router = APIRouter(prefix="/api/markets", tags=["markets"])
 
 
 def out(mk: Market) -> MarketOut:
-    return MarketOut(id=mk.id, exchange=mk.exchange, symbol=mk.symbol, timeframes=list(TIMEFRAMES), last_price=mk.last_price)
+    return MarketOut(
+        id=mk.id,
+        exchange=mk.exchange,
+        symbol=mk.symbol,
+        timeframes=list(TIMEFRAMES),
+        last_price=mk.last_price,
+    )
 
 
 @router.get("", response_model=MarketPage)
 async def list_markets(s: SessionDep, _: CurrentUser) -> dict:
-    rows = (await s.execute(select(Market).where(Market.active.is_(True)).order_by(Market.exchange, Market.symbol))).scalars()
+    rows = (
+        await s.execute(
+            select(Market).where(Market.active.is_(True)).order_by(Market.exchange, Market.symbol)
+        )
+    ).scalars()
     return {"items": [out(mk).model_dump() for mk in rows], "next_before_id": None}
 
 

@@ -34,8 +34,13 @@ async def check(code: str) -> list[Diagnostic]:
 async def _require_valid(code: str) -> None:
     errors = await check(code)
     if errors:
-        raise ApiError(422, {"detail": f"the code has errors: {errors[0].message}",  # type: ignore[arg-type]
-                             "errors": [{"field": "code", "message": e.message, "line": e.line} for e in errors]})
+        raise ApiError(
+            422,
+            {
+                "detail": f"the code has errors: {errors[0].message}",  # type: ignore[arg-type]
+                "errors": [{"field": "code", "message": e.message, "line": e.line} for e in errors],
+            },
+        )
 
 
 def out(s: Strategy, v: StrategyVersion) -> StrategyOut:
@@ -112,7 +117,9 @@ async def delete(strategy_id: ObjectId, repo: OwnedDep, st: StateDep) -> Respons
     holding = (await repo.s.execute(repo.select(Assignment).where(Assignment.strategy_id == s.id, Assignment.position_qty > 0)
                                     .limit(1))).first()  # fmt: skip
     if holding is not None:
-        raise ApiError(409, "an assignment of this strategy holds a position; close it (a \"short\" decision) first")
+        raise ApiError(
+            409, 'an assignment of this strategy holds a position; close it (a "short" decision) first'
+        )
     await repo.delete(s)
     await repo.s.commit()
     await assignments_changed(st)

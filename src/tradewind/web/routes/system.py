@@ -28,7 +28,11 @@ async def health(s: SessionDep, st: StateDep, response: Response) -> dict:
         await s.execute(text("SELECT 1 FROM users LIMIT 1"))  # reachable, and migrated
     except Exception as exc:
         db = f"error: {type(exc).__name__}"
-    bus = "ok" if st.nc is not None and st.nc.is_connected else ("disabled" if st.nc is None else "disconnected")
+    bus = (
+        "ok"
+        if st.nc is not None and st.nc.is_connected
+        else ("disabled" if st.nc is None else "disconnected")
+    )
     ok = db == "ok" and bus != "disconnected"
     if not ok:
         response.status_code = 503
@@ -46,8 +50,14 @@ async def kill(repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request
     me = await repo.s.get(User, user.id)
     assert me is not None
     me.killed = True
-    paused = await repo.update_all(Assignment, Assignment.enabled.is_(True), enabled=False, paused_reason=KILL_SWITCH)
-    open_orders = (await repo.s.execute(repo.select(Order).where(Order.status.in_(("open", "pending"))))).scalars().all()
+    paused = await repo.update_all(
+        Assignment, Assignment.enabled.is_(True), enabled=False, paused_reason=KILL_SWITCH
+    )
+    open_orders = (
+        (await repo.s.execute(repo.select(Order).where(Order.status.in_(("open", "pending")))))
+        .scalars()
+        .all()
+    )
     repo.audit_log("killswitch.on", client_address(request), paused=paused, open_orders=len(open_orders))
     await repo.s.commit()
     await assignments_changed(st)
@@ -95,5 +105,7 @@ async def users(s: SessionDep, _: AdminUser) -> list[dict]:
 async def admin_health(s: SessionDep, st: StateDep, _: AdminUser, response: Response) -> dict:
     base = await health(s, st, response)
     by_status = dict((await s.execute(select(Order.status, func.count()).group_by(Order.status))).all())
-    active = (await s.execute(select(func.count()).select_from(Assignment).where(Assignment.enabled.is_(True)))).scalar_one()
+    active = (
+        await s.execute(select(func.count()).select_from(Assignment).where(Assignment.enabled.is_(True)))
+    ).scalar_one()
     return {**base, "active_assignments": active, "orders_by_status": by_status}

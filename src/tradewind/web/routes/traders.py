@@ -31,7 +31,9 @@ def out(t: Trader) -> TraderOut:
     )  # fmt: skip
 
 
-async def _request(st: StateDep, subject: str, msg: object, reply_type: type, exchange: str, unreachable: int = 503) -> object:
+async def _request(
+    st: StateDep, subject: str, msg: object, reply_type: type, exchange: str, unreachable: int = 503
+) -> object:
     """Ask the exchange's adapter over the bus. ``unreachable``: the status when nobody answers (a 422
     naming the field when the user is choosing the exchange, a 503 when an existing account's is down)."""
     field = "exchange" if unreachable < 500 else None
@@ -66,12 +68,18 @@ async def list_traders(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = N
 async def create(body: TraderIn, repo: OwnedDep, st: StateDep, request: Request) -> TraderOut:
     if body.paper:
         if body.exchange != PAPER_EXCHANGE:
-            raise ApiError(422, f"paper accounts trade on the simulated exchange; use exchange \"{PAPER_EXCHANGE}\"", field="exchange")
+            raise ApiError(
+                422,
+                f'paper accounts trade on the simulated exchange; use exchange "{PAPER_EXCHANGE}"',
+                field="exchange",
+            )
         if body.api_key or body.api_secret:
             raise ApiError(422, "a paper account takes no API key", field="api_key")
     else:
         if body.exchange == PAPER_EXCHANGE:
-            raise ApiError(422, "the simulated exchange has paper accounts only; set paper to true", field="paper")
+            raise ApiError(
+                422, "the simulated exchange has paper accounts only; set paper to true", field="paper"
+            )
         if not (body.api_key and body.api_secret):
             raise ApiError(422, "an exchange account needs api_key and api_secret", field="api_key")
     t = repo.add(Trader(
@@ -88,10 +96,17 @@ async def create(body: TraderIn, repo: OwnedDep, st: StateDep, request: Request)
             await _verify(st, t)
         except ApiError as exc:
             await repo.s.delete(t)
-            repo.audit_log("trader.key_refused", client_address(request), exchange=t.exchange, reason=str(exc.detail)[:200])
+            repo.audit_log(
+                "trader.key_refused",
+                client_address(request),
+                exchange=t.exchange,
+                reason=str(exc.detail)[:200],
+            )
             await repo.s.commit()
             raise
-    repo.audit_log("trader.created", client_address(request), trader_id=t.id, exchange=t.exchange, paper=t.paper)
+    repo.audit_log(
+        "trader.created", client_address(request), trader_id=t.id, exchange=t.exchange, paper=t.paper
+    )
     await repo.s.commit()
     return out(t)
 
@@ -109,7 +124,9 @@ async def get(trader_id: ObjectId, repo: OwnedDep) -> TraderOut:
 
 
 @router.patch("/{trader_id}", response_model=TraderOut)
-async def update(trader_id: ObjectId, body: TraderPatch, repo: OwnedDep, st: StateDep, request: Request) -> TraderOut:
+async def update(
+    trader_id: ObjectId, body: TraderPatch, repo: OwnedDep, st: StateDep, request: Request
+) -> TraderOut:
     t = await _get(repo, trader_id)
     fields = body.model_dump(exclude_unset=True)
     for name in ("name", "max_order_notional", "max_position", "daily_loss_limit"):
@@ -124,7 +141,11 @@ async def update(trader_id: ObjectId, body: TraderPatch, repo: OwnedDep, st: Sta
         if not (body.api_key and body.api_secret):
             raise ApiError(422, "send api_key and api_secret together", field="api_key")
         old = (t.api_key_enc, t.api_secret_enc, t.key_last4)
-        t.api_key_enc, t.api_secret_enc, t.key_last4 = st.box.encrypt(body.api_key), st.box.encrypt(body.api_secret), body.api_key[-4:]
+        t.api_key_enc, t.api_secret_enc, t.key_last4 = (
+            st.box.encrypt(body.api_key),
+            st.box.encrypt(body.api_secret),
+            body.api_key[-4:],
+        )
         await repo.s.commit()
         try:
             await _verify(st, t)
@@ -159,7 +180,13 @@ async def delete(trader_id: ObjectId, repo: OwnedDep, request: Request) -> Respo
 @router.get("/{trader_id}/balances")
 async def balances(trader_id: ObjectId, repo: OwnedDep, st: StateDep) -> dict:
     t = await _get(repo, trader_id)
-    reply = await _request(st, subjects.exchange_balance(t.exchange), m.BalanceRequest(trader_id=t.id), m.BalanceReply, t.exchange)
+    reply = await _request(
+        st,
+        subjects.exchange_balance(t.exchange),
+        m.BalanceRequest(trader_id=t.id),
+        m.BalanceReply,
+        t.exchange,
+    )
     assert isinstance(reply, m.BalanceReply)
     if reply.error:
         raise ApiError(502, f"{t.exchange}: {reply.error}")
