@@ -1,26 +1,21 @@
-"""Regenerate the initial Alembic migration from the models.
+"""Generate a new Alembic revision from the difference between the models and the migrations' schema.
 
-tradewind has not been released, so the schema is one initial migration; after a release, add new
-revisions with `alembic revision --autogenerate` instead of running this.
+`make migration MSG="what changed"`: upgrades a scratch SQLite database to the newest revision and lets
+Alembic's autogenerate write the next one into storage/migrations/versions/. Read what it wrote before
+committing it (SQLite rebuilds tables in batch mode; see 0002 for what that needs), and add the rows the
+change affects to tests/integration/storage/test_migrations.py.
 """
 
-import pathlib
-import re
+import os
+import sys
 import tempfile
 
-from tradewind.storage.migrate import MIGRATIONS, revision
+from tradewind.storage.migrate import revision, upgrade
 
-versions = MIGRATIONS / "versions"
-for old in versions.glob("0001_*.py"):
-    old.unlink()
+message = os.environ.get("MSG") or (sys.argv[1] if len(sys.argv) > 1 else "")
+if not message:
+    sys.exit('say what the revision changes: make migration MSG="..."')
 with tempfile.TemporaryDirectory() as tmp:
-    revision(f"sqlite+aiosqlite:///{tmp}/regen.db", "initial schema")
-new = [p for p in versions.glob("*_initial_schema.py") if not p.name.startswith("0001")][0]
-text = new.read_text()
-rev = re.search(r"^revision = '(\w+)'", text, re.M).group(1)
-text = text.replace(f"revision = '{rev}'", "revision = '0001'").replace(
-    f"Revision ID: {rev}", "Revision ID: 0001"
-)
-pathlib.Path(versions / "0001_initial_schema.py").write_text(text)
-new.unlink()
-print("regenerated", versions / "0001_initial_schema.py")
+    url = f"sqlite+aiosqlite:///{tmp}/regen.db"
+    upgrade(url)
+    revision(url, message)

@@ -34,11 +34,18 @@ NAMING = {
 }
 
 
+# Ids are never handed out twice. SQLite without AUTOINCREMENT gives a new row the highest id plus one, so
+# the id of the newest row, once deleted, comes back: a cache (or an order in flight) still holding the old
+# id would then act on someone else's object. PostgreSQL's identity sequences never go back.
+NEVER_REUSED: dict[str, object] = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
 class User(Base):
+    __table_args__ = NEVER_REUSED
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -51,6 +58,7 @@ class User(Base):
 class Session(Base):
     """A login session; only the SHA-256 of the random token is stored."""
 
+    __table_args__ = NEVER_REUSED
     __tablename__ = "sessions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -62,6 +70,7 @@ class Session(Base):
 
 
 class Strategy(Base):
+    __table_args__ = NEVER_REUSED
     __tablename__ = "strategies"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -76,7 +85,7 @@ class StrategyVersion(Base):
     """Immutable code of one version of a strategy; eval workers cache compiled code by (strategy, version)."""
 
     __tablename__ = "strategy_versions"
-    __table_args__ = (UniqueConstraint("strategy_id", "version"),)
+    __table_args__ = (UniqueConstraint("strategy_id", "version"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
@@ -87,7 +96,7 @@ class StrategyVersion(Base):
 
 class Market(Base):
     __tablename__ = "markets"
-    __table_args__ = (UniqueConstraint("exchange", "symbol"),)
+    __table_args__ = (UniqueConstraint("exchange", "symbol"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     exchange: Mapped[str] = mapped_column(String(32))
     symbol: Mapped[str] = mapped_column(String(41))  # 'BTC/USD'
@@ -112,6 +121,7 @@ class CandleRow(Base):
 class Trader(Base):
     """A trading account: paper (simulated) or an exchange key. Secrets are stored encrypted."""
 
+    __table_args__ = NEVER_REUSED
     __tablename__ = "traders"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -141,7 +151,7 @@ class Assignment(Base):
     """A strategy assigned to a market and timeframe, optionally trading through an account."""
 
     __tablename__ = "assignments"
-    __table_args__ = (Index("ix_assignments_market_tf", "market_id", "timeframe"),)
+    __table_args__ = (Index("ix_assignments_market_tf", "market_id", "timeframe"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
@@ -172,7 +182,7 @@ class Evaluation(Base):
     """One evaluation of an assignment on one closed candle; unique, so a retry cannot record it twice."""
 
     __tablename__ = "evaluations"
-    __table_args__ = (UniqueConstraint("assignment_id", "candle_time"),)
+    __table_args__ = (UniqueConstraint("assignment_id", "candle_time"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
     candle_time: Mapped[int] = mapped_column(BigInteger)
@@ -196,6 +206,7 @@ class Order(Base):
         Index("ix_orders_trader", "trader_id", "id"),
         Index("ix_orders_owner", "owner_id", "id"),
         Index("ix_orders_status", "status"),
+        NEVER_REUSED,
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -223,6 +234,7 @@ class Order(Base):
 
 
 class Backtest(Base):
+    __table_args__ = NEVER_REUSED
     __tablename__ = "backtests"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -243,7 +255,7 @@ class AuditEntry(Base):
     """Append-only log of security-relevant actions."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_user", "user_id", "id"),)
+    __table_args__ = (Index("ix_audit_user", "user_id", "id"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     action: Mapped[str] = mapped_column(String(64))
@@ -255,6 +267,7 @@ class AuditEntry(Base):
 class PaperFill(Base):
     """The sim exchange's own record of a paper order it filled: its truth for lookups by client id."""
 
+    __table_args__ = NEVER_REUSED
     __tablename__ = "paper_fills"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trader_id: Mapped[int] = mapped_column(ForeignKey("traders.id", ondelete="CASCADE"), index=True)

@@ -28,8 +28,21 @@ def _run(connection: Connection) -> None:
 async def _run_async() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url"))
     async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # A migration that rebuilds a table (SQLite's only way to change most of a table) drops the old
+            # one: with foreign keys on, that would delete every row referring to it. Off while migrating
+            # (the pragma only takes effect outside a transaction, hence the commit), checked after.
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
         await conn.run_sync(_run)
         await conn.commit()
+        if sqlite:
+            broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+            await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await conn.commit()
+            if broken:
+                raise RuntimeError(f"the migration left rows whose references are broken: {broken[:5]}")
     await engine.dispose()
 
 
