@@ -74,6 +74,9 @@ class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True):
     """Place a market order. Credentials never travel: the adapter loads the trader's keys itself."""
 
     trader_id: int
+    # The user the order is for. The exchange service places it only if the account is this user's: an
+    # order without an owner, or for someone else's account, is refused before any money moves.
+    owner_id: int | None = None
     client_order_id: str
     symbol: str
     side: str  # "buy" | "sell"
@@ -169,6 +172,14 @@ class AssignmentsChanged(msgspec.Struct, frozen=True, kw_only=True):
     """Published by web when assignments change so core.decide reloads its index."""
 
     assignment_id: int | None = None
+
+
+class TraderChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """Published by web when a trading account's limits or key change, or it is deleted: core reloads
+    what it keeps about accounts, the exchange service forgets what it cached about this one."""
+
+    trader_id: int
+    deleted: bool = False
 
 
 class UserEvent(msgspec.Struct, frozen=True, kw_only=True):

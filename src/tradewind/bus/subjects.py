@@ -11,6 +11,7 @@ EVAL_QUEUE = "eval-workers"
 EVAL_RUN = "eval.run"
 BACKTEST_RUN = "backtest.run"
 ASSIGNMENTS_CHANGED = "core.assignments.changed"
+TRADERS_CHANGED = "core.traders.changed"  # a trading account changed or was deleted: core and exchanges
 EVENTS_PREFIX = "events.user"
 
 

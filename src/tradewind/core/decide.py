@@ -50,8 +50,6 @@ class AssignmentState:
     allocation: Decimal
     trader_id: int | None
     trader_exchange: str | None
-    max_order_notional: Decimal | None
-    max_position: Decimal | None
     position_qty: Decimal
     failures: int
     pending: set[str] = field(default_factory=set)  # client order ids in flight
@@ -87,8 +85,6 @@ class AssignmentIndex:
                 exchange=exchange, symbol=symbol, timeframe=a.timeframe, params=dict(a.params or {}),
                 lookback=a.lookback, allocation=a.allocation, trader_id=a.trader_id,
                 trader_exchange=trader.exchange if trader else None,
-                max_order_notional=trader.max_order_notional if trader else None,
-                max_position=trader.max_position if trader else None,
                 position_qty=old.position_qty if old else a.position_qty,
                 failures=a.consecutive_failures, pending=old.pending if old else set(),
                 acted_through=old.acted_through if old else 0,

@@ -56,9 +56,9 @@ class CoreService:
     async def start(self) -> None:
         await ensure_md_stream(self.js)
         await self.index.load(self.sf)
-        self._subs.append(
-            await self.nc.subscribe(subjects.ASSIGNMENTS_CHANGED, cb=self._on_assignments_changed)
-        )
+        # Whatever the index keeps of assignments and their accounts is reloaded on every change to either.
+        for subject in (subjects.ASSIGNMENTS_CHANGED, subjects.TRADERS_CHANGED):
+            self._subs.append(await self.nc.subscribe(subject, cb=self._on_assignments_changed))
         self._subs.append(await self.nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=self.desk.on_order_update))
         self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
         self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))

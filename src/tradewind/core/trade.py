@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from nats.aio.client import Client
@@ -28,16 +28,13 @@ from tradewind.core.decide import AssignmentIndex, AssignmentState
 from tradewind.domain import client_order_id, split_symbol
 from tradewind.metrics import EVAL_DURATION, EVALUATIONS, ORDERS, TICK_TO_DECISION, TICK_TO_ORDER
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
-from tradewind.storage.models import Assignment, Evaluation, Order, Trader
+from tradewind.storage.models import Assignment, Evaluation, Order, Trader, User
 from tradewind.storage.types import utcnow
+from tradewind.trading import risk
 
 log = logging.getLogger(__name__)
 
-QTY = Decimal("0.00000001")
 ZERO = Decimal(0)
-# Market buys are sized a little under the allocation so that the fee and the move to the fill price fit.
-BUY_HEADROOM = Decimal("1.0025")
-MIN_NOTIONAL = Decimal("1")
 EVALS_OK = EVALUATIONS.labels("ok")  # the labelled child, looked up once
 APPLY_ATTEMPTS = 40  # about two and a half minutes of retries, then the reconciler settles them
 ORDER_BATCH = 250  # orders per request to an exchange service
@@ -45,6 +42,8 @@ TERMINAL = ("filled", "canceled", "rejected", "not_placed")
 _ASSIGNMENTS = Assignment.__table__  # Core tables: executemany updates without the ORM's bulk rules
 _ORDERS = Order.__table__
 _EVALUATIONS = Evaluation.__table__
+_TRADERS = Trader.__table__
+_USERS = User.__table__
 
 
 STALE_NOTE = "not traded: a newer candle's decision was acted on first"
@@ -57,7 +56,7 @@ class Handled(NamedTuple):
     tick_ms: float | None  # candle -> decision
     paused: list[tuple[int, str]]  # (assignment, reason)
     reset: list[int]  # assignments whose failure count is back to 0
-    stale: list[int]  # assignments whose decision came after a newer one's: recorded, not traded
+    notes: dict[int, str]  # assignment -> why its decision was not traded, or traded smaller than asked
 
 
 class TradeDesk:
@@ -92,7 +91,7 @@ class TradeDesk:
         # Only what the orders need happens before they go out; rows and metrics wait for ``record``.
         paused: list[tuple[int, str]] = []
         reset: list[int] = []
-        stale: list[int] = []
+        notes: dict[int, str] = {}
         wanted: list[tuple[AssignmentState, str, float]] = []
         pause_after = self.settings.eval_pause_after_failures
         for st, out in results:
@@ -114,7 +113,7 @@ class TradeDesk:
                 # died holding it and the stream redelivered it after the standby had gone on). It is recorded,
                 # but trading on it would undo the newer decision.
                 ORDERS.labels("stale_decision").inc()
-                stale.append(st.id)
+                notes[st.id] = STALE_NOTE
                 continue
             st.acted_through = candle.time
             if st.trader_id is None or st.pending:
@@ -124,7 +123,7 @@ class TradeDesk:
             elif out.position == "short" and st.position_qty > 0:
                 wanted.append((st, "sell", 1.0))
 
-        orders = await self._plan(candle, wanted)
+        orders = await self._plan(candle, wanted, notes)
         placed: list[dict[str, Any]] = []
         if orders:
             # The intents first, in a transaction of their own, and the calls right after them: a chunk's
@@ -145,7 +144,7 @@ class TradeDesk:
                     st.pending.add(o["client_order_id"])
             self._start_orders(candle, placed)
             await asyncio.sleep(0)  # let the order calls go out before this chunk's (or candle's) bookkeeping
-        work = Handled(results, tick_ms, paused, reset, stale)
+        work = Handled(results, tick_ms, paused, reset, notes)
         if later is None:
             await self.record(candle, [work])
         else:
@@ -157,11 +156,11 @@ class TradeDesk:
         evals: list[dict[str, Any]] = []
         for h in later:
             tick_ms = h.tick_ms
-            stale = set(h.stale)
             for st, out in h.results:
                 note = out.note
-                if st.id in stale:  # the user sees why no order followed this decision
-                    note = f"{note} · {STALE_NOTE}" if note else STALE_NOTE
+                ours = h.notes.get(st.id)
+                if ours:  # the user sees why no order (or a smaller one) followed this decision
+                    note = f"{note} · {ours}" if note else ours
                 if tick_ms is not None:
                     TICK_TO_DECISION.observe(tick_ms)
                 EVAL_DURATION.observe(out.duration_us / 1000)
@@ -221,50 +220,123 @@ class TradeDesk:
             return new_ids
 
     async def _plan(
-        self, candle: m.Candle, wanted: list[tuple[AssignmentState, str, float]]
+        self, candle: m.Candle, wanted: list[tuple[AssignmentState, str, float]], notes: dict[int, str]
     ) -> list[dict[str, Any]]:
-        """Turn wanted trades into order rows: sizing, the balance check, and the account's risk limits."""
+        """Turn wanted trades into order rows: ownership, sizing, the balance check and the account's risk
+        limits. What core keeps in memory only says which assignments might trade; whether they may, and
+        with which account and limits, is read from the database here, for every order (``_accounts``), so
+        a change the index has not caught up with yet can never move money. ``notes`` gets, per assignment,
+        why a decision was not traded or traded smaller than asked."""
         if not wanted:
             return []
         price = Decimal(repr(candle.close))
-        quote_asset = split_symbol(candle.symbol)[1]
         buyers: dict[str, set[int]] = {}
         for st, side, _ in wanted:
             if side == "buy" and st.trader_id is not None and st.trader_exchange is not None:
                 buyers.setdefault(st.trader_exchange, set()).add(st.trader_id)
-        free: dict[int, Decimal | None] = {}
-        for found in await asyncio.gather(*(self._free(e, ids, quote_asset) for e, ids in buyers.items())):
-            free.update(found)
+        found, facts = await asyncio.gather(
+            asyncio.gather(
+                *(self._free(e, ids, split_symbol(candle.symbol)[1]) for e, ids in buyers.items())
+            ),
+            self._accounts(candle, wanted),
+        )
+        allowed, books = facts
+        for free in found:
+            for trader_id, amount in free.items():
+                if trader_id in books:
+                    books[trader_id].free = amount
         rows = []
         now = utcnow()  # one timestamp for the batch (and processed once by insert_rows)
         for st, side, size in wanted:
+            fresh = allowed.get(st.id)
+            if isinstance(fresh, str):
+                notes[st.id] = fresh
+                continue
+            assert fresh is not None
+            owner_id, trader_id, exchange, allocation = fresh
             reason = None
             if side == "buy":
-                quote = st.allocation * Decimal(repr(size))
-                if st.max_order_notional is not None:
-                    quote = min(quote, st.max_order_notional)
-                if st.max_position is not None:
-                    quote = min(quote, st.max_position)
-                available = free.get(st.trader_id)
-                if available is None:
-                    reason = "balance check failed: the exchange did not answer"
-                else:
-                    quote = min(quote, available)
-                amount = (quote / (price * BUY_HEADROOM)).quantize(QTY, rounding=ROUND_DOWN)
-                if reason is None and amount * price < MIN_NOTIONAL:
-                    reason = f"insufficient {quote_asset} balance for this allocation ({available} free)"
-                if reason is None:
-                    free[st.trader_id] = (available or ZERO) - amount * price * BUY_HEADROOM
+                sized = risk.size_buy(books[trader_id], candle.symbol, allocation, size, price)
+                amount, reason = sized.amount, sized.reason
+                if sized.note:
+                    notes[st.id] = sized.note
             else:
                 amount = st.position_qty
             cid = client_order_id(st.id, candle.time, "long" if side == "buy" else "short")
             rows.append({
-                "owner_id": st.owner_id, "assignment_id": st.id, "trader_id": st.trader_id, "client_order_id": cid,
-                "exchange": st.trader_exchange, "symbol": st.symbol, "side": side, "amount": amount,
+                "owner_id": owner_id, "assignment_id": st.id, "trader_id": trader_id, "client_order_id": cid,
+                "exchange": exchange, "symbol": st.symbol, "side": side, "amount": amount,
                 "status": "rejected" if reason else "pending", "reason": reason, "candle_time": candle.time,
                 "filled": ZERO, "fee": ZERO, "created_at": now, "updated_at": now,
             })  # fmt: skip
         return rows
+
+    async def _accounts(
+        self, candle: m.Candle, wanted: list[tuple[AssignmentState, str, float]]
+    ) -> tuple[dict[int, tuple[int, int, str, Decimal] | str], dict[int, risk.AccountBook]]:
+        """Read, for the assignments that want to trade, whether they still may and through which account:
+        per assignment ``(owner, account, exchange, allocation)`` or why not; per account its limits, what
+        its assignments hold of this market (with buys in flight) and its realized loss today."""
+        a, t, u, o = _ASSIGNMENTS.c, _TRADERS.c, _USERS.c, _ORDERS.c
+        ids = [st.id for st, _, _ in wanted]
+        async with self.sf() as s:
+            rows = {
+                r.id: r
+                for r in (await s.execute(
+                    select(a.id, a.owner_id, a.trader_id, a.enabled, a.allocation, u.killed,
+                           t.owner_id.label("trader_owner"), t.exchange, t.max_order_notional, t.max_position,
+                           t.daily_loss_limit)
+                    .select_from(_ASSIGNMENTS.join(_USERS, u.id == a.owner_id).outerjoin(_TRADERS, t.id == a.trader_id))
+                    .where(a.id.in_(ids))
+                )).all()
+            }  # fmt: skip
+            allowed: dict[int, tuple[int, int, str, Decimal] | str] = {}
+            books: dict[int, risk.AccountBook] = {}
+            for st, _, _ in wanted:
+                r = rows.get(st.id)
+                if r is None:
+                    allowed[st.id] = "not traded: the assignment was deleted"
+                elif not r.enabled or r.killed:
+                    allowed[st.id] = "not traded: the assignment was paused"
+                elif r.trader_id is None or r.trader_id != st.trader_id or r.trader_owner is None:
+                    allowed[st.id] = "not traded: its trading account changed or was deleted"
+                elif not (r.trader_owner == r.owner_id == st.owner_id) or r.exchange != candle.exchange:
+                    # Never expected: every path that links an account checks its owner. Were one to miss,
+                    # this is where the money stops.
+                    ORDERS.labels("refused_owner").inc()
+                    log.error("core: assignment %s (owner %s) refused an order on account %s (owner %s, %s)",
+                              st.id, r.owner_id, r.trader_id, r.trader_owner, r.exchange)  # fmt: skip
+                    allowed[st.id] = (
+                        "not traded: the trading account does not belong to this assignment's owner"
+                    )
+                else:
+                    allowed[st.id] = (r.owner_id, r.trader_id, r.exchange, r.allocation)
+                    if r.trader_id not in books:
+                        limits = risk.Limits(r.max_order_notional, r.max_position, r.daily_loss_limit)
+                        books[r.trader_id] = risk.AccountBook(limits=limits, free=None)
+            positioned = [tid for tid, b in books.items() if b.limits.max_position is not None]
+            if positioned:
+                held = (await s.execute(
+                    select(a.trader_id, func.sum(a.position_qty)).where(
+                        a.trader_id.in_(positioned), a.market_id == wanted[0][0].market_id).group_by(a.trader_id)
+                )).all()  # fmt: skip
+                flying = (await s.execute(
+                    select(o.trader_id, func.sum(o.amount)).where(
+                        o.status.in_(("pending", "open")), o.side == "buy", o.trader_id.in_(positioned),
+                        o.exchange == candle.exchange, o.symbol == candle.symbol).group_by(o.trader_id)
+                )).all()  # fmt: skip
+                for tid, qty in [*held, *flying]:
+                    book = books[tid].held
+                    book[candle.symbol] = book.get(candle.symbol, ZERO) + Decimal(qty or 0)
+            limited = [tid for tid, b in books.items() if b.limits.daily_loss_limit is not None]
+            if limited:
+                for tid, pnl in (await s.execute(
+                    select(o.trader_id, func.sum(o.pnl)).where(
+                        o.trader_id.in_(limited), o.pnl.is_not(None), o.updated_at >= risk.start_of_day(utcnow())
+                    ).group_by(o.trader_id)
+                )).all():  # fmt: skip
+                    books[tid].loss_today = -Decimal(pnl or 0)
+        return allowed, books
 
     async def _free(self, exchange: str, trader_ids: set[int], asset: str) -> dict[int, Decimal | None]:
         """The free ``asset`` of each account, in one request to the exchange service (None: unknown)."""
@@ -321,7 +393,8 @@ class TradeDesk:
     ) -> list[tuple[str, m.OrderAck, float | None]]:
         req = m.PlaceOrders(orders=[
             m.PlaceOrder(
-                trader_id=o["trader_id"], client_order_id=o["client_order_id"], symbol=o["symbol"], side=o["side"],
+                trader_id=o["trader_id"], owner_id=o["owner_id"], client_order_id=o["client_order_id"],
+                symbol=o["symbol"], side=o["side"],
                 amount=format(o["amount"], "f"), trace_id=candle.trace_id,
             ) for o in orders
         ])  # fmt: skip
@@ -470,7 +543,7 @@ class TradeDesk:
 
     async def _check_daily_loss(self, trader_ids: set[int]) -> None:
         """Pause every assignment of an account whose realized loss today reached its daily limit."""
-        midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        midnight = risk.start_of_day(utcnow())
         async with self.sf() as s:
             limits = dict((await s.execute(
                 select(Trader.id, Trader.daily_loss_limit).where(Trader.id.in_(trader_ids), Trader.daily_loss_limit.is_not(None))
@@ -483,7 +556,7 @@ class TradeDesk:
                     select(Order.pnl).where(Order.trader_id == trader_id, Order.pnl.is_not(None), Order.updated_at >= midnight)
                 )).scalars()  # fmt: skip
                 loss = -sum(pnls, ZERO)
-                if loss >= limit:
+                if risk.loss_limit_reached(risk.Limits(daily_loss_limit=limit), loss):
                     reason = f"daily loss limit reached: lost {loss:.2f} today (limit {limit})"
                     await s.execute(
                         update(Assignment).where(Assignment.trader_id == trader_id, Assignment.enabled.is_(True))
@@ -546,7 +619,3 @@ class TradeDesk:
             await self.nc.publish(
                 subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data))
             )
-
-
-def _position_after(current: Decimal | None, delta: Decimal) -> Decimal:
-    return max(ZERO, (current or ZERO) + delta)

@@ -72,7 +72,7 @@ class ExchangeService:
         self._subs: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._followers: set[asyncio.Task[None]] = set()  # open orders being watched until they settle
-        self._paper: dict[int, Credentials] = {}
+        self._paper: dict[int, tuple[int, Credentials]] = {}  # paper account -> (owner, credentials)
         self._requests: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(512)
         self.ready = asyncio.Event()
@@ -91,6 +91,8 @@ class ExchangeService:
         }
         for subject, handler in handlers.items():
             self._subs.append(await self.nc.subscribe(subject, queue=queue, cb=self._guard(handler)))
+        # Not in the queue group: every replica forgets what it cached about a changed account.
+        self._subs.append(await self.nc.subscribe(subjects.TRADERS_CHANGED, cb=self._on_trader_changed))
         if stream:
             async with self.sf() as s:  # the markets exist from the start, even before their first candle
                 for symbol in self.adapter.capabilities.symbols:
@@ -207,25 +209,56 @@ class ExchangeService:
 
         return wrapped
 
-    async def credentials(self, trader_id: int) -> Credentials:
+    async def credentials(self, trader_id: int, owner_id: int | None = None) -> Credentials:
+        """The account's credentials; given ``owner_id`` (every order), only if the account is that user's."""
         known = self._paper.get(trader_id)
         if known is not None:  # paper accounts have no secret: remember them, off the order path's database
-            return known
-        async with self.sf() as s:
-            trader = await s.get(Trader, trader_id)
-        if trader is None or trader.exchange != self.name:
-            raise UnknownTrader(f"no trading account {trader_id} on {self.name}")
-        if self.adapter.capabilities.paper:
-            creds = self._paper[trader_id] = Credentials(trader_id=trader_id, paper=True)
-            return creds
-        if not (trader.api_key_enc and trader.api_secret_enc):
-            raise AuthError("this trading account has no API key")
-        return Credentials(
-            trader_id=trader_id,
-            api_key=self.box.decrypt(trader.api_key_enc),
-            api_secret=self.box.decrypt(trader.api_secret_enc),
-            sandbox=trader.sandbox,
-        )
+            owner, creds = known
+        else:
+            async with self.sf() as s:
+                trader = await s.get(Trader, trader_id)
+            if trader is None or trader.exchange != self.name:
+                raise UnknownTrader(f"no trading account {trader_id} on {self.name}")
+            owner = trader.owner_id
+            if self.adapter.capabilities.paper:
+                creds = Credentials(trader_id=trader_id, paper=True)
+                self._paper[trader_id] = (owner, creds)
+            elif not (trader.api_key_enc and trader.api_secret_enc):
+                raise AuthError("this trading account has no API key")
+            else:
+                creds = Credentials(
+                    trader_id=trader_id,
+                    api_key=self.box.decrypt(trader.api_key_enc),
+                    api_secret=self.box.decrypt(trader.api_secret_enc),
+                    sandbox=trader.sandbox,
+                )
+        if owner_id is not None and owner_id != owner:
+            log.error(
+                "%s: refused an order for user %s on account %s of user %s",
+                self.name,
+                owner_id,
+                trader_id,
+                owner,
+            )
+            raise UnknownTrader(f"no trading account {trader_id} on {self.name} for this user")
+        return creds
+
+    async def _order_credentials(self, req: m.PlaceOrder) -> Credentials:
+        """An order moves money: it names its owner, and the account must be theirs."""
+        if req.owner_id is None:
+            raise UnknownTrader("an order must name the user it is for")
+        return await self.credentials(req.trader_id, req.owner_id)
+
+    async def _on_trader_changed(self, msg: Msg) -> None:
+        try:
+            changed = m.decode(msg.data, m.TraderChanged)
+        except Exception:
+            log.warning("%s: unreadable account change", self.name)
+            return
+        self._paper.pop(changed.trader_id, None)
+        forget = getattr(self.adapter, "forget_account", None)  # only adapters that keep accounts' state
+        if changed.deleted and forget is not None:
+            await forget(changed.trader_id)
 
     async def _on_balance(self, msg: Msg) -> m.BalanceReply:
         req = m.decode(msg.data, m.BalanceRequest)
@@ -284,7 +317,7 @@ class ExchangeService:
         ready: list[tuple[int, Credentials, OrderSpec]] = []
         for i, req in enumerate(reqs):
             try:
-                ready.append((i, await self.credentials(req.trader_id), _spec(req)))
+                ready.append((i, await self._order_credentials(req), _spec(req)))
             except (ExchangeError, UnknownTrader) as exc:
                 ORDER_CALLS.labels(self.name, "error").inc()
                 acks[i] = m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc))
@@ -325,7 +358,7 @@ class ExchangeService:
         except (ArithmeticError, ValueError):
             return self._unparsable(req)
         try:
-            creds = await self.credentials(req.trader_id)
+            creds = await self._order_credentials(req)
             result = await self.adapter.place_order(creds, spec)
         except OrderRejected as exc:
             ORDER_CALLS.labels(self.name, "rejected").inc()

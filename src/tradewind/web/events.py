@@ -14,3 +14,11 @@ async def assignments_changed(st: Any, assignment_id: int | None = None) -> None
         await st.nc.publish(
             subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged(assignment_id=assignment_id))
         )
+
+
+async def trader_changed(st: Any, trader_id: int, *, deleted: bool = False) -> None:
+    """Tell core and the exchange service that an account's limits, key or existence changed."""
+    if st.nc is not None:
+        await st.nc.publish(
+            subjects.TRADERS_CHANGED, m.encode(m.TraderChanged(trader_id=trader_id, deleted=deleted))
+        )

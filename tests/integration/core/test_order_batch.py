@@ -13,16 +13,24 @@ from tradewind.bus import subjects
 from tradewind.exchanges.service import ExchangeService
 from tradewind.exchanges.sim import SimAdapter
 from tradewind.secrets import SecretBox
-from tradewind.storage.models import PaperBalance, PaperFill
+from tradewind.storage.models import Assignment, PaperBalance, PaperFill
 
 from .conftest import make_assignment
 from .test_pipeline import KEY
 
 
 def order(
-    trader_id: int, cid: str, side: str = "buy", amount: str = "0.001", symbol: str = "BTC/USD"
+    a: Assignment, cid: str, side: str = "buy", amount: str = "0.001", symbol: str = "BTC/USD"
 ) -> m.PlaceOrder:
-    return m.PlaceOrder(trader_id=trader_id, client_order_id=cid, symbol=symbol, side=side, amount=amount)
+    """An order on the assignment's account, for its owner."""
+    return m.PlaceOrder(
+        trader_id=a.trader_id,
+        owner_id=a.owner_id,
+        client_order_id=cid,
+        symbol=symbol,
+        side=side,
+        amount=amount,
+    )
 
 
 async def test_a_batch_is_answered_order_by_order_and_fills_each_client_id_once(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]
@@ -38,16 +46,23 @@ async def test_a_batch_is_answered_order_by_order_and_fills_each_client_id_once(
             )
             return m.decode(msg.data, m.OrderAcks).acks
 
-        first = await send(order(a.trader_id, "a1"), order(b.trader_id, "b1", amount="0.002"))
+        first = await send(order(a, "a1"), order(b, "b1", amount="0.002"))
         assert [(x.client_order_id, x.status) for x in first] == [("a1", "filled"), ("b1", "filled")]
         acks = await send(
-            order(a.trader_id, "a2"),
-            order(a.trader_id, "a1"),  # placed before: its first result, not a second fill
-            order(999_999, "ghost"),  # no such account
-            order(b.trader_id, "b2", symbol="NOPE/USD"),  # no such market
-            order(b.trader_id, "b3", amount="lots"),  # not a number
-            order(b.trader_id, "b4", side="sell", amount="1"),  # more than it holds
-            order(a.trader_id, "a2"),  # the same id twice in one batch
+            order(a, "a2"),
+            order(a, "a1"),  # placed before: its first result, not a second fill
+            m.PlaceOrder(
+                trader_id=999_999,
+                owner_id=a.owner_id,
+                client_order_id="ghost",
+                symbol="BTC/USD",
+                side="buy",
+                amount="0.001",
+            ),  # no such account
+            order(b, "b2", symbol="NOPE/USD"),  # no such market
+            order(b, "b3", amount="lots"),  # not a number
+            order(b, "b4", side="sell", amount="1"),  # more than it holds
+            order(a, "a2"),  # the same id twice in one batch
         )
         assert [x.client_order_id for x in acks] == ["a2", "a1", "ghost", "b2", "b3", "b4", "a2"]
         assert [x.status for x in acks] == [
@@ -84,7 +99,7 @@ async def test_balances_of_several_accounts_come_in_one_answer_and_an_unknown_on
     try:
         await nc.request(
             subjects.exchange_orders("sim"),
-            m.encode(m.PlaceOrders(orders=[order(a.trader_id, "a1")])),
+            m.encode(m.PlaceOrders(orders=[order(a, "a1")])),
             timeout=10,
         )
         req = m.BalancesRequest(trader_ids=[a.trader_id, b.trader_id, 999_999, a.trader_id])
@@ -113,14 +128,14 @@ async def test_an_amount_that_is_not_a_number_is_rejected_alone_on_every_path(se
     await exchange.start(stream=False)
     try:
         msg = await nc.request(
-            subjects.exchange_order("sim"), m.encode(order(a.trader_id, "one", amount="lots")), timeout=10
+            subjects.exchange_order("sim"), m.encode(order(a, "one", amount="lots")), timeout=10
         )
         single = m.decode(msg.data, m.OrderAck)
         assert (single.status, single.client_order_id) == ("rejected", "one") and "not a number" in (
             single.reason or ""
         )
         msg = await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=[
-            order(a.trader_id, "bad", amount="1e"), order(a.trader_id, "good")])), timeout=10)  # fmt: skip
+            order(a, "bad", amount="1e"), order(a, "good")])), timeout=10)  # fmt: skip
         acks = m.decode(msg.data, m.OrderAcks).acks
         assert [(x.client_order_id, x.status) for x in acks] == [("bad", "rejected"), ("good", "filled")]
     finally:
@@ -156,7 +171,7 @@ async def test_an_open_order_is_followed_until_filled_and_then_forgotten(setting
         for i in range(3):
             msg = await nc.request(
                 subjects.exchange_orders("sim"),
-                m.encode(m.PlaceOrders(orders=[order(a.trader_id, f"o{i}")])),
+                m.encode(m.PlaceOrders(orders=[order(a, f"o{i}")])),
                 timeout=10,
             )
             assert m.decode(msg.data, m.OrderAcks).acks[0].status == "open"
@@ -172,4 +187,32 @@ async def test_an_open_order_is_followed_until_filled_and_then_forgotten(setting
         assert not exchange._followers, "a settled order's follower is still kept"
     finally:
         await sub.unsubscribe()
+        await exchange.stop()
+
+
+async def test_an_order_for_someone_else_s_account_or_for_nobody_moves_no_money(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]
+    """The exchange service checks ownership itself, whatever core sends: the last line before the money."""
+    victim = await make_assignment(sf)
+    thief = await make_assignment(sf, email="thief@example.com")
+    exchange = ExchangeService(settings, SimAdapter(settings, sf), nc, nc.jetstream(), sf, SecretBox([KEY]))
+    await exchange.start(stream=False)
+    try:
+        forged = [
+            m.PlaceOrder(trader_id=victim.trader_id, owner_id=thief.owner_id, client_order_id="x1", symbol="BTC/USD",
+                         side="buy", amount="0.001"),
+            m.PlaceOrder(trader_id=victim.trader_id, client_order_id="x2", symbol="BTC/USD", side="buy",
+                         amount="0.001"),
+        ]  # fmt: skip
+        msg = await nc.request(
+            subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=forged)), timeout=10
+        )
+        acks = m.decode(msg.data, m.OrderAcks).acks
+        single = await nc.request(subjects.exchange_order("sim"), m.encode(forged[0]), timeout=10)
+        acks.append(m.decode(single.data, m.OrderAck))
+        assert [a.status for a in acks] == ["error", "error", "error"]
+        assert all(a.filled == "0" for a in acks)
+        async with sf() as s:
+            assert (await s.execute(select(PaperFill))).first() is None
+            assert (await s.execute(select(PaperBalance).where(PaperBalance.asset == "BTC"))).first() is None
+    finally:
         await exchange.stop()

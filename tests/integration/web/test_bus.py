@@ -151,3 +151,48 @@ async def test_an_account_or_strategy_still_holding_something_cannot_be_deleted(
     assert (
         await c.get(f"/api/assignments/{ids['assignments']}")
     ).status_code == 404  # went with its strategy
+
+
+async def test_every_account_change_tells_core_and_the_exchanges(api_bus, nats_client) -> None:  # type: ignore[no-untyped-def]
+    seen: list[tuple[int, bool]] = []
+
+    async def changed(msg) -> None:  # type: ignore[no-untyped-def]
+        body = m.decode(msg.data, m.TraderChanged)
+        seen.append((body.trader_id, body.deleted))
+
+    await nats_client.subscribe(subjects.TRADERS_CHANGED, cb=changed)
+    c = await api_bus.user("limits@example.com")
+    t = (await setup_objects(c))["traders"]
+    for limits in ({"max_order_notional": "2"}, {"max_position": "10"}, {"daily_loss_limit": None}):
+        assert (await c.patch(f"/api/traders/{t}", json=limits)).status_code == 200
+    await nats_client.flush()
+    await asyncio.sleep(0.1)
+    assert seen == [(t, False)] * 3
+
+
+async def test_deleting_an_account_pauses_and_detaches_its_assignments(api_bus, nats_client) -> None:  # type: ignore[no-untyped-def]
+    reloads: list[int | None] = []
+
+    async def on_reload(msg) -> None:  # type: ignore[no-untyped-def]
+        reloads.append(m.decode(msg.data, m.AssignmentsChanged).assignment_id)
+
+    await nats_client.subscribe(subjects.ASSIGNMENTS_CHANGED, cb=on_reload)
+    deleted: list[m.TraderChanged] = []
+
+    async def on_trader(msg) -> None:  # type: ignore[no-untyped-def]
+        deleted.append(m.decode(msg.data, m.TraderChanged))
+
+    await nats_client.subscribe(subjects.TRADERS_CHANGED, cb=on_trader)
+    c = await api_bus.user("detach@example.com")
+    ids = await setup_objects(c)
+    t, a = ids["traders"], ids["assignments"]
+    assert (await c.delete(f"/api/traders/{t}")).status_code == 204
+    after = (await c.get(f"/api/assignments/{a}")).json()
+    assert after["trader_id"] is None and after["enabled"] is False
+    assert "trading account was deleted" in after["paused_reason"]
+    await nats_client.flush()
+    await asyncio.sleep(0.1)
+    assert deleted == [m.TraderChanged(trader_id=t, deleted=True)] and reloads
+    # The next account gets a new id, never the deleted one.
+    again = await c.post("/api/traders", json={"name": "again", "exchange": "sim", "paper": True})
+    assert again.status_code == 201 and again.json()["id"] > t

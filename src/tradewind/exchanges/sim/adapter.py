@@ -121,6 +121,10 @@ class SimAdapter:
             raise ExchangeError(f"sim has no market {symbol}") from None
 
     # -- paper trading --------------------------------------------------------------------------------
+    async def forget_account(self, trader_id: int) -> None:
+        """A paper account was deleted: its balances leave the matching engine's memory."""
+        await self.engine.forget(trader_id)
+
     async def fetch_balances(self, creds: Credentials) -> dict[str, Decimal]:
         return await self.engine.balances(creds.trader_id)
 

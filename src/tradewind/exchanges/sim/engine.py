@@ -86,6 +86,12 @@ class PaperEngine:
                 pass
         await self._flush()
 
+    async def forget(self, trader_id: int) -> None:
+        """Drop a deleted account's balances from memory (a fill still waiting to be stored keeps them)."""
+        async with self._lock:
+            if not any(t == trader_id for _, _, t, _ in self._queue):
+                self._balances.pop(trader_id, None)
+
     async def balances(self, trader_id: int) -> dict[str, Decimal]:
         async with self._lock:
             return dict(await self._load(trader_id))

@@ -11,6 +11,7 @@ from tradewind.bus import subjects
 from tradewind.storage.models import Assignment, Order, Trader
 from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, client_address, not_found, page
 from tradewind.web.errors import ApiError
+from tradewind.web.events import assignments_changed, trader_changed
 from tradewind.web.schemas import TraderIn, TraderOut, TraderPage, TraderPatch
 
 router = APIRouter(prefix="/api/traders", tags=["traders"])
@@ -18,6 +19,7 @@ PAPER_EXCHANGE = "sim"
 log = logging.getLogger(__name__)
 OPEN = ("pending", "open")  # orders the exchange may still fill
 RISK_LIMITS = ("max_order_notional", "max_position", "daily_loss_limit")
+DETACHED = "its trading account was deleted; choose another account and resume"
 
 
 def out(t: Trader) -> TraderOut:
@@ -155,11 +157,14 @@ async def update(
             raise
         repo.audit_log("trader.key_changed", client_address(request), trader_id=t.id)
     await repo.s.commit()
+    # Core and the exchange service keep what they need of an account in memory: told at once, they
+    # never size an order with a limit that no longer holds (core also reads the limits afresh per order).
+    await trader_changed(st, t.id)
     return out(t)
 
 
 @router.delete("/{trader_id}", status_code=204)
-async def delete(trader_id: ObjectId, repo: OwnedDep, request: Request) -> Response:
+async def delete(trader_id: ObjectId, repo: OwnedDep, st: StateDep, request: Request) -> Response:
     t = await _get(repo, trader_id)
     # Deleting the account would orphan what it holds on the exchange: orders nobody tracks, positions
     # no assignment can close.
@@ -171,9 +176,17 @@ async def delete(trader_id: ObjectId, repo: OwnedDep, request: Request) -> Respo
                                     .limit(1))).first()  # fmt: skip
     if holding is not None:
         raise ApiError(409, "an assignment holds a position through this account; close it first")
-    repo.audit_log("trader.deleted", client_address(request), trader_id=t.id)
+    # The assignments that traded through it are paused and detached in the same transaction, so none of
+    # them can order on it (or, were an id ever handed out again, on anyone else's account).
+    detached = await repo.update_all(
+        Assignment, Assignment.trader_id == t.id, trader_id=None, enabled=False, paused_reason=DETACHED
+    )
+    repo.audit_log("trader.deleted", client_address(request), trader_id=t.id, paused_assignments=detached)
     await repo.delete(t)
     await repo.s.commit()
+    await trader_changed(st, trader_id, deleted=True)
+    if detached:
+        await assignments_changed(st)
     return Response(status_code=204)
 
 
