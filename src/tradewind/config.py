@@ -93,6 +93,12 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 
+    def make_data_dir(self) -> Path:
+        """Create the data folder if missing, readable by its owner only: it holds the database and the key
+        that encrypts exchange secrets. An existing folder is left as it is."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.data_dir
+
     @property
     def db_url(self) -> str:
         if self.database_url:

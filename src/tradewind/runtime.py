@@ -231,7 +231,7 @@ async def _stop_on_signals() -> AsyncIterator[asyncio.Event]:
 async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | None = None) -> None:
     """Every component in this process: NATS (embedded unless configured), storage, exchanges, core,
     eval workers and the web server. Returns when ``stop`` is set or on SIGINT/SIGTERM."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     stack = Stack()
     async with _stop_on_signals() as signalled:
         try:

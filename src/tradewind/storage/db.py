@@ -25,9 +25,29 @@ def make_engine(url: str, *, background_checkpoints: bool = False, **kwargs: Any
     ``background_checkpoints``: this engine's commits never checkpoint the WAL themselves; the caller runs
     ``checkpoint_forever`` instead (see there)."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        import os
+        import stat
+
+        from sqlalchemy import make_url
+
+        path = make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            # The database holds password hashes, encrypted exchange keys and session tokens: its folder
+            # (when made here) and its file are the owner's only, and an existing file is tightened. SQLite
+            # gives the -wal and -shm files it creates the database file's mode; older ones are tightened.
+            db = Path(path)
+            db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # SQLite takes an empty file as a new database
+                os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            for file in (db, *(db.with_name(db.name + end) for end in ("-wal", "-shm", "-journal"))):
+                try:
+                    mode = stat.S_IMODE(file.stat().st_mode)
+                    if mode & 0o077:
+                        file.chmod(mode & 0o700)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:  # e.g. another user's file: it still works, but say so
+                    log.warning("cannot make %s readable by its owner only: %s", file, exc)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from tradewind.domain import TIMEFRAMES, valid_exchange
 
@@ -16,8 +26,65 @@ MAX_ID = (
     2**31 - 1
 )  # ids are 32-bit INTEGER columns; a larger one is no object of ours (and a 500 on PostgreSQL)
 Name = Annotated[str, Field(min_length=1, max_length=100)]
-Amount = Annotated[Decimal, Field(gt=0, le=Decimal("1000000000000"), max_digits=30, decimal_places=12)]
-ParamValue = bool | int | float | Annotated[str, Field(max_length=200)]
+MAX_AMOUNT = 10**12
+AMOUNT_PLACES = 12
+PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")  # ASCII only: [0-9], unlike \d, is not Unicode-aware
+MAX_PARAM = 2**53  # the largest magnitude up to which a double (and so a Lua number) holds every integer
+
+
+def _exact_amount(value: Any) -> Any:
+    """An amount exactly as the client wrote it: a string of ASCII digits with an optional fraction, or a
+    JSON integer. ``Decimal()`` alone would also read "1_000", other scripts' digits and exponents, and a
+    JSON number with a fraction has already been rounded to a binary float by the JSON parser, so it is
+    refused rather than stored as a value the client did not send."""
+    if isinstance(value, Decimal):  # from Python code, not from a request
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, float):
+        raise ValueError(
+            'send an amount with a fraction as a string, e.g. "0.25" (a JSON number loses digits)'
+        )
+    if not isinstance(value, str) or not PLAIN_DECIMAL.fullmatch(value):
+        raise ValueError(
+            'must be a decimal number written with the digits 0-9 and an optional point, e.g. "1000.5"'
+        )
+    if value.startswith("-"):
+        raise ValueError("Input should be greater than 0")
+    if len(value.partition(".")[2]) > AMOUNT_PLACES:
+        raise ValueError(f"at most {AMOUNT_PLACES} decimal places")
+    return Decimal(value)
+
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_exact_amount),
+    Field(gt=0, le=MAX_AMOUNT, max_digits=30, decimal_places=AMOUNT_PLACES),
+    WithJsonSchema({"anyOf": [
+        {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_AMOUNT},
+        {"type": "string", "pattern": rf"^[0-9]+(\.[0-9]{{1,{AMOUNT_PLACES}}})?$"},
+    ]}),
+]  # fmt: skip
+
+
+def _param_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if not (math.isfinite(value) and -MAX_PARAM <= value <= MAX_PARAM):
+        raise ValueError("must be a finite number with |n| ≤ 2^53")
+    return value
+
+
+ParamValue = Annotated[
+    bool | int | float | Annotated[str, Field(max_length=200)],
+    AfterValidator(_param_number),
+    WithJsonSchema({"anyOf": [
+        {"type": "boolean"},
+        {"type": "integer", "minimum": -MAX_PARAM, "maximum": MAX_PARAM},
+        {"type": "number", "minimum": -MAX_PARAM, "maximum": MAX_PARAM},
+        {"type": "string", "maxLength": 200},
+    ]}),
+]  # fmt: skip
 
 
 class Request(BaseModel):
@@ -49,14 +116,10 @@ def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
         return value
     if len(value) > 50:
         raise ValueError("at most 50 parameters")
-    for k, v in value.items():
+    for k in value:
         if not (1 <= len(k) <= 50) or not k.replace("_", "").isalnum() or k[0].isdigit():
             raise ValueError(f"parameter name {k[:50]!r} must be a Lua identifier (letters, digits, _)")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ValueError(f"parameter {k} must be a finite number")
-        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**53:
-            raise ValueError(f"parameter {k} is too large")
-    return value
+    return value  # each value's own limits are checked by ParamValue, naming it (params.<name>)
 
 
 def _check_tf(value: str | None) -> str | None:

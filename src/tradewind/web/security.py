@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
+import ipaddress
 import secrets
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -73,8 +76,36 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def throttled_address(address: str) -> str:
+    """The unit an address is throttled as: an IPv4 address, or an IPv6 /64 (one host usually holds all of
+    it, and could otherwise change address for every guess)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class Throttle:
-    """Failed logins per key (an account or an address) in a sliding window; locked when over the limit.
+    """Failed logins per key in a sliding window of ``window_s``; a key over its limit is locked for
+    ``lockout_s``, doubling with each further failure, at most ``window_s``.
+
+    The login rules (``login_wait``, ``login_started``, ``login_succeeded``) count failures three ways, so
+    that guessing is slowed where it comes from while a stranger who knows an email cannot lock its owner
+    out: a right password from an address that has not failed is always let through.
+
+    - per address (an IPv6 /64 counts as one): 2 × ``limit`` failures at any accounts, then locked;
+    - per address and account: ``limit`` failures, then that address is locked for that account;
+    - per account: once it has had 4 × ``limit`` failures from anywhere in the window, an address that has
+      failed at it even once is locked for it until that failure leaves the window. Guessing at one account
+      from many addresses is then bounded to about one guess per address per window.
+
+    An attempt counts as failed from the moment it is let through until it succeeds, so guesses sent at
+    once cannot slip past the limits while their passwords are being checked.
 
     In memory, per web process: enough for one web server; behind several replicas each counts its own
     share, which still bounds guessing to replicas × limit per window.
@@ -82,43 +113,93 @@ class Throttle:
 
     MAX_KEYS = 100_000  # attackers choose the emails: the table must not grow without bound
 
-    def __init__(self, limit: int = 5, window_s: float = 900, lockout_s: float = 60) -> None:
-        self.limit, self.window_s, self.lockout_s = limit, window_s, lockout_s
+    def __init__(
+        self,
+        limit: int = 5,
+        window_s: float = 900,
+        lockout_s: float = 60,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit, self.window_s, self.lockout_s, self.clock = limit, window_s, lockout_s, clock
         self._fails: dict[str, deque[float]] = defaultdict(deque)
 
     def retry_after(self, *keys: str) -> int:
-        now = time.monotonic()
-        worst = 0.0
-        for key in keys:
-            q = self._fails.get(key)
-            if not q:
-                continue
-            while q and now - q[0] > self.window_s:
-                q.popleft()
-            if len(q) >= self.limit:
-                # The lock doubles with every failure beyond the limit, up to the window.
-                lock = min(self.window_s, self.lockout_s * 2 ** (len(q) - self.limit))
-                worst = max(worst, q[-1] + lock - now)
-        return int(worst) + 1 if worst > 0 else 0
+        """Seconds until none of ``keys`` is locked (0: now), each locked after ``limit`` failures."""
+        now = self.clock()
+        return _seconds(max((self._locked_for(key, self.limit, now) for key in keys), default=0.0))
 
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        if len(self._fails) >= self.MAX_KEYS:
-            self._prune(now)
+    def failed(self, *keys: str) -> float:
+        """Count a failure against each key; returns its time (for ``login_succeeded``)."""
+        now = self.clock()
+        if len(self._fails) + len(keys) > self.MAX_KEYS:
+            self._prune(now, room=len(keys))
         for key in keys:
             q = self._fails[key]
             q.append(now)
             if len(q) > 4 * self.limit:  # the lock is already at its longest; older failures add nothing
                 q.popleft()
-
-    def _prune(self, now: float) -> None:
-        for key in [k for k, q in self._fails.items() if not q or now - q[-1] > self.window_s]:
-            del self._fails[key]
-        while len(self._fails) >= self.MAX_KEYS:  # still full (a flood): forget the oldest keys first
-            del self._fails[next(iter(self._fails))]
+        return now
 
     def succeeded(self, key: str) -> None:
         self._fails.pop(key, None)
+
+    def login_wait(self, email: str, address: str) -> int:
+        """Seconds before ``address`` may try to log in to ``email`` (0: now)."""
+        now = self.clock()
+        by_address, pair, account = self._login_keys(email, address)
+        wait = max(self._locked_for(by_address, 2 * self.limit, now), self._locked_for(pair, self.limit, now))
+        tried = self._recent(pair, now)
+        if tried:
+            attacked = self._recent(account, now)
+            if attacked is not None and len(attacked) >= 4 * self.limit:
+                wait = max(wait, tried[-1] + self.window_s - now)
+        return _seconds(wait)
+
+    def login_started(self, email: str, address: str) -> float:
+        """Count an attempt the password check is about to judge as failed, until ``login_succeeded``.
+
+        Call it right after ``login_wait`` answered 0, with no ``await`` between the two."""
+        return self.failed(*self._login_keys(email, address))
+
+    def login_succeeded(self, email: str, address: str, started: float) -> None:
+        """The attempt ``login_started`` counted was right: withdraw it, and forgive this address's earlier
+        failures at this account (it knows the password). Its failures at other accounts still count."""
+        by_address, pair, account = self._login_keys(email, address)
+        self._fails.pop(pair, None)
+        for key in (by_address, account):
+            q = self._fails.get(key)
+            if q is not None:
+                with contextlib.suppress(ValueError):  # already dropped as older than the window
+                    q.remove(started)
+
+    @staticmethod
+    def _login_keys(email: str, address: str) -> tuple[str, str, str]:
+        net = throttled_address(address)
+        return f"address:{net}", f"pair:{net} {email}", f"account:{email}"  # an address holds no space
+
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        q = self._fails.get(key)
+        while q and now - q[0] > self.window_s:
+            q.popleft()
+        return q
+
+    def _locked_for(self, key: str, limit: int, now: float) -> float:
+        q = self._recent(key, now)
+        if q is None or len(q) < limit:
+            return 0.0
+        lock = min(self.window_s, self.lockout_s * 2 ** (len(q) - limit))
+        return q[-1] + lock - now
+
+    def _prune(self, now: float, room: int = 1) -> None:
+        for key in [k for k, q in self._fails.items() if not q or now - q[-1] > self.window_s]:
+            del self._fails[key]
+        while self._fails and len(self._fails) > self.MAX_KEYS - room:  # still full (a flood): oldest first
+            del self._fails[next(iter(self._fails))]
+
+
+def _seconds(wait: float) -> int:
+    """A wait as a Retry-After value: whole seconds, rounded up; 0 for none."""
+    return int(wait) + 1 if wait > 0 else 0
 
 
 class RateLimiter:

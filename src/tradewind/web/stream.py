@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
 from sqlalchemy import select
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import unsubscribe_all
-from tradewind.domain import TIMEFRAMES
 from tradewind.storage.models import Market
 from tradewind.web.deps import authenticate
+from tradewind.web.schemas import MAX_ID, _check_tf
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -39,26 +39,46 @@ def _cross_origin(ws: WebSocket) -> bool:
     return urlsplit(origin).netloc.lower() != ws.headers.get("host", "").lower()
 
 
-def _parse_filters(text: str) -> list[tuple[int, str | None]] | None:
+_MarketId = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+
+
+class _Subscription(BaseModel):
+    market_id: _MarketId
+    timeframe: str | None = None
+
+    _tf = field_validator("timeframe")(_check_tf)
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
+class _Filters(BaseModel):
     """``{"markets": [ids]}`` or ``{"subscribe": [{"market_id": 1, "timeframe": "1m"}, ...]}``; [] = all."""
+
+    markets: list[_MarketId] | None = None
+    subscribe: Annotated[list[_Subscription] | None, BeforeValidator(_one_or_many)] = None
+
+
+USAGE = 'send {"subscribe": [{"market_id": 1, "timeframe": "1m"}]}'
+
+
+def _parse_filters(text: str) -> list[tuple[int, str | None]] | str:
+    """The (market id, timeframe or None) pairs a client asked for, or what is wrong with its message.
+
+    Ids are validated as strictly as in request bodies: a non-finite, fractional, huge or quoted number is
+    an answer to the client, never an exception that would end the socket."""
     try:
-        req = json.loads(text)
-        if not isinstance(req, dict):
-            return None
-        if "markets" in req:
-            return [(int(x), None) for x in req["markets"]][:MAX_FILTERS]
-        subs = req["subscribe"]
-        if isinstance(subs, dict):
-            subs = [subs]
-        out = []
-        for sub in subs[:MAX_FILTERS]:
-            tf = sub.get("timeframe")
-            if tf is not None and tf not in TIMEFRAMES:
-                return None
-            out.append((int(sub["market_id"]), tf))
-        return out
-    except (ValueError, TypeError, AttributeError, KeyError):
-        return None
+        req = _Filters.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}; {USAGE}"
+    if req.markets is not None:
+        return [(i, None) for i in req.markets][:MAX_FILTERS]
+    if req.subscribe is None:
+        return USAGE
+    return [(sub.market_id, sub.timeframe) for sub in req.subscribe][:MAX_FILTERS]
 
 
 @router.websocket("/api/stream")
@@ -134,12 +154,15 @@ async def stream(ws: WebSocket) -> None:
     async def receiver() -> None:
         nonlocal wanted
         while True:
-            text = await ws.receive_text()
-            filters = _parse_filters(text[:10_000])
-            if filters is None:
-                await ws.send_json(
-                    {"type": "error", "detail": 'send {"subscribe": [{"market_id": 1, "timeframe": "1m"}]}'}
-                )
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            text = message.get("text")
+            filters = (
+                f"send JSON as a text message; {USAGE}" if text is None else _parse_filters(text[:10_000])
+            )
+            if isinstance(filters, str):
+                await ws.send_json({"type": "error", "detail": filters})
                 continue
             if not filters:
                 wanted = None

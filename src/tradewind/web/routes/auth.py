@@ -63,20 +63,19 @@ async def login(
 ) -> TokenOut:
     email = body.email.lower()
     address = client_address(request)
-    keys = (f"account:{email}", f"address:{address}")
-    wait = st.throttle.retry_after(*keys)
+    wait = st.throttle.login_wait(email, address)
     if wait:
         raise ApiError(
             429, f"too many failed logins; try again in {wait} s", headers={"Retry-After": str(wait)}
         )
+    attempt = st.throttle.login_started(email, address)  # failed until the password proves right
     user = (await s.execute(select(User).where(User.email == email))).scalar_one_or_none()
     if not await verify_password_async(user.password_hash if user else None, body.password) or user is None:
-        st.throttle.failed(*keys)
         if user is not None:
             Owned(s, user.id).audit_log("login.failed", address)
             await s.commit()
         raise ApiError(401, "wrong email or password")
-    st.throttle.succeeded(keys[0])
+    st.throttle.login_succeeded(email, address, attempt)
     # Ended sessions have no use left; dropping this user's here keeps the table from growing forever.
     await s.execute(delete(LoginSession).where(LoginSession.user_id == user.id,
                                                or_(LoginSession.revoked.is_(True), LoginSession.expires_at < utcnow())))  # fmt: skip
