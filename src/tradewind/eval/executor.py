@@ -1,27 +1,35 @@
-"""A child process that runs strategies, and the parent's handle that kills it on a wall-clock deadline.
+"""Child processes that run strategies, and the parent's handles that kill them on a wall-clock deadline.
 
 Count hooks stop Lua loops, but not C functions (a pathological ``string.find``) or the GC. So the
 runtimes live in a child process; while it works on a job it writes the job's index and start time to
 shared memory, and the parent kills and restarts it when a job overruns its time limit. The job is
 reported as having hit the time limit and the rest of the batch is run again in the new child. This
 also keeps Lua off the event loop of the process that talks to NATS.
+
+Validation (compiling code and running its top level, for the web app) runs the same way, in a small
+pool of its own children (``ValidationPool``): never in the web process, where a runaway could only be
+waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import multiprocessing as mp
+import os
+import threading
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from tradewind.eval.sandbox import Limits, StrategyError, StrategyRuntime
+from tradewind.eval.sandbox import Diagnostic, Limits, StrategyError, StrategyRuntime, validate
 from tradewind.eval.ta import ArrayStore
 from tradewind.eval.window import CandleWindow
 
@@ -350,3 +358,237 @@ class Executor:
                 return i, False
             if not self._proc.is_alive():
                 return i, True
+
+
+# -- validation ------------------------------------------------------------------------------------
+VALIDATION_DEADLINE_S = 1.0  # wall clock per validation, from the code's arrival in the child
+VALIDATION_CHILDREN = 2
+VALIDATIONS_PER_USER = 2  # running or waiting: a save right after a validation still goes through
+READY_TIMEOUT_S = 60.0  # a new child's imports, on a busy machine
+ACQUIRE_TIMEOUT_S = 30.0
+
+
+class ValidationBusy(Exception):
+    """The user already has as many validations running or waiting as allowed."""
+
+
+class ValidationUnavailable(Exception):
+    """No validation process is available (shutting down, or none could be started)."""
+
+
+def _validation_child(conn: Connection) -> None:  # pragma: no cover - runs in the child
+    with contextlib.suppress(OSError):
+        os.nice(10)  # a runaway being checked yields the CPU to live evaluations (embedded mode)
+    conn.send(None)  # ready: the imports are done, so no job's deadline pays for them
+    while True:
+        try:
+            code = conn.recv()
+        except EOFError:
+            return
+        if code is None:
+            return
+        try:
+            found = [(d.line, d.message) for d in validate(code)]
+        except Exception as exc:  # a bug of ours must not look like the strategy's fault
+            log.exception("validation child: internal error")
+            found = [(None, f"internal error while validating: {type(exc).__name__}")]
+        conn.send(found)
+
+
+class _Child:
+    __slots__ = ("proc", "conn")
+
+    def __init__(self, proc: Any, conn: Connection) -> None:
+        self.proc, self.conn = proc, conn
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def _kill_all(children: set[_Child]) -> None:
+    for child in list(children):
+        child.kill()
+    children.clear()
+
+
+async def _readable(conn: Connection, timeout: float) -> bool:
+    """Wait until the child has written something (or died); False when ``timeout`` passes first."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    fd = conn.fileno()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+
+
+class ValidationPool:
+    """Validates strategy code (``sandbox.validate``) in a few child processes, each killed when a
+    validation runs past ``deadline_s`` of wall clock and replaced. A user has at most ``per_user``
+    validations running or waiting (one at a time runs): more is ``ValidationBusy``, so one user's
+    runaways cannot queue ahead of everybody else's. Started lazily on first use, or by ``lifespan``."""
+
+    def __init__(self, size: int = VALIDATION_CHILDREN, deadline_s: float = VALIDATION_DEADLINE_S,
+                 per_user: int = VALIDATIONS_PER_USER) -> None:  # fmt: skip
+        self.size, self.deadline_s, self.per_user = size, deadline_s, per_user
+        self._ctx = mp.get_context("spawn")
+        self._idle: asyncio.Queue[_Child | None] | None = None  # None: a child could not be started
+        self._children: set[_Child] = set()
+        self._guard = threading.Lock()  # _children and _closed, shared with the threads that spawn
+        self._spawning: set[asyncio.Task[None]] = set()
+        self._users: dict[Hashable, int] = {}
+        self._turns: dict[Hashable, asyncio.Lock] = {}
+        self._closed = False
+        self.kills = 0  # validations stopped on their deadline, for tests and logs
+        # a pool nobody closed (an app run without its lifespan) takes its children with it
+        weakref.finalize(self, _kill_all, self._children)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """Starts the children with the web app and stops them with it (FastAPI's ``lifespan``)."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def start(self) -> None:
+        if self._idle is not None:
+            return
+        self._idle = asyncio.Queue()
+        for _ in range(self.size):
+            self._replace()
+
+    async def close(self) -> None:
+        with self._guard:
+            self._closed = True
+            children = set(self._children)
+        for task in list(self._spawning):
+            task.cancel()
+        await asyncio.gather(*self._spawning, return_exceptions=True)
+        for child in children:
+            child.kill()
+        await asyncio.gather(*(asyncio.to_thread(c.proc.join, 5) for c in children))
+        with self._guard:
+            self._children.clear()
+
+    async def validate(self, code: str, user: Hashable) -> list[Diagnostic]:
+        """Diagnostics as ``sandbox.validate``'s, or one saying the deadline passed; raises
+        ValidationBusy or ValidationUnavailable."""
+        if self._closed:
+            raise ValidationUnavailable("validation is shutting down")
+        waiting = self._users.get(user, 0)
+        if waiting >= self.per_user:
+            raise ValidationBusy(f"at most {self.per_user} validations of one user at a time")
+        self._users[user] = waiting + 1
+        try:
+            async with self._turns.setdefault(user, asyncio.Lock()):
+                await self.start()
+                return await self._run(await self._acquire(), code)
+        finally:
+            self._users[user] -= 1
+            if not self._users[user]:
+                del self._users[user]
+                self._turns.pop(user, None)
+
+    async def _acquire(self) -> _Child:
+        assert self._idle is not None
+        while True:
+            try:
+                child = await asyncio.wait_for(self._idle.get(), ACQUIRE_TIMEOUT_S)
+            except TimeoutError:
+                raise ValidationUnavailable("no validation process is available") from None
+            if child is None:  # its spawn failed: say so now, and try again for the next validation
+                self._replace()
+                raise ValidationUnavailable("no validation process could be started")
+            if child.proc.is_alive():
+                return child
+            self._discard(child)  # died while idle (killed from outside): take the next one
+            self._replace()
+
+    async def _run(self, child: _Child, code: str) -> list[Diagnostic]:
+        healthy = False
+        try:
+            try:
+                child.conn.send(code)
+                answered = await _readable(child.conn, self.deadline_s)
+                if answered:
+                    found = child.conn.recv()
+                    healthy = True
+                    return [Diagnostic(line, message) for line, message in found]
+            except (EOFError, OSError):
+                log.warning("validation child died; replacing it")
+                return [Diagnostic(None, "the validation process died running this code (out of memory?)")]
+            self.kills += 1
+            log.info("validation ran past its deadline; killing its child")
+            return [Diagnostic(None, f"validation ran past its {self.deadline_s:g} s limit and was stopped; the "
+                                     "top level of the code (outside functions) runs when it is checked: keep it short")]  # fmt: skip
+        finally:
+            if healthy and not self._closed:
+                assert self._idle is not None
+                self._idle.put_nowait(child)
+            else:  # overran, died, or the request was cancelled mid-way: a fresh child replaces it
+                self._discard(child)
+                self._replace()
+
+    def _discard(self, child: _Child) -> None:
+        child.kill()
+        with self._guard:
+            self._children.discard(child)
+        asyncio.get_running_loop().run_in_executor(None, child.proc.join, 5)  # reap it, off the loop
+
+    def _replace(self) -> None:
+        if self._closed:
+            return
+        task = asyncio.create_task(self._spawn(), name="validation-child")
+        self._spawning.add(task)
+        task.add_done_callback(self._spawning.discard)
+
+    async def _spawn(self) -> None:
+        for _ in range(3):
+            try:
+                child = await asyncio.to_thread(self._start_child)
+            except Exception:
+                log.exception("could not start a strategy validation process")
+                continue
+            if child is None:
+                return
+            try:
+                if await _readable(child.conn, READY_TIMEOUT_S) and child.conn.recv() is None:
+                    if self._closed:
+                        self._discard(child)
+                        return
+                    assert self._idle is not None
+                    self._idle.put_nowait(child)
+                    return
+            except (EOFError, OSError):
+                pass
+            except asyncio.CancelledError:
+                self._discard(child)
+                raise
+            self._discard(child)
+        log.error("could not start a strategy validation process; validations answer 503 until one starts")
+        if self._idle is not None and not self._closed:
+            self._idle.put_nowait(None)
+
+    def _start_child(self) -> _Child | None:
+        parent, there = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_validation_child, args=(there,), daemon=True,
+                                 name="tradewind-validation")  # fmt: skip
+        proc.start()
+        there.close()
+        child = _Child(proc, parent)
+        with self._guard:
+            if not self._closed:
+                self._children.add(child)
+                return child
+        child.kill()  # closed while it started
+        proc.join(5)
+        return None

@@ -1,7 +1,7 @@
 -- The sandbox bootstrap, run once per runtime with host functions as arguments.
 -- It builds the strategy's environment from safe functions only, installs the instruction and time
 -- hook on every coroutine the strategy can run in, and returns the functions the host calls.
-local host_get, host_data, host_ta, host_print, limit, step, time_limit, ta_names, ta_multi = ...
+local host_get, host_data, host_ta, host_array, host_print, limit, step, time_limit, ta_names, ta_multi = ...
 
 local debug_sethook, debug_getmetatable, os_clock, co_create, co_resume, co_status = debug.sethook, debug.getmetatable, os.clock, coroutine.create, coroutine.resume, coroutine.status
 local string_rep, table_concat, setmetatable_, getmetatable_ = string.rep, table.concat, setmetatable, getmetatable
@@ -10,6 +10,9 @@ local type_, error_, tostring_, select_ = type, error, tostring, select
 local MAX_STRING = 1048576       -- string.rep result cap (bytes)
 local MAX_SUBJECT = 100000       -- pattern functions: subject cap
 local MAX_PATTERN = 256          -- pattern functions: pattern cap
+local MAX_FORMAT = 256           -- os.date and string.pack/unpack/packsize: format cap
+local MAX_TA_TABLE = 100000      -- a plain table passed to ta: values cap
+local MAX_PRINT = 4096           -- print: what one call hands the host (the log holds 4 KiB anyway)
 
 local used, deadline, exhausted = 0, 0, false
 local LIMIT_MARK = "\0tw-limit:"
@@ -38,13 +41,23 @@ local function guard(co) debug_sethook(co, hook, "", step) return co end
 
 -- C functions run without count hooks: the wrappers below charge the instruction budget for the work
 -- they are about to do, so a loop of heavy C calls meets the instruction limit like any other loop.
+-- The charges are calibrated on the work measured: one instruction of the budget is about 4 ns, so
+-- copying a string costs about one instruction per 8 bytes and os.date about 20 per format character.
+-- A large charge also looks at the clock, which the hook would only see after its next 1,000 instructions.
 local function charge(n)
   used = used + n
   if used > limit then
     exhausted = "instructions"
     error_(LIMIT_MARK .. "instructions", 3)
   end
+  if n > 100000 and deadline and os_clock() > deadline then
+    exhausted = "time"
+    error_(LIMIT_MARK .. "time", 3)
+  end
 end
+-- The host's work for a ta computation (a cache miss), charged from the host after the fact: the hook
+-- or the next charge sees the budget exhausted.
+local function host_charge(n) used = used + n end
 
 -- Read-only views of host arrays (candles and indicator results): shared, never copied into Lua
 -- element by element. A view keeps under private keys no strategy can name: its host id, length
@@ -173,24 +186,44 @@ local result_mt = {__index = function(t, i)
   return (string_unpack("=d", d, (t[OFF] + i - 1) * 8 + 1))
 end, __len = function(t) return t[LEN] end, __newindex = read_only, __pairs = view_pairs, __metatable = "read-only array"}
 local function is_view(mt) return mt == view_mt or mt == series_mt or mt == result_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true) end
--- ...and the host takes them back as TAG | descriptor, so no ordinary number is mistaken for one.
+-- ...and the host takes them back as TAG | descriptor, and resolves them in the runtime's own table of
+-- the arrays it handed it (sandbox.py): a descriptor names nothing the runtime was not given. A number
+-- as large as TAG goes over as a float, so the host never takes a strategy's number for a descriptor.
+-- A plain table of numbers becomes an array of the runtime's own first (host_array).
+local CONVERT = 32  -- instructions per value the host reads from a plain table (about 120 ns)
+local function all_numbers(x, n)  -- raw reads: no metamethod (no code of the strategy's) runs here
+  for i = 1, n do
+    if type_(rawget_(x, i)) ~= "number" then return false end
+  end
+  return true
+end
 local function id_of(x)
-  if type_(x) == "table" then
+  local t = type_(x)
+  if t == "table" then
     local d = rawget_(x, DESC)
     if d then return d end
     local id = rawget_(x, ID)
     if id then return TAG | (id << 38) | ((rawget_(x, OFF) or 0) << 17) | rawget_(x, LEN) end
-    charge(rawlen_(x))  -- a plain Lua table: the host copies it, work the hook does not see
+    local n = rawlen_(x)
+    if n > MAX_TA_TABLE then error_("an array passed to ta holds at most 100,000 values", 3) end
+    -- checked here, where a string is not copied: the host would convert each one, whatever its length
+    if not all_numbers(x, n) then error_("an array passed to ta must hold numbers only", 3) end
+    charge(CONVERT * n)  -- the host reads the numbers: work the hook does not see
+    return host_array(x, n)
+  elseif t == "number" then
+    if x >= TAG then return x + 0.0 end
+    return x
+  elseif t == "nil" or t == "boolean" then
     return x
   end
-  return x
+  error_("ta functions take arrays and numbers, not a " .. t, 3)
 end
 
 -- Lua's pattern matcher backtracks in C: a subject of n characters costs up to about n ^ (q + 1)
 -- steps, q the number of repeated items (*, +, -) followed by more pattern ('?' doubles). Patterns
 -- whose bound exceeds PATTERN_BUDGET on the given subject are refused before they run.
 local PATTERN_BUDGET = 2e7
-local string_byte = string.byte
+local string_byte, string_sub = string.byte, string.sub
 local function set_end(p, i, len)   -- p[i] is '['; the index of its closing ']'
   i = i + 1
   if string_byte(p, i) == 94 then i = i + 1 end        -- '^'
@@ -231,82 +264,262 @@ local function pattern_cost(p, n)
   return cost
 end
 
+-- What a C function is about to work on: a string's length (a number is formatted in a few bytes).
+local function slen(x)
+  local t = type_(x)
+  if t == "string" then return #x end
+  if t == "number" then return 24 end
+  return 0
+end
+-- How many of the positions i..j (negative: from the end; j defaults to i) a string of length l has:
+-- the number of values string.byte and utf8.codepoint are about to return.
+local function span(l, i, j)
+  i = i or 1
+  j = j or i
+  if type_(i) ~= "number" or type_(j) ~= "number" then return 0 end
+  if i < 0 then i = l + i + 1 end
+  if j < 0 then j = l + j + 1 end
+  if i < 1 then i = 1 end
+  if j > l then j = l end
+  return j >= i and j - i + 1 or 0
+end
+local function strings_size(n, ...)  -- the total length of the string arguments
+  local size = 0
+  if n <= 8 then
+    for i = 1, n do
+      local v = (select_(i, ...))
+      if type_(v) == "string" then size = size + #v end
+    end
+  else
+    charge(n)
+    local a = {...}
+    for i = 1, n do
+      local v = a[i]
+      if type_(v) == "string" then size = size + #v end
+    end
+  end
+  return size
+end
+
+-- The wrappers call the library functions as fields (STR.byte(...)): an argument error then names the
+-- function ("bad argument #1 to 'byte'"), as it would unwrapped.
+local STR, TBL, UTF, OSL = {}, {}, {}, {}
+for k, v in pairs(string) do STR[k] = v end
+for k, v in pairs(table) do TBL[k] = v end
+for k, v in pairs(utf8) do UTF[k] = v end
+OSL.date, OSL.time, OSL.tostring, OSL.tonumber, OSL.select = os.date, os.time, tostring, tonumber, select
+
 local S = {}
 for k, v in pairs(string) do S[k] = v end
 S.dump = nil
 S.rep = function(s, n, sep)
   local len = #tostring_(s) * (n or 0) + (sep and #sep * math.max((n or 0) - 1, 0) or 0)
   if len > MAX_STRING then error_("string.rep result too large (" .. len .. " bytes, limit " .. MAX_STRING .. ")", 2) end
-  if len > 0 then charge(len // 64) end
-  return string_rep(s, n, sep)
+  if len > 0 then charge((n or 0) // 2 + len // 8) end   -- one copy per repetition (~2 ns), the bytes
+  return STR.rep(s, n, sep)
 end
-for _, name in ipairs({"find", "match", "gmatch", "gsub"}) do
-  local f = string[name]
-  S[name] = function(s, p, init, plain, ...)
-    if type_(s) == "number" then s = tostring_(s) end
-    if type_(s) == "string" then
-      if #s > MAX_SUBJECT then error_("string." .. name .. ": subject longer than " .. MAX_SUBJECT, 2) end
-      if type_(p) == "string" then
-        if #p > MAX_PATTERN then error_("string." .. name .. ": pattern longer than " .. MAX_PATTERN, 2) end
-        charge(#s // 16)
-        if not (name == "find" and plain) and pattern_cost(p, #s + 1) > PATTERN_BUDGET then
+-- A pattern call whose backtracking bound is large is timed and charged by the time it took (the bound
+-- is a worst case: "%d+:" on 4,000 characters of text is bounded by 16 million steps and takes a few
+-- thousand); gmatch, whose work happens in its iterator, is timed step by step.
+local MEASURE_ABOVE = 1e6
+local PER_SECOND = 2.5e8  -- instructions of the budget in a second of work (about 4 ns each)
+local function charge_since(t0, ...)
+  charge((os_clock() - t0) * PER_SECOND // 1)
+  return ...
+end
+-- The caps and the charge of a pattern function; answers the subject and pattern (numbers made text)
+-- and whether the call is to be timed.
+local function pattern_check(name, s, p, plain)
+  local timed = false
+  if type_(s) == "number" then s = tostring_(s) end
+  if type_(s) == "string" then
+    if #s > MAX_SUBJECT then error_("string." .. name .. ": subject longer than " .. MAX_SUBJECT, 3) end
+    if type_(p) == "number" then p = tostring_(p) end
+    if type_(p) == "string" then
+      if #p > MAX_PATTERN then error_("string." .. name .. ": pattern longer than " .. MAX_PATTERN, 3) end
+      if not plain then
+        local bound = pattern_cost(p, #s + 1)
+        if bound > PATTERN_BUDGET then
           error_("string." .. name .. ": pattern too complex for a subject of " .. #s ..
-                 " characters (it could backtrack for minutes); use a shorter subject or fewer repetitions", 2)
+                 " characters (it could backtrack for minutes); use a shorter subject or fewer repetitions", 3)
         end
+        timed = bound > MEASURE_ABOVE
       end
+      charge(#s // 4 + #s * #p // 16)  -- comparing the pattern at each position of the subject
     end
-    return f(s, p, init, plain, ...)
   end
+  return s, p, timed
+end
+S.find = function(s, p, init, plain)
+  local timed
+  s, p, timed = pattern_check("find", s, p, plain)
+  if timed then return charge_since(os_clock(), STR.find(s, p, init, plain)) end
+  return STR.find(s, p, init, plain)
+end
+S.match = function(s, p, init)
+  local timed
+  s, p, timed = pattern_check("match", s, p, false)
+  if timed then return charge_since(os_clock(), STR.match(s, p, init)) end
+  return STR.match(s, p, init)
+end
+S.gmatch = function(s, p, init)
+  local timed
+  s, p, timed = pattern_check("gmatch", s, p, false)
+  local step = STR.gmatch(s, p, init)
+  if not timed then return step end
+  return function() return charge_since(os_clock(), step()) end
+end
+S.gsub = function(s, p, repl, n)
+  local timed
+  s, p, timed = pattern_check("gsub", s, p, false)
+  local t0 = timed and os_clock()
+  local r, k = STR.gsub(s, p, repl, n)
+  if t0 then charge_since(t0) end
+  if k > 256 then charge(4 * k + #r // 8) end   -- the replacements it made and copied
+  return r, k
+end
+S.byte = function(s, i, j)
+  local n = span(slen(s), i, j)
+  if n > 256 then charge(2 * n) end
+  return STR.byte(s, i, j)
+end
+S.char = function(...)
+  local n = select_("#", ...)
+  if n > 256 then charge(2 * n) end
+  return STR.char(...)
+end
+S.format = function(fmt, ...)
+  local size = slen(fmt) + strings_size(select_("#", ...), ...)
+  if size > 256 then
+    -- %q escapes byte by byte (up to about 50 ns for each), the rest copies
+    if type_(fmt) == "string" and STR.find(fmt, "%q", 1, true) then size = size * 48 end
+    charge(size // 4)
+  end
+  local r = STR.format(fmt, ...)
+  if #r > 4096 then charge(#r // 8) end   -- what __tostring metamethods made
+  return r
+end
+-- Work that grows with the input string: charged before, by its length.
+S.upper = function(s)
+  local n = slen(s)
+  if n > 4096 then charge(n // 2) end
+  return STR.upper(s)
+end
+S.lower = function(s)
+  local n = slen(s)
+  if n > 4096 then charge(n // 2) end
+  return STR.lower(s)
+end
+S.reverse = function(s)
+  local n = slen(s)
+  if n > 4096 then charge(n // 4) end
+  return STR.reverse(s)
+end
+S.sub = function(s, i, j)
+  local r = STR.sub(s, i, j)
+  if #r > 4096 then charge(#r // 8) end
+  return r
+end
+-- string.pack/unpack/packsize: a format of at most MAX_FORMAT characters, and the bytes charged.
+local function format_check(name, fmt, ...)
+  if type_(fmt) == "string" and #fmt > MAX_FORMAT then
+    error_("string." .. name .. ": format longer than " .. MAX_FORMAT .. " characters", 3)
+  end
+  local size = 4 * slen(fmt) + strings_size(select_("#", ...), ...) // 8
+  if size > 256 then charge(size) end
+end
+S.pack = function(fmt, ...)
+  format_check("pack", fmt, ...)
+  local r = STR.pack(fmt, ...)
+  if #r > 4096 then charge(#r // 8) end   -- padding ("c" and "x" options) it wrote
+  return r
+end
+S.unpack = function(fmt, s, pos)
+  format_check("unpack", fmt, s)
+  return STR.unpack(fmt, s, pos)
+end
+S.packsize = function(fmt)
+  format_check("packsize", fmt)
+  return STR.packsize(fmt)
 end
 getmetatable_("").__index = S   -- ("x"):rep(...) must meet the same caps
-
--- Functions whose work grows with the string they return: charged after the fact, by its length.
-for _, name in ipairs({"upper", "lower", "reverse", "sub", "format"}) do
-  local f = string[name]
-  S[name] = function(...)
-    local r = f(...)
-    if #r > 4096 then charge(#r // 64) end
-    return r
+-- Arithmetic on strings ("10" + 1) converts them in C, whatever their length: charged too.
+do
+  local smt = getmetatable_("")
+  for _, event in ipairs({"__add", "__sub", "__mul", "__div", "__mod", "__pow", "__unm", "__idiv"}) do
+    local f = smt[event]
+    if f then
+      smt[event] = function(a, b)
+        local n = slen(a) + slen(b)
+        if n > 256 then charge(n // 2) end
+        return f(a, b)
+      end
+    end
   end
 end
 
 local T = {}
 for k, v in pairs(table) do T[k] = v end
-local table_sort, table_unpack_, table_move, table_insert, table_remove = table.sort, table.unpack, table.move, table.insert, table.remove
 local rawlen_, math_log = rawlen, math.log
 local function count(t) return type_(t) == "table" and rawlen_(t) or 0 end
 T.sort = function(t, cmp)
   local n = count(t)
-  if n > 1 then charge(n * (math_log(n, 2) // 1 + 1)) end
-  return table_sort(t, cmp)
+  if n > 1 then charge(4 * n * (math_log(n, 2) // 1 + 1)) end
+  return TBL.sort(t, cmp)
 end
 T.concat = function(t, sep, i, j)
-  charge(count(t))
-  local r = table_concat(t, sep, i, j)
-  if #r > 4096 then charge(#r // 64) end
+  local n = (type_(j) == "number" and j or count(t)) - (type_(i) == "number" and i or 1) + 1
+  if n > 0 then charge(4 * n) end
+  local r = TBL.concat(t, sep, i, j)
+  if #r > 4096 then charge(#r // 8) end
   return r
 end
 T.unpack = function(t, i, j)
   local n = (j or count(t)) - (i or 1) + 1
-  if n > 0 then charge(n) end
-  return table_unpack_(t, i, j)
+  if n > 0 then charge(4 * n) end
+  return TBL.unpack(t, i, j)
+end
+T.pack = function(...)
+  local n = select_("#", ...)
+  if n > 256 then charge(n) end
+  return TBL.pack(...)
 end
 T.move = function(a1, f, e, t, a2)
-  if type_(e) == "number" and type_(f) == "number" and e >= f then charge(e - f + 1) end
-  return table_move(a1, f, e, t, a2)
+  if type_(e) == "number" and type_(f) == "number" and e >= f then charge(2 * (e - f + 1)) end
+  return TBL.move(a1, f, e, t, a2)
 end
 T.insert = function(t, ...)
-  if select_("#", ...) > 1 then charge(count(t)) end    -- inserting at a position shifts the rest
-  return table_insert(t, ...)
+  if select_("#", ...) > 1 then charge(2 * count(t)) end    -- inserting at a position shifts the rest
+  return TBL.insert(t, ...)
 end
-T.remove = function(t, pos)
-  if pos ~= nil then charge(count(t)) end
-  return table_remove(t, pos)
+T.remove = function(t, ...)
+  if select_("#", ...) > 0 then charge(2 * count(t)) end
+  return TBL.remove(t, ...)
 end
 local M = {}
 for k, v in pairs(math) do M[k] = v end
 local U = {}
 for k, v in pairs(utf8) do U[k] = v end
+U.char = function(...)
+  local n = select_("#", ...)
+  if n > 256 then charge(2 * n) end
+  return UTF.char(...)
+end
+U.codepoint = function(s, i, j, lax)
+  local n = span(slen(s), i, j)
+  if n > 256 then charge(2 * n) end
+  return UTF.codepoint(s, i, j, lax)
+end
+U.len = function(s, i, j, lax)   -- decodes the string, about 2 ns a byte
+  local n = slen(s)
+  if n > 4096 then charge(n // 2) end
+  return UTF.len(s, i, j, lax)
+end
+U.offset = function(s, n, i)
+  local l = slen(s)
+  if l > 4096 then charge(l // 2) end
+  return UTF.offset(s, n, i)
+end
 
 local C = {
   create = function(f) return guard(co_create(f)) end,
@@ -327,9 +540,42 @@ local env = {
   select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = xpcall,
   rawequal = rawequal, rawlen = rawlen, rawget = rawget,
   string = S, table = T, math = M, utf8 = U, coroutine = C,
-  os = {time = os.time, clock = os.clock, date = function(fmt, t) return os.date(fmt or "!%Y-%m-%dT%H:%M:%SZ", t) end},
+  os = {clock = os.clock},
   NaN = 0/0,
 }
+-- os.date calls strftime for each conversion of the format (about 0.2 us each): a format of at most
+-- MAX_FORMAT characters, charged by its length.
+env.os.date = function(fmt, t)
+  fmt = fmt or "!%Y-%m-%dT%H:%M:%SZ"
+  if type_(fmt) == "string" and #fmt > MAX_FORMAT then
+    error_("os.date: format longer than " .. MAX_FORMAT .. " characters", 2)
+  end
+  charge(100 + 20 * slen(fmt))
+  return OSL.date(fmt, t)
+end
+env.os.time = function(...)
+  if (...) ~= nil then charge(500) end  -- normalising a date table (mktime): a few microseconds
+  return OSL.time(...)
+end
+-- tostring copies a metatable's __name into its result, whatever its length; tonumber reads the whole
+-- string (a numeral of a million digits takes milliseconds); select(i, ...) copies what it returns.
+env.tostring = function(...)
+  local r = OSL.tostring(...)
+  if type_((...)) ~= "string" and #r > 256 then charge(#r // 4) end
+  return r
+end
+env.tonumber = function(...)
+  local x, base = ...
+  if type_(x) == "string" and #x > 256 then charge(base == nil and #x // 2 or #x) end
+  return OSL.tonumber(...)
+end
+env.select = function(n, ...)
+  if n ~= "#" then
+    local k = select_("#", ...)
+    if k > 256 then charge(k) end
+  end
+  return OSL.select(n, ...)
+end
 -- Lua calls an xpcall message handler for a hook's error while hooks are still switched off (the
 -- error is raised from inside the hook): a strategy's handler must never run then, or it could loop
 -- unhooked. Past the limit, the error goes through untouched.
@@ -348,10 +594,27 @@ env.getmetatable = function(x)
   if type_(x) == "string" then return nil end
   return getmetatable_(x)
 end
+-- print hands the host at most MAX_PRINT bytes, cut on a character boundary: the log keeps no more.
+local tostring_charged = env.tostring
+local function cut(s, n)
+  while n > 0 do
+    local b = string_byte(s, n + 1)
+    if b == nil or b < 128 or b >= 192 then break end  -- s[n + 1] starts a character: cut before it
+    n = n - 1
+  end
+  return string_sub(s, 1, n)
+end
 env.print = function(...)
   local n = select_("#", ...)
-  local parts = {}
-  for i = 1, n do parts[i] = tostring_((select_(i, ...))) end
+  charge(250 + n)  -- a crossing to the host, about a microsecond
+  local args, parts, room = {...}, {}, MAX_PRINT
+  for i = 1, n do
+    local s = tostring_charged(args[i])
+    if #s > room then s = cut(s, room) end
+    parts[i] = s
+    room = room - #s - 1
+    if room <= 0 then break end
+  end
   host_print(table_concat(parts, "\t"))
 end
 env.isnan = function(x) return x ~= x end
@@ -402,7 +665,7 @@ for k, name in ipairs(ta_names) do
           return setmetatable_({[ID] = rid, [OFF] = a[OFF], [LEN] = len, [NANP] = lead < len and lead or len}, result_mt)
         end
         if series_candles[a] and (b == nil or (type_(b) == "number" and b == b)) then
-          n, d, last, prev, lead = host_ta(k, id_of(a), b)
+          n, d, last, prev, lead = host_ta(k, id_of(a), id_of(b))
           if n ~= 0 and lead >= 0 then
             local rid = (d >> 38) & 16777215
             series_bytes(rid)
@@ -544,6 +807,7 @@ end
 -- `next` on a view or the candle table would hand out the private keys above: walk them as pairs does.
 local function guarded_next(t, k)
   local mt = debug_getmetatable(t)
+  if mt == nil then return next_(t, k) end
   local v = is_view(mt)
   if v or mt == candle_mt or mt == series_candle_mt then
     local iter = mt.__pairs(t)
@@ -558,6 +822,13 @@ local function guarded_next(t, k)
   return next_(t, k)
 end
 env.next = guarded_next
+-- pairs on a table without __pairs answers `next`: the raw one would walk the private keys of views.
+local pairs_ = pairs
+env.pairs = function(t)
+  local f, s, i = pairs_(t)
+  if f == next_ then f = guarded_next end
+  return f, s, i
+end
 
 -- A backtest: slide the candle views along the history and call decide on each candle, in Lua, so
 -- the host is crossed only by the indicators. One hooked coroutine runs many candles (a coroutine per
@@ -620,4 +891,4 @@ local function series(f, c, views, params, first, last, lookback)
 end
 
 return {compile = compile, run = run, env = env, candles = candles, series = series, mark = LIMIT_MARK,
-        prepare = prepare, step = evaluate}
+        prepare = prepare, step = evaluate, charge = host_charge}

@@ -9,7 +9,6 @@ runs runtimes in a process it kills on a wall-clock deadline (see ``executor.py`
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any, NamedTuple
 import lupa.lua54 as lua
 import numpy as np
 
-from tradewind.eval.ta import MULTI, NAMES, ArrayStore, TAError
+from tradewind.eval.ta import GONE, MULTI, NAMES, TAG, ArrayStore, Grants, TAError
 from tradewind.eval.window import CandleWindow
 
 BOOT = resources.files("tradewind.eval").joinpath("sandbox.lua").read_text()
@@ -38,6 +37,11 @@ def _boot_bytecode() -> bytes:
 
 
 HOOK_STEP = 1000
+# A runtime's handle table is swept of the arrays the store let go of once it holds more than this (a
+# thousand runtimes each keep one: it stays small), and of the windows the store dropped past WINDOWS_CAP.
+GRANTS_CAP = 256
+WINDOWS_CAP = 64
+CHARGE_BATCH = 250_000  # host work (instructions, ~1 ms) charged to the Lua budget at once
 MAX_ERROR = 1000
 _LINE = re.compile(r"^strategy:(\d+): ")
 POSITIONS = ("long", "short", "neutral")
@@ -119,8 +123,16 @@ class StrategyRuntime:
         self._log: list[str] = []
         self._log_bytes = 0
         self._candle_time: int | None = None
-        self._window_ids: tuple[int, ...] | None = None
         self._window: CandleWindow | None = None
+        self._bound: Any = None  # the store's window this runtime is bound to
+        # This runtime's handle table: the arrays it was handed, by id, and the windows it bound (whose
+        # candle arrays it was handed). Every descriptor that comes back from Lua is resolved there,
+        # never in the store at large, so nothing names another runtime's array.
+        self._grants: Grants = {}
+        self._windows: dict[Any, None] = {}
+        self._grants_cap = GRANTS_CAP
+        self._hot: dict[Any, Any] = {}  # the bound window's results for its candle arrays
+        self._uncharged = 0  # host work not yet charged to the instruction budget (at most CHARGE_BATCH)
         self._series_state: tuple[Any, Any, Any] | None = None
         self._candles: Any = None
         self.broken = False
@@ -130,12 +142,14 @@ class StrategyRuntime:
         )  # fmt: skip
         self.rt.execute("python = nil")
         self._collect = self.rt.globals().collectgarbage  # the host's, for collect_garbage()
+        self._unpack = self.rt.globals().table.unpack  # the host's, for _array
         # our own bytecode, loaded from the host; strategies can only ever load text (see compile)
         boot = self.rt.globals().load(_boot_bytecode(), "=boot", "b")
         self.boot = boot(
-            self.store.get, self._data, self._ta, self._print,
+            self._get, self._data, self._ta, self._array, self._print,
             self.limits.instructions, HOOK_STEP, self.limits.time_ms / 1000, self.rt.table_from(NAMES), self.rt.table_from({n: True for n in MULTI}),
         )  # fmt: skip
+        self._charge = self.boot["charge"]  # host work (ta computations) counted against the budget
         # Lua table lookups from Python cost microseconds: take the functions out once.
         self._mark = self.boot["mark"]
         self._run = self.boot["run"]
@@ -163,35 +177,78 @@ class StrategyRuntime:
         self.boot["prepare"](self._decide, self.params)
 
     # -- host functions called from Lua ----------------------------------------------------------------
+    # Array ids come from Lua; each is looked up in this runtime's own table (_grants), so an id this
+    # runtime was not handed, or one the store has since given to another array, names nothing.
+    def _entry(self, array_id: int) -> Any:
+        entry = self._grants.get(array_id) or self.store.candle(array_id, self._windows)
+        if entry is None:
+            raise RuntimeError(GONE)
+        return entry
+
     def _data(self, array_id: int) -> bytes | bool:
+        entry = self._entry(array_id)
         try:
-            return self.store.data(array_id)
+            return entry.bytes()  # type: ignore[no-any-return]
+        except TAError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    def _get(self, array_id: int, i: Any) -> Any:
+        entry = self._entry(array_id)
+        try:
+            return entry.get(i)
         except TAError as exc:
             raise RuntimeError(str(exc)) from None
 
     def _ta(self, k: int, *args: Any) -> Any:
-        hit = self.store.hot.get((k, args))  # the hot path: the same call by another strategy on this window
+        # the hot path: the same call by another strategy on the window this one is bound to, whose
+        # array arguments can only be that window's candle arrays (handed to every runtime bound to it)
+        hit = self._hot.get((k, args))
         if hit is not None:
-            return hit
+            self._grants.update(hit[1])  # the arrays of the result, now handed to this runtime too
+            return hit[0]
         key = (k, args)
         while args and args[-1] is None:  # trailing nils of the fixed-arity Lua wrapper
             args = args[:-1]
         try:
-            return self.store.call(NAMES[k - 1], args, self._to_array, key)
+            out, cost = self.store.call(NAMES[k - 1], args, self._grants, self._windows, key)
         except TAError as exc:
             raise RuntimeError(str(exc)) from None
+        if cost:  # charged in batches: a call into Lua costs about as much as a small computation
+            self._uncharged += cost
+            if self._uncharged > CHARGE_BATCH:
+                self._charge(self._uncharged)
+                self._uncharged = 0
+        if len(self._grants) > self._grants_cap:  # a backtest binds no windows: swept here
+            self._sweep()
+        return out
 
-    @staticmethod
-    def _to_array(tbl: Any) -> np.ndarray:
-        if lua.lua_type(tbl) != "table":
-            raise TAError(f"expected an array, got {lua.lua_type(tbl) or type(tbl).__name__}")
-        values = list(itertools.islice(tbl.values(), 100_001))  # raw iteration: no metamethod runs
-        if len(values) > 100_000:
-            raise TAError("an array passed to ta holds at most 100,000 values")
+    def _array(self, tbl: Any, n: int) -> int:
+        """Elements 1..n of a plain Lua table (checked in Lua to be numbers, read raw), as an array of
+        this runtime's own: answers its tagged descriptor."""
+        values = self._unpack(tbl, 1, n) if n > 1 else ((tbl[1],) if n == 1 else ())
         try:
-            return np.asarray(values, dtype=np.float64)
+            rid, entry = self.store.scratch(np.asarray(values, dtype=np.float64))
         except (TypeError, ValueError):
-            raise TAError("an array passed to ta must hold numbers only") from None
+            raise RuntimeError("an array passed to ta must hold numbers only") from None
+        except TAError as exc:
+            raise RuntimeError(str(exc)) from None
+        self._grants[rid] = entry
+        return TAG | (rid << 38) | n
+
+    def _bind(self, w: Any) -> None:
+        self._bound = w
+        self._hot = w.hot
+        windows = self._windows
+        windows[w] = None
+        if len(windows) > WINDOWS_CAP:  # the store keeps MAX_WINDOWS windows: forget those it dropped
+            self._windows = {x: None for x in windows if x.alive}
+        if len(self._grants) > self._grants_cap:  # results handed from the shared cache, over time
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop from the handle table what the store has let go of: it names nothing anyway."""
+        self._grants = {i: e for i, e in self._grants.items() if e.arr is not None}
+        self._grants_cap = max(GRANTS_CAP, 2 * len(self._grants))
 
     def _print(self, text: Any) -> None:
         if len(self._log) >= self.limits.log_lines or self._log_bytes >= self.limits.log_bytes:
@@ -251,10 +308,10 @@ class StrategyRuntime:
             self._log, self._log_bytes = [], 0
         if window is not self._window:  # the worker evaluates many strategies on one window object
             self._window = window
-            ids = self.store.bind(window)
-            if ids != self._window_ids:
-                self._window_ids = ids
-                return self._decision(self._call_step(ids))
+            w = self.store.bind(window)
+            if w is not self._bound:
+                self._bind(w)
+                return self._decision(self._call_step(w.codes))
         return self._decision(self._call_step(()))
 
     def _call_step(self, ids: tuple[int, ...]) -> Any:
@@ -287,10 +344,11 @@ class StrategyRuntime:
         the letters decided before it are in ``out`` (appended as they come)."""
         times = arrays["time"]
         if self._series_state is None or self._series_state[0] is not arrays:
-            codes = self.store.bind_series(
+            w = self.store.bind_series(
                 [arrays[k] for k in ("open", "high", "low", "close", "volume", "time")]
             )
-            c, views = self._make_candles(*codes)
+            self._grants.update(w.grants)
+            c, views = self._make_candles(*w.codes)
             self._series_state = (arrays, c, views)
         _, c, views = self._series_state
         self._window = None
@@ -369,6 +427,8 @@ class StrategyRuntime:
     def close(self) -> None:
         self.rt = None  # type: ignore[assignment]
         self.boot = self._run = self._make_candles = self._decide = self._collect = None
+        self._charge = self._unpack = None
+        self._grants, self._windows, self._hot, self._bound = {}, {}, {}, None
 
 
 def _short(value: Any) -> str:
@@ -391,8 +451,8 @@ def _lua_text(err: Any) -> str:
 def validate(code: str, limits: Limits | None = None) -> list[Diagnostic]:
     """Compile (and run the top level of) ``code`` in a throwaway sandbox: syntax errors with their line,
     a missing ``decide``, errors or limits hit by the top level; [] when it is fine. ``init`` is not run:
-    it may need an assignment's parameters. Blocking (up to about a second for hostile code): call it off
-    the event loop."""
+    it may need an assignment's parameters. What the limits cannot stop (work in one VM instruction) only
+    a kill can: the web app runs this in the children of ``executor.ValidationPool``, never in-process."""
     try:
         limits = limits or Limits(time_ms=500, instructions=2_000_000)
         StrategyRuntime(code, name="validate", limits=limits, run_init=False).close()

@@ -1,8 +1,14 @@
 """The `ta` library: indicators computed on the host with TA-Lib, cached per window and shared.
 
-Strategies call ``ta.sma(c.close, 20)``; the arrays travel as ids into the ``ArrayStore`` and results
-come back as read-only views. Identical calls on the same window (market, timeframe, candle) are
+Strategies call ``ta.sma(c.close, 20)``; the arrays travel as descriptors into the ``ArrayStore`` and
+results come back as read-only views. Identical calls on the same window (market, timeframe, candle) are
 computed once, whichever strategy asks first, and shared by every other strategy on that window.
+
+A descriptor names an array only for the runtime it was handed to: each runtime resolves descriptors
+through its own handle table (``grants``: array id -> the array it was given under that id), never
+through the store's, so a number, a recycled id or a descriptor another strategy was given names
+nothing (see ``StrategyRuntime``). The shared caches are consulted only after every array argument has
+been resolved that way.
 """
 
 from __future__ import annotations
@@ -23,27 +29,81 @@ MAX_ID = (1 << ID_BITS) - 1
 MAX_LEN = (1 << LEN_BITS) - 1
 MAX_OFF = (1 << OFF_BITS) - 1
 # An array travels to Lua as a descriptor, id << 38 | offset << 17 | length, and comes back tagged,
-# TAG | descriptor, so no ordinary number is mistaken for one and a window over a longer array needs
-# no copy. Its values travel as bytes (one Lua string that `string.unpack` reads) when small enough.
+# TAG | descriptor (the sandbox sends a strategy's numbers that large as floats, so no number is taken
+# for one), and a window over a longer array needs no copy. A descriptor is only ever resolved in the
+# handle table of the runtime that sent it. Its values travel as bytes (one Lua string that
+# `string.unpack` reads) when small enough.
 TAG = 1 << 62
 MAX_BYTES_LEN = 262_144  # longer arrays (a long backtest's history) are read element by element
 MAX_WINDOWS = 32
 SCRATCH = 4096  # arrays computed on partial views (backtests) live this long: within one decide()
 SCRATCH_BYTES = 256 * 1024 * 1024  # ... and take at most this much memory together
+WINDOW_CACHE_BYTES = 32 * 1024 * 1024  # indicator results cached per window; past it, results are not shared
+# What a computation costs the strategy that asks for it, in instructions of its budget (about 4 ns
+# each): the call's fixed overhead on the host, and one per input value. Hits of the cache cost nothing.
+CALL_COST = 2500
+NUMBERS = (int, float, bool)
+GONE = "this array belongs to an old candle or to no array this strategy was given; compute it again in decide()"  # fmt: skip
 
 
 class TAError(Exception):
     """A bad call to a ta function; the message is for the strategy's author."""
 
 
+class Array:
+    """An array visible to Lua: its values (None once the store has let it go), the window that owns it
+    (None for scratch arrays, which are never shared), its NaN lead and, once asked for, its bytes."""
+
+    __slots__ = ("arr", "owner", "lead", "data")
+
+    def __init__(self, arr: np.ndarray, owner: _Window | None, lead: int) -> None:
+        self.arr: np.ndarray | None = arr
+        self.owner, self.lead = owner, lead
+        self.data: bytes | bool | None = None
+
+    def bytes(self) -> bytes | bool:
+        """The values as native-endian bytes (float64, int64 for times), or False when too long."""
+        found = self.data
+        if found is None:
+            arr = self.arr
+            if arr is None:
+                raise TAError(GONE)
+            found = self.data = arr.tobytes() if len(arr) <= MAX_BYTES_LEN else False
+        return found
+
+    def get(self, i: Any) -> Any:
+        arr = self.arr
+        if arr is None:
+            raise TAError(GONE)
+        if i.__class__ is not int:
+            if not isinstance(i, float) or i != int(i):
+                return None
+            i = int(i)
+        if 1 <= i <= len(arr):
+            v = arr[i - 1]
+            return int(v) if arr.dtype.kind == "i" else float(v)
+        return None
+
+
+Grants = dict[int, Array]  # one runtime's handle table: array id -> the array it was given
+
+
 class _Window:
-    __slots__ = ("ids", "cache", "series", "codes")
+    __slots__ = ("ids", "cache", "series", "codes", "grants", "candles", "hot", "nbytes", "alive")
 
     def __init__(self, series: bool = False) -> None:
         self.ids: list[int] = []
         self.codes: tuple[Any, ...] = ()
         self.cache: dict[tuple[Any, ...], Any] = {}
         self.series = series  # a whole history that a backtest slides views along
+        self.grants: Grants = {}  # the candle arrays, handed to every runtime that binds the window
+        self.candles: frozenset[int] = frozenset()  # their tagged descriptors, as Lua sends them back
+        # results of calls whose array arguments are all candle arrays of this window, by the caller's
+        # own key: one dict lookup on the hot path, safe without resolving the arguments because every
+        # runtime bound to this window was handed all of its candle arrays
+        self.hot: dict[Any, tuple[Any, Grants]] = {}
+        self.nbytes = 0  # of cached results
+        self.alive = True  # False once the store has dropped it
 
 
 # Indicators whose value at a candle depends only on the last few candles: over a sliding window they
@@ -67,28 +127,25 @@ def _as(arr: np.ndarray, dtype: type) -> np.ndarray:
 
 
 class ArrayStore:
-    """Arrays visible to Lua by integer id, grouped per window, and the shared indicator cache."""
+    """Arrays visible to Lua by integer id, grouped per window, and the shared indicator cache. The store
+    hands arrays out; which of them a runtime may name is the runtime's own table (``Grants``)."""
 
     def __init__(self) -> None:
-        self._arrays: dict[int, tuple[np.ndarray, _Window | None, int]] = {}  # id -> array, owner, NaN lead
+        self._arrays: dict[int, Array] = {}
         self._windows: OrderedDict[tuple[str, int, int], _Window] = OrderedDict()
         self._scratch: deque[tuple[int, int]] = deque()  # (id, bytes), oldest first
         self._scratch_bytes = 0
-        self._bytes: dict[int, bytes | bool] = {}
-        # results of calls on live windows by the caller's own key: one dict lookup on the hot path;
-        # emptied whenever a window is dropped, so a recycled array id never meets an old entry
-        self.hot: dict[Any, Any] = {}
-        self._bound: tuple[CandleWindow | None, tuple[int, ...]] = (None, ())
+        self._bound: tuple[CandleWindow | None, _Window | None] = (None, None)
         self._next = 1
         self.computed = 0  # indicator computations (cache misses), for tests and metrics
 
-    def _register(self, arr: np.ndarray, owner: _Window | None, lead: int = 0) -> int:
+    def _register(self, arr: np.ndarray, owner: _Window | None, lead: int = 0) -> tuple[int, Array]:
         while True:
             i = self._next
             self._next = self._next % MAX_ID + 1
             if i not in self._arrays:
                 break
-        self._arrays[i] = (arr, owner, lead)
+        entry = self._arrays[i] = Array(arr, owner, lead)
         if owner is not None:
             owner.ids.append(i)
         else:
@@ -100,28 +157,25 @@ class ArrayStore:
                 old, size = self._scratch.popleft()
                 self._scratch_bytes -= size
                 self._forget(old)
-        return i
+        return i, entry
 
     def _forget(self, array_id: int) -> None:
-        self._arrays.pop(array_id, None)
-        self._bytes.pop(array_id, None)
+        entry = self._arrays.pop(array_id, None)
+        if entry is not None:  # runtimes may still hold it in their tables: it names nothing from now on
+            entry.arr = entry.data = None
 
-    def data(self, array_id: int) -> bytes | bool:
-        """An array's values as native-endian bytes (float64, int64 for times), or False when too long."""
-        found = self._bytes.get(array_id)
-        if found is None:
-            entry = self._arrays.get(array_id)
-            if entry is None:
-                raise TAError("this array belongs to an old candle; compute it again in decide()")
-            arr = entry[0]
-            found = self._bytes[array_id] = arr.tobytes() if len(arr) <= MAX_BYTES_LEN else False
-        return found
+    def scratch(self, arr: np.ndarray) -> tuple[int, Array]:
+        """Register an array of the strategy's own (a plain Lua table passed to ta): never shared."""
+        if len(arr) > MAX_LEN:
+            raise TAError(f"an array passed to ta holds at most {MAX_LEN:,} values")
+        return self._register(arr, None)
 
-    def bind(self, window: CandleWindow) -> tuple[Any, ...]:
-        """Descriptors of the window's open, high, low, close, volume and time arrays, then the last two
-        values of each (what strategies read most: they cross over with the descriptors)."""
+    def bind(self, window: CandleWindow) -> _Window:
+        """The store's window for these candles: ``codes`` (descriptors of the open, high, low, close,
+        volume and time arrays, then the last two values of each: what strategies read most), ``grants``
+        (the arrays, for the runtime's table) and ``hot``."""
         if self._bound[0] is window:  # a thousand strategies in a row on one window
-            return self._bound[1]
+            return self._bound[1]  # type: ignore[return-value]
         n = len(window)
         if n > MAX_LEN:
             raise TAError(f"a window holds at most {MAX_LEN} candles")
@@ -132,106 +186,134 @@ class ArrayStore:
             for arr in (window.open, window.high, window.low, window.close, window.volume):
                 self._register(_as(arr, np.float64), w)
             self._register(_as(window.time, np.int64), w)
-            w.codes = tuple((i << 38) | n for i in w.ids) + tuple(
-                v for i in w.ids for v in _tail(self._arrays[i][0])
-            )
+            w.grants = {i: self._arrays[i] for i in w.ids}
+            w.candles = frozenset(TAG | (i << 38) | n for i in w.ids)
+            w.codes = tuple((i << 38) | n for i in w.ids) + tuple(v for e in w.grants.values() for v in _tail(e.arr))  # type: ignore[arg-type]  # fmt: skip
             self._windows[key] = w
             while len(self._windows) > MAX_WINDOWS:
                 _, old = self._windows.popitem(last=False)
-                self.hot.clear()
+                old.alive = False
+                old.hot.clear()  # a runtime still bound to it must resolve its arguments again
+                old.cache.clear()
                 for i in old.ids:
                     self._forget(i)
         else:
             self._windows.move_to_end(key)
-        self._bound = (window, w.codes)
-        return w.codes
+        self._bound = (window, w)
+        return w
 
-    def bind_series(self, arrays: list[np.ndarray]) -> tuple[int, ...]:
-        """Codes of whole series (a backtest's history); Lua looks at them through moving views."""
+    def bind_series(self, arrays: list[np.ndarray]) -> _Window:
+        """Whole series (a backtest's history) that Lua looks at through moving views: ``codes`` and
+        ``grants`` as ``bind``'s."""
         w = _Window(series=True)
         n = len(arrays[0])
         if n > MAX_OFF:
             raise TAError(f"a backtest handles at most {MAX_OFF:,} candles; use a longer timeframe")
         arrays = [_as(a, np.float64) for a in arrays[:5]] + [_as(arrays[5], np.int64)]
-        return tuple((self._register(a, w) << 38) | min(n, MAX_LEN) for a in arrays)
+        ids = [self._register(a, w)[0] for a in arrays]
+        w.grants = {i: self._arrays[i] for i in ids}
+        w.codes = tuple((i << 38) | min(n, MAX_LEN) for i in ids)
+        return w
 
-    def get(self, array_id: int, i: Any) -> Any:
-        entry = self._arrays.get(array_id)
-        if entry is None:
-            raise TAError("this array belongs to an old candle; compute it again in decide()")
-        arr = entry[0]
-        if i.__class__ is not int:
-            if not isinstance(i, float) or i != int(i):
-                return None
-            i = int(i)
-        if 1 <= i <= len(arr):
-            v = arr[i - 1]
-            return int(v) if arr.dtype.kind == "i" else float(v)
-        return None
-
-    def _resolve(self, desc: int) -> tuple[np.ndarray, _Window | None, bool]:
-        array_id = (desc >> 38) & MAX_ID
+    @staticmethod
+    def _view(entry: Array, desc: int) -> tuple[np.ndarray, bool]:
+        """The values a descriptor names in its array, and whether that is the whole array."""
+        arr = entry.arr
+        assert arr is not None
         offset = (desc >> LEN_BITS) & MAX_OFF
         length = desc & MAX_LEN
-        entry = self._arrays.get(array_id)
-        if entry is None:
-            raise TAError("this array belongs to an old candle; compute it again in decide()")
-        arr, owner, lead = entry
         if offset == 0 and length == len(arr):
-            return arr, owner, True
+            return arr, True
         view = arr[offset : offset + length]
-        if lead:  # an indicator of the whole history, seen as the window would have computed it
+        if entry.lead:  # an indicator of the whole history, seen as the window would have computed it
             view = view.copy()
-            view[: min(lead, length)] = np.nan
-        return view, owner, False
+            view[: min(entry.lead, length)] = np.nan
+        return view, False
+
+    def candle(self, array_id: int, windows: dict[_Window, None]) -> Array | None:
+        """A candle array of one of ``windows`` (those a runtime bound: it was handed their candles)."""
+        entry = self._arrays.get(array_id)
+        if entry is not None and entry.owner in windows and array_id in entry.owner.grants:  # type: ignore[operator]
+            return entry
+        return None
 
     def call(
-        self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray], hot_key: Any = None
-    ) -> Any:
-        """Run ta.<name>(args) where array arguments are descriptors (or Lua tables, converted by ``to_array``).
-        A result cached for a live window is also remembered under ``hot_key`` in ``hot``."""
-        first = args[0] if args else None
-        if first.__class__ is int and first >= TAG:
-            entry = self._arrays.get((first >> 38) & MAX_ID)
-            if entry is not None and entry[1] is not None:
-                if entry[1].series and name in LOCAL:
-                    found = self._series(name, args, entry[1])
-                    if found is not None:
-                        return found
-                hit = entry[1].cache.get((name, args))  # a cached result for this window
-                if hit is not None:
-                    if hot_key is not None and not entry[1].series:
-                        self.hot[hot_key] = hit
-                    return hit
-        out, owner = self._compute(name, args, to_array)
-        if owner is not None and hot_key is not None and not owner.series:
-            self.hot[hot_key] = out
-        return out
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        grants: Grants,
+        windows: dict[_Window, None],
+        hot_key: Any = None,
+    ) -> tuple[Any, int]:
+        """Run ta.<name>(args) for a runtime whose handle table is ``grants`` plus the candles of the
+        ``windows`` it bound: array arguments are descriptors it was given. Answers the values for Lua and
+        the cost of the work done (in instructions), and adds the result's arrays to ``grants``. A result
+        for a window's own candle arrays is also remembered under ``hot_key`` in that window's ``hot``."""
+        spec = FUNCTIONS.get(name)
+        if spec is None:
+            raise TAError(f"ta.{name} does not exist; see docs/strategies.md for the list")
+        # Every array argument is resolved through the caller's table before any cache is looked at:
+        # a descriptor it was not given must not find another strategy's result.
+        entries: list[Array | None] = []
+        get, mask = grants.get, MAX_ID
+        for a in args:
+            if a.__class__ is int and a >= TAG:
+                i = (a >> 38) & mask
+                entry = get(i) or self.candle(i, windows)
+                if entry is None or entry.arr is None:
+                    raise TAError(GONE)
+                entries.append(entry)
+            elif a is None or a.__class__ in NUMBERS:
+                entries.append(None)
+            else:
+                raise TAError(f"ta.{name}: expected an array or a number, got {type(a).__name__}")
+        first = entries[0] if entries else None
+        owner = first.owner if first is not None else None
+        if owner is not None:
+            if owner.series and name in LOCAL:
+                found = self._series(name, args, entries, owner)
+                if found is not None:
+                    grants.update(found[1])
+                    return found[0], found[2]
+            hit = owner.cache.get((name, args))  # a cached result for this window
+            if hit is not None:
+                self._remember(owner, args, hot_key, hit)
+                grants.update(hit[1])
+                return hit[0], 0
+        return self._compute(name, spec, args, entries, grants, hot_key)
 
-    def _series(self, name: str, args: tuple[Any, ...], owner: _Window) -> tuple[Any, ...] | None:
+    def _remember(self, owner: _Window, args: tuple[Any, ...], hot_key: Any, hit: tuple[Any, Grants]) -> None:
+        if hot_key is not None and not owner.series:
+            candles = owner.candles
+            if all(a in candles for a in args if a.__class__ is int and a >= TAG):
+                owner.hot[hot_key] = hit
+
+    def _series(
+        self, name: str, args: tuple[Any, ...], entries: list[Array | None], owner: _Window
+    ) -> tuple[Any, Grants, int] | None:
         """ta.<name> over a sliding view of a history: computed once for the whole history, answered as
         a view with the same offset and length, and the NaN lead. None when it does not apply."""
         window = None
         key: list[Any] = [name, "series"]
-        for a in args:
-            if a.__class__ is int and a >= TAG:
+        values: list[Any] = []
+        for a, entry in zip(args, entries, strict=True):
+            if entry is not None:
                 w = a & ((1 << 38) - 1)  # offset and length
                 if window is None:
                     window = w
-                entry = self._arrays.get((a >> 38) & MAX_ID)
-                if w != window or entry is None or entry[1] is not owner or entry[2]:
+                if w != window or entry.owner is not owner or entry.lead:
                     return None  # views that do not line up, or a derived array: compute on the window
-                key.append(a >> 38)
+                key.append(a >> 38 & MAX_ID)
+                values.append(entry.arr)
             elif a is None or a.__class__ in (int, float, bool):
                 key.append(a)
+                values.append(a)
             else:
                 return None
         k = tuple(key)
         hit = owner.cache.get(k)
+        cost = 0
         if hit is None:
-            values = [
-                self._arrays[a >> 38 & MAX_ID][0] if a.__class__ is int and a >= TAG else a for a in args
-            ]
             try:
                 result = FUNCTIONS[name](*values)
             except TAError:
@@ -239,35 +321,32 @@ class ArrayStore:
             except Exception as exc:
                 raise TAError(f"ta.{name}: {exc}") from None
             self.computed += 1
+            cost = CALL_COST + sum(len(v) for v in values if isinstance(v, np.ndarray))
             result = np.asarray(result, dtype=np.float64)
             valid = ~np.isnan(result)
             lead = int(valid.argmax()) if valid.any() else len(result)
-            hit = owner.cache[k] = (self._register(result, owner, lead), lead)
-        rid, lead = hit
-        return 1, (rid << 38) | window, None, None, lead  # type: ignore[operator]
+            rid, entry = self._register(result, owner, lead)
+            hit = owner.cache[k] = (rid, lead, {rid: entry})
+        rid, lead, give = hit
+        return (1, (rid << 38) | window, None, None, lead), give, cost  # type: ignore[operator]
 
     def _compute(
-        self, name: str, args: tuple[Any, ...], to_array: Callable[[Any], np.ndarray]
-    ) -> tuple[Any, _Window | None]:
-        spec = FUNCTIONS.get(name)
-        if spec is None:
-            raise TAError(f"ta.{name} does not exist; see docs/strategies.md for the list")
+        self, name: str, spec: Callable[..., Any], args: tuple[Any, ...], entries: list[Array | None],
+        grants: Grants, hot_key: Any,
+    ) -> tuple[Any, int]:  # fmt: skip
         window: _Window | None = None
         cacheable = True
         values: list[Any] = []
-        for a in args:
-            if isinstance(a, bool) or a is None:
+        cost = CALL_COST
+        for a, entry in zip(args, entries, strict=True):
+            if entry is None:
                 values.append(a)
-            elif isinstance(a, int) and a >= TAG:
-                arr, owner, whole = self._resolve(a)
-                window = window or owner
-                cacheable = cacheable and whole and owner is not None
-                values.append(arr)
-            elif isinstance(a, (int, float)):
-                values.append(a)
-            else:
-                values.append(to_array(a))
-                cacheable = False  # a table the strategy built: not shared
+                continue
+            arr, whole = self._view(entry, a)
+            window = window or entry.owner
+            cacheable = cacheable and whole and entry.owner is not None
+            values.append(arr)
+            cost += len(arr)
         try:
             result = spec(*values)
         except TAError:
@@ -275,7 +354,8 @@ class ArrayStore:
         except Exception as exc:
             raise TAError(f"ta.{name}: {exc}") from None
         self.computed += 1
-        owner = window if cacheable else None
+        owner = window if cacheable and window is not None and window.nbytes < WINDOW_CACHE_BYTES else None
+        give: Grants = {}  # what a cache hit hands the next runtime
         if isinstance(result, bool):
             out: tuple[Any, ...] = (0, result)
         else:
@@ -283,12 +363,17 @@ class ArrayStore:
             flat: list[Any] = [len(results)]
             for r in results:
                 arr = _as(np.asarray(r), np.float64)
-                rid = self._register(arr, owner)
+                rid, entry = self._register(arr, owner)
+                grants[rid] = entry
+                if owner is not None:
+                    give[rid] = entry
+                    owner.nbytes += arr.nbytes
                 flat += ((rid << 38) | len(arr), *_tail(arr), -1)
             out = tuple(flat)
         if owner is not None:
-            owner.cache[(name, args)] = out
-        return out, owner
+            hit = owner.cache[(name, args)] = (out, give)
+            self._remember(owner, args, hot_key, hit)
+        return out, cost
 
 
 # -- the functions ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from nats.aio.client import Client
 
 from tradewind import __version__
 from tradewind.config import Settings
+from tradewind.eval.executor import ValidationPool
 from tradewind.secrets import SecretBox
 from tradewind.storage.db import SessionFactory
 from tradewind.web import errors, stream
@@ -29,10 +30,13 @@ MAX_BODY = 256 * 1024
 def create_app(
     settings: Settings, session_factory: SessionFactory, nc: Client | None, secret_box: SecretBox
 ) -> FastAPI:
+    validator = ValidationPool()  # strategy code is checked in its child processes, started with the app
     app = FastAPI(
         title="tradewind", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
         description="Write trading strategies in Lua, backtest them, run them on live markets.",
+        lifespan=validator.lifespan,
     )  # fmt: skip
+    app.state.validator = validator
     app.state.tw = WebState(settings, session_factory, nc, secret_box)
     errors.install(app)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from tradewind.eval.sandbox import validate
+from tradewind.eval.executor import ValidationBusy, ValidationPool, ValidationUnavailable
 from tradewind.storage.models import Assignment, Strategy, StrategyVersion
 from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
@@ -25,14 +25,29 @@ from tradewind.web.schemas import (
 router = APIRouter(prefix="/api/strategies", tags=["strategies"])
 
 
-async def check(code: str) -> list[Diagnostic]:
-    # Compiling runs the strategy's top level in a throwaway sandbox: off the event loop.
-    found = await asyncio.to_thread(validate, code)
+def _validator(request: Request) -> ValidationPool:
+    return request.app.state.validator  # type: ignore[no-any-return]
+
+
+ValidatorDep = Annotated[ValidationPool, Depends(_validator)]
+
+
+async def check(pool: ValidationPool, code: str, user_id: int) -> list[Diagnostic]:
+    # Compiling runs the strategy's top level in a throwaway sandbox, in a child process killed when it
+    # runs past its deadline: never in this process, where a runaway could only be waited for.
+    try:
+        found = await pool.validate(code, user_id)
+    except ValidationBusy:
+        raise ApiError(429, "a validation of your code is still running; wait for it to finish",
+                       headers={"Retry-After": "1"}) from None  # fmt: skip
+    except ValidationUnavailable:
+        raise ApiError(503, "strategy validation is unavailable right now; try again shortly",
+                       headers={"Retry-After": "5"}) from None  # fmt: skip
     return [Diagnostic(line=d.line, message=d.message) for d in found]
 
 
-async def _require_valid(code: str) -> None:
-    errors = await check(code)
+async def _require_valid(pool: ValidationPool, code: str, user_id: int) -> None:
+    errors = await check(pool, code, user_id)
     if errors:
         raise ApiError(
             422,
@@ -49,8 +64,8 @@ def out(s: Strategy, v: StrategyVersion) -> StrategyOut:
 
 
 @router.post("/validate", response_model=ValidationOut)
-async def validate_code(body: CodeIn, _: OwnedDep) -> ValidationOut:
-    errors = await check(body.code)
+async def validate_code(body: CodeIn, repo: OwnedDep, pool: ValidatorDep) -> ValidationOut:
+    errors = await check(pool, body.code, repo.user_id)
     return ValidationOut(ok=not errors, errors=errors)
 
 
@@ -64,8 +79,8 @@ async def list_strategies(repo: OwnedDep, limit: Limit = 100, before_id: Cursor 
 
 
 @router.post("", status_code=201, response_model=StrategyOut)
-async def create(body: StrategyIn, repo: OwnedDep) -> StrategyOut:
-    await _require_valid(body.code)
+async def create(body: StrategyIn, repo: OwnedDep, pool: ValidatorDep) -> StrategyOut:
+    await _require_valid(pool, body.code, repo.user_id)
     s = repo.add(Strategy(name=body.name, description=body.description, latest_version=1))
     await repo.s.flush()
     v = StrategyVersion(strategy_id=s.id, version=1, code=body.code, params_schema=body.params)
@@ -89,7 +104,9 @@ async def get(strategy_id: ObjectId, repo: OwnedDep) -> StrategyOut:
 
 @router.patch("/{strategy_id}", response_model=StrategyOut)
 @router.put("/{strategy_id}", response_model=StrategyOut, include_in_schema=False)
-async def update(strategy_id: ObjectId, body: StrategyPatch, repo: OwnedDep, st: StateDep) -> StrategyOut:
+async def update(
+    strategy_id: ObjectId, body: StrategyPatch, repo: OwnedDep, st: StateDep, pool: ValidatorDep
+) -> StrategyOut:
     s = await _get(repo, strategy_id)
     current = await repo.version(s, s.latest_version)
     assert current is not None
@@ -101,7 +118,7 @@ async def update(strategy_id: ObjectId, body: StrategyPatch, repo: OwnedDep, st:
     params = body.params if body.params is not None else current.params_schema
     if code != current.code or params != current.params_schema:
         if code != current.code:
-            await _require_valid(code)
+            await _require_valid(pool, code, repo.user_id)
         s.latest_version += 1
         current = StrategyVersion(strategy_id=s.id, version=s.latest_version, code=code, params_schema=params)
         repo.s.add(current)
