@@ -38,6 +38,8 @@ class EvalJob(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     params: dict[str, Any] = {}
     lookback: int = 500
+    # The assignment's owner: a worker runs the strategy only if it is theirs (an error outcome otherwise).
+    owner_id: int | None = None
 
 
 class EvalRequest(msgspec.Struct, frozen=True, kw_only=True):

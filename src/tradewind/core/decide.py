@@ -160,6 +160,7 @@ class Decider:
                 version=s.version,
                 params=s.params,
                 lookback=s.lookback,
+                owner_id=s.owner_id,
             )
             for s in chunk
         ]

@@ -144,6 +144,7 @@ class EvalWorker:
         self.windows = WindowCache(session_factory)
         self._codes: dict[tuple[int, int], str] = {}
         self._names: dict[int, str] = {}
+        self._owners: dict[int, int] = {}  # strategy -> its owner
         self._subs: list[Any] = []
 
     async def start(self) -> None:
@@ -169,13 +170,15 @@ class EvalWorker:
         if missing:
             async with self.sf() as s:
                 rows = (await s.execute(
-                    select(StrategyVersion.strategy_id, StrategyVersion.version, StrategyVersion.code, Strategy.name)
+                    select(StrategyVersion.strategy_id, StrategyVersion.version, StrategyVersion.code, Strategy.name,
+                           Strategy.owner_id)
                     .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
                     .where(tuple_(StrategyVersion.strategy_id, StrategyVersion.version).in_(list(missing)))
                 )).all()  # fmt: skip
-            for sid, ver, code, name in rows:
+            for sid, ver, code, name, owner in rows:
                 self._codes[(sid, ver)] = code
                 self._names[sid] = name
+                self._owners[sid] = owner  # a strategy never changes hands
         return {(j.strategy_id, j.version): self._codes[(j.strategy_id, j.version)]
                 for j in jobs if (j.strategy_id, j.version) in self._codes}  # fmt: skip
 
@@ -201,14 +204,27 @@ class EvalWorker:
         lookback = min(MAX_LOOKBACK, max((j.lookback for j in req.jobs), default=500))
         window = await self.windows.window(req.exchange, req.symbol, req.tf, req.candle_time, lookback)
         codes = await self._codes_for(req.jobs)
+        # A worker runs a strategy only for its owner, whatever core asked: another user's code (and what
+        # it prints) never runs for an assignment that is not theirs.
+        foreign = [
+            j
+            for j in req.jobs
+            if j.owner_id is None or self._owners.get(j.strategy_id) not in (None, j.owner_id)
+        ]
+        refused = {j.assignment_id for j in foreign}
+        if refused:
+            log.error("eval: refused %d jobs whose strategy is not their assignment owner's", len(refused))
+        refused_outcomes = [m.EvalOutcome(assignment_id=j.assignment_id, status="error",
+                                          error="this strategy does not belong to the assignment's owner") for j in foreign]  # fmt: skip
         jobs = [Job(j.assignment_id, j.strategy_id, j.version, self._names.get(j.strategy_id, f"#{j.strategy_id}"),
-                    dict(j.params), max(1, min(j.lookback, MAX_LOOKBACK))) for j in req.jobs]  # fmt: skip
+                    dict(j.params), max(1, min(j.lookback, MAX_LOOKBACK))) for j in req.jobs
+                if j.assignment_id not in refused]  # fmt: skip
         if not len(window) or window.last_time != req.candle_time:
             outcomes = [m.EvalOutcome(assignment_id=j.assignment_id, status="error",
                                       error=f"no candle at {req.candle_time} for {req.symbol} {req.tf}") for j in jobs]  # fmt: skip
-            return m.EvalReply(outcomes=outcomes, worker=self.name)
+            return m.EvalReply(outcomes=refused_outcomes + outcomes, worker=self.name)
         results = await self.executor.evaluate(window, req.candle_time, jobs, codes)
-        outcomes = []
+        outcomes = refused_outcomes
         for aid, status, position, size, note, error, us, logs in results:
             EVALS.labels(status).inc()
             outcomes.append(m.EvalOutcome(assignment_id=aid, status=status, position=position, size=size, note=note,

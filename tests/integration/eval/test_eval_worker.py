@@ -74,10 +74,12 @@ async def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     await engine.dispose()
 
 
-def request(jobs: list[tuple[int, int]], minute: int = 599, params: dict | None = None) -> bytes:
+def request(
+    jobs: list[tuple[int, int]], minute: int = 599, params: dict | None = None, owner: int | None = 1
+) -> bytes:
     return m.encode(m.EvalRequest(exchange="sim", symbol="BTC/USD", tf="1m", candle_time=T0 + minute * 60_000,
-                                  jobs=[m.EvalJob(assignment_id=a, strategy_id=s, version=1, params=params or {})
-                                        for a, s in jobs]))  # fmt: skip
+                                  jobs=[m.EvalJob(assignment_id=a, strategy_id=s, version=1, params=params or {},
+                                                  owner_id=owner) for a, s in jobs]))  # fmt: skip
 
 
 async def ask(client, payload: bytes, timeout: float = 20) -> m.EvalReply:  # type: ignore[no-untyped-def]
@@ -220,4 +222,26 @@ async def test_a_candle_that_comes_late_makes_the_next_window_come_from_the_stor
         assert window.close[-300] == 77.0 and len(window) == 500
     finally:
         await worker.stop()
+        await nc.close()
+
+
+async def test_a_worker_runs_a_strategy_only_for_its_owner(env) -> None:  # type: ignore[no-untyped-def]
+    """Core names each job's owner; a strategy of someone else (or a job naming nobody) is not run."""
+    settings, sf, url = env
+    nc = await connect(url, "w")
+    w = EvalWorker(settings, nc, sf, name="w")
+    await w.start()
+    client = await connect(url, "client")
+    try:
+        mine = await ask(client, request([(1, 1)], owner=1))
+        theirs = await ask(client, request([(2, 1), (3, 1)], owner=2))
+        nobody = await ask(client, request([(4, 1)], owner=None))
+        assert [o.status for o in mine.outcomes] == ["ok"]
+        for reply in (theirs, nobody):
+            assert {o.status for o in reply.outcomes} == {"error"}
+            assert all("does not belong" in (o.error or "") and o.logs == [] for o in reply.outcomes)
+        assert sorted(o.assignment_id for o in theirs.outcomes) == [2, 3]
+    finally:
+        await client.close()
+        await w.stop()
         await nc.close()
