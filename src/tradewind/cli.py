@@ -93,7 +93,7 @@ def db_upgrade(ctx: click.Context) -> None:
     from tradewind.storage.migrate import upgrade
 
     settings = settings_from(ctx)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.make_data_dir()
     upgrade(settings.db_url)
     click.echo("database is up to date")
 

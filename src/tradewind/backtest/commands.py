@@ -313,7 +313,7 @@ def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
 
     async def save() -> None:
         settings = load_settings()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.make_data_dir()
         await upgrade_async(settings.db_url)
         eng = make_engine(settings.db_url)
         try:
@@ -350,7 +350,7 @@ def data_list() -> None:
 
     async def fetch() -> list[Any]:
         settings = load_settings()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.make_data_dir()
         await upgrade_async(settings.db_url)
         eng = make_engine(settings.db_url)
         try:

@@ -61,7 +61,7 @@ async def run_download(
 
     size = tf_ms(tf)
     if settings.db_url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.make_data_dir()
     await upgrade_async(settings.db_url)
     engine = make_engine(settings.db_url)
     sf = make_session_factory(engine)

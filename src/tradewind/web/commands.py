@@ -37,7 +37,7 @@ def create_user(email: str, admin: bool, password: str) -> None:
 
     async def run() -> None:
         settings = load_settings()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.make_data_dir()
         await upgrade_async(settings.db_url)
         engine = make_engine(settings.db_url)
         try:

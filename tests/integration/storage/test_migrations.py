@@ -118,7 +118,11 @@ def _seed(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":  # rows came with their ids: move the sequences past them
         for name, rows in SEED.items():
             if "id" in rows[0]:
-                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), {max(r['id'] for r in rows)})"))
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), {max(r['id'] for r in rows)})"
+                    )
+                )
 
 
 def _dump(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
@@ -159,11 +163,11 @@ async def test_upgrade_from_0001_keeps_every_row_and_ids_are_never_reused(db_url
             ), {"t": True, "f": False, "now": T0})  # fmt: skip
             new_id = (await conn.execute(text("SELECT max(id) FROM traders"))).scalar_one()
         assert new_id > 7
-        async with engine.begin() as conn:  # foreign keys still hold after the rebuild: a user's rows go with them
+        # Foreign keys still hold after the rebuild: a user's rows go with them.
+        async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM users WHERE id = 1"))
             left = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one()
             sessions = (await conn.execute(text("SELECT count(*) FROM sessions"))).scalar_one()
         assert (left, sessions) == (0, 0)
     finally:
         await engine.dispose()
-
