@@ -239,8 +239,16 @@ class CoreService:
         if not states:
             return
         later: list[Handled] = []  # the candle's evaluation rows, stored together once its orders are out
-        async for results in self.decider.evaluate(candle, states):
-            await self.desk.handle(candle, results, later)
+        accounts = (
+            self.desk.prefetch(candle, states) if any(st.trader_id is not None for st in states) else None
+        )
+        try:
+            async for results in self.decider.evaluate(candle, states):
+                await self.desk.handle(candle, results, later, accounts)
+        finally:
+            if accounts is not None:
+                accounts.cancel()  # a candle that traded nothing never needed it
+                await asyncio.gather(accounts, return_exceptions=True)
         await self.desk.record(candle, later)
 
     async def _not_evaluated(self, states: list[AssignmentState], candle_time: int) -> list[AssignmentState]:
