@@ -18,11 +18,12 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from tradewind.domain import split_symbol
 from tradewind.exchanges.base import OrderResult, OrderSpec
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, write_gate
-from tradewind.storage.models import PaperBalance, PaperFill
+from tradewind.storage.models import PaperBalance, PaperFill, Trader
 
 log = logging.getLogger(__name__)
 
@@ -255,12 +256,36 @@ class PaperEngine:
                         {"trader_id": t, "asset": a, "amount": self._balances[t][a]} for t, a in sorted(touched)
                     ])  # fmt: skip
                 await s.commit()
+        except IntegrityError:
+            # A paper account deleted while its order was being filled: its fill cannot be stored (its
+            # money went with it). Its entries are dropped and the others stored on the next pass; kept in
+            # the queue, they failed every later flush, and every other account's fills with them.
+            gone = await self._vanished({t for _, _, t, _ in batch})
+            if not gone:
+                self._queue[:0] = batch
+                raise
+            log.warning("paper engine: dropped the fills of deleted account(s) %s", sorted(gone))
+            kept = [entry for entry in batch if entry[2] not in gone]
+            self._queue[:0] = kept
+            for trader_id in gone:
+                self._balances.pop(trader_id, None)
+            waiting = {id(entry[3]) for entry in kept}
+            for *_, done in batch:
+                if id(done) not in waiting and not done.done():
+                    done.set_result(None)
+            self._wakeup.set()
+            return
         except Exception:
             self._queue[:0] = batch
             raise
         for *_, done in batch:
             if not done.done():  # entries of one place_many share their future
                 done.set_result(None)
+
+    async def _vanished(self, trader_ids: set[int]) -> set[int]:
+        async with self.sf() as s:
+            found = set((await s.execute(select(Trader.id).where(Trader.id.in_(trader_ids)))).scalars())
+        return trader_ids - found
 
 
 class _Row:
