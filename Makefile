@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FRONTEND_STAMP := src/tradewind/web/static/app/index.html
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint frontend api-client browser clean migration
+.PHONY: install up test test-money-nightly lint frontend api-client browser clean migration
 
 install: $(STAMP) frontend
 
@@ -38,8 +38,13 @@ up: install
 
 test: install browser
 	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	@if [ -f frontend/package.json ]; then cd frontend && npm test --silent; fi
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The money-safety state machine (tests/integration/security) with its long nightly profile.
+test-money-nightly: $(STAMP)
+	TW_HYPOTHESIS_PROFILE=nightly $(BIN)/pytest -q tests/integration/security
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
