@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
@@ -166,15 +167,25 @@ async def update(
 @router.delete("/{trader_id}", status_code=204)
 async def delete(trader_id: ObjectId, repo: OwnedDep, st: StateDep, request: Request) -> Response:
     t = await _get(repo, trader_id)
+    # The checks below and the delete are one transaction that no new order intent can slip into: an
+    # intent committed between them would be deleted with the account (its foreign key cascades) while
+    # its order is being placed. PostgreSQL: the row lock conflicts with the key-share lock an intent's
+    # insert takes on its account. SQLite: the no-op update takes the database's one write lock first, so
+    # the checks see every intent committed before it; a later intent fails its foreign key, and core
+    # drops that order when it retries the candle (the account is gone by then).
+    await repo.s.execute(select(Trader.id).where(Trader.id == t.id).with_for_update())
+    await repo.update_all(Trader, Trader.id == t.id, name=Trader.name)
     # Deleting the account would orphan what it holds on the exchange: orders nobody tracks, positions
     # no assignment can close.
     open_orders = (await repo.s.execute(repo.select(Order).where(Order.trader_id == t.id, Order.status.in_(OPEN))
                                         .limit(1))).first()  # fmt: skip
     if open_orders is not None:
+        await repo.s.rollback()
         raise ApiError(409, "this account has open orders; cancel them (or use the kill switch) first")
     holding = (await repo.s.execute(repo.select(Assignment).where(Assignment.trader_id == t.id, Assignment.position_qty > 0)
                                     .limit(1))).first()  # fmt: skip
     if holding is not None:
+        await repo.s.rollback()
         raise ApiError(409, "an assignment holds a position through this account; close it first")
     # The assignments that traded through it are paused and detached in the same transaction, so none of
     # them can order on it (or, were an id ever handed out again, on anyone else's account).
