@@ -44,3 +44,29 @@ async def test_a_fill_for_a_deleted_account_is_dropped_and_the_others_are_stored
         "USD": Decimal("10000") - 2 * Decimal("1.001"),
         "BTC": Decimal("0.02"),
     }
+
+
+async def test_an_order_for_an_account_deleted_before_it_arrived_fails_alone(sf) -> None:  # type: ignore[no-untyped-def]
+    gone = await make_assignment(sf, email="gone@example.com")
+    stays = await make_assignment(sf, email="stays@example.com")
+    engine = PaperEngine(sf, fee=Decimal("0.001"), initial_cash=Decimal("10000"))
+    await engine.start()
+    try:
+        async with sf() as s:
+            await s.execute(delete(Trader).where(Trader.id == gone.trader_id))
+            await s.commit()
+
+        def spec(cid: str) -> OrderSpec:
+            return OrderSpec(client_order_id=cid, symbol="BTC/USD", side="buy", amount=Decimal("0.01"))
+
+        results = await asyncio.wait_for(
+            engine.place_many(
+                [(stays.trader_id, spec("s1"), Decimal("100")), (gone.trader_id, spec("g1"), Decimal("100"))]
+            ),
+            5,
+        )
+        assert [r.status for r in results] == ["filled", "rejected"]
+        async with sf() as s:  # answered filled only once stored, the other order's failure notwithstanding
+            assert list((await s.execute(select(PaperFill.client_order_id))).scalars()) == ["s1"]
+    finally:
+        await engine.close()

@@ -175,21 +175,29 @@ class PaperEngine:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queued = False
         async with self._lock:
-            for (trader_id, spec, price), known in zip(orders, previous, strict=True):
-                known = known or self._fills.get(
-                    spec.client_order_id
-                )  # or a concurrent duplicate got here first
-                if known is not None:
-                    results.append(known)
-                    continue
-                row, changes = self._fill(await self._load(trader_id), trader_id, spec, price, now_ms)
-                result = _result(_Row(**row))
-                self._fills.put(result)
-                self._queue.append((row, changes, trader_id, done))
-                queued = True
-                results.append(result)
-            if queued:
-                self._wakeup.set()
+            try:
+                for (trader_id, spec, price), known in zip(orders, previous, strict=True):
+                    known = known or self._fills.get(
+                        spec.client_order_id
+                    )  # or a concurrent duplicate got here first
+                    if known is not None:
+                        results.append(known)
+                        continue
+                    try:
+                        bal = await self._load(trader_id)
+                    except IntegrityError:  # the account was deleted a moment ago: this order alone fails
+                        results.append(OrderResult(client_order_id=spec.client_order_id, status="rejected",
+                                                   reason="no such paper account"))  # fmt: skip
+                        continue
+                    row, changes = self._fill(bal, trader_id, spec, price, now_ms)
+                    result = _result(_Row(**row))
+                    self._fills.put(result)
+                    self._queue.append((row, changes, trader_id, done))
+                    queued = True
+                    results.append(result)
+            finally:
+                if queued:  # whatever happened after them, the fills taken are stored
+                    self._wakeup.set()
         if queued:
             await done  # answered only once durable
         return results
