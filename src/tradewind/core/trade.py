@@ -50,8 +50,8 @@ _USERS = User.__table__
 STALE_NOTE = "not traded: a newer candle's decision was acted on first"
 
 
-# Per assignment (owner, account, exchange, allocation) or why it may not trade; per account its book.
-Accounts = tuple[dict[int, tuple[int, int, str, Decimal] | str], dict[int, risk.AccountBook]]
+# Per assignment (owner, account, exchange) or why it may not trade; per account its book.
+Accounts = tuple[dict[int, tuple[int, int, str] | str], dict[int, risk.AccountBook]]
 
 
 class Handled(NamedTuple):
@@ -264,10 +264,10 @@ class TradeDesk:
                 notes[st.id] = fresh
                 continue
             assert fresh is not None
-            owner_id, trader_id, exchange, allocation = fresh
+            owner_id, trader_id, exchange = fresh
             reason = None
             if side == "buy":
-                sized = risk.size_buy(books[trader_id], candle.symbol, allocation, size, price)
+                sized = risk.size_buy(books[trader_id], candle.symbol, st.allocation, size, price)
                 amount, reason = sized.amount, sized.reason
                 if sized.note:
                     notes[st.id] = sized.note
@@ -290,7 +290,7 @@ class TradeDesk:
 
     async def _accounts(self, candle: m.Candle, states: list[AssignmentState]) -> Accounts:
         """Read, for the assignments of a candle, whether they still may trade and through which account:
-        per assignment ``(owner, account, exchange, allocation)`` or why not; per account its limits, what
+        per assignment ``(owner, account, exchange)`` or why not; per account its limits, what
         its assignments hold of this market (with buys in flight) and its realized loss today."""
         a, t, u, o = _ASSIGNMENTS.c, _TRADERS.c, _USERS.c, _ORDERS.c
         async with self.sf() as s:
@@ -311,7 +311,7 @@ class TradeDesk:
             limits = {r[0]: risk.Limits(*r[1:]) for r in (await s.execute(
                 select(t.id, t.max_order_notional, t.max_position, t.daily_loss_limit).where(t.id.in_(limited_ids))
             )).all()} if limited_ids else {}  # fmt: skip
-            allowed: dict[int, tuple[int, int, str, Decimal] | str] = {}
+            allowed: dict[int, tuple[int, int, str] | str] = {}
             books: dict[int, risk.AccountBook] = {}
             for st in states:
                 row = rows.get(st.id)
@@ -335,7 +335,7 @@ class TradeDesk:
                 elif killed:
                     allowed[st.id] = "not traded: the kill switch is on"
                 else:
-                    allowed[st.id] = (owner, trader_id, exchange, st.allocation)
+                    allowed[st.id] = (owner, trader_id, exchange)
                     if trader_id not in books:
                         books[trader_id] = risk.AccountBook(
                             limits=limits.get(trader_id, NO_LIMITS), free=None
@@ -356,12 +356,8 @@ class TradeDesk:
                     book[candle.symbol] = book.get(candle.symbol, ZERO) + Decimal(qty or 0)
             limited = [tid for tid, b in books.items() if b.limits.daily_loss_limit is not None]
             if limited:
-                for tid, pnl in (await s.execute(
-                    select(o.trader_id, func.sum(o.pnl)).where(
-                        o.trader_id.in_(limited), o.pnl.is_not(None), o.updated_at >= risk.start_of_day(utcnow())
-                    ).group_by(o.trader_id)
-                )).all():  # fmt: skip
-                    books[tid].loss_today = -Decimal(pnl or 0)
+                for tid, loss in (await _losses_today(s, limited)).items():
+                    books[tid].loss_today = loss
         return allowed, books
 
     async def _free(self, exchange: str, trader_ids: set[int], asset: str) -> dict[int, Decimal | None]:
@@ -569,19 +565,16 @@ class TradeDesk:
 
     async def _check_daily_loss(self, trader_ids: set[int]) -> None:
         """Pause every assignment of an account whose realized loss today reached its daily limit."""
-        midnight = risk.start_of_day(utcnow())
         async with self.sf() as s:
             limits = dict((await s.execute(
                 select(Trader.id, Trader.daily_loss_limit).where(Trader.id.in_(trader_ids), Trader.daily_loss_limit.is_not(None))
             )).all())  # fmt: skip
             if not limits:
                 return
+            losses = await _losses_today(s, list(limits))
             paused = []
             for trader_id, limit in limits.items():
-                pnls = (await s.execute(
-                    select(Order.pnl).where(Order.trader_id == trader_id, Order.pnl.is_not(None), Order.updated_at >= midnight)
-                )).scalars()  # fmt: skip
-                loss = -sum(pnls, ZERO)
+                loss = losses.get(trader_id, ZERO)
                 if risk.loss_limit_reached(risk.Limits(daily_loss_limit=limit), loss):
                     reason = f"daily loss limit reached: lost {loss:.2f} today (limit {limit})"
                     await s.execute(
@@ -645,3 +638,18 @@ class TradeDesk:
             await self.nc.publish(
                 subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data))
             )
+
+
+async def _losses_today(s: Any, trader_ids: list[int]) -> dict[int, Decimal]:
+    """Each account's realized loss since midnight UTC (positive: a loss), from its orders' P&L: what
+    ``daily_loss_limit`` is held against, both when sizing a buy and when pausing after a fill."""
+    o = _ORDERS.c
+    rows = await s.execute(
+        select(o.trader_id, o.pnl).where(
+            o.trader_id.in_(trader_ids), o.pnl.is_not(None), o.updated_at >= risk.start_of_day(utcnow())
+        )
+    )
+    losses: dict[int, Decimal] = {}
+    for trader_id, pnl in rows.all():
+        losses[trader_id] = losses.get(trader_id, ZERO) - Decimal(pnl)
+    return losses
