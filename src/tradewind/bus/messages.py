@@ -64,6 +64,15 @@ class EvalOutcome(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     duration_us: int = 0
     logs: list[str] = []
+    # What a table decide returned besides position, size and note (sandbox.Decision): exits as
+    # fractions of the entry's fill price (stop_loss, take_profit) or of the highest high since the entry
+    # (trailing_stop); an entry at ``limit`` or better instead of at the market, open for ``expire``
+    # candles (None: 1).
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    trailing_stop: float | None = None
+    limit: float | None = None
+    expire: int | None = None
 
 
 class EvalReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,8 +81,17 @@ class EvalReply(msgspec.Struct, frozen=True, kw_only=True):
     queue_wait_us: int = 0
 
 
+class Protect(msgspec.Struct, frozen=True, kw_only=True):
+    """Exits attached to an entry, as fractions of its fill price (decimal strings)."""
+
+    stop_loss: str | None = None
+    take_profit: str | None = None
+    trailing_stop: str | None = None
+    rev: int = 0
+
+
 class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True):
-    """Place a market order. Credentials never travel: the adapter loads the trader's keys itself."""
+    """Place an order. Credentials never travel: the adapter loads the trader's keys itself."""
 
     trader_id: int
     # The user the order is for. The exchange service places it only if the account is this user's: an
@@ -83,8 +101,14 @@ class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str
     side: str  # "buy" | "sell"
     amount: str  # base-asset quantity, decimal string
-    type: str = "market"
-    price: str | None = None
+    type: str = "market"  # market | limit | stop | take_profit | trailing_stop (exchanges.base.OrderSpec)
+    price: str | None = None  # limit price (limit, take_profit); the reference high of a trailing stop
+    stop_price: str | None = None  # trigger (stop; the stop leg of a take_profit pair; a trailing level)
+    trail: str | None = None  # trailing distance, a fraction of the highest price
+    expires_at: int | None = None  # epoch ms: a limit order good till then
+    group: str | None = None  # the protective orders of one position (one fills, the others are canceled)
+    cancels: list[str] = []  # client ids to cancel before this order is placed
+    protect: Protect | None = None  # exits attached to an entry (fractions of its fill price)
     trace_id: str = ""
 
 
@@ -99,6 +123,7 @@ class OrderAck(msgspec.Struct, frozen=True, kw_only=True):
     fee: str = "0"
     reason: str | None = None
     retryable: bool = False  # for "error": the call may not have reached the exchange
+    time: int = 0  # epoch ms of the fill, when the venue says (a resting order's: its candle on the sim)
 
 
 class PlaceOrders(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +145,7 @@ class OrderStatusRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 class CancelOrder(msgspec.Struct, frozen=True, kw_only=True):
     trader_id: int
+    owner_id: int | None = None  # the user it is for: the exchange service cancels only that user's orders
     client_order_id: str
     symbol: str
 
@@ -215,7 +241,8 @@ class RunBacktest(msgspec.Struct, frozen=True, kw_only=True):
     name: str = "strategy"
     params: dict[str, Any] = {}
     cash: float = 10_000.0
-    fee: float = 0.001
+    fee: float = 0.001  # the taker fee
+    maker_fee: float | None = None  # None: the taker fee
     slippage: float = 0.0
     lookback: int = 500
     trades: bool = False  # include the trade list in the reply (sweeps rank on the metrics alone)

@@ -53,8 +53,40 @@ class Job(NamedTuple):
     lookback: int = 500
 
 
-# (assignment_id, status, position, size, note, error, duration_us, logs)
-Outcome = tuple[int, str, str | None, float, str | None, str | None, int, list[str]]
+class Outcome(NamedTuple):
+    """One job's result, as ``Executor.evaluate`` answers it (a tuple: index it or name its fields).
+    The child sends plain tuples, the shortest that hold the job's result (see ``_outcome``)."""
+
+    assignment_id: int
+    status: str  # "ok" | "error"
+    position: str | None
+    size: float
+    note: str | None
+    error: str | None
+    duration_us: int
+    logs: list[str]
+    # the exits and limit entry a table decide returned (sandbox.Decision)
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    trailing_stop: float | None = None
+    limit: float | None = None
+    expire: int | None = None
+
+
+_tuple_new = tuple.__new__  # an Outcome without its __new__'s call: a thousand are made per batch
+
+
+def _outcome(o: tuple[Any, ...]) -> Outcome:
+    """The child's tuple as an Outcome: (assignment_id, position, size, duration_us) for the common
+    result, Outcome's first eight fields when there is a note, logs or an error, all of them when the
+    decision has exits or a limit."""
+    if len(o) == 4:
+        return _tuple_new(
+            Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None)
+        )
+    if len(o) == 8:
+        return _tuple_new(Outcome, (*o, None, None, None, None, None))
+    return _tuple_new(Outcome, o)
 
 
 class _Entry:
@@ -147,7 +179,7 @@ def _child(
         details.update(new_details)
         window = CandleWindow(window_parts[0], *(np.frombuffer(b, dtype=d) for b, d in window_parts[1:]))
         tails: dict[int, CandleWindow] = {}
-        out: list[Outcome] = []
+        out: list[tuple[Any, ...]] = []
         for i, (aid, sid, version) in enumerate(jobs):
             progress[0] = i  # the parent times each job from when it sees its index here
             started = perf()
@@ -167,12 +199,20 @@ def _child(
                     w = tails[lookback] = window.tail(lookback)
                 d = rt.decide(w, candle_time)
                 runtimes.measure(aid)
-                if d.note is None and not d.logs:  # the common case, in fewer objects to pickle
-                    out.append((aid, d.position, d.size, int((perf() - started) * 1e6)))
+                us = int((perf() - started) * 1e6)
+                if (
+                    d.stop_loss is None
+                    and d.take_profit is None
+                    and d.trailing_stop is None
+                    and d.limit is None
+                ):
+                    if d.note is None and not d.logs:  # the common case, in fewer objects to pickle
+                        out.append((aid, d.position, d.size, us))
+                    else:
+                        out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs))
                 else:
-                    out.append(
-                        (aid, "ok", d.position, d.size, d.note, None, int((perf() - started) * 1e6), d.logs)
-                    )
+                    out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs, d.stop_loss,
+                                d.take_profit, d.trailing_stop, d.limit, d.expire))  # fmt: skip
             except StrategyError as exc:
                 if exc.candle_time is None:
                     exc.candle_time = candle_time
@@ -324,15 +364,8 @@ class Executor:
                 reason = f"time limit reached ({self.limits.time_ms} ms per evaluation; stopped from outside the Lua state)"
                 limit = "time"
             err = StrategyError(job.name, reason, candle_time=candle_time, limit=limit)
-            results[job.assignment_id] = (
-                job.assignment_id,
-                "error",
-                None,
-                1.0,
-                None,
-                str(err),
-                int(deadline_s * 1e6),
-                [],
+            results[job.assignment_id] = Outcome(
+                job.assignment_id, "error", None, 1.0, None, str(err), int(deadline_s * 1e6), []
             )
             self._kill()
             pending = [j for j in pending if j.assignment_id not in results]
@@ -348,8 +381,12 @@ class Executor:
                     out = self._conn.recv()
                 except (EOFError, OSError):  # the child died by itself (e.g. out of memory in C code)
                     return int(self._progress[0]), True
+                new = _tuple_new
                 for o in out:
-                    results[o[0]] = o if len(o) == 8 else (o[0], "ok", o[1], o[2], None, None, o[3], [])
+                    if len(o) == 4:  # the common result, inline: a thousand per batch
+                        results[o[0]] = new(Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None))  # fmt: skip
+                    else:
+                        results[o[0]] = _outcome(o)
                 return None, False
             i, now = int(self._progress[0]), time.monotonic()
             if i != last:

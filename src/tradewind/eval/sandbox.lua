@@ -721,8 +721,11 @@ end
 local function finish(co, ok, a, ...)
   if exhausted then return false, LIMIT_MARK .. exhausted end
   if not ok then return false, error_text(co, a) end
-  if type_(a) == "table" then  -- {position=..., size=..., note=...}, read raw; the fifth value marks it
-    return true, rawget_(a, "position"), rawget_(a, "size"), rawget_(a, "note"), true
+  if type_(a) == "table" then
+    -- {position=, size=, note=, stop_loss=, take_profit=, trailing_stop=, limit=, expire=}, read raw;
+    -- the tenth value marks it
+    return true, rawget_(a, "position"), rawget_(a, "size"), rawget_(a, "note"), rawget_(a, "stop_loss"),
+      rawget_(a, "take_profit"), rawget_(a, "trailing_stop"), rawget_(a, "limit"), rawget_(a, "expire"), true
   end
   return true, a
 end
@@ -833,14 +836,21 @@ end
 -- A backtest: slide the candle views along the history and call decide on each candle, in Lua, so
 -- the host is crossed only by the indicators. One hooked coroutine runs many candles (a coroutine per
 -- candle costs more than the SMA strategy itself), with fresh instruction and time budgets for each
--- candle as live. Positions come back as one string, a letter per candle (l, s, n).
--- Returns: the last candle done, then true, positions; or false, "error", message, positions; or
--- false, "value", position, size, note, is_table, positions when the host must judge a return value.
+-- candle as live. Positions come back as one string, a letter per candle (l, s, n); when the host asks
+-- for them (want_extras), the extras of the candles whose table sets a size other than 1, exits or a
+-- limit come back in a flat table of numbers (or false when there are none), seven per such candle: its
+-- index (from 1), size, stop_loss, take_profit, trailing_stop, limit, expire (NaN where absent; a size
+-- of 1 is absent). The host reads it with one table.unpack: Lua strings reach it decoded as text.
+-- Returns: the last candle done, then true, extras, positions; or false, "error", message, extras,
+-- positions; or false, "value", position, size, note, stop_loss, take_profit, trailing_stop, limit,
+-- expire, is_table, extras, positions when the host must judge a return value.
 local CODE = {long = "l", short = "s", neutral = "n"}
 local VALUE, DONE = {}, {}  -- the runner's own yields: no strategy can make these tables
+local HUGE = math.huge
 local cur  -- the candle the runner is on
-local function runner(f, c, params, views, first, last, lookback, buf)
+local function runner(f, c, params, views, first, last, lookback, buf, ext)
   local v1, v2, v3, v4, v5, v6 = views[1], views[2], views[3], views[4], views[5], views[6]
+  local ne = 0
   for i = first, last do
     cur = i
     local off = i - lookback
@@ -850,44 +860,71 @@ local function runner(f, c, params, views, first, last, lookback, buf)
     v1[OFF] = off v1[LEN] = len v2[OFF] = off v2[LEN] = len v3[OFF] = off v3[LEN] = len
     v4[OFF] = off v4[LEN] = len v5[OFF] = off v5[LEN] = len v6[OFF] = off v6[LEN] = len
     used, deadline = 0, nil
-    local r, size, note = f(c, params)
+    local r = f(c, params)
     if exhausted then error_(LIMIT_MARK .. exhausted) end
     local code = CODE[r]  -- only the three strings are keys of CODE
     if code == nil then
-      -- a table {position=, size=, note=}, read raw; anything else goes to the host to be judged
+      -- a table, read raw, its values checked as the host would; anything else, or a value out of
+      -- range, goes to the host to be judged (with its messages)
       if type_(r) == "table" then
-        local p, s, nt = rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note")
+        local p, s, nt, sl, tp, ts, lm, ex
+        if debug_getmetatable(r) == nil then  -- no metatable: plain reads are raw, and cost no call
+          p, s, nt, sl, tp, ts, lm, ex = r.position, r.size, r.note, r.stop_loss, r.take_profit, r.trailing_stop,
+            r.limit, r.expire
+        else
+          p, s, nt = rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note")
+          sl, tp, ts = rawget_(r, "stop_loss"), rawget_(r, "take_profit"), rawget_(r, "trailing_stop")
+          lm, ex = rawget_(r, "limit"), rawget_(r, "expire")
+        end
         code = type_(p) == "string" and CODE[p] or nil
-        local st, nty = type_(s), type_(nt)
-        if code == nil or not (s == nil or (st == "number" and s >= 0 and s <= 1))
-           or not (nt == nil or nty == "string" or nty == "number") then
-          coroutine.yield(VALUE, p, s, nt, true)
+        local nty = type_(nt)
+        if code == nil or not (s == nil or (type_(s) == "number" and s >= 0 and s <= 1))
+           or not (nt == nil or nty == "string" or nty == "number")
+           or not (sl == nil or (type_(sl) == "number" and sl > 0 and sl < 1))
+           or not (tp == nil or (type_(tp) == "number" and tp > 0 and tp <= 100))
+           or not (ts == nil or (type_(ts) == "number" and ts > 0 and ts < 1))
+           or not (lm == nil or (type_(lm) == "number" and lm > 0 and lm < HUGE))
+           or not (ex == nil or (lm ~= nil and type_(ex) == "number" and ex >= 1 and ex <= 10000 and ex % 1 == 0)) then
+          coroutine.yield(VALUE, p, s, nt, sl, tp, ts, lm, ex, true)
+        end
+        if ext and ((s ~= nil and s ~= 1) or sl ~= nil or tp ~= nil or ts ~= nil or lm ~= nil) then
+          ext[ne + 1] = i
+          ext[ne + 2] = s ~= nil and s ~= 1 and s or NAN
+          ext[ne + 3] = sl or NAN
+          ext[ne + 4] = tp or NAN
+          ext[ne + 5] = ts or NAN
+          ext[ne + 6] = lm or NAN
+          ext[ne + 7] = ex or NAN
+          ne = ne + 7
         end
       else
-        coroutine.yield(VALUE, r, nil, nil, false)
+        coroutine.yield(VALUE, r, nil, nil, nil, nil, nil, nil, nil, false)
       end
     end
     buf[i - first + 1] = code
   end
   return DONE
 end
-local function series(f, c, views, params, first, last, lookback)
-  local buf = {}
+local function series(f, c, views, params, first, last, lookback, want_extras)
+  local buf, ext = {}, want_extras and {} or false
   local co = guard(co_create(runner))
   exhausted = false
-  local ok, what, a, b, d, e = co_resume(co, f, c, params, views, first, last, lookback, buf)
-  if exhausted then return cur, false, "error", LIMIT_MARK .. exhausted, table_concat(buf) end
-  if not ok then return cur, false, "error", error_text(co, what), table_concat(buf) end
-  if what == DONE and co_status(co) == "dead" then return last, true, table_concat(buf) end
+  local ok, what, p, s, nt, sl, tp, ts, lm, ex, is_table = co_resume(co, f, c, params, views, first, last, lookback, buf, ext)
+  local extras = ext and ext[1] ~= nil and ext or false
+  if exhausted then return cur, false, "error", LIMIT_MARK .. exhausted, extras, table_concat(buf) end
+  if not ok then return cur, false, "error", error_text(co, what), extras, table_concat(buf) end
+  if what == DONE and co_status(co) == "dead" then return last, true, extras, table_concat(buf) end
   if what == VALUE and co_status(co) == "suspended" then
-    return cur, false, "value", a, b, d, e, table_concat(buf)
+    return cur, false, "value", p, s, nt, sl, tp, ts, lm, ex, is_table, extras, table_concat(buf)
   end
   -- decide itself yielded: live, its coroutine's yield ends the evaluation with the values yielded
   local r = what
   if type_(r) == "table" then
-    return cur, false, "value", rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note"), true, table_concat(buf)
+    return cur, false, "value", rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note"),
+      rawget_(r, "stop_loss"), rawget_(r, "take_profit"), rawget_(r, "trailing_stop"), rawget_(r, "limit"),
+      rawget_(r, "expire"), true, extras, table_concat(buf)
   end
-  return cur, false, "value", r, nil, nil, false, table_concat(buf)
+  return cur, false, "value", r, nil, nil, nil, nil, nil, nil, nil, false, extras, table_concat(buf)
 end
 
 return {compile = compile, run = run, env = env, candles = candles, series = series, mark = LIMIT_MARK,

@@ -45,6 +45,9 @@ CHARGE_BATCH = 250_000  # host work (instructions, ~1 ms) charged to the Lua bud
 MAX_ERROR = 1000
 _LINE = re.compile(r"^strategy:(\d+): ")
 POSITIONS = ("long", "short", "neutral")
+MAX_EXPIRE = 10_000  # candles a limit entry may stay open
+# the fields of a table decide returns, in the order Lua hands them over
+TABLE_FIELDS = ("position", "size", "note", "stop_loss", "take_profit", "trailing_stop", "limit", "expire")
 
 
 class StrategyError(Exception):
@@ -93,10 +96,26 @@ class Diagnostic:
 
 
 class Decision(NamedTuple):
+    """What ``decide`` returned. The exits are fractions of the entry's fill price (stop_loss,
+    take_profit) or of the highest high since the entry (trailing_stop); ``limit`` is an entry price,
+    ``expire`` the number of candles a limit entry stays open (None: the default, 1)."""
+
     position: str
     size: float = 1.0
     note: str | None = None
     logs: list[str] = []  # noqa: RUF012 - never mutated: each decision gets its own list
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    trailing_stop: float | None = None
+    limit: float | None = None
+    expire: int | None = None
+
+
+# A backtest candle's extras (see ``StrategyRuntime.decide_series``):
+# (size, stop_loss, take_profit, trailing_stop, limit, expire), None where absent (size None means 1).
+Extras = tuple[float | None, float | None, float | None, float | None, float | None, int | None]
+EXTRA_FIELDS = 7  # the numbers of one candle's record from Lua: the candle (from 1), then the six extras
+EXTRA_SLICE = 1000  # records read from Lua at once (each read takes room on the strategy's Lua stack)
 
 
 def _deny(obj: Any, attr: Any, is_setting: bool) -> Any:
@@ -326,8 +345,8 @@ class StrategyRuntime:
             raise self._error(str(exc)) from None
         if ok is not True:
             raise self._error(out[0] if out else "unknown error")
-        if len(out) == 4:  # decide returned a table: its position, size and note, read raw in Lua
-            return self._table_decision(*out[:3])
+        if len(out) == 9:  # decide returned a table: its fields, read raw in Lua (the ninth marks it)
+            return self._table_decision(*out[:8])
         return out[0] if out else None
 
     def decide_series(
@@ -337,11 +356,17 @@ class StrategyRuntime:
         start: int,
         stop: int,
         out: list[str] | None = None,
+        extras: dict[int, Extras] | None = None,
     ) -> str:
         """Positions for candles start..stop-1 (0-based) of a whole history, each decided on the window
         of at most ``lookback`` candles ending there: a backtest, with the loop inside Lua. One letter
         per candle: ``l`` long, ``s`` short, ``n`` neutral. Raises StrategyError at the failing candle;
-        the letters decided before it are in ``out`` (appended as they come)."""
+        the letters decided before it are in ``out`` (appended as they come).
+
+        With ``extras``, each candle whose decision is a table with a size other than 1, an exit or a
+        limit gets ``extras[i] = (size, stop_loss, take_profit, trailing_stop, limit, expire)`` (i the
+        0-based index into the arrays; None where absent, size None meaning 1), filled up to the failing
+        candle on an error. Values are checked as live's."""
         times = arrays["time"]
         if self._series_state is None or self._series_state[0] is not arrays:
             w = self.store.bind_series(
@@ -357,22 +382,54 @@ class StrategyRuntime:
         first = start + 1  # Lua counts candles from 1
         while first <= stop:
             try:
-                done, ok, *rest = self._series(self._decide, c, views, self.params, first, stop, lookback)
+                done, ok, *rest = self._series(
+                    self._decide, c, views, self.params, first, stop, lookback, extras is not None
+                )
             except lua.LuaMemoryError:
                 self.broken = True
                 raise StrategyError(self.name, _limit_text("memory", self.limits), limit="memory") from None
             parts.append(rest[-1])
+            if rest[-2] is not False:
+                self._read_extras(rest[-2], extras)  # type: ignore[arg-type]
             if ok:
                 break
             self._candle_time = int(times[done - 1])
             if rest[0] == "error":
                 raise self._error(rest[1])
             # a return value Lua did not accept at once: judged here, with live's messages
-            position, size, note, is_table = rest[1:5]
-            decision = self._table_decision(position, size, note) if is_table else self._decision(position)
+            if rest[9]:
+                decision = self._table_decision(*rest[1:9])
+            else:
+                decision = self._decision(rest[1])
             parts.append(decision.position[0])
+            if extras is not None:
+                x = _extras_of(decision)
+                if x is not None:
+                    extras[done - 1] = x
             first = done + 1
         return "".join(parts[mark:])
+
+    def _read_extras(self, table: Any, extras: dict[int, Extras]) -> None:
+        """The extras the backtest runner recorded: a flat Lua table of numbers, seven per candle (see
+        sandbox.lua's ``series``), read with table.unpack a slice at a time (Lua's stack is bounded)."""
+        n = len(table)
+        step = EXTRA_FIELDS * EXTRA_SLICE
+        for lo in range(1, n + 1, step):
+            try:
+                values = self._unpack(table, lo, min(n, lo + step - 1))
+            except lua.LuaMemoryError:
+                self.broken = True
+                raise StrategyError(self.name, _limit_text("memory", self.limits), limit="memory") from None
+            for k in range(0, len(values), EXTRA_FIELDS):
+                i, size, sl, tp, ts, limit, expire = values[k : k + EXTRA_FIELDS]
+                extras[i - 1] = (
+                    None if size != size else float(size),
+                    None if sl != sl else float(sl),
+                    None if tp != tp else float(tp),
+                    None if ts != ts else float(ts),
+                    None if limit != limit else float(limit),
+                    None if expire != expire else int(expire),
+                )
 
     def _decision(self, value: Any) -> Decision:
         if value.__class__ is Decision:
@@ -383,30 +440,53 @@ class StrategyRuntime:
                 raise self._bad(f'decide returned {value[:40]!r}; return "long", "short" or "neutral"')
             return Decision(value, 1.0, None, logs)
         if lua.lua_type(value) == "table":  # a backtest's decision, made a plain table in Lua
-            return self._table_decision(value["position"], value["size"], value["note"])
+            return self._table_decision(*(value[k] for k in TABLE_FIELDS))
         if value is None:
             raise self._bad('decide returned nothing; return "long", "short" or "neutral"')
         raise self._bad(f'decide returned {_short(value)}; return "long", "short" or "neutral"')
 
-    def _table_decision(self, position: Any, size: Any, note: Any) -> Decision:
+    def _table_decision(self, position: Any, size: Any, note: Any, stop_loss: Any = None, take_profit: Any = None,
+                        trailing_stop: Any = None, limit: Any = None, expire: Any = None) -> Decision:  # fmt: skip
         if position.__class__ is not str or position not in POSITIONS:
             raise self._bad('the table decide returned needs position = "long", "short" or "neutral"')
         if size is None:
             size = 1.0
-        if (
-            isinstance(size, bool)
-            or not isinstance(size, (int, float))
-            or not math.isfinite(size)
-            or not 0 <= size <= 1
-        ):
+        if not _number(size) or not 0 <= size <= 1:
             raise self._bad(f"size must be a number from 0 to 1, got {_short(size)}")
         if note is not None and not isinstance(note, (str, int, float)):
             raise self._bad("note must be text")
+        if stop_loss is not None and (not _number(stop_loss) or not 0 < stop_loss < 1):
+            raise self._bad(
+                f"stop_loss must be a fraction between 0 and 1 (0.02 = 2 %), got {_short(stop_loss)}"
+            )
+        if take_profit is not None and (not _number(take_profit) or not 0 < take_profit <= 100):
+            raise self._bad(
+                f"take_profit must be a fraction above 0, at most 100 (0.05 = 5 %), got {_short(take_profit)}"
+            )
+        if trailing_stop is not None and (not _number(trailing_stop) or not 0 < trailing_stop < 1):
+            raise self._bad(
+                f"trailing_stop must be a fraction between 0 and 1 (0.03 = 3 %), got {_short(trailing_stop)}"
+            )
+        if limit is not None and (not _number(limit) or not limit > 0):
+            raise self._bad(f"limit must be a positive price, got {_short(limit)}")
+        if expire is not None:
+            if not _number(expire) or expire != int(expire) or not 1 <= expire <= MAX_EXPIRE:
+                raise self._bad(
+                    f"expire must be a whole number of candles from 1 to {MAX_EXPIRE}, got {_short(expire)}"
+                )
+            if limit is None:
+                raise self._bad("expire needs limit: it is how many candles a limit entry stays open")
+            expire = int(expire)
         return Decision(
             position,
             float(size),
             None if note is None else str(note)[:500],
             self._log[:] if self._log else [],
+            None if stop_loss is None else float(stop_loss),
+            None if take_profit is None else float(take_profit),
+            None if trailing_stop is None else float(trailing_stop),
+            None if limit is None else float(limit),
+            expire,
         )
 
     def _bad(self, reason: str) -> StrategyError:
@@ -429,6 +509,24 @@ class StrategyRuntime:
         self.boot = self._run = self._make_candles = self._decide = self._collect = None
         self._charge = self._unpack = None
         self._grants, self._windows, self._hot, self._bound = {}, {}, {}, None
+
+
+def _number(x: Any) -> bool:
+    """A finite number (not a boolean)."""
+    return x.__class__ in (int, float) and math.isfinite(x)
+
+
+def _extras_of(d: Decision) -> Extras | None:
+    """A decision's backtest extras, or None when it has none (size 1, no exits, no limit)."""
+    if (
+        d.size == 1
+        and d.stop_loss is None
+        and d.take_profit is None
+        and d.trailing_stop is None
+        and d.limit is None
+    ):
+        return None
+    return (None if d.size == 1 else d.size, d.stop_loss, d.take_profit, d.trailing_stop, d.limit, d.expire)
 
 
 def _short(value: Any) -> str:

@@ -225,8 +225,9 @@ class EvalWorker:
             return m.EvalReply(outcomes=refused_outcomes + outcomes, worker=self.name)
         results = await self.executor.evaluate(window, req.candle_time, jobs, codes)
         outcomes = refused_outcomes
-        for aid, status, position, size, note, error, us, logs in results:
+        for aid, status, position, size, note, error, us, logs, sl, tp, ts, limit, expire in results:  # fmt: skip
             EVALS.labels(status).inc()
             outcomes.append(m.EvalOutcome(assignment_id=aid, status=status, position=position, size=size, note=note,
-                                          error=error, duration_us=us, logs=logs))  # fmt: skip
+                                          error=error, duration_us=us, logs=logs, stop_loss=sl, take_profit=tp,
+                                          trailing_stop=ts, limit=limit, expire=expire))  # fmt: skip
         return m.EvalReply(outcomes=outcomes, worker=self.name)
