@@ -31,13 +31,17 @@ end
 
 BACKTRADER = """
 import sys, backtrader as bt
-class AllIn(bt.Sizer):
-    # a market order fills at the next bar's open (backtrader's default): size it there, all-in with the
-    # commission, as tradewind does; 1e-9 below so that rounding never leaves cash a hair under zero
+from decimal import ROUND_DOWN, Decimal
+Q = Decimal("0.00000001")
+class Model(bt.Sizer):
+    # tradewind's sizing: floor_1e-8(cash / (the decision candle's close x 1.0025)); the market order
+    # fills at the next bar's open (backtrader's default; data is preloaded: peek at it), and a buy the
+    # cash cannot pay there is not made, as in tradewind
     def _getsizing(self, comminfo, cash, data, isbuy):
         if not isbuy:
             return self.broker.getposition(data).size
-        return cash / (data.open[1] * 1.001) * (1 - 1e-9)
+        q = (Decimal(repr(cash)) / (Decimal(repr(data.close[0])) * Decimal("1.0025"))).quantize(Q, ROUND_DOWN)
+        return float(q) if float(q) * data.open[1] * 1.001 <= cash else 0
 class Sma(bt.Strategy):
     def __init__(self):
         self.fast, self.slow = bt.ind.SMA(period=10), bt.ind.SMA(period=30)
@@ -53,7 +57,7 @@ cerebro = bt.Cerebro(stdstats=False)
 cerebro.broker.set_checksubmit(False)
 cerebro.broker.setcash(10000.0)
 cerebro.broker.setcommission(commission=0.001)
-cerebro.addsizer(AllIn)
+cerebro.addsizer(Model)
 cerebro.adddata(bt.feeds.GenericCSVData(
     dataname=sys.argv[1], dtformat="%Y-%m-%dT%H:%M:%SZ", timeframe=bt.TimeFrame.Minutes, compression=1,
     datetime=0, open=1, high=2, low=3, close=4, volume=5, openinterest=-1))

@@ -70,9 +70,15 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
 @click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market.")
 @click.option("--to", "end", help="End time (exclusive), with --market.")
 @click.option("--param", "params", multiple=True, help="A strategy parameter, name=value; repeatable.")
-@click.option("--fee", type=click.FloatRange(0, 0.1), default=0.001, show_default=True)
+@click.option("--fee", type=click.FloatRange(0, 0.1), default=0.001, show_default=True,
+              help="The taker fee, a fraction: market entries, signal exits, stops.")  # fmt: skip
+@click.option("--maker-fee", type=click.FloatRange(0, 0.1), default=None,
+              help="The maker fee, a fraction: limit entries, take-profits.  [default: --fee]")  # fmt: skip
 @click.option("--cash", type=click.FloatRange(min=0, min_open=True), default=10_000.0, show_default=True)
-@click.option("--slippage", type=click.FloatRange(0, 0.1), default=0.0, show_default=True)
+@click.option("--slippage-bps", type=click.FloatRange(0, 1000), default=None,
+              help="Slippage on market and stop fills, in basis points.  [default: 0]")  # fmt: skip
+@click.option("--slippage", type=click.FloatRange(0, 0.1), default=None,
+              help="The same as a fraction of the price (0.0005 = 5 bps); not with --slippage-bps.")  # fmt: skip
 @click.option("--lookback", type=click.IntRange(1, 100_000), default=500, show_default=True)
 @click.option(
     "--sweep",
@@ -97,8 +103,9 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def backtest(strategy: Path, data_file: Path | None, market_id: int | None, timeframe: str, start: str | None, end: str | None,
-             params: tuple[str, ...], fee: float, cash: float, slippage: float, lookback: int, sweeps: tuple[str, ...],
-             rank_by: str, top: int, workers: int | None, as_json: bool) -> None:  # fmt: skip
+             params: tuple[str, ...], fee: float, maker_fee: float | None, cash: float, slippage_bps: float | None,
+             slippage: float | None, lookback: int, sweeps: tuple[str, ...], rank_by: str, top: int, workers: int | None,
+             as_json: bool) -> None:  # fmt: skip
     """Run STRATEGY.lua over history with the live fill rule; exit status 1 if the strategy failed.
 
     With --sweep, run every point of the parameter grid on the backtest workers and rank them."""
@@ -107,6 +114,9 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
 
     if (data_file is None) == (market_id is None):
         raise click.UsageError("give exactly one of --data FILE or --market ID")
+    if slippage is not None and slippage_bps is not None:
+        raise click.UsageError("give --slippage-bps or --slippage (a fraction), not both")
+    slippage = slippage_bps / 10_000 if slippage_bps is not None else slippage or 0.0
     code = strategy.read_text()
     try:
         t0 = parse_time(start) if start else None
@@ -115,7 +125,7 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
         raise click.BadParameter(str(exc), param_hint="--from/--to") from None
     if sweeps:
         _sweep(code, strategy.stem, data_file, market_id, timeframe, t0, t1, parse_params(params), sweeps, fee, cash,
-               slippage, lookback, rank_by, top, workers, as_json)  # fmt: skip
+               slippage, lookback, rank_by, top, workers, as_json, maker_fee)  # fmt: skip
         return
     try:
         if data_file is not None:
@@ -128,6 +138,7 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
         params=parse_params(params),
         cash=cash,
         fee=fee,
+        maker_fee=maker_fee,
         slippage=slippage,
         lookback=lookback,
         name=strategy.stem,
@@ -144,6 +155,12 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
     summary = result.summary()
     if as_json:
         click.echo(json.dumps(summary))
+    elif result.error:  # the error alone: no metrics of a run that did not finish
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"[bold red]The strategy failed:[/] {result.error}", highlight=False, soft_wrap=True
+        )
     else:
         _report(summary, strategy.name)
     if result.error:
@@ -152,7 +169,7 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
 
 def _sweep(code: str, name: str, data_file: Path | None, market_id: int | None, timeframe: str, t0: int | None, t1: int | None,
            fixed: dict[str, Any], specs: tuple[str, ...], fee: float, cash: float, slippage: float, lookback: int,
-           rank_by: str, top: int, workers: int | None, as_json: bool) -> None:  # fmt: skip
+           rank_by: str, top: int, workers: int | None, as_json: bool, maker_fee: float | None) -> None:  # fmt: skip
     import logging
     import os
     import time
@@ -183,9 +200,9 @@ def _sweep(code: str, name: str, data_file: Path | None, market_id: int | None, 
     started = time.perf_counter()
 
     async def go(progress: Any = None) -> list[sweep.Point]:
-        return await sweep.run(code, data, points, name=name, cash=cash, fee=fee, slippage=slippage, lookback=lookback,
-                               nats_url=settings.nats_url, workers=n, db_url=None if data_file else settings.db_url,
-                               progress=progress)  # fmt: skip
+        return await sweep.run(code, data, points, name=name, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
+                               lookback=lookback, nats_url=settings.nats_url, workers=n,
+                               db_url=None if data_file else settings.db_url, progress=progress)  # fmt: skip
 
     try:
         if as_json:
@@ -259,20 +276,26 @@ def _report(s: dict[str, Any], name: str) -> None:
     from rich.table import Table
 
     console = Console()
-    if s["error"]:
-        console.print(f"[bold red]The strategy failed:[/] {s['error']}")
     t = Table(title=f"{name}: {s['candles']:,} candles in {s['duration_s']:.2f} s", show_header=False)
     for label, value in (("final equity", f"{s['final_equity']:,.2f}"), ("return", f"{s['return_pct']:+.2f} %"),
                          ("max drawdown", f"{s['max_drawdown_pct']:.2f} %"), ("sharpe", f"{s['sharpe']:.2f}"),
-                         ("trades", str(len(s["trades"]))), ("win rate", f"{s['win_rate']:.1f} %")):  # fmt: skip
+                         ("trades", str(len(s["trades"]))), ("exits", exit_counts(s["trades"])),
+                         ("win rate", f"{s['win_rate']:.1f} %")):  # fmt: skip
         t.add_row(label, value)
     console.print(t)
     trades = s["trades"][-10:]
     if trades:
         from rich import box
 
-        tt = Table(title="last trades (UTC)", box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("entry", "price", "exit", "price", "pnl"):  # (quantities are in --json)
+        # (no edges, two spaces between columns: the six columns fit in 80)
+        tt = Table(
+            title="last trades (UTC)",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            show_edge=False,
+            collapse_padding=True,
+        )
+        for col in ("entry", "price", "exit", "price", "by", "pnl"):  # (quantities are in --json)
             tt.add_column(col, justify="right", no_wrap=True)
 
         def short(
@@ -282,9 +305,27 @@ def _report(s: dict[str, Any], name: str) -> None:
 
         for x in trades:
             tt.add_row(short(x["entry_time"]), f"{x['entry_price']:.6g}", short(x["exit_time"]),
-                       f"{x['exit_price']:.6g}" if x["exit_price"] else "",
+                       f"{x['exit_price']:.6g}" if x["exit_price"] else "", BY.get(x.get("exit_reason") or "", ""),
                        f"{x['pnl']:+.2f}" if x["pnl"] is not None else "")  # fmt: skip
         console.print(tt)
+
+
+#: Exit reasons as the tables name them (--json gives the model's names: stop_loss, take_profit, ...).
+BY = {
+    "signal": "signal",
+    "stop_loss": "stop",
+    "take_profit": "target",
+    "trailing_stop": "trail",
+    "end": "end",
+}
+
+
+def exit_counts(trades: list[dict[str, Any]]) -> str:
+    """The trades by exit reason, most first: ``12 signal, 3 stop, 1 end``."""
+    from collections import Counter
+
+    counts = Counter(BY.get(t.get("exit_reason") or "end", t.get("exit_reason")) for t in trades)
+    return ", ".join(f"{k} {reason}" for reason, k in counts.most_common()) or "-"
 
 
 @click.command("import")

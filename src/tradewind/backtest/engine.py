@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from tradewind.backtest.fills import buy_all, sell_all
 from tradewind.backtest.metrics import max_drawdown_pct, sharpe, win_rate
 from tradewind.eval.sandbox import Limits, StrategyError, StrategyRuntime
 from tradewind.eval.ta import ArrayStore
+from tradewind.trading import model
 
 LONG, SHORT = ord("l"), ord("s")
 DEFAULT_LIMITS = Limits(time_ms=5000)
@@ -33,11 +33,13 @@ class Trade:
     exit_price: float | None = None
     pnl: float | None = None
     cost: float = 0.0  # cash spent, fee included
+    entry_type: str = "market"  # market | limit
+    exit_reason: str | None = None  # signal | stop_loss | take_profit | trailing_stop | end (still open)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"entry_time": iso(self.entry_time), "entry_price": self.entry_price,
+        return {"entry_time": iso(self.entry_time), "entry_price": self.entry_price, "entry_type": self.entry_type,
                 "exit_time": iso(self.exit_time) if self.exit_time is not None else None,
-                "exit_price": self.exit_price, "qty": self.qty, "pnl": self.pnl}  # fmt: skip
+                "exit_price": self.exit_price, "exit_reason": self.exit_reason, "qty": self.qty, "pnl": self.pnl}  # fmt: skip
 
 
 @dataclass
@@ -96,6 +98,7 @@ def iso(ms: int) -> str:
 def run(
     code: str, arrays: dict[str, np.ndarray], *, params: dict[str, Any] | None = None, cash: float = 10_000.0,
     fee: float = 0.001, slippage: float = 0.0, lookback: int = 500, name: str = "strategy",
+    maker_fee: float | None = None, trade_from: int | None = None,
     limits: Limits | None = None, progress: Callable[[int, int], None] | None = None,
 ) -> Result:  # fmt: skip
     """Run ``code`` over the candles (arrays time, open, high, low, close, volume; oldest first).
@@ -115,11 +118,12 @@ def run(
             [], np.empty(0), times[:0], cash, 0, time.perf_counter() - started, bar_minutes, str(exc), None
         )
     parts: list[str] = []
+    extras: Extras = {}
     error = error_time = None
     chunk = max(2000, n // 50)  # progress reports; each chunk is one call into Lua
     try:
         for start in range(0, n, chunk):
-            rt.decide_series(arrays, lookback, start, min(n, start + chunk), parts)
+            rt.decide_series(arrays, lookback, start, min(n, start + chunk), parts, extras)
             if progress is not None:
                 progress(min(n, start + chunk), n)
     except StrategyError as exc:
@@ -127,11 +131,18 @@ def run(
     finally:
         rt.close()
     codes = np.frombuffer("".join(parts).encode(), dtype=np.uint8)
+    if trade_from is not None:  # decisions before this time (epoch ms) are not traded: they only warm up
+        first = int(np.searchsorted(times, trade_from))
+        codes = codes.copy()
+        codes[:first] = ord("n")
+        extras = {i: e for i, e in extras.items() if i >= first}
     # With an error, the run ends at the failing candle (which has no decision).
     done = n if error is None else min(n, len(codes) + 1)
     trades, equity = fill(
-        codes, arrays["open"][:done], arrays["close"][:done], times[:done], cash, fee, slippage
-    )
+        codes, arrays["open"][:done], arrays["close"][:done], times[:done], cash, fee, slippage, extras=extras,
+        highs=arrays["high"][:done], lows=arrays["low"][:done], maker_fee=maker_fee,
+        tf_ms=int(bar_minutes * 60_000),
+    )  # fmt: skip
     return Result(
         trades,
         equity,
@@ -145,33 +156,208 @@ def run(
     )
 
 
+Extras = dict[
+    int, tuple[Any, ...]
+]  # candle index -> (size, stop_loss, take_profit, trailing_stop, limit, expire)
+_NUDGE = 1e-9  # the float pre-filter looks a hair wider than the exact rule, which then decides
+
+
+def decisions(code: int, extra: tuple[Any, ...] | None) -> model.Decision:
+    """A decision of the letters and extras ``decide_series`` gives, as the trading model takes it."""
+    position = "long" if code == LONG else "short" if code == SHORT else "neutral"
+    if extra is None:
+        return model.Decision(position)
+    size, sl, tp, ts, limit, expire = extra
+    return model.Decision(
+        position,
+        1.0 if size is None else float(size),
+        model.Exits.of(sl, tp, ts),
+        None if limit is None else model.dec(limit),
+        1 if expire is None else int(expire),
+    )
+
+
 def fill(codes: np.ndarray, opens: np.ndarray, closes: np.ndarray, times: np.ndarray, cash: float, fee: float,
-         slippage: float = 0.0) -> tuple[list[Trade], np.ndarray]:  # fmt: skip
-    """The fill model over a run's decisions (``codes[i]``: the letter decided at candle i's close):
-    the trades, and the equity at every candle's close (cash + position × close)."""
+         slippage: float = 0.0, *, extras: Extras | None = None, highs: np.ndarray | None = None,
+         lows: np.ndarray | None = None, maker_fee: float | None = None,
+         tf_ms: int | None = None) -> tuple[list[Trade], np.ndarray]:  # fmt: skip
+    """The trading model (``tradewind.trading.model``) over a run's decisions (``codes[i]``: the letter
+    decided at candle i's close; ``extras[i]``: its size, exits and limit when it returned a table): the
+    trades, and the equity at every candle's close (cash + position × close).
+
+    The loop visits only the candles where something can happen: a decision that acts, and, while a
+    position is protected or a limit entry rests, the first candle that can reach its prices (found with
+    numpy, then judged by the model's exact rule)."""
     n = len(opens)
-    usable = codes[: max(0, n - 1)]  # a decision on the last candle has no next open to fill at
-    longs, shorts = np.flatnonzero(usable == LONG), np.flatnonzero(usable == SHORT)
+    extras = extras or {}
+    highs = opens if highs is None else highs
+    lows = opens if lows is None else lows
+    if tf_ms is None:
+        tf_ms = int(np.median(np.diff(times[: min(n, 1000)]))) if n > 1 else 60_000
+    costs = model.Costs(model.dec(fee), model.dec(fee if maker_fee is None else maker_fee),
+                        model.dec(slippage) * 10_000)  # fmt: skip
+    usable = codes[: max(0, n - 1)]  # a decision on the last candle has no next candle to act on
+    longs = np.flatnonzero(usable == LONG)
+    shorts = np.flatnonzero(usable == SHORT)
+    marks = np.array(sorted(i for i, e in extras.items() if i < n - 1 and any(v is not None for v in e[1:4])),
+                     dtype=np.int64)  # fmt: skip
+
+    def next_of(arr: np.ndarray, i: int) -> int:
+        k = int(np.searchsorted(arr, i))
+        return int(arr[k]) if k < len(arr) else n
+
+    def bar(j: int) -> model.Bar:
+        return model.Bar.of(int(times[j]), opens[j], highs[j], lows[j], closes[j])
+
     trades: list[Trade] = []
     equity = np.empty(n)
-    free, seg = float(cash), 0
-    while True:
-        k = int(np.searchsorted(longs, seg))
-        if k == len(longs):
-            break
-        entry = int(longs[k]) + 1  # flat, a long decision: buy at the next open
-        qty, price, _ = buy_all(free, float(opens[entry]), fee, slippage)
-        trade = Trade(int(times[entry]), price, qty, cost=free)
-        trades.append(trade)
-        equity[seg:entry] = free
-        k = int(np.searchsorted(shorts, entry))  # the decision at the entry candle's close counts
-        if k == len(shorts):
-            equity[entry:] = qty * closes[entry:]
-            return trades, equity
-        exit_ = int(shorts[k]) + 1
-        received, price, _ = sell_all(qty, float(opens[exit_]), fee, slippage)
-        trade.exit_time, trade.exit_price, trade.pnl = int(times[exit_]), price, received - free
-        equity[entry:exit_] = qty * closes[entry:exit_]
-        free, seg = received, exit_
-    equity[seg:] = free
+    free = model.dec(cash)
+    qty = model.ZERO
+    guard: model.Guard | None = None
+    exits = model.NO_EXITS
+    resting: model.Resting | None = None
+    trade: Trade | None = None
+    entry_price = model.ZERO
+    entry_at = 0  # the entry candle of the position held
+    i = 0  # the candle whose close decides next
+    done = 0  # equity is written for candles < done
+
+    def book(f: model.Fill, at: int) -> None:
+        nonlocal free, qty, trade, entry_price, entry_at
+        free += f.cash
+        if f.side == "buy":
+            qty += f.amount
+            entry_price, entry_at = f.price, at
+            trade = Trade(f.time, float(f.price), float(f.amount), cost=float(f.value + f.fee),
+                          entry_type=f.order_type)  # fmt: skip
+            trades.append(trade)
+        else:
+            qty -= f.amount
+            if trade is not None:
+                trade.exit_time, trade.exit_price = f.time, float(f.price)
+                trade.pnl, trade.exit_reason = float(f.value - f.fee) - trade.cost, f.reason
+                trade = None
+
+    def value_through(j: int) -> None:
+        """Equity for candles done..j (inclusive) at the current cash and position."""
+        nonlocal done
+        if j >= done:
+            equity[done : j + 1] = float(free) + float(qty) * closes[done : j + 1]
+            done = j + 1
+
+    def raise_high(a: int, b: int) -> None:
+        """Candles a..b closed with the position open and nothing triggered: the trailing high rises."""
+        nonlocal guard
+        if guard is not None and b >= a:
+            seen = model.dec(float(np.max(highs[a : b + 1])))
+            guard = guard.closed(model.Bar(0, model.ZERO, seen, model.ZERO, model.ZERO))
+
+    def match(j: int) -> None:
+        nonlocal guard, resting, exits
+        r = model.on_bar(bar(j), qty, guard, resting, costs, tf_ms)
+        entered = resting is not None and r.resting is None and bool(r.fills) and r.fills[0].side == "buy"
+        for f in r.fills:
+            book(f, j)
+        if entered:
+            exits = resting.exits  # type: ignore[union-attr]
+        guard, resting = r.guard, r.resting
+        if qty <= 0:
+            guard, exits = None, model.NO_EXITS
+
+    # Invariant: candle i is matched; the decision at its close is the next thing to consider.
+    while i < n - 1:
+        holding = qty > 0
+        if guard is None and resting is None:
+            # nothing rests: jump to the next decision that can act (an entry, or an exit or new exits)
+            i = next_of(longs, i) if not holding else min(next_of(shorts, i), next_of(marks, i))
+            if i >= n - 1:
+                break
+        else:
+            # decisions before k do nothing; the candles up to k may fill or trigger something
+            k = min(next_of(shorts, i), next_of(marks, i), n - 1)
+            j = (
+                _first_touch(i + 1, k + 1, guard, resting, highs, lows, closes, times, tf_ms)
+                if k > i
+                else None
+            )
+            if j is not None:
+                raise_high(i + 1, j - 1)
+                value_through(j - 1)
+                match(j)
+                value_through(j)
+                i = j
+                continue
+            raise_high(i + 1, k)
+            value_through(k)
+            i = k
+            if i >= n - 1:
+                break
+        # The decision at candle i's close acts on candle i + 1.
+        d = decisions(int(codes[i]), extras.get(i))
+        nxt = i + 1
+        value_through(i)
+        for it in model.intents(model.Slot(qty, resting is not None, exits), d):
+            if it.kind == "cancel_entry":
+                resting = None
+            elif it.kind == "exit":
+                book(model.fill("sell", qty, model.dec(opens[nxt]), "market", costs, reason="signal",
+                                time=int(times[nxt])), nxt)  # fmt: skip
+                guard, exits = None, model.NO_EXITS
+            elif it.kind == "protect":
+                exits = it.exits
+                if resting is not None:
+                    resting = model.Resting(resting.amount, resting.limit, resting.expires, exits)
+                elif qty > 0:
+                    # the highest high since entry: the guard's, or (no guard kept it) the candles' since
+                    high = (
+                        guard.high if guard is not None else model.dec(float(np.max(highs[entry_at : i + 1])))
+                    )
+                    guard = model.Guard.at_entry(entry_price, exits, high)
+            elif it.limit is not None:  # enter with a limit order
+                amount = model.entry_quantity(free, it.size, it.limit)
+                if amount > 0 and free >= amount * it.limit * (1 + costs.maker_fee):
+                    expires = model.expiry(int(times[i]), tf_ms, it.expire)
+                    resting = model.Resting(amount, it.limit, expires, it.exits)
+            else:  # enter at the market
+                amount = model.entry_quantity(free, it.size, model.dec(closes[i]))
+                f = model.fill("buy", amount, model.dec(opens[nxt]), "market", costs, time=int(times[nxt]))
+                if amount > 0 and model.affordable(free, f):
+                    book(f, nxt)
+                    exits = it.exits
+                    guard = model.Guard.at_entry(f.price, exits) if exits else None
+        if guard is not None or resting is not None:
+            match(nxt)  # the candle the decision acted on (an entry's own candle counts)
+        value_through(nxt)
+        i = nxt
+    value_through(n - 1)
+    if trade is not None and n:
+        last = float(closes[n - 1])
+        trade.exit_time, trade.exit_price, trade.exit_reason = int(times[n - 1]), last, "end"
+        trade.pnl = float(qty) * last - trade.cost
     return trades, equity
+
+
+def _first_touch(start: int, end: int, guard: model.Guard | None, resting: model.Resting | None,
+                 highs: np.ndarray, lows: np.ndarray, closes: np.ndarray, times: np.ndarray,
+                 tf_ms: int) -> int | None:  # fmt: skip
+    """The first candle in [start, end) where a resting limit entry can fill or expire, or the guard's
+    stop, trailing level or target can be reached; None if none. A pre-filter in floats, a hair wide:
+    the model's exact rule judges the candle it finds."""
+    if start >= end:
+        return None
+    lo, hi = lows[start:end], highs[start:end]
+    hits = np.zeros(end - start, dtype=bool)
+    if resting is not None:
+        hits |= lo <= float(resting.limit) * (1 + _NUDGE)
+        hits |= times[start:end] + tf_ms >= resting.expires
+    if guard is not None:
+        if guard.stop is not None:
+            hits |= lo <= float(guard.stop) * (1 + _NUDGE)
+        if guard.target is not None:
+            hits |= hi >= float(guard.target) * (1 - _NUDGE)
+        if guard.trail is not None:
+            # the trailing level on each candle: from the highest high of the candles closed before it
+            prior = np.maximum.accumulate(np.concatenate(([float(guard.high)], hi[:-1])))
+            hits |= lo <= prior * (1 - float(guard.trail)) * (1 + _NUDGE)
+    found = np.flatnonzero(hits)
+    return start + int(found[0]) if len(found) else None

@@ -125,10 +125,11 @@ async def run(
     code: str, data: m.BacktestData, points: list[dict[str, Any]], *, name: str = "strategy", cash: float = 10_000.0,
     fee: float = 0.001, slippage: float = 0.0, lookback: int = 500, nats_url: str | None = None, workers: int = 2,
     db_url: str | None = None, in_flight: int | None = None, timeout_s: float = 3600.0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, maker_fee: float | None = None,
 ) -> list[Point]:  # fmt: skip
     """Run every point on the backtest workers (of ``nats_url``, or ``workers`` local ones on an embedded
-    NATS) and return them in grid order with their summaries, errors and the worker that ran each."""
+    NATS) and return them in grid order with their summaries, errors and the worker that ran each.
+    ``fee`` is the taker fee, ``maker_fee`` the maker fee (None: the taker fee), ``slippage`` a fraction."""
     from tradewind.bus.connection import connect
 
     async with LocalWorkers(nats_url, workers, db_url) as url:
@@ -141,7 +142,7 @@ async def run(
             async def one(i: int) -> None:
                 nonlocal done
                 job = m.RunBacktest(job_id=str(i), code=code, data=data, name=name, params=points[i], cash=cash, fee=fee,
-                                    slippage=slippage, lookback=lookback)  # fmt: skip
+                                    slippage=slippage, lookback=lookback, maker_fee=maker_fee)  # fmt: skip
                 async with gate:
                     msg = await _request(nc, job, timeout_s)
                 reply = m.decode(msg.data, m.BacktestResult)

@@ -49,13 +49,14 @@ CURVE_POINTS = 1000
 
 
 def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[str, Any], cash: float, fee: float,
-            slippage: float, lookback: int, detail: bool) -> dict[str, Any]:  # fmt: skip  # pragma: no cover - in the child
-    """Run one backtest (in a pool child): the summary, and with ``detail`` the trades and the equity curve."""
+            slippage: float, lookback: int, detail: bool,
+            maker_fee: float | None = None) -> dict[str, Any]:  # fmt: skip  # pragma: no cover - in the child
+    """Run one backtest (in a pool child): the summary, and with ``detail`` the trades and the equity curve.
+    ``fee`` is the taker fee, ``maker_fee`` the maker fee (None: the taker fee), ``slippage`` a fraction."""
     from tradewind.backtest import engine
 
-    result = engine.run(
-        code, arrays, params=params, cash=cash, fee=fee, slippage=slippage, lookback=lookback, name=name
-    )
+    result = engine.run(code, arrays, params=params, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
+                        lookback=lookback, name=name)  # fmt: skip
     summary = result.summary()
     out: dict[str, Any] = {"summary": summary}
     if detail:
@@ -236,7 +237,7 @@ class BacktestWorker:
             try:
                 arrays = await self.candles(job.data)
                 out = await self._execute(job.code, arrays, job.name, dict(job.params), job.cash, job.fee, job.slippage,
-                                          job.lookback, job.trades)  # fmt: skip
+                                          job.lookback, job.trades, job.maker_fee)  # fmt: skip
                 summary = out["summary"]
                 reply = m.BacktestResult(
                     job_id=job.job_id, worker=self.name, summary=summary, error=summary.get("error")
@@ -296,9 +297,11 @@ class BacktestWorker:
                 raise ValueError("the strategy version no longer exists")
             code, name = row
             arrays = await self.candles(data)
+            maker = cfg.get("maker_fee")
             out = await self._execute(code, arrays, name, params, float(cfg.get("cash", 10_000.0)),
                                       float(cfg.get("fee", 0.001)), float(cfg.get("slippage", 0.0)),
-                                      int(cfg.get("lookback", 500)), True)  # fmt: skip
+                                      int(cfg.get("lookback", 500)), True,
+                                      None if maker is None else float(maker))  # fmt: skip
             summary = out["summary"]
             trades = summary.pop("trades")
             result = {"metrics": summary, "trades": trades, "equity": out["equity"]}

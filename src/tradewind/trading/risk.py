@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
-QTY = Decimal("0.00000001")
+from tradewind.trading import model
+
+QTY = model.QTY
 ZERO = Decimal(0)
-# Market buys are sized a little under the allocation so that the fee and the move to the fill price fit.
-BUY_HEADROOM = Decimal("1.0025")
+BUY_HEADROOM = model.BUY_HEADROOM  # buys are sized by the trading model's rule (model.quantity)
 MIN_NOTIONAL = Decimal("1")
 
 
@@ -92,7 +93,7 @@ def size_buy(book: AccountBook, symbol: str, allocation: Decimal, size: float, p
         return Sized(ZERO, "balance check failed: the exchange did not answer")
     if quote > book.free:
         quote, capped = book.free, f"the account's free balance ({book.free} {quote_asset})"
-    amount = (quote / (price * BUY_HEADROOM)).quantize(QTY, rounding=ROUND_DOWN)
+    amount = model.quantity(quote, price)
     if amount * price < MIN_NOTIONAL:
         if capped is None or capped.startswith("the account's free"):
             return Sized(ZERO, f"insufficient {quote_asset} balance for this allocation ({book.free} free)")

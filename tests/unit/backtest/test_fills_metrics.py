@@ -1,43 +1,21 @@
-"""The fill model (float and Decimal), the engine's fill pass on hand-made decisions, and the metrics."""
+"""The engine's fill pass on hand-made decisions (the trading model's rules in full: tests/unit/trading),
+and the metrics."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 import numpy as np
 import pytest
 
 from tradewind.backtest import engine
-from tradewind.backtest.fills import action, buy_all, sell_all
 from tradewind.backtest.metrics import max_drawdown_pct, sharpe, win_rate
 
 
-def test_buy_all_spends_all_the_cash_fee_included() -> None:
-    qty, price, fee = buy_all(10_000.0, 100.0, 0.001)
-    assert qty == pytest.approx(10_000 / (100 * 1.001), rel=1e-15)
-    assert qty * price + fee == pytest.approx(10_000.0, rel=1e-12)
-
-
-def test_the_fill_functions_keep_decimals_decimal() -> None:
-    qty, price, fee = buy_all(Decimal("10000"), Decimal("100"), Decimal("0.001"))
-    assert isinstance(qty, Decimal) and qty == Decimal("10000") / (Decimal("100") * Decimal("1.001"))
-    cash, price, paid = sell_all(qty, Decimal("110"), Decimal("0.001"), Decimal("0.01"))
-    assert (
-        price == Decimal("108.90") and paid == qty * price * Decimal("0.001") and cash == qty * price - paid
-    )
-
-
-def test_slippage_moves_the_price_against_the_trade() -> None:
-    assert buy_all(1000.0, 100.0, 0.0, 0.01)[1] == pytest.approx(101.0)
-    assert sell_all(1.0, 100.0, 0.0, 0.01)[1] == pytest.approx(99.0)
-
-
-def test_action_is_a_target_position() -> None:
-    assert action("long", holding=False) == "buy"
-    assert action("long", holding=True) is None
-    assert action("short", holding=True) == "sell"
-    assert action("short", holding=False) is None
-    assert action("neutral", holding=True) is None
+def _qty(cash: str, close: str) -> float:
+    """The model's sizing: floor_1e-8(cash / (the decision candle's close × 1.0025))."""
+    q = Decimal(cash) / (Decimal(close) * Decimal("1.0025"))
+    return float(q.quantize(Decimal("0.00000001"), rounding=ROUND_DOWN))
 
 
 def _codes(text: str) -> np.ndarray:
@@ -46,33 +24,46 @@ def _codes(text: str) -> np.ndarray:
 
 def test_decisions_fill_at_the_next_open_and_the_last_one_does_not_fill() -> None:
     opens = np.array([10.0, 11, 12, 13, 14, 15])
-    closes = opens + 0.5
+    closes = np.array([11.0, 12, 13, 14, 15, 15.5])
     times = np.arange(6) * 60_000
     #                 candle: 0    1    2    3    4    5
     trades, equity = engine.fill(_codes("lnsnnl"), opens, closes, times, 1000.0, 0.0)
     assert [(t.entry_time, t.exit_time) for t in trades] == [(60_000, 180_000)]
     t = trades[0]
-    assert (
-        t.qty == pytest.approx(1000 / 11)
-        and t.exit_price == 13.0
-        and t.pnl == pytest.approx(1000 / 11 * 13 - 1000)
-    )
+    qty = _qty("1000", "11")  # sized at candle 0's close, bought at candle 1's open
+    assert (t.qty, t.entry_price, t.exit_price, t.exit_reason) == (qty, 11.0, 13.0, "signal")
+    assert t.pnl == pytest.approx(qty * 13 - qty * 11)
     assert equity[0] == 1000.0
-    assert equity[1] == pytest.approx(1000 / 11 * 11.5)  # bought at candle 1's open, valued at its close
-    assert equity[-1] == pytest.approx(1000 / 11 * 13)  # the long on the last candle never filled
+    assert equity[1] == pytest.approx(1000 - qty * 11 + qty * 12)  # valued at candle 1's close
+    assert equity[-1] == pytest.approx(1000 + qty * 2)  # the long on the last candle never filled
 
 
 def test_an_open_position_is_valued_at_the_last_close_and_long_while_long_does_nothing() -> None:
     opens = np.array([10.0, 20, 30, 40])
-    closes = np.array([10.0, 21, 31, 45])
+    closes = np.array([20.0, 30, 40, 45])
     trades, equity = engine.fill(_codes("llll"), opens, closes, np.arange(4), 100.0, 0.001)
-    assert len(trades) == 1 and trades[0].exit_time is None and trades[0].pnl is None
-    assert equity[-1] == pytest.approx(100 / (20 * 1.001) * 45)
+    (t,) = trades
+    qty = _qty("100", "20")
+    cost = qty * 20 * 1.001
+    assert (t.exit_time, t.exit_price, t.exit_reason) == (3, 45.0, "end")  # no fee at the end
+    assert t.pnl == pytest.approx(qty * 45 - cost) and t.cost == pytest.approx(cost)
+    assert equity[-1] == pytest.approx(100 - cost + qty * 45)
 
 
 def test_short_while_flat_and_neutral_do_nothing() -> None:
     trades, equity = engine.fill(_codes("snsn"), np.ones(4), np.ones(4), np.arange(4), 100.0, 0.001)
     assert trades == [] and equity.tolist() == [100.0] * 4
+
+
+def test_capital_compounds_and_the_cash_left_by_the_sizing_stays_in_the_equity() -> None:
+    opens = np.array([10.0, 10, 20, 20, 10, 10])
+    trades, equity = engine.fill(_codes("lsls"), opens, opens, np.arange(6), 1000.0, 0.0)
+    a, b = trades
+    qa = _qty("1000", "10")
+    cash = 1000 - qa * 10 + qa * 20
+    assert a.pnl == pytest.approx(qa * 10)
+    assert b.qty == _qty(repr(cash), "20")  # the second buy is sized on what the first made
+    assert equity[-1] == pytest.approx(cash - b.qty * 20 + b.qty * 10)
 
 
 def test_max_drawdown_is_the_largest_fall_from_a_peak() -> None:
