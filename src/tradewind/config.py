@@ -7,6 +7,7 @@ every composition root calls ``load_settings()`` once and passes the result down
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -43,7 +44,9 @@ class Settings(BaseSettings):
     sim_speed: float = Field(default=1.0, gt=0, le=10_000)
     history_days: int = Field(default=30, ge=0, le=365)  # candles each exchange backfills on start
     sim_seed: int = 7
-    sim_fee: str = "0.001"
+    sim_fee: str = "0.001"  # the taker fee: market orders and stops
+    sim_maker_fee: str = "0.001"  # limit orders and take-profits
+    sim_slippage_bps: str = "0"  # against the trade, on market and stop fills (basis points)
     sim_paper_cash: str = "10000"
 
     eval_workers: int = Field(default=1, ge=0, le=64)
@@ -76,6 +79,17 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("sim_maker_fee", "sim_slippage_bps")
+    @classmethod
+    def _non_negative_decimal(cls, value: str) -> str:
+        try:
+            ok = Decimal(value) >= 0
+        except (ArithmeticError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"must be a non-negative number, not {value!r}")
         return value
 
     @classmethod

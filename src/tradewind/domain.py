@@ -66,3 +66,14 @@ def client_order_id(assignment_id: int, candle_time: int, target: str) -> str:
     Short enough (<= 36 chars, [A-Za-z0-9-]) for every exchange's client-id field.
     """
     return f"tw-{assignment_id}-{candle_time // 1000}-{target[0]}"
+
+
+#: The letter of each protective order type in its client order id.
+PROTECTIVE_KINDS: dict[str, str] = {"take_profit": "p", "stop": "s", "trailing_stop": "r"}
+
+
+def protective_order_id(entry_client_order_id: str, order_type: str, rev: int) -> str:
+    """The client order id of a position's protective order: its entry's id, the order type's letter and
+    the protection's revision (a moved stop is a new order). Core and a venue that holds the exits of an
+    entry itself (the paper engine) derive the same ids, so neither places one twice."""
+    return f"{entry_client_order_id}-{PROTECTIVE_KINDS[order_type]}{rev}"

@@ -54,6 +54,10 @@ class Capabilities:
     )
     min_poll_interval_s: float = 1.0
     symbols: tuple[str, ...] = field(default_factory=tuple)
+    # The order types besides "market" the venue holds itself, so that they work while tradewind is down:
+    # "limit", "stop", "take_profit", "trailing_stop", and "oco" (a take-profit and a stop that cancel each
+    # other). Core watches a protective exit the venue cannot hold and sends a market order instead.
+    order_types: frozenset[str] = frozenset({"limit"})
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,44 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class Protect:
+    """Exits attached to an entry order (fractions of its fill price), for a venue that holds them itself
+    from the entry fill on (the paper engine): the same ones core places as protective orders."""
+
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    trailing_stop: Decimal | None = None
+    rev: int = 0  # the protection's revision: part of its orders' client ids
+
+
+@dataclass(frozen=True)
 class OrderSpec:
+    """An order. ``type``: market | limit | stop | take_profit | trailing_stop.
+
+    - limit: ``price`` is the limit; ``expires_at`` (epoch ms) makes it good till then.
+    - stop: a stop-market order triggered at ``stop_price``.
+    - take_profit: a limit sell at ``price``; with ``stop_price`` as well it is a one-cancels-the-other
+      pair (Bitfinex: an EXCHANGE LIMIT with the OCO flag and ``price_oco_stop``).
+    - trailing_stop: ``trail`` is the distance as a fraction of the highest price since it was placed
+      (``price``, the reference it starts from, if given); ``stop_price`` its current level.
+
+    ``group`` names the protective orders of one position: when one fills, the venue (or core) cancels
+    the others. ``cancels``: client ids of orders to cancel before this one is placed (a signal exit
+    takes the position's protective orders down first). ``protect``: exits attached to an entry.
+    """
+
     client_order_id: str
     symbol: str  # platform symbol, 'BTC/USD'
     side: str  # buy | sell
     amount: Decimal  # base quantity
     type: str = "market"
     price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail: Decimal | None = None
+    expires_at: int | None = None
+    group: str | None = None
+    cancels: tuple[str, ...] = ()
+    protect: Protect | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ for one call, and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from decimal import Decimal
@@ -32,6 +33,7 @@ from tradewind.exchanges.base import (
     OrderRejected,
     OrderResult,
     OrderSpec,
+    Protect,
 )
 from tradewind.marketdata import as_row, resample_rows
 from tradewind.secrets import SecretBox
@@ -41,6 +43,7 @@ from tradewind.storage.models import Trader
 
 log = logging.getLogger(__name__)
 DAY = 86_400_000
+RESTING_POLL_S = 15.0
 
 CANDLES_PUBLISHED = Counter("tradewind_exchange_candles_published_total", "Candles published", ["exchange"])
 ORDER_CALLS = Counter(
@@ -79,6 +82,9 @@ class ExchangeService:
 
     async def start(self, stream: bool = True) -> None:
         await self.adapter.start()
+        set_listener = getattr(self.adapter, "set_listener", None)  # a venue that matches orders itself
+        if set_listener is not None:
+            set_listener(self._publish_update)
         queue = f"exchange-{self.name}"
         handlers = {
             subjects.exchange_balance(self.name): self._on_balance,
@@ -310,6 +316,18 @@ class ExchangeService:
             return m.OrderAcks(acks=await self._place_batch(batch.orders))
         return m.OrderAcks(acks=list(await asyncio.gather(*(self._place(req) for req in batch.orders))))
 
+    async def _cancel_first(self, creds: Credentials, spec: OrderSpec) -> None:
+        """Cancel the orders an order names in ``cancels`` before it is placed (a signal exit takes the
+        position's protective orders down, a moved stop its old orders), publishing each outcome. One that
+        is gone already (filled, cancelled) is answered with its final state, which is published too."""
+        for cid in spec.cancels:
+            try:
+                result = await self.adapter.cancel_order(creds, cid, spec.symbol)
+            except ExchangeError as exc:
+                log.warning("%s: cancelling %s before %s: %s", self.name, cid, spec.client_order_id, exc)
+                continue
+            await self._publish_update(creds.trader_id, result)
+
     async def _place_batch(self, reqs: list[m.PlaceOrder]) -> list[m.OrderAck]:
         """An adapter that takes a batch in one call (the sim): the orders it can take go together; an
         order that cannot be parsed or whose account is unknown is answered on its own."""
@@ -317,6 +335,7 @@ class ExchangeService:
         ready: list[tuple[int, Credentials, OrderSpec]] = []
         for i, req in enumerate(reqs):
             try:
+                # the batch adapter (the sim) cancels ``spec.cancels`` itself, in the order's own transaction
                 ready.append((i, await self._order_credentials(req), _spec(req)))
             except (ExchangeError, UnknownTrader) as exc:
                 ORDER_CALLS.labels(self.name, "error").inc()
@@ -359,6 +378,8 @@ class ExchangeService:
             return self._unparsable(req)
         try:
             creds = await self._order_credentials(req)
+            if spec.cancels:
+                await self._cancel_first(creds, spec)
             result = await self.adapter.place_order(creds, spec)
         except OrderRejected as exc:
             ORDER_CALLS.labels(self.name, "rejected").inc()
@@ -382,7 +403,9 @@ class ExchangeService:
         if result.status == "open" and not self.adapter.capabilities.pushes_fills:
             # A task per open order until it settles, then forgotten: the long-lived list above would
             # keep every finished one for as long as the service runs.
-            follower = asyncio.create_task(self._follow(creds, req.client_order_id, req.symbol))
+            follower = asyncio.create_task(
+                self._follow(creds, req.client_order_id, req.symbol, resting=spec.type != "market")
+            )
             self._followers.add(follower)
             follower.add_done_callback(self._followers.discard)
         return _ack(result)
@@ -404,19 +427,26 @@ class ExchangeService:
     async def _on_cancel(self, msg: Msg) -> m.OrderAck:
         req = m.decode(msg.data, m.CancelOrder)
         try:
+            if req.owner_id is None:  # cancelling someone's stop can cost them as much as an order
+                raise UnknownTrader("a cancel must name the user it is for")
             result = await self.adapter.cancel_order(
-                await self.credentials(req.trader_id), req.client_order_id, req.symbol
+                await self.credentials(req.trader_id, req.owner_id), req.client_order_id, req.symbol
             )
         except (ExchangeError, UnknownTrader) as exc:
             return m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc))
         await self._publish_update(req.trader_id, result)
         return _ack(result)
 
-    async def _follow(self, creds: Credentials, client_order_id: str, symbol: str) -> None:
-        """Poll an open order until it is done, publishing each change (venues that push no fills)."""
-        interval = max(self.adapter.capabilities.min_poll_interval_s, 0.2)
+    async def _follow(
+        self, creds: Credentials, client_order_id: str, symbol: str, resting: bool = False
+    ) -> None:
+        """Poll an open order until it is done, publishing each change (venues that push no fills). A market
+        order is watched closely for an hour; an order resting on purpose (a limit entry, a protective exit)
+        every ``RESTING_POLL_S`` for as long as it rests (core's reconciler also asks about it every few
+        minutes, and after a restart of this service)."""
+        interval = max(self.adapter.capabilities.min_poll_interval_s, RESTING_POLL_S if resting else 0.2)
         last_status = "open"
-        for _ in range(int(3600 / interval)):
+        for _ in itertools.count() if resting else range(int(3600 / interval)):
             await asyncio.sleep(interval)
             try:
                 result = await self.adapter.fetch_order(creds, client_order_id, symbol)
@@ -440,14 +470,25 @@ class ExchangeService:
 
 
 def _spec(req: m.PlaceOrder) -> OrderSpec:
+    def dec(v: str | None) -> Decimal | None:
+        return Decimal(v) if v else None
+
+    p = req.protect
     return OrderSpec(
         client_order_id=req.client_order_id,
         symbol=req.symbol,
         side=req.side,
         amount=Decimal(req.amount),
         type=req.type,
-        price=Decimal(req.price) if req.price else None,
-    )
+        price=dec(req.price),
+        stop_price=dec(req.stop_price),
+        trail=dec(req.trail),
+        expires_at=req.expires_at,
+        group=req.group,
+        cancels=tuple(req.cancels),
+        protect=Protect(stop_loss=dec(p.stop_loss), take_profit=dec(p.take_profit),
+                        trailing_stop=dec(p.trailing_stop), rev=p.rev) if p else None,
+    )  # fmt: skip
 
 
 def _ack(r: OrderResult) -> m.OrderAck:
@@ -459,4 +500,5 @@ def _ack(r: OrderResult) -> m.OrderAck:
         price=format(r.price, "f") if r.price is not None else None,
         fee=format(r.fee, "f"),
         reason=r.reason,
+        time=r.time,
     )

@@ -174,6 +174,10 @@ class Assignment(Base):
     )  # quote paid for it, fees included
     realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # closed trades, fees included
     last_position: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # The protection of the position held (core.positions): the strategy's exits as fractions, the entry
+    # fill price, the guard's prices and trailing high, its revision, and whether core watches it itself
+    # (a venue that cannot hold the order types). None: flat, or no exits set.
+    protection: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -229,6 +233,17 @@ class Order(Base):
     candle_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # tick -> order call
     pnl: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # realized by a filled sell
+    # market | limit | stop | take_profit (with stop_price: a pair, one cancels the other) | trailing_stop
+    type: Mapped[str] = mapped_column(String(16), server_default="market")
+    limit_price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # limit, take_profit
+    stop_price: Mapped[Decimal | None] = mapped_column(
+        Money, nullable=True
+    )  # stop, the pair's stop leg, trailing
+    trail: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # trailing distance, a fraction
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # a limit entry's end, epoch ms
+    oco_group: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a position's protective orders
+    # Why a sell closed the position: signal | stop_loss | take_profit | trailing_stop
+    exit_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -262,6 +277,32 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PaperOrder(Base):
+    """An order resting on the sim exchange (limit entries, protective exits) and how it ended: the paper
+    engine's truth for them across restarts. Fills also go to paper_fills."""
+
+    __table_args__ = (Index("ix_paper_orders_open", "status", "symbol"), NEVER_REUSED)
+    __tablename__ = "paper_orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trader_id: Mapped[int] = mapped_column(ForeignKey("traders.id", ondelete="CASCADE"), index=True)
+    client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
+    symbol: Mapped[str] = mapped_column(String(41))
+    side: Mapped[str] = mapped_column(String(4))
+    type: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    stop_price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    trail: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    high: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # a trailing stop's highest high
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    oco_group: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    protect: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # exits for its fill
+    locked: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # quote set aside for a limit buy
+    status: Mapped[str] = mapped_column(String(12))  # open | filled | canceled
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    time: Mapped[int] = mapped_column(BigInteger)  # epoch ms of the last change
 
 
 class PaperFill(Base):

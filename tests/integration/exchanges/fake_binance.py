@@ -7,6 +7,13 @@ open, shown part-way), and a test moves time on by raising ``visible``.
 The kline websocket (``/stream/ws/<n>``, Binance's spot market streams: ``SUBSCRIBE`` to
 ``<symbol>@kline_<interval>``, then ``kline`` events for the open candle as it changes) is driven by
 ``play_klines``, which moves ``visible`` on with it and can drop the connection part-way.
+
+Orders: MARKET fills at once at the last price; LIMIT, STOP_LOSS (stopPrice, or trailingDelta in basis
+points for a trailing stop), STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT rest as NEW, locking
+balance, until ``trade_through(price)`` trades the market through them: a stop triggers (a *_LIMIT one
+then works as a limit at its price), a limit fills at its price. The parameters each type needs are
+checked as Binance checks them (-1102 missing, -1106 not wanted, -1104 unknown, -2010 a stop that would
+trigger at once, -1013 a trailingDelta outside the TRAILING_DELTA filter).
 """
 
 from __future__ import annotations
@@ -32,6 +39,23 @@ def _err(status: int, code: int, msg: str) -> web.Response:
     return web.json_response({"code": code, "msg": msg}, status=status)
 
 
+# Binance spot's order types: (mandatory parameters, optional ones); STOP_LOSS and TAKE_PROFIT take a
+# stopPrice or a trailingDelta (or both). Any other parameter is refused.
+ORDER_PARAMS: dict[str, tuple[set[str], set[str]]] = {
+    "MARKET": ({"quantity"}, set()),  # (Binance also takes quoteOrderQty instead: not this fake)
+    "LIMIT": ({"timeInForce", "quantity", "price"}, {"icebergQty"}),
+    "STOP_LOSS": ({"quantity"}, {"stopPrice", "trailingDelta"}),
+    "STOP_LOSS_LIMIT": ({"timeInForce", "quantity", "price"}, {"stopPrice", "trailingDelta", "icebergQty"}),
+    "TAKE_PROFIT": ({"quantity"}, {"stopPrice", "trailingDelta"}),
+    "TAKE_PROFIT_LIMIT": ({"timeInForce", "quantity", "price"}, {"stopPrice", "trailingDelta", "icebergQty"}),
+    "LIMIT_MAKER": ({"quantity", "price"}, set()),
+}
+COMMON_PARAMS = {"symbol", "side", "type", "newClientOrderId", "newOrderRespType", "strategyId", "strategyType",
+                 "selfTradePreventionMode", "recvWindow", "timestamp", "signature"}  # fmt: skip
+OPEN = ("NEW", "PARTIALLY_FILLED")
+MIN_TRAILING_DELTA, MAX_TRAILING_DELTA = 10, 2000
+
+
 @dataclass
 class FakeBinance:
     rows_5m: list[Row]
@@ -46,6 +70,8 @@ class FakeBinance:
     def __post_init__(self) -> None:
         self.symbol = self.base + self.quote
         self.orders: list[dict[str, Any]] = []
+        self.last_trade: Decimal | None = None  # set by trade_through: the market's price from then on
+        self.peaks: dict[int, Decimal] = {}  # orderId -> best price since a trailing stop was placed
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, params)
         self._runner: web.AppRunner | None = None
         self.ws_clients: list[web.WebSocketResponse] = []
@@ -85,7 +111,71 @@ class FakeBinance:
         return rows if interval == "5m" else resample_rows(rows, interval)
 
     def last_price(self) -> Decimal:
+        if self.last_trade is not None:
+            return self.last_trade
         return Decimal(repr(self.candles("5m")[-1][4]))
+
+    def locked(self, asset: str) -> Decimal:
+        """What open orders hold of ``asset``: a sell its quantity, a buy quantity times its price."""
+        held = Decimal(0)
+        for o in self.orders:
+            if o["status"] not in OPEN:
+                continue
+            left = Decimal(o["origQty"]) - Decimal(o["executedQty"])
+            if o["side"] == "SELL" and asset == self.base:
+                held += left
+            elif o["side"] == "BUY" and asset == self.quote:
+                price = Decimal(o["price"]) or Decimal(o["stopPrice"]) or self.last_price()
+                held += left * price
+        return held
+
+    def free(self, asset: str) -> Decimal:
+        return self.balances.get(asset, Decimal(0)) - self.locked(asset)
+
+    def trade_through(self, price: float | Decimal | str) -> list[dict[str, Any]]:
+        """The market trades at ``price``: stops it reaches trigger (STOP_LOSS sells at or below their
+        stopPrice, or below their trailing level; TAKE_PROFIT sells at or above; buys mirrored) and
+        limits it reaches fill at their price. Returns the orders that filled."""
+        p = self.last_trade = Decimal(str(price))
+        filled: list[dict[str, Any]] = []
+        for o in self.orders:
+            if o["status"] not in OPEN:
+                continue
+            sell = o["side"] == "SELL"
+            if not o["isWorking"]:  # a stop order waiting for its trigger
+                if "trailingDelta" in o:  # trails from placement (Binance's activation price: not modeled)
+                    best = self.peaks.get(o["orderId"], p)
+                    best = self.peaks[o["orderId"]] = max(best, p) if sell else min(best, p)
+                    step = best * Decimal(o["trailingDelta"]) / 10_000
+                    hit = p <= best - step if sell else p >= best + step
+                else:
+                    stop = Decimal(o["stopPrice"])
+                    below = o["type"].startswith("STOP_LOSS") == sell  # triggers when the price falls to it
+                    hit = p <= stop if below else p >= stop
+                if not hit:
+                    continue
+                o["isWorking"], o["workingTime"] = True, int(time.time() * 1000)
+                if not o["type"].endswith("LIMIT"):  # STOP_LOSS / TAKE_PROFIT: a market order now
+                    self._fill(o, p)
+                    filled.append(o)
+                    continue
+            limit = Decimal(o["price"])
+            if (p >= limit) if sell else (p <= limit):
+                self._fill(o, limit)
+                filled.append(o)
+        return filled
+
+    def _fill(self, o: dict[str, Any], price: Decimal) -> None:
+        qty = Decimal(o["origQty"]) - Decimal(o["executedQty"])
+        cost = qty * price
+        sign = 1 if o["side"] == "BUY" else -1
+        fee_asset = self.base if sign > 0 else self.quote
+        self.balances[self.base] = self.balances.get(self.base, Decimal(0)) + sign * qty
+        self.balances[self.quote] = self.balances.get(self.quote, Decimal(0)) - sign * cost
+        self.balances[fee_asset] -= (qty if sign > 0 else cost) * self.fee_rate
+        total = Decimal(o["cummulativeQuoteQty"]) + cost
+        o.update(executedQty=o["origQty"], cummulativeQuoteQty=f"{total:.8f}", status="FILLED",
+                 updateTime=int(time.time() * 1000))  # fmt: skip
 
     async def _time(self, request: web.Request) -> web.Response:
         return web.json_response({"serverTime": int(time.time() * 1000)})
@@ -97,11 +187,13 @@ class FakeBinance:
             {"filterType": "LOT_SIZE", "minQty": "0.00010000", "maxQty": "100000.00000000", "stepSize": "0.00010000"},
             {"filterType": "NOTIONAL", "minNotional": "0.00010000", "applyMinToMarket": True, "maxNotional": "9000000.00000000",
              "applyMaxToMarket": False, "avgPriceMins": 5},
+            {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": MIN_TRAILING_DELTA, "maxTrailingAboveDelta": MAX_TRAILING_DELTA,
+             "minTrailingBelowDelta": MIN_TRAILING_DELTA, "maxTrailingBelowDelta": MAX_TRAILING_DELTA},
         ]  # fmt: skip
         market = {
             "symbol": self.symbol, "status": "TRADING", "baseAsset": self.base, "baseAssetPrecision": 8,
             "quoteAsset": self.quote, "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
-            "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"], "icebergAllowed": True,
+            "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"], "icebergAllowed": True,
             "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True, "cancelReplaceAllowed": True,
             "isSpotTradingAllowed": True, "isMarginTradingAllowed": False, "filters": filters, "permissions": [],
             "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
@@ -212,7 +304,8 @@ class FakeBinance:
             "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
             "requireSelfTradePrevention": False, "preventSor": False, "updateTime": int(time.time() * 1000),
             "accountType": "SPOT", "permissions": ["SPOT"], "uid": 1,
-            "balances": [{"asset": a, "free": f"{v:.8f}", "locked": "0.00000000"} for a, v in self.balances.items()],
+            "balances": [{"asset": a, "free": f"{self.free(a):.8f}", "locked": f"{self.locked(a):.8f}"}
+                         for a in self.balances],
         })  # fmt: skip
 
     def _find(self, params: dict[str, str]) -> dict[str, Any] | None:
@@ -225,50 +318,109 @@ class FakeBinance:
                 return o
         return None
 
-    async def _new_order(self, params: dict[str, str]) -> web.Response:
+    def _order_problem(self, params: dict[str, str]) -> web.Response | None:
+        """Binance's answer to a malformed order, or None: the parameters its type needs and no others."""
         if params.get("symbol") != self.symbol:
             return _err(400, -1121, "Invalid symbol.")
-        if params.get("type") != "MARKET":
+        kind = params.get("type", "")
+        if kind not in ORDER_PARAMS:
             return _err(400, -1116, "Invalid orderType.")
+        if params.get("side") not in ("BUY", "SELL"):
+            return _err(400, -1117, "Invalid side.")
+        needed, optional = ORDER_PARAMS[kind]
+        for name in sorted(needed):
+            if not params.get(name):
+                return _err(
+                    400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+                )
+        if kind in ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT") and not (
+            params.get("stopPrice") or params.get("trailingDelta")
+        ):
+            return _err(
+                400, -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed."
+            )
+        for name in sorted(params):
+            if name in COMMON_PARAMS | needed | optional:
+                continue
+            if name in ("price", "stopPrice", "timeInForce", "trailingDelta", "quantity", "quoteOrderQty"):
+                return _err(400, -1106, f"Parameter '{name}' sent when not required.")
+            return _err(
+                400,
+                -1104,
+                f"Not all sent parameters were read; read '{len(params) - 1}' parameter(s) but was sent '{len(params)}'.",
+            )
+        if "timeInForce" in params and params["timeInForce"] not in ("GTC", "IOC", "FOK"):
+            return _err(400, -1115, "Invalid timeInForce.")
+        try:
+            numbers = {k: Decimal(params[k]) for k in ("quantity", "price", "stopPrice") if k in params}
+        except ArithmeticError:
+            return _err(400, -1100, "Illegal characters found in a parameter.")
+        if any(v <= 0 for v in numbers.values()):
+            return _err(400, -1013, "Filter failure: PRICE_FILTER")
+        if "trailingDelta" in params:
+            delta = params["trailingDelta"]
+            if not delta.isdigit() or not MIN_TRAILING_DELTA <= int(delta) <= MAX_TRAILING_DELTA:
+                return _err(400, -1013, "Filter failure: TRAILING_DELTA")
+        if "stopPrice" in numbers and "trailingDelta" not in params:
+            sell, last, stop = params["side"] == "SELL", self.last_price(), numbers["stopPrice"]
+            falls = kind.startswith("STOP_LOSS") == sell  # the stop waits for the price to fall to it
+            if (stop >= last) if falls else (stop <= last):
+                return _err(400, -2010, "Stop price would trigger immediately.")
+        return None
+
+    async def _new_order(self, params: dict[str, str]) -> web.Response:
+        problem = self._order_problem(params)
+        if problem is not None:
+            return problem
+        kind = params["type"]
         cid = params.get("newClientOrderId") or f"auto-{len(self.orders)}"
-        if any(o["clientOrderId"] == cid and o["status"] == "NEW" for o in self.orders):
+        if any(o["clientOrderId"] == cid and o["status"] in OPEN for o in self.orders):
             return _err(400, -2010, "Duplicate order sent.")  # Binance: unique among *open* orders
         qty = Decimal(params["quantity"])
-        price = self.last_price()
         side = params["side"]
+        limit = Decimal(params.get("price", "0"))
+        stop = Decimal(params.get("stopPrice", "0"))
+        price = self.last_price() if kind == "MARKET" else (limit or stop or self.last_price())
         cost = qty * price
-        if (side == "BUY" and self.balances.get(self.quote, Decimal(0)) < cost) or (
-            side == "SELL" and self.balances.get(self.base, Decimal(0)) < qty
+        if (side == "BUY" and self.free(self.quote) < cost) or (
+            side == "SELL" and self.free(self.base) < qty
         ):
             return _err(400, -2010, "Account has insufficient balance for requested action.")
-        sign = 1 if side == "BUY" else -1
-        fee = (qty if side == "BUY" else cost) * self.fee_rate
-        fee_asset = self.base if side == "BUY" else self.quote
-        self.balances[self.base] = self.balances.get(self.base, Decimal(0)) + sign * qty
-        self.balances[self.quote] = self.balances.get(self.quote, Decimal(0)) - sign * cost
-        self.balances[fee_asset] -= fee
         now = int(time.time() * 1000)
         order = {
             "symbol": self.symbol, "orderId": 28_000 + len(self.orders), "orderListId": -1, "clientOrderId": cid,
-            "price": "0.00000000", "origQty": f"{qty:.8f}", "executedQty": f"{qty:.8f}",
-            "cummulativeQuoteQty": f"{cost:.8f}", "status": "FILLED", "timeInForce": "GTC", "type": "MARKET",
-            "side": side, "stopPrice": "0.00000000", "icebergQty": "0.00000000", "time": now, "updateTime": now,
-            "isWorking": True, "workingTime": now, "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "NONE",
+            "price": f"{limit:.8f}", "origQty": f"{qty:.8f}", "executedQty": "0.00000000",
+            "cummulativeQuoteQty": "0.00000000", "status": "NEW", "timeInForce": params.get("timeInForce", "GTC"),
+            "type": kind, "side": side, "stopPrice": f"{stop:.8f}", "icebergQty": "0.00000000", "time": now,
+            "updateTime": now, "isWorking": kind in ("MARKET", "LIMIT", "LIMIT_MAKER"), "workingTime": now,
+            "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "NONE",
         }  # fmt: skip
+        if not order["isWorking"]:
+            order["workingTime"] = -1
+        if "trailingDelta" in params:
+            order.update(trailingDelta=int(params["trailingDelta"]), trailingTime=-1)
+            self.peaks[order["orderId"]] = self.last_price()
         self.orders.append(order)
-        fills = [{"price": f"{price:.8f}", "qty": f"{qty:.8f}", "commission": f"{fee:.8f}", "commissionAsset": fee_asset,
-                  "tradeId": 5000 + len(self.orders)}]  # fmt: skip
+        fills: list[dict[str, Any]] = []
+        if kind == "MARKET":
+            fee = (qty if side == "BUY" else cost) * self.fee_rate
+            fee_asset = self.base if side == "BUY" else self.quote
+            self._fill(order, price)
+            fills = [{"price": f"{price:.8f}", "qty": f"{qty:.8f}", "commission": f"{fee:.8f}",
+                      "commissionAsset": fee_asset, "tradeId": 5000 + len(self.orders)}]  # fmt: skip
         if self.order_delay_s:
-            await asyncio.sleep(self.order_delay_s)  # placed and filled, but the answer is late
+            await asyncio.sleep(self.order_delay_s)  # placed (and filled), but the answer is late
         return web.json_response({**order, "transactTime": now, "fills": fills})
 
     async def _get_order(self, params: dict[str, str]) -> web.Response:
         found = self._find(params)
-        return web.json_response(found) if found else _err(400, -2013, "Order does not exist.")
+        if found is None:
+            return _err(400, -2013, "Order does not exist.")
+        return web.json_response(found)
 
     async def _cancel_order(self, params: dict[str, str]) -> web.Response:
         found = self._find(params)
-        if found is None or found["status"] != "NEW":
+        if found is None or found["status"] not in OPEN:
             return _err(400, -2011, "Unknown order sent.")
-        found["status"] = "CANCELED"
+        found.update(status="CANCELED", updateTime=int(time.time() * 1000))
         return web.json_response(found)

@@ -5,6 +5,13 @@ The market is a *tape*: every true 1m candle becomes a few growing updates (the 
 arrive), played on the websocket one after another. The tape position is shared across connections, so
 the market moves on while a client is away, as it does on the real exchange.
 
+Orders (exchange wallet): EXCHANGE MARKET executes at once at the last price; EXCHANGE LIMIT (with
+``tif``, or with the OCO flag and ``price_oco_stop``, which adds a linked EXCHANGE STOP leg), EXCHANGE
+STOP and EXCHANGE TRAILING STOP (``price_trailing``, an absolute distance) rest, reserving balance, until
+``trade_through(price)`` (or the tape as it plays) trades the market through them. A stop that fires
+becomes an EXCHANGE MARKET order (TYPE_PREV keeps what it was); when one leg of an OCO pair executes the
+other is canceled. A malformed order is refused as Bitfinex does, with an error array.
+
 Script actions, keyed by tape position (the action runs before that update is sent):
   ("drop", n)         close the websocket abruptly, then let the market move n updates
   ("silence", n)      stop sending anything (heartbeats too) on this connection; the market moves n updates
@@ -22,7 +29,8 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +39,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 Row = tuple[int, float, float, float, float, float]
+
+FLAG_HIDDEN, FLAG_REDUCE_ONLY, FLAG_POST_ONLY, FLAG_OCO = 64, 1024, 4096, 16384
+RESTING = ("EXCHANGE LIMIT", "EXCHANGE STOP", "EXCHANGE TRAILING STOP")
+SUBMIT_FIELDS = {"type", "symbol", "amount", "price", "cid", "gid", "flags", "tif", "price_trailing",
+                 "price_aux_limit", "price_oco_stop", "lev", "meta"}  # fmt: skip
 
 
 def tape_of(rows: Iterable[Row], updates_per_candle: int = 3) -> list[Row]:
@@ -63,18 +76,34 @@ class Order:
     price_avg: float
     created: int
     fee: Decimal = Decimal("0")
+    price: Decimal | None = None  # the limit, or a stop's trigger
+    flags: int = 0
+    type_prev: str | None = None
+    tif: int | None = None  # ms: canceled by Bitfinex then
+    price_trailing: Decimal | None = None  # a trailing stop's distance
+    placed_id: int | None = None  # an OCO stop leg: the id of the limit order it belongs to
+    peak: Decimal | None = None  # a trailing stop: the best price since it was placed
+    updated: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.status == "ACTIVE" or self.status.startswith("PARTIALLY FILLED")
 
     def array(self) -> list[Any]:
         arr: list[Any] = [None] * 32
-        arr[0], arr[2], arr[3], arr[4], arr[5] = self.id, self.cid, self.symbol, self.created, self.created
-        arr[6], arr[7], arr[8], arr[13], arr[17] = (
+        arr[0], arr[2], arr[3], arr[4] = self.id, self.cid, self.symbol, self.created
+        arr[5] = self.updated or self.created
+        arr[6], arr[7], arr[8], arr[9], arr[10] = (
             float(self.amount),
             float(self.amount_orig),
             self.type,
-            self.status,
-            self.price_avg,
+            self.type_prev,
+            self.tif,
         )
-        arr[16] = self.price_avg
+        arr[12], arr[13], arr[17] = self.flags, self.status, self.price_avg
+        arr[16] = float(self.price) if self.price is not None else self.price_avg
+        arr[18] = float(self.price_trailing) if self.price_trailing is not None else None
+        arr[25] = self.placed_id
         return arr
 
 
@@ -94,6 +123,11 @@ class FakeBitfinex:
     )
     submit_delay_s: float = 0.0  # answer order/submit this late (after placing the order)
     fee_rate: Decimal = Decimal("0.002")
+    oco_leg_cid: bool = False  # the stop leg of an OCO pair carries the limit's cid too (else null)
+    match_tape: bool = True  # resting orders execute against the tape's prices as it plays
+
+    def clock(self) -> float:  # replaced by tests that move time on (a tif passing)
+        return time.time()
 
     def __post_init__(self) -> None:
         self.tape = tape_of(self.rows, self.updates_per_candle)
@@ -105,6 +139,7 @@ class FakeBitfinex:
         self.rejected_auth: list[str] = []
         self.faults: list[str] = []  # what the client did wrong, for assertions
         self.nonces: dict[str, int] = {}
+        self.last_trade: Decimal | None = None  # set by trade_through: the market's price from then on
         self._ws_server: Any = None
         self._runner: web.AppRunner | None = None
 
@@ -117,7 +152,77 @@ class FakeBitfinex:
         return out
 
     def last_price(self) -> float:
+        if self.last_trade is not None:
+            return float(self.last_trade)
         return self.tape[max(self.cursor - 1, 0)][4]
+
+    def trade_through(self, price: float | Decimal | str) -> list[Order]:
+        """The market trades at ``price``: resting orders it reaches execute (a sell limit at or below
+        it, at its limit; a sell stop at or above it, and a sell trailing stop whose distance below the
+        highest price since placement it fell through, at ``price``; buys mirrored). Returns them."""
+        self.last_trade = Decimal(str(price))
+        return self._match(self.last_trade)
+
+    def _match(self, p: Decimal) -> list[Order]:
+        self._expire()
+        fired: list[Order] = []
+        for o in list(self.orders):
+            if not o.open or o.type not in RESTING:
+                continue
+            sell = o.amount < 0
+            if o.type == "EXCHANGE LIMIT":
+                assert o.price is not None
+                hit, at = (p >= o.price if sell else p <= o.price), o.price
+            elif o.type == "EXCHANGE STOP":
+                assert o.price is not None
+                hit, at = (p <= o.price if sell else p >= o.price), p
+            else:
+                assert o.price_trailing is not None and o.peak is not None
+                o.peak = max(o.peak, p) if sell else min(o.peak, p)
+                hit = p <= o.peak - o.price_trailing if sell else p >= o.peak + o.price_trailing
+                at = p
+            if hit and o.open:
+                self._execute(o, at)
+                fired.append(o)
+        return fired
+
+    def _execute(self, o: Order, price: Decimal) -> None:
+        amount = o.amount
+        base, quote = self.symbol[1:4], self.symbol[4:]
+        fee = abs(amount) * price * self.fee_rate
+        self.wallets[base] = self.wallets.get(base, Decimal(0)) + amount
+        self.wallets[quote] = self.wallets.get(quote, Decimal(0)) - amount * price - fee
+        if o.type in ("EXCHANGE STOP", "EXCHANGE TRAILING STOP"):  # triggered: a market order now
+            o.type_prev, o.type = o.type, "EXCHANGE MARKET"
+        o.amount, o.price_avg, o.fee = Decimal(0), float(price), o.fee + fee
+        o.status = f"EXECUTED @ {price}({amount})"
+        o.updated = int(self.clock() * 1000)
+        for other in self._pair(o):  # the other leg of an OCO pair
+            if other is not o and other.open:
+                other.status, other.updated = "CANCELED", o.updated
+
+    def _expire(self) -> None:
+        now = int(self.clock() * 1000)
+        for o in self.orders:
+            if o.open and o.tif is not None and o.tif <= now:
+                o.status, o.updated = "CANCELED", now
+
+    def _pair(self, o: Order) -> list[Order]:
+        """The order and, for an OCO pair, its other leg."""
+        return [x for x in self.orders if x is o or x.placed_id == o.id or (o.placed_id == x.id)]
+
+    def available(self, currency: str) -> Decimal:
+        """The balance less what open orders reserve (an OCO pair reserves once, for its limit)."""
+        base, quote = self.symbol[1:4], self.symbol[4:]
+        held = Decimal(0)
+        for o in self.orders:
+            if not o.open or o.placed_id is not None:
+                continue
+            if o.amount < 0 and currency == base:
+                held += -o.amount
+            elif o.amount > 0 and currency == quote:
+                held += o.amount * (o.price if o.price is not None else Decimal(repr(self.last_price())))
+        return self.wallets.get(currency, Decimal(0)) - held
 
     def end_after(self, minutes: int) -> list[Row]:
         """Let the market run ``minutes`` more minutes after the current one, then stop (the tape ends
@@ -226,8 +331,11 @@ class FakeBitfinex:
                     if ws.state is State.CLOSED:
                         return
                     continue
-                await ws.send(json.dumps([chan, wire(self.tape[self.cursor])]))
+                row = self.tape[self.cursor]
+                await ws.send(json.dumps([chan, wire(row)]))
                 self.cursor += 1
+                if self.match_tape and self.last_trade is None:
+                    self._match(Decimal(repr(row[4])))
                 await asyncio.sleep(self.step_s)
         finally:
             hb.cancel()
@@ -274,24 +382,32 @@ class FakeBitfinex:
         data = json.loads(body or "{}")
         self.calls.append((path, data))
         if path == "auth/r/wallets":
+            self._expire()
             return web.json_response(
-                [["exchange", c, float(v), 0, float(v), None, None] for c, v in self.wallets.items()]
+                [
+                    ["exchange", c, float(v), 0, float(self.available(c)), None, None]
+                    for c, v in self.wallets.items()
+                ]
             )
         if path == "auth/w/order/submit":
             return await self._submit(data)
+        self._expire()
         if path == "auth/r/orders":
-            found = [
-                o for o in self.orders if o.status == "ACTIVE" and ("cid" not in data or o.cid == data["cid"])
-            ]
+            found = [o for o in self.orders if o.open and ("cid" not in data or o.cid == data["cid"])]
             return web.json_response([o.array() for o in found])
         if path == "auth/r/orders/hist":
             return web.json_response(
-                [o.array() for o in reversed(self.orders) if o.status != "ACTIVE"][: data.get("limit", 25)]
+                [o.array() for o in reversed(self.orders) if not o.open][: data.get("limit", 25)]
             )
         if path == "auth/w/order/cancel":
             for o in self.orders:
-                if o.cid == data.get("cid") and o.cid_date == data.get("cid_date") and o.status == "ACTIVE":
-                    o.status = "CANCELED"
+                by_id = "id" in data and o.id == data["id"]
+                by_cid = "cid" in data and o.cid == data["cid"] and o.cid_date == data.get("cid_date")
+                if (by_id or by_cid) and o.open:
+                    now = int(self.clock() * 1000)
+                    for leg in self._pair(o):  # an OCO pair goes together
+                        if leg.open:
+                            leg.status, leg.updated = "CANCELED", now
                     return web.json_response(self._note("oc-req", o, "SUCCESS", "Submitted for cancellation"))
             return web.json_response(["error", 10001, "Order not found."], status=500)
         if path.startswith("auth/r/order/") and path.endswith("/trades"):
@@ -317,23 +433,86 @@ class FakeBitfinex:
             )
         return web.json_response(["error", 10020, "request invalid"], status=500)
 
-    async def _submit(self, data: dict[str, Any]) -> web.Response:
-        if (
-            data.get("type") != "EXCHANGE MARKET"
-            or data.get("symbol") != self.symbol
-            or not isinstance(data.get("cid"), int)
+    @staticmethod
+    def _decimal(data: dict[str, Any], key: str) -> Decimal | None:
+        """A decimal-string field, or None if it is missing; raises ValueError if it is malformed."""
+        if key not in data:
+            return None
+        value = data[key]
+        if not isinstance(value, str):
+            raise ValueError(key)
+        try:
+            d = Decimal(value)
+        except InvalidOperation:
+            raise ValueError(key) from None
+        if not d.is_finite() or (key != "amount" and d <= 0):
+            raise ValueError(key)
+        return d
+
+    def _validate(self, data: dict[str, Any]) -> str | None:
+        """Why Bitfinex would refuse this order's fields ('<field>: invalid'), or None."""
+        kind = data.get("type")
+        for key in data:
+            if key not in SUBMIT_FIELDS:
+                return f"{key}: invalid"
+        if kind not in ("EXCHANGE MARKET", *RESTING):
+            return "type: invalid"
+        if data.get("symbol") != self.symbol:
+            return "symbol: invalid"
+        if not isinstance(data.get("cid"), int):
+            return "cid: invalid"
+        try:
+            for key in ("amount", "price", "price_trailing", "price_oco_stop", "price_aux_limit"):
+                self._decimal(data, key)
+        except ValueError as exc:
+            return f"{exc}: invalid"
+        if not self._decimal(data, "amount"):
+            return "amount: invalid"
+        flags = data.get("flags", 0)
+        if not isinstance(flags, int) or flags & ~(
+            FLAG_HIDDEN | FLAG_REDUCE_ONLY | FLAG_POST_ONLY | FLAG_OCO
         ):
-            return web.json_response(["error", 10020, "order: invalid"], status=500)
+            return "flags: invalid"
+        if kind in ("EXCHANGE LIMIT", "EXCHANGE STOP") and "price" not in data:
+            return "price: invalid"
+        if (kind == "EXCHANGE TRAILING STOP") != ("price_trailing" in data):
+            return "price_trailing: invalid"
+        if "price_aux_limit" in data:  # only for STOP LIMIT orders, which this venue's fake does not hold
+            return "price_aux_limit: invalid"
+        oco = bool(flags & FLAG_OCO)
+        if oco != ("price_oco_stop" in data) or (oco and kind != "EXCHANGE LIMIT"):
+            return "price_oco_stop: invalid"
+        if oco:
+            price, stop = Decimal(data["price"]), Decimal(data["price_oco_stop"])
+            if (stop >= price) if Decimal(data["amount"]) < 0 else (stop <= price):
+                return "Invalid order: the OCO stop price must be on the other side of the limit price"
+        if "tif" in data:
+            if kind != "EXCHANGE LIMIT" or not isinstance(data["tif"], str):
+                return "tif: invalid"
+            try:
+                tif = datetime.strptime(data["tif"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            except ValueError:
+                return "tif: invalid"
+            if tif.timestamp() <= self.clock():
+                return "tif: invalid"
+        return None
+
+    async def _submit(self, data: dict[str, Any]) -> web.Response:
+        problem = self._validate(data)
+        if problem is not None:
+            code = 10001 if problem.startswith("Invalid order") else 10020
+            return web.json_response(["error", code, problem], status=500)
         day = time.strftime("%Y-%m-%d", time.gmtime())
         if any(o.cid == data["cid"] and o.cid_date == day for o in self.orders):
             return web.json_response(["error", 10001, "Invalid order: duplicate cid"], status=500)
+        kind = data["type"]
         amount = Decimal(data["amount"])
-        price = Decimal(repr(self.last_price()))
+        limit = Decimal(data["price"]) if "price" in data else None
+        last = Decimal(repr(self.last_price()))
+        price = limit if limit is not None and kind != "EXCHANGE TRAILING STOP" else last
         base, quote = self.symbol[1:4], self.symbol[4:]
         cost = abs(amount) * price
-        if (amount > 0 and self.wallets.get(quote, Decimal(0)) < cost) or (
-            amount < 0 and self.wallets.get(base, Decimal(0)) < -amount
-        ):
+        if (amount > 0 and self.available(quote) < cost) or (amount < 0 and self.available(base) < -amount):
             return web.json_response(
                 [
                     "error",
@@ -342,17 +521,41 @@ class FakeBitfinex:
                 ],
                 status=500,
             )
-        fee = cost * self.fee_rate
-        self.wallets[base] = self.wallets.get(base, Decimal(0)) + amount
-        self.wallets[quote] = self.wallets.get(quote, Decimal(0)) - amount * price - fee
-        now = int(time.time() * 1000)
-        order = Order(len(self.orders) + 1001, data["cid"], day, self.symbol, amount, Decimal(0), "EXCHANGE MARKET",
-                      f"EXECUTED @ {price}({amount})", float(price), now, fee)  # fmt: skip
-        self.orders.append(order)
-        ack = Order(**{**order.__dict__, "amount": amount, "status": "ACTIVE", "price_avg": 0.0})
+        now = int(self.clock() * 1000)
+        if kind == "EXCHANGE MARKET":
+            fee = cost * self.fee_rate
+            self.wallets[base] = self.wallets.get(base, Decimal(0)) + amount
+            self.wallets[quote] = self.wallets.get(quote, Decimal(0)) - amount * price - fee
+            order = Order(len(self.orders) + 1001, data["cid"], day, self.symbol, amount, Decimal(0), kind,
+                          f"EXECUTED @ {price}({amount})", float(price), now, fee)  # fmt: skip
+            self.orders.append(order)
+            ack = Order(**{**order.__dict__, "amount": amount, "status": "ACTIVE", "price_avg": 0.0})
+            legs = [ack]
+        else:
+            tif = data.get("tif")
+            order = Order(
+                len(self.orders) + 1001, data["cid"], day, self.symbol, amount, amount, kind, "ACTIVE", 0.0,
+                now, price=limit if kind != "EXCHANGE TRAILING STOP" else None, flags=data.get("flags", 0),
+                tif=int(datetime.strptime(tif, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000)
+                if tif else None,
+                price_trailing=Decimal(data["price_trailing"]) if "price_trailing" in data else None,
+                peak=last if kind == "EXCHANGE TRAILING STOP" else None,
+            )  # fmt: skip
+            self.orders.append(order)
+            legs = [order]
+            if order.flags & FLAG_OCO:
+                leg = Order(
+                    len(self.orders) + 1001, data["cid"] if self.oco_leg_cid else None, day, self.symbol,
+                    amount, amount, "EXCHANGE STOP", "ACTIVE", 0.0, now, price=Decimal(data["price_oco_stop"]),
+                    flags=order.flags, placed_id=order.id,
+                )  # fmt: skip
+                self.orders.append(leg)
+                legs.append(leg)
         if self.submit_delay_s:
             await asyncio.sleep(self.submit_delay_s)  # placed, but the answer is late
-        return web.json_response(self._note("on-req", ack, "SUCCESS", "Submitting 1 orders."))
+        note = self._note("on-req", legs[0], "SUCCESS", f"Submitting {len(legs)} orders.")
+        note[4] = [leg.array() for leg in legs]
+        return web.json_response(note)
 
     @staticmethod
     def _note(kind: str, order: Order, status: str, text: str) -> list[Any]:

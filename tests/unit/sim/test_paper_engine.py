@@ -2,30 +2,9 @@
 
 import asyncio
 from decimal import Decimal
-from pathlib import Path
-
-import pytest
 
 from tradewind.exchanges.base import OrderSpec
 from tradewind.exchanges.sim.engine import PaperEngine
-from tradewind.storage.db import make_engine, make_session_factory
-from tradewind.storage.migrate import upgrade_async
-from tradewind.storage.models import Trader, User
-
-
-@pytest.fixture
-async def sf(tmp_path: Path):  # type: ignore[no-untyped-def]
-    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
-    await upgrade_async(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    async with factory() as s:
-        s.add(User(id=1, email="u@example.com", password_hash="x"))
-        await s.flush()
-        s.add(Trader(id=1, owner_id=1, name="p", exchange="sim", paper=True))
-        await s.commit()
-    yield factory
-    await engine.dispose()
 
 
 async def test_buy_then_sell_charges_the_fee_on_both(sf) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,16 @@
 Client order ids: Bitfinex identifies an order by an integer ``cid`` together with ``cid_date`` (the
 UTC day it was placed). Our string client order id maps to a deterministic 45-bit integer, so a
 retry, a restart or another replica computes the same ``cid`` and finds the same order.
+
+Order types (``POST auth/w/order/submit``, exchange wallet, amounts negative for sells):
+  market         EXCHANGE MARKET
+  limit          EXCHANGE LIMIT at ``price``; ``tif`` "YYYY-MM-DD HH:MM:SS" (UTC) when it expires
+  stop           EXCHANGE STOP with ``price`` = the stop price (a market order once triggered)
+  take_profit    EXCHANGE LIMIT at ``price``; with a stop price too, ``flags`` OCO (16384) and
+                 ``price_oco_stop``: Bitfinex then holds a second order, an EXCHANGE STOP whose
+                 PLACED_ID is the limit's id, and cancels whichever leg did not fill
+  trailing_stop  EXCHANGE TRAILING STOP with ``price_trailing`` = the distance in quote currency
+                 (Bitfinex's trailing distance is absolute, fixed when the order is placed)
 """
 
 from __future__ import annotations
@@ -12,13 +22,14 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tradewind.bus.messages import Candle
 from tradewind.config import Settings
 from tradewind.domain import tf_ms
 from tradewind.exchanges.base import (
+    AuthError,
     Capabilities,
     Credentials,
     ExchangeError,
@@ -35,17 +46,12 @@ CID_BITS = 45  # Bitfinex's cid is an int45
 HISTORY_SCAN = 2500  # orders/hist's maximum page; Bitfinex keeps closed orders there for two weeks
 
 # Order array fields (docs.bitfinex.com "Order" object)
-O_ID, O_CID, O_SYMBOL, O_CREATED, O_UPDATED, O_AMOUNT, O_AMOUNT_ORIG, O_STATUS, O_PRICE_AVG = (
-    0,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    13,
-    17,
-)
+O_ID, O_CID, O_SYMBOL, O_CREATED, O_UPDATED, O_AMOUNT, O_AMOUNT_ORIG = 0, 2, 3, 4, 5, 6, 7
+O_TYPE, O_TYPE_PREV, O_FLAGS, O_STATUS, O_PRICE_AVG, O_PLACED_ID = 8, 9, 12, 13, 17, 25
+
+FLAG_OCO = 16384  # one-cancels-the-other: with price_oco_stop, a stop order is placed beside the limit
+# The order types besides market this adapter places for Bitfinex to hold (see the module docstring).
+ORDER_TYPES = frozenset({"limit", "stop", "take_profit", "trailing_stop", "oco"})
 # Trade array fields (auth/r/order/{symbol}:{id}/trades)
 T_FEE, T_FEE_CURRENCY = 9, 10
 
@@ -64,15 +70,98 @@ def _dec(value: Any) -> Decimal:
 
 
 def order_status(text: str) -> str:
-    """Bitfinex's order status text ('ACTIVE', 'EXECUTED @ 107.6(-0.2)', 'CANCELED', ...) as ours."""
+    """Bitfinex's order status text as ours. Bitfinex writes what happened last, then what was before:
+    'ACTIVE', 'PARTIALLY FILLED @ 107.6(-0.1)', 'EXECUTED @ 107.6(-0.2): was PARTIALLY FILLED @ ...',
+    'CANCELED', 'CANCELED was: PARTIALLY FILLED @ ...' (also the leg of an OCO pair that did not fill),
+    'POSTONLY CANCELED', 'IOC CANCELED', 'INSUFFICIENT MARGIN was: ...', 'RSN_DUST', 'RSN_PAUSE'."""
     upper = text.upper()
-    if "CANCELED" in upper:
-        return "canceled"
-    if upper.startswith("EXECUTED"):
+    head = upper.split(" WAS:", 1)[0].split(": WAS", 1)[0]  # the current state, not the history after it
+    if head.startswith("EXECUTED"):
         return "filled"
-    if "INSUFFICIENT" in upper or upper.startswith("RSN_"):
+    if "CANCELED" in head or "EXPIRED" in head:
+        return "canceled"
+    if "INSUFFICIENT" in head or head.startswith("RSN_"):
         return "rejected"
     return "open"  # ACTIVE, PARTIALLY FILLED
+
+
+def _field(arr: list[Any], i: int) -> Any:
+    return arr[i] if len(arr) > i else None
+
+
+def _num(value: Decimal) -> str:
+    """A decimal as Bitfinex's decimal string: no exponent, no trailing zeros."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _price(value: Decimal) -> str:
+    """A price as Bitfinex keeps it: five significant digits, at most eight decimals (a stop computed
+    as entry * (1 - x) has many more)."""
+    if value <= 0:
+        raise OrderRejected(f"a price must be positive, not {value}")
+    rounded = value.quantize(Decimal(1).scaleb(max(value.adjusted() - 4, -8)))
+    return _num(rounded)
+
+
+def tif_of(expires_at_ms: int) -> str:
+    """Epoch milliseconds as Bitfinex's ``tif``: a UTC datetime string."""
+    return datetime.fromtimestamp(expires_at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def trailing_distance(order: OrderSpec) -> Decimal:
+    """A trailing stop's absolute distance: ``trail`` times its reference price, which is ``price`` if
+    given, else the one its current stop level was computed from (the highest price for a sell, so
+    stop = ref * (1 - trail); the lowest for a buy, stop = ref * (1 + trail))."""
+    trail = order.trail
+    if trail is None or not 0 < trail < 1:
+        raise OrderRejected(f"a trailing stop needs a trail between 0 and 1, not {trail}")
+    if order.price is not None:
+        ref = order.price
+    elif order.stop_price is not None:
+        ref = order.stop_price / (1 - trail if order.side == "sell" else 1 + trail)
+    else:
+        raise OrderRejected(
+            "a trailing stop needs a reference price or its stop price: Bitfinex trails by an amount"
+        )
+    return trail * ref
+
+
+def submit_body(order: OrderSpec, cid: int, bfx_symbol: str) -> dict[str, Any]:
+    """The body of ``auth/w/order/submit`` for this order. Raises OrderRejected for a type or a missing
+    field Bitfinex cannot take, before anything is sent."""
+    if order.side not in ("buy", "sell"):
+        raise OrderRejected(f"an order's side is buy or sell, not {order.side!r}")
+    if order.amount <= 0:
+        raise OrderRejected(f"an order's amount must be positive, not {order.amount}")
+    amount = order.amount if order.side == "buy" else -order.amount
+    body: dict[str, Any] = {"symbol": bfx_symbol, "amount": _num(amount), "cid": cid}
+    kind = order.type
+    if order.expires_at is not None and kind != "limit":
+        raise OrderRejected(f"only a limit order can expire on Bitfinex, not a {kind} order")
+    if kind == "market":
+        body["type"] = "EXCHANGE MARKET"
+    elif kind == "limit":
+        if order.price is None:
+            raise OrderRejected("a limit order needs a price")
+        body.update(type="EXCHANGE LIMIT", price=_price(order.price))
+        if order.expires_at is not None:
+            body["tif"] = tif_of(order.expires_at)
+    elif kind == "stop":
+        if order.stop_price is None:
+            raise OrderRejected("a stop order needs a stop price")
+        body.update(type="EXCHANGE STOP", price=_price(order.stop_price))
+    elif kind == "take_profit":
+        if order.price is None:
+            raise OrderRejected("a take-profit order needs a price")
+        body.update(type="EXCHANGE LIMIT", price=_price(order.price))
+        if order.stop_price is not None:
+            body.update(flags=FLAG_OCO, price_oco_stop=_price(order.stop_price))
+    elif kind == "trailing_stop":
+        body.update(type="EXCHANGE TRAILING STOP", price_trailing=_price(trailing_distance(order)))
+    else:
+        raise OrderRejected(f"Bitfinex has no order type {kind!r} in tradewind")
+    return body
 
 
 class BitfinexAdapter:
@@ -101,6 +190,7 @@ class BitfinexAdapter:
             has_sandbox=False,
             min_poll_interval_s=1.0,
             symbols=tuple(names.to_platform(s) for s in settings.bitfinex_symbols),
+            order_types=ORDER_TYPES,
         )
         timeout = request_timeout_s if request_timeout_s is not None else settings.exchange_timeout_s
         self.http = BitfinexHttp(settings.bitfinex_rest_url, settings.bitfinex_auth_url, timeout)
@@ -180,18 +270,10 @@ class BitfinexAdapter:
 
     async def place_order(self, creds: Credentials, order: OrderSpec) -> OrderResult:
         cid = cid_of(order.client_order_id)
-        amount = order.amount if order.side == "buy" else -order.amount
-        body: dict[str, Any] = {
-            "symbol": names.to_bitfinex(order.symbol),
-            "amount": format(amount, "f"),
-            "cid": cid,
-        }
-        if order.type == "limit":
-            if order.price is None:
-                raise OrderRejected("a limit order needs a price")
-            body.update(type="EXCHANGE LIMIT", price=format(order.price, "f"))
-        else:
-            body["type"] = "EXCHANGE MARKET"
+        try:
+            body = submit_body(order, cid, names.to_bitfinex(order.symbol))
+        except InvalidOperation:
+            raise OrderRejected(f"the order's numbers cannot be read: {order}") from None
         # Remembered before the call: after a timeout the lookup by cid knows which day to search.
         self._cid_dates[cid] = cid_date(int(time.time() * 1000))
         try:
@@ -208,7 +290,10 @@ class BitfinexAdapter:
         if note[6] in ("ERROR", "FAILURE"):
             raise OrderRejected(str(note[7]))
         data = note[4]
-        arr = data[0] if data and isinstance(data[0], list) else data
+        if data and isinstance(data[0], list):  # an OCO pair answers with both legs: ours carries our cid
+            arr = next((a for a in data if _field(a, O_CID) == cid), data[0])
+        else:
+            arr = data
         return self._result(order.client_order_id, arr)
 
     async def fetch_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult | None:
@@ -221,33 +306,43 @@ class BitfinexAdapter:
         return result
 
     async def cancel_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult:
-        found = await self._find(creds, client_order_id, symbol)
-        if found is None:
+        legs = await self._legs(creds, client_order_id, symbol)
+        if not legs:
             raise ExchangeError(f"Bitfinex has no order {client_order_id}")
-        if order_status(str(found[O_STATUS])) != "open":
-            return self._result(client_order_id, found)
-        body = {"cid": int(found[O_CID]), "cid_date": cid_date(int(found[O_CREATED]))}
-        await self.http.auth(creds, "auth/w/order/cancel", body)
-        after = await self._find(creds, client_order_id, symbol)
-        return self._result(client_order_id, after or found)
+        # By id: exact for either leg of an OCO pair (the stop leg may have no cid of its own). Bitfinex
+        # cancels a pair's other leg with it; a second round cancels a leg that is still open after that.
+        for _ in range(2):
+            open_legs = [a for a in legs if order_status(str(a[O_STATUS])) == "open"]
+            if not open_legs:
+                break
+            try:
+                await self.http.auth(creds, "auth/w/order/cancel", {"id": int(open_legs[0][O_ID])})
+            except ExchangeError as exc:
+                # Gone meanwhile (filled, or canceled with its sibling): what it became is read below.
+                if exc.retryable or isinstance(exc, AuthError) or "not found" not in str(exc).lower():
+                    raise
+            legs = await self._legs(creds, client_order_id, symbol) or legs
+        return self._result(client_order_id, pick(legs))
 
     async def _find(self, creds: Credentials, client_order_id: str, symbol: str) -> list[Any] | None:
-        """The order array with our cid: open orders first, then the closed ones Bitfinex keeps."""
+        legs = await self._legs(creds, client_order_id, symbol)
+        return pick(legs) if legs else None
+
+    async def _legs(self, creds: Credentials, client_order_id: str, symbol: str) -> list[list[Any]]:
+        """The order arrays of our order: the one with our cid (and, for an OCO pair, its stop leg, which
+        Bitfinex links by PLACED_ID). Open orders first, then the closed ones Bitfinex keeps."""
         cid = cid_of(client_order_id)
         bfx = names.to_bitfinex(symbol)
         day = self._cid_dates.get(cid)
         query: dict[str, Any] = {"cid": cid, "cid_date": day} if day else {}
-        for arr in await self.http.auth(creds, "auth/r/orders", query) or []:
-            if arr[O_CID] == cid and arr[O_SYMBOL] == bfx:
-                return arr
+        legs = legs_of(await self.http.auth(creds, "auth/r/orders", query) or [], cid, bfx)
+        if legs:
+            return legs  # open (an OCO pair's legs end together: when one fills, the other is canceled)
         hist: dict[str, Any] = {"limit": HISTORY_SCAN}
         if day:
             start = int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
             hist.update(start=start - 86_400_000, end=start + 2 * 86_400_000)
-        for arr in await self.http.auth(creds, "auth/r/orders/hist", hist) or []:
-            if arr[O_CID] == cid and arr[O_SYMBOL] == bfx:
-                return arr
-        return None
+        return legs_of(await self.http.auth(creds, "auth/r/orders/hist", hist) or [], cid, bfx)
 
     async def _with_fees(self, creds: Credentials, result: OrderResult, arr: list[Any]) -> OrderResult:
         trades = await self.http.auth(creds, f"auth/r/order/{arr[O_SYMBOL]}:{arr[O_ID]}/trades")
@@ -256,15 +351,50 @@ class BitfinexAdapter:
         return dataclasses.replace(result, fee=fee, fee_asset=asset)
 
     def _result(self, client_order_id: str, arr: list[Any]) -> OrderResult:
-        orig = abs(_dec(arr[O_AMOUNT_ORIG]))
-        remaining = abs(_dec(arr[O_AMOUNT]))
-        avg = arr[O_PRICE_AVG] if len(arr) > O_PRICE_AVG else None
+        filled = _filled(arr)
+        avg = _field(arr, O_PRICE_AVG)
+        text = str(arr[O_STATUS])
+        status = order_status(text)
+        if status == "rejected" and filled > 0:
+            status = "canceled"  # ended by Bitfinex after a part filled: that part is ours
+        reason = text if status in ("rejected", "canceled") and text.upper() != "CANCELED" else None
+        placed_by = _field(arr, O_PLACED_ID)
+        if status == "filled" and (int(_field(arr, O_FLAGS) or 0) & FLAG_OCO or placed_by is not None):
+            # Which leg of a take-profit pair filled, as the paper engine says it: core's exit reason.
+            types = f"{arr[O_TYPE]} {_field(arr, O_TYPE_PREV)}".upper()
+            reason = "stop_loss" if placed_by is not None or "STOP" in types else "take_profit"
         return OrderResult(
             client_order_id=client_order_id,
-            status=order_status(str(arr[O_STATUS])),
+            status=status,
             exchange_order_id=str(arr[O_ID]),
-            filled=orig - remaining,
-            price=_dec(avg) if avg else None,
+            filled=filled,
+            price=_dec(avg) if avg and filled > 0 else None,
             time=int(arr[O_UPDATED] or arr[O_CREATED] or 0),
-            reason=str(arr[O_STATUS]) if order_status(str(arr[O_STATUS])) == "rejected" else None,
+            reason=reason,
         )
+
+
+def _filled(arr: list[Any]) -> Decimal:
+    return abs(_dec(arr[O_AMOUNT_ORIG])) - abs(_dec(arr[O_AMOUNT]))
+
+
+def legs_of(arrays: list[list[Any]], cid: int, bfx_symbol: str) -> list[list[Any]]:
+    """Our order among Bitfinex's order arrays: those with our cid, and an OCO pair's stop leg (whose
+    PLACED_ID is the limit's id, with or without our cid)."""
+    mine = [a for a in arrays if a[O_CID] == cid and a[O_SYMBOL] == bfx_symbol]
+    ids = {a[O_ID] for a in mine}
+    return mine + [
+        a
+        for a in arrays
+        if a[O_ID] not in ids and a[O_SYMBOL] == bfx_symbol and _field(a, O_PLACED_ID) in ids
+    ]
+
+
+def pick(legs: list[list[Any]]) -> list[Any]:
+    """The leg that tells our order's state: one that executed, else one still open, else one that
+    filled a part before it ended, else the first (the order itself, canceled or refused)."""
+    for wanted in ("filled", "open"):
+        for a in legs:
+            if order_status(str(a[O_STATUS])) == wanted:
+                return a
+    return next((a for a in legs if _filled(a) > 0), legs[0])

@@ -4,6 +4,17 @@ Market data comes from one public ccxt instance (``watch_ohlcv`` where ccxt.pro 
 else ``fetch_ohlcv`` polled every ``Venue.poll_s``); account calls use one instance per API key, created
 on first use, with ccxt's rate limiter on and the account's sandbox flag applied. ccxt's exception
 classes become ours, so shared code never sees ccxt.
+
+Order types, through ccxt's unified API; which of them a venue holds is read from ccxt's ``has``:
+  market         create_order(symbol, "market", side, amount)
+  limit          create_order(symbol, "limit", side, amount, price)                 (binance: LIMIT GTC)
+  stop           create_stop_loss_order(symbol, "market", ..., stopLossPrice)     (binance: STOP_LOSS)
+  take_profit    create_take_profit_order(symbol, "limit", ..., price, takeProfitPrice=price)
+                                                                         (binance: TAKE_PROFIT_LIMIT)
+  trailing_stop  create_trailing_percent_order(symbol, "market", ..., trailingPercent)
+                                                   (binance: STOP_LOSS with trailingDelta in basis points)
+ccxt has no unified one-cancels-the-other order nor a good-till-date limit: a take-profit with a stop
+price, or a limit order that expires, is refused here rather than placed as something else.
 """
 
 from __future__ import annotations
@@ -44,9 +55,34 @@ _STATUS = {
     "open": "open",
     "closed": "filled",
     "canceled": "canceled",
+    "canceling": "open",  # asked to cancel, not yet canceled: it may still fill
     "expired": "canceled",
     "rejected": "rejected",
 }
+
+# Our order type -> the ccxt ``has`` entry saying the venue holds it (True, or "emulated" by ccxt through
+# createOrder's params, which still places it on the venue).
+_HAS = {
+    "stop": "createStopLossOrder",
+    "take_profit": "createTakeProfitOrder",
+    "trailing_stop": "createTrailingPercentOrder",
+}
+_NAMES = {
+    "limit": "a limit order",
+    "stop": "a stop-loss",
+    "take_profit": "a take-profit",
+    "trailing_stop": "a trailing stop",
+    "oco": "a take-profit and stop pair (OCO)",
+}
+# Extra createOrder params a venue wants for a trailing stop (binance spot: which kind of trigger order).
+_TRAILING_PARAMS: dict[str, dict[str, Any]] = {"binance": {"stopLossOrTakeProfit": "stopLoss"}}
+
+
+def order_types_of(has: dict[str, Any]) -> frozenset[str]:
+    """The order types besides market that a venue holds itself, from ccxt's ``has``."""
+    types = {"limit"} if has.get("createLimitOrder", True) not in (False, None) else set()
+    types |= {ours for ours, key in _HAS.items() if has.get(key) in (True, "emulated")}
+    return frozenset(types)
 
 
 def reason_of(exc: BaseException, exchange_id: str) -> str:
@@ -162,6 +198,7 @@ class CcxtAdapter:
             has_sandbox=bool(self.public.urls.get("test")),
             min_poll_interval_s=max(1.0, self.poll_s),
             symbols=tuple(settings.ccxt_symbols.get(exchange_id, [])),
+            order_types=order_types_of(self.public.has),  # ccxt's has is static: no call needed
         )
 
     # -- instances ------------------------------------------------------------------------------------
@@ -347,14 +384,60 @@ class CcxtAdapter:
         balance = await self._call(ex.fetch_balance())
         return {asset: _dec(free) for asset, free in (balance.get("free") or {}).items() if free is not None}
 
+    def _refuse(self, what: str) -> OrderRejected:
+        return OrderRejected(f"{self.id} cannot hold {_NAMES[what]}; core watches it")
+
+    def _check(self, order: OrderSpec) -> None:
+        """Refuse, before any call, an order this venue cannot hold as asked: never a market order instead."""
+        kind = order.type
+        if kind not in ("market", "limit", *_HAS):
+            raise OrderRejected(f"unknown order type {kind!r}")
+        if kind != "market" and kind not in self.capabilities.order_types:
+            raise self._refuse(kind)
+        if (
+            kind == "take_profit"
+            and order.stop_price is not None
+            and "oco" not in self.capabilities.order_types
+        ):
+            raise self._refuse("oco")
+        # ccxt has no unified good-till-date: a limit order with ``expires_at`` is placed good-till-cancelled
+        # and core cancels it at its expiry (it does so for every venue; a venue that expires it itself has
+        # then answered the cancel with its final state).
+        if kind in ("limit", "take_profit") and order.price is None:
+            raise OrderRejected(f"{_NAMES[kind]} needs a price")
+        if kind == "stop" and order.stop_price is None:
+            raise OrderRejected("a stop-loss needs a stop price")
+        if kind == "trailing_stop" and (order.trail is None or not 0 < order.trail < 1):
+            raise OrderRejected(f"a trailing stop needs a trail between 0 and 1, not {order.trail}")
+
+    async def _create(self, ex: Any, order: OrderSpec, params: dict[str, Any]) -> Any:
+        symbol, side, amount = order.symbol, order.side, float(order.amount)
+        price = float(order.price) if order.price is not None else None
+        if order.type == "market":
+            return await ex.create_order(symbol, "market", side, amount, None, params)
+        if order.type == "limit":
+            return await ex.create_order(symbol, "limit", side, amount, price, params)
+        if order.type == "stop":
+            assert order.stop_price is not None
+            return await ex.create_stop_loss_order(
+                symbol, "market", side, amount, None, float(order.stop_price), params
+            )
+        if order.type == "take_profit":  # a limit at price that the venue places when the price is reached
+            return await ex.create_take_profit_order(symbol, "limit", side, amount, price, price, params)
+        assert order.type == "trailing_stop" and order.trail is not None
+        # ccxt takes a percentage; venues take whole basis points (binance's trailingDelta)
+        percent = (order.trail * 10_000).quantize(Decimal(1)) / 100
+        extra = {**params, **_TRAILING_PARAMS.get(self.id, {})}
+        return await ex.create_trailing_percent_order(
+            symbol, "market", side, amount, None, float(percent), None, extra
+        )
+
     async def place_order(self, creds: Credentials, order: OrderSpec) -> OrderResult:
+        self._check(order)
         ex = await self._account(creds)
         params = {self.venue.client_id_param: order.client_order_id}
-        price = float(order.price) if order.price is not None else None
         try:
-            placed = await ex.create_order(
-                order.symbol, order.type, order.side, float(order.amount), price, params
-            )
+            placed = await self._create(ex, order, params)
         except self.venue.duplicate_errors:
             found = await self.fetch_order(creds, order.client_order_id, order.symbol)
             if found is None:

@@ -2,11 +2,16 @@
 
 Its clock runs ``sim_speed`` times faster than the wall clock (60: a 1m candle every second) and never
 goes back: after a restart it continues from the last stored candle, so the history has no hole.
+
+Orders other than market orders rest in the paper engine (``engine.py``) and are matched on each 1m
+candle the walk makes, streamed or generated catching up, before the candle is handed on: core hears of
+a fill (through ``set_listener``) before the candle that caused it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,11 +22,14 @@ from sqlalchemy import select
 from tradewind.bus.messages import Candle
 from tradewind.config import Settings
 from tradewind.exchanges.base import Capabilities, Credentials, ExchangeError, OrderResult, OrderSpec
-from tradewind.exchanges.sim.engine import PaperEngine
+from tradewind.exchanges.sim.engine import Listener, PaperEngine
 from tradewind.exchanges.sim.market import MINUTE, RandomWalk
 from tradewind.marketdata import resample_rows
 from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import CandleRow, Market
+from tradewind.trading import model
+
+log = logging.getLogger(__name__)
 
 
 class SimAdapter:
@@ -37,9 +45,14 @@ class SimAdapter:
             batch_orders=True,
             history_page_limit=50_000,
             symbols=tuple(settings.sim_symbols),
+            order_types=frozenset({"limit", "stop", "take_profit", "trailing_stop", "oco"}),
         )
         self.engine = PaperEngine(
-            session_factory, Decimal(settings.sim_fee), Decimal(settings.sim_paper_cash)
+            session_factory,
+            Decimal(settings.sim_fee),
+            Decimal(settings.sim_paper_cash),
+            maker_fee=Decimal(settings.sim_maker_fee),
+            slippage_bps=Decimal(settings.sim_slippage_bps),
         )
         self.walks: dict[str, RandomWalk] = {}
         self._anchor: tuple[float, int] | None = None  # (wall clock s, sim time ms)
@@ -66,6 +79,11 @@ class SimAdapter:
     async def close(self) -> None:
         await self.engine.close()
 
+    def set_listener(self, callback: Listener) -> None:
+        """``callback(trader_id, result)`` hears of every fill and cancellation of a resting order (once
+        stored), before the candle that caused it is yielded."""
+        self.engine.listener = callback
+
     # -- the clock ------------------------------------------------------------------------------------
     def sim_now(self) -> int:
         if self._anchor is None:
@@ -85,6 +103,8 @@ class SimAdapter:
         start -= start % MINUTE
         count = min((until - start) // MINUTE, self.capabilities.history_page_limit)
         rows = walk.generate(start, count) if count > 0 else []
+        for row in rows:  # the resting orders see every candle, the ones generated catching up too
+            await self._match(symbol, row)
         if tf != "1m":
             rows = resample_rows(rows, tf)
         return [self._candle(symbol, tf, r) for r in rows]
@@ -104,8 +124,17 @@ class SimAdapter:
                 if walk.last_time is not None and walk.last_time >= next_open:
                     continue
                 (row,) = walk.generate(next_open, 1)
+                await self._match(walk.symbol, row)  # its fills are reported before the candle
                 yield self._candle(walk.symbol, "1m", row)
             next_open += MINUTE
+
+    async def _match(self, symbol: str, row: tuple[int, float, float, float, float, float]) -> None:
+        """The resting orders of ``symbol`` on a new 1m candle (the engine stores and reports what fills)."""
+        t, o, h, lo, c, _ = row
+        try:
+            await self.engine.on_candle(symbol, model.Bar.of(t, o, h, lo, c))
+        except Exception:  # the candle is generated already: it goes out, whatever happened to the orders
+            log.exception("sim: matching the orders of %s on the candle of %d failed", symbol, t)
 
     def _candle(self, symbol: str, tf: str, row: tuple[int, float, float, float, float, float]) -> Candle:
         t, o, h, lo, c, v = row
@@ -152,10 +181,7 @@ class SimAdapter:
         return await self.engine.find(client_order_id)
 
     async def cancel_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult:
-        found = await self.engine.find(client_order_id)
-        if found is None:
-            raise ExchangeError(f"no order {client_order_id}")
-        return found  # market orders fill at once: nothing is ever open to cancel
+        return await self.engine.cancel(creds.trader_id, client_order_id, now_ms=self.sim_now())
 
 
 def _next_open(walk: RandomWalk) -> Decimal:

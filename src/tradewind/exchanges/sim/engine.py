@@ -1,38 +1,60 @@
-"""The paper matching engine: balances per paper account, market orders filled at the next open, fees.
+"""The paper matching engine: balances per paper account, market orders filled at the next open, fees,
+and the orders that rest on the sim exchange (limit entries, stops, take-profits, trailing stops).
 
 Fills are committed in groups (one transaction for everything that arrived within a few milliseconds)
 and each order is answered only after its group is durable, so a killed process never loses a fill it
 confirmed, and a client order id seen before is answered with its first result instead of a second fill.
 The lookups of client ids a burst of orders brings are batched too: a candle of a thousand orders is a
 few statements, not a thousand sessions.
+
+Resting orders are matched on each 1m candle (``on_candle``) with the trading model
+(``tradewind.trading.model``), the same rules a backtest uses: this module keeps no fill rule of its own.
+A candle's changes (fills, cancellations, a trailing stop's new high, balances) are one transaction, and
+they are reported to the listener (the exchange service) only once it is durable. Open orders live in
+memory, indexed by symbol (a candle of a market with none costs a dictionary lookup), and in
+``paper_orders``, from which ``start`` loads them again. A limit buy sets its cost and maker fee aside:
+the free balance reported (and stored) drops by it until it fills, expires or is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select, union_all
 from sqlalchemy.exc import IntegrityError
 
-from tradewind.domain import split_symbol
-from tradewind.exchanges.base import OrderResult, OrderSpec
+from tradewind.domain import protective_order_id
+from tradewind.domain import split_symbol as _split_symbol
+from tradewind.exchanges.base import ExchangeError, OrderResult, OrderSpec
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, write_gate
-from tradewind.storage.models import PaperBalance, PaperFill, Trader
+from tradewind.storage.models import PaperBalance, PaperFill, PaperOrder, Trader
+from tradewind.trading import model
 
 log = logging.getLogger(__name__)
 
 QTY = Decimal("0.00000001")
 _ZERO = Decimal(0)
 _FILLS = PaperFill.__table__
+_ORDERS = PaperOrder.__table__
 _BALANCES = PaperBalance.__table__
-RECENT = 100_000  # results kept in memory for repeated lookups (the table has them all)
+RECENT = 100_000  # results kept in memory for repeated lookups (the tables have them all)
+MINUTE = 60_000  # the candles orders are matched on
+_NEVER = 2**62  # the expiry of a limit order good till cancelled
 _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(OrderResult))
+PROTECTIVE_TYPES = ("stop", "take_profit", "trailing_stop")
+
+_split = functools.lru_cache(maxsize=4096)(_split_symbol)  # ('BTC', 'USD'), without parsing per order
+
+#: Called with (trader id, result) for every fill and cancellation of a resting order, once stored.
+Listener = Callable[[int, OrderResult], Awaitable[None]]
 
 
 class _Recent:
@@ -57,17 +79,86 @@ class _Recent:
             self._rows.popitem(last=False)
 
 
+@dataclasses.dataclass(slots=True)
+class _Order:
+    """A resting order (a row of paper_orders)."""
+
+    trader_id: int
+    client_order_id: str
+    symbol: str
+    side: str
+    type: str
+    amount: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail: Decimal | None = None
+    high: Decimal | None = None  # a trailing stop's highest high
+    expires_at: int | None = None
+    oco_group: str | None = None
+    protect: dict[str, Any] | None = None  # a limit entry's exits (fractions as strings, and rev)
+    locked: Decimal = _ZERO  # quote set aside (a limit buy)
+    status: str = "open"
+    reason: str | None = None
+    time: int = 0
+
+    @property
+    def group(self) -> str:
+        return self.oco_group or self.client_order_id
+
+    def row(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in _ORDER_FIELDS}
+
+    def result(self, fill: model.Fill | None = None) -> OrderResult:
+        return OrderResult(
+            client_order_id=self.client_order_id,
+            status=self.status,
+            exchange_order_id=f"paper-{self.client_order_id}",
+            filled=fill.amount if fill is not None else _ZERO,
+            price=fill.price if fill is not None else None,
+            fee=fill.fee if fill is not None else _ZERO,
+            fee_asset=_split(self.symbol)[1],
+            reason=self.reason,
+            time=self.time,
+        )
+
+    def leg(self) -> tuple[str, Decimal | None, Decimal | None, Decimal | None]:
+        """The order as ``model.guard_of`` reads it (a trailing stop's price: the high it trails from)."""
+        price = self.high if self.type == "trailing_stop" else self.price
+        return self.type, price, self.stop_price, self.trail
+
+
+_ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(_Order))
+
+# A queued write: (paper_fills row or None, assets whose balance changed, trader id, the future answered
+# once stored, paper_orders rows to upsert).
+_Entry = tuple[
+    dict[str, object] | None, Iterable[str] | None, int, "asyncio.Future[None]", list[dict[str, Any]]
+]
+
+
 class PaperEngine:
     def __init__(
-        self, session_factory: SessionFactory, fee: Decimal, initial_cash: Decimal, cash_asset: str = "USD"
+        self,
+        session_factory: SessionFactory,
+        fee: Decimal,
+        initial_cash: Decimal,
+        cash_asset: str = "USD",
+        *,
+        maker_fee: Decimal | None = None,
+        slippage_bps: Decimal = _ZERO,
     ):
         self.sf = session_factory
-        self.fee = fee
+        self.fee = fee  # the taker fee
+        self.costs = model.Costs(Decimal(fee), Decimal(fee if maker_fee is None else maker_fee),
+                                 Decimal(slippage_bps))  # fmt: skip
         self.initial_cash = initial_cash
         self.cash_asset = cash_asset
+        self.listener: Listener | None = None
         self._balances: dict[int, dict[str, Decimal]] = {}
-        self._fills = _Recent(RECENT)  # client order id -> result (recent, also in paper_fills)
-        self._queue: list[tuple[dict[str, object], dict[str, Decimal] | None, int, asyncio.Future[None]]] = []
+        self._results = _Recent(RECENT)  # client order id -> final result (recent; the tables have all)
+        self._open: dict[str, _Order] = {}  # client order id -> resting order
+        self._by_symbol: dict[str, dict[str, _Order]] = {}  # symbol -> client order id -> resting order
+        self._queue: list[_Entry] = []
         self._wakeup = asyncio.Event()
         self._lookups: dict[str, asyncio.Future[OrderResult | None]] = {}  # ids asked for, not yet looked up
         self._lookup_task: asyncio.Task[None] | None = None
@@ -76,6 +167,11 @@ class PaperEngine:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Load the resting orders and start the group commits."""
+        async with self.sf() as s:
+            rows = (await s.execute(select(_ORDERS).where(_ORDERS.c.status == "open"))).all()
+        for r in rows:
+            self._add(_Order(**{f: getattr(r, f) for f in _ORDER_FIELDS}))
         self._task = asyncio.create_task(self._flusher(), name="paper-flush")
 
     async def close(self) -> None:
@@ -88,10 +184,12 @@ class PaperEngine:
         await self._flush()
 
     async def forget(self, trader_id: int) -> None:
-        """Drop a deleted account's balances from memory (a fill still waiting to be stored keeps them)."""
+        """Drop a deleted account's balances (unless a fill still waits to be stored) and resting orders
+        from memory."""
         async with self._lock:
-            if not any(t == trader_id for _, _, t, _ in self._queue):
+            if not any(e[2] == trader_id for e in self._queue):
                 self._balances.pop(trader_id, None)
+            self._drop_orders({trader_id})
 
     async def balances(self, trader_id: int) -> dict[str, Decimal]:
         async with self._lock:
@@ -112,8 +210,14 @@ class PaperEngine:
             self._balances[trader_id] = bal
         return bal
 
+    # -- lookups ----------------------------------------------------------------------------------------
+    def _known(self, client_order_id: str) -> OrderResult | None:
+        """The order's current state from memory: resting, or a recent result."""
+        o = self._open.get(client_order_id)
+        return o.result() if o is not None else self._results.get(client_order_id)
+
     async def find(self, client_order_id: str) -> OrderResult | None:
-        known = self._fills.get(client_order_id)
+        known = self._known(client_order_id)
         if known is not None:
             return known
         fut = self._lookups.get(client_order_id)
@@ -125,18 +229,35 @@ class PaperEngine:
 
     async def find_many(self, client_order_ids: list[str]) -> list[OrderResult | None]:
         """``find`` for a batch: the ones in memory, the rest with one query per 500."""
-        found: dict[str, OrderResult | None] = {c: self._fills.get(c) for c in client_order_ids}
+        found: dict[str, OrderResult | None] = {c: self._known(c) for c in client_order_ids}
         missing = [c for c, r in found.items() if r is None]
         for i in range(0, len(missing), 500):
             found.update(await self._stored(missing[i : i + 500]))
         return [found[c] for c in client_order_ids]
 
     async def _stored(self, client_order_ids: list[str]) -> dict[str, OrderResult]:
+        """The stored results of these ids, in one statement: fills and rejections (paper_fills), resting
+        and cancelled orders (paper_orders; a filled one's fill is in paper_fills)."""
+        f, o = _FILLS.c, _ORDERS.c
+        q = union_all(
+            select(f.client_order_id, f.symbol, f.amount, f.price, f.fee, f.status, f.reason, f.time,
+                   literal_column("0").label("src")).where(f.client_order_id.in_(client_order_ids)),
+            select(o.client_order_id, o.symbol, o.amount, o.price, o.locked, o.status, o.reason, o.time,
+                   literal_column("1").label("src")).where(o.client_order_id.in_(client_order_ids)),
+        )  # fmt: skip
         async with self.sf() as s:
-            rows = (
-                await s.execute(select(_FILLS).where(_FILLS.c.client_order_id.in_(client_order_ids)))
-            ).all()
-        return {r.client_order_id: _result(r) for r in rows}
+            rows = (await s.execute(q)).all()
+        out: dict[str, OrderResult] = {}
+        for r in sorted(rows, key=lambda r: -int(r.src)):  # a fill wins over its order's row
+            if int(r.src) == 0:
+                out[r.client_order_id] = _result(r)
+            else:
+                out[r.client_order_id] = OrderResult(
+                    client_order_id=r.client_order_id, status=r.status,
+                    exchange_order_id=f"paper-{r.client_order_id}", fee_asset=_split(r.symbol)[1],
+                    reason=r.reason, time=r.time,
+                )  # fmt: skip
+        return out
 
     async def _look_up(self) -> None:
         """Answer every pending lookup with one query per few hundred ids."""
@@ -156,30 +277,33 @@ class PaperEngine:
                 if not fut.done():
                     fut.set_result(found.get(cid))
 
+    # -- placing ----------------------------------------------------------------------------------------
     async def place(
         self, trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int | None = None
     ) -> OrderResult:
-        """Fill a market order at ``price`` (the next candle's open) or reject it; idempotent by client id."""
+        """Fill a market order at ``price`` (the next candle's open), rest any other type, or reject it;
+        idempotent by client id."""
         return (await self.place_many([(trader_id, spec, price)], now_ms))[0]
 
     async def place_many(
         self, orders: list[tuple[int, OrderSpec, Decimal]], now_ms: int | None = None
     ) -> list[OrderResult]:
-        """Fill a batch of orders, in order, with one lookup of their client ids and one group commit."""
+        """Place a batch of orders, in order, with one lookup of their client ids and one group commit.
+        ``price`` is the market price (the next candle's open): a market order fills there."""
         if len(orders) == 1:  # single orders arriving together share one lookup through find()
             previous = [await self.find(orders[0][1].client_order_id)]
         else:
             previous = await self.find_many([spec.client_order_id for _, spec, _ in orders])
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         results: list[OrderResult] = []
+        reports: list[tuple[int, OrderResult]] = []
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queued = False
         async with self._lock:
             try:
                 for (trader_id, spec, price), known in zip(orders, previous, strict=True):
-                    known = known or self._fills.get(
-                        spec.client_order_id
-                    )  # or a concurrent duplicate got here first
+                    # the newest state in memory (a concurrent duplicate got here first), or the stored one
+                    known = self._known(spec.client_order_id) or known
                     if known is not None:
                         results.append(known)
                         continue
@@ -189,51 +313,333 @@ class PaperEngine:
                         results.append(OrderResult(client_order_id=spec.client_order_id, status="rejected",
                                                    reason="no such paper account"))  # fmt: skip
                         continue
-                    row, changes = self._fill(bal, trader_id, spec, price, now_ms)
-                    result = _result(_Row(**row))
-                    self._fills.put(result)
-                    self._queue.append((row, changes, trader_id, done))
+                    results.append(self._place(bal, trader_id, spec, price, now_ms, done, reports))
                     queued = True
-                    results.append(result)
             finally:
-                if queued:  # whatever happened after them, the fills taken are stored
+                if queued:  # whatever happened after them, the orders taken are stored
                     self._wakeup.set()
         if queued:
             await done  # answered only once durable
+        await self._report(reports)
         return results
 
-    def _fill(
-        self, bal: dict[str, Decimal], trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int
-    ) -> tuple[dict[str, object], dict[str, Decimal] | None]:
-        base, quote = split_symbol(spec.symbol)
+    def _place(self, bal: dict[str, Decimal], trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int,
+               done: asyncio.Future[None], reports: list[tuple[int, OrderResult]]) -> OrderResult:  # fmt: skip
+        """One new order, queued for the next group commit with everything it changed (no await here)."""
+        base, quote = _split(spec.symbol)
+        rows: list[dict[str, Any]] = []
+        assets: set[str] = set()
+        for cid in spec.cancels:  # taken down first: a limit entry's funds come back before this order
+            o = self._open.get(cid)
+            if o is not None and o.trader_id == trader_id:
+                self._cancel(o, bal, "canceled", now_ms, rows, assets)
+                reports.append((trader_id, o.result()))
         amount = spec.amount.quantize(QTY, rounding=ROUND_DOWN)
-        cost = amount * price
-        fee = cost * self.fee
-        reason = None
-        changes: dict[str, Decimal] | None = None
-        if amount <= 0:
-            reason = "amount must be positive"
-        elif spec.side == "buy":
-            if bal.get(quote, _ZERO) < cost + fee:
-                reason = f"insufficient {quote}: need {cost + fee:.2f}, have {bal.get(quote, _ZERO):.2f}"
-            else:
-                changes = {quote: bal.get(quote, _ZERO) - cost - fee, base: bal.get(base, _ZERO) + amount}
-        elif spec.side == "sell":
-            if bal.get(base, _ZERO) < amount:
+        kind = spec.type
+        reason = _invalid(spec, amount)
+        if reason is None and kind == "market":
+            f = model.fill(spec.side, amount, price, "market", self.costs)
+            if spec.side == "buy":
+                if not model.affordable(bal.get(quote, _ZERO), f):
+                    reason = (f"insufficient {quote}: need {f.value + f.fee:.2f}, "
+                              f"have {bal.get(quote, _ZERO):.2f}")  # fmt: skip
+            elif bal.get(base, _ZERO) < amount:
                 reason = f"insufficient {base}: need {amount}, have {bal.get(base, _ZERO)}"
+            if reason is None:
+                self._book(bal, base, quote, f, assets)
+                row = _fill_row(trader_id, spec.client_order_id, spec.symbol, f, "filled", None, now_ms)
+                if spec.side == "buy" and spec.protect is not None:
+                    exits = model.Exits(spec.protect.stop_loss, spec.protect.take_profit,
+                                        spec.protect.trailing_stop)  # fmt: skip
+                    if exits:
+                        guard = model.Guard.at_entry(f.price, exits)
+                        self._protect(trader_id, spec.symbol, spec.client_order_id, spec.protect.rev, guard,
+                                      amount, now_ms, rows)  # fmt: skip
+                result = _result(_Row(**row))
+                self._results.put(result)
+                self._queue.append((row, assets, trader_id, done, rows))
+                return result
+        elif reason is None and kind == "limit":
+            assert spec.price is not None
+            locked = amount * spec.price * (1 + self.costs.maker_fee)
+            have = bal.get(quote, _ZERO)
+            if have < locked:
+                reason = f"insufficient {quote}: need {locked:.2f}, have {have:.2f}"
             else:
-                changes = {base: bal.get(base, _ZERO) - amount, quote: bal.get(quote, _ZERO) + cost - fee}
-        else:
-            reason = f"unknown side {spec.side!r}"
-        if changes:
-            bal.update(changes)
-        row: dict[str, object] = {
+                bal[quote] = have - locked
+                assets.add(quote)
+                p = spec.protect
+                o = _Order(
+                    trader_id, spec.client_order_id, spec.symbol, "buy", "limit", amount, spec.price,
+                    expires_at=spec.expires_at, locked=locked, time=now_ms,
+                    protect=None if p is None else {
+                        "stop_loss": _s(p.stop_loss), "take_profit": _s(p.take_profit),
+                        "trailing_stop": _s(p.trailing_stop), "rev": p.rev,
+                    },
+                )  # fmt: skip
+                return self._rest(o, rows, assets, done)
+        elif reason is None:  # a protective sell
+            high = spec.price if spec.price is not None else price
+            stop = spec.stop_price
+            if kind == "trailing_stop" and stop is None:
+                stop = model.Guard(trail=spec.trail, high=high).trail_price
+            o = _Order(
+                trader_id, spec.client_order_id, spec.symbol, "sell", kind, amount, spec.price, stop,
+                spec.trail if kind == "trailing_stop" else None, high if kind == "trailing_stop" else None,
+                oco_group=spec.group, time=now_ms,
+            )  # fmt: skip
+            return self._rest(o, rows, assets, done)
+        # rejected: stored with the fills, so that the same client id is answered the same again
+        row = {
             "trader_id": trader_id, "client_order_id": spec.client_order_id, "symbol": spec.symbol,
-            "side": spec.side, "amount": amount, "price": price, "fee": fee if changes else _ZERO,
-            "status": "filled" if changes else "rejected", "reason": reason, "time": now_ms,
+            "side": spec.side, "amount": amount, "price": spec.price if spec.price is not None else price,
+            "fee": _ZERO, "status": "rejected", "reason": reason, "time": now_ms,
         }  # fmt: skip
-        return row, changes
+        result = _result(_Row(**row))
+        self._results.put(result)
+        self._queue.append((row, assets, trader_id, done, rows))
+        return result
 
+    def _rest(self, o: _Order, rows: list[dict[str, Any]], assets: set[str],
+              done: asyncio.Future[None]) -> OrderResult:  # fmt: skip
+        self._add(o)
+        rows.append(o.row())
+        self._queue.append((None, assets, o.trader_id, done, rows))
+        return o.result()
+
+    def _protect(self, trader_id: int, symbol: str, entry_cid: str, rev: int, guard: model.Guard,
+                 amount: Decimal, now_ms: int, rows: list[dict[str, Any]]) -> list[_Order]:  # fmt: skip
+        """Rest the orders that hold ``guard`` for the position an entry opened (one OCO group, named
+        after the entry; client ids derived as core derives them)."""
+        made = []
+        for kind, price, stop_price, trail in model.protective_orders(guard):
+            cid = protective_order_id(entry_cid, kind, rev)
+            if self._known(cid) is not None:  # placed already (core got there first)
+                continue
+            o = _Order(trader_id, cid, symbol, "sell", kind, amount, price, stop_price, trail,
+                       price if kind == "trailing_stop" else None, oco_group=entry_cid, time=now_ms)  # fmt: skip
+            self._add(o)
+            rows.append(o.row())
+            made.append(o)
+        return made
+
+    # -- cancelling -------------------------------------------------------------------------------------
+    async def cancel(self, trader_id: int, client_order_id: str, now_ms: int | None = None) -> OrderResult:
+        """Cancel a resting order (what it set aside comes back); a filled or cancelled one answers its
+        final state. Raises ExchangeError for an order this account does not have."""
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        if client_order_id not in self._open:
+            found = await self.find(client_order_id)
+            if found is None:
+                raise ExchangeError(f"no order {client_order_id}")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        async with self._lock:
+            o = self._open.get(client_order_id)
+            if o is None:
+                known = self._known(client_order_id) or await self.find(client_order_id)
+                if known is None:
+                    raise ExchangeError(f"no order {client_order_id}")
+                return known
+            if o.trader_id != trader_id:
+                raise ExchangeError(f"no order {client_order_id}")
+            bal = await self._load(trader_id)
+            rows: list[dict[str, Any]] = []
+            assets: set[str] = set()
+            self._cancel(o, bal, "canceled", now_ms, rows, assets)
+            self._queue.append((None, assets, trader_id, done, rows))
+            self._wakeup.set()
+        await done
+        return o.result()
+
+    def _cancel(self, o: _Order, bal: dict[str, Decimal], reason: str, now_ms: int, rows: list[dict[str, Any]],
+                assets: set[str]) -> None:  # fmt: skip
+        if o.locked:
+            quote = _split(o.symbol)[1]
+            bal[quote] = bal.get(quote, _ZERO) + o.locked
+            assets.add(quote)
+        self._close(o, "canceled", reason, now_ms)
+        self._results.put(o.result())
+        rows.append(o.row())
+
+    # -- matching ---------------------------------------------------------------------------------------
+    async def on_candle(self, symbol: str, bar: model.Bar) -> None:
+        """Match the resting orders of ``symbol`` on a closed 1m candle: limit entries fill or expire,
+        protective orders trigger (the one holding the exit fills, its group is cancelled) or trail. The
+        changes are stored in one transaction, then reported to the listener, before this returns."""
+        if not self._by_symbol.get(symbol):
+            return
+        reports: list[tuple[int, OrderResult]] = []
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queued = False
+        async with self._lock:
+            gone = set()
+            for trader_id in {o.trader_id for o in self._by_symbol.get(symbol, {}).values()}:
+                try:
+                    await self._load(trader_id)
+                except IntegrityError:  # the account was deleted: its orders went with it
+                    gone.add(trader_id)
+            self._drop_orders(gone)
+            # No await from here on: everything this candle changes goes into one group commit.
+            groups: dict[tuple[int, str], list[_Order]] = {}
+            limits: list[_Order] = []
+            for o in self._by_symbol.get(symbol, {}).values():
+                if o.type == "limit":
+                    limits.append(o)
+                else:
+                    groups.setdefault((o.trader_id, o.group), []).append(o)
+            base, quote = _split(symbol)
+            try:
+                for (trader_id, _), orders in groups.items():
+                    bal = self._balances.get(trader_id)
+                    if bal is None:
+                        continue
+                    rows: list[dict[str, Any]] = []
+                    fills: list[dict[str, object]] = []
+                    assets: set[str] = set()
+                    self._match_group(bal, orders, bar, base, quote, rows, fills, assets, reports)
+                    queued |= self._enqueue(trader_id, done, rows, fills, assets)
+                for o in limits:
+                    bal = self._balances.get(o.trader_id)
+                    if bal is None:
+                        continue
+                    rows, fills, assets = [], [], set()
+                    self._match_limit(bal, o, bar, base, quote, rows, fills, assets, reports)
+                    queued |= self._enqueue(o.trader_id, done, rows, fills, assets)
+            finally:
+                if queued:
+                    self._wakeup.set()
+        if queued:
+            await done
+        await self._report(reports)
+
+    def _enqueue(self, trader_id: int, done: asyncio.Future[None], rows: list[dict[str, Any]],
+                 fills: list[dict[str, object]], assets: set[str]) -> bool:  # fmt: skip
+        if not rows and not fills:
+            return False
+        for i, row in enumerate(fills):  # one entry per fill (entry[0]: a paper_fills row)
+            self._queue.append((row, assets if i == 0 else None, trader_id, done, rows if i == 0 else []))
+        if not fills:
+            self._queue.append((None, assets, trader_id, done, rows))
+        return True
+
+    def _match_group(self, bal: dict[str, Decimal], orders: list[_Order], bar: model.Bar, base: str,
+                     quote: str, rows: list[dict[str, Any]], fills: list[dict[str, object]], assets: set[str],
+                     reports: list[tuple[int, OrderResult]]) -> None:  # fmt: skip
+        """One position's protective orders on a candle."""
+        guard = model.guard_of([o.leg() for o in orders])
+        amount = max(o.amount for o in orders)
+        r = model.on_bar(bar, amount, guard, None, self.costs, MINUTE)
+        if r.fills:
+            self._exit(bal, orders, r.fills[-1], guard, bar, base, quote, rows, fills, assets, reports)
+        elif r.guard is not None:
+            for o in orders:
+                if o.type == "trailing_stop" and r.guard.high != o.high:
+                    o.high, o.stop_price, o.time = r.guard.high, r.guard.trail_price, bar.time
+                    rows.append(o.row())
+
+    def _exit(self, bal: dict[str, Decimal], orders: list[_Order], f: model.Fill, guard: model.Guard,
+              bar: model.Bar, base: str, quote: str, rows: list[dict[str, Any]], fills: list[dict[str, object]],
+              assets: set[str], reports: list[tuple[int, OrderResult]]) -> None:  # fmt: skip
+        """A protective exit: the order that holds it fills, the rest of its group is cancelled."""
+        holder = _holder(orders, f.reason)
+        if holder.amount != f.amount:  # the group's orders disagree on the amount: this one's own
+            f = model.on_bar(bar, holder.amount, guard, None, self.costs, MINUTE).fills[-1]
+        have = bal.get(base, _ZERO)
+        if have < holder.amount:
+            why = f"insufficient {base}: need {holder.amount}, have {have}"
+            for o in orders:
+                self._cancel(o, bal, why, bar.time, rows, assets)
+                reports.append((o.trader_id, o.result()))
+            return
+        self._book(bal, base, quote, f, assets)
+        self._close(holder, "filled", f.reason, bar.time)
+        result = holder.result(f)
+        self._results.put(result)
+        rows.append(holder.row())
+        fills.append(_fill_row(holder.trader_id, holder.client_order_id, holder.symbol, f, "filled", f.reason,
+                               bar.time))  # fmt: skip
+        reports.append((holder.trader_id, result))
+        for o in orders:
+            if o is not holder:
+                self._cancel(o, bal, f"one-cancels-the-other: {holder.client_order_id} filled", bar.time, rows,
+                             assets)  # fmt: skip
+                reports.append((o.trader_id, o.result()))
+
+    def _match_limit(self, bal: dict[str, Decimal], o: _Order, bar: model.Bar, base: str, quote: str,
+                     rows: list[dict[str, Any]], fills: list[dict[str, object]], assets: set[str],
+                     reports: list[tuple[int, OrderResult]]) -> None:  # fmt: skip
+        """A resting limit entry on a candle: it fills (its exits then protect the position, in this
+        candle too), expires, or rests on."""
+        assert o.price is not None
+        exits = _exits(o.protect)
+        resting = model.Resting(
+            o.amount, o.price, o.expires_at if o.expires_at is not None else _NEVER, exits
+        )
+        r = model.on_bar(bar, _ZERO, None, resting, self.costs, MINUTE)
+        if not r.fills:
+            if r.expired:
+                self._cancel(o, bal, "expired", bar.time, rows, assets)
+                reports.append((o.trader_id, o.result()))
+            return
+        entry = r.fills[0]
+        bal[quote] = bal.get(quote, _ZERO) + o.locked  # the set-aside comes back; the fill is charged
+        o.locked = _ZERO
+        self._book(bal, base, quote, entry, assets)
+        self._close(o, "filled", None, bar.time)
+        result = o.result(entry)
+        self._results.put(result)
+        rows.append(o.row())
+        fills.append(_fill_row(o.trader_id, o.client_order_id, o.symbol, entry, "filled", None, bar.time))
+        reports.append((o.trader_id, result))
+        if not exits:
+            return
+        rev = int((o.protect or {}).get("rev") or 0)
+        if len(r.fills) > 1:  # out in its own candle: the orders the entry's guard made, one of them fills
+            guard = model.Guard.at_entry(entry.price, exits)
+            made = self._protect(
+                o.trader_id, o.symbol, o.client_order_id, rev, guard, o.amount, bar.time, rows
+            )
+            if made:
+                self._exit(bal, made, r.fills[-1], guard, bar, base, quote, rows, fills, assets, reports)
+        elif r.guard is not None:
+            self._protect(o.trader_id, o.symbol, o.client_order_id, rev, r.guard, o.amount, bar.time, rows)
+
+    def _book(self, bal: dict[str, Decimal], base: str, quote: str, f: model.Fill, assets: set[str]) -> None:
+        bal[quote] = bal.get(quote, _ZERO) + f.cash
+        bal[base] = bal.get(base, _ZERO) + (f.amount if f.side == "buy" else -f.amount)
+        assets.add(quote)
+        assets.add(base)
+
+    # -- the resting orders in memory -------------------------------------------------------------------
+    def _add(self, o: _Order) -> None:
+        self._open[o.client_order_id] = o
+        self._by_symbol.setdefault(o.symbol, {})[o.client_order_id] = o
+
+    def _close(self, o: _Order, status: str, reason: str | None, now_ms: int) -> None:
+        o.status, o.reason, o.time = status, reason, now_ms
+        self._open.pop(o.client_order_id, None)
+        book = self._by_symbol.get(o.symbol)
+        if book is not None:
+            book.pop(o.client_order_id, None)
+            if not book:
+                del self._by_symbol[o.symbol]
+
+    def _drop_orders(self, trader_ids: set[int]) -> None:
+        if not trader_ids:
+            return
+        for o in [o for o in self._open.values() if o.trader_id in trader_ids]:
+            self._close(o, o.status, o.reason, o.time)
+
+    async def _report(self, reports: list[tuple[int, OrderResult]]) -> None:
+        if self.listener is None:
+            return
+        for trader_id, result in reports:
+            try:
+                await self.listener(trader_id, result)
+            except Exception:  # stored already: core's reconciler asks for what it missed
+                log.exception("paper engine: reporting %s failed", result.client_order_id)
+
+    # -- storing ----------------------------------------------------------------------------------------
     async def _flusher(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -251,10 +657,20 @@ class PaperEngine:
         if not batch:
             return
         try:
-            touched = {(trader_id, asset) for _, changes, trader_id, _ in batch for asset in changes or {}}
+            fills = [e[0] for e in batch if e[0] is not None]
+            orders = {row["client_order_id"]: row for e in batch for row in e[4]}  # the newest of each
+            touched = {(e[2], asset) for e in batch for asset in e[1] or ()}
             async with write_gate(self.sf), self.sf() as s:
-                await s.execute(_FILLS.insert(), [row for row, *_ in batch])
-                # The in-memory balance is the newest: it already includes every fill of this batch.
+                if fills:
+                    await s.execute(_FILLS.insert(), fills)
+                if orders:
+                    upsert = self._insert(_ORDERS)
+                    upsert = upsert.on_conflict_do_update(
+                        index_elements=["client_order_id"],
+                        set_={f: upsert.excluded[f] for f in _ORDER_FIELDS if f != "client_order_id"},
+                    )
+                    await s.execute(upsert, list(orders.values()))
+                # The in-memory balance is the newest: it already includes every change of this batch.
                 if touched:
                     upsert = self._insert(_BALANCES)
                     upsert = upsert.on_conflict_do_update(
@@ -268,7 +684,7 @@ class PaperEngine:
             # A paper account deleted while its order was being filled: its fill cannot be stored (its
             # money went with it). Its entries are dropped and the others stored on the next pass; kept in
             # the queue, they failed every later flush, and every other account's fills with them.
-            gone = await self._vanished({t for _, _, t, _ in batch})
+            gone = await self._vanished({e[2] for e in batch})
             if not gone:
                 self._queue[:0] = batch
                 raise
@@ -277,8 +693,10 @@ class PaperEngine:
             self._queue[:0] = kept
             for trader_id in gone:
                 self._balances.pop(trader_id, None)
+            self._drop_orders(gone)
             waiting = {id(entry[3]) for entry in kept}
-            for *_, done in batch:
+            for entry in batch:
+                done = entry[3]
                 if id(done) not in waiting and not done.done():
                     done.set_result(None)
             self._wakeup.set()
@@ -286,9 +704,9 @@ class PaperEngine:
         except Exception:
             self._queue[:0] = batch
             raise
-        for *_, done in batch:
-            if not done.done():  # entries of one place_many share their future
-                done.set_result(None)
+        for entry in batch:
+            if not entry[3].done():  # entries of one place_many share their future
+                entry[3].set_result(None)
 
     async def _vanished(self, trader_ids: set[int]) -> set[int]:
         async with self.sf() as s:
@@ -311,7 +729,70 @@ def _result(row: Any) -> OrderResult:
         filled=row.amount if row.status == "filled" else _ZERO,
         price=row.price if row.status == "filled" else None,
         fee=row.fee,
-        fee_asset=split_symbol(row.symbol)[1],
+        fee_asset=_split(row.symbol)[1],
         reason=row.reason,
         time=row.time,
     )
+
+
+def _fill_row(trader_id: int, cid: str, symbol: str, f: model.Fill, status: str, reason: str | None,
+              now_ms: int) -> dict[str, object]:  # fmt: skip
+    return {
+        "trader_id": trader_id, "client_order_id": cid, "symbol": symbol, "side": f.side, "amount": f.amount,
+        "price": f.price, "fee": f.fee, "status": status, "reason": reason, "time": now_ms,
+    }  # fmt: skip
+
+
+def _invalid(spec: OrderSpec, amount: Decimal) -> str | None:
+    """Why an order cannot be placed, or None."""
+    kind, side = spec.type, spec.side
+    if amount <= 0:
+        return "amount must be positive"
+    if side not in ("buy", "sell"):
+        return f"unknown side {side!r}"
+    if kind == "market":
+        return None
+    if kind == "limit":
+        if side != "buy":
+            return "the sim takes limit buys only (entries)"
+        if spec.price is None or spec.price <= 0:
+            return "a limit order needs a positive price"
+        return None
+    if kind not in PROTECTIVE_TYPES:
+        return f"unknown order type {kind!r}"
+    if side != "sell":
+        return f"a {kind} order sells (it protects a long position)"
+    if kind == "stop" and (spec.stop_price is None or spec.stop_price <= 0):
+        return "a stop order needs a positive stop price"
+    if kind == "take_profit" and (spec.price is None or spec.price <= 0):
+        return "a take-profit order needs a positive price"
+    if kind == "trailing_stop" and (spec.trail is None or not 0 < spec.trail < 1):
+        return "a trailing stop needs a trail between 0 and 1"
+    return None
+
+
+def _holder(orders: list[_Order], reason: str | None) -> _Order:
+    """The order of a group that carries out an exit of this reason."""
+    for o in orders:
+        if reason == "stop_loss" and (
+            o.type == "stop" or (o.type == "take_profit" and o.stop_price is not None)
+        ):
+            return o
+        if reason in ("take_profit", "trailing_stop") and o.type == reason:
+            return o
+    return orders[0]
+
+
+def _s(x: Decimal | None) -> str | None:
+    return None if x is None else format(x, "f")
+
+
+def _exits(protect: dict[str, Any] | None) -> model.Exits:
+    if not protect:
+        return model.NO_EXITS
+
+    def d(key: str) -> Decimal | None:
+        v = protect.get(key)
+        return None if v is None else Decimal(str(v))
+
+    return model.Exits(d("stop_loss"), d("take_profit"), d("trailing_stop"))
