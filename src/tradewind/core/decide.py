@@ -24,7 +24,7 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.metrics import EVAL_BATCHES, EVAL_QUEUE_WAIT, EVAL_RETRIES, NATS_ROUND_TRIP
 from tradewind.storage.db import SessionFactory
-from tradewind.storage.models import Assignment, Market, Strategy, Trader, User
+from tradewind.storage.models import Assignment, Market, Order, Strategy, Trader, User
 
 log = logging.getLogger(__name__)
 WORKER_SEEN_S = 120.0  # an eval worker that has not answered for this long no longer counts for chunking
@@ -54,6 +54,11 @@ class AssignmentState:
     failures: int
     pending: set[str] = field(default_factory=set)  # client order ids in flight
     acted_through: int = 0  # the newest candle whose decision core acted on (older ones are not traded)
+    realized_pnl: Decimal = Decimal(0)  # closed trades: the capital is allocation + realized P&L
+    protection: dict[str, Any] | None = None  # the position's protection (core.positions), as stored
+    entry_open: str | None = None  # the client order id of a resting limit entry
+    entry_expires: int | None = None  # when it stops being good (epoch ms): core cancels it then
+    resting: dict[str, str] = field(default_factory=dict)  # open protective orders: client id -> type
 
 
 MarketTf = tuple[str, str, str]  # exchange, symbol, timeframe
@@ -88,10 +93,35 @@ class AssignmentIndex:
                 position_qty=old.position_qty if old else a.position_qty,
                 failures=a.consecutive_failures, pending=old.pending if old else set(),
                 acted_through=old.acted_through if old else 0,
+                realized_pnl=a.realized_pnl or Decimal(0), protection=a.protection,
+                entry_open=old.entry_open if old else None, resting=old.resting if old else {},
+                entry_expires=old.entry_expires if old else None,
             )  # fmt: skip
             by_market.setdefault((exchange, symbol, a.timeframe), []).append(st)
             by_id[a.id] = st
+        if by_id:  # resting orders of assignments new to the index (a restart): limit entries, protection
+            fresh = [aid for aid in by_id if aid not in self.by_id]
+            if fresh:
+                await self._load_resting(sf, fresh, by_id)
         self.by_market, self.by_id = by_market, by_id
+
+    @staticmethod
+    async def _load_resting(sf: SessionFactory, ids: list[int], by_id: dict[int, AssignmentState]) -> None:
+        async with sf() as s:
+            for i in range(0, len(ids), 500):
+                rows = await s.execute(
+                    select(Order.assignment_id, Order.client_order_id, Order.type, Order.expires_at).where(
+                        Order.assignment_id.in_(ids[i : i + 500]),
+                        Order.status.in_(("pending", "open")),
+                        Order.type != "market",
+                    )
+                )
+                for aid, cid, kind, expires in rows.all():
+                    st = by_id[aid]
+                    if kind == "limit":
+                        st.entry_open, st.entry_expires = cid, expires
+                    else:
+                        st.resting[cid] = kind
 
     def for_candle(self, exchange: str, symbol: str, tf: str) -> list[AssignmentState]:
         return self.by_market.get((exchange, symbol, tf), [])

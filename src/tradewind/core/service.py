@@ -59,7 +59,9 @@ class CoreService:
         # Whatever the index keeps of assignments and their accounts is reloaded on every change to either.
         for subject in (subjects.ASSIGNMENTS_CHANGED, subjects.TRADERS_CHANGED):
             self._subs.append(await self.nc.subscribe(subject, cb=self._on_assignments_changed))
-        self._subs.append(await self.nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=self.desk.on_order_update))
+        updates = await self.nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=self.desk.on_order_update)
+        self.desk.orders.updates = updates  # ``settle`` waits for what it holds
+        self._subs.append(updates)
         self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
         self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))
         await self._keep_ack_wait()
@@ -125,9 +127,16 @@ class CoreService:
                 await asyncio.sleep(1)
 
     async def _reconciler(self) -> None:
+        # First every open order, whatever its age: a venue reports fills once, and those reported while no
+        # core listened (this one starting, or taking over from a dead leader) are learnt only by asking.
+        # The order updates are subscribed to already, so a fill after this question is heard as it happens.
+        everything = True
         while True:
             try:
-                await self.desk.reconcile()
+                await self.desk.reconcile(
+                    min_age_s=0 if everything else None, limit=10_000 if everything else 500
+                )
+                everything = self.desk.orders.unanswered > 0  # an exchange not up yet: ask again in 5 s
             except Exception:
                 log.exception("core: reconcile failed")
             await asyncio.sleep(5)
@@ -238,6 +247,7 @@ class CoreService:
             states = await self._not_evaluated(states, candle.time)
         if not states:
             return
+        await self.desk.settle()  # fills a venue reported before this candle are booked before its decisions
         later: list[Handled] = []  # the candle's evaluation rows, stored together once its orders are out
         accounts = (
             self.desk.prefetch(candle, states) if any(st.trader_id is not None for st in states) else None

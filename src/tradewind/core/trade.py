@@ -1,48 +1,45 @@
 """core.trade: decisions -> orders, without ever placing one twice.
 
-Each decision is a target position. An order gets a client order id derived from (assignment, candle,
-target); its intent is written before the exchange is called (and before the evaluation that caused
-it, see ``handle``), and a unique constraint refuses a second intent. A call whose outcome is unknown
-(timeout) stays ``pending`` until the reconciler asks the exchange by client id: filled, open, or
-never placed. Nothing is retried blindly.
+Each decision goes through the trading model (``trading.model.intents``): an entry at the market or at a
+limit with the exits that will protect it, an exit, new exits for the open position. An order gets a
+client order id derived from (assignment, candle, target); its intent is written before the exchange is
+called (and before the evaluation that caused it, see ``handle``), and a unique constraint refuses a
+second intent. What happens to an order after that is core.orders' business; recording the candle's
+evaluations is core.record's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from sqlalchemy import bindparam, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, or_, select
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.config import Settings
+from tradewind.core import positions
 from tradewind.core.decide import AssignmentIndex, AssignmentState
-from tradewind.domain import client_order_id, split_symbol
-from tradewind.metrics import EVAL_DURATION, EVALUATIONS, ORDERS, TICK_TO_DECISION, TICK_TO_ORDER
-from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
-from tradewind.storage.models import Assignment, Evaluation, Order, Trader, User
+from tradewind.core.orders import Extra, OrderBook, losses_today
+from tradewind.core.record import Handled, Recorder
+from tradewind.domain import client_order_id, split_symbol, tf_ms
+from tradewind.metrics import ORDERS
+from tradewind.storage.db import SessionFactory
+from tradewind.storage.models import Assignment, Order, Trader, User
 from tradewind.storage.types import utcnow
-from tradewind.trading import risk
+from tradewind.trading import model, risk
 
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 NO_LIMITS = risk.Limits()
-EVALS_OK = EVALUATIONS.labels("ok")  # the labelled child, looked up once
-APPLY_ATTEMPTS = 40  # about two and a half minutes of retries, then the reconciler settles them
-ORDER_BATCH = 250  # orders per request to an exchange service
-TERMINAL = ("filled", "canceled", "rejected", "not_placed")
-_ASSIGNMENTS = Assignment.__table__  # Core tables: executemany updates without the ORM's bulk rules
+_ASSIGNMENTS = Assignment.__table__  # Core tables: the reads of ``_accounts`` as plain tuples
 _ORDERS = Order.__table__
-_EVALUATIONS = Evaluation.__table__
 _TRADERS = Trader.__table__
 _USERS = User.__table__
 
@@ -54,34 +51,71 @@ STALE_NOTE = "not traded: a newer candle's decision was acted on first"
 Accounts = tuple[dict[int, tuple[int, int, str] | str], dict[int, risk.AccountBook]]
 
 
-class Handled(NamedTuple):
-    """What ``handle`` leaves for ``record``: one chunk's outcomes and what they change."""
+EXIT = model.Intent("exit")
 
-    results: list[tuple[AssignmentState, m.EvalOutcome]]
-    tick_ms: float | None  # candle -> decision
-    paused: list[tuple[int, str]]  # (assignment, reason)
-    reset: list[int]  # assignments whose failure count is back to 0
-    notes: dict[int, str]  # assignment -> why its decision was not traded, or traded smaller than asked
+
+def _decision(out: m.EvalOutcome) -> model.Decision:
+    return model.Decision(
+        out.position or "neutral",
+        out.size,
+        model.Exits.of(out.stop_loss, out.take_profit, out.trailing_stop),
+        None if out.limit is None else model.dec(out.limit),
+        out.expire or 1,
+    )
 
 
 class TradeDesk:
+    """Turns a candle's evaluations into orders; ``orders`` places and follows them, ``recorder`` stores
+    the evaluations."""
+
     def __init__(self, settings: Settings, nc: Client, sf: SessionFactory, index: AssignmentIndex) -> None:
         self.settings = settings
         self.nc = nc
         self.sf = sf
         self.index = index
-        self.order_timeout_s = 10.0
-        self.reconcile_after_s = 15.0
-        self._insert = insert_for(dialect_of(sf))
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._apply_lock = asyncio.Lock()
+        self.orders = OrderBook(settings, nc, sf, index)
+        self.recorder = Recorder(nc, sf, index, self.orders)
+        self._cancels: list[
+            tuple[AssignmentState, int, str, str]
+        ] = []  # (state, account, exchange, client id)
 
+    # What the service and the tests call, where it lives.
     async def drain(self) -> None:
-        """Wait for the order calls in flight (tests, and a clean shutdown)."""
-        while self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        await self.orders.drain()
+
+    async def apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
+        await self.orders.apply(acks)
+
+    async def reconcile(self, min_age_s: float | None = None, limit: int = 500) -> int:
+        return await self.orders.reconcile(min_age_s, limit)
+
+    async def on_order_update(self, msg: Msg) -> None:
+        await self.orders.on_order_update(msg)
+
+    async def settle(self, timeout_s: float = 2.0) -> None:
+        await self.orders.settle(timeout_s)
+
+    async def record(self, candle: m.Candle, later: list[Handled]) -> None:
+        await self.recorder.record(candle, later)
+
+    @property
+    def order_timeout_s(self) -> float:
+        return self.orders.order_timeout_s
+
+    @order_timeout_s.setter
+    def order_timeout_s(self, value: float) -> None:
+        self.orders.order_timeout_s = value
+
+    @property
+    def reconcile_after_s(self) -> float:
+        return self.orders.reconcile_after_s
+
+    @reconcile_after_s.setter
+    def reconcile_after_s(self, value: float) -> None:
+        self.orders.reconcile_after_s = value
 
     # -- evaluations in, orders out ------------------------------------------------------------------
+
     async def handle(
         self,
         candle: m.Candle,
@@ -98,7 +132,7 @@ class TradeDesk:
         paused: list[tuple[int, str]] = []
         reset: list[int] = []
         notes: dict[int, str] = {}
-        wanted: list[tuple[AssignmentState, str, float]] = []
+        wanted: list[tuple[AssignmentState, model.Intent, str | None]] = []
         pause_after = self.settings.eval_pause_after_failures
         for st, out in results:
             if out.status != "ok":
@@ -124,10 +158,19 @@ class TradeDesk:
             st.acted_through = candle.time
             if st.trader_id is None or st.pending:
                 continue
-            if out.position == "long" and st.position_qty <= 0:
-                wanted.append((st, "buy", max(0.0, min(1.0, out.size))))
-            elif out.position == "short" and st.position_qty > 0:
-                wanted.append((st, "sell", 1.0))
+            if st.protection is not None and st.position_qty > 0:
+                hit = self._watch(st, candle)
+                if hit is not None:  # core holds this guard itself (the venue cannot): it exits now
+                    wanted.append((st, EXIT, hit))
+                    continue
+            if st.entry_open is not None and st.entry_expires is not None:
+                if candle.time + tf_ms(candle.tf) >= st.entry_expires and st.trader_id is not None:
+                    # its last candle closed: core takes it down (a venue that expires orders has already)
+                    self._cancels.append((st, st.trader_id, st.trader_exchange or st.exchange, st.entry_open))
+                    st.entry_expires = None
+            slot = model.Slot(st.position_qty, st.entry_open is not None, positions.exits_of(st.protection))
+            for intent in model.intents(slot, _decision(out)):
+                wanted.append((st, intent, None))
 
         orders = await self._plan(candle, wanted, notes, accounts)
         placed: list[dict[str, Any]] = []
@@ -136,7 +179,7 @@ class TradeDesk:
             # evaluation rows are written while its orders travel. A crash in between leaves intents without
             # their evaluations; the redelivered candle evaluates those assignments again, and a decision's
             # client order id (assignment, candle, target) refuses a second intent, so no second order.
-            new_ids = await self._store_intents(orders)
+            new_ids = await self.orders.store_intents(orders)
             placed = [o for o in orders if o["client_order_id"] in new_ids and o["status"] == "pending"]
             for o in orders:
                 if o["status"] == "rejected":
@@ -148,102 +191,59 @@ class TradeDesk:
                 st = self.index.by_id.get(o["assignment_id"])
                 if st is not None:
                     st.pending.add(o["client_order_id"])
-            self._start_orders(candle, placed)
+            self.orders.start_orders(candle, placed)
             await asyncio.sleep(0)  # let the order calls go out before this chunk's (or candle's) bookkeeping
+        if self._cancels:
+            cancels, self._cancels = self._cancels, []
+            unique = {
+                c: (st.owner_id, t, e, c, st.symbol) for st, t, e, c in cancels
+            }  # an expiry and a "short" at once
+            self.orders.spawn(self.orders.cancel_all(list(unique.values())))
         work = Handled(results, tick_ms, paused, reset, notes)
         if later is None:
-            await self.record(candle, [work])
+            await self.recorder.record(candle, [work])
         else:
             later.append(work)
 
-    async def record(self, candle: m.Candle, later: list[Handled]) -> None:
-        """Store evaluations (and failure counts, and pauses) handled with ``later``, in one transaction."""
-        now = utcnow()
-        evals: list[dict[str, Any]] = []
-        for h in later:
-            tick_ms = h.tick_ms
-            for st, out in h.results:
-                note = out.note
-                ours = h.notes.get(st.id)
-                if ours:  # the user sees why no order (or a smaller one) followed this decision
-                    note = f"{note} · {ours}" if note else ours
-                if tick_ms is not None:
-                    TICK_TO_DECISION.observe(tick_ms)
-                EVAL_DURATION.observe(out.duration_us / 1000)
-                (EVALS_OK if out.status == "ok" else EVALUATIONS.labels(out.status)).inc()
-                evals.append({
-                    "assignment_id": st.id, "candle_time": candle.time, "status": out.status, "position": out.position,
-                    "size": out.size, "note": note, "error": out.error, "logs": list(out.logs),
-                    "duration_ms": out.duration_us / 1000, "latency_ms": tick_ms, "created_at": now,
-                })  # fmt: skip
-        results = [r for h in later for r in h.results]
-        paused = [p for h in later for p in h.paused]
-        reset = [a for h in later for a in h.reset]
-        async with write_gate(self.sf), self.sf() as s:
-            if evals:
-                # Core, not ORM, inserts: the ORM's bulk path costs ~0.1 ms a row, a candle of 1,000 adds 0.1 s
-                ins = self._insert(_EVALUATIONS).on_conflict_do_nothing(
-                    index_elements=["assignment_id", "candle_time"]
-                )
-                await s.execute(ins, evals)
-            paused_ids = {aid for aid, _ in paused}
-            failing = [st.id for st, out in results if out.status != "ok" and st.id not in paused_ids]
-            if failing:
-                await s.execute(
-                    update(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == bindparam("aid")).values(
-                        consecutive_failures=_ASSIGNMENTS.c.consecutive_failures + 1),
-                    [{"aid": a} for a in failing],
-                )  # fmt: skip
-            if reset:
-                await s.execute(
-                    update(_ASSIGNMENTS)
-                    .where(_ASSIGNMENTS.c.id == bindparam("aid"))
-                    .values(consecutive_failures=0),
-                    [{"aid": a} for a in reset],
-                )
-            for aid, reason in paused:
-                await s.execute(
-                    update(Assignment).where(Assignment.id == aid).values(
-                        enabled=False, paused_reason=reason, consecutive_failures=Assignment.consecutive_failures + 1)
-                )  # fmt: skip
-            await s.commit()
-        for aid, _ in paused:
-            self.index.remove(aid)
-        await self._publish_evaluations(candle, results)
-
-    async def _store_intents(self, orders: list[dict[str, Any]]) -> set[str]:
-        """Insert order intents; return the client order ids that are new (the others exist already)."""
-        async with write_gate(self.sf), self.sf() as s:
-            try:  # the usual case, every intent new: a plain batch insert (RETURNING costs 3x as much)
-                await insert_rows(s, _ORDERS, orders)
-                await s.commit()
-                return {o["client_order_id"] for o in orders}
-            except IntegrityError:  # some exist (a redelivered candle): insert the others, learn which
-                await s.rollback()
-            ins = self._insert(_ORDERS).on_conflict_do_nothing(index_elements=["client_order_id"])
-            new_ids = set((await s.execute(ins.returning(_ORDERS.c.client_order_id), orders)).scalars())
-            await s.commit()
-            return new_ids
+    def _watch(self, st: AssignmentState, candle: m.Candle) -> str | None:
+        """A guard core holds itself (``watched``; or any guard's trailing high, which the web app draws):
+        whether this closed candle reached its stop or target — then the reason to exit at the market —
+        else raise its trailing high."""
+        p = st.protection
+        g = positions.guard_of(p)
+        if p is None or g is None:
+            return None
+        bar = model.Bar.of(candle.time, candle.open, candle.high, candle.low, candle.close)
+        if p.get("watched"):
+            hit = g.check(bar)
+            if hit is not None:
+                return hit[1]
+        if bar.high > g.high:  # kept whether or not it trails now: a trailing stop set later starts from it
+            st.protection = positions.with_guard(p, g.closed(bar))
+            if g:  # stored with the candle's evaluations when the position has exits (else kept in memory)
+                self.orders.dirty[st.id] = st.protection
+        return None
 
     async def _plan(
         self,
         candle: m.Candle,
-        wanted: list[tuple[AssignmentState, str, float]],
+        wanted: list[tuple[AssignmentState, model.Intent, str | None]],
         notes: dict[int, str],
         accounts: asyncio.Task[Accounts] | None = None,
     ) -> list[dict[str, Any]]:
-        """Turn wanted trades into order rows: ownership, sizing, the balance check and the account's risk
-        limits. What core keeps in memory only says which assignments might trade; whether they may, and
-        with which account and limits, is read from the database here, for every order (``_accounts``), so
-        a change the index has not caught up with yet can never move money. ``accounts``: that read, started
-        by ``prefetch`` when the candle arrived (shared by the candle's chunks). ``notes`` gets, per
-        assignment, why a decision was not traded or traded smaller than asked."""
+        """Turn the trading model's intents into order rows: ownership, sizing, the balance check and the
+        account's risk limits. What core keeps in memory only says which assignments might trade; whether
+        they may, and with which account and limits, is read from the database here, for every order
+        (``_accounts``), so a change the index has not caught up with yet can never move money.
+        ``accounts``: that read, started by ``prefetch`` when the candle arrived (shared by the candle's
+        chunks). ``notes`` gets, per assignment, why a decision was not traded or traded smaller than
+        asked. Cancels of resting entries go out with the orders (``self._cancels``)."""
         if not wanted:
             return []
         price = Decimal(repr(candle.close))
         buyers: dict[str, set[int]] = {}
-        for st, side, _ in wanted:
-            if side == "buy" and st.trader_id is not None and st.trader_exchange is not None:
+        for st, it, _ in wanted:
+            if it.kind == "enter" and st.trader_id is not None and st.trader_exchange is not None:
                 buyers.setdefault(st.trader_exchange, set()).add(st.trader_id)
         found, facts = await asyncio.gather(
             asyncio.gather(
@@ -258,28 +258,56 @@ class TradeDesk:
                     books[trader_id].free = amount
         rows = []
         now = utcnow()  # one timestamp for the batch (and processed once by insert_rows)
-        for st, side, size in wanted:
+        tf = tf_ms(candle.tf)
+        for st, it, why in wanted:
             fresh = allowed.get(st.id)
             if isinstance(fresh, str):
                 notes[st.id] = fresh
                 continue
             assert fresh is not None
             owner_id, trader_id, exchange = fresh
-            reason = None
-            if side == "buy":
-                sized = risk.size_buy(books[trader_id], candle.symbol, st.allocation, size, price)
-                amount, reason = sized.amount, sized.reason
+            base = {"owner_id": owner_id, "assignment_id": st.id, "trader_id": trader_id, "exchange": exchange,
+                    "symbol": st.symbol, "candle_time": candle.time, "filled": ZERO, "fee": ZERO,
+                    "created_at": now, "updated_at": now, "reason": None, "status": "pending",
+                    **dict.fromkeys(positions.ORDER_FIELDS), "type": "market"}  # fmt: skip
+            if it.kind == "cancel_entry":
+                if st.entry_open is not None:
+                    self._cancels.append((st, trader_id, exchange, st.entry_open))
+                continue
+            if it.kind == "enter":
+                reference = it.limit if it.limit is not None else price
+                capital = model.capital(st.allocation, st.realized_pnl)
+                sized = risk.size_buy(books[trader_id], candle.symbol, capital, it.size, reference)
                 if sized.note:
                     notes[st.id] = sized.note
-            else:
-                amount = st.position_qty
-            cid = client_order_id(st.id, candle.time, "long" if side == "buy" else "short")
-            rows.append({
-                "owner_id": owner_id, "assignment_id": st.id, "trader_id": trader_id, "client_order_id": cid,
-                "exchange": exchange, "symbol": st.symbol, "side": side, "amount": amount,
-                "status": "rejected" if reason else "pending", "reason": reason, "candle_time": candle.time,
-                "filled": ZERO, "fee": ZERO, "created_at": now, "updated_at": now,
-            })  # fmt: skip
+                cid = client_order_id(st.id, candle.time, "long")
+                row = {**base, "client_order_id": cid, "side": "buy", "amount": sized.amount,
+                       "status": "rejected" if sized.reason else "pending", "reason": sized.reason,
+                       "type": "limit" if it.limit is not None else "market", "limit_price": it.limit,
+                       "expires_at": model.expiry(candle.time, tf, it.expire) if it.limit is not None else None}  # fmt: skip
+                if it.exits and not sized.reason:
+                    st.protection = positions.protection(it.exits, None, cid)
+                    self.orders.extra[cid] = Extra(protect=it.exits, protection=st.protection)
+                rows.append(row)
+            elif it.kind == "exit":
+                cid = client_order_id(st.id, candle.time, "short")
+                rows.append({**base, "client_order_id": cid, "side": "sell", "amount": st.position_qty,
+                             "exit_reason": why or "signal"})  # fmt: skip
+                # the position's protective orders (and a resting entry) come down first, in the same call
+                cancels = [*st.resting, *([st.entry_open] if st.entry_open else [])]
+                if cancels:
+                    self.orders.extra[cid] = Extra(cancels=cancels)
+            elif it.kind == "protect" and st.protection is not None:
+                p = positions.moved(st.protection, it.exits)
+                new = positions.orders(p, st.position_qty)
+                for i, o in enumerate(new):
+                    ref = o.pop("reference")
+                    rows.append({**base, **o, "candle_time": None})  # drawn on the candle it fills in
+                    self.orders.extra[o["client_order_id"]] = Extra(
+                        cancels=list(st.resting) if i == 0 else [], reference=ref,
+                        protection=p if i == 0 else None)  # fmt: skip
+                if not new:  # nothing to hold on the venue (cannot happen with exits set): keep it in core
+                    st.protection = p
         return rows
 
     def prefetch(self, candle: m.Candle, states: list[AssignmentState]) -> asyncio.Task[Accounts]:
@@ -356,7 +384,7 @@ class TradeDesk:
                     book[candle.symbol] = book.get(candle.symbol, ZERO) + Decimal(qty or 0)
             limited = [tid for tid, b in books.items() if b.limits.daily_loss_limit is not None]
             if limited:
-                for tid, loss in (await _losses_today(s, limited)).items():
+                for tid, loss in (await losses_today(s, limited)).items():
                     books[tid].loss_today = loss
         return allowed, books
 
@@ -374,282 +402,3 @@ class TradeDesk:
         return {
             t: Decimal(reply.balances[t].get(asset, "0")) if t in reply.balances else None for t in trader_ids
         }
-
-    def _start_orders(self, candle: m.Candle, orders: list[dict[str, Any]]) -> None:
-        """One request per exchange and chunk of orders (the exchange service places them concurrently),
-        each in a task of its own that starts sending at the caller's next ``await``; their results are
-        recorded together."""
-        by_exchange: dict[str, list[dict[str, Any]]] = {}
-        for o in orders:
-            by_exchange.setdefault(o["exchange"], []).append(o)
-        calls = [
-            asyncio.create_task(self._place_batch(candle, exchange, group[i : i + ORDER_BATCH]))
-            for exchange, group in by_exchange.items()
-            for i in range(0, len(group), ORDER_BATCH)
-        ]
-        task = asyncio.create_task(self._record_orders(calls))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
-    async def _record_orders(
-        self, calls: list[asyncio.Task[list[tuple[str, m.OrderAck, float | None]]]]
-    ) -> None:
-        done = await asyncio.gather(*calls)
-        acks = [ack for acks in done for ack in acks]
-        for attempt in range(APPLY_ATTEMPTS):
-            try:
-                await self.apply(acks)
-                return
-            except Exception as exc:  # the database is away: keep what the exchange said and try again
-                log.warning(
-                    "recording %d order results failed (%s); retry %d",
-                    len(acks),
-                    type(exc).__name__,
-                    attempt + 1,
-                )
-                await asyncio.sleep(min(0.5 * (attempt + 1), 5.0))
-        log.error("%d order results not recorded; the reconciler will ask the exchange again", len(acks))
-
-    async def _place_batch(
-        self, candle: m.Candle, exchange: str, orders: list[dict[str, Any]]
-    ) -> list[tuple[str, m.OrderAck, float | None]]:
-        req = m.PlaceOrders(orders=[
-            m.PlaceOrder(
-                trader_id=o["trader_id"], owner_id=o["owner_id"], client_order_id=o["client_order_id"],
-                symbol=o["symbol"], side=o["side"],
-                amount=format(o["amount"], "f"), trace_id=candle.trace_id,
-            ) for o in orders
-        ])  # fmt: skip
-        latency = (time.time_ns() - candle.recv_ns) / 1e6 if candle.recv_ns else None
-        if latency is not None:
-            for _ in orders:
-                TICK_TO_ORDER.observe(latency)
-        acks: dict[str, m.OrderAck] = {}
-        problem = None
-        try:
-            msg = await self.nc.request(
-                subjects.exchange_orders(exchange), m.encode(req), timeout=self.order_timeout_s
-            )
-            acks = {a.client_order_id: a for a in m.decode(msg.data, m.OrderAcks).acks}
-        except Exception as exc:  # timeout, no responder, a garbled answer: the outcome is unknown
-            problem = f"order call: {type(exc).__name__}"
-        unknown = problem or "order call: the exchange did not answer for this order"
-        return [
-            (o["client_order_id"], acks.get(o["client_order_id"]) or m.OrderAck(
-                client_order_id=o["client_order_id"], status="error", reason=unknown, retryable=True), latency)
-            for o in orders
-        ]  # fmt: skip
-
-    # -- order state ----------------------------------------------------------------------------------
-    async def apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
-        """Record what the exchange said about orders; fills move the assignment's position, once.
-
-        One read of the orders concerned, one batch of updates: a candle of 1,000 fills is a handful of
-        statements, not thousands.
-        """
-        if not acks:
-            return
-        async with self._apply_lock:  # one at a time: a fill reported twice at once is booked once
-            await self._apply(acks)
-
-    async def _apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
-        events = []
-        losers: set[int] = set()
-        async with write_gate(self.sf), self.sf() as s:
-            cids = [cid for cid, _, _ in acks]
-            rows = {
-                r.client_order_id: r
-                for r in (await s.execute(
-                    select(Order.id, Order.client_order_id, Order.assignment_id, Order.side, Order.owner_id, Order.symbol,
-                           Order.amount, Order.trader_id)
-                    .where(Order.client_order_id.in_(cids), Order.status.in_(("pending", "open")))
-                )).all()
-            }  # fmt: skip
-            fills = {rows[cid].assignment_id for cid, ack, _ in acks
-                     if cid in rows and ack.status == "filled" and rows[cid].assignment_id is not None}  # fmt: skip
-            a = _ASSIGNMENTS.c
-            books: dict[int, dict[str, Any]] = {}  # the positions the fills move, read in one query
-            if fills:
-                books = {
-                    r.id: {"aid": r.id, "position_qty": r.position_qty, "entry_cost": r.entry_cost,
-                           "realized_pnl": r.realized_pnl, "last_position": r.last_position}
-                    for r in (await s.execute(
-                        select(a.id, a.position_qty, a.entry_cost, a.realized_pnl, a.last_position).where(a.id.in_(fills))
-                    )).all()
-                }  # fmt: skip
-            updates: list[dict[str, Any]] = []
-            now = utcnow()
-            for cid, ack, latency in acks:
-                row = rows.get(cid)
-                if row is None:
-                    continue  # already final: a second report of the same fill changes nothing
-                values: dict[str, Any] = {"oid": row.id, "updated_at": now, "latency_ms": latency, "status": "pending",
-                                          "reason": ack.reason, "filled": ZERO, "fee": ZERO, "price": None, "pnl": None,
-                                          "exchange_order_id": ack.exchange_order_id}  # fmt: skip
-                if ack.status == "not_found":
-                    values.update(status="not_placed", reason="the exchange never received this order")
-                elif ack.status != "error":  # "error": the outcome is unknown, it stays pending
-                    values.update(status=ack.status, filled=Decimal(ack.filled), fee=Decimal(ack.fee),
-                                  price=Decimal(ack.price) if ack.price is not None else None)  # fmt: skip
-                ORDERS.labels(values["status"]).inc()
-                if values["status"] == "filled" and row.assignment_id is not None and values["filled"] > 0:
-                    pnl = self._book_fill(
-                        books.get(row.assignment_id),
-                        row.side,
-                        values["filled"],
-                        values["price"] or ZERO,
-                        values["fee"],
-                    )
-                    values["pnl"] = pnl
-                    if pnl is not None and pnl < 0:
-                        losers.add(row.trader_id)
-                updates.append(values)
-                st = self.index.by_id.get(row.assignment_id) if row.assignment_id is not None else None
-                if st is not None and values["status"] in TERMINAL:
-                    st.pending.discard(cid)
-                events.append((row.owner_id, {
-                    "id": row.id, "assignment_id": row.assignment_id, "client_order_id": cid, "symbol": row.symbol,
-                    "side": row.side, "amount": format(row.amount, "f"), "status": values["status"],
-                    "filled": format(values["filled"], "f"), "price": ack.price, "fee": ack.fee, "reason": values["reason"],
-                }))  # fmt: skip
-            if updates:
-                o = _ORDERS.c
-                # Only still-open orders change: a concurrent report of the same fill is a no-op.
-                stmt = update(_ORDERS).where(o.id == bindparam("oid"), or_(o.status == "pending", o.status == "open")).values(
-                    status=bindparam("status"), filled=bindparam("filled"), fee=bindparam("fee"), price=bindparam("price"),
-                    reason=bindparam("reason"), pnl=bindparam("pnl"), latency_ms=func.coalesce(bindparam("latency_ms"), o.latency_ms),
-                    exchange_order_id=func.coalesce(bindparam("exchange_order_id"), o.exchange_order_id),
-                    updated_at=bindparam("updated_at"),
-                )  # fmt: skip
-                await s.execute(stmt, updates)
-            if books:
-                now = utcnow()
-                await s.execute(
-                    update(_ASSIGNMENTS).where(a.id == bindparam("aid")).values(
-                        position_qty=bindparam("position_qty"), entry_cost=bindparam("entry_cost"),
-                        realized_pnl=bindparam("realized_pnl"), last_position=bindparam("last_position"), updated_at=now),
-                    list(books.values()),
-                )  # fmt: skip
-            await s.commit()
-        if losers:
-            await self._check_daily_loss(losers)
-        for owner_id, data in events:
-            kind = "fill" if data["status"] == "filled" else "order"
-            await self.nc.publish(subjects.user_events(owner_id), m.encode(m.UserEvent(kind=kind, data=data)))
-
-    def _book_fill(
-        self, book: dict[str, Any] | None, side: str, filled: Decimal, price: Decimal, fee: Decimal
-    ) -> Decimal | None:
-        """Move an assignment's position, entry cost and realized P&L (``book``, written back in one batch);
-        return the P&L a sell realized."""
-        if book is None:
-            return None
-        pnl = None
-        qty = book["position_qty"] or ZERO
-        if side == "buy":
-            book["position_qty"] = qty + filled
-            book["entry_cost"] = (book["entry_cost"] or ZERO) + filled * price + fee
-            book["last_position"] = "long"
-        else:
-            fraction = min(Decimal(1), filled / qty) if qty > 0 else Decimal(1)
-            cost = (book["entry_cost"] or ZERO) * fraction
-            pnl = filled * price - fee - cost
-            book["realized_pnl"] = (book["realized_pnl"] or ZERO) + pnl
-            book["entry_cost"] = (book["entry_cost"] or ZERO) - cost
-            book["position_qty"] = max(ZERO, qty - filled)
-            book["last_position"] = "short"
-        st = self.index.by_id.get(book["aid"])
-        if st is not None:
-            st.position_qty = book["position_qty"]
-        return pnl
-
-    async def _check_daily_loss(self, trader_ids: set[int]) -> None:
-        """Pause every assignment of an account whose realized loss today reached its daily limit."""
-        async with self.sf() as s:
-            limits = dict((await s.execute(
-                select(Trader.id, Trader.daily_loss_limit).where(Trader.id.in_(trader_ids), Trader.daily_loss_limit.is_not(None))
-            )).all())  # fmt: skip
-            if not limits:
-                return
-            losses = await _losses_today(s, list(limits))
-            paused = []
-            for trader_id, limit in limits.items():
-                loss = losses.get(trader_id, ZERO)
-                if risk.loss_limit_reached(risk.Limits(daily_loss_limit=limit), loss):
-                    reason = f"daily loss limit reached: lost {loss:.2f} today (limit {limit})"
-                    await s.execute(
-                        update(Assignment).where(Assignment.trader_id == trader_id, Assignment.enabled.is_(True))
-                        .values(enabled=False, paused_reason=reason)
-                    )  # fmt: skip
-                    paused.append(trader_id)
-            await s.commit()
-        if paused:
-            log.warning("daily loss limit reached on account(s) %s: their assignments are paused", paused)
-            for st in list(self.index.by_id.values()):
-                if st.trader_id in paused:
-                    self.index.remove(st.id)
-
-    async def on_order_update(self, msg: Msg) -> None:
-        upd = m.decode(msg.data, m.OrderUpdated)
-        ack = m.OrderAck(
-            client_order_id=upd.client_order_id, status=upd.status, filled=upd.filled, price=upd.price,
-            fee=upd.fee, reason=upd.reason,
-        )  # fmt: skip
-        await self.apply([(upd.client_order_id, ack, None)])
-
-    async def reconcile(self, min_age_s: float | None = None) -> int:
-        """Ask the exchange about every order whose outcome is unknown; returns how many were settled."""
-        age = self.reconcile_after_s if min_age_s is None else min_age_s
-        cutoff = utcnow() - dt.timedelta(seconds=age)
-        async with self.sf() as s:
-            rows = (
-                await s.execute(
-                    select(Order.client_order_id, Order.trader_id, Order.exchange, Order.symbol)
-                    .where(Order.status.in_(("pending", "open")), Order.updated_at < cutoff)
-                    .limit(500)
-                )
-            ).all()
-        settled = []
-        for cid, trader_id, exchange, symbol in rows:
-            req = m.OrderStatusRequest(trader_id=trader_id, client_order_id=cid, symbol=symbol)
-            try:
-                msg = await self.nc.request(
-                    subjects.exchange_order_status(exchange), m.encode(req), timeout=5
-                )
-            except Exception as exc:
-                log.warning("reconcile %s: %s", cid, exc)
-                continue
-            ack = m.decode(msg.data, m.OrderAck)
-            if ack.status != "error":
-                settled.append((cid, ack, None))
-        if settled:
-            await self.apply(settled)
-        return len(settled)
-
-    async def _publish_evaluations(
-        self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]
-    ) -> None:
-        for st, out in results:
-            data = {
-                "assignment_id": st.id, "exchange": candle.exchange, "symbol": candle.symbol, "tf": candle.tf,
-                "candle_time": candle.time, "status": out.status, "position": out.position, "note": out.note,
-                "error": out.error, "duration_ms": out.duration_us / 1000,
-            }  # fmt: skip
-            await self.nc.publish(
-                subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data))
-            )
-
-
-async def _losses_today(s: Any, trader_ids: list[int]) -> dict[int, Decimal]:
-    """Each account's realized loss since midnight UTC (positive: a loss), from its orders' P&L: what
-    ``daily_loss_limit`` is held against, both when sizing a buy and when pausing after a fill."""
-    o = _ORDERS.c
-    rows = await s.execute(
-        select(o.trader_id, o.pnl).where(
-            o.trader_id.in_(trader_ids), o.pnl.is_not(None), o.updated_at >= risk.start_of_day(utcnow())
-        )
-    )
-    losses: dict[int, Decimal] = {}
-    for trader_id, pnl in rows.all():
-        losses[trader_id] = losses.get(trader_id, ZERO) - Decimal(pnl)
-    return losses

@@ -1,0 +1,572 @@
+"""core.orders: the owner of open orders and positions.
+
+It places the order intents core.trade stored (one request per exchange and chunk), records what the
+exchange says (``apply``: fills move the assignment's position once, whatever reports them and however
+often), places and re-creates the protective orders that hold a position's exits (core.positions), and
+reconciles: an order whose outcome is unknown (a timeout, a crash) stays ``pending`` until the
+reconciler asks the exchange by client order id — filled, open, or never placed. Nothing is retried
+blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.config import Settings
+from tradewind.core import positions
+from tradewind.core.decide import AssignmentIndex
+from tradewind.metrics import ORDERS, TICK_TO_ORDER
+from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
+from tradewind.storage.models import Assignment, Order, Trader
+from tradewind.storage.types import utcnow
+from tradewind.trading import model, risk
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+APPLY_ATTEMPTS = 40  # about two and a half minutes of retries, then the reconciler settles them
+ORDER_BATCH = 250  # orders per request to an exchange service
+RESTING_CHECK_S = 300.0  # how often the reconciler asks about an order resting on purpose
+TERMINAL = ("filled", "canceled", "rejected", "not_placed")
+_ASSIGNMENTS = Assignment.__table__  # Core tables: executemany updates without the ORM's bulk rules
+_ORDERS = Order.__table__
+
+
+@dataclass
+class Extra:
+    """What an order intent carries to the venue besides its row: the exits attached to an entry, the
+    orders to cancel before it, a trailing stop's reference high, and the protection it puts in place."""
+
+    protect: model.Exits | None = None
+    cancels: list[str] = field(default_factory=list)
+    reference: Decimal | None = None
+    protection: dict[str, Any] | None = None
+
+
+class _Owner(NamedTuple):
+    """Who an order is for, as ``_protect`` reads it from an order row."""
+
+    owner_id: int
+    assignment_id: int
+    trader_id: int
+    exchange: str
+    symbol: str
+
+
+class OrderBook:
+    def __init__(self, settings: Settings, nc: Client, sf: SessionFactory, index: AssignmentIndex) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.sf = sf
+        self.index = index
+        self.order_timeout_s = 10.0
+        self.reconcile_after_s = 15.0
+        self._insert = insert_for(dialect_of(sf))
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._apply_lock = asyncio.Lock()
+        self.extra: dict[str, Extra] = {}  # client id -> what its order carries besides its row
+        self._applying = 0  # apply() calls running
+        self.unanswered = 0  # the last reconcile's questions that no exchange answered
+        self.updates: Any = None  # the subscription of order updates (see ``settle``)
+        # assignment -> its protection, changed in memory (a trailing high): stored with the evaluations
+        self.dirty: dict[int, dict[str, Any] | None] = {}
+
+    async def drain(self) -> None:
+        """Wait for the order calls in flight (tests, and a clean shutdown)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def store_intents(self, orders: list[dict[str, Any]]) -> set[str]:
+        """Insert order intents, and the protection they put in place; return the client order ids that
+        are new (the others exist already)."""
+        guards = [(o["assignment_id"], x.protection) for o in orders
+                  if (x := self.extra.get(o["client_order_id"])) is not None and x.protection is not None]  # fmt: skip
+        async with write_gate(self.sf), self.sf() as s:
+            try:  # the usual case, every intent new: a plain batch insert (RETURNING costs 3x as much)
+                await insert_rows(s, _ORDERS, orders)
+                new_ids = {o["client_order_id"] for o in orders}
+            except IntegrityError:  # some exist (a redelivered candle): insert the others, learn which
+                await s.rollback()
+                ins = self._insert(_ORDERS).on_conflict_do_nothing(index_elements=["client_order_id"])
+                new_ids = set((await s.execute(ins.returning(_ORDERS.c.client_order_id), orders)).scalars())
+            if guards:
+                for aid, _ in guards:  # what it writes is newer than a trailing high waiting to be stored
+                    self.dirty.pop(aid, None)
+                await store_protection(s, dict(guards))
+            await s.commit()
+        for aid, p in guards:
+            st = self.index.by_id.get(aid)
+            if st is not None:
+                st.protection = p
+        return new_ids
+
+    def start_orders(self, candle: m.Candle | None, orders: list[dict[str, Any]]) -> None:
+        """One request per exchange and chunk of orders (the exchange service places them concurrently),
+        each in a task of its own that starts sending at the caller's next ``await``; their results are
+        recorded together."""
+        by_exchange: dict[str, list[dict[str, Any]]] = {}
+        for o in orders:
+            by_exchange.setdefault(o["exchange"], []).append(o)
+        calls = [
+            asyncio.create_task(self._place_batch(candle, exchange, group[i : i + ORDER_BATCH]))
+            for exchange, group in by_exchange.items()
+            for i in range(0, len(group), ORDER_BATCH)
+        ]
+        task = asyncio.create_task(self._record_orders(calls))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _record_orders(
+        self, calls: list[asyncio.Task[list[tuple[str, m.OrderAck, float | None]]]]
+    ) -> None:
+        done = await asyncio.gather(*calls)
+        acks = [ack for acks in done for ack in acks]
+        for attempt in range(APPLY_ATTEMPTS):
+            try:
+                await self.apply(acks)
+                return
+            except Exception as exc:  # the database is away: keep what the exchange said and try again
+                log.warning(
+                    "recording %d order results failed (%s); retry %d",
+                    len(acks),
+                    type(exc).__name__,
+                    attempt + 1,
+                )
+                await asyncio.sleep(min(0.5 * (attempt + 1), 5.0))
+        log.error("%d order results not recorded; the reconciler will ask the exchange again", len(acks))
+
+    def _request(self, o: dict[str, Any], trace_id: str) -> m.PlaceOrder:
+        x = self.extra.pop(o["client_order_id"], None) or Extra()
+
+        def s(v: Decimal | None) -> str | None:
+            return None if v is None else format(v, "f")
+
+        kind = o.get("type") or "market"
+        protect = x.protect
+        return m.PlaceOrder(
+            trader_id=o["trader_id"], owner_id=o["owner_id"], client_order_id=o["client_order_id"],
+            symbol=o["symbol"], side=o["side"], amount=format(o["amount"], "f"), type=kind,
+            price=s(o.get("limit_price") if kind != "trailing_stop" else x.reference), stop_price=s(o.get("stop_price")),
+            trail=s(o.get("trail")), expires_at=o.get("expires_at"), group=o.get("oco_group"), cancels=x.cancels,
+            protect=m.Protect(stop_loss=s(protect.stop_loss), take_profit=s(protect.take_profit),
+                              trailing_stop=s(protect.trailing_stop)) if protect else None,
+            trace_id=trace_id,
+        )  # fmt: skip
+
+    async def _place_batch(
+        self, candle: m.Candle | None, exchange: str, orders: list[dict[str, Any]]
+    ) -> list[tuple[str, m.OrderAck, float | None]]:
+        req = m.PlaceOrders(orders=[self._request(o, candle.trace_id if candle else "") for o in orders])
+        latency = (time.time_ns() - candle.recv_ns) / 1e6 if candle and candle.recv_ns else None
+        if latency is not None:
+            for _ in orders:
+                TICK_TO_ORDER.observe(latency)
+        acks: dict[str, m.OrderAck] = {}
+        problem = None
+        try:
+            msg = await self.nc.request(
+                subjects.exchange_orders(exchange), m.encode(req), timeout=self.order_timeout_s
+            )
+            acks = {a.client_order_id: a for a in m.decode(msg.data, m.OrderAcks).acks}
+        except Exception as exc:  # timeout, no responder, a garbled answer: the outcome is unknown
+            problem = f"order call: {type(exc).__name__}"
+        unknown = problem or "order call: the exchange did not answer for this order"
+        return [
+            (o["client_order_id"], acks.get(o["client_order_id"]) or m.OrderAck(
+                client_order_id=o["client_order_id"], status="error", reason=unknown, retryable=True), latency)
+            for o in orders
+        ]  # fmt: skip
+
+    async def cancel_all(self, cancels: list[tuple[int, int, str, str, str]]) -> None:
+        """Cancel orders (owner, trader, exchange, client id, symbol) and record what the venue answered."""
+
+        async def one(
+            owner_id: int, trader_id: int, exchange: str, cid: str, symbol: str
+        ) -> tuple[str, m.OrderAck, None] | None:
+            req = m.CancelOrder(owner_id=owner_id, trader_id=trader_id, client_order_id=cid, symbol=symbol)
+            try:
+                msg = await self.nc.request(
+                    subjects.exchange_cancel(exchange), m.encode(req), timeout=self.order_timeout_s
+                )
+            except Exception as exc:  # the reconciler asks again later
+                log.warning("cancel %s: %s", cid, type(exc).__name__)
+                return None
+            ack = m.decode(msg.data, m.OrderAck)
+            return None if ack.status == "error" else (cid, ack, None)
+
+        acks = [a for a in await asyncio.gather(*(one(*c) for c in cancels)) if a is not None]
+        if acks:
+            await self.apply(acks)
+
+    async def settle(self, timeout_s: float = 2.0) -> None:
+        """Wait until the order updates that reached core are recorded (a venue reports a resting order's
+        fill before the candle that filled it: the decision on that candle must see the position it left)."""
+        deadline = time.monotonic() + timeout_s
+        while (self._applying or (self.updates is not None and self.updates.pending_msgs)) and (
+            time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.002)
+
+    # -- order state ----------------------------------------------------------------------------------
+
+    async def apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
+        """Record what the exchange said about orders; fills move the assignment's position, once.
+
+        One read of the orders concerned, one batch of updates: a candle of 1,000 fills is a handful of
+        statements, not thousands.
+        """
+        if not acks:
+            return
+        self._applying += 1
+        try:
+            async with self._apply_lock:  # one at a time: a fill reported twice at once is booked once
+                await self._apply(acks)
+        finally:
+            self._applying -= 1
+
+    async def _apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
+        events = []
+        losers: set[int] = set()
+        protect_next: list[
+            tuple[Any, dict[str, Any], Decimal]
+        ] = []  # (order row, protection, amount) to place
+        cancels: list[tuple[int, int, str, str, str]] = []
+        async with write_gate(self.sf), self.sf() as s:
+            cids = [cid for cid, _, _ in acks]
+            rows = {
+                r.client_order_id: r
+                for r in (await s.execute(
+                    select(Order.id, Order.client_order_id, Order.assignment_id, Order.side, Order.owner_id, Order.symbol,
+                           Order.amount, Order.trader_id, Order.exchange, Order.type, Order.limit_price,
+                           Order.exit_reason, Order.oco_group, Order.expires_at)
+                    .where(Order.client_order_id.in_(cids), Order.status.in_(("pending", "open")))
+                )).all()
+            }  # fmt: skip
+            touched = {rows[cid].assignment_id for cid, ack, _ in acks
+                       if cid in rows and rows[cid].assignment_id is not None
+                       and (ack.status == "filled" or rows[cid].type != "market")}  # fmt: skip
+            a = _ASSIGNMENTS.c
+            books: dict[int, dict[str, Any]] = {}  # the positions the fills move, read in one query
+            if touched:
+                books = {
+                    r.id: {"aid": r.id, "position_qty": r.position_qty, "entry_cost": r.entry_cost,
+                           "realized_pnl": r.realized_pnl, "last_position": r.last_position, "protection": r.protection}
+                    for r in (await s.execute(
+                        select(a.id, a.position_qty, a.entry_cost, a.realized_pnl, a.last_position, a.protection)
+                        .where(a.id.in_(touched))
+                    )).all()
+                }  # fmt: skip
+            for aid, book in books.items():  # a trailing high raised in memory, not stored yet, is the newer
+                newer = self.dirty.get(aid)
+                old = book["protection"]
+                if (
+                    newer
+                    and old
+                    and (newer.get("group"), newer.get("rev")) == (old.get("group"), old.get("rev"))
+                ):
+                    book["protection"] = self.dirty.pop(aid)
+            updates: list[dict[str, Any]] = []
+            now = utcnow()
+            for cid, ack, latency in acks:
+                row = rows.get(cid)
+                if row is None:
+                    continue  # already final: a second report of the same fill changes nothing
+                values: dict[str, Any] = {"oid": row.id, "updated_at": now, "latency_ms": latency, "status": "pending",
+                                          "reason": ack.reason, "filled": ZERO, "fee": ZERO, "price": None, "pnl": None,
+                                          "exchange_order_id": ack.exchange_order_id, "exit_reason": None,
+                                          # a resting order's fill is drawn on the candle it happened in
+                                          "candle_time": ack.time // 60_000 * 60_000 if ack.time else None}  # fmt: skip
+                if ack.status == "not_found":
+                    values.update(status="not_placed", reason="the exchange never received this order")
+                elif ack.status != "error":  # "error": the outcome is unknown, it stays pending
+                    values.update(status=ack.status, filled=Decimal(ack.filled), fee=Decimal(ack.fee),
+                                  price=Decimal(ack.price) if ack.price is not None else None)  # fmt: skip
+                status = values["status"]
+                ORDERS.labels(status).inc()
+                book = books.get(row.assignment_id) if row.assignment_id is not None else None
+                filled = status == "filled" and values["filled"] > 0
+                if filled and row.side == "sell":
+                    values["exit_reason"] = row.exit_reason or positions.exit_reason(
+                        row.type, ack.reason, values["price"], row.limit_price
+                    )
+                    values["reason"] = None if ack.reason == values["exit_reason"] else values["reason"]
+                if filled and book is not None:
+                    pnl = self._book_fill(
+                        book, row.side, values["filled"], values["price"] or ZERO, values["fee"]
+                    )
+                    values["pnl"] = pnl
+                    if pnl is not None and pnl < 0:
+                        losers.add(row.trader_id)
+                    p = book["protection"]
+                    if row.side == "buy":  # an entry: its exits become a guard at the fill price
+                        # (kept without exits too: the entry price and high, for exits a later decision sets)
+                        exits = positions.exits_of(p) if p and p.get("group") == cid else model.NO_EXITS
+                        book["protection"] = positions.protection(exits, values["price"], cid)
+                        if exits:
+                            protect_next.append((row, book["protection"], values["filled"]))
+                    elif book["position_qty"] <= 0:  # out: the rest of its protection comes down
+                        book["protection"] = None
+                        st0 = self.index.by_id.get(row.assignment_id)
+                        for other in list(st0.resting) if st0 is not None else []:
+                            if other != cid:
+                                cancels.append((row.owner_id, row.trader_id, row.exchange, other, row.symbol))
+                elif book is not None and status in TERMINAL and row.type == "limit":
+                    p = book["protection"]
+                    if p and p.get("group") == cid:  # an entry that never filled takes its exits with it
+                        book["protection"] = None
+                elif book is not None and status == "rejected" and row.type in positions.PROTECTIVE:
+                    p = book["protection"]
+                    if (
+                        p and p.get("group") == row.oco_group
+                    ):  # the venue cannot hold it: core watches the guard
+                        book["protection"] = {**p, "watched": True}
+                        log.info("%s: %s; core watches this guard", cid, ack.reason)
+                updates.append(values)
+                st = self.index.by_id.get(row.assignment_id) if row.assignment_id is not None else None
+                if st is not None:
+                    if status in TERMINAL or (row.type != "market" and status == "open"):
+                        st.pending.discard(cid)  # the call is settled (a resting order is placed)
+                    if row.type == "limit":
+                        if status == "open":
+                            st.entry_open, st.entry_expires = cid, row.expires_at
+                        elif st.entry_open == cid and status in TERMINAL:
+                            st.entry_open = st.entry_expires = None
+                    elif row.type != "market":
+                        if status == "open":
+                            st.resting[cid] = row.type
+                        elif status in TERMINAL:
+                            st.resting.pop(cid, None)
+                events.append((row.owner_id, {
+                    "id": row.id, "assignment_id": row.assignment_id, "client_order_id": cid, "symbol": row.symbol,
+                    "side": row.side, "amount": format(row.amount, "f"), "status": status, "order_type": row.type,
+                    "filled": format(values["filled"], "f"), "price": ack.price, "fee": ack.fee, "reason": values["reason"],
+                    "exit_reason": values["exit_reason"],
+                }))  # fmt: skip
+            if updates:
+                o = _ORDERS.c
+                # Only still-open orders change: a concurrent report of the same fill is a no-op.
+                stmt = update(_ORDERS).where(o.id == bindparam("oid"), or_(o.status == "pending", o.status == "open")).values(
+                    status=bindparam("status"), filled=bindparam("filled"), fee=bindparam("fee"), price=bindparam("price"),
+                    reason=bindparam("reason"), pnl=bindparam("pnl"), latency_ms=func.coalesce(bindparam("latency_ms"), o.latency_ms),
+                    exchange_order_id=func.coalesce(bindparam("exchange_order_id"), o.exchange_order_id),
+                    exit_reason=func.coalesce(bindparam("exit_reason"), o.exit_reason), updated_at=bindparam("updated_at"),
+                    candle_time=func.coalesce(o.candle_time, bindparam("candle_time")),
+                )  # fmt: skip
+                await s.execute(stmt, updates)
+            if books:
+                now = utcnow()
+                await s.execute(
+                    update(_ASSIGNMENTS).where(a.id == bindparam("aid")).values(
+                        position_qty=bindparam("position_qty"), entry_cost=bindparam("entry_cost"),
+                        realized_pnl=bindparam("realized_pnl"), last_position=bindparam("last_position"),
+                        protection=bindparam("protection"), updated_at=now),
+                    list(books.values()),
+                )  # fmt: skip
+            await s.commit()
+        for book in books.values():
+            st = self.index.by_id.get(book["aid"])
+            if st is not None:
+                st.protection = positions.keep_high(st.protection, book["protection"])
+        if losers:
+            await self._check_daily_loss(losers)
+        for owner_id, data in events:
+            kind = "fill" if data["status"] == "filled" else "order"
+            await self.nc.publish(subjects.user_events(owner_id), m.encode(m.UserEvent(kind=kind, data=data)))
+        if protect_next:
+            await self._protect(protect_next)
+        if cancels:
+            self.spawn(self.cancel_all(cancels))
+
+    async def _protect(self, todo: list[tuple[Any, dict[str, Any], Decimal]]) -> None:
+        """Place the protective orders of positions just entered (or whose orders are missing)."""
+        now = utcnow()
+        rows = []
+        for row, p, amount in todo:
+            for o in positions.orders(p, amount):
+                ref = o.pop("reference")
+                rows.append({"owner_id": row.owner_id, "assignment_id": row.assignment_id, "trader_id": row.trader_id,
+                             "exchange": row.exchange, "symbol": row.symbol, "candle_time": None, "filled": ZERO,
+                             "fee": ZERO, "created_at": now, "updated_at": now, "reason": None, "status": "pending", **o})  # fmt: skip
+                self.extra[o["client_order_id"]] = Extra(reference=ref)
+        if not rows:
+            return
+        new_ids = await self.store_intents(rows)
+        placed = [o for o in rows if o["client_order_id"] in new_ids]
+        for o in placed:
+            st = self.index.by_id.get(o["assignment_id"])
+            if st is not None:
+                st.pending.add(o["client_order_id"])
+        if placed:
+            self.start_orders(None, placed)
+
+    def _book_fill(
+        self, book: dict[str, Any] | None, side: str, filled: Decimal, price: Decimal, fee: Decimal
+    ) -> Decimal | None:
+        """Move an assignment's position, entry cost and realized P&L (``book``, written back in one batch);
+        return the P&L a sell realized."""
+        if book is None:
+            return None
+        pnl = None
+        qty = book["position_qty"] or ZERO
+        if side == "buy":
+            book["position_qty"] = qty + filled
+            book["entry_cost"] = (book["entry_cost"] or ZERO) + filled * price + fee
+            book["last_position"] = "long"
+        else:
+            fraction = min(Decimal(1), filled / qty) if qty > 0 else Decimal(1)
+            cost = (book["entry_cost"] or ZERO) * fraction
+            pnl = filled * price - fee - cost
+            book["realized_pnl"] = (book["realized_pnl"] or ZERO) + pnl
+            book["entry_cost"] = (book["entry_cost"] or ZERO) - cost
+            book["position_qty"] = max(ZERO, qty - filled)
+            book["last_position"] = "short"
+        st = self.index.by_id.get(book["aid"])
+        if st is not None:
+            st.position_qty = book["position_qty"]
+            st.realized_pnl = book["realized_pnl"] or ZERO
+        return pnl
+
+    async def _check_daily_loss(self, trader_ids: set[int]) -> None:
+        """Pause every assignment of an account whose realized loss today reached its daily limit."""
+        async with self.sf() as s:
+            limits = dict((await s.execute(
+                select(Trader.id, Trader.daily_loss_limit).where(Trader.id.in_(trader_ids), Trader.daily_loss_limit.is_not(None))
+            )).all())  # fmt: skip
+            if not limits:
+                return
+            losses = await losses_today(s, list(limits))
+            paused = []
+            for trader_id, limit in limits.items():
+                loss = losses.get(trader_id, ZERO)
+                if risk.loss_limit_reached(risk.Limits(daily_loss_limit=limit), loss):
+                    reason = f"daily loss limit reached: lost {loss:.2f} today (limit {limit})"
+                    await s.execute(
+                        update(Assignment).where(Assignment.trader_id == trader_id, Assignment.enabled.is_(True))
+                        .values(enabled=False, paused_reason=reason)
+                    )  # fmt: skip
+                    paused.append(trader_id)
+            await s.commit()
+        if paused:
+            log.warning("daily loss limit reached on account(s) %s: their assignments are paused", paused)
+            for st in list(self.index.by_id.values()):
+                if st.trader_id in paused:
+                    self.index.remove(st.id)
+
+    async def on_order_update(self, msg: Msg) -> None:
+        upd = m.decode(msg.data, m.OrderUpdated)
+        ack = m.OrderAck(
+            client_order_id=upd.client_order_id, status=upd.status, filled=upd.filled, price=upd.price,
+            fee=upd.fee, reason=upd.reason, time=upd.time,
+        )  # fmt: skip
+        await self.apply([(upd.client_order_id, ack, None)])
+
+    async def reconcile(self, min_age_s: float | None = None, limit: int = 500) -> int:
+        """Ask the exchange about every order whose outcome is unknown; returns how many were settled."""
+        age = self.reconcile_after_s if min_age_s is None else min_age_s
+        cutoff = utcnow() - dt.timedelta(seconds=age)
+        # An order resting on purpose (a limit entry, a protective exit) is open for hours or days: the venue
+        # reports its fill, and it is asked about only every few minutes (each answer moves its updated_at).
+        resting_cutoff = utcnow() - dt.timedelta(
+            seconds=max(age, RESTING_CHECK_S if min_age_s is None else age)
+        )
+        async with self.sf() as s:
+            rows = (
+                await s.execute(
+                    select(Order.client_order_id, Order.trader_id, Order.exchange, Order.symbol)
+                    .where(
+                        or_(
+                            and_(Order.status == "pending", Order.updated_at < cutoff),
+                            and_(Order.status == "open", Order.type == "market", Order.updated_at < cutoff),
+                            and_(
+                                Order.status == "open",
+                                Order.type != "market",
+                                Order.updated_at < resting_cutoff,
+                            ),
+                        )
+                    )
+                    .limit(limit)
+                )
+            ).all()
+        settled = []
+        self.unanswered = 0  # questions no exchange answered this round
+        for cid, trader_id, exchange, symbol in rows:
+            req = m.OrderStatusRequest(trader_id=trader_id, client_order_id=cid, symbol=symbol)
+            try:
+                msg = await self.nc.request(
+                    subjects.exchange_order_status(exchange), m.encode(req), timeout=5
+                )
+            except Exception as exc:
+                log.warning("reconcile %s: %s", cid, exc)
+                self.unanswered += 1
+                continue
+            ack = m.decode(msg.data, m.OrderAck)
+            if ack.status != "error":
+                settled.append((cid, ack, None))
+        if settled:
+            await self.apply(settled)
+        await self.reprotect()
+        return len(settled)
+
+    async def reprotect(self) -> int:
+        """Re-create the protective orders of open positions that have none on the venue (cancelled by the
+        kill switch and resumed, refused while the venue was away, lost in a crash between the entry's fill
+        and their placement): a new revision of the same guard. Returns how many positions."""
+        todo = []
+        async with self._apply_lock:
+            for st in list(self.index.by_id.values()):
+                p = st.protection
+                if (st.position_qty <= 0 or not p or p.get("entry") is None or p.get("watched") or st.resting
+                        or st.pending or st.trader_id is None or not positions.exits_of(p)):  # fmt: skip
+                    continue
+                p = positions.moved(p, positions.exits_of(p))
+                row = _Owner(st.owner_id, st.id, st.trader_id, st.trader_exchange or st.exchange, st.symbol)
+                todo.append((row, p, st.position_qty))
+                st.protection = p
+                self.dirty[st.id] = p
+        if todo:
+            log.info("re-creating the protective orders of %d position(s)", len(todo))
+            async with write_gate(self.sf), self.sf() as s:
+                await store_protection(s, {r.assignment_id: p for r, p, _ in todo})
+                await s.commit()
+            await self._protect(todo)
+        return len(todo)
+
+
+async def store_protection(s: Any, changes: dict[int, dict[str, Any] | None]) -> None:
+    await s.execute(
+        update(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == bindparam("aid")).values(protection=bindparam("p")),
+        [{"aid": aid, "p": p} for aid, p in changes.items()],
+    )
+
+
+async def losses_today(s: Any, trader_ids: list[int]) -> dict[int, Decimal]:
+    """Each account's realized loss since midnight UTC (positive: a loss), from its orders' P&L: what
+    ``daily_loss_limit`` is held against, both when sizing a buy and when pausing after a fill."""
+    o = _ORDERS.c
+    rows = await s.execute(
+        select(o.trader_id, o.pnl).where(
+            o.trader_id.in_(trader_ids), o.pnl.is_not(None), o.updated_at >= risk.start_of_day(utcnow())
+        )
+    )
+    losses: dict[int, Decimal] = {}
+    for trader_id, pnl in rows.all():
+        losses[trader_id] = losses.get(trader_id, ZERO) - Decimal(pnl)
+    return losses

@@ -1,0 +1,112 @@
+"""core.record: the recording of a candle's evaluations, failure counts and pauses, in one transaction,
+once its orders are out; and the evaluations published to their owners' live streams."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from nats.aio.client import Client
+from sqlalchemy import bindparam, update
+
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.core.decide import AssignmentIndex, AssignmentState
+from tradewind.core.orders import OrderBook, store_protection
+from tradewind.metrics import EVAL_DURATION, EVALUATIONS, TICK_TO_DECISION
+from tradewind.storage.db import SessionFactory, dialect_of, insert_for, write_gate
+from tradewind.storage.models import Assignment, Evaluation
+from tradewind.storage.types import utcnow
+
+EVALS_OK = EVALUATIONS.labels("ok")  # the labelled child, looked up once
+_ASSIGNMENTS = Assignment.__table__
+_EVALUATIONS = Evaluation.__table__
+
+
+class Handled(NamedTuple):
+    """What ``handle`` leaves for ``record``: one chunk's outcomes and what they change."""
+
+    results: list[tuple[AssignmentState, m.EvalOutcome]]
+    tick_ms: float | None  # candle -> decision
+    paused: list[tuple[int, str]]  # (assignment, reason)
+    reset: list[int]  # assignments whose failure count is back to 0
+    notes: dict[int, str]  # assignment -> why its decision was not traded, or traded smaller than asked
+
+
+class Recorder:
+    def __init__(self, nc: Client, sf: SessionFactory, index: AssignmentIndex, orders: OrderBook) -> None:
+        self.nc = nc
+        self.sf = sf
+        self.index = index
+        self.orders = orders
+        self._insert = insert_for(dialect_of(sf))
+
+    async def record(self, candle: m.Candle, later: list[Handled]) -> None:
+        """Store evaluations (and failure counts, and pauses) handled with ``later``, in one transaction."""
+        now = utcnow()
+        evals: list[dict[str, Any]] = []
+        for h in later:
+            tick_ms = h.tick_ms
+            for st, out in h.results:
+                note = out.note
+                ours = h.notes.get(st.id)
+                if ours:  # the user sees why no order (or a smaller one) followed this decision
+                    note = f"{note} · {ours}" if note else ours
+                if tick_ms is not None:
+                    TICK_TO_DECISION.observe(tick_ms)
+                EVAL_DURATION.observe(out.duration_us / 1000)
+                (EVALS_OK if out.status == "ok" else EVALUATIONS.labels(out.status)).inc()
+                evals.append({
+                    "assignment_id": st.id, "candle_time": candle.time, "status": out.status, "position": out.position,
+                    "size": out.size, "note": note, "error": out.error, "logs": list(out.logs),
+                    "duration_ms": out.duration_us / 1000, "latency_ms": tick_ms, "created_at": now,
+                })  # fmt: skip
+        results = [r for h in later for r in h.results]
+        paused = [p for h in later for p in h.paused]
+        reset = [a for h in later for a in h.reset]
+        async with write_gate(self.sf), self.sf() as s:
+            if evals:
+                # Core, not ORM, inserts: the ORM's bulk path costs ~0.1 ms a row, a candle of 1,000 adds 0.1 s
+                ins = self._insert(_EVALUATIONS).on_conflict_do_nothing(
+                    index_elements=["assignment_id", "candle_time"]
+                )
+                await s.execute(ins, evals)
+            paused_ids = {aid for aid, _ in paused}
+            failing = [st.id for st, out in results if out.status != "ok" and st.id not in paused_ids]
+            if failing:
+                await s.execute(
+                    update(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == bindparam("aid")).values(
+                        consecutive_failures=_ASSIGNMENTS.c.consecutive_failures + 1),
+                    [{"aid": a} for a in failing],
+                )  # fmt: skip
+            if reset:
+                await s.execute(
+                    update(_ASSIGNMENTS)
+                    .where(_ASSIGNMENTS.c.id == bindparam("aid"))
+                    .values(consecutive_failures=0),
+                    [{"aid": a} for a in reset],
+                )
+            if self.orders.dirty:
+                dirty, self.orders.dirty = self.orders.dirty, {}
+                await store_protection(s, dirty)
+            for aid, reason in paused:
+                await s.execute(
+                    update(Assignment).where(Assignment.id == aid).values(
+                        enabled=False, paused_reason=reason, consecutive_failures=Assignment.consecutive_failures + 1)
+                )  # fmt: skip
+            await s.commit()
+        for aid, _ in paused:
+            self.index.remove(aid)
+        await self._publish_evaluations(candle, results)
+
+    async def _publish_evaluations(
+        self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]
+    ) -> None:
+        for st, out in results:
+            data = {
+                "assignment_id": st.id, "exchange": candle.exchange, "symbol": candle.symbol, "tf": candle.tf,
+                "candle_time": candle.time, "status": out.status, "position": out.position, "note": out.note,
+                "error": out.error, "duration_ms": out.duration_us / 1000,
+            }  # fmt: skip
+            await self.nc.publish(
+                subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data))
+            )
