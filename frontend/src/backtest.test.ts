@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isRunning, readBacktest, readCurve, toSeconds, tradeMarkers } from "./backtest";
+import { exitsByReason, isRunning, readBacktest, readCurve, toSeconds, tradeMarkers, type BtTrade } from "./backtest";
 
 describe("backtest times", () => {
   it("reads epoch ms, epoch s and ISO 8601 as seconds", () => {
@@ -86,5 +86,46 @@ describe("backtest answer", () => {
     const m = tradeMarkers(readBacktest({ result: report }).trades);
     expect(m.map((x) => [x.shape, x.text])).toEqual([["arrowUp", "buy"], ["arrowDown", "sell -531.12"], ["arrowUp", "buy"]]);
     expect(m[1].color).toBe("#c2553a");
+  });
+});
+
+describe("exits", () => {
+  const trade = (t: Partial<BtTrade>): BtTrade => ({ entry_time: 60, entry_price: 100, exit_time: 120, exit_price: 101, qty: 1, pnl: 1, entry_type: "market", exit_reason: "signal", ...t });
+
+  it("reads each trade's entry type and exit reason, null for runs that did not record them", () => {
+    const b = readBacktest({ trades: [
+      { entry_time: 60_000, entry_price: 100, entry_type: "limit", exit_time: 120_000, exit_price: 99.8, exit_reason: "stop_loss", qty: 1, pnl: -0.2 },
+      { entry_time: 180_000, entry_price: 100, exit_time: 240_000, exit_price: 101, qty: 1, pnl: 1 },
+    ] });
+    expect(b.trades.map((t) => [t.entry_type, t.exit_reason])).toEqual([["limit", "stop_loss"], [null, null]]);
+  });
+
+  it("are summed by reason, in a fixed order, with the trades still open at the end apart", () => {
+    const g = exitsByReason([
+      trade({ exit_reason: "take_profit", pnl: 3 }), trade({ exit_reason: "stop_loss", pnl: -2 }), trade({ exit_reason: "signal", pnl: 0.5 }),
+      trade({ exit_reason: "stop_loss", pnl: -1.5 }), trade({ exit_reason: "end", pnl: 0.25 }), trade({ exit_reason: "trailing_stop", pnl: 1 }),
+      trade({ exit_reason: "signal", pnl: -0.5 }),
+    ]);
+    expect(g).toEqual([
+      { reason: "signal", count: 2, pnl: 0, wins: 1 },
+      { reason: "stop_loss", count: 2, pnl: -3.5, wins: 0 },
+      { reason: "take_profit", count: 1, pnl: 3, wins: 1 },
+      { reason: "trailing_stop", count: 1, pnl: 1, wins: 1 },
+      { reason: "end", count: 1, pnl: 0.25, wins: 1 },
+    ]);
+  });
+
+  it("are not summarised for a run that recorded no reasons", () => {
+    expect(exitsByReason([trade({ exit_reason: null }), trade({ exit_reason: null, exit_time: null, pnl: null })])).toEqual([]);
+    expect(exitsByReason([trade({ exit_reason: "signal" }), trade({ exit_reason: null, exit_time: null, pnl: null })]).map((x) => x.reason)).toEqual(["signal", "open"]);
+  });
+
+  it("name protective exits and limit entries on the chart, and draw no exit for a trade still open", () => {
+    const m = tradeMarkers([
+      trade({ entry_type: "limit", exit_reason: "stop_loss", pnl: -2 }),
+      trade({ entry_time: 180, exit_time: 240, exit_reason: "take_profit", pnl: 3 }),
+      trade({ entry_time: 300, exit_time: 360, exit_reason: "end", pnl: 0.5 }),
+    ]);
+    expect(m.map((x) => x.text)).toEqual(["buy limit", "stop -2.00", "buy", "target +3.00", "buy"]);
   });
 });

@@ -3,6 +3,7 @@
 // `tradewind backtest --json` document plus the equity curve) or flattened (`metrics`, `trades`,
 // `equity`), and times as epoch ms, epoch seconds or ISO 8601, so the page does not break on either.
 import type { Marker } from "./chartdata";
+import { EXIT_ORDER } from "./orders";
 
 export interface Metrics {
   final_equity: number | null;
@@ -15,7 +16,11 @@ export interface Metrics {
   trades: number;
 }
 
-export interface BtTrade { entry_time: number; entry_price: number; exit_time: number | null; exit_price: number | null; qty: number; pnl: number | null }
+export interface BtTrade {
+  entry_time: number; entry_price: number; exit_time: number | null; exit_price: number | null; qty: number; pnl: number | null;
+  entry_type: string | null; // market | limit (null: a run from before entry types were recorded)
+  exit_reason: string | null; // signal | stop_loss | take_profit | trailing_stop | end (still open at the last candle)
+}
 export interface CurvePoint { time: number; equity: number; drawdown: number } // time in seconds, drawdown in % (>= 0)
 
 export interface BacktestView {
@@ -80,7 +85,9 @@ function readTrades(raw: unknown): BtTrade[] {
     const entry = toSeconds(t.entry_time);
     const price = num(t.entry_price);
     if (entry === null || price === null) continue;
-    out.push({ entry_time: entry, entry_price: price, exit_time: toSeconds(t.exit_time), exit_price: num(t.exit_price), qty: num(t.qty) ?? 0, pnl: num(t.pnl) });
+    const str = (x: unknown) => (typeof x === "string" && x !== "" ? x : null);
+    out.push({ entry_time: entry, entry_price: price, exit_time: toSeconds(t.exit_time), exit_price: num(t.exit_price), qty: num(t.qty) ?? 0, pnl: num(t.pnl),
+      entry_type: str(t.entry_type), exit_reason: str(t.exit_reason) });
   }
   return out.sort((a, b) => a.entry_time - b.entry_time);
 }
@@ -120,15 +127,44 @@ export function isRunning(b: BacktestView): boolean {
   return b.status === "queued" || b.status === "running";
 }
 
-/** Entries and exits as chart markers (an entry is a buy, an exit a sell). */
+const EXIT_WORD: Record<string, string> = { stop_loss: "stop", take_profit: "target", trailing_stop: "trail" };
+
+/** Entries and exits as chart markers (an entry is a buy, an exit a sell, named by its reason when it was
+ *  a protective exit; a trade still open at the last candle gets no exit marker). */
 export function tradeMarkers(trades: BtTrade[]): Marker[] {
   const out: Marker[] = [];
   for (const t of trades) {
-    out.push({ time: t.entry_time, position: "belowBar", color: "#2f9e6e", shape: "arrowUp", text: "buy" });
-    if (t.exit_time !== null) {
+    out.push({ time: t.entry_time, position: "belowBar", color: "#2f9e6e", shape: "arrowUp", text: t.entry_type === "limit" ? "buy limit" : "buy" });
+    if (t.exit_time !== null && t.exit_reason !== "end") {
       const won = (t.pnl ?? 0) >= 0;
-      out.push({ time: t.exit_time, position: "aboveBar", color: won ? "#2f9e6e" : "#c2553a", shape: "arrowDown", text: t.pnl === null ? "sell" : `sell ${won ? "+" : ""}${t.pnl.toFixed(2)}` });
+      const word = EXIT_WORD[t.exit_reason ?? ""] ?? "sell";
+      out.push({ time: t.exit_time, position: "aboveBar", color: won ? "#2f9e6e" : "#c2553a", shape: "arrowDown", text: t.pnl === null ? word : `${word} ${won ? "+" : ""}${t.pnl.toFixed(2)}` });
     }
   }
   return out.sort((a, b) => a.time - b.time);
+}
+
+/** Why a trade ended: its exit reason; "open" for one without an exit, "unknown" for an exit from a run
+ *  made before exit reasons were recorded. */
+export function exitKey(t: BtTrade): string {
+  return t.exit_reason ?? (t.exit_time === null ? "open" : "unknown");
+}
+
+export interface ExitGroup { reason: string; count: number; pnl: number; wins: number }
+
+/** Trades grouped by exit reason: how many, their summed P&L and how many won, in a fixed order
+ *  (signal, stop-loss, take-profit, trailing stop, open at the end, …). Empty when the run recorded no reasons. */
+export function exitsByReason(trades: BtTrade[]): ExitGroup[] {
+  if (!trades.some((t) => t.exit_reason)) return [];
+  const by = new Map<string, ExitGroup>();
+  for (const t of trades) {
+    const reason = exitKey(t);
+    const g = by.get(reason) ?? { reason, count: 0, pnl: 0, wins: 0 };
+    g.count += 1;
+    g.pnl += t.pnl ?? 0;
+    if ((t.pnl ?? 0) > 0) g.wins += 1;
+    by.set(reason, g);
+  }
+  const rank = (r: string) => (EXIT_ORDER.includes(r) ? EXIT_ORDER.indexOf(r) : EXIT_ORDER.length);
+  return [...by.values()].sort((a, b) => rank(a.reason) - rank(b.reason) || a.reason.localeCompare(b.reason));
 }

@@ -1,5 +1,5 @@
 // Turning API data into what the chart draws.
-import type { Candle, Evaluation, Order } from "./api/client";
+import type { Assignment, Candle, Evaluation, Order } from "./api/client";
 
 export interface Bar { time: number; open: number; high: number; low: number; close: number }
 export interface Marker {
@@ -48,9 +48,36 @@ export function toMarkers(evals: Evaluation[], orders: Order[], tfSeconds = 60):
     if (o.status !== "filled" || o.candle_time == null) continue;
     const p = Number(o.price);
     markers.push({ time: Math.floor(o.candle_time / 1000) + tfSeconds, position: Number.isFinite(p) ? "atPriceMiddle" : o.side === "buy" ? "belowBar" : "aboveBar",
-      price: Number.isFinite(p) ? p : undefined, color: COLORS.fill, shape: "circle", text: o.side });
+      price: Number.isFinite(p) ? p : undefined, color: COLORS.fill, shape: "circle", text: fillText(o) });
   }
   return markers.sort((a, b) => a.time - b.time);
+}
+
+const EXIT_SHORT: Record<string, string> = { stop_loss: "stop", take_profit: "target", trailing_stop: "trail" };
+
+/** A fill marker's text: the side, and for a protective exit which one ("sell (stop)"). */
+function fillText(o: Order): string {
+  const why = o.side === "sell" ? EXIT_SHORT[o.exit_reason ?? ""] : undefined;
+  return why ? `${o.side} (${why})` : o.side;
+}
+
+/** A horizontal line across the chart at a price. */
+export interface PriceLine { key: string; price: number; color: string; title: string; kind: "stop" | "target"; assignment_id: number; watched: boolean }
+
+/** The stop and target of every assignment on `marketId` that holds a protected position, as price lines
+ *  ("stop #12" red, "target #12" green), ordered by assignment. */
+export function protectionLines(assignments: Assignment[], marketId: number): PriceLine[] {
+  const out: PriceLine[] = [];
+  for (const a of [...assignments].sort((x, y) => x.id - y.id)) {
+    const p = a.protection;
+    if (a.market_id !== marketId || !p || !(Number(a.position_qty) > 0)) continue;
+    for (const [kind, raw, color] of [["stop", p.stop, COLORS.down], ["target", p.target, COLORS.up]] as const) {
+      const price = raw === null || raw === undefined || raw === "" ? NaN : Number(raw);
+      if (!Number.isFinite(price) || price <= 0) continue;
+      out.push({ key: `${kind}-${a.id}`, price, color, title: `${kind} #${a.id}`, kind, assignment_id: a.id, watched: p.watched });
+    }
+  }
+  return out;
 }
 
 /** Put each marker on the bar that contains its time (a 1m decision on a 5m chart goes on its 5m bar);

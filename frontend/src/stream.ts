@@ -11,6 +11,8 @@ export interface EvaluationEvent {
 export interface OrderEvent {
   type: "order" | "fill"; id: number; assignment_id: number | null; client_order_id: string; side: string;
   status: string; price: string | null; filled: string; amount?: string; symbol: string; reason?: string | null;
+  order_type?: string; // market | limit | stop | take_profit | trailing_stop (`type` is the event's kind)
+  exit_reason?: string | null; // a filled sell: signal | stop_loss | take_profit | trailing_stop
 }
 export type StreamEvent = CandleEvent | EvaluationEvent | OrderEvent | { type: "error"; detail: string } | { type: "subscribed"; markets: number[] | null };
 

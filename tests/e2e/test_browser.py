@@ -308,3 +308,66 @@ def test_sign_up_errors_are_shown_next_to_the_field(platform: str, browser) -> N
     page.get_by_role("button", name="Log in").click()
     page.wait_for_selector("[role=alert]")
     page.close()
+
+
+# Long in 5-minute blocks (5 s at 60x), each entry protected by a stop 2 % under it and a target 3 % over it.
+PROTECTED = """-- long in 5-minute blocks, protected by a stop-loss and a take-profit
+function decide(c, params)
+  local n = #c.close
+  if math.floor(c.time[n] / 300000) % 2 == 0 then
+    return {position = "long", stop_loss = 0.02, take_profit = 0.03}
+  end
+  return "short"
+end
+"""
+
+
+def test_protected_position_shows_its_stop_target_and_open_orders(platform: str, browser) -> None:  # type: ignore[no-untyped-def]
+    """The market page draws an open position's stop and target and lists the protective orders resting
+    for it; fills say their order type and why they closed; a backtest sums its trades by exit reason."""
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    sign_up(page, platform, "protected@example.com")
+    csrf = next(c["value"] for c in ctx.cookies() if c["name"] == "tw_csrf")
+
+    def post(path: str, body: dict) -> dict:  # type: ignore[type-arg]
+        r = page.request.post(f"{platform}{path}", data=body, headers={"X-CSRF-Token": csrf})
+        assert r.ok, (path, r.status, r.text())
+        return r.json()  # type: ignore[no-any-return]
+
+    markets = page.request.get(f"{platform}/api/markets").json()["items"]
+    market = next(m for m in markets if m["exchange"] == "sim" and m["symbol"] == "BTC/USD")
+    strategy = post("/api/strategies", {"name": "Protected blocks", "code": PROTECTED})
+    trader = post("/api/traders", {"name": "Paper", "exchange": "sim"})
+    aid = post("/api/assignments", {"strategy_id": strategy["id"], "market_id": market["id"], "timeframe": "1m",
+                                    "trader_id": trader["id"], "allocation": "1000"})["id"]  # fmt: skip
+
+    page.goto(f"{platform}/app/markets/{market['id']}?assignment={aid}")
+    page.wait_for_selector("[data-testid=chart] canvas")
+    lines = "(document.querySelector('[data-testid=chart]')?.dataset.lines ?? '')"
+    page.wait_for_function(
+        f"{lines}.includes('stop #{aid}@') && {lines}.includes('target #{aid}@')"
+        " && document.querySelector('[data-testid=open-orders]')?.textContent.includes('take-profit')",
+        timeout=60_000,
+    )
+    page.wait_for_selector("[data-testid=protection-legend]")
+    shot(page, "market-protection")
+    page.wait_for_selector("[data-testid=fills] [data-testid=exit-reason]", timeout=60_000)
+    assert "market" in page.inner_text("[data-testid=fills]")
+
+    # The dashboard lists the orders with their types; the open ones apart, with the prices they wait for.
+    nav(page, "Dashboard")
+    page.wait_for_selector("[data-testid=recent-orders] [data-testid=order-type]")
+    page.wait_for_selector("[data-testid=open-orders] >> text=take-profit", timeout=30_000)
+    assert "target" in page.inner_text("[data-testid=open-orders]")
+
+    # A backtest of the same strategy: its trades say how they were entered and why they ended.
+    page.goto(f"{platform}/app/backtests?strategy={strategy['id']}")
+    page.select_option("select[name=bt-market]", label="sim · BTC/USD")
+    page.select_option("select[name=bt-timeframe]", "5m")
+    page.click("[data-testid=run-backtest]")
+    page.wait_for_url(re.compile(r".*/app/backtests/\d+$"))
+    page.wait_for_selector("[data-testid=trades] tr", timeout=60_000)
+    page.wait_for_selector("[data-testid=exits-by-reason] tr[data-reason=signal]")
+    assert page.locator("[data-testid=trades] [data-testid=entry-type]").first.inner_text() == "market"
+    ctx.close()

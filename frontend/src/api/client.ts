@@ -116,8 +116,8 @@ export const api = {
   latency: (id: number) => request<Latency>("GET", `/api/assignments/${id}/latency`),
   evaluations: (assignmentId?: number, limit = 100) =>
     request<Page<Evaluation>>("GET", `/api/evaluations?limit=${limit}${assignmentId ? `&assignment_id=${assignmentId}` : ""}`),
-  orders: (q: { assignment_id?: number; trader_id?: number; limit?: number } = {}) =>
-    request<Page<Order>>("GET", `/api/orders?limit=${q.limit ?? 100}${q.assignment_id ? `&assignment_id=${q.assignment_id}` : ""}${q.trader_id ? `&trader_id=${q.trader_id}` : ""}`),
+  orders: (q: { assignment_id?: number; trader_id?: number; limit?: number; status?: string } = {}) =>
+    request<Page<Order>>("GET", `/api/orders?limit=${q.limit ?? 100}${q.assignment_id ? `&assignment_id=${q.assignment_id}` : ""}${q.trader_id ? `&trader_id=${q.trader_id}` : ""}${q.status ? `&status=${q.status}` : ""}`),
   positions: () => request<Position[]>("GET", "/api/positions"),
   // Backtest answers are read by backtest.ts (trades and the curve are untyped lists in the document).
   backtests: (limit = 50) => request<Page<Schemas["BacktestOut"]>>("GET", `/api/backtests?limit=${limit}`),

@@ -598,6 +598,7 @@ export interface components {
             realized_pnl: string;
             /** Last Position */
             last_position: string | null;
+            protection?: components["schemas"]["ProtectionOut"] | null;
             /**
              * Created At
              * Format: date-time
@@ -900,6 +901,26 @@ export interface components {
             status: string;
             /** Reason */
             reason: string | null;
+            /**
+             * Type
+             * @description market | limit | stop | take_profit | trailing_stop
+             */
+            type: string;
+            /**
+             * Limit Price
+             * @description a limit order's or take-profit's price
+             */
+            limit_price?: string | null;
+            /**
+             * Stop Price
+             * @description a stop's trigger; a take-profit's stop leg; a trailing level
+             */
+            stop_price?: string | null;
+            /**
+             * Exit Reason
+             * @description a filled sell: signal | stop_loss | take_profit | trailing_stop
+             */
+            exit_reason?: string | null;
             /** Candle Time */
             candle_time: number | null;
             /** Latency Ms */
@@ -939,6 +960,30 @@ export interface components {
             unrealized_pnl: string;
             /** Realized Pnl */
             realized_pnl: string;
+        };
+        /**
+         * ProtectionOut
+         * @description The open position's protection: the strategy's exits (fractions), the entry fill price, and the
+         *     prices they hold it at (``stop``: the higher of the stop-loss and the trailing level).
+         */
+        ProtectionOut: {
+            /** Stop Loss */
+            stop_loss: string | null;
+            /** Take Profit */
+            take_profit: string | null;
+            /** Trailing Stop */
+            trailing_stop: string | null;
+            /** Entry */
+            entry: string | null;
+            /** Stop */
+            stop: string | null;
+            /** Target */
+            target: string | null;
+            /**
+             * Watched
+             * @description core watches these exits itself: the venue cannot hold the order types
+             */
+            watched: boolean;
         };
         /** StrategyIn */
         StrategyIn: {

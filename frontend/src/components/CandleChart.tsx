@@ -1,9 +1,9 @@
 import { useEffect, useRef } from "react";
 import {
   createChart, CandlestickSeries, AreaSeries, createSeriesMarkers, LineStyle,
-  type IChartApi, type ISeriesApi, type UTCTimestamp, type ISeriesMarkersPluginApi, type Time, type SeriesMarker,
+  type IChartApi, type ISeriesApi, type IPriceLine, type AutoscaleInfo, type UTCTimestamp, type ISeriesMarkersPluginApi, type Time, type SeriesMarker,
 } from "lightweight-charts";
-import { COLORS, type Bar, type Marker } from "../chartdata";
+import { COLORS, type Bar, type Marker, type PriceLine } from "../chartdata";
 import type { CurvePoint } from "../backtest";
 
 const BASE = {
@@ -14,17 +14,27 @@ const BASE = {
   timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#e4e7ee", rightOffset: 4 },
 };
 
-/** A candlestick chart (TradingView lightweight-charts) with decision and fill markers. */
-export function CandleChart({ bars, markers, height }: { bars: Bar[]; markers: Marker[]; height?: number }) {
+const NO_LINES: PriceLine[] = [];
+
+/** A candlestick chart (TradingView lightweight-charts) with decision and fill markers, and horizontal
+ *  price lines (an open position's stop and target); the price scale stretches to keep the lines in view. */
+export function CandleChart({ bars, markers, lines = NO_LINES, height }: { bars: Bar[]; markers: Marker[]; lines?: PriceLine[]; height?: number }) {
   const host = useRef<HTMLDivElement>(null);
   const chart = useRef<IChartApi | null>(null);
   const series = useRef<ISeriesApi<"Candlestick"> | null>(null);
   const marks = useRef<ISeriesMarkersPluginApi<Time> | null>(null);
+  const drawn = useRef<IPriceLine[]>([]);
+  const levels = useRef<number[]>([]);
   const first = useRef(true);
 
   useEffect(() => {
     const c = createChart(host.current!, BASE);
-    series.current = c.addSeries(CandlestickSeries, { upColor: COLORS.up, downColor: COLORS.down, borderVisible: false, wickUpColor: COLORS.up, wickDownColor: COLORS.down });
+    series.current = c.addSeries(CandlestickSeries, { upColor: COLORS.up, downColor: COLORS.down, borderVisible: false, wickUpColor: COLORS.up, wickDownColor: COLORS.down,
+      autoscaleInfoProvider: (original: () => AutoscaleInfo | null) => {
+        const r = original();
+        if (!r?.priceRange || !levels.current.length) return r;
+        return { ...r, priceRange: { minValue: Math.min(r.priceRange.minValue, ...levels.current), maxValue: Math.max(r.priceRange.maxValue, ...levels.current) } };
+      } });
     marks.current = createSeriesMarkers(series.current, []);
     chart.current = c;
     return () => c.remove();
@@ -43,6 +53,14 @@ export function CandleChart({ bars, markers, height }: { bars: Bar[]; markers: M
   }, [bars]);
 
   useEffect(() => {
+    const s = series.current;
+    if (!s) return;
+    for (const l of drawn.current) s.removePriceLine(l);
+    levels.current = lines.map((l) => l.price);
+    drawn.current = lines.map((l) => s.createPriceLine({ id: l.key, price: l.price, color: l.color, lineWidth: 2, lineStyle: LineStyle.Dashed, axisLabelVisible: true, title: l.title }));
+  }, [lines]);
+
+  useEffect(() => {
     marks.current?.setMarkers(markers.map((m) => ({ ...m, time: m.time as UTCTimestamp }) as SeriesMarker<Time>));
   }, [markers]);
 
@@ -50,7 +68,7 @@ export function CandleChart({ bars, markers, height }: { bars: Bar[]; markers: M
   const arrows = markers.filter((m) => m.shape !== "circle").length;
   const fills = markers.filter((m) => m.position === "atPriceMiddle").length;
   return <div className="chart" style={height ? { height } : undefined} ref={host} data-testid="chart" data-markers={markers.length}
-    data-arrows={arrows} data-fills={fills} data-bars={bars.length} />;
+    data-arrows={arrows} data-fills={fills} data-bars={bars.length} data-lines={lines.map((l) => `${l.title}@${l.price}`).join(",")} />;
 }
 
 /** Equity (top pane) and drawdown below zero (bottom pane) of a backtest. */

@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { api, type ApiError, type Assignment } from "../api/client";
-import { Alert, Card, Field, Loader, PageHead, TIMEFRAMES, fmt, signed, tone } from "../components/ui";
+import { Alert, Card, Field, Loader, PageHead, TIMEFRAMES, fmt, price, signed, tone } from "../components/ui";
 import { asApiError, assertValid, checkAmount, formatParams, parseParams } from "../forms";
 import { useLoad, useThrottled } from "../hooks";
 import { Link } from "../router";
@@ -82,6 +82,7 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
                         <td>{a.trader_id ? tname.get(a.trader_id) ?? `#${a.trader_id}` : <span className="muted" title="Decisions only, no orders">none</span>}</td>
                         <td className="num">{fmt(a.allocation)}</td>
                         <td className="nowrap">{Number(a.position_qty) > 0 ? `${fmt(a.position_qty, 6)} held` : <span className="muted">flat</span>}
+                          {Number(a.position_qty) > 0 && <Protection a={a} />}
                           {Number(a.realized_pnl) !== 0 && <div className={`small ${tone(a.realized_pnl)}`}>{signed(a.realized_pnl)} realized</div>}</td>
                         <td><DecisionPill a={a} live={live} /></td>
                         <td>{a.enabled ? <span className="pill ok">running</span> : <span className="pill paused">paused</span>}
@@ -140,5 +141,18 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
         </Card>
       </div>
     </>
+  );
+}
+
+/** An open position's protection: where the stop and the target hold it (and whether tradewind watches them). */
+function Protection({ a }: { a: Assignment }) {
+  const p = a.protection;
+  if (!p || (!p.stop && !p.target)) return null;
+  return (
+    <div className="small" data-testid="protection" title={p.watched ? "The exchange cannot hold these orders: tradewind checks them on every closed candle" : "Held on the exchange as protective orders"}>
+      {p.stop && <div className="down">stop {price(p.stop)}</div>}
+      {p.target && <div className="up">target {price(p.target)}</div>}
+      {p.watched && <div className="muted">watched by tradewind</div>}
+    </div>
   );
 }

@@ -2,7 +2,9 @@ import { useEffect, useMemo, useState } from "react";
 import { api, type ApiError, type Market, type Strategy } from "../api/client";
 import { CandleChart, EquityChart } from "../components/CandleChart";
 import { Alert, Card, Empty, Field, Loader, Loading, PageHead, Stat, TF_SECONDS, TIMEFRAMES, fmt, price, signed, time, tone } from "../components/ui";
-import { isRunning, readBacktest, tradeMarkers, type BacktestView } from "../backtest";
+import { exitsByReason, isRunning, readBacktest, tradeMarkers, type BacktestView, type BtTrade } from "../backtest";
+import { ExitPill } from "../components/Orders";
+import { exitReasonLabel, orderTypeLabel } from "../orders";
 import { snapMarkers, toBars, type Bar } from "../chartdata";
 import { asApiError, assertValid, checkAmount, checkPercent, formatParams, parseParams } from "../forms";
 import { useLoad } from "../hooks";
@@ -204,24 +206,56 @@ export function BacktestPage({ id }: { id: number }) {
           </Card>
           <Card title={`Trades (${b.trades.length})`}>
             {b.trades.length === 0 ? <Empty>The strategy never entered a position.</Empty> : (
-              <div className="scroll-x">
-                <table>
-                  <thead><tr><th>Entry</th><th className="num">Price</th><th>Exit</th><th className="num">Price</th><th className="num">Qty</th><th className="num">P&L</th></tr></thead>
-                  <tbody data-testid="trades">
-                    {b.trades.slice(-200).reverse().map((t, i) => (
-                      <tr key={i}>
-                        <td className="nowrap">{time(t.entry_time * 1000)}</td><td className="num">{price(t.entry_price)}</td>
-                        <td className="nowrap">{t.exit_time ? time(t.exit_time * 1000) : <span className="pill open">open</span>}</td><td className="num">{price(t.exit_price)}</td>
-                        <td className="num">{fmt(t.qty, 6)}</td><td className={`num ${tone(t.pnl)}`}>{signed(t.pnl)}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
+              <>
+                <ExitSummary trades={b.trades} />
+                <div className="scroll-x">
+                  <table>
+                    <thead><tr><th>Entry</th><th>Entry type</th><th className="num">Price</th><th>Exit</th><th>Exit reason</th><th className="num">Price</th><th className="num">Qty</th><th className="num">P&L</th></tr></thead>
+                    <tbody data-testid="trades">
+                      {b.trades.slice(-200).reverse().map((t, i) => {
+                        const open = t.exit_time === null || t.exit_reason === "end";
+                        return (
+                          <tr key={i}>
+                            <td className="nowrap">{time(t.entry_time * 1000)}</td>
+                            <td className="muted" data-testid="entry-type">{t.entry_type ? orderTypeLabel(t.entry_type) : "—"}</td>
+                            <td className="num">{price(t.entry_price)}</td>
+                            <td className="nowrap">{open ? <span className="pill open" title={t.exit_reason === "end" ? "Still open at the last candle: valued at its close" : ""}>open</span> : time(t.exit_time! * 1000)}</td>
+                            <td>{t.exit_reason === "end" ? <span className="muted small">at the end</span> : t.exit_reason ? <ExitPill reason={t.exit_reason} /> : <span className="muted">—</span>}</td>
+                            <td className="num">{price(t.exit_price)}</td>
+                            <td className="num">{fmt(t.qty, 6)}</td><td className={`num ${tone(t.pnl)}`}>{signed(t.pnl)}</td>
+                          </tr>
+                        );
+                      })}
+                    </tbody>
+                  </table>
+                </div>
+              </>
             )}
           </Card>
         </>
       )}
     </>
+  );
+}
+
+/** How the run's trades ended: count, wins and P&L per exit reason (signal, stop-loss, take-profit, …). */
+function ExitSummary({ trades }: { trades: BtTrade[] }) {
+  const groups = exitsByReason(trades);
+  if (!groups.length) return null;
+  return (
+    <div className="exit-summary scroll-x">
+      <table>
+        <thead><tr><th>Exit</th><th className="num">Trades</th><th className="num">Won</th><th className="num">P&L</th></tr></thead>
+        <tbody data-testid="exits-by-reason">
+          {groups.map((g) => (
+            <tr key={g.reason} data-reason={g.reason}>
+              <td>{g.reason === "end" || g.reason === "open" || g.reason === "unknown" ? <span className="muted">{exitReasonLabel(g.reason)}</span> : <ExitPill reason={g.reason} />}</td>
+              <td className="num">{g.count}</td><td className="num">{g.wins}</td>
+              <td className={`num ${tone(g.pnl)}`}>{signed(g.pnl)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }

@@ -1,6 +1,8 @@
 import { api, type Assignment } from "../api/client";
+import { OpenOrders, OrderKind } from "../components/Orders";
 import { Card, Loader, PageHead, Stat, fmt, price, signed, time, tone } from "../components/ui";
 import { useLoad, useThrottled } from "../hooks";
+import { openOrders } from "../orders";
 import { Link } from "../router";
 import { priceKey, type LiveState } from "../stream";
 
@@ -17,12 +19,16 @@ export function Dashboard({ live }: { live: LiveState }) {
   const assignments = useLoad(() => api.assignments(), [tick]);
   const strategies = useLoad(() => api.strategies());
   const positions = useLoad(() => api.positions(), [tick]);
-  const orders = useLoad(() => api.orders({ limit: 10 }), [tick]);
+  // The newest orders, and those resting on an exchange (protective exits, limit entries) however old.
+  const orders = useLoad(() => api.orders({ limit: 100 }), [tick]);
+  const resting = useLoad(() => api.orders({ status: "open", limit: 500 }), [tick]);
   const names = new Map((strategies.data?.items ?? []).map((s) => [s.id, s.name]));
   const marketName = new Map((markets.data?.items ?? []).map((m) => [m.id, m.symbol]));
   const pos = positions.data ?? [];
   const unrealized = pos.reduce((s, p) => s + Number(p.unrealized_pnl), 0);
   const realized = pos.reduce((s, p) => s + Number(p.realized_pnl), 0);
+  const open = openOrders(resting.data?.items ?? []);
+  const marketOf = new Map((assignments.data?.items ?? []).map((a) => [a.id, a.market_id]));
   const running = (assignments.data?.items ?? []).filter((a) => a.enabled).length;
   return (
     <>
@@ -96,18 +102,27 @@ export function Dashboard({ live }: { live: LiveState }) {
             )}
           </Loader>
         </Card>
-        <Card title="Recent orders">
+        <Card title={`Open orders${open.length ? ` (${open.length})` : ""}`}>
+          <Loader state={orders}>
+            {() => <OpenOrders orders={open} label={(o) => {
+              const mid = o.assignment_id ? marketOf.get(o.assignment_id) : undefined;
+              return mid ? <Link to={`/markets/${mid}?assignment=${o.assignment_id}`}>{o.symbol} <span className="muted">#{o.assignment_id}</span></Link> : o.symbol;
+            }} />}
+          </Loader>
+        </Card>
+        <Card title="Recent orders" className="span-all">
           <Loader state={orders} empty={(d) => d.items.length === 0 && "No orders yet."}>
             {(d) => (
               <div className="scroll-x">
                 <table>
-                  <thead><tr><th>When</th><th>Market</th><th>Side</th><th className="num">Amount</th><th className="num">Price</th><th>Status</th></tr></thead>
+                  <thead><tr><th>When</th><th>Market</th><th>Side</th><th>Type</th><th className="num">Amount</th><th className="num">Price</th><th>Status</th></tr></thead>
                   <tbody data-testid="recent-orders">
-                    {d.items.map((o) => (
+                    {d.items.slice(0, 10).map((o) => (
                       <tr key={o.id}>
                         <td className="muted nowrap">{time(o.created_at)}</td>
                         <td>{o.symbol}</td>
                         <td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
+                        <td><OrderKind o={o} /></td>
                         <td className="num">{fmt(o.amount, 6)}</td>
                         <td className="num">{price(o.price)}</td>
                         <td><span className={`pill ${o.status}`} title={o.reason ?? ""}>{o.status}</span></td>

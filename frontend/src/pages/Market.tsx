@@ -2,16 +2,20 @@ import { useEffect, useMemo, useState } from "react";
 import { api, type Evaluation, type Latency, type Market, type Order } from "../api/client";
 import type { Subscribe } from "../App";
 import { CandleChart } from "../components/CandleChart";
+import { OpenOrders, OrderKind } from "../components/Orders";
 import { Alert, Card, Empty, Loading, PageHead, TF_SECONDS, TIMEFRAMES, fmt, price, time } from "../components/ui";
-import { mergeBar, snapMarkers, toBars, toMarkers, type Bar } from "../chartdata";
+import { mergeBar, protectionLines, snapMarkers, toBars, toMarkers, type Bar } from "../chartdata";
 import { asApiError } from "../forms";
-import { useLoad } from "../hooks";
+import { useLoad, useThrottled } from "../hooks";
+import { openOrders } from "../orders";
 import { navigate } from "../router";
 import { priceKey, type LiveState } from "../stream";
 
 export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Subscribe; live: LiveState }) {
   const assignmentId = Number(new URLSearchParams(location.search).get("assignment")) || null;
-  const assignments = useLoad(() => api.assignments());
+  // Reloaded as fills and decisions arrive: a position's protection (the stop and target lines) moves with them.
+  const tick = useThrottled(live.activity, 1500);
+  const assignments = useLoad(() => api.assignments(), [tick]);
   const mine = (assignments.data?.items ?? []).filter((a) => a.market_id === id);
   const assignment = mine.find((a) => a.id === assignmentId) ?? null;
   const [tf, setTf] = useState<string | null>(null);
@@ -19,6 +23,7 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
   const [bars, setBars] = useState<Bar[] | null>(null);
   const [evals, setEvals] = useState<Evaluation[]>([]);
   const [orders, setOrders] = useState<Order[]>([]);
+  const [resting, setResting] = useState<Order[]>([]); // what rests on the exchange (status=open), however old
   const [market, setMarket] = useState<Market | null>(null);
   const [latency, setLatency] = useState<Latency | null>(null);
   const [err, setErr] = useState<string | null>(null);
@@ -30,9 +35,10 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
     api.candles(id, shownTf, 500).then((c) => setBars(toBars(c)), (x) => setErr(asApiError(x).message));
   }, [id, shownTf, assignmentId, !!assignments.data]); // eslint-disable-line react-hooks/exhaustive-deps
   const refreshActivity = () => {
-    if (!assignmentId) { setEvals([]); setOrders([]); setLatency(null); return; }
+    if (!assignmentId) { setEvals([]); setOrders([]); setResting([]); setLatency(null); return; }
     api.evaluations(assignmentId, 300).then((p) => setEvals(p.items), () => {});
     api.orders({ assignment_id: assignmentId, limit: 200 }).then((p) => setOrders(p.items), () => {});
+    api.orders({ assignment_id: assignmentId, status: "open", limit: 200 }).then((p) => setResting(p.items), () => {});
     api.latency(assignmentId).then(setLatency, () => {});
   };
   useEffect(refreshActivity, [assignmentId]); // eslint-disable-line react-hooks/exhaustive-deps
@@ -41,11 +47,17 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
       setBars((b) => (b ? mergeBar(b, { time: Math.floor(ev.time / 1000), open: ev.open, high: ev.high, low: ev.low, close: ev.close }) : b));
     }
     if ((ev.type === "evaluation" || ev.type === "fill" || ev.type === "order") && ev.assignment_id === assignmentId) refreshActivity();
+    if (ev.type === "fill" || ev.type === "order") assignments.reload(); // a fill opens or closes a protected position: redraw its lines now
   }), [market, shownTf, assignmentId]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const fillTf = TF_SECONDS[assignment?.timeframe ?? shownTf];
   const markers = useMemo(() => (bars ? snapMarkers(toMarkers(evals, orders, fillTf), bars, TF_SECONDS[shownTf]) : []), [evals, orders, bars, fillTf, shownTf]);
+  const lineList = protectionLines(assignments.data?.items ?? [], id);
+  const lineKey = JSON.stringify(lineList);
+  const lines = useMemo(() => lineList, [lineKey]); // eslint-disable-line react-hooks/exhaustive-deps
+  const watched = [...new Set(lines.filter((l) => l.watched).map((l) => l.assignment_id))];
   const fills = orders.filter((o) => o.status === "filled");
+  const open = openOrders(resting);
   const last = market ? live.prices[priceKey(market.exchange, market.symbol)] ?? market.last_price : null;
   const pick = (e: React.ChangeEvent<HTMLSelectElement>) => { setTf(null); navigate(`/markets/${id}${e.target.value ? `?assignment=${e.target.value}` : ""}`); };
 
@@ -65,10 +77,13 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
         <div className="segmented">{TIMEFRAMES.map((t) => <button key={t} className={t === shownTf ? "on" : ""} onClick={() => setTf(t)}>{t}</button>)}</div>
       }>
         {err && <Alert>{err}</Alert>}
-        {bars === null ? <div className="chart"><Loading /></div> : bars.length === 0 ? <div className="chart"><Empty>No {shownTf} candles stored for this market yet.</Empty></div> : <CandleChart bars={bars} markers={markers} />}
+        {bars === null ? <div className="chart"><Loading /></div> : bars.length === 0 ? <div className="chart"><Empty>No {shownTf} candles stored for this market yet.</Empty></div> : <CandleChart bars={bars} markers={markers} lines={lines} />}
         <div className="legend muted">
           {assignmentId ? <><span className="key up">▲</span> long <span className="key down">▼</span> short <span className="key fill">●</span> fill at its price <span className="key error">●</span> error</>
             : mine.length ? "Choose one of your assignments above to see its decisions and fills." : "None of your assignments trades this market."}
+          {lines.length > 0 && <span data-testid="protection-legend"><span className="key down">┅</span> stop <span className="key up">┅</span> target of an open position
+            {watched.length > 0 && <span className="muted" title="The exchange cannot hold these order types: tradewind checks them on every closed candle and exits at the market">
+              {" "}(#{watched.join(", #")} watched by tradewind)</span>}</span>}
         </div>
       </Card>
       {assignmentId && (
@@ -89,14 +104,17 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
               </table>
             )}
           </Card>
+          <Card title={`Open orders${open.length ? ` (${open.length})` : ""}`}>
+            <OpenOrders orders={open} empty={assignment?.trader_id === null ? "This assignment has no account: it places no orders." : undefined} />
+          </Card>
           <Card title="Fills">
             {fills.length === 0 ? <Empty>{assignment?.trader_id === null ? "This assignment has no account: it decides, but places no orders." : "No fills yet."}</Empty> : (
               <table>
-                <thead><tr><th>Candle</th><th>Side</th><th className="num">Qty</th><th className="num">Price</th></tr></thead>
+                <thead><tr><th>Candle</th><th>Side</th><th>Type</th><th className="num">Qty</th><th className="num">Price</th></tr></thead>
                 <tbody data-testid="fills">
                   {fills.slice(0, 12).map((o) => (
                     <tr key={o.id}><td className="muted nowrap">{o.candle_time ? time(o.candle_time) : ""}</td><td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
-                      <td className="num">{fmt(o.filled, 6)}</td><td className="num">{price(o.price)}</td></tr>
+                      <td><OrderKind o={o} /></td><td className="num">{fmt(o.filled, 6)}</td><td className="num">{price(o.price)}</td></tr>
                   ))}
                 </tbody>
               </table>

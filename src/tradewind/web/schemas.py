@@ -268,6 +268,21 @@ class AssignmentPatch(Request):
     _tf = field_validator("timeframe")(_check_tf)
 
 
+class ProtectionOut(BaseModel):
+    """The open position's protection: the strategy's exits (fractions), the entry fill price, and the
+    prices they hold it at (``stop``: the higher of the stop-loss and the trailing level)."""
+
+    stop_loss: str | None
+    take_profit: str | None
+    trailing_stop: str | None
+    entry: str | None
+    stop: str | None
+    target: str | None
+    watched: bool = Field(
+        description="core watches these exits itself: the venue cannot hold the order types"
+    )
+
+
 class AssignmentOut(BaseModel):
     id: int
     strategy_id: int
@@ -283,6 +298,7 @@ class AssignmentOut(BaseModel):
     entry_cost: str
     realized_pnl: str
     last_position: str | None
+    protection: ProtectionOut | None = None
     created_at: dt.datetime
 
 
@@ -333,6 +349,14 @@ class OrderOut(BaseModel):
     pnl: str | None
     status: str
     reason: str | None
+    type: str = Field(description="market | limit | stop | take_profit | trailing_stop")
+    limit_price: str | None = Field(None, description="a limit order's or take-profit's price")
+    stop_price: str | None = Field(
+        None, description="a stop's trigger; a take-profit's stop leg; a trailing level"
+    )
+    exit_reason: str | None = Field(
+        None, description="a filled sell: signal | stop_loss | take_profit | trailing_stop"
+    )
     candle_time: int | None
     latency_ms: float | None
     created_at: dt.datetime

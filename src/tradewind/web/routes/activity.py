@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from fastapi import APIRouter
 
@@ -35,7 +36,8 @@ def order_out(o: Order) -> OrderOut:
         id=o.id, assignment_id=o.assignment_id, trader_id=o.trader_id, client_order_id=o.client_order_id,
         exchange=o.exchange, symbol=o.symbol, side=o.side, amount=format(o.amount, "f"), price=dec(o.price),
         filled=format(o.filled, "f"), fee=format(o.fee, "f"), pnl=dec(o.pnl), status=o.status, reason=o.reason,
-        candle_time=o.candle_time, latency_ms=o.latency_ms, created_at=o.created_at,
+        candle_time=o.candle_time, latency_ms=o.latency_ms, created_at=o.created_at, type=o.type or "market",
+        limit_price=dec(o.limit_price), stop_price=dec(o.stop_price), exit_reason=o.exit_reason,
     )  # fmt: skip
 
 
@@ -47,10 +49,17 @@ async def evaluations(
     return page([eval_out(e).model_dump(mode="json") for e in rows], limit)
 
 
+OrderStatus = Literal["pending", "open", "filled", "canceled", "rejected", "not_placed"]
+
+
 @router.get("/orders", response_model=OrderPage)
 async def orders(repo: OwnedDep, assignment_id: QueryId = None, trader_id: QueryId = None, limit: Limit = 100,
-                 before_id: Cursor = None) -> dict:  # fmt: skip
-    rows = await repo.page(Order, limit, before_id, assignment_id=assignment_id, trader_id=trader_id)
+                 before_id: Cursor = None, status: OrderStatus | None = None) -> dict:  # fmt: skip
+    """The user's orders, newest first; ``status=open`` lists what rests on the exchange (limit entries,
+    protective exits)."""
+    rows = await repo.page(
+        Order, limit, before_id, assignment_id=assignment_id, trader_id=trader_id, status=status
+    )
     return page([order_out(o).model_dump(mode="json") for o in rows], limit)
 
 

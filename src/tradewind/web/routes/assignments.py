@@ -7,6 +7,7 @@ import statistics
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 
+from tradewind.core import positions
 from tradewind.storage.models import Assignment, Evaluation, Market, Order, Strategy, Trader, User
 from tradewind.web.deps import CurrentUser, Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
@@ -18,6 +19,7 @@ from tradewind.web.schemas import (
     AssignmentPatch,
     LatencyOut,
     LatencySummary,
+    ProtectionOut,
 )
 
 router = APIRouter(prefix="/api/assignments", tags=["assignments"])
@@ -30,7 +32,18 @@ def out(a: Assignment) -> AssignmentOut:
         allocation=format(a.allocation, "f"), params=a.params or {}, lookback=a.lookback, enabled=a.enabled,
         paused_reason=a.paused_reason, position_qty=format(a.position_qty, "f"), entry_cost=format(a.entry_cost, "f"),
         realized_pnl=format(a.realized_pnl, "f"), last_position=a.last_position, created_at=a.created_at,
+        protection=_protection(a),
     )  # fmt: skip
+
+
+def _protection(a: Assignment) -> ProtectionOut | None:
+    p = a.protection
+    if not p or a.position_qty <= 0 or not positions.exits_of(p):
+        return None
+    lv = positions.levels(p)
+    return ProtectionOut(stop_loss=p.get("stop_loss"), take_profit=p.get("take_profit"),
+                         trailing_stop=p.get("trailing_stop"), entry=p.get("entry"), stop=lv["stop"],
+                         target=lv["target"], watched=bool(p.get("watched")))  # fmt: skip
 
 
 def _not_killed(user: User) -> None:

@@ -33,7 +33,9 @@ class BacktestIn(Request):
     to: dt.datetime | int | None = Field(default=None, description="end, exclusive (ISO 8601 or epoch ms)")
     params: dict[str, ParamValue] = Field(default_factory=dict)
     cash: float = Field(default=10_000.0, gt=0, le=1e12, allow_inf_nan=False)
-    fee: float = Field(default=0.001, ge=0, le=0.1, allow_inf_nan=False)
+    fee: float = Field(default=0.001, ge=0, le=0.1, allow_inf_nan=False, description="the taker fee")
+    maker_fee: float | None = Field(default=None, ge=0, le=0.1, allow_inf_nan=False,
+                                    description="the fee of limit entries and take-profits; default: fee")  # fmt: skip
     slippage: float = Field(default=0.0, ge=0, le=0.1, allow_inf_nan=False)
     lookback: int = Field(default=500, ge=1, le=5000)
 
@@ -55,7 +57,7 @@ class BacktestOut(BaseModel):
     market_id: int
     timeframe: str
     params: dict[str, Any]
-    config: dict[str, Any]  # cash, fee, slippage, lookback, from, to (epoch ms)
+    config: dict[str, Any]  # cash, fee, maker_fee, slippage, lookback, from, to (epoch ms)
     metrics: dict[str, Any] | None = (
         None  # final_equity, return_pct, max_drawdown_pct, sharpe, win_rate, candles, duration_s
     )
@@ -107,6 +109,7 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueu
     config = {
         "cash": body.cash,
         "fee": body.fee,
+        "maker_fee": body.maker_fee,
         "slippage": body.slippage,
         "lookback": body.lookback,
         "from": start,

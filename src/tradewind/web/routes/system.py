@@ -70,7 +70,9 @@ async def kill(repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request
 
 async def _cancel(nc: Client, o: Order) -> bool:
     """Ask the order's exchange to cancel it; the order's state comes back on the order updates."""
-    msg = m.CancelOrder(trader_id=o.trader_id, client_order_id=o.client_order_id, symbol=o.symbol)
+    msg = m.CancelOrder(
+        owner_id=o.owner_id, trader_id=o.trader_id, client_order_id=o.client_order_id, symbol=o.symbol
+    )
     try:
         await nc.request(subjects.exchange_cancel(o.exchange), m.encode(msg), timeout=5)
         return True
