@@ -78,7 +78,7 @@ class OrderBook:
         self._inflight: set[asyncio.Task[None]] = set()
         self._apply_lock = asyncio.Lock()
         self.extra: dict[str, Extra] = {}  # client id -> what its order carries besides its row
-        self._applying = 0  # apply() calls running
+        self._applying = 0  # venue reports (on_order_update) being booked: ``settle`` waits for them
         self.unanswered = 0  # the last reconcile's questions that no exchange answered
         self.updates: Any = None  # the subscription of order updates (see ``settle``)
         # assignment -> its protection, changed in memory (a trailing high): stored with the evaluations
@@ -235,12 +235,8 @@ class OrderBook:
         """
         if not acks:
             return
-        self._applying += 1
-        try:
-            async with self._apply_lock:  # one at a time: a fill reported twice at once is booked once
-                await self._apply(acks)
-        finally:
-            self._applying -= 1
+        async with self._apply_lock:  # one at a time: a fill reported twice at once is booked once
+            await self._apply(acks)
 
     async def _apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
         events = []
@@ -476,7 +472,11 @@ class OrderBook:
             client_order_id=upd.client_order_id, status=upd.status, filled=upd.filled, price=upd.price,
             fee=upd.fee, reason=upd.reason, time=upd.time,
         )  # fmt: skip
-        await self.apply([(upd.client_order_id, ack, None)])
+        self._applying += 1
+        try:
+            await self.apply([(upd.client_order_id, ack, None)])
+        finally:
+            self._applying -= 1
 
     async def reconcile(self, min_age_s: float | None = None, limit: int = 500) -> int:
         """Ask the exchange about every order whose outcome is unknown; returns how many were settled."""

@@ -32,6 +32,9 @@ def _s(v: Decimal | None) -> str | None:
 def exits_of(p: dict[str, Any] | None) -> model.Exits:
     if not p:
         return model.NO_EXITS
+    sl, tp, ts = p.get("stop_loss"), p.get("take_profit"), p.get("trailing_stop")
+    if sl is None and tp is None and ts is None:
+        return model.NO_EXITS
     return model.Exits(_d(p.get("stop_loss")), _d(p.get("take_profit")), _d(p.get("trailing_stop")))
 
 
@@ -50,7 +53,9 @@ def protection(exits: model.Exits, entry: Decimal | None, group: str, rev: int =
         "stop_loss": _s(exits.stop_loss), "take_profit": _s(exits.take_profit),
         "trailing_stop": _s(exits.trailing_stop), "group": group, "rev": rev, "watched": watched, "entry": _s(entry),
     }  # fmt: skip
-    if entry is not None:
+    if entry is not None and not exits and high is None:  # an entry without exits (most): no guard to price
+        p.update(stop=None, target=None, trail=None, high=p["entry"])
+    elif entry is not None:
         g = model.Guard.at_entry(entry, exits, high)
         p.update(stop=_s(g.stop), target=_s(g.target), trail=_s(g.trail), high=_s(g.high))
     return p

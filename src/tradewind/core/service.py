@@ -247,7 +247,10 @@ class CoreService:
             states = await self._not_evaluated(states, candle.time)
         if not states:
             return
-        await self.desk.settle()  # fills a venue reported before this candle are booked before its decisions
+        if any(st.resting or st.entry_open for st in states):
+            # a venue reports the fills of resting orders before the candle that made them: they are booked
+            # before this candle's decisions (market orders' own answers are waited for by ``pending``)
+            await self.desk.settle()
         later: list[Handled] = []  # the candle's evaluation rows, stored together once its orders are out
         accounts = (
             self.desk.prefetch(candle, states) if any(st.trader_id is not None for st in states) else None

@@ -54,7 +54,13 @@ Accounts = tuple[dict[int, tuple[int, int, str] | str], dict[int, risk.AccountBo
 EXIT = model.Intent("exit")
 
 
+_PLAIN = {p: model.Decision(p) for p in ("long", "short", "neutral")}  # the usual decisions, made once
+
+
 def _decision(out: m.EvalOutcome) -> model.Decision:
+    if (out.stop_loss is None and out.take_profit is None and out.trailing_stop is None and out.limit is None
+            and out.size == 1.0 and out.position in _PLAIN):  # fmt: skip
+        return _PLAIN[out.position]
     return model.Decision(
         out.position or "neutral",
         out.size,
@@ -210,11 +216,27 @@ class TradeDesk:
         whether this closed candle reached its stop or target — then the reason to exit at the market —
         else raise its trailing high."""
         p = st.protection
+        if p is None or p.get("entry") is None:
+            return None
+        watched = p.get("watched")
+        if not watched and (p.get("high") is None or candle.high <= float(p["high"])):
+            return None  # the usual case, decided without Decimals: nothing to check, no new high
+        if (
+            not watched
+            and p.get("stop_loss") is None
+            and p.get("take_profit") is None
+            and p.get("trailing_stop") is None
+        ):
+            st.protection = {
+                **p,
+                "high": repr(candle.high),
+            }  # no exits yet: the high, in memory, for later ones
+            return None
         g = positions.guard_of(p)
-        if p is None or g is None:
+        if g is None:
             return None
         bar = model.Bar.of(candle.time, candle.open, candle.high, candle.low, candle.close)
-        if p.get("watched"):
+        if watched:
             hit = g.check(bar)
             if hit is not None:
                 return hit[1]
@@ -259,6 +281,8 @@ class TradeDesk:
         rows = []
         now = utcnow()  # one timestamp for the batch (and processed once by insert_rows)
         tf = tf_ms(candle.tf)
+        common = {"candle_time": candle.time, "filled": ZERO, "fee": ZERO, "created_at": now, "updated_at": now,
+                  "reason": None, "status": "pending", **dict.fromkeys(positions.ORDER_FIELDS), "type": "market"}  # fmt: skip
         for st, it, why in wanted:
             fresh = allowed.get(st.id)
             if isinstance(fresh, str):
@@ -266,10 +290,8 @@ class TradeDesk:
                 continue
             assert fresh is not None
             owner_id, trader_id, exchange = fresh
-            base = {"owner_id": owner_id, "assignment_id": st.id, "trader_id": trader_id, "exchange": exchange,
-                    "symbol": st.symbol, "candle_time": candle.time, "filled": ZERO, "fee": ZERO,
-                    "created_at": now, "updated_at": now, "reason": None, "status": "pending",
-                    **dict.fromkeys(positions.ORDER_FIELDS), "type": "market"}  # fmt: skip
+            base = {**common, "owner_id": owner_id, "assignment_id": st.id, "trader_id": trader_id,
+                    "exchange": exchange, "symbol": st.symbol}  # fmt: skip
             if it.kind == "cancel_entry":
                 if st.entry_open is not None:
                     self._cancels.append((st, trader_id, exchange, st.entry_open))
