@@ -79,6 +79,7 @@ class OrderBook:
         self._apply_lock = asyncio.Lock()
         self.extra: dict[str, Extra] = {}  # client id -> what its order carries besides its row
         self._applying = 0  # venue reports (on_order_update) being booked: ``settle`` waits for them
+        self._protecting: set[asyncio.Task[None]] = set()  # protective orders being placed: ``settle`` waits
         self.unanswered = 0  # the last reconcile's questions that no exchange answered
         self.updates: Any = None  # the subscription of order updates (see ``settle``)
         # assignment -> its protection, changed in memory (a trailing high): stored with the evaluations
@@ -118,7 +119,7 @@ class OrderBook:
                 st.protection = p
         return new_ids
 
-    def start_orders(self, candle: m.Candle | None, orders: list[dict[str, Any]]) -> None:
+    def start_orders(self, candle: m.Candle | None, orders: list[dict[str, Any]]) -> asyncio.Task[None]:
         """One request per exchange and chunk of orders (the exchange service places them concurrently),
         each in a task of its own that starts sending at the caller's next ``await``; their results are
         recorded together."""
@@ -133,6 +134,7 @@ class OrderBook:
         task = asyncio.create_task(self._record_orders(calls))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        return task
 
     async def _record_orders(
         self, calls: list[asyncio.Task[list[tuple[str, m.OrderAck, float | None]]]]
@@ -218,11 +220,13 @@ class OrderBook:
 
     async def settle(self, timeout_s: float = 2.0) -> None:
         """Wait until the order updates that reached core are recorded (a venue reports a resting order's
-        fill before the candle that filled it: the decision on that candle must see the position it left)."""
+        fill before the candle that filled it: the decision on that candle must see the position it left),
+        and the protective orders placed for entries they filled are answered (the venue may have filled
+        one already, in the same candle, and reported it before core knew the order)."""
         deadline = time.monotonic() + timeout_s
-        while (self._applying or (self.updates is not None and self.updates.pending_msgs)) and (
-            time.monotonic() < deadline
-        ):
+        while (
+            self._applying or self._protecting or (self.updates is not None and self.updates.pending_msgs)
+        ) and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
 
     # -- order state ----------------------------------------------------------------------------------
@@ -409,9 +413,11 @@ class OrderBook:
         for o in placed:
             st = self.index.by_id.get(o["assignment_id"])
             if st is not None:
-                st.pending.add(o["client_order_id"])
+                track(st, o)
         if placed:
-            self.start_orders(None, placed)
+            task = self.start_orders(None, placed)
+            self._protecting.add(task)
+            task.add_done_callback(self._protecting.discard)
 
     def _book_fill(
         self, book: dict[str, Any] | None, side: str, filled: Decimal, price: Decimal, fee: Decimal
@@ -548,6 +554,20 @@ class OrderBook:
                 await s.commit()
             await self._protect(todo)
         return len(todo)
+
+
+def track(st: Any, o: dict[str, Any]) -> None:
+    """An order just sent for an assignment. A market order holds the assignment's next decisions back
+    until its outcome is known (``pending``); an order meant to rest does not: a limit entry is its
+    ``entry_open``, a protective order one of its ``resting`` ones from now on (a signal exit cancels it
+    even while its placement is on its way), and the venue's answer settles either."""
+    cid, kind = o["client_order_id"], o.get("type") or "market"
+    if kind == "market":
+        st.pending.add(cid)
+    elif kind == "limit":
+        st.entry_open, st.entry_expires = cid, o.get("expires_at")
+    else:
+        st.resting[cid] = kind
 
 
 async def store_protection(s: Any, changes: dict[int, dict[str, Any] | None]) -> None:

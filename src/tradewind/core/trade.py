@@ -25,7 +25,7 @@ from tradewind.bus import subjects
 from tradewind.config import Settings
 from tradewind.core import positions
 from tradewind.core.decide import AssignmentIndex, AssignmentState
-from tradewind.core.orders import Extra, OrderBook, losses_today
+from tradewind.core.orders import Extra, OrderBook, losses_today, track
 from tradewind.core.record import Handled, Recorder
 from tradewind.domain import client_order_id, split_symbol, tf_ms
 from tradewind.metrics import ORDERS
@@ -196,7 +196,7 @@ class TradeDesk:
             for o in placed:
                 st = self.index.by_id.get(o["assignment_id"])
                 if st is not None:
-                    st.pending.add(o["client_order_id"])
+                    track(st, o)
             self.orders.start_orders(candle, placed)
             await asyncio.sleep(0)  # let the order calls go out before this chunk's (or candle's) bookkeeping
         if self._cancels:
