@@ -338,6 +338,7 @@ def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
     from tradewind.backtest.engine import iso
     from tradewind.backtest.importers import ImportError_, load
     from tradewind.config import load_settings
+    from tradewind.marketdata.accept import Accepted, accept_rows
     from tradewind.storage import candles as store
     from tradewind.storage.db import make_engine, make_session_factory
     from tradewind.storage.migrate import upgrade_async
@@ -352,7 +353,7 @@ def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
     except ImportError_ as exc:
         raise click.ClickException(str(exc)) from None
 
-    async def save() -> None:
+    async def save() -> Accepted:
         settings = load_settings()
         settings.make_data_dir()
         await upgrade_async(settings.db_url)
@@ -360,15 +361,20 @@ def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
         try:
             async with make_session_factory(eng)() as s:
                 market = await store.get_or_create_market(s, exchange, symbol)
-                await store.insert_candles(s, market.id, timeframe, loaded.rows)
+                # checked, de-duplicated against the store and (for 1m) derived by the one door
+                report = await accept_rows(s, market.id, timeframe, loaded.rows)
                 await s.commit()
                 click.echo(f"market {market.id}: {exchange} {symbol} {timeframe}")
+                return report
         finally:
             await eng.dispose()
 
-    asyncio.run(save())
+    report = asyncio.run(save())
     first, last = iso(int(loaded.time[0])), iso(int(loaded.time[-1]))
-    click.echo(f"imported {len(loaded):,} candles ({loaded.format}) from {first} to {last}")
+    valid = len(loaded) - report.rejected_total
+    click.echo(f"imported {valid:,} candles ({loaded.format}) from {first} to {last}")
+    if report.rejected:
+        click.echo(f"{report.rejections()}: not stored")
     if loaded.duplicates:
         click.echo(f"dropped {loaded.duplicates:,} duplicate candle(s)")
     if loaded.gaps:

@@ -26,6 +26,7 @@ from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider
 from tradewind.core.resample import Resampler
 from tradewind.core.trade import Handled, TradeDesk
 from tradewind.marketdata import as_row, candle_problem
+from tradewind.marketdata.accept import store_live
 from tradewind.metrics import CANDLES
 from tradewind.storage import candles as store
 from tradewind.storage.db import SessionFactory, write_gate
@@ -224,9 +225,7 @@ class CoreService:
         row = as_row(candle)
         closed = self.resampler.add(market_id, row)
         async with write_gate(self.sf), self.sf() as s:
-            await store.insert_candles(s, market_id, "1m", [row])
-            for tf, drow in closed:
-                await store.upsert_candles(s, market_id, tf, [drow])
+            await store_live(s, market_id, row, closed)
             await s.execute(update(Market).where(Market.id == market_id).values(last_price=candle.close))
             await s.commit()
         self._last[market_id] = max(last, candle.time)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -28,10 +28,12 @@ DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:
 
 @dataclass(frozen=True)
 class DownloadResult:
-    stored: int  # candles received and written (already stored ones are ignored by the store)
+    stored: int  # new candles written (already stored ones are not written again)
     start: int  # open time the download started from (after the last stored candle when resuming)
     until: int
     last: int | None  # open time of the newest stored candle afterwards
+    duplicates: int = 0  # candles received that were stored already
+    rejected: dict[str, int] = field(default_factory=dict)  # invalid candles not stored, by reason
 
 
 def _ms(value: datetime) -> int:
@@ -55,6 +57,7 @@ async def run_download(
     # imported here, not at the top: `tradewind` registers this command, and SQLAlchemy with every model
     # would add 0.4 s to the start-up of every other command (backtest included)
     from tradewind.exchanges.registry import make_adapter
+    from tradewind.marketdata.accept import Accepted, accept_rows
     from tradewind.storage import candles as store
     from tradewind.storage.db import make_engine, make_session_factory
     from tradewind.storage.migrate import upgrade_async
@@ -87,7 +90,7 @@ async def run_download(
                 total=total,
                 completed=min(max((start - since) // size, 0), total),
             )
-        stored = 0
+        report = Accepted()
         cursor = start
         while cursor < until:
             page = [
@@ -96,17 +99,23 @@ async def run_download(
             if not page:
                 break
             rows = [(c.time, c.open, c.high, c.low, c.close, c.volume) for c in page]
-            async with sf() as s:
-                await store.insert_candles(s, market.id, tf, rows)
+            async with sf() as s:  # checked, de-duplicated and (for 1m) derived by the one door
+                report.add(await accept_rows(s, market.id, tf, rows, now=int(time.time() * 1000)))
                 await s.commit()  # each page is durable: an interruption resumes after it
-            stored += len(rows)
             advanced = page[-1].time + size - cursor
             cursor = page[-1].time + size
             if progress is not None and task is not None:
                 progress.advance(task, advanced // size)
         async with sf() as s:
             last = await store.last_time(s, market.id, tf)
-        return DownloadResult(stored=stored, start=start, until=until, last=last)
+        return DownloadResult(
+            stored=report.stored,
+            start=start,
+            until=until,
+            last=last,
+            duplicates=report.duplicates,
+            rejected=dict(report.rejected),
+        )
     finally:
         if own_adapter:
             await adapter.close()
@@ -169,6 +178,11 @@ def download(exchange: str, symbol: str, tf: str, since: datetime, until: dateti
             )
     except ExchangeError as exc:
         raise click.ClickException(str(exc)) from None
+    if result.rejected:
+        why = ", ".join(
+            f"{n:,} {reason}" for reason, n in sorted(result.rejected.items(), key=lambda x: -x[1])
+        )
+        click.echo(f"{sum(result.rejected.values()):,} invalid candle(s) rejected: {why}")
     if result.last is None:
         click.echo(f"no {tf} candles of {symbol} on {exchange} in that range")
         return

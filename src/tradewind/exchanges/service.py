@@ -23,7 +23,6 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
-from tradewind.domain import DERIVED_TIMEFRAMES, tf_ms
 from tradewind.exchanges.base import (
     AuthError,
     Credentials,
@@ -35,7 +34,9 @@ from tradewind.exchanges.base import (
     OrderSpec,
     Protect,
 )
-from tradewind.marketdata import as_row, resample_rows
+from tradewind.marketdata import as_row
+from tradewind.marketdata.accept import Accepted, accept_rows
+from tradewind.marketdata.candles import OPEN
 from tradewind.secrets import SecretBox
 from tradewind.storage import candles as store
 from tradewind.storage.db import SessionFactory
@@ -131,7 +132,7 @@ class ExchangeService:
                 last = await store.last_time(s, market.id, "1m")
                 await s.commit()
             since = max(last + 60_000 if last is not None else 0, now - self.settings.history_days * DAY)
-            total = 0
+            report = Accepted()
             while True:
                 try:
                     page = await self.adapter.fetch_history(symbol, "1m", since)
@@ -142,26 +143,27 @@ class ExchangeService:
                     break
                 rows = [as_row(c) for c in page]
                 async with self.sf() as s:
-                    await store.insert_candles(s, market.id, "1m", rows)
-                    for tf in DERIVED_TIMEFRAMES:
-                        done = [
-                            r for r in resample_rows(rows, tf) if r[0] + tf_ms(tf) <= rows[-1][0] + 60_000
-                        ]
-                        await self._store_derived(s, market.id, tf, done)
+                    # the door checks, de-duplicates and derives; the minute still forming is left to the stream
+                    done = await accept_rows(s, market.id, "1m", rows, now=self._now_ms())
                     market_obj = await s.get(type(market), market.id)
-                    if market_obj is not None:
-                        market_obj.last_price = rows[-1][4]
+                    if market_obj is not None and done.newest is not None:
+                        market_obj.last_price = done.newest[4]
                     await s.commit()
-                total += len(rows)
-                since = rows[-1][0] + 60_000
-            if total:
-                log.info("%s: backfilled %d candles of %s", self.name, total, symbol)
+                report.add(done)
+                nxt = max(r[0] for r in rows) + 60_000
+                if nxt <= since:
+                    break
+                since = nxt
+            if report.stored:
+                log.info("%s: backfilled %d candles of %s", self.name, report.stored, symbol)
+            if report.rejected:  # the minute still forming is expected: only bad candles are a warning
+                level = logging.WARNING if set(report.rejected) - {OPEN} else logging.DEBUG
+                log.log(level, "%s: backfill of %s: %s", self.name, symbol, report.rejections())
 
-    @staticmethod
-    async def _store_derived(session: Any, market_id: int, tf: str, rows: list[Any]) -> None:
-        # A page's first bucket may continue one stored from the previous page: overwrite it, insert the rest.
-        await store.upsert_candles(session, market_id, tf, rows[:1])
-        await store.insert_candles(session, market_id, tf, rows[1:])
+    def _now_ms(self) -> int:
+        """The venue's clock: the sim's runs faster than the wall clock (its candles are ahead of it)."""
+        clock = getattr(self.adapter, "sim_now", None)
+        return int(clock()) if clock is not None else int(time.time() * 1000)
 
     async def _stream(self) -> None:
         try:

@@ -234,3 +234,42 @@ def test_a_sweep_runs_its_points_with_the_maker_fee_and_slippage(tmp_path: Path)
         assert point["final_equity"] == single["final_equity"] and point["trade_count"] == len(
             single["trades"]
         )
+
+
+def test_import_refuses_bad_candles_says_why_and_derives_from_the_good_ones(tmp_path: Path) -> None:
+    import sqlite3
+
+    csv = tmp_path / "bad.csv"
+    lines = ["time,open,high,low,close,volume"]
+    for i in range(12):  # 2024-01-01 00:00 .. 00:11, one minute apart
+        high, volume = (9.0, 1.0) if i == 3 else (11.0, -2.0) if i == 8 else (11.0, 1.0)
+        lines.append(f"2024-01-01T00:{i:02d}:00Z,10,{high},9,10.5,{volume}")
+    csv.write_text("\n".join(lines) + "\n")
+    out = tw(
+        tmp_path,
+        "data",
+        "import",
+        str(csv),
+        "--exchange",
+        "binance",
+        "--symbol",
+        "BTC/USDT",
+        "--timeframe",
+        "1m",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "imported 10 candles" in out.stdout
+    assert (
+        "2 rejected (1 high/low do not bound open/close, 1 volume must be finite and non-negative)"
+        in out.stdout
+    )
+    with sqlite3.connect(tmp_path / "home" / "tradewind.db") as db:
+        rows = db.execute("SELECT tf, time, volume FROM candles ORDER BY tf, time").fetchall()
+    start = parse_time("2024-01-01")
+    minutes = [t for tf, t, _ in rows if tf == "1m"]
+    assert minutes == [start + i * 60_000 for i in range(12) if i not in (3, 8)]
+    assert [(t, v) for tf, t, v in rows if tf == "5m"] == [
+        (start, 4.0),
+        (start + 300_000, 4.0),
+        (start + 600_000, 2.0),
+    ]

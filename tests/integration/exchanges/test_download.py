@@ -101,3 +101,19 @@ def test_download_from_an_unknown_exchange_fails_with_a_clear_message(tmp_path) 
         timeout=60,
     )
     assert result.returncode == 1 and "no adapter for exchange 'nowhere'" in result.stderr
+
+
+async def test_download_refuses_a_bad_candle_and_says_why(tmp_path) -> None:
+    bad_at = ms("2018-01-12") + 3 * HOUR
+    rows = [(t, o, h, 0.0 if t == bad_at else lo, c, v) for t, o, h, lo, c, v in ROWS]  # a zero low
+    server = FakeBinance(rows)
+    await server.start()
+    try:
+        result = await download(server, tmp_path, "--since", "2018-01-11", "--until", "2018-01-13")
+    finally:
+        await server.stop()
+    assert result.returncode == 0, result.stderr
+    assert "1 invalid candle(s) rejected: 1 prices must be finite and positive" in result.stdout
+    assert "47 candles of binance ETH/BTC 1h downloaded" in result.stdout
+    times = [r[0] for r in stored(tmp_path)]
+    assert len(times) == 47 and bad_at not in times
