@@ -90,18 +90,23 @@ async def test_the_kill_switch_cancels_open_orders_and_holds_until_released(api_
     me = (await c.get("/api/auth/me")).json()
     other_me = (await other.get("/api/auth/me")).json()
     async with sf() as s:
-        for owner, trader, coid, status in [
-            (me["id"], ids["traders"], "open-1", "open"),
-            (me["id"], ids["traders"], "done-1", "filled"),
-            (other_me["id"], other_ids["traders"], "theirs-1", "open"),
+        for owner, trader, coid, status, kind in [
+            (me["id"], ids["traders"], "open-1", "open", "market"),
+            (me["id"], ids["traders"], "done-1", "filled", "market"),
+            # a position's protective orders and a resting limit entry come down too
+            (me["id"], ids["traders"], "open-1-p0", "open", "take_profit"),
+            (me["id"], ids["traders"], "open-1-r0", "open", "trailing_stop"),
+            (me["id"], ids["traders"], "entry-2", "open", "limit"),
+            (other_me["id"], other_ids["traders"], "theirs-1", "open", "stop"),
         ]:
             s.add(Order(owner_id=owner, trader_id=trader, client_order_id=coid, exchange="sim", symbol="BTC/USD",
-                        side="buy", amount=Decimal("0.1"), status=status))  # fmt: skip
+                        side="buy", amount=Decimal("0.1"), status=status, type=kind))  # fmt: skip
         await s.commit()
 
     r = await c.post("/api/killswitch")
-    assert r.json() == {"killed": True, "paused_assignments": 1, "cancel_requests": 1}
-    assert [x.client_order_id for x in cancels] == ["open-1"]
+    assert r.json() == {"killed": True, "paused_assignments": 1, "cancel_requests": 4}
+    assert sorted(x.client_order_id for x in cancels) == ["entry-2", "open-1", "open-1-p0", "open-1-r0"]
+    assert {x.owner_id for x in cancels} == {me["id"]}  # each cancel names whose order it is
     assert (await other.get(f"/api/assignments/{other_ids['assignments']}")).json()["enabled"] is True
 
     a = ids["assignments"]
