@@ -28,6 +28,10 @@ class Candle(msgspec.Struct, frozen=True, kw_only=True):
     closed: bool = True
     trace_id: str = ""
     recv_ns: int = 0  # wall clock (time.time_ns) when the adapter received the update
+    # How many order updates the exchange service that published this candle (``source``, one run of it)
+    # had published before it: core books those before deciding on the candle (see core.orders.settle).
+    source: str = ""
+    updates_seq: int = 0
 
 
 class EvalJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,6 +200,8 @@ class OrderUpdated(msgspec.Struct, frozen=True, kw_only=True):
     fee_asset: str | None = None
     time: int = 0  # epoch ms of the fill
     reason: str | None = None
+    source: str = ""  # the exchange service run that published it, and its number in that run
+    seq: int = 0
 
 
 class AssignmentsChanged(msgspec.Struct, frozen=True, kw_only=True):

@@ -80,6 +80,7 @@ class OrderBook:
         self.extra: dict[str, Extra] = {}  # client id -> what its order carries besides its row
         self._applying = 0  # venue reports (on_order_update) being booked: ``settle`` waits for them
         self._protecting: set[asyncio.Task[None]] = set()  # protective orders being placed: ``settle`` waits
+        self._booked: dict[str, int] = {}  # exchange service run -> the newest of its updates booked
         self.unanswered = 0  # the last reconcile's questions that no exchange answered
         self.updates: Any = None  # the subscription of order updates (see ``settle``)
         # assignment -> its protection, changed in memory (a trailing high): stored with the evaluations
@@ -218,16 +219,35 @@ class OrderBook:
         if acks:
             await self.apply(acks)
 
-    async def settle(self, timeout_s: float = 2.0) -> None:
+    async def settle(self, timeout_s: float = 2.0, candle: m.Candle | None = None) -> None:
         """Wait until the order updates that reached core are recorded (a venue reports a resting order's
         fill before the candle that filled it: the decision on that candle must see the position it left),
         and the protective orders placed for entries they filled are answered (the venue may have filled
-        one already, in the same candle, and reported it before core knew the order)."""
+        one already, in the same candle, and reported it before core knew the order). A candle numbers the
+        updates its exchange published before it: they are waited for even if they have not reached core
+        yet (the bus does not order the candle stream after plain messages). A restarted exchange numbers
+        from 1 under a new run id; an update lost on the way costs ``timeout_s`` once."""
         deadline = time.monotonic() + timeout_s
+
+        def behind() -> bool:  # the candle says how many updates its exchange published before it
+            return (
+                candle is not None
+                and bool(candle.source)
+                and self._booked.get(candle.source, 0) < candle.updates_seq
+            )
+
         while (
-            self._applying or self._protecting or (self.updates is not None and self.updates.pending_msgs)
+            behind()
+            or self._applying
+            or self._protecting
+            or (self.updates is not None and self.updates.pending_msgs)
         ) and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
+        if behind():  # lost on the way (core was not listening): the reconciler asks; no candle waits again
+            assert candle is not None
+            log.warning("order updates %s..%d of %s never arrived", self._booked.get(candle.source, 0) + 1,
+                        candle.updates_seq, candle.source)  # fmt: skip
+            self._booked[candle.source] = candle.updates_seq
 
     # -- order state ----------------------------------------------------------------------------------
 
@@ -288,6 +308,7 @@ class OrderBook:
             for cid, ack, latency in acks:
                 row = rows.get(cid)
                 if row is None:
+                    log.debug("order update for %s: not pending or open here (final, or not known yet)", cid)
                     continue  # already final: a second report of the same fill changes nothing
                 values: dict[str, Any] = {"oid": row.id, "updated_at": now, "latency_ms": latency, "status": "pending",
                                           "reason": ack.reason, "filled": ZERO, "fee": ZERO, "price": None, "pnl": None,
@@ -481,8 +502,12 @@ class OrderBook:
         self._applying += 1
         try:
             await self.apply([(upd.client_order_id, ack, None)])
+        except Exception:  # the reconciler asks the venue again; say so rather than lose it quietly
+            log.exception("booking the update of %s failed", upd.client_order_id)
         finally:
             self._applying -= 1
+            if upd.source:
+                self._booked[upd.source] = max(self._booked.get(upd.source, 0), upd.seq)
 
     async def reconcile(self, min_age_s: float | None = None, limit: int = 500) -> int:
         """Ask the exchange about every order whose outcome is unknown; returns how many were settled."""

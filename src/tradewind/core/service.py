@@ -232,7 +232,8 @@ class CoreService:
         CANDLES.labels("accepted").inc()
         derived = [
             m.Candle(exchange=candle.exchange, symbol=candle.symbol, tf=tf, time=r[0], open=r[1], high=r[2], low=r[3],
-                     close=r[4], volume=r[5], trace_id=candle.trace_id, recv_ns=candle.recv_ns)
+                     close=r[4], volume=r[5], trace_id=candle.trace_id, recv_ns=candle.recv_ns,
+                     source=candle.source, updates_seq=candle.updates_seq)
             for tf, r in closed
         ]  # fmt: skip
         for c in (candle, *derived):
@@ -249,7 +250,7 @@ class CoreService:
         if any(st.resting or st.entry_open for st in states):
             # a venue reports the fills of resting orders before the candle that made them: they are booked
             # before this candle's decisions (market orders' own answers are waited for by ``pending``)
-            await self.desk.settle()
+            await self.desk.settle(candle=candle)
         later: list[Handled] = []  # the candle's evaluation rows, stored together once its orders are out
         accounts = (
             self.desk.prefetch(candle, states) if any(st.trader_id is not None for st in states) else None

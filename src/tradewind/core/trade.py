@@ -98,8 +98,8 @@ class TradeDesk:
     async def on_order_update(self, msg: Msg) -> None:
         await self.orders.on_order_update(msg)
 
-    async def settle(self, timeout_s: float = 2.0) -> None:
-        await self.orders.settle(timeout_s)
+    async def settle(self, timeout_s: float = 2.0, candle: m.Candle | None = None) -> None:
+        await self.orders.settle(timeout_s, candle)
 
     async def record(self, candle: m.Candle, later: list[Handled]) -> None:
         await self.recorder.record(candle, later)

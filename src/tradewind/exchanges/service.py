@@ -11,9 +11,11 @@ import asyncio
 import itertools
 import logging
 import time
+import uuid
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -80,6 +82,8 @@ class ExchangeService:
         self._requests: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(512)
         self.ready = asyncio.Event()
+        self._run_id = uuid.uuid4().hex[:12]  # this run's order updates are numbered from 1
+        self._updates = 0
 
     async def start(self, stream: bool = True) -> None:
         await self.adapter.start()
@@ -182,6 +186,8 @@ class ExchangeService:
                 await asyncio.sleep(1)
 
     async def _publish(self, candle: m.Candle) -> None:
+        # the order updates published before it (a resting order's fill on this candle) are booked first
+        candle = msgspec.structs.replace(candle, source=self._run_id, updates_seq=self._updates)
         subject = subjects.md_candle(candle.exchange, candle.symbol, candle.tf)
         msg_id = f"{candle.exchange}:{candle.symbol}:{candle.tf}:{candle.time}"
         for attempt in range(30):
@@ -463,7 +469,9 @@ class ExchangeService:
                 return
 
     async def _publish_update(self, trader_id: int, r: OrderResult) -> None:
+        self._updates += 1
         upd = m.OrderUpdated(
+            source=self._run_id, seq=self._updates,
             exchange=self.name, trader_id=trader_id, client_order_id=r.client_order_id, status=r.status,
             filled=format(r.filled, "f"), price=format(r.price, "f") if r.price is not None else None,
             fee=format(r.fee, "f"), fee_asset=r.fee_asset, time=r.time, reason=r.reason,

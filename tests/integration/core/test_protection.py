@@ -266,3 +266,37 @@ async def test_exits_set_after_an_unprotected_entry_protect_it_from_the_high_sin
         "103",
         "101.97",
     )
+
+
+async def test_a_candle_waits_for_the_order_updates_its_exchange_published_before_it(
+    settings, nc, sf
+) -> None:  # type: ignore[no-untyped-def]
+    # The bus does not order the candle stream after plain messages: a resting order's fill on a candle can
+    # reach core after the candle. The candle says how many updates came before it; core books them first.
+    import asyncio
+    import time
+
+    import msgspec
+
+    v, a, desk, index = await setup(settings, nc, sf)
+    c = msgspec.structs.replace(candle(60_000), source="run-1", updates_seq=1)
+
+    async def late() -> None:
+        await asyncio.sleep(0.3)
+        upd = m.OrderUpdated(exchange="sim", trader_id=a.trader_id, client_order_id="x", status="canceled",
+                             source="run-1", seq=1)  # fmt: skip
+        await desk.on_order_update(type("Msg", (), {"data": m.encode(upd)})())
+
+    task = asyncio.create_task(late())
+    started = time.monotonic()
+    await desk.settle(candle=c)
+    assert 0.25 < time.monotonic() - started < 1.5
+    await task
+    # one that never comes costs the timeout once, not on every candle after it
+    lost = msgspec.structs.replace(c, updates_seq=4)
+    started = time.monotonic()
+    await desk.settle(timeout_s=0.3, candle=lost)
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    await desk.settle(timeout_s=0.3, candle=lost)
+    assert time.monotonic() - started < 0.1
