@@ -31,10 +31,14 @@ function decide(c, params)
   local t = c.time[n] // 60000
   local close = c.close[n]
   if t % 7 == 0 then return "short" end
-  if t % 3 == 0 then
+  if t % 4 == 0 then
     return {position = "long", stop_loss = 0.0015, take_profit = 0.002, note = "market"}
-  elseif t % 3 == 1 then
+  elseif t % 4 == 1 then
     return {position = "long", limit = close * 0.9996, expire = 2, trailing_stop = 0.001, stop_loss = 0.003}
+  elseif t % 4 == 3 then
+    -- at the close (the next open): it fills at once, and a tight trailing stop often takes it out in the
+    -- same candle, whose decision is a market entry: core must know the position is gone by then
+    return {position = "long", limit = close, trailing_stop = 0.0003}
   end
   return {position = "neutral", stop_loss = 0.0008}
 end

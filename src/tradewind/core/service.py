@@ -247,10 +247,11 @@ class CoreService:
             states = await self._not_evaluated(states, candle.time)
         if not states:
             return
-        if any(st.resting or st.entry_open for st in states):
-            # a venue reports the fills of resting orders before the candle that made them: they are booked
-            # before this candle's decisions (market orders' own answers are waited for by ``pending``)
-            await self.desk.settle(candle=candle)
+        # A venue reports the fills of resting orders before the candle that made them: they are booked before
+        # this candle's decisions (market orders' own answers are waited for by ``pending``). Not only for
+        # assignments that look like they have resting orders: one whose entry is being booked right now
+        # has none yet (its protective orders are being placed), and must be waited for all the same.
+        await self.desk.settle(candle=candle)
         later: list[Handled] = []  # the candle's evaluation rows, stored together once its orders are out
         accounts = (
             self.desk.prefetch(candle, states) if any(st.trader_id is not None for st in states) else None
