@@ -163,22 +163,10 @@ Extras = dict[
 _NUDGE = 1e-9  # the float pre-filter looks a hair wider than the exact rule, which then decides
 
 
-_PLAIN = {p: model.Decision(p) for p in ("long", "short", "neutral")}  # a letter without extras
-
-
 def decisions(code: int, extra: tuple[Any, ...] | None) -> model.Decision:
     """A decision of the letters and extras ``decide_series`` gives, as the trading model takes it."""
     position = "long" if code == LONG else "short" if code == SHORT else "neutral"
-    if extra is None:
-        return _PLAIN[position]
-    size, sl, tp, ts, limit, expire = extra
-    return model.Decision(
-        position,
-        1.0 if size is None else float(size),
-        model.Exits.of(sl, tp, ts),
-        None if limit is None else model.dec(limit),
-        1 if expire is None else int(expire),
-    )
+    return model.decision(position, *extra) if extra is not None else model.decision(position)
 
 
 def fill(codes: np.ndarray, opens: np.ndarray, closes: np.ndarray, times: np.ndarray, cash: float, fee: float,
@@ -254,8 +242,7 @@ def fill(codes: np.ndarray, opens: np.ndarray, closes: np.ndarray, times: np.nda
         """Candles a..b closed with the position open and nothing triggered: the trailing high rises."""
         nonlocal guard
         if guard is not None and b >= a:
-            seen = model.dec(float(np.max(highs[a : b + 1])))
-            guard = guard.closed(model.Bar(0, model.ZERO, seen, model.ZERO, model.ZERO))
+            guard = guard.raised(model.dec(float(np.max(highs[a : b + 1]))))
 
     def match(j: int) -> None:
         nonlocal guard, resting, exits

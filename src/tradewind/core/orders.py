@@ -515,8 +515,9 @@ class OrderBook:
         cutoff = utcnow() - dt.timedelta(seconds=age)
         # An order resting on purpose (a limit entry, a protective exit) is open for hours or days: the venue
         # reports its fill, and it is asked about only every few minutes (each answer moves its updated_at).
-        resting_cutoff = utcnow() - dt.timedelta(
-            seconds=max(age, RESTING_CHECK_S if min_age_s is None else age)
+        # (an explicit age, the start-up sweep's 0, asks about every open order)
+        resting_cutoff = (
+            cutoff if min_age_s is not None else utcnow() - dt.timedelta(seconds=max(age, RESTING_CHECK_S))
         )
         async with self.sf() as s:
             rows = (

@@ -30,12 +30,7 @@ def _s(v: Decimal | None) -> str | None:
 
 
 def exits_of(p: dict[str, Any] | None) -> model.Exits:
-    if not p:
-        return model.NO_EXITS
-    sl, tp, ts = p.get("stop_loss"), p.get("take_profit"), p.get("trailing_stop")
-    if sl is None and tp is None and ts is None:
-        return model.NO_EXITS
-    return model.Exits(_d(p.get("stop_loss")), _d(p.get("take_profit")), _d(p.get("trailing_stop")))
+    return model.Exits.from_strings(p)
 
 
 def guard_of(p: dict[str, Any] | None) -> model.Guard | None:
@@ -50,9 +45,12 @@ def protection(exits: model.Exits, entry: Decimal | None, group: str, rev: int =
                high: Decimal | None = None, watched: bool = False) -> dict[str, Any]:  # fmt: skip
     """The stored form: the exits (fractions), and once the entry filled its price and the guard."""
     p: dict[str, Any] = {
-        "stop_loss": _s(exits.stop_loss), "take_profit": _s(exits.take_profit),
-        "trailing_stop": _s(exits.trailing_stop), "group": group, "rev": rev, "watched": watched, "entry": _s(entry),
-    }  # fmt: skip
+        **exits.as_strings(),
+        "group": group,
+        "rev": rev,
+        "watched": watched,
+        "entry": _s(entry),
+    }
     if entry is not None and not exits and high is None:  # an entry without exits (most): no guard to price
         p.update(stop=None, target=None, trail=None, high=p["entry"])
     elif entry is not None:

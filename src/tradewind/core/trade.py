@@ -54,20 +54,9 @@ Accounts = tuple[dict[int, tuple[int, int, str] | str], dict[int, risk.AccountBo
 EXIT = model.Intent("exit")
 
 
-_PLAIN = {p: model.Decision(p) for p in ("long", "short", "neutral")}  # the usual decisions, made once
-
-
 def _decision(out: m.EvalOutcome) -> model.Decision:
-    if (out.stop_loss is None and out.take_profit is None and out.trailing_stop is None and out.limit is None
-            and out.size == 1.0 and out.position in _PLAIN):  # fmt: skip
-        return _PLAIN[out.position]
-    return model.Decision(
-        out.position or "neutral",
-        out.size,
-        model.Exits.of(out.stop_loss, out.take_profit, out.trailing_stop),
-        None if out.limit is None else model.dec(out.limit),
-        out.expire or 1,
-    )
+    return model.decision(out.position, out.size, out.stop_loss, out.take_profit, out.trailing_stop, out.limit,
+                          out.expire)  # fmt: skip
 
 
 class TradeDesk:
@@ -307,9 +296,10 @@ class TradeDesk:
                        "status": "rejected" if sized.reason else "pending", "reason": sized.reason,
                        "type": "limit" if it.limit is not None else "market", "limit_price": it.limit,
                        "expires_at": model.expiry(candle.time, tf, it.expire) if it.limit is not None else None}  # fmt: skip
-                if it.exits and not sized.reason:
-                    st.protection = positions.protection(it.exits, None, cid)
-                    self.orders.extra[cid] = Extra(protect=it.exits, protection=st.protection)
+                if it.exits and not sized.reason:  # stored with the intent (store_intents), the entry's exits
+                    self.orders.extra[cid] = Extra(
+                        protect=it.exits, protection=positions.protection(it.exits, None, cid)
+                    )
                 rows.append(row)
             elif it.kind == "exit":
                 cid = client_order_id(st.id, candle.time, "short")

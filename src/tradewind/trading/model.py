@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
-from typing import Literal
+from typing import Any, Literal
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -117,6 +117,21 @@ class Exits:
             None if trailing_stop is None else dec(trailing_stop),
         )
 
+    def as_strings(self) -> dict[str, str | None]:
+        """The stored form (JSON): each fraction as a decimal string, or None."""
+        return {k: None if v is None else format(v, "f") for k, v in
+                (("stop_loss", self.stop_loss), ("take_profit", self.take_profit), ("trailing_stop", self.trailing_stop))}  # fmt: skip
+
+    @classmethod
+    def from_strings(cls, d: dict[str, Any] | None) -> Exits:
+        """The exits of a stored form (``as_strings``, or a mapping holding the same keys among others)."""
+        if not d:
+            return NO_EXITS
+        sl, tp, ts = d.get("stop_loss"), d.get("take_profit"), d.get("trailing_stop")
+        if sl is None and tp is None and ts is None:
+            return NO_EXITS
+        return cls(*(None if v is None else Decimal(str(v)) for v in (sl, tp, ts)))
+
 
 NO_EXITS = Exits()
 
@@ -130,6 +145,31 @@ class Decision:
     exits: Exits = NO_EXITS
     limit: Decimal | None = None
     expire: int = 1
+
+
+_PLAIN = {p: Decision(p) for p in ("long", "short", "neutral")}  # the usual decisions, made once
+
+
+def decision(position: str | None, size: float | None = None, stop_loss: float | None = None,
+             take_profit: float | None = None, trailing_stop: float | None = None, limit: float | None = None,
+             expire: int | None = None) -> Decision:  # fmt: skip
+    """A decision from what the sandbox returns (None: not set; no position: neutral), live or in a
+    backtest. A plain string decision is the same shared object each time (the hot path)."""
+    if (
+        stop_loss is None
+        and take_profit is None
+        and trailing_stop is None
+        and limit is None
+        and (size is None or size == 1.0)
+    ):
+        return _PLAIN.get(position or "neutral") or Decision(position or "neutral")
+    return Decision(
+        position or "neutral",
+        1.0 if size is None else float(size),
+        Exits.of(stop_loss, take_profit, trailing_stop),
+        None if limit is None else dec(limit),
+        1 if expire is None else int(expire),
+    )
 
 
 @dataclass(frozen=True)
@@ -197,10 +237,15 @@ def capital(allocation: Decimal, realized_pnl: Decimal) -> Decimal:
     return max(ZERO, allocation + realized_pnl)
 
 
+def entry_quote(capital_: Decimal, size: float) -> Decimal:
+    """What an entry of ``size`` (0-1, clamped) of the capital spends, in quote currency."""
+    return capital_ * dec(max(0.0, min(1.0, size)))
+
+
 def entry_quantity(capital_: Decimal, size: float, reference: Decimal) -> Decimal:
     """The size of an entry: ``size`` of the capital at the reference price (the decision candle's close
     for a market entry, the limit price for a limit entry)."""
-    return quantity(capital_ * dec(max(0.0, min(1.0, size))), reference)
+    return quantity(entry_quote(capital_, size), reference)
 
 
 @dataclass(frozen=True)
@@ -301,7 +346,11 @@ class Guard:
 
     def closed(self, bar: Bar) -> Guard:
         """The guard after ``bar`` closed with the position still open: the trailing high raised."""
-        return self if bar.high <= self.high else replace(self, high=bar.high)
+        return self.raised(bar.high)
+
+    def raised(self, high: Decimal) -> Guard:
+        """The guard once the price has been as high as ``high`` (candles closed, the position open)."""
+        return self if high <= self.high else replace(self, high=high)
 
 
 def exit_fill(guard: Guard, bar: Bar, amount: Decimal, costs: Costs) -> Fill | None:

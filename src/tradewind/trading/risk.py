@@ -76,7 +76,7 @@ def size_buy(book: AccountBook, symbol: str, allocation: Decimal, size: float, p
         )
     if price <= 0:
         return Sized(ZERO, "no price to size the order with")
-    quote = allocation * Decimal(repr(max(0.0, min(1.0, size))))
+    quote = model.entry_quote(allocation, size)
     asked = quote
     capped = None
     if limits.max_order_notional is not None and quote > limits.max_order_notional:

@@ -373,8 +373,7 @@ class PaperEngine:
                     trader_id, spec.client_order_id, spec.symbol, "buy", "limit", amount, spec.price,
                     expires_at=spec.expires_at, locked=locked, time=now_ms,
                     protect=None if p is None else {
-                        "stop_loss": _s(p.stop_loss), "take_profit": _s(p.take_profit),
-                        "trailing_stop": _s(p.trailing_stop), "rev": p.rev,
+                        **model.Exits(p.stop_loss, p.take_profit, p.trailing_stop).as_strings(), "rev": p.rev,
                     },
                 )  # fmt: skip
                 return self._rest(o, rows, assets, done)
@@ -571,7 +570,7 @@ class PaperEngine:
         """A resting limit entry on a candle: it fills (its exits then protect the position, in this
         candle too), expires, or rests on."""
         assert o.price is not None
-        exits = _exits(o.protect)
+        exits = model.Exits.from_strings(o.protect)
         resting = model.Resting(
             o.amount, o.price, o.expires_at if o.expires_at is not None else _NEVER, exits
         )
@@ -781,18 +780,3 @@ def _holder(orders: list[_Order], reason: str | None) -> _Order:
         if reason in ("take_profit", "trailing_stop") and o.type == reason:
             return o
     return orders[0]
-
-
-def _s(x: Decimal | None) -> str | None:
-    return None if x is None else format(x, "f")
-
-
-def _exits(protect: dict[str, Any] | None) -> model.Exits:
-    if not protect:
-        return model.NO_EXITS
-
-    def d(key: str) -> Decimal | None:
-        v = protect.get(key)
-        return None if v is None else Decimal(str(v))
-
-    return model.Exits(d("stop_loss"), d("take_profit"), d("trailing_stop"))
