@@ -34,8 +34,42 @@ class Candle(msgspec.Struct, frozen=True, kw_only=True):
     updates_seq: int = 0
 
 
+class Tick(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The top of one market's book and its last trade, as the venue reported it. Ephemeral: published on
+    plain NATS (``subjects.md_tick``), never stored in the stream nor redelivered; the latest one matters.
+    ``time`` is the venue's time (epoch ms), ``recv_ns`` our wall clock when the adapter received it."""
+
+    exchange: str
+    symbol: str
+    bid: float
+    ask: float
+    bid_size: float = 0.0
+    ask_size: float = 0.0
+    last: float = 0.0
+    time: int = 0
+    recv_ns: int = 0
+    trace_id: str = ""
+
+
+class Quote(msgspec.Struct, frozen=True, kw_only=True):
+    """One side of a quoting strategy's book: a post-only limit order it wants resting."""
+
+    side: str  # "buy" | "sell"
+    price: float
+    amount: float  # base quantity
+
+
+class TickState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a tick-driven strategy sees of its own assignment (``t.position``, ``t.cash``, ``t.quotes``)."""
+
+    position: float = 0.0  # base held
+    cash: float = 0.0  # quote currency it may still spend: capital - cost of the position
+    quotes: list[Quote] = []  # its quotes resting now
+
+
 class EvalJob(msgspec.Struct, frozen=True, kw_only=True):
-    """Evaluate one assignment's strategy on the candle named by the enclosing request."""
+    """Evaluate one assignment's strategy on the candle named by the enclosing request (``decide``), or on
+    its tick (``on_tick``, with ``state``)."""
 
     assignment_id: int
     strategy_id: int
@@ -44,6 +78,7 @@ class EvalJob(msgspec.Struct, frozen=True, kw_only=True):
     lookback: int = 500
     # The assignment's owner: a worker runs the strategy only if it is theirs (an error outcome otherwise).
     owner_id: int | None = None
+    state: TickState | None = None  # a tick evaluation: the assignment's position, cash and quotes
 
 
 class EvalRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,6 +92,9 @@ class EvalRequest(msgspec.Struct, frozen=True, kw_only=True):
     trace_id: str = ""
     recv_ns: int = 0
     sent_ns: int = 0  # when core sent the request: the worker measures queue wait from it
+    # A tick evaluation: the jobs call ``on_tick(t, c, params)`` with this tick; ``candle_time`` 0 means
+    # the window ends at the newest closed candle the worker has.
+    tick: Tick | None = None
 
 
 # omit_defaults on the hot messages: a field left at its default is not sent (a decision without exits, a
@@ -79,6 +117,9 @@ class EvalOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     trailing_stop: float | None = None
     limit: float | None = None
     expire: int | None = None
+    # What on_tick returned as ``{quotes = {...}}`` (an empty list: cancel them all); None: not quotes (a
+    # position as from decide, or nothing at all: keep the quotes as they are).
+    quotes: list[Quote] | None = None
 
 
 class EvalReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,6 +156,7 @@ class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     group: str | None = None  # the protective orders of one position (one fills, the others are canceled)
     cancels: list[str] = []  # client ids to cancel before this order is placed
     protect: Protect | None = None  # exits attached to an entry (fractions of its fill price)
+    post_only: bool = False  # a quote: a limit order the venue must refuse rather than fill as a taker
     trace_id: str = ""
 
 

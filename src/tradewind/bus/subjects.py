@@ -28,6 +28,14 @@ def core_candle(exchange: str, symbol: str, tf: str) -> str:
 CORE_CANDLES_ALL = "core.candle.>"
 
 
+def md_tick(exchange: str, symbol: str) -> str:
+    """Ticks (best bid and ask, last trade) published by an exchange adapter: plain NATS, not JetStream."""
+    return f"md.tick.{exchange}.{symbol_token(symbol)}"
+
+
+MD_TICKS_ALL = "md.tick.>"
+
+
 def exchange_balance(exchange: str) -> str:
     return f"exchange.{exchange}.balance"
 

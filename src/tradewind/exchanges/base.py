@@ -58,6 +58,10 @@ class Capabilities:
     # "limit", "stop", "take_profit", "trailing_stop", and "oco" (a take-profit and a stop that cancel each
     # other). Core watches a protective exit the venue cannot hold and sends a market order instead.
     order_types: frozenset[str] = frozenset({"limit"})
+    # Ticks (best bid and ask, last trade): the adapter has ``stream_ticks``; ``post_only``: it can place a
+    # limit order the venue refuses rather than fill as a taker (a quote).
+    streams_ticks: bool = False
+    post_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class OrderSpec:
     - trailing_stop: ``trail`` is the distance as a fraction of the highest price since it was placed
       (``price``, the reference it starts from, if given); ``stop_price`` its current level.
 
+    ``post_only``: a quote; the venue refuses a limit order that would take liquidity when placed.
+
     ``group`` names the protective orders of one position: when one fills, the venue (or core) cancels
     the others. ``cancels``: client ids of orders to cancel before this one is placed (a signal exit
     takes the position's protective orders down first). ``protect``: exits attached to an entry.
@@ -110,6 +116,7 @@ class OrderSpec:
     group: str | None = None
     cancels: tuple[str, ...] = ()
     protect: Protect | None = None
+    post_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,11 @@ class ExchangeAdapter(Protocol):
     def stream_candles(self, symbols: list[str], tf: str) -> AsyncIterator[Candle]:
         """Closed candles of these markets as they happen, gaps backfilled, each minute exactly once."""
         ...
+
+    # Optional, with ``capabilities.streams_ticks``:
+    # def stream_ticks(self, symbols: list[str]) -> AsyncIterator[Tick]:
+    #     """The markets' ticks as they happen (best bid and ask, their sizes, the last trade price, the
+    #     venue's time, ``recv_ns``); reconnects by itself. A tick missed is not sent later."""
 
     async def fetch_history(self, symbol: str, tf: str, since: int, until: int | None = None) -> list[Candle]:
         """Closed candles with open time in [since, until), oldest first, at most one page."""

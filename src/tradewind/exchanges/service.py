@@ -47,8 +47,10 @@ from tradewind.storage.models import Trader
 log = logging.getLogger(__name__)
 DAY = 86_400_000
 RESTING_POLL_S = 15.0
+QUOTE_POLL_S = 1.0
 
 CANDLES_PUBLISHED = Counter("tradewind_exchange_candles_published_total", "Candles published", ["exchange"])
+TICKS_PUBLISHED = Counter("tradewind_exchange_ticks_published_total", "Ticks published", ["exchange"])
 ORDER_CALLS = Counter(
     "tradewind_exchange_order_calls_total", "Order calls by outcome", ["exchange", "status"]
 )
@@ -111,6 +113,8 @@ class ExchangeService:
                 await s.commit()
             # History first, then live candles; in the background so the platform is usable meanwhile.
             self._tasks.append(asyncio.create_task(self._stream(), name=f"{self.name}-candles"))
+            if self.adapter.capabilities.streams_ticks:
+                self._tasks.append(asyncio.create_task(self._ticks(), name=f"{self.name}-ticks"))
         self.ready.set()
 
     async def stop(self) -> None:
@@ -183,6 +187,21 @@ class ExchangeService:
                 raise
             except Exception:
                 log.exception("%s: candle stream failed; restarting in 1s", self.name)
+                await asyncio.sleep(1)
+
+    async def _ticks(self) -> None:
+        """Ticks go out on plain NATS as they come: the latest matters, none is stored in the stream or
+        sent again (core samples them into the store, and evaluates the quoting strategies on them)."""
+        symbols = list(self.adapter.capabilities.symbols)
+        while True:
+            try:
+                async for tick in self.adapter.stream_ticks(symbols):  # type: ignore[attr-defined]
+                    TICKS_PUBLISHED.labels(self.name).inc()
+                    await self.nc.publish(subjects.md_tick(tick.exchange, tick.symbol), m.encode(tick))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: tick stream failed; restarting in 1s", self.name)
                 await asyncio.sleep(1)
 
     async def _publish(self, candle: m.Candle) -> None:
@@ -412,8 +431,9 @@ class ExchangeService:
             # A task per open order until it settles, then forgotten: the long-lived list above would
             # keep every finished one for as long as the service runs.
             follower = asyncio.create_task(
-                self._follow(creds, req.client_order_id, req.symbol, resting=spec.type != "market")
-            )
+                self._follow(creds, req.client_order_id, req.symbol, resting=spec.type != "market",
+                             quote=spec.post_only)
+            )  # fmt: skip
             self._followers.add(follower)
             follower.add_done_callback(self._followers.discard)
         return _ack(result)
@@ -446,13 +466,20 @@ class ExchangeService:
         return _ack(result)
 
     async def _follow(
-        self, creds: Credentials, client_order_id: str, symbol: str, resting: bool = False
+        self,
+        creds: Credentials,
+        client_order_id: str,
+        symbol: str,
+        resting: bool = False,
+        quote: bool = False,
     ) -> None:
         """Poll an open order until it is done, publishing each change (venues that push no fills). A market
         order is watched closely for an hour; an order resting on purpose (a limit entry, a protective exit)
         every ``RESTING_POLL_S`` for as long as it rests (core's reconciler also asks about it every few
-        minutes, and after a restart of this service)."""
-        interval = max(self.adapter.capabilities.min_poll_interval_s, RESTING_POLL_S if resting else 0.2)
+        minutes, and after a restart of this service); a quote every ``QUOTE_POLL_S`` (its fill changes
+        what the strategy quotes next)."""
+        every = QUOTE_POLL_S if quote else RESTING_POLL_S if resting else 0.2
+        interval = max(self.adapter.capabilities.min_poll_interval_s, every)
         last_status = "open"
         for _ in itertools.count() if resting else range(int(3600 / interval)):
             await asyncio.sleep(interval)
@@ -496,6 +523,7 @@ def _spec(req: m.PlaceOrder) -> OrderSpec:
         expires_at=req.expires_at,
         group=req.group,
         cancels=tuple(req.cancels),
+        post_only=req.post_only,
         protect=Protect(stop_loss=dec(p.stop_loss), take_profit=dec(p.take_profit),
                         trailing_stop=dec(p.trailing_stop), rev=p.rev) if p else None,
     )  # fmt: skip

@@ -118,6 +118,20 @@ class CandleRow(Base):
     volume: Mapped[float] = mapped_column(Float)
 
 
+class TickRow(Base):
+    """Ticks, sampled: the last tick of each second of a market (``time``: that second, epoch ms), kept so
+    that a quoting strategy can be backtested on the book it would have seen."""
+
+    __tablename__ = "ticks"
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id", ondelete="CASCADE"), primary_key=True)
+    time: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    bid: Mapped[float] = mapped_column(Float)
+    ask: Mapped[float] = mapped_column(Float)
+    bid_size: Mapped[float] = mapped_column(Float, default=0.0)
+    ask_size: Mapped[float] = mapped_column(Float, default=0.0)
+    last: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class Trader(Base):
     """A trading account: paper (simulated) or an exchange key. Secrets are stored encrypted."""
 
@@ -178,6 +192,12 @@ class Assignment(Base):
     # fill price, the guard's prices and trailing high, its revision, and whether core watches it itself
     # (a venue that cannot hold the order types). None: flat, or no exits set.
     protection: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # What runs the strategy: "candle" (decide on each closed candle) or "tick" (on_tick on the market's
+    # ticks, at most once per ``min_interval_ms``, keeping quotes); ``max_position`` caps a quoting
+    # strategy's inventory (base), None: its cash is the only limit.
+    trigger: Mapped[str] = mapped_column(String(8), default="candle", server_default="candle")
+    min_interval_ms: Mapped[int] = mapped_column(Integer, default=1000, server_default="1000")
+    max_position: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -445,3 +445,66 @@ def guard_of(orders: list[tuple[str, Decimal | None, Decimal | None, Decimal | N
         elif kind == "trailing_stop":
             trail, high = trail_, price if price is not None else ZERO
     return Guard(stop, target, trail, high)
+
+
+# -- quotes (market making) ---------------------------------------------------------------------------------
+# A quoting strategy keeps at most one post-only limit order per side. The rules, for the paper engine (on
+# the simulator's trades), core (before a quote is sent) and the backtest (on stored ticks, or on candles
+# as an approximation) alike:
+#
+# - A quote is post-only: one that would take liquidity when placed (a buy at or above the ask, a sell at
+#   or below the bid) is refused by the venue, never filled as a taker.
+# - A resting quote fills, whole, at its own price with the maker fee and no slippage, when the market
+#   trades through it: a buy when a trade prints below its price, a sell when one prints above. A trade at
+#   exactly its price may have filled orders queued ahead of it and is not counted (pessimistic). On a
+#   candle: a buy fills when the low is below its price, a sell when the high is above.
+# - The inventory limit: a buy quote is cut to ``max_position`` minus the position (and to what the cash
+#   pays for, the maker fee included); a sell quote to the position held (spot: no short selling).
+QUOTE_SIDES: tuple[str, ...] = ("buy", "sell")
+
+
+@dataclass(frozen=True)
+class Quote:
+    side: str  # buy | sell
+    price: Decimal
+    amount: Decimal
+
+
+def quote_takes(side: str, price: Decimal, bid: Decimal, ask: Decimal) -> bool:
+    """Whether a post-only quote would take liquidity when placed (the venue refuses it)."""
+    return price >= ask if side == "buy" else price <= bid
+
+
+def quote_crossed(side: str, price: Decimal, low: Decimal, high: Decimal) -> bool:
+    """Whether the market traded through a resting quote: trades (or a candle) from ``low`` to ``high``."""
+    return low < price if side == "buy" else high > price
+
+
+def quote_fill(q: Quote, costs: Costs, time: int = 0) -> Fill:
+    """A quote's fill: whole, at its price, the maker fee."""
+    return fill(q.side, q.amount, q.price, "limit", costs, time=time)
+
+
+def clip_quotes(quotes: list[Quote], position: Decimal, cash: Decimal, costs: Costs,
+                max_position: Decimal | None = None) -> list[Quote]:  # fmt: skip
+    """The quotes as they may be sent: each amount cut to the inventory limit and to what the cash pays for
+    (floored to 1e-8); a quote cut to nothing is dropped."""
+    out = []
+    for q in quotes:
+        amount = q.amount
+        if q.side == "buy":
+            if max_position is not None:
+                amount = min(amount, max_position - position)
+            if q.price > 0:
+                amount = min(amount, cash / (q.price * (ONE + costs.maker_fee)))
+        else:
+            amount = min(amount, position)
+        amount = amount.quantize(QTY, rounding=ROUND_DOWN) if amount > 0 else ZERO
+        if amount > 0:
+            out.append(q if amount == q.amount else Quote(q.side, q.price, amount))
+    return out
+
+
+def quote_cash(capital_: Decimal, entry_cost: Decimal) -> Decimal:
+    """What a quoting assignment may still spend on buys: its capital less what its inventory cost."""
+    return max(ZERO, capital_ - entry_cost)
