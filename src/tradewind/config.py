@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     sim_maker_fee: str = "0.001"  # limit orders and take-profits
     sim_slippage_bps: str = "0"  # against the trade, on market and stop fills (basis points)
     sim_paper_cash: str = "10000"
+    # The simulated book: bid and ask this many basis points either side of the last trade, a trade (and a
+    # tick) every ``sim_tick_ms`` of sim time along the walk; the candles are made of those trades.
+    sim_spread_bps: float = Field(default=2.0, ge=0, le=1000)
+    sim_tick_ms: int = Field(default=1000, ge=100, le=60_000)
+
+    # Quoting strategies (trigger "tick"): each account's budget of quote calls (a placement or a cancel),
+    # refilled at ``quote_rate_per_s`` up to ``quote_burst``; a change that finds the budget empty waits and is
+    # coalesced with the next one. Ticks are stored sampled, the last of each ``tick_sample_ms``.
+    quote_rate_per_s: float = Field(default=10.0, gt=0, le=10_000)
+    quote_burst: int = Field(default=20, ge=1, le=100_000)
+    tick_sample_ms: int = Field(default=1000, ge=100, le=3_600_000)
 
     eval_workers: int = Field(default=1, ge=0, le=64)
     eval_batch_size: int = Field(
