@@ -1,7 +1,7 @@
 import { lazy, Suspense, useCallback, useEffect, useReducer, useRef, useState } from "react";
 import { api, onUnauthorized, type User } from "./api/client";
 import { Link, navigate, usePath } from "./router";
-import { connectStream, initialLive, reduceLive, type StreamEvent, type StreamStatus } from "./stream";
+import { connectStream, initialLive, reduceLive, type MarketFilter, type StreamConnection, type StreamEvent, type StreamStatus } from "./stream";
 import { Login } from "./pages/Login";
 import { Dashboard } from "./pages/Dashboard";
 import { StrategyList } from "./pages/Strategies";
@@ -16,6 +16,8 @@ const BacktestPage = lazy(() => import("./pages/Backtests").then((m) => ({ defau
 import { Card, Loading } from "./components/ui";
 
 export type Subscribe = (f: (ev: StreamEvent) => void) => () => void;
+/** Choose the markets whose candles and ticks the socket receives ([]: every market's candles, no ticks). */
+export type Watch = (filters: MarketFilter[]) => void;
 
 const NAV: [string, string][] = [["/", "Dashboard"], ["/strategies", "Strategies"], ["/assignments", "Assignments"], ["/backtests", "Backtests"], ["/accounts", "Accounts"]];
 
@@ -30,6 +32,12 @@ export function App() {
     listeners.current.add(f);
     return () => { listeners.current.delete(f); };
   }, []);
+  const conn = useRef<StreamConnection | null>(null);
+  const watched = useRef<MarketFilter[] | null>(null); // kept for a new socket (after logging in again)
+  const watch = useCallback<Watch>((filters) => {
+    watched.current = filters;
+    conn.current?.subscribe(filters);
+  }, []);
 
   useEffect(() => {
     onUnauthorized(() => setUser(null));
@@ -37,8 +45,11 @@ export function App() {
   }, []);
   useEffect(() => {
     if (!user) return;
-    return connectStream((ev) => { dispatch(ev); listeners.current.forEach((f) => f(ev)); },
+    const c = connectStream((ev) => { dispatch(ev); listeners.current.forEach((f) => f(ev)); },
       { onStatus: setStatus, onSessionEnded: () => setUser(null) });
+    if (watched.current) c.subscribe(watched.current);
+    conn.current = c;
+    return () => { conn.current = null; c(); };
   }, [user?.id]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => setMenu(false), [path]);
 
@@ -63,7 +74,7 @@ export function App() {
   else if ((m = path.match(/^\/strategies\/(\d+)$/))) page = <StrategyEditor key={m[1]} id={Number(m[1])} />;
   else if (path === "/accounts") page = <Accounts />;
   else if (path === "/assignments") page = <Assignments live={live} killed={user.killed} />;
-  else if ((m = path.match(/^\/markets\/(\d+)$/))) page = <MarketPage key={m[1]} id={Number(m[1])} subscribe={subscribe} live={live} />;
+  else if ((m = path.match(/^\/markets\/(\d+)$/))) page = <MarketPage key={m[1]} id={Number(m[1])} subscribe={subscribe} watch={watch} live={live} />;
   else if (path === "/backtests") page = <Backtests />;
   else if ((m = path.match(/^\/backtests\/(\d+)$/))) page = <BacktestPage key={m[1]} id={Number(m[1])} />;
   else page = <Card title="Not found"><p>There is no page at {path}. <Link to="/">Back to the dashboard</Link>.</p></Card>;

@@ -61,8 +61,12 @@ function fillText(o: Order): string {
   return why ? `${o.side} (${why})` : o.side;
 }
 
-/** A horizontal line across the chart at a price. */
-export interface PriceLine { key: string; price: number; color: string; title: string; kind: "stop" | "target"; assignment_id: number; watched: boolean }
+/** A horizontal line across the chart at a price: a protected position's stop or target (dashed), or a
+ *  resting quote of a market-making assignment (solid, thin). */
+export interface PriceLine {
+  key: string; price: number; color: string; title: string; kind: "stop" | "target" | "bid" | "ask"; assignment_id: number; watched: boolean;
+  style?: "dashed" | "solid";
+}
 
 /** The stop and target of every assignment on `marketId` that holds a protected position, as price lines
  *  ("stop #12" red, "target #12" green), ordered by assignment. */

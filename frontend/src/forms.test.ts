@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "./api/client";
-import { asApiError, assertValid, checkAmount, checkPercent, checkCredentials, FieldErrors, formatParams, parseParams } from "./forms";
+import { asApiError, assertValid, checkAmount, checkInterval, checkPercent, checkCredentials, checkTrigger, FieldErrors, formatParams, parseParams, triggerBody } from "./forms";
 
 describe("strategy parameters", () => {
   it("reads numbers, booleans and strings, separated by commas or new lines", () => {
@@ -77,5 +77,45 @@ describe("amounts and credentials", () => {
     expect(asApiError(new Error("boom")).message).toBe("boom");
     const e = new ApiError(409, "taken");
     expect(asApiError(e)).toBe(e);
+  });
+});
+
+describe("the trigger of an assignment", () => {
+  const tick = { trigger: "tick", min_interval_ms: "1000", max_position: "" };
+
+  it("takes a whole number of milliseconds from 100 to 3,600,000", () => {
+    expect(checkInterval("min_interval_ms", "1000")).toBeNull();
+    expect(checkInterval("min_interval_ms", " 100 ")).toBeNull();
+    expect(checkInterval("min_interval_ms", "3600000")).toBeNull();
+    expect(checkInterval("min_interval_ms", "99")?.message).toBe("must be from 100 to 3,600,000 ms");
+    expect(checkInterval("min_interval_ms", "3600001")?.field).toBe("min_interval_ms");
+    expect(checkInterval("min_interval_ms", "250.5")?.message).toMatch(/whole number/);
+    expect(checkInterval("min_interval_ms", "")?.message).toMatch(/whole number/);
+    expect(checkInterval("min_interval_ms", "-5")).not.toBeNull();
+  });
+
+  it("checks the interval and an optional max position only for tick assignments", () => {
+    expect(checkTrigger(tick).filter(Boolean)).toEqual([]);
+    expect(checkTrigger({ ...tick, max_position: "0.5" }).filter(Boolean)).toEqual([]);
+    expect(checkTrigger({ ...tick, max_position: "0" }).filter(Boolean)).toEqual([{ field: "max_position", message: "must be greater than 0" }]);
+    expect(checkTrigger({ ...tick, min_interval_ms: "50", max_position: "abc" }).filter(Boolean).map((e) => e?.field)).toEqual(["min_interval_ms", "max_position"]);
+    expect(checkTrigger({ trigger: "candle", min_interval_ms: "nonsense", max_position: "-1" }).filter(Boolean)).toEqual([]);
+    expect(checkTrigger({ ...tick, trigger: "bar" }).filter(Boolean).map((e) => e?.field)).toEqual(["trigger"]);
+  });
+
+  it("sends a tick assignment's interval and limit, and a candle one's trigger alone", () => {
+    expect(triggerBody({ ...tick, min_interval_ms: " 250 ", max_position: " 0.1 " })).toEqual({ trigger: "tick", min_interval_ms: 250, max_position: "0.1" });
+    expect(triggerBody(tick)).toEqual({ trigger: "tick", min_interval_ms: 1000, max_position: null });
+    expect(triggerBody({ trigger: "candle", min_interval_ms: "1000", max_position: "0.1" })).toEqual({ trigger: "candle" });
+  });
+
+  it("shows the server's message for a trigger field like any other", () => {
+    try {
+      assertValid(checkTrigger({ ...tick, min_interval_ms: "10" }));
+      expect.unreachable();
+    } catch (e) {
+      expect((e as ApiError).forField("min_interval_ms")).toMatch(/from 100/);
+      expect((e as ApiError).general(["min_interval_ms", "max_position"])).toBeUndefined();
+    }
   });
 });

@@ -47,6 +47,36 @@ export function checkPercent(field: string, text: string, max = 100): FieldError
   return null;
 }
 
+/** The least time between two evaluations of a tick assignment, as the API bounds it (ms). */
+export const MIN_INTERVAL_MS = 100;
+export const MAX_INTERVAL_MS = 3_600_000;
+
+/** A whole number of milliseconds within the API's bounds. */
+export function checkInterval(field: string, text: string): FieldError | null {
+  const t = text.trim();
+  if (!/^\d+$/.test(t)) return { field, message: "enter a whole number of milliseconds, like 1000" };
+  const n = Number(t);
+  if (n < MIN_INTERVAL_MS || n > MAX_INTERVAL_MS) return { field, message: `must be from ${MIN_INTERVAL_MS} to ${MAX_INTERVAL_MS.toLocaleString("en-US")} ms` };
+  return null;
+}
+
+export type Trigger = "candle" | "tick";
+export interface TriggerForm { trigger: string; min_interval_ms: string; max_position: string }
+
+/** The trigger fields' checks: the interval and the max position count only for a tick assignment. */
+export function checkTrigger(f: TriggerForm): (FieldError | null)[] {
+  if (f.trigger !== "tick") return [f.trigger === "candle" ? null : { field: "trigger", message: "choose candle close or tick" }];
+  return [checkInterval("min_interval_ms", f.min_interval_ms), checkAmount("max_position", f.max_position, { optional: true })];
+}
+
+/** The trigger fields as the API wants them. A candle assignment sends its trigger alone (its saved interval and
+ *  limit stay as they were); a tick one its interval, and its max position or null for none. */
+export function triggerBody(f: TriggerForm): { trigger: Trigger; min_interval_ms?: number; max_position?: string | null } {
+  if (f.trigger !== "tick") return { trigger: "candle" };
+  const max = f.max_position.trim();
+  return { trigger: "tick", min_interval_ms: Number(f.min_interval_ms.trim()), max_position: max ? max : null };
+}
+
 /** Sign-up checks the server would make anyway, caught before the request. */
 export function checkCredentials(email: string, password: string, registering: boolean): FieldError[] {
   const errors: FieldError[] = [];

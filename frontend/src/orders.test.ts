@@ -8,7 +8,7 @@ const order = (o: Partial<Order>): Order => ({ id: 1, assignment_id: 1, trader_i
 
 describe("order labels", () => {
   it("names order types and exit reasons for people", () => {
-    expect(["market", "limit", "stop", "take_profit", "trailing_stop"].map(orderTypeLabel)).toEqual(["market", "limit", "stop", "take-profit", "trailing stop"]);
+    expect(["market", "limit", "stop", "take_profit", "trailing_stop", "quote"].map(orderTypeLabel)).toEqual(["market", "limit", "stop", "take-profit", "trailing stop", "quote"]);
     expect(orderTypeLabel(undefined)).toBe("market");
     expect(orderTypeLabel("iceberg")).toBe("iceberg");
     expect(["signal", "stop_loss", "take_profit", "trailing_stop", "end"].map(exitReasonLabel)).toEqual(["signal", "stop-loss", "take-profit", "trailing stop", "open at end"]);
@@ -31,6 +31,8 @@ describe("open orders", () => {
     expect(isOpenOrder(order({ type: "market", status: "open" }))).toBe(false);
     expect(isOpenOrder(order({ type: "take_profit", status: "filled" }))).toBe(false);
     expect(isOpenOrder(order({ type: "trailing_stop", status: "canceled" }))).toBe(false);
+    expect(isOpenOrder(order({ type: "quote", status: "open" }))).toBe(true);
+    expect(isOpenOrder(order({ type: "quote", status: "canceled" }))).toBe(false);
   });
 
   it("list protective exits first, then limit entries, each by assignment, newest first", () => {
@@ -41,8 +43,9 @@ describe("open orders", () => {
       order({ id: 4, type: "take_profit", assignment_id: 1 }),
       order({ id: 5, type: "limit", assignment_id: 3 }),
       order({ id: 6, type: "stop", assignment_id: 1 }),
+      order({ id: 7, type: "quote", assignment_id: 1 }),
     ]);
-    expect(list.map((o) => o.id)).toEqual([6, 4, 2, 1, 5]);
+    expect(list.map((o) => o.id)).toEqual([6, 4, 2, 1, 5, 7]);
   });
 
   it("show the prices they rest at", () => {
@@ -52,5 +55,7 @@ describe("open orders", () => {
     expect(orderLevels(order({ type: "trailing_stop", stop_price: "97.25" }))).toEqual([{ label: "trail", price: 97.25 }]);
     expect(orderLevels(order({ type: "market" }))).toEqual([]);
     expect(orderLevels(order({ type: "stop", stop_price: "" }))).toEqual([]);
+    expect(orderLevels(order({ type: "quote", side: "buy", limit_price: "60010" }))).toEqual([{ label: "bid", price: 60010 }]);
+    expect(orderLevels(order({ type: "quote", side: "sell", price: "60020" }))).toEqual([{ label: "ask", price: 60020 }]);
   });
 });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { connectStream, initialLive, reduceLive, type OrderEvent, type StreamEvent } from "./stream";
+import { connectStream, initialLive, parseEvent, parseTick, reduceLive, type OrderEvent, type StreamEvent, type TickEvent } from "./stream";
 
 const candle = (close: number, tf = "1m") => ({ type: "candle" as const, market_id: 1, exchange: "sim", symbol: "BTC/USD", tf, time: 60_000, open: 1, high: 1, low: 1, close, volume: 1 });
 const order = (i: number, status = "filled", cid = `c${i}`): OrderEvent => ({ type: status === "filled" ? "fill" : "order", id: i, assignment_id: 3, client_order_id: cid, side: "buy", status, price: "1", filled: "1", symbol: "BTC/USD" });
@@ -37,6 +37,43 @@ describe("live state", () => {
   it("ignores events it does not know", () => {
     expect(reduceLive(initialLive, { type: "subscribed", markets: null })).toBe(initialLive);
   });
+
+  it("leaves ticks to the page that asked for them: the state stays the same object", () => {
+    const s = reduceLive(initialLive, candle(42));
+    const t: TickEvent = { type: "tick", market_id: 1, exchange: "sim", symbol: "BTC/USD", bid: 41, ask: 43, bid_size: 1, ask_size: 1, last: 42, time: 1 };
+    expect(reduceLive(s, t)).toBe(s);
+  });
+});
+
+describe("tick frames", () => {
+  const frame = { type: "tick", market_id: 1, exchange: "sim", symbol: "BTC/USD", bid: 60010, ask: 60012.5, bid_size: 0.4, ask_size: 1.2, last: 60011, time: 1_700_000_000_000 };
+
+  it("parse into a typed tick", () => {
+    expect(parseEvent(JSON.stringify(frame))).toEqual(frame);
+  });
+
+  it("read decimal strings as numbers and default what the venue left out", () => {
+    expect(parseTick({ type: "tick", market_id: 2, exchange: "sim", symbol: "ETH/USD", bid: "3000.5", ask: "3001" })).toEqual(
+      { type: "tick", market_id: 2, exchange: "sim", symbol: "ETH/USD", bid: 3000.5, ask: 3001, bid_size: 0, ask_size: 0, last: 0, time: 0 });
+    expect(parseTick({ ...frame, market_id: null })?.market_id).toBeNull();
+    expect(parseTick({ ...frame, bid: 0 })?.bid).toBe(0); // an empty side is still a tick
+  });
+
+  it("are dropped without a market or a finite bid and ask", () => {
+    expect(parseTick({ ...frame, bid: null })).toBeNull();
+    expect(parseTick({ ...frame, ask: "n/a" })).toBeNull();
+    expect(parseTick({ ...frame, symbol: undefined })).toBeNull();
+    expect(parseEvent(JSON.stringify({ ...frame, ask: null }))).toBeNull();
+  });
+
+  it("leave other events as they are and skip frames without a type", () => {
+    const c = candle(42);
+    expect(parseEvent(JSON.stringify(c))).toEqual(c);
+    expect(parseEvent("{}")).toBeNull();
+    expect(parseEvent("[1]")).toBeNull();
+    expect(parseEvent("null")).toBeNull();
+    expect(parseEvent("{bad")).toBeNull();
+  });
 });
 
 describe("the stream socket", () => {
@@ -46,8 +83,10 @@ describe("the stream socket", () => {
     onmessage: ((m: { data: string }) => void) | null = null;
     onclose: ((e: { code: number }) => void) | null = null;
     closed = false;
+    sent: string[] = [];
     constructor(public url: string) { FakeSocket.opened.push(this); }
     close() { this.closed = true; }
+    send(text: string) { this.sent.push(text); }
   }
 
   const setup = () => {
@@ -93,6 +132,37 @@ describe("the stream socket", () => {
     stop();
     vi.advanceTimersByTime(60_000);
     expect(FakeSocket.opened).toHaveLength(3);
+  });
+
+  it("asks for the chosen markets once open, again after a reconnect, and sends nothing unless asked", () => {
+    setup();
+    const conn = connectStream(() => {});
+    const first = FakeSocket.opened[0];
+    first.onopen?.();
+    expect(first.sent).toEqual([]); // the server's default: every market's candles
+    conn.subscribe([{ market_id: 7 }]);
+    expect(first.sent).toEqual(['{"subscribe":[{"market_id":7}]}']);
+    first.onclose?.({ code: 1006 });
+    conn.subscribe([{ market_id: 8, timeframe: "5m" }]); // while reconnecting: kept for the next socket
+    vi.advanceTimersByTime(1000);
+    const second = FakeSocket.opened[1];
+    expect(second.sent).toEqual([]);
+    second.onopen?.();
+    expect(second.sent).toEqual(['{"subscribe":[{"market_id":8,"timeframe":"5m"}]}']);
+    conn.subscribe([]);
+    expect(second.sent.at(-1)).toBe('{"subscribe":[]}');
+    conn();
+  });
+
+  it("passes tick frames on parsed, and drops malformed ones", () => {
+    setup();
+    const events: StreamEvent[] = [];
+    connectStream((e) => events.push(e));
+    const ws = FakeSocket.opened[0];
+    ws.onopen?.();
+    ws.onmessage?.({ data: JSON.stringify({ type: "tick", market_id: 1, exchange: "sim", symbol: "BTC/USD", bid: "10", ask: 11 }) });
+    ws.onmessage?.({ data: JSON.stringify({ type: "tick", market_id: 1, exchange: "sim", symbol: "BTC/USD", bid: null, ask: 11 }) });
+    expect(events).toEqual([{ type: "tick", market_id: 1, exchange: "sim", symbol: "BTC/USD", bid: 10, ask: 11, bid_size: 0, ask_size: 0, last: 0, time: 0 }]);
   });
 
   it("does not reconnect when the server ends the session (4401), and says so", () => {

@@ -1,4 +1,4 @@
-// The live stream: candles, evaluations, orders and fills over /api/stream, with reconnects.
+// The live stream: candles, ticks, evaluations, orders and fills over /api/stream, with reconnects.
 
 export interface CandleEvent {
   type: "candle"; market_id: number | null; exchange: string; symbol: string; tf: string;
@@ -11,10 +11,49 @@ export interface EvaluationEvent {
 export interface OrderEvent {
   type: "order" | "fill"; id: number; assignment_id: number | null; client_order_id: string; side: string;
   status: string; price: string | null; filled: string; amount?: string; symbol: string; reason?: string | null;
-  order_type?: string; // market | limit | stop | take_profit | trailing_stop (`type` is the event's kind)
+  order_type?: string; // market | limit | stop | take_profit | trailing_stop | quote (`type` is the event's kind)
   exit_reason?: string | null; // a filled sell: signal | stop_loss | take_profit | trailing_stop
 }
-export type StreamEvent = CandleEvent | EvaluationEvent | OrderEvent | { type: "error"; detail: string } | { type: "subscribed"; markets: number[] | null };
+/** The top of a market's book: sent only for markets the socket subscribed to by id, at most 4 a second each.
+ *  A side the venue left empty comes as 0; `time` is the venue's (epoch ms, 0 when it gave none). */
+export interface TickEvent {
+  type: "tick"; market_id: number | null; exchange: string; symbol: string;
+  bid: number; ask: number; bid_size: number; ask_size: number; last: number; time: number;
+}
+export type StreamEvent = CandleEvent | TickEvent | EvaluationEvent | OrderEvent | { type: "error"; detail: string } | { type: "subscribed"; markets: number[] | null };
+
+/** What a socket asks for: these markets' candles (of one timeframe, or all) and ticks. An empty list: every market's candles, no ticks. */
+export interface MarketFilter { market_id: number; timeframe?: string }
+
+const num = (v: unknown): number | undefined => {
+  const n = typeof v === "number" ? v : typeof v === "string" && v.trim() !== "" ? Number(v) : NaN;
+  return Number.isFinite(n) ? n : undefined;
+};
+
+/** A tick frame as the page uses it, or null when it lacks a market or a finite bid and ask
+ *  (numbers may come as decimal strings; missing sizes, last and time are 0). */
+export function parseTick(x: Record<string, unknown>): TickEvent | null {
+  const bid = num(x.bid), ask = num(x.ask);
+  if (typeof x.exchange !== "string" || typeof x.symbol !== "string" || bid === undefined || ask === undefined) return null;
+  const id = num(x.market_id);
+  return {
+    type: "tick", market_id: id !== undefined && Number.isInteger(id) ? id : null, exchange: x.exchange, symbol: x.symbol,
+    bid, ask, bid_size: num(x.bid_size) ?? 0, ask_size: num(x.ask_size) ?? 0, last: num(x.last) ?? 0, time: num(x.time) ?? 0,
+  };
+}
+
+/** One text frame as an event, or null for a frame that is not JSON, has no type, or is a malformed tick. */
+export function parseEvent(text: string): StreamEvent | null {
+  let x: unknown;
+  try {
+    x = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!x || typeof x !== "object" || typeof (x as { type?: unknown }).type !== "string") return null;
+  const o = x as Record<string, unknown>;
+  return o.type === "tick" ? parseTick(o) : (o as unknown as StreamEvent);
+}
 
 export interface Decision { position: string | null; status: string; error: string | null; candle_time: number }
 
@@ -31,7 +70,8 @@ const MAX_RECENT = 50;
 
 export const priceKey = (exchange: string, symbol: string) => `${exchange}:${symbol}`;
 
-/** Fold one stream event into the live state (pure: the dashboard and tests share it). */
+/** Fold one stream event into the live state (pure: the dashboard and tests share it).
+ *  Ticks are left to the market page that asked for them: the state (and every page) stays as it was. */
 export function reduceLive(state: LiveState, ev: StreamEvent): LiveState {
   switch (ev.type) {
     case "candle": {
@@ -61,27 +101,31 @@ export function reduceLive(state: LiveState, ev: StreamEvent): LiveState {
 export type StreamStatus = "connecting" | "live" | "reconnecting";
 const SESSION_ENDED = 4401;
 
+/** A function that closes the socket, and `subscribe` to choose its markets (kept across reconnects). */
+export type StreamConnection = (() => void) & { subscribe: (filters: MarketFilter[]) => void };
+
 /** Keep a socket open to /api/stream, reconnecting with backoff; returns a function that closes it. */
 export function connectStream(
   onEvent: (ev: StreamEvent) => void,
   { onStatus, onSessionEnded }: { onStatus?: (s: StreamStatus) => void; onSessionEnded?: () => void } = {},
-): () => void {
+): StreamConnection {
   let ws: WebSocket | null = null;
+  let live = false;
   let closed = false;
   let delay = 500;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let filters: MarketFilter[] | null = null; // null: never chosen, the server's default (every market)
+  const send = () => { if (ws && live && filters) ws.send(JSON.stringify({ subscribe: filters })); };
   const open = () => {
     const proto = location.protocol === "https:" ? "wss" : "ws";
     ws = new WebSocket(`${proto}://${location.host}/api/stream`);
-    ws.onopen = () => { delay = 500; onStatus?.("live"); };
+    ws.onopen = () => { delay = 500; live = true; send(); onStatus?.("live"); };
     ws.onmessage = (m) => {
-      try {
-        onEvent(JSON.parse(m.data) as StreamEvent);
-      } catch {
-        /* ignore a malformed frame */
-      }
+      const ev = typeof m.data === "string" ? parseEvent(m.data) : null;
+      if (ev) onEvent(ev); // a malformed frame is skipped
     };
     ws.onclose = (e) => {
+      live = false;
       if (closed) return;
       if (e.code === SESSION_ENDED) { onSessionEnded?.(); return; }
       onStatus?.("reconnecting");
@@ -90,9 +134,15 @@ export function connectStream(
   };
   onStatus?.("connecting");
   open();
-  return () => {
+  const close = () => {
     closed = true;
     clearTimeout(timer);
     ws?.close();
   };
+  return Object.assign(close, {
+    subscribe: (f: MarketFilter[]) => {
+      filters = f.map((x) => ({ ...x }));
+      send(); // now if the socket is open; else when it opens
+    },
+  });
 }

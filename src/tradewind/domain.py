@@ -68,6 +68,11 @@ def client_order_id(assignment_id: int, candle_time: int, target: str) -> str:
     return f"tw-{assignment_id}-{candle_time // 1000}-{target[0]}"
 
 
+def quote_order_id(assignment_id: int, tick_time: int, side: str) -> str:
+    """The client order id of a quote: one per (assignment, tick, side), so a quote is never sent twice."""
+    return f"tw-{assignment_id}-{tick_time}-q{side[0]}"
+
+
 #: The letter of each protective order type in its client order id.
 PROTECTIVE_KINDS: dict[str, str] = {"take_profit": "p", "stop": "s", "trailing_stop": "r"}
 

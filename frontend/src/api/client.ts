@@ -12,6 +12,8 @@ export type Order = Schemas["OrderOut"];
 export type Position = Schemas["PositionOut"];
 export type User = Schemas["UserOut"];
 export type Latency = Schemas["LatencyOut"];
+export type Quotes = Schemas["QuotesOut"];
+export type Quote = Schemas["QuoteOut"];
 export type Diagnostic = Schemas["Diagnostic"];
 export interface Page<T> { items: T[]; next_before_id: number | null }
 
@@ -114,6 +116,7 @@ export const api = {
   resume: (id: number) => request<Assignment>("POST", `/api/assignments/${id}/resume`),
   deleteAssignment: (id: number) => request<void>("DELETE", `/api/assignments/${id}`),
   latency: (id: number) => request<Latency>("GET", `/api/assignments/${id}/latency`),
+  quotes: (id: number) => request<Quotes>("GET", `/api/assignments/${id}/quotes`),
   evaluations: (assignmentId?: number, limit = 100) =>
     request<Page<Evaluation>>("GET", `/api/evaluations?limit=${limit}${assignmentId ? `&assignment_id=${assignmentId}` : ""}`),
   orders: (q: { assignment_id?: number; trader_id?: number; limit?: number; status?: string } = {}) =>

@@ -268,6 +268,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/assignments/{assignment_id}/quotes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Quotes
+         * @description A quoting assignment's resting quotes, inventory and fills.
+         */
+        get: operations["quotes_api_assignments__assignment_id__quotes_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/assignments/{assignment_id}/latency": {
         parameters: {
             query?: never;
@@ -363,7 +383,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Orders */
+        /**
+         * Orders
+         * @description The user's orders, newest first; ``status=open`` lists what rests on the exchange (limit entries,
+         *     protective exits).
+         */
         get: operations["orders_api_orders_get"];
         put?: never;
         post?: never;
@@ -565,6 +589,20 @@ export interface components {
              * @default true
              */
             enabled?: boolean;
+            /**
+             * Trigger
+             * @description candle: decide() on each closed candle; tick: on_tick() on the market's ticks, keeping quotes
+             * @default candle
+             * @enum {string}
+             */
+            trigger?: "candle" | "tick";
+            /**
+             * Min Interval Ms
+             * @default 1000
+             */
+            min_interval_ms?: number;
+            /** Max Position */
+            max_position?: number | string | null;
         };
         /** AssignmentOut */
         AssignmentOut: {
@@ -600,6 +638,18 @@ export interface components {
             last_position: string | null;
             protection?: components["schemas"]["ProtectionOut"] | null;
             /**
+             * Trigger
+             * @default candle
+             */
+            trigger?: string;
+            /**
+             * Min Interval Ms
+             * @default 1000
+             */
+            min_interval_ms?: number;
+            /** Max Position */
+            max_position?: string | null;
+            /**
              * Created At
              * Format: date-time
              */
@@ -628,6 +678,16 @@ export interface components {
             lookback?: number;
             /** Enabled */
             enabled?: boolean;
+            /**
+             * Trigger
+             * @description candle: decide() on each closed candle; tick: on_tick() on the market's ticks, keeping quotes
+             * @enum {string}
+             */
+            trigger?: "candle" | "tick";
+            /** Min Interval Ms */
+            min_interval_ms?: number;
+            /** Max Position */
+            max_position?: number | string | null;
         };
         /** AuditOut */
         AuditOut: {
@@ -686,9 +746,15 @@ export interface components {
             cash?: number;
             /**
              * Fee
+             * @description the taker fee
              * @default 0.001
              */
             fee?: number;
+            /**
+             * Maker Fee
+             * @description the fee of limit entries and take-profits; default: fee
+             */
+            maker_fee?: number | null;
             /**
              * Slippage
              * @default 0
@@ -903,7 +969,7 @@ export interface components {
             reason: string | null;
             /**
              * Type
-             * @description market | limit | stop | take_profit | trailing_stop
+             * @description market | limit | stop | take_profit | trailing_stop | quote (post-only limit)
              */
             type: string;
             /**
@@ -984,6 +1050,57 @@ export interface components {
              * @description core watches these exits itself: the venue cannot hold the order types
              */
             watched: boolean;
+        };
+        /** QuoteOut */
+        QuoteOut: {
+            /** Client Order Id */
+            client_order_id: string;
+            /** Side */
+            side: string;
+            /** Price */
+            price: string;
+            /** Amount */
+            amount: string;
+            /**
+             * Status
+             * @description pending (on its way) | open (resting on the venue)
+             */
+            status: string;
+        };
+        /**
+         * QuotesOut
+         * @description A quoting assignment's book and how it has done: its resting quotes, its inventory, and its quotes'
+         *     fills (``fill_rate``: filled ÷ quotes that ended, filled or cancelled).
+         */
+        QuotesOut: {
+            /** Assignment Id */
+            assignment_id: number;
+            /** Trigger */
+            trigger: string;
+            /**
+             * Inventory
+             * @description base held
+             */
+            inventory: string;
+            /** Max Position */
+            max_position: string | null;
+            /** Quotes */
+            quotes: components["schemas"]["QuoteOut"][];
+            /**
+             * Realized Pnl
+             * @description realized P&L of the quotes' round trips, fees included
+             */
+            realized_pnl: string;
+            /** Placed */
+            placed: number;
+            /** Filled */
+            filled: number;
+            /** Buys Filled */
+            buys_filled: number;
+            /** Sells Filled */
+            sells_filled: number;
+            /** Fill Rate */
+            fill_rate: number | null;
         };
         /** StrategyIn */
         StrategyIn: {
@@ -3173,6 +3290,67 @@ export interface operations {
             };
         };
     };
+    quotes_api_assignments__assignment_id__quotes_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                assignment_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuotesOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     latency_api_assignments__assignment_id__latency_get: {
         parameters: {
             query?: never;
@@ -3491,6 +3669,7 @@ export interface operations {
                 limit?: number;
                 /** @description next_before_id of the previous page */
                 before_id?: number | null;
+                status?: ("pending" | "open" | "filled" | "canceled" | "rejected" | "not_placed") | null;
             };
             header?: never;
             path?: never;

@@ -17,7 +17,8 @@ const BASE = {
 const NO_LINES: PriceLine[] = [];
 
 /** A candlestick chart (TradingView lightweight-charts) with decision and fill markers, and horizontal
- *  price lines (an open position's stop and target); the price scale stretches to keep the lines in view. */
+ *  price lines (an open position's stop and target, dashed; a market maker's resting quotes, solid and thin);
+ *  the price scale stretches to keep the lines in view. */
 export function CandleChart({ bars, markers, lines = NO_LINES, height }: { bars: Bar[]; markers: Marker[]; lines?: PriceLine[]; height?: number }) {
   const host = useRef<HTMLDivElement>(null);
   const chart = useRef<IChartApi | null>(null);
@@ -57,14 +58,15 @@ export function CandleChart({ bars, markers, lines = NO_LINES, height }: { bars:
     if (!s) return;
     for (const l of drawn.current) s.removePriceLine(l);
     levels.current = lines.map((l) => l.price);
-    drawn.current = lines.map((l) => s.createPriceLine({ id: l.key, price: l.price, color: l.color, lineWidth: 2, lineStyle: LineStyle.Dashed, axisLabelVisible: true, title: l.title }));
+    drawn.current = lines.map((l) => s.createPriceLine({ id: l.key, price: l.price, color: l.color, lineWidth: l.style === "solid" ? 1 : 2,
+      lineStyle: l.style === "solid" ? LineStyle.Solid : LineStyle.Dashed, axisLabelVisible: true, title: l.title }));
   }, [lines]);
 
   useEffect(() => {
     marks.current?.setMarkers(markers.map((m) => ({ ...m, time: m.time as UTCTimestamp }) as SeriesMarker<Time>));
   }, [markers]);
 
-  // Counts for the browser tests: decision arrows, and fills (drawn at their price).
+  // Counts for the browser tests: decision arrows, fills (drawn at their price), and the lines drawn.
   const arrows = markers.filter((m) => m.shape !== "circle").length;
   const fills = markers.filter((m) => m.position === "atPriceMiddle").length;
   return <div className="chart" style={height ? { height } : undefined} ref={host} data-testid="chart" data-markers={markers.length}

@@ -8,12 +8,14 @@ export function ExitPill({ reason }: { reason: string | null | undefined }) {
   return <span className={`pill exit ${reason}`} data-testid="exit-reason">{exitReasonLabel(reason)}</span>;
 }
 
+const QUOTE_TITLE = "A post-only limit order kept by a market-making (tick) strategy";
+
 /** An order's type ("market", "stop", "take-profit", …) and, for a filled sell, why it closed the position. */
 export function OrderKind({ o }: { o: Order }) {
   const why = exitReasonOf(o);
   return (
     <span className="nowrap">
-      <span className="muted" data-testid="order-type">{orderTypeLabel(o.type)}</span>
+      <span className="muted" data-testid="order-type" title={o.type === "quote" ? QUOTE_TITLE : undefined}>{orderTypeLabel(o.type)}</span>
       {why && <> <ExitPill reason={why} /></>}
     </span>
   );
@@ -28,7 +30,7 @@ export function Levels({ o }: { o: Order }) {
 
 /** Protective exits and resting limit entries that are still open, with the prices they wait for.
  *  `label` names the assignment or market of a row where the list mixes several. */
-export function OpenOrders({ orders, label, empty = "No open orders: protective exits and limit entries appear here while they rest on the exchange." }:
+export function OpenOrders({ orders, label, empty = "No open orders: protective exits, limit entries and quotes appear here while they rest on the exchange." }:
   { orders: Order[]; label?: (o: Order) => React.ReactNode; empty?: React.ReactNode }) {
   if (!orders.length) return <Empty>{empty}</Empty>;
   return (
@@ -39,7 +41,7 @@ export function OpenOrders({ orders, label, empty = "No open orders: protective 
           {orders.map((o) => (
             <tr key={o.id}>
               {label && <td className="nowrap">{label(o)}</td>}
-              <td className="nowrap" title={`placed ${time(o.created_at)}`}>{orderTypeLabel(o.type)}</td>
+              <td className="nowrap" title={`placed ${time(o.created_at)}${o.type === "quote" ? ` · ${QUOTE_TITLE.toLowerCase()}` : ""}`} data-testid="open-order-type">{orderTypeLabel(o.type)}</td>
               <td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
               <td className="num">{fmt(o.amount, 6)}</td>
               <td className="num"><Levels o={o} /></td>

@@ -1,13 +1,15 @@
 import { useState } from "react";
 import { api, type ApiError, type Assignment } from "../api/client";
 import { Alert, Card, Field, Loader, PageHead, TIMEFRAMES, fmt, price, signed, tone } from "../components/ui";
-import { asApiError, assertValid, checkAmount, formatParams, parseParams } from "../forms";
+import { asApiError, assertValid, checkAmount, checkTrigger, formatParams, parseParams, triggerBody } from "../forms";
 import { useLoad, useThrottled } from "../hooks";
+import { triggerLabel } from "../quotes";
 import { Link } from "../router";
 import type { LiveState } from "../stream";
 import { DecisionPill } from "./Dashboard";
 
-const BLANK = { strategy_id: "", market_id: "", timeframe: "1m", trader_id: "", allocation: "1000", params: "", lookback: "500" };
+const BLANK = { strategy_id: "", market_id: "", timeframe: "1m", trader_id: "", allocation: "1000", params: "", lookback: "500",
+  trigger: "candle", min_interval_ms: "1000", max_position: "" };
 
 export function Assignments({ live, killed }: { live: LiveState; killed: boolean }) {
   const tick = useThrottled(live.activity, 2000);
@@ -32,7 +34,8 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
     setEditing(a);
     setErr(null);
     setForm({ strategy_id: String(a.strategy_id), market_id: String(a.market_id), timeframe: a.timeframe, trader_id: a.trader_id ? String(a.trader_id) : "",
-      allocation: a.allocation, params: formatParams(a.params), lookback: String(a.lookback) });
+      allocation: a.allocation, params: formatParams(a.params), lookback: String(a.lookback),
+      trigger: a.trigger === "tick" ? "tick" : "candle", min_interval_ms: String(a.min_interval_ms ?? 1000), max_position: a.max_position ?? "" });
   };
   const cancel = () => { setEditing(null); setForm(BLANK); setErr(null); };
   const submit = async (e: React.FormEvent) => {
@@ -44,9 +47,10 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
         editing || form.strategy_id ? null : { field: "strategy_id", message: "choose a strategy" },
         editing || form.market_id ? null : { field: "market_id", message: "choose a market" },
         checkAmount("allocation", form.allocation),
+        ...checkTrigger(form),
       ]);
       const common = { timeframe: form.timeframe, trader_id: form.trader_id ? Number(form.trader_id) : null, allocation: form.allocation.trim(),
-        params: parseParams(form.params), lookback: Number(form.lookback) };
+        params: parseParams(form.params), lookback: Number(form.lookback), ...triggerBody(form) };
       if (editing) await api.updateAssignment(editing.id, common);
       else await api.createAssignment({ strategy_id: Number(form.strategy_id), market_id: Number(form.market_id), ...common });
       cancel();
@@ -61,7 +65,8 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
   const sname = new Map((strategies.data?.items ?? []).map((s) => [s.id, s.name]));
   const mname = new Map((markets.data?.items ?? []).map((m) => [m.id, m.symbol]));
   const tname = new Map((traders.data?.items ?? []).map((t) => [t.id, t.name]));
-  const fields = ["strategy_id", "market_id", "timeframe", "trader_id", "allocation", "params", "lookback"];
+  const fields = ["strategy_id", "market_id", "timeframe", "trader_id", "allocation", "params", "lookback", "trigger", "min_interval_ms", "max_position"];
+  const base = market?.symbol.split("/")[0];
 
   return (
     <>
@@ -78,7 +83,9 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
                     {d.items.map((a) => (
                       <tr key={a.id} className={editing?.id === a.id ? "selected" : ""}>
                         <td className="nowrap">{sname.get(a.strategy_id) ?? `#${a.strategy_id}`}{Object.keys(a.params).length > 0 && <div className="mono small muted">{formatParams(a.params)}</div>}</td>
-                        <td className="nowrap"><Link to={`/markets/${a.market_id}?assignment=${a.id}`}>{mname.get(a.market_id) ?? `#${a.market_id}`} · {a.timeframe}</Link></td>
+                        <td className="nowrap"><Link to={`/markets/${a.market_id}?assignment=${a.id}`}>{mname.get(a.market_id) ?? `#${a.market_id}`} · {a.timeframe}</Link>
+                          {triggerLabel(a) && <div className="small muted" data-testid="trigger" title={`on_tick() on the market's best bid and ask, at most once per ${a.min_interval_ms} ms; it keeps quotes on both sides`}>
+                            {triggerLabel(a)}{a.max_position && <> · max {fmt(a.max_position, 8)}</>}</div>}</td>
                         <td>{a.trader_id ? tname.get(a.trader_id) ?? `#${a.trader_id}` : <span className="muted" title="Decisions only, no orders">none</span>}</td>
                         <td className="num">{fmt(a.allocation)}</td>
                         <td className="nowrap">{Number(a.position_qty) > 0 ? `${fmt(a.position_qty, 6)} held` : <span className="muted">flat</span>}
@@ -121,6 +128,21 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
               </Field>
               <Field label="Allocation (quote)" error={err?.forField("allocation")}><input name="allocation" inputMode="decimal" value={form.allocation} onChange={set("allocation")} /></Field>
             </div>
+            <Field label="Trigger" error={err?.forField("trigger")}
+              hint={form.trigger === "tick" ? "on_tick() on the market's best bid and ask: the strategy keeps post-only quotes on both sides" : "decide() on each closed candle"}>
+              <select name="trigger" value={form.trigger} onChange={set("trigger")}>
+                <option value="candle">Candle close</option>
+                <option value="tick">Tick (quotes)</option>
+              </select>
+            </Field>
+            {form.trigger === "tick" && (
+              <div className="row">
+                <Field label="Interval (ms)" error={err?.forField("min_interval_ms")} hint="The least time between two evaluations">
+                  <input name="min_interval_ms" inputMode="numeric" value={form.min_interval_ms} onChange={set("min_interval_ms")} /></Field>
+                <Field label={`Max position${base ? ` (${base})` : ""}`} error={err?.forField("max_position")} hint="The inventory limit; empty: only the allocation limits it">
+                  <input name="max_position" inputMode="decimal" value={form.max_position} onChange={set("max_position")} placeholder="optional" /></Field>
+              </div>
+            )}
             <Field label="Account" error={err?.forField("trader_id")} hint={market && accounts.length === 0 ? <>No account on {market.exchange}: <Link to="/accounts">add one</Link>, or run without orders.</> : "Without an account the strategy decides but places no orders."}>
               <select name="account" value={form.trader_id} onChange={set("trader_id")}>
                 <option value="">No account (decisions only)</option>

@@ -1,17 +1,21 @@
-import { useEffect, useMemo, useState } from "react";
-import { api, type Evaluation, type Latency, type Market, type Order } from "../api/client";
-import type { Subscribe } from "../App";
+import { useEffect, useMemo, useRef, useState } from "react";
+import { api, type Evaluation, type Latency, type Market, type Order, type Quotes } from "../api/client";
+import type { Subscribe, Watch } from "../App";
 import { CandleChart } from "../components/CandleChart";
 import { OpenOrders, OrderKind } from "../components/Orders";
+import { QuotePanel, TopOfBook } from "../components/Quotes";
 import { Alert, Card, Empty, Loading, PageHead, TF_SECONDS, TIMEFRAMES, fmt, price, time } from "../components/ui";
 import { mergeBar, protectionLines, snapMarkers, toBars, toMarkers, type Bar } from "../chartdata";
 import { asApiError } from "../forms";
 import { useLoad, useThrottled } from "../hooks";
 import { openOrders } from "../orders";
+import { batcher, isTickAssignment, quoteLines } from "../quotes";
 import { navigate } from "../router";
 import { priceKey, type LiveState } from "../stream";
 
-export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Subscribe; live: LiveState }) {
+type QuoteState = Record<number, { data: Quotes | null; error: string | null }>;
+
+export function MarketPage({ id, subscribe, watch, live }: { id: number; subscribe: Subscribe; watch: Watch; live: LiveState }) {
   const assignmentId = Number(new URLSearchParams(location.search).get("assignment")) || null;
   // Reloaded as fills and decisions arrive: a position's protection (the stop and target lines) moves with them.
   const tick = useThrottled(live.activity, 1500);
@@ -27,8 +31,29 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
   const [market, setMarket] = useState<Market | null>(null);
   const [latency, setLatency] = useState<Latency | null>(null);
   const [err, setErr] = useState<string | null>(null);
+  // Each quoting (tick) assignment's book, from GET /api/assignments/{id}/quotes.
+  const quoting = mine.filter(isTickAssignment);
+  const quotingKey = quoting.map((a) => a.id).join(",");
+  const quotingIds = useRef<number[]>([]);
+  quotingIds.current = quoting.map((a) => a.id);
+  const [quotes, setQuotes] = useState<QuoteState>({});
+  const loadQuotes = (ids: number[]) => {
+    for (const qid of ids) {
+      api.quotes(qid).then(
+        (d) => setQuotes((q) => ({ ...q, [qid]: { data: d, error: null } })),
+        (x) => setQuotes((q) => ({ ...q, [qid]: { data: q[qid]?.data ?? null, error: asApiError(x).message } })),
+      );
+    }
+  };
 
   useEffect(() => { api.market(id).then(setMarket, (x) => setErr(asApiError(x).message)); }, [id]);
+  // This market's candles (every timeframe) and its ticks; every market's candles again when leaving.
+  useEffect(() => { watch([{ market_id: id }]); return () => watch([]); }, [id, watch]);
+  useEffect(() => {
+    const ids = quotingKey ? quotingKey.split(",").map(Number) : [];
+    setQuotes((q) => Object.fromEntries(Object.entries(q).filter(([k]) => ids.includes(Number(k)))));
+    loadQuotes(ids);
+  }, [quotingKey]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     if (assignmentId && !assignments.data) return; // wait to know the assignment's timeframe
     setBars(null);
@@ -42,20 +67,37 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
     api.latency(assignmentId).then(setLatency, () => {});
   };
   useEffect(refreshActivity, [assignmentId]); // eslint-disable-line react-hooks/exhaustive-deps
+  // Order and fill events come in bursts (a quoting strategy replaces both its quotes at once), and a tick
+  // assignment decides every second or so: reload once per burst, and its decisions at most every 1.5 s.
+  const later = useRef<{ activity: ReturnType<typeof batcher>; quotes: ReturnType<typeof batcher> } | null>(null);
+  const tickSelected = !!assignment && isTickAssignment(assignment);
+  useEffect(() => {
+    const b = { activity: batcher(() => refreshActivity(), tickSelected ? 1500 : 400),
+      quotes: batcher((ids) => loadQuotes(ids.filter((x) => quotingIds.current.includes(x))), 750) };
+    later.current = b;
+    return () => { b.activity.cancel(); b.quotes.cancel(); };
+  }, [assignmentId, tickSelected]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => subscribe((ev) => {
     if (ev.type === "candle" && market && ev.exchange === market.exchange && ev.symbol === market.symbol && ev.tf === shownTf) {
       setBars((b) => (b ? mergeBar(b, { time: Math.floor(ev.time / 1000), open: ev.open, high: ev.high, low: ev.low, close: ev.close }) : b));
     }
-    if ((ev.type === "evaluation" || ev.type === "fill" || ev.type === "order") && ev.assignment_id === assignmentId) refreshActivity();
-    if (ev.type === "fill" || ev.type === "order") assignments.reload(); // a fill opens or closes a protected position: redraw its lines now
+    if ((ev.type === "evaluation" || ev.type === "fill" || ev.type === "order") && ev.assignment_id === assignmentId && assignmentId) later.current?.activity.add(assignmentId);
+    if ((ev.type === "fill" || ev.type === "order") && ev.assignment_id !== null && quotingIds.current.includes(ev.assignment_id)) later.current?.quotes.add(ev.assignment_id);
+    // A fill opens or closes a protected position: redraw its lines now (quotes have no protection: their
+    // orders come often, and the list reloads with the page's activity anyway).
+    if ((ev.type === "fill" || ev.type === "order") && ev.order_type !== "quote") assignments.reload();
   }), [market, shownTf, assignmentId]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const fillTf = TF_SECONDS[assignment?.timeframe ?? shownTf];
   const markers = useMemo(() => (bars ? snapMarkers(toMarkers(evals, orders, fillTf), bars, TF_SECONDS[shownTf]) : []), [evals, orders, bars, fillTf, shownTf]);
   const lineList = protectionLines(assignments.data?.items ?? [], id);
   const lineKey = JSON.stringify(lineList);
-  const lines = useMemo(() => lineList, [lineKey]); // eslint-disable-line react-hooks/exhaustive-deps
-  const watched = [...new Set(lines.filter((l) => l.watched).map((l) => l.assignment_id))];
+  const protection = useMemo(() => lineList, [lineKey]); // eslint-disable-line react-hooks/exhaustive-deps
+  const quoteList = quoteLines(quoting.map((a) => quotes[a.id]?.data).filter((d): d is Quotes => !!d));
+  const quoteKey = JSON.stringify(quoteList);
+  const quoted = useMemo(() => quoteList, [quoteKey]); // eslint-disable-line react-hooks/exhaustive-deps
+  const lines = useMemo(() => [...protection, ...quoted], [protection, quoted]);
+  const watched = [...new Set(protection.filter((l) => l.watched).map((l) => l.assignment_id))];
   const fills = orders.filter((o) => o.status === "filled");
   const open = openOrders(resting);
   const last = market ? live.prices[priceKey(market.exchange, market.symbol)] ?? market.last_price : null;
@@ -66,12 +108,13 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
     <>
       <PageHead title={market ? market.symbol : "Market"}>
         {market && <span className="muted">{market.exchange}</span>}
-        {last !== null && <span className={`big-price ${market ? live.moves[priceKey(market.exchange, market.symbol)] ?? "" : ""}`} data-testid="last-price">{price(last)}</span>}
+        {last !== null && <span title="The last candle's close" className={`big-price ${market ? live.moves[priceKey(market.exchange, market.symbol)] ?? "" : ""}`} data-testid="last-price">{price(last)}</span>}
       </PageHead>
+      <TopOfBook market={market} marketId={id} subscribe={subscribe} />
       <Card className="chart-card" title={
         <select className="inline" aria-label="Assignment" value={assignmentId ?? ""} onChange={pick} data-testid="assignment-picker">
           <option value="">Candles only</option>
-          {mine.map((a) => <option key={a.id} value={a.id}>Assignment #{a.id} · {a.timeframe}</option>)}
+          {mine.map((a) => <option key={a.id} value={a.id}>Assignment #{a.id} · {isTickAssignment(a) ? "tick" : a.timeframe}</option>)}
         </select>
       } actions={
         <div className="segmented">{TIMEFRAMES.map((t) => <button key={t} className={t === shownTf ? "on" : ""} onClick={() => setTf(t)}>{t}</button>)}</div>
@@ -81,15 +124,22 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
         <div className="legend muted">
           {assignmentId ? <><span className="key up">▲</span> long <span className="key down">▼</span> short <span className="key fill">●</span> fill at its price <span className="key error">●</span> error</>
             : mine.length ? "Choose one of your assignments above to see its decisions and fills." : "None of your assignments trades this market."}
-          {lines.length > 0 && <span data-testid="protection-legend"><span className="key down">┅</span> stop <span className="key up">┅</span> target of an open position
+          {protection.length > 0 && <span data-testid="protection-legend"><span className="key down">┅</span> stop <span className="key up">┅</span> target of an open position
             {watched.length > 0 && <span className="muted" title="The exchange cannot hold these order types: tradewind checks them on every closed candle and exits at the market">
               {" "}(#{watched.join(", #")} watched by tradewind)</span>}</span>}
+          {quoted.length > 0 && <span data-testid="quote-legend"><span className="key up">━</span> bid quote <span className="key down">━</span> ask quote</span>}
         </div>
       </Card>
+      {quoting.length > 0 && (
+        <div className="grid" data-testid="quote-panels">
+          {quoting.map((a) => <QuotePanel key={a.id} a={a} data={quotes[a.id]?.data ?? null} error={quotes[a.id]?.error ?? null}
+            selected={a.id === assignmentId} onSelect={() => { setTf(null); navigate(`/markets/${id}?assignment=${a.id}`); }} />)}
+        </div>
+      )}
       {assignmentId && (
         <div className="grid">
           <Card title="Decisions" actions={latency && <LatencyNote latency={latency} />}>
-            {evals.length === 0 ? <Empty>Waiting for the next closed candle…</Empty> : (
+            {evals.length === 0 ? <Empty>{tickSelected ? "Waiting for the next tick…" : "Waiting for the next closed candle…"}</Empty> : (
               <table>
                 <thead><tr><th>Candle</th><th>Decision</th><th className="num" title="The time the strategy took to decide">eval ms</th></tr></thead>
                 <tbody data-testid="decisions">
@@ -113,7 +163,7 @@ export function MarketPage({ id, subscribe, live }: { id: number; subscribe: Sub
                 <thead><tr><th>Candle</th><th>Side</th><th>Type</th><th className="num">Qty</th><th className="num">Price</th></tr></thead>
                 <tbody data-testid="fills">
                   {fills.slice(0, 12).map((o) => (
-                    <tr key={o.id}><td className="muted nowrap">{o.candle_time ? time(o.candle_time) : ""}</td><td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
+                    <tr key={o.id}><td className="muted nowrap" title={o.candle_time ? undefined : "placed at"}>{o.candle_time ? time(o.candle_time) : time(o.created_at)}</td><td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
                       <td><OrderKind o={o} /></td><td className="num">{fmt(o.filled, 6)}</td><td className="num">{price(o.price)}</td></tr>
                   ))}
                 </tbody>

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
@@ -59,6 +59,26 @@ class AssignmentState:
     entry_open: str | None = None  # the client order id of a resting limit entry
     entry_expires: int | None = None  # when it stops being good (epoch ms): core cancels it then
     resting: dict[str, str] = field(default_factory=dict)  # open protective orders: client id -> type
+    # A quoting strategy (trigger "tick", core.quotes): evaluated on ticks at most every min_interval_ms,
+    # its quotes by side, what its inventory cost (its cash is its capital less that), and when and on
+    # which book it was last evaluated.
+    trigger: str = "candle"
+    min_interval_ms: int = 1000
+    max_position: Decimal | None = None
+    entry_cost: Decimal = Decimal(0)
+    quotes: dict[str, QuoteSlot] = field(default_factory=dict)
+    last_eval: float = 0.0  # monotonic s
+    last_book: tuple[float, float] | None = None
+
+
+@dataclass
+class QuoteSlot:
+    """A quote core sent: its order's client id, price and amount, and whether the venue holds it yet."""
+
+    cid: str
+    price: Decimal
+    amount: Decimal
+    status: str = "pending"  # pending (on its way) | open
 
 
 MarketTf = tuple[str, str, str]  # exchange, symbol, timeframe
@@ -66,8 +86,12 @@ MarketTf = tuple[str, str, str]  # exchange, symbol, timeframe
 
 class AssignmentIndex:
     def __init__(self) -> None:
-        self.by_market: dict[MarketTf, list[AssignmentState]] = {}
+        self.by_market: dict[MarketTf, list[AssignmentState]] = {}  # candle-driven assignments
+        self.by_ticks: dict[tuple[str, str], list[AssignmentState]] = {}  # quoting ones, by market
         self.by_id: dict[int, AssignmentState] = {}
+        # assignments that left the index (paused, deleted, killed) and may have quotes resting: core.quotes
+        # cancels them
+        self.dropped: list[AssignmentState] = []
 
     async def load(self, sf: SessionFactory) -> None:
         """Reload every enabled assignment of every user whose kill switch is off, keeping in-flight state."""
@@ -82,6 +106,7 @@ class AssignmentIndex:
         async with sf() as s:
             rows = (await s.execute(q)).all()
         by_market: dict[MarketTf, list[AssignmentState]] = {}
+        by_ticks: dict[tuple[str, str], list[AssignmentState]] = {}
         by_id: dict[int, AssignmentState] = {}
         for a, version, exchange, symbol, trader in rows:
             old = self.by_id.get(a.id)
@@ -96,29 +121,47 @@ class AssignmentIndex:
                 realized_pnl=a.realized_pnl or Decimal(0), protection=a.protection,
                 entry_open=old.entry_open if old else None, resting=old.resting if old else {},
                 entry_expires=old.entry_expires if old else None,
+                trigger=a.trigger or "candle", min_interval_ms=a.min_interval_ms or 1000, max_position=a.max_position,
+                entry_cost=old.entry_cost if old else a.entry_cost or Decimal(0), quotes=old.quotes if old else {},
+                last_eval=old.last_eval if old else 0.0, last_book=old.last_book if old else None,
             )  # fmt: skip
-            by_market.setdefault((exchange, symbol, a.timeframe), []).append(st)
+            if st.trigger == "tick":
+                by_ticks.setdefault((exchange, symbol), []).append(st)
+            else:
+                by_market.setdefault((exchange, symbol, a.timeframe), []).append(st)
             by_id[a.id] = st
         if by_id:  # resting orders of assignments new to the index (a restart): limit entries, protection
             fresh = [aid for aid in by_id if aid not in self.by_id]
             if fresh:
                 await self._load_resting(sf, fresh, by_id)
-        self.by_market, self.by_id = by_market, by_id
+        self.dropped.extend(st for aid, st in self.by_id.items() if aid not in by_id and st.quotes)
+        self.by_market, self.by_ticks, self.by_id = by_market, by_ticks, by_id
 
     @staticmethod
     async def _load_resting(sf: SessionFactory, ids: list[int], by_id: dict[int, AssignmentState]) -> None:
         async with sf() as s:
             for i in range(0, len(ids), 500):
                 rows = await s.execute(
-                    select(Order.assignment_id, Order.client_order_id, Order.type, Order.expires_at).where(
+                    select(
+                        Order.assignment_id,
+                        Order.client_order_id,
+                        Order.type,
+                        Order.expires_at,
+                        Order.side,
+                        Order.limit_price,
+                        Order.amount,
+                        Order.status,
+                    ).where(
                         Order.assignment_id.in_(ids[i : i + 500]),
                         Order.status.in_(("pending", "open")),
                         Order.type != "market",
                     )
                 )
-                for aid, cid, kind, expires in rows.all():
+                for aid, cid, kind, expires, side, price, amount, status in rows.all():
                     st = by_id[aid]
-                    if kind == "limit":
+                    if kind == "quote":
+                        st.quotes[side] = QuoteSlot(cid, price or Decimal(0), amount, status)
+                    elif kind == "limit":
                         st.entry_open, st.entry_expires = cid, expires
                     else:
                         st.resting[cid] = kind
@@ -126,11 +169,33 @@ class AssignmentIndex:
     def for_candle(self, exchange: str, symbol: str, tf: str) -> list[AssignmentState]:
         return self.by_market.get((exchange, symbol, tf), [])
 
+    def for_ticks(self, exchange: str, symbol: str) -> list[AssignmentState]:
+        return self.by_ticks.get((exchange, symbol), [])
+
     def remove(self, assignment_id: int) -> None:
         st = self.by_id.pop(assignment_id, None)
         if st is not None:
             key = (st.exchange, st.symbol, st.timeframe)
             self.by_market[key] = [x for x in self.by_market.get(key, []) if x.id != assignment_id]
+            market = (st.exchange, st.symbol)
+            self.by_ticks[market] = [x for x in self.by_ticks.get(market, []) if x.id != assignment_id]
+            if st.quotes:
+                self.dropped.append(st)
+
+
+class Frame(NamedTuple):
+    """What an evaluation request is for (a candle has these fields too): a tick's market and timeframe,
+    time 0 (the window ends at the newest closed candle), its trace and receive time."""
+
+    exchange: str
+    symbol: str
+    tf: str
+    time: int
+    trace_id: str
+    recv_ns: int
+
+
+StateOf = Callable[[AssignmentState], m.TickState]
 
 
 class Decider:
@@ -156,7 +221,11 @@ class Decider:
         return max(1, min(self.batch_size, -(-n // chunks)))
 
     async def evaluate(
-        self, candle: m.Candle, states: list[AssignmentState]
+        self,
+        candle: m.Candle | Frame,
+        states: list[AssignmentState],
+        tick: m.Tick | None = None,
+        state_of: StateOf | None = None,
     ) -> AsyncIterator[list[tuple[AssignmentState, m.EvalOutcome]]]:
         """Yield the outcomes as workers answer (so trading starts with the first chunk). Chunks that
         answer together are yielded together: the chunks go out at once, in equal parts, to workers that
@@ -166,7 +235,7 @@ class Decider:
         size = self.chunk_size(len(states))
         chunks = [states[i : i + size] for i in range(0, len(states), size)]
         started = time.monotonic()
-        tasks = [asyncio.create_task(self._run_chunk(candle, chunk)) for chunk in chunks]
+        tasks = [asyncio.create_task(self._run_chunk(candle, chunk, tick, state_of)) for chunk in chunks]
         pending: set[asyncio.Task[list[tuple[AssignmentState, m.EvalOutcome]]]] = set(tasks)
         try:
             while pending:
@@ -181,7 +250,11 @@ class Decider:
                 t.cancel()
 
     async def _run_chunk(
-        self, candle: m.Candle, chunk: list[AssignmentState]
+        self,
+        candle: m.Candle | Frame,
+        chunk: list[AssignmentState],
+        tick: m.Tick | None = None,
+        state_of: StateOf | None = None,
     ) -> list[tuple[AssignmentState, m.EvalOutcome]]:
         jobs = [
             m.EvalJob(
@@ -191,6 +264,7 @@ class Decider:
                 params=s.params,
                 lookback=s.lookback,
                 owner_id=s.owner_id,
+                state=state_of(s) if state_of is not None else None,
             )
             for s in chunk
         ]
@@ -199,7 +273,7 @@ class Decider:
         while True:
             req = m.EvalRequest(
                 exchange=candle.exchange, symbol=candle.symbol, tf=candle.tf, candle_time=candle.time, jobs=jobs,
-                trace_id=candle.trace_id, recv_ns=candle.recv_ns, sent_ns=time.time_ns(),
+                trace_id=candle.trace_id, recv_ns=candle.recv_ns, sent_ns=time.time_ns(), tick=tick,
             )  # fmt: skip
             started = time.perf_counter()
             try:

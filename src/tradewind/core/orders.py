@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.config import Settings
-from tradewind.core import positions
+from tradewind.core import positions, quotes
 from tradewind.core.decide import AssignmentIndex
 from tradewind.metrics import ORDERS, TICK_TO_ORDER
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
@@ -120,7 +120,9 @@ class OrderBook:
                 st.protection = p
         return new_ids
 
-    def start_orders(self, candle: m.Candle | None, orders: list[dict[str, Any]]) -> asyncio.Task[None]:
+    def start_orders(
+        self, candle: m.Candle | m.Tick | None, orders: list[dict[str, Any]]
+    ) -> asyncio.Task[None]:
         """One request per exchange and chunk of orders (the exchange service places them concurrently),
         each in a task of its own that starts sending at the caller's next ``await``; their results are
         recorded together."""
@@ -164,9 +166,11 @@ class OrderBook:
 
         kind = o.get("type") or "market"
         protect = x.protect
+        quote = kind == "quote"  # a quote is a post-only limit order on the venue
         return m.PlaceOrder(
             trader_id=o["trader_id"], owner_id=o["owner_id"], client_order_id=o["client_order_id"],
-            symbol=o["symbol"], side=o["side"], amount=format(o["amount"], "f"), type=kind,
+            symbol=o["symbol"], side=o["side"], amount=format(o["amount"], "f"), type="limit" if quote else kind,
+            post_only=quote,
             price=s(o.get("limit_price") if kind != "trailing_stop" else x.reference), stop_price=s(o.get("stop_price")),
             trail=s(o.get("trail")), expires_at=o.get("expires_at"), group=o.get("oco_group"), cancels=x.cancels,
             protect=m.Protect(stop_loss=s(protect.stop_loss), take_profit=s(protect.take_profit),
@@ -175,7 +179,7 @@ class OrderBook:
         )  # fmt: skip
 
     async def _place_batch(
-        self, candle: m.Candle | None, exchange: str, orders: list[dict[str, Any]]
+        self, candle: m.Candle | m.Tick | None, exchange: str, orders: list[dict[str, Any]]
     ) -> list[tuple[str, m.OrderAck, float | None]]:
         req = m.PlaceOrders(orders=[self._request(o, candle.trace_id if candle else "") for o in orders])
         latency = (time.time_ns() - candle.recv_ns) / 1e6 if candle and candle.recv_ns else None
@@ -324,7 +328,8 @@ class OrderBook:
                 ORDERS.labels(status).inc()
                 book = books.get(row.assignment_id) if row.assignment_id is not None else None
                 filled = status == "filled" and values["filled"] > 0
-                if filled and row.side == "sell":
+                quote = row.type == "quote"
+                if filled and row.side == "sell" and not quote:
                     values["exit_reason"] = row.exit_reason or positions.exit_reason(
                         row.type, ack.reason, values["price"], row.limit_price
                     )
@@ -337,7 +342,9 @@ class OrderBook:
                     if pnl is not None and pnl < 0:
                         losers.add(row.trader_id)
                     p = book["protection"]
-                    if row.side == "buy":  # an entry: its exits become a guard at the fill price
+                    if quote:  # a quote's fill moves the inventory, and nothing else
+                        pass
+                    elif row.side == "buy":  # an entry: its exits become a guard at the fill price
                         # (kept without exits too: the entry price and high, for exits a later decision sets)
                         exits = positions.exits_of(p) if p and p.get("group") == cid else model.NO_EXITS
                         book["protection"] = positions.protection(exits, values["price"], cid)
@@ -362,7 +369,12 @@ class OrderBook:
                         log.info("%s: %s; core watches this guard", cid, ack.reason)
                 updates.append(values)
                 st = self.index.by_id.get(row.assignment_id) if row.assignment_id is not None else None
-                if st is not None:
+                if quote:
+                    if st is not None:
+                        quotes.settled(st, row.side, cid, status)
+                    if status == "open" and (st is None or st.trigger != "tick"):  # placed after a pause
+                        cancels.append((row.owner_id, row.trader_id, row.exchange, cid, row.symbol))
+                elif st is not None:
                     if status in TERMINAL or (row.type != "market" and status == "open"):
                         st.pending.discard(cid)  # the call is settled (a resting order is placed)
                     if row.type == "limit":
@@ -465,6 +477,7 @@ class OrderBook:
         if st is not None:
             st.position_qty = book["position_qty"]
             st.realized_pnl = book["realized_pnl"] or ZERO
+            st.entry_cost = book["entry_cost"] or ZERO
         return pnl
 
     async def _check_daily_loss(self, trader_ids: set[int]) -> None:

@@ -23,6 +23,7 @@ from tradewind.bus import subjects
 from tradewind.bus.connection import ensure_md_stream, unsubscribe_all
 from tradewind.config import Settings
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider
+from tradewind.core.quotes import QuoteDesk
 from tradewind.core.resample import Resampler
 from tradewind.core.trade import Handled, TradeDesk
 from tradewind.marketdata import as_row, candle_problem
@@ -45,6 +46,7 @@ class CoreService:
         self.resampler = Resampler()
         self.decider = Decider(nc, settings.eval_batch_size, settings.eval_timeout_s)
         self.desk = TradeDesk(settings, nc, sf, self.index)
+        self.quotes = QuoteDesk(settings, nc, sf, self.index, self.desk, self.decider, self._market_id)
         self._markets: dict[tuple[str, str], int] = {}
         self._last: dict[int, int] = {}  # market id -> last accepted 1m open time
         self._queues: dict[int, asyncio.Queue[tuple[m.Candle, Msg]]] = {}
@@ -65,6 +67,7 @@ class CoreService:
         self._subs.append(updates)
         self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
         self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))
+        await self.quotes.start()  # after the order updates are subscribed to: its start-up cancels are booked
         await self._keep_ack_wait()
         config = ConsumerConfig(
             durable_name=subjects.CORE_CONSUMER,
@@ -81,6 +84,7 @@ class CoreService:
         )  # fmt: skip
 
     async def stop(self) -> None:
+        await self.quotes.stop()  # the quotes come down while the order updates are still heard
         subs, self._subs = self._subs, []
         await unsubscribe_all(subs)
         tasks = [*self._tasks, *self._workers.values()]

@@ -328,6 +328,11 @@ class TradeDesk:
         reached core."""
         return asyncio.create_task(self._accounts(candle, states))
 
+    async def accounts(self, candle: Any, states: list[AssignmentState]) -> Accounts:
+        """Whether the assignments may trade, and through which account (``_accounts``): core.quotes asks
+        before its quotes go out, for a tick's market and an assignment's timeframe (``candle``)."""
+        return await self._accounts(candle, states)
+
     async def _accounts(self, candle: m.Candle, states: list[AssignmentState]) -> Accounts:
         """Read, for the assignments of a candle, whether they still may trade and through which account:
         per assignment ``(owner, account, exchange)`` or why not; per account its limits, what

@@ -6,7 +6,7 @@ import datetime as dt
 import math
 import re
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -240,6 +240,16 @@ class TraderOut(BaseModel):
     created_at: dt.datetime
 
 
+Trigger = Annotated[
+    Literal["candle", "tick"],
+    Field(
+        description="candle: decide() on each closed candle; tick: on_tick() on the market's ticks, keeping quotes"
+    ),
+]
+MIN_INTERVAL_MS = 100
+MAX_INTERVAL_MS = 3_600_000
+
+
 class AssignmentIn(Request):
     strategy_id: int = Field(ge=1, le=MAX_ID, strict=True)
     market_id: int = Field(ge=1, le=MAX_ID, strict=True)
@@ -249,6 +259,9 @@ class AssignmentIn(Request):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     lookback: int = Field(default=500, ge=10, le=5000)
     enabled: bool = True
+    trigger: Trigger = "candle"
+    min_interval_ms: int = Field(default=1000, ge=MIN_INTERVAL_MS, le=MAX_INTERVAL_MS, strict=True)
+    max_position: Amount | None = None
 
     _params = field_validator("params")(_check_params)
     _tf = field_validator("timeframe")(_check_tf)
@@ -263,6 +276,9 @@ class AssignmentPatch(Request):
     params: dict[str, ParamValue] = None  # type: ignore[assignment]
     lookback: int = Field(default=None, ge=10, le=5000)  # type: ignore[assignment]
     enabled: bool = None  # type: ignore[assignment]
+    trigger: Trigger = None  # type: ignore[assignment]
+    min_interval_ms: int = Field(default=None, ge=MIN_INTERVAL_MS, le=MAX_INTERVAL_MS, strict=True)  # type: ignore[assignment]
+    max_position: Amount | None = None  # null: no inventory limit but the cash
 
     _params = field_validator("params")(_check_params)
     _tf = field_validator("timeframe")(_check_tf)
@@ -299,7 +315,35 @@ class AssignmentOut(BaseModel):
     realized_pnl: str
     last_position: str | None
     protection: ProtectionOut | None = None
+    trigger: str = "candle"
+    min_interval_ms: int = 1000
+    max_position: str | None = None
     created_at: dt.datetime
+
+
+class QuoteOut(BaseModel):
+    client_order_id: str
+    side: str
+    price: str
+    amount: str
+    status: str = Field(description="pending (on its way) | open (resting on the venue)")
+
+
+class QuotesOut(BaseModel):
+    """A quoting assignment's book and how it has done: its resting quotes, its inventory, and its quotes'
+    fills (``fill_rate``: filled ÷ quotes that ended, filled or cancelled)."""
+
+    assignment_id: int
+    trigger: str
+    inventory: str = Field(description="base held")
+    max_position: str | None
+    quotes: list[QuoteOut]
+    realized_pnl: str = Field(description="realized P&L of the quotes' round trips, fees included")
+    placed: int
+    filled: int
+    buys_filled: int
+    sells_filled: int
+    fill_rate: float | None
 
 
 class MarketOut(BaseModel):
@@ -349,7 +393,9 @@ class OrderOut(BaseModel):
     pnl: str | None
     status: str
     reason: str | None
-    type: str = Field(description="market | limit | stop | take_profit | trailing_stop")
+    type: str = Field(
+        description="market | limit | stop | take_profit | trailing_stop | quote (post-only limit)"
+    )
     limit_price: str | None = Field(None, description="a limit order's or take-profit's price")
     stop_price: str | None = Field(
         None, description="a stop's trigger; a take-profit's stop leg; a trailing level"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -27,6 +28,7 @@ router = APIRouter()
 log = logging.getLogger(__name__)
 MAX_QUEUE = 1000
 MAX_FILTERS = 100
+TICKS_PER_S = 4  # a browser draws the book; the quoting strategies see every tick in core
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
 
@@ -85,8 +87,10 @@ def _parse_filters(text: str) -> list[tuple[int, str | None]] | str:
 async def stream(ws: WebSocket) -> None:
     """Authenticated by the session cookie or a ``token`` query parameter.
 
-    Sends ``{"type": "candle", market_id, exchange, symbol, tf, time, open, high, low, close, volume}`` and
-    the user's own ``{"type": "evaluation" | "order" | "fill", ...}``. A client may send
+    Sends ``{"type": "candle", market_id, exchange, symbol, tf, time, open, high, low, close, volume}``,
+    ``{"type": "tick", market_id, exchange, symbol, bid, ask, bid_size, ask_size, last, time}`` for the
+    markets it subscribed to by name (at most ``TICKS_PER_S`` a second each), and the user's own
+    ``{"type": "evaluation" | "order" | "fill", ...}``. A client may send
     ``{"subscribe": [{"market_id": 1, "timeframe": "1m"}]}`` (timeframe optional) or ``{"markets": [1, 2]}``
     to receive only those candles, and ``{"subscribe": []}`` for all of them again.
     """
@@ -142,9 +146,29 @@ async def stream(ws: WebSocket) -> None:
              "time": c.time, "open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume,
              "closed": c.closed})  # fmt: skip
 
+    last_tick: dict[tuple[str, str], float] = {}
+
+    async def on_tick(msg: Any) -> None:
+        if wanted is None:  # only markets asked for by name: every tick of every market is a flood
+            return
+        try:
+            t = m.decode(msg.data, m.Tick)
+        except Exception:
+            log.warning("stream: undecodable tick on %s", msg.subject)
+            return
+        key = (t.exchange, t.symbol)
+        now = time.monotonic()
+        if key not in wanted or now - last_tick.get(key, 0.0) < 1 / TICKS_PER_S:
+            return
+        last_tick[key] = now
+        put({"type": "tick", "market_id": market_ids.get(key), "exchange": t.exchange, "symbol": t.symbol,
+             "bid": t.bid, "ask": t.ask, "bid_size": t.bid_size, "ask_size": t.ask_size, "last": t.last,
+             "time": t.time})  # fmt: skip
+
     subs = [
         await st.nc.subscribe(subjects.user_events(auth.user.id), cb=on_user),
         await st.nc.subscribe(subjects.CORE_CANDLES_ALL, cb=on_candle),
+        await st.nc.subscribe(subjects.MD_TICKS_ALL, cb=on_tick),
     ]
 
     async def sender() -> None:

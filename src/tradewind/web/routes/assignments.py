@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tradewind.core import positions
 from tradewind.storage.models import Assignment, Evaluation, Market, Order, Strategy, Trader, User
@@ -20,6 +20,8 @@ from tradewind.web.schemas import (
     LatencyOut,
     LatencySummary,
     ProtectionOut,
+    QuoteOut,
+    QuotesOut,
 )
 
 router = APIRouter(prefix="/api/assignments", tags=["assignments"])
@@ -32,7 +34,8 @@ def out(a: Assignment) -> AssignmentOut:
         allocation=format(a.allocation, "f"), params=a.params or {}, lookback=a.lookback, enabled=a.enabled,
         paused_reason=a.paused_reason, position_qty=format(a.position_qty, "f"), entry_cost=format(a.entry_cost, "f"),
         realized_pnl=format(a.realized_pnl, "f"), last_position=a.last_position, created_at=a.created_at,
-        protection=_protection(a),
+        protection=_protection(a), trigger=a.trigger, min_interval_ms=a.min_interval_ms,
+        max_position=format(a.max_position, "f") if a.max_position is not None else None,
     )  # fmt: skip
 
 
@@ -153,6 +156,34 @@ async def delete(assignment_id: ObjectId, repo: OwnedDep, st: StateDep) -> Respo
     await repo.s.commit()
     await assignments_changed(st, assignment_id)
     return Response(status_code=204)
+
+
+@router.get("/{assignment_id}/quotes", response_model=QuotesOut)
+async def quotes(assignment_id: ObjectId, repo: OwnedDep) -> QuotesOut:
+    """A quoting assignment's resting quotes, inventory and fills."""
+    a = await _get(repo, assignment_id)
+    resting = (await repo.s.execute(
+        select(Order).where(Order.assignment_id == a.id, Order.type == "quote", Order.status.in_(("pending", "open")))
+        .order_by(Order.id)
+    )).scalars().all()  # fmt: skip
+    counts = dict((await repo.s.execute(
+        select(Order.status, func.count()).where(Order.assignment_id == a.id, Order.type == "quote").group_by(Order.status)
+    )).all())  # fmt: skip
+    sides = dict((await repo.s.execute(
+        select(Order.side, func.count()).where(Order.assignment_id == a.id, Order.type == "quote", Order.status == "filled")
+        .group_by(Order.side)
+    )).all())  # fmt: skip
+    filled = counts.get("filled", 0)
+    ended = filled + counts.get("canceled", 0)
+    return QuotesOut(
+        assignment_id=a.id, trigger=a.trigger, inventory=format(a.position_qty, "f"),
+        max_position=format(a.max_position, "f") if a.max_position is not None else None,
+        quotes=[QuoteOut(client_order_id=o.client_order_id, side=o.side, price=format(o.limit_price or 0, "f"),
+                         amount=format(o.amount, "f"), status=o.status) for o in resting],
+        realized_pnl=format(a.realized_pnl, "f"), placed=sum(counts.values()), filled=filled,
+        buys_filled=sides.get("buy", 0), sells_filled=sides.get("sell", 0),
+        fill_rate=round(filled / ended, 4) if ended else None,
+    )  # fmt: skip
 
 
 @router.get("/{assignment_id}/latency", response_model=LatencyOut)
