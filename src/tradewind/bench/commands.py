@@ -35,6 +35,13 @@ def bench() -> None:
     type=click.FloatRange(0.2, 60),
     help="Seconds between the sim's one-minute candles (a larger load may need longer to keep up).",
 )
+@click.option(
+    "--trigger",
+    type=click.Choice(["candle", "tick"]),
+    default="candle",
+    show_default=True,
+    help="tick: quoting assignments on the sim's ticks (one a second per market); --candles is then seconds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG plot."
@@ -45,6 +52,7 @@ def latency(
     workers: int,
     candles: int,
     interval: float,
+    trigger: str,
     as_json: bool,
     plot_path: Path | None,
 ) -> None:
@@ -64,13 +72,20 @@ def latency(
     try:
         results = asyncio.run(
             lat.run_latency(
-                loads, markets=markets, workers=workers, candles=candles, speed=60.0 / interval, progress=say
+                loads,
+                markets=markets,
+                workers=workers,
+                candles=candles,
+                speed=60.0 / interval,
+                progress=say,
+                trigger=trigger,
             )
         )
     except lat.BenchRefused as exc:
         raise click.ClickException(str(exc)) from None
     if plot_path:
-        every = f", a candle every {interval:g} s" if interval != 1.0 else ""
+        every = f", a candle every {interval:g} s" if interval != 1.0 and trigger == "candle" else ""
+        every += ", quoting on ticks (one a second)" if trigger == "tick" else ""
         lat.plot(
             results, plot_path, f"{markets} market(s), {workers} eval worker(s){every}, {platform.node()}"
         )

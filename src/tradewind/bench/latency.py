@@ -53,6 +53,13 @@ function decide(c, params)
   return "short"
 end
 """
+QUOTER = """
+-- quotes one bid 1 % under the mid: a new price on every tick, so every evaluation replaces its quote
+function on_tick(t, c, params)
+  local mid = (t.bid + t.ask) / 2
+  return {quotes = {{side = "buy", price = mid * 0.99, amount = params.amount or 0.0001}}}
+end
+"""
 SYMBOLS = ["BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "ADA/USD", "DOGE/USD", "LTC/USD", "DOT/USD"]
 PER_ACCOUNT = 50
 
@@ -76,15 +83,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-async def _populate(sf, n: int, markets: list[int], tag: str) -> list[int]:  # type: ignore[no-untyped-def]
+async def _populate(sf, n: int, markets: list[int], tag: str, trigger: str = "candle") -> list[int]:  # type: ignore[no-untyped-def]
+    tick = trigger == "tick"
     async with sf() as s:
         user = User(email=f"bench-{tag}@example.com", password_hash="!")
         s.add(user)
         await s.flush()
-        strategy = Strategy(owner_id=user.id, name="flip", latest_version=1)
+        strategy = Strategy(owner_id=user.id, name="quoter" if tick else "flip", latest_version=1)
         s.add(strategy)
         await s.flush()
-        s.add(StrategyVersion(strategy_id=strategy.id, version=1, code=FLIP))
+        s.add(StrategyVersion(strategy_id=strategy.id, version=1, code=QUOTER if tick else FLIP))
         traders = []
         for _ in range((n + PER_ACCOUNT - 1) // PER_ACCOUNT):
             t = Trader(owner_id=user.id, name="bench paper", exchange="sim", paper=True)
@@ -93,7 +101,8 @@ async def _populate(sf, n: int, markets: list[int], tag: str) -> list[int]:  # t
         await s.flush()
         rows = [
             Assignment(owner_id=user.id, strategy_id=strategy.id, market_id=markets[i % len(markets)], timeframe="1m",
-                       trader_id=traders[i // PER_ACCOUNT].id, allocation=Decimal("100"), params={}, lookback=50)
+                       trader_id=traders[i // PER_ACCOUNT].id, allocation=Decimal("100"), params={}, lookback=50,
+                       trigger=trigger, min_interval_ms=100)
             for i in range(n)
         ]  # fmt: skip
         s.add_all(rows)
@@ -110,7 +119,12 @@ async def run_latency(
     speed: float = 60.0,
     data_dir: Path | None = None,
     progress=None,  # type: ignore[no-untyped-def]
+    trigger: str = "candle",
 ) -> list[LoadResult]:
+    """``trigger`` "tick": quoting assignments on the sim's ticks (one a second per market, each moving the
+    book, so every evaluation replaces a quote); ``candles`` is then the number of seconds measured, and
+    the latency is from a tick's receipt to the order call of the quote it caused."""
+    tick = trigger == "tick"
     tmp = None
     if data_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="tradewind-bench-")
@@ -119,6 +133,7 @@ async def run_latency(
     settings = load_settings(
         data_dir=data_dir, sim_symbols=SYMBOLS[:markets], sim_speed=speed, history_days=0, eval_workers=workers,
         sim_paper_cash="1000000000", exchanges=["sim"],
+        **({"sim_speed": 1.0, "sim_tick_ms": 1000, "quote_rate_per_s": 1_000_000, "quote_burst": 1_000_000} if tick else {}),
     )  # fmt: skip
     stack = Stack()
     results: list[LoadResult] = []
@@ -142,23 +157,27 @@ async def run_latency(
         for n in loads:
             if progress:
                 progress(f"{n} assignments: setting up")
-            ids = await _populate(sf, n, market_ids, f"{n}-{time.time_ns()}")
+            ids = await _populate(sf, n, market_ids, f"{n}-{time.time_ns()}", trigger)
             await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
-            await _evaluated(sf, ids[0])  # core has them: their Lua states are made on their first candle
-            first = await _next_candle_time(sf, market_ids, warmup)
-            t0 = time.monotonic()
-            last = await _next_candle_time(sf, market_ids, candles)
-            elapsed = time.monotonic() - t0
-            await asyncio.sleep(max(1.5, 60.0 / speed))  # let the last candle's orders be stamped
+            if tick:
+                lat, evals, elapsed = await _measure_ticks(sf, ids, warmup, candles)
+            else:
+                await _evaluated(sf, ids[0])  # core has them: their Lua states are made on their first candle
+                first = await _next_candle_time(sf, market_ids, warmup)
+                t0 = time.monotonic()
+                last = await _next_candle_time(sf, market_ids, candles)
+                elapsed = time.monotonic() - t0
+                await asyncio.sleep(max(1.5, 60.0 / speed))  # let the last candle's orders be stamped
+                async with sf() as s:
+                    lat = list((await s.execute(
+                        select(Order.latency_ms).where(Order.assignment_id.in_(ids), Order.candle_time > first,
+                                                       Order.candle_time <= last, Order.latency_ms.is_not(None))
+                    )).scalars())  # fmt: skip
+                    evals = (await s.execute(
+                        select(func.count()).select_from(Evaluation).where(
+                            Evaluation.assignment_id.in_(ids), Evaluation.candle_time > first, Evaluation.candle_time <= last)
+                    )).scalar_one()  # fmt: skip
             async with sf() as s:
-                lat = list((await s.execute(
-                    select(Order.latency_ms).where(Order.assignment_id.in_(ids), Order.candle_time > first,
-                                                   Order.candle_time <= last, Order.latency_ms.is_not(None))
-                )).scalars())  # fmt: skip
-                evals = (await s.execute(
-                    select(func.count()).select_from(Evaluation).where(
-                        Evaluation.assignment_id.in_(ids), Evaluation.candle_time > first, Evaluation.candle_time <= last)
-                )).scalar_one()  # fmt: skip
                 await s.execute(update(Assignment).where(Assignment.id.in_(ids)).values(enabled=False))
                 await s.commit()
             await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
@@ -180,6 +199,34 @@ async def run_latency(
         if tmp is not None:
             tmp.cleanup()
     return results
+
+
+async def _measure_ticks(sf, ids: list[int], warmup: int, seconds: int) -> tuple[list[float], int, float]:  # type: ignore[no-untyped-def]
+    """Quotes placed by the assignments after ``warmup`` seconds, for ``seconds``: their latencies, how many,
+    and the seconds measured."""
+    first_quote = (
+        select(func.count()).select_from(Order).where(Order.assignment_id == ids[-1], Order.type == "quote")
+    )
+    while True:  # every assignment is in core's index once the last one has quoted
+        async with sf() as s:
+            if (await s.execute(first_quote)).scalar_one():
+                break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(warmup)
+    async with sf() as s:
+        start_id = (await s.execute(select(func.max(Order.id)))).scalar_one() or 0
+    t0 = time.monotonic()
+    await asyncio.sleep(seconds)
+    async with sf() as s:
+        end_id = (await s.execute(select(func.max(Order.id)))).scalar_one() or 0
+    elapsed = time.monotonic() - t0
+    await asyncio.sleep(1.5)  # the last quotes' calls are stamped
+    async with sf() as s:
+        lat = list((await s.execute(
+            select(Order.latency_ms).where(Order.assignment_id.in_(ids), Order.id > start_id, Order.id <= end_id,
+                                           Order.type == "quote", Order.latency_ms.is_not(None))
+        )).scalars())  # fmt: skip
+    return lat, len(lat), elapsed
 
 
 class BenchRefused(Exception):
