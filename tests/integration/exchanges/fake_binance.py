@@ -8,12 +8,21 @@ The kline websocket (``/stream/ws/<n>``, Binance's spot market streams: ``SUBSCR
 ``<symbol>@kline_<interval>``, then ``kline`` events for the open candle as it changes) is driven by
 ``play_klines``, which moves ``visible`` on with it and can drop the connection part-way.
 
+The top of the book: ``set_book(bid, ask, bid_qty, ask_qty)`` (until then one tick either side of the last
+price). REST serves it as ``/api/v3/ticker/bookTicker`` and ``/api/v3/ticker/24hr`` (``symbol``, a JSON
+``symbols`` list, or neither for all), each answering instead with the next of ``ticker_faults`` (status,
+body) while there are any; the websocket's ``<symbol>@bookTicker`` stream gets it from ``send_book``, and
+``drop_book_clients`` cuts those connections. Every request is logged in ``requests`` with its monotonic
+time in ``request_times``.
+
 Orders: MARKET fills at once at the last price; LIMIT, STOP_LOSS (stopPrice, or trailingDelta in basis
 points for a trailing stop), STOP_LOSS_LIMIT, TAKE_PROFIT and TAKE_PROFIT_LIMIT rest as NEW, locking
 balance, until ``trade_through(price)`` trades the market through them: a stop triggers (a *_LIMIT one
 then works as a limit at its price), a limit fills at its price. The parameters each type needs are
 checked as Binance checks them (-1102 missing, -1106 not wanted, -1104 unknown, -2010 a stop that would
-trigger at once, -1013 a trailingDelta outside the TRAILING_DELTA filter).
+trigger at once, -1013 a trailingDelta outside the TRAILING_DELTA filter). LIMIT_MAKER (post-only) is
+refused with -2010 "Order would immediately match and take." when it would cross the book (a buy at or
+above the ask, a sell at or below the bid) and otherwise rests like a LIMIT.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -53,6 +63,8 @@ ORDER_PARAMS: dict[str, tuple[set[str], set[str]]] = {
 COMMON_PARAMS = {"symbol", "side", "type", "newClientOrderId", "newOrderRespType", "strategyId", "strategyType",
                  "selfTradePreventionMode", "recvWindow", "timestamp", "signature"}  # fmt: skip
 OPEN = ("NEW", "PARTIALLY_FILLED")
+TICK_SIZE = Decimal("0.000001")  # the PRICE_FILTER's tickSize
+WOULD_TAKE = "Order would immediately match and take."
 MIN_TRAILING_DELTA, MAX_TRAILING_DELTA = 10, 2000
 
 
@@ -73,6 +85,11 @@ class FakeBinance:
         self.last_trade: Decimal | None = None  # set by trade_through: the market's price from then on
         self.peaks: dict[int, Decimal] = {}  # orderId -> best price since a trailing stop was placed
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, params)
+        self.request_times: list[float] = []  # time.monotonic() of each entry of ``requests``
+        self.book: tuple[Decimal, Decimal, Decimal, Decimal] | None = None  # bid, ask, their sizes
+        self.ticker_faults: list[tuple[int, str]] = []  # the next ticker answers: (HTTP status, body)
+        self.book_clients: dict[web.WebSocketResponse, set[str]] = {}  # socket -> its bookTicker streams
+        self.book_updates = 0
         self._runner: web.AppRunner | None = None
         self.ws_clients: list[web.WebSocketResponse] = []
         self.ws_connections = 0
@@ -87,6 +104,8 @@ class FakeBinance:
         app.router.add_get("/api/v3/time", self._time)
         app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
         app.router.add_get("/api/v3/klines", self._klines)
+        app.router.add_get("/api/v3/ticker/bookTicker", self._book_ticker)
+        app.router.add_get("/api/v3/ticker/24hr", self._ticker_24hr)
         app.router.add_get("/api/v3/account", self._signed(self._account))
         app.router.add_post("/api/v3/order", self._signed(self._new_order))
         app.router.add_get("/api/v3/order", self._signed(self._get_order))
@@ -101,6 +120,10 @@ class FakeBinance:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def _log(self, method: str, path: str, params: dict[str, str]) -> None:
+        self.requests.append((method, path, params))
+        self.request_times.append(time.monotonic())
 
     # -- market data ----------------------------------------------------------------------------------
     def candles(self, interval: str) -> list[Row]:
@@ -181,7 +204,7 @@ class FakeBinance:
         return web.json_response({"serverTime": int(time.time() * 1000)})
 
     async def _exchange_info(self, request: web.Request) -> web.Response:
-        self.requests.append(("GET", "exchangeInfo", dict(request.query)))
+        self._log("GET", "exchangeInfo", dict(request.query))
         filters = [
             {"filterType": "PRICE_FILTER", "minPrice": "0.00000100", "maxPrice": "922327.00000000", "tickSize": "0.00000100"},
             {"filterType": "LOT_SIZE", "minQty": "0.00010000", "maxQty": "100000.00000000", "stepSize": "0.00010000"},
@@ -204,7 +227,7 @@ class FakeBinance:
 
     async def _klines(self, request: web.Request) -> web.Response:
         q = request.query
-        self.requests.append(("GET", "klines", dict(q)))
+        self._log("GET", "klines", dict(q))
         if q.get("symbol") != self.symbol:
             return _err(400, -1121, "Invalid symbol.")
         interval = q.get("interval", "")
@@ -221,6 +244,87 @@ class FakeBinance:
             for t, o, h, lo, c, v in rows
         ])  # fmt: skip
 
+    # -- the top of the book ----------------------------------------------------------------------------
+    def set_book(self, bid: Any, ask: Any, bid_qty: Any = "1", ask_qty: Any = "1") -> None:
+        self.book = (Decimal(str(bid)), Decimal(str(ask)), Decimal(str(bid_qty)), Decimal(str(ask_qty)))
+
+    def top(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        if self.book is not None:
+            return self.book
+        last = self.last_price()
+        return last - TICK_SIZE, last + TICK_SIZE, Decimal(1), Decimal(1)
+
+    def _ticker_symbols(self, q: Any) -> list[str] | web.Response:
+        """The symbols a ticker request asks for (``symbol``, a JSON ``symbols`` list, or all)."""
+        if "symbol" in q and "symbols" in q:
+            return _err(400, -1128, "Combination of optional parameters invalid.")
+        if "symbols" in q:
+            try:
+                wanted = json.loads(q["symbols"])
+            except ValueError:
+                return _err(400, -1100, "Illegal characters found in parameter 'symbols'.")
+        else:
+            wanted = [q["symbol"]] if "symbol" in q else [self.symbol]
+        if not isinstance(wanted, list) or any(s != self.symbol for s in wanted):
+            return _err(400, -1121, "Invalid symbol.")
+        return wanted
+
+    async def _ticker(self, request: web.Request, path: str, body: Any) -> web.Response:
+        q = request.query
+        self._log("GET", path, dict(q))
+        if self.ticker_faults:
+            status, text = self.ticker_faults.pop(0)
+            kind = "application/json" if text[:1] in "[{" else "text/html"
+            return web.Response(status=status, text=text, content_type=kind)
+        wanted = self._ticker_symbols(q)
+        if isinstance(wanted, web.Response):
+            return wanted
+        items = [body(s) for s in wanted]
+        return web.json_response(items[0] if "symbol" in q else items)
+
+    async def _book_ticker(self, request: web.Request) -> web.Response:
+        bid, ask, bid_qty, ask_qty = self.top()
+        return await self._ticker(request, "bookTicker", lambda s: {
+            "symbol": s, "bidPrice": f"{bid:.8f}", "bidQty": f"{bid_qty:.8f}", "askPrice": f"{ask:.8f}",
+            "askQty": f"{ask_qty:.8f}",
+        })  # fmt: skip
+
+    async def _ticker_24hr(self, request: web.Request) -> web.Response:
+        bid, ask, bid_qty, ask_qty = self.top()
+        day = self.candles("5m")[-288:]
+        first, last, now = Decimal(repr(day[0][1])), self.last_price(), int(time.time() * 1000)
+        volume, quote_volume = sum(r[5] for r in day), sum(r[5] * r[4] for r in day)
+        return await self._ticker(request, "24hr", lambda s: {
+            "symbol": s, "priceChange": f"{last - first:.8f}",
+            "priceChangePercent": f"{(last - first) / first * 100:.3f}",
+            "weightedAvgPrice": f"{quote_volume / volume if volume else 0:.8f}", "prevClosePrice": f"{first:.8f}",
+            "lastPrice": f"{last:.8f}", "lastQty": "0.10000000", "bidPrice": f"{bid:.8f}", "bidQty": f"{bid_qty:.8f}",
+            "askPrice": f"{ask:.8f}", "askQty": f"{ask_qty:.8f}", "openPrice": f"{first:.8f}",
+            "highPrice": f"{max(r[2] for r in day):.8f}", "lowPrice": f"{min(r[3] for r in day):.8f}",
+            "volume": f"{volume:.8f}", "quoteVolume": f"{quote_volume:.8f}", "openTime": now - 86_400_000,
+            "closeTime": now, "firstId": 1, "lastId": 100, "count": 100,
+        })  # fmt: skip
+
+    async def send_book(self) -> int:
+        """Push the top of the book to the ``<symbol>@bookTicker`` subscribers; returns how many got it."""
+        bid, ask, bid_qty, ask_qty = self.top()
+        self.book_updates += 1
+        # Binance's spot bookTicker event: no "e", no time
+        event = {"u": self.book_updates, "s": self.symbol, "b": f"{bid:.8f}", "B": f"{bid_qty:.8f}",
+                 "a": f"{ask:.8f}", "A": f"{ask_qty:.8f}"}  # fmt: skip
+        sent = 0
+        for ws, streams in list(self.book_clients.items()):
+            if f"{self.symbol.lower()}@bookTicker" in streams and not ws.closed:
+                await ws.send_json(event)
+                sent += 1
+        return sent
+
+    def drop_book_clients(self) -> None:
+        """Cut every bookTicker connection without a close frame: the link just dies."""
+        for ws in list(self.book_clients):
+            del self.book_clients[ws]
+            ws._writer.transport.abort()  # type: ignore[union-attr]
+
     # -- kline websocket ------------------------------------------------------------------------------
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=None)
@@ -231,11 +335,17 @@ class FakeBinance:
                 continue
             req = msg.json()
             if req.get("method") == "SUBSCRIBE":
-                self.ws_subscriptions += req.get("params", [])
+                streams = req.get("params", [])
+                self.ws_subscriptions += streams
                 await ws.send_json({"result": None, "id": req.get("id")})
-                self.ws_clients.append(ws)
+                books = {s for s in streams if s.endswith("@bookTicker")}
+                if books:
+                    self.book_clients.setdefault(ws, set()).update(books)
+                if len(books) < len(streams) and ws not in self.ws_clients:  # klines go to these
+                    self.ws_clients.append(ws)
         if ws in self.ws_clients:
             self.ws_clients.remove(ws)
+        self.book_clients.pop(ws, None)
         return ws
 
     def _kline(self, row: Row, fraction: float, interval: str = "5m") -> dict[str, Any]:
@@ -283,7 +393,7 @@ class FakeBinance:
             qs = request.query_string
             total = qs + body  # Binance signs "totalParams": the query string followed by the body
             params = dict(parse_qsl(qs)) | dict(parse_qsl(body))
-            self.requests.append((request.method, request.path.rsplit("/", 1)[-1], params))
+            self._log(request.method, request.path.rsplit("/", 1)[-1], params)
             secret = self.keys.get(request.headers.get("X-MBX-APIKEY", ""))
             if secret is None:
                 return _err(401, -2015, "Invalid API-key, IP, or permissions for action.")
@@ -379,6 +489,10 @@ class FakeBinance:
         qty = Decimal(params["quantity"])
         side = params["side"]
         limit = Decimal(params.get("price", "0"))
+        if kind == "LIMIT_MAKER":  # post-only: refused rather than matched against the book
+            bid, ask = self.top()[:2]
+            if (limit >= ask) if side == "BUY" else (limit <= bid):
+                return _err(400, -2010, WOULD_TAKE)
         stop = Decimal(params.get("stopPrice", "0"))
         price = self.last_price() if kind == "MARKET" else (limit or stop or self.last_price())
         cost = qty * price

@@ -1,20 +1,23 @@
 """Every other exchange through ccxt: one adapter class, configured by exchange id.
 
 Market data comes from one public ccxt instance (``watch_ohlcv`` where ccxt.pro has it for the venue,
-else ``fetch_ohlcv`` polled every ``Venue.poll_s``); account calls use one instance per API key, created
-on first use, with ccxt's rate limiter on and the account's sandbox flag applied. ccxt's exception
-classes become ours, so shared code never sees ccxt.
+else ``fetch_ohlcv`` polled every ``Venue.poll_s``; ticks through ``ticks.TickFeed``); account calls use
+one instance per API key, created on first use, with ccxt's rate limiter on and the account's sandbox
+flag applied. ccxt's exception classes become ours, so shared code never sees ccxt.
 
 Order types, through ccxt's unified API; which of them a venue holds is read from ccxt's ``has``:
   market         create_order(symbol, "market", side, amount)
   limit          create_order(symbol, "limit", side, amount, price)                 (binance: LIMIT GTC)
+  post-only      create_order(symbol, "limit", ..., price, {"postOnly": True})      (binance: LIMIT_MAKER)
   stop           create_stop_loss_order(symbol, "market", ..., stopLossPrice)     (binance: STOP_LOSS)
   take_profit    create_take_profit_order(symbol, "limit", ..., price, takeProfitPrice=price)
                                                                          (binance: TAKE_PROFIT_LIMIT)
   trailing_stop  create_trailing_percent_order(symbol, "market", ..., trailingPercent)
                                                    (binance: STOP_LOSS with trailingDelta in basis points)
 ccxt has no unified one-cancels-the-other order nor a good-till-date limit: a take-profit with a stop
-price, or a limit order that expires, is refused here rather than placed as something else.
+price, or a limit order that expires, is refused here rather than placed as something else. A post-only
+order goes only where ccxt sends ``postOnly`` (``has['createPostOnlyOrder']`` or ``Venue.post_only``),
+never as a plain limit; one the venue refuses because it would take comes back "rejected".
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from urllib.parse import urlsplit
 import ccxt
 import ccxt.async_support as ccxt_async
 
-from tradewind.bus.messages import Candle
+from tradewind.bus.messages import Candle, Tick
 from tradewind.config import Settings
 from tradewind.domain import TIMEFRAMES, tf_ms
 from tradewind.exchanges.base import (
@@ -46,7 +49,8 @@ from tradewind.exchanges.base import (
     OrderResult,
     OrderSpec,
 )
-from tradewind.exchanges.ccxt_adapter.venues import venue
+from tradewind.exchanges.ccxt_adapter.ticks import TickFeed
+from tradewind.exchanges.ccxt_adapter.venues import Venue, venue
 from tradewind.exchanges.series import CandleSeries, Row
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,13 @@ def order_types_of(has: dict[str, Any]) -> frozenset[str]:
     types = {"limit"} if has.get("createLimitOrder", True) not in (False, None) else set()
     types |= {ours for ours, key in _HAS.items() if has.get(key) in (True, "emulated")}
     return frozenset(types)
+
+
+def post_only_of(has: dict[str, Any], v: Venue) -> bool:
+    """Whether ccxt sends post-only limit orders to this venue: the venue's data, else ccxt's ``has``."""
+    if v.post_only is not None:
+        return v.post_only
+    return has.get("createPostOnlyOrder") in (True, "emulated")
 
 
 def reason_of(exc: BaseException, exchange_id: str) -> str:
@@ -170,6 +181,7 @@ class CcxtAdapter:
         poll_interval_s: float | None = None,
         request_timeout_s: float | None = None,
         use_websocket: bool | None = None,
+        tick_interval_s: float | None = None,
     ) -> None:
         if exchange_id not in ccxt.exchanges:
             raise ExchangeError(f"ccxt does not know the exchange {exchange_id!r}")
@@ -188,6 +200,11 @@ class CcxtAdapter:
         self._pro = self._make(_pro_class(exchange_id), sandbox) if use_websocket else None
         self._accounts: dict[tuple[str, str, bool], Any] = {}
         self._markets_lock = asyncio.Lock()
+        self._ticks = TickFeed(
+            exchange_id, self.public, self._pro,
+            interval_s=tick_interval_s if tick_interval_s is not None else self.venue.tick_poll_s,
+            call=self._call, ready=self._markets,
+        )  # fmt: skip
         self.capabilities = Capabilities(
             name=exchange_id,
             timeframes=tuple(tf for tf in TIMEFRAMES if tf in (self.public.timeframes or {})),
@@ -199,6 +216,8 @@ class CcxtAdapter:
             min_poll_interval_s=max(1.0, self.poll_s),
             symbols=tuple(settings.ccxt_symbols.get(exchange_id, [])),
             order_types=order_types_of(self.public.has),  # ccxt's has is static: no call needed
+            streams_ticks=self._ticks.available,
+            post_only=post_only_of(self.public.has, self.venue),
         )
 
     # -- instances ------------------------------------------------------------------------------------
@@ -371,6 +390,11 @@ class CcxtAdapter:
                 )
                 await asyncio.sleep(min(0.5 * 2 ** min(failures, 6), 30))
 
+    def stream_ticks(self, symbols: list[str]) -> AsyncIterator[Tick]:
+        """Best bid and ask of these markets: ccxt.pro's tickers where the venue streams them, else REST
+        polls at most once a second per market within ccxt's ``rateLimit`` (see ``ticks``)."""
+        return self._ticks.stream(symbols)
+
     def _candle(self, symbol: str, tf: str, row: Row, recv_ns: int) -> Candle:
         t, o, h, lo, c, v = row
         return Candle(
@@ -394,6 +418,12 @@ class CcxtAdapter:
             raise OrderRejected(f"unknown order type {kind!r}")
         if kind != "market" and kind not in self.capabilities.order_types:
             raise self._refuse(kind)
+        if order.post_only and kind != "limit":
+            raise OrderRejected(
+                f"only a limit order can be post-only, not {_NAMES.get(kind, 'a market order')}"
+            )
+        if order.post_only and not self.capabilities.post_only:
+            raise OrderRejected(f"{self.id} cannot place post-only orders through ccxt")
         if (
             kind == "take_profit"
             and order.stop_price is not None
@@ -416,7 +446,8 @@ class CcxtAdapter:
         if order.type == "market":
             return await ex.create_order(symbol, "market", side, amount, None, params)
         if order.type == "limit":
-            return await ex.create_order(symbol, "limit", side, amount, price, params)
+            extra = {**params, "postOnly": True} if order.post_only else params
+            return await ex.create_order(symbol, "limit", side, amount, price, extra)
         if order.type == "stop":
             assert order.stop_price is not None
             return await ex.create_stop_loss_order(
@@ -446,8 +477,22 @@ class CcxtAdapter:
                 ) from None
             return found  # placed before (a retry after a lost answer): that order is the answer
         except ccxt.BaseError as exc:
+            if order.post_only and self._would_take(exc):
+                # the venue answered: nothing was placed, and the same quote would be refused again
+                return OrderResult(
+                    client_order_id=order.client_order_id, status="rejected",
+                    reason=f"post-only order refused: it would take liquidity ({reason_of(exc, self.id)})",
+                )  # fmt: skip
             raise translate(exc, self.id, order_call=True) from None
         return self._result(order.client_order_id, placed)
+
+    def _would_take(self, exc: ccxt.BaseError) -> bool:
+        """Whether the venue refused a post-only order because it would have matched at once."""
+        if isinstance(exc, ccxt.OrderImmediatelyFillable):
+            return True
+        return isinstance(exc, ccxt.InvalidOrder) and any(
+            words in str(exc) for words in self.venue.post_only_refusals
+        )
 
     async def fetch_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult | None:
         ex = await self._account(creds)
