@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tradewind.bus import messages as m
 from tradewind.eval.sandbox import Diagnostic, Limits, StrategyError, StrategyRuntime, validate
 from tradewind.eval.ta import ArrayStore
 from tradewind.eval.window import CandleWindow
@@ -43,7 +44,8 @@ GC_EVERY_S = 10.0  # the child's full collection waits for an idle moment at mos
 
 class Job(NamedTuple):
     """One evaluation of a batch (a tuple: a thousand of them are made per candle, a frozen dataclass
-    took a millisecond for that)."""
+    took a millisecond for that). With ``tick``, an ``on_tick`` evaluation on that tick with the
+    assignment's ``state`` (None: no position, no cash, no quotes); ``decide`` otherwise."""
 
     assignment_id: int
     strategy_id: int
@@ -51,6 +53,8 @@ class Job(NamedTuple):
     name: str
     params: dict[str, Any] = {}  # noqa: RUF012 - never mutated
     lookback: int = 500
+    tick: m.Tick | None = None
+    state: m.TickState | None = None
 
 
 class Outcome(NamedTuple):
@@ -71,6 +75,8 @@ class Outcome(NamedTuple):
     trailing_stop: float | None = None
     limit: float | None = None
     expire: int | None = None
+    # what on_tick returned as quotes, (side, price, amount) each ([]: cancel them all); None: no quotes
+    quotes: list[tuple[str, float, float]] | None = None
 
 
 _tuple_new = tuple.__new__  # an Outcome without its __new__'s call: a thousand are made per batch
@@ -78,14 +84,17 @@ _tuple_new = tuple.__new__  # an Outcome without its __new__'s call: a thousand 
 
 def _outcome(o: tuple[Any, ...]) -> Outcome:
     """The child's tuple as an Outcome: (assignment_id, position, size, duration_us) for the common
-    result, Outcome's first eight fields when there is a note, logs or an error, all of them when the
-    decision has exits or a limit."""
-    if len(o) == 4:
+    result, Outcome's first eight fields when there is a note, logs or an error, thirteen when the
+    decision has exits or a limit, all of them when it has quotes."""
+    n = len(o)
+    if n == 4:
         return _tuple_new(
-            Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None)
+            Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None, None)
         )
-    if len(o) == 8:
-        return _tuple_new(Outcome, (*o, None, None, None, None, None))
+    if n == 8:
+        return _tuple_new(Outcome, (*o, None, None, None, None, None, None))
+    if n == 13:
+        return _tuple_new(Outcome, (*o, None))
     return _tuple_new(Outcome, o)
 
 
@@ -174,7 +183,8 @@ def _child(
             return
         if msg is None:
             return
-        window_parts, candle_time, jobs, new_codes, new_details = msg
+        # ticks: None for a batch of candle evaluations; else per job, (tick, state) or None (decide)
+        window_parts, candle_time, jobs, new_codes, new_details, ticks = msg
         codes.update(new_codes)
         details.update(new_details)
         window = CandleWindow(window_parts[0], *(np.frombuffer(b, dtype=d) for b, d in window_parts[1:]))
@@ -197,10 +207,16 @@ def _child(
                 w = tails.get(lookback)
                 if w is None:
                     w = tails[lookback] = window.tail(lookback)
-                d = rt.decide(w, candle_time)
+                if ticks is None or ticks[i] is None:
+                    d = rt.decide(w, candle_time)
+                else:
+                    d = rt.on_tick(w, *ticks[i], candle_time)
                 runtimes.measure(aid)
                 us = int((perf() - started) * 1e6)
-                if (
+                if ticks is not None and d.quotes is not None:
+                    out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs, d.stop_loss,
+                                d.take_profit, d.trailing_stop, d.limit, d.expire, d.quotes))  # fmt: skip
+                elif (
                     d.stop_loss is None
                     and d.take_profit is None
                     and d.trailing_stop is None
@@ -324,14 +340,19 @@ class Executor:
             # jobs travel as (assignment, strategy, version); name, params and lookback only when the
             # child has not seen them: small tuples pickle several times faster
             send_details = {}
+            on_ticks = False
             for j in pending:
                 d = (j.name, j.params, j.lookback)
                 if self._details.get(j.assignment_id) != d:
                     send_details[j.assignment_id] = self._details[j.assignment_id] = d
+                if j.tick is not None:
+                    on_ticks = True
+            # a tick and its state travel once per job of a tick batch (pickle sends one tick object once)
+            ticks = [None if j.tick is None else (j.tick, j.state) for j in pending] if on_ticks else None
             self._progress[0] = -1
             try:
                 self._conn.send((parts, candle_time, [(j.assignment_id, j.strategy_id, j.version) for j in pending],
-                                 send_codes, send_details))  # fmt: skip
+                                 send_codes, send_details, ticks))  # fmt: skip
             except OSError:  # the child is gone: start another and send the batch again
                 broken += 1
                 if broken > 3:
@@ -384,7 +405,7 @@ class Executor:
                 new = _tuple_new
                 for o in out:
                     if len(o) == 4:  # the common result, inline: a thousand per batch
-                        results[o[0]] = new(Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None))  # fmt: skip
+                        results[o[0]] = new(Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None, None))  # fmt: skip
                     else:
                         results[o[0]] = _outcome(o)
                 return None, False

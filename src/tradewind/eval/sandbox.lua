@@ -782,9 +782,10 @@ end
 -- evaluation costs more than a simple strategy): it yields each decision behind a private marker. An
 -- error, a limit, or a strategy's own yield ends it, and the next evaluation starts a fresh one.
 local decide_fn, params_tbl, current, live_co
+local tick_fn, tick_co  -- on_tick, and its own hooked coroutine (see `tick` below)
 local LIVE = {}
 local co_yield = coroutine.yield
-local function prepare(f, p) decide_fn, params_tbl, live_co = f, p, nil end
+local function prepare(f, p, g) decide_fn, params_tbl, live_co, tick_fn, tick_co = f, p, nil, g, nil end
 local function live_body(c, p)
   while true do c, p = co_yield(LIVE, decide_fn(c, p)) end
 end
@@ -805,6 +806,107 @@ local function evaluate(...)
     live_co = co
   end
   return live_finish(co, co_resume(co, current, params_tbl))
+end
+
+-- One tick evaluation: on_tick(t, c, params), t made here, fresh for every call, from the host's numbers:
+-- bid, ask, bid_size, ask_size, last, time, position, cash, the number of resting quotes, then their side,
+-- price and amount each, then (when the window is new) the candle descriptors as `evaluate` takes them.
+-- on_tick has a hooked coroutine of its own that lives from one tick to the next, as decide's does.
+-- Returns what `finish` returns, or for a table with a `quotes` field: true, the number of quotes, then
+-- side, price, amount of the first and of the second (read raw; the host judges the values); or true,
+-- false, the reason, and five nils when the table is not a list of at most two quotes of known fields.
+local QUOTE_FIELDS = {side = true, price = true, amount = true}
+local POSITION_FIELDS = {position = true, size = true, note = true, stop_loss = true, take_profit = true,
+                         trailing_stop = true, limit = true, expire = true}
+local function key_text(k)  -- a key as a message shows it: a short string, or its type
+  if type_(k) == "string" then
+    -- cut, and anything but plain characters shown as '?': the message crosses to the host as text
+    local shown = (STR.gsub(string_sub(k, 1, 40), "[^%w_%-%. ]", "?"))
+    return "'" .. shown .. (#k > 40 and "...'" or "'")
+  end
+  if type_(k) == "number" then return tostring_(k) end
+  return "a " .. type_(k) .. " key"
+end
+local function bad_quotes(reason) return true, false, reason, nil, nil, nil, nil, nil end
+-- Only raw reads and at most a few steps of `next` per table: no strategy code runs here (outside the
+-- hook), and a table of a million keys costs no more than a small one.
+local function quotes_of(r, q)
+  local k = next_(r)
+  while k ~= nil do
+    if k ~= "quotes" then
+      if POSITION_FIELDS[k] then
+        return bad_quotes("on_tick returned quotes and " .. k .. ": return either {quotes = {...}} or a position")
+      end
+      return bad_quotes("unknown field " .. key_text(k) .. " in the table on_tick returned (it holds only quotes)")
+    end
+    k = next_(r, k)
+  end
+  if type_(q) ~= "table" then
+    return bad_quotes("quotes must be a list of {side =, price =, amount =} tables, got a " .. type_(q))
+  end
+  local n = rawlen_(q)
+  if n > 2 then return bad_quotes("at most 2 quotes (one buy, one sell), got " .. n) end
+  k = next_(q)
+  while k ~= nil do
+    if type_(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+      return bad_quotes("quotes must be a list {q1, q2}, not a table with the key " .. key_text(k))
+    end
+    k = next_(q, k)
+  end
+  local s1, p1, a1, s2, p2, a2
+  for i = 1, n do
+    local e = rawget_(q, i)
+    if type_(e) ~= "table" then
+      return bad_quotes("quote " .. i .. " must be a table {side =, price =, amount =}, got a " .. type_(e))
+    end
+    k = next_(e)
+    while k ~= nil do
+      if not QUOTE_FIELDS[k] then
+        return bad_quotes("unknown field " .. key_text(k) .. " in quote " .. i .. " (a quote has side, price and amount)")
+      end
+      k = next_(e, k)
+    end
+    if i == 1 then
+      s1, p1, a1 = rawget_(e, "side"), rawget_(e, "price"), rawget_(e, "amount")
+    else
+      s2, p2, a2 = rawget_(e, "side"), rawget_(e, "price"), rawget_(e, "amount")
+    end
+  end
+  return true, n, s1, p1, a1, s2, p2, a2
+end
+local function tick_body(t, c, p)
+  while true do t, c, p = co_yield(LIVE, tick_fn(t, c, p)) end
+end
+local function tick_finish(co, ok, mark, r, ...)
+  if ok and mark == LIVE and not exhausted then
+    if type_(r) == "table" then
+      local q = rawget_(r, "quotes")
+      if q ~= nil then return quotes_of(r, q) end
+    end
+    return finish(co, true, r)
+  end
+  tick_co = nil
+  if ok and not exhausted then
+    return false, where(co) .. "on_tick yielded: coroutine.yield works only inside a coroutine the strategy made"
+  end
+  return finish(co, ok, mark, r, ...)
+end
+local function tick(bid, ask, bid_size, ask_size, last, time, position, cash, nq, ...)
+  local quotes = {}
+  for i = 1, nq do
+    local side, price, amount = select_(3 * i - 2, ...)
+    quotes[i] = {side = side, price = price, amount = amount}
+  end
+  if select_("#", ...) > 3 * nq then current = setmetatable_({[ARGS] = {select_(3 * nq + 1, ...)}}, candle_mt) end
+  local t = {bid = bid, ask = ask, bid_size = bid_size, ask_size = ask_size, last = last, time = time,
+             position = position, cash = cash, quotes = quotes}
+  used, exhausted, deadline = 0, false, nil
+  local co = tick_co
+  if co == nil or co_status(co) ~= "suspended" then
+    co = guard(co_create(tick_body))
+    tick_co = co
+  end
+  return tick_finish(co, co_resume(co, t, current, params_tbl))
 end
 
 -- `next` on a view or the candle table would hand out the private keys above: walk them as pairs does.
@@ -928,4 +1030,4 @@ local function series(f, c, views, params, first, last, lookback, want_extras)
 end
 
 return {compile = compile, run = run, env = env, candles = candles, series = series, mark = LIMIT_MARK,
-        prepare = prepare, step = evaluate, charge = host_charge}
+        prepare = prepare, step = evaluate, tick = tick, charge = host_charge}

@@ -13,13 +13,16 @@ import math
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import lupa.lua54 as lua
 import numpy as np
 
 from tradewind.eval.ta import GONE, MULTI, NAMES, TAG, ArrayStore, Grants, TAError
 from tradewind.eval.window import CandleWindow
+
+if TYPE_CHECKING:
+    from tradewind.bus.messages import Tick, TickState
 
 BOOT = resources.files("tradewind.eval").joinpath("sandbox.lua").read_text()
 _boot_chunk: bytes | None = None
@@ -48,6 +51,9 @@ POSITIONS = ("long", "short", "neutral")
 MAX_EXPIRE = 10_000  # candles a limit entry may stay open
 # the fields of a table decide returns, in the order Lua hands them over
 TABLE_FIELDS = ("position", "size", "note", "stop_loss", "take_profit", "trailing_stop", "limit", "expire")
+QUOTE_SIDES = ("buy", "sell")
+NO_DECIDE = "the strategy defines no function decide(c, params)"
+NO_ON_TICK = "the strategy defines no function on_tick(t, c, params)"
 
 
 class StrategyError(Exception):
@@ -96,11 +102,15 @@ class Diagnostic:
 
 
 class Decision(NamedTuple):
-    """What ``decide`` returned. The exits are fractions of the entry's fill price (stop_loss,
-    take_profit) or of the highest high since the entry (trailing_stop); ``limit`` is an entry price,
-    ``expire`` the number of candles a limit entry stays open (None: the default, 1)."""
+    """What ``decide`` (or ``on_tick``) returned. The exits are fractions of the entry's fill price
+    (stop_loss, take_profit) or of the highest high since the entry (trailing_stop); ``limit`` is an entry
+    price, ``expire`` the number of candles a limit entry stays open (None: the default, 1).
 
-    position: str
+    From ``on_tick`` only: ``quotes``, the (side, price, amount) wanted now when it returned
+    ``{quotes = {...}}`` ([]: cancel them all), and then ``position`` is None; both None when it returned
+    nothing (keep the quotes as they are)."""
+
+    position: str | None
     size: float = 1.0
     note: str | None = None
     logs: list[str] = []  # noqa: RUF012 - never mutated: each decision gets its own list
@@ -109,6 +119,7 @@ class Decision(NamedTuple):
     trailing_stop: float | None = None
     limit: float | None = None
     expire: int | None = None
+    quotes: list[tuple[str, float, float]] | None = None
 
 
 # A backtest candle's extras (see ``StrategyRuntime.decide_series``):
@@ -173,6 +184,7 @@ class StrategyRuntime:
         self._mark = self.boot["mark"]
         self._run = self.boot["run"]
         self._step = self.boot["step"]
+        self._tick = self.boot["tick"]
         self._make_candles = self.boot["candles"]
         self._series = self.boot["series"]
         if not isinstance(code, str) or not code.strip():
@@ -183,9 +195,13 @@ class StrategyRuntime:
         fn = compiled
         self._call(fn)
         env = self.boot["env"]
-        self._decide = env["decide"]
-        if lua.lua_type(self._decide) != "function":
-            raise StrategyError(name, "the strategy defines no function decide(c, params)")
+        self._decide, self._on_tick = env["decide"], env["on_tick"]
+        # a strategy decides on candles (decide), keeps quotes on ticks (on_tick), or both
+        if lua.lua_type(self._decide) != "function" and lua.lua_type(self._on_tick) != "function":
+            raise StrategyError(name, f"{NO_DECIDE} (nor on_tick(t, c, params), for a strategy run on ticks)")
+        for fn_name, fn in (("decide", self._decide), ("on_tick", self._on_tick)):
+            if fn is not None and lua.lua_type(fn) != "function":
+                raise StrategyError(name, f"{fn_name} must be a function")
         self.params = self.rt.table_from(params or {})
         init = env["init"]
         if init is not None:
@@ -193,7 +209,17 @@ class StrategyRuntime:
                 raise StrategyError(name, "init must be a function")
             if run_init:
                 self._call(init, self.params)
-        self.boot["prepare"](self._decide, self.params)
+        self.boot["prepare"](self._decide, self.params, self._on_tick)
+
+    @property
+    def has_decide(self) -> bool:
+        """Whether the strategy defines ``decide(c, params)``: it can be evaluated on candles."""
+        return self._decide is not None
+
+    @property
+    def has_on_tick(self) -> bool:
+        """Whether the strategy defines ``on_tick(t, c, params)``: it can be evaluated on ticks."""
+        return self._on_tick is not None
 
     # -- host functions called from Lua ----------------------------------------------------------------
     # Array ids come from Lua; each is looked up in this runtime's own table (_grants), so an id this
@@ -323,6 +349,8 @@ class StrategyRuntime:
     def decide(self, window: CandleWindow, candle_time: int | None = None) -> Decision:
         """Evaluate ``decide(c, params)`` on the window; raises StrategyError."""
         self._candle_time = candle_time if candle_time is not None else (window.last_time or None)
+        if self._decide is None:
+            raise self._missing(NO_DECIDE, 'it runs on ticks only: give the assignment the trigger "tick"')
         if self._log:
             self._log, self._log_bytes = [], 0
         if window is not self._window:  # the worker evaluates many strategies on one window object
@@ -343,11 +371,95 @@ class StrategyRuntime:
                                 limit="memory") from None  # fmt: skip
         except lua.LuaError as exc:
             raise self._error(str(exc)) from None
+        except UnicodeDecodeError:  # text from Lua that is not UTF-8 (a return value or an error message)
+            raise self._bad("decide returned text that is not valid UTF-8") from None
         if ok is not True:
             raise self._error(out[0] if out else "unknown error")
         if len(out) == 9:  # decide returned a table: its fields, read raw in Lua (the ninth marks it)
             return self._table_decision(*out[:8])
         return out[0] if out else None
+
+    def on_tick(
+        self, window: CandleWindow, tick: Tick, state: TickState | None = None, candle_time: int | None = None
+    ) -> Decision:
+        """Evaluate ``on_tick(t, c, params)``: ``t`` made from the tick and the assignment's state (its
+        position, cash and resting quotes; none when ``state`` is None), ``c`` the window as ``decide``
+        gets it. The Decision carries ``quotes`` (and no position) when on_tick returned quotes, neither
+        when it returned nothing, a position as ``decide``'s otherwise. Raises StrategyError."""
+        self._candle_time = candle_time if candle_time is not None else (window.last_time or None)
+        if self._on_tick is None:
+            raise self._missing(
+                NO_ON_TICK, 'it cannot run on ticks: give the assignment the trigger "candle"'
+            )
+        if self._log:
+            self._log, self._log_bytes = [], 0
+        args: list[Any] = [tick.bid, tick.ask, tick.bid_size, tick.ask_size, tick.last, tick.time]
+        if state is None:
+            args += (0.0, 0.0, 0)
+        else:
+            args += (state.position, state.cash, len(state.quotes))
+            for q in state.quotes:
+                args += (q.side, q.price, q.amount)
+        if window is not self._window:
+            self._window = window
+            w = self.store.bind(window)
+            if w is not self._bound:
+                self._bind(w)
+                args += w.codes
+        try:
+            ok, *out = self._tick(*args)
+        except lua.LuaMemoryError:
+            self.broken = True
+            raise StrategyError(self.name, _limit_text("memory", self.limits), candle_time=self._candle_time,
+                                limit="memory") from None  # fmt: skip
+        except lua.LuaError as exc:
+            raise self._error(str(exc)) from None
+        except UnicodeDecodeError:
+            raise self._bad("on_tick returned text that is not valid UTF-8") from None
+        if ok is not True:
+            raise self._error(out[0] if out else "unknown error")
+        if len(out) == 7:  # {quotes = ...}: how many, then side, price, amount of each (see sandbox.lua)
+            return self._quotes_decision(*out)
+        if len(out) == 9:
+            return self._table_decision(*out[:8], who="on_tick")
+        value = out[0] if out else None
+        if value is None:
+            return Decision(None, 1.0, None, self._log[:] if self._log else [])
+        if value.__class__ is str and value in POSITIONS:
+            return Decision(value, 1.0, None, self._log[:] if self._log else [])
+        shown = repr(value[:40]) if value.__class__ is str else _short(value)
+        raise self._bad(
+            f'on_tick returned {shown}; return {{quotes = {{...}}}}, nothing (keep the quotes), or "long", '
+            '"short" or "neutral"'
+        )
+
+    def _quotes_decision(self, n: Any, s1: Any, p1: Any, a1: Any, s2: Any, p2: Any, a2: Any) -> Decision:
+        if n is False:  # not a list of at most two quotes of known fields: Lua says why
+            raise self._bad(s1 if isinstance(s1, str) else "quotes must be a list of quotes")
+        quotes: list[tuple[str, float, float]] = []
+        for i, (side, price, amount) in enumerate(((s1, p1, a1), (s2, p2, a2))[:n], 1):
+            if side is None:
+                raise self._bad(f'quote {i} needs side = "buy" or "sell"')
+            if side.__class__ is not str or side not in QUOTE_SIDES:
+                shown = repr(side[:40]) if side.__class__ is str else _short(side)
+                raise self._bad(f'quote {i}: side must be "buy" or "sell", got {shown}')
+            if price is None:
+                raise self._bad(f"quote {i} needs a price")
+            if not _number(price) or not price > 0:
+                raise self._bad(f"quote {i}: price must be a positive number, got {_short(price)}")
+            if amount is None:
+                raise self._bad(f"quote {i} needs an amount (of the base asset)")
+            if not _number(amount) or not amount > 0:
+                raise self._bad(
+                    f"quote {i}: amount must be a positive number (of the base asset), got {_short(amount)}"
+                )
+            if quotes and quotes[0][0] == side:
+                raise self._bad(f'two {side} quotes: at most one quote per side (one "buy", one "sell")')
+            quotes.append((side, float(price), float(amount)))
+        return Decision(None, 1.0, None, self._log[:] if self._log else [], quotes=quotes)
+
+    def _missing(self, what: str, hint: str) -> StrategyError:
+        return StrategyError(self.name, f"{what}: {hint}", candle_time=self._candle_time)
 
     def decide_series(
         self,
@@ -368,6 +480,8 @@ class StrategyRuntime:
         0-based index into the arrays; None where absent, size None meaning 1), filled up to the failing
         candle on an error. Values are checked as live's."""
         times = arrays["time"]
+        if self._decide is None:
+            raise StrategyError(self.name, f"{NO_DECIDE}: a backtest runs decide on every candle")
         if self._series_state is None or self._series_state[0] is not arrays:
             w = self.store.bind_series(
                 [arrays[k] for k in ("open", "high", "low", "close", "volume", "time")]
@@ -446,8 +560,12 @@ class StrategyRuntime:
         raise self._bad(f'decide returned {_short(value)}; return "long", "short" or "neutral"')
 
     def _table_decision(self, position: Any, size: Any, note: Any, stop_loss: Any = None, take_profit: Any = None,
-                        trailing_stop: Any = None, limit: Any = None, expire: Any = None) -> Decision:  # fmt: skip
+                        trailing_stop: Any = None, limit: Any = None, expire: Any = None,
+                        who: str = "decide") -> Decision:  # fmt: skip
         if position.__class__ is not str or position not in POSITIONS:
+            if who == "on_tick":
+                raise self._bad('the table on_tick returned needs quotes = {...} or position = "long", "short" or '
+                                '"neutral"')  # fmt: skip
             raise self._bad('the table decide returned needs position = "long", "short" or "neutral"')
         if size is None:
             size = 1.0
@@ -507,6 +625,7 @@ class StrategyRuntime:
     def close(self) -> None:
         self.rt = None  # type: ignore[assignment]
         self.boot = self._run = self._make_candles = self._decide = self._collect = None
+        self._tick = self._on_tick = None
         self._charge = self._unpack = None
         self._grants, self._windows, self._hot, self._bound = {}, {}, {}, None
 
@@ -548,7 +667,7 @@ def _lua_text(err: Any) -> str:
 
 def validate(code: str, limits: Limits | None = None) -> list[Diagnostic]:
     """Compile (and run the top level of) ``code`` in a throwaway sandbox: syntax errors with their line,
-    a missing ``decide``, errors or limits hit by the top level; [] when it is fine. ``init`` is not run:
+    neither ``decide`` nor ``on_tick`` defined (either makes a strategy), errors or limits hit by the top level; [] when it is fine. ``init`` is not run:
     it may need an assignment's parameters. What the limits cannot stop (work in one VM instruction) only
     a kill can: the web app runs this in the children of ``executor.ValidationPool``, never in-process."""
     try:

@@ -3,6 +3,9 @@
 It keeps a candle window per market and timeframe, fed by core's accepted candles (and read from the
 store when it is missing or behind), and the code of each strategy version it has seen. Lua runs in
 an ``Executor`` child process that it kills when a strategy overruns its wall-clock limit.
+
+A request with a tick is a batch of ``on_tick`` evaluations on that tick, each with its assignment's state;
+its window ends at the candle it names, or at the newest closed candle the worker has (``candle_time`` 0).
 """
 
 from __future__ import annotations
@@ -113,11 +116,29 @@ class WindowCache:
             self._series[key] = _Series(rows, exhaustive=len(rows) < limit)
         return CandleWindow.from_rows(rows[-lookback:], name)
 
+    async def latest(self, exchange: str, symbol: str, tf: str, lookback: int, now: int = 0) -> CandleWindow:
+        """The candles up to the newest closed one this cache has of the market, at most ``lookback`` of
+        them (a tick evaluation's window). Without any, the newest in the store: those whose period has not
+        ended by ``now`` (the venue's time, epoch ms; 0: unknown) are left out, since the store keeps the
+        partial last bucket of a derived timeframe. Empty when the store has none."""
+        last = self._last((exchange, symbol, tf))
+        if not last:
+            rows = await self._load(exchange, symbol, tf, None, 2)
+            if now:
+                rows = [r for r in rows if r[0] + tf_ms(tf) <= now]
+            if not rows:
+                return CandleWindow.from_rows([], f"{market_key(exchange, symbol)}:{tf}")
+            last = rows[-1][0]
+        return await self.window(exchange, symbol, tf, last, lookback)
+
     def _last(self, key: tuple[str, str, str]) -> int:
         s = self._series.get(key)
         return s.rows[-1][0] if s and s.rows else 0
 
-    async def _load(self, exchange: str, symbol: str, tf: str, candle_time: int, lookback: int) -> list[Row]:
+    async def _load(
+        self, exchange: str, symbol: str, tf: str, candle_time: int | None, lookback: int
+    ) -> list[Row]:
+        """The newest ``lookback`` candles up to ``candle_time`` (None: the newest stored), oldest first."""
         async with self.sf() as session:
             mid = self._markets.get((exchange, symbol))
             if mid is None:
@@ -127,7 +148,11 @@ class WindowCache:
                     return []
                 self._markets[(exchange, symbol)] = mid
             return await store.last_candles(
-                session, mid, tf, min(lookback, MAX_LOOKBACK), before=candle_time + 1
+                session,
+                mid,
+                tf,
+                min(lookback, MAX_LOOKBACK),
+                before=None if candle_time is None else candle_time + 1,
             )
 
 
@@ -202,7 +227,12 @@ class EvalWorker:
 
     async def run(self, req: m.EvalRequest) -> m.EvalReply:
         lookback = min(MAX_LOOKBACK, max((j.lookback for j in req.jobs), default=500))
-        window = await self.windows.window(req.exchange, req.symbol, req.tf, req.candle_time, lookback)
+        tick, candle_time = req.tick, req.candle_time
+        if tick is not None and not candle_time:  # on the newest closed candle this worker has
+            window = await self.windows.latest(req.exchange, req.symbol, req.tf, lookback, now=tick.time)
+            candle_time = window.last_time
+        else:
+            window = await self.windows.window(req.exchange, req.symbol, req.tf, candle_time, lookback)
         codes = await self._codes_for(req.jobs)
         # A worker runs a strategy only for its owner, whatever core asked: another user's code (and what
         # it prints) never runs for an assignment that is not theirs.
@@ -216,18 +246,24 @@ class EvalWorker:
             log.error("eval: refused %d jobs whose strategy is not their assignment owner's", len(refused))
         refused_outcomes = [m.EvalOutcome(assignment_id=j.assignment_id, status="error",
                                           error="this strategy does not belong to the assignment's owner") for j in foreign]  # fmt: skip
+        # a tick request: every job is an on_tick evaluation on its tick, with its assignment's state
         jobs = [Job(j.assignment_id, j.strategy_id, j.version, self._names.get(j.strategy_id, f"#{j.strategy_id}"),
-                    dict(j.params), max(1, min(j.lookback, MAX_LOOKBACK))) for j in req.jobs
-                if j.assignment_id not in refused]  # fmt: skip
-        if not len(window) or window.last_time != req.candle_time:
-            outcomes = [m.EvalOutcome(assignment_id=j.assignment_id, status="error",
-                                      error=f"no candle at {req.candle_time} for {req.symbol} {req.tf}") for j in jobs]  # fmt: skip
+                    dict(j.params), max(1, min(j.lookback, MAX_LOOKBACK)), tick, None if tick is None else j.state)
+                for j in req.jobs if j.assignment_id not in refused]  # fmt: skip
+        if not len(window) or window.last_time != candle_time:
+            missing = (f"no closed candle of {req.symbol} {req.tf} yet" if not candle_time
+                       else f"no candle at {candle_time} for {req.symbol} {req.tf}")  # fmt: skip
+            outcomes = [
+                m.EvalOutcome(assignment_id=j.assignment_id, status="error", error=missing) for j in jobs
+            ]
             return m.EvalReply(outcomes=refused_outcomes + outcomes, worker=self.name)
-        results = await self.executor.evaluate(window, req.candle_time, jobs, codes)
+        results = await self.executor.evaluate(window, candle_time, jobs, codes)
         outcomes = refused_outcomes
-        for aid, status, position, size, note, error, us, logs, sl, tp, ts, limit, expire in results:  # fmt: skip
+        for aid, status, position, size, note, error, us, logs, sl, tp, ts, limit, expire, quotes in results:  # fmt: skip
             EVALS.labels(status).inc()
             outcomes.append(m.EvalOutcome(assignment_id=aid, status=status, position=position, size=size, note=note,
                                           error=error, duration_us=us, logs=logs, stop_loss=sl, take_profit=tp,
-                                          trailing_stop=ts, limit=limit, expire=expire))  # fmt: skip
+                                          trailing_stop=ts, limit=limit, expire=expire,
+                                          quotes=None if quotes is None else [m.Quote(side=s, price=p, amount=a)
+                                                                              for s, p, a in quotes]))  # fmt: skip
         return m.EvalReply(outcomes=outcomes, worker=self.name)
