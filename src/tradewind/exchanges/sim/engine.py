@@ -14,6 +14,14 @@ they are reported to the listener (the exchange service) only once it is durable
 memory, indexed by symbol (a candle of a market with none costs a dictionary lookup), and in
 ``paper_orders``, from which ``start`` loads them again. A limit buy sets its cost and maker fee aside:
 the free balance reported (and stored) drops by it until it fills, expires or is cancelled.
+
+Quotes (post-only limit orders, buy or sell; type ``quote`` in ``paper_orders``) are refused when they
+would take liquidity from the simulated book (``model.quote_takes``), and otherwise rest, setting aside
+what they may cost (a buy: its value and maker fee; a sell: its base). They are matched on the simulator's
+trades (``on_trades``), never on candles: a quote fills whole at its price with the maker fee on the first
+trade that goes through it (``model.quote_crossed``, ``model.quote_fill``). All the fills of a batch of
+trades are one group commit and are reported before ``on_trades`` returns. The best buy and sell quote of
+each market are kept, so a trade that reaches neither costs two comparisons.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -50,6 +58,7 @@ MINUTE = 60_000  # the candles orders are matched on
 _NEVER = 2**62  # the expiry of a limit order good till cancelled
 _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(OrderResult))
 PROTECTIVE_TYPES = ("stop", "take_profit", "trailing_stop")
+QUOTE = "quote"  # a post-only limit order's type in paper_orders (matched on trades, not on candles)
 
 _split = functools.lru_cache(maxsize=4096)(_split_symbol)  # ('BTC', 'USD'), without parsing per order
 
@@ -96,7 +105,7 @@ class _Order:
     expires_at: int | None = None
     oco_group: str | None = None
     protect: dict[str, Any] | None = None  # a limit entry's exits (fractions as strings, and rev)
-    locked: Decimal = _ZERO  # quote set aside (a limit buy)
+    locked: Decimal = _ZERO  # set aside: quote for a limit buy or a buy quote, base for a sell quote
     status: str = "open"
     reason: str | None = None
     time: int = 0
@@ -120,6 +129,12 @@ class _Order:
             reason=self.reason,
             time=self.time,
         )
+
+    @property
+    def locked_asset(self) -> str:
+        """The asset ``locked`` is in: the base of a sell quote, the quote currency otherwise."""
+        base, quote = _split(self.symbol)
+        return base if self.side == "sell" and self.type == QUOTE else quote
 
     def leg(self) -> tuple[str, Decimal | None, Decimal | None, Decimal | None]:
         """The order as ``model.guard_of`` reads it (a trailing stop's price: the high it trails from)."""
@@ -158,6 +173,8 @@ class PaperEngine:
         self._results = _Recent(RECENT)  # client order id -> final result (recent; the tables have all)
         self._open: dict[str, _Order] = {}  # client order id -> resting order
         self._by_symbol: dict[str, dict[str, _Order]] = {}  # symbol -> client order id -> resting order
+        self._quotes: dict[str, dict[str, _Order]] = {}  # the same for quotes (in placement order)
+        self._best: dict[str, tuple[Decimal | None, Decimal | None]] = {}  # symbol -> best buy, best sell
         self._queue: list[_Entry] = []
         self._wakeup = asyncio.Event()
         self._lookups: dict[str, asyncio.Future[OrderResult | None]] = {}  # ids asked for, not yet looked up
@@ -279,17 +296,21 @@ class PaperEngine:
 
     # -- placing ----------------------------------------------------------------------------------------
     async def place(
-        self, trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int | None = None
-    ) -> OrderResult:
+        self, trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int | None = None,
+        *, book: tuple[Decimal, Decimal] | None = None,
+    ) -> OrderResult:  # fmt: skip
         """Fill a market order at ``price`` (the next candle's open), rest any other type, or reject it;
-        idempotent by client id."""
-        return (await self.place_many([(trader_id, spec, price)], now_ms))[0]
+        idempotent by client id. ``book``: the market's (bid, ask), which a quote must not take."""
+        books = {spec.symbol: book} if book is not None else None
+        return (await self.place_many([(trader_id, spec, price)], now_ms, books=books))[0]
 
     async def place_many(
-        self, orders: list[tuple[int, OrderSpec, Decimal]], now_ms: int | None = None
-    ) -> list[OrderResult]:
+        self, orders: list[tuple[int, OrderSpec, Decimal]], now_ms: int | None = None,
+        *, books: Mapping[str, tuple[Decimal, Decimal]] | None = None,
+    ) -> list[OrderResult]:  # fmt: skip
         """Place a batch of orders, in order, with one lookup of their client ids and one group commit.
-        ``price`` is the market price (the next candle's open): a market order fills there."""
+        ``price`` is the market price (the next candle's open): a market order fills there. ``books``:
+        each market's (bid, ask), which a quote must not take (without it: both at ``price``)."""
         if len(orders) == 1:  # single orders arriving together share one lookup through find()
             previous = [await self.find(orders[0][1].client_order_id)]
         else:
@@ -313,7 +334,8 @@ class PaperEngine:
                         results.append(OrderResult(client_order_id=spec.client_order_id, status="rejected",
                                                    reason="no such paper account"))  # fmt: skip
                         continue
-                    results.append(self._place(bal, trader_id, spec, price, now_ms, done, reports))
+                    book = books.get(spec.symbol) if books is not None else None
+                    results.append(self._place(bal, trader_id, spec, price, now_ms, done, reports, book))
                     queued = True
             finally:
                 if queued:  # whatever happened after them, the orders taken are stored
@@ -324,7 +346,8 @@ class PaperEngine:
         return results
 
     def _place(self, bal: dict[str, Decimal], trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int,
-               done: asyncio.Future[None], reports: list[tuple[int, OrderResult]]) -> OrderResult:  # fmt: skip
+               done: asyncio.Future[None], reports: list[tuple[int, OrderResult]],
+               book: tuple[Decimal, Decimal] | None = None) -> OrderResult:  # fmt: skip
         """One new order, queued for the next group commit with everything it changed (no await here)."""
         base, quote = _split(spec.symbol)
         rows: list[dict[str, Any]] = []
@@ -359,6 +382,11 @@ class PaperEngine:
                 self._results.put(result)
                 self._queue.append((row, assets, trader_id, done, rows))
                 return result
+        elif reason is None and spec.post_only:
+            made = self._quote(bal, trader_id, spec, amount, book or (price, price), now_ms, assets)
+            if isinstance(made, _Order):
+                return self._rest(made, rows, assets, done)
+            reason = made
         elif reason is None and kind == "limit":
             assert spec.price is not None
             locked = amount * spec.price * (1 + self.costs.maker_fee)
@@ -398,6 +426,30 @@ class PaperEngine:
         self._results.put(result)
         self._queue.append((row, assets, trader_id, done, rows))
         return result
+
+    def _quote(self, bal: dict[str, Decimal], trader_id: int, spec: OrderSpec, amount: Decimal,
+               book: tuple[Decimal, Decimal], now_ms: int, assets: set[str]) -> _Order | str:  # fmt: skip
+        """A quote to rest, what it may cost set aside; or why not (it would take, or the money or the
+        base is not there)."""
+        assert spec.price is not None
+        bid, ask = book
+        side, price = spec.side, spec.price
+        if model.quote_takes(side, price, bid, ask):
+            return (
+                f"post-only order refused: it would take liquidity ({side} at {price}; bid {bid}, ask {ask})"
+            )
+        base, quote = _split(spec.symbol)
+        asset, locked = (
+            (quote, amount * price * (1 + self.costs.maker_fee)) if side == "buy" else (base, amount)
+        )
+        have = bal.get(asset, _ZERO)
+        if have < locked:
+            return f"insufficient {asset}: need {locked:.2f}, have {have:.2f}" if side == "buy" else (
+                f"insufficient {asset}: need {locked}, have {have}")  # fmt: skip
+        bal[asset] = have - locked
+        assets.add(asset)
+        return _Order(trader_id, spec.client_order_id, spec.symbol, side, QUOTE, amount, price, locked=locked,
+                      time=now_ms)  # fmt: skip
 
     def _rest(self, o: _Order, rows: list[dict[str, Any]], assets: set[str],
               done: asyncio.Future[None]) -> OrderResult:  # fmt: skip
@@ -453,9 +505,9 @@ class PaperEngine:
     def _cancel(self, o: _Order, bal: dict[str, Decimal], reason: str, now_ms: int, rows: list[dict[str, Any]],
                 assets: set[str]) -> None:  # fmt: skip
         if o.locked:
-            quote = _split(o.symbol)[1]
-            bal[quote] = bal.get(quote, _ZERO) + o.locked
-            assets.add(quote)
+            asset = o.locked_asset
+            bal[asset] = bal.get(asset, _ZERO) + o.locked
+            assets.add(asset)
         self._close(o, "canceled", reason, now_ms)
         self._results.put(o.result())
         rows.append(o.row())
@@ -510,6 +562,100 @@ class PaperEngine:
         if queued:
             await done
         await self._report(reports)
+
+    def resting(self, symbol: str) -> bool:
+        """Whether an order matched on candles rests on ``symbol`` (without one, its candles need not come
+        here)."""
+        return symbol in self._by_symbol
+
+    def quoting(self, symbol: str) -> bool:
+        """Whether a quote rests on ``symbol`` (without one, its trades need not come here)."""
+        return symbol in self._quotes
+
+    async def on_trades(self, symbol: str, times: Sequence[int], prices: Sequence[float]) -> None:
+        """Match the quotes resting on ``symbol`` on these trades of the simulator, in order: each quote
+        the market goes through fills whole at its price, with the maker fee, at the first trade that goes
+        through it. The fills are stored in one group commit, then reported to the listener, before this
+        returns. Trades that reach no quote cost a comparison with the best buy and sell quote."""
+        if symbol not in self._quotes or not prices:
+            return
+        low, high = model.dec(min(prices)), model.dec(max(prices))
+        if not self._reached(symbol, low, high):
+            return
+        reports: list[tuple[int, OrderResult]] = []
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queued = False
+        async with self._lock:
+            gone = set()
+            for trader_id in {o.trader_id for o in self._quotes.get(symbol, {}).values()}:
+                try:
+                    await self._load(trader_id)
+                except IntegrityError:  # the account was deleted: its orders went with it
+                    gone.add(trader_id)
+            self._drop_orders(gone)
+            # No await from here on: the quotes are as they were when the trades were made.
+            trades: list[Decimal] | None = None
+            crossed: list[tuple[int, _Order]] = []
+            for o in self._quotes.get(symbol, {}).values():
+                assert o.price is not None
+                if not model.quote_crossed(o.side, o.price, low, high):
+                    continue
+                if trades is None:
+                    trades = [model.dec(p) for p in prices]
+                first = next(
+                    (i for i, p in enumerate(trades) if model.quote_crossed(o.side, o.price, p, p)), None
+                )
+                if first is not None:
+                    crossed.append((first, o))
+            crossed.sort(key=lambda c: c[0])  # by trade, then in the order they were placed
+            base, quote = _split(symbol)
+            try:
+                for i, o in crossed:
+                    bal = self._balances.get(o.trader_id)
+                    if bal is None:
+                        continue
+                    rows: list[dict[str, Any]] = []
+                    fills: list[dict[str, object]] = []
+                    assets: set[str] = set()
+                    self._fill_quote(bal, o, int(times[i]), base, quote, rows, fills, assets, reports)
+                    queued |= self._enqueue(o.trader_id, done, rows, fills, assets)
+            finally:
+                if queued:
+                    self._wakeup.set()
+        if queued:
+            await done
+        await self._report(reports)
+
+    def _reached(self, symbol: str, low: Decimal, high: Decimal) -> bool:
+        """Whether trades from ``low`` to ``high`` go through the best buy or the best sell quote of
+        ``symbol`` (if through neither, they go through none)."""
+        best = self._best.get(symbol)
+        if best is None:
+            quotes = self._quotes.get(symbol, {}).values()
+            buys = [o.price for o in quotes if o.side == "buy" and o.price is not None]
+            sells = [o.price for o in quotes if o.side == "sell" and o.price is not None]
+            best = self._best[symbol] = (max(buys, default=None), min(sells, default=None))
+        buy, sell = best
+        return (buy is not None and model.quote_crossed("buy", buy, low, high)) or (
+            sell is not None and model.quote_crossed("sell", sell, low, high)
+        )
+
+    def _fill_quote(self, bal: dict[str, Decimal], o: _Order, now_ms: int, base: str, quote: str,
+                    rows: list[dict[str, Any]], fills: list[dict[str, object]], assets: set[str],
+                    reports: list[tuple[int, OrderResult]]) -> None:  # fmt: skip
+        """A quote the market went through: what it set aside comes back, its fill is charged."""
+        assert o.price is not None
+        f = model.quote_fill(model.Quote(o.side, o.price, o.amount), self.costs, time=now_ms)
+        asset = o.locked_asset
+        bal[asset] = bal.get(asset, _ZERO) + o.locked
+        o.locked = _ZERO
+        self._book(bal, base, quote, f, assets)
+        self._close(o, "filled", None, now_ms)
+        result = o.result(f)
+        self._results.put(result)
+        rows.append(o.row())
+        fills.append(_fill_row(o.trader_id, o.client_order_id, o.symbol, f, "filled", None, now_ms))
+        reports.append((o.trader_id, result))
 
     def _enqueue(self, trader_id: int, done: asyncio.Future[None], rows: list[dict[str, Any]],
                  fills: list[dict[str, object]], assets: set[str]) -> bool:  # fmt: skip
@@ -612,16 +758,22 @@ class PaperEngine:
     # -- the resting orders in memory -------------------------------------------------------------------
     def _add(self, o: _Order) -> None:
         self._open[o.client_order_id] = o
-        self._by_symbol.setdefault(o.symbol, {})[o.client_order_id] = o
+        if o.type == QUOTE:
+            self._best.pop(o.symbol, None)
+        index = self._quotes if o.type == QUOTE else self._by_symbol
+        index.setdefault(o.symbol, {})[o.client_order_id] = o
 
     def _close(self, o: _Order, status: str, reason: str | None, now_ms: int) -> None:
         o.status, o.reason, o.time = status, reason, now_ms
         self._open.pop(o.client_order_id, None)
-        book = self._by_symbol.get(o.symbol)
+        if o.type == QUOTE:
+            self._best.pop(o.symbol, None)
+        index = self._quotes if o.type == QUOTE else self._by_symbol
+        book = index.get(o.symbol)
         if book is not None:
             book.pop(o.client_order_id, None)
             if not book:
-                del self._by_symbol[o.symbol]
+                del index[o.symbol]
 
     def _drop_orders(self, trader_ids: set[int]) -> None:
         if not trader_ids:
@@ -749,6 +901,14 @@ def _invalid(spec: OrderSpec, amount: Decimal) -> str | None:
         return "amount must be positive"
     if side not in ("buy", "sell"):
         return f"unknown side {side!r}"
+    if spec.post_only:
+        if kind != "limit":
+            return "only a limit order can be post-only"
+        if spec.price is None or spec.price <= 0:
+            return "a quote needs a positive price"
+        if spec.protect is not None or spec.expires_at is not None:
+            return "a quote rests until it fills or is cancelled, without exits or an expiry"
+        return None
     if kind == "market":
         return None
     if kind == "limit":
