@@ -1,5 +1,5 @@
-"""A local Bitfinex: public websocket v2 candles and REST v2 (public candles, authenticated wallets and
-orders), following Bitfinex's documented formats, with faults a test can script.
+"""A local Bitfinex: public websocket v2 candles and tickers and REST v2 (public candles, authenticated
+wallets and orders), following Bitfinex's documented formats, with faults a test can script.
 
 The market is a *tape*: every true 1m candle becomes a few growing updates (the open candle as trades
 arrive), played on the websocket one after another. The tape position is shared across connections, so
@@ -11,6 +11,16 @@ STOP and EXCHANGE TRAILING STOP (``price_trailing``, an absolute distance) rest,
 ``trade_through(price)`` (or the tape as it plays) trades the market through them. A stop that fires
 becomes an EXCHANGE MARKET order (TYPE_PREV keeps what it was); when one leg of an OCO pair executes the
 other is canceled. A malformed order is refused as Bitfinex does, with an error array.
+
+The book's top (bid, ask and their sizes) follows the last price with a spread of ``tick_spread`` (a
+fraction) until a test pins it with ``send_ticker``, which also sends a ticker update to every client
+subscribed to the ticker channel (each gets the current ticker as its snapshot on subscribing);
+``ticks_per_update`` sends that many ticker updates with every tape update (a busy market). An EXCHANGE
+LIMIT with the POSTONLY flag that would take liquidity (a buy at or above the ask, a sell at or below the
+bid) is canceled at once with status "POSTONLY CANCELED": the submit notification says SUCCESS and carries
+the canceled order, as Bitfinex's does; with ``postonly_cancel_late`` it carries the order ACTIVE and the
+cancellation shows in the next lookup. ``connections``, ``subscriptions`` (candle keys) and
+``ticker_subscriptions`` (symbols) count what clients asked for; ``ticks_sent`` the ticker messages sent.
 
 Script actions, keyed by tape position (the action runs before that update is sent):
   ("drop", n)         close the websocket abruptly, then let the market move n updates
@@ -108,6 +118,16 @@ class Order:
 
 
 @dataclass
+class _Conn:
+    """One client websocket: its channels (chanId -> candle key / ticker symbol)."""
+
+    ws: ServerConnection
+    candles: dict[int, str] = field(default_factory=dict)
+    tickers: dict[int, str] = field(default_factory=dict)
+    quiet: bool = False  # nothing is sent, heartbeats included (a silent link, a maintenance)
+
+
+@dataclass
 class FakeBitfinex:
     rows: list[Row]
     symbol: str = "tBTCUSD"
@@ -125,6 +145,9 @@ class FakeBitfinex:
     fee_rate: Decimal = Decimal("0.002")
     oco_leg_cid: bool = False  # the stop leg of an OCO pair carries the limit's cid too (else null)
     match_tape: bool = True  # resting orders execute against the tape's prices as it plays
+    tick_spread: float = 0.0002  # the book's spread around the last price while no test pinned it
+    ticks_per_update: int = 0  # ticker updates sent with every tape update
+    postonly_cancel_late: bool = False  # a refused post-only order is answered ACTIVE, canceled just after
 
     def clock(self) -> float:  # replaced by tests that move time on (a tif passing)
         return time.time()
@@ -134,6 +157,12 @@ class FakeBitfinex:
         self.cursor = self.start_at
         self.connections = 0
         self.subscriptions: list[str] = []
+        self.ticker_subscriptions: list[str] = []
+        self.ticks_sent = 0
+        self.book: tuple[float, float, float, float] | None = None  # pinned (bid, bid size, ask, ask size)
+        self.ticker_last: float | None = None  # pinned last trade price of the ticker
+        self._conns: list[_Conn] = []
+        self._last_chan = 17
         self.orders: list[Order] = []
         self.calls: list[tuple[str, Any]] = []
         self.rejected_auth: list[str] = []
@@ -155,6 +184,41 @@ class FakeBitfinex:
         if self.last_trade is not None:
             return float(self.last_trade)
         return self.tape[max(self.cursor - 1, 0)][4]
+
+    def top(self) -> tuple[float, float, float, float]:
+        """The book's top: (bid, bid size, ask, ask size)."""
+        if self.book is not None:
+            return self.book
+        last = self.last_price()
+        return (last * (1 - self.tick_spread / 2), 1.0, last * (1 + self.tick_spread / 2), 1.0)
+
+    def ticker(self) -> list[float]:
+        """The ticker as Bitfinex sends it: [BID, BID_SIZE, ASK, ASK_SIZE, DAILY_CHANGE,
+        DAILY_CHANGE_RELATIVE, LAST_PRICE, VOLUME, HIGH, LOW] (the day: the market's last 1440 minutes)."""
+        bid, bid_size, ask, ask_size = self.top()
+        last = self.ticker_last if self.ticker_last is not None else self.last_price()
+        day = sorted(self.state().values())[-1440:] or [self.tape[0]]
+        first = day[0][1]
+        change = last - first
+        return [bid, bid_size, ask, ask_size, change, change / first if first else 0.0, last,
+                sum(r[5] for r in day), max(r[2] for r in day), min(r[3] for r in day)]  # fmt: skip
+
+    async def send_ticker(
+        self, bid: float, ask: float, bid_size: float = 1.0, ask_size: float = 1.0, last: float | None = None
+    ) -> None:
+        """Pin the book's top (and the ticker's last price) and send a ticker update to every subscriber."""
+        self.book = (bid, bid_size, ask, ask_size)
+        if last is not None:
+            self.ticker_last = last
+        for conn in list(self._conns):
+            if not conn.quiet:
+                with contextlib.suppress(ConnectionClosed):
+                    await self._send_ticks(conn)
+
+    def takes_liquidity(self, amount: Decimal, price: Decimal) -> bool:
+        """Whether a limit order at ``price`` would trade against the book at once."""
+        bid, _, ask, _ = self.top()
+        return price >= Decimal(repr(ask)) if amount > 0 else price <= Decimal(repr(bid))
 
     def trade_through(self, price: float | Decimal | str) -> list[Order]:
         """The market trades at ``price``: resting orders it reaches execute (a sell limit at or below
@@ -262,90 +326,160 @@ class FakeBitfinex:
     # -- websocket ------------------------------------------------------------------------------------
     async def _ws(self, ws: ServerConnection) -> None:
         self.connections += 1
-        await ws.send(
-            json.dumps({"event": "info", "version": 2, "serverId": "fake", "platform": {"status": 1}})
-        )
-        chan = 17 + self.connections
+        conn = _Conn(ws)
+        self._conns.append(conn)
+        hb = asyncio.create_task(self._heartbeats(conn))
+        player: asyncio.Task[None] | None = None
         try:
-            sub = json.loads(await ws.recv())
-            key = f"trade:1m:{self.symbol}"
-            if sub.get("event") != "subscribe" or sub.get("channel") != "candles" or sub.get("key") != key:
-                await ws.send(json.dumps({"event": "error", "msg": "subscribe: invalid", "code": 10300}))
-                return
-            self.subscriptions.append(sub["key"])
             await ws.send(
-                json.dumps({"event": "subscribed", "channel": "candles", "chanId": chan, "key": key})
+                json.dumps({"event": "info", "version": 2, "serverId": "fake", "platform": {"status": 1}})
             )
-            snapshot = sorted(self.state().values(), reverse=True)[: self.snapshot_size]
-            await ws.send(json.dumps([chan, [wire(r) for r in snapshot]]))
-            await self._play(ws, chan)
+            async for raw in ws:
+                msg = json.loads(raw)
+                event, channel = msg.get("event"), msg.get("channel")
+                if event == "subscribe" and channel == "candles":
+                    if await self._subscribe_candles(conn, msg.get("key")) and (
+                        player is None or player.done()
+                    ):
+                        player = asyncio.create_task(self._play(conn))
+                elif event == "subscribe" and channel == "ticker":
+                    await self._subscribe_ticker(conn, msg.get("symbol"))
+                elif event == "unsubscribe":
+                    chan = msg.get("chanId")
+                    if conn.candles.pop(chan, None) is None and conn.tickers.pop(chan, None) is None:
+                        await self._error(ws, 10400, "unsubscribe: invalid")
+                    else:
+                        await ws.send(json.dumps({"event": "unsubscribed", "status": "OK", "chanId": chan}))
+                elif event == "subscribe":
+                    await self._error(ws, 10300, "subscribe: invalid")
+                else:
+                    await self._error(ws, 10000, "Unknown event")
         except ConnectionClosed:
             pass
-
-    async def _play(self, ws: ServerConnection, chan: int) -> None:
-        quiet = asyncio.Event()  # set: heartbeats stop too
-        hb = asyncio.create_task(self._heartbeats(ws, chan, quiet))
-        try:
-            while True:
-                action = self.script.pop(self.cursor, None)
-                if action is not None:
-                    kind, n = action
-                    if kind == "drop":
-                        self.cursor += n
-                        ws.transport.abort()  # no close frame: the link just dies
-                        return
-                    if kind == "restart":
-                        await ws.send(
-                            json.dumps(
-                                {"event": "info", "code": 20051, "msg": "Stopping. Please try to reconnect"}
-                            )
-                        )
-                        await ws.close()
-                        return
-                    if kind == "silence":
-                        quiet.set()
-                        self.cursor += n
-                        await ws.wait_closed()
-                        return
-                    if kind == "maintenance":
-                        await ws.send(
-                            json.dumps(
-                                {"event": "info", "code": 20060, "msg": "Entering in Maintenance mode"}
-                            )
-                        )
-                        quiet.set()
-                        await asyncio.sleep(0.3)
-                        self.cursor += n
-                        try:
-                            await ws.send(
-                                json.dumps({"event": "info", "code": 20061, "msg": "Maintenance ended"})
-                            )
-                        except ConnectionClosed:
-                            self.faults.append("client left during maintenance")
-                            raise
-                        quiet.clear()
-                        continue
-                if self.cursor >= len(self.tape):  # the tape is over: idle until the client leaves
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(ws.wait_closed(), self.step_s * 10)
-                    if ws.state is State.CLOSED:
-                        return
-                    continue
-                row = self.tape[self.cursor]
-                await ws.send(json.dumps([chan, wire(row)]))
-                self.cursor += 1
-                if self.match_tape and self.last_trade is None:
-                    self._match(Decimal(repr(row[4])))
-                await asyncio.sleep(self.step_s)
         finally:
-            hb.cancel()
+            self._conns.remove(conn)
+            for task in (hb, player):
+                if task is not None:
+                    task.cancel()
 
-    async def _heartbeats(self, ws: ServerConnection, chan: int, quiet: asyncio.Event) -> None:
+    @staticmethod
+    async def _error(ws: ServerConnection, code: int, text: str) -> None:
+        await ws.send(json.dumps({"event": "error", "msg": text, "code": code}))
+
+    def _chan(self) -> int:
+        self._last_chan += 1
+        return self._last_chan
+
+    async def _subscribe_candles(self, conn: _Conn, key: Any) -> bool:
+        if key != f"trade:1m:{self.symbol}":
+            await self._error(conn.ws, 10300, "subscribe: invalid")
+            return False
+        if key in conn.candles.values():
+            await self._error(conn.ws, 10301, "subscribe: dup")
+            return False
+        chan = self._chan()
+        self.subscriptions.append(key)
+        conn.candles[chan] = key
+        await conn.ws.send(
+            json.dumps({"event": "subscribed", "channel": "candles", "chanId": chan, "key": key})
+        )
+        snapshot = sorted(self.state().values(), reverse=True)[: self.snapshot_size]
+        await conn.ws.send(json.dumps([chan, [wire(r) for r in snapshot]]))
+        return True
+
+    async def _subscribe_ticker(self, conn: _Conn, symbol: Any) -> None:
+        if symbol != self.symbol:
+            await self._error(conn.ws, 10300, "symbol: invalid")
+            return
+        if symbol in conn.tickers.values():
+            await self._error(conn.ws, 10301, "subscribe: dup")
+            return
+        chan = self._chan()
+        self.ticker_subscriptions.append(symbol)
+        conn.tickers[chan] = symbol
+        await conn.ws.send(
+            json.dumps(
+                {
+                    "event": "subscribed",
+                    "channel": "ticker",
+                    "chanId": chan,
+                    "symbol": symbol,
+                    "pair": symbol[1:],
+                }
+            )
+        )
+        await conn.ws.send(json.dumps([chan, self.ticker()]))  # the snapshot: the same shape as an update
+        self.ticks_sent += 1
+
+    async def _send_ticks(self, conn: _Conn, n: int = 1) -> None:
+        for _ in range(n):
+            payload = self.ticker()
+            for chan in list(conn.tickers):
+                await conn.ws.send(json.dumps([chan, payload]))
+                self.ticks_sent += 1
+
+    async def _play(self, conn: _Conn) -> None:
+        ws = conn.ws
+        while conn.candles:  # the market moves while somebody watches its candles
+            action = self.script.pop(self.cursor, None)
+            if action is not None:
+                kind, n = action
+                if kind == "drop":
+                    self.cursor += n
+                    ws.transport.abort()  # no close frame: the link just dies
+                    return
+                if kind == "restart":
+                    await ws.send(
+                        json.dumps(
+                            {"event": "info", "code": 20051, "msg": "Stopping. Please try to reconnect"}
+                        )
+                    )
+                    await ws.close()
+                    return
+                if kind == "silence":
+                    conn.quiet = True
+                    self.cursor += n
+                    await ws.wait_closed()
+                    return
+                if kind == "maintenance":
+                    await ws.send(
+                        json.dumps({"event": "info", "code": 20060, "msg": "Entering in Maintenance mode"})
+                    )
+                    conn.quiet = True
+                    await asyncio.sleep(0.3)
+                    self.cursor += n
+                    try:
+                        await ws.send(
+                            json.dumps({"event": "info", "code": 20061, "msg": "Maintenance ended"})
+                        )
+                    except ConnectionClosed:
+                        self.faults.append("client left during maintenance")
+                        raise
+                    conn.quiet = False
+                    continue
+            if self.cursor >= len(self.tape):  # the tape is over: idle until the client leaves
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ws.wait_closed(), self.step_s * 10)
+                if ws.state is State.CLOSED:
+                    return
+                continue
+            row = self.tape[self.cursor]
+            for chan in list(conn.candles):
+                await ws.send(json.dumps([chan, wire(row)]))
+            self.cursor += 1
+            if self.match_tape and self.last_trade is None:
+                self._match(Decimal(repr(row[4])))
+            if self.ticks_per_update:
+                await self._send_ticks(conn, self.ticks_per_update)
+            await asyncio.sleep(self.step_s)
+
+    async def _heartbeats(self, conn: _Conn) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await asyncio.sleep(self.hb_s)
-                if not quiet.is_set():
-                    await ws.send(json.dumps([chan, "hb"]))
+                if not conn.quiet:
+                    for chan in [*conn.candles, *conn.tickers]:
+                        await conn.ws.send(json.dumps([chan, "hb"]))
 
     # -- public REST ----------------------------------------------------------------------------------
     async def _candles(self, request: web.Request) -> web.Response:
@@ -530,6 +664,17 @@ class FakeBitfinex:
                           f"EXECUTED @ {price}({amount})", float(price), now, fee)  # fmt: skip
             self.orders.append(order)
             ack = Order(**{**order.__dict__, "amount": amount, "status": "ACTIVE", "price_avg": 0.0})
+            legs = [ack]
+        elif (
+            kind == "EXCHANGE LIMIT"
+            and data.get("flags", 0) & FLAG_POST_ONLY
+            and limit is not None
+            and (self.takes_liquidity(amount, limit))
+        ):
+            order = Order(len(self.orders) + 1001, data["cid"], day, self.symbol, amount, amount, kind,
+                          "POSTONLY CANCELED", 0.0, now, price=limit, flags=data["flags"], updated=now)  # fmt: skip
+            self.orders.append(order)
+            ack = Order(**{**order.__dict__, "status": "ACTIVE"}) if self.postonly_cancel_late else order
             legs = [ack]
         else:
             tif = data.get("tif")

@@ -1,4 +1,4 @@
-"""Bitfinex, natively: websocket v2 candles, REST v2 history, wallets and orders."""
+"""Bitfinex, natively: websocket v2 candles and ticks, REST v2 history, wallets and orders (quotes too)."""
 
 from tradewind.exchanges.bitfinex.adapter import BitfinexAdapter, cid_of
 from tradewind.exchanges.bitfinex.stream import StreamTiming

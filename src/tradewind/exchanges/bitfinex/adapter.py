@@ -1,4 +1,4 @@
-"""The native Bitfinex adapter: websocket v2 candles, REST v2 history, wallets and orders.
+"""The native Bitfinex adapter: websocket v2 candles and ticks, REST v2 history, wallets and orders.
 
 Client order ids: Bitfinex identifies an order by an integer ``cid`` together with ``cid_date`` (the
 UTC day it was placed). Our string client order id maps to a deterministic 45-bit integer, so a
@@ -6,7 +6,9 @@ retry, a restart or another replica computes the same ``cid`` and finds the same
 
 Order types (``POST auth/w/order/submit``, exchange wallet, amounts negative for sells):
   market         EXCHANGE MARKET
-  limit          EXCHANGE LIMIT at ``price``; ``tif`` "YYYY-MM-DD HH:MM:SS" (UTC) when it expires
+  limit          EXCHANGE LIMIT at ``price``; ``tif`` "YYYY-MM-DD HH:MM:SS" (UTC) when it expires; a quote
+                 (``post_only``) with ``flags`` POSTONLY (4096): Bitfinex cancels it rather than let it take
+                 liquidity, its status then reads "POSTONLY CANCELED", which is ours "rejected"
   stop           EXCHANGE STOP with ``price`` = the stop price (a market order once triggered)
   take_profit    EXCHANGE LIMIT at ``price``; with a stop price too, ``flags`` OCO (16384) and
                  ``price_oco_stop``: Bitfinex then holds a second order, an EXCHANGE STOP whose
@@ -17,6 +19,7 @@ Order types (``POST auth/w/order/submit``, exchange wallet, amounts negative for
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
@@ -25,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tradewind.bus.messages import Candle
+from tradewind.bus.messages import Candle, Tick
 from tradewind.config import Settings
 from tradewind.domain import tf_ms
 from tradewind.exchanges.base import (
@@ -39,7 +42,7 @@ from tradewind.exchanges.base import (
 )
 from tradewind.exchanges.bitfinex import symbols as names
 from tradewind.exchanges.bitfinex.rest import CANDLES_PAGE, BitfinexHttp
-from tradewind.exchanges.bitfinex.stream import CandleStream, StreamTiming
+from tradewind.exchanges.bitfinex.stream import PublicFeed, StreamTiming
 from tradewind.exchanges.series import Row, fill_gaps
 
 CID_BITS = 45  # Bitfinex's cid is an int45
@@ -49,7 +52,9 @@ HISTORY_SCAN = 2500  # orders/hist's maximum page; Bitfinex keeps closed orders 
 O_ID, O_CID, O_SYMBOL, O_CREATED, O_UPDATED, O_AMOUNT, O_AMOUNT_ORIG = 0, 2, 3, 4, 5, 6, 7
 O_TYPE, O_TYPE_PREV, O_FLAGS, O_STATUS, O_PRICE_AVG, O_PLACED_ID = 8, 9, 12, 13, 17, 25
 
+FLAG_POST_ONLY = 4096  # a quote: Bitfinex cancels the order ("POSTONLY CANCELED") if it would take liquidity
 FLAG_OCO = 16384  # one-cancels-the-other: with price_oco_stop, a stop order is placed beside the limit
+POST_ONLY_REFUSED = "post-only: Bitfinex canceled the quote because it would have taken liquidity"
 # The order types besides market this adapter places for Bitfinex to hold (see the module docstring).
 ORDER_TYPES = frozenset({"limit", "stop", "take_profit", "trailing_stop", "oco"})
 # Trade array fields (auth/r/order/{symbol}:{id}/trades)
@@ -73,11 +78,14 @@ def order_status(text: str) -> str:
     """Bitfinex's order status text as ours. Bitfinex writes what happened last, then what was before:
     'ACTIVE', 'PARTIALLY FILLED @ 107.6(-0.1)', 'EXECUTED @ 107.6(-0.2): was PARTIALLY FILLED @ ...',
     'CANCELED', 'CANCELED was: PARTIALLY FILLED @ ...' (also the leg of an OCO pair that did not fill),
-    'POSTONLY CANCELED', 'IOC CANCELED', 'INSUFFICIENT MARGIN was: ...', 'RSN_DUST', 'RSN_PAUSE'."""
+    'POSTONLY CANCELED', 'IOC CANCELED', 'INSUFFICIENT MARGIN was: ...', 'RSN_DUST', 'RSN_PAUSE'.
+    A post-only order Bitfinex canceled because it would have taken liquidity was refused, not canceled."""
     upper = text.upper()
     head = upper.split(" WAS:", 1)[0].split(": WAS", 1)[0]  # the current state, not the history after it
     if head.startswith("EXECUTED"):
         return "filled"
+    if "POSTONLY" in head:
+        return "rejected"
     if "CANCELED" in head or "EXPIRED" in head:
         return "canceled"
     if "INSUFFICIENT" in head or head.startswith("RSN_"):
@@ -139,6 +147,8 @@ def submit_body(order: OrderSpec, cid: int, bfx_symbol: str) -> dict[str, Any]:
     kind = order.type
     if order.expires_at is not None and kind != "limit":
         raise OrderRejected(f"only a limit order can expire on Bitfinex, not a {kind} order")
+    if order.post_only and kind != "limit":
+        raise OrderRejected(f"only a limit order can be post-only, not a {kind} order")
     if kind == "market":
         body["type"] = "EXCHANGE MARKET"
     elif kind == "limit":
@@ -147,6 +157,8 @@ def submit_body(order: OrderSpec, cid: int, bfx_symbol: str) -> dict[str, Any]:
         body.update(type="EXCHANGE LIMIT", price=_price(order.price))
         if order.expires_at is not None:
             body["tif"] = tif_of(order.expires_at)
+        if order.post_only:
+            body["flags"] = FLAG_POST_ONLY
     elif kind == "stop":
         if order.stop_price is None:
             raise OrderRejected("a stop order needs a stop price")
@@ -191,10 +203,13 @@ class BitfinexAdapter:
             min_poll_interval_s=1.0,
             symbols=tuple(names.to_platform(s) for s in settings.bitfinex_symbols),
             order_types=ORDER_TYPES,
+            streams_ticks=True,
+            post_only=True,
         )
         timeout = request_timeout_s if request_timeout_s is not None else settings.exchange_timeout_s
         self.http = BitfinexHttp(settings.bitfinex_rest_url, settings.bitfinex_auth_url, timeout)
         self._cid_dates: dict[int, str] = {}  # cid -> the day we submitted it, for lookups before a restart
+        self._feeds: list[PublicFeed] = []  # market-data connections, shared by a candle and a tick reader
 
     async def start(self) -> None:
         for s in self.settings.bitfinex_symbols:
@@ -208,12 +223,32 @@ class BitfinexAdapter:
         async def backfill(symbol: str, start: int, end: int) -> list[Row]:
             return await self._backfill(symbol, tf, start, end)
 
-        stream = CandleStream(
-            self.settings.bitfinex_ws_url, list(symbols), tf, tf_ms(tf), backfill, self.timing,
-            exchange=self.capabilities.name, clock=self.clock,
+        feed = self._feed(symbols, ticks=False)
+        async with contextlib.aclosing(feed.candles(tf, tf_ms(tf), backfill)) as candles:
+            async for candle in candles:  # closed with this generator: its reader leaves the feed at once
+                yield candle
+
+    async def stream_ticks(self, symbols: list[str]) -> AsyncIterator[Tick]:
+        """The markets' newest ticks, on the connections that carry their candles when both are read: an
+        unread tick is replaced by its market's next one, and the candles never wait for the tick reader."""
+        feed = self._feed(symbols, ticks=True)
+        async with contextlib.aclosing(feed.ticks()) as ticks:
+            async for tick in ticks:
+                yield tick
+
+    def _feed(self, symbols: list[str], *, ticks: bool) -> PublicFeed:
+        """The feed of these markets with no reader of this kind yet (the other reader's, if it runs)."""
+        for feed in self._feeds:
+            taken = feed.tick_reader if ticks else feed.candle_reader
+            if feed.symbols == list(symbols) and taken is None:
+                return feed
+        self._feeds = [f for f in self._feeds if not f.idle]
+        feed = PublicFeed(
+            self.settings.bitfinex_ws_url, list(symbols), self.timing, exchange=self.capabilities.name,
+            clock=self.clock,
         )  # fmt: skip
-        async for candle in stream:
-            yield candle
+        self._feeds.append(feed)
+        return feed
 
     async def _backfill(self, symbol: str, tf: str, start: int, end: int) -> list[Row]:
         """Every candle Bitfinex has with open time in [start, end), paging as needed."""
@@ -358,6 +393,8 @@ class BitfinexAdapter:
         if status == "rejected" and filled > 0:
             status = "canceled"  # ended by Bitfinex after a part filled: that part is ours
         reason = text if status in ("rejected", "canceled") and text.upper() != "CANCELED" else None
+        if status == "rejected" and "POSTONLY" in text.upper():
+            reason = f"{POST_ONLY_REFUSED} ({text})"
         placed_by = _field(arr, O_PLACED_ID)
         if status == "filled" and (int(_field(arr, O_FLAGS) or 0) & FLAG_OCO or placed_by is not None):
             # Which leg of a take-profit pair filled, as the paper engine says it: core's exit reason.
