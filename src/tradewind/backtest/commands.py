@@ -65,7 +65,9 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A candle file (CSV, freqtrade JSON/feather, Gekko CSV).",
 )
-@click.option("--market", "market_id", type=int, help="A stored market id (see `tradewind data list`).")
+@click.option(
+    "--market", "market", help="A stored market: its id (see `tradewind data list`) or EXCHANGE:SYMBOL."
+)
 @click.option("--timeframe", type=click.Choice(list(TIMEFRAMES)), default="1m", show_default=True)
 @click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market.")
 @click.option("--to", "end", help="End time (exclusive), with --market.")
@@ -101,21 +103,39 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
     default=None,
     help="Local workers for a sweep without TRADEWIND_NATS_URL (default: CPU count).",
 )
+@click.option("--trigger", type=click.Choice(["candle", "tick"]), default=None,
+              help="Run decide on candles, or on_tick and its quotes.  [default: tick for a strategy with "
+                   "on_tick and no decide]")  # fmt: skip
+@click.option("--ticks", "on_ticks", is_flag=True,
+              help="Quoting: run on_tick on the ticks stored for --market (else on candle closes).")  # fmt: skip
+@click.option("--spread-bps", type=click.FloatRange(0, 1000), default=2.0, show_default=True,
+              help="Quoting on candles: the spread of the book assumed around each close.")  # fmt: skip
+@click.option("--max-position", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Quoting: the most base held; a buy quote is cut to what is left below it.")  # fmt: skip
+@click.option("--min-interval-ms", type=click.IntRange(100, 3_600_000), default=1000, show_default=True,
+              help="Quoting on ticks: at most one on_tick per this many milliseconds.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def backtest(strategy: Path, data_file: Path | None, market_id: int | None, timeframe: str, start: str | None, end: str | None,
+def backtest(strategy: Path, data_file: Path | None, market: str | None, timeframe: str, start: str | None, end: str | None,
              params: tuple[str, ...], fee: float, maker_fee: float | None, cash: float, slippage_bps: float | None,
              slippage: float | None, lookback: int, sweeps: tuple[str, ...], rank_by: str, top: int, workers: int | None,
+             trigger: str | None, on_ticks: bool, spread_bps: float, max_position: float | None, min_interval_ms: int,
              as_json: bool) -> None:  # fmt: skip
     """Run STRATEGY.lua over history with the live fill rule; exit status 1 if the strategy failed.
 
-    With --sweep, run every point of the parameter grid on the backtest workers and rank them."""
+    With --sweep, run every point of the parameter grid on the backtest workers and rank them. A quoting
+    strategy (on_tick) is run on candle closes (an approximation) or, with --ticks, on stored ticks."""
     from tradewind.backtest import engine
     from tradewind.backtest.importers import ImportError_, load, parse_time
+    from tradewind.backtest.quotes import quoting
 
-    if (data_file is None) == (market_id is None):
+    if (data_file is None) == (market is None):
         raise click.UsageError("give exactly one of --data FILE or --market ID")
     if slippage is not None and slippage_bps is not None:
         raise click.UsageError("give --slippage-bps or --slippage (a fraction), not both")
+    if on_ticks and trigger == "candle":
+        raise click.UsageError("--ticks runs on_tick: not with --trigger candle")
+    if on_ticks and market is None:
+        raise click.UsageError("--ticks reads the ticks stored for a market: give --market, not --data")
     slippage = slippage_bps / 10_000 if slippage_bps is not None else slippage or 0.0
     code = strategy.read_text()
     try:
@@ -123,6 +143,16 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
         t1 = parse_time(end) if end else None
     except ImportError_ as exc:
         raise click.BadParameter(str(exc), param_hint="--from/--to") from None
+    market_id = _market_id(market) if market is not None else None
+    quote_mode = on_ticks or quoting(code, strategy.stem, trigger)
+    if quote_mode:
+        if sweeps:
+            raise click.UsageError(
+                "--sweep runs strategies on candles (decide); not a quoting strategy (on_tick)"
+            )
+        _quote_backtest(code, strategy, data_file, market_id, timeframe, t0, t1, parse_params(params), fee, maker_fee,
+                        cash, slippage, lookback, on_ticks, spread_bps, max_position, min_interval_ms, as_json)  # fmt: skip
+        return
     if sweeps:
         _sweep(code, strategy.stem, data_file, market_id, timeframe, t0, t1, parse_params(params), sweeps, fee, cash,
                slippage, lookback, rank_by, top, workers, as_json, maker_fee)  # fmt: skip
@@ -165,6 +195,162 @@ def backtest(strategy: Path, data_file: Path | None, market_id: int | None, time
         _report(summary, strategy.name)
     if result.error:
         sys.exit(1)
+
+
+def _market_id(market: str) -> int:
+    """A market given as its id, or as EXCHANGE:SYMBOL (``sim:BTC/USD``) looked up in the store."""
+    if market.strip().isdigit():
+        return int(market)
+    exchange, sep, symbol = market.partition(":")
+    exchange, symbol = exchange.strip(), symbol.strip().upper()
+    if not sep or not valid_exchange(exchange) or not valid_symbol(symbol):
+        raise click.BadParameter(f"{market!r}: give a market id or EXCHANGE:SYMBOL, e.g. sim:BTC/USD",
+                                 param_hint="--market")  # fmt: skip
+
+    async def find() -> int | None:
+        from sqlalchemy import select
+
+        from tradewind.config import load_settings
+        from tradewind.storage.db import make_engine, make_session_factory
+        from tradewind.storage.models import Market
+
+        eng = make_engine(load_settings().db_url)
+        try:
+            async with make_session_factory(eng)() as s:
+                q = select(Market.id).where(Market.exchange == exchange, Market.symbol == symbol)
+                return (await s.execute(q)).scalar_one_or_none()
+        finally:
+            await eng.dispose()
+
+    try:
+        found = asyncio.run(find())
+    except Exception as exc:  # no database yet, or one without the markets table
+        raise click.ClickException(f"cannot read the stored markets: {exc}") from None
+    if found is None:
+        raise click.ClickException(f"no market {exchange}:{symbol} is stored (see `tradewind data list`)")
+    return found
+
+
+async def _db_ticks(market_id: int, tf: str, start: int | None, end: int | None, lookback: int) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """The stored ticks of a market in [start, end) and its candles from ``lookback`` candles before them."""
+    from tradewind.backtest.quotes import stored_ticks
+    from tradewind.config import load_settings
+    from tradewind.domain import tf_ms
+    from tradewind.storage import candles as store
+    from tradewind.storage.db import make_engine, make_session_factory
+
+    eng = make_engine(load_settings().db_url)
+    try:
+        async with make_session_factory(eng)() as s:
+            ticks = await stored_ticks(s, market_id, start, end)
+            if not len(ticks["time"]):
+                raise click.ClickException(f"no ticks stored for market {market_id} in that range")
+            first, last = int(ticks["time"][0]), int(ticks["time"][-1])
+            rows = await store.candle_range(s, market_id, tf, first - lookback * tf_ms(tf), last + 1)
+    finally:
+        await eng.dispose()
+    if not rows:
+        raise click.ClickException(
+            f"no {tf} candles stored for market {market_id} around its ticks: on_tick's window needs them "
+            "(see `tradewind data list`)"
+        )
+    return store.to_arrays(rows), ticks
+
+
+def _quote_backtest(code: str, strategy: Path, data_file: Path | None, market_id: int | None, timeframe: str,
+                    t0: int | None, t1: int | None, params: dict[str, Any], fee: float, maker_fee: float | None,
+                    cash: float, slippage: float, lookback: int, on_ticks: bool, spread_bps: float,
+                    max_position: float | None, min_interval_ms: int, as_json: bool) -> None:  # fmt: skip
+    """A quoting strategy's backtest (``backtest.quotes``), on candle closes or on stored ticks."""
+    from tradewind.backtest import quotes
+    from tradewind.backtest.importers import ImportError_, load
+    from tradewind.domain import tf_ms
+
+    kw: dict[str, Any] = dict(params=params, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
+                              lookback=lookback, name=strategy.stem, max_position=max_position)  # fmt: skip
+    if on_ticks:
+        candles, ticks = asyncio.run(_db_ticks(market_id, timeframe, t0, t1, lookback))  # type: ignore[arg-type]
+        n, unit = len(ticks["time"]), "ticks"
+
+        def go(progress: Any = None) -> quotes.QuoteResult:
+            return quotes.run_ticks(code, candles, ticks, min_interval_ms=min_interval_ms, tf_ms=tf_ms(timeframe),
+                                    progress=progress, **kw)  # fmt: skip
+    else:
+        try:
+            if data_file is not None:
+                arrays = load(data_file, timeframe if timeframe != "1m" else None).arrays()
+            else:
+                arrays = asyncio.run(_db_candles(market_id, timeframe, t0, t1))  # type: ignore[arg-type]
+        except ImportError_ as exc:
+            raise click.ClickException(str(exc)) from None
+        n, unit = len(arrays["time"]), "candles"
+
+        def go(progress: Any = None) -> quotes.QuoteResult:
+            return quotes.run_candles(code, arrays, spread_bps=spread_bps, progress=progress, **kw)
+
+    if as_json or n < 20_000:
+        result = go()
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("backtest"), BarColumn(), TextColumn(f"{{task.completed:,}}/{{task.total:,}} {unit}"),
+                      TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
+            task = bar.add_task("run", total=n)
+            result = go(lambda i, _n: bar.update(task, completed=i))
+    summary = result.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+    elif result.error:
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"[bold red]The strategy failed:[/] {result.error}", highlight=False, soft_wrap=True
+        )
+    else:
+        _quote_report(summary, strategy.name)
+    if result.error:
+        sys.exit(1)
+
+
+def _quote_report(s: dict[str, Any], name: str) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    steps = f"{s['candles']:,} candles" if "candles" in s else f"{s['ticks']:,} ticks"
+    console.print(f"mode: {s['label']}", highlight=False, soft_wrap=True)
+    t = Table(title=f"{name}: quoting, {steps} in {s['duration_s']:.2f} s", show_header=False)
+    placed, fills = s["quotes_placed_by_side"], s["fills"]
+    for label, value in (
+        ("evaluations", f"{s['evaluations']:,}"),
+        ("quotes placed", f"{s['quotes_placed']:,} (buy {placed['buy']:,}, sell {placed['sell']:,})"),
+        ("refused (would take)", f"{s['quotes_refused']:,}"),
+        ("fills", f"buy {fills['buy']:,}, sell {fills['sell']:,}"),
+        ("fill rate", f"{s['fill_rate_pct']:.1f} %"),
+        ("market orders", f"{s['market_orders']:,}"),
+        ("final inventory", f"{s['final_inventory']:.8g}"),
+        ("realized P&L", f"{s['realized_pnl']:+,.2f}"),
+        ("fees", f"{s['fees']:,.2f}"),
+        ("final equity", f"{s['final_equity']:,.2f}"),
+        ("return", f"{s['return_pct']:+.2f} %"),
+        ("max drawdown", f"{s['max_drawdown_pct']:.2f} %"),
+    ):
+        t.add_row(label, value)
+    console.print(t)
+    fills_ = s["trades"][-10:]
+    if fills_:
+        tt = Table(title="last fills (UTC)", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                   collapse_padding=True)  # fmt: skip
+        for col in ("time", "side", "price", "amount", "fee", "pnl"):
+            tt.add_column(col, justify="right", no_wrap=True)
+        for f in fills_:
+            side = f["side"] if f["kind"] == "quote" else f"{f['side']} (market)"
+            tt.add_row(f["time"][:19].replace("T", " "), side, f"{f['price']:.6g}", f"{f['amount']:.8g}",
+                       f"{f['fee']:.4g}", f"{f['pnl']:+.2f}" if f["pnl"] is not None else "")  # fmt: skip
+        console.print(tt)
+    for note in s["notes"]:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 def _sweep(code: str, name: str, data_file: Path | None, market_id: int | None, timeframe: str, t0: int | None, t1: int | None,

@@ -80,15 +80,21 @@ class Result:
 
     def curve(self, points: int = 1000) -> list[list[float]]:
         """The equity curve as [time ms, equity, drawdown %], thinned to about ``points`` points."""
-        if not len(self.equity):
-            return []
-        peaks = np.maximum.accumulate(self.equity)
-        dd = (peaks - self.equity) / np.where(peaks > 0, peaks, 1.0) * 100
-        step = max(1, len(self.equity) // points)
-        idx = list(range(0, len(self.equity), step))
-        if idx[-1] != len(self.equity) - 1:
-            idx.append(len(self.equity) - 1)
-        return [[int(self.times[i]), round(float(self.equity[i]), 6), round(float(dd[i]), 4)] for i in idx]
+        return curve(self.equity, self.times, points)
+
+
+def curve(equity: np.ndarray, times: np.ndarray, points: int = 1000) -> list[list[float]]:
+    """An equity series as [time ms, equity, drawdown %], thinned to about ``points`` points (the last
+    one always kept)."""
+    if not len(equity):
+        return []
+    peaks = np.maximum.accumulate(equity)
+    dd = (peaks - equity) / np.where(peaks > 0, peaks, 1.0) * 100
+    step = max(1, len(equity) // points)
+    idx = list(range(0, len(equity), step))
+    if idx[-1] != len(equity) - 1:
+        idx.append(len(equity) - 1)
+    return [[int(times[i]), round(float(equity[i]), 6), round(float(dd[i]), 4)] for i in idx]
 
 
 def iso(ms: int) -> str:
