@@ -145,6 +145,11 @@ async def start_core(settings: Settings, url: str, sf: SessionFactory, stack: St
     return current
 
 
+async def _take_quotes_down(cores: list[Any]) -> None:
+    for core in cores:
+        await core.quotes.stop()
+
+
 async def start_eval(
     settings: Settings, url: str, sf: SessionFactory, stack: Stack, index: int = 0
 ) -> list[Any]:
@@ -239,9 +244,11 @@ async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | Non
             sf = await open_database(settings, stack, migrate=True)
             for i in range(max(1, settings.eval_workers)):
                 await start_eval(settings, url, sf, stack, i)
-            await start_core(settings, url, sf, stack)
+            cores = await start_core(settings, url, sf, stack)
             for name in settings.exchanges:
                 await start_exchange(settings, name, url, sf, stack)
+            # Stopped in reverse: the quotes come down while the exchanges are still there to cancel them.
+            stack.stoppers.append(lambda: _take_quotes_down(cores))
             await start_web(settings, url, sf, stack, host, port)
             settle_heap()
             stack.ready = True

@@ -119,6 +119,7 @@ class QuoteDesk:
         self._busy: set[int] = set()  # assignments whose quote calls are on their way
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
+        self._stale: list[str] | None = None  # the quotes of a previous run still to cancel (None: not read)
         self.evaluated = 0  # evaluations asked for (tests, benchmarks)
         self.dropped_ticks = 0
 
@@ -149,14 +150,20 @@ class QuoteDesk:
             log.warning("core: quotes still resting at shutdown; the next start cancels them")
 
     async def sweep(self) -> int:
-        """Cancel the quotes of a previous run (a crash leaves them resting); returns how many."""
+        """Cancel the quotes of a previous run (a crash leaves them resting); returns how many are left.
+        Called at start and then every second until none is left: the exchange service may start after
+        core (embedded, it does), and a cancel it did not answer is asked again."""
+        q = select(Order.owner_id, Order.trader_id, Order.exchange, Order.client_order_id, Order.symbol).where(
+            Order.type == "quote", Order.status.in_(("pending", "open"))
+        )
+        if self._stale is not None:
+            q = q.where(Order.client_order_id.in_(self._stale))
         async with self.sf() as s:
-            rows = (await s.execute(
-                select(Order.owner_id, Order.trader_id, Order.exchange, Order.client_order_id, Order.symbol)
-                .where(Order.type == "quote", Order.status.in_(("pending", "open")))
-            )).all()  # fmt: skip
-        if rows:
+            rows = (await s.execute(q)).all()
+        if self._stale is None and rows:
             log.info("core: cancelling %d quote(s) left resting by a previous run", len(rows))
+        self._stale = [r.client_order_id for r in rows]
+        if rows:
             await self.orders.cancel_all([tuple(r) for r in rows])  # type: ignore[misc]
         return len(rows)
 
@@ -164,10 +171,13 @@ class QuoteDesk:
         """Store the sampled ticks, take down the quotes of assignments that left the index, retry the
         changes that waited for an account's budget."""
         every = min(0.2, self.settings.tick_sample_ms / 1000)
-        flushed = time.monotonic()
+        flushed = swept = time.monotonic()
         while True:
             await asyncio.sleep(every)
             try:
+                if self._stale and time.monotonic() - swept >= 1.0:
+                    swept = time.monotonic()
+                    await self.sweep()
                 dropped = self._take_dropped()
                 if dropped:
                     await self._withdraw(dropped)
