@@ -130,10 +130,14 @@ async def run_latency(
         tmp = tempfile.TemporaryDirectory(prefix="tradewind-bench-")
         data_dir = Path(tmp.name)
     # Explicit overrides; TRADEWIND_NATS_URL / TRADEWIND_DATABASE_URL still come from the environment.
+    overrides = dict(sim_speed=speed, history_days=0)
+    if tick:  # real time, a tick a second; a day of history, so the strategies have a window at once
+        overrides = dict(
+            sim_speed=1.0, history_days=1, sim_tick_ms=1000, quote_rate_per_s=10_000, quote_burst=100_000
+        )
     settings = load_settings(
-        data_dir=data_dir, sim_symbols=SYMBOLS[:markets], sim_speed=speed, history_days=0, eval_workers=workers,
-        sim_paper_cash="1000000000", exchanges=["sim"],
-        **({"sim_speed": 1.0, "sim_tick_ms": 1000, "quote_rate_per_s": 1_000_000, "quote_burst": 1_000_000} if tick else {}),
+        data_dir=data_dir, sim_symbols=SYMBOLS[:markets], eval_workers=workers, sim_paper_cash="1000000000",
+        exchanges=["sim"], **overrides,
     )  # fmt: skip
     stack = Stack()
     results: list[LoadResult] = []

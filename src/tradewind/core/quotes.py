@@ -77,8 +77,10 @@ class Budget:
         self.at = now
 
     def take(self, n: int) -> bool:
+        """Spend ``n`` calls if the budget has them; a change larger than the burst goes out from a full
+        budget and leaves it in debt (else it would wait for ever)."""
         self._refill()
-        if self.tokens >= n:
+        if self.tokens >= min(n, self.burst):
             self.tokens -= n
             return True
         return False
@@ -153,9 +155,9 @@ class QuoteDesk:
         """Cancel the quotes of a previous run (a crash leaves them resting); returns how many are left.
         Called at start and then every second until none is left: the exchange service may start after
         core (embedded, it does), and a cancel it did not answer is asked again."""
-        q = select(Order.owner_id, Order.trader_id, Order.exchange, Order.client_order_id, Order.symbol).where(
-            Order.type == "quote", Order.status.in_(("pending", "open"))
-        )
+        q = select(
+            Order.owner_id, Order.trader_id, Order.exchange, Order.client_order_id, Order.symbol
+        ).where(Order.type == "quote", Order.status.in_(("pending", "open")))
         if self._stale is not None:
             q = q.where(Order.client_order_id.in_(self._stale))
         async with self.sf() as s:
@@ -268,8 +270,19 @@ class QuoteDesk:
         self.evaluated += len(due)
         for tf, group in by_tf.items():
             frame = Frame(t.exchange, t.symbol, tf, 0, t.trace_id, t.recv_ns)
-            async for results in self.decider.evaluate(frame, group, tick=t, state_of=self.state_of):
-                await self.handle(t, frame, results)
+            # whether they may trade is read while they are evaluated: off the path from the tick to the calls
+            facts = (
+                asyncio.create_task(self.desk.accounts(frame, group))
+                if any(st.trader_id for st in group)
+                else None
+            )
+            try:
+                async for results in self.decider.evaluate(frame, group, tick=t, state_of=self.state_of):
+                    await self.handle(t, frame, results, facts)
+            finally:
+                if facts is not None and not facts.done():
+                    facts.cancel()
+                await asyncio.gather(*([facts] if facts is not None else []), return_exceptions=True)
         return soonest
 
     def cash(self, st: AssignmentState) -> Decimal:
@@ -282,9 +295,8 @@ class QuoteDesk:
         )  # fmt: skip
 
     # -- outcomes -------------------------------------------------------------------------------------------
-    async def handle(
-        self, t: m.Tick, frame: Frame, results: list[tuple[AssignmentState, m.EvalOutcome]]
-    ) -> None:
+    async def handle(self, t: m.Tick, frame: Frame, results: list[tuple[AssignmentState, m.EvalOutcome]],
+                     facts: asyncio.Task[Any] | None = None) -> None:  # fmt: skip
         bid, ask = model.dec(t.bid), model.dec(t.ask)
         wants: list[tuple[AssignmentState, list[model.Quote]]] = []
         positions_: list[tuple[AssignmentState, m.EvalOutcome]] = []
@@ -314,7 +326,7 @@ class QuoteDesk:
         if failed:
             await self._failed(failed)
         if wants:
-            await self._send(t, frame, wants)
+            await self._send(t, frame, wants, facts)
         if positions_:
             await self._positions(t, frame, positions_)
         for st, out, note in events:
@@ -342,13 +354,17 @@ class QuoteDesk:
             out.append((side, want, have))
         return out
 
-    async def _send(
-        self, t: m.Tick, frame: Frame, wants: list[tuple[AssignmentState, list[model.Quote]]]
-    ) -> None:
+    async def _send(self, t: m.Tick, frame: Frame, wants: list[tuple[AssignmentState, list[model.Quote]]],
+                    facts: asyncio.Task[Any] | None = None) -> None:  # fmt: skip
         plans = [(st, q, ch) for st, q in wants if (ch := self._changes(st, q))]
         if not plans:
             return
-        allowed, books = await self.desk.accounts(frame, [st for st, _, _ in plans])
+        if (
+            facts is not None
+        ):  # read when the evaluations started: anything committed before the tick is in it
+            allowed, books = await asyncio.shield(facts)
+        else:
+            allowed, books = await self.desk.accounts(frame, [st for st, _, _ in plans])
         now = utcnow()
         rows: list[dict[str, Any]] = []
         cancels: list[tuple[Any, ...]] = []

@@ -67,7 +67,8 @@ class CoreService:
         self._subs.append(updates)
         self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
         self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))
-        await self.quotes.start()  # after the order updates are subscribed to: its start-up cancels are booked
+        # after the order updates are subscribed to: its start-up cancels are booked
+        await self.quotes.start()
         await self._keep_ack_wait()
         config = ConsumerConfig(
             durable_name=subjects.CORE_CONSUMER,
