@@ -60,7 +60,13 @@ class Proc:
             self.p.send_signal(sig)
 
     def kill(self) -> None:
-        self.signal(signal.SIGKILL)
+        """SIGKILL the process and everything it started (its embedded NATS server too), as a lost machine
+        would: a child left running would hold the data directory the next start uses."""
+        if self.p and self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.p:
             self.p.wait(10)
 
