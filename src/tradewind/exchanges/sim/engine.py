@@ -523,13 +523,7 @@ class PaperEngine:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queued = False
         async with self._lock:
-            gone = set()
-            for trader_id in {o.trader_id for o in self._by_symbol.get(symbol, {}).values()}:
-                try:
-                    await self._load(trader_id)
-                except IntegrityError:  # the account was deleted: its orders went with it
-                    gone.add(trader_id)
-            self._drop_orders(gone)
+            await self._load_owners(self._by_symbol.get(symbol, {}).values())
             # No await from here on: everything this candle changes goes into one group commit.
             groups: dict[tuple[int, str], list[_Order]] = {}
             limits: list[_Order] = []
@@ -563,6 +557,16 @@ class PaperEngine:
             await done
         await self._report(reports)
 
+    async def _load_owners(self, orders: Iterable[_Order]) -> None:
+        """The balances of the accounts these orders belong to; a deleted account's orders go with it."""
+        gone = set()
+        for trader_id in {o.trader_id for o in orders}:
+            try:
+                await self._load(trader_id)
+            except IntegrityError:
+                gone.add(trader_id)
+        self._drop_orders(gone)
+
     def resting(self, symbol: str) -> bool:
         """Whether an order matched on candles rests on ``symbol`` (without one, its candles need not come
         here)."""
@@ -586,13 +590,7 @@ class PaperEngine:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queued = False
         async with self._lock:
-            gone = set()
-            for trader_id in {o.trader_id for o in self._quotes.get(symbol, {}).values()}:
-                try:
-                    await self._load(trader_id)
-                except IntegrityError:  # the account was deleted: its orders went with it
-                    gone.add(trader_id)
-            self._drop_orders(gone)
+            await self._load_owners(self._quotes.get(symbol, {}).values())
             # No await from here on: the quotes are as they were when the trades were made.
             trades: list[Decimal] | None = None
             crossed: list[tuple[int, _Order]] = []
