@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -362,9 +363,16 @@ class StrategyRuntime:
         return self._decision(self._call_step(()))
 
     def _call_step(self, ids: tuple[int, ...]) -> Any:
-        # _call's work, inlined: this is the hot path of the worker
+        out = self._invoke(self._step, ids, "decide")
+        if len(out) == 9:  # decide returned a table: its fields, read raw in Lua (the ninth marks it)
+            return self._table_decision(*out[:8])
+        return out[0] if out else None
+
+    def _invoke(self, fn: Any, args: Sequence[Any], who: str) -> list[Any]:
+        """One live evaluation's call into Lua (``decide``'s step or ``on_tick``'s): what it returned, or
+        its failure as a StrategyError. _call's work, inlined: this is the hot path of the worker."""
         try:
-            ok, *out = self._step(*ids)
+            ok, *out = fn(*args)
         except lua.LuaMemoryError:
             self.broken = True
             raise StrategyError(self.name, _limit_text("memory", self.limits), candle_time=self._candle_time,
@@ -372,12 +380,10 @@ class StrategyRuntime:
         except lua.LuaError as exc:
             raise self._error(str(exc)) from None
         except UnicodeDecodeError:  # text from Lua that is not UTF-8 (a return value or an error message)
-            raise self._bad("decide returned text that is not valid UTF-8") from None
+            raise self._bad(f"{who} returned text that is not valid UTF-8") from None
         if ok is not True:
             raise self._error(out[0] if out else "unknown error")
-        if len(out) == 9:  # decide returned a table: its fields, read raw in Lua (the ninth marks it)
-            return self._table_decision(*out[:8])
-        return out[0] if out else None
+        return out
 
     def on_tick(
         self, window: CandleWindow, tick: Tick, state: TickState | None = None, candle_time: int | None = None
@@ -406,18 +412,7 @@ class StrategyRuntime:
             if w is not self._bound:
                 self._bind(w)
                 args += w.codes
-        try:
-            ok, *out = self._tick(*args)
-        except lua.LuaMemoryError:
-            self.broken = True
-            raise StrategyError(self.name, _limit_text("memory", self.limits), candle_time=self._candle_time,
-                                limit="memory") from None  # fmt: skip
-        except lua.LuaError as exc:
-            raise self._error(str(exc)) from None
-        except UnicodeDecodeError:
-            raise self._bad("on_tick returned text that is not valid UTF-8") from None
-        if ok is not True:
-            raise self._error(out[0] if out else "unknown error")
+        out = self._invoke(self._tick, args, "on_tick")
         if len(out) == 7:  # {quotes = ...}: how many, then side, price, amount of each (see sandbox.lua)
             return self._quotes_decision(*out)
         if len(out) == 9:
