@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.config import Settings
-from tradewind.core import positions, quotes
+from tradewind.core import positions
 from tradewind.core.decide import AssignmentIndex
 from tradewind.metrics import ORDERS, TICK_TO_ORDER
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
@@ -371,7 +371,7 @@ class OrderBook:
                 st = self.index.by_id.get(row.assignment_id) if row.assignment_id is not None else None
                 if quote:
                     if st is not None:
-                        quotes.settled(st, row.side, cid, status)
+                        settled(st, row.side, cid, status)
                     if status == "open" and (st is None or st.trigger != "tick"):  # placed after a pause
                         cancels.append((row.owner_id, row.trader_id, row.exchange, cid, row.symbol))
                 elif st is not None:
@@ -607,6 +607,18 @@ def track(st: Any, o: dict[str, Any]) -> None:
         st.entry_open, st.entry_expires = cid, o.get("expires_at")
     else:
         st.resting[cid] = kind
+
+
+def settled(st: Any, side: str, cid: str, status: str) -> None:
+    """The venue answered about a quote: a final answer empties its side, "open" says the venue holds it.
+    An answer about an older quote of that side (replaced already) changes nothing."""
+    slot = st.quotes.get(side)
+    if slot is None or slot.cid != cid:
+        return
+    if status in TERMINAL:
+        del st.quotes[side]
+    elif status == "open":
+        slot.status = "open"
 
 
 async def store_protection(s: Any, changes: dict[int, dict[str, Any] | None]) -> None:

@@ -32,9 +32,11 @@ from sqlalchemy import select, update
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
+from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
 from tradewind.core import positions
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider, Frame, QuoteSlot
+from tradewind.core.orders import Extra, OrderBook
 from tradewind.domain import quote_order_id
 from tradewind.marketdata.ticks import TickSampler, store_ticks, tick_problem
 from tradewind.storage.db import SessionFactory, dialect_of, write_gate
@@ -43,25 +45,12 @@ from tradewind.storage.types import utcnow
 from tradewind.trading import model, risk
 
 if TYPE_CHECKING:
-    from tradewind.core.orders import OrderBook
     from tradewind.core.trade import TradeDesk
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
-FINAL = ("filled", "canceled", "rejected", "not_placed")
 STOP_TIMEOUT_S = 5.0
 Key = tuple[str, str]  # exchange, symbol
-
-
-def settled(st: AssignmentState, side: str, cid: str, status: str) -> None:
-    """The venue answered about a quote (core.orders calls this for every quote order it books)."""
-    slot = st.quotes.get(side)
-    if slot is None or slot.cid != cid:
-        return  # an older quote of that side (replaced already)
-    if status in FINAL:
-        del st.quotes[side]
-    elif status == "open":
-        slot.status = "open"
 
 
 class Budget:
@@ -135,11 +124,7 @@ class QuoteDesk:
         """Stop evaluating and take every quote down (the venue would otherwise keep them while nobody
         watches the market for them)."""
         subs, self._subs = self._subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:
-                pass
+        await unsubscribe_all(subs)
         tasks = [*self._tasks, *self._loops.values()]
         self._tasks, self._loops = [], {}
         for task in tasks:
@@ -400,7 +385,7 @@ class QuoteDesk:
                 rows.append({**base, "client_order_id": cid, "side": side, "amount": want.amount,
                              "limit_price": want.price})  # fmt: skip
                 if have is not None:  # replaced: the venue cancels the old one before it places the new one
-                    self.orders.extra[cid] = _extra(have.cid)
+                    self.orders.extra[cid] = Extra(cancels=[have.cid])
                 st.quotes[side] = QuoteSlot(cid, want.price, want.amount)
         if rows:
             new_ids = await self.orders.store_intents(rows)
@@ -481,7 +466,8 @@ class QuoteDesk:
             await s.commit()
         for st, _ in paused:
             self.index.remove(st.id)
-            self._take_dropped()
+        gone = {st.id for st, _ in paused}  # withdrawn just below: not again by the housekeeping
+        self.index.dropped = [st for st in self.index.dropped if st.id not in gone]
         await self._withdraw([st for st, _ in failed])
 
     async def _reset_failures(self, assignment_id: int) -> None:
@@ -518,9 +504,3 @@ def _refused_buy(book: risk.AccountBook, want: model.Quote) -> str | None:
     if limits.max_order_notional is not None and notional > limits.max_order_notional:
         return f"worth {notional:.2f}, above max_order_notional {limits.max_order_notional}"
     return None
-
-
-def _extra(old_cid: str) -> Any:
-    from tradewind.core.orders import Extra  # core.orders imports this module (``settled``)
-
-    return Extra(cancels=[old_cid])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from tradewind.core import quotes
+from tradewind.core import orders, quotes
 from tradewind.core.decide import AssignmentState, QuoteSlot
 from tradewind.trading import model
 
@@ -41,14 +41,14 @@ def test_only_what_changed_is_sent() -> None:
 def test_the_venue_answers_settle_only_the_current_quote_of_a_side() -> None:
     st = state()
     st.quotes = {"buy": QuoteSlot("b2", D(99), D(1))}
-    quotes.settled(st, "buy", "b1", "canceled")  # the replaced one: nothing changes
+    orders.settled(st, "buy", "b1", "canceled")  # the replaced one: nothing changes
     assert st.quotes["buy"].cid == "b2" and st.quotes["buy"].status == "pending"
-    quotes.settled(st, "buy", "b2", "open")
+    orders.settled(st, "buy", "b2", "open")
     assert st.quotes["buy"].status == "open"
-    quotes.settled(st, "buy", "b2", "filled")
+    orders.settled(st, "buy", "b2", "filled")
     assert st.quotes == {}
     st.quotes = {"sell": QuoteSlot("s1", D(101), D(1))}
-    quotes.settled(st, "sell", "s1", "rejected")  # post-only refused: the side is empty again
+    orders.settled(st, "sell", "s1", "rejected")  # post-only refused: the side is empty again
     assert st.quotes == {}
 
 
