@@ -123,7 +123,13 @@ def test_a_market_maker_quotes_both_sides_and_leaves_nothing_behind(tmp_path: Pa
     proc = start(data, port, tmp_path / "up2.log")
     try:
         u.login()
-        wait_until(lambda: open_quotes(u, aid), timeout=60, what="quotes after the restart", proc=proc)
+        # quotes 1 % away: none fills, so one rests on the venue at every moment (a replacement is one
+        # transaction there) and the kill cannot fall between a fill and the next quote
+        r = u.http.patch(f"/api/assignments/{aid}", json={"params": {"edge": 0.01}})
+        assert r.status_code == 200, r.text
+        wait_until(lambda: any(Decimal(q["limit_price"]) < Decimal("0.995") * Decimal(u.market("BTC/USD")["last_price"])
+                               for q in open_quotes(u, aid)) and resting_on_the_venue(data) >= 1,
+                   timeout=60, what="far quotes resting after the restart", proc=proc)  # fmt: skip
         proc.kill()
         assert resting_on_the_venue(data) >= 1
     finally:
