@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { exitsByReason, isRunning, readBacktest, readCurve, toSeconds, tradeMarkers, type BtTrade } from "./backtest";
+import { definesFunction, exitsByReason, fillMarkers, isRunning, modeLabel, quotesByDefault, readBacktest, readCurve, toSeconds, tradeMarkers, type BtTrade } from "./backtest";
 
 describe("backtest times", () => {
   it("reads epoch ms, epoch s and ISO 8601 as seconds", () => {
@@ -127,5 +127,79 @@ describe("exits", () => {
       trade({ entry_time: 300, exit_time: 360, exit_reason: "end", pnl: 0.5 }),
     ]);
     expect(m.map((x) => x.text)).toEqual(["buy limit", "stop -2.00", "buy", "target +3.00", "buy"]);
+  });
+});
+
+describe("quoting runs", () => {
+  // GET /api/backtests/{id} of a quoting run, as the worker stores it (numbers shortened)
+  const metrics = {
+    mode: "candles", label: "candles (approximation: a quote fills when a candle's range crosses it)", quotes_placed: 316,
+    quotes_placed_by_side: { buy: 225, sell: 91 }, quotes_refused: 2, fills: { buy: 91, sell: 90 }, fill_rate_pct: 57.28,
+    market_orders: 1, final_inventory: 1, realized_pnl: -3.14, fees: 18.2, final_equity: 9996.86, return_pct: -0.0314,
+    max_drawdown_pct: 0.0314, evaluations: 299, candles: 300, duration_s: 0.04, notes: ["a note"], error: null, error_time: null,
+    spread_bps: 5, max_position: null,
+  };
+  const fills = [
+    { time: "2024-01-01T00:02:00Z", side: "sell", price: 100.2, amount: 1, fee: 0.1, kind: "quote", pnl: 0.3 },
+    { time: "2024-01-01T00:01:00Z", side: "buy", price: 99.8, amount: 1, fee: 0.1, kind: "quote", pnl: null },
+    { time: "2024-01-01T00:03:00Z", side: "buy", price: 100, amount: 0.5, fee: 0.05, kind: "market", pnl: null },
+  ];
+
+  it("reads the mode, the fills (oldest first) and the quote metrics of the API's answer", () => {
+    const b = readBacktest({ id: 3, status: "done", timeframe: "1m", mode: "candles", metrics, trades: null, fills, equity: [[1_704_067_200_000, 10_000, 0]] });
+    expect(b.mode).toBe("candles");
+    expect(b.trades).toEqual([]);
+    expect(b.fills.map((f) => [f.time, f.side, f.kind])).toEqual([[1_704_067_260, "buy", "quote"], [1_704_067_320, "sell", "quote"], [1_704_067_380, "buy", "market"]]);
+    expect(b.fills[1].pnl).toBe(0.3);
+    expect(b.metrics).toMatchObject({ return_pct: -0.0314, final_equity: 9996.86, trades: 3 });
+    expect(b.quoting).toMatchObject({ mode: "candles", placed: 316, placedBuy: 225, placedSell: 91, refused: 2, fillsBuy: 91, fillsSell: 90,
+      fillRatePct: 57.28, marketOrders: 1, inventory: 1, realizedPnl: -3.14, fees: 18.2, evaluations: 299, steps: 300, spreadBps: 5,
+      minIntervalMs: null, maxPosition: null, errorTime: null, notes: ["a note"] });
+  });
+
+  it("reads a tick run's steps, interval and the time a strategy error stopped it", () => {
+    const { candles: _, ...rest } = metrics;
+    const b = readBacktest({ id: 4, status: "error", error: "strategy 'mm' (candle 2024-01-01 00:14 UTC): lost the book", mode: "ticks",
+      metrics: { ...rest, mode: "ticks", label: "ticks", ticks: 3600, min_interval_ms: 5000, spread_bps: undefined, error_time: "2024-01-01T00:15:03Z" }, fills: [] });
+    expect(b.quoting).toMatchObject({ mode: "ticks", steps: 3600, minIntervalMs: 5000, spreadBps: null, errorTime: 1_704_068_103 });
+    expect(b.error).toMatch(/lost the book/);
+    expect(modeLabel(b.quoting!)).toBe("stored ticks, on_tick at most every 5,000 ms");
+  });
+
+  it("reads the command line's quoting report nested under result, its fills listed as trades", () => {
+    const b = readBacktest({ id: 5, status: "done", result: { ...metrics, trades: fills, equity: [] } });
+    expect(b.mode).toBe("candles");
+    expect(b.fills).toHaveLength(3);
+    expect(b.trades).toEqual([]);
+  });
+
+  it("says a candle run's spread and that it is an approximation", () => {
+    expect(modeLabel({ mode: "candles", spreadBps: 2, minIntervalMs: null })).toBe("candles with a synthetic spread of 2 bps (an approximation: a quote fills when a candle's range crosses it)");
+  });
+
+  it("leaves a decide run without a mode, fills or quote metrics", () => {
+    const b = readBacktest({ id: 6, status: "done", mode: null, metrics: { final_equity: 1, return_pct: 0, max_drawdown_pct: 0 }, trades: [] });
+    expect(b.mode).toBeNull();
+    expect(b.quoting).toBeNull();
+    expect(b.fills).toEqual([]);
+  });
+
+  it("draws buys below the bar and sells above, naming a market order's", () => {
+    const m = fillMarkers(readBacktest({ mode: "candles", metrics, fills }).fills);
+    expect(m.map((x) => [x.position, x.shape, x.text])).toEqual([["belowBar", "arrowUp", "buy"], ["aboveBar", "arrowDown", "sell"], ["belowBar", "arrowUp", "market buy"]]);
+    expect(fillMarkers(readBacktest({ mode: "candles", metrics, fills }).fills, 1).map((x) => x.text)).toEqual(["market buy"]);
+  });
+
+  it("tells a strategy that quotes by default (on_tick and no decide) from its source", () => {
+    const mm = "-- a market maker\nfunction on_tick(t, c, params)\n  return {quotes = {}}\nend\n";
+    expect(quotesByDefault(mm)).toBe(true);
+    expect(quotesByDefault("on_tick = function(t) end")).toBe(true);
+    expect(quotesByDefault(mm + 'function decide(c) return "long" end')).toBe(false);
+    expect(definesFunction(mm + 'function decide(c) return "long" end', "on_tick")).toBe(true);
+    expect(quotesByDefault('function decide(c) return "long" end')).toBe(false);
+    expect(quotesByDefault("-- function on_tick(t) end\nfunction decide(c) end")).toBe(false);
+    expect(quotesByDefault("--[[ function decide(c) end ]]\nfunction on_tick(t) end")).toBe(true);
+    expect(definesFunction("function my_on_tick(t) end", "on_tick")).toBe(false);
+    expect(definesFunction("function M.on_tick(t) end", "on_tick")).toBe(false);
   });
 });

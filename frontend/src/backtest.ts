@@ -2,6 +2,8 @@
 // The reader accepts the engine's report as it is nested in the API answer (`result`: the
 // `tradewind backtest --json` document plus the equity curve) or flattened (`metrics`, `trades`,
 // `equity`), and times as epoch ms, epoch seconds or ISO 8601, so the page does not break on either.
+// A quoting run (on_tick) has a `mode` (ticks, or candles with a synthetic spread), `fills` instead of
+// trades, and the metrics of `tradewind backtest --json` for a quoting strategy.
 import type { Marker } from "./chartdata";
 import { EXIT_ORDER } from "./orders";
 
@@ -23,6 +25,34 @@ export interface BtTrade {
 }
 export interface CurvePoint { time: number; equity: number; drawdown: number } // time in seconds, drawdown in % (>= 0)
 
+export type QuoteMode = "candles" | "ticks";
+
+/** A fill of a quoting run: a quote's, or a market order's when on_tick returned a position. */
+export interface QuoteFill {
+  time: number; // seconds
+  side: "buy" | "sell";
+  price: number;
+  amount: number;
+  fee: number;
+  kind: "quote" | "market";
+  pnl: number | null; // what a sale realized (average cost, fees included)
+}
+
+/** What a quoting run reports beyond return, equity and drawdown. */
+export interface QuoteMetrics {
+  mode: QuoteMode;
+  placed: number; placedBuy: number; placedSell: number; refused: number;
+  fillsBuy: number; fillsSell: number; fillRatePct: number | null; marketOrders: number;
+  inventory: number | null; realizedPnl: number | null; fees: number | null;
+  evaluations: number | null;
+  steps: number | null; // candles or ticks run
+  spreadBps: number | null; // the synthetic spread of a candle run
+  minIntervalMs: number | null; // a tick run's least time between evaluations
+  maxPosition: number | null;
+  errorTime: number | null; // seconds: the candle or tick a strategy error stopped the run at
+  notes: string[];
+}
+
 export interface BacktestView {
   id: number;
   status: string; // queued | running | done | error
@@ -36,6 +66,9 @@ export interface BacktestView {
   metrics: Metrics | null;
   trades: BtTrade[];
   curve: CurvePoint[];
+  mode: QuoteMode | null; // a quoting run's; null for decide
+  quoting: QuoteMetrics | null;
+  fills: QuoteFill[];
 }
 
 type Obj = Record<string, unknown>;
@@ -92,13 +125,45 @@ function readTrades(raw: unknown): BtTrade[] {
   return out.sort((a, b) => a.entry_time - b.entry_time);
 }
 
+function readFills(raw: unknown): QuoteFill[] {
+  if (!Array.isArray(raw)) return [];
+  const out: QuoteFill[] = [];
+  for (const x of raw) {
+    const f = obj(x);
+    const time = toSeconds(f.time);
+    const p = num(f.price);
+    if (time === null || p === null || (f.side !== "buy" && f.side !== "sell")) continue;
+    out.push({ time, side: f.side, price: p, amount: num(f.amount) ?? 0, fee: num(f.fee) ?? 0, kind: f.kind === "market" ? "market" : "quote", pnl: num(f.pnl) });
+  }
+  return out.sort((a, b) => a.time - b.time);
+}
+
+const asMode = (x: unknown): QuoteMode | null => (x === "candles" || x === "ticks" ? x : null);
+
+function readQuoteMetrics(mode: QuoteMode, m: Obj): QuoteMetrics {
+  const placed = obj(m.quotes_placed_by_side);
+  const fills = obj(m.fills);
+  return {
+    mode, placed: num(m.quotes_placed) ?? 0, placedBuy: num(placed.buy) ?? 0, placedSell: num(placed.sell) ?? 0,
+    refused: num(m.quotes_refused) ?? 0, fillsBuy: num(fills.buy) ?? 0, fillsSell: num(fills.sell) ?? 0,
+    fillRatePct: num(m.fill_rate_pct), marketOrders: num(m.market_orders) ?? 0, inventory: num(m.final_inventory),
+    realizedPnl: num(m.realized_pnl), fees: num(m.fees), evaluations: num(m.evaluations),
+    steps: num(mode === "ticks" ? m.ticks : m.candles), spreadBps: num(m.spread_bps), minIntervalMs: num(m.min_interval_ms),
+    maxPosition: num(m.max_position), errorTime: toSeconds(m.error_time),
+    notes: Array.isArray(m.notes) ? m.notes.filter((n): n is string => typeof n === "string") : [],
+  };
+}
+
 /** Read one backtest answer; unknown or missing parts become empty, never an exception. */
 export function readBacktest(raw: unknown): BacktestView {
   const r = obj(raw);
   const result = obj(r.result);
   const m = { ...result, ...obj(r.metrics) };
   const config = obj(r.config);
-  const trades = readTrades(r.trades ?? result.trades ?? m.trades);
+  const mode = asMode(r.mode) ?? asMode(m.mode);
+  const trades = mode ? [] : readTrades(r.trades ?? result.trades ?? m.trades);
+  // the API's `fills`; a quoting report of the command line (`result`) lists them as `trades` (its `fills` counts them by side)
+  const fills = mode ? readFills([r.fills, result.fills, result.trades].find(Array.isArray)) : [];
   const curve = readCurve(r.equity ?? r.equity_curve ?? r.curve ?? result.equity ?? result.equity_curve ?? result.curve);
   const hasMetrics = ["final_equity", "return_pct", "max_drawdown_pct"].some((k) => num(m[k]) !== null);
   const error = typeof r.error === "string" ? r.error : typeof result.error === "string" ? result.error : null;
@@ -115,11 +180,41 @@ export function readBacktest(raw: unknown): BacktestView {
     metrics: hasMetrics ? {
       final_equity: num(m.final_equity), return_pct: num(m.return_pct), max_drawdown_pct: num(m.max_drawdown_pct),
       sharpe: num(m.sharpe), win_rate: num(m.win_rate), candles: num(m.candles), duration_s: num(m.duration_s),
-      trades: num(m.trade_count) ?? (typeof m.trades === "number" ? m.trades : trades.length),
+      trades: num(m.trade_count) ?? (typeof m.trades === "number" ? m.trades : mode ? fills.length : trades.length),
     } : null,
     trades,
     curve,
+    mode,
+    quoting: mode && hasMetrics ? readQuoteMetrics(mode, m) : null,
+    fills,
   };
+}
+
+/** How a quoting run met the market, for the page: on stored ticks, or on candles with a made-up book. */
+export function modeLabel(q: Pick<QuoteMetrics, "mode" | "spreadBps" | "minIntervalMs">): string {
+  if (q.mode === "ticks") return `stored ticks${q.minIntervalMs !== null ? `, on_tick at most every ${q.minIntervalMs.toLocaleString("en-US")} ms` : ""}`;
+  return `candles with a synthetic spread${q.spreadBps !== null ? ` of ${q.spreadBps.toLocaleString("en-US")} bps` : ""} (an approximation: a quote fills when a candle's range crosses it)`;
+}
+
+/** Fills as chart markers: buys below the bar, sells above, a market order's named so (the most recent `max`). */
+export function fillMarkers(fills: QuoteFill[], max = 1000): Marker[] {
+  return fills.slice(-max).map((f) => {
+    const buy = f.side === "buy";
+    return { time: f.time, position: buy ? "belowBar" : "aboveBar", color: buy ? "#2f9e6e" : "#c2553a", shape: buy ? "arrowUp" : "arrowDown",
+      text: f.kind === "market" ? `market ${f.side}` : f.side } satisfies Marker;
+  });
+}
+
+/** Whether the Lua source defines the global function `name` (`function name(` or `name = function`), comments aside. */
+export function definesFunction(code: string, name: string): boolean {
+  const src = code.replace(/--\[(=*)\[[\s\S]*?\]\1\]|--[^\n]*/g, "");
+  return new RegExp(`(^|[^.:\\w])function\\s+${name}\\s*\\(|(^|[^.:\\w])${name}\\s*=\\s*function\\b`).test(src);
+}
+
+/** Whether a backtest of this code runs on_tick when no trigger is given: it defines on_tick and no decide.
+ *  The server's rule, read from the source: the server decides, this only chooses which fields the form shows. */
+export function quotesByDefault(code: string): boolean {
+  return definesFunction(code, "on_tick") && !definesFunction(code, "decide");
 }
 
 /** Still worth polling? */

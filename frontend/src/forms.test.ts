@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "./api/client";
-import { asApiError, assertValid, checkAmount, checkInterval, checkPercent, checkCredentials, checkTrigger, FieldErrors, formatParams, parseParams, triggerBody } from "./forms";
+import { asApiError, assertValid, checkAmount, checkBps, checkInterval, checkPercent, checkCredentials, checkQuoting, checkTrigger, FieldErrors, formatParams, parseParams, quotingBody, runQuotes, triggerBody } from "./forms";
 
 describe("strategy parameters", () => {
   it("reads numbers, booleans and strings, separated by commas or new lines", () => {
@@ -117,5 +117,37 @@ describe("the trigger of an assignment", () => {
       expect((e as ApiError).forField("min_interval_ms")).toMatch(/from 100/);
       expect((e as ApiError).general(["min_interval_ms", "max_position"])).toBeUndefined();
     }
+  });
+});
+
+describe("a backtest's quoting fields", () => {
+  const empty = { trigger: "", spread_bps: "", max_position: "", min_interval_ms: "" };
+
+  it("quote for the trigger tick, or without a trigger for a strategy that quotes by default", () => {
+    expect(runQuotes({ trigger: "tick" }, false)).toBe(true);
+    expect(runQuotes({ trigger: "" }, true)).toBe(true);
+    expect(runQuotes({ trigger: "" }, false)).toBe(false);
+    expect(runQuotes({ trigger: "candle" }, true)).toBe(false);
+  });
+
+  it("are optional, and checked within the API's bounds only for a run that quotes", () => {
+    expect(checkQuoting(empty, true).filter(Boolean)).toEqual([]);
+    expect(checkQuoting({ ...empty, spread_bps: "2.5", max_position: "0.5", min_interval_ms: "1000" }, true).filter(Boolean)).toEqual([]);
+    const bad = { trigger: "tick", spread_bps: "0", max_position: "-1", min_interval_ms: "99" };
+    expect(checkQuoting(bad, true).filter(Boolean).map((e) => e?.field)).toEqual(["spread_bps", "max_position", "min_interval_ms"]);
+    expect(checkQuoting({ ...bad, trigger: "candle" }, false).filter(Boolean)).toEqual([]);
+    expect(checkQuoting({ ...empty, trigger: "book" }, false).filter(Boolean).map((e) => e?.field)).toEqual(["trigger"]);
+    expect(checkBps("spread_bps", "1000")).toBeNull();
+    expect(checkBps("spread_bps", "1000.5")?.message).toMatch(/at most 1,000 bps/);
+    expect(checkBps("spread_bps", "wide")?.message).toMatch(/above 0/);
+    expect(checkBps("spread_bps", "")?.message).toMatch(/enter a spread/);
+  });
+
+  it("send only what was set, and nothing but the trigger for a run that does not quote", () => {
+    expect(quotingBody(empty, true)).toEqual({});
+    expect(quotingBody({ trigger: "tick", spread_bps: " 5 ", max_position: "0.25", min_interval_ms: "5000" }, true))
+      .toEqual({ trigger: "tick", spread_bps: 5, max_position: 0.25, min_interval_ms: 5000 });
+    expect(quotingBody({ trigger: "candle", spread_bps: "5", max_position: "1", min_interval_ms: "" }, false)).toEqual({ trigger: "candle" });
+    expect(quotingBody({ ...empty, spread_bps: "5" }, false)).toEqual({});
   });
 });

@@ -77,6 +77,48 @@ export function triggerBody(f: TriggerForm): { trigger: Trigger; min_interval_ms
   return { trigger: "tick", min_interval_ms: Number(f.min_interval_ms.trim()), max_position: max ? max : null };
 }
 
+/** The most a backtest's synthetic spread may be, in basis points (as the API bounds it). */
+export const MAX_SPREAD_BPS = 1000;
+
+/** A spread in basis points: above 0, at most MAX_SPREAD_BPS. */
+export function checkBps(field: string, text: string, { optional = false } = {}): FieldError | null {
+  const t = text.trim();
+  if (!t) return optional ? null : { field, message: "enter a spread in basis points, like 2" };
+  if (!/^\d+(\.\d+)?$/.test(t) || Number(t) <= 0) return { field, message: "enter a number of basis points above 0, like 2" };
+  if (Number(t) > MAX_SPREAD_BPS) return { field, message: `at most ${MAX_SPREAD_BPS.toLocaleString("en-US")} bps` };
+  return null;
+}
+
+/** A backtest's trigger ("": the strategy decides) and quoting fields, as the form holds them. */
+export interface QuotingForm { trigger: string; spread_bps: string; max_position: string; min_interval_ms: string }
+
+/** Whether the run quotes: the trigger tick, or no trigger and a strategy that quotes by default. */
+export function runQuotes(f: Pick<QuotingForm, "trigger">, quotesByDefault: boolean): boolean {
+  return f.trigger === "tick" || (f.trigger === "" && quotesByDefault);
+}
+
+/** The checks of a backtest's trigger and quoting fields; the quoting fields count only for a run that quotes
+ *  (each is optional: empty, the server's default). */
+export function checkQuoting(f: QuotingForm, quotes: boolean): (FieldError | null)[] {
+  if (!["", "candle", "tick"].includes(f.trigger)) return [{ field: "trigger", message: "choose candle close or tick" }];
+  if (!quotes) return [];
+  return [checkBps("spread_bps", f.spread_bps, { optional: true }), checkAmount("max_position", f.max_position, { optional: true }),
+    f.min_interval_ms.trim() ? checkInterval("min_interval_ms", f.min_interval_ms) : null];
+}
+
+/** The trigger and the quoting fields set, as POST /api/backtests wants them; none of the quoting fields for a
+ *  run that does not quote (the API refuses them with the trigger candle). */
+export function quotingBody(f: QuotingForm, quotes: boolean): { trigger?: Trigger; spread_bps?: number; max_position?: number; min_interval_ms?: number } {
+  const out: { trigger?: Trigger; spread_bps?: number; max_position?: number; min_interval_ms?: number } = {};
+  if (f.trigger === "candle" || f.trigger === "tick") out.trigger = f.trigger;
+  if (!quotes) return out;
+  const set = (k: "spread_bps" | "max_position" | "min_interval_ms") => { const t = f[k].trim(); if (t) out[k] = Number(t); };
+  set("spread_bps");
+  set("max_position");
+  set("min_interval_ms");
+  return out;
+}
+
 /** Sign-up checks the server would make anyway, caught before the request. */
 export function checkCredentials(email: string, password: string, registering: boolean): FieldError[] {
   const errors: FieldError[] = [];

@@ -290,6 +290,58 @@ def test_backtest_shows_equity_drawdown_and_trades(platform: str, browser) -> No
     ctx.close()
 
 
+def market_maker() -> str:
+    """The example strategy of docs/strategies.md's market-making section, as it is written there."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "strategies.md"
+    section = docs.read_text().split("## Market making: `on_tick` and quotes", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"```lua\n(.*?)```", section, re.S)
+    assert found, "the market-making section has a Lua example"
+    return found.group(1)
+
+
+def test_backtest_of_a_quoting_strategy_shows_its_mode_and_fills(platform: str, browser) -> None:  # type: ignore[no-untyped-def]
+    """The documented market maker backtested from the editor: the form offers the quoting fields, the run
+    (over yesterday's candles, before any tick was stored) says it used a synthetic spread and lists its fills."""
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    sign_up(page, platform, "maker@example.com")
+    nav(page, "Strategies")
+    page.get_by_role("link", name="New strategy").click()
+    page.fill("input[name=name]", "Market maker")
+    page.fill("input[name=params]", "")
+    set_code(page, market_maker())
+    page.wait_for_selector("[data-testid=diagnostics] >> text=No errors", timeout=15_000)
+    page.click("[data-testid=save-strategy]")
+    page.wait_for_url(re.compile(r".*/app/strategies/\d+$"))
+    page.get_by_role("link", name="Backtest", exact=True).click()
+    page.wait_for_selector("[data-testid=quoting-fields]")  # on_tick and no decide: it quotes by default
+    page.select_option("select[name=bt-market]", label="sim · BTC/USD")
+    page.select_option("select[name=bt-timeframe]", "1m")
+    page.fill("input[name=bt-to]", page.input_value("input[name=bt-from]"))  # one day, two days ago: no ticks
+    page.fill("input[name=bt-spread-bps]", "0")
+    page.click("[data-testid=run-backtest]")
+    page.wait_for_selector(".field.has-error >> text=above 0")
+    page.fill("input[name=bt-spread-bps]", "5")
+    page.fill("input[name=bt-max-position]", "0.05")
+    page.click("[data-testid=run-backtest]")
+    page.wait_for_url(re.compile(r".*/app/backtests/\d+$"))
+    page.wait_for_selector("[data-testid=metrics], [role=alert]", timeout=60_000)
+    alert = page.locator("[role=alert]")
+    assert not alert.count(), alert.inner_text()
+    assert "candles with a synthetic spread of 5 bps" in page.inner_text("[data-testid=quote-mode]")
+    page.wait_for_selector("[data-testid=fills] tr[data-kind=quote]")
+    fills = page.inner_text("[data-testid=quote-fills]")
+    assert re.fullmatch(r"[1-9][\d,]* / [1-9][\d,]*", fills.strip()), fills
+    page.wait_for_selector("[data-testid=equity-chart] canvas")
+    page.wait_for_function(
+        "Number(document.querySelector('[data-testid=chart]').dataset.markers) > 0", timeout=15_000
+    )
+    shot(page, "backtest-quotes")
+    nav(page, "Backtests")
+    page.wait_for_selector("[data-testid=run-mode] >> text=quotes on candles")
+    ctx.close()
+
+
 def test_sign_up_errors_are_shown_next_to_the_field(platform: str, browser) -> None:  # type: ignore[no-untyped-def]
     page = browser.new_page()
     page.goto(f"{platform}/")

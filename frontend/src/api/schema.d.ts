@@ -524,7 +524,8 @@ export interface paths {
         put?: never;
         /**
          * Create
-         * @description Queue a backtest of the strategy's latest version; poll GET /api/backtests/{id} for the result.
+         * @description Queue a backtest of the strategy's latest version; poll GET /api/backtests/{id} for the result. A quoting
+         *     strategy (on_tick) runs on the market's stored ticks in the range, or without any on its candles.
          */
         post: operations["create_api_backtests_post"];
         delete?: never;
@@ -765,6 +766,26 @@ export interface components {
              * @default 500
              */
             lookback?: number;
+            /**
+             * Trigger
+             * @description candle: decide() on each closed candle; tick: on_tick() and the quotes it keeps; default: tick for a strategy that defines on_tick and no decide
+             */
+            trigger?: ("candle" | "tick") | null;
+            /**
+             * Spread Bps
+             * @description quoting on candles: the spread of the book assumed around each close, in basis points; default 2
+             */
+            spread_bps?: number | null;
+            /**
+             * Max Position
+             * @description quoting: the most base held (a buy quote is cut to what is left below it); default: only the cash limits it
+             */
+            max_position?: number | null;
+            /**
+             * Min Interval Ms
+             * @description quoting on ticks: at most one on_tick per this many milliseconds; default 1000
+             */
+            min_interval_ms?: number | null;
         };
         /** BacktestOut */
         BacktestOut: {
@@ -788,12 +809,24 @@ export interface components {
             config: {
                 [key: string]: unknown;
             };
+            /**
+             * Mode
+             * @description a quoting run's: ticks (on the market's stored ticks) or candles (a synthetic spread around each close); null for a decide run (or one not run yet)
+             */
+            mode?: ("candles" | "ticks") | null;
             /** Metrics */
             metrics?: {
                 [key: string]: unknown;
             } | null;
             /** Trades */
             trades?: {
+                [key: string]: unknown;
+            }[] | null;
+            /**
+             * Fills
+             * @description a quoting run's fills: time, side, price, amount, fee, kind (quote | market), pnl
+             */
+            fills?: {
                 [key: string]: unknown;
             }[] | null;
             /** Equity */

@@ -2,11 +2,11 @@ import { useEffect, useMemo, useState } from "react";
 import { api, type ApiError, type Market, type Strategy } from "../api/client";
 import { CandleChart, EquityChart } from "../components/CandleChart";
 import { Alert, Card, Empty, Field, Loader, Loading, PageHead, Stat, TF_SECONDS, TIMEFRAMES, fmt, price, signed, time, tone } from "../components/ui";
-import { exitsByReason, isRunning, readBacktest, tradeMarkers, type BacktestView, type BtTrade } from "../backtest";
+import { definesFunction, exitsByReason, fillMarkers, isRunning, modeLabel, quotesByDefault, readBacktest, tradeMarkers, type BacktestView, type BtTrade, type QuoteFill, type QuoteMetrics } from "../backtest";
 import { ExitPill } from "../components/Orders";
 import { exitReasonLabel, orderTypeLabel } from "../orders";
 import { snapMarkers, toBars, type Bar } from "../chartdata";
-import { asApiError, assertValid, checkAmount, checkPercent, formatParams, parseParams } from "../forms";
+import { asApiError, assertValid, checkAmount, checkPercent, checkQuoting, formatParams, parseParams, quotingBody, runQuotes } from "../forms";
 import { useLoad } from "../hooks";
 import { Link, navigate } from "../router";
 
@@ -24,7 +24,8 @@ export function Backtests() {
   const runs = useLoad(() => api.backtests());
   const strategies = useLoad(() => api.strategies());
   const markets = useLoad(() => api.markets());
-  const [form, setForm] = useState({ strategy_id: preset ? String(preset) : "", market_id: "", timeframe: "1m", from: day(-2), to: "", params: "", cash: "10000", fee: "0.1" });
+  const [form, setForm] = useState({ strategy_id: preset ? String(preset) : "", market_id: "", timeframe: "1m", from: day(-2), to: "", params: "", cash: "10000", fee: "0.1",
+    trigger: "", spread_bps: "", max_position: "", min_interval_ms: "" });
   const [err, setErr] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const unavailable = runs.error?.status === 404 || runs.error?.status === 405;
@@ -35,6 +36,13 @@ export function Backtests() {
   };
   useEffect(() => { if (preset && strategies.data) chooseStrategy(String(preset), strategies.data.items); }, [strategies.data]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => { if (!form.market_id && markets.data?.items.length) setForm((f) => ({ ...f, market_id: String(markets.data!.items[0].id) })); }, [markets.data]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // A strategy with on_tick may quote: the trigger then shows, and the quoting fields when the run will quote.
+  const code = strategies.data?.items.find((s) => String(s.id) === form.strategy_id)?.code ?? "";
+  const hasOnTick = definesFunction(code, "on_tick");
+  const quotes = runQuotes(form, quotesByDefault(code));
+  const market = markets.data?.items.find((m) => String(m.id) === form.market_id);
+  const base = market?.symbol.split("/")[0];
 
   const run = async (e: React.FormEvent) => {
     e.preventDefault();
@@ -47,11 +55,13 @@ export function Backtests() {
         checkAmount("cash", form.cash),
         checkPercent("fee", form.fee, 10),
         form.to && form.from && form.to < form.from ? { field: "to", message: "must be after the start" } : null,
+        ...checkQuoting(form, quotes),
       ]);
       const res = await api.runBacktest({
         strategy_id: Number(form.strategy_id), market_id: Number(form.market_id), timeframe: form.timeframe,
         ...(form.from ? { from: `${form.from}T00:00:00Z` } : {}), ...(form.to ? { to: `${form.to}T23:59:59Z` } : {}),
         params: parseParams(form.params), cash: Number(form.cash), fee: Number(form.fee) / 100,
+        ...quotingBody(form, quotes),
       });
       navigate(`/backtests/${res.id}`);
     } catch (x) {
@@ -62,7 +72,7 @@ export function Backtests() {
   };
   const sname = new Map((strategies.data?.items ?? []).map((s) => [s.id, s.name]));
   const mname = new Map((markets.data?.items ?? []).map((m) => [m.id, m.symbol]));
-  const fields = ["strategy_id", "market_id", "timeframe", "from", "to", "params", "cash", "fee"];
+  const fields = ["strategy_id", "market_id", "timeframe", "from", "to", "params", "cash", "fee", "trigger", "spread_bps", "max_position", "min_interval_ms"];
   return (
     <>
       <PageHead title="Backtests" />
@@ -81,7 +91,7 @@ export function Backtests() {
                           <tr key={b.id} className="clickable" onClick={() => navigate(`/backtests/${b.id}`)}>
                             <td><Link to={`/backtests/${b.id}`}>#{b.id}</Link></td>
                             <td>{b.strategy_id ? sname.get(b.strategy_id) ?? `#${b.strategy_id}` : "—"}</td>
-                            <td className="nowrap">{b.market_id ? mname.get(b.market_id) ?? `#${b.market_id}` : "—"} · {b.timeframe}</td>
+                            <td className="nowrap">{b.market_id ? mname.get(b.market_id) ?? `#${b.market_id}` : "—"} · {b.timeframe}{b.mode && <span className="muted small" data-testid="run-mode"> · quotes on {b.mode}</span>}</td>
                             <td><Status b={b} /></td>
                             <td className={`num ${tone(b.metrics?.return_pct)}`}>{pct(b.metrics?.return_pct)}</td>
                             <td className="num">{b.metrics?.max_drawdown_pct != null ? `${fmt(b.metrics.max_drawdown_pct)} %` : "—"}</td>
@@ -123,7 +133,31 @@ export function Backtests() {
               <Field label="Starting cash (quote)" error={err?.forField("cash")}><input name="bt-cash" inputMode="decimal" value={form.cash} onChange={set("cash")} /></Field>
               <Field label="Fee (%)" error={err?.forField("fee")}><input name="bt-fee" inputMode="decimal" value={form.fee} onChange={set("fee")} /></Field>
             </div>
-            <p className="muted small">Same sandbox and fill rule as live trading: a decision at a candle's close fills at the next candle's open.</p>
+            {(hasOnTick || form.trigger === "tick") && (
+              <Field label="Trigger" error={err?.forField("trigger")}
+                hint={quotes ? "on_tick() and the quotes it keeps: on the market's stored ticks in the range, or without any on its candles" : "decide() on each closed candle"}>
+                <select name="bt-trigger" value={form.trigger} onChange={set("trigger")}>
+                  <option value="">{quotesByDefault(code) ? "Tick (quotes): the strategy has on_tick only" : "Candle close: the strategy has decide"}</option>
+                  <option value="candle">Candle close (decide)</option>
+                  <option value="tick">Tick (on_tick quotes)</option>
+                </select>
+              </Field>
+            )}
+            {quotes && (
+              <>
+                <div className="row" data-testid="quoting-fields">
+                  <Field label="Spread (bps)" error={err?.forField("spread_bps")} hint="Without stored ticks: the book assumed around each close (default 2)">
+                    <input name="bt-spread-bps" inputMode="decimal" value={form.spread_bps} onChange={set("spread_bps")} placeholder="2" /></Field>
+                  <Field label="Interval (ms)" error={err?.forField("min_interval_ms")} hint="On ticks: the least time between two evaluations (default 1000)">
+                    <input name="bt-min-interval" inputMode="numeric" value={form.min_interval_ms} onChange={set("min_interval_ms")} placeholder="1000" /></Field>
+                </div>
+                <Field label={`Max position${base ? ` (${base})` : ""}`} error={err?.forField("max_position")} hint="The inventory limit; empty: only the cash limits it">
+                  <input name="bt-max-position" inputMode="decimal" value={form.max_position} onChange={set("max_position")} placeholder="optional" /></Field>
+              </>
+            )}
+            <p className="muted small">{quotes
+              ? "Same sandbox and quote rules as live trading: post-only quotes that fill whole, at their price, when the market trades through them."
+              : "Same sandbox and fill rule as live trading: a decision at a candle's close fills at the next candle's open."}</p>
             {err?.general(fields) && <Alert>{err.status === 404 || err.status === 405 ? NOT_BUILT : err.message}</Alert>}
             <button className="primary" data-testid="run-backtest" disabled={busy || unavailable}>{busy ? "Starting…" : "Run backtest"}</button>
           </form>
@@ -165,7 +199,7 @@ export function BacktestPage({ id }: { id: number }) {
     }, () => setBars([]));
   }, [done, b?.market_id, b?.timeframe]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  const markers = useMemo(() => (b && bars ? snapMarkers(tradeMarkers(b.trades), bars, TF_SECONDS[b.timeframe] ?? 60) : []), [b, bars]);
+  const markers = useMemo(() => (b && bars ? snapMarkers(b.mode ? fillMarkers(b.fills) : tradeMarkers(b.trades), bars, TF_SECONDS[b.timeframe] ?? 60) : []), [b, bars]);
   if (err) return <Alert>{err.status === 404 ? "This backtest does not exist, or is not yours." : err.message} <Link to="/backtests">All backtests</Link></Alert>;
   if (!b) return <Loading />;
   const m = b.metrics;
@@ -183,9 +217,11 @@ export function BacktestPage({ id }: { id: number }) {
         {b.from ? ` · from ${time(b.from * 1000)}` : ""}{b.to ? ` to ${time(b.to * 1000)}` : ""}
         {Object.keys(b.params).length ? <> · <span className="mono">{formatParams(b.params)}</span></> : null}
       </p>
+      {b.quoting && <p className="subtitle" data-testid="quote-mode"><span className="pill">quotes</span> on {modeLabel(b.quoting)}</p>}
       {isRunning(b) && <Card><Loading label={b.status === "queued" ? "Waiting for a worker…" : "Running…"} /></Card>}
-      {b.error && <Alert>{b.error}</Alert>}
-      {m && (
+      {b.error && <Alert>{b.error}{b.quoting?.errorTime != null && b.quoting.mode === "ticks" ? ` (at the tick of ${time(b.quoting.errorTime * 1000)})` : ""}</Alert>}
+      {m && b.quoting && <QuoteStats m={m} q={b.quoting} />}
+      {m && !b.quoting && (
         <div className="stats" data-testid="metrics">
           <Stat label="Return" value={pct(m.return_pct)} tone={tone(m.return_pct)} />
           <Stat label="Final equity" value={fmt(m.final_equity)} />
@@ -201,10 +237,10 @@ export function BacktestPage({ id }: { id: number }) {
           <Card title="Equity and drawdown">
             {b.curve.length ? <EquityChart curve={b.curve} cash={cash} /> : <Empty>No equity curve in this run.</Empty>}
           </Card>
-          <Card title="Trades on the chart">
+          <Card title={b.mode ? "Fills on the chart" : "Trades on the chart"}>
             {bars === null ? <Loading /> : bars.length === 0 ? <Empty>The candles of this run are not stored any more.</Empty> : <CandleChart bars={bars} markers={markers} />}
           </Card>
-          <Card title={`Trades (${b.trades.length})`}>
+          {b.mode ? <Fills fills={b.fills} notes={b.quoting?.notes ?? []} /> : <Card title={`Trades (${b.trades.length})`}>
             {b.trades.length === 0 ? <Empty>The strategy never entered a position.</Empty> : (
               <>
                 <ExitSummary trades={b.trades} />
@@ -231,10 +267,61 @@ export function BacktestPage({ id }: { id: number }) {
                 </div>
               </>
             )}
-          </Card>
+          </Card>}
         </>
       )}
     </>
+  );
+}
+
+/** A quoting run's numbers: how it did, and how its quotes did. */
+function QuoteStats({ m, q }: { m: NonNullable<BacktestView["metrics"]>; q: QuoteMetrics }) {
+  return (
+    <div className="stats" data-testid="metrics">
+      <Stat label="Return" value={pct(m.return_pct)} tone={tone(m.return_pct)} />
+      <Stat label="Final equity" value={fmt(m.final_equity)} />
+      <Stat label="Max drawdown" value={m.max_drawdown_pct != null ? `${fmt(m.max_drawdown_pct)} %` : "—"} tone={m.max_drawdown_pct ? "down" : ""} />
+      <Stat label="Realized P&L" value={signed(q.realizedPnl)} tone={tone(q.realizedPnl)} />
+      <Stat label="Fees" value={fmt(q.fees)} />
+      <Stat label="Quotes placed" value={<span title={`buy ${q.placedBuy}, sell ${q.placedSell}`}>{fmt(q.placed, 0)}</span>} />
+      {q.refused > 0 && <Stat label="Refused (would take)" value={fmt(q.refused, 0)} />}
+      <Stat label="Quote fills (buy / sell)" value={<span data-testid="quote-fills">{fmt(q.fillsBuy, 0)} / {fmt(q.fillsSell, 0)}</span>} />
+      <Stat label="Fill rate" value={q.fillRatePct != null ? `${fmt(q.fillRatePct, 1)} %` : "—"} />
+      {q.marketOrders > 0 && <Stat label="Market orders" value={fmt(q.marketOrders, 0)} />}
+      <Stat label="Final inventory" value={fmt(q.inventory, 8)} />
+      <Stat label="Evaluations" value={fmt(q.evaluations, 0)} />
+      <Stat label={q.mode === "ticks" ? "Ticks" : "Candles"} value={fmt(q.steps, 0)} />
+    </div>
+  );
+}
+
+/** A quoting run's fills, newest first: a quote's, or a market order's when on_tick took a position. */
+function Fills({ fills, notes }: { fills: QuoteFill[]; notes: string[] }) {
+  return (
+    <Card title={`Fills (${fills.length})`}>
+      {notes.map((n, i) => <p key={i} className="muted small" data-testid="quote-note">{n}</p>)}
+      {fills.length === 0 ? <Empty>No quote filled: the market never traded through one.</Empty> : (
+        <div className="scroll-x">
+          <table>
+            <thead><tr><th>Time</th><th>Kind</th><th>Side</th><th className="num">Price</th><th className="num">Amount</th><th className="num">Fee</th><th className="num">P&L</th></tr></thead>
+            <tbody data-testid="fills">
+              {fills.slice(-200).reverse().map((f, i) => (
+                <tr key={i} data-kind={f.kind}>
+                  <td className="nowrap">{time(f.time * 1000)}</td>
+                  <td>{f.kind === "quote" ? <span className="pill" title="A post-only quote, filled whole at its price with the maker fee">quote</span> : <span className="pill open" title="on_tick returned a position: taken at the market, with the taker fee">market</span>}</td>
+                  <td className={f.side === "buy" ? "up" : "down"}>{f.side}</td>
+                  <td className="num">{price(f.price)}</td>
+                  <td className="num">{fmt(f.amount, 8)}</td>
+                  <td className="num">{fmt(f.fee, 6)}</td>
+                  <td className={`num ${tone(f.pnl)}`}>{f.pnl === null ? "" : signed(f.pnl)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {fills.length > 200 && <p className="muted small">The last 200 of {fills.length.toLocaleString("en-US")} fills.</p>}
+        </div>
+      )}
+    </Card>
   );
 }
 

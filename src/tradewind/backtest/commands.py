@@ -233,28 +233,24 @@ def _market_id(market: str) -> int:
 
 async def _db_ticks(market_id: int, tf: str, start: int | None, end: int | None, lookback: int) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
     """The stored ticks of a market in [start, end) and its candles from ``lookback`` candles before them."""
-    from tradewind.backtest.quotes import stored_ticks
+    from tradewind.backtest.quotes import stored_tick_data
     from tradewind.config import load_settings
-    from tradewind.domain import tf_ms
-    from tradewind.storage import candles as store
     from tradewind.storage.db import make_engine, make_session_factory
 
     eng = make_engine(load_settings().db_url)
     try:
         async with make_session_factory(eng)() as s:
-            ticks = await stored_ticks(s, market_id, start, end)
-            if not len(ticks["time"]):
-                raise click.ClickException(f"no ticks stored for market {market_id} in that range")
-            first, last = int(ticks["time"][0]), int(ticks["time"][-1])
-            rows = await store.candle_range(s, market_id, tf, first - lookback * tf_ms(tf), last + 1)
+            candles, ticks = await stored_tick_data(s, market_id, tf, start, end, lookback)
     finally:
         await eng.dispose()
-    if not rows:
+    if not len(ticks["time"]):
+        raise click.ClickException(f"no ticks stored for market {market_id} in that range")
+    if candles is None:
         raise click.ClickException(
             f"no {tf} candles stored for market {market_id} around its ticks: on_tick's window needs them "
             "(see `tradewind data list`)"
         )
-    return store.to_arrays(rows), ticks
+    return candles, ticks
 
 
 def _quote_backtest(code: str, strategy: Path, data_file: Path | None, market_id: int | None, timeframe: str,

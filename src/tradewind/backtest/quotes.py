@@ -425,3 +425,19 @@ async def stored_ticks(session: Any, market_id: int, start: int | None = None, e
     out = {"time": np.asarray([r[0] for r in rows], dtype=np.int64)}
     out.update({k: np.ascontiguousarray(a[:, i]) for i, k in enumerate(TICK_COLUMNS) if i})
     return out
+
+
+async def stored_tick_data(session: Any, market_id: int, tf: str, start: int | None, end: int | None,
+                           lookback: int) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray]]:  # fmt: skip
+    """What a run on stored ticks reads: the market's ticks in [start, end) (``stored_ticks``), and its ``tf``
+    candles from ``lookback`` candles before the first tick to the last, for on_tick's window (None when no
+    candle is stored there, or no tick)."""
+    from tradewind.domain import tf_ms
+    from tradewind.storage import candles as store
+
+    ticks = await stored_ticks(session, market_id, start, end)
+    if not len(ticks["time"]):
+        return None, ticks
+    first, last = int(ticks["time"][0]), int(ticks["time"][-1])
+    rows = await store.candle_range(session, market_id, tf, first - lookback * tf_ms(tf), last + 1)
+    return (store.to_arrays(rows) if rows else None), ticks

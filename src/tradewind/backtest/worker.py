@@ -4,7 +4,9 @@ It answers two subjects in the queue group ``backtest-workers``:
 
 - ``backtest.run`` (RunBacktest -> BacktestResult): one sweep point, request/reply.
 - ``backtest.start`` (StartBacktest -> BacktestAccepted): a stored ``Backtest`` row (POST
-  /api/backtests). The worker replies at once, runs it, and stores status, result and error.
+  /api/backtests). The worker replies at once, runs it, and stores status, result and error. A quoting
+  strategy (``quotes.quoting``) runs ``on_tick`` (``backtest.quotes``): on the market's stored ticks when
+  there are any in the range, else on its candles with a synthetic spread.
 
 Lua runs in child processes (a pool of ``processes``), never on the event loop; the parent loads the
 candles (from the store, or a file for local sweeps), keeps the last few in memory (a sweep reads the
@@ -22,10 +24,12 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from nats.aio.client import Client
@@ -46,6 +50,7 @@ log = logging.getLogger(__name__)
 RUNS = Counter("tradewind_backtest_runs_total", "Backtests run by this worker", ["kind", "status"])
 DATA_CACHE = 4
 CURVE_POINTS = 1000
+T = TypeVar("T")
 
 
 def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[str, Any], cash: float, fee: float,
@@ -64,6 +69,24 @@ def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[st
     else:
         summary["trade_count"] = len(summary.pop("trades"))
     return out
+
+
+def execute_quotes(code: str, candles: dict[str, np.ndarray], ticks: dict[str, np.ndarray] | None, name: str,
+                   params: dict[str, Any], *, cash: float, fee: float, maker_fee: float | None, slippage: float,
+                   lookback: int, tf_ms: int, spread_bps: float, max_position: float | None,
+                   min_interval_ms: int) -> dict[str, Any]:  # fmt: skip  # pragma: no cover - in the child
+    """Run one quoting backtest (in a pool child): on ``ticks`` when given (``quotes.run_ticks``), else on
+    the candles with a book of ``spread_bps`` around each close (``quotes.run_candles``). The
+    ``tradewind backtest --json`` document of a quoting strategy, with its fills and equity curve."""
+    from tradewind.backtest import quotes
+
+    kw: dict[str, Any] = dict(params=params, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
+                              lookback=lookback, name=name, max_position=max_position)  # fmt: skip
+    if ticks is None:
+        result = quotes.run_candles(code, candles, spread_bps=spread_bps, **kw)
+    else:
+        result = quotes.run_ticks(code, candles, ticks, min_interval_ms=min_interval_ms, tf_ms=tf_ms, **kw)
+    return result.summary(CURVE_POINTS)
 
 
 FIELDS = ("time", "open", "high", "low", "close", "volume")
@@ -108,6 +131,7 @@ def _exit_with_parent(parent: int) -> None:  # pragma: no cover - in the child
 
 def _warm() -> None:  # pragma: no cover - in the child
     import tradewind.backtest.engine  # noqa: F401  # imports once, before the first job's clock starts
+    import tradewind.backtest.quotes  # noqa: F401
 
 
 class BacktestWorker:
@@ -165,12 +189,13 @@ class BacktestWorker:
             proc.kill()
         pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _execute(self, *args: Any) -> dict[str, Any]:
+    async def _execute(self, job: Callable[[], T]) -> T:
+        """``job`` (a picklable call: a module function or a partial of one) in a pool child."""
         assert self._pool is not None, "start() the worker first"
         pool = self._pool
         try:
             return await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(pool, execute, *args), self.job_timeout_s
+                asyncio.get_running_loop().run_in_executor(pool, job), self.job_timeout_s
             )
         except (TimeoutError, BrokenProcessPool) as exc:
             if self._pool is pool:
@@ -236,8 +261,8 @@ class BacktestWorker:
         try:
             try:
                 arrays = await self.candles(job.data)
-                out = await self._execute(job.code, arrays, job.name, dict(job.params), job.cash, job.fee, job.slippage,
-                                          job.lookback, job.trades, job.maker_fee)  # fmt: skip
+                out = await self._execute(partial(execute, job.code, arrays, job.name, dict(job.params), job.cash, job.fee,
+                                                  job.slippage, job.lookback, job.trades, job.maker_fee))  # fmt: skip
                 summary = out["summary"]
                 reply = m.BacktestResult(
                     job_id=job.job_id, worker=self.name, summary=summary, error=summary.get("error")
@@ -296,16 +321,14 @@ class BacktestWorker:
             if row is None:
                 raise ValueError("the strategy version no longer exists")
             code, name = row
-            arrays = await self.candles(data)
-            maker = cfg.get("maker_fee")
-            out = await self._execute(code, arrays, name, params, float(cfg.get("cash", 10_000.0)),
-                                      float(cfg.get("fee", 0.001)), float(cfg.get("slippage", 0.0)),
-                                      int(cfg.get("lookback", 500)), True,
-                                      None if maker is None else float(maker))  # fmt: skip
-            summary = out["summary"]
-            trades = summary.pop("trades")
-            result = {"metrics": summary, "trades": trades, "equity": out["equity"]}
-            error = summary.get("error")
+            from tradewind.backtest import quotes  # (the parent loads the sandbox only once it is needed)
+
+            # whether it quotes is asked of the strategy's code: in a child, as every Lua call
+            if await self._execute(partial(quotes.quoting, code, name, cfg.get("trigger"))):
+                result = await self._quote_run(code, name, params, cfg, data)
+            else:
+                result = await self._decide_run(code, name, params, cfg, data)
+            error = result["metrics"].get("error")
             status = "error" if error else "done"
         except (OSError, ValueError, RuntimeError) as exc:
             error = str(exc)
@@ -316,3 +339,65 @@ class BacktestWorker:
             if bt is not None:
                 bt.status, bt.result, bt.error, bt.finished_at = status, result, error, utcnow()
                 await s.commit()
+
+    async def _decide_run(self, code: str, name: str, params: dict[str, Any], cfg: dict[str, Any],
+                          data: m.BacktestData) -> dict[str, Any]:  # fmt: skip
+        """A stored backtest of ``decide``: its metrics, trades and equity curve."""
+        arrays = await self.candles(data)
+        maker = cfg.get("maker_fee")
+        out = await self._execute(partial(execute, code, arrays, name, params, float(cfg.get("cash", 10_000.0)),
+                                          float(cfg.get("fee", 0.001)), float(cfg.get("slippage", 0.0)),
+                                          int(cfg.get("lookback", 500)), True,
+                                          None if maker is None else float(maker)))  # fmt: skip
+        summary = out["summary"]
+        trades = summary.pop("trades")
+        return {"metrics": summary, "trades": trades, "equity": out["equity"]}
+
+    async def _quote_run(self, code: str, name: str, params: dict[str, Any], cfg: dict[str, Any],
+                         data: m.BacktestData) -> dict[str, Any]:  # fmt: skip
+        """A stored backtest of ``on_tick``: on the market's ticks in the range when any are stored, else on its
+        candles with a synthetic spread. Its metrics (the settings it ran with among them), fills, mode and
+        equity curve."""
+        from tradewind.backtest import quotes
+        from tradewind.domain import tf_ms
+
+        lookback = int(cfg.get("lookback", 500))
+        candles, ticks = await self.tick_data(data, lookback)
+        if ticks is None:
+            candles = await self.candles(data)
+        spread = cfg.get("spread_bps")
+        spread_bps = quotes.DEFAULT_SPREAD_BPS if spread is None else float(spread)
+        interval = cfg.get("min_interval_ms")
+        min_interval_ms = quotes.DEFAULT_MIN_INTERVAL_MS if interval is None else int(interval)
+        maker, most = cfg.get("maker_fee"), cfg.get("max_position")
+        summary = await self._execute(partial(
+            execute_quotes, code, candles, ticks, name, params, cash=float(cfg.get("cash", 10_000.0)),
+            fee=float(cfg.get("fee", 0.001)), maker_fee=None if maker is None else float(maker),
+            slippage=float(cfg.get("slippage", 0.0)), lookback=lookback, tf_ms=tf_ms(data.tf),
+            spread_bps=spread_bps, max_position=None if most is None else float(most), min_interval_ms=min_interval_ms,
+        ))  # fmt: skip
+        fills, equity = summary.pop("trades"), summary.pop("equity")
+        if summary["mode"] == quotes.CANDLES:
+            summary["spread_bps"] = spread_bps
+        else:
+            summary["min_interval_ms"] = min_interval_ms
+        summary["max_position"] = None if most is None else float(most)
+        return {"mode": summary["mode"], "metrics": summary, "fills": fills, "equity": equity}
+
+    async def tick_data(self, data: m.BacktestData, lookback: int) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:  # fmt: skip
+        """The stored ticks of the job's market in its range and the candles their windows need
+        (``quotes.stored_tick_data``); (None, None) when no tick is stored there."""
+        from tradewind.backtest import quotes
+
+        if self.sf is None or data.market_id is None:
+            raise ValueError("a backtest needs a market or a candle file")
+        async with self.sf() as s:
+            candles, ticks = await quotes.stored_tick_data(
+                s, data.market_id, data.tf, data.start, data.end, lookback
+            )
+        if not len(ticks["time"]):
+            return None, None
+        if candles is None:
+            raise ValueError(f"no {data.tf} candles stored for market {data.market_id} around its ticks: on_tick's "
+                             "window needs them")  # fmt: skip
+        return candles, ticks

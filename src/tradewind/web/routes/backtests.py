@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from nats.errors import Error as NatsError
@@ -15,12 +15,21 @@ from tradewind.bus import subjects
 from tradewind.storage.models import Backtest, Market, Strategy
 from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
-from tradewind.web.schemas import MAX_ID, ParamValue, Request, _check_params, _check_tf
+from tradewind.web.schemas import (
+    MAX_ID,
+    MAX_INTERVAL_MS,
+    MIN_INTERVAL_MS,
+    ParamValue,
+    Request,
+    _check_params,
+    _check_tf,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/backtests", tags=["backtests"])
 NO_WORKER = "no backtest worker answered; start an eval process (tradewind run eval) and try again"
 MAX_MS = 253_402_300_799_999  # 9999-12-31
+QUOTING_FIELDS = ("spread_bps", "max_position", "min_interval_ms")  # None: the worker's default
 
 
 class BacktestIn(Request):
@@ -38,6 +47,20 @@ class BacktestIn(Request):
                                     description="the fee of limit entries and take-profits; default: fee")  # fmt: skip
     slippage: float = Field(default=0.0, ge=0, le=0.1, allow_inf_nan=False)
     lookback: int = Field(default=500, ge=1, le=5000)
+    trigger: Literal["candle", "tick"] | None = Field(
+        default=None,
+        description="candle: decide() on each closed candle; tick: on_tick() and the quotes it keeps; "
+        "default: tick for a strategy that defines on_tick and no decide",
+    )
+    spread_bps: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False,
+                                     description="quoting on candles: the spread of the book assumed around each "
+                                                 "close, in basis points; default 2")  # fmt: skip
+    max_position: float | None = Field(default=None, gt=0, le=1e12, allow_inf_nan=False,
+                                       description="quoting: the most base held (a buy quote is cut to what is left "
+                                                   "below it); default: only the cash limits it")  # fmt: skip
+    min_interval_ms: int | None = Field(default=None, ge=MIN_INTERVAL_MS, le=MAX_INTERVAL_MS, strict=True,
+                                        description="quoting on ticks: at most one on_tick per this many "
+                                                    "milliseconds; default 1000")  # fmt: skip
 
     model_config = {**Request.model_config, "populate_by_name": True}
     _params = field_validator("params")(_check_params)
@@ -57,11 +80,21 @@ class BacktestOut(BaseModel):
     market_id: int
     timeframe: str
     params: dict[str, Any]
-    config: dict[str, Any]  # cash, fee, maker_fee, slippage, lookback, from, to (epoch ms)
-    metrics: dict[str, Any] | None = (
-        None  # final_equity, return_pct, max_drawdown_pct, sharpe, win_rate, candles, duration_s
+    # cash, fee, maker_fee, slippage, lookback, from, to (epoch ms), trigger, spread_bps, max_position, min_interval_ms
+    config: dict[str, Any]
+    mode: Literal["candles", "ticks"] | None = Field(
+        default=None,
+        description="a quoting run's: ticks (on the market's stored ticks) or candles (a synthetic spread "
+        "around each close); null for a decide run (or one not run yet)",
     )
+    # decide: final_equity, return_pct, max_drawdown_pct, sharpe, win_rate, candles, duration_s; quoting: the
+    # `tradewind backtest --json` document of a quoting strategy (quotes_placed, fills by side, evaluations, ...)
+    metrics: dict[str, Any] | None = None
     trades: list[dict[str, Any]] | None = None  # entry_time, entry_price, exit_time, exit_price, qty, pnl
+    fills: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="a quoting run's fills: time, side, price, amount, fee, kind (quote | market), pnl",
+    )
     equity: list[list[int | float]] | None = None  # [time ms, equity, drawdown %], about 1,000 points
     error: str | None = None
     created_at: dt.datetime
@@ -89,15 +122,17 @@ def out(b: Backtest, detail: bool = True) -> BacktestOut:
     result = b.result or {}
     return BacktestOut(
         id=b.id, status=b.status, strategy_id=b.strategy_id, version=b.version, market_id=b.market_id,
-        timeframe=b.timeframe, params=b.params or {}, config=b.config or {}, metrics=result.get("metrics"),
-        trades=result.get("trades") if detail else None, equity=result.get("equity") if detail else None,
+        timeframe=b.timeframe, params=b.params or {}, config=b.config or {}, mode=result.get("mode"),
+        metrics=result.get("metrics"), trades=result.get("trades") if detail else None,
+        fills=result.get("fills") if detail else None, equity=result.get("equity") if detail else None,
         error=b.error, created_at=b.created_at, finished_at=b.finished_at,
     )  # fmt: skip
 
 
 @router.post("", status_code=202, response_model=BacktestQueued)
 async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueued:
-    """Queue a backtest of the strategy's latest version; poll GET /api/backtests/{id} for the result."""
+    """Queue a backtest of the strategy's latest version; poll GET /api/backtests/{id} for the result. A quoting
+    strategy (on_tick) runs on the market's stored ticks in the range, or without any on its candles."""
     strategy = await repo.get(Strategy, body.strategy_id)
     if strategy is None:
         raise ApiError(422, "no such strategy", field="strategy_id")
@@ -106,6 +141,10 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueu
     start, end = _ms(body.from_, "from"), _ms(body.to, "to")
     if start is not None and end is not None and end <= start:
         raise ApiError(422, "to must be after from", field="to")
+    if body.trigger == "candle":
+        for name in QUOTING_FIELDS:
+            if getattr(body, name) is not None:
+                raise ApiError(422, "only for a quoting run: not with the trigger candle", field=name)
     config = {
         "cash": body.cash,
         "fee": body.fee,
@@ -114,6 +153,8 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueu
         "lookback": body.lookback,
         "from": start,
         "to": end,
+        "trigger": body.trigger,
+        **{name: getattr(body, name) for name in QUOTING_FIELDS},
     }
     bt = repo.add(Backtest(strategy_id=strategy.id, version=strategy.latest_version, market_id=body.market_id,
                            timeframe=body.timeframe, params=dict(body.params), config=config, status="queued"))  # fmt: skip
