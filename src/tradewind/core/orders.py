@@ -78,7 +78,10 @@ class OrderBook:
         self._inflight: set[asyncio.Task[None]] = set()
         self._apply_lock = asyncio.Lock()
         self.extra: dict[str, Extra] = {}  # client id -> what its order carries besides its row
-        self._applying = 0  # venue reports (on_order_update) being booked: ``settle`` waits for them
+        # venue reports (on_order_update) queued or being booked: ``settle`` waits for them
+        self._applying = 0
+        self._reports: list[m.OrderUpdated] = []  # venue reports waiting to be booked, in arrival order
+        self._booking: asyncio.Task[None] | None = None
         self._protecting: set[asyncio.Task[None]] = set()  # protective orders being placed: ``settle`` waits
         self._booked: dict[str, int] = {}  # exchange service run -> the newest of its updates booked
         self.unanswered = 0  # the last reconcile's questions that no exchange answered
@@ -143,20 +146,19 @@ class OrderBook:
         self, calls: list[asyncio.Task[list[tuple[str, m.OrderAck, float | None]]]]
     ) -> None:
         done = await asyncio.gather(*calls)
-        acks = [ack for acks in done for ack in acks]
+        await self._apply_retrying([ack for acks in done for ack in acks], "order results")
+
+    async def _apply_retrying(self, acks: list[tuple[str, m.OrderAck, float | None]], what: str) -> None:
         for attempt in range(APPLY_ATTEMPTS):
             try:
                 await self.apply(acks)
                 return
             except Exception as exc:  # the database is away: keep what the exchange said and try again
                 log.warning(
-                    "recording %d order results failed (%s); retry %d",
-                    len(acks),
-                    type(exc).__name__,
-                    attempt + 1,
+                    "recording %d %s failed (%s); retry %d", len(acks), what, type(exc).__name__, attempt + 1
                 )
                 await asyncio.sleep(min(0.5 * (attempt + 1), 5.0))
-        log.error("%d order results not recorded; the reconciler will ask the exchange again", len(acks))
+        log.error("%d %s not recorded; the reconciler will ask the exchange again", len(acks), what)
 
     def _request(self, o: dict[str, Any], trace_id: str) -> m.PlaceOrder:
         x = self.extra.pop(o["client_order_id"], None) or Extra()
@@ -507,20 +509,35 @@ class OrderBook:
                     self.index.remove(st.id)
 
     async def on_order_update(self, msg: Msg) -> None:
-        upd = m.decode(msg.data, m.OrderUpdated)
-        ack = m.OrderAck(
-            client_order_id=upd.client_order_id, status=upd.status, filled=upd.filled, price=upd.price,
-            fee=upd.fee, reason=upd.reason, time=upd.time,
-        )  # fmt: skip
-        self._applying += 1
+        """Queue a venue's report; the reports that arrive together are booked together (``_book_updates``).
+        A market maker's replacements bring a thousand cancels a second: booked one by one, each was a
+        read, an update and a commit on core's event loop, most of its work at 1,000 quoting assignments."""
         try:
-            await self.apply([(upd.client_order_id, ack, None)])
-        except Exception:  # the reconciler asks the venue again; say so rather than lose it quietly
-            log.exception("booking the update of %s failed", upd.client_order_id)
-        finally:
-            self._applying -= 1
-            if upd.source:
-                self._booked[upd.source] = max(self._booked.get(upd.source, 0), upd.seq)
+            upd = m.decode(msg.data, m.OrderUpdated)
+        except Exception:
+            log.warning("core: malformed order update")
+            return
+        self._reports.append(upd)
+        self._applying += 1
+        if self._booking is None or self._booking.done():
+            self._booking = asyncio.create_task(self._book_updates(), name="core-order-updates")
+            self._inflight.add(self._booking)
+            self._booking.add_done_callback(self._inflight.discard)
+
+    async def _book_updates(self) -> None:
+        while self._reports:
+            reports, self._reports = self._reports, []
+            for part in _distinct(reports):
+                acks = [(u.client_order_id, m.OrderAck(
+                    client_order_id=u.client_order_id, status=u.status, filled=u.filled, price=u.price, fee=u.fee,
+                    reason=u.reason, time=u.time), None) for u in part]  # fmt: skip
+                try:
+                    await self._apply_retrying(acks, "order updates")
+                finally:
+                    self._applying -= len(part)
+                    for u in part:
+                        if u.source:
+                            self._booked[u.source] = max(self._booked.get(u.source, 0), u.seq)
 
     async def reconcile(self, min_age_s: float | None = None, limit: int = 500) -> int:
         """Ask the exchange about every order whose outcome is unknown; returns how many were settled."""
@@ -641,3 +658,17 @@ async def losses_today(s: Any, trader_ids: list[int]) -> dict[int, Decimal]:
     for trader_id, pnl in rows.all():
         losses[trader_id] = losses.get(trader_id, ZERO) - Decimal(pnl)
     return losses
+
+
+def _distinct(reports: list[m.OrderUpdated]) -> list[list[m.OrderUpdated]]:
+    """The reports in arrival order, cut wherever an order is reported again: a batch reads each order's
+    row once, so two reports of one order (placed, then filled) are booked one batch after the other."""
+    parts: list[list[m.OrderUpdated]] = [[]]
+    seen: set[str] = set()
+    for u in reports:
+        if u.client_order_id in seen:
+            parts.append([])
+            seen = set()
+        seen.add(u.client_order_id)
+        parts[-1].append(u)
+    return [p for p in parts if p]
