@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     quote_burst: int = Field(default=20, ge=1, le=100_000)
     tick_sample_ms: int = Field(default=1000, ge=100, le=3_600_000)
 
+    # Retention (storage.retention): evaluations that led to no order are kept in full this many days, sampled
+    # ticks this many; 0 keeps them for ever. Orders, fills and candles are always kept. The leading core
+    # prunes every ``prune_every_s`` seconds, in small batches off the hot path.
+    keep_evaluations_days: float = Field(default=14.0, ge=0, le=36_500)
+    keep_ticks_days: float = Field(default=30.0, ge=0, le=36_500)
+    prune_every_s: float = Field(default=300.0, ge=1, le=86_400)
+
     eval_workers: int = Field(default=1, ge=0, le=64)
     eval_batch_size: int = Field(
         default=1000, ge=1, le=10_000

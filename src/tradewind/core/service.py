@@ -30,6 +30,7 @@ from tradewind.marketdata import as_row, candle_problem
 from tradewind.marketdata.accept import store_live
 from tradewind.metrics import CANDLES
 from tradewind.storage import candles as store
+from tradewind.storage import retention
 from tradewind.storage.db import SessionFactory, write_gate
 from tradewind.storage.models import Evaluation, Market
 
@@ -67,6 +68,9 @@ class CoreService:
         self._subs.append(updates)
         self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
         self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))
+        policy = retention.Policy(self.settings.keep_evaluations_days, self.settings.keep_ticks_days)
+        self._tasks.append(asyncio.create_task(
+            retention.prune_forever(self.sf, policy, self.settings.prune_every_s), name="core-retention"))  # fmt: skip
         # after the order updates are subscribed to: its start-up cancels are booked
         await self.quotes.start()
         await self._keep_ack_wait()
