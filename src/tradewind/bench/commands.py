@@ -42,6 +42,13 @@ def bench() -> None:
     show_default=True,
     help="tick: quoting assignments on the sim's ticks (one a second per market); --candles is then seconds.",
 )
+@click.option(
+    "--window",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="Also print p50/p99 for each window of this many candles (drift over a long run); 0: off.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG plot."
@@ -53,6 +60,7 @@ def latency(
     candles: int,
     interval: float,
     trigger: str,
+    window: int,
     as_json: bool,
     plot_path: Path | None,
 ) -> None:
@@ -79,6 +87,7 @@ def latency(
                 speed=60.0 / interval,
                 progress=say,
                 trigger=trigger,
+                window=window,
             )
         )
     except lat.BenchRefused as exc:
@@ -97,3 +106,8 @@ def latency(
         click.echo(
             f"{r.assignments:>12} {r.p50_ms:>8} {r.p99_ms:>8} {r.max_ms:>8} {r.evaluations_per_s:>9} {r.orders:>7}"
         )
+    for r in results:
+        for start, p50, p99 in r.windows:
+            click.echo(
+                f"{r.assignments:>12} candles {start}-{start + window - 1}: p50 {p50} ms, p99 {p99} ms"
+            )

@@ -12,7 +12,7 @@ import contextlib
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -73,6 +73,17 @@ class LoadResult:
     evaluations_per_s: float
     orders: int
     candles: int
+    # with ``window``: (first candle of the window, counted from 1, p50 ms, p99 ms) for each window of candles
+    windows: list[tuple[int, float, float]] = field(default_factory=list)
+
+
+def _windows(timed: list[tuple[int, float]], first: int, size: int) -> list[tuple[int, float, float]]:
+    """p50 and p99 of the order latencies of each ``size`` candles after ``first`` (candle times, 1m)."""
+    groups: dict[int, list[float]] = {}
+    for candle_time, ms in timed:
+        groups.setdefault((candle_time - first - 60_000) // 60_000 // size, []).append(ms)
+    return [(k * size + 1, round(statistics.median(v), 2), round(percentile(v, 0.99), 2))
+            for k, v in sorted(groups.items())]  # fmt: skip
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -120,6 +131,7 @@ async def run_latency(
     data_dir: Path | None = None,
     progress=None,  # type: ignore[no-untyped-def]
     trigger: str = "candle",
+    window: int = 0,
 ) -> list[LoadResult]:
     """``trigger`` "tick": quoting assignments on the sim's ticks (one a second per market, each moving the
     book, so every evaluation replaces a quote); ``candles`` is then the number of seconds measured, and
@@ -163,6 +175,7 @@ async def run_latency(
                 progress(f"{n} assignments: setting up")
             ids = await _populate(sf, n, market_ids, f"{n}-{time.time_ns()}", trigger)
             await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
+            windows: list[tuple[int, float, float]] = []
             if tick:
                 lat, evals, elapsed = await _measure_ticks(sf, ids, warmup, candles)
             else:
@@ -173,10 +186,14 @@ async def run_latency(
                 elapsed = time.monotonic() - t0
                 await asyncio.sleep(max(1.5, 60.0 / speed))  # let the last candle's orders be stamped
                 async with sf() as s:
-                    lat = list((await s.execute(
-                        select(Order.latency_ms).where(Order.assignment_id.in_(ids), Order.candle_time > first,
-                                                       Order.candle_time <= last, Order.latency_ms.is_not(None))
-                    )).scalars())  # fmt: skip
+                    timed = (await s.execute(
+                        select(Order.candle_time, Order.latency_ms).where(
+                            Order.assignment_id.in_(ids), Order.candle_time > first, Order.candle_time <= last,
+                            Order.latency_ms.is_not(None))
+                    )).all()  # fmt: skip
+                lat = [ms for _, ms in timed]
+                windows = _windows(timed, first, window) if window else []
+                async with sf() as s:
                     evals = (await s.execute(
                         select(func.count()).select_from(Evaluation).where(
                             Evaluation.assignment_id.in_(ids), Evaluation.candle_time > first, Evaluation.candle_time <= last)
@@ -189,6 +206,7 @@ async def run_latency(
                 assignments=n, p50_ms=round(statistics.median(lat), 2) if lat else float("nan"),
                 p99_ms=round(percentile(lat, 0.99), 2), max_ms=round(max(lat), 2) if lat else float("nan"),
                 evaluations_per_s=round(evals / elapsed, 1), orders=len(lat), candles=candles,
+                windows=windows,
             )  # fmt: skip
             results.append(result)
             if progress:
