@@ -42,11 +42,17 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
     from tradewind.config import load_settings
     from tradewind.storage import candles as store
     from tradewind.storage.db import make_engine, make_session_factory
+    from tradewind.storage.models import Market
 
     settings = load_settings()
     eng = make_engine(settings.db_url)
     try:
         async with make_session_factory(eng)() as s:
+            market = await s.get(Market, market_id)
+            if market is not None:  # a market id whose candles the history store holds: read them there
+                found = _history_candles(market.exchange, market.symbol, tf, start, end)
+                if found is not None:
+                    return found
             rows = await store.candle_range(s, market_id, tf, start, end)
     finally:
         await eng.dispose()
@@ -57,16 +63,47 @@ async def _db_candles(market_id: int, tf: str, start: int | None, end: int | Non
     return store.to_arrays(rows)
 
 
+def _history_candles(exchange: str, symbol: str, tf: str, start: int | None, end: int | None) -> dict[str, Any] | None:  # fmt: skip
+    """A market's candles from the history store (Parquet), or None when it holds none of the market."""
+    from tradewind.config import ConfigError, load_settings
+    from tradewind.marketdata.history import HistoryError, HistoryStore
+
+    try:
+        found = HistoryStore.of(load_settings()).read(exchange, symbol, tf, start, end)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if found is not None and not len(found["time"]):
+        raise click.ClickException(f"the history store holds no {tf} candles of {exchange}:{symbol} in that range "
+                                   "(see `tradewind data list`)")  # fmt: skip
+    return found
+
+
+def _market_candles(market: str, tf: str, start: int | None, end: int | None) -> dict[str, Any]:
+    """``--market``'s candles: from the history store when it holds the market (no database is opened),
+    else from the database."""
+    named = _parse_market(market)
+    if named is not None:
+        found = _history_candles(*named, tf, start, end)
+        if found is not None:
+            return found
+    return asyncio.run(_db_candles(_market_id(market), tf, start, end))
+
+
 @click.command("backtest")
 @click.argument("strategy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--data",
     "data_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A candle file (CSV, freqtrade JSON/feather, Gekko CSV).",
+    help="A candle file (CSV, Parquet, freqtrade JSON/feather, Gekko CSV).",
 )
 @click.option(
-    "--market", "market", help="A stored market: its id (see `tradewind data list`) or EXCHANGE:SYMBOL."
+    "--market",
+    "market",
+    help="A stored market: its id (see `tradewind data list`) or EXCHANGE:SYMBOL; read from the history store "
+    "(Parquet) when it holds the market, else from the database.",
 )
 @click.option("--timeframe", type=click.Choice(list(TIMEFRAMES)), default="1m", show_default=True)
 @click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market.")
@@ -143,17 +180,17 @@ def backtest(strategy: Path, data_file: Path | None, market: str | None, timefra
         t1 = parse_time(end) if end else None
     except ImportError_ as exc:
         raise click.BadParameter(str(exc), param_hint="--from/--to") from None
-    market_id = _market_id(market) if market is not None else None
     quote_mode = on_ticks or quoting(code, strategy.stem, trigger)
     if quote_mode:
         if sweeps:
             raise click.UsageError(
                 "--sweep runs strategies on candles (decide); not a quoting strategy (on_tick)"
             )
-        _quote_backtest(code, strategy, data_file, market_id, timeframe, t0, t1, parse_params(params), fee, maker_fee,
+        _quote_backtest(code, strategy, data_file, market, timeframe, t0, t1, parse_params(params), fee, maker_fee,
                         cash, slippage, lookback, on_ticks, spread_bps, max_position, min_interval_ms, as_json)  # fmt: skip
         return
     if sweeps:
+        market_id = _market_id(market) if market is not None else None
         _sweep(code, strategy.stem, data_file, market_id, timeframe, t0, t1, parse_params(params), sweeps, fee, cash,
                slippage, lookback, rank_by, top, workers, as_json, maker_fee)  # fmt: skip
         return
@@ -161,7 +198,7 @@ def backtest(strategy: Path, data_file: Path | None, market: str | None, timefra
         if data_file is not None:
             arrays = load(data_file, timeframe if timeframe != "1m" else None).arrays()
         else:
-            arrays = asyncio.run(_db_candles(market_id, timeframe, t0, t1))  # type: ignore[arg-type]
+            arrays = _market_candles(market, timeframe, t0, t1)  # type: ignore[arg-type]
     except ImportError_ as exc:
         raise click.ClickException(str(exc)) from None
     kw = dict(
@@ -197,15 +234,24 @@ def backtest(strategy: Path, data_file: Path | None, market: str | None, timefra
         sys.exit(1)
 
 
-def _market_id(market: str) -> int:
-    """A market given as its id, or as EXCHANGE:SYMBOL (``sim:BTC/USD``) looked up in the store."""
+def _parse_market(market: str) -> tuple[str, str] | None:
+    """(exchange, symbol) of ``--market EXCHANGE:SYMBOL``, None for a market id; BadParameter otherwise."""
     if market.strip().isdigit():
-        return int(market)
+        return None
     exchange, sep, symbol = market.partition(":")
     exchange, symbol = exchange.strip(), symbol.strip().upper()
     if not sep or not valid_exchange(exchange) or not valid_symbol(symbol):
         raise click.BadParameter(f"{market!r}: give a market id or EXCHANGE:SYMBOL, e.g. sim:BTC/USD",
                                  param_hint="--market")  # fmt: skip
+    return exchange, symbol
+
+
+def _market_id(market: str) -> int:
+    """A market given as its id, or as EXCHANGE:SYMBOL (``sim:BTC/USD``) looked up in the store."""
+    named = _parse_market(market)
+    if named is None:
+        return int(market)
+    exchange, symbol = named
 
     async def find() -> int | None:
         from sqlalchemy import select
@@ -253,7 +299,7 @@ async def _db_ticks(market_id: int, tf: str, start: int | None, end: int | None,
     return candles, ticks
 
 
-def _quote_backtest(code: str, strategy: Path, data_file: Path | None, market_id: int | None, timeframe: str,
+def _quote_backtest(code: str, strategy: Path, data_file: Path | None, market: str | None, timeframe: str,
                     t0: int | None, t1: int | None, params: dict[str, Any], fee: float, maker_fee: float | None,
                     cash: float, slippage: float, lookback: int, on_ticks: bool, spread_bps: float,
                     max_position: float | None, min_interval_ms: int, as_json: bool) -> None:  # fmt: skip
@@ -265,7 +311,8 @@ def _quote_backtest(code: str, strategy: Path, data_file: Path | None, market_id
     kw: dict[str, Any] = dict(params=params, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
                               lookback=lookback, name=strategy.stem, max_position=max_position)  # fmt: skip
     if on_ticks:
-        candles, ticks = asyncio.run(_db_ticks(market_id, timeframe, t0, t1, lookback))  # type: ignore[arg-type]
+        market_id = _market_id(market)  # type: ignore[arg-type]
+        candles, ticks = asyncio.run(_db_ticks(market_id, timeframe, t0, t1, lookback))
         n, unit = len(ticks["time"]), "ticks"
 
         def go(progress: Any = None) -> quotes.QuoteResult:
@@ -276,7 +323,7 @@ def _quote_backtest(code: str, strategy: Path, data_file: Path | None, market_id
             if data_file is not None:
                 arrays = load(data_file, timeframe if timeframe != "1m" else None).arrays()
             else:
-                arrays = asyncio.run(_db_candles(market_id, timeframe, t0, t1))  # type: ignore[arg-type]
+                arrays = _market_candles(market, timeframe, t0, t1)  # type: ignore[arg-type]
         except ImportError_ as exc:
             raise click.ClickException(str(exc)) from None
         n, unit = len(arrays["time"]), "candles"
@@ -516,11 +563,12 @@ def exit_counts(trades: list[dict[str, Any]]) -> str:
 @click.option("--symbol", required=True, help="Market, e.g. BTC/USDT.")
 @click.option("--timeframe", required=True, type=click.Choice(list(TIMEFRAMES)))
 def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
-    """Import a candle file into the store; duplicates and gaps are reported."""
+    """Import a candle file into the database and the history store; duplicates and gaps are reported."""
     from tradewind.backtest.engine import iso
     from tradewind.backtest.importers import ImportError_, load
     from tradewind.config import load_settings
     from tradewind.marketdata.accept import Accepted, accept_rows
+    from tradewind.marketdata.history import HistoryError, HistoryStore
     from tradewind.storage import candles as store
     from tradewind.storage.db import make_engine, make_session_factory
     from tradewind.storage.migrate import upgrade_async
@@ -535,28 +583,38 @@ def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
     except ImportError_ as exc:
         raise click.ClickException(str(exc)) from None
 
+    settings = load_settings()
+    history = HistoryStore.of(settings)
+
     async def save() -> Accepted:
-        settings = load_settings()
         settings.make_data_dir()
         await upgrade_async(settings.db_url)
         eng = make_engine(settings.db_url)
         try:
             async with make_session_factory(eng)() as s:
                 market = await store.get_or_create_market(s, exchange, symbol)
-                # checked, de-duplicated against the store and (for 1m) derived by the one door
-                report = await accept_rows(s, market.id, timeframe, loaded.rows)
+                # checked, de-duplicated against the store and (for 1m) derived by the one door, which
+                # also adds them to the history store
+                report = await accept_rows(s, market.id, timeframe, loaded.rows,
+                                           history=history.market(exchange, symbol))  # fmt: skip
                 await s.commit()
                 click.echo(f"market {market.id}: {exchange} {symbol} {timeframe}")
                 return report
         finally:
             await eng.dispose()
 
-    report = asyncio.run(save())
+    try:
+        report = asyncio.run(save())
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
     first, last = iso(int(loaded.time[0])), iso(int(loaded.time[-1]))
     valid = len(loaded) - report.rejected_total
     click.echo(f"imported {valid:,} candles ({loaded.format}) from {first} to {last}")
     if report.rejected:
         click.echo(f"{report.rejections()}: not stored")
+    click.echo(
+        f"history store: {report.history:,} new candles in {history.folder(exchange, symbol, timeframe)}"
+    )
     if loaded.duplicates:
         click.echo(f"dropped {loaded.duplicates:,} duplicate candle(s)")
     if loaded.gaps:
@@ -570,9 +628,10 @@ def data_import(file: Path, exchange: str, symbol: str, timeframe: str) -> None:
 
 @click.command("list")
 def data_list() -> None:
-    """What candles are stored, per market and timeframe."""
+    """What candles are stored, per market and timeframe: in the database, and in the history store."""
     from tradewind.backtest.engine import iso
     from tradewind.config import load_settings
+    from tradewind.marketdata.history import HistoryError, HistoryStore
     from tradewind.storage import candles as store
     from tradewind.storage.db import make_engine, make_session_factory
     from tradewind.storage.migrate import upgrade_async
@@ -596,9 +655,21 @@ def data_list() -> None:
             await eng.dispose()
 
     rows = asyncio.run(fetch())
-    if not rows:
-        click.echo("no candles stored; import some with `tradewind data import`")
+    history = HistoryStore.of(load_settings())
+    try:
+        files = history.summary()
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not rows and not files:
+        click.echo("no candles stored; import some with `tradewind data import` or `tradewind data download`")
         return
-    click.echo(f"{'market':>6}  {'exchange':<10} {'symbol':<12} {'tf':<4} {'candles':>9}  from -> to")
-    for mid, e, sym, tf, n, a, b in rows:
-        click.echo(f"{mid:>6}  {e:<10} {sym:<12} {tf:<4} {n:>9,}  {iso(a)} -> {iso(b)}")
+    if rows:
+        click.echo("database:")
+        click.echo(f"{'market':>6}  {'exchange':<10} {'symbol':<12} {'tf':<4} {'candles':>9}  from -> to")
+        for mid, e, sym, tf, n, a, b in rows:
+            click.echo(f"{mid:>6}  {e:<10} {sym:<12} {tf:<4} {n:>9,}  {iso(a)} -> {iso(b)}")
+    if files:
+        click.echo(f"history store ({history.root}; backtests read it first; 5m ... 1d are made from 1m):")
+        click.echo(f"{'market':<24} {'tf':<4} {'candles':>9}  from -> to")
+        for e, sym, tf, n, a, b in files:
+            click.echo(f"{e + ':' + sym:<24} {tf:<4} {n:>9,}  {iso(a)} -> {iso(b)}")

@@ -1,28 +1,30 @@
 """The backtest engine: the same sandbox, window semantics and fill rule as live trading, over history.
 
-The strategy never sees its fills, so the run has two passes: the decisions of every candle first
-(the loop runs inside Lua, see ``StrategyRuntime.decide_series``), then the fill model over them,
-which touches only the candles where a trade happens.
+The strategy never sees its fills, so the run has two passes: the decisions of every candle (the loop
+runs inside Lua, see ``StrategyRuntime.decide_series``), and the fill model over them, which touches
+only the candles where a trade happens. On a long history the two run side by side (``decided.Stream``:
+the strategy in a thread of its own, Lua running without the GIL), the fill taking each chunk of
+decisions as it needs it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from tradewind.backtest.decided import LONG, SHORT, Decided, Extras, Failed, Stream
 from tradewind.backtest.metrics import max_drawdown_pct, sharpe, win_rate
 from tradewind.eval.sandbox import Limits, StrategyError, StrategyRuntime
 from tradewind.eval.ta import ArrayStore
 from tradewind.trading import model
 
-LONG, SHORT = ord("l"), ord("s")
 DEFAULT_LIMITS = Limits(time_ms=5000)
+STREAM_FROM = 20_000  # candles from which the strategy decides in a thread alongside the fill
 
 
 @dataclass
@@ -66,8 +68,17 @@ class Result:
         candles, duration_s, error."""
         final = self.final_equity
         closed = [t.pnl for t in self.trades if t.pnl is not None]
+        # the times of every trade formatted at once (a year of minutes may hold tens of thousands)
+        entries = isos([t.entry_time for t in self.trades])
+        exits = isos([t.exit_time for t in self.trades if t.exit_time is not None])[::-1]
+        trades = [
+            {"entry_time": entered, "entry_price": t.entry_price, "entry_type": t.entry_type,
+             "exit_time": exits.pop() if t.exit_time is not None else None, "exit_price": t.exit_price,
+             "exit_reason": t.exit_reason, "qty": t.qty, "pnl": t.pnl}
+            for t, entered in zip(self.trades, entries, strict=True)
+        ]  # fmt: skip
         return {
-            "trades": [t.as_dict() for t in self.trades],
+            "trades": trades,
             "final_equity": final,
             "return_pct": (final / self.cash - 1) * 100 if self.cash else 0.0,
             "max_drawdown_pct": max_drawdown_pct(self.equity),
@@ -102,6 +113,14 @@ def iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def isos(ms: list[int]) -> list[str]:
+    """``iso`` of many times at once (numpy formats them: a tenth of the time)."""
+    if not ms:
+        return []
+    secs = np.asarray(ms, dtype="datetime64[ms]").astype("datetime64[s]")
+    return [f"{t}Z" for t in np.datetime_as_string(secs).tolist()]
+
+
 def run(
     code: str, arrays: dict[str, np.ndarray], *, params: dict[str, Any] | None = None, cash: float = 10_000.0,
     fee: float = 0.001, slippage: float = 0.0, lookback: int = 500, name: str = "strategy",
@@ -124,32 +143,45 @@ def run(
         return Result(
             [], np.empty(0), times[:0], cash, 0, time.perf_counter() - started, bar_minutes, str(exc), None
         )
-    parts: list[str] = []
-    extras: Extras = {}
+    # decisions before trade_from (epoch ms) are not traded: they only warm the strategy up
+    first = 0 if trade_from is None else int(np.searchsorted(times, trade_from))
     error = error_time = None
-    chunk = max(2000, n // 50)  # progress reports; each chunk is one call into Lua
+    decided = Decided(n, first)
+    tf = int(bar_minutes * 60_000)
     try:
-        for start in range(0, n, chunk):
-            rt.decide_series(arrays, lookback, start, min(n, start + chunk), parts, extras)
-            if progress is not None:
-                progress(min(n, start + chunk), n)
-    except StrategyError as exc:
-        error, error_time = str(exc), exc.candle_time
+        if n >= STREAM_FROM:
+            try:
+                with Stream(rt, arrays, lookback, progress) as stream:
+                    decided.source = stream.take
+                    trades, equity = _fill(decided, arrays, n, cash, fee, slippage, maker_fee, tf)
+                    while decided.more():  # (the fill may end before the last decision: it cannot act)
+                        pass
+            except Failed as failed:
+                error, error_time = str(failed.error), failed.error.candle_time
+                decided.add(failed.letters, failed.extras)
+        else:
+            parts: list[str] = []
+            extras: Extras = {}
+            chunk = max(2000, n // 50)  # progress reports; each chunk is one call into Lua
+            try:
+                for start in range(0, n, chunk):
+                    rt.decide_series(arrays, lookback, start, min(n, start + chunk), parts, extras)
+                    if progress is not None:
+                        progress(min(n, start + chunk), n)
+            except StrategyError as exc:
+                error, error_time = str(exc), exc.candle_time
+            decided.add(np.frombuffer("".join(parts).encode(), dtype=np.uint8), extras)
     finally:
         rt.close()
-    codes = np.frombuffer("".join(parts).encode(), dtype=np.uint8)
-    if trade_from is not None:  # decisions before this time (epoch ms) are not traded: they only warm up
-        first = int(np.searchsorted(times, trade_from))
-        codes = codes.copy()
-        codes[:first] = ord("n")
-        extras = {i: e for i, e in extras.items() if i >= first}
-    # With an error, the run ends at the failing candle (which has no decision).
-    done = n if error is None else min(n, len(codes) + 1)
-    trades, equity = fill(
-        codes, arrays["open"][:done], arrays["close"][:done], times[:done], cash, fee, slippage, extras=extras,
-        highs=arrays["high"][:done], lows=arrays["low"][:done], maker_fee=maker_fee,
-        tf_ms=int(bar_minutes * 60_000),
-    )  # fmt: skip
+    # With an error, the run ends at the failing candle (which has no decision), and is filled again.
+    done = n if error is None else min(n, decided.known + 1)
+    if error is not None or n < STREAM_FROM:
+        if done < n:
+            cut = Decided(done, first)
+            cut.add(decided.codes[: decided.known], decided.extras)
+            decided = cut
+        trades, equity = _fill(decided, {k: v[:done] for k, v in arrays.items()}, done, cash, fee, slippage,
+                               maker_fee, tf)  # fmt: skip
     return Result(
         trades,
         equity,
@@ -163,9 +195,6 @@ def run(
     )
 
 
-Extras = dict[
-    int, tuple[Any, ...]
-]  # candle index -> (size, stop_loss, take_profit, trailing_stop, limit, expire)
 _NUDGE = 1e-9  # the float pre-filter looks a hair wider than the exact rule, which then decides
 
 
@@ -187,22 +216,46 @@ def fill(codes: np.ndarray, opens: np.ndarray, closes: np.ndarray, times: np.nda
     position is protected or a limit entry rests, the first candle that can reach its prices (found with
     numpy, then judged by the model's exact rule)."""
     n = len(opens)
-    extras = extras or {}
-    highs = opens if highs is None else highs
-    lows = opens if lows is None else lows
     if tf_ms is None:
         tf_ms = int(np.median(np.diff(times[: min(n, 1000)]))) if n > 1 else 60_000
+    decided = Decided(n)
+    decided.add(np.asarray(codes, dtype=np.uint8), extras or {})
+    arrays = {"time": times, "open": opens, "close": closes, "high": opens if highs is None else highs,
+              "low": opens if lows is None else lows}  # fmt: skip
+    return _fill(decided, arrays, n, cash, fee, slippage, maker_fee, tf_ms)
+
+
+def _fill(src: Decided, arrays: dict[str, np.ndarray], n: int, cash: float, fee: float, slippage: float,
+          maker_fee: float | None, tf_ms: int) -> tuple[list[Trade], np.ndarray]:  # fmt: skip
+    """``fill`` over decisions that may still be arriving (``Decided.more``)."""
+    times, opens, highs, lows, closes = (arrays[k] for k in ("time", "open", "high", "low", "close"))
     costs = model.Costs(model.dec(fee), model.dec(fee if maker_fee is None else maker_fee),
                         model.dec(slippage) * 10_000)  # fmt: skip
-    usable = codes[: max(0, n - 1)]  # a decision on the last candle has no next candle to act on
-    # Python lists and bisect: a scalar lookup costs a third of numpy's searchsorted on one value
-    longs = np.flatnonzero(usable == LONG).tolist()
-    shorts = np.flatnonzero(usable == SHORT).tolist()
-    marks = sorted(i for i, e in extras.items() if i < n - 1 and any(v is not None for v in e[1:4]))
+    longs, shorts, marks, next_of = src.longs, src.shorts, src.marks, src.next_of
+    codes, extras, has_extra = src.codes, src.extras, src.has_extra
 
-    def next_of(arr: list[int], i: int) -> int:
-        k = bisect_left(arr, i)
-        return arr[k] if k < len(arr) else n
+    def next_buy(i: int) -> int:
+        """The first long decision from candle i on that may buy something with the cash ``free``: a
+        plain market entry buys ``floor_1e-8(free / (close × 1.0025))``, nothing when that is under 1e-8
+        (an account that lost nearly everything). The float pre-filter skips only the closes certainly
+        too high for that, a hair on the safe side (a long with extras always stops it); the model judges
+        the candle it stops at."""
+        k = next_of(longs, i)
+        if k >= n:
+            return n
+        most = float(free) / (float(model.BUY_HEADROOM) * float(model.QTY) * (1 - _NUDGE))
+        if closes[k] <= most or has_extra[k]:
+            return k
+        j, step = k + 1, 256
+        while True:
+            stop = min(src.known, n - 1, j + step)
+            if j < stop:
+                hit = np.flatnonzero((codes[j:stop] == LONG) & ((closes[j:stop] <= most) | has_extra[j:stop]))
+                if len(hit):
+                    return j + int(hit[0])
+                j, step = stop, step * 4
+            elif j >= n - 1 or not src.more():
+                return n
 
     def bar(j: int) -> model.Bar:
         return model.Bar.of(int(times[j]), opens[j], highs[j], lows[j], closes[j])
@@ -267,7 +320,7 @@ def fill(codes: np.ndarray, opens: np.ndarray, closes: np.ndarray, times: np.nda
         holding = qty > 0
         if guard is None and resting is None:
             # nothing rests: jump to the next decision that can act (an entry, or an exit or new exits)
-            i = next_of(longs, i) if not holding else min(next_of(shorts, i), next_of(marks, i))
+            i = next_buy(i) if not holding else min(next_of(shorts, i), next_of(marks, i))
             if i >= n - 1:
                 break
         else:

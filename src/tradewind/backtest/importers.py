@@ -9,6 +9,9 @@ dropped (the first of equal times is kept) and the gaps it saw. The formats (see
 - freqtrade JSON (``.json``): ``[[ms, open, high, low, close, volume], ...]``.
 - freqtrade feather (``.feather``): columns ``date`` (a timestamp, or epoch ms), ``open``, ``high``,
   ``low``, ``close``, ``volume``.
+- Parquet (``.parquet``): a column ``time`` (or ``date`` / ``timestamp``: a timestamp, or epoch seconds
+  or milliseconds), ``open``, ``high``, ``low``, ``close``, ``volume``; the history store's files
+  (``tradewind.marketdata.history``) and freqtrade's parquet files among them.
 - Gekko CSV: a header starting ``start,`` or holding ``vwp``, e.g. Gekko's candle export
   ``start,open,high,low,close,vwp,volume,trades`` (``id`` may come first); ``start`` in epoch
   seconds; ``vwp`` and ``trades`` are read past.
@@ -78,10 +81,12 @@ def parse_time(value: str) -> int:
 
 
 def detect(path: Path) -> str:
-    """The file's format: csv, gekko, freqtrade-json or feather (by extension, then header)."""
+    """The file's format: csv, gekko, freqtrade-json, feather or parquet (by extension, then header)."""
     suffix = path.suffix.lower()
     if suffix == ".feather":
         return "feather"
+    if suffix == ".parquet":
+        return "parquet"
     if suffix == ".json":
         return "freqtrade-json"
     with path.open("rb") as fh:
@@ -99,7 +104,13 @@ def load(path: Path | str, timeframe: str | None = None) -> Loaded:
     if not path.is_file():
         raise ImportError_(f"{path}: no such file")
     kind = detect(path)
-    readers = {"csv": _csv, "gekko": _gekko, "freqtrade-json": _json, "feather": _feather}
+    readers = {
+        "csv": _csv,
+        "gekko": _gekko,
+        "freqtrade-json": _json,
+        "feather": _feather,
+        "parquet": _parquet,
+    }
     times, values = readers[kind](path)
     return _finish(times, values, kind, timeframe)
 
@@ -120,6 +131,8 @@ def _read_table(path: Path) -> tuple[dict[str, Any], list[str]]:
 
 def _blame(path: Path) -> ImportError_:
     """Find the line that cannot be read (row by row, only once the fast reader has failed)."""
+    if path.suffix.lower() in (".parquet", ".feather"):  # columns, not lines
+        return ImportError_(f"{path.name}: a time or a price is not a number")
     with path.open(newline="", errors="replace") as fh:
         reader = csv.reader(fh)
         header = [c.strip().lower() for c in next(reader, [])]
@@ -182,13 +195,18 @@ def _gekko(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 def _times(path: Path, col: Any) -> np.ndarray:
     """Epoch ms from a pyarrow column of timestamps, ISO 8601 texts or numbers (seconds or ms)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     t = col.type
     if pa.types.is_timestamp(t):
+        import pyarrow.compute as pc  # (here: it takes a few hundredths of a second to import)
+
         return np.asarray(
             pc.cast(col, pa.timestamp("ms", tz=t.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False)
         )
+    if pa.types.is_integer(t):
+        ints = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
+        if len(ints) and ints.min() >= 1e11:  # epoch milliseconds (a Parquet or feather file's usual form)
+            return ints
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         nums = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
         if not np.isfinite(nums).all():
@@ -241,6 +259,22 @@ def _feather(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return _times(path, tcol), values
 
 
+def _parquet(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        # (ParquetFile, not read_table: that one imports pyarrow.dataset, a tenth of a second of start-up)
+        table = pq.ParquetFile(path).read()
+    except (pa.ArrowException, OSError) as exc:
+        raise ImportError_(f"{path.name}: not a Parquet file ({exc})") from None
+    cols = {n.lower(): table.column(n) for n in table.column_names}
+    tcol, values = _columns(path, cols, ("time", "date", "timestamp"), "a Parquet file")
+    if tcol.null_count or any(cols[c].null_count for c in PRICES):
+        raise ImportError_(f"{path.name}: a time or a price is missing (null)")
+    return _times(path, tcol), values
+
+
 # -- checks ----------------------------------------------------------------------------------------------
 def _finish(times: np.ndarray, values: dict[str, np.ndarray], kind: str, timeframe: str | None) -> Loaded:
     if len(times) == 0:
@@ -249,16 +283,19 @@ def _finish(times: np.ndarray, values: dict[str, np.ndarray], kind: str, timefra
         if not np.isfinite(v).all():
             i = int(np.argmax(~np.isfinite(v)))
             raise ImportError_(f"candle {i + 1} (at {_iso(int(times[i]))}): {c} is not a finite number")
-    order = np.argsort(times, kind="stable")
-    times = times[order]
-    keep = np.ones(len(times), dtype=bool)
-    keep[1:] = np.diff(times) != 0  # equal times: the first in the file stays
-    dups = int(len(times) - keep.sum())
-    times = times[keep]
-    values = {c: v[order][keep] for c, v in values.items()}
+    diffs = np.diff(times)
+    dups = 0
+    if not (diffs > 0).all():  # (files are usually sorted without duplicates: then no copy is made)
+        order = np.argsort(times, kind="stable")
+        times = times[order]
+        keep = np.ones(len(times), dtype=bool)
+        keep[1:] = np.diff(times) != 0  # equal times: the first in the file stays
+        dups = int(len(times) - keep.sum())
+        times = times[keep]
+        values = {c: v[order][keep] for c, v in values.items()}
+        diffs = np.diff(times)
     gaps: list[tuple[int, int]] = []
     if len(times) > 1:
-        diffs = np.diff(times)
         step = tf_ms(timeframe) if timeframe else int(np.median(diffs[:1000]))
         if step > 0:
             at = np.flatnonzero(diffs > step)

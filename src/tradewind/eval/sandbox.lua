@@ -1,7 +1,7 @@
 -- The sandbox bootstrap, run once per runtime with host functions as arguments.
 -- It builds the strategy's environment from safe functions only, installs the instruction and time
 -- hook on every coroutine the strategy can run in, and returns the functions the host calls.
-local host_get, host_data, host_ta, host_array, host_print, limit, step, time_limit, ta_names, ta_multi = ...
+local host_get, host_data, host_ta, host_array, host_print, limit, step, time_limit, ta_names, ta_multi, block_shift = ...
 
 local debug_sethook, debug_getmetatable, os_clock, co_create, co_resume, co_status = debug.sethook, debug.getmetatable, os.clock, coroutine.create, coroutine.resume, coroutine.status
 local string_rep, table_concat, setmetatable_, getmetatable_ = string.rep, table.concat, setmetatable, getmetatable
@@ -65,24 +65,53 @@ local function host_charge(n) used = used + n end
 -- x[#x - 1]), and, fetched on the first read of any other element, the array's bytes as one Lua
 -- string that `string.unpack` reads in C. A strategy that reads many elements (a loop) gets them
 -- unpacked into a private table once. A backtest slides one view along the whole history (offset).
-local ID, LEN, OFF, NANP, DATA, FMT, SER, LAST, PREV, DESC, MISS, MAT = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+local ID, LEN, OFF, NANP, DATA, FMT, LAST, PREV, DESC, MISS, MAT = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+local BLK, HIT = {}, {}
 local NAN = 0/0
 local TAG = 1 << 62
 local MATERIALIZE_AFTER, MATERIALIZE_MAX = 16, 5000
 local rawget_, rawset_, next_, rawlen_ = rawget, rawset, next, rawlen
 local string_unpack = string.unpack
 local debug_setmetatable = debug.setmetatable
-local series_data = {}  -- a backtest's whole-history arrays by id: fetched once per run, not per candle
 local formats = {}      -- "=ddd...d" by length, for unpacking a whole array at once
 
-local function fetch(t)
-  local id, ser = rawget_(t, ID), rawget_(t, SER)
-  local d
-  if ser then d = series_data[id] end
-  if d == nil then
-    d = host_data(id)  -- bytes, or false when too long to copy (then element by element)
-    if ser then series_data[id] = d end
+-- A backtest reads its whole-history arrays (the candles, and the indicators computed once over the
+-- history) in blocks of BLOCK values: each block is fetched from the host as bytes the first time a view
+-- reads into it and unpacked into a table, and the blocks outside the window being read are dropped. So
+-- an array of a year of minutes costs a few hundred KB of the strategy's memory, not 8 MB, and a read is
+-- two table lookups (no host call, no string.unpack).
+local BLOCK_SHIFT = block_shift
+local BLOCK_MASK = (1 << BLOCK_SHIFT) - 1
+local block_formats = {}  -- "=ddd...d" by format and length: one block at once
+local series_blocks = {}  -- by array id: {fmt = "=d" or "=j", [k] = the values of block k}
+local function blocks_of(id, fmt)
+  local b = series_blocks[id]
+  if b == nil then
+    b = {fmt = fmt or "=d"}
+    series_blocks[id] = b
   end
+  return b
+end
+-- Block k of array id, for a view whose window spans blocks first..last (from 0): the blocks outside it
+-- are dropped first (a backtest moves forward), then block k is fetched and unpacked.
+local function load_block(b, id, k, first, last)
+  for j in next_, b do
+    if j ~= "fmt" and (j < first or j > last) then b[j] = nil end
+  end
+  local bytes = host_data(id, k)
+  local fmt = b.fmt
+  local m = #bytes // 8
+  local key = fmt .. m
+  local f = block_formats[key]
+  if not f then f = fmt .. string_rep(fmt:sub(2), m - 1) block_formats[key] = f end
+  local values = {string_unpack(f, bytes)}
+  values[m + 1] = nil  -- string.unpack's last result is the next position
+  b[k] = values
+  return values
+end
+
+local function fetch(t)
+  local d = host_data(rawget_(t, ID))  -- bytes, or false when too long to copy (then element by element)
   rawset_(t, DATA, d)
   return d
 end
@@ -113,11 +142,9 @@ local function slow_get(t, i, n)
   local d = rawget_(t, DATA)
   if d == nil then d = fetch(t) end
   if not d then return host_get(rawget_(t, ID), (rawget_(t, OFF) or 0) + i) end
-  if not rawget_(t, SER) then
-    local m = (rawget_(t, MISS) or 0) + 1
-    if m >= MATERIALIZE_AFTER and n <= MATERIALIZE_MAX then return materialize(t, d, n)[i] end
-    rawset_(t, MISS, m)
-  end
+  local m = (rawget_(t, MISS) or 0) + 1
+  if m >= MATERIALIZE_AFTER and n <= MATERIALIZE_MAX then return materialize(t, d, n)[i] end
+  rawset_(t, MISS, m)
   return (string_unpack(rawget_(t, FMT) or "=d", d, ((rawget_(t, OFF) or 0) + i - 1) * 8 + 1))
 end
 
@@ -146,46 +173,74 @@ local function live_view(desc, last, prev, fmt)
                         [DESC] = TAG | desc, [FMT] = fmt}, view_mt)
 end
 -- A backtest's views of whole-history arrays have their own metatable: every private key is always
--- present (plain indexing, no rawget calls on the hot path) and the bytes are fetched when the view
--- is made (once per array and run, kept in series_data).
+-- present (plain indexing, no rawget calls on the hot path); values come from the array's blocks.
 local series_mt
+-- The window a backtest's candle views show: the runner moves it before each candle (two stores, however
+-- many candle arrays the strategy reads); every candle view of the run reads it.
+local win_off, win_len = 0, 0
+local candle_view_mt
+local function candle_index(t, i)
+  local n = win_len
+  if i ~= n and (type_(i) ~= "number" or i < 1 or i > n or i % 1 ~= 0) then return nil end
+  local off = win_off
+  local p = off + i - 1
+  local values = t[BLK][p >> BLOCK_SHIFT]
+  if values == nil then
+    values = load_block(t[BLK], t[ID], p >> BLOCK_SHIFT, off >> BLOCK_SHIFT, (off + n - 1) >> BLOCK_SHIFT)
+  end
+  return values[(p & BLOCK_MASK) + 1]
+end
+candle_view_mt = {__index = candle_index, __len = function() return win_len end, __newindex = read_only,
+                  __pairs = function(t)
+                    local n = win_len
+                    return function(_, i) i = i + 1 if i <= n then return i, t[i] end end, t, 0
+                  end,
+                  __metatable = "read-only array"}
+local function candle_view(desc, fmt)
+  local id = (desc >> 38) & 16777215
+  return setmetatable_({[ID] = id, [BLK] = blocks_of(id, fmt)}, candle_view_mt)
+end
 local function series_index(t, i)
   local n = t[LEN]
   if i ~= n and (type_(i) ~= "number" or i < 1 or i > n or i % 1 ~= 0) then return nil end
   if i <= t[NANP] then return NAN end
-  local d = t[DATA]
-  if not d then return host_get(t[ID], t[OFF] + i) end
-  return (string_unpack(t[FMT], d, (t[OFF] + i - 1) * 8 + 1))
+  local off = t[OFF]
+  local p = off + i - 1
+  local values = t[BLK][p >> BLOCK_SHIFT]
+  if values == nil then
+    values = load_block(t[BLK], t[ID], p >> BLOCK_SHIFT, off >> BLOCK_SHIFT, (off + n - 1) >> BLOCK_SHIFT)
+  end
+  return values[(p & BLOCK_MASK) + 1]
 end
 series_mt = {__index = series_index, __len = function(t) return t[LEN] end, __newindex = read_only,
              __pairs = view_pairs, __metatable = "read-only array"}
-local function series_bytes(id)
-  local d = series_data[id]
-  if d == nil then
-    d = host_data(id)  -- bytes, or false when too long to copy (then element by element)
-    series_data[id] = d
-  end
-  return d
-end
-local function series_view(desc, lead, fmt, id)
+local function series_view(desc, lead, fmt)
   local len = desc & 131071
-  id = id or (desc >> 38) & 16777215
+  local id = (desc >> 38) & 16777215
   return setmetatable_({[ID] = id, [OFF] = (desc >> 17) & 2097151, [LEN] = len, [NANP] = lead < len and lead or len,
-                        [FMT] = fmt or "=d", [DATA] = series_bytes(id)}, series_mt)
+                        [BLK] = blocks_of(id, fmt)}, series_mt)
 end
 local series_memo = {}  -- by ta function number: a backtest's whole-history results (emptied per backtest)
 local series_candles = {}  -- the candle views of the running backtest (the keys of series_memo's tables)
--- A memoised indicator result in a backtest: four fields (float64 values, bytes in series_data).
+-- A memoised indicator result in a backtest: three fields, the third shared by every view of the result,
+-- {array id, NaN lead, blocks} (made once per result and run: the hot path allocates one small table).
 local result_mt = {__index = function(t, i)
   local n = t[LEN]
   if i ~= n and (type_(i) ~= "number" or i < 1 or i > n or i % 1 ~= 0) then return nil end
-  if i <= t[NANP] then return NAN end
-  local id = t[ID]
-  local d = series_data[id]
-  if not d then return host_get(id, t[OFF] + i) end
-  return (string_unpack("=d", d, (t[OFF] + i - 1) * 8 + 1))
+  local hit = t[HIT]
+  if i <= hit[2] then return NAN end  -- i <= n here: the lead as the window sees it
+  local off = t[OFF]
+  local p = off + i - 1
+  local b = hit[3]
+  local values = b[p >> BLOCK_SHIFT]
+  if values == nil then
+    values = load_block(b, hit[1], p >> BLOCK_SHIFT, off >> BLOCK_SHIFT, (off + n - 1) >> BLOCK_SHIFT)
+  end
+  return values[(p & BLOCK_MASK) + 1]
 end, __len = function(t) return t[LEN] end, __newindex = read_only, __pairs = view_pairs, __metatable = "read-only array"}
-local function is_view(mt) return mt == view_mt or mt == series_mt or mt == result_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true) end
+local function is_view(mt)
+  return mt == view_mt or mt == series_mt or mt == result_mt or mt == candle_view_mt or (type_(mt) == "table" and rawget_(mt, MAT) == true)
+end
 -- ...and the host takes them back as TAG | descriptor, and resolves them in the runtime's own table of
 -- the arrays it handed it (sandbox.py): a descriptor names nothing the runtime was not given. A number
 -- as large as TAG goes over as a float, so the host never takes a strategy's number for a descriptor.
@@ -203,7 +258,13 @@ local function id_of(x)
     local d = rawget_(x, DESC)
     if d then return d end
     local id = rawget_(x, ID)
-    if id then return TAG | (id << 38) | ((rawget_(x, OFF) or 0) << 17) | rawget_(x, LEN) end
+    if id then
+      local len = rawget_(x, LEN)
+      if len == nil then return TAG | (id << 38) | (win_off << 17) | win_len end  -- a backtest's candle view
+      return TAG | (id << 38) | ((rawget_(x, OFF) or 0) << 17) | len
+    end
+    local hit = rawget_(x, HIT)  -- a memoised backtest result (result_mt)
+    if hit then return TAG | (hit[1] << 38) | (rawget_(x, OFF) << 17) | rawget_(x, LEN) end
     local n = rawlen_(x)
     if n > MAX_TA_TABLE then error_("an array passed to ta holds at most 100,000 values", 3) end
     -- checked here, where a string is not copied: the host would convert each one, whatever its length
@@ -652,25 +713,25 @@ for k, name in ipairs(ta_names) do
     local memo = {}  -- backtests: whole-history results by (input array id, period); see series_memo
     series_memo[k] = memo
     ta[name] = function(a, b, ...)
+      -- A backtest's candle view (c.close: one table all run long, sliding along the history) with a
+      -- plain number (or nothing) after it: the host answers the same whole-history result for every
+      -- candle, only the view's offset and length change, so after the first answer the view is made
+      -- here without crossing to the host. memo[a] misses for anything but a candle view.
+      local byview = memo[a]
+      if byview ~= nil then
+        local hit = byview[b == nil and memo or b]
+        if hit ~= nil and select_("#", ...) == 0 then
+          return setmetatable_({[HIT] = hit, [OFF] = win_off, [LEN] = win_len}, result_mt)
+        end
+      end
       local n, d, last, prev, lead
       if select_("#", ...) == 0 then
-        -- A backtest's candle view (c.close: one table all run long, sliding along the history) with a
-        -- plain number (or nothing) after it: the host answers the same whole-history result for every
-        -- candle, only the view's offset and length change, so after the first answer the view is made
-        -- here without crossing to the host. memo[a] misses for anything but a candle view.
-        local byview = memo[a]
-        local hit = byview and byview[b == nil and memo or b]
-        if hit then
-          local len, lead, rid = a[LEN], hit[2], hit[1]
-          return setmetatable_({[ID] = rid, [OFF] = a[OFF], [LEN] = len, [NANP] = lead < len and lead or len}, result_mt)
-        end
         if series_candles[a] and (b == nil or (type_(b) == "number" and b == b)) then
           n, d, last, prev, lead = host_ta(k, id_of(a), id_of(b))
           if n ~= 0 and lead >= 0 then
             local rid = (d >> 38) & 16777215
-            series_bytes(rid)
             if not byview then byview = {} memo[a] = byview end
-            byview[b == nil and memo or b] = {rid, lead}
+            byview[b == nil and memo or b] = {rid, lead, blocks_of(rid)}
           end
         else
           n, d, last, prev, lead = host_ta(k, id_of(a), id_of(b))
@@ -764,10 +825,10 @@ local candle_mt = {
 -- __index is the table of views itself (no function call per c.close).
 local series_candle_mt = {__newindex = candle_mt.__newindex, __pairs = candle_mt.__pairs, __metatable = "read-only candles"}
 local function candles(o, h, l, c, v, t)
-  series_data = {}
+  series_blocks = {}
   for _, memo in pairs(series_memo) do for id in pairs(memo) do memo[id] = nil end end
-  local views = {series_view(o, 0), series_view(h, 0), series_view(l, 0), series_view(c, 0), series_view(v, 0),
-                 series_view(t, 0, "=j")}
+  local views = {candle_view(o), candle_view(h), candle_view(l), candle_view(c), candle_view(v),
+                 candle_view(t, "=j")}
   series_candles = {}
   for i = 1, 6 do series_candles[views[i]] = true end
   local a = {}
@@ -951,16 +1012,12 @@ local VALUE, DONE = {}, {}  -- the runner's own yields: no strategy can make the
 local HUGE = math.huge
 local cur  -- the candle the runner is on
 local function runner(f, c, params, views, first, last, lookback, buf, ext)
-  local v1, v2, v3, v4, v5, v6 = views[1], views[2], views[3], views[4], views[5], views[6]
   local ne = 0
   for i = first, last do
     cur = i
     local off = i - lookback
     if off < 0 then off = 0 end
-    local len = i - off
-    -- present keys: plain stores, no __newindex
-    v1[OFF] = off v1[LEN] = len v2[OFF] = off v2[LEN] = len v3[OFF] = off v3[LEN] = len
-    v4[OFF] = off v4[LEN] = len v5[OFF] = off v5[LEN] = len v6[OFF] = off v6[LEN] = len
+    win_off, win_len = off, i - off  -- what every candle view shows
     used, deadline = 0, nil
     local r = f(c, params)
     if exhausted then error_(LIMIT_MARK .. exhausted) end

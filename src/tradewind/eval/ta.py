@@ -34,7 +34,10 @@ MAX_OFF = (1 << OFF_BITS) - 1
 # handle table of the runtime that sent it. Its values travel as bytes (one Lua string that
 # `string.unpack` reads) when small enough.
 TAG = 1 << 62
-MAX_BYTES_LEN = 262_144  # longer arrays (a long backtest's history) are read element by element
+MAX_BYTES_LEN = 262_144  # longer arrays are read element by element (a live window is at most MAX_LEN)
+# A backtest's whole-history arrays travel in blocks of 2**SERIES_BLOCK_SHIFT values (128 KB of bytes,
+# 256 KB once unpacked in Lua), whatever their length: see sandbox.lua's load_block.
+SERIES_BLOCK_SHIFT = 14
 MAX_WINDOWS = 32
 SCRATCH = 4096  # arrays computed on partial views (backtests) live this long: within one decide()
 SCRATCH_BYTES = 256 * 1024 * 1024  # ... and take at most this much memory together
@@ -70,6 +73,15 @@ class Array:
                 raise TAError(GONE)
             found = self.data = arr.tobytes() if len(arr) <= MAX_BYTES_LEN else False
         return found
+
+    def block(self, k: int, shift: int) -> bytes:
+        """Values k << shift .. ((k + 1) << shift) - 1 (fewer at the end) as native-endian bytes."""
+        arr = self.arr
+        if arr is None:
+            raise TAError(GONE)
+        if k.__class__ is not int or k < 0:
+            return b""
+        return arr[k << shift : (k + 1) << shift].tobytes()
 
     def get(self, i: Any) -> Any:
         arr = self.arr

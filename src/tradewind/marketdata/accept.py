@@ -17,22 +17,31 @@ The rules, written once:
   last minute is not there yet (the partial bucket at the end), is upserted, so it is rebuilt whole.
   Rows of another timeframe are stored as they are and derive nothing.
 
+- **History**: given ``history`` (``data import`` and ``data download``), the checked rows are also
+  added to the market's Parquet files (``history.HistoryStore``), with the same rule for a time stored
+  already; derived timeframes are made from its minutes when read.
+
 Core keeps its incremental in-memory ``Resampler`` (the hot path reads nothing back): it checks a live
 candle with ``candle_problem`` and stores it and the candles it closed with ``store_live``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradewind.domain import BASE_TIMEFRAME, DERIVED_TIMEFRAMES, tf_ms
 from tradewind.marketdata.candles import OPEN, STALE, Row, bucket_start, resample_rows, row_problem
 from tradewind.storage import candles as store
+
+if TYPE_CHECKING:
+    from tradewind.marketdata.history import MarketHistory
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,7 @@ class Accepted:
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> rows dropped
     derived: Counter[str] = field(default_factory=Counter)  # derived timeframe -> candles written
     newest: Row | None = None  # the newest valid row of the batch (stored now or before)
+    history: int = 0  # rows added to the history store (Parquet), when it was given
 
     @property
     def rejected_total(self) -> int:
@@ -58,6 +68,7 @@ class Accepted:
         self.conflicts += other.conflicts
         self.rejected.update(other.rejected)
         self.derived.update(other.derived)
+        self.history += other.history
         if other.newest is not None and (self.newest is None or other.newest[0] >= self.newest[0]):
             self.newest = other.newest
 
@@ -102,12 +113,17 @@ async def accept_rows(
     *,
     after: int | None = None,
     now: int | None = None,
+    history: MarketHistory | None = None,
 ) -> Accepted:
-    """Check, de-duplicate and store ``tf`` rows of a market (and, for 1m rows, the derived timeframes).
-    The caller commits."""
+    """Check, de-duplicate and store ``tf`` rows of a market (and, for 1m rows, the derived timeframes);
+    with ``history``, add them to the market's history store too. The caller commits."""
     good, report = check(rows, tf, after=after, now=now)
     if not good:
         return report
+    if (
+        history is not None
+    ):  # first: should the commit fail, the next run finds these stored and adds the rest
+        report.history = (await asyncio.to_thread(history.write, tf, good)).stored
     size = tf_ms(tf)
     first, last = good[0][0], good[-1][0]
     if tf == BASE_TIMEFRAME:  # the whole buckets of the widest derived timeframe: all the derivation needs

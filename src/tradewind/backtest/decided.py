@@ -1,0 +1,156 @@
+"""A backtest's decisions as the fill pass reads them, and the thread that decides them while it fills.
+
+The strategy runs in Lua, which lupa runs without holding the GIL, so the fill pass (Python) can trade
+the decisions of the first candles while the strategy decides the next ones: ``Decided.more`` takes the
+next chunk of letters when the fill needs a decision it does not know yet. Chunks are small (the fill
+then holds the GIL only briefly, and the strategy's thread waits little for it when it calls the host:
+indicators, blocks of history). The decisions and the fills are the same as one after the other: only
+the order in which the work is done changes.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tradewind.eval.sandbox import StrategyError, StrategyRuntime
+
+LONG, SHORT, NEUTRAL = ord("l"), ord("s"), ord("n")
+Extras = dict[
+    int, tuple[Any, ...]
+]  # candle index -> (size, stop_loss, take_profit, trailing_stop, limit, expire)
+STREAM_CHUNK = 8192  # candles decided per call into Lua when deciding alongside the fill
+
+
+class Decided:
+    """The decisions of candles 0..known-1 of a run of ``n`` candles: the letters (``codes``, neutral past
+    ``known``), the extras (``extras``, ``has_extra``), and the candles whose decision can act, in order:
+    ``longs``, ``shorts`` and ``marks`` (exits set). A decision on the last candle cannot act (no next
+    candle), and decisions before ``first`` are not traded (they only warm the strategy up)."""
+
+    def __init__(self, n: int, first: int = 0) -> None:
+        self.n, self.first = n, first
+        self.codes = np.full(n, NEUTRAL, dtype=np.uint8)
+        self.has_extra = np.zeros(n, dtype=bool)
+        self.extras: Extras = {}
+        self.longs: list[int] = []
+        self.shorts: list[int] = []
+        self.marks: list[int] = []
+        self.known = 0
+        self.source: Callable[[], tuple[np.ndarray, Extras] | None] | None = None
+
+    def add(self, letters: np.ndarray, extras: Extras) -> None:
+        """The letters (uint8) of the next candles, from ``known`` on, and their extras."""
+        start = self.known
+        stop = min(self.n, start + len(letters))
+        chunk = letters[: stop - start]
+        if self.first > start:
+            chunk = chunk.copy()
+            chunk[: self.first - start] = NEUTRAL
+        self.codes[start:stop] = chunk
+        usable = chunk[: max(0, min(stop, self.n - 1) - start)]
+        # Python lists and bisect: a scalar lookup costs a third of numpy's searchsorted on one value
+        self.longs += (np.flatnonzero(usable == LONG) + start).tolist()
+        self.shorts += (np.flatnonzero(usable == SHORT) + start).tolist()
+        for i in sorted(extras):
+            if not self.first <= i < stop:
+                continue
+            e = self.extras[i] = extras[i]
+            self.has_extra[i] = True
+            if i < self.n - 1 and any(v is not None for v in e[1:4]):
+                self.marks.append(i)
+        self.known = stop
+
+    def more(self) -> bool:
+        """Take the next chunk of decisions (waiting for it); False when none will come."""
+        if self.source is None:
+            return False
+        got = self.source()
+        if got is None:
+            self.source = None
+            return False
+        self.add(*got)
+        return True
+
+    def next_of(self, arr: list[int], i: int) -> int:
+        """The first candle of ``arr`` (longs, shorts or marks) at or after i; ``n`` when there is none."""
+        while True:
+            k = bisect_left(arr, i)
+            if k < len(arr):
+                return arr[k]
+            if not self.more():
+                return self.n
+
+
+class Failed(Exception):
+    """The strategy failed at a candle: the error, and the letters and extras decided before it in the
+    chunk it failed in."""
+
+    def __init__(self, error: StrategyError, letters: np.ndarray, extras: Extras) -> None:
+        super().__init__(str(error))
+        self.error, self.letters, self.extras = error, letters, extras
+
+
+def _letters(parts: list[str]) -> np.ndarray:
+    return np.frombuffer("".join(parts).encode(), dtype=np.uint8)
+
+
+class Stream:
+    """``rt.decide_series`` over the run in a thread of its own, chunk by chunk, handed to a ``Decided`` as
+    it needs them (``take``, in the caller's thread, which also reports ``progress``). Use as a context
+    manager: leaving it stops the thread after its current chunk and waits for it."""
+
+    def __init__(self, rt: StrategyRuntime, arrays: dict[str, np.ndarray], lookback: int,
+                 progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+        self.rt, self.arrays, self.lookback, self.progress = rt, arrays, lookback, progress
+        self.n = len(arrays["time"])
+        self.done = 0
+        self._chunks: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="backtest-decide", daemon=True)
+
+    def __enter__(self) -> Stream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _produce(self) -> None:
+        try:
+            for start in range(0, self.n, STREAM_CHUNK):
+                if self._stop.is_set():
+                    return
+                parts: list[str] = []
+                extras: Extras = {}
+                try:
+                    self.rt.decide_series(self.arrays, self.lookback, start, min(self.n, start + STREAM_CHUNK),
+                                          parts, extras)  # fmt: skip
+                except StrategyError as exc:
+                    self._chunks.put(("error", exc, (_letters(parts), extras)))
+                    return
+                self._chunks.put(("ok", _letters(parts), extras))
+            self._chunks.put(("end", None, None))
+        except BaseException as exc:  # handed to the caller's thread, which raises it
+            self._chunks.put(("raise", exc, None))
+
+    def take(self) -> tuple[np.ndarray, Extras] | None:
+        """The next chunk's letters and extras, None after the last; raises ``Failed`` at a strategy error
+        and whatever else the strategy's thread raised."""
+        kind, a, b = self._chunks.get()
+        if kind == "ok":
+            self.done += len(a)
+            if self.progress is not None:
+                self.progress(self.done, self.n)
+            return a, b
+        if kind == "end":
+            return None
+        if kind == "error":
+            raise Failed(a, *b)
+        raise a
