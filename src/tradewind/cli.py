@@ -106,11 +106,16 @@ def data() -> None:
 def _register() -> None:
     """Commands that live next to the code they drive (backtest, data, user, secrets, bench)."""
     from tradewind.backtest.commands import backtest, data_import, data_list
+    from tradewind.backtest.optimize_cli import optimize
+    from tradewind.backtest.research_cli import check, walkforward
     from tradewind.bench.commands import bench
     from tradewind.exchanges.download import download
     from tradewind.web.commands import secrets, user
 
     main.add_command(backtest)
+    main.add_command(optimize)
+    main.add_command(walkforward)
+    main.add_command(check)
     data.add_command(data_import)
     data.add_command(data_list)
     data.add_command(download)

@@ -34,3 +34,30 @@ def win_rate(pnls: list[float]) -> float:
     if not pnls:
         return 0.0
     return 100.0 * sum(1 for p in pnls if p > 0) / len(pnls)
+
+
+def sortino(equity: np.ndarray, bar_minutes: float) -> float:
+    """Annualised Sortino ratio: the mean per-bar return over the downside deviation (the root mean square
+    of the returns below 0, over all bars; target 0); 0 when no return is negative or there are too few."""
+    if len(equity) < 3:
+        return 0.0
+    returns = np.diff(equity) / equity[:-1]
+    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+    if not math.isfinite(downside) or downside == 0:
+        return 0.0
+    return float(returns.mean() / downside * math.sqrt(MINUTES_PER_YEAR / bar_minutes))
+
+
+PROFIT_FACTOR_CAP = 100.0
+
+
+def profit_factor(pnls: list[float]) -> float:
+    """Gross profit over gross loss of the closed trades; 0 with no closed trade or no profit, and
+    PROFIT_FACTOR_CAP when there is profit and no loss (or the ratio is larger)."""
+    gains = sum(p for p in pnls if p > 0)
+    losses = -sum(p for p in pnls if p < 0)
+    if gains <= 0:
+        return 0.0
+    if losses <= 0:
+        return PROFIT_FACTOR_CAP
+    return min(PROFIT_FACTOR_CAP, gains / losses)

@@ -63,6 +63,10 @@ def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[st
     result = engine.run(code, arrays, params=params, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
                         lookback=lookback, name=name)  # fmt: skip
     summary = result.summary()
+    from tradewind.backtest.metrics import profit_factor, sortino
+
+    summary["sortino"] = sortino(result.equity, result.bar_minutes)
+    summary["profit_factor"] = profit_factor([t.pnl for t in result.trades if t.pnl is not None])
     out: dict[str, Any] = {"summary": summary}
     if detail:
         out["equity"] = result.curve(CURVE_POINTS)
@@ -134,17 +138,25 @@ def _warm() -> None:  # pragma: no cover - in the child
     import tradewind.backtest.quotes  # noqa: F401
 
 
+class WorkerLost(RuntimeError):
+    """The job's child process died under it: not the strategy's doing, so the job may be run again."""
+
+
 class BacktestWorker:
     """Answers backtest jobs on the bus; start it next to each EvalWorker so backtests scale with them."""
 
     def __init__(self, settings: Settings, nc: Client, session_factory: SessionFactory | None, *, name: str | None = None,
-                 processes: int = 1, job_timeout_s: float = 3600.0) -> None:  # fmt: skip
+                 processes: int = 1, job_timeout_s: float = 3600.0,
+                 study_worker_timeout_s: float = 30.0) -> None:  # fmt: skip
         self.settings = settings
         self.nc = nc
         self.sf = session_factory
         self.name = name or f"backtest-{socket.gethostname()}-{os.getpid()}"
         self.processes = max(1, processes)
         self.job_timeout_s = job_timeout_s
+        self.study_worker_timeout_s = (
+            study_worker_timeout_s  # a study's trial job silent this long is sent again
+        )
         self.jobs_done = 0
         self._pool: ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(self.processes)
@@ -163,6 +175,10 @@ class BacktestWorker:
         self._subs.append(
             await self.nc.subscribe(subjects.BACKTEST_START, queue=subjects.BACKTEST_QUEUE, cb=self._on_start)
         )
+        self._subs.append(
+            await self.nc.subscribe(subjects.STUDY_START, queue=subjects.BACKTEST_QUEUE, cb=self._on_study)
+        )
+        self._subs.append(await self.nc.subscribe(subjects.BACKTEST_CAPACITY, cb=self._on_capacity))
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []
@@ -205,7 +221,7 @@ class BacktestWorker:
                 raise RuntimeError(
                     f"the backtest ran longer than {self.job_timeout_s:.0f} s and was stopped"
                 ) from None
-            raise RuntimeError("the backtest process died (out of memory?)") from None
+            raise WorkerLost("the backtest process died (out of memory?)") from None
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -213,6 +229,13 @@ class BacktestWorker:
         task.add_done_callback(self._tasks.discard)
 
     # -- candles ---------------------------------------------------------------------------------------------
+    async def _stored(self, data: m.BacktestData) -> tuple[int, int | None]:
+        """How many candles the range holds now, and the newest one's time: one indexed query."""
+        if self.sf is None or data.market_id is None:
+            return 0, None
+        async with self.sf() as s:
+            return await store.range_extent(s, data.market_id, data.tf, data.start, data.end)
+
     async def candles(self, data: m.BacktestData) -> dict[str, np.ndarray]:
         """The candles a job names, from the store (market, tf, [start, end)) or a file (path)."""
         if data.inline is not None:
@@ -222,7 +245,9 @@ class BacktestWorker:
         elif data.path is not None:
             key = ("file", data.path, await asyncio.to_thread(_mtime, data.path), data.tf)
         else:
-            key = ("market", data.market_id, data.tf, data.start, data.end)
+            # Stored candles keep arriving (an open-ended range, or one ending in the future, grows): the key
+            # holds what the range holds now, so a run never answers with candles cached before the newest.
+            key = ("market", data.market_id, data.tf, data.start, data.end, *await self._stored(data))
         async with self._data_lock:  # one load per key even when jobs arrive together
             found = self._data.get(key)
             if found is not None:
@@ -235,17 +260,52 @@ class BacktestWorker:
 
                 arrays = (await asyncio.to_thread(load, data.path, data.tf)).arrays()
             else:
-                if self.sf is None or data.market_id is None:
-                    raise ValueError("a backtest needs a market or a candle file")
-                async with self.sf() as s:
-                    rows = await store.candle_range(s, data.market_id, data.tf, data.start, data.end)
-                if not rows:
-                    raise ValueError(f"no {data.tf} candles stored for market {data.market_id} in that range")
-                arrays = store.to_arrays(rows)
+                arrays = await self._market_candles(data)
             self._data[key] = arrays
             while len(self._data) > DATA_CACHE:
                 self._data.popitem(last=False)
             return arrays
+
+    async def _market_candles(self, data: m.BacktestData) -> dict[str, np.ndarray]:
+        """A market's candles in [start, end): from the history store (Parquet) where it holds them whole
+        (``HistoryStore.whole``), from the database before and after (the candles stored live since the
+        last download, a bucket the history only begins)."""
+        from tradewind.marketdata.history import HistoryStore
+        from tradewind.storage.models import Market
+
+        if self.sf is None or data.market_id is None:
+            raise ValueError("a backtest needs a market or a candle file")
+        start, end, tf = data.start, data.end, data.tf
+        history = HistoryStore.of(self.settings)
+        parts: list[dict[str, np.ndarray]] = []
+        async with self.sf() as s:
+            market = await s.get(Market, data.market_id)
+            span = None
+            if market is not None:
+                span = await asyncio.to_thread(history.whole, market.exchange, market.symbol, tf)
+            if span is not None:  # the history store's part, and the database's before and after it
+                lo, hi = max(span[0], start or span[0]), min(span[1], end or span[1])
+                if lo < hi:
+                    before = (
+                        await store.candle_range(s, data.market_id, tf, start, lo)
+                        if start is None or start < lo
+                        else []
+                    )
+                    after = (
+                        await store.candle_range(s, data.market_id, tf, hi, end)
+                        if end is None or end > hi
+                        else []
+                    )
+                    kept = await asyncio.to_thread(history.read, market.exchange, market.symbol, tf, lo, hi)  # type: ignore[union-attr]
+                    parts = [store.to_arrays(before), kept or {}, store.to_arrays(after)]  # fmt: skip
+            if not parts:
+                parts = [store.to_arrays(await store.candle_range(s, data.market_id, tf, start, end))]
+        parts = [p for p in parts if p and len(p["time"])]
+        if not parts:
+            raise ValueError(f"no {tf} candles stored for market {data.market_id} in that range")
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in FIELDS}
 
     # -- sweep points ------------------------------------------------------------------------------------------
     async def _on_run(self, msg: Msg) -> None:
@@ -254,13 +314,38 @@ class BacktestWorker:
         except Exception:
             log.warning("backtest: malformed job")
             return
-        await self._slots.acquire()  # a free child before the next job is taken off the subscription
-        self._spawn(self._run_point(job, msg))
+        beat = self._heartbeat(job, msg) if job.heartbeat_s > 0 and msg.reply else None
+        try:
+            await self._slots.acquire()  # a free child before the next job is taken off the subscription
+        except BaseException:
+            if beat is not None:
+                beat.cancel()
+            raise
+        self._spawn(self._run_point(job, msg, beat))
 
-    async def _run_point(self, job: m.RunBacktest, msg: Msg) -> None:
+    def _heartbeat(self, job: m.RunBacktest, msg: Msg) -> asyncio.Task[None]:
+        """Tell the sender every ``job.heartbeat_s`` that the job is held here (waiting or running)."""
+
+        async def beat() -> None:
+            alive = m.encode(m.BacktestResult(job_id=job.job_id, worker=self.name, running=True))
+            while True:
+                try:
+                    await self.nc.publish(msg.reply, alive)
+                except Exception:  # the bus is reconnecting: the next beat may get through
+                    log.debug("backtest: heartbeat of job %s not sent", job.job_id)
+                await asyncio.sleep(job.heartbeat_s)
+
+        task = asyncio.ensure_future(beat())
+        self._tasks.add(task)  # stop() cancels it with the jobs
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run_point(self, job: m.RunBacktest, msg: Msg, beat: asyncio.Task[None] | None = None) -> None:
         try:
             try:
                 arrays = await self.candles(job.data)
+                if job.upto is not None:
+                    arrays = {k: v[: max(0, job.upto)] for k, v in arrays.items()}
                 out = await self._execute(partial(execute, job.code, arrays, job.name, dict(job.params), job.cash, job.fee,
                                                   job.slippage, job.lookback, job.trades, job.maker_fee))  # fmt: skip
                 summary = out["summary"]
@@ -269,15 +354,44 @@ class BacktestWorker:
                 )
                 RUNS.labels("sweep", "error" if reply.error else "done").inc()
             except (OSError, ValueError, RuntimeError) as exc:
-                reply = m.BacktestResult(job_id=job.job_id, worker=self.name, error=str(exc))
+                reply = m.BacktestResult(job_id=job.job_id, worker=self.name, error=str(exc),
+                                         retry=isinstance(exc, WorkerLost))  # fmt: skip
                 RUNS.labels("sweep", "failed").inc()
             self.jobs_done += 1
+            if beat is not None:
+                beat.cancel()
             if msg.reply:
                 await msg.respond(m.encode(reply))
         except Exception:
             log.exception("backtest: job %s failed", job.job_id)
         finally:
+            if beat is not None:
+                beat.cancel()
             self._slots.release()
+
+    # -- optimisation studies (the API) ------------------------------------------------------------------------
+    async def _on_study(self, msg: Msg) -> None:
+        try:
+            req = m.decode(msg.data, m.StartStudy)
+        except Exception:
+            log.warning("backtest: malformed study request")
+            return
+        if msg.reply:
+            await msg.respond(m.encode(m.StudyAccepted(study_id=req.study_id, worker=self.name)))
+        # no slot: the driver only asks and tells; its trials take slots here and on the other workers
+        self._spawn(self._drive_study(req.study_id))
+
+    async def _drive_study(self, study_id: int) -> None:
+        from tradewind.backtest import studies
+
+        try:
+            await studies.drive(self, study_id)
+        except Exception:
+            log.exception("study %s failed", study_id)
+
+    async def _on_capacity(self, msg: Msg) -> None:
+        if msg.reply:
+            await msg.respond(m.encode(m.WorkerCapacity(worker=self.name, processes=self.processes)))
 
     # -- stored backtests (the API) -------------------------------------------------------------------------
     async def _on_start(self, msg: Msg) -> None:

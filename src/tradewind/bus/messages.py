@@ -296,6 +296,10 @@ class RunBacktest(msgspec.Struct, frozen=True, kw_only=True):
     slippage: float = 0.0
     lookback: int = 500
     trades: bool = False  # include the trade list in the reply (sweeps rank on the metrics alone)
+    upto: int | None = None  # run the first ``upto`` candles only (an optimisation trial's checkpoint)
+    # > 0: the worker publishes BacktestResult(running=True) to the reply subject every heartbeat_s seconds
+    # from taking the job until its result, so the sender tells a dead worker from a long job
+    heartbeat_s: float = 0.0
 
 
 class BacktestResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -303,6 +307,9 @@ class BacktestResult(msgspec.Struct, frozen=True, kw_only=True):
     worker: str
     summary: dict[str, Any] = {}  # the `tradewind backtest --json` document (trades only if asked)
     error: str | None = None  # the strategy's error (also in summary) or why the job could not run
+    # the worker failed, not the strategy (its process died, a limit of ours): run it again
+    retry: bool = False
+    running: bool = False  # a heartbeat (RunBacktest.heartbeat_s), not the result
 
 
 class StartBacktest(msgspec.Struct, frozen=True, kw_only=True):
@@ -315,6 +322,55 @@ class StartBacktest(msgspec.Struct, frozen=True, kw_only=True):
 class BacktestAccepted(msgspec.Struct, frozen=True, kw_only=True):
     backtest_id: int
     worker: str
+
+
+class StartStudy(msgspec.Struct, frozen=True, kw_only=True):
+    """Drive the stored optimisation study ``study_id`` (ask Optuna, run its trials on the backtest workers,
+    tell the results) until it has its trials; the worker replies at once with StudyAccepted."""
+
+    study_id: int
+
+
+class StudyAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    study_id: int
+    worker: str
+
+
+class WorkerCapacity(msgspec.Struct, frozen=True, kw_only=True):
+    """A backtest worker's answer on ``backtest.capacity``: how many jobs it runs at once."""
+
+    worker: str
+    processes: int
+
+
+class ClosePositions(msgspec.Struct, frozen=True, kw_only=True):
+    """Close positions now with a sell at the market, as a strategy's exit would (web -> core, request/reply).
+
+    Core closes only assignments of ``owner_id`` that trade through an account of ``owner_id``; it checks
+    both itself. ``assignment_ids`` None: every open position of the owner (flatten all)."""
+
+    owner_id: int
+    assignment_ids: list[int] | None = None
+    why: str = "close"  # close | flatten | kill switch: for the log
+
+
+class PositionClose(msgspec.Struct, frozen=True, kw_only=True):
+    """What core did about one assignment's position.
+
+    ``status``: placed (the sell's intent is stored and its call started), closing (a close of this position
+    is already on its way: the same order, not a second one), flat (nothing held), not_found (no such
+    assignment of this owner), refused (``reason`` says why)."""
+
+    assignment_id: int
+    status: str
+    client_order_id: str | None = None
+    amount: str | None = None  # base sold, decimal string
+    reason: str | None = None
+
+
+class PositionsClosed(msgspec.Struct, frozen=True, kw_only=True):
+    results: list[PositionClose] = []
+    error: str | None = None  # the request could not be read or handled at all
 
 
 _encoder = msgspec.msgpack.Encoder()

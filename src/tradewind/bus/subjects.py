@@ -86,3 +86,9 @@ BACKTEST_QUEUE = "backtest-workers"
 BACKTEST_START = (
     "backtest.start"  # StartBacktest -> BacktestAccepted; BACKTEST_RUN: RunBacktest -> BacktestResult
 )
+STUDY_START = "backtest.study"  # StartStudy -> StudyAccepted, in BACKTEST_QUEUE
+BACKTEST_CAPACITY = "backtest.capacity"  # every worker answers (no queue group) with WorkerCapacity
+# ClosePositions -> PositionsClosed: a person closes positions at the market (web -> core; only the leading
+# core answers, in one queue group)
+CORE_CLOSE = "core.positions.close"
+CORE_QUEUE = "core"

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import lupa.lua54 as lua
 import numpy as np
 
+from tradewind.eval import ta as _ta
+from tradewind.eval.params import DeclarationError, ParamSpec, parse_declaration
 from tradewind.eval.ta import GONE, MULTI, NAMES, TAG, ArrayStore, Grants, TAError
 from tradewind.eval.window import CandleWindow
 
@@ -166,6 +168,7 @@ class StrategyRuntime:
         self._uncharged = 0  # host work not yet charged to the instruction budget (at most CHARGE_BATCH)
         self._series_state: tuple[Any, Any, Any] | None = None
         self._candles: Any = None
+        self._block_shift = _ta.SERIES_BLOCK_SHIFT
         self.broken = False
         self.rt = lua.LuaRuntime(
             register_eval=False, register_builtins=False, unpack_returned_tuples=True,
@@ -179,6 +182,7 @@ class StrategyRuntime:
         self.boot = boot(
             self._get, self._data, self._ta, self._array, self._print,
             self.limits.instructions, HOOK_STEP, self.limits.time_ms / 1000, self.rt.table_from(NAMES), self.rt.table_from({n: True for n in MULTI}),
+            self._block_shift,
         )  # fmt: skip
         self._charge = self.boot["charge"]  # host work (ta computations) counted against the budget
         # Lua table lookups from Python cost microseconds: take the functions out once.
@@ -196,6 +200,7 @@ class StrategyRuntime:
         fn = compiled
         self._call(fn)
         env = self.boot["env"]
+        self.declared: dict[str, ParamSpec] = self._declared(env)
         self._decide, self._on_tick = env["decide"], env["on_tick"]
         # a strategy decides on candles (decide), keeps quotes on ticks (on_tick), or both
         if lua.lua_type(self._decide) != "function" and lua.lua_type(self._on_tick) != "function":
@@ -211,6 +216,17 @@ class StrategyRuntime:
             if run_init:
                 self._call(init, self.params)
         self.boot["prepare"](self._decide, self.params, self._on_tick)
+
+    def _declared(self, env: Any) -> dict[str, ParamSpec]:
+        """The strategy's ``params`` declaration (``tradewind.eval.params``), read raw (no metamethod runs)
+        and bounded, then checked; {} when it declares none."""
+        decl = self.rt.globals().rawget(env, "params")
+        if decl is None:
+            return {}
+        try:
+            return parse_declaration(_plain(decl, 0))
+        except DeclarationError as exc:
+            raise StrategyError(self.name, str(exc)) from None
 
     @property
     def has_decide(self) -> bool:
@@ -231,9 +247,13 @@ class StrategyRuntime:
             raise RuntimeError(GONE)
         return entry
 
-    def _data(self, array_id: int) -> bytes | bool:
+    def _data(self, array_id: int, block: int | None = None) -> bytes | bool:
+        """An array's bytes (False when too long), or with ``block`` those of one block of a backtest's
+        whole-history array."""
         entry = self._entry(array_id)
         try:
+            if block is not None:
+                return entry.block(block, self._block_shift)  # type: ignore[no-any-return]
             return entry.bytes()  # type: ignore[no-any-return]
         except TAError as exc:
             raise RuntimeError(str(exc)) from None
@@ -648,6 +668,40 @@ def _short(value: Any) -> str:
     if t:
         return f"a {t}"
     return repr(value)[:40]
+
+
+DECLARATION_ENTRIES = 101  # more than any declaration may hold: enough to say it holds too many
+DECLARATION_TEXT = 1000
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """A Lua value of a ``params`` declaration as plain Python: tables as dicts (or lists when their keys are
+    1..n), read with raw ``next`` (no metamethod runs), at most three levels deep and DECLARATION_ENTRIES
+    entries per table; raises DeclarationError beyond that or for a value that is not data."""
+    kind = lua.lua_type(value)
+    if kind is None:
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if isinstance(value, str) and len(value) > DECLARATION_TEXT:
+            raise DeclarationError(
+                f"params: a text of {len(value):,} characters; at most {DECLARATION_TEXT:,}"
+            )
+        return value
+    if kind != "table":
+        raise DeclarationError(f"params may hold tables, numbers, text and booleans, not a {kind}")
+    if depth >= 3:
+        raise DeclarationError("params nests tables too deep (params.name.choices is the deepest)")
+    out: dict[Any, Any] = {}
+    for k, v in value.items():
+        if len(out) >= DECLARATION_ENTRIES:
+            raise DeclarationError(f"params: a table of more than {DECLARATION_ENTRIES - 1} entries")
+        key = _plain(k, depth + 1) if lua.lua_type(k) is None else None
+        if not isinstance(key, (str, int)) or isinstance(key, bool):
+            raise DeclarationError("params: a table key must be a name or a position")
+        out[key] = _plain(v, depth + 1)
+    if out and all(isinstance(k, int) for k in out) and sorted(out) == list(range(1, len(out) + 1)):
+        return [out[i] for i in range(1, len(out) + 1)]
+    return out
 
 
 def _lua_text(err: Any) -> str:

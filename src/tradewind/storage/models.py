@@ -286,6 +286,31 @@ class Backtest(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class Study(Base):
+    """An optimisation study of a user's strategy (its trials live in Optuna's storage, named ``optuna_name``:
+    see ``tradewind.backtest.optimize``). ``heartbeat_at``: the last sign of life of the worker driving it."""
+
+    __table_args__ = NEVER_REUSED
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
+    timeframe: Mapped[str] = mapped_column(String(4))
+    # the StudyConfig (objectives, sampler, prune, seed, fixed params, cash, fees, lookback), from and to
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    trials: Mapped[int] = mapped_column(Integer)  # the trials it should have in all
+    status: Mapped[str] = mapped_column(String(12), default="queued")  # queued | running | done | error
+    optuna_name: Mapped[str] = mapped_column(String(100), unique=True)
+    space: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the declared parameters
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # counts and the best so far
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class AuditEntry(Base):
     """Append-only log of security-relevant actions."""
 

@@ -20,11 +20,12 @@ from tradewind.storage.models import (
     Order,
     Strategy,
     StrategyVersion,
+    Study,
     Trader,
 )
 
-T = TypeVar("T", Strategy, Trader, Assignment, Order, Backtest)
-OWNED = (Strategy, Trader, Assignment, Order, Backtest)
+T = TypeVar("T", Strategy, Trader, Assignment, Order, Backtest, Study)
+OWNED = (Strategy, Trader, Assignment, Order, Backtest, Study)
 
 
 class Owned:

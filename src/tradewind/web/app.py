@@ -51,6 +51,9 @@ def create_app(
         from tradewind.web.routes import backtests
 
         app.include_router(backtests.router)
+        from tradewind.web.routes import studies
+
+        app.include_router(studies.router)
     _redact_tokens_in_access_log()
 
     @app.get("/", include_in_schema=False)

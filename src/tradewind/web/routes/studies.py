@@ -1,0 +1,258 @@
+"""Optimisation studies: start one on the backtest workers, follow its trials, resume it, read the best."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from nats.errors import Error as NatsError
+from pydantic import BaseModel, Field, field_validator
+
+from tradewind.backtest import optimize as opt
+from tradewind.backtest.studies import stale
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.storage.models import Market, Strategy, Study
+from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
+from tradewind.web.errors import ApiError
+from tradewind.web.routes.backtests import NO_WORKER, _ms
+from tradewind.web.schemas import MAX_ID, ParamValue, _check_params, _check_tf
+from tradewind.web.schemas import Request as Body
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/studies", tags=["studies"])
+Objective = Literal["sharpe", "sortino", "return", "max_drawdown", "profit_factor"]
+MAX_STUDY_TRIALS = 2000
+
+
+class StudyIn(Body):
+    strategy_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    market_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    timeframe: str = Field(default="1h", max_length=4)
+    from_: dt.datetime | int | None = Field(
+        default=None, alias="from", description="start (ISO 8601 or epoch ms)"
+    )
+    to: dt.datetime | int | None = Field(default=None, description="end, exclusive (ISO 8601 or epoch ms)")
+    objectives: list[Objective] = Field(default_factory=lambda: ["sharpe"], min_length=1, max_length=5,
+                                        description="one: the best trial; several: a Pareto front (NSGA-II)")  # fmt: skip
+    sampler: Literal["tpe", "nsga2"] | None = Field(default=None, description="default: tpe for one objective, "
+                                                    "nsga2 for several")  # fmt: skip
+    trials: int = Field(default=50, ge=1, le=MAX_STUDY_TRIALS, strict=True)
+    prune: bool = Field(default=True, description="median pruning on a quarter and a half of the candles "
+                        "(one objective only)")  # fmt: skip
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, strict=True)
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="parameters held fixed (not searched)"
+    )
+    cash: float = Field(default=10_000.0, gt=0, le=1e12, allow_inf_nan=False)
+    fee: float = Field(default=0.001, ge=0, le=0.1, allow_inf_nan=False)
+    maker_fee: float | None = Field(default=None, ge=0, le=0.1, allow_inf_nan=False)
+    slippage: float = Field(default=0.0, ge=0, le=0.1, allow_inf_nan=False)
+    lookback: int = Field(default=500, ge=1, le=5000)
+
+    model_config = {**Body.model_config, "populate_by_name": True}
+    _params = field_validator("params")(_check_params)
+    _tf = field_validator("timeframe")(_check_tf)
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("an objective is given twice")
+        return value
+
+
+class ResumeIn(Body):
+    trials: int | None = Field(default=None, ge=1, le=MAX_STUDY_TRIALS, strict=True,
+                               description="the trials it should have in all; default: as before")  # fmt: skip
+
+
+class StudyQueued(BaseModel):
+    id: int
+    status: str
+
+
+class TrialOut(BaseModel):
+    number: int
+    state: str  # running | complete | pruned | fail | waiting
+    params: dict[str, Any]
+    values: list[float] | None
+    metrics: dict[str, Any]
+    worker: str | None
+    attempts: int
+    duration_s: float | None
+    error: str | None
+    requeued: bool = Field(description="interrupted by a restart and run again (as a later trial)")
+    intermediate: list[list[float]] = Field(description="[candles run, objective] at each pruning checkpoint")
+
+
+class StudyOut(BaseModel):
+    id: int
+    status: str  # queued | running | interrupted | done | error
+    strategy_id: int
+    version: int
+    market_id: int
+    timeframe: str
+    objectives: list[str]
+    directions: list[str]
+    sampler: str
+    trials: int
+    config: dict[str, Any]
+    space: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    trial_results: list[TrialOut] | None = Field(default=None, description="every trial (the detail only)")
+    best: list[int] | None = Field(default=None, description="the best trial, or the Pareto front's trials")
+    importances: dict[str, dict[str, float]] | None = Field(
+        default=None, description="per objective: parameter -> importance (PED-ANOVA), summing to 1"
+    )
+
+
+class StudyPage(BaseModel):
+    items: list[StudyOut]
+    next_before_id: int | None
+
+
+def _status(s: Study) -> str:
+    return "interrupted" if stale(s) else s.status
+
+
+def out(s: Study) -> StudyOut:
+    config = opt.StudyConfig.of((s.config or {}).get("study") or {})
+    return StudyOut(
+        id=s.id, status=_status(s), strategy_id=s.strategy_id, version=s.version, market_id=s.market_id,
+        timeframe=s.timeframe, objectives=list(config.objectives), directions=config.directions,
+        sampler=config.sampler, trials=s.trials, config=s.config or {}, space=s.space, summary=s.summary,
+        error=s.error, created_at=s.created_at, finished_at=s.finished_at,
+    )  # fmt: skip
+
+
+class _Reader:
+    """Optuna's storage, opened once per app (it creates its tables on first use), and the importances of a
+    study by its number of completed trials (not computed again on every poll)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self._storage: Any = None
+        self._lock = threading.Lock()
+        self._importances: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
+
+    def storage(self) -> Any:
+        with self._lock:
+            if self._storage is None:
+                self._storage = opt.open_storage(self.db_url)
+            return self._storage
+
+    def detail(
+        self, name: str, objectives: tuple[str, ...]
+    ) -> tuple[list[dict[str, Any]], list[int], dict[str, Any]]:
+        import optuna
+
+        try:
+            study = optuna.load_study(study_name=name, storage=self.storage())
+        except KeyError:  # not created yet (queued, or it failed before)
+            return [], [], {}
+        rows = opt.trial_rows(study)
+        complete = sum(1 for r in rows if r["state"] == "complete")
+        key = (name, complete)
+        if key not in self._importances:
+            self._importances[key] = opt.importances(study, objectives)
+            if len(self._importances) > 256:
+                self._importances.pop(next(iter(self._importances)))
+        return rows, opt.best_numbers(study), self._importances[key]
+
+
+def _reader(request: Request) -> _Reader:
+    reader = getattr(request.app.state, "studies", None)
+    if reader is None:
+        reader = request.app.state.studies = _Reader(request.app.state.tw.settings.db_url)
+    return reader  # type: ignore[no-any-return]
+
+
+async def _start(st: StateDep, study: Study) -> None:
+    if st.nc is None:
+        study.status, study.error = "error", NO_WORKER
+        return
+    try:
+        await st.nc.request(subjects.STUDY_START, m.encode(m.StartStudy(study_id=study.id)), timeout=5)
+    except (NatsError, TimeoutError):
+        log.warning("study %s: no backtest worker answered", study.id)
+        study.status, study.error = "error", NO_WORKER
+
+
+@router.post("", status_code=202, response_model=StudyQueued)
+async def create(body: StudyIn, repo: OwnedDep, st: StateDep) -> StudyQueued:
+    """Start an optimisation of the strategy's latest version over the market's stored candles in [from, to): the
+    strategy's declared parameters (its top-level ``params = {...}``) are searched; poll GET /api/studies/{id}."""
+    strategy = await repo.get(Strategy, body.strategy_id)
+    if strategy is None:
+        raise ApiError(422, "no such strategy", field="strategy_id")
+    if await repo.s.get(Market, body.market_id) is None:
+        raise ApiError(422, "no such market", field="market_id")
+    start, end = _ms(body.from_, "from"), _ms(body.to, "to")
+    if start is not None and end is not None and end <= start:
+        raise ApiError(422, "to must be after from", field="to")
+    objectives = tuple(body.objectives)
+    config = opt.StudyConfig(objectives=objectives, sampler=body.sampler or opt.default_sampler(objectives),
+                             prune=body.prune, seed=body.seed, fixed=dict(body.params), cash=body.cash, fee=body.fee,
+                             maker_fee=body.maker_fee, slippage=body.slippage, lookback=body.lookback)  # fmt: skip
+    study = repo.add(Study(strategy_id=strategy.id, version=strategy.latest_version, market_id=body.market_id,
+                           timeframe=body.timeframe, config={"from": start, "to": end, "study": config.as_dict()},
+                           trials=body.trials, status="queued", optuna_name=f"web-{uuid.uuid4().hex}"))  # fmt: skip
+    await repo.s.commit()
+    await _start(st, study)
+    if study.status == "error":
+        await repo.s.commit()
+    return StudyQueued(id=study.id, status=study.status)
+
+
+@router.get("", response_model=StudyPage)
+async def list_studies(repo: OwnedDep, limit: Limit = 50, before_id: Cursor = None) -> dict:
+    """The user's studies, newest first, with their counts and best trial so far (no trial list)."""
+    return page([out(s).model_dump(mode="json") for s in await repo.page(Study, limit, before_id)], limit)
+
+
+@router.get("/{study_id}", response_model=StudyOut)
+async def get(study_id: ObjectId, repo: OwnedDep, request: Request) -> StudyOut:
+    """A study with every trial, the best trial (or the Pareto front) and the parameters' importances."""
+    s = await repo.get(Study, study_id)
+    if s is None:
+        raise not_found("study")
+    result = out(s)
+    try:
+        rows, best, imp = await asyncio.to_thread(
+            _reader(request).detail, s.optuna_name, tuple(result.objectives)
+        )
+    except opt.OptimizeError as exc:
+        raise ApiError(503, str(exc)) from None
+    result.trial_results = [TrialOut(**r) for r in rows]
+    result.best, result.importances = best, imp
+    return result
+
+
+@router.post("/{study_id}/resume", status_code=202, response_model=StudyQueued)
+async def resume(
+    study_id: ObjectId, repo: OwnedDep, st: StateDep, body: ResumeIn | None = None
+) -> StudyQueued:
+    """Go on with a study (interrupted, finished, or failed) until it has ``trials`` trials; a study whose
+    driver is alive is a 409."""
+    s = await repo.get(Study, study_id)
+    if s is None:
+        raise not_found("study")
+    if s.status == "queued" or (s.status == "running" and not stale(s)):
+        raise ApiError(409, "the study is running; resume it once it has stopped")
+    if body is not None and body.trials is not None:
+        s.trials = body.trials
+    s.status, s.error, s.finished_at, s.heartbeat_at = "queued", None, None, None
+    await repo.s.commit()
+    await _start(st, s)
+    if s.status == "error":
+        await repo.s.commit()
+    return StudyQueued(id=s.id, status=s.status)
