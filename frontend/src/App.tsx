@@ -12,14 +12,17 @@ import { Assignments } from "./pages/Assignments";
 const StrategyEditor = lazy(() => import("./pages/StrategyEditor").then((m) => ({ default: m.StrategyEditor })));
 const MarketPage = lazy(() => import("./pages/Market").then((m) => ({ default: m.MarketPage })));
 const Backtests = lazy(() => import("./pages/Backtests").then((m) => ({ default: m.Backtests })));
+const Studies = lazy(() => import("./pages/Research").then((m) => ({ default: m.Studies })));
+const StudyPage = lazy(() => import("./pages/Research").then((m) => ({ default: m.StudyPage })));
 const BacktestPage = lazy(() => import("./pages/Backtests").then((m) => ({ default: m.BacktestPage })));
 import { Card, Loading } from "./components/ui";
+import { KillDialog } from "./components/Close";
 
 export type Subscribe = (f: (ev: StreamEvent) => void) => () => void;
 /** Choose the markets whose candles and ticks the socket receives ([]: every market's candles, no ticks). */
 export type Watch = (filters: MarketFilter[]) => void;
 
-const NAV: [string, string][] = [["/", "Dashboard"], ["/strategies", "Strategies"], ["/assignments", "Assignments"], ["/backtests", "Backtests"], ["/accounts", "Accounts"]];
+const NAV: [string, string][] = [["/", "Dashboard"], ["/strategies", "Strategies"], ["/assignments", "Assignments"], ["/backtests", "Backtests"], ["/research", "Research"], ["/accounts", "Accounts"]];
 
 export function App() {
   const [user, setUser] = useState<User | null | undefined>(undefined);
@@ -27,6 +30,8 @@ export function App() {
   const [live, dispatch] = useReducer(reduceLive, initialLive);
   const [status, setStatus] = useState<StreamStatus>("connecting");
   const [menu, setMenu] = useState(false);
+  const [askKill, setAskKill] = useState(false); // the kill switch's confirmation (with its flatten option)
+  const [killNote, setKillNote] = useState<string | null>(null); // what the kill switch's flatten did
   const listeners = useRef(new Set<(ev: StreamEvent) => void>());
   const subscribe = useCallback<Subscribe>((f) => {
     listeners.current.add(f);
@@ -58,11 +63,17 @@ export function App() {
 
   const toggleKill = async () => {
     if (!user.killed) {
-      if (!confirm("Stop everything? Every assignment is paused and open orders are cancelled.")) return;
-      await api.kill();
-    } else {
-      await api.unkill();
+      setAskKill(true);
+      return;
     }
+    await api.unkill();
+    setKillNote(null);
+    setUser(await api.me());
+  };
+  const killed = async (r: { closed?: { status: string }[] | null; flatten_error?: string | null }) => {
+    setAskKill(false);
+    const closing = (r.closed ?? []).filter((c) => c.status === "placed" || c.status === "closing").length;
+    setKillNote(r.flatten_error ? `Positions not closed: ${r.flatten_error}` : r.closed ? `Closing ${closing} position${closing === 1 ? "" : "s"} at the market.` : null);
     setUser(await api.me());
   };
 
@@ -77,6 +88,8 @@ export function App() {
   else if ((m = path.match(/^\/markets\/(\d+)$/))) page = <MarketPage key={m[1]} id={Number(m[1])} subscribe={subscribe} watch={watch} live={live} />;
   else if (path === "/backtests") page = <Backtests />;
   else if ((m = path.match(/^\/backtests\/(\d+)$/))) page = <BacktestPage key={m[1]} id={Number(m[1])} />;
+  else if (path === "/research") page = <Studies />;
+  else if ((m = path.match(/^\/research\/(\d+)$/))) page = <StudyPage key={m[1]} id={Number(m[1])} />;
   else page = <Card title="Not found"><p>There is no page at {path}. <Link to="/">Back to the dashboard</Link>.</p></Card>;
 
   return (
@@ -97,7 +110,8 @@ export function App() {
           <button className="link light" onClick={() => api.logout().finally(() => { setUser(null); navigate("/"); })}>Log out</button>
         </div>
       </header>
-      {user.killed && <div className="banner" role="status">The kill switch is on: nothing trades until you release it and resume your assignments.</div>}
+      {user.killed && <div className="banner" role="status">The kill switch is on: nothing trades until you release it and resume your assignments.{killNote && <span data-testid="kill-note"> {killNote}</span>}</div>}
+      {askKill && <KillDialog onCancel={() => setAskKill(false)} onDone={killed} />}
       <main><Suspense fallback={<Loading />}>{page}</Suspense></main>
     </div>
   );

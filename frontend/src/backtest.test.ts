@@ -203,3 +203,12 @@ describe("quoting runs", () => {
     expect(definesFunction("function M.on_tick(t) end", "on_tick")).toBe(false);
   });
 });
+
+describe("the range a run used", () => {
+  it("reads the data's first and last candle and where the range ended", () => {
+    const v = readBacktest({ id: 3, status: "done", config: { to: 1_700_000_060_000 },
+      range: { from: null, to: 1_700_000_060_000, first: 1_699_990_000_000, last: 1_700_000_000_000, candles: 168 } });
+    expect(v.range).toEqual({ first: 1_699_990_000, last: 1_700_000_000, candles: 168, to: 1_700_000_060 });
+    expect(readBacktest({ id: 4, status: "queued" }).range).toBeNull();
+  });
+});

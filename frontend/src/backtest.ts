@@ -69,6 +69,9 @@ export interface BacktestView {
   mode: QuoteMode | null; // a quoting run's; null for decide
   quoting: QuoteMetrics | null;
   fills: QuoteFill[];
+  /** The data the run used (seconds): its first and last candle (or tick), how many, and where its range ended
+   *  (as asked, or the moment it was submitted). Null until it has run. */
+  range: { first: number | null; last: number | null; candles: number | null; to: number | null } | null;
 }
 
 type Obj = Record<string, unknown>;
@@ -187,6 +190,9 @@ export function readBacktest(raw: unknown): BacktestView {
     mode,
     quoting: mode && hasMetrics ? readQuoteMetrics(mode, m) : null,
     fills,
+    range: r.range && typeof r.range === "object" ? {
+      first: toSeconds(obj(r.range).first), last: toSeconds(obj(r.range).last), candles: num(obj(r.range).candles), to: toSeconds(obj(r.range).to),
+    } : null,
   };
 }
 

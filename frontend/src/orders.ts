@@ -8,10 +8,10 @@ const TYPE_LABELS: Record<string, string> = {
   market: "market", limit: "limit", stop: "stop", take_profit: "take-profit", trailing_stop: "trailing stop", quote: "quote",
 };
 const EXIT_LABELS: Record<string, string> = {
-  signal: "signal", stop_loss: "stop-loss", take_profit: "take-profit", trailing_stop: "trailing stop", end: "open at end", open: "open", unknown: "—",
+  signal: "signal", stop_loss: "stop-loss", take_profit: "take-profit", trailing_stop: "trailing stop", manual: "closed by you", end: "open at end", open: "open", unknown: "—",
 };
 /** Exit reasons are listed in this order in summaries. */
-export const EXIT_ORDER = ["signal", "stop_loss", "take_profit", "trailing_stop", "end", "open", "unknown"];
+export const EXIT_ORDER = ["signal", "stop_loss", "take_profit", "trailing_stop", "manual", "end", "open", "unknown"];
 
 export const orderTypeLabel = (type: string | null | undefined): string => TYPE_LABELS[type ?? "market"] ?? (type as string);
 export const exitReasonLabel = (reason: string | null | undefined): string => (reason ? EXIT_LABELS[reason] ?? reason.replace(/_/g, " ") : "—");

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -213,8 +214,12 @@ def test_write_assign_and_watch_a_strategy_trade(platform: str, browser) -> None
     page.wait_for_selector("[data-testid=assignments] >> text=running")
 
     # The kill switch asks first, then pauses everything and says so until it is released.
-    page.once("dialog", lambda dialog: dialog.accept())
     page.click("[data-testid=kill-switch]")
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()  # asked, and declined
+    page.wait_for_selector("[data-testid=kill-dialog]", state="detached")
+    assert not page.locator("[role=status] >> text=The kill switch is on").count()
+    page.click("[data-testid=kill-switch]")
+    page.click("[data-testid=confirm-kill]")
     page.wait_for_selector("[role=status] >> text=The kill switch is on")
     page.wait_for_selector("[data-testid=paused-reason] >> text=kill switch")
     assert page.get_by_role("button", name="resume").is_disabled()
@@ -422,4 +427,248 @@ def test_protected_position_shows_its_stop_target_and_open_orders(platform: str,
     page.wait_for_selector("[data-testid=trades] tr", timeout=60_000)
     page.wait_for_selector("[data-testid=exits-by-reason] tr[data-reason=signal]")
     assert page.locator("[data-testid=trades] [data-testid=entry-type]").first.inner_text() == "market"
+    ctx.close()
+
+
+SMA_SPACE = """\
+params = {
+  fast = {type = "int", min = 3, max = 15, default = 5, description = "the fast average's length"},
+  slow = {type = "int", min = 16, max = 40, step = 2, default = 20},
+}
+function decide(c, params)
+  local fast, slow = ta.sma(c.close, params.fast), ta.sma(c.close, params.slow)
+  if fast[#fast] > slow[#slow] then return "long" end
+  return "short"
+end
+"""
+
+
+def test_an_optimisation_runs_from_the_research_page(platform: str, browser) -> None:  # type: ignore[no-untyped-def]
+    """Research: start a two-objective optimisation of a strategy's declared parameters, watch it run on the
+    platform's own backtest worker, open the best trial, and create an assignment with its parameters."""
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    sign_up(page, platform, "researcher@example.com")
+    csrf = next(c["value"] for c in ctx.cookies() if c["name"] == "tw_csrf")
+    r = page.request.post(f"{platform}/api/strategies", data={"name": "SMA search", "code": SMA_SPACE},
+                          headers={"X-CSRF-Token": csrf})  # fmt: skip
+    assert r.ok, r.text()
+    nav(page, "Research")
+    page.select_option("select[name=study-strategy]", label="SMA search (v1)")
+    page.select_option("select[name=study-market]", label="sim · BTC/USD")
+    page.select_option("select[name=study-timeframe]", "5m")
+    page.check("input[name=objective-max_drawdown]")
+    page.fill("input[name=study-trials]", "0")
+    page.click("[data-testid=start-study]")
+    page.wait_for_selector("text=a whole number from 1 to 2000")  # checked before sending
+    page.fill("input[name=study-trials]", "12")
+    page.click("[data-testid=start-study]")
+    page.wait_for_url(re.compile(r".*/app/research/\d+$"))
+    page.wait_for_function("document.querySelector('[data-testid=study-status]')?.textContent === 'done'",
+                           timeout=90_000)  # fmt: skip
+    assert page.inner_text("[data-testid=study-trials]") == "12 / 12"
+    page.wait_for_selector("[data-testid=pareto] circle.front")
+    page.wait_for_selector("[data-testid=importances] .bar-fill")
+    best = page.inner_text("[data-testid=best-params]")
+    assert "fast=" in best and "slow=" in best
+    page.click("[data-testid=open-best]")
+    assert page.inner_text("[data-testid=trial-params]") == best
+    shot(page, "research", full_page=True)
+    page.click("[data-testid=create-assignment]")
+    page.wait_for_url(re.compile(r".*/app/assignments\?.*"))
+    page.get_by_role("heading", name="Assignments").wait_for()
+    assert page.input_value("input[name=assign-params]") == best
+    ctx.close()
+
+
+# Long on every candle, saying so with print(): its position is there to be closed, its logs to be read.
+PRINTS = """-- always long, and says what it saw
+function decide(c, params)
+  local n = #c.close
+  print("saw " .. n .. " candles, last close " .. c.close[n])
+  print("going long")
+  return {position = "long", note = "always long"}
+end
+"""
+
+
+def api_for(page, base: str):  # type: ignore[no-untyped-def]
+    """The page's own session, for the API calls a test makes beside the clicks (CSRF header included)."""
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "tw_csrf")
+
+    def post(path: str, body: dict | None = None, expect: int = 200):  # type: ignore[no-untyped-def,type-arg]
+        r = page.request.post(f"{base}{path}", data=body or {}, headers={"X-CSRF-Token": csrf})
+        assert r.status == expect, (path, r.status, r.text())
+        return r.json()
+
+    return post
+
+
+def test_close_a_position_flatten_all_and_the_kill_switchs_flatten(platform: str, browser) -> None:  # type: ignore[no-untyped-def]
+    """A position is closed from the market page (paused: the state says why, Resume is offered), a decision
+    row opens to the strategy's print() output, "Flatten all" on the dashboard and the kill switch's flatten
+    close what it holds again; each close is one sell at the market, "closed by you"."""
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    sign_up(page, platform, "closer@example.com")
+    post = api_for(page, platform)
+    market = next(
+        m for m in page.request.get(f"{platform}/api/markets").json()["items"] if m["symbol"] == "BTC/USD"
+    )
+    strategy = post("/api/strategies", {"name": "Always long", "code": PRINTS}, expect=201)
+    trader = post("/api/traders", {"name": "Paper", "exchange": "sim"}, expect=201)
+    aid = post("/api/assignments", {"strategy_id": strategy["id"], "market_id": market["id"], "timeframe": "1m",
+                                    "trader_id": trader["id"], "allocation": "1000"}, expect=201)["id"]  # fmt: skip
+
+    def assignment() -> dict:  # type: ignore[type-arg]
+        return page.request.get(f"{platform}/api/assignments/{aid}").json()  # type: ignore[no-any-return]
+
+    def manual_sells() -> list[dict]:  # type: ignore[type-arg]
+        orders = page.request.get(f"{platform}/api/orders?assignment_id={aid}&limit=500").json()["items"]
+        return [o for o in orders if o["side"] == "sell" and o["exit_reason"] == "manual"]
+
+    def wait_holding() -> None:
+        wait_until(lambda: Decimal(assignment()["position_qty"]) > 0, timeout=60, what="a position")
+
+    page.goto(f"{platform}/app/markets/{market['id']}?assignment={aid}")
+    state = page.locator("[data-testid=assignment-state]")
+    state.locator("text=running").wait_for()
+    wait_holding()
+
+    # A decision opens to what the strategy printed.
+    page.locator("[data-testid=decision-row]").first.wait_for(timeout=30_000)
+    assert "2 printed lines" in page.locator("[data-testid=decision-row]").first.inner_text()
+    page.locator("[data-testid=decision-row]").first.click()
+    logs = page.locator("[data-testid=decision-logs]").first.inner_text()
+    assert re.search(r"saw \d+ candles, last close [0-9.]+\ngoing long", logs), logs
+    page.locator("[data-testid=decision-detail]").first.scroll_into_view_if_needed()
+    shot(page, "market-decision-logs")
+
+    # Paused, the market page says so and why, and offers Resume; the paused position is closed from there.
+    state.get_by_role("button", name="Pause").click()
+    state.locator("[data-testid=paused-reason] >> text=paused by you").wait_for()
+    state.get_by_role("button", name="Resume").wait_for()
+    wait_holding()  # a buy that was on its way when it paused has filled
+    page.reload()
+    state.locator("[data-testid=close-position]").wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())
+    state.locator("[data-testid=close-position]").click()
+    state.locator("[data-testid=close-result]").wait_for()
+    closed = state.locator("[data-testid=close-result]").inner_text()
+    assert re.fullmatch(r"Selling [0-9.,]+ at the market \(order tw-\d+-c\d+\)\.", closed), (
+        closed, page.request.get(f"{platform}/api/orders?assignment_id={aid}&limit=20").json()["items"])  # fmt: skip
+    page.wait_for_selector(
+        "[data-testid=fills] [data-testid=exit-reason] >> text=closed by you", timeout=30_000
+    )
+    state.locator("text=flat").wait_for(timeout=15_000)
+    assert len(manual_sells()) == 1 and manual_sells()[0]["status"] == "filled"
+    assert assignment()["enabled"] is False and Decimal(assignment()["position_qty"]) == 0
+    r = page.request.post(f"{platform}/api/assignments/{aid}/close", headers={"X-CSRF-Token": next(
+        c["value"] for c in ctx.cookies() if c["name"] == "tw_csrf")})  # fmt: skip
+    assert r.status == 409 and "nothing to close" in r.json()["detail"]
+    shot(page, "market-closed")
+
+    # Resumed, it buys again; "Flatten all" on the dashboard sells it.
+    state.get_by_role("button", name="Resume").click()
+    state.locator("text=running").wait_for()
+    wait_holding()
+    nav(page, "Dashboard")
+    page.wait_for_selector("[data-testid=flatten-all]:not([disabled])", timeout=15_000)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("[data-testid=flatten-all]")
+    page.wait_for_selector("[data-testid=flatten-result] >> text=Closing 1 position at the market.")
+    wait_until(
+        lambda: [o["status"] for o in manual_sells()] == ["filled"] * 2, timeout=30, what="the second close"
+    )
+
+    # The kill switch with its flatten option: everything paused, and what was bought since is sold.
+    wait_holding()
+    page.click("[data-testid=kill-switch]")
+    page.get_by_role("dialog").get_by_label("Also close every open position at the market (flatten)").check()
+    shot(page, "kill-switch")
+    page.click("[data-testid=confirm-kill]")
+    page.wait_for_selector("[role=status] >> text=The kill switch is on")
+    note = page.locator("[data-testid=kill-note]").inner_text()
+    assert note.strip() == "Closing 1 position at the market.", note
+    wait_until(lambda: not assignment()["enabled"] and Decimal(assignment()["position_qty"]) == 0, timeout=30,
+               what="paused and flat")  # fmt: skip
+    assert len(manual_sells()) == 3
+    assert assignment()["paused_reason"] == "kill switch"
+    nav(page, "Accounts")
+    page.wait_for_selector("[data-testid=audit] >> text=Flatten all asked")
+    page.wait_for_selector("[data-testid=audit] >> text=Close position asked")
+    page.get_by_role("button", name="Release kill switch").click()
+
+    # Someone else cannot close it, nor flatten it away.
+    other = browser.new_context(viewport=DESKTOP)
+    p2 = other.new_page()
+    sign_up(p2, platform, "not-the-closer@example.com")
+    csrf = next(c["value"] for c in other.cookies() if c["name"] == "tw_csrf")
+    assert (
+        p2.request.post(f"{platform}/api/assignments/{aid}/close", headers={"X-CSRF-Token": csrf}).status
+        == 404
+    )
+    assert p2.request.post(f"{platform}/api/flatten", headers={"X-CSRF-Token": csrf}).status == 409
+    other.close()
+    assert len(manual_sells()) == 3
+    ctx.close()
+
+
+def test_a_backtest_run_again_later_sees_the_new_candles(platform: str, browser) -> None:  # type: ignore[no-untyped-def]
+    """With "To" left empty, two runs a few seconds apart (a few candles at 60x) do not answer the same data:
+    each says which range it ran over, and the second has more candles."""
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    sign_up(page, platform, "fresh@example.com")
+    post = api_for(page, platform)
+    strategy = post("/api/strategies", {"name": "Always long", "code": PRINTS}, expect=201)
+
+    def run() -> int:
+        page.goto(f"{platform}/app/backtests?strategy={strategy['id']}")
+        page.select_option("select[name=bt-market]", label="sim · BTC/USD")
+        page.select_option("select[name=bt-timeframe]", "1m")
+        assert page.input_value("input[name=bt-to]") == ""
+        page.click("[data-testid=run-backtest]")
+        page.wait_for_url(re.compile(r".*/app/backtests/\d+$"))
+        text = page.locator("[data-testid=run-range]").inner_text(timeout=60_000)
+        found = re.search(r"Ran over ([\d,]+) candles from .+ to .+ · data up to ", text)
+        assert found, text
+        return int(found.group(1).replace(",", ""))
+
+    first = run()
+    page.wait_for_timeout(4_000)  # four more 1m candles at 60x
+    second = run()
+    assert second > first, (first, second)
+    ctx.close()
+
+
+def test_a_right_password_is_not_refused_for_other_accounts_failures(platform: str, browser) -> None:  # type: ignore[no-untyped-def]
+    """Ten wrong passwords from this address, at two other accounts: alice still logs in from it; a locked
+    account says what happened and when to try again, once. (Last: the address is slowed from here on.)"""
+    first = browser.new_context(viewport=DESKTOP)
+    sign_up(first.new_page(), platform, "alice@example.com")
+    first.close()
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    for name in ("bob", "carol"):
+        httpx.post(
+            f"{platform}/api/auth/register", json={"email": f"{name}@example.com", "password": PASSWORD}
+        )
+        for i in range(5):
+            r = page.request.post(
+                f"{platform}/api/auth/login",
+                data={"email": f"{name}@example.com", "password": f"guess {i} of many"},
+            )
+            assert r.status == 401, r.text()
+    page.goto(f"{platform}/")
+    page.fill("input[name=email]", "bob@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    alert = page.locator("[role=alert]").inner_text()
+    assert re.fullmatch(r"5 failed logins to this account from your address; try again in \d+ s", alert), (
+        alert
+    )
+    page.fill("input[name=email]", "alice@example.com")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Dashboard").wait_for()
     ctx.close()

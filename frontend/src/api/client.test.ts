@@ -31,6 +31,12 @@ describe("API errors", () => {
     const res = new Response(JSON.stringify({ detail: "Too many failed logins.", errors: [] }), { status: 429, headers: { "Retry-After": "120" } });
     expect((await toApiError(res)).message).toBe("Too many failed logins. Try again in 2 min.");
   });
+
+  it("says it once when the server's message already says when", async () => {
+    const detail = "5 failed logins to this account from your address; try again in 57 s";
+    const res = new Response(JSON.stringify({ detail, errors: [] }), { status: 429, headers: { "Retry-After": "57" } });
+    expect((await toApiError(res)).message).toBe(detail);
+  });
 });
 
 describe("requests", () => {

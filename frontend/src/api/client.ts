@@ -45,7 +45,7 @@ export async function toApiError(res: Response): Promise<ApiError> {
   }
   const detail = typeof body.detail === "string" ? body.detail : res.statusText || `HTTP ${res.status}`;
   const errors = Array.isArray(body.errors) ? body.errors.filter((e) => e && typeof e.field === "string" && typeof e.message === "string") : [];
-  if (res.status === 429) {
+  if (res.status === 429 && !/try again/i.test(detail)) { // the server's messages say when; add it to one that does not
     const wait = Number(res.headers.get("Retry-After"));
     if (wait > 0) return new ApiError(429, `${detail} Try again in ${wait < 90 ? `${wait} s` : `${Math.ceil(wait / 60)} min`}.`, errors);
   }
@@ -126,7 +126,13 @@ export const api = {
   backtests: (limit = 50) => request<Page<Schemas["BacktestOut"]>>("GET", `/api/backtests?limit=${limit}`),
   backtest: (id: number) => request<Schemas["BacktestOut"]>("GET", `/api/backtests/${id}`),
   runBacktest: (b: BacktestIn) => request<Schemas["BacktestQueued"]>("POST", "/api/backtests", b),
+  studies: (limit = 50) => request<Page<Schemas["StudyOut"]>>("GET", `/api/studies?limit=${limit}`),
+  study: (id: number) => request<Schemas["StudyOut"]>("GET", `/api/studies/${id}`),
+  startStudy: (b: Schemas["StudyIn"]) => request<Schemas["StudyQueued"]>("POST", "/api/studies", b),
+  resumeStudy: (id: number, trials?: number) => request<Schemas["StudyQueued"]>("POST", `/api/studies/${id}/resume`, trials ? { trials } : {}),
   audit: (limit = 15) => request<Page<Schemas["AuditOut"]>>("GET", `/api/audit?limit=${limit}`),
-  kill: () => request<{ paused_assignments: number }>("POST", "/api/killswitch"),
+  kill: (flatten = false) => request<Schemas["KillOut"]>("POST", `/api/killswitch${flatten ? "?flatten=true" : ""}`),
+  closePosition: (id: number) => request<Schemas["CloseOut"]>("POST", `/api/assignments/${id}/close`),
+  flatten: () => request<Schemas["FlattenOut"]>("POST", "/api/flatten"),
   unkill: () => request<unknown>("DELETE", "/api/killswitch"),
 };

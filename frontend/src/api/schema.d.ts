@@ -268,6 +268,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/assignments/{assignment_id}/close": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Close
+         * @description Close the position now: core sells what the assignment holds at the market (running or paused), and
+         *     cancels its resting orders. Asking again while the sell is on its way answers with the same order.
+         */
+        post: operations["close_api_assignments__assignment_id__close_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/assignments/{assignment_id}/quotes": {
         parameters: {
             query?: never;
@@ -462,7 +483,8 @@ export interface paths {
         put?: never;
         /**
          * Kill
-         * @description Stop everything now: pause every assignment and cancel every open order of this user.
+         * @description Stop everything now: pause every assignment and cancel every open order of this user; with
+         *     ``flatten=true`` core also sells every open position at the market.
          */
         post: operations["kill_api_killswitch_post"];
         /**
@@ -470,6 +492,28 @@ export interface paths {
          * @description Allow trading again; assignments stay paused until you resume each one.
          */
         delete: operations["release_api_killswitch_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/flatten": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Flatten All
+         * @description Close every open position now: core sells what each assignment holds at the market (running or
+         *     paused) and cancels its resting orders. The assignments keep running: pause them, or use the kill
+         *     switch with flatten=true, to stop them buying again.
+         */
+        post: operations["flatten_all_api_flatten_post"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -548,6 +592,72 @@ export interface paths {
         get: operations["get_api_backtests__backtest_id__get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/studies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Studies
+         * @description The user's studies, newest first, with their counts and best trial so far (no trial list).
+         */
+        get: operations["list_studies_api_studies_get"];
+        put?: never;
+        /**
+         * Create
+         * @description Start an optimisation of the strategy's latest version over the market's stored candles in [from, to): the
+         *     strategy's declared parameters (its top-level ``params = {...}``) are searched; poll GET /api/studies/{id}.
+         */
+        post: operations["create_api_studies_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/studies/{study_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get
+         * @description A study with every trial, the best trial (or the Pareto front) and the parameters' importances.
+         */
+        get: operations["get_api_studies__study_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/studies/{study_id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume
+         * @description Go on with a study (interrupted, finished, or failed) until it has ``trials`` trials; a study whose
+         *     driver is alive is a 409.
+         */
+        post: operations["resume_api_studies__study_id__resume_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -831,6 +941,8 @@ export interface components {
             }[] | null;
             /** Equity */
             equity?: (number)[][] | null;
+            /** @description the data the run used (null until it has run) */
+            range?: components["schemas"]["RangeOut"] | null;
             /** Error */
             error?: string | null;
             /**
@@ -869,6 +981,29 @@ export interface components {
             close: number;
             /** Volume */
             volume: number;
+        };
+        /**
+         * CloseOut
+         * @description What core did about one assignment's position when asked to close it.
+         */
+        CloseOut: {
+            /** Assignment Id */
+            assignment_id: number;
+            /**
+             * Status
+             * @description placed: the sell at the market is on its way; closing: a close of this position was already on its way (the same order, not a second one); flat: it held nothing; refused: see reason
+             * @enum {string}
+             */
+            status: "placed" | "closing" | "flat" | "refused" | "not_found";
+            /** Client Order Id */
+            client_order_id?: string | null;
+            /**
+             * Amount
+             * @description base sold, a decimal string
+             */
+            amount?: string | null;
+            /** Reason */
+            reason?: string | null;
         };
         /** CodeIn */
         CodeIn: {
@@ -928,6 +1063,30 @@ export interface components {
             items: components["schemas"]["EvaluationOut"][];
             /** Next Before Id */
             next_before_id: number | null;
+        };
+        /** FlattenOut */
+        FlattenOut: {
+            /** Closed */
+            closed: components["schemas"]["CloseOut"][];
+        };
+        /** KillOut */
+        KillOut: {
+            /** Killed */
+            killed: boolean;
+            /** Paused Assignments */
+            paused_assignments: number;
+            /** Cancel Requests */
+            cancel_requests: number;
+            /**
+             * Closed
+             * @description with flatten=true: what core did about each open position
+             */
+            closed?: components["schemas"]["CloseOut"][] | null;
+            /**
+             * Flatten Error
+             * @description with flatten=true: why the positions could not be closed (core not reachable)
+             */
+            flatten_error?: string | null;
         };
         /**
          * LatencyOut
@@ -1135,6 +1294,42 @@ export interface components {
             /** Fill Rate */
             fill_rate: number | null;
         };
+        /** RangeOut */
+        RangeOut: {
+            /**
+             * From
+             * @description the start asked for (epoch ms); null: the first stored candle
+             */
+            from: number | null;
+            /**
+             * To
+             * @description the end (exclusive, epoch ms): as asked, or the end of the newest candle stored when the run was submitted
+             */
+            to: number;
+            /**
+             * First
+             * @description the time of the first candle (or tick) of the run's equity curve
+             */
+            first: number | null;
+            /**
+             * Last
+             * @description the time of the last one: the newest data the run saw
+             */
+            last: number | null;
+            /**
+             * Candles
+             * @description how many candles (or ticks) it ran over
+             */
+            candles: number | null;
+        };
+        /** ResumeIn */
+        ResumeIn: {
+            /**
+             * Trials
+             * @description the trials it should have in all; default: as before
+             */
+            trials?: number | null;
+        };
         /** StrategyIn */
         StrategyIn: {
             /** Name */
@@ -1197,6 +1392,157 @@ export interface components {
             params?: {
                 [key: string]: boolean | number | string;
             } | null;
+        };
+        /** StudyIn */
+        StudyIn: {
+            /** Strategy Id */
+            strategy_id: number;
+            /** Market Id */
+            market_id: number;
+            /**
+             * Timeframe
+             * @default 1h
+             */
+            timeframe?: string;
+            /**
+             * From
+             * @description start (ISO 8601 or epoch ms)
+             */
+            from?: string | number | null;
+            /**
+             * To
+             * @description end, exclusive (ISO 8601 or epoch ms)
+             */
+            to?: string | number | null;
+            /**
+             * Objectives
+             * @description one: the best trial; several: a Pareto front (NSGA-II)
+             */
+            objectives?: ("sharpe" | "sortino" | "return" | "max_drawdown" | "profit_factor")[];
+            /**
+             * Sampler
+             * @description default: tpe for one objective, nsga2 for several
+             */
+            sampler?: ("tpe" | "nsga2") | null;
+            /**
+             * Trials
+             * @default 50
+             */
+            trials?: number;
+            /**
+             * Prune
+             * @description median pruning on a quarter and a half of the candles (one objective only)
+             * @default true
+             */
+            prune?: boolean;
+            /** Seed */
+            seed?: number | null;
+            /**
+             * Params
+             * @description parameters held fixed (not searched)
+             */
+            params?: {
+                [key: string]: boolean | number | string;
+            };
+            /**
+             * Cash
+             * @default 10000
+             */
+            cash?: number;
+            /**
+             * Fee
+             * @default 0.001
+             */
+            fee?: number;
+            /** Maker Fee */
+            maker_fee?: number | null;
+            /**
+             * Slippage
+             * @default 0
+             */
+            slippage?: number;
+            /**
+             * Lookback
+             * @default 500
+             */
+            lookback?: number;
+        };
+        /** StudyOut */
+        StudyOut: {
+            /** Id */
+            id: number;
+            /** Status */
+            status: string;
+            /** Strategy Id */
+            strategy_id: number;
+            /** Version */
+            version: number;
+            /** Market Id */
+            market_id: number;
+            /** Timeframe */
+            timeframe: string;
+            /** Objectives */
+            objectives: string[];
+            /** Directions */
+            directions: string[];
+            /** Sampler */
+            sampler: string;
+            /** Trials */
+            trials: number;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Space */
+            space?: {
+                [key: string]: unknown;
+            } | null;
+            /** Summary */
+            summary?: {
+                [key: string]: unknown;
+            } | null;
+            /** Error */
+            error?: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Finished At */
+            finished_at?: string | null;
+            /**
+             * Trial Results
+             * @description every trial (the detail only)
+             */
+            trial_results?: components["schemas"]["TrialOut"][] | null;
+            /**
+             * Best
+             * @description the best trial, or the Pareto front's trials
+             */
+            best?: number[] | null;
+            /**
+             * Importances
+             * @description per objective: parameter -> importance (PED-ANOVA), summing to 1
+             */
+            importances?: {
+                [key: string]: {
+                    [key: string]: number;
+                };
+            } | null;
+        };
+        /** StudyPage */
+        StudyPage: {
+            /** Items */
+            items: components["schemas"]["StudyOut"][];
+            /** Next Before Id */
+            next_before_id: number | null;
+        };
+        /** StudyQueued */
+        StudyQueued: {
+            /** Id */
+            id: number;
+            /** Status */
+            status: string;
         };
         /** TokenOut */
         TokenOut: {
@@ -1283,6 +1629,41 @@ export interface components {
             max_position?: number | string | null;
             /** Daily Loss Limit */
             daily_loss_limit?: number | string | null;
+        };
+        /** TrialOut */
+        TrialOut: {
+            /** Number */
+            number: number;
+            /** State */
+            state: string;
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            /** Values */
+            values: number[] | null;
+            /** Metrics */
+            metrics: {
+                [key: string]: unknown;
+            };
+            /** Worker */
+            worker: string | null;
+            /** Attempts */
+            attempts: number;
+            /** Duration S */
+            duration_s: number | null;
+            /** Error */
+            error: string | null;
+            /**
+             * Requeued
+             * @description interrupted by a restart and run again (as a later trial)
+             */
+            requeued: boolean;
+            /**
+             * Intermediate
+             * @description [candles run, objective] at each pruning checkpoint
+             */
+            intermediate: number[][];
         };
         /** UserOut */
         UserOut: {
@@ -3323,6 +3704,103 @@ export interface operations {
             };
         };
     };
+    close_api_assignments__assignment_id__close_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                assignment_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CloseOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     quotes_api_assignments__assignment_id__quotes_get: {
         parameters: {
             query?: never;
@@ -3950,7 +4428,10 @@ export interface operations {
     };
     kill_api_killswitch_post: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description also close every open position at the market */
+                flatten?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -3963,9 +4444,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["KillOut"];
                 };
             };
             /** @description Not logged in, or the session has ended */
@@ -4114,6 +4593,100 @@ export interface operations {
             429: {
                 headers: {
                     "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    flatten_all_api_flatten_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlattenOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -4492,6 +5065,347 @@ export interface operations {
             /** @description The exchange answered with an error */
             502: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    list_studies_api_studies_get: {
+        parameters: {
+            query?: {
+                /** @description page size */
+                limit?: number;
+                /** @description next_before_id of the previous page */
+                before_id?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StudyPage"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    create_api_studies_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StudyIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StudyQueued"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_api_studies__study_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                study_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StudyOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    resume_api_studies__study_id__resume_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                study_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ResumeIn"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StudyQueued"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {

@@ -17,6 +17,7 @@ const ACTIONS: Record<string, string> = {
   "account.created": "Account created", login: "Logged in", "login.failed": "Failed login", logout: "Logged out",
   "trader.created": "Trading account added", "trader.key_changed": "API key changed", "trader.deleted": "Trading account deleted",
   "trader.key_reencrypted": "API key re-encrypted", "killswitch.on": "Kill switch on", "killswitch.off": "Kill switch released",
+  "position.close": "Close position asked", "positions.flatten": "Flatten all asked",
 };
 
 function SecurityLog({ version }: { version: number }) {

@@ -1,5 +1,6 @@
 import { useState } from "react";
 import { api, type ApiError, type Assignment } from "../api/client";
+import { CloseButton } from "../components/Close";
 import { Alert, Card, Field, Loader, PageHead, TIMEFRAMES, fmt, price, signed, tone } from "../components/ui";
 import { asApiError, assertValid, checkAmount, checkTrigger, formatParams, parseParams, triggerBody } from "../forms";
 import { useLoad, useThrottled } from "../hooks";
@@ -17,7 +18,12 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
   const strategies = useLoad(() => api.strategies());
   const markets = useLoad(() => api.markets());
   const traders = useLoad(() => api.traders());
-  const [form, setForm] = useState(BLANK);
+  // "Create an assignment" from a study's trial comes here with its strategy, market, timeframe and parameters
+  const [form, setForm] = useState(() => {
+    const q = new URLSearchParams(location.search);
+    return { ...BLANK, strategy_id: q.get("strategy") ?? "", market_id: q.get("market") ?? "",
+      timeframe: q.get("timeframe") ?? BLANK.timeframe, params: q.get("params") ?? "", lookback: q.get("lookback") ?? BLANK.lookback };
+  });
   const [editing, setEditing] = useState<Assignment | null>(null);
   const [err, setErr] = useState<ApiError | null>(null);
   const [rowErr, setRowErr] = useState<ApiError | null>(null);
@@ -97,6 +103,7 @@ export function Assignments({ live, killed }: { live: LiveState; killed: boolean
                         <td className="actions stacked">
                           {a.enabled ? <button className="link" onClick={() => act(api.pause(a.id))}>pause</button>
                             : <button className="link" disabled={killed} title={killed ? "Release the kill switch first" : ""} onClick={() => act(api.resume(a.id))}>resume</button>}
+                          {a.trader_id !== null && <CloseButton assignmentId={a.id} qty={a.position_qty} symbol={mname.get(a.market_id)} onDone={list.reload} label="close" />}
                           <button className="link" onClick={() => edit(a)}>edit</button>
                           <button className="link danger" onClick={() => confirm("Delete this assignment? Its history goes with it.") && act(api.deleteAssignment(a.id))}>delete</button>
                         </td>

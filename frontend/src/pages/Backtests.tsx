@@ -217,6 +217,12 @@ export function BacktestPage({ id }: { id: number }) {
         {b.from ? ` · from ${time(b.from * 1000)}` : ""}{b.to ? ` to ${time(b.to * 1000)}` : ""}
         {Object.keys(b.params).length ? <> · <span className="mono">{formatParams(b.params)}</span></> : null}
       </p>
+      {b.range && (
+        <p className="muted small subtitle" data-testid="run-range" title="The data this run used: candles stored up to the end of its range (when none was given, the moment it was submitted)">
+          Ran over {fmt(b.range.candles, 0)} {b.quoting?.mode === "ticks" ? "ticks" : "candles"}{b.range.first !== null && b.range.last !== null ? <> from {time(b.range.first * 1000)} to {time(b.range.last * 1000)}</> : null}
+          {b.range.to !== null && <> · data up to {time(b.range.to * 1000)}</>}
+        </p>
+      )}
       {b.quoting && <p className="subtitle" data-testid="quote-mode"><span className="pill">quotes</span> on {modeLabel(b.quoting)}</p>}
       {isRunning(b) && <Card><Loading label={b.status === "queued" ? "Waiting for a worker…" : "Running…"} /></Card>}
       {b.error && <Alert>{b.error}{b.quoting?.errorTime != null && b.quoting.mode === "ticks" ? ` (at the tick of ${time(b.quoting.errorTime * 1000)})` : ""}</Alert>}

@@ -1,4 +1,5 @@
 import { api, type Assignment } from "../api/client";
+import { CloseButton, FlattenButton } from "../components/Close";
 import { OpenOrders, OrderKind } from "../components/Orders";
 import { Card, Loader, PageHead, Stat, fmt, price, signed, time, tone } from "../components/ui";
 import { useLoad, useThrottled } from "../hooks";
@@ -80,12 +81,13 @@ export function Dashboard({ live }: { live: LiveState }) {
             )}
           </Loader>
         </Card>
-        <Card title="Positions and P&L">
+        <Card title="Positions and P&L" actions={pos.length > 0 &&
+          <FlattenButton count={pos.filter((p) => Number(p.qty) > 0 && p.trader_id !== null).length} onDone={positions.reload} />}>
           <Loader state={positions} empty={(d) => d.length === 0 && "No positions yet: they appear with an assignment's first fill."}>
             {(d) => (
               <div className="scroll-x">
                 <table>
-                  <thead><tr><th>Market</th><th className="num">Qty</th><th className="num">Value</th><th className="num">Unrealized</th><th className="num">Realized</th></tr></thead>
+                  <thead><tr><th>Market</th><th className="num">Qty</th><th className="num">Value</th><th className="num">Unrealized</th><th className="num">Realized</th><th /></tr></thead>
                   <tbody>
                     {d.map((p) => (
                       <tr key={p.assignment_id}>
@@ -94,6 +96,7 @@ export function Dashboard({ live }: { live: LiveState }) {
                         <td className="num">{Number(p.qty) > 0 ? fmt(p.value) : "—"}</td>
                         <td className={`num ${tone(p.unrealized_pnl)}`}>{signed(p.unrealized_pnl)}</td>
                         <td className={`num ${tone(p.realized_pnl)}`}>{signed(p.realized_pnl)}</td>
+                        <td className="actions">{p.trader_id !== null && <CloseButton assignmentId={p.assignment_id} qty={p.qty} symbol={p.symbol} onDone={positions.reload} />}</td>
                       </tr>
                     ))}
                   </tbody>

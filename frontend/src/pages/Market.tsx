@@ -1,7 +1,8 @@
 import { useEffect, useMemo, useRef, useState } from "react";
-import { api, type Evaluation, type Latency, type Market, type Order, type Quotes } from "../api/client";
+import { api, type Assignment, type Evaluation, type Latency, type Market, type Order, type Quotes } from "../api/client";
 import type { Subscribe, Watch } from "../App";
 import { CandleChart } from "../components/CandleChart";
+import { CloseButton } from "../components/Close";
 import { OpenOrders, OrderKind } from "../components/Orders";
 import { QuotePanel, TopOfBook } from "../components/Quotes";
 import { Alert, Card, Empty, Loading, PageHead, TF_SECONDS, TIMEFRAMES, fmt, price, time } from "../components/ui";
@@ -37,6 +38,8 @@ export function MarketPage({ id, subscribe, watch, live }: { id: number; subscri
   const quotingIds = useRef<number[]>([]);
   quotingIds.current = quoting.map((a) => a.id);
   const [quotes, setQuotes] = useState<QuoteState>({});
+  const [expanded, setExpanded] = useState<Set<number>>(new Set()); // decision rows showing their logs and error
+  const toggle = (eid: number) => setExpanded((x) => { const n = new Set(x); if (!n.delete(eid)) n.add(eid); return n; });
   const loadQuotes = (ids: number[]) => {
     for (const qid of ids) {
       api.quotes(qid).then(
@@ -111,6 +114,7 @@ export function MarketPage({ id, subscribe, watch, live }: { id: number; subscri
         {last !== null && <span title="The last candle's close" className={`big-price ${market ? live.moves[priceKey(market.exchange, market.symbol)] ?? "" : ""}`} data-testid="last-price">{price(last)}</span>}
       </PageHead>
       <TopOfBook market={market} marketId={id} subscribe={subscribe} />
+      {assignment && <AssignmentState a={assignment} symbol={market?.symbol} onChange={() => { assignments.reload(); refreshActivity(); }} />}
       <Card className="chart-card" title={
         <select className="inline" aria-label="Assignment" value={assignmentId ?? ""} onChange={pick} data-testid="assignment-picker">
           <option value="">Candles only</option>
@@ -143,13 +147,7 @@ export function MarketPage({ id, subscribe, watch, live }: { id: number; subscri
               <table>
                 <thead><tr><th>Candle</th><th>Decision</th><th className="num" title="The time the strategy took to decide">eval ms</th></tr></thead>
                 <tbody data-testid="decisions">
-                  {evals.slice(0, 12).map((e) => (
-                    <tr key={e.id}><td className="muted nowrap">{time(e.candle_time)}</td>
-                      <td>{e.status === "ok" ? <span className={`pill ${e.position}`}>{e.position}</span> : <span className="pill error" title={e.error ?? ""}>error</span>}
-                        {e.error && <div className="reason">{e.error.slice(0, 160)}</div>}
-                        {e.note && <div className="muted small" data-testid="decision-note">{e.note.slice(0, 160)}</div>}</td>
-                      <td className="num">{fmt(e.duration_ms, 3)}</td></tr>
-                  ))}
+                  {evals.slice(0, 12).map((e) => <DecisionRow key={e.id} e={e} open={expanded.has(e.id)} toggle={() => toggle(e.id)} />)}
                 </tbody>
               </table>
             )}
@@ -173,6 +171,60 @@ export function MarketPage({ id, subscribe, watch, live }: { id: number; subscri
         </div>
       )}
     </>
+  );
+}
+
+/** One decision; clicked, it opens to what the strategy printed (print()) and its whole error. */
+function DecisionRow({ e, open, toggle }: { e: Evaluation; open: boolean; toggle: () => void }) {
+  const lines = e.logs?.length ?? 0;
+  return (
+    <>
+      <tr className="expandable" onClick={toggle} aria-expanded={open} data-testid="decision-row" title={open ? "Hide the details" : "Show what it printed and its whole error"}>
+        <td className="muted nowrap"><span aria-hidden>{open ? "▾" : "▸"}</span> {time(e.candle_time)}</td>
+        <td>{e.status === "ok" ? <span className={`pill ${e.position}`}>{e.position}</span> : <span className="pill error" title={e.error ?? ""}>error</span>}
+          {lines > 0 && <span className="muted small" data-testid="log-count"> · {lines} printed line{lines === 1 ? "" : "s"}</span>}
+          {e.error && !open && <div className="reason">{e.error.slice(0, 160)}{e.error.length > 160 ? "…" : ""}</div>}
+          {e.note && <div className="muted small" data-testid="decision-note">{e.note.slice(0, 160)}</div>}</td>
+        <td className="num">{fmt(e.duration_ms, 3)}</td>
+      </tr>
+      {open && (
+        <tr className="detail" data-testid="decision-detail">
+          <td colSpan={3}>
+            {e.error && <div className="reason pre" data-testid="decision-error">{e.error}</div>}
+            {e.note && <div className="small">{e.note}</div>}
+            {lines > 0 ? <pre className="logs" data-testid="decision-logs">{e.logs.join("\n")}</pre>
+              : <div className="muted small">Nothing printed: <code>print()</code> in the strategy writes here.</div>}
+            <div className="muted small">Decided in {fmt(e.duration_ms, 3)} ms{e.latency_ms !== null && e.latency_ms !== undefined ? `, ${fmt(e.latency_ms, 1)} ms after the candle reached tradewind` : ""}.</div>
+          </td>
+        </tr>
+      )}
+    </>
+  );
+}
+
+/** The chosen assignment's state: running or paused (and why), what it holds; pause, resume, close its position. */
+function AssignmentState({ a, symbol, onChange }: { a: Assignment; symbol?: string; onChange: () => void }) {
+  const [err, setErr] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const act = (p: Promise<unknown>) => {
+    setErr(null);
+    setBusy(true);
+    p.then(onChange, (x) => setErr(asApiError(x).message)).finally(() => setBusy(false));
+  };
+  const held = Number(a.position_qty) > 0;
+  return (
+    <section className="card state-bar" data-testid="assignment-state">
+      <b>Assignment #{a.id}</b>
+      {a.enabled ? <span className="pill ok">running</span> : <span className="pill paused">paused</span>}
+      {!a.enabled && a.paused_reason && <span className="reason" data-testid="paused-reason">{a.paused_reason}</span>}
+      <span className="muted">{held ? `holds ${fmt(a.position_qty, 8)} ${symbol?.split("/")[0] ?? ""}` : "flat"}</span>
+      <span className="row">
+        {a.enabled ? <button className="small" disabled={busy} onClick={() => act(api.pause(a.id))}>Pause</button>
+          : <button className="small primary" disabled={busy} onClick={() => act(api.resume(a.id))}>Resume</button>}
+        {a.trader_id !== null && <CloseButton assignmentId={a.id} qty={a.position_qty} symbol={symbol} onDone={onChange} className="small danger" />}
+      </span>
+      {err && <div className="alert" role="alert">{err}</div>}
+    </section>
   );
 }
 

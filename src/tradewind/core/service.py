@@ -22,6 +22,7 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import ensure_md_stream, unsubscribe_all
 from tradewind.config import Settings
+from tradewind.core.close import Closer
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider
 from tradewind.core.quotes import QuoteDesk
 from tradewind.core.resample import Resampler
@@ -48,6 +49,7 @@ class CoreService:
         self.decider = Decider(nc, settings.eval_batch_size, settings.eval_timeout_s)
         self.desk = TradeDesk(settings, nc, sf, self.index)
         self.quotes = QuoteDesk(settings, nc, sf, self.index, self.desk, self.decider, self._market_id)
+        self.closer = Closer(self.desk)
         self._markets: dict[tuple[str, str], int] = {}
         self._last: dict[int, int] = {}  # market id -> last accepted 1m open time
         self._queues: dict[int, asyncio.Queue[tuple[m.Candle, Msg]]] = {}
@@ -66,6 +68,10 @@ class CoreService:
         updates = await self.nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=self.desk.on_order_update)
         self.desk.orders.updates = updates  # ``settle`` waits for what it holds
         self._subs.append(updates)
+        # a person closing positions (web): answered by the leading core only, the one that places orders
+        self._subs.append(
+            await self.nc.subscribe(subjects.CORE_CLOSE, queue=subjects.CORE_QUEUE, cb=self.closer.on_request)
+        )
         self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
         self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))
         policy = retention.Policy(self.settings.keep_evaluations_days, self.settings.keep_ticks_days)

@@ -45,6 +45,7 @@ _USERS = User.__table__
 
 
 STALE_NOTE = "not traded: a newer candle's decision was acted on first"
+CLOSING_NOTE = "not traded: its position is being closed by its owner"
 
 
 # Per assignment (owner, account, exchange) or why it may not trade; per account its book.
@@ -73,6 +74,11 @@ class TradeDesk:
         self._cancels: list[
             tuple[AssignmentState, int, str, str]
         ] = []  # (state, account, exchange, client id)
+        # Assignments whose position a person is closing (core.close): their decisions trade nothing meanwhile.
+        self.closing: set[int] = set()
+        # Assignments whose decision is being turned into orders (from the check of ``pending`` to their
+        # intents stored and tracked): a close waits for them, and then sees their orders.
+        self.deciding: dict[int, int] = {}
 
     # What the service and the tests call, where it lives.
     async def drain(self) -> None:
@@ -153,6 +159,9 @@ class TradeDesk:
             st.acted_through = candle.time
             if st.trader_id is None or st.pending:
                 continue
+            if st.id in self.closing:
+                notes[st.id] = CLOSING_NOTE
+                continue
             if st.protection is not None and st.position_qty > 0:
                 hit = self._watch(st, candle)
                 if hit is not None:  # core holds this guard itself (the venue cannot): it exits now
@@ -167,7 +176,46 @@ class TradeDesk:
             for intent in model.intents(slot, _decision(out)):
                 wanted.append((st, intent, None))
 
+        active = {st.id for st, _, _ in wanted}
+        for aid in active:
+            self.deciding[aid] = self.deciding.get(aid, 0) + 1
+        try:
+            placed = await self._place(candle, wanted, notes, accounts)
+        finally:
+            for aid in active:
+                left = self.deciding.pop(aid, 1) - 1
+                if left > 0:
+                    self.deciding[aid] = left
+        if placed:
+            self.orders.start_orders(candle, placed)
+            await asyncio.sleep(0)  # let the order calls go out before this chunk's (or candle's) bookkeeping
+        if self._cancels:
+            cancels, self._cancels = self._cancels, []
+            unique = {
+                c: (st.owner_id, t, e, c, st.symbol) for st, t, e, c in cancels
+            }  # an expiry and a "short" at once
+            self.orders.spawn(self.orders.cancel_all(list(unique.values())))
+        work = Handled(results, tick_ms, paused, reset, notes)
+        if later is None:
+            await self.recorder.record(candle, [work])
+        else:
+            later.append(work)
+
+    async def _place(
+        self,
+        candle: m.Candle,
+        wanted: list[tuple[AssignmentState, model.Intent, str | None]],
+        notes: dict[int, str],
+        accounts: asyncio.Task[Accounts] | None,
+    ) -> list[dict[str, Any]]:
+        """Plan the intents' orders, store them and track them; the orders whose calls are to start."""
         orders = await self._plan(candle, wanted, notes, accounts)
+        if self.closing and orders:  # a person started closing one of these positions meanwhile: theirs wins
+            for o in orders:
+                if o["assignment_id"] in self.closing:
+                    notes[o["assignment_id"]] = CLOSING_NOTE
+                    self.orders.extra.pop(o["client_order_id"], None)
+            orders = [o for o in orders if o["assignment_id"] not in self.closing]
         placed: list[dict[str, Any]] = []
         if orders:
             # The intents first, in a transaction of their own, and the calls right after them: a chunk's
@@ -186,19 +234,7 @@ class TradeDesk:
                 st = self.index.by_id.get(o["assignment_id"])
                 if st is not None:
                     track(st, o)
-            self.orders.start_orders(candle, placed)
-            await asyncio.sleep(0)  # let the order calls go out before this chunk's (or candle's) bookkeeping
-        if self._cancels:
-            cancels, self._cancels = self._cancels, []
-            unique = {
-                c: (st.owner_id, t, e, c, st.symbol) for st, t, e, c in cancels
-            }  # an expiry and a "short" at once
-            self.orders.spawn(self.orders.cancel_all(list(unique.values())))
-        work = Handled(results, tick_ms, paused, reset, notes)
-        if later is None:
-            await self.recorder.record(candle, [work])
-        else:
-            later.append(work)
+        return placed
 
     def _watch(self, st: AssignmentState, candle: m.Candle) -> str | None:
         """A guard core holds itself (``watched``; or any guard's trailing high, which the web app draws):

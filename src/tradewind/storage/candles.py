@@ -98,6 +98,21 @@ async def candle_range(
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
+async def range_extent(
+    session: AsyncSession, market_id: int, tf: str, start: int | None = None, end: int | None = None
+) -> tuple[int, int | None]:
+    """How many candles [start, end) holds, and the newest one's open time (None: none)."""
+    conds = [CandleRow.market_id == market_id, CandleRow.tf == tf]
+    if start is not None:
+        conds.append(CandleRow.time >= start)
+    if end is not None:
+        conds.append(CandleRow.time < end)
+    count, newest = (
+        await session.execute(select(func.count(), func.max(CandleRow.time)).where(and_(*conds)))
+    ).one()
+    return int(count), newest
+
+
 async def last_time(session: AsyncSession, market_id: int, tf: str) -> int | None:
     q = select(func.max(CandleRow.time)).where(CandleRow.market_id == market_id, CandleRow.tf == tf)
     return (await session.execute(q)).scalar_one_or_none()

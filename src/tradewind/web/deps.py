@@ -124,7 +124,8 @@ async def current_auth(
             raise ApiError(403, "missing or wrong X-CSRF-Token header (send the tw_csrf cookie's value)")
     wait = st.limiter.allow(auth.user.id)
     if wait:
-        raise ApiError(429, "too many requests; slow down", headers={"Retry-After": str(int(wait) + 1)})
+        raise ApiError(429, f"too many requests; slow down and try again in {int(wait) + 1} s",
+                       headers={"Retry-After": str(int(wait) + 1)})  # fmt: skip
     return auth
 
 

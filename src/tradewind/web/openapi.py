@@ -72,6 +72,10 @@ def _codes(path: str, method: str) -> list[str]:
         codes += ["403", "409", "413"]
     if path.startswith("/api/traders") or path.startswith("/api/backtests") or path == "/api/health":
         codes += ["502", "503"]
+    if path.endswith("/close") or path == "/api/flatten":
+        codes += ["503"]  # core not reachable: nothing was sold
+    if path.startswith("/api/studies"):
+        codes += ["503"]  # Optuna's storage not reachable
     return codes
 
 

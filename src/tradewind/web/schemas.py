@@ -436,6 +436,36 @@ class PositionOut(BaseModel):
     realized_pnl: str
 
 
+class CloseOut(BaseModel):
+    """What core did about one assignment's position when asked to close it."""
+
+    assignment_id: int
+    status: Literal["placed", "closing", "flat", "refused", "not_found"] = Field(
+        description="placed: the sell at the market is on its way; closing: a close of this position was already "
+        "on its way (the same order, not a second one); flat: it held nothing; refused: see reason"
+    )
+    client_order_id: str | None = None
+    amount: str | None = Field(default=None, description="base sold, a decimal string")
+    reason: str | None = None
+
+
+class FlattenOut(BaseModel):
+    closed: list[CloseOut]
+
+
+class KillOut(BaseModel):
+    killed: bool
+    paused_assignments: int
+    cancel_requests: int
+    closed: list[CloseOut] | None = Field(
+        default=None, description="with flatten=true: what core did about each open position"
+    )
+    flatten_error: str | None = Field(
+        default=None,
+        description="with flatten=true: why the positions could not be closed (core not reachable)",
+    )
+
+
 class AuditOut(BaseModel):
     id: int
     action: str

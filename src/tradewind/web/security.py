@@ -10,7 +10,8 @@ import ipaddress
 import secrets
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -90,19 +91,30 @@ def throttled_address(address: str) -> str:
     return str(ip)
 
 
+class Wait(NamedTuple):
+    """Why a login attempt is refused before its password is checked, and for how long (0 s: it is not)."""
+
+    seconds: int
+    message: str = ""
+
+
 class Throttle:
     """Failed logins per key in a sliding window of ``window_s``; a key over its limit is locked for
     ``lockout_s``, doubling with each further failure, at most ``window_s``.
 
-    The login rules (``login_wait``, ``login_started``, ``login_succeeded``) count failures three ways, so
-    that guessing is slowed where it comes from while a stranger who knows an email cannot lock its owner
-    out: a right password from an address that has not failed is always let through.
+    The login rules (``login_wait``, ``login_started``, ``failure_hold``, ``login_succeeded``) lock an
+    account, never an address: guessing is slowed where it comes from, while neither a stranger who knows an
+    email nor a neighbour behind the same address can lock anyone out of their own account.
 
-    - per address (an IPv6 /64 counts as one): 2 × ``limit`` failures at any accounts, then locked;
     - per address and account: ``limit`` failures, then that address is locked for that account;
     - per account: once it has had 4 × ``limit`` failures from anywhere in the window, an address that has
       failed at it even once is locked for it until that failure leaves the window. Guessing at one account
-      from many addresses is then bounded to about one guess per address per window.
+      from many addresses is then bounded to about one guess per address per window;
+    - per address (an IPv6 /64 counts as one), at any accounts: after 2 × ``limit`` failures its wrong
+      passwords are answered slowly — one after the other, 1 s apart, doubling up to ``slow_max_s`` — while
+      a right password is answered at once. At most ``max_held`` of its answers wait at a time, and none is
+      scheduled more than ``slow_max_s`` after the one before it is answered; beyond that (a flood) an attempt
+      is refused before its password is checked.
 
     An attempt counts as failed from the moment it is let through until it succeeds, so guesses sent at
     once cannot slip past the limits while their passwords are being checked.
@@ -119,9 +131,15 @@ class Throttle:
         window_s: float = 900,
         lockout_s: float = 60,
         clock: Callable[[], float] = time.monotonic,
+        slow_max_s: float = 10.0,
+        max_held: int = 10,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.limit, self.window_s, self.lockout_s, self.clock = limit, window_s, lockout_s, clock
+        self.slow_max_s, self.max_held, self.sleep = slow_max_s, max_held, sleep
         self._fails: dict[str, deque[float]] = defaultdict(deque)
+        self._answer_at: dict[str, float] = {}  # address -> when its last held failure is answered
+        self._held: dict[str, int] = {}  # address -> its answers waiting now
 
     def retry_after(self, *keys: str) -> int:
         """Seconds until none of ``keys`` is locked (0: now), each locked after ``limit`` failures."""
@@ -143,23 +161,70 @@ class Throttle:
     def succeeded(self, key: str) -> None:
         self._fails.pop(key, None)
 
-    def login_wait(self, email: str, address: str) -> int:
-        """Seconds before ``address`` may try to log in to ``email`` (0: now)."""
+    def login_wait(self, email: str, address: str) -> Wait:
+        """Whether ``address`` must wait before trying to log in to ``email``, how long and why."""
         now = self.clock()
         by_address, pair, account = self._login_keys(email, address)
-        wait = max(self._locked_for(by_address, 2 * self.limit, now), self._locked_for(pair, self.limit, now))
+        locked = self._locked_for(pair, self.limit, now)
+        if locked > 0:
+            n = len(self._fails.get(pair) or ())
+            return self._wait(locked, f"{n} failed logins to this account from your address")
         tried = self._recent(pair, now)
         if tried:
             attacked = self._recent(account, now)
             if attacked is not None and len(attacked) >= 4 * self.limit:
-                wait = max(wait, tried[-1] + self.window_s - now)
-        return _seconds(wait)
+                return self._wait(tried[-1] + self.window_s - now, "this account has had many failed logins from "
+                                  "many addresses, yours among them")  # fmt: skip
+        if (
+            self._held.get(by_address, 0) >= self.max_held
+            or self._answer_at.get(by_address, now) - now > self.slow_max_s
+        ):  # a flood: its answers already wait their turn; none waits longer than about 2 × slow_max_s
+            return self._wait(max(1.0, self._answer_at.get(by_address, now) - now),
+                              "too many logins from your address at once")  # fmt: skip
+        return Wait(0)
+
+    def _wait(self, seconds: float, what: str) -> Wait:
+        wait = _seconds(seconds)
+        return Wait(wait, f"{what}; try again in {in_words(wait)}")
 
     def login_started(self, email: str, address: str) -> float:
         """Count an attempt the password check is about to judge as failed, until ``login_succeeded``.
 
         Call it right after ``login_wait`` answered 0, with no ``await`` between the two."""
         return self.failed(*self._login_keys(email, address))
+
+    def failure_hold(self, address: str) -> float:
+        """Seconds to hold the answer to the wrong password just counted from ``address`` (0: answer now).
+
+        Under 2 × ``limit`` failures in the window: none. Beyond, its failures are answered one after the other,
+        each ``2 ** (excess - 1)`` s after the previous one (at most ``slow_max_s``). Call ``held`` around the
+        wait."""
+        now = self.clock()
+        by_address = self._login_keys("", address)[0]
+        q = self._recent(by_address, now)
+        excess = len(q) - 2 * self.limit if q else 0
+        if excess <= 0:
+            return 0.0
+        interval = min(self.slow_max_s, 2.0 ** (excess - 1))
+        at = max(now, self._answer_at.get(by_address, now)) + interval
+        self._answer_at[by_address] = at
+        return at - now
+
+    async def slow_failure(self, address: str) -> float:
+        """Hold the answer to the wrong password just counted from ``address`` (``failure_hold``); the hold."""
+        hold = self.failure_hold(address)
+        if hold > 0:
+            await self.sleep(hold)
+        return hold
+
+    def held(self, address: str, delta: int) -> None:
+        """An answer of ``address`` starts (+1) or stops (-1) being held."""
+        key = self._login_keys("", address)[0]
+        n = self._held.get(key, 0) + delta
+        if n > 0:
+            self._held[key] = n
+        else:
+            self._held.pop(key, None)
 
     def login_succeeded(self, email: str, address: str, started: float) -> None:
         """The attempt ``login_started`` counted was right: withdraw it, and forgive this address's earlier
@@ -193,8 +258,15 @@ class Throttle:
     def _prune(self, now: float, room: int = 1) -> None:
         for key in [k for k, q in self._fails.items() if not q or now - q[-1] > self.window_s]:
             del self._fails[key]
+        for key in [k for k, at in self._answer_at.items() if at < now]:
+            del self._answer_at[key]
         while self._fails and len(self._fails) > self.MAX_KEYS - room:  # still full (a flood): oldest first
             del self._fails[next(iter(self._fails))]
+
+
+def in_words(seconds: int) -> str:
+    """A wait for a person: "57 s", "2 min", "15 min"."""
+    return f"{seconds} s" if seconds < 90 else f"{-(-seconds // 60)} min"
 
 
 def _seconds(wait: float) -> int:

@@ -24,7 +24,7 @@ from tradewind.storage import candles as store
 from tradewind.storage.db import make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
 from tradewind.web.app import create_app
-from tradewind.web.security import RateLimiter
+from tradewind.web.security import RateLimiter, Throttle
 
 KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 
@@ -80,6 +80,8 @@ class ServerThread:
         )
         # The fuzzer sends thousands of requests a minute on one account: lift the per-user limit.
         app.state.tw.limiter = RateLimiter(rate=1e6, burst=1e6)
+        # ...and it tries hundreds of wrong logins from one address: answered slowly, but within its timeout.
+        app.state.tw.throttle = Throttle(slow_max_s=0.05)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         serving = asyncio.create_task(self._server.serve(sockets=[self.sock]))

@@ -71,16 +71,78 @@ async def test_a_guessing_address_waits_longer_after_every_failure(api) -> None:
     assert 60 <= waits[0] <= 61 and waits[1] >= 2 * waits[0] - 1 and waits[2] >= 2 * waits[1] - 1, waits
 
 
-async def test_one_address_guessing_at_many_accounts_is_slowed_for_all_of_them(api) -> None:  # type: ignore[no-untyped-def]
+async def test_failures_at_other_accounts_never_refuse_a_right_password(api) -> None:  # type: ignore[no-untyped-def]
+    """Five wrong passwords for bob and five for carol, from the office's one address: alice, behind the same
+    address, still logs in with hers."""
+    await api.user("alice@example.com")
+    async with from_address(api, "203.0.113.20") as office:
+        codes = [(await login(office, f"{name}@example.com", f"guess {i} of many")).status_code
+                 for name in ("bob", "carol") for i in range(5)]  # fmt: skip
+        assert codes == [401] * 10
+        r = await login(office, "alice@example.com", PASSWORD)
+        assert r.status_code == 200, r.text
+        r = await login(office, "bob@example.com", "one more guess")  # bob's own lock holds
+        assert r.status_code == 429
+
+
+async def test_one_address_guessing_at_many_accounts_gets_its_wrong_passwords_answered_slowly(api) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    holds: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the answer is held: time passes
+        holds.append(seconds)
+        clock.now += seconds
+
+    api.app.state.tw.throttle = Throttle(clock=clock, sleep=sleep)
     await api.user("first@example.com")
     async with from_address(api, "203.0.113.20") as spray:
-        codes = [(await login(spray, f"user{i // 2}@example.com", f"guess {i} of many")).status_code
-                 for i in range(10)]  # fmt: skip
-        assert codes == [401] * 10  # two guesses at each of five accounts: under every per-account limit
-        r = await login(spray, "first@example.com", PASSWORD)
-        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        for i in range(10):  # two guesses at each of five accounts: under every per-account limit
+            assert (await login(spray, f"user{i // 2}@example.com", f"guess {i} of many")).status_code == 401
+        assert holds == []
+        for i in range(5):
+            assert (await login(spray, f"other{i}@example.com", "a guess")).status_code == 401
+        assert holds == [1.0, 2.0, 4.0, 8.0, 10.0]  # one after the other, each slower, at most 10 s
+        assert (await login(spray, "first@example.com", PASSWORD)).status_code == 200  # answered at once
+        assert len(holds) == 5
     async with from_address(api, "203.0.113.21") as neighbour:  # another address is not slowed
-        assert (await login(neighbour, "first@example.com", PASSWORD)).status_code == 200
+        assert (await login(neighbour, "nobody@example.com", "a guess")).status_code == 401
+        assert len(holds) == 5
+
+
+async def test_a_flood_from_one_address_is_refused_beyond_the_answers_it_has_waiting(api) -> None:  # type: ignore[no-untyped-def]
+    release = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await release.wait()
+
+    throttle = api.app.state.tw.throttle = Throttle(sleep=sleep, max_held=2)
+    async with from_address(api, "203.0.113.40") as flood:
+        for i in range(10):
+            assert (await login(flood, f"user{i // 2}@example.com", f"guess {i}")).status_code == 401
+        waiting = [asyncio.create_task(login(flood, f"late{i}@example.com", "a guess")) for i in range(2)]
+        for _ in range(500):  # both are on their way (being checked, then held)
+            if throttle._held.get("address:203.0.113.40", 0) == 2:
+                break
+            await asyncio.sleep(0.01)
+        r = await login(flood, "late9@example.com", "a guess")
+        assert r.status_code == 429 and r.json()["detail"].startswith(
+            "too many logins from your address at once"
+        )
+        release.set()
+        assert [(await t).status_code for t in waiting] == [401, 401]
+
+
+async def test_a_refusal_says_what_happened_and_when_to_try_again_once(api) -> None:  # type: ignore[no-untyped-def]
+    hand_clock(api)
+    await api.user("once@example.com")
+    async with from_address(api, "203.0.113.50") as c:
+        for i in range(5):
+            await login(c, "once@example.com", f"guess {i} of many")
+        r = await login(c, "once@example.com", PASSWORD)
+    detail = r.json()["detail"]
+    assert r.status_code == 429 and r.headers["retry-after"] == "61"
+    assert detail == "5 failed logins to this account from your address; try again in 61 s"
+    assert detail.lower().count("try again") == 1
 
 
 async def test_concurrent_guesses_cannot_slip_past_the_limit(api) -> None:  # type: ignore[no-untyped-def]

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import statistics
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
 
 from tradewind.core import positions
 from tradewind.storage.models import Assignment, Evaluation, Market, Order, Strategy, Trader, User
-from tradewind.web.deps import CurrentUser, Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
+from tradewind.web.close import ask_core, audit_detail
+from tradewind.web.deps import (
+    CurrentUser,
+    Cursor,
+    Limit,
+    ObjectId,
+    OwnedDep,
+    StateDep,
+    client_address,
+    not_found,
+    page,
+)
 from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed
 from tradewind.web.schemas import (
@@ -17,6 +28,7 @@ from tradewind.web.schemas import (
     AssignmentOut,
     AssignmentPage,
     AssignmentPatch,
+    CloseOut,
     LatencyOut,
     LatencySummary,
     ProtectionOut,
@@ -118,7 +130,9 @@ async def update(
         await _check_refs(repo, a.market_id, fields["trader_id"], None)
         if a.position_qty > 0 and fields["trader_id"] != a.trader_id:
             raise ApiError(
-                409, 'close the position (a "short" decision) before changing the account', field="trader_id"
+                409,
+                'close the position (Close position, or a "short" decision) before changing the account',
+                field="trader_id",
             )
     for name, value in fields.items():
         setattr(a, name, value)
@@ -147,6 +161,30 @@ async def resume(assignment_id: ObjectId, repo: OwnedDep, st: StateDep, user: Cu
     await repo.s.commit()
     await assignments_changed(st, a.id)
     return out(a)
+
+
+@router.post("/{assignment_id}/close", response_model=CloseOut)
+async def close(
+    assignment_id: ObjectId, repo: OwnedDep, st: StateDep, user: CurrentUser, request: Request
+) -> CloseOut:
+    """Close the position now: core sells what the assignment holds at the market (running or paused), and
+    cancels its resting orders. Asking again while the sell is on its way answers with the same order."""
+    a = await _get(repo, assignment_id)
+    if a.trader_id is None:
+        raise ApiError(409, "this assignment has no trading account: it holds nothing to close")
+    if a.position_qty <= 0:
+        raise ApiError(409, "nothing to close: this assignment holds nothing")
+    results = await ask_core(st, user.id, [a.id], "close")
+    result = next((r for r in results if r.assignment_id == a.id), None)
+    if result is None or result.status == "not_found":
+        raise not_found("assignment")
+    repo.audit_log("position.close", client_address(request), **audit_detail([result]))
+    await repo.s.commit()
+    if result.status == "flat":
+        raise ApiError(409, "nothing to close: this assignment holds nothing")
+    if result.status == "refused":
+        raise ApiError(409, f"not closed: {result.reason}")
+    return result
 
 
 @router.delete("/{assignment_id}", status_code=204)

@@ -64,17 +64,22 @@ async def login(
     email = body.email.lower()
     address = client_address(request)
     wait = st.throttle.login_wait(email, address)
-    if wait:
-        raise ApiError(
-            429, f"too many failed logins; try again in {wait} s", headers={"Retry-After": str(wait)}
-        )
+    if wait.seconds:
+        raise ApiError(429, wait.message, headers={"Retry-After": str(wait.seconds)})
     attempt = st.throttle.login_started(email, address)  # failed until the password proves right
-    user = (await s.execute(select(User).where(User.email == email))).scalar_one_or_none()
-    if not await verify_password_async(user.password_hash if user else None, body.password) or user is None:
-        if user is not None:
-            Owned(s, user.id).audit_log("login.failed", address)
-            await s.commit()
-        raise ApiError(401, "wrong email or password")
+    st.throttle.held(address, +1)
+    try:
+        user = (await s.execute(select(User).where(User.email == email))).scalar_one_or_none()
+        right = await verify_password_async(user.password_hash if user else None, body.password)
+        if not right or user is None:
+            if user is not None:
+                Owned(s, user.id).audit_log("login.failed", address)
+                await s.commit()
+            # an address with many failures at any accounts gets its wrong passwords answered slowly
+            await st.throttle.slow_failure(address)
+            raise ApiError(401, "wrong email or password")
+    finally:
+        st.throttle.held(address, -1)
     st.throttle.login_succeeded(email, address, attempt)
     # Ended sessions have no use left; dropping this user's here keeps the table from growing forever.
     await s.execute(delete(LoginSession).where(LoginSession.user_id == user.id,

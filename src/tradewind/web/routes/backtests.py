@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any, Literal
 
 from fastapi import APIRouter
@@ -12,6 +13,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
+from tradewind.domain import tf_ms
+from tradewind.storage import candles as store
 from tradewind.storage.models import Backtest, Market, Strategy
 from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
@@ -96,9 +99,24 @@ class BacktestOut(BaseModel):
         description="a quoting run's fills: time, side, price, amount, fee, kind (quote | market), pnl",
     )
     equity: list[list[int | float]] | None = None  # [time ms, equity, drawdown %], about 1,000 points
+    range: RangeOut | None = Field(default=None, description="the data the run used (null until it has run)")
     error: str | None = None
     created_at: dt.datetime
     finished_at: dt.datetime | None = None
+
+
+class RangeOut(BaseModel):
+    from_: int | None = Field(
+        alias="from", description="the start asked for (epoch ms); null: the first stored candle"
+    )
+    to: int = Field(
+        description="the end (exclusive, epoch ms): as asked, or the end of the newest candle stored when the run was submitted"
+    )
+    first: int | None = Field(description="the time of the first candle (or tick) of the run's equity curve")
+    last: int | None = Field(description="the time of the last one: the newest data the run saw")
+    candles: int | None = Field(description="how many candles (or ticks) it ran over")
+
+    model_config = {"populate_by_name": True, "serialize_by_alias": True}
 
 
 class BacktestPage(BaseModel):
@@ -118,6 +136,16 @@ def _ms(value: dt.datetime | int | None, field: str) -> int | None:
     return value
 
 
+def _range(b: Backtest) -> RangeOut | None:
+    cfg, result = b.config or {}, b.result or {}
+    if not result or cfg.get("to") is None:
+        return None
+    equity, metrics = result.get("equity") or [], result.get("metrics") or {}
+    count = metrics.get("candles", metrics.get("ticks"))
+    return RangeOut(from_=cfg.get("from"), to=cfg["to"], first=int(equity[0][0]) if equity else None,
+                    last=int(equity[-1][0]) if equity else None, candles=count if isinstance(count, int) else None)  # fmt: skip
+
+
 def out(b: Backtest, detail: bool = True) -> BacktestOut:
     result = b.result or {}
     return BacktestOut(
@@ -125,7 +153,7 @@ def out(b: Backtest, detail: bool = True) -> BacktestOut:
         timeframe=b.timeframe, params=b.params or {}, config=b.config or {}, mode=result.get("mode"),
         metrics=result.get("metrics"), trades=result.get("trades") if detail else None,
         fills=result.get("fills") if detail else None, equity=result.get("equity") if detail else None,
-        error=b.error, created_at=b.created_at, finished_at=b.finished_at,
+        error=b.error, created_at=b.created_at, finished_at=b.finished_at, range=_range(b),
     )  # fmt: skip
 
 
@@ -141,6 +169,12 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueu
     start, end = _ms(body.from_, "from"), _ms(body.to, "to")
     if start is not None and end is not None and end <= start:
         raise ApiError(422, "to must be after from", field="to")
+    if end is None:
+        # Up to now: the candles stored when it is submitted, however long it queues (and a run submitted
+        # later sees the ones that arrived since). Now in the market's time: the end of its newest candle
+        # (the simulator's clock runs ahead of the wall clock); the wall clock when it has none yet.
+        newest = (await store.range_extent(repo.s, body.market_id, body.timeframe, start))[1]
+        end = newest + tf_ms(body.timeframe) if newest is not None else int(time.time() * 1000)
     if body.trigger == "candle":
         for name in QUOTING_FIELDS:
             if getattr(body, name) is not None:

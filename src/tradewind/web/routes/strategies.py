@@ -135,7 +135,8 @@ async def delete(strategy_id: ObjectId, repo: OwnedDep, st: StateDep) -> Respons
                                     .limit(1))).first()  # fmt: skip
     if holding is not None:
         raise ApiError(
-            409, 'an assignment of this strategy holds a position; close it (a "short" decision) first'
+            409,
+            'an assignment of this strategy holds a position; close it first (Close position, or a "short" decision)',
         )
     await repo.delete(s)
     await repo.s.commit()

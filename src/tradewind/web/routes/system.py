@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
@@ -13,9 +14,12 @@ from sqlalchemy import func, select, text
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.storage.models import Assignment, Order, Strategy, Trader, User
+from tradewind.web.close import ask_core, audit_detail
 from tradewind.web.deps import AdminUser, CurrentUser, OwnedDep, SessionDep, StateDep, client_address
+from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed
 from tradewind.web.routes.assignments import KILL_SWITCH
+from tradewind.web.schemas import FlattenOut, KillOut
 
 router = APIRouter(tags=["system"])
 log = logging.getLogger(__name__)
@@ -44,9 +48,13 @@ async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/api/killswitch", tags=["risk"])
-async def kill(repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request) -> dict:
-    """Stop everything now: pause every assignment and cancel every open order of this user."""
+@router.post("/api/killswitch", tags=["risk"], response_model=KillOut, response_model_exclude_none=True)
+async def kill(
+    repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request,
+    flatten: Annotated[bool, Query(description="also close every open position at the market")] = False,
+) -> KillOut:  # fmt: skip
+    """Stop everything now: pause every assignment and cancel every open order of this user; with
+    ``flatten=true`` core also sells every open position at the market."""
     me = await repo.s.get(User, user.id)
     assert me is not None
     me.killed = True
@@ -65,7 +73,34 @@ async def kill(repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request
     if st.nc is not None and open_orders:
         results = await asyncio.gather(*(_cancel(st.nc, o) for o in open_orders))
         cancelled = sum(results)
-    return {"killed": True, "paused_assignments": paused, "cancel_requests": cancelled}
+    out = KillOut(killed=True, paused_assignments=paused, cancel_requests=cancelled)
+    if flatten:  # the kill holds whatever happens here: a core out of reach is said, not an error
+        try:
+            out.closed = await ask_core(st, user.id, None, "kill switch")
+        except ApiError as exc:
+            out.flatten_error = exc.detail
+        repo.audit_log("positions.flatten", client_address(request), via="kill switch",
+                       **audit_detail(out.closed or []), error=out.flatten_error)  # fmt: skip
+        await repo.s.commit()
+    return out
+
+
+@router.post("/api/flatten", tags=["risk"], response_model=FlattenOut)
+async def flatten_all(repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request) -> FlattenOut:
+    """Close every open position now: core sells what each assignment holds at the market (running or
+    paused) and cancels its resting orders. The assignments keep running: pause them, or use the kill
+    switch with flatten=true, to stop them buying again."""
+    held = (await repo.s.execute(
+        repo.select(Assignment).where(Assignment.position_qty > 0, Assignment.trader_id.is_not(None)).limit(1)
+    )).first()  # fmt: skip
+    if held is None:
+        raise ApiError(409, "nothing to close: no assignment holds a position")
+    closed = await ask_core(st, user.id, None, "flatten")
+    repo.audit_log("positions.flatten", client_address(request), **audit_detail(closed))
+    await repo.s.commit()
+    if not closed:
+        raise ApiError(409, "nothing to close: no assignment holds a position")
+    return FlattenOut(closed=closed)
 
 
 async def _cancel(nc: Client, o: Order) -> bool:

@@ -186,7 +186,9 @@ async def delete(trader_id: ObjectId, repo: OwnedDep, st: StateDep, request: Req
                                     .limit(1))).first()  # fmt: skip
     if holding is not None:
         await repo.s.rollback()
-        raise ApiError(409, "an assignment holds a position through this account; close it first")
+        raise ApiError(
+            409, "an assignment holds a position through this account; close it first (Close position)"
+        )
     # The assignments that traded through it are paused and detached in the same transaction, so none of
     # them can order on it (or, were an id ever handed out again, on anyone else's account).
     detached = await repo.update_all(
