@@ -9,7 +9,9 @@ The pruner runs in the leading core, in the background, in small batches: each b
 transaction (behind the same write gate as the hot path on SQLite, so a tick's order intents wait for at
 most one batch), and it pauses between batches. It finds old rows through the primary key only (ids
 grow with time: the newest id older than the cutoff is found by bisecting on ids), so it needs no index
-that the hot path would have to maintain.
+that the hot path would have to maintain. On PostgreSQL the big tables are partitioned by month
+(``storage.partitions``): each prune first creates the months ahead and drops months of ticks that lie
+wholly past retention.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from tradewind.storage import partitions
 from tradewind.storage.db import SessionFactory, write_gate
 from tradewind.storage.models import Evaluation, Market, Order, TickRow
 from tradewind.storage.types import utcnow
@@ -43,13 +46,21 @@ class Policy:
 @dataclass
 class Pruned:
     evaluations: int = 0
-    ticks: int = 0
+    ticks: int = 0  # rows deleted (not counting whole partitions dropped)
+    dropped: list[str] = field(default_factory=list)  # partitions dropped whole (PostgreSQL)
 
 
 async def prune(sf: SessionFactory, policy: Policy, now: dt.datetime | None = None) -> Pruned:
     """Delete what ``policy`` no longer keeps, batch by batch; returns how many rows went."""
     now = now or utcnow()
     out = Pruned()
+    async with sf() as s:  # PostgreSQL: the months ahead get their partitions; past months of ticks go whole
+        conn = await s.connection()
+        await partitions.ensure(conn, now)
+        if policy.ticks_days > 0:
+            cutoff_ms = int(now.timestamp() * 1000 - policy.ticks_days * DAY_MS)
+            out.dropped = await partitions.drop_expired(conn, "ticks", cutoff_ms)
+        await s.commit()
     if policy.evaluations_days > 0:
         out.evaluations = await _evaluations(sf, policy, now - dt.timedelta(days=policy.evaluations_days))
     if policy.ticks_days > 0:
@@ -66,9 +77,10 @@ async def prune_forever(sf: SessionFactory, policy: Policy, every_s: float) -> N
         try:
             started = time.monotonic()
             done = await prune(sf, policy)
-            if done.evaluations or done.ticks:
-                log.info("retention: deleted %d evaluations and %d ticks in %.1f s", done.evaluations,
-                         done.ticks, time.monotonic() - started)  # fmt: skip
+            if done.evaluations or done.ticks or done.dropped:
+                log.info("retention: deleted %d evaluations and %d ticks (partitions dropped: %s) in %.1f s",
+                         done.evaluations, done.ticks, ", ".join(done.dropped) or "none",
+                         time.monotonic() - started)  # fmt: skip
         except asyncio.CancelledError:
             raise
         except Exception:
