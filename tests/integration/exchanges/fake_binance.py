@@ -2,7 +2,9 @@
 following Binance's documented formats, signatures checked, with faults a test can set.
 
 Market: one symbol built from real candles; ``visible`` candles exist so far (the last one is still
-open, shown part-way), and a test moves time on by raising ``visible``.
+open, shown part-way), and a test moves time on by raising ``visible``. 1m klines (what tradewind's
+exchange service reads) exist only when a test gives the market's minutes as ``rows_1m``, the last one
+still open; otherwise that interval is refused like any other the fake does not have.
 
 The kline websocket (``/stream/ws/<n>``, Binance's spot market streams: ``SUBSCRIBE`` to
 ``<symbol>@kline_<interval>``, then ``kline`` events for the open candle as it changes) is driven by
@@ -22,7 +24,8 @@ then works as a limit at its price), a limit fills at its price. The parameters 
 checked as Binance checks them (-1102 missing, -1106 not wanted, -1104 unknown, -2010 a stop that would
 trigger at once, -1013 a trailingDelta outside the TRAILING_DELTA filter). LIMIT_MAKER (post-only) is
 refused with -2010 "Order would immediately match and take." when it would cross the book (a buy at or
-above the ask, a sell at or below the bid) and otherwise rests like a LIMIT.
+above the ask, a sell at or below the bid) and otherwise rests like a LIMIT. ``most_resting`` counts the
+most LIMIT and LIMIT_MAKER orders that rested at once on each side.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from aiohttp import web
 from tradewind.marketdata import resample_rows
 
 Row = tuple[int, float, float, float, float, float]
-INTERVAL_MS = {"5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
+INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
 
 
 def _err(status: int, code: int, msg: str) -> web.Response:
@@ -74,6 +77,7 @@ class FakeBinance:
     base: str = "ETH"
     quote: str = "BTC"
     visible: int | None = None  # None: every candle exists and is closed
+    rows_1m: list[Row] | None = None  # the market's minutes (the last one open); None: no 1m klines
     keys: dict[str, str] = field(default_factory=lambda: {"KEY": "SECRET"})
     balances: dict[str, Decimal] = field(default_factory=lambda: {"BTC": Decimal("1"), "ETH": Decimal("0")})
     order_delay_s: float = 0.0  # answer POST /order this late (after placing it)
@@ -82,6 +86,10 @@ class FakeBinance:
     def __post_init__(self) -> None:
         self.symbol = self.base + self.quote
         self.orders: list[dict[str, Any]] = []
+        self.most_resting = {
+            "BUY": 0,
+            "SELL": 0,
+        }  # LIMIT / LIMIT_MAKER orders open at once on one side, at most
         self.last_trade: Decimal | None = None  # set by trade_through: the market's price from then on
         self.peaks: dict[int, Decimal] = {}  # orderId -> best price since a trailing stop was placed
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, params)
@@ -127,6 +135,8 @@ class FakeBinance:
 
     # -- market data ----------------------------------------------------------------------------------
     def candles(self, interval: str) -> list[Row]:
+        if interval == "1m":
+            return list(self.rows_1m or [])
         rows = self.rows_5m if self.visible is None else self.rows_5m[: self.visible]
         if self.visible is not None and rows:  # the newest candle is still open: show it part-way
             t, o, h, lo, c, v = rows[-1]
@@ -151,6 +161,11 @@ class FakeBinance:
                 price = Decimal(o["price"]) or Decimal(o["stopPrice"]) or self.last_price()
                 held += left * price
         return held
+
+    def resting_limits(self, side: str) -> list[dict[str, Any]]:
+        """The LIMIT and LIMIT_MAKER orders open on one side ("BUY" or "SELL")."""
+        return [o for o in self.orders
+                if o["status"] in OPEN and o["type"] in ("LIMIT", "LIMIT_MAKER") and o["side"] == side]  # fmt: skip
 
     def free(self, asset: str) -> Decimal:
         return self.balances.get(asset, Decimal(0)) - self.locked(asset)
@@ -231,7 +246,7 @@ class FakeBinance:
         if q.get("symbol") != self.symbol:
             return _err(400, -1121, "Invalid symbol.")
         interval = q.get("interval", "")
-        if interval not in INTERVAL_MS:
+        if interval not in INTERVAL_MS or (interval == "1m" and self.rows_1m is None):
             return _err(400, -1120, "Invalid interval.")
         size = INTERVAL_MS[interval]
         limit = min(int(q.get("limit", 500)), 1000)
@@ -515,6 +530,7 @@ class FakeBinance:
             order.update(trailingDelta=int(params["trailingDelta"]), trailingTime=-1)
             self.peaks[order["orderId"]] = self.last_price()
         self.orders.append(order)
+        self.most_resting[side] = max(self.most_resting[side], len(self.resting_limits(side)))
         fills: list[dict[str, Any]] = []
         if kind == "MARKET":
             fee = (qty if side == "BUY" else cost) * self.fee_rate

@@ -20,7 +20,8 @@ LIMIT with the POSTONLY flag that would take liquidity (a buy at or above the as
 bid) is canceled at once with status "POSTONLY CANCELED": the submit notification says SUCCESS and carries
 the canceled order, as Bitfinex's does; with ``postonly_cancel_late`` it carries the order ACTIVE and the
 cancellation shows in the next lookup. ``connections``, ``subscriptions`` (candle keys) and
-``ticker_subscriptions`` (symbols) count what clients asked for; ``ticks_sent`` the ticker messages sent.
+``ticker_subscriptions`` (symbols) count what clients asked for; ``ticks_sent`` the ticker messages sent;
+``most_resting`` the most EXCHANGE LIMIT orders that rested at once on each side of the book.
 
 Script actions, keyed by tape position (the action runs before that update is sent):
   ("drop", n)         close the websocket abruptly, then let the market move n updates
@@ -164,6 +165,7 @@ class FakeBitfinex:
         self._conns: list[_Conn] = []
         self._last_chan = 17
         self.orders: list[Order] = []
+        self.most_resting = {"buy": 0, "sell": 0}  # EXCHANGE LIMIT orders open at once on one side, at most
         self.calls: list[tuple[str, Any]] = []
         self.rejected_auth: list[str] = []
         self.faults: list[str] = []  # what the client did wrong, for assertions
@@ -274,6 +276,11 @@ class FakeBitfinex:
     def _pair(self, o: Order) -> list[Order]:
         """The order and, for an OCO pair, its other leg."""
         return [x for x in self.orders if x is o or x.placed_id == o.id or (o.placed_id == x.id)]
+
+    def resting_limits(self, side: str) -> list[Order]:
+        """The EXCHANGE LIMIT orders open on one side of the book ("buy" or "sell")."""
+        return [o for o in self.orders
+                if o.open and o.type == "EXCHANGE LIMIT" and (o.amount > 0) == (side == "buy")]  # fmt: skip
 
     def available(self, currency: str) -> Decimal:
         """The balance less what open orders reserve (an OCO pair reserves once, for its limit)."""
@@ -696,6 +703,8 @@ class FakeBitfinex:
                 )  # fmt: skip
                 self.orders.append(leg)
                 legs.append(leg)
+        for side in self.most_resting:  # only a placement adds a resting order: the most is seen here
+            self.most_resting[side] = max(self.most_resting[side], len(self.resting_limits(side)))
         if self.submit_delay_s:
             await asyncio.sleep(self.submit_delay_s)  # placed, but the answer is late
         note = self._note("on-req", legs[0], "SUCCESS", f"Submitting {len(legs)} orders.")
