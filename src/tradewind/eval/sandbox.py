@@ -208,7 +208,10 @@ class StrategyRuntime:
         for fn_name, fn in (("decide", self._decide), ("on_tick", self._on_tick)):
             if fn is not None and lua.lua_type(fn) != "function":
                 raise StrategyError(name, f"{fn_name} must be a function")
-        self.params = self.rt.table_from(params or {})
+        # the declared defaults where the run sets nothing: live, paper and backtests alike
+        given = {n: spec.default for n, spec in self.declared.items() if spec.default is not None}
+        given.update(params or {})
+        self.params = self.rt.table_from(given)
         init = env["init"]
         if init is not None:
             if lua.lua_type(init) != "function":

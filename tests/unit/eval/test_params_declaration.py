@@ -83,3 +83,21 @@ def test_reading_runs_no_metamethod_and_stops_at_its_bounds() -> None:
 def test_at_most_fifty_parameters() -> None:
     with pytest.raises(DeclarationError, match="at most 50"):
         parse_declaration({f"p{i}": {"min": 0, "max": 1} for i in range(51)})
+
+
+def test_the_declared_defaults_are_the_parameters_a_run_does_not_set() -> None:
+    code = """
+params = {fast = {type = "int", min = 2, max = 50, default = 10}, mode = {choices = {"a", "b"}, default = "b"},
+          slow = {type = "int", min = 20, max = 200}}
+function decide(c, p) print(p.fast, p.mode, p.slow) return "neutral" end
+"""
+    from tradewind.eval.sandbox import StrategyRuntime
+    from tradewind.eval.window import CandleWindow
+
+    rt = StrategyRuntime(code, name="defaults", params={"mode": "a"})
+    try:
+        w = CandleWindow.from_rows([(60_000 * i, 1.0, 1.0, 1.0, 1.0, 1.0) for i in range(1, 4)], "t:1m")
+        d = rt.decide(w, w.last_time)
+        assert d.logs == ["10\ta\tnil"]  # fast from its default, mode as set, slow has no default
+    finally:
+        rt.close()
