@@ -256,6 +256,18 @@ class WorkersLost(Exception):
     """No worker finished the job in ``attempts`` tries."""
 
 
+def declared_space(code: str, name: str) -> dict[str, ParamSpec]:
+    """The parameters the strategy declares (``params = {...}``), read by running its top level (not
+    ``init``); raises the sandbox's StrategyError when it does not load."""
+    from tradewind.eval.sandbox import StrategyRuntime
+
+    rt = StrategyRuntime(code, name=name, run_init=False)
+    try:
+        return rt.declared
+    finally:
+        rt.close()
+
+
 @dataclass
 class Job:
     """The backtest every trial runs, but for its parameters and how many candles."""

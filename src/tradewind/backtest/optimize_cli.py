@@ -71,7 +71,7 @@ def optimize(strategy: Path, data_file: Path | None, market: str | None, timefra
     from tradewind.backtest.importers import ImportError_, load, parse_time
     from tradewind.bus.messages import BacktestData
     from tradewind.config import ConfigError, load_settings
-    from tradewind.eval.sandbox import StrategyError, StrategyRuntime
+    from tradewind.eval.sandbox import StrategyError
 
     if (data_file is None) == (market is None):
         raise click.UsageError("give exactly one of --data FILE or --market ID")
@@ -86,9 +86,7 @@ def optimize(strategy: Path, data_file: Path | None, market: str | None, timefra
         raise click.BadParameter(str(exc), param_hint="--objective/--sampler") from None
     code = strategy.read_text()
     try:
-        rt = StrategyRuntime(code, name=strategy.stem, run_init=False)
-        space = rt.declared
-        rt.close()
+        space = opt.declared_space(code, strategy.stem)
     except StrategyError as exc:
         raise click.ClickException(str(exc)) from None
     try:

@@ -88,7 +88,7 @@ def walkforward(strategy: Path, data_file: Path | None, market: str | None, time
     from tradewind.backtest import optimize as opt
     from tradewind.backtest import walkforward as wf
     from tradewind.backtest.commands import parse_params
-    from tradewind.eval.sandbox import StrategyError, StrategyRuntime
+    from tradewind.eval.sandbox import StrategyError
 
     if split is not None and (train or test or anchored):
         raise click.UsageError("give --split, or --train and --test (with --anchored), not both")
@@ -104,9 +104,7 @@ def walkforward(strategy: Path, data_file: Path | None, market: str | None, time
         raise click.BadParameter(str(exc)) from None
     code = strategy.read_text()
     try:
-        rt = StrategyRuntime(code, name=strategy.stem, run_init=False)
-        space = rt.declared
-        rt.close()
+        space = opt.declared_space(code, strategy.stem)
     except StrategyError as exc:
         raise click.ClickException(str(exc)) from None
     arrays = _candles(data_file, market, timeframe, start, end)

@@ -36,16 +36,12 @@ CAPACITY_WAIT_S = 0.3
 
 def read_space(code: str, name: str) -> dict[str, ParamSpec]:  # pragma: no cover - in the child
     """The strategy's declared parameters (run in a pool child: it runs the strategy's top level)."""
-    from tradewind.eval.sandbox import StrategyError, StrategyRuntime
+    from tradewind.eval.sandbox import StrategyError
 
     try:
-        rt = StrategyRuntime(code, name=name, run_init=False)
+        return opt.declared_space(code, name)
     except StrategyError as exc:
         raise ValueError(str(exc)) from None
-    try:
-        return rt.declared
-    finally:
-        rt.close()
 
 
 def stale(study: Study, now: dt.datetime | None = None) -> bool:

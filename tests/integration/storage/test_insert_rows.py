@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tests.postgres import fresh_database
-from tradewind.storage.db import insert_rows, make_engine, make_session_factory
-from tradewind.storage.migrate import upgrade_async
+from tradewind.storage.db import insert_rows
 from tradewind.storage.models import Order, Trader, User
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def sf(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}"
-        await upgrade_async(url)
-        engine = make_engine(url)
-        yield make_session_factory(engine)
-        await engine.dispose()
-        return
-    async with fresh_database("tw_rows") as url:
-        await upgrade_async(url)
-        engine = make_engine(url)
-        yield make_session_factory(engine)
-        await engine.dispose()
 
 
 def intents(tag: str, trader_id: int, owner_id: int, n: int = 3) -> list[dict]:  # type: ignore[type-arg]

@@ -4,37 +4,15 @@ with it, and so do orders and recent rows; sampled ticks go after theirs. On SQL
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
-from tests.postgres import fresh_database
-from tradewind.storage.db import make_engine, make_session_factory
-from tradewind.storage.migrate import upgrade_async
 from tradewind.storage.models import Assignment, Evaluation, Market, Order, Strategy, TickRow, Trader, User
 from tradewind.storage.retention import Policy, prune
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 MIN = 60_000
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def sf(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}"
-        await upgrade_async(url)
-        engine = make_engine(url)
-        yield make_session_factory(engine)
-        await engine.dispose()
-        return
-    async with fresh_database("tw_retention") as url:
-        await upgrade_async(url)
-        engine = make_engine(url)
-        yield make_session_factory(engine)
-        await engine.dispose()
 
 
 async def seed(sf, days: int = 20, per_day: int = 30) -> tuple[set[tuple[int, int]], int]:  # type: ignore[no-untyped-def]
