@@ -7,8 +7,9 @@ are coalesced, the newest wins. What a strategy asks for goes through the tradin
 (``model.quote_takes``, ``model.clip_quotes``: the inventory limit and the cash) and is compared with what
 rests: a side whose price and amount did not change is left alone, a changed side is replaced (the new
 order cancels the old one first, in the same call), a dropped side is cancelled. Every placement and
-cancel spends the account's budget (``quote_rate_per_s``, ``quote_burst``); a change that finds it empty
-waits, and a newer one replaces it, so nothing queues without bound.
+cancel spends the account's budget (``quote_rate_per_s``, ``quote_burst``, lowered to what its venue
+allows: ``exchanges.limits``); a change that finds it empty waits, and a newer one replaces it, so nothing
+queues without bound.
 
 Quotes come down when the assignment is paused (by its owner, the kill switch, the daily loss limit or
 its failures), when its strategy fails, when core shuts down, and, after a crash, when core starts (a
@@ -38,6 +39,7 @@ from tradewind.core import positions
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider, Frame, QuoteSlot
 from tradewind.core.orders import Extra, OrderBook
 from tradewind.domain import quote_order_id
+from tradewind.exchanges import limits
 from tradewind.marketdata.ticks import TickSampler, store_ticks, tick_problem
 from tradewind.storage.db import SessionFactory, dialect_of, write_gate
 from tradewind.storage.models import Assignment, Order
@@ -364,7 +366,7 @@ class QuoteDesk:
             budget = self._budgets.get(trader_id)
             if budget is None:
                 budget = self._budgets[trader_id] = Budget(
-                    self.settings.quote_rate_per_s, self.settings.quote_burst
+                    *limits.quote_budget(exchange, self.settings.quote_rate_per_s, self.settings.quote_burst)
                 )
             if not budget.take(_cost(changes)):
                 self._waiting[st.id] = (st, wanted, t)  # a newer want replaces it: coalesced, never queued

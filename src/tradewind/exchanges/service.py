@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 DAY = 86_400_000
 RESTING_POLL_S = 15.0
 QUOTE_POLL_S = 1.0
+LOOKUP_GATHER_S = 0.02  # lookups of one account's watched orders this close together go out as one call
 
 CANDLES_PUBLISHED = Counter("tradewind_exchange_candles_published_total", "Candles published", ["exchange"])
 TICKS_PUBLISHED = Counter("tradewind_exchange_ticks_published_total", "Ticks published", ["exchange"])
@@ -86,6 +87,8 @@ class ExchangeService:
         self.ready = asyncio.Event()
         self._run_id = uuid.uuid4().hex[:12]  # this run's order updates are numbered from 1
         self._updates = 0
+        # Watched orders' lookups waiting to go out together, per account (adapters with fetch_orders)
+        self._lookups: dict[int, dict[str, tuple[str, list[asyncio.Future[OrderResult | None]]]]] = {}
 
     async def start(self, stream: bool = True) -> None:
         await self.adapter.start()
@@ -482,9 +485,11 @@ class ExchangeService:
         interval = max(self.adapter.capabilities.min_poll_interval_s, every)
         last_status = "open"
         for _ in itertools.count() if resting else range(int(3600 / interval)):
-            await asyncio.sleep(interval)
+            # On a grid of the interval: an account's watched orders wake together, and an adapter that
+            # looks up many orders in one call (fetch_orders) answers them all at once.
+            await asyncio.sleep(interval - time.monotonic() % interval)
             try:
-                result = await self.adapter.fetch_order(creds, client_order_id, symbol)
+                result = await self._lookup(creds, client_order_id, symbol)
             except ExchangeError:
                 continue
             if result is None:
@@ -494,6 +499,41 @@ class ExchangeService:
                 await self._publish_update(creds.trader_id, result)
             if result.status in ("filled", "canceled", "rejected"):
                 return
+
+    async def _lookup(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult | None:
+        """A watched order's state. Where the adapter has ``fetch_orders`` (Bitfinex: every open order of a
+        key in one call), the lookups of one account made within ``LOOKUP_GATHER_S`` go out as one call, so
+        that a market maker's resting quotes cost one call a second, not one each, of the key's budget."""
+        many = getattr(self.adapter, "fetch_orders", None)
+        if many is None:
+            return await self.adapter.fetch_order(creds, client_order_id, symbol)
+        waiting = self._lookups.get(creds.trader_id)
+        if waiting is None:
+            waiting = self._lookups[creds.trader_id] = {}
+            task = asyncio.create_task(self._look_up_together(creds, many))
+            self._followers.add(task)
+            task.add_done_callback(self._followers.discard)
+        future: asyncio.Future[OrderResult | None] = asyncio.get_running_loop().create_future()
+        waiting.setdefault(client_order_id, (symbol, []))[1].append(future)
+        return await future
+
+    async def _look_up_together(self, creds: Credentials, many: Any) -> None:
+        await asyncio.sleep(LOOKUP_GATHER_S)
+        waiting = self._lookups.pop(creds.trader_id, {})
+        try:
+            found: dict[str, OrderResult | None] = await many(
+                creds, [(cid, symbol) for cid, (symbol, _) in waiting.items()]
+            )
+        except Exception as exc:  # each waiting follower sees the failure (an ExchangeError: it asks again)
+            for _, futures in waiting.values():
+                for f in futures:
+                    if not f.done():
+                        f.set_exception(exc)
+            return
+        for cid, (_, futures) in waiting.items():
+            for f in futures:
+                if not f.done():
+                    f.set_result(found.get(cid))
 
     async def _publish_update(self, trader_id: int, r: OrderResult) -> None:
         self._updates += 1

@@ -545,11 +545,14 @@ class FakeBitfinex:
                 by_id = "id" in data and o.id == data["id"]
                 by_cid = "cid" in data and o.cid == data["cid"] and o.cid_date == data.get("cid_date")
                 if (by_id or by_cid) and o.open:
+                    # Bitfinex answers with the order as the request found it (ACTIVE): the cancellation
+                    # shows in the next lookup.
+                    note = self._note("oc-req", o, "SUCCESS", "Submitted for cancellation; waiting for confirmation")
                     now = int(self.clock() * 1000)
                     for leg in self._pair(o):  # an OCO pair goes together
                         if leg.open:
                             leg.status, leg.updated = "CANCELED", now
-                    return web.json_response(self._note("oc-req", o, "SUCCESS", "Submitted for cancellation"))
+                    return web.json_response(note)
             return web.json_response(["error", 10001, "Order not found."], status=500)
         if path.startswith("auth/r/order/") and path.endswith("/trades"):
             oid = int(path.split(":")[1].split("/")[0])

@@ -177,14 +177,62 @@ async def test_bitfinex_cancel_takes_an_order_down_and_an_oco_pair_with_both_leg
     done = await adapter.cancel_order(CREDS, pair.client_order_id, "BTC/USD")
     assert done.status == "canceled"
     assert [o.status for o in server.orders] == ["CANCELED"] * 3
+    # The stop, placed by this process, by its cid and day in one call; the pair by id, leg by leg.
     assert [body for path, body in server.calls if path == "auth/w/order/cancel"] == [
-        {"id": server.orders[0].id},
+        {"cid": server.orders[0].cid, "cid_date": server.orders[0].cid_date},
         {"id": server.orders[1].id},
     ]
     again = await adapter.cancel_order(CREDS, pair.client_order_id, "BTC/USD")  # already down: its state
     assert again.status == "canceled"
     assert server.trade_through(30000) == []  # nothing left to fire
     assert (await adapter.fetch_balances(CREDS))["BTC"] == D("1")
+
+
+async def test_bitfinex_watches_many_orders_in_one_lookup_and_cancels_by_cid(bfx) -> None:
+    """What keeps a market maker inside Bitfinex's budget: the orders of an account are looked up together
+    (one call for the open ones, one for those that ended), and a cancel is one call by cid and day, its
+    outcome read from the closed orders; an order that filled before the cancel reached it is reported
+    filled, with its fee."""
+    server, adapter = bfx
+    quotes = [spec(f"tw-9-q{i}", "limit", side="buy", price=D(39000 + i), post_only=True) for i in range(3)]
+    for q in quotes:
+        await adapter.place_order(CREDS, q)
+    assert len(server.trade_through(39002)) == 1  # the highest bid fills
+    server.calls.clear()
+    wanted = [(q.client_order_id, "BTC/USD") for q in quotes] + [("tw-9-never", "BTC/USD")]
+    found = await adapter.fetch_orders(CREDS, wanted)
+    assert [path for path, _ in server.calls][:2] == ["auth/r/orders", "auth/r/orders/hist"]
+    assert {k: v.status if v else None for k, v in found.items()} == {
+        "tw-9-q0": "open", "tw-9-q1": "open", "tw-9-q2": "filled", "tw-9-never": None,
+    }  # fmt: skip
+    filled = found["tw-9-q2"]
+    assert filled is not None and filled.filled == D("0.1") and filled.fee > 0
+
+    server.calls.clear()
+    done = await adapter.cancel_order(CREDS, "tw-9-q0", "BTC/USD")
+    assert done.status == "canceled" and done.filled == 0
+    assert [path for path, _ in server.calls] == ["auth/w/order/cancel", "auth/r/orders/hist"]
+    assert server.calls[0][1] == {"cid": cid_of("tw-9-q0"), "cid_date": server.orders[0].cid_date}
+
+    assert len(server.trade_through(39001)) == 1  # filled before the cancel arrives
+    late = await adapter.cancel_order(CREDS, "tw-9-q1", "BTC/USD")
+    assert late.status == "filled" and late.filled == D("0.1") and late.fee > 0
+
+
+async def test_bitfinex_cancels_an_order_of_an_earlier_run_after_looking_it_up(bfx, tmp_path: Path) -> None:
+    """After a restart the adapter does not know the day an order was placed on (its cid_date): it finds the
+    order first, then cancels it by Bitfinex's id."""
+    server, adapter = bfx
+    await adapter.place_order(CREDS, spec("tw-9-old", "limit", side="buy", price=D("39000")))
+    restarted = BitfinexAdapter(adapter.settings)
+    try:
+        server.calls.clear()
+        done = await restarted.cancel_order(CREDS, "tw-9-old", "BTC/USD")
+    finally:
+        await restarted.close()
+    assert done.status == "canceled"
+    assert [path for path, _ in server.calls][:2] == ["auth/r/orders", "auth/w/order/cancel"]
+    assert server.calls[1][1] == {"id": server.orders[0].id}
 
 
 async def test_bitfinex_refuses_what_it_cannot_take(bfx) -> None:

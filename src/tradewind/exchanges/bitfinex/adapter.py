@@ -46,6 +46,7 @@ from tradewind.exchanges.bitfinex.stream import PublicFeed, StreamTiming
 from tradewind.exchanges.series import Row, fill_gaps
 
 CID_BITS = 45  # Bitfinex's cid is an int45
+DAY_MS = 86_400_000
 HISTORY_SCAN = 2500  # orders/hist's maximum page; Bitfinex keeps closed orders there for two weeks
 
 # Order array fields (docs.bitfinex.com "Order" object)
@@ -68,6 +69,11 @@ def cid_of(client_order_id: str) -> int:
 
 def cid_date(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def _day_ms(day: str) -> int:
+    """A ``cid_date`` as the epoch milliseconds of its midnight (UTC)."""
+    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def _dec(value: Any) -> Decimal:
@@ -209,6 +215,7 @@ class BitfinexAdapter:
         timeout = request_timeout_s if request_timeout_s is not None else settings.exchange_timeout_s
         self.http = BitfinexHttp(settings.bitfinex_rest_url, settings.bitfinex_auth_url, timeout)
         self._cid_dates: dict[int, str] = {}  # cid -> the day we submitted it, for lookups before a restart
+        self._pairs: set[int] = set()  # cids of OCO pairs: cancelled by id, leg by leg (see cancel_order)
         self._feeds: list[PublicFeed] = []  # market-data connections, shared by a candle and a tick reader
 
     async def start(self) -> None:
@@ -311,6 +318,8 @@ class BitfinexAdapter:
             raise OrderRejected(f"the order's numbers cannot be read: {order}") from None
         # Remembered before the call: after a timeout the lookup by cid knows which day to search.
         self._cid_dates[cid] = cid_date(int(time.time() * 1000))
+        if body.get("flags", 0) & FLAG_OCO:
+            self._pairs.add(cid)
         try:
             note = await self.http.auth(creds, "auth/w/order/submit", body)
         except OrderRejected as exc:
@@ -333,14 +342,41 @@ class BitfinexAdapter:
 
     async def fetch_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult | None:
         found = await self._find(creds, client_order_id, symbol)
-        if found is None:
-            return None
-        result = self._result(client_order_id, found)
-        if result.filled > 0 and result.status in ("filled", "canceled"):
-            result = await self._with_fees(creds, result, found)
-        return result
+        return None if found is None else await self._final(creds, client_order_id, found)
+
+    async def fetch_orders(
+        self, creds: Credentials, orders: list[tuple[str, str]]
+    ) -> dict[str, OrderResult | None]:
+        """Many orders of one account (client id, symbol) in one call, two when some have ended: every open
+        order of the key (``auth/r/orders``), then the closed ones Bitfinex keeps (``auth/r/orders/hist``)
+        for those not open. The exchange service watches an account's resting orders this way, so that a
+        market maker's quotes cost one lookup a second however many rest, not one each."""
+        open_now = await self.http.auth(creds, "auth/r/orders") or []
+        out: dict[str, OrderResult | None] = {}
+        ended: list[tuple[str, str]] = []
+        for client_order_id, symbol in orders:
+            legs = legs_of(open_now, cid_of(client_order_id), names.to_bitfinex(symbol))
+            if legs:
+                out[client_order_id] = self._result(client_order_id, pick(legs))
+            else:
+                ended.append((client_order_id, symbol))
+        if not ended:
+            return out
+        days = [d for c, _ in ended if (d := self._cid_dates.get(cid_of(c)))]
+        hist: dict[str, Any] = {"limit": HISTORY_SCAN}
+        if len(days) == len(ended):  # each placed by this process: the days they can be found in
+            hist.update(start=_day_ms(min(days)) - DAY_MS, end=_day_ms(max(days)) + 2 * DAY_MS)
+        closed = await self.http.auth(creds, "auth/r/orders/hist", hist) or []
+        for client_order_id, symbol in ended:
+            legs = legs_of(closed, cid_of(client_order_id), names.to_bitfinex(symbol))
+            out[client_order_id] = await self._final(creds, client_order_id, pick(legs)) if legs else None
+        return out
 
     async def cancel_order(self, creds: Credentials, client_order_id: str, symbol: str) -> OrderResult:
+        cid = cid_of(client_order_id)
+        day = self._cid_dates.get(cid)
+        if day is not None and cid not in self._pairs:
+            return await self._cancel_by_cid(creds, client_order_id, symbol, cid, day)
         legs = await self._legs(creds, client_order_id, symbol)
         if not legs:
             raise ExchangeError(f"Bitfinex has no order {client_order_id}")
@@ -359,25 +395,66 @@ class BitfinexAdapter:
             legs = await self._legs(creds, client_order_id, symbol) or legs
         return self._result(client_order_id, pick(legs))
 
+    async def _cancel_by_cid(
+        self, creds: Credentials, client_order_id: str, symbol: str, cid: int, day: str
+    ) -> OrderResult:
+        """An order placed by this process, not an OCO pair: cancelled by its ``cid`` and ``cid_date`` in one
+        call (by id it takes a lookup first). Bitfinex answers with the order as it was when the request
+        arrived ("submitted for cancellation"); what it became (canceled, or filled meanwhile) is read
+        from the closed orders, or, if it is not there yet, from the open ones."""
+        arr: list[Any] | None = None
+        try:
+            note = await self.http.auth(creds, "auth/w/order/cancel", {"cid": cid, "cid_date": day})
+        except ExchangeError as exc:
+            # Gone already (filled, or cancelled before): what it became is read below.
+            if exc.retryable or isinstance(exc, AuthError) or "not found" not in str(exc).lower():
+                raise
+        else:
+            data = note[4] if isinstance(note, list) and len(note) > 4 else None
+            arr = data[0] if data and isinstance(data[0], list) else data or None
+            if arr is not None and order_status(str(arr[O_STATUS])) != "open":
+                return await self._final(creds, client_order_id, arr)
+        legs = await self._legs(creds, client_order_id, symbol, closed_first=True)
+        if legs:
+            return await self._final(creds, client_order_id, pick(legs))
+        if arr is None:
+            raise ExchangeError(f"Bitfinex has no order {client_order_id}")
+        return self._result(client_order_id, arr)  # cancelling: the watch of the order reports the end
+
+    async def _final(self, creds: Credentials, client_order_id: str, arr: list[Any]) -> OrderResult:
+        """Our result of an order array, with the fees of what it filled once it has ended."""
+        result = self._result(client_order_id, arr)
+        if result.filled > 0 and result.status in ("filled", "canceled"):
+            result = await self._with_fees(creds, result, arr)
+        return result
+
     async def _find(self, creds: Credentials, client_order_id: str, symbol: str) -> list[Any] | None:
         legs = await self._legs(creds, client_order_id, symbol)
         return pick(legs) if legs else None
 
-    async def _legs(self, creds: Credentials, client_order_id: str, symbol: str) -> list[list[Any]]:
+    async def _legs(
+        self, creds: Credentials, client_order_id: str, symbol: str, *, closed_first: bool = False
+    ) -> list[list[Any]]:
         """The order arrays of our order: the one with our cid (and, for an OCO pair, its stop leg, which
-        Bitfinex links by PLACED_ID). Open orders first, then the closed ones Bitfinex keeps."""
+        Bitfinex links by PLACED_ID). Open orders first, then the closed ones Bitfinex keeps; the other
+        way round for an order just cancelled (``closed_first``)."""
         cid = cid_of(client_order_id)
         bfx = names.to_bitfinex(symbol)
         day = self._cid_dates.get(cid)
-        query: dict[str, Any] = {"cid": cid, "cid_date": day} if day else {}
-        legs = legs_of(await self.http.auth(creds, "auth/r/orders", query) or [], cid, bfx)
-        if legs:
-            return legs  # open (an OCO pair's legs end together: when one fills, the other is canceled)
-        hist: dict[str, Any] = {"limit": HISTORY_SCAN}
-        if day:
-            start = int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
-            hist.update(start=start - 86_400_000, end=start + 2 * 86_400_000)
-        return legs_of(await self.http.auth(creds, "auth/r/orders/hist", hist) or [], cid, bfx)
+
+        async def opened() -> list[list[Any]]:
+            query: dict[str, Any] = {"cid": cid, "cid_date": day} if day else {}
+            return legs_of(await self.http.auth(creds, "auth/r/orders", query) or [], cid, bfx)
+
+        async def closed() -> list[list[Any]]:
+            hist: dict[str, Any] = {"limit": HISTORY_SCAN}
+            if day:
+                hist.update(start=_day_ms(day) - DAY_MS, end=_day_ms(day) + 2 * DAY_MS)
+            return legs_of(await self.http.auth(creds, "auth/r/orders/hist", hist) or [], cid, bfx)
+
+        first, then = (closed, opened) if closed_first else (opened, closed)
+        # an OCO pair's legs end together: when one fills, the other is canceled
+        return await first() or await then()
 
     async def _with_fees(self, creds: Credentials, result: OrderResult, arr: list[Any]) -> OrderResult:
         trades = await self.http.auth(creds, f"auth/r/order/{arr[O_SYMBOL]}:{arr[O_ID]}/trades")

@@ -5,9 +5,11 @@ Signatures: ``bfx-signature`` = hex HMAC-SHA384, keyed with the API secret, of
 Errors arrive as ``["error", code, "message"]`` (usually with HTTP 500) and become our
 AuthError / OrderRejected / ExchangeUnavailable, so callers never parse Bitfinex's format.
 
-Rate limits: Bitfinex allows each IP between 10 and 90 requests a minute per endpoint and blocks an IP
-that exceeds it for 60 s. We stay under with two token buckets per adapter: public candles 30/min
-(burst 10), authenticated calls 90/min (burst 15).
+Rate limits: Bitfinex counts requests per IP and per endpoint ("between 10 and 90 requests a minute to a
+specific REST API endpoint"; an IP over it is blocked on that endpoint for 10-60 s). We stay under with a
+token bucket per endpoint: public candles 30/min (burst 10), each authenticated endpoint 90/min (burst 15).
+Per endpoint, not one budget for all: the status lookups of resting orders (``auth/r/orders``) then never
+delay a cancel (``auth/w/order/cancel``) or a placement (``auth/w/order/submit``) of the same key.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any
 
 import httpx
 
 from tradewind.exchanges.base import AuthError, Credentials, ExchangeError, ExchangeUnavailable, OrderRejected
+from tradewind.exchanges.limits import BITFINEX_AUTH_PER_MIN
 from tradewind.exchanges.series import Row
 
 PUBLIC_PER_MIN = 30
 PUBLIC_BURST = 10
-AUTH_PER_MIN = 90
+AUTH_PER_MIN = BITFINEX_AUTH_PER_MIN
 AUTH_BURST = 15
 CANDLES_PAGE = 10_000  # Bitfinex's maximum `limit` for candle history
+ENDPOINT_ID = re.compile(r"/[^/]*:[^/]*/")  # the order named in a path: auth/r/order/{symbol}:{id}/trades
 
 ERR_AUTH = 10100
 ERR_NONCE_SMALL = 10114
@@ -109,7 +114,7 @@ class BitfinexHttp:
         self.timeout_s = timeout_s
         self.nonce = NonceSource()
         self.public_bucket = TokenBucket(PUBLIC_PER_MIN, PUBLIC_BURST)
-        self.auth_bucket = TokenBucket(AUTH_PER_MIN, AUTH_BURST)
+        self.auth_buckets: dict[str, TokenBucket] = {}  # endpoint -> its budget (see the module's docstring)
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -158,6 +163,15 @@ class BitfinexHttp:
             raise ExchangeError(f"Bitfinex sent candles in an unexpected shape: {str(data)[:200]}")
         return sorted(row_of(c) for c in data)
 
+    def bucket(self, path: str) -> TokenBucket:
+        """The budget of ``path``'s endpoint: an order's trades (``auth/r/order/tBTCUSD:123/trades``) are
+        one endpoint whatever the order."""
+        endpoint = ENDPOINT_ID.sub("/*/", path)
+        found = self.auth_buckets.get(endpoint)
+        if found is None:
+            found = self.auth_buckets[endpoint] = TokenBucket(AUTH_PER_MIN, AUTH_BURST)
+        return found
+
     async def auth(self, creds: Credentials, path: str, body: dict[str, Any] | None = None) -> Any:
         """POST a signed call to ``path`` ('auth/r/wallets', 'auth/w/order/submit', ...)."""
         if not creds.api_key or not creds.api_secret:
@@ -169,6 +183,9 @@ class BitfinexHttp:
             )
         raw = json.dumps(body or {}, separators=(",", ":"))
         for attempt in range(2):
+            # The nonce is taken once the budget lets the call go: a call waiting on another endpoint's
+            # budget with an older nonce would otherwise be refused after a newer one went out.
+            await self.bucket(path).acquire()
             nonce = self.nonce.next()
             headers = {
                 "content-type": "application/json",
@@ -176,7 +193,6 @@ class BitfinexHttp:
                 "bfx-apikey": creds.api_key,
                 "bfx-signature": sign(creds.api_secret, path, nonce, raw),
             }
-            await self.auth_bucket.acquire()
             _, data = await self._send("POST", f"{self.auth_url}/{path}", content=raw, headers=headers)
             err = bitfinex_error(data)
             if err is None:
