@@ -547,7 +547,9 @@ class FakeBitfinex:
                 if (by_id or by_cid) and o.open:
                     # Bitfinex answers with the order as the request found it (ACTIVE): the cancellation
                     # shows in the next lookup.
-                    note = self._note("oc-req", o, "SUCCESS", "Submitted for cancellation; waiting for confirmation")
+                    note = self._note(
+                        "oc-req", o, "SUCCESS", "Submitted for cancellation; waiting for confirmation"
+                    )
                     now = int(self.clock() * 1000)
                     for leg in self._pair(o):  # an OCO pair goes together
                         if leg.open:
