@@ -9,6 +9,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,14 @@ def install(app: FastAPI) -> None:
         if isinstance(exc.detail, dict):
             body.update(exc.detail)
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        """Every database connection busy for ``pool_timeout``: the server is overloaded, not broken."""
+        ERRORS.inc()
+        log.warning("no database connection free for %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "the server is busy; try again in a few seconds", "errors": []},
+                            status_code=503, headers={"Retry-After": "5"})  # fmt: skip
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -105,3 +105,61 @@ async def test_a_new_login_clears_the_users_ended_sessions(api, sf) -> None:  # 
         count = (await s.execute(select(func.count()).select_from(Session))).scalar_one()
     assert count == 2  # the first (still live) and the last; the logged-out ones are gone
     assert (await live.get("/api/auth/me")).status_code == 200
+
+
+async def test_sign_ups_and_logins_hold_no_database_connection_while_hashing(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A burst of sign-ups queues for the hashing threads for seconds: none of them may hold one of the
+    pool's connections meanwhile, or every other request waits and fails. With a pool of one connection,
+    requests keep being answered while two sign-ups and a login wait for their hashes; a pool still
+    exhausted answers 503, never 500."""
+    import asyncio
+
+    from tradewind.config import Settings
+    from tradewind.secrets import SecretBox
+    from tradewind.storage.db import make_engine, make_session_factory
+    from tradewind.storage.migrate import upgrade_async
+    from tradewind.web import security
+    from tradewind.web.app import create_app
+    from tradewind.web.routes import auth
+
+    from .conftest import KEY, Api
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}"
+    await upgrade_async(url)
+    engine = make_engine(url, pool_size=1, max_overflow=0, pool_timeout=2)
+    api = Api(create_app(Settings(data_dir=tmp_path, database_url=url), make_session_factory(engine), None,
+                         SecretBox([KEY])))  # fmt: skip
+    try:
+        ann = await api.user("ann@example.com")
+        release = asyncio.Event()
+        hashing, verifying = security.hash_password_async, security.verify_password_async
+
+        async def slow_hash(password: str) -> str:
+            await release.wait()
+            return await hashing(password)
+
+        async def slow_verify(stored: str | None, password: str) -> bool:
+            await release.wait()
+            return await verifying(stored, password)
+
+        monkeypatch.setattr(auth, "hash_password_async", slow_hash)
+        monkeypatch.setattr(auth, "verify_password_async", slow_verify)
+        async with api.client() as c:
+            waiting = [
+                asyncio.create_task(c.post("/api/auth/register", json={"email": f"{n}@example.com", "password": PASSWORD}))
+                for n in ("bob", "cat")
+            ] + [asyncio.create_task(c.post("/api/auth/login", json={"email": "ann@example.com", "password": PASSWORD}))]  # fmt: skip
+            await asyncio.sleep(0.3)
+            assert not any(t.done() for t in waiting)
+            r = await ann.get("/api/strategies")  # the one connection is free
+            assert r.status_code == 200, r.text
+            release.set()
+            assert [(await t).status_code for t in waiting] == [201, 201, 200]
+
+        # every connection taken for longer than the pool's timeout: a clear 503 with Retry-After
+        async with engine.connect():
+            monkeypatch.setattr(engine.pool, "_timeout", 0.2)
+            r = await ann.get("/api/strategies")
+        assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+    finally:
+        await engine.dispose()

@@ -46,6 +46,9 @@ async def register(body: Credentials, s: SessionDep, request: Request) -> UserOu
     exists = (await s.execute(select(func.count()).select_from(User).where(User.email == email))).scalar_one()
     if exists:
         raise ApiError(409, "an account with this email exists; log in instead", field="email")
+    # No database connection is held while the password is hashed (up to seconds when sign-ups queue for
+    # the hashing threads): a burst of sign-ups must not take the pool from every other request.
+    await s.rollback()
     user = User(email=email, password_hash=await hash_password_async(body.password))
     s.add(user)
     try:
@@ -69,11 +72,15 @@ async def login(
     attempt = st.throttle.login_started(email, address)  # failed until the password proves right
     st.throttle.held(address, +1)
     try:
-        user = (await s.execute(select(User).where(User.email == email))).scalar_one_or_none()
-        right = await verify_password_async(user.password_hash if user else None, body.password)
-        if not right or user is None:
-            if user is not None:
-                Owned(s, user.id).audit_log("login.failed", address)
+        found = (
+            await s.execute(select(User.id, User.password_hash).where(User.email == email))
+        ).one_or_none()
+        await s.rollback()  # no connection held while the password is checked (see register)
+        right = await verify_password_async(found.password_hash if found else None, body.password)
+        user = await s.get(User, found.id) if found is not None and right else None  # None: deleted meanwhile
+        if user is None:
+            if found is not None and not right:
+                Owned(s, found.id).audit_log("login.failed", address)
                 await s.commit()
             # an address with many failures at any accounts gets its wrong passwords answered slowly
             await st.throttle.slow_failure(address)
