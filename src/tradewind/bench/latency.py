@@ -94,7 +94,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-async def _populate(sf, n: int, markets: list[int], tag: str, trigger: str = "candle") -> list[int]:  # type: ignore[no-untyped-def]
+async def populate(sf, n: int, markets: list[int], tag: str, trigger: str = "candle") -> list[int]:  # type: ignore[no-untyped-def]
     tick = trigger == "tick"
     async with sf() as s:
         user = User(email=f"bench-{tag}@example.com", password_hash="!")
@@ -173,31 +173,16 @@ async def run_latency(
         for n in loads:
             if progress:
                 progress(f"{n} assignments: setting up")
-            ids = await _populate(sf, n, market_ids, f"{n}-{time.time_ns()}", trigger)
+            ids = await populate(sf, n, market_ids, f"{n}-{time.time_ns()}", trigger)
             await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
             windows: list[tuple[int, float, float]] = []
             if tick:
                 lat, evals, elapsed = await _measure_ticks(sf, ids, warmup, candles)
             else:
-                await _evaluated(sf, ids[0])  # core has them: their Lua states are made on their first candle
-                first = await _next_candle_time(sf, market_ids, warmup)
-                t0 = time.monotonic()
-                last = await _next_candle_time(sf, market_ids, candles)
-                elapsed = time.monotonic() - t0
-                await asyncio.sleep(max(1.5, 60.0 / speed))  # let the last candle's orders be stamped
-                async with sf() as s:
-                    timed = (await s.execute(
-                        select(Order.candle_time, Order.latency_ms).where(
-                            Order.assignment_id.in_(ids), Order.candle_time > first, Order.candle_time <= last,
-                            Order.latency_ms.is_not(None))
-                    )).all()  # fmt: skip
-                lat = [ms for _, ms in timed]
-                windows = _windows(timed, first, window) if window else []
-                async with sf() as s:
-                    evals = (await s.execute(
-                        select(func.count()).select_from(Evaluation).where(
-                            Evaluation.assignment_id.in_(ids), Evaluation.candle_time > first, Evaluation.candle_time <= last)
-                    )).scalar_one()  # fmt: skip
+                await evaluated(sf, ids[0])  # core has them: their Lua states are made on their first candle
+                measured = await measure_orders(sf, ids, market_ids, warmup, candles, speed)
+                lat, evals, elapsed = measured.latencies, measured.evaluations, measured.elapsed_s
+                windows = _windows(measured.timed, measured.first, window) if window else []
             async with sf() as s:
                 await s.execute(update(Assignment).where(Assignment.id.in_(ids)).values(enabled=False))
                 await s.commit()
@@ -295,7 +280,45 @@ async def _remove_what_the_bench_left(url: str) -> None:
     await nc.close()
 
 
-async def _evaluated(sf, assignment_id: int) -> None:  # type: ignore[no-untyped-def]
+@dataclass
+class Measured:
+    """The orders of some candles: each (candle time, latency ms), and the evaluations they came from."""
+
+    timed: list[tuple[int, float]]
+    first: int  # the candle before the first one measured
+    last: int
+    elapsed_s: float
+    evaluations: int
+
+    @property
+    def latencies(self) -> list[float]:
+        return [ms for _, ms in self.timed]
+
+
+async def measure_orders(  # type: ignore[no-untyped-def]
+    sf, ids: list[int], market_ids: list[int], warmup: int, candles: int, speed: float
+) -> Measured:
+    """Skip ``warmup`` candles, then read the tick -> order latency core stamped on each order of the
+    assignments ``ids`` over the next ``candles`` candles, and count their evaluations."""
+    first = await _next_candle_time(sf, market_ids, warmup)
+    t0 = time.monotonic()
+    last = await _next_candle_time(sf, market_ids, candles)
+    elapsed = time.monotonic() - t0
+    await asyncio.sleep(max(1.5, 60.0 / speed))  # let the last candle's orders be stamped
+    async with sf() as s:
+        timed = (await s.execute(
+            select(Order.candle_time, Order.latency_ms).where(
+                Order.assignment_id.in_(ids), Order.candle_time > first, Order.candle_time <= last,
+                Order.latency_ms.is_not(None))
+        )).all()  # fmt: skip
+        evals = (await s.execute(
+            select(func.count()).select_from(Evaluation).where(
+                Evaluation.assignment_id.in_(ids), Evaluation.candle_time > first, Evaluation.candle_time <= last)
+        )).scalar_one()  # fmt: skip
+    return Measured([(int(t), float(ms)) for t, ms in timed], first, last, elapsed, int(evals))
+
+
+async def evaluated(sf, assignment_id: int) -> None:  # type: ignore[no-untyped-def]
     """Wait for the assignment's first evaluation."""
     q = select(func.count()).select_from(Evaluation).where(Evaluation.assignment_id == assignment_id)
     while True:

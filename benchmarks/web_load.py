@@ -1,0 +1,296 @@
+"""The web side under load while the platform trades (issue 17).
+
+Starts the embedded platform in this process (as `tradewind up` does: embedded NATS, SQLite, the sim at
+one 1m candle a second, eval workers, core, the web server), adds ``--assignments`` assignments that
+order on every candle, and measures core's tick -> order latency twice over the same number of candles:
+once quiet, once while
+
+- Locust (benchmarks/locustfile.py, in a process of its own) runs ``--users`` users who sign up, log in
+  and browse: strategies, assignments, markets, candles, orders, positions, and now and then write a
+  strategy and run a one-day backtest of it, one to three seconds between clicks;
+- ``--sockets`` live-stream websockets (another process, 25 sockets per user) each subscribed to the
+  market's 1m candles, counting the candles they receive.
+
+Prints the API's p50/p99 per request kind and in all (sign-up and log-in apart: they hash a password on
+purpose), failures, whether every socket received every candle published while all were connected, and
+the trading p50/p99 quiet and under load. Needs Locust: `.venv/bin/pip install -e '.[bench]'`.
+
+    .venv/bin/python benchmarks/web_load.py [--users 200] [--sockets 500] [--assignments 1000] [--candles 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from tradewind.bench.latency import SYMBOLS, evaluated, measure_orders, percentile, populate
+from tradewind.bus import messages as m
+from tradewind.bus import subjects
+from tradewind.bus.connection import connect
+from tradewind.config import load_settings
+from tradewind.runtime import (
+    Stack,
+    open_database,
+    open_nats,
+    settle_heap,
+    start_core,
+    start_eval,
+    start_exchange,
+    start_web,
+)
+from tradewind.storage.models import Market
+
+HERE = Path(__file__).resolve().parent
+PASSWORD = "correct horse battery staple"
+AUTH = {"register", "login"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the websockets' process ------------------------------------------------------------------------------
+async def sockets_main(base: str, n: int, market_id: int, seconds: float, out: Path) -> None:
+    """``n`` sockets (25 per user), each subscribed to the market's 1m candles for ``seconds`` once all are
+    connected; writes what each received."""
+    import websockets
+
+    users = max(1, n // 25)
+    tokens: list[str] = []
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        for i in range(users):
+            email = f"socket-{os.getpid()}-{i}@example.com"
+            await c.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+            r = await c.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+            tokens.append(r.json()["token"])
+    ws_base = base.replace("http://", "ws://")
+    seen: list[list[int]] = [[] for _ in range(n)]
+    errors: list[str] = []
+    connected = 0
+    all_in = asyncio.Event()
+    stop = asyncio.Event()
+    gate = asyncio.Semaphore(20)
+
+    async def one(i: int) -> None:
+        nonlocal connected
+        try:
+            async with gate:  # connected a few at a time, as browsers arrive, not 500 handshakes at once
+                ws = await websockets.connect(
+                    f"{ws_base}/api/stream?token={tokens[i % users]}", max_queue=None, open_timeout=60
+                )
+            async with ws:
+                await ws.send(json.dumps({"subscribe": [{"market_id": market_id, "timeframe": "1m"}]}))
+                while json.loads(await ws.recv()).get("type") != "subscribed":
+                    pass
+                connected += 1
+                if connected == n:
+                    all_in.set()
+                while not stop.is_set():
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    ev = json.loads(raw)
+                    if (
+                        ev.get("type") == "candle"
+                        and ev.get("closed")
+                        and ev.get("tf") == "1m"
+                        and all_in.is_set()
+                    ):
+                        seen[i].append(int(ev["time"]))
+        except Exception as exc:  # a socket refused or dropped is a failure of the run, reported
+            errors.append(f"socket {i}: {type(exc).__name__}: {exc}")
+            stop.set()
+            all_in.set()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(n)]
+    await asyncio.wait_for(all_in.wait(), timeout=120)
+    started = time.time()
+    print(json.dumps({"ready": started}), flush=True)
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.gather(*tasks)
+    out.write_text(json.dumps({"seen": seen, "errors": errors, "connected": connected}))  # noqa: ASYNC240  (once, at the end)
+
+
+def check_sockets(report: dict[str, Any]) -> tuple[int, int, list[str]]:
+    """(candles every socket should have had, sockets that missed any, problems). The candles expected are
+    those any socket received, less the first and last (a socket may read them just before it stops); one
+    minute missing between them all would be a candle lost before the sockets."""
+    problems = list(report["errors"])
+    union = sorted({t for s in report["seen"] for t in s})
+    inner = union[1:-1]
+    if inner and (inner[-1] - inner[0]) // 60_000 + 1 != len(inner):
+        problems.append(
+            f"candles missing for every socket: {len(inner)} of {(inner[-1] - inner[0]) // 60_000 + 1}"
+        )
+    expected = set(inner)
+    short = sum(1 for s in report["seen"] if not expected <= set(s))
+    dupes = sum(1 for s in report["seen"] if len(s) != len(set(s)))
+    if dupes:
+        problems.append(f"{dupes} sockets received a candle twice")
+    return len(expected), short, problems
+
+
+# -- Locust's figures -------------------------------------------------------------------------------------
+def locust_stats(prefix: Path) -> dict[str, dict[str, float]]:
+    rows = {}
+    with open(f"{prefix}_stats.csv") as f:
+        for r in csv.DictReader(f):
+            rows[r["Name"]] = {
+                "requests": float(r["Request Count"]), "failures": float(r["Failure Count"]),
+                "p50": float(r["50%"]), "p99": float(r["99%"]), "rps": float(r["Requests/s"]),
+            }  # fmt: skip
+    return rows
+
+
+def browsing_percentiles(times: list[tuple[str, float, bool]]) -> tuple[float, float, int]:
+    """p50 and p99 (ms) of every request but sign-up and log-in, and how many there were."""
+    ms = [t for name, t, _ in times if name not in AUTH]
+    return statistics.median(ms) if ms else float("nan"), percentile(ms, 0.99), len(ms)
+
+
+# -- the run ----------------------------------------------------------------------------------------------
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = tempfile.TemporaryDirectory(prefix="tradewind-webload-")
+    data = Path(tmp.name)
+    settings = load_settings(
+        data_dir=data, sim_symbols=SYMBOLS[:1], eval_workers=args.workers, sim_paper_cash="1000000000",
+        exchanges=["sim"], sim_speed=args.speed, history_days=1,
+    )  # fmt: skip
+    stack = Stack()
+    out: dict[str, Any] = {}
+    try:
+        url = await open_nats(settings, stack)
+        sf = await open_database(settings, stack, migrate=True)
+        for i in range(args.workers):
+            await start_eval(settings, url, sf, stack, i)
+        await start_core(settings, url, sf, stack)
+        await start_exchange(settings, "sim", url, sf, stack)
+        port = free_port()
+        await start_web(settings, url, sf, stack, "127.0.0.1", port)
+        base = f"http://127.0.0.1:{port}"
+        nc = await connect(url, "bench")
+        stack.stoppers.append(nc.drain)
+        settle_heap()
+        async with sf() as s:
+            market_ids = list((await s.execute(select(Market.id).where(Market.exchange == "sim"))).scalars())
+        ids = await populate(sf, args.assignments, market_ids, f"web-{time.time_ns()}")
+        await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
+        await evaluated(sf, ids[0])
+        say(f"{args.assignments} assignments trading; quiet run over {args.candles} candles")
+        quiet = await measure_orders(sf, ids, market_ids, 3, args.candles, args.speed)
+
+        seconds = args.candles * 60 / args.speed + 30  # the measured candles, the ramp-up and the tail
+        report = data / "sockets.json"
+        sockets = subprocess.Popen(  # noqa: ASYNC220  (a spawn: returns at once)
+            [sys.executable, __file__, "sockets", "--base", base, "--sockets", str(args.sockets),
+             "--market", str(market_ids[0]), "--seconds", str(seconds), "--out", str(report)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        ready = await asyncio.to_thread(sockets.stdout.readline)  # type: ignore[union-attr]
+        if not ready:
+            raise RuntimeError("the sockets' process ended before all connected")
+        say(f"{args.sockets} sockets connected; Locust: {args.users} users")
+        prefix = data / "locust"
+        locust = subprocess.Popen(  # noqa: ASYNC220  (a spawn: returns at once)
+            [str(Path(sys.executable).with_name("locust")), "-f", str(HERE / "locustfile.py"), "--headless",
+             "-u", str(args.users), "-r", str(args.spawn_rate), "-t", f"{int(seconds)}s", "--host", base,
+             "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"],
+            env={**os.environ, "TW_LOAD_MARKET": str(market_ids[0]), "TW_LOAD_TIMES": str(data / "times.json")},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        await asyncio.sleep(args.users / args.spawn_rate + 5)  # every user logged in and browsing
+        say(f"loaded run over {args.candles} candles")
+        loaded = await measure_orders(sf, ids, market_ids, 1, args.candles, args.speed)
+        _, locust_err = await asyncio.to_thread(locust.communicate)
+        await asyncio.to_thread(sockets.wait)
+        stats = locust_stats(prefix)
+        got = json.loads(report.read_text())
+        expected, short, problems = check_sockets(got)
+        p50, p99, count = browsing_percentiles(json.loads((data / "times.json").read_text()))
+        out = {
+            "assignments": args.assignments, "users": args.users, "sockets": args.sockets,
+            "api": {k: v for k, v in stats.items()},
+            "api_requests_browsing": count, "api_p50_ms_browsing": round(p50, 1), "api_p99_ms_browsing": round(p99, 1),
+            "api_failures": stats.get("Aggregated", {}).get("failures", float("nan")),
+            "sockets_candles_expected": expected, "sockets_missing_some": short, "socket_problems": problems,
+            "trading_quiet": summary(quiet.latencies), "trading_loaded": summary(loaded.latencies),
+            "locust_stderr_tail": locust_err[-500:] if locust.returncode else "",
+        }  # fmt: skip
+    finally:
+        await stack.close()
+        tmp.cleanup()
+    return out
+
+
+def summary(lat: list[float]) -> dict[str, float]:
+    return {"orders": len(lat), "p50_ms": round(statistics.median(lat), 1) if lat else float("nan"),
+            "p99_ms": round(percentile(lat, 0.99), 1)}  # fmt: skip
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "sockets":
+        p = argparse.ArgumentParser()
+        p.add_argument("sockets")
+        p.add_argument("--base", required=True)
+        p.add_argument("--sockets", dest="n", type=int, required=True)
+        p.add_argument("--market", type=int, required=True)
+        p.add_argument("--seconds", type=float, required=True)
+        p.add_argument("--out", type=Path, required=True)
+        a = p.parse_args()
+        asyncio.run(sockets_main(a.base, a.n, a.market, a.seconds, a.out))
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--users", type=int, default=200)
+    p.add_argument("--spawn-rate", type=float, default=20)
+    p.add_argument("--sockets", type=int, default=500)
+    p.add_argument("--assignments", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=1, help="eval workers")
+    p.add_argument("--candles", type=int, default=30, help="candles measured, quiet and under load")
+    p.add_argument("--speed", type=float, default=60.0, help="the sim's speed: 60 = a 1m candle a second")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    out = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return
+    print(
+        f"web load: {args.users} Locust users, {args.sockets} sockets, {args.assignments} assignments trading"
+    )
+    print(f"{'request':<34}{'count':>8}{'fail':>6}{'p50 ms':>8}{'p99 ms':>8}")
+    for name, v in sorted(out["api"].items()):
+        print(f"{name:<34}{v['requests']:>8.0f}{v['failures']:>6.0f}{v['p50']:>8.0f}{v['p99']:>8.0f}")
+    print(f"API while browsing (sign-up and log-in apart, {out['api_requests_browsing']} requests): "
+          f"p50 {out['api_p50_ms_browsing']} ms, p99 {out['api_p99_ms_browsing']} ms; failures: {out['api_failures']:.0f}")  # fmt: skip
+    print(f"sockets: {args.sockets}, each expected {out['sockets_candles_expected']} candles; "
+          f"{out['sockets_missing_some']} missed some; problems: {out['socket_problems'] or 'none'}")  # fmt: skip
+    q, l_ = out["trading_quiet"], out["trading_loaded"]
+    print(f"trading tick->order: quiet p50 {q['p50_ms']} / p99 {q['p99_ms']} ms ({q['orders']} orders); "
+          f"under load p50 {l_['p50_ms']} / p99 {l_['p99_ms']} ms ({l_['orders']} orders)")  # fmt: skip
+    if out["locust_stderr_tail"]:
+        print("locust:", out["locust_stderr_tail"])
+
+
+if __name__ == "__main__":
+    main()
