@@ -102,7 +102,7 @@ def main() -> None:
     print(f"{args.trials} trials x {args.candles:,} one-minute candles, {args.workers} workers, "
           f"{platform.machine()} {os.cpu_count()} cores: median {wall:.1f} s wall "
           f"({args.trials / wall:.1f} trials/s), {statistics.median(r['cpu_s'] for r in runs):.1f} s CPU, "
-          f"peak {statistics.median(r["peak_mib"] for r in runs):.0f} MiB (the largest of its processes)")  # fmt: skip
+          f"peak {statistics.median(r['peak_mib'] for r in runs):.0f} MiB (the largest of its processes)")  # fmt: skip
 
 
 if __name__ == "__main__":
