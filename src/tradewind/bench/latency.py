@@ -12,6 +12,7 @@ import contextlib
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +34,7 @@ from tradewind.runtime import (
     start_eval,
     start_exchange,
 )
+from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import (
     Assignment,
     CandleRow,
@@ -94,7 +96,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-async def populate(sf, n: int, markets: list[int], tag: str, trigger: str = "candle") -> list[int]:  # type: ignore[no-untyped-def]
+async def populate(
+    sf: SessionFactory, n: int, markets: list[int], tag: str, trigger: str = "candle"
+) -> list[int]:
     tick = trigger == "tick"
     async with sf() as s:
         user = User(email=f"bench-{tag}@example.com", password_hash="!")
@@ -129,7 +133,7 @@ async def run_latency(
     warmup: int = 3,
     speed: float = 60.0,
     data_dir: Path | None = None,
-    progress=None,  # type: ignore[no-untyped-def]
+    progress: Callable[[str], None] | None = None,
     trigger: str = "candle",
     window: int = 0,
 ) -> list[LoadResult]:
@@ -208,7 +212,9 @@ async def run_latency(
     return results
 
 
-async def _measure_ticks(sf, ids: list[int], warmup: int, seconds: int) -> tuple[list[float], int, float]:  # type: ignore[no-untyped-def]
+async def _measure_ticks(
+    sf: SessionFactory, ids: list[int], warmup: int, seconds: int
+) -> tuple[list[float], int, float]:
     """Quotes placed by the assignments after ``warmup`` seconds, for ``seconds``: their latencies, how many,
     and the seconds measured."""
     first_quote = (
@@ -233,7 +239,7 @@ async def _measure_ticks(sf, ids: list[int], warmup: int, seconds: int) -> tuple
             select(Order.latency_ms).where(Order.assignment_id.in_(ids), Order.id > start_id, Order.id <= end_id,
                                            Order.type == "quote", Order.latency_ms.is_not(None))
         )).scalars())  # fmt: skip
-    return lat, len(lat), elapsed
+    return [float(ms) for ms in lat if ms is not None], len(lat), elapsed
 
 
 class BenchRefused(Exception):
@@ -258,7 +264,7 @@ async def _refuse_a_stream_in_use(url: str) -> None:
         )
 
 
-async def _refuse_a_database_in_use(sf) -> None:  # type: ignore[no-untyped-def]
+async def _refuse_a_database_in_use(sf: SessionFactory) -> None:
     """Core evaluates every enabled assignment it finds: other users' would run on the bench's candles."""
     async with sf() as s:
         found = (
@@ -295,8 +301,8 @@ class Measured:
         return [ms for _, ms in self.timed]
 
 
-async def measure_orders(  # type: ignore[no-untyped-def]
-    sf, ids: list[int], market_ids: list[int], warmup: int, candles: int, speed: float
+async def measure_orders(
+    sf: SessionFactory, ids: list[int], market_ids: list[int], warmup: int, candles: int, speed: float
 ) -> Measured:
     """Skip ``warmup`` candles, then read the tick -> order latency core stamped on each order of the
     assignments ``ids`` over the next ``candles`` candles, and count their evaluations."""
@@ -315,10 +321,11 @@ async def measure_orders(  # type: ignore[no-untyped-def]
             select(func.count()).select_from(Evaluation).where(
                 Evaluation.assignment_id.in_(ids), Evaluation.candle_time > first, Evaluation.candle_time <= last)
         )).scalar_one()  # fmt: skip
-    return Measured([(int(t), float(ms)) for t, ms in timed], first, last, elapsed, int(evals))
+    pairs = [(int(t), float(ms)) for t, ms in timed if t is not None and ms is not None]
+    return Measured(pairs, first, last, elapsed, int(evals))
 
 
-async def evaluated(sf, assignment_id: int) -> None:  # type: ignore[no-untyped-def]
+async def evaluated(sf: SessionFactory, assignment_id: int) -> None:
     """Wait for the assignment's first evaluation."""
     q = select(func.count()).select_from(Evaluation).where(Evaluation.assignment_id == assignment_id)
     while True:
@@ -328,7 +335,7 @@ async def evaluated(sf, assignment_id: int) -> None:  # type: ignore[no-untyped-
         await asyncio.sleep(0.2)
 
 
-async def _next_candle_time(sf, market_ids: list[int], count: int) -> int:  # type: ignore[no-untyped-def]
+async def _next_candle_time(sf: SessionFactory, market_ids: list[int], count: int) -> int:
     """Wait until ``count`` more 1m candles are stored for the first market; return the last one's time."""
 
     async def latest() -> int:

@@ -73,7 +73,7 @@ async def connect(url: str, name: str) -> Client:
         servers=[url],
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds, slept as a float; nats-py annotates int
         connect_timeout=5,
         allow_reconnect=True,
         disconnected_cb=_disconnected,

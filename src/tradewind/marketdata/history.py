@@ -211,7 +211,7 @@ class HistoryStore:
 
     def summary(self) -> list[tuple[str, str, str, int, int, int]]:
         """(exchange, symbol, tf, candles, first, last) of every series stored, from the files' metadata."""
-        out = []
+        out: list[tuple[str, str, str, int, int, int]] = []
         if not self.root.is_dir():
             return out
         for ex_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):

@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Numeric, String
+from sqlalchemy import DateTime, Numeric, String, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -59,3 +59,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def table_of(model: Any) -> Table:
+    """A mapped class's table, typed as one (``__table__`` is typed as any FromClause): for the Core
+    statements (executemany inserts and updates) of the hot paths."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table

@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,7 +196,7 @@ class PublicFeed:
         return self.candle_reader is None and self.tick_reader is None
 
     # -- readers --------------------------------------------------------------------------------------
-    async def candles(self, tf: str, tf_ms: int, backfill: Backfill) -> AsyncIterator[Candle]:
+    async def candles(self, tf: str, tf_ms: int, backfill: Backfill) -> AsyncGenerator[Candle, None]:
         """Closed candles of every market on ``tf``, each exactly once. One candle reader at a time."""
         if self.candle_reader is not None:
             raise RuntimeError("this feed has a candle reader already")
@@ -209,7 +209,7 @@ class PublicFeed:
             self.candle_reader = None
             await self._readers_changed()
 
-    async def ticks(self) -> AsyncIterator[Tick]:
+    async def ticks(self) -> AsyncGenerator[Tick, None]:
         """Every market's newest tick not read yet. One tick reader at a time."""
         if self.tick_reader is not None:
             raise RuntimeError("this feed has a tick reader already")

@@ -126,7 +126,7 @@ class TickFeed:
         queue: asyncio.Queue[Tick] = asyncio.Queue(QUEUE_SIZE)
         method = self.watch_method
         pro = self.pro
-        if method == "watchBidsAsks":
+        if method == "watchBidsAsks" and pro is not None:  # a watch method is only found on a pro client
             runs = [self._watch(lambda: pro.watch_bids_asks(symbols), symbols, queue)]
         elif method == "watchTicker":
             runs = [self._watch(self._one_ticker(s), [s], queue) for s in symbols]

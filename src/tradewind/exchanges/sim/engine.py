@@ -44,15 +44,16 @@ from tradewind.domain import split_symbol as _split_symbol
 from tradewind.exchanges.base import ExchangeError, OrderResult, OrderSpec
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, write_gate
 from tradewind.storage.models import PaperBalance, PaperFill, PaperOrder, Trader
+from tradewind.storage.types import table_of
 from tradewind.trading import model
 
 log = logging.getLogger(__name__)
 
 QTY = Decimal("0.00000001")
 _ZERO = Decimal(0)
-_FILLS = PaperFill.__table__
-_ORDERS = PaperOrder.__table__
-_BALANCES = PaperBalance.__table__
+_FILLS = table_of(PaperFill)
+_ORDERS = table_of(PaperOrder)
+_BALANCES = table_of(PaperBalance)
 RECENT = 100_000  # results kept in memory for repeated lookups (the tables have them all)
 MINUTE = 60_000  # the candles orders are matched on
 _NEVER = 2**62  # the expiry of a limit order good till cancelled
