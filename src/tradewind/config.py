@@ -7,6 +7,8 @@ every composition root calls ``load_settings()`` once and passes the result down
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +23,8 @@ from pydantic_settings import (
 )
 
 CommaList = Annotated[list[str], NoDecode]
+#: The databases the storage layer is written and tested for, each through its asyncio driver.
+DATABASE_URL = re.compile(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://")
 
 
 class ConfigError(Exception):
@@ -92,11 +96,45 @@ class Settings(BaseSettings):
         default=10.0, gt=0
     )  # one REST call to a real exchange; past it the outcome is unknown
 
+    # Alerts (tradewind.alerts, docs/alerts.md). A delivery is tried ``alerts_attempts`` times, waiting
+    # ``alerts_retry_s`` and then twice as long each time (at most ``alerts_retry_max_s``); each channel
+    # queues at most ``alerts_queue_size`` alerts. The daily summary goes at ``alerts_summary_hour`` UTC. An
+    # exchange that publishes no candle for ``alerts_exchange_silence_s`` counts as disconnected.
+    # ``alerts_private_targets``: deliver to loopback and private addresses (None: only when embedded).
+    alerts_attempts: int = Field(default=5, ge=1, le=20)
+    alerts_retry_s: float = Field(default=2.0, gt=0, le=3600)
+    alerts_retry_max_s: float = Field(default=300.0, gt=0, le=86_400)
+    alerts_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    alerts_queue_size: int = Field(default=100, ge=1, le=100_000)
+    alerts_summary_hour: int = Field(default=0, ge=0, le=23)
+    alerts_exchange_silence_s: float = Field(default=180.0, ge=1, le=86_400)
+    alerts_private_targets: bool | None = None
+    telegram_api_url: str = "https://api.telegram.org"  # the Bot API; tests point it at a local server
+    # The platform's SMTP server for e-mail alerts (a channel may name its own instead)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "tradewind@localhost"
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+
     @field_validator("exchanges", "sim_symbols", "bitfinex_symbols", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is not None and not DATABASE_URL.match(value):
+            # the scheme alone, never the URL: it may hold a password
+            scheme = value.split("://", 1)[0] if "://" in value else ""
+            what = f"a {scheme}:// URL" if re.fullmatch(r"[\w+.-]{1,40}", scheme) else "that"
+            raise ValueError(
+                f"give sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DATABASE, not {what}"
+            )
         return value
 
     @field_validator("sim_maker_fee", "sim_slippage_bps")
@@ -128,7 +166,12 @@ class Settings(BaseSettings):
     def make_data_dir(self) -> Path:
         """Create the data folder if missing, readable by its owner only: it holds the database and the key
         that encrypts exchange secrets. An existing folder is left as it is."""
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"data_dir (TRADEWIND_DATA_DIR): cannot create {self.data_dir}: {exc.strerror or exc}"
+            ) from None
         return self.data_dir
 
     @property
@@ -147,12 +190,19 @@ def load_settings(**overrides: Any) -> Settings:
     unknown = sorted(k for k in os.environ if k.startswith("TRADEWIND_") and k not in known)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    toml_path = os.environ.get("TRADEWIND_CONFIG")
+    if toml_path and not os.path.isfile(toml_path):  # pydantic-settings would read it as empty
+        raise ConfigError(f"TRADEWIND_CONFIG: no file {toml_path}")
     try:
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"TRADEWIND_CONFIG: {toml_path} is not TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"TRADEWIND_CONFIG: cannot read {toml_path}: {exc.strerror or exc}") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "?"
             env = f"TRADEWIND_{key.upper()}"
-            problems.append(f"{key} ({env}): {err['msg']}")
+            problems.append(f"{key} ({env}): {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

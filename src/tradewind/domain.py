@@ -45,10 +45,6 @@ def symbol_token(symbol: str) -> str:
     return symbol.replace("/", "-")
 
 
-def token_symbol(token: str) -> str:
-    return token.replace("-", "/", 1)
-
-
 def market_key(exchange: str, symbol: str) -> str:
     """Stable text key of a market, e.g. 'sim:BTC/USD'."""
     return f"{exchange}:{symbol}"

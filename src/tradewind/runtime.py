@@ -29,7 +29,7 @@ from tradewind.storage.migrate import upgrade_async
 
 log = logging.getLogger("tradewind")
 
-COMPONENTS = ("web", "core", "eval", "exchange")
+COMPONENTS = ("web", "core", "eval", "exchange", "alerts")
 
 
 @dataclass
@@ -169,23 +169,55 @@ async def start_eval(
     return [worker, backtests]
 
 
+async def start_alerts(settings: Settings, url: str, sf: SessionFactory, stack: Stack) -> Any:
+    """The alerts component: hears users' events and the market data, delivers on their channels."""
+    from tradewind.alerts.service import AlertService
+
+    nc = await _client(url, "alerts", stack)
+    service = AlertService(settings, nc, sf, load_secret_box(settings))
+    await service.start()
+    stack.stoppers.append(service.stop)
+    log.info("alerts started")
+    return service
+
+
 async def start_web(
-    settings: Settings, url: str | None, sf: SessionFactory, stack: Stack, host: str, port: int
-) -> uvicorn.Server:
+    settings: Settings, url: str | None, sf: SessionFactory, stack: Stack, host: str, port: int,
+    sock: socket.socket | None = None,
+) -> uvicorn.Server:  # fmt: skip
     from tradewind.web.app import create_app
 
     nc = await _client(url, "web", stack) if url else None
     app = create_app(settings, sf, nc, load_secret_box(settings))
-    return await _serve(app, host, port, stack)
+    return await _serve(app, host, port, stack, sock)
 
 
-async def _serve(app: Any, host: str, port: int, stack: Stack) -> uvicorn.Server:
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything else starts: a port in use (another tradewind running)
+    is a one-line configuration error at once, not uvicorn exiting the process after every component
+    has started."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc} (is tradewind running already? "
+            "choose another with --port or TRADEWIND_PORT)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(
+    app: Any, host: str, port: int, stack: Stack, sock: socket.socket | None = None
+) -> uvicorn.Server:
+    sock = sock or listen(host, port)
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio"
     )
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # signals are ours
-    task = asyncio.create_task(server.serve(), name=f"http-{port}")
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http-{port}")
     while not server.started:
         if task.done():
             task.result()
@@ -237,6 +269,7 @@ async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | Non
     """Every component in this process: NATS (embedded unless configured), storage, exchanges, core,
     eval workers and the web server. Returns when ``stop`` is set or on SIGINT/SIGTERM."""
     settings.make_data_dir()
+    sock = listen(host, port)  # first: a port in use stops here, before anything has started
     stack = Stack()
     async with _stop_on_signals() as signalled:
         try:
@@ -249,7 +282,8 @@ async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | Non
                 await start_exchange(settings, name, url, sf, stack)
             # Stopped in reverse: the quotes come down while the exchanges are still there to cancel them.
             stack.stoppers.append(lambda: _take_quotes_down(cores))
-            await start_web(settings, url, sf, stack, host, port)
+            await start_alerts(settings, url, sf, stack)
+            await start_web(settings, url, sf, stack, host, port, sock)
             settle_heap()
             stack.ready = True
             log.info("tradewind is up: http://%s:%d/", host, port)
@@ -262,6 +296,7 @@ async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | Non
             log.info("stopping")
         finally:
             await stack.close()
+            sock.close()  # if the web server never started with it
 
 
 async def run_component(settings: Settings, component: str, exchange: str | None = None) -> None:
@@ -284,6 +319,8 @@ async def run_component(settings: Settings, component: str, exchange: str | None
                     await start_core(settings, url, sf, stack)  # type: ignore[arg-type]
                 elif component == "eval":
                     await start_eval(settings, url, sf, stack)  # type: ignore[arg-type]
+                elif component == "alerts":
+                    await start_alerts(settings, url, sf, stack)  # type: ignore[arg-type]
                 else:
                     if not exchange:
                         raise ValueError("`run exchange` needs --exchange NAME")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from tradewind.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from tradewind.storage.db import SessionFactory
 
 KEY_FILE = "secret.key"
 
@@ -36,7 +40,13 @@ class SecretBox:
 
     def rotate(self, token: str) -> str:
         """Re-encrypt a token under the first (newest) key."""
-        return self._fernet.rotate(token.encode()).decode()
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise ConfigError(
+                "a stored secret cannot be decrypted with any key of secret_key (TRADEWIND_SECRET_KEY): "
+                "keep the old key after the new one until the rotation is done"
+            ) from None
 
 
 def load_secret_box(settings: Settings) -> SecretBox:
@@ -52,3 +62,25 @@ def load_secret_box(settings: Settings) -> SecretBox:
         path.touch(mode=0o600)
         path.write_text(Fernet.generate_key().decode())
     return SecretBox([path.read_text().strip()])
+
+
+async def reencrypt_stored_keys(sf: SessionFactory, box: SecretBox) -> int:
+    """Re-encrypt every stored trading account's API key and secret under ``box``'s newest key, each one
+    in the audit log of its owner, in one transaction; the number of accounts. The alert channels' secrets
+    (webhook URLs and signing keys, bot tokens, SMTP passwords) are re-encrypted in the same transaction."""
+    from sqlalchemy import select
+
+    from tradewind.storage.models import AlertChannel, AuditEntry, Trader
+
+    count = 0
+    async with sf() as s:
+        for t in (await s.execute(select(Trader).where(Trader.api_key_enc.is_not(None)))).scalars():
+            t.api_key_enc = box.rotate(t.api_key_enc)  # type: ignore[arg-type]
+            t.api_secret_enc = box.rotate(t.api_secret_enc)  # type: ignore[arg-type]
+            s.add(AuditEntry(user_id=t.owner_id, action="trader.key_reencrypted", detail={"trader_id": t.id}))
+            count += 1
+        sealed = select(AlertChannel).where(AlertChannel.secret_enc.is_not(None))
+        for channel in (await s.execute(sealed)).scalars():
+            channel.secret_enc = box.rotate(channel.secret_enc)  # type: ignore[arg-type]
+        await s.commit()
+    return count

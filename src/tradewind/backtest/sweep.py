@@ -25,6 +25,7 @@ RANKS = {  # metric -> True when higher is better
     "final_equity": True, "return_pct": True, "sharpe": True, "win_rate": True, "max_drawdown_pct": False,
 }  # fmt: skip
 MAX_POINTS = 100_000
+INLINE_MAX = 600_000  # bytes of candles sent with each job (NATS' default message limit is 1 MB)
 
 
 class SweepError(ValueError):
@@ -220,6 +221,20 @@ class LocalWorkers:
             result = step()
             if asyncio.iscoroutine(result):
                 await result
+
+
+def inline_data(path: Path, tf: str) -> m.BacktestData | None:
+    """A candle file's candles to send with each job, for workers that cannot read the file (on another
+    machine); None when they are too large for a message. Raises the importers' ImportError_."""
+    import hashlib
+
+    from tradewind.backtest.importers import load
+    from tradewind.backtest.worker import pack_candles
+
+    parts = pack_candles(load(path).arrays())
+    if sum(len(b) for b in parts) > INLINE_MAX:
+        return None
+    return m.BacktestData(tf=tf, inline=parts, key=hashlib.sha256(b"".join(parts)).hexdigest())
 
 
 def workers_used(points: list[Point]) -> dict[str, int]:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import ArgumentError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -21,9 +22,25 @@ log = logging.getLogger(__name__)
 
 def make_engine(url: str, *, background_checkpoints: bool = False, **kwargs: Any) -> AsyncEngine:
     """An async engine; on SQLite: WAL, a busy timeout and foreign keys, so several tasks can share it.
+    A URL SQLAlchemy cannot use is a ConfigError (nothing is connected here).
 
     ``background_checkpoints``: this engine's commits never checkpoint the WAL themselves; the caller runs
     ``checkpoint_forever`` instead (see there)."""
+    try:
+        return _make_engine(url, background_checkpoints=background_checkpoints, **kwargs)
+    except (ArgumentError, InvalidRequestError, ValueError, ImportError) as exc:
+        from tradewind.config import ConfigError
+
+        # (never the URL itself in the message: it may hold a password)
+        raise ConfigError(f"database_url (TRADEWIND_DATABASE_URL): SQLAlchemy cannot use it: {exc}") from None
+    except OSError as exc:  # the SQLite file cannot be made where the settings put it
+        from tradewind.config import ConfigError
+
+        raise ConfigError(f"database_url (TRADEWIND_DATABASE_URL) or data_dir (TRADEWIND_DATA_DIR): cannot "
+                          f"create {exc.filename or 'the SQLite file'}: {exc.strerror or exc}") from None  # fmt: skip
+
+
+def _make_engine(url: str, *, background_checkpoints: bool, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         import os
         import stat
@@ -140,11 +157,6 @@ def dialect_of(sf: SessionFactory) -> str:
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-def sync_url(url: str) -> str:
-    """The synchronous driver URL for Alembic (aiosqlite -> pysqlite, asyncpg -> asyncpg via run_sync)."""
-    return url
 
 
 _GATES: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()

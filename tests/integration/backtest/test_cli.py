@@ -201,14 +201,19 @@ def test_the_table_gives_each_trades_exit_reason_and_the_exits_by_reason(tmp_pat
 
 
 @pytest.mark.parametrize(
-    "code", [None, 'function decide(c) if #c.close > 100 then error("boom") end return "long" end']
+    ("code", "sweep"),
+    [
+        (None, ()),
+        ('function decide(c) if #c.close > 100 then error("boom") end return "long" end', ()),
+        (None, ("--sweep", "fast=1,2", "--workers", "1")),  # said once, before any worker starts
+    ],
 )
-def test_an_error_prints_the_error_alone(tmp_path: Path, code: str | None) -> None:
+def test_an_error_prints_the_error_alone(tmp_path: Path, code: str | None, sweep: tuple[str, ...]) -> None:
     # None: not Lua at all (the README), a syntax error before the first candle
     strat = Path(__file__).parents[3] / "README.md" if code is None else tmp_path / "bad.lua"
     if code is not None:
         strat.write_text(code)
-    out = tw(tmp_path, "backtest", str(strat), "--data", str(DATA / "XRP-ETH-5m.csv"))
+    out = tw(tmp_path, "backtest", str(strat), "--data", str(DATA / "XRP-ETH-5m.csv"), *sweep)
     assert out.returncode == 1
     assert out.stdout == ""  # no metrics table under the error
     assert "The strategy failed:" in out.stderr

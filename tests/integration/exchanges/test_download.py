@@ -19,6 +19,7 @@ from tradewind.marketdata import resample_rows
 from .conftest import load_rows
 from .fake_binance import FakeBinance
 
+TRADEWIND = str(Path(sys.executable).parent / "tradewind")
 ROWS = load_rows("ETH-BTC-5m.csv")
 HOUR = 3_600_000
 
@@ -38,8 +39,8 @@ async def binance() -> AsyncIterator[FakeBinance]:
 async def download(binance: FakeBinance, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
     env.update(TRADEWIND_DATA_DIR=str(data_dir), TRADEWIND_CCXT_URLS=json.dumps({"binance": binance.url}))
-    cmd = [sys.executable, "-m", "tradewind.exchanges.download", "--exchange", "binance", "--symbol", "ETH/BTC",
-           "--timeframe", "1h", *args]  # fmt: skip
+    cmd = [TRADEWIND, "data", "download", "--exchange", "binance", "--symbol", "ETH/BTC", "--timeframe", "1h",
+           *args]  # fmt: skip
     # The fake server runs on this event loop: run the process without blocking it.
     proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -85,9 +86,9 @@ def test_download_from_an_unknown_exchange_fails_with_a_clear_message(tmp_path) 
     env.update(TRADEWIND_DATA_DIR=str(tmp_path))
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "tradewind.exchanges.download",
+            TRADEWIND,
+            "data",
+            "download",
             "--exchange",
             "nowhere",
             "--symbol",

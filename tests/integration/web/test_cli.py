@@ -92,6 +92,14 @@ async def test_secrets_rotate_re_encrypts_every_key_under_the_new_one(tmp_path: 
             only_new.decrypt(t.api_key_enc) == "KEY-1234" and only_new.decrypt(t.api_secret_enc) == "SECRET-1"
         )
         r = await asyncio.to_thread(run, tmp_path, "secrets", "rotate", key="not-a-key")
-        assert r.returncode != 0 and "not a Fernet key" in r.stderr
+        assert r.returncode == 2 and r.stderr.startswith(
+            "tradewind: secret_key (TRADEWIND_SECRET_KEY): not a Fernet key"
+        )
+        # the old key dropped before the stored ones are re-encrypted: said, and nothing is changed
+        r = await asyncio.to_thread(run, tmp_path, "secrets", "rotate", key=Fernet.generate_key().decode())
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "cannot be decrypted with any key of secret_key" in r.stderr
+        async with sf() as s:
+            assert (await s.execute(Trader.__table__.select())).first().api_key_enc == t.api_key_enc
     finally:
         await engine.dispose()

@@ -5,6 +5,7 @@ of docs/strategies.md."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -281,12 +282,14 @@ def test_cli_runs_the_documented_market_maker_on_candles_and_labels_the_approxim
     strategy.write_text(documented_market_maker())
     args = ["backtest", str(strategy), "--data", str(SHARED_DATA / "ETH-BTC-5m.csv"), "--cash", "100",
             "--param", "size=1", "--param", "max_inventory=5", "--param", "reserve=10"]  # fmt: skip
-    out = CliRunner().invoke(main, args)
+    # the shell's settings stay out
+    runner = CliRunner(env={k: None for k in os.environ if k.startswith("TRADEWIND_")})
+    out = runner.invoke(main, args)
     assert out.exit_code == 0, out.output
     assert "mode: candles (approximation: a quote fills when a candle's range crosses it)" in out.output
     assert "quotes placed" in out.output and "fill rate" in out.output and "last fills" in out.output
 
-    out = CliRunner().invoke(main, [*args, "--json", "--spread-bps", "4", "--max-position", "2"])
+    out = runner.invoke(main, [*args, "--json", "--spread-bps", "4", "--max-position", "2"])
     assert out.exit_code == 0, out.output
     s = json.loads(out.output)
     assert s["mode"] == "candles" and s["label"].startswith("candles (approximation")

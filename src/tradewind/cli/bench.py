@@ -1,4 +1,4 @@
-"""`tradewind bench latency`."""
+"""`tradewind bench latency` (the work is ``tradewind.bench.latency``'s)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import platform
 from pathlib import Path
 
 import click
+
+from tradewind.cli.context import check_settings
 
 
 @click.group()
@@ -65,6 +67,7 @@ def latency(
     plot_path: Path | None,
 ) -> None:
     """Tick -> order-call latency (p50/p99/max) and evaluations/s against the number of assignments."""
+    check_settings()  # the bench builds its own from them (a data folder of its own), once it starts
     from tradewind.bench import latency as lat
 
     try:

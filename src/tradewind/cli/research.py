@@ -1,4 +1,5 @@
-"""`tradewind walkforward` and `tradewind check`: walk-forward analysis, bias checks and Monte Carlo of trades."""
+"""`tradewind walkforward` and `tradewind check`: walk-forward analysis, bias checks and Monte Carlo of trades
+(the work is ``tradewind.backtest``'s: ``walkforward``, ``checks``, ``montecarlo``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from tradewind.cli import candles as source
+from tradewind.cli.context import read_settings_if
 from tradewind.domain import TIMEFRAMES
+
+if TYPE_CHECKING:
+    from tradewind.config import Settings
 
 
 def _data_options(fn: Any) -> Any:
@@ -34,24 +40,11 @@ def _data_options(fn: Any) -> Any:
     return fn
 
 
-def _candles(data_file: Path | None, market: str | None, timeframe: str, start: str | None,
-             end: str | None) -> dict[str, Any]:  # fmt: skip
-    from tradewind.backtest.commands import _market_candles
-    from tradewind.backtest.importers import ImportError_, load, parse_time
-
-    if (data_file is None) == (market is None):
-        raise click.UsageError("give exactly one of --data FILE or --market ID")
-    try:
-        t0 = parse_time(start) if start else None
-        t1 = parse_time(end) if end else None
-    except ImportError_ as exc:
-        raise click.BadParameter(str(exc), param_hint="--from/--to") from None
-    try:
-        if data_file is not None:
-            return load(data_file, timeframe if timeframe != "1m" else None).arrays()
-        return _market_candles(market, timeframe, t0, t1)  # type: ignore[arg-type]
-    except ImportError_ as exc:
-        raise click.ClickException(str(exc)) from None
+def _candles(settings: Settings | None, data_file: Path | None, market: str | None, timeframe: str,
+             start: str | None, end: str | None) -> dict[str, Any]:  # fmt: skip
+    source.one_source(data_file, market)
+    t0, t1 = source.parse_times(start, end)
+    return source.candles(settings, data_file, market, timeframe, t0, t1)
 
 
 # -- walk-forward ----------------------------------------------------------------------------------------------
@@ -85,9 +78,9 @@ def walkforward(strategy: Path, data_file: Path | None, market: str | None, time
     the best ones on the test window after it; the out-of-sample results stitched, and the efficiency ratio."""
     import asyncio
 
+    settings = read_settings_if(market is not None)  # a bad setting stops the command before anything runs
     from tradewind.backtest import optimize as opt
     from tradewind.backtest import walkforward as wf
-    from tradewind.backtest.commands import parse_params
     from tradewind.eval.sandbox import StrategyError
 
     if split is not None and (train or test or anchored):
@@ -97,7 +90,7 @@ def walkforward(strategy: Path, data_file: Path | None, market: str | None, time
         raise click.BadParameter("a walk-forward optimises one objective", param_hint="--objective")
     try:
         config = opt.StudyConfig(objectives=objectives, sampler=sampler, prune=prune, seed=seed,
-                                 fixed=parse_params(params), cash=cash, fee=fee, maker_fee=maker_fee,
+                                 fixed=source.parse_params(params), cash=cash, fee=fee, maker_fee=maker_fee,
                                  slippage=slippage_bps / 10_000, lookback=lookback)  # fmt: skip
         spans = (wf.parse_span(train) if train else None, wf.parse_span(test) if test else None)
     except (opt.OptimizeError, wf.WalkForwardError) as exc:
@@ -107,7 +100,7 @@ def walkforward(strategy: Path, data_file: Path | None, market: str | None, time
         space = opt.declared_space(code, strategy.stem)
     except StrategyError as exc:
         raise click.ClickException(str(exc)) from None
-    arrays = _candles(data_file, market, timeframe, start, end)
+    arrays = _candles(settings, data_file, market, timeframe, start, end)
     mode = "split" if split is not None else "anchored" if anchored else "rolling"
     try:
         wins = wf.windows(arrays["time"], train_ms=spans[0], test_ms=spans[1], anchored=anchored, split=split)
@@ -196,17 +189,17 @@ def check(strategy: Path, data_file: Path | None, market: str | None, timeframe:
     """Bias and robustness checks of STRATEGY.lua: its decisions with the lookback halved and doubled, its
     decisions with the later candles removed or changed, and Monte Carlo of its backtest's trades.
     Exit status 1 when a decision changed in either of the first two."""
+    settings = read_settings_if(market is not None)  # a bad setting stops the command before anything runs
     from tradewind.backtest import checks as ck
     from tradewind.backtest import engine, montecarlo
-    from tradewind.backtest.commands import parse_params
 
     wanted = tuple(x.strip() for x in only.split(",") if x.strip())
     unknown = [x for x in wanted if x not in CHECKS]
     if unknown or not wanted:
         raise click.BadParameter(f"use {', '.join(CHECKS)}", param_hint="--only")
     code = strategy.read_text()
-    arrays = _candles(data_file, market, timeframe, start, end)
-    p = parse_params(params)
+    arrays = _candles(settings, data_file, market, timeframe, start, end)
+    p = source.parse_params(params)
     doc: dict[str, Any] = {"strategy": strategy.name, "candles": len(arrays["time"]), "lookback": lookback}
     try:
         if "recursive" in wanted:

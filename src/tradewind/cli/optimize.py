@@ -1,4 +1,5 @@
-"""`tradewind optimize`: an Optuna study of a strategy's declared parameters, run on the backtest workers."""
+"""`tradewind optimize`: an Optuna study of a strategy's declared parameters, run on the backtest workers (the
+work is ``tradewind.backtest.optimize``'s)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 
 import click
 
+from tradewind.cli import candles as source
+from tradewind.cli.backtest import inline
+from tradewind.cli.context import read_settings
 from tradewind.domain import TIMEFRAMES
 
 
@@ -61,26 +65,23 @@ def optimize(strategy: Path, data_file: Path | None, market: str | None, timefra
 
     The study is kept in the database of the current settings (TRADEWIND_DATA_DIR / TRADEWIND_DATABASE_URL),
     so `--study NAME --resume` goes on with it after an interruption."""
+    settings = read_settings()  # the study is kept in its database
     import logging
     import os
     import time
 
     from tradewind.backtest import optimize as opt
     from tradewind.backtest import sweep
-    from tradewind.backtest.commands import _db_candles, _inline, _market_id, parse_params
-    from tradewind.backtest.importers import ImportError_, load, parse_time
     from tradewind.bus.messages import BacktestData
-    from tradewind.config import ConfigError, load_settings
     from tradewind.eval.sandbox import StrategyError
 
-    if (data_file is None) == (market is None):
-        raise click.UsageError("give exactly one of --data FILE or --market ID")
+    source.one_source(data_file, market)
     if resume and not study_name:
         raise click.UsageError("--resume needs --study NAME")
     objectives = opt.parse_objectives(objective)
     try:
         config = opt.StudyConfig(objectives=objectives, sampler=sampler or opt.default_sampler(objectives),
-                                 prune=prune, seed=seed, fixed=parse_params(params), cash=cash, fee=fee,
+                                 prune=prune, seed=seed, fixed=source.parse_params(params), cash=cash, fee=fee,
                                  maker_fee=maker_fee, slippage=slippage_bps / 10_000, lookback=lookback)  # fmt: skip
     except opt.OptimizeError as exc:
         raise click.BadParameter(str(exc), param_hint="--objective/--sampler") from None
@@ -89,27 +90,17 @@ def optimize(strategy: Path, data_file: Path | None, market: str | None, timefra
         space = opt.declared_space(code, strategy.stem)
     except StrategyError as exc:
         raise click.ClickException(str(exc)) from None
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        t0 = parse_time(start) if start else None
-        t1 = parse_time(end) if end else None
-    except ImportError_ as exc:
-        raise click.BadParameter(str(exc), param_hint="--from/--to") from None
-    try:
-        if data_file is not None:
-            n_candles = len(load(data_file, timeframe if timeframe != "1m" else None).arrays()["time"])
-            data = BacktestData(path=str(data_file.resolve()), tf=timeframe)
-            if settings.nats_url:  # remote workers cannot read our file: the candles go with each job
-                data = _inline(data_file, timeframe) or data
-        else:
-            market_id = _market_id(market)  # type: ignore[arg-type]
-            n_candles = len(asyncio.run(_db_candles(market_id, timeframe, t0, t1))["time"])
-            data = BacktestData(market_id=market_id, tf=timeframe, start=t0, end=t1)
-    except ImportError_ as exc:
-        raise click.ClickException(str(exc)) from None
+    t0, t1 = source.parse_times(start, end)
+    if data_file is not None:
+        n_candles = len(source.file_candles(data_file, timeframe)["time"])
+        data = BacktestData(path=str(data_file.resolve()), tf=timeframe)
+        if settings.nats_url:  # remote workers cannot read our file: the candles go with each job
+            data = inline(data_file, timeframe) or data
+    else:
+        assert market is not None
+        market_id = source.market_id(settings, market)
+        n_candles = len(source.market_candles(settings, str(market_id), timeframe, t0, t1)["time"])
+        data = BacktestData(market_id=market_id, tf=timeframe, start=t0, end=t1)
     name = study_name or f"{strategy.stem}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     if name.startswith("web-"):
         raise click.BadParameter("names starting with web- are the web app's studies", param_hint="--study")
