@@ -4,9 +4,12 @@ import { Link, navigate, usePath } from "./router";
 import { connectStream, initialLive, reduceLive, type MarketFilter, type StreamConnection, type StreamEvent, type StreamStatus } from "./stream";
 import { Login } from "./pages/Login";
 import { Dashboard } from "./pages/Dashboard";
+import { Markets } from "./pages/Markets";
 import { StrategyList } from "./pages/Strategies";
 import { Accounts } from "./pages/Accounts";
 import { Assignments } from "./pages/Assignments";
+import { Alerts } from "./pages/Alerts";
+import { Toasts } from "./components/Toasts";
 
 // The editor (CodeMirror) and the charts (lightweight-charts) are most of the code: load them when first needed.
 const StrategyEditor = lazy(() => import("./pages/StrategyEditor").then((m) => ({ default: m.StrategyEditor })));
@@ -15,6 +18,10 @@ const Backtests = lazy(() => import("./pages/Backtests").then((m) => ({ default:
 const Studies = lazy(() => import("./pages/Research").then((m) => ({ default: m.Studies })));
 const StudyPage = lazy(() => import("./pages/Research").then((m) => ({ default: m.StudyPage })));
 const BacktestPage = lazy(() => import("./pages/Backtests").then((m) => ({ default: m.BacktestPage })));
+const RunsPage = lazy(() => import("./pages/Runs").then((m) => ({ default: m.RunsPage })));
+const ComparePage = lazy(() => import("./pages/Runs").then((m) => ({ default: m.ComparePage })));
+const WalkForwards = lazy(() => import("./pages/WalkForward").then((m) => ({ default: m.WalkForwards })));
+const WalkForwardPage = lazy(() => import("./pages/WalkForward").then((m) => ({ default: m.WalkForwardPage })));
 import { Card, Loading } from "./components/ui";
 import { KillDialog } from "./components/Close";
 
@@ -22,7 +29,7 @@ export type Subscribe = (f: (ev: StreamEvent) => void) => () => void;
 /** Choose the markets whose candles and ticks the socket receives ([]: every market's candles, no ticks). */
 export type Watch = (filters: MarketFilter[]) => void;
 
-const NAV: [string, string][] = [["/", "Dashboard"], ["/strategies", "Strategies"], ["/assignments", "Assignments"], ["/backtests", "Backtests"], ["/research", "Research"], ["/accounts", "Accounts"]];
+const NAV: [string, string][] = [["/", "Dashboard"], ["/markets", "Markets"], ["/strategies", "Strategies"], ["/assignments", "Assignments"], ["/backtests", "Backtests"], ["/research", "Research"], ["/accounts", "Accounts"], ["/alerts", "Alerts"]];
 
 export function App() {
   const [user, setUser] = useState<User | null | undefined>(undefined);
@@ -84,11 +91,17 @@ export function App() {
   else if (path === "/strategies/new") page = <StrategyEditor id={null} />;
   else if ((m = path.match(/^\/strategies\/(\d+)$/))) page = <StrategyEditor key={m[1]} id={Number(m[1])} />;
   else if (path === "/accounts") page = <Accounts />;
+  else if (path === "/alerts") page = <Alerts subscribe={subscribe} />;
+  else if (path === "/markets") page = <Markets live={live} />;
   else if (path === "/assignments") page = <Assignments live={live} killed={user.killed} />;
   else if ((m = path.match(/^\/markets\/(\d+)$/))) page = <MarketPage key={m[1]} id={Number(m[1])} subscribe={subscribe} watch={watch} live={live} />;
   else if (path === "/backtests") page = <Backtests />;
   else if ((m = path.match(/^\/backtests\/(\d+)$/))) page = <BacktestPage key={m[1]} id={Number(m[1])} />;
   else if (path === "/research") page = <Studies />;
+  else if (path === "/research/runs") page = <RunsPage />;
+  else if (path === "/research/compare") page = <ComparePage key={location.search} />;
+  else if (path === "/research/walkforward") page = <WalkForwards />;
+  else if ((m = path.match(/^\/research\/walkforward\/(\d+)$/))) page = <WalkForwardPage key={m[1]} id={Number(m[1])} />;
   else if ((m = path.match(/^\/research\/(\d+)$/))) page = <StudyPage key={m[1]} id={Number(m[1])} />;
   else page = <Card title="Not found"><p>There is no page at {path}. <Link to="/">Back to the dashboard</Link>.</p></Card>;
 
@@ -98,7 +111,7 @@ export function App() {
         <Link to="/" className="brand"><span className="logo" aria-hidden>◆</span>tradewind</Link>
         <button className="menu-toggle" aria-label="Menu" aria-expanded={menu} onClick={() => setMenu(!menu)}>☰</button>
         <nav className={menu ? "open" : ""}>
-          {NAV.map(([to, label]) => <Link key={to} to={to} className={(to === "/" ? path === "/" || path.startsWith("/markets") : path.startsWith(to)) ? "active" : ""}>{label}</Link>)}
+          {NAV.map(([to, label]) => <Link key={to} to={to} className={(to === "/" ? path === "/" : path.startsWith(to)) ? "active" : ""}>{label}</Link>)}
         </nav>
         <div className="user">
           <span className={`live-dot ${status}`} title={status === "live" ? "Live updates on" : "Reconnecting to live updates…"} data-testid="stream-status">{status === "live" ? "live" : "offline"}</span>
@@ -113,6 +126,7 @@ export function App() {
       {user.killed && <div className="banner" role="status">The kill switch is on: nothing trades until you release it and resume your assignments.{killNote && <span data-testid="kill-note"> {killNote}</span>}</div>}
       {askKill && <KillDialog onCancel={() => setAskKill(false)} onDone={killed} />}
       <main><Suspense fallback={<Loading />}>{page}</Suspense></main>
+      <Toasts subscribe={subscribe} />
     </div>
   );
 }

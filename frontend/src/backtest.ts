@@ -72,6 +72,8 @@ export interface BacktestView {
   /** The data the run used (seconds): its first and last candle (or tick), how many, and where its range ended
    *  (as asked, or the moment it was submitted). Null until it has run. */
   range: { first: number | null; last: number | null; candles: number | null; to: number | null } | null;
+  /** It ran code sent with it (the editor's "Backtest this code"), not a saved version. */
+  draft: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -193,6 +195,7 @@ export function readBacktest(raw: unknown): BacktestView {
     range: r.range && typeof r.range === "object" ? {
       first: toSeconds(obj(r.range).first), last: toSeconds(obj(r.range).last), candles: num(obj(r.range).candles), to: toSeconds(obj(r.range).to),
     } : null,
+    draft: r.draft === true,
   };
 }
 

@@ -1,6 +1,6 @@
 // Form input <-> API values, and the checks worth making before a round trip.
 // The server stays the authority: these only catch what a person can fix at once, with the same wording.
-import { ApiError, type FieldError } from "./api/client";
+import { ApiError, type FieldError, type Schemas } from "./api/client";
 
 export type ParamValue = number | string | boolean;
 export type Params = Record<string, ParamValue>;
@@ -19,9 +19,62 @@ export function parseParams(text: string): Params {
     const v = part.slice(eq + 1).trim();
     if (!IDENT.test(k) || k.length > 50) throw new FieldErrors([{ field: "params", message: `"${k}" is not a parameter name (letters, digits and _, not starting with a digit)` }]);
     if (k in out) throw new FieldErrors([{ field: "params", message: `"${k}" is given twice` }]);
+    if (SWEEP.test(v)) throw new FieldErrors([{ field: "params", message: `${k}=${v}: one value per parameter (a range is for a sweep: tradewind sweep, or Research)` }]);
+    if (NUMBER.test(v) && !Number.isFinite(Number(v))) throw new FieldErrors([{ field: "params", message: `${k}=${v} is not a finite number` }]);
     out[k] = v === "true" ? true : v === "false" ? false : v !== "" && Number.isFinite(Number(v)) ? Number(v) : v;
   }
   return out;
+}
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+const SWEEP = /^-?[\d.]+\s*\.\.\s*-?[\d.]+(\s*:\s*[\d.]+)?$/;
+
+/** A number field's text when the browser could not read what was typed as a number. */
+export const BAD_NUMBER = "not a number";
+
+/** A parameter a strategy declares (`params = {fast = {type = "int", min = 5, max = 50, default = 10}}`). */
+export type ParamDecl = Schemas["ParamDeclOut"];
+type Choice = NonNullable<ParamDecl["choices"]>[number];
+
+/** A value as its declared field holds it: a number's or text's digits, "true"/"false" for a checkbox, and a
+ *  choice as JSON (so that 1, "1" and true stay apart). */
+export function paramText(d: ParamDecl, v: unknown): string {
+  if (v === undefined || v === null) return "";
+  if (d.type === "choice") return JSON.stringify(v);
+  return String(v);
+}
+
+/** The field texts of a declaration for saved (or default) parameters: each declared one's value, else its
+ *  default, else empty. */
+export function paramTexts(decl: ParamDecl[], values: Record<string, unknown> | null | undefined): Record<string, string> {
+  return Object.fromEntries(decl.map((d) => [d.name, paramText(d, values && d.name in values ? values[d.name] : d.default)]));
+}
+
+/** The declared fields as POST/PATCH want them: typed, and empty ones left out (the strategy's default holds).
+ *  Only what cannot be sent is caught here (text in a number field); ranges and choices are the server's check,
+ *  against the same declaration, and its errors name the field (params.fast). */
+export function declaredParams(decl: ParamDecl[], texts: Record<string, string>): Params {
+  const out: Params = {};
+  const errors: FieldError[] = [];
+  for (const d of decl) {
+    const t = (texts[d.name] ?? paramText(d, d.default)).trim();
+    if (d.type === "bool") { out[d.name] = t === "true"; continue; }
+    if (!t) continue;
+    if (d.type === "choice") { out[d.name] = JSON.parse(t) as Choice; continue; }
+    const n = Number(t);
+    if (!NUMBER.test(t) || !Number.isFinite(n)) errors.push({ field: `params.${d.name}`, message: d.type === "int" ? "enter a whole number" : "enter a number" });
+    else out[d.name] = n;
+  }
+  if (errors.length) throw new FieldErrors(errors);
+  return out;
+}
+
+/** A declared parameter's range and default, for the hint under its field ("5 to 50 · default 10"). */
+export function paramHint(d: ParamDecl): string {
+  const parts: string[] = [];
+  if (d.min !== null && d.min !== undefined && d.max !== null && d.max !== undefined) parts.push(`${d.min} to ${d.max}${d.step ? ` by ${d.step}` : ""}`);
+  if (d.default !== null && d.default !== undefined) parts.push(`default ${d.default}`);
+  return [d.description, parts.join(" · ")].filter(Boolean).join(" — ");
 }
 
 /** The inverse of parseParams, for showing saved parameters in the same text field. */

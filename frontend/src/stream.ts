@@ -1,4 +1,5 @@
 // The live stream: candles, ticks, evaluations, orders and fills over /api/stream, with reconnects.
+import type { AlertEvent, AlertFailedEvent } from "./alerts";
 
 export interface CandleEvent {
   type: "candle"; market_id: number | null; exchange: string; symbol: string; tf: string;
@@ -20,7 +21,10 @@ export interface TickEvent {
   type: "tick"; market_id: number | null; exchange: string; symbol: string;
   bid: number; ask: number; bid_size: number; ask_size: number; last: number; time: number;
 }
-export type StreamEvent = CandleEvent | TickEvent | EvaluationEvent | OrderEvent | { type: "error"; detail: string } | { type: "subscribed"; markets: number[] | null };
+/** What else the user's own subject carries: a pause and the kill switch (as they happen), the in-browser
+ *  alerts and the alerts that could not be delivered (see alerts.ts). */
+export interface NoticeEvent { type: "paused" | "kill_switch" | "loss_limit"; [key: string]: unknown }
+export type StreamEvent = CandleEvent | TickEvent | EvaluationEvent | OrderEvent | AlertEvent | AlertFailedEvent | NoticeEvent | { type: "error"; detail: string } | { type: "subscribed"; markets: number[] | null };
 
 /** What a socket asks for: these markets' candles (of one timeframe, or all) and ticks. An empty list: every market's candles, no ticks. */
 export interface MarketFilter { market_id: number; timeframe?: string }

@@ -15,6 +15,7 @@ export type Latency = Schemas["LatencyOut"];
 export type Quotes = Schemas["QuotesOut"];
 export type Quote = Schemas["QuoteOut"];
 export type Diagnostic = Schemas["Diagnostic"];
+export type AlertChannel = Schemas["ChannelOut"];
 export interface Page<T> { items: T[]; next_before_id: number | null }
 
 export type BacktestIn = Schemas["BacktestIn"];
@@ -102,16 +103,18 @@ export const api = {
   strategy: (id: number) => request<Strategy>("GET", `/api/strategies/${id}`),
   versions: (id: number) => request<Schemas["VersionOut"][]>("GET", `/api/strategies/${id}/versions`),
   createStrategy: (b: Schemas["StrategyIn"]) => request<Strategy>("POST", "/api/strategies", b),
-  updateStrategy: (id: number, b: Schemas["StrategyPatch"]) => request<Strategy>("PATCH", `/api/strategies/${id}`, b),
+  updateStrategy: (id: number, b: Schemas["StrategyPatch"]) => request<Schemas["StrategySaved"]>("PATCH", `/api/strategies/${id}`, b),
   deleteStrategy: (id: number) => request<void>("DELETE", `/api/strategies/${id}`),
   validate: (code: string) => request<Schemas["ValidationOut"]>("POST", "/api/strategies/validate", { code }),
   traders: () => request<Page<Trader>>("GET", "/api/traders"),
   createTrader: (b: Schemas["TraderIn"]) => request<Trader>("POST", "/api/traders", b),
+  updateTrader: (id: number, b: Schemas["TraderPatch"]) => request<Trader>("PATCH", `/api/traders/${id}`, b),
   deleteTrader: (id: number) => request<void>("DELETE", `/api/traders/${id}`),
   balances: (id: number) => request<{ balances: Record<string, string> }>("GET", `/api/traders/${id}/balances`),
   assignments: () => request<Page<Assignment>>("GET", "/api/assignments"),
   createAssignment: (b: Schemas["AssignmentIn"]) => request<Assignment>("POST", "/api/assignments", b),
   updateAssignment: (id: number, b: Schemas["AssignmentPatch"]) => request<Assignment>("PATCH", `/api/assignments/${id}`, b),
+  checkAllocation: (b: Schemas["AllocationCheckIn"]) => request<Schemas["AllocationOut"]>("POST", "/api/assignments/allocation", b),
   pause: (id: number) => request<Assignment>("POST", `/api/assignments/${id}/pause`),
   resume: (id: number) => request<Assignment>("POST", `/api/assignments/${id}/resume`),
   deleteAssignment: (id: number) => request<void>("DELETE", `/api/assignments/${id}`),
@@ -130,9 +133,25 @@ export const api = {
   study: (id: number) => request<Schemas["StudyOut"]>("GET", `/api/studies/${id}`),
   startStudy: (b: Schemas["StudyIn"]) => request<Schemas["StudyQueued"]>("POST", "/api/studies", b),
   resumeStudy: (id: number, trials?: number) => request<Schemas["StudyQueued"]>("POST", `/api/studies/${id}/resume`, trials ? { trials } : {}),
+  // Run history: every backtest, optimisation and walk-forward (runs.ts reads them).
+  runs: (q: { kind?: string; limit?: number; before?: string } = {}) =>
+    request<Schemas["RunPage"]>("GET", `/api/runs?limit=${q.limit ?? 50}${q.kind ? `&kind=${q.kind}` : ""}${q.before ? `&before=${encodeURIComponent(q.before)}` : ""}`),
+  run: (kind: string, id: number) => request<Schemas["RunOut"]>("GET", `/api/runs/${kind}/${id}`),
+  compareRuns: (refs: string[]) => request<Schemas["CompareOut"]>("GET", `/api/runs/compare?runs=${encodeURIComponent(refs.join(","))}`),
+  walkforwards: (limit = 50) => request<Page<Schemas["WalkForwardOut"]>>("GET", `/api/walkforwards?limit=${limit}`),
+  walkforward: (id: number) => request<Schemas["WalkForwardOut"]>("GET", `/api/walkforwards/${id}`),
+  startWalkForward: (b: Schemas["WalkForwardIn"]) => request<Schemas["WalkForwardQueued"]>("POST", "/api/walkforwards", b),
   audit: (limit = 15) => request<Page<Schemas["AuditOut"]>>("GET", `/api/audit?limit=${limit}`),
   kill: (flatten = false) => request<Schemas["KillOut"]>("POST", `/api/killswitch${flatten ? "?flatten=true" : ""}`),
   closePosition: (id: number) => request<Schemas["CloseOut"]>("POST", `/api/assignments/${id}/close`),
   flatten: () => request<Schemas["FlattenOut"]>("POST", "/api/flatten"),
   unkill: () => request<unknown>("DELETE", "/api/killswitch"),
+  alertEvents: () => request<Schemas["EventOut"][]>("GET", "/api/alerts/events"),
+  alertChannels: () => request<Page<AlertChannel>>("GET", "/api/alerts/channels"),
+  createAlertChannel: (b: Schemas["ChannelIn"]) => request<Schemas["ChannelCreated"]>("POST", "/api/alerts/channels", b),
+  updateAlertChannel: (id: number, b: Schemas["ChannelPatch"]) => request<AlertChannel>("PATCH", `/api/alerts/channels/${id}`, b),
+  deleteAlertChannel: (id: number) => request<void>("DELETE", `/api/alerts/channels/${id}`),
+  testAlertChannel: (id: number) => request<Schemas["SentOut"]>("POST", `/api/alerts/channels/${id}/test`),
+  newWebhookSecret: (id: number) => request<Schemas["SecretOut"]>("POST", `/api/alerts/channels/${id}/secret`),
+  alertDeliveries: (id: number, limit = 20) => request<Page<Schemas["DeliveryOut"]>>("GET", `/api/alerts/channels/${id}/deliveries?limit=${limit}`),
 };

@@ -122,7 +122,11 @@ export interface paths {
         delete: operations["delete_api_strategies__strategy_id__delete"];
         options?: never;
         head?: never;
-        /** Update */
+        /**
+         * Update
+         * @description Change a strategy; new code or default parameters make a new version. The answer says which of its
+         *     assignments switch to it (those that follow the latest) and which stay on the version they are pinned to.
+         */
         patch: operations["update_api_strategies__strategy_id__patch"];
         trace?: never;
     };
@@ -207,8 +211,33 @@ export interface paths {
         /** List Assignments */
         get: operations["list_assignments_api_assignments_get"];
         put?: never;
-        /** Create */
+        /**
+         * Create
+         * @description Assign a strategy; its parameters are checked against what the version it runs declares. An
+         *     allocation that takes the account's assignments past its value is saved, with a warning.
+         */
         post: operations["create_api_assignments_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/assignments/allocation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Check Allocation
+         * @description Whether an allocation, with those of the account's other assignments, is more than the account is worth
+         *     (a form asks before it saves; creating and changing an assignment answer the same warnings).
+         */
+        post: operations["check_allocation_api_assignments_allocation_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -553,6 +582,126 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/alerts/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Events
+         * @description The events a channel can take.
+         */
+        get: operations["list_events_api_alerts_events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/alerts/channels": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Channels */
+        get: operations["list_channels_api_alerts_channels_get"];
+        put?: never;
+        /**
+         * Create
+         * @description Add a channel. A webhook's signing secret is in this answer and never again.
+         */
+        post: operations["create_api_alerts_channels_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/alerts/channels/{channel_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get */
+        get: operations["get_api_alerts_channels__channel_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete */
+        delete: operations["delete_api_alerts_channels__channel_id__delete"];
+        options?: never;
+        head?: never;
+        /** Update */
+        patch: operations["update_api_alerts_channels__channel_id__patch"];
+        trace?: never;
+    };
+    "/api/alerts/channels/{channel_id}/secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * New Secret
+         * @description Replace a webhook's signing secret; the new one is in this answer and never again.
+         */
+        post: operations["new_secret_api_alerts_channels__channel_id__secret_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/alerts/channels/{channel_id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send Test
+         * @description Send a test alert to this channel now (one attempt) and say how it went.
+         */
+        post: operations["send_test_api_alerts_channels__channel_id__test_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/alerts/channels/{channel_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Deliveries
+         * @description The channel's recent deliveries, newest first: what was sent, what failed and why.
+         */
+        get: operations["deliveries_api_alerts_channels__channel_id__deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/backtests": {
         parameters: {
             query?: never;
@@ -568,8 +717,9 @@ export interface paths {
         put?: never;
         /**
          * Create
-         * @description Queue a backtest of the strategy's latest version; poll GET /api/backtests/{id} for the result. A quoting
-         *     strategy (on_tick) runs on the market's stored ticks in the range, or without any on its candles.
+         * @description Queue a backtest of the strategy's latest version, or of ``code``; poll GET /api/backtests/{id} for the
+         *     result. A quoting strategy (on_tick) runs on the market's stored ticks in the range, or without any on its
+         *     candles. The parameters are checked against what the code declares.
          */
         post: operations["create_api_backtests_post"];
         delete?: never;
@@ -664,10 +814,221 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/walkforwards": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Walkforwards
+         * @description The user's walk-forward analyses, newest first, with their headline metrics (no windows or curves).
+         */
+        get: operations["list_walkforwards_api_walkforwards_get"];
+        put?: never;
+        /**
+         * Create
+         * @description Start a walk-forward analysis of the strategy's latest version over the market's stored candles in
+         *     [from, to): its declared parameters optimised on each train window, the best run on the test window after
+         *     it; poll GET /api/walkforwards/{id}.
+         */
+        post: operations["create_api_walkforwards_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/walkforwards/{walkforward_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get
+         * @description A walk-forward analysis: its windows, stitched curves, efficiency and out-of-sample trades.
+         */
+        get: operations["get_api_walkforwards__walkforward_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Runs
+         * @description Your runs of every kind, newest first: strategy and version, market, range, settings, headline metrics
+         *     (no curves, trades or detail).
+         */
+        get: operations["list_runs_api_runs_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/runs/compare": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Compare
+         * @description Runs side by side: each run's document with its equity curve, and the headline metrics in rows (one
+         *     value per run, and which runs have the best).
+         */
+        get: operations["compare_api_runs_compare_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/runs/{kind}/{run_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get
+         * @description One run in full: its document with the equity curve, the trades, the detail of its kind and the SHA-256
+         *     of the code it ran.
+         */
+        get: operations["get_api_runs__kind___run_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/runs/{kind}/{run_id}/trades.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Csv
+         * @description The run's trades as CSV (a quoting backtest: its fills; a walk-forward: its out-of-sample trades with
+         *     their window), as an attachment.
+         */
+        get: operations["export_csv_api_runs__kind___run_id__trades_csv_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/runs/{kind}/{run_id}/export.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Json
+         * @description Everything kept of the run, as an attachment: its document in full, the code of the strategy version it
+         *     ran, and for a study every trial and the parameters' importances.
+         */
+        get: operations["export_json_api_runs__kind___run_id__export_json_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/runs/{kind}/{run_id}/report.html": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Html
+         * @description A self-contained HTML report of the run (metrics, settings, equity and drawdown charts as inline SVG,
+         *     a walk-forward's windows and in-sample/out-of-sample chart, the trades, the code), as an attachment: no
+         *     script, nothing fetched, so it opens offline.
+         */
+        get: operations["export_html_api_runs__kind___run_id__report_html_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * AllocationCheckIn
+         * @description An assignment's allocation as a form has it, to be checked before it is saved.
+         */
+        AllocationCheckIn: {
+            /** Trader Id */
+            trader_id: number;
+            /** Market Id */
+            market_id: number;
+            /** Allocation */
+            allocation: number | string;
+            /**
+             * Assignment Id
+             * @description the assignment being changed (its saved allocation is replaced)
+             */
+            assignment_id?: number | null;
+        };
+        /**
+         * AllocationOut
+         * @description The allocations of the account's assignments (that run or hold a position) in one quote currency, and
+         *     the account's value in it; ``warnings`` when they add up to more than that value.
+         */
+        AllocationOut: {
+            /** Currency */
+            currency: string;
+            /**
+             * Allocated
+             * @description their allocations, with the one asked about
+             */
+            allocated: string;
+            /**
+             * Value
+             * @description free balances valued at the markets' last prices; null: unknown
+             */
+            value: string | null;
+            /** Warnings */
+            warnings: components["schemas"]["WarningOut"][];
+        };
         /** AssignmentIn */
         AssignmentIn: {
             /** Strategy Id */
@@ -714,6 +1075,11 @@ export interface components {
             min_interval_ms?: number;
             /** Max Position */
             max_position?: number | string | null;
+            /**
+             * Pinned Version
+             * @description run this version of the strategy; null: follow the latest (saving the strategy switches it)
+             */
+            pinned_version?: number | null;
         };
         /** AssignmentOut */
         AssignmentOut: {
@@ -761,6 +1127,33 @@ export interface components {
             /** Max Position */
             max_position?: string | null;
             /**
+             * Pinned Version
+             * @description run this version of the strategy; null: follow the latest (saving the strategy switches it)
+             */
+            pinned_version?: number | null;
+            /**
+             * Version
+             * @description the strategy version it runs
+             */
+            version?: number | null;
+            /**
+             * Capital
+             * @description what it trades with: its allocation plus its realized P&L
+             * @default 0
+             */
+            capital?: string;
+            /**
+             * Capital In Use
+             * @description what its open position cost (fees included); 0 while it is flat
+             * @default 0
+             */
+            capital_in_use?: string;
+            /**
+             * Warnings
+             * @description on creation and change: what will not work as set (it is saved all the same)
+             */
+            warnings?: components["schemas"]["WarningOut"][];
+            /**
              * Created At
              * Format: date-time
              */
@@ -799,6 +1192,11 @@ export interface components {
             min_interval_ms?: number;
             /** Max Position */
             max_position?: number | string | null;
+            /**
+             * Pinned Version
+             * @description run this version of the strategy; null: follow the latest (saving the strategy switches it)
+             */
+            pinned_version?: number | null;
         };
         /** AuditOut */
         AuditOut: {
@@ -896,6 +1294,11 @@ export interface components {
              * @description quoting on ticks: at most one on_tick per this many milliseconds; default 1000
              */
             min_interval_ms?: number | null;
+            /**
+             * Code
+             * @description run this code instead of the strategy's latest version (the editor's unsaved code); it is kept with the run, not saved
+             */
+            code?: string | null;
         };
         /** BacktestOut */
         BacktestOut: {
@@ -946,6 +1349,12 @@ export interface components {
             /** Error */
             error?: string | null;
             /**
+             * Draft
+             * @description it ran code sent with it, not a saved version
+             * @default false
+             */
+            draft?: boolean;
+            /**
              * Created At
              * Format: date-time
              */
@@ -982,6 +1391,240 @@ export interface components {
             /** Volume */
             volume: number;
         };
+        /** ChannelCreated */
+        ChannelCreated: {
+            /** Id */
+            id: number;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "webhook" | "telegram" | "email" | "browser";
+            /** Name */
+            name: string;
+            /** Events */
+            events: string[];
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Target
+             * @description Where it goes, as the app shows it (a webhook's path is never shown)
+             */
+            target: string;
+            /**
+             * Url
+             * @description The webhook's scheme, host and port; its path stays secret
+             */
+            url: string | null;
+            /** Chat Id */
+            chat_id: string | null;
+            /** Bot Token Masked */
+            bot_token_masked: string | null;
+            /** To */
+            to: string | null;
+            /** Smtp Host */
+            smtp_host: string | null;
+            /** Smtp Port */
+            smtp_port: number | null;
+            /** Smtp Username */
+            smtp_username: string | null;
+            /** Smtp From */
+            smtp_from: string | null;
+            /** Smtp Security */
+            smtp_security: string | null;
+            /** Has Smtp Password */
+            has_smtp_password: boolean;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "new" | "ok" | "failing";
+            /** Last Success At */
+            last_success_at: string | null;
+            /** Last Failure At */
+            last_failure_at: string | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Last Attempts */
+            last_attempts: number;
+            /** Delivered */
+            delivered: number;
+            /** Failed */
+            failed: number;
+            /** Dropped */
+            dropped: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Secret
+             * @description A webhook's signing secret: shown this once (POST .../secret makes a new one)
+             */
+            secret: string | null;
+        };
+        /**
+         * ChannelIn
+         * @description A new channel. ``webhook``: ``url`` (a signing secret is made for it and shown once);
+         *     ``telegram``: ``bot_token`` and ``chat_id``; ``email``: ``to``, and optionally your own SMTP server
+         *     (``smtp_*``) instead of the platform's; ``browser``: nothing (the open web app).
+         */
+        ChannelIn: {
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "webhook" | "telegram" | "email" | "browser";
+            /** Name */
+            name?: string | null;
+            /**
+             * Events
+             * @description default: all
+             */
+            events?: ("fill" | "paused" | "kill_switch" | "loss_limit" | "exchange" | "summary")[] | null;
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled?: boolean;
+            /** Url */
+            url?: string | null;
+            /** Bot Token */
+            bot_token?: string | null;
+            /** Chat Id */
+            chat_id?: string | null;
+            /** To */
+            to?: string | null;
+            /** Smtp Host */
+            smtp_host?: string | null;
+            /** Smtp Port */
+            smtp_port?: number | null;
+            /** Smtp Username */
+            smtp_username?: string | null;
+            /** Smtp Password */
+            smtp_password?: string | null;
+            /** Smtp From */
+            smtp_from?: string | null;
+            /** Smtp Security */
+            smtp_security?: ("starttls" | "tls" | "none") | null;
+        };
+        /** ChannelOut */
+        ChannelOut: {
+            /** Id */
+            id: number;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "webhook" | "telegram" | "email" | "browser";
+            /** Name */
+            name: string;
+            /** Events */
+            events: string[];
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Target
+             * @description Where it goes, as the app shows it (a webhook's path is never shown)
+             */
+            target: string;
+            /**
+             * Url
+             * @description The webhook's scheme, host and port; its path stays secret
+             */
+            url: string | null;
+            /** Chat Id */
+            chat_id: string | null;
+            /** Bot Token Masked */
+            bot_token_masked: string | null;
+            /** To */
+            to: string | null;
+            /** Smtp Host */
+            smtp_host: string | null;
+            /** Smtp Port */
+            smtp_port: number | null;
+            /** Smtp Username */
+            smtp_username: string | null;
+            /** Smtp From */
+            smtp_from: string | null;
+            /** Smtp Security */
+            smtp_security: string | null;
+            /** Has Smtp Password */
+            has_smtp_password: boolean;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "new" | "ok" | "failing";
+            /** Last Success At */
+            last_success_at: string | null;
+            /** Last Failure At */
+            last_failure_at: string | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Last Attempts */
+            last_attempts: number;
+            /** Delivered */
+            delivered: number;
+            /** Failed */
+            failed: number;
+            /** Dropped */
+            dropped: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /** ChannelPage */
+        ChannelPage: {
+            /** Items */
+            items: components["schemas"]["ChannelOut"][];
+            /** Next Before Id */
+            next_before_id: number | null;
+        };
+        /**
+         * ChannelPatch
+         * @description Change a channel; a field left out keeps its value (a secret too: send it only to replace it).
+         */
+        ChannelPatch: {
+            /** Name */
+            name?: string;
+            /** Events */
+            events?: ("fill" | "paused" | "kill_switch" | "loss_limit" | "exchange" | "summary")[];
+            /** Enabled */
+            enabled?: boolean;
+            /** Url */
+            url?: string;
+            /**
+             * Bot Token
+             * @description The token @BotFather gave (123456:ABC-...); write-only
+             */
+            bot_token?: string;
+            /**
+             * Chat Id
+             * @description A chat's number (a group's is negative) or a public channel's @name
+             */
+            chat_id?: string;
+            /**
+             * To
+             * Format: email
+             */
+            to?: string;
+            /** Smtp Host */
+            smtp_host?: string | null;
+            /** Smtp Port */
+            smtp_port?: number | null;
+            /** Smtp Username */
+            smtp_username?: string | null;
+            /** Smtp Password */
+            smtp_password?: string | null;
+            /** Smtp From */
+            smtp_from?: string | null;
+            /** Smtp Security */
+            smtp_security?: ("starttls" | "tls" | "none") | null;
+        };
         /**
          * CloseOut
          * @description What core did about one assignment's position when asked to close it.
@@ -1010,6 +1653,32 @@ export interface components {
             /** Code */
             code: string;
         };
+        /** CompareOut */
+        CompareOut: {
+            /** Runs */
+            runs: components["schemas"]["RunOut"][];
+            /** Metrics */
+            metrics: components["schemas"]["CompareRow"][];
+        };
+        /** CompareRow */
+        CompareRow: {
+            /** Key */
+            key: string;
+            /** Label */
+            label: string;
+            /** Better */
+            better: ("higher" | "lower") | null;
+            /**
+             * Values
+             * @description one per run, in the order asked
+             */
+            values: (number | null)[];
+            /**
+             * Best
+             * @description the indices of the runs with the best value
+             */
+            best: number[];
+        };
         /** Credentials */
         Credentials: {
             /**
@@ -1019,6 +1688,38 @@ export interface components {
             email: string;
             /** Password */
             password: string;
+        };
+        /** DeliveryOut */
+        DeliveryOut: {
+            /** Id */
+            id: number;
+            /** Channel Id */
+            channel_id: number;
+            /** Event */
+            event: string;
+            /** Title */
+            title: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "sent" | "failed" | "dropped";
+            /** Attempts */
+            attempts: number;
+            /** Error */
+            error: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /** DeliveryPage */
+        DeliveryPage: {
+            /** Items */
+            items: components["schemas"]["DeliveryOut"][];
+            /** Next Before Id */
+            next_before_id: number | null;
         };
         /** Diagnostic */
         Diagnostic: {
@@ -1063,6 +1764,13 @@ export interface components {
             items: components["schemas"]["EvaluationOut"][];
             /** Next Before Id */
             next_before_id: number | null;
+        };
+        /** EventOut */
+        EventOut: {
+            /** Kind */
+            kind: string;
+            /** Label */
+            label: string;
         };
         /** FlattenOut */
         FlattenOut: {
@@ -1179,6 +1887,11 @@ export interface components {
              * @description a filled sell: signal | stop_loss | take_profit | trailing_stop
              */
             exit_reason?: string | null;
+            /**
+             * Size Note
+             * @description why a buy is smaller than its decision asked (the account's balance, a risk limit)
+             */
+            size_note?: string | null;
             /** Candle Time */
             candle_time: number | null;
             /** Latency Ms */
@@ -1195,6 +1908,43 @@ export interface components {
             items: components["schemas"]["OrderOut"][];
             /** Next Before Id */
             next_before_id: number | null;
+        };
+        /**
+         * ParamDeclOut
+         * @description A parameter the strategy's code declares (``params = {fast = {type = "int", min = 5, ...}}``): what the
+         *     forms are made of, and what a parameter sent for it is checked against.
+         */
+        ParamDeclOut: {
+            /** Name */
+            name: string;
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "int" | "float" | "bool" | "choice";
+            /**
+             * Min
+             * @description the range, inclusive (int, float)
+             */
+            min?: number | null;
+            /** Max */
+            max?: number | null;
+            /**
+             * Step
+             * @description the grid an optimiser searches within the range
+             */
+            step?: number | null;
+            /**
+             * Log
+             * @default false
+             */
+            log?: boolean;
+            /** Choices */
+            choices?: (boolean | number | string)[] | null;
+            /** Default */
+            default?: boolean | number | string | null;
+            /** Description */
+            description?: string | null;
         };
         /** PositionOut */
         PositionOut: {
@@ -1330,6 +2080,165 @@ export interface components {
              */
             trials?: number | null;
         };
+        /** RunOut */
+        RunOut: {
+            /**
+             * Ref
+             * @description kind:id, e.g. backtest:12
+             */
+            ref: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "backtest" | "study" | "walkforward";
+            /** Id */
+            id: number;
+            /**
+             * Status
+             * @description queued | running | interrupted | done | error
+             */
+            status: string;
+            /** Strategy Id */
+            strategy_id: number;
+            /**
+             * Strategy
+             * @description the strategy's name
+             */
+            strategy: string;
+            /**
+             * Version
+             * @description the strategy version it ran (versions never change)
+             */
+            version: number;
+            /**
+             * Draft
+             * @description a backtest of unsaved code (the editor's): kept with the run, the version is the one it was written over
+             * @default false
+             */
+            draft?: boolean;
+            /**
+             * Code Sha256
+             * @description SHA-256 of that version's code (one run only)
+             */
+            code_sha256?: string | null;
+            /** Market Id */
+            market_id: number;
+            /** Exchange */
+            exchange: string;
+            /** Symbol */
+            symbol: string;
+            /** Timeframe */
+            timeframe: string;
+            range: components["schemas"]["RunRange"];
+            /**
+             * Settings
+             * @description what was asked: costs, lookback, and per kind its own
+             */
+            settings: {
+                [key: string]: unknown;
+            };
+            /**
+             * Params
+             * @description a backtest's parameters, a study's best trial's; null for a walk-forward (its windows each have their own)
+             */
+            params?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Metrics
+             * @description return_pct, max_drawdown_pct, sharpe, sortino, profit_factor, win_rate, trade_count, final_equity, candles (and wfe for a walk-forward); null where the run has none: a study's are its best trial run in full, a walk-forward's the stitched out-of-sample curve's
+             */
+            metrics: {
+                [key: string]: unknown;
+            };
+            /** Error */
+            error?: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Finished At */
+            finished_at?: string | null;
+            /**
+             * Equity
+             * @description [[time ms, equity, drawdown %], ...] (one run and compare)
+             */
+            equity?: (number)[][] | null;
+            /**
+             * Trades
+             * @description the trades (a quoting backtest: its fills; a walk-forward: out of sample, with their window) (one run only)
+             */
+            trades?: {
+                [key: string]: unknown;
+            }[] | null;
+            /**
+             * Detail
+             * @description per kind (one run only): a backtest's mode and every metric; a study's objectives, sampler, counts and best trial; a walk-forward's windows, in-sample curve and efficiency
+             */
+            detail?: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /** RunPage */
+        RunPage: {
+            /** Items */
+            items: components["schemas"]["RunOut"][];
+            /**
+             * Next Before
+             * @description pass as `before` for the next page; null: no more
+             */
+            next_before: string | null;
+        };
+        /** RunRange */
+        RunRange: {
+            /**
+             * From
+             * @description the start asked for (epoch ms); null: the first candle
+             */
+            from: number | null;
+            /**
+             * To
+             * @description the end asked for (exclusive, epoch ms); null: open-ended
+             */
+            to: number | null;
+            /**
+             * First
+             * @description the time of the first candle the run saw (null until it has run)
+             */
+            first: number | null;
+            /**
+             * Last
+             * @description the time of the last one
+             */
+            last: number | null;
+            /**
+             * Candles
+             * @description how many candles (or ticks) it ran over
+             */
+            candles: number | null;
+        };
+        /** SecretOut */
+        SecretOut: {
+            /**
+             * Secret
+             * @description The webhook's new signing secret, shown this once
+             */
+            secret: string;
+        };
+        /** SentOut */
+        SentOut: {
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "sent" | "failed";
+            /** Attempts */
+            attempts: number;
+            /** Error */
+            error: string | null;
+        };
         /** StrategyIn */
         StrategyIn: {
             /** Name */
@@ -1363,6 +2272,11 @@ export interface components {
                 [key: string]: unknown;
             };
             /**
+             * Declared
+             * @description the parameters the code declares, by name; [] none (any name=value is taken); null: not known (the code could not be read just now)
+             */
+            declared?: components["schemas"]["ParamDeclOut"][] | null;
+            /**
              * Created At
              * Format: date-time
              */
@@ -1392,6 +2306,48 @@ export interface components {
             params?: {
                 [key: string]: boolean | number | string;
             } | null;
+        };
+        /** StrategySaved */
+        StrategySaved: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            /** Code */
+            code: string;
+            /** Version */
+            version: number;
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            /**
+             * Declared
+             * @description the parameters the code declares, by name; [] none (any name=value is taken); null: not known (the code could not be read just now)
+             */
+            declared?: components["schemas"]["ParamDeclOut"][] | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+            /**
+             * Switched
+             * @description the assignments that follow the latest version: a new version reaches them at their next evaluation ([] when the save made no new version)
+             */
+            switched?: components["schemas"]["SwitchOut"][];
+            /**
+             * Pinned
+             * @description the assignments pinned to a version: they stay on it
+             */
+            pinned?: components["schemas"]["SwitchOut"][];
         };
         /** StudyIn */
         StudyIn: {
@@ -1529,6 +2485,13 @@ export interface components {
                     [key: string]: number;
                 };
             } | null;
+            /**
+             * Best Run
+             * @description the detail only, once the study has ended: its best trial run again in full (trial, params, values, metrics, trades, equity [[time ms, equity, drawdown %]], range, error)
+             */
+            best_run?: {
+                [key: string]: unknown;
+            } | null;
         };
         /** StudyPage */
         StudyPage: {
@@ -1543,6 +2506,30 @@ export interface components {
             id: number;
             /** Status */
             status: string;
+        };
+        /**
+         * SwitchOut
+         * @description An assignment of a strategy that was just saved, and what the save does to it.
+         */
+        SwitchOut: {
+            /** Id */
+            id: number;
+            /** Market Id */
+            market_id: number;
+            /** Timeframe */
+            timeframe: string;
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Version
+             * @description the version it runs from now on
+             */
+            version: number;
+            /**
+             * Warning
+             * @description its parameters do not fit the version it runs (the declaration changed)
+             */
+            warning?: string | null;
         };
         /** TokenOut */
         TokenOut: {
@@ -1699,10 +2686,182 @@ export interface components {
                 [key: string]: unknown;
             };
             /**
+             * Declared
+             * @description the parameters the code declares, by name; [] none (any name=value is taken); null: not known (the code could not be read just now)
+             */
+            declared?: components["schemas"]["ParamDeclOut"][] | null;
+            /**
              * Created At
              * Format: date-time
              */
             created_at: string;
+        };
+        /** WalkForwardIn */
+        WalkForwardIn: {
+            /** Strategy Id */
+            strategy_id: number;
+            /** Market Id */
+            market_id: number;
+            /**
+             * Timeframe
+             * @default 1h
+             */
+            timeframe?: string;
+            /**
+             * From
+             * @description start (ISO 8601 or epoch ms)
+             */
+            from?: string | number | null;
+            /**
+             * To
+             * @description end, exclusive (ISO 8601 or epoch ms); default: the newest candle's end
+             */
+            to?: string | number | null;
+            /**
+             * Mode
+             * @description rolling: train windows of `train`, moved on by `test`; anchored: every train window starts at the first candle; split: one train/test split at `split`
+             * @default rolling
+             * @enum {string}
+             */
+            mode?: "rolling" | "anchored" | "split";
+            /**
+             * Train
+             * @description train window length: 30d, 12h, 90m, 2w
+             */
+            train?: string | null;
+            /**
+             * Test
+             * @description test window length (and the step)
+             */
+            test?: string | null;
+            /**
+             * Split
+             * @description split: the train share of the candles, e.g. 0.7
+             */
+            split?: number | null;
+            /**
+             * Trials
+             * @description per train window
+             * @default 20
+             */
+            trials?: number;
+            /**
+             * Objective
+             * @default sharpe
+             * @enum {string}
+             */
+            objective?: "sharpe" | "sortino" | "return" | "max_drawdown" | "profit_factor";
+            /**
+             * Sampler
+             * @default tpe
+             * @enum {string}
+             */
+            sampler?: "tpe" | "nsga2";
+            /**
+             * Prune
+             * @default true
+             */
+            prune?: boolean;
+            /** Seed */
+            seed?: number | null;
+            /**
+             * Params
+             * @description parameters held fixed (not searched)
+             */
+            params?: {
+                [key: string]: boolean | number | string;
+            };
+            /**
+             * Cash
+             * @default 10000
+             */
+            cash?: number;
+            /**
+             * Fee
+             * @default 0.001
+             */
+            fee?: number;
+            /** Maker Fee */
+            maker_fee?: number | null;
+            /**
+             * Slippage
+             * @default 0
+             */
+            slippage?: number;
+            /**
+             * Lookback
+             * @default 500
+             */
+            lookback?: number;
+        };
+        /** WalkForwardOut */
+        WalkForwardOut: {
+            /** Id */
+            id: number;
+            /**
+             * Status
+             * @description queued | running | interrupted | done | error
+             */
+            status: string;
+            /** Strategy Id */
+            strategy_id: number;
+            /** Version */
+            version: number;
+            /** Market Id */
+            market_id: number;
+            /** Timeframe */
+            timeframe: string;
+            /**
+             * Config
+             * @description from, to, mode, train and test (ms), split, trials per window, and study: objectives, sampler, prune, seed, fixed params, cash, fees, lookback
+             */
+            config: {
+                [key: string]: unknown;
+            };
+            /**
+             * Metrics
+             * @description the stitched out-of-sample curve's: return_pct, max_drawdown_pct, sharpe, sortino, profit_factor, win_rate, trade_count, final_equity, candles, wfe
+             */
+            metrics?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Result
+             * @description the detail only: `tradewind walkforward --json`'s document (mode, objective, cash, windows, oos_return_pct, oos_annualised_pct, is_annualised_pct, wfe, oos_equity, is_equity), the out-of-sample trades (with their window) and the range of candles it ran over
+             */
+            result?: {
+                [key: string]: unknown;
+            } | null;
+            /** Error */
+            error?: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Finished At */
+            finished_at?: string | null;
+        };
+        /** WalkForwardPage */
+        WalkForwardPage: {
+            /** Items */
+            items: components["schemas"]["WalkForwardOut"][];
+            /** Next Before Id */
+            next_before_id: number | null;
+        };
+        /** WalkForwardQueued */
+        WalkForwardQueued: {
+            /** Id */
+            id: number;
+            /** Status */
+            status: string;
+        };
+        /** WarningOut */
+        WarningOut: {
+            /** Field */
+            field: string;
+            /** Message */
+            message: string;
         };
         /** Error */
         Error: {
@@ -2121,6 +3280,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     list_strategies_api_strategies_get: {
@@ -2267,6 +3435,15 @@ export interface operations {
             429: {
                 headers: {
                     "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2444,7 +3621,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["StrategyOut"];
+                    "application/json": components["schemas"]["StrategySaved"];
                 };
             };
             /** @description Not logged in, or the session has ended */
@@ -2506,6 +3683,15 @@ export interface operations {
             429: {
                 headers: {
                     "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -3287,6 +4473,113 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    check_allocation_api_assignments_allocation_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AllocationCheckIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AllocationOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     get_api_assignments__assignment_id__get: {
@@ -3526,6 +4819,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     pause_api_assignments__assignment_id__pause_post: {
@@ -3614,6 +4916,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     resume_api_assignments__assignment_id__resume_post: {
@@ -3696,6 +5007,15 @@ export interface operations {
             429: {
                 headers: {
                     "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -4815,6 +6135,706 @@ export interface operations {
             };
         };
     };
+    list_events_api_alerts_events_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventOut"][];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    list_channels_api_alerts_channels_get: {
+        parameters: {
+            query?: {
+                /** @description page size */
+                limit?: number;
+                /** @description next_before_id of the previous page */
+                before_id?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelPage"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    create_api_alerts_channels_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelCreated"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_api_alerts_channels__channel_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                channel_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    delete_api_alerts_channels__channel_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                channel_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    update_api_alerts_channels__channel_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                channel_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelPatch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    new_secret_api_alerts_channels__channel_id__secret_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                channel_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SecretOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    send_test_api_alerts_channels__channel_id__test_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                channel_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SentOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The alerts component (or the message bus) is not reachable: nothing was sent */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deliveries_api_alerts_channels__channel_id__deliveries_get: {
+        parameters: {
+            query?: {
+                /** @description page size */
+                limit?: number;
+                /** @description next_before_id of the previous page */
+                before_id?: number | null;
+            };
+            header?: never;
+            path: {
+                /** @description the object's id */
+                channel_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     list_backtests_api_backtests_get: {
         parameters: {
             query?: {
@@ -5415,6 +7435,609 @@ export interface operations {
             /** @description A component (exchange adapter, message bus, database) is not reachable */
             503: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    list_walkforwards_api_walkforwards_get: {
+        parameters: {
+            query?: {
+                /** @description page size */
+                limit?: number;
+                /** @description next_before_id of the previous page */
+                before_id?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WalkForwardPage"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    create_api_walkforwards_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WalkForwardIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WalkForwardQueued"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_api_walkforwards__walkforward_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                walkforward_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WalkForwardOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    list_runs_api_runs_get: {
+        parameters: {
+            query?: {
+                /** @description only runs of this kind */
+                kind?: ("backtest" | "study" | "walkforward") | null;
+                strategy_id?: number | null;
+                /** @description page size */
+                limit?: number;
+                /** @description next_before of the previous page */
+                before?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunPage"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    compare_api_runs_compare_get: {
+        parameters: {
+            query: {
+                /** @description 2 to 10 runs, comma-separated: backtest:12,study:3 */
+                runs: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompareOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_api_runs__kind___run_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description backtest, study or walkforward */
+                kind: "backtest" | "study" | "walkforward";
+                /** @description the run's id (of its kind) */
+                run_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    export_csv_api_runs__kind___run_id__trades_csv_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description backtest, study or walkforward */
+                kind: "backtest" | "study" | "walkforward";
+                /** @description the run's id (of its kind) */
+                run_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    export_json_api_runs__kind___run_id__export_json_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description backtest, study or walkforward */
+                kind: "backtest" | "study" | "walkforward";
+                /** @description the run's id (of its kind) */
+                run_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    export_html_api_runs__kind___run_id__report_html_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description backtest, study or walkforward */
+                kind: "backtest" | "study" | "walkforward";
+                /** @description the run's id (of its kind) */
+                run_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {

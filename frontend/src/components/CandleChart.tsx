@@ -5,6 +5,7 @@ import {
 } from "lightweight-charts";
 import { COLORS, type Bar, type Marker, type PriceLine } from "../chartdata";
 import type { CurvePoint } from "../backtest";
+import { formatTime } from "../time";
 
 const BASE = {
   autoSize: true,
@@ -12,6 +13,8 @@ const BASE = {
   grid: { vertLines: { color: "#f0f2f6" }, horzLines: { color: "#f0f2f6" } },
   rightPriceScale: { borderColor: "#e4e7ee" },
   timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#e4e7ee", rightOffset: 4 },
+  // The crosshair's time reads like every other time in the app (the axis is UTC already).
+  localization: { timeFormatter: (t: Time) => (typeof t === "number" ? formatTime(t * 1000) : String(t)) },
 };
 
 const NO_LINES: PriceLine[] = [];

@@ -1,11 +1,16 @@
 import { useEffect, useRef } from "react";
-import { EditorSelection, EditorState } from "@codemirror/state";
+import { EditorSelection, EditorState, StateEffect } from "@codemirror/state";
 import { Decoration, EditorView, ViewPlugin, WidgetType, keymap, lineNumbers, highlightActiveLine, highlightActiveLineGutter, type DecorationSet, type ViewUpdate } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import { StreamLanguage, syntaxHighlighting, defaultHighlightStyle, bracketMatching, indentOnInput } from "@codemirror/language";
 import { lua } from "@codemirror/legacy-modes/mode/lua";
 import { forEachDiagnostic, linter, lintGutter, type Diagnostic as CmDiagnostic } from "@codemirror/lint";
-import { api, type Diagnostic } from "../api/client";
+import { api } from "../api/client";
+import { CHECKING, checkOf, checkOfFailure, type Check } from "../check";
+import { asApiError } from "../forms";
+
+const RETRY_MS = 3000; // a check the server could not make is tried again, until it answers
+const recheck = StateEffect.define<null>();
 
 /** The error's message at the end of its line, so it reads without hovering. */
 class InlineMessage extends WidgetType {
@@ -41,42 +46,48 @@ const inlineErrors = ViewPlugin.fromClass(class {
 interface Props {
   value: string;
   onChange: (code: string) => void;
-  onDiagnostics?: (d: Diagnostic[]) => void;
+  /** What the server's sandbox says about the text now in the editor (CHECKING as soon as it changes). */
+  onCheck?: (c: Check) => void;
   onSave?: () => void;
   /** Move the cursor to this line (bump `n` to jump again to the same line). */
   jump?: { line: number; n: number } | null;
 }
 
 /** A Lua editor whose errors come from the server's sandbox (debounced as you type), shown on their line. */
-export function CodeEditor({ value, onChange, onDiagnostics, onSave, jump }: Props) {
+export function CodeEditor({ value, onChange, onCheck, onSave, jump }: Props) {
   const host = useRef<HTMLDivElement>(null);
   const view = useRef<EditorView | null>(null);
   const change = useRef(onChange);
-  const report = useRef(onDiagnostics);
+  const report = useRef(onCheck);
   const save = useRef(onSave);
   change.current = onChange;
-  report.current = onDiagnostics;
+  report.current = onCheck;
   save.current = onSave;
 
   useEffect(() => {
+    let retry: ReturnType<typeof setTimeout> | undefined;
     const serverLint = linter(async (v) => {
+      clearTimeout(retry);
       const code = v.state.doc.toString();
       if (!code.trim()) {
-        report.current?.([]);
+        report.current?.({ state: "unchecked", reason: "the code is empty" });
         return [];
       }
+      let check: Check;
       try {
-        const res = await api.validate(code);
-        if (v.state.doc.toString() !== code) return []; // typed on meanwhile: the next run reports
-        report.current?.(res.errors);
-        return res.errors.map((e): CmDiagnostic => {
-          const line = v.state.doc.line(Math.min(Math.max(e.line ?? 1, 1), v.state.doc.lines));
-          return { from: line.from, to: Math.max(line.to, line.from), severity: "error", message: e.message, source: "sandbox" };
-        });
-      } catch {
-        return []; // the server is unreachable: the page says so elsewhere
+        check = checkOf(await api.validate(code));
+      } catch (x) {
+        check = checkOfFailure(asApiError(x)); // too large, unreachable, busy: said, never taken for "no errors"
       }
-    }, { delay: 450 });
+      if (v.state.doc.toString() !== code) return []; // typed on meanwhile: the next run reports
+      report.current?.(check);
+      if (check.state === "unchecked") retry = setTimeout(() => v.dispatch({ effects: recheck.of(null) }), RETRY_MS);
+      if (check.state !== "errors") return [];
+      return check.errors.map((e): CmDiagnostic => { // an error of the whole code (its size) goes on line 1
+        const line = v.state.doc.line(Math.min(Math.max(e.line ?? 1, 1), v.state.doc.lines));
+        return { from: line.from, to: Math.max(line.to, line.from), severity: "error", message: e.message, source: "sandbox" };
+      });
+    }, { delay: 450, needsRefresh: (u) => u.transactions.some((tr) => tr.effects.some((e) => e.is(recheck))) });
     view.current = new EditorView({
       parent: host.current!,
       state: EditorState.create({
@@ -87,13 +98,17 @@ export function CodeEditor({ value, onChange, onDiagnostics, onSave, jump }: Pro
             ...defaultKeymap, ...historyKeymap, indentWithTab]),
           StreamLanguage.define(lua), syntaxHighlighting(defaultHighlightStyle),
           lintGutter(), serverLint, inlineErrors, EditorView.lineWrapping,
-          EditorView.updateListener.of((u) => u.docChanged && change.current(u.state.doc.toString())),
+          EditorView.updateListener.of((u) => {
+            if (!u.docChanged) return;
+            report.current?.(CHECKING);
+            change.current(u.state.doc.toString());
+          }),
           EditorView.theme({ "&": { fontSize: "13.5px" }, ".cm-content": { fontFamily: "var(--mono)" }, ".cm-gutters": { background: "#f7f8fb", borderRight: "1px solid var(--line)" },
             ".cm-inline-error": { color: "#b42318", background: "#fdecec", borderRadius: "4px", padding: "0 6px", marginLeft: "14px", fontFamily: "var(--sans)", fontSize: "12px" } }),
         ],
       }),
     });
-    return () => view.current?.destroy();
+    return () => { clearTimeout(retry); view.current?.destroy(); };
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 

@@ -21,6 +21,14 @@ export function OrderKind({ o }: { o: Order }) {
   );
 }
 
+/** Under an order's amount: why a buy is smaller than its decision asked (the account's free balance, a risk
+ *  limit), or why one was refused. */
+export function SizeNote({ o }: { o: Pick<Order, "size_note" | "status" | "reason"> }) {
+  if (o.size_note) return <div className="size-note" data-testid="size-note" title={o.size_note}>{o.size_note}</div>;
+  if (o.status === "rejected" && o.reason) return <div className="size-note" data-testid="rejected-reason" title={o.reason}>{o.reason}</div>;
+  return null;
+}
+
 /** The prices an open order rests at ("stop 95.20", "target 101.00"). */
 export function Levels({ o }: { o: Order }) {
   const lv = orderLevels(o);

@@ -3,9 +3,9 @@ import type { Assignment, Market, Quote, Quotes } from "../api/client";
 import type { Subscribe } from "../App";
 import { bookOf, compact, quoteStats, spreadText, triggerLabel } from "../quotes";
 import type { TickEvent } from "../stream";
+import { CLOCK_NOTE, formatTime } from "../time";
 import { Alert, Card, Empty, Loading, fmt, price, signed, tone } from "./ui";
 
-const clock = (ms: number) => new Date(ms).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 
 /** The market's best bid and ask and the spread, live from its ticks (a few a second at most). Its own
  *  component so that ticks redraw these figures only, not the chart and the tables. */
@@ -35,8 +35,8 @@ export function TopOfBook({ market, marketId, subscribe }: { market: Market | nu
       <div className="stat"><span>Bid</span><b className="up" data-testid="bid">{b.bid === null ? "—" : price(b.bid)}</b>{size(tick.bid_size)}</div>
       <div className="stat"><span>Ask</span><b className="down" data-testid="ask">{b.ask === null ? "—" : price(b.ask)}</b>{size(tick.ask_size)}</div>
       <div className="stat"><span>Spread</span><b data-testid="spread" className={b.spread !== null && b.spread < 0 ? "down" : ""}>{spreadText(b)}</b>
-        <small className="muted" data-testid="tick-time" title="The time of the last tick (the exchange's clock, else when it arrived)">
-          as of {clock(tick.time > 0 ? tick.time : last.at)}{tick.last > 0 && <> · last trade {price(tick.last)}</>}</small></div>
+        <small className="muted" data-testid="tick-time" title={tick.time > 0 ? `The last tick's time: ${CLOCK_NOTE.market}` : `When the last tick arrived: ${CLOCK_NOTE.wall}`}>
+          as of {formatTime(tick.time > 0 ? tick.time : last.at, { seconds: true })}{tick.last > 0 && <> · last trade {price(tick.last)}</>}</small></div>
     </div>
   );
 }

@@ -1,5 +1,6 @@
 import type { ReactNode } from "react";
 import type { Loaded } from "../hooks";
+import { CLOCK_NOTE, formatTime, toDate, type Clock } from "../time";
 
 export function Field({ label, error, hint, children }: { label: string; error?: string; hint?: ReactNode; children: ReactNode }) {
   return (
@@ -79,9 +80,12 @@ export const tone = (n: number | string | null | undefined): "up" | "down" | "" 
   return !Number.isFinite(v) || v === 0 ? "" : v > 0 ? "up" : "down";
 };
 
-export function time(t: number | string): string {
-  const d = new Date(t);
-  return d.toLocaleString("en-GB", { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+/** Every time on every page: UTC, with the year, labelled ("2025-06-14 09:31 UTC"). */
+export const time = (t: number | string): string => formatTime(t);
+
+/** A time in a table, saying on hover which clock it was read from (the wall clock, or the market's). */
+export function When({ t, clock = "wall", note }: { t: number | string; clock?: Clock; note?: string }) {
+  return <time dateTime={toDate(t)?.toISOString()} title={note ? `${CLOCK_NOTE[clock]}; ${note}` : CLOCK_NOTE[clock]}>{formatTime(t)}</time>;
 }
 
 export const TIMEFRAMES = ["1m", "5m", "15m", "1h", "4h", "1d"];

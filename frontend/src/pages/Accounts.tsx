@@ -1,6 +1,7 @@
-import { useState } from "react";
+import { Fragment, useState } from "react";
+import { LIMITS, accountForm, accountPatch, type AccountForm } from "../accounts";
 import { api, type ApiError, type Trader } from "../api/client";
-import { Alert, Card, Field, Loader, PageHead, fmt, time } from "../components/ui";
+import { Alert, Card, Field, Loader, PageHead, When, fmt } from "../components/ui";
 import { asApiError, assertValid, checkAmount } from "../forms";
 import { useLoad } from "../hooks";
 
@@ -16,6 +17,7 @@ function Balances({ trader }: { trader: Trader }) {
 const ACTIONS: Record<string, string> = {
   "account.created": "Account created", login: "Logged in", "login.failed": "Failed login", logout: "Logged out",
   "trader.created": "Trading account added", "trader.key_changed": "API key changed", "trader.deleted": "Trading account deleted",
+  "trader.key_refused": "API key refused by the exchange", "trader.limits_changed": "Risk limits changed",
   "trader.key_reencrypted": "API key re-encrypted", "killswitch.on": "Kill switch on", "killswitch.off": "Kill switch released",
   "position.close": "Close position asked", "positions.flatten": "Flatten all asked",
 };
@@ -31,7 +33,7 @@ function SecurityLog({ version }: { version: number }) {
             <tbody data-testid="audit">
               {d.items.map((e) => (
                 <tr key={e.id}>
-                  <td className="muted nowrap">{time(e.created_at)}</td>
+                  <td className="muted nowrap"><When t={e.created_at} /></td>
                   <td className={e.action === "login.failed" ? "down" : ""}>{ACTIONS[e.action] ?? e.action}</td>
                   <td className="muted mono hide-sm">{e.address ?? "—"}</td>
                 </tr>
@@ -44,11 +46,56 @@ function SecurityLog({ version }: { version: number }) {
   );
 }
 
-const LIMITS = [
-  ["max_order_notional", "Largest order (quote)"],
-  ["max_position", "Largest position (quote)"],
-  ["daily_loss_limit", "Daily loss limit (quote)"],
-] as const;
+/** An account's name, risk limits and (an exchange account's) key, edited in place under its row. */
+function EditAccount({ trader, onDone, onCancel }: { trader: Trader; onDone: (t: Trader) => void; onCancel: () => void }) {
+  const [form, setForm] = useState<AccountForm>(() => accountForm(trader));
+  const [err, setErr] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [note, setNote] = useState<string | null>(null);
+  const set = (patch: Partial<AccountForm>) => { setForm({ ...form, ...patch }); setNote(null); };
+  const save = async (e: React.FormEvent) => {
+    e.preventDefault();
+    setErr(null);
+    try {
+      const body = accountPatch(trader, form);
+      if (!Object.keys(body).length) { setNote("Nothing changed."); return; }
+      setBusy(true);
+      onDone(await api.updateTrader(trader.id, body));
+    } catch (x) {
+      setErr(asApiError(x));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form className="stack edit-account" onSubmit={save} noValidate data-testid="edit-account">
+      <div className="row">
+        <Field label="Name" error={err?.forField("name")}><input name="edit-name" value={form.name} onChange={(e) => set({ name: e.target.value })} /></Field>
+        {LIMITS.map(([f, label]) => (
+          <Field key={f} label={label} error={err?.forField(f)}>
+            <input name={`edit-${f}`} inputMode="decimal" value={form.limits[f]} onChange={(e) => set({ limits: { ...form.limits, [f]: e.target.value } })} placeholder="no limit" />
+          </Field>
+        ))}
+      </div>
+      {!trader.paper && (
+        <div className="row">
+          <Field label="New API key" error={err?.forField("api_key")} hint={`Empty: keep ${trader.api_key_masked ?? "the current key"}. A new key is checked with the exchange first.`}>
+            <input name="edit-api-key" value={form.apiKey} onChange={(e) => set({ apiKey: e.target.value })} autoComplete="off" spellCheck={false} />
+          </Field>
+          <Field label="New API secret" error={err?.forField("api_secret")} hint="Write-only: it is never shown again.">
+            <input name="edit-api-secret" type="password" value={form.apiSecret} onChange={(e) => set({ apiSecret: e.target.value })} autoComplete="new-password" />
+          </Field>
+        </div>
+      )}
+      {err?.general(["name", "api_key", "api_secret", ...LIMITS.map(([f]) => f)]) && <Alert>{err.message}</Alert>}
+      <div className="row end">
+        {note && <span className="muted" role="status">{note}</span>}
+        <button type="button" onClick={onCancel}>Cancel</button>
+        <button className="primary" data-testid="save-account" disabled={busy}>{busy ? (form.apiKey ? "Checking the key…" : "Saving…") : "Save"}</button>
+      </div>
+    </form>
+  );
+}
 
 export function Accounts() {
   const list = useLoad(() => api.traders());
@@ -63,6 +110,8 @@ export function Accounts() {
   const [listErr, setListErr] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const [version, setVersion] = useState(0);
+  const [editing, setEditing] = useState<number | null>(null);
+  const [edited, setEdited] = useState<string | null>(null);
   const create = async (e: React.FormEvent) => {
     e.preventDefault();
     setErr(null);
@@ -92,6 +141,7 @@ export function Accounts() {
         <div>
           <Card title="Your accounts">
             {listErr && <Alert>{listErr.message}</Alert>}
+            {edited && <div className="notice" role="status">{edited}</div>}
             <Loader state={list} empty={(d) => d.items.length === 0 && "No accounts yet. A paper account trades the simulated markets with 10,000 USD."}>
               {(d) => (
                 <div className="scroll-x">
@@ -99,13 +149,28 @@ export function Accounts() {
                     <thead><tr><th>Name</th><th>Exchange</th><th>API key</th><th>Balances</th><th /></tr></thead>
                     <tbody data-testid="accounts">
                       {d.items.map((t) => (
-                        <tr key={t.id}>
-                          <td>{t.name} {t.paper ? <span className="pill">paper</span> : t.sandbox ? <span className="pill">sandbox</span> : <span className="pill live">live</span>}</td>
-                          <td>{t.exchange}</td>
-                          <td className="mono">{t.api_key_masked ?? <span className="muted">—</span>}</td>
-                          <td><Balances trader={t} /></td>
-                          <td className="actions"><button className="link danger" onClick={() => remove(t)}>delete</button></td>
-                        </tr>
+                        <Fragment key={t.id}>
+                          <tr className={editing === t.id ? "selected" : ""}>
+                            <td>{t.name} {t.paper ? <span className="pill">paper</span> : t.sandbox ? <span className="pill">sandbox</span> : <span className="pill live">live</span>}</td>
+                            <td>{t.exchange}</td>
+                            <td className="mono">{t.api_key_masked ?? <span className="muted">—</span>}</td>
+                            <td><Balances trader={t} /></td>
+                            <td className="actions">
+                              <button className="link" onClick={() => { setEditing(editing === t.id ? null : t.id); setEdited(null); }} aria-expanded={editing === t.id}>edit</button>
+                              <button className="link danger" onClick={() => remove(t)}>delete</button>
+                            </td>
+                          </tr>
+                          {editing === t.id && (
+                            <tr className="detail"><td colSpan={5}>
+                              <EditAccount trader={t} onCancel={() => setEditing(null)} onDone={(saved) => {
+                                setEditing(null);
+                                setEdited(`Saved "${saved.name}".`);
+                                list.setData({ ...d, items: d.items.map((x) => (x.id === saved.id ? saved : x)) });
+                                setVersion((v) => v + 1);
+                              }} />
+                            </td></tr>
+                          )}
+                        </Fragment>
                       ))}
                     </tbody>
                   </table>

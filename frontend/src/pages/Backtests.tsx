@@ -6,9 +6,11 @@ import { definesFunction, exitsByReason, fillMarkers, isRunning, modeLabel, quot
 import { ExitPill } from "../components/Orders";
 import { exitReasonLabel, orderTypeLabel } from "../orders";
 import { snapMarkers, toBars, type Bar } from "../chartdata";
-import { asApiError, assertValid, checkAmount, checkPercent, checkQuoting, formatParams, parseParams, quotingBody, runQuotes } from "../forms";
+import { asApiError, assertValid, checkAmount, checkPercent, checkQuoting, declaredParams, formatParams, paramTexts, parseParams, quotingBody, runQuotes } from "../forms";
+import { ParamFields } from "../components/ParamFields";
 import { useLoad } from "../hooks";
 import { Link, navigate } from "../router";
+import { ExportLinks } from "./Runs";
 
 const NOT_BUILT = "This server has no backtest API yet. Backtests run from the command line meanwhile: tradewind backtest STRATEGY.lua --market ID --timeframe 1h.";
 const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
@@ -28,17 +30,25 @@ export function Backtests() {
     trigger: "", spread_bps: "", max_position: "", min_interval_ms: "" });
   const [err, setErr] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
+  // a strategy that declares its parameters gets a field each (from its saved defaults), else the text field
+  const [pvals, setPvals] = useState<Record<string, unknown> | null>(null);
+  const [ptexts, setPtexts] = useState<Record<string, string>>({});
   const unavailable = runs.error?.status === 404 || runs.error?.status === 405;
   const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => setForm({ ...form, [k]: e.target.value });
   const chooseStrategy = (id: string, list: Strategy[] | undefined) => {
     const s = list?.find((x) => String(x.id) === id);
     setForm((f) => ({ ...f, strategy_id: id, params: s ? formatParams(s.params) : f.params }));
+    if (s) { setPvals(s.params); setPtexts({}); }
   };
   useEffect(() => { if (preset && strategies.data) chooseStrategy(String(preset), strategies.data.items); }, [strategies.data]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => { if (!form.market_id && markets.data?.items.length) setForm((f) => ({ ...f, market_id: String(markets.data!.items[0].id) })); }, [markets.data]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // A strategy with on_tick may quote: the trigger then shows, and the quoting fields when the run will quote.
-  const code = strategies.data?.items.find((s) => String(s.id) === form.strategy_id)?.code ?? "";
+  const chosen = strategies.data?.items.find((s) => String(s.id) === form.strategy_id);
+  const code = chosen?.code ?? "";
+  const decl = chosen?.declared ?? null;
+  const declaring = !!decl && decl.length > 0;
+  const texts = declaring ? { ...paramTexts(decl, pvals), ...ptexts } : {};
   const hasOnTick = definesFunction(code, "on_tick");
   const quotes = runQuotes(form, quotesByDefault(code));
   const market = markets.data?.items.find((m) => String(m.id) === form.market_id);
@@ -60,7 +70,7 @@ export function Backtests() {
       const res = await api.runBacktest({
         strategy_id: Number(form.strategy_id), market_id: Number(form.market_id), timeframe: form.timeframe,
         ...(form.from ? { from: `${form.from}T00:00:00Z` } : {}), ...(form.to ? { to: `${form.to}T23:59:59Z` } : {}),
-        params: parseParams(form.params), cash: Number(form.cash), fee: Number(form.fee) / 100,
+        params: declaring ? declaredParams(decl, texts) : parseParams(form.params), cash: Number(form.cash), fee: Number(form.fee) / 100,
         ...quotingBody(form, quotes),
       });
       navigate(`/backtests/${res.id}`);
@@ -128,7 +138,12 @@ export function Backtests() {
               <Field label="From" error={err?.forField("from")}><input name="bt-from" type="date" value={form.from} onChange={set("from")} /></Field>
               <Field label="To" error={err?.forField("to")} hint="Empty: up to the last candle"><input name="bt-to" type="date" value={form.to} onChange={set("to")} /></Field>
             </div>
-            <Field label="Parameters" error={err?.forField("params")}><input name="bt-params" value={form.params} onChange={set("params")} placeholder="fast=10, slow=30" spellCheck={false} /></Field>
+            {declaring ? (
+              <fieldset className="params">
+                <legend>Parameters <span className="muted small">declared by the strategy</span></legend>
+                <ParamFields decl={decl} texts={texts} onChange={setPtexts} err={err} name="bt" />
+              </fieldset>
+            ) : <Field label="Parameters" error={err?.forField("params")}><input name="bt-params" value={form.params} onChange={set("params")} placeholder="fast=10, slow=30" spellCheck={false} /></Field>}
             <div className="row">
               <Field label="Starting cash (quote)" error={err?.forField("cash")}><input name="bt-cash" inputMode="decimal" value={form.cash} onChange={set("cash")} /></Field>
               <Field label="Fee (%)" error={err?.forField("fee")}><input name="bt-fee" inputMode="decimal" value={form.fee} onChange={set("fee")} /></Field>
@@ -210,10 +225,12 @@ export function BacktestPage({ id }: { id: number }) {
     <>
       <PageHead title={`Backtest #${b.id}`}>
         <Status b={b} />
+        {!isRunning(b) && b.status === "done" && <ExportLinks kind="backtest" id={b.id} />}
         <Link className="button" to={`/backtests?strategy=${b.strategy_id ?? ""}`}>Run again</Link>
       </PageHead>
       <p className="muted subtitle">
-        {strategy ? <Link to={`/strategies/${strategy.id}`}>{strategy.name}</Link> : `strategy #${b.strategy_id}`} on {market ? `${market.exchange} · ${market.symbol}` : `market #${b.market_id}`} · {b.timeframe}
+        {strategy ? <Link to={`/strategies/${strategy.id}`}>{strategy.name}</Link> : `strategy #${b.strategy_id}`}
+        {b.draft && <> <span className="pill" data-testid="draft-run" title="The editor's code when it was run, not a saved version">unsaved code</span></>} on {market ? `${market.exchange} · ${market.symbol}` : `market #${b.market_id}`} · {b.timeframe}
         {b.from ? ` · from ${time(b.from * 1000)}` : ""}{b.to ? ` to ${time(b.to * 1000)}` : ""}
         {Object.keys(b.params).length ? <> · <span className="mono">{formatParams(b.params)}</span></> : null}
       </p>

@@ -1,7 +1,7 @@
 import { api, type Assignment } from "../api/client";
 import { CloseButton, FlattenButton } from "../components/Close";
-import { OpenOrders, OrderKind } from "../components/Orders";
-import { Card, Loader, PageHead, Stat, fmt, price, signed, time, tone } from "../components/ui";
+import { OpenOrders, OrderKind, SizeNote } from "../components/Orders";
+import { Card, Loader, PageHead, Stat, When, fmt, price, signed, tone } from "../components/ui";
 import { useLoad, useThrottled } from "../hooks";
 import { openOrders } from "../orders";
 import { Link } from "../router";
@@ -118,15 +118,15 @@ export function Dashboard({ live }: { live: LiveState }) {
             {(d) => (
               <div className="scroll-x">
                 <table>
-                  <thead><tr><th>When</th><th>Market</th><th>Side</th><th>Type</th><th className="num">Amount</th><th className="num">Price</th><th>Status</th></tr></thead>
+                  <thead><tr><th>Placed</th><th>Market</th><th>Side</th><th>Type</th><th className="num">Amount</th><th className="num">Price</th><th>Status</th></tr></thead>
                   <tbody data-testid="recent-orders">
                     {d.items.slice(0, 10).map((o) => (
                       <tr key={o.id}>
-                        <td className="muted nowrap">{time(o.created_at)}</td>
+                        <td className="muted nowrap"><When t={o.created_at} /></td>
                         <td>{o.symbol}</td>
                         <td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
                         <td><OrderKind o={o} /></td>
-                        <td className="num">{fmt(o.amount, 6)}</td>
+                        <td className="num">{fmt(o.amount, 6)}<SizeNote o={o} /></td>
                         <td className="num">{price(o.price)}</td>
                         <td><span className={`pill ${o.status}`} title={o.reason ?? ""}>{o.status}</span></td>
                       </tr>

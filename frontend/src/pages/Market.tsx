@@ -3,9 +3,9 @@ import { api, type Assignment, type Evaluation, type Latency, type Market, type 
 import type { Subscribe, Watch } from "../App";
 import { CandleChart } from "../components/CandleChart";
 import { CloseButton } from "../components/Close";
-import { OpenOrders, OrderKind } from "../components/Orders";
+import { OpenOrders, OrderKind, SizeNote } from "../components/Orders";
 import { QuotePanel, TopOfBook } from "../components/Quotes";
-import { Alert, Card, Empty, Loading, PageHead, TF_SECONDS, TIMEFRAMES, fmt, price, time } from "../components/ui";
+import { Alert, Card, Empty, Loading, PageHead, TF_SECONDS, TIMEFRAMES, When, fmt, price, time } from "../components/ui";
 import { mergeBar, protectionLines, snapMarkers, toBars, toMarkers, type Bar } from "../chartdata";
 import { asApiError } from "../forms";
 import { useLoad, useThrottled } from "../hooks";
@@ -13,6 +13,7 @@ import { openOrders } from "../orders";
 import { batcher, isTickAssignment, quoteLines } from "../quotes";
 import { navigate } from "../router";
 import { priceKey, type LiveState } from "../stream";
+import { CLOCK_NOTE } from "../time";
 
 type QuoteState = Record<number, { data: Quotes | null; error: string | null }>;
 
@@ -145,7 +146,7 @@ export function MarketPage({ id, subscribe, watch, live }: { id: number; subscri
           <Card title="Decisions" actions={latency && <LatencyNote latency={latency} />}>
             {evals.length === 0 ? <Empty>{tickSelected ? "Waiting for the next tick…" : "Waiting for the next closed candle…"}</Empty> : (
               <table>
-                <thead><tr><th>Candle</th><th>Decision</th><th className="num" title="The time the strategy took to decide">eval ms</th></tr></thead>
+                <thead><tr><th title={CLOCK_NOTE.market}>Candle (market clock)</th><th>Decision</th><th className="num" title="The time the strategy took to decide">eval ms</th></tr></thead>
                 <tbody data-testid="decisions">
                   {evals.slice(0, 12).map((e) => <DecisionRow key={e.id} e={e} open={expanded.has(e.id)} toggle={() => toggle(e.id)} />)}
                 </tbody>
@@ -158,11 +159,11 @@ export function MarketPage({ id, subscribe, watch, live }: { id: number; subscri
           <Card title="Fills">
             {fills.length === 0 ? <Empty>{assignment?.trader_id === null ? "This assignment has no account: it decides, but places no orders." : "No fills yet."}</Empty> : (
               <table>
-                <thead><tr><th>Candle</th><th>Side</th><th>Type</th><th className="num">Qty</th><th className="num">Price</th></tr></thead>
+                <thead><tr><th title={CLOCK_NOTE.wall}>Placed</th><th>Side</th><th>Type</th><th className="num">Qty</th><th className="num">Price</th></tr></thead>
                 <tbody data-testid="fills">
                   {fills.slice(0, 12).map((o) => (
-                    <tr key={o.id}><td className="muted nowrap" title={o.candle_time ? undefined : "placed at"}>{o.candle_time ? time(o.candle_time) : time(o.created_at)}</td><td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
-                      <td><OrderKind o={o} /></td><td className="num">{fmt(o.filled, 6)}</td><td className="num">{price(o.price)}</td></tr>
+                    <tr key={o.id}><td className="muted nowrap"><When t={o.created_at} note={o.candle_time ? `on the candle of ${time(o.candle_time)} (market clock)` : undefined} /></td><td className={o.side === "buy" ? "up" : "down"}>{o.side}</td>
+                      <td><OrderKind o={o} /></td><td className="num">{fmt(o.filled, 6)}<SizeNote o={o} /></td><td className="num">{price(o.price)}</td></tr>
                   ))}
                 </tbody>
               </table>
@@ -180,7 +181,7 @@ function DecisionRow({ e, open, toggle }: { e: Evaluation; open: boolean; toggle
   return (
     <>
       <tr className="expandable" onClick={toggle} aria-expanded={open} data-testid="decision-row" title={open ? "Hide the details" : "Show what it printed and its whole error"}>
-        <td className="muted nowrap"><span aria-hidden>{open ? "▾" : "▸"}</span> {time(e.candle_time)}</td>
+        <td className="muted nowrap"><span aria-hidden>{open ? "▾" : "▸"}</span> <When t={e.candle_time} clock="market" /></td>
         <td>{e.status === "ok" ? <span className={`pill ${e.position}`}>{e.position}</span> : <span className="pill error" title={e.error ?? ""}>error</span>}
           {lines > 0 && <span className="muted small" data-testid="log-count"> · {lines} printed line{lines === 1 ? "" : "s"}</span>}
           {e.error && !open && <div className="reason">{e.error.slice(0, 160)}{e.error.length > 160 ? "…" : ""}</div>}

@@ -1,9 +1,12 @@
-import { useEffect, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { api, type ApiError, type Schemas } from "../api/client";
+import { EquityChart } from "../components/CandleChart";
 import { Alert, Card, Field, Loader, Loading, PageHead, Stat, TIMEFRAMES, fmt, signed, time, tone } from "../components/ui";
 import { asApiError, assertValid, checkPercent, formatParams, parseParams } from "../forms";
 import { useLoad } from "../hooks";
 import { Link, navigate } from "../router";
+import { metricText } from "../runs";
+import { ExportLinks, ResearchTabs } from "./Runs";
 
 type Study = Schemas["StudyOut"];
 type Trial = Schemas["TrialOut"];
@@ -81,7 +84,7 @@ export function Studies() {
   const fields = ["strategy_id", "market_id", "timeframe", "from", "to", "objectives", "trials", "sampler", "params", "fee", "lookback"];
   return (
     <>
-      <PageHead title="Research" />
+      <PageHead title="Research"><ResearchTabs current="/research" /></PageHead>
       <div className="grid wide-left">
         <Card title="Optimisations">
           <Loader state={list} empty={(d) => d.items.length === 0 && "No optimisations yet: start one with the form. The strategy declares its parameters' ranges at its top level: params = { fast = {min = 5, max = 50}, ... }."}>
@@ -206,8 +209,31 @@ function Pareto({ study, trials, front, onPick }: { study: Study; trials: Trial[
   );
 }
 
+interface BestRun { trial: number; metrics?: Record<string, number | null>; equity?: number[][]; trades?: unknown[]; error?: string | null }
+
+/** The best trial's parameters run again in full once the study ended: its equity curve and trades. */
+function BestRunPanel({ study, run }: { study: Study; run: BestRun }) {
+  const curve = useMemo(() => (run.equity ?? []).map(([t, equity, drawdown]) => ({ time: Math.floor(t / 1000), equity, drawdown })), [run.equity]);
+  const cash = (study.config.study as Record<string, unknown> | undefined)?.cash;
+  const m = run.metrics ?? {};
+  return (
+    <div data-testid="best-run">
+      <h4>These parameters run in full <span className="muted small">(kept with the study: compare or export it from the Runs tab)</span></h4>
+      {run.error && <Alert>{run.error}</Alert>}
+      <div className="stats">
+        <Stat label="Return" value={metricText("return_pct", m.return_pct)} tone={tone(m.return_pct)} />
+        <Stat label="Max drawdown" value={metricText("max_drawdown_pct", m.max_drawdown_pct)} />
+        <Stat label="Sharpe" value={metricText("sharpe", m.sharpe)} />
+        <Stat label="Trades" value={metricText("trade_count", m.trade_count)} />
+      </div>
+      {curve.length > 0 && <EquityChart curve={curve} cash={typeof cash === "number" ? cash : undefined} />}
+    </div>
+  );
+}
+
 function TrialPanel({ study, trial }: { study: Study; trial: Trial }) {
   const m = trial.metrics as Record<string, number | null | undefined>;
+  const run = study.best_run as BestRun | null | undefined;
   return (
     <Card title={`Trial #${trial.number}`} actions={<button className="small" data-testid="create-assignment" onClick={() => navigate(assignmentLink(study, trial.params))}>Create an assignment with these</button>}>
       <div data-testid="trial-detail">
@@ -222,6 +248,7 @@ function TrialPanel({ study, trial }: { study: Study; trial: Trial }) {
         <p className="muted small">{trial.state} · run by {trial.worker ?? "—"}{trial.attempts > 1 ? ` (sent ${trial.attempts} times: a worker was lost)` : ""} · {trial.duration_s != null ? `${fmt(trial.duration_s, 2)} s` : ""}
           {trial.intermediate.length > 0 && <> · checkpoints {trial.intermediate.map(([n, v]) => `${n} candles: ${fmt(v)}`).join(", ")}</>}</p>
         {trial.error && <Alert>{trial.error}</Alert>}
+        {run && run.trial === trial.number && <BestRunPanel study={study} run={run} />}
       </div>
     </Card>
   );
@@ -258,7 +285,7 @@ export function StudyPage({ id }: { id: number }) {
   };
   return (
     <>
-      <PageHead title={`Optimisation #${s.id}`}><Link to="/research">All optimisations</Link></PageHead>
+      <PageHead title={`Optimisation #${s.id}`}>{s.best_run && <ExportLinks kind="study" id={s.id} />}<Link to="/research">All optimisations</Link></PageHead>
       <Card title="Study" actions={!active(s) && <button className="small" onClick={resume} data-testid="resume-study">Resume (+10 trials)</button>}>
         <div className="stats">
           <Stat label="Status" value={<StatusPill status={s.status} />} />

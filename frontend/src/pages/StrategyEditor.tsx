@@ -1,6 +1,8 @@
-import { useEffect, useState } from "react";
-import { api, ApiError, type Diagnostic } from "../api/client";
+import { useEffect, useRef, useState } from "react";
+import { api, ApiError } from "../api/client";
+import { CHECKING, codeErrors, saveFailure, type Check } from "../check";
 import { CodeEditor } from "../components/CodeEditor";
+import { DraftBacktest, VersionBanner } from "../components/StrategyVersions";
 import { Alert, Card, Field, Loader, PageHead, time } from "../components/ui";
 import { asApiError, formatParams, parseParams } from "../forms";
 import { useLoad } from "../hooks";
@@ -25,7 +27,8 @@ export function StrategyEditor({ id }: { id: number | null }) {
   const [params, setParams] = useState("fast=10, slow=30");
   const [loaded, setLoaded] = useState(id === null);
   const [loadErr, setLoadErr] = useState<ApiError | null>(null);
-  const [diags, setDiags] = useState<Diagnostic[]>([]);
+  const [check, setCheck] = useState<Check>(CHECKING);
+  const [notSaved, setNotSaved] = useState<string | null>(null); // why the last save failed, beside Save
   const [err, setErr] = useState<ApiError | null>(null);
   const [saved, setSaved] = useState<string | null>(takeFlash);
   const [busy, setBusy] = useState(false);
@@ -42,6 +45,16 @@ export function StrategyEditor({ id }: { id: number | null }) {
     return () => { window.removeEventListener("beforeunload", onUnload); setLeaveGuard(null); };
   }, [dirty]);
   const versions = useLoad(() => (id ? api.versions(id) : Promise.resolve([])), [id, saved]);
+  // The version opened from the history (or ?version=N, a pinned assignment's link) while it is not saved anew
+  const [viewing, setViewing] = useState<number | null>(null);
+  const openVersion = (v: { version: number; code: string; params: Record<string, unknown> }) => {
+    setCode(v.code); setParams(formatParams(v.params)); setSaved(null); setViewing(v.version);
+  };
+  const asked = useRef(Number(new URLSearchParams(location.search).get("version")) || null);
+  useEffect(() => {
+    const v = asked.current && loaded ? versions.data?.find((x) => x.version === asked.current) : undefined;
+    if (v) { asked.current = null; if (v !== versions.data?.[0]) openVersion(v); }
+  }, [loaded, versions.data]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     if (!id) return;
     api.strategy(id).then((s) => {
@@ -53,21 +66,29 @@ export function StrategyEditor({ id }: { id: number | null }) {
       setLoaded(true);
     }, (x) => setLoadErr(asApiError(x)));
   }, [id]);
+  useEffect(() => setNotSaved(null), [snapshot]); // edited since: the reason given may no longer hold
   const save = async () => {
     setErr(null);
+    setNotSaved(null);
     setBusy(true);
     try {
       const body = { name, description, code, params: parseParams(params) };
       const s = id ? await api.updateStrategy(id, body) : await api.createStrategy(body);
       setSaved(`Saved: version ${s.version}`);
+      setViewing(null);
       setClean(JSON.stringify([name, description, code, params]));
       setLeaveGuard(null);
       if (!id) navigate(`/strategies/${s.id}`, { replace: true, message: `Saved: version ${s.version}` });
     } catch (x) {
       const e = asApiError(x);
       setErr(e);
-      const codeErrors = e.errors.filter((f) => f.field === "code").map((f) => ({ line: f.line ?? null, message: f.message }));
-      if (codeErrors.length) setDiags(codeErrors);
+      setNotSaved(saveFailure(e));
+      const errors = codeErrors(e);
+      if (errors.length) {
+        setCheck({ state: "errors", errors });
+        const line = errors.find((d) => d.line)?.line;
+        if (line) setJump({ line, n: Date.now() });
+      }
     } finally {
       setBusy(false);
     }
@@ -77,8 +98,11 @@ export function StrategyEditor({ id }: { id: number | null }) {
     <>
       <PageHead title={id ? name || "Strategy" : "New strategy"}>
         {id && <Link className="button" to={`/backtests?strategy=${id}`}>Backtest</Link>}
+        {id && <DraftBacktest strategyId={id} code={code} params={params} />}
+        {notSaved && <span className="save-error" role="alert" data-testid="save-error">{notSaved}</span>}
         <button className="primary" onClick={save} disabled={busy || !loaded} data-testid="save-strategy" title="Ctrl+S">{busy ? "Saving…" : "Save"}</button>
       </PageHead>
+      {id && <VersionBanner strategyId={id} viewing={viewing} latest={versions.data?.[0]?.version ?? null} onLatest={() => versions.data?.[0] && openVersion(versions.data[0])} />}
       <div className="editor-page">
         <Card>
           <div className="row">
@@ -88,13 +112,16 @@ export function StrategyEditor({ id }: { id: number | null }) {
             </Field>
           </div>
           <Field label="Description" error={err?.forField("description")}><input name="description" value={description} onChange={(e) => setDescription(e.target.value)} placeholder="What it does, in a sentence" /></Field>
-          {loaded ? <CodeEditor value={code} onChange={(c) => { setCode(c); setSaved(null); }} onDiagnostics={setDiags} onSave={save} jump={jump} /> : <div className="editor"><div className="loading">Loading…</div></div>}
+          {loaded ? <CodeEditor value={code} onChange={(c) => { setCode(c); setSaved(null); }} onCheck={setCheck} onSave={save} jump={jump} /> : <div className="editor"><div className="loading">Loading…</div></div>}
           <div className="diagnostics" data-testid="diagnostics" aria-live="polite">
-            {diags.length === 0 ? <span className="ok-text">✓ No errors</span> : diags.map((d, i) => (
-              <button key={i} type="button" className="diag" onClick={() => d.line && setJump({ line: d.line, n: Date.now() })}>
-                {d.line ? <b>Line {d.line}:</b> : null} {d.message}
-              </button>
-            ))}
+            {check.state === "checking" ? <span className="muted">Checking…</span>
+              : check.state === "ok" ? <span className="ok-text">✓ No errors</span>
+              : check.state === "unchecked" ? <span className="warn-text">Not checked: {check.reason}</span>
+              : check.errors.map((d, i) => (
+                <button key={i} type="button" className="diag" onClick={() => d.line && setJump({ line: d.line, n: Date.now() })}>
+                  {d.line ? <b>Line {d.line}:</b> : null} {d.message}
+                </button>
+              ))}
           </div>
           {err?.general(["name", "params", "description", "code"]) && <Alert>{err.message}</Alert>}
           {saved && <div className="notice" role="status">{saved}</div>}
@@ -113,7 +140,7 @@ export function StrategyEditor({ id }: { id: number | null }) {
                 {(d) => (
                   <ul className="versions">{d.map((v, i) => (
                     <li key={v.version}>
-                      <button className="link" onClick={() => { setCode(v.code); setParams(formatParams(v.params)); setSaved(null); }}>v{v.version}</button>
+                      <button className="link" onClick={() => openVersion(v)}>v{v.version}</button>
                       {i === 0 && <span className="pill">current</span>}
                       <span className="muted small">{time(v.created_at)}</span>
                     </li>

@@ -16,13 +16,14 @@ import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import select
 
 from tradewind.backtest import optimize as opt
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.eval.params import ParamSpec
-from tradewind.storage.models import Strategy, StrategyVersion, Study
+from tradewind.storage.models import Strategy, StrategyVersion, Study, WalkForwardRun
 from tradewind.storage.types import utcnow
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ def read_space(code: str, name: str) -> dict[str, ParamSpec]:  # pragma: no cove
         raise ValueError(str(exc)) from None
 
 
-def stale(study: Study, now: dt.datetime | None = None) -> bool:
-    """Whether a running study's driver is gone (no heartbeat for STALE_S)."""
+def stale(study: Study | WalkForwardRun, now: dt.datetime | None = None) -> bool:
+    """Whether a running study's driver (or walk-forward's worker) is gone (no heartbeat for STALE_S)."""
     if study.status != "running":
         return False
     beat = study.heartbeat_at or study.created_at
@@ -101,7 +102,7 @@ async def drive(worker: BacktestWorker, study_id: int) -> None:
         row = (await s.execute(
             select(StrategyVersion.code, Strategy.name).join(Strategy, Strategy.id == StrategyVersion.strategy_id)
             .where(StrategyVersion.strategy_id == st.strategy_id, StrategyVersion.version == st.version))).first()  # fmt: skip
-        st.status, st.heartbeat_at, st.error = "running", utcnow(), None
+        st.status, st.heartbeat_at, st.error, st.result = "running", utcnow(), None, None
         await s.commit()
         cfg_raw, optuna_name, total = dict(st.config or {}), st.optuna_name, st.trials
         data = m.BacktestData(market_id=st.market_id, tf=st.timeframe, start=cfg_raw.get("from"),
@@ -125,7 +126,12 @@ async def drive(worker: BacktestWorker, study_id: int) -> None:
         parallel = await capacity(worker.nc) or 1
         await driver.run(total, parallel)
         status = "done"
-        await _save(worker, study_id, summary=await asyncio.to_thread(summarize, study, config))
+        summary = await asyncio.to_thread(summarize, study, config)
+        await _save(worker, study_id, summary=summary)
+        if summary["best"] is not None:
+            await _save(
+                worker, study_id, result=await best_run(worker, code, name, config, arrays, summary["best"])
+            )
     except (opt.OptimizeError, OSError, ValueError, RuntimeError) as exc:
         error = str(exc)
     finally:
@@ -136,6 +142,38 @@ async def drive(worker: BacktestWorker, study_id: int) -> None:
         if st is not None:
             st.status, st.error, st.finished_at = status, error, utcnow()
             await s.commit()
+
+
+async def best_run(worker: BacktestWorker, code: str, name: str, config: opt.StudyConfig,
+                   arrays: dict[str, np.ndarray], best: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The best trial (``summarize``'s) run again in full over ``arrays``, the candles the trials ran over (those
+    loaded when the study started: an open-ended range has grown since), as a stored backtest is: its metrics,
+    trades, equity curve and the data it ran over, kept as the study's ``result``; a run that fails keeps its
+    error."""
+    from tradewind.backtest.worker import execute
+
+    out: dict[str, Any] = {"trial": best["number"], "params": best["params"], "values": best["values"]}
+    try:
+        done = await worker._execute(partial(execute, code, arrays, name, dict(best["params"]), config.cash, config.fee,
+                                             config.slippage, config.lookback, True, config.maker_fee))  # fmt: skip
+    except (OSError, ValueError, RuntimeError) as exc:
+        return {**out, "error": str(exc)}
+    metrics, equity = done["summary"], done["equity"]
+    trades = metrics.pop("trades")
+    metrics["trade_count"] = len(trades)
+    span = (
+        {"first": int(equity[0][0]), "last": int(equity[-1][0]), "candles": metrics.get("candles")}
+        if equity
+        else None
+    )
+    return {
+        **out,
+        "metrics": metrics,
+        "trades": trades,
+        "equity": equity,
+        "range": span,
+        "error": metrics.get("error"),
+    }
 
 
 def _open(storage: Any, name: str, config: opt.StudyConfig) -> Any:

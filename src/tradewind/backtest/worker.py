@@ -1,12 +1,15 @@
 """The backtest worker: runs backtests for the API and the points of parameter sweeps, in a NATS queue group.
 
-It answers two subjects in the queue group ``backtest-workers``:
+It answers these subjects in the queue group ``backtest-workers``:
 
 - ``backtest.run`` (RunBacktest -> BacktestResult): one sweep point, request/reply.
 - ``backtest.start`` (StartBacktest -> BacktestAccepted): a stored ``Backtest`` row (POST
   /api/backtests). The worker replies at once, runs it, and stores status, result and error. A quoting
   strategy (``quotes.quoting``) runs ``on_tick`` (``backtest.quotes``): on the market's stored ticks when
   there are any in the range, else on its candles with a synthetic spread.
+- ``backtest.study`` (StartStudy): drives a stored optimisation study (``backtest.studies``).
+- ``backtest.walkforward`` (StartWalkForward): runs a stored walk-forward analysis in one child
+  (``backtest.walkforwards``).
 
 Lua runs in child processes (a pool of ``processes``), never on the event loop; the parent loads the
 candles (from the store, or a file for local sweeps), keeps the last few in memory (a sweep reads the
@@ -177,6 +180,11 @@ class BacktestWorker:
         )
         self._subs.append(
             await self.nc.subscribe(subjects.STUDY_START, queue=subjects.BACKTEST_QUEUE, cb=self._on_study)
+        )
+        self._subs.append(
+            await self.nc.subscribe(
+                subjects.WALKFORWARD_START, queue=subjects.BACKTEST_QUEUE, cb=self._on_walkforward
+            )
         )
         self._subs.append(await self.nc.subscribe(subjects.BACKTEST_CAPACITY, cb=self._on_capacity))
 
@@ -389,6 +397,30 @@ class BacktestWorker:
         except Exception:
             log.exception("study %s failed", study_id)
 
+    # -- walk-forward analyses (the API) ------------------------------------------------------------------------
+    async def _on_walkforward(self, msg: Msg) -> None:
+        try:
+            req = m.decode(msg.data, m.StartWalkForward)
+        except Exception:
+            log.warning("backtest: malformed walk-forward request")
+            return
+        if msg.reply:
+            await msg.respond(
+                m.encode(m.WalkForwardAccepted(walkforward_id=req.walkforward_id, worker=self.name))
+            )
+        await self._slots.acquire()  # the whole analysis runs in one child
+        self._spawn(self._run_walkforward(req.walkforward_id))
+
+    async def _run_walkforward(self, walkforward_id: int) -> None:
+        from tradewind.backtest import walkforwards
+
+        try:
+            await walkforwards.drive(self, walkforward_id)
+        except Exception:
+            log.exception("walk-forward %s failed", walkforward_id)
+        finally:
+            self._slots.release()
+
     async def _on_capacity(self, msg: Msg) -> None:
         if msg.reply:
             await msg.respond(m.encode(m.WorkerCapacity(worker=self.name, processes=self.processes)))
@@ -423,6 +455,8 @@ class BacktestWorker:
             row = (await s.execute(
                 select(StrategyVersion.code, Strategy.name).join(Strategy, Strategy.id == StrategyVersion.strategy_id)
                 .where(StrategyVersion.strategy_id == bt.strategy_id, StrategyVersion.version == bt.version))).first()  # fmt: skip
+            if row is not None and bt.code is not None:  # the editor's code, not saved as a version
+                row = (bt.code, row[1])
             bt.status = "running"
             await s.commit()
             cfg = dict(bt.config or {})

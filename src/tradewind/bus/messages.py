@@ -261,7 +261,10 @@ class TraderChanged(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UserEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One user's live event for the web stream: kind is 'evaluation', 'order' or 'fill'."""
+    """One user's live event for the web stream: kind is 'evaluation', 'order' or 'fill'; 'paused' (an
+    assignment paused: ``assignment_id``, ``reason``), 'kill_switch' (``engaged``), 'loss_limit' (an account's
+    daily loss limit reached: its assignments paused); 'alert' (the in-browser alert channel) and
+    'alert_failed' (an alert that could not be delivered), both from the alerts component."""
 
     kind: str
     data: dict[str, Any]
@@ -336,6 +339,18 @@ class StudyAccepted(msgspec.Struct, frozen=True, kw_only=True):
     worker: str
 
 
+class StartWalkForward(msgspec.Struct, frozen=True, kw_only=True):
+    """Run the stored walk-forward analysis ``walkforward_id`` and store its result (the worker replies at
+    once with WalkForwardAccepted, then works)."""
+
+    walkforward_id: int
+
+
+class WalkForwardAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    walkforward_id: int
+    worker: str
+
+
 class WorkerCapacity(msgspec.Struct, frozen=True, kw_only=True):
     """A backtest worker's answer on ``backtest.capacity``: how many jobs it runs at once."""
 
@@ -371,6 +386,27 @@ class PositionClose(msgspec.Struct, frozen=True, kw_only=True):
 class PositionsClosed(msgspec.Struct, frozen=True, kw_only=True):
     results: list[PositionClose] = []
     error: str | None = None  # the request could not be read or handled at all
+
+
+class SendTestAlert(msgspec.Struct, frozen=True, kw_only=True):
+    """Send a test alert to one of ``owner_id``'s alert channels now (web -> alerts, request/reply)."""
+
+    owner_id: int
+    channel_id: int
+
+
+class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
+    """How a delivery ended: ``status`` sent | failed | not_found; ``error`` says why, fit to show the user."""
+
+    status: str
+    attempts: int = 0
+    error: str | None = None
+
+
+class AlertChannelsChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's alert channels changed (web -> alerts): what the alerts component cached about them goes."""
+
+    owner_id: int
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -66,10 +66,6 @@ def exchange_verify(exchange: str) -> str:
     return f"exchange.{exchange}.verify"
 
 
-def exchange_history(exchange: str) -> str:
-    return f"exchange.{exchange}.history"
-
-
 def order_updates(exchange: str) -> str:
     return f"orders.{exchange}.update"
 
@@ -87,8 +83,16 @@ BACKTEST_START = (
     "backtest.start"  # StartBacktest -> BacktestAccepted; BACKTEST_RUN: RunBacktest -> BacktestResult
 )
 STUDY_START = "backtest.study"  # StartStudy -> StudyAccepted, in BACKTEST_QUEUE
+WALKFORWARD_START = "backtest.walkforward"  # StartWalkForward -> WalkForwardAccepted, in BACKTEST_QUEUE
 BACKTEST_CAPACITY = "backtest.capacity"  # every worker answers (no queue group) with WorkerCapacity
 # ClosePositions -> PositionsClosed: a person closes positions at the market (web -> core; only the leading
 # core answers, in one queue group)
 CORE_CLOSE = "core.positions.close"
 CORE_QUEUE = "core"
+# Alerts (tradewind.alerts): every user's events, heard by the alerts component (which skips evaluations);
+# SendTestAlert -> DeliveryResult (web asks the alerts component to send a test alert now, in a queue group);
+# AlertChannelsChanged (web -> alerts: a user's channels changed, forget what was cached about them).
+USER_EVENTS_ALL = f"{EVENTS_PREFIX}.*"
+ALERTS_QUEUE = "alerts"
+ALERTS_TEST = "alerts.test"
+ALERTS_CHANGED = "alerts.channels.changed"

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
@@ -94,9 +94,11 @@ class AssignmentIndex:
         self.dropped: list[AssignmentState] = []
 
     async def load(self, sf: SessionFactory) -> None:
-        """Reload every enabled assignment of every user whose kill switch is off, keeping in-flight state."""
+        """Reload every enabled assignment of every user whose kill switch is off, keeping in-flight state.
+        Each runs its pinned strategy version, or the latest."""
+        version = func.coalesce(Assignment.pinned_version, Strategy.latest_version)
         q = (
-            select(Assignment, Strategy.latest_version, Market.exchange, Market.symbol, Trader)
+            select(Assignment, version, Market.exchange, Market.symbol, Trader)
             .join(Strategy, Strategy.id == Assignment.strategy_id)
             .join(Market, Market.id == Assignment.market_id)
             .join(User, User.id == Assignment.owner_id)

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.config import Settings
-from tradewind.core import positions
+from tradewind.core import notices, positions
 from tradewind.core.decide import AssignmentIndex
 from tradewind.metrics import ORDERS, TICK_TO_ORDER
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
@@ -485,23 +485,32 @@ class OrderBook:
     async def _check_daily_loss(self, trader_ids: set[int]) -> None:
         """Pause every assignment of an account whose realized loss today reached its daily limit."""
         async with self.sf() as s:
-            limits = dict((await s.execute(
-                select(Trader.id, Trader.daily_loss_limit).where(Trader.id.in_(trader_ids), Trader.daily_loss_limit.is_not(None))
-            )).all())  # fmt: skip
+            accounts = {r.id: r for r in (await s.execute(
+                select(Trader.id, Trader.daily_loss_limit, Trader.owner_id, Trader.name)
+                .where(Trader.id.in_(trader_ids), Trader.daily_loss_limit.is_not(None))
+            )).all()}  # fmt: skip
+            limits = {trader_id: r.daily_loss_limit for trader_id, r in accounts.items()}
             if not limits:
                 return
             losses = await losses_today(s, list(limits))
             paused = []
+            told = []  # accounts whose assignments this check paused: their owners are told, once
             for trader_id, limit in limits.items():
                 loss = losses.get(trader_id, ZERO)
                 if risk.loss_limit_reached(risk.Limits(daily_loss_limit=limit), loss):
                     reason = f"daily loss limit reached: lost {loss:.2f} today (limit {limit})"
-                    await s.execute(
+                    done = await s.execute(
                         update(Assignment).where(Assignment.trader_id == trader_id, Assignment.enabled.is_(True))
                         .values(enabled=False, paused_reason=reason)
                     )  # fmt: skip
                     paused.append(trader_id)
+                    if done.rowcount:
+                        told.append((accounts[trader_id], loss, done.rowcount))
             await s.commit()
+        for r, loss, count in told:
+            await notices.tell(self.nc, r.owner_id, "loss_limit", {
+                "trader_id": r.id, "trader_name": r.name, "loss": f"{loss:.2f}",
+                "limit": format(r.daily_loss_limit, "f"), "paused": count})  # fmt: skip
         if paused:
             log.warning("daily loss limit reached on account(s) %s: their assignments are paused", paused)
             for st in list(self.index.by_id.values()):

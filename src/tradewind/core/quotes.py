@@ -35,7 +35,7 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
-from tradewind.core import positions
+from tradewind.core import notices, positions
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider, Frame, QuoteSlot
 from tradewind.core.orders import Extra, OrderBook
 from tradewind.domain import quote_order_id
@@ -466,8 +466,9 @@ class QuoteDesk:
                     .values(enabled=False, paused_reason=reason)
                 )
             await s.commit()
-        for st, _ in paused:
+        for st, reason in paused:
             self.index.remove(st.id)
+            await notices.paused(self.nc, st, reason)
         gone = {st.id for st, _ in paused}  # withdrawn just below: not again by the housekeeping
         self.index.dropped = [st for st in self.index.dropped if st.id not in gone]
         await self._withdraw([st for st, _ in failed])

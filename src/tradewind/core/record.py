@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, update
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
+from tradewind.core import notices
 from tradewind.core.decide import AssignmentIndex, AssignmentState
 from tradewind.core.orders import OrderBook, store_protection
 from tradewind.metrics import EVAL_DURATION, EVALUATIONS, TICK_TO_DECISION
@@ -94,8 +95,11 @@ class Recorder:
                         enabled=False, paused_reason=reason, consecutive_failures=Assignment.consecutive_failures + 1)
                 )  # fmt: skip
             await s.commit()
-        for aid, _ in paused:
+        for aid, reason in paused:
+            st = self.index.by_id.get(aid)
             self.index.remove(aid)
+            if st is not None:
+                await notices.paused(self.nc, st, reason)
         await self._publish_evaluations(candle, results)
 
     async def _publish_evaluations(

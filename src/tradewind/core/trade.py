@@ -307,7 +307,8 @@ class TradeDesk:
         now = utcnow()  # one timestamp for the batch (and processed once by insert_rows)
         tf = tf_ms(candle.tf)
         common = {"candle_time": candle.time, "filled": ZERO, "fee": ZERO, "created_at": now, "updated_at": now,
-                  "reason": None, "status": "pending", **dict.fromkeys(positions.ORDER_FIELDS), "type": "market"}  # fmt: skip
+                  "reason": None, "status": "pending", **dict.fromkeys(positions.ORDER_FIELDS), "type": "market",
+                  "size_note": None}  # fmt: skip
         for st, it, why in wanted:
             fresh = allowed.get(st.id)
             if isinstance(fresh, str):
@@ -329,7 +330,7 @@ class TradeDesk:
                     notes[st.id] = sized.note
                 cid = client_order_id(st.id, candle.time, "long")
                 row = {**base, "client_order_id": cid, "side": "buy", "amount": sized.amount,
-                       "status": "rejected" if sized.reason else "pending", "reason": sized.reason,
+                       "status": "rejected" if sized.reason else "pending", "reason": sized.reason, "size_note": sized.note,
                        "type": "limit" if it.limit is not None else "market", "limit_price": it.limit,
                        "expires_at": model.expiry(candle.time, tf, it.expire) if it.limit is not None else None}  # fmt: skip
                 if it.exits and not sized.reason:  # stored with the intent (store_intents), the entry's exits

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tradewind.bus import messages as m
-from tradewind.eval.sandbox import Diagnostic, Limits, StrategyError, StrategyRuntime, validate
+from tradewind.eval.sandbox import Diagnostic, Limits, StrategyError, StrategyRuntime, inspect
 from tradewind.eval.ta import ArrayStore
 from tradewind.eval.window import CandleWindow
 
@@ -434,6 +434,14 @@ class ValidationUnavailable(Exception):
     """No validation process is available (shutting down, or none could be started)."""
 
 
+class Inspection(NamedTuple):
+    """What a validation found: the code's errors, and (when it has none) the parameters it declares, as
+    ``ParamSpec.as_dict()`` rows (``tradewind.eval.params``)."""
+
+    diagnostics: list[Diagnostic]
+    declared: list[dict[str, Any]]
+
+
 def _validation_child(conn: Connection) -> None:  # pragma: no cover - runs in the child
     with contextlib.suppress(OSError):
         os.nice(10)  # a runaway being checked yields the CPU to live evaluations (embedded mode)
@@ -446,11 +454,13 @@ def _validation_child(conn: Connection) -> None:  # pragma: no cover - runs in t
         if code is None:
             return
         try:
-            found = [(d.line, d.message) for d in validate(code)]
+            diagnostics, specs = inspect(code)
+            found = [(d.line, d.message) for d in diagnostics]
+            declared = [spec.as_dict() for spec in specs.values()]
         except Exception as exc:  # a bug of ours must not look like the strategy's fault
             log.exception("validation child: internal error")
-            found = [(None, f"internal error while validating: {type(exc).__name__}")]
-        conn.send(found)
+            found, declared = [(None, f"internal error while validating: {type(exc).__name__}")], []
+        conn.send((found, declared))
 
 
 class _Child:
@@ -540,6 +550,10 @@ class ValidationPool:
     async def validate(self, code: str, user: Hashable) -> list[Diagnostic]:
         """Diagnostics as ``sandbox.validate``'s, or one saying the deadline passed; raises
         ValidationBusy or ValidationUnavailable."""
+        return (await self.inspect(code, user)).diagnostics
+
+    async def inspect(self, code: str, user: Hashable) -> Inspection:
+        """``validate``'s diagnostics and the parameters the code declares (``sandbox.inspect``)."""
         if self._closed:
             raise ValidationUnavailable("validation is shutting down")
         waiting = self._users.get(user, 0)
@@ -571,23 +585,26 @@ class ValidationPool:
             self._discard(child)  # died while idle (killed from outside): take the next one
             self._replace()
 
-    async def _run(self, child: _Child, code: str) -> list[Diagnostic]:
+    async def _run(self, child: _Child, code: str) -> Inspection:
         healthy = False
         try:
             try:
                 child.conn.send(code)
                 answered = await _readable(child.conn, self.deadline_s)
                 if answered:
-                    found = child.conn.recv()
+                    found, declared = child.conn.recv()
                     healthy = True
-                    return [Diagnostic(line, message) for line, message in found]
+                    return Inspection([Diagnostic(line, message) for line, message in found], declared)
             except (EOFError, OSError):
                 log.warning("validation child died; replacing it")
-                return [Diagnostic(None, "the validation process died running this code (out of memory?)")]
+                return Inspection(
+                    [Diagnostic(None, "the validation process died running this code (out of memory?)")], []
+                )
             self.kills += 1
             log.info("validation ran past its deadline; killing its child")
-            return [Diagnostic(None, f"validation ran past its {self.deadline_s:g} s limit and was stopped; the "
-                                     "top level of the code (outside functions) runs when it is checked: keep it short")]  # fmt: skip
+            said = (f"validation ran past its {self.deadline_s:g} s limit and was stopped; the top level of the "
+                    "code (outside functions) runs when it is checked: keep it short")  # fmt: skip
+            return Inspection([Diagnostic(None, said)], [])
         finally:
             if healthy and not self._closed:
                 assert self._idle is not None

@@ -21,6 +21,7 @@ A parameter with a range or choices is searched by ``tradewind optimize``; one w
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,13 @@ def _number(value: Any, where: str) -> int | float:
 
 def _whole(x: float) -> bool:
     return float(x).is_integer()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of one kind: two booleans, two texts, or two numbers (1 and 1.0 are one number, as in Lua)."""
+    if isinstance(a, (bool, str)) or isinstance(b, (bool, str)):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
 
 
 def _show(value: Any) -> str:
@@ -202,7 +210,7 @@ def _choice(
             _number(c, f"{where}.choices[{i}]")
     if len(set(map(repr, choices))) != len(choices):
         raise DeclarationError(f"{where}.choices holds a value twice")
-    if default is not None and not any(type(default) is type(c) and default == c for c in choices):
+    if default is not None and not any(_same(default, c) for c in choices):
         raise DeclarationError(f"{where}.default ({_show(default)}) is not one of its choices")
     return ParamSpec(name, "choice", choices=tuple(choices), default=default, description=description)
 
@@ -210,3 +218,72 @@ def _choice(
 def defaults(specs: dict[str, ParamSpec]) -> dict[str, Scalar]:
     """The declared defaults (parameters without one are left out)."""
     return {n: s.default for n, s in specs.items() if s.default is not None}
+
+
+class ParamError(ValueError):
+    """A parameter value that its declaration refuses; ``name`` is the parameter, ``message`` says why."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"params.{name}: {message}")
+        self.name, self.message = name, message
+
+
+SWEEP = re.compile(r"\s*-?[0-9.]+\s*\.\.\s*-?[0-9.]+\s*(:\s*[0-9.]+\s*)?")
+
+
+def _range_text(spec: ParamSpec) -> str:
+    return "" if spec.min is None else f" from {spec.min:g} to {spec.max:g}"
+
+
+def check_value(spec: ParamSpec, value: Any) -> Scalar:
+    """``value`` as the declared parameter ``spec`` takes it (a whole float as an int for an int), or a
+    ParamError saying what it must be. The same rules as a declaration's own default: a number of the
+    declared type, finite, at most 2^53 in size, within min..max; a boolean; one of the choices."""
+    shown = _show(value)
+    if spec.type == "bool":
+        if not isinstance(value, bool):
+            raise ParamError(spec.name, f"must be true or false, got {shown}")
+        return value
+    if spec.type == "choice":
+        for c in spec.choices:
+            if _same(c, value):
+                return c
+        listed = ", ".join(_show(c) for c in spec.choices[:10]) + (", ..." if len(spec.choices) > 10 else "")
+        raise ParamError(spec.name, f"must be one of {listed}, got {shown}")
+    kind = "a whole number" if spec.type == "int" else "a number"
+    if isinstance(value, str) and SWEEP.fullmatch(value):
+        raise ParamError(spec.name, f"takes one value, not a range: {shown} is the syntax of a sweep "
+                                    "(tradewind sweep); Research searches the declared range")  # fmt: skip
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamError(spec.name, f"must be {kind}{_range_text(spec)}, got {shown}")
+    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        raise ParamError(spec.name, f"must be a finite number of at most 2^53 in size, got {value}")
+    if spec.type == "int":
+        if not _whole(value):
+            raise ParamError(spec.name, f"must be a whole number{_range_text(spec)}, got {value}")
+        value = int(value)
+    else:
+        value = float(value)
+    if spec.min is not None and not spec.min <= value <= spec.max:  # type: ignore[operator]
+        raise ParamError(spec.name, f"must be{_range_text(spec)}, got {value:g}")
+    return value
+
+
+def check_params(specs: dict[str, ParamSpec], params: dict[str, Any]) -> dict[str, Scalar]:
+    """``params`` checked against the declared ``specs``: each name declared, each value as ``check_value``
+    takes it. A strategy that declares nothing takes any parameters: they come back as given."""
+    if not specs:
+        return dict(params)
+    out: dict[str, Scalar] = {}
+    for name, value in params.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise ParamError(name, f"the strategy declares no parameter {name!r}; it declares "
+                                   f"{', '.join(sorted(specs))}")  # fmt: skip
+        out[name] = check_value(spec, value)
+    return out
+
+
+def from_dicts(declared: list[dict[str, Any]]) -> dict[str, ParamSpec]:
+    """The specs of a declaration stored as ``ParamSpec.as_dict()`` rows, read by the same rules again."""
+    return parse_declaration({d["name"]: {k: v for k, v in d.items() if k != "name"} for d in declared})

@@ -722,9 +722,16 @@ def validate(code: str, limits: Limits | None = None) -> list[Diagnostic]:
     neither ``decide`` nor ``on_tick`` defined (either makes a strategy), errors or limits hit by the top level; [] when it is fine. ``init`` is not run:
     it may need an assignment's parameters. What the limits cannot stop (work in one VM instruction) only
     a kill can: the web app runs this in the children of ``executor.ValidationPool``, never in-process."""
+    return inspect(code, limits)[0]
+
+
+def inspect(code: str, limits: Limits | None = None) -> tuple[list[Diagnostic], dict[str, ParamSpec]]:
+    """``validate``'s diagnostics and, when there are none, the parameters the code declares (``params``)."""
     try:
         limits = limits or Limits(time_ms=500, instructions=2_000_000)
-        StrategyRuntime(code, name="validate", limits=limits, run_init=False).close()
+        rt = StrategyRuntime(code, name="validate", limits=limits, run_init=False)
     except StrategyError as exc:
-        return [Diagnostic(exc.line, exc.reason)]
-    return []
+        return [Diagnostic(exc.line, exc.reason)], {}
+    declared = rt.declared
+    rt.close()
+    return [], declared

@@ -92,6 +92,9 @@ class StrategyVersion(Base):
     code: Mapped[str] = mapped_column(Text)
     params_schema: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # default parameters
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The parameters its code declares (``params = {...}``, tradewind.eval.params), as ParamSpec.as_dict()
+    # rows, read when it is saved; None: saved before they were kept (the web app reads them on first use).
+    declared: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Market(Base):
@@ -200,6 +203,8 @@ class Assignment(Base):
     max_position: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The strategy version it runs; None: the latest (saving the strategy switches it to the new version).
+    pinned_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Evaluation(Base):
@@ -266,6 +271,8 @@ class Order(Base):
     exit_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Why a buy is smaller than its decision asked: what capped it (the account's free balance, a risk limit)
+    size_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Backtest(Base):
@@ -284,6 +291,8 @@ class Backtest(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Code that was not saved as a version (the editor's "Backtest this code"); None: ``version``'s code
+    code: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Study(Base):
@@ -305,6 +314,31 @@ class Study(Base):
     optuna_name: Mapped[str] = mapped_column(String(100), unique=True)
     space: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the declared parameters
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # counts and the best so far
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the best trial run again in full once the study ends: trial, params, metrics, trades, equity, range
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class WalkForwardRun(Base):
+    """A walk-forward analysis of a user's strategy (``tradewind.backtest.walkforward``), run by a backtest
+    worker (``tradewind.backtest.walkforwards``); ``result``: its windows, stitched curves, efficiency, the
+    out-of-sample trades and headline metrics. ``heartbeat_at``: the last sign of life of that worker."""
+
+    __table_args__ = NEVER_REUSED
+    __tablename__ = "walkforwards"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
+    timeframe: Mapped[str] = mapped_column(String(4))
+    # from, to, mode, train, test (ms), split, trials per window, and the StudyConfig ("study")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="queued")  # queued | running | done | error
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -366,3 +400,48 @@ class PaperFill(Base):
     status: Mapped[str] = mapped_column(String(12))  # filled | rejected
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     time: Mapped[int] = mapped_column(BigInteger)  # epoch ms of the fill
+
+
+class AlertChannel(Base):
+    """Where a user's alerts go (tradewind.alerts): a webhook, a Telegram chat, an e-mail address or the open
+    web app, and which events it takes. Its secrets (a webhook's URL and signing key, a bot token, an SMTP
+    password) are in ``secret_enc``, encrypted like exchange keys and never shown again; ``config`` holds the
+    rest. The newest delivery outcome is kept here, the recent ones in alert_deliveries."""
+
+    __table_args__ = NEVER_REUSED
+    __tablename__ = "alert_channels"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # webhook | telegram | email | browser
+    name: Mapped[str] = mapped_column(String(100))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)  # fill, paused, kill_switch, ...
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secret_enc: Mapped[str | None] = mapped_column(Text, nullable=True)  # encrypted JSON of the secrets
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    last_success_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_attempts: Mapped[int] = mapped_column(Integer, default=0)  # the newest delivery's
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    dropped: Mapped[int] = mapped_column(Integer, default=0)  # alerts dropped from a full queue
+    # The day (ISO date, UTC) of the last daily summary handled for this channel: sent once a day at most.
+    summary_day: Mapped[str | None] = mapped_column(String(10), nullable=True)
+
+
+class AlertDelivery(Base):
+    """One alert's delivery to one channel, as it ended (sent, failed after its attempts, or dropped)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_channel", "channel_id", "id"), NEVER_REUSED)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("alert_channels.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(8))  # sent | failed | dropped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,6 +13,8 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradewind.storage.models import (
+    AlertChannel,
+    AlertDelivery,
     Assignment,
     AuditEntry,
     Backtest,
@@ -22,10 +24,13 @@ from tradewind.storage.models import (
     StrategyVersion,
     Study,
     Trader,
+    WalkForwardRun,
 )
 
-T = TypeVar("T", Strategy, Trader, Assignment, Order, Backtest, Study)
-OWNED = (Strategy, Trader, Assignment, Order, Backtest, Study)
+T = TypeVar(
+    "T", Strategy, Trader, Assignment, Order, Backtest, Study, WalkForwardRun, AlertChannel, AlertDelivery
+)
+OWNED = (Strategy, Trader, Assignment, Order, Backtest, Study, WalkForwardRun, AlertChannel, AlertDelivery)
 
 
 class Owned:

@@ -92,11 +92,13 @@ def size_buy(book: AccountBook, symbol: str, allocation: Decimal, size: float, p
     if book.free is None:
         return Sized(ZERO, "balance check failed: the exchange did not answer")
     if quote > book.free:
-        quote, capped = book.free, f"the account's free balance ({book.free} {quote_asset})"
+        quote, capped = book.free, f"the account's free balance ({book.free:.2f} {quote_asset})"
     amount = model.quantity(quote, price)
     if amount * price < MIN_NOTIONAL:
         if capped is None or capped.startswith("the account's free"):
-            return Sized(ZERO, f"insufficient {quote_asset} balance for this allocation ({book.free} free)")
+            return Sized(
+                ZERO, f"insufficient {quote_asset} balance for this allocation ({book.free:.2f} free)"
+            )
         return Sized(ZERO, f"the order would be worth less than {MIN_NOTIONAL} {quote_asset} under {capped}")
     book.free -= amount * price * BUY_HEADROOM
     book.held[symbol] = held + amount

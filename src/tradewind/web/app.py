@@ -21,7 +21,7 @@ from tradewind.web import errors, stream
 from tradewind.web.deps import WebState
 from tradewind.web.middleware import LimitsMiddleware
 from tradewind.web.openapi import install_openapi
-from tradewind.web.routes import activity, assignments, auth, markets, strategies, system, traders
+from tradewind.web.routes import activity, alerts, assignments, auth, markets, strategies, system, traders
 
 STATIC = Path(__file__).parent / "static" / "app"
 MAX_BODY = 256 * 1024
@@ -43,7 +43,7 @@ def create_app(
     app.add_middleware(LimitsMiddleware, max_body=MAX_BODY)
     install_openapi(app)
 
-    for module in (auth, strategies, traders, assignments, markets, activity, system, stream):
+    for module in (auth, strategies, traders, assignments, markets, activity, system, stream, alerts):
         app.include_router(module.router)
     # The backtest routes are written alongside the backtest engine; mounted when they exist. (Not a
     # try/except ImportError: that would also hide a broken import inside the module.)
@@ -51,9 +51,11 @@ def create_app(
         from tradewind.web.routes import backtests
 
         app.include_router(backtests.router)
-        from tradewind.web.routes import studies
+        from tradewind.web.routes import runs, studies, walkforwards
 
         app.include_router(studies.router)
+        app.include_router(walkforwards.router)
+        app.include_router(runs.router)
     _redact_tokens_in_access_log()
 
     @app.get("/", include_in_schema=False)

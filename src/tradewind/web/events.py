@@ -22,3 +22,15 @@ async def trader_changed(st: Any, trader_id: int, *, deleted: bool = False) -> N
         await st.nc.publish(
             subjects.TRADERS_CHANGED, m.encode(m.TraderChanged(trader_id=trader_id, deleted=deleted))
         )
+
+
+async def user_event(st: Any, user_id: int, kind: str, data: dict[str, Any]) -> None:
+    """Tell the user's live stream (and the alerts component) what they did: a pause, the kill switch."""
+    if st.nc is not None:
+        await st.nc.publish(subjects.user_events(user_id), m.encode(m.UserEvent(kind=kind, data=data)))
+
+
+async def alert_channels_changed(st: Any, owner_id: int) -> None:
+    """Tell the alerts component to read this user's alert channels again."""
+    if st.nc is not None:
+        await st.nc.publish(subjects.ALERTS_CHANGED, m.encode(m.AlertChannelsChanged(owner_id=owner_id)))

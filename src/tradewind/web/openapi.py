@@ -72,9 +72,11 @@ def _codes(path: str, method: str) -> list[str]:
         codes += ["403", "409", "413"]
     if path.startswith("/api/traders") or path.startswith("/api/backtests") or path == "/api/health":
         codes += ["502", "503"]
+    if method in ("post", "put", "patch") and path.startswith(("/api/strategies", "/api/assignments")):
+        codes += ["503"]  # strategy code is checked, and its declaration read, in the validation processes
     if path.endswith("/close") or path == "/api/flatten":
         codes += ["503"]  # core not reachable: nothing was sold
-    if path.startswith("/api/studies"):
+    if path.startswith("/api/studies") or path == "/api/runs/{kind}/{run_id}/export.json":
         codes += ["503"]  # Optuna's storage not reachable
     return codes
 

@@ -147,9 +147,23 @@ class UserOut(BaseModel):
     created_at: dt.datetime
 
 
+def _code_size(code: str) -> str:
+    if len(code) > MAX_CODE:
+        raise ValueError(
+            f"the code is {len(code):,} characters long; the limit is {MAX_CODE:,} ({MAX_CODE // 1024} KiB)"
+        )
+    return code
+
+
+# Its own message rather than pydantic's "String should have at most 65536 characters": the editor shows it.
+_CODE_SCHEMA = Field(json_schema_extra={"maxLength": MAX_CODE})
+Code = Annotated[str, AfterValidator(_code_size), _CODE_SCHEMA]
+SomeCode = Annotated[str, Field(min_length=1), AfterValidator(_code_size), _CODE_SCHEMA]
+
+
 class StrategyIn(Request):
     name: Name
-    code: str = Field(min_length=1, max_length=MAX_CODE)
+    code: SomeCode
     description: str = Field(default="", max_length=2000)
     params: dict[str, ParamValue] = Field(default_factory=dict)
 
@@ -158,7 +172,7 @@ class StrategyIn(Request):
 
 class StrategyPatch(Request):
     name: Name | None = None
-    code: str | None = Field(default=None, min_length=1, max_length=MAX_CODE)
+    code: SomeCode | None = None
     description: str | None = Field(default=None, max_length=2000)
     params: dict[str, ParamValue] | None = None
 
@@ -166,7 +180,7 @@ class StrategyPatch(Request):
 
 
 class CodeIn(Request):
-    code: str = Field(max_length=MAX_CODE)
+    code: Code
 
 
 class Diagnostic(BaseModel):
@@ -179,6 +193,30 @@ class ValidationOut(BaseModel):
     errors: list[Diagnostic]
 
 
+class ParamDeclOut(BaseModel):
+    """A parameter the strategy's code declares (``params = {fast = {type = "int", min = 5, ...}}``): what the
+    forms are made of, and what a parameter sent for it is checked against."""
+
+    name: str
+    type: Literal["int", "float", "bool", "choice"]
+    min: int | float | None = Field(default=None, description="the range, inclusive (int, float)")
+    max: int | float | None = None
+    step: int | float | None = Field(
+        default=None, description="the grid an optimiser searches within the range"
+    )
+    log: bool = False
+    choices: list[bool | int | float | str] | None = None
+    default: bool | int | float | str | None = None
+    description: str | None = None
+
+
+Declared = Annotated[
+    list[ParamDeclOut] | None,
+    Field(description="the parameters the code declares, by name; [] none (any name=value is taken); null: "
+                      "not known (the code could not be read just now)"),
+]  # fmt: skip
+
+
 class StrategyOut(BaseModel):
     id: int
     name: str
@@ -186,14 +224,40 @@ class StrategyOut(BaseModel):
     code: str
     version: int
     params: dict[str, Any]
+    declared: Declared = None
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+class SwitchOut(BaseModel):
+    """An assignment of a strategy that was just saved, and what the save does to it."""
+
+    id: int
+    market_id: int
+    timeframe: str
+    enabled: bool
+    version: int = Field(description="the version it runs from now on")
+    warning: str | None = Field(
+        default=None, description="its parameters do not fit the version it runs (the declaration changed)"
+    )
+
+
+class StrategySaved(StrategyOut):
+    switched: list[SwitchOut] = Field(
+        default_factory=list,
+        description="the assignments that follow the latest version: a new version reaches them at their next "
+        "evaluation ([] when the save made no new version)",
+    )
+    pinned: list[SwitchOut] = Field(
+        default_factory=list, description="the assignments pinned to a version: they stay on it"
+    )
 
 
 class VersionOut(BaseModel):
     version: int
     code: str
     params: dict[str, Any]
+    declared: Declared = None
     created_at: dt.datetime
 
 
@@ -248,6 +312,7 @@ Trigger = Annotated[
 ]
 MIN_INTERVAL_MS = 100
 MAX_INTERVAL_MS = 3_600_000
+PINNED = "run this version of the strategy; null: follow the latest (saving the strategy switches it)"
 
 
 class AssignmentIn(Request):
@@ -262,6 +327,7 @@ class AssignmentIn(Request):
     trigger: Trigger = "candle"
     min_interval_ms: int = Field(default=1000, ge=MIN_INTERVAL_MS, le=MAX_INTERVAL_MS, strict=True)
     max_position: Amount | None = None
+    pinned_version: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True, description=PINNED)
 
     _params = field_validator("params")(_check_params)
     _tf = field_validator("timeframe")(_check_tf)
@@ -279,6 +345,7 @@ class AssignmentPatch(Request):
     trigger: Trigger = None  # type: ignore[assignment]
     min_interval_ms: int = Field(default=None, ge=MIN_INTERVAL_MS, le=MAX_INTERVAL_MS, strict=True)  # type: ignore[assignment]
     max_position: Amount | None = None  # null: no inventory limit but the cash
+    pinned_version: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True, description=PINNED)
 
     _params = field_validator("params")(_check_params)
     _tf = field_validator("timeframe")(_check_tf)
@@ -318,7 +385,42 @@ class AssignmentOut(BaseModel):
     trigger: str = "candle"
     min_interval_ms: int = 1000
     max_position: str | None = None
+    pinned_version: int | None = Field(default=None, description=PINNED)
+    version: int | None = Field(default=None, description="the strategy version it runs")
+    capital: str = Field(default="0", description="what it trades with: its allocation plus its realized P&L")
+    capital_in_use: str = Field(
+        default="0", description="what its open position cost (fees included); 0 while it is flat"
+    )
+    warnings: list[WarningOut] = Field(
+        default_factory=list,
+        description="on creation and change: what will not work as set (it is saved all the same)",
+    )
     created_at: dt.datetime
+
+
+class WarningOut(BaseModel):
+    field: str
+    message: str
+
+
+class AllocationCheckIn(Request):
+    """An assignment's allocation as a form has it, to be checked before it is saved."""
+
+    trader_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    market_id: int = Field(ge=1, le=MAX_ID, strict=True)
+    allocation: Amount
+    assignment_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True,
+                                      description="the assignment being changed (its saved allocation is replaced)")  # fmt: skip
+
+
+class AllocationOut(BaseModel):
+    """The allocations of the account's assignments (that run or hold a position) in one quote currency, and
+    the account's value in it; ``warnings`` when they add up to more than that value."""
+
+    currency: str
+    allocated: str = Field(description="their allocations, with the one asked about")
+    value: str | None = Field(description="free balances valued at the markets' last prices; null: unknown")
+    warnings: list[WarningOut]
 
 
 class QuoteOut(BaseModel):
@@ -402,6 +504,9 @@ class OrderOut(BaseModel):
     )
     exit_reason: str | None = Field(
         None, description="a filled sell: signal | stop_loss | take_profit | trailing_stop"
+    )
+    size_note: str | None = Field(
+        None, description="why a buy is smaller than its decision asked (the account's balance, a risk limit)"
     )
     candle_time: int | None
     latency_ms: float | None
@@ -508,3 +613,4 @@ class AuditPage(Page):
 
 
 TokenOut.model_rebuild()
+AssignmentOut.model_rebuild()

@@ -96,3 +96,16 @@ async def test_the_lifespan_starts_the_children_and_leaves_none_behind() -> None
     assert all([await dies(pid) for pid in pids])
     with pytest.raises(Exception, match="shutting down"):
         await pool.validate(GOOD, "alice")
+
+
+async def test_a_validation_answers_the_parameters_the_code_declares() -> None:
+    pool = ValidationPool(size=1)
+    try:
+        code = 'params = {fast = {type = "int", min = 2, max = 9, default = 3}}\n' + GOOD
+        found = await pool.inspect(code, "alice")
+        assert found.diagnostics == []
+        assert found.declared == [{"name": "fast", "type": "int", "min": 2, "max": 9, "default": 3}]
+        found = await pool.inspect("params = 5\n" + GOOD, "alice")
+        assert found.declared == [] and "params must be a table" in found.diagnostics[0].message
+    finally:
+        await pool.close()

@@ -162,6 +162,15 @@ async def test_upgrade_from_0001_keeps_every_row_and_ids_are_never_reused(db_url
         ):  # 0003: the orders there were are market orders, no exit reason yet
             types = (await conn.execute(text("SELECT DISTINCT type FROM orders"))).scalars().all()
         assert types == ["market"]
+        # 0008: assignments follow the latest version; no declaration, size note or unsaved code yet
+        async with engine.connect() as conn:
+            added = (await conn.execute(text(
+                "SELECT (SELECT count(*) FROM assignments WHERE pinned_version IS NOT NULL)"
+                " + (SELECT count(*) FROM strategy_versions WHERE declared IS NOT NULL)"
+                " + (SELECT count(*) FROM orders WHERE size_note IS NOT NULL)"
+                " + (SELECT count(*) FROM backtests WHERE code IS NOT NULL)"
+            ))).scalar_one()  # fmt: skip
+        assert added == 0
 
         async with engine.begin() as conn:
             # The newest account goes; the next one must not get its id (SQLite used to hand it out again).
@@ -178,5 +187,36 @@ async def test_upgrade_from_0001_keeps_every_row_and_ids_are_never_reused(db_url
             left = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one()
             sessions = (await conn.execute(text("SELECT count(*) FROM sessions"))).scalar_one()
         assert (left, sessions) == (0, 0)
+    finally:
+        await engine.dispose()
+
+
+async def test_0007_keeps_the_studies_and_walkforwards_go_with_their_owner(db_url: str) -> None:
+    """0007: a study of before has no best run kept (``result`` null); walk-forward runs are kept per user."""
+    await asyncio.to_thread(upgrade, db_url, "0006")
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(_tables)
+            for name in ("users", "markets", "strategies"):
+                await conn.execute(tables[name].insert(), SEED[name])
+            await conn.execute(tables["studies"].insert(), [{
+                "id": 3, "owner_id": 1, "strategy_id": 2, "version": 2, "market_id": 1, "timeframe": "1m",
+                "config": {"from": None}, "trials": 10, "status": "done", "optuna_name": "web-x",
+                "summary": {"counts": {"complete": 10}}, "created_at": T0}])  # fmt: skip
+        await engine.dispose()
+        await asyncio.to_thread(upgrade, db_url, "0007")
+        async with engine.begin() as conn:
+            row = (await conn.execute(text("SELECT optuna_name, trials, result FROM studies"))).one()
+            assert tuple(row) == ("web-x", 10, None)
+            tables = await conn.run_sync(_tables)
+            await conn.execute(tables["walkforwards"].insert(), [{
+                "owner_id": 1, "strategy_id": 2, "version": 2, "market_id": 1, "timeframe": "1m",
+                "config": {"mode": "split", "split": 0.7}, "status": "done", "result": {"wfe": 0.8},
+                "created_at": T0}])  # fmt: skip
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM users WHERE id = 1"))
+            left = (await conn.execute(text("SELECT count(*) FROM walkforwards"))).scalar_one()
+        assert left == 0
     finally:
         await engine.dispose()

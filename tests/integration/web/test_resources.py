@@ -32,6 +32,21 @@ async def test_a_syntax_error_is_refused_with_its_line(api) -> None:  # type: ig
     }
 
 
+async def test_an_oversize_strategy_is_refused_with_its_size_on_check_save_and_update(api) -> None:  # type: ignore[no-untyped-def]
+    c = await api.user("big-code@example.com")
+    big = "-- " + "x" * 102_397  # 100 KiB
+    s = (await c.post("/api/strategies", json={"name": "small", "code": GOOD})).json()
+    for r in (
+        await c.post("/api/strategies/validate", json={"code": big}),
+        await c.post("/api/strategies", json={"name": "big", "code": big}),
+        await c.patch(f"/api/strategies/{s['id']}", json={"code": big}),
+    ):
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"] == [
+            {"field": "code", "message": "the code is 102,400 characters long; the limit is 65,536 (64 KiB)"}
+        ]
+
+
 async def test_a_code_change_makes_a_new_version(api) -> None:  # type: ignore[no-untyped-def]
     c = await api.user("ver@example.com")
     s = (await c.post("/api/strategies", json={"name": "v", "code": GOOD})).json()

@@ -17,6 +17,12 @@ async def test_every_documented_path_with_another_users_id_is_a_404(api) -> None
         r = await alice.post("/api/backtests", json={"strategy_id": ids["strategies"], "market_id": 1})
         assert r.status_code == 202, r.text
         own["backtest_id"] = r.json()["id"]
+        # the run history: the backtest as a run (its exports too), and a walk-forward
+        own["kind"], own["run_id"] = "backtest", own["backtest_id"]
+        r = await alice.post("/api/walkforwards", json={"strategy_id": ids["strategies"], "market_id": 1,
+                                                        "mode": "split", "split": 0.5})  # fmt: skip
+        assert r.status_code == 202, r.text
+        own["walkforward_id"] = r.json()["id"]
     tried = []
     for path, ops in spec["paths"].items():
         params = set(re.findall(r"\{(\w+)\}", path))
@@ -32,6 +38,15 @@ async def test_every_documented_path_with_another_users_id_is_a_404(api) -> None
             assert str(own[next(iter(params))]) not in r.text or "not found" in r.json()["detail"]
             tried.append(f"{method} {path}")
     assert len(tried) >= 14, tried
+    if "kind" in own:
+        paths = {"get /api/runs/{kind}/{run_id}/report.html", "get /api/walkforwards/{walkforward_id}"}
+        assert paths <= set(tried), tried
+        # ... while their owner has them all
+        runs = [f"backtest:{own['backtest_id']}", f"walkforward:{own['walkforward_id']}"]
+        assert [x["ref"] for x in (await alice.get("/api/runs")).json()["items"]] == runs[::-1]
+        assert (await alice.get("/api/runs/compare", params={"runs": ",".join(runs)})).status_code == 200
+        for export in ("trades.csv", "export.json", "report.html"):
+            assert (await alice.get(f"/api/runs/backtest/{own['backtest_id']}/{export}")).status_code == 200
     # The hidden PUT alias of PATCH too.
     assert (
         await mallory.put(f"/api/strategies/{ids['strategies']}", json={"name": "mine now"})

@@ -162,6 +162,7 @@ def test_each_component_has_a_deployment_that_runs_its_command(everything: Docs)
         "tradewind-eval": ["run", "eval"],
         "tradewind-exchange-sim": ["run", "exchange", "--exchange", "sim"],
         "tradewind-exchange-bitfinex": ["run", "exchange", "--exchange", "bitfinex"],
+        "tradewind-alerts": ["run", "alerts"],
     }
 
 

@@ -38,6 +38,7 @@ def order_out(o: Order) -> OrderOut:
         filled=format(o.filled, "f"), fee=format(o.fee, "f"), pnl=dec(o.pnl), status=o.status, reason=o.reason,
         candle_time=o.candle_time, latency_ms=o.latency_ms, created_at=o.created_at, type=o.type or "market",
         limit_price=dec(o.limit_price), stop_price=dec(o.stop_price), exit_reason=o.exit_reason,
+        size_note=o.size_note,
     )  # fmt: skip
 
 

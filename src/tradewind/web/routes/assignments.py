@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
+from decimal import Decimal
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
 
 from tradewind.core import positions
-from tradewind.storage.models import Assignment, Evaluation, Market, Order, Strategy, Trader, User
+from tradewind.storage.models import (
+    Assignment,
+    Evaluation,
+    Market,
+    Order,
+    Strategy,
+    StrategyVersion,
+    Trader,
+    User,
+)
+from tradewind.trading import model
+from tradewind.web import allocation, declared
 from tradewind.web.close import ask_core, audit_detail
+from tradewind.web.declared import ValidatorDep
 from tradewind.web.deps import (
     CurrentUser,
     Cursor,
@@ -22,8 +36,10 @@ from tradewind.web.deps import (
     page,
 )
 from tradewind.web.errors import ApiError
-from tradewind.web.events import assignments_changed
+from tradewind.web.events import assignments_changed, user_event
 from tradewind.web.schemas import (
+    AllocationCheckIn,
+    AllocationOut,
     AssignmentIn,
     AssignmentOut,
     AssignmentPage,
@@ -34,13 +50,15 @@ from tradewind.web.schemas import (
     ProtectionOut,
     QuoteOut,
     QuotesOut,
+    WarningOut,
 )
 
 router = APIRouter(prefix="/api/assignments", tags=["assignments"])
 KILL_SWITCH = "kill switch"
 
 
-def out(a: Assignment) -> AssignmentOut:
+def out(a: Assignment, latest: int | None, warnings: Iterable[WarningOut] = ()) -> AssignmentOut:
+    """The assignment as the API shows it; ``latest``: its strategy's latest version."""
     return AssignmentOut(
         id=a.id, strategy_id=a.strategy_id, market_id=a.market_id, timeframe=a.timeframe, trader_id=a.trader_id,
         allocation=format(a.allocation, "f"), params=a.params or {}, lookback=a.lookback, enabled=a.enabled,
@@ -48,7 +66,39 @@ def out(a: Assignment) -> AssignmentOut:
         realized_pnl=format(a.realized_pnl, "f"), last_position=a.last_position, created_at=a.created_at,
         protection=_protection(a), trigger=a.trigger, min_interval_ms=a.min_interval_ms,
         max_position=format(a.max_position, "f") if a.max_position is not None else None,
+        pinned_version=a.pinned_version, version=a.pinned_version or latest,
+        capital=format(model.capital(a.allocation, a.realized_pnl), "f"),
+        capital_in_use=format(a.entry_cost if a.position_qty > 0 else Decimal(0), "f"), warnings=list(warnings),
     )  # fmt: skip
+
+
+async def _out(repo: OwnedDep, a: Assignment, warnings: Iterable[WarningOut] = ()) -> AssignmentOut:
+    latest = (
+        await repo.s.execute(select(Strategy.latest_version).where(Strategy.id == a.strategy_id))
+    ).scalar()
+    return out(a, latest, warnings)
+
+
+async def _version(repo: OwnedDep, strategy_id: int, pinned: int | None) -> StrategyVersion:
+    """The strategy version an assignment with ``pinned`` runs: that one, or the latest."""
+    s = await repo.get(Strategy, strategy_id)
+    if s is None:
+        raise ApiError(422, "no such strategy", field="strategy_id")
+    v = await repo.version(s, pinned or s.latest_version)
+    if v is None:
+        raise ApiError(422, f"the strategy has no version {pinned}; its versions are 1 to {s.latest_version}",
+                       field="pinned_version")  # fmt: skip
+    return v
+
+
+async def _allocation(repo: OwnedDep, st: StateDep, a: Assignment) -> list[WarningOut]:
+    """Warnings about ``a``'s allocation among its account's other assignments (none without an account)."""
+    if a.trader_id is None:
+        return []
+    trader, market = await repo.get(Trader, a.trader_id), await repo.s.get(Market, a.market_id)
+    if trader is None or market is None:
+        return []
+    return (await allocation.check(repo, st, trader, market, a.allocation, a.id)).warnings
 
 
 def _protection(a: Assignment) -> ProtectionOut | None:
@@ -90,20 +140,42 @@ async def _check_refs(
 
 @router.get("", response_model=AssignmentPage)
 async def list_assignments(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
-    return page(
-        [out(a).model_dump(mode="json") for a in await repo.page(Assignment, limit, before_id)], limit
-    )
+    latest = dict((await repo.s.execute(
+        select(Strategy.id, Strategy.latest_version).where(Strategy.owner_id == repo.user_id))).all())  # fmt: skip
+    return page([out(a, latest.get(a.strategy_id)).model_dump(mode="json")
+                 for a in await repo.page(Assignment, limit, before_id)], limit)  # fmt: skip
 
 
 @router.post("", status_code=201, response_model=AssignmentOut)
-async def create(body: AssignmentIn, repo: OwnedDep, st: StateDep, user: CurrentUser) -> AssignmentOut:
+async def create(
+    body: AssignmentIn, repo: OwnedDep, st: StateDep, user: CurrentUser, pool: ValidatorDep
+) -> AssignmentOut:
+    """Assign a strategy; its parameters are checked against what the version it runs declares. An
+    allocation that takes the account's assignments past its value is saved, with a warning."""
     await _check_refs(repo, body.market_id, body.trader_id, body.strategy_id)
-    a = repo.add(Assignment(**body.model_dump()))
+    v = await _version(repo, body.strategy_id, body.pinned_version)
+    params = declared.check(await declared.of_version(pool, v, repo.user_id), body.params)
+    a = repo.add(Assignment(**{**body.model_dump(), "params": params}))
     if user.killed and a.enabled:  # the kill switch holds everything, new assignments included
         a.enabled, a.paused_reason = False, KILL_SWITCH
     await repo.s.commit()
     await assignments_changed(st, a.id)
-    return out(a)
+    return await _out(repo, a, await _allocation(repo, st, a))
+
+
+@router.post("/allocation", response_model=AllocationOut)
+async def check_allocation(body: AllocationCheckIn, repo: OwnedDep, st: StateDep) -> AllocationOut:
+    """Whether an allocation, with those of the account's other assignments, is more than the account is worth
+    (a form asks before it saves; creating and changing an assignment answer the same warnings)."""
+    trader = await repo.get(Trader, body.trader_id)
+    if trader is None:
+        raise ApiError(422, "no such trading account", field="trader_id")
+    market = await repo.s.get(Market, body.market_id)
+    if market is None:
+        raise ApiError(422, "no such market", field="market_id")
+    if body.assignment_id is not None and await repo.get(Assignment, body.assignment_id) is None:
+        raise ApiError(422, "no such assignment", field="assignment_id")
+    return await allocation.check(repo, st, trader, market, body.allocation, body.assignment_id)
 
 
 async def _get(repo: OwnedDep, assignment_id: int) -> Assignment:
@@ -115,15 +187,24 @@ async def _get(repo: OwnedDep, assignment_id: int) -> Assignment:
 
 @router.get("/{assignment_id}", response_model=AssignmentOut)
 async def get(assignment_id: ObjectId, repo: OwnedDep) -> AssignmentOut:
-    return out(await _get(repo, assignment_id))
+    return await _out(repo, await _get(repo, assignment_id))
 
 
 @router.patch("/{assignment_id}", response_model=AssignmentOut)
 async def update(
-    assignment_id: ObjectId, body: AssignmentPatch, repo: OwnedDep, st: StateDep, user: CurrentUser
+    assignment_id: ObjectId,
+    body: AssignmentPatch,
+    repo: OwnedDep,
+    st: StateDep,
+    user: CurrentUser,
+    pool: ValidatorDep,
 ) -> AssignmentOut:
     a = await _get(repo, assignment_id)
     fields = body.model_dump(exclude_unset=True)
+    if "params" in fields or "pinned_version" in fields:  # checked against the version it will run
+        v = await _version(repo, a.strategy_id, fields.get("pinned_version", a.pinned_version))
+        decl = await declared.of_version(pool, v, repo.user_id)
+        fields["params"] = declared.check(decl, fields.get("params", a.params or {}))
     if fields.get("enabled"):
         _not_killed(user)
     if "trader_id" in fields:
@@ -141,16 +222,22 @@ async def update(
         a.consecutive_failures = 0
     await repo.s.commit()
     await assignments_changed(st, a.id)
-    return out(a)
+    warnings = await _allocation(repo, st, a) if {"allocation", "trader_id"} & fields.keys() else []
+    return await _out(repo, a, warnings)
 
 
 @router.post("/{assignment_id}/pause", response_model=AssignmentOut)
 async def pause(assignment_id: ObjectId, repo: OwnedDep, st: StateDep) -> AssignmentOut:
     a = await _get(repo, assignment_id)
+    running = a.enabled
     a.enabled, a.paused_reason = False, "paused by you"
     await repo.s.commit()
     await assignments_changed(st, a.id)
-    return out(a)
+    if running:  # the live stream and the alerts hear of it
+        await user_event(
+            st, a.owner_id, "paused", {"assignment_id": a.id, "reason": a.paused_reason, "by": "you"}
+        )
+    return await _out(repo, a)
 
 
 @router.post("/{assignment_id}/resume", response_model=AssignmentOut)
@@ -160,7 +247,7 @@ async def resume(assignment_id: ObjectId, repo: OwnedDep, st: StateDep, user: Cu
     a.enabled, a.paused_reason, a.consecutive_failures = True, None, 0
     await repo.s.commit()
     await assignments_changed(st, a.id)
-    return out(a)
+    return await _out(repo, a)
 
 
 @router.post("/{assignment_id}/close", response_model=CloseOut)

@@ -16,6 +16,8 @@ from tradewind.bus import subjects
 from tradewind.domain import tf_ms
 from tradewind.storage import candles as store
 from tradewind.storage.models import Backtest, Market, Strategy
+from tradewind.web import declared
+from tradewind.web.declared import ValidatorDep
 from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.schemas import (
@@ -24,6 +26,7 @@ from tradewind.web.schemas import (
     MIN_INTERVAL_MS,
     ParamValue,
     Request,
+    SomeCode,
     _check_params,
     _check_tf,
 )
@@ -64,6 +67,8 @@ class BacktestIn(Request):
     min_interval_ms: int | None = Field(default=None, ge=MIN_INTERVAL_MS, le=MAX_INTERVAL_MS, strict=True,
                                         description="quoting on ticks: at most one on_tick per this many "
                                                     "milliseconds; default 1000")  # fmt: skip
+    code: SomeCode | None = Field(default=None, description="run this code instead of the strategy's latest "
+                                  "version (the editor's unsaved code); it is kept with the run, not saved")  # fmt: skip
 
     model_config = {**Request.model_config, "populate_by_name": True}
     _params = field_validator("params")(_check_params)
@@ -101,6 +106,7 @@ class BacktestOut(BaseModel):
     equity: list[list[int | float]] | None = None  # [time ms, equity, drawdown %], about 1,000 points
     range: RangeOut | None = Field(default=None, description="the data the run used (null until it has run)")
     error: str | None = None
+    draft: bool = Field(default=False, description="it ran code sent with it, not a saved version")
     created_at: dt.datetime
     finished_at: dt.datetime | None = None
 
@@ -153,19 +159,27 @@ def out(b: Backtest, detail: bool = True) -> BacktestOut:
         timeframe=b.timeframe, params=b.params or {}, config=b.config or {}, mode=result.get("mode"),
         metrics=result.get("metrics"), trades=result.get("trades") if detail else None,
         fills=result.get("fills") if detail else None, equity=result.get("equity") if detail else None,
-        error=b.error, created_at=b.created_at, finished_at=b.finished_at, range=_range(b),
+        error=b.error, created_at=b.created_at, finished_at=b.finished_at, range=_range(b), draft=b.code is not None,
     )  # fmt: skip
 
 
 @router.post("", status_code=202, response_model=BacktestQueued)
-async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueued:
-    """Queue a backtest of the strategy's latest version; poll GET /api/backtests/{id} for the result. A quoting
-    strategy (on_tick) runs on the market's stored ticks in the range, or without any on its candles."""
+async def create(body: BacktestIn, repo: OwnedDep, st: StateDep, pool: ValidatorDep) -> BacktestQueued:
+    """Queue a backtest of the strategy's latest version, or of ``code``; poll GET /api/backtests/{id} for the
+    result. A quoting strategy (on_tick) runs on the market's stored ticks in the range, or without any on its
+    candles. The parameters are checked against what the code declares."""
     strategy = await repo.get(Strategy, body.strategy_id)
     if strategy is None:
         raise ApiError(422, "no such strategy", field="strategy_id")
     if await repo.s.get(Market, body.market_id) is None:
         raise ApiError(422, "no such market", field="market_id")
+    if body.code is not None:
+        decl = await declared.read(pool, body.code, repo.user_id)
+    else:
+        latest = await repo.version(strategy, strategy.latest_version)
+        assert latest is not None
+        decl = await declared.of_version(pool, latest, repo.user_id)
+    params = declared.check(decl, body.params)
     start, end = _ms(body.from_, "from"), _ms(body.to, "to")
     if start is not None and end is not None and end <= start:
         raise ApiError(422, "to must be after from", field="to")
@@ -191,7 +205,7 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep) -> BacktestQueu
         **{name: getattr(body, name) for name in QUOTING_FIELDS},
     }
     bt = repo.add(Backtest(strategy_id=strategy.id, version=strategy.latest_version, market_id=body.market_id,
-                           timeframe=body.timeframe, params=dict(body.params), config=config, status="queued"))  # fmt: skip
+                           timeframe=body.timeframe, params=params, config=config, status="queued", code=body.code))  # fmt: skip
     await repo.s.commit()
     if st.nc is None:
         bt.status, bt.error = "error", NO_WORKER

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Depends, Request, Response
-
-from tradewind.eval.executor import ValidationBusy, ValidationPool, ValidationUnavailable
+from tradewind.eval.executor import ValidationPool
 from tradewind.storage.models import Assignment, Strategy, StrategyVersion
+from tradewind.web import declared
+from tradewind.web.declared import ValidatorDep
 from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed
@@ -18,6 +18,8 @@ from tradewind.web.schemas import (
     StrategyOut,
     StrategyPage,
     StrategyPatch,
+    StrategySaved,
+    SwitchOut,
     ValidationOut,
     VersionOut,
 )
@@ -25,42 +27,17 @@ from tradewind.web.schemas import (
 router = APIRouter(prefix="/api/strategies", tags=["strategies"])
 
 
-def _validator(request: Request) -> ValidationPool:
-    return request.app.state.validator  # type: ignore[no-any-return]
-
-
-ValidatorDep = Annotated[ValidationPool, Depends(_validator)]
-
-
 async def check(pool: ValidationPool, code: str, user_id: int) -> list[Diagnostic]:
     # Compiling runs the strategy's top level in a throwaway sandbox, in a child process killed when it
     # runs past its deadline: never in this process, where a runaway could only be waited for.
-    try:
-        found = await pool.validate(code, user_id)
-    except ValidationBusy:
-        raise ApiError(429, "a validation of your code is still running; wait for it to finish",
-                       headers={"Retry-After": "1"}) from None  # fmt: skip
-    except ValidationUnavailable:
-        raise ApiError(503, "strategy validation is unavailable right now; try again shortly",
-                       headers={"Retry-After": "5"}) from None  # fmt: skip
-    return [Diagnostic(line=d.line, message=d.message) for d in found]
-
-
-async def _require_valid(pool: ValidationPool, code: str, user_id: int) -> None:
-    errors = await check(pool, code, user_id)
-    if errors:
-        raise ApiError(
-            422,
-            {
-                "detail": f"the code has errors: {errors[0].message}",  # type: ignore[arg-type]
-                "errors": [{"field": "code", "message": e.message, "line": e.line} for e in errors],
-            },
-        )
+    found = await declared.inspect(pool, code, user_id)
+    return [Diagnostic(line=d.line, message=d.message) for d in found.diagnostics]
 
 
 def out(s: Strategy, v: StrategyVersion) -> StrategyOut:
     return StrategyOut(id=s.id, name=s.name, description=s.description, code=v.code, version=s.latest_version,
-                       params=v.params_schema or {}, created_at=s.created_at, updated_at=s.updated_at)  # fmt: skip
+                       params=v.params_schema or {}, declared=v.declared, created_at=s.created_at,
+                       updated_at=s.updated_at)  # fmt: skip
 
 
 @router.post("/validate", response_model=ValidationOut)
@@ -70,20 +47,26 @@ async def validate_code(body: CodeIn, repo: OwnedDep, pool: ValidatorDep) -> Val
 
 
 @router.get("", response_model=StrategyPage)
-async def list_strategies(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
+async def list_strategies(
+    repo: OwnedDep, pool: ValidatorDep, limit: Limit = 100, before_id: Cursor = None
+) -> dict:
     items = []
     for s in await repo.page(Strategy, limit, before_id):
         v = await repo.version(s, s.latest_version)
-        items.append(out(s, v).model_dump(mode="json"))  # type: ignore[arg-type]
+        assert v is not None
+        await declared.of_version(pool, v, repo.user_id, required=False)
+        items.append(out(s, v).model_dump(mode="json"))
+    await repo.s.commit()  # the declarations read just now, of versions saved before they were kept
     return page(items, limit)
 
 
 @router.post("", status_code=201, response_model=StrategyOut)
 async def create(body: StrategyIn, repo: OwnedDep, pool: ValidatorDep) -> StrategyOut:
-    await _require_valid(pool, body.code, repo.user_id)
+    decl = await declared.read(pool, body.code, repo.user_id)
+    params = declared.check(decl, body.params)
     s = repo.add(Strategy(name=body.name, description=body.description, latest_version=1))
     await repo.s.flush()
-    v = StrategyVersion(strategy_id=s.id, version=1, code=body.code, params_schema=body.params)
+    v = StrategyVersion(strategy_id=s.id, version=1, code=body.code, params_schema=params, declared=decl)
     repo.s.add(v)
     await repo.s.commit()
     return out(s, v)
@@ -97,16 +80,22 @@ async def _get(repo: OwnedDep, strategy_id: int) -> Strategy:
 
 
 @router.get("/{strategy_id}", response_model=StrategyOut)
-async def get(strategy_id: ObjectId, repo: OwnedDep) -> StrategyOut:
+async def get(strategy_id: ObjectId, repo: OwnedDep, pool: ValidatorDep) -> StrategyOut:
     s = await _get(repo, strategy_id)
-    return out(s, await repo.version(s, s.latest_version))  # type: ignore[arg-type]
+    v = await repo.version(s, s.latest_version)
+    assert v is not None
+    await declared.of_version(pool, v, repo.user_id, required=False)
+    await repo.s.commit()
+    return out(s, v)
 
 
-@router.patch("/{strategy_id}", response_model=StrategyOut)
-@router.put("/{strategy_id}", response_model=StrategyOut, include_in_schema=False)
+@router.patch("/{strategy_id}", response_model=StrategySaved)
+@router.put("/{strategy_id}", response_model=StrategySaved, include_in_schema=False)
 async def update(
     strategy_id: ObjectId, body: StrategyPatch, repo: OwnedDep, st: StateDep, pool: ValidatorDep
-) -> StrategyOut:
+) -> StrategySaved:
+    """Change a strategy; new code or default parameters make a new version. The answer says which of its
+    assignments switch to it (those that follow the latest) and which stay on the version they are pinned to."""
     s = await _get(repo, strategy_id)
     current = await repo.version(s, s.latest_version)
     assert current is not None
@@ -116,15 +105,41 @@ async def update(
         s.description = body.description
     code = body.code if body.code is not None else current.code
     params = body.params if body.params is not None else current.params_schema
-    if code != current.code or params != current.params_schema:
+    new_version = code != current.code or params != current.params_schema
+    if new_version:
         if code != current.code:
-            await _require_valid(pool, code, repo.user_id)
+            decl = await declared.read(pool, code, repo.user_id)
+        else:
+            decl = await declared.of_version(pool, current, repo.user_id)
+        params = declared.check(decl, params)
         s.latest_version += 1
-        current = StrategyVersion(strategy_id=s.id, version=s.latest_version, code=code, params_schema=params)
+        current = StrategyVersion(strategy_id=s.id, version=s.latest_version, code=code, params_schema=params,
+                                  declared=decl)  # fmt: skip
         repo.s.add(current)
+    switched, pinned = await _switches(repo, s, current) if new_version else ([], [])
     await repo.s.commit()
-    await assignments_changed(st)  # running assignments follow the newest version
-    return out(s, current)
+    await assignments_changed(st)  # the assignments that follow the latest version run the new one
+    return StrategySaved(**out(s, current).model_dump(), switched=switched, pinned=pinned)
+
+
+async def _switches(
+    repo: OwnedDep, s: Strategy, v: StrategyVersion
+) -> tuple[list[SwitchOut], list[SwitchOut]]:
+    """The strategy's assignments that switch to the new version ``v`` (with a warning where their parameters
+    do not fit what it declares), and those that stay on the version they are pinned to."""
+    rows = (await repo.s.execute(repo.select(Assignment).where(Assignment.strategy_id == s.id)
+                                 .order_by(Assignment.id))).scalars().all()  # fmt: skip
+    switched, pinned = [], []
+    for a in rows:
+        item = SwitchOut(id=a.id, market_id=a.market_id, timeframe=a.timeframe, enabled=a.enabled,
+                         version=a.pinned_version or v.version)  # fmt: skip
+        if a.pinned_version is None:
+            wrong = declared.problem(v.declared, a.params or {})
+            item.warning = f"its parameters do not fit version {v.version}: {wrong}" if wrong else None
+            switched.append(item)
+        else:
+            pinned.append(item)
+    return switched, pinned
 
 
 @router.delete("/{strategy_id}", status_code=204)
@@ -145,7 +160,11 @@ async def delete(strategy_id: ObjectId, repo: OwnedDep, st: StateDep) -> Respons
 
 
 @router.get("/{strategy_id}/versions", response_model=list[VersionOut])
-async def versions(strategy_id: ObjectId, repo: OwnedDep) -> list[VersionOut]:
+async def versions(strategy_id: ObjectId, repo: OwnedDep, pool: ValidatorDep) -> list[VersionOut]:
     s = await _get(repo, strategy_id)
-    return [VersionOut(version=v.version, code=v.code, params=v.params_schema or {}, created_at=v.created_at)
-            for v in await repo.versions(s)]  # fmt: skip
+    found = await repo.versions(s)
+    for v in found:
+        await declared.of_version(pool, v, repo.user_id, required=False)
+    await repo.s.commit()
+    return [VersionOut(version=v.version, code=v.code, params=v.params_schema or {}, declared=v.declared,
+                       created_at=v.created_at) for v in found]  # fmt: skip

@@ -18,6 +18,8 @@ from tradewind.backtest.studies import stale
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.storage.models import Market, Strategy, Study
+from tradewind.web import declared
+from tradewind.web.declared import ValidatorDep
 from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.routes.backtests import NO_WORKER, _ms
@@ -113,6 +115,10 @@ class StudyOut(BaseModel):
     importances: dict[str, dict[str, float]] | None = Field(
         default=None, description="per objective: parameter -> importance (PED-ANOVA), summing to 1"
     )
+    best_run: dict[str, Any] | None = Field(
+        default=None, description="the detail only, once the study has ended: its best trial run again in full "
+        "(trial, params, values, metrics, trades, equity [[time ms, equity, drawdown %]], range, error)",
+    )  # fmt: skip
 
 
 class StudyPage(BaseModel):
@@ -188,7 +194,7 @@ async def _start(st: StateDep, study: Study) -> None:
 
 
 @router.post("", status_code=202, response_model=StudyQueued)
-async def create(body: StudyIn, repo: OwnedDep, st: StateDep) -> StudyQueued:
+async def create(body: StudyIn, repo: OwnedDep, st: StateDep, pool: ValidatorDep) -> StudyQueued:
     """Start an optimisation of the strategy's latest version over the market's stored candles in [from, to): the
     strategy's declared parameters (its top-level ``params = {...}``) are searched; poll GET /api/studies/{id}."""
     strategy = await repo.get(Strategy, body.strategy_id)
@@ -199,9 +205,12 @@ async def create(body: StudyIn, repo: OwnedDep, st: StateDep) -> StudyQueued:
     start, end = _ms(body.from_, "from"), _ms(body.to, "to")
     if start is not None and end is not None and end <= start:
         raise ApiError(422, "to must be after from", field="to")
+    latest = await repo.version(strategy, strategy.latest_version)
+    assert latest is not None
+    fixed = declared.check(await declared.of_version(pool, latest, repo.user_id), body.params)
     objectives = tuple(body.objectives)
     config = opt.StudyConfig(objectives=objectives, sampler=body.sampler or opt.default_sampler(objectives),
-                             prune=body.prune, seed=body.seed, fixed=dict(body.params), cash=body.cash, fee=body.fee,
+                             prune=body.prune, seed=body.seed, fixed=fixed, cash=body.cash, fee=body.fee,
                              maker_fee=body.maker_fee, slippage=body.slippage, lookback=body.lookback)  # fmt: skip
     study = repo.add(Study(strategy_id=strategy.id, version=strategy.latest_version, market_id=body.market_id,
                            timeframe=body.timeframe, config={"from": start, "to": end, "study": config.as_dict()},
@@ -233,7 +242,7 @@ async def get(study_id: ObjectId, repo: OwnedDep, request: Request) -> StudyOut:
     except opt.OptimizeError as exc:
         raise ApiError(503, str(exc)) from None
     result.trial_results = [TrialOut(**r) for r in rows]
-    result.best, result.importances = best, imp
+    result.best, result.importances, result.best_run = best, imp, s.result
     return result
 
 

@@ -17,7 +17,7 @@ from tradewind.storage.models import Assignment, Order, Strategy, Trader, User
 from tradewind.web.close import ask_core, audit_detail
 from tradewind.web.deps import AdminUser, CurrentUser, OwnedDep, SessionDep, StateDep, client_address
 from tradewind.web.errors import ApiError
-from tradewind.web.events import assignments_changed
+from tradewind.web.events import assignments_changed, user_event
 from tradewind.web.routes.assignments import KILL_SWITCH
 from tradewind.web.schemas import FlattenOut, KillOut
 
@@ -74,6 +74,8 @@ async def kill(
         results = await asyncio.gather(*(_cancel(st.nc, o) for o in open_orders))
         cancelled = sum(results)
     out = KillOut(killed=True, paused_assignments=paused, cancel_requests=cancelled)
+    await user_event(st, user.id, "kill_switch", {"engaged": True, "paused_assignments": paused,
+                                                  "cancel_requests": cancelled, "flatten": flatten})  # fmt: skip
     if flatten:  # the kill holds whatever happens here: a core out of reach is said, not an error
         try:
             out.closed = await ask_core(st, user.id, None, "kill switch")
@@ -117,13 +119,16 @@ async def _cancel(nc: Client, o: Order) -> bool:
 
 
 @router.delete("/api/killswitch", tags=["risk"])
-async def release(repo: OwnedDep, user: CurrentUser, request: Request) -> dict:
+async def release(repo: OwnedDep, user: CurrentUser, request: Request, st: StateDep) -> dict:
     """Allow trading again; assignments stay paused until you resume each one."""
     me = await repo.s.get(User, user.id)
     assert me is not None
+    engaged = me.killed
     me.killed = False
     repo.audit_log("killswitch.off", client_address(request))
     await repo.s.commit()
+    if engaged:
+        await user_event(st, user.id, "kill_switch", {"engaged": False})
     return {"killed": False}
 
 

@@ -126,37 +126,45 @@ async def get(trader_id: ObjectId, repo: OwnedDep) -> TraderOut:
     return out(await _get(repo, trader_id))
 
 
+async def _replace_key(t: Trader, body: TraderPatch, repo: OwnedDep, st: StateDep, request: Request) -> None:
+    """Store the new key only if the exchange accepts it, as on creation; a refused one leaves the old key."""
+    if t.paper:
+        raise ApiError(422, "a paper account takes no API key", field="api_key")
+    if not (body.api_key and body.api_secret):
+        raise ApiError(422, "send api_key and api_secret together", field="api_key")
+    old = (t.api_key_enc, t.api_secret_enc, t.key_last4)
+    t.api_key_enc, t.api_secret_enc, t.key_last4 = (
+        st.box.encrypt(body.api_key),
+        st.box.encrypt(body.api_secret),
+        body.api_key[-4:],
+    )
+    await repo.s.commit()  # the adapter loads the account by id to check its key
+    try:
+        await _verify(st, t)
+    except ApiError as exc:
+        t.api_key_enc, t.api_secret_enc, t.key_last4 = old
+        repo.audit_log("trader.key_refused", client_address(request), trader_id=t.id, exchange=t.exchange,
+                       reason=str(exc.detail)[:200])  # fmt: skip
+        await repo.s.commit()
+        raise
+    repo.audit_log("trader.key_changed", client_address(request), trader_id=t.id)
+
+
 @router.patch("/{trader_id}", response_model=TraderOut)
 async def update(
     trader_id: ObjectId, body: TraderPatch, repo: OwnedDep, st: StateDep, request: Request
 ) -> TraderOut:
     t = await _get(repo, trader_id)
     fields = body.model_dump(exclude_unset=True)
+    # The key first: when the exchange refuses it, the name and limits sent with it stay as they were too.
+    if "api_key" in fields or "api_secret" in fields:
+        await _replace_key(t, body, repo, st, request)
     for name in ("name", "max_order_notional", "max_position", "daily_loss_limit"):
         if name in fields:
             setattr(t, name, fields[name])
     limits = {k: None if fields[k] is None else format(fields[k], "f") for k in RISK_LIMITS if k in fields}
     if limits:
         repo.audit_log("trader.limits_changed", client_address(request), trader_id=t.id, **limits)
-    if "api_key" in fields or "api_secret" in fields:
-        if t.paper:
-            raise ApiError(422, "a paper account takes no API key", field="api_key")
-        if not (body.api_key and body.api_secret):
-            raise ApiError(422, "send api_key and api_secret together", field="api_key")
-        old = (t.api_key_enc, t.api_secret_enc, t.key_last4)
-        t.api_key_enc, t.api_secret_enc, t.key_last4 = (
-            st.box.encrypt(body.api_key),
-            st.box.encrypt(body.api_secret),
-            body.api_key[-4:],
-        )
-        await repo.s.commit()
-        try:
-            await _verify(st, t)
-        except ApiError:
-            t.api_key_enc, t.api_secret_enc, t.key_last4 = old
-            await repo.s.commit()
-            raise
-        repo.audit_log("trader.key_changed", client_address(request), trader_id=t.id)
     await repo.s.commit()
     # Core and the exchange service keep what they need of an account in memory: told at once, they
     # never size an order with a limit that no longer holds (core also reads the limits afresh per order).
