@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from .browser import DESKTOP, PHONE, log_in, nav, set_code, shot, sign_up
+from .shared import DESKTOP, PHONE, log_in, nav, set_code, shot, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

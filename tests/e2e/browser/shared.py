@@ -1,7 +1,7 @@
 """What every browser test shares: one `tradewind up` (the simulated exchange at 60x speed) and one
-headless Chromium for the whole session, and the steps users take in every test (sign up, log in, ...).
+headless Chromium per test module, and the steps users take in every test (sign up, log in, ...).
 
-A browser test file imports what it needs from here; the fixtures come from tests/e2e/conftest.py. One
+A browser test file imports what it needs from here; the fixtures come from conftest.py beside it. One
 platform for all of them keeps the suite's time down: each `tradewind up` costs seconds to start.
 """
 
@@ -16,17 +16,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .platform_helpers import Proc, env_for, free_port, wait_until
+from ..platform_helpers import Proc, env_for, free_port, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The pictures in docs/screenshots are rewritten only on request (`TRADEWIND_SCREENSHOTS=1 make test`),
 # so that a test run leaves the working tree as it was; otherwise they go to a temporary folder.
 SHOTS = (
-    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    Path(__file__).resolve().parents[3] / "docs" / "screenshots"
     if os.environ.get("TRADEWIND_SCREENSHOTS")
     else Path(tempfile.mkdtemp(prefix="tradewind-shots-"))
 )
-STATIC = Path(__file__).resolve().parents[2] / "src" / "tradewind" / "web" / "static" / "app" / "index.html"
+STATIC = Path(__file__).resolve().parents[3] / "src" / "tradewind" / "web" / "static" / "app" / "index.html"
 PASSWORD = "correct horse battery staple"
 DESKTOP = {"width": 1360, "height": 860}
 PHONE = {"width": 390, "height": 844}

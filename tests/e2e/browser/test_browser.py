@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .browser import DESKTOP, PASSWORD, PHONE, SHOTS, log_in, nav, set_code, shot, sign_up
-from .platform_helpers import wait_until
+from ..platform_helpers import wait_until
+from .shared import DESKTOP, PASSWORD, PHONE, SHOTS, log_in, nav, set_code, shot, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -208,7 +208,7 @@ def test_backtest_shows_equity_drawdown_and_trades(platform: str, browser) -> No
 
 def market_maker() -> str:
     """The example strategy of docs/strategies.md's market-making section, as it is written there."""
-    docs = Path(__file__).resolve().parents[2] / "docs" / "strategies.md"
+    docs = Path(__file__).resolve().parents[3] / "docs" / "strategies.md"
     section = docs.read_text().split("## Market making: `on_tick` and quotes", 1)[1].split("\n## ", 1)[0]
     found = re.search(r"```lua\n(.*?)```", section, re.S)
     assert found, "the market-making section has a Lua example"

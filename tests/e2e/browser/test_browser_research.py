@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .browser import DESKTOP, nav, shot, sign_up
+from .shared import DESKTOP, nav, shot, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -14,8 +14,8 @@ import pytest
 
 from tradewind.alerts import signing
 
-from .browser import DESKTOP, PASSWORD, SHOTS, nav, shot, sign_up
-from .platform_helpers import wait_until
+from ..platform_helpers import wait_until
+from .shared import DESKTOP, PASSWORD, SHOTS, nav, shot, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 LONG = 'function decide(c, p) return "long" end'
