@@ -53,7 +53,7 @@ def test_paper_trading_and_backtest_agree_to_the_cent(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data = tmp_path / "data"
-    env = env_for(sim_speed=60, history_days=1, sim_symbols="BTC/USD", sim_fee=FEE, sim_maker_fee=MAKER,
+    env = env_for(sim_speed=120, history_days=1, sim_symbols="BTC/USD", sim_fee=FEE, sim_maker_fee=MAKER,
                   sim_slippage_bps=SLIP_BPS, sim_paper_cash=CASH)  # fmt: skip
     proc = Proc(["up", "--data-dir", str(data), "--port", str(port)], env, tmp_path / "up.log").start()
     try:

@@ -179,7 +179,7 @@ def test_a_walkforward_runs_from_the_research_page(platform: str, browser) -> No
     assert page.locator("[data-testid=exports] [data-testid=export-csv]").count() == 1
     shot(page, "research-walkforward", full_page=True)
     page.get_by_role("link", name="All walk-forwards").click()
-    page.locator(f"[data-testid=walkforwards] tr >> text=#{wf_id}").wait_for()
+    page.locator("[data-testid=walkforwards] a", has_text=re.compile(f"^#{wf_id}$")).wait_for()
     page.get_by_role("tab", name="Runs").click()
     row = page.locator(f"tr[data-ref='walkforward:{wf_id}']")
     row.wait_for()

@@ -106,7 +106,7 @@ TIMEOUT_S = {"ci": 300}.get(PROFILE, 6 * 3600)
 LIMIT_VALUES = {
     "max_order_notional": [Decimal(80), Decimal(400), Decimal(2500)],
     "max_position": [Decimal(150), Decimal(900), Decimal(4000)],
-    "daily_loss_limit": [Decimal(2), Decimal(20), Decimal(100)],
+    "daily_loss_limit": [Decimal("0.5"), Decimal(2), Decimal(20)],
 }
 ALLOCATIONS = [Decimal(50), Decimal(500), Decimal(2500)]
 # flip: long on even minutes, short on odd ones; twice as likely, as it trades (and loses) every minute
