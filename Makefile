@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FRONTEND_STAMP := src/tradewind/web/static/app/index.html
 PYTEST_ARGS ?=
+# The end-to-end tests (whole platforms, a browser) run one at a time; the others in this many processes
+# (pytest-xdist, a test file per process at a time).
+TEST_WORKERS ?= 2
 
 .PHONY: install up test test-money-nightly lint frontend api-client browser clean migration
 
@@ -40,7 +43,8 @@ test: install browser
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	@if [ -f frontend/package.json ]; then cd frontend && npm test --silent; fi
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration $(PYTEST_ARGS)
 
 # The money-safety state machine (tests/integration/security) with its long nightly profile.
 test-money-nightly: $(STAMP)
