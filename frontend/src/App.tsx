@@ -22,6 +22,7 @@ const RunsPage = lazy(() => import("./pages/Runs").then((m) => ({ default: m.Run
 const ComparePage = lazy(() => import("./pages/Runs").then((m) => ({ default: m.ComparePage })));
 const WalkForwards = lazy(() => import("./pages/WalkForward").then((m) => ({ default: m.WalkForwards })));
 const WalkForwardPage = lazy(() => import("./pages/WalkForward").then((m) => ({ default: m.WalkForwardPage })));
+const TradesPage = lazy(() => import("./pages/Trades").then((m) => ({ default: m.TradesPage })));
 import { Card, Loading } from "./components/ui";
 import { KillDialog } from "./components/Close";
 
@@ -29,7 +30,7 @@ export type Subscribe = (f: (ev: StreamEvent) => void) => () => void;
 /** Choose the markets whose candles and ticks the socket receives ([]: every market's candles, no ticks). */
 export type Watch = (filters: MarketFilter[]) => void;
 
-const NAV: [string, string][] = [["/", "Dashboard"], ["/markets", "Markets"], ["/strategies", "Strategies"], ["/assignments", "Assignments"], ["/backtests", "Backtests"], ["/research", "Research"], ["/accounts", "Accounts"], ["/alerts", "Alerts"]];
+const NAV: [string, string][] = [["/", "Dashboard"], ["/markets", "Markets"], ["/strategies", "Strategies"], ["/assignments", "Assignments"], ["/trades", "Trades"], ["/backtests", "Backtests"], ["/research", "Research"], ["/accounts", "Accounts"], ["/alerts", "Alerts"]];
 
 export function App() {
   const [user, setUser] = useState<User | null | undefined>(undefined);
@@ -91,6 +92,7 @@ export function App() {
   else if (path === "/strategies/new") page = <StrategyEditor id={null} />;
   else if ((m = path.match(/^\/strategies\/(\d+)$/))) page = <StrategyEditor key={m[1]} id={Number(m[1])} />;
   else if (path === "/accounts") page = <Accounts />;
+  else if (path === "/trades") page = <TradesPage key={location.search} />;
   else if (path === "/alerts") page = <Alerts subscribe={subscribe} />;
   else if (path === "/markets") page = <Markets live={live} />;
   else if (path === "/assignments") page = <Assignments live={live} killed={user.killed} />;

@@ -4,7 +4,7 @@
 // `equity`), and times as epoch ms, epoch seconds or ISO 8601, so the page does not break on either.
 // A quoting run (on_tick) has a `mode` (ticks, or candles with a synthetic spread), `fills` instead of
 // trades, and the metrics of `tradewind backtest --json` for a quoting strategy.
-import type { Marker } from "./chartdata";
+import { readPlot, type Marker, type PlotSeries } from "./chartdata";
 import { EXIT_ORDER } from "./orders";
 
 export interface Metrics {
@@ -16,12 +16,17 @@ export interface Metrics {
   candles: number | null;
   duration_s: number | null;
   trades: number;
+  profit_factor: number | null;
+  avg_trade_duration_s: number | null;
+  fees_paid: number | null;
+  buy_and_hold_return_pct: number | null;
 }
 
 export interface BtTrade {
   entry_time: number; entry_price: number; exit_time: number | null; exit_price: number | null; qty: number; pnl: number | null;
   entry_type: string | null; // market | limit (null: a run from before entry types were recorded)
   exit_reason: string | null; // signal | stop_loss | take_profit | trailing_stop | end (still open at the last candle)
+  pnl_pct?: number | null; fees?: number | null; // null: a run from before they were recorded
 }
 export interface CurvePoint { time: number; equity: number; drawdown: number } // time in seconds, drawdown in % (>= 0)
 
@@ -74,6 +79,10 @@ export interface BacktestView {
   range: { first: number | null; last: number | null; candles: number | null; to: number | null } | null;
   /** It ran code sent with it (the editor's "Backtest this code"), not a saved version. */
   draft: boolean;
+  /** Buying at the first candle a decision could trade and holding: [time s, equity] at the curve's times. */
+  hold: { time: number; value: number }[];
+  /** The strategy's own series over the run's last candles (plot = {...} in decide's tables). */
+  plot: PlotSeries;
 }
 
 type Obj = Record<string, unknown>;
@@ -125,7 +134,7 @@ function readTrades(raw: unknown): BtTrade[] {
     if (entry === null || price === null) continue;
     const str = (x: unknown) => (typeof x === "string" && x !== "" ? x : null);
     out.push({ entry_time: entry, entry_price: price, exit_time: toSeconds(t.exit_time), exit_price: num(t.exit_price), qty: num(t.qty) ?? 0, pnl: num(t.pnl),
-      entry_type: str(t.entry_type), exit_reason: str(t.exit_reason) });
+      entry_type: str(t.entry_type), exit_reason: str(t.exit_reason), pnl_pct: num(t.pnl_pct), fees: num(t.fees) });
   }
   return out.sort((a, b) => a.entry_time - b.entry_time);
 }
@@ -186,6 +195,8 @@ export function readBacktest(raw: unknown): BacktestView {
       final_equity: num(m.final_equity), return_pct: num(m.return_pct), max_drawdown_pct: num(m.max_drawdown_pct),
       sharpe: num(m.sharpe), win_rate: num(m.win_rate), candles: num(m.candles), duration_s: num(m.duration_s),
       trades: num(m.trade_count) ?? (typeof m.trades === "number" ? m.trades : mode ? fills.length : trades.length),
+      profit_factor: num(m.profit_factor), avg_trade_duration_s: num(m.avg_trade_duration_s), fees_paid: num(m.fees_paid),
+      buy_and_hold_return_pct: num(m.buy_and_hold_return_pct),
     } : null,
     trades,
     curve,
@@ -196,7 +207,34 @@ export function readBacktest(raw: unknown): BacktestView {
       first: toSeconds(obj(r.range).first), last: toSeconds(obj(r.range).last), candles: num(obj(r.range).candles), to: toSeconds(obj(r.range).to),
     } : null,
     draft: r.draft === true,
+    hold: readHold(r.buy_and_hold ?? result.buy_and_hold),
+    plot: readPlot(r.plot ?? result.plot),
   };
+}
+
+/** Buy and hold as [[time, equity], ...]: sorted, one point per time, unreadable points left out. */
+export function readHold(raw: unknown): { time: number; value: number }[] {
+  if (!Array.isArray(raw)) return [];
+  const by = new Map<number, number>();
+  for (const p of raw) {
+    if (!Array.isArray(p)) continue;
+    const time = toSeconds(p[0]);
+    const value = num(p[1]);
+    if (time !== null && value !== null) by.set(time, value);
+  }
+  return [...by.entries()].sort((a, b) => a[0] - b[0]).map(([time, value]) => ({ time, value }));
+}
+
+/** A duration in seconds, as people say it: 45 s, 12 min, 3 h 20 min, 2 d 4 h. */
+export function duration(s: number | null | undefined): string {
+  if (s === null || s === undefined || !Number.isFinite(s) || s < 0) return "—";
+  if (s < 60) return `${Math.round(s)} s`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+  const d = Math.floor(h / 24);
+  return h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
 }
 
 /** How a quoting run met the market, for the page: on stored ticks, or on candles with a made-up book. */

@@ -16,6 +16,8 @@ export type Quotes = Schemas["QuotesOut"];
 export type Quote = Schemas["QuoteOut"];
 export type Diagnostic = Schemas["Diagnostic"];
 export type AlertChannel = Schemas["ChannelOut"];
+export type Trades = Schemas["TradesOut"];
+export type Trip = Schemas["TripOut"];
 export interface Page<T> { items: T[]; next_before_id: number | null }
 
 export type BacktestIn = Schemas["BacktestIn"];
@@ -111,6 +113,9 @@ export const api = {
   updateTrader: (id: number, b: Schemas["TraderPatch"]) => request<Trader>("PATCH", `/api/traders/${id}`, b),
   deleteTrader: (id: number) => request<void>("DELETE", `/api/traders/${id}`),
   balances: (id: number) => request<{ balances: Record<string, string> }>("GET", `/api/traders/${id}/balances`),
+  resetTrader: (id: number) => request<Schemas["ResetOut"]>("POST", `/api/traders/${id}/reset`),
+  trades: (q: { trader_id?: number; assignment_id?: number; limit?: number }) =>
+    request<Trades>("GET", `/api/trades?limit=${q.limit ?? 200}${q.trader_id ? `&trader_id=${q.trader_id}` : ""}${q.assignment_id ? `&assignment_id=${q.assignment_id}` : ""}`),
   assignments: () => request<Page<Assignment>>("GET", "/api/assignments"),
   createAssignment: (b: Schemas["AssignmentIn"]) => request<Assignment>("POST", "/api/assignments", b),
   updateAssignment: (id: number, b: Schemas["AssignmentPatch"]) => request<Assignment>("PATCH", `/api/assignments/${id}`, b),

@@ -184,6 +184,28 @@ export interface paths {
         patch: operations["update_api_traders__trader_id__patch"];
         trace?: never;
     };
+    "/api/traders/{trader_id}/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reset
+         * @description Put a paper account back to its starting cash (every other asset gone). Refused (409) while an
+         *     assignment holds a position through it or it has orders open: pause or close them first. Each
+         *     assignment keeps its own record of its trades and P&L; the account's equity curve starts again.
+         */
+        post: operations["reset_api_traders__trader_id__reset_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/traders/{trader_id}/balances": {
         parameters: {
             query?: never;
@@ -694,6 +716,27 @@ export interface paths {
          * @description The channel's recent deliveries, newest first: what was sent, what failed and why.
          */
         get: operations["deliveries_api_alerts_channels__channel_id__deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/trades": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Trades
+         * @description Completed round trips (entry, exit, P&L %, duration, fees, exit reason) of one of your trading accounts
+         *     (``trader_id``) or assignments (``assignment_id``), its realized profit per day, and its equity curve.
+         */
+        get: operations["trades_api_trades_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1344,6 +1387,18 @@ export interface components {
             }[] | null;
             /** Equity */
             equity?: (number)[][] | null;
+            /**
+             * Buy And Hold
+             * @description [time ms, equity] at the equity curve's times: all the cash put in at the first candle a decision could trade (its open, with the fee and slippage) and held
+             */
+            buy_and_hold?: (number)[][] | null;
+            /**
+             * Plot
+             * @description the strategy's own series (plot = {...} in decide's tables) over the run's last 5,000 candles: [time ms, value] per series name
+             */
+            plot?: {
+                [key: string]: (number)[][];
+            } | null;
             /** @description the data the run used (null until it has run) */
             range?: components["schemas"]["RangeOut"] | null;
             /** Error */
@@ -1689,6 +1744,23 @@ export interface components {
             /** Password */
             password: string;
         };
+        /** DayOut */
+        DayOut: {
+            /**
+             * Day
+             * @description UTC date
+             */
+            day: string;
+            /**
+             * Pnl
+             * @description realized that day: each sell against the average cost of what it sold
+             */
+            pnl: string;
+            /** Fees */
+            fees: string;
+            /** Fills */
+            fills: number;
+        };
         /** DeliveryOut */
         DeliveryOut: {
             /** Id */
@@ -1757,6 +1829,13 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+            /**
+             * Plot
+             * @description the strategy's own series at this candle (plot = {...}); null: none
+             */
+            plot?: {
+                [key: string]: number;
+            } | null;
         };
         /** EvaluationPage */
         EvaluationPage: {
@@ -2071,6 +2150,23 @@ export interface components {
              * @description how many candles (or ticks) it ran over
              */
             candles: number | null;
+        };
+        /** ResetOut */
+        ResetOut: {
+            /** Trader Id */
+            trader_id: number;
+            /**
+             * Balances
+             * @description asset -> amount after the reset, decimal string
+             */
+            balances: {
+                [key: string]: string;
+            };
+            /**
+             * Time
+             * @description when, on the exchange's clock (epoch ms): the account's equity curve starts here
+             */
+            time: number;
         };
         /** ResumeIn */
         ResumeIn: {
@@ -2617,6 +2713,78 @@ export interface components {
             /** Daily Loss Limit */
             daily_loss_limit?: number | string | null;
         };
+        /** TradesOut */
+        TradesOut: {
+            /** Trader Id */
+            trader_id: number | null;
+            /** Assignment Id */
+            assignment_id: number | null;
+            /** Paper */
+            paper: boolean;
+            /**
+             * Trips
+             * @description newest entry first, at most `limit`
+             */
+            trips: components["schemas"]["TripOut"][];
+            /** Daily */
+            daily: components["schemas"]["DayOut"][];
+            /**
+             * Equity
+             * @description [time ms, equity] from `since`
+             */
+            equity: (number)[][];
+            /**
+             * Base
+             * @description where the equity curve starts: a paper account's starting cash (at its last reset), an assignment's allocation; null for a real account, whose curve is the P&L of its trades here
+             */
+            base: string | null;
+            /**
+             * Since
+             * @description the curve's first time (epoch ms): a paper account's last reset
+             */
+            since: number | null;
+            summary: components["schemas"]["TradesSummary"];
+            /**
+             * Fills
+             * @description fills read
+             */
+            fills: number;
+            /**
+             * Truncated
+             * @description more fills than were read: the oldest are left out
+             */
+            truncated: boolean;
+            /**
+             * Unmatched
+             * @description sells with nothing bought before them among the fills read
+             */
+            unmatched: number;
+        };
+        /** TradesSummary */
+        TradesSummary: {
+            /**
+             * Trades
+             * @description closed round trips
+             */
+            trades: number;
+            /** Open */
+            open: number;
+            /** Wins */
+            wins: number;
+            /** Win Rate */
+            win_rate: number;
+            /** Pnl */
+            pnl: number;
+            /**
+             * Fees
+             * @description paid on every round trip listed, open ones too
+             */
+            fees: number;
+            /** Profit Factor */
+            profit_factor: number;
+            /** Avg Duration S */
+            avg_duration_s: number;
+        };
         /** TrialOut */
         TrialOut: {
             /** Number */
@@ -2651,6 +2819,64 @@ export interface components {
              * @description [candles run, objective] at each pruning checkpoint
              */
             intermediate: number[][];
+        };
+        /** TripOut */
+        TripOut: {
+            /** Assignment Id */
+            assignment_id: number | null;
+            /** Symbol */
+            symbol: string;
+            /**
+             * Market Id
+             * @description the market it traded (null: not stored here)
+             */
+            market_id: number | null;
+            /**
+             * Entry Time
+             * @description epoch ms of the first buy
+             */
+            entry_time: number;
+            /**
+             * Entry Price
+             * @description the average price of its buys
+             */
+            entry_price: number;
+            /** Entry Type */
+            entry_type: string;
+            /**
+             * Qty
+             * @description the amount bought (base)
+             */
+            qty: number;
+            /**
+             * Exit Time
+             * @description epoch ms of the sell that closed it; null: still open
+             */
+            exit_time: number | null;
+            /**
+             * Exit Price
+             * @description the average price of its sells
+             */
+            exit_price: number | null;
+            /**
+             * Exit Reason
+             * @description signal | stop_loss | take_profit | trailing_stop | manual
+             */
+            exit_reason: string | null;
+            /**
+             * Pnl
+             * @description what the sells brought less what the buys cost, fees included
+             */
+            pnl: number | null;
+            /**
+             * Pnl Pct
+             * @description pnl in percent of what the buys cost
+             */
+            pnl_pct: number | null;
+            /** Fees */
+            fees: number;
+            /** Duration S */
+            duration_s: number | null;
         };
         /** UserOut */
         UserOut: {
@@ -4155,6 +4381,112 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TraderOut"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A cookie-authenticated write without the X-CSRF-Token header */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The exchange answered with an error */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A component (exchange adapter, message bus, database) is not reachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    reset_api_traders__trader_id__reset_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the object's id */
+                trader_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResetOut"];
                 };
             };
             /** @description Not logged in, or the session has ended */
@@ -6793,6 +7125,69 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            /** @description Not logged in, or the session has ended */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found (also: another user's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid input; `errors` names the fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests or failed logins; see Retry-After */
+            429: {
+                headers: {
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    trades_api_trades_get: {
+        parameters: {
+            query?: {
+                trader_id?: number | null;
+                assignment_id?: number | null;
+                /** @description page size */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TradesOut"];
                 };
             };
             /** @description Not logged in, or the session has ended */

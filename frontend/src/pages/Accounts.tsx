@@ -4,9 +4,10 @@ import { api, type ApiError, type Trader } from "../api/client";
 import { Alert, Card, Field, Loader, PageHead, When, fmt } from "../components/ui";
 import { asApiError, assertValid, checkAmount } from "../forms";
 import { useLoad } from "../hooks";
+import { Link } from "../router";
 
-function Balances({ trader }: { trader: Trader }) {
-  const b = useLoad(() => api.balances(trader.id), [trader.id]);
+function Balances({ trader, version }: { trader: Trader; version: number }) {
+  const b = useLoad(() => api.balances(trader.id), [trader.id, version]);
   if (b.error) return <span className="down small" title={b.error.message}>unavailable</span>;
   if (!b.data) return <span className="muted">…</span>;
   const entries = Object.entries(b.data.balances).filter(([, v]) => Number(v) !== 0);
@@ -19,7 +20,7 @@ const ACTIONS: Record<string, string> = {
   "trader.created": "Trading account added", "trader.key_changed": "API key changed", "trader.deleted": "Trading account deleted",
   "trader.key_refused": "API key refused by the exchange", "trader.limits_changed": "Risk limits changed",
   "trader.key_reencrypted": "API key re-encrypted", "killswitch.on": "Kill switch on", "killswitch.off": "Kill switch released",
-  "position.close": "Close position asked", "positions.flatten": "Flatten all asked",
+  "position.close": "Close position asked", "positions.flatten": "Flatten all asked", "trader.reset": "Paper account reset",
 };
 
 function SecurityLog({ version }: { version: number }) {
@@ -130,6 +131,14 @@ export function Accounts() {
       setBusy(false);
     }
   };
+  const reset = (t: Trader) => {
+    if (!confirm(`Reset "${t.name}" to its starting cash? Whatever it holds goes; its trades stay listed. Assignments on it must be flat, with no open orders.`)) return;
+    setListErr(null);
+    api.resetTrader(t.id).then((r) => {
+      setEdited(`"${t.name}" is back to ${Object.entries(r.balances).map(([a, v]) => `${fmt(v, 2)} ${a}`).join(", ")}.`);
+      setVersion((v) => v + 1);
+    }, (x) => setListErr(asApiError(x)));
+  };
   const remove = (t: Trader) => {
     if (!confirm(`Delete the account "${t.name}"? Assignments that trade with it stop trading.`)) return;
     api.deleteTrader(t.id).then(() => { list.reload(); setVersion((v) => v + 1); }, (x) => setListErr(asApiError(x)));
@@ -154,9 +163,11 @@ export function Accounts() {
                             <td>{t.name} {t.paper ? <span className="pill">paper</span> : t.sandbox ? <span className="pill">sandbox</span> : <span className="pill live">live</span>}</td>
                             <td>{t.exchange}</td>
                             <td className="mono">{t.api_key_masked ?? <span className="muted">—</span>}</td>
-                            <td><Balances trader={t} /></td>
+                            <td><Balances trader={t} version={version} /></td>
                             <td className="actions">
+                              <Link to={`/trades?trader=${t.id}`} className="link">trades</Link>
                               <button className="link" onClick={() => { setEditing(editing === t.id ? null : t.id); setEdited(null); }} aria-expanded={editing === t.id}>edit</button>
+                              {t.paper && <button className="link" data-testid="reset-account" onClick={() => reset(t)} title="Back to the starting cash of a paper account">reset</button>}
                               <button className="link danger" onClick={() => remove(t)}>delete</button>
                             </td>
                           </tr>

@@ -1,8 +1,8 @@
 import { useEffect, useMemo, useState } from "react";
 import { api, type ApiError, type Market, type Strategy } from "../api/client";
-import { CandleChart, EquityChart } from "../components/CandleChart";
+import { CandleChart, EquityChart, PlotLegend, type Focus } from "../components/CandleChart";
 import { Alert, Card, Empty, Field, Loader, Loading, PageHead, Stat, TF_SECONDS, TIMEFRAMES, fmt, price, signed, time, tone } from "../components/ui";
-import { definesFunction, exitsByReason, fillMarkers, isRunning, modeLabel, quotesByDefault, readBacktest, tradeMarkers, type BacktestView, type BtTrade, type QuoteFill, type QuoteMetrics } from "../backtest";
+import { definesFunction, duration, exitsByReason, fillMarkers, isRunning, modeLabel, quotesByDefault, readBacktest, tradeMarkers, type BacktestView, type BtTrade, type QuoteFill, type QuoteMetrics } from "../backtest";
 import { ExitPill } from "../components/Orders";
 import { exitReasonLabel, orderTypeLabel } from "../orders";
 import { snapMarkers, toBars, type Bar } from "../chartdata";
@@ -188,6 +188,11 @@ export function BacktestPage({ id }: { id: number }) {
   const [bars, setBars] = useState<Bar[] | null>(null);
   const strategies = useLoad(() => api.strategies());
   const markets = useLoad(() => api.markets());
+  const [focus, setFocus] = useState<Focus | null>(null); // a trade clicked in the table: the chart moves to it
+  const showTrade = (t: BtTrade) => {
+    setFocus({ time: t.entry_time, key: Date.now() });
+    document.querySelector("[data-testid=trades-chart]")?.scrollIntoView({ behavior: "smooth", block: "center" });
+  };
 
   useEffect(() => {
     let stop = false;
@@ -251,17 +256,23 @@ export function BacktestPage({ id }: { id: number }) {
           <Stat label="Max drawdown" value={m.max_drawdown_pct != null ? `${fmt(m.max_drawdown_pct)} %` : "—"} tone={m.max_drawdown_pct ? "down" : ""} />
           <Stat label="Sharpe" value={fmt(m.sharpe)} />
           <Stat label="Win rate" value={m.win_rate != null ? `${fmt(m.win_rate, 1)} %` : "—"} />
+          <Stat label="Profit factor" value={m.profit_factor != null ? fmt(m.profit_factor) : "—"} />
           <Stat label="Trades" value={m.trades} />
+          <Stat label="Avg trade" value={duration(m.avg_trade_duration_s)} />
+          <Stat label="Fees paid" value={fmt(m.fees_paid)} />
+          <Stat label="Buy and hold" value={pct(m.buy_and_hold_return_pct)} tone={tone(m.buy_and_hold_return_pct)} />
           <Stat label="Candles" value={fmt(m.candles, 0)} />
         </div>
       )}
       {done && (
         <>
           <Card title="Equity and drawdown">
-            {b.curve.length ? <EquityChart curve={b.curve} cash={cash} /> : <Empty>No equity curve in this run.</Empty>}
+            {b.curve.length ? <EquityChart curve={b.curve} cash={cash} hold={b.hold} /> : <Empty>No equity curve in this run.</Empty>}
           </Card>
-          <Card title={b.mode ? "Fills on the chart" : "Trades on the chart"}>
-            {bars === null ? <Loading /> : bars.length === 0 ? <Empty>The candles of this run are not stored any more.</Empty> : <CandleChart bars={bars} markers={markers} />}
+          <Card title={b.mode ? "Fills on the chart" : "Trades on the chart"} actions={<PlotLegend plots={b.plot} />}>
+            <div data-testid="trades-chart">
+              {bars === null ? <Loading /> : bars.length === 0 ? <Empty>The candles of this run are not stored any more.</Empty> : <CandleChart bars={bars} markers={markers} plots={b.plot} focus={focus} />}
+            </div>
           </Card>
           {b.mode ? <Fills fills={b.fills} notes={b.quoting?.notes ?? []} /> : <Card title={`Trades (${b.trades.length})`}>
             {b.trades.length === 0 ? <Empty>The strategy never entered a position.</Empty> : (
@@ -269,12 +280,12 @@ export function BacktestPage({ id }: { id: number }) {
                 <ExitSummary trades={b.trades} />
                 <div className="scroll-x">
                   <table>
-                    <thead><tr><th>Entry</th><th>Entry type</th><th className="num">Price</th><th>Exit</th><th>Exit reason</th><th className="num">Price</th><th className="num">Qty</th><th className="num">P&L</th></tr></thead>
+                    <thead><tr><th>Entry</th><th>Entry type</th><th className="num">Price</th><th>Exit</th><th>Exit reason</th><th className="num">Price</th><th className="num">Qty</th><th className="num">P&L</th><th className="num">P&L %</th><th className="num hide-sm">Duration</th><th className="num hide-sm">Fees</th></tr></thead>
                     <tbody data-testid="trades">
                       {b.trades.slice(-200).reverse().map((t, i) => {
                         const open = t.exit_time === null || t.exit_reason === "end";
                         return (
-                          <tr key={i}>
+                          <tr key={i} className={`clickable${focus?.time === t.entry_time ? " focused" : ""}`} onClick={() => showTrade(t)} title="Show this trade on the chart">
                             <td className="nowrap">{time(t.entry_time * 1000)}</td>
                             <td className="muted" data-testid="entry-type">{t.entry_type ? orderTypeLabel(t.entry_type) : "—"}</td>
                             <td className="num">{price(t.entry_price)}</td>
@@ -282,6 +293,9 @@ export function BacktestPage({ id }: { id: number }) {
                             <td>{t.exit_reason === "end" ? <span className="muted small">at the end</span> : t.exit_reason ? <ExitPill reason={t.exit_reason} /> : <span className="muted">—</span>}</td>
                             <td className="num">{price(t.exit_price)}</td>
                             <td className="num">{fmt(t.qty, 6)}</td><td className={`num ${tone(t.pnl)}`}>{signed(t.pnl)}</td>
+                            <td className={`num ${tone(t.pnl_pct)}`}>{t.pnl_pct != null ? `${signed(t.pnl_pct)} %` : "—"}</td>
+                            <td className="num hide-sm nowrap">{t.exit_time !== null ? duration(t.exit_time - t.entry_time) : "—"}</td>
+                            <td className="num hide-sm">{t.fees != null ? fmt(t.fees) : "—"}</td>
                           </tr>
                         );
                       })}

@@ -1,24 +1,28 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import { api, type Assignment, type Evaluation, type Latency, type Market, type Order, type Quotes } from "../api/client";
 import type { Subscribe, Watch } from "../App";
-import { CandleChart } from "../components/CandleChart";
+import { CandleChart, PlotLegend } from "../components/CandleChart";
 import { CloseButton } from "../components/Close";
 import { OpenOrders, OrderKind, SizeNote } from "../components/Orders";
 import { QuotePanel, TopOfBook } from "../components/Quotes";
 import { Alert, Card, Empty, Loading, PageHead, TF_SECONDS, TIMEFRAMES, When, fmt, price, time } from "../components/ui";
-import { mergeBar, protectionLines, snapMarkers, toBars, toMarkers, type Bar } from "../chartdata";
+import { mergeBar, plotSeries, protectionLines, snapMarkers, toBars, toMarkers, type Bar } from "../chartdata";
 import { asApiError } from "../forms";
 import { useLoad, useThrottled } from "../hooks";
 import { openOrders } from "../orders";
 import { batcher, isTickAssignment, quoteLines } from "../quotes";
-import { navigate } from "../router";
+import { Link, navigate } from "../router";
 import { priceKey, type LiveState } from "../stream";
 import { CLOCK_NOTE } from "../time";
 
 type QuoteState = Record<number, { data: Quotes | null; error: string | null }>;
 
 export function MarketPage({ id, subscribe, watch, live }: { id: number; subscribe: Subscribe; watch: Watch; live: LiveState }) {
-  const assignmentId = Number(new URLSearchParams(location.search).get("assignment")) || null;
+  const query = new URLSearchParams(location.search);
+  const assignmentId = Number(query.get("assignment")) || null;
+  // ?at=<epoch ms>: a trade clicked in the trades view; the chart opens on it (its candles loaded if older)
+  const at = Number(query.get("at")) || null;
+  const [past, setPast] = useState(false); // showing older candles than the newest: live ones are not added
   // Reloaded as fills and decisions arrive: a position's protection (the stop and target lines) moves with them.
   const tick = useThrottled(live.activity, 1500);
   const assignments = useLoad(() => api.assignments(), [tick]);
@@ -61,11 +65,18 @@ export function MarketPage({ id, subscribe, watch, live }: { id: number; subscri
   useEffect(() => {
     if (assignmentId && !assignments.data) return; // wait to know the assignment's timeframe
     setBars(null);
-    api.candles(id, shownTf, 500).then((c) => setBars(toBars(c)), (x) => setErr(asApiError(x).message));
-  }, [id, shownTf, assignmentId, !!assignments.data]); // eslint-disable-line react-hooks/exhaustive-deps
+    setPast(false);
+    api.candles(id, shownTf, 500).then((c) => {
+      const latest = toBars(c);
+      if (at === null || !latest.length || at / 1000 >= latest[0].time) return setBars(latest);
+      // the trade is older than the newest candles: the candles around it
+      setPast(true);
+      return api.candles(id, shownTf, 500, at + 250 * (TF_SECONDS[shownTf] ?? 60) * 1000).then((old) => setBars(toBars(old)));
+    }).catch((x) => setErr(asApiError(x).message));
+  }, [id, shownTf, assignmentId, at, !!assignments.data]); // eslint-disable-line react-hooks/exhaustive-deps
   const refreshActivity = () => {
     if (!assignmentId) { setEvals([]); setOrders([]); setResting([]); setLatency(null); return; }
-    api.evaluations(assignmentId, 300).then((p) => setEvals(p.items), () => {});
+    api.evaluations(assignmentId, 500).then((p) => setEvals(p.items), () => {});
     api.orders({ assignment_id: assignmentId, limit: 200 }).then((p) => setOrders(p.items), () => {});
     api.orders({ assignment_id: assignmentId, status: "open", limit: 200 }).then((p) => setResting(p.items), () => {});
     api.latency(assignmentId).then(setLatency, () => {});
@@ -82,18 +93,21 @@ export function MarketPage({ id, subscribe, watch, live }: { id: number; subscri
     return () => { b.activity.cancel(); b.quotes.cancel(); };
   }, [assignmentId, tickSelected]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => subscribe((ev) => {
-    if (ev.type === "candle" && market && ev.exchange === market.exchange && ev.symbol === market.symbol && ev.tf === shownTf) {
-      setBars((b) => (b ? mergeBar(b, { time: Math.floor(ev.time / 1000), open: ev.open, high: ev.high, low: ev.low, close: ev.close }) : b));
+    if (ev.type === "candle" && !past && market && ev.exchange === market.exchange && ev.symbol === market.symbol && ev.tf === shownTf) {
+      setBars((b) => (b ? mergeBar(b, { time: Math.floor(ev.time / 1000), open: ev.open, high: ev.high, low: ev.low, close: ev.close, volume: ev.volume }) : b));
     }
     if ((ev.type === "evaluation" || ev.type === "fill" || ev.type === "order") && ev.assignment_id === assignmentId && assignmentId) later.current?.activity.add(assignmentId);
     if ((ev.type === "fill" || ev.type === "order") && ev.assignment_id !== null && quotingIds.current.includes(ev.assignment_id)) later.current?.quotes.add(ev.assignment_id);
     // A fill opens or closes a protected position: redraw its lines now (quotes have no protection: their
     // orders come often, and the list reloads with the page's activity anyway).
     if ((ev.type === "fill" || ev.type === "order") && ev.order_type !== "quote") assignments.reload();
-  }), [market, shownTf, assignmentId]); // eslint-disable-line react-hooks/exhaustive-deps
+  }), [market, shownTf, assignmentId, past]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const fillTf = TF_SECONDS[assignment?.timeframe ?? shownTf];
   const markers = useMemo(() => (bars ? snapMarkers(toMarkers(evals, orders, fillTf), bars, TF_SECONDS[shownTf]) : []), [evals, orders, bars, fillTf, shownTf]);
+  // The strategy's own series, on the timeframe it decides on (another timeframe's candles would not line up).
+  const plots = useMemo(() => (assignment && shownTf === assignment.timeframe ? plotSeries(evals) : {}), [evals, assignment?.timeframe, shownTf]); // eslint-disable-line react-hooks/exhaustive-deps
+  const focus = useMemo(() => (at !== null ? { time: Math.floor(at / 1000), key: at } : null), [at]);
   const lineList = protectionLines(assignments.data?.items ?? [], id);
   const lineKey = JSON.stringify(lineList);
   const protection = useMemo(() => lineList, [lineKey]); // eslint-disable-line react-hooks/exhaustive-deps
@@ -125,8 +139,11 @@ export function MarketPage({ id, subscribe, watch, live }: { id: number; subscri
         <div className="segmented">{TIMEFRAMES.map((t) => <button key={t} className={t === shownTf ? "on" : ""} onClick={() => setTf(t)}>{t}</button>)}</div>
       }>
         {err && <Alert>{err}</Alert>}
-        {bars === null ? <div className="chart"><Loading /></div> : bars.length === 0 ? <div className="chart"><Empty>No {shownTf} candles stored for this market yet.</Empty></div> : <CandleChart bars={bars} markers={markers} lines={lines} />}
+        {past && <div className="notice" role="status" data-testid="past-view">Showing the candles around {time(at!)} (market clock).{" "}
+          <button className="link" onClick={() => navigate(`/markets/${id}${assignmentId ? `?assignment=${assignmentId}` : ""}`)}>Back to the newest</button></div>}
+        {bars === null ? <div className="chart"><Loading /></div> : bars.length === 0 ? <div className="chart"><Empty>No {shownTf} candles stored for this market yet.</Empty></div> : <CandleChart bars={bars} markers={markers} lines={lines} plots={plots} focus={focus} />}
         <div className="legend muted">
+          <PlotLegend plots={plots} />
           {assignmentId ? <><span className="key up">▲</span> long <span className="key down">▼</span> short <span className="key fill">●</span> fill at its price <span className="key error">●</span> error</>
             : mine.length ? "Choose one of your assignments above to see its decisions and fills." : "None of your assignments trades this market."}
           {protection.length > 0 && <span data-testid="protection-legend"><span className="key down">┅</span> stop <span className="key up">┅</span> target of an open position
@@ -223,6 +240,7 @@ function AssignmentState({ a, symbol, onChange }: { a: Assignment; symbol?: stri
         {a.enabled ? <button className="small" disabled={busy} onClick={() => act(api.pause(a.id))}>Pause</button>
           : <button className="small primary" disabled={busy} onClick={() => act(api.resume(a.id))}>Resume</button>}
         {a.trader_id !== null && <CloseButton assignmentId={a.id} qty={a.position_qty} symbol={symbol} onDone={onChange} className="small danger" />}
+        {a.trader_id !== null && <Link className="button small" to={`/trades?assignment=${a.id}`}>Trades</Link>}
       </span>
       {err && <div className="alert" role="alert">{err}</div>}
     </section>

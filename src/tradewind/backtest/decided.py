@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tradewind.eval.sandbox import StrategyError, StrategyRuntime
+from tradewind.eval.sandbox import Plots, StrategyError, StrategyRuntime
 
 LONG, SHORT, NEUTRAL = ord("l"), ord("s"), ord("n")
 Extras = dict[
@@ -106,8 +106,9 @@ class Stream:
     manager: leaving it stops the thread after its current chunk and waits for it."""
 
     def __init__(self, rt: StrategyRuntime, arrays: dict[str, np.ndarray], lookback: int,
-                 progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
-        self.rt, self.arrays, self.lookback, self.progress = rt, arrays, lookback, progress
+                 progress: Callable[[int, int], None] | None = None, plots: Plots | None = None) -> None:  # fmt: skip
+        # plots: filled from the strategy's thread; read once it is done (after leaving the context)
+        self.rt, self.arrays, self.lookback, self.progress, self.plots = rt, arrays, lookback, progress, plots
         self.n = len(arrays["time"])
         self.done = 0
         self._chunks: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
@@ -131,7 +132,7 @@ class Stream:
                 extras: Extras = {}
                 try:
                     self.rt.decide_series(self.arrays, self.lookback, start, min(self.n, start + STREAM_CHUNK),
-                                          parts, extras)  # fmt: skip
+                                          parts, extras, self.plots)  # fmt: skip
                 except StrategyError as exc:
                     self._chunks.put(("error", exc, (_letters(parts), extras)))
                     return

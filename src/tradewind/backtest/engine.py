@@ -18,36 +18,32 @@ from typing import Any
 import numpy as np
 
 from tradewind.backtest.decided import LONG, SHORT, Decided, Extras, Failed, Stream
-from tradewind.backtest.metrics import max_drawdown_pct, sharpe, win_rate
-from tradewind.eval.sandbox import Limits, StrategyError, StrategyRuntime
+from tradewind.backtest.metrics import (
+    average_duration_s,
+    buy_and_hold,
+    max_drawdown_pct,
+    profit_factor,
+    sharpe,
+    win_rate,
+)
+from tradewind.eval.sandbox import Limits, Plots, StrategyError, StrategyRuntime
 from tradewind.eval.ta import ArrayStore
 from tradewind.trading import model
+from tradewind.trading.trips import RoundTrip, Trips
 
 DEFAULT_LIMITS = Limits(time_ms=5000)
 STREAM_FROM = 20_000  # candles from which the strategy decides in a thread alongside the fill
+PLOT_CANDLES = 5000  # the last candles of a run whose plot series a report keeps (the most its chart shows)
 
-
-@dataclass
-class Trade:
-    entry_time: int
-    entry_price: float
-    qty: float
-    exit_time: int | None = None
-    exit_price: float | None = None
-    pnl: float | None = None
-    cost: float = 0.0  # cash spent, fee included
-    entry_type: str = "market"  # market | limit
-    exit_reason: str | None = None  # signal | stop_loss | take_profit | trailing_stop | end (still open)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"entry_time": iso(self.entry_time), "entry_price": self.entry_price, "entry_type": self.entry_type,
-                "exit_time": iso(self.exit_time) if self.exit_time is not None else None,
-                "exit_price": self.exit_price, "exit_reason": self.exit_reason, "qty": self.qty, "pnl": self.pnl}  # fmt: skip
+# A trade of the run: a round trip (``tradewind.trading.trips``: the same rule as a live account's trades);
+# exit_reason signal | stop_loss | take_profit | trailing_stop, or end (still open at the last candle).
+Trade = RoundTrip
 
 
 @dataclass
 class Result:
-    """A finished (or failed) run: trades, the equity at every candle's close, and the error if any."""
+    """A finished (or failed) run: trades, the equity at every candle's close, and the error if any; the
+    strategy's plot series (of its last candles), and buying and holding beside it."""
 
     trades: list[Trade]
     equity: np.ndarray
@@ -58,6 +54,8 @@ class Result:
     bar_minutes: float
     error: str | None = None
     error_time: int | None = None
+    plots: Plots | None = None
+    hold: np.ndarray | None = None  # the equity of buying at the first traded candle and holding
 
     @property
     def final_equity(self) -> float:
@@ -65,7 +63,7 @@ class Result:
 
     def summary(self) -> dict[str, Any]:
         """The `--json` document: trades, final_equity, return_pct, max_drawdown_pct, sharpe, win_rate,
-        candles, duration_s, error."""
+        profit_factor, avg_trade_duration_s, fees_paid, buy_and_hold_return_pct, candles, duration_s, error."""
         final = self.final_equity
         closed = [t.pnl for t in self.trades if t.pnl is not None]
         # the times of every trade formatted at once (a year of minutes may hold tens of thousands)
@@ -74,9 +72,11 @@ class Result:
         trades = [
             {"entry_time": entered, "entry_price": t.entry_price, "entry_type": t.entry_type,
              "exit_time": exits.pop() if t.exit_time is not None else None, "exit_price": t.exit_price,
-             "exit_reason": t.exit_reason, "qty": t.qty, "pnl": t.pnl}
+             "exit_reason": t.exit_reason, "qty": t.qty, "pnl": t.pnl, "pnl_pct": t.pnl_pct, "fees": t.fees,
+             "duration_s": None if t.exit_time is None else (t.exit_time - t.entry_time) // 1000}
             for t, entered in zip(self.trades, entries, strict=True)
         ]  # fmt: skip
+        hold = float(self.hold[-1]) if self.hold is not None and len(self.hold) else None
         return {
             "trades": trades,
             "final_equity": final,
@@ -84,6 +84,13 @@ class Result:
             "max_drawdown_pct": max_drawdown_pct(self.equity),
             "sharpe": sharpe(self.equity, self.bar_minutes),
             "win_rate": win_rate(closed),  # type: ignore[arg-type]
+            "profit_factor": profit_factor(closed),  # type: ignore[arg-type]
+            # trades closed before the end (one still open at the last candle has not ended)
+            "avg_trade_duration_s": average_duration_s([t for t in self.trades if t.closed]),
+            "fees_paid": sum(t.fees for t in self.trades),
+            "buy_and_hold_return_pct": (hold / self.cash - 1) * 100
+            if hold is not None and self.cash
+            else None,
             "candles": self.candles,
             "duration_s": round(self.duration_s, 4),
             "error": self.error,
@@ -93,6 +100,30 @@ class Result:
         """The equity curve as [time ms, equity, drawdown %], thinned to about ``points`` points."""
         return curve(self.equity, self.times, points)
 
+    def hold_curve(self, points: int = 1000) -> list[list[float]]:
+        """Buying and holding, as [time ms, equity] at the times of ``curve(points)``."""
+        if self.hold is None or not len(self.hold):
+            return []
+        return [
+            [t, round(float(self.hold[i]), 6)]
+            for t, i in zip(*_thinned(self.times, len(self.hold), points), strict=True)
+        ]
+
+    def plot_series(self) -> dict[str, list[list[float]]]:
+        """The strategy's plot series over the candles it kept them for (``PLOT_CANDLES``, the last ones), as
+        [time ms, value] per series name; candles without a value are left out."""
+        p = self.plots
+        if p is None:
+            return {}
+        times = self.times[p.start :]  # the run's candles (cut at a failing one)
+        out: dict[str, list[list[float]]] = {}
+        for name, values in p.values.items():
+            v = values[: len(times)]
+            keep = np.flatnonzero(~np.isnan(v))
+            if len(keep):
+                out[name] = [[int(times[i]), float(v[i])] for i in keep.tolist()]
+        return out
+
 
 def curve(equity: np.ndarray, times: np.ndarray, points: int = 1000) -> list[list[float]]:
     """An equity series as [time ms, equity, drawdown %], thinned to about ``points`` points (the last
@@ -101,11 +132,19 @@ def curve(equity: np.ndarray, times: np.ndarray, points: int = 1000) -> list[lis
         return []
     peaks = np.maximum.accumulate(equity)
     dd = (peaks - equity) / np.where(peaks > 0, peaks, 1.0) * 100
-    step = max(1, len(equity) // points)
-    idx = list(range(0, len(equity), step))
-    if idx[-1] != len(equity) - 1:
-        idx.append(len(equity) - 1)
-    return [[int(times[i]), round(float(equity[i]), 6), round(float(dd[i]), 4)] for i in idx]
+    return [
+        [t, round(float(equity[i]), 6), round(float(dd[i]), 4)]
+        for t, i in zip(*_thinned(times, len(equity), points), strict=True)
+    ]
+
+
+def _thinned(times: np.ndarray, n: int, points: int) -> tuple[list[int], list[int]]:
+    """The times (ms) and indices of about ``points`` of ``n`` values, evenly spaced, the last one kept."""
+    step = max(1, n // points)
+    idx = list(range(0, n, step))
+    if idx[-1] != n - 1:
+        idx.append(n - 1)
+    return [int(times[i]) for i in idx], idx
 
 
 def iso(ms: int) -> str:
@@ -125,12 +164,13 @@ def run(
     code: str, arrays: dict[str, np.ndarray], *, params: dict[str, Any] | None = None, cash: float = 10_000.0,
     fee: float = 0.001, slippage: float = 0.0, lookback: int = 500, name: str = "strategy",
     maker_fee: float | None = None, trade_from: int | None = None,
-    limits: Limits | None = None, progress: Callable[[int, int], None] | None = None,
+    limits: Limits | None = None, progress: Callable[[int, int], None] | None = None, plot_candles: int = 0,
 ) -> Result:  # fmt: skip
     """Run ``code`` over the candles (arrays time, open, high, low, close, volume; oldest first).
 
     A strategy error stops the run: the result holds the message, the candle's time, and the trades
-    and equity up to that candle."""
+    and equity up to that candle. With ``plot_candles``, the strategy's plot series of the last that many
+    candles are kept (``Result.plot_series``; sweeps and optimisations keep none)."""
     started = time.perf_counter()
     times = arrays["time"]
     n = len(times)
@@ -147,11 +187,12 @@ def run(
     first = 0 if trade_from is None else int(np.searchsorted(times, trade_from))
     error = error_time = None
     decided = Decided(n, first)
+    plots = Plots(n, max(first, n - plot_candles)) if plot_candles > 0 else None
     tf = int(bar_minutes * 60_000)
     try:
         if n >= STREAM_FROM:
             try:
-                with Stream(rt, arrays, lookback, progress) as stream:
+                with Stream(rt, arrays, lookback, progress, plots) as stream:
                     decided.source = stream.take
                     trades, equity = _fill(decided, arrays, n, cash, fee, slippage, maker_fee, tf)
                     while decided.more():  # (the fill may end before the last decision: it cannot act)
@@ -165,7 +206,7 @@ def run(
             chunk = max(2000, n // 50)  # progress reports; each chunk is one call into Lua
             try:
                 for start in range(0, n, chunk):
-                    rt.decide_series(arrays, lookback, start, min(n, start + chunk), parts, extras)
+                    rt.decide_series(arrays, lookback, start, min(n, start + chunk), parts, extras, plots)
                     if progress is not None:
                         progress(min(n, start + chunk), n)
             except StrategyError as exc:
@@ -182,6 +223,8 @@ def run(
             decided = cut
         trades, equity = _fill(decided, {k: v[:done] for k, v in arrays.items()}, done, cash, fee, slippage,
                                maker_fee, tf)  # fmt: skip
+    # buying at the first candle a decision can trade on (decided at its close, filled at the next open)
+    hold = buy_and_hold(arrays["open"][:done], arrays["close"][:done], cash, fee, slippage, first + 1)
     return Result(
         trades,
         equity,
@@ -192,6 +235,8 @@ def run(
         bar_minutes,
         error,
         error_time,
+        plots,
+        hold,
     )
 
 
@@ -260,34 +305,27 @@ def _fill(src: Decided, arrays: dict[str, np.ndarray], n: int, cash: float, fee:
     def bar(j: int) -> model.Bar:
         return model.Bar.of(int(times[j]), opens[j], highs[j], lows[j], closes[j])
 
-    trades: list[Trade] = []
+    trips = Trips()
     segments: list[tuple[int, float, float]] = []  # (first candle, cash, position) from there on
     free = model.dec(cash)
     qty = model.ZERO
     guard: model.Guard | None = None
     exits = model.NO_EXITS
     resting: model.Resting | None = None
-    trade: Trade | None = None
     entry_price = model.ZERO
     entry_at = 0  # the entry candle of the position held
     i = 0  # the candle whose close decides next
     done = 0  # equity is written for candles < done
 
     def book(f: model.Fill, at: int) -> None:
-        nonlocal free, qty, trade, entry_price, entry_at
+        nonlocal free, qty, entry_price, entry_at
         free += f.cash
         if f.side == "buy":
             qty += f.amount
             entry_price, entry_at = f.price, at
-            trade = Trade(f.time, float(f.price), float(f.amount), cost=float(f.value + f.fee),
-                          entry_type=f.order_type)  # fmt: skip
-            trades.append(trade)
         else:
             qty -= f.amount
-            if trade is not None:
-                trade.exit_time, trade.exit_price = f.time, float(f.price)
-                trade.pnl, trade.exit_reason = float(f.value - f.fee) - trade.cost, f.reason
-                trade = None
+        trips.fill(f.time, f.side, f.amount, f.price, f.fee, order_type=f.order_type, reason=f.reason)
 
     def value_through(j: int) -> None:
         """Equity for candles done..j (inclusive) at the current cash and position: noted as a segment, the
@@ -389,11 +427,9 @@ def _fill(src: Decided, arrays: dict[str, np.ndarray], n: int, cash: float, fee:
         equity = cash_at + held_at * closes[:n]
     else:
         equity = np.empty(0)
-    if trade is not None and n:
-        last = float(closes[n - 1])
-        trade.exit_time, trade.exit_price, trade.exit_reason = int(times[n - 1]), last, "end"
-        trade.pnl = float(qty) * last - trade.cost
-    return trades, equity
+    if n:
+        trips.value_open(int(times[n - 1]), float(closes[n - 1]))
+    return trips.trips, equity
 
 
 def _first_touch(start: int, end: int, guard: model.Guard | None, resting: model.Resting | None,

@@ -1,8 +1,11 @@
-"""Backtest metrics from an equity curve and a list of trades."""
+"""Backtest metrics from an equity curve and a list of trades (also the headline numbers of a live
+account's round trips, ``tradewind.trading.trips``)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -61,3 +64,27 @@ def profit_factor(pnls: list[float]) -> float:
     if losses <= 0:
         return PROFIT_FACTOR_CAP
     return min(PROFIT_FACTOR_CAP, gains / losses)
+
+
+class _Timed(Protocol):
+    entry_time: int
+    exit_time: int | None
+
+
+def average_duration_s(trades: Sequence[_Timed]) -> float:
+    """The mean time from entry to exit of the trades that have an exit, in seconds (0 with none)."""
+    spans = [t.exit_time - t.entry_time for t in trades if t.exit_time is not None]
+    return sum(spans) / len(spans) / 1000 if spans else 0.0
+
+
+def buy_and_hold(opens: np.ndarray, closes: np.ndarray, cash: float, fee: float, slippage: float = 0.0,
+                 first: int = 0) -> np.ndarray:  # fmt: skip
+    """The equity at each close of buying with all ``cash`` at candle ``first``'s open (slippage and the
+    taker fee paid as a market entry pays them) and holding to the end; ``cash`` before ``first``."""
+    n = len(closes)
+    out = np.full(n, float(cash))
+    if first >= n or not opens[first] > 0:
+        return out
+    qty = cash / (opens[first] * (1 + slippage) * (1 + fee))
+    out[first:] = qty * closes[first:]
+    return out

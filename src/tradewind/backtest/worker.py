@@ -64,15 +64,16 @@ def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[st
     from tradewind.backtest import engine
 
     result = engine.run(code, arrays, params=params, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
-                        lookback=lookback, name=name)  # fmt: skip
-    summary = result.summary()
-    from tradewind.backtest.metrics import profit_factor, sortino
+                        lookback=lookback, name=name, plot_candles=engine.PLOT_CANDLES if detail else 0)  # fmt: skip
+    summary = result.summary()  # profit factor, fees paid, average trade duration, buy and hold among them
+    from tradewind.backtest.metrics import sortino
 
     summary["sortino"] = sortino(result.equity, result.bar_minutes)
-    summary["profit_factor"] = profit_factor([t.pnl for t in result.trades if t.pnl is not None])
     out: dict[str, Any] = {"summary": summary}
     if detail:
         out["equity"] = result.curve(CURVE_POINTS)
+        out["buy_and_hold"] = result.hold_curve(CURVE_POINTS)
+        out["plot"] = result.plot_series()
     else:
         summary["trade_count"] = len(summary.pop("trades"))
     return out
@@ -499,7 +500,8 @@ class BacktestWorker:
                                           None if maker is None else float(maker)))  # fmt: skip
         summary = out["summary"]
         trades = summary.pop("trades")
-        return {"metrics": summary, "trades": trades, "equity": out["equity"]}
+        return {"metrics": summary, "trades": trades, "equity": out["equity"], "buy_and_hold": out["buy_and_hold"],
+                "plot": out["plot"]}  # fmt: skip
 
     async def _quote_run(self, code: str, name: str, params: dict[str, Any], cfg: dict[str, Any],
                          data: m.BacktestData) -> dict[str, Any]:  # fmt: skip

@@ -120,6 +120,8 @@ class EvalOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     # What on_tick returned as ``{quotes = {...}}`` (an empty list: cancel them all); None: not quotes (a
     # position as from decide, or nothing at all: keep the quotes as they are).
     quotes: list[Quote] | None = None
+    # The strategy's own series at this candle (``plot = {name = value}`` in decide's table), for its chart.
+    plot: dict[str, float] | None = None
 
 
 class EvalReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -216,6 +218,24 @@ class BalancesRequest(msgspec.Struct, frozen=True, kw_only=True):
 class BalancesReply(msgspec.Struct, frozen=True, kw_only=True):
     balances: dict[int, dict[str, str]] = {}  # trader -> asset -> free amount, decimal string
     errors: dict[int, str] = {}  # trader -> why its balance is unknown
+
+
+class ResetPaper(msgspec.Struct, frozen=True, kw_only=True):
+    """Put a paper account back to its starting cash (web -> the sim exchange). Refused while it has orders
+    resting, or when it has a fill newer than ``last_fill_id`` (the newest the web saw when it checked that
+    no assignment holds a position through it; None: it saw none)."""
+
+    trader_id: int
+    owner_id: int
+    last_fill_id: int | None = None
+
+
+class ResetReply(msgspec.Struct, frozen=True, kw_only=True):
+    ok: bool
+    error: str | None = None  # why not, fit to show the user
+    balances: dict[str, str] = {}  # asset -> amount after the reset, decimal string
+    # the exchange's clock at the reset (epoch ms; the simulator's runs ahead of the wall clock)
+    time: int = 0
 
 
 class VerifyTrader(msgspec.Struct, frozen=True, kw_only=True):

@@ -61,6 +61,11 @@ def exchange_cancel(exchange: str) -> str:
     return f"exchange.{exchange}.cancel"
 
 
+def exchange_reset(exchange: str) -> str:
+    """Put a paper account back to its starting cash (ResetPaper -> ResetReply); the sim exchange answers."""
+    return f"exchange.{exchange}.reset"
+
+
 def exchange_verify(exchange: str) -> str:
     """Check an API key against the exchange (a balances call); answered by the adapter."""
     return f"exchange.{exchange}.verify"

@@ -59,7 +59,7 @@ class Recorder:
                 evals.append({
                     "assignment_id": st.id, "candle_time": candle.time, "status": out.status, "position": out.position,
                     "size": out.size, "note": note, "error": out.error, "logs": list(out.logs),
-                    "duration_ms": out.duration_us / 1000, "latency_ms": tick_ms, "created_at": now,
+                    "duration_ms": out.duration_us / 1000, "latency_ms": tick_ms, "created_at": now, "plot": out.plot,
                 })  # fmt: skip
         results = [r for h in later for r in h.results]
         paused = [p for h in later for p in h.paused]

@@ -77,6 +77,8 @@ class Outcome(NamedTuple):
     expire: int | None = None
     # what on_tick returned as quotes, (side, price, amount) each ([]: cancel them all); None: no quotes
     quotes: list[tuple[str, float, float]] | None = None
+    # the strategy's own series at this candle (``plot = {...}``); None: it plotted nothing
+    plot: dict[str, float] | None = None
 
 
 _tuple_new = tuple.__new__  # an Outcome without its __new__'s call: a thousand are made per batch
@@ -85,15 +87,17 @@ _tuple_new = tuple.__new__  # an Outcome without its __new__'s call: a thousand 
 def _outcome(o: tuple[Any, ...]) -> Outcome:
     """The child's tuple as an Outcome: (assignment_id, position, size, duration_us) for the common
     result, Outcome's first eight fields when there is a note, logs or an error, thirteen when the
-    decision has exits or a limit, all of them when it has quotes."""
+    decision has exits or a limit, fourteen when it has quotes, all of them when it has a plot."""
     n = len(o)
     if n == 4:
         return _tuple_new(
-            Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None, None)
+            Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None, None, None)
         )
     if n == 8:
-        return _tuple_new(Outcome, (*o, None, None, None, None, None, None))
+        return _tuple_new(Outcome, (*o, None, None, None, None, None, None, None))
     if n == 13:
+        return _tuple_new(Outcome, (*o, None, None))
+    if n == 14:
         return _tuple_new(Outcome, (*o, None))
     return _tuple_new(Outcome, o)
 
@@ -213,7 +217,10 @@ def _child(
                     d = rt.on_tick(w, *ticks[i], candle_time)
                 runtimes.measure(aid)
                 us = int((perf() - started) * 1e6)
-                if ticks is not None and d.quotes is not None:
+                if d.plot is not None:  # a plot: every field (the common case below stays as short)
+                    out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs, d.stop_loss,
+                                d.take_profit, d.trailing_stop, d.limit, d.expire, d.quotes, d.plot))  # fmt: skip
+                elif ticks is not None and d.quotes is not None:
                     out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs, d.stop_loss,
                                 d.take_profit, d.trailing_stop, d.limit, d.expire, d.quotes))  # fmt: skip
                 elif (
@@ -405,7 +412,7 @@ class Executor:
                 new = _tuple_new
                 for o in out:
                     if len(o) == 4:  # the common result, inline: a thousand per batch
-                        results[o[0]] = new(Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None, None))  # fmt: skip
+                        results[o[0]] = new(Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None, None, None))  # fmt: skip
                     else:
                         results[o[0]] = _outcome(o)
                 return None, False

@@ -779,12 +779,77 @@ local function error_text(co, e)
   if t == "nil" then return where(co) .. "error(nil)" end
   return where(co) .. "error called with a " .. t .. " value; pass a message: error(\"what went wrong\")"
 end
+-- A decision's `plot = {name = number, ...}`: the values of the strategy's own series at this candle, drawn
+-- on the chart. At most PLOT_MAX names, each a name (letters, digits, _; at most 32 characters), each value
+-- a number that is not infinite (NaN: no point at this candle, as an indicator's warm-up). Read raw with
+-- `next` (no metamethod of the strategy's runs here, outside the hook), so a table of a million keys costs
+-- no more than PLOT_MAX + 1 steps.
+local PLOT_MAX = 8
+local PLOT_NAME = 32
+local HUGE_ = math.huge
+local plot_names_ok = {}  -- names checked already (the strategy's memory: it returns the same few)
+local plot_cols, plot_names, plot_count = {}, {}, 0  -- a backtest's plot columns (reset by `candles`)
+local function plot_name_text(k)
+  if type_(k) == "string" then
+    return "'" .. (STR.gsub(string_sub(k, 1, 40), "[^%w_%-%. ]", "?")) .. (#k > 40 and "...'" or "'")
+  end
+  return "a " .. type_(k)
+end
+-- The plot as the host takes it: the names joined by commas, then the values in that order; or false and
+-- why it is not a plot (the host reports it as the strategy's error).
+local function plot_out(pl)
+  if type_(pl) ~= "table" then
+    return false, "plot must be a table of series, {name = value, ...}, got a " .. type_(pl)
+  end
+  local names, values, n = {}, {}, 0
+  local k, v = next_(pl)
+  while k ~= nil do
+    n = n + 1
+    if n > PLOT_MAX then return false, "plot holds at most " .. PLOT_MAX .. " series" end
+    if type_(k) ~= "string" then return false, "plot: a series needs a name, not " .. plot_name_text(k) end
+    if not plot_names_ok[k] then
+      if #k > PLOT_NAME or not STR.find(k, "^[%a_][%w_]*$") then
+        return false, "plot: " .. plot_name_text(k) .. " is not a series name (letters, digits and _, at most "
+          .. PLOT_NAME .. " characters)"
+      end
+      plot_names_ok[k] = true
+    end
+    if type_(v) ~= "number" then return false, "plot." .. k .. " must be a number, got a " .. type_(v) end
+    if v == HUGE_ or v == -HUGE_ then return false, "plot." .. k .. " must be a finite number, got " .. tostring_(v) end
+    names[n], values[n] = k, v
+    k, v = next_(pl, k)
+  end
+  return table_concat(names, ","), table.unpack(values, 1, n)
+end
+-- Whether a plot is fine, without building anything (a backtest's hot path); plot_out says why not.
+local function plot_good(pl)
+  if type_(pl) ~= "table" then return false end
+  local n = 0
+  local k, v = next_(pl)
+  while k ~= nil do
+    n = n + 1
+    if n > PLOT_MAX or not plot_names_ok[k] then
+      if n > PLOT_MAX or type_(k) ~= "string" or #k > PLOT_NAME or not STR.find(k, "^[%a_][%w_]*$") then return false end
+      plot_names_ok[k] = true
+    end
+    if type_(v) ~= "number" or v == HUGE_ or v == -HUGE_ then return false end
+    k, v = next_(pl, k)
+  end
+  return true
+end
+
 local function finish(co, ok, a, ...)
   if exhausted then return false, LIMIT_MARK .. exhausted end
   if not ok then return false, error_text(co, a) end
   if type_(a) == "table" then
     -- {position=, size=, note=, stop_loss=, take_profit=, trailing_stop=, limit=, expire=}, read raw;
-    -- the tenth value marks it
+    -- the tenth value marks it; a plot follows it (see plot_out)
+    local pl = rawget_(a, "plot")
+    if pl ~= nil then
+      return true, rawget_(a, "position"), rawget_(a, "size"), rawget_(a, "note"), rawget_(a, "stop_loss"),
+        rawget_(a, "take_profit"), rawget_(a, "trailing_stop"), rawget_(a, "limit"), rawget_(a, "expire"), true,
+        plot_out(pl)
+    end
     return true, rawget_(a, "position"), rawget_(a, "size"), rawget_(a, "note"), rawget_(a, "stop_loss"),
       rawget_(a, "take_profit"), rawget_(a, "trailing_stop"), rawget_(a, "limit"), rawget_(a, "expire"), true
   end
@@ -831,6 +896,7 @@ local function candles(o, h, l, c, v, t)
                  candle_view(t, "=j")}
   series_candles = {}
   for i = 1, 6 do series_candles[views[i]] = true end
+  plot_cols, plot_names, plot_count = {}, {}, 0
   local a = {}
   for i = 1, 6 do a[NAMES[i]] = views[i] end
   series_candle_mt.__index = a
@@ -1004,15 +1070,20 @@ end
 -- limit come back in a flat table of numbers (or false when there are none), seven per such candle: its
 -- index (from 1), size, stop_loss, take_profit, trailing_stop, limit, expire (NaN where absent; a size
 -- of 1 is absent). The host reads it with one table.unpack: Lua strings reach it decoded as text.
--- Returns: the last candle done, then true, extras, positions; or false, "error", message, extras,
--- positions; or false, "value", position, size, note, stop_loss, take_profit, trailing_stop, limit,
--- expire, is_table, extras, positions when the host must judge a return value.
+-- From candle plot_from on (false: never), the values of a table's plot come back the same way, three
+-- numbers per value: the candle, the series' column (from 1, in the order the run first named them, at
+-- most PLOT_MAX columns a run: later names are not recorded), the value (NaN is not recorded); with the
+-- names of the columns, joined by commas.
+-- Returns: the last candle done, true, names, plots, extras, positions; or the candle, false, names,
+-- plots, extras, positions, "error", message; or the candle, false, names, plots, extras, positions,
+-- "value", position, size, note, stop_loss, take_profit, trailing_stop, limit, expire, is_table and the
+-- plot as plot_out gives it (when the table has one), when the host must judge a return value.
 local CODE = {long = "l", short = "s", neutral = "n"}
 local VALUE, DONE = {}, {}  -- the runner's own yields: no strategy can make these tables
 local HUGE = math.huge
 local cur  -- the candle the runner is on
-local function runner(f, c, params, views, first, last, lookback, buf, ext)
-  local ne = 0
+local function runner(f, c, params, views, first, last, lookback, buf, ext, rec, plot_from)
+  local ne, nr = 0, 0
   for i = first, last do
     cur = i
     local off = i - lookback
@@ -1026,14 +1097,14 @@ local function runner(f, c, params, views, first, last, lookback, buf, ext)
       -- a table, read raw, its values checked as the host would; anything else, or a value out of
       -- range, goes to the host to be judged (with its messages)
       if type_(r) == "table" then
-        local p, s, nt, sl, tp, ts, lm, ex
+        local p, s, nt, sl, tp, ts, lm, ex, pl
         if debug_getmetatable(r) == nil then  -- no metatable: plain reads are raw, and cost no call
-          p, s, nt, sl, tp, ts, lm, ex = r.position, r.size, r.note, r.stop_loss, r.take_profit, r.trailing_stop,
-            r.limit, r.expire
+          p, s, nt, sl, tp, ts, lm, ex, pl = r.position, r.size, r.note, r.stop_loss, r.take_profit,
+            r.trailing_stop, r.limit, r.expire, r.plot
         else
           p, s, nt = rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note")
           sl, tp, ts = rawget_(r, "stop_loss"), rawget_(r, "take_profit"), rawget_(r, "trailing_stop")
-          lm, ex = rawget_(r, "limit"), rawget_(r, "expire")
+          lm, ex, pl = rawget_(r, "limit"), rawget_(r, "expire"), rawget_(r, "plot")
         end
         code = type_(p) == "string" and CODE[p] or nil
         local nty = type_(nt)
@@ -1043,7 +1114,9 @@ local function runner(f, c, params, views, first, last, lookback, buf, ext)
            or not (tp == nil or (type_(tp) == "number" and tp > 0 and tp <= 100))
            or not (ts == nil or (type_(ts) == "number" and ts > 0 and ts < 1))
            or not (lm == nil or (type_(lm) == "number" and lm > 0 and lm < HUGE))
-           or not (ex == nil or (lm ~= nil and type_(ex) == "number" and ex >= 1 and ex <= 10000 and ex % 1 == 0)) then
+           or not (ex == nil or (lm ~= nil and type_(ex) == "number" and ex >= 1 and ex <= 10000 and ex % 1 == 0))
+           or not (pl == nil or plot_good(pl)) then
+          if pl ~= nil then coroutine.yield(VALUE, p, s, nt, sl, tp, ts, lm, ex, true, plot_out(pl)) end
           coroutine.yield(VALUE, p, s, nt, sl, tp, ts, lm, ex, true)
         end
         if ext and ((s ~= nil and s ~= 1) or sl ~= nil or tp ~= nil or ts ~= nil or lm ~= nil) then
@@ -1056,6 +1129,22 @@ local function runner(f, c, params, views, first, last, lookback, buf, ext)
           ext[ne + 7] = ex or NAN
           ne = ne + 7
         end
+        if pl ~= nil and rec and i >= plot_from then
+          local k, v = next_(pl)
+          while k ~= nil do
+            local col = plot_cols[k]
+            if col == nil and plot_count < PLOT_MAX then
+              plot_count = plot_count + 1
+              col = plot_count
+              plot_cols[k], plot_names[col] = col, k
+            end
+            if col ~= nil and v == v then
+              rec[nr + 1], rec[nr + 2], rec[nr + 3] = i, col, v
+              nr = nr + 3
+            end
+            k, v = next_(pl, k)
+          end
+        end
       else
         coroutine.yield(VALUE, r, nil, nil, nil, nil, nil, nil, nil, false)
       end
@@ -1064,26 +1153,42 @@ local function runner(f, c, params, views, first, last, lookback, buf, ext)
   end
   return DONE
 end
-local function series(f, c, views, params, first, last, lookback, want_extras)
-  local buf, ext = {}, want_extras and {} or false
-  local co = guard(co_create(runner))
-  exhausted = false
-  local ok, what, p, s, nt, sl, tp, ts, lm, ex, is_table = co_resume(co, f, c, params, views, first, last, lookback, buf, ext)
+-- The value a decide yielded itself (live: its coroutine's yield ends the evaluation with it), as the
+-- runner's VALUE hands it over.
+local function yielded(r)
+  if type_(r) == "table" then
+    local pl = rawget_(r, "plot")
+    if pl ~= nil then
+      return "value", rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note"), rawget_(r, "stop_loss"),
+        rawget_(r, "take_profit"), rawget_(r, "trailing_stop"), rawget_(r, "limit"), rawget_(r, "expire"), true,
+        plot_out(pl)
+    end
+    return "value", rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note"), rawget_(r, "stop_loss"),
+      rawget_(r, "take_profit"), rawget_(r, "trailing_stop"), rawget_(r, "limit"), rawget_(r, "expire"), true
+  end
+  return "value", r, nil, nil, nil, nil, nil, nil, nil, false
+end
+local function series_end(co, last, buf, ext, rec, ok, what, ...)
   local extras = ext and ext[1] ~= nil and ext or false
-  if exhausted then return cur, false, "error", LIMIT_MARK .. exhausted, extras, table_concat(buf) end
-  if not ok then return cur, false, "error", error_text(co, what), extras, table_concat(buf) end
-  if what == DONE and co_status(co) == "dead" then return last, true, extras, table_concat(buf) end
+  local plots = rec and rec[1] ~= nil and rec or false
+  local names = plot_count > 0 and table_concat(plot_names, ",") or false
+  local letters = table_concat(buf)
+  if exhausted then return cur, false, names, plots, extras, letters, "error", LIMIT_MARK .. exhausted end
+  if not ok then return cur, false, names, plots, extras, letters, "error", error_text(co, what) end
+  if what == DONE and co_status(co) == "dead" then return last, true, names, plots, extras, letters end
   if what == VALUE and co_status(co) == "suspended" then
-    return cur, false, "value", p, s, nt, sl, tp, ts, lm, ex, is_table, extras, table_concat(buf)
+    return cur, false, names, plots, extras, letters, "value", ...
   end
   -- decide itself yielded: live, its coroutine's yield ends the evaluation with the values yielded
-  local r = what
-  if type_(r) == "table" then
-    return cur, false, "value", rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note"),
-      rawget_(r, "stop_loss"), rawget_(r, "take_profit"), rawget_(r, "trailing_stop"), rawget_(r, "limit"),
-      rawget_(r, "expire"), true, extras, table_concat(buf)
-  end
-  return cur, false, "value", r, nil, nil, nil, nil, nil, nil, nil, false, extras, table_concat(buf)
+  return cur, false, names, plots, extras, letters, yielded(what)
+end
+local function series(f, c, views, params, first, last, lookback, want_extras, plot_from)
+  local buf, ext = {}, want_extras and {} or false
+  local rec = plot_from and {} or false
+  local co = guard(co_create(runner))
+  exhausted = false
+  return series_end(co, last, buf, ext, rec,
+    co_resume(co, f, c, params, views, first, last, lookback, buf, ext, rec, plot_from or 0))
 end
 
 return {compile = compile, run = run, env = env, candles = candles, series = series, mark = LIMIT_MARK,

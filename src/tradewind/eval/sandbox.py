@@ -111,7 +111,10 @@ class Decision(NamedTuple):
 
     From ``on_tick`` only: ``quotes``, the (side, price, amount) wanted now when it returned
     ``{quotes = {...}}`` ([]: cancel them all), and then ``position`` is None; both None when it returned
-    nothing (keep the quotes as they are)."""
+    nothing (keep the quotes as they are).
+
+    ``plot``: the values of the strategy's own series at this candle (``plot = {name = value, ...}`` in the
+    table), drawn on its chart; None when it named none (a NaN value is no point, and is left out)."""
 
     position: str | None
     size: float = 1.0
@@ -123,6 +126,7 @@ class Decision(NamedTuple):
     limit: float | None = None
     expire: int | None = None
     quotes: list[tuple[str, float, float]] | None = None
+    plot: dict[str, float] | None = None
 
 
 # A backtest candle's extras (see ``StrategyRuntime.decide_series``):
@@ -130,6 +134,45 @@ class Decision(NamedTuple):
 Extras = tuple[float | None, float | None, float | None, float | None, float | None, int | None]
 EXTRA_FIELDS = 7  # the numbers of one candle's record from Lua: the candle (from 1), then the six extras
 EXTRA_SLICE = 1000  # records read from Lua at once (each read takes room on the strategy's Lua stack)
+PLOT_MAX = 8  # series a decision may plot (sandbox.lua's PLOT_MAX)
+
+
+class Plots:
+    """A backtest's plot series (``plot = {...}`` in decide's tables): per series name, the values of candles
+    ``start``..``n - 1`` of the run (NaN where it gave none). At most PLOT_MAX series, the first names the run
+    gave; a later name is not recorded."""
+
+    def __init__(self, n: int, start: int = 0) -> None:
+        self.n = n
+        self.start = max(0, min(start, n))
+        self.values: dict[str, np.ndarray] = {}
+
+    def _column(self, name: str) -> np.ndarray | None:
+        col = self.values.get(name)
+        if col is None and len(self.values) < PLOT_MAX:
+            col = self.values[name] = np.full(self.n - self.start, np.nan)
+        return col
+
+    def add(self, i: int, plot: dict[str, float]) -> None:
+        """The plot of candle i (0-based)."""
+        if self.start <= i < self.n:
+            for name, value in plot.items():
+                col = self._column(name)
+                if col is not None:
+                    col[i - self.start] = value
+
+    def add_flat(self, names: list[str], flat: Sequence[float]) -> None:
+        """Values as sandbox.lua's ``series`` records them: (candle from 1, column from 1, value) each."""
+        rows = np.asarray(flat, dtype=np.float64).reshape(-1, 3)
+        for k, name in enumerate(names, 1):
+            hit = rows[:, 1] == k
+            if not hit.any():
+                continue
+            col = self._column(name)
+            if col is not None:
+                at = rows[hit, 0].astype(np.int64) - 1 - self.start
+                keep = (at >= 0) & (at < len(col))
+                col[at[keep]] = rows[hit, 2][keep]
 
 
 def _deny(obj: Any, attr: Any, is_setting: bool) -> Any:
@@ -387,9 +430,25 @@ class StrategyRuntime:
 
     def _call_step(self, ids: tuple[int, ...]) -> Any:
         out = self._invoke(self._step, ids, "decide")
-        if len(out) == 9:  # decide returned a table: its fields, read raw in Lua (the ninth marks it)
-            return self._table_decision(*out[:8])
+        if len(out) >= 9:  # decide returned a table: its fields, read raw in Lua (the ninth marks it)
+            d = self._table_decision(*out[:8])
+            if len(out) > 9:  # and a plot (sandbox.lua's plot_out)
+                return d._replace(plot=self._plot(out[9:]))
+            return d
         return out[0] if out else None
+
+    def _plot(self, out: Sequence[Any]) -> dict[str, float] | None:
+        """A plot as sandbox.lua's ``plot_out`` hands it over: the names joined by commas and the values, or
+        False and why it is not one (the strategy's error). NaN values are left out: no point there."""
+        names = out[0]
+        if names is False or not isinstance(names, str):
+            raise self._bad(
+                out[1] if len(out) > 1 and isinstance(out[1], str) else "plot is not a table of series"
+            )
+        if not names:
+            return None
+        plot = {n: float(v) for n, v in zip(names.split(","), out[1:], strict=False) if v == v}
+        return plot or None
 
     def _invoke(self, fn: Any, args: Sequence[Any], who: str) -> list[Any]:
         """One live evaluation's call into Lua (``decide``'s step or ``on_tick``'s): what it returned, or
@@ -438,8 +497,9 @@ class StrategyRuntime:
         out = self._invoke(self._tick, args, "on_tick")
         if len(out) == 7:  # {quotes = ...}: how many, then side, price, amount of each (see sandbox.lua)
             return self._quotes_decision(*out)
-        if len(out) == 9:
-            return self._table_decision(*out[:8], who="on_tick")
+        if len(out) >= 9:
+            d = self._table_decision(*out[:8], who="on_tick")
+            return d._replace(plot=self._plot(out[9:])) if len(out) > 9 else d
         value = out[0] if out else None
         if value is None:
             return Decision(None, 1.0, None, self._log[:] if self._log else [])
@@ -487,6 +547,7 @@ class StrategyRuntime:
         stop: int,
         out: list[str] | None = None,
         extras: dict[int, Extras] | None = None,
+        plots: Plots | None = None,
     ) -> str:
         """Positions for candles start..stop-1 (0-based) of a whole history, each decided on the window
         of at most ``lookback`` candles ending there: a backtest, with the loop inside Lua. One letter
@@ -496,7 +557,8 @@ class StrategyRuntime:
         With ``extras``, each candle whose decision is a table with a size other than 1, an exit or a
         limit gets ``extras[i] = (size, stop_loss, take_profit, trailing_stop, limit, expire)`` (i the
         0-based index into the arrays; None where absent, size None meaning 1), filled up to the failing
-        candle on an error. Values are checked as live's."""
+        candle on an error. Values are checked as live's. With ``plots``, the plots of its candles from
+        ``plots.start`` on are recorded there."""
         times = arrays["time"]
         if self._decide is None:
             raise StrategyError(self.name, f"{NO_DECIDE}: a backtest runs decide on every candle")
@@ -512,17 +574,20 @@ class StrategyRuntime:
         parts: list[str] = [] if out is None else out
         mark = len(parts)
         first = start + 1  # Lua counts candles from 1
+        plot_from = None if plots is None else plots.start + 1
         while first <= stop:
             try:
-                done, ok, *rest = self._series(
-                    self._decide, c, views, self.params, first, stop, lookback, extras is not None
+                done, ok, names, recorded, got, letters, *rest = self._series(
+                    self._decide, c, views, self.params, first, stop, lookback, extras is not None, plot_from
                 )
             except lua.LuaMemoryError:
                 self.broken = True
                 raise StrategyError(self.name, _limit_text("memory", self.limits), limit="memory") from None
-            parts.append(rest[-1])
-            if rest[-2] is not False:
-                self._read_extras(rest[-2], extras)  # type: ignore[arg-type]
+            parts.append(letters)
+            if got is not False:
+                self._read_extras(got, extras)  # type: ignore[arg-type]
+            if recorded is not False and plots is not None:
+                plots.add_flat(names.split(","), self._read_flat(recorded, 3))
             if ok:
                 break
             self._candle_time = int(times[done - 1])
@@ -531,6 +596,8 @@ class StrategyRuntime:
             # a return value Lua did not accept at once: judged here, with live's messages
             if rest[9]:
                 decision = self._table_decision(*rest[1:9])
+                if len(rest) > 10:
+                    decision = decision._replace(plot=self._plot(rest[10:]))
             else:
                 decision = self._decision(rest[1])
             parts.append(decision.position[0])
@@ -538,30 +605,39 @@ class StrategyRuntime:
                 x = _extras_of(decision)
                 if x is not None:
                     extras[done - 1] = x
+            if plots is not None and decision.plot:
+                plots.add(done - 1, decision.plot)
             first = done + 1
         return "".join(parts[mark:])
 
-    def _read_extras(self, table: Any, extras: dict[int, Extras]) -> None:
-        """The extras the backtest runner recorded: a flat Lua table of numbers, seven per candle (see
-        sandbox.lua's ``series``), read with table.unpack a slice at a time (Lua's stack is bounded)."""
+    def _read_flat(self, table: Any, width: int) -> list[Any]:
+        """A flat Lua table of numbers the backtest runner recorded, ``width`` per record, read with
+        table.unpack a slice at a time (Lua's stack is bounded)."""
         n = len(table)
-        step = EXTRA_FIELDS * EXTRA_SLICE
+        step = width * EXTRA_SLICE
+        out: list[Any] = []
         for lo in range(1, n + 1, step):
             try:
                 values = self._unpack(table, lo, min(n, lo + step - 1))
             except lua.LuaMemoryError:
                 self.broken = True
                 raise StrategyError(self.name, _limit_text("memory", self.limits), limit="memory") from None
-            for k in range(0, len(values), EXTRA_FIELDS):
-                i, size, sl, tp, ts, limit, expire = values[k : k + EXTRA_FIELDS]
-                extras[i - 1] = (
-                    None if size != size else float(size),
-                    None if sl != sl else float(sl),
-                    None if tp != tp else float(tp),
-                    None if ts != ts else float(ts),
-                    None if limit != limit else float(limit),
-                    None if expire != expire else int(expire),
-                )
+            out.extend(values if isinstance(values, tuple) else (values,))
+        return out
+
+    def _read_extras(self, table: Any, extras: dict[int, Extras]) -> None:
+        """The extras the backtest runner recorded: seven numbers per candle (see sandbox.lua's ``series``)."""
+        values = self._read_flat(table, EXTRA_FIELDS)
+        for k in range(0, len(values), EXTRA_FIELDS):
+            i, size, sl, tp, ts, limit, expire = values[k : k + EXTRA_FIELDS]
+            extras[i - 1] = (
+                None if size != size else float(size),
+                None if sl != sl else float(sl),
+                None if tp != tp else float(tp),
+                None if ts != ts else float(ts),
+                None if limit != limit else float(limit),
+                None if expire != expire else int(expire),
+            )
 
     def _decision(self, value: Any) -> Decision:
         if value.__class__ is Decision:

@@ -259,11 +259,11 @@ class EvalWorker:
             return m.EvalReply(outcomes=refused_outcomes + outcomes, worker=self.name)
         results = await self.executor.evaluate(window, candle_time, jobs, codes)
         outcomes = refused_outcomes
-        for aid, status, position, size, note, error, us, logs, sl, tp, ts, limit, expire, quotes in results:  # fmt: skip
+        for aid, status, position, size, note, error, us, logs, sl, tp, ts, limit, expire, quotes, plot in results:  # fmt: skip
             EVALS.labels(status).inc()
             outcomes.append(m.EvalOutcome(assignment_id=aid, status=status, position=position, size=size, note=note,
                                           error=error, duration_us=us, logs=logs, stop_loss=sl, take_profit=tp,
                                           trailing_stop=ts, limit=limit, expire=expire,
                                           quotes=None if quotes is None else [m.Quote(side=s, price=p, amount=a)
-                                                                              for s, p, a in quotes]))  # fmt: skip
+                                                                              for s, p, a in quotes], plot=plot))  # fmt: skip
         return m.EvalReply(outcomes=outcomes, worker=self.name)

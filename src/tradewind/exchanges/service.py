@@ -104,6 +104,7 @@ class ExchangeService:
             subjects.exchange_order_status(self.name): self._on_status,
             subjects.exchange_cancel(self.name): self._on_cancel,
             subjects.exchange_verify(self.name): self._on_verify,
+            subjects.exchange_reset(self.name): self._on_reset,
         }
         for subject, handler in handlers.items():
             self._subs.append(await self.nc.subscribe(subject, queue=queue, cb=self._guard(handler)))
@@ -320,6 +321,27 @@ class ExchangeService:
             balances={t: bal for t, bal, _ in found if bal is not None},
             errors={t: err for t, _, err in found if err is not None},
         )
+
+    async def _on_reset(self, msg: Msg) -> m.ResetReply:
+        """A paper account back to its starting cash: only the owner's, only where the adapter keeps paper
+        accounts (the sim)."""
+        req = m.decode(msg.data, m.ResetPaper)
+        reset = getattr(self.adapter, "reset_account", None)
+        try:
+            creds = await self.credentials(req.trader_id, req.owner_id)
+        except (ExchangeError, UnknownTrader) as exc:
+            return m.ResetReply(ok=False, error=str(exc))
+        if reset is None or not creds.paper:
+            return m.ResetReply(ok=False, error=f"{self.name} has no paper accounts to reset")
+        try:
+            error, balances, at = await reset(req.trader_id, req.last_fill_id)
+        except Exception:  # the database, most likely: nothing was changed (one transaction)
+            log.exception("%s: resetting paper account %s failed", self.name, req.trader_id)
+            return m.ResetReply(ok=False, error="the reset failed on the exchange's side; try again")
+        if error is not None:
+            return m.ResetReply(ok=False, error=error)
+        log.info("%s: paper account %s reset to its starting cash", self.name, req.trader_id)
+        return m.ResetReply(ok=True, balances={k: format(v, "f") for k, v in balances.items()}, time=at)
 
     async def _on_verify(self, msg: Msg) -> m.VerifyReply:
         req = m.decode(msg.data, m.VerifyTrader)

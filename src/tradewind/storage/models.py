@@ -224,6 +224,9 @@ class Evaluation(Base):
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # tick -> decision
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The strategy's own series at this candle (``plot = {name = value, ...}``), drawn on its chart; None:
+    # it plotted nothing (or the evaluation predates plots).
+    plot: Mapped[dict[str, float] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class Order(Base):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradewind.storage.models import (
@@ -20,6 +20,7 @@ from tradewind.storage.models import (
     Backtest,
     Evaluation,
     Order,
+    PaperFill,
     Strategy,
     StrategyVersion,
     Study,
@@ -111,6 +112,55 @@ class Owned:
         if before_id is not None:
             q = q.where(AuditEntry.id < before_id)
         return (await self.s.execute(q.order_by(AuditEntry.id.desc()).limit(limit))).scalars().all()
+
+    async def audit_of(self, action: str, limit: int = 100) -> Sequence[AuditEntry]:
+        """The user's newest audit entries of one kind."""
+        q = select(AuditEntry).where(AuditEntry.user_id == self.user_id, AuditEntry.action == action)
+        return (await self.s.execute(q.order_by(AuditEntry.id.desc()).limit(limit))).scalars().all()
+
+    async def paper_fills(self, trader_id: int, limit: int, since: int | None = None) -> Sequence[Any]:
+        """The newest ``limit`` fills of one of the user's paper accounts as the simulated exchange recorded
+        them (from ``since``, epoch ms, on), newest first: time, side, amount, price, fee, symbol, and from the
+        order that made it (when core recorded one) its type, exit reason and assignment; id."""
+        f = PaperFill
+        q = (
+            select(f.time, f.side, f.amount, f.price, f.fee, f.symbol, Order.type, Order.exit_reason,
+                   Order.assignment_id, f.id)
+            .join(Trader, Trader.id == f.trader_id)
+            .outerjoin(Order, Order.client_order_id == f.client_order_id)
+            .where(Trader.owner_id == self.user_id, f.trader_id == trader_id, f.status == "filled")
+        )  # fmt: skip
+        if since is not None:
+            q = q.where(f.time >= since)
+        return (await self.s.execute(q.order_by(f.time.desc(), f.id.desc()).limit(limit))).all()
+
+    async def last_paper_fill(self, trader_id: int) -> int | None:
+        """The id of the newest row the simulated exchange stored for one of the user's paper accounts."""
+        q = (
+            select(func.max(PaperFill.id))
+            .join(Trader, Trader.id == PaperFill.trader_id)
+            .where(Trader.owner_id == self.user_id, PaperFill.trader_id == trader_id)
+        )
+        return (await self.s.execute(q)).scalar_one_or_none()
+
+    async def order_fills(self, limit: int, *, trader_id: int | None = None,
+                          assignment_id: int | None = None) -> Sequence[Any]:  # fmt: skip
+        """The newest ``limit`` of the user's orders that filled (some or all), of an account or an assignment,
+        newest first: what core recorded (updated_at, side, filled, price, fee, symbol, type, exit reason,
+        assignment), and the simulated exchange's own record of a paper fill (time, amount, price, fee; None
+        for a real exchange's)."""
+        f = PaperFill
+        q = (
+            select(Order.updated_at, Order.side, Order.filled, Order.price, Order.fee, Order.symbol, Order.type,
+                   Order.exit_reason, Order.assignment_id, f.time, f.amount, f.price, f.fee)
+            .outerjoin(f, and_(f.client_order_id == Order.client_order_id, f.status == "filled"))
+            .where(Order.owner_id == self.user_id, or_(Order.filled > 0, f.id.is_not(None)))
+        )  # fmt: skip
+        if trader_id is not None:
+            q = q.where(Order.trader_id == trader_id)
+        if assignment_id is not None:
+            q = q.where(Order.assignment_id == assignment_id)
+        return (await self.s.execute(q.order_by(Order.id.desc()).limit(limit))).all()
 
     def audit_log(self, action: str, address: str | None = None, **detail: Any) -> None:
         self.s.add(AuditEntry(user_id=self.user_id, action=action, detail=detail, address=address))

@@ -21,7 +21,17 @@ from tradewind.web import errors, stream
 from tradewind.web.deps import WebState
 from tradewind.web.middleware import LimitsMiddleware
 from tradewind.web.openapi import install_openapi
-from tradewind.web.routes import activity, alerts, assignments, auth, markets, strategies, system, traders
+from tradewind.web.routes import (
+    activity,
+    alerts,
+    assignments,
+    auth,
+    markets,
+    strategies,
+    system,
+    traders,
+    trades,
+)
 
 STATIC = Path(__file__).parent / "static" / "app"
 MAX_BODY = 256 * 1024
@@ -43,7 +53,7 @@ def create_app(
     app.add_middleware(LimitsMiddleware, max_body=MAX_BODY)
     install_openapi(app)
 
-    for module in (auth, strategies, traders, assignments, markets, activity, system, stream, alerts):
+    for module in (auth, strategies, traders, assignments, markets, activity, system, stream, alerts, trades):
         app.include_router(module.router)
     # The backtest routes are written alongside the backtest engine; mounted when they exist. (Not a
     # try/except ImportError: that would also hide a broken import inside the module.)

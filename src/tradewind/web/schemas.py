@@ -478,6 +478,9 @@ class EvaluationOut(BaseModel):
     duration_ms: float
     latency_ms: float | None
     created_at: dt.datetime
+    plot: dict[str, float] | None = Field(
+        default=None, description="the strategy's own series at this candle (plot = {...}); null: none"
+    )
 
 
 class OrderOut(BaseModel):

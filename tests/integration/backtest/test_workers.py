@@ -31,6 +31,11 @@ from .test_cli import SMA  # the same SMA crossover the CLI runs
 
 CANDLES = DATA / "XRP-ETH-5m.csv"
 BOOM = 'function decide(c) if #c.close > 100 then error("boom") end return "long" end'
+SMA_PLOT = """function decide(c)
+  local fast, slow = ta.sma(c.close, 5), ta.sma(c.close, 20)
+  local n = #c.close
+  return {position = fast[n] > slow[n] and "long" or "short", plot = {fast = fast[n], slow = slow[n]}}
+end"""
 KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 
 pytestmark = pytest.mark.skipif(not CANDLES.exists(), reason="the shared candles are not here")
@@ -147,6 +152,11 @@ async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_s
             assert doc["equity"][0][0] == 1570752000000 and max(p[2] for p in doc["equity"]) == pytest.approx(
                 local["max_drawdown_pct"], rel=1e-4
             )
+            # the new metrics as the engine gives them, and buying and holding at the curve's times
+            for k in ("profit_factor", "avg_trade_duration_s", "fees_paid", "buy_and_hold_return_pct"):
+                assert doc["metrics"][k] == pytest.approx(local[k]), k
+            assert [p[0] for p in doc["buy_and_hold"]] == [p[0] for p in doc["equity"]]
+            assert doc["buy_and_hold"][0][1] == 10_000 and doc["plot"] == {}  # this SMA plots nothing
             assert (await bob.get(f"/api/backtests/{bid}")).status_code == 404
             assert [b["id"] for b in (await alice.get("/api/backtests")).json()["items"]] == [bid]
             assert (await bob.get("/api/backtests")).json()["items"] == []
@@ -154,6 +164,20 @@ async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_s
             assert r.status_code == 422
             bad = dict(body, timeframe="7m")
             assert (await alice.post("/api/backtests", json=bad)).status_code == 422
+
+            # a strategy's own series: the last 5,000 candles' (all 706 here, less the warm-up's NaN)
+            r = await alice.post("/api/strategies", json={"name": "plotted", "code": SMA_PLOT})
+            r = await alice.post("/api/backtests", json=dict(body, strategy_id=r.json()["id"], params={}))
+            for _ in range(600):
+                plotted = (await alice.get(f"/api/backtests/{r.json()['id']}")).json()
+                if plotted["status"] in ("done", "error"):
+                    break
+                await asyncio.sleep(0.05)
+            assert plotted["status"] == "done", plotted
+            assert sorted(plotted["plot"]) == ["fast", "slow"] and len(plotted["plot"]["slow"]) == 706 - 19
+            assert plotted["plot"]["slow"][-1][0] == doc["equity"][-1][0]
+            listed = (await alice.get("/api/backtests")).json()["items"]
+            assert listed[0].get("plot") is None  # a list leaves it out
 
             # a strategy that fails: the run ends in status error, with the message and the candle
             r = await alice.post("/api/strategies", json={"name": "boom", "code": BOOM})

@@ -35,7 +35,12 @@ class FlipWorker:
         self.requests += 1
         req = m.decode(msg.data, m.EvalRequest)
         pos = "long" if (req.candle_time // 60_000) % 2 == 0 else "short"
-        outs = [m.EvalOutcome(assignment_id=j.assignment_id, status="ok", position=pos) for j in req.jobs]
+        # a strategy's own series, with its long decisions
+        plot = {"minute": float(req.candle_time // 60_000)} if pos == "long" else None
+        outs = [
+            m.EvalOutcome(assignment_id=j.assignment_id, status="ok", position=pos, plot=plot)
+            for j in req.jobs
+        ]
         await msg.respond(m.encode(m.EvalReply(outcomes=outs, worker="flip")))
 
 
@@ -84,6 +89,9 @@ async def test_candles_become_evaluations_and_filled_paper_orders(platform, sf) 
     assert len({o.client_order_id for o in orders}) == len(orders)
     assert len({e.candle_time for e in evals}) == len(evals), "one evaluation per candle"
     assert all(e.latency_ms is not None and e.latency_ms >= 0 for e in evals)
+    assert all(
+        e.plot == ({"minute": e.candle_time // 60_000} if e.position == "long" else None) for e in evals
+    )
     assert all(o.latency_ms is not None for o in orders if o.status == "filled")
     assert balances["USD"] != Decimal("10000")
     held = balances.get("BTC", Decimal(0))

@@ -162,13 +162,15 @@ async def test_upgrade_from_0001_keeps_every_row_and_ids_are_never_reused(db_url
         ):  # 0003: the orders there were are market orders, no exit reason yet
             types = (await conn.execute(text("SELECT DISTINCT type FROM orders"))).scalars().all()
         assert types == ["market"]
-        # 0008: assignments follow the latest version; no declaration, size note or unsaved code yet
+        # 0008: assignments follow the latest version; no declaration, size note or unsaved code yet;
+        # 0010: no evaluation plotted anything
         async with engine.connect() as conn:
             added = (await conn.execute(text(
                 "SELECT (SELECT count(*) FROM assignments WHERE pinned_version IS NOT NULL)"
                 " + (SELECT count(*) FROM strategy_versions WHERE declared IS NOT NULL)"
                 " + (SELECT count(*) FROM orders WHERE size_note IS NOT NULL)"
                 " + (SELECT count(*) FROM backtests WHERE code IS NOT NULL)"
+                " + (SELECT count(*) FROM evaluations WHERE plot IS NOT NULL)"
             ))).scalar_one()  # fmt: skip
         assert added == 0
 

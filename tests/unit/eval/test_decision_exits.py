@@ -47,7 +47,7 @@ def test_strings_are_unchanged_and_decisions_index_as_before() -> None:
     assert (d[0], d[1], d[2], d[3]) == ("short", 1.0, None, [])
     assert (d.stop_loss, d.take_profit, d.trailing_stop, d.limit, d.expire) == (None,) * 5
     d = live('return {position = "long", size = 0.5, note = "n"}')
-    assert d[:4] == ("long", 0.5, "n", []) and d[4:] == (None,) * 6
+    assert d[:4] == ("long", 0.5, "n", []) and d[4:] == (None,) * 7  # exits, limit, quotes, plot
 
 
 def test_a_table_with_every_field_is_accepted() -> None:
@@ -246,12 +246,13 @@ async def test_the_executor_carries_the_exits_in_named_outcomes() -> None:
     assert (exiting.stop_loss, exiting.take_profit, exiting.trailing_stop, exiting.limit, exiting.expire) == (
         0.02, 0.05, 0.03, 99.5, 3)  # fmt: skip
     assert exiting[:8] == (10, "ok", "long", 0.5, None, None, exiting.duration_us, [])
-    assert plain[:4] == (11, "ok", "short", 1.0) and plain[8:] == (None,) * 6
-    assert noted.note == "hi" and noted[8:] == (None,) * 6
+    # exits, limit, quotes and plot: none
+    assert plain[:4] == (11, "ok", "short", 1.0) and plain[8:] == (None,) * 7
+    assert noted.note == "hi" and noted[8:] == (None,) * 7
     assert (
         bad.status == "error"
         and "bad return value: stop_loss must be" in bad.error
-        and bad[8:] == (None,) * 6
+        and bad[8:] == (None,) * 7
     )
 
 

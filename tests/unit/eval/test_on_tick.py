@@ -430,9 +430,9 @@ def test_runtimes_on_ticks_share_the_indicator_cache_as_on_candles() -> None:
 
 def test_decisions_keep_their_positional_shape() -> None:
     d = Decision("long")
-    assert d == ("long", 1.0, None, [], None, None, None, None, None, None) and d.quotes is None
+    assert d == ("long", 1.0, None, [], None, None, None, None, None, None, None) and d.quotes is None
     assert Decision("long", 0.5, "n", [], 0.02)[:5] == ("long", 0.5, "n", [], 0.02)
-    assert Decision(None, quotes=[("buy", 1.0, 2.0)])[-1] == [("buy", 1.0, 2.0)]
+    assert Decision(None, quotes=[("buy", 1.0, 2.0)])[-2:] == ([("buy", 1.0, 2.0)], None)  # quotes, plot
 
 
 # -- the documented market maker ------------------------------------------------------------------------

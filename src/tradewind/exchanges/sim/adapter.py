@@ -334,6 +334,12 @@ class SimAdapter:
     async def fetch_balances(self, creds: Credentials) -> dict[str, Decimal]:
         return await self.engine.balances(creds.trader_id)
 
+    async def reset_account(self, trader_id: int, last_fill_id: int | None) -> tuple[str | None, dict[str, Decimal], int]:  # fmt: skip
+        """A paper account back to its starting cash (``PaperEngine.reset``): why not (or None), the new
+        balances, and the simulator's clock then (epoch ms)."""
+        error, balances = await self.engine.reset(trader_id, last_fill_id)
+        return error, balances, self.sim_now()
+
     async def place_order(self, creds: Credentials, order: OrderSpec) -> OrderResult:
         price = self._market_price(order.symbol)
         book = self._book(order.symbol) if order.post_only else None

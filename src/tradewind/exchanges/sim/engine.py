@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from sqlalchemy import literal_column, select, union_all
+from sqlalchemy import delete, func, literal_column, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from tradewind.domain import protective_order_id
@@ -182,6 +182,7 @@ class PaperEngine:
         self._lookup_task: asyncio.Task[None] | None = None
         self._insert = insert_for(dialect_of(session_factory))
         self._lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()  # one group commit at a time (a reset waits for the one in flight)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -212,6 +213,30 @@ class PaperEngine:
     async def balances(self, trader_id: int) -> dict[str, Decimal]:
         async with self._lock:
             return dict(await self._load(trader_id))
+
+    async def reset(self, trader_id: int, last_fill_id: int | None) -> tuple[str | None, dict[str, Decimal]]:
+        """Put a paper account back to its starting cash (``initial_cash``, and no other asset): None and the
+        new balances, or why not and {}. Refused while the account has orders resting here, or when a fill
+        of it newer than ``last_fill_id`` is stored or on its way: the caller checked the account's
+        positions against the fills up to that one (None: it saw none)."""
+        async with self._lock:
+            if any(o.trader_id == trader_id for o in self._open.values()):
+                return "the account has orders resting on the exchange; cancel them first", {}
+            async with self._flush_lock:
+                await self._flush_batch()  # what is on its way is stored first: nothing writes after us
+                async with write_gate(self.sf), self.sf() as s:
+                    newest = (await s.execute(
+                        select(func.max(_FILLS.c.id)).where(_FILLS.c.trader_id == trader_id))).scalar_one_or_none()  # fmt: skip
+                    if newest != last_fill_id:
+                        return "the account traded meanwhile; look at its positions and try again", {}
+                    if (await s.get(Trader, trader_id)) is None:
+                        return "no such paper account", {}
+                    await s.execute(delete(_BALANCES).where(_BALANCES.c.trader_id == trader_id))
+                    await s.execute(_BALANCES.insert(), [
+                        {"trader_id": trader_id, "asset": self.cash_asset, "amount": self.initial_cash}])  # fmt: skip
+                    await s.commit()
+            self._balances[trader_id] = {self.cash_asset: self.initial_cash}
+            return None, dict(self._balances[trader_id])
 
     async def _load(self, trader_id: int) -> dict[str, Decimal]:
         bal = self._balances.get(trader_id)
@@ -803,6 +828,10 @@ class PaperEngine:
                 self._wakeup.set()
 
     async def _flush(self) -> None:
+        async with self._flush_lock:
+            await self._flush_batch()
+
+    async def _flush_batch(self) -> None:
         batch, self._queue = self._queue, []
         if not batch:
             return

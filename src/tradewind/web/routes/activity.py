@@ -25,7 +25,8 @@ router = APIRouter(prefix="/api", tags=["activity"])
 def eval_out(e: Evaluation) -> EvaluationOut:
     return EvaluationOut(id=e.id, assignment_id=e.assignment_id, candle_time=e.candle_time, status=e.status,
                          position=e.position, size=e.size, note=e.note, error=e.error, logs=e.logs or [],
-                         duration_ms=e.duration_ms, latency_ms=e.latency_ms, created_at=e.created_at)  # fmt: skip
+                         duration_ms=e.duration_ms, latency_ms=e.latency_ms, created_at=e.created_at,
+                         plot=e.plot)  # fmt: skip
 
 
 def order_out(o: Order) -> OrderOut:

@@ -95,15 +95,27 @@ class BacktestOut(BaseModel):
         description="a quoting run's: ticks (on the market's stored ticks) or candles (a synthetic spread "
         "around each close); null for a decide run (or one not run yet)",
     )
-    # decide: final_equity, return_pct, max_drawdown_pct, sharpe, win_rate, candles, duration_s; quoting: the
+    # decide: final_equity, return_pct, max_drawdown_pct, sharpe, sortino, win_rate, profit_factor,
+    # avg_trade_duration_s, fees_paid, buy_and_hold_return_pct, candles, duration_s; quoting: the
     # `tradewind backtest --json` document of a quoting strategy (quotes_placed, fills by side, evaluations, ...)
     metrics: dict[str, Any] | None = None
-    trades: list[dict[str, Any]] | None = None  # entry_time, entry_price, exit_time, exit_price, qty, pnl
+    # entry_time, entry_price, entry_type, exit_time, exit_price, exit_reason, qty, pnl, pnl_pct, fees, duration_s
+    trades: list[dict[str, Any]] | None = None
     fills: list[dict[str, Any]] | None = Field(
         default=None,
         description="a quoting run's fills: time, side, price, amount, fee, kind (quote | market), pnl",
     )
     equity: list[list[int | float]] | None = None  # [time ms, equity, drawdown %], about 1,000 points
+    buy_and_hold: list[list[int | float]] | None = Field(
+        default=None,
+        description="[time ms, equity] at the equity curve's times: all the cash put in at the first candle a "
+        "decision could trade (its open, with the fee and slippage) and held",
+    )
+    plot: dict[str, list[list[int | float]]] | None = Field(
+        default=None,
+        description="the strategy's own series (plot = {...} in decide's tables) over the run's last 5,000 "
+        "candles: [time ms, value] per series name",
+    )
     range: RangeOut | None = Field(default=None, description="the data the run used (null until it has run)")
     error: str | None = None
     draft: bool = Field(default=False, description="it ran code sent with it, not a saved version")
@@ -159,6 +171,7 @@ def out(b: Backtest, detail: bool = True) -> BacktestOut:
         timeframe=b.timeframe, params=b.params or {}, config=b.config or {}, mode=result.get("mode"),
         metrics=result.get("metrics"), trades=result.get("trades") if detail else None,
         fills=result.get("fills") if detail else None, equity=result.get("equity") if detail else None,
+        buy_and_hold=result.get("buy_and_hold") if detail else None, plot=result.get("plot") if detail else None,
         error=b.error, created_at=b.created_at, finished_at=b.finished_at, range=_range(b), draft=b.code is not None,
     )  # fmt: skip
 

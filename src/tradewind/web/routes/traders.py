@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from tradewind.bus import messages as m
@@ -209,6 +210,46 @@ async def delete(trader_id: ObjectId, repo: OwnedDep, st: StateDep, request: Req
     if detached:
         await assignments_changed(st)
     return Response(status_code=204)
+
+
+class ResetOut(BaseModel):
+    trader_id: int
+    balances: dict[str, str] = Field(description="asset -> amount after the reset, decimal string")
+    time: int = Field(
+        description="when, on the exchange's clock (epoch ms): the account's equity curve starts here"
+    )
+
+
+@router.post("/{trader_id}/reset", response_model=ResetOut)
+async def reset(trader_id: ObjectId, repo: OwnedDep, st: StateDep, request: Request) -> ResetOut:
+    """Put a paper account back to its starting cash (every other asset gone). Refused (409) while an
+    assignment holds a position through it or it has orders open: pause or close them first. Each
+    assignment keeps its own record of its trades and P&L; the account's equity curve starts again."""
+    t = await _get(repo, trader_id)
+    if not t.paper:
+        raise ApiError(422, "only a paper account can be reset: a real account's balance is the exchange's")
+    # The newest fill first, then the orders and positions: a fill after this read makes the exchange refuse
+    # (it compares), and one before it is either still an open order or a position by the time they are read.
+    last_fill = await repo.last_paper_fill(t.id)
+    if (await repo.s.execute(repo.select(Order).where(Order.trader_id == t.id, Order.status.in_(OPEN))
+                             .limit(1))).first() is not None:  # fmt: skip
+        raise ApiError(409, "this account has open orders; cancel them (or pause the assignments) first")
+    if (await repo.s.execute(repo.select(Assignment).where(Assignment.trader_id == t.id, Assignment.position_qty > 0)
+                             .limit(1))).first() is not None:  # fmt: skip
+        raise ApiError(
+            409, "an assignment holds a position through this account; close it first (Close position)"
+        )
+    reply = await _request(st, subjects.exchange_reset(t.exchange),
+                           m.ResetPaper(trader_id=t.id, owner_id=repo.user_id, last_fill_id=last_fill),
+                           m.ResetReply, t.exchange)  # fmt: skip
+    assert isinstance(reply, m.ResetReply)
+    if not reply.ok:
+        raise ApiError(409, reply.error or "the exchange refused the reset")
+    repo.audit_log(
+        "trader.reset", client_address(request), trader_id=t.id, balances=reply.balances, at=reply.time
+    )
+    await repo.s.commit()
+    return ResetOut(trader_id=t.id, balances=reply.balances, time=reply.time)
 
 
 @router.get("/{trader_id}/balances")
