@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -149,6 +150,12 @@ async def test_a_losing_round_trip_past_the_daily_limit_pauses_the_account(setti
     st = index.by_id[a.id]
     await desk.handle(candle(60_000), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="long"))])
     await desk.drain()
+    # the buy's fill booked before the next decision (under load it can come after drain() returns)
+    for _ in range(200):
+        async with sf() as s:
+            if (await s.execute(select(Order.status).where(Order.side == "buy"))).scalar_one() == "filled":
+                break
+        await asyncio.sleep(0.02)
     exchange.price = "90"  # a 10% drop on ~1000 USD: a loss well past 5
     await desk.handle(
         candle(120_000, 90), [(st, m.EvalOutcome(assignment_id=a.id, status="ok", position="short"))]
