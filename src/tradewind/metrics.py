@@ -13,9 +13,10 @@ TICK_TO_ORDER = Histogram(
     "tradewind_tick_to_order_call_ms", "Exchange update received -> order call starts", buckets=_MS
 )
 EVAL_DURATION = Histogram(
-    "tradewind_eval_duration_ms", "Time one strategy evaluation took in the sandbox",
+    "tradewind_eval_duration_ms",
+    "Time one strategy evaluation took in the sandbox",
     buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 50, 100, 1000),
-)  # fmt: skip
+)
 EVAL_QUEUE_WAIT = Histogram(
     "tradewind_eval_queue_wait_ms", "Eval request sent -> picked up by a worker", buckets=_MS
 )

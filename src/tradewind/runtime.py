@@ -182,9 +182,14 @@ async def start_alerts(settings: Settings, url: str, sf: SessionFactory, stack: 
 
 
 async def start_web(
-    settings: Settings, url: str | None, sf: SessionFactory, stack: Stack, host: str, port: int,
+    settings: Settings,
+    url: str | None,
+    sf: SessionFactory,
+    stack: Stack,
+    host: str,
+    port: int,
     sock: socket.socket | None = None,
-) -> uvicorn.Server:  # fmt: skip
+) -> uvicorn.Server:
     from tradewind.web.app import create_app
 
     nc = await _client(url, "web", stack) if url else None
@@ -245,8 +250,11 @@ def health_app(stack: Stack) -> Any:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        return Response('{"status":"ready"}' if stack.ready else '{"status":"starting"}',
-                        status_code=200 if stack.ready else 503, media_type="application/json")  # fmt: skip
+        return Response(
+            '{"status":"ready"}' if stack.ready else '{"status":"starting"}',
+            status_code=200 if stack.ready else 503,
+            media_type="application/json",
+        )
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -51,8 +51,9 @@ class Proc:
 
     def start(self) -> Proc:
         fh = open(self.log, "ab")  # noqa: SIM115 - the process owns it
-        self.p = subprocess.Popen([str(BIN), *self.args], env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # fmt: skip
+        self.p = subprocess.Popen(
+            [str(BIN), *self.args], env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     def signal(self, sig: int) -> None:
@@ -149,7 +150,14 @@ class User:
     def trade_setup(self, code: str, symbol: str = "BTC/USD", name: str = "strategy") -> dict[str, Any]:
         strategy = self.post("/api/strategies", {"name": name, "code": code})
         trader = self.post("/api/traders", {"name": "paper", "exchange": "sim", "paper": True})
-        return self.post("/api/assignments", {
-            "strategy_id": strategy["id"], "market_id": self.market(symbol)["id"], "timeframe": "1m",
-            "trader_id": trader["id"], "allocation": "1000", "params": {},
-        })  # fmt: skip
+        return self.post(
+            "/api/assignments",
+            {
+                "strategy_id": strategy["id"],
+                "market_id": self.market(symbol)["id"],
+                "timeframe": "1m",
+                "trader_id": trader["id"],
+                "allocation": "1000",
+                "params": {},
+            },
+        )

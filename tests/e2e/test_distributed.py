@@ -98,9 +98,21 @@ class NatsProc:
     def start(self) -> NatsProc:
         self.root.mkdir(parents=True, exist_ok=True)
         self.p = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.root / "js"),
-             "-l", str(self.root / "nats-server.log")], stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.root / "js"),
+                "-l",
+                str(self.root / "nats-server.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_until(self._listening, timeout=20, what="nats-server to listen")
         return self
 
@@ -137,9 +149,18 @@ def test_components_in_separate_processes_survive_sigkill(
 ) -> None:
     db_url, _ = database
     web_port = free_port()
-    common = dict(mode="distributed", nats_url=nats_server.url, database_url=db_url, secret_key=SECRET, sim_speed=240,
-                  history_days=0, sim_symbols="BTC/USD,ETH/USD", core_ack_wait_s=4, eval_timeout_s=3,
-                  data_dir=tmp_path / "data")  # fmt: skip
+    common = dict(
+        mode="distributed",
+        nats_url=nats_server.url,
+        database_url=db_url,
+        secret_key=SECRET,
+        sim_speed=240,
+        history_days=0,
+        sim_symbols="BTC/USD,ETH/USD",
+        core_ack_wait_s=4,
+        eval_timeout_s=3,
+        data_dir=tmp_path / "data",
+    )
 
     core_metrics = free_port()
 
@@ -158,14 +179,20 @@ def test_components_in_separate_processes_survive_sigkill(
     }
     try:
         base = f"http://127.0.0.1:{web_port}"
-        wait_until(lambda: httpx.get(f"{base}/api/health", timeout=2).status_code == 200, timeout=60,
-                   what="web", proc=procs["web"])  # fmt: skip
+        wait_until(
+            lambda: httpx.get(f"{base}/api/health", timeout=2).status_code == 200,
+            timeout=60,
+            what="web",
+            proc=procs["web"],
+        )
         user = User(base, "dist@example.com")
         wait_until(
             lambda: len(user.items("/api/markets")) >= 2, timeout=60, what="markets", proc=procs["exchange"]
         )
-        assignments = [user.trade_setup(GOOD, symbol=s, name=f"flip-{i}") for i, s in
-                       enumerate(["BTC/USD", "ETH/USD"] * 5)]  # fmt: skip
+        assignments = [
+            user.trade_setup(GOOD, symbol=s, name=f"flip-{i}")
+            for i, s in enumerate(["BTC/USD", "ETH/USD"] * 5)
+        ]
         first = {a["id"]: None for a in assignments}
 
         def evaluated() -> bool:
@@ -228,14 +255,19 @@ def test_components_in_separate_processes_survive_sigkill(
         # Orders: one per decision at most, each settled once the reconciler has asked about those whose
         # call a kill cut off, and the exchange's own record agrees with ours client id by client id.
         def settled() -> bool:
-            return not query(db_url, "SELECT id FROM orders WHERE status IN ('pending', 'open') "
-                                     f"AND candle_time < {newest}")  # fmt: skip
+            return not query(
+                db_url,
+                f"SELECT id FROM orders WHERE status IN ('pending', 'open') AND candle_time < {newest}",
+            )
 
         wait_until(
             settled, timeout=90, what="the reconciler to settle the cut-off orders", proc=procs["core"]
         )
-        orders = query(db_url, "SELECT client_order_id, assignment_id, candle_time, status FROM orders "
-                               f"WHERE candle_time < {newest}")  # fmt: skip
+        orders = query(
+            db_url,
+            "SELECT client_order_id, assignment_id, candle_time, status FROM orders "
+            f"WHERE candle_time < {newest}",
+        )
         cids = [o[0] for o in orders]
         assert len(cids) > 5 * len(first) and len(cids) == len(set(cids)), "an order placed twice"
         decisions = [(o[1], o[2]) for o in orders]
@@ -253,10 +285,17 @@ def test_components_in_separate_processes_survive_sigkill(
         # The web app, killed and started again, serves the user what happened.
         assert user.items("/api/orders", limit=5)
         # Both workers answered batches: core counts them by worker name in its metrics.
-        metrics = wait_until(lambda: httpx.get(f"http://127.0.0.1:{core_metrics}/metrics", timeout=5).text,
-                             timeout=30, what="core metrics", proc=procs["core"])  # fmt: skip
-        answered = [line for line in metrics.splitlines()
-                    if line.startswith("tradewind_core_eval_batches_total{") and not line.endswith(" 0.0")]  # fmt: skip
+        metrics = wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{core_metrics}/metrics", timeout=5).text,
+            timeout=30,
+            what="core metrics",
+            proc=procs["core"],
+        )
+        answered = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("tradewind_core_eval_batches_total{") and not line.endswith(" 0.0")
+        ]
         assert len(answered) >= 2, answered
     finally:
         for p in procs.values():

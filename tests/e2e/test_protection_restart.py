@@ -25,8 +25,12 @@ end
 def start(data: Path, port: int, log: Path) -> Proc:
     env = env_for(sim_speed=60, history_days=1, sim_symbols="BTC/USD")
     proc = Proc(["up", "--data-dir", str(data), "--port", str(port)], env, log).start()
-    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200,
-               timeout=90, what="the web app", proc=proc)  # fmt: skip
+    wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200,
+        timeout=90,
+        what="the web app",
+        proc=proc,
+    )
     return proc
 
 
@@ -38,10 +42,17 @@ def test_protective_orders_survive_a_kill_and_close_the_position_after_it(tmp_pa
         u = User(base, "protected@example.com")
         strategy = u.post("/api/strategies", {"name": "protected", "code": STRATEGY})
         trader = u.post("/api/traders", {"name": "paper", "exchange": "sim", "paper": True})
-        a = u.post("/api/assignments", {
-            "strategy_id": strategy["id"], "market_id": u.market("BTC/USD")["id"], "timeframe": "1m",
-            "trader_id": trader["id"], "allocation": "1000", "params": {},
-        })  # fmt: skip
+        a = u.post(
+            "/api/assignments",
+            {
+                "strategy_id": strategy["id"],
+                "market_id": u.market("BTC/USD")["id"],
+                "timeframe": "1m",
+                "trader_id": trader["id"],
+                "allocation": "1000",
+                "params": {},
+            },
+        )
 
         def resting() -> list[dict]:
             return u.items("/api/orders", assignment_id=a["id"], status="open")

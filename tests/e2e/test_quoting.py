@@ -34,8 +34,12 @@ end
 def start(data: Path, port: int, log: Path) -> Proc:
     env = env_for(sim_speed=10, history_days=1, sim_symbols="BTC/USD", sim_tick_ms=1000)
     proc = Proc(["up", "--data-dir", str(data), "--port", str(port)], env, log).start()
-    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200,
-               timeout=90, what="the web app", proc=proc)  # fmt: skip
+    wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200,
+        timeout=90,
+        what="the web app",
+        proc=proc,
+    )
     return proc
 
 
@@ -62,11 +66,20 @@ def test_a_market_maker_quotes_both_sides_and_leaves_nothing_behind(tmp_path: Pa
         u = User(base, "maker@example.com")
         strategy = u.post("/api/strategies", {"name": "maker", "code": MAKER})
         trader = u.post("/api/traders", {"name": "paper", "exchange": "sim", "paper": True})
-        a = u.post("/api/assignments", {
-            "strategy_id": strategy["id"], "market_id": u.market("BTC/USD")["id"], "timeframe": "1m",
-            "trader_id": trader["id"], "allocation": "1000", "params": {"edge": 0.00015},
-            "trigger": "tick", "min_interval_ms": 200, "max_position": "0.005",
-        })  # fmt: skip
+        a = u.post(
+            "/api/assignments",
+            {
+                "strategy_id": strategy["id"],
+                "market_id": u.market("BTC/USD")["id"],
+                "timeframe": "1m",
+                "trader_id": trader["id"],
+                "allocation": "1000",
+                "params": {"edge": 0.00015},
+                "trigger": "tick",
+                "min_interval_ms": 200,
+                "max_position": "0.005",
+            },
+        )
         aid = a["id"]
         assert (a["trigger"], a["min_interval_ms"], a["max_position"]) == ("tick", 200, "0.005")
 
@@ -93,15 +106,25 @@ def test_a_market_maker_quotes_both_sides_and_leaves_nothing_behind(tmp_path: Pa
 
         # pause: every quote comes down
         u.post(f"/api/assignments/{aid}/pause", {})
-        wait_until(lambda: not open_quotes(u, aid) and not u.items("/api/orders", assignment_id=aid, status="pending"),
-                   timeout=30, what="no quote after the pause", proc=proc)  # fmt: skip
+        wait_until(
+            lambda: (
+                not open_quotes(u, aid) and not u.items("/api/orders", assignment_id=aid, status="pending")
+            ),
+            timeout=30,
+            what="no quote after the pause",
+            proc=proc,
+        )
         u.post(f"/api/assignments/{aid}/resume", {})
         wait_until(lambda: open_quotes(u, aid), timeout=30, what="quotes after the resume", proc=proc)
 
         # the kill switch: every quote comes down, none comes back
         u.post("/api/killswitch", {})
-        wait_until(lambda: not open_quotes(u, aid) and resting_on_the_venue(data) == 0, timeout=30,
-                   what="no quote after the kill switch", proc=proc)  # fmt: skip
+        wait_until(
+            lambda: not open_quotes(u, aid) and resting_on_the_venue(data) == 0,
+            timeout=30,
+            what="no quote after the kill switch",
+            proc=proc,
+        )
         r = u.http.delete("/api/killswitch")
         assert r.status_code == 200, r.text
         u.post(f"/api/assignments/{aid}/resume", {})
@@ -127,9 +150,18 @@ def test_a_market_maker_quotes_both_sides_and_leaves_nothing_behind(tmp_path: Pa
         # transaction there) and the kill cannot fall between a fill and the next quote
         r = u.http.patch(f"/api/assignments/{aid}", json={"params": {"edge": 0.01}})
         assert r.status_code == 200, r.text
-        wait_until(lambda: any(Decimal(q["limit_price"]) < Decimal("0.995") * Decimal(u.market("BTC/USD")["last_price"])
-                               for q in open_quotes(u, aid)) and resting_on_the_venue(data) >= 1,
-                   timeout=60, what="far quotes resting after the restart", proc=proc)  # fmt: skip
+        wait_until(
+            lambda: (
+                any(
+                    Decimal(q["limit_price"]) < Decimal("0.995") * Decimal(u.market("BTC/USD")["last_price"])
+                    for q in open_quotes(u, aid)
+                )
+                and resting_on_the_venue(data) >= 1
+            ),
+            timeout=60,
+            what="far quotes resting after the restart",
+            proc=proc,
+        )
         proc.kill()
         assert resting_on_the_venue(data) >= 1
     finally:
@@ -138,8 +170,12 @@ def test_a_market_maker_quotes_both_sides_and_leaves_nothing_behind(tmp_path: Pa
     try:
         u.login()
         u.post(f"/api/assignments/{aid}/pause", {})  # so that no new quote hides whether the old ones went
-        wait_until(lambda: resting_on_the_venue(data) == 0, timeout=30,
-                   what="the quotes of the killed run cancelled", proc=proc)  # fmt: skip
+        wait_until(
+            lambda: resting_on_the_venue(data) == 0,
+            timeout=30,
+            what="the quotes of the killed run cancelled",
+            proc=proc,
+        )
 
         def unsettled() -> int:  # core books what the venue answered (or, for one never placed, learns it)
             with sqlite3.connect(data / "tradewind.db") as db:

@@ -53,19 +53,37 @@ def test_paper_trading_and_backtest_agree_to_the_cent(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data = tmp_path / "data"
-    env = env_for(sim_speed=120, history_days=1, sim_symbols="BTC/USD", sim_fee=FEE, sim_maker_fee=MAKER,
-                  sim_slippage_bps=SLIP_BPS, sim_paper_cash=CASH)  # fmt: skip
+    env = env_for(
+        sim_speed=120,
+        history_days=1,
+        sim_symbols="BTC/USD",
+        sim_fee=FEE,
+        sim_maker_fee=MAKER,
+        sim_slippage_bps=SLIP_BPS,
+        sim_paper_cash=CASH,
+    )
     proc = Proc(["up", "--data-dir", str(data), "--port", str(port)], env, tmp_path / "up.log").start()
     try:
-        wait_until(lambda: httpx.get(f"{base}/api/health", timeout=2).status_code == 200,
-                   timeout=90, what="the web app", proc=proc)  # fmt: skip
+        wait_until(
+            lambda: httpx.get(f"{base}/api/health", timeout=2).status_code == 200,
+            timeout=90,
+            what="the web app",
+            proc=proc,
+        )
         u = User(base, "parity@example.com")
         strategy = u.post("/api/strategies", {"name": "protected", "code": STRATEGY})
         trader = u.post("/api/traders", {"name": "paper", "exchange": "sim", "paper": True})
-        a = u.post("/api/assignments", {
-            "strategy_id": strategy["id"], "market_id": u.market("BTC/USD")["id"], "timeframe": "1m",
-            "trader_id": trader["id"], "allocation": CASH, "params": {},
-        })  # fmt: skip
+        a = u.post(
+            "/api/assignments",
+            {
+                "strategy_id": strategy["id"],
+                "market_id": u.market("BTC/USD")["id"],
+                "timeframe": "1m",
+                "trader_id": trader["id"],
+                "allocation": CASH,
+                "params": {},
+            },
+        )
 
         def enough() -> bool:
             orders = u.items("/api/orders", assignment_id=a["id"], limit=500)
@@ -74,8 +92,12 @@ def test_paper_trading_and_backtest_agree_to_the_cent(tmp_path: Path) -> None:
             evals = u.items("/api/evaluations", assignment_id=a["id"], limit=500)
             return len(evals) >= 60 and {"limit", "market"} <= kinds and len(reasons - {None}) >= 2
 
-        wait_until(enough, timeout=240, what="60 candles with limit and market entries and two kinds of exit",
-                   proc=proc)  # fmt: skip
+        wait_until(
+            enough,
+            timeout=240,
+            what="60 candles with limit and market entries and two kinds of exit",
+            proc=proc,
+        )
         evals = u.items("/api/evaluations", assignment_id=a["id"], limit=500)
         first = min(e["candle_time"] for e in evals)
         time.sleep(2)
@@ -103,8 +125,15 @@ def test_paper_trading_and_backtest_agree_to_the_cent(tmp_path: Path) -> None:
     arr = np.array(rows[:cut], dtype=float)
     arrays = {k: arr[:, i] for i, k in enumerate(("time", "open", "high", "low", "close", "volume"))}
     arrays["time"] = arrays["time"].astype(np.int64)
-    result = engine.run(STRATEGY, arrays, cash=float(CASH), fee=float(FEE), maker_fee=float(MAKER),
-                        slippage=float(SLIP_BPS) / 10_000, trade_from=first)  # fmt: skip
+    result = engine.run(
+        STRATEGY,
+        arrays,
+        cash=float(CASH),
+        fee=float(FEE),
+        maker_fee=float(MAKER),
+        slippage=float(SLIP_BPS) / 10_000,
+        trade_from=first,
+    )
     assert result.error is None, result.error
 
     # The fills both made on candles before the last decided one (later ones may still be on their way).
@@ -118,8 +147,14 @@ def test_paper_trading_and_backtest_agree_to_the_cent(tmp_path: Path) -> None:
     lv = []
     for side, amount, price, _fee, when, kind, reason in live:
         if when // 60_000 * 60_000 <= horizon:
-            lv.append((side, _cents(Decimal(str(amount)) * Decimal(str(price))),
-                       kind if side == "buy" else None, reason if side == "sell" else None))  # fmt: skip
+            lv.append(
+                (
+                    side,
+                    _cents(Decimal(str(amount)) * Decimal(str(price))),
+                    kind if side == "buy" else None,
+                    reason if side == "sell" else None,
+                )
+            )
     assert len(lv) >= 6, lv
     assert lv == bt
 

@@ -13,13 +13,22 @@ pytestmark = pytest.mark.e2e
 
 
 def start_up(data_dir: Path, port: int, log: Path) -> Proc:
-    env = env_for(sim_speed=300, history_days=1, sim_symbols="BTC/USD,ETH/USD", eval_pause_after_failures=3,
-                  eval_time_limit_ms=300)  # fmt: skip
+    env = env_for(
+        sim_speed=300,
+        history_days=1,
+        sim_symbols="BTC/USD,ETH/USD",
+        eval_pause_after_failures=3,
+        eval_time_limit_ms=300,
+    )
     proc = Proc(["up", "--data-dir", str(data_dir), "--port", str(port)], env, log).start()
     import httpx
 
-    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200,
-               timeout=90, what="the web app", proc=proc)  # fmt: skip
+    wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200,
+        timeout=90,
+        what="the web app",
+        proc=proc,
+    )
     return proc
 
 
@@ -61,8 +70,12 @@ def test_up_trades_on_paper_and_survives_a_restart(tmp_path: Path) -> None:
         assert failed and all(e["status"] == "error" for e in failed)
         assert "limit" in failed[0]["error"].lower()
         before = len(alice.items("/api/evaluations", assignment_id=good["id"], limit=500))
-        wait_until(lambda: len(alice.items("/api/evaluations", assignment_id=good["id"], limit=500)) > before + 2,
-                   timeout=30, what="alice's evaluations to continue", proc=proc)  # fmt: skip
+        wait_until(
+            lambda: len(alice.items("/api/evaluations", assignment_id=good["id"], limit=500)) > before + 2,
+            timeout=30,
+            what="alice's evaluations to continue",
+            proc=proc,
+        )
 
         # mallory sees none of alice's objects
         assert mallory.http.get(f"/api/assignments/{good['id']}").status_code == 404
@@ -84,8 +97,12 @@ def test_up_trades_on_paper_and_survives_a_restart(tmp_path: Path) -> None:
         assert alice.get(f"/api/assignments/{good['id']}")["enabled"] is True
         assert any(s["name"] == "flip" for s in alice.items("/api/strategies"))
         n = len(orders_before)
-        wait_until(lambda: len(alice.items("/api/orders", assignment_id=good["id"], limit=500)) > n + 1,
-                   timeout=60, what="orders after the restart", proc=proc)  # fmt: skip
+        wait_until(
+            lambda: len(alice.items("/api/orders", assignment_id=good["id"], limit=500)) > n + 1,
+            timeout=60,
+            what="orders after the restart",
+            proc=proc,
+        )
         orders = alice.items("/api/orders", assignment_id=good["id"], limit=500)
         ids = [o["client_order_id"] for o in orders]
         assert len(ids) == len(set(ids)), "an order was placed twice"

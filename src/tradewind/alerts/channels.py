@@ -17,8 +17,12 @@ from tradewind.secrets import SecretBox
 from tradewind.storage.models import AlertChannel
 
 KINDS = ("webhook", "telegram", "email", "browser")
-SECRET_FIELDS = {"webhook": ("url", "secret"), "telegram": ("bot_token",), "email": ("smtp_password",),
-                 "browser": ()}  # fmt: skip
+SECRET_FIELDS = {
+    "webhook": ("url", "secret"),
+    "telegram": ("bot_token",),
+    "email": ("smtp_password",),
+    "browser": (),
+}
 
 
 def seal(box: SecretBox, secrets: dict[str, str]) -> str | None:
@@ -48,9 +52,16 @@ class Channel:
 
     @classmethod
     def of(cls, row: AlertChannel) -> Channel:
-        return cls(id=row.id, owner_id=row.owner_id, kind=row.kind, name=row.name,
-                   events=frozenset(row.events or ()), enabled=bool(row.enabled), config=dict(row.config or {}),
-                   secret_enc=row.secret_enc)  # fmt: skip
+        return cls(
+            id=row.id,
+            owner_id=row.owner_id,
+            kind=row.kind,
+            name=row.name,
+            events=frozenset(row.events or ()),
+            enabled=bool(row.enabled),
+            config=dict(row.config or {}),
+            secret_enc=row.secret_enc,
+        )
 
     def takes(self, event: str) -> bool:
         return self.enabled and event in self.events

@@ -23,8 +23,11 @@ from tradewind.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 ALERTS = Counter("tradewind_alerts_total", "Alert deliveries by channel kind and outcome", ["kind", "status"])
-ATTEMPTS = Counter("tradewind_alert_attempts_total", "Alert delivery attempts by channel kind and outcome",
-                   ["kind", "outcome"])  # fmt: skip
+ATTEMPTS = Counter(
+    "tradewind_alert_attempts_total",
+    "Alert delivery attempts by channel kind and outcome",
+    ["kind", "outcome"],
+)
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,15 @@ class Dispatcher:
             old_channel, old = lane.queue.popleft()
             log.warning("alerts: channel %d is behind; dropped a %s alert", channel.id, old.event)
             ALERTS.labels(channel.kind, "dropped").inc()
-            self.record(Outcome(old_channel, old, "dropped", 0,
-                                f"dropped: {self.queue_size} newer alerts were waiting for this channel"))  # fmt: skip
+            self.record(
+                Outcome(
+                    old_channel,
+                    old,
+                    "dropped",
+                    0,
+                    f"dropped: {self.queue_size} newer alerts were waiting for this channel",
+                )
+            )
         lane.queue.append((channel, alert))
         if lane.task is None or lane.task.done():
             lane.task = asyncio.create_task(self._run(channel.id, lane), name=f"alerts-channel-{channel.id}")
@@ -156,8 +166,15 @@ class Dispatcher:
         try:
             secrets = unseal(self.box, channel.secret_enc)
         except (ConfigError, ValueError):
-            return self._done(Outcome(channel, alert, "failed", 0,
-                                      "its secrets cannot be read with this platform's key: save the channel again"))  # fmt: skip
+            return self._done(
+                Outcome(
+                    channel,
+                    alert,
+                    "failed",
+                    0,
+                    "its secrets cannot be read with this platform's key: save the channel again",
+                )
+            )
         error = f"no sender for {channel.kind} channels"
         attempt = 0
         while sender is not None and attempt < limit:
@@ -177,15 +194,27 @@ class Dispatcher:
             if not retry or attempt >= limit:
                 break
             wait = self.policy.delay(attempt, asked, self._rand())
-            log.info("alerts: %s channel %d, attempt %d failed (%s); again in %.1f s",
-                     channel.kind, channel.id, attempt, error, wait)  # fmt: skip
+            log.info(
+                "alerts: %s channel %d, attempt %d failed (%s); again in %.1f s",
+                channel.kind,
+                channel.id,
+                attempt,
+                error,
+                wait,
+            )
             await self._sleep(wait)
         return self._done(Outcome(channel, alert, "failed", attempt, error))
 
     def _done(self, outcome: Outcome) -> Outcome:
         ALERTS.labels(outcome.channel.kind, outcome.status).inc()
         if outcome.status == "failed":
-            log.warning("alerts: %s alert to %s channel %d failed after %d attempt(s): %s", outcome.alert.event,
-                        outcome.channel.kind, outcome.channel.id, outcome.attempts, outcome.error)  # fmt: skip
+            log.warning(
+                "alerts: %s alert to %s channel %d failed after %d attempt(s): %s",
+                outcome.alert.event,
+                outcome.channel.kind,
+                outcome.channel.id,
+                outcome.attempts,
+                outcome.error,
+            )
         self.record(outcome)
         return outcome

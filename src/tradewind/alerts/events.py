@@ -42,8 +42,14 @@ class Alert:
 
     def as_json(self) -> dict[str, Any]:
         """The webhook's body and the browser's event."""
-        return {"id": self.id, "event": self.event, "time": self.time.isoformat(timespec="seconds"),
-                "title": self.title, "text": self.text, "data": self.data}  # fmt: skip
+        return {
+            "id": self.id,
+            "event": self.event,
+            "time": self.time.isoformat(timespec="seconds"),
+            "title": self.title,
+            "text": self.text,
+            "data": self.data,
+        }
 
 
 def _short(value: Any, limit: int = MAX_TEXT) -> str:
@@ -89,8 +95,12 @@ def _assignment(data: dict[str, Any]) -> str:
     return what
 
 
-EXIT_REASONS = {"stop_loss": "stop-loss", "take_profit": "take-profit", "trailing_stop": "trailing stop",
-                "signal": "the strategy's signal"}  # fmt: skip
+EXIT_REASONS = {
+    "stop_loss": "stop-loss",
+    "take_profit": "take-profit",
+    "trailing_stop": "trailing stop",
+    "signal": "the strategy's signal",
+}
 
 
 def _fill(d: dict[str, Any]) -> tuple[str, str]:
@@ -126,8 +136,10 @@ def _kill_switch(d: dict[str, Any]) -> tuple[str, str]:
             "Kill switch released",
             "Trading is allowed again; your assignments stay paused until you resume each one.",
         )
-    text = (f"Every assignment is paused ({int(d.get('paused_assignments') or 0)} were running) and "
-            f"{int(d.get('cancel_requests') or 0)} open order(s) were asked to cancel.")  # fmt: skip
+    text = (
+        f"Every assignment is paused ({int(d.get('paused_assignments') or 0)} were running) and "
+        f"{int(d.get('cancel_requests') or 0)} open order(s) were asked to cancel."
+    )
     if d.get("flatten"):
         text += " Open positions are being closed at the market."
     return "Kill switch engaged", text
@@ -136,8 +148,10 @@ def _kill_switch(d: dict[str, Any]) -> tuple[str, str]:
 def _loss_limit(d: dict[str, Any]) -> tuple[str, str]:
     account = _short(d.get("trader_name") or f"account #{d.get('trader_id')}", 100)
     title = f"Daily loss limit reached on {account}"
-    text = (f"{account} lost {_num(d.get('loss', '?'))} today (limit {_num(d.get('limit', '?'))}): "
-            f"{int(d.get('paused') or 0)} assignment(s) paused, and it buys nothing more until 00:00 UTC.")  # fmt: skip
+    text = (
+        f"{account} lost {_num(d.get('loss', '?'))} today (limit {_num(d.get('limit', '?'))}): "
+        f"{int(d.get('paused') or 0)} assignment(s) paused, and it buys nothing more until 00:00 UTC."
+    )
     return title, text
 
 
@@ -167,8 +181,11 @@ def _summary(d: dict[str, Any]) -> tuple[str, str]:
     pnl = d.get("pnl") or {}
     pnl_text = ", ".join(f"{_money(v)} {_short(k, 20)}" for k, v in sorted(pnl.items())) or "none"
     paused = d.get("paused") or []
-    lines = [f"Realized P&L: {pnl_text}", f"Fills: {int(d.get('fills') or 0)}",
-             f"Paused assignments: {int(d.get('paused_count') or len(paused))}"]  # fmt: skip
+    lines = [
+        f"Realized P&L: {pnl_text}",
+        f"Fills: {int(d.get('fills') or 0)}",
+        f"Paused assignments: {int(d.get('paused_count') or len(paused))}",
+    ]
     for p in paused[:10]:
         lines.append(f"  - {_assignment(p)}: {_short(p.get('reason'), 200)}")
     if len(paused) > 10:
@@ -182,12 +199,25 @@ def _test(d: dict[str, Any]) -> tuple[str, str]:
     )
 
 
-_RENDER = {"fill": _fill, "paused": _paused, "kill_switch": _kill_switch, "loss_limit": _loss_limit,
-           "exchange": _exchange, "summary": _summary, TEST: _test}  # fmt: skip
+_RENDER = {
+    "fill": _fill,
+    "paused": _paused,
+    "kill_switch": _kill_switch,
+    "loss_limit": _loss_limit,
+    "exchange": _exchange,
+    "summary": _summary,
+    TEST: _test,
+}
 
 
 def render(user_id: int, event: str, data: dict[str, Any], now: dt.datetime | None = None) -> Alert:
     """The alert for ``event`` with ``data`` (as published on the bus, plus what the service looked up)."""
     title, text = _RENDER[event](data)
-    return Alert(user_id=user_id, event=event, title=_line(title), text=text, data=data,
-                 time=now or dt.datetime.now(dt.UTC))  # fmt: skip
+    return Alert(
+        user_id=user_id,
+        event=event,
+        title=_line(title),
+        text=text,
+        data=data,
+        time=now or dt.datetime.now(dt.UTC),
+    )

@@ -71,19 +71,37 @@ class OutcomeLog:
                 o for o in batch if o.channel.id in existing
             ]  # a channel deleted meanwhile: nothing to keep
             if kept:
-                await s.execute(_DELIVERIES.insert(), [{
-                    "owner_id": o.channel.owner_id, "channel_id": o.channel.id, "event": o.alert.event,
-                    "title": o.alert.title[:200], "status": o.status, "attempts": o.attempts,
-                    "error": o.error, "created_at": o.at,
-                } for o in kept])  # fmt: skip
+                await s.execute(
+                    _DELIVERIES.insert(),
+                    [
+                        {
+                            "owner_id": o.channel.owner_id,
+                            "channel_id": o.channel.id,
+                            "event": o.alert.event,
+                            "title": o.alert.title[:200],
+                            "status": o.status,
+                            "attempts": o.attempts,
+                            "error": o.error,
+                            "created_at": o.at,
+                        }
+                        for o in kept
+                    ],
+                )
                 await self._count(s, kept)
                 for channel_id in {o.channel.id for o in kept}:
                     newest = (
-                        select(_DELIVERIES.c.id).where(_DELIVERIES.c.channel_id == channel_id)
-                        .order_by(_DELIVERIES.c.id.desc()).offset(self.keep).limit(1).scalar_subquery()
-                    )  # fmt: skip
-                    await s.execute(delete(_DELIVERIES).where(
-                        and_(_DELIVERIES.c.channel_id == channel_id, _DELIVERIES.c.id <= newest)))  # fmt: skip
+                        select(_DELIVERIES.c.id)
+                        .where(_DELIVERIES.c.channel_id == channel_id)
+                        .order_by(_DELIVERIES.c.id.desc())
+                        .offset(self.keep)
+                        .limit(1)
+                        .scalar_subquery()
+                    )
+                    await s.execute(
+                        delete(_DELIVERIES).where(
+                            and_(_DELIVERIES.c.channel_id == channel_id, _DELIVERIES.c.id <= newest)
+                        )
+                    )
             await s.commit()
 
     async def _count(self, s: Any, kept: list[Outcome]) -> None:
@@ -97,11 +115,25 @@ class OutcomeLog:
         dropped = [{"cid": o.channel.id} for o in kept if o.status == "dropped"]
         where = c.id == bindparam("cid")
         if sent:
-            await s.execute(update(_CHANNELS).where(where).values(
-                delivered=c.delivered + 1, last_success_at=bindparam("at"), last_attempts=bindparam("n")), sent)  # fmt: skip
+            await s.execute(
+                update(_CHANNELS)
+                .where(where)
+                .values(
+                    delivered=c.delivered + 1, last_success_at=bindparam("at"), last_attempts=bindparam("n")
+                ),
+                sent,
+            )
         if failed:
-            await s.execute(update(_CHANNELS).where(where).values(
-                failed=c.failed + 1, last_failure_at=bindparam("at"), last_attempts=bindparam("n"),
-                last_error=bindparam("err")), failed)  # fmt: skip
+            await s.execute(
+                update(_CHANNELS)
+                .where(where)
+                .values(
+                    failed=c.failed + 1,
+                    last_failure_at=bindparam("at"),
+                    last_attempts=bindparam("n"),
+                    last_error=bindparam("err"),
+                ),
+                failed,
+            )
         if dropped:
             await s.execute(update(_CHANNELS).where(where).values(dropped=c.dropped + 1), dropped)

@@ -77,17 +77,23 @@ class WebhookSender:
         parts = urlsplit(url)
         where = masked(url)
         try:
-            await check_resolved(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
-                                 self.allow_private)  # fmt: skip
+            await check_resolved(
+                parts.hostname or "",
+                parts.port or (443 if parts.scheme == "https" else 80),
+                self.allow_private,
+            )
         except Refused as exc:
             raise DeliveryError(str(exc), retry=False) from None
         body = json.dumps(alert.as_json(), separators=(",", ":"), ensure_ascii=False).encode()
         ts = int(self.clock())
         headers = {
-            "Content-Type": "application/json", "User-Agent": USER_AGENT, signing.EVENT_HEADER: alert.event,
-            signing.DELIVERY_HEADER: alert.id, signing.TIMESTAMP_HEADER: str(ts),
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            signing.EVENT_HEADER: alert.event,
+            signing.DELIVERY_HEADER: alert.id,
+            signing.TIMESTAMP_HEADER: str(ts),
             signing.SIGNATURE_HEADER: signing.sign(secrets.get("secret", ""), ts, body),
-        }  # fmt: skip
+        }
         try:
             r = await self.client.post(url, content=body, headers=headers, timeout=self.timeout_s)
         except httpx.TimeoutException:
@@ -164,19 +170,33 @@ class EmailSender:
         """Where and how to send: the channel's server if it names one, else the platform's; None: none."""
         c, st = channel.config, self.settings
         if c.get("smtp_host"):
-            return {"host": c["smtp_host"], "port": c.get("smtp_port") or 587, "username": c.get("smtp_username"),
-                    "password": secrets.get("smtp_password"), "security": c.get("smtp_security") or "starttls",
-                    "sender": c.get("smtp_from") or c.get("smtp_username") or st.smtp_from, "own": True}  # fmt: skip
+            return {
+                "host": c["smtp_host"],
+                "port": c.get("smtp_port") or 587,
+                "username": c.get("smtp_username"),
+                "password": secrets.get("smtp_password"),
+                "security": c.get("smtp_security") or "starttls",
+                "sender": c.get("smtp_from") or c.get("smtp_username") or st.smtp_from,
+                "own": True,
+            }
         if st.smtp_host:
-            return {"host": st.smtp_host, "port": st.smtp_port, "username": st.smtp_username,
-                    "password": st.smtp_password, "security": st.smtp_security, "sender": st.smtp_from, "own": False}  # fmt: skip
+            return {
+                "host": st.smtp_host,
+                "port": st.smtp_port,
+                "username": st.smtp_username,
+                "password": st.smtp_password,
+                "security": st.smtp_security,
+                "sender": st.smtp_from,
+                "own": False,
+            }
         return None
 
     async def send(self, channel: Channel, secrets: dict[str, str], alert: Alert) -> None:
         srv = self.server(channel, secrets)
         if srv is None:
-            raise DeliveryError("no SMTP server: give this channel one, or ask the operator to set smtp_host",
-                                retry=False)  # fmt: skip
+            raise DeliveryError(
+                "no SMTP server: give this channel one, or ask the operator to set smtp_host", retry=False
+            )
         if srv["own"]:  # the operator's server is trusted; a user's is checked like a webhook's host
             try:
                 await check_resolved(srv["host"], srv["port"], self.allow_private)
@@ -188,15 +208,22 @@ class EmailSender:
         msg["Subject"] = f"[tradewind] {alert.title}"
         msg["Date"] = email.utils.formatdate(alert.time.timestamp(), usegmt=True)
         msg["Message-ID"] = email.utils.make_msgid(idstring=alert.id[:16], domain="tradewind.alerts")
-        msg.set_content(f"{alert.text}\n\n-- \ntradewind: {alert.event} alert, {alert.time:%Y-%m-%d %H:%M} UTC. "
-                        "Choose what you are told in the app, under Alerts.\n")  # fmt: skip
+        msg.set_content(
+            f"{alert.text}\n\n-- \ntradewind: {alert.event} alert, {alert.time:%Y-%m-%d %H:%M} UTC. "
+            "Choose what you are told in the app, under Alerts.\n"
+        )
         where = f"SMTP server {srv['host']}:{srv['port']}"
         try:
             await aiosmtplib.send(
-                msg, hostname=srv["host"], port=srv["port"], username=srv["username"] or None,
-                password=srv["password"] or None, use_tls=srv["security"] == "tls",
-                start_tls=srv["security"] == "starttls", timeout=self.timeout_s,
-            )  # fmt: skip
+                msg,
+                hostname=srv["host"],
+                port=srv["port"],
+                username=srv["username"] or None,
+                password=srv["password"] or None,
+                use_tls=srv["security"] == "tls",
+                start_tls=srv["security"] == "starttls",
+                timeout=self.timeout_s,
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             said = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)[:200]
@@ -204,8 +231,10 @@ class EmailSender:
                 f"{where} refused the address: {said}", retry=all(400 <= c < 500 for c in codes)
             ) from None
         except aiosmtplib.SMTPResponseException as exc:  # authentication (535), sender refused, data refused
-            raise DeliveryError(f"{where} answered {exc.code}: {' '.join(str(exc.message).split())[:160]}",
-                                retry=400 <= exc.code < 500) from None  # fmt: skip
+            raise DeliveryError(
+                f"{where} answered {exc.code}: {' '.join(str(exc.message).split())[:160]}",
+                retry=400 <= exc.code < 500,
+            ) from None
         except aiosmtplib.SMTPNotSupported as exc:
             raise DeliveryError(f"{where}: {exc} (check smtp_security)", retry=False) from None
         except (aiosmtplib.SMTPTimeoutError, TimeoutError):

@@ -154,8 +154,17 @@ class AlertService:
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         async with self.sf() as s:
-            rows = (await s.execute(select(AlertChannel).where(
-                AlertChannel.owner_id == user_id, AlertChannel.enabled.is_(True)))).scalars().all()  # fmt: skip
+            rows = (
+                (
+                    await s.execute(
+                        select(AlertChannel).where(
+                            AlertChannel.owner_id == user_id, AlertChannel.enabled.is_(True)
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
         channels = [Channel.of(r) for r in rows]
         if len(self._cache) >= CACHE_USERS:
             self._cache.clear()
@@ -167,11 +176,14 @@ class AlertService:
         if not isinstance(assignment_id, int):
             return {}
         async with self.sf() as s:
-            row = (await s.execute(
-                select(Strategy.name, Market.exchange, Market.symbol, Assignment.timeframe)
-                .join(Strategy, Strategy.id == Assignment.strategy_id).join(Market, Market.id == Assignment.market_id)
-                .where(Assignment.id == assignment_id, Assignment.owner_id == user_id)
-            )).first()  # fmt: skip
+            row = (
+                await s.execute(
+                    select(Strategy.name, Market.exchange, Market.symbol, Assignment.timeframe)
+                    .join(Strategy, Strategy.id == Assignment.strategy_id)
+                    .join(Market, Market.id == Assignment.market_id)
+                    .where(Assignment.id == assignment_id, Assignment.owner_id == user_id)
+                )
+            ).first()
         if row is None:
             return {}
         return {"strategy": row[0], "exchange": row[1], "symbol": row[2], "timeframe": row[3]}
@@ -194,17 +206,30 @@ class AlertService:
             return
         dropped = self.dispatcher.refresh(owner, current)
         if dropped:
-            log.info("alerts: %d queued alert(s) of user %d dropped: their channel was deleted or turned off",
-                     dropped, owner)  # fmt: skip
+            log.info(
+                "alerts: %d queued alert(s) of user %d dropped: their channel was deleted or turned off",
+                dropped,
+                owner,
+            )
 
     def _record(self, outcome: Outcome) -> None:
         self.outcomes.add(outcome)
         ch = outcome.channel
         if outcome.status == "failed" and ch.kind != "browser" and outcome.alert.event != events.TEST:
-            data = {"channel_id": ch.id, "channel": ch.name, "kind": ch.kind, "event": outcome.alert.event,
-                    "title": outcome.alert.title, "error": outcome.error, "attempts": outcome.attempts}  # fmt: skip
-            self._spawn(self.nc.publish(subjects.user_events(ch.owner_id),
-                                        m.encode(m.UserEvent(kind="alert_failed", data=data))))  # fmt: skip
+            data = {
+                "channel_id": ch.id,
+                "channel": ch.name,
+                "kind": ch.kind,
+                "event": outcome.alert.event,
+                "title": outcome.alert.title,
+                "error": outcome.error,
+                "attempts": outcome.attempts,
+            }
+            self._spawn(
+                self.nc.publish(
+                    subjects.user_events(ch.owner_id), m.encode(m.UserEvent(kind="alert_failed", data=data))
+                )
+            )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -222,16 +247,22 @@ class AlertService:
             await msg.respond(m.encode(m.DeliveryResult(status="failed", error="unreadable request")))
             return
         async with self.sf() as s:
-            row = (await s.execute(select(AlertChannel).where(
-                AlertChannel.id == req.channel_id, AlertChannel.owner_id == req.owner_id))).scalar_one_or_none()  # fmt: skip
+            row = (
+                await s.execute(
+                    select(AlertChannel).where(
+                        AlertChannel.id == req.channel_id, AlertChannel.owner_id == req.owner_id
+                    )
+                )
+            ).scalar_one_or_none()
         if row is None:
             await msg.respond(m.encode(m.DeliveryResult(status="not_found")))
             return
         alert = events.render(req.owner_id, events.TEST, {"channel": row.name}, self.clock())
         outcome = await self.dispatcher.deliver(Channel.of(row), alert, attempts=1)
         await self.outcomes.flush()  # stored before the answer: the page that asked shows it on its next read
-        await msg.respond(m.encode(m.DeliveryResult(status=outcome.status, attempts=outcome.attempts,
-                                                    error=outcome.error)))  # fmt: skip
+        await msg.respond(
+            m.encode(m.DeliveryResult(status=outcome.status, attempts=outcome.attempts, error=outcome.error))
+        )
 
     # -- exchanges and the clock --------------------------------------------------------------------------
     async def _on_candle(self, msg: Msg) -> None:
@@ -247,8 +278,11 @@ class AlertService:
     async def _exchange(self, exchange: str, data: dict[str, Any]) -> int:
         """An exchange went silent or came back: tell the users with an account or an assignment on it."""
         traders = select(Trader.owner_id).where(Trader.exchange == exchange)
-        assigned = (select(Assignment.owner_id).join(Market, Market.id == Assignment.market_id)
-                    .where(Market.exchange == exchange, Assignment.enabled.is_(True)))  # fmt: skip
+        assigned = (
+            select(Assignment.owner_id)
+            .join(Market, Market.id == Assignment.market_id)
+            .where(Market.exchange == exchange, Assignment.enabled.is_(True))
+        )
         try:
             async with self.sf() as s:
                 owners = set((await s.execute(union(traders, assigned))).scalars())

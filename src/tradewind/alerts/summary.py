@@ -53,14 +53,39 @@ async def summarize(s: AsyncSession, owner_id: int, start: dt.datetime, end: dt.
         Assignment.paused_reason.is_not(None),
     )
     count = (await s.execute(select(func.count()).select_from(Assignment).where(*paused_q))).scalar_one()
-    rows = (await s.execute(
-        select(Assignment.id, Assignment.paused_reason, Strategy.name, Market.exchange, Market.symbol, Assignment.timeframe)
-        .join(Strategy, Strategy.id == Assignment.strategy_id).join(Market, Market.id == Assignment.market_id)
-        .where(*paused_q).order_by(Assignment.id).limit(MAX_PAUSED)
-    )).all()  # fmt: skip
+    rows = (
+        await s.execute(
+            select(
+                Assignment.id,
+                Assignment.paused_reason,
+                Strategy.name,
+                Market.exchange,
+                Market.symbol,
+                Assignment.timeframe,
+            )
+            .join(Strategy, Strategy.id == Assignment.strategy_id)
+            .join(Market, Market.id == Assignment.market_id)
+            .where(*paused_q)
+            .order_by(Assignment.id)
+            .limit(MAX_PAUSED)
+        )
+    ).all()
     return {
-        "day": label(start, end), "from": start.isoformat(), "to": end.isoformat(), "fills": fills,
-        "pnl": {k: format(v, "f") for k, v in sorted(pnl.items())}, "paused_count": count,
-        "paused": [{"assignment_id": r[0], "reason": r[1], "strategy": r[2], "exchange": r[3], "symbol": r[4],
-                    "timeframe": r[5]} for r in rows],
-    }  # fmt: skip
+        "day": label(start, end),
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "fills": fills,
+        "pnl": {k: format(v, "f") for k, v in sorted(pnl.items())},
+        "paused_count": count,
+        "paused": [
+            {
+                "assignment_id": r[0],
+                "reason": r[1],
+                "strategy": r[2],
+                "exchange": r[3],
+                "symbol": r[4],
+                "timeframe": r[5],
+            }
+            for r in rows
+        ],
+    }

@@ -58,8 +58,14 @@ class Decisions:
         return np.flatnonzero(diff)
 
 
-def decisions(code: str, arrays: dict[str, np.ndarray], *, params: dict[str, Any] | None = None, lookback: int = 500,
-              name: str = "strategy") -> Decisions:  # fmt: skip
+def decisions(
+    code: str,
+    arrays: dict[str, np.ndarray],
+    *,
+    params: dict[str, Any] | None = None,
+    lookback: int = 500,
+    name: str = "strategy",
+) -> Decisions:
     """The decisions of every candle, as a backtest takes them (a fresh runtime: its top level and ``init`` run
     first); raises CheckError on a strategy error."""
     n = len(arrays["time"])
@@ -115,20 +121,36 @@ class RecursiveReport:
         out = []
         for v, other in zip(self.variants, self.others, strict=True):
             agree = v.agree_from
-            out.append({
-                "lookback": v.lookback, "changed": len(v.changed),
-                "first_changed": iso(int(self.times[v.changed[0]])) if v.changed else None,
-                "last_changed": iso(int(self.times[v.changed[-1]])) if v.changed else None,
-                "agree_from": None if agree is None else iso(int(self.times[agree])),
-                "agree_from_candle": agree,
-                "examples": [{"time": iso(int(self.times[i])), "candle": i, "base": self.base.at(i), "variant": other.at(i)}
-                             for i in v.changed[:examples]],
-            })  # fmt: skip
+            out.append(
+                {
+                    "lookback": v.lookback,
+                    "changed": len(v.changed),
+                    "first_changed": iso(int(self.times[v.changed[0]])) if v.changed else None,
+                    "last_changed": iso(int(self.times[v.changed[-1]])) if v.changed else None,
+                    "agree_from": None if agree is None else iso(int(self.times[agree])),
+                    "agree_from_candle": agree,
+                    "examples": [
+                        {
+                            "time": iso(int(self.times[i])),
+                            "candle": i,
+                            "base": self.base.at(i),
+                            "variant": other.at(i),
+                        }
+                        for i in v.changed[:examples]
+                    ],
+                }
+            )
         return {"passed": self.passed, "lookback": self.lookback, "candles": self.candles, "variants": out}
 
 
-def recursive_check(code: str, arrays: dict[str, np.ndarray], *, params: dict[str, Any] | None = None,
-                    lookback: int = 500, name: str = "strategy") -> RecursiveReport:  # fmt: skip
+def recursive_check(
+    code: str,
+    arrays: dict[str, np.ndarray],
+    *,
+    params: dict[str, Any] | None = None,
+    lookback: int = 500,
+    name: str = "strategy",
+) -> RecursiveReport:
     """The decisions with ``lookback``, against those with it halved and doubled."""
     n = len(arrays["time"])
     base = decisions(code, arrays, params=params, lookback=lookback, name=name)
@@ -148,8 +170,10 @@ def changed_future(arrays: dict[str, np.ndarray], t: int) -> dict[str, np.ndarra
     pivot = float(arrays["close"][t])
     for k in ("open", "high", "low", "close"):
         out[k][t + 1 :] = np.maximum(2 * pivot - arrays[k][t + 1 :], pivot * 0.01)
-    out["high"][t + 1 :], out["low"][t + 1 :] = (np.maximum(out["high"][t + 1 :], out["low"][t + 1 :]),
-                                                 np.minimum(out["high"][t + 1 :], out["low"][t + 1 :]))  # fmt: skip
+    out["high"][t + 1 :], out["low"][t + 1 :] = (
+        np.maximum(out["high"][t + 1 :], out["low"][t + 1 :]),
+        np.minimum(out["high"][t + 1 :], out["low"][t + 1 :]),
+    )
     out["volume"][t + 1 :] = arrays["volume"][t + 1 :] * 2
     return out
 
@@ -177,13 +201,20 @@ class LookaheadReport:
     def as_dict(self) -> dict[str, Any]:
         bad = [c for c in self.cuts if c.removed or c.changed]
         return {
-            "passed": self.passed, "candles": self.candles, "cuts": len(self.cuts),
+            "passed": self.passed,
+            "candles": self.candles,
+            "cuts": len(self.cuts),
             "decisions_compared": sum(c.candle + 1 for c in self.cuts) * 2,
-            "failed_cuts": [{"cut": iso(int(self.times[c.candle])), "candle": c.candle,
-                             "differ_when_removed": [iso(int(self.times[i])) for i in c.removed[:10]],
-                             "differ_when_changed": [iso(int(self.times[i])) for i in c.changed[:10]]}
-                            for c in bad],
-        }  # fmt: skip
+            "failed_cuts": [
+                {
+                    "cut": iso(int(self.times[c.candle])),
+                    "candle": c.candle,
+                    "differ_when_removed": [iso(int(self.times[i])) for i in c.removed[:10]],
+                    "differ_when_changed": [iso(int(self.times[i])) for i in c.changed[:10]],
+                }
+                for c in bad
+            ],
+        }
 
 
 def cut_points(n: int, points: int, seed: int | None = None) -> list[int]:
@@ -203,17 +234,29 @@ def cut_points(n: int, points: int, seed: int | None = None) -> list[int]:
     )
 
 
-def lookahead_check(code: str, arrays: dict[str, np.ndarray], *, params: dict[str, Any] | None = None,
-                    lookback: int = 500, points: int = 20, seed: int | None = None,
-                    name: str = "strategy") -> LookaheadReport:  # fmt: skip
+def lookahead_check(
+    code: str,
+    arrays: dict[str, np.ndarray],
+    *,
+    params: dict[str, Any] | None = None,
+    lookback: int = 500,
+    points: int = 20,
+    seed: int | None = None,
+    name: str = "strategy",
+) -> LookaheadReport:
     """The decisions up to each cut candle on the whole data, against the same with the later candles removed
     and changed."""
     n = len(arrays["time"])
     full = decisions(code, arrays, params=params, lookback=lookback, name=name)
     cuts = []
     for t in cut_points(n, points, seed):
-        removed = decisions(code, {k: v[: t + 1].copy() for k, v in arrays.items()}, params=params,
-                            lookback=lookback, name=name)  # fmt: skip
+        removed = decisions(
+            code,
+            {k: v[: t + 1].copy() for k, v in arrays.items()},
+            params=params,
+            lookback=lookback,
+            name=name,
+        )
         changed = decisions(code, changed_future(arrays, t), params=params, lookback=lookback, name=name)
         cuts.append(Cut(t, full.differing(removed, t + 1).tolist(), full.differing(changed, t + 1).tolist()))
     return LookaheadReport(n, cuts, full, arrays["time"])

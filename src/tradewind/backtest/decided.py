@@ -105,8 +105,14 @@ class Stream:
     it needs them (``take``, in the caller's thread, which also reports ``progress``). Use as a context
     manager: leaving it stops the thread after its current chunk and waits for it."""
 
-    def __init__(self, rt: StrategyRuntime, arrays: dict[str, np.ndarray], lookback: int,
-                 progress: Callable[[int, int], None] | None = None, plots: Plots | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rt: StrategyRuntime,
+        arrays: dict[str, np.ndarray],
+        lookback: int,
+        progress: Callable[[int, int], None] | None = None,
+        plots: Plots | None = None,
+    ) -> None:
         # plots: filled from the strategy's thread; read once it is done (after leaving the context)
         self.rt, self.arrays, self.lookback, self.progress, self.plots = rt, arrays, lookback, progress, plots
         self.n = len(arrays["time"])
@@ -131,8 +137,15 @@ class Stream:
                 parts: list[str] = []
                 extras: Extras = {}
                 try:
-                    self.rt.decide_series(self.arrays, self.lookback, start, min(self.n, start + STREAM_CHUNK),
-                                          parts, extras, self.plots)  # fmt: skip
+                    self.rt.decide_series(
+                        self.arrays,
+                        self.lookback,
+                        start,
+                        min(self.n, start + STREAM_CHUNK),
+                        parts,
+                        extras,
+                        self.plots,
+                    )
                 except StrategyError as exc:
                     self._chunks.put(("error", exc, (_letters(parts), extras)))
                     return

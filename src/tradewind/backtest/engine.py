@@ -70,12 +70,21 @@ class Result:
         entries = isos([t.entry_time for t in self.trades])
         exits = isos([t.exit_time for t in self.trades if t.exit_time is not None])[::-1]
         trades = [
-            {"entry_time": entered, "entry_price": t.entry_price, "entry_type": t.entry_type,
-             "exit_time": exits.pop() if t.exit_time is not None else None, "exit_price": t.exit_price,
-             "exit_reason": t.exit_reason, "qty": t.qty, "pnl": t.pnl, "pnl_pct": t.pnl_pct, "fees": t.fees,
-             "duration_s": None if t.exit_time is None else (t.exit_time - t.entry_time) // 1000}
+            {
+                "entry_time": entered,
+                "entry_price": t.entry_price,
+                "entry_type": t.entry_type,
+                "exit_time": exits.pop() if t.exit_time is not None else None,
+                "exit_price": t.exit_price,
+                "exit_reason": t.exit_reason,
+                "qty": t.qty,
+                "pnl": t.pnl,
+                "pnl_pct": t.pnl_pct,
+                "fees": t.fees,
+                "duration_s": None if t.exit_time is None else (t.exit_time - t.entry_time) // 1000,
+            }
             for t, entered in zip(self.trades, entries, strict=True)
-        ]  # fmt: skip
+        ]
         hold = float(self.hold[-1]) if self.hold is not None and len(self.hold) else None
         return {
             "trades": trades,
@@ -161,11 +170,21 @@ def isos(ms: list[int]) -> list[str]:
 
 
 def run(
-    code: str, arrays: dict[str, np.ndarray], *, params: dict[str, Any] | None = None, cash: float = 10_000.0,
-    fee: float = 0.001, slippage: float = 0.0, lookback: int = 500, name: str = "strategy",
-    maker_fee: float | None = None, trade_from: int | None = None,
-    limits: Limits | None = None, progress: Callable[[int, int], None] | None = None, plot_candles: int = 0,
-) -> Result:  # fmt: skip
+    code: str,
+    arrays: dict[str, np.ndarray],
+    *,
+    params: dict[str, Any] | None = None,
+    cash: float = 10_000.0,
+    fee: float = 0.001,
+    slippage: float = 0.0,
+    lookback: int = 500,
+    name: str = "strategy",
+    maker_fee: float | None = None,
+    trade_from: int | None = None,
+    limits: Limits | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    plot_candles: int = 0,
+) -> Result:
     """Run ``code`` over the candles (arrays time, open, high, low, close, volume; oldest first).
 
     A strategy error stops the run: the result holds the message, the candle's time, and the trades
@@ -221,8 +240,9 @@ def run(
             cut = Decided(done, first)
             cut.add(decided.codes[: decided.known], decided.extras)
             decided = cut
-        trades, equity = _fill(decided, {k: v[:done] for k, v in arrays.items()}, done, cash, fee, slippage,
-                               maker_fee, tf)  # fmt: skip
+        trades, equity = _fill(
+            decided, {k: v[:done] for k, v in arrays.items()}, done, cash, fee, slippage, maker_fee, tf
+        )
     # buying at the first candle a decision can trade on (decided at its close, filled at the next open)
     hold = buy_and_hold(arrays["open"][:done], arrays["close"][:done], cash, fee, slippage, first + 1)
     return Result(
@@ -249,10 +269,21 @@ def decisions(code: int, extra: tuple[Any, ...] | None) -> model.Decision:
     return model.decision(position, *extra) if extra is not None else model.decision(position)
 
 
-def fill(codes: np.ndarray, opens: np.ndarray, closes: np.ndarray, times: np.ndarray, cash: float, fee: float,
-         slippage: float = 0.0, *, extras: Extras | None = None, highs: np.ndarray | None = None,
-         lows: np.ndarray | None = None, maker_fee: float | None = None,
-         tf_ms: int | None = None) -> tuple[list[Trade], np.ndarray]:  # fmt: skip
+def fill(
+    codes: np.ndarray,
+    opens: np.ndarray,
+    closes: np.ndarray,
+    times: np.ndarray,
+    cash: float,
+    fee: float,
+    slippage: float = 0.0,
+    *,
+    extras: Extras | None = None,
+    highs: np.ndarray | None = None,
+    lows: np.ndarray | None = None,
+    maker_fee: float | None = None,
+    tf_ms: int | None = None,
+) -> tuple[list[Trade], np.ndarray]:
     """The trading model (``tradewind.trading.model``) over a run's decisions (``codes[i]``: the letter
     decided at candle i's close; ``extras[i]``: its size, exits and limit when it returned a table): the
     trades, and the equity at every candle's close (cash + position × close).
@@ -265,17 +296,31 @@ def fill(codes: np.ndarray, opens: np.ndarray, closes: np.ndarray, times: np.nda
         tf_ms = int(np.median(np.diff(times[: min(n, 1000)]))) if n > 1 else 60_000
     decided = Decided(n)
     decided.add(np.asarray(codes, dtype=np.uint8), extras or {})
-    arrays = {"time": times, "open": opens, "close": closes, "high": opens if highs is None else highs,
-              "low": opens if lows is None else lows}  # fmt: skip
+    arrays = {
+        "time": times,
+        "open": opens,
+        "close": closes,
+        "high": opens if highs is None else highs,
+        "low": opens if lows is None else lows,
+    }
     return _fill(decided, arrays, n, cash, fee, slippage, maker_fee, tf_ms)
 
 
-def _fill(src: Decided, arrays: dict[str, np.ndarray], n: int, cash: float, fee: float, slippage: float,
-          maker_fee: float | None, tf_ms: int) -> tuple[list[Trade], np.ndarray]:  # fmt: skip
+def _fill(
+    src: Decided,
+    arrays: dict[str, np.ndarray],
+    n: int,
+    cash: float,
+    fee: float,
+    slippage: float,
+    maker_fee: float | None,
+    tf_ms: int,
+) -> tuple[list[Trade], np.ndarray]:
     """``fill`` over decisions that may still be arriving (``Decided.more``)."""
     times, opens, highs, lows, closes = (arrays[k] for k in ("time", "open", "high", "low", "close"))
-    costs = model.Costs(model.dec(fee), model.dec(fee if maker_fee is None else maker_fee),
-                        model.dec(slippage) * 10_000)  # fmt: skip
+    costs = model.Costs(
+        model.dec(fee), model.dec(fee if maker_fee is None else maker_fee), model.dec(slippage) * 10_000
+    )
     longs, shorts, marks, next_of = src.longs, src.shorts, src.marks, src.next_of
     codes, extras, has_extra = src.codes, src.extras, src.has_extra
 
@@ -389,8 +434,18 @@ def _fill(src: Decided, arrays: dict[str, np.ndarray], n: int, cash: float, fee:
             if it.kind == "cancel_entry":
                 resting = None
             elif it.kind == "exit":
-                book(model.fill("sell", qty, model.dec(opens[nxt]), "market", costs, reason="signal",
-                                time=int(times[nxt])), nxt)  # fmt: skip
+                book(
+                    model.fill(
+                        "sell",
+                        qty,
+                        model.dec(opens[nxt]),
+                        "market",
+                        costs,
+                        reason="signal",
+                        time=int(times[nxt]),
+                    ),
+                    nxt,
+                )
                 guard, exits = None, model.NO_EXITS
             elif it.kind == "protect":
                 exits = it.exits
@@ -432,9 +487,17 @@ def _fill(src: Decided, arrays: dict[str, np.ndarray], n: int, cash: float, fee:
     return trips.trips, equity
 
 
-def _first_touch(start: int, end: int, guard: model.Guard | None, resting: model.Resting | None,
-                 highs: np.ndarray, lows: np.ndarray, closes: np.ndarray, times: np.ndarray,
-                 tf_ms: int) -> int | None:  # fmt: skip
+def _first_touch(
+    start: int,
+    end: int,
+    guard: model.Guard | None,
+    resting: model.Resting | None,
+    highs: np.ndarray,
+    lows: np.ndarray,
+    closes: np.ndarray,
+    times: np.ndarray,
+    tf_ms: int,
+) -> int | None:
     """The first candle in [start, end) where a resting limit entry can fill or expire, or the guard's
     stop, trailing level or target can be reached; None if none. A pre-filter in floats, a hair wide:
     the model's exact rule judges the candle it finds."""

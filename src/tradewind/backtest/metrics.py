@@ -77,8 +77,9 @@ def average_duration_s(trades: Sequence[_Timed]) -> float:
     return sum(spans) / len(spans) / 1000 if spans else 0.0
 
 
-def buy_and_hold(opens: np.ndarray, closes: np.ndarray, cash: float, fee: float, slippage: float = 0.0,
-                 first: int = 0) -> np.ndarray:  # fmt: skip
+def buy_and_hold(
+    opens: np.ndarray, closes: np.ndarray, cash: float, fee: float, slippage: float = 0.0, first: int = 0
+) -> np.ndarray:
     """The equity at each close of buying with all ``cash`` at candle ``first``'s open (slippage and the
     taker fee paid as a market entry pays them) and holding to the end; ``cash`` before ``first``."""
     n = len(closes)

@@ -48,17 +48,27 @@ def max_drawdowns(equity: np.ndarray) -> np.ndarray:
     return ((peaks - equity) / peaks).max(axis=1) * 100
 
 
-def simulate(pnls: list[float], cash: float, *, runs: int = 1000, seed: int | None = None,
-             modes: tuple[str, ...] = MODES) -> dict[str, Any]:  # fmt: skip
+def simulate(
+    pnls: list[float],
+    cash: float,
+    *,
+    runs: int = 1000,
+    seed: int | None = None,
+    modes: tuple[str, ...] = MODES,
+) -> dict[str, Any]:
     """The distribution of max drawdown and final equity over ``runs`` resamplings of the trades, per mode: the
     5th, 50th and 95th percentiles, and the backtest's own trade-level figures."""
     if runs < 1:
         raise ValueError("runs must be at least 1")
     returns = trade_returns(pnls, cash)
     actual = cash * np.concatenate(([1.0], np.cumprod(1.0 + returns)))[None, :]
-    out: dict[str, Any] = {"trades": len(pnls), "runs": runs, "seed": seed, "cash": cash,
-                           "actual": {"final_equity": float(actual[0, -1]),
-                                      "max_drawdown_pct": float(max_drawdowns(actual)[0])}}  # fmt: skip
+    out: dict[str, Any] = {
+        "trades": len(pnls),
+        "runs": runs,
+        "seed": seed,
+        "cash": cash,
+        "actual": {"final_equity": float(actual[0, -1]), "max_drawdown_pct": float(max_drawdowns(actual)[0])},
+    }
     rng = np.random.default_rng(seed)
     for mode in modes:
         if not len(returns):

@@ -44,8 +44,17 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "profit_factor": ("profit_factor", "maximize"),
 }
 SAMPLERS = ("tpe", "nsga2")
-METRICS = ("final_equity", "return_pct", "max_drawdown_pct", "sharpe", "sortino", "profit_factor", "win_rate",
-           "trade_count", "candles")  # fmt: skip
+METRICS = (
+    "final_equity",
+    "return_pct",
+    "max_drawdown_pct",
+    "sharpe",
+    "sortino",
+    "profit_factor",
+    "win_rate",
+    "trade_count",
+    "candles",
+)
 STAGES = (0.25, 0.5, 1.0)
 MAX_TRIALS = 10_000
 OPTUNA_SCHEMA = "optuna"
@@ -205,8 +214,13 @@ def open_study(storage: Any, name: str, config: StudyConfig, *, resume: bool) ->
             )
         return study
     try:
-        study = optuna.create_study(study_name=name, storage=storage, directions=config.directions,
-                                    sampler=make_sampler(config), pruner=pruner)  # fmt: skip
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            directions=config.directions,
+            sampler=make_sampler(config),
+            pruner=pruner,
+        )
     except optuna.exceptions.DuplicatedStudyError:
         raise OptimizeError(f"a study named {name!r} exists; give --resume to go on with it") from None
     study.set_user_attr("config", config.as_dict())
@@ -282,22 +296,42 @@ class BusRunner:
     """Runs a trial's stage as a RunBacktest on ``backtest.run`` with heartbeats; a worker that stops beating
     for ``worker_timeout_s`` (or whose child died) has the job sent again, at most ``attempts`` times."""
 
-    def __init__(self, nc: Any, job: Job, *, worker_timeout_s: float = 30.0, attempts: int = 3,
-                 heartbeat_s: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        nc: Any,
+        job: Job,
+        *,
+        worker_timeout_s: float = 30.0,
+        attempts: int = 3,
+        heartbeat_s: float | None = None,
+    ) -> None:
         self.nc, self.job = nc, job
         self.worker_timeout_s = worker_timeout_s
         self.attempts = attempts
         self.heartbeat_s = heartbeat_s or max(0.2, worker_timeout_s / 4)
 
-    async def run(self, params: dict[str, Any], upto: int, on_worker: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    async def run(
+        self, params: dict[str, Any], upto: int, on_worker: Callable[[str], None] | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
         """The summary of one stage and the workers that held it (the last one ran it)."""
         c = self.job.config
         held: list[str] = []
         reasons: list[str] = []
         for _ in range(self.attempts):
-            job = m.RunBacktest(job_id=uuid.uuid4().hex[:12], code=self.job.code, data=self.job.data, name=self.job.name,
-                                params=params, cash=c.cash, fee=c.fee, maker_fee=c.maker_fee, slippage=c.slippage,
-                                lookback=c.lookback, upto=upto, heartbeat_s=self.heartbeat_s)  # fmt: skip
+            job = m.RunBacktest(
+                job_id=uuid.uuid4().hex[:12],
+                code=self.job.code,
+                data=self.job.data,
+                name=self.job.name,
+                params=params,
+                cash=c.cash,
+                fee=c.fee,
+                maker_fee=c.maker_fee,
+                slippage=c.slippage,
+                lookback=c.lookback,
+                upto=upto,
+                heartbeat_s=self.heartbeat_s,
+            )
             inbox = self.nc.new_inbox()
             sub = await self.nc.subscribe(inbox)
             worker = None
@@ -354,16 +388,26 @@ class Optimizer:
     Optuna is called from one thread of its own (its storage is synchronous): the event loop never waits on
     the database."""
 
-    def __init__(self, study: optuna.Study, space: dict[str, ParamSpec], job: Job, runner: BusRunner,
-                 n_candles: int, *, progress: Callable[[Progress], None] | None = None,
-                 on_event: Callable[[str, int, str], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: dict[str, ParamSpec],
+        job: Job,
+        runner: BusRunner,
+        n_candles: int,
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        on_event: Callable[[str, int, str], None] | None = None,
+    ) -> None:
         self.study, self.job, self.runner = study, job, runner
         config = job.config
         self.config = config
         self.space = searched(space, config.fixed)
         if not self.space:
-            raise OptimizeError("the strategy declares no parameter to search: give params = {name = {min = ..., "
-                                "max = ...}} (or choices) at its top level, not all of them fixed")  # fmt: skip
+            raise OptimizeError(
+                "the strategy declares no parameter to search: give params = {name = {min = ..., "
+                "max = ...}} (or choices) at its top level, not all of them fixed"
+            )
         self.base = base_params(space, config.fixed)
         self.stages = checkpoints(n_candles, config.pruning)
         self.progress = progress
@@ -489,10 +533,23 @@ class Optimizer:
         if self.on_event is not None:
             self.on_event(kind, number, workers[-1] if workers else "")
 
-    async def _record(self, trial: optuna.Trial, params: dict[str, Any], metrics: dict[str, Any], workers: list[str],
-                      started: float, candles: int | None) -> None:  # fmt: skip
-        attrs = {"params": params, "metrics": metrics, "workers": workers, "attempts": len(workers),
-                 "duration_s": round(time.perf_counter() - started, 3), "candles_run": candles}  # fmt: skip
+    async def _record(
+        self,
+        trial: optuna.Trial,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        workers: list[str],
+        started: float,
+        candles: int | None,
+    ) -> None:
+        attrs = {
+            "params": params,
+            "metrics": metrics,
+            "workers": workers,
+            "attempts": len(workers),
+            "duration_s": round(time.perf_counter() - started, 3),
+            "candles_run": candles,
+        }
         for k, v in attrs.items():
             await self._optuna(trial.set_user_attr, k, v)
 
@@ -503,13 +560,21 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         u = t.user_attrs
-        rows.append({
-            "number": t.number, "state": t.state.name.lower(), "params": u.get("params") or dict(t.params),
-            "values": list(t.values) if t.values is not None else None, "metrics": u.get("metrics") or {},
-            "worker": (u.get("workers") or [None])[-1], "attempts": u.get("attempts", 0),
-            "duration_s": u.get("duration_s"), "error": u.get("error"), "requeued": bool(u.get("requeued")),
-            "intermediate": [[int(k), float(v)] for k, v in sorted(t.intermediate_values.items())],
-        })  # fmt: skip
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "params": u.get("params") or dict(t.params),
+                "values": list(t.values) if t.values is not None else None,
+                "metrics": u.get("metrics") or {},
+                "worker": (u.get("workers") or [None])[-1],
+                "attempts": u.get("attempts", 0),
+                "duration_s": u.get("duration_s"),
+                "error": u.get("error"),
+                "requeued": bool(u.get("requeued")),
+                "intermediate": [[int(k), float(v)] for k, v in sorted(t.intermediate_values.items())],
+            }
+        )
     return rows
 
 
@@ -537,9 +602,10 @@ def importances(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, d
     for i, name in enumerate(objectives):
         try:
             found = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                study,
+                evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
                 target=(lambda t, i=i: t.values[i]) if len(objectives) > 1 else None,
-            )  # fmt: skip
+            )
         except (RuntimeError, ValueError):  # e.g. every trial had the same parameters
             continue
         out[name] = {k: round(float(v), 6) for k, v in found.items()}

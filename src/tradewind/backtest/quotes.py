@@ -73,9 +73,15 @@ class QuoteFill:
     pnl: Decimal | None = None  # what a sale realized (average cost, fees included)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"time": iso(self.time), "side": self.side, "price": float(self.price), "amount": float(self.amount),
-                "fee": float(self.fee), "kind": self.kind,
-                "pnl": None if self.pnl is None else float(self.pnl)}  # fmt: skip
+        return {
+            "time": iso(self.time),
+            "side": self.side,
+            "price": float(self.price),
+            "amount": float(self.amount),
+            "fee": float(self.fee),
+            "kind": self.kind,
+            "pnl": None if self.pnl is None else float(self.pnl),
+        }
 
 
 @dataclass
@@ -164,9 +170,14 @@ class Account:
         return model.quote_cash(model.capital(self.allocation, self.realized), self.entry_cost)
 
     def state(self) -> m.TickState:
-        return m.TickState(position=float(self.qty), cash=float(self.cash()),
-                           quotes=[m.Quote(side=q.side, price=float(q.price), amount=float(q.amount))
-                                   for q in self.resting.values()])  # fmt: skip
+        return m.TickState(
+            position=float(self.qty),
+            cash=float(self.cash()),
+            quotes=[
+                m.Quote(side=q.side, price=float(q.price), amount=float(q.amount))
+                for q in self.resting.values()
+            ],
+        )
 
     def book(self, f: model.Fill, kind: str) -> None:
         """Move the cash, the inventory and its cost; a sale realizes its share of the cost (as core does)."""
@@ -200,8 +211,9 @@ class Account:
             return
         side, amount = self.pending
         self.pending = None
-        f = model.fill(side, amount, price, "market", self.costs, reason="signal" if side == "sell" else None,
-                       time=when)  # fmt: skip
+        f = model.fill(
+            side, amount, price, "market", self.costs, reason="signal" if side == "sell" else None, time=when
+        )
         if side == "buy" and not model.affordable(self.free, f):
             self.note(
                 f"{iso(when)}: a market buy of {amount} at {price} was not made: the cash does not pay it"
@@ -216,8 +228,9 @@ class Account:
             asked = [model.Quote(side, model.dec(p), model.dec(a)) for side, p, a in d.quotes]
             taking = [q for q in asked if model.quote_takes(q.side, q.price, bid, ask)]
             self.refused += len(taking)
-            kept = model.clip_quotes([q for q in asked if q not in taking], self.qty, self.cash(), self.costs,
-                                     self.max_position)  # fmt: skip
+            kept = model.clip_quotes(
+                [q for q in asked if q not in taking], self.qty, self.cash(), self.costs, self.max_position
+            )
             wanted = {q.side: q for q in kept}
             for side, q in wanted.items():
                 have = self.resting.get(side)
@@ -236,8 +249,10 @@ class Account:
             or d.trailing_stop is not None
             or d.limit is not None
         ):
-            self.note(f"{iso(when)}: on_tick returned exits or a limit entry with its position: this backtest "
-                      "takes positions at the market only, without exits")  # fmt: skip
+            self.note(
+                f"{iso(when)}: on_tick returned exits or a limit entry with its position: this backtest "
+                "takes positions at the market only, without exits"
+            )
         for it in model.intents(model.Slot(self.qty), model.decision(d.position, d.size)):
             if it.kind == "exit":
                 self.pending = ("sell", self.qty)
@@ -252,13 +267,15 @@ class Account:
 
 
 def _costs(fee: float, maker_fee: float | None, slippage: float) -> model.Costs:
-    return model.Costs(model.dec(fee), model.dec(fee if maker_fee is None else maker_fee),
-                       model.dec(slippage) * 10_000)  # fmt: skip
+    return model.Costs(
+        model.dec(fee), model.dec(fee if maker_fee is None else maker_fee), model.dec(slippage) * 10_000
+    )
 
 
 def _runtime(code: str, name: str, params: dict[str, Any] | None, limits: Limits | None) -> StrategyRuntime:
-    return StrategyRuntime(code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS,
-                           indicators=ArrayStore())  # fmt: skip
+    return StrategyRuntime(
+        code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS, indicators=ArrayStore()
+    )
 
 
 def _tf_ms(times: np.ndarray) -> int:
@@ -266,22 +283,56 @@ def _tf_ms(times: np.ndarray) -> int:
     return int(np.median(np.diff(times[: min(n, 1000)]))) if n > 1 else 60_000
 
 
-def _result(mode: str, cash: float, acct: Account | None, evaluations: int, steps: int, equity: np.ndarray,
-            times: np.ndarray, started: float, error: str | None = None,
-            error_time: int | None = None) -> QuoteResult:  # fmt: skip
+def _result(
+    mode: str,
+    cash: float,
+    acct: Account | None,
+    evaluations: int,
+    steps: int,
+    equity: np.ndarray,
+    times: np.ndarray,
+    started: float,
+    error: str | None = None,
+    error_time: int | None = None,
+) -> QuoteResult:
     if acct is None:
         acct = Account(cash, model.Costs(), None)
-    return QuoteResult(mode, cash, acct.fills, acct.placed, acct.refused, evaluations, steps, equity, times,
-                       acct.qty, acct.realized, acct.fees, time.perf_counter() - started, error, error_time,
-                       acct.notes)  # fmt: skip
+    return QuoteResult(
+        mode,
+        cash,
+        acct.fills,
+        acct.placed,
+        acct.refused,
+        evaluations,
+        steps,
+        equity,
+        times,
+        acct.qty,
+        acct.realized,
+        acct.fees,
+        time.perf_counter() - started,
+        error,
+        error_time,
+        acct.notes,
+    )
 
 
 def run_candles(
-    code: str, arrays: dict[str, np.ndarray], *, params: dict[str, Any] | None = None, cash: float = 10_000.0,
-    fee: float = 0.001, maker_fee: float | None = None, slippage: float = 0.0, lookback: int = 500,
-    name: str = "strategy", spread_bps: float = DEFAULT_SPREAD_BPS, max_position: float | None = None,
-    limits: Limits | None = None, progress: Callable[[int, int], None] | None = None,
-) -> QuoteResult:  # fmt: skip
+    code: str,
+    arrays: dict[str, np.ndarray],
+    *,
+    params: dict[str, Any] | None = None,
+    cash: float = 10_000.0,
+    fee: float = 0.001,
+    maker_fee: float | None = None,
+    slippage: float = 0.0,
+    lookback: int = 500,
+    name: str = "strategy",
+    spread_bps: float = DEFAULT_SPREAD_BPS,
+    max_position: float | None = None,
+    limits: Limits | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> QuoteResult:
     """Run ``on_tick`` at the close of every candle (arrays time, open, high, low, close, volume; oldest
     first) on a book of ``spread_bps`` around the close; the quotes rest during the next candle and fill
     when its range goes through them. A strategy error stops the run at that candle (kept in the result)."""
@@ -293,8 +344,9 @@ def run_candles(
     except StrategyError as exc:
         return _result(CANDLES, cash, None, 0, 0, np.empty(0), times[:0], started, str(exc))
     tf_ms = _tf_ms(times)
-    acct = Account(cash, _costs(fee, maker_fee, slippage),
-                   None if max_position is None else model.dec(max_position))  # fmt: skip
+    acct = Account(
+        cash, _costs(fee, maker_fee, slippage), None if max_position is None else model.dec(max_position)
+    )
     half = spread_bps / 10_000 / 2
     opens, highs, lows, closes = arrays["open"], arrays["high"], arrays["low"], arrays["close"]
     equity = np.empty(n)
@@ -334,12 +386,23 @@ def run_candles(
 
 
 def run_ticks(
-    code: str, candles: dict[str, np.ndarray], ticks: dict[str, np.ndarray], *, params: dict[str, Any] | None = None,
-    cash: float = 10_000.0, fee: float = 0.001, maker_fee: float | None = None, slippage: float = 0.0,
-    lookback: int = 500, name: str = "strategy", min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS,
-    max_position: float | None = None, tf_ms: int | None = None, limits: Limits | None = None,
+    code: str,
+    candles: dict[str, np.ndarray],
+    ticks: dict[str, np.ndarray],
+    *,
+    params: dict[str, Any] | None = None,
+    cash: float = 10_000.0,
+    fee: float = 0.001,
+    maker_fee: float | None = None,
+    slippage: float = 0.0,
+    lookback: int = 500,
+    name: str = "strategy",
+    min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS,
+    max_position: float | None = None,
+    tf_ms: int | None = None,
+    limits: Limits | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> QuoteResult:  # fmt: skip
+) -> QuoteResult:
     """Run ``on_tick`` on stored ticks (``ticks``: arrays time, bid, ask, bid_size, ask_size, last, oldest
     first), at most once per ``min_interval_ms`` and only when the bid or the ask changed, each time on the
     window of ``candles`` ending at the last candle closed before the tick. A resting quote fills on a later
@@ -355,8 +418,9 @@ def run_ticks(
     ctimes = candles["time"]
     tf_ms = tf_ms or _tf_ms(ctimes)
     closed_at = (ctimes + tf_ms).tolist()  # a candle is closed at its open time + the timeframe
-    acct = Account(cash, _costs(fee, maker_fee, slippage),
-                   None if max_position is None else model.dec(max_position))  # fmt: skip
+    acct = Account(
+        cash, _costs(fee, maker_fee, slippage), None if max_position is None else model.dec(max_position)
+    )
     bids, asks, bid_sizes, ask_sizes = (ticks[k].tolist() for k in ("bid", "ask", "bid_size", "ask_size"))
     lasts = ticks["last"].tolist()
     times = tt.tolist()
@@ -390,8 +454,16 @@ def run_ticks(
                 continue
             if j != window_end:
                 window, window_end = CandleWindow.view(candles, j, lookback, key), j
-            tick = m.Tick(exchange="backtest", symbol=name, bid=bid, ask=ask, bid_size=bid_sizes[k],
-                          ask_size=ask_sizes[k], last=lasts[k], time=now)  # fmt: skip
+            tick = m.Tick(
+                exchange="backtest",
+                symbol=name,
+                bid=bid,
+                ask=ask,
+                bid_size=bid_sizes[k],
+                ask_size=ask_sizes[k],
+                last=lasts[k],
+                time=now,
+            )
             evaluations += 1
             try:
                 d = rt.on_tick(window, tick, acct.state())  # type: ignore[arg-type]
@@ -405,7 +477,9 @@ def run_ticks(
     return _result(TICKS, cash, acct, evaluations, done, equity[:done], tt[:done], started, error, error_time)
 
 
-async def stored_ticks(session: Any, market_id: int, start: int | None = None, end: int | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+async def stored_ticks(
+    session: Any, market_id: int, start: int | None = None, end: int | None = None
+) -> dict[str, np.ndarray]:
     """A market's stored ticks with ``time`` in [start, end), oldest first, as arrays (``TICK_COLUMNS``)."""
     from sqlalchemy import select
 
@@ -427,8 +501,9 @@ async def stored_ticks(session: Any, market_id: int, start: int | None = None, e
     return out
 
 
-async def stored_tick_data(session: Any, market_id: int, tf: str, start: int | None, end: int | None,
-                           lookback: int) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray]]:  # fmt: skip
+async def stored_tick_data(
+    session: Any, market_id: int, tf: str, start: int | None, end: int | None, lookback: int
+) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray]]:
     """What a run on stored ticks reads: the market's ticks in [start, end) (``stored_ticks``), and its ``tf``
     candles from ``lookback`` candles before the first tick to the last, for on_tick's window (None when no
     candle is stored there, or no tick)."""

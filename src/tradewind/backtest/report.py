@@ -33,8 +33,17 @@ HEADLINE: tuple[tuple[str, str, str | None, int], ...] = (
 )
 KIND_LABEL = {"backtest": "Backtest", "study": "Optimisation", "walkforward": "Walk-forward"}
 COLOURS = ("#2c5bd6", "#c2553a", "#2f9e6e", "#8a4fd6", "#d69a2c", "#2ca6b8", "#b8437a", "#5b6b2c")
-TRADE_COLUMNS = ("window", "entry_time", "entry_type", "entry_price", "exit_time", "exit_reason", "exit_price",
-                 "qty", "pnl")  # fmt: skip
+TRADE_COLUMNS = (
+    "window",
+    "entry_time",
+    "entry_type",
+    "entry_price",
+    "exit_time",
+    "exit_reason",
+    "exit_price",
+    "qty",
+    "pnl",
+)
 FILL_COLUMNS = ("time", "kind", "side", "price", "amount", "fee", "pnl")
 MAX_TRADE_ROWS = 1000  # in the HTML report; the CSV has every trade
 
@@ -121,8 +130,16 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-def line_chart(series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]], *, title: str, x_axis: str = "time",
-               y_unit: str = "", baseline: float | None = None, width: int = 900, height: int = 280) -> str:  # fmt: skip
+def line_chart(
+    series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]],
+    *,
+    title: str,
+    x_axis: str = "time",
+    y_unit: str = "",
+    baseline: float | None = None,
+    width: int = 900,
+    height: int = 280,
+) -> str:
     """An inline SVG line chart: ``series`` of (label, colour, [(x, y)]); ``x_axis`` "time" (epoch ms, dates
     under the axis) or "window" (window numbers); a dashed line at ``baseline``."""
     pts = [p for _, _, s in series for p in s]
@@ -144,20 +161,26 @@ def line_chart(series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]],
     def sy(y: float) -> float:
         return top + (y1 - y) / (y1 - y0) * (height - top - bottom)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="chart" '
-           f'aria-label="{escape(title)}"><title>{escape(title)}</title>']  # fmt: skip
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="chart" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
+    ]
     for t in _ticks(y0, y1):
         y = sy(t)
-        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                   f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(_short(t))}{escape(y_unit)}</text>')  # fmt: skip
+        out.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(_short(t))}{escape(y_unit)}</text>'
+        )
     if x_axis == "time":
         for i, anchor in enumerate(("start", "middle", "middle", "middle", "end")):
             x = x0 + (x1 - x0) * i / 4
             out.append(f'<text x="{sx(x):.1f}" y="{height - 12}" text-anchor="{anchor}">{when(x)}</text>')
     else:
         for w in range(int(math.floor(x0)), int(math.ceil(x1))):
-            out.append(f'<line x1="{sx(w):.1f}" x2="{sx(w):.1f}" y1="{top}" y2="{height - bottom}" class="grid"/>'
-                       f'<text x="{sx(w + 0.5):.1f}" y="{height - 12}" text-anchor="middle">window {w}</text>')  # fmt: skip
+            out.append(
+                f'<line x1="{sx(w):.1f}" x2="{sx(w):.1f}" y1="{top}" y2="{height - bottom}" class="grid"/>'
+                f'<text x="{sx(w + 0.5):.1f}" y="{height - 12}" text-anchor="middle">window {w}</text>'
+            )
     if baseline is not None:
         out.append(
             f'<line x1="{left}" x2="{width - right}" y1="{sy(baseline):.1f}" y2="{sy(baseline):.1f}" class="base"/>'
@@ -167,10 +190,14 @@ def line_chart(series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]],
     )
     for i, (label, colour, s) in enumerate(series):
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{escape(colour)}" stroke-width="1.6" '
-                   f'data-series="{escape(label)}"/>')  # fmt: skip
-        out.append(f'<rect x="{left + 8 + 180 * i}" y="8" width="10" height="10" fill="{escape(colour)}"/>'
-                   f'<text x="{left + 22 + 180 * i}" y="17">{escape(label[:28])}</text>')  # fmt: skip
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{escape(colour)}" stroke-width="1.6" '
+            f'data-series="{escape(label)}"/>'
+        )
+        out.append(
+            f'<rect x="{left + 8 + 180 * i}" y="8" width="10" height="10" fill="{escape(colour)}"/>'
+            f'<text x="{left + 22 + 180 * i}" y="17">{escape(label[:28])}</text>'
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -232,10 +259,13 @@ def _table(rows: Sequence[Sequence[Any]], head: Sequence[str], numeric: Sequence
         f"<th{' class=num' if n else ''}>{escape(c)}</th>" for c, n in zip(head, numeric, strict=True)
     )
     body = "".join(
-        "<tr>" + "".join(f'<td{" class=num" if n else ""}>{escape(str(c))}</td>'
-                         for c, n in zip(r, numeric, strict=True)) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td{' class=num' if n else ''}>{escape(str(c))}</td>" for c, n in zip(r, numeric, strict=True)
+        )
+        + "</tr>"
         for r in rows
-    )  # fmt: skip
+    )
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -263,11 +293,13 @@ def report_html(run: dict[str, Any], *, generated: str | None = None) -> str:
     rng = run.get("range") or {}
     detail = run.get("detail") or {}
     kind = run.get("kind")
-    parts = [f"<h1>{escape(title_of(run))}</h1>",
-             f'<p class="muted">{escape(str(run.get("exchange")))} · {escape(str(run.get("symbol")))} · '
-             f'{escape(str(run.get("timeframe")))} · candles from {when(rng.get("first"))} to {when(rng.get("last"))}'
-             f' ({number(rng.get("candles"), 0)}) · status {escape(str(run.get("status")))} · run '
-             f'{escape(str(run.get("created_at", ""))[:19].replace("T", " "))} UTC</p>']  # fmt: skip
+    parts = [
+        f"<h1>{escape(title_of(run))}</h1>",
+        f'<p class="muted">{escape(str(run.get("exchange")))} · {escape(str(run.get("symbol")))} · '
+        f"{escape(str(run.get('timeframe')))} · candles from {when(rng.get('first'))} to {when(rng.get('last'))}"
+        f" ({number(rng.get('candles'), 0)}) · status {escape(str(run.get('status')))} · run "
+        f"{escape(str(run.get('created_at', ''))[:19].replace('T', ' '))} UTC</p>",
+    ]
     if run.get("error"):
         parts.append(f'<p class="error">{escape(str(run["error"]))}</p>')
     stats = []
@@ -291,11 +323,18 @@ def report_html(run: dict[str, Any], *, generated: str | None = None) -> str:
     if equity:
         cash = _start(run)
         label = "out of sample, stitched" if kind == "walkforward" else "equity"
-        parts.append('<section class="card"><h2>Equity</h2>'
-                     + line_chart([(label, COLOURS[0], [(p[0], p[1]) for p in equity])], title="Equity", baseline=cash)
-                     + line_chart([("drawdown", COLOURS[1], [(p[0], -p[2]) for p in equity])], title="Drawdown",
-                                  y_unit="%", baseline=0.0, height=160)
-                     + "</section>")  # fmt: skip
+        parts.append(
+            '<section class="card"><h2>Equity</h2>'
+            + line_chart([(label, COLOURS[0], [(p[0], p[1]) for p in equity])], title="Equity", baseline=cash)
+            + line_chart(
+                [("drawdown", COLOURS[1], [(p[0], -p[2]) for p in equity])],
+                title="Drawdown",
+                y_unit="%",
+                baseline=0.0,
+                height=160,
+            )
+            + "</section>"
+        )
     if kind == "walkforward" and detail:
         parts.append(_walkforward(detail))
     if kind == "study" and detail:
@@ -311,14 +350,18 @@ def report_html(run: dict[str, Any], *, generated: str | None = None) -> str:
     parts.append(f'<section class="card"><h2>Settings</h2>{_table(rows, ["setting", "value"])}</section>')
     parts.append(_trades(run))
     if run.get("code") is not None:
-        parts.append(f'<section class="card"><h2>Strategy code</h2><p class="muted">version {escape(str(run.get("version")))}'
-                     f' · sha256 <code>{escape(str(run.get("code_sha256")))}</code></p><pre>{escape(run["code"])}</pre></section>')  # fmt: skip
+        parts.append(
+            f'<section class="card"><h2>Strategy code</h2><p class="muted">version {escape(str(run.get("version")))}'
+            f" · sha256 <code>{escape(str(run.get('code_sha256')))}</code></p><pre>{escape(run['code'])}</pre></section>"
+        )
     stamp = generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f'<p class="muted">Generated by tradewind {escape(__version__)} on {escape(stamp)}.</p>')
-    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
-            "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-            f'<meta name=viewport content="width=device-width,initial-scale=1"><title>{escape(title_of(run))}</title>'
-            f"<style>{STYLE}</style></head><body><main>{''.join(parts)}</main></body></html>")  # fmt: skip
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+        f'<meta name=viewport content="width=device-width,initial-scale=1"><title>{escape(title_of(run))}</title>'
+        f"<style>{STYLE}</style></head><body><main>{''.join(parts)}</main></body></html>"
+    )
 
 
 def _start(run: dict[str, Any]) -> float | None:
@@ -330,23 +373,56 @@ def _start(run: dict[str, Any]) -> float | None:
 def _walkforward(d: dict[str, Any]) -> str:
     ins, outs = progress_series(d)
     wfe = d.get("wfe")
-    stats = (f'<div class="grid2"><div class="stat"><span>In sample, annualised</span><b>{number(d.get("is_annualised_pct"))} %</b></div>'
-             f'<div class="stat"><span>Out of sample, annualised</span><b>{number(d.get("oos_annualised_pct"))} %</b></div>'
-             f'<div class="stat"><span>Walk-forward efficiency</span><b id="wfe">{number(wfe, 3) if wfe is not None else "n/a"}</b></div></div>')  # fmt: skip
-    chart = line_chart([("in sample", COLOURS[2], ins), ("out of sample", COLOURS[0], outs)],
-                       title="In sample and out of sample by window", x_axis="window", y_unit="%", baseline=0.0)  # fmt: skip
+    stats = (
+        f'<div class="grid2"><div class="stat"><span>In sample, annualised</span><b>{number(d.get("is_annualised_pct"))} %</b></div>'
+        f'<div class="stat"><span>Out of sample, annualised</span><b>{number(d.get("oos_annualised_pct"))} %</b></div>'
+        f'<div class="stat"><span>Walk-forward efficiency</span><b id="wfe">{number(wfe, 3) if wfe is not None else "n/a"}</b></div></div>'
+    )
+    chart = line_chart(
+        [("in sample", COLOURS[2], ins), ("out of sample", COLOURS[0], outs)],
+        title="In sample and out of sample by window",
+        x_axis="window",
+        y_unit="%",
+        baseline=0.0,
+    )
     rows = []
     for w in d.get("windows") or []:
         i, o = w.get("in_sample") or {}, w.get("out_of_sample") or {}
-        rows.append((w["index"], f'{w["train"]["from"][:16]} +{w["train"]["candles"]}', f'{w["test"]["from"][:16]} +{w["test"]["candles"]}',
-                     _value(w.get("params")), number(i.get("objective"), 3), number(o.get("objective"), 3),
-                     number(i.get("return_pct")), number(o.get("return_pct")), number(o.get("trade_count"), 0),
-                     number(w.get("wfe"), 3)))  # fmt: skip
+        rows.append(
+            (
+                w["index"],
+                f"{w['train']['from'][:16]} +{w['train']['candles']}",
+                f"{w['test']['from'][:16]} +{w['test']['candles']}",
+                _value(w.get("params")),
+                number(i.get("objective"), 3),
+                number(o.get("objective"), 3),
+                number(i.get("return_pct")),
+                number(o.get("return_pct")),
+                number(o.get("trade_count"), 0),
+                number(w.get("wfe"), 3),
+            )
+        )
     obj = str(d.get("objective", ""))
-    table = _table(rows, ["#", "train", "test", "parameters", f"IS {obj}", f"OOS {obj}", "IS return %", "OOS return %",
-                          "OOS trades", "WFE"], [True, False, False, False, True, True, True, True, True, True])  # fmt: skip
-    return (f'<section class="card"><h2>Walk-forward ({escape(str(d.get("mode")))}, by {escape(obj)})</h2>{stats}{chart}'
-            f"{table}</section>")  # fmt: skip
+    table = _table(
+        rows,
+        [
+            "#",
+            "train",
+            "test",
+            "parameters",
+            f"IS {obj}",
+            f"OOS {obj}",
+            "IS return %",
+            "OOS return %",
+            "OOS trades",
+            "WFE",
+        ],
+        [True, False, False, False, True, True, True, True, True, True],
+    )
+    return (
+        f'<section class="card"><h2>Walk-forward ({escape(str(d.get("mode")))}, by {escape(obj)})</h2>{stats}{chart}'
+        f"{table}</section>"
+    )
 
 
 def _study(d: dict[str, Any]) -> str:
@@ -355,9 +431,11 @@ def _study(d: dict[str, Any]) -> str:
     values = best.get("values") or []
     found = ", ".join(f"{o} {number(v, 4)}" for o, v in zip(objectives, values, strict=False))
     counts = _value(d.get("counts") or {})
-    return (f'<section class="card"><h2>Optimisation</h2><p>Objectives: {escape(", ".join(objectives))} · sampler '
-            f'{escape(str(d.get("sampler")))} · trials {escape(counts)}</p><p>Best trial #{escape(str(best.get("number")))}: '
-            f'{escape(found)}; the metrics, curve and trades above are its parameters run again in full.</p></section>')  # fmt: skip
+    return (
+        f'<section class="card"><h2>Optimisation</h2><p>Objectives: {escape(", ".join(objectives))} · sampler '
+        f"{escape(str(d.get('sampler')))} · trials {escape(counts)}</p><p>Best trial #{escape(str(best.get('number')))}: "
+        f"{escape(found)}; the metrics, curve and trades above are its parameters run again in full.</p></section>"
+    )
 
 
 def _trade_cell(column: str, v: Any) -> str:
@@ -383,5 +461,9 @@ def _trades(run: dict[str, Any]) -> str:
     numeric = [
         c in ("window", "entry_price", "exit_price", "qty", "pnl", "price", "amount", "fee") for c in head
     ]
-    more = f'<p class="muted">The first {MAX_TRADE_ROWS:,} of {len(trades):,}; the CSV export has them all.</p>' if len(trades) > MAX_TRADE_ROWS else ""  # fmt: skip
+    more = (
+        f'<p class="muted">The first {MAX_TRADE_ROWS:,} of {len(trades):,}; the CSV export has them all.</p>'
+        if len(trades) > MAX_TRADE_ROWS
+        else ""
+    )
     return f'<section class="card"><h2>Trades ({len(trades):,})</h2>{more}{_table(body, head, numeric)}</section>'

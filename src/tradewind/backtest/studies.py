@@ -86,9 +86,13 @@ def summarize(study: Any, config: opt.StudyConfig) -> dict[str, Any]:
     if first is not None and len(config.objectives) > 1:
         sign = -1 if config.directions[0] == "maximize" else 1
         first = min((by_number[i] for i in best), key=lambda r: sign * r["values"][0])
-    return {"counts": counts, "best_count": len(best),
-            "best": None if first is None else {"number": first["number"], "params": first["params"],
-                                                "values": first["values"]}}  # fmt: skip
+    return {
+        "counts": counts,
+        "best_count": len(best),
+        "best": None
+        if first is None
+        else {"number": first["number"], "params": first["params"], "values": first["values"]},
+    }
 
 
 async def drive(worker: BacktestWorker, study_id: int) -> None:
@@ -99,14 +103,19 @@ async def drive(worker: BacktestWorker, study_id: int) -> None:
         st = await s.get(Study, study_id)
         if st is None or st.status != "queued":
             return
-        row = (await s.execute(
-            select(StrategyVersion.code, Strategy.name).join(Strategy, Strategy.id == StrategyVersion.strategy_id)
-            .where(StrategyVersion.strategy_id == st.strategy_id, StrategyVersion.version == st.version))).first()  # fmt: skip
+        row = (
+            await s.execute(
+                select(StrategyVersion.code, Strategy.name)
+                .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
+                .where(StrategyVersion.strategy_id == st.strategy_id, StrategyVersion.version == st.version)
+            )
+        ).first()
         st.status, st.heartbeat_at, st.error, st.result = "running", utcnow(), None, None
         await s.commit()
         cfg_raw, optuna_name, total = dict(st.config or {}), st.optuna_name, st.trials
-        data = m.BacktestData(market_id=st.market_id, tf=st.timeframe, start=cfg_raw.get("from"),
-                              end=cfg_raw.get("to"))  # fmt: skip
+        data = m.BacktestData(
+            market_id=st.market_id, tf=st.timeframe, start=cfg_raw.get("from"), end=cfg_raw.get("to")
+        )
     status, error = "error", None
     beat: asyncio.Task[None] | None = None
     try:
@@ -144,8 +153,14 @@ async def drive(worker: BacktestWorker, study_id: int) -> None:
             await s.commit()
 
 
-async def best_run(worker: BacktestWorker, code: str, name: str, config: opt.StudyConfig,
-                   arrays: dict[str, np.ndarray], best: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+async def best_run(
+    worker: BacktestWorker,
+    code: str,
+    name: str,
+    config: opt.StudyConfig,
+    arrays: dict[str, np.ndarray],
+    best: dict[str, Any],
+) -> dict[str, Any]:
     """The best trial (``summarize``'s) run again in full over ``arrays``, the candles the trials ran over (those
     loaded when the study started: an open-ended range has grown since), as a stored backtest is: its metrics,
     trades, equity curve and the data it ran over, kept as the study's ``result``; a run that fails keeps its
@@ -154,8 +169,21 @@ async def best_run(worker: BacktestWorker, code: str, name: str, config: opt.Stu
 
     out: dict[str, Any] = {"trial": best["number"], "params": best["params"], "values": best["values"]}
     try:
-        done = await worker._execute(partial(execute, code, arrays, name, dict(best["params"]), config.cash, config.fee,
-                                             config.slippage, config.lookback, True, config.maker_fee))  # fmt: skip
+        done = await worker._execute(
+            partial(
+                execute,
+                code,
+                arrays,
+                name,
+                dict(best["params"]),
+                config.cash,
+                config.fee,
+                config.slippage,
+                config.lookback,
+                True,
+                config.maker_fee,
+            )
+        )
     except (OSError, ValueError, RuntimeError) as exc:
         return {**out, "error": str(exc)}
     metrics, equity = done["summary"], done["equity"]

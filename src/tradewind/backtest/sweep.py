@@ -22,8 +22,12 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 
 RANKS = {  # metric -> True when higher is better
-    "final_equity": True, "return_pct": True, "sharpe": True, "win_rate": True, "max_drawdown_pct": False,
-}  # fmt: skip
+    "final_equity": True,
+    "return_pct": True,
+    "sharpe": True,
+    "win_rate": True,
+    "max_drawdown_pct": False,
+}
 MAX_POINTS = 100_000
 INLINE_MAX = 600_000  # bytes of candles sent with each job (NATS' default message limit is 1 MB)
 
@@ -123,11 +127,23 @@ def rank(points: list[Point], metric: str = "final_equity") -> list[Point]:
 
 
 async def run(
-    code: str, data: m.BacktestData, points: list[dict[str, Any]], *, name: str = "strategy", cash: float = 10_000.0,
-    fee: float = 0.001, slippage: float = 0.0, lookback: int = 500, nats_url: str | None = None, workers: int = 2,
-    db_url: str | None = None, in_flight: int | None = None, timeout_s: float = 3600.0,
-    progress: Callable[[int, int], None] | None = None, maker_fee: float | None = None,
-) -> list[Point]:  # fmt: skip
+    code: str,
+    data: m.BacktestData,
+    points: list[dict[str, Any]],
+    *,
+    name: str = "strategy",
+    cash: float = 10_000.0,
+    fee: float = 0.001,
+    slippage: float = 0.0,
+    lookback: int = 500,
+    nats_url: str | None = None,
+    workers: int = 2,
+    db_url: str | None = None,
+    in_flight: int | None = None,
+    timeout_s: float = 3600.0,
+    progress: Callable[[int, int], None] | None = None,
+    maker_fee: float | None = None,
+) -> list[Point]:
     """Run every point on the backtest workers (of ``nats_url``, or ``workers`` local ones on an embedded
     NATS) and return them in grid order with their summaries, errors and the worker that ran each.
     ``fee`` is the taker fee, ``maker_fee`` the maker fee (None: the taker fee), ``slippage`` a fraction."""
@@ -142,8 +158,18 @@ async def run(
 
             async def one(i: int) -> None:
                 nonlocal done
-                job = m.RunBacktest(job_id=str(i), code=code, data=data, name=name, params=points[i], cash=cash, fee=fee,
-                                    slippage=slippage, lookback=lookback, maker_fee=maker_fee)  # fmt: skip
+                job = m.RunBacktest(
+                    job_id=str(i),
+                    code=code,
+                    data=data,
+                    name=name,
+                    params=points[i],
+                    cash=cash,
+                    fee=fee,
+                    slippage=slippage,
+                    lookback=lookback,
+                    maker_fee=maker_fee,
+                )
                 async with gate:
                     msg = await _request(nc, job, timeout_s)
                 reply = m.decode(msg.data, m.BacktestResult)

@@ -75,8 +75,14 @@ class Window:
     test: Span
 
 
-def windows(times: np.ndarray, *, train_ms: int | None = None, test_ms: int | None = None, anchored: bool = False,
-            split: float | None = None) -> list[Window]:  # fmt: skip
+def windows(
+    times: np.ndarray,
+    *,
+    train_ms: int | None = None,
+    test_ms: int | None = None,
+    anchored: bool = False,
+    split: float | None = None,
+) -> list[Window]:
     """The train/test windows over candle ``times`` (epoch ms, ascending): ``split`` (a share of the candles for
     one train window, the rest its test window), or rolling/``anchored`` windows of ``train_ms``/``test_ms``."""
     n = len(times)
@@ -138,20 +144,37 @@ class LocalRunner:
     """``optimize.BusRunner``'s contract in this process: a trial's stage is the engine over the first ``upto``
     candles of the train window, run in a thread of ``pool``."""
 
-    def __init__(self, code: str, arrays: dict[str, np.ndarray], config: opt.StudyConfig, name: str,
-                 pool: ThreadPoolExecutor, backtest: Backtest = engine.run) -> None:  # fmt: skip
+    def __init__(
+        self,
+        code: str,
+        arrays: dict[str, np.ndarray],
+        config: opt.StudyConfig,
+        name: str,
+        pool: ThreadPoolExecutor,
+        backtest: Backtest = engine.run,
+    ) -> None:
         self.code, self.arrays, self.config, self.name = code, arrays, config, name
         self.pool, self.backtest = pool, backtest
 
     def _run(self, params: dict[str, Any], upto: int) -> dict[str, Any]:
         c = self.config
         arrays = {k: v[:upto] for k, v in self.arrays.items()}
-        result = self.backtest(self.code, arrays, params=params, cash=c.cash, fee=c.fee, maker_fee=c.maker_fee,
-                               slippage=c.slippage, lookback=c.lookback, name=self.name)  # fmt: skip
+        result = self.backtest(
+            self.code,
+            arrays,
+            params=params,
+            cash=c.cash,
+            fee=c.fee,
+            maker_fee=c.maker_fee,
+            slippage=c.slippage,
+            lookback=c.lookback,
+            name=self.name,
+        )
         return summarize(result)
 
-    async def run(self, params: dict[str, Any], upto: int,
-                  on_worker: Callable[[str], None] | None = None) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    async def run(
+        self, params: dict[str, Any], upto: int, on_worker: Callable[[str], None] | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
         summary = await asyncio.get_running_loop().run_in_executor(self.pool, self._run, params, upto)
         if summary.get("error"):
             raise opt.TrialFailed(str(summary["error"]))
@@ -228,18 +251,35 @@ class WalkForward:
         for w in self.windows:
             ann_is = annualised(w.in_sample["return_pct"], _span_ms(w.window.train, self.bar_ms))
             ann_oos = annualised(w.out_of_sample["return_pct"], _span_ms(w.window.test, self.bar_ms))
-            rows.append({"index": w.window.index, "train": w.window.train.as_dict(), "test": w.window.test.as_dict(),
-                         "params": w.params, "trials": w.trials, "in_sample": w.in_sample,
-                         "out_of_sample": w.out_of_sample, "wfe": ann_oos / ann_is if ann_is > 0 else None})  # fmt: skip
+            rows.append(
+                {
+                    "index": w.window.index,
+                    "train": w.window.train.as_dict(),
+                    "test": w.window.test.as_dict(),
+                    "params": w.params,
+                    "trials": w.trials,
+                    "in_sample": w.in_sample,
+                    "out_of_sample": w.out_of_sample,
+                    "wfe": ann_oos / ann_is if ann_is > 0 else None,
+                }
+            )
         oos_eq, oos_t, _ = self.stitched("oos")
         is_eq, is_t, starts = self.stitched("is")
         # the in-sample segments overlap in time when rolling: each point keeps its window's number
         window_of = np.searchsorted(np.asarray(starts[1:]), np.arange(len(is_eq)), side="right")
-        is_curve = [[int(window_of[i]), *p] for i, p in zip(_thin_index(len(is_eq), points),
-                                                              engine.curve(is_eq, is_t, points), strict=True)]  # fmt: skip
-        return {"mode": self.mode, "objective": self.objective, "cash": self.cash, "windows": rows,
-                **self.efficiency(), "oos_equity": engine.curve(oos_eq, oos_t, points),
-                "is_equity": is_curve}  # fmt: skip
+        is_curve = [
+            [int(window_of[i]), *p]
+            for i, p in zip(_thin_index(len(is_eq), points), engine.curve(is_eq, is_t, points), strict=True)
+        ]
+        return {
+            "mode": self.mode,
+            "objective": self.objective,
+            "cash": self.cash,
+            "windows": rows,
+            **self.efficiency(),
+            "oos_equity": engine.curve(oos_eq, oos_t, points),
+            "is_equity": is_curve,
+        }
 
 
 def _thin_index(n: int, points: int) -> list[int]:
@@ -253,10 +293,20 @@ def _thin_index(n: int, points: int) -> list[int]:
     return idx
 
 
-async def analyse(code: str, arrays: dict[str, np.ndarray], space: dict[str, ParamSpec], config: opt.StudyConfig,
-                  wins: list[Window], *, mode: str, trials: int, parallel: int = 2, name: str = "strategy",
-                  backtest: Backtest = engine.run,
-                  progress: Callable[[int, int], None] | None = None) -> WalkForward:  # fmt: skip
+async def analyse(
+    code: str,
+    arrays: dict[str, np.ndarray],
+    space: dict[str, ParamSpec],
+    config: opt.StudyConfig,
+    wins: list[Window],
+    *,
+    mode: str,
+    trials: int,
+    parallel: int = 2,
+    name: str = "strategy",
+    backtest: Backtest = engine.run,
+    progress: Callable[[int, int], None] | None = None,
+) -> WalkForward:
     """Optimise on every train window, run the best parameters on its test window. Every engine run is named
     ``{name}/w{index}/train`` or ``.../test`` (a strategy error names its window)."""
     import optuna
@@ -288,9 +338,17 @@ async def analyse(code: str, arrays: dict[str, np.ndarray], space: dict[str, Par
             def run(
                 arr: dict[str, np.ndarray], label: str, params: dict[str, Any] = params, w: Window = w
             ) -> engine.Result:
-                return backtest(code, arr, params=params, cash=config.cash, fee=config.fee,
-                                maker_fee=config.maker_fee, slippage=config.slippage, lookback=config.lookback,
-                                name=f"{name}/w{w.index}/{label}")  # fmt: skip
+                return backtest(
+                    code,
+                    arr,
+                    params=params,
+                    cash=config.cash,
+                    fee=config.fee,
+                    maker_fee=config.maker_fee,
+                    slippage=config.slippage,
+                    lookback=config.lookback,
+                    name=f"{name}/w{w.index}/{label}",
+                )
 
             loop = asyncio.get_running_loop()
             is_run = await loop.run_in_executor(pool, run, train, "train")
@@ -300,8 +358,19 @@ async def analyse(code: str, arrays: dict[str, np.ndarray], space: dict[str, Par
                     raise WalkForwardError(r.error)
             is_s, oos_s = summarize(is_run), summarize(oos_run)
             is_s["objective"], oos_s["objective"] = float(is_s[metric]), float(oos_s[metric])
-            results.append(WindowResult(w, params, states, _clean(is_s), _clean(oos_s), is_run.equity, is_run.times,
-                                        oos_run.equity, oos_run.times))  # fmt: skip
+            results.append(
+                WindowResult(
+                    w,
+                    params,
+                    states,
+                    _clean(is_s),
+                    _clean(oos_s),
+                    is_run.equity,
+                    is_run.times,
+                    oos_run.equity,
+                    oos_run.times,
+                )
+            )
             if progress is not None:
                 progress(len(results), len(wins))
     return WalkForward(mode, objective, config.cash, bar_ms, results)

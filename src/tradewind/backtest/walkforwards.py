@@ -61,8 +61,13 @@ def execute(
     except StrategyError as exc:
         raise ValueError(str(exc)) from None
     mode = spec.get("mode", "rolling")
-    wins = wf.windows(arrays["time"], train_ms=spec.get("train"), test_ms=spec.get("test"),
-                      anchored=mode == "anchored", split=spec.get("split"))  # fmt: skip
+    wins = wf.windows(
+        arrays["time"],
+        train_ms=spec.get("train"),
+        test_ms=spec.get("test"),
+        anchored=mode == "anchored",
+        split=spec.get("split"),
+    )
     if len(wins) > MAX_WINDOWS:
         raise wf.WalkForwardError(f"{len(wins)} windows: at most {MAX_WINDOWS}; make the test window longer")
     trades: dict[int, list[dict[str, Any]]] = {}
@@ -76,8 +81,20 @@ def execute(
             trades[index] = [{"window": index, **t} for t in result.summary()["trades"]]
         return result
 
-    analysis = asyncio.run(wf.analyse(code, arrays, space, config, wins, mode=mode, trials=int(spec["trials"]),
-                                      parallel=PARALLEL, name=name, backtest=backtest))  # fmt: skip
+    analysis = asyncio.run(
+        wf.analyse(
+            code,
+            arrays,
+            space,
+            config,
+            wins,
+            mode=mode,
+            trials=int(spec["trials"]),
+            parallel=PARALLEL,
+            name=name,
+            backtest=backtest,
+        )
+    )
     return finite(document(analysis, [t for i in sorted(trades) for t in trades[i]], arrays["time"]))
 
 
@@ -117,9 +134,13 @@ async def drive(worker: BacktestWorker, walkforward_id: int) -> None:
         row = await s.get(WalkForwardRun, walkforward_id)
         if row is None or row.status != "queued":
             return
-        found = (await s.execute(
-            select(StrategyVersion.code, Strategy.name).join(Strategy, Strategy.id == StrategyVersion.strategy_id)
-            .where(StrategyVersion.strategy_id == row.strategy_id, StrategyVersion.version == row.version))).first()  # fmt: skip
+        found = (
+            await s.execute(
+                select(StrategyVersion.code, Strategy.name)
+                .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
+                .where(StrategyVersion.strategy_id == row.strategy_id, StrategyVersion.version == row.version)
+            )
+        ).first()
         row.status, row.heartbeat_at, row.error = "running", utcnow(), None
         await s.commit()
         spec = dict(row.config or {})

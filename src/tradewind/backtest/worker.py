@@ -56,15 +56,34 @@ CURVE_POINTS = 1000
 T = TypeVar("T")
 
 
-def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[str, Any], cash: float, fee: float,
-            slippage: float, lookback: int, detail: bool,
-            maker_fee: float | None = None) -> dict[str, Any]:  # fmt: skip  # pragma: no cover - in the child
+def execute(
+    code: str,
+    arrays: dict[str, np.ndarray],
+    name: str,
+    params: dict[str, Any],
+    cash: float,
+    fee: float,
+    slippage: float,
+    lookback: int,
+    detail: bool,
+    maker_fee: float | None = None,
+) -> dict[str, Any]:  # pragma: no cover - in the child
     """Run one backtest (in a pool child): the summary, and with ``detail`` the trades and the equity curve.
     ``fee`` is the taker fee, ``maker_fee`` the maker fee (None: the taker fee), ``slippage`` a fraction."""
     from tradewind.backtest import engine
 
-    result = engine.run(code, arrays, params=params, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
-                        lookback=lookback, name=name, plot_candles=engine.PLOT_CANDLES if detail else 0)  # fmt: skip
+    result = engine.run(
+        code,
+        arrays,
+        params=params,
+        cash=cash,
+        fee=fee,
+        maker_fee=maker_fee,
+        slippage=slippage,
+        lookback=lookback,
+        name=name,
+        plot_candles=engine.PLOT_CANDLES if detail else 0,
+    )
     summary = result.summary()  # profit factor, fees paid, average trade duration, buy and hold among them
     from tradewind.backtest.metrics import sortino
 
@@ -79,17 +98,38 @@ def execute(code: str, arrays: dict[str, np.ndarray], name: str, params: dict[st
     return out
 
 
-def execute_quotes(code: str, candles: dict[str, np.ndarray], ticks: dict[str, np.ndarray] | None, name: str,
-                   params: dict[str, Any], *, cash: float, fee: float, maker_fee: float | None, slippage: float,
-                   lookback: int, tf_ms: int, spread_bps: float, max_position: float | None,
-                   min_interval_ms: int) -> dict[str, Any]:  # fmt: skip  # pragma: no cover - in the child
+def execute_quotes(
+    code: str,
+    candles: dict[str, np.ndarray],
+    ticks: dict[str, np.ndarray] | None,
+    name: str,
+    params: dict[str, Any],
+    *,
+    cash: float,
+    fee: float,
+    maker_fee: float | None,
+    slippage: float,
+    lookback: int,
+    tf_ms: int,
+    spread_bps: float,
+    max_position: float | None,
+    min_interval_ms: int,
+) -> dict[str, Any]:  # pragma: no cover - in the child
     """Run one quoting backtest (in a pool child): on ``ticks`` when given (``quotes.run_ticks``), else on
     the candles with a book of ``spread_bps`` around each close (``quotes.run_candles``). The
     ``tradewind backtest --json`` document of a quoting strategy, with its fills and equity curve."""
     from tradewind.backtest import quotes
 
-    kw: dict[str, Any] = dict(params=params, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
-                              lookback=lookback, name=name, max_position=max_position)  # fmt: skip
+    kw: dict[str, Any] = dict(
+        params=params,
+        cash=cash,
+        fee=fee,
+        maker_fee=maker_fee,
+        slippage=slippage,
+        lookback=lookback,
+        name=name,
+        max_position=max_position,
+    )
     if ticks is None:
         result = quotes.run_candles(code, candles, spread_bps=spread_bps, **kw)
     else:
@@ -149,9 +189,17 @@ class WorkerLost(RuntimeError):
 class BacktestWorker:
     """Answers backtest jobs on the bus; start it next to each EvalWorker so backtests scale with them."""
 
-    def __init__(self, settings: Settings, nc: Client, session_factory: SessionFactory | None, *, name: str | None = None,
-                 processes: int = 1, job_timeout_s: float = 3600.0,
-                 study_worker_timeout_s: float = 30.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        nc: Client,
+        session_factory: SessionFactory | None,
+        *,
+        name: str | None = None,
+        processes: int = 1,
+        job_timeout_s: float = 3600.0,
+        study_worker_timeout_s: float = 30.0,
+    ) -> None:
         self.settings = settings
         self.nc = nc
         self.sf = session_factory
@@ -203,9 +251,11 @@ class BacktestWorker:
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: a fork of a process running an event loop and NATS threads is not safe
         return ProcessPoolExecutor(
-            max_workers=self.processes, mp_context=mp.get_context("spawn"),
-            initializer=_exit_with_parent, initargs=(os.getpid(),),
-        )  # fmt: skip
+            max_workers=self.processes,
+            mp_context=mp.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
 
     @staticmethod
     def _kill_pool(pool: ProcessPoolExecutor) -> None:
@@ -306,7 +356,7 @@ class BacktestWorker:
                         else []
                     )
                     kept = await asyncio.to_thread(history.read, market.exchange, market.symbol, tf, lo, hi)  # type: ignore[union-attr]
-                    parts = [store.to_arrays(before), kept or {}, store.to_arrays(after)]  # fmt: skip
+                    parts = [store.to_arrays(before), kept or {}, store.to_arrays(after)]
             if not parts:
                 parts = [store.to_arrays(await store.candle_range(s, data.market_id, tf, start, end))]
         parts = [p for p in parts if p and len(p["time"])]
@@ -355,16 +405,30 @@ class BacktestWorker:
                 arrays = await self.candles(job.data)
                 if job.upto is not None:
                     arrays = {k: v[: max(0, job.upto)] for k, v in arrays.items()}
-                out = await self._execute(partial(execute, job.code, arrays, job.name, dict(job.params), job.cash, job.fee,
-                                                  job.slippage, job.lookback, job.trades, job.maker_fee))  # fmt: skip
+                out = await self._execute(
+                    partial(
+                        execute,
+                        job.code,
+                        arrays,
+                        job.name,
+                        dict(job.params),
+                        job.cash,
+                        job.fee,
+                        job.slippage,
+                        job.lookback,
+                        job.trades,
+                        job.maker_fee,
+                    )
+                )
                 summary = out["summary"]
                 reply = m.BacktestResult(
                     job_id=job.job_id, worker=self.name, summary=summary, error=summary.get("error")
                 )
                 RUNS.labels("sweep", "error" if reply.error else "done").inc()
             except (OSError, ValueError, RuntimeError) as exc:
-                reply = m.BacktestResult(job_id=job.job_id, worker=self.name, error=str(exc),
-                                         retry=isinstance(exc, WorkerLost))  # fmt: skip
+                reply = m.BacktestResult(
+                    job_id=job.job_id, worker=self.name, error=str(exc), retry=isinstance(exc, WorkerLost)
+                )
                 RUNS.labels("sweep", "failed").inc()
             self.jobs_done += 1
             if beat is not None:
@@ -453,9 +517,15 @@ class BacktestWorker:
             bt = await s.get(Backtest, backtest_id)
             if bt is None or bt.status not in ("queued", "running"):
                 return
-            row = (await s.execute(
-                select(StrategyVersion.code, Strategy.name).join(Strategy, Strategy.id == StrategyVersion.strategy_id)
-                .where(StrategyVersion.strategy_id == bt.strategy_id, StrategyVersion.version == bt.version))).first()  # fmt: skip
+            row = (
+                await s.execute(
+                    select(StrategyVersion.code, Strategy.name)
+                    .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
+                    .where(
+                        StrategyVersion.strategy_id == bt.strategy_id, StrategyVersion.version == bt.version
+                    )
+                )
+            ).first()
             if row is not None and bt.code is not None:  # the editor's code, not saved as a version
                 row = (bt.code, row[1])
             bt.status = "running"
@@ -489,22 +559,40 @@ class BacktestWorker:
                 bt.status, bt.result, bt.error, bt.finished_at = status, result, error, utcnow()
                 await s.commit()
 
-    async def _decide_run(self, code: str, name: str, params: dict[str, Any], cfg: dict[str, Any],
-                          data: m.BacktestData) -> dict[str, Any]:  # fmt: skip
+    async def _decide_run(
+        self, code: str, name: str, params: dict[str, Any], cfg: dict[str, Any], data: m.BacktestData
+    ) -> dict[str, Any]:
         """A stored backtest of ``decide``: its metrics, trades and equity curve."""
         arrays = await self.candles(data)
         maker = cfg.get("maker_fee")
-        out = await self._execute(partial(execute, code, arrays, name, params, float(cfg.get("cash", 10_000.0)),
-                                          float(cfg.get("fee", 0.001)), float(cfg.get("slippage", 0.0)),
-                                          int(cfg.get("lookback", 500)), True,
-                                          None if maker is None else float(maker)))  # fmt: skip
+        out = await self._execute(
+            partial(
+                execute,
+                code,
+                arrays,
+                name,
+                params,
+                float(cfg.get("cash", 10_000.0)),
+                float(cfg.get("fee", 0.001)),
+                float(cfg.get("slippage", 0.0)),
+                int(cfg.get("lookback", 500)),
+                True,
+                None if maker is None else float(maker),
+            )
+        )
         summary = out["summary"]
         trades = summary.pop("trades")
-        return {"metrics": summary, "trades": trades, "equity": out["equity"], "buy_and_hold": out["buy_and_hold"],
-                "plot": out["plot"]}  # fmt: skip
+        return {
+            "metrics": summary,
+            "trades": trades,
+            "equity": out["equity"],
+            "buy_and_hold": out["buy_and_hold"],
+            "plot": out["plot"],
+        }
 
-    async def _quote_run(self, code: str, name: str, params: dict[str, Any], cfg: dict[str, Any],
-                         data: m.BacktestData) -> dict[str, Any]:  # fmt: skip
+    async def _quote_run(
+        self, code: str, name: str, params: dict[str, Any], cfg: dict[str, Any], data: m.BacktestData
+    ) -> dict[str, Any]:
         """A stored backtest of ``on_tick``: on the market's ticks in the range when any are stored, else on its
         candles with a synthetic spread. Its metrics (the settings it ran with among them), fills, mode and
         equity curve."""
@@ -520,12 +608,25 @@ class BacktestWorker:
         interval = cfg.get("min_interval_ms")
         min_interval_ms = quotes.DEFAULT_MIN_INTERVAL_MS if interval is None else int(interval)
         maker, most = cfg.get("maker_fee"), cfg.get("max_position")
-        summary = await self._execute(partial(
-            execute_quotes, code, candles, ticks, name, params, cash=float(cfg.get("cash", 10_000.0)),
-            fee=float(cfg.get("fee", 0.001)), maker_fee=None if maker is None else float(maker),
-            slippage=float(cfg.get("slippage", 0.0)), lookback=lookback, tf_ms=tf_ms(data.tf),
-            spread_bps=spread_bps, max_position=None if most is None else float(most), min_interval_ms=min_interval_ms,
-        ))  # fmt: skip
+        summary = await self._execute(
+            partial(
+                execute_quotes,
+                code,
+                candles,
+                ticks,
+                name,
+                params,
+                cash=float(cfg.get("cash", 10_000.0)),
+                fee=float(cfg.get("fee", 0.001)),
+                maker_fee=None if maker is None else float(maker),
+                slippage=float(cfg.get("slippage", 0.0)),
+                lookback=lookback,
+                tf_ms=tf_ms(data.tf),
+                spread_bps=spread_bps,
+                max_position=None if most is None else float(most),
+                min_interval_ms=min_interval_ms,
+            )
+        )
         fills, equity = summary.pop("trades"), summary.pop("equity")
         if summary["mode"] == quotes.CANDLES:
             summary["spread_bps"] = spread_bps
@@ -534,7 +635,9 @@ class BacktestWorker:
         summary["max_position"] = None if most is None else float(most)
         return {"mode": summary["mode"], "metrics": summary, "fills": fills, "equity": equity}
 
-    async def tick_data(self, data: m.BacktestData, lookback: int) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:  # fmt: skip
+    async def tick_data(
+        self, data: m.BacktestData, lookback: int
+    ) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
         """The stored ticks of the job's market in its range and the candles their windows need
         (``quotes.stored_tick_data``); (None, None) when no tick is stored there."""
         from tradewind.backtest import quotes
@@ -548,6 +651,8 @@ class BacktestWorker:
         if not len(ticks["time"]):
             return None, None
         if candles is None:
-            raise ValueError(f"no {data.tf} candles stored for market {data.market_id} around its ticks: on_tick's "
-                             "window needs them")  # fmt: skip
+            raise ValueError(
+                f"no {data.tf} candles stored for market {data.market_id} around its ticks: on_tick's "
+                "window needs them"
+            )
         return candles, ticks

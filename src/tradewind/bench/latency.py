@@ -84,8 +84,10 @@ def _windows(timed: list[tuple[int, float]], first: int, size: int) -> list[tupl
     groups: dict[int, list[float]] = {}
     for candle_time, ms in timed:
         groups.setdefault((candle_time - first - 60_000) // 60_000 // size, []).append(ms)
-    return [(k * size + 1, round(statistics.median(v), 2), round(percentile(v, 0.99), 2))
-            for k, v in sorted(groups.items())]  # fmt: skip
+    return [
+        (k * size + 1, round(statistics.median(v), 2), round(percentile(v, 0.99), 2))
+        for k, v in sorted(groups.items())
+    ]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -115,11 +117,20 @@ async def populate(
             traders.append(t)
         await s.flush()
         rows = [
-            Assignment(owner_id=user.id, strategy_id=strategy.id, market_id=markets[i % len(markets)], timeframe="1m",
-                       trader_id=traders[i // PER_ACCOUNT].id, allocation=Decimal("100"), params={}, lookback=50,
-                       trigger=trigger, min_interval_ms=100)
+            Assignment(
+                owner_id=user.id,
+                strategy_id=strategy.id,
+                market_id=markets[i % len(markets)],
+                timeframe="1m",
+                trader_id=traders[i // PER_ACCOUNT].id,
+                allocation=Decimal("100"),
+                params={},
+                lookback=50,
+                trigger=trigger,
+                min_interval_ms=100,
+            )
             for i in range(n)
-        ]  # fmt: skip
+        ]
         s.add_all(rows)
         await s.commit()
         return [a.id for a in rows]
@@ -152,9 +163,13 @@ async def run_latency(
             sim_speed=1.0, history_days=1, sim_tick_ms=1000, quote_rate_per_s=10_000, quote_burst=100_000
         )
     settings = load_settings(
-        data_dir=data_dir, sim_symbols=SYMBOLS[:markets], eval_workers=workers, sim_paper_cash="1000000000",
-        exchanges=["sim"], **overrides,
-    )  # fmt: skip
+        data_dir=data_dir,
+        sim_symbols=SYMBOLS[:markets],
+        eval_workers=workers,
+        sim_paper_cash="1000000000",
+        exchanges=["sim"],
+        **overrides,
+    )
     stack = Stack()
     results: list[LoadResult] = []
     if settings.nats_url:
@@ -192,11 +207,15 @@ async def run_latency(
                 await s.commit()
             await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
             result = LoadResult(
-                assignments=n, p50_ms=round(statistics.median(lat), 2) if lat else float("nan"),
-                p99_ms=round(percentile(lat, 0.99), 2), max_ms=round(max(lat), 2) if lat else float("nan"),
-                evaluations_per_s=round(evals / elapsed, 1), orders=len(lat), candles=candles,
+                assignments=n,
+                p50_ms=round(statistics.median(lat), 2) if lat else float("nan"),
+                p99_ms=round(percentile(lat, 0.99), 2),
+                max_ms=round(max(lat), 2) if lat else float("nan"),
+                evaluations_per_s=round(evals / elapsed, 1),
+                orders=len(lat),
+                candles=candles,
                 windows=windows,
-            )  # fmt: skip
+            )
             results.append(result)
             if progress:
                 progress(
@@ -235,10 +254,19 @@ async def _measure_ticks(
     elapsed = time.monotonic() - t0
     await asyncio.sleep(1.5)  # the last quotes' calls are stamped
     async with sf() as s:
-        lat = list((await s.execute(
-            select(Order.latency_ms).where(Order.assignment_id.in_(ids), Order.id > start_id, Order.id <= end_id,
-                                           Order.type == "quote", Order.latency_ms.is_not(None))
-        )).scalars())  # fmt: skip
+        lat = list(
+            (
+                await s.execute(
+                    select(Order.latency_ms).where(
+                        Order.assignment_id.in_(ids),
+                        Order.id > start_id,
+                        Order.id <= end_id,
+                        Order.type == "quote",
+                        Order.latency_ms.is_not(None),
+                    )
+                )
+            ).scalars()
+        )
     return [float(ms) for ms in lat if ms is not None], len(lat), elapsed
 
 
@@ -312,15 +340,27 @@ async def measure_orders(
     elapsed = time.monotonic() - t0
     await asyncio.sleep(max(1.5, 60.0 / speed))  # let the last candle's orders be stamped
     async with sf() as s:
-        timed = (await s.execute(
-            select(Order.candle_time, Order.latency_ms).where(
-                Order.assignment_id.in_(ids), Order.candle_time > first, Order.candle_time <= last,
-                Order.latency_ms.is_not(None))
-        )).all()  # fmt: skip
-        evals = (await s.execute(
-            select(func.count()).select_from(Evaluation).where(
-                Evaluation.assignment_id.in_(ids), Evaluation.candle_time > first, Evaluation.candle_time <= last)
-        )).scalar_one()  # fmt: skip
+        timed = (
+            await s.execute(
+                select(Order.candle_time, Order.latency_ms).where(
+                    Order.assignment_id.in_(ids),
+                    Order.candle_time > first,
+                    Order.candle_time <= last,
+                    Order.latency_ms.is_not(None),
+                )
+            )
+        ).all()
+        evals = (
+            await s.execute(
+                select(func.count())
+                .select_from(Evaluation)
+                .where(
+                    Evaluation.assignment_id.in_(ids),
+                    Evaluation.candle_time > first,
+                    Evaluation.candle_time <= last,
+                )
+            )
+        ).scalar_one()
     pairs = [(int(t), float(ms)) for t, ms in timed if t is not None and ms is not None]
     return Measured(pairs, first, last, elapsed, int(evals))
 

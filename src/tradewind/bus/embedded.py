@@ -38,16 +38,21 @@ class EmbeddedNats:
             stale.unlink()
         self._proc = await asyncio.create_subprocess_exec(
             nats_server_binary(),
-            "-a", self.host,
-            "-p", str(self.port),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
             "-js",
-            "-sd", str(self.store_dir / "jetstream"),
-            "--ports_file_dir", str(ports_dir),
-            "-l", str(self.store_dir / "nats-server.log"),
+            "-sd",
+            str(self.store_dir / "jetstream"),
+            "--ports_file_dir",
+            str(ports_dir),
+            "-l",
+            str(self.store_dir / "nats-server.log"),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         ports_file = ports_dir / f"nats-server_{self._proc.pid}.ports"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -40,15 +40,32 @@ if TYPE_CHECKING:
 @click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market.")
 @click.option("--to", "end", help="End time (exclusive), with --market.")
 @click.option("--param", "params", multiple=True, help="A strategy parameter, name=value; repeatable.")
-@click.option("--fee", type=click.FloatRange(0, 0.1), default=0.001, show_default=True,
-              help="The taker fee, a fraction: market entries, signal exits, stops.")  # fmt: skip
-@click.option("--maker-fee", type=click.FloatRange(0, 0.1), default=None,
-              help="The maker fee, a fraction: limit entries, take-profits.  [default: --fee]")  # fmt: skip
+@click.option(
+    "--fee",
+    type=click.FloatRange(0, 0.1),
+    default=0.001,
+    show_default=True,
+    help="The taker fee, a fraction: market entries, signal exits, stops.",
+)
+@click.option(
+    "--maker-fee",
+    type=click.FloatRange(0, 0.1),
+    default=None,
+    help="The maker fee, a fraction: limit entries, take-profits.  [default: --fee]",
+)
 @click.option("--cash", type=click.FloatRange(min=0, min_open=True), default=10_000.0, show_default=True)
-@click.option("--slippage-bps", type=click.FloatRange(0, 1000), default=None,
-              help="Slippage on market and stop fills, in basis points.  [default: 0]")  # fmt: skip
-@click.option("--slippage", type=click.FloatRange(0, 0.1), default=None,
-              help="The same as a fraction of the price (0.0005 = 5 bps); not with --slippage-bps.")  # fmt: skip
+@click.option(
+    "--slippage-bps",
+    type=click.FloatRange(0, 1000),
+    default=None,
+    help="Slippage on market and stop fills, in basis points.  [default: 0]",
+)
+@click.option(
+    "--slippage",
+    type=click.FloatRange(0, 0.1),
+    default=None,
+    help="The same as a fraction of the price (0.0005 = 5 bps); not with --slippage-bps.",
+)
 @click.option("--lookback", type=click.IntRange(1, 100_000), default=500, show_default=True)
 @click.option(
     "--sweep",
@@ -56,8 +73,14 @@ if TYPE_CHECKING:
     multiple=True,
     help="Sweep a parameter: name=FROM..TO[:STEP] or name=A,B,C; repeatable (a grid).",
 )
-@click.option("--rank", "rank_by", type=click.Choice(["final_equity", "return_pct", "sharpe", "win_rate", "max_drawdown_pct"]),
-              default="final_equity", show_default=True, help="How a sweep ranks its points.")  # fmt: skip
+@click.option(
+    "--rank",
+    "rank_by",
+    type=click.Choice(["final_equity", "return_pct", "sharpe", "win_rate", "max_drawdown_pct"]),
+    default="final_equity",
+    show_default=True,
+    help="How a sweep ranks its points.",
+)
 @click.option(
     "--top",
     type=click.IntRange(1),
@@ -71,23 +94,65 @@ if TYPE_CHECKING:
     default=None,
     help="Local workers for a sweep without TRADEWIND_NATS_URL (default: CPU count).",
 )
-@click.option("--trigger", type=click.Choice(["candle", "tick"]), default=None,
-              help="Run decide on candles, or on_tick and its quotes.  [default: tick for a strategy with "
-                   "on_tick and no decide]")  # fmt: skip
-@click.option("--ticks", "on_ticks", is_flag=True,
-              help="Quoting: run on_tick on the ticks stored for --market (else on candle closes).")  # fmt: skip
-@click.option("--spread-bps", type=click.FloatRange(0, 1000), default=2.0, show_default=True,
-              help="Quoting on candles: the spread of the book assumed around each close.")  # fmt: skip
-@click.option("--max-position", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Quoting: the most base held; a buy quote is cut to what is left below it.")  # fmt: skip
-@click.option("--min-interval-ms", type=click.IntRange(100, 3_600_000), default=1000, show_default=True,
-              help="Quoting on ticks: at most one on_tick per this many milliseconds.")  # fmt: skip
+@click.option(
+    "--trigger",
+    type=click.Choice(["candle", "tick"]),
+    default=None,
+    help="Run decide on candles, or on_tick and its quotes.  [default: tick for a strategy with "
+    "on_tick and no decide]",
+)
+@click.option(
+    "--ticks",
+    "on_ticks",
+    is_flag=True,
+    help="Quoting: run on_tick on the ticks stored for --market (else on candle closes).",
+)
+@click.option(
+    "--spread-bps",
+    type=click.FloatRange(0, 1000),
+    default=2.0,
+    show_default=True,
+    help="Quoting on candles: the spread of the book assumed around each close.",
+)
+@click.option(
+    "--max-position",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Quoting: the most base held; a buy quote is cut to what is left below it.",
+)
+@click.option(
+    "--min-interval-ms",
+    type=click.IntRange(100, 3_600_000),
+    default=1000,
+    show_default=True,
+    help="Quoting on ticks: at most one on_tick per this many milliseconds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def backtest(strategy: Path, data_file: Path | None, market: str | None, timeframe: str, start: str | None, end: str | None,
-             params: tuple[str, ...], fee: float, maker_fee: float | None, cash: float, slippage_bps: float | None,
-             slippage: float | None, lookback: int, sweeps: tuple[str, ...], rank_by: str, top: int, workers: int | None,
-             trigger: str | None, on_ticks: bool, spread_bps: float, max_position: float | None, min_interval_ms: int,
-             as_json: bool) -> None:  # fmt: skip
+def backtest(
+    strategy: Path,
+    data_file: Path | None,
+    market: str | None,
+    timeframe: str,
+    start: str | None,
+    end: str | None,
+    params: tuple[str, ...],
+    fee: float,
+    maker_fee: float | None,
+    cash: float,
+    slippage_bps: float | None,
+    slippage: float | None,
+    lookback: int,
+    sweeps: tuple[str, ...],
+    rank_by: str,
+    top: int,
+    workers: int | None,
+    trigger: str | None,
+    on_ticks: bool,
+    spread_bps: float,
+    max_position: float | None,
+    min_interval_ms: int,
+    as_json: bool,
+) -> None:
     """Run STRATEGY.lua over history with the live fill rule; exit status 1 if the strategy failed.
 
     With --sweep, run every point of the parameter grid on the backtest workers and rank them. A quoting
@@ -112,16 +177,53 @@ def backtest(strategy: Path, data_file: Path | None, market: str | None, timefra
             raise click.UsageError(
                 "--sweep runs strategies on candles (decide); not a quoting strategy (on_tick)"
             )
-        _quote_backtest(settings, code, strategy, data_file, market, timeframe, t0, t1, source.parse_params(params), fee,
-                        maker_fee, cash, slippage, lookback, on_ticks, spread_bps, max_position, min_interval_ms,
-                        as_json)  # fmt: skip
+        _quote_backtest(
+            settings,
+            code,
+            strategy,
+            data_file,
+            market,
+            timeframe,
+            t0,
+            t1,
+            source.parse_params(params),
+            fee,
+            maker_fee,
+            cash,
+            slippage,
+            lookback,
+            on_ticks,
+            spread_bps,
+            max_position,
+            min_interval_ms,
+            as_json,
+        )
         return
     if sweeps:
         assert settings is not None
         _refuse_what_does_not_load(code, strategy.stem)
         market_id = source.market_id(settings, market) if market is not None else None
-        _sweep(settings, code, strategy.stem, data_file, market_id, timeframe, t0, t1, source.parse_params(params), sweeps,
-               fee, cash, slippage, lookback, rank_by, top, workers, as_json, maker_fee)  # fmt: skip
+        _sweep(
+            settings,
+            code,
+            strategy.stem,
+            data_file,
+            market_id,
+            timeframe,
+            t0,
+            t1,
+            source.parse_params(params),
+            sweeps,
+            fee,
+            cash,
+            slippage,
+            lookback,
+            rank_by,
+            top,
+            workers,
+            as_json,
+            maker_fee,
+        )
         return
     arrays = source.candles(settings, data_file, market, timeframe, t0, t1)
     kw = dict(
@@ -138,8 +240,13 @@ def backtest(strategy: Path, data_file: Path | None, market: str | None, timefra
     else:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("backtest"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} candles"),
-                      TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
+        with Progress(
+            TextColumn("backtest"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} candles"),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
             task = bar.add_task("run", total=len(arrays["time"]))
             result = engine.run(code, arrays, progress=lambda i, n: bar.update(task, completed=i), **kw)  # type: ignore[arg-type]
     summary = result.summary()
@@ -171,7 +278,9 @@ def _refuse_what_does_not_load(code: str, name: str) -> None:
         sys.exit(1)
 
 
-async def _db_ticks(settings: Settings, market_id: int, tf: str, start: int | None, end: int | None, lookback: int) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+async def _db_ticks(
+    settings: Settings, market_id: int, tf: str, start: int | None, end: int | None, lookback: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stored ticks of a market in [start, end) and its candles from ``lookback`` candles before them."""
     from tradewind.backtest.quotes import stored_tick_data
 
@@ -188,16 +297,41 @@ async def _db_ticks(settings: Settings, market_id: int, tf: str, start: int | No
     return candles, ticks
 
 
-def _quote_backtest(settings: Settings | None, code: str, strategy: Path, data_file: Path | None, market: str | None,
-                    timeframe: str, t0: int | None, t1: int | None, params: dict[str, Any], fee: float,
-                    maker_fee: float | None, cash: float, slippage: float, lookback: int, on_ticks: bool,
-                    spread_bps: float, max_position: float | None, min_interval_ms: int, as_json: bool) -> None:  # fmt: skip
+def _quote_backtest(
+    settings: Settings | None,
+    code: str,
+    strategy: Path,
+    data_file: Path | None,
+    market: str | None,
+    timeframe: str,
+    t0: int | None,
+    t1: int | None,
+    params: dict[str, Any],
+    fee: float,
+    maker_fee: float | None,
+    cash: float,
+    slippage: float,
+    lookback: int,
+    on_ticks: bool,
+    spread_bps: float,
+    max_position: float | None,
+    min_interval_ms: int,
+    as_json: bool,
+) -> None:
     """A quoting strategy's backtest (``backtest.quotes``), on candle closes or on stored ticks."""
     from tradewind.backtest import quotes
     from tradewind.domain import tf_ms
 
-    kw: dict[str, Any] = dict(params=params, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
-                              lookback=lookback, name=strategy.stem, max_position=max_position)  # fmt: skip
+    kw: dict[str, Any] = dict(
+        params=params,
+        cash=cash,
+        fee=fee,
+        maker_fee=maker_fee,
+        slippage=slippage,
+        lookback=lookback,
+        name=strategy.stem,
+        max_position=max_position,
+    )
     if on_ticks:
         assert settings is not None and market is not None
         market_id = source.market_id(settings, market)
@@ -205,8 +339,15 @@ def _quote_backtest(settings: Settings | None, code: str, strategy: Path, data_f
         n, unit = len(ticks["time"]), "ticks"
 
         def go(progress: Any = None) -> quotes.QuoteResult:
-            return quotes.run_ticks(code, candles, ticks, min_interval_ms=min_interval_ms, tf_ms=tf_ms(timeframe),
-                                    progress=progress, **kw)  # fmt: skip
+            return quotes.run_ticks(
+                code,
+                candles,
+                ticks,
+                min_interval_ms=min_interval_ms,
+                tf_ms=tf_ms(timeframe),
+                progress=progress,
+                **kw,
+            )
     else:
         arrays = source.candles(settings, data_file, market, timeframe, t0, t1)
         n, unit = len(arrays["time"]), "candles"
@@ -219,8 +360,13 @@ def _quote_backtest(settings: Settings | None, code: str, strategy: Path, data_f
     else:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("backtest"), BarColumn(), TextColumn(f"{{task.completed:,}}/{{task.total:,}} {unit}"),
-                      TimeRemainingColumn(), transient=True) as bar:  # fmt: skip
+        with Progress(
+            TextColumn("backtest"),
+            BarColumn(),
+            TextColumn(f"{{task.completed:,}}/{{task.total:,}} {unit}"),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
             task = bar.add_task("run", total=n)
             result = go(lambda i, _n: bar.update(task, completed=i))
     summary = result.summary()
@@ -234,10 +380,27 @@ def _quote_backtest(settings: Settings | None, code: str, strategy: Path, data_f
         sys.exit(1)
 
 
-def _sweep(settings: Settings, code: str, name: str, data_file: Path | None, market_id: int | None, timeframe: str,
-           t0: int | None, t1: int | None, fixed: dict[str, Any], specs: tuple[str, ...], fee: float, cash: float,
-           slippage: float, lookback: int, rank_by: str, top: int, workers: int | None, as_json: bool,
-           maker_fee: float | None) -> None:  # fmt: skip
+def _sweep(
+    settings: Settings,
+    code: str,
+    name: str,
+    data_file: Path | None,
+    market_id: int | None,
+    timeframe: str,
+    t0: int | None,
+    t1: int | None,
+    fixed: dict[str, Any],
+    specs: tuple[str, ...],
+    fee: float,
+    cash: float,
+    slippage: float,
+    lookback: int,
+    rank_by: str,
+    top: int,
+    workers: int | None,
+    as_json: bool,
+    maker_fee: float | None,
+) -> None:
     import logging
     import os
     import time
@@ -263,9 +426,21 @@ def _sweep(settings: Settings, code: str, name: str, data_file: Path | None, mar
     started = time.perf_counter()
 
     async def go(progress: Any = None) -> list[sweep.Point]:
-        return await sweep.run(code, data, points, name=name, cash=cash, fee=fee, maker_fee=maker_fee, slippage=slippage,
-                               lookback=lookback, nats_url=settings.nats_url, workers=n,
-                               db_url=None if data_file else settings.db_url, progress=progress)  # fmt: skip
+        return await sweep.run(
+            code,
+            data,
+            points,
+            name=name,
+            cash=cash,
+            fee=fee,
+            maker_fee=maker_fee,
+            slippage=slippage,
+            lookback=lookback,
+            nats_url=settings.nats_url,
+            workers=n,
+            db_url=None if data_file else settings.db_url,
+            progress=progress,
+        )
 
     try:
         if as_json:
@@ -273,8 +448,13 @@ def _sweep(settings: Settings, code: str, name: str, data_file: Path | None, mar
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            with Progress(TextColumn(f"sweep on {where}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          transient=True) as bar:  # fmt: skip
+            with Progress(
+                TextColumn(f"sweep on {where}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+            ) as bar:
                 task = bar.add_task("sweep", total=len(points))
                 results = asyncio.run(go(lambda i, _n: bar.update(task, completed=i)))
     except sweep.SweepError as exc:
@@ -283,8 +463,17 @@ def _sweep(settings: Settings, code: str, name: str, data_file: Path | None, mar
     used = sweep.workers_used(results)
     took = sweep.elapsed(started)
     if as_json:
-        click.echo(json.dumps({"rank_by": rank_by, "points": len(points), "duration_s": took, "workers": used,
-                               "results": [p.row() for p in ranked]}))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "rank_by": rank_by,
+                    "points": len(points),
+                    "duration_s": took,
+                    "workers": used,
+                    "results": [p.row() for p in ranked],
+                }
+            )
+        )
     else:
         _sweep_report(ranked[:top], rank_by, len(points), took, used)
     if all(p.error for p in results):
@@ -323,8 +512,15 @@ def _sweep_report(points: list[Any], rank_by: str, total: int, took: float, used
         if p.error:
             cells += [f"[red]{p.error[:60]}[/]", "", "", "", "", "", p.worker]
         else:
-            cells += [f"{r['final_equity']:,.2f}", f"{r['return_pct']:+.2f}", f"{r['max_drawdown_pct']:.2f}",
-                      f"{r['sharpe']:.2f}", f"{r['win_rate']:.1f}", str(r["trade_count"]), p.worker]  # fmt: skip
+            cells += [
+                f"{r['final_equity']:,.2f}",
+                f"{r['return_pct']:+.2f}",
+                f"{r['max_drawdown_pct']:.2f}",
+                f"{r['sharpe']:.2f}",
+                f"{r['win_rate']:.1f}",
+                str(r["trade_count"]),
+                p.worker,
+            ]
         t.add_row(*cells)
     console = Console()
     console.print(t)
@@ -359,14 +555,25 @@ def _quote_report(s: dict[str, Any], name: str) -> None:
     console.print(t)
     fills_ = s["trades"][-10:]
     if fills_:
-        tt = Table(title="last fills (UTC)", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                   collapse_padding=True)  # fmt: skip
+        tt = Table(
+            title="last fills (UTC)",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            show_edge=False,
+            collapse_padding=True,
+        )
         for col in ("time", "side", "price", "amount", "fee", "pnl"):
             tt.add_column(col, justify="right", no_wrap=True)
         for f in fills_:
             side = f["side"] if f["kind"] == "quote" else f"{f['side']} (market)"
-            tt.add_row(f["time"][:19].replace("T", " "), side, f"{f['price']:.6g}", f"{f['amount']:.8g}",
-                       f"{f['fee']:.4g}", f"{f['pnl']:+.2f}" if f["pnl"] is not None else "")  # fmt: skip
+            tt.add_row(
+                f["time"][:19].replace("T", " "),
+                side,
+                f"{f['price']:.6g}",
+                f"{f['amount']:.8g}",
+                f"{f['fee']:.4g}",
+                f"{f['pnl']:+.2f}" if f["pnl"] is not None else "",
+            )
         console.print(tt)
     for note in s["notes"]:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
@@ -378,10 +585,15 @@ def _report(s: dict[str, Any], name: str) -> None:
 
     console = Console()
     t = Table(title=f"{name}: {s['candles']:,} candles in {s['duration_s']:.2f} s", show_header=False)
-    for label, value in (("final equity", f"{s['final_equity']:,.2f}"), ("return", f"{s['return_pct']:+.2f} %"),
-                         ("max drawdown", f"{s['max_drawdown_pct']:.2f} %"), ("sharpe", f"{s['sharpe']:.2f}"),
-                         ("trades", str(len(s["trades"]))), ("exits", exit_counts(s["trades"])),
-                         ("win rate", f"{s['win_rate']:.1f} %")):  # fmt: skip
+    for label, value in (
+        ("final equity", f"{s['final_equity']:,.2f}"),
+        ("return", f"{s['return_pct']:+.2f} %"),
+        ("max drawdown", f"{s['max_drawdown_pct']:.2f} %"),
+        ("sharpe", f"{s['sharpe']:.2f}"),
+        ("trades", str(len(s["trades"]))),
+        ("exits", exit_counts(s["trades"])),
+        ("win rate", f"{s['win_rate']:.1f} %"),
+    ):
         t.add_row(label, value)
     console.print(t)
     trades = s["trades"][-10:]
@@ -405,9 +617,14 @@ def _report(s: dict[str, Any], name: str) -> None:
             return iso_time[:16].replace("T", " ") if iso_time else "open"
 
         for x in trades:
-            tt.add_row(short(x["entry_time"]), f"{x['entry_price']:.6g}", short(x["exit_time"]),
-                       f"{x['exit_price']:.6g}" if x["exit_price"] else "", BY.get(x.get("exit_reason") or "", ""),
-                       f"{x['pnl']:+.2f}" if x["pnl"] is not None else "")  # fmt: skip
+            tt.add_row(
+                short(x["entry_time"]),
+                f"{x['entry_price']:.6g}",
+                short(x["exit_time"]),
+                f"{x['exit_price']:.6g}" if x["exit_price"] else "",
+                BY.get(x.get("exit_reason") or "", ""),
+                f"{x['pnl']:+.2f}" if x["pnl"] is not None else "",
+            )
         console.print(tt)
 
 

@@ -57,8 +57,9 @@ def parse_market(market: str) -> tuple[str, str] | None:
     exchange, sep, symbol = market.partition(":")
     exchange, symbol = exchange.strip(), symbol.strip().upper()
     if not sep or not valid_exchange(exchange) or not valid_symbol(symbol):
-        raise click.BadParameter(f"{market!r}: give a market id or EXCHANGE:SYMBOL, e.g. sim:BTC/USD",
-                                 param_hint="--market")  # fmt: skip
+        raise click.BadParameter(
+            f"{market!r}: give a market id or EXCHANGE:SYMBOL, e.g. sim:BTC/USD", param_hint="--market"
+        )
     return exchange, symbol
 
 
@@ -91,7 +92,9 @@ def market_id(settings: Settings, market: str) -> int:
     return asyncio.run(go())
 
 
-def market_candles(settings: Settings, market: str, tf: str, start: int | None, end: int | None) -> dict[str, Any]:  # fmt: skip
+def market_candles(
+    settings: Settings, market: str, tf: str, start: int | None, end: int | None
+) -> dict[str, Any]:
     """``--market``'s candles: from the history store when it holds the market (no database is opened),
     else from the database."""
     from tradewind.marketdata import stored
@@ -126,8 +129,14 @@ def file_candles(path: Path, tf: str) -> dict[str, Any]:
         raise click.ClickException(str(exc)) from None
 
 
-def candles(settings: Settings | None, data_file: Path | None, market: str | None, tf: str, start: int | None,
-            end: int | None) -> dict[str, Any]:  # fmt: skip
+def candles(
+    settings: Settings | None,
+    data_file: Path | None,
+    market: str | None,
+    tf: str,
+    start: int | None,
+    end: int | None,
+) -> dict[str, Any]:
     """The candles of ``--data FILE`` or ``--market`` (exactly one of them; ``settings`` for a market)."""
     if data_file is not None:
         return file_candles(data_file, tf)

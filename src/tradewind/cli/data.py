@@ -150,9 +150,13 @@ def download(exchange: str, symbol: str, tf: str, since: datetime, until: dateti
     from tradewind.marketdata.history import HistoryError
 
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("candles"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("candles"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
 
     async def go(bar: Progress) -> DownloadResult:
         tasks: list[TaskID] = []
@@ -163,8 +167,9 @@ def download(exchange: str, symbol: str, tf: str, since: datetime, until: dateti
             bar.update(tasks[0], completed=done)
 
         async with open_storage(settings, migrate=True) as sf:
-            return await run_download(settings, sf, exchange, symbol, tf, _ms(since), _ms(until) if until else None,
-                                      progress=show)  # fmt: skip
+            return await run_download(
+                settings, sf, exchange, symbol, tf, _ms(since), _ms(until) if until else None, progress=show
+            )
 
     try:
         with Progress(*columns) as bar:

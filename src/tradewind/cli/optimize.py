@@ -20,25 +20,47 @@ from tradewind.domain import TIMEFRAMES
 
 @click.command("optimize")
 @click.argument("strategy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A candle file (CSV, freqtrade JSON/feather, Gekko CSV).")  # fmt: skip
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A candle file (CSV, freqtrade JSON/feather, Gekko CSV).",
+)
 @click.option("--market", help="A stored market: its id (see `tradewind data list`) or EXCHANGE:SYMBOL.")
 @click.option("--timeframe", type=click.Choice(list(TIMEFRAMES)), default="1m", show_default=True)
 @click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market.")
 @click.option("--to", "end", help="End time (exclusive), with --market.")
-@click.option("--trials", type=click.IntRange(1, 10_000), default=50, show_default=True,
-              help="Trials the study should have in all (a resumed study runs only the missing ones).")  # fmt: skip
-@click.option("--objective", "objective", default="sharpe", show_default=True,
-              help="sharpe, sortino, return, max_drawdown or profit_factor; several, comma-separated, for a "
-                   "Pareto front.")  # fmt: skip
-@click.option("--sampler", type=click.Choice(["tpe", "nsga2"]), default=None,
-              help="[default: tpe for one objective, nsga2 for several]")  # fmt: skip
+@click.option(
+    "--trials",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Trials the study should have in all (a resumed study runs only the missing ones).",
+)
+@click.option(
+    "--objective",
+    "objective",
+    default="sharpe",
+    show_default=True,
+    help="sharpe, sortino, return, max_drawdown or profit_factor; several, comma-separated, for a "
+    "Pareto front.",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(["tpe", "nsga2"]),
+    default=None,
+    help="[default: tpe for one objective, nsga2 for several]",
+)
 @click.option(
     "--study", "study_name", help="The study's name in the storage (default: the strategy and the time)."
 )
 @click.option("--resume", is_flag=True, help="Go on with the study --study until it has --trials trials.")
-@click.option("--prune/--no-prune", default=True, show_default=True,
-              help="Median pruning on a quarter and a half of the candles (one objective only).")  # fmt: skip
+@click.option(
+    "--prune/--no-prune",
+    default=True,
+    show_default=True,
+    help="Median pruning on a quarter and a half of the candles (one objective only).",
+)
 @click.option("--seed", type=int, default=None, help="The sampler's seed, for a study that can be repeated.")
 @click.option(
     "--param", "params", multiple=True, help="Fix a parameter, name=value (not searched); repeatable."
@@ -48,19 +70,53 @@ from tradewind.domain import TIMEFRAMES
 @click.option("--cash", type=click.FloatRange(min=0, min_open=True), default=10_000.0, show_default=True)
 @click.option("--slippage-bps", type=click.FloatRange(0, 1000), default=0.0, show_default=True)
 @click.option("--lookback", type=click.IntRange(1, 100_000), default=500, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Local workers without TRADEWIND_NATS_URL (default: CPU count).")  # fmt: skip
-@click.option("--parallel", type=click.IntRange(1, 256), default=None,
-              help="Trials at once (default: the local workers, or 4 on a bus).")  # fmt: skip
-@click.option("--worker-timeout", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
-              help="Seconds without a heartbeat before a trial's job is sent to another worker.")  # fmt: skip
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Local workers without TRADEWIND_NATS_URL (default: CPU count).",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Trials at once (default: the local workers, or 4 on a bus).",
+)
+@click.option(
+    "--worker-timeout",
+    type=click.FloatRange(1, 3600),
+    default=30.0,
+    show_default=True,
+    help="Seconds without a heartbeat before a trial's job is sent to another worker.",
+)
 @click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Best trials shown.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def optimize(strategy: Path, data_file: Path | None, market: str | None, timeframe: str, start: str | None,
-             end: str | None, trials: int, objective: str, sampler: str | None, study_name: str | None, resume: bool,
-             prune: bool, seed: int | None, params: tuple[str, ...], fee: float, maker_fee: float | None, cash: float,
-             slippage_bps: float, lookback: int, workers: int | None, parallel: int | None, worker_timeout: float,
-             top: int, as_json: bool) -> None:  # fmt: skip
+def optimize(
+    strategy: Path,
+    data_file: Path | None,
+    market: str | None,
+    timeframe: str,
+    start: str | None,
+    end: str | None,
+    trials: int,
+    objective: str,
+    sampler: str | None,
+    study_name: str | None,
+    resume: bool,
+    prune: bool,
+    seed: int | None,
+    params: tuple[str, ...],
+    fee: float,
+    maker_fee: float | None,
+    cash: float,
+    slippage_bps: float,
+    lookback: int,
+    workers: int | None,
+    parallel: int | None,
+    worker_timeout: float,
+    top: int,
+    as_json: bool,
+) -> None:
     """Search STRATEGY.lua's declared parameters (its top-level `params = {...}`) for the best OBJECTIVE.
 
     The study is kept in the database of the current settings (TRADEWIND_DATA_DIR / TRADEWIND_DATABASE_URL),
@@ -80,9 +136,18 @@ def optimize(strategy: Path, data_file: Path | None, market: str | None, timefra
         raise click.UsageError("--resume needs --study NAME")
     objectives = opt.parse_objectives(objective)
     try:
-        config = opt.StudyConfig(objectives=objectives, sampler=sampler or opt.default_sampler(objectives),
-                                 prune=prune, seed=seed, fixed=source.parse_params(params), cash=cash, fee=fee,
-                                 maker_fee=maker_fee, slippage=slippage_bps / 10_000, lookback=lookback)  # fmt: skip
+        config = opt.StudyConfig(
+            objectives=objectives,
+            sampler=sampler or opt.default_sampler(objectives),
+            prune=prune,
+            seed=seed,
+            fixed=source.parse_params(params),
+            cash=cash,
+            fee=fee,
+            maker_fee=maker_fee,
+            slippage=slippage_bps / 10_000,
+            lookback=lookback,
+        )
     except opt.OptimizeError as exc:
         raise click.BadParameter(str(exc), param_hint="--objective/--sampler") from None
     code = strategy.read_text()
@@ -137,8 +202,14 @@ def optimize(strategy: Path, data_file: Path | None, market: str | None, timefra
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            with Progress(TextColumn(f"study {name} on {where}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), TextColumn("{task.fields[best]}"), transient=True) as bar:  # fmt: skip
+            with Progress(
+                TextColumn(f"study {name} on {where}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[best]}"),
+                transient=True,
+            ) as bar:
                 done = sum(1 for t in study.get_trials(deepcopy=False) if opt.counted(t))
                 task = bar.add_task("optimize", total=trials, completed=min(done, trials), best="")
 
@@ -163,18 +234,30 @@ def optimize(strategy: Path, data_file: Path | None, market: str | None, timefra
         if not r["requeued"]:
             states[r["state"]] = states.get(r["state"], 0) + 1
     if as_json:
-        click.echo(json.dumps({"study": name, "objectives": list(config.objectives), "directions": config.directions,
-                               "sampler": config.sampler, "trials": states, "duration_s": took,
-                               "storage": opt.storage_url(settings.db_url)[0].split("@")[-1],
-                               "best": best_rows, "space": {k: v.as_dict() for k, v in space.items()}}))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "study": name,
+                    "objectives": list(config.objectives),
+                    "directions": config.directions,
+                    "sampler": config.sampler,
+                    "trials": states,
+                    "duration_s": took,
+                    "storage": opt.storage_url(settings.db_url)[0].split("@")[-1],
+                    "best": best_rows,
+                    "space": {k: v.as_dict() for k, v in space.items()},
+                }
+            )
+        )
     else:
         _report(name, config, best_rows[:top], states, took, sorted(opt.searched(space, config.fixed)))
     if not best_rows:
         sys.exit(1)
 
 
-def _report(name: str, config: Any, rows: list[dict[str, Any]], states: dict[str, int], took: float,
-            names: list[str]) -> None:  # fmt: skip
+def _report(
+    name: str, config: Any, rows: list[dict[str, Any]], states: dict[str, int], took: float, names: list[str]
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -187,8 +270,13 @@ def _report(name: str, config: Any, rows: list[dict[str, Any]], states: dict[str
         mt = r["metrics"]
         cells = [str(r["number"]), *(str(r["params"].get(k)) for k in names)]
         cells += [f"{v:.4g}" for v in r["values"]]
-        cells += [f"{mt.get('return_pct', 0):+.2f}", f"{mt.get('max_drawdown_pct', 0):.2f}",
-                  f"{mt.get('sharpe', 0):.2f}", str(mt.get("trade_count", "")), r["worker"] or ""]  # fmt: skip
+        cells += [
+            f"{mt.get('return_pct', 0):+.2f}",
+            f"{mt.get('max_drawdown_pct', 0):.2f}",
+            f"{mt.get('sharpe', 0):.2f}",
+            str(mt.get("trade_count", "")),
+            r["worker"] or "",
+        ]
         t.add_row(*cells)
     console.print(t)
     console.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))

@@ -20,28 +20,46 @@ if TYPE_CHECKING:
 
 
 def _data_options(fn: Any) -> Any:
-    for option in reversed([
-        click.argument("strategy", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
-        click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="A candle file (CSV, Parquet, freqtrade JSON/feather, Gekko CSV)."),
-        click.option("--market", help="A stored market: its id (see `tradewind data list`) or EXCHANGE:SYMBOL."),
-        click.option("--timeframe", type=click.Choice(list(TIMEFRAMES)), default="1m", show_default=True),
-        click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market."),
-        click.option("--to", "end", help="End time (exclusive), with --market."),
-        click.option("--param", "params", multiple=True, help="A strategy parameter, name=value; repeatable."),
-        click.option("--fee", type=click.FloatRange(0, 0.1), default=0.001, show_default=True),
-        click.option("--maker-fee", type=click.FloatRange(0, 0.1), default=None),
-        click.option("--cash", type=click.FloatRange(min=0, min_open=True), default=10_000.0, show_default=True),
-        click.option("--slippage-bps", type=click.FloatRange(0, 1000), default=0.0, show_default=True),
-        click.option("--lookback", type=click.IntRange(1, 100_000), default=500, show_default=True),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
-    ]):  # fmt: skip
+    for option in reversed(
+        [
+            click.argument("strategy", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+            click.option(
+                "--data",
+                "data_file",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="A candle file (CSV, Parquet, freqtrade JSON/feather, Gekko CSV).",
+            ),
+            click.option(
+                "--market", help="A stored market: its id (see `tradewind data list`) or EXCHANGE:SYMBOL."
+            ),
+            click.option("--timeframe", type=click.Choice(list(TIMEFRAMES)), default="1m", show_default=True),
+            click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market."),
+            click.option("--to", "end", help="End time (exclusive), with --market."),
+            click.option(
+                "--param", "params", multiple=True, help="A strategy parameter, name=value; repeatable."
+            ),
+            click.option("--fee", type=click.FloatRange(0, 0.1), default=0.001, show_default=True),
+            click.option("--maker-fee", type=click.FloatRange(0, 0.1), default=None),
+            click.option(
+                "--cash", type=click.FloatRange(min=0, min_open=True), default=10_000.0, show_default=True
+            ),
+            click.option("--slippage-bps", type=click.FloatRange(0, 1000), default=0.0, show_default=True),
+            click.option("--lookback", type=click.IntRange(1, 100_000), default=500, show_default=True),
+            click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+        ]
+    ):
         fn = option(fn)
     return fn
 
 
-def _candles(settings: Settings | None, data_file: Path | None, market: str | None, timeframe: str,
-             start: str | None, end: str | None) -> dict[str, Any]:  # fmt: skip
+def _candles(
+    settings: Settings | None,
+    data_file: Path | None,
+    market: str | None,
+    timeframe: str,
+    start: str | None,
+    end: str | None,
+) -> dict[str, Any]:
     source.one_source(data_file, market)
     t0, t1 = source.parse_times(start, end)
     return source.candles(settings, data_file, market, timeframe, t0, t1)
@@ -55,25 +73,66 @@ def _candles(settings: Settings | None, data_file: Path | None, market: str | No
 @click.option(
     "--anchored", is_flag=True, help="Every train window starts at the first candle (grows by --test)."
 )
-@click.option("--split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
-              help="One train/test split instead: the train share of the candles, e.g. 0.7.")  # fmt: skip
-@click.option("--trials", type=click.IntRange(1, 10_000), default=50, show_default=True,
-              help="Optuna trials per train window.")  # fmt: skip
-@click.option("--objective", default="sharpe", show_default=True,
-              help="sharpe, sortino, return, max_drawdown or profit_factor (one).")  # fmt: skip
+@click.option(
+    "--split",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="One train/test split instead: the train share of the candles, e.g. 0.7.",
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Optuna trials per train window.",
+)
+@click.option(
+    "--objective",
+    default="sharpe",
+    show_default=True,
+    help="sharpe, sortino, return, max_drawdown or profit_factor (one).",
+)
 @click.option("--sampler", type=click.Choice(["tpe", "nsga2"]), default="tpe", show_default=True)
-@click.option("--prune/--no-prune", default=True, show_default=True,
-              help="Median pruning on a quarter and a half of each train window.")  # fmt: skip
+@click.option(
+    "--prune/--no-prune",
+    default=True,
+    show_default=True,
+    help="Median pruning on a quarter and a half of each train window.",
+)
 @click.option(
     "--seed", type=int, default=None, help="The sampler's seed, for a walk-forward that can be repeated."
 )
-@click.option("--parallel", type=click.IntRange(1, 64), default=None,
-              help="Trials at once, in threads of this process (default: CPU count, at most 8).")  # fmt: skip
-def walkforward(strategy: Path, data_file: Path | None, market: str | None, timeframe: str, start: str | None,
-                end: str | None, params: tuple[str, ...], fee: float, maker_fee: float | None, cash: float,
-                slippage_bps: float, lookback: int, as_json: bool, train: str | None, test: str | None,
-                anchored: bool, split: float | None, trials: int, objective: str, sampler: str, prune: bool,
-                seed: int | None, parallel: int | None) -> None:  # fmt: skip
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Trials at once, in threads of this process (default: CPU count, at most 8).",
+)
+def walkforward(
+    strategy: Path,
+    data_file: Path | None,
+    market: str | None,
+    timeframe: str,
+    start: str | None,
+    end: str | None,
+    params: tuple[str, ...],
+    fee: float,
+    maker_fee: float | None,
+    cash: float,
+    slippage_bps: float,
+    lookback: int,
+    as_json: bool,
+    train: str | None,
+    test: str | None,
+    anchored: bool,
+    split: float | None,
+    trials: int,
+    objective: str,
+    sampler: str,
+    prune: bool,
+    seed: int | None,
+    parallel: int | None,
+) -> None:
     """Walk-forward analysis of STRATEGY.lua: optimise its declared parameters on each train window and run
     the best ones on the test window after it; the out-of-sample results stitched, and the efficiency ratio."""
     import asyncio
@@ -89,9 +148,18 @@ def walkforward(strategy: Path, data_file: Path | None, market: str | None, time
     if len(objectives) != 1:
         raise click.BadParameter("a walk-forward optimises one objective", param_hint="--objective")
     try:
-        config = opt.StudyConfig(objectives=objectives, sampler=sampler, prune=prune, seed=seed,
-                                 fixed=source.parse_params(params), cash=cash, fee=fee, maker_fee=maker_fee,
-                                 slippage=slippage_bps / 10_000, lookback=lookback)  # fmt: skip
+        config = opt.StudyConfig(
+            objectives=objectives,
+            sampler=sampler,
+            prune=prune,
+            seed=seed,
+            fixed=source.parse_params(params),
+            cash=cash,
+            fee=fee,
+            maker_fee=maker_fee,
+            slippage=slippage_bps / 10_000,
+            lookback=lookback,
+        )
         spans = (wf.parse_span(train) if train else None, wf.parse_span(test) if test else None)
     except (opt.OptimizeError, wf.WalkForwardError) as exc:
         raise click.BadParameter(str(exc)) from None
@@ -109,8 +177,20 @@ def walkforward(strategy: Path, data_file: Path | None, market: str | None, time
     lanes = parallel or min(8, os.cpu_count() or 2)
 
     def go(progress: Any = None) -> wf.WalkForward:
-        return asyncio.run(wf.analyse(code, arrays, space, config, wins, mode=mode, trials=trials, parallel=lanes,
-                                      name=strategy.stem, progress=progress))  # fmt: skip
+        return asyncio.run(
+            wf.analyse(
+                code,
+                arrays,
+                space,
+                config,
+                wins,
+                mode=mode,
+                trials=trials,
+                parallel=lanes,
+                name=strategy.stem,
+                progress=progress,
+            )
+        )
 
     try:
         if as_json:
@@ -118,8 +198,13 @@ def walkforward(strategy: Path, data_file: Path | None, market: str | None, time
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            with Progress(TextColumn(f"walk-forward ({mode}), windows"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), transient=True) as bar:  # fmt: skip
+            with Progress(
+                TextColumn(f"walk-forward ({mode}), windows"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+            ) as bar:
                 task = bar.add_task("wf", total=len(wins))
                 result = go(lambda done, total: bar.update(task, completed=done))
     except (opt.OptimizeError, wf.WalkForwardError) as exc:
@@ -152,21 +237,32 @@ def _wf_report(doc: dict[str, Any], names: list[str]) -> None:
         t.add_column(col, justify="right")
     for w in doc["windows"]:
         i, o = w["in_sample"], w["out_of_sample"]
-        t.add_row(str(w["index"]), f"{w['train']['from'][:10]} +{w['train']['candles']}",
-                  f"{w['test']['from'][:16]} +{w['test']['candles']}", *(str(w["params"].get(k)) for k in names),
-                  f"{i['objective']:.4g}", f"{o['objective']:.4g}", f"{i['return_pct']:+.2f}",
-                  f"{o['return_pct']:+.2f}", str(o["trade_count"]))  # fmt: skip
+        t.add_row(
+            str(w["index"]),
+            f"{w['train']['from'][:10]} +{w['train']['candles']}",
+            f"{w['test']['from'][:16]} +{w['test']['candles']}",
+            *(str(w["params"].get(k)) for k in names),
+            f"{i['objective']:.4g}",
+            f"{o['objective']:.4g}",
+            f"{i['return_pct']:+.2f}",
+            f"{o['return_pct']:+.2f}",
+            str(o["trade_count"]),
+        )
     console.print(t)
     oos, ins = doc["oos_equity"], doc["is_equity"]
     if oos:
-        console.print(f"out of sample, stitched: {doc['cash']:,.2f} → {oos[-1][1]:,.2f} ({doc['oos_return_pct']:+.2f} %), "
-                      f"max drawdown {max(p[2] for p in oos):.2f} %")  # fmt: skip
+        console.print(
+            f"out of sample, stitched: {doc['cash']:,.2f} → {oos[-1][1]:,.2f} ({doc['oos_return_pct']:+.2f} %), "
+            f"max drawdown {max(p[2] for p in oos):.2f} %"
+        )
     if ins:
         console.print(f"in sample, chained:      {doc['cash']:,.2f} → {ins[-1][2]:,.2f}")
     wfe = doc["wfe"]
-    console.print(f"annualised return: in sample {doc['is_annualised_pct']:+.2f} %, out of sample "
-                  f"{doc['oos_annualised_pct']:+.2f} %; walk-forward efficiency "
-                  + (f"{wfe:.2f}" if wfe is not None else "n/a (in-sample return not positive)"))  # fmt: skip
+    console.print(
+        f"annualised return: in sample {doc['is_annualised_pct']:+.2f} %, out of sample "
+        f"{doc['oos_annualised_pct']:+.2f} %; walk-forward efficiency "
+        + (f"{wfe:.2f}" if wfe is not None else "n/a (in-sample return not positive)")
+    )
 
 
 # -- bias checks and Monte Carlo ---------------------------------------------------------------------------------
@@ -175,17 +271,46 @@ CHECKS = ("recursive", "lookahead", "montecarlo")
 
 @click.command("check")
 @_data_options
-@click.option("--only", default=",".join(CHECKS), show_default=True,
-              help="Which checks, comma-separated: recursive, lookahead, montecarlo.")  # fmt: skip
-@click.option("--points", type=click.IntRange(1, 1000), default=20, show_default=True,
-              help="Look-ahead: the cut candles checked (each costs two runs up to it).")  # fmt: skip
-@click.option("--runs", type=click.IntRange(1, 1_000_000), default=1000, show_default=True,
-              help="Monte Carlo: resampled trade sequences per mode.")  # fmt: skip
+@click.option(
+    "--only",
+    default=",".join(CHECKS),
+    show_default=True,
+    help="Which checks, comma-separated: recursive, lookahead, montecarlo.",
+)
+@click.option(
+    "--points",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Look-ahead: the cut candles checked (each costs two runs up to it).",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="Monte Carlo: resampled trade sequences per mode.",
+)
 @click.option("--seed", type=int, default=None, help="Monte Carlo's (and the look-ahead cuts') random seed.")
-def check(strategy: Path, data_file: Path | None, market: str | None, timeframe: str, start: str | None,
-          end: str | None, params: tuple[str, ...], fee: float, maker_fee: float | None, cash: float,
-          slippage_bps: float, lookback: int, as_json: bool, only: str, points: int, runs: int,
-          seed: int | None) -> None:  # fmt: skip
+def check(
+    strategy: Path,
+    data_file: Path | None,
+    market: str | None,
+    timeframe: str,
+    start: str | None,
+    end: str | None,
+    params: tuple[str, ...],
+    fee: float,
+    maker_fee: float | None,
+    cash: float,
+    slippage_bps: float,
+    lookback: int,
+    as_json: bool,
+    only: str,
+    points: int,
+    runs: int,
+    seed: int | None,
+) -> None:
     """Bias and robustness checks of STRATEGY.lua: its decisions with the lookback halved and doubled, its
     decisions with the later candles removed or changed, and Monte Carlo of its backtest's trades.
     Exit status 1 when a decision changed in either of the first two."""
@@ -203,20 +328,32 @@ def check(strategy: Path, data_file: Path | None, market: str | None, timeframe:
     doc: dict[str, Any] = {"strategy": strategy.name, "candles": len(arrays["time"]), "lookback": lookback}
     try:
         if "recursive" in wanted:
-            doc["recursive"] = ck.recursive_check(code, arrays, params=p, lookback=lookback,
-                                                  name=strategy.stem).as_dict()  # fmt: skip
+            doc["recursive"] = ck.recursive_check(
+                code, arrays, params=p, lookback=lookback, name=strategy.stem
+            ).as_dict()
         if "lookahead" in wanted:
-            doc["lookahead"] = ck.lookahead_check(code, arrays, params=p, lookback=lookback, points=points,
-                                                  seed=seed, name=strategy.stem).as_dict()  # fmt: skip
+            doc["lookahead"] = ck.lookahead_check(
+                code, arrays, params=p, lookback=lookback, points=points, seed=seed, name=strategy.stem
+            ).as_dict()
     except ck.CheckError as exc:
         raise click.ClickException(str(exc)) from None
     if "montecarlo" in wanted:
-        result = engine.run(code, arrays, params=p, cash=cash, fee=fee, maker_fee=maker_fee,
-                            slippage=slippage_bps / 10_000, lookback=lookback, name=strategy.stem)  # fmt: skip
+        result = engine.run(
+            code,
+            arrays,
+            params=p,
+            cash=cash,
+            fee=fee,
+            maker_fee=maker_fee,
+            slippage=slippage_bps / 10_000,
+            lookback=lookback,
+            name=strategy.stem,
+        )
         if result.error:
             raise click.ClickException(result.error)
-        doc["montecarlo"] = montecarlo.simulate([t.pnl for t in result.trades if t.pnl is not None], cash,
-                                                runs=runs, seed=seed)  # fmt: skip
+        doc["montecarlo"] = montecarlo.simulate(
+            [t.pnl for t in result.trades if t.pnl is not None], cash, runs=runs, seed=seed
+        )
     failed = [k for k in ("recursive", "lookahead") if k in doc and not doc[k]["passed"]]
     doc["passed"] = not failed
     if as_json:
@@ -234,40 +371,58 @@ def _check_report(doc: dict[str, Any]) -> None:
     console = Console()
     if "recursive" in doc:
         r = doc["recursive"]
-        console.print(f"[bold]recursive indicators[/] (lookback {r['lookback']} against "
-                      f"{' and '.join(str(v['lookback']) for v in r['variants'])}): "
-                      + ("[green]passed[/], no decision changed" if r["passed"] else "[red]decisions changed[/]"))  # fmt: skip
+        console.print(
+            f"[bold]recursive indicators[/] (lookback {r['lookback']} against "
+            f"{' and '.join(str(v['lookback']) for v in r['variants'])}): "
+            + ("[green]passed[/], no decision changed" if r["passed"] else "[red]decisions changed[/]")
+        )
         for v in r["variants"]:
             if v["changed"]:
                 agree = v["agree_from"] or "never (they differ at the last candle)"
-                console.print(f"  lookback {v['lookback']}: {v['changed']} decisions differ, from {v['first_changed']} "
-                              f"to {v['last_changed']}; they agree from {agree}")  # fmt: skip
+                console.print(
+                    f"  lookback {v['lookback']}: {v['changed']} decisions differ, from {v['first_changed']} "
+                    f"to {v['last_changed']}; they agree from {agree}"
+                )
                 for e in v["examples"][:3]:
                     console.print(f"    {e['time']}: {e['base']} → {e['variant']}", highlight=False)
     if "lookahead" in doc:
         la = doc["lookahead"]
         if la["passed"]:
-            console.print(f"[bold]look-ahead[/]: [green]passed[/]: at {la['cuts']} cuts, every decision up to the cut "
-                          "was the same with the later candles removed and with them changed "
-                          f"({la['decisions_compared']:,} decisions compared)")  # fmt: skip
+            console.print(
+                f"[bold]look-ahead[/]: [green]passed[/]: at {la['cuts']} cuts, every decision up to the cut "
+                "was the same with the later candles removed and with them changed "
+                f"({la['decisions_compared']:,} decisions compared)"
+            )
         else:
-            console.print(f"[bold]look-ahead[/]: [red]failed[/] at {len(la['failed_cuts'])} of {la['cuts']} cuts: "
-                          "a decision changed with candles after it")  # fmt: skip
+            console.print(
+                f"[bold]look-ahead[/]: [red]failed[/] at {len(la['failed_cuts'])} of {la['cuts']} cuts: "
+                "a decision changed with candles after it"
+            )
             for c in la["failed_cuts"][:5]:
-                console.print(f"  cut {c['cut']}: removed → {c['differ_when_removed'][:3]}, "
-                              f"changed → {c['differ_when_changed'][:3]}")  # fmt: skip
+                console.print(
+                    f"  cut {c['cut']}: removed → {c['differ_when_removed'][:3]}, "
+                    f"changed → {c['differ_when_changed'][:3]}"
+                )
     if "montecarlo" in doc:
         mc = doc["montecarlo"]
         t = Table(title=f"Monte Carlo of {mc['trades']} trades, {mc['runs']} runs per mode")
         for col in ("mode", "max dd % p5", "p50", "p95", "final equity p5", "p50", "p95", "P(loss)"):
             t.add_column(col, justify="right")
-        t.add_row("backtest", *[f"{mc['actual']['max_drawdown_pct']:.2f}"] * 3,
-                  *[f"{mc['actual']['final_equity']:,.2f}"] * 3, "")  # fmt: skip
+        t.add_row(
+            "backtest",
+            *[f"{mc['actual']['max_drawdown_pct']:.2f}"] * 3,
+            *[f"{mc['actual']['final_equity']:,.2f}"] * 3,
+            "",
+        )
         for mode in ("bootstrap", "shuffle"):
             s = mc.get(mode)
             if s is None:
                 continue
             dd, fe = s["max_drawdown_pct"], s["final_equity"]
-            t.add_row(mode, *(f"{dd[k]:.2f}" for k in ("p5", "p50", "p95")),
-                      *(f"{fe[k]:,.2f}" for k in ("p5", "p50", "p95")), f"{s['loss_probability']:.1%}")  # fmt: skip
+            t.add_row(
+                mode,
+                *(f"{dd[k]:.2f}" for k in ("p5", "p50", "p95")),
+                *(f"{fe[k]:,.2f}" for k in ("p5", "p50", "p95")),
+                f"{s['loss_probability']:.1%}",
+            )
         console.print(t)

@@ -80,8 +80,9 @@ class Closer:
         if req.assignment_ids is not None:
             for aid in req.assignment_ids:
                 if aid not in candidates:
-                    results[aid] = m.PositionClose(assignment_id=aid, status="not_found",
-                                                   reason="no such assignment")  # fmt: skip
+                    results[aid] = m.PositionClose(
+                        assignment_id=aid, status="not_found", reason="no such assignment"
+                    )
         todo: dict[int, Any] = {}
         for aid, row in candidates.items():
             problem = self._problem(req.owner_id, row)
@@ -106,12 +107,22 @@ class Closer:
         market and account: read from the database, never from memory."""
         a = Assignment
         q = (
-            select(a.id, a.owner_id, a.trader_id, a.position_qty, a.enabled, a.trigger, Market.exchange,
-                   Market.symbol, Trader.owner_id.label("trader_owner"), Trader.exchange.label("trader_exchange"))
+            select(
+                a.id,
+                a.owner_id,
+                a.trader_id,
+                a.position_qty,
+                a.enabled,
+                a.trigger,
+                Market.exchange,
+                Market.symbol,
+                Trader.owner_id.label("trader_owner"),
+                Trader.exchange.label("trader_exchange"),
+            )
             .join(Market, Market.id == a.market_id)
             .outerjoin(Trader, Trader.id == a.trader_id)
             .where(a.owner_id == req.owner_id)
-        )  # fmt: skip
+        )
         if req.assignment_ids is not None:
             q = q.where(a.id.in_(req.assignment_ids))
         else:
@@ -126,19 +137,30 @@ class Closer:
                 assignment_id=aid, status="flat", reason="nothing to close: it holds nothing"
             )
         if row.trader_id is None or row.trader_owner is None:
-            return m.PositionClose(assignment_id=aid, status="refused",
-                                   reason="it has no trading account to sell through")  # fmt: skip
+            return m.PositionClose(
+                assignment_id=aid, status="refused", reason="it has no trading account to sell through"
+            )
         if row.trader_owner != owner_id or row.trader_exchange != row.exchange:
             # Never expected: every path that links an account checks its owner. Were one to miss, the money
             # stops here, as it does for a strategy's orders (core.trade).
             ORDERS.labels("refused_owner").inc()
-            log.error("core: close of assignment %s (owner %s) refused on account %s (owner %s, %s)",
-                      aid, owner_id, row.trader_id, row.trader_owner, row.trader_exchange)  # fmt: skip
-            return m.PositionClose(assignment_id=aid, status="refused",
-                                   reason="its trading account does not belong to its owner")  # fmt: skip
+            log.error(
+                "core: close of assignment %s (owner %s) refused on account %s (owner %s, %s)",
+                aid,
+                owner_id,
+                row.trader_id,
+                row.trader_owner,
+                row.trader_exchange,
+            )
+            return m.PositionClose(
+                assignment_id=aid, status="refused", reason="its trading account does not belong to its owner"
+            )
         if row.trigger == "tick" and row.enabled:
-            return m.PositionClose(assignment_id=aid, status="refused",
-                                   reason="pause it first: a running quoting strategy would quote its inventory back")  # fmt: skip
+            return m.PositionClose(
+                assignment_id=aid,
+                status="refused",
+                reason="pause it first: a running quoting strategy would quote its inventory back",
+            )
         return None
 
     async def _decisions_done(self, ids: set[int]) -> None:
@@ -150,24 +172,43 @@ class Closer:
         results: dict[int, m.PositionClose] = {}
         o = Order
         async with self.sf() as s:
-            fresh = dict((await s.execute(
-                select(Assignment.id, Assignment.position_qty).where(Assignment.id.in_(todo))
-            )).all())  # fmt: skip
-            live = (await s.execute(
-                select(o.assignment_id, o.client_order_id, o.type, o.side, o.amount, o.exit_reason)
-                .where(o.assignment_id.in_(todo), o.status.in_(("pending", "open")))
-            )).all()  # fmt: skip
-            entries = dict((await s.execute(
-                select(o.assignment_id, func.max(o.id))
-                .where(o.assignment_id.in_(todo), o.side == "buy", o.status == "filled", o.filled > 0)
-                .group_by(o.assignment_id)
-            )).all())  # fmt: skip
+            fresh = dict(
+                (
+                    await s.execute(
+                        select(Assignment.id, Assignment.position_qty).where(Assignment.id.in_(todo))
+                    )
+                ).all()
+            )
+            live = (
+                await s.execute(
+                    select(o.assignment_id, o.client_order_id, o.type, o.side, o.amount, o.exit_reason).where(
+                        o.assignment_id.in_(todo), o.status.in_(("pending", "open"))
+                    )
+                )
+            ).all()
+            entries = dict(
+                (
+                    await s.execute(
+                        select(o.assignment_id, func.max(o.id))
+                        .where(o.assignment_id.in_(todo), o.side == "buy", o.status == "filled", o.filled > 0)
+                        .group_by(o.assignment_id)
+                    )
+                ).all()
+            )
             bases = {aid: close_order_id(aid, entries.get(aid) or 0, 0) for aid in todo}
-            tried = (await s.execute(
-                select(o.assignment_id, o.client_order_id).where(
-                    o.assignment_id.in_(todo),
-                    or_(*(or_(o.client_order_id == b, o.client_order_id.like(f"{b}-%")) for b in bases.values())))
-            )).all()  # fmt: skip
+            tried = (
+                await s.execute(
+                    select(o.assignment_id, o.client_order_id).where(
+                        o.assignment_id.in_(todo),
+                        or_(
+                            *(
+                                or_(o.client_order_id == b, o.client_order_id.like(f"{b}-%"))
+                                for b in bases.values()
+                            )
+                        ),
+                    )
+                )
+            ).all()
         attempts: dict[int, int] = {}
         for aid, cid in tried:
             if cid == bases[aid] or cid.startswith(bases[aid] + "-"):
@@ -186,12 +227,19 @@ class Closer:
             if aid in busy:
                 cid, (side, amount, reason) = busy[aid]
                 if side == "sell" and reason == EXIT_REASON:
-                    results[aid] = m.PositionClose(assignment_id=aid, status="closing", client_order_id=cid,
-                                                   amount=format(amount, "f"),
-                                                   reason="a close of this position is already on its way")  # fmt: skip
+                    results[aid] = m.PositionClose(
+                        assignment_id=aid,
+                        status="closing",
+                        client_order_id=cid,
+                        amount=format(amount, "f"),
+                        reason="a close of this position is already on its way",
+                    )
                 else:
-                    results[aid] = m.PositionClose(assignment_id=aid, status="refused",
-                                                   reason="an order of this assignment is on its way; try again in a few seconds")  # fmt: skip
+                    results[aid] = m.PositionClose(
+                        assignment_id=aid,
+                        status="refused",
+                        reason="an order of this assignment is on its way; try again in a few seconds",
+                    )
                 continue
             if qty <= 0:
                 results[aid] = m.PositionClose(
@@ -199,15 +247,34 @@ class Closer:
                 )
                 continue
             cid = close_order_id(aid, entries.get(aid) or 0, attempts.get(aid, 0))
-            rows.append({
-                "owner_id": req.owner_id, "assignment_id": aid, "trader_id": row.trader_id, "exchange": row.exchange,
-                "symbol": row.symbol, "client_order_id": cid, "side": "sell", "amount": qty, "candle_time": None,
-                "filled": ZERO, "fee": ZERO, "created_at": now, "updated_at": now, "reason": None, "status": "pending",
-                **dict.fromkeys(positions.ORDER_FIELDS), "type": "market", "exit_reason": EXIT_REASON,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "owner_id": req.owner_id,
+                    "assignment_id": aid,
+                    "trader_id": row.trader_id,
+                    "exchange": row.exchange,
+                    "symbol": row.symbol,
+                    "client_order_id": cid,
+                    "side": "sell",
+                    "amount": qty,
+                    "candle_time": None,
+                    "filled": ZERO,
+                    "fee": ZERO,
+                    "created_at": now,
+                    "updated_at": now,
+                    "reason": None,
+                    "status": "pending",
+                    **dict.fromkeys(positions.ORDER_FIELDS),
+                    "type": "market",
+                    "exit_reason": EXIT_REASON,
+                }
+            )
             st = self.index.by_id.get(aid)
-            resting = [*cancels[aid], *(st.resting if st is not None else ()),
-                       *([st.entry_open] if st is not None and st.entry_open else [])]  # fmt: skip
+            resting = [
+                *cancels[aid],
+                *(st.resting if st is not None else ()),
+                *([st.entry_open] if st is not None and st.entry_open else []),
+            ]
             if resting:
                 self.desk.orders.extra[cid] = Extra(cancels=list(dict.fromkeys(resting)))
         if not rows:
@@ -217,20 +284,30 @@ class Closer:
         for r in rows:
             aid, cid = r["assignment_id"], r["client_order_id"]
             if cid in new_ids:
-                results[aid] = m.PositionClose(assignment_id=aid, status="placed", client_order_id=cid,
-                                               amount=format(r["amount"], "f"))  # fmt: skip
+                results[aid] = m.PositionClose(
+                    assignment_id=aid, status="placed", client_order_id=cid, amount=format(r["amount"], "f")
+                )
             else:  # stored already (another core, a moment ago): that order is the close
                 self.desk.orders.extra.pop(cid, None)
-                results[aid] = m.PositionClose(assignment_id=aid, status="closing", client_order_id=cid,
-                                               amount=format(r["amount"], "f"),
-                                               reason="a close of this position is already on its way")  # fmt: skip
+                results[aid] = m.PositionClose(
+                    assignment_id=aid,
+                    status="closing",
+                    client_order_id=cid,
+                    amount=format(r["amount"], "f"),
+                    reason="a close of this position is already on its way",
+                )
         for r in placed:
             st = self.index.by_id.get(r["assignment_id"])
             if st is not None:  # a running assignment's next decisions wait for this order's outcome
                 track(st, r)
         if placed:
-            log.info("core: closing %d position(s) of user %s (%s): %s", len(placed), req.owner_id, req.why,
-                     ", ".join(r["client_order_id"] for r in placed))  # fmt: skip
+            log.info(
+                "core: closing %d position(s) of user %s (%s): %s",
+                len(placed),
+                req.owner_id,
+                req.why,
+                ", ".join(r["client_order_id"] for r in placed),
+            )
             self.desk.orders.start_orders(None, placed)
             await asyncio.sleep(0)  # the calls go out before the reply
         return results

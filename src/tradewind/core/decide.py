@@ -113,20 +113,36 @@ class AssignmentIndex:
         for a, version, exchange, symbol, trader in rows:
             old = self.by_id.get(a.id)
             st = AssignmentState(
-                id=a.id, owner_id=a.owner_id, strategy_id=a.strategy_id, version=version, market_id=a.market_id,
-                exchange=exchange, symbol=symbol, timeframe=a.timeframe, params=dict(a.params or {}),
-                lookback=a.lookback, allocation=a.allocation, trader_id=a.trader_id,
+                id=a.id,
+                owner_id=a.owner_id,
+                strategy_id=a.strategy_id,
+                version=version,
+                market_id=a.market_id,
+                exchange=exchange,
+                symbol=symbol,
+                timeframe=a.timeframe,
+                params=dict(a.params or {}),
+                lookback=a.lookback,
+                allocation=a.allocation,
+                trader_id=a.trader_id,
                 trader_exchange=trader.exchange if trader else None,
                 position_qty=old.position_qty if old else a.position_qty,
-                failures=a.consecutive_failures, pending=old.pending if old else set(),
+                failures=a.consecutive_failures,
+                pending=old.pending if old else set(),
                 acted_through=old.acted_through if old else 0,
-                realized_pnl=a.realized_pnl or Decimal(0), protection=a.protection,
-                entry_open=old.entry_open if old else None, resting=old.resting if old else {},
+                realized_pnl=a.realized_pnl or Decimal(0),
+                protection=a.protection,
+                entry_open=old.entry_open if old else None,
+                resting=old.resting if old else {},
                 entry_expires=old.entry_expires if old else None,
-                trigger=a.trigger or "candle", min_interval_ms=a.min_interval_ms or 1000, max_position=a.max_position,
-                entry_cost=old.entry_cost if old else a.entry_cost or Decimal(0), quotes=old.quotes if old else {},
-                last_eval=old.last_eval if old else 0.0, last_book=old.last_book if old else None,
-            )  # fmt: skip
+                trigger=a.trigger or "candle",
+                min_interval_ms=a.min_interval_ms or 1000,
+                max_position=a.max_position,
+                entry_cost=old.entry_cost if old else a.entry_cost or Decimal(0),
+                quotes=old.quotes if old else {},
+                last_eval=old.last_eval if old else 0.0,
+                last_book=old.last_book if old else None,
+            )
             if st.trigger == "tick":
                 by_ticks.setdefault((exchange, symbol), []).append(st)
             else:
@@ -274,9 +290,16 @@ class Decider:
         attempt = 0
         while True:
             req = m.EvalRequest(
-                exchange=candle.exchange, symbol=candle.symbol, tf=candle.tf, candle_time=candle.time, jobs=jobs,
-                trace_id=candle.trace_id, recv_ns=candle.recv_ns, sent_ns=time.time_ns(), tick=tick,
-            )  # fmt: skip
+                exchange=candle.exchange,
+                symbol=candle.symbol,
+                tf=candle.tf,
+                candle_time=candle.time,
+                jobs=jobs,
+                trace_id=candle.trace_id,
+                recv_ns=candle.recv_ns,
+                sent_ns=time.time_ns(),
+                tick=tick,
+            )
             started = time.perf_counter()
             try:
                 msg = await self.nc.request(subjects.EVAL_RUN, m.encode(req), timeout=self.timeout_s)

@@ -18,5 +18,16 @@ async def tell(nc: Client, owner_id: int, kind: str, data: dict[str, Any]) -> No
 
 async def paused(nc: Client, st: Any, reason: str) -> None:
     """``st`` (an AssignmentState) was paused by core: failing evaluations."""
-    await tell(nc, st.owner_id, "paused", {"assignment_id": st.id, "reason": reason, "exchange": st.exchange,
-                                           "symbol": st.symbol, "timeframe": st.timeframe, "by": "core"})  # fmt: skip
+    await tell(
+        nc,
+        st.owner_id,
+        "paused",
+        {
+            "assignment_id": st.id,
+            "reason": reason,
+            "exchange": st.exchange,
+            "symbol": st.symbol,
+            "timeframe": st.timeframe,
+            "by": "core",
+        },
+    )

@@ -102,8 +102,11 @@ class OrderBook:
     async def store_intents(self, orders: list[dict[str, Any]]) -> set[str]:
         """Insert order intents, and the protection they put in place; return the client order ids that
         are new (the others exist already)."""
-        guards = [(o["assignment_id"], x.protection) for o in orders
-                  if (x := self.extra.get(o["client_order_id"])) is not None and x.protection is not None]  # fmt: skip
+        guards = [
+            (o["assignment_id"], x.protection)
+            for o in orders
+            if (x := self.extra.get(o["client_order_id"])) is not None and x.protection is not None
+        ]
         async with write_gate(self.sf), self.sf() as s:
             try:  # the usual case, every intent new: a plain batch insert (RETURNING costs 3x as much)
                 await insert_rows(s, _ORDERS, orders)
@@ -170,15 +173,29 @@ class OrderBook:
         protect = x.protect
         quote = kind == "quote"  # a quote is a post-only limit order on the venue
         return m.PlaceOrder(
-            trader_id=o["trader_id"], owner_id=o["owner_id"], client_order_id=o["client_order_id"],
-            symbol=o["symbol"], side=o["side"], amount=format(o["amount"], "f"), type="limit" if quote else kind,
+            trader_id=o["trader_id"],
+            owner_id=o["owner_id"],
+            client_order_id=o["client_order_id"],
+            symbol=o["symbol"],
+            side=o["side"],
+            amount=format(o["amount"], "f"),
+            type="limit" if quote else kind,
             post_only=quote,
-            price=s(o.get("limit_price") if kind != "trailing_stop" else x.reference), stop_price=s(o.get("stop_price")),
-            trail=s(o.get("trail")), expires_at=o.get("expires_at"), group=o.get("oco_group"), cancels=x.cancels,
-            protect=m.Protect(stop_loss=s(protect.stop_loss), take_profit=s(protect.take_profit),
-                              trailing_stop=s(protect.trailing_stop)) if protect else None,
+            price=s(o.get("limit_price") if kind != "trailing_stop" else x.reference),
+            stop_price=s(o.get("stop_price")),
+            trail=s(o.get("trail")),
+            expires_at=o.get("expires_at"),
+            group=o.get("oco_group"),
+            cancels=x.cancels,
+            protect=m.Protect(
+                stop_loss=s(protect.stop_loss),
+                take_profit=s(protect.take_profit),
+                trailing_stop=s(protect.trailing_stop),
+            )
+            if protect
+            else None,
             trace_id=trace_id,
-        )  # fmt: skip
+        )
 
     async def _place_batch(
         self, candle: m.Candle | m.Tick | None, exchange: str, orders: list[dict[str, Any]]
@@ -199,10 +216,16 @@ class OrderBook:
             problem = f"order call: {type(exc).__name__}"
         unknown = problem or "order call: the exchange did not answer for this order"
         return [
-            (o["client_order_id"], acks.get(o["client_order_id"]) or m.OrderAck(
-                client_order_id=o["client_order_id"], status="error", reason=unknown, retryable=True), latency)
+            (
+                o["client_order_id"],
+                acks.get(o["client_order_id"])
+                or m.OrderAck(
+                    client_order_id=o["client_order_id"], status="error", reason=unknown, retryable=True
+                ),
+                latency,
+            )
             for o in orders
-        ]  # fmt: skip
+        ]
 
     async def cancel_all(self, cancels: list[tuple[int, int, str, str, str]]) -> None:
         """Cancel orders (owner, trader, exchange, client id, symbol) and record what the venue answered."""
@@ -251,8 +274,12 @@ class OrderBook:
             await asyncio.sleep(0.002)
         if behind():  # lost on the way (core was not listening): the reconciler asks; no candle waits again
             assert candle is not None
-            log.warning("order updates %s..%d of %s never arrived", self._booked.get(candle.source, 0) + 1,
-                        candle.updates_seq, candle.source)  # fmt: skip
+            log.warning(
+                "order updates %s..%d of %s never arrived",
+                self._booked.get(candle.source, 0) + 1,
+                candle.updates_seq,
+                candle.source,
+            )
             self._booked[candle.source] = candle.updates_seq
 
     # -- order state ----------------------------------------------------------------------------------
@@ -279,27 +306,59 @@ class OrderBook:
             cids = [cid for cid, _, _ in acks]
             rows = {
                 r.client_order_id: r
-                for r in (await s.execute(
-                    select(Order.id, Order.client_order_id, Order.assignment_id, Order.side, Order.owner_id, Order.symbol,
-                           Order.amount, Order.trader_id, Order.exchange, Order.type, Order.limit_price,
-                           Order.exit_reason, Order.oco_group, Order.expires_at)
-                    .where(Order.client_order_id.in_(cids), Order.status.in_(("pending", "open")))
-                )).all()
-            }  # fmt: skip
-            touched = {rows[cid].assignment_id for cid, ack, _ in acks
-                       if cid in rows and rows[cid].assignment_id is not None
-                       and (ack.status == "filled" or rows[cid].type != "market")}  # fmt: skip
+                for r in (
+                    await s.execute(
+                        select(
+                            Order.id,
+                            Order.client_order_id,
+                            Order.assignment_id,
+                            Order.side,
+                            Order.owner_id,
+                            Order.symbol,
+                            Order.amount,
+                            Order.trader_id,
+                            Order.exchange,
+                            Order.type,
+                            Order.limit_price,
+                            Order.exit_reason,
+                            Order.oco_group,
+                            Order.expires_at,
+                        ).where(Order.client_order_id.in_(cids), Order.status.in_(("pending", "open")))
+                    )
+                ).all()
+            }
+            touched = {
+                rows[cid].assignment_id
+                for cid, ack, _ in acks
+                if cid in rows
+                and rows[cid].assignment_id is not None
+                and (ack.status == "filled" or rows[cid].type != "market")
+            }
             a = _ASSIGNMENTS.c
             books: dict[int, dict[str, Any]] = {}  # the positions the fills move, read in one query
             if touched:
                 books = {
-                    r.id: {"aid": r.id, "position_qty": r.position_qty, "entry_cost": r.entry_cost,
-                           "realized_pnl": r.realized_pnl, "last_position": r.last_position, "protection": r.protection}
-                    for r in (await s.execute(
-                        select(a.id, a.position_qty, a.entry_cost, a.realized_pnl, a.last_position, a.protection)
-                        .where(a.id.in_(touched))
-                    )).all()
-                }  # fmt: skip
+                    r.id: {
+                        "aid": r.id,
+                        "position_qty": r.position_qty,
+                        "entry_cost": r.entry_cost,
+                        "realized_pnl": r.realized_pnl,
+                        "last_position": r.last_position,
+                        "protection": r.protection,
+                    }
+                    for r in (
+                        await s.execute(
+                            select(
+                                a.id,
+                                a.position_qty,
+                                a.entry_cost,
+                                a.realized_pnl,
+                                a.last_position,
+                                a.protection,
+                            ).where(a.id.in_(touched))
+                        )
+                    ).all()
+                }
             for aid, book in books.items():  # a trailing high raised in memory, not stored yet, is the newer
                 newer = self.dirty.get(aid)
                 old = book["protection"]
@@ -316,16 +375,30 @@ class OrderBook:
                 if row is None:
                     log.debug("order update for %s: not pending or open here (final, or not known yet)", cid)
                     continue  # already final: a second report of the same fill changes nothing
-                values: dict[str, Any] = {"oid": row.id, "updated_at": now, "latency_ms": latency, "status": "pending",
-                                          "reason": ack.reason, "filled": ZERO, "fee": ZERO, "price": None, "pnl": None,
-                                          "exchange_order_id": ack.exchange_order_id, "exit_reason": None,
-                                          # a resting order's fill is drawn on the candle it happened in
-                                          "candle_time": ack.time // 60_000 * 60_000 if ack.time else None}  # fmt: skip
+                values: dict[str, Any] = {
+                    "oid": row.id,
+                    "updated_at": now,
+                    "latency_ms": latency,
+                    "status": "pending",
+                    "reason": ack.reason,
+                    "filled": ZERO,
+                    "fee": ZERO,
+                    "price": None,
+                    "pnl": None,
+                    "exchange_order_id": ack.exchange_order_id,
+                    "exit_reason": None,
+                    # a resting order's fill is drawn on the candle it happened in
+                    "candle_time": ack.time // 60_000 * 60_000 if ack.time else None,
+                }
                 if ack.status == "not_found":
                     values.update(status="not_placed", reason="the exchange never received this order")
                 elif ack.status != "error":  # "error": the outcome is unknown, it stays pending
-                    values.update(status=ack.status, filled=Decimal(ack.filled), fee=Decimal(ack.fee),
-                                  price=Decimal(ack.price) if ack.price is not None else None)  # fmt: skip
+                    values.update(
+                        status=ack.status,
+                        filled=Decimal(ack.filled),
+                        fee=Decimal(ack.fee),
+                        price=Decimal(ack.price) if ack.price is not None else None,
+                    )
                 status = values["status"]
                 ORDERS.labels(status).inc()
                 book = books.get(row.assignment_id) if row.assignment_id is not None else None
@@ -389,32 +462,62 @@ class OrderBook:
                             st.resting[cid] = row.type
                         elif status in TERMINAL:
                             st.resting.pop(cid, None)
-                events.append((row.owner_id, {
-                    "id": row.id, "assignment_id": row.assignment_id, "client_order_id": cid, "symbol": row.symbol,
-                    "side": row.side, "amount": format(row.amount, "f"), "status": status, "order_type": row.type,
-                    "filled": format(values["filled"], "f"), "price": ack.price, "fee": ack.fee, "reason": values["reason"],
-                    "exit_reason": values["exit_reason"],
-                }))  # fmt: skip
+                events.append(
+                    (
+                        row.owner_id,
+                        {
+                            "id": row.id,
+                            "assignment_id": row.assignment_id,
+                            "client_order_id": cid,
+                            "symbol": row.symbol,
+                            "side": row.side,
+                            "amount": format(row.amount, "f"),
+                            "status": status,
+                            "order_type": row.type,
+                            "filled": format(values["filled"], "f"),
+                            "price": ack.price,
+                            "fee": ack.fee,
+                            "reason": values["reason"],
+                            "exit_reason": values["exit_reason"],
+                        },
+                    )
+                )
             if updates:
                 o = _ORDERS.c
                 # Only still-open orders change: a concurrent report of the same fill is a no-op.
-                stmt = update(_ORDERS).where(o.id == bindparam("oid"), or_(o.status == "pending", o.status == "open")).values(
-                    status=bindparam("status"), filled=bindparam("filled"), fee=bindparam("fee"), price=bindparam("price"),
-                    reason=bindparam("reason"), pnl=bindparam("pnl"), latency_ms=func.coalesce(bindparam("latency_ms"), o.latency_ms),
-                    exchange_order_id=func.coalesce(bindparam("exchange_order_id"), o.exchange_order_id),
-                    exit_reason=func.coalesce(bindparam("exit_reason"), o.exit_reason), updated_at=bindparam("updated_at"),
-                    candle_time=func.coalesce(o.candle_time, bindparam("candle_time")),
-                )  # fmt: skip
+                stmt = (
+                    update(_ORDERS)
+                    .where(o.id == bindparam("oid"), or_(o.status == "pending", o.status == "open"))
+                    .values(
+                        status=bindparam("status"),
+                        filled=bindparam("filled"),
+                        fee=bindparam("fee"),
+                        price=bindparam("price"),
+                        reason=bindparam("reason"),
+                        pnl=bindparam("pnl"),
+                        latency_ms=func.coalesce(bindparam("latency_ms"), o.latency_ms),
+                        exchange_order_id=func.coalesce(bindparam("exchange_order_id"), o.exchange_order_id),
+                        exit_reason=func.coalesce(bindparam("exit_reason"), o.exit_reason),
+                        updated_at=bindparam("updated_at"),
+                        candle_time=func.coalesce(o.candle_time, bindparam("candle_time")),
+                    )
+                )
                 await s.execute(stmt, updates)
             if books:
                 now = utcnow()
                 await s.execute(
-                    update(_ASSIGNMENTS).where(a.id == bindparam("aid")).values(
-                        position_qty=bindparam("position_qty"), entry_cost=bindparam("entry_cost"),
-                        realized_pnl=bindparam("realized_pnl"), last_position=bindparam("last_position"),
-                        protection=bindparam("protection"), updated_at=now),
+                    update(_ASSIGNMENTS)
+                    .where(a.id == bindparam("aid"))
+                    .values(
+                        position_qty=bindparam("position_qty"),
+                        entry_cost=bindparam("entry_cost"),
+                        realized_pnl=bindparam("realized_pnl"),
+                        last_position=bindparam("last_position"),
+                        protection=bindparam("protection"),
+                        updated_at=now,
+                    ),
                     list(books.values()),
-                )  # fmt: skip
+                )
             await s.commit()
         for book in books.values():
             st = self.index.by_id.get(book["aid"])
@@ -437,9 +540,23 @@ class OrderBook:
         for row, p, amount in todo:
             for o in positions.orders(p, amount):
                 ref = o.pop("reference")
-                rows.append({"owner_id": row.owner_id, "assignment_id": row.assignment_id, "trader_id": row.trader_id,
-                             "exchange": row.exchange, "symbol": row.symbol, "candle_time": None, "filled": ZERO,
-                             "fee": ZERO, "created_at": now, "updated_at": now, "reason": None, "status": "pending", **o})  # fmt: skip
+                rows.append(
+                    {
+                        "owner_id": row.owner_id,
+                        "assignment_id": row.assignment_id,
+                        "trader_id": row.trader_id,
+                        "exchange": row.exchange,
+                        "symbol": row.symbol,
+                        "candle_time": None,
+                        "filled": ZERO,
+                        "fee": ZERO,
+                        "created_at": now,
+                        "updated_at": now,
+                        "reason": None,
+                        "status": "pending",
+                        **o,
+                    }
+                )
                 self.extra[o["client_order_id"]] = Extra(reference=ref)
         if not rows:
             return
@@ -485,10 +602,16 @@ class OrderBook:
     async def _check_daily_loss(self, trader_ids: set[int]) -> None:
         """Pause every assignment of an account whose realized loss today reached its daily limit."""
         async with self.sf() as s:
-            accounts = {r.id: r for r in (await s.execute(
-                select(Trader.id, Trader.daily_loss_limit, Trader.owner_id, Trader.name)
-                .where(Trader.id.in_(trader_ids), Trader.daily_loss_limit.is_not(None))
-            )).all()}  # fmt: skip
+            accounts = {
+                r.id: r
+                for r in (
+                    await s.execute(
+                        select(Trader.id, Trader.daily_loss_limit, Trader.owner_id, Trader.name).where(
+                            Trader.id.in_(trader_ids), Trader.daily_loss_limit.is_not(None)
+                        )
+                    )
+                ).all()
+            }
             limits = {trader_id: r.daily_loss_limit for trader_id, r in accounts.items()}
             if not limits:
                 return
@@ -500,17 +623,27 @@ class OrderBook:
                 if risk.loss_limit_reached(risk.Limits(daily_loss_limit=limit), loss):
                     reason = f"daily loss limit reached: lost {loss:.2f} today (limit {limit})"
                     done = await s.execute(
-                        update(Assignment).where(Assignment.trader_id == trader_id, Assignment.enabled.is_(True))
+                        update(Assignment)
+                        .where(Assignment.trader_id == trader_id, Assignment.enabled.is_(True))
                         .values(enabled=False, paused_reason=reason)
-                    )  # fmt: skip
+                    )
                     paused.append(trader_id)
                     if done.rowcount:
                         told.append((accounts[trader_id], loss, done.rowcount))
             await s.commit()
         for r, loss, count in told:
-            await notices.tell(self.nc, r.owner_id, "loss_limit", {
-                "trader_id": r.id, "trader_name": r.name, "loss": f"{loss:.2f}",
-                "limit": format(r.daily_loss_limit, "f"), "paused": count})  # fmt: skip
+            await notices.tell(
+                self.nc,
+                r.owner_id,
+                "loss_limit",
+                {
+                    "trader_id": r.id,
+                    "trader_name": r.name,
+                    "loss": f"{loss:.2f}",
+                    "limit": format(r.daily_loss_limit, "f"),
+                    "paused": count,
+                },
+            )
         if paused:
             log.warning("daily loss limit reached on account(s) %s: their assignments are paused", paused)
             for st in list(self.index.by_id.values()):
@@ -537,9 +670,22 @@ class OrderBook:
         while self._reports:
             reports, self._reports = self._reports, []
             for part in _distinct(reports):
-                acks = [(u.client_order_id, m.OrderAck(
-                    client_order_id=u.client_order_id, status=u.status, filled=u.filled, price=u.price, fee=u.fee,
-                    reason=u.reason, time=u.time), None) for u in part]  # fmt: skip
+                acks = [
+                    (
+                        u.client_order_id,
+                        m.OrderAck(
+                            client_order_id=u.client_order_id,
+                            status=u.status,
+                            filled=u.filled,
+                            price=u.price,
+                            fee=u.fee,
+                            reason=u.reason,
+                            time=u.time,
+                        ),
+                        None,
+                    )
+                    for u in part
+                ]
                 try:
                     await self._apply_retrying(acks, "order updates")
                 finally:
@@ -604,8 +750,16 @@ class OrderBook:
         async with self._apply_lock:
             for st in list(self.index.by_id.values()):
                 p = st.protection
-                if (st.position_qty <= 0 or not p or p.get("entry") is None or p.get("watched") or st.resting
-                        or st.pending or st.trader_id is None or not positions.exits_of(p)):  # fmt: skip
+                if (
+                    st.position_qty <= 0
+                    or not p
+                    or p.get("entry") is None
+                    or p.get("watched")
+                    or st.resting
+                    or st.pending
+                    or st.trader_id is None
+                    or not positions.exits_of(p)
+                ):
                     continue
                 p = positions.moved(p, positions.exits_of(p))
                 row = _Owner(st.owner_id, st.id, st.trader_id, st.trader_exchange or st.exchange, st.symbol)

@@ -41,8 +41,14 @@ def guard_of(p: dict[str, Any] | None) -> model.Guard | None:
     )
 
 
-def protection(exits: model.Exits, entry: Decimal | None, group: str, rev: int = 0,
-               high: Decimal | None = None, watched: bool = False) -> dict[str, Any]:  # fmt: skip
+def protection(
+    exits: model.Exits,
+    entry: Decimal | None,
+    group: str,
+    rev: int = 0,
+    high: Decimal | None = None,
+    watched: bool = False,
+) -> dict[str, Any]:
     """The stored form: the exits (fractions), and once the entry filled its price and the guard."""
     p: dict[str, Any] = {
         **exits.as_strings(),
@@ -80,8 +86,14 @@ def moved(p: dict[str, Any], exits: model.Exits) -> dict[str, Any]:
     """The protection after the strategy set new exits on the open position: the next revision, the
     trailing high kept."""
     g = guard_of(p)
-    return protection(exits, _d(p.get("entry")), p["group"], int(p.get("rev", 0)) + 1,
-                      g.high if g is not None else None, bool(p.get("watched")))  # fmt: skip
+    return protection(
+        exits,
+        _d(p.get("entry")),
+        p["group"],
+        int(p.get("rev", 0)) + 1,
+        g.high if g is not None else None,
+        bool(p.get("watched")),
+    )
 
 
 def levels(p: dict[str, Any] | None) -> dict[str, str | None]:
@@ -100,12 +112,21 @@ def orders(p: dict[str, Any], amount: Decimal) -> list[dict[str, Any]]:
         return []
     out = []
     for kind, price, stop_price, trail in model.protective_orders(g):
-        out.append({
-            "client_order_id": protective_order_id(p["group"], kind, int(p.get("rev", 0))), "side": "sell",
-            "amount": amount, "type": kind, "limit_price": price if kind == "take_profit" else None,
-            "stop_price": stop_price, "trail": trail, "expires_at": None, "oco_group": p["group"],
-            "exit_reason": None, "reference": price if kind == "trailing_stop" else None,
-        })  # fmt: skip
+        out.append(
+            {
+                "client_order_id": protective_order_id(p["group"], kind, int(p.get("rev", 0))),
+                "side": "sell",
+                "amount": amount,
+                "type": kind,
+                "limit_price": price if kind == "take_profit" else None,
+                "stop_price": stop_price,
+                "trail": trail,
+                "expires_at": None,
+                "oco_group": p["group"],
+                "exit_reason": None,
+                "reference": price if kind == "trailing_stop" else None,
+            }
+        )
     return out
 
 

@@ -277,13 +277,22 @@ class QuoteDesk:
 
     def state_of(self, st: AssignmentState) -> m.TickState:
         return m.TickState(
-            position=float(st.position_qty), cash=float(self.cash(st)),
-            quotes=[m.Quote(side=side, price=float(q.price), amount=float(q.amount)) for side, q in st.quotes.items()],
-        )  # fmt: skip
+            position=float(st.position_qty),
+            cash=float(self.cash(st)),
+            quotes=[
+                m.Quote(side=side, price=float(q.price), amount=float(q.amount))
+                for side, q in st.quotes.items()
+            ],
+        )
 
     # -- outcomes -------------------------------------------------------------------------------------------
-    async def handle(self, t: m.Tick, frame: Frame, results: list[tuple[AssignmentState, m.EvalOutcome]],
-                     facts: asyncio.Task[Any] | None = None) -> None:  # fmt: skip
+    async def handle(
+        self,
+        t: m.Tick,
+        frame: Frame,
+        results: list[tuple[AssignmentState, m.EvalOutcome]],
+        facts: asyncio.Task[Any] | None = None,
+    ) -> None:
         bid, ask = model.dec(t.bid), model.dec(t.ask)
         wants: list[tuple[AssignmentState, list[model.Quote]]] = []
         positions_: list[tuple[AssignmentState, m.EvalOutcome]] = []
@@ -300,10 +309,20 @@ class QuoteDesk:
             if out.quotes is not None:
                 asked = [model.Quote(q.side, model.dec(q.price), model.dec(q.amount)) for q in out.quotes]
                 taking = [q for q in asked if model.quote_takes(q.side, q.price, bid, ask)]
-                note = "; ".join(f"{q.side} quote at {q.price} would take (bid {bid}, ask {ask}): not sent"
-                                 for q in taking) or None  # fmt: skip
-                kept = model.clip_quotes([q for q in asked if q not in taking], st.position_qty, self.cash(st),
-                                         self.costs, st.max_position)  # fmt: skip
+                note = (
+                    "; ".join(
+                        f"{q.side} quote at {q.price} would take (bid {bid}, ask {ask}): not sent"
+                        for q in taking
+                    )
+                    or None
+                )
+                kept = model.clip_quotes(
+                    [q for q in asked if q not in taking],
+                    st.position_qty,
+                    self.cash(st),
+                    self.costs,
+                    st.max_position,
+                )
                 wants.append((st, kept))
                 if note or out.logs or out.note:
                     events.append((st, out, note))
@@ -317,15 +336,27 @@ class QuoteDesk:
         if positions_:
             await self._positions(t, frame, positions_)
         for st, out, note in events:
-            data = {"assignment_id": st.id, "exchange": t.exchange, "symbol": t.symbol, "tf": st.timeframe,
-                    "candle_time": t.time, "trigger": "tick", "status": out.status, "position": out.position,
-                    "note": " · ".join(x for x in (out.note, note) if x) or None, "error": out.error,
-                    "logs": list(out.logs), "duration_ms": out.duration_us / 1000}  # fmt: skip
+            data = {
+                "assignment_id": st.id,
+                "exchange": t.exchange,
+                "symbol": t.symbol,
+                "tf": st.timeframe,
+                "candle_time": t.time,
+                "trigger": "tick",
+                "status": out.status,
+                "position": out.position,
+                "note": " · ".join(x for x in (out.note, note) if x) or None,
+                "error": out.error,
+                "logs": list(out.logs),
+                "duration_ms": out.duration_us / 1000,
+            }
             await self.nc.publish(
                 subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data))
             )
 
-    def _changes(self, st: AssignmentState, wanted: list[model.Quote]) -> list[tuple[str, model.Quote | None, QuoteSlot | None]]:  # fmt: skip
+    def _changes(
+        self, st: AssignmentState, wanted: list[model.Quote]
+    ) -> list[tuple[str, model.Quote | None, QuoteSlot | None]]:
         by_side = {q.side: q for q in wanted}
         out = []
         for side in model.QUOTE_SIDES:
@@ -341,8 +372,13 @@ class QuoteDesk:
             out.append((side, want, have))
         return out
 
-    async def _send(self, t: m.Tick, frame: Frame, wants: list[tuple[AssignmentState, list[model.Quote]]],
-                    facts: asyncio.Task[Any] | None = None) -> None:  # fmt: skip
+    async def _send(
+        self,
+        t: m.Tick,
+        frame: Frame,
+        wants: list[tuple[AssignmentState, list[model.Quote]]],
+        facts: asyncio.Task[Any] | None = None,
+    ) -> None:
         plans = [(st, q, ch) for st, q in wants if (ch := self._changes(st, q))]
         if not plans:
             return
@@ -371,10 +407,22 @@ class QuoteDesk:
             if not budget.take(_cost(changes)):
                 self._waiting[st.id] = (st, wanted, t)  # a newer want replaces it: coalesced, never queued
                 continue
-            base = {"owner_id": owner_id, "assignment_id": st.id, "trader_id": trader_id, "exchange": exchange,
-                    "symbol": st.symbol, "candle_time": t.time - t.time % 60_000, "filled": ZERO, "fee": ZERO,
-                    "created_at": now, "updated_at": now, "reason": None, "status": "pending",
-                    **dict.fromkeys(positions.ORDER_FIELDS), "type": "quote"}  # fmt: skip
+            base = {
+                "owner_id": owner_id,
+                "assignment_id": st.id,
+                "trader_id": trader_id,
+                "exchange": exchange,
+                "symbol": st.symbol,
+                "candle_time": t.time - t.time % 60_000,
+                "filled": ZERO,
+                "fee": ZERO,
+                "created_at": now,
+                "updated_at": now,
+                "reason": None,
+                "status": "pending",
+                **dict.fromkeys(positions.ORDER_FIELDS),
+                "type": "quote",
+            }
             for side, want, have in changes:
                 refused = side == "buy" and want is not None and book is not None and _refused_buy(book, want)
                 if want is None or refused:
@@ -384,8 +432,15 @@ class QuoteDesk:
                         log.info("assignment %s: buy quote not sent: %s", st.id, refused)
                     continue
                 cid = quote_order_id(st.id, t.time, side)
-                rows.append({**base, "client_order_id": cid, "side": side, "amount": want.amount,
-                             "limit_price": want.price})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "client_order_id": cid,
+                        "side": side,
+                        "amount": want.amount,
+                        "limit_price": want.price,
+                    }
+                )
                 if have is not None:  # replaced: the venue cancels the old one before it places the new one
                     self.orders.extra[cid] = Extra(cancels=[have.cid])
                 st.quotes[side] = QuoteSlot(cid, want.price, want.amount)
@@ -401,13 +456,28 @@ class QuoteDesk:
             task = asyncio.create_task(self.orders.cancel_all([c[:5] for c in cancels]))  # type: ignore[misc]
             self._track({c[5] for c in cancels}, task)
 
-    def _cancels(self, st: AssignmentState, slots: list[QuoteSlot], owner_id: int | None = None,
-                 trader_id: int | None = None, exchange: str | None = None) -> list[tuple[Any, ...]]:  # fmt: skip
+    def _cancels(
+        self,
+        st: AssignmentState,
+        slots: list[QuoteSlot],
+        owner_id: int | None = None,
+        trader_id: int | None = None,
+        exchange: str | None = None,
+    ) -> list[tuple[Any, ...]]:
         trader = trader_id if trader_id is not None else st.trader_id
         if trader is None:
             return []
-        return [(owner_id if owner_id is not None else st.owner_id, trader,
-                 exchange or st.trader_exchange or st.exchange, s.cid, st.symbol, st.id) for s in slots]  # fmt: skip
+        return [
+            (
+                owner_id if owner_id is not None else st.owner_id,
+                trader,
+                exchange or st.trader_exchange or st.exchange,
+                s.cid,
+                st.symbol,
+                st.id,
+            )
+            for s in slots
+        ]
 
     def _track(self, assignment_ids: set[int], task: asyncio.Task[Any]) -> None:
         """The assignments are not evaluated again until their quote calls are answered."""
@@ -487,9 +557,19 @@ class QuoteDesk:
         at the market like a candle decision's (core.trade, the tick's last trade as its reference price)."""
         await self._withdraw([st for st, _ in results])
         price = t.last or (t.bid + t.ask) / 2
-        candle = m.Candle(exchange=t.exchange, symbol=t.symbol, tf=frame.tf, time=t.time - t.time % 1000,
-                          open=price, high=price, low=price, close=price, volume=0.0, trace_id=t.trace_id,
-                          recv_ns=t.recv_ns)  # fmt: skip
+        candle = m.Candle(
+            exchange=t.exchange,
+            symbol=t.symbol,
+            tf=frame.tf,
+            time=t.time - t.time % 1000,
+            open=price,
+            high=price,
+            low=price,
+            close=price,
+            volume=0.0,
+            trace_id=t.trace_id,
+            recv_ns=t.recv_ns,
+        )
         await self.desk.handle(candle, results, [])
 
 

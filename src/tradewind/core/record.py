@@ -56,11 +56,22 @@ class Recorder:
                     TICK_TO_DECISION.observe(tick_ms)
                 EVAL_DURATION.observe(out.duration_us / 1000)
                 (EVALS_OK if out.status == "ok" else EVALUATIONS.labels(out.status)).inc()
-                evals.append({
-                    "assignment_id": st.id, "candle_time": candle.time, "status": out.status, "position": out.position,
-                    "size": out.size, "note": note, "error": out.error, "logs": list(out.logs),
-                    "duration_ms": out.duration_us / 1000, "latency_ms": tick_ms, "created_at": now, "plot": out.plot,
-                })  # fmt: skip
+                evals.append(
+                    {
+                        "assignment_id": st.id,
+                        "candle_time": candle.time,
+                        "status": out.status,
+                        "position": out.position,
+                        "size": out.size,
+                        "note": note,
+                        "error": out.error,
+                        "logs": list(out.logs),
+                        "duration_ms": out.duration_us / 1000,
+                        "latency_ms": tick_ms,
+                        "created_at": now,
+                        "plot": out.plot,
+                    }
+                )
         results = [r for h in later for r in h.results]
         paused = [p for h in later for p in h.paused]
         reset = [a for h in later for a in h.reset]
@@ -75,10 +86,11 @@ class Recorder:
             failing = [st.id for st, out in results if out.status != "ok" and st.id not in paused_ids]
             if failing:
                 await s.execute(
-                    update(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == bindparam("aid")).values(
-                        consecutive_failures=_ASSIGNMENTS.c.consecutive_failures + 1),
+                    update(_ASSIGNMENTS)
+                    .where(_ASSIGNMENTS.c.id == bindparam("aid"))
+                    .values(consecutive_failures=_ASSIGNMENTS.c.consecutive_failures + 1),
                     [{"aid": a} for a in failing],
-                )  # fmt: skip
+                )
             if reset:
                 await s.execute(
                     update(_ASSIGNMENTS)
@@ -91,9 +103,14 @@ class Recorder:
                 await store_protection(s, dirty)
             for aid, reason in paused:
                 await s.execute(
-                    update(Assignment).where(Assignment.id == aid).values(
-                        enabled=False, paused_reason=reason, consecutive_failures=Assignment.consecutive_failures + 1)
-                )  # fmt: skip
+                    update(Assignment)
+                    .where(Assignment.id == aid)
+                    .values(
+                        enabled=False,
+                        paused_reason=reason,
+                        consecutive_failures=Assignment.consecutive_failures + 1,
+                    )
+                )
             await s.commit()
         for aid, reason in paused:
             st = self.index.by_id.get(aid)
@@ -107,10 +124,17 @@ class Recorder:
     ) -> None:
         for st, out in results:
             data = {
-                "assignment_id": st.id, "exchange": candle.exchange, "symbol": candle.symbol, "tf": candle.tf,
-                "candle_time": candle.time, "status": out.status, "position": out.position, "note": out.note,
-                "error": out.error, "duration_ms": out.duration_us / 1000,
-            }  # fmt: skip
+                "assignment_id": st.id,
+                "exchange": candle.exchange,
+                "symbol": candle.symbol,
+                "tf": candle.tf,
+                "candle_time": candle.time,
+                "status": out.status,
+                "position": out.position,
+                "note": out.note,
+                "error": out.error,
+                "duration_ms": out.duration_us / 1000,
+            }
             await self.nc.publish(
                 subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data))
             )

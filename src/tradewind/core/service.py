@@ -75,8 +75,11 @@ class CoreService:
         self._tasks.append(asyncio.create_task(self._reloader(), name="core-reload"))
         self._tasks.append(asyncio.create_task(self._reconciler(), name="core-reconcile"))
         policy = retention.Policy(self.settings.keep_evaluations_days, self.settings.keep_ticks_days)
-        self._tasks.append(asyncio.create_task(
-            retention.prune_forever(self.sf, policy, self.settings.prune_every_s), name="core-retention"))  # fmt: skip
+        self._tasks.append(
+            asyncio.create_task(
+                retention.prune_forever(self.sf, policy, self.settings.prune_every_s), name="core-retention"
+            )
+        )
         # after the order updates are subscribed to: its start-up cancels are booked
         await self.quotes.start()
         await self._keep_ack_wait()
@@ -89,10 +92,14 @@ class CoreService:
         )
         self._subs.append(
             await self.js.subscribe(
-                subjects.MD_SUBJECTS, durable=subjects.CORE_CONSUMER, cb=self._on_candle, manual_ack=True,
-                config=config, pending_msgs_limit=100_000,
+                subjects.MD_SUBJECTS,
+                durable=subjects.CORE_CONSUMER,
+                cb=self._on_candle,
+                manual_ack=True,
+                config=config,
+                pending_msgs_limit=100_000,
             )
-        )  # fmt: skip
+        )
 
     async def stop(self) -> None:
         await self.quotes.stop()  # the quotes come down while the order updates are still heard
@@ -246,11 +253,23 @@ class CoreService:
         self._last[market_id] = max(last, candle.time)
         CANDLES.labels("accepted").inc()
         derived = [
-            m.Candle(exchange=candle.exchange, symbol=candle.symbol, tf=tf, time=r[0], open=r[1], high=r[2], low=r[3],
-                     close=r[4], volume=r[5], trace_id=candle.trace_id, recv_ns=candle.recv_ns,
-                     source=candle.source, updates_seq=candle.updates_seq)
+            m.Candle(
+                exchange=candle.exchange,
+                symbol=candle.symbol,
+                tf=tf,
+                time=r[0],
+                open=r[1],
+                high=r[2],
+                low=r[3],
+                close=r[4],
+                volume=r[5],
+                trace_id=candle.trace_id,
+                recv_ns=candle.recv_ns,
+                source=candle.source,
+                updates_seq=candle.updates_seq,
+            )
             for tf, r in closed
-        ]  # fmt: skip
+        ]
         for c in (candle, *derived):
             await self.nc.publish(subjects.core_candle(c.exchange, c.symbol, c.tf), m.encode(c))
         await asyncio.gather(*(self.decide(c, resume) for c in (candle, *derived)))

@@ -56,8 +56,9 @@ EXIT = model.Intent("exit")
 
 
 def _decision(out: m.EvalOutcome) -> model.Decision:
-    return model.decision(out.position, out.size, out.stop_loss, out.take_profit, out.trailing_stop, out.limit,
-                          out.expire)  # fmt: skip
+    return model.decision(
+        out.position, out.size, out.stop_loss, out.take_profit, out.trailing_stop, out.limit, out.expire
+    )
 
 
 class TradeDesk:
@@ -306,9 +307,18 @@ class TradeDesk:
         rows = []
         now = utcnow()  # one timestamp for the batch (and processed once by insert_rows)
         tf = tf_ms(candle.tf)
-        common = {"candle_time": candle.time, "filled": ZERO, "fee": ZERO, "created_at": now, "updated_at": now,
-                  "reason": None, "status": "pending", **dict.fromkeys(positions.ORDER_FIELDS), "type": "market",
-                  "size_note": None}  # fmt: skip
+        common = {
+            "candle_time": candle.time,
+            "filled": ZERO,
+            "fee": ZERO,
+            "created_at": now,
+            "updated_at": now,
+            "reason": None,
+            "status": "pending",
+            **dict.fromkeys(positions.ORDER_FIELDS),
+            "type": "market",
+            "size_note": None,
+        }
         for st, it, why in wanted:
             fresh = allowed.get(st.id)
             if isinstance(fresh, str):
@@ -316,8 +326,14 @@ class TradeDesk:
                 continue
             assert fresh is not None
             owner_id, trader_id, exchange = fresh
-            base = {**common, "owner_id": owner_id, "assignment_id": st.id, "trader_id": trader_id,
-                    "exchange": exchange, "symbol": st.symbol}  # fmt: skip
+            base = {
+                **common,
+                "owner_id": owner_id,
+                "assignment_id": st.id,
+                "trader_id": trader_id,
+                "exchange": exchange,
+                "symbol": st.symbol,
+            }
             if it.kind == "cancel_entry":
                 if st.entry_open is not None:
                     self._cancels.append((st, trader_id, exchange, st.entry_open))
@@ -329,10 +345,18 @@ class TradeDesk:
                 if sized.note:
                     notes[st.id] = sized.note
                 cid = client_order_id(st.id, candle.time, "long")
-                row = {**base, "client_order_id": cid, "side": "buy", "amount": sized.amount,
-                       "status": "rejected" if sized.reason else "pending", "reason": sized.reason, "size_note": sized.note,
-                       "type": "limit" if it.limit is not None else "market", "limit_price": it.limit,
-                       "expires_at": model.expiry(candle.time, tf, it.expire) if it.limit is not None else None}  # fmt: skip
+                row = {
+                    **base,
+                    "client_order_id": cid,
+                    "side": "buy",
+                    "amount": sized.amount,
+                    "status": "rejected" if sized.reason else "pending",
+                    "reason": sized.reason,
+                    "size_note": sized.note,
+                    "type": "limit" if it.limit is not None else "market",
+                    "limit_price": it.limit,
+                    "expires_at": model.expiry(candle.time, tf, it.expire) if it.limit is not None else None,
+                }
                 if it.exits and not sized.reason:  # stored with the intent (store_intents), the entry's exits
                     self.orders.extra[cid] = Extra(
                         protect=it.exits, protection=positions.protection(it.exits, None, cid)
@@ -340,8 +364,15 @@ class TradeDesk:
                 rows.append(row)
             elif it.kind == "exit":
                 cid = client_order_id(st.id, candle.time, "short")
-                rows.append({**base, "client_order_id": cid, "side": "sell", "amount": st.position_qty,
-                             "exit_reason": why or "signal"})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "client_order_id": cid,
+                        "side": "sell",
+                        "amount": st.position_qty,
+                        "exit_reason": why or "signal",
+                    }
+                )
                 # the position's protective orders (and a resting entry) come down first, in the same call
                 cancels = [*st.resting, *([st.entry_open] if st.entry_open else [])]
                 if cancels:
@@ -353,8 +384,10 @@ class TradeDesk:
                     ref = o.pop("reference")
                     rows.append({**base, **o, "candle_time": None})  # drawn on the candle it fills in
                     self.orders.extra[o["client_order_id"]] = Extra(
-                        cancels=list(st.resting) if i == 0 else [], reference=ref,
-                        protection=p if i == 0 else None)  # fmt: skip
+                        cancels=list(st.resting) if i == 0 else [],
+                        reference=ref,
+                        protection=p if i == 0 else None,
+                    )
                 if not new:  # nothing to hold on the venue (cannot happen with exits set): keep it in core
                     st.protection = p
         return rows
@@ -382,17 +415,49 @@ class TradeDesk:
             # assignments: 10 ms before, 3 ms now); the limits of the few accounts that have any come in a
             # second query. The allocation is the index's: it is no limit (the account's limits and balance
             # are), and a change of it reaches the index by event.
-            has_limits = or_(t.max_order_notional.is_not(None), t.max_position.is_not(None),
-                             t.daily_loss_limit.is_not(None))  # fmt: skip
-            rows = {r[0]: tuple(r) for r in (await s.execute(
-                select(a.id, a.owner_id, a.trader_id, a.enabled, t.owner_id, t.exchange, u.killed, has_limits)
-                .select_from(_ASSIGNMENTS.outerjoin(_TRADERS, t.id == a.trader_id).outerjoin(_USERS, u.id == t.owner_id))
-                .where(a.market_id == states[0].market_id, a.timeframe == candle.tf)
-            )).all()}  # fmt: skip
+            has_limits = or_(
+                t.max_order_notional.is_not(None),
+                t.max_position.is_not(None),
+                t.daily_loss_limit.is_not(None),
+            )
+            rows = {
+                r[0]: tuple(r)
+                for r in (
+                    await s.execute(
+                        select(
+                            a.id,
+                            a.owner_id,
+                            a.trader_id,
+                            a.enabled,
+                            t.owner_id,
+                            t.exchange,
+                            u.killed,
+                            has_limits,
+                        )
+                        .select_from(
+                            _ASSIGNMENTS.outerjoin(_TRADERS, t.id == a.trader_id).outerjoin(
+                                _USERS, u.id == t.owner_id
+                            )
+                        )
+                        .where(a.market_id == states[0].market_id, a.timeframe == candle.tf)
+                    )
+                ).all()
+            }
             limited_ids = {r[2] for r in rows.values() if r[7]}
-            limits = {r[0]: risk.Limits(*r[1:]) for r in (await s.execute(
-                select(t.id, t.max_order_notional, t.max_position, t.daily_loss_limit).where(t.id.in_(limited_ids))
-            )).all()} if limited_ids else {}  # fmt: skip
+            limits = (
+                {
+                    r[0]: risk.Limits(*r[1:])
+                    for r in (
+                        await s.execute(
+                            select(t.id, t.max_order_notional, t.max_position, t.daily_loss_limit).where(
+                                t.id.in_(limited_ids)
+                            )
+                        )
+                    ).all()
+                }
+                if limited_ids
+                else {}
+            )
             allowed: dict[int, tuple[int, int, str] | str] = {}
             books: dict[int, risk.AccountBook] = {}
             for st in states:
@@ -409,8 +474,14 @@ class TradeDesk:
                     # Never expected: every path that links an account checks its owner. Were one to miss,
                     # this is where the money stops.
                     ORDERS.labels("refused_owner").inc()
-                    log.error("core: assignment %s (owner %s) refused an order on account %s (owner %s, %s)",
-                              st.id, owner, trader_id, trader_owner, exchange)  # fmt: skip
+                    log.error(
+                        "core: assignment %s (owner %s) refused an order on account %s (owner %s, %s)",
+                        st.id,
+                        owner,
+                        trader_id,
+                        trader_owner,
+                        exchange,
+                    )
                     allowed[st.id] = (
                         "not traded: the trading account does not belong to this assignment's owner"
                     )
@@ -424,15 +495,26 @@ class TradeDesk:
                         )
             positioned = [tid for tid, b in books.items() if b.limits.max_position is not None]
             if positioned:
-                held = (await s.execute(
-                    select(a.trader_id, func.sum(a.position_qty)).where(
-                        a.trader_id.in_(positioned), a.market_id == states[0].market_id).group_by(a.trader_id)
-                )).all()  # fmt: skip
-                flying = (await s.execute(
-                    select(o.trader_id, func.sum(o.amount)).where(
-                        o.status.in_(("pending", "open")), o.side == "buy", o.trader_id.in_(positioned),
-                        o.exchange == candle.exchange, o.symbol == candle.symbol).group_by(o.trader_id)
-                )).all()  # fmt: skip
+                held = (
+                    await s.execute(
+                        select(a.trader_id, func.sum(a.position_qty))
+                        .where(a.trader_id.in_(positioned), a.market_id == states[0].market_id)
+                        .group_by(a.trader_id)
+                    )
+                ).all()
+                flying = (
+                    await s.execute(
+                        select(o.trader_id, func.sum(o.amount))
+                        .where(
+                            o.status.in_(("pending", "open")),
+                            o.side == "buy",
+                            o.trader_id.in_(positioned),
+                            o.exchange == candle.exchange,
+                            o.symbol == candle.symbol,
+                        )
+                        .group_by(o.trader_id)
+                    )
+                ).all()
                 for tid, qty in [*held, *flying]:
                     book = books[tid].held
                     book[candle.symbol] = book.get(candle.symbol, ZERO) + Decimal(qty or 0)

@@ -218,11 +218,44 @@ def _child(
                 runtimes.measure(aid)
                 us = int((perf() - started) * 1e6)
                 if d.plot is not None:  # a plot: every field (the common case below stays as short)
-                    out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs, d.stop_loss,
-                                d.take_profit, d.trailing_stop, d.limit, d.expire, d.quotes, d.plot))  # fmt: skip
+                    out.append(
+                        (
+                            aid,
+                            "ok",
+                            d.position,
+                            d.size,
+                            d.note,
+                            None,
+                            us,
+                            d.logs,
+                            d.stop_loss,
+                            d.take_profit,
+                            d.trailing_stop,
+                            d.limit,
+                            d.expire,
+                            d.quotes,
+                            d.plot,
+                        )
+                    )
                 elif ticks is not None and d.quotes is not None:
-                    out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs, d.stop_loss,
-                                d.take_profit, d.trailing_stop, d.limit, d.expire, d.quotes))  # fmt: skip
+                    out.append(
+                        (
+                            aid,
+                            "ok",
+                            d.position,
+                            d.size,
+                            d.note,
+                            None,
+                            us,
+                            d.logs,
+                            d.stop_loss,
+                            d.take_profit,
+                            d.trailing_stop,
+                            d.limit,
+                            d.expire,
+                            d.quotes,
+                        )
+                    )
                 elif (
                     d.stop_loss is None
                     and d.take_profit is None
@@ -234,8 +267,23 @@ def _child(
                     else:
                         out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs))
                 else:
-                    out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs, d.stop_loss,
-                                d.take_profit, d.trailing_stop, d.limit, d.expire))  # fmt: skip
+                    out.append(
+                        (
+                            aid,
+                            "ok",
+                            d.position,
+                            d.size,
+                            d.note,
+                            None,
+                            us,
+                            d.logs,
+                            d.stop_loss,
+                            d.take_profit,
+                            d.trailing_stop,
+                            d.limit,
+                            d.expire,
+                        )
+                    )
             except StrategyError as exc:
                 if exc.candle_time is None:
                     exc.candle_time = candle_time
@@ -248,8 +296,18 @@ def _child(
                 out.append((aid, "error", None, 1.0, None, str(exc), int((perf() - started) * 1e6), logs))
             except Exception as exc:  # a bug of ours must not look like the strategy's fault
                 log.exception("eval executor: internal error")
-                out.append((aid, "error", None, 1.0, None, f"internal error in the eval worker: {type(exc).__name__}",
-                            int((perf() - started) * 1e6), []))  # fmt: skip
+                out.append(
+                    (
+                        aid,
+                        "error",
+                        None,
+                        1.0,
+                        None,
+                        f"internal error in the eval worker: {type(exc).__name__}",
+                        int((perf() - started) * 1e6),
+                        [],
+                    )
+                )
         progress[0] = -1
         conn.send(out)
 
@@ -277,8 +335,12 @@ class Executor:
         parent, child = self._ctx.Pipe()
         self._progress = self._ctx.Array("q", 1, lock=False)
         self._progress[0] = -1
-        self._proc = self._ctx.Process(target=_child, args=(child, self._progress, self.limits, self.memory_budget_mb), daemon=True,
-                                       name="tradewind-eval-executor")  # fmt: skip
+        self._proc = self._ctx.Process(
+            target=_child,
+            args=(child, self._progress, self.limits, self.memory_budget_mb),
+            daemon=True,
+            name="tradewind-eval-executor",
+        )
         self._proc.start()
         child.close()
         self._conn = parent
@@ -358,8 +420,16 @@ class Executor:
             ticks = [None if j.tick is None else (j.tick, j.state) for j in pending] if on_ticks else None
             self._progress[0] = -1
             try:
-                self._conn.send((parts, candle_time, [(j.assignment_id, j.strategy_id, j.version) for j in pending],
-                                 send_codes, send_details, ticks))  # fmt: skip
+                self._conn.send(
+                    (
+                        parts,
+                        candle_time,
+                        [(j.assignment_id, j.strategy_id, j.version) for j in pending],
+                        send_codes,
+                        send_details,
+                        ticks,
+                    )
+                )
             except OSError:  # the child is gone: start another and send the batch again
                 broken += 1
                 if broken > 3:
@@ -412,7 +482,26 @@ class Executor:
                 new = _tuple_new
                 for o in out:
                     if len(o) == 4:  # the common result, inline: a thousand per batch
-                        results[o[0]] = new(Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None, None, None))  # fmt: skip
+                        results[o[0]] = new(
+                            Outcome,
+                            (
+                                o[0],
+                                "ok",
+                                o[1],
+                                o[2],
+                                None,
+                                None,
+                                o[3],
+                                [],
+                                None,
+                                None,
+                                None,
+                                None,
+                                None,
+                                None,
+                                None,
+                            ),
+                        )
                     else:
                         results[o[0]] = _outcome(o)
                 return None, False
@@ -510,8 +599,12 @@ class ValidationPool:
     validations running or waiting (one at a time runs): more is ``ValidationBusy``, so one user's
     runaways cannot queue ahead of everybody else's. Started lazily on first use, or by ``lifespan``."""
 
-    def __init__(self, size: int = VALIDATION_CHILDREN, deadline_s: float = VALIDATION_DEADLINE_S,
-                 per_user: int = VALIDATIONS_PER_USER) -> None:  # fmt: skip
+    def __init__(
+        self,
+        size: int = VALIDATION_CHILDREN,
+        deadline_s: float = VALIDATION_DEADLINE_S,
+        per_user: int = VALIDATIONS_PER_USER,
+    ) -> None:
         self.size, self.deadline_s, self.per_user = size, deadline_s, per_user
         self._ctx = mp.get_context("spawn")
         self._idle: asyncio.Queue[_Child | None] | None = None  # None: a child could not be started
@@ -609,8 +702,10 @@ class ValidationPool:
                 )
             self.kills += 1
             log.info("validation ran past its deadline; killing its child")
-            said = (f"validation ran past its {self.deadline_s:g} s limit and was stopped; the top level of the "
-                    "code (outside functions) runs when it is checked: keep it short")  # fmt: skip
+            said = (
+                f"validation ran past its {self.deadline_s:g} s limit and was stopped; the top level of the "
+                "code (outside functions) runs when it is checked: keep it short"
+            )
             return Inspection([Diagnostic(None, said)], [])
         finally:
             if healthy and not self._closed:
@@ -662,8 +757,9 @@ class ValidationPool:
 
     def _start_child(self) -> _Child | None:
         parent, there = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_validation_child, args=(there,), daemon=True,
-                                 name="tradewind-validation")  # fmt: skip
+        proc = self._ctx.Process(
+            target=_validation_child, args=(there,), daemon=True, name="tradewind-validation"
+        )
         proc.start()
         there.close()
         child = _Child(proc, parent)

@@ -252,8 +252,11 @@ def check_value(spec: ParamSpec, value: Any) -> Scalar:
         raise ParamError(spec.name, f"must be one of {listed}, got {shown}")
     kind = "a whole number" if spec.type == "int" else "a number"
     if isinstance(value, str) and SWEEP.fullmatch(value):
-        raise ParamError(spec.name, f"takes one value, not a range: {shown} is the syntax of a sweep "
-                                    "(tradewind sweep); Research searches the declared range")  # fmt: skip
+        raise ParamError(
+            spec.name,
+            f"takes one value, not a range: {shown} is the syntax of a sweep "
+            "(tradewind sweep); Research searches the declared range",
+        )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParamError(spec.name, f"must be {kind}{_range_text(spec)}, got {shown}")
     if not math.isfinite(value) or abs(value) > MAX_NUMBER:
@@ -278,8 +281,9 @@ def check_params(specs: dict[str, ParamSpec], params: dict[str, Any]) -> dict[st
     for name, value in params.items():
         spec = specs.get(name)
         if spec is None:
-            raise ParamError(name, f"the strategy declares no parameter {name!r}; it declares "
-                                   f"{', '.join(sorted(specs))}")  # fmt: skip
+            raise ParamError(
+                name, f"the strategy declares no parameter {name!r}; it declares {', '.join(sorted(specs))}"
+            )
         out[name] = check_value(spec, value)
     return out
 

@@ -62,8 +62,15 @@ NO_ON_TICK = "the strategy defines no function on_tick(t, c, params)"
 class StrategyError(Exception):
     """A strategy failed: syntax, runtime error, bad return value, or a limit."""
 
-    def __init__(self, strategy: str, reason: str, *, candle_time: int | None = None, line: int | None = None,
-                 limit: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        strategy: str,
+        reason: str,
+        *,
+        candle_time: int | None = None,
+        line: int | None = None,
+        limit: str | None = None,
+    ) -> None:
         self.strategy, self.reason, self.candle_time, self.line, self.limit = (
             strategy,
             reason,
@@ -94,8 +101,11 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
-        return cls(instructions=settings.eval_instruction_limit, memory_mb=settings.eval_memory_mb,
-                   time_ms=settings.eval_time_limit_ms)  # fmt: skip
+        return cls(
+            instructions=settings.eval_instruction_limit,
+            memory_mb=settings.eval_memory_mb,
+            time_ms=settings.eval_time_limit_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -191,8 +201,16 @@ class StrategyRuntime:
     """One strategy's private Lua state: compiles ``code``, runs its top level and ``init(params)`` (unless
     ``run_init`` is false); raises StrategyError. Not thread-safe; one evaluation at a time."""
 
-    def __init__(self, code: str, *, name: str, params: dict[str, Any] | None = None, limits: Limits | None = None,
-                 indicators: ArrayStore | None = None, run_init: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        code: str,
+        *,
+        name: str,
+        params: dict[str, Any] | None = None,
+        limits: Limits | None = None,
+        indicators: ArrayStore | None = None,
+        run_init: bool = True,
+    ) -> None:
         self.name = name
         self.limits = limits or Limits()
         self.store = indicators or ArrayStore()
@@ -214,19 +232,30 @@ class StrategyRuntime:
         self._block_shift = _ta.SERIES_BLOCK_SHIFT
         self.broken = False
         self.rt = lua.LuaRuntime(
-            register_eval=False, register_builtins=False, unpack_returned_tuples=True,
-            attribute_filter=_deny, max_memory=self.limits.memory_mb * 1024 * 1024,
-        )  # fmt: skip
+            register_eval=False,
+            register_builtins=False,
+            unpack_returned_tuples=True,
+            attribute_filter=_deny,
+            max_memory=self.limits.memory_mb * 1024 * 1024,
+        )
         self.rt.execute("python = nil")
         self._collect = self.rt.globals().collectgarbage  # the host's, for collect_garbage()
         self._unpack = self.rt.globals().table.unpack  # the host's, for _array
         # our own bytecode, loaded from the host; strategies can only ever load text (see compile)
         boot = self.rt.globals().load(_boot_bytecode(), "=boot", "b")
         self.boot = boot(
-            self._get, self._data, self._ta, self._array, self._print,
-            self.limits.instructions, HOOK_STEP, self.limits.time_ms / 1000, self.rt.table_from(NAMES), self.rt.table_from({n: True for n in MULTI}),
+            self._get,
+            self._data,
+            self._ta,
+            self._array,
+            self._print,
+            self.limits.instructions,
+            HOOK_STEP,
+            self.limits.time_ms / 1000,
+            self.rt.table_from(NAMES),
+            self.rt.table_from({n: True for n in MULTI}),
             self._block_shift,
-        )  # fmt: skip
+        )
         self._charge = self.boot["charge"]  # host work (ta computations) counted against the budget
         # Lua table lookups from Python cost microseconds: take the functions out once.
         self._mark = self.boot["mark"]
@@ -377,8 +406,9 @@ class StrategyRuntime:
             result = self._run(fn, *args)
         except lua.LuaMemoryError:
             self.broken = True
-            raise StrategyError(self.name, _limit_text("memory", self.limits), candle_time=self._candle_time,
-                                limit="memory") from None  # fmt: skip
+            raise StrategyError(
+                self.name, _limit_text("memory", self.limits), candle_time=self._candle_time, limit="memory"
+            ) from None
         except lua.LuaError as exc:
             raise self._error(str(exc)) from None
         if not isinstance(result, tuple):
@@ -457,8 +487,9 @@ class StrategyRuntime:
             ok, *out = fn(*args)
         except lua.LuaMemoryError:
             self.broken = True
-            raise StrategyError(self.name, _limit_text("memory", self.limits), candle_time=self._candle_time,
-                                limit="memory") from None  # fmt: skip
+            raise StrategyError(
+                self.name, _limit_text("memory", self.limits), candle_time=self._candle_time, limit="memory"
+            ) from None
         except lua.LuaError as exc:
             raise self._error(str(exc)) from None
         except UnicodeDecodeError:  # text from Lua that is not UTF-8 (a return value or an error message)
@@ -653,13 +684,24 @@ class StrategyRuntime:
             raise self._bad('decide returned nothing; return "long", "short" or "neutral"')
         raise self._bad(f'decide returned {_short(value)}; return "long", "short" or "neutral"')
 
-    def _table_decision(self, position: Any, size: Any, note: Any, stop_loss: Any = None, take_profit: Any = None,
-                        trailing_stop: Any = None, limit: Any = None, expire: Any = None,
-                        who: str = "decide") -> Decision:  # fmt: skip
+    def _table_decision(
+        self,
+        position: Any,
+        size: Any,
+        note: Any,
+        stop_loss: Any = None,
+        take_profit: Any = None,
+        trailing_stop: Any = None,
+        limit: Any = None,
+        expire: Any = None,
+        who: str = "decide",
+    ) -> Decision:
         if position.__class__ is not str or position not in POSITIONS:
             if who == "on_tick":
-                raise self._bad('the table on_tick returned needs quotes = {...} or position = "long", "short" or '
-                                '"neutral"')  # fmt: skip
+                raise self._bad(
+                    'the table on_tick returned needs quotes = {...} or position = "long", "short" or '
+                    '"neutral"'
+                )
             raise self._bad('the table decide returned needs position = "long", "short" or "neutral"')
         if size is None:
             size = 1.0

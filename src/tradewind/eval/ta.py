@@ -46,7 +46,9 @@ WINDOW_CACHE_BYTES = 32 * 1024 * 1024  # indicator results cached per window; pa
 # each): the call's fixed overhead on the host, and one per input value. Hits of the cache cost nothing.
 CALL_COST = 2500
 NUMBERS = (int, float, bool)
-GONE = "this array belongs to an old candle or to no array this strategy was given; compute it again in decide()"  # fmt: skip
+GONE = (
+    "this array belongs to an old candle or to no array this strategy was given; compute it again in decide()"
+)
 
 
 class TAError(Exception):
@@ -200,7 +202,9 @@ class ArrayStore:
             self._register(_as(window.time, np.int64), w)
             w.grants = {i: self._arrays[i] for i in w.ids}
             w.candles = frozenset(TAG | (i << 38) | n for i in w.ids)
-            w.codes = tuple((i << 38) | n for i in w.ids) + tuple(v for e in w.grants.values() for v in _tail(e.arr))  # type: ignore[arg-type]  # fmt: skip
+            w.codes = tuple((i << 38) | n for i in w.ids) + tuple(
+                v for e in w.grants.values() for v in _tail(e.arr)
+            )  # type: ignore[arg-type]
             self._windows[key] = w
             while len(self._windows) > MAX_WINDOWS:
                 _, old = self._windows.popitem(last=False)
@@ -343,9 +347,14 @@ class ArrayStore:
         return (1, (rid << 38) | window, None, None, lead), give, cost  # type: ignore[operator]
 
     def _compute(
-        self, name: str, spec: Callable[..., Any], args: tuple[Any, ...], entries: list[Array | None],
-        grants: Grants, hot_key: Any,
-    ) -> tuple[Any, int]:  # fmt: skip
+        self,
+        name: str,
+        spec: Callable[..., Any],
+        args: tuple[Any, ...],
+        entries: list[Array | None],
+        grants: Grants,
+        hot_key: Any,
+    ) -> tuple[Any, int]:
         window: _Window | None = None
         cacheable = True
         values: list[Any] = []
@@ -428,25 +437,43 @@ def _hlc(fn: Callable[..., np.ndarray], default: int) -> Callable[..., np.ndarra
 
 
 def _macd(src: Any, fast: Any = None, slow: Any = None, signal: Any = None) -> tuple[np.ndarray, ...]:
-    return talib.MACD(_series(src), fastperiod=_period(fast, 12, "fast"), slowperiod=_period(slow, 26, "slow"),
-                      signalperiod=_period(signal, 9, "signal"))  # fmt: skip
+    return talib.MACD(
+        _series(src),
+        fastperiod=_period(fast, 12, "fast"),
+        slowperiod=_period(slow, 26, "slow"),
+        signalperiod=_period(signal, 9, "signal"),
+    )
 
 
 def _bbands(src: Any, n: Any = None, up: Any = None, down: Any = None) -> tuple[np.ndarray, ...]:
-    return talib.BBANDS(_series(src), timeperiod=_period(n, 20), nbdevup=_num(up, 2.0, "deviations up"),
-                        nbdevdn=_num(down, _num(up, 2.0, "deviations up"), "deviations down"))  # fmt: skip
+    return talib.BBANDS(
+        _series(src),
+        timeperiod=_period(n, 20),
+        nbdevup=_num(up, 2.0, "deviations up"),
+        nbdevdn=_num(down, _num(up, 2.0, "deviations up"), "deviations down"),
+    )
 
 
 def _stoch(
     h: Any, lo: Any, c: Any, fastk: Any = None, slowk: Any = None, slowd: Any = None
 ) -> tuple[np.ndarray, ...]:
-    return talib.STOCH(_series(h), _series(lo), _series(c), fastk_period=_period(fastk, 14, "k period"),
-                       slowk_period=_period(slowk, 3, "k smoothing"), slowd_period=_period(slowd, 3, "d period"))  # fmt: skip
+    return talib.STOCH(
+        _series(h),
+        _series(lo),
+        _series(c),
+        fastk_period=_period(fastk, 14, "k period"),
+        slowk_period=_period(slowk, 3, "k smoothing"),
+        slowd_period=_period(slowd, 3, "d period"),
+    )
 
 
 def _stochrsi(src: Any, n: Any = None, fastk: Any = None, fastd: Any = None) -> tuple[np.ndarray, ...]:
-    return talib.STOCHRSI(_series(src), timeperiod=_period(n, 14), fastk_period=_period(fastk, 5, "k period"),
-                          fastd_period=_period(fastd, 3, "d period"))  # fmt: skip
+    return talib.STOCHRSI(
+        _series(src),
+        timeperiod=_period(n, 14),
+        fastk_period=_period(fastk, 5, "k period"),
+        fastd_period=_period(fastd, 3, "d period"),
+    )
 
 
 def _mfi(h: Any, lo: Any, c: Any, v: Any, n: Any = None) -> np.ndarray:
@@ -458,8 +485,12 @@ def _obv(src: Any, v: Any) -> np.ndarray:
 
 
 def _sar(h: Any, lo: Any, accel: Any = None, maximum: Any = None) -> np.ndarray:
-    return talib.SAR(_series(h), _series(lo), acceleration=_num(accel, 0.02, "acceleration"),
-                     maximum=_num(maximum, 0.2, "maximum"))  # fmt: skip
+    return talib.SAR(
+        _series(h),
+        _series(lo),
+        acceleration=_num(accel, 0.02, "acceleration"),
+        maximum=_num(maximum, 0.2, "maximum"),
+    )
 
 
 def _vwap(h: Any, lo: Any, c: Any, v: Any, n: Any = None) -> np.ndarray:

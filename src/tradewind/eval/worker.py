@@ -142,8 +142,11 @@ class WindowCache:
         async with self.sf() as session:
             mid = self._markets.get((exchange, symbol))
             if mid is None:
-                mid = (await session.execute(
-                    select(Market.id).where(Market.exchange == exchange, Market.symbol == symbol))).scalar_one_or_none()  # fmt: skip
+                mid = (
+                    await session.execute(
+                        select(Market.id).where(Market.exchange == exchange, Market.symbol == symbol)
+                    )
+                ).scalar_one_or_none()
                 if mid is None:
                     return []
                 self._markets[(exchange, symbol)] = mid
@@ -194,18 +197,30 @@ class EvalWorker:
         missing = {(j.strategy_id, j.version) for j in jobs} - self._codes.keys()
         if missing:
             async with self.sf() as s:
-                rows = (await s.execute(
-                    select(StrategyVersion.strategy_id, StrategyVersion.version, StrategyVersion.code, Strategy.name,
-                           Strategy.owner_id)
-                    .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
-                    .where(tuple_(StrategyVersion.strategy_id, StrategyVersion.version).in_(list(missing)))
-                )).all()  # fmt: skip
+                rows = (
+                    await s.execute(
+                        select(
+                            StrategyVersion.strategy_id,
+                            StrategyVersion.version,
+                            StrategyVersion.code,
+                            Strategy.name,
+                            Strategy.owner_id,
+                        )
+                        .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
+                        .where(
+                            tuple_(StrategyVersion.strategy_id, StrategyVersion.version).in_(list(missing))
+                        )
+                    )
+                ).all()
             for sid, ver, code, name, owner in rows:
                 self._codes[(sid, ver)] = code
                 self._names[sid] = name
                 self._owners[sid] = owner  # a strategy never changes hands
-        return {(j.strategy_id, j.version): self._codes[(j.strategy_id, j.version)]
-                for j in jobs if (j.strategy_id, j.version) in self._codes}  # fmt: skip
+        return {
+            (j.strategy_id, j.version): self._codes[(j.strategy_id, j.version)]
+            for j in jobs
+            if (j.strategy_id, j.version) in self._codes
+        }
 
     async def _on_request(self, msg: Msg) -> None:
         received = time.time_ns()
@@ -219,8 +234,11 @@ class EvalWorker:
         except Exception:
             log.exception("eval: batch for %s %s %s failed", req.exchange, req.symbol, req.candle_time)
             return  # no answer: core retries on another worker
-        reply = m.EvalReply(outcomes=reply.outcomes, worker=self.name,
-                            queue_wait_us=max(0, (received - req.sent_ns) // 1000) if req.sent_ns else 0)  # fmt: skip
+        reply = m.EvalReply(
+            outcomes=reply.outcomes,
+            worker=self.name,
+            queue_wait_us=max(0, (received - req.sent_ns) // 1000) if req.sent_ns else 0,
+        )
         if msg.reply:
             await msg.respond(m.encode(reply))
         BATCHES.inc()
@@ -244,26 +262,78 @@ class EvalWorker:
         refused = {j.assignment_id for j in foreign}
         if refused:
             log.error("eval: refused %d jobs whose strategy is not their assignment owner's", len(refused))
-        refused_outcomes = [m.EvalOutcome(assignment_id=j.assignment_id, status="error",
-                                          error="this strategy does not belong to the assignment's owner") for j in foreign]  # fmt: skip
+        refused_outcomes = [
+            m.EvalOutcome(
+                assignment_id=j.assignment_id,
+                status="error",
+                error="this strategy does not belong to the assignment's owner",
+            )
+            for j in foreign
+        ]
         # a tick request: every job is an on_tick evaluation on its tick, with its assignment's state
-        jobs = [Job(j.assignment_id, j.strategy_id, j.version, self._names.get(j.strategy_id, f"#{j.strategy_id}"),
-                    dict(j.params), max(1, min(j.lookback, MAX_LOOKBACK)), tick, None if tick is None else j.state)
-                for j in req.jobs if j.assignment_id not in refused]  # fmt: skip
+        jobs = [
+            Job(
+                j.assignment_id,
+                j.strategy_id,
+                j.version,
+                self._names.get(j.strategy_id, f"#{j.strategy_id}"),
+                dict(j.params),
+                max(1, min(j.lookback, MAX_LOOKBACK)),
+                tick,
+                None if tick is None else j.state,
+            )
+            for j in req.jobs
+            if j.assignment_id not in refused
+        ]
         if not len(window) or window.last_time != candle_time:
-            missing = (f"no closed candle of {req.symbol} {req.tf} yet" if not candle_time
-                       else f"no candle at {candle_time} for {req.symbol} {req.tf}")  # fmt: skip
+            missing = (
+                f"no closed candle of {req.symbol} {req.tf} yet"
+                if not candle_time
+                else f"no candle at {candle_time} for {req.symbol} {req.tf}"
+            )
             outcomes = [
                 m.EvalOutcome(assignment_id=j.assignment_id, status="error", error=missing) for j in jobs
             ]
             return m.EvalReply(outcomes=refused_outcomes + outcomes, worker=self.name)
         results = await self.executor.evaluate(window, candle_time, jobs, codes)
         outcomes = refused_outcomes
-        for aid, status, position, size, note, error, us, logs, sl, tp, ts, limit, expire, quotes, plot in results:  # fmt: skip
+        for (
+            aid,
+            status,
+            position,
+            size,
+            note,
+            error,
+            us,
+            logs,
+            sl,
+            tp,
+            ts,
+            limit,
+            expire,
+            quotes,
+            plot,
+        ) in results:
             EVALS.labels(status).inc()
-            outcomes.append(m.EvalOutcome(assignment_id=aid, status=status, position=position, size=size, note=note,
-                                          error=error, duration_us=us, logs=logs, stop_loss=sl, take_profit=tp,
-                                          trailing_stop=ts, limit=limit, expire=expire,
-                                          quotes=None if quotes is None else [m.Quote(side=s, price=p, amount=a)
-                                                                              for s, p, a in quotes], plot=plot))  # fmt: skip
+            outcomes.append(
+                m.EvalOutcome(
+                    assignment_id=aid,
+                    status=status,
+                    position=position,
+                    size=size,
+                    note=note,
+                    error=error,
+                    duration_us=us,
+                    logs=logs,
+                    stop_loss=sl,
+                    take_profit=tp,
+                    trailing_stop=ts,
+                    limit=limit,
+                    expire=expire,
+                    quotes=None
+                    if quotes is None
+                    else [m.Quote(side=s, price=p, amount=a) for s, p, a in quotes],
+                    plot=plot,
+                )
+            )
         return m.EvalReply(outcomes=outcomes, worker=self.name)

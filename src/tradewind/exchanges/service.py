@@ -420,8 +420,11 @@ class ExchangeService:
 
     def _unparsable(self, req: m.PlaceOrder) -> m.OrderAck:
         ORDER_CALLS.labels(self.name, "rejected").inc()
-        return m.OrderAck(client_order_id=req.client_order_id, status="rejected",
-                          reason=f"amount or price is not a number: {req.amount!r}")  # fmt: skip
+        return m.OrderAck(
+            client_order_id=req.client_order_id,
+            status="rejected",
+            reason=f"amount or price is not a number: {req.amount!r}",
+        )
 
     async def _place(self, req: m.PlaceOrder) -> m.OrderAck:
         try:
@@ -456,9 +459,14 @@ class ExchangeService:
             # A task per open order until it settles, then forgotten: the long-lived list above would
             # keep every finished one for as long as the service runs.
             follower = asyncio.create_task(
-                self._follow(creds, req.client_order_id, req.symbol, resting=spec.type != "market",
-                             quote=spec.post_only)
-            )  # fmt: skip
+                self._follow(
+                    creds,
+                    req.client_order_id,
+                    req.symbol,
+                    resting=spec.type != "market",
+                    quote=spec.post_only,
+                )
+            )
             self._followers.add(follower)
             follower.add_done_callback(self._followers.discard)
         return _ack(result)
@@ -560,11 +568,19 @@ class ExchangeService:
     async def _publish_update(self, trader_id: int, r: OrderResult) -> None:
         self._updates += 1
         upd = m.OrderUpdated(
-            source=self._run_id, seq=self._updates,
-            exchange=self.name, trader_id=trader_id, client_order_id=r.client_order_id, status=r.status,
-            filled=format(r.filled, "f"), price=format(r.price, "f") if r.price is not None else None,
-            fee=format(r.fee, "f"), fee_asset=r.fee_asset, time=r.time, reason=r.reason,
-        )  # fmt: skip
+            source=self._run_id,
+            seq=self._updates,
+            exchange=self.name,
+            trader_id=trader_id,
+            client_order_id=r.client_order_id,
+            status=r.status,
+            filled=format(r.filled, "f"),
+            price=format(r.price, "f") if r.price is not None else None,
+            fee=format(r.fee, "f"),
+            fee_asset=r.fee_asset,
+            time=r.time,
+            reason=r.reason,
+        )
         await self.nc.publish(subjects.order_updates(self.name), m.encode(upd))
 
 
@@ -586,9 +602,15 @@ def _spec(req: m.PlaceOrder) -> OrderSpec:
         group=req.group,
         cancels=tuple(req.cancels),
         post_only=req.post_only,
-        protect=Protect(stop_loss=dec(p.stop_loss), take_profit=dec(p.take_profit),
-                        trailing_stop=dec(p.trailing_stop), rev=p.rev) if p else None,
-    )  # fmt: skip
+        protect=Protect(
+            stop_loss=dec(p.stop_loss),
+            take_profit=dec(p.take_profit),
+            trailing_stop=dec(p.trailing_stop),
+            rev=p.rev,
+        )
+        if p
+        else None,
+    )
 
 
 def _ack(r: OrderResult) -> m.OrderAck:

@@ -142,8 +142,14 @@ class HistoryStore:
             return a
         return {c: v[lo:hi] for c, v in a.items()}
 
-    def read(self, exchange: str, symbol: str, tf: str = BASE_TIMEFRAME, start: int | None = None,
-             end: int | None = None) -> Arrays | None:  # fmt: skip
+    def read(
+        self,
+        exchange: str,
+        symbol: str,
+        tf: str = BASE_TIMEFRAME,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Arrays | None:
         """The market's ``tf`` candles with open time in [start, end) as column arrays (time int64 ms,
         prices float64), oldest first; None when the store holds nothing to make them from. Raises
         HistoryError for a file it cannot read."""

@@ -28,8 +28,9 @@ class NotStored(LookupError):
     """Neither store holds what was asked for; the message says what."""
 
 
-async def store_rows(sf: SessionFactory, history: HistoryStore, exchange: str, symbol: str, tf: str,
-                     rows: Sequence[Row]) -> tuple[int, Accepted]:  # fmt: skip
+async def store_rows(
+    sf: SessionFactory, history: HistoryStore, exchange: str, symbol: str, tf: str, rows: Sequence[Row]
+) -> tuple[int, Accepted]:
     """Put candle rows of a market into the database and the history store, checked, de-duplicated
     against what is stored and (for 1m) derived by the one door; (market id, what the door did)."""
     async with sf() as s:
@@ -53,8 +54,9 @@ async def market_id(sf: SessionFactory, exchange: str, symbol: str) -> int | Non
         return (await s.execute(q)).scalar_one_or_none()
 
 
-def history_candles(history: HistoryStore, exchange: str, symbol: str, tf: str, start: int | None,
-                    end: int | None) -> Arrays | None:  # fmt: skip
+def history_candles(
+    history: HistoryStore, exchange: str, symbol: str, tf: str, start: int | None, end: int | None
+) -> Arrays | None:
     """The market's ``tf`` candles in [start, end) from the history store; None when it holds none of the
     market, NotStored when it holds the market but no candle in the range. Raises HistoryError for a file
     it cannot read."""
@@ -64,8 +66,9 @@ def history_candles(history: HistoryStore, exchange: str, symbol: str, tf: str, 
     return found
 
 
-async def market_candles(sf: SessionFactory, history: HistoryStore, market: int, tf: str, start: int | None,
-                         end: int | None) -> Arrays:  # fmt: skip
+async def market_candles(
+    sf: SessionFactory, history: HistoryStore, market: int, tf: str, start: int | None, end: int | None
+) -> Arrays:
     """The ``tf`` candles in [start, end) of the market with id ``market``: from the history store when it
     holds the market, else from the database; NotStored when there are none."""
     async with sf() as s:

@@ -61,8 +61,15 @@ class TickSampler:
 
 
 def _row(market_id: int, start: int, t: m.Tick) -> dict[str, Any]:
-    return {"market_id": market_id, "time": start, "bid": t.bid, "ask": t.ask, "bid_size": t.bid_size,
-            "ask_size": t.ask_size, "last": t.last or (t.bid + t.ask) / 2}  # fmt: skip
+    return {
+        "market_id": market_id,
+        "time": start,
+        "bid": t.bid,
+        "ask": t.ask,
+        "bid_size": t.bid_size,
+        "ask_size": t.ask_size,
+        "last": t.last or (t.bid + t.ask) / 2,
+    }
 
 
 async def store_ticks(session: Any, dialect: str, rows: list[dict[str, Any]]) -> None:

@@ -36,8 +36,10 @@ def make_engine(url: str, *, background_checkpoints: bool = False, **kwargs: Any
     except OSError as exc:  # the SQLite file cannot be made where the settings put it
         from tradewind.config import ConfigError
 
-        raise ConfigError(f"database_url (TRADEWIND_DATABASE_URL) or data_dir (TRADEWIND_DATA_DIR): cannot "
-                          f"create {exc.filename or 'the SQLite file'}: {exc.strerror or exc}") from None  # fmt: skip
+        raise ConfigError(
+            f"database_url (TRADEWIND_DATABASE_URL) or data_dir (TRADEWIND_DATA_DIR): cannot "
+            f"create {exc.filename or 'the SQLite file'}: {exc.strerror or exc}"
+        ) from None
 
 
 def _make_engine(url: str, *, background_checkpoints: bool, **kwargs: Any) -> AsyncEngine:

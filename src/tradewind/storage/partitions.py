@@ -59,10 +59,15 @@ def months(first: dt.datetime, last: dt.datetime) -> list[dt.datetime]:
 
 async def partitions(conn: Any, table: str) -> dict[str, tuple[int, int] | None]:
     """The table's partitions: name -> (from, to) in epoch ms, None for the default one."""
-    rows = (await conn.execute(text(
-        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :t"
-    ), {"t": table})).all()  # fmt: skip
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :t"
+            ),
+            {"t": table},
+        )
+    ).all()
     out: dict[str, tuple[int, int] | None] = {}
     for name, bound in rows:
         if bound == "DEFAULT":

@@ -124,12 +124,22 @@ class Owned:
         order that made it (when core recorded one) its type, exit reason and assignment; id."""
         f = PaperFill
         q = (
-            select(f.time, f.side, f.amount, f.price, f.fee, f.symbol, Order.type, Order.exit_reason,
-                   Order.assignment_id, f.id)
+            select(
+                f.time,
+                f.side,
+                f.amount,
+                f.price,
+                f.fee,
+                f.symbol,
+                Order.type,
+                Order.exit_reason,
+                Order.assignment_id,
+                f.id,
+            )
             .join(Trader, Trader.id == f.trader_id)
             .outerjoin(Order, Order.client_order_id == f.client_order_id)
             .where(Trader.owner_id == self.user_id, f.trader_id == trader_id, f.status == "filled")
-        )  # fmt: skip
+        )
         if since is not None:
             q = q.where(f.time >= since)
         return (await self.s.execute(q.order_by(f.time.desc(), f.id.desc()).limit(limit))).all()
@@ -143,19 +153,33 @@ class Owned:
         )
         return (await self.s.execute(q)).scalar_one_or_none()
 
-    async def order_fills(self, limit: int, *, trader_id: int | None = None,
-                          assignment_id: int | None = None) -> Sequence[Any]:  # fmt: skip
+    async def order_fills(
+        self, limit: int, *, trader_id: int | None = None, assignment_id: int | None = None
+    ) -> Sequence[Any]:
         """The newest ``limit`` of the user's orders that filled (some or all), of an account or an assignment,
         newest first: what core recorded (updated_at, side, filled, price, fee, symbol, type, exit reason,
         assignment), and the simulated exchange's own record of a paper fill (time, amount, price, fee; None
         for a real exchange's)."""
         f = PaperFill
         q = (
-            select(Order.updated_at, Order.side, Order.filled, Order.price, Order.fee, Order.symbol, Order.type,
-                   Order.exit_reason, Order.assignment_id, f.time, f.amount, f.price, f.fee)
+            select(
+                Order.updated_at,
+                Order.side,
+                Order.filled,
+                Order.price,
+                Order.fee,
+                Order.symbol,
+                Order.type,
+                Order.exit_reason,
+                Order.assignment_id,
+                f.time,
+                f.amount,
+                f.price,
+                f.fee,
+            )
             .outerjoin(f, and_(f.client_order_id == Order.client_order_id, f.status == "filled"))
             .where(Order.owner_id == self.user_id, or_(Order.filled > 0, f.id.is_not(None)))
-        )  # fmt: skip
+        )
         if trader_id is not None:
             q = q.where(Order.trader_id == trader_id)
         if assignment_id is not None:

@@ -78,9 +78,13 @@ async def prune_forever(sf: SessionFactory, policy: Policy, every_s: float) -> N
             started = time.monotonic()
             done = await prune(sf, policy)
             if done.evaluations or done.ticks or done.dropped:
-                log.info("retention: deleted %d evaluations and %d ticks (partitions dropped: %s) in %.1f s",
-                         done.evaluations, done.ticks, ", ".join(done.dropped) or "none",
-                         time.monotonic() - started)  # fmt: skip
+                log.info(
+                    "retention: deleted %d evaluations and %d ticks (partitions dropped: %s) in %.1f s",
+                    done.evaluations,
+                    done.ticks,
+                    ", ".join(done.dropped) or "none",
+                    time.monotonic() - started,
+                )
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -114,10 +118,14 @@ async def _evaluations(sf: SessionFactory, policy: Policy, cutoff: dt.datetime) 
     deleted, after = 0, 0
     while last is not None and after < last:
         async with sf() as s:
-            rows = (await s.execute(
-                select(e.id, e.assignment_id, e.candle_time, e.created_at)
-                .where(e.id > after, e.id <= last).order_by(e.id).limit(policy.batch)
-            )).all()  # fmt: skip
+            rows = (
+                await s.execute(
+                    select(e.id, e.assignment_id, e.candle_time, e.created_at)
+                    .where(e.id > after, e.id <= last)
+                    .order_by(e.id)
+                    .limit(policy.batch)
+                )
+            ).all()
             if not rows:
                 break
             after = rows[-1].id
@@ -126,9 +134,13 @@ async def _evaluations(sf: SessionFactory, policy: Policy, cutoff: dt.datetime) 
             hi = await _newest_before(s, o.id, o.created_at, max(r.created_at for r in rows) + ORDER_MARGIN)
             led: set[tuple[int, int]] = set()
             if hi is not None:
-                led = set((await s.execute(
-                    select(o.assignment_id, o.candle_time).where(o.id > (lo or 0), o.id <= hi)
-                )).tuples())  # fmt: skip
+                led = set(
+                    (
+                        await s.execute(
+                            select(o.assignment_id, o.candle_time).where(o.id > (lo or 0), o.id <= hi)
+                        )
+                    ).tuples()
+                )
         gone = [r.id for r in rows if r.created_at < cutoff and (r.assignment_id, r.candle_time) not in led]
         if gone:
             async with write_gate(sf), sf() as s:
@@ -150,10 +162,16 @@ async def _ticks(sf: SessionFactory, policy: Policy, cutoff_ms: int) -> int:
             async with (
                 sf() as s
             ):  # the oldest batch of this market's ticks before the cutoff (primary key order)
-                times = list((await s.execute(
-                    select(t.time).where(t.market_id == market_id, t.time < cutoff_ms).order_by(t.time)
-                    .limit(policy.batch)
-                )).scalars())  # fmt: skip
+                times = list(
+                    (
+                        await s.execute(
+                            select(t.time)
+                            .where(t.market_id == market_id, t.time < cutoff_ms)
+                            .order_by(t.time)
+                            .limit(policy.batch)
+                        )
+                    ).scalars()
+                )
             if not times:
                 break
             async with write_gate(sf), sf() as s:

@@ -119,8 +119,14 @@ class Exits:
 
     def as_strings(self) -> dict[str, str | None]:
         """The stored form (JSON): each fraction as a decimal string, or None."""
-        return {k: None if v is None else format(v, "f") for k, v in
-                (("stop_loss", self.stop_loss), ("take_profit", self.take_profit), ("trailing_stop", self.trailing_stop))}  # fmt: skip
+        return {
+            k: None if v is None else format(v, "f")
+            for k, v in (
+                ("stop_loss", self.stop_loss),
+                ("take_profit", self.take_profit),
+                ("trailing_stop", self.trailing_stop),
+            )
+        }
 
     @classmethod
     def from_strings(cls, d: dict[str, Any] | None) -> Exits:
@@ -150,9 +156,15 @@ class Decision:
 _PLAIN = {p: Decision(p) for p in ("long", "short", "neutral")}  # the usual decisions, made once
 
 
-def decision(position: str | None, size: float | None = None, stop_loss: float | None = None,
-             take_profit: float | None = None, trailing_stop: float | None = None, limit: float | None = None,
-             expire: int | None = None) -> Decision:  # fmt: skip
+def decision(
+    position: str | None,
+    size: float | None = None,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    trailing_stop: float | None = None,
+    limit: float | None = None,
+    expire: int | None = None,
+) -> Decision:
     """A decision from what the sandbox returns (None: not set; no position: neutral), live or in a
     backtest. A plain string decision is the same shared object each time (the hot path)."""
     if (
@@ -271,8 +283,16 @@ class Fill:
         return -(self.value + self.fee) if self.side == "buy" else self.value - self.fee
 
 
-def fill(side: str, amount: Decimal, price: Decimal, order_type: str, costs: Costs, *, reason: str | None = None,
-         time: int = 0) -> Fill:  # fmt: skip
+def fill(
+    side: str,
+    amount: Decimal,
+    price: Decimal,
+    order_type: str,
+    costs: Costs,
+    *,
+    reason: str | None = None,
+    time: int = 0,
+) -> Fill:
     """A fill of ``amount`` at ``price`` (before slippage) for an order of ``order_type``."""
     p = costs.price(order_type, side, price)
     return Fill(side, amount, p, amount * p * costs.fee_rate(order_type), order_type, reason, time)
@@ -385,8 +405,9 @@ class BarResult:
     expired: bool = False
 
 
-def on_bar(bar: Bar, qty: Decimal, guard: Guard | None, resting: Resting | None, costs: Costs,
-           tf_ms: int) -> BarResult:  # fmt: skip
+def on_bar(
+    bar: Bar, qty: Decimal, guard: Guard | None, resting: Resting | None, costs: Costs, tf_ms: int
+) -> BarResult:
     """One candle of matching for one position (after the market orders decided on the previous close
     filled at its open): the resting limit entry may fill, then the protection may take the position out
     (in the entry's own candle too), then the trailing high is raised from the candle's high.
@@ -485,8 +506,9 @@ def quote_fill(q: Quote, costs: Costs, time: int = 0) -> Fill:
     return fill(q.side, q.amount, q.price, "limit", costs, time=time)
 
 
-def clip_quotes(quotes: list[Quote], position: Decimal, cash: Decimal, costs: Costs,
-                max_position: Decimal | None = None) -> list[Quote]:  # fmt: skip
+def clip_quotes(
+    quotes: list[Quote], position: Decimal, cash: Decimal, costs: Costs, max_position: Decimal | None = None
+) -> list[Quote]:
     """The quotes as they may be sent: each amount cut to the inventory limit and to what the cash pays for
     (floored to 1e-8); a quote cut to nothing is dropped."""
     out = []

@@ -85,8 +85,11 @@ def size_buy(book: AccountBook, symbol: str, allocation: Decimal, size: float, p
     if limits.max_position is not None:
         room = limits.max_position - held * price
         if room < MIN_NOTIONAL:
-            return Sized(ZERO, f"max_position reached: the account holds {held * price:.2f} {quote_asset} of "
-                               f"{symbol} (limit {limits.max_position})")  # fmt: skip
+            return Sized(
+                ZERO,
+                f"max_position reached: the account holds {held * price:.2f} {quote_asset} of "
+                f"{symbol} (limit {limits.max_position})",
+            )
         if quote > room:
             quote, capped = room, f"max_position {limits.max_position} (the account holds {held * price:.2f})"
     if book.free is None:

@@ -72,10 +72,18 @@ class RoundTrip:
 
     def as_dict(self) -> dict[str, Any]:
         """As a backtest's report lists it (times in ISO 8601 UTC)."""
-        return {"entry_time": _iso(self.entry_time), "entry_price": self.entry_price, "entry_type": self.entry_type,
-                "exit_time": _iso(self.exit_time) if self.exit_time is not None else None,
-                "exit_price": self.exit_price, "exit_reason": self.exit_reason, "qty": self.qty, "pnl": self.pnl,
-                "pnl_pct": self.pnl_pct, "fees": self.fees}  # fmt: skip
+        return {
+            "entry_time": _iso(self.entry_time),
+            "entry_price": self.entry_price,
+            "entry_type": self.entry_type,
+            "exit_time": _iso(self.exit_time) if self.exit_time is not None else None,
+            "exit_price": self.exit_price,
+            "exit_reason": self.exit_reason,
+            "qty": self.qty,
+            "pnl": self.pnl,
+            "pnl_pct": self.pnl_pct,
+            "fees": self.fees,
+        }
 
 
 def _iso(ms: int) -> str:
@@ -117,16 +125,33 @@ class Trips:
     def held(self) -> Decimal:
         return self._open.held if self._open is not None else ZERO
 
-    def fill(self, time: int, side: str, amount: Decimal, price: Decimal, fee: Decimal, *, order_type: str = "market",
-             reason: str | None = None, symbol: str = "", assignment_id: int | None = None) -> None:  # fmt: skip
+    def fill(
+        self,
+        time: int,
+        side: str,
+        amount: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        *,
+        order_type: str = "market",
+        reason: str | None = None,
+        symbol: str = "",
+        assignment_id: int | None = None,
+    ) -> None:
         if amount <= 0:
             return
         value = amount * price
         o = self._open
         if side == "buy":
             if o is None:
-                trip = RoundTrip(time, float(price), float(amount), entry_type=order_type, symbol=symbol,
-                                 assignment_id=assignment_id)  # fmt: skip
+                trip = RoundTrip(
+                    time,
+                    float(price),
+                    float(amount),
+                    entry_type=order_type,
+                    symbol=symbol,
+                    assignment_id=assignment_id,
+                )
                 o = self._open = _Open(trip)
                 self.trips.append(trip)
             o.held += amount
@@ -183,7 +208,9 @@ class Trips:
             self._open = None
 
 
-def round_trips(fills: Iterable[TradeFill], resets: Sequence[int] = ()) -> tuple[list[RoundTrip], list[tuple[int, Decimal]], int]:  # fmt: skip
+def round_trips(
+    fills: Iterable[TradeFill], resets: Sequence[int] = ()
+) -> tuple[list[RoundTrip], list[tuple[int, Decimal]], int]:
     """The round trips of fills (any order), one position per assignment (or per symbol when a fill has no
     assignment), oldest entry first; the realized P&L of each sell (time order); and the sells left out.
     ``resets``: times (epoch ms) a paper account was put back to its starting cash: a trip open then ends."""
@@ -198,8 +225,17 @@ def round_trips(fills: Iterable[TradeFill], resets: Sequence[int] = ()) -> tuple
         book = books.get(key)
         if book is None:
             book = books[key] = Trips()
-        book.fill(f.time, f.side, f.amount, f.price, f.fee, order_type=f.order_type, reason=f.reason,
-                  symbol=f.symbol, assignment_id=f.assignment_id)  # fmt: skip
+        book.fill(
+            f.time,
+            f.side,
+            f.amount,
+            f.price,
+            f.fee,
+            order_type=f.order_type,
+            reason=f.reason,
+            symbol=f.symbol,
+            assignment_id=f.assignment_id,
+        )
     trips = sorted((t for b in books.values() for t in b.trips), key=lambda t: t.entry_time)
     realized = sorted((r for b in books.values() for r in b.realized), key=lambda r: r[0])
     return trips, realized, sum(b.unmatched for b in books.values())
@@ -244,8 +280,9 @@ class Closes(NamedTuple):
         return (self.times[i], self.closes[i]) if i >= 0 else None
 
 
-def equity_curve(fills: Sequence[TradeFill], start: Decimal, grid: Sequence[int],
-                 closes: Mapping[str, Closes]) -> list[list[float]]:  # fmt: skip
+def equity_curve(
+    fills: Sequence[TradeFill], start: Decimal, grid: Sequence[int], closes: Mapping[str, Closes]
+) -> list[list[float]]:
     """``start`` in cash, and the fills (time order) from there: the equity at each time of ``grid`` and at
     each fill, as [time ms, equity]: cash plus what is held, valued at the market's close at that time, or
     at its last fill's price where that is newer (the candle closed before it: none stored since)."""

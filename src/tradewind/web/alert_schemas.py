@@ -14,10 +14,22 @@ ChannelKind = Literal["webhook", "telegram", "email", "browser"]
 EventKind = Literal["fill", "paused", "kill_switch", "loss_limit", "exchange", "summary"]
 assert set(EventKind.__args__) == set(EVENTS)  # type: ignore[attr-defined]  # one list, two spellings
 SmtpSecurity = Literal["starttls", "tls", "none"]
-ChatId = Annotated[str, Field(pattern=r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$", max_length=33,
-                              description="A chat's number (a group's is negative) or a public channel's @name")]  # fmt: skip
-BotToken = Annotated[str, Field(pattern=r"^[0-9]{1,20}:[A-Za-z0-9_-]{20,100}$", max_length=121,
-                                description="The token @BotFather gave (123456:ABC-...); write-only")]  # fmt: skip
+ChatId = Annotated[
+    str,
+    Field(
+        pattern=r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$",
+        max_length=33,
+        description="A chat's number (a group's is negative) or a public channel's @name",
+    ),
+]
+BotToken = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{1,20}:[A-Za-z0-9_-]{20,100}$",
+        max_length=121,
+        description="The token @BotFather gave (123456:ABC-...); write-only",
+    ),
+]
 Url = Annotated[str, Field(min_length=1, max_length=2000)]
 Host = Annotated[str, Field(min_length=1, max_length=253)]
 

@@ -38,10 +38,17 @@ async def check(
     ``market``'s currency, with ``allocation`` in place of ``assignment_id``'s own, against the account's
     value in that currency; a warning when they add up to more, or when the value cannot be read."""
     quote = split_symbol(market.symbol)[1]
-    rows = (await repo.s.execute(
-        repo.select(Assignment).add_columns(Market.symbol).join(Market, Market.id == Assignment.market_id)
-        .where(Assignment.trader_id == trader.id, or_(Assignment.enabled.is_(True), Assignment.position_qty > 0))
-    )).all()  # fmt: skip
+    rows = (
+        await repo.s.execute(
+            repo.select(Assignment)
+            .add_columns(Market.symbol)
+            .join(Market, Market.id == Assignment.market_id)
+            .where(
+                Assignment.trader_id == trader.id,
+                or_(Assignment.enabled.is_(True), Assignment.position_qty > 0),
+            )
+        )
+    ).all()
     others = [
         a.allocation for a, symbol in rows if a.id != assignment_id and split_symbol(symbol)[1] == quote
     ]
@@ -56,17 +63,24 @@ async def check(
         over = f"more than the account is worth ({value:,.2f} {quote})"
         if others:
             n = len(others)
-            said = (f"the assignments of {trader.name} are allocated {allocated:,.2f} {quote} in all (this one "
-                    f"{allocation:,.2f}, {n} other{'s' if n > 1 else ''} {allocated - allocation:,.2f}), {over}: "
-                    "buys are cut to its free balance, and once that is spent the others buy less than their "
-                    "allocation, or nothing")  # fmt: skip
+            said = (
+                f"the assignments of {trader.name} are allocated {allocated:,.2f} {quote} in all (this one "
+                f"{allocation:,.2f}, {n} other{'s' if n > 1 else ''} {allocated - allocation:,.2f}), {over}: "
+                "buys are cut to its free balance, and once that is spent the others buy less than their "
+                "allocation, or nothing"
+            )
         else:
-            said = (f"the allocation, {allocation:,.2f} {quote}, is {over}: its buys are cut to the account's free "
-                    "balance, and another assignment on the account then buys less than its allocation, or nothing")  # fmt: skip
+            said = (
+                f"the allocation, {allocation:,.2f} {quote}, is {over}: its buys are cut to the account's free "
+                "balance, and another assignment on the account then buys less than its allocation, or nothing"
+            )
         warnings.append(WarningOut(field="allocation", message=said))
-    return AllocationOut(currency=quote, allocated=format(allocated, "f"),
-                         value=None if value is None else format(value.quantize(Decimal("0.01")), "f"),
-                         warnings=warnings)  # fmt: skip
+    return AllocationOut(
+        currency=quote,
+        allocated=format(allocated, "f"),
+        value=None if value is None else format(value.quantize(Decimal("0.01")), "f"),
+        warnings=warnings,
+    )
 
 
 async def value_of(repo: Owned, st: WebState, trader: Trader, quote: str) -> tuple[Decimal | None, str]:
@@ -75,17 +89,24 @@ async def value_of(repo: Owned, st: WebState, trader: Trader, quote: str) -> tup
     if st.nc is None:
         return None, "no message bus to ask the exchange"
     try:
-        raw = await st.nc.request(subjects.exchange_balance(trader.exchange),
-                                  m.encode(m.BalanceRequest(trader_id=trader.id)), timeout=BALANCE_TIMEOUT_S)  # fmt: skip
+        raw = await st.nc.request(
+            subjects.exchange_balance(trader.exchange),
+            m.encode(m.BalanceRequest(trader_id=trader.id)),
+            timeout=BALANCE_TIMEOUT_S,
+        )
         reply = m.decode(raw.data, m.BalanceReply)
     except Exception as exc:  # no responders, a timeout, a lost connection, an unreadable answer
         log.info("allocation check: balances of trader %s: %s", trader.id, type(exc).__name__)
         return None, f"exchange {trader.exchange} did not answer"
     if reply.error:
         return None, f"{trader.exchange}: {reply.error}"
-    prices = dict((await repo.s.execute(
-        select(Market.symbol, Market.last_price).where(Market.exchange == trader.exchange)
-    )).all())  # fmt: skip
+    prices = dict(
+        (
+            await repo.s.execute(
+                select(Market.symbol, Market.last_price).where(Market.exchange == trader.exchange)
+            )
+        ).all()
+    )
     total = ZERO
     for asset, text in reply.balances.items():
         try:

@@ -42,10 +42,14 @@ def create_app(
 ) -> FastAPI:
     validator = ValidationPool()  # strategy code is checked in its child processes, started with the app
     app = FastAPI(
-        title="tradewind", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
+        title="tradewind",
+        version=__version__,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
         description="Write trading strategies in Lua, backtest them, run them on live markets.",
         lifespan=validator.lifespan,
-    )  # fmt: skip
+    )
     app.state.validator = validator
     app.state.tw = WebState(settings, session_factory, nc, secret_box)
     errors.install(app)

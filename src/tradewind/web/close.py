@@ -30,8 +30,16 @@ async def ask_core(st: Any, owner_id: int, assignment_ids: list[int] | None, why
         raise ApiError(503, NO_CORE) from None
     if reply.error:
         raise ApiError(503, f"core could not close the positions: {reply.error}")
-    return [CloseOut(assignment_id=r.assignment_id, status=r.status, client_order_id=r.client_order_id,  # type: ignore[arg-type]
-                     amount=r.amount, reason=r.reason) for r in reply.results]  # fmt: skip
+    return [
+        CloseOut(
+            assignment_id=r.assignment_id,
+            status=r.status,
+            client_order_id=r.client_order_id,  # type: ignore[arg-type]
+            amount=r.amount,
+            reason=r.reason,
+        )
+        for r in reply.results
+    ]
 
 
 def audit_detail(results: list[CloseOut]) -> dict[str, Any]:

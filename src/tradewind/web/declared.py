@@ -30,11 +30,17 @@ async def inspect(pool: ValidationPool, code: str, user: Hashable) -> Inspection
     try:
         return await pool.inspect(code, user)
     except ValidationBusy:
-        raise ApiError(429, "a validation of your code is still running; wait for it to finish",
-                       headers={"Retry-After": "1"}) from None  # fmt: skip
+        raise ApiError(
+            429,
+            "a validation of your code is still running; wait for it to finish",
+            headers={"Retry-After": "1"},
+        ) from None
     except ValidationUnavailable:
-        raise ApiError(503, "strategy validation is unavailable right now; try again shortly",
-                       headers={"Retry-After": "5"}) from None  # fmt: skip
+        raise ApiError(
+            503,
+            "strategy validation is unavailable right now; try again shortly",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 async def read(pool: ValidationPool, code: str, user: Hashable) -> list[dict[str, Any]]:
@@ -99,5 +105,10 @@ def check(
         return check_params(specs(declared), params)
     except ParamError as exc:
         where = f"{field}.{exc.name}"
-        raise ApiError(422, {"detail": f"{where}: {exc.message}",  # type: ignore[arg-type]
-                             "errors": [{"field": where, "message": exc.message}]}) from None  # fmt: skip
+        raise ApiError(
+            422,
+            {
+                "detail": f"{where}: {exc.message}",  # type: ignore[arg-type]
+                "errors": [{"field": where, "message": exc.message}],
+            },
+        ) from None

@@ -110,22 +110,30 @@ _cookie = APIKeyCookie(
 
 
 async def current_auth(
-    request: Request, s: SessionDep, st: StateDep,
+    request: Request,
+    s: SessionDep,
+    st: StateDep,
     _b: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _c: Annotated[str | None, Depends(_cookie)],
-) -> Auth:  # fmt: skip
+) -> Auth:
     auth = await authenticate(request, s)
     if auth is None:
-        raise ApiError(401, "log in first (a session cookie or an Authorization: Bearer token)",
-                       headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise ApiError(
+            401,
+            "log in first (a session cookie or an Authorization: Bearer token)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if auth.via_cookie and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER)
         if not sent or not hmac.compare_digest(sent.encode(), auth.session.csrf_token.encode()):
             raise ApiError(403, "missing or wrong X-CSRF-Token header (send the tw_csrf cookie's value)")
     wait = st.limiter.allow(auth.user.id)
     if wait:
-        raise ApiError(429, f"too many requests; slow down and try again in {int(wait) + 1} s",
-                       headers={"Retry-After": str(int(wait) + 1)})  # fmt: skip
+        raise ApiError(
+            429,
+            f"too many requests; slow down and try again in {int(wait) + 1} s",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
     return auth
 
 

@@ -56,8 +56,13 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
             # FastAPI's answer to a body that is not text (e.g. not UTF-8): the same 422 as malformed JSON.
-            return JSONResponse({"detail": "the body is not valid JSON (UTF-8)", "errors": field_errors("body", "not valid JSON")},
-                                status_code=422)  # fmt: skip
+            return JSONResponse(
+                {
+                    "detail": "the body is not valid JSON (UTF-8)",
+                    "errors": field_errors("body", "not valid JSON"),
+                },
+                status_code=422,
+            )
         body: dict[str, Any] = {"detail": exc.detail if isinstance(exc.detail, str) else "error"}
         field = getattr(exc, "field", None)
         body["errors"] = field_errors(field, body["detail"]) if field else []
@@ -70,8 +75,11 @@ def install(app: FastAPI) -> None:
         """Every database connection busy for ``pool_timeout``: the server is overloaded, not broken."""
         ERRORS.inc()
         log.warning("no database connection free for %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "the server is busy; try again in a few seconds", "errors": []},
-                            status_code=503, headers={"Retry-After": "5"})  # fmt: skip
+        return JSONResponse(
+            {"detail": "the server is busy; try again in a few seconds", "errors": []},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

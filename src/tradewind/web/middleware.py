@@ -18,9 +18,11 @@ from tradewind.web.errors import ApiError
 
 REQUESTS = Counter("tradewind_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
-    "tradewind_http_request_seconds", "HTTP request latency", ["method", "route"],
+    "tradewind_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)  # fmt: skip
+)
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),

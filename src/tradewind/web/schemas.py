@@ -60,11 +60,15 @@ Amount = Annotated[
     Decimal,
     BeforeValidator(_exact_amount),
     Field(gt=0, le=MAX_AMOUNT, max_digits=30, decimal_places=AMOUNT_PLACES),
-    WithJsonSchema({"anyOf": [
-        {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_AMOUNT},
-        {"type": "string", "pattern": rf"^[0-9]+(\.[0-9]{{1,{AMOUNT_PLACES}}})?$"},
-    ]}),
-]  # fmt: skip
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_AMOUNT},
+                {"type": "string", "pattern": rf"^[0-9]+(\.[0-9]{{1,{AMOUNT_PLACES}}})?$"},
+            ]
+        }
+    ),
+]
 
 
 def _param_number(value: Any) -> Any:
@@ -78,13 +82,17 @@ def _param_number(value: Any) -> Any:
 ParamValue = Annotated[
     bool | int | float | Annotated[str, Field(max_length=200)],
     AfterValidator(_param_number),
-    WithJsonSchema({"anyOf": [
-        {"type": "boolean"},
-        {"type": "integer", "minimum": -MAX_PARAM, "maximum": MAX_PARAM},
-        {"type": "number", "minimum": -MAX_PARAM, "maximum": MAX_PARAM},
-        {"type": "string", "maxLength": 200},
-    ]}),
-]  # fmt: skip
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "boolean"},
+                {"type": "integer", "minimum": -MAX_PARAM, "maximum": MAX_PARAM},
+                {"type": "number", "minimum": -MAX_PARAM, "maximum": MAX_PARAM},
+                {"type": "string", "maxLength": 200},
+            ]
+        }
+    ),
+]
 
 
 class Request(BaseModel):
@@ -212,9 +220,11 @@ class ParamDeclOut(BaseModel):
 
 Declared = Annotated[
     list[ParamDeclOut] | None,
-    Field(description="the parameters the code declares, by name; [] none (any name=value is taken); null: "
-                      "not known (the code could not be read just now)"),
-]  # fmt: skip
+    Field(
+        description="the parameters the code declares, by name; [] none (any name=value is taken); null: "
+        "not known (the code could not be read just now)"
+    ),
+]
 
 
 class StrategyOut(BaseModel):
@@ -409,8 +419,13 @@ class AllocationCheckIn(Request):
     trader_id: int = Field(ge=1, le=MAX_ID, strict=True)
     market_id: int = Field(ge=1, le=MAX_ID, strict=True)
     allocation: Amount
-    assignment_id: int | None = Field(default=None, ge=1, le=MAX_ID, strict=True,
-                                      description="the assignment being changed (its saved allocation is replaced)")  # fmt: skip
+    assignment_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ID,
+        strict=True,
+        description="the assignment being changed (its saved allocation is replaced)",
+    )
 
 
 class AllocationOut(BaseModel):

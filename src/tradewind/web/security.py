@@ -47,10 +47,29 @@ def _dummy_hash() -> str:
 
 
 COMMON = {
-    "password", "password1", "password12", "password123", "password1234", "1234567890", "12345678910", "qwertyuiop",
-    "iloveyou12", "letmein123", "welcome123", "administrator", "trustno1234", "abcdefghij", "0123456789",
-    "passw0rd123", "qwerty1234", "1q2w3e4r5t", "football12", "baseball12", "monkey1234", "dragon1234",
-}  # fmt: skip
+    "password",
+    "password1",
+    "password12",
+    "password123",
+    "password1234",
+    "1234567890",
+    "12345678910",
+    "qwertyuiop",
+    "iloveyou12",
+    "letmein123",
+    "welcome123",
+    "administrator",
+    "trustno1234",
+    "abcdefghij",
+    "0123456789",
+    "passw0rd123",
+    "qwerty1234",
+    "1q2w3e4r5t",
+    "football12",
+    "baseball12",
+    "monkey1234",
+    "dragon1234",
+}
 
 
 def hash_password(password: str) -> str:
@@ -194,14 +213,18 @@ class Throttle:
         if tried:
             attacked = self._recent(account, now)
             if attacked is not None and len(attacked) >= 4 * self.limit:
-                return self._wait(tried[-1] + self.window_s - now, "this account has had many failed logins from "
-                                  "many addresses, yours among them")  # fmt: skip
+                return self._wait(
+                    tried[-1] + self.window_s - now,
+                    "this account has had many failed logins from many addresses, yours among them",
+                )
         if (
             self._held.get(by_address, 0) >= self.max_held
             or self._answer_at.get(by_address, now) - now > self.slow_max_s
         ):  # a flood: its answers already wait their turn; none waits longer than about 2 × slow_max_s
-            return self._wait(max(1.0, self._answer_at.get(by_address, now) - now),
-                              "too many logins from your address at once")  # fmt: skip
+            return self._wait(
+                max(1.0, self._answer_at.get(by_address, now) - now),
+                "too many logins from your address at once",
+            )
         return Wait(0)
 
     def _wait(self, seconds: float, what: str) -> Wait:

@@ -140,11 +140,27 @@ async def stream(ws: WebSocket) -> None:
             return
         if key not in market_ids:
             async with st.sf() as s:
-                market_ids[key] = (await s.execute(
-                    select(Market.id).where(Market.exchange == c.exchange, Market.symbol == c.symbol))).scalar_one_or_none()  # fmt: skip
-        put({"type": "candle", "market_id": market_ids[key], "exchange": c.exchange, "symbol": c.symbol, "tf": c.tf,
-             "time": c.time, "open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume,
-             "closed": c.closed})  # fmt: skip
+                market_ids[key] = (
+                    await s.execute(
+                        select(Market.id).where(Market.exchange == c.exchange, Market.symbol == c.symbol)
+                    )
+                ).scalar_one_or_none()
+        put(
+            {
+                "type": "candle",
+                "market_id": market_ids[key],
+                "exchange": c.exchange,
+                "symbol": c.symbol,
+                "tf": c.tf,
+                "time": c.time,
+                "open": c.open,
+                "high": c.high,
+                "low": c.low,
+                "close": c.close,
+                "volume": c.volume,
+                "closed": c.closed,
+            }
+        )
 
     last_tick: dict[tuple[str, str], float] = {}
 
@@ -161,9 +177,20 @@ async def stream(ws: WebSocket) -> None:
         if key not in wanted or now - last_tick.get(key, 0.0) < 1 / TICKS_PER_S:
             return
         last_tick[key] = now
-        put({"type": "tick", "market_id": market_ids.get(key), "exchange": t.exchange, "symbol": t.symbol,
-             "bid": t.bid, "ask": t.ask, "bid_size": t.bid_size, "ask_size": t.ask_size, "last": t.last,
-             "time": t.time})  # fmt: skip
+        put(
+            {
+                "type": "tick",
+                "market_id": market_ids.get(key),
+                "exchange": t.exchange,
+                "symbol": t.symbol,
+                "bid": t.bid,
+                "ask": t.ask,
+                "bid_size": t.bid_size,
+                "ask_size": t.ask_size,
+                "last": t.last,
+                "time": t.time,
+            }
+        )
 
     subs = [
         await st.nc.subscribe(subjects.user_events(auth.user.id), cb=on_user),

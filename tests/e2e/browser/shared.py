@@ -39,8 +39,11 @@ def start_platform(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no
         pytest.fail("the web app is not built: `make install` builds it")
     tmp = tmp_path_factory.mktemp("browser")
     port = free_port()
-    proc = Proc(["up", "--data-dir", str(tmp / "data"), "--port", str(port)],
-                env_for(sim_speed=60, history_days=2), tmp / "up.log").start()  # fmt: skip
+    proc = Proc(
+        ["up", "--data-dir", str(tmp / "data"), "--port", str(port)],
+        env_for(sim_speed=60, history_days=2),
+        tmp / "up.log",
+    ).start()
     base = f"http://127.0.0.1:{port}"
     wait_until(
         lambda: httpx.get(f"{base}/api/health", timeout=2).status_code == 200,
@@ -56,9 +59,18 @@ def start_browser():  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])  # fmt: skip
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()
 

@@ -307,8 +307,16 @@ def test_protected_position_shows_its_stop_target_and_open_orders(platform: str,
     market = next(m for m in markets if m["exchange"] == "sim" and m["symbol"] == "BTC/USD")
     strategy = post("/api/strategies", {"name": "Protected blocks", "code": PROTECTED})
     trader = post("/api/traders", {"name": "Paper", "exchange": "sim"})
-    aid = post("/api/assignments", {"strategy_id": strategy["id"], "market_id": market["id"], "timeframe": "1m",
-                                    "trader_id": trader["id"], "allocation": "1000"})["id"]  # fmt: skip
+    aid = post(
+        "/api/assignments",
+        {
+            "strategy_id": strategy["id"],
+            "market_id": market["id"],
+            "timeframe": "1m",
+            "trader_id": trader["id"],
+            "allocation": "1000",
+        },
+    )["id"]
 
     page.goto(f"{platform}/app/markets/{market['id']}?assignment={aid}")
     page.wait_for_selector("[data-testid=chart] canvas")
@@ -361,8 +369,11 @@ def test_an_optimisation_runs_from_the_research_page(platform: str, browser) -> 
     page = ctx.new_page()
     sign_up(page, platform, "researcher@example.com")
     csrf = next(c["value"] for c in ctx.cookies() if c["name"] == "tw_csrf")
-    r = page.request.post(f"{platform}/api/strategies", data={"name": "SMA search", "code": SMA_SPACE},
-                          headers={"X-CSRF-Token": csrf})  # fmt: skip
+    r = page.request.post(
+        f"{platform}/api/strategies",
+        data={"name": "SMA search", "code": SMA_SPACE},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.ok, r.text()
     nav(page, "Research")
     page.select_option("select[name=study-strategy]", label="SMA search (v1)")
@@ -375,8 +386,9 @@ def test_an_optimisation_runs_from_the_research_page(platform: str, browser) -> 
     page.fill("input[name=study-trials]", "12")
     page.click("[data-testid=start-study]")
     page.wait_for_url(re.compile(r".*/app/research/\d+$"))
-    page.wait_for_function("document.querySelector('[data-testid=study-status]')?.textContent === 'done'",
-                           timeout=90_000)  # fmt: skip
+    page.wait_for_function(
+        "document.querySelector('[data-testid=study-status]')?.textContent === 'done'", timeout=90_000
+    )
     assert page.inner_text("[data-testid=study-trials]") == "12 / 12"
     page.wait_for_selector("[data-testid=pareto] circle.front")
     page.wait_for_selector("[data-testid=importances] .bar-fill")
@@ -430,8 +442,17 @@ def test_close_a_position_flatten_all_and_the_kill_switchs_flatten(platform: str
     )
     strategy = post("/api/strategies", {"name": "Always long", "code": PRINTS}, expect=201)
     trader = post("/api/traders", {"name": "Paper", "exchange": "sim"}, expect=201)
-    aid = post("/api/assignments", {"strategy_id": strategy["id"], "market_id": market["id"], "timeframe": "1m",
-                                    "trader_id": trader["id"], "allocation": "1000"}, expect=201)["id"]  # fmt: skip
+    aid = post(
+        "/api/assignments",
+        {
+            "strategy_id": strategy["id"],
+            "market_id": market["id"],
+            "timeframe": "1m",
+            "trader_id": trader["id"],
+            "allocation": "1000",
+        },
+        expect=201,
+    )["id"]
 
     def assignment() -> dict:  # type: ignore[type-arg]
         return page.request.get(f"{platform}/api/assignments/{aid}").json()  # type: ignore[no-any-return]
@@ -469,15 +490,19 @@ def test_close_a_position_flatten_all_and_the_kill_switchs_flatten(platform: str
     state.locator("[data-testid=close-result]").wait_for()
     closed = state.locator("[data-testid=close-result]").inner_text()
     assert re.fullmatch(r"Selling [0-9.,]+ at the market \(order tw-\d+-c\d+\)\.", closed), (
-        closed, page.request.get(f"{platform}/api/orders?assignment_id={aid}&limit=20").json()["items"])  # fmt: skip
+        closed,
+        page.request.get(f"{platform}/api/orders?assignment_id={aid}&limit=20").json()["items"],
+    )
     page.wait_for_selector(
         "[data-testid=fills] [data-testid=exit-reason] >> text=closed by you", timeout=30_000
     )
     state.locator("text=flat").wait_for(timeout=15_000)
     assert len(manual_sells()) == 1 and manual_sells()[0]["status"] == "filled"
     assert assignment()["enabled"] is False and Decimal(assignment()["position_qty"]) == 0
-    r = page.request.post(f"{platform}/api/assignments/{aid}/close", headers={"X-CSRF-Token": next(
-        c["value"] for c in ctx.cookies() if c["name"] == "tw_csrf")})  # fmt: skip
+    r = page.request.post(
+        f"{platform}/api/assignments/{aid}/close",
+        headers={"X-CSRF-Token": next(c["value"] for c in ctx.cookies() if c["name"] == "tw_csrf")},
+    )
     assert r.status == 409 and "nothing to close" in r.json()["detail"]
     shot(page, "market-closed")
 
@@ -503,8 +528,11 @@ def test_close_a_position_flatten_all_and_the_kill_switchs_flatten(platform: str
     page.wait_for_selector("[role=status] >> text=The kill switch is on")
     note = page.locator("[data-testid=kill-note]").inner_text()
     assert note.strip() == "Closing 1 position at the market.", note
-    wait_until(lambda: not assignment()["enabled"] and Decimal(assignment()["position_qty"]) == 0, timeout=30,
-               what="paused and flat")  # fmt: skip
+    wait_until(
+        lambda: not assignment()["enabled"] and Decimal(assignment()["position_qty"]) == 0,
+        timeout=30,
+        what="paused and flat",
+    )
     assert len(manual_sells()) == 3
     assert assignment()["paused_reason"] == "kill switch"
     nav(page, "Accounts")

@@ -114,8 +114,11 @@ def test_alerts_reach_a_webhook_and_the_open_app_and_failures_show(
         timeout=10_000
     )  # no reload
     shot(page, "alerts")
-    headers, body = wait_until(lambda: hook.events("paused") and hook.events("paused")[0], timeout=20,
-                               what="the alert at the webhook")  # fmt: skip
+    headers, body = wait_until(
+        lambda: hook.events("paused") and hook.events("paused")[0],
+        timeout=20,
+        what="the alert at the webhook",
+    )
     assert json.loads(body)["title"] == title
     assert signing.verify(secret, headers["x-tradewind-timestamp"], body, headers["x-tradewind-signature"])
 

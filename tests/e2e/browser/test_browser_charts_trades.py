@@ -41,8 +41,18 @@ def test_plots_legend_trades_and_a_paper_reset(platform: str, browser) -> None: 
     market = next(m for m in call(page, "GET", "/api/markets")["items"] if m["symbol"] == "BTC/USD")
     strategy = call(page, "POST", "/api/strategies", {"name": "SMA plotted", "code": PLOTTING})
     trader = call(page, "POST", "/api/traders", {"name": "Paper account", "exchange": "sim", "paper": True})
-    a = call(page, "POST", "/api/assignments", {"strategy_id": strategy["id"], "market_id": market["id"], "timeframe": "1m",
-                                                "trader_id": trader["id"], "allocation": "1000"})  # fmt: skip
+    a = call(
+        page,
+        "POST",
+        "/api/assignments",
+        {
+            "strategy_id": strategy["id"],
+            "market_id": market["id"],
+            "timeframe": "1m",
+            "trader_id": trader["id"],
+            "allocation": "1000",
+        },
+    )
 
     # The market page draws the strategy's two series and volume; hovering a candle shows its numbers.
     page.goto(f"{platform}/app/markets/{market['id']}?assignment={a['id']}")
@@ -68,8 +78,11 @@ def test_plots_legend_trades_and_a_paper_reset(platform: str, browser) -> None: 
     page.wait_for_function(f"{shown} < {int(hovered or 0) - 600}")
 
     # The trades view lists the account's round trips; one clicked opens its market's chart on it.
-    wait_until(lambda: call(page, "GET", f"/api/trades?trader_id={trader['id']}")["summary"]["trades"] >= 2,
-               timeout=60, what="two round trips")  # fmt: skip
+    wait_until(
+        lambda: call(page, "GET", f"/api/trades?trader_id={trader['id']}")["summary"]["trades"] >= 2,
+        timeout=60,
+        what="two round trips",
+    )
     nav(page, "Trades")
     page.wait_for_selector("[data-testid=round-trip] >> text=BTC/USD")
     page.wait_for_selector("[data-testid=account-equity] canvas")

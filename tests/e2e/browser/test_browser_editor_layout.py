@@ -153,8 +153,12 @@ def test_markets_accounts_times_and_a_first_visit(platform: str, browser) -> Non
     market = next(
         m for m in page.request.get(f"{platform}/api/markets").json()["items"] if m["symbol"] == "BTC/USD"
     )
-    aid = _post(page, platform, "/api/assignments",
-                {"strategy_id": strategy["id"], "market_id": market["id"], "timeframe": "1m"})["id"]  # fmt: skip
+    aid = _post(
+        page,
+        platform,
+        "/api/assignments",
+        {"strategy_id": strategy["id"], "market_id": market["id"], "timeframe": "1m"},
+    )["id"]
     nav(page, "Assignments")
     reason = page.locator("[data-testid=paused-reason]")
     reason.wait_for(timeout=60_000)

@@ -52,8 +52,16 @@ def test_an_optimisations_best_trial_a_comparison_and_the_offline_report(
     call = api(page, platform)
     strategy = call("POST", "/api/strategies", {"name": "SMA history", "code": SMA})
     market = next(m for m in call("GET", "/api/markets")["items"] if m["symbol"] == "BTC/USD")
-    backtest = call("POST", "/api/backtests", {"strategy_id": strategy["id"], "market_id": market["id"], "timeframe": "5m",
-                                               "params": {"fast": 4, "slow": 30}})  # fmt: skip
+    backtest = call(
+        "POST",
+        "/api/backtests",
+        {
+            "strategy_id": strategy["id"],
+            "market_id": market["id"],
+            "timeframe": "5m",
+            "params": {"fast": 4, "slow": 30},
+        },
+    )
 
     # an optimisation from the Research page, and its best trial
     nav(page, "Research")
@@ -64,8 +72,9 @@ def test_an_optimisations_best_trial_a_comparison_and_the_offline_report(
     page.click("[data-testid=start-study]")
     page.wait_for_url(re.compile(r".*/app/research/\d+$"))
     study_id = int(page.url.rsplit("/", 1)[1])
-    page.wait_for_function("document.querySelector('[data-testid=study-status]')?.textContent === 'done'",
-                           timeout=90_000)  # fmt: skip
+    page.wait_for_function(
+        "document.querySelector('[data-testid=study-status]')?.textContent === 'done'", timeout=90_000
+    )
     page.click("[data-testid=open-best]")
     panel = page.locator("[data-testid=trial-detail]")
     # the best trial's parameters, run again in full once the study ended: the trial's own result, with its curve

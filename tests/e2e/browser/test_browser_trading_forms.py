@@ -113,12 +113,16 @@ def test_declared_parameters_allocations_and_pinned_versions(platform: str, brow
 
     # What the account could not pay for: the smaller order says why, and the assignments what they hold.
     nav(page, "Dashboard")
-    page.wait_for_selector("[data-testid=recent-orders] [data-testid=size-note] >> text=smaller than asked",
-                           timeout=60_000)  # fmt: skip
+    page.wait_for_selector(
+        "[data-testid=recent-orders] [data-testid=size-note] >> text=smaller than asked", timeout=60_000
+    )
     assert "capped by the account's free balance" in page.inner_text("[data-testid=recent-orders]")
     nav(page, "Assignments")
-    page.wait_for_function("[...document.querySelectorAll('[data-testid=in-use]')].some("
-                           "e => /in use [1-9][\\d,]*\\.\\d\\d/.test(e.textContent))", timeout=30_000)  # fmt: skip
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-testid=in-use]')].some("
+        "e => /in use [1-9][\\d,]*\\.\\d\\d/.test(e.textContent))",
+        timeout=30_000,
+    )
 
     # The editor says who a save switches and who stays; saving version 2 does just that.
     page.goto(f"{platform}/app/strategies/{strategy_id}")
@@ -190,13 +194,22 @@ def test_free_form_parameters_and_row_actions_on_a_wide_screen_and_a_phone(platf
         f"{platform}/api/strategies", data={"name": "Plain", "code": code}, headers=headers
     )
     assert strategy.ok, strategy.text()
-    trader = page.request.post(f"{platform}/api/traders", data={"name": "Paper", "exchange": "sim", "paper": True},
-                               headers=headers).json()  # fmt: skip
+    trader = page.request.post(
+        f"{platform}/api/traders", data={"name": "Paper", "exchange": "sim", "paper": True}, headers=headers
+    ).json()
     market = page.request.get(f"{platform}/api/markets").json()["items"][0]["id"]
     for allocation in ("500", "250"):
-        r = page.request.post(f"{platform}/api/assignments", headers=headers, data={
-            "strategy_id": strategy.json()["id"], "market_id": market, "trader_id": trader["id"],
-            "allocation": allocation, "params": {"label": "a long label that takes room", "window": 14}})  # fmt: skip
+        r = page.request.post(
+            f"{platform}/api/assignments",
+            headers=headers,
+            data={
+                "strategy_id": strategy.json()["id"],
+                "market_id": market,
+                "trader_id": trader["id"],
+                "allocation": allocation,
+                "params": {"label": "a long label that takes room", "window": 14},
+            },
+        )
         assert r.ok, r.text()
 
     # A strategy that declares nothing keeps the free-form field; a number no double holds is refused there.

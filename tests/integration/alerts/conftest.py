@@ -96,11 +96,22 @@ def smtp():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def settings(tmp_path: Path, telegram: FakeTelegram, smtp: LocalSmtp) -> Settings:
     return Settings(
-        data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}", sim_symbols=["BTC/USD"],
-        sim_speed=1200, history_days=0, eval_timeout_s=2, alerts_attempts=3, alerts_retry_s=0.05,
-        alerts_retry_max_s=0.2, alerts_exchange_silence_s=1, telegram_api_url=telegram.url,
-        smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_security="none", smtp_from="alerts@tradewind.test",
-    )  # fmt: skip
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}",
+        sim_symbols=["BTC/USD"],
+        sim_speed=1200,
+        history_days=0,
+        eval_timeout_s=2,
+        alerts_attempts=3,
+        alerts_retry_s=0.05,
+        alerts_retry_max_s=0.2,
+        alerts_exchange_silence_s=1,
+        telegram_api_url=telegram.url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        smtp_security="none",
+        smtp_from="alerts@tradewind.test",
+    )
 
 
 @pytest.fixture

@@ -114,8 +114,9 @@ class FakeTelegram:
             return web.json_response({"ok": False, "error_code": 401, "description": said}, status=401)
         chat = str(body.get("chat_id"))
         if chat not in self.chats:
-            return web.json_response({"ok": False, "error_code": 400, "description": "Bad Request: chat not found"},
-                                     status=400)  # fmt: skip
+            return web.json_response(
+                {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}, status=400
+            )
         self.messages.append({"token": token, "chat_id": chat, "text": body.get("text", "")})
         return web.json_response(
             {"ok": True, "result": {"message_id": len(self.messages), "chat": {"id": chat}}}

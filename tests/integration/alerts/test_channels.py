@@ -77,8 +77,16 @@ async def test_the_kill_switch_reaches_telegram_and_the_token_is_never_shown(
     telegram.tokens.add(TOKEN)
     telegram.chats.add("-100200300")
     c = await api.user("kim@example.com")
-    r = await c.post("/api/alerts/channels", json={"kind": "telegram", "name": "Ops chat", "bot_token": TOKEN,
-                                                   "chat_id": "-100200300", "events": ["kill_switch"]})  # fmt: skip
+    r = await c.post(
+        "/api/alerts/channels",
+        json={
+            "kind": "telegram",
+            "name": "Ops chat",
+            "bot_token": TOKEN,
+            "chat_id": "-100200300",
+            "events": ["kill_switch"],
+        },
+    )
     assert r.status_code == 201, r.text
     assert r.json()["bot_token_masked"] == "****rstu" and r.json()["secret"] is None
     await assignment(c)
@@ -118,8 +126,12 @@ async def test_a_refused_bot_token_is_not_retried_and_its_error_never_holds_the_
         return (await c.get(f"/api/alerts/channels/{ch['id']}")).json()["status"] == "failing"
 
     await eventually(failing, what="the failure in the app")
-    shown = json.dumps([(await c.get(f"/api/alerts/channels/{ch['id']}")).json(),
-                        (await c.get(f"/api/alerts/channels/{ch['id']}/deliveries")).json()])  # fmt: skip
+    shown = json.dumps(
+        [
+            (await c.get(f"/api/alerts/channels/{ch['id']}")).json(),
+            (await c.get(f"/api/alerts/channels/{ch['id']}/deliveries")).json(),
+        ]
+    )
     assert TOKEN not in shown and "Unauthorized: ***" in shown
 
 
@@ -137,8 +149,12 @@ async def test_a_test_alert_goes_to_each_kind_of_channel_and_says_how_it_went(
 
     await nc.subscribe(subjects.user_events(me), cb=hear)
     ids = {}
-    for body in ({"kind": "webhook", "url": webhook.url()}, {"kind": "telegram", "bot_token": TOKEN, "chat_id": "7"},
-                 {"kind": "email", "to": "tess@example.com"}, {"kind": "browser"}):  # fmt: skip
+    for body in (
+        {"kind": "webhook", "url": webhook.url()},
+        {"kind": "telegram", "bot_token": TOKEN, "chat_id": "7"},
+        {"kind": "email", "to": "tess@example.com"},
+        {"kind": "browser"},
+    ):
         r = await c.post("/api/alerts/channels", json=body)
         assert r.status_code == 201, r.text
         ids[body["kind"]] = r.json()["id"]
@@ -183,8 +199,14 @@ async def test_nobody_sees_or_receives_another_users_alerts(api, alerts, webhook
         ).json()
         a = await assignment(alice)
         await assignment(mallory)
-        for method, path, body in [("GET", "", None), ("PATCH", "", {"name": "mine now"}), ("POST", "/test", None),
-                                   ("POST", "/secret", None), ("GET", "/deliveries", None), ("DELETE", "", None)]:  # fmt: skip
+        for method, path, body in [
+            ("GET", "", None),
+            ("PATCH", "", {"name": "mine now"}),
+            ("POST", "/test", None),
+            ("POST", "/secret", None),
+            ("GET", "/deliveries", None),
+            ("DELETE", "", None),
+        ]:
             r = await mallory.request(method, f"/api/alerts/channels/{mine['id']}{path}", json=body)
             assert r.status_code == 404, (method, path, r.text)
         assert [ch["id"] for ch in (await mallory.get("/api/alerts/channels")).json()["items"]] == [

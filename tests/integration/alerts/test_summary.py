@@ -45,10 +45,24 @@ async def clocked(settings, sf, nats_url, box, clock) -> AsyncIterator[AlertServ
 
 async def order(sf, a: dict, at: dt.datetime, side: str, pnl: str | None) -> None:  # type: ignore[no-untyped-def,type-arg]
     async with sf() as s:
-        s.add(Order(owner_id=a["owner_id"], assignment_id=a["id"], trader_id=a["trader"]["id"],
-                    client_order_id=f"{a['id']}-{at.timestamp()}-{side}", exchange="sim", symbol="BTC/USD", side=side,
-                    amount=Decimal("0.01"), filled=Decimal("0.01"), price=Decimal("50000"), status="filled",
-                    pnl=Decimal(pnl) if pnl else None, created_at=at, updated_at=at))  # fmt: skip
+        s.add(
+            Order(
+                owner_id=a["owner_id"],
+                assignment_id=a["id"],
+                trader_id=a["trader"]["id"],
+                client_order_id=f"{a['id']}-{at.timestamp()}-{side}",
+                exchange="sim",
+                symbol="BTC/USD",
+                side=side,
+                amount=Decimal("0.01"),
+                filled=Decimal("0.01"),
+                price=Decimal("50000"),
+                status="filled",
+                pnl=Decimal(pnl) if pnl else None,
+                created_at=at,
+                updated_at=at,
+            )
+        )
         await s.commit()
 
 

@@ -98,8 +98,11 @@ async def test_fills_and_the_daily_loss_limit_arrive_by_email(api, alerts, smtp,
     def subjects_() -> list[str]:
         return [str(msg["Subject"]) for msg in smtp.messages]
 
-    await eventually(lambda: any("Daily loss limit reached on Paper" in s for s in subjects_()), timeout=60,
-                     what="the loss limit e-mail")  # fmt: skip
+    await eventually(
+        lambda: any("Daily loss limit reached on Paper" in s for s in subjects_()),
+        timeout=60,
+        what="the loss limit e-mail",
+    )
     buys = [s for s in subjects_() if s.startswith("[tradewind] Filled: buy ")]
     assert buys and all(" BTC at " in s and s.endswith(" USD") for s in buys)
     await eventually(

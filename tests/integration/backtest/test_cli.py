@@ -80,14 +80,40 @@ def test_import_list_and_backtest_a_stored_market_like_the_file(tmp_path: Path) 
     assert from_db.returncode == 0 and from_file.returncode == 0, from_db.stderr + from_file.stderr
     a, b = json.loads(from_db.stdout), json.loads(from_file.stdout)
     assert a["candles"] == 706 and a["trades"] == b["trades"] and a["final_equity"] == b["final_equity"]
-    window = tw(tmp_path, "backtest", str(strat), "--market", market, "--timeframe", "5m", "--from", "2019-10-12",
-                "--to", "2019-10-12T12:00:00Z", *common)  # fmt: skip
+    window = tw(
+        tmp_path,
+        "backtest",
+        str(strat),
+        "--market",
+        market,
+        "--timeframe",
+        "5m",
+        "--from",
+        "2019-10-12",
+        "--to",
+        "2019-10-12T12:00:00Z",
+        *common,
+    )
     times = load(csv).time
     t0, t1 = parse_time("2019-10-12"), parse_time("2019-10-12T12:00:00Z")
     assert json.loads(window.stdout)["candles"] == int(((times >= t0) & (times < t1)).sum()) > 100
 
-    swept = tw(tmp_path, "backtest", str(strat), "--market", market, "--timeframe", "5m", "--sweep", "fast=4..5",
-               "--sweep", "slow=20,30", "--workers", "2", "--json")  # fmt: skip
+    swept = tw(
+        tmp_path,
+        "backtest",
+        str(strat),
+        "--market",
+        market,
+        "--timeframe",
+        "5m",
+        "--sweep",
+        "fast=4..5",
+        "--sweep",
+        "slow=20,30",
+        "--workers",
+        "2",
+        "--json",
+    )
     assert swept.returncode == 0, swept.stderr
     point = next(r for r in json.loads(swept.stdout)["results"] if r["params"] == {"fast": 5, "slow": 20})
     assert point["final_equity"] == a["final_equity"] and point["trade_count"] == len(a["trades"])
@@ -104,8 +130,20 @@ def test_import_list_and_backtest_a_stored_market_like_the_file(tmp_path: Path) 
 def test_a_sweep_ranks_its_grid_over_local_workers(tmp_path: Path) -> None:
     strat = tmp_path / "sma.lua"
     strat.write_text(SMA)
-    out = tw(tmp_path, "backtest", str(strat), "--data", str(DATA / "XRP-ETH-5m.csv"), "--sweep", "fast=3..6",
-             "--sweep", "slow=20..40:10", "--workers", "2", "--json")  # fmt: skip
+    out = tw(
+        tmp_path,
+        "backtest",
+        str(strat),
+        "--data",
+        str(DATA / "XRP-ETH-5m.csv"),
+        "--sweep",
+        "fast=3..6",
+        "--sweep",
+        "slow=20..40:10",
+        "--workers",
+        "2",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["points"] == 12 and len(doc["results"]) == 12
@@ -151,8 +189,20 @@ def test_maker_fee_and_slippage_bps_reach_the_engine_and_trades_carry_their_exit
     csv = DATA / "XRP-ETH-5m.csv"
     strat = tmp_path / "limits.lua"
     strat.write_text(LIMIT_STOPS)
-    out = tw(tmp_path, "backtest", str(strat), "--data", str(csv), "--fee", "0.001", "--maker-fee", "0.0002",
-             "--slippage-bps", "5", "--json")  # fmt: skip
+    out = tw(
+        tmp_path,
+        "backtest",
+        str(strat),
+        "--data",
+        str(csv),
+        "--fee",
+        "0.001",
+        "--maker-fee",
+        "0.0002",
+        "--slippage-bps",
+        "5",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     want = engine.run(LIMIT_STOPS, load(csv).arrays(), fee=0.001, maker_fee=0.0002, slippage=0.0005).summary()
@@ -166,8 +216,20 @@ def test_maker_fee_and_slippage_bps_reach_the_engine_and_trades_carry_their_exit
     )
     assert taker["final_equity"] != doc["final_equity"]
     # --slippage (a fraction) is --slippage-bps / 10,000; both at once is a usage error
-    frac = tw(tmp_path, "backtest", str(strat), "--data", str(csv), "--fee", "0.001", "--maker-fee", "0.0002",
-              "--slippage", "0.0005", "--json")  # fmt: skip
+    frac = tw(
+        tmp_path,
+        "backtest",
+        str(strat),
+        "--data",
+        str(csv),
+        "--fee",
+        "0.001",
+        "--maker-fee",
+        "0.0002",
+        "--slippage",
+        "0.0005",
+        "--json",
+    )
     assert json.loads(frac.stdout)["trades"] == doc["trades"]
     both = tw(
         tmp_path, "backtest", str(strat), "--data", str(csv), "--slippage", "0.0005", "--slippage-bps", "5"
@@ -228,8 +290,19 @@ def test_a_sweep_runs_its_points_with_the_maker_fee_and_slippage(tmp_path: Path)
     strat = tmp_path / "limits.lua"
     strat.write_text(LIMIT_STOPS)
     costs = ("--maker-fee", "0.0002", "--slippage-bps", "5")
-    swept = tw(tmp_path, "backtest", str(strat), "--data", csv, *costs, "--sweep", "unused=1,2", "--workers", "1",
-               "--json")  # fmt: skip
+    swept = tw(
+        tmp_path,
+        "backtest",
+        str(strat),
+        "--data",
+        csv,
+        *costs,
+        "--sweep",
+        "unused=1,2",
+        "--workers",
+        "1",
+        "--json",
+    )
     if "maker_fee" not in RunBacktest.__struct_fields__:  # the bus message cannot carry it yet: said so
         assert swept.returncode == 1 and "no maker fee" in swept.stderr
         return

@@ -74,8 +74,10 @@ async def test_unsaved_code_is_backtested_without_a_new_version(tmp_path: Path, 
             assert r.status_code == 422 and r.json()["errors"][0]["field"] == "params.size"
             r = await c.post("/api/backtests", json={**body, "code": "function decide(c)\n  return = 1\nend"})
             assert r.status_code == 422 and r.json()["errors"][0] == {
-                "field": "code", "line": 2, "message": r.json()["errors"][0]["message"],
-            }  # fmt: skip
+                "field": "code",
+                "line": 2,
+                "message": r.json()["errors"][0]["message"],
+            }
             assert (await c.get("/api/backtests")).json()["items"][0]["id"] == draft["id"], "nothing queued"
     finally:
         await worker.stop()

@@ -72,8 +72,18 @@ def test_an_empty_range_or_a_file_it_cannot_read_is_an_error_that_says_so(tmp_pa
     assert out.returncode == 0, out.stderr
     strat = tmp_path / "sma.lua"
     strat.write_text(SMA)
-    none = tw(home, "backtest", str(strat), "--market", "binance:XRP/ETH", "--timeframe", "5m", "--from",
-              "2020-01-01", "--json")  # fmt: skip
+    none = tw(
+        home,
+        "backtest",
+        str(strat),
+        "--market",
+        "binance:XRP/ETH",
+        "--timeframe",
+        "5m",
+        "--from",
+        "2020-01-01",
+        "--json",
+    )
     assert none.returncode == 1 and "holds no 5m candles of binance:XRP/ETH in that range" in none.stderr
     month = home / "history" / "binance" / "XRP-ETH" / "5m" / "2019-10.parquet"
     month.write_bytes(month.read_bytes()[:200])  # cut short

@@ -28,8 +28,15 @@ def minutes(start: int, n: int) -> list[tuple]:
     ]
 
 
-@pytest.mark.parametrize(("tf", "start", "end"), [("1m", None, None), ("1h", None, None), ("1h", T0 + 3 * 3600_000, None),
-                                                  ("15m", T0 + 600_000, T0 + 2000 * M)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("tf", "start", "end"),
+    [
+        ("1m", None, None),
+        ("1h", None, None),
+        ("1h", T0 + 3 * 3600_000, None),
+        ("15m", T0 + 600_000, T0 + 2000 * M),
+    ],
+)
 async def test_history_and_the_candles_stored_since_read_as_the_database_holds_them(
     tmp_path: Path, tf: str, start: int | None, end: int | None
 ) -> None:

@@ -71,9 +71,20 @@ def space() -> dict[str, Any]:
         rt.close()
 
 
-async def study_on(url: str, db_url: str, csv: Path, name: str, total: int, *, lanes: int = 2, resume: bool = False,
-                   seed: int | None = 4, worker_timeout_s: float = 30.0, fixed: dict[str, Any] | None = None,
-                   on_event: Any = None) -> optuna.Study:  # fmt: skip
+async def study_on(
+    url: str,
+    db_url: str,
+    csv: Path,
+    name: str,
+    total: int,
+    *,
+    lanes: int = 2,
+    resume: bool = False,
+    seed: int | None = 4,
+    worker_timeout_s: float = 30.0,
+    fixed: dict[str, Any] | None = None,
+    on_event: Any = None,
+) -> optuna.Study:
     config = opt.StudyConfig(objectives=("return",), seed=seed, fee=0.0, lookback=5, fixed=fixed or {})
     study = opt.open_study(opt.open_storage(db_url), name, config, resume=resume)
     job = opt.Job(code=CYCLE, data=BacktestData(path=str(csv), tf="1m"), name="cycle", config=config)
@@ -97,8 +108,13 @@ async def test_the_study_finds_the_optimum_built_into_the_candles(tmp_path: Path
     assert {k: best.params[k] for k in BEST} == BEST
     # the engine over every pair agrees: that pair, and only it, gives the best return
     arrays = load(csv).arrays()
-    grid = {(p, h): engine.run(CYCLE, arrays, params={"phase": p, "hold": h, "spin": 0}, fee=0.0, lookback=5)
-            .summary()["return_pct"] for p in range(10) for h in range(1, 10)}  # fmt: skip
+    grid = {
+        (p, h): engine.run(
+            CYCLE, arrays, params={"phase": p, "hold": h, "spin": 0}, fee=0.0, lookback=5
+        ).summary()["return_pct"]
+        for p in range(10)
+        for h in range(1, 10)
+    }
     top = max(grid.values())
     assert [k for k, v in grid.items() if v == top] == [(2, 4)]
     assert best.value == pytest.approx(top, rel=1e-12)
@@ -160,8 +176,17 @@ async def test_a_killed_workers_trial_is_run_again_on_another(tmp_path: Path) ->
 
         helper = asyncio.ensure_future(start_survivor())
         # a slow trial (a spin in each decision): the doomed worker is still on it when it is killed
-        study = await study_on(url, db_url, csv, "killed", 3, lanes=1, worker_timeout_s=1.5,
-                               fixed={"spin": 20_000}, on_event=on_event)  # fmt: skip
+        study = await study_on(
+            url,
+            db_url,
+            csv,
+            "killed",
+            3,
+            lanes=1,
+            worker_timeout_s=1.5,
+            fixed={"spin": 20_000},
+            on_event=on_event,
+        )
         await helper
         assert await asyncio.wait_for(doomed.wait(), 5) == -signal.SIGKILL
         first = study.trials[0]
@@ -205,8 +230,13 @@ async def test_a_study_interrupted_mid_trial_resumes_to_its_total(tmp_path: Path
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tradewind.cli", "optimize", *args], capture_output=True, text=True,
-                          env=env, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "tradewind.cli", "optimize", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 @pytest.mark.timeout(90)
@@ -217,8 +247,22 @@ def test_the_cli_optimises_and_resumes_a_named_study(tmp_path: Path) -> None:
     env = {**os.environ, "TRADEWIND_DATA_DIR": str(tmp_path / "data")}
     env.pop("TRADEWIND_NATS_URL", None)
     env.pop("TRADEWIND_DATABASE_URL", None)
-    common = [str(strategy), "--data", str(csv), "--objective", "return,max_drawdown", "--lookback", "5",
-              "--fee", "0", "--workers", "2", "--study", "cli", "--json"]  # fmt: skip
+    common = [
+        str(strategy),
+        "--data",
+        str(csv),
+        "--objective",
+        "return,max_drawdown",
+        "--lookback",
+        "5",
+        "--fee",
+        "0",
+        "--workers",
+        "2",
+        "--study",
+        "cli",
+        "--json",
+    ]
     first = _cli(*common, "--trials", "6", env=env)
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)

@@ -163,8 +163,22 @@ def test_the_cli_prints_one_json_object_and_fails_on_a_strategy_error(tmp_path: 
     strat = tmp_path / "s.lua"
     strat.write_text(SMA)
     exe = Path(sys.executable).parent / "tradewind"
-    out = subprocess.run([str(exe), "backtest", str(strat), "--data", str(DATA / "XRP-ETH-5m.csv"), "--param", "fast=5",
-                          "--param", "slow=20", "--json"], capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            str(exe),
+            "backtest",
+            str(strat),
+            "--data",
+            str(DATA / "XRP-ETH-5m.csv"),
+            "--param",
+            "fast=5",
+            "--param",
+            "slow=20",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert set(doc) >= {

@@ -67,7 +67,9 @@ def arrays(rows: list[tuple[int, float, float, float, float, float]]) -> dict[st
 
 
 @asynccontextmanager
-async def platform(tmp_path: Path, markets: dict[str, tuple[list[Any], list[Any]]], *, worker: bool = True) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, int]]]:  # fmt: skip
+async def platform(
+    tmp_path: Path, markets: dict[str, tuple[list[Any], list[Any]]], *, worker: bool = True
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, int]]]:
     """The app with one backtest worker on an embedded NATS (none with ``worker=False``), over a SQLite store
     holding ``markets`` (symbol -> (1m candle rows, tick rows)); a logged-in client and the market ids."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}"
@@ -79,8 +81,10 @@ async def platform(tmp_path: Path, markets: dict[str, tuple[list[Any], list[Any]
         for symbol, (rows, ticks) in markets.items():
             market = await store.get_or_create_market(s, "sim", symbol)
             await store.insert_candles(s, market.id, "1m", rows)
-            s.add_all(TickRow(market_id=market.id, time=t, bid=b, ask=a, bid_size=1.0, ask_size=1.0, last=x)
-                      for t, b, a, x in ticks)  # fmt: skip
+            s.add_all(
+                TickRow(market_id=market.id, time=t, bid=b, ask=a, bid_size=1.0, ask_size=1.0, last=x)
+                for t, b, a, x in ticks
+            )
             ids[symbol] = market.id
         await s.commit()
     settings = Settings(data_dir=tmp_path, database_url=url)
@@ -142,8 +146,13 @@ async def test_the_documented_market_maker_quotes_on_candles_with_a_synthetic_sp
     mm = market_maker(tmp_path).read_text()
     rows = swinging(300)
     async with platform(tmp_path, {"BTC/USD": (rows, [])}) as (c, ids):
-        body = {"strategy_id": await strategy(c, "mm", mm), "market_id": ids["BTC/USD"], "timeframe": "1m",
-                "params": PARAMS, "spread_bps": 5}  # fmt: skip
+        body = {
+            "strategy_id": await strategy(c, "mm", mm),
+            "market_id": ids["BTC/USD"],
+            "timeframe": "1m",
+            "params": PARAMS,
+            "spread_bps": 5,
+        }
         doc = await backtest(c, body)
         assert doc["status"] == "done" and doc["error"] is None, doc
         assert doc["mode"] == "candles" and doc["trades"] is None
@@ -177,8 +186,12 @@ async def test_the_documented_market_maker_quotes_on_candles_with_a_synthetic_sp
         assert doc["mode"] == "candles" and doc["metrics"]["candles"] == 50 and len(doc["equity"]) == 50
 
         # a strategy with both functions runs decide unless the trigger says tick
-        both = await strategy(c, "both", 'function decide(c) return "long" end\n'
-                              "function on_tick(t) return {quotes = {{side = 'buy', price = t.bid - 0.05, amount = 1}}} end")  # fmt: skip
+        both = await strategy(
+            c,
+            "both",
+            'function decide(c) return "long" end\n'
+            "function on_tick(t) return {quotes = {{side = 'buy', price = t.bid - 0.05, amount = 1}}} end",
+        )
         decided = await backtest(c, {**body, "strategy_id": both, "spread_bps": None})
         assert decided["status"] == "done" and decided["mode"] is None and len(decided["trades"]) == 1
         quoted = await backtest(c, {**body, "strategy_id": both, "trigger": "tick"})
@@ -194,8 +207,14 @@ async def test_the_documented_market_maker_quotes_on_the_stored_ticks_of_its_mar
     rows, ticks = [(T0 + MIN * i, 100.0, 100.05, 99.95, 100.0, 1.0) for i in range(90)], hour_of_ticks()
     markets = {"BTC/USD": (rows, ticks), "ETH/USD": ([], ticks[:10])}
     async with platform(tmp_path, markets) as (c, ids):
-        body = {"strategy_id": await strategy(c, "mm", mm), "market_id": ids["BTC/USD"], "timeframe": "1m",
-                "params": PARAMS, "max_position": 2, "min_interval_ms": 5000}  # fmt: skip
+        body = {
+            "strategy_id": await strategy(c, "mm", mm),
+            "market_id": ids["BTC/USD"],
+            "timeframe": "1m",
+            "params": PARAMS,
+            "max_position": 2,
+            "min_interval_ms": 5000,
+        }
         doc = await backtest(c, body)
         assert doc["status"] == "done", doc
         m = doc["metrics"]
@@ -204,11 +223,21 @@ async def test_the_documented_market_maker_quotes_on_the_stored_ticks_of_its_mar
         buys, sells = quote_fills(doc).values()
         assert buys > 0 and sells > 0 and 0 <= m["final_inventory"] <= 2
         assert doc["fills"][0]["time"] >= "2024-01-01T00:15:00Z" and len(doc["equity"]) > 100
-        tick_arrays = {k: np.asarray([t[i] for t in ticks], dtype=np.int64 if k == "time" else np.float64)
-                       for k, i in (("time", 0), ("bid", 1), ("ask", 2), ("last", 3))}  # fmt: skip
+        tick_arrays = {
+            k: np.asarray([t[i] for t in ticks], dtype=np.int64 if k == "time" else np.float64)
+            for k, i in (("time", 0), ("bid", 1), ("ask", 2), ("last", 3))
+        }
         tick_arrays |= {"bid_size": np.ones(len(ticks)), "ask_size": np.ones(len(ticks))}
-        local = quotes.run_ticks(mm, arrays(rows), tick_arrays, params=PARAMS, max_position=2, min_interval_ms=5000,
-                                 tf_ms=MIN, name="mm").summary()  # fmt: skip
+        local = quotes.run_ticks(
+            mm,
+            arrays(rows),
+            tick_arrays,
+            params=PARAMS,
+            max_position=2,
+            min_interval_ms=5000,
+            tf_ms=MIN,
+            name="mm",
+        ).summary()
         assert doc["fills"] == local["trades"] and m["final_equity"] == local["final_equity"]
 
         # a range without ticks: the candles, with a synthetic spread
@@ -222,11 +251,20 @@ async def test_the_documented_market_maker_quotes_on_the_stored_ticks_of_its_mar
 
 
 BAD = [
-    ("spread_bps", 0), ("spread_bps", -1), ("spread_bps", 1000.5), ("spread_bps", "wide"),
-    ("max_position", 0), ("max_position", -0.5), ("max_position", 1e13),
-    ("min_interval_ms", 99), ("min_interval_ms", 3_600_001), ("min_interval_ms", 1000.5),
-    ("min_interval_ms", "1000"), ("trigger", "book"), ("trigger", 1),
-]  # fmt: skip
+    ("spread_bps", 0),
+    ("spread_bps", -1),
+    ("spread_bps", 1000.5),
+    ("spread_bps", "wide"),
+    ("max_position", 0),
+    ("max_position", -0.5),
+    ("max_position", 1e13),
+    ("min_interval_ms", 99),
+    ("min_interval_ms", 3_600_001),
+    ("min_interval_ms", 1000.5),
+    ("min_interval_ms", "1000"),
+    ("trigger", "book"),
+    ("trigger", 1),
+]
 
 
 async def test_bad_quoting_fields_are_refused_naming_the_field(tmp_path: Path) -> None:

@@ -44,13 +44,34 @@ def market_maker(tmp_path: Path) -> Path:
 @pytest.mark.skipif(not (DATA / "ETH-BTC-5m.csv").exists(), reason="the shared candles are not here")
 def test_the_documented_market_maker_on_a_candle_file_prints_the_labelled_report(tmp_path: Path) -> None:
     mm = market_maker(tmp_path)
-    args = ["backtest", str(mm), "--data", str(DATA / "ETH-BTC-5m.csv"), "--cash", "100", "--param", "size=1",
-            "--param", "max_inventory=5", "--param", "reserve=10"]  # fmt: skip
+    args = [
+        "backtest",
+        str(mm),
+        "--data",
+        str(DATA / "ETH-BTC-5m.csv"),
+        "--cash",
+        "100",
+        "--param",
+        "size=1",
+        "--param",
+        "max_inventory=5",
+        "--param",
+        "reserve=10",
+    ]
     out = tw(tmp_path, *args)
     assert out.returncode == 0, out.stderr
     assert LABEL in out.stdout
-    for label in ("quotes placed", "fills", "fill rate", "final inventory", "realized P&L", "fees", "final equity",
-                  "max drawdown", "last fills (UTC)"):  # fmt: skip
+    for label in (
+        "quotes placed",
+        "fills",
+        "fill rate",
+        "final inventory",
+        "realized P&L",
+        "fees",
+        "final equity",
+        "max drawdown",
+        "last fills (UTC)",
+    ):
         assert label in out.stdout
 
     js = tw(tmp_path, *args, "--json", "--fee", "0", "--spread-bps", "10")
@@ -89,8 +110,10 @@ def store(tmp_path: Path, bars: int, ticks: list[tuple[int, float, float, float]
                 market = await candles.get_or_create_market(s, "sim", "BTC/USD")
                 rows = [(T0 + MIN * i, 100.0, 100.05, 99.95, 100.0, 1.0) for i in range(bars)]
                 await candles.insert_candles(s, market.id, "1m", rows)
-                s.add_all(TickRow(market_id=market.id, time=t, bid=b, ask=a, bid_size=1.0, ask_size=1.0, last=x)
-                          for t, b, a, x in ticks)  # fmt: skip
+                s.add_all(
+                    TickRow(market_id=market.id, time=t, bid=b, ask=a, bid_size=1.0, ask_size=1.0, last=x)
+                    for t, b, a, x in ticks
+                )
                 await s.commit()
         finally:
             await eng.dispose()
@@ -107,8 +130,17 @@ def test_the_documented_market_maker_on_stored_ticks(tmp_path: Path) -> None:
         ticks.append((T0 + 15 * MIN + 1000 * k, round(mid - 0.01, 4), round(mid + 0.01, 4), round(last, 4)))
     store(tmp_path, 90, ticks)
     mm = market_maker(tmp_path)
-    common = ["backtest", str(mm), "--market", "sim:BTC/USD", "--ticks", "--param", "size=1",
-              "--param", "max_inventory=3"]  # fmt: skip
+    common = [
+        "backtest",
+        str(mm),
+        "--market",
+        "sim:BTC/USD",
+        "--ticks",
+        "--param",
+        "size=1",
+        "--param",
+        "max_inventory=3",
+    ]
     out = tw(tmp_path, *common)
     assert out.returncode == 0, out.stderr
     assert "mode: ticks" in out.stdout and "3,600 ticks" in out.stdout and "approximation" not in out.stdout

@@ -36,9 +36,26 @@ def write_regime(path: Path, n: int = 1000) -> Path:
 def test_walkforward_command_reports_windows_and_efficiency(tmp_path: Path) -> None:
     data = write_regime(tmp_path / "regime.csv")
     (tmp_path / "side.lua").write_text(SIDE)
-    out = tradewind("walkforward", str(tmp_path / "side.lua"), "--data", str(data), "--train", "300m", "--test",
-                    "100m", "--trials", "6", "--objective", "return", "--seed", "1", "--fee", "0", "--no-prune",
-                    "--json")  # fmt: skip
+    out = tradewind(
+        "walkforward",
+        str(tmp_path / "side.lua"),
+        "--data",
+        str(data),
+        "--train",
+        "300m",
+        "--test",
+        "100m",
+        "--trials",
+        "6",
+        "--objective",
+        "return",
+        "--seed",
+        "1",
+        "--fee",
+        "0",
+        "--no-prune",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["mode"] == "rolling" and len(doc["windows"]) == 7
@@ -47,8 +64,17 @@ def test_walkforward_command_reports_windows_and_efficiency(tmp_path: Path) -> N
     }
     assert doc["windows"][0]["test"]["from"] == doc["windows"][0]["train"]["to"]
     assert {"oos_equity", "is_equity", "wfe", "oos_annualised_pct", "is_annualised_pct"} <= set(doc)
-    split = tradewind("walkforward", str(tmp_path / "side.lua"), "--data", str(data), "--split", "0.7", "--trials",
-                      "4", "--json")  # fmt: skip
+    split = tradewind(
+        "walkforward",
+        str(tmp_path / "side.lua"),
+        "--data",
+        str(data),
+        "--split",
+        "0.7",
+        "--trials",
+        "4",
+        "--json",
+    )
     assert split.returncode == 0, split.stderr
     assert json.loads(split.stdout)["windows"][0]["test"]["candles"] == 300
     bad = tradewind(
@@ -70,14 +96,37 @@ def write_wavy(path: Path, n: int = 400) -> Path:
 def test_check_command_flags_a_recursive_ema_and_runs_monte_carlo(tmp_path: Path) -> None:
     data = write_wavy(tmp_path / "wavy.csv")
     (tmp_path / "ema.lua").write_text(EMA)
-    out = tradewind("check", str(tmp_path / "ema.lua"), "--data", str(data), "--lookback", "40", "--points", "5",
-                    "--runs", "200", "--seed", "3", "--json")  # fmt: skip
+    out = tradewind(
+        "check",
+        str(tmp_path / "ema.lua"),
+        "--data",
+        str(data),
+        "--lookback",
+        "40",
+        "--points",
+        "5",
+        "--runs",
+        "200",
+        "--seed",
+        "3",
+        "--json",
+    )
     assert out.returncode == 1, out.stderr  # a decision changed with the lookback
     doc = json.loads(out.stdout)
     assert not doc["recursive"]["passed"] and doc["lookahead"]["passed"]
     mc = doc["montecarlo"]
     assert mc["runs"] == 200 and mc["trades"] > 0
     assert mc["bootstrap"]["max_drawdown_pct"]["p5"] <= mc["bootstrap"]["max_drawdown_pct"]["p95"]
-    text = tradewind("check", str(tmp_path / "ema.lua"), "--data", str(data), "--lookback", "40", "--only",
-                     "lookahead", "--points", "3")  # fmt: skip
+    text = tradewind(
+        "check",
+        str(tmp_path / "ema.lua"),
+        "--data",
+        str(data),
+        "--lookback",
+        "40",
+        "--only",
+        "lookahead",
+        "--points",
+        "3",
+    )
     assert text.returncode == 0 and "passed" in text.stdout

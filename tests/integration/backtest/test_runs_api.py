@@ -36,7 +36,9 @@ async def done(c: httpx.AsyncClient, path: str) -> dict[str, Any]:
     raise AssertionError(f"{path} did not finish: {doc['status']}")
 
 
-async def three_runs(c: httpx.AsyncClient, market: int) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]:  # fmt: skip
+async def three_runs(
+    c: httpx.AsyncClient, market: int
+) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]:
     sid = await strategy(c, "cycle", CYCLE)
     base = {**COSTS, "strategy_id": sid, "market_id": market}
     b = await backtest(c, {**base, "params": BEST})
@@ -45,8 +47,19 @@ async def three_runs(c: httpx.AsyncClient, market: int) -> tuple[int, dict[str, 
     assert r.status_code == 202, r.text
     s = await done(c, f"/api/studies/{r.json()['id']}")
     assert s["status"] == "done", s["error"]
-    r = await c.post("/api/walkforwards", json={**base, "mode": "rolling", "train": "2h", "test": "1h", "trials": 8,
-                                                "objective": "return", "seed": 1, "prune": False})  # fmt: skip
+    r = await c.post(
+        "/api/walkforwards",
+        json={
+            **base,
+            "mode": "rolling",
+            "train": "2h",
+            "test": "1h",
+            "trials": 8,
+            "objective": "return",
+            "seed": 1,
+            "prune": False,
+        },
+    )
     assert r.status_code == 202, r.text
     w = await done(c, f"/api/walkforwards/{r.json()['id']}")
     assert w["status"] == "done", w["error"]
@@ -174,16 +187,25 @@ async def test_runs_are_kept_listed_compared_and_exported_and_only_their_owner_s
         other = {"Authorization": f"Bearer {token}"}
         assert (await c.get("/api/runs", headers=other)).json() == {"items": [], "next_before": None}
         assert (await c.get("/api/walkforwards", headers=other)).json()["items"] == []
-        for path in (f"/api/runs/backtest/{b['id']}", f"/api/runs/study/{s['id']}", f"/api/runs/walkforward/{w['id']}",
-                     f"/api/runs/backtest/{b['id']}/trades.csv", f"/api/runs/study/{s['id']}/export.json",
-                     f"/api/runs/walkforward/{w['id']}/report.html", f"/api/walkforwards/{w['id']}",
-                     f"/api/runs/compare?runs=backtest:{b['id']},study:{s['id']}",
-                     f"/api/runs?before=backtest:{b['id']}"):  # fmt: skip
+        for path in (
+            f"/api/runs/backtest/{b['id']}",
+            f"/api/runs/study/{s['id']}",
+            f"/api/runs/walkforward/{w['id']}",
+            f"/api/runs/backtest/{b['id']}/trades.csv",
+            f"/api/runs/study/{s['id']}/export.json",
+            f"/api/runs/walkforward/{w['id']}/report.html",
+            f"/api/walkforwards/{w['id']}",
+            f"/api/runs/compare?runs=backtest:{b['id']},study:{s['id']}",
+            f"/api/runs?before=backtest:{b['id']}",
+        ):
             r = await c.get(path, headers=other)
             assert r.status_code == 404, (path, r.status_code)
             assert "cycle" not in r.text and "CYC" not in r.text
-        r = await c.post("/api/walkforwards", headers=other, json={**COSTS, "strategy_id": sid, "market_id": ids["CYC/USD"],
-                                                                   "mode": "split", "split": 0.5})  # fmt: skip
+        r = await c.post(
+            "/api/walkforwards",
+            headers=other,
+            json={**COSTS, "strategy_id": sid, "market_id": ids["CYC/USD"], "mode": "split", "split": 0.5},
+        )
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "strategy_id"
 
 
@@ -192,28 +214,46 @@ async def test_bad_runs_and_walkforwards_are_refused_with_the_field_at_fault(tmp
     async with platform(tmp_path, {"CYC/USD": (cycle_rows(100), [])}) as (c, ids):
         sid = await strategy(c, "cycle", CYCLE)
         body = {**COSTS, "strategy_id": sid, "market_id": ids["CYC/USD"], "trials": 4}
-        for change, field in (({"mode": "split"}, "split"), ({}, "train"), ({"train": "2h"}, "test"),
-                              ({"train": "2x", "test": "1h"}, "train"), ({"train": "0h", "test": "1h"}, "train"),
-                              ({"train": "99999999999w", "test": "1h"}, "train"),
-                              ({"mode": "split", "split": 0.5, "test": "1h"}, "test"),
-                              ({"split": 0.5, "train": "1h", "test": "1h"}, "split"),
-                              ({"mode": "split", "split": 1.5}, "split"), ({"mode": "sideways"}, "mode"),
-                              ({"mode": "split", "split": 0.5, "trials": 0}, "trials"),
-                              ({"mode": "split", "split": 0.5, "objective": "luck"}, "objective"),
-                              ({"mode": "split", "split": 0.5, "market_id": 999}, "market_id"),
-                              ({"mode": "split", "split": 0.5, "from": 2_000_000_000_000, "to": 1_000_000_000_000}, "to"),
-                              ({"mode": "split", "split": 0.5, "params": {"bad name": 1}}, "params")):  # fmt: skip
+        for change, field in (
+            ({"mode": "split"}, "split"),
+            ({}, "train"),
+            ({"train": "2h"}, "test"),
+            ({"train": "2x", "test": "1h"}, "train"),
+            ({"train": "0h", "test": "1h"}, "train"),
+            ({"train": "99999999999w", "test": "1h"}, "train"),
+            ({"mode": "split", "split": 0.5, "test": "1h"}, "test"),
+            ({"split": 0.5, "train": "1h", "test": "1h"}, "split"),
+            ({"mode": "split", "split": 1.5}, "split"),
+            ({"mode": "sideways"}, "mode"),
+            ({"mode": "split", "split": 0.5, "trials": 0}, "trials"),
+            ({"mode": "split", "split": 0.5, "objective": "luck"}, "objective"),
+            ({"mode": "split", "split": 0.5, "market_id": 999}, "market_id"),
+            ({"mode": "split", "split": 0.5, "from": 2_000_000_000_000, "to": 1_000_000_000_000}, "to"),
+            ({"mode": "split", "split": 0.5, "params": {"bad name": 1}}, "params"),
+        ):
             r = await c.post("/api/walkforwards", json={**body, **change})
             assert r.status_code == 422, (change, r.text)
             assert r.json()["errors"][0]["field"] == field, (change, r.json())
-        for query, field in (("runs=backtest:1", "runs"), ("runs=backtest:1,backtest:1", "runs"),
-                             ("runs=backtest:1,trade:2", "runs"), ("runs=backtest:0,study:1", "runs"),
-                             ("runs=" + ",".join(f"study:{i}" for i in range(1, 12)), "runs"), ("", "runs")):  # fmt: skip
+        for query, field in (
+            ("runs=backtest:1", "runs"),
+            ("runs=backtest:1,backtest:1", "runs"),
+            ("runs=backtest:1,trade:2", "runs"),
+            ("runs=backtest:0,study:1", "runs"),
+            ("runs=" + ",".join(f"study:{i}" for i in range(1, 12)), "runs"),
+            ("", "runs"),
+        ):
             r = await c.get(f"/api/runs/compare?{query}")
             assert r.status_code == 422, (query, r.text)
             assert r.json()["errors"][0]["field"] == field, (query, r.json())
-        for path in ("/api/runs/trade/1", "/api/runs/backtest/0", "/api/runs/backtest/x", "/api/runs?kind=trade",
-                     "/api/runs?before=nonsense", "/api/runs?limit=0", "/api/runs/study/1/report.pdf"):  # fmt: skip
+        for path in (
+            "/api/runs/trade/1",
+            "/api/runs/backtest/0",
+            "/api/runs/backtest/x",
+            "/api/runs?kind=trade",
+            "/api/runs?before=nonsense",
+            "/api/runs?limit=0",
+            "/api/runs/study/1/report.pdf",
+        ):
             r = await c.get(path)
             assert 400 <= r.status_code < 500, (path, r.status_code)
         assert (await c.get("/api/runs/walkforward/999")).status_code == 404
@@ -240,8 +280,10 @@ async def test_bad_runs_and_walkforwards_are_refused_with_the_field_at_fault(tmp
 async def test_a_walkforward_without_a_worker_says_so(tmp_path: Path) -> None:
     async with platform(tmp_path, {"CYC/USD": (cycle_rows(100), [])}, worker=False) as (c, ids):
         sid = await strategy(c, "cycle", CYCLE)
-        r = await c.post("/api/walkforwards", json={**COSTS, "strategy_id": sid, "market_id": ids["CYC/USD"],
-                                                    "mode": "split", "split": 0.5})  # fmt: skip
+        r = await c.post(
+            "/api/walkforwards",
+            json={**COSTS, "strategy_id": sid, "market_id": ids["CYC/USD"], "mode": "split", "split": 0.5},
+        )
         assert r.status_code == 202 and r.json()["status"] == "error"
         doc = (await c.get(f"/api/walkforwards/{r.json()['id']}")).json()
         assert doc["error"] == NO_WORKER
@@ -255,8 +297,18 @@ async def test_a_studys_best_run_is_over_the_candles_its_trials_saw(tmp_path: Pa
     rows = cycle_rows(400)
     async with platform(tmp_path, {"CYC/USD": (rows[:300], [])}) as (c, ids):
         sid = await strategy(c, "cycle", CYCLE)
-        r = await c.post("/api/studies", json={**COSTS, "strategy_id": sid, "market_id": ids["CYC/USD"],
-                                               "objectives": ["return"], "trials": 40, "seed": 5, "prune": False})  # fmt: skip
+        r = await c.post(
+            "/api/studies",
+            json={
+                **COSTS,
+                "strategy_id": sid,
+                "market_id": ids["CYC/USD"],
+                "objectives": ["return"],
+                "trials": 40,
+                "seed": 5,
+                "prune": False,
+            },
+        )
         study = f"/api/studies/{r.json()['id']}"
         for _ in range(400):  # the driver has loaded the candles once it has read the space
             doc = (await c.get(study)).json()

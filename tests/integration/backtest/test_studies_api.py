@@ -77,12 +77,19 @@ async def test_bad_studies_are_refused_with_the_field_at_fault(tmp_path: Path) -
     async with platform(tmp_path, {"CYC/USD": (cycle_rows(100), [])}) as (c, ids):
         sid = await strategy(c, "cycle", CYCLE)
         body = {**BODY, "strategy_id": sid, "market_id": ids["CYC/USD"]}
-        for change, field in (({"objectives": ["nope"]}, "objectives.0"), ({"objectives": []}, "objectives"),
-                              ({"objectives": ["sharpe", "sharpe"]}, "objectives"), ({"trials": 0}, "trials"),
-                              ({"trials": 10**6}, "trials"), ({"sampler": "grid"}, "sampler"),
-                              ({"market_id": 999}, "market_id"), ({"timeframe": "7m"}, "timeframe"),
-                              ({"from": 2_000_000_000_000, "to": 1_000_000_000_000}, "to"),
-                              ({"params": {"bad name": 1}}, "params"), ({"extra": 1}, "extra")):  # fmt: skip
+        for change, field in (
+            ({"objectives": ["nope"]}, "objectives.0"),
+            ({"objectives": []}, "objectives"),
+            ({"objectives": ["sharpe", "sharpe"]}, "objectives"),
+            ({"trials": 0}, "trials"),
+            ({"trials": 10**6}, "trials"),
+            ({"sampler": "grid"}, "sampler"),
+            ({"market_id": 999}, "market_id"),
+            ({"timeframe": "7m"}, "timeframe"),
+            ({"from": 2_000_000_000_000, "to": 1_000_000_000_000}, "to"),
+            ({"params": {"bad name": 1}}, "params"),
+            ({"extra": 1}, "extra"),
+        ):
             r = await c.post("/api/studies", json={**body, **change})
             assert r.status_code == 422, (change, r.text)
             assert r.json()["errors"][0]["field"] == field, (change, r.json())
@@ -93,6 +100,11 @@ async def test_bad_studies_are_refused_with_the_field_at_fault(tmp_path: Path) -
         doc = await finished(c, r.json()["id"])
         assert doc["status"] == "error" and "declares no parameter" in doc["error"]
         # a declaration with a mistake cannot even be saved
-        r = await c.post("/api/strategies", json={"name": "bad", "code": 'params = {fast = {min = 9, max = 2}}\n'
-                                                  'function decide(c, params) return "long" end'})  # fmt: skip
+        r = await c.post(
+            "/api/strategies",
+            json={
+                "name": "bad",
+                "code": 'params = {fast = {min = 9, max = 2}}\nfunction decide(c, params) return "long" end',
+            },
+        )
         assert r.status_code == 422 and "max (2) is below min (9)" in r.text

@@ -110,8 +110,10 @@ async def test_the_api_queues_a_backtest_that_a_worker_runs_and_only_its_owner_s
     app = create_app(settings, sf, web_nc, SecretBox([KEY]))
     transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as alice, \
-                   httpx.AsyncClient(transport=transport, base_url="http://t") as bob:  # fmt: skip
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://t") as alice,
+            httpx.AsyncClient(transport=transport, base_url="http://t") as bob,
+        ):
             for c, email in ((alice, "alice@example.com"), (bob, "bob@example.com")):
                 assert (
                     await c.post(
@@ -206,8 +208,18 @@ async def test_the_cli_sends_a_sweep_to_the_workers_on_the_configured_bus(
     strat.write_text(SMA)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
     env.update(TRADEWIND_NATS_URL=nats_url, TRADEWIND_DATA_DIR=str(tmp_path / "home"))
-    cmd = [str(Path(sys.executable).parent / "tradewind"), "backtest", str(strat), "--data", str(CANDLES),
-           "--sweep", "fast=3..8", "--param", "slow=30", "--json"]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).parent / "tradewind"),
+        "backtest",
+        str(strat),
+        "--data",
+        str(CANDLES),
+        "--sweep",
+        "fast=3..8",
+        "--param",
+        "slow=30",
+        "--json",
+    ]
     workers = await _workers(nats_url, Settings(data_dir=tmp_path), None)
     try:
         out = await asyncio.to_thread(

@@ -23,10 +23,27 @@ def test_bench_latency_measures_every_order_of_a_small_load(tmp_path: Path) -> N
     }  # embedded, whatever the shell says
     env["TRADEWIND_DATA_DIR"] = str(tmp_path)
     out = subprocess.run(
-        [sys.executable, "-m", "tradewind.cli", "bench", "latency", "--assignments", "4", "--candles", "3",
-         "--candle-interval", "0.5", "--json", "--plot", str(tmp_path / "plot.png")],
-        capture_output=True, text=True, timeout=240, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tradewind.cli",
+            "bench",
+            "latency",
+            "--assignments",
+            "4",
+            "--candles",
+            "3",
+            "--candle-interval",
+            "0.5",
+            "--json",
+            "--plot",
+            str(tmp_path / "plot.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     (result,) = json.loads(out.stdout)["results"]
     assert result["assignments"] == 4 and result["candles"] == 3
@@ -39,8 +56,10 @@ def test_bench_latency_measures_every_order_of_a_small_load(tmp_path: Path) -> N
 def test_a_load_that_is_not_a_number_is_a_clear_error() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tradewind.cli", "bench", "latency", "--assignments", "ten"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "comma-separated list of whole numbers" in out.stderr
     assert "Traceback" not in out.stderr
 
@@ -56,9 +75,25 @@ async def test_against_a_nats_server_of_its_own_it_leaves_nothing_and_one_in_use
 
     def bench() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "tradewind.cli", "bench", "latency", "--assignments", "2", "--candles", "2",
-             "--candle-interval", "0.5", "--json"], capture_output=True, text=True, timeout=240, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "tradewind.cli",
+                "bench",
+                "latency",
+                "--assignments",
+                "2",
+                "--candles",
+                "2",
+                "--candle-interval",
+                "0.5",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env=env,
+        )
 
     nc = await connect(url, "test")
     try:

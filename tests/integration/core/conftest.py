@@ -63,8 +63,14 @@ async def nc(nats_url: str):  # type: ignore[no-untyped-def]
     await client.drain()
 
 
-async def make_assignment(sf, *, email: str = "a@example.com", symbol: str = "BTC/USD", trader: bool = True,
-                          code: str = 'function decide(c, p) return "long" end') -> Assignment:  # fmt: skip
+async def make_assignment(
+    sf,
+    *,
+    email: str = "a@example.com",
+    symbol: str = "BTC/USD",
+    trader: bool = True,
+    code: str = 'function decide(c, p) return "long" end',
+) -> Assignment:
     async with sf() as s:
         user = User(email=email, password_hash="x")
         s.add(user)
@@ -87,8 +93,15 @@ async def make_assignment(sf, *, email: str = "a@example.com", symbol: str = "BT
             s.add(t)
             await s.flush()
             trader_id = t.id
-        a = Assignment(owner_id=user.id, strategy_id=strategy.id, market_id=market_id, timeframe="1m",
-                       trader_id=trader_id, allocation=Decimal("1000"), params={})  # fmt: skip
+        a = Assignment(
+            owner_id=user.id,
+            strategy_id=strategy.id,
+            market_id=market_id,
+            timeframe="1m",
+            trader_id=trader_id,
+            allocation=Decimal("1000"),
+            params={},
+        )
         s.add(a)
         await s.commit()
         return a

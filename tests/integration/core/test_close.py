@@ -122,9 +122,21 @@ async def test_a_close_cancels_the_positions_resting_orders_in_the_same_call(set
     a, desk, _, _ = await holding(settings, nc, sf, exchange)
     await pause(sf, desk, a)
     async with sf() as s:
-        s.add(Order(owner_id=a.owner_id, assignment_id=a.id, trader_id=a.trader_id, client_order_id="its-stop",
-                    exchange="sim", symbol="BTC/USD", side="sell", amount=Decimal("1"), status="open", type="stop",
-                    stop_price=Decimal("90")))  # fmt: skip
+        s.add(
+            Order(
+                owner_id=a.owner_id,
+                assignment_id=a.id,
+                trader_id=a.trader_id,
+                client_order_id="its-stop",
+                exchange="sim",
+                symbol="BTC/USD",
+                side="sell",
+                amount=Decimal("1"),
+                status="open",
+                type="stop",
+                stop_price=Decimal("90"),
+            )
+        )
         await s.commit()
     result = (await Closer(desk).close(m.ClosePositions(owner_id=a.owner_id, assignment_ids=[a.id]))).results[
         0
@@ -225,8 +237,11 @@ async def test_an_assignment_linked_to_someone_elses_account_is_not_closed_on_it
     alice, desk, _, _ = await holding(settings, nc, sf, exchange, email="alice@example.com")
     mallory = await make_assignment(sf, email="mallory@example.com")
     async with sf() as s:
-        await s.execute(update(Assignment).where(Assignment.id == mallory.id)
-                        .values(trader_id=alice.trader_id, position_qty=Decimal("1")))  # fmt: skip
+        await s.execute(
+            update(Assignment)
+            .where(Assignment.id == mallory.id)
+            .values(trader_id=alice.trader_id, position_qty=Decimal("1"))
+        )
         await s.commit()
     calls = exchange.calls
     reply = await Closer(desk).close(m.ClosePositions(owner_id=mallory.owner_id, assignment_ids=[mallory.id]))

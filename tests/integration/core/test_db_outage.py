@@ -53,8 +53,13 @@ async def test_core_finishes_every_candle_after_the_database_comes_back(settings
         await asyncio.sleep(1.0)  # the last candles published are processed
         await core.stop()
         async with sf() as s:
-            times = list((await s.execute(
-                select(CandleRow.time).where(CandleRow.tf == "1m").order_by(CandleRow.time))).scalars())  # fmt: skip
+            times = list(
+                (
+                    await s.execute(
+                        select(CandleRow.time).where(CandleRow.tf == "1m").order_by(CandleRow.time)
+                    )
+                ).scalars()
+            )
             evals = list(
                 (
                     await s.execute(select(Evaluation.candle_time).where(Evaluation.assignment_id == a.id))

@@ -109,8 +109,17 @@ async def test_max_position_holds_for_the_account_across_its_assignments(setting
     async with sf() as s:
         await s.execute(update(Trader).where(Trader.id == first.trader_id).values(max_position=Decimal("10")))
         for _ in range(2):
-            s.add(Assignment(owner_id=first.owner_id, strategy_id=first.strategy_id, market_id=first.market_id,
-                             timeframe="1m", trader_id=first.trader_id, allocation=Decimal("1000"), params={}))  # fmt: skip
+            s.add(
+                Assignment(
+                    owner_id=first.owner_id,
+                    strategy_id=first.strategy_id,
+                    market_id=first.market_id,
+                    timeframe="1m",
+                    trader_id=first.trader_id,
+                    allocation=Decimal("1000"),
+                    params={},
+                )
+            )
         await s.commit()
     desk, index = await desk_for(settings, nc, sf)
     states = list(index.by_id.values())

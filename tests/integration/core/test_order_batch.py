@@ -134,8 +134,11 @@ async def test_an_amount_that_is_not_a_number_is_rejected_alone_on_every_path(se
         assert (single.status, single.client_order_id) == ("rejected", "one") and "not a number" in (
             single.reason or ""
         )
-        msg = await nc.request(subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=[
-            order(a, "bad", amount="1e"), order(a, "good")])), timeout=10)  # fmt: skip
+        msg = await nc.request(
+            subjects.exchange_orders("sim"),
+            m.encode(m.PlaceOrders(orders=[order(a, "bad", amount="1e"), order(a, "good")])),
+            timeout=10,
+        )
         acks = m.decode(msg.data, m.OrderAcks).acks
         assert [(x.client_order_id, x.status) for x in acks] == [("bad", "rejected"), ("good", "filled")]
     finally:
@@ -147,8 +150,9 @@ class OpenUntilAsked(SimAdapter):
 
     def __init__(self, settings, sf) -> None:  # type: ignore[no-untyped-def]
         super().__init__(settings, sf)
-        self.capabilities = dataclasses.replace(self.capabilities, pushes_fills=False, batch_orders=False,
-                                                min_poll_interval_s=0.2)  # fmt: skip
+        self.capabilities = dataclasses.replace(
+            self.capabilities, pushes_fills=False, batch_orders=False, min_poll_interval_s=0.2
+        )
 
     async def place_order(self, creds, order):  # type: ignore[no-untyped-def]
         filled = await super().place_order(creds, order)
@@ -198,11 +202,18 @@ async def test_an_order_for_someone_else_s_account_or_for_nobody_moves_no_money(
     await exchange.start(stream=False)
     try:
         forged = [
-            m.PlaceOrder(trader_id=victim.trader_id, owner_id=thief.owner_id, client_order_id="x1", symbol="BTC/USD",
-                         side="buy", amount="0.001"),
-            m.PlaceOrder(trader_id=victim.trader_id, client_order_id="x2", symbol="BTC/USD", side="buy",
-                         amount="0.001"),
-        ]  # fmt: skip
+            m.PlaceOrder(
+                trader_id=victim.trader_id,
+                owner_id=thief.owner_id,
+                client_order_id="x1",
+                symbol="BTC/USD",
+                side="buy",
+                amount="0.001",
+            ),
+            m.PlaceOrder(
+                trader_id=victim.trader_id, client_order_id="x2", symbol="BTC/USD", side="buy", amount="0.001"
+            ),
+        ]
         msg = await nc.request(
             subjects.exchange_orders("sim"), m.encode(m.PlaceOrders(orders=forged)), timeout=10
         )

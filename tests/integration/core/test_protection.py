@@ -18,8 +18,18 @@ from .conftest import make_assignment
 
 
 def candle(t: int, close: float = 100.0, low: float | None = None, high: float | None = None) -> m.Candle:
-    return m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=t, open=close, high=high or close,
-                    low=low or close, close=close, volume=1, recv_ns=1)  # fmt: skip
+    return m.Candle(
+        exchange="sim",
+        symbol="BTC/USD",
+        tf="1m",
+        time=t,
+        open=close,
+        high=high or close,
+        low=low or close,
+        close=close,
+        volume=1,
+        recv_ns=1,
+    )
 
 
 class Venue:
@@ -53,11 +63,23 @@ class Venue:
                 )
                 await self.nc.publish(subjects.order_updates("sim"), m.encode(upd))
             if req.type == "market":
-                acks.append(m.OrderAck(client_order_id=req.client_order_id, status="filled", filled=req.amount,
-                                       price=self.price, fee="0"))  # fmt: skip
+                acks.append(
+                    m.OrderAck(
+                        client_order_id=req.client_order_id,
+                        status="filled",
+                        filled=req.amount,
+                        price=self.price,
+                        fee="0",
+                    )
+                )
             elif req.type in self.cannot:
-                acks.append(m.OrderAck(client_order_id=req.client_order_id, status="rejected",
-                                       reason=f"this venue cannot hold a {req.type}; core watches it"))  # fmt: skip
+                acks.append(
+                    m.OrderAck(
+                        client_order_id=req.client_order_id,
+                        status="rejected",
+                        reason=f"this venue cannot hold a {req.type}; core watches it",
+                    )
+                )
             else:
                 self.open[req.client_order_id] = req
                 acks.append(m.OrderAck(client_order_id=req.client_order_id, status="open"))
@@ -164,9 +186,26 @@ async def test_a_protective_fill_closes_the_position_with_its_reason_and_cancels
     pair, trail = v.placed[1], v.placed[2]
     qty = st.position_qty
     # the venue reports the pair's stop leg filled (the paper engine names the leg)
-    await desk.on_order_update(type("Msg", (), {"data": m.encode(m.OrderUpdated(
-        exchange="sim", trader_id=a.trader_id, client_order_id=pair.client_order_id, status="filled",
-        filled=format(qty, "f"), price="98", fee="0.1", reason="stop_loss"))})())  # fmt: skip
+    await desk.on_order_update(
+        type(
+            "Msg",
+            (),
+            {
+                "data": m.encode(
+                    m.OrderUpdated(
+                        exchange="sim",
+                        trader_id=a.trader_id,
+                        client_order_id=pair.client_order_id,
+                        status="filled",
+                        filled=format(qty, "f"),
+                        price="98",
+                        fee="0.1",
+                        reason="stop_loss",
+                    )
+                )
+            },
+        )()
+    )
     await desk.drain()
     rows = {o.client_order_id: o for o in await orders_of(sf, a.id)}
     assert rows[pair.client_order_id].exit_reason == "stop_loss" and rows[pair.client_order_id].pnl < 0
@@ -201,8 +240,15 @@ async def test_a_limit_entry_rests_expires_and_takes_its_exits_with_it(settings,
     await desk.handle(candle(120_000), [(st, ok(a.id, "long", limit=99.0))])  # one entry at a time
     assert len(v.placed) == 1
     # the venue lets it expire
-    await desk.apply([(entry.client_order_id, m.OrderAck(client_order_id=entry.client_order_id, status="canceled",
-                                                         reason="expired"), None)])  # fmt: skip
+    await desk.apply(
+        [
+            (
+                entry.client_order_id,
+                m.OrderAck(client_order_id=entry.client_order_id, status="canceled", reason="expired"),
+                None,
+            )
+        ]
+    )
     assert st.entry_open is None and st.protection is None
     # a "short" while an entry rests cancels it
     await desk.handle(candle(180_000), [(st, ok(a.id, limit=99.0))])
@@ -283,8 +329,14 @@ async def test_a_candle_waits_for_the_order_updates_its_exchange_published_befor
 
     async def late() -> None:
         await asyncio.sleep(0.3)
-        upd = m.OrderUpdated(exchange="sim", trader_id=a.trader_id, client_order_id="x", status="canceled",
-                             source="run-1", seq=1)  # fmt: skip
+        upd = m.OrderUpdated(
+            exchange="sim",
+            trader_id=a.trader_id,
+            client_order_id="x",
+            status="canceled",
+            source="run-1",
+            seq=1,
+        )
         await desk.on_order_update(type("Msg", (), {"data": m.encode(upd)})())
 
     task = asyncio.create_task(late())

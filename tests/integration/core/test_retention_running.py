@@ -24,8 +24,9 @@ async def test_the_leading_core_prunes_old_evaluations(settings, nc, sf) -> None
         )
         s.add(Evaluation(assignment_id=a.id, candle_time=2_000 * 60_000, status="ok", position="long"))
         await s.commit()
-    core = CoreService(settings.model_copy(update={"keep_evaluations_days": 1, "prune_every_s": 1}), nc,
-                       nc.jetstream(), sf)  # fmt: skip
+    core = CoreService(
+        settings.model_copy(update={"keep_evaluations_days": 1, "prune_every_s": 1}), nc, nc.jetstream(), sf
+    )
     await core.start()
     try:
         for _ in range(100):

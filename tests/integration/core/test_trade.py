@@ -17,8 +17,18 @@ from .conftest import make_assignment
 
 
 def candle(t: int, close: float = 100.0) -> m.Candle:
-    return m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=t, open=close, high=close, low=close, close=close,
-                    volume=1, recv_ns=1)  # fmt: skip
+    return m.Candle(
+        exchange="sim",
+        symbol="BTC/USD",
+        tf="1m",
+        time=t,
+        open=close,
+        high=close,
+        low=close,
+        close=close,
+        volume=1,
+        recv_ns=1,
+    )
 
 
 class FakeExchange:
@@ -114,8 +124,19 @@ async def test_an_order_the_exchange_never_got_is_marked_not_placed_and_not_retr
     a = await make_assignment(sf)
     desk, _ = await desk_for(settings, nc, sf)
     async with sf() as s:
-        s.add(Order(owner_id=a.owner_id, assignment_id=a.id, trader_id=a.trader_id, client_order_id="tw-lost",
-                    exchange="sim", symbol="BTC/USD", side="buy", amount=Decimal("1"), status="pending"))  # fmt: skip
+        s.add(
+            Order(
+                owner_id=a.owner_id,
+                assignment_id=a.id,
+                trader_id=a.trader_id,
+                client_order_id="tw-lost",
+                exchange="sim",
+                symbol="BTC/USD",
+                side="buy",
+                amount=Decimal("1"),
+                status="pending",
+            )
+        )
         await s.commit()
     await desk.reconcile(min_age_s=0)
     async with sf() as s:
@@ -203,8 +224,22 @@ async def test_a_chunk_of_orders_is_booked_together_and_once(settings, nc, sf) -
     assert all(q > 0 for q in held) and all(o.latency_ms is not None for o in orders)
     before = held
     # the same fills reported again (an exchange's late updates) change nothing
-    await desk.apply([(o.client_order_id, m.OrderAck(client_order_id=o.client_order_id, status="filled", filled=format(o.filled, "f"),
-                                                     price="100", fee="0.1"), None) for o in orders])  # fmt: skip
+    await desk.apply(
+        [
+            (
+                o.client_order_id,
+                m.OrderAck(
+                    client_order_id=o.client_order_id,
+                    status="filled",
+                    filled=format(o.filled, "f"),
+                    price="100",
+                    fee="0.1",
+                ),
+                None,
+            )
+            for o in orders
+        ]
+    )
     async with sf() as s:
         assert [(await s.get(Assignment, a.id)).position_qty for a in assignments] == before
 

@@ -28,11 +28,22 @@ async def test_a_pinned_assignment_runs_its_version_and_a_following_one_the_late
     async with sf() as s:
         s.add(StrategyVersion(strategy_id=following.strategy_id, version=2, code=SHORT))
         await s.execute(update(Strategy).where(Strategy.id == following.strategy_id).values(latest_version=2))
-        pinned = Assignment(owner_id=following.owner_id, strategy_id=following.strategy_id, market_id=following.market_id,
-                            timeframe="1m", allocation=Decimal("1000"), params={}, pinned_version=1)  # fmt: skip
+        pinned = Assignment(
+            owner_id=following.owner_id,
+            strategy_id=following.strategy_id,
+            market_id=following.market_id,
+            timeframe="1m",
+            allocation=Decimal("1000"),
+            params={},
+            pinned_version=1,
+        )
         s.add(pinned)
-        await store.insert_candles(s, following.market_id, "1m",
-                                   [(T0 + i * 60_000, 100.0, 101.0, 99.0, 100.5, 1.0) for i in range(50)])  # fmt: skip
+        await store.insert_candles(
+            s,
+            following.market_id,
+            "1m",
+            [(T0 + i * 60_000, 100.0, 101.0, 99.0, 100.5, 1.0) for i in range(50)],
+        )
         await s.commit()
     worker = EvalWorker(settings, nc, sf, name="w")
     await worker.start()
@@ -43,8 +54,17 @@ async def test_a_pinned_assignment_runs_its_version_and_a_following_one_the_late
         async def decisions(minute: int) -> dict[int, tuple[int, str | None, str | None]]:
             await index.load(sf)
             states = [index.by_id[following.id], index.by_id[pinned.id]]
-            bar = m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=T0 + minute * 60_000, open=100, high=101,
-                           low=99, close=100.5, volume=1)  # fmt: skip
+            bar = m.Candle(
+                exchange="sim",
+                symbol="BTC/USD",
+                tf="1m",
+                time=T0 + minute * 60_000,
+                open=100,
+                high=101,
+                low=99,
+                close=100.5,
+                volume=1,
+            )
             out = {}
             async for chunk in decider.evaluate(bar, states):
                 for st, o in chunk:

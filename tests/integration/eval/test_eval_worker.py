@@ -67,8 +67,13 @@ async def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     server = EmbeddedNats(tmp_path / "nats")
     nats_url = await server.start()
     # room for STALLS_IN_C's 16 MB strings; limits small enough that each hostile strategy hits its own
-    settings = Settings(data_dir=tmp_path, database_url=url, eval_time_limit_ms=300, eval_memory_mb=64,
-                        eval_instruction_limit=1_000_000)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=url,
+        eval_time_limit_ms=300,
+        eval_memory_mb=64,
+        eval_instruction_limit=1_000_000,
+    )
     yield settings, sf, nats_url
     await server.stop()
     await engine.dispose()
@@ -77,9 +82,18 @@ async def env(tmp_path: Path):  # type: ignore[no-untyped-def]
 def request(
     jobs: list[tuple[int, int]], minute: int = 599, params: dict | None = None, owner: int | None = 1
 ) -> bytes:
-    return m.encode(m.EvalRequest(exchange="sim", symbol="BTC/USD", tf="1m", candle_time=T0 + minute * 60_000,
-                                  jobs=[m.EvalJob(assignment_id=a, strategy_id=s, version=1, params=params or {},
-                                                  owner_id=owner) for a, s in jobs]))  # fmt: skip
+    return m.encode(
+        m.EvalRequest(
+            exchange="sim",
+            symbol="BTC/USD",
+            tf="1m",
+            candle_time=T0 + minute * 60_000,
+            jobs=[
+                m.EvalJob(assignment_id=a, strategy_id=s, version=1, params=params or {}, owner_id=owner)
+                for a, s in jobs
+            ],
+        )
+    )
 
 
 async def ask(client, payload: bytes, timeout: float = 20) -> m.EvalReply:  # type: ignore[no-untyped-def]
@@ -170,8 +184,17 @@ async def test_the_window_cache_follows_core_candles_on_the_bus(env) -> None:  #
     client = await connect(url, "client")
     try:
         await ask(client, request([(1, 1)], 599))  # loads the window from the store
-        candle = m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=T0 + 600 * 60_000,
-                          open=10.0, high=30.0, low=5.0, close=20.0, volume=1.0)  # fmt: skip
+        candle = m.Candle(
+            exchange="sim",
+            symbol="BTC/USD",
+            tf="1m",
+            time=T0 + 600 * 60_000,
+            open=10.0,
+            high=30.0,
+            low=5.0,
+            close=20.0,
+            volume=1.0,
+        )
         await client.publish(subjects.core_candle("sim", "BTC/USD", "1m"), m.encode(candle))
         reply = await ask(client, request([(1, 1)], 600))
         assert reply.outcomes[0].status == "ok" and reply.outcomes[0].position == "long"  # close 20 > open 10
@@ -193,8 +216,19 @@ async def test_the_window_ends_at_the_candle_asked_for(env) -> None:  # type: ig
         assert len(window) == 100 and window.last_time == T0 + 300 * 60_000
         window = await worker.windows.window("sim", "BTC/USD", "1m", T0 + 599 * 60_000, 500)
         assert len(window) == 500 and window.last_time == T0 + 599 * 60_000
-        await worker.windows.on_candle(m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=T0 + 600 * 60_000,
-                                                open=1, high=2, low=0.5, close=1.5, volume=1))  # fmt: skip
+        await worker.windows.on_candle(
+            m.Candle(
+                exchange="sim",
+                symbol="BTC/USD",
+                tf="1m",
+                time=T0 + 600 * 60_000,
+                open=1,
+                high=2,
+                low=0.5,
+                close=1.5,
+                volume=1,
+            )
+        )
         window = await worker.windows.window("sim", "BTC/USD", "1m", T0 + 600 * 60_000, 500)
         assert window.last_time == T0 + 600 * 60_000 and window.close[-1] == 1.5 and len(window) == 500
     finally:
@@ -216,8 +250,19 @@ async def test_a_candle_that_comes_late_makes_the_next_window_come_from_the_stor
         async with sf() as s:  # core stores the late candle, then publishes it
             await s.execute(update(CandleRow).where(CandleRow.time == late).values(close=77.0))
             await s.commit()
-        await worker.windows.on_candle(m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=late, open=100,
-                                                high=102, low=77, close=77.0, volume=5))  # fmt: skip
+        await worker.windows.on_candle(
+            m.Candle(
+                exchange="sim",
+                symbol="BTC/USD",
+                tf="1m",
+                time=late,
+                open=100,
+                high=102,
+                low=77,
+                close=77.0,
+                volume=5,
+            )
+        )
         window = await worker.windows.window("sim", "BTC/USD", "1m", T0 + 599 * 60_000, 500)
         assert window.close[-300] == 77.0 and len(window) == 500
     finally:

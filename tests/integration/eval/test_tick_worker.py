@@ -82,13 +82,19 @@ async def env(tmp_path: Path):  # type: ignore[no-untyped-def]
         rows = [(T0 + i * 60_000, 100.0 + i % 3, 102.0 + i % 3, 99.0, 101.0 + i % 2, 5.0) for i in range(600)]
         await store.insert_candles(s, market.id, "1m", rows)
         # 5m candles whose last bucket is still open (the store keeps a derived timeframe's partial bucket)
-        await store.insert_candles(s, market.id, "5m", [(T0 + k * 300_000, 100.0, 101.0, 99.0, 100.0 + k, 5.0)
-                                                        for k in range(120)])  # fmt: skip
+        await store.insert_candles(
+            s, market.id, "5m", [(T0 + k * 300_000, 100.0, 101.0, 99.0, 100.0 + k, 5.0) for k in range(120)]
+        )
         await s.commit()
     server = EmbeddedNats(tmp_path / "nats")
     nats_url = await server.start()
-    settings = Settings(data_dir=tmp_path, database_url=url, eval_time_limit_ms=300, eval_memory_mb=64,
-                        eval_instruction_limit=1_000_000)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=url,
+        eval_time_limit_ms=300,
+        eval_memory_mb=64,
+        eval_instruction_limit=1_000_000,
+    )
     nc = await connect(nats_url, "w")
     worker = EvalWorker(settings, nc, sf, name="w")
     await worker.start()
@@ -101,13 +107,34 @@ async def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     await engine.dispose()
 
 
-def tick_request(jobs: list[tuple[int, int, m.TickState | None]], *, bid: float = 99.0, ask: float = 101.0,
-                 candle_time: int = 0, owner: int | None = 1, tf: str = "1m", time: int = 0,
-                 symbol: str = "BTC/USD", params: dict | None = None) -> bytes:  # fmt: skip
+def tick_request(
+    jobs: list[tuple[int, int, m.TickState | None]],
+    *,
+    bid: float = 99.0,
+    ask: float = 101.0,
+    candle_time: int = 0,
+    owner: int | None = 1,
+    tf: str = "1m",
+    time: int = 0,
+    symbol: str = "BTC/USD",
+    params: dict | None = None,
+) -> bytes:
     tick = m.Tick(exchange="sim", symbol=symbol, bid=bid, ask=ask, time=time)
-    return m.encode(m.EvalRequest(exchange="sim", symbol=symbol, tf=tf, candle_time=candle_time, tick=tick,
-                                  jobs=[m.EvalJob(assignment_id=a, strategy_id=s, version=1, owner_id=owner,
-                                                  params=params or {}, state=st) for a, s, st in jobs]))  # fmt: skip
+    return m.encode(
+        m.EvalRequest(
+            exchange="sim",
+            symbol=symbol,
+            tf=tf,
+            candle_time=candle_time,
+            tick=tick,
+            jobs=[
+                m.EvalJob(
+                    assignment_id=a, strategy_id=s, version=1, owner_id=owner, params=params or {}, state=st
+                )
+                for a, s, st in jobs
+            ],
+        )
+    )
 
 
 async def ask(client, payload: bytes, timeout: float = 20) -> dict[int, m.EvalOutcome]:  # type: ignore[no-untyped-def]
@@ -144,14 +171,23 @@ async def test_nothing_an_empty_list_and_a_position_travel_as_such(env) -> None:
     assert (wide[1].status, wide[1].quotes, wide[1].position) == ("ok", None, None)
     assert (narrow[1].status, narrow[1].quotes, narrow[1].position) == ("ok", [], None)
     assert (crossed[1].status, crossed[1].quotes, crossed[1].position, crossed[1].note) == (
-        "ok", None, "short", "crossed")  # fmt: skip
+        "ok",
+        None,
+        "short",
+        "crossed",
+    )
 
 
 async def test_a_strategy_with_both_functions_runs_on_tick_for_a_tick_and_decide_for_a_candle(env) -> None:  # type: ignore[no-untyped-def]
     _, client = env
     on_tick = await ask(client, tick_request([(1, 6, None)]))
-    candle = m.EvalRequest(exchange="sim", symbol="BTC/USD", tf="1m", candle_time=LAST,
-                           jobs=[m.EvalJob(assignment_id=1, strategy_id=6, version=1, owner_id=1)])  # fmt: skip
+    candle = m.EvalRequest(
+        exchange="sim",
+        symbol="BTC/USD",
+        tf="1m",
+        candle_time=LAST,
+        jobs=[m.EvalJob(assignment_id=1, strategy_id=6, version=1, owner_id=1)],
+    )
     decided = await ask(client, m.encode(candle))
     assert on_tick[1].quotes == [m.Quote(side="buy", price=99.0, amount=1.0)] and on_tick[1].note is None
     assert decided[1].quotes is None and (decided[1].position, decided[1].note) == ("neutral", "decide")
@@ -161,8 +197,17 @@ async def test_candle_time_zero_follows_the_newest_candle_on_the_bus(env) -> Non
     _, client = env
     first = await ask(client, tick_request([(1, 1, None)]))
     assert first[1].logs[0].split("\t")[1] == str(LAST)
-    newer = m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=LAST + 60_000, open=100.0, high=130.0,
-                     low=99.0, close=123.0, volume=1.0)  # fmt: skip
+    newer = m.Candle(
+        exchange="sim",
+        symbol="BTC/USD",
+        tf="1m",
+        time=LAST + 60_000,
+        open=100.0,
+        high=130.0,
+        low=99.0,
+        close=123.0,
+        volume=1.0,
+    )
     await client.publish(subjects.core_candle("sim", "BTC/USD", "1m"), m.encode(newer))
     for _ in range(100):
         out = await ask(client, tick_request([(1, 1, None)]))
@@ -171,8 +216,18 @@ async def test_candle_time_zero_follows_the_newest_candle_on_the_bus(env) -> Non
         await asyncio.sleep(0.05)
     assert out[1].logs == [f"500\t{LAST + 60_000}\t123.0\t0"]
     # an open candle is not a closed one: the window stays where it is
-    forming = m.Candle(exchange="sim", symbol="BTC/USD", tf="1m", time=LAST + 120_000, open=1.0, high=1.0,
-                       low=1.0, close=1.0, volume=1.0, closed=False)  # fmt: skip
+    forming = m.Candle(
+        exchange="sim",
+        symbol="BTC/USD",
+        tf="1m",
+        time=LAST + 120_000,
+        open=1.0,
+        high=1.0,
+        low=1.0,
+        close=1.0,
+        volume=1.0,
+        closed=False,
+    )
     await client.publish(subjects.core_candle("sim", "BTC/USD", "1m"), m.encode(forming))
     await client.flush()
     await asyncio.sleep(0.2)

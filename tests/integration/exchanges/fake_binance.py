@@ -63,8 +63,19 @@ ORDER_PARAMS: dict[str, tuple[set[str], set[str]]] = {
     "TAKE_PROFIT_LIMIT": ({"timeInForce", "quantity", "price"}, {"stopPrice", "trailingDelta", "icebergQty"}),
     "LIMIT_MAKER": ({"quantity", "price"}, set()),
 }
-COMMON_PARAMS = {"symbol", "side", "type", "newClientOrderId", "newOrderRespType", "strategyId", "strategyType",
-                 "selfTradePreventionMode", "recvWindow", "timestamp", "signature"}  # fmt: skip
+COMMON_PARAMS = {
+    "symbol",
+    "side",
+    "type",
+    "newClientOrderId",
+    "newOrderRespType",
+    "strategyId",
+    "strategyType",
+    "selfTradePreventionMode",
+    "recvWindow",
+    "timestamp",
+    "signature",
+}
 OPEN = ("NEW", "PARTIALLY_FILLED")
 TICK_SIZE = Decimal("0.000001")  # the PRICE_FILTER's tickSize
 WOULD_TAKE = "Order would immediately match and take."
@@ -164,8 +175,11 @@ class FakeBinance:
 
     def resting_limits(self, side: str) -> list[dict[str, Any]]:
         """The LIMIT and LIMIT_MAKER orders open on one side ("BUY" or "SELL")."""
-        return [o for o in self.orders
-                if o["status"] in OPEN and o["type"] in ("LIMIT", "LIMIT_MAKER") and o["side"] == side]  # fmt: skip
+        return [
+            o
+            for o in self.orders
+            if o["status"] in OPEN and o["type"] in ("LIMIT", "LIMIT_MAKER") and o["side"] == side
+        ]
 
     def free(self, asset: str) -> Decimal:
         return self.balances.get(asset, Decimal(0)) - self.locked(asset)
@@ -212,8 +226,12 @@ class FakeBinance:
         self.balances[self.quote] = self.balances.get(self.quote, Decimal(0)) - sign * cost
         self.balances[fee_asset] -= (qty if sign > 0 else cost) * self.fee_rate
         total = Decimal(o["cummulativeQuoteQty"]) + cost
-        o.update(executedQty=o["origQty"], cummulativeQuoteQty=f"{total:.8f}", status="FILLED",
-                 updateTime=int(time.time() * 1000))  # fmt: skip
+        o.update(
+            executedQty=o["origQty"],
+            cummulativeQuoteQty=f"{total:.8f}",
+            status="FILLED",
+            updateTime=int(time.time() * 1000),
+        )
 
     async def _time(self, request: web.Request) -> web.Response:
         return web.json_response({"serverTime": int(time.time() * 1000)})
@@ -221,24 +239,75 @@ class FakeBinance:
     async def _exchange_info(self, request: web.Request) -> web.Response:
         self._log("GET", "exchangeInfo", dict(request.query))
         filters = [
-            {"filterType": "PRICE_FILTER", "minPrice": "0.00000100", "maxPrice": "922327.00000000", "tickSize": "0.00000100"},
-            {"filterType": "LOT_SIZE", "minQty": "0.00010000", "maxQty": "100000.00000000", "stepSize": "0.00010000"},
-            {"filterType": "NOTIONAL", "minNotional": "0.00010000", "applyMinToMarket": True, "maxNotional": "9000000.00000000",
-             "applyMaxToMarket": False, "avgPriceMins": 5},
-            {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": MIN_TRAILING_DELTA, "maxTrailingAboveDelta": MAX_TRAILING_DELTA,
-             "minTrailingBelowDelta": MIN_TRAILING_DELTA, "maxTrailingBelowDelta": MAX_TRAILING_DELTA},
-        ]  # fmt: skip
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": "0.00000100",
+                "maxPrice": "922327.00000000",
+                "tickSize": "0.00000100",
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": "0.00010000",
+                "maxQty": "100000.00000000",
+                "stepSize": "0.00010000",
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": "0.00010000",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
+            {
+                "filterType": "TRAILING_DELTA",
+                "minTrailingAboveDelta": MIN_TRAILING_DELTA,
+                "maxTrailingAboveDelta": MAX_TRAILING_DELTA,
+                "minTrailingBelowDelta": MIN_TRAILING_DELTA,
+                "maxTrailingBelowDelta": MAX_TRAILING_DELTA,
+            },
+        ]
         market = {
-            "symbol": self.symbol, "status": "TRADING", "baseAsset": self.base, "baseAssetPrecision": 8,
-            "quoteAsset": self.quote, "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
-            "quoteCommissionPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"], "icebergAllowed": True,
-            "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True, "cancelReplaceAllowed": True,
-            "isSpotTradingAllowed": True, "isMarginTradingAllowed": False, "filters": filters, "permissions": [],
-            "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+            "symbol": self.symbol,
+            "status": "TRADING",
+            "baseAsset": self.base,
+            "baseAssetPrecision": 8,
+            "quoteAsset": self.quote,
+            "quotePrecision": 8,
+            "quoteAssetPrecision": 8,
+            "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8,
+            "orderTypes": [
+                "LIMIT",
+                "LIMIT_MAKER",
+                "MARKET",
+                "STOP_LOSS",
+                "STOP_LOSS_LIMIT",
+                "TAKE_PROFIT",
+                "TAKE_PROFIT_LIMIT",
+            ],
+            "icebergAllowed": True,
+            "ocoAllowed": True,
+            "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": True,
+            "cancelReplaceAllowed": True,
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False,
+            "filters": filters,
+            "permissions": [],
+            "permissionSets": [["SPOT"]],
+            "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
             "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-        }  # fmt: skip
-        return web.json_response({"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [],
-                                  "exchangeFilters": [], "symbols": [market]})  # fmt: skip
+        }
+        return web.json_response(
+            {
+                "timezone": "UTC",
+                "serverTime": int(time.time() * 1000),
+                "rateLimits": [],
+                "exchangeFilters": [],
+                "symbols": [market],
+            }
+        )
 
     async def _klines(self, request: web.Request) -> web.Response:
         q = request.query
@@ -253,11 +322,25 @@ class FakeBinance:
         start, end = int(q.get("startTime", 0)), int(q.get("endTime", 2**62))
         rows = [r for r in self.candles(interval) if start <= r[0] <= end]
         rows = rows[:limit] if "startTime" in q else rows[-limit:]
-        return web.json_response([
-            [t, f"{o:.8f}", f"{h:.8f}", f"{lo:.8f}", f"{c:.8f}", f"{v:.8f}", t + size - 1, f"{v * c:.8f}", 100,
-             f"{v / 2:.8f}", f"{v * c / 2:.8f}", "0"]
-            for t, o, h, lo, c, v in rows
-        ])  # fmt: skip
+        return web.json_response(
+            [
+                [
+                    t,
+                    f"{o:.8f}",
+                    f"{h:.8f}",
+                    f"{lo:.8f}",
+                    f"{c:.8f}",
+                    f"{v:.8f}",
+                    t + size - 1,
+                    f"{v * c:.8f}",
+                    100,
+                    f"{v / 2:.8f}",
+                    f"{v * c / 2:.8f}",
+                    "0",
+                ]
+                for t, o, h, lo, c, v in rows
+            ]
+        )
 
     # -- the top of the book ----------------------------------------------------------------------------
     def set_book(self, bid: Any, ask: Any, bid_qty: Any = "1", ask_qty: Any = "1") -> None:
@@ -299,34 +382,64 @@ class FakeBinance:
 
     async def _book_ticker(self, request: web.Request) -> web.Response:
         bid, ask, bid_qty, ask_qty = self.top()
-        return await self._ticker(request, "bookTicker", lambda s: {
-            "symbol": s, "bidPrice": f"{bid:.8f}", "bidQty": f"{bid_qty:.8f}", "askPrice": f"{ask:.8f}",
-            "askQty": f"{ask_qty:.8f}",
-        })  # fmt: skip
+        return await self._ticker(
+            request,
+            "bookTicker",
+            lambda s: {
+                "symbol": s,
+                "bidPrice": f"{bid:.8f}",
+                "bidQty": f"{bid_qty:.8f}",
+                "askPrice": f"{ask:.8f}",
+                "askQty": f"{ask_qty:.8f}",
+            },
+        )
 
     async def _ticker_24hr(self, request: web.Request) -> web.Response:
         bid, ask, bid_qty, ask_qty = self.top()
         day = self.candles("5m")[-288:]
         first, last, now = Decimal(repr(day[0][1])), self.last_price(), int(time.time() * 1000)
         volume, quote_volume = sum(r[5] for r in day), sum(r[5] * r[4] for r in day)
-        return await self._ticker(request, "24hr", lambda s: {
-            "symbol": s, "priceChange": f"{last - first:.8f}",
-            "priceChangePercent": f"{(last - first) / first * 100:.3f}",
-            "weightedAvgPrice": f"{quote_volume / volume if volume else 0:.8f}", "prevClosePrice": f"{first:.8f}",
-            "lastPrice": f"{last:.8f}", "lastQty": "0.10000000", "bidPrice": f"{bid:.8f}", "bidQty": f"{bid_qty:.8f}",
-            "askPrice": f"{ask:.8f}", "askQty": f"{ask_qty:.8f}", "openPrice": f"{first:.8f}",
-            "highPrice": f"{max(r[2] for r in day):.8f}", "lowPrice": f"{min(r[3] for r in day):.8f}",
-            "volume": f"{volume:.8f}", "quoteVolume": f"{quote_volume:.8f}", "openTime": now - 86_400_000,
-            "closeTime": now, "firstId": 1, "lastId": 100, "count": 100,
-        })  # fmt: skip
+        return await self._ticker(
+            request,
+            "24hr",
+            lambda s: {
+                "symbol": s,
+                "priceChange": f"{last - first:.8f}",
+                "priceChangePercent": f"{(last - first) / first * 100:.3f}",
+                "weightedAvgPrice": f"{quote_volume / volume if volume else 0:.8f}",
+                "prevClosePrice": f"{first:.8f}",
+                "lastPrice": f"{last:.8f}",
+                "lastQty": "0.10000000",
+                "bidPrice": f"{bid:.8f}",
+                "bidQty": f"{bid_qty:.8f}",
+                "askPrice": f"{ask:.8f}",
+                "askQty": f"{ask_qty:.8f}",
+                "openPrice": f"{first:.8f}",
+                "highPrice": f"{max(r[2] for r in day):.8f}",
+                "lowPrice": f"{min(r[3] for r in day):.8f}",
+                "volume": f"{volume:.8f}",
+                "quoteVolume": f"{quote_volume:.8f}",
+                "openTime": now - 86_400_000,
+                "closeTime": now,
+                "firstId": 1,
+                "lastId": 100,
+                "count": 100,
+            },
+        )
 
     async def send_book(self) -> int:
         """Push the top of the book to the ``<symbol>@bookTicker`` subscribers; returns how many got it."""
         bid, ask, bid_qty, ask_qty = self.top()
         self.book_updates += 1
         # Binance's spot bookTicker event: no "e", no time
-        event = {"u": self.book_updates, "s": self.symbol, "b": f"{bid:.8f}", "B": f"{bid_qty:.8f}",
-                 "a": f"{ask:.8f}", "A": f"{ask_qty:.8f}"}  # fmt: skip
+        event = {
+            "u": self.book_updates,
+            "s": self.symbol,
+            "b": f"{bid:.8f}",
+            "B": f"{bid_qty:.8f}",
+            "a": f"{ask:.8f}",
+            "A": f"{ask_qty:.8f}",
+        }
         sent = 0
         for ws, streams in list(self.book_clients.items()):
             if f"{self.symbol.lower()}@bookTicker" in streams and not ws.closed:
@@ -372,11 +485,30 @@ class FakeBinance:
             min(o, close, lo if fraction == 1 else close),
         )
         size = INTERVAL_MS[interval]
-        return {"e": "kline", "E": int(time.time() * 1000), "s": self.symbol, "k": {
-            "t": t, "T": t + size - 1, "s": self.symbol, "i": interval, "f": 1, "L": 2, "o": f"{o:.8f}",
-            "c": f"{close:.8f}", "h": f"{high:.8f}", "l": f"{low:.8f}", "v": f"{v * fraction:.8f}", "n": 2,
-            "x": False, "q": f"{v * close * fraction:.8f}", "V": "0", "Q": "0", "B": "0",
-        }}  # fmt: skip
+        return {
+            "e": "kline",
+            "E": int(time.time() * 1000),
+            "s": self.symbol,
+            "k": {
+                "t": t,
+                "T": t + size - 1,
+                "s": self.symbol,
+                "i": interval,
+                "f": 1,
+                "L": 2,
+                "o": f"{o:.8f}",
+                "c": f"{close:.8f}",
+                "h": f"{high:.8f}",
+                "l": f"{low:.8f}",
+                "v": f"{v * fraction:.8f}",
+                "n": 2,
+                "x": False,
+                "q": f"{v * close * fraction:.8f}",
+                "V": "0",
+                "Q": "0",
+                "B": "0",
+            },
+        }
 
     async def play_klines(self, upto: int, step_s: float = 0.01, drop: dict[int, int] | None = None) -> None:
         """Move the market from ``visible`` to ``upto`` candles, sending each open candle's updates to the
@@ -424,14 +556,28 @@ class FakeBinance:
         return check
 
     async def _account(self, params: dict[str, str]) -> web.Response:
-        return web.json_response({
-            "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
-            "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
-            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": int(time.time() * 1000),
-            "accountType": "SPOT", "permissions": ["SPOT"], "uid": 1,
-            "balances": [{"asset": a, "free": f"{self.free(a):.8f}", "locked": f"{self.locked(a):.8f}"}
-                         for a in self.balances],
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "makerCommission": 10,
+                "takerCommission": 10,
+                "buyerCommission": 0,
+                "sellerCommission": 0,
+                "canTrade": True,
+                "canWithdraw": True,
+                "canDeposit": True,
+                "brokered": False,
+                "requireSelfTradePrevention": False,
+                "preventSor": False,
+                "updateTime": int(time.time() * 1000),
+                "accountType": "SPOT",
+                "permissions": ["SPOT"],
+                "uid": 1,
+                "balances": [
+                    {"asset": a, "free": f"{self.free(a):.8f}", "locked": f"{self.locked(a):.8f}"}
+                    for a in self.balances
+                ],
+            }
+        )
 
     def _find(self, params: dict[str, str]) -> dict[str, Any] | None:
         cid = params.get("origClientOrderId")
@@ -517,13 +663,27 @@ class FakeBinance:
             return _err(400, -2010, "Account has insufficient balance for requested action.")
         now = int(time.time() * 1000)
         order = {
-            "symbol": self.symbol, "orderId": 28_000 + len(self.orders), "orderListId": -1, "clientOrderId": cid,
-            "price": f"{limit:.8f}", "origQty": f"{qty:.8f}", "executedQty": "0.00000000",
-            "cummulativeQuoteQty": "0.00000000", "status": "NEW", "timeInForce": params.get("timeInForce", "GTC"),
-            "type": kind, "side": side, "stopPrice": f"{stop:.8f}", "icebergQty": "0.00000000", "time": now,
-            "updateTime": now, "isWorking": kind in ("MARKET", "LIMIT", "LIMIT_MAKER"), "workingTime": now,
-            "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "NONE",
-        }  # fmt: skip
+            "symbol": self.symbol,
+            "orderId": 28_000 + len(self.orders),
+            "orderListId": -1,
+            "clientOrderId": cid,
+            "price": f"{limit:.8f}",
+            "origQty": f"{qty:.8f}",
+            "executedQty": "0.00000000",
+            "cummulativeQuoteQty": "0.00000000",
+            "status": "NEW",
+            "timeInForce": params.get("timeInForce", "GTC"),
+            "type": kind,
+            "side": side,
+            "stopPrice": f"{stop:.8f}",
+            "icebergQty": "0.00000000",
+            "time": now,
+            "updateTime": now,
+            "isWorking": kind in ("MARKET", "LIMIT", "LIMIT_MAKER"),
+            "workingTime": now,
+            "origQuoteOrderQty": "0.00000000",
+            "selfTradePreventionMode": "NONE",
+        }
         if not order["isWorking"]:
             order["workingTime"] = -1
         if "trailingDelta" in params:
@@ -536,8 +696,15 @@ class FakeBinance:
             fee = (qty if side == "BUY" else cost) * self.fee_rate
             fee_asset = self.base if side == "BUY" else self.quote
             self._fill(order, price)
-            fills = [{"price": f"{price:.8f}", "qty": f"{qty:.8f}", "commission": f"{fee:.8f}",
-                      "commissionAsset": fee_asset, "tradeId": 5000 + len(self.orders)}]  # fmt: skip
+            fills = [
+                {
+                    "price": f"{price:.8f}",
+                    "qty": f"{qty:.8f}",
+                    "commission": f"{fee:.8f}",
+                    "commissionAsset": fee_asset,
+                    "tradeId": 5000 + len(self.orders),
+                }
+            ]
         if self.order_delay_s:
             await asyncio.sleep(self.order_delay_s)  # placed (and filled), but the answer is late
         return web.json_response({**order, "transactTime": now, "fills": fills})

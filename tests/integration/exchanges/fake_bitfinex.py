@@ -53,8 +53,21 @@ Row = tuple[int, float, float, float, float, float]
 
 FLAG_HIDDEN, FLAG_REDUCE_ONLY, FLAG_POST_ONLY, FLAG_OCO = 64, 1024, 4096, 16384
 RESTING = ("EXCHANGE LIMIT", "EXCHANGE STOP", "EXCHANGE TRAILING STOP")
-SUBMIT_FIELDS = {"type", "symbol", "amount", "price", "cid", "gid", "flags", "tif", "price_trailing",
-                 "price_aux_limit", "price_oco_stop", "lev", "meta"}  # fmt: skip
+SUBMIT_FIELDS = {
+    "type",
+    "symbol",
+    "amount",
+    "price",
+    "cid",
+    "gid",
+    "flags",
+    "tif",
+    "price_trailing",
+    "price_aux_limit",
+    "price_oco_stop",
+    "lev",
+    "meta",
+}
 
 
 def tape_of(rows: Iterable[Row], updates_per_candle: int = 3) -> list[Row]:
@@ -202,8 +215,18 @@ class FakeBitfinex:
         day = sorted(self.state().values())[-1440:] or [self.tape[0]]
         first = day[0][1]
         change = last - first
-        return [bid, bid_size, ask, ask_size, change, change / first if first else 0.0, last,
-                sum(r[5] for r in day), max(r[2] for r in day), min(r[3] for r in day)]  # fmt: skip
+        return [
+            bid,
+            bid_size,
+            ask,
+            ask_size,
+            change,
+            change / first if first else 0.0,
+            last,
+            sum(r[5] for r in day),
+            max(r[2] for r in day),
+            min(r[3] for r in day),
+        ]
 
     async def send_ticker(
         self, bid: float, ask: float, bid_size: float = 1.0, ask_size: float = 1.0, last: float | None = None
@@ -279,8 +302,11 @@ class FakeBitfinex:
 
     def resting_limits(self, side: str) -> list[Order]:
         """The EXCHANGE LIMIT orders open on one side of the book ("buy" or "sell")."""
-        return [o for o in self.orders
-                if o.open and o.type == "EXCHANGE LIMIT" and (o.amount > 0) == (side == "buy")]  # fmt: skip
+        return [
+            o
+            for o in self.orders
+            if o.open and o.type == "EXCHANGE LIMIT" and (o.amount > 0) == (side == "buy")
+        ]
 
     def available(self, currency: str) -> Decimal:
         """The balance less what open orders reserve (an OCO pair reserves once, for its limit)."""
@@ -672,8 +698,19 @@ class FakeBitfinex:
             fee = cost * self.fee_rate
             self.wallets[base] = self.wallets.get(base, Decimal(0)) + amount
             self.wallets[quote] = self.wallets.get(quote, Decimal(0)) - amount * price - fee
-            order = Order(len(self.orders) + 1001, data["cid"], day, self.symbol, amount, Decimal(0), kind,
-                          f"EXECUTED @ {price}({amount})", float(price), now, fee)  # fmt: skip
+            order = Order(
+                len(self.orders) + 1001,
+                data["cid"],
+                day,
+                self.symbol,
+                amount,
+                Decimal(0),
+                kind,
+                f"EXECUTED @ {price}({amount})",
+                float(price),
+                now,
+                fee,
+            )
             self.orders.append(order)
             ack = Order(**{**order.__dict__, "amount": amount, "status": "ACTIVE", "price_avg": 0.0})
             legs = [ack]
@@ -683,29 +720,63 @@ class FakeBitfinex:
             and limit is not None
             and (self.takes_liquidity(amount, limit))
         ):
-            order = Order(len(self.orders) + 1001, data["cid"], day, self.symbol, amount, amount, kind,
-                          "POSTONLY CANCELED", 0.0, now, price=limit, flags=data["flags"], updated=now)  # fmt: skip
+            order = Order(
+                len(self.orders) + 1001,
+                data["cid"],
+                day,
+                self.symbol,
+                amount,
+                amount,
+                kind,
+                "POSTONLY CANCELED",
+                0.0,
+                now,
+                price=limit,
+                flags=data["flags"],
+                updated=now,
+            )
             self.orders.append(order)
             ack = Order(**{**order.__dict__, "status": "ACTIVE"}) if self.postonly_cancel_late else order
             legs = [ack]
         else:
             tif = data.get("tif")
             order = Order(
-                len(self.orders) + 1001, data["cid"], day, self.symbol, amount, amount, kind, "ACTIVE", 0.0,
-                now, price=limit if kind != "EXCHANGE TRAILING STOP" else None, flags=data.get("flags", 0),
+                len(self.orders) + 1001,
+                data["cid"],
+                day,
+                self.symbol,
+                amount,
+                amount,
+                kind,
+                "ACTIVE",
+                0.0,
+                now,
+                price=limit if kind != "EXCHANGE TRAILING STOP" else None,
+                flags=data.get("flags", 0),
                 tif=int(datetime.strptime(tif, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp() * 1000)
-                if tif else None,
+                if tif
+                else None,
                 price_trailing=Decimal(data["price_trailing"]) if "price_trailing" in data else None,
                 peak=last if kind == "EXCHANGE TRAILING STOP" else None,
-            )  # fmt: skip
+            )
             self.orders.append(order)
             legs = [order]
             if order.flags & FLAG_OCO:
                 leg = Order(
-                    len(self.orders) + 1001, data["cid"] if self.oco_leg_cid else None, day, self.symbol,
-                    amount, amount, "EXCHANGE STOP", "ACTIVE", 0.0, now, price=Decimal(data["price_oco_stop"]),
-                    flags=order.flags, placed_id=order.id,
-                )  # fmt: skip
+                    len(self.orders) + 1001,
+                    data["cid"] if self.oco_leg_cid else None,
+                    day,
+                    self.symbol,
+                    amount,
+                    amount,
+                    "EXCHANGE STOP",
+                    "ACTIVE",
+                    0.0,
+                    now,
+                    price=Decimal(data["price_oco_stop"]),
+                    flags=order.flags,
+                    placed_id=order.id,
+                )
                 self.orders.append(leg)
                 legs.append(leg)
         for side in self.most_resting:  # only a placement adds a resting order: the most is seen here

@@ -180,8 +180,16 @@ async def run_lifecycle(
     """The documented market maker through its whole life on ``venue``; returns what rested along the way.
     ``mid``: where the book starts; ``size``: the strategy's quote size (its ``size`` parameter or default)."""
     api = await p.user("maker@example.com")
-    r = await api.post("/api/traders", json={"name": exchange, "exchange": exchange, "paper": False,
-                                             "api_key": "KEY", "api_secret": "SECRET"})  # fmt: skip
+    r = await api.post(
+        "/api/traders",
+        json={
+            "name": exchange,
+            "exchange": exchange,
+            "paper": False,
+            "api_key": "KEY",
+            "api_secret": "SECRET",
+        },
+    )
     assert r.status_code == 201, r.text
     trader_id = r.json()["id"]
     r = await api.post("/api/strategies", json={"name": "maker", "code": documented_market_maker()})
@@ -195,10 +203,18 @@ async def run_lifecycle(
     market_id = await wait_for(f"the {exchange} market", market)
     # on_tick reads the candles up to the newest closed one: without any, it would fail
     await wait_for("closed candles stored", lambda: p.candles(market_id))
-    r = await api.post("/api/assignments", json={
-        "strategy_id": strategy_id, "market_id": market_id, "trader_id": trader_id, "allocation": allocation,
-        "params": params or {}, "trigger": "tick", "min_interval_ms": 100,
-    })  # fmt: skip
+    r = await api.post(
+        "/api/assignments",
+        json={
+            "strategy_id": strategy_id,
+            "market_id": market_id,
+            "trader_id": trader_id,
+            "allocation": allocation,
+            "params": params or {},
+            "trigger": "tick",
+            "min_interval_ms": 100,
+        },
+    )
     assert r.status_code == 201, r.text
     aid = r.json()["id"]
     assert r.json()["trigger"] == "tick"
@@ -325,8 +341,13 @@ async def run_lifecycle(
     engine = make_engine(p.url)  # the platform's own is closed: core's records, read afterwards
     try:
         async with make_session_factory(engine)() as s:
-            left = (await s.execute(select(Order.client_order_id, Order.status).where(
-                Order.type == "quote", Order.status.in_(("open", "pending"))))).all()  # fmt: skip
+            left = (
+                await s.execute(
+                    select(Order.client_order_id, Order.status).where(
+                        Order.type == "quote", Order.status.in_(("open", "pending"))
+                    )
+                )
+            ).all()
     finally:
         await engine.dispose()
     assert not left, f"core still counts quotes as resting after shutdown: {left}"

@@ -58,10 +58,17 @@ async def stack(tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
 
     async def start(server: FakeBitfinex, **settings_kw) -> tuple[CoreService, int]:  # type: ignore[no-untyped-def]
         settings = Settings(
-            data_dir=tmp_path, database_url=url, exchanges=["bitfinex"], history_days=0, eval_timeout_s=5,
-            bitfinex_ws_url=server.ws_url, bitfinex_rest_url=server.rest_url, bitfinex_auth_url=server.rest_url,
-            bitfinex_symbols=["tBTCUSD"], **settings_kw,
-        )  # fmt: skip
+            data_dir=tmp_path,
+            database_url=url,
+            exchanges=["bitfinex"],
+            history_days=0,
+            eval_timeout_s=5,
+            bitfinex_ws_url=server.ws_url,
+            bitfinex_rest_url=server.rest_url,
+            bitfinex_auth_url=server.rest_url,
+            bitfinex_symbols=["tBTCUSD"],
+            **settings_kw,
+        )
         box = SecretBox([KEY])
         async with sf() as s:
             user = User(email="trader@example.com", password_hash="x")
@@ -69,8 +76,14 @@ async def stack(tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
             await s.flush()
             strategy = Strategy(owner_id=user.id, name="flip", latest_version=1)
             market = Market(exchange="bitfinex", symbol="BTC/USD")
-            trader = Trader(owner_id=user.id, name="bitfinex", exchange="bitfinex", paper=False,
-                            api_key_enc=box.encrypt("KEY"), api_secret_enc=box.encrypt("SECRET"))  # fmt: skip
+            trader = Trader(
+                owner_id=user.id,
+                name="bitfinex",
+                exchange="bitfinex",
+                paper=False,
+                api_key_enc=box.encrypt("KEY"),
+                api_secret_enc=box.encrypt("SECRET"),
+            )
             s.add_all([strategy, market, trader])
             await s.flush()
             s.add(
@@ -78,8 +91,15 @@ async def stack(tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
                     strategy_id=strategy.id, version=1, code="-- evaluated by the stand-in worker"
                 )
             )
-            a = Assignment(owner_id=user.id, strategy_id=strategy.id, market_id=market.id, timeframe="1m",
-                           trader_id=trader.id, allocation=Decimal("1000"), params={})  # fmt: skip
+            a = Assignment(
+                owner_id=user.id,
+                strategy_id=strategy.id,
+                market_id=market.id,
+                timeframe="1m",
+                trader_id=trader.id,
+                allocation=Decimal("1000"),
+                params={},
+            )
             s.add(a)
             await s.commit()
         await FlipWorker(nc).start()

@@ -81,8 +81,9 @@ class Platform:
         worker = EvalWorker(settings, eval_nc, sf, name="eval-1")
         self.core = CoreService(settings, core_nc, core_nc.jetstream(), sf)
         self.core.desk.reconcile_after_s = 0.5  # ask about an unanswered order soon (15 s in production)
-        exchange = ExchangeService(settings, BitfinexAdapter(settings, timing=TIMING), exchange_nc,
-                                   exchange_nc.jetstream(), sf, box)  # fmt: skip
+        exchange = ExchangeService(
+            settings, BitfinexAdapter(settings, timing=TIMING), exchange_nc, exchange_nc.jetstream(), sf, box
+        )
         for component in (worker, self.core, exchange):
             await component.start()
             self.stoppers.append(component.stop)
@@ -118,9 +119,14 @@ async def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
     # or two, while the decisions of the minutes in between wait for it (one order in flight per assignment).
     server = FakeBitfinex(rows=ROWS, start_at=6, step_s=0.25)
     await server.start()
-    for name, value in {"EXCHANGES": "bitfinex", "BITFINEX_WS_URL": server.ws_url, "BITFINEX_REST_URL": server.rest_url,
-                        "BITFINEX_AUTH_URL": server.rest_url, "BITFINEX_SYMBOLS": "tBTCUSD",
-                        "EXCHANGE_TIMEOUT_S": "1"}.items():  # fmt: skip
+    for name, value in {
+        "EXCHANGES": "bitfinex",
+        "BITFINEX_WS_URL": server.ws_url,
+        "BITFINEX_REST_URL": server.rest_url,
+        "BITFINEX_AUTH_URL": server.rest_url,
+        "BITFINEX_SYMBOLS": "tBTCUSD",
+        "EXCHANGE_TIMEOUT_S": "1",
+    }.items():
         monkeypatch.setenv(f"TRADEWIND_{name}", value)
     p = Platform(tmp_path, server)
     try:
@@ -148,14 +154,24 @@ async def test_a_flipping_strategy_trades_on_bitfinex_one_order_per_decision_wha
     api = await p.user("trader@example.com")
 
     # The account: a wrong secret fails Bitfinex's signature check and the user is told so, with a 422.
-    r = await api.post("/api/traders", json={"name": "bfx", "exchange": "bitfinex", "paper": False,
-                                             "api_key": "KEY", "api_secret": "WRONG"})  # fmt: skip
+    r = await api.post(
+        "/api/traders",
+        json={"name": "bfx", "exchange": "bitfinex", "paper": False, "api_key": "KEY", "api_secret": "WRONG"},
+    )
     assert r.status_code == 422, r.text
     assert "refused the key" in r.text and "digest invalid" in r.text
     assert server.rejected_auth == ["signature"]
     assert (await api.get("/api/traders")).json()["items"] == []  # nothing kept of the refused account
-    r = await api.post("/api/traders", json={"name": "bfx", "exchange": "bitfinex", "paper": False,
-                                             "api_key": "KEY", "api_secret": "SECRET"})  # fmt: skip
+    r = await api.post(
+        "/api/traders",
+        json={
+            "name": "bfx",
+            "exchange": "bitfinex",
+            "paper": False,
+            "api_key": "KEY",
+            "api_secret": "SECRET",
+        },
+    )
     assert r.status_code == 201, r.text
     trader_id = r.json()["id"]
     r = await api.post("/api/strategies", json={"name": "flip", "code": FLIP})
@@ -169,8 +185,16 @@ async def test_a_flipping_strategy_trades_on_bitfinex_one_order_per_decision_wha
         )
 
     market_id = await wait_for("the Bitfinex market", market)
-    r = await api.post("/api/assignments", json={"strategy_id": strategy_id, "market_id": market_id,
-                                                 "trader_id": trader_id, "allocation": "1000", "lookback": 10})  # fmt: skip
+    r = await api.post(
+        "/api/assignments",
+        json={
+            "strategy_id": strategy_id,
+            "market_id": market_id,
+            "trader_id": trader_id,
+            "allocation": "1000",
+            "lookback": 10,
+        },
+    )
     assert r.status_code == 201, r.text
 
     async def filled(n: int) -> bool:
@@ -221,8 +245,11 @@ async def test_a_flipping_strategy_trades_on_bitfinex_one_order_per_decision_wha
 
     async def last_minute_evaluated() -> bool:  # stored comes before evaluated: wait for both
         async with p.sf() as s:
-            return bool(await s.scalar(select(func.count()).select_from(Evaluation).where(
-                Evaluation.candle_time == rows[-2][0])))  # fmt: skip
+            return bool(
+                await s.scalar(
+                    select(func.count()).select_from(Evaluation).where(Evaluation.candle_time == rows[-2][0])
+                )
+            )
 
     await wait_for("the last minute evaluated", last_minute_evaluated)
     await p.core.desk.drain()

@@ -67,10 +67,16 @@ async def bitfinex(tmp_path: Path) -> AsyncIterator[tuple[Platform, FakeBitfinex
     server = FakeBitfinex(rows=FLAT, start_at=30, match_tape=False)
     await server.start()
     settings = Settings(
-        data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}", history_days=0,
-        exchanges=["bitfinex"], bitfinex_ws_url=server.ws_url, bitfinex_rest_url=server.rest_url,
-        bitfinex_auth_url=server.rest_url, bitfinex_symbols=["tBTCUSD"], exchange_timeout_s=2,
-    )  # fmt: skip
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}",
+        history_days=0,
+        exchanges=["bitfinex"],
+        bitfinex_ws_url=server.ws_url,
+        bitfinex_rest_url=server.rest_url,
+        bitfinex_auth_url=server.rest_url,
+        bitfinex_symbols=["tBTCUSD"],
+        exchange_timeout_s=2,
+    )
     p = Platform(tmp_path, settings, BitfinexAdapter(settings, timing=TIMING))
     try:
         await p.start()
@@ -84,9 +90,14 @@ async def test_a_market_maker_quotes_post_only_on_bitfinex_and_leaves_nothing_be
     p, server = bitfinex
     started = time.monotonic()
     seen = await run_lifecycle(
-        p, Bitfinex(server), exchange="bitfinex", symbol="BTC/USD", mid=Decimal("40000"),
-        size=Decimal("0.01"), allocation="5000",
-    )  # fmt: skip
+        p,
+        Bitfinex(server),
+        exchange="bitfinex",
+        symbol="BTC/USD",
+        mid=Decimal("40000"),
+        size=Decimal("0.01"),
+        allocation="5000",
+    )
     elapsed = time.monotonic() - started
     assert elapsed < 20
 
@@ -101,8 +112,9 @@ async def test_a_market_maker_quotes_post_only_on_bitfinex_and_leaves_nothing_be
     assert server.ticker_subscriptions == ["tBTCUSD"] and server.connections == 1
     # Every quote was cancelled by id on Bitfinex, or filled: 3 fills, the rest cancelled.
     assert sorted(o.status.split(" @")[0] for o in server.orders).count("EXECUTED") == 3
-    assert {o.status for o in server.orders} <= {"CANCELED"} | {o.status for o in server.orders
-                                                                if o.status.startswith("EXECUTED")}  # fmt: skip
+    assert {o.status for o in server.orders} <= {"CANCELED"} | {
+        o.status for o in server.orders if o.status.startswith("EXECUTED")
+    }
     # Within Bitfinex's budget of each key: a cancel is one call by cid and cid_date (no lookup first), and
     # the resting quotes are watched with one lookup of all open orders a second, not one per quote.
     cancels = [body for path, body in server.calls if path == "auth/w/order/cancel"]

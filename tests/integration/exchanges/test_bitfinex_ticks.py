@@ -102,16 +102,24 @@ async def test_ticks_carry_the_best_bid_and_ask_their_sizes_and_the_last_price(m
         snapshot = await next_tick(ticks)  # on subscribing: the ticker as it stands
         bid, bid_size, ask, ask_size = server.top()
         assert (snapshot.bid, snapshot.bid_size, snapshot.ask, snapshot.ask_size, snapshot.last) == (
-            bid, bid_size, ask, ask_size, 40000.0,
-        )  # fmt: skip
+            bid,
+            bid_size,
+            ask,
+            ask_size,
+            40000.0,
+        )
         before = time.time_ns()
         await server.send_ticker(bid=39990.5, ask=40001.25, bid_size=2.5, ask_size=3.75, last=39995.0)
         tick = await next_tick(ticks)
         after = time.time_ns()
         assert (tick.exchange, tick.symbol) == ("bitfinex", "BTC/USD")
         assert (tick.bid, tick.bid_size, tick.ask, tick.ask_size, tick.last) == (
-            39990.5, 2.5, 40001.25, 3.75, 39995.0,
-        )  # fmt: skip
+            39990.5,
+            2.5,
+            40001.25,
+            3.75,
+            39995.0,
+        )
         # Bitfinex's ticker has no timestamp: the time is when we received it.
         assert before <= tick.recv_ns <= after and tick.time == tick.recv_ns // 1_000_000
         assert tick.trace_id and tick.trace_id != snapshot.trace_id
@@ -194,9 +202,14 @@ async def test_many_unread_ticks_do_not_delay_candles_and_only_the_newest_waits(
 # -- post-only quotes -----------------------------------------------------------------------------------
 def quote(cid: str, side: str, price: str, amount: str = "0.1", type: str = "limit") -> OrderSpec:
     return OrderSpec(
-        client_order_id=cid, symbol="BTC/USD", side=side, amount=D(amount), type=type, price=D(price),
+        client_order_id=cid,
+        symbol="BTC/USD",
+        side=side,
+        amount=D(amount),
+        type=type,
+        price=D(price),
         post_only=True,
-    )  # fmt: skip
+    )
 
 
 def submitted(server: FakeBitfinex) -> list[dict[str, Any]]:
@@ -213,9 +226,15 @@ async def test_a_post_only_quote_off_the_book_rests_with_the_postonly_flag(
     assert placed.status == "open" and placed.reason is None
     amount = "0.1" if side == "buy" else "-0.1"
     assert submitted(server) == [
-        {"symbol": "tBTCUSD", "amount": amount, "cid": cid_of("q1"), "type": "EXCHANGE LIMIT", "price": price,
-         "flags": 4096},
-    ]  # fmt: skip
+        {
+            "symbol": "tBTCUSD",
+            "amount": amount,
+            "cid": cid_of("q1"),
+            "type": "EXCHANGE LIMIT",
+            "price": price,
+            "flags": 4096,
+        },
+    ]
     resting = next(o for o in server.orders if o.cid == cid_of("q1"))
     assert resting.open and resting.flags == 4096
     found = await adapter.fetch_order(CREDS, "q1", "BTC/USD")
@@ -257,8 +276,15 @@ async def test_a_quote_bitfinex_cancels_after_acknowledging_it_is_rejected_when_
 
 async def test_only_a_limit_order_can_be_post_only(make, tmp_path) -> None:
     server, adapter = await make(tmp_path, rows=FLAT)
-    stop = OrderSpec(client_order_id="s", symbol="BTC/USD", side="sell", amount=D("0.1"), type="stop",
-                     stop_price=D("39000"), post_only=True)  # fmt: skip
+    stop = OrderSpec(
+        client_order_id="s",
+        symbol="BTC/USD",
+        side="sell",
+        amount=D("0.1"),
+        type="stop",
+        stop_price=D("39000"),
+        post_only=True,
+    )
     with pytest.raises(OrderRejected, match="post-only"):
         await adapter.place_order(CREDS, stop)
     assert submitted(server) == []  # refused before anything was sent

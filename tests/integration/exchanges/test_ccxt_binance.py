@@ -123,8 +123,10 @@ async def test_order_carries_the_client_id_and_is_found_by_it(binance, adapter) 
     lookup = [p for m, path, p in binance.requests if m == "GET" and path == "order"][-1]
     assert lookup["origClientOrderId"] == spec.client_order_id
     assert await adapter.fetch_order(CREDS, "tw-3-0-s", "ETH/BTC") is None
-    assert await adapter.fetch_balances(CREDS) == {"BTC": Decimal("1") - Decimal("0.5") * binance.last_price(),
-                                                   "ETH": Decimal("0.4995")}  # fmt: skip
+    assert await adapter.fetch_balances(CREDS) == {
+        "BTC": Decimal("1") - Decimal("0.5") * binance.last_price(),
+        "ETH": Decimal("0.4995"),
+    }
 
 
 async def test_a_refused_order_raises_the_exchanges_reason_and_is_not_retried(binance, adapter) -> None:

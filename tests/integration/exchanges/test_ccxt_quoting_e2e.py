@@ -24,8 +24,14 @@ from .quoting import Platform, Resting, run_lifecycle
 
 # The market's minutes: quiet at 0.05 BTC (its ATR is nil: the strategy's spread is its own 0.2 %).
 MINUTES: list[Row] = [(1_699_999_980_000 + i * 60_000, 0.05, 0.05, 0.05, 0.05, 1.0) for i in range(20)]
-STATUS = {"NEW": "open", "PARTIALLY_FILLED": "open", "FILLED": "filled", "CANCELED": "canceled",
-          "EXPIRED": "canceled", "REJECTED": "rejected"}  # fmt: skip
+STATUS = {
+    "NEW": "open",
+    "PARTIALLY_FILLED": "open",
+    "FILLED": "filled",
+    "CANCELED": "canceled",
+    "EXPIRED": "canceled",
+    "REJECTED": "rejected",
+}
 
 
 class Binance:
@@ -60,14 +66,21 @@ class Binance:
 
 @pytest.fixture
 async def binance(tmp_path: Path) -> AsyncIterator[tuple[Platform, FakeBinance]]:
-    server = FakeBinance(consecutive(load_rows("ETH-BTC-5m.csv"), 36, step=300_000), rows_1m=MINUTES,
-                         balances={"BTC": Decimal("1"), "ETH": Decimal("1")})  # fmt: skip
+    server = FakeBinance(
+        consecutive(load_rows("ETH-BTC-5m.csv"), 36, step=300_000),
+        rows_1m=MINUTES,
+        balances={"BTC": Decimal("1"), "ETH": Decimal("1")},
+    )
     await server.start()
     settings = Settings(
-        data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}", history_days=0,
-        exchanges=["binance"], ccxt_urls={"binance": server.url}, ccxt_symbols={"binance": ["ETH/BTC"]},
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}",
+        history_days=0,
+        exchanges=["binance"],
+        ccxt_urls={"binance": server.url},
+        ccxt_symbols={"binance": ["ETH/BTC"]},
         exchange_timeout_s=2,
-    )  # fmt: skip
+    )
     adapter = CcxtAdapter("binance", settings, poll_interval_s=0.2, tick_interval_s=0.1)
     p = Platform(tmp_path, settings, adapter)
     try:
@@ -85,9 +98,15 @@ async def test_a_market_maker_quotes_limit_maker_orders_through_ccxt_and_leaves_
     assert p.adapter.capabilities.streams_ticks and p.adapter.capabilities.post_only
     started = time.monotonic()
     seen = await run_lifecycle(
-        p, Binance(server), exchange="binance", symbol="ETH/BTC", mid=Decimal("0.05"), size=Decimal("0.5"),
-        allocation="1", params={"size": 0.5, "max_inventory": 5, "reserve": 0.1},
-    )  # fmt: skip
+        p,
+        Binance(server),
+        exchange="binance",
+        symbol="ETH/BTC",
+        mid=Decimal("0.05"),
+        size=Decimal("0.5"),
+        allocation="1",
+        params={"size": 0.5, "max_inventory": 5, "reserve": 0.1},
+    )
     assert time.monotonic() - started < 20
 
     # Every quote went out as a LIMIT_MAKER order (post-only) under our client order id, and each rested.
@@ -102,8 +121,13 @@ async def test_a_market_maker_quotes_limit_maker_orders_through_ccxt_and_leaves_
     refused = set(ids) - {o["clientOrderId"] for o in server.orders}
     if refused:
         async with p.sf() as s:
-            rows = (await s.execute(select(Order.client_order_id, Order.status, Order.reason)
-                                    .where(Order.client_order_id.in_(refused)))).all()  # fmt: skip
+            rows = (
+                await s.execute(
+                    select(Order.client_order_id, Order.status, Order.reason).where(
+                        Order.client_order_id.in_(refused)
+                    )
+                )
+            ).all()
         assert {r.status for r in rows} == {"rejected"} and len(rows) == len(refused), rows
         assert all("match and take" in (r.reason or "") for r in rows), rows
     assert len(refused) <= 2, f"{len(refused)} of {len(ids)} quotes refused as taking liquidity"

@@ -161,8 +161,13 @@ async def test_failed_polls_back_off_and_the_stream_goes_on(binance, adapter) ->
 
 async def test_websocket_book_ticks_survive_a_dropped_link(binance, settings) -> None:  # type: ignore[no-untyped-def]
     # ccxt.pro tells spot streams by "/stream" in the URL; the host becomes ours like every other URL
-    adapter = CcxtAdapter("binance", settings, urls={"ws": {"spot": "wss://stream.binance.com:9443/stream/ws"}},
-                          use_websocket=True, request_timeout_s=5)  # fmt: skip
+    adapter = CcxtAdapter(
+        "binance",
+        settings,
+        urls={"ws": {"spot": "wss://stream.binance.com:9443/stream/ws"}},
+        use_websocket=True,
+        request_timeout_s=5,
+    )
     assert adapter.capabilities.streams_ticks
 
     async def subscribed() -> None:
@@ -197,8 +202,15 @@ async def test_websocket_book_ticks_survive_a_dropped_link(binance, settings) ->
 
 
 def quote(cid: str, side: str, price: str, amount: str = "0.5") -> OrderSpec:
-    return OrderSpec(client_order_id=cid, symbol="ETH/BTC", side=side, amount=D(amount), type="limit",
-                     price=D(price), post_only=True)  # fmt: skip
+    return OrderSpec(
+        client_order_id=cid,
+        symbol="ETH/BTC",
+        side=side,
+        amount=D(amount),
+        type="limit",
+        price=D(price),
+        post_only=True,
+    )
 
 
 def posted(server: FakeBinance) -> list[dict[str, str]]:
@@ -222,8 +234,12 @@ async def test_a_post_only_buy_below_the_ask_rests_as_limit_maker(binance, adapt
 
 async def test_a_post_only_quote_that_would_take_comes_back_rejected(binance, adapter) -> None:  # type: ignore[no-untyped-def]
     binance.set_book("0.05", "0.0502")
-    takers = [quote("tw-7-2-b", "buy", "0.0502"), quote("tw-7-3-b", "buy", "0.06"),
-              quote("tw-7-4-s", "sell", "0.05"), quote("tw-7-5-s", "sell", "0.049")]  # fmt: skip
+    takers = [
+        quote("tw-7-2-b", "buy", "0.0502"),
+        quote("tw-7-3-b", "buy", "0.06"),
+        quote("tw-7-4-s", "sell", "0.05"),
+        quote("tw-7-5-s", "sell", "0.049"),
+    ]
     binance.balances["ETH"] = D("1")
     for spec in takers:
         result = await adapter.place_order(CREDS, spec)
@@ -233,8 +249,14 @@ async def test_a_post_only_quote_that_would_take_comes_back_rejected(binance, ad
     assert [q["type"] for q in posted(binance)] == ["LIMIT_MAKER"] * 4  # each sent once, never again
     assert not binance.orders
     # the same price without post-only is an ordinary limit order, which the venue takes
-    plain = OrderSpec(client_order_id="tw-7-6-b", symbol="ETH/BTC", side="buy", amount=D("0.5"),
-                      type="limit", price=D("0.0502"))  # fmt: skip
+    plain = OrderSpec(
+        client_order_id="tw-7-6-b",
+        symbol="ETH/BTC",
+        side="buy",
+        amount=D("0.5"),
+        type="limit",
+        price=D("0.0502"),
+    )
     assert (await adapter.place_order(CREDS, plain)).status == "open"
     assert posted(binance)[-1]["type"] == "LIMIT" and posted(binance)[-1]["timeInForce"] == "GTC"
 

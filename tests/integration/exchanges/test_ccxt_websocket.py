@@ -33,8 +33,13 @@ async def test_websocket_candles_close_once_and_a_dropped_link_leaves_no_gap(bin
         data_dir=tmp_path, ccxt_urls={"binance": binance.url}, ccxt_symbols={"binance": ["ETH/BTC"]}
     )
     # ccxt.pro tells spot streams by "/stream" in the URL; the host becomes ours like every other URL
-    adapter = CcxtAdapter("binance", settings, urls={"ws": {"spot": "wss://stream.binance.com:9443/stream/ws"}},
-                          use_websocket=True, request_timeout_s=5)  # fmt: skip
+    adapter = CcxtAdapter(
+        "binance",
+        settings,
+        urls={"ws": {"spot": "wss://stream.binance.com:9443/stream/ws"}},
+        use_websocket=True,
+        request_timeout_s=5,
+    )
     assert adapter.capabilities.streams_candles
     got: list[Row] = []
     stream = adapter.stream_candles(["ETH/BTC"], "5m")

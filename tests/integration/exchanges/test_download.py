@@ -39,8 +39,18 @@ async def binance() -> AsyncIterator[FakeBinance]:
 async def download(binance: FakeBinance, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
     env.update(TRADEWIND_DATA_DIR=str(data_dir), TRADEWIND_CCXT_URLS=json.dumps({"binance": binance.url}))
-    cmd = [TRADEWIND, "data", "download", "--exchange", "binance", "--symbol", "ETH/BTC", "--timeframe", "1h",
-           *args]  # fmt: skip
+    cmd = [
+        TRADEWIND,
+        "data",
+        "download",
+        "--exchange",
+        "binance",
+        "--symbol",
+        "ETH/BTC",
+        "--timeframe",
+        "1h",
+        *args,
+    ]
     # The fake server runs on this event loop: run the process without blocking it.
     proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -95,7 +105,7 @@ def test_download_from_an_unknown_exchange_fails_with_a_clear_message(tmp_path) 
             "ETH/BTC",
             "--since",
             "2018-01-11",
-        ],  # fmt: skip
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -80,16 +80,28 @@ async def test_bitfinex_declares_what_it_holds_and_sends_each_type_as_bitfinex_w
         assert placed.status == "open" and placed.filled == 0 and placed.price is None
     base = {"symbol": "tBTCUSD", "amount": "-0.1"}
     assert submitted(server) == [
-        {"symbol": "tBTCUSD", "amount": "0.1", "cid": cid_of("lim"), "type": "EXCHANGE LIMIT", "price": "39000",
-         "tif": "2031-05-06 07:08:09"},
+        {
+            "symbol": "tBTCUSD",
+            "amount": "0.1",
+            "cid": cid_of("lim"),
+            "type": "EXCHANGE LIMIT",
+            "price": "39000",
+            "tif": "2031-05-06 07:08:09",
+        },
         {**base, "cid": cid_of("stop"), "type": "EXCHANGE STOP", "price": "38000"},
         {**base, "cid": cid_of("stop-2"), "type": "EXCHANGE STOP", "price": "38751"},
         {**base, "cid": cid_of("tp"), "type": "EXCHANGE LIMIT", "price": "44000"},
-        {**base, "cid": cid_of("oco"), "type": "EXCHANGE LIMIT", "price": "44000", "flags": 16384,
-         "price_oco_stop": "38000"},
+        {
+            **base,
+            "cid": cid_of("oco"),
+            "type": "EXCHANGE LIMIT",
+            "price": "44000",
+            "flags": 16384,
+            "price_oco_stop": "38000",
+        },
         {**base, "cid": cid_of("trail-ref"), "type": "EXCHANGE TRAILING STOP", "price_trailing": "2050"},
         {**base, "cid": cid_of("trail-lvl"), "type": "EXCHANGE TRAILING STOP", "price_trailing": "2000"},
-    ]  # fmt: skip
+    ]
     # The exchange lists what it holds: the OCO pair as two orders, its stop leg placed by the limit.
     listed = {o.cid: o for o in server.orders if o.open}
     oco_stop = next(o for o in server.orders if o.placed_id == listed[cid_of("oco")].id)
@@ -203,8 +215,11 @@ async def test_bitfinex_watches_many_orders_in_one_lookup_and_cancels_by_cid(bfx
     found = await adapter.fetch_orders(CREDS, wanted)
     assert [path for path, _ in server.calls][:2] == ["auth/r/orders", "auth/r/orders/hist"]
     assert {k: v.status if v else None for k, v in found.items()} == {
-        "tw-9-q0": "open", "tw-9-q1": "open", "tw-9-q2": "filled", "tw-9-never": None,
-    }  # fmt: skip
+        "tw-9-q0": "open",
+        "tw-9-q1": "open",
+        "tw-9-q2": "filled",
+        "tw-9-never": None,
+    }
     filled = found["tw-9-q2"]
     assert filled is not None and filled.filled == D("0.1") and filled.fee > 0
 
@@ -256,16 +271,21 @@ async def test_bitfinex_refuses_what_it_cannot_take(bfx) -> None:
         ({**base, "type": "EXCHANGE STOP"}, "price: invalid"),
         ({**base, "type": "EXCHANGE TRAILING STOP"}, "price_trailing: invalid"),
         ({**base, "type": "EXCHANGE TRAILING STOP", "price_trailing": "-5"}, "price_trailing: invalid"),
-        ({**base, "type": "EXCHANGE LIMIT", "price": "44000", "price_oco_stop": "38000"}, "price_oco_stop: invalid"),
+        (
+            {**base, "type": "EXCHANGE LIMIT", "price": "44000", "price_oco_stop": "38000"},
+            "price_oco_stop: invalid",
+        ),
         ({**base, "type": "EXCHANGE LIMIT", "price": "44000", "flags": 16384}, "price_oco_stop: invalid"),
-        ({**base, "type": "EXCHANGE LIMIT", "price": "44000", "flags": 16384, "price_oco_stop": "45000"},
-         "other side of the limit"),
+        (
+            {**base, "type": "EXCHANGE LIMIT", "price": "44000", "flags": 16384, "price_oco_stop": "45000"},
+            "other side of the limit",
+        ),
         ({**base, "type": "EXCHANGE STOP", "price": "38000", "tif": "2031-01-01 00:00:00"}, "tif: invalid"),
         ({**base, "type": "EXCHANGE LIMIT", "price": "44000", "tif": "2031-01-01T00:00:00Z"}, "tif: invalid"),
         ({**base, "type": "EXCHANGE LIMIT", "price": 44000}, "price: invalid"),  # not a decimal string
         ({**base, "type": "EXCHANGE LIMIT", "price": "44000", "trail": "0.05"}, "trail: invalid"),
         ({**base, "type": "EXCHANGE LIMIT", "amount": "-2", "price": "44000"}, "not enough exchange balance"),
-    ]:  # fmt: skip
+    ]:
         with pytest.raises(OrderRejected, match=why):
             await adapter.http.auth(CREDS, "auth/w/order/submit", body)
     assert server.orders == []
@@ -311,13 +331,38 @@ async def test_binance_holds_what_ccxt_has_and_gets_binance_spot_order_types(bnb
         placed = await adapter.place_order(CREDS, o)
         assert placed.status == "open" and placed.filled == 0
     assert posted(server) == [
-        {"side": "BUY", "type": "LIMIT", "quantity": "1", "price": "0.093", "timeInForce": "GTC",
-         "newClientOrderId": "tw-2-1-l"},
-        {"side": "SELL", "type": "STOP_LOSS", "quantity": "1", "stopPrice": "0.092", "newClientOrderId": "tw-2-1-sl"},
-        {"side": "SELL", "type": "TAKE_PROFIT_LIMIT", "quantity": "1", "price": "0.1", "stopPrice": "0.1",
-         "timeInForce": "GTC", "newClientOrderId": "tw-2-1-tp"},
-        {"side": "SELL", "type": "STOP_LOSS", "quantity": "1", "trailingDelta": "150", "newClientOrderId": "tw-2-1-ts"},
-    ]  # fmt: skip
+        {
+            "side": "BUY",
+            "type": "LIMIT",
+            "quantity": "1",
+            "price": "0.093",
+            "timeInForce": "GTC",
+            "newClientOrderId": "tw-2-1-l",
+        },
+        {
+            "side": "SELL",
+            "type": "STOP_LOSS",
+            "quantity": "1",
+            "stopPrice": "0.092",
+            "newClientOrderId": "tw-2-1-sl",
+        },
+        {
+            "side": "SELL",
+            "type": "TAKE_PROFIT_LIMIT",
+            "quantity": "1",
+            "price": "0.1",
+            "stopPrice": "0.1",
+            "timeInForce": "GTC",
+            "newClientOrderId": "tw-2-1-tp",
+        },
+        {
+            "side": "SELL",
+            "type": "STOP_LOSS",
+            "quantity": "1",
+            "trailingDelta": "150",
+            "newClientOrderId": "tw-2-1-ts",
+        },
+    ]
     account = await adapter.fetch_balances(CREDS)  # sells lock what they sell, a buy its cost
     assert account["ETH"] == D("7") and account["BTC"] == D("1") - D("0.093")
 
@@ -364,11 +409,13 @@ async def test_binance_refuses_malformed_orders_and_the_adapter_what_the_venue_c
 ) -> None:
     server, adapter = bnb
     for bad, why in [
-        (eth("a", "take_profit", price=D("0.1"), stop_price=D("0.092")),
-         r"binance cannot hold a take-profit and stop pair \(OCO\); core watches it"),
+        (
+            eth("a", "take_profit", price=D("0.1"), stop_price=D("0.092")),
+            r"binance cannot hold a take-profit and stop pair \(OCO\); core watches it",
+        ),
         (eth("c", "stop"), "needs a stop price"),
         (eth("d", "iceberg"), "unknown order type"),
-    ]:  # fmt: skip
+    ]:
         with pytest.raises(OrderRejected, match=why):
             await adapter.place_order(CREDS, bad)
     assert posted(server) == []

@@ -37,10 +37,18 @@ async def read_books(sf: SessionFactory) -> Books:
         strategies = (await s.execute(select(Strategy.id, Strategy.owner_id))).all()
         assignments = (
             await s.execute(
-                select(Assignment.id, Assignment.owner_id, Assignment.strategy_id, Assignment.trader_id,
-                       Assignment.allocation, Assignment.enabled, Assignment.paused_reason, Assignment.position_qty)
+                select(
+                    Assignment.id,
+                    Assignment.owner_id,
+                    Assignment.strategy_id,
+                    Assignment.trader_id,
+                    Assignment.allocation,
+                    Assignment.enabled,
+                    Assignment.paused_reason,
+                    Assignment.position_qty,
+                )
             )
-        ).all()  # fmt: skip
+        ).all()
         orders = (await s.execute(select(Order).order_by(Order.id))).scalars().all()
         fills = (await s.execute(select(PaperFill).order_by(PaperFill.id))).scalars().all()
         balances: dict[int, dict[str, Decimal]] = defaultdict(dict)
@@ -87,8 +95,10 @@ def ownership_problems(books: Books, owners: dict[int, int] | None = None) -> li
     for o in books.orders:
         trader_owner = books.traders.get(o.trader_id)
         if trader_owner != o.owner_id:
-            problems.append(f"order {o.client_order_id} of user {o.owner_id} ({o.side} {o.amount}, {o.status}) "
-                            f"is on account {o.trader_id} of user {trader_owner}")  # fmt: skip
+            problems.append(
+                f"order {o.client_order_id} of user {o.owner_id} ({o.side} {o.amount}, {o.status}) "
+                f"is on account {o.trader_id} of user {trader_owner}"
+            )
         if o.assignment_id is not None:
             a = books.assignments.get(o.assignment_id)
             aid, owner = o.assignment_id, a.owner_id if a is not None else None
@@ -96,8 +106,9 @@ def ownership_problems(books: Books, owners: dict[int, int] | None = None) -> li
             aid = int(o.client_order_id.split("-")[1])
             owner = (owners or {}).get(aid)
         if owner is not None and owner != o.owner_id:
-            problems.append(f"order {o.client_order_id} of user {o.owner_id} belongs to assignment {aid} of "
-                            f"user {owner}")  # fmt: skip
+            problems.append(
+                f"order {o.client_order_id} of user {o.owner_id} belongs to assignment {aid} of user {owner}"
+            )
     return problems
 
 
@@ -111,8 +122,10 @@ def paper_problems(books: Books, cash: Decimal) -> list[str]:
         owner = books.traders.get(f.trader_id)
         if o is None or o.trader_id != f.trader_id or o.owner_id != owner:
             who = "no order" if o is None else f"an order of user {o.owner_id} on account {o.trader_id}"
-            problems.append(f"paper fill {f.client_order_id} ({f.side} {f.amount} {f.status}) on account "
-                            f"{f.trader_id} of user {owner} is {who}")  # fmt: skip
+            problems.append(
+                f"paper fill {f.client_order_id} ({f.side} {f.amount} {f.status}) on account "
+                f"{f.trader_id} of user {owner} is {who}"
+            )
         elif f.status == "filled" and (o.status != "filled" or o.filled != f.amount):
             problems.append(
                 f"order {o.client_order_id} is {o.status} {o.filled}, the exchange filled {f.amount}"
@@ -121,13 +134,17 @@ def paper_problems(books: Books, cash: Decimal) -> list[str]:
     for o in books.orders:
         f = fills.get(o.client_order_id)
         if o.status == "filled" and (f is None or f.status != "filled" or f.trader_id != o.trader_id):
-            problems.append(f"order {o.client_order_id} on account {o.trader_id} is filled, but the exchange "
-                            f"recorded {'no fill' if f is None else f'{f.status} on account {f.trader_id}'}")  # fmt: skip
+            problems.append(
+                f"order {o.client_order_id} on account {o.trader_id} is filled, but the exchange "
+                f"recorded {'no fill' if f is None else f'{f.status} on account {f.trader_id}'}"
+            )
     expected = expected_balances(books, cash)
     for t, actual in books.balances.items():
         if not same_balances(actual, expected.get(t, {})):
-            problems.append(f"account {t} of user {books.traders.get(t)} holds {fmt_balances(actual)}; its own fills "
-                            f"make {fmt_balances(expected.get(t, {}))}")  # fmt: skip
+            problems.append(
+                f"account {t} of user {books.traders.get(t)} holds {fmt_balances(actual)}; its own fills "
+                f"make {fmt_balances(expected.get(t, {}))}"
+            )
     for t in {f.trader_id for f in books.fills if f.status == "filled"} - books.balances.keys():
         problems.append(f"account {t} has fills but no balances")
     return problems

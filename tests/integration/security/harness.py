@@ -168,9 +168,20 @@ class Platform:
         every order it caused is settled."""
         t, o = self.time, self.close
         self.time, self.close = t + MINUTE, close
-        c = m.Candle(exchange="sim", symbol=SYMBOL, tf="1m", time=t, open=o, high=max(o, close),
-                     low=min(o, close), close=close, volume=10.0, closed=True, trace_id=f"money-{t}",
-                     recv_ns=time.time_ns())  # fmt: skip
+        c = m.Candle(
+            exchange="sim",
+            symbol=SYMBOL,
+            tf="1m",
+            time=t,
+            open=o,
+            high=max(o, close),
+            low=min(o, close),
+            close=close,
+            volume=10.0,
+            closed=True,
+            trace_id=f"money-{t}",
+            recv_ns=time.time_ns(),
+        )
         # The sim fills a market order at the next candle's open, which is the last close of its walk:
         # the walk is moved to this candle, as the sim's own clock does before it publishes one.
         walk = self.sim.walks[SYMBOL]

@@ -94,8 +94,16 @@ async def losses_today(sf: SessionFactory) -> dict[int, Decimal]:
     return out
 
 
-def limit_problems(model: Model, before: Books, after: Books, loss: dict[int, Decimal],
-                   loss_after: dict[int, Decimal], t: int, close: Decimal, asked: set[int]) -> list[str]:  # fmt: skip
+def limit_problems(
+    model: Model,
+    before: Books,
+    after: Books,
+    loss: dict[int, Decimal],
+    loss_after: dict[int, Decimal],
+    t: int,
+    close: Decimal,
+    asked: set[int],
+) -> list[str]:
     """Invariant 3 for the orders the candle at ``t`` caused, against the model as it stood when it closed.
     ``loss``/``loss_after``: each account's realized loss today before and after the candle; ``asked``: the
     assignments core had evaluated on it."""
@@ -106,10 +114,19 @@ def limit_problems(model: Model, before: Books, after: Books, loss: dict[int, De
     for o in new:
         a = model.assignments.get(o.assignment_id) if o.assignment_id is not None else None
         if a is None or not a.enabled or model.killed[a.owner] or a.trader_id != o.trader_id:
-            state = ("deleted" if a is None else "killed" if model.killed[a.owner] else
-                     "paused" if not a.enabled else f"on account {a.trader_id}")  # fmt: skip
-            problems.append(f"order {o.client_order_id} ({o.side} {o.amount} on account {o.trader_id}, {o.status}) "
-                            f"for assignment {o.assignment_id}, which is {state}")  # fmt: skip
+            state = (
+                "deleted"
+                if a is None
+                else "killed"
+                if model.killed[a.owner]
+                else "paused"
+                if not a.enabled
+                else f"on account {a.trader_id}"
+            )
+            problems.append(
+                f"order {o.client_order_id} ({o.side} {o.amount} on account {o.trader_id}, {o.status}) "
+                f"for assignment {o.assignment_id}, which is {state}"
+            )
         if o.side == "buy" and o.client_order_id in placed:
             buys[o.trader_id].append(o)
     for tid, acct in model.accounts.items():
@@ -132,8 +149,10 @@ def limit_problems(model: Model, before: Books, after: Books, loss: dict[int, De
             if notional is not None and a is not None and a.allocation > notional:
                 seen("a buy under a max_order_notional smaller than its allocation")
             if notional is not None and o.amount * close > notional:
-                problems.append(f"buy {o.client_order_id} worth {o.amount * close:.2f} on account {tid} "
-                                f"(max_order_notional {notional})")  # fmt: skip
+                problems.append(
+                    f"buy {o.client_order_id} worth {o.amount * close:.2f} on account {tid} "
+                    f"(max_order_notional {notional})"
+                )
         cap = limits["max_position"]
         if cap is not None:
             held = sum(
@@ -143,12 +162,16 @@ def limit_problems(model: Model, before: Books, after: Books, loss: dict[int, De
                 seen("buys under max_position on an account holding or buying for two assignments")
             total = (held + sum(o.amount for o in orders)) * close
             if total > cap:
-                problems.append(f"account {tid} holds {held} and bought {[str(o.amount) for o in orders]}: "
-                                f"worth {total:.2f} (max_position {cap})")  # fmt: skip
+                problems.append(
+                    f"account {tid} holds {held} and bought {[str(o.amount) for o in orders]}: "
+                    f"worth {total:.2f} (max_position {cap})"
+                )
         day = limits["daily_loss_limit"]
         if day is not None and loss.get(tid, Decimal(0)) >= day:
-            problems.append(f"account {tid} lost {loss[tid]:.2f} today (daily_loss_limit {day}) and bought "
-                            f"{[o.client_order_id for o in orders]}")  # fmt: skip
+            problems.append(
+                f"account {tid} lost {loss[tid]:.2f} today (daily_loss_limit {day}) and bought "
+                f"{[o.client_order_id for o in orders]}"
+            )
     for o in new:
         acct = model.accounts.get(o.trader_id)
         day = acct.limits["daily_loss_limit"] if acct else None
@@ -160,6 +183,8 @@ def limit_problems(model: Model, before: Books, after: Books, loss: dict[int, De
         ):
             running = [a.id for a in after.assignments.values() if a.trader_id == o.trader_id and a.enabled]
             if running:
-                problems.append(f"account {o.trader_id} lost {loss_after.get(o.trader_id, Decimal(0)):.2f} today (limit {day}) "
-                                f"but its assignments {running} are not paused")  # fmt: skip
+                problems.append(
+                    f"account {o.trader_id} lost {loss_after.get(o.trader_id, Decimal(0)):.2f} today (limit {day}) "
+                    f"but its assignments {running} are not paused"
+                )
     return problems

@@ -239,7 +239,7 @@ class MoneyMachine(RuleBasedStateMachine):
                         data.draw(st.sampled_from(ALLOCATIONS), label=f"{user}'s allocation"),
                         True,
                         data.draw(st.sampled_from(DECISIONS), label=f"{user}'s decision"),
-                    )  # fmt: skip
+                    )
                     for _ in range(2)
                 ]
                 self.starters.append((account, strategy, pair))
@@ -326,10 +326,17 @@ class MoneyMachine(RuleBasedStateMachine):
         enabled=st.booleans(),
         decision=st.sampled_from(DECISIONS),
     )
-    def create_assignment(self, user: str, strategy: Ref, trader: Ref | None, allocation: Decimal,
-                          enabled: bool, decision: str) -> Any:  # fmt: skip
-        body = {"strategy_id": strategy.id, "market_id": self.env.market_id, "timeframe": "1m",
-                "trader_id": trader.id if trader else None, "allocation": str(allocation), "enabled": enabled}  # fmt: skip
+    def create_assignment(
+        self, user: str, strategy: Ref, trader: Ref | None, allocation: Decimal, enabled: bool, decision: str
+    ) -> Any:
+        body = {
+            "strategy_id": strategy.id,
+            "market_id": self.env.market_id,
+            "timeframe": "1m",
+            "trader_id": trader.id if trader else None,
+            "allocation": str(allocation),
+            "enabled": enabled,
+        }
         before = self.books()
         r = self.call(user, "POST", "/api/assignments", json=body)
         if not self.owns("strategy", strategy.id, user) or (
@@ -374,8 +381,11 @@ class MoneyMachine(RuleBasedStateMachine):
 
     def can_trade(self) -> list[str]:
         """The users with a strategy and an account of their own."""
-        return [u for u in USERS if u in self.model.strategies.values()
-                and any(a.owner == u for a in self.model.accounts.values())]  # fmt: skip
+        return [
+            u
+            for u in USERS
+            if u in self.model.strategies.values() and any(a.owner == u for a in self.model.accounts.values())
+        ]
 
     @rule(
         ref=assignments,

@@ -19,8 +19,17 @@ KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 
 
 def quote(a: Assignment, cid: str, side: str, price: Decimal) -> m.PlaceOrder:
-    return m.PlaceOrder(trader_id=a.trader_id, owner_id=a.owner_id, client_order_id=cid, symbol="BTC/USD",
-                        side=side, amount="0.01", type="limit", price=format(price, "f"), post_only=True)  # fmt: skip
+    return m.PlaceOrder(
+        trader_id=a.trader_id,
+        owner_id=a.owner_id,
+        client_order_id=cid,
+        symbol="BTC/USD",
+        side=side,
+        amount="0.01",
+        type="limit",
+        price=format(price, "f"),
+        post_only=True,
+    )
 
 
 async def test_a_quote_fill_is_published_before_the_tick_that_filled_it(settings, sf, nc) -> None:  # type: ignore[no-untyped-def]

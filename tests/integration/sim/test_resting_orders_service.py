@@ -19,8 +19,17 @@ KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 
 
 def limit(a: Assignment, cid: str, price: Decimal, **kw) -> m.PlaceOrder:  # type: ignore[no-untyped-def]
-    return m.PlaceOrder(trader_id=a.trader_id, owner_id=a.owner_id, client_order_id=cid, symbol="BTC/USD",
-                        side="buy", amount="0.01", type="limit", price=format(price, "f"), **kw)  # fmt: skip
+    return m.PlaceOrder(
+        trader_id=a.trader_id,
+        owner_id=a.owner_id,
+        client_order_id=cid,
+        symbol="BTC/USD",
+        side="buy",
+        amount="0.01",
+        type="limit",
+        price=format(price, "f"),
+        **kw,
+    )
 
 
 async def test_fills_are_published_before_their_candle_and_cancels_release_the_money(
@@ -37,8 +46,10 @@ async def test_fills_are_published_before_their_candle_and_cancels_release_the_m
     async def on_candle(msg) -> None:  # type: ignore[no-untyped-def]
         seen.append(("candle", m.decode(msg.data, m.Candle)))
 
-    subs = [await nc.subscribe(subjects.order_updates("sim"), cb=on_update),
-            await nc.subscribe(subjects.md_candle("sim", "BTC/USD", "1m"), cb=on_candle)]  # fmt: skip
+    subs = [
+        await nc.subscribe(subjects.order_updates("sim"), cb=on_update),
+        await nc.subscribe(subjects.md_candle("sim", "BTC/USD", "1m"), cb=on_candle),
+    ]
     await exchange.start(stream=False)
     try:
         price = Decimal(repr(adapter.walks["BTC/USD"].last_close))
@@ -82,9 +93,20 @@ async def test_fills_are_published_before_their_candle_and_cancels_release_the_m
         assert seen.index(("update", fill)) < first_candle, kinds
         assert seen[first_candle][1].time == fill.time  # type: ignore[attr-defined]
         # core places the protective order the engine made at the fill: its state, no second order
-        again = await place(m.PlaceOrder(trader_id=a.trader_id, owner_id=a.owner_id, client_order_id="l1-p0",
-                                         symbol="BTC/USD", side="sell", amount="0.01", type="take_profit",
-                                         price="1", stop_price="1", group="l1"))  # fmt: skip
+        again = await place(
+            m.PlaceOrder(
+                trader_id=a.trader_id,
+                owner_id=a.owner_id,
+                client_order_id="l1-p0",
+                symbol="BTC/USD",
+                side="sell",
+                amount="0.01",
+                type="take_profit",
+                price="1",
+                stop_price="1",
+                group="l1",
+            )
+        )
         assert again.status == "open"
         bal = await adapter.fetch_balances(await exchange.credentials(a.trader_id))
         assert bal["BTC"] == Decimal("0.01") and bal["USD"] == Decimal("10000") - Decimal(

@@ -24,8 +24,10 @@ async def _channels(sf, n: int = 2) -> list[Channel]:  # type: ignore[no-untyped
         user = User(email="owner@example.com", password_hash="x")
         s.add(user)
         await s.flush()
-        rows = [AlertChannel(owner_id=user.id, kind="webhook", name=f"c{i}", events=["fill"], config={})
-                for i in range(n)]  # fmt: skip
+        rows = [
+            AlertChannel(owner_id=user.id, kind="webhook", name=f"c{i}", events=["fill"], config={})
+            for i in range(n)
+        ]
         s.add_all(rows)
         await s.commit()
         return [Channel.of(r) for r in rows]
@@ -44,14 +46,31 @@ async def test_outcomes_are_counted_on_the_channel_and_the_newest_deliveries_kep
     log.add(_outcome(one, 5, "failed", "HTTP 500"))
     log.add(_outcome(one, 6, "dropped", "dropped: 100 newer alerts were waiting"))
     log.add(_outcome(two, 7))
-    gone = Channel(id=99_999, owner_id=one.owner_id, kind="webhook", name="deleted meanwhile", events=frozenset(),
-                   enabled=True, config={}, secret_enc=None)  # fmt: skip
+    gone = Channel(
+        id=99_999,
+        owner_id=one.owner_id,
+        kind="webhook",
+        name="deleted meanwhile",
+        events=frozenset(),
+        enabled=True,
+        config={},
+        secret_enc=None,
+    )
     log.add(_outcome(gone, 8))
     await log.stop()  # writes what is buffered
     async with sf() as s:
         row = await s.get(AlertChannel, one.id)
-        kept = (await s.execute(select(AlertDelivery.title).where(AlertDelivery.channel_id == one.id)
-                                .order_by(AlertDelivery.id))).scalars().all()  # fmt: skip
+        kept = (
+            (
+                await s.execute(
+                    select(AlertDelivery.title)
+                    .where(AlertDelivery.channel_id == one.id)
+                    .order_by(AlertDelivery.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
         other = (
             (await s.execute(select(AlertDelivery.title).where(AlertDelivery.channel_id == two.id)))
             .scalars()

@@ -17,13 +17,25 @@ def intents(tag: str, trader_id: int, owner_id: int, n: int = 3) -> list[dict]: 
     now = dt.datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=dt.UTC)
     shared_zero = Decimal(0)
     return [
-        {"owner_id": owner_id, "assignment_id": None, "trader_id": trader_id, "client_order_id": f"{tag}-{i}",
-         "exchange": "sim", "symbol": "BTC/USD", "side": "buy" if i % 2 else "sell",
-         "amount": Decimal("0.00000001") * (10**i), "status": "pending", "reason": None if i else "why",
-         "candle_time": 1_700_000_000_000 + i, "filled": shared_zero, "fee": shared_zero,
-         "created_at": now, "updated_at": now + dt.timedelta(seconds=i)}
+        {
+            "owner_id": owner_id,
+            "assignment_id": None,
+            "trader_id": trader_id,
+            "client_order_id": f"{tag}-{i}",
+            "exchange": "sim",
+            "symbol": "BTC/USD",
+            "side": "buy" if i % 2 else "sell",
+            "amount": Decimal("0.00000001") * (10**i),
+            "status": "pending",
+            "reason": None if i else "why",
+            "candle_time": 1_700_000_000_000 + i,
+            "filled": shared_zero,
+            "fee": shared_zero,
+            "created_at": now,
+            "updated_at": now + dt.timedelta(seconds=i),
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 async def test_rows_read_back_as_sqlalchemy_stored_them(sf) -> None:  # type: ignore[no-untyped-def]

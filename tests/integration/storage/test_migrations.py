@@ -26,73 +26,221 @@ T0 = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 # Rows in every table as revision 0001 had them; ids with gaps, as deletions leave them.
 SEED: dict[str, list[dict[str, Any]]] = {
     "users": [
-        {"id": 1, "email": "alice@example.com", "password_hash": "h1", "is_admin": False, "killed": False, "created_at": T0},
-        {"id": 3, "email": "bob@example.com", "password_hash": "h3", "is_admin": True, "killed": True, "created_at": T0},
+        {
+            "id": 1,
+            "email": "alice@example.com",
+            "password_hash": "h1",
+            "is_admin": False,
+            "killed": False,
+            "created_at": T0,
+        },
+        {
+            "id": 3,
+            "email": "bob@example.com",
+            "password_hash": "h3",
+            "is_admin": True,
+            "killed": True,
+            "created_at": T0,
+        },
     ],
     "sessions": [
-        {"id": 5, "user_id": 1, "token_hash": "a" * 64, "csrf_token": "c" * 64, "created_at": T0,
-         "expires_at": T0 + dt.timedelta(days=14), "revoked": False},
+        {
+            "id": 5,
+            "user_id": 1,
+            "token_hash": "a" * 64,
+            "csrf_token": "c" * 64,
+            "created_at": T0,
+            "expires_at": T0 + dt.timedelta(days=14),
+            "revoked": False,
+        },
     ],
     "markets": [
         {"id": 1, "exchange": "sim", "symbol": "BTC/USD", "active": True, "last_price": 101.5},
         {"id": 2, "exchange": "sim", "symbol": "ETH/USD", "active": False, "last_price": None},
     ],
     "candles": [
-        {"market_id": 1, "tf": "1m", "time": 60_000 * i, "open": 1.0 + i, "high": 2.0 + i, "low": 0.5, "close": 1.5,
-         "volume": 10.0}
+        {
+            "market_id": 1,
+            "tf": "1m",
+            "time": 60_000 * i,
+            "open": 1.0 + i,
+            "high": 2.0 + i,
+            "low": 0.5,
+            "close": 1.5,
+            "volume": 10.0,
+        }
         for i in range(5)
     ],
     "strategies": [
-        {"id": 2, "owner_id": 1, "name": "cross", "description": "sma", "latest_version": 2, "created_at": T0,
-         "updated_at": T0},
+        {
+            "id": 2,
+            "owner_id": 1,
+            "name": "cross",
+            "description": "sma",
+            "latest_version": 2,
+            "created_at": T0,
+            "updated_at": T0,
+        },
     ],
     "strategy_versions": [
-        {"id": 1, "strategy_id": 2, "version": 1, "code": 'function decide(c) return "long" end', "params_schema": {},
-         "created_at": T0},
-        {"id": 2, "strategy_id": 2, "version": 2, "code": 'function decide(c) return "short" end',
-         "params_schema": {"fast": 10}, "created_at": T0},
+        {
+            "id": 1,
+            "strategy_id": 2,
+            "version": 1,
+            "code": 'function decide(c) return "long" end',
+            "params_schema": {},
+            "created_at": T0,
+        },
+        {
+            "id": 2,
+            "strategy_id": 2,
+            "version": 2,
+            "code": 'function decide(c) return "short" end',
+            "params_schema": {"fast": 10},
+            "created_at": T0,
+        },
     ],
     "traders": [
-        {"id": 4, "owner_id": 1, "name": "paper", "exchange": "sim", "paper": True, "sandbox": False,
-         "api_key_enc": None, "api_secret_enc": None, "key_last4": None, "max_order_notional": "50.25",
-         "max_position": None, "daily_loss_limit": "10", "created_at": T0},
-        {"id": 7, "owner_id": 3, "name": "live", "exchange": "bitfinex", "paper": False, "sandbox": True,
-         "api_key_enc": "gAAAAkey", "api_secret_enc": "gAAAAsecret", "key_last4": "abcd", "max_order_notional": None,
-         "max_position": "1000", "daily_loss_limit": None, "created_at": T0},
+        {
+            "id": 4,
+            "owner_id": 1,
+            "name": "paper",
+            "exchange": "sim",
+            "paper": True,
+            "sandbox": False,
+            "api_key_enc": None,
+            "api_secret_enc": None,
+            "key_last4": None,
+            "max_order_notional": "50.25",
+            "max_position": None,
+            "daily_loss_limit": "10",
+            "created_at": T0,
+        },
+        {
+            "id": 7,
+            "owner_id": 3,
+            "name": "live",
+            "exchange": "bitfinex",
+            "paper": False,
+            "sandbox": True,
+            "api_key_enc": "gAAAAkey",
+            "api_secret_enc": "gAAAAsecret",
+            "key_last4": "abcd",
+            "max_order_notional": None,
+            "max_position": "1000",
+            "daily_loss_limit": None,
+            "created_at": T0,
+        },
     ],
     "paper_balances": [
         {"trader_id": 4, "asset": "USD", "amount": "9500.12345678"},
         {"trader_id": 4, "asset": "BTC", "amount": "0.00500000"},
     ],
     "assignments": [
-        {"id": 9, "owner_id": 1, "strategy_id": 2, "market_id": 1, "timeframe": "1m", "trader_id": 4,
-         "allocation": "500", "params": {"fast": 5}, "lookback": 300, "enabled": True, "paused_reason": None,
-         "consecutive_failures": 0, "position_qty": "0.005", "entry_cost": "499.5", "realized_pnl": "-1.25",
-         "last_position": "long", "created_at": T0, "updated_at": T0},
+        {
+            "id": 9,
+            "owner_id": 1,
+            "strategy_id": 2,
+            "market_id": 1,
+            "timeframe": "1m",
+            "trader_id": 4,
+            "allocation": "500",
+            "params": {"fast": 5},
+            "lookback": 300,
+            "enabled": True,
+            "paused_reason": None,
+            "consecutive_failures": 0,
+            "position_qty": "0.005",
+            "entry_cost": "499.5",
+            "realized_pnl": "-1.25",
+            "last_position": "long",
+            "created_at": T0,
+            "updated_at": T0,
+        },
     ],
     "evaluations": [
-        {"id": 11, "assignment_id": 9, "candle_time": 60_000, "status": "ok", "position": "long", "size": 1.0,
-         "note": "n", "error": None, "logs": ["hello"], "duration_ms": 0.1, "latency_ms": 12.0, "created_at": T0},
+        {
+            "id": 11,
+            "assignment_id": 9,
+            "candle_time": 60_000,
+            "status": "ok",
+            "position": "long",
+            "size": 1.0,
+            "note": "n",
+            "error": None,
+            "logs": ["hello"],
+            "duration_ms": 0.1,
+            "latency_ms": 12.0,
+            "created_at": T0,
+        },
     ],
     "orders": [
-        {"id": 13, "owner_id": 1, "assignment_id": 9, "trader_id": 4, "client_order_id": "tw-9-60000-long",
-         "exchange": "sim", "symbol": "BTC/USD", "side": "buy", "amount": "0.005", "price": "99.9", "filled": "0.005",
-         "fee": "0.4995", "status": "filled", "reason": None, "exchange_order_id": "p1", "candle_time": 60_000,
-         "latency_ms": 20.0, "pnl": None, "created_at": T0, "updated_at": T0},
+        {
+            "id": 13,
+            "owner_id": 1,
+            "assignment_id": 9,
+            "trader_id": 4,
+            "client_order_id": "tw-9-60000-long",
+            "exchange": "sim",
+            "symbol": "BTC/USD",
+            "side": "buy",
+            "amount": "0.005",
+            "price": "99.9",
+            "filled": "0.005",
+            "fee": "0.4995",
+            "status": "filled",
+            "reason": None,
+            "exchange_order_id": "p1",
+            "candle_time": 60_000,
+            "latency_ms": 20.0,
+            "pnl": None,
+            "created_at": T0,
+            "updated_at": T0,
+        },
     ],
     "backtests": [
-        {"id": 6, "owner_id": 1, "strategy_id": 2, "version": 1, "market_id": 1, "timeframe": "1m", "params": {},
-         "config": {"cash": 1000}, "status": "done", "result": {"return": 0.1}, "error": None, "created_at": T0,
-         "finished_at": T0},
+        {
+            "id": 6,
+            "owner_id": 1,
+            "strategy_id": 2,
+            "version": 1,
+            "market_id": 1,
+            "timeframe": "1m",
+            "params": {},
+            "config": {"cash": 1000},
+            "status": "done",
+            "result": {"return": 0.1},
+            "error": None,
+            "created_at": T0,
+            "finished_at": T0,
+        },
     ],
     "audit_log": [
-        {"id": 21, "user_id": 1, "action": "login", "detail": {"ok": True}, "address": "127.0.0.1", "created_at": T0},
+        {
+            "id": 21,
+            "user_id": 1,
+            "action": "login",
+            "detail": {"ok": True},
+            "address": "127.0.0.1",
+            "created_at": T0,
+        },
     ],
     "paper_fills": [
-        {"id": 8, "trader_id": 4, "client_order_id": "tw-9-60000-long", "symbol": "BTC/USD", "side": "buy",
-         "amount": "0.005", "price": "99.9", "fee": "0.4995", "status": "filled", "reason": None, "time": 60_000},
+        {
+            "id": 8,
+            "trader_id": 4,
+            "client_order_id": "tw-9-60000-long",
+            "symbol": "BTC/USD",
+            "side": "buy",
+            "amount": "0.005",
+            "price": "99.9",
+            "fee": "0.4995",
+            "status": "filled",
+            "reason": None,
+            "time": 60_000,
+        },
     ],
-}  # fmt: skip
+}
 ORDER = list(SEED)  # parents before children
 
 
@@ -165,22 +313,29 @@ async def test_upgrade_from_0001_keeps_every_row_and_ids_are_never_reused(db_url
         # 0008: assignments follow the latest version; no declaration, size note or unsaved code yet;
         # 0010: no evaluation plotted anything
         async with engine.connect() as conn:
-            added = (await conn.execute(text(
-                "SELECT (SELECT count(*) FROM assignments WHERE pinned_version IS NOT NULL)"
-                " + (SELECT count(*) FROM strategy_versions WHERE declared IS NOT NULL)"
-                " + (SELECT count(*) FROM orders WHERE size_note IS NOT NULL)"
-                " + (SELECT count(*) FROM backtests WHERE code IS NOT NULL)"
-                " + (SELECT count(*) FROM evaluations WHERE plot IS NOT NULL)"
-            ))).scalar_one()  # fmt: skip
+            added = (
+                await conn.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM assignments WHERE pinned_version IS NOT NULL)"
+                        " + (SELECT count(*) FROM strategy_versions WHERE declared IS NOT NULL)"
+                        " + (SELECT count(*) FROM orders WHERE size_note IS NOT NULL)"
+                        " + (SELECT count(*) FROM backtests WHERE code IS NOT NULL)"
+                        " + (SELECT count(*) FROM evaluations WHERE plot IS NOT NULL)"
+                    )
+                )
+            ).scalar_one()
         assert added == 0
 
         async with engine.begin() as conn:
             # The newest account goes; the next one must not get its id (SQLite used to hand it out again).
             await conn.execute(text("DELETE FROM traders WHERE id = 7"))
-            await conn.execute(text(
-                "INSERT INTO traders (owner_id, name, exchange, paper, sandbox, created_at) "
-                "VALUES (1, 'new', 'sim', :t, :f, :now)"
-            ), {"t": True, "f": False, "now": T0})  # fmt: skip
+            await conn.execute(
+                text(
+                    "INSERT INTO traders (owner_id, name, exchange, paper, sandbox, created_at) "
+                    "VALUES (1, 'new', 'sim', :t, :f, :now)"
+                ),
+                {"t": True, "f": False, "now": T0},
+            )
             new_id = (await conn.execute(text("SELECT max(id) FROM traders"))).scalar_one()
         assert new_id > 7
         # Foreign keys still hold after the rebuild: a user's rows go with them.
@@ -202,20 +357,47 @@ async def test_0007_keeps_the_studies_and_walkforwards_go_with_their_owner(db_ur
             tables = await conn.run_sync(_tables)
             for name in ("users", "markets", "strategies"):
                 await conn.execute(tables[name].insert(), SEED[name])
-            await conn.execute(tables["studies"].insert(), [{
-                "id": 3, "owner_id": 1, "strategy_id": 2, "version": 2, "market_id": 1, "timeframe": "1m",
-                "config": {"from": None}, "trials": 10, "status": "done", "optuna_name": "web-x",
-                "summary": {"counts": {"complete": 10}}, "created_at": T0}])  # fmt: skip
+            await conn.execute(
+                tables["studies"].insert(),
+                [
+                    {
+                        "id": 3,
+                        "owner_id": 1,
+                        "strategy_id": 2,
+                        "version": 2,
+                        "market_id": 1,
+                        "timeframe": "1m",
+                        "config": {"from": None},
+                        "trials": 10,
+                        "status": "done",
+                        "optuna_name": "web-x",
+                        "summary": {"counts": {"complete": 10}},
+                        "created_at": T0,
+                    }
+                ],
+            )
         await engine.dispose()
         await asyncio.to_thread(upgrade, db_url, "0007")
         async with engine.begin() as conn:
             row = (await conn.execute(text("SELECT optuna_name, trials, result FROM studies"))).one()
             assert tuple(row) == ("web-x", 10, None)
             tables = await conn.run_sync(_tables)
-            await conn.execute(tables["walkforwards"].insert(), [{
-                "owner_id": 1, "strategy_id": 2, "version": 2, "market_id": 1, "timeframe": "1m",
-                "config": {"mode": "split", "split": 0.7}, "status": "done", "result": {"wfe": 0.8},
-                "created_at": T0}])  # fmt: skip
+            await conn.execute(
+                tables["walkforwards"].insert(),
+                [
+                    {
+                        "owner_id": 1,
+                        "strategy_id": 2,
+                        "version": 2,
+                        "market_id": 1,
+                        "timeframe": "1m",
+                        "config": {"mode": "split", "split": 0.7},
+                        "status": "done",
+                        "result": {"wfe": 0.8},
+                        "created_at": T0,
+                    }
+                ],
+            )
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM users WHERE id = 1"))
             left = (await conn.execute(text("SELECT count(*) FROM walkforwards"))).scalar_one()

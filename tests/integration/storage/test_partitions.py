@@ -57,8 +57,10 @@ async def test_a_month_of_ticks_past_retention_is_dropped_whole(sf) -> None:  # 
         market = Market(exchange="sim", symbol="BTC/USD")
         s.add(market)
         await s.flush()
-        s.add_all(TickRow(market_id=market.id, time=partitions.ms(now) - i * 3_600_000, bid=1.0, ask=1.1)
-                  for i in range(3))  # fmt: skip
+        s.add_all(
+            TickRow(market_id=market.id, time=partitions.ms(now) - i * 3_600_000, bid=1.0, ask=1.1)
+            for i in range(3)
+        )
         await s.commit()
     months_on = partitions.next_month(partitions.next_month(now)) + dt.timedelta(days=1)
     done = await prune(sf, Policy(evaluations_days=0, ticks_days=30), now=months_on)

@@ -28,8 +28,17 @@ async def seed(sf, days: int = 20, per_day: int = 30) -> tuple[set[tuple[int, in
         trader = Trader(owner_id=user.id, name="paper", exchange="sim", paper=True)
         s.add_all([strategy, market, trader])
         await s.flush()
-        a1, a2 = (Assignment(owner_id=user.id, strategy_id=strategy.id, market_id=market.id, timeframe="1m",
-                             trader_id=trader.id, params={}) for _ in range(2))  # fmt: skip
+        a1, a2 = (
+            Assignment(
+                owner_id=user.id,
+                strategy_id=strategy.id,
+                market_id=market.id,
+                timeframe="1m",
+                trader_id=trader.id,
+                params={},
+            )
+            for _ in range(2)
+        )
         s.add_all([a1, a2])
         await s.flush()
         ordered: set[tuple[int, int]] = set()
@@ -38,9 +47,21 @@ async def seed(sf, days: int = 20, per_day: int = 30) -> tuple[set[tuple[int, in
             at = start + dt.timedelta(days=i / per_day)
             candle = int(at.timestamp() * 1000) // MIN * MIN
             if i % 7 == 0:  # the order is written before its evaluation
-                s.add(Order(owner_id=user.id, assignment_id=a1.id, trader_id=trader.id, client_order_id=f"o{i}",
-                            exchange="sim", symbol="BTC/USD", side="buy", amount=Decimal(1), status="filled",
-                            candle_time=candle, created_at=at - dt.timedelta(seconds=1)))  # fmt: skip
+                s.add(
+                    Order(
+                        owner_id=user.id,
+                        assignment_id=a1.id,
+                        trader_id=trader.id,
+                        client_order_id=f"o{i}",
+                        exchange="sim",
+                        symbol="BTC/USD",
+                        side="buy",
+                        amount=Decimal(1),
+                        status="filled",
+                        candle_time=candle,
+                        created_at=at - dt.timedelta(seconds=1),
+                    )
+                )
                 await s.flush()
                 ordered.add((a1.id, candle))
             for a in (a1, a2):
@@ -50,8 +71,15 @@ async def seed(sf, days: int = 20, per_day: int = 30) -> tuple[set[tuple[int, in
                     )
                 )
             await s.flush()
-        s.add_all(TickRow(market_id=market.id, time=int((NOW - dt.timedelta(hours=h)).timestamp() * 1000), bid=1.0,
-                          ask=1.1) for h in range(0, 24 * days, 6))  # fmt: skip
+        s.add_all(
+            TickRow(
+                market_id=market.id,
+                time=int((NOW - dt.timedelta(hours=h)).timestamp() * 1000),
+                bid=1.0,
+                ask=1.1,
+            )
+            for h in range(0, 24 * days, 6)
+        )
         await s.commit()
         return ordered, market.id
 

@@ -32,8 +32,13 @@ KEY = "yQ0c1c8b1nJmQ1W3Yw3q0m9XK2b6b4Q7b2b2Zm4z3xY="
 class ServerThread:
     """``with ServerThread(tmp) as srv: srv.url`` — SQLite in ``tmp``, migrated and holding one market."""
 
-    def __init__(self, folder: Path, nats_url: str | None = None, fake_exchanges: bool = False,
-                 database_url: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        folder: Path,
+        nats_url: str | None = None,
+        fake_exchanges: bool = False,
+        database_url: str | None = None,
+    ) -> None:
         """``fake_exchanges``: start a NATS server of its own with a responder that answers every
         exchange's balance requests and refuses every key (the sim exchange's part in these tests)."""
         self.folder = folder

@@ -62,15 +62,30 @@ async def test_a_refused_key_changes_nothing_sent_with_it(api_bus, nats_client, 
 
     await nats_client.subscribe(subjects.exchange_verify("kraken"), cb=verify)
     c = await api_bus.user("rekey@example.com")
-    r = await c.post("/api/traders", json={"name": "Kraken", "exchange": "kraken", "paper": False,
-                                           "api_key": "KEY-old-1111", "api_secret": OLD_SECRET})  # fmt: skip
+    r = await c.post(
+        "/api/traders",
+        json={
+            "name": "Kraken",
+            "exchange": "kraken",
+            "paper": False,
+            "api_key": "KEY-old-1111",
+            "api_secret": OLD_SECRET,
+        },
+    )
     assert r.status_code == 201, r.text
     t = r.json()["id"]
     seen = await _changes(nats_client)
 
     accept[0] = False
-    r = await c.patch(f"/api/traders/{t}", json={"name": "Kraken main", "max_order_notional": "100",
-                                                 "api_key": "KEY-new-2222", "api_secret": NEW_SECRET})  # fmt: skip
+    r = await c.patch(
+        f"/api/traders/{t}",
+        json={
+            "name": "Kraken main",
+            "max_order_notional": "100",
+            "api_key": "KEY-new-2222",
+            "api_secret": NEW_SECRET,
+        },
+    )
     assert r.status_code == 422 and r.json()["detail"] == "invalid API key"
     assert r.json()["errors"][0]["field"] == "api_key"
     after = (await c.get(f"/api/traders/{t}")).json()
@@ -82,8 +97,9 @@ async def test_a_refused_key_changes_nothing_sent_with_it(api_bus, nats_client, 
     assert entry["action"] == "trader.key_refused" and entry["detail"]["reason"] == "invalid API key"
 
     accept[0] = True
-    r = await c.patch(f"/api/traders/{t}", json={"name": "Kraken main", "api_key": "KEY-new-2222",
-                                                 "api_secret": NEW_SECRET})  # fmt: skip
+    r = await c.patch(
+        f"/api/traders/{t}", json={"name": "Kraken main", "api_key": "KEY-new-2222", "api_secret": NEW_SECRET}
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["name"], r.json()["api_key_masked"]) == ("Kraken main", "****2222")
     bodies = r.text + (await c.get("/api/traders")).text + (await c.get(f"/api/traders/{t}")).text

@@ -29,8 +29,14 @@ async def test_cookie_sessions_need_the_csrf_header_for_writes(api) -> None:  # 
 async def test_repeated_failed_logins_are_throttled_with_retry_after(api) -> None:  # type: ignore[no-untyped-def]
     async with api.client() as c:
         await c.post("/api/auth/register", json={"email": "eve@example.com", "password": PASSWORD})
-        codes = [(await c.post("/api/auth/login", json={"email": "eve@example.com", "password": f"wrong-{i}-password"})).status_code
-                 for i in range(6)]  # fmt: skip
+        codes = [
+            (
+                await c.post(
+                    "/api/auth/login", json={"email": "eve@example.com", "password": f"wrong-{i}-password"}
+                )
+            ).status_code
+            for i in range(6)
+        ]
         assert codes[:5] == [401] * 5
         r = await c.post("/api/auth/login", json={"email": "eve@example.com", "password": PASSWORD})
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
@@ -127,8 +133,14 @@ async def test_sign_ups_and_logins_hold_no_database_connection_while_hashing(tmp
     url = f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}"
     await upgrade_async(url)
     engine = make_engine(url, pool_size=1, max_overflow=0, pool_timeout=2)
-    api = Api(create_app(Settings(data_dir=tmp_path, database_url=url), make_session_factory(engine), None,
-                         SecretBox([KEY])))  # fmt: skip
+    api = Api(
+        create_app(
+            Settings(data_dir=tmp_path, database_url=url),
+            make_session_factory(engine),
+            None,
+            SecretBox([KEY]),
+        )
+    )
     try:
         ann = await api.user("ann@example.com")
         release = asyncio.Event()
@@ -146,9 +158,15 @@ async def test_sign_ups_and_logins_hold_no_database_connection_while_hashing(tmp
         monkeypatch.setattr(auth, "verify_password_async", slow_verify)
         async with api.client() as c:
             waiting = [
-                asyncio.create_task(c.post("/api/auth/register", json={"email": f"{n}@example.com", "password": PASSWORD}))
+                asyncio.create_task(
+                    c.post("/api/auth/register", json={"email": f"{n}@example.com", "password": PASSWORD})
+                )
                 for n in ("bob", "cat")
-            ] + [asyncio.create_task(c.post("/api/auth/login", json={"email": "ann@example.com", "password": PASSWORD}))]  # fmt: skip
+            ] + [
+                asyncio.create_task(
+                    c.post("/api/auth/login", json={"email": "ann@example.com", "password": PASSWORD})
+                )
+            ]
             await asyncio.sleep(0.3)
             assert not any(t.done() for t in waiting)
             r = await ann.get("/api/strategies")  # the one connection is free

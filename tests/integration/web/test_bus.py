@@ -99,8 +99,19 @@ async def test_the_kill_switch_cancels_open_orders_and_holds_until_released(api_
             (me["id"], ids["traders"], "entry-2", "open", "limit"),
             (other_me["id"], other_ids["traders"], "theirs-1", "open", "stop"),
         ]:
-            s.add(Order(owner_id=owner, trader_id=trader, client_order_id=coid, exchange="sim", symbol="BTC/USD",
-                        side="buy", amount=Decimal("0.1"), status=status, type=kind))  # fmt: skip
+            s.add(
+                Order(
+                    owner_id=owner,
+                    trader_id=trader,
+                    client_order_id=coid,
+                    exchange="sim",
+                    symbol="BTC/USD",
+                    side="buy",
+                    amount=Decimal("0.1"),
+                    status=status,
+                    type=kind,
+                )
+            )
         await s.commit()
 
     r = await c.post("/api/killswitch")
@@ -133,8 +144,18 @@ async def test_an_account_or_strategy_still_holding_something_cannot_be_deleted(
     ids = await setup_objects(c)
     me = (await c.get("/api/auth/me")).json()
     async with sf() as s:
-        s.add(Order(owner_id=me["id"], trader_id=ids["traders"], client_order_id="still-open", exchange="sim",
-                    symbol="BTC/USD", side="buy", amount=Decimal("0.1"), status="open"))  # fmt: skip
+        s.add(
+            Order(
+                owner_id=me["id"],
+                trader_id=ids["traders"],
+                client_order_id="still-open",
+                exchange="sim",
+                symbol="BTC/USD",
+                side="buy",
+                amount=Decimal("0.1"),
+                status="open",
+            )
+        )
         a = await s.get(Assignment, ids["assignments"])
         a.position_qty = Decimal("0.1")
         await s.commit()

@@ -47,8 +47,12 @@ async def test_an_admin_made_on_the_command_line_sees_users_but_no_secrets(tmp_p
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     engine = make_engine(url)
     try:
-        app = create_app(Settings(data_dir=tmp_path, database_url=url), make_session_factory(engine), None,
-                         SecretBox([Fernet.generate_key().decode()]))  # fmt: skip
+        app = create_app(
+            Settings(data_dir=tmp_path, database_url=url),
+            make_session_factory(engine),
+            None,
+            SecretBox([Fernet.generate_key().decode()]),
+        )
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             await c.post(
                 "/api/auth/register",
@@ -79,8 +83,17 @@ async def test_secrets_rotate_re_encrypts_every_key_under_the_new_one(tmp_path: 
         async with sf() as s:
             box = SecretBox([old])
             user = (await s.execute(User.__table__.select())).first()
-            s.add(Trader(owner_id=user.id, name="live", exchange="kraken", paper=False, api_key_enc=box.encrypt("KEY-1234"),
-                         api_secret_enc=box.encrypt("SECRET-1"), key_last4="1234"))  # fmt: skip
+            s.add(
+                Trader(
+                    owner_id=user.id,
+                    name="live",
+                    exchange="kraken",
+                    paper=False,
+                    api_key_enc=box.encrypt("KEY-1234"),
+                    api_secret_enc=box.encrypt("SECRET-1"),
+                    key_last4="1234",
+                )
+            )
             await s.commit()
         r = await asyncio.to_thread(run, tmp_path, "secrets", "rotate", key=f"{new},{old}")
         assert r.returncode == 0, r.stderr

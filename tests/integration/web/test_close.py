@@ -39,8 +39,11 @@ async def core(tmp_path, sf, nats_client):  # type: ignore[no-untyped-def]
 
 async def hold(sf, assignment_id: int, qty: str = "0.5") -> None:  # type: ignore[no-untyped-def]
     async with sf() as s:
-        await s.execute(update(Assignment).where(Assignment.id == assignment_id)
-                        .values(position_qty=Decimal(qty), entry_cost=Decimal(qty) * 100))  # fmt: skip
+        await s.execute(
+            update(Assignment)
+            .where(Assignment.id == assignment_id)
+            .values(position_qty=Decimal(qty), entry_cost=Decimal(qty) * 100)
+        )
         await s.commit()
 
 
@@ -99,8 +102,12 @@ async def test_nothing_to_close_is_a_409(api_bus, sf, core) -> None:  # type: ig
     r = await c.post(f"/api/assignments/{a}/close")
     assert r.status_code == 409 and r.json()["detail"] == "nothing to close: this assignment holds nothing"
     assert (await c.post("/api/flatten")).status_code == 409
-    signals = (await c.post("/api/assignments", json={"strategy_id": (await c.get("/api/strategies")).json()["items"][0]["id"],
-                                                       "market_id": 1})).json()  # fmt: skip
+    signals = (
+        await c.post(
+            "/api/assignments",
+            json={"strategy_id": (await c.get("/api/strategies")).json()["items"][0]["id"], "market_id": 1},
+        )
+    ).json()
     r = await c.post(f"/api/assignments/{signals['id']}/close")
     assert r.status_code == 409 and "no trading account" in r.json()["detail"]
     assert (await c.post("/api/assignments/2147483647/close")).status_code == 404
@@ -118,7 +125,9 @@ async def test_flatten_all_and_the_kill_switchs_flatten_close_every_position(api
     r = await c.post("/api/flatten")
     assert r.status_code == 200, r.text
     assert sorted((x["assignment_id"], x["status"], x["amount"]) for x in r.json()["closed"]) == [
-        (first, "placed", "0.5"), (second, "placed", "0.25")]  # fmt: skip
+        (first, "placed", "0.5"),
+        (second, "placed", "0.25"),
+    ]
     await hold(sf, third, "2")
     r = await c.post("/api/killswitch", params={"flatten": "true"})
     assert r.status_code == 200, r.text

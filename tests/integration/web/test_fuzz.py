@@ -32,8 +32,14 @@ from .server import ServerThread
 PASSWORD = "correct horse battery staple"
 GOOD = 'function decide(c, p) return "long" end'
 SEEN: defaultdict[str, set[int]] = defaultdict(set)  # operation -> the status codes it answered
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          negative_data_rejection, ignored_auth]  # fmt: skip
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +58,11 @@ def server(
             # Some objects for generated ids to hit, besides the many that will not exist.
             s = c.post("/api/strategies", json={"name": "seed", "code": GOOD}, headers=headers).json()
             t = c.post("/api/traders", json={"name": "paper", "exchange": "sim"}, headers=headers).json()
-            c.post("/api/assignments", json={"strategy_id": s["id"], "market_id": 1, "trader_id": t["id"]},
-                   headers=headers).raise_for_status()  # fmt: skip
+            c.post(
+                "/api/assignments",
+                json={"strategy_id": s["id"], "market_id": 1, "trader_id": t["id"]},
+                headers=headers,
+            ).raise_for_status()
         yield srv, headers
     reached(request.session)
 
@@ -61,8 +70,15 @@ def server(
 # The document the app serves (built without a server); the requests go to the running server below.
 # Logging out would end the session the rest of the run uses; test_auth.py covers it.
 # A body over the size cap is refused before it is read (413): that too is a rejection.
-CONFIG = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {
-    "expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]}}})  # fmt: skip
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "checks": {
+            "negative_data_rejection": {
+                "expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
+            }
+        }
+    }
+)
 schema = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG).exclude(path="/api/auth/logout")
 
 

@@ -96,8 +96,14 @@ async def test_hostile_input_is_a_4xx_with_a_message(api) -> None:  # type: igno
     wrong = []
     for method, url, body in HOSTILE:
         # allow_nan: Infinity and NaN go out literally, as a hostile client would send them.
-        kwargs = {} if body is None else {"content": json.dumps(body, allow_nan=True).encode(),
-                                          "headers": {"content-type": "application/json"}}  # fmt: skip
+        kwargs = (
+            {}
+            if body is None
+            else {
+                "content": json.dumps(body, allow_nan=True).encode(),
+                "headers": {"content-type": "application/json"},
+            }
+        )
         r = await c.request(method.upper(), url, **kwargs)
         ok = (
             400 <= r.status_code < 500

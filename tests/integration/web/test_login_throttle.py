@@ -76,8 +76,11 @@ async def test_failures_at_other_accounts_never_refuse_a_right_password(api) -> 
     address, still logs in with hers."""
     await api.user("alice@example.com")
     async with from_address(api, "203.0.113.20") as office:
-        codes = [(await login(office, f"{name}@example.com", f"guess {i} of many")).status_code
-                 for name in ("bob", "carol") for i in range(5)]  # fmt: skip
+        codes = [
+            (await login(office, f"{name}@example.com", f"guess {i} of many")).status_code
+            for name in ("bob", "carol")
+            for i in range(5)
+        ]
         assert codes == [401] * 10
         r = await login(office, "alice@example.com", PASSWORD)
         assert r.status_code == 200, r.text

@@ -58,12 +58,18 @@ async def test_an_amount_is_plain_ascii_digits_or_a_422_naming_the_field(api) ->
     wrong = []
     for amount in ODD_AMOUNTS:
         checks = [
-            (await c.post(ASSIGNMENTS, json={"strategy_id": s["id"], "market_id": 1, "allocation": amount}),
-             "allocation"),
+            (
+                await c.post(
+                    ASSIGNMENTS, json={"strategy_id": s["id"], "market_id": 1, "allocation": amount}
+                ),
+                "allocation",
+            ),
             (await c.patch(f"{ASSIGNMENTS}/{a}", json={"allocation": amount}), "allocation"),
-            (await c.post("/api/traders", json={"name": "x", "exchange": "sim", "max_position": amount}),
-             "max_position"),
-        ]  # fmt: skip
+            (
+                await c.post("/api/traders", json={"name": "x", "exchange": "sim", "max_position": amount}),
+                "max_position",
+            ),
+        ]
         wrong += [
             (amount, field, r.status_code, r.text[:120]) for r, field in checks if not refused(r, field)
         ]

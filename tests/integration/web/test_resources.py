@@ -14,8 +14,19 @@ async def setup_objects(c) -> dict:  # type: ignore[no-untyped-def]
     s = (await c.post("/api/strategies", json={"name": "mine", "code": GOOD})).json()
     t = (await c.post("/api/traders", json={"name": "paper", "exchange": "sim", "paper": True})).json()
     market = (await c.get("/api/markets")).json()["items"][0]
-    a = (await c.post("/api/assignments", json={"strategy_id": s["id"], "market_id": market["id"], "trader_id": t["id"],
-                                                "timeframe": "1m", "allocation": "500", "params": {"fast": 5}})).json()  # fmt: skip
+    a = (
+        await c.post(
+            "/api/assignments",
+            json={
+                "strategy_id": s["id"],
+                "market_id": market["id"],
+                "trader_id": t["id"],
+                "timeframe": "1m",
+                "allocation": "500",
+                "params": {"fast": 5},
+            },
+        )
+    ).json()
     return {"strategies": s["id"], "traders": t["id"], "assignments": a["id"]}
 
 

@@ -19,8 +19,10 @@ async def test_every_documented_path_with_another_users_id_is_a_404(api) -> None
         own["backtest_id"] = r.json()["id"]
         # the run history: the backtest as a run (its exports too), and a walk-forward
         own["kind"], own["run_id"] = "backtest", own["backtest_id"]
-        r = await alice.post("/api/walkforwards", json={"strategy_id": ids["strategies"], "market_id": 1,
-                                                        "mode": "split", "split": 0.5})  # fmt: skip
+        r = await alice.post(
+            "/api/walkforwards",
+            json={"strategy_id": ids["strategies"], "market_id": 1, "mode": "split", "split": 0.5},
+        )
         assert r.status_code == 202, r.text
         own["walkforward_id"] = r.json()["id"]
     tried = []

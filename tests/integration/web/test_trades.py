@@ -63,25 +63,72 @@ async def _paper_with_fills(c, sf, aid_of=None) -> tuple[int, int]:  # type: ign
         strategy = Strategy(owner_id=owner, name="s")
         s.add(strategy)
         await s.flush()
-        a = Assignment(owner_id=owner, strategy_id=strategy.id, market_id=market.id, timeframe="1m", trader_id=t,
-                       allocation=D("500"))  # fmt: skip
+        a = Assignment(
+            owner_id=owner,
+            strategy_id=strategy.id,
+            market_id=market.id,
+            timeframe="1m",
+            trader_id=t,
+            allocation=D("500"),
+        )
         s.add(a)
         await s.flush()
         for i, (minute, side, amount, price, reason) in enumerate(FILLS):
             cid = f"o{t}-{i}"
             fee = _fee(amount, price)
-            s.add(PaperFill(trader_id=t, client_order_id=cid, symbol="BTC/USD", side=side, amount=D(amount),
-                            price=D(price), fee=fee, status="filled", time=minute * MIN))  # fmt: skip
-            s.add(Order(owner_id=owner, assignment_id=a.id, trader_id=t, client_order_id=cid, exchange="sim",
-                        symbol="BTC/USD", side=side, amount=D(amount), price=D(price), filled=D(amount), fee=fee,
-                        status="filled", exit_reason=reason,
-                        type="stop" if reason == "stop_loss" else "take_profit" if reason == "take_profit" else "market"))  # fmt: skip
+            s.add(
+                PaperFill(
+                    trader_id=t,
+                    client_order_id=cid,
+                    symbol="BTC/USD",
+                    side=side,
+                    amount=D(amount),
+                    price=D(price),
+                    fee=fee,
+                    status="filled",
+                    time=minute * MIN,
+                )
+            )
+            s.add(
+                Order(
+                    owner_id=owner,
+                    assignment_id=a.id,
+                    trader_id=t,
+                    client_order_id=cid,
+                    exchange="sim",
+                    symbol="BTC/USD",
+                    side=side,
+                    amount=D(amount),
+                    price=D(price),
+                    filled=D(amount),
+                    fee=fee,
+                    status="filled",
+                    exit_reason=reason,
+                    type="stop"
+                    if reason == "stop_loss"
+                    else "take_profit"
+                    if reason == "take_profit"
+                    else "market",
+                )
+            )
         await store.insert_candles(
             s, market.id, "5m", [(5 * MIN * i, 1.0, 2.0, 0.5, 1.5, 10.0) for i in range(7)]
         )
         # a rejected order leaves a row in paper_fills too: it is no fill
-        s.add(PaperFill(trader_id=t, client_order_id=f"r{t}", symbol="BTC/USD", side="buy", amount=D("1"),
-                        price=D("1"), fee=D(0), status="rejected", reason="insufficient USD", time=3 * MIN))  # fmt: skip
+        s.add(
+            PaperFill(
+                trader_id=t,
+                client_order_id=f"r{t}",
+                symbol="BTC/USD",
+                side="buy",
+                amount=D("1"),
+                price=D("1"),
+                fee=D(0),
+                status="rejected",
+                reason="insufficient USD",
+                time=3 * MIN,
+            )
+        )
         await s.commit()
         return t, a.id
 
@@ -162,12 +209,31 @@ async def test_a_real_accounts_trades_come_from_its_orders(api, sf) -> None:  # 
         trader = Trader(owner_id=owner, name="Kraken", exchange="kraken", paper=False)
         s.add(trader)
         await s.flush()
-        for i, (side, price, status, filled) in enumerate([("buy", "100", "filled", "2"), ("sell", "110", "filled", "2"),
-                                                           ("buy", "90", "canceled", "0"), ("buy", "95", "open", "0")]):  # fmt: skip
-            s.add(Order(owner_id=owner, trader_id=trader.id, client_order_id=f"k{i}", exchange="kraken",
-                        symbol="BTC/USD", side=side, amount=D("2"), price=D(price) if filled != "0" else None,
-                        filled=D(filled), fee=D("0.2"), status=status, exit_reason="signal" if side == "sell" else None,
-                        updated_at=t0 + dt.timedelta(hours=i)))  # fmt: skip
+        for i, (side, price, status, filled) in enumerate(
+            [
+                ("buy", "100", "filled", "2"),
+                ("sell", "110", "filled", "2"),
+                ("buy", "90", "canceled", "0"),
+                ("buy", "95", "open", "0"),
+            ]
+        ):
+            s.add(
+                Order(
+                    owner_id=owner,
+                    trader_id=trader.id,
+                    client_order_id=f"k{i}",
+                    exchange="kraken",
+                    symbol="BTC/USD",
+                    side=side,
+                    amount=D("2"),
+                    price=D(price) if filled != "0" else None,
+                    filled=D(filled),
+                    fee=D("0.2"),
+                    status=status,
+                    exit_reason="signal" if side == "sell" else None,
+                    updated_at=t0 + dt.timedelta(hours=i),
+                )
+            )
         await s.commit()
         tid = trader.id
     doc = (await c.get("/api/trades", params={"trader_id": tid})).json()
@@ -186,8 +252,15 @@ async def test_another_users_trades_are_not_found_and_bad_queries_are_refused(ap
     for params in ({"trader_id": t}, {"assignment_id": aid}):
         r = await other.get("/api/trades", params=params)
         assert r.status_code == 404, r.text
-    for bad in ({}, {"trader_id": t, "assignment_id": aid}, {"trader_id": 0}, {"trader_id": "x"},
-                {"assignment_id": 2**63}, {"trader_id": t, "limit": 0}, {"trader_id": t, "limit": 10_000}):  # fmt: skip
+    for bad in (
+        {},
+        {"trader_id": t, "assignment_id": aid},
+        {"trader_id": 0},
+        {"trader_id": "x"},
+        {"assignment_id": 2**63},
+        {"trader_id": t, "limit": 0},
+        {"trader_id": t, "limit": 10_000},
+    ):
         r = await c.get("/api/trades", params=bad)
         assert r.status_code == 422, (bad, r.text)
     assert (await c.get("/api/trades")).json()["errors"][0]["field"] == "trader_id"
@@ -228,16 +301,32 @@ async def test_a_paper_account_is_reset_to_its_starting_cash(api_bus, sf, nats_c
         strategy = Strategy(owner_id=owner, name="s")
         s.add(strategy)
         await s.flush()
-        a = Assignment(owner_id=owner, strategy_id=strategy.id, market_id=market.id, timeframe="1m", trader_id=t,
-                       position_qty=D("0.01"))  # fmt: skip
+        a = Assignment(
+            owner_id=owner,
+            strategy_id=strategy.id,
+            market_id=market.id,
+            timeframe="1m",
+            trader_id=t,
+            position_qty=D("0.01"),
+        )
         s.add(a)
         await s.commit()
     r = await c.post(f"/api/traders/{t}/reset")
     assert r.status_code == 409 and "holds a position" in r.json()["detail"]
     async with sf() as s:
         (await s.get(Assignment, a.id)).position_qty = D(0)
-        s.add(Order(owner_id=owner, trader_id=t, client_order_id="pending-1", exchange="sim", symbol="BTC/USD",
-                    side="buy", amount=D("0.01"), status="pending"))  # fmt: skip
+        s.add(
+            Order(
+                owner_id=owner,
+                trader_id=t,
+                client_order_id="pending-1",
+                exchange="sim",
+                symbol="BTC/USD",
+                side="buy",
+                amount=D("0.01"),
+                status="pending",
+            )
+        )
         await s.commit()
     r = await c.post(f"/api/traders/{t}/reset")
     assert r.status_code == 409 and "open orders" in r.json()["detail"]
@@ -253,8 +342,11 @@ async def test_a_paper_account_is_reset_to_its_starting_cash(api_bus, sf, nats_c
     ).status == "open"
     r = await c.post(f"/api/traders/{t}/reset")
     assert r.status_code == 409 and "resting" in r.json()["detail"]
-    await nats_client.request(subjects.exchange_cancel("sim"), m.encode(m.CancelOrder(
-        owner_id=owner, trader_id=t, client_order_id="l1", symbol="BTC/USD")), timeout=10)  # fmt: skip
+    await nats_client.request(
+        subjects.exchange_cancel("sim"),
+        m.encode(m.CancelOrder(owner_id=owner, trader_id=t, client_order_id="l1", symbol="BTC/USD")),
+        timeout=10,
+    )
     assert (await c.get(f"/api/traders/{t}/balances")).json()["balances"] == before
 
     # Another user's account is not found; a real account cannot be reset.
@@ -299,8 +391,15 @@ async def test_an_evaluations_plot_is_served_with_it(api, sf) -> None:  # type: 
     c = await api.user("plots@example.com")
     _, aid = await _paper_with_fills(c, sf)
     async with sf() as s:
-        s.add(Evaluation(assignment_id=aid, candle_time=5 * MIN, status="ok", position="long",
-                         plot={"sma_fast": 1.25, "sma_slow": 1.5}))  # fmt: skip
+        s.add(
+            Evaluation(
+                assignment_id=aid,
+                candle_time=5 * MIN,
+                status="ok",
+                position="long",
+                plot={"sma_fast": 1.25, "sma_slow": 1.5},
+            )
+        )
         s.add(Evaluation(assignment_id=aid, candle_time=6 * MIN, status="ok", position="long"))
         await s.commit()
     items = (await c.get("/api/evaluations", params={"assignment_id": aid})).json()["items"]

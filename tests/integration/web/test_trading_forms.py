@@ -41,10 +41,22 @@ async def test_a_strategy_answers_the_parameters_its_code_declares(api) -> None:
     c = await api.user("declares@example.com")
     s, _, _ = await setup(c)
     assert [(d["name"], d["type"]) for d in s["declared"]] == [
-        ("fast", "int"), ("k", "float"), ("mode", "choice"), ("strict", "bool"),
-    ]  # fmt: skip
-    assert s["declared"][0] == {"name": "fast", "type": "int", "min": 5, "max": 50, "step": None, "log": False,
-                                "choices": None, "default": 10, "description": "the fast average"}  # fmt: skip
+        ("fast", "int"),
+        ("k", "float"),
+        ("mode", "choice"),
+        ("strict", "bool"),
+    ]
+    assert s["declared"][0] == {
+        "name": "fast",
+        "type": "int",
+        "min": 5,
+        "max": 50,
+        "step": None,
+        "log": False,
+        "choices": None,
+        "default": 10,
+        "description": "the fast average",
+    }
     listed = (await c.get("/api/strategies")).json()["items"][0]
     versions = (await c.get(f"/api/strategies/{s['id']}/versions")).json()
     assert listed["declared"] == s["declared"] == versions[0]["declared"]
@@ -159,8 +171,11 @@ async def test_a_version_saved_before_declarations_were_kept_is_read_on_first_us
     )
     assert error(r)[:2] == (422, "params.fast")  # read, and checked against
     assert [d["name"] for d in (await c.get(f"/api/strategies/{s['id']}")).json()["declared"]] == [
-        "fast", "k", "mode", "strict",
-    ]  # fmt: skip
+        "fast",
+        "k",
+        "mode",
+        "strict",
+    ]
     async with sf() as session:  # and kept
         v = await session.get(StrategyVersion, 1)
         assert v is not None and [d["name"] for d in v.declared or []] == ["fast", "k", "mode", "strict"]
@@ -201,8 +216,10 @@ async def test_an_allocation_above_the_account_value_is_saved_with_a_warning(
     # Lowered to fit (the check replaces its own saved allocation), it is saved without one.
     r = await c.patch(f"/api/assignments/{big['id']}", json={"allocation": "9000"})
     assert r.status_code == 200 and r.json()["warnings"] == []
-    r = await c.post("/api/assignments/allocation", json={"trader_id": t["id"], "market_id": market,
-                                                          "allocation": "900", "assignment_id": big["id"]})  # fmt: skip
+    r = await c.post(
+        "/api/assignments/allocation",
+        json={"trader_id": t["id"], "market_id": market, "allocation": "900", "assignment_id": big["id"]},
+    )
     assert r.json()["warnings"] == [] and r.json()["allocated"] == "900"
     # A paused assignment that holds nothing claims no capital; signals only (no account) are not checked.
     await c.post(f"/api/assignments/{big['id']}/pause")
@@ -234,17 +251,37 @@ async def test_an_account_whose_value_cannot_be_read_says_the_check_was_not_made
 async def test_each_assignment_shows_its_capital_in_use_and_orders_why_they_are_smaller(api, sf) -> None:  # type: ignore[no-untyped-def]
     c = await api.user("inuse@example.com")
     s, t, market = await setup(c)
-    a = (await c.post("/api/assignments", json={"strategy_id": s["id"], "market_id": market, "trader_id": t["id"],
-                                                "allocation": "1000"})).json()  # fmt: skip
+    a = (
+        await c.post(
+            "/api/assignments",
+            json={"strategy_id": s["id"], "market_id": market, "trader_id": t["id"], "allocation": "1000"},
+        )
+    ).json()
     assert (a["capital"], a["capital_in_use"]) == ("1000", "0")
     note = "smaller than asked (1000.00 USD): capped by the account's free balance (14.85 USD)"
     async with sf() as session:
-        await session.execute(update(Assignment).where(Assignment.id == a["id"]).values(
-            position_qty=Decimal("0.000237"), entry_cost=Decimal("14.84"), realized_pnl=Decimal("-2.5")))  # fmt: skip
+        await session.execute(
+            update(Assignment)
+            .where(Assignment.id == a["id"])
+            .values(
+                position_qty=Decimal("0.000237"), entry_cost=Decimal("14.84"), realized_pnl=Decimal("-2.5")
+            )
+        )
         owner = (await session.get(Assignment, a["id"])).owner_id  # type: ignore[union-attr]
-        session.add(Order(owner_id=owner, assignment_id=a["id"], trader_id=t["id"], client_order_id="tw-note",
-                          exchange="sim", symbol="BTC/USD", side="buy", amount=Decimal("0.000237"), status="filled",
-                          size_note=note))  # fmt: skip
+        session.add(
+            Order(
+                owner_id=owner,
+                assignment_id=a["id"],
+                trader_id=t["id"],
+                client_order_id="tw-note",
+                exchange="sim",
+                symbol="BTC/USD",
+                side="buy",
+                amount=Decimal("0.000237"),
+                status="filled",
+                size_note=note,
+            )
+        )
         await session.commit()
     got = (await c.get(f"/api/assignments/{a['id']}")).json()
     assert (got["allocation"], got["capital"], got["capital_in_use"]) == ("1000", "997.5", "14.84")

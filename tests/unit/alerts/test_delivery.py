@@ -16,8 +16,16 @@ BOX = SecretBox([Fernet.generate_key().decode()])
 
 
 def channel(cid: int, kind: str = "webhook", secrets: dict[str, str] | None = None) -> Channel:
-    return Channel(id=cid, owner_id=1, kind=kind, name=f"c{cid}", events=frozenset({"fill"}), enabled=True,
-                   config={}, secret_enc=seal(BOX, secrets or {"url": "https://example.com/hook", "secret": "s3cret-x"}))  # fmt: skip
+    return Channel(
+        id=cid,
+        owner_id=1,
+        kind=kind,
+        name=f"c{cid}",
+        events=frozenset({"fill"}),
+        enabled=True,
+        config={},
+        secret_enc=seal(BOX, secrets or {"url": "https://example.com/hook", "secret": "s3cret-x"}),
+    )
 
 
 def alert(n: int = 0) -> Alert:
@@ -57,8 +65,9 @@ class Harness:
         async def sleep(s: float) -> None:
             self.waits.append(s)
 
-        self.d = Dispatcher({"webhook": sender}, BOX, self.outcomes.append, policy, queue_size, sleep=sleep,
-                            rand=lambda: 1.0)  # fmt: skip
+        self.d = Dispatcher(
+            {"webhook": sender}, BOX, self.outcomes.append, policy, queue_size, sleep=sleep, rand=lambda: 1.0
+        )
 
 
 def test_the_back_off_doubles_from_the_base_respects_retry_after_and_is_capped() -> None:
@@ -147,8 +156,16 @@ async def test_a_secret_this_platform_cannot_read_fails_the_delivery_without_sen
     sender = Scripted()
     h = Harness(sender)
     other = SecretBox([Fernet.generate_key().decode()])
-    ch = Channel(id=9, owner_id=1, kind="webhook", name="x", events=frozenset(), enabled=True, config={},
-                 secret_enc=seal(other, {"url": "https://example.com/"}))  # fmt: skip
+    ch = Channel(
+        id=9,
+        owner_id=1,
+        kind="webhook",
+        name="x",
+        events=frozenset(),
+        enabled=True,
+        config={},
+        secret_enc=seal(other, {"url": "https://example.com/"}),
+    )
     out = await h.d.deliver(ch, alert())
     assert out.status == "failed" and "cannot be read" in (out.error or "") and sender.calls == []
 
@@ -161,8 +178,16 @@ async def test_alerts_queued_for_a_deleted_channel_go_and_a_changed_one_sends_as
         h.d.submit(channel(1), alert(n))  # the first of each hangs in flight, two wait
         h.d.submit(channel(2), alert(10 + n))
     await asyncio.sleep(0)
-    renamed = Channel(id=2, owner_id=1, kind="webhook", name="renamed", events=frozenset({"fill"}), enabled=True,
-                      config={}, secret_enc=seal(BOX, {"url": "https://example.com/new"}))  # fmt: skip
+    renamed = Channel(
+        id=2,
+        owner_id=1,
+        kind="webhook",
+        name="renamed",
+        events=frozenset({"fill"}),
+        enabled=True,
+        config={},
+        secret_enc=seal(BOX, {"url": "https://example.com/new"}),
+    )
     assert h.d.refresh(1, {2: renamed}) == 2  # channel 1 was deleted: its two waiting alerts go
     assert h.d.refresh(99, {}) == 0  # another user's change touches nothing of this one
     gate.set()

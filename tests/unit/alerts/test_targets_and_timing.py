@@ -16,17 +16,34 @@ from tradewind.alerts.watch import ExchangeWatch
 from tradewind.config import Settings
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/hook", "http://localhost/x", "http://10.1.2.3/",
-                                 "http://[::1]/", "http://169.254.169.254/latest/meta-data", "http://api.localhost/"])  # fmt: skip
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/x",
+        "http://10.1.2.3/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://api.localhost/",
+    ],
+)
 def test_a_shared_platform_refuses_local_and_private_webhook_addresses(url: str) -> None:
     with pytest.raises(Refused, match="private"):
         check_url(url, allow_private=False)
     assert check_url(url, allow_private=True) == url  # embedded: the machine is the user's own
 
 
-@pytest.mark.parametrize("url, why", [("ftp://example.com/", "http"), ("https:///path", "no host"),
-                                      ("https://exa mple.com/", "spaces"), ("https://example.com:99999/", "port"),
-                                      ("https://ex_ample.com/", "host name"), ("x" * 2001, "2000")])  # fmt: skip
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("ftp://example.com/", "http"),
+        ("https:///path", "no host"),
+        ("https://exa mple.com/", "spaces"),
+        ("https://example.com:99999/", "port"),
+        ("https://ex_ample.com/", "host name"),
+        ("x" * 2001, "2000"),
+    ],
+)
 def test_a_malformed_webhook_url_is_refused_with_the_reason(url: str, why: str) -> None:
     with pytest.raises(Refused, match=why):
         check_url(url, allow_private=True)

@@ -39,8 +39,14 @@ end
 def candles(*bars: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
     """Arrays of 1m candles (open, high, low, close), the first opening at T0."""
     a = np.asarray(bars, dtype=np.float64)
-    return {"time": T0 + MIN * np.arange(len(bars), dtype=np.int64), "open": a[:, 0], "high": a[:, 1],
-            "low": a[:, 2], "close": a[:, 3], "volume": np.ones(len(bars))}  # fmt: skip
+    return {
+        "time": T0 + MIN * np.arange(len(bars), dtype=np.int64),
+        "open": a[:, 0],
+        "high": a[:, 1],
+        "low": a[:, 2],
+        "close": a[:, 3],
+        "volume": np.ones(len(bars)),
+    }
 
 
 def flat(price: float = 100.0) -> tuple[float, float, float, float]:
@@ -198,8 +204,10 @@ async def stored(
     async with sf() as s:
         market = await store.get_or_create_market(s, "sim", "BTC/USD")
         await store.insert_candles(s, market.id, "1m", [(T0 + MIN * i, *b, 1.0) for i, b in enumerate(bars)])
-        s.add_all(TickRow(market_id=market.id, time=T0 + dt, bid=b, ask=a, bid_size=1.0, ask_size=2.0, last=last)
-                  for dt, b, a, last in ticks)  # fmt: skip
+        s.add_all(
+            TickRow(market_id=market.id, time=T0 + dt, bid=b, ask=a, bid_size=1.0, ask_size=2.0, last=last)
+            for dt, b, a, last in ticks
+        )
         await s.commit()
         got = await quotes.stored_ticks(s, market.id)
         assert (await quotes.stored_ticks(s, market.id, T0 + 10**9))["time"].size == 0
@@ -212,14 +220,23 @@ async def test_ticks_a_quote_fills_on_a_later_tick_whose_last_trades_through_it(
       if t.position > 0 then q[2] = {side = "sell", price = t.ask, amount = t.position} end
       return {quotes = q}
     end"""
-    c, ticks = await stored(sf, [flat(), flat()], [
-        (60_000, 99, 101, 98),     # the first tick after candle 0 closed: buy 99 placed (its own last does not count)
-        (61_000, 99, 101, 99),     # a trade at 99: no fill
-        (62_000, 99, 101, 98.9),   # through it: bought 1 at 99; unchanged book: not evaluated
-        (63_000, 99.5, 101, 100),  # the book moved: buy 99.5, sell 101 placed
-        (64_000, 99.5, 101, 101),  # at the sell's price: no fill
-        (65_000, 99.5, 101.5, 101.2),  # through the sell: sold 1 at 101
-    ])  # fmt: skip
+    c, ticks = await stored(
+        sf,
+        [flat(), flat()],
+        [
+            (
+                60_000,
+                99,
+                101,
+                98,
+            ),  # the first tick after candle 0 closed: buy 99 placed (its own last does not count)
+            (61_000, 99, 101, 99),  # a trade at 99: no fill
+            (62_000, 99, 101, 98.9),  # through it: bought 1 at 99; unchanged book: not evaluated
+            (63_000, 99.5, 101, 100),  # the book moved: buy 99.5, sell 101 placed
+            (64_000, 99.5, 101, 101),  # at the sell's price: no fill
+            (65_000, 99.5, 101.5, 101.2),  # through the sell: sold 1 at 101
+        ],
+    )
     r = quotes.run_ticks(at_book, c, ticks, fee=0.0)
     assert r.error is None
     assert fills(r) == [("buy", 99.0, 1.0, T0 + 62_000), ("sell", 101.0, 1.0, T0 + 65_000)]
@@ -236,20 +253,28 @@ async def test_ticks_respect_the_min_interval_and_see_the_last_closed_candle(sf)
       -- a buy priced by the window's length and last close: the fills say which window it saw
       return {quotes = {{side = "buy", price = c.close[#c.close] - #c.close, amount = 1}}}
     end"""
-    c, ticks = await stored(sf, [flat(), flat(110), flat(120)], [
-        (30_000, 99, 101, 100),       # candle 0 has not closed: not evaluated
-        (60_000, 99, 101, 100),       # window = candle 0: buy 100 - 1
-        (61_000, 99.1, 101, 98.9),    # bought at 99; within the 5 s interval: not evaluated
-        (120_000, 109, 111, 110),     # window = candles 0 and 1: buy 110 - 2
-        (130_000, 109, 111, 107),     # bought at 108; the same book: not evaluated
-        (179_999, 109.2, 111, 110),   # candle 2 closes at 180,000, not yet: buy 108 again
-        (180_500, 119, 121, 107.9),   # bought at 108; within the interval: not evaluated
-        (185_000, 119.1, 121, 120),   # window = candles 0 to 2: buy 120 - 3
-        (186_000, 119.1, 121, 116),   # bought at 117
-    ])  # fmt: skip
+    c, ticks = await stored(
+        sf,
+        [flat(), flat(110), flat(120)],
+        [
+            (30_000, 99, 101, 100),  # candle 0 has not closed: not evaluated
+            (60_000, 99, 101, 100),  # window = candle 0: buy 100 - 1
+            (61_000, 99.1, 101, 98.9),  # bought at 99; within the 5 s interval: not evaluated
+            (120_000, 109, 111, 110),  # window = candles 0 and 1: buy 110 - 2
+            (130_000, 109, 111, 107),  # bought at 108; the same book: not evaluated
+            (179_999, 109.2, 111, 110),  # candle 2 closes at 180,000, not yet: buy 108 again
+            (180_500, 119, 121, 107.9),  # bought at 108; within the interval: not evaluated
+            (185_000, 119.1, 121, 120),  # window = candles 0 to 2: buy 120 - 3
+            (186_000, 119.1, 121, 116),  # bought at 117
+        ],
+    )
     r = quotes.run_ticks(code, c, ticks, min_interval_ms=5000, fee=0.0)
-    assert fills(r) == [("buy", 99.0, 1.0, T0 + 61_000), ("buy", 108.0, 1.0, T0 + 130_000),
-                        ("buy", 108.0, 1.0, T0 + 180_500), ("buy", 117.0, 1.0, T0 + 186_000)]  # fmt: skip
+    assert fills(r) == [
+        ("buy", 99.0, 1.0, T0 + 61_000),
+        ("buy", 108.0, 1.0, T0 + 130_000),
+        ("buy", 108.0, 1.0, T0 + 180_500),
+        ("buy", 117.0, 1.0, T0 + 186_000),
+    ]
     assert r.evaluations == 4 and r.summary()["quotes_placed"] == 4 and r.inventory == 4
     # at most once a second, the tick at 61,000 is evaluated too (not the one at 180,500, 501 ms after one)
     r = quotes.run_ticks(code, c, ticks, min_interval_ms=1000, fee=0.0)
@@ -280,8 +305,20 @@ def test_cli_runs_the_documented_market_maker_on_candles_and_labels_the_approxim
 
     strategy = tmp_path / "mm.lua"
     strategy.write_text(documented_market_maker())
-    args = ["backtest", str(strategy), "--data", str(SHARED_DATA / "ETH-BTC-5m.csv"), "--cash", "100",
-            "--param", "size=1", "--param", "max_inventory=5", "--param", "reserve=10"]  # fmt: skip
+    args = [
+        "backtest",
+        str(strategy),
+        "--data",
+        str(SHARED_DATA / "ETH-BTC-5m.csv"),
+        "--cash",
+        "100",
+        "--param",
+        "size=1",
+        "--param",
+        "max_inventory=5",
+        "--param",
+        "reserve=10",
+    ]
     # the shell's settings stay out
     runner = CliRunner(env={k: None for k in os.environ if k.startswith("TRADEWIND_")})
     out = runner.invoke(main, args)

@@ -19,24 +19,55 @@ from tradewind.backtest import walkforward as wf
 from .test_research import MIN, SIDE, T0, regime
 
 TRADES = [
-    {"entry_time": "2024-01-01T00:05:00Z", "entry_price": 100.0, "entry_type": "market", "exit_time": "2024-01-01T00:09:00Z",
-     "exit_price": 101.5, "exit_reason": "signal", "qty": 0.5, "pnl": 0.75},
-    {"entry_time": "2024-01-01T00:12:00Z", "entry_price": 101.0, "entry_type": "limit", "exit_time": None,
-     "exit_price": None, "exit_reason": None, "qty": 0.5, "pnl": -1.25},
-]  # fmt: skip
+    {
+        "entry_time": "2024-01-01T00:05:00Z",
+        "entry_price": 100.0,
+        "entry_type": "market",
+        "exit_time": "2024-01-01T00:09:00Z",
+        "exit_price": 101.5,
+        "exit_reason": "signal",
+        "qty": 0.5,
+        "pnl": 0.75,
+    },
+    {
+        "entry_time": "2024-01-01T00:12:00Z",
+        "entry_price": 101.0,
+        "entry_type": "limit",
+        "exit_time": None,
+        "exit_price": None,
+        "exit_reason": None,
+        "qty": 0.5,
+        "pnl": -1.25,
+    },
+]
 
 
 def run(**change: Any) -> dict[str, Any]:
     equity = [
         [T0 + i * MIN, 10_000 + 50 * i - (300 if i == 7 else 0), 2.9 if i == 7 else 0.0] for i in range(10)
     ]
-    doc = {"ref": "backtest:4", "kind": "backtest", "id": 4, "status": "done", "strategy": "SMA <b>cross</b>",
-           "version": 3, "code_sha256": "ab" * 32, "exchange": "sim", "symbol": "BTC/USD", "timeframe": "1m",
-           "range": {"from": T0, "to": T0 + 10 * MIN, "first": T0, "last": T0 + 9 * MIN, "candles": 10},
-           "settings": {"cash": 10_000.0, "fee": 0.001, "lookback": 50}, "params": {"fast": 5, "mode": "</td>"},
-           "metrics": {"return_pct": 4.5, "max_drawdown_pct": 2.9, "sharpe": 1.2345, "trade_count": 2},
-           "error": None, "created_at": "2024-01-02T10:00:00Z", "equity": equity, "trades": TRADES, "detail": {},
-           "code": 'function decide(c) return "long" end -- <script>alert(1)</script>'}  # fmt: skip
+    doc = {
+        "ref": "backtest:4",
+        "kind": "backtest",
+        "id": 4,
+        "status": "done",
+        "strategy": "SMA <b>cross</b>",
+        "version": 3,
+        "code_sha256": "ab" * 32,
+        "exchange": "sim",
+        "symbol": "BTC/USD",
+        "timeframe": "1m",
+        "range": {"from": T0, "to": T0 + 10 * MIN, "first": T0, "last": T0 + 9 * MIN, "candles": 10},
+        "settings": {"cash": 10_000.0, "fee": 0.001, "lookback": 50},
+        "params": {"fast": 5, "mode": "</td>"},
+        "metrics": {"return_pct": 4.5, "max_drawdown_pct": 2.9, "sharpe": 1.2345, "trade_count": 2},
+        "error": None,
+        "created_at": "2024-01-02T10:00:00Z",
+        "equity": equity,
+        "trades": TRADES,
+        "detail": {},
+        "code": 'function decide(c) return "long" end -- <script>alert(1)</script>',
+    }
     return {**doc, **change}
 
 
@@ -56,10 +87,22 @@ def test_the_csv_has_every_trade_in_its_columns() -> None:
     wf_text = report.trades_csv(run(kind="walkforward", trades=[{"window": 2, **TRADES[0]}]))
     assert wf_text.startswith("window,entry_time") and rows(wf_text)[0]["window"] == "2"
     # a quoting run's fills, and a key the columns do not know goes at the end
-    fills = [{"time": "2024-01-01T00:00:01Z", "side": "buy", "price": 99.9, "amount": 0.1, "fee": 0.0,
-              "kind": "quote", "pnl": None, "note": "x"}]  # fmt: skip
+    fills = [
+        {
+            "time": "2024-01-01T00:00:01Z",
+            "side": "buy",
+            "price": 99.9,
+            "amount": 0.1,
+            "fee": 0.0,
+            "kind": "quote",
+            "pnl": None,
+            "note": "x",
+        }
+    ]
     assert report.trades_csv(run(trades=fills)).splitlines() == [
-        "time,kind,side,price,amount,fee,pnl,note", "2024-01-01T00:00:01Z,quote,buy,99.9,0.1,0.0,,x"]  # fmt: skip
+        "time,kind,side,price,amount,fee,pnl,note",
+        "2024-01-01T00:00:01Z,quote,buy,99.9,0.1,0.0,,x",
+    ]
     assert (
         report.trades_csv(run(trades=None))
         == "entry_time,entry_type,entry_price,exit_time,exit_reason,exit_price,qty,pnl\n"
@@ -116,8 +159,25 @@ def test_the_report_fetches_nothing_runs_nothing_and_escapes_the_users_text() ->
 def test_the_report_shows_the_metrics_settings_trades_and_curves() -> None:
     html = report.report_html(run(), generated="now")
     text = " ".join(parse(html).text)
-    for words in ("Return %", "4.50", "Max drawdown %", "2.90", "Sharpe", "1.234", "fee", "0.001", "lookback",
-                  "Trades (2)", "signal", "0.75", "-1.25", "sha256", "abab", "2023-11-14 22:20", "2023-11-14 22:29"):  # fmt: skip
+    for words in (
+        "Return %",
+        "4.50",
+        "Max drawdown %",
+        "2.90",
+        "Sharpe",
+        "1.234",
+        "fee",
+        "0.001",
+        "lookback",
+        "Trades (2)",
+        "signal",
+        "0.75",
+        "-1.25",
+        "sha256",
+        "abab",
+        "2023-11-14 22:20",
+        "2023-11-14 22:29",
+    ):
         assert words in text, words
     charts = re.findall(r"<svg.*?</svg>", html, re.S)
     assert len(charts) == 2  # equity and drawdown
@@ -146,15 +206,26 @@ def test_a_long_trade_list_is_cut_in_the_report_but_not_in_the_csv() -> None:
 
 
 def test_a_run_without_a_curve_or_trades_still_makes_a_report() -> None:
-    html = report.report_html(run(status="error", error="decide failed at candle 3 <oops>", equity=None, trades=[],
-                                  metrics={}, code=None), generated="now")  # fmt: skip
+    html = report.report_html(
+        run(
+            status="error",
+            error="decide failed at candle 3 <oops>",
+            equity=None,
+            trades=[],
+            metrics={},
+            code=None,
+        ),
+        generated="now",
+    )
     assert "<svg" not in html and "No trades." in html and "decide failed at candle 3 &lt;oops&gt;" in html
 
 
 def test_compare_marks_the_best_run_each_way() -> None:
-    runs = [{"metrics": {"return_pct": 5.0, "max_drawdown_pct": 9.0, "sharpe": 1.0, "trade_count": 4}},
-            {"metrics": {"return_pct": 7.5, "max_drawdown_pct": 3.0, "sharpe": None, "trade_count": 9}},
-            {"metrics": {"return_pct": 7.5, "max_drawdown_pct": 4.0, "sharpe": float("nan"), "wfe": True}}]  # fmt: skip
+    runs = [
+        {"metrics": {"return_pct": 5.0, "max_drawdown_pct": 9.0, "sharpe": 1.0, "trade_count": 4}},
+        {"metrics": {"return_pct": 7.5, "max_drawdown_pct": 3.0, "sharpe": None, "trade_count": 9}},
+        {"metrics": {"return_pct": 7.5, "max_drawdown_pct": 4.0, "sharpe": float("nan"), "wfe": True}},
+    ]
     got = {r["key"]: r for r in report.compare(runs)}
     assert list(got) == [
         "return_pct",
@@ -174,8 +245,13 @@ def test_compare_marks_the_best_run_each_way() -> None:
 
 def analysed() -> tuple[wf.WalkForward, dict[str, Any]]:
     arrays = regime(600, turn=300)
-    spec = {"mode": "rolling", "train": 200 * MIN, "test": 100 * MIN, "trials": 4,
-            "study": {"objectives": ["return"], "prune": False, "seed": 1, "fee": 0.0}}  # fmt: skip
+    spec = {
+        "mode": "rolling",
+        "train": 200 * MIN,
+        "test": 100 * MIN,
+        "trials": 4,
+        "study": {"objectives": ["return"], "prune": False, "seed": 1, "fee": 0.0},
+    }
     doc = walkforwards.execute(SIDE, "side", arrays, spec)
     return doc, arrays
 
@@ -209,10 +285,31 @@ def test_the_report_draws_a_walkforward_in_and_out_of_sample_by_window() -> None
         assert 0 <= x <= 4
     assert {int(x) for x, _ in outs if x < 4} == {0, 1, 2, 3}
     assert outs[-1][1] == pytest.approx(doc["oos_return_pct"], abs=1e-3)
-    detail = {k: doc[k] for k in ("mode", "objective", "cash", "windows", "is_equity", "oos_return_pct",
-                                  "oos_annualised_pct", "is_annualised_pct", "wfe")}  # fmt: skip
-    html = report.report_html(run(kind="walkforward", detail=detail, equity=doc["oos_equity"], trades=doc["trades"],
-                                  metrics=doc["metrics"], params=None), generated="now")  # fmt: skip
+    detail = {
+        k: doc[k]
+        for k in (
+            "mode",
+            "objective",
+            "cash",
+            "windows",
+            "is_equity",
+            "oos_return_pct",
+            "oos_annualised_pct",
+            "is_annualised_pct",
+            "wfe",
+        )
+    }
+    html = report.report_html(
+        run(
+            kind="walkforward",
+            detail=detail,
+            equity=doc["oos_equity"],
+            trades=doc["trades"],
+            metrics=doc["metrics"],
+            params=None,
+        ),
+        generated="now",
+    )
     assert html.count("<svg") == 3 and "window 3" in html and "Walk-forward (rolling, by return)" in html
     assert html.startswith("<!doctype html>") and html.count("<tr>") > len(doc["windows"]) + len(
         doc["trades"]
@@ -231,5 +328,9 @@ def test_a_walkforward_with_too_many_windows_is_refused() -> None:
     with pytest.raises(wf.WalkForwardError, match="at most 200"):
         walkforwards.execute(SIDE, "side", arrays, spec)
     with pytest.raises(ValueError, match="params"):
-        walkforwards.execute("params = {x = {min = 3, max = 1}}\nfunction decide(c) return 'long' end", "bad", arrays,
-                             {**spec, "mode": "split", "split": 0.5, "train": None, "test": None})  # fmt: skip
+        walkforwards.execute(
+            "params = {x = {min = 3, max = 1}}\nfunction decide(c) return 'long' end",
+            "bad",
+            arrays,
+            {**spec, "mode": "split", "split": 0.5, "train": None, "test": None},
+        )

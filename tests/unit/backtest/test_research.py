@@ -29,8 +29,14 @@ def regime(n: int = 1000, turn: int = 500) -> dict[str, np.ndarray]:
     for i in range(n):
         opens[i], close[i] = prev, prev * (1.002 if i < turn else 0.998)
         prev = close[i]
-    return {"time": T0 + np.arange(n, dtype=np.int64) * MIN, "open": opens, "high": np.maximum(opens, close),
-            "low": np.minimum(opens, close), "close": close, "volume": np.ones(n)}  # fmt: skip
+    return {
+        "time": T0 + np.arange(n, dtype=np.int64) * MIN,
+        "open": opens,
+        "high": np.maximum(opens, close),
+        "low": np.minimum(opens, close),
+        "close": close,
+        "volume": np.ones(n),
+    }
 
 
 def walk(
@@ -40,8 +46,11 @@ def walk(
     space = rt.declared
     rt.close()
     config = opt.StudyConfig(objectives=("return",), prune=False, seed=1, fee=0.0)
-    return asyncio.run(wf.analyse(SIDE, arrays, space, config, wins, mode="rolling", trials=trials, name="side",
-                                  backtest=backtest))  # fmt: skip
+    return asyncio.run(
+        wf.analyse(
+            SIDE, arrays, space, config, wins, mode="rolling", trials=trials, name="side", backtest=backtest
+        )
+    )
 
 
 @pytest.mark.parametrize("anchored", [False, True])
@@ -111,8 +120,14 @@ def random_walk(n: int = 400, seed: int = 3) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
     opens = np.concatenate(([100.0], close[:-1]))
-    return {"time": T0 + np.arange(n, dtype=np.int64) * MIN, "open": opens, "high": np.maximum(opens, close) * 1.001,
-            "low": np.minimum(opens, close) * 0.999, "close": close, "volume": np.ones(n)}  # fmt: skip
+    return {
+        "time": T0 + np.arange(n, dtype=np.int64) * MIN,
+        "open": opens,
+        "high": np.maximum(opens, close) * 1.001,
+        "low": np.minimum(opens, close) * 0.999,
+        "close": close,
+        "volume": np.ones(n),
+    }
 
 
 EMA = """function decide(c) local e = ta.ema(c.close, 20)
@@ -187,10 +202,16 @@ def test_monte_carlo_of_a_known_trade_list() -> None:
     assert sh["max_drawdown_pct"] == {k: pytest.approx(5.0) for k in ("p5", "p50", "p95")}
     # drawn with replacement: ++ (1/4), +- or -+ (1/2), -- (1/4)
     bs = mc["bootstrap"]
-    assert bs["final_equity"] == {"p5": pytest.approx(10_000 * 0.95**2), "p50": pytest.approx(10_450),
-                                  "p95": pytest.approx(10_000 * 1.1**2)}  # fmt: skip
-    assert bs["max_drawdown_pct"] == {"p5": pytest.approx(0.0), "p50": pytest.approx(5.0),
-                                      "p95": pytest.approx((1 - 0.95**2) * 100)}  # fmt: skip
+    assert bs["final_equity"] == {
+        "p5": pytest.approx(10_000 * 0.95**2),
+        "p50": pytest.approx(10_450),
+        "p95": pytest.approx(10_000 * 1.1**2),
+    }
+    assert bs["max_drawdown_pct"] == {
+        "p5": pytest.approx(0.0),
+        "p50": pytest.approx(5.0),
+        "p95": pytest.approx((1 - 0.95**2) * 100),
+    }
     assert 0.2 < bs["loss_probability"] < 0.3
     assert montecarlo.simulate([1000.0, -550.0], 10_000, runs=1000, seed=7) == mc
 

@@ -115,8 +115,9 @@ def test_the_same_run_with_good_settings_does_its_work(tmp_path: Path) -> None:
     ],
     ids=["missing TOML file", "bad TOML", "unknown key in TOML", "URL SQLAlchemy refuses", "data folder"],
 )
-def test_configuration_errors_of_every_kind_are_one_line_and_status_2(tmp_path: Path, settings: dict[str, str],
-                                                                      wanted: str) -> None:  # fmt: skip
+def test_configuration_errors_of_every_kind_are_one_line_and_status_2(
+    tmp_path: Path, settings: dict[str, str], wanted: str
+) -> None:
     (tmp_path / "bad.toml").write_text("port = \n")
     (tmp_path / "unknown.toml").write_text("sim_speeed = 60\n")
     settings = {k: v.format(tmp=tmp_path) for k, v in settings.items()}
@@ -125,24 +126,38 @@ def test_configuration_errors_of_every_kind_are_one_line_and_status_2(tmp_path: 
 
 
 def test_a_secret_key_that_is_not_one_or_is_missing_is_a_configuration_error(tmp_path: Path) -> None:
-    assert_one_line(invoke(tmp_path, ["secrets", "rotate"], TRADEWIND_SECRET_KEY="not-a-key"), 2,
-                    "tradewind: secret_key (TRADEWIND_SECRET_KEY): not a Fernet key")  # fmt: skip
-    assert_one_line(invoke(tmp_path, ["run", "web"], TRADEWIND_MODE="distributed"), 2,
-                    "TRADEWIND_SECRET_KEY) is required in distributed mode")  # fmt: skip
+    assert_one_line(
+        invoke(tmp_path, ["secrets", "rotate"], TRADEWIND_SECRET_KEY="not-a-key"),
+        2,
+        "tradewind: secret_key (TRADEWIND_SECRET_KEY): not a Fernet key",
+    )
+    assert_one_line(
+        invoke(tmp_path, ["run", "web"], TRADEWIND_MODE="distributed"),
+        2,
+        "TRADEWIND_SECRET_KEY) is required in distributed mode",
+    )
 
 
 def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(tmp_path: Path) -> None:
     url = "postgresql+asyncpg://tw:s3cret@127.0.0.1:1/tradewind"  # nothing listens on port 1
-    line = assert_one_line(invoke(tmp_path, ["db", "upgrade"], TRADEWIND_DATABASE_URL=url), 1,
-                           "Error: cannot open the database postgresql+asyncpg://tw:***@127.0.0.1:1/tradewind")  # fmt: skip
+    line = assert_one_line(
+        invoke(tmp_path, ["db", "upgrade"], TRADEWIND_DATABASE_URL=url),
+        1,
+        "Error: cannot open the database postgresql+asyncpg://tw:***@127.0.0.1:1/tradewind",
+    )
     assert "s3cret" not in line
 
 
 def test_the_installed_command_says_it_in_one_line_too(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
     env.update(TRADEWIND_DATA_DIR=str(tmp_path), TRADEWIND_PORT="eighty")
-    out = subprocess.run([str(Path(sys.executable).parent / "tradewind"), "data", "list"], env=env,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "tradewind"), "data", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.splitlines() == [
         "tradewind: invalid configuration: port (TRADEWIND_PORT): Input should be a valid integer, unable to "
@@ -159,8 +174,13 @@ def test_up_on_a_port_in_use_says_so_in_one_line_before_starting_anything(tmp_pa
         port = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
         env["TRADEWIND_DATA_DIR"] = str(tmp_path / "data")
-        done = subprocess.run([sys.executable, "-m", "tradewind.cli", "up", "--port", str(port)],
-                              capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "tradewind.cli", "up", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stderr
     assert lines[-1] == (

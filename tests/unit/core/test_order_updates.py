@@ -34,8 +34,16 @@ class Book(orders.OrderBook):
 
 
 def report(cid: str, status: str, seq: int) -> Any:
-    upd = m.OrderUpdated(source="run-1", seq=seq, exchange="sim", trader_id=1, client_order_id=cid,
-                         status=status, filled="0", fee="0")  # fmt: skip
+    upd = m.OrderUpdated(
+        source="run-1",
+        seq=seq,
+        exchange="sim",
+        trader_id=1,
+        client_order_id=cid,
+        status=status,
+        filled="0",
+        fee="0",
+    )
     return SimpleNamespace(data=m.encode(upd))
 
 

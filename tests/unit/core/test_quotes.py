@@ -14,9 +14,24 @@ D = Decimal
 
 
 def state() -> AssignmentState:
-    return AssignmentState(id=1, owner_id=1, strategy_id=1, version=1, market_id=1, exchange="sim", symbol="BTC/USD",
-                           timeframe="1m", params={}, lookback=50, allocation=D(1000), trader_id=1,
-                           trader_exchange="sim", position_qty=D(0), failures=0, trigger="tick")  # fmt: skip
+    return AssignmentState(
+        id=1,
+        owner_id=1,
+        strategy_id=1,
+        version=1,
+        market_id=1,
+        exchange="sim",
+        symbol="BTC/USD",
+        timeframe="1m",
+        params={},
+        lookback=50,
+        allocation=D(1000),
+        trader_id=1,
+        trader_exchange="sim",
+        position_qty=D(0),
+        failures=0,
+        trigger="tick",
+    )
 
 
 def changes(st: AssignmentState, wanted: list[model.Quote]) -> list[tuple[str, object, object]]:

@@ -183,10 +183,19 @@ def test_dockerignore_uses_no_negations_the_check_below_cannot_follow() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [".git/config", ".venv/bin/python", "frontend/node_modules/vite/package.json", "src/tradewind/web/static/app/index.html",
-     "src/tradewind/__pycache__/cli.cpython-311.pyc", ".env", "deploy/k8s/.env.prod", "data/tradewind.db",
-     "tests/unit/test_config.py", "secret.key"],
-)  # fmt: skip
+    [
+        ".git/config",
+        ".venv/bin/python",
+        "frontend/node_modules/vite/package.json",
+        "src/tradewind/web/static/app/index.html",
+        "src/tradewind/__pycache__/cli.cpython-311.pyc",
+        ".env",
+        "deploy/k8s/.env.prod",
+        "data/tradewind.db",
+        "tests/unit/test_config.py",
+        "secret.key",
+    ],
+)
 def test_local_state_builds_and_secrets_stay_out_of_the_build_context(path: str) -> None:
     assert ignored(path)
 

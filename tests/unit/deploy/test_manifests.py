@@ -346,6 +346,13 @@ def test_the_operators_guide_creates_the_secret_the_pods_read_and_walks_every_st
     (secret,) = load_all(SECRET_EXAMPLE)
     create = guide[guide.index("create secret generic tradewind-secrets") :].split("\n\n", 1)[0]
     assert set(re.findall(r"--from-literal=(TRADEWIND_\w+)=", create)) == set(secret["stringData"])
-    for step in ("helm upgrade --install nats nats/nats", "config.jetstream.enabled=true", "cloudnative-pg",
-                 "kubectl apply -k deploy/k8s/base", "tradewind user create", "--admin", "tradewind_tick_to_order_call_ms"):  # fmt: skip
+    for step in (
+        "helm upgrade --install nats nats/nats",
+        "config.jetstream.enabled=true",
+        "cloudnative-pg",
+        "kubectl apply -k deploy/k8s/base",
+        "tradewind user create",
+        "--admin",
+        "tradewind_tick_to_order_call_ms",
+    ):
         assert step in guide, step

@@ -36,8 +36,14 @@ def live_error(body: str) -> StrategyError:
 
 def history(n: int) -> dict[str, np.ndarray]:
     close = 100.0 + np.arange(n) % 7
-    return {"open": close.copy(), "high": close + 1, "low": close - 1, "close": close,
-            "volume": np.full(n, 10.0), "time": 60_000 * (np.arange(n, dtype=np.int64) + 1)}  # fmt: skip
+    return {
+        "open": close.copy(),
+        "high": close + 1,
+        "low": close - 1,
+        "close": close,
+        "volume": np.full(n, 10.0),
+        "time": 60_000 * (np.arange(n, dtype=np.int64) + 1),
+    }
 
 
 # -- live ------------------------------------------------------------------------------------------------
@@ -75,8 +81,11 @@ def test_a_table_with_every_field_is_accepted() -> None:
 def test_each_field_is_accepted(fields: str, expect: dict[str, Any]) -> None:
     d = live(f'return {{position = "long", {fields}}}')
     got = {k: getattr(d, k) for k in ("stop_loss", "take_profit", "trailing_stop", "limit", "expire")}
-    assert got == {"stop_loss": None, "take_profit": None, "trailing_stop": None, "limit": None,
-                   "expire": None} | expect  # fmt: skip
+    assert (
+        got
+        == {"stop_loss": None, "take_profit": None, "trailing_stop": None, "limit": None, "expire": None}
+        | expect
+    )
     assert d.position == "long" and d.size == 1.0
 
 
@@ -244,7 +253,12 @@ async def test_the_executor_carries_the_exits_in_named_outcomes() -> None:
         await ex.close()
     assert (exiting.assignment_id, exiting.status, exiting.position, exiting.size) == (10, "ok", "long", 0.5)
     assert (exiting.stop_loss, exiting.take_profit, exiting.trailing_stop, exiting.limit, exiting.expire) == (
-        0.02, 0.05, 0.03, 99.5, 3)  # fmt: skip
+        0.02,
+        0.05,
+        0.03,
+        99.5,
+        3,
+    )
     assert exiting[:8] == (10, "ok", "long", 0.5, None, None, exiting.duration_us, [])
     # exits, limit, quotes and plot: none
     assert plain[:4] == (11, "ok", "short", 1.0) and plain[8:] == (None,) * 7
@@ -257,8 +271,12 @@ async def test_the_executor_carries_the_exits_in_named_outcomes() -> None:
 
 
 async def test_the_worker_puts_the_exits_on_the_eval_outcome(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
-                        eval_time_limit_ms=300, eval_memory_mb=16)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
+        eval_time_limit_ms=300,
+        eval_memory_mb=16,
+    )
     worker = EvalWorker(settings, None, None, name="w")  # type: ignore[arg-type]
 
     async def window(*args: Any) -> CandleWindow:
@@ -271,16 +289,28 @@ async def test_the_worker_puts_the_exits_on_the_eval_outcome(tmp_path: Path) -> 
     worker._codes_for = codes  # type: ignore[method-assign]
     await worker.executor.start()
     try:
-        req = m.EvalRequest(exchange="sim", symbol="BTC/USD", tf="1m", candle_time=WINDOW.last_time,
-                            jobs=[m.EvalJob(assignment_id=a, strategy_id=s, version=1, owner_id=1)
-                                  for a, s in ((20, 1), (21, 2), (22, 4))])  # fmt: skip
+        req = m.EvalRequest(
+            exchange="sim",
+            symbol="BTC/USD",
+            tf="1m",
+            candle_time=WINDOW.last_time,
+            jobs=[
+                m.EvalJob(assignment_id=a, strategy_id=s, version=1, owner_id=1)
+                for a, s in ((20, 1), (21, 2), (22, 4))
+            ],
+        )
         reply = m.decode(m.encode(await worker.run(req)), m.EvalReply)  # as it travels on the bus
     finally:
         await worker.executor.close()
     exiting, plain, bad = reply.outcomes
     assert exiting.status == "ok" and exiting.position == "long" and exiting.size == 0.5
     assert (exiting.stop_loss, exiting.take_profit, exiting.trailing_stop, exiting.limit, exiting.expire) == (
-        0.02, 0.05, 0.03, 99.5, 3)  # fmt: skip
+        0.02,
+        0.05,
+        0.03,
+        99.5,
+        3,
+    )
     assert plain.status == "ok" and plain.position == "short"
     assert (plain.stop_loss, plain.take_profit, plain.trailing_stop, plain.limit, plain.expire) == (None,) * 5
     assert bad.status == "error" and "stop_loss must be a fraction between 0 and 1" in bad.error

@@ -121,8 +121,11 @@ def test_the_shared_cache_still_serves_both_but_hands_out_only_what_was_asked_fo
     victim = StrategyRuntime(VICTIM, name="victim", indicators=store)
     victim.decide(WINDOW)
     computed = store.computed
-    sma37 = next(i for i, e in store._arrays.items() if e.arr is not None and len(e.arr) == 300
-                 and np.isnan(e.arr[35]) and not np.isnan(e.arr[36]))  # fmt: skip
+    sma37 = next(
+        i
+        for i, e in store._arrays.items()
+        if e.arr is not None and len(e.arr) == 300 and np.isnan(e.arr[35]) and not np.isnan(e.arr[36])
+    )
     other = StrategyRuntime(
         "function decide(c) local s = ta.sma(c.close, 37) return {position = 'long', note = tostring(s[#s])} end",
         name="other",

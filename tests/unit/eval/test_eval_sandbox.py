@@ -182,8 +182,14 @@ def test_binary_chunks_and_gc_finalizers_are_refused() -> None:
         "function decide(c) setmetatable({}, {__gc = function() while true do end end}) return 'long' end"
     )
     assert "__gc" in err.reason
-    assert StrategyRuntime("function decide(c) return getmetatable('') == nil and 'long' or 'short' end",
-                           name="s").decide(WINDOW).position == "long"  # fmt: skip
+    assert (
+        StrategyRuntime(
+            "function decide(c) return getmetatable('') == nil and 'long' or 'short' end", name="s"
+        )
+        .decide(WINDOW)
+        .position
+        == "long"
+    )
 
 
 def test_candle_arrays_are_read_only_and_shared_state_is_impossible() -> None:
@@ -204,11 +210,18 @@ def test_candle_arrays_are_read_only_and_shared_state_is_impossible() -> None:
     assert b.decide(WINDOW).position == "long"
 
 
-BAD_RETURNS = [("return 42", "decide returned 42"), ("return 'up'", "'up'"), ("return nil", "nothing"),
-               ("return {position='long', size=1.5}", "size must be"), ("return {size=1}", "position"),
-               ("return {position='long', size=0/0}", "size must be"), ("return {position='long', note={}}", "note"),
-               ("return print", "a function"), ("return {position={}}", "position"),
-               ("return setmetatable({}, {__index = function() return 'long' end})", "position")]  # fmt: skip
+BAD_RETURNS = [
+    ("return 42", "decide returned 42"),
+    ("return 'up'", "'up'"),
+    ("return nil", "nothing"),
+    ("return {position='long', size=1.5}", "size must be"),
+    ("return {size=1}", "position"),
+    ("return {position='long', size=0/0}", "size must be"),
+    ("return {position='long', note={}}", "note"),
+    ("return print", "a function"),
+    ("return {position={}}", "position"),
+    ("return setmetatable({}, {__index = function() return 'long' end})", "position"),
+]
 
 
 @pytest.mark.parametrize(("body", "says"), BAD_RETURNS)

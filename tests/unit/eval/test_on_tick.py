@@ -20,8 +20,16 @@ from tradewind.eval.window import CandleWindow
 ROWS = [(60_000 * (i + 1), 100.0 + i % 7, 102.0 + i % 7, 99.0, 101.0 + i % 5, 10.0) for i in range(60)]
 WINDOW = CandleWindow.from_rows(ROWS, "sim:BTC/USD:1m")
 LIMITS = Limits(instructions=2_000_000, memory_mb=16, time_ms=300)
-TICK = m.Tick(exchange="sim", symbol="BTC/USD", bid=99.5, ask=100.5, bid_size=1.25, ask_size=2.5, last=100.25,
-              time=1_700_000_000_123)  # fmt: skip
+TICK = m.Tick(
+    exchange="sim",
+    symbol="BTC/USD",
+    bid=99.5,
+    ask=100.5,
+    bid_size=1.25,
+    ask_size=2.5,
+    last=100.25,
+    time=1_700_000_000_123,
+)
 STATE = m.TickState(position=0.5, cash=1234.5, quotes=[m.Quote(side="sell", price=101.0, amount=0.2)])
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "strategies.md"
 

@@ -20,9 +20,11 @@ def declared(decl: str) -> dict:
 
 
 def test_a_declaration_is_read_with_its_types_inferred() -> None:
-    got = declared('{fast = {type = "int", min = 5, max = 50, step = 5, default = 10}, k = {min = 0.5, max = 2},'
-                   ' mode = {choices = {"a", "b"}, default = "b"}, on = {type = "bool", default = true},'
-                   ' rate = {type = "float", min = 0.001, max = 1, log = true}, size = {default = 3}}')  # fmt: skip
+    got = declared(
+        '{fast = {type = "int", min = 5, max = 50, step = 5, default = 10}, k = {min = 0.5, max = 2},'
+        ' mode = {choices = {"a", "b"}, default = "b"}, on = {type = "bool", default = true},'
+        ' rate = {type = "float", min = 0.001, max = 1, log = true}, size = {default = 3}}'
+    )
     assert got == {
         "fast": {"name": "fast", "type": "int", "min": 5, "max": 50, "step": 5, "default": 10},
         "k": {"name": "k", "type": "float", "min": 0.5, "max": 2.0},
@@ -39,26 +41,32 @@ def test_no_declaration_is_none_and_decide_still_gets_its_own_params() -> None:
     rt.close()
 
 
-@pytest.mark.parametrize(("decl", "message"), [
-    ("5", "params must be a table"),
-    ("{fast = 3}", "params.fast must be a table"),
-    ("{fast = {min = 9, max = 2}}", "params.fast: max (2) is below min (9)"),
-    ("{fast = {min = 1}}", "give both min and max"),
-    ('{fast = {type = "int", min = 1.5, max = 3}}', "params.fast.min must be a whole number"),
-    ("{fast = {min = 1, max = 5, default = 7}}", "params.fast.default (7) is outside min..max (1..5)"),
-    ("{fast = {min = 1, max = 5, step = 0}}", "params.fast.step must be above 0"),
-    ('{fast = {min = 1, max = 5, colour = "red"}}', "params.fast: unknown field 'colour'"),
-    ('{mode = {choices = {"a", "a"}}}', "params.mode.choices holds a value twice"),
-    ('{mode = {choices = {"a"}, default = "c"}}', "params.mode.default ('c') is not one of its choices"),
-    ("{mode = {choices = {}}}", "params.mode.choices must be a list"),
-    ('{x = {type = "float", min = 0, max = 1, log = true}}', "params.x.log needs a range with min above 0"),
-    ('{x = {type = "bool", min = 0}}', "params.x.min: a bool has no min"),
-    ('{x = {type = "text"}}', "params.x.type must be one of"),
-    ("{x = {min = 0, max = 1, default = function() end}}", "not a function"),
-    ("{x = {min = 0, max = 0/0}}", "params.x.max must be a finite number"),
-    ('{[1] = {min = 0, max = 1}}', "not be a list"),
-    ('{[true] = {min = 0, max = 1}}', "a table key must be a name"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("decl", "message"),
+    [
+        ("5", "params must be a table"),
+        ("{fast = 3}", "params.fast must be a table"),
+        ("{fast = {min = 9, max = 2}}", "params.fast: max (2) is below min (9)"),
+        ("{fast = {min = 1}}", "give both min and max"),
+        ('{fast = {type = "int", min = 1.5, max = 3}}', "params.fast.min must be a whole number"),
+        ("{fast = {min = 1, max = 5, default = 7}}", "params.fast.default (7) is outside min..max (1..5)"),
+        ("{fast = {min = 1, max = 5, step = 0}}", "params.fast.step must be above 0"),
+        ('{fast = {min = 1, max = 5, colour = "red"}}', "params.fast: unknown field 'colour'"),
+        ('{mode = {choices = {"a", "a"}}}', "params.mode.choices holds a value twice"),
+        ('{mode = {choices = {"a"}, default = "c"}}', "params.mode.default ('c') is not one of its choices"),
+        ("{mode = {choices = {}}}", "params.mode.choices must be a list"),
+        (
+            '{x = {type = "float", min = 0, max = 1, log = true}}',
+            "params.x.log needs a range with min above 0",
+        ),
+        ('{x = {type = "bool", min = 0}}', "params.x.min: a bool has no min"),
+        ('{x = {type = "text"}}', "params.x.type must be one of"),
+        ("{x = {min = 0, max = 1, default = function() end}}", "not a function"),
+        ("{x = {min = 0, max = 0/0}}", "params.x.max must be a finite number"),
+        ("{[1] = {min = 0, max = 1}}", "not be a list"),
+        ("{[true] = {min = 0, max = 1}}", "a table key must be a name"),
+    ],
+)
 def test_a_bad_declaration_names_what_is_wrong(decl: str, message: str) -> None:
     with pytest.raises(StrategyError) as err:
         declared(decl)

@@ -10,13 +10,15 @@ import pytest
 from tradewind.eval.params import ParamError, check_params, check_value, from_dicts, parse_declaration
 from tradewind.eval.sandbox import inspect
 
-SPECS = parse_declaration({
-    "fast": {"type": "int", "min": 5, "max": 50, "default": 10},
-    "k": {"type": "float", "min": 0.5, "max": 2.0},
-    "mode": {"choices": ["a", "b", 1, True]},
-    "on": {"type": "bool"},
-    "size": {"default": 3},
-})  # fmt: skip
+SPECS = parse_declaration(
+    {
+        "fast": {"type": "int", "min": 5, "max": 50, "default": 10},
+        "k": {"type": "float", "min": 0.5, "max": 2.0},
+        "mode": {"choices": ["a", "b", 1, True]},
+        "on": {"type": "bool"},
+        "size": {"default": 3},
+    }
+)
 
 
 @pytest.mark.parametrize(
@@ -54,8 +56,12 @@ def test_the_sweep_syntax_is_refused_with_where_sweeps_are_made() -> None:
 
 def test_good_values_come_back_as_the_declared_type() -> None:
     assert check_params(SPECS, {"fast": 12.0, "k": 1, "mode": "b", "on": False, "size": -4}) == {
-        "fast": 12, "k": 1.0, "mode": "b", "on": False, "size": -4,
-    }  # fmt: skip
+        "fast": 12,
+        "k": 1.0,
+        "mode": "b",
+        "on": False,
+        "size": -4,
+    }
     assert type(check_value(SPECS["fast"], 12.0)) is int and type(check_value(SPECS["k"], 1)) is float
     # one number, whether written 1 or 1.0 (as in Lua); a boolean or a text never equals it
     assert check_value(SPECS["mode"], 1.0) == 1 and check_value(SPECS["mode"], True) is True

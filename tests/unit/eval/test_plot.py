@@ -34,8 +34,14 @@ def live(body: str) -> Decision:
 
 def history(n: int) -> dict[str, np.ndarray]:
     close = 100.0 + np.arange(n) % 7
-    return {"open": close.copy(), "high": close + 1, "low": close - 1, "close": close,
-            "volume": np.full(n, 10.0), "time": 60_000 * (np.arange(n, dtype=np.int64) + 1)}  # fmt: skip
+    return {
+        "open": close.copy(),
+        "high": close + 1,
+        "low": close - 1,
+        "close": close,
+        "volume": np.full(n, 10.0),
+        "time": 60_000 * (np.arange(n, dtype=np.int64) + 1),
+    }
 
 
 def test_a_plot_comes_with_the_decision_as_floats() -> None:
@@ -78,8 +84,10 @@ def test_a_bad_plot_is_the_strategys_error_live_and_in_a_backtest(plot: str, say
     assert reason.startswith("bad return value: ") and says in reason
     # a backtest fails at the same candle with the same message; the candles before it keep their plot
     arrays = history(10)
-    code = f'function decide(c) if #c.close == 6 then return {{position = "long", plot = {plot}}} end ' \
-           'return {position = "short", plot = {ok = #c.close}} end'  # fmt: skip
+    code = (
+        f'function decide(c) if #c.close == 6 then return {{position = "long", plot = {plot}}} end '
+        'return {position = "short", plot = {ok = #c.close}} end'
+    )
     rt = StrategyRuntime(code, name="t", limits=LIMITS)
     plots, out = Plots(10), []
     with pytest.raises(StrategyError) as info:
@@ -90,8 +98,10 @@ def test_a_bad_plot_is_the_strategys_error_live_and_in_a_backtest(plot: str, say
 
 
 def test_a_plot_with_a_metatable_is_read_raw() -> None:
-    d = live('local p = setmetatable({a = 1}, {__index = function() error("no") end, __pairs = function() error("no") end}) '
-             'return {position = "long", plot = p}')  # fmt: skip
+    d = live(
+        'local p = setmetatable({a = 1}, {__index = function() error("no") end, __pairs = function() error("no") end}) '
+        'return {position = "long", plot = p}'
+    )
     assert d.plot == {"a": 1.0}
 
 
@@ -103,8 +113,13 @@ def test_a_backtest_records_the_plot_of_its_last_candles_as_live_decides_it() ->
     assert len(letters) == 40 and set(plots.values) == {"sma_fast", "sma_slow"}
     assert len(plots.values["sma_fast"]) == 15
     for i in (25, 31, 39):  # live, on the window ending at candle i, the same values
-        rows = [(int(arrays["time"][k]), *(float(arrays[f][k]) for f in ("open", "high", "low", "close", "volume")))
-                for k in range(i + 1)]  # fmt: skip
+        rows = [
+            (
+                int(arrays["time"][k]),
+                *(float(arrays[f][k]) for f in ("open", "high", "low", "close", "volume")),
+            )
+            for k in range(i + 1)
+        ]
         d = StrategyRuntime(SMA, name="sma", limits=LIMITS).decide(CandleWindow.from_rows(rows, "w"))
         assert d.plot == {
             "sma_fast": plots.values["sma_fast"][i - 25],
@@ -141,16 +156,23 @@ def test_a_plot_through_a_long_run_in_its_own_thread(monkeypatch: pytest.MonkeyP
 
 
 # -- executor and worker -----------------------------------------------------------------------------------
-CODES = {(1, 1): SMA, (2, 1): 'function decide(c) return "short" end',
-         (3, 1): 'function decide(c) return {position = "long", plot = {a = 1/0}} end'}  # fmt: skip
+CODES = {
+    (1, 1): SMA,
+    (2, 1): 'function decide(c) return "short" end',
+    (3, 1): 'function decide(c) return {position = "long", plot = {a = 1/0}} end',
+}
 
 
 async def test_the_executor_carries_a_plot_and_the_common_outcome_stays_as_it_was() -> None:
     ex = Executor(LIMITS)
     await ex.start()
     try:
-        plotted, plain, bad = await ex.evaluate(WINDOW, WINDOW.last_time, [Job(10, 1, 1, "sma"), Job(11, 2, 1, "plain"),
-                                                                           Job(12, 3, 1, "bad")], CODES)  # fmt: skip
+        plotted, plain, bad = await ex.evaluate(
+            WINDOW,
+            WINDOW.last_time,
+            [Job(10, 1, 1, "sma"), Job(11, 2, 1, "plain"), Job(12, 3, 1, "bad")],
+            CODES,
+        )
     finally:
         await ex.close()
     assert plotted.status == "ok" and set(plotted.plot) == {"sma_fast", "sma_slow"}
@@ -159,8 +181,12 @@ async def test_the_executor_carries_a_plot_and_the_common_outcome_stays_as_it_wa
 
 
 async def test_the_worker_puts_the_plot_on_the_eval_outcome(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
-                        eval_time_limit_ms=300, eval_memory_mb=16)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
+        eval_time_limit_ms=300,
+        eval_memory_mb=16,
+    )
     worker = EvalWorker(settings, None, None, name="w")  # type: ignore[arg-type]
 
     async def window(*args: Any) -> CandleWindow:
@@ -173,9 +199,16 @@ async def test_the_worker_puts_the_plot_on_the_eval_outcome(tmp_path: Path) -> N
     worker._codes_for = codes  # type: ignore[method-assign]
     await worker.executor.start()
     try:
-        req = m.EvalRequest(exchange="sim", symbol="BTC/USD", tf="1m", candle_time=WINDOW.last_time,
-                            jobs=[m.EvalJob(assignment_id=a, strategy_id=s, version=1, owner_id=1)
-                                  for a, s in ((20, 1), (21, 2))])  # fmt: skip
+        req = m.EvalRequest(
+            exchange="sim",
+            symbol="BTC/USD",
+            tf="1m",
+            candle_time=WINDOW.last_time,
+            jobs=[
+                m.EvalJob(assignment_id=a, strategy_id=s, version=1, owner_id=1)
+                for a, s in ((20, 1), (21, 2))
+            ],
+        )
         reply = m.decode(m.encode(await worker.run(req)), m.EvalReply)  # as it travels on the bus
     finally:
         await worker.executor.close()

@@ -57,9 +57,11 @@ async def test_lookups_of_one_account_go_out_as_one_call() -> None:
     service.adapter, service._lookups, service._followers = adapter, {}, set()  # type: ignore[assignment]
     a, b = Credentials(trader_id=1), Credentials(trader_id=2)
     found = await asyncio.gather(
-        service._lookup(a, "q1", "BTC/USD"), service._lookup(a, "q2", "BTC/USD"),
-        service._lookup(a, "q3", "BTC/USD"), service._lookup(b, "q4", "BTC/USD"),
-    )  # fmt: skip
+        service._lookup(a, "q1", "BTC/USD"),
+        service._lookup(a, "q2", "BTC/USD"),
+        service._lookup(a, "q3", "BTC/USD"),
+        service._lookup(b, "q4", "BTC/USD"),
+    )
     # one call per account; an order the venue does not know is None
     assert sorted(len(c) for c in adapter.calls) == [1, 3]
     assert [r.status if r else None for r in found] == ["open", "open", None, None]

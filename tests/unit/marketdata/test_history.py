@@ -23,9 +23,14 @@ def minutes(n: int, start: int = T0, seed: int = 5) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))
     open_ = np.concatenate([[100.0], close[:-1]])
-    return {"time": start + M * np.arange(n, dtype=np.int64), "open": open_,
-            "high": np.maximum(open_, close) * 1.001, "low": np.minimum(open_, close) * 0.999, "close": close,
-            "volume": rng.uniform(0, 5, n)}  # fmt: skip
+    return {
+        "time": start + M * np.arange(n, dtype=np.int64),
+        "open": open_,
+        "high": np.maximum(open_, close) * 1.001,
+        "low": np.minimum(open_, close) * 0.999,
+        "close": close,
+        "volume": rng.uniform(0, 5, n),
+    }
 
 
 def rows(a: dict[str, np.ndarray]) -> list[tuple]:

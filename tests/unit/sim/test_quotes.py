@@ -72,8 +72,12 @@ async def stored_balances(sf) -> dict[str, Decimal]:  # type: ignore[no-untyped-
 async def test_a_quote_that_would_take_is_refused_with_the_book_it_met(engine) -> None:  # type: ignore[no-untyped-def]
     e, heard = engine
     await e.place(1, OrderSpec("m", "BTC/USD", "buy", D("2")), D("100"))  # base for the sells
-    for cid, side, price in (("b-ask", "buy", "100.1"), ("b-over", "buy", "101"), ("s-bid", "sell", "99.9"),
-                             ("s-under", "sell", "99")):  # fmt: skip
+    for cid, side, price in (
+        ("b-ask", "buy", "100.1"),
+        ("b-over", "buy", "101"),
+        ("s-bid", "sell", "99.9"),
+        ("s-under", "sell", "99"),
+    ):
         r = await place(e, quote(cid, side, price))
         assert r.status == "rejected", cid
         assert r.reason == (
@@ -129,8 +133,11 @@ async def test_a_buy_quote_sets_its_cost_aside_and_fills_only_when_a_trade_print
             await s.execute(select(PaperFill).where(PaperFill.client_order_id == "q1"))
         ).scalar_one()
     assert (stored_fill.side, stored_fill.price, stored_fill.fee, stored_fill.time) == (
-        "buy", D("99.5"), fill.fee, T0 + 4000,
-    )  # fmt: skip
+        "buy",
+        D("99.5"),
+        fill.fee,
+        T0 + 4000,
+    )
     assert (await stored(sf, "q1")).status == "filled"  # type: ignore[union-attr]
     assert (await e.find("q1")) == fill
     assert await e.find_many(["q1", "nope"]) == [fill, None]
@@ -242,8 +249,15 @@ async def test_resting_quotes_are_loaded_again_after_a_restart(sf) -> None:  # t
 # -- through the sim adapter ---------------------------------------------------------------------------------
 @pytest.fixture
 async def adapter(tmp_path: Path, db_url: str, sf) -> AsyncIterator[SimAdapter]:  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path, database_url=db_url, sim_symbols=["BTC/USD"], sim_speed=300,
-                        history_days=0, sim_maker_fee=str(MAKER), sim_spread_bps=2.0)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=db_url,
+        sim_symbols=["BTC/USD"],
+        sim_speed=300,
+        history_days=0,
+        sim_maker_fee=str(MAKER),
+        sim_spread_bps=2.0,
+    )
     sim = SimAdapter(settings, sf)
     await sim.start()
     yield sim

@@ -98,8 +98,12 @@ async def test_a_market_entry_with_protection_rests_its_orders_with_the_ids_core
     assert (row.price, row.stop_price, row.amount) == (D("105"), D("98"), D("1"))
     row = await stored(sf, trailing)
     assert row is not None and (row.type, row.oco_group, row.trail, row.high, row.stop_price) == (
-        "trailing_stop", "e1", D("0.03"), D("100"), D("97"),
-    )  # fmt: skip
+        "trailing_stop",
+        "e1",
+        D("0.03"),
+        D("100"),
+        D("97"),
+    )
     assert await stored(sf, protective_order_id("e1", "stop", 2)) is None  # the stop is the pair's leg
     assert (await e.find(pair)).status == "open"  # type: ignore[union-attr]
 

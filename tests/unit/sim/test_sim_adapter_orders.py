@@ -17,8 +17,15 @@ CREDS = Credentials(trader_id=1, paper=True)
 
 @pytest.fixture
 async def adapter(tmp_path: Path, db_url: str, sf):  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path, database_url=db_url, sim_symbols=["BTC/USD"], sim_speed=10_000,
-                        history_days=0, sim_maker_fee="0.0005", sim_slippage_bps="5")  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=db_url,
+        sim_symbols=["BTC/USD"],
+        sim_speed=10_000,
+        history_days=0,
+        sim_maker_fee="0.0005",
+        sim_slippage_bps="5",
+    )
     sim = SimAdapter(settings, sf)
     await sim.start()
     yield sim

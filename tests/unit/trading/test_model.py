@@ -26,20 +26,45 @@ def bar(t: int, o: float, h: float, lo: float, c: float) -> model.Bar:
     return model.Bar.of(t * TF, o, h, lo, c)
 
 
-def x(size: float | None = None, sl: float | None = None, tp: float | None = None, ts: float | None = None,
-      limit: float | None = None, expire: int | None = None) -> tuple[Any, ...]:  # fmt: skip
+def x(
+    size: float | None = None,
+    sl: float | None = None,
+    tp: float | None = None,
+    ts: float | None = None,
+    limit: float | None = None,
+    expire: int | None = None,
+) -> tuple[Any, ...]:
     """The extras of a decision, as ``decide_series`` gives them."""
     return (size, sl, tp, ts, limit, expire)
 
 
-def run(rows: list[tuple[float, float, float, float]], codes: str, extras: dict[int, tuple[Any, ...]] | None = None, *,
-        cash: float = 1000.0, fee: float = 0.0, maker_fee: float | None = None,
-        slippage: float = 0.0) -> tuple[list[engine.Trade], np.ndarray]:  # fmt: skip
+def run(
+    rows: list[tuple[float, float, float, float]],
+    codes: str,
+    extras: dict[int, tuple[Any, ...]] | None = None,
+    *,
+    cash: float = 1000.0,
+    fee: float = 0.0,
+    maker_fee: float | None = None,
+    slippage: float = 0.0,
+) -> tuple[list[engine.Trade], np.ndarray]:
     """engine.fill over candles (open, high, low, close) one TF apart; ``codes`` padded with neutral."""
     a = np.array(rows, dtype=float)
     letters = np.frombuffer(codes.ljust(len(rows), "n").encode(), dtype=np.uint8)
-    return engine.fill(letters, a[:, 0], a[:, 3], np.arange(len(rows), dtype=np.int64) * TF, cash, fee, slippage,
-                       extras=extras, highs=a[:, 1], lows=a[:, 2], maker_fee=maker_fee, tf_ms=TF)  # fmt: skip
+    return engine.fill(
+        letters,
+        a[:, 0],
+        a[:, 3],
+        np.arange(len(rows), dtype=np.int64) * TF,
+        cash,
+        fee,
+        slippage,
+        extras=extras,
+        highs=a[:, 1],
+        lows=a[:, 2],
+        maker_fee=maker_fee,
+        tf_ms=TF,
+    )
 
 
 def floor8(x: Decimal) -> Decimal:
@@ -353,8 +378,15 @@ def test_rule_a_position_open_at_the_end_is_valued_at_the_last_close_without_a_f
 
 
 # -- engine.fill against a plain candle-by-candle loop ---------------------------------------------------
-def reference(rows: list[tuple[float, float, float, float]], codes: str, extras: dict[int, tuple[Any, ...]],
-              cash: float, fee: float, maker_fee: float, bps: int) -> tuple[list[tuple[Any, ...]], list[float]]:  # fmt: skip
+def reference(
+    rows: list[tuple[float, float, float, float]],
+    codes: str,
+    extras: dict[int, tuple[Any, ...]],
+    cash: float,
+    fee: float,
+    maker_fee: float,
+    bps: int,
+) -> tuple[list[tuple[Any, ...]], list[float]]:
     """Every candle, in order: the decision of the previous close acts (market fills at the open), then
     ``model.on_bar``. The highest high since entry is kept here on its own."""
     costs = model.Costs(model.dec(fee), model.dec(maker_fee), D(bps))
@@ -436,10 +468,13 @@ def scenarios(draw: st.DrawFn) -> tuple[Any, ...]:
     codes = "".join(draw(st.lists(st.sampled_from("llnnnss"), min_size=n, max_size=n)))
     maybe = lambda s: st.one_of(st.none(), s)  # noqa: E731
     extra = st.tuples(
-        maybe(st.sampled_from([0.25, 0.5, 1.0])), maybe(st.sampled_from([0.01, 0.02, 0.05, 0.1])),
-        maybe(st.sampled_from([0.01, 0.03, 0.05, 0.1])), maybe(st.sampled_from([0.02, 0.05, 0.1])),
-        maybe(price), maybe(st.sampled_from([1, 2, 3, 5])),
-    )  # fmt: skip
+        maybe(st.sampled_from([0.25, 0.5, 1.0])),
+        maybe(st.sampled_from([0.01, 0.02, 0.05, 0.1])),
+        maybe(st.sampled_from([0.01, 0.03, 0.05, 0.1])),
+        maybe(st.sampled_from([0.02, 0.05, 0.1])),
+        maybe(price),
+        maybe(st.sampled_from([1, 2, 3, 5])),
+    )
     extras = draw(st.dictionaries(st.integers(0, n - 1), extra, max_size=n))
     fees = draw(st.sampled_from([(0.0, 0.0), (0.001, 0.001), (0.001, 0.0002), (0.002, 0.0)]))
     bps = draw(st.sampled_from([0, 5, 10]))
@@ -452,8 +487,10 @@ def test_engine_fill_matches_a_candle_by_candle_loop_over_the_model(case: tuple[
     rows, codes, extras, (fee, maker), bps = case
     want_trades, want_equity = reference(rows, codes, extras, 1000.0, fee, maker, bps)
     trades, equity = run(rows, codes, extras, fee=fee, maker_fee=maker, slippage=bps / 10_000)
-    got = [(t.entry_time, t.entry_price, t.qty, t.entry_type, t.exit_time, t.exit_price, t.exit_reason, t.pnl)
-           for t in trades]  # fmt: skip
+    got = [
+        (t.entry_time, t.entry_price, t.qty, t.entry_type, t.exit_time, t.exit_price, t.exit_reason, t.pnl)
+        for t in trades
+    ]
     assert [g[:-1] for g in got] == [w[:-1] for w in want_trades]
     assert [g[-1] for g in got] == pytest.approx([w[-1] for w in want_trades], abs=0.005)
     assert equity.tolist() == pytest.approx(want_equity, abs=0.005)

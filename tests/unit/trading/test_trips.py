@@ -20,8 +20,9 @@ def fill(hour: float, side: str, amount: str, price: str, fee: str = "0", **kw) 
 
 
 def test_a_buy_and_a_sell_make_one_trip_with_its_fees_pnl_and_duration() -> None:
-    (t,), realized, unmatched = round_trips([fill(0, "buy", "2", "100", "0.2"), fill(3, "sell", "2", "110", "0.22",
-                                                                                     reason="take_profit")])  # fmt: skip
+    (t,), realized, unmatched = round_trips(
+        [fill(0, "buy", "2", "100", "0.2"), fill(3, "sell", "2", "110", "0.22", reason="take_profit")]
+    )
     assert (t.entry_time, t.exit_time, t.duration_ms, t.exit_reason) == (0, 3 * H, 3 * H, "take_profit")
     assert (t.entry_price, t.exit_price, t.qty, t.fees, t.cost) == (
         100.0,
@@ -37,8 +38,13 @@ def test_a_buy_and_a_sell_make_one_trip_with_its_fees_pnl_and_duration() -> None
 
 
 def test_partial_entries_and_exits_average_their_prices_and_close_when_flat() -> None:
-    fills = [fill(0, "buy", "1", "100"), fill(1, "buy", "3", "80"), fill(2, "sell", "2", "90"),
-             fill(4, "sell", "2", "95", reason="stop_loss"), fill(5, "buy", "1", "90")]  # fmt: skip
+    fills = [
+        fill(0, "buy", "1", "100"),
+        fill(1, "buy", "3", "80"),
+        fill(2, "sell", "2", "90"),
+        fill(4, "sell", "2", "95", reason="stop_loss"),
+        fill(5, "buy", "1", "90"),
+    ]
     (first, second), realized, _ = round_trips(fills)
     assert (first.qty, first.entry_price, first.exit_price, first.exit_time) == (4.0, 85.0, 92.5, 4 * H)
     assert first.pnl == pytest.approx(370 - 340) and first.exit_reason == "stop_loss"
@@ -48,17 +54,23 @@ def test_partial_entries_and_exits_average_their_prices_and_close_when_flat() ->
 
 
 def test_each_assignment_is_its_own_position_and_a_sell_with_nothing_held_is_left_out() -> None:
-    fills = [fill(0, "sell", "1", "100", assignment_id=1), fill(1, "buy", "1", "100", assignment_id=1),
-             fill(1, "buy", "5", "10", assignment_id=2, symbol="ETH/USD"),
-             fill(2, "sell", "1", "120", assignment_id=1), fill(3, "sell", "6", "11", assignment_id=2, symbol="ETH/USD")]  # fmt: skip
+    fills = [
+        fill(0, "sell", "1", "100", assignment_id=1),
+        fill(1, "buy", "1", "100", assignment_id=1),
+        fill(1, "buy", "5", "10", assignment_id=2, symbol="ETH/USD"),
+        fill(2, "sell", "1", "120", assignment_id=1),
+        fill(3, "sell", "6", "11", assignment_id=2, symbol="ETH/USD"),
+    ]
     trips, _, unmatched = round_trips(fills)
     assert [(t.assignment_id, t.symbol, t.pnl) for t in trips] == [(1, "BTC/USD", 20.0), (2, "ETH/USD", 5.0)]
     assert unmatched == 2  # the first sell, and the coin sold beyond the five bought
 
 
 def test_a_reset_ends_an_open_trip_without_a_pnl() -> None:
-    trips, _, _ = round_trips([fill(0, "buy", "1", "100"), fill(5, "buy", "1", "90"), fill(6, "sell", "1", "95")],
-                              resets=[int(2 * H)])  # fmt: skip
+    trips, _, _ = round_trips(
+        [fill(0, "buy", "1", "100"), fill(5, "buy", "1", "90"), fill(6, "sell", "1", "95")],
+        resets=[int(2 * H)],
+    )
     assert [(t.entry_price, t.exit_reason, t.pnl) for t in trips] == [
         (100.0, "reset", None),
         (90.0, None, 5.0),
@@ -107,8 +119,15 @@ def test_the_equity_curve_values_what_is_held_at_the_candles_or_a_newer_fill() -
 
 
 def test_headline_numbers_of_trips() -> None:
-    trips, _, _ = round_trips([fill(0, "buy", "1", "100", "1"), fill(2, "sell", "1", "110", "1"),
-                               fill(3, "buy", "1", "100"), fill(4, "sell", "1", "95"), fill(5, "buy", "1", "1")])  # fmt: skip
+    trips, _, _ = round_trips(
+        [
+            fill(0, "buy", "1", "100", "1"),
+            fill(2, "sell", "1", "110", "1"),
+            fill(3, "buy", "1", "100"),
+            fill(4, "sell", "1", "95"),
+            fill(5, "buy", "1", "1"),
+        ]
+    )
     s = summary(trips)
     assert (s["trades"], s["open"], s["wins"], s["win_rate"]) == (2, 1, 1, 50.0)
     assert (s["pnl"], s["fees"], s["profit_factor"], s["avg_duration_s"]) == (
@@ -133,8 +152,14 @@ def test_profit_factor_average_duration_and_buy_and_hold() -> None:
 def test_a_backtests_trades_report_fees_pnl_pct_duration_and_the_new_metrics() -> None:
     n = 40
     close = np.where(np.arange(n) % 10 < 5, 100.0, 110.0)
-    arrays = {"time": 60_000 * np.arange(1, n + 1, dtype=np.int64), "open": close, "high": close + 1,
-              "low": close - 1, "close": close, "volume": np.ones(n)}  # fmt: skip
+    arrays = {
+        "time": 60_000 * np.arange(1, n + 1, dtype=np.int64),
+        "open": close,
+        "high": close + 1,
+        "low": close - 1,
+        "close": close,
+        "volume": np.ones(n),
+    }
     code = 'function decide(c) if c.close[#c.close] < 105 then return "long" end return "short" end'
     r = engine.run(code, arrays, cash=1000, fee=0.002)
     s = r.summary()

@@ -12,10 +12,13 @@ from tradewind.secrets import SecretBox
 from tradewind.web.app import create_app
 
 
-@pytest.mark.parametrize(("logger", "fmt"), [
-    ("uvicorn.access", '%s - "%s %s HTTP/%s" %d'),
-    ("uvicorn.error", '%s - "WebSocket %s" %s'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("logger", "fmt"),
+    [
+        ("uvicorn.access", '%s - "%s %s HTTP/%s" %d'),
+        ("uvicorn.error", '%s - "WebSocket %s" %s'),
+    ],
+)
 def test_a_token_in_the_query_string_is_masked_in_uvicorns_logs(tmp_path, logger: str, fmt: str) -> None:  # type: ignore[no-untyped-def]
     create_app(Settings(data_dir=tmp_path), None, None, SecretBox([Fernet.generate_key().decode()]))  # type: ignore[arg-type]
     lines: list[str] = []

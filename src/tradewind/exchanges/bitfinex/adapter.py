@@ -251,9 +251,12 @@ class BitfinexAdapter:
                 return feed
         self._feeds = [f for f in self._feeds if not f.idle]
         feed = PublicFeed(
-            self.settings.bitfinex_ws_url, list(symbols), self.timing, exchange=self.capabilities.name,
+            self.settings.bitfinex_ws_url,
+            list(symbols),
+            self.timing,
+            exchange=self.capabilities.name,
             clock=self.clock,
-        )  # fmt: skip
+        )
         self._feeds.append(feed)
         return feed
 
@@ -293,7 +296,7 @@ class BitfinexAdapter:
                 volume=v,
                 closed=True,
                 recv_ns=recv_ns,
-            )  # fmt: skip
+            )
             for t, o, h, lo, c, v in fill_gaps(rows, size)
         ]
 

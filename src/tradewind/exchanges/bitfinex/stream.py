@@ -102,9 +102,17 @@ def tick_of(exchange: str, symbol: str, payload: Any, recv_ns: int) -> Tick | No
         return None
     bid, bid_size, ask, ask_size, last = (float(v) for v in fields)
     return Tick(
-        exchange=exchange, symbol=symbol, bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size, last=last,
-        time=recv_ns // 1_000_000, recv_ns=recv_ns, trace_id=uuid.uuid4().hex[:16],
-    )  # fmt: skip
+        exchange=exchange,
+        symbol=symbol,
+        bid=bid,
+        ask=ask,
+        bid_size=bid_size,
+        ask_size=ask_size,
+        last=last,
+        time=recv_ns // 1_000_000,
+        recv_ns=recv_ns,
+        trace_id=uuid.uuid4().hex[:16],
+    )
 
 
 class LatestTicks:
@@ -374,9 +382,19 @@ class PublicFeed:
     def _emit(self, reader: _Candles, symbol: str, rows: list[Row], recv_ns: int) -> None:
         for t, o, h, lo, c, v in rows:
             candle = Candle(
-                exchange=self.exchange, symbol=symbol, tf=reader.tf, time=t, open=o, high=h, low=lo, close=c,
-                volume=v, closed=True, trace_id=uuid.uuid4().hex[:16], recv_ns=recv_ns,
-            )  # fmt: skip
+                exchange=self.exchange,
+                symbol=symbol,
+                tf=reader.tf,
+                time=t,
+                open=o,
+                high=h,
+                low=lo,
+                close=c,
+                volume=v,
+                closed=True,
+                trace_id=uuid.uuid4().hex[:16],
+                recv_ns=recv_ns,
+            )
             reader.queue.put_nowait(candle)  # unbounded: every closed candle is kept for its reader
 
     async def _close_timer(self, grace_s: float) -> None:

@@ -201,10 +201,13 @@ class CcxtAdapter:
         self._accounts: dict[tuple[str, str, bool], Any] = {}
         self._markets_lock = asyncio.Lock()
         self._ticks = TickFeed(
-            exchange_id, self.public, self._pro,
+            exchange_id,
+            self.public,
+            self._pro,
             interval_s=tick_interval_s if tick_interval_s is not None else self.venue.tick_poll_s,
-            call=self._call, ready=self._markets,
-        )  # fmt: skip
+            call=self._call,
+            ready=self._markets,
+        )
         self.capabilities = Capabilities(
             name=exchange_id,
             timeframes=tuple(tf for tf in TIMEFRAMES if tf in (self.public.timeframes or {})),
@@ -354,9 +357,11 @@ class CcxtAdapter:
         failures = 0
         while True:
             try:
-                since = series.pending[0] if series.pending else (
-                    series.last_emitted + series.tf_ms if series.last_emitted is not None else None
-                )  # fmt: skip
+                since = (
+                    series.pending[0]
+                    if series.pending
+                    else (series.last_emitted + series.tf_ms if series.last_emitted is not None else None)
+                )
                 rows = await self._ohlcv(symbol, tf, since, self.venue.history_limit if since else 100)
                 recv_ns = time.time_ns()
                 for i, row in enumerate(rows):
@@ -398,9 +403,19 @@ class CcxtAdapter:
     def _candle(self, symbol: str, tf: str, row: Row, recv_ns: int) -> Candle:
         t, o, h, lo, c, v = row
         return Candle(
-            exchange=self.id, symbol=symbol, tf=tf, time=t, open=o, high=h, low=lo, close=c, volume=v,
-            closed=True, trace_id=uuid.uuid4().hex[:16], recv_ns=recv_ns,
-        )  # fmt: skip
+            exchange=self.id,
+            symbol=symbol,
+            tf=tf,
+            time=t,
+            open=o,
+            high=h,
+            low=lo,
+            close=c,
+            volume=v,
+            closed=True,
+            trace_id=uuid.uuid4().hex[:16],
+            recv_ns=recv_ns,
+        )
 
     # -- account --------------------------------------------------------------------------------------
     async def fetch_balances(self, creds: Credentials) -> dict[str, Decimal]:
@@ -480,9 +495,10 @@ class CcxtAdapter:
             if order.post_only and self._would_take(exc):
                 # the venue answered: nothing was placed, and the same quote would be refused again
                 return OrderResult(
-                    client_order_id=order.client_order_id, status="rejected",
+                    client_order_id=order.client_order_id,
+                    status="rejected",
                     reason=f"post-only order refused: it would take liquidity ({reason_of(exc, self.id)})",
-                )  # fmt: skip
+                )
             raise translate(exc, self.id, order_call=True) from None
         return self._result(order.client_order_id, placed)
 

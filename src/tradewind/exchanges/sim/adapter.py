@@ -106,8 +106,9 @@ class SimAdapter:
                 )
                 last = (await s.execute(q)).first()
                 seed = self.settings.sim_seed + i + (int(time.time()) if last else 0)
-                self.walks[symbol] = RandomWalk(symbol, seed, *(last or (None, None)),
-                                                tick_ms=self.settings.sim_tick_ms)  # fmt: skip
+                self.walks[symbol] = RandomWalk(
+                    symbol, seed, *(last or (None, None)), tick_ms=self.settings.sim_tick_ms
+                )
         await self.engine.start()
 
     async def close(self) -> None:
@@ -282,9 +283,17 @@ class SimAdapter:
         bid, ask = self._spread(last)
         depth = minute.size * BOOK_DEPTH
         return Tick(
-            exchange=self.capabilities.name, symbol=symbol, bid=bid, ask=ask, bid_size=depth, ask_size=depth,
-            last=last, time=minute.times[k], recv_ns=time.time_ns(), trace_id=os.urandom(8).hex(),
-        )  # fmt: skip
+            exchange=self.capabilities.name,
+            symbol=symbol,
+            bid=bid,
+            ask=ask,
+            bid_size=depth,
+            ask_size=depth,
+            last=last,
+            time=minute.times[k],
+            recv_ns=time.time_ns(),
+            trace_id=os.urandom(8).hex(),
+        )
 
     def _spread(self, last: float) -> tuple[float, float]:
         return last * (1 - self._half_spread), last * (1 + self._half_spread)
@@ -316,9 +325,19 @@ class SimAdapter:
     def _candle(self, symbol: str, tf: str, row: tuple[int, float, float, float, float, float]) -> Candle:
         t, o, h, lo, c, v = row
         return Candle(
-            exchange=self.capabilities.name, symbol=symbol, tf=tf, time=t, open=o, high=h, low=lo, close=c,
-            volume=v, closed=True, trace_id=os.urandom(8).hex(), recv_ns=time.time_ns(),
-        )  # fmt: skip
+            exchange=self.capabilities.name,
+            symbol=symbol,
+            tf=tf,
+            time=t,
+            open=o,
+            high=h,
+            low=lo,
+            close=c,
+            volume=v,
+            closed=True,
+            trace_id=os.urandom(8).hex(),
+            recv_ns=time.time_ns(),
+        )
 
     def _walk(self, symbol: str) -> RandomWalk:
         try:
@@ -334,7 +353,9 @@ class SimAdapter:
     async def fetch_balances(self, creds: Credentials) -> dict[str, Decimal]:
         return await self.engine.balances(creds.trader_id)
 
-    async def reset_account(self, trader_id: int, last_fill_id: int | None) -> tuple[str | None, dict[str, Decimal], int]:  # fmt: skip
+    async def reset_account(
+        self, trader_id: int, last_fill_id: int | None
+    ) -> tuple[str | None, dict[str, Decimal], int]:
         """A paper account back to its starting cash (``PaperEngine.reset``): why not (or None), the new
         balances, and the simulator's clock then (epoch ms)."""
         error, balances = await self.engine.reset(trader_id, last_fill_id)

@@ -165,8 +165,9 @@ class PaperEngine:
     ):
         self.sf = session_factory
         self.fee = fee  # the taker fee
-        self.costs = model.Costs(Decimal(fee), Decimal(fee if maker_fee is None else maker_fee),
-                                 Decimal(slippage_bps))  # fmt: skip
+        self.costs = model.Costs(
+            Decimal(fee), Decimal(fee if maker_fee is None else maker_fee), Decimal(slippage_bps)
+        )
         self.initial_cash = initial_cash
         self.cash_asset = cash_asset
         self.listener: Listener | None = None
@@ -225,15 +226,18 @@ class PaperEngine:
             async with self._flush_lock:
                 await self._flush_batch()  # what is on its way is stored first: nothing writes after us
                 async with write_gate(self.sf), self.sf() as s:
-                    newest = (await s.execute(
-                        select(func.max(_FILLS.c.id)).where(_FILLS.c.trader_id == trader_id))).scalar_one_or_none()  # fmt: skip
+                    newest = (
+                        await s.execute(select(func.max(_FILLS.c.id)).where(_FILLS.c.trader_id == trader_id))
+                    ).scalar_one_or_none()
                     if newest != last_fill_id:
                         return "the account traded meanwhile; look at its positions and try again", {}
                     if (await s.get(Trader, trader_id)) is None:
                         return "no such paper account", {}
                     await s.execute(delete(_BALANCES).where(_BALANCES.c.trader_id == trader_id))
-                    await s.execute(_BALANCES.insert(), [
-                        {"trader_id": trader_id, "asset": self.cash_asset, "amount": self.initial_cash}])  # fmt: skip
+                    await s.execute(
+                        _BALANCES.insert(),
+                        [{"trader_id": trader_id, "asset": self.cash_asset, "amount": self.initial_cash}],
+                    )
                     await s.commit()
             self._balances[trader_id] = {self.cash_asset: self.initial_cash}
             return None, dict(self._balances[trader_id])
@@ -283,11 +287,29 @@ class PaperEngine:
         and cancelled orders (paper_orders; a filled one's fill is in paper_fills)."""
         f, o = _FILLS.c, _ORDERS.c
         q = union_all(
-            select(f.client_order_id, f.symbol, f.amount, f.price, f.fee, f.status, f.reason, f.time,
-                   literal_column("0").label("src")).where(f.client_order_id.in_(client_order_ids)),
-            select(o.client_order_id, o.symbol, o.amount, o.price, o.locked, o.status, o.reason, o.time,
-                   literal_column("1").label("src")).where(o.client_order_id.in_(client_order_ids)),
-        )  # fmt: skip
+            select(
+                f.client_order_id,
+                f.symbol,
+                f.amount,
+                f.price,
+                f.fee,
+                f.status,
+                f.reason,
+                f.time,
+                literal_column("0").label("src"),
+            ).where(f.client_order_id.in_(client_order_ids)),
+            select(
+                o.client_order_id,
+                o.symbol,
+                o.amount,
+                o.price,
+                o.locked,
+                o.status,
+                o.reason,
+                o.time,
+                literal_column("1").label("src"),
+            ).where(o.client_order_id.in_(client_order_ids)),
+        )
         async with self.sf() as s:
             rows = (await s.execute(q)).all()
         out: dict[str, OrderResult] = {}
@@ -296,10 +318,13 @@ class PaperEngine:
                 out[r.client_order_id] = _result(r)
             else:
                 out[r.client_order_id] = OrderResult(
-                    client_order_id=r.client_order_id, status=r.status,
-                    exchange_order_id=f"paper-{r.client_order_id}", fee_asset=_split(r.symbol)[1],
-                    reason=r.reason, time=r.time,
-                )  # fmt: skip
+                    client_order_id=r.client_order_id,
+                    status=r.status,
+                    exchange_order_id=f"paper-{r.client_order_id}",
+                    fee_asset=_split(r.symbol)[1],
+                    reason=r.reason,
+                    time=r.time,
+                )
         return out
 
     async def _look_up(self) -> None:
@@ -322,18 +347,26 @@ class PaperEngine:
 
     # -- placing ----------------------------------------------------------------------------------------
     async def place(
-        self, trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int | None = None,
-        *, book: tuple[Decimal, Decimal] | None = None,
-    ) -> OrderResult:  # fmt: skip
+        self,
+        trader_id: int,
+        spec: OrderSpec,
+        price: Decimal,
+        now_ms: int | None = None,
+        *,
+        book: tuple[Decimal, Decimal] | None = None,
+    ) -> OrderResult:
         """Fill a market order at ``price`` (the next candle's open), rest any other type, or reject it;
         idempotent by client id. ``book``: the market's (bid, ask), which a quote must not take."""
         books = {spec.symbol: book} if book is not None else None
         return (await self.place_many([(trader_id, spec, price)], now_ms, books=books))[0]
 
     async def place_many(
-        self, orders: list[tuple[int, OrderSpec, Decimal]], now_ms: int | None = None,
-        *, books: Mapping[str, tuple[Decimal, Decimal]] | None = None,
-    ) -> list[OrderResult]:  # fmt: skip
+        self,
+        orders: list[tuple[int, OrderSpec, Decimal]],
+        now_ms: int | None = None,
+        *,
+        books: Mapping[str, tuple[Decimal, Decimal]] | None = None,
+    ) -> list[OrderResult]:
         """Place a batch of orders, in order, with one lookup of their client ids and one group commit.
         ``price`` is the market price (the next candle's open): a market order fills there. ``books``:
         each market's (bid, ask), which a quote must not take (without it: both at ``price``)."""
@@ -357,8 +390,13 @@ class PaperEngine:
                     try:
                         bal = await self._load(trader_id)
                     except IntegrityError:  # the account was deleted a moment ago: this order alone fails
-                        results.append(OrderResult(client_order_id=spec.client_order_id, status="rejected",
-                                                   reason="no such paper account"))  # fmt: skip
+                        results.append(
+                            OrderResult(
+                                client_order_id=spec.client_order_id,
+                                status="rejected",
+                                reason="no such paper account",
+                            )
+                        )
                         continue
                     book = books.get(spec.symbol) if books is not None else None
                     results.append(self._place(bal, trader_id, spec, price, now_ms, done, reports, book))
@@ -371,9 +409,17 @@ class PaperEngine:
         await self._report(reports)
         return results
 
-    def _place(self, bal: dict[str, Decimal], trader_id: int, spec: OrderSpec, price: Decimal, now_ms: int,
-               done: asyncio.Future[None], reports: list[tuple[int, OrderResult]],
-               book: tuple[Decimal, Decimal] | None = None) -> OrderResult:  # fmt: skip
+    def _place(
+        self,
+        bal: dict[str, Decimal],
+        trader_id: int,
+        spec: OrderSpec,
+        price: Decimal,
+        now_ms: int,
+        done: asyncio.Future[None],
+        reports: list[tuple[int, OrderResult]],
+        book: tuple[Decimal, Decimal] | None = None,
+    ) -> OrderResult:
         """One new order, queued for the next group commit with everything it changed (no await here)."""
         base, quote = _split(spec.symbol)
         rows: list[dict[str, Any]] = []
@@ -390,20 +436,30 @@ class PaperEngine:
             f = model.fill(spec.side, amount, price, "market", self.costs)
             if spec.side == "buy":
                 if not model.affordable(bal.get(quote, _ZERO), f):
-                    reason = (f"insufficient {quote}: need {f.value + f.fee:.2f}, "
-                              f"have {bal.get(quote, _ZERO):.2f}")  # fmt: skip
+                    reason = (
+                        f"insufficient {quote}: need {f.value + f.fee:.2f}, have {bal.get(quote, _ZERO):.2f}"
+                    )
             elif bal.get(base, _ZERO) < amount:
                 reason = f"insufficient {base}: need {amount}, have {bal.get(base, _ZERO)}"
             if reason is None:
                 self._book(bal, base, quote, f, assets)
                 row = _fill_row(trader_id, spec.client_order_id, spec.symbol, f, "filled", None, now_ms)
                 if spec.side == "buy" and spec.protect is not None:
-                    exits = model.Exits(spec.protect.stop_loss, spec.protect.take_profit,
-                                        spec.protect.trailing_stop)  # fmt: skip
+                    exits = model.Exits(
+                        spec.protect.stop_loss, spec.protect.take_profit, spec.protect.trailing_stop
+                    )
                     if exits:
                         guard = model.Guard.at_entry(f.price, exits)
-                        self._protect(trader_id, spec.symbol, spec.client_order_id, spec.protect.rev, guard,
-                                      amount, now_ms, rows)  # fmt: skip
+                        self._protect(
+                            trader_id,
+                            spec.symbol,
+                            spec.client_order_id,
+                            spec.protect.rev,
+                            guard,
+                            amount,
+                            now_ms,
+                            rows,
+                        )
                 result = _result(_Row(**row))
                 self._results.put(result)
                 self._queue.append((row, assets, trader_id, done, rows))
@@ -424,12 +480,23 @@ class PaperEngine:
                 assets.add(quote)
                 p = spec.protect
                 o = _Order(
-                    trader_id, spec.client_order_id, spec.symbol, "buy", "limit", amount, spec.price,
-                    expires_at=spec.expires_at, locked=locked, time=now_ms,
-                    protect=None if p is None else {
-                        **model.Exits(p.stop_loss, p.take_profit, p.trailing_stop).as_strings(), "rev": p.rev,
+                    trader_id,
+                    spec.client_order_id,
+                    spec.symbol,
+                    "buy",
+                    "limit",
+                    amount,
+                    spec.price,
+                    expires_at=spec.expires_at,
+                    locked=locked,
+                    time=now_ms,
+                    protect=None
+                    if p is None
+                    else {
+                        **model.Exits(p.stop_loss, p.take_profit, p.trailing_stop).as_strings(),
+                        "rev": p.rev,
                     },
-                )  # fmt: skip
+                )
                 return self._rest(o, rows, assets, done)
         elif reason is None:  # a protective sell
             high = spec.price if spec.price is not None else price
@@ -437,24 +504,48 @@ class PaperEngine:
             if kind == "trailing_stop" and stop is None:
                 stop = model.Guard(trail=spec.trail, high=high).trail_price
             o = _Order(
-                trader_id, spec.client_order_id, spec.symbol, "sell", kind, amount, spec.price, stop,
-                spec.trail if kind == "trailing_stop" else None, high if kind == "trailing_stop" else None,
-                oco_group=spec.group, time=now_ms,
-            )  # fmt: skip
+                trader_id,
+                spec.client_order_id,
+                spec.symbol,
+                "sell",
+                kind,
+                amount,
+                spec.price,
+                stop,
+                spec.trail if kind == "trailing_stop" else None,
+                high if kind == "trailing_stop" else None,
+                oco_group=spec.group,
+                time=now_ms,
+            )
             return self._rest(o, rows, assets, done)
         # rejected: stored with the fills, so that the same client id is answered the same again
         row = {
-            "trader_id": trader_id, "client_order_id": spec.client_order_id, "symbol": spec.symbol,
-            "side": spec.side, "amount": amount, "price": spec.price if spec.price is not None else price,
-            "fee": _ZERO, "status": "rejected", "reason": reason, "time": now_ms,
-        }  # fmt: skip
+            "trader_id": trader_id,
+            "client_order_id": spec.client_order_id,
+            "symbol": spec.symbol,
+            "side": spec.side,
+            "amount": amount,
+            "price": spec.price if spec.price is not None else price,
+            "fee": _ZERO,
+            "status": "rejected",
+            "reason": reason,
+            "time": now_ms,
+        }
         result = _result(_Row(**row))
         self._results.put(result)
         self._queue.append((row, assets, trader_id, done, rows))
         return result
 
-    def _quote(self, bal: dict[str, Decimal], trader_id: int, spec: OrderSpec, amount: Decimal,
-               book: tuple[Decimal, Decimal], now_ms: int, assets: set[str]) -> _Order | str:  # fmt: skip
+    def _quote(
+        self,
+        bal: dict[str, Decimal],
+        trader_id: int,
+        spec: OrderSpec,
+        amount: Decimal,
+        book: tuple[Decimal, Decimal],
+        now_ms: int,
+        assets: set[str],
+    ) -> _Order | str:
         """A quote to rest, what it may cost set aside; or why not (it would take, or the money or the
         base is not there)."""
         assert spec.price is not None
@@ -470,22 +561,44 @@ class PaperEngine:
         )
         have = bal.get(asset, _ZERO)
         if have < locked:
-            return f"insufficient {asset}: need {locked:.2f}, have {have:.2f}" if side == "buy" else (
-                f"insufficient {asset}: need {locked}, have {have}")  # fmt: skip
+            return (
+                f"insufficient {asset}: need {locked:.2f}, have {have:.2f}"
+                if side == "buy"
+                else (f"insufficient {asset}: need {locked}, have {have}")
+            )
         bal[asset] = have - locked
         assets.add(asset)
-        return _Order(trader_id, spec.client_order_id, spec.symbol, side, QUOTE, amount, price, locked=locked,
-                      time=now_ms)  # fmt: skip
+        return _Order(
+            trader_id,
+            spec.client_order_id,
+            spec.symbol,
+            side,
+            QUOTE,
+            amount,
+            price,
+            locked=locked,
+            time=now_ms,
+        )
 
-    def _rest(self, o: _Order, rows: list[dict[str, Any]], assets: set[str],
-              done: asyncio.Future[None]) -> OrderResult:  # fmt: skip
+    def _rest(
+        self, o: _Order, rows: list[dict[str, Any]], assets: set[str], done: asyncio.Future[None]
+    ) -> OrderResult:
         self._add(o)
         rows.append(o.row())
         self._queue.append((None, assets, o.trader_id, done, rows))
         return o.result()
 
-    def _protect(self, trader_id: int, symbol: str, entry_cid: str, rev: int, guard: model.Guard,
-                 amount: Decimal, now_ms: int, rows: list[dict[str, Any]]) -> list[_Order]:  # fmt: skip
+    def _protect(
+        self,
+        trader_id: int,
+        symbol: str,
+        entry_cid: str,
+        rev: int,
+        guard: model.Guard,
+        amount: Decimal,
+        now_ms: int,
+        rows: list[dict[str, Any]],
+    ) -> list[_Order]:
         """Rest the orders that hold ``guard`` for the position an entry opened (one OCO group, named
         after the entry; client ids derived as core derives them)."""
         made = []
@@ -493,8 +606,20 @@ class PaperEngine:
             cid = protective_order_id(entry_cid, kind, rev)
             if self._known(cid) is not None:  # placed already (core got there first)
                 continue
-            o = _Order(trader_id, cid, symbol, "sell", kind, amount, price, stop_price, trail,
-                       price if kind == "trailing_stop" else None, oco_group=entry_cid, time=now_ms)  # fmt: skip
+            o = _Order(
+                trader_id,
+                cid,
+                symbol,
+                "sell",
+                kind,
+                amount,
+                price,
+                stop_price,
+                trail,
+                price if kind == "trailing_stop" else None,
+                oco_group=entry_cid,
+                time=now_ms,
+            )
             self._add(o)
             rows.append(o.row())
             made.append(o)
@@ -528,8 +653,15 @@ class PaperEngine:
         await done
         return o.result()
 
-    def _cancel(self, o: _Order, bal: dict[str, Decimal], reason: str, now_ms: int, rows: list[dict[str, Any]],
-                assets: set[str]) -> None:  # fmt: skip
+    def _cancel(
+        self,
+        o: _Order,
+        bal: dict[str, Decimal],
+        reason: str,
+        now_ms: int,
+        rows: list[dict[str, Any]],
+        assets: set[str],
+    ) -> None:
         if o.locked:
             asset = o.locked_asset
             bal[asset] = bal.get(asset, _ZERO) + o.locked
@@ -664,9 +796,18 @@ class PaperEngine:
             sell is not None and model.quote_crossed("sell", sell, low, high)
         )
 
-    def _fill_quote(self, bal: dict[str, Decimal], o: _Order, now_ms: int, base: str, quote: str,
-                    rows: list[dict[str, Any]], fills: list[dict[str, object]], assets: set[str],
-                    reports: list[tuple[int, OrderResult]]) -> None:  # fmt: skip
+    def _fill_quote(
+        self,
+        bal: dict[str, Decimal],
+        o: _Order,
+        now_ms: int,
+        base: str,
+        quote: str,
+        rows: list[dict[str, Any]],
+        fills: list[dict[str, object]],
+        assets: set[str],
+        reports: list[tuple[int, OrderResult]],
+    ) -> None:
         """A quote the market went through: what it set aside comes back, its fill is charged."""
         assert o.price is not None
         f = model.quote_fill(model.Quote(o.side, o.price, o.amount), self.costs, time=now_ms)
@@ -681,8 +822,14 @@ class PaperEngine:
         fills.append(_fill_row(o.trader_id, o.client_order_id, o.symbol, f, "filled", None, now_ms))
         reports.append((o.trader_id, result))
 
-    def _enqueue(self, trader_id: int, done: asyncio.Future[None], rows: list[dict[str, Any]],
-                 fills: list[dict[str, object]], assets: set[str]) -> bool:  # fmt: skip
+    def _enqueue(
+        self,
+        trader_id: int,
+        done: asyncio.Future[None],
+        rows: list[dict[str, Any]],
+        fills: list[dict[str, object]],
+        assets: set[str],
+    ) -> bool:
         if not rows and not fills:
             return False
         for i, row in enumerate(fills):  # one entry per fill (entry[0]: a paper_fills row)
@@ -691,9 +838,18 @@ class PaperEngine:
             self._queue.append((None, assets, trader_id, done, rows))
         return True
 
-    def _match_group(self, bal: dict[str, Decimal], orders: list[_Order], bar: model.Bar, base: str,
-                     quote: str, rows: list[dict[str, Any]], fills: list[dict[str, object]], assets: set[str],
-                     reports: list[tuple[int, OrderResult]]) -> None:  # fmt: skip
+    def _match_group(
+        self,
+        bal: dict[str, Decimal],
+        orders: list[_Order],
+        bar: model.Bar,
+        base: str,
+        quote: str,
+        rows: list[dict[str, Any]],
+        fills: list[dict[str, object]],
+        assets: set[str],
+        reports: list[tuple[int, OrderResult]],
+    ) -> None:
         """One position's protective orders on a candle."""
         guard = model.guard_of([o.leg() for o in orders])
         amount = max(o.amount for o in orders)
@@ -706,9 +862,20 @@ class PaperEngine:
                     o.high, o.stop_price, o.time = r.guard.high, r.guard.trail_price, bar.time
                     rows.append(o.row())
 
-    def _exit(self, bal: dict[str, Decimal], orders: list[_Order], f: model.Fill, guard: model.Guard,
-              bar: model.Bar, base: str, quote: str, rows: list[dict[str, Any]], fills: list[dict[str, object]],
-              assets: set[str], reports: list[tuple[int, OrderResult]]) -> None:  # fmt: skip
+    def _exit(
+        self,
+        bal: dict[str, Decimal],
+        orders: list[_Order],
+        f: model.Fill,
+        guard: model.Guard,
+        bar: model.Bar,
+        base: str,
+        quote: str,
+        rows: list[dict[str, Any]],
+        fills: list[dict[str, object]],
+        assets: set[str],
+        reports: list[tuple[int, OrderResult]],
+    ) -> None:
         """A protective exit: the order that holds it fills, the rest of its group is cancelled."""
         holder = _holder(orders, f.reason)
         if holder.amount != f.amount:  # the group's orders disagree on the amount: this one's own
@@ -725,18 +892,31 @@ class PaperEngine:
         result = holder.result(f)
         self._results.put(result)
         rows.append(holder.row())
-        fills.append(_fill_row(holder.trader_id, holder.client_order_id, holder.symbol, f, "filled", f.reason,
-                               bar.time))  # fmt: skip
+        fills.append(
+            _fill_row(
+                holder.trader_id, holder.client_order_id, holder.symbol, f, "filled", f.reason, bar.time
+            )
+        )
         reports.append((holder.trader_id, result))
         for o in orders:
             if o is not holder:
-                self._cancel(o, bal, f"one-cancels-the-other: {holder.client_order_id} filled", bar.time, rows,
-                             assets)  # fmt: skip
+                self._cancel(
+                    o, bal, f"one-cancels-the-other: {holder.client_order_id} filled", bar.time, rows, assets
+                )
                 reports.append((o.trader_id, o.result()))
 
-    def _match_limit(self, bal: dict[str, Decimal], o: _Order, bar: model.Bar, base: str, quote: str,
-                     rows: list[dict[str, Any]], fills: list[dict[str, object]], assets: set[str],
-                     reports: list[tuple[int, OrderResult]]) -> None:  # fmt: skip
+    def _match_limit(
+        self,
+        bal: dict[str, Decimal],
+        o: _Order,
+        bar: model.Bar,
+        base: str,
+        quote: str,
+        rows: list[dict[str, Any]],
+        fills: list[dict[str, object]],
+        assets: set[str],
+        reports: list[tuple[int, OrderResult]],
+    ) -> None:
         """A resting limit entry on a candle: it fills (its exits then protect the position, in this
         candle too), expires, or rests on."""
         assert o.price is not None
@@ -855,9 +1035,13 @@ class PaperEngine:
                     upsert = upsert.on_conflict_do_update(
                         index_elements=["trader_id", "asset"], set_={"amount": upsert.excluded.amount}
                     )
-                    await s.execute(upsert, [
-                        {"trader_id": t, "asset": a, "amount": self._balances[t][a]} for t, a in sorted(touched)
-                    ])  # fmt: skip
+                    await s.execute(
+                        upsert,
+                        [
+                            {"trader_id": t, "asset": a, "amount": self._balances[t][a]}
+                            for t, a in sorted(touched)
+                        ],
+                    )
                 await s.commit()
         except IntegrityError:
             # A paper account deleted while its order was being filled: its fill cannot be stored (its
@@ -914,12 +1098,21 @@ def _result(row: Any) -> OrderResult:
     )
 
 
-def _fill_row(trader_id: int, cid: str, symbol: str, f: model.Fill, status: str, reason: str | None,
-              now_ms: int) -> dict[str, object]:  # fmt: skip
+def _fill_row(
+    trader_id: int, cid: str, symbol: str, f: model.Fill, status: str, reason: str | None, now_ms: int
+) -> dict[str, object]:
     return {
-        "trader_id": trader_id, "client_order_id": cid, "symbol": symbol, "side": f.side, "amount": f.amount,
-        "price": f.price, "fee": f.fee, "status": status, "reason": reason, "time": now_ms,
-    }  # fmt: skip
+        "trader_id": trader_id,
+        "client_order_id": cid,
+        "symbol": symbol,
+        "side": f.side,
+        "amount": f.amount,
+        "price": f.price,
+        "fee": f.fee,
+        "status": status,
+        "reason": reason,
+        "time": now_ms,
+    }
 
 
 def _invalid(spec: OrderSpec, amount: Decimal) -> str | None:

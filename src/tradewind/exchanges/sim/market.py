@@ -44,8 +44,15 @@ class RandomWalk:
     """Stateful generator of consecutive minutes of trades (and their 1m candles) for one symbol,
     continuing from the last close."""
 
-    def __init__(self, symbol: str, seed: int, last_time: int | None = None, last_close: float | None = None,
-                 *, tick_ms: int = TICK_MS):  # fmt: skip
+    def __init__(
+        self,
+        symbol: str,
+        seed: int,
+        last_time: int | None = None,
+        last_close: float | None = None,
+        *,
+        tick_ms: int = TICK_MS,
+    ):
         self.symbol = symbol
         base = symbol.split("/")[0]
         key = zlib.crc32(symbol.encode())

@@ -23,10 +23,21 @@ router = APIRouter(prefix="/api", tags=["activity"])
 
 
 def eval_out(e: Evaluation) -> EvaluationOut:
-    return EvaluationOut(id=e.id, assignment_id=e.assignment_id, candle_time=e.candle_time, status=e.status,
-                         position=e.position, size=e.size, note=e.note, error=e.error, logs=e.logs or [],
-                         duration_ms=e.duration_ms, latency_ms=e.latency_ms, created_at=e.created_at,
-                         plot=e.plot)  # fmt: skip
+    return EvaluationOut(
+        id=e.id,
+        assignment_id=e.assignment_id,
+        candle_time=e.candle_time,
+        status=e.status,
+        position=e.position,
+        size=e.size,
+        note=e.note,
+        error=e.error,
+        logs=e.logs or [],
+        duration_ms=e.duration_ms,
+        latency_ms=e.latency_ms,
+        created_at=e.created_at,
+        plot=e.plot,
+    )
 
 
 def order_out(o: Order) -> OrderOut:
@@ -34,13 +45,29 @@ def order_out(o: Order) -> OrderOut:
         return None if v is None else format(v, "f")
 
     return OrderOut(
-        id=o.id, assignment_id=o.assignment_id, trader_id=o.trader_id, client_order_id=o.client_order_id,
-        exchange=o.exchange, symbol=o.symbol, side=o.side, amount=format(o.amount, "f"), price=dec(o.price),
-        filled=format(o.filled, "f"), fee=format(o.fee, "f"), pnl=dec(o.pnl), status=o.status, reason=o.reason,
-        candle_time=o.candle_time, latency_ms=o.latency_ms, created_at=o.created_at, type=o.type or "market",
-        limit_price=dec(o.limit_price), stop_price=dec(o.stop_price), exit_reason=o.exit_reason,
+        id=o.id,
+        assignment_id=o.assignment_id,
+        trader_id=o.trader_id,
+        client_order_id=o.client_order_id,
+        exchange=o.exchange,
+        symbol=o.symbol,
+        side=o.side,
+        amount=format(o.amount, "f"),
+        price=dec(o.price),
+        filled=format(o.filled, "f"),
+        fee=format(o.fee, "f"),
+        pnl=dec(o.pnl),
+        status=o.status,
+        reason=o.reason,
+        candle_time=o.candle_time,
+        latency_ms=o.latency_ms,
+        created_at=o.created_at,
+        type=o.type or "market",
+        limit_price=dec(o.limit_price),
+        stop_price=dec(o.stop_price),
+        exit_reason=o.exit_reason,
         size_note=o.size_note,
-    )  # fmt: skip
+    )
 
 
 @router.get("/evaluations", response_model=EvaluationPage)
@@ -55,8 +82,14 @@ OrderStatus = Literal["pending", "open", "filled", "canceled", "rejected", "not_
 
 
 @router.get("/orders", response_model=OrderPage)
-async def orders(repo: OwnedDep, assignment_id: QueryId = None, trader_id: QueryId = None, limit: Limit = 100,
-                 before_id: Cursor = None, status: OrderStatus | None = None) -> dict:  # fmt: skip
+async def orders(
+    repo: OwnedDep,
+    assignment_id: QueryId = None,
+    trader_id: QueryId = None,
+    limit: Limit = 100,
+    before_id: Cursor = None,
+    status: OrderStatus | None = None,
+) -> dict:
     """The user's orders, newest first; ``status=open`` lists what rests on the exchange (limit entries,
     protective exits)."""
     rows = await repo.page(
@@ -78,18 +111,35 @@ async def positions(repo: OwnedDep) -> list[PositionOut]:
         if a.position_qty == 0 and a.realized_pnl == 0:
             continue
         value = a.position_qty * Decimal(repr(last)) if last is not None else Decimal(0)
-        out.append(PositionOut(
-            assignment_id=a.id, trader_id=a.trader_id, market_id=a.market_id, symbol=symbol,
-            qty=format(a.position_qty, "f"), entry_cost=format(a.entry_cost, "f"), last_price=last,
-            value=format(value.quantize(Decimal("0.01")), "f"),
-            unrealized_pnl=format((value - a.entry_cost).quantize(Decimal("0.01")) if a.position_qty else Decimal("0.00"), "f"),
-            realized_pnl=format(a.realized_pnl.quantize(Decimal("0.01")), "f"),
-        ))  # fmt: skip
+        out.append(
+            PositionOut(
+                assignment_id=a.id,
+                trader_id=a.trader_id,
+                market_id=a.market_id,
+                symbol=symbol,
+                qty=format(a.position_qty, "f"),
+                entry_cost=format(a.entry_cost, "f"),
+                last_price=last,
+                value=format(value.quantize(Decimal("0.01")), "f"),
+                unrealized_pnl=format(
+                    (value - a.entry_cost).quantize(Decimal("0.01")) if a.position_qty else Decimal("0.00"),
+                    "f",
+                ),
+                realized_pnl=format(a.realized_pnl.quantize(Decimal("0.01")), "f"),
+            )
+        )
     return out
 
 
 @router.get("/audit", response_model=AuditPage)
 async def audit(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
     rows = await repo.audit(limit, before_id)
-    return page([AuditOut(id=r.id, action=r.action, detail=r.detail or {}, address=r.address,
-                          created_at=r.created_at).model_dump(mode="json") for r in rows], limit)  # fmt: skip
+    return page(
+        [
+            AuditOut(
+                id=r.id, action=r.action, detail=r.detail or {}, address=r.address, created_at=r.created_at
+            ).model_dump(mode="json")
+            for r in rows
+        ],
+        limit,
+    )

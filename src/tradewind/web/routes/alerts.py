@@ -55,8 +55,12 @@ SMTP_CONFIG = ("smtp_host", "smtp_port", "smtp_username", "smtp_from", "smtp_sec
 
 def out(c: AlertChannel) -> ChannelOut:
     cfg = c.config or {}
-    target = {"webhook": cfg.get("url", ""), "telegram": f"Telegram chat {cfg.get('chat_id', '')}",
-              "email": cfg.get("to", ""), "browser": "the open web app"}.get(c.kind, "")  # fmt: skip
+    target = {
+        "webhook": cfg.get("url", ""),
+        "telegram": f"Telegram chat {cfg.get('chat_id', '')}",
+        "email": cfg.get("to", ""),
+        "browser": "the open web app",
+    }.get(c.kind, "")
     if c.last_failure_at is None and c.last_success_at is None:
         status = "new"
     elif c.last_failure_at is not None and (
@@ -66,15 +70,32 @@ def out(c: AlertChannel) -> ChannelOut:
     else:
         status = "ok"
     return ChannelOut(
-        id=c.id, kind=c.kind, name=c.name, events=list(c.events or []), enabled=c.enabled, target=target,  # type: ignore[arg-type]
-        url=cfg.get("url"), chat_id=cfg.get("chat_id"),
-        bot_token_masked=f"****{cfg['token_hint']}" if cfg.get("token_hint") else None, to=cfg.get("to"),
-        smtp_host=cfg.get("smtp_host"), smtp_port=cfg.get("smtp_port"), smtp_username=cfg.get("smtp_username"),
-        smtp_from=cfg.get("smtp_from"), smtp_security=cfg.get("smtp_security"),
-        has_smtp_password=bool(cfg.get("has_smtp_password")), status=status, last_success_at=c.last_success_at,  # type: ignore[arg-type]
-        last_failure_at=c.last_failure_at, last_error=c.last_error, last_attempts=c.last_attempts or 0,
-        delivered=c.delivered or 0, failed=c.failed or 0, dropped=c.dropped or 0, created_at=c.created_at,
-    )  # fmt: skip
+        id=c.id,
+        kind=c.kind,
+        name=c.name,
+        events=list(c.events or []),
+        enabled=c.enabled,
+        target=target,  # type: ignore[arg-type]
+        url=cfg.get("url"),
+        chat_id=cfg.get("chat_id"),
+        bot_token_masked=f"****{cfg['token_hint']}" if cfg.get("token_hint") else None,
+        to=cfg.get("to"),
+        smtp_host=cfg.get("smtp_host"),
+        smtp_port=cfg.get("smtp_port"),
+        smtp_username=cfg.get("smtp_username"),
+        smtp_from=cfg.get("smtp_from"),
+        smtp_security=cfg.get("smtp_security"),
+        has_smtp_password=bool(cfg.get("has_smtp_password")),
+        status=status,
+        last_success_at=c.last_success_at,  # type: ignore[arg-type]
+        last_failure_at=c.last_failure_at,
+        last_error=c.last_error,
+        last_attempts=c.last_attempts or 0,
+        delivered=c.delivered or 0,
+        failed=c.failed or 0,
+        dropped=c.dropped or 0,
+        created_at=c.created_at,
+    )
 
 
 def _configure(c: AlertChannel, fields: dict[str, Any], st: StateDep) -> str | None:
@@ -125,8 +146,11 @@ def _configure(c: AlertChannel, fields: dict[str, Any], st: StateDep) -> str | N
                 )
             extra = [n for n in ("smtp_port", "smtp_username", "smtp_from", "smtp_security") if cfg.get(n)]
             if extra or secrets.get("smtp_password"):
-                raise ApiError(422, "your own SMTP settings need smtp_host; without it the platform's server is used",
-                               field=(extra or ["smtp_password"])[0])  # fmt: skip
+                raise ApiError(
+                    422,
+                    "your own SMTP settings need smtp_host; without it the platform's server is used",
+                    field=(extra or ["smtp_password"])[0],
+                )
         cfg["has_smtp_password"] = bool(secrets.get("smtp_password"))
     c.config = cfg
     c.secret_enc = seal(st.box, secrets)
@@ -162,8 +186,13 @@ async def create(body: ChannelIn, repo: OwnedDep, st: StateDep, request: Request
             await repo.s.execute(repo.select(AlertChannel).where(AlertChannel.kind == "browser").limit(1))
         ).first():
             raise ApiError(409, "you have an in-browser channel already", field="kind")
-    c = AlertChannel(kind=body.kind, name=body.name or NAMES[body.kind], events=body.events or list(EVENTS),
-                     enabled=body.enabled, config={})  # fmt: skip
+    c = AlertChannel(
+        kind=body.kind,
+        name=body.name or NAMES[body.kind],
+        events=body.events or list(EVENTS),
+        enabled=body.enabled,
+        config={},
+    )
     made = _configure(c, fields, st)
     repo.add(c)
     await repo.s.flush()
@@ -252,8 +281,9 @@ async def send_test(channel_id: ObjectId, repo: OwnedDep, st: StateDep) -> SentO
         raise ApiError(503, "the alerts component did not answer; is it running?") from None
     if result.status == "not_found":
         raise not_found("alert channel")
-    return SentOut(status="sent" if result.status == "sent" else "failed", attempts=result.attempts,
-                   error=result.error)  # fmt: skip
+    return SentOut(
+        status="sent" if result.status == "sent" else "failed", attempts=result.attempts, error=result.error
+    )
 
 
 @router.get("/channels/{channel_id}/deliveries", response_model=DeliveryPage)

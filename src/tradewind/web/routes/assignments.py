@@ -60,16 +60,31 @@ KILL_SWITCH = "kill switch"
 def out(a: Assignment, latest: int | None, warnings: Iterable[WarningOut] = ()) -> AssignmentOut:
     """The assignment as the API shows it; ``latest``: its strategy's latest version."""
     return AssignmentOut(
-        id=a.id, strategy_id=a.strategy_id, market_id=a.market_id, timeframe=a.timeframe, trader_id=a.trader_id,
-        allocation=format(a.allocation, "f"), params=a.params or {}, lookback=a.lookback, enabled=a.enabled,
-        paused_reason=a.paused_reason, position_qty=format(a.position_qty, "f"), entry_cost=format(a.entry_cost, "f"),
-        realized_pnl=format(a.realized_pnl, "f"), last_position=a.last_position, created_at=a.created_at,
-        protection=_protection(a), trigger=a.trigger, min_interval_ms=a.min_interval_ms,
+        id=a.id,
+        strategy_id=a.strategy_id,
+        market_id=a.market_id,
+        timeframe=a.timeframe,
+        trader_id=a.trader_id,
+        allocation=format(a.allocation, "f"),
+        params=a.params or {},
+        lookback=a.lookback,
+        enabled=a.enabled,
+        paused_reason=a.paused_reason,
+        position_qty=format(a.position_qty, "f"),
+        entry_cost=format(a.entry_cost, "f"),
+        realized_pnl=format(a.realized_pnl, "f"),
+        last_position=a.last_position,
+        created_at=a.created_at,
+        protection=_protection(a),
+        trigger=a.trigger,
+        min_interval_ms=a.min_interval_ms,
         max_position=format(a.max_position, "f") if a.max_position is not None else None,
-        pinned_version=a.pinned_version, version=a.pinned_version or latest,
+        pinned_version=a.pinned_version,
+        version=a.pinned_version or latest,
         capital=format(model.capital(a.allocation, a.realized_pnl), "f"),
-        capital_in_use=format(a.entry_cost if a.position_qty > 0 else Decimal(0), "f"), warnings=list(warnings),
-    )  # fmt: skip
+        capital_in_use=format(a.entry_cost if a.position_qty > 0 else Decimal(0), "f"),
+        warnings=list(warnings),
+    )
 
 
 async def _out(repo: OwnedDep, a: Assignment, warnings: Iterable[WarningOut] = ()) -> AssignmentOut:
@@ -86,8 +101,11 @@ async def _version(repo: OwnedDep, strategy_id: int, pinned: int | None) -> Stra
         raise ApiError(422, "no such strategy", field="strategy_id")
     v = await repo.version(s, pinned or s.latest_version)
     if v is None:
-        raise ApiError(422, f"the strategy has no version {pinned}; its versions are 1 to {s.latest_version}",
-                       field="pinned_version")  # fmt: skip
+        raise ApiError(
+            422,
+            f"the strategy has no version {pinned}; its versions are 1 to {s.latest_version}",
+            field="pinned_version",
+        )
     return v
 
 
@@ -106,9 +124,15 @@ def _protection(a: Assignment) -> ProtectionOut | None:
     if not p or a.position_qty <= 0 or not positions.exits_of(p):
         return None
     lv = positions.levels(p)
-    return ProtectionOut(stop_loss=p.get("stop_loss"), take_profit=p.get("take_profit"),
-                         trailing_stop=p.get("trailing_stop"), entry=p.get("entry"), stop=lv["stop"],
-                         target=lv["target"], watched=bool(p.get("watched")))  # fmt: skip
+    return ProtectionOut(
+        stop_loss=p.get("stop_loss"),
+        take_profit=p.get("take_profit"),
+        trailing_stop=p.get("trailing_stop"),
+        entry=p.get("entry"),
+        stop=lv["stop"],
+        target=lv["target"],
+        watched=bool(p.get("watched")),
+    )
 
 
 def _not_killed(user: User) -> None:
@@ -140,10 +164,20 @@ async def _check_refs(
 
 @router.get("", response_model=AssignmentPage)
 async def list_assignments(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
-    latest = dict((await repo.s.execute(
-        select(Strategy.id, Strategy.latest_version).where(Strategy.owner_id == repo.user_id))).all())  # fmt: skip
-    return page([out(a, latest.get(a.strategy_id)).model_dump(mode="json")
-                 for a in await repo.page(Assignment, limit, before_id)], limit)  # fmt: skip
+    latest = dict(
+        (
+            await repo.s.execute(
+                select(Strategy.id, Strategy.latest_version).where(Strategy.owner_id == repo.user_id)
+            )
+        ).all()
+    )
+    return page(
+        [
+            out(a, latest.get(a.strategy_id)).model_dump(mode="json")
+            for a in await repo.page(Assignment, limit, before_id)
+        ],
+        limit,
+    )
 
 
 @router.post("", status_code=201, response_model=AssignmentOut)
@@ -287,40 +321,91 @@ async def delete(assignment_id: ObjectId, repo: OwnedDep, st: StateDep) -> Respo
 async def quotes(assignment_id: ObjectId, repo: OwnedDep) -> QuotesOut:
     """A quoting assignment's resting quotes, inventory and fills."""
     a = await _get(repo, assignment_id)
-    resting = (await repo.s.execute(
-        select(Order).where(Order.assignment_id == a.id, Order.type == "quote", Order.status.in_(("pending", "open")))
-        .order_by(Order.id)
-    )).scalars().all()  # fmt: skip
-    counts = dict((await repo.s.execute(
-        select(Order.status, func.count()).where(Order.assignment_id == a.id, Order.type == "quote").group_by(Order.status)
-    )).all())  # fmt: skip
-    sides = dict((await repo.s.execute(
-        select(Order.side, func.count()).where(Order.assignment_id == a.id, Order.type == "quote", Order.status == "filled")
-        .group_by(Order.side)
-    )).all())  # fmt: skip
+    resting = (
+        (
+            await repo.s.execute(
+                select(Order)
+                .where(
+                    Order.assignment_id == a.id, Order.type == "quote", Order.status.in_(("pending", "open"))
+                )
+                .order_by(Order.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    counts = dict(
+        (
+            await repo.s.execute(
+                select(Order.status, func.count())
+                .where(Order.assignment_id == a.id, Order.type == "quote")
+                .group_by(Order.status)
+            )
+        ).all()
+    )
+    sides = dict(
+        (
+            await repo.s.execute(
+                select(Order.side, func.count())
+                .where(Order.assignment_id == a.id, Order.type == "quote", Order.status == "filled")
+                .group_by(Order.side)
+            )
+        ).all()
+    )
     filled = counts.get("filled", 0)
     ended = filled + counts.get("canceled", 0)
     return QuotesOut(
-        assignment_id=a.id, trigger=a.trigger, inventory=format(a.position_qty, "f"),
+        assignment_id=a.id,
+        trigger=a.trigger,
+        inventory=format(a.position_qty, "f"),
         max_position=format(a.max_position, "f") if a.max_position is not None else None,
-        quotes=[QuoteOut(client_order_id=o.client_order_id, side=o.side, price=format(o.limit_price or 0, "f"),
-                         amount=format(o.amount, "f"), status=o.status) for o in resting],
-        realized_pnl=format(a.realized_pnl, "f"), placed=sum(counts.values()), filled=filled,
-        buys_filled=sides.get("buy", 0), sells_filled=sides.get("sell", 0),
+        quotes=[
+            QuoteOut(
+                client_order_id=o.client_order_id,
+                side=o.side,
+                price=format(o.limit_price or 0, "f"),
+                amount=format(o.amount, "f"),
+                status=o.status,
+            )
+            for o in resting
+        ],
+        realized_pnl=format(a.realized_pnl, "f"),
+        placed=sum(counts.values()),
+        filled=filled,
+        buys_filled=sides.get("buy", 0),
+        sells_filled=sides.get("sell", 0),
         fill_rate=round(filled / ended, 4) if ended else None,
-    )  # fmt: skip
+    )
 
 
 @router.get("/{assignment_id}/latency", response_model=LatencyOut)
 async def latency(assignment_id: ObjectId, repo: OwnedDep) -> LatencyOut:
     """Tick -> decision and tick -> order call (ms) over this assignment's last 500 evaluations and orders."""
     a = await _get(repo, assignment_id)
-    evals = [x for x in (await repo.s.execute(
-        select(Evaluation.latency_ms).where(Evaluation.assignment_id == a.id).order_by(Evaluation.id.desc()).limit(500)
-    )).scalars() if x is not None]  # fmt: skip
-    orders = [x for x in (await repo.s.execute(
-        select(Order.latency_ms).where(Order.assignment_id == a.id).order_by(Order.id.desc()).limit(500)
-    )).scalars() if x is not None]  # fmt: skip
+    evals = [
+        x
+        for x in (
+            await repo.s.execute(
+                select(Evaluation.latency_ms)
+                .where(Evaluation.assignment_id == a.id)
+                .order_by(Evaluation.id.desc())
+                .limit(500)
+            )
+        ).scalars()
+        if x is not None
+    ]
+    orders = [
+        x
+        for x in (
+            await repo.s.execute(
+                select(Order.latency_ms)
+                .where(Order.assignment_id == a.id)
+                .order_by(Order.id.desc())
+                .limit(500)
+            )
+        ).scalars()
+        if x is not None
+    ]
     return LatencyOut(
         assignment_id=a.id, tick_to_decision=_summary(evals), tick_to_order_call=_summary(orders)
     )
@@ -330,5 +415,9 @@ def _summary(xs: list[float]) -> LatencySummary:
     if not xs:
         return LatencySummary(count=0, p50_ms=None, p99_ms=None, max_ms=None)
     s = sorted(xs)
-    return LatencySummary(count=len(s), p50_ms=round(statistics.median(s), 2),
-                          p99_ms=round(s[min(len(s) - 1, int(0.99 * len(s)))], 2), max_ms=round(s[-1], 2))  # fmt: skip
+    return LatencySummary(
+        count=len(s),
+        p50_ms=round(statistics.median(s), 2),
+        p99_ms=round(s[min(len(s) - 1, int(0.99 * len(s)))], 2),
+        max_ms=round(s[-1], 2),
+    )

@@ -89,8 +89,12 @@ async def login(
         st.throttle.held(address, -1)
     st.throttle.login_succeeded(email, address, attempt)
     # Ended sessions have no use left; dropping this user's here keeps the table from growing forever.
-    await s.execute(delete(LoginSession).where(LoginSession.user_id == user.id,
-                                               or_(LoginSession.revoked.is_(True), LoginSession.expires_at < utcnow())))  # fmt: skip
+    await s.execute(
+        delete(LoginSession).where(
+            LoginSession.user_id == user.id,
+            or_(LoginSession.revoked.is_(True), LoginSession.expires_at < utcnow()),
+        )
+    )
     token, csrf = new_token(), new_token()
     s.add(
         LoginSession(

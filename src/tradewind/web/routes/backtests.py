@@ -49,8 +49,13 @@ class BacktestIn(Request):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     cash: float = Field(default=10_000.0, gt=0, le=1e12, allow_inf_nan=False)
     fee: float = Field(default=0.001, ge=0, le=0.1, allow_inf_nan=False, description="the taker fee")
-    maker_fee: float | None = Field(default=None, ge=0, le=0.1, allow_inf_nan=False,
-                                    description="the fee of limit entries and take-profits; default: fee")  # fmt: skip
+    maker_fee: float | None = Field(
+        default=None,
+        ge=0,
+        le=0.1,
+        allow_inf_nan=False,
+        description="the fee of limit entries and take-profits; default: fee",
+    )
     slippage: float = Field(default=0.0, ge=0, le=0.1, allow_inf_nan=False)
     lookback: int = Field(default=500, ge=1, le=5000)
     trigger: Literal["candle", "tick"] | None = Field(
@@ -58,17 +63,34 @@ class BacktestIn(Request):
         description="candle: decide() on each closed candle; tick: on_tick() and the quotes it keeps; "
         "default: tick for a strategy that defines on_tick and no decide",
     )
-    spread_bps: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False,
-                                     description="quoting on candles: the spread of the book assumed around each "
-                                                 "close, in basis points; default 2")  # fmt: skip
-    max_position: float | None = Field(default=None, gt=0, le=1e12, allow_inf_nan=False,
-                                       description="quoting: the most base held (a buy quote is cut to what is left "
-                                                   "below it); default: only the cash limits it")  # fmt: skip
-    min_interval_ms: int | None = Field(default=None, ge=MIN_INTERVAL_MS, le=MAX_INTERVAL_MS, strict=True,
-                                        description="quoting on ticks: at most one on_tick per this many "
-                                                    "milliseconds; default 1000")  # fmt: skip
-    code: SomeCode | None = Field(default=None, description="run this code instead of the strategy's latest "
-                                  "version (the editor's unsaved code); it is kept with the run, not saved")  # fmt: skip
+    spread_bps: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="quoting on candles: the spread of the book assumed around each "
+        "close, in basis points; default 2",
+    )
+    max_position: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e12,
+        allow_inf_nan=False,
+        description="quoting: the most base held (a buy quote is cut to what is left "
+        "below it); default: only the cash limits it",
+    )
+    min_interval_ms: int | None = Field(
+        default=None,
+        ge=MIN_INTERVAL_MS,
+        le=MAX_INTERVAL_MS,
+        strict=True,
+        description="quoting on ticks: at most one on_tick per this many milliseconds; default 1000",
+    )
+    code: SomeCode | None = Field(
+        default=None,
+        description="run this code instead of the strategy's latest "
+        "version (the editor's unsaved code); it is kept with the run, not saved",
+    )
 
     model_config = {**Request.model_config, "populate_by_name": True}
     _params = field_validator("params")(_check_params)
@@ -160,20 +182,39 @@ def _range(b: Backtest) -> RangeOut | None:
         return None
     equity, metrics = result.get("equity") or [], result.get("metrics") or {}
     count = metrics.get("candles", metrics.get("ticks"))
-    return RangeOut(from_=cfg.get("from"), to=cfg["to"], first=int(equity[0][0]) if equity else None,
-                    last=int(equity[-1][0]) if equity else None, candles=count if isinstance(count, int) else None)  # fmt: skip
+    return RangeOut(
+        from_=cfg.get("from"),
+        to=cfg["to"],
+        first=int(equity[0][0]) if equity else None,
+        last=int(equity[-1][0]) if equity else None,
+        candles=count if isinstance(count, int) else None,
+    )
 
 
 def out(b: Backtest, detail: bool = True) -> BacktestOut:
     result = b.result or {}
     return BacktestOut(
-        id=b.id, status=b.status, strategy_id=b.strategy_id, version=b.version, market_id=b.market_id,
-        timeframe=b.timeframe, params=b.params or {}, config=b.config or {}, mode=result.get("mode"),
-        metrics=result.get("metrics"), trades=result.get("trades") if detail else None,
-        fills=result.get("fills") if detail else None, equity=result.get("equity") if detail else None,
-        buy_and_hold=result.get("buy_and_hold") if detail else None, plot=result.get("plot") if detail else None,
-        error=b.error, created_at=b.created_at, finished_at=b.finished_at, range=_range(b), draft=b.code is not None,
-    )  # fmt: skip
+        id=b.id,
+        status=b.status,
+        strategy_id=b.strategy_id,
+        version=b.version,
+        market_id=b.market_id,
+        timeframe=b.timeframe,
+        params=b.params or {},
+        config=b.config or {},
+        mode=result.get("mode"),
+        metrics=result.get("metrics"),
+        trades=result.get("trades") if detail else None,
+        fills=result.get("fills") if detail else None,
+        equity=result.get("equity") if detail else None,
+        buy_and_hold=result.get("buy_and_hold") if detail else None,
+        plot=result.get("plot") if detail else None,
+        error=b.error,
+        created_at=b.created_at,
+        finished_at=b.finished_at,
+        range=_range(b),
+        draft=b.code is not None,
+    )
 
 
 @router.post("", status_code=202, response_model=BacktestQueued)
@@ -217,8 +258,18 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep, pool: Validator
         "trigger": body.trigger,
         **{name: getattr(body, name) for name in QUOTING_FIELDS},
     }
-    bt = repo.add(Backtest(strategy_id=strategy.id, version=strategy.latest_version, market_id=body.market_id,
-                           timeframe=body.timeframe, params=params, config=config, status="queued", code=body.code))  # fmt: skip
+    bt = repo.add(
+        Backtest(
+            strategy_id=strategy.id,
+            version=strategy.latest_version,
+            market_id=body.market_id,
+            timeframe=body.timeframe,
+            params=params,
+            config=config,
+            status="queued",
+            code=body.code,
+        )
+    )
     await repo.s.commit()
     if st.nc is None:
         bt.status, bt.error = "error", NO_WORKER

@@ -47,11 +47,13 @@ async def get(market_id: ObjectId, s: SessionDep, _: CurrentUser) -> MarketOut:
 
 @router.get("/{market_id}/candles", response_model=list[CandleOut])
 async def candles(
-    market_id: ObjectId, s: SessionDep, _: CurrentUser,
+    market_id: ObjectId,
+    s: SessionDep,
+    _: CurrentUser,
     timeframe: Annotated[str, Query(max_length=4)] = "1m",
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     before: Annotated[int | None, Query(ge=0, le=2**53)] = None,
-) -> list[CandleOut]:  # fmt: skip
+) -> list[CandleOut]:
     if timeframe not in TIMEFRAMES:
         raise ApiError(422, f"unknown timeframe; use one of {', '.join(TIMEFRAMES)}", field="timeframe")
     if await s.get(Market, market_id) is None:

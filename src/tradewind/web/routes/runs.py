@@ -38,8 +38,17 @@ REF = re.compile(r"(backtest|study|walkforward):([1-9]\d{0,11})")
 MAX_COMPARE = 10
 KindPath = Annotated[Kind, Path(description="backtest, study or walkforward")]
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="the run's id (of its kind)")]
-WF_DETAIL = ("mode", "objective", "cash", "windows", "is_equity", "oos_return_pct", "oos_annualised_pct",
-             "is_annualised_pct", "wfe")  # fmt: skip
+WF_DETAIL = (
+    "mode",
+    "objective",
+    "cash",
+    "windows",
+    "is_equity",
+    "oos_return_pct",
+    "oos_annualised_pct",
+    "is_annualised_pct",
+    "wfe",
+)
 
 
 class RunRange(BaseModel):
@@ -62,8 +71,11 @@ class RunOut(BaseModel):
     strategy_id: int
     strategy: str = Field(description="the strategy's name")
     version: int = Field(description="the strategy version it ran (versions never change)")
-    draft: bool = Field(default=False, description="a backtest of unsaved code (the editor's): kept with the "
-                        "run, the version is the one it was written over")  # fmt: skip
+    draft: bool = Field(
+        default=False,
+        description="a backtest of unsaved code (the editor's): kept with the "
+        "run, the version is the one it was written over",
+    )
     code_sha256: str | None = Field(default=None, description="SHA-256 of that version's code (one run only)")
     market_id: int
     exchange: str
@@ -72,14 +84,15 @@ class RunOut(BaseModel):
     range: RunRange
     settings: dict[str, Any] = Field(description="what was asked: costs, lookback, and per kind its own")
     params: dict[str, Any] | None = Field(
-        default=None, description="a backtest's parameters, a study's best trial's; null for a walk-forward "
+        default=None,
+        description="a backtest's parameters, a study's best trial's; null for a walk-forward "
         "(its windows each have their own)",
-    )  # fmt: skip
+    )
     metrics: dict[str, Any] = Field(
         description="return_pct, max_drawdown_pct, sharpe, sortino, profit_factor, win_rate, trade_count, "
         "final_equity, candles (and wfe for a walk-forward); null where the run has none: a study's are its "
         "best trial run in full, a walk-forward's the stitched out-of-sample curve's",
-    )  # fmt: skip
+    )
     error: str | None = None
     created_at: dt.datetime
     finished_at: dt.datetime | None = None
@@ -87,13 +100,15 @@ class RunOut(BaseModel):
         default=None, description="[[time ms, equity, drawdown %], ...] (one run and compare)"
     )
     trades: list[dict[str, Any]] | None = Field(
-        default=None, description="the trades (a quoting backtest: its fills; a walk-forward: out of sample, "
+        default=None,
+        description="the trades (a quoting backtest: its fills; a walk-forward: out of sample, "
         "with their window) (one run only)",
-    )  # fmt: skip
+    )
     detail: dict[str, Any] | None = Field(
-        default=None, description="per kind (one run only): a backtest's mode and every metric; a study's "
+        default=None,
+        description="per kind (one run only): a backtest's mode and every metric; a study's "
         "objectives, sampler, counts and best trial; a walk-forward's windows, in-sample curve and efficiency",
-    )  # fmt: skip
+    )
 
 
 class RunPage(BaseModel):
@@ -124,12 +139,27 @@ def _headline(metrics: dict[str, Any], trades: list[Any] | None) -> dict[str, An
 
 def _span(cfg: dict[str, Any], seen: dict[str, Any] | None) -> RunRange:
     seen = seen or {}
-    return RunRange.model_validate({"from": cfg.get("from"), "to": cfg.get("to"), "first": seen.get("first"),
-                                     "last": seen.get("last"), "candles": seen.get("candles")})  # fmt: skip
+    return RunRange.model_validate(
+        {
+            "from": cfg.get("from"),
+            "to": cfg.get("to"),
+            "first": seen.get("first"),
+            "last": seen.get("last"),
+            "candles": seen.get("candles"),
+        }
+    )
 
 
-def document(kind: str, row: Any, strategy: str, exchange: str, symbol: str, *, full: bool = False,
-             equity: bool = False) -> RunOut:  # fmt: skip
+def document(
+    kind: str,
+    row: Any,
+    strategy: str,
+    exchange: str,
+    symbol: str,
+    *,
+    full: bool = False,
+    equity: bool = False,
+) -> RunOut:
     """The run document of a row of ``kind``: with ``full`` its trades and detail, with ``equity`` its curve."""
     cfg = dict(row.config or {})
     result = row.result or {}
@@ -151,33 +181,65 @@ def document(kind: str, row: Any, strategy: str, exchange: str, symbol: str, *, 
         best = summary.get("best") or {}
         params = result.get("params") or best.get("params")
         study_cfg = opt.StudyConfig.of(cfg.get("study") or {})
-        detail = {"objectives": list(study_cfg.objectives), "directions": study_cfg.directions,
-                  "sampler": study_cfg.sampler, "trials": row.trials, "counts": summary.get("counts") or {},
-                  "best_trial": best or None, "space": row.space}  # fmt: skip
+        detail = {
+            "objectives": list(study_cfg.objectives),
+            "directions": study_cfg.directions,
+            "sampler": study_cfg.sampler,
+            "trials": row.trials,
+            "counts": summary.get("counts") or {},
+            "best_trial": best or None,
+            "space": row.space,
+        }
         curve = result.get("equity")
         error = error or result.get("error")
     else:
         trades = result.get("trades")
         rng = _span(cfg, result.get("range"))
         status, params = wfr.status_of(row), None
-        settings = {"mode": cfg.get("mode"), "train": cfg.get("train_text"), "test": cfg.get("test_text"),
-                    "split": cfg.get("split"), "trials_per_window": cfg.get("trials"), **(cfg.get("study") or {})}  # fmt: skip
+        settings = {
+            "mode": cfg.get("mode"),
+            "train": cfg.get("train_text"),
+            "test": cfg.get("test_text"),
+            "split": cfg.get("split"),
+            "trials_per_window": cfg.get("trials"),
+            **(cfg.get("study") or {}),
+        }
         detail = {k: result.get(k) for k in WF_DETAIL}
         curve = result.get("oos_equity")
     return RunOut(
-        ref=f"{kind}:{row.id}", kind=kind, id=row.id, status=status, strategy_id=row.strategy_id, strategy=strategy,  # type: ignore[arg-type]
-        version=row.version, draft=getattr(row, "code", None) is not None, market_id=row.market_id,
-        exchange=exchange, symbol=symbol, timeframe=row.timeframe, range=rng, settings=settings, params=params, metrics=_headline(result.get("metrics") or {}, trades),
-        error=error, created_at=row.created_at, finished_at=row.finished_at,
-        equity=curve if (equity or full) else None, trades=trades if full else None,
+        ref=f"{kind}:{row.id}",
+        kind=kind,
+        id=row.id,
+        status=status,
+        strategy_id=row.strategy_id,
+        strategy=strategy,  # type: ignore[arg-type]
+        version=row.version,
+        draft=getattr(row, "code", None) is not None,
+        market_id=row.market_id,
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=row.timeframe,
+        range=rng,
+        settings=settings,
+        params=params,
+        metrics=_headline(result.get("metrics") or {}, trades),
+        error=error,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        equity=curve if (equity or full) else None,
+        trades=trades if full else None,
         detail=detail if full else None,
-    )  # fmt: skip
+    )
 
 
 def _query(repo: Owned, kind: str) -> Any:
     model = MODELS[kind]
-    return (repo.select(model).add_columns(Strategy.name, Market.exchange, Market.symbol)
-            .join(Strategy, Strategy.id == model.strategy_id).join(Market, Market.id == model.market_id))  # fmt: skip
+    return (
+        repo.select(model)
+        .add_columns(Strategy.name, Market.exchange, Market.symbol)
+        .join(Strategy, Strategy.id == model.strategy_id)
+        .join(Market, Market.id == model.market_id)
+    )
 
 
 async def _one(repo: Owned, kind: str, run_id: int) -> tuple[Any, str, str, str]:
@@ -192,8 +254,9 @@ async def _code(repo: Owned, row: Any) -> str | None:
     """The code the run ran: a backtest's own (the editor's, unsaved) or its strategy version's."""
     if getattr(row, "code", None) is not None:
         return row.code  # type: ignore[no-any-return]
-    q = select(StrategyVersion.code).where(StrategyVersion.strategy_id == row.strategy_id,
-                                           StrategyVersion.version == row.version)  # fmt: skip
+    q = select(StrategyVersion.code).where(
+        StrategyVersion.strategy_id == row.strategy_id, StrategyVersion.version == row.version
+    )
     return (await repo.s.execute(q)).scalar_one_or_none()
 
 
@@ -248,8 +311,11 @@ async def list_runs(
 def _parse_ref(text: str, field: str) -> tuple[str, int]:
     found = REF.fullmatch(text.strip())
     if found is None or int(found.group(2)) > MAX_ID:
-        raise ApiError(422, f"{text.strip()[:40]!r}: name a run as kind:id (backtest:12, study:3, walkforward:7)",
-                       field=field)  # fmt: skip
+        raise ApiError(
+            422,
+            f"{text.strip()[:40]!r}: name a run as kind:id (backtest:12, study:3, walkforward:7)",
+            field=field,
+        )
     return found.group(1), int(found.group(2))
 
 
@@ -283,8 +349,10 @@ async def get(kind: KindPath, run_id: RunId, repo: OwnedDep) -> RunOut:
 
 
 def _attachment(kind: str, run_id: int, ext: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="tradewind-{kind}-{run_id}.{ext}"',
-            "X-Content-Type-Options": "nosniff"}  # fmt: skip
+    return {
+        "Content-Disposition": f'attachment; filename="tradewind-{kind}-{run_id}.{ext}"',
+        "X-Content-Type-Options": "nosniff",
+    }
 
 
 class CsvResponse(Response):
@@ -306,8 +374,12 @@ async def export_json(kind: KindPath, run_id: RunId, repo: OwnedDep, request: Re
     """Everything kept of the run, as an attachment: its document in full, the code of the strategy version it
     ran, and for a study every trial and the parameters' importances."""
     doc, code, row = await full_document(repo, kind, run_id)
-    out: dict[str, Any] = {"format": "tradewind-run/1", "exported_at": dt.datetime.now(dt.UTC).isoformat(),
-                           **doc.model_dump(mode="json"), "code": code}  # fmt: skip
+    out: dict[str, Any] = {
+        "format": "tradewind-run/1",
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(),
+        **doc.model_dump(mode="json"),
+        "code": code,
+    }
     if kind == "study":
         try:
             trials, best, importances = await asyncio.to_thread(
@@ -326,6 +398,8 @@ async def export_html(kind: KindPath, run_id: RunId, repo: OwnedDep) -> HTMLResp
     script, nothing fetched, so it opens offline."""
     doc, code, _ = await full_document(repo, kind, run_id)
     html = report.report_html({**doc.model_dump(mode="json"), "code": code})
-    headers = {**_attachment(kind, run_id, "html"),
-               "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox"}  # fmt: skip
+    headers = {
+        **_attachment(kind, run_id, "html"),
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+    }
     return HTMLResponse(html, headers=headers)

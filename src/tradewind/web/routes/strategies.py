@@ -35,9 +35,17 @@ async def check(pool: ValidationPool, code: str, user_id: int) -> list[Diagnosti
 
 
 def out(s: Strategy, v: StrategyVersion) -> StrategyOut:
-    return StrategyOut(id=s.id, name=s.name, description=s.description, code=v.code, version=s.latest_version,
-                       params=v.params_schema or {}, declared=v.declared, created_at=s.created_at,
-                       updated_at=s.updated_at)  # fmt: skip
+    return StrategyOut(
+        id=s.id,
+        name=s.name,
+        description=s.description,
+        code=v.code,
+        version=s.latest_version,
+        params=v.params_schema or {},
+        declared=v.declared,
+        created_at=s.created_at,
+        updated_at=s.updated_at,
+    )
 
 
 @router.post("/validate", response_model=ValidationOut)
@@ -113,8 +121,9 @@ async def update(
             decl = await declared.of_version(pool, current, repo.user_id)
         params = declared.check(decl, params)
         s.latest_version += 1
-        current = StrategyVersion(strategy_id=s.id, version=s.latest_version, code=code, params_schema=params,
-                                  declared=decl)  # fmt: skip
+        current = StrategyVersion(
+            strategy_id=s.id, version=s.latest_version, code=code, params_schema=params, declared=decl
+        )
         repo.s.add(current)
     switched, pinned = await _switches(repo, s, current) if new_version else ([], [])
     await repo.s.commit()
@@ -127,12 +136,24 @@ async def _switches(
 ) -> tuple[list[SwitchOut], list[SwitchOut]]:
     """The strategy's assignments that switch to the new version ``v`` (with a warning where their parameters
     do not fit what it declares), and those that stay on the version they are pinned to."""
-    rows = (await repo.s.execute(repo.select(Assignment).where(Assignment.strategy_id == s.id)
-                                 .order_by(Assignment.id))).scalars().all()  # fmt: skip
+    rows = (
+        (
+            await repo.s.execute(
+                repo.select(Assignment).where(Assignment.strategy_id == s.id).order_by(Assignment.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     switched, pinned = [], []
     for a in rows:
-        item = SwitchOut(id=a.id, market_id=a.market_id, timeframe=a.timeframe, enabled=a.enabled,
-                         version=a.pinned_version or v.version)  # fmt: skip
+        item = SwitchOut(
+            id=a.id,
+            market_id=a.market_id,
+            timeframe=a.timeframe,
+            enabled=a.enabled,
+            version=a.pinned_version or v.version,
+        )
         if a.pinned_version is None:
             wrong = declared.problem(v.declared, a.params or {})
             item.warning = f"its parameters do not fit version {v.version}: {wrong}" if wrong else None
@@ -146,8 +167,13 @@ async def _switches(
 async def delete(strategy_id: ObjectId, repo: OwnedDep, st: StateDep) -> Response:
     s = await _get(repo, strategy_id)
     # Its assignments go with it: not while one of them holds a position only it can close.
-    holding = (await repo.s.execute(repo.select(Assignment).where(Assignment.strategy_id == s.id, Assignment.position_qty > 0)
-                                    .limit(1))).first()  # fmt: skip
+    holding = (
+        await repo.s.execute(
+            repo.select(Assignment)
+            .where(Assignment.strategy_id == s.id, Assignment.position_qty > 0)
+            .limit(1)
+        )
+    ).first()
     if holding is not None:
         raise ApiError(
             409,
@@ -166,5 +192,13 @@ async def versions(strategy_id: ObjectId, repo: OwnedDep, pool: ValidatorDep) ->
     for v in found:
         await declared.of_version(pool, v, repo.user_id, required=False)
     await repo.s.commit()
-    return [VersionOut(version=v.version, code=v.code, params=v.params_schema or {}, declared=v.declared,
-                       created_at=v.created_at) for v in found]  # fmt: skip
+    return [
+        VersionOut(
+            version=v.version,
+            code=v.code,
+            params=v.params_schema or {},
+            declared=v.declared,
+            created_at=v.created_at,
+        )
+        for v in found
+    ]

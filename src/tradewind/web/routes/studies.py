@@ -40,13 +40,19 @@ class StudyIn(Body):
         default=None, alias="from", description="start (ISO 8601 or epoch ms)"
     )
     to: dt.datetime | int | None = Field(default=None, description="end, exclusive (ISO 8601 or epoch ms)")
-    objectives: list[Objective] = Field(default_factory=lambda: ["sharpe"], min_length=1, max_length=5,
-                                        description="one: the best trial; several: a Pareto front (NSGA-II)")  # fmt: skip
-    sampler: Literal["tpe", "nsga2"] | None = Field(default=None, description="default: tpe for one objective, "
-                                                    "nsga2 for several")  # fmt: skip
+    objectives: list[Objective] = Field(
+        default_factory=lambda: ["sharpe"],
+        min_length=1,
+        max_length=5,
+        description="one: the best trial; several: a Pareto front (NSGA-II)",
+    )
+    sampler: Literal["tpe", "nsga2"] | None = Field(
+        default=None, description="default: tpe for one objective, nsga2 for several"
+    )
     trials: int = Field(default=50, ge=1, le=MAX_STUDY_TRIALS, strict=True)
-    prune: bool = Field(default=True, description="median pruning on a quarter and a half of the candles "
-                        "(one objective only)")  # fmt: skip
+    prune: bool = Field(
+        default=True, description="median pruning on a quarter and a half of the candles (one objective only)"
+    )
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1, strict=True)
     params: dict[str, ParamValue] = Field(
         default_factory=dict, description="parameters held fixed (not searched)"
@@ -70,8 +76,13 @@ class StudyIn(Body):
 
 
 class ResumeIn(Body):
-    trials: int | None = Field(default=None, ge=1, le=MAX_STUDY_TRIALS, strict=True,
-                               description="the trials it should have in all; default: as before")  # fmt: skip
+    trials: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_STUDY_TRIALS,
+        strict=True,
+        description="the trials it should have in all; default: as before",
+    )
 
 
 class StudyQueued(BaseModel):
@@ -116,9 +127,10 @@ class StudyOut(BaseModel):
         default=None, description="per objective: parameter -> importance (PED-ANOVA), summing to 1"
     )
     best_run: dict[str, Any] | None = Field(
-        default=None, description="the detail only, once the study has ended: its best trial run again in full "
+        default=None,
+        description="the detail only, once the study has ended: its best trial run again in full "
         "(trial, params, values, metrics, trades, equity [[time ms, equity, drawdown %]], range, error)",
-    )  # fmt: skip
+    )
 
 
 class StudyPage(BaseModel):
@@ -133,11 +145,23 @@ def _status(s: Study) -> str:
 def out(s: Study) -> StudyOut:
     config = opt.StudyConfig.of((s.config or {}).get("study") or {})
     return StudyOut(
-        id=s.id, status=_status(s), strategy_id=s.strategy_id, version=s.version, market_id=s.market_id,
-        timeframe=s.timeframe, objectives=list(config.objectives), directions=config.directions,
-        sampler=config.sampler, trials=s.trials, config=s.config or {}, space=s.space, summary=s.summary,
-        error=s.error, created_at=s.created_at, finished_at=s.finished_at,
-    )  # fmt: skip
+        id=s.id,
+        status=_status(s),
+        strategy_id=s.strategy_id,
+        version=s.version,
+        market_id=s.market_id,
+        timeframe=s.timeframe,
+        objectives=list(config.objectives),
+        directions=config.directions,
+        sampler=config.sampler,
+        trials=s.trials,
+        config=s.config or {},
+        space=s.space,
+        summary=s.summary,
+        error=s.error,
+        created_at=s.created_at,
+        finished_at=s.finished_at,
+    )
 
 
 class _Reader:
@@ -209,12 +233,30 @@ async def create(body: StudyIn, repo: OwnedDep, st: StateDep, pool: ValidatorDep
     assert latest is not None
     fixed = declared.check(await declared.of_version(pool, latest, repo.user_id), body.params)
     objectives = tuple(body.objectives)
-    config = opt.StudyConfig(objectives=objectives, sampler=body.sampler or opt.default_sampler(objectives),
-                             prune=body.prune, seed=body.seed, fixed=fixed, cash=body.cash, fee=body.fee,
-                             maker_fee=body.maker_fee, slippage=body.slippage, lookback=body.lookback)  # fmt: skip
-    study = repo.add(Study(strategy_id=strategy.id, version=strategy.latest_version, market_id=body.market_id,
-                           timeframe=body.timeframe, config={"from": start, "to": end, "study": config.as_dict()},
-                           trials=body.trials, status="queued", optuna_name=f"web-{uuid.uuid4().hex}"))  # fmt: skip
+    config = opt.StudyConfig(
+        objectives=objectives,
+        sampler=body.sampler or opt.default_sampler(objectives),
+        prune=body.prune,
+        seed=body.seed,
+        fixed=fixed,
+        cash=body.cash,
+        fee=body.fee,
+        maker_fee=body.maker_fee,
+        slippage=body.slippage,
+        lookback=body.lookback,
+    )
+    study = repo.add(
+        Study(
+            strategy_id=strategy.id,
+            version=strategy.latest_version,
+            market_id=body.market_id,
+            timeframe=body.timeframe,
+            config={"from": start, "to": end, "study": config.as_dict()},
+            trials=body.trials,
+            status="queued",
+            optuna_name=f"web-{uuid.uuid4().hex}",
+        )
+    )
     await repo.s.commit()
     await _start(st, study)
     if study.status == "error":

@@ -50,9 +50,12 @@ async def metrics() -> Response:
 
 @router.post("/api/killswitch", tags=["risk"], response_model=KillOut, response_model_exclude_none=True)
 async def kill(
-    repo: OwnedDep, user: CurrentUser, st: StateDep, request: Request,
+    repo: OwnedDep,
+    user: CurrentUser,
+    st: StateDep,
+    request: Request,
     flatten: Annotated[bool, Query(description="also close every open position at the market")] = False,
-) -> KillOut:  # fmt: skip
+) -> KillOut:
     """Stop everything now: pause every assignment and cancel every open order of this user; with
     ``flatten=true`` core also sells every open position at the market."""
     me = await repo.s.get(User, user.id)
@@ -74,15 +77,24 @@ async def kill(
         results = await asyncio.gather(*(_cancel(st.nc, o) for o in open_orders))
         cancelled = sum(results)
     out = KillOut(killed=True, paused_assignments=paused, cancel_requests=cancelled)
-    await user_event(st, user.id, "kill_switch", {"engaged": True, "paused_assignments": paused,
-                                                  "cancel_requests": cancelled, "flatten": flatten})  # fmt: skip
+    await user_event(
+        st,
+        user.id,
+        "kill_switch",
+        {"engaged": True, "paused_assignments": paused, "cancel_requests": cancelled, "flatten": flatten},
+    )
     if flatten:  # the kill holds whatever happens here: a core out of reach is said, not an error
         try:
             out.closed = await ask_core(st, user.id, None, "kill switch")
         except ApiError as exc:
             out.flatten_error = exc.detail
-        repo.audit_log("positions.flatten", client_address(request), via="kill switch",
-                       **audit_detail(out.closed or []), error=out.flatten_error)  # fmt: skip
+        repo.audit_log(
+            "positions.flatten",
+            client_address(request),
+            via="kill switch",
+            **audit_detail(out.closed or []),
+            error=out.flatten_error,
+        )
         await repo.s.commit()
     return out
 
@@ -92,9 +104,13 @@ async def flatten_all(repo: OwnedDep, user: CurrentUser, st: StateDep, request: 
     """Close every open position now: core sells what each assignment holds at the market (running or
     paused) and cancels its resting orders. The assignments keep running: pause them, or use the kill
     switch with flatten=true, to stop them buying again."""
-    held = (await repo.s.execute(
-        repo.select(Assignment).where(Assignment.position_qty > 0, Assignment.trader_id.is_not(None)).limit(1)
-    )).first()  # fmt: skip
+    held = (
+        await repo.s.execute(
+            repo.select(Assignment)
+            .where(Assignment.position_qty > 0, Assignment.trader_id.is_not(None))
+            .limit(1)
+        )
+    ).first()
     if held is None:
         raise ApiError(409, "nothing to close: no assignment holds a position")
     closed = await ask_core(st, user.id, None, "flatten")
@@ -139,8 +155,17 @@ async def users(s: SessionDep, _: AdminUser) -> list[dict]:
         q = select(model.owner_id, func.count()).group_by(model.owner_id)
         counts[model.__tablename__] = dict((await s.execute(q)).all())
     rows = (await s.execute(select(User).order_by(User.id))).scalars()
-    return [{"id": u.id, "email": u.email, "is_admin": u.is_admin, "killed": u.killed, "created_at": u.created_at.isoformat(),
-             **{k: v.get(u.id, 0) for k, v in counts.items()}} for u in rows]  # fmt: skip
+    return [
+        {
+            "id": u.id,
+            "email": u.email,
+            "is_admin": u.is_admin,
+            "killed": u.killed,
+            "created_at": u.created_at.isoformat(),
+            **{k: v.get(u.id, 0) for k, v in counts.items()},
+        }
+        for u in rows
+    ]
 
 
 @router.get("/api/admin/health", tags=["admin"])

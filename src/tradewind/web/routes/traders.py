@@ -29,10 +29,17 @@ def out(t: Trader) -> TraderOut:
         return None if v is None else format(v, "f")
 
     return TraderOut(
-        id=t.id, name=t.name, exchange=t.exchange, paper=t.paper, sandbox=t.sandbox,
-        api_key_masked=f"****{t.key_last4}" if t.key_last4 else None, max_order_notional=dec(t.max_order_notional),
-        max_position=dec(t.max_position), daily_loss_limit=dec(t.daily_loss_limit), created_at=t.created_at,
-    )  # fmt: skip
+        id=t.id,
+        name=t.name,
+        exchange=t.exchange,
+        paper=t.paper,
+        sandbox=t.sandbox,
+        api_key_masked=f"****{t.key_last4}" if t.key_last4 else None,
+        max_order_notional=dec(t.max_order_notional),
+        max_position=dec(t.max_position),
+        daily_loss_limit=dec(t.daily_loss_limit),
+        created_at=t.created_at,
+    )
 
 
 async def _request(
@@ -46,8 +53,11 @@ async def _request(
     try:
         raw = await st.nc.request(subject, m.encode(msg), timeout=15)  # type: ignore[arg-type]
     except Exception:  # no responders, a timeout, a lost connection
-        raise ApiError(unreachable, f"exchange {exchange} is not reachable: no adapter answered; is it configured?",
-                       field=field) from None  # fmt: skip
+        raise ApiError(
+            unreachable,
+            f"exchange {exchange} is not reachable: no adapter answered; is it configured?",
+            field=field,
+        ) from None
     try:
         return m.decode(raw.data, reply_type)
     except Exception:
@@ -56,8 +66,14 @@ async def _request(
 
 
 async def _verify(st: StateDep, t: Trader) -> None:
-    reply = await _request(st, subjects.exchange_verify(t.exchange), m.VerifyTrader(trader_id=t.id), m.VerifyReply,
-                           t.exchange, unreachable=422)  # fmt: skip
+    reply = await _request(
+        st,
+        subjects.exchange_verify(t.exchange),
+        m.VerifyTrader(trader_id=t.id),
+        m.VerifyReply,
+        t.exchange,
+        unreachable=422,
+    )
     assert isinstance(reply, m.VerifyReply)
     if not reply.ok:
         raise ApiError(422, reply.error or "the exchange refused the key", field="api_key")
@@ -86,10 +102,17 @@ async def create(body: TraderIn, repo: OwnedDep, st: StateDep, request: Request)
             )
         if not (body.api_key and body.api_secret):
             raise ApiError(422, "an exchange account needs api_key and api_secret", field="api_key")
-    t = repo.add(Trader(
-        name=body.name, exchange=body.exchange, paper=body.paper, sandbox=body.sandbox,
-        max_order_notional=body.max_order_notional, max_position=body.max_position, daily_loss_limit=body.daily_loss_limit,
-    ))  # fmt: skip
+    t = repo.add(
+        Trader(
+            name=body.name,
+            exchange=body.exchange,
+            paper=body.paper,
+            sandbox=body.sandbox,
+            max_order_notional=body.max_order_notional,
+            max_position=body.max_position,
+            daily_loss_limit=body.daily_loss_limit,
+        )
+    )
     if body.api_key and body.api_secret:
         t.api_key_enc, t.api_secret_enc = st.box.encrypt(body.api_key), st.box.encrypt(body.api_secret)
         t.key_last4 = body.api_key[-4:]
@@ -144,8 +167,13 @@ async def _replace_key(t: Trader, body: TraderPatch, repo: OwnedDep, st: StateDe
         await _verify(st, t)
     except ApiError as exc:
         t.api_key_enc, t.api_secret_enc, t.key_last4 = old
-        repo.audit_log("trader.key_refused", client_address(request), trader_id=t.id, exchange=t.exchange,
-                       reason=str(exc.detail)[:200])  # fmt: skip
+        repo.audit_log(
+            "trader.key_refused",
+            client_address(request),
+            trader_id=t.id,
+            exchange=t.exchange,
+            reason=str(exc.detail)[:200],
+        )
         await repo.s.commit()
         raise
     repo.audit_log("trader.key_changed", client_address(request), trader_id=t.id)
@@ -186,13 +214,19 @@ async def delete(trader_id: ObjectId, repo: OwnedDep, st: StateDep, request: Req
     await repo.update_all(Trader, Trader.id == t.id, name=Trader.name)
     # Deleting the account would orphan what it holds on the exchange: orders nobody tracks, positions
     # no assignment can close.
-    open_orders = (await repo.s.execute(repo.select(Order).where(Order.trader_id == t.id, Order.status.in_(OPEN))
-                                        .limit(1))).first()  # fmt: skip
+    open_orders = (
+        await repo.s.execute(
+            repo.select(Order).where(Order.trader_id == t.id, Order.status.in_(OPEN)).limit(1)
+        )
+    ).first()
     if open_orders is not None:
         await repo.s.rollback()
         raise ApiError(409, "this account has open orders; cancel them (or use the kill switch) first")
-    holding = (await repo.s.execute(repo.select(Assignment).where(Assignment.trader_id == t.id, Assignment.position_qty > 0)
-                                    .limit(1))).first()  # fmt: skip
+    holding = (
+        await repo.s.execute(
+            repo.select(Assignment).where(Assignment.trader_id == t.id, Assignment.position_qty > 0).limit(1)
+        )
+    ).first()
     if holding is not None:
         await repo.s.rollback()
         raise ApiError(
@@ -231,17 +265,27 @@ async def reset(trader_id: ObjectId, repo: OwnedDep, st: StateDep, request: Requ
     # The newest fill first, then the orders and positions: a fill after this read makes the exchange refuse
     # (it compares), and one before it is either still an open order or a position by the time they are read.
     last_fill = await repo.last_paper_fill(t.id)
-    if (await repo.s.execute(repo.select(Order).where(Order.trader_id == t.id, Order.status.in_(OPEN))
-                             .limit(1))).first() is not None:  # fmt: skip
+    if (
+        await repo.s.execute(
+            repo.select(Order).where(Order.trader_id == t.id, Order.status.in_(OPEN)).limit(1)
+        )
+    ).first() is not None:
         raise ApiError(409, "this account has open orders; cancel them (or pause the assignments) first")
-    if (await repo.s.execute(repo.select(Assignment).where(Assignment.trader_id == t.id, Assignment.position_qty > 0)
-                             .limit(1))).first() is not None:  # fmt: skip
+    if (
+        await repo.s.execute(
+            repo.select(Assignment).where(Assignment.trader_id == t.id, Assignment.position_qty > 0).limit(1)
+        )
+    ).first() is not None:
         raise ApiError(
             409, "an assignment holds a position through this account; close it first (Close position)"
         )
-    reply = await _request(st, subjects.exchange_reset(t.exchange),
-                           m.ResetPaper(trader_id=t.id, owner_id=repo.user_id, last_fill_id=last_fill),
-                           m.ResetReply, t.exchange)  # fmt: skip
+    reply = await _request(
+        st,
+        subjects.exchange_reset(t.exchange),
+        m.ResetPaper(trader_id=t.id, owner_id=repo.user_id, last_fill_id=last_fill),
+        m.ResetReply,
+        t.exchange,
+    )
     assert isinstance(reply, m.ResetReply)
     if not reply.ok:
         raise ApiError(409, reply.error or "the exchange refused the reset")

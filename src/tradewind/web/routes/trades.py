@@ -86,10 +86,20 @@ def _ms(when: dt.datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _fill(time: int, side: str, amount: Any, price: Any, fee: Any, symbol: str, kind: str | None,
-          reason: str | None, aid: int | None) -> tr.TradeFill:  # fmt: skip
-    return tr.TradeFill(time, side, Decimal(amount), Decimal(price), Decimal(fee or 0), symbol, kind or "market",
-                        reason, aid)  # fmt: skip
+def _fill(
+    time: int,
+    side: str,
+    amount: Any,
+    price: Any,
+    fee: Any,
+    symbol: str,
+    kind: str | None,
+    reason: str | None,
+    aid: int | None,
+) -> tr.TradeFill:
+    return tr.TradeFill(
+        time, side, Decimal(amount), Decimal(price), Decimal(fee or 0), symbol, kind or "market", reason, aid
+    )
 
 
 async def _resets_of(repo: OwnedDep, trader_id: int) -> list[tuple[int, Decimal]]:
@@ -115,15 +125,19 @@ def _timeframe(span_ms: int) -> str:
     return "1d"
 
 
-async def _equity(repo: OwnedDep, exchange: str, fills: list[tr.TradeFill], start: Decimal,
-                  since: int) -> list[list[float]]:  # fmt: skip
+async def _equity(
+    repo: OwnedDep, exchange: str, fills: list[tr.TradeFill], start: Decimal, since: int
+) -> list[list[float]]:
     """The curve of ``fills`` (time order) from ``since`` on, valued at the candles of the markets traded."""
     symbols = sorted({f.symbol for f in fills})
     markets = {
         m.symbol: m.id
-        for m in (await repo.s.execute(
-            select(Market).where(Market.exchange == exchange, Market.symbol.in_(symbols)))).scalars()
-    }  # fmt: skip
+        for m in (
+            await repo.s.execute(
+                select(Market).where(Market.exchange == exchange, Market.symbol.in_(symbols))
+            )
+        ).scalars()
+    }
     last = max([f.time for f in fills] + [since])
     for mid in markets.values():
         newest = await store.last_time(repo.s, mid, "1m")
@@ -143,8 +157,9 @@ async def _equity(repo: OwnedDep, exchange: str, fills: list[tr.TradeFill], star
 
 
 @router.get("/trades", response_model=TradesOut)
-async def trades(repo: OwnedDep, st: StateDep, trader_id: QueryId = None, assignment_id: QueryId = None,
-                 limit: Limit = 100) -> TradesOut:  # fmt: skip
+async def trades(
+    repo: OwnedDep, st: StateDep, trader_id: QueryId = None, assignment_id: QueryId = None, limit: Limit = 100
+) -> TradesOut:
     """Completed round trips (entry, exit, P&L %, duration, fees, exit reason) of one of your trading accounts
     (``trader_id``) or assignments (``assignment_id``), its realized profit per day, and its equity curve."""
     if (trader_id is None) == (assignment_id is None):
@@ -238,7 +253,7 @@ async def trades(repo: OwnedDep, st: StateDep, trader_id: QueryId = None, assign
                 duration_s=None if t.duration_ms is None else t.duration_ms / 1000,
             )
             for t in newest
-        ],  # fmt: skip
+        ],
         daily=[DayOut(**d) for d in tr.daily_profit(realized, fills)],
         equity=equity,
         base=None if base is None else format(base, "f"),

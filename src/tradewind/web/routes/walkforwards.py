@@ -52,8 +52,13 @@ class WalkForwardIn(Body):
         default=None, max_length=16, description="train window length: 30d, 12h, 90m, 2w"
     )
     test: str | None = Field(default=None, max_length=16, description="test window length (and the step)")
-    split: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False,
-                                description="split: the train share of the candles, e.g. 0.7")  # fmt: skip
+    split: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="split: the train share of the candles, e.g. 0.7",
+    )
     trials: int = Field(
         default=20, ge=1, le=MAX_TRIALS_PER_WINDOW, strict=True, description="per train window"
     )
@@ -87,17 +92,21 @@ class WalkForwardOut(BaseModel):
     version: int
     market_id: int
     timeframe: str
-    config: dict[str, Any] = Field(description="from, to, mode, train and test (ms), split, trials per window, "
-                                   "and study: objectives, sampler, prune, seed, fixed params, cash, fees, lookback")  # fmt: skip
+    config: dict[str, Any] = Field(
+        description="from, to, mode, train and test (ms), split, trials per window, "
+        "and study: objectives, sampler, prune, seed, fixed params, cash, fees, lookback"
+    )
     metrics: dict[str, Any] | None = Field(
-        default=None, description="the stitched out-of-sample curve's: return_pct, max_drawdown_pct, sharpe, "
+        default=None,
+        description="the stitched out-of-sample curve's: return_pct, max_drawdown_pct, sharpe, "
         "sortino, profit_factor, win_rate, trade_count, final_equity, candles, wfe",
-    )  # fmt: skip
+    )
     result: dict[str, Any] | None = Field(
-        default=None, description="the detail only: `tradewind walkforward --json`'s document (mode, objective, "
+        default=None,
+        description="the detail only: `tradewind walkforward --json`'s document (mode, objective, "
         "cash, windows, oos_return_pct, oos_annualised_pct, is_annualised_pct, wfe, oos_equity, is_equity), the "
         "out-of-sample trades (with their window) and the range of candles it ran over",
-    )  # fmt: skip
+    )
     error: str | None = None
     created_at: dt.datetime
     finished_at: dt.datetime | None = None
@@ -115,11 +124,19 @@ def status_of(row: WalkForwardRun) -> str:
 def out(row: WalkForwardRun, detail: bool = True) -> WalkForwardOut:
     result = row.result or {}
     return WalkForwardOut(
-        id=row.id, status=status_of(row), strategy_id=row.strategy_id, version=row.version, market_id=row.market_id,
-        timeframe=row.timeframe, config=row.config or {}, metrics=result.get("metrics"),
-        result=result if detail and row.result is not None else None, error=row.error, created_at=row.created_at,
+        id=row.id,
+        status=status_of(row),
+        strategy_id=row.strategy_id,
+        version=row.version,
+        market_id=row.market_id,
+        timeframe=row.timeframe,
+        config=row.config or {},
+        metrics=result.get("metrics"),
+        result=result if detail and row.result is not None else None,
+        error=row.error,
+        created_at=row.created_at,
         finished_at=row.finished_at,
-    )  # fmt: skip
+    )
 
 
 def _windows(body: WalkForwardIn) -> dict[str, int | None]:
@@ -176,14 +193,40 @@ async def create(body: WalkForwardIn, repo: OwnedDep, st: StateDep) -> WalkForwa
     if end is None:  # as a backtest: the candles stored when it is submitted (see backtests.create)
         newest = (await store.range_extent(repo.s, body.market_id, body.timeframe, start))[1]
         end = newest + tf_ms(body.timeframe) if newest is not None else int(time.time() * 1000)
-    config = opt.StudyConfig(objectives=(body.objective,), sampler=body.sampler, prune=body.prune, seed=body.seed,
-                             fixed=dict(body.params), cash=body.cash, fee=body.fee, maker_fee=body.maker_fee,
-                             slippage=body.slippage, lookback=body.lookback)  # fmt: skip
-    spec = {"from": start, "to": end, "mode": body.mode, "train": spans["train"], "test": spans["test"],
-            "train_text": body.train, "test_text": body.test, "split": body.split, "trials": body.trials,
-            "study": config.as_dict()}  # fmt: skip
-    row = repo.add(WalkForwardRun(strategy_id=strategy.id, version=strategy.latest_version, market_id=body.market_id,
-                                  timeframe=body.timeframe, config=spec, status="queued"))  # fmt: skip
+    config = opt.StudyConfig(
+        objectives=(body.objective,),
+        sampler=body.sampler,
+        prune=body.prune,
+        seed=body.seed,
+        fixed=dict(body.params),
+        cash=body.cash,
+        fee=body.fee,
+        maker_fee=body.maker_fee,
+        slippage=body.slippage,
+        lookback=body.lookback,
+    )
+    spec = {
+        "from": start,
+        "to": end,
+        "mode": body.mode,
+        "train": spans["train"],
+        "test": spans["test"],
+        "train_text": body.train,
+        "test_text": body.test,
+        "split": body.split,
+        "trials": body.trials,
+        "study": config.as_dict(),
+    }
+    row = repo.add(
+        WalkForwardRun(
+            strategy_id=strategy.id,
+            version=strategy.latest_version,
+            market_id=body.market_id,
+            timeframe=body.timeframe,
+            config=spec,
+            status="queued",
+        )
+    )
     await repo.s.commit()
     await _start(st, row)
     if row.status == "error":
