@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from tradewind.eval.executor import Executor, Job
-from tradewind.eval.sandbox import Limits, StrategyRuntime
-from tradewind.eval.ta import ArrayStore
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import Limits, StrategyRuntime
+from tradewind.sandbox.ta import ArrayStore
+from tradewind.sandbox.window import CandleWindow
 
 STRATEGY = """
 -- RSI mean reversion filtered by a moving average (20 lines)

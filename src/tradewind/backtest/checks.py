@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from tradewind.backtest.engine import DEFAULT_LIMITS, iso
-from tradewind.eval.sandbox import StrategyError, StrategyRuntime
-from tradewind.eval.ta import ArrayStore
+from tradewind.sandbox.runtime import StrategyError, StrategyRuntime
+from tradewind.sandbox.ta import ArrayStore
 
 LETTERS = {ord("l"): "long", ord("s"): "short", ord("n"): "neutral"}
 

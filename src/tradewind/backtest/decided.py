@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tradewind.eval.sandbox import Plots, StrategyError, StrategyRuntime
+from tradewind.sandbox.runtime import Plots, StrategyError, StrategyRuntime
 
 LONG, SHORT, NEUTRAL = ord("l"), ord("s"), ord("n")
 Extras = dict[

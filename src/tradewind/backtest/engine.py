@@ -26,8 +26,8 @@ from tradewind.backtest.metrics import (
     sharpe,
     win_rate,
 )
-from tradewind.eval.sandbox import Limits, Plots, StrategyError, StrategyRuntime
-from tradewind.eval.ta import ArrayStore
+from tradewind.sandbox.runtime import Limits, Plots, StrategyError, StrategyRuntime
+from tradewind.sandbox.ta import ArrayStore
 from tradewind.trading import model
 from tradewind.trading.trips import RoundTrip, Trips
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
-from tradewind.eval.params import ParamSpec
+from tradewind.sandbox.params import ParamSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -273,7 +273,7 @@ class WorkersLost(Exception):
 def declared_space(code: str, name: str) -> dict[str, ParamSpec]:
     """The parameters the strategy declares (``params = {...}``), read by running its top level (not
     ``init``); raises the sandbox's StrategyError when it does not load."""
-    from tradewind.eval.sandbox import StrategyRuntime
+    from tradewind.sandbox.runtime import StrategyRuntime
 
     rt = StrategyRuntime(code, name=name, run_init=False)
     try:

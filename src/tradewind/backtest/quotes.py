@@ -29,9 +29,9 @@ import numpy as np
 from tradewind.backtest.engine import DEFAULT_LIMITS, curve, iso
 from tradewind.backtest.metrics import max_drawdown_pct
 from tradewind.bus import messages as m
-from tradewind.eval.sandbox import Decision, Limits, StrategyError, StrategyRuntime
-from tradewind.eval.ta import ArrayStore
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import Decision, Limits, StrategyError, StrategyRuntime
+from tradewind.sandbox.ta import ArrayStore
+from tradewind.sandbox.window import CandleWindow
 from tradewind.trading import model
 
 CANDLES, TICKS = "candles", "ticks"

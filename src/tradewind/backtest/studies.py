@@ -22,7 +22,7 @@ from sqlalchemy import select
 from tradewind.backtest import optimize as opt
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
-from tradewind.eval.params import ParamSpec
+from tradewind.sandbox.params import ParamSpec
 from tradewind.storage.models import Strategy, StrategyVersion, Study, WalkForwardRun
 from tradewind.storage.types import utcnow
 
@@ -37,7 +37,7 @@ CAPACITY_WAIT_S = 0.3
 
 def read_space(code: str, name: str) -> dict[str, ParamSpec]:  # pragma: no cover - in the child
     """The strategy's declared parameters (run in a pool child: it runs the strategy's top level)."""
-    from tradewind.eval.sandbox import StrategyError
+    from tradewind.sandbox.runtime import StrategyError
 
     try:
         return opt.declared_space(code, name)

@@ -32,7 +32,7 @@ import numpy as np
 from tradewind.backtest import engine
 from tradewind.backtest import optimize as opt
 from tradewind.backtest.metrics import profit_factor, sortino
-from tradewind.eval.params import ParamSpec
+from tradewind.sandbox.params import ParamSpec
 
 YEAR_MS = 365 * 24 * 3_600_000
 UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}

@@ -53,7 +53,7 @@ def execute(
     from tradewind.backtest import engine
     from tradewind.backtest import optimize as opt
     from tradewind.backtest import walkforward as wf
-    from tradewind.eval.sandbox import StrategyError
+    from tradewind.sandbox.runtime import StrategyError
 
     config = opt.StudyConfig.of(spec.get("study") or {})
     try:

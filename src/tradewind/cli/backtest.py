@@ -269,7 +269,7 @@ def _failed(error: str) -> None:
 def _refuse_what_does_not_load(code: str, name: str) -> None:
     """A strategy that does not compile or whose top level fails would fail every point of a sweep the
     same way: said once, before any worker starts (parameters reach only ``init`` and ``decide``)."""
-    from tradewind.eval.sandbox import StrategyError, StrategyRuntime
+    from tradewind.sandbox.runtime import StrategyError, StrategyRuntime
 
     try:
         StrategyRuntime(code, name=name, run_init=False).close()

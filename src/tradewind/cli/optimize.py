@@ -129,7 +129,7 @@ def optimize(
     from tradewind.backtest import optimize as opt
     from tradewind.backtest import sweep
     from tradewind.bus.messages import BacktestData
-    from tradewind.eval.sandbox import StrategyError
+    from tradewind.sandbox.runtime import StrategyError
 
     source.one_source(data_file, market)
     if resume and not study_name:

@@ -140,7 +140,7 @@ def walkforward(
     settings = read_settings_if(market is not None)  # a bad setting stops the command before anything runs
     from tradewind.backtest import optimize as opt
     from tradewind.backtest import walkforward as wf
-    from tradewind.eval.sandbox import StrategyError
+    from tradewind.sandbox.runtime import StrategyError
 
     if split is not None and (train or test or anchored):
         raise click.UsageError("give --split, or --train and --test (with --anchored), not both")

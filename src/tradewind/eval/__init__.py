@@ -1,1 +1,1 @@
-"""The eval component: the Lua sandbox, the `ta` library, and the eval worker."""
+"""The eval component: the eval worker and its executor processes (the sandbox is ``tradewind.sandbox``)."""

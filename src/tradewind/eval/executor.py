@@ -30,9 +30,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tradewind.bus import messages as m
-from tradewind.eval.sandbox import Diagnostic, Limits, StrategyError, StrategyRuntime, inspect
-from tradewind.eval.ta import ArrayStore
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import Diagnostic, Limits, StrategyError, StrategyRuntime, inspect
+from tradewind.sandbox.ta import ArrayStore
+from tradewind.sandbox.window import CandleWindow
 
 log = logging.getLogger(__name__)
 MAX_RUNTIMES = 5000
@@ -532,7 +532,7 @@ class ValidationUnavailable(Exception):
 
 class Inspection(NamedTuple):
     """What a validation found: the code's errors, and (when it has none) the parameters it declares, as
-    ``ParamSpec.as_dict()`` rows (``tradewind.eval.params``)."""
+    ``ParamSpec.as_dict()`` rows (``tradewind.sandbox.params``)."""
 
     diagnostics: list[Diagnostic]
     declared: list[dict[str, Any]]

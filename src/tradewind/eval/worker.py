@@ -27,8 +27,8 @@ from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
 from tradewind.domain import market_key, tf_ms
 from tradewind.eval.executor import Executor, Job
-from tradewind.eval.sandbox import Limits
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import Limits
+from tradewind.sandbox.window import CandleWindow
 from tradewind.storage import candles as store
 from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import Market, Strategy, StrategyVersion

@@ -92,7 +92,7 @@ class StrategyVersion(Base):
     code: Mapped[str] = mapped_column(Text)
     params_schema: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # default parameters
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The parameters its code declares (``params = {...}``, tradewind.eval.params), as ParamSpec.as_dict()
+    # The parameters its code declares (``params = {...}``, tradewind.sandbox.params), as ParamSpec.as_dict()
     # rows, read when it is saved; None: saved before they were kept (the web app reads them on first use).
     declared: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 

@@ -1,5 +1,5 @@
 """A strategy's declared parameters in the web app: read when its code is checked, kept with its version, and
-every parameter a request sets checked against them by the one rule of ``tradewind.eval.params``."""
+every parameter a request sets checked against them by the one rule of ``tradewind.sandbox.params``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from tradewind.eval.executor import Inspection, ValidationBusy, ValidationPool, ValidationUnavailable
-from tradewind.eval.params import DeclarationError, ParamError, ParamSpec, check_params, from_dicts
+from tradewind.sandbox.params import DeclarationError, ParamError, ParamSpec, check_params, from_dicts
 from tradewind.storage.models import StrategyVersion
 from tradewind.web.errors import ApiError
 

@@ -25,7 +25,7 @@ from tradewind.bus.connection import connect
 from tradewind.bus.embedded import EmbeddedNats
 from tradewind.bus.messages import BacktestData
 from tradewind.config import Settings
-from tradewind.eval.sandbox import StrategyRuntime
+from tradewind.sandbox.runtime import StrategyRuntime
 
 T0 = 1_700_000_400_000  # a multiple of ten minutes: minute % 10 == 0
 MIN = 60_000

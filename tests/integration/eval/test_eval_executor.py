@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tradewind.eval.executor import Executor, Job
-from tradewind.eval.sandbox import Limits
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import Limits
+from tradewind.sandbox.window import CandleWindow
 
 WINDOW = CandleWindow.from_rows(
     [(60_000 * (i + 1), 1.0, 2.0, 0.5, 1.5, 1.0) for i in range(100)], "sim:BTC/USD:1m"

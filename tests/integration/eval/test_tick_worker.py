@@ -14,9 +14,9 @@ from tradewind.bus.connection import connect
 from tradewind.bus.embedded import EmbeddedNats
 from tradewind.config import Settings
 from tradewind.eval.executor import Executor, Job
-from tradewind.eval.sandbox import Limits
-from tradewind.eval.window import CandleWindow
 from tradewind.eval.worker import EvalWorker, WindowCache
+from tradewind.sandbox.runtime import Limits
+from tradewind.sandbox.window import CandleWindow
 from tradewind.storage import candles as store
 from tradewind.storage.db import make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async

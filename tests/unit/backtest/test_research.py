@@ -13,7 +13,7 @@ import pytest
 from tradewind.backtest import checks, engine, montecarlo
 from tradewind.backtest import optimize as opt
 from tradewind.backtest import walkforward as wf
-from tradewind.eval.sandbox import StrategyRuntime
+from tradewind.sandbox.runtime import StrategyRuntime
 
 T0 = 1_700_000_400_000
 MIN = 60_000

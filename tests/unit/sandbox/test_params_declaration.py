@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tradewind.eval.params import DeclarationError, parse_declaration
-from tradewind.eval.sandbox import StrategyError, StrategyRuntime, validate
+from tradewind.sandbox.params import DeclarationError, parse_declaration
+from tradewind.sandbox.runtime import StrategyError, StrategyRuntime, validate
 
 DECIDE = 'function decide(c, params) return "long" end'
 
@@ -99,8 +99,8 @@ params = {fast = {type = "int", min = 2, max = 50, default = 10}, mode = {choice
           slow = {type = "int", min = 20, max = 200}}
 function decide(c, p) print(p.fast, p.mode, p.slow) return "neutral" end
 """
-    from tradewind.eval.sandbox import StrategyRuntime
-    from tradewind.eval.window import CandleWindow
+    from tradewind.sandbox.runtime import StrategyRuntime
+    from tradewind.sandbox.window import CandleWindow
 
     rt = StrategyRuntime(code, name="defaults", params={"mode": "a"})
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import talib
 
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.window import CandleWindow
 
 ID_BITS = 24  # array ids: 1 .. 2**24 - 1, recycled
 LEN_BITS = 17  # arrays are at most 131071 long

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tradewind.bus import messages as m
-from tradewind.eval.sandbox import Decision, Limits, StrategyError, StrategyRuntime, validate
-from tradewind.eval.ta import ArrayStore
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import Decision, Limits, StrategyError, StrategyRuntime, validate
+from tradewind.sandbox.ta import ArrayStore
+from tradewind.sandbox.window import CandleWindow
 
 ROWS = [(60_000 * (i + 1), 100.0 + i % 7, 102.0 + i % 7, 99.0, 101.0 + i % 5, 10.0) for i in range(60)]
 WINDOW = CandleWindow.from_rows(ROWS, "sim:BTC/USD:1m")

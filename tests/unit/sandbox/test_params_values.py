@@ -1,4 +1,4 @@
-"""Parameter values checked against a strategy's declaration (``tradewind.eval.params.check_params``): the one
+"""Parameter values checked against a strategy's declaration (``tradewind.sandbox.params.check_params``): the one
 rule the web app's assignments, backtests and studies apply, with a message that names the parameter."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from tradewind.eval.params import ParamError, check_params, check_value, from_dicts, parse_declaration
-from tradewind.eval.sandbox import inspect
+from tradewind.sandbox.params import ParamError, check_params, check_value, from_dicts, parse_declaration
+from tradewind.sandbox.runtime import inspect
 
 SPECS = parse_declaration(
     {

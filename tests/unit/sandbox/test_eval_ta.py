@@ -11,9 +11,9 @@ import talib
 from tests.shared_data import SHARED_DATA
 
 from tradewind.backtest.importers import load
-from tradewind.eval.sandbox import StrategyRuntime
-from tradewind.eval.ta import ArrayStore
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import StrategyRuntime
+from tradewind.sandbox.ta import ArrayStore
+from tradewind.sandbox.window import CandleWindow
 
 DATA = SHARED_DATA / "ETH-BTC-5m.csv"
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tradewind.eval.sandbox import Limits, StrategyError, StrategyRuntime
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import Limits, StrategyError, StrategyRuntime
+from tradewind.sandbox.window import CandleWindow
 
 WINDOW = CandleWindow.from_rows(
     [(60_000 * (i + 1), 100.0 + i % 7, 102.0 + i % 7, 99.0, 101.0 + i % 5, 10.0) for i in range(300)],

@@ -14,9 +14,9 @@ from tradewind.backtest import engine
 from tradewind.bus import messages as m
 from tradewind.config import Settings
 from tradewind.eval.executor import Executor, Job
-from tradewind.eval.sandbox import Decision, Limits, Plots, StrategyError, StrategyRuntime
-from tradewind.eval.window import CandleWindow
 from tradewind.eval.worker import EvalWorker
+from tradewind.sandbox.runtime import Decision, Limits, Plots, StrategyError, StrategyRuntime
+from tradewind.sandbox.window import CandleWindow
 
 ROWS = [(60_000 * (i + 1), 100.0 + i % 7, 102.0 + i % 7, 99.0, 101.0 + i % 5, 10.0) for i in range(50)]
 WINDOW = CandleWindow.from_rows(ROWS, "sim:BTC/USD:1m")

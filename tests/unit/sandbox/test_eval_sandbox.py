@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tradewind.eval.sandbox import Limits, StrategyError, StrategyRuntime, validate
-from tradewind.eval.ta import ArrayStore
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import Limits, StrategyError, StrategyRuntime, validate
+from tradewind.sandbox.ta import ArrayStore
+from tradewind.sandbox.window import CandleWindow
 
 ROWS = [(60_000 * (i + 1), 100.0 + i % 7, 102.0 + i % 7, 99.0, 101.0 + i % 5, 10.0) for i in range(300)]
 WINDOW = CandleWindow.from_rows(ROWS, "sim:BTC/USD:1m")

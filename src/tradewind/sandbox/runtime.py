@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import lupa.lua54 as lua
 import numpy as np
 
-from tradewind.eval import ta as _ta
-from tradewind.eval.params import DeclarationError, ParamSpec, parse_declaration
-from tradewind.eval.ta import GONE, MULTI, NAMES, TAG, ArrayStore, Grants, TAError
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox import ta as _ta
+from tradewind.sandbox.params import DeclarationError, ParamSpec, parse_declaration
+from tradewind.sandbox.ta import GONE, MULTI, NAMES, TAG, ArrayStore, Grants, TAError
+from tradewind.sandbox.window import CandleWindow
 
 if TYPE_CHECKING:
     from tradewind.bus.messages import Tick, TickState
 
-BOOT = resources.files("tradewind.eval").joinpath("sandbox.lua").read_text()
+BOOT = resources.files("tradewind.sandbox").joinpath("sandbox.lua").read_text()
 _boot_chunk: bytes | None = None
 
 
@@ -293,7 +293,7 @@ class StrategyRuntime:
         self.boot["prepare"](self._decide, self.params, self._on_tick)
 
     def _declared(self, env: Any) -> dict[str, ParamSpec]:
-        """The strategy's ``params`` declaration (``tradewind.eval.params``), read raw (no metamethod runs)
+        """The strategy's ``params`` declaration (``tradewind.sandbox.params``), read raw (no metamethod runs)
         and bounded, then checked; {} when it declares none."""
         decl = self.rt.globals().rawget(env, "params")
         if decl is None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tradewind.eval.executor import _Runtimes
-from tradewind.eval.sandbox import StrategyRuntime
-from tradewind.eval.window import CandleWindow
+from tradewind.sandbox.runtime import StrategyRuntime
+from tradewind.sandbox.window import CandleWindow
 
 GARBAGE = """
 function decide(c, params)
