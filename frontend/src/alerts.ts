@@ -1,16 +1,12 @@
 // Alerts in the open app: a toast for each alert of the in-browser channel and for each alert that could not
 // be delivered, and a system notification (the Notification API) where the person allowed them.
 
-/** An alert of the in-browser channel, as the live stream brings it. */
-export interface AlertEvent {
-  type: "alert"; id: string; event: string; title: string; text: string; time: string; channel_id: number;
-  data?: Record<string, unknown>;
-}
+import type { Schemas } from "./api/client";
+
+/** An alert of the in-browser channel, as the live stream brings it (generated, like every stream event). */
+export type AlertEvent = Schemas["AlertEvent"];
 /** An alert that failed on one of the person's channels after its attempts. */
-export interface AlertFailedEvent {
-  type: "alert_failed"; channel_id: number; channel: string; kind: string; event: string; title: string;
-  error: string | null; attempts: number;
-}
+export type AlertFailedEvent = Schemas["AlertFailedEvent"];
 
 export interface Toast { key: string; tone: "info" | "error"; title: string; text: string; at: number }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Assignment, Order } from "./api/client";
 import { COLORS, mergeBar, protectionLines, snapMarkers, toBars, toMarkers, type Marker } from "./chartdata";
 
-const ev = (t: number, position: string | null, status = "ok") => ({
+const ev = (t: number, position: "long" | "short" | "neutral" | null, status = "ok") => ({
   id: t, assignment_id: 1, candle_time: t, status, position, size: 1, note: null, error: status === "ok" ? null : "boom",
   logs: [], duration_ms: 0.1, latency_ms: 1, created_at: "",
 });

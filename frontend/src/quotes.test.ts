@@ -6,7 +6,7 @@ const book = (o: Partial<Quotes> = {}): Quotes => ({
   assignment_id: 7, trigger: "tick", inventory: "0", max_position: null, quotes: [], realized_pnl: "0",
   placed: 0, filled: 0, buys_filled: 0, sells_filled: 0, fill_rate: null, ...o,
 });
-const q = (side: string, price: string, amount = "0.01", id = `${side}-${price}`) => ({ client_order_id: id, side, price, amount, status: "open" });
+const q = (side: "buy" | "sell", price: string, amount = "0.01", id = `${side}-${price}`) => ({ client_order_id: id, side, price, amount, status: "open" as const });
 
 describe("the top of the book", () => {
   it("gives the mid and the spread in price and basis points", () => {

@@ -1,8 +1,14 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { connectStream, initialLive, parseEvent, parseTick, reduceLive, type OrderEvent, type StreamEvent, type TickEvent } from "./stream";
+import { connectStream, initialLive, parseEvent, parseTick, reduceLive, type CandleEvent, type EvaluationEvent, type OrderEvent, type StreamEvent, type TickEvent } from "./stream";
 
-const candle = (close: number, tf = "1m") => ({ type: "candle" as const, market_id: 1, exchange: "sim", symbol: "BTC/USD", tf, time: 60_000, open: 1, high: 1, low: 1, close, volume: 1 });
-const order = (i: number, status = "filled", cid = `c${i}`): OrderEvent => ({ type: status === "filled" ? "fill" : "order", id: i, assignment_id: 3, client_order_id: cid, side: "buy", status, price: "1", filled: "1", symbol: "BTC/USD" });
+const candle = (close: number, tf = "1m"): CandleEvent => ({ type: "candle", market_id: 1, exchange: "sim", symbol: "BTC/USD", tf, time: 60_000, open: 1, high: 1, low: 1, close, volume: 1, closed: true });
+const order = (i: number, status: OrderEvent["status"] = "filled", cid = `c${i}`): OrderEvent => ({
+  type: status === "filled" ? "fill" : "order", id: i, assignment_id: 3, client_order_id: cid, symbol: "BTC/USD", side: "buy", amount: "1",
+  status, order_type: "market", filled: status === "filled" ? "1" : "0", price: "1", fee: "0", reason: null, exit_reason: null,
+});
+const evaluation = (candle_time: number, position: EvaluationEvent["position"]): EvaluationEvent => ({
+  type: "evaluation", assignment_id: 3, exchange: "sim", symbol: "BTC/USD", tf: "1m", candle_time, status: "ok", position, note: null, error: null, duration_ms: 1,
+});
 
 describe("live state", () => {
   it("keeps the last close per market and the direction it moved", () => {
@@ -16,8 +22,8 @@ describe("live state", () => {
   });
 
   it("records each assignment's last decision and ignores a late older one", () => {
-    let s = reduceLive(initialLive, { type: "evaluation", assignment_id: 3, candle_time: 120_000, status: "ok", position: "long", error: null, symbol: "BTC/USD", tf: "1m" });
-    s = reduceLive(s, { type: "evaluation", assignment_id: 3, candle_time: 60_000, status: "ok", position: "short", error: null, symbol: "BTC/USD", tf: "1m" });
+    let s = reduceLive(initialLive, evaluation(120_000, "long"));
+    s = reduceLive(s, evaluation(60_000, "short"));
     expect(s.lastDecision[3].position).toBe("long");
     expect(s.activity).toBe(2);
   });

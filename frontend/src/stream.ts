@@ -1,30 +1,19 @@
 // The live stream: candles, ticks, evaluations, orders and fills over /api/stream, with reconnects.
-import type { AlertEvent, AlertFailedEvent } from "./alerts";
+// The frames' types are generated from the OpenAPI document (web.stream.StreamEvent, bus.messages.UserEvent).
+import type { Schemas } from "./api/client";
 
-export interface CandleEvent {
-  type: "candle"; market_id: number | null; exchange: string; symbol: string; tf: string;
-  time: number; open: number; high: number; low: number; close: number; volume: number; closed?: boolean;
-}
-export interface EvaluationEvent {
-  type: "evaluation"; assignment_id: number; candle_time: number; status: string; position: string | null;
-  error: string | null; note?: string | null; symbol: string; tf: string; duration_ms?: number;
-}
-export interface OrderEvent {
-  type: "order" | "fill"; id: number; assignment_id: number | null; client_order_id: string; side: string;
-  status: string; price: string | null; filled: string; amount?: string; symbol: string; reason?: string | null;
-  order_type?: string; // market | limit | stop | take_profit | trailing_stop | quote (`type` is the event's kind)
-  exit_reason?: string | null; // a filled sell: signal | stop_loss | take_profit | trailing_stop
-}
+/** Any frame the socket sends; `type` tells them apart. */
+export type StreamEvent = Schemas["StreamEvent"];
+export type CandleEvent = Schemas["CandleEvent"];
+export type EvaluationEvent = Schemas["EvaluationEvent"];
+/** An order's state changed (`type` "order"), or it filled ("fill"); `order_type` is the order's type. */
+export type OrderEvent = Schemas["OrderEvent"] | Schemas["FillEvent"];
 /** The top of a market's book: sent only for markets the socket subscribed to by id, at most 4 a second each.
  *  A side the venue left empty comes as 0; `time` is the venue's (epoch ms, 0 when it gave none). */
-export interface TickEvent {
-  type: "tick"; market_id: number | null; exchange: string; symbol: string;
-  bid: number; ask: number; bid_size: number; ask_size: number; last: number; time: number;
-}
-/** What else the user's own subject carries: a pause and the kill switch (as they happen), the in-browser
- *  alerts and the alerts that could not be delivered (see alerts.ts). */
-export interface NoticeEvent { type: "paused" | "kill_switch" | "loss_limit"; [key: string]: unknown }
-export type StreamEvent = CandleEvent | TickEvent | EvaluationEvent | OrderEvent | AlertEvent | AlertFailedEvent | NoticeEvent | { type: "error"; detail: string } | { type: "subscribed"; markets: number[] | null };
+export type TickEvent = Schemas["TickEvent"];
+/** What else the user's own subject carries: a pause and the kill switch (as they happen), a daily loss limit
+ *  reached; the in-browser alerts and the alerts that could not be delivered are in alerts.ts. */
+export type NoticeEvent = Schemas["PausedEvent"] | Schemas["KillSwitchEvent"] | Schemas["LossLimitEvent"];
 
 /** What a socket asks for: these markets' candles (of one timeframe, or all) and ticks. An empty list: every market's candles, no ticks. */
 export interface MarketFilter { market_id: number; timeframe?: string }

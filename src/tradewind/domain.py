@@ -7,6 +7,14 @@ from typing import Literal
 
 Position = Literal["long", "short", "neutral"]
 POSITIONS: tuple[str, ...] = ("long", "short", "neutral")
+Side = Literal["buy", "sell"]
+# What a venue is asked to place (exchanges.base.OrderSpec); tradewind's own orders also know the quote, a
+# post-only limit order on the venue.
+VenueOrderType = Literal["market", "limit", "stop", "take_profit", "trailing_stop"]
+OrderType = Literal[VenueOrderType, "quote"]
+VenueStatus = Literal["open", "filled", "canceled", "rejected"]  # an order as the venue reports it
+# An order as tradewind stores it: pending until the venue answers, not_placed when it never got it.
+OrderStatus = Literal["pending", VenueStatus, "not_placed"]
 
 #: Timeframes the platform knows, in milliseconds. 1m is ingested; the rest are derived by core.resample.
 TIMEFRAMES: dict[str, int] = {

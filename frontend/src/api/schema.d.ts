@@ -1155,7 +1155,7 @@ export interface components {
             /** Realized Pnl */
             realized_pnl: string;
             /** Last Position */
-            last_position: string | null;
+            last_position: ("long" | "short" | "neutral") | null;
             protection?: components["schemas"]["ProtectionOut"] | null;
             /**
              * Trigger
@@ -1526,6 +1526,18 @@ export interface components {
          *     (``smtp_*``) instead of the platform's; ``browser``: nothing (the open web app).
          */
         ChannelIn: {
+            /** Smtp Host */
+            smtp_host?: string | null;
+            /** Smtp Port */
+            smtp_port?: number | null;
+            /** Smtp Username */
+            smtp_username?: string | null;
+            /** Smtp Password */
+            smtp_password?: string | null;
+            /** Smtp From */
+            smtp_from?: string | null;
+            /** Smtp Security */
+            smtp_security?: ("starttls" | "tls" | "none") | null;
             /**
              * Kind
              * @enum {string}
@@ -1551,18 +1563,6 @@ export interface components {
             chat_id?: string | null;
             /** To */
             to?: string | null;
-            /** Smtp Host */
-            smtp_host?: string | null;
-            /** Smtp Port */
-            smtp_port?: number | null;
-            /** Smtp Username */
-            smtp_username?: string | null;
-            /** Smtp Password */
-            smtp_password?: string | null;
-            /** Smtp From */
-            smtp_from?: string | null;
-            /** Smtp Security */
-            smtp_security?: ("starttls" | "tls" | "none") | null;
         };
         /** ChannelOut */
         ChannelOut: {
@@ -1644,6 +1644,18 @@ export interface components {
          * @description Change a channel; a field left out keeps its value (a secret too: send it only to replace it).
          */
         ChannelPatch: {
+            /** Smtp Host */
+            smtp_host?: string | null;
+            /** Smtp Port */
+            smtp_port?: number | null;
+            /** Smtp Username */
+            smtp_username?: string | null;
+            /** Smtp Password */
+            smtp_password?: string | null;
+            /** Smtp From */
+            smtp_from?: string | null;
+            /** Smtp Security */
+            smtp_security?: ("starttls" | "tls" | "none") | null;
             /** Name */
             name?: string;
             /** Events */
@@ -1667,18 +1679,6 @@ export interface components {
              * Format: email
              */
             to?: string;
-            /** Smtp Host */
-            smtp_host?: string | null;
-            /** Smtp Port */
-            smtp_port?: number | null;
-            /** Smtp Username */
-            smtp_username?: string | null;
-            /** Smtp Password */
-            smtp_password?: string | null;
-            /** Smtp From */
-            smtp_from?: string | null;
-            /** Smtp Security */
-            smtp_security?: ("starttls" | "tls" | "none") | null;
         };
         /**
          * CloseOut
@@ -1811,7 +1811,7 @@ export interface components {
             /** Status */
             status: string;
             /** Position */
-            position: string | null;
+            position: ("long" | "short" | "neutral") | null;
             /** Size */
             size: number;
             /** Note */
@@ -1930,8 +1930,11 @@ export interface components {
             exchange: string;
             /** Symbol */
             symbol: string;
-            /** Side */
-            side: string;
+            /**
+             * Side
+             * @enum {string}
+             */
+            side: "buy" | "sell";
             /** Amount */
             amount: string;
             /** Price */
@@ -1942,15 +1945,20 @@ export interface components {
             fee: string;
             /** Pnl */
             pnl: string | null;
-            /** Status */
-            status: string;
+            /**
+             * Status
+             * @description pending (the venue has not answered yet) | open | filled | canceled | rejected | not_placed (the venue never received it)
+             * @enum {string}
+             */
+            status: "pending" | "open" | "filled" | "canceled" | "rejected" | "not_placed";
             /** Reason */
             reason: string | null;
             /**
              * Type
-             * @description market | limit | stop | take_profit | trailing_stop | quote (post-only limit)
+             * @description quote: a post-only limit order
+             * @enum {string}
              */
-            type: string;
+            type: "market" | "limit" | "stop" | "take_profit" | "trailing_stop" | "quote";
             /**
              * Limit Price
              * @description a limit order's or take-profit's price
@@ -2076,8 +2084,11 @@ export interface components {
         QuoteOut: {
             /** Client Order Id */
             client_order_id: string;
-            /** Side */
-            side: string;
+            /**
+             * Side
+             * @enum {string}
+             */
+            side: "buy" | "sell";
             /** Price */
             price: string;
             /** Amount */
@@ -2085,8 +2096,9 @@ export interface components {
             /**
              * Status
              * @description pending (on its way) | open (resting on the venue)
+             * @enum {string}
              */
-            status: string;
+            status: "pending" | "open" | "filled" | "canceled" | "rejected" | "not_placed";
         };
         /**
          * QuotesOut
@@ -2467,29 +2479,6 @@ export interface components {
              */
             to?: string | number | null;
             /**
-             * Objectives
-             * @description one: the best trial; several: a Pareto front (NSGA-II)
-             */
-            objectives?: ("sharpe" | "sortino" | "return" | "max_drawdown" | "profit_factor")[];
-            /**
-             * Sampler
-             * @description default: tpe for one objective, nsga2 for several
-             */
-            sampler?: ("tpe" | "nsga2") | null;
-            /**
-             * Trials
-             * @default 50
-             */
-            trials?: number;
-            /**
-             * Prune
-             * @description median pruning on a quarter and a half of the candles (one objective only)
-             * @default true
-             */
-            prune?: boolean;
-            /** Seed */
-            seed?: number | null;
-            /**
              * Params
              * @description parameters held fixed (not searched)
              */
@@ -2518,6 +2507,29 @@ export interface components {
              * @default 500
              */
             lookback?: number;
+            /**
+             * Prune
+             * @description median pruning on a quarter and a half of the candles (one objective only)
+             * @default true
+             */
+            prune?: boolean;
+            /** Seed */
+            seed?: number | null;
+            /**
+             * Objectives
+             * @description one: the best trial; several: a Pareto front (NSGA-II)
+             */
+            objectives?: ("sharpe" | "sortino" | "return" | "max_drawdown" | "profit_factor")[];
+            /**
+             * Sampler
+             * @description default: tpe for one objective, nsga2 for several
+             */
+            sampler?: ("tpe" | "nsga2") | null;
+            /**
+             * Trials
+             * @default 50
+             */
+            trials?: number;
         };
         /** StudyOut */
         StudyOut: {
@@ -2944,6 +2956,42 @@ export interface components {
              */
             to?: string | number | null;
             /**
+             * Params
+             * @description parameters held fixed (not searched)
+             */
+            params?: {
+                [key: string]: boolean | number | string;
+            };
+            /**
+             * Cash
+             * @default 10000
+             */
+            cash?: number;
+            /**
+             * Fee
+             * @default 0.001
+             */
+            fee?: number;
+            /** Maker Fee */
+            maker_fee?: number | null;
+            /**
+             * Slippage
+             * @default 0
+             */
+            slippage?: number;
+            /**
+             * Lookback
+             * @default 500
+             */
+            lookback?: number;
+            /**
+             * Prune
+             * @default true
+             */
+            prune?: boolean;
+            /** Seed */
+            seed?: number | null;
+            /**
              * Mode
              * @description rolling: train windows of `train`, moved on by `test`; anchored: every train window starts at the first candle; split: one train/test split at `split`
              * @default rolling
@@ -2983,42 +3031,6 @@ export interface components {
              * @enum {string}
              */
             sampler?: "tpe" | "nsga2";
-            /**
-             * Prune
-             * @default true
-             */
-            prune?: boolean;
-            /** Seed */
-            seed?: number | null;
-            /**
-             * Params
-             * @description parameters held fixed (not searched)
-             */
-            params?: {
-                [key: string]: boolean | number | string;
-            };
-            /**
-             * Cash
-             * @default 10000
-             */
-            cash?: number;
-            /**
-             * Fee
-             * @default 0.001
-             */
-            fee?: number;
-            /** Maker Fee */
-            maker_fee?: number | null;
-            /**
-             * Slippage
-             * @default 0
-             */
-            slippage?: number;
-            /**
-             * Lookback
-             * @default 500
-             */
-            lookback?: number;
         };
         /** WalkForwardOut */
         WalkForwardOut: {
@@ -3100,6 +3112,241 @@ export interface components {
                 /** @description Strategy code errors: the line. */
                 line?: number | null;
             }[];
+        };
+        /**
+         * AlertEvent
+         * @description An alert of the in-browser channel (the webhook's body, and the channel).
+         */
+        AlertEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "alert";
+            id: string;
+            event: string;
+            time: string;
+            title: string;
+            text: string;
+            data: Record<string, never>;
+            channel_id: number;
+        };
+        /**
+         * AlertFailedEvent
+         * @description An alert that could not be delivered on one of the user's channels after its attempts.
+         */
+        AlertFailedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "alert_failed";
+            channel_id: number;
+            channel: string;
+            kind: string;
+            event: string;
+            title: string;
+            error: string | null;
+            attempts: number;
+        };
+        /**
+         * CandleEvent
+         * @description A candle of a market, forming or closed (``market_id`` null: a market the app does not list).
+         */
+        CandleEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "candle";
+            time: number;
+            open: number;
+            high: number;
+            low: number;
+            close: number;
+            volume: number;
+            market_id: number | null;
+            exchange: string;
+            symbol: string;
+            tf: string;
+            closed: boolean;
+        };
+        /**
+         * ErrorEvent
+         * @description What is wrong with the client's last message, or why the socket cannot carry live updates.
+         */
+        ErrorEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "error";
+            detail: string;
+        };
+        /**
+         * EvaluationEvent
+         * @description A strategy decided on a closed candle, or on a tick (``trigger``, with its ``logs``).
+         */
+        EvaluationEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "evaluation";
+            assignment_id: number;
+            exchange: string;
+            symbol: string;
+            tf: string;
+            candle_time: number;
+            status: string;
+            position: ("long" | "neutral" | "short") | null;
+            note: string | null;
+            error: string | null;
+            duration_ms: number;
+            /** @enum {unknown} */
+            trigger?: "tick";
+            logs?: string[];
+        };
+        /**
+         * FillEvent
+         * @description An order filled (``status`` filled).
+         */
+        FillEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "fill";
+            id: number;
+            assignment_id: number | null;
+            client_order_id: string;
+            symbol: string;
+            /** @enum {unknown} */
+            side: "buy" | "sell";
+            amount: string;
+            /** @enum {unknown} */
+            status: "canceled" | "filled" | "not_placed" | "open" | "pending" | "rejected";
+            /** @enum {unknown} */
+            order_type: "limit" | "market" | "quote" | "stop" | "take_profit" | "trailing_stop";
+            filled: string;
+            price: string | null;
+            fee: string;
+            reason: string | null;
+            exit_reason: string | null;
+        };
+        /**
+         * KillSwitchEvent
+         * @description The kill switch engaged (with what it did) or was released.
+         */
+        KillSwitchEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "kill_switch";
+            engaged: boolean;
+            paused_assignments?: number;
+            cancel_requests?: number;
+            flatten?: boolean;
+        };
+        /**
+         * LossLimitEvent
+         * @description An account reached its daily loss limit: its running assignments (``paused`` of them) are paused.
+         */
+        LossLimitEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "loss_limit";
+            trader_id: number;
+            trader_name: string;
+            loss: string;
+            limit: string;
+            paused: number;
+        };
+        /**
+         * OrderEvent
+         * @description An order's state changed: placed, resting, canceled, refused (a fill is a FillEvent).
+         */
+        OrderEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "order";
+            id: number;
+            assignment_id: number | null;
+            client_order_id: string;
+            symbol: string;
+            /** @enum {unknown} */
+            side: "buy" | "sell";
+            amount: string;
+            /** @enum {unknown} */
+            status: "canceled" | "filled" | "not_placed" | "open" | "pending" | "rejected";
+            /** @enum {unknown} */
+            order_type: "limit" | "market" | "quote" | "stop" | "take_profit" | "trailing_stop";
+            filled: string;
+            price: string | null;
+            fee: string;
+            reason: string | null;
+            exit_reason: string | null;
+        };
+        /**
+         * PausedEvent
+         * @description An assignment was paused: by core (failing evaluations, with its market) or by its owner.
+         */
+        PausedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "paused";
+            assignment_id: number;
+            reason: string;
+            /** @enum {unknown} */
+            by: "core" | "you";
+            exchange?: string;
+            symbol?: string;
+            timeframe?: string;
+        };
+        /**
+         * StreamEvent
+         * @description One frame of the live stream (/api/stream), as JSON; ``type`` says which.
+         */
+        StreamEvent: components["schemas"]["EvaluationEvent"] | components["schemas"]["OrderEvent"] | components["schemas"]["FillEvent"] | components["schemas"]["PausedEvent"] | components["schemas"]["KillSwitchEvent"] | components["schemas"]["LossLimitEvent"] | components["schemas"]["AlertEvent"] | components["schemas"]["AlertFailedEvent"] | components["schemas"]["CandleEvent"] | components["schemas"]["TickEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["SubscribedEvent"];
+        /**
+         * SubscribedEvent
+         * @description The markets whose candles (and ticks) the socket now receives; null: every market's candles.
+         */
+        SubscribedEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "subscribed";
+            markets: number[] | null;
+        };
+        /**
+         * TickEvent
+         * @description The top of a market's book, for a market the socket subscribed to by id (at most ``TICKS_PER_S`` a
+         *     second each); a side the venue left empty is 0, ``time`` is the venue's (epoch ms, 0: none given).
+         */
+        TickEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "tick";
+            market_id: number | null;
+            exchange: string;
+            symbol: string;
+            bid: number;
+            ask: number;
+            bid_size: number;
+            ask_size: number;
+            last: number;
+            time: number;
         };
     };
     responses: never;

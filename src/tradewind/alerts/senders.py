@@ -251,11 +251,9 @@ class BrowserSender:
         self.nc = nc
 
     async def send(self, channel: Channel, secrets: dict[str, str], alert: Alert) -> None:
-        data = {**alert.as_json(), "channel_id": channel.id}
+        event = m.AlertEvent(**alert.as_json(), channel_id=channel.id)
         try:
-            await self.nc.publish(
-                subjects.user_events(channel.owner_id), m.encode(m.UserEvent(kind="alert", data=data))
-            )
+            await self.nc.publish(subjects.user_events(channel.owner_id), m.encode(event))
         except Exception as exc:  # the bus is away: try again later
             raise DeliveryError(f"the message bus is not reachable: {type(exc).__name__}") from None
 

@@ -55,11 +55,11 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class _Kind(msgspec.Struct):
-    kind: str
+class _Type(msgspec.Struct):
+    type: str
 
 
-_kind_of = msgspec.msgpack.Decoder(_Kind)  # an evaluation is skipped without decoding its data
+_type_of = msgspec.msgpack.Decoder(_Type)  # an evaluation is skipped without decoding the rest of it
 
 
 class AlertService:
@@ -122,18 +122,20 @@ class AlertService:
     # -- events -------------------------------------------------------------------------------------------
     async def _on_user_event(self, msg: Msg) -> None:
         try:
-            kind = _kind_of.decode(msg.data).kind
+            kind = _type_of.decode(msg.data).type
             if kind not in FROM_EVENTS:
                 return  # evaluations, orders, the alerts' own browser events
-            ev = m.decode(msg.data, m.UserEvent)
+            ev = m.decode_user_event(msg.data)
             user_id = int(msg.subject.rsplit(".", 1)[1])
         except (msgspec.DecodeError, ValueError):
             log.warning("alerts: unreadable user event on %s", msg.subject)
             return
-        if kind == "fill" and ev.data.get("status") != "filled":
+        if isinstance(ev, m.FillEvent) and ev.status != "filled":
             return
+        data = msgspec.to_builtins(ev)  # the event's fields (those it carries), as the alert's data
+        del data["type"]
         try:
-            await self.notify(user_id, kind, dict(ev.data))
+            await self.notify(user_id, kind, data)
         except Exception:  # the database is away: this alert is lost, the next ones are tried
             log.exception("alerts: %s event of user %d not handled", kind, user_id)
 
@@ -216,20 +218,16 @@ class AlertService:
         self.outcomes.add(outcome)
         ch = outcome.channel
         if outcome.status == "failed" and ch.kind != "browser" and outcome.alert.event != events.TEST:
-            data = {
-                "channel_id": ch.id,
-                "channel": ch.name,
-                "kind": ch.kind,
-                "event": outcome.alert.event,
-                "title": outcome.alert.title,
-                "error": outcome.error,
-                "attempts": outcome.attempts,
-            }
-            self._spawn(
-                self.nc.publish(
-                    subjects.user_events(ch.owner_id), m.encode(m.UserEvent(kind="alert_failed", data=data))
-                )
+            failed = m.AlertFailedEvent(
+                channel_id=ch.id,
+                channel=ch.name,
+                kind=ch.kind,
+                event=outcome.alert.event,
+                title=outcome.alert.title,
+                error=outcome.error,
+                attempts=outcome.attempts,
             )
+            self._spawn(self.nc.publish(subjects.user_events(ch.owner_id), m.encode(failed)))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -6,25 +6,41 @@ candle prices as floats (they feed TA-Lib as float64).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
+from msgspec import UNSET, UnsetType
+
+# the domain's words for orders and positions, for the users of these messages (m.Side, ...)
+from tradewind.domain import OrderStatus as OrderStatus
+from tradewind.domain import OrderType as OrderType
+from tradewind.domain import Position as Position
+from tradewind.domain import Side as Side
+from tradewind.domain import VenueOrderType as VenueOrderType
+from tradewind.domain import VenueStatus as VenueStatus
 
 T = TypeVar("T")
+AckStatus = Literal[VenueStatus, "not_found", "error"]  # "error": the outcome is unknown
+CloseStatus = Literal["placed", "closing", "flat", "refused", "not_found"]
 
 
-class Candle(msgspec.Struct, frozen=True, kw_only=True):
-    """One OHLCV candle of a market; ``time`` is the open time in epoch milliseconds (UTC)."""
+class Bar(msgspec.Struct, frozen=True, kw_only=True):
+    """Open time (epoch ms, UTC), prices and volume: what every candle has, on the bus and in the browser."""
 
-    exchange: str
-    symbol: str
-    tf: str
     time: int
     open: float
     high: float
     low: float
     close: float
     volume: float
+
+
+class Candle(Bar, frozen=True, kw_only=True):
+    """One OHLCV candle of a market; ``time`` is the open time in epoch milliseconds (UTC)."""
+
+    exchange: str
+    symbol: str
+    tf: str
     closed: bool = True
     trace_id: str = ""
     recv_ns: int = 0  # wall clock (time.time_ns) when the adapter received the update
@@ -54,7 +70,7 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 class Quote(msgspec.Struct, frozen=True, kw_only=True):
     """One side of a quoting strategy's book: a post-only limit order it wants resting."""
 
-    side: str  # "buy" | "sell"
+    side: Side
     price: float
     amount: float  # base quantity
 
@@ -102,7 +118,7 @@ class EvalRequest(msgspec.Struct, frozen=True, kw_only=True):
 class EvalOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     assignment_id: int
     status: str  # "ok" | "error"
-    position: str | None = None  # "long" | "short" | "neutral"
+    position: Position | None = None
     size: float = 1.0
     note: str | None = None
     error: str | None = None
@@ -148,9 +164,9 @@ class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     owner_id: int | None = None
     client_order_id: str
     symbol: str
-    side: str  # "buy" | "sell"
+    side: Side
     amount: str  # base-asset quantity, decimal string
-    type: str = "market"  # market | limit | stop | take_profit | trailing_stop (exchanges.base.OrderSpec)
+    type: VenueOrderType = "market"  # a quote is a limit order with post_only
     price: str | None = None  # limit price (limit, take_profit); the reference high of a trailing stop
     stop_price: str | None = None  # trigger (stop; the stop leg of a take_profit pair; a trailing level)
     trail: str | None = None  # trailing distance, a fraction of the highest price
@@ -166,7 +182,7 @@ class OrderAck(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The exchange's answer about one order (to PlaceOrder, OrderStatusRequest or CancelOrder)."""
 
     client_order_id: str
-    status: str  # "open" | "filled" | "canceled" | "rejected" | "not_found" | "error"
+    status: AckStatus
     exchange_order_id: str | None = None
     filled: str = "0"
     price: str | None = None
@@ -255,7 +271,7 @@ class OrderUpdated(msgspec.Struct, frozen=True, kw_only=True):
     exchange: str
     trader_id: int
     client_order_id: str
-    status: str
+    status: VenueStatus
     filled: str = "0"
     price: str | None = None
     fee: str = "0"
@@ -280,14 +296,119 @@ class TraderChanged(msgspec.Struct, frozen=True, kw_only=True):
     deleted: bool = False
 
 
-class UserEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One user's live event for the web stream: kind is 'evaluation', 'order' or 'fill'; 'paused' (an
-    assignment paused: ``assignment_id``, ``reason``), 'kill_switch' (``engaged``), 'loss_limit' (an account's
-    daily loss limit reached: its assignments paused); 'alert' (the in-browser alert channel) and
-    'alert_failed' (an alert that could not be delivered), both from the alerts component."""
+# -- one user's live events (``subjects.user_events``) ------------------------------------------------------
+# The web app's live stream sends them to the browser as JSON, as they are (``type`` says which); the alerts
+# component hears them too. A field that only some of one kind's events carry is UNSET in the others and
+# left out of the message. web.openapi puts them in the OpenAPI document, the frontend's types come from it.
 
-    kind: str
+
+class LiveEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """What every live event is: a struct tagged by ``type``."""
+
+
+class EvaluationEvent(LiveEvent, frozen=True, kw_only=True, tag="evaluation"):
+    """A strategy decided on a closed candle, or on a tick (``trigger``, with its ``logs``)."""
+
+    assignment_id: int
+    exchange: str
+    symbol: str
+    tf: str
+    candle_time: int
+    status: str  # ok | error
+    position: Position | None
+    note: str | None
+    error: str | None
+    duration_ms: float
+    trigger: Literal["tick"] | UnsetType = UNSET
+    logs: list[str] | UnsetType = UNSET
+
+
+class OrderEvent(LiveEvent, frozen=True, kw_only=True, tag="order"):
+    """An order's state changed: placed, resting, canceled, refused (a fill is a FillEvent)."""
+
+    id: int
+    assignment_id: int | None
+    client_order_id: str
+    symbol: str
+    side: Side
+    amount: str  # decimal strings, as stored
+    status: OrderStatus
+    order_type: OrderType  # (``type`` is the event's)
+    filled: str
+    price: str | None
+    fee: str
+    reason: str | None
+    exit_reason: str | None  # a filled sell: signal | stop_loss | take_profit | trailing_stop | manual
+
+
+class FillEvent(OrderEvent, frozen=True, kw_only=True, tag="fill"):
+    """An order filled (``status`` filled)."""
+
+
+class PausedEvent(LiveEvent, frozen=True, kw_only=True, tag="paused"):
+    """An assignment was paused: by core (failing evaluations, with its market) or by its owner."""
+
+    assignment_id: int
+    reason: str
+    by: Literal["core", "you"]
+    exchange: str | UnsetType = UNSET
+    symbol: str | UnsetType = UNSET
+    timeframe: str | UnsetType = UNSET
+
+
+class KillSwitchEvent(LiveEvent, frozen=True, kw_only=True, tag="kill_switch"):
+    """The kill switch engaged (with what it did) or was released."""
+
+    engaged: bool
+    paused_assignments: int | UnsetType = UNSET
+    cancel_requests: int | UnsetType = UNSET
+    flatten: bool | UnsetType = UNSET
+
+
+class LossLimitEvent(LiveEvent, frozen=True, kw_only=True, tag="loss_limit"):
+    """An account reached its daily loss limit: its running assignments (``paused`` of them) are paused."""
+
+    trader_id: int
+    trader_name: str
+    loss: str  # decimal strings
+    limit: str
+    paused: int
+
+
+class AlertEvent(LiveEvent, frozen=True, kw_only=True, tag="alert"):
+    """An alert of the in-browser channel (the webhook's body, and the channel)."""
+
+    id: str
+    event: str
+    time: str  # ISO 8601
+    title: str
+    text: str
     data: dict[str, Any]
+    channel_id: int
+
+
+class AlertFailedEvent(LiveEvent, frozen=True, kw_only=True, tag="alert_failed"):
+    """An alert that could not be delivered on one of the user's channels after its attempts."""
+
+    channel_id: int
+    channel: str
+    kind: str  # the channel's: webhook | telegram | email
+    event: str
+    title: str
+    error: str | None
+    attempts: int
+
+
+UserEvent = (
+    EvaluationEvent
+    | OrderEvent
+    | FillEvent
+    | PausedEvent
+    | KillSwitchEvent
+    | LossLimitEvent
+    | AlertEvent
+    | AlertFailedEvent
+)
 
 
 class BacktestData(msgspec.Struct, frozen=True, kw_only=True):
@@ -397,7 +518,7 @@ class PositionClose(msgspec.Struct, frozen=True, kw_only=True):
     assignment of this owner), refused (``reason`` says why)."""
 
     assignment_id: int
-    status: str
+    status: CloseStatus
     client_order_id: str | None = None
     amount: str | None = None  # base sold, decimal string
     reason: str | None = None
@@ -436,11 +557,19 @@ def encode(msg: msgspec.Struct) -> bytes:
     return _encoder.encode(msg)
 
 
-_decoders: dict[type, msgspec.msgpack.Decoder] = {}
+_decoders: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
 
 
 def decode(data: bytes, type_: type[T]) -> T:
-    dec = _decoders.get(type_)
+    dec: msgspec.msgpack.Decoder[T] | None = _decoders.get(type_)
     if dec is None:
         dec = _decoders[type_] = msgspec.msgpack.Decoder(type_)
     return dec.decode(data)
+
+
+_user_events = msgspec.msgpack.Decoder(UserEvent)
+
+
+def decode_user_event(data: bytes) -> UserEvent:
+    """One live event of a user, whichever kind (``type``) it is."""
+    return _user_events.decode(data)

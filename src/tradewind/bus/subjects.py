@@ -79,7 +79,8 @@ ORDER_UPDATES_ALL = "orders.*.update"
 
 
 def user_events(user_id: int) -> str:
-    """Decisions, orders and fills of one user, for the web app's live stream."""
+    """One user's live events (messages.UserEvent: evaluations, orders, fills, pauses, ...), for the web
+    app's live stream and the alerts component."""
     return f"{EVENTS_PREFIX}.{user_id}"
 
 

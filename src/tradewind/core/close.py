@@ -24,8 +24,7 @@ from nats.aio.msg import Msg
 from sqlalchemy import func, or_, select
 
 from tradewind.bus import messages as m
-from tradewind.core import positions
-from tradewind.core.orders import Extra, track
+from tradewind.core.orders import Extra, new_order, track
 from tradewind.core.trade import TradeDesk
 from tradewind.metrics import ORDERS
 from tradewind.storage.models import Assignment, Market, Order, Trader
@@ -211,11 +210,13 @@ class Closer:
             ).all()
         attempts: dict[int, int] = {}
         for aid, cid in tried:
+            assert aid is not None  # the queries ask for these assignments' orders
             if cid == bases[aid] or cid.startswith(bases[aid] + "-"):
                 attempts[aid] = attempts.get(aid, 0) + 1
         cancels: dict[int, list[str]] = {aid: [] for aid in todo}
         busy: dict[int, tuple[str, Any]] = {}
         for aid, cid, kind, side, amount, reason in live:
+            assert aid is not None
             if kind in ("market", None):
                 busy[aid] = (cid, (side, amount, reason))
             else:  # resting: its protective orders, a limit entry, a quote left behind
@@ -248,26 +249,20 @@ class Closer:
                 continue
             cid = close_order_id(aid, entries.get(aid) or 0, attempts.get(aid, 0))
             rows.append(
-                {
-                    "owner_id": req.owner_id,
-                    "assignment_id": aid,
-                    "trader_id": row.trader_id,
-                    "exchange": row.exchange,
-                    "symbol": row.symbol,
-                    "client_order_id": cid,
-                    "side": "sell",
-                    "amount": qty,
-                    "candle_time": None,
-                    "filled": ZERO,
-                    "fee": ZERO,
-                    "created_at": now,
-                    "updated_at": now,
-                    "reason": None,
-                    "status": "pending",
-                    **dict.fromkeys(positions.ORDER_FIELDS),
-                    "type": "market",
-                    "exit_reason": EXIT_REASON,
-                }
+                new_order(
+                    now,
+                    None,
+                    req.owner_id,
+                    aid,
+                    row.trader_id,
+                    row.exchange,
+                    row.symbol,
+                    client_order_id=cid,
+                    side="sell",
+                    amount=qty,
+                    type="market",
+                    exit_reason=EXIT_REASON,
+                )
             )
             st = self.index.by_id.get(aid)
             resting = [

@@ -96,9 +96,9 @@ class AssignmentIndex:
     async def load(self, sf: SessionFactory) -> None:
         """Reload every enabled assignment of every user whose kill switch is off, keeping in-flight state.
         Each runs its pinned strategy version, or the latest."""
-        version = func.coalesce(Assignment.pinned_version, Strategy.latest_version)
+        runs = func.coalesce(Assignment.pinned_version, Strategy.latest_version)
         q = (
-            select(Assignment, version, Market.exchange, Market.symbol, Trader)
+            select(Assignment, runs, Market.exchange, Market.symbol, Trader)
             .join(Strategy, Strategy.id == Assignment.strategy_id)
             .join(Market, Market.id == Assignment.market_id)
             .join(User, User.id == Assignment.owner_id)
@@ -176,6 +176,7 @@ class AssignmentIndex:
                     )
                 )
                 for aid, cid, kind, expires, side, price, amount, status in rows.all():
+                    assert aid is not None  # the query asks for these assignments' orders
                     st = by_id[aid]
                     if kind == "quote":
                         st.quotes[side] = QuoteSlot(cid, price or Decimal(0), amount, status)

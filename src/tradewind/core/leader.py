@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
 BUCKET = "tradewind_leader"
@@ -39,7 +40,7 @@ class LeaderElection:
         self.is_leader = False
         self._revision = 0
 
-    async def _kv(self):  # type: ignore[no-untyped-def]
+    async def _kv(self) -> KeyValue:
         try:
             return await self.js.key_value(BUCKET)
         except (BucketNotFoundError, NotFoundError):
@@ -74,10 +75,10 @@ class LeaderElection:
                 await asyncio.sleep(self.ttl_s / 3)
             self.is_leader = False
 
-    async def _win(self):  # type: ignore[no-untyped-def]
+    async def _win(self) -> tuple[KeyValue, float]:
         """Campaign until this instance holds the key; returns the bucket and when the lease may lapse."""
         loop = asyncio.get_running_loop()
-        kv = None
+        kv: KeyValue | None = None
         while True:
             sent = loop.time()
             try:
@@ -92,7 +93,7 @@ class LeaderElection:
                 log.warning("core: leader election: %s", exc)
             await asyncio.sleep(self.ttl_s / 3)
 
-    async def _keep(self, kv, valid_until: float, lost: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    async def _keep(self, kv: KeyValue, valid_until: float, lost: asyncio.Event) -> None:
         """Renew the lease until it cannot be renewed in time, then set ``lost``."""
         loop = asyncio.get_running_loop()
         wait = self.ttl_s / 3

@@ -14,13 +14,14 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import CursorResult, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tradewind.bus import messages as m
@@ -31,7 +32,7 @@ from tradewind.core.decide import AssignmentIndex
 from tradewind.metrics import ORDERS, TICK_TO_ORDER
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
 from tradewind.storage.models import Assignment, Order, Trader
-from tradewind.storage.types import utcnow
+from tradewind.storage.types import table_of, utcnow
 from tradewind.trading import model, risk
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,11 @@ APPLY_ATTEMPTS = 40  # about two and a half minutes of retries, then the reconci
 ORDER_BATCH = 250  # orders per request to an exchange service
 RESTING_CHECK_S = 300.0  # how often the reconciler asks about an order resting on purpose
 TERMINAL = ("filled", "canceled", "rejected", "not_placed")
-_ASSIGNMENTS = Assignment.__table__  # Core tables: executemany updates without the ORM's bulk rules
-_ORDERS = Order.__table__
+_ASSIGNMENTS = table_of(Assignment)  # Core tables: executemany updates without the ORM's bulk rules
+_ORDERS = table_of(Order)
+# What an exchange said about one order: its client id, the answer, and the ms from the candle's arrival
+# to the order call (None: not known, or not the answer to a placement).
+Answer = tuple[str, m.OrderAck, float | None]
 
 
 @dataclass
@@ -145,13 +149,11 @@ class OrderBook:
         task.add_done_callback(self._inflight.discard)
         return task
 
-    async def _record_orders(
-        self, calls: list[asyncio.Task[list[tuple[str, m.OrderAck, float | None]]]]
-    ) -> None:
+    async def _record_orders(self, calls: list[asyncio.Task[list[Answer]]]) -> None:
         done = await asyncio.gather(*calls)
         await self._apply_retrying([ack for acks in done for ack in acks], "order results")
 
-    async def _apply_retrying(self, acks: list[tuple[str, m.OrderAck, float | None]], what: str) -> None:
+    async def _apply_retrying(self, acks: Sequence[Answer], what: str) -> None:
         for attempt in range(APPLY_ATTEMPTS):
             try:
                 await self.apply(acks)
@@ -169,7 +171,7 @@ class OrderBook:
         def s(v: Decimal | None) -> str | None:
             return None if v is None else format(v, "f")
 
-        kind = o.get("type") or "market"
+        kind: m.OrderType = o.get("type") or "market"
         protect = x.protect
         quote = kind == "quote"  # a quote is a post-only limit order on the venue
         return m.PlaceOrder(
@@ -179,7 +181,7 @@ class OrderBook:
             symbol=o["symbol"],
             side=o["side"],
             amount=format(o["amount"], "f"),
-            type="limit" if quote else kind,
+            type="limit" if kind == "quote" else kind,
             post_only=quote,
             price=s(o.get("limit_price") if kind != "trailing_stop" else x.reference),
             stop_price=s(o.get("stop_price")),
@@ -199,7 +201,7 @@ class OrderBook:
 
     async def _place_batch(
         self, candle: m.Candle | m.Tick | None, exchange: str, orders: list[dict[str, Any]]
-    ) -> list[tuple[str, m.OrderAck, float | None]]:
+    ) -> list[Answer]:
         req = m.PlaceOrders(orders=[self._request(o, candle.trace_id if candle else "") for o in orders])
         latency = (time.time_ns() - candle.recv_ns) / 1e6 if candle and candle.recv_ns else None
         if latency is not None:
@@ -284,7 +286,7 @@ class OrderBook:
 
     # -- order state ----------------------------------------------------------------------------------
 
-    async def apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
+    async def apply(self, acks: Sequence[Answer]) -> None:
         """Record what the exchange said about orders; fills move the assignment's position, once.
 
         One read of the orders concerned, one batch of updates: a candle of 1,000 fills is a handful of
@@ -295,8 +297,8 @@ class OrderBook:
         async with self._apply_lock:  # one at a time: a fill reported twice at once is booked once
             await self._apply(acks)
 
-    async def _apply(self, acks: list[tuple[str, m.OrderAck, float | None]]) -> None:
-        events = []
+    async def _apply(self, acks: Sequence[Answer]) -> None:
+        events: list[tuple[int, m.OrderEvent]] = []
         losers: set[int] = set()
         protect_next: list[
             tuple[Any, dict[str, Any], Decimal]
@@ -359,15 +361,15 @@ class OrderBook:
                         )
                     ).all()
                 }
-            for aid, book in books.items():  # a trailing high raised in memory, not stored yet, is the newer
+            for aid, held in books.items():  # a trailing high raised in memory, not stored yet, is the newer
                 newer = self.dirty.get(aid)
-                old = book["protection"]
+                old = held["protection"]
                 if (
                     newer
                     and old
                     and (newer.get("group"), newer.get("rev")) == (old.get("group"), old.get("rev"))
                 ):
-                    book["protection"] = self.dirty.pop(aid)
+                    held["protection"] = self.dirty.pop(aid)
             updates: list[dict[str, Any]] = []
             now = utcnow()
             for cid, ack, latency in acks:
@@ -462,24 +464,25 @@ class OrderBook:
                             st.resting[cid] = row.type
                         elif status in TERMINAL:
                             st.resting.pop(cid, None)
+                event = m.FillEvent if status == "filled" else m.OrderEvent
                 events.append(
                     (
                         row.owner_id,
-                        {
-                            "id": row.id,
-                            "assignment_id": row.assignment_id,
-                            "client_order_id": cid,
-                            "symbol": row.symbol,
-                            "side": row.side,
-                            "amount": format(row.amount, "f"),
-                            "status": status,
-                            "order_type": row.type,
-                            "filled": format(values["filled"], "f"),
-                            "price": ack.price,
-                            "fee": ack.fee,
-                            "reason": values["reason"],
-                            "exit_reason": values["exit_reason"],
-                        },
+                        event(
+                            id=row.id,
+                            assignment_id=row.assignment_id,
+                            client_order_id=cid,
+                            symbol=row.symbol,
+                            side=row.side,
+                            amount=format(row.amount, "f"),
+                            status=status,
+                            order_type=row.type,
+                            filled=format(values["filled"], "f"),
+                            price=ack.price,
+                            fee=ack.fee,
+                            reason=values["reason"],
+                            exit_reason=values["exit_reason"],
+                        ),
                     )
                 )
             if updates:
@@ -525,9 +528,8 @@ class OrderBook:
                 st.protection = positions.keep_high(st.protection, book["protection"])
         if losers:
             await self._check_daily_loss(losers)
-        for owner_id, data in events:
-            kind = "fill" if data["status"] == "filled" else "order"
-            await self.nc.publish(subjects.user_events(owner_id), m.encode(m.UserEvent(kind=kind, data=data)))
+        for owner_id, ev in events:
+            await notices.tell(self.nc, owner_id, ev)
         if protect_next:
             await self._protect(protect_next)
         if cancels:
@@ -541,21 +543,16 @@ class OrderBook:
             for o in positions.orders(p, amount):
                 ref = o.pop("reference")
                 rows.append(
-                    {
-                        "owner_id": row.owner_id,
-                        "assignment_id": row.assignment_id,
-                        "trader_id": row.trader_id,
-                        "exchange": row.exchange,
-                        "symbol": row.symbol,
-                        "candle_time": None,
-                        "filled": ZERO,
-                        "fee": ZERO,
-                        "created_at": now,
-                        "updated_at": now,
-                        "reason": None,
-                        "status": "pending",
+                    new_order(
+                        now,
+                        None,
+                        row.owner_id,
+                        row.assignment_id,
+                        row.trader_id,
+                        row.exchange,
+                        row.symbol,
                         **o,
-                    }
+                    )
                 )
                 self.extra[o["client_order_id"]] = Extra(reference=ref)
         if not rows:
@@ -622,10 +619,14 @@ class OrderBook:
                 loss = losses.get(trader_id, ZERO)
                 if risk.loss_limit_reached(risk.Limits(daily_loss_limit=limit), loss):
                     reason = f"daily loss limit reached: lost {loss:.2f} today (limit {limit})"
-                    done = await s.execute(
-                        update(Assignment)
-                        .where(Assignment.trader_id == trader_id, Assignment.enabled.is_(True))
-                        .values(enabled=False, paused_reason=reason)
+                    # an UPDATE executed through the session returns a CursorResult (typed as a Result)
+                    done = cast(
+                        CursorResult[Any],
+                        await s.execute(
+                            update(Assignment)
+                            .where(Assignment.trader_id == trader_id, Assignment.enabled.is_(True))
+                            .values(enabled=False, paused_reason=reason)
+                        ),
                     )
                     paused.append(trader_id)
                     if done.rowcount:
@@ -635,14 +636,13 @@ class OrderBook:
             await notices.tell(
                 self.nc,
                 r.owner_id,
-                "loss_limit",
-                {
-                    "trader_id": r.id,
-                    "trader_name": r.name,
-                    "loss": f"{loss:.2f}",
-                    "limit": format(r.daily_loss_limit, "f"),
-                    "paused": count,
-                },
+                m.LossLimitEvent(
+                    trader_id=r.id,
+                    trader_name=r.name,
+                    loss=f"{loss:.2f}",
+                    limit=format(r.daily_loss_limit, "f"),
+                    paused=count,
+                ),
             )
         if paused:
             log.warning("daily loss limit reached on account(s) %s: their assignments are paused", paused)
@@ -773,6 +773,37 @@ class OrderBook:
                 await s.commit()
             await self._protect(todo)
         return len(todo)
+
+
+def new_order(
+    now: dt.datetime,
+    candle_time: int | None,
+    owner_id: int,
+    assignment_id: int,
+    trader_id: int,
+    exchange: str,
+    symbol: str,
+    **columns: Any,
+) -> dict[str, Any]:
+    """A new order's row for ``store_intents``: the owner's, an assignment's, through one of the owner's
+    accounts; pending, nothing filled yet, the order columns (positions.ORDER_FIELDS) None unless
+    ``columns`` (client_order_id, side, amount, type, ...) set them."""
+    return {
+        "owner_id": owner_id,
+        "assignment_id": assignment_id,
+        "trader_id": trader_id,
+        "exchange": exchange,
+        "symbol": symbol,
+        "candle_time": candle_time,
+        "filled": ZERO,
+        "fee": ZERO,
+        "created_at": now,
+        "updated_at": now,
+        "reason": None,
+        "status": "pending",
+        **dict.fromkeys(positions.ORDER_FIELDS),
+        **columns,
+    }
 
 
 def track(st: Any, o: dict[str, Any]) -> None:

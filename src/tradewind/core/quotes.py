@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -35,9 +35,9 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
-from tradewind.core import notices, positions
+from tradewind.core import notices
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider, Frame, QuoteSlot
-from tradewind.core.orders import Extra, OrderBook
+from tradewind.core.orders import Extra, OrderBook, new_order
 from tradewind.domain import quote_order_id
 from tradewind.exchanges import limits
 from tradewind.marketdata.ticks import TickSampler, store_ticks, tick_problem
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from tradewind.core.trade import TradeDesk
 
 log = logging.getLogger(__name__)
-ZERO = Decimal(0)
 STOP_TIMEOUT_S = 5.0
 Key = tuple[str, str]  # exchange, symbol
 
@@ -153,7 +152,7 @@ class QuoteDesk:
             log.info("core: cancelling %d quote(s) left resting by a previous run", len(rows))
         self._stale = [r.client_order_id for r in rows]
         if rows:
-            await self.orders.cancel_all([tuple(r) for r in rows])  # type: ignore[misc]
+            await self.orders.cancel_all([r.tuple() for r in rows])
         return len(rows)
 
     async def _housekeeping(self) -> None:
@@ -280,7 +279,8 @@ class QuoteDesk:
             position=float(st.position_qty),
             cash=float(self.cash(st)),
             quotes=[
-                m.Quote(side=side, price=float(q.price), amount=float(q.amount))
+                # st.quotes is keyed by model.QUOTE_SIDES: "buy" and "sell"
+                m.Quote(side=cast("m.Side", side), price=float(q.price), amount=float(q.amount))
                 for side, q in st.quotes.items()
             ],
         )
@@ -336,23 +336,8 @@ class QuoteDesk:
         if positions_:
             await self._positions(t, frame, positions_)
         for st, out, note in events:
-            data = {
-                "assignment_id": st.id,
-                "exchange": t.exchange,
-                "symbol": t.symbol,
-                "tf": st.timeframe,
-                "candle_time": t.time,
-                "trigger": "tick",
-                "status": out.status,
-                "position": out.position,
-                "note": " · ".join(x for x in (out.note, note) if x) or None,
-                "error": out.error,
-                "logs": list(out.logs),
-                "duration_ms": out.duration_us / 1000,
-            }
-            await self.nc.publish(
-                subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data))
-            )
+            said = " · ".join(x for x in (out.note, note) if x) or None
+            await notices.evaluated(self.nc, st, out, t.time, said, tick=True)
 
     def _changes(
         self, st: AssignmentState, wanted: list[model.Quote]
@@ -407,22 +392,8 @@ class QuoteDesk:
             if not budget.take(_cost(changes)):
                 self._waiting[st.id] = (st, wanted, t)  # a newer want replaces it: coalesced, never queued
                 continue
-            base = {
-                "owner_id": owner_id,
-                "assignment_id": st.id,
-                "trader_id": trader_id,
-                "exchange": exchange,
-                "symbol": st.symbol,
-                "candle_time": t.time - t.time % 60_000,
-                "filled": ZERO,
-                "fee": ZERO,
-                "created_at": now,
-                "updated_at": now,
-                "reason": None,
-                "status": "pending",
-                **dict.fromkeys(positions.ORDER_FIELDS),
-                "type": "quote",
-            }
+            minute = t.time - t.time % 60_000
+            base = new_order(now, minute, owner_id, st.id, trader_id, exchange, st.symbol, type="quote")
             for side, want, have in changes:
                 refused = side == "buy" and want is not None and book is not None and _refused_buy(book, want)
                 if want is None or refused:
@@ -453,7 +424,7 @@ class QuoteDesk:
             if placed:
                 self._track({r["assignment_id"] for r in placed}, self.orders.start_orders(t, placed))
         if cancels:
-            task = asyncio.create_task(self.orders.cancel_all([c[:5] for c in cancels]))  # type: ignore[misc]
+            task = asyncio.create_task(self.orders.cancel_all([c[:5] for c in cancels]))
             self._track({c[5] for c in cancels}, task)
 
     def _cancels(
@@ -511,7 +482,7 @@ class QuoteDesk:
         for st in states:
             self._waiting.pop(st.id, None)
         if cancels:
-            await self.orders.cancel_all([c[:5] for c in cancels])  # type: ignore[misc]
+            await self.orders.cancel_all([c[:5] for c in cancels])
 
     async def _failed(self, failed: list[tuple[AssignmentState, m.EvalOutcome]]) -> None:
         """A failed evaluation takes the assignment's quotes down (nobody decides their prices any more);

@@ -9,18 +9,17 @@ from nats.aio.client import Client
 from sqlalchemy import bindparam, update
 
 from tradewind.bus import messages as m
-from tradewind.bus import subjects
 from tradewind.core import notices
 from tradewind.core.decide import AssignmentIndex, AssignmentState
 from tradewind.core.orders import OrderBook, store_protection
 from tradewind.metrics import EVAL_DURATION, EVALUATIONS, TICK_TO_DECISION
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, write_gate
 from tradewind.storage.models import Assignment, Evaluation
-from tradewind.storage.types import utcnow
+from tradewind.storage.types import table_of, utcnow
 
 EVALS_OK = EVALUATIONS.labels("ok")  # the labelled child, looked up once
-_ASSIGNMENTS = Assignment.__table__
-_EVALUATIONS = Evaluation.__table__
+_ASSIGNMENTS = table_of(Assignment)
+_EVALUATIONS = table_of(Evaluation)
 
 
 class Handled(NamedTuple):
@@ -113,28 +112,14 @@ class Recorder:
                 )
             await s.commit()
         for aid, reason in paused:
-            st = self.index.by_id.get(aid)
+            gone = self.index.by_id.get(aid)
             self.index.remove(aid)
-            if st is not None:
-                await notices.paused(self.nc, st, reason)
+            if gone is not None:
+                await notices.paused(self.nc, gone, reason)
         await self._publish_evaluations(candle, results)
 
     async def _publish_evaluations(
         self, candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]
     ) -> None:
         for st, out in results:
-            data = {
-                "assignment_id": st.id,
-                "exchange": candle.exchange,
-                "symbol": candle.symbol,
-                "tf": candle.tf,
-                "candle_time": candle.time,
-                "status": out.status,
-                "position": out.position,
-                "note": out.note,
-                "error": out.error,
-                "duration_ms": out.duration_us / 1000,
-            }
-            await self.nc.publish(
-                subjects.user_events(st.owner_id), m.encode(m.UserEvent(kind="evaluation", data=data))
-            )
+            await notices.evaluated(self.nc, st, out, candle.time, out.note)

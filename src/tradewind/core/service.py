@@ -25,8 +25,9 @@ from tradewind.config import Settings
 from tradewind.core.close import Closer
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider
 from tradewind.core.quotes import QuoteDesk
+from tradewind.core.record import Handled
 from tradewind.core.resample import Resampler
-from tradewind.core.trade import Handled, TradeDesk
+from tradewind.core.trade import TradeDesk
 from tradewind.marketdata import as_row, candle_problem
 from tradewind.marketdata.accept import store_live
 from tradewind.metrics import CANDLES

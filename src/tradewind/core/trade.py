@@ -25,23 +25,23 @@ from tradewind.bus import subjects
 from tradewind.config import Settings
 from tradewind.core import positions
 from tradewind.core.decide import AssignmentIndex, AssignmentState
-from tradewind.core.orders import Extra, OrderBook, losses_today, track
+from tradewind.core.orders import Extra, OrderBook, losses_today, new_order, track
 from tradewind.core.record import Handled, Recorder
 from tradewind.domain import client_order_id, split_symbol, tf_ms
 from tradewind.metrics import ORDERS
 from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import Assignment, Order, Trader, User
-from tradewind.storage.types import utcnow
+from tradewind.storage.types import table_of, utcnow
 from tradewind.trading import model, risk
 
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 NO_LIMITS = risk.Limits()
-_ASSIGNMENTS = Assignment.__table__  # Core tables: the reads of ``_accounts`` as plain tuples
-_ORDERS = Order.__table__
-_TRADERS = Trader.__table__
-_USERS = User.__table__
+_ASSIGNMENTS = table_of(Assignment)  # Core tables: the reads of ``_accounts`` as plain tuples
+_ORDERS = table_of(Order)
+_TRADERS = table_of(Trader)
+_USERS = table_of(User)
 
 
 STALE_NOTE = "not traded: a newer candle's decision was acted on first"
@@ -307,18 +307,6 @@ class TradeDesk:
         rows = []
         now = utcnow()  # one timestamp for the batch (and processed once by insert_rows)
         tf = tf_ms(candle.tf)
-        common = {
-            "candle_time": candle.time,
-            "filled": ZERO,
-            "fee": ZERO,
-            "created_at": now,
-            "updated_at": now,
-            "reason": None,
-            "status": "pending",
-            **dict.fromkeys(positions.ORDER_FIELDS),
-            "type": "market",
-            "size_note": None,
-        }
         for st, it, why in wanted:
             fresh = allowed.get(st.id)
             if isinstance(fresh, str):
@@ -326,14 +314,17 @@ class TradeDesk:
                 continue
             assert fresh is not None
             owner_id, trader_id, exchange = fresh
-            base = {
-                **common,
-                "owner_id": owner_id,
-                "assignment_id": st.id,
-                "trader_id": trader_id,
-                "exchange": exchange,
-                "symbol": st.symbol,
-            }
+            base = new_order(
+                now,
+                candle.time,
+                owner_id,
+                st.id,
+                trader_id,
+                exchange,
+                st.symbol,
+                type="market",
+                size_note=None,
+            )
             if it.kind == "cancel_entry":
                 if st.entry_open is not None:
                     self._cancels.append((st, trader_id, exchange, st.entry_open))

@@ -24,10 +24,10 @@ async def trader_changed(st: Any, trader_id: int, *, deleted: bool = False) -> N
         )
 
 
-async def user_event(st: Any, user_id: int, kind: str, data: dict[str, Any]) -> None:
+async def user_event(st: Any, user_id: int, event: m.UserEvent) -> None:
     """Tell the user's live stream (and the alerts component) what they did: a pause, the kill switch."""
     if st.nc is not None:
-        await st.nc.publish(subjects.user_events(user_id), m.encode(m.UserEvent(kind=kind, data=data)))
+        await st.nc.publish(subjects.user_events(user_id), m.encode(event))
 
 
 async def alert_channels_changed(st: Any, owner_id: int) -> None:

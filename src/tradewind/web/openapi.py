@@ -4,6 +4,10 @@ FastAPI documents 422 as its own ``HTTPValidationError`` (a list under ``detail`
 ``{"detail": str, "errors": [...]}`` instead, so the document is corrected here, and the other 4xx an
 operation can answer are listed, so that generated clients and Schemathesis see the truth.
 
+The live stream's frames (web.stream.StreamEvent) are no operation's body, yet the frontend's types come
+from this document too: they are added under ``components/schemas``, with ``StreamEvent`` the union of
+them all, told apart by ``type``.
+
 ``python -c 'from tradewind.web.openapi import openapi_document'`` serves the frontend's client generator.
 """
 
@@ -11,8 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from tradewind.web.stream import StreamEvent
 
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
@@ -81,12 +88,30 @@ def _codes(path: str, method: str) -> list[str]:
     return codes
 
 
+def stream_schemas() -> dict[str, Any]:
+    """JSON Schemas of the live stream's frames, by name, and ``StreamEvent``: one of them, by ``type``."""
+    (union,), schemas = msgspec.json.schema_components(
+        [StreamEvent], ref_template="#/components/schemas/{name}"
+    )
+    schemas["StreamEvent"] = {
+        "title": "StreamEvent",
+        "description": "One frame of the live stream (/api/stream), as JSON; ``type`` says which.",
+        "oneOf": union["anyOf"],  # exactly one: the tags differ
+        "discriminator": union["discriminator"],
+    }
+    return dict(sorted(schemas.items()))
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR_SCHEMA
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    for name, schema in stream_schemas().items():
+        if name in schemas:  # one name for two shapes: the generated types would mix them up
+            raise RuntimeError(f"OpenAPI schema {name!r} is both an API body and a stream frame")
+        schemas[name] = schema
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             if method not in ("get", "post", "put", "patch", "delete"):

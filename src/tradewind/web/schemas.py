@@ -19,7 +19,8 @@ from pydantic import (
     field_validator,
 )
 
-from tradewind.domain import TIMEFRAMES, valid_exchange
+from tradewind.bus.messages import CloseStatus
+from tradewind.domain import TIMEFRAMES, OrderStatus, OrderType, Position, Side, valid_exchange
 
 MAX_CODE = 64 * 1024
 MAX_ID = (
@@ -390,7 +391,7 @@ class AssignmentOut(BaseModel):
     position_qty: str
     entry_cost: str
     realized_pnl: str
-    last_position: str | None
+    last_position: Position | None
     protection: ProtectionOut | None = None
     trigger: str = "candle"
     min_interval_ms: int = 1000
@@ -440,10 +441,10 @@ class AllocationOut(BaseModel):
 
 class QuoteOut(BaseModel):
     client_order_id: str
-    side: str
+    side: Side
     price: str
     amount: str
-    status: str = Field(description="pending (on its way) | open (resting on the venue)")
+    status: OrderStatus = Field(description="pending (on its way) | open (resting on the venue)")
 
 
 class QuotesOut(BaseModel):
@@ -485,7 +486,7 @@ class EvaluationOut(BaseModel):
     assignment_id: int
     candle_time: int
     status: str
-    position: str | None
+    position: Position | None
     size: float
     note: str | None
     error: str | None
@@ -505,17 +506,18 @@ class OrderOut(BaseModel):
     client_order_id: str
     exchange: str
     symbol: str
-    side: str
+    side: Side
     amount: str
     price: str | None
     filled: str
     fee: str
     pnl: str | None
-    status: str
-    reason: str | None
-    type: str = Field(
-        description="market | limit | stop | take_profit | trailing_stop | quote (post-only limit)"
+    status: OrderStatus = Field(
+        description="pending (the venue has not answered yet) | open | filled | canceled | rejected | "
+        "not_placed (the venue never received it)"
     )
+    reason: str | None
+    type: OrderType = Field(description="quote: a post-only limit order")
     limit_price: str | None = Field(None, description="a limit order's or take-profit's price")
     stop_price: str | None = Field(
         None, description="a stop's trigger; a take-profit's stop leg; a trailing level"
@@ -563,7 +565,7 @@ class CloseOut(BaseModel):
     """What core did about one assignment's position when asked to close it."""
 
     assignment_id: int
-    status: Literal["placed", "closing", "flat", "refused", "not_found"] = Field(
+    status: CloseStatus = Field(
         description="placed: the sell at the market is on its way; closing: a close of this position was already "
         "on its way (the same order, not a second one); flat: it held nothing; refused: see reason"
     )

@@ -2,6 +2,10 @@
 
 The socket subscribes to exactly two subjects: ``subjects.user_events(<this user>)`` and the public
 candles. Another user's events are on another subject, so no filter can forget to drop them.
+
+Every frame is a ``StreamEvent`` (tagged by ``type``): the user's events as the bus carries them
+(bus.messages.UserEvent) and this module's candle, tick, error and subscribed frames. web.openapi puts
+them in the OpenAPI document, from which the frontend's types are generated.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from nats.aio.msg import Msg
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
 from sqlalchemy import select
 
@@ -31,6 +38,64 @@ MAX_FILTERS = 100
 TICKS_PER_S = 4  # a browser draws the book; the quoting strategies see every tick in core
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
+T = TypeVar("T")
+
+
+class CandleEvent(m.LiveEvent, m.Bar, frozen=True, kw_only=True, tag="candle"):
+    """A candle of a market, forming or closed (``market_id`` null: a market the app does not list)."""
+
+    market_id: int | None
+    exchange: str
+    symbol: str
+    tf: str
+    closed: bool
+
+
+class TickEvent(m.LiveEvent, frozen=True, kw_only=True, tag="tick"):
+    """The top of a market's book, for a market the socket subscribed to by id (at most ``TICKS_PER_S`` a
+    second each); a side the venue left empty is 0, ``time`` is the venue's (epoch ms, 0: none given)."""
+
+    market_id: int | None
+    exchange: str
+    symbol: str
+    bid: float
+    ask: float
+    bid_size: float
+    ask_size: float
+    last: float
+    time: int
+
+
+class ErrorEvent(m.LiveEvent, frozen=True, kw_only=True, tag="error"):
+    """What is wrong with the client's last message, or why the socket cannot carry live updates."""
+
+    detail: str
+
+
+class SubscribedEvent(m.LiveEvent, frozen=True, kw_only=True, tag="subscribed"):
+    """The markets whose candles (and ticks) the socket now receives; null: every market's candles."""
+
+    markets: list[int] | None
+
+
+StreamEvent = m.UserEvent | CandleEvent | TickEvent | ErrorEvent | SubscribedEvent
+_json = msgspec.json.Encoder()
+
+
+async def _send(ws: WebSocket, event: StreamEvent) -> None:
+    await ws.send_text(_json.encode(event).decode())
+
+
+_candle = msgspec.msgpack.Decoder(m.Candle).decode
+_tick = msgspec.msgpack.Decoder(m.Tick).decode
+
+
+def _read(msg: Msg, decode: Callable[[bytes], T], what: str) -> T | None:
+    try:
+        return decode(msg.data)
+    except Exception:
+        log.warning("stream: undecodable %s on %s", what, msg.subject)
+        return None
 
 
 def _cross_origin(ws: WebSocket) -> bool:
@@ -77,7 +142,7 @@ def _parse_filters(text: str) -> list[tuple[int, str | None]] | str:
         where = ".".join(str(p) for p in first["loc"])
         return f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}; {USAGE}"
     if req.markets is not None:
-        return [(i, None) for i in req.markets][:MAX_FILTERS]
+        return [(i, None) for i in req.markets[:MAX_FILTERS]]
     if req.subscribe is None:
         return USAGE
     return [(sub.market_id, sub.timeframe) for sub in req.subscribe][:MAX_FILTERS]
@@ -87,16 +152,16 @@ def _parse_filters(text: str) -> list[tuple[int, str | None]] | str:
 async def stream(ws: WebSocket) -> None:
     """Authenticated by the session cookie or a ``token`` query parameter.
 
-    Sends ``{"type": "candle", market_id, exchange, symbol, tf, time, open, high, low, close, volume}``,
-    ``{"type": "tick", market_id, exchange, symbol, bid, ask, bid_size, ask_size, last, time}`` for the
-    markets it subscribed to by name (at most ``TICKS_PER_S`` a second each), and the user's own
-    ``{"type": "evaluation" | "order" | "fill", ...}``. A client may send
+    Sends StreamEvents: ``{"type": "candle", ...}``, ``{"type": "tick", ...}`` for the markets it
+    subscribed to by id, and the user's own events (``"evaluation"``, ``"order"``, ``"fill"``,
+    ``"paused"``, ...). A client may send
     ``{"subscribe": [{"market_id": 1, "timeframe": "1m"}]}`` (timeframe optional) or ``{"markets": [1, 2]}``
     to receive only those candles, and ``{"subscribe": []}`` for all of them again.
     """
     st = ws.app.state.tw
     token = ws.query_params.get("token")
     async with st.sf() as s:
+        # a WebSocket is an HTTPConnection: authenticate reads only its headers, cookies and the token
         auth = await authenticate(ws, s, token=token)  # type: ignore[arg-type]
     if auth is None:
         await ws.close(code=UNAUTHORIZED, reason="log in first")
@@ -106,38 +171,33 @@ async def stream(ws: WebSocket) -> None:
         return
     await ws.accept()
     if st.nc is None:
-        await ws.send_json({"type": "error", "detail": "live updates need the message bus"})
+        await _send(ws, ErrorEvent(detail="live updates need the message bus"))
         await ws.close()
         return
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MAX_QUEUE)
+    queue: asyncio.Queue[StreamEvent] = asyncio.Queue(MAX_QUEUE)
     wanted: dict[tuple[str, str], set[str] | None] | None = None  # None: every market
     market_ids: dict[tuple[str, str], int | None] = {}
 
-    def put(event: dict[str, Any]) -> None:
+    def put(event: StreamEvent) -> None:
         if queue.full():  # a slow browser loses old updates, never blocks the bus
             with contextlib.suppress(asyncio.QueueEmpty):
                 queue.get_nowait()
         queue.put_nowait(event)
 
-    async def on_user(msg: Any) -> None:
-        try:
-            ev = m.decode(msg.data, m.UserEvent)
-        except Exception:
-            log.warning("stream: undecodable user event on %s", msg.subject)
-            return
-        put({**ev.data, "type": ev.kind})
+    async def on_user(msg: Msg) -> None:
+        ev = _read(msg, m.decode_user_event, "user event")
+        if ev is not None:
+            put(ev)
 
-    async def on_candle(msg: Any) -> None:
-        try:
-            c = m.decode(msg.data, m.Candle)
-        except Exception:
-            log.warning("stream: undecodable candle on %s", msg.subject)
+    async def on_candle(msg: Msg) -> None:
+        c = _read(msg, _candle, "candle")
+        if c is None:
             return
         key = (c.exchange, c.symbol)
-        if wanted is not None and (
-            key not in wanted or (wanted[key] is not None and c.tf not in wanted[key])
-        ):  # type: ignore[operator]
-            return
+        if wanted is not None:
+            tfs = wanted.get(key, set())
+            if key not in wanted or (tfs is not None and c.tf not in tfs):
+                return
         if key not in market_ids:
             async with st.sf() as s:
                 market_ids[key] = (
@@ -146,31 +206,28 @@ async def stream(ws: WebSocket) -> None:
                     )
                 ).scalar_one_or_none()
         put(
-            {
-                "type": "candle",
-                "market_id": market_ids[key],
-                "exchange": c.exchange,
-                "symbol": c.symbol,
-                "tf": c.tf,
-                "time": c.time,
-                "open": c.open,
-                "high": c.high,
-                "low": c.low,
-                "close": c.close,
-                "volume": c.volume,
-                "closed": c.closed,
-            }
+            CandleEvent(
+                market_id=market_ids[key],
+                exchange=c.exchange,
+                symbol=c.symbol,
+                tf=c.tf,
+                time=c.time,
+                open=c.open,
+                high=c.high,
+                low=c.low,
+                close=c.close,
+                volume=c.volume,
+                closed=c.closed,
+            )
         )
 
     last_tick: dict[tuple[str, str], float] = {}
 
-    async def on_tick(msg: Any) -> None:
+    async def on_tick(msg: Msg) -> None:
         if wanted is None:  # only markets asked for by name: every tick of every market is a flood
             return
-        try:
-            t = m.decode(msg.data, m.Tick)
-        except Exception:
-            log.warning("stream: undecodable tick on %s", msg.subject)
+        t = _read(msg, _tick, "tick")
+        if t is None:
             return
         key = (t.exchange, t.symbol)
         now = time.monotonic()
@@ -178,18 +235,17 @@ async def stream(ws: WebSocket) -> None:
             return
         last_tick[key] = now
         put(
-            {
-                "type": "tick",
-                "market_id": market_ids.get(key),
-                "exchange": t.exchange,
-                "symbol": t.symbol,
-                "bid": t.bid,
-                "ask": t.ask,
-                "bid_size": t.bid_size,
-                "ask_size": t.ask_size,
-                "last": t.last,
-                "time": t.time,
-            }
+            TickEvent(
+                market_id=market_ids.get(key),
+                exchange=t.exchange,
+                symbol=t.symbol,
+                bid=t.bid,
+                ask=t.ask,
+                bid_size=t.bid_size,
+                ask_size=t.ask_size,
+                last=t.last,
+                time=t.time,
+            )
         )
 
     subs = [
@@ -200,7 +256,7 @@ async def stream(ws: WebSocket) -> None:
 
     async def sender() -> None:
         while True:
-            await ws.send_json(await queue.get())
+            await _send(ws, await queue.get())
 
     async def receiver() -> None:
         nonlocal wanted
@@ -213,11 +269,11 @@ async def stream(ws: WebSocket) -> None:
                 f"send JSON as a text message; {USAGE}" if text is None else _parse_filters(text[:10_000])
             )
             if isinstance(filters, str):
-                await ws.send_json({"type": "error", "detail": filters})
+                await _send(ws, ErrorEvent(detail=filters))
                 continue
             if not filters:
                 wanted = None
-                await ws.send_json({"type": "subscribed", "markets": None})  # None: every market
+                await _send(ws, SubscribedEvent(markets=None))  # None: every market
                 continue
             async with st.sf() as s:
                 rows = {
@@ -233,20 +289,19 @@ async def stream(ws: WebSocket) -> None:
                     continue
                 key = (r.exchange, r.symbol)
                 market_ids[key] = r.id
-                if tf is None or key in new and new[key] is None:
-                    new[key] = None
+                tfs = new.setdefault(key, set())
+                if tf is None or tfs is None:
+                    new[key] = None  # every timeframe
                 else:
-                    new.setdefault(key, set()).add(tf)  # type: ignore[union-attr]
+                    tfs.add(tf)
             wanted = new
-            await ws.send_json(
-                {"type": "subscribed", "markets": sorted({rows[i].id for i, _ in filters if i in rows})}
-            )
+            await _send(ws, SubscribedEvent(markets=sorted({rows[i].id for i, _ in filters if i in rows})))
 
     async def still_logged_in() -> None:
         while True:
             await asyncio.sleep(st.stream_recheck_s)
             async with st.sf() as s:
-                if await authenticate(ws, s, token=token) is None:  # type: ignore[arg-type]
+                if await authenticate(ws, s, token=token) is None:  # type: ignore[arg-type]  # as above
                     await ws.close(code=UNAUTHORIZED, reason="the session has ended")
                     return
 

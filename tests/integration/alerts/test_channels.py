@@ -145,7 +145,7 @@ async def test_a_test_alert_goes_to_each_kind_of_channel_and_says_how_it_went(
     seen: list[m.UserEvent] = []
 
     async def hear(msg) -> None:  # type: ignore[no-untyped-def]
-        seen.append(m.decode(msg.data, m.UserEvent))
+        seen.append(m.decode_user_event(msg.data))
 
     await nc.subscribe(subjects.user_events(me), cb=hear)
     ids = {}
@@ -167,9 +167,11 @@ async def test_a_test_alert_goes_to_each_kind_of_channel_and_says_how_it_went(
     mail = smtp.messages[0]
     assert mail["Subject"] == "[tradewind] Test alert from tradewind" and mail["To"] == "tess@example.com"
     assert mail["From"] == "alerts@tradewind.test" and "it works" in mail.get_content()
-    await eventually(lambda: [e for e in seen if e.kind == "alert"], what="the alert in the browser's stream")
-    (browser,) = [e for e in seen if e.kind == "alert"]
-    assert browser.data["event"] == "test" and browser.data["channel_id"] == ids["browser"]
+    await eventually(
+        lambda: [e for e in seen if isinstance(e, m.AlertEvent)], what="the alert in the browser's stream"
+    )
+    (browser,) = [e for e in seen if isinstance(e, m.AlertEvent)]
+    assert browser.event == "test" and browser.channel_id == ids["browser"]
 
     webhook.status = 500
     r = await c.post(f"/api/alerts/channels/{ids['webhook']}/test")

@@ -123,12 +123,12 @@ async def test_a_failing_webhook_is_retried_then_shown_failed_while_trading_and_
     telegram.chats.add("99")
     c = await api.user("fay@example.com")
     me = (await c.get("/api/auth/me")).json()["id"]
-    failures: list[dict[str, Any]] = []
+    failures: list[m.AlertFailedEvent] = []
 
     async def hear(msg: Any) -> None:
-        ev = m.decode(msg.data, m.UserEvent)
-        if ev.kind == "alert_failed":
-            failures.append(ev.data)
+        ev = m.decode_user_event(msg.data)
+        if isinstance(ev, m.AlertFailedEvent):
+            failures.append(ev)
 
     await nc.subscribe(subjects.user_events(me), cb=hear)
     hook = (
@@ -160,7 +160,7 @@ async def test_a_failing_webhook_is_retried_then_shown_failed_while_trading_and_
     log = (await c.get(f"/api/alerts/channels/{hook['id']}/deliveries")).json()["items"]
     assert any(d["status"] == "failed" and d["attempts"] == 3 and "HTTP 500" in d["error"] for d in log)
     await eventually(lambda: failures, what="the failure told to the open app")
-    assert failures[0]["channel_id"] == hook["id"] and "HTTP 500" in failures[0]["error"]
+    assert failures[0].channel_id == hook["id"] and "HTTP 500" in (failures[0].error or "")
 
     # Trading went on meanwhile and goes on, and the Telegram channel got its fills.
     before = await trading.filled()

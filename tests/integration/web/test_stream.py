@@ -58,6 +58,23 @@ async def drain(ws: ClientConnection, seconds: float = 0.5) -> list[dict[str, An
         return out
 
 
+ORDER = {
+    "id": 1,
+    "assignment_id": 2,
+    "symbol": "BTC/USD",
+    "side": "buy",
+    "amount": "0.5",
+    "status": "open",
+    "order_type": "limit",
+    "filled": "0",
+    "price": None,
+    "fee": "0",
+    "reason": None,
+    "exit_reason": None,
+}
+FILL = {**ORDER, "status": "filled", "filled": "0.5", "price": "100.5", "fee": "0.05"}
+
+
 def candle(tf: str, t: int) -> bytes:
     return m.encode(
         m.Candle(
@@ -73,17 +90,16 @@ async def test_each_socket_gets_only_its_owners_events_and_the_public_candles(se
         assert (await subscribe(alice, []))["type"] == "subscribed"
         await subscribe(bob, [])
         await nats_client.publish(
-            subjects.user_events(alice_id),
-            m.encode(m.UserEvent(kind="order", data={"client_order_id": "alice-1"})),
+            subjects.user_events(alice_id), m.encode(m.OrderEvent(**ORDER, client_order_id="alice-1"))
         )
         await nats_client.publish(
-            subjects.user_events(bob_id),
-            m.encode(m.UserEvent(kind="fill", data={"client_order_id": "bob-1"})),
+            subjects.user_events(bob_id), m.encode(m.FillEvent(**FILL, client_order_id="bob-1"))
         )
         await nats_client.publish(subjects.core_candle("sim", "BTC/USD", "1m"), candle("1m", 60_000))
         got_alice, got_bob = await drain(alice), await drain(bob)
-    assert {"type": "order", "client_order_id": "alice-1"} in got_alice
-    assert {"type": "fill", "client_order_id": "bob-1"} in got_bob
+    # the user's events reach the browser as they are, flat, with their kind as ``type``
+    assert {**ORDER, "type": "order", "client_order_id": "alice-1"} in got_alice
+    assert {**FILL, "type": "fill", "client_order_id": "bob-1"} in got_bob
     assert "bob-1" not in json.dumps(got_alice) and "alice-1" not in json.dumps(got_bob)
     for got in (got_alice, got_bob):
         candles = [e for e in got if e["type"] == "candle"]
