@@ -34,18 +34,8 @@ from tradewind.runtime import (
     start_eval,
     start_exchange,
 )
+from tradewind.storage import models
 from tradewind.storage.db import SessionFactory
-from tradewind.storage.models import (
-    Assignment,
-    CandleRow,
-    Evaluation,
-    Market,
-    Order,
-    Strategy,
-    StrategyVersion,
-    Trader,
-    User,
-)
 
 FLIP = """
 -- changes position on every candle: long on even minutes, short on odd ones
@@ -103,21 +93,21 @@ async def populate(
 ) -> list[int]:
     tick = trigger == "tick"
     async with sf() as s:
-        user = User(email=f"bench-{tag}@example.com", password_hash="!")
+        user = models.User(email=f"bench-{tag}@example.com", password_hash="!")
         s.add(user)
         await s.flush()
-        strategy = Strategy(owner_id=user.id, name="quoter" if tick else "flip", latest_version=1)
+        strategy = models.Strategy(owner_id=user.id, name="quoter" if tick else "flip", latest_version=1)
         s.add(strategy)
         await s.flush()
-        s.add(StrategyVersion(strategy_id=strategy.id, version=1, code=QUOTER if tick else FLIP))
+        s.add(models.StrategyVersion(strategy_id=strategy.id, version=1, code=QUOTER if tick else FLIP))
         traders = []
         for _ in range((n + PER_ACCOUNT - 1) // PER_ACCOUNT):
-            t = Trader(owner_id=user.id, name="bench paper", exchange="sim", paper=True)
+            t = models.Trader(owner_id=user.id, name="bench paper", exchange="sim", paper=True)
             s.add(t)
             traders.append(t)
         await s.flush()
         rows = [
-            Assignment(
+            models.Assignment(
                 owner_id=user.id,
                 strategy_id=strategy.id,
                 market_id=markets[i % len(markets)],
@@ -188,7 +178,9 @@ async def run_latency(
         stack.stoppers.append(nc.drain)
         settle_heap()
         async with sf() as s:
-            market_ids = list((await s.execute(select(Market.id).where(Market.exchange == "sim"))).scalars())
+            market_ids = list(
+                (await s.execute(select(models.Market.id).where(models.Market.exchange == "sim"))).scalars()
+            )
         for n in loads:
             if progress:
                 progress(f"{n} assignments: setting up")
@@ -203,7 +195,9 @@ async def run_latency(
                 lat, evals, elapsed = measured.latencies, measured.evaluations, measured.elapsed_s
                 windows = _windows(measured.timed, measured.first, window) if window else []
             async with sf() as s:
-                await s.execute(update(Assignment).where(Assignment.id.in_(ids)).values(enabled=False))
+                await s.execute(
+                    update(models.Assignment).where(models.Assignment.id.in_(ids)).values(enabled=False)
+                )
                 await s.commit()
             await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
             result = LoadResult(
@@ -237,7 +231,9 @@ async def _measure_ticks(
     """Quotes placed by the assignments after ``warmup`` seconds, for ``seconds``: their latencies, how many,
     and the seconds measured."""
     first_quote = (
-        select(func.count()).select_from(Order).where(Order.assignment_id == ids[-1], Order.type == "quote")
+        select(func.count())
+        .select_from(models.Order)
+        .where(models.Order.assignment_id == ids[-1], models.Order.type == "quote")
     )
     while True:  # every assignment is in core's index once the last one has quoted
         async with sf() as s:
@@ -246,23 +242,23 @@ async def _measure_ticks(
         await asyncio.sleep(0.2)
     await asyncio.sleep(warmup)
     async with sf() as s:
-        start_id = (await s.execute(select(func.max(Order.id)))).scalar_one() or 0
+        start_id = (await s.execute(select(func.max(models.Order.id)))).scalar_one() or 0
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
     async with sf() as s:
-        end_id = (await s.execute(select(func.max(Order.id)))).scalar_one() or 0
+        end_id = (await s.execute(select(func.max(models.Order.id)))).scalar_one() or 0
     elapsed = time.monotonic() - t0
     await asyncio.sleep(1.5)  # the last quotes' calls are stamped
     async with sf() as s:
         lat = list(
             (
                 await s.execute(
-                    select(Order.latency_ms).where(
-                        Order.assignment_id.in_(ids),
-                        Order.id > start_id,
-                        Order.id <= end_id,
-                        Order.type == "quote",
-                        Order.latency_ms.is_not(None),
+                    select(models.Order.latency_ms).where(
+                        models.Order.assignment_id.in_(ids),
+                        models.Order.id > start_id,
+                        models.Order.id <= end_id,
+                        models.Order.type == "quote",
+                        models.Order.latency_ms.is_not(None),
                     )
                 )
             ).scalars()
@@ -296,7 +292,9 @@ async def _refuse_a_database_in_use(sf: SessionFactory) -> None:
     """Core evaluates every enabled assignment it finds: other users' would run on the bench's candles."""
     async with sf() as s:
         found = (
-            await s.execute(select(func.count()).select_from(Assignment).where(Assignment.enabled.is_(True)))
+            await s.execute(
+                select(func.count()).select_from(models.Assignment).where(models.Assignment.enabled.is_(True))
+            )
         ).scalar_one()
     if found:
         raise BenchRefused(
@@ -342,22 +340,22 @@ async def measure_orders(
     async with sf() as s:
         timed = (
             await s.execute(
-                select(Order.candle_time, Order.latency_ms).where(
-                    Order.assignment_id.in_(ids),
-                    Order.candle_time > first,
-                    Order.candle_time <= last,
-                    Order.latency_ms.is_not(None),
+                select(models.Order.candle_time, models.Order.latency_ms).where(
+                    models.Order.assignment_id.in_(ids),
+                    models.Order.candle_time > first,
+                    models.Order.candle_time <= last,
+                    models.Order.latency_ms.is_not(None),
                 )
             )
         ).all()
         evals = (
             await s.execute(
                 select(func.count())
-                .select_from(Evaluation)
+                .select_from(models.Evaluation)
                 .where(
-                    Evaluation.assignment_id.in_(ids),
-                    Evaluation.candle_time > first,
-                    Evaluation.candle_time <= last,
+                    models.Evaluation.assignment_id.in_(ids),
+                    models.Evaluation.candle_time > first,
+                    models.Evaluation.candle_time <= last,
                 )
             )
         ).scalar_one()
@@ -367,7 +365,11 @@ async def measure_orders(
 
 async def evaluated(sf: SessionFactory, assignment_id: int) -> None:
     """Wait for the assignment's first evaluation."""
-    q = select(func.count()).select_from(Evaluation).where(Evaluation.assignment_id == assignment_id)
+    q = (
+        select(func.count())
+        .select_from(models.Evaluation)
+        .where(models.Evaluation.assignment_id == assignment_id)
+    )
     while True:
         async with sf() as s:
             if (await s.execute(q)).scalar_one():
@@ -380,8 +382,8 @@ async def _next_candle_time(sf: SessionFactory, market_ids: list[int], count: in
 
     async def latest() -> int:
         async with sf() as s:
-            q = select(func.max(CandleRow.time)).where(
-                CandleRow.market_id == market_ids[0], CandleRow.tf == "1m"
+            q = select(func.max(models.CandleRow.time)).where(
+                models.CandleRow.market_id == market_ids[0], models.CandleRow.tf == "1m"
             )
             return (await s.execute(q)).scalar_one_or_none() or 0
 

@@ -1,5 +1,6 @@
 """The `tradewind` command: one module per command group, the settings, storage and error path they share
-in ``context``.
+in ``context``; what the research commands share in ``options`` (their arguments), ``candles`` (reading
+them) and ``report`` (showing the results).
 
 up, run            the platform, whole or one component        (``cli.up``)
 db                 the database schema                         (``cli.db``)

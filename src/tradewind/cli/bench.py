@@ -18,22 +18,15 @@ def bench() -> None:
     """Benchmarks that drive a known load through the platform."""
 
 
-@bench.command("latency")
-@click.option("--assignments", default="10,100,1000", show_default=True, help="Comma-separated loads.")
-@click.option("--markets", default=1, show_default=True, type=click.IntRange(1, 8))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Eval workers.")
-@click.option(
-    "--candles",
-    default=20,
-    show_default=True,
-    type=click.IntRange(2, 1000),
-    help="Candles measured per load.",
-)
+@bench.command("latency", context_settings={"show_default": True})
+@click.option("--assignments", default="10,100,1000", help="Comma-separated loads.")
+@click.option("--markets", default=1, type=click.IntRange(1, 8))
+@click.option("--workers", default=1, type=click.IntRange(1, 16), help="Eval workers.")
+@click.option("--candles", default=20, type=click.IntRange(2, 1000), help="Candles measured per load.")
 @click.option(
     "--candle-interval",
     "interval",
     default=1.0,
-    show_default=True,
     type=click.FloatRange(0.2, 60),
     help="Seconds between the sim's one-minute candles (a larger load may need longer to keep up).",
 )
@@ -41,13 +34,11 @@ def bench() -> None:
     "--trigger",
     type=click.Choice(["candle", "tick"]),
     default="candle",
-    show_default=True,
     help="tick: quoting assignments on the sim's ticks (one a second per market); --candles is then seconds.",
 )
 @click.option(
     "--window",
     default=0,
-    show_default=True,
     type=click.IntRange(0, 1000),
     help="Also print p50/p99 for each window of this many candles (drift over a long run); 0: off.",
 )

@@ -147,3 +147,21 @@ def candles(
 def one_source(data_file: Path | None, market: str | None) -> None:
     if (data_file is None) == (market is None):
         raise click.UsageError("give exactly one of --data FILE or --market ID")
+
+
+def inline(path: Path, timeframe: str) -> Any:
+    """A candle file's candles to send with each job to workers on a bus (``sweep.inline_data``), or None
+    (said on stderr) when they are too large for a message and the workers read the file themselves."""
+    from tradewind.backtest.importers import ImportError_
+    from tradewind.backtest.sweep import inline_data
+
+    try:
+        data = inline_data(path, timeframe)
+    except ImportError_ as exc:
+        raise click.ClickException(str(exc)) from None
+    if data is None:
+        click.echo(
+            f"{path.name} is too large to send with each job: the workers read it at {path.resolve()}",
+            err=True,
+        )
+    return data

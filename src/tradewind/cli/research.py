@@ -6,68 +6,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from tradewind.cli import candles as source
 from tradewind.cli.context import read_settings_if
-from tradewind.domain import TIMEFRAMES
-
-if TYPE_CHECKING:
-    from tradewind.config import Settings
-
-
-def _data_options(fn: Any) -> Any:
-    for option in reversed(
-        [
-            click.argument("strategy", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
-            click.option(
-                "--data",
-                "data_file",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                help="A candle file (CSV, Parquet, freqtrade JSON/feather, Gekko CSV).",
-            ),
-            click.option(
-                "--market", help="A stored market: its id (see `tradewind data list`) or EXCHANGE:SYMBOL."
-            ),
-            click.option("--timeframe", type=click.Choice(list(TIMEFRAMES)), default="1m", show_default=True),
-            click.option("--from", "start", help="Start time (ISO 8601 or epoch ms), with --market."),
-            click.option("--to", "end", help="End time (exclusive), with --market."),
-            click.option(
-                "--param", "params", multiple=True, help="A strategy parameter, name=value; repeatable."
-            ),
-            click.option("--fee", type=click.FloatRange(0, 0.1), default=0.001, show_default=True),
-            click.option("--maker-fee", type=click.FloatRange(0, 0.1), default=None),
-            click.option(
-                "--cash", type=click.FloatRange(min=0, min_open=True), default=10_000.0, show_default=True
-            ),
-            click.option("--slippage-bps", type=click.FloatRange(0, 1000), default=0.0, show_default=True),
-            click.option("--lookback", type=click.IntRange(1, 100_000), default=500, show_default=True),
-            click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
-        ]
-    ):
-        fn = option(fn)
-    return fn
-
-
-def _candles(
-    settings: Settings | None,
-    data_file: Path | None,
-    market: str | None,
-    timeframe: str,
-    start: str | None,
-    end: str | None,
-) -> dict[str, Any]:
-    source.one_source(data_file, market)
-    t0, t1 = source.parse_times(start, end)
-    return source.candles(settings, data_file, market, timeframe, t0, t1)
+from tradewind.cli.options import Run, run_options
+from tradewind.cli.report import table, with_progress
 
 
 # -- walk-forward ----------------------------------------------------------------------------------------------
 @click.command("walkforward")
-@_data_options
+@run_options()
 @click.option("--train", "train", help="Train window length: 30d, 12h, 90m, 2w.")
 @click.option("--test", "test", help="Test window length (and the step between windows).")
 @click.option(
@@ -109,19 +59,7 @@ def _candles(
     help="Trials at once, in threads of this process (default: CPU count, at most 8).",
 )
 def walkforward(
-    strategy: Path,
-    data_file: Path | None,
-    market: str | None,
-    timeframe: str,
-    start: str | None,
-    end: str | None,
-    params: tuple[str, ...],
-    fee: float,
-    maker_fee: float | None,
-    cash: float,
-    slippage_bps: float,
-    lookback: int,
-    as_json: bool,
+    run: Run,
     train: str | None,
     test: str | None,
     anchored: bool,
@@ -135,9 +73,9 @@ def walkforward(
 ) -> None:
     """Walk-forward analysis of STRATEGY.lua: optimise its declared parameters on each train window and run
     the best ones on the test window after it; the out-of-sample results stitched, and the efficiency ratio."""
-    import asyncio
-
-    settings = read_settings_if(market is not None)  # a bad setting stops the command before anything runs
+    settings = read_settings_if(
+        run.market is not None
+    )  # a bad setting stops the command before anything runs
     from tradewind.backtest import optimize as opt
     from tradewind.backtest import walkforward as wf
     from tradewind.sandbox.runtime import StrategyError
@@ -148,69 +86,42 @@ def walkforward(
     if len(objectives) != 1:
         raise click.BadParameter("a walk-forward optimises one objective", param_hint="--objective")
     try:
-        config = opt.StudyConfig(
-            objectives=objectives,
-            sampler=sampler,
-            prune=prune,
-            seed=seed,
-            fixed=source.parse_params(params),
-            cash=cash,
-            fee=fee,
-            maker_fee=maker_fee,
-            slippage=slippage_bps / 10_000,
-            lookback=lookback,
-        )
+        config = run.study_config(objectives, sampler, prune, seed)
         spans = (wf.parse_span(train) if train else None, wf.parse_span(test) if test else None)
     except (opt.OptimizeError, wf.WalkForwardError) as exc:
         raise click.BadParameter(str(exc)) from None
-    code = strategy.read_text()
+    code = run.strategy.read_text()
     try:
-        space = opt.declared_space(code, strategy.stem)
+        space = opt.declared_space(code, run.name)
     except StrategyError as exc:
         raise click.ClickException(str(exc)) from None
-    arrays = _candles(settings, data_file, market, timeframe, start, end)
+    run.one_source()
+    arrays = run.candles(settings)
     mode = "split" if split is not None else "anchored" if anchored else "rolling"
     try:
-        wins = wf.windows(arrays["time"], train_ms=spans[0], test_ms=spans[1], anchored=anchored, split=split)
-    except wf.WalkForwardError as exc:
-        raise click.ClickException(str(exc)) from None
-    lanes = parallel or min(8, os.cpu_count() or 2)
-
-    def go(progress: Any = None) -> wf.WalkForward:
-        return asyncio.run(
-            wf.analyse(
+        result = with_progress(
+            lambda progress: wf.run(
                 code,
                 arrays,
                 space,
                 config,
-                wins,
                 mode=mode,
+                train_ms=spans[0],
+                test_ms=spans[1],
+                split=split,
                 trials=trials,
-                parallel=lanes,
-                name=strategy.stem,
+                parallel=parallel or min(8, os.cpu_count() or 2),
+                name=run.name,
                 progress=progress,
-            )
+            ),
+            f"walk-forward ({mode}), windows",
+            None,
+            shown=not run.as_json,
         )
-
-    try:
-        if as_json:
-            result = go()
-        else:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            with Progress(
-                TextColumn(f"walk-forward ({mode}), windows"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=True,
-            ) as bar:
-                task = bar.add_task("wf", total=len(wins))
-                result = go(lambda done, total: bar.update(task, completed=done))
     except (opt.OptimizeError, wf.WalkForwardError) as exc:
         raise click.ClickException(str(exc)) from None
     doc = result.as_dict()
-    if as_json:
+    if run.as_json:
         click.echo(json.dumps(doc))
     else:
         _wf_report(doc, sorted(opt.searched(space, config.fixed)))
@@ -218,23 +129,23 @@ def walkforward(
 
 def _wf_report(doc: dict[str, Any], names: list[str]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     obj = doc["objective"]
-    t = Table(title=f"walk-forward ({doc['mode']}) by {obj}")
-    for col in (
-        "#",
-        "train",
-        "test",
-        *names,
-        f"IS {obj}",
-        f"OOS {obj}",
-        "IS return %",
-        "OOS return %",
-        "OOS trades",
-    ):
-        t.add_column(col, justify="right")
+    t = table(
+        f"walk-forward ({doc['mode']}) by {obj}",
+        (
+            "#",
+            "train",
+            "test",
+            *names,
+            f"IS {obj}",
+            f"OOS {obj}",
+            "IS return %",
+            "OOS return %",
+            "OOS trades",
+        ),
+    )
     for w in doc["windows"]:
         i, o = w["in_sample"], w["out_of_sample"]
         t.add_row(
@@ -270,7 +181,7 @@ CHECKS = ("recursive", "lookahead", "montecarlo")
 
 
 @click.command("check")
-@_data_options
+@run_options()
 @click.option(
     "--only",
     default=",".join(CHECKS),
@@ -292,29 +203,13 @@ CHECKS = ("recursive", "lookahead", "montecarlo")
     help="Monte Carlo: resampled trade sequences per mode.",
 )
 @click.option("--seed", type=int, default=None, help="Monte Carlo's (and the look-ahead cuts') random seed.")
-def check(
-    strategy: Path,
-    data_file: Path | None,
-    market: str | None,
-    timeframe: str,
-    start: str | None,
-    end: str | None,
-    params: tuple[str, ...],
-    fee: float,
-    maker_fee: float | None,
-    cash: float,
-    slippage_bps: float,
-    lookback: int,
-    as_json: bool,
-    only: str,
-    points: int,
-    runs: int,
-    seed: int | None,
-) -> None:
+def check(run: Run, only: str, points: int, runs: int, seed: int | None) -> None:
     """Bias and robustness checks of STRATEGY.lua: its decisions with the lookback halved and doubled, its
     decisions with the later candles removed or changed, and Monte Carlo of its backtest's trades.
     Exit status 1 when a decision changed in either of the first two."""
-    settings = read_settings_if(market is not None)  # a bad setting stops the command before anything runs
+    settings = read_settings_if(
+        run.market is not None
+    )  # a bad setting stops the command before anything runs
     from tradewind.backtest import checks as ck
     from tradewind.backtest import engine, montecarlo
 
@@ -322,41 +217,36 @@ def check(
     unknown = [x for x in wanted if x not in CHECKS]
     if unknown or not wanted:
         raise click.BadParameter(f"use {', '.join(CHECKS)}", param_hint="--only")
-    code = strategy.read_text()
-    arrays = _candles(settings, data_file, market, timeframe, start, end)
-    p = source.parse_params(params)
-    doc: dict[str, Any] = {"strategy": strategy.name, "candles": len(arrays["time"]), "lookback": lookback}
+    code = run.strategy.read_text()
+    run.one_source()
+    arrays = run.candles(settings)
+    p, lookback, name = run.fixed(), run.lookback, run.name
+    doc: dict[str, Any] = {
+        "strategy": run.strategy.name,
+        "candles": len(arrays["time"]),
+        "lookback": lookback,
+    }
     try:
         if "recursive" in wanted:
             doc["recursive"] = ck.recursive_check(
-                code, arrays, params=p, lookback=lookback, name=strategy.stem
+                code, arrays, params=p, lookback=lookback, name=name
             ).as_dict()
         if "lookahead" in wanted:
             doc["lookahead"] = ck.lookahead_check(
-                code, arrays, params=p, lookback=lookback, points=points, seed=seed, name=strategy.stem
+                code, arrays, params=p, lookback=lookback, points=points, seed=seed, name=name
             ).as_dict()
     except ck.CheckError as exc:
         raise click.ClickException(str(exc)) from None
     if "montecarlo" in wanted:
-        result = engine.run(
-            code,
-            arrays,
-            params=p,
-            cash=cash,
-            fee=fee,
-            maker_fee=maker_fee,
-            slippage=slippage_bps / 10_000,
-            lookback=lookback,
-            name=strategy.stem,
-        )
+        result = engine.run(code, arrays, params=p, name=name, **run.costs())
         if result.error:
             raise click.ClickException(result.error)
         doc["montecarlo"] = montecarlo.simulate(
-            [t.pnl for t in result.trades if t.pnl is not None], cash, runs=runs, seed=seed
+            [t.pnl for t in result.trades if t.pnl is not None], run.cash, runs=runs, seed=seed
         )
     failed = [k for k in ("recursive", "lookahead") if k in doc and not doc[k]["passed"]]
     doc["passed"] = not failed
-    if as_json:
+    if run.as_json:
         click.echo(json.dumps(doc))
     else:
         _check_report(doc)
@@ -366,7 +256,6 @@ def check(
 
 def _check_report(doc: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if "recursive" in doc:
@@ -405,9 +294,10 @@ def _check_report(doc: dict[str, Any]) -> None:
                 )
     if "montecarlo" in doc:
         mc = doc["montecarlo"]
-        t = Table(title=f"Monte Carlo of {mc['trades']} trades, {mc['runs']} runs per mode")
-        for col in ("mode", "max dd % p5", "p50", "p95", "final equity p5", "p50", "p95", "P(loss)"):
-            t.add_column(col, justify="right")
+        t = table(
+            f"Monte Carlo of {mc['trades']} trades, {mc['runs']} runs per mode",
+            ("mode", "max dd % p5", "p50", "p95", "final equity p5", "p50", "p95", "P(loss)"),
+        )
         t.add_row(
             "backtest",
             *[f"{mc['actual']['max_drawdown_pct']:.2f}"] * 3,

@@ -25,12 +25,13 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable
 from multiprocessing.connection import Connection
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
+import msgspec
 import numpy as np
 
 from tradewind.bus import messages as m
-from tradewind.sandbox.runtime import Diagnostic, Limits, StrategyError, StrategyRuntime, inspect
+from tradewind.sandbox.runtime import Decision, Diagnostic, Limits, StrategyError, StrategyRuntime, inspect
 from tradewind.sandbox.ta import ArrayStore
 from tradewind.sandbox.window import CandleWindow
 
@@ -58,12 +59,12 @@ class Job(NamedTuple):
 
 
 class Outcome(NamedTuple):
-    """One job's result, as ``Executor.evaluate`` answers it (a tuple: index it or name its fields).
-    The child sends plain tuples, the shortest that hold the job's result (see ``_outcome``)."""
+    """One job's result, as the child sends it and ``Executor.evaluate`` answers it (a tuple: index it or
+    name its fields)."""
 
     assignment_id: int
-    status: str  # "ok" | "error"
-    position: str | None
+    status: Literal["ok", "error"]
+    position: m.Position | None
     size: float
     note: str | None
     error: str | None
@@ -76,30 +77,92 @@ class Outcome(NamedTuple):
     limit: float | None = None
     expire: int | None = None
     # what on_tick returned as quotes, (side, price, amount) each ([]: cancel them all); None: no quotes
-    quotes: list[tuple[str, float, float]] | None = None
+    quotes: list[tuple[m.Side, float, float]] | None = None
     # the strategy's own series at this candle (``plot = {...}``); None: it plotted nothing
     plot: dict[str, float] | None = None
 
-
-_tuple_new = tuple.__new__  # an Outcome without its __new__'s call: a thousand are made per batch
-
-
-def _outcome(o: tuple[Any, ...]) -> Outcome:
-    """The child's tuple as an Outcome: (assignment_id, position, size, duration_us) for the common
-    result, Outcome's first eight fields when there is a note, logs or an error, thirteen when the
-    decision has exits or a limit, fourteen when it has quotes, all of them when it has a plot."""
-    n = len(o)
-    if n == 4:
-        return _tuple_new(
-            Outcome, (o[0], "ok", o[1], o[2], None, None, o[3], [], None, None, None, None, None, None, None)
+    @classmethod
+    def decided(cls, assignment_id: int, d: Decision, duration_us: int) -> Outcome:
+        # (the sandbox checked the position and the quotes' sides; the parent's decoder checks them again)
+        return cls(
+            assignment_id,
+            "ok",
+            cast("m.Position | None", d.position),
+            d.size,
+            d.note,
+            None,
+            duration_us,
+            d.logs,
+            d.stop_loss,
+            d.take_profit,
+            d.trailing_stop,
+            d.limit,
+            d.expire,
+            cast("list[tuple[m.Side, float, float]] | None", d.quotes),
+            d.plot,
         )
-    if n == 8:
-        return _tuple_new(Outcome, (*o, None, None, None, None, None, None, None))
-    if n == 13:
-        return _tuple_new(Outcome, (*o, None, None))
-    if n == 14:
-        return _tuple_new(Outcome, (*o, None))
-    return _tuple_new(Outcome, o)
+
+    @classmethod
+    def failed(
+        cls, assignment_id: int, error: str, duration_us: int, logs: list[str] | None = None
+    ) -> Outcome:
+        return cls(assignment_id, "error", None, 1.0, None, error, duration_us, logs or [])
+
+
+# -- the pipe between the parent and its child ------------------------------------------------------------
+# Both ways the messages are msgpack (msgspec), decoded into the types below: a tuple of the wrong shape is a
+# decode error, not a field read in the wrong place. A NamedTuple travels as a msgpack array and decodes in C,
+# cheaper than pickle and the Python-level construction of a thousand outcomes a batch. An empty message
+# stops the child.
+
+
+class _Column(NamedTuple):
+    """One array of the candle window (time, open, high, low, close, volume)."""
+
+    data: bytes
+    dtype: str
+
+
+class _Task(NamedTuple):
+    """A job as it travels: its name, params and lookback go once per assignment (``_Details``)."""
+
+    assignment_id: int
+    strategy_id: int
+    version: int
+
+
+class _Details(NamedTuple):
+    name: str
+    params: dict[str, Any]
+    lookback: int
+
+
+class _Batch(NamedTuple):
+    """What the parent sends the child: the window, the jobs, and the code and details it has not seen."""
+
+    key: str  # the window's
+    columns: list[_Column]
+    candle_time: int
+    tasks: list[_Task]
+    codes: dict[tuple[int, int], str]
+    details: dict[int, _Details]
+    # None for a batch of candle evaluations; else per job, (tick, state) or None (decide)
+    ticks: list[tuple[m.Tick, m.TickState | None] | None] | None
+
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def _receive(conn: Connection) -> bytes | None:  # pragma: no cover - runs in the child
+    """The parent's next message, or None when it said stop (an empty message) or closed the pipe."""
+    try:
+        return conn.recv_bytes() or None
+    except EOFError:
+        return None
+
+
+_batch = msgspec.msgpack.Decoder(_Batch)
+_outcomes = msgspec.msgpack.Decoder(list[Outcome])
 
 
 class _Entry:
@@ -169,7 +232,7 @@ def _child(
 ) -> None:  # pragma: no cover - runs in the child
     runtimes = _Runtimes(budget_mb * 1024 * 1024)
     codes: dict[tuple[int, int], str] = {}
-    details: dict[int, tuple[str, dict[str, Any], int]] = {}  # assignment -> name, params, lookback
+    details: dict[int, _Details] = {}
     store = ArrayStore()
     perf = time.perf_counter
     # The garbage collector runs between batches, not when allocations happen to trigger it in the middle
@@ -181,20 +244,17 @@ def _child(
             gc.collect()
             collected = time.monotonic()
             runtimes.collect_idle(lambda: conn.poll(0))
-        try:
-            msg = conn.recv()
-        except EOFError:
-            return
+        msg = _receive(conn)
         if msg is None:
             return
-        # ticks: None for a batch of candle evaluations; else per job, (tick, state) or None (decide)
-        window_parts, candle_time, jobs, new_codes, new_details, ticks = msg
-        codes.update(new_codes)
-        details.update(new_details)
-        window = CandleWindow(window_parts[0], *(np.frombuffer(b, dtype=d) for b, d in window_parts[1:]))
+        batch = _batch.decode(msg)
+        candle_time, ticks = batch.candle_time, batch.ticks
+        codes.update(batch.codes)
+        details.update(batch.details)
+        window = CandleWindow(batch.key, *(np.frombuffer(c.data, dtype=c.dtype) for c in batch.columns))
         tails: dict[int, CandleWindow] = {}
-        out: list[tuple[Any, ...]] = []
-        for i, (aid, sid, version) in enumerate(jobs):
+        out: list[Outcome] = []
+        for i, (aid, sid, version) in enumerate(batch.tasks):
             progress[0] = i  # the parent times each job from when it sees its index here
             started = perf()
             name, params, lookback = details[aid]
@@ -211,79 +271,13 @@ def _child(
                 w = tails.get(lookback)
                 if w is None:
                     w = tails[lookback] = window.tail(lookback)
-                if ticks is None or ticks[i] is None:
+                tick = None if ticks is None else ticks[i]
+                if tick is None:
                     d = rt.decide(w, candle_time)
                 else:
-                    d = rt.on_tick(w, *ticks[i], candle_time)
+                    d = rt.on_tick(w, *tick, candle_time)
                 runtimes.measure(aid)
-                us = int((perf() - started) * 1e6)
-                if d.plot is not None:  # a plot: every field (the common case below stays as short)
-                    out.append(
-                        (
-                            aid,
-                            "ok",
-                            d.position,
-                            d.size,
-                            d.note,
-                            None,
-                            us,
-                            d.logs,
-                            d.stop_loss,
-                            d.take_profit,
-                            d.trailing_stop,
-                            d.limit,
-                            d.expire,
-                            d.quotes,
-                            d.plot,
-                        )
-                    )
-                elif ticks is not None and d.quotes is not None:
-                    out.append(
-                        (
-                            aid,
-                            "ok",
-                            d.position,
-                            d.size,
-                            d.note,
-                            None,
-                            us,
-                            d.logs,
-                            d.stop_loss,
-                            d.take_profit,
-                            d.trailing_stop,
-                            d.limit,
-                            d.expire,
-                            d.quotes,
-                        )
-                    )
-                elif (
-                    d.stop_loss is None
-                    and d.take_profit is None
-                    and d.trailing_stop is None
-                    and d.limit is None
-                ):
-                    if d.note is None and not d.logs:  # the common case, in fewer objects to pickle
-                        out.append((aid, d.position, d.size, us))
-                    else:
-                        out.append((aid, "ok", d.position, d.size, d.note, None, us, d.logs))
-                else:
-                    out.append(
-                        (
-                            aid,
-                            "ok",
-                            d.position,
-                            d.size,
-                            d.note,
-                            None,
-                            us,
-                            d.logs,
-                            d.stop_loss,
-                            d.take_profit,
-                            d.trailing_stop,
-                            d.limit,
-                            d.expire,
-                        )
-                    )
+                out.append(Outcome.decided(aid, d, int((perf() - started) * 1e6)))
             except StrategyError as exc:
                 if exc.candle_time is None:
                     exc.candle_time = candle_time
@@ -293,23 +287,18 @@ def _child(
                     runtimes.drop(aid)
                 else:
                     runtimes.measure(aid)
-                out.append((aid, "error", None, 1.0, None, str(exc), int((perf() - started) * 1e6), logs))
+                out.append(Outcome.failed(aid, str(exc), int((perf() - started) * 1e6), logs))
             except Exception as exc:  # a bug of ours must not look like the strategy's fault
                 log.exception("eval executor: internal error")
                 out.append(
-                    (
+                    Outcome.failed(
                         aid,
-                        "error",
-                        None,
-                        1.0,
-                        None,
                         f"internal error in the eval worker: {type(exc).__name__}",
                         int((perf() - started) * 1e6),
-                        [],
                     )
                 )
         progress[0] = -1
-        conn.send(out)
+        conn.send_bytes(_encode(out))
 
 
 class Executor:
@@ -323,7 +312,7 @@ class Executor:
         self._conn: Connection | None = None
         self._progress: Any = None
         self._known: set[tuple[int, int]] = set()  # strategy versions whose code the child has
-        self._details: dict[int, tuple[Any, ...]] = {}  # what the child knows of each assignment
+        self._details: dict[int, _Details] = {}  # what the child knows of each assignment
         self._lock = asyncio.Lock()
         self._closed = False
         self.restarts = 0
@@ -370,7 +359,7 @@ class Executor:
             if locked:
                 try:
                     if self._conn is not None:
-                        self._conn.send(None)
+                        self._conn.send_bytes(b"")
                 except OSError:
                     pass
                 await asyncio.to_thread(proc.join, 5)
@@ -394,7 +383,7 @@ class Executor:
         self, window: CandleWindow, candle_time: int, jobs: list[Job], codes: dict[tuple[int, int], str]
     ) -> list[Outcome]:
         arrays = (window.time, window.open, window.high, window.low, window.close, window.volume)
-        parts = (window.key, *((a.tobytes(), a.dtype.str) for a in arrays))
+        columns = [_Column(a.tobytes(), a.dtype.str) for a in arrays]
         results: dict[int, Outcome] = {}
         pending = list(jobs)
         deadline_s = self.limits.time_ms / 1000 + KILL_GRACE_S
@@ -406,28 +395,29 @@ class Executor:
                 self._kill()
             assert self._conn is not None
             send_codes = {k: c for k, c in codes.items() if k not in self._known}
-            # jobs travel as (assignment, strategy, version); name, params and lookback only when the
-            # child has not seen them: small tuples pickle several times faster
+            # name, params and lookback go only when the child has not seen them: small tasks encode faster
             send_details = {}
             on_ticks = False
             for j in pending:
-                d = (j.name, j.params, j.lookback)
+                d = _Details(j.name, j.params, j.lookback)
                 if self._details.get(j.assignment_id) != d:
                     send_details[j.assignment_id] = self._details[j.assignment_id] = d
                 if j.tick is not None:
                     on_ticks = True
-            # a tick and its state travel once per job of a tick batch (pickle sends one tick object once)
             ticks = [None if j.tick is None else (j.tick, j.state) for j in pending] if on_ticks else None
             self._progress[0] = -1
             try:
-                self._conn.send(
-                    (
-                        parts,
-                        candle_time,
-                        [(j.assignment_id, j.strategy_id, j.version) for j in pending],
-                        send_codes,
-                        send_details,
-                        ticks,
+                self._conn.send_bytes(
+                    _encode(
+                        _Batch(
+                            window.key,
+                            columns,
+                            candle_time,
+                            [_Task(j.assignment_id, j.strategy_id, j.version) for j in pending],
+                            send_codes,
+                            send_details,
+                            ticks,
+                        )
                     )
                 )
             except OSError:  # the child is gone: start another and send the batch again
@@ -462,9 +452,7 @@ class Executor:
                 reason = f"time limit reached ({self.limits.time_ms} ms per evaluation; stopped from outside the Lua state)"
                 limit = "time"
             err = StrategyError(job.name, reason, candle_time=candle_time, limit=limit)
-            results[job.assignment_id] = Outcome(
-                job.assignment_id, "error", None, 1.0, None, str(err), int(deadline_s * 1e6), []
-            )
+            results[job.assignment_id] = Outcome.failed(job.assignment_id, str(err), int(deadline_s * 1e6))
             self._kill()
             pending = [j for j in pending if j.assignment_id not in results]
         return [results[j.assignment_id] for j in jobs]
@@ -476,34 +464,11 @@ class Executor:
         while True:
             if self._conn.poll(0.02):
                 try:
-                    out = self._conn.recv()
+                    out = self._conn.recv_bytes()
                 except (EOFError, OSError):  # the child died by itself (e.g. out of memory in C code)
                     return int(self._progress[0]), True
-                new = _tuple_new
-                for o in out:
-                    if len(o) == 4:  # the common result, inline: a thousand per batch
-                        results[o[0]] = new(
-                            Outcome,
-                            (
-                                o[0],
-                                "ok",
-                                o[1],
-                                o[2],
-                                None,
-                                None,
-                                o[3],
-                                [],
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                            ),
-                        )
-                    else:
-                        results[o[0]] = _outcome(o)
+                for o in _outcomes.decode(out):
+                    results[o.assignment_id] = o
                 return None, False
             i, now = int(self._progress[0]), time.monotonic()
             if i != last:
@@ -532,31 +497,30 @@ class ValidationUnavailable(Exception):
 
 class Inspection(NamedTuple):
     """What a validation found: the code's errors, and (when it has none) the parameters it declares, as
-    ``ParamSpec.as_dict()`` rows (``tradewind.sandbox.params``)."""
+    ``ParamSpec.as_dict()`` rows (``tradewind.sandbox.params``). The validation child sends it (msgpack)."""
 
     diagnostics: list[Diagnostic]
     declared: list[dict[str, Any]]
 
 
+_code = msgspec.msgpack.Decoder(str)
+_inspection = msgspec.msgpack.Decoder(Inspection)
+
+
 def _validation_child(conn: Connection) -> None:  # pragma: no cover - runs in the child
     with contextlib.suppress(OSError):
         os.nice(10)  # a runaway being checked yields the CPU to live evaluations (embedded mode)
-    conn.send(None)  # ready: the imports are done, so no job's deadline pays for them
-    while True:
+    conn.send_bytes(b"")  # ready: the imports are done, so no job's deadline pays for them
+    while (msg := _receive(conn)) is not None:
         try:
-            code = conn.recv()
-        except EOFError:
-            return
-        if code is None:
-            return
-        try:
-            diagnostics, specs = inspect(code)
-            found = [(d.line, d.message) for d in diagnostics]
-            declared = [spec.as_dict() for spec in specs.values()]
+            diagnostics, specs = inspect(_code.decode(msg))
+            found = Inspection(diagnostics, [spec.as_dict() for spec in specs.values()])
         except Exception as exc:  # a bug of ours must not look like the strategy's fault
             log.exception("validation child: internal error")
-            found, declared = [(None, f"internal error while validating: {type(exc).__name__}")], []
-        conn.send((found, declared))
+            found = Inspection(
+                [Diagnostic(None, f"internal error while validating: {type(exc).__name__}")], []
+            )
+        conn.send_bytes(_encode(found))
 
 
 class _Child:
@@ -581,9 +545,14 @@ def _kill_all(children: set[_Child]) -> None:
 async def _readable(conn: Connection, timeout: float) -> bool:
     """Wait until the child has written something (or died); False when ``timeout`` passes first."""
     loop = asyncio.get_running_loop()
-    ready = loop.create_future()
+    ready: asyncio.Future[None] = loop.create_future()
     fd = conn.fileno()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
     try:
         await asyncio.wait_for(ready, timeout)
         return True
@@ -689,12 +658,12 @@ class ValidationPool:
         healthy = False
         try:
             try:
-                child.conn.send(code)
+                child.conn.send_bytes(_encode(code))
                 answered = await _readable(child.conn, self.deadline_s)
                 if answered:
-                    found, declared = child.conn.recv()
+                    found = _inspection.decode(child.conn.recv_bytes())
                     healthy = True
-                    return Inspection([Diagnostic(line, message) for line, message in found], declared)
+                    return found
             except (EOFError, OSError):
                 log.warning("validation child died; replacing it")
                 return Inspection(
@@ -738,7 +707,7 @@ class ValidationPool:
             if child is None:
                 return
             try:
-                if await _readable(child.conn, READY_TIMEOUT_S) and child.conn.recv() is None:
+                if await _readable(child.conn, READY_TIMEOUT_S) and child.conn.recv_bytes() == b"":
                     if self._closed:
                         self._discard(child)
                         return

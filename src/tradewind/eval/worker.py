@@ -297,43 +297,27 @@ class EvalWorker:
             return m.EvalReply(outcomes=refused_outcomes + outcomes, worker=self.name)
         results = await self.executor.evaluate(window, candle_time, jobs, codes)
         outcomes = refused_outcomes
-        for (
-            aid,
-            status,
-            position,
-            size,
-            note,
-            error,
-            us,
-            logs,
-            sl,
-            tp,
-            ts,
-            limit,
-            expire,
-            quotes,
-            plot,
-        ) in results:
-            EVALS.labels(status).inc()
+        for o in results:
+            EVALS.labels(o.status).inc()
             outcomes.append(
                 m.EvalOutcome(
-                    assignment_id=aid,
-                    status=status,
-                    position=position,
-                    size=size,
-                    note=note,
-                    error=error,
-                    duration_us=us,
-                    logs=logs,
-                    stop_loss=sl,
-                    take_profit=tp,
-                    trailing_stop=ts,
-                    limit=limit,
-                    expire=expire,
+                    assignment_id=o.assignment_id,
+                    status=o.status,
+                    position=o.position,
+                    size=o.size,
+                    note=o.note,
+                    error=o.error,
+                    duration_us=o.duration_us,
+                    logs=o.logs,
+                    stop_loss=o.stop_loss,
+                    take_profit=o.take_profit,
+                    trailing_stop=o.trailing_stop,
+                    limit=o.limit,
+                    expire=o.expire,
                     quotes=None
-                    if quotes is None
-                    else [m.Quote(side=s, price=p, amount=a) for s, p, a in quotes],
-                    plot=plot,
+                    if o.quotes is None
+                    else [m.Quote(side=s, price=p, amount=a) for s, p, a in o.quotes],
+                    plot=o.plot,
                 )
             )
         return m.EvalReply(outcomes=outcomes, worker=self.name)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tradewind.eval.executor import Executor, Job
+import msgspec
+import pytest
+
+from tradewind.eval.executor import Executor, Job, Outcome, _encode, _outcomes
 from tradewind.sandbox.runtime import Limits
 from tradewind.sandbox.window import CandleWindow
 
@@ -22,11 +25,13 @@ async def test_runtimes_beyond_the_memory_budget_are_dropped_least_recently_used
     try:
         jobs = [Job(i, 1, 1, "heavy") for i in range(10)]
         first = await ex.evaluate(WINDOW, WINDOW.last_time, jobs, {(1, 1): HEAVY})
-        assert [o[4] for o in first] == ["1"] * 10
+        assert [o.note for o in first] == ["1"] * 10
         again = await ex.evaluate(WINDOW, WINDOW.last_time, jobs[-3:], {(1, 1): HEAVY})
-        assert [o[4] for o in again] == ["2", "2", "2"], "the most recent runtimes are kept"
+        assert [o.note for o in again] == ["2", "2", "2"], "the most recent runtimes are kept"
         oldest = await ex.evaluate(WINDOW, WINDOW.last_time, jobs[:1], {(1, 1): HEAVY})
-        assert oldest[0][4] == "1", "the oldest runtime was dropped to stay within the budget; init ran again"
+        assert oldest[0].note == "1", (
+            "the oldest runtime was dropped to stay within the budget; init ran again"
+        )
         assert ex.restarts == 0
     finally:
         await ex.close()
@@ -43,8 +48,18 @@ async def test_a_job_that_overruns_is_killed_and_the_jobs_after_it_still_run() -
     try:
         jobs = [Job(1, 1, 1, "good"), Job(2, 2, 1, "stall"), Job(3, 1, 1, "good")]
         out = await ex.evaluate(WINDOW, WINDOW.last_time, jobs, {(1, 1): good, (2, 1): stall})
-        assert [(o[0], o[1]) for o in out] == [(1, "ok"), (2, "error"), (3, "ok")]
-        assert "stopped from outside the Lua state" in out[1][5] and "'stall'" in out[1][5]
+        assert [(o.assignment_id, o.status) for o in out] == [(1, "ok"), (2, "error"), (3, "ok")]
+        error = out[1].error or ""
+        assert "stopped from outside the Lua state" in error and "'stall'" in error
         assert ex.restarts == 1
     finally:
         await ex.close()
+
+
+def test_an_outcome_crosses_the_pipe_whole_and_one_of_another_shape_is_refused() -> None:
+    sent = Outcome(7, "ok", None, 1.0, None, None, 42, ["hi"], quotes=[("buy", 9.5, 0.5)], plot={"fast": 1.5})
+    assert _outcomes.decode(_encode([sent])) == [sent]
+    with pytest.raises(msgspec.ValidationError):  # the short tuple the child once sent for the common case
+        _outcomes.decode(_encode([(7, "long", 1.0, 42)]))
+    with pytest.raises(msgspec.ValidationError):  # a field out of its place: not read as another one
+        _outcomes.decode(_encode([sent._replace(position="sideways")]))  # type: ignore[arg-type]

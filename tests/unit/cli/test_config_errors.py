@@ -47,6 +47,7 @@ BAD = {
         "TRADEWIND_DATABASE_URL",
     ),
     "an unknown setting": ({"TRADEWIND_SIM_SPEEED": "60"}, "TRADEWIND_SIM_SPEEED"),
+    "a settings file that is not TOML": ({"TRADEWIND_CONFIG": "{tmp}/bad.toml"}, "TRADEWIND_CONFIG"),
 }
 
 
@@ -87,8 +88,10 @@ def test_a_bad_setting_is_one_line_and_status_2_for_every_command(
 ) -> None:
     (tmp_path / "s.lua").write_text(STRATEGY)
     (tmp_path / "c.csv").write_text(CANDLES)
+    (tmp_path / "bad.toml").write_text("port = \n")
     args = [a.format(s=tmp_path / "s.lua", c=tmp_path / "c.csv") for a in ARGS[command]]
     settings, key = BAD[bad]
+    settings = {k: v.format(tmp=tmp_path) for k, v in settings.items()}
     line = assert_one_line(invoke(tmp_path, [*command.split(), *args], **settings), 2, key)
     assert line.startswith("tradewind: ")
     assert not (tmp_path / "home").exists()  # nothing was started, stored or made

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import talib
-from tests.shared_data import SHARED_DATA
 
+from tests.shared_data import SHARED_DATA
 from tradewind.backtest.importers import load
 from tradewind.sandbox.runtime import StrategyRuntime
 from tradewind.sandbox.ta import ArrayStore
