@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "./api/client";
-import { asApiError, assertValid, checkAmount, checkBps, checkInterval, checkPercent, checkCredentials, checkQuoting, checkTrigger, FieldErrors, formatParams, parseParams, quotingBody, runQuotes, triggerBody } from "./forms";
+import { asApiError, assertValid, checkAmount, checkBps, checkInterval, checkPercent, checkCredentials, checkQuoting, checkRun, checkTrigger, day, FieldErrors, formatParams, parseParams, quotingBody, runBody, runQuotes, searchBody, triggerBody } from "./forms";
 
 describe("strategy parameters", () => {
   it("reads numbers, booleans and strings, separated by commas or new lines", () => {
@@ -149,5 +149,31 @@ describe("a backtest's quoting fields", () => {
       .toEqual({ trigger: "tick", spread_bps: 5, max_position: 0.25, min_interval_ms: 5000 });
     expect(quotingBody({ trigger: "candle", spread_bps: "5", max_position: "1", min_interval_ms: "" }, false)).toEqual({ trigger: "candle" });
     expect(quotingBody({ ...empty, spread_bps: "5" }, false)).toEqual({});
+  });
+});
+
+describe("the run fields of a backtest, an optimisation and a walk-forward", () => {
+  const run = { strategy_id: "3", market_id: "1", timeframe: "5m", from: "2025-06-01", to: "2025-06-14" };
+
+  it("need a strategy and a market, and an end not before the start", () => {
+    expect(checkRun(run).filter(Boolean)).toEqual([]);
+    expect(checkRun({ ...run, to: run.from }).filter(Boolean)).toEqual([]);
+    expect(checkRun({ ...run, strategy_id: "", market_id: "", to: "2025-05-31" }).map((e) => e?.field)).toEqual(["strategy_id", "market_id", "to"]);
+    expect(checkRun({ ...run, from: "", to: "2025-05-31" }).filter(Boolean)).toEqual([]);
+  });
+
+  it("send the ids as numbers and the days from the first's start to the last's end, in UTC", () => {
+    expect(runBody(run)).toEqual({ strategy_id: 3, market_id: 1, timeframe: "5m", from: "2025-06-01T00:00:00Z", to: "2025-06-14T23:59:59Z" });
+    expect(runBody({ ...run, from: "", to: "" })).toEqual({ strategy_id: 3, market_id: 1, timeframe: "5m" });
+  });
+
+  it("default to a range of days counted from today", () => {
+    expect(day(0)).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(day(-2) < day(0)).toBe(true);
+  });
+
+  it("send a search's fee as a fraction and its fixed parameters typed", () => {
+    expect(searchBody({ params: "size=0.5, mode=trend", fee: "0.1", lookback: "300" })).toEqual({ params: { size: 0.5, mode: "trend" }, fee: 0.001, lookback: 300 });
+    expect(() => searchBody({ params: "size", fee: "0.1", lookback: "300" })).toThrow(FieldErrors);
   });
 });

@@ -172,6 +172,41 @@ export function quotingBody(f: QuotingForm, quotes: boolean): { trigger?: Trigge
   return out;
 }
 
+/** A date field's value `offset` days from today (UTC): a run form's default range. */
+export const day = (offset: number): string => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+
+/** The fields every run form (a backtest, an optimisation, a walk-forward) starts with, as the form holds them:
+ *  ids as text ("" for none chosen), dates as the date inputs give them ("" for open-ended). */
+export interface RunForm { strategy_id: string; market_id: string; timeframe: string; from: string; to: string }
+export const RUN_FIELDS = ["strategy_id", "market_id", "timeframe", "from", "to"];
+
+/** The run fields' checks: a strategy and a market chosen, and an end not before the start. */
+export function checkRun(f: RunForm): (FieldError | null)[] {
+  return [
+    f.strategy_id ? null : { field: "strategy_id", message: "choose a strategy" },
+    f.market_id ? null : { field: "market_id", message: "choose a market" },
+    f.to && f.from && f.to < f.from ? { field: "to", message: "must be after the start" } : null,
+  ];
+}
+
+/** The run fields as the API wants them: the range from the first day's start to the last day's end (UTC). */
+export function runBody(f: RunForm): { strategy_id: number; market_id: number; timeframe: string; from?: string; to?: string } {
+  return {
+    strategy_id: Number(f.strategy_id), market_id: Number(f.market_id), timeframe: f.timeframe,
+    ...(f.from ? { from: `${f.from}T00:00:00Z` } : {}), ...(f.to ? { to: `${f.to}T23:59:59Z` } : {}),
+  };
+}
+
+/** The settings of a run that searches the strategy's parameters (an optimisation, a walk-forward): the
+ *  parameters held fixed ("size=0.5"), the fee in percent and the lookback. */
+export interface SearchForm { params: string; fee: string; lookback: string }
+export const SEARCH_FIELDS = ["params", "fee", "lookback"];
+
+/** Those settings as the API wants them (the fee as a fraction); a parameter that does not read is thrown. */
+export function searchBody(f: SearchForm): { params: Params; fee: number; lookback: number } {
+  return { params: parseParams(f.params), fee: Number(f.fee) / 100, lookback: Number(f.lookback) };
+}
+
 /** Sign-up checks the server would make anyway, caught before the request. */
 export function checkCredentials(email: string, password: string, registering: boolean): FieldError[] {
   const errors: FieldError[] = [];

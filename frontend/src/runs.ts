@@ -9,6 +9,9 @@ export const KIND_LABEL: Record<RunKind, string> = { backtest: "Backtest", study
 export const SERIES_COLORS = ["#2c5bd6", "#c2553a", "#2f9e6e", "#8a4fd6", "#d69a2c", "#2ca6b8", "#b8437a", "#5b6b2c", "#6b7489", "#1d2433"];
 export const MAX_COMPARE = 10;
 
+/** What an optimisation (and a walk-forward's train windows) can optimise, with its label. */
+export const OBJECTIVES: [string, string][] = [["sharpe", "Sharpe"], ["sortino", "Sortino"], ["return", "Return"], ["max_drawdown", "Max drawdown (lowest)"], ["profit_factor", "Profit factor"]];
+
 /** The run's own page in the app. */
 export function runPage(r: { kind: RunKind; id: number }): string {
   return r.kind === "backtest" ? `/backtests/${r.id}` : r.kind === "study" ? `/research/${r.id}` : `/research/walkforward/${r.id}`;

@@ -54,6 +54,12 @@ export function Stat({ label, value, tone }: { label: string; value: ReactNode; 
   return <div className="stat"><span>{label}</span><b className={tone ?? ""}>{value}</b></div>;
 }
 
+/** A run's status as a pill: done, error, or on its way (queued, running, interrupted). */
+export function RunStatus({ status, testid }: { status: string; testid?: string }) {
+  const cls = status === "done" ? "ok" : status === "error" ? "error" : "pending";
+  return <span className={`pill ${cls}`} data-testid={testid}>{status}</span>;
+}
+
 export function fmt(n: number | string | null | undefined, digits = 2): string {
   if (n === null || n === undefined || n === "") return "—";
   const v = typeof n === "string" ? Number(n) : n;

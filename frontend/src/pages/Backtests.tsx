@@ -1,47 +1,40 @@
 import { useEffect, useMemo, useState } from "react";
-import { api, type ApiError, type Market, type Strategy } from "../api/client";
+import { api, type ApiError, type Strategy } from "../api/client";
 import { CandleChart, EquityChart, PlotLegend, type Focus } from "../components/CandleChart";
-import { Alert, Card, Empty, Field, Loader, Loading, PageHead, Stat, TF_SECONDS, TIMEFRAMES, fmt, price, signed, time, tone } from "../components/ui";
+import { Alert, Card, Empty, Field, Loader, Loading, PageHead, RunStatus, Stat, TF_SECONDS, fmt, price, signed, time, tone } from "../components/ui";
 import { definesFunction, duration, exitsByReason, fillMarkers, isRunning, modeLabel, quotesByDefault, readBacktest, tradeMarkers, type BacktestView, type BtTrade, type QuoteFill, type QuoteMetrics } from "../backtest";
 import { ExitPill } from "../components/Orders";
 import { exitReasonLabel, orderTypeLabel } from "../orders";
 import { snapMarkers, toBars, type Bar } from "../chartdata";
-import { asApiError, assertValid, checkAmount, checkPercent, checkQuoting, declaredParams, formatParams, paramTexts, parseParams, quotingBody, runQuotes } from "../forms";
+import { RUN_FIELDS, asApiError, assertValid, checkAmount, checkPercent, checkQuoting, checkRun, day, declaredParams, formatParams, paramTexts, parseParams, quotingBody, runBody, runQuotes } from "../forms";
 import { ParamFields } from "../components/ParamFields";
+import { RunFields, useRunForm } from "../components/RunFields";
 import { useLoad } from "../hooks";
 import { Link, navigate } from "../router";
 import { ExportLinks } from "./Runs";
 
 const NOT_BUILT = "This server has no backtest API yet. Backtests run from the command line meanwhile: tradewind backtest STRATEGY.lua --market ID --timeframe 1h.";
-const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? "—" : `${signed(v)} %`);
-
-function Status({ b }: { b: BacktestView }) {
-  const cls = b.status === "done" ? "ok" : b.status === "error" ? "error" : "pending";
-  return <span className={`pill ${cls}`}>{b.status}</span>;
-}
 
 export function Backtests() {
   const preset = Number(new URLSearchParams(location.search).get("strategy")) || null;
   const runs = useLoad(() => api.backtests());
   const strategies = useLoad(() => api.strategies());
   const markets = useLoad(() => api.markets());
-  const [form, setForm] = useState({ strategy_id: preset ? String(preset) : "", market_id: "", timeframe: "1m", from: day(-2), to: "", params: "", cash: "10000", fee: "0.1",
-    trigger: "", spread_bps: "", max_position: "", min_interval_ms: "" });
+  const { form, setForm, setField, set } = useRunForm({ strategy_id: preset ? String(preset) : "", market_id: "", timeframe: "1m", from: day(-2), to: "", params: "",
+    cash: "10000", fee: "0.1", trigger: "", spread_bps: "", max_position: "", min_interval_ms: "" }, markets.data?.items);
   const [err, setErr] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   // a strategy that declares its parameters gets a field each (from its saved defaults), else the text field
   const [pvals, setPvals] = useState<Record<string, unknown> | null>(null);
   const [ptexts, setPtexts] = useState<Record<string, string>>({});
   const unavailable = runs.error?.status === 404 || runs.error?.status === 405;
-  const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => setForm({ ...form, [k]: e.target.value });
   const chooseStrategy = (id: string, list: Strategy[] | undefined) => {
     const s = list?.find((x) => String(x.id) === id);
     setForm((f) => ({ ...f, strategy_id: id, params: s ? formatParams(s.params) : f.params }));
     if (s) { setPvals(s.params); setPtexts({}); }
   };
   useEffect(() => { if (preset && strategies.data) chooseStrategy(String(preset), strategies.data.items); }, [strategies.data]); // eslint-disable-line react-hooks/exhaustive-deps
-  useEffect(() => { if (!form.market_id && markets.data?.items.length) setForm((f) => ({ ...f, market_id: String(markets.data!.items[0].id) })); }, [markets.data]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // A strategy with on_tick may quote: the trigger then shows, and the quoting fields when the run will quote.
   const chosen = strategies.data?.items.find((s) => String(s.id) === form.strategy_id);
@@ -60,16 +53,13 @@ export function Backtests() {
     setBusy(true);
     try {
       assertValid([
-        form.strategy_id ? null : { field: "strategy_id", message: "choose a strategy" },
-        form.market_id ? null : { field: "market_id", message: "choose a market" },
+        ...checkRun(form),
         checkAmount("cash", form.cash),
         checkPercent("fee", form.fee, 10),
-        form.to && form.from && form.to < form.from ? { field: "to", message: "must be after the start" } : null,
         ...checkQuoting(form, quotes),
       ]);
       const res = await api.runBacktest({
-        strategy_id: Number(form.strategy_id), market_id: Number(form.market_id), timeframe: form.timeframe,
-        ...(form.from ? { from: `${form.from}T00:00:00Z` } : {}), ...(form.to ? { to: `${form.to}T23:59:59Z` } : {}),
+        ...runBody(form),
         params: declaring ? declaredParams(decl, texts) : parseParams(form.params), cash: Number(form.cash), fee: Number(form.fee) / 100,
         ...quotingBody(form, quotes),
       });
@@ -82,7 +72,7 @@ export function Backtests() {
   };
   const sname = new Map((strategies.data?.items ?? []).map((s) => [s.id, s.name]));
   const mname = new Map((markets.data?.items ?? []).map((m) => [m.id, m.symbol]));
-  const fields = ["strategy_id", "market_id", "timeframe", "from", "to", "params", "cash", "fee", "trigger", "spread_bps", "max_position", "min_interval_ms"];
+  const fields = [...RUN_FIELDS, "params", "cash", "fee", "trigger", "spread_bps", "max_position", "min_interval_ms"];
   return (
     <>
       <PageHead title="Backtests" />
@@ -102,7 +92,7 @@ export function Backtests() {
                             <td><Link to={`/backtests/${b.id}`}>#{b.id}</Link></td>
                             <td>{b.strategy_id ? sname.get(b.strategy_id) ?? `#${b.strategy_id}` : "—"}</td>
                             <td className="nowrap">{b.market_id ? mname.get(b.market_id) ?? `#${b.market_id}` : "—"} · {b.timeframe}{b.mode && <span className="muted small" data-testid="run-mode"> · quotes on {b.mode}</span>}</td>
-                            <td><Status b={b} /></td>
+                            <td><RunStatus status={b.status} /></td>
                             <td className={`num ${tone(b.metrics?.return_pct)}`}>{pct(b.metrics?.return_pct)}</td>
                             <td className="num">{b.metrics?.max_drawdown_pct != null ? `${fmt(b.metrics.max_drawdown_pct)} %` : "—"}</td>
                             <td className="muted hide-sm nowrap">{typeof raw.created_at === "string" ? time(raw.created_at) : ""}</td>
@@ -118,26 +108,8 @@ export function Backtests() {
         </Card>
         <Card title="Run a backtest">
           <form onSubmit={run} className="stack" noValidate>
-            <Field label="Strategy" error={err?.forField("strategy_id")}>
-              <select name="bt-strategy" value={form.strategy_id} onChange={(e) => chooseStrategy(e.target.value, strategies.data?.items)}>
-                <option value="">Choose…</option>
-                {strategies.data?.items.map((s) => <option key={s.id} value={s.id}>{s.name} (v{s.version})</option>)}
-              </select>
-            </Field>
-            <div className="row">
-              <Field label="Market" error={err?.forField("market_id")}>
-                <select name="bt-market" value={form.market_id} onChange={set("market_id")}>
-                  {markets.data?.items.map((m: Market) => <option key={m.id} value={m.id}>{m.exchange} · {m.symbol}</option>)}
-                </select>
-              </Field>
-              <Field label="Timeframe" error={err?.forField("timeframe")}>
-                <select name="bt-timeframe" value={form.timeframe} onChange={set("timeframe")}>{TIMEFRAMES.map((t) => <option key={t}>{t}</option>)}</select>
-              </Field>
-            </div>
-            <div className="row">
-              <Field label="From" error={err?.forField("from")}><input name="bt-from" type="date" value={form.from} onChange={set("from")} /></Field>
-              <Field label="To" error={err?.forField("to")} hint="Empty: up to the last candle"><input name="bt-to" type="date" value={form.to} onChange={set("to")} /></Field>
-            </div>
+            <RunFields name="bt" form={form} err={err} strategies={strategies.data?.items} markets={markets.data?.items} toHint="Empty: up to the last candle"
+              onChange={(field, value) => (field === "strategy_id" ? chooseStrategy(value, strategies.data?.items) : setField(field, value))} />
             {declaring ? (
               <fieldset className="params">
                 <legend>Parameters <span className="muted small">declared by the strategy</span></legend>
@@ -229,7 +201,7 @@ export function BacktestPage({ id }: { id: number }) {
   return (
     <>
       <PageHead title={`Backtest #${b.id}`}>
-        <Status b={b} />
+        <RunStatus status={b.status} />
         {!isRunning(b) && b.status === "done" && <ExportLinks kind="backtest" id={b.id} />}
         <Link className="button" to={`/backtests?strategy=${b.strategy_id ?? ""}`}>Run again</Link>
       </PageHead>

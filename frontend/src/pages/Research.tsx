@@ -1,25 +1,19 @@
 import { useEffect, useMemo, useState } from "react";
 import { api, type ApiError, type Schemas } from "../api/client";
 import { EquityChart } from "../components/CandleChart";
-import { Alert, Card, Field, Loader, Loading, PageHead, Stat, TIMEFRAMES, fmt, signed, time, tone } from "../components/ui";
-import { asApiError, assertValid, checkPercent, formatParams, parseParams } from "../forms";
+import { RunFields, SearchFields, useRunForm } from "../components/RunFields";
+import { Alert, Card, Field, Loader, Loading, PageHead, RunStatus, Stat, fmt, signed, time, tone } from "../components/ui";
+import { RUN_FIELDS, SEARCH_FIELDS, asApiError, assertValid, checkPercent, checkRun, day, formatParams, runBody, searchBody } from "../forms";
 import { useLoad } from "../hooks";
 import { Link, navigate } from "../router";
-import { metricText } from "../runs";
+import { OBJECTIVES, metricText } from "../runs";
 import { ExportLinks, ResearchTabs } from "./Runs";
 
 type Study = Schemas["StudyOut"];
 type Trial = Schemas["TrialOut"];
 
-const OBJECTIVES: [string, string][] = [["sharpe", "Sharpe"], ["sortino", "Sortino"], ["return", "Return"], ["max_drawdown", "Max drawdown (lowest)"], ["profit_factor", "Profit factor"]];
 const LABEL = Object.fromEntries(OBJECTIVES) as Record<string, string>;
-const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
 const active = (s: Study) => s.status === "queued" || s.status === "running";
-
-function StatusPill({ status }: { status: string }) {
-  const cls = status === "done" ? "ok" : status === "error" ? "error" : "pending";
-  return <span className={`pill ${cls}`} data-testid="study-status">{status}</span>;
-}
 
 function counted(s: Study): number {
   const c = (s.summary?.counts ?? {}) as Record<string, number>;
@@ -37,13 +31,11 @@ export function Studies() {
   const list = useLoad(() => api.studies());
   const strategies = useLoad(() => api.strategies());
   const markets = useLoad(() => api.markets());
-  const [form, setForm] = useState({ strategy_id: "", market_id: "", timeframe: "1m", from: day(-2), to: "", trials: "50",
-    sampler: "", params: "", fee: "0.1", lookback: "500" });
+  const { form, setField, set } = useRunForm({ strategy_id: "", market_id: "", timeframe: "1m", from: day(-2), to: "", trials: "50",
+    sampler: "", params: "", fee: "0.1", lookback: "500" }, markets.data?.items);
   const [objectives, setObjectives] = useState<string[]>(["sharpe"]);
   const [err, setErr] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
-  const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => setForm({ ...form, [k]: e.target.value });
-  useEffect(() => { if (!form.market_id && markets.data?.items.length) setForm((f) => ({ ...f, market_id: String(markets.data!.items[0].id) })); }, [markets.data]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     if (!list.data?.items.some(active)) return;
     const t = setTimeout(list.reload, 1500);
@@ -58,18 +50,13 @@ export function Studies() {
     try {
       const trials = Number(form.trials);
       assertValid([
-        form.strategy_id ? null : { field: "strategy_id", message: "choose a strategy" },
-        form.market_id ? null : { field: "market_id", message: "choose a market" },
+        ...checkRun(form),
         objectives.length ? null : { field: "objectives", message: "choose at least one objective" },
         Number.isInteger(trials) && trials >= 1 && trials <= 2000 ? null : { field: "trials", message: "a whole number from 1 to 2000" },
         checkPercent("fee", form.fee, 10),
-        form.to && form.from && form.to < form.from ? { field: "to", message: "must be after the start" } : null,
       ]);
       const res = await api.startStudy({
-        strategy_id: Number(form.strategy_id), market_id: Number(form.market_id), timeframe: form.timeframe,
-        ...(form.from ? { from: `${form.from}T00:00:00Z` } : {}), ...(form.to ? { to: `${form.to}T23:59:59Z` } : {}),
-        objectives: objectives as Schemas["StudyIn"]["objectives"], trials, params: parseParams(form.params),
-        fee: Number(form.fee) / 100, lookback: Number(form.lookback),
+        ...runBody(form), objectives: objectives as Schemas["StudyIn"]["objectives"], trials, ...searchBody(form),
         ...(form.sampler ? { sampler: form.sampler as "tpe" | "nsga2" } : {}),
       });
       navigate(`/research/${res.id}`);
@@ -81,7 +68,7 @@ export function Studies() {
   };
   const sname = new Map((strategies.data?.items ?? []).map((s) => [s.id, s.name]));
   const mname = new Map((markets.data?.items ?? []).map((m) => [m.id, m.symbol]));
-  const fields = ["strategy_id", "market_id", "timeframe", "from", "to", "objectives", "trials", "sampler", "params", "fee", "lookback"];
+  const fields = [...RUN_FIELDS, "objectives", "trials", "sampler", ...SEARCH_FIELDS];
   return (
     <>
       <PageHead title="Research"><ResearchTabs current="/research" /></PageHead>
@@ -101,7 +88,7 @@ export function Studies() {
                           <td>{sname.get(s.strategy_id) ?? `#${s.strategy_id}`} <span className="muted small">v{s.version}</span></td>
                           <td className="nowrap">{mname.get(s.market_id) ?? `#${s.market_id}`} · {s.timeframe}</td>
                           <td>{s.objectives.join(", ")}</td>
-                          <td><StatusPill status={s.status} /></td>
+                          <td><RunStatus testid="study-status" status={s.status} /></td>
                           <td className="num">{counted(s)} / {s.trials}</td>
                           <td className="num">{best?.values ? best.values.map((v) => fmt(v)).join(" · ") : "—"}</td>
                           <td className="muted hide-sm nowrap">{time(s.created_at)}</td>
@@ -116,26 +103,8 @@ export function Studies() {
         </Card>
         <Card title="Optimise a strategy">
           <form onSubmit={start} className="stack" noValidate>
-            <Field label="Strategy" error={err?.forField("strategy_id")} hint="Its declared parameters (params = {...}) are searched">
-              <select name="study-strategy" value={form.strategy_id} onChange={set("strategy_id")}>
-                <option value="">Choose…</option>
-                {strategies.data?.items.map((s) => <option key={s.id} value={s.id}>{s.name} (v{s.version})</option>)}
-              </select>
-            </Field>
-            <div className="row">
-              <Field label="Market" error={err?.forField("market_id")}>
-                <select name="study-market" value={form.market_id} onChange={set("market_id")}>
-                  {markets.data?.items.map((m) => <option key={m.id} value={m.id}>{m.exchange} · {m.symbol}</option>)}
-                </select>
-              </Field>
-              <Field label="Timeframe" error={err?.forField("timeframe")}>
-                <select name="study-timeframe" value={form.timeframe} onChange={set("timeframe")}>{TIMEFRAMES.map((t) => <option key={t}>{t}</option>)}</select>
-              </Field>
-            </div>
-            <div className="row">
-              <Field label="From" error={err?.forField("from")}><input type="date" name="study-from" value={form.from} onChange={set("from")} /></Field>
-              <Field label="To" error={err?.forField("to")}><input type="date" name="study-to" value={form.to} onChange={set("to")} /></Field>
-            </div>
+            <RunFields name="study" form={form} onChange={setField} err={err} strategies={strategies.data?.items} markets={markets.data?.items}
+              strategyHint="Its declared parameters (params = {...}) are searched" />
             <Field label="Objectives" error={err?.forField("objectives") ?? err?.forField("objectives.0")} hint="Two or more: a Pareto front">
               <div className="checks">
                 {OBJECTIVES.map(([o, label]) => (
@@ -152,13 +121,7 @@ export function Studies() {
                 </select>
               </Field>
             </div>
-            <div className="row">
-              <Field label="Fee %" error={err?.forField("fee")}><input name="study-fee" value={form.fee} onChange={set("fee")} /></Field>
-              <Field label="Lookback" error={err?.forField("lookback")}><input name="study-lookback" inputMode="numeric" value={form.lookback} onChange={set("lookback")} /></Field>
-            </div>
-            <Field label="Fixed parameters" error={err?.forField("params")} hint="Not searched, e.g. size=0.5">
-              <input name="study-params" value={form.params} onChange={set("params")} placeholder="name=value, …" spellCheck={false} />
-            </Field>
+            <SearchFields name="study" form={form} onChange={setField} err={err} />
             {err?.general([...fields, "objectives.0"]) && <Alert>{err.general([...fields, "objectives.0"])}</Alert>}
             <button type="submit" disabled={busy} data-testid="start-study">{busy ? "Starting…" : "Start optimisation"}</button>
           </form>
@@ -288,7 +251,7 @@ export function StudyPage({ id }: { id: number }) {
       <PageHead title={`Optimisation #${s.id}`}>{s.best_run && <ExportLinks kind="study" id={s.id} />}<Link to="/research">All optimisations</Link></PageHead>
       <Card title="Study" actions={!active(s) && <button className="small" onClick={resume} data-testid="resume-study">Resume (+10 trials)</button>}>
         <div className="stats">
-          <Stat label="Status" value={<StatusPill status={s.status} />} />
+          <Stat label="Status" value={<RunStatus testid="study-status" status={s.status} />} />
           <Stat label="Trials" value={<span data-testid="study-trials">{counted(s)} / {s.trials}</span>} />
           <Stat label="Objectives" value={s.objectives.map((o) => LABEL[o] ?? o).join(", ")} />
           <Stat label="Sampler" value={s.sampler === "nsga2" ? "NSGA-II" : "TPE"} />

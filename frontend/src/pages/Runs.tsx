@@ -1,7 +1,7 @@
 import { useMemo, useState } from "react";
 import { api } from "../api/client";
 import { ReturnsChart, type Line } from "../components/RunCharts";
-import { Alert, Card, Loader, Loading, PageHead, time, tone } from "../components/ui";
+import { Alert, Card, Loader, Loading, PageHead, RunStatus, time, tone } from "../components/ui";
 import { useLoad } from "../hooks";
 import { Link, navigate } from "../router";
 import {
@@ -32,11 +32,6 @@ export function ExportLinks({ kind, id }: { kind: RunKind; id: number }) {
       <a href={x.html} download data-testid="export-html" title="A report with its charts, that opens without the server">HTML report</a>
     </span>
   );
-}
-
-function StatusPill({ status }: { status: string }) {
-  const cls = status === "done" ? "ok" : status === "error" ? "error" : "pending";
-  return <span className={`pill ${cls}`}>{status}</span>;
 }
 
 const KINDS: [string, string][] = [["", "All"], ["backtest", "Backtests"], ["study", "Optimisations"], ["walkforward", "Walk-forwards"]];
@@ -86,7 +81,7 @@ export function RunsPage() {
                           <div className="muted small">{settingsText(r)}{r.params ? ` · ${paramsText(r.params)}` : ""}</div></td>
                         <td className="nowrap">{r.symbol} · {r.timeframe}</td>
                         <td className="muted small hide-sm nowrap">{r.range.first != null ? time(r.range.first) : "—"}<br />{r.range.last != null ? time(r.range.last) : ""}</td>
-                        <td><StatusPill status={r.status} /></td>
+                        <td><RunStatus status={r.status} /></td>
                         <td className={`num ${tone(r.metrics.return_pct as number)}`}>{metricText("return_pct", r.metrics.return_pct)}</td>
                         <td className="num">{metricText("max_drawdown_pct", r.metrics.max_drawdown_pct)}</td>
                         <td className="num">{metricText("sharpe", r.metrics.sharpe)}</td>
@@ -144,7 +139,7 @@ export function ComparePage() {
               {row("to", (r) => (r.range.last != null ? time(r.range.last) : "—"))}
               {row("Parameters", (r) => <span className="mono">{r.kind === "walkforward" ? "per window" : paramsText(r.params)}</span>)}
               {row("Settings", (r) => settingsText(r))}
-              {row("Status", (r) => <StatusPill status={r.status} />)}
+              {row("Status", (r) => <RunStatus status={r.status} />)}
               {row("Export", (r) => <ExportLinks kind={r.kind} id={r.id} />)}
             </tbody>
           </table>

@@ -2,22 +2,16 @@ import { useEffect, useMemo, useState } from "react";
 import { api, type ApiError, type Schemas } from "../api/client";
 import { EquityChart } from "../components/CandleChart";
 import { ProgressChart } from "../components/RunCharts";
-import { Alert, Card, Field, Loader, Loading, PageHead, Stat, TIMEFRAMES, fmt, signed, time, tone } from "../components/ui";
-import { asApiError, assertValid, checkPercent, parseParams } from "../forms";
+import { RunFields, SearchFields, useRunForm } from "../components/RunFields";
+import { Alert, Card, Field, Loader, Loading, PageHead, RunStatus, Stat, fmt, signed, time, tone } from "../components/ui";
+import { RUN_FIELDS, SEARCH_FIELDS, asApiError, assertValid, checkPercent, checkRun, day, runBody, searchBody } from "../forms";
 import { useLoad } from "../hooks";
 import { Link, navigate } from "../router";
-import { checkSpan, metricText, paramsText, progressSeries, windowFields, type WalkForwardDoc } from "../runs";
+import { OBJECTIVES, checkSpan, metricText, paramsText, progressSeries, windowFields, type WalkForwardDoc } from "../runs";
 import { ExportLinks, ResearchTabs } from "./Runs";
 
 type WalkForward = Schemas["WalkForwardOut"];
-const OBJECTIVES: [string, string][] = [["sharpe", "Sharpe"], ["sortino", "Sortino"], ["return", "Return"], ["max_drawdown", "Max drawdown (lowest)"], ["profit_factor", "Profit factor"]];
-const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
 const active = (w: WalkForward) => w.status === "queued" || w.status === "running";
-
-function StatusPill({ status }: { status: string }) {
-  const cls = status === "done" ? "ok" : status === "error" ? "error" : "pending";
-  return <span className={`pill ${cls}`} data-testid="wf-status">{status}</span>;
-}
 
 function windowsText(c: Record<string, unknown>): string {
   return c.mode === "split" ? `one split at ${Math.round(Number(c.split) * 100)} %` : `${c.mode}: train ${c.train_text}, test ${c.test_text}`;
@@ -28,12 +22,10 @@ export function WalkForwards() {
   const list = useLoad(() => api.walkforwards());
   const strategies = useLoad(() => api.strategies());
   const markets = useLoad(() => api.markets());
-  const [form, setForm] = useState({ strategy_id: "", market_id: "", timeframe: "5m", from: day(-2), to: "", mode: "split", train: "12h", test: "4h",
-    split: "0.7", trials: "20", objective: "sharpe", params: "", fee: "0.1", lookback: "500" });
+  const { form, setField, set } = useRunForm({ strategy_id: "", market_id: "", timeframe: "5m", from: day(-2), to: "", mode: "split", train: "12h", test: "4h",
+    split: "0.7", trials: "20", objective: "sharpe", params: "", fee: "0.1", lookback: "500" }, markets.data?.items);
   const [err, setErr] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
-  const set = (k: keyof typeof form) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => setForm({ ...form, [k]: e.target.value });
-  useEffect(() => { if (!form.market_id && markets.data?.items.length) setForm((f) => ({ ...f, market_id: String(markets.data!.items[0].id) })); }, [markets.data]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     if (!list.data?.items.some(active)) return;
     const t = setTimeout(list.reload, 1500);
@@ -47,20 +39,15 @@ export function WalkForwards() {
     try {
       const trials = Number(form.trials), split = Number(form.split);
       assertValid([
-        form.strategy_id ? null : { field: "strategy_id", message: "choose a strategy" },
-        form.market_id ? null : { field: "market_id", message: "choose a market" },
+        ...checkRun(form),
         Number.isInteger(trials) && trials >= 1 && trials <= 500 ? null : { field: "trials", message: "a whole number from 1 to 500" },
         form.mode === "split" ? (split > 0 && split < 1 ? null : { field: "split", message: "a share between 0 and 1, e.g. 0.7" }) : checkSpan("train", form.train),
         form.mode === "split" ? null : checkSpan("test", form.test),
         checkPercent("fee", form.fee, 10),
-        form.to && form.from && form.to < form.from ? { field: "to", message: "must be after the start" } : null,
       ]);
       const res = await api.startWalkForward({
-        strategy_id: Number(form.strategy_id), market_id: Number(form.market_id), timeframe: form.timeframe,
-        ...(form.from ? { from: `${form.from}T00:00:00Z` } : {}), ...(form.to ? { to: `${form.to}T23:59:59Z` } : {}),
-        mode: form.mode as "rolling" | "anchored" | "split", ...windowFields(form.mode, form.train, form.test, form.split),
-        trials, objective: form.objective as Schemas["WalkForwardIn"]["objective"], params: parseParams(form.params),
-        fee: Number(form.fee) / 100, lookback: Number(form.lookback),
+        ...runBody(form), mode: form.mode as "rolling" | "anchored" | "split", ...windowFields(form.mode, form.train, form.test, form.split),
+        trials, objective: form.objective as Schemas["WalkForwardIn"]["objective"], ...searchBody(form),
       });
       navigate(`/research/walkforward/${res.id}`);
     } catch (x) {
@@ -71,7 +58,7 @@ export function WalkForwards() {
   };
   const sname = new Map((strategies.data?.items ?? []).map((s) => [s.id, s.name]));
   const mname = new Map((markets.data?.items ?? []).map((m) => [m.id, m.symbol]));
-  const fields = ["strategy_id", "market_id", "timeframe", "from", "to", "mode", "train", "test", "split", "trials", "objective", "params", "fee", "lookback"];
+  const fields = [...RUN_FIELDS, "mode", "train", "test", "split", "trials", "objective", ...SEARCH_FIELDS];
   return (
     <>
       <PageHead title="Research"><ResearchTabs current="/research/walkforward" /></PageHead>
@@ -89,7 +76,7 @@ export function WalkForwards() {
                         <td>{sname.get(w.strategy_id) ?? `#${w.strategy_id}`} <span className="muted small">v{w.version}</span></td>
                         <td className="nowrap">{mname.get(w.market_id) ?? `#${w.market_id}`} · {w.timeframe}</td>
                         <td className="small">{windowsText(w.config)}</td>
-                        <td><StatusPill status={w.status} /></td>
+                        <td><RunStatus testid="wf-status" status={w.status} /></td>
                         <td className={`num ${tone(w.metrics?.return_pct as number)}`}>{metricText("return_pct", w.metrics?.return_pct)}</td>
                         <td className="num">{metricText("wfe", w.metrics?.wfe)}</td>
                         <td className="muted hide-sm nowrap">{time(w.created_at)}</td>
@@ -103,26 +90,8 @@ export function WalkForwards() {
         </Card>
         <Card title="Walk-forward a strategy">
           <form onSubmit={start} className="stack" noValidate>
-            <Field label="Strategy" error={err?.forField("strategy_id")} hint="Its declared parameters (params = {...}) are optimised on each train window">
-              <select name="wf-strategy" value={form.strategy_id} onChange={set("strategy_id")}>
-                <option value="">Choose…</option>
-                {strategies.data?.items.map((s) => <option key={s.id} value={s.id}>{s.name} (v{s.version})</option>)}
-              </select>
-            </Field>
-            <div className="row">
-              <Field label="Market" error={err?.forField("market_id")}>
-                <select name="wf-market" value={form.market_id} onChange={set("market_id")}>
-                  {markets.data?.items.map((m) => <option key={m.id} value={m.id}>{m.exchange} · {m.symbol}</option>)}
-                </select>
-              </Field>
-              <Field label="Timeframe" error={err?.forField("timeframe")}>
-                <select name="wf-timeframe" value={form.timeframe} onChange={set("timeframe")}>{TIMEFRAMES.map((t) => <option key={t}>{t}</option>)}</select>
-              </Field>
-            </div>
-            <div className="row">
-              <Field label="From" error={err?.forField("from")}><input type="date" name="wf-from" value={form.from} onChange={set("from")} /></Field>
-              <Field label="To" error={err?.forField("to")} hint="Empty: up to the last candle"><input type="date" name="wf-to" value={form.to} onChange={set("to")} /></Field>
-            </div>
+            <RunFields name="wf" form={form} onChange={setField} err={err} strategies={strategies.data?.items} markets={markets.data?.items}
+              strategyHint="Its declared parameters (params = {...}) are optimised on each train window" toHint="Empty: up to the last candle" />
             <Field label="Windows" error={err?.forField("mode")}>
               <select name="wf-mode" value={form.mode} onChange={set("mode")}>
                 <option value="split">One train/test split</option>
@@ -145,13 +114,7 @@ export function WalkForwards() {
                 <select name="wf-objective" value={form.objective} onChange={set("objective")}>{OBJECTIVES.map(([o, l]) => <option key={o} value={o}>{l}</option>)}</select>
               </Field>
             </div>
-            <div className="row">
-              <Field label="Fee %" error={err?.forField("fee")}><input name="wf-fee" value={form.fee} onChange={set("fee")} /></Field>
-              <Field label="Lookback" error={err?.forField("lookback")}><input name="wf-lookback" inputMode="numeric" value={form.lookback} onChange={set("lookback")} /></Field>
-            </div>
-            <Field label="Fixed parameters" error={err?.forField("params")} hint="Not searched, e.g. size=0.5">
-              <input name="wf-params" value={form.params} onChange={set("params")} placeholder="name=value, …" spellCheck={false} />
-            </Field>
+            <SearchFields name="wf" form={form} onChange={setField} err={err} />
             {err?.general(fields) && <Alert>{err.general(fields)}</Alert>}
             <button type="submit" disabled={busy} data-testid="start-walkforward">{busy ? "Starting…" : "Start walk-forward"}</button>
           </form>
@@ -189,7 +152,7 @@ export function WalkForwardPage({ id }: { id: number }) {
         {typeof c.from === "number" ? ` · from ${time(c.from)}` : ""}{typeof c.to === "number" ? ` to ${time(c.to)}` : ""}</p>
       <Card title="Result">
         <div className="stats" data-testid="wf-stats">
-          <Stat label="Status" value={<StatusPill status={w.status} />} />
+          <Stat label="Status" value={<RunStatus testid="wf-status" status={w.status} />} />
           <Stat label="Out of sample, stitched" value={doc ? `${signed(doc.oos_return_pct)} %` : "—"} tone={tone(doc?.oos_return_pct)} />
           <Stat label="In sample, annualised" value={doc ? `${signed(doc.is_annualised_pct)} %` : "—"} />
           <Stat label="Out of sample, annualised" value={doc ? `${signed(doc.oos_annualised_pct)} %` : "—"} />

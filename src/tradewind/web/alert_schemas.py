@@ -8,12 +8,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
 from tradewind.alerts.events import EVENTS
-from tradewind.web.schemas import Name, Request
+from tradewind.web.schemas import Name, Page, Request
 
 ChannelKind = Literal["webhook", "telegram", "email", "browser"]
 EventKind = Literal["fill", "paused", "kill_switch", "loss_limit", "exchange", "summary"]
 assert set(EventKind.__args__) == set(EVENTS)  # type: ignore[attr-defined]  # one list, two spellings
 SmtpSecurity = Literal["starttls", "tls", "none"]
+ChannelStatus = Literal["new", "ok", "failing"]
 ChatId = Annotated[
     str,
     Field(
@@ -32,6 +33,7 @@ BotToken = Annotated[
 ]
 Url = Annotated[str, Field(min_length=1, max_length=2000)]
 Host = Annotated[str, Field(min_length=1, max_length=253)]
+Events = Annotated[list[EventKind], Field(max_length=len(EVENTS))]
 
 
 def _unique(events: list[str] | None) -> list[str] | None:
@@ -42,53 +44,49 @@ def _unique(events: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(events))
 
 
-class ChannelIn(Request):
+class _Channel(Request):
+    """What a new channel and a change of one take alike: an e-mail channel's own SMTP server (``smtp_*``)
+    instead of the platform's, and the events, each once."""
+
+    smtp_host: Host | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_username: str | None = Field(default=None, min_length=1, max_length=254)
+    smtp_password: str | None = Field(default=None, min_length=1, max_length=512)
+    smtp_from: EmailStr | None = None
+    smtp_security: SmtpSecurity | None = None
+
+    @field_validator("events", check_fields=False)
+    @classmethod
+    def _events(cls, v: list[str] | None) -> list[str] | None:
+        return _unique(v)
+
+
+class ChannelIn(_Channel):
     """A new channel. ``webhook``: ``url`` (a signing secret is made for it and shown once);
     ``telegram``: ``bot_token`` and ``chat_id``; ``email``: ``to``, and optionally your own SMTP server
     (``smtp_*``) instead of the platform's; ``browser``: nothing (the open web app)."""
 
     kind: ChannelKind
     name: Name | None = None
-    events: list[EventKind] | None = Field(default=None, max_length=len(EVENTS), description="default: all")
+    events: Events | None = Field(default=None, description="default: all")
     enabled: bool = True
     url: Url | None = None
     bot_token: BotToken | None = None
     chat_id: ChatId | None = None
     to: EmailStr | None = None
-    smtp_host: Host | None = None
-    smtp_port: int | None = Field(default=None, ge=1, le=65535)
-    smtp_username: str | None = Field(default=None, min_length=1, max_length=254)
-    smtp_password: str | None = Field(default=None, min_length=1, max_length=512)
-    smtp_from: EmailStr | None = None
-    smtp_security: SmtpSecurity | None = None
-
-    @field_validator("events")
-    @classmethod
-    def _events(cls, v: list[str] | None) -> list[str] | None:
-        return _unique(v)
 
 
-class ChannelPatch(Request):
+class ChannelPatch(_Channel):
     """Change a channel; a field left out keeps its value (a secret too: send it only to replace it)."""
 
+    # Left out: None, which pydantic does not validate (a default); sent as null: refused by the type.
     name: Name = None  # type: ignore[assignment]
-    events: list[EventKind] = Field(default=None, max_length=len(EVENTS))  # type: ignore[assignment]
+    events: Events = None  # type: ignore[assignment]
     enabled: bool = None  # type: ignore[assignment]
     url: Url = None  # type: ignore[assignment]
     bot_token: BotToken = None  # type: ignore[assignment]
     chat_id: ChatId = None  # type: ignore[assignment]
     to: EmailStr = None  # type: ignore[assignment]
-    smtp_host: Host | None = None
-    smtp_port: int | None = Field(default=None, ge=1, le=65535)
-    smtp_username: str | None = Field(default=None, min_length=1, max_length=254)
-    smtp_password: str | None = Field(default=None, min_length=1, max_length=512)
-    smtp_from: EmailStr | None = None
-    smtp_security: SmtpSecurity | None = None
-
-    @field_validator("events")
-    @classmethod
-    def _events(cls, v: list[str] | None) -> list[str] | None:
-        return _unique(v)
 
 
 class ChannelOut(BaseModel):
@@ -108,7 +106,7 @@ class ChannelOut(BaseModel):
     smtp_from: str | None
     smtp_security: str | None
     has_smtp_password: bool
-    status: Literal["new", "ok", "failing"]
+    status: ChannelStatus
     last_success_at: dt.datetime | None
     last_failure_at: dt.datetime | None
     last_error: str | None
@@ -125,9 +123,8 @@ class ChannelCreated(ChannelOut):
     )
 
 
-class ChannelPage(BaseModel):
+class ChannelPage(Page):
     items: list[ChannelOut]
-    next_before_id: int | None
 
 
 class DeliveryOut(BaseModel):
@@ -141,9 +138,8 @@ class DeliveryOut(BaseModel):
     created_at: dt.datetime
 
 
-class DeliveryPage(BaseModel):
+class DeliveryPage(Page):
     items: list[DeliveryOut]
-    next_before_id: int | None
 
 
 class EventOut(BaseModel):

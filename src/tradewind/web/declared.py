@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, overload
 
 from fastapi import Depends, Request
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def _validator(request: Request) -> ValidationPool:
-    return request.app.state.validator  # type: ignore[no-any-return]
+    return request.app.state.validator
 
 
 ValidatorDep = Annotated[ValidationPool, Depends(_validator)]
@@ -60,6 +60,14 @@ async def read(pool: ValidationPool, code: str, user: Hashable) -> list[dict[str
     return found.declared
 
 
+@overload
+async def of_version(
+    pool: ValidationPool, v: StrategyVersion, user: Hashable, required: Literal[True] = True
+) -> list[dict[str, Any]]: ...
+@overload
+async def of_version(
+    pool: ValidationPool, v: StrategyVersion, user: Hashable, required: bool
+) -> list[dict[str, Any]] | None: ...
 async def of_version(
     pool: ValidationPool, v: StrategyVersion, user: Hashable, required: bool = True
 ) -> list[dict[str, Any]] | None:

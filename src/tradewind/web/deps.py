@@ -6,7 +6,7 @@ import datetime as dt
 import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -29,6 +29,7 @@ SESSION_COOKIE = "tw_session"
 CSRF_COOKIE = "tw_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+T = TypeVar("T")
 
 # The parameters every route shares, with their limits.
 ObjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="the object's id")]
@@ -49,7 +50,8 @@ class WebState:
 
 
 def state(request: Request) -> WebState:
-    return request.app.state.tw  # type: ignore[no-any-return]
+    tw: WebState = request.app.state.tw  # create_app puts it there
+    return tw
 
 
 StateDep = Annotated[WebState, Depends(state)]
@@ -173,6 +175,13 @@ def session_expiry() -> dt.datetime:
 
 def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what} not found")
+
+
+def found(obj: T | None, what: str) -> T:
+    """``obj``, or a 404 naming ``what`` when there is none (another user's object is none)."""
+    if obj is None:
+        raise not_found(what)
+    return obj
 
 
 def page(items: list[Any], limit: int) -> dict[str, Any]:

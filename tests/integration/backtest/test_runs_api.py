@@ -18,7 +18,7 @@ import pytest
 from tradewind.backtest.engine import iso
 from tradewind.storage import candles as store
 from tradewind.storage.db import make_engine, make_session_factory
-from tradewind.web.routes.backtests import NO_WORKER
+from tradewind.web.routes.submit import NO_WORKER
 
 from .test_optimize import BEST, CYCLE, T0, cycle_rows
 from .test_quotes_api import backtest, platform, strategy

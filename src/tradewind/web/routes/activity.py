@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
 
@@ -73,7 +73,7 @@ def order_out(o: Order) -> OrderOut:
 @router.get("/evaluations", response_model=EvaluationPage)
 async def evaluations(
     repo: OwnedDep, assignment_id: QueryId = None, limit: Limit = 100, before_id: Cursor = None
-) -> dict:
+) -> dict[str, Any]:
     rows = await repo.evaluations(limit, before_id, assignment_id)
     return page([eval_out(e).model_dump(mode="json") for e in rows], limit)
 
@@ -89,7 +89,7 @@ async def orders(
     limit: Limit = 100,
     before_id: Cursor = None,
     status: OrderStatus | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The user's orders, newest first; ``status=open`` lists what rests on the exchange (limit entries,
     protective exits)."""
     rows = await repo.page(
@@ -132,7 +132,7 @@ async def positions(repo: OwnedDep) -> list[PositionOut]:
 
 
 @router.get("/audit", response_model=AuditPage)
-async def audit(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
+async def audit(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict[str, Any]:
     rows = await repo.audit(limit, before_id)
     return page(
         [

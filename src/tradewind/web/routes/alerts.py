@@ -7,7 +7,7 @@ this router only stores, asks it for a test over the bus, and shows what it reco
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
@@ -23,16 +23,28 @@ from tradewind.storage.models import AlertChannel, AlertDelivery
 from tradewind.web.alert_schemas import (
     ChannelCreated,
     ChannelIn,
+    ChannelKind,
     ChannelOut,
     ChannelPage,
     ChannelPatch,
+    ChannelStatus,
     DeliveryOut,
     DeliveryPage,
     EventOut,
     SecretOut,
     SentOut,
 )
-from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, client_address, not_found, page
+from tradewind.web.deps import (
+    Cursor,
+    Limit,
+    ObjectId,
+    OwnedDep,
+    StateDep,
+    client_address,
+    found,
+    not_found,
+    page,
+)
 from tradewind.web.errors import ApiError
 from tradewind.web.events import alert_channels_changed
 
@@ -61,6 +73,7 @@ def out(c: AlertChannel) -> ChannelOut:
         "email": cfg.get("to", ""),
         "browser": "the open web app",
     }.get(c.kind, "")
+    status: ChannelStatus
     if c.last_failure_at is None and c.last_success_at is None:
         status = "new"
     elif c.last_failure_at is not None and (
@@ -71,11 +84,11 @@ def out(c: AlertChannel) -> ChannelOut:
         status = "ok"
     return ChannelOut(
         id=c.id,
-        kind=c.kind,
+        kind=cast(ChannelKind, c.kind),  # as ChannelIn took it: nothing else is stored
         name=c.name,
         events=list(c.events or []),
         enabled=c.enabled,
-        target=target,  # type: ignore[arg-type]
+        target=target,
         url=cfg.get("url"),
         chat_id=cfg.get("chat_id"),
         bot_token_masked=f"****{cfg['token_hint']}" if cfg.get("token_hint") else None,
@@ -87,7 +100,7 @@ def out(c: AlertChannel) -> ChannelOut:
         smtp_security=cfg.get("smtp_security"),
         has_smtp_password=bool(cfg.get("has_smtp_password")),
         status=status,
-        last_success_at=c.last_success_at,  # type: ignore[arg-type]
+        last_success_at=c.last_success_at,
         last_failure_at=c.last_failure_at,
         last_error=c.last_error,
         last_attempts=c.last_attempts or 0,
@@ -164,7 +177,7 @@ async def list_events() -> list[EventOut]:
 
 
 @router.get("/channels", response_model=ChannelPage)
-async def list_channels(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
+async def list_channels(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict[str, Any]:
     return page(
         [out(c).model_dump(mode="json") for c in await repo.page(AlertChannel, limit, before_id)], limit
     )
@@ -203,10 +216,7 @@ async def create(body: ChannelIn, repo: OwnedDep, st: StateDep, request: Request
 
 
 async def _get(repo: OwnedDep, channel_id: int) -> AlertChannel:
-    c = await repo.get(AlertChannel, channel_id)
-    if c is None:
-        raise not_found("alert channel")
-    return c
+    return found(await repo.get(AlertChannel, channel_id), "alert channel")
 
 
 @router.get("/channels/{channel_id}", response_model=ChannelOut)
@@ -289,7 +299,7 @@ async def send_test(channel_id: ObjectId, repo: OwnedDep, st: StateDep) -> SentO
 @router.get("/channels/{channel_id}/deliveries", response_model=DeliveryPage)
 async def deliveries(
     channel_id: ObjectId, repo: OwnedDep, limit: Limit = 50, before_id: Cursor = None
-) -> dict:
+) -> dict[str, Any]:
     """The channel's recent deliveries, newest first: what was sent, what failed and why."""
     await _get(repo, channel_id)
     rows = await repo.page(AlertDelivery, limit, before_id, channel_id=channel_id)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
 
+from tradewind.bus import messages as m
 from tradewind.core import positions
 from tradewind.storage.models import (
     Assignment,
@@ -32,6 +34,7 @@ from tradewind.web.deps import (
     OwnedDep,
     StateDep,
     client_address,
+    found,
     not_found,
     page,
 )
@@ -163,7 +166,7 @@ async def _check_refs(
 
 
 @router.get("", response_model=AssignmentPage)
-async def list_assignments(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
+async def list_assignments(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict[str, Any]:
     latest = dict(
         (
             await repo.s.execute(
@@ -213,10 +216,7 @@ async def check_allocation(body: AllocationCheckIn, repo: OwnedDep, st: StateDep
 
 
 async def _get(repo: OwnedDep, assignment_id: int) -> Assignment:
-    a = await repo.get(Assignment, assignment_id)
-    if a is None:
-        raise not_found("assignment")
-    return a
+    return found(await repo.get(Assignment, assignment_id), "assignment")
 
 
 @router.get("/{assignment_id}", response_model=AssignmentOut)
@@ -268,9 +268,7 @@ async def pause(assignment_id: ObjectId, repo: OwnedDep, st: StateDep) -> Assign
     await repo.s.commit()
     await assignments_changed(st, a.id)
     if running:  # the live stream and the alerts hear of it
-        await user_event(
-            st, a.owner_id, "paused", {"assignment_id": a.id, "reason": a.paused_reason, "by": "you"}
-        )
+        await user_event(st, a.owner_id, m.PausedEvent(assignment_id=a.id, reason=a.paused_reason, by="you"))
     return await _out(repo, a)
 
 
@@ -382,33 +380,23 @@ async def quotes(assignment_id: ObjectId, repo: OwnedDep) -> QuotesOut:
 async def latency(assignment_id: ObjectId, repo: OwnedDep) -> LatencyOut:
     """Tick -> decision and tick -> order call (ms) over this assignment's last 500 evaluations and orders."""
     a = await _get(repo, assignment_id)
-    evals = [
-        x
-        for x in (
-            await repo.s.execute(
-                select(Evaluation.latency_ms)
-                .where(Evaluation.assignment_id == a.id)
-                .order_by(Evaluation.id.desc())
-                .limit(500)
-            )
-        ).scalars()
-        if x is not None
-    ]
-    orders = [
-        x
-        for x in (
-            await repo.s.execute(
-                select(Order.latency_ms)
-                .where(Order.assignment_id == a.id)
-                .order_by(Order.id.desc())
-                .limit(500)
-            )
-        ).scalars()
-        if x is not None
-    ]
+    evals, orders = await _latencies(repo, Evaluation, a.id), await _latencies(repo, Order, a.id)
     return LatencyOut(
         assignment_id=a.id, tick_to_decision=_summary(evals), tick_to_order_call=_summary(orders)
     )
+
+
+async def _latencies(
+    repo: OwnedDep, model: type[Evaluation] | type[Order], assignment_id: int
+) -> list[float]:
+    """The latencies (ms) of the assignment's last 500 evaluations or orders, those that have one."""
+    q = (
+        select(model.latency_ms)
+        .where(model.assignment_id == assignment_id)
+        .order_by(model.id.desc())
+        .limit(500)
+    )
+    return [x for x in (await repo.s.execute(q)).scalars() if x is not None]
 
 
 def _summary(xs: list[float]) -> LatencySummary:

@@ -3,81 +3,48 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from nats.errors import Error as NatsError
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
-from tradewind.domain import tf_ms
-from tradewind.storage import candles as store
-from tradewind.storage.models import Backtest, Market, Strategy
+from tradewind.storage.models import Backtest
 from tradewind.web import declared
 from tradewind.web.declared import ValidatorDep
-from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
+from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, found, page
 from tradewind.web.errors import ApiError
-from tradewind.web.schemas import (
-    MAX_ID,
-    MAX_INTERVAL_MS,
-    MIN_INTERVAL_MS,
-    ParamValue,
-    Request,
-    SomeCode,
-    _check_params,
-    _check_tf,
-)
+from tradewind.web.routes import submit
+from tradewind.web.routes.submit import Fee, Queued, RunHead, RunIn
+from tradewind.web.schemas import MAX_INTERVAL_MS, MIN_INTERVAL_MS, Page, SomeCode
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/backtests", tags=["backtests"])
-NO_WORKER = "no backtest worker answered; start an eval process (tradewind run eval) and try again"
-MAX_MS = 253_402_300_799_999  # 9999-12-31
 QUOTING_FIELDS = ("spread_bps", "max_position", "min_interval_ms")  # None: the worker's default
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
-class BacktestIn(Request):
-    strategy_id: int = Field(ge=1, le=MAX_ID, strict=True)
-    market_id: int = Field(ge=1, le=MAX_ID, strict=True)
-    timeframe: str = Field(default="1h", max_length=4)
-    from_: dt.datetime | int | None = Field(
-        default=None, alias="from", description="start (ISO 8601 or epoch ms)"
+class BacktestIn(RunIn):
+    fee: Fee = Field(default=0.001, description="the taker fee")
+    maker_fee: Fee | None = Field(
+        default=None, description="the fee of limit entries and take-profits; default: fee"
     )
-    to: dt.datetime | int | None = Field(default=None, description="end, exclusive (ISO 8601 or epoch ms)")
-    params: dict[str, ParamValue] = Field(default_factory=dict)
-    cash: float = Field(default=10_000.0, gt=0, le=1e12, allow_inf_nan=False)
-    fee: float = Field(default=0.001, ge=0, le=0.1, allow_inf_nan=False, description="the taker fee")
-    maker_fee: float | None = Field(
-        default=None,
-        ge=0,
-        le=0.1,
-        allow_inf_nan=False,
-        description="the fee of limit entries and take-profits; default: fee",
-    )
-    slippage: float = Field(default=0.0, ge=0, le=0.1, allow_inf_nan=False)
-    lookback: int = Field(default=500, ge=1, le=5000)
     trigger: Literal["candle", "tick"] | None = Field(
         default=None,
         description="candle: decide() on each closed candle; tick: on_tick() and the quotes it keeps; "
         "default: tick for a strategy that defines on_tick and no decide",
     )
-    spread_bps: float | None = Field(
+    spread_bps: Positive | None = Field(
         default=None,
-        gt=0,
         le=1000,
-        allow_inf_nan=False,
-        description="quoting on candles: the spread of the book assumed around each "
-        "close, in basis points; default 2",
+        description="quoting on candles: the spread of the book assumed around each close, in basis points; "
+        "default 2",
     )
-    max_position: float | None = Field(
+    max_position: Positive | None = Field(
         default=None,
-        gt=0,
         le=1e12,
-        allow_inf_nan=False,
-        description="quoting: the most base held (a buy quote is cut to what is left "
-        "below it); default: only the cash limits it",
+        description="quoting: the most base held (a buy quote is cut to what is left below it); default: only "
+        "the cash limits it",
     )
     min_interval_ms: int | None = Field(
         default=None,
@@ -92,23 +59,12 @@ class BacktestIn(Request):
         "version (the editor's unsaved code); it is kept with the run, not saved",
     )
 
-    model_config = {**Request.model_config, "populate_by_name": True}
-    _params = field_validator("params")(_check_params)
-    _tf = field_validator("timeframe")(_check_tf)
+
+class BacktestQueued(Queued):
+    pass
 
 
-class BacktestQueued(BaseModel):
-    id: int
-    status: str
-
-
-class BacktestOut(BaseModel):
-    id: int
-    status: str  # queued | running | done | error
-    strategy_id: int
-    version: int
-    market_id: int
-    timeframe: str
+class BacktestOut(RunHead):  # status: queued | running | done | error
     params: dict[str, Any]
     # cash, fee, maker_fee, slippage, lookback, from, to (epoch ms), trigger, spread_bps, max_position, min_interval_ms
     config: dict[str, Any]
@@ -159,21 +115,8 @@ class RangeOut(BaseModel):
     model_config = {"populate_by_name": True, "serialize_by_alias": True}
 
 
-class BacktestPage(BaseModel):
+class BacktestPage(Page):
     items: list[BacktestOut]
-    next_before_id: int | None
-
-
-def _ms(value: dt.datetime | int | None, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        value = int(value.timestamp() * 1000)
-    if not 0 <= value <= MAX_MS:
-        raise ApiError(422, "a time between 1970 and 9999", field=field)
-    return value
 
 
 def _range(b: Backtest) -> RangeOut | None:
@@ -182,12 +125,14 @@ def _range(b: Backtest) -> RangeOut | None:
         return None
     equity, metrics = result.get("equity") or [], result.get("metrics") or {}
     count = metrics.get("candles", metrics.get("ticks"))
-    return RangeOut(
-        from_=cfg.get("from"),
-        to=cfg["to"],
-        first=int(equity[0][0]) if equity else None,
-        last=int(equity[-1][0]) if equity else None,
-        candles=count if isinstance(count, int) else None,
+    return RangeOut.model_validate(
+        {
+            "from": cfg.get("from"),
+            "to": cfg["to"],
+            "first": int(equity[0][0]) if equity else None,
+            "last": int(equity[-1][0]) if equity else None,
+            "candles": count if isinstance(count, int) else None,
+        }
     )
 
 
@@ -222,11 +167,7 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep, pool: Validator
     """Queue a backtest of the strategy's latest version, or of ``code``; poll GET /api/backtests/{id} for the
     result. A quoting strategy (on_tick) runs on the market's stored ticks in the range, or without any on its
     candles. The parameters are checked against what the code declares."""
-    strategy = await repo.get(Strategy, body.strategy_id)
-    if strategy is None:
-        raise ApiError(422, "no such strategy", field="strategy_id")
-    if await repo.s.get(Market, body.market_id) is None:
-        raise ApiError(422, "no such market", field="market_id")
+    strategy = await submit.strategy_of(repo, body)
     if body.code is not None:
         decl = await declared.read(pool, body.code, repo.user_id)
     else:
@@ -234,60 +175,28 @@ async def create(body: BacktestIn, repo: OwnedDep, st: StateDep, pool: Validator
         assert latest is not None
         decl = await declared.of_version(pool, latest, repo.user_id)
     params = declared.check(decl, body.params)
-    start, end = _ms(body.from_, "from"), _ms(body.to, "to")
-    if start is not None and end is not None and end <= start:
-        raise ApiError(422, "to must be after from", field="to")
+    start, end = body.span()
     if end is None:
-        # Up to now: the candles stored when it is submitted, however long it queues (and a run submitted
-        # later sees the ones that arrived since). Now in the market's time: the end of its newest candle
-        # (the simulator's clock runs ahead of the wall clock); the wall clock when it has none yet.
-        newest = (await store.range_extent(repo.s, body.market_id, body.timeframe, start))[1]
-        end = newest + tf_ms(body.timeframe) if newest is not None else int(time.time() * 1000)
+        end = await submit.end_of_data(repo, body, start)
     if body.trigger == "candle":
         for name in QUOTING_FIELDS:
             if getattr(body, name) is not None:
                 raise ApiError(422, "only for a quoting run: not with the trigger candle", field=name)
     config = {
-        "cash": body.cash,
-        "fee": body.fee,
-        "maker_fee": body.maker_fee,
-        "slippage": body.slippage,
-        "lookback": body.lookback,
+        **body.costs(),
         "from": start,
         "to": end,
         "trigger": body.trigger,
         **{name: getattr(body, name) for name in QUOTING_FIELDS},
     }
-    bt = repo.add(
-        Backtest(
-            strategy_id=strategy.id,
-            version=strategy.latest_version,
-            market_id=body.market_id,
-            timeframe=body.timeframe,
-            params=params,
-            config=config,
-            status="queued",
-            code=body.code,
-        )
-    )
+    bt = repo.add(Backtest(**submit.columns(strategy, body), params=params, config=config, code=body.code))
     await repo.s.commit()
-    if st.nc is None:
-        bt.status, bt.error = "error", NO_WORKER
-    else:
-        try:
-            await st.nc.request(
-                subjects.BACKTEST_START, m.encode(m.StartBacktest(backtest_id=bt.id)), timeout=5
-            )
-        except (NatsError, TimeoutError):  # no responders, no answer in time, or the bus is down
-            log.warning("backtest %s: no backtest worker answered", bt.id)
-            bt.status, bt.error = "error", NO_WORKER
-    if bt.status == "error":
-        await repo.s.commit()
+    await submit.start(repo, st, bt, subjects.BACKTEST_START, m.StartBacktest(backtest_id=bt.id), "backtest")
     return BacktestQueued(id=bt.id, status=bt.status)
 
 
 @router.get("", response_model=BacktestPage)
-async def list_backtests(repo: OwnedDep, limit: Limit = 50, before_id: Cursor = None) -> dict:
+async def list_backtests(repo: OwnedDep, limit: Limit = 50, before_id: Cursor = None) -> dict[str, Any]:
     """The user's backtests, newest first, without trades and equity curves."""
     return page(
         [out(b, detail=False).model_dump(mode="json") for b in await repo.page(Backtest, limit, before_id)],
@@ -298,7 +207,5 @@ async def list_backtests(repo: OwnedDep, limit: Limit = 50, before_id: Cursor = 
 @router.get("/{backtest_id}", response_model=BacktestOut)
 async def get(backtest_id: ObjectId, repo: OwnedDep) -> BacktestOut:
     """Status, metrics, trades and the equity curve (with drawdown) of one backtest."""
-    b = await repo.get(Backtest, backtest_id)
-    if b is None:
-        raise not_found("backtest")
+    b = found(await repo.get(Backtest, backtest_id), "backtest")
     return out(b)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
@@ -10,7 +10,7 @@ from sqlalchemy import select
 from tradewind.domain import TIMEFRAMES
 from tradewind.storage import candles as store
 from tradewind.storage.models import Market
-from tradewind.web.deps import CurrentUser, ObjectId, SessionDep, not_found
+from tradewind.web.deps import CurrentUser, ObjectId, SessionDep, found, not_found
 from tradewind.web.errors import ApiError
 from tradewind.web.schemas import CandleOut, MarketOut, MarketPage
 
@@ -28,7 +28,7 @@ def out(mk: Market) -> MarketOut:
 
 
 @router.get("", response_model=MarketPage)
-async def list_markets(s: SessionDep, _: CurrentUser) -> dict:
+async def list_markets(s: SessionDep, _: CurrentUser) -> dict[str, Any]:
     rows = (
         await s.execute(
             select(Market).where(Market.active.is_(True)).order_by(Market.exchange, Market.symbol)
@@ -39,9 +39,7 @@ async def list_markets(s: SessionDep, _: CurrentUser) -> dict:
 
 @router.get("/{market_id}", response_model=MarketOut)
 async def get(market_id: ObjectId, s: SessionDep, _: CurrentUser) -> MarketOut:
-    mk = await s.get(Market, market_id)
-    if mk is None:
-        raise not_found("market")
+    mk = found(await s.get(Market, market_id), "market")
     return out(mk)
 
 

@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -32,8 +32,12 @@ from tradewind.web.schemas import MAX_ID
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 Kind = Literal["backtest", "study", "walkforward"]
-MODELS: dict[str, Any] = {"backtest": Backtest, "study": Study, "walkforward": WalkForwardRun}
-RANK = {"backtest": 0, "study": 1, "walkforward": 2}  # the order of runs created in the same microsecond
+MODELS: dict[Kind, Any] = {"backtest": Backtest, "study": Study, "walkforward": WalkForwardRun}
+RANK: dict[Kind, int] = {
+    "backtest": 0,
+    "study": 1,
+    "walkforward": 2,
+}  # the order of runs created in the same microsecond
 REF = re.compile(r"(backtest|study|walkforward):([1-9]\d{0,11})")
 MAX_COMPARE = 10
 KindPath = Annotated[Kind, Path(description="backtest, study or walkforward")]
@@ -151,7 +155,7 @@ def _span(cfg: dict[str, Any], seen: dict[str, Any] | None) -> RunRange:
 
 
 def document(
-    kind: str,
+    kind: Kind,
     row: Any,
     strategy: str,
     exchange: str,
@@ -212,7 +216,7 @@ def document(
         id=row.id,
         status=status,
         strategy_id=row.strategy_id,
-        strategy=strategy,  # type: ignore[arg-type]
+        strategy=strategy,
         version=row.version,
         draft=getattr(row, "code", None) is not None,
         market_id=row.market_id,
@@ -232,7 +236,7 @@ def document(
     )
 
 
-def _query(repo: Owned, kind: str) -> Any:
+def _query(repo: Owned, kind: Kind) -> Any:
     model = MODELS[kind]
     return (
         repo.select(model)
@@ -242,25 +246,25 @@ def _query(repo: Owned, kind: str) -> Any:
     )
 
 
-async def _one(repo: Owned, kind: str, run_id: int) -> tuple[Any, str, str, str]:
+async def _one(repo: Owned, kind: Kind, run_id: int) -> tuple[Any, str, str, str]:
     model = MODELS[kind]
     found = (await repo.s.execute(_query(repo, kind).where(model.id == run_id))).first()
     if found is None:
         raise ApiError(404, f"run {kind}:{run_id} not found")
-    return found  # type: ignore[return-value]
+    return found
 
 
 async def _code(repo: Owned, row: Any) -> str | None:
     """The code the run ran: a backtest's own (the editor's, unsaved) or its strategy version's."""
     if getattr(row, "code", None) is not None:
-        return row.code  # type: ignore[no-any-return]
+        return row.code
     q = select(StrategyVersion.code).where(
         StrategyVersion.strategy_id == row.strategy_id, StrategyVersion.version == row.version
     )
     return (await repo.s.execute(q)).scalar_one_or_none()
 
 
-async def full_document(repo: Owned, kind: str, run_id: int) -> tuple[RunOut, str | None, Any]:
+async def full_document(repo: Owned, kind: Kind, run_id: int) -> tuple[RunOut, str | None, Any]:
     """One run in full, its strategy version's code, and its row."""
     row, name, exchange, symbol = await _one(repo, kind, run_id)
     doc = document(kind, row, name, exchange, symbol, full=True)
@@ -308,7 +312,7 @@ async def list_runs(
     return RunPage(items=items, next_before=items[-1].ref if len(found) > limit else None)
 
 
-def _parse_ref(text: str, field: str) -> tuple[str, int]:
+def _parse_ref(text: str, field: str) -> tuple[Kind, int]:
     found = REF.fullmatch(text.strip())
     if found is None or int(found.group(2)) > MAX_ID:
         raise ApiError(
@@ -316,7 +320,7 @@ def _parse_ref(text: str, field: str) -> tuple[str, int]:
             f"{text.strip()[:40]!r}: name a run as kind:id (backtest:12, study:3, walkforward:7)",
             field=field,
         )
-    return found.group(1), int(found.group(2))
+    return cast(Kind, found.group(1)), int(found.group(2))  # REF matches the three kinds only
 
 
 @router.get("/compare", response_model=CompareOut)

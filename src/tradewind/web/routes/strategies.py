@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from tradewind.eval.executor import ValidationPool
 from tradewind.storage.models import Assignment, Strategy, StrategyVersion
 from tradewind.web import declared
 from tradewind.web.declared import ValidatorDep
-from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
+from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed
 from tradewind.web.schemas import (
     CodeIn,
     Diagnostic,
+    ParamDeclOut,
     StrategyIn,
     StrategyOut,
     StrategyPage,
@@ -30,8 +33,13 @@ router = APIRouter(prefix="/api/strategies", tags=["strategies"])
 async def check(pool: ValidationPool, code: str, user_id: int) -> list[Diagnostic]:
     # Compiling runs the strategy's top level in a throwaway sandbox, in a child process killed when it
     # runs past its deadline: never in this process, where a runaway could only be waited for.
-    found = await declared.inspect(pool, code, user_id)
-    return [Diagnostic(line=d.line, message=d.message) for d in found.diagnostics]
+    inspection = await declared.inspect(pool, code, user_id)
+    return [Diagnostic(line=d.line, message=d.message) for d in inspection.diagnostics]
+
+
+def _declared(v: StrategyVersion) -> list[ParamDeclOut] | None:
+    """What the version declares, as the API shows it (kept as the dicts the sandbox read)."""
+    return None if v.declared is None else [ParamDeclOut.model_validate(d) for d in v.declared]
 
 
 def out(s: Strategy, v: StrategyVersion) -> StrategyOut:
@@ -42,7 +50,7 @@ def out(s: Strategy, v: StrategyVersion) -> StrategyOut:
         code=v.code,
         version=s.latest_version,
         params=v.params_schema or {},
-        declared=v.declared,
+        declared=_declared(v),
         created_at=s.created_at,
         updated_at=s.updated_at,
     )
@@ -57,7 +65,7 @@ async def validate_code(body: CodeIn, repo: OwnedDep, pool: ValidatorDep) -> Val
 @router.get("", response_model=StrategyPage)
 async def list_strategies(
     repo: OwnedDep, pool: ValidatorDep, limit: Limit = 100, before_id: Cursor = None
-) -> dict:
+) -> dict[str, Any]:
     items = []
     for s in await repo.page(Strategy, limit, before_id):
         v = await repo.version(s, s.latest_version)
@@ -81,10 +89,7 @@ async def create(body: StrategyIn, repo: OwnedDep, pool: ValidatorDep) -> Strate
 
 
 async def _get(repo: OwnedDep, strategy_id: int) -> Strategy:
-    s = await repo.get(Strategy, strategy_id)
-    if s is None:
-        raise not_found("strategy")
-    return s
+    return found(await repo.get(Strategy, strategy_id), "strategy")
 
 
 @router.get("/{strategy_id}", response_model=StrategyOut)
@@ -188,8 +193,8 @@ async def delete(strategy_id: ObjectId, repo: OwnedDep, st: StateDep) -> Respons
 @router.get("/{strategy_id}/versions", response_model=list[VersionOut])
 async def versions(strategy_id: ObjectId, repo: OwnedDep, pool: ValidatorDep) -> list[VersionOut]:
     s = await _get(repo, strategy_id)
-    found = await repo.versions(s)
-    for v in found:
+    kept = await repo.versions(s)
+    for v in kept:
         await declared.of_version(pool, v, repo.user_id, required=False)
     await repo.s.commit()
     return [
@@ -197,8 +202,8 @@ async def versions(strategy_id: ObjectId, repo: OwnedDep, pool: ValidatorDep) ->
             version=v.version,
             code=v.code,
             params=v.params_schema or {},
-            declared=v.declared,
+            declared=_declared(v),
             created_at=v.created_at,
         )
-        for v in found
+        for v in kept
     ]

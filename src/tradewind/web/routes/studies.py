@@ -4,44 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import threading
 import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from nats.errors import Error as NatsError
 from pydantic import BaseModel, Field, field_validator
 
 from tradewind.backtest import optimize as opt
 from tradewind.backtest.studies import stale
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
-from tradewind.storage.models import Market, Strategy, Study
+from tradewind.storage.models import Study
 from tradewind.web import declared
 from tradewind.web.declared import ValidatorDep
-from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, not_found, page
+from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, found, page
 from tradewind.web.errors import ApiError
-from tradewind.web.routes.backtests import NO_WORKER, _ms
-from tradewind.web.schemas import MAX_ID, ParamValue, _check_params, _check_tf
+from tradewind.web.routes import submit
+from tradewind.web.routes.submit import Queued, RunHead, SearchIn
+from tradewind.web.schemas import Page
 from tradewind.web.schemas import Request as Body
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 Objective = Literal["sharpe", "sortino", "return", "max_drawdown", "profit_factor"]
 MAX_STUDY_TRIALS = 2000
 
 
-class StudyIn(Body):
-    strategy_id: int = Field(ge=1, le=MAX_ID, strict=True)
-    market_id: int = Field(ge=1, le=MAX_ID, strict=True)
-    timeframe: str = Field(default="1h", max_length=4)
-    from_: dt.datetime | int | None = Field(
-        default=None, alias="from", description="start (ISO 8601 or epoch ms)"
-    )
-    to: dt.datetime | int | None = Field(default=None, description="end, exclusive (ISO 8601 or epoch ms)")
+def _sharpe() -> list[Objective]:
+    return ["sharpe"]
+
+
+class StudyIn(SearchIn):
     objectives: list[Objective] = Field(
-        default_factory=lambda: ["sharpe"],
+        default_factory=_sharpe,
         min_length=1,
         max_length=5,
         description="one: the best trial; several: a Pareto front (NSGA-II)",
@@ -53,19 +48,6 @@ class StudyIn(Body):
     prune: bool = Field(
         default=True, description="median pruning on a quarter and a half of the candles (one objective only)"
     )
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, strict=True)
-    params: dict[str, ParamValue] = Field(
-        default_factory=dict, description="parameters held fixed (not searched)"
-    )
-    cash: float = Field(default=10_000.0, gt=0, le=1e12, allow_inf_nan=False)
-    fee: float = Field(default=0.001, ge=0, le=0.1, allow_inf_nan=False)
-    maker_fee: float | None = Field(default=None, ge=0, le=0.1, allow_inf_nan=False)
-    slippage: float = Field(default=0.0, ge=0, le=0.1, allow_inf_nan=False)
-    lookback: int = Field(default=500, ge=1, le=5000)
-
-    model_config = {**Body.model_config, "populate_by_name": True}
-    _params = field_validator("params")(_check_params)
-    _tf = field_validator("timeframe")(_check_tf)
 
     @field_validator("objectives")
     @classmethod
@@ -85,9 +67,8 @@ class ResumeIn(Body):
     )
 
 
-class StudyQueued(BaseModel):
-    id: int
-    status: str
+class StudyQueued(Queued):
+    pass
 
 
 class TrialOut(BaseModel):
@@ -104,13 +85,7 @@ class TrialOut(BaseModel):
     intermediate: list[list[float]] = Field(description="[candles run, objective] at each pruning checkpoint")
 
 
-class StudyOut(BaseModel):
-    id: int
-    status: str  # queued | running | interrupted | done | error
-    strategy_id: int
-    version: int
-    market_id: int
-    timeframe: str
+class StudyOut(RunHead):  # status: queued | running | interrupted | done | error
     objectives: list[str]
     directions: list[str]
     sampler: str
@@ -133,9 +108,8 @@ class StudyOut(BaseModel):
     )
 
 
-class StudyPage(BaseModel):
+class StudyPage(Page):
     items: list[StudyOut]
-    next_before_id: int | None
 
 
 def _status(s: Study) -> str:
@@ -152,7 +126,7 @@ def out(s: Study) -> StudyOut:
         market_id=s.market_id,
         timeframe=s.timeframe,
         objectives=list(config.objectives),
-        directions=config.directions,
+        directions=list(config.directions),
         sampler=config.sampler,
         trials=s.trials,
         config=s.config or {},
@@ -203,69 +177,39 @@ def _reader(request: Request) -> _Reader:
     reader = getattr(request.app.state, "studies", None)
     if reader is None:
         reader = request.app.state.studies = _Reader(request.app.state.tw.settings.db_url)
-    return reader  # type: ignore[no-any-return]
+    return reader
 
 
-async def _start(st: StateDep, study: Study) -> None:
-    if st.nc is None:
-        study.status, study.error = "error", NO_WORKER
-        return
-    try:
-        await st.nc.request(subjects.STUDY_START, m.encode(m.StartStudy(study_id=study.id)), timeout=5)
-    except (NatsError, TimeoutError):
-        log.warning("study %s: no backtest worker answered", study.id)
-        study.status, study.error = "error", NO_WORKER
+async def _start(repo: OwnedDep, st: StateDep, study: Study) -> None:
+    await submit.start(repo, st, study, subjects.STUDY_START, m.StartStudy(study_id=study.id), "study")
 
 
 @router.post("", status_code=202, response_model=StudyQueued)
 async def create(body: StudyIn, repo: OwnedDep, st: StateDep, pool: ValidatorDep) -> StudyQueued:
     """Start an optimisation of the strategy's latest version over the market's stored candles in [from, to): the
     strategy's declared parameters (its top-level ``params = {...}``) are searched; poll GET /api/studies/{id}."""
-    strategy = await repo.get(Strategy, body.strategy_id)
-    if strategy is None:
-        raise ApiError(422, "no such strategy", field="strategy_id")
-    if await repo.s.get(Market, body.market_id) is None:
-        raise ApiError(422, "no such market", field="market_id")
-    start, end = _ms(body.from_, "from"), _ms(body.to, "to")
-    if start is not None and end is not None and end <= start:
-        raise ApiError(422, "to must be after from", field="to")
+    strategy = await submit.strategy_of(repo, body)
+    start, end = body.span()
     latest = await repo.version(strategy, strategy.latest_version)
     assert latest is not None
     fixed = declared.check(await declared.of_version(pool, latest, repo.user_id), body.params)
     objectives = tuple(body.objectives)
-    config = opt.StudyConfig(
-        objectives=objectives,
-        sampler=body.sampler or opt.default_sampler(objectives),
-        prune=body.prune,
-        seed=body.seed,
-        fixed=fixed,
-        cash=body.cash,
-        fee=body.fee,
-        maker_fee=body.maker_fee,
-        slippage=body.slippage,
-        lookback=body.lookback,
-    )
+    config = body.study(objectives, body.sampler or opt.default_sampler(objectives), fixed)
     study = repo.add(
         Study(
-            strategy_id=strategy.id,
-            version=strategy.latest_version,
-            market_id=body.market_id,
-            timeframe=body.timeframe,
+            **submit.columns(strategy, body),
             config={"from": start, "to": end, "study": config.as_dict()},
             trials=body.trials,
-            status="queued",
             optuna_name=f"web-{uuid.uuid4().hex}",
         )
     )
     await repo.s.commit()
-    await _start(st, study)
-    if study.status == "error":
-        await repo.s.commit()
+    await _start(repo, st, study)
     return StudyQueued(id=study.id, status=study.status)
 
 
 @router.get("", response_model=StudyPage)
-async def list_studies(repo: OwnedDep, limit: Limit = 50, before_id: Cursor = None) -> dict:
+async def list_studies(repo: OwnedDep, limit: Limit = 50, before_id: Cursor = None) -> dict[str, Any]:
     """The user's studies, newest first, with their counts and best trial so far (no trial list)."""
     return page([out(s).model_dump(mode="json") for s in await repo.page(Study, limit, before_id)], limit)
 
@@ -273,9 +217,7 @@ async def list_studies(repo: OwnedDep, limit: Limit = 50, before_id: Cursor = No
 @router.get("/{study_id}", response_model=StudyOut)
 async def get(study_id: ObjectId, repo: OwnedDep, request: Request) -> StudyOut:
     """A study with every trial, the best trial (or the Pareto front) and the parameters' importances."""
-    s = await repo.get(Study, study_id)
-    if s is None:
-        raise not_found("study")
+    s = found(await repo.get(Study, study_id), "study")
     result = out(s)
     try:
         rows, best, imp = await asyncio.to_thread(
@@ -294,16 +236,12 @@ async def resume(
 ) -> StudyQueued:
     """Go on with a study (interrupted, finished, or failed) until it has ``trials`` trials; a study whose
     driver is alive is a 409."""
-    s = await repo.get(Study, study_id)
-    if s is None:
-        raise not_found("study")
+    s = found(await repo.get(Study, study_id), "study")
     if s.status == "queued" or (s.status == "running" and not stale(s)):
         raise ApiError(409, "the study is running; resume it once it has stopped")
     if body is not None and body.trials is not None:
         s.trials = body.trials
     s.status, s.error, s.finished_at, s.heartbeat_at = "queued", None, None, None
     await repo.s.commit()
-    await _start(st, s)
-    if s.status == "error":
-        await repo.s.commit()
+    await _start(repo, st, s)
     return StudyQueued(id=s.id, status=s.status)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from nats.aio.client import Client
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 @router.get("/api/health", tags=["system"])
-async def health(s: SessionDep, st: StateDep, response: Response) -> dict:
+async def health(s: SessionDep, st: StateDep, response: Response) -> dict[str, Any]:
     db = "ok"
     try:
         await s.execute(text("SELECT 1 FROM users LIMIT 1"))  # reachable, and migrated
@@ -80,8 +80,9 @@ async def kill(
     await user_event(
         st,
         user.id,
-        "kill_switch",
-        {"engaged": True, "paused_assignments": paused, "cancel_requests": cancelled, "flatten": flatten},
+        m.KillSwitchEvent(
+            engaged=True, paused_assignments=paused, cancel_requests=cancelled, flatten=flatten
+        ),
     )
     if flatten:  # the kill holds whatever happens here: a core out of reach is said, not an error
         try:
@@ -135,7 +136,7 @@ async def _cancel(nc: Client, o: Order) -> bool:
 
 
 @router.delete("/api/killswitch", tags=["risk"])
-async def release(repo: OwnedDep, user: CurrentUser, request: Request, st: StateDep) -> dict:
+async def release(repo: OwnedDep, user: CurrentUser, request: Request, st: StateDep) -> dict[str, Any]:
     """Allow trading again; assignments stay paused until you resume each one."""
     me = await repo.s.get(User, user.id)
     assert me is not None
@@ -144,12 +145,12 @@ async def release(repo: OwnedDep, user: CurrentUser, request: Request, st: State
     repo.audit_log("killswitch.off", client_address(request))
     await repo.s.commit()
     if engaged:
-        await user_event(st, user.id, "kill_switch", {"engaged": False})
+        await user_event(st, user.id, m.KillSwitchEvent(engaged=False))
     return {"killed": False}
 
 
 @router.get("/api/admin/users", tags=["admin"])
-async def users(s: SessionDep, _: AdminUser) -> list[dict]:
+async def users(s: SessionDep, _: AdminUser) -> list[dict[str, Any]]:
     counts = {}
     for model in (Strategy, Trader, Assignment):
         q = select(model.owner_id, func.count()).group_by(model.owner_id)
@@ -169,7 +170,7 @@ async def users(s: SessionDep, _: AdminUser) -> list[dict]:
 
 
 @router.get("/api/admin/health", tags=["admin"])
-async def admin_health(s: SessionDep, st: StateDep, _: AdminUser, response: Response) -> dict:
+async def admin_health(s: SessionDep, st: StateDep, _: AdminUser, response: Response) -> dict[str, Any]:
     base = await health(s, st, response)
     by_status = dict((await s.execute(select(Order.status, func.count()).group_by(Order.status))).all())
     active = (

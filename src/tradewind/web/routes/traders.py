@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import msgspec
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -11,7 +14,7 @@ from sqlalchemy import select
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.storage.models import Assignment, Order, Trader
-from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, client_address, not_found, page
+from tradewind.web.deps import Cursor, Limit, ObjectId, OwnedDep, StateDep, client_address, found, page
 from tradewind.web.errors import ApiError
 from tradewind.web.events import assignments_changed, trader_changed
 from tradewind.web.schemas import TraderIn, TraderOut, TraderPage, TraderPatch
@@ -22,6 +25,7 @@ log = logging.getLogger(__name__)
 OPEN = ("pending", "open")  # orders the exchange may still fill
 RISK_LIMITS = ("max_order_notional", "max_position", "daily_loss_limit")
 DETACHED = "its trading account was deleted; choose another account and resume"
+R = TypeVar("R", bound=msgspec.Struct)
 
 
 def out(t: Trader) -> TraderOut:
@@ -42,16 +46,23 @@ def out(t: Trader) -> TraderOut:
     )
 
 
-async def _request(
-    st: StateDep, subject: str, msg: object, reply_type: type, exchange: str, unreachable: int = 503
-) -> object:
-    """Ask the exchange's adapter over the bus. ``unreachable``: the status when nobody answers (a 422
-    naming the field when the user is choosing the exchange, a 503 when an existing account's is down)."""
+async def _ask(
+    st: StateDep,
+    t: Trader,
+    subject: Callable[[str], str],
+    msg: msgspec.Struct,
+    reply_type: type[R],
+    unreachable: int = 503,
+) -> R:
+    """Ask the adapter of ``t``'s exchange over the bus, on its ``subject`` of that exchange. ``unreachable``:
+    the status when nobody answers (a 422 naming the field when the user is choosing the exchange, a 503 when
+    an existing account's is down)."""
+    exchange, to = t.exchange, subject(t.exchange)
     field = "exchange" if unreachable < 500 else None
     if st.nc is None:
         raise ApiError(unreachable, f"exchange {exchange} is not reachable (no message bus)", field=field)
     try:
-        raw = await st.nc.request(subject, m.encode(msg), timeout=15)  # type: ignore[arg-type]
+        raw = await st.nc.request(to, m.encode(msg), timeout=15)
     except Exception:  # no responders, a timeout, a lost connection
         raise ApiError(
             unreachable,
@@ -61,26 +72,19 @@ async def _request(
     try:
         return m.decode(raw.data, reply_type)
     except Exception:
-        log.warning("unreadable %s reply on %s", reply_type.__name__, subject)
+        log.warning("unreadable %s reply on %s", reply_type.__name__, to)
         raise ApiError(502, f"exchange {exchange} gave an answer that cannot be read") from None
 
 
 async def _verify(st: StateDep, t: Trader) -> None:
-    reply = await _request(
-        st,
-        subjects.exchange_verify(t.exchange),
-        m.VerifyTrader(trader_id=t.id),
-        m.VerifyReply,
-        t.exchange,
-        unreachable=422,
-    )
-    assert isinstance(reply, m.VerifyReply)
+    verify = m.VerifyTrader(trader_id=t.id)
+    reply = await _ask(st, t, subjects.exchange_verify, verify, m.VerifyReply, unreachable=422)
     if not reply.ok:
         raise ApiError(422, reply.error or "the exchange refused the key", field="api_key")
 
 
 @router.get("", response_model=TraderPage)
-async def list_traders(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict:
+async def list_traders(repo: OwnedDep, limit: Limit = 100, before_id: Cursor = None) -> dict[str, Any]:
     return page([out(t).model_dump(mode="json") for t in await repo.page(Trader, limit, before_id)], limit)
 
 
@@ -139,10 +143,7 @@ async def create(body: TraderIn, repo: OwnedDep, st: StateDep, request: Request)
 
 
 async def _get(repo: OwnedDep, trader_id: int) -> Trader:
-    t = await repo.get(Trader, trader_id)
-    if t is None:
-        raise not_found("trading account")
-    return t
+    return found(await repo.get(Trader, trader_id), "trading account")
 
 
 @router.get("/{trader_id}", response_model=TraderOut)
@@ -279,14 +280,8 @@ async def reset(trader_id: ObjectId, repo: OwnedDep, st: StateDep, request: Requ
         raise ApiError(
             409, "an assignment holds a position through this account; close it first (Close position)"
         )
-    reply = await _request(
-        st,
-        subjects.exchange_reset(t.exchange),
-        m.ResetPaper(trader_id=t.id, owner_id=repo.user_id, last_fill_id=last_fill),
-        m.ResetReply,
-        t.exchange,
-    )
-    assert isinstance(reply, m.ResetReply)
+    msg = m.ResetPaper(trader_id=t.id, owner_id=repo.user_id, last_fill_id=last_fill)
+    reply = await _ask(st, t, subjects.exchange_reset, msg, m.ResetReply)
     if not reply.ok:
         raise ApiError(409, reply.error or "the exchange refused the reset")
     repo.audit_log(
@@ -297,16 +292,9 @@ async def reset(trader_id: ObjectId, repo: OwnedDep, st: StateDep, request: Requ
 
 
 @router.get("/{trader_id}/balances")
-async def balances(trader_id: ObjectId, repo: OwnedDep, st: StateDep) -> dict:
+async def balances(trader_id: ObjectId, repo: OwnedDep, st: StateDep) -> dict[str, Any]:
     t = await _get(repo, trader_id)
-    reply = await _request(
-        st,
-        subjects.exchange_balance(t.exchange),
-        m.BalanceRequest(trader_id=t.id),
-        m.BalanceReply,
-        t.exchange,
-    )
-    assert isinstance(reply, m.BalanceReply)
+    reply = await _ask(st, t, subjects.exchange_balance, m.BalanceRequest(trader_id=t.id), m.BalanceReply)
     if reply.error:
         raise ApiError(502, f"{t.exchange}: {reply.error}")
     return {"trader_id": t.id, "balances": reply.balances}

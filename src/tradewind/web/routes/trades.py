@@ -19,7 +19,7 @@ from tradewind.domain import TIMEFRAMES
 from tradewind.storage import candles as store
 from tradewind.storage.models import Assignment, Market, Trader
 from tradewind.trading import trips as tr
-from tradewind.web.deps import Limit, OwnedDep, QueryId, StateDep, not_found
+from tradewind.web.deps import Limit, OwnedDep, QueryId, StateDep, found
 from tradewind.web.errors import ApiError
 
 router = APIRouter(prefix="/api", tags=["trades"])
@@ -166,15 +166,11 @@ async def trades(
         raise ApiError(422, "give either trader_id or assignment_id", field="trader_id")
     assignment: Assignment | None = None
     if assignment_id is not None:
-        assignment = await repo.get(Assignment, assignment_id)
-        if assignment is None:
-            raise not_found("assignment")
+        assignment = found(await repo.get(Assignment, assignment_id), "assignment")
         trader = await repo.get(Trader, assignment.trader_id) if assignment.trader_id is not None else None
     else:
         assert trader_id is not None
-        trader = await repo.get(Trader, trader_id)
-        if trader is None:
-            raise not_found("trading account")
+        trader = found(await repo.get(Trader, trader_id), "trading account")
     paper = bool(trader and trader.paper)
     resets: list[tuple[int, Decimal]] = []
     fills: list[tr.TradeFill] = []
