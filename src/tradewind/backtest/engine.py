@@ -92,8 +92,8 @@ class Result:
             "return_pct": (final / self.cash - 1) * 100 if self.cash else 0.0,
             "max_drawdown_pct": max_drawdown_pct(self.equity),
             "sharpe": sharpe(self.equity, self.bar_minutes),
-            "win_rate": win_rate(closed),  # type: ignore[arg-type]
-            "profit_factor": profit_factor(closed),  # type: ignore[arg-type]
+            "win_rate": win_rate(closed),
+            "profit_factor": profit_factor(closed),
             # trades closed before the end (one still open at the last candle has not ended)
             "avg_trade_duration_s": average_duration_s([t for t in self.trades if t.closed]),
             "fees_paid": sum(t.fees for t in self.trades),
@@ -389,11 +389,10 @@ def _fill(
     def match(j: int) -> None:
         nonlocal guard, resting, exits
         r = model.on_bar(bar(j), qty, guard, resting, costs, tf_ms)
-        entered = resting is not None and r.resting is None and bool(r.fills) and r.fills[0].side == "buy"
         for f in r.fills:
             book(f, j)
-        if entered:
-            exits = resting.exits  # type: ignore[union-attr]
+        if resting is not None and r.resting is None and r.fills and r.fills[0].side == "buy":  # entered
+            exits = resting.exits
         guard, resting = r.guard, r.resting
         if qty <= 0:
             guard, exits = None, model.NO_EXITS

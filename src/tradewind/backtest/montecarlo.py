@@ -45,7 +45,8 @@ def paths(returns: np.ndarray, cash: float, runs: int, mode: str, rng: np.random
 def max_drawdowns(equity: np.ndarray) -> np.ndarray:
     """Each path's largest fall from its running peak, in percent."""
     peaks = np.maximum.accumulate(equity, axis=1)
-    return ((peaks - equity) / peaks).max(axis=1) * 100
+    falls: np.ndarray = ((peaks - equity) / peaks).max(axis=1)
+    return falls * 100
 
 
 def simulate(

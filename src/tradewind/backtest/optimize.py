@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     import optuna
 
 # objective -> (the summary's metric, direction)
-OBJECTIVES: dict[str, tuple[str, str]] = {
+Direction = Literal["minimize", "maximize"]
+OBJECTIVES: dict[str, tuple[str, Direction]] = {
     "sharpe": ("sharpe", "maximize"),
     "sortino": ("sortino", "maximize"),
     "return": ("return_pct", "maximize"),
@@ -65,6 +66,16 @@ class OptimizeError(ValueError):
 
 
 # -- configuration --------------------------------------------------------------------------------------------
+class RunSettings(TypedDict):
+    """The keyword arguments of a study's runs (``engine.run``'s, ``RunBacktest``'s) that its config sets."""
+
+    cash: float
+    fee: float
+    maker_fee: float | None
+    slippage: float
+    lookback: int
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """What a study optimises and how: kept with the study (the Optuna study's user attribute ``config`` and
@@ -95,12 +106,22 @@ class StudyConfig:
             raise OptimizeError(f"unknown sampler {self.sampler!r}; use {' or '.join(SAMPLERS)}")
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [OBJECTIVES[o][1] for o in self.objectives]
 
     @property
     def pruning(self) -> bool:
         return self.prune and len(self.objectives) == 1
+
+    def run_settings(self) -> RunSettings:
+        """What every run of the study is given besides its code, candles and parameters."""
+        return RunSettings(
+            cash=self.cash,
+            fee=self.fee,
+            maker_fee=self.maker_fee,
+            slippage=self.slippage,
+            lookback=self.lookback,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -249,9 +270,11 @@ def suggest(trial: optuna.Trial, spec: ParamSpec) -> Any:
         return trial.suggest_categorical(spec.name, [False, True])
     if spec.type == "choice":
         return trial.suggest_categorical(spec.name, list(spec.choices))
+    lo, hi = spec.min, spec.max
+    assert lo is not None and hi is not None  # a searched number has a range (ParamSpec.searchable)
     if spec.type == "int":
-        return trial.suggest_int(spec.name, int(spec.min), int(spec.max), step=int(spec.step or 1))  # type: ignore[arg-type]
-    return trial.suggest_float(spec.name, float(spec.min), float(spec.max), step=spec.step, log=spec.log)  # type: ignore[arg-type]
+        return trial.suggest_int(spec.name, int(lo), int(hi), step=int(spec.step or 1))
+    return trial.suggest_float(spec.name, float(lo), float(hi), step=spec.step, log=spec.log)
 
 
 def checkpoints(n: int, pruning: bool) -> list[int]:
@@ -292,6 +315,17 @@ class Job:
     config: StudyConfig
 
 
+class Runner(Protocol):
+    """Runs one stage of a trial: ``BusRunner`` on the workers, ``walkforward.LocalRunner`` in this process."""
+
+    async def run(
+        self, params: dict[str, Any], upto: int, on_worker: Callable[[str], None] | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The summary of the run of ``params`` over the first ``upto`` candles, and the workers that held it
+        (the last one ran it); raises TrialFailed when the strategy failed."""
+        ...
+
+
 class BusRunner:
     """Runs a trial's stage as a RunBacktest on ``backtest.run`` with heartbeats; a worker that stops beating
     for ``worker_timeout_s`` (or whose child died) has the job sent again, at most ``attempts`` times."""
@@ -314,7 +348,6 @@ class BusRunner:
         self, params: dict[str, Any], upto: int, on_worker: Callable[[str], None] | None = None
     ) -> tuple[dict[str, Any], list[str]]:
         """The summary of one stage and the workers that held it (the last one ran it)."""
-        c = self.job.config
         held: list[str] = []
         reasons: list[str] = []
         for _ in range(self.attempts):
@@ -324,13 +357,9 @@ class BusRunner:
                 data=self.job.data,
                 name=self.job.name,
                 params=params,
-                cash=c.cash,
-                fee=c.fee,
-                maker_fee=c.maker_fee,
-                slippage=c.slippage,
-                lookback=c.lookback,
                 upto=upto,
                 heartbeat_s=self.heartbeat_s,
+                **self.job.config.run_settings(),
             )
             inbox = self.nc.new_inbox()
             sub = await self.nc.subscribe(inbox)
@@ -392,16 +421,14 @@ class Optimizer:
         self,
         study: optuna.Study,
         space: dict[str, ParamSpec],
-        job: Job,
-        runner: BusRunner,
+        config: StudyConfig,
+        runner: Runner,
         n_candles: int,
         *,
         progress: Callable[[Progress], None] | None = None,
         on_event: Callable[[str, int, str], None] | None = None,
     ) -> None:
-        self.study, self.job, self.runner = study, job, runner
-        config = job.config
-        self.config = config
+        self.study, self.runner, self.config = study, runner, config
         self.space = searched(space, config.fixed)
         if not self.space:
             raise OptimizeError(
@@ -589,6 +616,17 @@ def best_numbers(study: optuna.Study) -> list[int]:
     return [study.best_trial.number]
 
 
+def _objective_value(i: int) -> Callable[[optuna.trial.FrozenTrial], float]:
+    """A completed trial's value of objective ``i`` (importances are reckoned one objective at a time)."""
+
+    def value(trial: optuna.trial.FrozenTrial) -> float:
+        values: list[float] | None = trial.values  # a property() in Optuna: mypy sees Any
+        assert values is not None  # only completed trials are asked, and those have their values
+        return values[i]
+
+    return value
+
+
 def importances(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """Parameter importances per objective, by Optuna's PED-ANOVA (how differently each parameter is spread in
     the best 10 % of the trials than in all of them; fANOVA would need scikit-learn); {} with fewer than two
@@ -604,7 +642,7 @@ def importances(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, d
             found = optuna.importance.get_param_importances(
                 study,
                 evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-                target=(lambda t, i=i: t.values[i]) if len(objectives) > 1 else None,
+                target=_objective_value(i) if len(objectives) > 1 else None,
             )
         except (RuntimeError, ValueError):  # e.g. every trial had the same parameters
             continue

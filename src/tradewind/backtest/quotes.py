@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -174,8 +174,8 @@ class Account:
             position=float(self.qty),
             cash=float(self.cash()),
             quotes=[
-                m.Quote(side=q.side, price=float(q.price), amount=float(q.amount))
-                for q in self.resting.values()
+                m.Quote(side=cast("m.Side", q.side), price=float(q.price), amount=float(q.amount))
+                for q in self.resting.values()  # model.QUOTE_SIDES: "buy" or "sell"
             ],
         )
 
@@ -266,10 +266,14 @@ class Account:
             self.notes.append(text)
 
 
-def _costs(fee: float, maker_fee: float | None, slippage: float) -> model.Costs:
-    return model.Costs(
+def _account(
+    cash: float, fee: float, maker_fee: float | None, slippage: float, max_position: float | None
+) -> Account:
+    """A run's account: its cash, costs (``maker_fee`` None: the taker ``fee``) and inventory cap."""
+    costs = model.Costs(
         model.dec(fee), model.dec(fee if maker_fee is None else maker_fee), model.dec(slippage) * 10_000
     )
+    return Account(cash, costs, None if max_position is None else model.dec(max_position))
 
 
 def _runtime(code: str, name: str, params: dict[str, Any] | None, limits: Limits | None) -> StrategyRuntime:
@@ -344,9 +348,7 @@ def run_candles(
     except StrategyError as exc:
         return _result(CANDLES, cash, None, 0, 0, np.empty(0), times[:0], started, str(exc))
     tf_ms = _tf_ms(times)
-    acct = Account(
-        cash, _costs(fee, maker_fee, slippage), None if max_position is None else model.dec(max_position)
-    )
+    acct = _account(cash, fee, maker_fee, slippage, max_position)
     half = spread_bps / 10_000 / 2
     opens, highs, lows, closes = arrays["open"], arrays["high"], arrays["low"], arrays["close"]
     equity = np.empty(n)
@@ -418,9 +420,7 @@ def run_ticks(
     ctimes = candles["time"]
     tf_ms = tf_ms or _tf_ms(ctimes)
     closed_at = (ctimes + tf_ms).tolist()  # a candle is closed at its open time + the timeframe
-    acct = Account(
-        cash, _costs(fee, maker_fee, slippage), None if max_position is None else model.dec(max_position)
-    )
+    acct = _account(cash, fee, maker_fee, slippage, max_position)
     bids, asks, bid_sizes, ask_sizes = (ticks[k].tolist() for k in ("bid", "ask", "bid_size", "ask_size"))
     lasts = ticks["last"].tolist()
     times = tt.tolist()
@@ -452,7 +452,7 @@ def run_ticks(
                 j += 1
             if j < 0:
                 continue
-            if j != window_end:
+            if window is None or j != window_end:
                 window, window_end = CandleWindow.view(candles, j, lookback, key), j
             tick = m.Tick(
                 exchange="backtest",
@@ -466,7 +466,7 @@ def run_ticks(
             )
             evaluations += 1
             try:
-                d = rt.on_tick(window, tick, acct.state())  # type: ignore[arg-type]
+                d = rt.on_tick(window, tick, acct.state())
             except StrategyError as exc:
                 error, error_time, done = str(exc), now, k + 1
                 break
@@ -475,6 +475,23 @@ def run_ticks(
     finally:
         rt.close()
     return _result(TICKS, cash, acct, evaluations, done, equity[:done], tt[:done], started, error, error_time)
+
+
+def run(
+    code: str,
+    candles: dict[str, np.ndarray],
+    ticks: dict[str, np.ndarray] | None,
+    *,
+    spread_bps: float = DEFAULT_SPREAD_BPS,
+    min_interval_ms: int = DEFAULT_MIN_INTERVAL_MS,
+    tf_ms: int | None = None,
+    **kw: Any,
+) -> QuoteResult:
+    """A quoting backtest on ``ticks`` when there are any (``run_ticks``), else on the closes of ``candles``
+    (``run_candles``); ``kw`` are what both take (params, costs, lookback, name, max_position, progress)."""
+    if ticks is None:
+        return run_candles(code, candles, spread_bps=spread_bps, **kw)
+    return run_ticks(code, candles, ticks, min_interval_ms=min_interval_ms, tf_ms=tf_ms, **kw)
 
 
 async def stored_ticks(

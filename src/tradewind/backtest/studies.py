@@ -17,13 +17,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
 
 from tradewind.backtest import optimize as opt
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.sandbox.params import ParamSpec
-from tradewind.storage.models import Strategy, StrategyVersion, Study, WalkForwardRun
+from tradewind.storage.models import Study, WalkForwardRun
 from tradewind.storage.types import utcnow
 
 if TYPE_CHECKING:
@@ -97,25 +96,19 @@ def summarize(study: Any, config: opt.StudyConfig) -> dict[str, Any]:
 
 async def drive(worker: BacktestWorker, study_id: int) -> None:
     """Run the stored study ``study_id`` to its number of trials (see the module)."""
+    from tradewind.backtest.worker import claim, stored_data
+
     sf = worker.sf
     assert sf is not None
     async with sf() as s:
-        st = await s.get(Study, study_id)
-        if st is None or st.status != "queued":
+        claimed = await claim(s, Study, study_id)
+        if claimed is None:
             return
-        row = (
-            await s.execute(
-                select(StrategyVersion.code, Strategy.name)
-                .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
-                .where(StrategyVersion.strategy_id == st.strategy_id, StrategyVersion.version == st.version)
-            )
-        ).first()
+        st, row = claimed
         st.status, st.heartbeat_at, st.error, st.result = "running", utcnow(), None, None
         await s.commit()
         cfg_raw, optuna_name, total = dict(st.config or {}), st.optuna_name, st.trials
-        data = m.BacktestData(
-            market_id=st.market_id, tf=st.timeframe, start=cfg_raw.get("from"), end=cfg_raw.get("to")
-        )
+        data = stored_data(st)
     status, error = "error", None
     beat: asyncio.Task[None] | None = None
     try:
@@ -130,7 +123,7 @@ async def drive(worker: BacktestWorker, study_id: int) -> None:
         await _save(worker, study_id, space={k: v.as_dict() for k, v in space.items()})
         job = opt.Job(code=code, data=data, name=name, config=config)
         runner = opt.BusRunner(worker.nc, job, worker_timeout_s=worker.study_worker_timeout_s)
-        driver = opt.Optimizer(study, space, job, runner, len(arrays["time"]))
+        driver = opt.Optimizer(study, space, config, runner, len(arrays["time"]))
         beat = asyncio.ensure_future(_beat(worker, study_id, study, config))
         parallel = await capacity(worker.nc) or 1
         await driver.run(total, parallel)
@@ -147,9 +140,9 @@ async def drive(worker: BacktestWorker, study_id: int) -> None:
         if beat is not None:
             beat.cancel()
     async with sf() as s:
-        st = await s.get(Study, study_id)
-        if st is not None:
-            st.status, st.error, st.finished_at = status, error, utcnow()
+        ended = await s.get(Study, study_id)
+        if ended is not None:
+            ended.status, ended.error, ended.finished_at = status, error, utcnow()
             await s.commit()
 
 

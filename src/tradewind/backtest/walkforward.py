@@ -157,19 +157,8 @@ class LocalRunner:
         self.pool, self.backtest = pool, backtest
 
     def _run(self, params: dict[str, Any], upto: int) -> dict[str, Any]:
-        c = self.config
         arrays = {k: v[:upto] for k, v in self.arrays.items()}
-        result = self.backtest(
-            self.code,
-            arrays,
-            params=params,
-            cash=c.cash,
-            fee=c.fee,
-            maker_fee=c.maker_fee,
-            slippage=c.slippage,
-            lookback=c.lookback,
-            name=self.name,
-        )
+        result = self.backtest(self.code, arrays, params=params, name=self.name, **self.config.run_settings())
         return summarize(result)
 
     async def run(
@@ -217,7 +206,9 @@ class WalkForward:
         """The chained equity of the in-sample (``is``) or out-of-sample (``oos``) runs, their times, and the
         index where each window's segment starts."""
         level = self.cash
-        parts, times, starts = [], [], []
+        parts: list[np.ndarray] = []
+        times: list[np.ndarray] = []
+        starts: list[int] = []
         for w in self.windows:
             eq, t = (w.is_equity, w.is_times) if which == "is" else (w.oos_equity, w.oos_times)
             starts.append(sum(len(p) for p in parts))
@@ -324,8 +315,7 @@ async def analyse(
             train, test = cut(arrays, w.train), cut(arrays, w.test)
             study = opt.open_study(None, f"walkforward-{w.index}", config, resume=False)
             runner = LocalRunner(code, train, config, f"{name}/w{w.index}/train", pool, backtest)
-            job = opt.Job(code=code, data=None, name=name, config=config)  # type: ignore[arg-type]
-            driver = opt.Optimizer(study, space, job, runner, w.train.candles)  # type: ignore[arg-type]
+            driver = opt.Optimizer(study, space, config, runner, w.train.candles)
             await driver.run(trials, parallel)
             best = opt.best_numbers(study)
             states: dict[str, int] = {}
@@ -339,15 +329,7 @@ async def analyse(
                 arr: dict[str, np.ndarray], label: str, params: dict[str, Any] = params, w: Window = w
             ) -> engine.Result:
                 return backtest(
-                    code,
-                    arr,
-                    params=params,
-                    cash=config.cash,
-                    fee=config.fee,
-                    maker_fee=config.maker_fee,
-                    slippage=config.slippage,
-                    lookback=config.lookback,
-                    name=f"{name}/w{w.index}/{label}",
+                    code, arr, params=params, name=f"{name}/w{w.index}/{label}", **config.run_settings()
                 )
 
             loop = asyncio.get_running_loop()
@@ -374,6 +356,32 @@ async def analyse(
             if progress is not None:
                 progress(len(results), len(wins))
     return WalkForward(mode, objective, config.cash, bar_ms, results)
+
+
+def run(
+    code: str,
+    arrays: dict[str, np.ndarray],
+    space: dict[str, ParamSpec],
+    config: opt.StudyConfig,
+    *,
+    mode: str,
+    train_ms: int | None = None,
+    test_ms: int | None = None,
+    split: float | None = None,
+    max_windows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **kw: Any,
+) -> WalkForward:
+    """The ``windows`` of ``mode`` (rolling, anchored or split) over the candles, at most ``max_windows``,
+    ``analyse``d (``kw``: trials, parallel, name, backtest); ``progress`` hears of every window, from 0."""
+    wins = windows(
+        arrays["time"], train_ms=train_ms, test_ms=test_ms, anchored=mode == "anchored", split=split
+    )
+    if max_windows is not None and len(wins) > max_windows:
+        raise WalkForwardError(f"{len(wins)} windows: at most {max_windows}; make the test window longer")
+    if progress is not None:
+        progress(0, len(wins))
+    return asyncio.run(analyse(code, arrays, space, config, wins, mode=mode, progress=progress, **kw))
 
 
 def _clean(s: dict[str, Any]) -> dict[str, Any]:

@@ -19,13 +19,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select
 
-from tradewind.bus import messages as m
-from tradewind.storage.models import Strategy, StrategyVersion, WalkForwardRun
+from tradewind.storage.models import WalkForwardRun
 from tradewind.storage.types import utcnow
 
 if TYPE_CHECKING:
+    from tradewind.backtest.walkforward import WalkForward
     from tradewind.backtest.worker import BacktestWorker
 
 log = logging.getLogger(__name__)
@@ -60,16 +59,6 @@ def execute(
         space = opt.declared_space(code, name)
     except StrategyError as exc:
         raise ValueError(str(exc)) from None
-    mode = spec.get("mode", "rolling")
-    wins = wf.windows(
-        arrays["time"],
-        train_ms=spec.get("train"),
-        test_ms=spec.get("test"),
-        anchored=mode == "anchored",
-        split=spec.get("split"),
-    )
-    if len(wins) > MAX_WINDOWS:
-        raise wf.WalkForwardError(f"{len(wins)} windows: at most {MAX_WINDOWS}; make the test window longer")
     trades: dict[int, list[dict[str, Any]]] = {}
 
     def backtest(code: str, arrays: dict[str, np.ndarray], **kw: Any) -> engine.Result:
@@ -81,24 +70,28 @@ def execute(
             trades[index] = [{"window": index, **t} for t in result.summary()["trades"]]
         return result
 
-    analysis = asyncio.run(
-        wf.analyse(
-            code,
-            arrays,
-            space,
-            config,
-            wins,
-            mode=mode,
-            trials=int(spec["trials"]),
-            parallel=PARALLEL,
-            name=name,
-            backtest=backtest,
-        )
+    analysis = wf.run(
+        code,
+        arrays,
+        space,
+        config,
+        mode=spec.get("mode", "rolling"),
+        train_ms=spec.get("train"),
+        test_ms=spec.get("test"),
+        split=spec.get("split"),
+        max_windows=MAX_WINDOWS,
+        trials=int(spec["trials"]),
+        parallel=PARALLEL,
+        name=name,
+        backtest=backtest,
     )
-    return finite(document(analysis, [t for i in sorted(trades) for t in trades[i]], arrays["time"]))
+    doc: dict[str, Any] = finite(
+        document(analysis, [t for i in sorted(trades) for t in trades[i]], arrays["time"])
+    )
+    return doc
 
 
-def document(analysis: Any, trades: list[dict[str, Any]], times: np.ndarray) -> dict[str, Any]:
+def document(analysis: WalkForward, trades: list[dict[str, Any]], times: np.ndarray) -> dict[str, Any]:
     """``analysis.as_dict()`` with the out-of-sample ``trades``, the stitched out-of-sample curve's headline
     metrics (the keys of a backtest's, and ``wfe``) and the ``range`` of candle ``times`` it ran over."""
     from tradewind.backtest import metrics as mt
@@ -128,25 +121,19 @@ def document(analysis: Any, trades: list[dict[str, Any]], times: np.ndarray) -> 
 
 async def drive(worker: BacktestWorker, walkforward_id: int) -> None:
     """Run the stored walk-forward ``walkforward_id``: running, then done (or error) with its result."""
+    from tradewind.backtest.worker import claim, stored_data
+
     sf = worker.sf
     assert sf is not None
     async with sf() as s:
-        row = await s.get(WalkForwardRun, walkforward_id)
-        if row is None or row.status != "queued":
+        claimed = await claim(s, WalkForwardRun, walkforward_id)
+        if claimed is None:
             return
-        found = (
-            await s.execute(
-                select(StrategyVersion.code, Strategy.name)
-                .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
-                .where(StrategyVersion.strategy_id == row.strategy_id, StrategyVersion.version == row.version)
-            )
-        ).first()
+        row, found = claimed
         row.status, row.heartbeat_at, row.error = "running", utcnow(), None
         await s.commit()
         spec = dict(row.config or {})
-        data = m.BacktestData(
-            market_id=row.market_id, tf=row.timeframe, start=spec.get("from"), end=spec.get("to")
-        )
+        data = stored_data(row)
     status, result, error = "error", None, None
     beat: asyncio.Task[None] | None = None
     try:
@@ -163,9 +150,9 @@ async def drive(worker: BacktestWorker, walkforward_id: int) -> None:
         if beat is not None:
             beat.cancel()
     async with sf() as s:
-        row = await s.get(WalkForwardRun, walkforward_id)
-        if row is not None:
-            row.status, row.result, row.error, row.finished_at = status, result, error, utcnow()
+        ended = await s.get(WalkForwardRun, walkforward_id)
+        if ended is not None:
+            ended.status, ended.result, ended.error, ended.finished_at = status, result, error, utcnow()
             await s.commit()
 
 

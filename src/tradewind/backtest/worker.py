@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -39,6 +39,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
@@ -46,7 +47,7 @@ from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
 from tradewind.storage import candles as store
 from tradewind.storage.db import SessionFactory
-from tradewind.storage.models import Backtest, Strategy, StrategyVersion
+from tradewind.storage.models import Backtest, Strategy, StrategyVersion, Study, WalkForwardRun
 from tradewind.storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ RUNS = Counter("tradewind_backtest_runs_total", "Backtests run by this worker", 
 DATA_CACHE = 4
 CURVE_POINTS = 1000
 T = TypeVar("T")
+Run = TypeVar("Run", Backtest, Study, WalkForwardRun)
 
 
 def execute(
@@ -115,12 +117,18 @@ def execute_quotes(
     max_position: float | None,
     min_interval_ms: int,
 ) -> dict[str, Any]:  # pragma: no cover - in the child
-    """Run one quoting backtest (in a pool child): on ``ticks`` when given (``quotes.run_ticks``), else on
-    the candles with a book of ``spread_bps`` around each close (``quotes.run_candles``). The
-    ``tradewind backtest --json`` document of a quoting strategy, with its fills and equity curve."""
+    """Run one quoting backtest (in a pool child): on ``ticks`` when given, else on the candles with a book
+    of ``spread_bps`` around each close (``quotes.run``). The ``tradewind backtest --json`` document of a
+    quoting strategy, with its fills and equity curve."""
     from tradewind.backtest import quotes
 
-    kw: dict[str, Any] = dict(
+    result = quotes.run(
+        code,
+        candles,
+        ticks,
+        spread_bps=spread_bps,
+        min_interval_ms=min_interval_ms,
+        tf_ms=tf_ms,
         params=params,
         cash=cash,
         fee=fee,
@@ -130,10 +138,6 @@ def execute_quotes(
         name=name,
         max_position=max_position,
     )
-    if ticks is None:
-        result = quotes.run_candles(code, candles, spread_bps=spread_bps, **kw)
-    else:
-        result = quotes.run_ticks(code, candles, ticks, min_interval_ms=min_interval_ms, tf_ms=tf_ms, **kw)
     return result.summary(CURVE_POINTS)
 
 
@@ -180,6 +184,39 @@ def _exit_with_parent(parent: int) -> None:  # pragma: no cover - in the child
 def _warm() -> None:  # pragma: no cover - in the child
     import tradewind.backtest.engine  # noqa: F401  # imports once, before the first job's clock starts
     import tradewind.backtest.quotes  # noqa: F401
+
+
+async def claim(
+    s: AsyncSession, kind: type[Run], run_id: int, ready: tuple[str, ...] = ("queued",)
+) -> tuple[Run, tuple[str, str] | None] | None:
+    """The stored run ``run_id`` (a backtest, study or walk-forward) when its status is one of ``ready``
+    (else None), with the code of its strategy version and the strategy's name (None: that version is gone)."""
+    run = await s.get(kind, run_id)
+    if run is None or run.status not in ready:
+        return None
+    row = (
+        await s.execute(
+            select(StrategyVersion.code, Strategy.name)
+            .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
+            .where(StrategyVersion.strategy_id == run.strategy_id, StrategyVersion.version == run.version)
+        )
+    ).first()
+    return run, None if row is None else (row[0], row[1])
+
+
+def stored_data(run: Backtest | Study | WalkForwardRun) -> m.BacktestData:
+    """The candles a stored run runs on: its market's, of its timeframe, in the range its config names."""
+    cfg = run.config or {}
+    return m.BacktestData(market_id=run.market_id, tf=run.timeframe, start=cfg.get("from"), end=cfg.get("to"))
+
+
+def _request(msg: Msg, kind: type[T], what: str) -> T | None:
+    """The request ``msg`` carries, or None when it is malformed (logged: there is nobody to answer)."""
+    try:
+        return m.decode(msg.data, kind)
+    except Exception:
+        log.warning("backtest: malformed %s", what)
+        return None
 
 
 class WorkerLost(RuntimeError):
@@ -342,7 +379,7 @@ class BacktestWorker:
             span = None
             if market is not None:
                 span = await asyncio.to_thread(history.whole, market.exchange, market.symbol, tf)
-            if span is not None:  # the history store's part, and the database's before and after it
+            if market is not None and span is not None:  # the history store's, and the database's around it
                 lo, hi = max(span[0], start or span[0]), min(span[1], end or span[1])
                 if lo < hi:
                     before = (
@@ -355,7 +392,7 @@ class BacktestWorker:
                         if end is None or end > hi
                         else []
                     )
-                    kept = await asyncio.to_thread(history.read, market.exchange, market.symbol, tf, lo, hi)  # type: ignore[union-attr]
+                    kept = await asyncio.to_thread(history.read, market.exchange, market.symbol, tf, lo, hi)
                     parts = [store.to_arrays(before), kept or {}, store.to_arrays(after)]
             if not parts:
                 parts = [store.to_arrays(await store.candle_range(s, data.market_id, tf, start, end))]
@@ -368,10 +405,8 @@ class BacktestWorker:
 
     # -- sweep points ------------------------------------------------------------------------------------------
     async def _on_run(self, msg: Msg) -> None:
-        try:
-            job = m.decode(msg.data, m.RunBacktest)
-        except Exception:
-            log.warning("backtest: malformed job")
+        job = _request(msg, m.RunBacktest, "job")
+        if job is None:
             return
         beat = self._heartbeat(job, msg) if job.heartbeat_s > 0 and msg.reply else None
         try:
@@ -444,47 +479,49 @@ class BacktestWorker:
 
     # -- optimisation studies (the API) ------------------------------------------------------------------------
     async def _on_study(self, msg: Msg) -> None:
-        try:
-            req = m.decode(msg.data, m.StartStudy)
-        except Exception:
-            log.warning("backtest: malformed study request")
+        req = _request(msg, m.StartStudy, "study request")
+        if req is None:
             return
         if msg.reply:
             await msg.respond(m.encode(m.StudyAccepted(study_id=req.study_id, worker=self.name)))
         # no slot: the driver only asks and tells; its trials take slots here and on the other workers
-        self._spawn(self._drive_study(req.study_id))
+        self._spawn(
+            self._logged(f"study {req.study_id}", partial(self._drive_study, req.study_id), slot=False)
+        )
 
     async def _drive_study(self, study_id: int) -> None:
         from tradewind.backtest import studies
 
-        try:
-            await studies.drive(self, study_id)
-        except Exception:
-            log.exception("study %s failed", study_id)
+        await studies.drive(self, study_id)
 
     # -- walk-forward analyses (the API) ------------------------------------------------------------------------
     async def _on_walkforward(self, msg: Msg) -> None:
-        try:
-            req = m.decode(msg.data, m.StartWalkForward)
-        except Exception:
-            log.warning("backtest: malformed walk-forward request")
+        req = _request(msg, m.StartWalkForward, "walk-forward request")
+        if req is None:
             return
         if msg.reply:
             await msg.respond(
                 m.encode(m.WalkForwardAccepted(walkforward_id=req.walkforward_id, worker=self.name))
             )
         await self._slots.acquire()  # the whole analysis runs in one child
-        self._spawn(self._run_walkforward(req.walkforward_id))
+        wf_id = req.walkforward_id
+        self._spawn(self._logged(f"walk-forward {wf_id}", partial(self._run_walkforward, wf_id), slot=True))
 
     async def _run_walkforward(self, walkforward_id: int) -> None:
         from tradewind.backtest import walkforwards
 
+        await walkforwards.drive(self, walkforward_id)
+
+    async def _logged(self, what: str, job: Callable[[], Awaitable[None]], *, slot: bool) -> None:
+        """Run ``job`` (a stored run's), logging its failure as ``what`` failed; with ``slot``, the slot
+        taken for it is released when it ends."""
         try:
-            await walkforwards.drive(self, walkforward_id)
+            await job()
         except Exception:
-            log.exception("walk-forward %s failed", walkforward_id)
+            log.exception("%s failed", what)
         finally:
-            self._slots.release()
+            if slot:
+                self._slots.release()
 
     async def _on_capacity(self, msg: Msg) -> None:
         if msg.reply:
@@ -492,48 +529,29 @@ class BacktestWorker:
 
     # -- stored backtests (the API) -------------------------------------------------------------------------
     async def _on_start(self, msg: Msg) -> None:
-        try:
-            req = m.decode(msg.data, m.StartBacktest)
-        except Exception:
-            log.warning("backtest: malformed start request")
+        req = _request(msg, m.StartBacktest, "start request")
+        if req is None:
             return
         if msg.reply:
             await msg.respond(m.encode(m.BacktestAccepted(backtest_id=req.backtest_id, worker=self.name)))
         await self._slots.acquire()
-        self._spawn(self._run_stored(req.backtest_id))
-
-    async def _run_stored(self, backtest_id: int) -> None:
-        try:
-            await self.run_stored(backtest_id)
-        except Exception:
-            log.exception("backtest %s failed", backtest_id)
-        finally:
-            self._slots.release()
+        bt_id = req.backtest_id
+        self._spawn(self._logged(f"backtest {bt_id}", partial(self.run_stored, bt_id), slot=True))
 
     async def run_stored(self, backtest_id: int) -> None:
         """Run the stored backtest ``backtest_id``: status running, then done (or error) with its result."""
         assert self.sf is not None
         async with self.sf() as s:
-            bt = await s.get(Backtest, backtest_id)
-            if bt is None or bt.status not in ("queued", "running"):
+            claimed = await claim(s, Backtest, backtest_id, ("queued", "running"))
+            if claimed is None:
                 return
-            row = (
-                await s.execute(
-                    select(StrategyVersion.code, Strategy.name)
-                    .join(Strategy, Strategy.id == StrategyVersion.strategy_id)
-                    .where(
-                        StrategyVersion.strategy_id == bt.strategy_id, StrategyVersion.version == bt.version
-                    )
-                )
-            ).first()
+            bt, row = claimed
             if row is not None and bt.code is not None:  # the editor's code, not saved as a version
                 row = (bt.code, row[1])
             bt.status = "running"
             await s.commit()
             cfg = dict(bt.config or {})
-            data = m.BacktestData(
-                market_id=bt.market_id, tf=bt.timeframe, start=cfg.get("from"), end=cfg.get("to")
-            )
+            data = stored_data(bt)
             params = dict(bt.params or {})
         status, result, error = "error", None, None
         try:
@@ -554,9 +572,9 @@ class BacktestWorker:
         RUNS.labels("api", status).inc()
         self.jobs_done += 1
         async with self.sf() as s:
-            bt = await s.get(Backtest, backtest_id)
-            if bt is not None:
-                bt.status, bt.result, bt.error, bt.finished_at = status, result, error, utcnow()
+            ended = await s.get(Backtest, backtest_id)
+            if ended is not None:
+                ended.status, ended.result, ended.error, ended.finished_at = status, result, error, utcnow()
                 await s.commit()
 
     async def _decide_run(
@@ -600,9 +618,12 @@ class BacktestWorker:
         from tradewind.domain import tf_ms
 
         lookback = int(cfg.get("lookback", 500))
-        candles, ticks = await self.tick_data(data, lookback)
-        if ticks is None:
+        ticks: dict[str, np.ndarray] | None = None
+        stored = await self.tick_data(data, lookback)
+        if stored is None:
             candles = await self.candles(data)
+        else:
+            candles, ticks = stored
         spread = cfg.get("spread_bps")
         spread_bps = quotes.DEFAULT_SPREAD_BPS if spread is None else float(spread)
         interval = cfg.get("min_interval_ms")
@@ -637,9 +658,9 @@ class BacktestWorker:
 
     async def tick_data(
         self, data: m.BacktestData, lookback: int
-    ) -> tuple[dict[str, np.ndarray] | None, dict[str, np.ndarray] | None]:
-        """The stored ticks of the job's market in its range and the candles their windows need
-        (``quotes.stored_tick_data``); (None, None) when no tick is stored there."""
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+        """The candles the windows of the job's stored ticks need and those ticks, of its market in its
+        range (``quotes.stored_tick_data``); None when no tick is stored there."""
         from tradewind.backtest import quotes
 
         if self.sf is None or data.market_id is None:
@@ -649,7 +670,7 @@ class BacktestWorker:
                 s, data.market_id, data.tf, data.start, data.end, lookback
             )
         if not len(ticks["time"]):
-            return None, None
+            return None
         if candles is None:
             raise ValueError(
                 f"no {data.tf} candles stored for market {data.market_id} around its ticks: on_tick's "

@@ -11,8 +11,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 
+from tradewind.bus.messages import Candle
+
 Row = tuple[int, float, float, float, float, float]  # open time ms, open, high, low, close, volume
 Backfill = Callable[[int, int], Awaitable[list[Row]]]  # closed rows with open time in [start, end)
+
+
+def closed_candle(exchange: str, symbol: str, tf: str, row: Row, recv_ns: int, trace_id: str = "") -> Candle:
+    """``row`` as the closed candle an adapter hands out; ``recv_ns``: when the venue's update arrived."""
+    t, o, h, lo, c, v = row
+    return Candle(
+        exchange=exchange,
+        symbol=symbol,
+        tf=tf,
+        time=t,
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=v,
+        closed=True,
+        trace_id=trace_id,
+        recv_ns=recv_ns,
+    )
 
 
 def fill_gaps(

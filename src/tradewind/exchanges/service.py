@@ -12,8 +12,9 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, cast
 
 import msgspec
 from nats.aio.client import Client
@@ -59,6 +60,18 @@ ORDER_CALLS = Counter(
 
 class UnknownTrader(Exception):
     pass
+
+
+class TickStreaming(Protocol):
+    """What an adapter with ``capabilities.streams_ticks`` has besides ExchangeAdapter's methods."""
+
+    def stream_ticks(self, symbols: list[str]) -> AsyncIterator[m.Tick]: ...
+
+
+class BatchPlacing(Protocol):
+    """What an adapter with ``capabilities.batch_orders`` has besides ExchangeAdapter's methods."""
+
+    async def place_orders(self, orders: list[tuple[Credentials, OrderSpec]]) -> list[OrderResult]: ...
 
 
 class ExchangeService:
@@ -197,9 +210,10 @@ class ExchangeService:
         """Ticks go out on plain NATS as they come: the latest matters, none is stored in the stream or
         sent again (core samples them into the store, and evaluates the quoting strategies on them)."""
         symbols = list(self.adapter.capabilities.symbols)
+        adapter = cast(TickStreaming, self.adapter)  # started only with capabilities.streams_ticks
         while True:
             try:
-                async for tick in self.adapter.stream_ticks(symbols):  # type: ignore[attr-defined]
+                async for tick in adapter.stream_ticks(symbols):
                     TICKS_PUBLISHED.labels(self.name).inc()
                     await self.nc.publish(subjects.md_tick(tick.exchange, tick.symbol), m.encode(tick))
             except asyncio.CancelledError:
@@ -396,7 +410,8 @@ class ExchangeService:
                 acks[i] = self._unparsable(req)
         if ready:
             try:
-                results = await self.adapter.place_orders([(c, spec) for _, c, spec in ready])  # type: ignore[attr-defined]
+                adapter = cast(BatchPlacing, self.adapter)  # called only with capabilities.batch_orders
+                results = await adapter.place_orders([(c, spec) for _, c, spec in ready])
             except ExchangeError as exc:
                 results = None
                 reason, retryable = str(exc), getattr(exc, "retryable", False)
@@ -573,7 +588,7 @@ class ExchangeService:
             exchange=self.name,
             trader_id=trader_id,
             client_order_id=r.client_order_id,
-            status=r.status,
+            status=cast(m.VenueStatus, r.status),  # the adapters map the venue's to these
             filled=format(r.filled, "f"),
             price=format(r.price, "f") if r.price is not None else None,
             fee=format(r.fee, "f"),
@@ -616,7 +631,7 @@ def _spec(req: m.PlaceOrder) -> OrderSpec:
 def _ack(r: OrderResult) -> m.OrderAck:
     return m.OrderAck(
         client_order_id=r.client_order_id,
-        status=r.status,
+        status=cast(m.VenueStatus, r.status),  # the adapters map the venue's to these
         exchange_order_id=r.exchange_order_id,
         filled=format(r.filled, "f"),
         price=format(r.price, "f") if r.price is not None else None,

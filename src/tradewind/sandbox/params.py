@@ -56,7 +56,11 @@ class ParamSpec:
     @property
     def searchable(self) -> bool:
         """Whether an optimiser can vary it: a range, choices, or a boolean."""
-        return self.type == "bool" or bool(self.choices) or (self.min is not None and self.min < self.max)  # type: ignore[operator]
+        return (
+            self.type == "bool"
+            or bool(self.choices)
+            or (self.min is not None and self.max is not None and self.min < self.max)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type}
@@ -181,7 +185,7 @@ def _entry(name: str, raw: Any) -> ParamSpec:
             raise DeclarationError(f"{where}.log needs a range with min above 0")
         if log and step is not None:
             raise DeclarationError(f"{where}: log and step do not go together")
-    if default is not None and lo is not None and not lo <= default <= hi:  # type: ignore[operator]
+    if default is not None and lo is not None and hi is not None and not lo <= default <= hi:
         raise DeclarationError(f"{where}.default ({default}) is outside min..max ({lo}..{hi})")
     if step is not None and lo is None:
         raise DeclarationError(f"{where}.step needs a range (min and max)")
@@ -261,15 +265,16 @@ def check_value(spec: ParamSpec, value: Any) -> Scalar:
         raise ParamError(spec.name, f"must be {kind}{_range_text(spec)}, got {shown}")
     if not math.isfinite(value) or abs(value) > MAX_NUMBER:
         raise ParamError(spec.name, f"must be a finite number of at most 2^53 in size, got {value}")
+    number: int | float
     if spec.type == "int":
         if not _whole(value):
             raise ParamError(spec.name, f"must be a whole number{_range_text(spec)}, got {value}")
-        value = int(value)
+        number = int(value)
     else:
-        value = float(value)
-    if spec.min is not None and not spec.min <= value <= spec.max:  # type: ignore[operator]
-        raise ParamError(spec.name, f"must be{_range_text(spec)}, got {value:g}")
-    return value
+        number = float(value)
+    if spec.min is not None and spec.max is not None and not spec.min <= number <= spec.max:
+        raise ParamError(spec.name, f"must be{_range_text(spec)}, got {number:g}")
+    return number
 
 
 def check_params(specs: dict[str, ParamSpec], params: dict[str, Any]) -> dict[str, Scalar]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from tradewind.sandbox import ta as _ta
 from tradewind.sandbox.params import DeclarationError, ParamSpec, parse_declaration
-from tradewind.sandbox.ta import GONE, MULTI, NAMES, TAG, ArrayStore, Grants, TAError
+from tradewind.sandbox.ta import GONE, MULTI, NAMES, TAG, Array, ArrayStore, Grants, TAError
 from tradewind.sandbox.window import CandleWindow
 
 if TYPE_CHECKING:
@@ -316,7 +316,7 @@ class StrategyRuntime:
     # -- host functions called from Lua ----------------------------------------------------------------
     # Array ids come from Lua; each is looked up in this runtime's own table (_grants), so an id this
     # runtime was not handed, or one the store has since given to another array, names nothing.
-    def _entry(self, array_id: int) -> Any:
+    def _entry(self, array_id: int) -> Array:
         entry = self._grants.get(array_id) or self.store.candle(array_id, self._windows)
         if entry is None:
             raise RuntimeError(GONE)
@@ -328,8 +328,8 @@ class StrategyRuntime:
         entry = self._entry(array_id)
         try:
             if block is not None:
-                return entry.block(block, self._block_shift)  # type: ignore[no-any-return]
-            return entry.bytes()  # type: ignore[no-any-return]
+                return entry.block(block, self._block_shift)
+            return entry.as_bytes()
         except TAError as exc:
             raise RuntimeError(str(exc)) from None
 
@@ -405,17 +405,20 @@ class StrategyRuntime:
         try:
             result = self._run(fn, *args)
         except lua.LuaMemoryError:
-            self.broken = True
-            raise StrategyError(
-                self.name, _limit_text("memory", self.limits), candle_time=self._candle_time, limit="memory"
-            ) from None
+            raise self._out_of_memory(self._candle_time) from None
         except lua.LuaError as exc:
             raise self._error(str(exc)) from None
-        if not isinstance(result, tuple):
-            result = (result,)
-        if result[0] is not True:
-            raise self._error(result[1] if len(result) > 1 else "unknown error")
-        return result[1:]
+        values: tuple[Any, ...] = result if isinstance(result, tuple) else (result,)
+        if values[0] is not True:
+            raise self._error(values[1] if len(values) > 1 else "unknown error")
+        return values[1:]
+
+    def _out_of_memory(self, candle_time: int | None) -> StrategyError:
+        """The error of a strategy over its memory limit; the runtime is marked broken (not to be reused)."""
+        self.broken = True
+        return StrategyError(
+            self.name, _limit_text("memory", self.limits), candle_time=candle_time, limit="memory"
+        )
 
     def _error(self, err: Any, syntax: bool = False) -> StrategyError:
         text = err if isinstance(err, str) else _lua_text(err)
@@ -429,10 +432,7 @@ class StrategyRuntime:
                 self.name, _limit_text(limit, self.limits), candle_time=self._candle_time, limit=limit
             )
         if "not enough memory" in text:
-            self.broken = True
-            return StrategyError(
-                self.name, _limit_text("memory", self.limits), candle_time=self._candle_time, limit="memory"
-            )
+            return self._out_of_memory(self._candle_time)
         line = None
         m = _LINE.match(text)
         if m:
@@ -483,13 +483,11 @@ class StrategyRuntime:
     def _invoke(self, fn: Any, args: Sequence[Any], who: str) -> list[Any]:
         """One live evaluation's call into Lua (``decide``'s step or ``on_tick``'s): what it returned, or
         its failure as a StrategyError. _call's work, inlined: this is the hot path of the worker."""
+        out: list[Any]
         try:
             ok, *out = fn(*args)
         except lua.LuaMemoryError:
-            self.broken = True
-            raise StrategyError(
-                self.name, _limit_text("memory", self.limits), candle_time=self._candle_time, limit="memory"
-            ) from None
+            raise self._out_of_memory(self._candle_time) from None
         except lua.LuaError as exc:
             raise self._error(str(exc)) from None
         except UnicodeDecodeError:  # text from Lua that is not UTF-8 (a return value or an error message)
@@ -612,11 +610,10 @@ class StrategyRuntime:
                     self._decide, c, views, self.params, first, stop, lookback, extras is not None, plot_from
                 )
             except lua.LuaMemoryError:
-                self.broken = True
-                raise StrategyError(self.name, _limit_text("memory", self.limits), limit="memory") from None
+                raise self._out_of_memory(None) from None
             parts.append(letters)
-            if got is not False:
-                self._read_extras(got, extras)  # type: ignore[arg-type]
+            if got is not False and extras is not None:  # (got is False unless extras are asked for)
+                self._read_extras(got, extras)
             if recorded is not False and plots is not None:
                 plots.add_flat(names.split(","), self._read_flat(recorded, 3))
             if ok:
@@ -631,6 +628,8 @@ class StrategyRuntime:
                     decision = decision._replace(plot=self._plot(rest[10:]))
             else:
                 decision = self._decision(rest[1])
+            # decide's decisions always name a position (only on_tick's quotes leave it None)
+            assert decision.position is not None
             parts.append(decision.position[0])
             if extras is not None:
                 x = _extras_of(decision)
@@ -651,8 +650,7 @@ class StrategyRuntime:
             try:
                 values = self._unpack(table, lo, min(n, lo + step - 1))
             except lua.LuaMemoryError:
-                self.broken = True
-                raise StrategyError(self.name, _limit_text("memory", self.limits), limit="memory") from None
+                raise self._out_of_memory(None) from None
             out.extend(values if isinstance(values, tuple) else (values,))
         return out
 
@@ -694,6 +692,7 @@ class StrategyRuntime:
         trailing_stop: Any = None,
         limit: Any = None,
         expire: Any = None,
+        *,
         who: str = "decide",
     ) -> Decision:
         if position.__class__ is not str or position not in POSITIONS:
@@ -759,7 +758,7 @@ class StrategyRuntime:
         return self.rt.get_memory_used() if self.rt is not None else 0
 
     def close(self) -> None:
-        self.rt = None  # type: ignore[assignment]
+        self.rt = None
         self.boot = self._run = self._make_candles = self._decide = self._collect = None
         self._tick = self._on_tick = None
         self._charge = self._unpack = None

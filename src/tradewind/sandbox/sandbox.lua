@@ -92,9 +92,11 @@ local function blocks_of(id, fmt)
   end
   return b
 end
--- Block k of array id, for a view whose window spans blocks first..last (from 0): the blocks outside it
--- are dropped first (a backtest moves forward), then block k is fetched and unpacked.
-local function load_block(b, id, k, first, last)
+-- The values of the block of array id (blocks b) that holds position p (from 0), for a view of n values
+-- from position off: the blocks outside the view's are dropped first (a backtest moves forward), then
+-- that block is fetched and unpacked. Called when b has no such block yet.
+local function load_block(b, id, p, off, n)
+  local k, first, last = p >> BLOCK_SHIFT, off >> BLOCK_SHIFT, (off + n - 1) >> BLOCK_SHIFT
   for j in next_, b do
     if j ~= "fmt" and (j < first or j > last) then b[j] = nil end
   end
@@ -184,10 +186,8 @@ local function candle_index(t, i)
   if i ~= n and (type_(i) ~= "number" or i < 1 or i > n or i % 1 ~= 0) then return nil end
   local off = win_off
   local p = off + i - 1
-  local values = t[BLK][p >> BLOCK_SHIFT]
-  if values == nil then
-    values = load_block(t[BLK], t[ID], p >> BLOCK_SHIFT, off >> BLOCK_SHIFT, (off + n - 1) >> BLOCK_SHIFT)
-  end
+  local b = t[BLK]
+  local values = b[p >> BLOCK_SHIFT] or load_block(b, t[ID], p, off, n)
   return values[(p & BLOCK_MASK) + 1]
 end
 candle_view_mt = {__index = candle_index, __len = function() return win_len end, __newindex = read_only,
@@ -206,10 +206,8 @@ local function series_index(t, i)
   if i <= t[NANP] then return NAN end
   local off = t[OFF]
   local p = off + i - 1
-  local values = t[BLK][p >> BLOCK_SHIFT]
-  if values == nil then
-    values = load_block(t[BLK], t[ID], p >> BLOCK_SHIFT, off >> BLOCK_SHIFT, (off + n - 1) >> BLOCK_SHIFT)
-  end
+  local b = t[BLK]
+  local values = b[p >> BLOCK_SHIFT] or load_block(b, t[ID], p, off, n)
   return values[(p & BLOCK_MASK) + 1]
 end
 series_mt = {__index = series_index, __len = function(t) return t[LEN] end, __newindex = read_only,
@@ -232,10 +230,7 @@ local result_mt = {__index = function(t, i)
   local off = t[OFF]
   local p = off + i - 1
   local b = hit[3]
-  local values = b[p >> BLOCK_SHIFT]
-  if values == nil then
-    values = load_block(b, hit[1], p >> BLOCK_SHIFT, off >> BLOCK_SHIFT, (off + n - 1) >> BLOCK_SHIFT)
-  end
+  local values = b[p >> BLOCK_SHIFT] or load_block(b, hit[1], p, off, n)
   return values[(p & BLOCK_MASK) + 1]
 end, __len = function(t) return t[LEN] end, __newindex = read_only, __pairs = view_pairs, __metatable = "read-only array"}
 local function is_view(mt)

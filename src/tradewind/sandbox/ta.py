@@ -66,7 +66,7 @@ class Array:
         self.owner, self.lead = owner, lead
         self.data: bytes | bool | None = None
 
-    def bytes(self) -> bytes | bool:
+    def as_bytes(self) -> bytes | bool:
         """The values as native-endian bytes (float64, int64 for times), or False when too long."""
         found = self.data
         if found is None:
@@ -149,7 +149,7 @@ class ArrayStore:
         self._windows: OrderedDict[tuple[str, int, int], _Window] = OrderedDict()
         self._scratch: deque[tuple[int, int]] = deque()  # (id, bytes), oldest first
         self._scratch_bytes = 0
-        self._bound: tuple[CandleWindow | None, _Window | None] = (None, None)
+        self._bound: tuple[CandleWindow, _Window] | None = None
         self._next = 1
         self.computed = 0  # indicator computations (cache misses), for tests and metrics
 
@@ -188,8 +188,9 @@ class ArrayStore:
         """The store's window for these candles: ``codes`` (descriptors of the open, high, low, close,
         volume and time arrays, then the last two values of each: what strategies read most), ``grants``
         (the arrays, for the runtime's table) and ``hot``."""
-        if self._bound[0] is window:  # a thousand strategies in a row on one window
-            return self._bound[1]  # type: ignore[return-value]
+        bound = self._bound
+        if bound is not None and bound[0] is window:  # a thousand strategies in a row on one window
+            return bound[1]
         n = len(window)
         if n > MAX_LEN:
             raise TAError(f"a window holds at most {MAX_LEN} candles")
@@ -197,14 +198,16 @@ class ArrayStore:
         w = self._windows.get(key)
         if w is None:
             w = _Window()
-            for arr in (window.open, window.high, window.low, window.close, window.volume):
-                self._register(_as(arr, np.float64), w)
-            self._register(_as(window.time, np.int64), w)
+            arrays = [
+                _as(arr, np.float64)
+                for arr in (window.open, window.high, window.low, window.close, window.volume)
+            ]
+            arrays.append(_as(window.time, np.int64))
+            for arr in arrays:
+                self._register(arr, w)
             w.grants = {i: self._arrays[i] for i in w.ids}
             w.candles = frozenset(TAG | (i << 38) | n for i in w.ids)
-            w.codes = tuple((i << 38) | n for i in w.ids) + tuple(
-                v for e in w.grants.values() for v in _tail(e.arr)
-            )  # type: ignore[arg-type]
+            w.codes = tuple((i << 38) | n for i in w.ids) + tuple(v for arr in arrays for v in _tail(arr))
             self._windows[key] = w
             while len(self._windows) > MAX_WINDOWS:
                 _, old = self._windows.popitem(last=False)
@@ -249,7 +252,7 @@ class ArrayStore:
     def candle(self, array_id: int, windows: dict[_Window, None]) -> Array | None:
         """A candle array of one of ``windows`` (those a runtime bound: it was handed their candles)."""
         entry = self._arrays.get(array_id)
-        if entry is not None and entry.owner in windows and array_id in entry.owner.grants:  # type: ignore[operator]
+        if entry is not None and entry.owner in windows and array_id in entry.owner.grants:
             return entry
         return None
 
@@ -344,7 +347,8 @@ class ArrayStore:
             rid, entry = self._register(result, owner, lead)
             hit = owner.cache[k] = (rid, lead, {rid: entry})
         rid, lead, give = hit
-        return (1, (rid << 38) | window, None, None, lead), give, cost  # type: ignore[operator]
+        assert window is not None  # the first argument is an array (see call)
+        return (1, (rid << 38) | window, None, None, lead), give, cost
 
     def _compute(
         self,
@@ -506,7 +510,8 @@ def _vwap(h: Any, lo: Any, c: Any, v: Any, n: Any = None) -> np.ndarray:
         pv_k[: k - 1] = np.nan
         pv, vv = pv_k, vv_k
     with np.errstate(invalid="ignore", divide="ignore"):
-        return pv / vv
+        vwap: np.ndarray = pv / vv
+    return vwap
 
 
 def _cross(direction: int) -> Callable[[Any, Any], bool]:

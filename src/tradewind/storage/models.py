@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tradewind.domain import OrderStatus, OrderType, Position, Side
 from tradewind.storage.types import Money, UTCDateTime, utcnow
 
 NAMING = {
@@ -190,7 +191,7 @@ class Assignment(Base):
         Money, default=Decimal("0")
     )  # quote paid for it, fees included
     realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))  # closed trades, fees included
-    last_position: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    last_position: Mapped[Position | None] = mapped_column(String(8), nullable=True)
     # The protection of the position held (core.positions): the strategy's exits as fractions, the entry
     # fill price, the guard's prices and trailing high, its revision, and whether core watches it itself
     # (a venue that cannot hold the order types). None: flat, or no exits set.
@@ -216,7 +217,7 @@ class Evaluation(Base):
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
     candle_time: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(8))  # ok | error
-    position: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    position: Mapped[Position | None] = mapped_column(String(8), nullable=True)
     size: Mapped[float] = mapped_column(Float, default=1.0)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -249,20 +250,20 @@ class Order(Base):
     client_order_id: Mapped[str] = mapped_column(String(64), unique=True)
     exchange: Mapped[str] = mapped_column(String(32))
     symbol: Mapped[str] = mapped_column(String(41))
-    side: Mapped[str] = mapped_column(String(4))  # buy | sell
+    side: Mapped[Side] = mapped_column(String(4))
     amount: Mapped[Decimal] = mapped_column(Money)
     price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # average fill price
     filled: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     fee: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     # pending (intent stored, call not confirmed) | open | filled | canceled | rejected | not_placed
-    status: Mapped[str] = mapped_column(String(12), default="pending")
+    status: Mapped[OrderStatus] = mapped_column(String(12), default="pending")
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     exchange_order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     candle_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # tick -> order call
     pnl: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # realized by a filled sell
     # market | limit | stop | take_profit (with stop_price: a pair, one cancels the other) | trailing_stop
-    type: Mapped[str] = mapped_column(String(16), server_default="market")
+    type: Mapped[OrderType] = mapped_column(String(16), server_default="market")
     limit_price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)  # limit, take_profit
     stop_price: Mapped[Decimal | None] = mapped_column(
         Money, nullable=True
@@ -278,38 +279,37 @@ class Order(Base):
     size_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class Backtest(Base):
+class _StrategyRun:
+    """The columns of every stored run of a user's strategy version on a market (a backtest, a study, a
+    walk-forward analysis): whose it is, what it runs, and when and how it ended."""
+
     __table_args__ = NEVER_REUSED
-    __tablename__ = "backtests"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
     market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
     timeframe: Mapped[str] = mapped_column(String(4))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Backtest(_StrategyRun, Base):
+    __tablename__ = "backtests"
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # cash, fee, from, to
     status: Mapped[str] = mapped_column(String(10), default="queued")  # queued | running | done | error
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Code that was not saved as a version (the editor's "Backtest this code"); None: ``version``'s code
     code: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-class Study(Base):
+class Study(_StrategyRun, Base):
     """An optimisation study of a user's strategy (its trials live in Optuna's storage, named ``optuna_name``:
     see ``tradewind.backtest.optimize``). ``heartbeat_at``: the last sign of life of the worker driving it."""
 
-    __table_args__ = NEVER_REUSED
     __tablename__ = "studies"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
-    version: Mapped[int] = mapped_column(Integer)
-    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
-    timeframe: Mapped[str] = mapped_column(String(4))
     # the StudyConfig (objectives, sampler, prune, seed, fixed params, cash, fees, lookback), from and to
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     trials: Mapped[int] = mapped_column(Integer)  # the trials it should have in all
@@ -317,35 +317,22 @@ class Study(Base):
     optuna_name: Mapped[str] = mapped_column(String(100), unique=True)
     space: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the declared parameters
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # counts and the best so far
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # the best trial run again in full once the study ends: trial, params, metrics, trades, equity, range
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
-class WalkForwardRun(Base):
+class WalkForwardRun(_StrategyRun, Base):
     """A walk-forward analysis of a user's strategy (``tradewind.backtest.walkforward``), run by a backtest
     worker (``tradewind.backtest.walkforwards``); ``result``: its windows, stitched curves, efficiency, the
     out-of-sample trades and headline metrics. ``heartbeat_at``: the last sign of life of that worker."""
 
-    __table_args__ = NEVER_REUSED
     __tablename__ = "walkforwards"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    strategy_id: Mapped[int] = mapped_column(ForeignKey("strategies.id", ondelete="CASCADE"))
-    version: Mapped[int] = mapped_column(Integer)
-    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
-    timeframe: Mapped[str] = mapped_column(String(4))
     # from, to, mode, train, test (ms), split, trials per window, and the StudyConfig ("study")
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(12), default="queued")  # queued | running | done | error
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class AuditEntry(Base):

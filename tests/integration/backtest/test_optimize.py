@@ -92,7 +92,7 @@ async def study_on(
     try:
         runner = opt.BusRunner(nc, job, worker_timeout_s=worker_timeout_s)
         n = len(load(csv).arrays()["time"])
-        await opt.Optimizer(study, space(), job, runner, n, on_event=on_event).run(total, lanes)
+        await opt.Optimizer(study, space(), config, runner, n, on_event=on_event).run(total, lanes)
     finally:
         await nc.close()
     return study

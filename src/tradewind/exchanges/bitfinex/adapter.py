@@ -43,7 +43,7 @@ from tradewind.exchanges.base import (
 from tradewind.exchanges.bitfinex import symbols as names
 from tradewind.exchanges.bitfinex.rest import CANDLES_PAGE, BitfinexHttp
 from tradewind.exchanges.bitfinex.stream import PublicFeed, StreamTiming
-from tradewind.exchanges.series import Row, fill_gaps
+from tradewind.exchanges.series import Row, closed_candle, fill_gaps
 
 CID_BITS = 45  # Bitfinex's cid is an int45
 DAY_MS = 86_400_000
@@ -284,20 +284,7 @@ class BitfinexAdapter:
         rows = [r for r in rows if since <= r[0] < end and r[0] + size <= now]
         recv_ns = time.time_ns()
         return [
-            Candle(
-                exchange=self.capabilities.name,
-                symbol=symbol,
-                tf=tf,
-                time=t,
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-                volume=v,
-                closed=True,
-                recv_ns=recv_ns,
-            )
-            for t, o, h, lo, c, v in fill_gaps(rows, size)
+            closed_candle(self.capabilities.name, symbol, tf, row, recv_ns) for row in fill_gaps(rows, size)
         ]
 
     # -- account --------------------------------------------------------------------------------------

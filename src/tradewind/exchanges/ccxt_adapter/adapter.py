@@ -51,7 +51,7 @@ from tradewind.exchanges.base import (
 )
 from tradewind.exchanges.ccxt_adapter.ticks import TickFeed
 from tradewind.exchanges.ccxt_adapter.venues import Venue, venue
-from tradewind.exchanges.series import CandleSeries, Row
+from tradewind.exchanges.series import CandleSeries, Row, closed_candle
 
 log = logging.getLogger(__name__)
 
@@ -378,10 +378,12 @@ class CcxtAdapter:
     async def _watch(self, symbol: str, tf: str, series: CandleSeries, queue: asyncio.Queue[Candle]) -> None:
         """ccxt.pro websocket: ccxt reconnects on the next call after an error; the open candle is then
         forgotten and the gap before the next candle is backfilled from REST by the series."""
+        pro = self._pro
+        assert pro is not None  # stream_candles watches only with a ccxt.pro client
         failures = 0
         while True:
             try:
-                raw = await self._call(self._pro.watch_ohlcv(symbol, tf))  # type: ignore[union-attr]
+                raw = await self._call(pro.watch_ohlcv(symbol, tf))
                 recv_ns = time.time_ns()
                 for row in sorted(_rows(raw, self.id)):
                     for out in await series.update(row):
@@ -401,21 +403,7 @@ class CcxtAdapter:
         return self._ticks.stream(symbols)
 
     def _candle(self, symbol: str, tf: str, row: Row, recv_ns: int) -> Candle:
-        t, o, h, lo, c, v = row
-        return Candle(
-            exchange=self.id,
-            symbol=symbol,
-            tf=tf,
-            time=t,
-            open=o,
-            high=h,
-            low=lo,
-            close=c,
-            volume=v,
-            closed=True,
-            trace_id=uuid.uuid4().hex[:16],
-            recv_ns=recv_ns,
-        )
+        return closed_candle(self.id, symbol, tf, row, recv_ns, uuid.uuid4().hex[:16])
 
     # -- account --------------------------------------------------------------------------------------
     async def fetch_balances(self, creds: Credentials) -> dict[str, Decimal]:

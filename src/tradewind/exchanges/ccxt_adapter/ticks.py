@@ -128,8 +128,8 @@ class TickFeed:
         pro = self.pro
         if method == "watchBidsAsks" and pro is not None:  # a watch method is only found on a pro client
             runs = [self._watch(lambda: pro.watch_bids_asks(symbols), symbols, queue)]
-        elif method == "watchTicker":
-            runs = [self._watch(self._one_ticker(s), [s], queue) for s in symbols]
+        elif method == "watchTicker" and pro is not None:
+            runs = [self._watch(self._one_ticker(pro, s), [s], queue) for s in symbols]
         else:  # a venue without tickers raises here, to the reader, not in a task nobody awaits
             runs = [self._poll(*poll_plan(self.id, self.rest.has, symbols), queue)]
         tasks = [asyncio.create_task(run) for run in runs]
@@ -141,9 +141,10 @@ class TickFeed:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _one_ticker(self, symbol: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+    @staticmethod
+    def _one_ticker(pro: Any, symbol: str) -> Callable[[], Awaitable[dict[str, Any]]]:
         async def watch() -> dict[str, Any]:
-            return {symbol: await self.pro.watch_ticker(symbol)}  # type: ignore[union-attr]
+            return {symbol: await pro.watch_ticker(symbol)}
 
         return watch
 

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from tradewind.bus.messages import Candle, Tick
 from tradewind.config import Settings
 from tradewind.exchanges.base import Capabilities, Credentials, ExchangeError, OrderResult, OrderSpec
+from tradewind.exchanges.series import closed_candle
 from tradewind.exchanges.sim.engine import Listener, PaperEngine
 from tradewind.exchanges.sim.market import MINUTE, RandomWalk
 from tradewind.marketdata import Row, resample_rows
@@ -323,21 +324,7 @@ class SimAdapter:
             log.exception("sim: matching the orders of %s on the candle of %d failed", symbol, t)
 
     def _candle(self, symbol: str, tf: str, row: tuple[int, float, float, float, float, float]) -> Candle:
-        t, o, h, lo, c, v = row
-        return Candle(
-            exchange=self.capabilities.name,
-            symbol=symbol,
-            tf=tf,
-            time=t,
-            open=o,
-            high=h,
-            low=lo,
-            close=c,
-            volume=v,
-            closed=True,
-            trace_id=os.urandom(8).hex(),
-            recv_ns=time.time_ns(),
-        )
+        return closed_candle(self.capabilities.name, symbol, tf, row, time.time_ns(), os.urandom(8).hex())
 
     def _walk(self, symbol: str) -> RandomWalk:
         try:

@@ -145,6 +145,22 @@ class _Order:
 
 _ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(_Order))
 
+
+@dataclasses.dataclass(slots=True)
+class _Changes:
+    """What matching changes in one account on one market: ``bal``, its balances (changed in place); the
+    order rows, fills and assets whose balance changed, stored in one group commit; and the results to
+    report once stored (a list shared by every account one candle or batch of trades touches)."""
+
+    bal: dict[str, Decimal]
+    base: str
+    quote: str
+    reports: list[tuple[int, OrderResult]]
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    fills: list[dict[str, object]] = dataclasses.field(default_factory=list)
+    assets: set[str] = dataclasses.field(default_factory=set)
+
+
 # A queued write: (paper_fills row or None, assets whose balance changed, trader id, the future answered
 # once stored, paper_orders rows to upsert).
 _Entry = tuple[
@@ -460,10 +476,7 @@ class PaperEngine:
                             now_ms,
                             rows,
                         )
-                result = _result(_Row(**row))
-                self._results.put(result)
-                self._queue.append((row, assets, trader_id, done, rows))
-                return result
+                return self._answer(row, assets, trader_id, done, rows)
         elif reason is None and spec.post_only:
             made = self._quote(bal, trader_id, spec, amount, book or (price, price), now_ms, assets)
             if isinstance(made, _Order):
@@ -531,6 +544,18 @@ class PaperEngine:
             "reason": reason,
             "time": now_ms,
         }
+        return self._answer(row, assets, trader_id, done, rows)
+
+    def _answer(
+        self,
+        row: dict[str, Any],
+        assets: set[str],
+        trader_id: int,
+        done: asyncio.Future[None],
+        rows: list[dict[str, Any]],
+    ) -> OrderResult:
+        """A new order answered at once (filled or rejected): its result, with its paper_fills ``row``
+        queued for the next group commit along with the balances and order rows it changed."""
         result = _result(_Row(**row))
         self._results.put(result)
         self._queue.append((row, assets, trader_id, done, rows))
@@ -696,18 +721,16 @@ class PaperEngine:
                     bal = self._balances.get(trader_id)
                     if bal is None:
                         continue
-                    rows: list[dict[str, Any]] = []
-                    fills: list[dict[str, object]] = []
-                    assets: set[str] = set()
-                    self._match_group(bal, orders, bar, base, quote, rows, fills, assets, reports)
-                    queued |= self._enqueue(trader_id, done, rows, fills, assets)
+                    changes = _Changes(bal, base, quote, reports)
+                    self._match_group(changes, orders, bar)
+                    queued |= self._enqueue(trader_id, done, changes)
                 for o in limits:
                     bal = self._balances.get(o.trader_id)
                     if bal is None:
                         continue
-                    rows, fills, assets = [], [], set()
-                    self._match_limit(bal, o, bar, base, quote, rows, fills, assets, reports)
-                    queued |= self._enqueue(o.trader_id, done, rows, fills, assets)
+                    changes = _Changes(bal, base, quote, reports)
+                    self._match_limit(changes, o, bar)
+                    queued |= self._enqueue(o.trader_id, done, changes)
             finally:
                 if queued:
                     self._wakeup.set()
@@ -770,11 +793,9 @@ class PaperEngine:
                     bal = self._balances.get(o.trader_id)
                     if bal is None:
                         continue
-                    rows: list[dict[str, Any]] = []
-                    fills: list[dict[str, object]] = []
-                    assets: set[str] = set()
-                    self._fill_quote(bal, o, int(times[i]), base, quote, rows, fills, assets, reports)
-                    queued |= self._enqueue(o.trader_id, done, rows, fills, assets)
+                    changes = _Changes(bal, base, quote, reports)
+                    self._fill_quote(changes, o, int(times[i]))
+                    queued |= self._enqueue(o.trader_id, done, changes)
             finally:
                 if queued:
                     self._wakeup.set()
@@ -796,40 +817,17 @@ class PaperEngine:
             sell is not None and model.quote_crossed("sell", sell, low, high)
         )
 
-    def _fill_quote(
-        self,
-        bal: dict[str, Decimal],
-        o: _Order,
-        now_ms: int,
-        base: str,
-        quote: str,
-        rows: list[dict[str, Any]],
-        fills: list[dict[str, object]],
-        assets: set[str],
-        reports: list[tuple[int, OrderResult]],
-    ) -> None:
+    def _fill_quote(self, c: _Changes, o: _Order, now_ms: int) -> None:
         """A quote the market went through: what it set aside comes back, its fill is charged."""
         assert o.price is not None
         f = model.quote_fill(model.Quote(o.side, o.price, o.amount), self.costs, time=now_ms)
         asset = o.locked_asset
-        bal[asset] = bal.get(asset, _ZERO) + o.locked
+        c.bal[asset] = c.bal.get(asset, _ZERO) + o.locked
         o.locked = _ZERO
-        self._book(bal, base, quote, f, assets)
-        self._close(o, "filled", None, now_ms)
-        result = o.result(f)
-        self._results.put(result)
-        rows.append(o.row())
-        fills.append(_fill_row(o.trader_id, o.client_order_id, o.symbol, f, "filled", None, now_ms))
-        reports.append((o.trader_id, result))
+        self._filled(c, o, f, None, now_ms)
 
-    def _enqueue(
-        self,
-        trader_id: int,
-        done: asyncio.Future[None],
-        rows: list[dict[str, Any]],
-        fills: list[dict[str, object]],
-        assets: set[str],
-    ) -> bool:
+    def _enqueue(self, trader_id: int, done: asyncio.Future[None], c: _Changes) -> bool:
+        rows, fills, assets = c.rows, c.fills, c.assets
         if not rows and not fills:
             return False
         for i, row in enumerate(fills):  # one entry per fill (entry[0]: a paper_fills row)
@@ -838,85 +836,38 @@ class PaperEngine:
             self._queue.append((None, assets, trader_id, done, rows))
         return True
 
-    def _match_group(
-        self,
-        bal: dict[str, Decimal],
-        orders: list[_Order],
-        bar: model.Bar,
-        base: str,
-        quote: str,
-        rows: list[dict[str, Any]],
-        fills: list[dict[str, object]],
-        assets: set[str],
-        reports: list[tuple[int, OrderResult]],
-    ) -> None:
+    def _match_group(self, c: _Changes, orders: list[_Order], bar: model.Bar) -> None:
         """One position's protective orders on a candle."""
         guard = model.guard_of([o.leg() for o in orders])
         amount = max(o.amount for o in orders)
         r = model.on_bar(bar, amount, guard, None, self.costs, MINUTE)
         if r.fills:
-            self._exit(bal, orders, r.fills[-1], guard, bar, base, quote, rows, fills, assets, reports)
+            self._exit(c, orders, r.fills[-1], guard, bar)
         elif r.guard is not None:
             for o in orders:
                 if o.type == "trailing_stop" and r.guard.high != o.high:
                     o.high, o.stop_price, o.time = r.guard.high, r.guard.trail_price, bar.time
-                    rows.append(o.row())
+                    c.rows.append(o.row())
 
     def _exit(
-        self,
-        bal: dict[str, Decimal],
-        orders: list[_Order],
-        f: model.Fill,
-        guard: model.Guard,
-        bar: model.Bar,
-        base: str,
-        quote: str,
-        rows: list[dict[str, Any]],
-        fills: list[dict[str, object]],
-        assets: set[str],
-        reports: list[tuple[int, OrderResult]],
+        self, c: _Changes, orders: list[_Order], f: model.Fill, guard: model.Guard, bar: model.Bar
     ) -> None:
         """A protective exit: the order that holds it fills, the rest of its group is cancelled."""
         holder = _holder(orders, f.reason)
         if holder.amount != f.amount:  # the group's orders disagree on the amount: this one's own
             f = model.on_bar(bar, holder.amount, guard, None, self.costs, MINUTE).fills[-1]
-        have = bal.get(base, _ZERO)
+        have = c.bal.get(c.base, _ZERO)
         if have < holder.amount:
-            why = f"insufficient {base}: need {holder.amount}, have {have}"
+            why = f"insufficient {c.base}: need {holder.amount}, have {have}"
             for o in orders:
-                self._cancel(o, bal, why, bar.time, rows, assets)
-                reports.append((o.trader_id, o.result()))
+                self._cancelled(c, o, why, bar.time)
             return
-        self._book(bal, base, quote, f, assets)
-        self._close(holder, "filled", f.reason, bar.time)
-        result = holder.result(f)
-        self._results.put(result)
-        rows.append(holder.row())
-        fills.append(
-            _fill_row(
-                holder.trader_id, holder.client_order_id, holder.symbol, f, "filled", f.reason, bar.time
-            )
-        )
-        reports.append((holder.trader_id, result))
+        self._filled(c, holder, f, f.reason, bar.time)
         for o in orders:
             if o is not holder:
-                self._cancel(
-                    o, bal, f"one-cancels-the-other: {holder.client_order_id} filled", bar.time, rows, assets
-                )
-                reports.append((o.trader_id, o.result()))
+                self._cancelled(c, o, f"one-cancels-the-other: {holder.client_order_id} filled", bar.time)
 
-    def _match_limit(
-        self,
-        bal: dict[str, Decimal],
-        o: _Order,
-        bar: model.Bar,
-        base: str,
-        quote: str,
-        rows: list[dict[str, Any]],
-        fills: list[dict[str, object]],
-        assets: set[str],
-        reports: list[tuple[int, OrderResult]],
-    ) -> None:
+    def _match_limit(self, c: _Changes, o: _Order, bar: model.Bar) -> None:
         """A resting limit entry on a candle: it fills (its exits then protect the position, in this
         candle too), expires, or rests on."""
         assert o.price is not None
@@ -927,31 +878,39 @@ class PaperEngine:
         r = model.on_bar(bar, _ZERO, None, resting, self.costs, MINUTE)
         if not r.fills:
             if r.expired:
-                self._cancel(o, bal, "expired", bar.time, rows, assets)
-                reports.append((o.trader_id, o.result()))
+                self._cancelled(c, o, "expired", bar.time)
             return
         entry = r.fills[0]
-        bal[quote] = bal.get(quote, _ZERO) + o.locked  # the set-aside comes back; the fill is charged
+        c.bal[c.quote] = c.bal.get(c.quote, _ZERO) + o.locked  # the set-aside comes back; the fill is charged
         o.locked = _ZERO
-        self._book(bal, base, quote, entry, assets)
-        self._close(o, "filled", None, bar.time)
-        result = o.result(entry)
-        self._results.put(result)
-        rows.append(o.row())
-        fills.append(_fill_row(o.trader_id, o.client_order_id, o.symbol, entry, "filled", None, bar.time))
-        reports.append((o.trader_id, result))
+        self._filled(c, o, entry, None, bar.time)
         if not exits:
             return
         rev = int((o.protect or {}).get("rev") or 0)
         if len(r.fills) > 1:  # out in its own candle: the orders the entry's guard made, one of them fills
             guard = model.Guard.at_entry(entry.price, exits)
             made = self._protect(
-                o.trader_id, o.symbol, o.client_order_id, rev, guard, o.amount, bar.time, rows
+                o.trader_id, o.symbol, o.client_order_id, rev, guard, o.amount, bar.time, c.rows
             )
             if made:
-                self._exit(bal, made, r.fills[-1], guard, bar, base, quote, rows, fills, assets, reports)
+                self._exit(c, made, r.fills[-1], guard, bar)
         elif r.guard is not None:
-            self._protect(o.trader_id, o.symbol, o.client_order_id, rev, r.guard, o.amount, bar.time, rows)
+            self._protect(o.trader_id, o.symbol, o.client_order_id, rev, r.guard, o.amount, bar.time, c.rows)
+
+    def _filled(self, c: _Changes, o: _Order, f: model.Fill, reason: str | None, now_ms: int) -> None:
+        """A resting order filled: the fill booked, the order closed, stored and reported."""
+        self._book(c.bal, c.base, c.quote, f, c.assets)
+        self._close(o, "filled", reason, now_ms)
+        result = o.result(f)
+        self._results.put(result)
+        c.rows.append(o.row())
+        c.fills.append(_fill_row(o.trader_id, o.client_order_id, o.symbol, f, "filled", reason, now_ms))
+        c.reports.append((o.trader_id, result))
+
+    def _cancelled(self, c: _Changes, o: _Order, reason: str, now_ms: int) -> None:
+        """A resting order matching cancelled (expired, or its group's exit could not or did fill), reported."""
+        self._cancel(o, c.bal, reason, now_ms, c.rows, c.assets)
+        c.reports.append((o.trader_id, o.result()))
 
     def _book(self, bal: dict[str, Decimal], base: str, quote: str, f: model.Fill, assets: set[str]) -> None:
         bal[quote] = bal.get(quote, _ZERO) + f.cash
