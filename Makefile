@@ -42,6 +42,7 @@ up: install
 test: install browser
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
 	@if [ -f frontend/package.json ]; then cd frontend && npm test --silent; fi
 	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration $(PYTEST_ARGS)
@@ -53,6 +54,7 @@ test-money-nightly: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
 
 migration: $(STAMP)
 	$(BIN)/python scripts/regen_migration.py

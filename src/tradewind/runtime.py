@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +213,14 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handlers: the process's signals are ours."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def _serve(
     app: Any, host: str, port: int, stack: Stack, sock: socket.socket | None = None
 ) -> uvicorn.Server:
@@ -220,8 +228,7 @@ async def _serve(
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio"
     )
-    server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # signals are ours
+    server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http-{port}")
     while not server.started:
         if task.done():

@@ -42,7 +42,7 @@ class RetryPolicy:
     jitter: float = 0.1
 
     def delay(self, attempt: int, asked: float | None = None, rand: float = 0.0) -> float:
-        wait = self.base_s * 2 ** (attempt - 1)
+        wait: float = self.base_s * 2 ** (attempt - 1)  # (typeshed types int ** int as Any)
         if asked is not None:
             wait = max(wait, asked)
         return min(self.max_s, wait * (1 + self.jitter * rand))

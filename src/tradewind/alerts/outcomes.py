@@ -16,11 +16,12 @@ from sqlalchemy import and_, bindparam, delete, select, update
 from tradewind.alerts.delivery import Outcome
 from tradewind.storage.db import SessionFactory, write_gate
 from tradewind.storage.models import AlertChannel, AlertDelivery
+from tradewind.storage.types import table_of
 
 log = logging.getLogger(__name__)
 KEEP = 100
-_CHANNELS = AlertChannel.__table__
-_DELIVERIES = AlertDelivery.__table__
+_CHANNELS = table_of(AlertChannel)
+_DELIVERIES = table_of(AlertDelivery)
 
 
 class OutcomeLog:

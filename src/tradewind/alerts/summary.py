@@ -45,6 +45,7 @@ async def summarize(s: AsyncSession, owner_id: int, start: dt.datetime, end: dt.
     for symbol, value in (
         await s.execute(select(Order.symbol, Order.pnl).where(*in_day, Order.pnl.is_not(None)))
     ).all():
+        assert value is not None  # the query keeps only the orders with a P&L
         quote = symbol.rpartition("/")[2] or symbol
         pnl[quote] = pnl.get(quote, Decimal(0)) + Decimal(value)
     paused_q = (

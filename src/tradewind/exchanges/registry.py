@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from tradewind.config import Settings
 from tradewind.exchanges.base import ExchangeAdapter, ExchangeError
@@ -35,7 +34,7 @@ def _ccxt(name: str, settings: Settings) -> ExchangeAdapter | None:
     return CcxtAdapter(name, settings)
 
 
-ADAPTERS: dict[str, Callable[[Settings, SessionFactory | None], Any]] = {
+ADAPTERS: dict[str, Callable[[Settings, SessionFactory | None], ExchangeAdapter]] = {
     "sim": _sim,
     "bitfinex": _bitfinex,
 }

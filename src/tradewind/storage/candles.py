@@ -8,14 +8,16 @@ import numpy as np
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tradewind.storage.db import insert_for
+from tradewind.storage.db import InsertFor, insert_for
 from tradewind.storage.models import CandleRow, Market
 
 Row = tuple[int, float, float, float, float, float]  # time, open, high, low, close, volume
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    return insert_for(session.bind.dialect.name)
+def _insert(session: AsyncSession) -> InsertFor:
+    bind = session.bind
+    assert bind is not None, "the session factory binds every session to the engine"
+    return insert_for(bind.dialect.name)
 
 
 async def get_or_create_market(session: AsyncSession, exchange: str, symbol: str) -> Market:

@@ -6,17 +6,21 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, bindparam, event
+from sqlalchemy.dialects.postgresql import dml as pg_dml
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import ArgumentError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SessionFactory = async_sessionmaker[AsyncSession]
+# pg_insert or sqlite_insert: both Insert constructs have on_conflict_do_nothing / _do_update and excluded
+InsertFor = Callable[[Any], pg_dml.Insert] | Callable[[Any], sqlite_dml.Insert]
 log = logging.getLogger(__name__)
 
 
@@ -147,7 +151,7 @@ _NOTHING = object()
 _INSERTS: dict[tuple[Any, ...], tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
 
 
-def insert_for(dialect_name: str):  # type: ignore[no-untyped-def]
+def insert_for(dialect_name: str) -> InsertFor:
     """The INSERT construct with ON CONFLICT clauses for this database (PostgreSQL or SQLite)."""
     return pg_insert if dialect_name == "postgresql" else sqlite_insert
 

@@ -7,9 +7,9 @@ query carries ``owner_id = :user``. Another user's object is simply not found (a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import CursorResult, Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradewind.storage.models import (
@@ -41,13 +41,13 @@ class Owned:
         self.s = session
         self.user_id = user_id
 
-    def select(self, model: type[T]) -> Select[tuple[T]]:
+    def select(self, model: type[T]) -> Select[T]:
         if model not in OWNED:
             raise TypeError(f"{model.__name__} is not an owned model")
-        return select(model).where(model.owner_id == self.user_id)  # type: ignore[attr-defined]
+        return select(model).where(model.owner_id == self.user_id)
 
     async def get(self, model: type[T], object_id: int) -> T | None:
-        q = self.select(model).where(model.id == object_id)  # type: ignore[attr-defined]
+        q = self.select(model).where(model.id == object_id)
         return (await self.s.execute(q)).scalar_one_or_none()
 
     async def page(
@@ -58,24 +58,26 @@ class Owned:
             if value is not None:
                 q = q.where(getattr(model, column) == value)
         if before_id is not None:
-            q = q.where(model.id < before_id)  # type: ignore[attr-defined]
-        q = q.order_by(model.id.desc()).limit(limit)  # type: ignore[attr-defined]
+            q = q.where(model.id < before_id)
+        q = q.order_by(model.id.desc()).limit(limit)
         return (await self.s.execute(q)).scalars().all()
 
     async def update_all(self, model: type[T], *conditions: Any, **values: Any) -> int:
         """``UPDATE model SET values WHERE owner = me AND conditions``; the number of rows changed."""
         if model not in OWNED:
             raise TypeError(f"{model.__name__} is not an owned model")
-        q = update(model).where(model.owner_id == self.user_id, *conditions).values(**values)  # type: ignore[attr-defined]
-        return (await self.s.execute(q)).rowcount  # type: ignore[attr-defined,no-any-return]
+        q = update(model).where(model.owner_id == self.user_id, *conditions).values(**values)
+        # An UPDATE executed through the session returns a CursorResult, which the overloads type as Result.
+        result = cast(CursorResult[Any], await self.s.execute(q))
+        return result.rowcount
 
     def add(self, obj: T) -> T:
-        obj.owner_id = self.user_id  # type: ignore[union-attr]
+        obj.owner_id = self.user_id
         self.s.add(obj)
         return obj
 
     async def delete(self, obj: T) -> None:
-        if obj.owner_id != self.user_id:  # type: ignore[union-attr]
+        if obj.owner_id != self.user_id:
             raise PermissionError("not the owner")
         await self.s.delete(obj)
 

@@ -95,6 +95,7 @@ async def prune_forever(sf: SessionFactory, policy: Policy, every_s: float) -> N
 async def _newest_before(s: Any, id_col: Any, time_col: Any, cutoff: dt.datetime) -> int | None:
     """The largest id whose row was created before ``cutoff`` (ids grow with time), by bisection over the
     primary key: a few dozen index lookups, whatever the table's size. None: no such row."""
+    lo: int | None
     lo, hi = (await s.execute(select(func.min(id_col), func.max(id_col)))).one()
     if lo is None:
         return None

@@ -322,14 +322,14 @@ def summary(trips: Sequence[RoundTrip]) -> dict[str, Any]:
     """Headline numbers of the closed round trips: count, wins, win rate %, P&L, fees (of every trip),
     profit factor and average duration (seconds)."""
     closed = [t for t in trips if t.closed and t.pnl is not None]
-    pnls = [t.pnl for t in closed]
+    pnls = [t.pnl for t in closed if t.pnl is not None]
     return {
         "trades": len(closed),
         "open": sum(1 for t in trips if t.exit_time is None),
-        "wins": sum(1 for p in pnls if p is not None and p > 0),
-        "win_rate": win_rate(pnls),  # type: ignore[arg-type]
-        "pnl": sum(pnls),  # type: ignore[arg-type]
+        "wins": sum(1 for p in pnls if p > 0),
+        "win_rate": win_rate(pnls),
+        "pnl": sum(pnls),
         "fees": sum(t.fees for t in trips),
-        "profit_factor": profit_factor(pnls),  # type: ignore[arg-type]
+        "profit_factor": profit_factor(pnls),
         "avg_duration_s": average_duration_s(closed),
     }

@@ -34,7 +34,7 @@ async def ask_core(st: Any, owner_id: int, assignment_ids: list[int] | None, why
         CloseOut(
             assignment_id=r.assignment_id,
             status=r.status,
-            client_order_id=r.client_order_id,  # type: ignore[arg-type]
+            client_order_id=r.client_order_id,
             amount=r.amount,
             reason=r.reason,
         )

@@ -7,7 +7,6 @@ sent without a Content-Length is still counted as it arrives.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import MutableHeaders
@@ -91,7 +90,7 @@ class LimitsMiddleware:
             REQUESTS.labels(scope["method"], route, str(status)).inc()
 
 
-def _route(scope: dict[str, Any]) -> str:
+def _route(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):

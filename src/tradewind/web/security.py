@@ -296,7 +296,8 @@ class Throttle:
         q = self._recent(key, now)
         if q is None or len(q) < limit:
             return 0.0
-        lock = min(self.window_s, self.lockout_s * 2 ** (len(q) - limit))
+        factor: int = 2 ** (len(q) - limit)  # len(q) >= limit: an int (typeshed types int ** int as Any)
+        lock = min(self.window_s, self.lockout_s * factor)
         return q[-1] + lock - now
 
     def _prune(self, now: float, room: int = 1) -> None:

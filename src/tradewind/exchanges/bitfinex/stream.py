@@ -36,7 +36,7 @@ from tradewind.bus.messages import Candle, Tick
 from tradewind.exchanges.base import ExchangeError
 from tradewind.exchanges.bitfinex import symbols as names
 from tradewind.exchanges.bitfinex.rest import row_of
-from tradewind.exchanges.series import CandleSeries, Row
+from tradewind.exchanges.series import CandleSeries, Row, closed_candle
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ class PublicFeed:
         finally:
             link.ws = None
 
-    async def _event(self, ws: ClientConnection, link: _Link, msg: dict, deadline: float) -> float:
+    async def _event(self, ws: ClientConnection, link: _Link, msg: dict[str, Any], deadline: float) -> float:
         event = msg.get("event")
         if event == "subscribed":
             channel = msg.get("channel")
@@ -368,7 +368,7 @@ class PublicFeed:
         return deadline
 
     # -- candles --------------------------------------------------------------------------------------
-    async def _candles(self, reader: _Candles, symbol: str, payload: list, recv_ns: int) -> None:
+    async def _candles(self, reader: _Candles, symbol: str, payload: list[Any], recv_ns: int) -> None:
         series = reader.series[symbol]
         if payload and isinstance(payload[0], list):  # a snapshot, newest first: all but the newest closed
             rows = sorted(row_of(c) for c in payload)
@@ -380,21 +380,8 @@ class PublicFeed:
             self._emit(reader, symbol, await series.update(row_of(payload)), recv_ns)
 
     def _emit(self, reader: _Candles, symbol: str, rows: list[Row], recv_ns: int) -> None:
-        for t, o, h, lo, c, v in rows:
-            candle = Candle(
-                exchange=self.exchange,
-                symbol=symbol,
-                tf=reader.tf,
-                time=t,
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-                volume=v,
-                closed=True,
-                trace_id=uuid.uuid4().hex[:16],
-                recv_ns=recv_ns,
-            )
+        for row in rows:
+            candle = closed_candle(self.exchange, symbol, reader.tf, row, recv_ns, uuid.uuid4().hex[:16])
             reader.queue.put_nowait(candle)  # unbounded: every closed candle is kept for its reader
 
     async def _close_timer(self, grace_s: float) -> None:

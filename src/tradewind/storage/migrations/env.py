@@ -26,7 +26,10 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # tradewind.storage.migrate sets it
+        raise RuntimeError("alembic: no sqlalchemy.url; run the migrations through tradewind.storage.migrate")
+    engine = make_engine(url)
     async with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
