@@ -193,7 +193,7 @@ def run(
     started = time.perf_counter()
     times = arrays["time"]
     n = len(times)
-    bar_minutes = float(np.median(np.diff(times[: min(n, 1000)])) / 60_000) if n > 1 else 1.0
+    bar_minutes = _bar_minutes(times)
     try:
         rt = StrategyRuntime(
             code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS, indicators=ArrayStore()
@@ -236,28 +236,143 @@ def run(
     # With an error, the run ends at the failing candle (which has no decision), and is filled again.
     done = n if error is None else min(n, decided.known + 1)
     if error is not None or n < STREAM_FROM:
-        if done < n:
-            cut = Decided(done, first)
-            cut.add(decided.codes[: decided.known], decided.extras)
-            decided = cut
-        trades, equity = _fill(
-            decided, {k: v[:done] for k, v in arrays.items()}, done, cash, fee, slippage, maker_fee, tf
+        return _settle(
+            decided, arrays, done, first, cash, fee, slippage, maker_fee, started, error, error_time, plots
         )
+    return _result(
+        trades, equity, arrays, done, first, cash, fee, slippage, started, error, error_time, plots
+    )
+
+
+def _settle(
+    decided: Decided,
+    arrays: dict[str, np.ndarray],
+    done: int,
+    first: int,
+    cash: float,
+    fee: float,
+    slippage: float,
+    maker_fee: float | None,
+    started: float,
+    error: str | None = None,
+    error_time: int | None = None,
+    plots: Plots | None = None,
+) -> Result:
+    """The run of the first ``done`` candles filled over the decisions known (those of a longer run cut)."""
+    if done < decided.n:
+        cut = Decided(done, first)
+        cut.add(decided.codes[: min(done, decided.known)], decided.extras)
+        decided = cut
+    tf = int(_bar_minutes(arrays["time"]) * 60_000)
+    trades, equity = _fill(
+        decided, {k: v[:done] for k, v in arrays.items()}, done, cash, fee, slippage, maker_fee, tf
+    )
+    return _result(
+        trades, equity, arrays, done, first, cash, fee, slippage, started, error, error_time, plots
+    )
+
+
+def _result(
+    trades: list[Trade],
+    equity: np.ndarray,
+    arrays: dict[str, np.ndarray],
+    done: int,
+    first: int,
+    cash: float,
+    fee: float,
+    slippage: float,
+    started: float,
+    error: str | None,
+    error_time: int | None,
+    plots: Plots | None,
+) -> Result:
     # buying at the first candle a decision can trade on (decided at its close, filled at the next open)
     hold = buy_and_hold(arrays["open"][:done], arrays["close"][:done], cash, fee, slippage, first + 1)
     return Result(
         trades,
         equity,
-        times[:done],
+        arrays["time"][:done],
         cash,
         done,
         time.perf_counter() - started,
-        bar_minutes,
+        _bar_minutes(arrays["time"]),
         error,
         error_time,
         plots,
         hold,
     )
+
+
+def _bar_minutes(times: np.ndarray) -> float:
+    n = len(times)
+    return float(np.median(np.diff(times[: min(n, 1000)])) / 60_000) if n > 1 else 1.0
+
+
+def run_staged(
+    code: str,
+    arrays: dict[str, np.ndarray],
+    stages: list[int],
+    go_on: Callable[[int, Result], bool],
+    *,
+    params: dict[str, Any] | None = None,
+    cash: float = 10_000.0,
+    fee: float = 0.001,
+    slippage: float = 0.0,
+    lookback: int = 500,
+    name: str = "strategy",
+    maker_fee: float | None = None,
+    limits: Limits | None = None,
+) -> list[Result]:
+    """The runs of the first ``stages[0]``, ``stages[1]``, ... candles (ascending), each the same as
+    ``run`` over that prefix, for the price of one run's decisions: one strategy decides once, candle after
+    candle, and each stage fills the decisions known so far. After each stage ``go_on(upto, result)`` says
+    whether to go on (an optimisation trial's pruning); a strategy error ends the stages after its
+    stage (told to ``go_on`` too).
+
+    A prefix's run is the longer run's up to there: a decision reads only its window and the candles before
+    it (indicators over the whole history are causal: their value at a candle is computed from the candles
+    up to it alone), and the fill of a prefix ends where its candles end."""
+    started = time.perf_counter()
+    times = arrays["time"]
+    try:
+        rt = StrategyRuntime(
+            code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS, indicators=ArrayStore()
+        )
+    except StrategyError as exc:
+        bar = _bar_minutes(times)
+        failed = Result(
+            [], np.empty(0), times[:0], cash, 0, time.perf_counter() - started, bar, str(exc), None
+        )
+        go_on(0, failed)
+        return [failed]
+    results: list[Result] = []
+    parts: list[str] = []
+    extras: Extras = {}
+    known = 0
+    try:
+        for upto in stages:
+            upto = min(upto, len(times))
+            error = error_time = None
+            chunk = max(2000, upto // 50)
+            try:
+                for start in range(known, upto, chunk):
+                    rt.decide_series(arrays, lookback, start, min(upto, start + chunk), parts, extras, None)
+            except StrategyError as exc:
+                error, error_time = str(exc), exc.candle_time
+            codes = np.frombuffer("".join(parts).encode(), dtype=np.uint8)
+            known = len(codes)
+            decided = Decided(upto, 0)
+            decided.add(codes, extras)
+            done = upto if error is None else min(upto, decided.known + 1)
+            result = _settle(
+                decided, arrays, done, 0, cash, fee, slippage, maker_fee, started, error, error_time
+            )
+            results.append(result)
+            if not go_on(upto, result) or error is not None:  # (told of a failed stage too)
+                break
+    finally:
+        rt.close()
+    return results
 
 
 _NUDGE = 1e-9  # the float pre-filter looks a hair wider than the exact rule, which then decides

@@ -9,10 +9,14 @@
   ``parallel`` at a time. A job asks its worker for heartbeats; a worker silent for ``worker_timeout_s``
   (killed, cut off) or whose child process died has the job sent again, up to ``attempts`` times.
 - **Pruning** (one objective only, as Optuna's): a trial runs in stages over growing prefixes of the
-  candles (a quarter, a half, all); after each the worker's metrics of that prefix are reported, and the
-  median pruner stops a trial doing worse than the median of the earlier trials at the same stage. A
-  prefix's equity is exactly the full run's up to there (decisions look back only), so the reported
-  values are those of the run itself; a trial that goes to the end costs 1.75 runs, one pruned early 0.25.
+  candles (a quarter, a half, all); after each the metrics of that prefix are reported, and the median
+  pruner stops a trial doing worse than the median of the earlier trials at the same stage. A prefix's
+  equity is exactly the full run's up to there (decisions look back only), so the reported values are
+  those of the run itself. The stages run in one pass of the strategy on one worker
+  (``engine.run_staged``): a trial that goes to the end costs about one run, one pruned at the first
+  stage a quarter. The worker is sent the pruner's cut at each stage as it stands (``floors``) and stops
+  there when the trial falls below it; the driver then tells Optuna stage by stage and Optuna decides — if
+  the cut moved meanwhile and Optuna says go on, the stages left are asked for again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
+
+import numpy as np
 
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
@@ -57,6 +63,7 @@ METRICS = (
     "candles",
 )
 STAGES = (0.25, 0.5, 1.0)
+PRUNER_STARTUP = 4  # complete trials before the median pruner cuts
 MAX_TRIALS = 10_000
 OPTUNA_SCHEMA = "optuna"
 
@@ -220,7 +227,11 @@ def open_study(storage: Any, name: str, config: StudyConfig, *, resume: bool) ->
     True: it must exist, with the same objectives)."""
     import optuna
 
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0) if config.pruning else None
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=0)
+        if config.pruning
+        else None
+    )
     if resume:
         try:
             study = optuna.load_study(
@@ -277,6 +288,33 @@ def suggest(trial: optuna.Trial, spec: ParamSpec) -> Any:
     return trial.suggest_float(spec.name, float(lo), float(hi), step=spec.step, log=spec.log)
 
 
+def goes_on(values: list[float], floor: float | None, maximize: bool) -> bool:
+    """Whether a trial goes on after a stage, by the median pruner's rule: the best of its values so far is
+    not worse than ``floor``, the median of the finished trials' values at that stage (no floor, or no
+    number yet: go on, and let Optuna decide)."""
+    seen = [v for v in values if not math.isnan(v)]
+    if floor is None or not seen:
+        return True
+    return max(seen) >= floor if maximize else min(seen) <= floor
+
+
+def floors(study: optuna.Study, stages: list[int], startup: int = PRUNER_STARTUP) -> list[float | None]:
+    """The median pruner's cut at each stage but the last, from the finished trials as they stand (Optuna's
+    ``MedianPruner``: no cut before ``startup`` trials are complete; the median of their values at the
+    stage)."""
+    import optuna
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < startup:
+        return []
+    out: list[float | None] = []
+    for step in stages[:-1]:
+        seen = [t.intermediate_values[step] for t in done if step in t.intermediate_values]
+        seen = [v for v in seen if not math.isnan(v)]
+        out.append(float(np.percentile(seen, 50)) if seen else None)  # as Optuna's percentile pruner
+    return out
+
+
 def checkpoints(n: int, pruning: bool) -> list[int]:
     """The candle counts a trial is run to, in order: all of them, or growing prefixes when pruning."""
     if not pruning:
@@ -316,13 +354,18 @@ class Job:
 
 
 class Runner(Protocol):
-    """Runs one stage of a trial: ``BusRunner`` on the workers, ``walkforward.LocalRunner`` in this process."""
+    """Runs a trial's stages: ``BusRunner`` on the workers, ``walkforward.LocalRunner`` in this process."""
 
     async def run(
-        self, params: dict[str, Any], upto: int, on_worker: Callable[[str], None] | None = None
-    ) -> tuple[dict[str, Any], list[str]]:
-        """The summary of the run of ``params`` over the first ``upto`` candles, and the workers that held it
-        (the last one ran it); raises TrialFailed when the strategy failed."""
+        self,
+        params: dict[str, Any],
+        stages: list[int],
+        cut: list[float | None],
+        on_worker: Callable[[str], None] | None = None,
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """The summaries of the runs of ``params`` over the first ``stages[0]``, ``stages[1]``, ... candles,
+        up to the first stage whose objective falls below its ``cut`` (``goes_on``), and the workers that
+        held the job (the last one ran it); raises TrialFailed when the strategy failed."""
         ...
 
 
@@ -345,9 +388,14 @@ class BusRunner:
         self.heartbeat_s = heartbeat_s or max(0.2, worker_timeout_s / 4)
 
     async def run(
-        self, params: dict[str, Any], upto: int, on_worker: Callable[[str], None] | None = None
-    ) -> tuple[dict[str, Any], list[str]]:
-        """The summary of one stage and the workers that held it (the last one ran it)."""
+        self,
+        params: dict[str, Any],
+        stages: list[int],
+        cut: list[float | None],
+        on_worker: Callable[[str], None] | None = None,
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """The summaries of the stages run and the workers that held the job (the last one ran it)."""
+        objective = self.job.config.objectives[0]
         held: list[str] = []
         reasons: list[str] = []
         for _ in range(self.attempts):
@@ -357,7 +405,10 @@ class BusRunner:
                 data=self.job.data,
                 name=self.job.name,
                 params=params,
-                upto=upto,
+                stages=stages,
+                key=OBJECTIVES[objective][0],
+                maximize=OBJECTIVES[objective][1] == "maximize",
+                floors=cut,
                 heartbeat_s=self.heartbeat_s,
                 **self.job.config.run_settings(),
             )
@@ -388,7 +439,7 @@ class BusRunner:
                         raise TrialFailed(reply.error)
                     if reply.summary.get("error"):
                         raise TrialFailed(str(reply.summary["error"]))
-                    return reply.summary, held
+                    return reply.stages or [reply.summary], held
             finally:
                 await sub.unsubscribe()
         raise WorkersLost(
@@ -528,12 +579,22 @@ class Optimizer:
                 self.on_event("running", trial.number, worker)
 
         try:
-            for step in self.stages:
-                summary, by = await self.runner.run(params, step, held)
+            todo = list(self.stages)
+            while todo:
+                cut = await self._optuna(floors, self.study, todo) if len(todo) > 1 else []
+                summaries, by = await self.runner.run(params, todo, cut, held)
                 workers.extend(by)
-                metrics = {k: summary.get(k) for k in METRICS if k in summary}
-                values = [float(summary[OBJECTIVES[o][0]]) for o in self.config.objectives]
-                if step != self.stages[-1]:
+                if not summaries:
+                    raise TrialFailed("the worker answered with no result")
+                for step, summary in zip(todo, summaries, strict=False):
+                    metrics = {k: summary.get(k) for k in METRICS if k in summary}
+                    values = [float(summary[OBJECTIVES[o][0]]) for o in self.config.objectives]
+                    if step == self.stages[-1]:
+                        await self._record(trial, params, metrics, workers, started, step)
+                        await self._optuna(self.study.tell, trial, values)
+                        self.completed += 1
+                        self._event("complete", trial.number, workers)
+                        return
                     await self._optuna(trial.report, values[0], step)
                     if await self._optuna(trial.should_prune):
                         await self._record(trial, params, metrics, workers, started, step)
@@ -541,10 +602,8 @@ class Optimizer:
                         self.completed += 1
                         self._event("pruned", trial.number, workers)
                         return
-            await self._record(trial, params, metrics, workers, started, self.stages[-1])
-            await self._optuna(self.study.tell, trial, values)
-            self.completed += 1
-            self._event("complete", trial.number, workers)
+                # the worker stopped at a cut that has moved since (Optuna says go on): the stages left
+                todo = todo[len(summaries) :]
         except (TrialFailed, WorkersLost) as exc:
             if isinstance(exc, TrialFailed):
                 self.failures.append(str(exc))

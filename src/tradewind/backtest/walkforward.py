@@ -162,12 +162,24 @@ class LocalRunner:
         return summarize(result)
 
     async def run(
-        self, params: dict[str, Any], upto: int, on_worker: Callable[[str], None] | None = None
-    ) -> tuple[dict[str, Any], list[str]]:
-        summary = await asyncio.get_running_loop().run_in_executor(self.pool, self._run, params, upto)
-        if summary.get("error"):
-            raise opt.TrialFailed(str(summary["error"]))
-        return summary, ["in-process"]
+        self,
+        params: dict[str, Any],
+        stages: list[int],
+        cut: list[float | None],
+        on_worker: Callable[[str], None] | None = None,
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        objective, direction = opt.OBJECTIVES[self.config.objectives[0]]
+        summaries: list[dict[str, Any]] = []
+        values: list[float] = []
+        for i, upto in enumerate(stages):
+            summary = await asyncio.get_running_loop().run_in_executor(self.pool, self._run, params, upto)
+            if summary.get("error"):
+                raise opt.TrialFailed(str(summary["error"]))
+            summaries.append(summary)
+            values.append(float(summary[objective]))
+            if not opt.goes_on(values, cut[i] if i < len(cut) else None, direction == "maximize"):
+                break
+        return summaries, ["in-process"]
 
 
 @dataclass

@@ -86,10 +86,7 @@ def execute(
         name=name,
         plot_candles=engine.PLOT_CANDLES if detail else 0,
     )
-    summary = result.summary()  # profit factor, fees paid, average trade duration, buy and hold among them
-    from tradewind.backtest.metrics import sortino
-
-    summary["sortino"] = sortino(result.equity, result.bar_minutes)
+    summary = _summary(result)
     out: dict[str, Any] = {"summary": summary}
     if detail:
         out["equity"] = result.curve(CURVE_POINTS)
@@ -98,6 +95,49 @@ def execute(
     else:
         summary["trade_count"] = len(summary.pop("trades"))
     return out
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    """A run's summary as a worker reports it: profit factor, fees paid, average trade duration, buy and
+    hold among them, and the Sortino ratio."""
+    from tradewind.backtest.metrics import sortino
+
+    summary: dict[str, Any] = result.summary()
+    summary["sortino"] = sortino(result.equity, result.bar_minutes)
+    return summary
+
+
+def execute_stages(
+    code: str,
+    arrays: dict[str, np.ndarray],
+    name: str,
+    params: dict[str, Any],
+    settings: dict[str, Any],
+    stages: list[int],
+    key: str,
+    maximize: bool,
+    floors: list[float | None],
+) -> list[dict[str, Any]]:  # pragma: no cover - in the child
+    """An optimisation trial's stages in one pass (``engine.run_staged``): the summary of each stage run
+    (without its trades), stopping after a stage whose objective so far is below its floor
+    (``optimize.goes_on``). ``settings``: cash, fee, maker_fee, slippage, lookback."""
+    from tradewind.backtest import engine
+    from tradewind.backtest.optimize import goes_on
+
+    summaries: list[dict[str, Any]] = []
+    values: list[float] = []
+
+    def go_on(upto: int, result: engine.Result) -> bool:
+        summary = _summary(result)
+        summary["trade_count"] = len(summary.pop("trades"))
+        summaries.append(summary)
+        i = len(summaries) - 1
+        if summary.get(key) is not None:
+            values.append(float(summary[key]))
+        return goes_on(values, floors[i] if i < len(floors) else None, maximize)
+
+    engine.run_staged(code, arrays, stages, go_on, params=params, name=name, **settings)
+    return summaries
 
 
 def execute_quotes(
@@ -440,24 +480,53 @@ class BacktestWorker:
                 arrays = await self.candles(job.data)
                 if job.upto is not None:
                     arrays = {k: v[: max(0, job.upto)] for k, v in arrays.items()}
-                out = await self._execute(
-                    partial(
-                        execute,
-                        job.code,
-                        arrays,
-                        job.name,
-                        dict(job.params),
-                        job.cash,
-                        job.fee,
-                        job.slippage,
-                        job.lookback,
-                        job.trades,
-                        job.maker_fee,
+                stages: list[dict[str, Any]] = []
+                if job.stages:
+                    settings = {
+                        "cash": job.cash,
+                        "fee": job.fee,
+                        "maker_fee": job.maker_fee,
+                        "slippage": job.slippage,
+                        "lookback": job.lookback,
+                    }
+                    stages = await self._execute(
+                        partial(
+                            execute_stages,
+                            job.code,
+                            arrays,
+                            job.name,
+                            dict(job.params),
+                            settings,
+                            list(job.stages),
+                            job.key,
+                            job.maximize,
+                            list(job.floors),
+                        )
                     )
-                )
-                summary = out["summary"]
+                    summary = stages[-1]
+                else:
+                    out = await self._execute(
+                        partial(
+                            execute,
+                            job.code,
+                            arrays,
+                            job.name,
+                            dict(job.params),
+                            job.cash,
+                            job.fee,
+                            job.slippage,
+                            job.lookback,
+                            job.trades,
+                            job.maker_fee,
+                        )
+                    )
+                    summary = out["summary"]
                 reply = m.BacktestResult(
-                    job_id=job.job_id, worker=self.name, summary=summary, error=summary.get("error")
+                    job_id=job.job_id,
+                    worker=self.name,
+                    summary=summary,
+                    error=summary.get("error"),
+                    stages=stages,
                 )
                 RUNS.labels("sweep", "error" if reply.error else "done").inc()
             except (OSError, ValueError, RuntimeError) as exc:

@@ -440,7 +440,16 @@ class RunBacktest(msgspec.Struct, frozen=True, kw_only=True):
     slippage: float = 0.0
     lookback: int = 500
     trades: bool = False  # include the trade list in the reply (sweeps rank on the metrics alone)
-    upto: int | None = None  # run the first ``upto`` candles only (an optimisation trial's checkpoint)
+    upto: int | None = None  # run the first ``upto`` candles only
+    # An optimisation trial: the runs of these growing prefixes (candle counts), in one pass of the strategy
+    # (engine.run_staged), each stage's summary in BacktestResult.stages. After a stage the worker stops when
+    # the best of the objective ``key`` so far is worse than that stage's floor (``floors``, the median
+    # pruner's cut as the driver last saw it; None or absent: go on) — the driver, which tells Optuna, has
+    # the last word, and asks for the stages left when the cut moved.
+    stages: list[int] = []
+    key: str = ""
+    maximize: bool = True
+    floors: list[float | None] = []
     # > 0: the worker publishes BacktestResult(running=True) to the reply subject every heartbeat_s seconds
     # from taking the job until its result, so the sender tells a dead worker from a long job
     heartbeat_s: float = 0.0
@@ -454,6 +463,7 @@ class BacktestResult(msgspec.Struct, frozen=True, kw_only=True):
     # the worker failed, not the strategy (its process died, a limit of ours): run it again
     retry: bool = False
     running: bool = False  # a heartbeat (RunBacktest.heartbeat_s), not the result
+    stages: list[dict[str, Any]] = []  # RunBacktest.stages: the summary of each stage run (the last: summary)
 
 
 class StartBacktest(msgspec.Struct, frozen=True, kw_only=True):
