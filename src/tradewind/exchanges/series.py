@@ -9,12 +9,28 @@ Shared by the adapters in this package; it knows nothing about any venue.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
 from tradewind.bus.messages import Candle
 
+T = TypeVar("T")
 Row = tuple[int, float, float, float, float, float]  # open time ms, open, high, low, close, volume
 Backfill = Callable[[int, int], Awaitable[list[Row]]]  # closed rows with open time in [start, end)
+
+
+async def fan_in(runs: list[Coroutine[Any, Any, None]], queue: asyncio.Queue[T]) -> AsyncGenerator[T, None]:
+    """What ``runs`` (one task each) put on ``queue``, as it comes; the tasks are cancelled, and waited for,
+    when the reader stops. A stream that yields from it should close it at once when it is itself closed
+    (``contextlib.aclosing``), so the tasks stop then, not when the generator is collected."""
+    tasks = [asyncio.create_task(run) for run in runs]
+    try:
+        while True:
+            yield await queue.get()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def closed_candle(exchange: str, symbol: str, tf: str, row: Row, recv_ns: int, trace_id: str = "") -> Candle:

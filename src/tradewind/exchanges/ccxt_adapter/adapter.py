@@ -29,6 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,7 +52,7 @@ from tradewind.exchanges.base import (
 )
 from tradewind.exchanges.ccxt_adapter.ticks import TickFeed
 from tradewind.exchanges.ccxt_adapter.venues import Venue, venue
-from tradewind.exchanges.series import CandleSeries, Row, closed_candle
+from tradewind.exchanges.series import CandleSeries, Row, closed_candle, fan_in
 
 log = logging.getLogger(__name__)
 
@@ -326,14 +327,10 @@ class CcxtAdapter:
         size = tf_ms(tf)
         queue: asyncio.Queue[Candle] = asyncio.Queue()
         run = self._watch if self._pro is not None else self._poll
-        tasks = [asyncio.create_task(run(s, tf, self._series(s, tf, size), queue)) for s in symbols]
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        runs = [run(s, tf, self._series(s, tf, size), queue) for s in symbols]
+        async with aclosing(fan_in(runs, queue)) as candles:
+            async for candle in candles:
+                yield candle
 
     def _series(self, symbol: str, tf: str, size: int) -> CandleSeries:
         async def backfill(start: int, end: int) -> list[Row]:

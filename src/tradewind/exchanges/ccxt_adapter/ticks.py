@@ -16,10 +16,12 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from tradewind.bus.messages import Tick
 from tradewind.exchanges.base import ExchangeError
+from tradewind.exchanges.series import fan_in
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +134,9 @@ class TickFeed:
             runs = [self._watch(self._one_ticker(pro, s), [s], queue) for s in symbols]
         else:  # a venue without tickers raises here, to the reader, not in a task nobody awaits
             runs = [self._poll(*poll_plan(self.id, self.rest.has, symbols), queue)]
-        tasks = [asyncio.create_task(run) for run in runs]
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        async with aclosing(fan_in(runs, queue)) as ticks:
+            async for tick in ticks:
+                yield tick
 
     @staticmethod
     def _one_ticker(pro: Any, symbol: str) -> Callable[[], Awaitable[dict[str, Any]]]:
