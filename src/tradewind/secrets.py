@@ -75,12 +75,15 @@ async def reencrypt_stored_keys(sf: SessionFactory, box: SecretBox) -> int:
     count = 0
     async with sf() as s:
         for t in (await s.execute(select(Trader).where(Trader.api_key_enc.is_not(None)))).scalars():
-            t.api_key_enc = box.rotate(t.api_key_enc)  # type: ignore[arg-type]
-            t.api_secret_enc = box.rotate(t.api_secret_enc)  # type: ignore[arg-type]
+            if t.api_key_enc is not None:  # (always, by the query: said again for the type)
+                t.api_key_enc = box.rotate(t.api_key_enc)
+            if t.api_secret_enc is not None:
+                t.api_secret_enc = box.rotate(t.api_secret_enc)
             s.add(AuditEntry(user_id=t.owner_id, action="trader.key_reencrypted", detail={"trader_id": t.id}))
             count += 1
         sealed = select(AlertChannel).where(AlertChannel.secret_enc.is_not(None))
         for channel in (await s.execute(sealed)).scalars():
-            channel.secret_enc = box.rotate(channel.secret_enc)  # type: ignore[arg-type]
+            if channel.secret_enc is not None:  # (always, by the query)
+                channel.secret_enc = box.rotate(channel.secret_enc)
         await s.commit()
     return count

@@ -51,7 +51,7 @@ async def read(pool: ValidationPool, code: str, user: Hashable) -> list[dict[str
         raise ApiError(
             422,
             {
-                "detail": f"the code has errors: {first.message}",  # type: ignore[arg-type]
+                "detail": f"the code has errors: {first.message}",
                 "errors": [
                     {"field": "code", "message": d.message, "line": d.line} for d in found.diagnostics
                 ],
@@ -116,7 +116,7 @@ def check(
         raise ApiError(
             422,
             {
-                "detail": f"{where}: {exc.message}",  # type: ignore[arg-type]
+                "detail": f"{where}: {exc.message}",
                 "errors": [{"field": where, "message": exc.message}],
             },
         ) from None

@@ -18,10 +18,15 @@ ERRORS = Counter("tradewind_web_unhandled_errors_total", "Requests that failed w
 
 
 class ApiError(HTTPException):
-    """A 4xx with an optional field-level message."""
+    """A 4xx with an optional field-level message; a dict ``detail`` is the whole body (its own ``detail``
+    and ``errors``)."""
 
     def __init__(
-        self, status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        detail: str | dict[str, Any],
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status, detail, headers)
         self.field = field
