@@ -83,7 +83,8 @@ schema = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG).exclu
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: the same cases every run, so the guard below (operations that answered 2xx) cannot flicker
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_no_generated_request_gets_a_5xx_or_breaks_the_schema(case, server) -> None:  # type: ignore[no-untyped-def]
     srv, headers = server
     response = case.call_and_validate(base_url=srv.url, headers=headers, checks=CHECKS)
