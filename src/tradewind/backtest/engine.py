@@ -24,6 +24,7 @@ from tradewind.backtest.metrics import (
     max_drawdown_pct,
     profit_factor,
     sharpe,
+    sortino,
     win_rate,
 )
 from tradewind.sandbox.runtime import Limits, Plots, StrategyError, StrategyRuntime
@@ -104,6 +105,15 @@ class Result:
             "duration_s": round(self.duration_s, 4),
             "error": self.error,
         }
+
+    def metrics(self, trades: bool = False) -> dict[str, Any]:
+        """The summary as workers report it, with the Sortino ratio; without ``trades``, their count
+        (``trade_count``) instead of the list."""
+        summary = self.summary()
+        summary["sortino"] = sortino(self.equity, self.bar_minutes)
+        if not trades:
+            summary["trade_count"] = len(summary.pop("trades"))
+        return summary
 
     def curve(self, points: int = 1000) -> list[list[float]]:
         """The equity curve as [time ms, equity, drawdown %], thinned to about ``points`` points."""
@@ -199,9 +209,7 @@ def run(
             code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS, indicators=ArrayStore()
         )
     except StrategyError as exc:
-        return Result(
-            [], np.empty(0), times[:0], cash, 0, time.perf_counter() - started, bar_minutes, str(exc), None
-        )
+        return _not_loaded(exc, times, cash, started, bar_minutes)
     # decisions before trade_from (epoch ms) are not traded: they only warm the strategy up
     first = 0 if trade_from is None else int(np.searchsorted(times, trade_from))
     error = error_time = None
@@ -222,14 +230,7 @@ def run(
         else:
             parts: list[str] = []
             extras: Extras = {}
-            chunk = max(2000, n // 50)  # progress reports; each chunk is one call into Lua
-            try:
-                for start in range(0, n, chunk):
-                    rt.decide_series(arrays, lookback, start, min(n, start + chunk), parts, extras, plots)
-                    if progress is not None:
-                        progress(min(n, start + chunk), n)
-            except StrategyError as exc:
-                error, error_time = str(exc), exc.candle_time
+            error, error_time = _decide(rt, arrays, lookback, 0, n, parts, extras, plots, progress)
             decided.add(np.frombuffer("".join(parts).encode(), dtype=np.uint8), extras)
     finally:
         rt.close()
@@ -237,11 +238,68 @@ def run(
     done = n if error is None else min(n, decided.known + 1)
     if error is not None or n < STREAM_FROM:
         return _settle(
-            decided, arrays, done, first, cash, fee, slippage, maker_fee, started, error, error_time, plots
+            decided,
+            arrays,
+            done,
+            first,
+            bar_minutes,
+            cash,
+            fee,
+            slippage,
+            maker_fee,
+            started,
+            error,
+            error_time,
+            plots,
         )
     return _result(
-        trades, equity, arrays, done, first, cash, fee, slippage, started, error, error_time, plots
+        trades,
+        equity,
+        arrays,
+        done,
+        first,
+        bar_minutes,
+        cash,
+        fee,
+        slippage,
+        started,
+        error,
+        error_time,
+        plots,
     )
+
+
+def _not_loaded(
+    exc: StrategyError, times: np.ndarray, cash: float, started: float, bar_minutes: float
+) -> Result:
+    """The run of a strategy that did not load: no candle, its error."""
+    return Result(
+        [], np.empty(0), times[:0], cash, 0, time.perf_counter() - started, bar_minutes, str(exc), None
+    )
+
+
+def _decide(
+    rt: StrategyRuntime,
+    arrays: dict[str, np.ndarray],
+    lookback: int,
+    start: int,
+    stop: int,
+    parts: list[str],
+    extras: Extras,
+    plots: Plots | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[str | None, int | None]:
+    """The decisions of candles ``start`` to ``stop`` - 1 into ``parts`` and ``extras``, in chunks (each one
+    call into Lua, then a progress report); a strategy error ends them: its message and candle time."""
+    chunk = max(2000, stop // 50)
+    try:
+        for first in range(start, stop, chunk):
+            rt.decide_series(arrays, lookback, first, min(stop, first + chunk), parts, extras, plots)
+            if progress is not None:
+                progress(min(stop, first + chunk), stop)
+    except StrategyError as exc:
+        return str(exc), exc.candle_time
+    return None, None
 
 
 def _settle(
@@ -249,6 +307,7 @@ def _settle(
     arrays: dict[str, np.ndarray],
     done: int,
     first: int,
+    bar_minutes: float,
     cash: float,
     fee: float,
     slippage: float,
@@ -258,17 +317,30 @@ def _settle(
     error_time: int | None = None,
     plots: Plots | None = None,
 ) -> Result:
-    """The run of the first ``done`` candles filled over the decisions known (those of a longer run cut)."""
+    """The run of the first ``done`` candles filled over the decisions known (those of a longer run cut);
+    ``bar_minutes``: the run's, from its own candles."""
     if done < decided.n:
         cut = Decided(done, first)
         cut.add(decided.codes[: min(done, decided.known)], decided.extras)
         decided = cut
-    tf = int(_bar_minutes(arrays["time"]) * 60_000)
+    tf = int(bar_minutes * 60_000)
     trades, equity = _fill(
         decided, {k: v[:done] for k, v in arrays.items()}, done, cash, fee, slippage, maker_fee, tf
     )
     return _result(
-        trades, equity, arrays, done, first, cash, fee, slippage, started, error, error_time, plots
+        trades,
+        equity,
+        arrays,
+        done,
+        first,
+        bar_minutes,
+        cash,
+        fee,
+        slippage,
+        started,
+        error,
+        error_time,
+        plots,
     )
 
 
@@ -278,6 +350,7 @@ def _result(
     arrays: dict[str, np.ndarray],
     done: int,
     first: int,
+    bar_minutes: float,
     cash: float,
     fee: float,
     slippage: float,
@@ -295,7 +368,7 @@ def _result(
         cash,
         done,
         time.perf_counter() - started,
-        _bar_minutes(arrays["time"]),
+        bar_minutes,
         error,
         error_time,
         plots,
@@ -339,10 +412,7 @@ def run_staged(
             code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS, indicators=ArrayStore()
         )
     except StrategyError as exc:
-        bar = _bar_minutes(times)
-        failed = Result(
-            [], np.empty(0), times[:0], cash, 0, time.perf_counter() - started, bar, str(exc), None
-        )
+        failed = _not_loaded(exc, times, cash, started, _bar_minutes(times))
         go_on(0, failed)
         return [failed]
     results: list[Result] = []
@@ -352,20 +422,27 @@ def run_staged(
     try:
         for upto in stages:
             upto = min(upto, len(times))
-            error = error_time = None
-            chunk = max(2000, upto // 50)
-            try:
-                for start in range(known, upto, chunk):
-                    rt.decide_series(arrays, lookback, start, min(upto, start + chunk), parts, extras, None)
-            except StrategyError as exc:
-                error, error_time = str(exc), exc.candle_time
+            error, error_time = _decide(rt, arrays, lookback, known, upto, parts, extras)
             codes = np.frombuffer("".join(parts).encode(), dtype=np.uint8)
             known = len(codes)
             decided = Decided(upto, 0)
             decided.add(codes, extras)
             done = upto if error is None else min(upto, decided.known + 1)
+            # the bar of a run of this prefix: from its own candles, as ``run`` would measure it
+            bar_minutes = _bar_minutes(times[:upto])
             result = _settle(
-                decided, arrays, done, 0, cash, fee, slippage, maker_fee, started, error, error_time
+                decided,
+                arrays,
+                done,
+                0,
+                bar_minutes,
+                cash,
+                fee,
+                slippage,
+                maker_fee,
+                started,
+                error,
+                error_time,
             )
             results.append(result)
             if not go_on(upto, result) or error is not None:  # (told of a failed stage too)

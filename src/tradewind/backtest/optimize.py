@@ -298,6 +298,14 @@ def goes_on(values: list[float], floor: float | None, maximize: bool) -> bool:
     return max(seen) >= floor if maximize else min(seen) <= floor
 
 
+def goes_on_after(summaries: list[dict[str, Any]], key: str, maximize: bool, cut: list[float | None]) -> bool:
+    """``goes_on`` after the last of a trial's stage ``summaries``: the objective ``key`` of each so far,
+    against the cut at that stage (``cut``: ``floors``, one per stage but the last)."""
+    i = len(summaries) - 1
+    values = [float(s[key]) for s in summaries if s.get(key) is not None]
+    return goes_on(values, cut[i] if i < len(cut) else None, maximize)
+
+
 def floors(study: optuna.Study, stages: list[int], startup: int = PRUNER_STARTUP) -> list[float | None]:
     """The median pruner's cut at each stage but the last, from the finished trials as they stand (Optuna's
     ``MedianPruner``: no cut before ``startup`` trials are complete; the median of their values at the

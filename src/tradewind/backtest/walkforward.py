@@ -31,7 +31,6 @@ import numpy as np
 
 from tradewind.backtest import engine
 from tradewind.backtest import optimize as opt
-from tradewind.backtest.metrics import profit_factor, sortino
 from tradewind.sandbox.params import ParamSpec
 
 YEAR_MS = 365 * 24 * 3_600_000
@@ -126,15 +125,6 @@ def windows(
     return out
 
 
-def summarize(result: engine.Result) -> dict[str, Any]:
-    """A run's metrics as a worker reports them (``optimize.METRICS``) and its error."""
-    s = result.summary()
-    s["trade_count"] = len(s.pop("trades"))
-    s["sortino"] = sortino(result.equity, result.bar_minutes)
-    s["profit_factor"] = profit_factor([t.pnl for t in result.trades if t.pnl is not None])
-    return s
-
-
 def cut(arrays: dict[str, np.ndarray], span: Span) -> dict[str, np.ndarray]:
     """The window's candles alone: what the engine is given (copies, so nothing can reach past them)."""
     return {k: np.ascontiguousarray(v[span.first : span.stop]).copy() for k, v in arrays.items()}
@@ -159,7 +149,7 @@ class LocalRunner:
     def _run(self, params: dict[str, Any], upto: int) -> dict[str, Any]:
         arrays = {k: v[:upto] for k, v in self.arrays.items()}
         result = self.backtest(self.code, arrays, params=params, name=self.name, **self.config.run_settings())
-        return summarize(result)
+        return result.metrics()
 
     async def run(
         self,
@@ -170,14 +160,12 @@ class LocalRunner:
     ) -> tuple[list[dict[str, Any]], list[str]]:
         objective, direction = opt.OBJECTIVES[self.config.objectives[0]]
         summaries: list[dict[str, Any]] = []
-        values: list[float] = []
-        for i, upto in enumerate(stages):
+        for upto in stages:
             summary = await asyncio.get_running_loop().run_in_executor(self.pool, self._run, params, upto)
             if summary.get("error"):
                 raise opt.TrialFailed(str(summary["error"]))
             summaries.append(summary)
-            values.append(float(summary[objective]))
-            if not opt.goes_on(values, cut[i] if i < len(cut) else None, direction == "maximize"):
+            if not opt.goes_on_after(summaries, objective, direction == "maximize", cut):
                 break
         return summaries, ["in-process"]
 
@@ -350,7 +338,7 @@ async def analyse(
             for r in (is_run, oos_run):
                 if r.error:
                     raise WalkForwardError(r.error)
-            is_s, oos_s = summarize(is_run), summarize(oos_run)
+            is_s, oos_s = is_run.metrics(), oos_run.metrics()
             is_s["objective"], oos_s["objective"] = float(is_s[metric]), float(oos_s[metric])
             results.append(
                 WindowResult(

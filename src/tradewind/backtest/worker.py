@@ -86,25 +86,12 @@ def execute(
         name=name,
         plot_candles=engine.PLOT_CANDLES if detail else 0,
     )
-    summary = _summary(result)
-    out: dict[str, Any] = {"summary": summary}
+    out: dict[str, Any] = {"summary": result.metrics(trades=detail)}
     if detail:
         out["equity"] = result.curve(CURVE_POINTS)
         out["buy_and_hold"] = result.hold_curve(CURVE_POINTS)
         out["plot"] = result.plot_series()
-    else:
-        summary["trade_count"] = len(summary.pop("trades"))
     return out
-
-
-def _summary(result: Any) -> dict[str, Any]:
-    """A run's summary as a worker reports it: profit factor, fees paid, average trade duration, buy and
-    hold among them, and the Sortino ratio."""
-    from tradewind.backtest.metrics import sortino
-
-    summary: dict[str, Any] = result.summary()
-    summary["sortino"] = sortino(result.equity, result.bar_minutes)
-    return summary
 
 
 def execute_stages(
@@ -122,19 +109,13 @@ def execute_stages(
     (without its trades), stopping after a stage whose objective so far is below its floor
     (``optimize.goes_on``). ``settings``: cash, fee, maker_fee, slippage, lookback."""
     from tradewind.backtest import engine
-    from tradewind.backtest.optimize import goes_on
+    from tradewind.backtest.optimize import goes_on_after
 
     summaries: list[dict[str, Any]] = []
-    values: list[float] = []
 
     def go_on(upto: int, result: engine.Result) -> bool:
-        summary = _summary(result)
-        summary["trade_count"] = len(summary.pop("trades"))
-        summaries.append(summary)
-        i = len(summaries) - 1
-        if summary.get(key) is not None:
-            values.append(float(summary[key]))
-        return goes_on(values, floors[i] if i < len(floors) else None, maximize)
+        summaries.append(result.metrics())
+        return goes_on_after(summaries, key, maximize, floors)
 
     engine.run_staged(code, arrays, stages, go_on, params=params, name=name, **settings)
     return summaries
