@@ -1,13 +1,18 @@
-"""Evaluations per second per worker core: 1,000 strategies on one market, a 20-line strategy with two
-indicators over a 500-candle window (issue 3's benchmark). Two measurements:
+"""Evaluations per second per worker core: 1,000 assignments of one strategy version on one market (each
+with its own params), a 20-line strategy with two indicators over a 500-candle window (issues 3 and 17).
+Three measurements:
 
-- ``sandbox``: the runtimes called in this process (one runtime per strategy, the indicator cache
-  shared), which is the work an eval worker's core does per evaluation;
+- ``sandbox``: a runtime of its own per assignment (a Lua state each, the indicator cache shared), called
+  in this process: how backtests and validation run strategies;
+- ``shared``: the assignments in one Lua state (``LuaState``), all evaluated in one call per candle
+  (``LuaState.decide_all``), in this process: the work of the eval worker's executor child;
 - ``executor``: the whole path of the eval worker, batches of ``--batch`` jobs sent to the executor
-  child process that owns the runtimes and back (pickling, the pipe, outcome tuples).
+  child process that owns the runtimes and back (msgpack, the pipe, outcome tuples), the child's idle
+  garbage collection included.
 
-Prints the median over the candles (rounds) of each, per wall-clock second and per CPU second (the
-CPU time of the processes doing the work: robust when other work shares the machine's cores).
+Prints the median over the candles (rounds) of each per wall-clock second, and the evaluations of all
+rounds per CPU second of all rounds (the CPU time of the processes doing the work: robust when other
+work shares the machine's cores; a process's CPU time is read in 10 ms ticks, too coarse for one round).
 
     .venv/bin/python benchmarks/eval_throughput.py [--strategies 1000] [--candles 20] [--batch 250]
 """
@@ -24,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tradewind.eval.executor import Executor, Job
-from tradewind.sandbox.runtime import Limits, StrategyRuntime
+from tradewind.sandbox.runtime import Limits, LuaState, StrategyRuntime
 from tradewind.sandbox.ta import ArrayStore
 from tradewind.sandbox.window import CandleWindow
 
@@ -70,46 +75,65 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def sandbox(strategies: int, candles: int) -> tuple[list[float], list[float]]:
+Rates = tuple[list[float], float]  # per round, per wall-clock second; all rounds per CPU second
+
+
+def sandbox(strategies: int, candles: int) -> Rates:
     store = ArrayStore()
     runtimes = [StrategyRuntime(STRATEGY, name=f"s{i}", params={"low": 25 + i % 10}, limits=Limits(), indicators=store)
                 for i in range(strategies)]  # fmt: skip
-    rates, cpu_rates = [], []
+    rates = []
+    cpu = cpu_seconds()
     for window in windows(candles):
-        started, cpu = time.perf_counter(), cpu_seconds()
+        started = time.perf_counter()
         for rt in runtimes:
             rt.decide(window)
         rates.append(strategies / (time.perf_counter() - started))
-        cpu_rates.append(strategies / max(cpu_seconds() - cpu, 1e-9))
-    return rates, cpu_rates
+    return rates, strategies * candles / max(cpu_seconds() - cpu, 1e-9)
 
 
-async def executor(strategies: int, candles: int, batch: int) -> tuple[list[float], list[float]]:
+def shared(strategies: int, candles: int) -> Rates:
+    state = LuaState(Limits(), ArrayStore())
+    runtimes = [StrategyRuntime(STRATEGY, name=f"s{i}", params={"low": 25 + i % 10}, state=state)
+                for i in range(strategies)]  # fmt: skip
+    rates = []
+    cpu = cpu_seconds()
+    for window in windows(candles):
+        started = time.perf_counter()
+        out = state.decide_all(window, runtimes)
+        assert all(d.__class__.__name__ == "Decision" for d in out), out[0]
+        rates.append(strategies / (time.perf_counter() - started))
+    return rates, strategies * candles / max(cpu_seconds() - cpu, 1e-9)
+
+
+async def executor(strategies: int, candles: int, batch: int) -> Rates:
     ex = Executor(Limits())
     await ex.start()
     jobs = [Job(i, 1, 1, "bench", {"low": 25 + i % 10}, 500) for i in range(strategies)]
     codes = {(1, 1): STRATEGY}
     try:
-        rates, cpu_rates = [], []
+        rates = []
         child = ex._proc.pid
+        cpu = 0.0
         for k, window in enumerate(windows(candles + 1)):
-            started, cpu = time.perf_counter(), cpu_seconds() + cpu_seconds(child)
+            if k == 1:  # the first candle loads 1,000 runtimes (init); the rest is the steady state
+                cpu = cpu_seconds() + cpu_seconds(child)
+            started = time.perf_counter()
             for b in range(0, strategies, batch):
                 out = await ex.evaluate(window, window.last_time, jobs[b : b + batch], codes)
                 assert all(o[1] == "ok" for o in out), out[0]
-            if k:  # the first candle loads 1,000 runtimes (init); the rest is the steady state
+            if k:
                 rates.append(strategies / (time.perf_counter() - started))
-                cpu_rates.append(strategies / max(cpu_seconds() + cpu_seconds(child) - cpu, 1e-9))
-        return rates, cpu_rates
+        return rates, strategies * candles / max(cpu_seconds() + cpu_seconds(child) - cpu, 1e-9)
     finally:
         await ex.close()
 
 
-def report(label: str, rates: tuple[list[float], list[float]]) -> None:
-    wall, cpu = rates
-    med, med_cpu = statistics.median(wall), statistics.median(cpu)
+def report(label: str, rates: Rates) -> None:
+    wall, per_cpu = rates
+    med = statistics.median(wall)
     print(f"{label}: median {med:,.0f} evaluations/s of wall clock (min {min(wall):,.0f}, max {max(wall):,.0f}); "
-          f"{med_cpu:,.0f} per CPU second, {1e6 / med_cpu:.1f} us each")  # fmt: skip
+          f"{per_cpu:,.0f} per CPU second, {1e6 / per_cpu:.1f} us each")  # fmt: skip
 
 
 def main() -> None:
@@ -120,6 +144,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"strategies: {args.strategies}, window: 500 candles, rounds: {args.candles}")
     report("sandbox, one core ", sandbox(args.strategies, args.candles))
+    report("shared, one core  ", shared(args.strategies, args.candles))
     report("executor, one core", asyncio.run(executor(args.strategies, args.candles, args.batch)))
 
 

@@ -6,6 +6,13 @@ shared memory, and the parent kills and restarts it when a job overruns its time
 reported as having hit the time limit and the rest of the batch is run again in the new child. This
 also keeps Lua off the event loop of the process that talks to NATS.
 
+In the child, the assignments of one strategy version share a Lua state (a version is one user's code;
+two strategies never share one), each assignment with an environment of its own, and a batch's candle
+jobs are evaluated a version at a time, in one call into Lua (``LuaState.decide_all``), which still
+reports each job's start to the parent. An outcome's ``duration_us`` is then the version's time shared
+out among its jobs. A state over its memory limit is started again (every assignment's ``init`` runs
+again); an assignment stopped on its time limit starts again alone.
+
 Validation (compiling code and running its top level, for the web app) runs the same way, in a small
 pool of its own children (``ValidationPool``): never in the web process, where a runaway could only be
 waited for.
@@ -19,6 +26,7 @@ import gc
 import logging
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 import weakref
@@ -31,7 +39,15 @@ import msgspec
 import numpy as np
 
 from tradewind.bus import messages as m
-from tradewind.sandbox.runtime import Decision, Diagnostic, Limits, StrategyError, StrategyRuntime, inspect
+from tradewind.sandbox.runtime import (
+    Decision,
+    Diagnostic,
+    Limits,
+    LuaState,
+    StrategyError,
+    StrategyRuntime,
+    inspect,
+)
 from tradewind.sandbox.ta import ArrayStore
 from tradewind.sandbox.window import CandleWindow
 
@@ -41,6 +57,7 @@ MEMORY_BUDGET_MB = 2048  # all runtimes of one executor child together; least re
 KILL_GRACE_S = 0.5
 LUA_GC_GROWTH = 1.25  # see _Runtimes.collect_idle
 GC_EVERY_S = 10.0  # the child's full collection waits for an idle moment at most this long
+GC_IDLE_S = 1.0  # ... and happens at most this often when idle
 
 
 class Job(NamedTuple):
@@ -166,63 +183,121 @@ _outcomes = msgspec.msgpack.Decoder(list[Outcome])
 
 
 class _Entry:
-    __slots__ = ("key", "rt", "used", "base")
+    """An assignment's runtime: a slot in the Lua state of its strategy version (``group``)."""
 
-    def __init__(self, key: tuple[Any, ...], rt: StrategyRuntime) -> None:
-        self.key, self.rt, self.used, self.base = key, rt, 0, 0  # base: its size after its last collection
+    __slots__ = ("group", "params", "rt")
+
+    def __init__(self, group: tuple[int, int], params: dict[str, Any], rt: StrategyRuntime) -> None:
+        self.group, self.params, self.rt = group, params, rt
+
+
+class _Group:
+    """The Lua state that holds the assignments of one strategy version (one owner's code: see LuaState)."""
+
+    __slots__ = ("state", "used", "base", "stale")
+
+    def __init__(self, state: LuaState) -> None:
+        self.state = state
+        self.used = self.base = 0  # base: its size after its last collection
+        self.stale = False  # assignments were dropped from it: its garbage is worth a collection
 
 
 class _Runtimes:
     """The child's runtimes by assignment, least recently used first, within a count and a memory budget:
-    a thousand strategies may each keep up to their memory cap in globals, the process cannot."""
+    a thousand strategies may each keep up to their memory cap in globals, the process cannot. The
+    assignments of one strategy version share a Lua state (``_Group``): it is measured as a whole, and an
+    assignment dropped from it counts as its share of the state until the state's next collection."""
 
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(
+        self, budget_bytes: int, limits: Limits | None = None, store: ArrayStore | None = None
+    ) -> None:
         self.budget = budget_bytes
+        self.limits = limits or Limits()
+        self.store = store or ArrayStore()
         self.by_aid: OrderedDict[int, _Entry] = OrderedDict()
+        self.groups: dict[tuple[int, int], _Group] = {}
         self.total = 0
 
-    def get(self, aid: int, key: tuple[Any, ...]) -> StrategyRuntime | None:
+    def get(self, aid: int, group: tuple[int, int], params: dict[str, Any]) -> StrategyRuntime | None:
         entry = self.by_aid.get(aid)
         if entry is None:
             return None
-        if entry.key != key:  # a new version or new params: a new runtime (init runs again)
+        if entry.group != group or entry.params != params:  # a new version or new params: init runs again
             self.drop(aid)
             return None
         self.by_aid.move_to_end(aid)
         return entry.rt
 
-    def add(self, aid: int, key: tuple[Any, ...], rt: StrategyRuntime) -> None:
-        self.by_aid[aid] = _Entry(key, rt)
-        self.measure(aid)
+    def start(
+        self, aid: int, group: tuple[int, int], params: dict[str, Any], name: str, code: str
+    ) -> StrategyRuntime:
+        """A new runtime for the assignment, in its strategy version's state; raises StrategyError."""
+        g = self.groups.get(group)
+        if g is None:
+            g = self.groups[group] = _Group(LuaState(self.limits, self.store))
+        try:
+            rt = StrategyRuntime(code, name=name, params=params, state=g.state)
+        except StrategyError:
+            if not g.state.slots:  # (a broken state with assignments goes when the batch is done)
+                self.drop_group(group)
+            raise
+        self.by_aid[aid] = _Entry(group, params, rt)
+        return rt
 
-    def measure(self, aid: int) -> None:
-        entry = self.by_aid.get(aid)
-        if entry is None:
-            return
-        used = entry.rt.memory_used()
-        self.total += used - entry.used
-        entry.used = used
-        if not entry.base:
-            entry.base = used
+    def measure(self, group: tuple[int, int], evict: bool = True) -> None:
+        """Take the state's size again, and (with ``evict``) drop the least recently used assignments while
+        over budget: not in the middle of a batch, whose runtimes are in hand."""
+        g = self.groups.get(group)
+        if g is not None:
+            used = g.state.memory_used()
+            self.total += used - g.used
+            g.used = used
+            if not g.base:
+                g.base = used
+        if evict:
+            self.evict()
+
+    def evict(self) -> None:
         while len(self.by_aid) > 1 and (len(self.by_aid) > MAX_RUNTIMES or self.total > self.budget):
             self.drop(next(iter(self.by_aid)))
 
     def drop(self, aid: int) -> None:
         entry = self.by_aid.pop(aid, None)
-        if entry is not None:
-            self.total -= entry.used
-            entry.rt.close()
+        if entry is None:
+            return
+        g = self.groups.get(entry.group)
+        if g is None:
+            return
+        share = g.used // max(1, len(g.state.slots))
+        entry.rt.close()
+        if not g.state.slots:
+            self.drop_group(entry.group)
+        else:  # counted as freed now; the state's next collection (collect_idle) frees it
+            g.used -= share
+            self.total -= share
+            g.stale = True
+
+    def drop_group(self, group: tuple[int, int]) -> None:
+        """Close a strategy version's state (a broken one: over its memory limit); its assignments start
+        again (their ``init`` runs) when next evaluated."""
+        g = self.groups.pop(group, None)
+        if g is None:
+            return
+        for aid in [a for a, e in self.by_aid.items() if e.group == group]:
+            del self.by_aid[aid]
+        self.total -= g.used
+        g.state.close()
 
     def collect_idle(self, busy: Callable[[], bool]) -> None:
-        """Collect the garbage of runtimes that grew by a quarter since their last collection, until
-        ``busy()``. Lua starts a state's cycle when it has doubled; a thousand runtimes of one strategy
+        """Collect the garbage of states that grew by a quarter since their last collection (or lost
+        assignments), until ``busy()``. Lua starts a state's cycle when it has doubled; a thousand states
         double on the same candle, and their cycles then added 40 ms to that candle's batch (every ~20th
         candle, in the latency benchmark). Collected here, between batches, they never get there."""
-        for aid, entry in list(self.by_aid.items()):
-            if entry.used > entry.base * LUA_GC_GROWTH:
-                entry.rt.collect_garbage()
-                entry.base = 0
-                self.measure(aid)
+        for group, g in list(self.groups.items()):
+            if g.stale or g.used > g.base * LUA_GC_GROWTH:
+                g.state.collect_garbage()
+                g.base, g.stale = 0, False
+                self.measure(group)
                 if busy():
                     return
 
@@ -230,75 +305,131 @@ class _Runtimes:
 def _child(
     conn: Connection, progress: Any, limits: Limits, budget_mb: int
 ) -> None:  # pragma: no cover - runs in the child
-    runtimes = _Runtimes(budget_mb * 1024 * 1024)
+    store = ArrayStore()
+    runtimes = _Runtimes(budget_mb * 1024 * 1024, limits, store)
     codes: dict[tuple[int, int], str] = {}
     details: dict[int, _Details] = {}
-    store = ArrayStore()
-    perf = time.perf_counter
     # The garbage collector runs between batches, not when allocations happen to trigger it in the middle
     # of one: a full collection over a thousand runtimes' objects takes 5-15 ms, on the tick-to-order path.
+    # What the imports made stays for good (frozen: never traversed again), and an idle moment collects at
+    # most every GC_IDLE_S: a batch's own objects go by their reference counts, a collection per batch
+    # cost more than evaluating it.
     gc.disable()
+    gc.freeze()
     collected = time.monotonic()
     while True:
-        if not conn.poll(0) or time.monotonic() - collected > GC_EVERY_S:  # idle, or busy for a long time
+        idle = not conn.poll(0)
+        since = time.monotonic() - collected
+        if (idle and since > GC_IDLE_S) or since > GC_EVERY_S:  # idle, or busy for a long time
             gc.collect()
             collected = time.monotonic()
+        if idle:
             runtimes.collect_idle(lambda: conn.poll(0))
         msg = _receive(conn)
         if msg is None:
             return
         batch = _batch.decode(msg)
-        candle_time, ticks = batch.candle_time, batch.ticks
         codes.update(batch.codes)
         details.update(batch.details)
         window = CandleWindow(batch.key, *(np.frombuffer(c.data, dtype=c.dtype) for c in batch.columns))
-        tails: dict[int, CandleWindow] = {}
-        out: list[Outcome] = []
-        for i, (aid, sid, version) in enumerate(batch.tasks):
-            progress[0] = i  # the parent times each job from when it sees its index here
-            started = perf()
-            name, params, lookback = details[aid]
-            rt = None
-            try:
-                key = (sid, version, params)
-                rt = runtimes.get(aid, key)
-                if rt is None:
-                    code = codes.get((sid, version))
-                    if code is None:
-                        raise StrategyError(name, "the strategy's code is not available to the worker")
-                    rt = StrategyRuntime(code, name=name, params=params, limits=limits, indicators=store)
-                    runtimes.add(aid, key, rt)
-                w = tails.get(lookback)
-                if w is None:
-                    w = tails[lookback] = window.tail(lookback)
-                tick = None if ticks is None else ticks[i]
-                if tick is None:
-                    d = rt.decide(w, candle_time)
-                else:
-                    d = rt.on_tick(w, *tick, candle_time)
-                runtimes.measure(aid)
-                out.append(Outcome.decided(aid, d, int((perf() - started) * 1e6)))
-            except StrategyError as exc:
-                if exc.candle_time is None:
-                    exc.candle_time = candle_time
-                    exc.args = (exc.message(),)
-                logs = rt._log[:] if rt is not None else []
-                if rt is None or rt.broken or exc.limit in ("memory", "time"):
-                    runtimes.drop(aid)
-                else:
-                    runtimes.measure(aid)
-                out.append(Outcome.failed(aid, str(exc), int((perf() - started) * 1e6), logs))
-            except Exception as exc:  # a bug of ours must not look like the strategy's fault
-                log.exception("eval executor: internal error")
-                out.append(
-                    Outcome.failed(
-                        aid,
-                        f"internal error in the eval worker: {type(exc).__name__}",
-                        int((perf() - started) * 1e6),
-                    )
-                )
-        progress[0] = -1
-        conn.send_bytes(_encode(out))
+        conn.send_bytes(_encode(_run_batch(batch, window, runtimes, codes, details, progress)))
+
+
+def _run_batch(
+    batch: _Batch,
+    window: CandleWindow,
+    runtimes: _Runtimes,
+    codes: dict[tuple[int, int], str],
+    details: dict[int, _Details],
+    progress: Any,
+) -> list[Outcome]:
+    """The outcomes of a batch's jobs, in no particular order. The runtimes are found (or started: their
+    ``init`` runs) job by job; candle jobs are then evaluated a strategy version at a time, each version's
+    assignments in one call into its Lua state (``LuaState.decide_all``), which reports each job's start
+    in ``progress`` as this loop does."""
+    perf = time.perf_counter
+    candle_time, ticks, tasks = batch.candle_time, batch.ticks, batch.tasks
+    tails: dict[int, CandleWindow] = {}
+
+    def tail(lookback: int) -> CandleWindow:
+        w = tails.get(lookback)
+        if w is None:
+            w = tails[lookback] = window.tail(lookback)
+        return w
+
+    out: list[Outcome] = []
+    timed_out: list[int] = []  # assignments dropped once the batch is done (their state may be busy)
+
+    def fail(aid: int, rt: StrategyRuntime | None, exc: StrategyError, duration_us: int) -> None:
+        if exc.candle_time is None:
+            exc.candle_time = candle_time
+            exc.args = (exc.message(),)
+        if exc.limit == "time":
+            timed_out.append(aid)
+        out.append(Outcome.failed(aid, str(exc), duration_us, rt._log[:] if rt is not None else []))
+
+    def internal(aid: int, duration_us: int) -> None:  # a bug of ours must not look like the strategy's fault
+        log.exception("eval executor: internal error")
+        exc_type = sys.exc_info()[0]
+        what = exc_type.__name__ if exc_type is not None else "error"
+        out.append(Outcome.failed(aid, f"internal error in the eval worker: {what}", duration_us))
+
+    # candle jobs by strategy version and lookback: their runtimes, assignments and indices in the batch
+    versions: dict[tuple[int, int, int], tuple[list[StrategyRuntime], list[int], list[int]]] = {}
+    for i, (aid, sid, version) in enumerate(tasks):
+        progress[0] = i  # the parent times each job from when it sees its index here
+        started = perf()
+        name, params, lookback = details[aid]
+        rt = None
+        try:
+            group = (sid, version)
+            rt = runtimes.get(aid, group, params)
+            if rt is None:
+                code = codes.get(group)
+                if code is None:
+                    raise StrategyError(name, "the strategy's code is not available to the worker")
+                rt = runtimes.start(aid, group, params, name, code)
+            tick = None if ticks is None else ticks[i]
+            if tick is None:
+                members = versions.get((sid, version, lookback))
+                if members is None:
+                    members = versions[(sid, version, lookback)] = ([], [], [])
+                members[0].append(rt)
+                members[1].append(aid)
+                members[2].append(i)
+                continue
+            d = rt.on_tick(tail(lookback), *tick, candle_time)
+            runtimes.measure(group, evict=False)
+            out.append(Outcome.decided(aid, d, int((perf() - started) * 1e6)))
+        except StrategyError as exc:
+            fail(aid, rt, exc, int((perf() - started) * 1e6))
+        except Exception:
+            internal(aid, int((perf() - started) * 1e6))
+    for (sid, version, lookback), (rts, aids, marks) in versions.items():
+        started = perf()
+        try:
+            results = rts[0].state.decide_all(tail(lookback), rts, candle_time, marks, progress.__setitem__)
+        except Exception:
+            each = int((perf() - started) * 1e6 / len(rts))
+            for aid in aids:
+                internal(aid, each)
+            continue
+        each = int((perf() - started) * 1e6 / len(rts))  # the version's time, shared out
+        for aid, rt, r in zip(aids, rts, results, strict=True):
+            if isinstance(r, Decision):
+                out.append(Outcome.decided(aid, r, each))
+            else:
+                fail(aid, rt, r, each)
+        runtimes.measure((sid, version), evict=False)
+    progress[0] = -1
+    # A state over its memory limit starts again, every assignment's init with it (the host cannot tell
+    # whose globals hold the memory); an assignment stopped on its time limit starts again alone.
+    for group in [g for g, entry in runtimes.groups.items() if entry.state.broken]:
+        runtimes.drop_group(group)
+    for aid in timed_out:
+        runtimes.drop(aid)
+    runtimes.evict()
+    return out
 
 
 class Executor:

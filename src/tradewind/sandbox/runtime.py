@@ -1,4 +1,8 @@
-"""The Lua sandbox: one Lua 5.4 runtime per strategy, with limits, a safe environment and `ta`.
+"""The Lua sandbox: Lua 5.4 states with limits, a safe environment per strategy and `ta`.
+
+A backtest or a validation runs a strategy in a Lua state of its own; the eval worker runs all the
+assignments of one strategy version (one user's code) in one state (``LuaState``), each assignment in an
+environment of its own, and evaluates them on a candle in one call (``LuaState.decide_all``).
 
 Every call into user code goes through ``StrategyRuntime`` which turns any failure into a
 ``StrategyError`` naming the strategy, the candle, the line and the limit. What a count hook cannot
@@ -145,6 +149,8 @@ Extras = tuple[float | None, float | None, float | None, float | None, float | N
 EXTRA_FIELDS = 7  # the numbers of one candle's record from Lua: the candle (from 1), then the six extras
 EXTRA_SLICE = 1000  # records read from Lua at once (each read takes room on the strategy's Lua stack)
 PLOT_MAX = 8  # series a decision may plot (sandbox.lua's PLOT_MAX)
+MANY_MAX = 256  # assignments evaluated in one call into Lua (what it returns is on Lua's stack at once)
+LETTERS = {"l": "long", "s": "short", "n": "neutral"}
 
 
 class Plots:
@@ -197,53 +203,51 @@ def _limit_text(limit: str, limits: Limits) -> str:
     return f"memory limit reached ({limits.memory_mb} MB per strategy)"
 
 
-class StrategyRuntime:
-    """One strategy's private Lua state: compiles ``code``, runs its top level and ``init(params)`` (unless
-    ``run_init`` is false); raises StrategyError. Not thread-safe; one evaluation at a time."""
+class LuaState:
+    """One Lua state with the sandbox loaded, holding one strategy (a backtest's, a validation's) or all the
+    assignments of one strategy version (the eval worker's: ``StrategyRuntime(..., state=...)``), each in a
+    slot with its own environment. A strategy version belongs to one user, so a state never holds two
+    users' code; its assignments differ only by their params and see nothing of each other (each has its
+    own globals and library tables, see sandbox.lua's ``new_env``).
 
-    def __init__(
-        self,
-        code: str,
-        *,
-        name: str,
-        params: dict[str, Any] | None = None,
-        limits: Limits | None = None,
-        indicators: ArrayStore | None = None,
-        run_init: bool = True,
-    ) -> None:
-        self.name = name
+    The memory limit: a state of one strategy holds at most ``limits.memory_mb``. A shared state holds at
+    most ``memory_mb`` per assignment it holds, and while one assignment starts (its top level and ``init``)
+    or the state's assignments evaluate a candle it may grow by at most ``memory_mb`` over what it held
+    before (``fit``): one runaway meets the limit as it would alone. The limit fails the evaluation that
+    reached it (the host cannot tell which assignment holds the memory) and marks the state ``broken``:
+    the eval worker then starts it again, every assignment's ``init`` with it."""
+
+    def __init__(self, limits: Limits | None = None, indicators: ArrayStore | None = None) -> None:
         self.limits = limits or Limits()
         self.store = indicators or ArrayStore()
-        self._log: list[str] = []
-        self._log_bytes = 0
-        self._candle_time: int | None = None
-        self._window: CandleWindow | None = None
-        self._bound: Any = None  # the store's window this runtime is bound to
-        # This runtime's handle table: the arrays it was handed, by id, and the windows it bound (whose
+        self.slots: dict[int, StrategyRuntime] = {}
+        self._next_slot = 1
+        self._window: CandleWindow | None = None  # the window last evaluated
+        self._bound: Any = None  # the store's window the candle table in Lua shows
+        # The state's handle table: the arrays it was handed, by id, and the windows it bound (whose
         # candle arrays it was handed). Every descriptor that comes back from Lua is resolved there,
-        # never in the store at large, so nothing names another runtime's array.
+        # never in the store at large, so nothing names another state's array.
         self._grants: Grants = {}
         self._windows: dict[Any, None] = {}
         self._grants_cap = GRANTS_CAP
         self._hot: dict[Any, Any] = {}  # the bound window's results for its candle arrays
         self._uncharged = 0  # host work not yet charged to the instruction budget (at most CHARGE_BATCH)
-        self._series_state: tuple[Any, Any, Any] | None = None
-        self._candles: Any = None
         self._block_shift = _ta.SERIES_BLOCK_SHIFT
         self.broken = False
-        self.rt = lua.LuaRuntime(
+        self._cap = self.limits.memory_mb * 1024 * 1024
+        self.rt: Any = lua.LuaRuntime(
             register_eval=False,
             register_builtins=False,
             unpack_returned_tuples=True,
             attribute_filter=_deny,
-            max_memory=self.limits.memory_mb * 1024 * 1024,
+            max_memory=self._cap,
         )
         self.rt.execute("python = nil")
         self._collect = self.rt.globals().collectgarbage  # the host's, for collect_garbage()
         self._unpack = self.rt.globals().table.unpack  # the host's, for _array
         # our own bytecode, loaded from the host; strategies can only ever load text (see compile)
         boot = self.rt.globals().load(_boot_bytecode(), "=boot", "b")
-        self.boot = boot(
+        self.boot: Any = boot(
             self._get,
             self._data,
             self._ta,
@@ -261,61 +265,38 @@ class StrategyRuntime:
         self._mark = self.boot["mark"]
         self._run = self.boot["run"]
         self._step = self.boot["step"]
+        self._many = self.boot["many"]
         self._tick = self.boot["tick"]
         self._make_candles = self.boot["candles"]
         self._series = self.boot["series"]
-        if not isinstance(code, str) or not code.strip():
-            raise StrategyError(name, "the strategy is empty")
-        compiled = self.boot.compile(code)  # a function, or (nil, message)
-        if isinstance(compiled, tuple) or compiled is None:
-            raise self._error(compiled[1] if compiled else "cannot compile", syntax=True)
-        fn = compiled
-        self._call(fn)
-        env = self.boot["env"]
-        self.declared: dict[str, ParamSpec] = self._declared(env)
-        self._decide, self._on_tick = env["decide"], env["on_tick"]
-        # a strategy decides on candles (decide), keeps quotes on ticks (on_tick), or both
-        if lua.lua_type(self._decide) != "function" and lua.lua_type(self._on_tick) != "function":
-            raise StrategyError(name, f"{NO_DECIDE} (nor on_tick(t, c, params), for a strategy run on ticks)")
-        for fn_name, fn in (("decide", self._decide), ("on_tick", self._on_tick)):
-            if fn is not None and lua.lua_type(fn) != "function":
-                raise StrategyError(name, f"{fn_name} must be a function")
-        # the declared defaults where the run sets nothing: live, paper and backtests alike
-        given = {n: spec.default for n, spec in self.declared.items() if spec.default is not None}
-        given.update(params or {})
-        self.params = self.rt.table_from(given)
-        init = env["init"]
-        if init is not None:
-            if lua.lua_type(init) != "function":
-                raise StrategyError(name, "init must be a function")
-            if run_init:
-                self._call(init, self.params)
-        self.boot["prepare"](self._decide, self.params, self._on_tick)
 
-    def _declared(self, env: Any) -> dict[str, ParamSpec]:
-        """The strategy's ``params`` declaration (``tradewind.sandbox.params``), read raw (no metamethod runs)
-        and bounded, then checked; {} when it declares none."""
-        decl = self.rt.globals().rawget(env, "params")
-        if decl is None:
-            return {}
-        try:
-            return parse_declaration(_plain(decl, 0))
-        except DeclarationError as exc:
-            raise StrategyError(self.name, str(exc)) from None
+    def attach(self, runtime: StrategyRuntime) -> int:
+        """A slot for ``runtime``, its memory allowance made room for (``fit``)."""
+        slot = self._next_slot
+        self._next_slot += 1
+        self.slots[slot] = runtime
+        self.fit()
+        return slot
 
-    @property
-    def has_decide(self) -> bool:
-        """Whether the strategy defines ``decide(c, params)``: it can be evaluated on candles."""
-        return self._decide is not None
+    def detach(self, slot: int) -> None:
+        """Forget the assignment in ``slot``: its environment becomes garbage."""
+        if self.slots.pop(slot, None) is not None and self.rt is not None:
+            self.boot["forget"](slot)
 
-    @property
-    def has_on_tick(self) -> bool:
-        """Whether the strategy defines ``on_tick(t, c, params)``: it can be evaluated on ticks."""
-        return self._on_tick is not None
+    def fit(self) -> None:
+        """The memory cap for what comes next (an assignment's start, an evaluation): ``memory_mb`` over what
+        the state holds now, and at most ``memory_mb`` per assignment in all (see the class)."""
+        if self.rt is None:
+            return
+        mb = self.limits.memory_mb * 1024 * 1024
+        cap = max(mb, min(mb * len(self.slots), self.rt.get_memory_used() + mb))
+        if cap != self._cap:
+            self._cap = cap
+            self.rt.set_max_memory(cap)
 
     # -- host functions called from Lua ----------------------------------------------------------------
-    # Array ids come from Lua; each is looked up in this runtime's own table (_grants), so an id this
-    # runtime was not handed, or one the store has since given to another array, names nothing.
+    # Array ids come from Lua; each is looked up in this state's own table (_grants), so an id this
+    # state was not handed, or one the store has since given to another array, names nothing.
     def _entry(self, array_id: int) -> Array:
         entry = self._grants.get(array_id) or self.store.candle(array_id, self._windows)
         if entry is None:
@@ -342,10 +323,10 @@ class StrategyRuntime:
 
     def _ta(self, k: int, *args: Any) -> Any:
         # the hot path: the same call by another strategy on the window this one is bound to, whose
-        # array arguments can only be that window's candle arrays (handed to every runtime bound to it)
+        # array arguments can only be that window's candle arrays (handed to every state bound to it)
         hit = self._hot.get((k, args))
         if hit is not None:
-            self._grants.update(hit[1])  # the arrays of the result, now handed to this runtime too
+            self._grants.update(hit[1])  # the arrays of the result, now handed to this state too
             return hit[0]
         key = (k, args)
         while args and args[-1] is None:  # trailing nils of the fixed-arity Lua wrapper
@@ -365,7 +346,7 @@ class StrategyRuntime:
 
     def _array(self, tbl: Any, n: int) -> int:
         """Elements 1..n of a plain Lua table (checked in Lua to be numbers, read raw), as an array of
-        this runtime's own: answers its tagged descriptor."""
+        this state's own: answers its tagged descriptor."""
         values = self._unpack(tbl, 1, n) if n > 1 else ((tbl[1],) if n == 1 else ())
         try:
             rid, entry = self.store.scratch(np.asarray(values, dtype=np.float64))
@@ -376,7 +357,19 @@ class StrategyRuntime:
         self._grants[rid] = entry
         return TAG | (rid << 38) | n
 
-    def _bind(self, w: Any) -> None:
+    def _print(self, slot: int, text: Any) -> None:
+        runtime = self.slots.get(slot)
+        if runtime is not None:
+            runtime._print(text)
+
+    def bind(self, window: CandleWindow) -> tuple[int, ...]:
+        """The candle descriptors to hand Lua for ``window``; () when its candle table shows them already."""
+        if window is self._window:  # the worker evaluates many strategies on one window object
+            return ()
+        self._window = window
+        w = self.store.bind(window)
+        if w is self._bound:
+            return ()
         self._bound = w
         self._hot = w.hot
         windows = self._windows
@@ -385,11 +378,191 @@ class StrategyRuntime:
             self._windows = {x: None for x in windows if x.alive}
         if len(self._grants) > self._grants_cap:  # results handed from the shared cache, over time
             self._sweep()
+        return tuple(w.codes)
 
     def _sweep(self) -> None:
         """Drop from the handle table what the store has let go of: it names nothing anyway."""
         self._grants = {i: e for i, e in self._grants.items() if e.arr is not None}
         self._grants_cap = max(GRANTS_CAP, 2 * len(self._grants))
+
+    def decide_all(
+        self,
+        window: CandleWindow,
+        runtimes: Sequence[StrategyRuntime],
+        candle_time: int | None = None,
+        marks: Sequence[int] | None = None,
+        progress: Any = None,
+    ) -> list[Decision | StrategyError]:
+        """``decide`` of each of ``runtimes`` (this state's) on the window, in one call into Lua per
+        MANY_MAX of them: a Decision or the StrategyError of each, in order. One's error or limit fails
+        that one only; with ``progress``, ``progress(0, marks[i])`` is called as the i-th starts (the
+        executor's watchdog reads it)."""
+        when = candle_time if candle_time is not None else (window.last_time or None)
+        out: list[Decision | StrategyError] = []
+        for lo in range(0, len(runtimes), MANY_MAX):
+            todo: list[StrategyRuntime] = []
+            todo_marks: list[int] = []
+            for i in range(lo, min(lo + MANY_MAX, len(runtimes))):
+                rt = runtimes[i]
+                rt._candle_time = when
+                if rt._log:
+                    rt._log, rt._log_bytes = [], 0
+                if rt._decide is None:
+                    out.append(
+                        rt._missing(
+                            NO_DECIDE, 'it runs on ticks only: give the assignment the trigger "tick"'
+                        )
+                    )
+                    continue
+                todo.append(rt)
+                if marks is not None:
+                    todo_marks.append(marks[i])
+            if not todo:
+                continue
+            codes = self.bind(window)
+            args: list[Any] = [progress, len(codes), *codes, *(rt.slot for rt in todo)]
+            if progress is not None:
+                args += todo_marks
+            self.fit()
+            try:
+                got = self._many(*args)
+            except lua.LuaMemoryError:
+                self._window = self._bound = None  # the candle table may not have been made
+                out.extend(rt._out_of_memory(when) for rt in todo)
+                continue
+            except lua.LuaError as exc:  # a failure of the loop itself, not of a strategy's code
+                self._window = self._bound = None
+                out.extend(rt._error(str(exc)) for rt in todo)
+                continue
+            letters, details = (got[0], got[1:]) if isinstance(got, tuple) else (got, ())
+            k = 0
+            for rt, letter in zip(todo, letters, strict=True):
+                if letter != "x":
+                    out.append(Decision(LETTERS[letter], 1.0, None, rt._log[:] if rt._log else []))
+                    continue
+                m = details[k]
+                values = details[k + 1 : k + 1 + m] if m > 0 else ()
+                k += 1 + max(m, 0)
+                try:
+                    if m < 0:
+                        raise rt._bad("decide returned text that is not valid UTF-8")
+                    out.append(rt._step_decision(rt._outcome(values)))
+                except StrategyError as exc:
+                    out.append(exc)
+        return out
+
+    def collect_garbage(self) -> None:
+        """A full collection of the state (the eval worker's child runs them when idle)."""
+        if self.rt is not None:
+            try:
+                self._collect()
+            except lua.LuaError:  # a __gc metamethod of a strategy's failed: its own next call will tell
+                pass
+
+    def memory_used(self) -> int:
+        """Bytes the state holds (counted against its memory cap)."""
+        return self.rt.get_memory_used() if self.rt is not None else 0
+
+    def close(self) -> None:
+        for runtime in list(self.slots.values()):
+            runtime.rt = runtime.boot = runtime._decide = runtime._on_tick = runtime._series_state = None
+        self.slots = {}
+        self.rt = self.boot = None
+        self._run = self._step = self._many = self._tick = self._make_candles = self._series = None
+        self._collect = self._charge = self._unpack = None
+        self._grants, self._windows, self._hot, self._bound, self._window = {}, {}, {}, None, None
+
+
+class StrategyRuntime:
+    """One strategy's Lua environment: compiles ``code``, runs its top level and ``init(params)`` (unless
+    ``run_init`` is false); raises StrategyError. In a Lua state of its own, or in ``state`` (an assignment
+    among the others of its strategy version: see LuaState). Not thread-safe; one evaluation at a time."""
+
+    def __init__(
+        self,
+        code: str,
+        *,
+        name: str,
+        params: dict[str, Any] | None = None,
+        limits: Limits | None = None,
+        indicators: ArrayStore | None = None,
+        run_init: bool = True,
+        state: LuaState | None = None,
+    ) -> None:
+        self.name = name
+        self._owns = state is None
+        self.state = state = state if state is not None else LuaState(limits, indicators)
+        self.limits = state.limits
+        self.store = state.store
+        self._log: list[str] = []
+        self._log_bytes = 0
+        self._candle_time: int | None = None
+        self._series_state: tuple[Any, Any, Any] | None = None
+        self._decide: Any = None
+        self._on_tick: Any = None
+        self.rt: Any = state.rt
+        self.boot: Any = state.boot
+        self.slot = state.attach(self)
+        try:
+            self._start(code, params, run_init)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, code: str, params: dict[str, Any] | None, run_init: bool) -> None:
+        name = self.name
+        if not isinstance(code, str) or not code.strip():
+            raise StrategyError(name, "the strategy is empty")
+        env = self.boot["new_env"](self.slot)
+        compiled = self.boot["compile"](code, env)  # a function, or (nil, message)
+        if isinstance(compiled, tuple) or compiled is None:
+            raise self._error(compiled[1] if compiled else "cannot compile", syntax=True)
+        self._call(compiled)
+        self.declared: dict[str, ParamSpec] = self._declared(env)
+        self._decide, self._on_tick = env["decide"], env["on_tick"]
+        # a strategy decides on candles (decide), keeps quotes on ticks (on_tick), or both
+        if lua.lua_type(self._decide) != "function" and lua.lua_type(self._on_tick) != "function":
+            raise StrategyError(name, f"{NO_DECIDE} (nor on_tick(t, c, params), for a strategy run on ticks)")
+        for fn_name, fn in (("decide", self._decide), ("on_tick", self._on_tick)):
+            if fn is not None and lua.lua_type(fn) != "function":
+                raise StrategyError(name, f"{fn_name} must be a function")
+        # the declared defaults where the run sets nothing: live, paper and backtests alike
+        given = {n: spec.default for n, spec in self.declared.items() if spec.default is not None}
+        given.update(params or {})
+        self.params = self.rt.table_from(given)
+        init = env["init"]
+        if init is not None:
+            if lua.lua_type(init) != "function":
+                raise StrategyError(name, "init must be a function")
+            if run_init:
+                self._call(init, self.params)
+        self.boot["prepare"](self.slot, self._decide, self.params, self._on_tick)
+
+    @property
+    def broken(self) -> bool:
+        """Whether its Lua state went over its memory limit: not to be used again."""
+        return self.state.broken
+
+    def _declared(self, env: Any) -> dict[str, ParamSpec]:
+        """The strategy's ``params`` declaration (``tradewind.sandbox.params``), read raw (no metamethod runs)
+        and bounded, then checked; {} when it declares none."""
+        decl = self.rt.globals().rawget(env, "params")
+        if decl is None:
+            return {}
+        try:
+            return parse_declaration(_plain(decl, 0))
+        except DeclarationError as exc:
+            raise StrategyError(self.name, str(exc)) from None
+
+    @property
+    def has_decide(self) -> bool:
+        """Whether the strategy defines ``decide(c, params)``: it can be evaluated on candles."""
+        return self._decide is not None
+
+    @property
+    def has_on_tick(self) -> bool:
+        """Whether the strategy defines ``on_tick(t, c, params)``: it can be evaluated on ticks."""
+        return self._on_tick is not None
 
     def _print(self, text: Any) -> None:
         if len(self._log) >= self.limits.log_lines or self._log_bytes >= self.limits.log_bytes:
@@ -403,7 +576,7 @@ class StrategyRuntime:
     # -- calling user code -----------------------------------------------------------------------------
     def _call(self, fn: Any, *args: Any) -> tuple[Any, ...]:
         try:
-            result = self._run(fn, *args)
+            result = self.state._run(fn, *args)
         except lua.LuaMemoryError:
             raise self._out_of_memory(self._candle_time) from None
         except lua.LuaError as exc:
@@ -414,8 +587,8 @@ class StrategyRuntime:
         return values[1:]
 
     def _out_of_memory(self, candle_time: int | None) -> StrategyError:
-        """The error of a strategy over its memory limit; the runtime is marked broken (not to be reused)."""
-        self.broken = True
+        """The error of a strategy over its memory limit; its state is marked broken (not to be reused)."""
+        self.state.broken = True
         return StrategyError(
             self.name, _limit_text("memory", self.limits), candle_time=candle_time, limit="memory"
         )
@@ -424,10 +597,11 @@ class StrategyRuntime:
         text = err if isinstance(err, str) else _lua_text(err)
         if isinstance(text, bytes):
             text = text.decode(errors="replace")
-        mark = self._mark if isinstance(self._mark, str) else ""
+        mark = self.state._mark if isinstance(self.state._mark, str) else ""
         if mark and mark in text:
             limit = text.split(mark, 1)[1].split()[0].strip() or "instructions"
-            self.broken = limit != "instructions" and limit != "time"
+            if limit != "instructions" and limit != "time":
+                self.state.broken = True
             return StrategyError(
                 self.name, _limit_text(limit, self.limits), candle_time=self._candle_time, limit=limit
             )
@@ -450,22 +624,19 @@ class StrategyRuntime:
             raise self._missing(NO_DECIDE, 'it runs on ticks only: give the assignment the trigger "tick"')
         if self._log:
             self._log, self._log_bytes = [], 0
-        if window is not self._window:  # the worker evaluates many strategies on one window object
-            self._window = window
-            w = self.store.bind(window)
-            if w is not self._bound:
-                self._bind(w)
-                return self._decision(self._call_step(w.codes))
-        return self._decision(self._call_step(()))
+        state = self.state
+        if len(state.slots) > 1:
+            state.fit()
+        return self._step_decision(self._invoke(state._step, (self.slot, *state.bind(window)), "decide"))
 
-    def _call_step(self, ids: tuple[int, ...]) -> Any:
-        out = self._invoke(self._step, ids, "decide")
+    def _step_decision(self, out: Sequence[Any]) -> Decision:
+        """What decide's step returned, judged: a Decision, or a StrategyError raised."""
         if len(out) >= 9:  # decide returned a table: its fields, read raw in Lua (the ninth marks it)
             d = self._table_decision(*out[:8])
             if len(out) > 9:  # and a plot (sandbox.lua's plot_out)
                 return d._replace(plot=self._plot(out[9:]))
             return d
-        return out[0] if out else None
+        return self._decision(out[0] if out else None)
 
     def _plot(self, out: Sequence[Any]) -> dict[str, float] | None:
         """A plot as sandbox.lua's ``plot_out`` hands it over: the names joined by commas and the values, or
@@ -480,21 +651,25 @@ class StrategyRuntime:
         plot = {n: float(v) for n, v in zip(names.split(","), out[1:], strict=False) if v == v}
         return plot or None
 
-    def _invoke(self, fn: Any, args: Sequence[Any], who: str) -> list[Any]:
+    def _invoke(self, fn: Any, args: Sequence[Any], who: str) -> Sequence[Any]:
         """One live evaluation's call into Lua (``decide``'s step or ``on_tick``'s): what it returned, or
         its failure as a StrategyError. _call's work, inlined: this is the hot path of the worker."""
-        out: list[Any]
         try:
-            ok, *out = fn(*args)
+            got = fn(*args)
         except lua.LuaMemoryError:
             raise self._out_of_memory(self._candle_time) from None
         except lua.LuaError as exc:
             raise self._error(str(exc)) from None
         except UnicodeDecodeError:  # text from Lua that is not UTF-8 (a return value or an error message)
             raise self._bad(f"{who} returned text that is not valid UTF-8") from None
-        if ok is not True:
-            raise self._error(out[0] if out else "unknown error")
-        return out
+        return self._outcome(got)
+
+    def _outcome(self, got: Sequence[Any]) -> Sequence[Any]:
+        """An evaluation's values as sandbox.lua's ``finish`` hands them over (true and what it returned,
+        or false and the error): what it returned, or the error raised."""
+        if got[0] is not True:
+            raise self._error(got[1] if len(got) > 1 else "unknown error")
+        return got[1:]
 
     def on_tick(
         self, window: CandleWindow, tick: Tick, state: TickState | None = None, candle_time: int | None = None
@@ -517,13 +692,11 @@ class StrategyRuntime:
             args += (state.position, state.cash, len(state.quotes))
             for q in state.quotes:
                 args += (q.side, q.price, q.amount)
-        if window is not self._window:
-            self._window = window
-            w = self.store.bind(window)
-            if w is not self._bound:
-                self._bind(w)
-                args += w.codes
-        out = self._invoke(self._tick, args, "on_tick")
+        lua_state = self.state
+        args += lua_state.bind(window)
+        if len(lua_state.slots) > 1:
+            lua_state.fit()
+        out = self._invoke(lua_state._tick, (self.slot, *args), "on_tick")
         if len(out) == 7:  # {quotes = ...}: how many, then side, price, amount of each (see sandbox.lua)
             return self._quotes_decision(*out)
         if len(out) >= 9:
@@ -591,22 +764,23 @@ class StrategyRuntime:
         times = arrays["time"]
         if self._decide is None:
             raise StrategyError(self.name, f"{NO_DECIDE}: a backtest runs decide on every candle")
+        state = self.state
         if self._series_state is None or self._series_state[0] is not arrays:
             w = self.store.bind_series(
                 [arrays[k] for k in ("open", "high", "low", "close", "volume", "time")]
             )
-            self._grants.update(w.grants)
-            c, views = self._make_candles(*w.codes)
+            state._grants.update(w.grants)
+            c, views = state._make_candles(*w.codes)
             self._series_state = (arrays, c, views)
         _, c, views = self._series_state
-        self._window = None
+        state._window = state._bound = None  # the window's candle table is not the live one any more
         parts: list[str] = [] if out is None else out
         mark = len(parts)
         first = start + 1  # Lua counts candles from 1
         plot_from = None if plots is None else plots.start + 1
         while first <= stop:
             try:
-                done, ok, names, recorded, got, letters, *rest = self._series(
+                done, ok, names, recorded, got, letters, *rest = state._series(
                     self._decide, c, views, self.params, first, stop, lookback, extras is not None, plot_from
                 )
             except lua.LuaMemoryError:
@@ -648,7 +822,7 @@ class StrategyRuntime:
         out: list[Any] = []
         for lo in range(1, n + 1, step):
             try:
-                values = self._unpack(table, lo, min(n, lo + step - 1))
+                values = self.state._unpack(table, lo, min(n, lo + step - 1))
             except lua.LuaMemoryError:
                 raise self._out_of_memory(None) from None
             out.extend(values if isinstance(values, tuple) else (values,))
@@ -747,22 +921,21 @@ class StrategyRuntime:
 
     def collect_garbage(self) -> None:
         """A full collection of this runtime's Lua state (the eval worker's child runs them when idle)."""
-        if self.rt is not None:
-            try:
-                self._collect()
-            except lua.LuaError:  # a __gc metamethod of the strategy's failed: its own next call will tell
-                pass
+        self.state.collect_garbage()
 
     def memory_used(self) -> int:
         """Bytes this runtime's Lua state holds (counted against its memory cap)."""
-        return self.rt.get_memory_used() if self.rt is not None else 0
+        return self.state.memory_used()
 
     def close(self) -> None:
-        self.rt = None
-        self.boot = self._run = self._make_candles = self._decide = self._collect = None
-        self._tick = self._on_tick = None
-        self._charge = self._unpack = None
-        self._grants, self._windows, self._hot, self._bound = {}, {}, {}, None
+        """Forget it: its Lua state goes when it has one of its own, its slot in the shared one otherwise."""
+        if self.rt is None:
+            return
+        if self._owns:
+            self.state.close()
+        else:
+            self.state.detach(self.slot)
+        self.rt = self.boot = self._decide = self._on_tick = self._series_state = None
 
 
 def _number(x: Any) -> bool:

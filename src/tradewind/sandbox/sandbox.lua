@@ -1,6 +1,7 @@
--- The sandbox bootstrap, run once per runtime with host functions as arguments.
--- It builds the strategy's environment from safe functions only, installs the instruction and time
--- hook on every coroutine the strategy can run in, and returns the functions the host calls.
+-- The sandbox bootstrap, run once per Lua state with host functions as arguments.
+-- It builds strategies' environments from safe functions only (one per assignment the state holds:
+-- `new_env`), installs the instruction and time hook on every coroutine a strategy can run in, and
+-- returns the functions the host calls.
 local host_get, host_data, host_ta, host_array, host_print, limit, step, time_limit, ta_names, ta_multi, block_shift = ...
 
 local debug_sethook, debug_getmetatable, os_clock, co_create, co_resume, co_status = debug.sethook, debug.getmetatable, os.clock, coroutine.create, coroutine.resume, coroutine.status
@@ -591,14 +592,17 @@ C.wrap = function(f)
   end
 end
 
+-- What a strategy's environment holds. Every assignment gets an environment of its own (`new_env`), with
+-- its own copies of the library tables: the eval worker runs all the assignments of one strategy version
+-- in one Lua state, and a global, or a write to `math` or `ta`, of one of them must never reach another.
 local env = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
   select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = xpcall,
   rawequal = rawequal, rawlen = rawlen, rawget = rawget,
-  string = S, table = T, math = M, utf8 = U, coroutine = C,
   os = {clock = os.clock},
   NaN = 0/0,
 }
+local LIBS = {string = S, table = T, math = M, utf8 = U, coroutine = C, os = env.os}
 -- os.date calls strftime for each conversion of the format (about 0.2 us each): a format of at most
 -- MAX_FORMAT characters, charged by its length.
 env.os.date = function(fmt, t)
@@ -660,7 +664,7 @@ local function cut(s, n)
   end
   return string_sub(s, 1, n)
 end
-env.print = function(...)
+local function make_print(slot) return function(...)
   local n = select_("#", ...)
   charge(250 + n)  -- a crossing to the host, about a microsecond
   local args, parts, room = {...}, {}, MAX_PRINT
@@ -671,10 +675,9 @@ env.print = function(...)
     room = room - #s - 1
     if room <= 0 then break end
   end
-  host_print(table_concat(parts, "\t"))
-end
+  host_print(slot, table_concat(parts, "\t"))
+end end
 env.isnan = function(x) return x ~= x end
-env._G = env
 
 -- ta: every function goes to the host (TA-Lib), arrays travel as descriptors, results come back as a
 -- count, then per array: descriptor, last value, the one before, NaN lead; or (0, value) for a plain
@@ -682,6 +685,45 @@ env._G = env
 -- whole-history result.
 local ta = {}
 local table_unpack = table.unpack
+-- The results of this candle's ta calls on live arrays and numbers, by function number, then argument
+-- (nil as NIL): the assignments of a state evaluated on one candle ask for the same few indicators, and
+-- a result is a read-only view, so the first call crosses to the host and the others are answered here.
+-- Emptied when the candle changes (`set_candles`). Plain tables (the strategy's own, which it may change)
+-- and backtest views are never keys: those calls go to the host every time.
+local live_memo, memo_on = {}, false  -- on while `step_many` runs: one slot's calls alone seldom repeat
+local NIL = {}
+local function memo_key(x)
+  if x == nil then return NIL end
+  local t = type_(x)
+  if t == "number" then
+    if x ~= x then return nil end
+    return x
+  end
+  if t == "table" and rawget_(x, DESC) ~= nil then return x end  -- a live view: DESC is private
+  return nil
+end
+-- The memo's table for a call (k, a, b, ...) and the key of its result there; nil when it is not memoised.
+local function memo_slot(k, a, b, ...)
+  local nx = select_("#", ...)
+  if nx > 2 then return nil end
+  local ka, kb = memo_key(a), memo_key(b)
+  if ka == nil or kb == nil then return nil end
+  local node = live_memo[k]
+  if node == nil then node = {} live_memo[k] = node end
+  local at = node[ka]
+  if at == nil then at = {} node[ka] = at end
+  if nx == 0 then return at, kb end
+  local kc = memo_key((...))
+  if kc == nil then return nil end
+  local next_node = at[kb]
+  if next_node == nil then next_node = {} at[kb] = next_node end
+  if nx == 1 then return next_node, kc end
+  local kd = memo_key((select_(2, ...)))
+  if kd == nil then return nil end
+  local last_node = next_node[kc]
+  if last_node == nil then last_node = {} next_node[kc] = last_node end
+  return last_node, kd
+end
 local function result_view(d, last, prev, lead)
   if lead < 0 then return live_view(d, last, prev) end
   return series_view(d, lead)
@@ -699,10 +741,22 @@ for k, name in ipairs(ta_names) do
   -- one closure per function, made once: the common one- and two-argument calls avoid table packing,
   -- and the host gets the function's number, not its name (strings cost more to cross over)
   if ta_multi[name] then
+    local function remember(node, key, ...)
+      if node ~= nil and ... ~= nil then node[key] = table.pack(...) end
+      return ...
+    end
     ta[name] = function(a, b, ...)
+      local node, key
+      if memo_on then
+        node, key = memo_slot(k, a, b, ...)
+        if node ~= nil then
+          local hit = node[key]
+          if hit ~= nil then return table_unpack(hit, 1, hit.n) end
+        end
+      end
       local rest = {...}
       for i = 1, #rest do rest[i] = id_of(rest[i]) end
-      return wrap_results(host_ta(k, id_of(a), id_of(b), table_unpack(rest)))
+      return remember(node, key, wrap_results(host_ta(k, id_of(a), id_of(b), table_unpack(rest))))
     end
   else
     local memo = {}  -- backtests: whole-history results by (input array id, period); see series_memo
@@ -717,6 +771,14 @@ for k, name in ipairs(ta_names) do
         local hit = byview[b == nil and memo or b]
         if hit ~= nil and select_("#", ...) == 0 then
           return setmetatable_({[HIT] = hit, [OFF] = win_off, [LEN] = win_len}, result_mt)
+        end
+      end
+      local node, key
+      if memo_on then
+        node, key = memo_slot(k, a, b, ...)
+        if node ~= nil then
+          local hit = node[key]
+          if hit ~= nil then return hit end
         end
       end
       local n, d, last, prev, lead
@@ -736,21 +798,36 @@ for k, name in ipairs(ta_names) do
         for i = 1, #rest do rest[i] = id_of(rest[i]) end
         n, d, last, prev, lead = host_ta(k, id_of(a), id_of(b), table_unpack(rest))
       end
-      if n == 0 then return d end
-      if lead < 0 then return live_view(d, last, prev) end
-      return series_view(d, lead)
+      local r
+      if n == 0 then r = d
+      elseif lead < 0 then r = live_view(d, last, prev)
+      else return series_view(d, lead) end
+      if node ~= nil and r ~= nil then node[key] = r end
+      return r
     end
   end
 end
-setmetatable_(ta, {
-  __index = function(_, name) error_("ta." .. tostring_(name) .. " does not exist", 2) end,
-  __newindex = function() error_("ta is read-only", 2) end,
-})
-env.ta = ta
+local function ta_missing(_, name) error_("ta." .. tostring_(name) .. " does not exist", 2) end
+local function ta_write() error_("ta is read-only", 2) end
 
-local function compile(code)
+local function copy(t)
+  local r = {}
+  for k, v in next_, t do r[k] = v end
+  return r
+end
+-- A fresh environment for the assignment in `slot`: its own globals, library tables and print.
+local function new_env(slot)
+  local e = copy(env)
+  for name, lib in next_, LIBS do e[name] = copy(lib) end
+  e.ta = setmetatable_(copy(ta), {__index = ta_missing, __newindex = ta_write})
+  e.print = make_print(slot)
+  e._G = e
+  return e
+end
+
+local function compile(code, e)
   if type_(code) ~= "string" then return nil, "code must be text" end
-  return load(code, "=strategy", "t", env)
+  return load(code, "=strategy", "t", e)
 end
 
 -- Run f(...) in a fresh hooked coroutine with fresh budgets; returns ok, results... or false, message.
@@ -903,31 +980,88 @@ end
 -- decide runs in one hooked coroutine that lives from one evaluation to the next (a new coroutine per
 -- evaluation costs more than a simple strategy): it yields each decision behind a private marker. An
 -- error, a limit, or a strategy's own yield ends it, and the next evaluation starts a fresh one.
-local decide_fn, params_tbl, current, live_co
-local tick_fn, tick_co  -- on_tick, and its own hooked coroutine (see `tick` below)
+-- A state holds one assignment or many (the eval worker's: all those of one strategy version), each in a
+-- slot: its decide, on_tick, params and their coroutines, by slot number.
+local current  -- the candle table of the window being evaluated: read-only, shared by the slots
+local decide_of, params_of, live_of, on_tick_of, tick_of = {}, {}, {}, {}, {}
 local LIVE = {}
 local co_yield = coroutine.yield
-local function prepare(f, p, g) decide_fn, params_tbl, live_co, tick_fn, tick_co = f, p, nil, g, nil end
-local function live_body(c, p)
-  while true do c, p = co_yield(LIVE, decide_fn(c, p)) end
+local function prepare(slot, f, p, g)
+  decide_of[slot], params_of[slot], live_of[slot], on_tick_of[slot], tick_of[slot] = f, p, nil, g, nil
 end
-local function live_finish(co, ok, mark, ...)
+local function forget(slot) prepare(slot, nil, nil, nil) end
+local function set_candles(...)
+  current = setmetatable_({[ARGS] = {...}}, candle_mt)
+  live_memo = {}
+end
+local function live_start(slot)
+  local f = decide_of[slot]
+  return guard(co_create(function(c, p)
+    while true do c, p = co_yield(LIVE, f(c, p)) end
+  end))
+end
+local function live_finish(co, slot, ok, mark, ...)
   if ok and mark == LIVE and not exhausted then return finish(co, true, ...) end
-  live_co = nil
+  live_of[slot] = nil
   if ok and not exhausted then
     return false, where(co) .. "decide yielded: coroutine.yield works only inside a coroutine the strategy made"
   end
   return finish(co, ok, mark, ...)
 end
-local function evaluate(...)
-  if ... then current = setmetatable_({[ARGS] = {...}}, candle_mt) end
+local function run_slot(slot)
   used, exhausted, deadline = 0, false, nil
-  local co = live_co
+  local co = live_of[slot]
   if co == nil or co_status(co) ~= "suspended" then
-    co = guard(co_create(live_body))
-    live_co = co
+    co = live_start(slot)
+    live_of[slot] = co
   end
-  return live_finish(co, co_resume(co, current, params_tbl))
+  return live_finish(co, slot, co_resume(co, current, params_of[slot]))
+end
+local function evaluate(slot, ...)
+  if ... then set_candles(...) end
+  return run_slot(slot)
+end
+
+-- Many slots on one candle in one call from the host: `nd` candle descriptors (as `evaluate` takes them;
+-- 0 for the candle of the last call), then the slots, then (with `progress`, the host's watchdog: told
+-- before each slot starts) the mark of each. Every slot gets fresh budgets, as a call of its own would,
+-- and one slot's error or limit ends that slot's evaluation only. Returns a letter per slot (l, s, n: it
+-- returned that position; x: anything else), then for each x in order the count of what `evaluate` would
+-- have returned and those values (-1 and nothing: a text in them is not UTF-8).
+local CODES = {long = "l", short = "s", neutral = "n"}
+local utf8_len = UTF.len
+local function step_many(progress, nd, ...)
+  local args = {...}
+  if nd > 0 then set_candles(table_unpack(args, 1, nd)) end
+  local n = select_("#", ...) - nd
+  if progress then n = n // 2 end
+  local letters, out, no = {}, {}, 0
+  local j
+  memo_on = true
+  local function take(ok, a, ...)
+    if ok == true and select_("#", ...) == 0 then
+      local code = CODES[a]
+      if code then letters[j] = code return end
+    end
+    letters[j] = "x"
+    local vals = table.pack(ok, a, ...)
+    local m = vals.n
+    for i = 1, m do
+      local v = vals[i]
+      if type_(v) == "string" and not utf8_len(v) then m = -1 break end
+    end
+    out[no + 1] = m
+    no = no + 1
+    for i = 1, m do out[no + i] = vals[i] end
+    if m > 0 then no = no + m end
+  end
+  for i = 1, n do
+    j = i
+    if progress then progress(0, args[nd + n + i]) end
+    take(run_slot(args[nd + i]))
+  end
+  memo_on = false
+  return table_concat(letters), table_unpack(out, 1, no)
 end
 
 -- One tick evaluation: on_tick(t, c, params), t made here, fresh for every call, from the host's numbers:
@@ -996,10 +1130,13 @@ local function quotes_of(r, q)
   end
   return true, n, s1, p1, a1, s2, p2, a2
 end
-local function tick_body(t, c, p)
-  while true do t, c, p = co_yield(LIVE, tick_fn(t, c, p)) end
+local function tick_start(slot)
+  local f = on_tick_of[slot]
+  return guard(co_create(function(t, c, p)
+    while true do t, c, p = co_yield(LIVE, f(t, c, p)) end
+  end))
 end
-local function tick_finish(co, ok, mark, r, ...)
+local function tick_finish(co, slot, ok, mark, r, ...)
   if ok and mark == LIVE and not exhausted then
     if type_(r) == "table" then
       local q = rawget_(r, "quotes")
@@ -1007,28 +1144,28 @@ local function tick_finish(co, ok, mark, r, ...)
     end
     return finish(co, true, r)
   end
-  tick_co = nil
+  tick_of[slot] = nil
   if ok and not exhausted then
     return false, where(co) .. "on_tick yielded: coroutine.yield works only inside a coroutine the strategy made"
   end
   return finish(co, ok, mark, r, ...)
 end
-local function tick(bid, ask, bid_size, ask_size, last, time, position, cash, nq, ...)
+local function tick(slot, bid, ask, bid_size, ask_size, last, time, position, cash, nq, ...)
   local quotes = {}
   for i = 1, nq do
     local side, price, amount = select_(3 * i - 2, ...)
     quotes[i] = {side = side, price = price, amount = amount}
   end
-  if select_("#", ...) > 3 * nq then current = setmetatable_({[ARGS] = {select_(3 * nq + 1, ...)}}, candle_mt) end
+  if select_("#", ...) > 3 * nq then set_candles(select_(3 * nq + 1, ...)) end
   local t = {bid = bid, ask = ask, bid_size = bid_size, ask_size = ask_size, last = last, time = time,
              position = position, cash = cash, quotes = quotes}
   used, exhausted, deadline = 0, false, nil
-  local co = tick_co
+  local co = tick_of[slot]
   if co == nil or co_status(co) ~= "suspended" then
-    co = guard(co_create(tick_body))
-    tick_co = co
+    co = tick_start(slot)
+    tick_of[slot] = co
   end
-  return tick_finish(co, co_resume(co, t, current, params_tbl))
+  return tick_finish(co, slot, co_resume(co, t, current, params_of[slot]))
 end
 
 -- `next` on a view or the candle table would hand out the private keys above: walk them as pairs does.
@@ -1186,5 +1323,5 @@ local function series(f, c, views, params, first, last, lookback, want_extras, p
     co_resume(co, f, c, params, views, first, last, lookback, buf, ext, rec, plot_from or 0))
 end
 
-return {compile = compile, run = run, env = env, candles = candles, series = series, mark = LIMIT_MARK,
-        prepare = prepare, step = evaluate, tick = tick, charge = host_charge}
+return {compile = compile, run = run, new_env = new_env, candles = candles, series = series, mark = LIMIT_MARK,
+        prepare = prepare, forget = forget, step = evaluate, many = step_many, tick = tick, charge = host_charge}

@@ -107,13 +107,13 @@ def test_the_host_refuses_a_descriptor_the_runtime_was_not_handed() -> None:
     for i in secret_ids:
         desc = TAG | (i << 38) | 4
         with pytest.raises(RuntimeError, match="no array this strategy was given"):
-            thief._ta(highest, desc, 2)
+            thief.state._ta(highest, desc, 2)
         with pytest.raises(RuntimeError, match="no array this strategy was given"):
-            thief._data(i)
+            thief.state._data(i)
         with pytest.raises(RuntimeError, match="no array this strategy was given"):
-            thief._get(i, 2)
+            thief.state._get(i, 2)
         # ... while the strategy that was handed it still reads it
-        assert victim._get(i, 2) == 271828.0
+        assert victim.state._get(i, 2) == 271828.0
 
 
 def test_the_shared_cache_still_serves_both_but_hands_out_only_what_was_asked_for() -> None:
@@ -132,11 +132,11 @@ def test_the_shared_cache_still_serves_both_but_hands_out_only_what_was_asked_fo
         indicators=store,
     )
     with pytest.raises(RuntimeError):  # not before it asked for it ...
-        other._data(sma37)
+        other.state._data(sma37)
     note = other.decide(WINDOW).note
     assert store.computed == computed, "computed once, for both strategies"
     assert float(note) == pytest.approx(WINDOW.close[-37:].mean())
-    assert other._data(sma37)  # ... and then, the very array the victim got
+    assert other.state._data(sma37)  # ... and then, the very array the victim got
 
 
 def test_a_view_kept_after_its_array_was_recycled_names_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
