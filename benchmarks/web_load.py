@@ -1,9 +1,10 @@
 """The web side under load while the platform trades (issue 17).
 
-Starts the embedded platform in this process (as `tradewind up` does: embedded NATS, SQLite, the sim at
-one 1m candle a second, eval workers, core, the web server), adds ``--assignments`` assignments that
-order on every candle, and measures core's tick -> order latency twice over the same number of candles:
-once quiet, once while
+Starts the embedded platform as `tradewind up` does (embedded NATS, SQLite, the sim at one 1m candle a
+second, eval workers and core in this process, the web server in a child process of its own:
+``runtime.WebProcess``; ``--web-inline`` serves the web app in this process instead, the layout before
+2026-12-04), adds ``--assignments`` assignments that order on every candle, and measures core's tick ->
+order latency twice over the same number of candles: once quiet, once while
 
 - Locust (benchmarks/locustfile.py, in a process of its own) runs ``--users`` users who sign up, log in
   and browse: strategies, assignments, markets, candles, orders, positions, and now and then write a
@@ -12,8 +13,9 @@ once quiet, once while
   market's 1m candles, counting the candles they receive.
 
 Prints the API's p50/p99 per request kind and in all (sign-up and log-in apart: they hash a password on
-purpose), failures, whether every socket received every candle published while all were connected, and
-the trading p50/p99 quiet and under load. Needs Locust: `.venv/bin/pip install -e '.[bench]'`.
+purpose), failures, whether every socket received every candle published while all were connected, the
+trading p50/p99 quiet and under load, and the CPU each process tree used during the loaded run (the
+platform, its web server, Locust, the sockets: the load generator shares the machine's cores). Needs Locust: `.venv/bin/pip install -e '.[bench]'`.
 
     .venv/bin/python benchmarks/web_load.py [--users 200] [--sockets 500] [--assignments 1000] [--candles 30]
 """
@@ -25,7 +27,6 @@ import asyncio
 import csv
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,8 @@ from tradewind.bus.connection import connect
 from tradewind.config import load_settings
 from tradewind.runtime import (
     Stack,
+    launch_web_process,
+    listen,
     open_database,
     open_nats,
     settle_heap,
@@ -52,17 +55,12 @@ from tradewind.runtime import (
     start_exchange,
     start_web,
 )
+from tradewind.secrets import load_secret_box
 from tradewind.storage.models import Market
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "correct horse battery staple"
 AUTH = {"register", "login"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the websockets' process ------------------------------------------------------------------------------
@@ -148,6 +146,38 @@ def check_sockets(report: dict[str, Any]) -> tuple[int, int, list[str]]:
     return len(expected), short, problems
 
 
+# -- CPU per process tree -------------------------------------------------------------------------------------
+def _procs() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds so far) of every process (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def tree_cpu(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process and its descendants, each process counted under the nearest
+    named ancestor (the platform's tree less the web server's, Locust's and the sockets')."""
+    procs = _procs()
+    owner_of = {pid: name for name, pid in roots.items()}
+    totals = dict.fromkeys(roots, 0.0)
+    for pid, (_, cpu) in procs.items():
+        p, seen = pid, 0
+        while p not in owner_of and p in procs and seen < 64:
+            p, seen = procs[p][0], seen + 1
+        if p in owner_of:
+            totals[owner_of[p]] += cpu
+    return totals
+
+
 # -- Locust's figures -------------------------------------------------------------------------------------
 def locust_stats(prefix: Path) -> dict[str, dict[str, float]]:
     rows = {}
@@ -183,8 +213,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await start_eval(settings, url, sf, stack, i)
         await start_core(settings, url, sf, stack)
         await start_exchange(settings, "sim", url, sf, stack)
-        port = free_port()
-        await start_web(settings, url, sf, stack, "127.0.0.1", port)
+        load_secret_box(settings)  # (made here first: the web server's process reads the same key file)
+        sock = listen("127.0.0.1", 0)
+        port = int(sock.getsockname()[1])
+        roots = {"platform": os.getpid()}
+        if args.web_inline:
+            await start_web(settings, url, sf, stack, "127.0.0.1", port, sock)
+        else:
+            web = launch_web_process(settings, url, stack, "127.0.0.1", port, sock)
+            await web.ready()
+            roots["web"] = web.pid or 0
         base = f"http://127.0.0.1:{port}"
         nc = await connect(url, "bench")
         stack.stoppers.append(nc.drain)
@@ -195,7 +233,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
         await evaluated(sf, ids[0])
         say(f"{args.assignments} assignments trading; quiet run over {args.candles} candles")
+        cpu_q0, tq = tree_cpu(roots), time.monotonic()
         quiet = await measure_orders(sf, ids, market_ids, 3, args.candles, args.speed)
+        cpu_q1, elapsed_q = tree_cpu(roots), time.monotonic() - tq
+        load_quiet = os.getloadavg()
 
         seconds = args.candles * 60 / args.speed + 30  # the measured candles, the ramp-up and the tail
         report = data / "sockets.json"
@@ -210,7 +251,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         say(f"{args.sockets} sockets connected; Locust: {args.users} users")
         prefix = data / "locust"
         locust = subprocess.Popen(  # noqa: ASYNC220  (a spawn: returns at once)
-            [str(Path(sys.executable).with_name("locust")), "-f", str(HERE / "locustfile.py"), "--headless",
+            [args.locust, "-f", str(HERE / "locustfile.py"), "--headless",
              "-u", str(args.users), "-r", str(args.spawn_rate), "-t", f"{int(seconds)}s", "--host", base,
              "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"],
             env={**os.environ, "TW_LOAD_MARKET": str(market_ids[0]), "TW_LOAD_TIMES": str(data / "times.json")},
@@ -218,7 +259,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         await asyncio.sleep(args.users / args.spawn_rate + 5)  # every user logged in and browsing
         say(f"loaded run over {args.candles} candles")
+        roots |= {"locust": locust.pid, "sockets": sockets.pid}
+        cpu0, t0 = tree_cpu(roots), time.monotonic()
         loaded = await measure_orders(sf, ids, market_ids, 1, args.candles, args.speed)
+        cpu1, elapsed = tree_cpu(roots), time.monotonic() - t0
+        load = os.getloadavg()
         _, locust_err = await asyncio.to_thread(locust.communicate)
         await asyncio.to_thread(sockets.wait)
         stats = locust_stats(prefix)
@@ -232,12 +277,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "api_failures": stats.get("Aggregated", {}).get("failures", float("nan")),
             "sockets_candles_expected": expected, "sockets_missing_some": short, "socket_problems": problems,
             "trading_quiet": summary(quiet.latencies), "trading_loaded": summary(loaded.latencies),
+            "trading_loaded_p50_by_candle": by_candle(loaded.timed),
             "locust_stderr_tail": locust_err[-500:] if locust.returncode else "",
+            "web_layout": "inline" if args.web_inline else "process",
+            "cores_used_quiet": {k: round((cpu_q1[k] - cpu_q0[k]) / elapsed_q, 2) for k in cpu_q0},
+            "cores_used_loaded": {k: round((cpu1[k] - cpu0[k]) / elapsed, 2) for k in roots},
+            "loadavg_after_quiet": [round(x, 2) for x in load_quiet],
+            "loadavg_after_loaded": [round(x, 2) for x in load], "cpus": os.cpu_count(),
         }  # fmt: skip
     finally:
         await stack.close()
         tmp.cleanup()
     return out
+
+
+def by_candle(timed: list[tuple[int, float]]) -> list[float]:
+    """The median latency of each candle's orders, in candle order: where in the run trading fell behind."""
+    per: dict[int, list[float]] = {}
+    for t, ms in timed:
+        per.setdefault(t, []).append(ms)
+    return [round(statistics.median(per[t])) for t in sorted(per)]
 
 
 def summary(lat: list[float]) -> dict[str, float]:
@@ -269,6 +328,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1, help="eval workers")
     p.add_argument("--candles", type=int, default=30, help="candles measured, quiet and under load")
     p.add_argument("--speed", type=float, default=60.0, help="the sim's speed: 60 = a 1m candle a second")
+    p.add_argument(
+        "--web-inline", action="store_true", help="the web server in this process (the old layout)"
+    )
+    p.add_argument("--locust", default=str(Path(sys.executable).with_name("locust")),
+                   help="the locust command (default: the one next to this Python)")  # fmt: skip
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     out = asyncio.run(run(args))
@@ -285,9 +349,14 @@ def main() -> None:
           f"p50 {out['api_p50_ms_browsing']} ms, p99 {out['api_p99_ms_browsing']} ms; failures: {out['api_failures']:.0f}")  # fmt: skip
     print(f"sockets: {args.sockets}, each expected {out['sockets_candles_expected']} candles; "
           f"{out['sockets_missing_some']} missed some; problems: {out['socket_problems'] or 'none'}")  # fmt: skip
+    print(f"trading p50 by candle under load: {out['trading_loaded_p50_by_candle']}")
     q, l_ = out["trading_quiet"], out["trading_loaded"]
     print(f"trading tick->order: quiet p50 {q['p50_ms']} / p99 {q['p99_ms']} ms ({q['orders']} orders); "
           f"under load p50 {l_['p50_ms']} / p99 {l_['p99_ms']} ms ({l_['orders']} orders)")  # fmt: skip
+    for phase in ("quiet", "loaded"):
+        cores = ", ".join(f"{k} {v}" for k, v in out[f"cores_used_{phase}"].items())
+        print(f"cores used, {phase} ({out['web_layout']} web server; {out['cpus']} CPUs, load average after "
+              f"{' '.join(map(str, out[f'loadavg_after_{phase}']))}): {cores}")  # fmt: skip
     if out["locust_stderr_tail"]:
         print("locust:", out["locust_stderr_tail"])
 

@@ -1,4 +1,5 @@
-"""Composition roots: `tradewind up` (every component in one process) and `tradewind run <component>`.
+"""Composition roots: `tradewind up` (the whole platform: the web server in a child process, every other
+component in this one) and `tradewind run <component>`.
 
 Everything is built here, by constructor injection; nothing connects at import time. Components meet
 only on the bus and in storage, so the embedded and the distributed platform are the same code.
@@ -72,13 +73,18 @@ async def open_nats(settings: Settings, stack: Stack) -> str:
     return url
 
 
-async def open_database(settings: Settings, stack: Stack, migrate: bool) -> SessionFactory:
+async def open_database(
+    settings: Settings, stack: Stack, migrate: bool, checkpoints: bool = True, **pool: Any
+) -> SessionFactory:
+    """``checkpoints=False``: another process on the same SQLite file (`up`'s) copies the WAL back for both.
+    ``pool``: the connection pool's size (``pool_size``, ``max_overflow``) where the default does not fit."""
     if migrate:
         await upgrade_async(settings.db_url)
-    engine = make_engine(settings.db_url, background_checkpoints=True)
+    engine = make_engine(settings.db_url, background_checkpoints=True, **pool)
     stack.stoppers.append(engine.dispose)
-    checkpoints = asyncio.create_task(checkpoint_forever(engine), name="wal-checkpoints")
-    stack.stoppers.append(lambda: _cancel(checkpoints))
+    if checkpoints:
+        task = asyncio.create_task(checkpoint_forever(engine), name="wal-checkpoints")
+        stack.stoppers.append(lambda: _cancel(task))
     return make_session_factory(engine)
 
 
@@ -189,12 +195,243 @@ async def start_web(
     host: str,
     port: int,
     sock: socket.socket | None = None,
+    more_metrics: Callable[[], Awaitable[bytes]] | None = None,
 ) -> uvicorn.Server:
     from tradewind.web.app import create_app
 
     nc = await _client(url, "web", stack) if url else None
-    app = create_app(settings, sf, nc, load_secret_box(settings))
+    app = create_app(settings, sf, nc, load_secret_box(settings), more_metrics)
     return await _serve(app, host, port, stack, sock)
+
+
+class ComponentFailed(RuntimeError):
+    """A component of `tradewind up` stopped and cannot be brought back; the message says which and why."""
+
+
+class WebProcess:
+    """The web server of `tradewind up`, in a process of its own.
+
+    In one process with core, 200 browsing users took core's event loop and trading fell 20 s behind (see
+    benchmarks/RESULTS.md, issue 17). The web server meets core only on the bus and in the database anyway, as
+    in distributed mode; here it runs in a child (spawned, not forked: the parent has threads and a running
+    loop) serving the socket `listen` bound in the parent, so a port in use is still an error before anything
+    starts, and the port stays bound while a child is replaced.
+
+    A child that dies is started again, logged: trading goes on without the web app, and a crash of the web
+    server (a bug, the OOM killer) should not take the platform down with it. More than ``MAX_RESTARTS`` within
+    ``RESTART_WINDOW_S`` (a child that cannot start) is a ``ComponentFailed``: `up` stops and says why.
+
+    One pipe per child: it says "ready" (or why it failed to start), and asks for this process's metrics for
+    /metrics (Prometheus sees the whole platform at one address, as before)."""
+
+    MAX_RESTARTS = 5
+    RESTART_WINDOW_S = 60.0
+    START_TIMEOUT_S = 120.0
+
+    def __init__(self, settings: Settings, url: str, sock: socket.socket, host: str, port: int) -> None:
+        import multiprocessing as mp
+
+        self.settings, self.url, self.sock, self.host, self.port = settings, url, sock, host, port
+        self._ctx = mp.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Any = None
+        self._hello: asyncio.Future[tuple[str, str]] | None = None
+        self._gone = asyncio.Event()
+        self._stopping = False
+        self._restarts: list[float] = []
+        self._watcher: asyncio.Task[None] | None = None
+        self.failed = asyncio.Event()  # set with ``failure`` when it gives up
+        self.failure = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def start(self) -> None:
+        """Start the child and wait until it serves; raises ``ComponentFailed`` with its reason if it cannot."""
+        self.launch()
+        await self.ready()
+
+    def launch(self) -> None:
+        """Start the child (it takes seconds to import and start: `up` starts the other components meanwhile)."""
+        self._launch()
+
+    async def ready(self) -> None:
+        """Wait until the child launched serves, then watch it; ``ComponentFailed`` if it cannot start."""
+        await self._wait_ready()
+        self._watcher = asyncio.create_task(self._watch(), name="web-process")
+
+    async def _spawn(self) -> None:
+        self._launch()
+        await self._wait_ready()
+
+    def _launch(self) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = self._ctx.Pipe()
+        self._proc = self._ctx.Process(
+            target=_web_process,
+            args=(self.settings, self.url, self.sock, self.host, self.port, theirs),
+            name="tradewind-web",
+        )
+        self._hello = loop.create_future()
+        self._gone = asyncio.Event()
+        self._conn = ours
+        self._proc.start()  # (pickles the socket: its descriptor is passed to the child as it is spawned)
+        theirs.close()
+        loop.add_reader(ours.fileno(), self._readable, ours)
+
+    async def _wait_ready(self) -> None:
+        assert self._hello is not None
+        try:
+            kind, detail = await asyncio.wait_for(asyncio.shield(self._hello), self.START_TIMEOUT_S)
+        except TimeoutError:
+            kind, detail = "failed", f"not serving after {self.START_TIMEOUT_S:.0f} s"
+        if kind != "ready":
+            await self._end(self._proc, self._conn)
+            if kind == "gone":
+                detail = f"its process exited with code {self._proc.exitcode} (its log above says why)"
+            raise ComponentFailed(f"the web server did not start: {detail}")
+        log.info("web server started (process %d)", self._proc.pid)
+
+    def _readable(self, conn: Any) -> None:
+        try:
+            kind, detail = conn.recv()
+        except (EOFError, OSError):  # the child is gone (its end of the pipe closed with it)
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            if self._hello is not None and not self._hello.done():
+                self._hello.set_result(("gone", ""))
+            self._gone.set()
+            return
+        if kind == "metrics":
+            from prometheus_client import generate_latest
+
+            conn.send_bytes(generate_latest())
+        elif self._hello is not None and not self._hello.done():
+            self._hello.set_result((kind, detail))
+
+    async def _watch(self) -> None:
+        while True:
+            await self._gone.wait()
+            if self._stopping:
+                return
+            proc = self._proc
+            await self._end(proc, self._conn)
+            now = asyncio.get_running_loop().time()
+            self._restarts = [t for t in self._restarts if now - t < self.RESTART_WINDOW_S] + [now]
+            if len(self._restarts) > self.MAX_RESTARTS:
+                self.failure = (
+                    f"the web server (process {proc.pid}) exited with code {proc.exitcode}, the "
+                    f"{len(self._restarts)}th time in {self.RESTART_WINDOW_S:.0f} s; giving up (see its log above)"
+                )
+                log.error("%s", self.failure)
+                self.failed.set()
+                return
+            log.error(
+                "the web server (process %d) exited with code %s; starting it again", proc.pid, proc.exitcode
+            )
+            try:
+                await self._spawn()
+            except ComponentFailed as exc:
+                log.error("%s", exc)
+                self._gone.set()  # counted as another exit
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watcher is not None:
+            await _cancel(self._watcher)
+        if self._proc is not None:
+            await self._end(self._proc, self._conn)
+
+    async def _end(self, proc: Any, conn: Any, grace_s: float = 10.0) -> None:
+        """SIGTERM (the child stops serving, lets open requests finish and closes), SIGKILL after ``grace_s``."""
+        if proc.exitcode is None:
+            proc.terminate()
+            deadline = asyncio.get_running_loop().time() + grace_s
+            while proc.exitcode is None and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.exitcode is None:
+                log.warning(
+                    "the web server (process %d) did not stop in %.0f s; killing it", proc.pid, grace_s
+                )
+                proc.kill()
+        await asyncio.to_thread(proc.join)
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+        conn.close()
+
+
+def launch_web_process(
+    settings: Settings, url: str, stack: Stack, host: str, port: int, sock: socket.socket
+) -> WebProcess:
+    """The web server's process, started; ``await web.ready()`` once the rest is up."""
+    web = WebProcess(settings, url, sock, host, port)
+    # If what starts next fails, this stops the child. Once all is up `up` adds ``web.stop`` again, last, so
+    # that the web server stops first; stopping twice is a no-op.
+    stack.stoppers.append(web.stop)
+    web.launch()
+    return web
+
+
+def _web_process(settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any) -> None:
+    """The web child's composition root (the target of ``WebProcess``)."""
+    # Ctrl-C reaches every process of the terminal's group: the parent stops this one (SIGTERM), in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(_web_process_main(settings, url, sock, host, port, conn))
+    except Exception:
+        log.exception("the web server stopped on an error")
+        raise SystemExit(1) from None
+
+
+async def _web_process_main(
+    settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any
+) -> None:
+    import multiprocessing as mp
+    import threading
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    parent = mp.parent_process()
+    if parent is not None:  # the parent died without stopping us (SIGKILL): nothing to serve for
+
+        def orphaned() -> None:
+            loop.remove_reader(parent.sentinel)
+            log.warning("tradewind up is gone; the web server stops")
+            stop.set()
+
+        loop.add_reader(parent.sentinel, orphaned)
+    asking = threading.Lock()  # one question on the pipe at a time
+
+    def ask_parent() -> bytes:
+        with asking:
+            conn.send(("metrics", ""))
+            return bytes(conn.recv_bytes())
+
+    async def parent_metrics() -> bytes:
+        return await asyncio.wait_for(asyncio.to_thread(ask_parent), 10)
+
+    stack = Stack()
+    try:
+        try:
+            # 200 users keep 20-30 requests in flight: with SQLAlchemy's default pool (5, and 10 more made and
+            # closed again as needed) the web server opened a connection (a thread, its pragmas, a cold page
+            # cache) several times a second.
+            sf = await open_database(
+                settings, stack, migrate=False, checkpoints=False, pool_size=20, max_overflow=30
+            )
+            await start_web(settings, url, sf, stack, host, port, sock, more_metrics=parent_metrics)
+        except Exception as exc:
+            with contextlib.suppress(OSError):
+                conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+            raise
+        settle_heap()
+        with asking:
+            conn.send(("ready", ""))
+        await stop.wait()
+    finally:
+        await stack.close()
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -226,7 +463,15 @@ async def _serve(
 ) -> uvicorn.Server:
     sock = sock or listen(host, port)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws="websockets-sansio",
+        # The stream's frames are single small JSON events (a tick, a candle): compressing each one cost more
+        # CPU than any other part of sending it to 500 sockets, for a few dozen bytes saved.
+        ws_per_message_deflate=False,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http-{port}")
@@ -281,8 +526,9 @@ async def _stop_on_signals() -> AsyncIterator[asyncio.Event]:
 
 
 async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | None = None) -> None:
-    """Every component in this process: NATS (embedded unless configured), storage, exchanges, core,
-    eval workers and the web server. Returns when ``stop`` is set or on SIGINT/SIGTERM."""
+    """The whole platform: NATS (embedded unless configured), storage, exchanges, core, eval workers and
+    alerts in this process, the web server in a child process of its own (``WebProcess``). Returns when
+    ``stop`` is set or on SIGINT/SIGTERM; raises ``ComponentFailed`` if the web server cannot be kept up."""
     settings.make_data_dir()
     sock = listen(host, port)  # first: a port in use stops here, before anything has started
     stack = Stack()
@@ -290,6 +536,9 @@ async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | Non
         try:
             url = await open_nats(settings, stack)
             sf = await open_database(settings, stack, migrate=True)
+            load_secret_box(settings)  # made here first if new: the web server's process reads the same key
+            # Its imports and start take seconds: the web server's process starts while the rest does here.
+            web = launch_web_process(settings, url, stack, host, port, sock)
             for i in range(max(1, settings.eval_workers)):
                 await start_eval(settings, url, sf, stack, i)
             cores = await start_core(settings, url, sf, stack)
@@ -298,17 +547,20 @@ async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | Non
             # Stopped in reverse: the quotes come down while the exchanges are still there to cancel them.
             stack.stoppers.append(lambda: _take_quotes_down(cores))
             await start_alerts(settings, url, sf, stack)
-            await start_web(settings, url, sf, stack, host, port, sock)
+            await web.ready()
+            stack.stoppers.append(web.stop)  # stopped first: no request reaches a platform shutting down
             settle_heap()
             stack.ready = True
             log.info("tradewind is up: http://%s:%d/", host, port)
-            waiters = [asyncio.create_task(signalled.wait())]
+            waiters = [asyncio.create_task(signalled.wait()), asyncio.create_task(web.failed.wait())]
             if stop is not None:
                 waiters.append(asyncio.create_task(stop.wait()))
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:
                 w.cancel()
             log.info("stopping")
+            if web.failed.is_set():
+                raise ComponentFailed(web.failure)
         finally:
             await stack.close()
             sock.close()  # if the web server never started with it

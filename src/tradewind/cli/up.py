@@ -1,4 +1,4 @@
-"""`tradewind up` (the whole platform in this process) and `tradewind run <component>` (one of it)."""
+"""`tradewind up` (the whole platform: this process and the web server's) and `tradewind run <component>`."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from tradewind.cli.context import read_settings
 @click.option("--host", default=None, help="Address of the web app (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port of the web app (default 8000).")
 def up(data_dir: Path | None, host: str | None, port: int | None) -> None:
-    """Run the whole platform in this process (embedded NATS, SQLite, the sim exchange, web app)."""
+    """Run the whole platform (embedded NATS, SQLite, the sim exchange; the web app in a child process)."""
     settings = read_settings(data_dir=data_dir, host=host, port=port)
     from tradewind.exchanges.base import ExchangeError
-    from tradewind.runtime import setup_logging
+    from tradewind.runtime import ComponentFailed, setup_logging
     from tradewind.runtime import up as run_up
     from tradewind.secrets import load_secret_box
 
@@ -34,7 +34,7 @@ def up(data_dir: Path | None, host: str | None, port: int | None) -> None:
     )
     try:
         asyncio.run(run_up(settings, settings.host, settings.port))
-    except ExchangeError as exc:
+    except (ExchangeError, ComponentFailed) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None

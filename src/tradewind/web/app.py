@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -38,8 +39,13 @@ MAX_BODY = 256 * 1024
 
 
 def create_app(
-    settings: Settings, session_factory: SessionFactory, nc: Client | None, secret_box: SecretBox
+    settings: Settings,
+    session_factory: SessionFactory,
+    nc: Client | None,
+    secret_box: SecretBox,
+    more_metrics: Callable[[], Awaitable[bytes]] | None = None,
 ) -> FastAPI:
+    """The app; ``more_metrics`` (in `tradewind up`) fetches the other components' metrics for /metrics."""
     validator = ValidationPool()  # strategy code is checked in its child processes, started with the app
     app = FastAPI(
         title="tradewind",
@@ -51,7 +57,7 @@ def create_app(
         lifespan=validator.lifespan,
     )
     app.state.validator = validator
-    app.state.tw = WebState(settings, session_factory, nc, secret_box)
+    app.state.tw = WebState(settings, session_factory, nc, secret_box, more_metrics=more_metrics)
     errors.install(app)
 
     app.add_middleware(LimitsMiddleware, max_body=MAX_BODY)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -47,6 +47,8 @@ class WebState:
     throttle: Throttle = field(default_factory=Throttle)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     stream_recheck_s: float = 30.0  # how soon a logout also closes the user's open sockets
+    # `tradewind up`: the other components' metrics, from the process that runs them (see runtime.WebProcess)
+    more_metrics: Callable[[], Awaitable[bytes]] | None = None
 
 
 def state(request: Request) -> WebState:

@@ -19,17 +19,19 @@ from typing import Any, NamedTuple
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-# argon2id with 64 MiB and 3 passes (argon2-cffi's defaults) on one lane: a hash costs the same work as with
-# four, but on one core, so a burst of sign-ups can never take every core from trading (hashes made with
-# other parameters still verify: they are written into each hash).
-_hasher = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
+# argon2id at OWASP's recommended minimum (Password Storage Cheat Sheet: m=19 MiB, t=2, p=1): ~25 ms of CPU
+# a hash on the standard machine, where argon2-cffi's defaults (64 MiB, 3 passes; 1 lane here) cost ~175 ms,
+# and a burst of 200 sign-ups queued 35 s of hashing. One lane: a hash runs on one core, so sign-ups can never
+# take every core. Hashes made with other parameters still verify (they are written into each hash) and are
+# made again with these at the next log-in (``needs_rehash``).
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 HASH_THREADS = 2
 
 
 def _lower_priority() -> None:
-    """Password hashing yields the CPU to everything else in the process (Linux: threads have a nice
-    value of their own). In `tradewind up` the web server shares its process with core: a sign-up must
-    not delay an order."""
+    """Password hashing yields the CPU to everything else (Linux: threads have a nice value of their own):
+    a burst of sign-ups must not delay the web server's other answers, nor an order where core shares the
+    machine (`tradewind up`) or the process (the web server run inline, as in tests)."""
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
@@ -42,7 +44,7 @@ _hashing = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="password", initi
 @functools.cache
 def _dummy_hash() -> str:
     """A valid hash to verify against when the email is unknown, so timing does not reveal which emails
-    exist. Made on first use: hashing costs ~0.1 s, too much for every import of the package."""
+    exist. Made on first use: hashing costs ~25 ms, too much for every import of the package."""
     return _hasher.hash("not a real password, only for timing")
 
 
@@ -76,6 +78,14 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def needs_rehash(stored: str) -> bool:
+    """True when ``stored`` was made with other parameters than today's (log-in then hashes it again)."""
+    try:
+        return _hasher.check_needs_rehash(stored)
+    except (InvalidHashError, ValueError):
+        return False
+
+
 def verify_password(stored: str | None, password: str) -> bool:
     """True when ``password`` matches ``stored``; with no stored hash, still spends the time of a check."""
     try:
@@ -84,7 +94,7 @@ def verify_password(stored: str | None, password: str) -> bool:
         return False
 
 
-# argon2 spends ~0.1-0.2 s of CPU by design: in a server it runs on the hashing threads, never on the
+# argon2 spends ~25 ms of CPU by design: in a server it runs on the hashing threads, never on the
 # event loop.
 async def hash_password_async(password: str) -> str:
     return await asyncio.get_running_loop().run_in_executor(_hashing, hash_password, password)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -82,8 +83,12 @@ StreamEvent = m.UserEvent | CandleEvent | TickEvent | ErrorEvent | SubscribedEve
 _json = msgspec.json.Encoder()
 
 
+def _text(event: StreamEvent) -> str:
+    return _json.encode(event).decode()
+
+
 async def _send(ws: WebSocket, event: StreamEvent) -> None:
-    await ws.send_text(_json.encode(event).decode())
+    await ws.send_text(_text(event))
 
 
 _candle = msgspec.msgpack.Decoder(m.Candle).decode
@@ -96,6 +101,121 @@ def _read(msg: Msg, decode: Callable[[bytes], T], what: str) -> T | None:
     except Exception:
         log.warning("stream: undecodable %s on %s", what, msg.subject)
         return None
+
+
+Key = tuple[str, str]  # (exchange, symbol)
+CandleListener = Callable[[m.Candle, str], None]  # the candle, and its CandleEvent as sent
+TickListener = Callable[[Key, str], None]  # the market, and its TickEvent as sent
+
+
+class LiveFeed:
+    """The public candles and ticks, heard once per web process and handed to every open socket.
+
+    Each socket used to subscribe to them itself: NATS then sent every tick once per socket, and this
+    process decoded each copy. At 500 sockets and the sim at 60x (60 ticks a second) that was 30,000
+    messages a second on one event loop, which fell behind, held its database transactions open meanwhile and
+    was cut off by NATS as a slow consumer. Here each message is decoded once, and its frame encoded once.
+
+    Ticks: at most ``TICKS_PER_S`` a second per market for every socket together (the same ones to all)."""
+
+    def __init__(self, nc: Any, sf: Any) -> None:
+        self.nc, self.sf = nc, sf
+        self.market_ids: dict[Key, int] = {}  # known markets (a market not listed yet is looked up again)
+        self._candles: set[CandleListener] = set()
+        self._ticks: set[TickListener] = set()
+        self._subs: list[Any] = []
+        self._lock = asyncio.Lock()
+        self._last_tick: dict[str, float] = {}  # by subject
+
+    async def join(self, on_candle: CandleListener, on_tick: TickListener) -> None:
+        async with self._lock:
+            if not self._subs:
+                self._subs = [
+                    await self.nc.subscribe(subjects.CORE_CANDLES_ALL, cb=self._on_candle),
+                    await self.nc.subscribe(subjects.MD_TICKS_ALL, cb=self._on_tick),
+                ]
+                await self.nc.flush()  # a socket answered "subscribed" hears the next candle
+            self._candles.add(on_candle)
+            self._ticks.add(on_tick)
+
+    async def leave(self, on_candle: CandleListener, on_tick: TickListener) -> None:
+        async with self._lock:
+            self._candles.discard(on_candle)
+            self._ticks.discard(on_tick)
+            if not self._candles and not self._ticks and self._subs:
+                subs, self._subs = self._subs, []
+                await unsubscribe_all(subs)
+
+    async def _market_id(self, key: Key) -> int | None:
+        if key not in self.market_ids:
+            async with self.sf() as s:
+                found = (
+                    await s.execute(
+                        select(Market.id).where(Market.exchange == key[0], Market.symbol == key[1])
+                    )
+                ).scalar_one_or_none()
+            if found is None:
+                return None
+            self.market_ids[key] = found
+        return self.market_ids[key]
+
+    async def _on_candle(self, msg: Msg) -> None:
+        c = _read(msg, _candle, "candle")
+        if c is None or not self._candles:
+            return
+        text = _text(
+            CandleEvent(
+                market_id=await self._market_id((c.exchange, c.symbol)),
+                exchange=c.exchange,
+                symbol=c.symbol,
+                tf=c.tf,
+                time=c.time,
+                open=c.open,
+                high=c.high,
+                low=c.low,
+                close=c.close,
+                volume=c.volume,
+                closed=c.closed,
+            )
+        )
+        for listener in list(self._candles):
+            listener(c, text)
+
+    async def _on_tick(self, msg: Msg) -> None:
+        if not self._ticks:
+            return
+        # the subject is md.tick.<exchange>.<symbol>: a tick not sent is not decoded either
+        now = time.monotonic()
+        if now - self._last_tick.get(msg.subject, 0.0) < 1 / TICKS_PER_S:
+            return
+        t = _read(msg, _tick, "tick")
+        if t is None:
+            return
+        self._last_tick[msg.subject] = now
+        key = (t.exchange, t.symbol)
+        text = _text(
+            TickEvent(
+                market_id=self.market_ids.get(key),
+                exchange=t.exchange,
+                symbol=t.symbol,
+                bid=t.bid,
+                ask=t.ask,
+                bid_size=t.bid_size,
+                ask_size=t.ask_size,
+                last=t.last,
+                time=t.time,
+            )
+        )
+        for listener in list(self._ticks):
+            listener(key, text)
+
+
+def live_feed(app: Any, nc: Any, sf: Any) -> LiveFeed:
+    """The app's feed (made with the first socket: an app without sockets subscribes to nothing)."""
+    feed: LiveFeed | None = getattr(app.state, "live_feed", None)
+    if feed is None or feed.nc is not nc:
+        feed = app.state.live_feed = LiveFeed(nc, sf)
+    return feed
 
 
 def _cross_origin(ws: WebSocket) -> bool:
@@ -174,89 +294,42 @@ async def stream(ws: WebSocket) -> None:
         await _send(ws, ErrorEvent(detail="live updates need the message bus"))
         await ws.close()
         return
-    queue: asyncio.Queue[StreamEvent] = asyncio.Queue(MAX_QUEUE)
-    wanted: dict[tuple[str, str], set[str] | None] | None = None  # None: every market
-    market_ids: dict[tuple[str, str], int | None] = {}
+    queue: asyncio.Queue[str] = asyncio.Queue(MAX_QUEUE)  # frames, encoded
+    wanted: dict[Key, set[str] | None] | None = None  # None: every market
+    feed = live_feed(ws.app, st.nc, st.sf)
 
-    def put(event: StreamEvent) -> None:
+    def put(text: str) -> None:
         if queue.full():  # a slow browser loses old updates, never blocks the bus
             with contextlib.suppress(asyncio.QueueEmpty):
                 queue.get_nowait()
-        queue.put_nowait(event)
+        queue.put_nowait(text)
 
     async def on_user(msg: Msg) -> None:
         ev = _read(msg, m.decode_user_event, "user event")
         if ev is not None:
-            put(ev)
+            put(_text(ev))
 
-    async def on_candle(msg: Msg) -> None:
-        c = _read(msg, _candle, "candle")
-        if c is None:
-            return
-        key = (c.exchange, c.symbol)
+    def on_candle(c: m.Candle, text: str) -> None:
         if wanted is not None:
-            tfs = wanted.get(key, set())
-            if key not in wanted or (tfs is not None and c.tf not in tfs):
+            key = (c.exchange, c.symbol)
+            if key not in wanted:
                 return
-        if key not in market_ids:
-            async with st.sf() as s:
-                market_ids[key] = (
-                    await s.execute(
-                        select(Market.id).where(Market.exchange == c.exchange, Market.symbol == c.symbol)
-                    )
-                ).scalar_one_or_none()
-        put(
-            CandleEvent(
-                market_id=market_ids[key],
-                exchange=c.exchange,
-                symbol=c.symbol,
-                tf=c.tf,
-                time=c.time,
-                open=c.open,
-                high=c.high,
-                low=c.low,
-                close=c.close,
-                volume=c.volume,
-                closed=c.closed,
-            )
-        )
+            tfs = wanted[key]
+            if tfs is not None and c.tf not in tfs:
+                return
+        put(text)
 
-    last_tick: dict[tuple[str, str], float] = {}
+    def on_tick(key: Key, text: str) -> None:
+        # only markets asked for by name: every tick of every market is a flood
+        if wanted is not None and key in wanted:
+            put(text)
 
-    async def on_tick(msg: Msg) -> None:
-        if wanted is None:  # only markets asked for by name: every tick of every market is a flood
-            return
-        t = _read(msg, _tick, "tick")
-        if t is None:
-            return
-        key = (t.exchange, t.symbol)
-        now = time.monotonic()
-        if key not in wanted or now - last_tick.get(key, 0.0) < 1 / TICKS_PER_S:
-            return
-        last_tick[key] = now
-        put(
-            TickEvent(
-                market_id=market_ids.get(key),
-                exchange=t.exchange,
-                symbol=t.symbol,
-                bid=t.bid,
-                ask=t.ask,
-                bid_size=t.bid_size,
-                ask_size=t.ask_size,
-                last=t.last,
-                time=t.time,
-            )
-        )
-
-    subs = [
-        await st.nc.subscribe(subjects.user_events(auth.user.id), cb=on_user),
-        await st.nc.subscribe(subjects.CORE_CANDLES_ALL, cb=on_candle),
-        await st.nc.subscribe(subjects.MD_TICKS_ALL, cb=on_tick),
-    ]
+    subs = [await st.nc.subscribe(subjects.user_events(auth.user.id), cb=on_user)]
+    await feed.join(on_candle, on_tick)
 
     async def sender() -> None:
         while True:
-            await _send(ws, await queue.get())
+            await ws.send_text(await queue.get())
 
     async def receiver() -> None:
         nonlocal wanted
@@ -288,7 +361,7 @@ async def stream(ws: WebSocket) -> None:
                 if r is None:
                     continue
                 key = (r.exchange, r.symbol)
-                market_ids[key] = r.id
+                feed.market_ids[key] = r.id
                 tfs = new.setdefault(key, set())
                 if tf is None or tfs is None:
                     new[key] = None  # every timeframe
@@ -299,7 +372,10 @@ async def stream(ws: WebSocket) -> None:
 
     async def still_logged_in() -> None:
         while True:
-            await asyncio.sleep(st.stream_recheck_s)
+            # Each socket at its own moment within the interval: sockets opened together (a server restart,
+            # 500 in a load test) would otherwise check all at once, every time, and take the whole
+            # connection pool from the requests.
+            await asyncio.sleep(st.stream_recheck_s * random.uniform(0.5, 1.0))
             async with st.sf() as s:
                 if await authenticate(ws, s, token=token) is None:  # type: ignore[arg-type]  # as above
                     await ws.close(code=UNAUTHORIZED, reason="the session has ended")
@@ -314,4 +390,5 @@ async def stream(ws: WebSocket) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await feed.leave(on_candle, on_tick)
         await unsubscribe_all(subs)

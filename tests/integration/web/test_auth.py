@@ -181,3 +181,32 @@ async def test_sign_ups_and_logins_hold_no_database_connection_while_hashing(tmp
         assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
     finally:
         await engine.dispose()
+
+
+async def test_a_password_hashed_with_older_parameters_logs_in_and_is_hashed_again(api, sf) -> None:  # type: ignore[no-untyped-def]
+    from argon2 import PasswordHasher
+    from sqlalchemy import select
+
+    from tradewind.storage.models import User
+    from tradewind.web.security import needs_rehash
+
+    await api.user("old@example.com")
+    old = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1).hash(
+        PASSWORD
+    )  # the former parameters
+    async with sf() as s:
+        user = (await s.execute(select(User).where(User.email == "old@example.com"))).scalar_one()
+        user.password_hash = old
+        await s.commit()
+    assert needs_rehash(old)
+    async with api.client() as c:
+        r = await c.post("/api/auth/login", json={"email": "old@example.com", "password": PASSWORD})
+        assert r.status_code == 200, r.text
+    async with sf() as s:
+        now = (
+            await s.execute(select(User.password_hash).where(User.email == "old@example.com"))
+        ).scalar_one()
+    assert now != old and not needs_rehash(now) and "m=19456,t=2,p=1" in now
+    async with api.client() as c:  # the new hash is the same password
+        r = await c.post("/api/auth/login", json={"email": "old@example.com", "password": PASSWORD})
+        assert r.status_code == 200, r.text

@@ -152,3 +152,25 @@ async def test_logging_out_closes_the_sessions_sockets(server) -> None:  # type:
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_many_sockets_share_one_feed_and_get_the_same_ticks_a_few_a_second(server, nats_client) -> None:  # type: ignore[no-untyped-def]
+    token, _, _ = await login(server, "dave@example.com")
+    async with (
+        connect(ws_url(server, token)) as one,
+        connect(ws_url(server, token)) as two,
+        connect(ws_url(server, token)) as every,
+    ):
+        await subscribe(one, [{"market_id": 1}])
+        await subscribe(two, [{"market_id": 1}])
+        await subscribe(every, [])  # every market's candles, no ticks
+        for i in range(40):  # 40 ticks in about 0.4 s: a sim at 100x
+            tick = m.Tick(exchange="sim", symbol="BTC/USD", bid=100 + i, ask=101 + i, time=i)
+            await nats_client.publish(subjects.md_tick("sim", "BTC/USD"), m.encode(tick))
+            await asyncio.sleep(0.01)
+        await nats_client.publish(subjects.core_candle("sim", "BTC/USD", "1m"), candle("1m", 60_000))
+        got = [await drain(ws, 1.0) for ws in (one, two, every)]
+    ticks = [[e["time"] for e in g if e["type"] == "tick"] for g in got]
+    assert 1 <= len(ticks[0]) <= 4 and ticks[0] == ticks[1] and ticks[2] == []  # (TICKS_PER_S = 4)
+    assert ticks[0][0] == 0  # the first tick goes out at once
+    assert all([e["market_id"] for e in g if e["type"] == "candle"] == [1] for g in got)

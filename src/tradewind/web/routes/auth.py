@@ -24,6 +24,7 @@ from tradewind.web.errors import ApiError
 from tradewind.web.schemas import Credentials, TokenOut, UserOut
 from tradewind.web.security import (
     hash_password_async,
+    needs_rehash,
     new_token,
     password_problem,
     token_hash,
@@ -77,7 +78,14 @@ async def login(
         ).one_or_none()
         await s.rollback()  # no connection held while the password is checked (see register)
         right = await verify_password_async(found.password_hash if found else None, body.password)
-        user = await s.get(User, found.id) if found is not None and right else None  # None: deleted meanwhile
+        user = None
+        if found is not None and right:
+            # A hash made with older (costlier) parameters is made again with today's, holding no connection.
+            old = found.password_hash
+            rehashed = await hash_password_async(body.password) if needs_rehash(old) else None
+            user = await s.get(User, found.id)  # None: deleted meanwhile
+            if user is not None and rehashed is not None and user.password_hash == old:  # (not changed since)
+                user.password_hash = rehashed  # committed with the new session below
         if user is None:
             if found is not None and not right:
                 Owned(s, found.id).audit_log("login.failed", address)
@@ -88,13 +96,14 @@ async def login(
     finally:
         st.throttle.held(address, -1)
     st.throttle.login_succeeded(email, address, attempt)
-    # Ended sessions have no use left; dropping this user's here keeps the table from growing forever.
-    await s.execute(
-        delete(LoginSession).where(
-            LoginSession.user_id == user.id,
-            or_(LoginSession.revoked.is_(True), LoginSession.expires_at < utcnow()),
-        )
+    # Ended sessions have no use left; dropping this user's here keeps the table from growing forever. Looked
+    # for first: a DELETE takes SQLite's write lock even when it deletes nothing, and holds it until the commit
+    # below, while core's writes (in another process under `tradewind up`) wait for it.
+    ended = (LoginSession.user_id == user.id) & or_(
+        LoginSession.revoked.is_(True), LoginSession.expires_at < utcnow()
     )
+    if (await s.execute(select(LoginSession.id).where(ended).limit(1))).first() is not None:
+        await s.execute(delete(LoginSession).where(ended))
     token, csrf = new_token(), new_token()
     s.add(
         LoginSession(

@@ -44,8 +44,27 @@ async def health(s: SessionDep, st: StateDep, response: Response) -> dict[str, A
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(st: StateDep) -> Response:
+    own = generate_latest()
+    if st.more_metrics is not None:
+        try:
+            own = merge_metrics(own, await st.more_metrics())
+        except Exception as exc:  # the web's own figures still answer
+            log.warning("the other components' metrics are not available: %s", exc)
+    return Response(own, media_type=CONTENT_TYPE_LATEST)
+
+
+def merge_metrics(own: bytes, other: bytes) -> bytes:
+    """Prometheus text of this process followed by another's, less the families both have (``process_*``,
+    ``python_*``: this process's are kept; a family may appear only once in an exposition)."""
+    ours = {line.split()[2] for line in own.decode().splitlines() if line.startswith("# HELP ")}
+    kept, skipping = [], False
+    for line in other.decode().splitlines():
+        if line.startswith("# HELP "):
+            skipping = line.split()[2] in ours
+        if not skipping:
+            kept.append(line)
+    return own + ("\n".join(kept) + "\n").encode() if kept else own
 
 
 @router.post("/api/killswitch", tags=["risk"], response_model=KillOut, response_model_exclude_none=True)
