@@ -65,16 +65,60 @@ def split_symbol(symbol: str) -> tuple[str, str]:
 
 
 def client_order_id(assignment_id: int, candle_time: int, target: str) -> str:
-    """The idempotency key of an order: one per (assignment, candle, target).
+    """The idempotency key of an order: one per (candle, assignment, target).
 
-    Short enough (<= 36 chars, [A-Za-z0-9-]) for every exchange's client-id field.
+    Led by the candle's time (epoch seconds, ten digits until 2286), so a candle's intents sort together
+    after every earlier candle's: their unique index grows at one end instead of taking one new entry in
+    each assignment's own leaf. Short enough (<= 36 chars, [A-Za-z0-9-]) for every exchange's client-id
+    field. Intents stored before issue 17 carry ``legacy_client_order_id``'s form.
     """
-    return f"tw-{assignment_id}-{candle_time // 1000}-{target[0]}"
+    return f"tw-{candle_time // 1000}-{assignment_id}-{target[0]}"
+
+
+def legacy_client_order_id(client_order_id: str, assignment_id: int, candle_time: int) -> str | None:
+    """The id a core before issue 17 gave the same intent (led by the assignment: ``tw-<assignment>-<candle
+    s>-<l|s>``), for an assignment's intent of a candle; None for an id of any other kind (a close, a
+    protective order, a quote). An intent an older core stored under it is looked for, so that its candle,
+    delivered again after an upgrade, places nothing twice."""
+    head = f"tw-{candle_time // 1000}-{assignment_id}-"
+    target = client_order_id.removeprefix(head)
+    if target == client_order_id or target not in ("l", "s"):
+        return None
+    return f"tw-{assignment_id}-{candle_time // 1000}-{target}"
+
+
+def legacy_candle_of(client_order_id: str, assignment_id: int | None) -> int | None:
+    """The candle (epoch ms) of an assignment's intent stored in the form before issue 17, else None."""
+    m = _LEGACY_ORDER_ID.fullmatch(client_order_id)
+    if m is None or assignment_id is None or m[1] != str(assignment_id) or m[1] == m[2]:
+        return None
+    return int(m[2]) * 1000
+
+
+_LEGACY_ORDER_ID = re.compile(r"tw-(\d+)-(\d+)-[ls]")  # the candle intents' form before issue 17
 
 
 def quote_order_id(assignment_id: int, tick_time: int, side: str) -> str:
-    """The client order id of a quote: one per (assignment, tick, side), so a quote is never sent twice."""
-    return f"tw-{assignment_id}-{tick_time}-q{side[0]}"
+    """The client order id of a quote: one per (tick, assignment, side), so a quote is never sent twice;
+    led by the tick's time (epoch ms) like ``client_order_id``, for the same reason."""
+    return f"tw-{tick_time}-{assignment_id}-q{side[0]}"
+
+
+def assignment_of(client_order_id: str) -> int | None:
+    """The assignment a client order id of tradewind's names, in any of its forms: an intent, a quote, a
+    protective order (its entry's id and a suffix), a close (``tw-<assignment>-c<entry>``), and intents and
+    quotes as ids were before issue 17 (the assignment first, then the time); None for any other id."""
+    if not client_order_id.startswith("tw-"):
+        return None
+    parts = client_order_id[3:].split("-")
+    if len(parts) < 2 or not parts[0].isdigit():
+        return None
+    if parts[1].startswith("c"):
+        return int(parts[0])
+    if not parts[1].isdigit():
+        return None
+    # the time (candle seconds: 10 digits, tick milliseconds: 13) leads now; it followed the assignment before
+    return int(parts[1]) if len(parts[0]) >= len(parts[1]) else int(parts[0])
 
 
 #: The letter of each protective order type in its client order id.

@@ -27,7 +27,8 @@ from tradewind.bus import messages as m
 from tradewind.core.orders import Extra, new_order, track
 from tradewind.core.trade import TradeDesk
 from tradewind.metrics import ORDERS
-from tradewind.storage.models import Assignment, Market, Order, Trader
+from tradewind.storage.models import ORDER_BLOCK, Assignment, Market, Order, Trader
+from tradewind.storage.repositories import order_blocks
 from tradewind.storage.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -185,29 +186,42 @@ class Closer:
                     )
                 )
             ).all()
-            entries = dict(
-                (
+            # their orders, block of ids by block (ix_orders_block: no index leads with the assignment)
+            blocks = await order_blocks(s)
+            entries: dict[int, int] = {}
+            for part in blocks:
+                for aid, oid in (
                     await s.execute(
                         select(o.assignment_id, func.max(o.id))
-                        .where(o.assignment_id.in_(todo), o.side == "buy", o.status == "filled", o.filled > 0)
+                        .where(
+                            ORDER_BLOCK.in_(part),
+                            o.assignment_id.in_(todo),
+                            o.side == "buy",
+                            o.status == "filled",
+                            o.filled > 0,
+                        )
                         .group_by(o.assignment_id)
                     )
-                ).all()
-            )
+                ).all():
+                    if aid is not None:
+                        entries[aid] = max(oid, entries.get(aid, 0))
             bases = {aid: close_order_id(aid, entries.get(aid) or 0, 0) for aid in todo}
-            tried = (
-                await s.execute(
-                    select(o.assignment_id, o.client_order_id).where(
-                        o.assignment_id.in_(todo),
-                        or_(
-                            *(
-                                or_(o.client_order_id == b, o.client_order_id.like(f"{b}-%"))
-                                for b in bases.values()
-                            )
-                        ),
+            tried: list[Any] = []
+            for part in blocks:
+                tried += (
+                    await s.execute(
+                        select(o.assignment_id, o.client_order_id).where(
+                            ORDER_BLOCK.in_(part),
+                            o.assignment_id.in_(todo),
+                            or_(
+                                *(
+                                    or_(o.client_order_id == b, o.client_order_id.like(f"{b}-%"))
+                                    for b in bases.values()
+                                )
+                            ),
+                        )
                     )
-                )
-            ).all()
+                ).all()
         attempts: dict[int, int] = {}
         for aid, cid in tried:
             assert aid is not None  # the queries ask for these assignments' orders

@@ -29,6 +29,7 @@ from tradewind.bus import subjects
 from tradewind.config import Settings
 from tradewind.core import notices, positions
 from tradewind.core.decide import AssignmentIndex
+from tradewind.domain import legacy_candle_of, legacy_client_order_id
 from tradewind.metrics import ORDERS, TICK_TO_ORDER
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
 from tradewind.storage.models import Assignment, Order, Trader
@@ -42,6 +43,8 @@ APPLY_ATTEMPTS = 40  # about two and a half minutes of retries, then the reconci
 ORDER_BATCH = 250  # orders per request to an exchange service
 RESTING_CHECK_S = 300.0  # how often the reconciler asks about an order resting on purpose
 TERMINAL = ("filled", "canceled", "rejected", "not_placed")
+LEGACY_SCAN = 20_000  # the newest orders looked at for intents stored in the id form before issue 17
+_UNREAD = object()
 _ASSIGNMENTS = table_of(Assignment)  # Core tables: executemany updates without the ORM's bulk rules
 _ORDERS = table_of(Order)
 # What an exchange said about one order: its client id, the answer, and the ms from the candle's arrival
@@ -92,6 +95,7 @@ class OrderBook:
         self.updates: Any = None  # the subscription of order updates (see ``settle``)
         # assignment -> its protection, changed in memory (a trailing high): stored with the evaluations
         self.dirty: dict[int, dict[str, Any] | None] = {}
+        self._legacy_through: object = _UNREAD  # see _legacy_horizon
 
     async def drain(self) -> None:
         """Wait for the order calls in flight (tests, and a clean shutdown)."""
@@ -105,20 +109,28 @@ class OrderBook:
 
     async def store_intents(self, orders: list[dict[str, Any]]) -> set[str]:
         """Insert order intents, and the protection they put in place; return the client order ids that
-        are new (the others exist already)."""
-        guards = [
-            (o["assignment_id"], x.protection)
-            for o in orders
-            if (x := self.extra.get(o["client_order_id"])) is not None and x.protection is not None
-        ]
+        are new (the others exist already, under their id or, stored by a core before issue 17, under the
+        form of then: ``_stored_before``)."""
         async with write_gate(self.sf), self.sf() as s:
-            try:  # the usual case, every intent new: a plain batch insert (RETURNING costs 3x as much)
-                await insert_rows(s, _ORDERS, orders)
-                new_ids = {o["client_order_id"] for o in orders}
-            except IntegrityError:  # some exist (a redelivered candle): insert the others, learn which
-                await s.rollback()
-                ins = self._insert(_ORDERS).on_conflict_do_nothing(index_elements=["client_order_id"])
-                new_ids = set((await s.execute(ins.returning(_ORDERS.c.client_order_id), orders)).scalars())
+            through = await self._legacy_horizon(s)
+            if through is not None:
+                orders = await self._stored_before(s, orders, through)
+            guards = [
+                (o["assignment_id"], x.protection)
+                for o in orders
+                if (x := self.extra.get(o["client_order_id"])) is not None and x.protection is not None
+            ]
+            new_ids: set[str] = set()
+            if orders:
+                try:  # the usual case, every intent new: a plain batch insert (RETURNING costs 3x as much)
+                    await insert_rows(s, _ORDERS, orders)
+                    new_ids = {o["client_order_id"] for o in orders}
+                except IntegrityError:  # some exist (a redelivered candle): insert the others, learn which
+                    await s.rollback()
+                    ins = self._insert(_ORDERS).on_conflict_do_nothing(index_elements=["client_order_id"])
+                    new_ids = set(
+                        (await s.execute(ins.returning(_ORDERS.c.client_order_id), orders)).scalars()
+                    )
             if guards:
                 for aid, _ in guards:  # what it writes is newer than a trailing high waiting to be stored
                     self.dirty.pop(aid, None)
@@ -129,6 +141,53 @@ class OrderBook:
             if st is not None:
                 st.protection = p
         return new_ids
+
+    async def _legacy_horizon(self, s: Any) -> int | None:
+        """The newest candle an intent was stored for in the client order id's form before issue 17
+        (``domain.legacy_candle_of``), among the newest ``LEGACY_SCAN`` orders; None: there is none. Read
+        once, by the first intents this core stores: the intents of the candles an older core handled last,
+        which may come again (redelivered after the upgrade), are the newest rows then."""
+        if self._legacy_through is _UNREAD:
+            o = _ORDERS.c
+            rows = await s.execute(
+                select(o.client_order_id, o.assignment_id).order_by(o.id.desc()).limit(LEGACY_SCAN)
+            )
+            self._legacy_through = max(
+                (t for cid, aid in rows.all() if (t := legacy_candle_of(cid, aid)) is not None), default=None
+            )
+            if self._legacy_through is not None:
+                log.info(
+                    "intents stored in the client order id's earlier form up to the candle of %d: "
+                    "a candle up to it is checked against both forms",
+                    self._legacy_through,
+                )
+        return cast(int | None, self._legacy_through)
+
+    async def _stored_before(
+        self, s: Any, orders: list[dict[str, Any]], through: int
+    ) -> list[dict[str, Any]]:
+        """The intents not stored yet under the client order id's form before issue 17: a candle an older
+        core stored intents for and that is delivered again after the upgrade places nothing twice."""
+        old: dict[str, str] = {}  # its earlier id -> an intent's id
+        for o in orders:
+            t, aid = o["candle_time"], o["assignment_id"]
+            if t is not None and t <= through and aid is not None:
+                earlier = legacy_client_order_id(o["client_order_id"], aid, t)
+                if earlier is not None:
+                    old[earlier] = o["client_order_id"]
+        if not old:
+            return orders
+        c = _ORDERS.c.client_order_id
+        found = (await s.execute(select(c).where(c.in_(list(old))))).scalars().all()
+        if not found:
+            return orders
+        stored = {old[cid] for cid in found}
+        for cid in stored:
+            self.extra.pop(cid, None)
+        log.warning(
+            "%d intent(s) stored already under their earlier client order id: not placed again", len(stored)
+        )
+        return [o for o in orders if o["client_order_id"] not in stored]
 
     def start_orders(
         self, candle: m.Candle | m.Tick | None, orders: list[dict[str, Any]]

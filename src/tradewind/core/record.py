@@ -78,7 +78,7 @@ class Recorder:
             if evals:
                 # Core, not ORM, inserts: the ORM's bulk path costs ~0.1 ms a row, a candle of 1,000 adds 0.1 s
                 ins = self._insert(_EVALUATIONS).on_conflict_do_nothing(
-                    index_elements=["assignment_id", "candle_time"]
+                    index_elements=["candle_time", "assignment_id"]
                 )
                 await s.execute(ins, evals)
             paused_ids = {aid for aid, _ in paused}

@@ -2,10 +2,11 @@
 
 Each decision goes through the trading model (``trading.model.intents``): an entry at the market or at a
 limit with the exits that will protect it, an exit, new exits for the open position. An order gets a
-client order id derived from (assignment, candle, target); its intent is written before the exchange is
-called (and before the evaluation that caused it, see ``handle``), and a unique constraint refuses a
-second intent. What happens to an order after that is core.orders' business; recording the candle's
-evaluations is core.record's.
+client order id derived from (candle, assignment, target) (``domain.client_order_id``, led by the candle
+so that its unique index grows at one end); its intent is written before the exchange is called (and
+before the evaluation that caused it, see ``handle``), and a unique constraint refuses a second intent
+(one an older core stored under the id's earlier form too: ``OrderBook.store_intents``). What happens to
+an order after that is core.orders' business; recording the candle's evaluations is core.record's.
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ class TradeDesk:
             # The intents first, in a transaction of their own, and the calls right after them: a chunk's
             # evaluation rows are written while its orders travel. A crash in between leaves intents without
             # their evaluations; the redelivered candle evaluates those assignments again, and a decision's
-            # client order id (assignment, candle, target) refuses a second intent, so no second order.
+            # client order id (candle, assignment, target) refuses a second intent, so no second order.
             new_ids = await self.orders.store_intents(orders)
             placed = [o for o in orders if o["client_order_id"] in new_ids and o["status"] == "pending"]
             for o in orders:

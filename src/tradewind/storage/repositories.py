@@ -6,13 +6,17 @@ query carries ``owner_id = :user``. Another user's object is simply not found (a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tradewind.storage.models import (
+    EVALUATION_HOUR,
+    HOUR_MS,
+    ORDER_BLOCK,
+    ORDER_BLOCK_IDS,
     AlertChannel,
     AlertDelivery,
     Assignment,
@@ -31,7 +35,33 @@ from tradewind.storage.models import (
 T = TypeVar(
     "T", Strategy, Trader, Assignment, Order, Backtest, Study, WalkForwardRun, AlertChannel, AlertDelivery
 )
+# Buckets (hours of evaluations, blocks of order ids) looked up per query by ``Owned._walk``.
+FIRST_BUCKETS, MAX_BUCKETS = 24, 500
 OWNED = (Strategy, Trader, Assignment, Order, Backtest, Study, WalkForwardRun, AlertChannel, AlertDelivery)
+
+
+async def order_blocks(s: AsyncSession, per_query: int = MAX_BUCKETS) -> list[list[int]]:
+    """Every block of order ids there is (``models.ORDER_BLOCK``), newest first, ``per_query`` to a list:
+    what a query of one assignment's orders names (``ORDER_BLOCK.in_(part)`` beside ``assignment_id``) so
+    that ``ix_orders_block`` serves it, no index leading with the assignment (issue 17)."""
+    lo, hi = await _id_range(s)
+    if lo is None or hi is None:
+        return []
+    every = list(range(hi // ORDER_BLOCK_IDS, lo // ORDER_BLOCK_IDS - 1, -1))
+    return [every[i : i + per_query] for i in range(0, len(every), per_query)]
+
+
+async def _id_range(s: AsyncSession) -> tuple[int | None, int | None]:
+    """The lowest and highest order id, each a lookup in the primary key (SQLite answers one ``min`` or one
+    ``max`` of a statement that way, both at once by a scan)."""
+    lo = (await s.execute(select(func.min(Order.id)))).scalar()
+    hi = (await s.execute(select(func.max(Order.id)))).scalar()
+    return lo, hi
+
+
+def _no_index(column: Any) -> Any:
+    """The same value, for which no index of the column is chosen."""
+    return column + 0
 
 
 class Owned:
@@ -53,14 +83,17 @@ class Owned:
     async def page(
         self, model: type[T], limit: int, before_id: int | None = None, **filters: Any
     ) -> Sequence[T]:
-        q = self.select(model)
+        walk = model is Order and filters.get("assignment_id") is not None  # see _orders_of
+        q = select(model).where(_no_index(model.owner_id) == self.user_id) if walk else self.select(model)
         for column, value in filters.items():
             if value is not None:
                 q = q.where(getattr(model, column) == value)
         if before_id is not None:
             q = q.where(model.id < before_id)
-        q = q.order_by(model.id.desc()).limit(limit)
-        return (await self.s.execute(q)).scalars().all()
+        q = q.order_by(model.id.desc())
+        if walk:
+            return [r[0] for r in await self._orders_of(q, limit, before_id)]
+        return (await self.s.execute(q.limit(limit))).scalars().all()
 
     async def update_all(self, model: type[T], *conditions: Any, **values: Any) -> int:
         """``UPDATE model SET values WHERE owner = me AND conditions``; the number of rows changed."""
@@ -98,16 +131,74 @@ class Owned:
     async def evaluations(
         self, limit: int, before_id: int | None = None, assignment_id: int | None = None
     ) -> Sequence[Evaluation]:
+        """The user's newest evaluations (of one assignment), newest first, before ``before_id``."""
         q = (
             select(Evaluation)
             .join(Assignment, Assignment.id == Evaluation.assignment_id)
             .where(Assignment.owner_id == self.user_id)
         )
-        if assignment_id is not None:
-            q = q.where(Evaluation.assignment_id == assignment_id)
         if before_id is not None:
             q = q.where(Evaluation.id < before_id)
+        if assignment_id is not None:
+            return await self._evaluations_of(q, limit, before_id, assignment_id)
         return (await self.s.execute(q.order_by(Evaluation.id.desc()).limit(limit))).scalars().all()
+
+    async def _evaluations_of(
+        self, q: Select[Evaluation], limit: int, before_id: int | None, assignment_id: int
+    ) -> Sequence[Evaluation]:
+        """One assignment's newest evaluations, hour by hour back in candle time from the newest (or from
+        ``before_id``'s), each hour one lookup in ``ix_evaluations_hour``: no index leads with the
+        assignment (issue 17: its inserts would rewrite a leaf per assignment per candle)."""
+        e = Evaluation
+        upper = None
+        if before_id is not None:  # that row's candle (the cursor is a row of this assignment's)
+            upper = (await self.s.execute(select(e.candle_time).where(e.id == before_id))).scalar()
+        if upper is None:
+            upper = (await self.s.execute(select(func.max(e.candle_time)))).scalar()
+        lowest = (await self.s.execute(select(func.min(e.candle_time)))).scalar()
+        if upper is None or lowest is None:
+            return []
+        q = q.where(e.assignment_id == assignment_id).order_by(e.id.desc())
+
+        def hours(newest: int, oldest: int) -> list[Any]:  # PostgreSQL: only these months' partitions
+            return [e.candle_time >= oldest * HOUR_MS, e.candle_time < (newest + 1) * HOUR_MS]
+
+        rows = await self._walk(q, limit, EVALUATION_HOUR, upper // HOUR_MS, lowest // HOUR_MS, hours)
+        return [r[0] for r in rows]
+
+    async def _walk(
+        self,
+        q: Any,
+        limit: int,
+        bucket: Any,
+        top: int,
+        bottom: int,
+        bounds: Callable[[int, int], list[Any]] | None = None,
+    ) -> list[Any]:
+        """The first ``limit`` rows of ``q`` (newest first) bucket by bucket down from ``top`` to ``bottom``,
+        ``bucket`` being the leading expression of an index whose second column ``q`` names: a day's worth
+        of buckets first, where a running assignment's newest rows are, then more at a time, up to a list
+        that SQLite still plans as lookups (it scans a range instead past about a thousand)."""
+        out: list[Any] = []
+        at, step = top, FIRST_BUCKETS
+        while at >= bottom and len(out) < limit:
+            chunk = list(range(at, max(bottom, at - step + 1) - 1, -1))
+            step = min(step * 4, MAX_BUCKETS)
+            where = [bucket.in_(chunk), *(bounds(chunk[0], chunk[-1]) if bounds else [])]
+            out.extend((await self.s.execute(q.where(*where).limit(limit - len(out)))).all())
+            at = chunk[-1] - 1
+        return out
+
+    async def _orders_of(self, q: Any, limit: int, before_id: int | None) -> list[Any]:
+        """``q``, of one assignment's orders newest first, block of ids by block (``ix_orders_block``). Its
+        owner's condition must be ``_no_index``'s: SQLite, without statistics, would rather walk the owner's
+        index (ix_orders_owner, which needs no sort) through every order of the owner's other assignments."""
+        bottom, top = await _id_range(self.s)
+        if top is None or bottom is None:
+            return []
+        if before_id is not None:
+            top = min(top, before_id - 1)
+        return await self._walk(q, limit, ORDER_BLOCK, top // ORDER_BLOCK_IDS, bottom // ORDER_BLOCK_IDS)
 
     async def audit(self, limit: int, before_id: int | None = None) -> Sequence[AuditEntry]:
         q = select(AuditEntry).where(AuditEntry.user_id == self.user_id)
@@ -180,13 +271,17 @@ class Owned:
                 f.fee,
             )
             .outerjoin(f, and_(f.client_order_id == Order.client_order_id, f.status == "filled"))
-            .where(Order.owner_id == self.user_id, or_(Order.filled > 0, f.id.is_not(None)))
+            .where(
+                (Order.owner_id if assignment_id is None else _no_index(Order.owner_id)) == self.user_id,
+                or_(Order.filled > 0, f.id.is_not(None)),
+            )
         )
         if trader_id is not None:
             q = q.where(Order.trader_id == trader_id)
+        q = q.order_by(Order.id.desc())
         if assignment_id is not None:
-            q = q.where(Order.assignment_id == assignment_id)
-        return (await self.s.execute(q.order_by(Order.id.desc()).limit(limit))).all()
+            return await self._orders_of(q.where(Order.assignment_id == assignment_id), limit, None)
+        return (await self.s.execute(q.limit(limit))).all()
 
     def audit_log(self, action: str, address: str | None = None, **detail: Any) -> None:
         self.s.add(AuditEntry(user_id=self.user_id, action=action, detail=detail, address=address))

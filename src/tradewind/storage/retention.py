@@ -9,7 +9,10 @@ The pruner runs in the leading core, in the background, in small batches: each b
 transaction (behind the same write gate as the hot path on SQLite, so a tick's order intents wait for at
 most one batch), and it pauses between batches. It finds old rows through the primary key only (ids
 grow with time: the newest id older than the cutoff is found by bisecting on ids), so it needs no index
-that the hot path would have to maintain. On PostgreSQL the big tables are partitioned by month
+that the hot path would have to maintain; a batch's rows (consecutive ids, so consecutive candles) sit
+together in the evaluations' indexes too, which lead with the candle (migration 0011), so deleting them
+rewrites a few leaves, not one per assignment. Orders need no pruning to keep the hot path's cost flat:
+their indexes all grow at one end. On PostgreSQL the big tables are partitioned by month
 (``storage.partitions``): each prune first creates the months ahead and drops months of ticks that lie
 wholly past retention.
 """

@@ -326,3 +326,43 @@ async def test_a_decision_older_than_one_acted_on_is_recorded_and_not_traded(set
     async with sf() as s:
         orders = (await s.execute(select(Order.candle_time, Order.side))).all()
     assert [tuple(o) for o in orders] == [(180_000, "buy")]
+
+
+async def test_a_candle_whose_intent_an_older_core_stored_places_nothing_after_the_upgrade(
+    settings, nc, sf
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 changed the client order id's form (led by the candle now): an intent stored under the old
+    form just before the upgrade, its candle delivered again after it, is found and not placed twice."""
+    exchange = FakeExchange(nc, outcome="timeout")
+    await exchange.start()
+    a = await make_assignment(sf)
+    t = 1_764_806_400_000  # 2026-12-04 00:00 UTC
+    async with sf() as s:
+        s.add(
+            Order(
+                owner_id=a.owner_id,
+                assignment_id=a.id,
+                trader_id=a.trader_id,
+                client_order_id=f"tw-{a.id}-{t // 1000}-l",  # what the core before the upgrade stored
+                exchange="sim",
+                symbol="BTC/USD",
+                side="buy",
+                amount=Decimal("0.01"),
+                status="pending",
+                candle_time=t,
+            )
+        )
+        await s.commit()
+    desk, index = await desk_for(settings, nc, sf)  # the upgraded core, started afresh
+    st = index.by_id[a.id]
+    ok = m.EvalOutcome(assignment_id=a.id, status="ok", position="long")
+    await desk.handle(candle(t), [(st, ok)])  # the candle, redelivered
+    await desk.drain()
+    async with sf() as s:
+        orders = (await s.execute(select(Order.client_order_id))).scalars().all()
+    assert orders == [f"tw-{a.id}-{t // 1000}-l"] and exchange.calls == 0
+    assert not st.pending
+    # A later candle trades under the new form as usual.
+    await desk.handle(candle(t + 60_000), [(st, ok)])
+    await desk.drain()
+    assert list(exchange.orders) == [f"tw-{(t + 60_000) // 1000}-{a.id}-l"]

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from tradewind.config import Settings
+from tradewind.domain import assignment_of
 from tradewind.exchanges.ccxt_adapter import CcxtAdapter
 from tradewind.storage.models import Order
 
@@ -115,7 +116,7 @@ async def test_a_market_maker_quotes_limit_maker_orders_through_ccxt_and_leaves_
     ids = [q["newClientOrderId"] for q in posted]
     assert len(ids) == len(set(ids)), "a client id was used twice"
     assert {o.client_id for q in seen.quotes for o in q.values()} <= set(ids)
-    assert all(i.startswith(f"tw-{seen.assignment_id}-") and i[-3:] in ("-qb", "-qs") for i in ids)
+    assert all(assignment_of(i) == seen.assignment_id and i[-3:] in ("-qb", "-qs") for i in ids)
     # Each rested until cancelled or filled, but for a quote made on the tick before the book moved past
     # it: Binance refuses that one as taking liquidity (what LIMIT_MAKER is for), and core records the refusal.
     refused = set(ids) - {o["clientOrderId"] for o in server.orders}

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tradewind.domain import split_symbol
+from tradewind.domain import assignment_of, split_symbol
 from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import Assignment, Order, PaperBalance, PaperFill, Strategy, Trader, User
 
@@ -102,9 +102,9 @@ def ownership_problems(books: Books, owners: dict[int, int] | None = None) -> li
         if o.assignment_id is not None:
             a = books.assignments.get(o.assignment_id)
             aid, owner = o.assignment_id, a.owner_id if a is not None else None
-        else:  # the client order id names it: tw-<assignment>-<candle>-<target>
-            aid = int(o.client_order_id.split("-")[1])
-            owner = (owners or {}).get(aid)
+        else:  # the client order id names it (tw-<candle>-<assignment>-<target>, and the other forms)
+            aid = assignment_of(o.client_order_id)
+            owner = (owners or {}).get(aid) if aid is not None else None
         if owner is not None and owner != o.owner_id:
             problems.append(
                 f"order {o.client_order_id} of user {o.owner_id} belongs to assignment {aid} of user {owner}"

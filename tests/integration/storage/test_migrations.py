@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, Table, select, text
+from alembic import command
+from sqlalchemy import MetaData, Table, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from tests.postgres import fresh_database
 from tradewind.storage.db import make_engine
-from tradewind.storage.migrate import upgrade, upgrade_async
+from tradewind.storage.migrate import alembic_config, upgrade, upgrade_async
 
 T0 = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 
@@ -255,7 +257,9 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 def _tables(conn: Connection) -> dict[str, Table]:
     meta = MetaData()
-    meta.reflect(conn)
+    with warnings.catch_warnings():  # 0011's expression indexes: SQLAlchemy does not reflect them on SQLite
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index")
+        meta.reflect(conn)
     return dict(meta.tables)
 
 
@@ -402,5 +406,64 @@ async def test_0007_keeps_the_studies_and_walkforwards_go_with_their_owner(db_ur
             await conn.execute(text("DELETE FROM users WHERE id = 1"))
             left = (await conn.execute(text("SELECT count(*) FROM walkforwards"))).scalar_one()
         assert left == 0
+    finally:
+        await engine.dispose()
+
+
+def _keys(conn: Connection) -> tuple[list[list[str]], list[str]]:
+    """evaluations' unique keys (their columns, in order) and the names of the indexes of evaluations and
+    orders (expression indexes too, which SQLAlchemy does not reflect on SQLite)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index")
+        uniques = [u["column_names"] for u in inspect(conn).get_unique_constraints("evaluations")]
+    names = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('orders', 'evaluations')"
+        if conn.dialect.name == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE tablename IN ('orders', 'evaluations')"
+    )
+    return uniques, sorted(n for n in conn.execute(text(names)).scalars() if n.startswith("ix_"))
+
+
+async def test_0011_keys_lead_with_the_candle_and_downgrade_restores_them(db_url: str) -> None:
+    """0011 (issue 17): evaluations are unique on (candle_time, assignment_id), orders lose their index led
+    by the assignment; every row stays, uniqueness still holds; and 0010's keys come back on downgrade."""
+    await asyncio.to_thread(upgrade, db_url, "0010")
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_seed)
+        async with engine.connect() as conn:
+            before = await conn.run_sync(_dump)
+            old_keys = await conn.run_sync(_keys)
+        await engine.dispose()
+        assert old_keys[0] == [["assignment_id", "candle_time"]]
+        assert "ix_orders_assignment" in old_keys[1] and "ix_orders_block" not in old_keys[1]
+
+        await asyncio.to_thread(upgrade, db_url, "0011")
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_dump) == before
+            uniques, indexes = await conn.run_sync(_keys)
+        await engine.dispose()
+        assert uniques == [["candle_time", "assignment_id"]]
+        assert set(indexes) - set(old_keys[1]) == {"ix_orders_block", "ix_evaluations_hour"}
+        assert set(old_keys[1]) - set(indexes) == {"ix_orders_assignment"}
+        row = {**SEED["evaluations"][0], "logs": "[]"}
+        row.pop("id")
+        cols = ", ".join(row)
+        insert = text(f"INSERT INTO evaluations ({cols}) VALUES ({', '.join(':' + c for c in row)})")
+        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            async with engine.begin() as conn:  # the same assignment and candle again
+                await conn.execute(insert, row)
+        async with engine.begin() as conn:  # the next candle: a new id, past every id there was
+            await conn.execute(insert, {**row, "candle_time": 120_000})
+            ids = (await conn.execute(text("SELECT id FROM evaluations ORDER BY id"))).scalars().all()
+        assert ids[0] == 11 and ids[1] > 11
+        await engine.dispose()
+
+        await asyncio.to_thread(command.downgrade, alembic_config(db_url), "0010")
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_keys) == old_keys
+            count = (await conn.execute(text("SELECT count(*) FROM evaluations"))).scalar_one()
+        assert count == 2
     finally:
         await engine.dispose()
