@@ -200,6 +200,20 @@ class Owned:
             top = min(top, before_id - 1)
         return await self._walk(q, limit, ORDER_BLOCK, top // ORDER_BLOCK_IDS, bottom // ORDER_BLOCK_IDS)
 
+    async def order_counts(self, assignment_id: int, column: Any, *where: Any) -> dict[Any, int]:
+        """How many of one assignment's orders there are per value of ``column`` (a status, a side) among those
+        ``where`` keeps, block of ids by block (``order_blocks``), for the reason ``_orders_of`` gives."""
+        q = (
+            select(column, func.count())
+            .where(_no_index(Order.owner_id) == self.user_id, Order.assignment_id == assignment_id, *where)
+            .group_by(column)
+        )
+        totals: dict[Any, int] = {}
+        for part in await order_blocks(self.s):
+            for value, n in (await self.s.execute(q.where(ORDER_BLOCK.in_(part)))).all():
+                totals[value] = totals.get(value, 0) + n
+        return totals
+
     async def audit(self, limit: int, before_id: int | None = None) -> Sequence[AuditEntry]:
         q = select(AuditEntry).where(AuditEntry.user_id == self.user_id)
         if before_id is not None:

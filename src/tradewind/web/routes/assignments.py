@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tradewind.bus import messages as m
 from tradewind.core import positions
@@ -332,24 +332,8 @@ async def quotes(assignment_id: ObjectId, repo: OwnedDep) -> QuotesOut:
         .scalars()
         .all()
     )
-    counts = dict(
-        (
-            await repo.s.execute(
-                select(Order.status, func.count())
-                .where(Order.assignment_id == a.id, Order.type == "quote")
-                .group_by(Order.status)
-            )
-        ).all()
-    )
-    sides = dict(
-        (
-            await repo.s.execute(
-                select(Order.side, func.count())
-                .where(Order.assignment_id == a.id, Order.type == "quote", Order.status == "filled")
-                .group_by(Order.side)
-            )
-        ).all()
-    )
+    counts = await repo.order_counts(a.id, Order.status, Order.type == "quote")
+    sides = await repo.order_counts(a.id, Order.side, Order.type == "quote", Order.status == "filled")
     filled = counts.get("filled", 0)
     ended = filled + counts.get("canceled", 0)
     return QuotesOut(
