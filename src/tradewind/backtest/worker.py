@@ -23,6 +23,7 @@ import asyncio
 import logging
 import multiprocessing as mp
 import os
+import signal
 import socket
 import threading
 import time
@@ -192,7 +193,9 @@ def _mtime(path: str) -> int:
 
 def _exit_with_parent(parent: int) -> None:  # pragma: no cover - in the child
     """A pool process holds both ends of its job queue, so it never sees its parent die: it would wait for
-    work forever after a SIGKILL of the eval process. It watches the parent instead, and goes with it."""
+    work forever after a SIGKILL of the eval process. It watches the parent instead, and goes with it.
+    Ctrl-C in a terminal reaches the whole process group: the parent stops the pool, so SIGINT is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import shutil
+import signal
+import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _tied_to_parent() -> Callable[[], None] | None:
+    """On Linux, what makes the server die with the process that started it (a SIGKILL of ``tradewind up``
+    leaves no server holding its data folder): prctl(PR_SET_PDEATHSIG), called in the child before exec.
+    Elsewhere None: the server outlives a killed parent, as any child does."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not between fork and exec
+
+    def tie() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return tie
 
 
 def nats_server_binary() -> str:
@@ -52,6 +72,10 @@ class EmbeddedNats:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            # Not in the terminal's process group: Ctrl-C reaches the platform, which stops the server last,
+            # after everything that still talks to it (it used to go first, and every client logged errors).
+            start_new_session=True,
+            preexec_fn=_tied_to_parent(),
         )
         ports_file = ports_dir / f"nats-server_{self._proc.pid}.ports"
         loop = asyncio.get_running_loop()

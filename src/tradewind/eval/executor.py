@@ -26,6 +26,7 @@ import gc
 import logging
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import time
@@ -305,6 +306,8 @@ class _Runtimes:
 def _child(
     conn: Connection, progress: Any, limits: Limits, budget_mb: int
 ) -> None:  # pragma: no cover - runs in the child
+    # Ctrl-C in a terminal reaches the whole process group; the parent stops its children in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = ArrayStore()
     runtimes = _Runtimes(budget_mb * 1024 * 1024, limits, store)
     codes: dict[tuple[int, int], str] = {}
@@ -639,6 +642,7 @@ _inspection = msgspec.msgpack.Decoder(Inspection)
 
 
 def _validation_child(conn: Connection) -> None:  # pragma: no cover - runs in the child
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it (see _child)
     with contextlib.suppress(OSError):
         os.nice(10)  # a runaway being checked yields the CPU to live evaluations (embedded mode)
     conn.send_bytes(b"")  # ready: the imports are done, so no job's deadline pays for them

@@ -1,5 +1,4 @@
-"""keys that grow with time: evaluations unique on (candle_time, assignment_id); orders lose their
-per-assignment index
+"""keys that grow with time: evaluations unique on (candle_time, assignment_id), no per-assignment orders index
 
 Revision ID: 0011
 Revises: 0010
