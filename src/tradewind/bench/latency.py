@@ -3,19 +3,25 @@
 Starts the platform (embedded unless TRADEWIND_NATS_URL / TRADEWIND_DATABASE_URL say otherwise), adds
 assignments of a strategy that changes position on every candle, lets the sim exchange publish one
 candle per market per second, and reads the latency core stamped on every order it placed.
+
+With ``outside`` (benchmarks/scale_out.py), the eval workers run elsewhere: the bench starts NATS, the
+database, core and the sim exchange, and hands the NATS URL and the settings to ``outside``, which starts
+workers as processes of their own (``tradewind run eval``) and may act while a load is measured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from nats.js.errors import NotFoundError
 from sqlalchemy import func, select, update
@@ -23,7 +29,7 @@ from sqlalchemy import func, select, update
 from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import connect
-from tradewind.config import load_settings
+from tradewind.config import Settings, load_settings
 from tradewind.core.leader import BUCKET as LEADER_BUCKET
 from tradewind.runtime import (
     Stack,
@@ -52,6 +58,8 @@ function on_tick(t, c, params)
   return {quotes = {{side = "buy", price = mid * 0.99, amount = params.amount or 0.0001}}}
 end
 """
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 SYMBOLS = ["BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "ADA/USD", "DOGE/USD", "LTC/USD", "DOT/USD"]
 PER_ACCOUNT = 50
 
@@ -67,6 +75,53 @@ class LoadResult:
     candles: int
     # with ``window``: (first candle of the window, counted from 1, p50 ms, p99 ms) for each window of candles
     windows: list[tuple[int, float, float]] = field(default_factory=list)
+    # evaluations stored for the measured candles, and how many there should be (assignments x candles
+    # measured; candle trigger only): fewer means evaluations were lost
+    evaluations: int = 0
+    expected_evaluations: int = 0
+
+
+class Outside(Protocol):
+    """Components the bench does not run in its own process (eval workers, benchmarks/scale_out.py)."""
+
+    async def start(self, nats_url: str, settings: Settings) -> None:
+        """Start them against this NATS server and ``settings.db_url``; return once they serve."""
+
+    async def measuring(self, assignments: int) -> None:
+        """The warm-up of this load is over: its measured candles start now (candle trigger only)."""
+
+    async def measured(self, assignments: int) -> None:
+        """Its last measured candle has been handled."""
+
+    async def stop(self) -> None:
+        """Stop them (before the bench stops NATS and the database)."""
+
+
+def run(main: Coroutine[Any, Any, T], grace_s: float = 10.0) -> T:
+    """``asyncio.run(main)``, except that tasks still running once ``main`` has stopped the platform get
+    ``grace_s`` to end on cancellation and are then left behind, named in a warning. asyncio.run waits for
+    them for ever: at 10,000 assignments embedded, after core lost its lease under load, one such task
+    kept `tradewind bench latency` from exiting after it had its figures."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                _, pending = loop.run_until_complete(asyncio.wait(left, timeout=grace_s))
+                for task in pending:
+                    log.warning(
+                        "left running after the bench stopped: %s %r", task.get_name(), task.get_coro()
+                    )
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), grace_s))
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), grace_s))
+        except (TimeoutError, RuntimeError):
+            log.warning("the bench's event loop did not shut down cleanly", exc_info=True)
+        finally:
+            loop.close()
 
 
 def _windows(timed: list[tuple[int, float]], first: int, size: int) -> list[tuple[int, float, float]]:
@@ -106,24 +161,31 @@ async def populate(
             s.add(t)
             traders.append(t)
         await s.flush()
-        rows = [
-            models.Assignment(
-                owner_id=user.id,
-                strategy_id=strategy.id,
-                market_id=markets[i % len(markets)],
-                timeframe="1m",
-                trader_id=traders[i // PER_ACCOUNT].id,
-                allocation=Decimal("100"),
-                params={},
-                lookback=50,
-                trigger=trigger,
-                min_interval_ms=100,
-            )
-            for i in range(n)
-        ]
-        s.add_all(rows)
+        ids: list[int] = []
+        # Flushed 500 at a time: one flush of 10,000 objects holds the event loop this process shares with
+        # core for seconds (core lost its leader lease while 10,000 were set up before; not since).
+        for start in range(0, n, 500):
+            rows = [
+                models.Assignment(
+                    owner_id=user.id,
+                    strategy_id=strategy.id,
+                    market_id=markets[i % len(markets)],
+                    timeframe="1m",
+                    trader_id=traders[i // PER_ACCOUNT].id,
+                    allocation=Decimal("100"),
+                    params={},
+                    lookback=50,
+                    trigger=trigger,
+                    min_interval_ms=100,
+                )
+                for i in range(start, min(n, start + 500))
+            ]
+            s.add_all(rows)
+            await s.flush()
+            ids += [a.id for a in rows]
+            await asyncio.sleep(0)
         await s.commit()
-        return [a.id for a in rows]
+        return ids
 
 
 async def run_latency(
@@ -137,10 +199,14 @@ async def run_latency(
     progress: Callable[[str], None] | None = None,
     trigger: str = "candle",
     window: int = 0,
+    database_url: str | None = None,
+    outside: Outside | None = None,
 ) -> list[LoadResult]:
     """``trigger`` "tick": quoting assignments on the sim's ticks (one a second per market, each moving the
     book, so every evaluation replaces a quote); ``candles`` is then the number of seconds measured, and
-    the latency is from a tick's receipt to the order call of the quote it caused."""
+    the latency is from a tick's receipt to the order call of the quote it caused. ``workers`` eval workers
+    run in this process (0 with ``outside`` running them); ``database_url`` overrides
+    TRADEWIND_DATABASE_URL."""
     tick = trigger == "tick"
     tmp = None
     if data_dir is None:
@@ -152,6 +218,8 @@ async def run_latency(
         overrides = dict(
             sim_speed=1.0, history_days=1, sim_tick_ms=1000, quote_rate_per_s=10_000, quote_burst=100_000
         )
+    if database_url:
+        overrides["database_url"] = database_url  # type: ignore[assignment]
     settings = load_settings(
         data_dir=data_dir,
         sim_symbols=SYMBOLS[:markets],
@@ -165,6 +233,7 @@ async def run_latency(
     if settings.nats_url:
         await _refuse_a_stream_in_use(settings.nats_url)
     started = False
+    outside_started = False
     try:
         url = await open_nats(settings, stack)
         sf = await open_database(settings, stack, migrate=True)
@@ -172,6 +241,9 @@ async def run_latency(
         started = True
         for i in range(workers):
             await start_eval(settings, url, sf, stack, i)
+        if outside is not None:
+            outside_started = True
+            await outside.start(url, settings)
         await start_core(settings, url, sf, stack)
         await start_exchange(settings, "sim", url, sf, stack)
         nc = await connect(url, "bench")
@@ -187,13 +259,17 @@ async def run_latency(
             ids = await populate(sf, n, market_ids, f"{n}-{time.time_ns()}", trigger)
             await nc.publish(subjects.ASSIGNMENTS_CHANGED, m.encode(m.AssignmentsChanged()))
             windows: list[tuple[int, float, float]] = []
+            expected = 0
             if tick:
                 lat, evals, elapsed = await _measure_ticks(sf, ids, warmup, candles)
             else:
                 await evaluated(sf, ids[0])  # core has them: their Lua states are made on their first candle
-                measured = await measure_orders(sf, ids, market_ids, warmup, candles, speed)
+                measured = await measure_orders(
+                    sf, ids, market_ids, warmup, candles, speed, outside=outside, assignments=n
+                )
                 lat, evals, elapsed = measured.latencies, measured.evaluations, measured.elapsed_s
                 windows = _windows(measured.timed, measured.first, window) if window else []
+                expected = n * ((measured.last - measured.first) // 60_000)
             async with sf() as s:
                 await s.execute(
                     update(models.Assignment).where(models.Assignment.id.in_(ids)).values(enabled=False)
@@ -209,6 +285,8 @@ async def run_latency(
                 orders=len(lat),
                 candles=candles,
                 windows=windows,
+                evaluations=evals,
+                expected_evaluations=expected,
             )
             results.append(result)
             if progress:
@@ -217,6 +295,8 @@ async def run_latency(
                 )
             await asyncio.sleep(2)
     finally:
+        if outside is not None and outside_started:
+            await outside.stop()
         await stack.close()
         if settings.nats_url and started:
             await _remove_what_the_bench_left(settings.nats_url)
@@ -328,15 +408,26 @@ class Measured:
 
 
 async def measure_orders(
-    sf: SessionFactory, ids: list[int], market_ids: list[int], warmup: int, candles: int, speed: float
+    sf: SessionFactory,
+    ids: list[int],
+    market_ids: list[int],
+    warmup: int,
+    candles: int,
+    speed: float,
+    outside: Outside | None = None,
+    assignments: int = 0,
 ) -> Measured:
     """Skip ``warmup`` candles, then read the tick -> order latency core stamped on each order of the
     assignments ``ids`` over the next ``candles`` candles, and count their evaluations."""
     first = await _next_candle_time(sf, market_ids, warmup)
+    if outside is not None:
+        await outside.measuring(assignments)
     t0 = time.monotonic()
     last = await _next_candle_time(sf, market_ids, candles)
     elapsed = time.monotonic() - t0
     await asyncio.sleep(max(1.5, 60.0 / speed))  # let the last candle's orders be stamped
+    if outside is not None:
+        await outside.measured(assignments)
     async with sf() as s:
         timed = (
             await s.execute(

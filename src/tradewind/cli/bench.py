@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import platform
@@ -72,7 +71,7 @@ def latency(
     logging.basicConfig(level=logging.WARNING)
     say = None if as_json else (lambda text: click.echo(text, err=True))
     try:
-        results = asyncio.run(
+        results = lat.run(
             lat.run_latency(
                 loads,
                 markets=markets,
