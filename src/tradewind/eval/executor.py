@@ -53,7 +53,11 @@ from tradewind.sandbox.ta import ArrayStore
 from tradewind.sandbox.window import CandleWindow
 
 log = logging.getLogger(__name__)
-MAX_RUNTIMES = 5000
+# Assignments one executor child keeps started. NATS hands each chunk to any worker, so every worker comes to
+# hold every assignment it is ever sent; at about 7 KB an assignment in its version's shared state, 50,000
+# are ~350 MB (the memory budget below still applies). At 5,000, 10,000 assignments on ten workers had each
+# worker dropping and restarting states on every candle (benchmarks/RESULTS.md, scale-out).
+MAX_RUNTIMES = 50_000
 MEMORY_BUDGET_MB = 2048  # all runtimes of one executor child together; least recently used go first
 KILL_GRACE_S = 0.5
 LUA_GC_GROWTH = 1.25  # see _Runtimes.collect_idle
