@@ -153,6 +153,16 @@ async def test_minutes_decisions_and_orders_from_the_bitfinex_stream_each_exactl
                 ).first() is None
 
         await wait_until(settled)
+
+        async def evaluated() -> bool:  # the evaluations are written after the orders' calls, apart
+            async with sf() as s:
+                times = set((await s.execute(select(CandleRow.time).where(CandleRow.tf == "1m"))).scalars())
+                seen = (
+                    await s.execute(select(Evaluation.candle_time).where(Evaluation.assignment_id == aid))
+                ).scalars()
+                return set(seen) >= times - {min(times)}
+
+        await wait_until(evaluated)
         async with sf() as s:
             candles = (
                 (await s.execute(select(CandleRow).where(CandleRow.tf == "1m").order_by(CandleRow.time)))
