@@ -103,7 +103,8 @@ async def test_the_study_finds_the_optimum_built_into_the_candles(tmp_path: Path
     csv = write_cycle(tmp_path / "cycle.csv")
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'tw.db'}"
     async with sweep.LocalWorkers(None, 2, None) as url:  # the embedded path: the CLI's without a bus
-        study = await study_on(url, db_url, csv, "known", 50)
+        # one lane: TPE sees the same results in the same order every run (with two, a run once found (3, 3))
+        study = await study_on(url, db_url, csv, "known", 50, lanes=1)
     best = study.best_trial
     assert {k: best.params[k] for k in BEST} == BEST
     # the engine over every pair agrees: that pair, and only it, gives the best return
