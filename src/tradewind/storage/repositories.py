@@ -200,18 +200,18 @@ class Owned:
             top = min(top, before_id - 1)
         return await self._walk(q, limit, ORDER_BLOCK, top // ORDER_BLOCK_IDS, bottom // ORDER_BLOCK_IDS)
 
-    async def order_counts(self, assignment_id: int, column: Any, *where: Any) -> dict[Any, int]:
-        """How many of one assignment's orders there are per value of ``column`` (a status, a side) among those
-        ``where`` keeps, block of ids by block (``order_blocks``), for the reason ``_orders_of`` gives."""
+    async def order_counts(self, assignment_id: int, *where: Any) -> dict[tuple[str, str], int]:
+        """How many of one assignment's orders there are per (status, side) among those ``where`` keeps, block
+        of ids by block (``order_blocks``), for the reason ``_orders_of`` gives."""
         q = (
-            select(column, func.count())
+            select(Order.status, Order.side, func.count())
             .where(_no_index(Order.owner_id) == self.user_id, Order.assignment_id == assignment_id, *where)
-            .group_by(column)
+            .group_by(Order.status, Order.side)
         )
-        totals: dict[Any, int] = {}
+        totals: dict[tuple[str, str], int] = {}
         for part in await order_blocks(self.s):
-            for value, n in (await self.s.execute(q.where(ORDER_BLOCK.in_(part)))).all():
-                totals[value] = totals.get(value, 0) + n
+            for status, side, n in (await self.s.execute(q.where(ORDER_BLOCK.in_(part)))).all():
+                totals[status, side] = totals.get((status, side), 0) + n
         return totals
 
     async def audit(self, limit: int, before_id: int | None = None) -> Sequence[AuditEntry]:

@@ -332,10 +332,11 @@ async def quotes(assignment_id: ObjectId, repo: OwnedDep) -> QuotesOut:
         .scalars()
         .all()
     )
-    counts = await repo.order_counts(a.id, Order.status, Order.type == "quote")
-    sides = await repo.order_counts(a.id, Order.side, Order.type == "quote", Order.status == "filled")
-    filled = counts.get("filled", 0)
-    ended = filled + counts.get("canceled", 0)
+    counts = await repo.order_counts(a.id, Order.type == "quote")  # one walk of the order blocks for both
+    placed = sum(counts.values())
+    buys, sells = counts.get(("filled", "buy"), 0), counts.get(("filled", "sell"), 0)
+    filled = buys + sells
+    ended = filled + counts.get(("canceled", "buy"), 0) + counts.get(("canceled", "sell"), 0)
     return QuotesOut(
         assignment_id=a.id,
         trigger=a.trigger,
@@ -352,10 +353,10 @@ async def quotes(assignment_id: ObjectId, repo: OwnedDep) -> QuotesOut:
             for o in resting
         ],
         realized_pnl=format(a.realized_pnl, "f"),
-        placed=sum(counts.values()),
+        placed=placed,
         filled=filled,
-        buys_filled=sides.get("buy", 0),
-        sells_filled=sides.get("sell", 0),
+        buys_filled=buys,
+        sells_filled=sells,
         fill_rate=round(filled / ended, 4) if ended else None,
     )
 
