@@ -291,9 +291,16 @@ class CoreService:
         accounts = (
             self.desk.prefetch(candle, states) if any(st.trader_id is not None for st in states) else None
         )
+        held: list[tuple[AssignmentState, m.EvalOutcome]] = []
         try:
             async for results in self.decider.evaluate(candle, states):
-                await self.desk.handle(candle, results, later, accounts)
+                ready, waiting = self.desk.in_flight(candle, results)
+                held += waiting
+                if ready:
+                    await self.desk.handle(candle, ready, later, accounts)
+            if held:  # decisions of assignments whose previous order is still on its way: after its answer
+                await self.desk.answered([st for st, _ in held])
+                await self.desk.handle(candle, held, later, accounts)
         finally:
             if accounts is not None:
                 accounts.cancel()  # a candle that traded nothing never needed it

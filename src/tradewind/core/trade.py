@@ -47,6 +47,7 @@ _USERS = table_of(User)
 
 STALE_NOTE = "not traded: a newer candle's decision was acted on first"
 CLOSING_NOTE = "not traded: its position is being closed by its owner"
+IN_FLIGHT_NOTE = "not traded: its previous order was still waiting for the exchange's answer"
 
 
 # Per assignment (owner, account, exchange) or why it may not trade; per account its book.
@@ -97,6 +98,28 @@ class TradeDesk:
 
     async def settle(self, timeout_s: float = 2.0, candle: m.Candle | None = None) -> None:
         await self.orders.settle(timeout_s, candle)
+
+    @staticmethod
+    def in_flight(
+        candle: m.Candle, results: list[tuple[AssignmentState, m.EvalOutcome]]
+    ) -> tuple[list[tuple[AssignmentState, m.EvalOutcome]], list[tuple[AssignmentState, m.EvalOutcome]]]:
+        """Split a chunk's outcomes into those to act on now and the decisions of assignments whose previous
+        market order is still on its way (``pending``): their position is not known until it is answered.
+        A candle that follows its predecessor closely (candles held up behind a retried chunk, then released
+        at once) would otherwise find most of them in flight and trade nothing for them."""
+        ready: list[tuple[AssignmentState, m.EvalOutcome]] = []
+        held: list[tuple[AssignmentState, m.EvalOutcome]] = []
+        for st, out in results:
+            waits = out.status == "ok" and st.pending and candle.time >= st.acted_through
+            (held if waits else ready).append((st, out))
+        return ready, held
+
+    async def answered(self, states: list[AssignmentState], timeout_s: float | None = None) -> None:
+        """Wait until none of ``states`` has a market order in flight, at most ``timeout_s`` (by default the
+        order call's own timeout: after it, an unanswered order is the reconciler's)."""
+        deadline = time.monotonic() + (self.order_timeout_s if timeout_s is None else timeout_s)
+        while any(st.pending for st in states) and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
 
     async def record(self, candle: m.Candle, later: list[Handled]) -> None:
         await self.recorder.record(candle, later)
@@ -159,7 +182,10 @@ class TradeDesk:
                 notes[st.id] = STALE_NOTE
                 continue
             st.acted_through = candle.time
-            if st.trader_id is None or st.pending:
+            if st.trader_id is None:
+                continue
+            if st.pending:  # waited for (``in_flight``, ``answered``) and still unanswered
+                notes[st.id] = IN_FLIGHT_NOTE
                 continue
             if st.id in self.closing:
                 notes[st.id] = CLOSING_NOTE
