@@ -1,9 +1,9 @@
 """The web side under load while the platform trades (issue 17).
 
 Starts the embedded platform as `tradewind up` does (embedded NATS, SQLite, the sim at one 1m candle a
-second, eval workers and core in this process, the web server in a child process of its own:
-``runtime.WebProcess``; ``--web-inline`` serves the web app in this process instead, the layout before
-2026-12-04), adds ``--assignments`` assignments that order on every candle, and measures core's tick ->
+second, eval workers and core in this process, the web server in ``--web-processes`` child processes of its
+own sharing the port: ``runtime.WebProcesses``; ``--web-inline`` serves the web app in this process instead,
+the layout before 2026-12-04), adds ``--assignments`` assignments that order on every candle, and measures core's tick ->
 order latency twice over the same number of candles: once quiet, once while
 
 - Locust (benchmarks/locustfile.py, in a process of its own) runs ``--users`` users who sign up, log in
@@ -15,9 +15,11 @@ order latency twice over the same number of candles: once quiet, once while
 Prints the API's p50/p99 per request kind and in all (sign-up and log-in apart: they hash a password on
 purpose), failures, whether every socket received every candle published while all were connected, the
 trading p50/p99 quiet and under load, and the CPU each process tree used during the loaded run (the
-platform, its web server, Locust, the sockets: the load generator shares the machine's cores). Needs Locust: `.venv/bin/pip install -e '.[bench]'`.
+platform, its web server's processes, Locust, the sockets: the load generator shares the machine's cores).
+Needs Locust: `.venv/bin/pip install -e '.[bench]'`, or any Locust with ``--locust PATH``.
 
     .venv/bin/python benchmarks/web_load.py [--users 200] [--sockets 500] [--assignments 1000] [--candles 30]
+        [--web-processes N] [--locust /tmp/tw/locust/bin/locust]
 """
 
 from __future__ import annotations
@@ -200,9 +202,10 @@ def browsing_percentiles(times: list[tuple[str, float, bool]]) -> tuple[float, f
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = tempfile.TemporaryDirectory(prefix="tradewind-webload-")
     data = Path(tmp.name)
+    web_processes = {"web_processes": args.web_processes} if args.web_processes else {}
     settings = load_settings(
         data_dir=data, sim_symbols=SYMBOLS[:1], eval_workers=args.workers, sim_paper_cash="1000000000",
-        exchanges=["sim"], sim_speed=args.speed, history_days=1,
+        exchanges=["sim"], sim_speed=args.speed, history_days=1, **web_processes,
     )  # fmt: skip
     stack = Stack()
     out: dict[str, Any] = {}
@@ -222,7 +225,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             web = launch_web_process(settings, url, stack, "127.0.0.1", port, sock)
             await web.ready()
-            roots["web"] = web.pid or 0
+            roots |= {f"web{i}": pid for i, pid in enumerate(web.pids)}
         base = f"http://127.0.0.1:{port}"
         nc = await connect(url, "bench")
         stack.stoppers.append(nc.drain)
@@ -264,6 +267,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         loaded = await measure_orders(sf, ids, market_ids, 1, args.candles, args.speed)
         cpu1, elapsed = tree_cpu(roots), time.monotonic() - t0
         load = os.getloadavg()
+        served = [] if args.web_inline else [await requests_served(w) for w in web.children]
         _, locust_err = await asyncio.to_thread(locust.communicate)
         await asyncio.to_thread(sockets.wait)
         stats = locust_stats(prefix)
@@ -279,16 +283,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "trading_quiet": summary(quiet.latencies), "trading_loaded": summary(loaded.latencies),
             "trading_loaded_p50_by_candle": by_candle(loaded.timed),
             "locust_stderr_tail": locust_err[-500:] if locust.returncode else "",
-            "web_layout": "inline" if args.web_inline else "process",
+            "web_layout": "inline" if args.web_inline else f"{settings.web_processes} processes",
+            "requests_by_web_process": served,
             "cores_used_quiet": {k: round((cpu_q1[k] - cpu_q0[k]) / elapsed_q, 2) for k in cpu_q0},
             "cores_used_loaded": {k: round((cpu1[k] - cpu0[k]) / elapsed, 2) for k in roots},
             "loadavg_after_quiet": [round(x, 2) for x in load_quiet],
             "loadavg_after_loaded": [round(x, 2) for x in load], "cpus": os.cpu_count(),
         }  # fmt: skip
+        show(out, args)  # now: a platform that is slow to stop does not hold the figures back
     finally:
         await stack.close()
         tmp.cleanup()
     return out
+
+
+async def requests_served(web: Any) -> int:
+    """HTTP requests one web process has answered so far (from its own metrics)."""
+    try:
+        text = (await web.own_metrics()).decode()
+    except Exception:
+        return -1
+    return round(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("tradewind_http_requests_total{")))  # fmt: skip
 
 
 def by_candle(timed: list[tuple[int, float]]) -> list[float]:
@@ -331,13 +347,19 @@ def main() -> None:
     p.add_argument(
         "--web-inline", action="store_true", help="the web server in this process (the old layout)"
     )
+    p.add_argument(
+        "--web-processes", type=int, default=0, help="the web server's processes (default: the setting's)"
+    )
     p.add_argument("--locust", default=str(Path(sys.executable).with_name("locust")),
                    help="the locust command (default: the one next to this Python)")  # fmt: skip
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    out = asyncio.run(run(args))
+    asyncio.run(run(args))
+
+
+def show(out: dict[str, Any], args: argparse.Namespace) -> None:
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json.dumps(out, indent=1), flush=True)
         return
     print(
         f"web load: {args.users} Locust users, {args.sockets} sockets, {args.assignments} assignments trading"
@@ -354,11 +376,18 @@ def main() -> None:
     print(f"trading tick->order: quiet p50 {q['p50_ms']} / p99 {q['p99_ms']} ms ({q['orders']} orders); "
           f"under load p50 {l_['p50_ms']} / p99 {l_['p99_ms']} ms ({l_['orders']} orders)")  # fmt: skip
     for phase in ("quiet", "loaded"):
-        cores = ", ".join(f"{k} {v}" for k, v in out[f"cores_used_{phase}"].items())
+        used = out[f"cores_used_{phase}"]
+        webs = {k: v for k, v in used.items() if k.startswith("web")}
+        if len(webs) > 1:
+            used = {"web (all)": round(sum(webs.values()), 2), **used}
+        cores = ", ".join(f"{k} {v}" for k, v in used.items())
         print(f"cores used, {phase} ({out['web_layout']} web server; {out['cpus']} CPUs, load average after "
               f"{' '.join(map(str, out[f'loadavg_after_{phase}']))}): {cores}")  # fmt: skip
+    if out["requests_by_web_process"]:
+        print(f"requests answered by each web process: {out['requests_by_web_process']}")
     if out["locust_stderr_tail"]:
         print("locust:", out["locust_stderr_tail"])
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 import { lazy, Suspense, useCallback, useEffect, useReducer, useRef, useState } from "react";
 import { api, onUnauthorized, type User } from "./api/client";
-import { Link, navigate, usePath } from "./router";
+import { afterLogin, AUTH_PAGES, Link, navigate, usePath } from "./router";
 import { connectStream, initialLive, reduceLive, type MarketFilter, type StreamConnection, type StreamEvent, type StreamStatus } from "./stream";
 import { Login } from "./pages/Login";
 import { Dashboard } from "./pages/Dashboard";
@@ -65,9 +65,14 @@ export function App() {
     return () => { conn.current = null; c(); };
   }, [user?.id]); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => setMenu(false), [path]);
+  // Logged in at /login (just now, or by a bookmark or the back button): on to the page asked for.
+  const atAuthPage = AUTH_PAGES.has(path);
+  useEffect(() => {
+    if (user && atAuthPage) navigate(afterLogin(location.search), { replace: true });
+  }, [user, atAuthPage]);
 
-  if (user === undefined) return <div className="boot"><Loading /></div>;
-  if (user === null) return <Login onDone={setUser} />;
+  if (user === undefined || (user && atAuthPage)) return <div className="boot"><Loading /></div>;
+  if (user === null) return <Login key={path} onDone={setUser} register={path === "/register"} />;
 
   const toggleKill = async () => {
     if (!user.killed) {
@@ -122,7 +127,7 @@ export function App() {
             {user.killed ? "Release kill switch" : "Kill switch"}
           </button>
           <span className="email">{user.email}</span>
-          <button className="link light" onClick={() => api.logout().finally(() => { setUser(null); navigate("/"); })}>Log out</button>
+          <button className="link light" onClick={() => api.logout().finally(() => { setUser(null); navigate("/login"); })}>Log out</button>
         </div>
       </header>
       {user.killed && <div className="banner" role="status">The kill switch is on: nothing trades until you release it and resume your assignments.{killNote && <span data-testid="kill-note"> {killNote}</span>}</div>}

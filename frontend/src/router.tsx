@@ -39,6 +39,19 @@ export function usePath(): string {
   return loc.split("?")[0];
 }
 
+/** The log-in and sign-up pages: a logged-in user at one of them is sent on (``afterLogin``). A logged-out
+ * visitor sees the log-in form at any address, and stays at that address once logged in. */
+export const AUTH_PAGES: ReadonlySet<string> = new Set(["/login", "/register"]);
+
+/** Where a logged-in user at a log-in page goes: ``?next=`` when it is a page of this app, else the
+ * dashboard (never another site: "//evil.example" and "/\\evil.example" are addresses of other hosts). */
+export function afterLogin(search: string): string {
+  let next = new URLSearchParams(search).get("next") ?? "";
+  if (next === BASE || next.startsWith(BASE + "/")) next = next.slice(BASE.length) || "/";
+  if (!next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\") || AUTH_PAGES.has(next.split(/[?#]/)[0])) return "/";
+  return next;
+}
+
 export function Link({ to, children, className, title }: { to: string; children: React.ReactNode; className?: string; title?: string }) {
   return (
     <a href={BASE + to} className={className} title={title} onClick={(e) => {

@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     smtp_from: str = "tradewind@localhost"
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
 
+    # `tradewind up`: the web server's processes, all serving the one port (runtime.WebProcesses). Two use a
+    # second core for 200 browsing users where one event loop could not; more only help with more cores free.
+    web_processes: int = Field(default=2, ge=1, le=32)
+
     @field_validator("exchanges", "sim_symbols", "bitfinex_symbols", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:

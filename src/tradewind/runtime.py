@@ -1,4 +1,4 @@
-"""Composition roots: `tradewind up` (the whole platform: the web server in a child process, every other
+"""Composition roots: `tradewind up` (the whole platform: the web server in child processes, every other
 component in this one) and `tradewind run <component>`.
 
 Everything is built here, by constructor injection; nothing connects at import time. Components meet
@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,7 +196,7 @@ async def start_web(
     host: str,
     port: int,
     sock: socket.socket | None = None,
-    more_metrics: Callable[[], Awaitable[bytes]] | None = None,
+    more_metrics: Callable[[bytes], Awaitable[bytes]] | None = None,
 ) -> uvicorn.Server:
     from tradewind.web.app import create_app
 
@@ -209,43 +210,80 @@ class ComponentFailed(RuntimeError):
 
 
 class WebProcess:
-    """The web server of `tradewind up`, in a process of its own.
+    """One web server process of `tradewind up` (``WebProcesses`` runs ``web_processes`` of them).
 
     In one process with core, 200 browsing users took core's event loop and trading fell 20 s behind (see
     benchmarks/RESULTS.md, issue 17). The web server meets core only on the bus and in the database anyway, as
     in distributed mode; here it runs in a child (spawned, not forked: the parent has threads and a running
     loop) serving the socket `listen` bound in the parent, so a port in use is still an error before anything
-    starts, and the port stays bound while a child is replaced.
+    starts, and the port stays bound while a child is replaced. Several children accept on the same socket:
+    each connection goes to one of them (the kernel wakes them; one that is busy accepts later).
 
-    A child that dies is started again, logged: trading goes on without the web app, and a crash of the web
-    server (a bug, the OOM killer) should not take the platform down with it. More than ``MAX_RESTARTS`` within
-    ``RESTART_WINDOW_S`` (a child that cannot start) is a ``ComponentFailed``: `up` stops and says why.
+    A child that dies is started again, logged: trading goes on without the web app (and the other web
+    processes go on serving), and a crash of the web server (a bug, the OOM killer) should not take the
+    platform down with it. More than ``MAX_RESTARTS`` within ``RESTART_WINDOW_S`` (a child that cannot start)
+    is a ``ComponentFailed``: `up` stops and says why.
 
-    One pipe per child: it says "ready" (or why it failed to start), and asks for this process's metrics for
-    /metrics (Prometheus sees the whole platform at one address, as before)."""
+    Two pipes per child. On the first the child says "ready" (or why it failed to start) and asks for the
+    other processes' metrics when it is scraped (Prometheus sees the whole platform at one address); on the
+    second this process asks the child for its own metrics, for its siblings' scrapes."""
 
     MAX_RESTARTS = 5
     RESTART_WINDOW_S = 60.0
     START_TIMEOUT_S = 120.0
+    METRICS_TIMEOUT_S = 5.0
 
-    def __init__(self, settings: Settings, url: str, sock: socket.socket, host: str, port: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        sock: socket.socket,
+        host: str,
+        port: int,
+        index: int = 0,
+        siblings: Callable[[], list[WebProcess]] | None = None,
+        on_failed: Callable[[WebProcess], None] | None = None,
+    ) -> None:
         import multiprocessing as mp
+        import threading
 
         self.settings, self.url, self.sock, self.host, self.port = settings, url, sock, host, port
+        self.index = index
+        self._siblings = siblings or (lambda: [self])
+        self._on_failed = on_failed
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Any = None
+        self._ctl: Any = None  # this process's end of the pipe it asks the child's metrics on
+        self._ctl_lock = threading.Lock()  # one question at a time on it
+        self._ctl_seq = 0
         self._hello: asyncio.Future[tuple[str, str]] | None = None
         self._gone = asyncio.Event()
         self._stopping = False
         self._restarts: list[float] = []
         self._watcher: asyncio.Task[None] | None = None
+        self._answers: set[asyncio.Task[None]] = set()
         self.failed = asyncio.Event()  # set with ``failure`` when it gives up
         self.failure = ""
 
     @property
+    def name(self) -> str:
+        return f"the web server (process {self._proc.pid if self._proc is not None else '-'})"
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def serving(self) -> bool:
+        """Started, said it serves, and not gone since."""
+        return (
+            self._hello is not None
+            and self._hello.done()
+            and self._hello.result()[0] == "ready"
+            and not self._gone.is_set()
+            and self._proc.exitcode is None
+        )
 
     async def start(self) -> None:
         """Start the child and wait until it serves; raises ``ComponentFailed`` with its reason if it cannot."""
@@ -259,7 +297,7 @@ class WebProcess:
     async def ready(self) -> None:
         """Wait until the child launched serves, then watch it; ``ComponentFailed`` if it cannot start."""
         await self._wait_ready()
-        self._watcher = asyncio.create_task(self._watch(), name="web-process")
+        self._watcher = asyncio.create_task(self._watch(), name=f"web-process-{self.index}")
 
     async def _spawn(self) -> None:
         self._launch()
@@ -268,16 +306,18 @@ class WebProcess:
     def _launch(self) -> None:
         loop = asyncio.get_running_loop()
         ours, theirs = self._ctx.Pipe()
+        ctl_ours, ctl_theirs = self._ctx.Pipe()
         self._proc = self._ctx.Process(
             target=_web_process,
-            args=(self.settings, self.url, self.sock, self.host, self.port, theirs),
-            name="tradewind-web",
+            args=(self.settings, self.url, self.sock, self.host, self.port, theirs, ctl_theirs),
+            name=f"tradewind-web-{self.index}",
         )
         self._hello = loop.create_future()
         self._gone = asyncio.Event()
-        self._conn = ours
+        self._conn, self._ctl = ours, ctl_ours
         self._proc.start()  # (pickles the socket: its descriptor is passed to the child as it is spawned)
         theirs.close()
+        ctl_theirs.close()
         loop.add_reader(ours.fileno(), self._readable, ours)
 
     async def _wait_ready(self) -> None:
@@ -287,7 +327,7 @@ class WebProcess:
         except TimeoutError:
             kind, detail = "failed", f"not serving after {self.START_TIMEOUT_S:.0f} s"
         if kind != "ready":
-            await self._end(self._proc, self._conn)
+            await self._end(self._proc, self._conn, self._ctl)
             if kind == "gone":
                 detail = f"its process exited with code {self._proc.exitcode} (its log above says why)"
             raise ComponentFailed(f"the web server did not start: {detail}")
@@ -303,11 +343,45 @@ class WebProcess:
             self._gone.set()
             return
         if kind == "metrics":
-            from prometheus_client import generate_latest
-
-            conn.send_bytes(generate_latest())
+            task = asyncio.create_task(self._answer_metrics(conn))
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
         elif self._hello is not None and not self._hello.done():
             self._hello.set_result((kind, detail))
+
+    async def _answer_metrics(self, conn: Any) -> None:
+        """A child is scraped: this process's metrics, and each other web process's (those that answer)."""
+        from prometheus_client import generate_latest
+
+        others = [w for w in self._siblings() if w is not self and w.serving]
+        texts = await asyncio.gather(*(w.own_metrics() for w in others), return_exceptions=True)
+        for w, text in zip(others, texts, strict=True):
+            if isinstance(text, BaseException):
+                log.warning("%s did not give its metrics: %s", w.name, text or type(text).__name__)
+        answer = (generate_latest(), [t for t in texts if isinstance(t, bytes)])
+        with contextlib.suppress(OSError, ValueError):  # the child is gone meanwhile
+            await asyncio.to_thread(conn.send, answer)  # (off the loop: it may be larger than the pipe holds)
+
+    async def own_metrics(self) -> bytes:
+        """The child's own metrics (Prometheus text), asked on its control pipe."""
+        ctl = self._ctl
+        if ctl is None or not self.serving:
+            raise ConnectionError("not serving")
+        return await asyncio.to_thread(self._ask, ctl, self.METRICS_TIMEOUT_S)
+
+    def _ask(self, ctl: Any, timeout: float) -> bytes:
+        import time
+
+        with self._ctl_lock:
+            self._ctl_seq += 1
+            n = self._ctl_seq
+            ctl.send(n)
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0 and ctl.poll(left):
+                seq, text = ctl.recv()
+                if seq == n:  # (an answer to an earlier question that timed out is dropped)
+                    return bytes(text)
+        raise TimeoutError(f"no answer in {timeout:.0f} s")
 
     async def _watch(self) -> None:
         while True:
@@ -315,7 +389,7 @@ class WebProcess:
             if self._stopping:
                 return
             proc = self._proc
-            await self._end(proc, self._conn)
+            await self._end(proc, self._conn, self._ctl)
             now = asyncio.get_running_loop().time()
             self._restarts = [t for t in self._restarts if now - t < self.RESTART_WINDOW_S] + [now]
             if len(self._restarts) > self.MAX_RESTARTS:
@@ -325,6 +399,8 @@ class WebProcess:
                 )
                 log.error("%s", self.failure)
                 self.failed.set()
+                if self._on_failed is not None:
+                    self._on_failed(self)
                 return
             log.error(
                 "the web server (process %d) exited with code %s; starting it again", proc.pid, proc.exitcode
@@ -340,9 +416,9 @@ class WebProcess:
         if self._watcher is not None:
             await _cancel(self._watcher)
         if self._proc is not None:
-            await self._end(self._proc, self._conn)
+            await self._end(self._proc, self._conn, self._ctl)
 
-    async def _end(self, proc: Any, conn: Any, grace_s: float = 10.0) -> None:
+    async def _end(self, proc: Any, conn: Any, ctl: Any, grace_s: float = 10.0) -> None:
         """SIGTERM (the child stops serving, lets open requests finish and closes), SIGKILL after ``grace_s``."""
         if proc.exitcode is None:
             proc.terminate()
@@ -358,38 +434,125 @@ class WebProcess:
         with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(conn.fileno())
         conn.close()
+        ctl.close()
+
+
+class WebProcesses:
+    """`tradewind up`'s web server: ``n`` processes (``WebProcess``) serving the one socket.
+
+    One web process's event loop was the limit with 200 browsing users and 500 live sockets (0.8 of a core,
+    API p99 1.6 s: benchmarks/RESULTS.md, issue 17); several use the cores core and the eval workers leave.
+    Each is started again on its own when it dies, while the others go on serving. Each has its own live
+    feed (one subscription to the candles and ticks for its sockets), connection pool, login throttle and
+    rate limits (as replicas behind a load balancer would). ``failed`` is set, with ``failure``, when one of
+    them cannot be kept up."""
+
+    def __init__(
+        self, settings: Settings, url: str, sock: socket.socket, host: str, port: int, n: int
+    ) -> None:
+        self.children = [
+            WebProcess(settings, url, sock, host, port, i, self._all, self._child_failed) for i in range(n)
+        ]
+        self.failed = asyncio.Event()
+        self.failure = ""
+
+    def _all(self) -> list[WebProcess]:
+        return self.children
+
+    def _child_failed(self, child: WebProcess) -> None:
+        if not self.failed.is_set():
+            self.failure = child.failure
+            self.failed.set()
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.pid for c in self.children if c.pid is not None]
+
+    def launch(self) -> None:
+        for child in self.children:
+            child.launch()
+
+    async def ready(self) -> None:
+        """Wait until every one serves; ``ComponentFailed`` (the first reason) if one cannot start."""
+        results = await asyncio.gather(*(c.ready() for c in self.children), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def start(self) -> None:
+        self.launch()
+        await self.ready()
+
+    async def stop(self) -> None:
+        """All together: each stops serving and lets its open requests finish."""
+        await asyncio.gather(*(c.stop() for c in self.children))
 
 
 def launch_web_process(
     settings: Settings, url: str, stack: Stack, host: str, port: int, sock: socket.socket
-) -> WebProcess:
-    """The web server's process, started; ``await web.ready()`` once the rest is up."""
-    web = WebProcess(settings, url, sock, host, port)
-    # If what starts next fails, this stops the child. Once all is up `up` adds ``web.stop`` again, last, so
-    # that the web server stops first; stopping twice is a no-op.
+) -> WebProcesses:
+    """The web server's processes (``settings.web_processes``), started; ``await web.ready()`` once the rest
+    is up."""
+    web = WebProcesses(settings, url, sock, host, port, settings.web_processes)
+    # If what starts next fails, this stops the children. Once all is up `up` adds ``web.stop`` again, last,
+    # so that the web server stops first; stopping twice is a no-op.
     stack.stoppers.append(web.stop)
     web.launch()
     return web
 
 
-def _web_process(settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any) -> None:
-    """The web child's composition root (the target of ``WebProcess``)."""
+def _web_process(
+    settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any, ctl: Any
+) -> None:
+    """A web child's composition root (the target of ``WebProcess``)."""
     # Ctrl-C reaches every process of the terminal's group: the parent stops this one (SIGTERM), in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(settings.log_level)
     try:
-        asyncio.run(_web_process_main(settings, url, sock, host, port, conn))
+        with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+            runner.run(_web_process_main(settings, url, sock, host, port, conn, ctl))
     except Exception:
         log.exception("the web server stopped on an error")
         raise SystemExit(1) from None
 
 
+def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (uvicorn[standard] brings it): the web process spends most of
+    its time in socket reads and writes and in callbacks (500 live sockets, 2,000 frames a second), which it
+    runs in C; None (asyncio's own loop) elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _answer_metrics_forever(ctl: Any) -> None:
+    """The web child's thread that gives the parent this process's metrics (for another web process's
+    scrape): a thread, so that a busy event loop still answers."""
+    from prometheus_client import generate_latest
+
+    while True:
+        try:
+            n = ctl.recv()
+            ctl.send((n, generate_latest()))
+        except (EOFError, OSError):  # the parent is gone, or stopping us
+            return
+
+
 async def _web_process_main(
-    settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any
+    settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any, ctl: Any
 ) -> None:
     import multiprocessing as mp
     import threading
 
+    from tradewind.web.routes.system import combine_metrics
+
+    # Every database statement is a hop to the connection's thread and back (aiosqlite), and a thread waits
+    # for the GIL up to the switch interval (5 ms) while this busy event loop holds it: three hops of a write
+    # transaction (a sign-up, a log-in) then held SQLite's write lock for tens of ms, while core's writes
+    # waited for it (they poll for it every 100 ms, and missed it). 1 ms gives the GIL up sooner.
+    sys.setswitchinterval(0.001)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -404,14 +567,19 @@ async def _web_process_main(
         loop.add_reader(parent.sentinel, orphaned)
     asking = threading.Lock()  # one question on the pipe at a time
 
-    def ask_parent() -> bytes:
+    def ask_parent() -> tuple[bytes, list[bytes]]:
         with asking:
             conn.send(("metrics", ""))
-            return bytes(conn.recv_bytes())
+            parent_text, others = conn.recv()
+            return parent_text, others
 
-    async def parent_metrics() -> bytes:
-        return await asyncio.wait_for(asyncio.to_thread(ask_parent), 10)
+    async def whole_metrics(own: bytes) -> bytes:
+        """This process's metrics, the other web processes' and the parent's (core's, the workers', the
+        exchanges'), as one exposition."""
+        parent_text, others = await asyncio.wait_for(asyncio.to_thread(ask_parent), 10)
+        return combine_metrics([own, *others, parent_text])
 
+    threading.Thread(target=_answer_metrics_forever, args=(ctl,), name="metrics", daemon=True).start()
     stack = Stack()
     try:
         try:
@@ -421,7 +589,7 @@ async def _web_process_main(
             sf = await open_database(
                 settings, stack, migrate=False, checkpoints=False, pool_size=20, max_overflow=30
             )
-            await start_web(settings, url, sf, stack, host, port, sock, more_metrics=parent_metrics)
+            await start_web(settings, url, sf, stack, host, port, sock, more_metrics=whole_metrics)
         except Exception as exc:
             with contextlib.suppress(OSError):
                 conn.send(("failed", f"{type(exc).__name__}: {exc}"))
@@ -527,8 +695,9 @@ async def _stop_on_signals() -> AsyncIterator[asyncio.Event]:
 
 async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | None = None) -> None:
     """The whole platform: NATS (embedded unless configured), storage, exchanges, core, eval workers and
-    alerts in this process, the web server in a child process of its own (``WebProcess``). Returns when
-    ``stop`` is set or on SIGINT/SIGTERM; raises ``ComponentFailed`` if the web server cannot be kept up."""
+    alerts in this process, the web server in ``settings.web_processes`` child processes of its own
+    (``WebProcesses``). Returns when ``stop`` is set or on SIGINT/SIGTERM; raises ``ComponentFailed`` if the
+    web server cannot be kept up."""
     settings.make_data_dir()
     sock = listen(host, port)  # first: a port in use stops here, before anything has started
     stack = Stack()
@@ -537,7 +706,7 @@ async def up(settings: Settings, host: str, port: int, stop: asyncio.Event | Non
             url = await open_nats(settings, stack)
             sf = await open_database(settings, stack, migrate=True)
             load_secret_box(settings)  # made here first if new: the web server's process reads the same key
-            # Its imports and start take seconds: the web server's process starts while the rest does here.
+            # Their imports and start take seconds: the web server's processes start while the rest does here.
             web = launch_web_process(settings, url, stack, host, port, sock)
             for i in range(max(1, settings.eval_workers)):
                 await start_eval(settings, url, sf, stack, i)

@@ -21,9 +21,9 @@ function rememberReturning(): void {
   }
 }
 
-/** Log in, or sign up and log in; the page a logged-out visitor sees at any address. */
-export function Login({ onDone }: { onDone: (u: User) => void }) {
-  const [mode, setMode] = useState<"login" | "register">("login");
+/** Log in, or sign up and log in; the page a logged-out visitor sees at any address (/register: signing up). */
+export function Login({ onDone, register = false }: { onDone: (u: User) => void; register?: boolean }) {
+  const [mode, setMode] = useState<"login" | "register">(register ? "register" : "login");
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [err, setErr] = useState<ApiError | null>(null);

@@ -1,4 +1,4 @@
-"""`tradewind up` (the whole platform: this process and the web server's) and `tradewind run <component>`."""
+"""`tradewind up` (the whole platform: this process and the web server's processes) and `tradewind run <component>`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tradewind.cli.context import read_settings
 @click.option("--host", default=None, help="Address of the web app (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port of the web app (default 8000).")
 def up(data_dir: Path | None, host: str | None, port: int | None) -> None:
-    """Run the whole platform (embedded NATS, SQLite, the sim exchange; the web app in a child process)."""
+    """Run the whole platform (embedded NATS, SQLite, the sim exchange; the web app in child processes)."""
     settings = read_settings(data_dir=data_dir, host=host, port=port)
     from tradewind.exchanges.base import ExchangeError
     from tradewind.runtime import ComponentFailed, setup_logging

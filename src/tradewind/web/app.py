@@ -43,9 +43,9 @@ def create_app(
     session_factory: SessionFactory,
     nc: Client | None,
     secret_box: SecretBox,
-    more_metrics: Callable[[], Awaitable[bytes]] | None = None,
+    more_metrics: Callable[[bytes], Awaitable[bytes]] | None = None,
 ) -> FastAPI:
-    """The app; ``more_metrics`` (in `tradewind up`) fetches the other components' metrics for /metrics."""
+    """The app; ``more_metrics`` (in `tradewind up`) adds the other processes' metrics to this one's for /metrics."""
     validator = ValidationPool()  # strategy code is checked in its child processes, started with the app
     app = FastAPI(
         title="tradewind",
@@ -81,6 +81,15 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/app/")
+
+    # The web app's log-in and sign-up pages where people (and other apps' habits) look for them first.
+    @app.get("/login", include_in_schema=False)
+    async def login_page() -> RedirectResponse:
+        return RedirectResponse("/app/login")
+
+    @app.get("/register", include_in_schema=False)
+    async def register_page() -> RedirectResponse:
+        return RedirectResponse("/app/register")
 
     if (STATIC / "assets").is_dir():
         app.mount("/app/assets", StaticFiles(directory=STATIC / "assets"), name="assets")

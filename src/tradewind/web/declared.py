@@ -17,7 +17,7 @@ from tradewind.web.errors import ApiError
 log = logging.getLogger(__name__)
 
 
-def _validator(request: Request) -> ValidationPool:
+async def _validator(request: Request) -> ValidationPool:  # async: no thread pool hop (see deps.state)
     return request.app.state.validator
 
 

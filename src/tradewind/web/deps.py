@@ -47,11 +47,13 @@ class WebState:
     throttle: Throttle = field(default_factory=Throttle)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     stream_recheck_s: float = 30.0  # how soon a logout also closes the user's open sockets
-    # `tradewind up`: the other components' metrics, from the process that runs them (see runtime.WebProcess)
-    more_metrics: Callable[[], Awaitable[bytes]] | None = None
+    # `tradewind up`: this process's metrics (given) with the other processes' (see runtime.WebProcess)
+    more_metrics: Callable[[bytes], Awaitable[bytes]] | None = None
 
 
-def state(request: Request) -> WebState:
+async def state(request: Request) -> WebState:
+    # async, though it awaits nothing: FastAPI runs a plain function dependency in its thread pool, and this
+    # one is in every logged-in request (a hop to a thread and back each, a queue behind 40 threads under load)
     tw: WebState = request.app.state.tw  # create_app puts it there
     return tw
 
@@ -74,7 +76,9 @@ class Auth:
     via_cookie: bool
 
 
-async def authenticate(request: Request, s: AsyncSession, token: str | None = None) -> Auth | None:
+def session_token(request: Request, token: str | None = None) -> tuple[str | None, bool]:
+    """The session token a request carries (``token`` if given, else the bearer header, else the cookie), and
+    whether it came in the cookie; None when there is none worth looking up."""
     via_cookie = False
     if token is None:
         header = request.headers.get("authorization", "")
@@ -84,6 +88,13 @@ async def authenticate(request: Request, s: AsyncSession, token: str | None = No
             token = request.cookies.get(SESSION_COOKIE)
             via_cookie = token is not None
     if not token or len(token) > 200:
+        return None, via_cookie
+    return token, via_cookie
+
+
+async def authenticate(request: Request, s: AsyncSession, token: str | None = None) -> Auth | None:
+    token, via_cookie = session_token(request, token)
+    if token is None:
         return None
     row = (
         await s.execute(

@@ -70,6 +70,15 @@ class LimitsMiddleware:
             return message
 
         status = 500
+        counted = False
+
+        def count() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                route = _route(scope)
+                LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
+                REQUESTS.labels(scope["method"], route, str(status)).inc()
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -79,15 +88,17 @@ class LimitsMiddleware:
                 for k, v in SECURITY_HEADERS:
                     if k.decode() not in h:
                         h.append(k.decode(), v.decode())
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the last of the answer goes out: a client that has its answer (and asks
+                # /metrics next, perhaps of this very process) finds it counted.
+                count()
             await send(message)
 
         started = time.perf_counter()
         try:
             await self.app(scope, counted_receive, send_with_headers)
         finally:
-            route = _route(scope)
-            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            count()  # (an answer never finished: an error, a client gone)
 
 
 def _route(scope: Scope) -> str:

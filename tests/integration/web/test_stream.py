@@ -154,6 +154,31 @@ async def test_logging_out_closes_the_sessions_sockets(server) -> None:  # type:
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
+async def test_a_logout_closes_only_that_sessions_sockets(server, nats_client) -> None:  # type: ignore[no-untyped-def]
+    # The sessions of every socket of the process are checked together (web.stream.SessionWatch).
+    server.app.state.tw.stream_recheck_s = 0.2
+    leaving, _, _ = await login(server, "fay@example.com")
+    staying, _, _ = await login(server, "gus@example.com")
+    again, _, _ = await login(server, "fay@example.com")  # fay's other session (another browser)
+    async with (
+        connect(ws_url(server, leaving)) as gone,
+        connect(ws_url(server, staying)) as other_user,
+        connect(ws_url(server, again)) as other_session,
+    ):
+        for ws in (gone, other_user, other_session):
+            await subscribe(ws, [])
+        async with httpx.AsyncClient(base_url=server.url) as c:
+            r = await c.post("/api/auth/logout", headers={"Authorization": f"Bearer {leaving}"})
+            assert r.status_code == 204
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(gone.recv(), 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        await asyncio.sleep(0.6)  # several rounds of checks
+        await nats_client.publish(subjects.core_candle("sim", "BTC/USD", "1m"), candle("1m", 120_000))
+        for ws in (other_user, other_session):
+            assert any(e["type"] == "candle" for e in await drain(ws, 1.0))
+
+
 async def test_many_sockets_share_one_feed_and_get_the_same_ticks_a_few_a_second(server, nats_client) -> None:  # type: ignore[no-untyped-def]
     token, _, _ = await login(server, "dave@example.com")
     async with (

@@ -1,5 +1,5 @@
-"""`tradewind up`'s web server in a process of its own (runtime.WebProcess): served on the parent's socket,
-started again when it dies, and answering /metrics for both processes."""
+"""`tradewind up`'s web server in processes of its own (runtime.WebProcess, WebProcesses): served on the
+parent's socket, each started again when it dies while the others serve, and /metrics answering for all."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 
 from tradewind.config import Settings
 from tradewind.metrics import CANDLES
-from tradewind.runtime import WebProcess, listen
+from tradewind.runtime import WebProcess, WebProcesses, listen
 from tradewind.storage.migrate import upgrade_async
 
 from .conftest import KEY, PASSWORD
@@ -85,3 +85,82 @@ async def test_its_metrics_hold_the_other_components_once_each(tmp_path: Path, n
         await web.stop()
         sock.close()
     assert web.failed.is_set() is False
+
+
+def health_requests(text: str) -> float:
+    """GET /api/health answered 200, in a process's Prometheus text."""
+    line = 'tradewind_http_requests_total{method="GET",route="/api/health",status="200"} '
+    return sum(float(row[len(line) :]) for row in text.splitlines() if row.startswith(line))
+
+
+async def each_on_a_new_connection(base: str, n: int) -> None:
+    """``n`` requests, 10 at a time, each on a connection of its own (a browser's, a load balancer's): each
+    is accepted by whichever process takes it first. All must succeed."""
+
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as c:
+
+        async def one() -> None:
+            r = await c.get("/api/health")
+            assert r.status_code == 200, r.text
+
+        for _ in range(n // 10):
+            await asyncio.gather(*(one() for _ in range(10)))
+
+
+async def test_two_web_processes_share_the_port_and_one_killed_comes_back_while_the_other_serves(
+    tmp_path: Path, nats_url: str
+) -> None:
+    settings = Settings(data_dir=tmp_path, secret_key=KEY, log_level="WARNING", web_processes=2)
+    await upgrade_async(settings.db_url)
+    sock = listen("127.0.0.1", 0)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    web = WebProcesses(settings, nats_url, sock, "127.0.0.1", sock.getsockname()[1], settings.web_processes)
+    first, second = web.children
+    try:
+        await web.start()
+        assert len(set(web.pids)) == 2 and os.getpid() not in web.pids
+
+        # Both accept on the one socket: each answered some of 200 requests, and /metrics counts them all.
+        await each_on_a_new_connection(base, 200)
+        counts = [health_requests((await child.own_metrics()).decode()) for child in web.children]
+        assert all(c > 0 for c in counts) and sum(counts) == 200, counts
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+            whole = (await c.get("/metrics")).text
+        assert health_requests(whole) == 200
+        families = [line.split()[2] for line in whole.splitlines() if line.startswith("# HELP ")]
+        assert len(families) == len(set(families))
+
+        # One is killed: the other answers every request meanwhile, and the killed one is started again alone.
+        killed, survivor = first.pid, second.pid
+        assert killed is not None and survivor is not None
+        os.kill(killed, signal.SIGKILL)
+        await wait_for(lambda: _gone(killed), timeout=10)
+        await each_on_a_new_connection(base, 50)  # before it is back (a start takes seconds)
+        assert not first.serving, "back before the requests: they showed nothing"
+
+        async def back() -> bool:
+            return first.pid != killed and first.serving
+
+        await wait_for(back)
+        assert second.pid == survivor and second.serving, "the other web process was touched"
+        await each_on_a_new_connection(base, 200)
+        assert health_requests((await first.own_metrics()).decode()) > 0  # the new one serves
+        assert not web.failed.is_set()
+    finally:
+        await web.stop()
+        sock.close()
+    for pid in (killed, survivor, first.pid):
+        assert pid is not None and await _gone(pid), f"web process {pid} outlived stop()"
+
+
+async def _gone(pid: int) -> bool:
+    return _stopped(pid)
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has stopped (not reaped yet)
+    except FileNotFoundError:
+        return True

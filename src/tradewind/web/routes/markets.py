@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+import msgspec
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
 from tradewind.domain import TIMEFRAMES
@@ -51,10 +52,28 @@ async def candles(
     timeframe: Annotated[str, Query(max_length=4)] = "1m",
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     before: Annotated[int | None, Query(ge=0, le=2**53)] = None,
-) -> list[CandleOut]:
+) -> Response:
     if timeframe not in TIMEFRAMES:
         raise ApiError(422, f"unknown timeframe; use one of {', '.join(TIMEFRAMES)}", field="timeframe")
     if await s.get(Market, market_id) is None:
         raise not_found("market")
     rows = await store.last_candles(s, market_id, timeframe, limit, before=before)
-    return [CandleOut(time=t, open=o, high=h, low=lo, close=c, volume=v) for t, o, h, lo, c, v in rows]
+    # The API's largest answer (every chart asks for 300-5,000 candles), encoded straight from the rows: the
+    # same JSON as list[CandleOut] (the declared response), without a model and a validation per candle.
+    return Response(
+        _encode([_Candle(t, o, h, lo, c, v) for t, o, h, lo, c, v in rows]), media_type="application/json"
+    )
+
+
+class _Candle(msgspec.Struct, array_like=False):
+    """CandleOut, for encoding only."""
+
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+_encode = msgspec.json.Encoder().encode

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
 from tradewind.bus import messages as m
@@ -48,23 +50,55 @@ async def metrics(st: StateDep) -> Response:
     own = generate_latest()
     if st.more_metrics is not None:
         try:
-            own = merge_metrics(own, await st.more_metrics())
+            own = await st.more_metrics(own)
         except Exception as exc:  # the web's own figures still answer
-            log.warning("the other components' metrics are not available: %s", exc)
+            log.warning("the other processes' metrics are not available: %s", exc)
     return Response(own, media_type=CONTENT_TYPE_LATEST)
 
 
-def merge_metrics(own: bytes, other: bytes) -> bytes:
-    """Prometheus text of this process followed by another's, less the families both have (``process_*``,
-    ``python_*``: this process's are kept; a family may appear only once in an exposition)."""
-    ours = {line.split()[2] for line in own.decode().splitlines() if line.startswith("# HELP ")}
-    kept, skipping = [], False
-    for line in other.decode().splitlines():
-        if line.startswith("# HELP "):
-            skipping = line.split()[2] in ours
-        if not skipping:
-            kept.append(line)
-    return own + ("\n".join(kept) + "\n").encode() if kept else own
+#: Families that describe one process (its memory, CPU, garbage collector): in a combined exposition, those of
+#: the process that answers the scrape; added up over processes they would mean nothing.
+PER_PROCESS = ("process_", "python_")
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def combine_metrics(texts: list[bytes]) -> bytes:
+    """Several processes' Prometheus text as one exposition, as if one process had counted it all.
+
+    `tradewind up` runs the web server in several processes and everything else in another; Prometheus
+    scrapes one address and reaches one web process, which answers for all of them. A sample with the
+    same name and labels in several texts is added up (requests, latency buckets, candles), except that the
+    ``process_*``/``python_*`` families are the first text's and a ``*_created`` timestamp is the earliest."""
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for exposition in texts:
+        for fam in text_string_to_metric_families(exposition.decode()):
+            if fam.name in families and fam.name.startswith(PER_PROCESS):
+                continue
+            if fam.name not in families:
+                families[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+                values[fam.name] = {}
+            samples = values[fam.name]
+            earliest = fam.name.endswith("_created")
+            for sample in fam.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in samples:
+                    samples[key] = sample.value
+                elif earliest:
+                    samples[key] = min(samples[key], sample.value)
+                else:
+                    samples[key] += sample.value
+    for name, fam in families.items():
+        for (sample_name, labels), value in values[name].items():
+            fam.add_sample(sample_name, dict(labels), value)
+    return generate_latest(_Families(list(families.values())))
 
 
 @router.post("/api/killswitch", tags=["risk"], response_model=KillOut, response_model_exclude_none=True)
