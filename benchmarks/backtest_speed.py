@@ -153,13 +153,13 @@ def main() -> None:
         for _ in range(args.runs if args.backtrader_runs is None else args.backtrader_runs):
             runs.setdefault("backtrader (csv)", []).append(timed([sys.executable, str(bt_script), str(csv)]))
         finals = {json.loads(runs[k][-1][2])["final_equity"] for k in commands if k != "tradewind --version"}
-        theirs = float(runs["backtrader (csv)"][-1][2].strip())
+        theirs = float(runs["backtrader (csv)"][-1][2].strip()) if "backtrader (csv)" in runs else None
 
     def med(xs: list[tuple[float, float, str, float]], k: int) -> float:
         return statistics.median(x[k] for x in xs)
 
     n = args.candles
-    print(f"candles: {n:,}; tradewind runs: {args.runs}, backtrader runs: {len(runs['backtrader (csv)'])}; "
+    print(f"candles: {n:,}; tradewind runs: {args.runs}, backtrader runs: {len(runs.get('backtrader (csv)', []))}; "
           f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'':30}{'wall s':>9}{'cpu s':>9}{'candles/s (wall)':>18}{'peak RSS MB':>13}   wall s of each run")
     for label, xs in runs.items():
@@ -167,8 +167,10 @@ def main() -> None:
         print(
             f"{label:30}{med(xs, 0):9.2f}{med(xs, 1):9.2f}{n / med(xs, 0):18,.0f}{med(xs, 3):13.0f}   {each}"
         )
-    bt, ours = runs["backtrader (csv)"], runs["tradewind --market (store)"]
-    print(f"ratio (backtrader / tradewind --market): wall {med(bt, 0) / med(ours, 0):.1f}x, cpu {med(bt, 1) / med(ours, 1):.1f}x")  # fmt: skip
+    ours = runs["tradewind --market (store)"]
+    if theirs is not None:  # (--backtrader-runs 0: tradewind alone)
+        bt = runs["backtrader (csv)"]
+        print(f"ratio (backtrader / tradewind --market): wall {med(bt, 0) / med(ours, 0):.1f}x, cpu {med(bt, 1) / med(ours, 1):.1f}x")  # fmt: skip
     (mine,) = finals  # every input gives the same run
     print(f"final equity: tradewind {mine!r}, backtrader {theirs!r}")
 

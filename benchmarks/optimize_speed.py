@@ -74,7 +74,21 @@ def one_run(
     peak_kib = int(out.stderr.strip().splitlines()[-1])
     best = result["best"][0] if result.get("best") else {}
     return {"wall_s": wall, "cpu_s": cpu, "peak_mib": peak_kib / 1024, "trials": result["trials"],
-            "best": best.get("params"), "sharpe": (best.get("values") or [None])[0]}  # fmt: skip
+            "best": best.get("params"), "sharpe": (best.get("values") or [None])[0],
+            "repeats": repeats(Path(env["TRADEWIND_DATA_DIR"]) / "tradewind.db.optuna", result["study"])}  # fmt: skip
+
+
+def repeats(path: Path, study: str) -> int | None:
+    """The trials of the study whose parameters repeated an earlier trial's (they took its results without
+    running: the ``same_as`` attribute); None when the storage cannot be read."""
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        s = optuna.load_study(study_name=study, storage=f"sqlite:///{path}")
+    except Exception:
+        return None
+    return sum(1 for t in s.get_trials(deepcopy=False) if "same_as" in t.user_attrs)
 
 
 def main() -> None:
@@ -97,7 +111,7 @@ def main() -> None:
             r = one_run(tradewind, strategy, data, args.trials, seed=i + 1, workers=args.workers, env=env)
             runs.append(r)
             print(f"run {i + 1}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, peak {r['peak_mib']:.0f} MiB, "
-                  f"trials {r['trials']}, best {r['best']} (Sharpe {r['sharpe']})", file=sys.stderr)  # fmt: skip
+                  f"trials {r['trials']}, {r['repeats']} repeats, best {r['best']} (Sharpe {r['sharpe']})", file=sys.stderr)  # fmt: skip
     wall = statistics.median(r["wall_s"] for r in runs)
     print(f"{args.trials} trials x {args.candles:,} one-minute candles, {args.workers} workers, "
           f"{platform.machine()} {os.cpu_count()} cores: median {wall:.1f} s wall "

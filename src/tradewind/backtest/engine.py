@@ -395,6 +395,7 @@ def run_staged(
     name: str = "strategy",
     maker_fee: float | None = None,
     limits: Limits | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Result]:
     """The runs of the first ``stages[0]``, ``stages[1]``, ... candles (ascending), each the same as
     ``run`` over that prefix, for the price of one run's decisions: one strategy decides once, candle after
@@ -404,7 +405,8 @@ def run_staged(
 
     A prefix's run is the longer run's up to there: a decision reads only its window and the candles before
     it (indicators over the whole history are causal: their value at a candle is computed from the candles
-    up to it alone), and the fill of a prefix ends where its candles end."""
+    up to it alone), and the fill of a prefix ends where its candles end. ``progress(done, upto)`` is told
+    after each chunk of decisions (see ``_decide``)."""
     started = time.perf_counter()
     times = arrays["time"]
     try:
@@ -422,7 +424,7 @@ def run_staged(
     try:
         for upto in stages:
             upto = min(upto, len(times))
-            error, error_time = _decide(rt, arrays, lookback, known, upto, parts, extras)
+            error, error_time = _decide(rt, arrays, lookback, known, upto, parts, extras, None, progress)
             codes = np.frombuffer("".join(parts).encode(), dtype=np.uint8)
             known = len(codes)
             decided = Decided(upto, 0)

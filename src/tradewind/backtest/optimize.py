@@ -203,7 +203,10 @@ def open_storage(db_url: str) -> optuna.storages.RDBStorage:
     for attempt in range(5):
         try:
             with _opening:
-                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            if url.startswith("sqlite"):
+                _wal(storage.engine)
+            return storage
         except SQLAlchemyError:
             if attempt == 4:
                 raise
@@ -212,6 +215,23 @@ def open_storage(db_url: str) -> optuna.storages.RDBStorage:
 
 
 _opening = threading.Lock()  # one storage opened at a time in a process (see open_storage)
+
+
+def _wal(engine: Any) -> None:
+    """Optuna's SQLite file as the platform's database is kept: write-ahead log, ``synchronous=NORMAL``
+    (a commit appends to the log without waiting for the disk; a crash may lose the last trials' writes,
+    never the file). A trial writes a dozen times (ask, suggestions, reports, attributes, tell), each
+    commit an fsync otherwise, with a lane of workers waiting on it."""
+    from sqlalchemy import event
+
+    def pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()  # the connections opened before the listener are closed: every new one has it
 
 
 def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
@@ -331,6 +351,22 @@ def checkpoints(n: int, pruning: bool) -> list[int]:
 
 
 # -- running trials on the workers ------------------------------------------------------------------------------
+def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    for k, v in attrs.items():
+        trial.set_user_attr(k, v)
+
+
+def _key(params: dict[str, Any]) -> str:
+    """Parameters as a key: equal for equal values (1 and 1.0 alike, as Lua sees them)."""
+    import json
+
+    return json.dumps(
+        {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in params.items()},
+        sort_keys=True,
+        default=str,
+    )
+
+
 class TrialFailed(Exception):
     """The strategy failed on a trial's parameters (its error, which a re-run would repeat)."""
 
@@ -500,6 +536,12 @@ class Optimizer:
         self.on_event = on_event
         self.failures: list[str] = []
         self.completed = 0  # trials this driver completed (pruned ones too), and before it (see run)
+        # A backtest is deterministic: a trial whose parameters equal those of a trial this driver ran (on
+        # the same candles) takes that trial's stage summaries instead of running. By parameters (``_key``):
+        # the first trial's number and its summaries by stage; and the trials running now, to wait for.
+        self._known: dict[str, tuple[int, dict[int, dict[str, Any]], list[str]]] = {}
+        self._running: dict[str, asyncio.Event] = {}
+        self.reused = 0  # trials of this driver that took another's results
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optuna")
 
     async def _optuna(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -586,26 +628,50 @@ class Optimizer:
             if self.on_event is not None:
                 self.on_event("running", trial.number, worker)
 
+        key = _key(params)
+        while key in self._running:  # the same parameters are running in another lane: wait for them
+            await self._running[key].wait()
+        same_as: int | None = None
         try:
             todo = list(self.stages)
             while todo:
-                cut = await self._optuna(floors, self.study, todo) if len(todo) > 1 else []
-                summaries, by = await self.runner.run(params, todo, cut, held)
-                workers.extend(by)
-                if not summaries:
-                    raise TrialFailed("the worker answered with no result")
+                number, known, ran_on = self._known.get(key, (trial.number, {}, []))
+                summaries = []
+                for step in todo:
+                    if step not in known:
+                        break
+                    summaries.append(known[step])
+                if summaries:
+                    if not workers:  # (one that ran a stage itself is its own)
+                        same_as, workers = number, list(ran_on)
+                else:
+                    self._running[key] = asyncio.Event()
+                    same_as = None  # it runs stages itself
+                    try:
+                        cut = await self._optuna(floors, self.study, todo) if len(todo) > 1 else []
+                        summaries, by = await self.runner.run(params, todo, cut, held)
+                        workers.extend(by)
+                        if not summaries:
+                            raise TrialFailed("the worker answered with no result")
+                        self._known[key] = (
+                            number,
+                            {**known, **dict(zip(todo, summaries, strict=False))},
+                            ran_on + by,
+                        )
+                    finally:
+                        self._running.pop(key).set()
                 for step, summary in zip(todo, summaries, strict=False):
                     metrics = {k: summary.get(k) for k in METRICS if k in summary}
                     values = [float(summary[OBJECTIVES[o][0]]) for o in self.config.objectives]
                     if step == self.stages[-1]:
-                        await self._record(trial, params, metrics, workers, started, step)
+                        await self._record(trial, params, metrics, workers, started, step, same_as)
                         await self._optuna(self.study.tell, trial, values)
                         self.completed += 1
                         self._event("complete", trial.number, workers)
                         return
                     await self._optuna(trial.report, values[0], step)
                     if await self._optuna(trial.should_prune):
-                        await self._record(trial, params, metrics, workers, started, step)
+                        await self._record(trial, params, metrics, workers, started, step, same_as)
                         await self._optuna(self.study.tell, trial, state=optuna.trial.TrialState.PRUNED)
                         self.completed += 1
                         self._event("pruned", trial.number, workers)
@@ -635,17 +701,21 @@ class Optimizer:
         workers: list[str],
         started: float,
         candles: int | None,
+        same_as: int | None = None,
     ) -> None:
-        attrs = {
+        if same_as is not None:
+            self.reused += 1
+        attrs: dict[str, Any] = {
             "params": params,
             "metrics": metrics,
             "workers": workers,
-            "attempts": len(workers),
+            "attempts": 0 if same_as is not None else len(workers),
             "duration_s": round(time.perf_counter() - started, 3),
             "candles_run": candles,
         }
-        for k, v in attrs.items():
-            await self._optuna(trial.set_user_attr, k, v)
+        if same_as is not None:  # trial same_as's results (the same parameters; its workers): not run again
+            attrs["same_as"] = same_as
+        await self._optuna(_set_attrs, trial, attrs)  # one hop to Optuna's thread for them all
 
 
 # -- reading a study ---------------------------------------------------------------------------------------------
@@ -666,6 +736,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "duration_s": u.get("duration_s"),
                 "error": u.get("error"),
                 "requeued": bool(u.get("requeued")),
+                "same_as": u.get("same_as"),
                 "intermediate": [[int(k), float(v)] for k, v in sorted(t.intermediate_values.items())],
             }
         )

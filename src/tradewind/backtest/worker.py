@@ -20,6 +20,7 @@ same candles a hundred times) and ships them to the child with each job. A job t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -54,6 +55,10 @@ from tradewind.storage.types import utcnow
 log = logging.getLogger(__name__)
 RUNS = Counter("tradewind_backtest_runs_total", "Backtests run by this worker", ["kind", "status"])
 DATA_CACHE = 4
+# An optimisation trial run without the count hook is killed when no chunk of its decisions (about a
+# fiftieth of the candles) ends for this long — the per-candle time limit of a backtest — and run again
+# hooked.
+STALL_S = 5.0
 CURVE_POINTS = 1000
 T = TypeVar("T")
 Run = TypeVar("Run", Backtest, Study, WalkForwardRun)
@@ -105,20 +110,35 @@ def execute_stages(
     key: str,
     maximize: bool,
     floors: list[float | None],
+    hooked: bool = True,
+    beat: str | None = None,
 ) -> list[dict[str, Any]]:  # pragma: no cover - in the child
     """An optimisation trial's stages in one pass (``engine.run_staged``): the summary of each stage run
     (without its trades), stopping after a stage whose objective so far is below its floor
-    (``optimize.goes_on``). ``settings``: cash, fee, maker_fee, slippage, lookback."""
+    (``optimize.goes_on``). ``settings``: cash, fee, maker_fee, slippage, lookback. ``hooked`` False: the
+    strategy runs without the count hook (``Limits.hooked``), the caller's watchdog its limit; ``beat``, a file
+    whose modification time the run moves after each chunk of decisions (what the watchdog looks at)."""
+    from dataclasses import replace
+
     from tradewind.backtest import engine
     from tradewind.backtest.optimize import goes_on_after
 
     summaries: list[dict[str, Any]] = []
 
     def go_on(upto: int, result: engine.Result) -> bool:
+        progress(upto, upto)  # a stage filled: progress too
         summaries.append(result.metrics())
         return goes_on_after(summaries, key, maximize, floors)
 
-    engine.run_staged(code, arrays, stages, go_on, params=params, name=name, **settings)
+    limits = engine.DEFAULT_LIMITS if hooked else replace(engine.DEFAULT_LIMITS, hooked=False)
+
+    def progress(done: int, upto: int) -> None:
+        if beat is not None:
+            os.utime(beat)
+
+    engine.run_staged(
+        code, arrays, stages, go_on, params=params, name=name, limits=limits, progress=progress, **settings
+    )
     return summaries
 
 
@@ -191,6 +211,19 @@ def _mtime(path: str) -> int:
         return 0
 
 
+def _touched(path: Path) -> float:
+    """When ``path`` was last modified (0 when it is gone)."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 def _exit_with_parent(parent: int) -> None:  # pragma: no cover - in the child
     """A pool process holds both ends of its job queue, so it never sees its parent die: it would wait for
     work forever after a SIGKILL of the eval process. It watches the parent instead, and goes with it.
@@ -247,6 +280,10 @@ class WorkerLost(RuntimeError):
     """The job's child process died under it: not the strategy's doing, so the job may be run again."""
 
 
+class Stalled(RuntimeError):
+    """A job run without the count hook made no progress for the worker's ``stall_s``: its child was killed."""
+
+
 class BacktestWorker:
     """Answers backtest jobs on the bus; start it next to each EvalWorker so backtests scale with them."""
 
@@ -260,6 +297,7 @@ class BacktestWorker:
         processes: int = 1,
         job_timeout_s: float = 3600.0,
         study_worker_timeout_s: float = 30.0,
+        stall_s: float | None = STALL_S,
     ) -> None:
         self.settings = settings
         self.nc = nc
@@ -271,6 +309,10 @@ class BacktestWorker:
             study_worker_timeout_s  # a study's trial job silent this long is sent again
         )
         self.jobs_done = 0
+        # optimisation trials run without Lua's count hook, their child killed when no chunk of decisions
+        # ends for this long, and then run again hooked (see _trial); None: always hooked
+        self.stall_s = stall_s
+        self.stalled = 0  # trials run again hooked after a stall
         self._pool: ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(self.processes)
         self._subs: list[Any] = []
@@ -325,23 +367,66 @@ class BacktestWorker:
             proc.kill()
         pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _execute(self, job: Callable[[], T]) -> T:
-        """``job`` (a picklable call: a module function or a partial of one) in a pool child."""
+    async def _execute(self, job: Callable[[], T], beat: Path | None = None) -> T:
+        """``job`` (a picklable call: a module function or a partial of one) in a pool child. With ``beat``,
+        a file the job touches as it progresses: the child is killed (``Stalled``) when it has not been
+        touched for ``stall_s``."""
         assert self._pool is not None, "start() the worker first"
         pool = self._pool
         try:
-            return await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(pool, job), self.job_timeout_s
-            )
-        except (TimeoutError, BrokenProcessPool) as exc:
+            run = asyncio.get_running_loop().run_in_executor(pool, job)
+            if beat is None or not self.stall_s:
+                return await asyncio.wait_for(run, self.job_timeout_s)
+            return await self._watched(run, beat, self.stall_s)
+        except (TimeoutError, BrokenProcessPool, Stalled) as exc:
             if self._pool is pool:
                 self._kill_pool(pool)
                 self._pool = self._new_pool()
+            if isinstance(exc, Stalled):
+                raise
             if isinstance(exc, TimeoutError):
                 raise RuntimeError(
                     f"the backtest ran longer than {self.job_timeout_s:.0f} s and was stopped"
                 ) from None
             raise WorkerLost("the backtest process died (out of memory?)") from None
+
+    async def _watched(self, run: asyncio.Future[T], beat: Path, stall_s: float) -> T:
+        """``run``'s result, or Stalled when ``beat`` goes ``stall_s`` without being touched (TimeoutError
+        past ``job_timeout_s``)."""
+        ends = time.monotonic() + self.job_timeout_s
+        every = min(1.0, stall_s / 4)
+        while True:
+            done, _ = await asyncio.wait({run}, timeout=every)
+            if done:
+                return run.result()
+            if time.monotonic() > ends:
+                run.cancel()
+                raise TimeoutError
+            if time.time() - _touched(beat) > stall_s:
+                run.cancel()
+                raise Stalled(f"no progress for {stall_s:g} s")
+
+    async def _trial(self, call: partial[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """An optimisation trial (``execute_stages``): without the count hook under the stall watchdog, and run
+        again hooked (with the limits a backtest has) when it stalled: an endless loop, or a candle slower
+        than the watchdog allows, gets the hooked run's result and error."""
+        if self.stall_s:
+            import tempfile
+
+            fd, name = tempfile.mkstemp(prefix="tradewind-trial-")
+            os.close(fd)
+            beat = Path(name)
+            try:
+                return await self._execute(partial(call, hooked=False, beat=name), beat=beat)
+            except Stalled:
+                self.stalled += 1
+                log.info(
+                    "backtest: a trial stalled for %s s without the hook; running it again hooked",
+                    self.stall_s,
+                )
+            finally:
+                _remove(beat)
+        return await self._execute(call)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -473,7 +558,7 @@ class BacktestWorker:
                         "slippage": job.slippage,
                         "lookback": job.lookback,
                     }
-                    stages = await self._execute(
+                    stages = await self._trial(
                         partial(
                             execute_stages,
                             job.code,

@@ -102,6 +102,10 @@ class Limits:
     time_ms: int = 1000
     log_lines: int = 50
     log_bytes: int = 4096
+    # False: no count hook, so neither the instruction limit (beyond what the library wrappers charge) nor
+    # the time limit is enforced inside Lua; only for a process its parent kills on a wall-clock deadline
+    # (a backtest worker's optimisation trials). Live evaluation always runs hooked.
+    hooked: bool = True
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
@@ -254,7 +258,7 @@ class LuaState:
             self._array,
             self._print,
             self.limits.instructions,
-            HOOK_STEP,
+            HOOK_STEP if self.limits.hooked else 0,
             self.limits.time_ms / 1000,
             self.rt.table_from(NAMES),
             self.rt.table_from({n: True for n in MULTI}),

@@ -38,7 +38,10 @@ local function hook()
   end
 end
 
-local function guard(co) debug_sethook(co, hook, "", step) return co end
+-- step 0: no hook at all (a backtest worker's optimisation trial, whose process its parent kills on a
+-- wall-clock deadline: see backtest/worker.py). Any count hook makes Lua 5.4 trap on every instruction,
+-- about doubling the cost of each; without it only the charges below count instructions.
+local function guard(co) if step > 0 then debug_sethook(co, hook, "", step) end return co end
 
 -- C functions run without count hooks: the wrappers below charge the instruction budget for the work
 -- they are about to do, so a loop of heavy C calls meets the instruction limit like any other loop.
