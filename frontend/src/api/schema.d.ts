@@ -2827,6 +2827,11 @@ export interface components {
              */
             requeued: boolean;
             /**
+             * Same As
+             * @description the earlier trial with the same parameters whose results this one took instead of running
+             */
+            same_as?: number | null;
+            /**
              * Intermediate
              * @description [candles run, objective] at each pruning checkpoint
              */

@@ -299,7 +299,7 @@ export function StudyPage({ id }: { id: number }) {
                     <td className={`num ${tone(m.return_pct)}`}>{m.return_pct != null ? `${signed(m.return_pct)} %` : "—"}</td>
                     <td className="num">{m.max_drawdown_pct != null ? `${fmt(m.max_drawdown_pct)} %` : "—"}</td>
                     <td className="num">{m.trade_count ?? "—"}</td>
-                    <td className="muted hide-sm">{t.worker ?? ""}{t.attempts > 1 ? ` (×${t.attempts})` : ""}</td>
+                    <td className="muted hide-sm">{t.same_as != null ? `same as #${t.same_as}` : `${t.worker ?? ""}${t.attempts > 1 ? ` (×${t.attempts})` : ""}`}</td>
                   </tr>
                 );
               })}

@@ -182,17 +182,27 @@ def optimize(
             )
         )
     else:
-        _report(name, config, best_rows[:top], states, took, sorted(opt.searched(space, config.fixed)))
+        repeats = sum(1 for r in rows if r["same_as"] is not None)
+        _report(
+            name, config, best_rows[:top], states, took, sorted(opt.searched(space, config.fixed)), repeats
+        )
     if not best_rows:
         sys.exit(1)
 
 
 def _report(
-    name: str, config: Any, rows: list[dict[str, Any]], states: dict[str, int], took: float, names: list[str]
+    name: str,
+    config: Any,
+    rows: list[dict[str, Any]],
+    states: dict[str, int],
+    took: float,
+    names: list[str],
+    repeats: int = 0,
+    console: Any = None,
 ) -> None:
     from rich.console import Console
 
-    console = Console()
+    console = console or Console()
     what = "Pareto front" if len(config.objectives) > 1 else "best trial"
     t = table(
         f"study {name}: {what} by {', '.join(config.objectives)} ({took:.1f} s)",
@@ -206,10 +216,12 @@ def _report(
             *(f"{v:.4g}" for v in r["values"]),
             *metric_cells(mt),
             str(mt.get("trade_count", "")),
-            r["worker"] or "",
+            f"same as #{r['same_as']}" if r["same_as"] is not None else r["worker"] or "",
         )
     console.print(t)
     console.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    if repeats:
+        console.print(f"{repeats} of them repeated an earlier trial's parameters and took its results")
     if rows:
         best = rows[0]
         console.print("best parameters: " + " ".join(f"--param {k}={best['params'][k]}" for k in names))

@@ -81,3 +81,25 @@ def test_two_lanes_asking_for_the_same_point_run_it_once() -> None:
     assert runner.runs == [(3, 3)]
     assert sorted(t.user_attrs.get("same_as", -1) for t in study.trials) == [-1, 0, 0, 0]
     assert all(t.values == [6.0] for t in study.trials)
+
+
+def test_the_api_and_the_cli_say_which_trial_a_repeat_took_its_results_from() -> None:
+    import importlib
+
+    from rich.console import Console
+
+    cli = importlib.import_module("tradewind.cli.optimize")  # the package exports the command under this name
+    from tradewind.web.routes.studies import TrialOut
+
+    points = [{"x": 2, "y": 3}, {"x": 2, "y": 3}]
+    study = study_of(points)
+    driver = opt.Optimizer(study, SPACE, opt.StudyConfig(seed=1, prune=False), Counting(), 1000)
+    asyncio.run(driver.run(len(points), 1))
+    rows = opt.trial_rows(study)
+    assert [TrialOut(**r).same_as for r in rows] == [None, 0]
+    console = Console(record=True, width=200)
+    cli._report(
+        "s", opt.StudyConfig(seed=1, prune=False), rows[1:], {"complete": 2}, 1.0, ["x", "y"], 1, console
+    )
+    text = console.export_text()
+    assert "same as #0" in text and "1 of them repeated an earlier trial's parameters" in text

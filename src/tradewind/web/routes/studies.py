@@ -82,6 +82,10 @@ class TrialOut(BaseModel):
     duration_s: float | None
     error: str | None
     requeued: bool = Field(description="interrupted by a restart and run again (as a later trial)")
+    same_as: int | None = Field(
+        default=None,
+        description="the earlier trial with the same parameters whose results this one took instead of running",
+    )
     intermediate: list[list[float]] = Field(description="[candles run, objective] at each pruning checkpoint")
 
 
