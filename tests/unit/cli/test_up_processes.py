@@ -32,6 +32,7 @@ def test_up_serves_from_child_processes_and_one_sigint_stops_them_all(tmp_path: 
         "TRADEWIND_DATA_DIR": str(tmp_path / "data"),
         "TRADEWIND_HISTORY_DAYS": "1",
         "TRADEWIND_SIM_SPEED": "60",
+        "TRADEWIND_WEB_PROCESSES": "2",
     }
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
@@ -48,7 +49,7 @@ def test_up_serves_from_child_processes_and_one_sigint_stops_them_all(tmp_path: 
             assert up.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         webs = [int(pid) for pid in re.findall(r"web server started \(process (\d+)\)", log.read_text())]
-        assert len(set(webs)) == 2, log.read_text()  # TRADEWIND_WEB_PROCESSES' default
+        assert len(set(webs)) == 2, log.read_text()  # TRADEWIND_WEB_PROCESSES
         assert all(web != up.pid and parent_of(web) == up.pid for web in webs)
 
         base = f"http://127.0.0.1:{port}"
