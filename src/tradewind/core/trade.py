@@ -143,10 +143,12 @@ class TradeDesk:
         return ready, held
 
     async def answered(self, states: list[AssignmentState], timeout_s: float | None = None) -> None:
-        """Wait until none of ``states`` has a market order in flight, at most ``timeout_s`` (by default the
-        order call's own timeout: after it, an unanswered order is the reconciler's)."""
+        """Wait until none of ``states`` has a market order in flight, or until no order call of this core is
+        open any more (an order the venue accepted but has not filled yet, "ACTIVE" on Bitfinex, may stay in
+        flight for long: the market's next candles do not wait for its fill), at most ``timeout_s`` (by
+        default the order call's own timeout: after it, an unanswered order is the reconciler's)."""
         deadline = time.monotonic() + (self.order_timeout_s if timeout_s is None else timeout_s)
-        while any(st.pending for st in states) and time.monotonic() < deadline:
+        while any(st.pending for st in states) and self.orders.calls_open > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
 
     async def record(self, candle: m.Candle, later: list[Handled]) -> None:
