@@ -1015,7 +1015,7 @@ def validate(code: str, limits: Limits | None = None) -> list[Diagnostic]:
     """Compile (and run the top level of) ``code`` in a throwaway sandbox: syntax errors with their line,
     neither ``decide`` nor ``on_tick`` defined (either makes a strategy), errors or limits hit by the top level; [] when it is fine. ``init`` is not run:
     it may need an assignment's parameters. What the limits cannot stop (work in one VM instruction) only
-    a kill can: the web app runs this in the children of ``executor.ValidationPool``, never in-process."""
+    a kill can: the web app runs this in the children of ``eval.validation.ValidationPool``, never in-process."""
     return inspect(code, limits)[0]
 
 

@@ -15,7 +15,7 @@ from nats.aio.client import Client
 
 from tradewind import __version__
 from tradewind.config import Settings
-from tradewind.eval.executor import ValidationPool
+from tradewind.eval.validation import ValidationPool
 from tradewind.secrets import SecretBox
 from tradewind.storage.db import SessionFactory
 from tradewind.web import errors, stream

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, overload
 
 from fastapi import Depends, Request
 
-from tradewind.eval.executor import Inspection, ValidationBusy, ValidationPool, ValidationUnavailable
+from tradewind.eval.validation import Inspection, ValidationBusy, ValidationPool, ValidationUnavailable
 from tradewind.sandbox.params import DeclarationError, ParamError, ParamSpec, check_params, from_dicts
 from tradewind.storage.models import StrategyVersion
 from tradewind.web.errors import ApiError

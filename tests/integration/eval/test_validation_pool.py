@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tradewind.eval.executor import ValidationBusy, ValidationPool
+from tradewind.eval.validation import ValidationBusy, ValidationPool
 
 GOOD = 'function decide(c) return "long" end'
 # Every step copies and hashes an 8 MB string: work the count hook sees only every ~150 steps, so only

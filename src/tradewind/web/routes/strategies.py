@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from tradewind.eval.executor import ValidationPool
+from tradewind.eval.validation import ValidationPool
 from tradewind.storage.models import Assignment, Strategy, StrategyVersion
 from tradewind.web import declared
 from tradewind.web.declared import ValidatorDep
