@@ -392,6 +392,7 @@ async def stream(ws: WebSocket) -> None:
             put(text)
 
     subs = [await st.nc.subscribe(subjects.user_events(auth.user.id), cb=on_user)]
+    await st.nc.flush()  # the server has this socket's subscription before it can answer "subscribed"
     await feed.join(on_candle, on_tick)
 
     async def sender() -> None:
