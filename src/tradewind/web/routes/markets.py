@@ -8,6 +8,7 @@ import msgspec
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
+from tradewind.bus.messages import Bar
 from tradewind.domain import TIMEFRAMES
 from tradewind.storage import candles as store
 from tradewind.storage.models import Market
@@ -61,19 +62,9 @@ async def candles(
     # The API's largest answer (every chart asks for 300-5,000 candles), encoded straight from the rows: the
     # same JSON as list[CandleOut] (the declared response), without a model and a validation per candle.
     return Response(
-        _encode([_Candle(t, o, h, lo, c, v) for t, o, h, lo, c, v in rows]), media_type="application/json"
+        _encode([Bar(time=t, open=o, high=h, low=lo, close=c, volume=v) for t, o, h, lo, c, v in rows]),
+        media_type="application/json",
     )
-
-
-class _Candle(msgspec.Struct, array_like=False):
-    """CandleOut, for encoding only."""
-
-    time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
 
 
 _encode = msgspec.json.Encoder().encode
