@@ -15,9 +15,10 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from nats.aio.client import Client
@@ -28,6 +29,9 @@ from tradewind.config import ConfigError, Settings
 from tradewind.secrets import load_secret_box
 from tradewind.storage.db import SessionFactory, checkpoint_forever, make_engine, make_session_factory
 from tradewind.storage.migrate import upgrade_async
+
+if TYPE_CHECKING:
+    from tradewind.web.security import Throttle
 
 log = logging.getLogger("tradewind")
 
@@ -197,11 +201,12 @@ async def start_web(
     port: int,
     sock: socket.socket | None = None,
     more_metrics: Callable[[bytes], Awaitable[bytes]] | None = None,
+    throttle: Any = None,
 ) -> uvicorn.Server:
     from tradewind.web.app import create_app
 
     nc = await _client(url, "web", stack) if url else None
-    app = create_app(settings, sf, nc, load_secret_box(settings), more_metrics)
+    app = create_app(settings, sf, nc, load_secret_box(settings), more_metrics, throttle)
     return await _serve(app, host, port, stack, sock)
 
 
@@ -224,9 +229,11 @@ class WebProcess:
     platform down with it. More than ``MAX_RESTARTS`` within ``RESTART_WINDOW_S`` (a child that cannot start)
     is a ``ComponentFailed``: `up` stops and says why.
 
-    Two pipes per child. On the first the child says "ready" (or why it failed to start) and asks for the
+    Three pipes per child. On the first the child says "ready" (or why it failed to start) and asks for the
     other processes' metrics when it is scraped (Prometheus sees the whole platform at one address); on the
-    second this process asks the child for its own metrics, for its siblings' scrapes."""
+    second this process asks the child for its own metrics, for its siblings' scrapes; on the third the child
+    asks the login throttle, kept here (``throttle``, shared by all the web processes and outliving each:
+    ``security.SharedThrottle``), answered by a thread of this process."""
 
     MAX_RESTARTS = 5
     RESTART_WINDOW_S = 60.0
@@ -243,14 +250,18 @@ class WebProcess:
         index: int = 0,
         siblings: Callable[[], list[WebProcess]] | None = None,
         on_failed: Callable[[WebProcess], None] | None = None,
+        throttle: tuple[Throttle, threading.Lock] | None = None,
     ) -> None:
         import multiprocessing as mp
-        import threading
+
+        from tradewind.web.security import Throttle
 
         self.settings, self.url, self.sock, self.host, self.port = settings, url, sock, host, port
         self.index = index
         self._siblings = siblings or (lambda: [self])
         self._on_failed = on_failed
+        self.throttle = throttle or (Throttle(), threading.Lock())
+        self._guard: Any = None  # this process's end of the pipe the child asks the throttle on
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._conn: Any = None
@@ -304,21 +315,29 @@ class WebProcess:
         await self._wait_ready()
 
     def _launch(self) -> None:
+        from tradewind.web.security import serve_throttle
+
         loop = asyncio.get_running_loop()
         ours, theirs = self._ctx.Pipe()
         ctl_ours, ctl_theirs = self._ctx.Pipe()
+        guard_ours, guard_theirs = self._ctx.Pipe()
         self._proc = self._ctx.Process(
             target=_web_process,
-            args=(self.settings, self.url, self.sock, self.host, self.port, theirs, ctl_theirs),
+            args=(self.settings, self.url, self.sock, self.host, self.port, theirs, ctl_theirs, guard_theirs),
             name=f"tradewind-web-{self.index}",
         )
         self._hello = loop.create_future()
         self._gone = asyncio.Event()
-        self._conn, self._ctl = ours, ctl_ours
+        self._conn, self._ctl, self._guard = ours, ctl_ours, guard_ours
         self._proc.start()  # (pickles the socket: its descriptor is passed to the child as it is spawned)
         theirs.close()
         ctl_theirs.close()
+        guard_theirs.close()
         loop.add_reader(ours.fileno(), self._readable, ours)
+        # ends when the child's end closes (it exits): a new child gets a new pipe and thread, the same throttle
+        threading.Thread(
+            target=serve_throttle, args=(*self.throttle, guard_ours), name="login-throttle", daemon=True
+        ).start()
 
     async def _wait_ready(self) -> None:
         assert self._hello is not None
@@ -327,7 +346,7 @@ class WebProcess:
         except TimeoutError:
             kind, detail = "failed", f"not serving after {self.START_TIMEOUT_S:.0f} s"
         if kind != "ready":
-            await self._end(self._proc, self._conn, self._ctl)
+            await self._end(self._proc, self._conn, self._ctl, self._guard)
             if kind == "gone":
                 detail = f"its process exited with code {self._proc.exitcode} (its log above says why)"
             raise ComponentFailed(f"the web server did not start: {detail}")
@@ -389,7 +408,7 @@ class WebProcess:
             if self._stopping:
                 return
             proc = self._proc
-            await self._end(proc, self._conn, self._ctl)
+            await self._end(proc, self._conn, self._ctl, self._guard)
             now = asyncio.get_running_loop().time()
             self._restarts = [t for t in self._restarts if now - t < self.RESTART_WINDOW_S] + [now]
             if len(self._restarts) > self.MAX_RESTARTS:
@@ -416,9 +435,9 @@ class WebProcess:
         if self._watcher is not None:
             await _cancel(self._watcher)
         if self._proc is not None:
-            await self._end(self._proc, self._conn, self._ctl)
+            await self._end(self._proc, self._conn, self._ctl, self._guard)
 
-    async def _end(self, proc: Any, conn: Any, ctl: Any, grace_s: float = 10.0) -> None:
+    async def _end(self, proc: Any, conn: Any, ctl: Any, guard: Any, grace_s: float = 10.0) -> None:
         """SIGTERM (the child stops serving, lets open requests finish and closes), SIGKILL after ``grace_s``."""
         if proc.exitcode is None:
             proc.terminate()
@@ -435,6 +454,7 @@ class WebProcess:
             asyncio.get_running_loop().remove_reader(conn.fileno())
         conn.close()
         ctl.close()
+        guard.close()  # (its thread saw the child's end close and has returned)
 
 
 class WebProcesses:
@@ -443,15 +463,19 @@ class WebProcesses:
     One web process's event loop was the limit with 200 browsing users and 500 live sockets (0.8 of a core,
     API p99 1.6 s: benchmarks/RESULTS.md, issue 17); several use the cores core and the eval workers leave.
     Each is started again on its own when it dies, while the others go on serving. Each has its own live
-    feed (one subscription to the candles and ticks for its sockets), connection pool, login throttle and
-    rate limits (as replicas behind a load balancer would). ``failed`` is set, with ``failure``, when one of
-    them cannot be kept up."""
+    feed (one subscription to the candles and ticks for its sockets), connection pool and rate limits (as
+    replicas behind a load balancer would); the login throttle is one, in this process, for all of them.
+    ``failed`` is set, with ``failure``, when one of them cannot be kept up."""
 
     def __init__(
         self, settings: Settings, url: str, sock: socket.socket, host: str, port: int, n: int
     ) -> None:
+        from tradewind.web.security import Throttle
+
+        throttle = (Throttle(), threading.Lock())
         self.children = [
-            WebProcess(settings, url, sock, host, port, i, self._all, self._child_failed) for i in range(n)
+            WebProcess(settings, url, sock, host, port, i, self._all, self._child_failed, throttle)
+            for i in range(n)
         ]
         self.failed = asyncio.Event()
         self.failure = ""
@@ -502,7 +526,7 @@ def launch_web_process(
 
 
 def _web_process(
-    settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any, ctl: Any
+    settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any, ctl: Any, guard: Any
 ) -> None:
     """A web child's composition root (the target of ``WebProcess``)."""
     # Ctrl-C reaches every process of the terminal's group: the parent stops this one (SIGTERM), in order.
@@ -510,7 +534,7 @@ def _web_process(
     setup_logging(settings.log_level)
     try:
         with asyncio.Runner(loop_factory=_fast_loop()) as runner:
-            runner.run(_web_process_main(settings, url, sock, host, port, conn, ctl))
+            runner.run(_web_process_main(settings, url, sock, host, port, conn, ctl, guard))
     except Exception:
         log.exception("the web server stopped on an error")
         raise SystemExit(1) from None
@@ -541,12 +565,13 @@ def _answer_metrics_forever(ctl: Any) -> None:
 
 
 async def _web_process_main(
-    settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any, ctl: Any
+    settings: Settings, url: str, sock: socket.socket, host: str, port: int, conn: Any, ctl: Any, guard: Any
 ) -> None:
     import multiprocessing as mp
     import threading
 
     from tradewind.web.routes.system import combine_metrics
+    from tradewind.web.security import SharedThrottle
 
     # Every database statement is a hop to the connection's thread and back (aiosqlite), and a thread waits
     # for the GIL up to the switch interval (5 ms) while this busy event loop holds it: three hops of a write
@@ -589,7 +614,15 @@ async def _web_process_main(
             sf = await open_database(
                 settings, stack, migrate=False, checkpoints=False, pool_size=20, max_overflow=30
             )
-            await start_web(settings, url, sf, stack, host, port, sock, more_metrics=whole_metrics)
+            throttle = SharedThrottle(guard)
+
+            async def close_throttle() -> None:
+                throttle.close()
+
+            stack.stoppers.append(close_throttle)
+            await start_web(
+                settings, url, sf, stack, host, port, sock, more_metrics=whole_metrics, throttle=throttle
+            )
         except Exception as exc:
             with contextlib.suppress(OSError):
                 conn.send(("failed", f"{type(exc).__name__}: {exc}"))

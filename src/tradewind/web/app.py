@@ -33,6 +33,7 @@ from tradewind.web.routes import (
     traders,
     trades,
 )
+from tradewind.web.security import LoginGuard
 
 STATIC = Path(__file__).parent / "static" / "app"
 MAX_BODY = 256 * 1024
@@ -44,8 +45,10 @@ def create_app(
     nc: Client | None,
     secret_box: SecretBox,
     more_metrics: Callable[[bytes], Awaitable[bytes]] | None = None,
+    throttle: LoginGuard | None = None,
 ) -> FastAPI:
-    """The app; ``more_metrics`` (in `tradewind up`) adds the other processes' metrics to this one's for /metrics."""
+    """The app; ``more_metrics`` (in `tradewind up`) adds the other processes' metrics to this one's for /metrics;
+    ``throttle``: the login throttle, when another process keeps it (a new one of this app's own by default)."""
     validator = ValidationPool()  # strategy code is checked in its child processes, started with the app
     app = FastAPI(
         title="tradewind",
@@ -58,6 +61,8 @@ def create_app(
     )
     app.state.validator = validator
     app.state.tw = WebState(settings, session_factory, nc, secret_box, more_metrics=more_metrics)
+    if throttle is not None:
+        app.state.tw.throttle = throttle
     errors.install(app)
 
     app.add_middleware(LimitsMiddleware, max_body=MAX_BODY)

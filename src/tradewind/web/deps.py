@@ -23,7 +23,7 @@ from tradewind.storage.repositories import Owned
 from tradewind.storage.types import utcnow
 from tradewind.web.errors import ApiError
 from tradewind.web.schemas import MAX_ID
-from tradewind.web.security import RateLimiter, Throttle, token_hash
+from tradewind.web.security import LoginGuard, RateLimiter, Throttle, token_hash
 
 SESSION_COOKIE = "tw_session"
 CSRF_COOKIE = "tw_csrf"
@@ -44,7 +44,7 @@ class WebState:
     sf: SessionFactory
     nc: Client | None
     box: SecretBox
-    throttle: Throttle = field(default_factory=Throttle)
+    throttle: LoginGuard = field(default_factory=Throttle)  # `tradewind up`: the parent's (SharedThrottle)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     stream_recheck_s: float = 30.0  # how soon a logout also closes the user's open sockets
     # `tradewind up`: this process's metrics (given) with the other processes' (see runtime.WebProcess)

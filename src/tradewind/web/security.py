@@ -7,6 +7,7 @@ import contextlib
 import functools
 import hashlib
 import ipaddress
+import logging
 import os
 import secrets
 import threading
@@ -14,7 +15,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,6 +25,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 # and a burst of 200 sign-ups queued 35 s of hashing. One lane: a hash runs on one core, so sign-ups can never
 # take every core. Hashes made with other parameters still verify (they are written into each hash) and are
 # made again with these at the next log-in (``needs_rehash``).
+log = logging.getLogger(__name__)
+
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 HASH_THREADS = 2
 
@@ -169,8 +172,11 @@ class Throttle:
     An attempt counts as failed from the moment it is let through until it succeeds, so guesses sent at
     once cannot slip past the limits while their passwords are being checked.
 
-    In memory, per web process: enough for one web server; behind several replicas each counts its own
-    share, which still bounds guessing to replicas × limit per window.
+    In memory. The login route uses it through ``LoginGuard`` (``begin``, ``slow_failure``, ``end``,
+    ``logged_in``). Under `tradewind up` one throttle, in the parent process, serves every web process
+    (``SharedThrottle``, ``serve_throttle``): a guesser cannot spread guesses over the web processes, nor
+    start over by crashing one. Replicas of a distributed deployment each count their own share, which still
+    bounds guessing to replicas × limit per window.
     """
 
     MAX_KEYS = 100_000  # attackers choose the emails: the table must not grow without bound
@@ -280,6 +286,27 @@ class Throttle:
         else:
             self._held.pop(key, None)
 
+    # -- ``LoginGuard``: the login route's calls, each one step of the rules above --------------------------
+    async def begin(self, email: str, address: str) -> tuple[Wait, float]:
+        """``login_wait``; when it answers 0, ``login_started`` and ``held(+1)`` at once: the wait, and the
+        attempt's time for ``logged_in``."""
+        return self.begin_now(email, address)
+
+    def begin_now(self, email: str, address: str) -> tuple[Wait, float]:
+        wait = self.login_wait(email, address)
+        if wait.seconds:
+            return wait, 0.0
+        attempt = self.login_started(email, address)
+        self.held(address, +1)
+        return wait, attempt
+
+    async def end(self, address: str) -> None:
+        """The attempt ``begin`` let through is answered (``held(-1)``)."""
+        self.held(address, -1)
+
+    async def logged_in(self, email: str, address: str, started: float) -> None:
+        self.login_succeeded(email, address, started)
+
     def login_succeeded(self, email: str, address: str, started: float) -> None:
         """The attempt ``login_started`` counted was right: withdraw it, and forgive this address's earlier
         failures at this account (it knows the password). Its failures at other accounts still count."""
@@ -317,6 +344,109 @@ class Throttle:
             del self._answer_at[key]
         while self._fails and len(self._fails) > self.MAX_KEYS - room:  # still full (a flood): oldest first
             del self._fails[next(iter(self._fails))]
+
+
+class LoginGuard(Protocol):
+    """What the login route asks of a throttle: ``Throttle`` itself, or ``SharedThrottle`` (another process's)."""
+
+    async def begin(self, email: str, address: str) -> tuple[Wait, float]: ...
+
+    async def slow_failure(self, address: str) -> float: ...
+
+    async def end(self, address: str) -> None: ...
+
+    async def logged_in(self, email: str, address: str, started: float) -> None: ...
+
+
+class ThrottleUnavailable(Exception):
+    """The process holding the shared throttle did not answer: a log-in cannot be judged, so it is refused."""
+
+
+class SharedThrottle:
+    """A web process's handle on the ``Throttle`` of `tradewind up`'s parent process, asked over a pipe
+    (``serve_throttle`` answers there). One question at a time, from one thread of its own: the event loop
+    never waits on the pipe, and questions are answered in the order asked. The hold of a wrong password is
+    decided there and waited here."""
+
+    TIMEOUT_S = 10.0
+
+    def __init__(self, conn: Any, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        self._conn, self.sleep = conn, sleep
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="throttle")
+        self._seq = 0
+
+    def _ask_now(self, request: tuple[Any, ...]) -> Any:
+        self._seq += 1
+        try:
+            self._conn.send((self._seq, *request))
+            deadline = time.monotonic() + self.TIMEOUT_S
+            while (left := deadline - time.monotonic()) > 0 and self._conn.poll(left):
+                seq, answer = self._conn.recv()
+                if seq == self._seq:  # (an answer to a question that timed out earlier is dropped)
+                    return answer
+        except (EOFError, OSError) as exc:
+            raise ThrottleUnavailable(f"the login throttle's process is gone: {exc}") from None
+        raise ThrottleUnavailable(f"the login throttle's process did not answer in {self.TIMEOUT_S:.0f} s")
+
+    async def _ask(self, *request: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._ask_now, request)
+
+    async def begin(self, email: str, address: str) -> tuple[Wait, float]:
+        seconds, message, attempt = await self._ask("begin", email, address)
+        return Wait(seconds, message), attempt
+
+    # Only ``begin`` refuses when the throttle is out of reach: these come after it, and the platform is
+    # stopping when its parent process does not answer; the answer to the log-in stands.
+    async def slow_failure(self, address: str) -> float:
+        hold: float = await self._quietly(0.0, "hold", address)
+        if hold > 0:
+            await self.sleep(hold)
+        return hold
+
+    async def end(self, address: str) -> None:
+        await self._quietly(None, "end", address)
+
+    async def logged_in(self, email: str, address: str, started: float) -> None:
+        await self._quietly(None, "logged_in", email, address, started)
+
+    async def _quietly(self, default: Any, *request: Any) -> Any:
+        try:
+            return await self._ask(*request)
+        except ThrottleUnavailable as exc:
+            log.warning("login throttle: %s", exc)
+            return default
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def serve_throttle(throttle: Throttle, lock: threading.Lock, conn: Any) -> None:
+    """Answer one web process's ``SharedThrottle`` on ``conn`` until it closes (a thread of the parent per web
+    process; ``lock`` makes each question one step of the one throttle, whichever process asked)."""
+    while True:
+        try:
+            seq, kind, *args = conn.recv()
+        except (EOFError, OSError):  # the web process is gone (a new one gets a new pipe)
+            return
+        with lock:
+            answer: Any
+            if kind == "begin":
+                wait, attempt = throttle.begin_now(args[0], args[1])
+                answer = (wait.seconds, wait.message, attempt)
+            elif kind == "hold":
+                answer = throttle.failure_hold(args[0])
+            elif kind == "end":
+                throttle.held(args[0], -1)
+                answer = None
+            elif kind == "logged_in":
+                throttle.login_succeeded(args[0], args[1], args[2])
+                answer = None
+            else:  # not ours: a bug, answered rather than left hanging
+                answer = None
+        try:
+            conn.send((seq, answer))
+        except (EOFError, OSError):
+            return
 
 
 def in_words(seconds: int) -> str:

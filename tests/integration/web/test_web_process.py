@@ -88,6 +88,12 @@ async def test_its_metrics_hold_the_other_components_once_each(tmp_path: Path, n
     assert web.failed.is_set() is False
 
 
+def login_answers(text: str) -> float:
+    """POST /api/auth/login answered (any status), in a process's Prometheus text."""
+    line = 'tradewind_http_requests_total{method="POST",route="/api/auth/login",'
+    return sum(float(row.rsplit(" ", 1)[1]) for row in text.splitlines() if row.startswith(line))
+
+
 def health_requests(text: str) -> float:
     """GET /api/health answered 200, in a process's Prometheus text."""
     line = 'tradewind_http_requests_total{method="GET",route="/api/health",status="200"} '
@@ -156,6 +162,54 @@ async def test_two_web_processes_share_the_port_and_one_killed_comes_back_while_
         sock.close()
     for pid in (killed, survivor, first.pid):
         assert pid is not None and await _gone(pid), f"web process {pid} outlived stop()"
+
+
+async def test_the_login_throttle_is_one_for_every_web_process_and_outlives_each(
+    tmp_path: Path, nats_url: str
+) -> None:
+    """Wrong passwords spread over two web processes (each on a new connection) lock the account for both, and
+    a web process killed and started again does not start counting over."""
+    settings = Settings(data_dir=tmp_path, secret_key=KEY, log_level="WARNING", web_processes=2)
+    await upgrade_async(settings.db_url)
+    sock = listen("127.0.0.1", 0)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    web = WebProcesses(settings, nats_url, sock, "127.0.0.1", sock.getsockname()[1], settings.web_processes)
+    fresh = httpx.Limits(max_keepalive_connections=0)  # each request accepted by whichever process takes it
+    try:
+        await web.start()
+        async with httpx.AsyncClient(base_url=base, timeout=10, limits=fresh) as c:
+            ann = {"email": "ann@example.com", "password": PASSWORD}
+            assert (await c.post("/api/auth/register", json=ann)).status_code == 201
+            wrong = {"email": "ann@example.com", "password": "not-" + PASSWORD}
+            codes = [(await c.post("/api/auth/login", json=wrong)).status_code for _ in range(5)]
+            assert (
+                codes == [401] * 5
+            )  # (the kernel gave them to one process or both: it does not matter below)
+
+            first, second = web.children
+            killed = first.pid
+            assert killed is not None
+            os.kill(killed, signal.SIGKILL)
+            await wait_for(lambda: _gone(killed), timeout=10)
+            for _ in range(3):  # the other one answers (or already the new one): locked, whoever counted
+                r = await c.post("/api/auth/login", json=ann)
+                assert r.status_code == 429 and int(r.headers["retry-after"]) > 0, r.text
+
+            async def back() -> bool:
+                return first.pid != killed and first.serving
+
+            await wait_for(back)
+            # ...and in the new process, which counted nothing itself: tried until it has answered some
+            for _ in range(100):
+                r = await c.post("/api/auth/login", json=ann)
+                assert r.status_code == 429, r.text
+                if login_answers((await first.own_metrics()).decode()):
+                    break
+            else:
+                raise AssertionError("the restarted web process answered none of 100 logins")
+    finally:
+        await web.stop()
+        sock.close()
 
 
 async def _gone(pid: int) -> bool:

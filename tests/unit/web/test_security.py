@@ -90,3 +90,65 @@ def test_the_rate_limiter_allows_a_burst_then_asks_to_wait() -> None:
     assert r.allow(2) == 0.0  # per user
     time.sleep(0.15)
     assert r.allow(1) == 0.0
+
+
+async def test_a_shared_throttle_is_the_one_throttle_its_server_keeps() -> None:
+    """``SharedThrottle`` (a web process of `tradewind up`) asks ``serve_throttle`` (a thread of the parent) over a
+    pipe: every step is the parent's throttle's, so two handles count against the same limits."""
+    import multiprocessing as mp
+    import threading
+
+    from tradewind.web.security import SharedThrottle, serve_throttle
+
+    throttle, lock = Throttle(limit=3, window_s=900, lockout_s=60, slow_max_s=0.01), threading.Lock()
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    handles = []
+    for _ in range(2):
+        ours, theirs = mp.Pipe()
+        threading.Thread(target=serve_throttle, args=(throttle, lock, ours), daemon=True).start()
+        handles.append(SharedThrottle(theirs, sleep=sleep))
+    try:
+        for i in range(3):  # three wrong passwords, alternating between the two web processes
+            h = handles[i % 2]
+            wait, attempt = await h.begin("ann@example.com", "203.0.113.7")
+            assert wait.seconds == 0 and attempt > 0
+            assert throttle._held == {"address:203.0.113.7": 1}
+            await h.slow_failure("203.0.113.7")
+            await h.end("203.0.113.7")
+        assert throttle._held == {}
+        wait, _ = await handles[0].begin("ann@example.com", "203.0.113.7")
+        assert 55 <= wait.seconds <= 61 and "3 failed logins" in wait.message  # locked for both
+        wait, _ = await handles[1].begin("ann@example.com", "203.0.113.7")
+        assert wait.seconds > 0
+
+        # the right password from another address: counted while it is checked, then withdrawn
+        wait, attempt = await handles[1].begin("bob@example.com", "198.51.100.2")
+        assert wait.seconds == 0 and len(throttle._fails["account:bob@example.com"]) == 1
+        await handles[1].end("198.51.100.2")
+        await handles[1].logged_in("bob@example.com", "198.51.100.2", attempt)
+        assert not throttle._fails["account:bob@example.com"]
+        assert slept == []  # under 2 × limit failures from an address: no answer is held
+    finally:
+        for h in handles:
+            h.close()
+
+
+async def test_a_shared_throttle_whose_server_is_gone_refuses_to_judge_a_login() -> None:
+    import multiprocessing as mp
+
+    from tradewind.web.security import SharedThrottle, ThrottleUnavailable
+
+    ours, theirs = mp.Pipe()
+    ours.close()  # the parent is gone
+    h = SharedThrottle(theirs)
+    try:
+        with pytest.raises(ThrottleUnavailable):
+            await h.begin("ann@example.com", "203.0.113.7")
+        assert await h.slow_failure("203.0.113.7") == 0.0  # the steps after it do not fail the answer
+        await h.end("203.0.113.7")
+    finally:
+        h.close()

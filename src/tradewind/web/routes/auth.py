@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +25,7 @@ from tradewind.web.deps import (
 from tradewind.web.errors import ApiError
 from tradewind.web.schemas import Credentials, TokenOut, UserOut
 from tradewind.web.security import (
+    ThrottleUnavailable,
     hash_password_async,
     needs_rehash,
     new_token,
@@ -31,6 +34,7 @@ from tradewind.web.security import (
     verify_password_async,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
@@ -67,11 +71,13 @@ async def login(
 ) -> TokenOut:
     email = body.email.lower()
     address = client_address(request)
-    wait = st.throttle.login_wait(email, address)
+    try:  # counted as failed until the password proves right
+        wait, attempt = await st.throttle.begin(email, address)
+    except ThrottleUnavailable as exc:
+        log.error("login refused: %s", exc)
+        raise ApiError(503, "logging in is unavailable for a moment; try again shortly") from None
     if wait.seconds:
         raise ApiError(429, wait.message, headers={"Retry-After": str(wait.seconds)})
-    attempt = st.throttle.login_started(email, address)  # failed until the password proves right
-    st.throttle.held(address, +1)
     try:
         found = (
             await s.execute(select(User.id, User.password_hash).where(User.email == email))
@@ -94,8 +100,8 @@ async def login(
             await st.throttle.slow_failure(address)
             raise ApiError(401, "wrong email or password")
     finally:
-        st.throttle.held(address, -1)
-    st.throttle.login_succeeded(email, address, attempt)
+        await st.throttle.end(address)
+    await st.throttle.logged_in(email, address, attempt)
     # Ended sessions have no use left; dropping this user's here keeps the table from growing forever. Looked
     # for first: a DELETE takes SQLite's write lock even when it deletes nothing, and holds it until the commit
     # below, while core's writes (in another process under `tradewind up`) wait for it.
