@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 FRONTEND_STAMP := src/tradewind/web/static/app/index.html
 PYTEST_ARGS ?=
 # The end-to-end tests (whole platforms, a browser) run one at a time; the others in this many processes
-# (pytest-xdist, a test file per process at a time).
+# (pytest-xdist, a test file per process at a time). Each run prints its slowest tests (--durations): the
+# suite is meant to stay well under 15 minutes on CI's 2 cores.
 TEST_WORKERS ?= 2
 
 .PHONY: install up test test-money-nightly lint frontend api-client browser clean migration
@@ -44,8 +45,8 @@ test: install browser
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 	@if [ -f frontend/package.json ]; then cd frontend && npm test --silent; fi
-	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -q --durations=10 tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration $(PYTEST_ARGS)
 
 # The money-safety state machine (tests/integration/security) with its long nightly profile.
 test-money-nightly: $(STAMP)
