@@ -297,8 +297,9 @@ class EvalWorker:
             return m.EvalReply(outcomes=refused_outcomes + outcomes, worker=self.name)
         results = await self.executor.evaluate(window, candle_time, jobs, codes)
         outcomes = refused_outcomes
+        by_status: dict[str, int] = {}  # counted once per status, not once per outcome (a lock each)
         for o in results:
-            EVALS.labels(o.status).inc()
+            by_status[o.status] = by_status.get(o.status, 0) + 1
             outcomes.append(
                 m.EvalOutcome(
                     assignment_id=o.assignment_id,
@@ -320,4 +321,6 @@ class EvalWorker:
                     plot=o.plot,
                 )
             )
+        for status, n in by_status.items():
+            EVALS.labels(status).inc(n)
         return m.EvalReply(outcomes=outcomes, worker=self.name)
