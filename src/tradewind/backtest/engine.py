@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -65,12 +65,14 @@ class Result:
     def summary(self) -> dict[str, Any]:
         """The `--json` document: trades, final_equity, return_pct, max_drawdown_pct, sharpe, win_rate,
         profit_factor, avg_trade_duration_s, fees_paid, buy_and_hold_return_pct, candles, duration_s, error."""
-        final = self.final_equity
-        closed = [t.pnl for t in self.trades if t.pnl is not None]
+        return {"trades": self._trade_rows(), **self._figures()}
+
+    def _trade_rows(self) -> list[dict[str, Any]]:
+        """The trades as the summary lists them."""
         # the times of every trade formatted at once (a year of minutes may hold tens of thousands)
         entries = isos([t.entry_time for t in self.trades])
         exits = isos([t.exit_time for t in self.trades if t.exit_time is not None])[::-1]
-        trades = [
+        return [
             {
                 "entry_time": entered,
                 "entry_price": t.entry_price,
@@ -86,9 +88,13 @@ class Result:
             }
             for t, entered in zip(self.trades, entries, strict=True)
         ]
+
+    def _figures(self) -> dict[str, Any]:
+        """The summary but its trades."""
+        final = self.final_equity
+        closed = [t.pnl for t in self.trades if t.pnl is not None]
         hold = float(self.hold[-1]) if self.hold is not None and len(self.hold) else None
         return {
-            "trades": trades,
             "final_equity": final,
             "return_pct": (final / self.cash - 1) * 100 if self.cash else 0.0,
             "max_drawdown_pct": max_drawdown_pct(self.equity),
@@ -109,10 +115,12 @@ class Result:
     def metrics(self, trades: bool = False) -> dict[str, Any]:
         """The summary as workers report it, with the Sortino ratio; without ``trades``, their count
         (``trade_count``) instead of the list."""
-        summary = self.summary()
+        # (without them, the trades are counted, not formatted: an optimisation's stages of a year of minutes
+        # hold thousands)
+        summary = self.summary() if trades else self._figures()
         summary["sortino"] = sortino(self.equity, self.bar_minutes)
         if not trades:
-            summary["trade_count"] = len(summary.pop("trades"))
+            summary["trade_count"] = len(self.trades)
         return summary
 
     def curve(self, points: int = 1000) -> list[list[float]]:
@@ -398,15 +406,16 @@ def run_staged(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Result]:
     """The runs of the first ``stages[0]``, ``stages[1]``, ... candles (ascending), each the same as
-    ``run`` over that prefix, for the price of one run's decisions: one strategy decides once, candle after
-    candle, and each stage fills the decisions known so far. After each stage ``go_on(upto, result)`` says
-    whether to go on (an optimisation trial's pruning); a strategy error ends the stages after its
-    stage (told to ``go_on`` too).
+    ``run`` over that prefix, for the price of one run: one strategy decides once, candle after candle, and
+    one fill pass goes on from each stage's end to the next's (``Filling``). After each stage
+    ``go_on(upto, result)`` says whether to go on (an optimisation trial's pruning); a strategy error ends
+    the stages after its stage (told to ``go_on`` too).
 
     A prefix's run is the longer run's up to there: a decision reads only its window and the candles before
     it (indicators over the whole history are causal: their value at a candle is computed from the candles
-    up to it alone), and the fill of a prefix ends where its candles end. ``progress(done, upto)`` is told
-    after each chunk of decisions (see ``_decide``)."""
+    up to it alone), and the fill of a prefix reads no candle past its end and closes nothing there (an open
+    trip is valued at its last close, as ``run``'s end does, and goes on open). ``progress(done, upto)`` is
+    told after each chunk of decisions (see ``_decide``)."""
     started = time.perf_counter()
     times = arrays["time"]
     try:
@@ -418,22 +427,28 @@ def run_staged(
         go_on(0, failed)
         return [failed]
     results: list[Result] = []
-    parts: list[str] = []
-    extras: Extras = {}
-    known = 0
+    decided = Decided(min(max(stages, default=0), len(times)))
+    filling: Filling | None = None
     try:
         for upto in stages:
             upto = min(upto, len(times))
-            error, error_time = _decide(rt, arrays, lookback, known, upto, parts, extras, None, progress)
-            codes = np.frombuffer("".join(parts).encode(), dtype=np.uint8)
-            known = len(codes)
-            decided = Decided(upto, 0)
-            decided.add(codes, extras)
+            parts: list[str] = []
+            extras: Extras = {}
+            error, error_time = _decide(
+                rt, arrays, lookback, decided.known, upto, parts, extras, None, progress
+            )
+            decided.add(np.frombuffer("".join(parts).encode(), dtype=np.uint8), extras)
             done = upto if error is None else min(upto, decided.known + 1)
             # the bar of a run of this prefix: from its own candles, as ``run`` would measure it
             bar_minutes = _bar_minutes(times[:upto])
-            result = _settle(
-                decided,
+            tf = int(bar_minutes * 60_000)
+            if filling is None or filling.tf_ms != tf or done < filling.n:
+                # (a prefix too short to measure the bar as the longer ones do: the fill starts again)
+                filling = Filling(decided, arrays, cash, fee, slippage, maker_fee, tf)
+            trades, equity = filling.to(done)
+            result = _result(
+                trades,
+                equity,
                 arrays,
                 done,
                 0,
@@ -441,10 +456,10 @@ def run_staged(
                 cash,
                 fee,
                 slippage,
-                maker_fee,
                 started,
                 error,
                 error_time,
+                None,
             )
             results.append(result)
             if not go_on(upto, result) or error is not None:  # (told of a failed stage too)
@@ -511,173 +526,231 @@ def _fill(
     tf_ms: int,
 ) -> tuple[list[Trade], np.ndarray]:
     """``fill`` over decisions that may still be arriving (``Decided.more``)."""
-    times, opens, highs, lows, closes = (arrays[k] for k in ("time", "open", "high", "low", "close"))
-    costs = model.Costs(
-        model.dec(fee), model.dec(fee if maker_fee is None else maker_fee), model.dec(slippage) * 10_000
-    )
-    longs, shorts, marks, next_of = src.longs, src.shorts, src.marks, src.next_of
-    codes, extras, has_extra = src.codes, src.extras, src.has_extra
+    return Filling(src, arrays, cash, fee, slippage, maker_fee, tf_ms).to(n)
 
-    def next_buy(i: int) -> int:
-        """The first long decision from candle i on that may buy something with the cash ``free``: a
-        plain market entry buys ``floor_1e-8(free / (close × 1.0025))``, nothing when that is under 1e-8
-        (an account that lost nearly everything). The float pre-filter skips only the closes certainly
-        too high for that, a hair on the safe side (a long with extras always stops it); the model judges
-        the candle it stops at."""
-        k = next_of(longs, i)
-        if k >= n:
-            return n
-        most = float(free) / (float(model.BUY_HEADROOM) * float(model.QTY) * (1 - _NUDGE))
-        if closes[k] <= most or has_extra[k]:
-            return k
-        j, step = k + 1, 256
-        while True:
-            stop = min(src.known, n - 1, j + step)
-            if j < stop:
-                hit = np.flatnonzero((codes[j:stop] == LONG) & ((closes[j:stop] <= most) | has_extra[j:stop]))
-                if len(hit):
-                    return j + int(hit[0])
-                j, step = stop, step * 4
-            elif j >= n - 1 or not src.more():
+
+class Filling:
+    """The fill pass of one run, carried from prefix to prefix: ``to(n)`` gives the trades and equity of the
+    run of the first ``n`` candles, and a later ``to(m)`` (m >= n) goes on from where it stopped, giving those
+    of the first ``m`` — the same as a pass from candle 0 (``engine.run_staged``: a trial's stages).
+
+    What it carries (cash, position, guard, exits, resting order, round trips, the equity noted so far, the
+    candle reached) is what the pass holds at candle n - 1 of any longer run: the pass never looks past the
+    prefix's last candle (a decision there cannot act; an order resting or a guard set at the cut waits for
+    candles it does not see yet), and at a prefix's end nothing is closed: the open trip is valued at the
+    last close (exit reason "end") in the copy the result keeps, and goes on open. ``tf_ms``, the length of
+    a candle, must be the one every prefix measures (a resting order's expiry is computed with it)."""
+
+    def __init__(
+        self,
+        src: Decided,
+        arrays: dict[str, np.ndarray],
+        cash: float,
+        fee: float,
+        slippage: float,
+        maker_fee: float | None,
+        tf_ms: int,
+    ) -> None:
+        self.src, self.arrays, self.tf_ms = src, arrays, tf_ms
+        self.costs = model.Costs(
+            model.dec(fee), model.dec(fee if maker_fee is None else maker_fee), model.dec(slippage) * 10_000
+        )
+        self.trips = Trips()
+        self.segments: list[tuple[int, float, float]] = []  # (first candle, cash, position) from there on
+        self.free = model.dec(cash)
+        self.qty = model.ZERO
+        self.guard: model.Guard | None = None
+        self.exits = model.NO_EXITS
+        self.resting: model.Resting | None = None
+        self.entry_price = model.ZERO
+        self.entry_at = 0  # the entry candle of the position held
+        self.i = 0  # the candle whose close decides next
+        self.done = 0  # equity is written for candles < done
+        self.n = 0  # the candles filled so far
+
+    def to(self, n: int) -> tuple[list[Trade], np.ndarray]:
+        """The trades and the equity at every candle's close of the run of the first ``n`` candles (at least
+        as many as the last call's)."""
+        if n < self.n:
+            raise ValueError(f"the fill is at candle {self.n}: it cannot go back to {n}")
+        src, tf_ms, costs, trips, segments = self.src, self.tf_ms, self.costs, self.trips, self.segments
+        times, opens, highs, lows, closes = (self.arrays[k] for k in ("time", "open", "high", "low", "close"))
+        longs, shorts, marks, next_of = src.longs, src.shorts, src.marks, src.next_of
+        codes, extras, has_extra = src.codes, src.extras, src.has_extra
+        free, qty, guard, exits, resting = self.free, self.qty, self.guard, self.exits, self.resting
+        entry_price, entry_at, i, done = self.entry_price, self.entry_at, self.i, self.done
+
+        def next_buy(i: int) -> int:
+            """The first long decision from candle i on that may buy something with the cash ``free``: a
+            plain market entry buys ``floor_1e-8(free / (close × 1.0025))``, nothing when that is under 1e-8
+            (an account that lost nearly everything). The float pre-filter skips only the closes certainly
+            too high for that, a hair on the safe side (a long with extras always stops it); the model judges
+            the candle it stops at."""
+            k = next_of(longs, i)
+            if k >= n:
                 return n
-
-    def bar(j: int) -> model.Bar:
-        return model.Bar.of(int(times[j]), opens[j], highs[j], lows[j], closes[j])
-
-    trips = Trips()
-    segments: list[tuple[int, float, float]] = []  # (first candle, cash, position) from there on
-    free = model.dec(cash)
-    qty = model.ZERO
-    guard: model.Guard | None = None
-    exits = model.NO_EXITS
-    resting: model.Resting | None = None
-    entry_price = model.ZERO
-    entry_at = 0  # the entry candle of the position held
-    i = 0  # the candle whose close decides next
-    done = 0  # equity is written for candles < done
-
-    def book(f: model.Fill, at: int) -> None:
-        nonlocal free, qty, entry_price, entry_at
-        free += f.cash
-        if f.side == "buy":
-            qty += f.amount
-            entry_price, entry_at = f.price, at
-        else:
-            qty -= f.amount
-        trips.fill(f.time, f.side, f.amount, f.price, f.fee, order_type=f.order_type, reason=f.reason)
-
-    def value_through(j: int) -> None:
-        """Equity for candles done..j (inclusive) at the current cash and position: noted as a segment, the
-        curve is computed once at the end."""
-        nonlocal done
-        if j >= done:
-            segments.append((done, float(free), float(qty)))
-            done = j + 1
-
-    def raise_high(a: int, b: int) -> None:
-        """Candles a..b closed with the position open and nothing triggered: the trailing high rises."""
-        nonlocal guard
-        if guard is not None and b >= a:
-            guard = guard.raised(model.dec(float(np.max(highs[a : b + 1]))))
-
-    def match(j: int) -> None:
-        nonlocal guard, resting, exits
-        r = model.on_bar(bar(j), qty, guard, resting, costs, tf_ms)
-        for f in r.fills:
-            book(f, j)
-        if resting is not None and r.resting is None and r.fills and r.fills[0].side == "buy":  # entered
-            exits = resting.exits
-        guard, resting = r.guard, r.resting
-        if qty <= 0:
-            guard, exits = None, model.NO_EXITS
-
-    # Invariant: candle i is matched; the decision at its close is the next thing to consider.
-    while i < n - 1:
-        holding = qty > 0
-        if guard is None and resting is None:
-            # nothing rests: jump to the next decision that can act (an entry, or an exit or new exits)
-            i = next_buy(i) if not holding else min(next_of(shorts, i), next_of(marks, i))
-            if i >= n - 1:
-                break
-        else:
-            # decisions before k do nothing; the candles up to k may fill or trigger something
-            k = min(next_of(shorts, i), next_of(marks, i), n - 1)
-            j = (
-                _first_touch(i + 1, k + 1, guard, resting, highs, lows, closes, times, tf_ms)
-                if k > i
-                else None
-            )
-            if j is not None:
-                raise_high(i + 1, j - 1)
-                value_through(j - 1)
-                match(j)
-                value_through(j)
-                i = j
-                continue
-            raise_high(i + 1, k)
-            value_through(k)
-            i = k
-            if i >= n - 1:
-                break
-        # The decision at candle i's close acts on candle i + 1.
-        d = decisions(int(codes[i]), extras.get(i))
-        nxt = i + 1
-        value_through(i)
-        for it in model.intents(model.Slot(qty, resting is not None, exits), d):
-            if it.kind == "cancel_entry":
-                resting = None
-            elif it.kind == "exit":
-                book(
-                    model.fill(
-                        "sell",
-                        qty,
-                        model.dec(opens[nxt]),
-                        "market",
-                        costs,
-                        reason="signal",
-                        time=int(times[nxt]),
-                    ),
-                    nxt,
-                )
-                guard, exits = None, model.NO_EXITS
-            elif it.kind == "protect":
-                exits = it.exits
-                if resting is not None:
-                    resting = model.Resting(resting.amount, resting.limit, resting.expires, exits)
-                elif qty > 0:
-                    # the highest high since entry: the guard's, or (no guard kept it) the candles' since
-                    high = (
-                        guard.high if guard is not None else model.dec(float(np.max(highs[entry_at : i + 1])))
+            most = float(free) / (float(model.BUY_HEADROOM) * float(model.QTY) * (1 - _NUDGE))
+            if closes[k] <= most or has_extra[k]:
+                return k
+            j, step = k + 1, 256
+            while True:
+                stop = min(src.known, n - 1, j + step)
+                if j < stop:
+                    hit = np.flatnonzero(
+                        (codes[j:stop] == LONG) & ((closes[j:stop] <= most) | has_extra[j:stop])
                     )
-                    guard = model.Guard.at_entry(entry_price, exits, high)
-            elif it.limit is not None:  # enter with a limit order
-                amount = model.entry_quantity(free, it.size, it.limit)
-                if amount > 0 and free >= amount * it.limit * (1 + costs.maker_fee):
-                    expires = model.expiry(int(times[i]), tf_ms, it.expire)
-                    resting = model.Resting(amount, it.limit, expires, it.exits)
-            else:  # enter at the market
-                amount = model.entry_quantity(free, it.size, model.dec(closes[i]))
-                f = model.fill("buy", amount, model.dec(opens[nxt]), "market", costs, time=int(times[nxt]))
-                if amount > 0 and model.affordable(free, f):
-                    book(f, nxt)
+                    if len(hit):
+                        return j + int(hit[0])
+                    j, step = stop, step * 4
+                elif j >= n - 1 or not src.more():
+                    return n
+
+        def bar(j: int) -> model.Bar:
+            return model.Bar.of(int(times[j]), opens[j], highs[j], lows[j], closes[j])
+
+        def book(f: model.Fill, at: int) -> None:
+            nonlocal free, qty, entry_price, entry_at
+            free += f.cash
+            if f.side == "buy":
+                qty += f.amount
+                entry_price, entry_at = f.price, at
+            else:
+                qty -= f.amount
+            trips.fill(f.time, f.side, f.amount, f.price, f.fee, order_type=f.order_type, reason=f.reason)
+
+        def value_through(j: int) -> None:
+            """Equity for candles done..j (inclusive) at the current cash and position: noted as a segment,
+            the curve is computed at the end."""
+            nonlocal done
+            if j >= done:
+                segments.append((done, float(free), float(qty)))
+                done = j + 1
+
+        def raise_high(a: int, b: int) -> None:
+            """Candles a..b closed with the position open and nothing triggered: the trailing high rises."""
+            nonlocal guard
+            if guard is not None and b >= a:
+                guard = guard.raised(model.dec(float(np.max(highs[a : b + 1]))))
+
+        def match(j: int) -> None:
+            nonlocal guard, resting, exits
+            r = model.on_bar(bar(j), qty, guard, resting, costs, tf_ms)
+            for f in r.fills:
+                book(f, j)
+            if resting is not None and r.resting is None and r.fills and r.fills[0].side == "buy":  # entered
+                exits = resting.exits
+            guard, resting = r.guard, r.resting
+            if qty <= 0:
+                guard, exits = None, model.NO_EXITS
+
+        # Invariant: candle i is matched; the decision at its close is the next thing to consider. Nothing
+        # past candle n - 1 is read: a decision there cannot act, and a touch is looked for up to it only.
+        while i < n - 1:
+            holding = qty > 0
+            if guard is None and resting is None:
+                # nothing rests: jump to the next decision that can act (an entry, or an exit or new exits)
+                nxt = next_buy(i) if not holding else min(next_of(shorts, i), next_of(marks, i))
+                if nxt >= n - 1:
+                    break  # (i stays: the candles up to n - 1 change nothing, a longer run jumps from here)
+                i = nxt
+            else:
+                # decisions before k do nothing; the candles up to k may fill or trigger something
+                k = min(next_of(shorts, i), next_of(marks, i), n - 1)
+                j = (
+                    _first_touch(i + 1, k + 1, guard, resting, highs, lows, closes, times, tf_ms)
+                    if k > i
+                    else None
+                )
+                if j is not None:
+                    raise_high(i + 1, j - 1)
+                    value_through(j - 1)
+                    match(j)
+                    value_through(j)
+                    i = j
+                    continue
+                raise_high(i + 1, k)
+                value_through(k)
+                i = k
+                if i >= n - 1:
+                    break
+            # The decision at candle i's close acts on candle i + 1.
+            d = decisions(int(codes[i]), extras.get(i))
+            nxt = i + 1
+            value_through(i)
+            for it in model.intents(model.Slot(qty, resting is not None, exits), d):
+                if it.kind == "cancel_entry":
+                    resting = None
+                elif it.kind == "exit":
+                    book(
+                        model.fill(
+                            "sell",
+                            qty,
+                            model.dec(opens[nxt]),
+                            "market",
+                            costs,
+                            reason="signal",
+                            time=int(times[nxt]),
+                        ),
+                        nxt,
+                    )
+                    guard, exits = None, model.NO_EXITS
+                elif it.kind == "protect":
                     exits = it.exits
-                    guard = model.Guard.at_entry(f.price, exits) if exits else None
-        if guard is not None or resting is not None:
-            match(nxt)  # the candle the decision acted on (an entry's own candle counts)
-        value_through(nxt)
-        i = nxt
-    value_through(n - 1)
-    if segments:
+                    if resting is not None:
+                        resting = model.Resting(resting.amount, resting.limit, resting.expires, exits)
+                    elif qty > 0:
+                        # the highest high since entry: the guard's, or (no guard kept it) the candles' since
+                        high = (
+                            guard.high
+                            if guard is not None
+                            else model.dec(float(np.max(highs[entry_at : i + 1])))
+                        )
+                        guard = model.Guard.at_entry(entry_price, exits, high)
+                elif it.limit is not None:  # enter with a limit order
+                    amount = model.entry_quantity(free, it.size, it.limit)
+                    if amount > 0 and free >= amount * it.limit * (1 + costs.maker_fee):
+                        expires = model.expiry(int(times[i]), tf_ms, it.expire)
+                        resting = model.Resting(amount, it.limit, expires, it.exits)
+                else:  # enter at the market
+                    amount = model.entry_quantity(free, it.size, model.dec(closes[i]))
+                    f = model.fill(
+                        "buy", amount, model.dec(opens[nxt]), "market", costs, time=int(times[nxt])
+                    )
+                    if amount > 0 and model.affordable(free, f):
+                        book(f, nxt)
+                        exits = it.exits
+                        guard = model.Guard.at_entry(f.price, exits) if exits else None
+            if guard is not None or resting is not None:
+                match(nxt)  # the candle the decision acted on (an entry's own candle counts)
+            value_through(nxt)
+            i = nxt
+        value_through(n - 1)
+        self.free, self.qty, self.guard, self.exits, self.resting = free, qty, guard, exits, resting
+        self.entry_price, self.entry_at, self.i, self.done, self.n = entry_price, entry_at, i, done, n
+        return self._trades(n), self._equity(n)
+
+    def _equity(self, n: int) -> np.ndarray:
+        """The equity at the close of candles 0..n-1, from the segments noted."""
+        segments = self.segments
+        if not segments or not n:
+            return np.empty(0)
         starts = np.array([seg[0] for seg in segments] + [n])
         lengths = np.diff(starts)
         cash_at = np.repeat(np.array([seg[1] for seg in segments]), lengths)
         held_at = np.repeat(np.array([seg[2] for seg in segments]), lengths)
-        equity = cash_at + held_at * closes[:n]
-    else:
-        equity = np.empty(0)
-    if n:
-        trips.value_open(int(times[n - 1]), float(closes[n - 1]))
-    return trips.trips, equity
+        return cash_at + held_at * self.arrays["close"][:n]
+
+    def _trades(self, n: int) -> list[Trade]:
+        """The round trips so far, the open one valued at candle n - 1's close (a copy: it goes on open; its
+        exit fields are all set again when it closes or at the next prefix's end)."""
+        trips = self.trips
+        if not n:
+            return list(trips.trips)
+        trips.value_open(int(self.arrays["time"][n - 1]), float(self.arrays["close"][n - 1]))
+        out = list(trips.trips)
+        if trips.open is not None:
+            out[-1] = replace(out[-1])
+        return out
 
 
 def _first_touch(

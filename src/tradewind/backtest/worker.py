@@ -13,7 +13,8 @@ It answers these subjects in the queue group ``backtest-workers``:
 
 Lua runs in child processes (a pool of ``processes``), never on the event loop; the parent loads the
 candles (from the store, or a file for local sweeps), keeps the last few in memory (a sweep reads the
-same candles a hundred times) and ships them to the child with each job. A job that overruns
+same candles a hundred times) and ships them to a child once: a sweep point or a trial names them by their
+key (``Candles``) and each child keeps the last few it was sent (``held``). A job that overruns
 ``job_timeout_s`` has its child killed and restarted.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import multiprocessing as mp
 import os
@@ -32,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,6 +58,7 @@ from tradewind.storage.types import utcnow
 log = logging.getLogger(__name__)
 RUNS = Counter("tradewind_backtest_runs_total", "Backtests run by this worker", ["kind", "status"])
 DATA_CACHE = 4
+HELD = 2  # candle sets a pool child keeps for the next jobs (a study or a sweep reads one set)
 # An optimisation trial run without the count hook is killed when no chunk of its decisions (about a
 # fiftieth of the candles) ends for this long — the per-candle time limit of a backtest — and run again
 # hooked.
@@ -64,9 +68,42 @@ T = TypeVar("T")
 Run = TypeVar("Run", Backtest, Study, WalkForwardRun)
 
 
+@dataclass(frozen=True)
+class Candles:
+    """Candles as a job names them to a pool child: their key, and the arrays themselves when the child may
+    not hold them yet (``held``)."""
+
+    key: str
+    arrays: dict[str, np.ndarray] | None = None
+
+
+class NotHeld(LookupError):
+    """The pool child has not been sent the candles a job names (``Candles`` without arrays): send them."""
+
+
+_HELD: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()  # in a pool child: the candles it was sent
+
+
+def held(candles: Candles | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of a job's candles (in a pool child): those it carries, kept for the next jobs (the last
+    ``HELD`` sets), or those kept under its key; raises ``NotHeld``."""
+    if isinstance(candles, dict):
+        return candles
+    if candles.arrays is not None:
+        _HELD[candles.key] = candles.arrays
+        while len(_HELD) > HELD:
+            _HELD.popitem(last=False)
+        return candles.arrays
+    found = _HELD.get(candles.key)
+    if found is None:
+        raise NotHeld(candles.key)
+    _HELD.move_to_end(candles.key)
+    return found
+
+
 def execute(
     code: str,
-    arrays: dict[str, np.ndarray],
+    arrays: dict[str, np.ndarray] | Candles,
     name: str,
     params: dict[str, Any],
     cash: float,
@@ -82,7 +119,7 @@ def execute(
 
     result = engine.run(
         code,
-        arrays,
+        held(arrays),
         params=params,
         cash=cash,
         fee=fee,
@@ -102,7 +139,7 @@ def execute(
 
 def execute_stages(
     code: str,
-    arrays: dict[str, np.ndarray],
+    arrays: dict[str, np.ndarray] | Candles,
     name: str,
     params: dict[str, Any],
     settings: dict[str, Any],
@@ -137,7 +174,15 @@ def execute_stages(
             os.utime(beat)
 
     engine.run_staged(
-        code, arrays, stages, go_on, params=params, name=name, limits=limits, progress=progress, **settings
+        code,
+        held(arrays),
+        stages,
+        go_on,
+        params=params,
+        name=name,
+        limits=limits,
+        progress=progress,
+        **settings,
     )
     return summaries
 
@@ -319,6 +364,11 @@ class BacktestWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._data: OrderedDict[tuple[Any, ...], dict[str, np.ndarray]] = OrderedDict()
         self._data_lock = asyncio.Lock()
+        # the keys of the candles a pool child has been sent, newest last (``_with_candles``; a child keeps the
+        # last ``HELD``, so older keys only cost a NotHeld and a send)
+        self._sent: OrderedDict[str, None] = OrderedDict()
+        self._loaded: dict[tuple[Any, ...], int] = {}  # a cached key -> which load it is (``_keyed_candles``)
+        self._loads = itertools.count()
 
     async def start(self) -> None:
         self._pool = self._new_pool()
@@ -443,6 +493,10 @@ class BacktestWorker:
 
     async def candles(self, data: m.BacktestData) -> dict[str, np.ndarray]:
         """The candles a job names, from the store (market, tf, [start, end)) or a file (path)."""
+        return (await self._keyed_candles(data))[1]
+
+    async def _keyed_candles(self, data: m.BacktestData) -> tuple[tuple[Any, ...], dict[str, np.ndarray]]:
+        """``candles``, and a key naming them (the key they are cached under, and which load of it)."""
         if data.inline is not None:
             if len(data.inline) != 6 or not data.key:
                 raise ValueError("inline candles are six arrays with a key")
@@ -457,7 +511,7 @@ class BacktestWorker:
             found = self._data.get(key)
             if found is not None:
                 self._data.move_to_end(key)
-                return found
+                return (*key, self._loaded[key]), found
             if data.inline is not None:
                 arrays = unpack_candles(data.inline)
             elif data.path is not None:
@@ -467,9 +521,29 @@ class BacktestWorker:
             else:
                 arrays = await self._market_candles(data)
             self._data[key] = arrays
+            # Which load of the key: a pool child keeps candles longer than this cache does, and must never
+            # take the arrays of an earlier load for those of a later one (the same key, loaded again).
+            self._loaded[key] = next(self._loads)
             while len(self._data) > DATA_CACHE:
-                self._data.popitem(last=False)
-            return arrays
+                self._loaded.pop(self._data.popitem(last=False)[0], None)
+            return (*key, self._loaded[key]), arrays
+
+    async def _with_candles(
+        self, key: str, arrays: dict[str, np.ndarray], run: Callable[[Candles], Awaitable[T]]
+    ) -> T:
+        """``run`` given the candles ``arrays``: named by ``key`` alone once a pool child has been sent them,
+        and sent again with them when the child that takes the job does not hold them (another child, or a
+        pool started again)."""
+        if key in self._sent:
+            self._sent.move_to_end(key)
+            try:
+                return await run(Candles(key))
+            except NotHeld:
+                pass
+        self._sent[key] = None
+        while len(self._sent) > 4 * HELD:
+            self._sent.popitem(last=False)
+        return await run(Candles(key, arrays))
 
     async def _market_candles(self, data: m.BacktestData) -> dict[str, np.ndarray]:
         """A market's candles in [start, end): from the history store (Parquet) where it holds them whole
@@ -546,9 +620,10 @@ class BacktestWorker:
     async def _run_point(self, job: m.RunBacktest, msg: Msg, beat: asyncio.Task[None] | None = None) -> None:
         try:
             try:
-                arrays = await self.candles(job.data)
+                key, arrays = await self._keyed_candles(job.data)
                 if job.upto is not None:
                     arrays = {k: v[: max(0, job.upto)] for k, v in arrays.items()}
+                    key = (*key, "upto", job.upto)
                 stages: list[dict[str, Any]] = []
                 if job.stages:
                     settings = {
@@ -558,37 +633,45 @@ class BacktestWorker:
                         "slippage": job.slippage,
                         "lookback": job.lookback,
                     }
-                    stages = await self._trial(
-                        partial(
-                            execute_stages,
-                            job.code,
-                            arrays,
-                            job.name,
-                            dict(job.params),
-                            settings,
-                            list(job.stages),
-                            job.key,
-                            job.maximize,
-                            list(job.floors),
+
+                    def trial(candles: Candles) -> Awaitable[list[dict[str, Any]]]:
+                        return self._trial(
+                            partial(
+                                execute_stages,
+                                job.code,
+                                candles,
+                                job.name,
+                                dict(job.params),
+                                settings,
+                                list(job.stages),
+                                job.key,
+                                job.maximize,
+                                list(job.floors),
+                            )
                         )
-                    )
+
+                    stages = await self._with_candles(repr(key), arrays, trial)
                     summary = stages[-1]
                 else:
-                    out = await self._execute(
-                        partial(
-                            execute,
-                            job.code,
-                            arrays,
-                            job.name,
-                            dict(job.params),
-                            job.cash,
-                            job.fee,
-                            job.slippage,
-                            job.lookback,
-                            job.trades,
-                            job.maker_fee,
+
+                    def point(candles: Candles) -> Awaitable[dict[str, Any]]:
+                        return self._execute(
+                            partial(
+                                execute,
+                                job.code,
+                                candles,
+                                job.name,
+                                dict(job.params),
+                                job.cash,
+                                job.fee,
+                                job.slippage,
+                                job.lookback,
+                                job.trades,
+                                job.maker_fee,
+                            )
                         )
-                    )
+
+                    out = await self._with_candles(repr(key), arrays, point)
                     summary = out["summary"]
                 reply = m.BacktestResult(
                     job_id=job.job_id,
