@@ -109,6 +109,7 @@ class QuoteDesk:
         # assignment -> the quotes it wants and could not send yet (the account's budget was spent): the newest
         self._waiting: dict[int, tuple[AssignmentState, list[model.Quote], m.Tick]] = {}
         self._busy: set[int] = set()  # assignments whose quote calls are on their way
+        self._calls: set[asyncio.Task[Any]] = set()  # those calls (placements, cancels), until answered
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
         self._stale: list[str] | None = None  # the quotes of a previous run still to cancel (None: not read)
@@ -131,6 +132,12 @@ class QuoteDesk:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # The calls on their way are answered first: a cancel that overtook its quote's placement found
+        # nothing on the venue, and the quote then rested there, open in the database, with nobody
+        # watching it (and the exchange service, stopped next, left the placement unanswered: core's
+        # shutdown waited for it until it was killed).
+        if self._calls:
+            await asyncio.wait(set(self._calls), timeout=STOP_TIMEOUT_S / 2)
         states = [st for st in self.index.by_id.values() if st.quotes] + self._take_dropped()
         try:
             await asyncio.wait_for(self._withdraw(states), STOP_TIMEOUT_S)
@@ -375,6 +382,8 @@ class QuoteDesk:
             allowed, books = await self.desk.accounts(frame, [st for st, _, _ in plans])
         now = utcnow()
         rows: list[dict[str, Any]] = []
+        # a row's client id -> the new slot of its side, taken up once the row is stored (below)
+        slots: dict[str, tuple[AssignmentState, str, QuoteSlot]] = {}
         cancels: list[tuple[Any, ...]] = []
         for st, wanted, changes in plans:
             fresh = allowed.get(st.id)
@@ -414,13 +423,25 @@ class QuoteDesk:
                 )
                 if have is not None:  # replaced: the venue cancels the old one before it places the new one
                     self.orders.extra[cid] = Extra(cancels=[have.cid])
-                st.quotes[side] = QuoteSlot(cid, want.price, want.amount)
+                slots[cid] = (st, side, QuoteSlot(cid, want.price, want.amount))
         if rows:
             new_ids = await self.orders.store_intents(rows)
             placed = [r for r in rows if r["client_order_id"] in new_ids]
             for r in rows:
                 if r["client_order_id"] not in new_ids:  # this tick's quote exists already: never twice
                     self.orders.extra.pop(r["client_order_id"], None)
+            # A side holds its new quote only once the quote is to be sent, and only then: a quote whose id
+            # exists already is not sent, and what rests on that side (``have``) is still what rests there.
+            # (It was taken for sent before: the sim replays the unfinished minute's ticks after a restart,
+            # the ids of its quotes came again, and each replacement that was not sent left its predecessor
+            # resting on the venue, open in the database and forgotten by this desk: two quotes on a side,
+            # and one that no pause, kill switch or shutdown took down.) Set after the intents are stored,
+            # with no await before the calls start: a shutdown that cancels this round while they are being
+            # stored takes down what rests, not a quote that was never sent.
+            for cid in new_ids:
+                slot = slots.get(cid)
+                if slot is not None:
+                    slot[0].quotes[slot[1]] = slot[2]
             if placed:
                 self._track({r["assignment_id"] for r in placed}, self.orders.start_orders(t, placed))
         if cancels:
@@ -453,9 +474,11 @@ class QuoteDesk:
     def _track(self, assignment_ids: set[int], task: asyncio.Task[Any]) -> None:
         """The assignments are not evaluated again until their quote calls are answered."""
         self._busy |= assignment_ids
+        self._calls.add(task)
 
         def done(_: Any) -> None:
             self._busy -= assignment_ids
+            self._calls.discard(task)
 
         task.add_done_callback(done)
 

@@ -3,11 +3,17 @@ what the venue's answers do to them, and an account's budget of quote calls."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
 
+from tradewind.bus import messages as m
+from tradewind.config import Settings
 from tradewind.core import orders, quotes
-from tradewind.core.decide import AssignmentState, QuoteSlot
+from tradewind.core.decide import AssignmentState, Frame, QuoteSlot
+from tradewind.domain import quote_order_id
 from tradewind.trading import model
 
 D = Decimal
@@ -77,3 +83,102 @@ def test_an_account_budget_refills_at_its_rate_up_to_its_burst() -> None:
     time.sleep(0.1)
     assert b.wait_s(4) == 0 and b.take(6)  # more than the burst: from a full budget, leaving a debt
     assert not b.take(1) and b.wait_s(1) > 0.02
+
+
+class Book:
+    """The part of core's order book a quote change uses: intents under a unique client id, and calls
+    (answered once ``answer`` is set: the quotes they place are then open)."""
+
+    def __init__(self, stored: set[str], st: AssignmentState) -> None:
+        self.stored = stored  # the client ids of the orders table
+        self.st = st
+        self.extra: dict[str, orders.Extra] = {}
+        self.sent: list[tuple[str, list[str]]] = []  # (client id, the quotes it cancels), as requested
+        self.cancelled: list[str] = []
+        self.answer = asyncio.Event()
+        self.answer.set()
+
+    async def store_intents(self, rows: list[dict[str, Any]]) -> set[str]:
+        new = {r["client_order_id"] for r in rows} - self.stored
+        self.stored |= new
+        return new
+
+    def start_orders(self, _t: Any, placed: list[dict[str, Any]]) -> asyncio.Task[None]:
+        for r in placed:
+            x = self.extra.pop(r["client_order_id"], None)
+            self.sent.append((r["client_order_id"], x.cancels if x else []))
+
+        async def answered() -> None:
+            await self.answer.wait()
+            for r in placed:
+                orders.settled(self.st, r["side"], r["client_order_id"], "open")
+
+        return asyncio.create_task(answered())
+
+    async def cancel_all(self, cancels: list[tuple[Any, ...]]) -> None:
+        self.cancelled += [c[3] for c in cancels]
+
+
+class Accounts:
+    async def accounts(
+        self, _frame: Any, states: list[AssignmentState]
+    ) -> tuple[dict[int, Any], dict[int, Any]]:
+        return {st.id: (st.owner_id, st.trader_id, "sim") for st in states}, {}
+
+
+def quote_desk(book: Book) -> quotes.QuoteDesk:
+    desk = quotes.QuoteDesk.__new__(
+        quotes.QuoteDesk
+    )  # what _send and stop read of the desk, and nothing else
+    desk.settings = Settings(quote_rate_per_s=1000, quote_burst=1000)
+    desk.orders = book  # type: ignore[assignment]
+    desk.desk = Accounts()  # type: ignore[assignment]
+    desk.index = SimpleNamespace(by_id={book.st.id: book.st}, dropped=[])  # type: ignore[assignment]
+    desk._budgets, desk._waiting, desk._busy, desk._calls = {}, {}, set(), set()
+    desk._subs, desk._tasks, desk._loops = [], [], {}
+    return desk
+
+
+async def quote_buy(desk: quotes.QuoteDesk, st: AssignmentState, at: int, price: str) -> None:
+    t = m.Tick(exchange="sim", symbol="BTC/USD", bid=100.0, ask=100.1, time=at)
+    frame = Frame("sim", "BTC/USD", "1m", 0, "", 0)
+    await desk._send(t, frame, [(st, [model.Quote("buy", D(price), D("0.001"))])])
+    await asyncio.sleep(0)
+
+
+async def test_a_quote_whose_id_exists_already_leaves_what_rests_on_its_side_known() -> None:
+    """A restarted sim replays the unfinished minute's ticks: a replacement's client id (tick, assignment,
+    side) can be a quote of the previous run. It is not sent, and the quote resting on that side stays the
+    one the desk knows, so the next replacement cancels it (and a pause or a shutdown takes it down)."""
+    st = state()
+    resting = quote_order_id(st.id, 1_000, "buy")
+    st.quotes = {"buy": QuoteSlot(resting, D(99), D("0.001"), "open")}
+    replayed = quote_order_id(st.id, 2_000, "buy")  # the previous run quoted on this tick
+    book = Book({resting, replayed}, st)
+    desk = quote_desk(book)
+    await quote_buy(desk, st, 2_000, "98")
+    assert book.sent == [] and book.extra == {}  # never sent twice
+    assert st.quotes["buy"].cid == resting  # what rests there still does
+    await quote_buy(desk, st, 3_000, "97")
+    new = quote_order_id(st.id, 3_000, "buy")
+    assert book.sent == [(new, [resting])]  # the replacement takes the resting quote down on the venue
+    assert st.quotes["buy"].cid == new and st.quotes["buy"].price == D(97)
+    assert book.cancelled == []
+
+
+async def test_shutdown_cancels_a_quote_once_its_placement_is_answered() -> None:
+    """A cancel sent while its quote's placement is on its way finds nothing on the venue, which then
+    places the quote: it would rest there after shutdown, nobody watching it."""
+    st = state()
+    book = Book(set(), st)
+    desk = quote_desk(book)
+    book.answer.clear()
+    await quote_buy(desk, st, 1_000, "99")
+    cid = quote_order_id(st.id, 1_000, "buy")
+    assert book.sent == [(cid, [])] and st.quotes["buy"].status == "pending"
+    stopping = asyncio.create_task(desk.stop())
+    await asyncio.sleep(0.05)
+    assert book.cancelled == []  # not while the venue has not answered the placement
+    book.answer.set()
+    await asyncio.wait_for(stopping, 2)
+    assert book.cancelled == [cid]
