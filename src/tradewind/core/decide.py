@@ -29,7 +29,8 @@ from tradewind.storage.models import Assignment, Market, Order, Strategy, Trader
 log = logging.getLogger(__name__)
 WORKER_SEEN_S = 120.0  # an eval worker that has not answered for this long no longer counts for chunking
 MIN_CHUNK = 200  # evaluations: a smaller load is not split across workers (see Decider.chunk_size)
-LINGER_SHARE = 0.25  # the first answer of a candle waits at most this share of its round trip for the others
+LINGER_SHARE = 1.0  # the first answer of a candle waits at most this share of its round trip for the others
+LINGER_SHARE_QUEUED = 0.25  # the same when there are more chunks than workers (the later ones queue)
 LINGER_MAX_S = 0.05
 
 
@@ -52,6 +53,7 @@ class AssignmentState:
     trader_exchange: str | None
     position_qty: Decimal
     failures: int
+    trader_paper: bool = False  # a paper account: its balance is the exchange service's to tell, no venue's
     pending: set[str] = field(default_factory=set)  # client order ids in flight
     acted_through: int = 0  # the newest candle whose decision core acted on (older ones are not traded)
     realized_pnl: Decimal = Decimal(0)  # closed trades: the capital is allocation + realized P&L
@@ -126,6 +128,7 @@ class AssignmentIndex:
                 allocation=a.allocation,
                 trader_id=a.trader_id,
                 trader_exchange=trader.exchange if trader else None,
+                trader_paper=bool(trader.paper) if trader else False,
                 position_qty=old.position_qty if old else a.position_qty,
                 failures=a.consecutive_failures,
                 pending=old.pending if old else set(),
@@ -249,10 +252,18 @@ class Decider:
         """Yield the outcomes as workers answer (so trading starts with the first chunk). Chunks that
         answer together are yielded together: the chunks go out at once, in equal parts, to workers that
         are usually equally fast, and one batch of order intents costs less than two. How long the first
-        answer waits for the others is bounded by a share of its own round trip (``LINGER_SHARE``), so a
-        slow or dead worker holds up the others' orders by little; its chunk is yielded when it comes."""
+        answer waits for the others is bounded by its own round trip (``LINGER_SHARE``; a quarter of it when
+        the chunks outnumber the workers) and ``LINGER_MAX_S``, so a slow or dead worker holds up the others'
+        orders by little; its chunk is yielded when it comes.
+        (A quarter of the round trip before issue 17's per-order work: embedded, at 1,000 assignments on two
+        workers, the second chunk often came 30-70 ms after the first, and then waited behind the first
+        chunk's intents and the exchange's placing of its orders, all on one event loop: the candles whose
+        chunks were handled apart made the p99.)"""
         size = self.chunk_size(len(states))
         chunks = [states[i : i + size] for i in range(0, len(states), size)]
+        # chunks evaluated side by side (no more than the workers) come back together unless one is held
+        # up; more chunks than workers come back one after the other, and waiting for the next only delays
+        share = LINGER_SHARE if len(chunks) <= max(1, len(self._seen)) else LINGER_SHARE_QUEUED
         started = time.monotonic()
         tasks = [asyncio.create_task(self._run_chunk(candle, chunk, tick, state_of)) for chunk in chunks]
         pending: set[asyncio.Task[list[tuple[AssignmentState, m.EvalOutcome]]]] = set(tasks)
@@ -260,7 +271,7 @@ class Decider:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 if pending:
-                    linger = min(LINGER_MAX_S, LINGER_SHARE * (time.monotonic() - started))
+                    linger = min(LINGER_MAX_S, share * (time.monotonic() - started))
                     more, pending = await asyncio.wait(pending, timeout=linger)
                     done |= more
                 yield [r for t in tasks if t in done for r in t.result()]

@@ -50,6 +50,8 @@ _ORDERS = table_of(Order)
 # What an exchange said about one order: its client id, the answer, and the ms from the candle's arrival
 # to the order call (None: not known, or not the answer to a placement).
 Answer = tuple[str, m.OrderAck, float | None]
+# Requests made ahead of their calls (``OrderBook.prepare``): per batch its exchange, orders and encoded request
+Prepared = list[tuple[str, list[dict[str, Any]], bytes | None]]
 
 
 @dataclass
@@ -96,7 +98,8 @@ class OrderBook:
         # assignment -> its protection, changed in memory (a trailing high): stored with the evaluations
         self.dirty: dict[int, dict[str, Any] | None] = {}
         self._legacy_through: object = _UNREAD  # see _legacy_horizon
-        self.calls_open = 0  # order calls started (``start_orders``) not answered and recorded yet
+        self.calls_started = 0  # order calls started (``start_orders``), ever
+        self.calls_open = 0  # of which not answered and recorded yet
 
     async def drain(self) -> None:
         """Wait for the order calls in flight (tests, and a clean shutdown)."""
@@ -191,20 +194,26 @@ class OrderBook:
         return [o for o in orders if o["client_order_id"] not in stored]
 
     def start_orders(
-        self, candle: m.Candle | m.Tick | None, orders: list[dict[str, Any]]
+        self,
+        candle: m.Candle | m.Tick | None,
+        orders: list[dict[str, Any]],
+        prepared: Prepared | None = None,
     ) -> asyncio.Task[None]:
         """One request per exchange and chunk of orders (the exchange service places them concurrently),
         each in a task of its own that starts sending at the caller's next ``await``; their results are
-        recorded together."""
-        by_exchange: dict[str, list[dict[str, Any]]] = {}
-        for o in orders:
-            by_exchange.setdefault(o["exchange"], []).append(o)
+        recorded together. ``prepared``: the requests of exactly these orders, made by ``prepare`` while
+        their intents were being stored."""
+        if prepared is None:
+            prepared = [(exchange, part, None) for exchange, part in _batches(orders)]
+        else:
+            for o in orders:  # what they carry is in their requests already
+                self.extra.pop(o["client_order_id"], None)
         calls = [
-            asyncio.create_task(self._place_batch(candle, exchange, group[i : i + ORDER_BATCH]))
-            for exchange, group in by_exchange.items()
-            for i in range(0, len(group), ORDER_BATCH)
+            asyncio.create_task(self._place_batch(candle, exchange, part, payload))
+            for exchange, part, payload in prepared
         ]
         task = asyncio.create_task(self._record_orders(calls))
+        self.calls_started += 1
         self.calls_open += 1
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
@@ -213,6 +222,19 @@ class OrderBook:
 
     def _call_done(self, _task: asyncio.Task[None]) -> None:
         self.calls_open -= 1
+
+    async def prepare(self, candle: m.Candle | m.Tick | None, orders: list[dict[str, Any]]) -> Prepared:
+        """The encoded requests of ``orders``, batch by batch, yielding between batches: made while their
+        intents are being stored (the database works in its own thread then, and SQLite's multi-row insert
+        holds no lock of Python's while it writes), so that the calls go out as soon as the intents are
+        committed. Nothing is sent here, and nothing is taken from ``extra`` (``start_orders`` does)."""
+        trace_id = candle.trace_id if candle else ""
+        out: Prepared = []
+        for exchange, part in _batches(orders):
+            await asyncio.sleep(0)
+            reqs = [self._request(o, trace_id, keep=True) for o in part]
+            out.append((exchange, part, m.encode(m.PlaceOrders(orders=reqs))))
+        return out
 
     async def _record_orders(self, calls: list[asyncio.Task[list[Answer]]]) -> None:
         done = await asyncio.gather(*calls)
@@ -230,34 +252,48 @@ class OrderBook:
                 await asyncio.sleep(min(0.5 * (attempt + 1), 5.0))
         log.error("%d %s not recorded; the reconciler will ask the exchange again", len(acks), what)
 
-    def _request(self, o: dict[str, Any], trace_id: str) -> m.PlaceOrder:
-        x = self.extra.pop(o["client_order_id"], None) or Extra()
-
-        def s(v: Decimal | None) -> str | None:
-            return None if v is None else format(v, "f")
-
+    def _request(self, o: dict[str, Any], trace_id: str, keep: bool = False) -> m.PlaceOrder:
+        """The request of one order; ``keep``: leave what it carries (``extra``) in place."""
+        cid = o["client_order_id"]
+        x = self.extra.get(cid) if keep else self.extra.pop(cid, None)
         kind: m.OrderType = o.get("type") or "market"
+        if x is None and kind == "market" and o.get("expires_at") is None and o.get("oco_group") is None:
+            # the usual order (a signal's entry or exit): nothing besides its row
+            return m.PlaceOrder(
+                trader_id=o["trader_id"],
+                owner_id=o["owner_id"],
+                client_order_id=cid,
+                symbol=o["symbol"],
+                side=o["side"],
+                amount=format(o["amount"], "f"),
+                type="market",
+                price=_text(o.get("limit_price")),
+                stop_price=_text(o.get("stop_price")),
+                trail=_text(o.get("trail")),
+                trace_id=trace_id,
+            )
+        x = x or Extra()
         protect = x.protect
         quote = kind == "quote"  # a quote is a post-only limit order on the venue
         return m.PlaceOrder(
             trader_id=o["trader_id"],
             owner_id=o["owner_id"],
-            client_order_id=o["client_order_id"],
+            client_order_id=cid,
             symbol=o["symbol"],
             side=o["side"],
             amount=format(o["amount"], "f"),
             type="limit" if kind == "quote" else kind,
             post_only=quote,
-            price=s(o.get("limit_price") if kind != "trailing_stop" else x.reference),
-            stop_price=s(o.get("stop_price")),
-            trail=s(o.get("trail")),
+            price=_text(o.get("limit_price") if kind != "trailing_stop" else x.reference),
+            stop_price=_text(o.get("stop_price")),
+            trail=_text(o.get("trail")),
             expires_at=o.get("expires_at"),
             group=o.get("oco_group"),
             cancels=x.cancels,
             protect=m.Protect(
-                stop_loss=s(protect.stop_loss),
-                take_profit=s(protect.take_profit),
-                trailing_stop=s(protect.trailing_stop),
+                stop_loss=_text(protect.stop_loss),
+                take_profit=_text(protect.take_profit),
+                trailing_stop=_text(protect.trailing_stop),
             )
             if protect
             else None,
@@ -265,22 +301,29 @@ class OrderBook:
         )
 
     async def _place_batch(
-        self, candle: m.Candle | m.Tick | None, exchange: str, orders: list[dict[str, Any]]
+        self,
+        candle: m.Candle | m.Tick | None,
+        exchange: str,
+        orders: list[dict[str, Any]],
+        payload: bytes | None = None,
     ) -> list[Answer]:
-        req = m.PlaceOrders(orders=[self._request(o, candle.trace_id if candle else "") for o in orders])
+        if payload is None:
+            trace_id = candle.trace_id if candle else ""
+            payload = m.encode(m.PlaceOrders(orders=[self._request(o, trace_id) for o in orders]))
+        # the moment the request goes to the bus: what ``latency_ms`` and the histogram hold
         latency = (time.time_ns() - candle.recv_ns) / 1e6 if candle and candle.recv_ns else None
-        if latency is not None:
-            for _ in orders:
-                TICK_TO_ORDER.observe(latency)
         acks: dict[str, m.OrderAck] = {}
         problem = None
         try:
             msg = await self.nc.request(
-                subjects.exchange_orders(exchange), m.encode(req), timeout=self.order_timeout_s
+                subjects.exchange_orders(exchange), payload, timeout=self.order_timeout_s
             )
             acks = {a.client_order_id: a for a in m.decode(msg.data, m.OrderAcks).acks}
         except Exception as exc:  # timeout, no responder, a garbled answer: the outcome is unknown
             problem = f"order call: {type(exc).__name__}"
+        if latency is not None:  # observed once the calls are out, not between them
+            for _ in orders:
+                TICK_TO_ORDER.observe(latency)
         unknown = problem or "order call: the exchange did not answer for this order"
         return [
             (
@@ -436,6 +479,7 @@ class OrderBook:
                 ):
                     held["protection"] = self.dirty.pop(aid)
             updates: list[dict[str, Any]] = []
+            counted: dict[str, int] = {}  # orders by outcome, counted once per batch
             now = utcnow()
             for cid, ack, latency in acks:
                 row = rows.get(cid)
@@ -467,7 +511,7 @@ class OrderBook:
                         price=Decimal(ack.price) if ack.price is not None else None,
                     )
                 status = values["status"]
-                ORDERS.labels(status).inc()
+                counted[status] = counted.get(status, 0) + 1
                 book = books.get(row.assignment_id) if row.assignment_id is not None else None
                 filled = status == "filled" and values["filled"] > 0
                 quote = row.type == "quote"
@@ -550,6 +594,8 @@ class OrderBook:
                         ),
                     )
                 )
+            for status, n in counted.items():
+                ORDERS.labels(status).inc(n)
             if updates:
                 o = _ORDERS.c
                 # Only still-open orders change: a concurrent report of the same fill is a no-op.
@@ -853,22 +899,50 @@ def new_order(
     """A new order's row for ``store_intents``: the owner's, an assignment's, through one of the owner's
     accounts; pending, nothing filled yet, the order columns (positions.ORDER_FIELDS) None unless
     ``columns`` (client_order_id, side, amount, type, ...) set them."""
-    return {
-        "owner_id": owner_id,
-        "assignment_id": assignment_id,
-        "trader_id": trader_id,
-        "exchange": exchange,
-        "symbol": symbol,
-        "candle_time": candle_time,
-        "filled": ZERO,
-        "fee": ZERO,
-        "created_at": now,
-        "updated_at": now,
-        "reason": None,
-        "status": "pending",
-        **dict.fromkeys(positions.ORDER_FIELDS),
-        **columns,
-    }
+    row = _NEW_ORDER.copy()  # one copy of a prepared dict: a candle of 1,000 intents makes 1,000 of them
+    row["owner_id"] = owner_id
+    row["assignment_id"] = assignment_id
+    row["trader_id"] = trader_id
+    row["exchange"] = exchange
+    row["symbol"] = symbol
+    row["candle_time"] = candle_time
+    row["created_at"] = row["updated_at"] = now
+    if columns:
+        row.update(columns)
+    return row
+
+
+_NEW_ORDER: dict[str, Any] = {
+    "owner_id": None,
+    "assignment_id": None,
+    "trader_id": None,
+    "exchange": None,
+    "symbol": None,
+    "candle_time": None,
+    "filled": ZERO,
+    "fee": ZERO,
+    "created_at": None,
+    "updated_at": None,
+    "reason": None,
+    "status": "pending",
+    **dict.fromkeys(positions.ORDER_FIELDS),
+}
+
+
+def _batches(orders: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``orders`` by exchange, in chunks of ``ORDER_BATCH``: one request each."""
+    by_exchange: dict[str, list[dict[str, Any]]] = {}
+    for o in orders:
+        by_exchange.setdefault(o["exchange"], []).append(o)
+    return [
+        (exchange, group[i : i + ORDER_BATCH])
+        for exchange, group in by_exchange.items()
+        for i in range(0, len(group), ORDER_BATCH)
+    ]
+
+
+def _text(v: Decimal | None) -> str | None:
+    return None if v is None else format(v, "f")
 
 
 def track(st: Any, o: dict[str, Any]) -> None:

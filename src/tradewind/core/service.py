@@ -288,23 +288,26 @@ class CoreService:
         # has none yet (its protective orders are being placed), and must be waited for all the same.
         await self.desk.settle(candle=candle)
         later: list[Handled] = []  # the candle's evaluation rows, stored together once its orders are out
-        accounts = (
-            self.desk.prefetch(candle, states) if any(st.trader_id is not None for st in states) else None
-        )
+        trading = any(st.trader_id is not None for st in states)
+        accounts = self.desk.prefetch(candle, states) if trading else None
+        balances = self.desk.prefetch_balances(candle, states) if trading else None
         held: list[tuple[AssignmentState, m.EvalOutcome]] = []
         try:
             async for results in self.decider.evaluate(candle, states):
                 ready, waiting = self.desk.in_flight(candle, results)
                 held += waiting
                 if ready:
-                    await self.desk.handle(candle, ready, later, accounts)
+                    await self.desk.handle(candle, ready, later, accounts, balances)
             if held:  # decisions of assignments whose previous order is still on its way: after its answer
                 await self.desk.answered([st for st, _ in held])
-                await self.desk.handle(candle, held, later, accounts)
+                await self.desk.handle(candle, held, later, accounts, balances)
         finally:
             if accounts is not None:
                 accounts.cancel()  # a candle that traded nothing never needed it
                 await asyncio.gather(accounts, return_exceptions=True)
+            if balances is not None:
+                balances.cancel()
+                await asyncio.gather(balances.read, return_exceptions=True)
         await self.desk.record(candle, later)
 
     async def _not_evaluated(self, states: list[AssignmentState], candle_time: int) -> list[AssignmentState]:

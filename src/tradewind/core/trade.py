@@ -26,7 +26,7 @@ from tradewind.bus import subjects
 from tradewind.config import Settings
 from tradewind.core import positions
 from tradewind.core.decide import AssignmentIndex, AssignmentState
-from tradewind.core.orders import Extra, OrderBook, losses_today, new_order, track
+from tradewind.core.orders import Extra, OrderBook, Prepared, losses_today, new_order, track
 from tradewind.core.record import Handled, Recorder
 from tradewind.domain import client_order_id, split_symbol, tf_ms
 from tradewind.metrics import ORDERS
@@ -55,6 +55,34 @@ Accounts = tuple[dict[int, tuple[int, int, str] | str], dict[int, risk.AccountBo
 
 
 EXIT = model.Intent("exit")
+
+
+class Balances:
+    """The free balances of a candle's accounts, read when the candle came (``prefetch_balances``)."""
+
+    def __init__(
+        self, orders: OrderBook, accounts: dict[str, set[int]], read: asyncio.Future[list[dict[int, Any]]]
+    ) -> None:
+        self.orders = orders
+        self.accounts = accounts
+        self.read = read
+        self.started = orders.calls_started  # order calls this core had started when the read began
+
+    def usable(self, buyers: dict[str, set[int]]) -> asyncio.Future[list[dict[int, Any]]] | None:
+        """The read, if it covers ``buyers`` and no order call started since it began; else None."""
+        if self.orders.calls_started != self.started or self.orders.calls_open:
+            return None
+        if any(not ids <= self.accounts.get(e, set()) for e, ids in buyers.items()):
+            return None
+        if self.read.done() and self.read.exception() is not None:
+            return None  # asked again: a bus failure propagates from there
+        return self.read
+
+    def cancel(self) -> None:
+        if not self.read.done():
+            self.read.cancel()
+        elif not self.read.cancelled():
+            self.read.exception()  # retrieved: an unused failed read is no "never retrieved" warning
 
 
 def _decision(out: m.EvalOutcome) -> model.Decision:
@@ -150,10 +178,12 @@ class TradeDesk:
         results: list[tuple[AssignmentState, m.EvalOutcome]],
         later: list[Handled] | None = None,
         accounts: asyncio.Task[Accounts] | None = None,
+        balances: Balances | None = None,
     ) -> None:
         """Store the order intents one chunk's evaluations cause, start those orders, then record the
         evaluations — or, given ``later``, leave that to one ``record(candle, later)`` for the whole
-        candle, so that no chunk's orders wait behind another chunk's evaluation rows."""
+        candle, so that no chunk's orders wait behind another chunk's evaluation rows. ``accounts``,
+        ``balances``: their reads started when the candle came (``prefetch``, ``prefetch_balances``)."""
         now_ns = time.time_ns()
         tick_ms = (now_ns - candle.recv_ns) / 1e6 if candle.recv_ns else None
         # Only what the orders need happens before they go out; rows and metrics wait for ``record``.
@@ -210,14 +240,13 @@ class TradeDesk:
         for aid in active:
             self.deciding[aid] = self.deciding.get(aid, 0) + 1
         try:
-            placed = await self._place(candle, wanted, notes, accounts)
+            placed = await self._place(candle, wanted, notes, accounts, balances)
         finally:
             for aid in active:
                 left = self.deciding.pop(aid, 1) - 1
                 if left > 0:
                     self.deciding[aid] = left
-        if placed:
-            self.orders.start_orders(candle, placed)
+        if placed:  # started by ``_place``
             await asyncio.sleep(0)  # let the order calls go out before this chunk's (or candle's) bookkeeping
         if self._cancels:
             cancels, self._cancels = self._cancels, []
@@ -237,9 +266,10 @@ class TradeDesk:
         wanted: list[tuple[AssignmentState, model.Intent, str | None]],
         notes: dict[int, str],
         accounts: asyncio.Task[Accounts] | None,
+        balances: Balances | None = None,
     ) -> list[dict[str, Any]]:
         """Plan the intents' orders, store them and track them; the orders whose calls are to start."""
-        orders = await self._plan(candle, wanted, notes, accounts)
+        orders = await self._plan(candle, wanted, notes, accounts, balances)
         if self.closing and orders:  # a person started closing one of these positions meanwhile: theirs wins
             for o in orders:
                 if o["assignment_id"] in self.closing:
@@ -247,13 +277,20 @@ class TradeDesk:
                     self.orders.extra.pop(o["client_order_id"], None)
             orders = [o for o in orders if o["assignment_id"] not in self.closing]
         placed: list[dict[str, Any]] = []
+        prepared: Prepared | None = None
         if orders:
             # The intents first, in a transaction of their own, and the calls right after them: a chunk's
             # evaluation rows are written while its orders travel. A crash in between leaves intents without
             # their evaluations; the redelivered candle evaluates those assignments again, and a decision's
-            # client order id (candle, assignment, target) refuses a second intent, so no second order.
-            new_ids = await self.orders.store_intents(orders)
-            placed = [o for o in orders if o["client_order_id"] in new_ids and o["status"] == "pending"]
+            # client order id (candle, assignment, target) refuses a second intent, so no second order. The
+            # requests are made while the intents are written (nothing is sent before they are committed).
+            wanted_calls = [o for o in orders if o["status"] == "pending"]
+            new_ids, prepared = await asyncio.gather(
+                self.orders.store_intents(orders), self.orders.prepare(candle, wanted_calls)
+            )
+            placed = [o for o in wanted_calls if o["client_order_id"] in new_ids]
+            if len(placed) != len(wanted_calls):  # some were stored before (a candle delivered again)
+                prepared = None
             for o in orders:
                 if o["status"] == "rejected":
                     ORDERS.labels("rejected").inc()
@@ -264,6 +301,7 @@ class TradeDesk:
                 st = self.index.by_id.get(o["assignment_id"])
                 if st is not None:
                     track(st, o)
+            self.orders.start_orders(candle, placed, prepared)
         return placed
 
     def _watch(self, st: AssignmentState, candle: m.Candle) -> str | None:
@@ -307,6 +345,7 @@ class TradeDesk:
         wanted: list[tuple[AssignmentState, model.Intent, str | None]],
         notes: dict[int, str],
         accounts: asyncio.Task[Accounts] | None = None,
+        balances: Balances | None = None,
     ) -> list[dict[str, Any]]:
         """Turn the trading model's intents into order rows: ownership, sizing, the balance check and the
         account's risk limits. What core keeps in memory only says which assignments might trade; whether
@@ -322,10 +361,12 @@ class TradeDesk:
         for st, it, _ in wanted:
             if it.kind == "enter" and st.trader_id is not None and st.trader_exchange is not None:
                 buyers.setdefault(st.trader_exchange, set()).add(st.trader_id)
+        asset = split_symbol(candle.symbol)[1]
+        fresh_enough = balances.usable(buyers) if balances is not None and buyers else None
         found, facts = await asyncio.gather(
-            asyncio.gather(
-                *(self._free(e, ids, split_symbol(candle.symbol)[1]) for e, ids in buyers.items())
-            ),
+            fresh_enough
+            if fresh_enough is not None
+            else asyncio.gather(*(self._free(e, ids, asset) for e, ids in buyers.items())),
             accounts if accounts is not None else self._accounts(candle, [st for st, _, _ in wanted]),
         )
         allowed, books = facts
@@ -343,66 +384,76 @@ class TradeDesk:
                 continue
             assert fresh is not None
             owner_id, trader_id, exchange = fresh
-            base = new_order(
-                now,
-                candle.time,
-                owner_id,
-                st.id,
-                trader_id,
-                exchange,
-                st.symbol,
-                type="market",
-                size_note=None,
-            )
-            if it.kind == "cancel_entry":
+            kind = it.kind
+            if kind == "cancel_entry":
                 if st.entry_open is not None:
                     self._cancels.append((st, trader_id, exchange, st.entry_open))
                 continue
-            if it.kind == "enter":
+            if kind == "enter":
                 reference = it.limit if it.limit is not None else price
                 capital = model.capital(st.allocation, st.realized_pnl)
                 sized = risk.size_buy(books[trader_id], candle.symbol, capital, it.size, reference)
                 if sized.note:
                     notes[st.id] = sized.note
                 cid = client_order_id(st.id, candle.time, "long")
-                row = {
-                    **base,
-                    "client_order_id": cid,
-                    "side": "buy",
-                    "amount": sized.amount,
-                    "status": "rejected" if sized.reason else "pending",
-                    "reason": sized.reason,
-                    "size_note": sized.note,
-                    "type": "limit" if it.limit is not None else "market",
-                    "limit_price": it.limit,
-                    "expires_at": model.expiry(candle.time, tf, it.expire) if it.limit is not None else None,
-                }
+                rows.append(
+                    new_order(
+                        now,
+                        candle.time,
+                        owner_id,
+                        st.id,
+                        trader_id,
+                        exchange,
+                        st.symbol,
+                        client_order_id=cid,
+                        side="buy",
+                        amount=sized.amount,
+                        status="rejected" if sized.reason else "pending",
+                        reason=sized.reason,
+                        size_note=sized.note,
+                        type="market" if it.limit is None else "limit",
+                        limit_price=it.limit,
+                        expires_at=None if it.limit is None else model.expiry(candle.time, tf, it.expire),
+                    )
+                )
                 if it.exits and not sized.reason:  # stored with the intent (store_intents), the entry's exits
                     self.orders.extra[cid] = Extra(
                         protect=it.exits, protection=positions.protection(it.exits, None, cid)
                     )
-                rows.append(row)
-            elif it.kind == "exit":
+            elif kind == "exit":
                 cid = client_order_id(st.id, candle.time, "short")
                 rows.append(
-                    {
-                        **base,
-                        "client_order_id": cid,
-                        "side": "sell",
-                        "amount": st.position_qty,
-                        "exit_reason": why or "signal",
-                    }
+                    new_order(
+                        now,
+                        candle.time,
+                        owner_id,
+                        st.id,
+                        trader_id,
+                        exchange,
+                        st.symbol,
+                        client_order_id=cid,
+                        side="sell",
+                        amount=st.position_qty,
+                        type="market",
+                        size_note=None,
+                        exit_reason=why or "signal",
+                    )
                 )
                 # the position's protective orders (and a resting entry) come down first, in the same call
                 cancels = [*st.resting, *([st.entry_open] if st.entry_open else [])]
                 if cancels:
                     self.orders.extra[cid] = Extra(cancels=cancels)
-            elif it.kind == "protect" and st.protection is not None:
+            elif kind == "protect" and st.protection is not None:
                 p = positions.moved(st.protection, it.exits)
                 new = positions.orders(p, st.position_qty)
                 for i, o in enumerate(new):
                     ref = o.pop("reference")
-                    rows.append({**base, **o, "candle_time": None})  # drawn on the candle it fills in
+                    # drawn on the candle it fills in
+                    rows.append(
+                        new_order(
+                            now, None, owner_id, st.id, trader_id, exchange, st.symbol, size_note=None, **o
+                        )
+                    )
                     self.orders.extra[o["client_order_id"]] = Extra(
                         cancels=list(st.resting) if i == 0 else [],
                         reference=ref,
@@ -417,6 +468,24 @@ class TradeDesk:
         off the path from the tick to the order calls. It sees every change committed before the candle
         reached core."""
         return asyncio.create_task(self._accounts(candle, states))
+
+    def prefetch_balances(self, candle: m.Candle, states: list[AssignmentState]) -> Balances | None:
+        """Start reading the free balance of the candle's paper accounts while its evaluations run, when no
+        order of this core is on its way (None otherwise: ``_plan`` asks after the evaluations, as it must
+        then). ``_plan`` uses it only if no order call started since (``Balances.usable``): the balance it
+        gives is then what a read after the evaluations would give, as far as this core's orders go. Only
+        paper accounts: a venue's balance costs a call of the key's budget, made only for a candle that buys."""
+        if self.orders.calls_open:
+            return None
+        accounts: dict[str, set[int]] = {}
+        for st in states:
+            if st.trader_id is not None and st.trader_exchange is not None and st.trader_paper:
+                accounts.setdefault(st.trader_exchange, set()).add(st.trader_id)
+        if not accounts:
+            return None
+        asset = split_symbol(candle.symbol)[1]
+        read = asyncio.gather(*(self._free(e, ids, asset) for e, ids in accounts.items()))
+        return Balances(self.orders, accounts, read)
 
     async def accounts(self, candle: Any, states: list[AssignmentState]) -> Accounts:
         """Whether the assignments may trade, and through which account (``_accounts``): core.quotes asks

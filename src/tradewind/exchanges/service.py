@@ -396,16 +396,27 @@ class ExchangeService:
 
     async def _place_batch(self, reqs: list[m.PlaceOrder]) -> list[m.OrderAck]:
         """An adapter that takes a batch in one call (the sim): the orders it can take go together; an
-        order that cannot be parsed or whose account is unknown is answered on its own."""
+        order that cannot be parsed or whose account is unknown is answered on its own. Each account is
+        checked against the owner its orders name once per batch (a batch holds a few accounts' orders)."""
         acks: dict[int, m.OrderAck] = {}
         ready: list[tuple[int, Credentials, OrderSpec]] = []
+        checked: dict[tuple[int, int | None], Credentials | Exception] = {}
+        counts: dict[str, int] = {}
         for i, req in enumerate(reqs):
+            key = (req.trader_id, req.owner_id)
+            creds = checked.get(key)
+            if creds is None:
+                try:
+                    creds = checked[key] = await self._order_credentials(req)
+                except (ExchangeError, UnknownTrader) as exc:
+                    creds = checked[key] = exc
+            if isinstance(creds, Exception):
+                counts["error"] = counts.get("error", 0) + 1
+                acks[i] = m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(creds))
+                continue
             try:
                 # the batch adapter (the sim) cancels ``spec.cancels`` itself, in the order's own transaction
-                ready.append((i, await self._order_credentials(req), _spec(req)))
-            except (ExchangeError, UnknownTrader) as exc:
-                ORDER_CALLS.labels(self.name, "error").inc()
-                acks[i] = m.OrderAck(client_order_id=req.client_order_id, status="error", reason=str(exc))
+                ready.append((i, creds, _spec(req)))
             except (ArithmeticError, ValueError):
                 acks[i] = self._unparsable(req)
         if ready:
@@ -421,7 +432,7 @@ class ExchangeService:
                 reason, retryable = "internal error in exchange service", True
             for j, (i, _, spec) in enumerate(ready):
                 if results is None:
-                    ORDER_CALLS.labels(self.name, "error").inc()
+                    counts["error"] = counts.get("error", 0) + 1
                     acks[i] = m.OrderAck(
                         client_order_id=spec.client_order_id,
                         status="error",
@@ -429,8 +440,11 @@ class ExchangeService:
                         retryable=retryable,
                     )
                 else:
-                    ORDER_CALLS.labels(self.name, results[j].status).inc()
+                    status = results[j].status
+                    counts[status] = counts.get(status, 0) + 1
                     acks[i] = _ack(results[j])
+        for status, n in counts.items():  # counted once per batch, not per order
+            ORDER_CALLS.labels(self.name, status).inc(n)
         return [acks[i] for i in range(len(reqs))]
 
     def _unparsable(self, req: m.PlaceOrder) -> m.OrderAck:

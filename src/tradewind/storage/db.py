@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -109,27 +111,50 @@ async def checkpoint_forever(engine: AsyncEngine, every_s: float = 2.0) -> None:
             log.warning("WAL checkpoint failed: %s", exc)
 
 
-async def insert_rows(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT ``rows`` (dicts with the same keys) in one driver-level executemany.
+async def insert_rows(
+    session: AsyncSession,
+    table: Table,
+    rows: list[dict[str, Any]],
+    on_conflict_do_nothing: tuple[str, ...] | None = None,
+) -> None:
+    """INSERT ``rows`` (dicts with the same keys) in as few driver calls as the database allows.
 
     The same rows through ``session.execute(table.insert(), rows)`` cost twice as much: SQLAlchemy runs
     every column's bind processor on every row. Here the SQL and the processors still come from
     SQLAlchemy (so the stored values are the ones it would store), but a value that is the very same
     object as in the row before (the candle's time, the symbol, one timestamp for the batch) is processed
-    once. Used for the order intents, which stand between a tick and its order calls. A duplicate key
-    raises SQLAlchemy's ``IntegrityError`` as ``session.execute`` would."""
+    once. Used for the order intents, which stand between a tick and its order calls, and a candle's
+    evaluations. A duplicate key raises SQLAlchemy's ``IntegrityError`` as ``session.execute`` would, and
+    nothing of the batch is stored; ``on_conflict_do_nothing``: the unique columns whose duplicates are
+    skipped instead.
+
+    On SQLite the rows go as multi-row statements (``VALUES (...), (...), ...``, ``SQLITE_ROWS_VARS``
+    parameters each), not an executemany: sqlite3 releases the GIL around every row's step, and while the
+    event loop's thread is busy each row then waits for a switch of threads (1,000 intents took 240 ms
+    instead of 47 ms against a busy thread, 21 ms against an idle one; benchmarks/RESULTS.md, issue 17's
+    per-order path). PostgreSQL (asyncpg) pipelines an executemany itself."""
     if not rows:
         return
     conn = await session.connection()
     dialect = conn.dialect
     keys = tuple(rows[0])
-    cached = _INSERTS.get((table, keys, dialect.name))
+    cached = _INSERTS.get((table, keys, dialect.name, on_conflict_do_nothing))
     if cached is None:
+        if on_conflict_do_nothing is None:
+            stmt: Any = table.insert()
+        else:
+            stmt = insert_for(dialect.name)(table).on_conflict_do_nothing(
+                index_elements=on_conflict_do_nothing
+            )
         # inline(): no RETURNING of the generated keys (PostgreSQL would add it to a single-row compile)
-        compiled = table.insert().inline().values({k: bindparam(k) for k in keys}).compile(dialect=dialect)
+        compiled = stmt.inline().values({k: bindparam(k) for k in keys}).compile(dialect=dialect)
         order = tuple(compiled.positiontup or ())
         procs = tuple(table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in order)
-        cached = _INSERTS[(table, keys, dialect.name)] = (compiled.string, order, procs)
+        cached = _INSERTS[(table, keys, dialect.name, on_conflict_do_nothing)] = (
+            compiled.string,
+            order,
+            procs,
+        )
     sql, order, procs = cached
     width = len(order)
     last: list[Any] = [_NOTHING] * width
@@ -143,8 +168,31 @@ async def insert_rows(session: AsyncSession, table: Table, rows: list[dict[str, 
                 p = procs[j]
                 last[j], done[j] = v, (p(v) if p is not None and v is not None else v)
             values.append(done[j])
-        params.append(tuple(values))
-    await conn.exec_driver_sql(sql, params)
+        params.append(values)
+    if dialect.name != "sqlite" or len(params) == 1 or width == 0:
+        await conn.exec_driver_sql(sql, [tuple(v) for v in params])
+        return
+    per = max(1, SQLITE_ROWS_VARS // width)
+    for i in range(0, len(params), per):
+        part = params[i : i + per]
+        flat: list[Any] = []
+        for values in part:
+            flat += values
+        await conn.exec_driver_sql(_rows_sql(sql, width, len(part)), tuple(flat))
+
+
+#: The parameters of one multi-row statement on SQLite: its default limit since 3.32 (32,766).
+SQLITE_ROWS_VARS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_sql(sql: str, width: int, n: int) -> str:
+    """``sql`` (one row's INSERT, qmark parameters) for ``n`` rows in one statement."""
+    group = "(" + ", ".join("?" * width) + ")"
+    head, found, tail = sql.partition(group)
+    if not found:  # not the form SQLAlchemy compiles to; never expected
+        raise ValueError(f"cannot make a multi-row statement of {sql!r}")
+    return head + ", ".join([group] * n) + tail
 
 
 _NOTHING = object()

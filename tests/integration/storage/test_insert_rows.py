@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from tradewind.storage.db import insert_rows
-from tradewind.storage.models import Order, Trader, User
+from tradewind.storage.models import Assignment, Evaluation, Market, Order, Strategy, Trader, User
 
 
 def intents(tag: str, trader_id: int, owner_id: int, n: int = 3) -> list[dict]:  # type: ignore[type-arg]
@@ -84,3 +84,92 @@ async def test_a_duplicate_key_raises_integrity_error_and_stores_none_of_the_bat
         await s.rollback()
     async with sf() as s:
         assert list((await s.execute(select(Order.client_order_id))).scalars()) == ["a-0"]
+
+
+async def test_a_batch_wider_than_one_statement_is_stored_whole_or_not_at_all(sf, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # SQLite takes the rows as multi-row statements of at most SQLITE_ROWS_VARS parameters: made small
+    # here, 7 intents need four statements; a duplicate in the last one stores none of the batch.
+    import tradewind.storage.db as db
+
+    monkeypatch.setattr(db, "SQLITE_ROWS_VARS", 2 * len(intents("x", 1, 1, 1)[0]) + 5)
+    async with sf() as s:
+        user = User(email="wide@example.com", password_hash="!")
+        s.add(user)
+        await s.flush()
+        trader = Trader(owner_id=user.id, name="paper", exchange="sim", paper=True)
+        s.add(trader)
+        await s.commit()
+    async with sf() as s:
+        await insert_rows(s, Order.__table__, intents("w", trader.id, user.id, 7))
+        await s.commit()
+    async with sf() as s:
+        rows = {r.client_order_id: r for r in (await s.execute(select(Order))).scalars()}
+    assert sorted(rows) == [f"w-{i}" for i in range(7)]
+    assert [rows[f"w-{i}"].amount for i in range(7)] == [Decimal("0.00000001") * (10**i) for i in range(7)]
+    assert rows["w-6"].updated_at == dt.datetime(2026, 11, 25, 10, 0, 6, 123456, tzinfo=dt.UTC)
+    async with sf() as s:
+        again = [*intents("v", trader.id, user.id, 6), intents("w", trader.id, user.id, 1)[0]]
+        with pytest.raises(IntegrityError):
+            await insert_rows(s, Order.__table__, again)
+        await s.rollback()
+    async with sf() as s:
+        assert len((await s.execute(select(Order.id))).all()) == 7
+
+
+async def test_on_conflict_do_nothing_skips_the_rows_stored_before_and_stores_the_rest(
+    sf, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import tradewind.storage.db as db
+
+    async with sf() as s:
+        user = User(email="evals@example.com", password_hash="!")
+        s.add(user)
+        await s.flush()
+        strategy = Strategy(owner_id=user.id, name="s", latest_version=1)
+        market = Market(exchange="sim", symbol="BTC/USD")
+        s.add_all([strategy, market])
+        await s.flush()
+        a = Assignment(
+            owner_id=user.id,
+            strategy_id=strategy.id,
+            market_id=market.id,
+            timeframe="1m",
+            allocation=Decimal("100"),
+            params={},
+        )
+        s.add(a)
+        await s.commit()
+    now = dt.datetime(2026, 12, 4, 18, 0, tzinfo=dt.UTC)
+
+    def rows(times: range, note: str) -> list[dict]:  # type: ignore[type-arg]
+        return [
+            {
+                "assignment_id": a.id,
+                "candle_time": t,
+                "status": "ok",
+                "position": "long",
+                "size": 1.0,
+                "note": note,
+                "error": None,
+                "logs": [f"log {t}"],
+                "duration_ms": 0.5,
+                "latency_ms": None,
+                "created_at": now,
+                "plot": {"x": 1.5} if t % 2 else None,
+            }
+            for t in times
+        ]
+
+    monkeypatch.setattr(db, "SQLITE_ROWS_VARS", 3 * len(rows(range(1), "")[0]))  # 3 rows a statement
+    key = ("candle_time", "assignment_id")
+    async with sf() as s:
+        await insert_rows(s, Evaluation.__table__, rows(range(0, 4), "first"), on_conflict_do_nothing=key)
+        await s.commit()
+    async with sf() as s:
+        await insert_rows(s, Evaluation.__table__, rows(range(2, 9), "second"), on_conflict_do_nothing=key)
+        await s.commit()
+    async with sf() as s:
+        got = {e.candle_time: e for e in (await s.execute(select(Evaluation))).scalars()}
+    assert sorted(got) == list(range(9))
+    assert [got[t].note for t in range(9)] == ["first"] * 4 + ["second"] * 5
+    assert got[5].logs == ["log 5"] and got[5].plot == {"x": 1.5} and got[4].plot is None
