@@ -454,8 +454,10 @@ class TradeDesk:
                             now, None, owner_id, st.id, trader_id, exchange, st.symbol, size_note=None, **o
                         )
                     )
+                    # each names the old orders: if one of them filled meanwhile, none of the new ones is
+                    # placed for the position it sold (model.refused_after_cancels); the first cancels them
                     self.orders.extra[o["client_order_id"]] = Extra(
-                        cancels=list(st.resting) if i == 0 else [],
+                        cancels=list(st.resting),
                         reference=ref,
                         protection=p if i == 0 else None,
                     )

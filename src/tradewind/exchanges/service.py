@@ -44,6 +44,7 @@ from tradewind.secrets import SecretBox
 from tradewind.storage import candles as store
 from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import Trader
+from tradewind.trading import model
 
 log = logging.getLogger(__name__)
 DAY = 86_400_000
@@ -385,7 +386,10 @@ class ExchangeService:
     async def _cancel_first(self, creds: Credentials, spec: OrderSpec) -> None:
         """Cancel the orders an order names in ``cancels`` before it is placed (a signal exit takes the
         position's protective orders down, a moved stop its old orders), publishing each outcome. One that
-        is gone already (filled, cancelled) is answered with its final state, which is published too."""
+        is gone already (filled, cancelled) is answered with its final state, which is published too.
+        Raises OrderRejected when one of them had filled, fully or partly (``model.refused_after_cancels``):
+        the order was decided for a position that has changed, and is not placed."""
+        outcomes: list[OrderResult] = []
         for cid in spec.cancels:
             try:
                 result = await self.adapter.cancel_order(creds, cid, spec.symbol)
@@ -393,6 +397,11 @@ class ExchangeService:
                 log.warning("%s: cancelling %s before %s: %s", self.name, cid, spec.client_order_id, exc)
                 continue
             await self._publish_update(creds.trader_id, result)
+            outcomes.append(result)
+        refused = model.refused_after_cancels((r.client_order_id, r.status, r.filled) for r in outcomes)
+        if refused is not None:
+            log.info("%s: %s %s", self.name, spec.client_order_id, refused)
+            raise OrderRejected(refused)
 
     async def _place_batch(self, reqs: list[m.PlaceOrder]) -> list[m.OrderAck]:
         """An adapter that takes a batch in one call (the sim): the orders it can take go together; an

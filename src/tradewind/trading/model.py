@@ -19,10 +19,14 @@ The rules (docs/backtesting.md gives them to users):
   high starts at the entry fill price.
 - Protective exits are active from the entry fill on, including the rest of the entry candle (after a
   limit entry's fill an exit there fills at its level: the candle's open came before the entry).
+- An order that cancels others first (a quote's replacement, a signal exit, a moved stop) is not placed
+  when one of them filled, fully or partly, before it was cancelled (``refused_after_cancels``): it was
+  decided for a position that has changed since.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
@@ -466,6 +470,20 @@ def guard_of(orders: list[tuple[str, Decimal | None, Decimal | None, Decimal | N
         elif kind == "trailing_stop":
             trail, high = trail_, price if price is not None else ZERO
     return Guard(stop, target, trail, high)
+
+
+# -- orders that cancel others first -------------------------------------------------------------------------
+def refused_after_cancels(cancelled: Iterable[tuple[str, str, Decimal]]) -> str | None:
+    """Why an order that names others in ``cancels`` must not be placed, or None: it may. ``cancelled``:
+    how each of them ended, as (client id, status, amount filled). One that filled, fully or partly, before
+    its cancel took it down means the order was decided for a position that has changed (a replaced quote's
+    fill moved the inventory, a stop sold what a signal exit or a moved stop was for): it is refused, and
+    the next decision is taken with the position as it is. One cancelled unfilled, or unknown, lets it go."""
+    for cid, status, filled in cancelled:
+        if status == "filled" or filled > 0:
+            how = "filled" if status == "filled" else f"partly filled ({filled})"
+            return f"not placed: the order it replaces ({cid}) was {how} meanwhile"
+    return None
 
 
 # -- quotes (market making) ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from tradewind.bus import subjects
 from tradewind.core.decide import AssignmentIndex
 from tradewind.core.trade import TradeDesk
 from tradewind.storage.models import Assignment, Order
+from tradewind.trading import model
 
 from .conftest import make_assignment
 
@@ -211,6 +212,128 @@ async def test_a_protective_fill_closes_the_position_with_its_reason_and_cancels
     assert rows[pair.client_order_id].exit_reason == "stop_loss" and rows[pair.client_order_id].pnl < 0
     assert v.cancelled == [trail.client_order_id] and rows[trail.client_order_id].status == "canceled"
     assert st.position_qty == 0 and st.protection is None and st.resting == {}
+
+
+class FilledMeanwhile(Venue):
+    """A venue on which the orders in ``filled`` filled before core's next order cancelled them: that
+    order's cancel answers "filled" (published, as the exchange service does) and the order is refused
+    (``model.refused_after_cancels``); the rest as ``Venue``."""
+
+    def __init__(self, nc, filled: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(nc)
+        self.filled = filled  # client id -> fill price
+
+    async def orders(self, msg) -> None:  # type: ignore[no-untyped-def]
+        acks = []
+        for req in m.decode(msg.data, m.PlaceOrders).orders:
+            self.placed.append(req)
+            outcomes = []
+            for cid in req.cancels:
+                self.cancelled.append(cid)
+                gone = self.open.pop(cid, None)
+                price = self.filled.get(cid)
+                status = "filled" if price is not None else "canceled"
+                amount = gone.amount if gone is not None and price is not None else "0"
+                outcomes.append((cid, status, Decimal(amount)))
+                upd = m.OrderUpdated(
+                    exchange="sim",
+                    trader_id=req.trader_id,
+                    client_order_id=cid,
+                    status=status,
+                    filled=amount,
+                    price=price,
+                    reason="stop_loss" if price is not None else None,
+                )
+                await self.nc.publish(subjects.order_updates("sim"), m.encode(upd))
+            refused = model.refused_after_cancels(outcomes)
+            if refused is not None:
+                acks.append(
+                    m.OrderAck(client_order_id=req.client_order_id, status="rejected", reason=refused)
+                )
+            elif req.type == "market":
+                acks.append(
+                    m.OrderAck(
+                        client_order_id=req.client_order_id,
+                        status="filled",
+                        filled=req.amount,
+                        price=self.price,
+                        fee="0",
+                    )
+                )
+            else:
+                self.open[req.client_order_id] = req
+                acks.append(m.OrderAck(client_order_id=req.client_order_id, status="open"))
+        await msg.respond(m.encode(m.OrderAcks(acks=acks)))
+
+
+async def test_a_signal_exit_whose_stop_filled_meanwhile_is_refused_and_the_stop_books_the_exit(
+    settings, nc, sf
+) -> None:  # type: ignore[no-untyped-def]
+    v = FilledMeanwhile(nc, {})
+    await v.start()
+    a = await make_assignment(sf)
+    index = AssignmentIndex()
+    await index.load(sf)
+    desk = TradeDesk(settings, nc, sf, index)
+    desk.orders.updates = await nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=desk.on_order_update)
+    st = index.by_id[a.id]
+    await desk.handle(candle(60_000), [(st, ok(a.id, stop_loss=0.02))])
+    await desk.drain()
+    entry, stop = v.placed
+    qty = st.position_qty
+    v.filled[stop.client_order_id] = "98"  # its fill is reported only when the exit's cancel meets it
+    await desk.handle(candle(120_000), [(st, ok(a.id, "short"))])
+    await desk.drain()
+    await nc.flush()
+    await desk.settle()
+    exit_ = v.placed[2]
+    assert exit_.cancels == [stop.client_order_id]
+    rows = {o.client_order_id: o for o in await orders_of(sf, a.id)}
+    assert (rows[exit_.client_order_id].status, rows[exit_.client_order_id].reason) == (
+        "rejected",
+        f"not placed: the order it replaces ({stop.client_order_id}) was filled meanwhile",
+    )
+    assert rows[exit_.client_order_id].filled == 0 and rows[exit_.client_order_id].pnl is None
+    stop_row = rows[stop.client_order_id]
+    assert (stop_row.status, stop_row.filled, stop_row.exit_reason) == ("filled", qty, "stop_loss")
+    # out once, by the stop: flat, nothing pending or resting, the loss booked once
+    assert st.position_qty == 0 and not st.pending and st.resting == {} and st.protection is None
+    async with sf() as s:
+        held = await s.get(Assignment, a.id)
+    assert held.position_qty == 0 and held.realized_pnl == stop_row.pnl < 0
+    # the next decision is taken with the position as it is: a "short" while flat does nothing
+    await desk.handle(candle(180_000), [(st, ok(a.id, "short"))])
+    await desk.drain()
+    assert len(v.placed) == 3
+
+
+async def test_a_moved_stop_whose_old_orders_filled_meanwhile_places_none_of_its_orders(
+    settings, nc, sf
+) -> None:  # type: ignore[no-untyped-def]
+    v = FilledMeanwhile(nc, {})
+    await v.start()
+    a = await make_assignment(sf)
+    index = AssignmentIndex()
+    await index.load(sf)
+    desk = TradeDesk(settings, nc, sf, index)
+    desk.orders.updates = await nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=desk.on_order_update)
+    st = index.by_id[a.id]
+    await desk.handle(candle(60_000), [(st, ok(a.id, stop_loss=0.02, take_profit=0.04, trailing_stop=0.01))])
+    await desk.drain()
+    _, pair, trail = v.placed
+    v.filled[pair.client_order_id] = "98"  # the pair's stop leg filled; the venue cancelled the trail
+    await desk.handle(candle(120_000), [(st, ok(a.id, "long", stop_loss=0.005))])
+    await desk.drain()
+    await nc.flush()
+    await desk.settle()
+    new = v.placed[3:]
+    assert [o.type for o in new] == ["take_profit", "trailing_stop"]
+    # every order of the move names the old ones, so none rests for the position the stop sold
+    assert all(o.cancels == [pair.client_order_id, trail.client_order_id] for o in new)
+    rows = {o.client_order_id: o for o in await orders_of(sf, a.id)}
+    assert [rows[o.client_order_id].status for o in new] == ["rejected", "rejected"]
+    assert v.open == {} and st.position_qty == 0 and st.resting == {} and not st.pending
+    assert st.protection is None and rows[pair.client_order_id].status == "filled"
 
 
 async def test_exits_a_venue_cannot_hold_are_watched_by_core(settings, nc, sf) -> None:  # type: ignore[no-untyped-def]

@@ -225,6 +225,47 @@ async def test_the_quotes_a_batch_of_trades_goes_through_fill_in_trade_order_in_
     assert (await e.find("far")).status == "open"  # type: ignore[union-attr]
 
 
+async def test_a_replacement_of_a_quote_that_filled_meanwhile_is_refused_and_buys_nothing(engine, sf) -> None:  # type: ignore[no-untyped-def]
+    e, heard = engine
+    await place(e, quote("q1", "buy", "99.5", "0.005"))
+    await e.on_trades("BTC/USD", [T0 + 1000], [99.4])  # q1 fills just as core replaces it
+    assert [(r.client_order_id, r.status) for r in heard.results] == [("q1", "filled")]
+    after_fill = await e.balances(1)
+    assert after_fill["BTC"] == D("0.005")
+    r = await place(e, quote("q2", "buy", "99.6", "0.005", cancels=("q1",)))
+    assert (r.status, r.filled) == ("rejected", D("0"))
+    assert r.reason == "not placed: the order it replaces (q1) was filled meanwhile"
+    assert await e.balances(1) == after_fill  # nothing bought, nothing set aside
+    assert await stored_balances(sf) == after_fill
+    assert not e.quoting("BTC/USD") and await stored(sf, "q2") is None
+    assert await e.place(1, quote("q2", "buy", "99.6", "0.005"), D("100"), book=BOOK) == r  # answered again
+    await e.on_trades("BTC/USD", [T0 + 2000], [90.0])
+    assert len(heard.results) == 1  # q1's fill, nothing else
+    # a replacement of a quote cancelled unfilled goes, as before
+    await place(e, quote("q3", "buy", "99.5", "0.001"))
+    r4 = await place(e, quote("q4", "buy", "99.6", "0.001", cancels=("q3",)))
+    assert r4.status == "open" and (await e.find("q3")).status == "canceled"  # type: ignore[union-attr]
+
+
+async def test_a_replacement_is_refused_when_the_fill_of_the_quote_it_cancels_is_only_stored(sf) -> None:  # type: ignore[no-untyped-def]
+    first = PaperEngine(sf, D("0.002"), CASH, maker_fee=MAKER)
+    await first.start()
+    await first.place(1, quote("q1", "buy", "99.5"), D("100"), book=BOOK)
+    await first.on_trades("BTC/USD", [T0 + 1000], [99.4])
+    await first.close()
+    again = PaperEngine(sf, D("0.002"), CASH, maker_fee=MAKER)  # q1's fill is no longer in memory
+    await again.start()
+    try:
+        r = await again.place(1, quote("q2", "buy", "99.6", cancels=("q1",)), D("100"), book=BOOK)
+        assert (r.status, r.reason) == (
+            "rejected",
+            "not placed: the order it replaces (q1) was filled meanwhile",
+        )
+        assert (await again.balances(1))["BTC"] == D("1")
+    finally:
+        await again.close()
+
+
 async def test_resting_quotes_are_loaded_again_after_a_restart(sf) -> None:  # type: ignore[no-untyped-def]
     first = PaperEngine(sf, D("0.002"), CASH, maker_fee=MAKER)
     await first.start()

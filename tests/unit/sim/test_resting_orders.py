@@ -245,6 +245,21 @@ async def test_orders_named_in_cancels_go_down_with_the_order(engine, sf) -> Non
     assert (heard.of("e1-p0").status, (await stored(sf, "e1-p0")).status) == ("canceled", "canceled")  # type: ignore[union-attr]
 
 
+async def test_a_signal_exit_after_its_stop_filled_is_refused_and_sells_nothing_more(engine, sf) -> None:  # type: ignore[no-untyped-def]
+    e, heard = engine
+    await e.place(1, buy("e1", protect=Protect(stop_loss=D("0.02"), take_profit=D("0.1"))), D("100"))
+    await e.on_candle("BTC/USD", bar(T0, 99, 99, 97, 98))  # the stop (98) fills
+    assert heard.of("e1-p0").status == "filled"
+    after_stop = await e.balances(1)
+    assert after_stop.get("BTC", D(0)) == 0
+    r = await e.place(1, OrderSpec("x1", "BTC/USD", "sell", D("1"), cancels=("e1-p0",)), D("97"))
+    assert (r.status, r.reason) == (
+        "rejected",
+        "not placed: the order it replaces (e1-p0) was filled meanwhile",
+    )
+    assert await e.balances(1) == after_stop and await stored_balances(sf) == after_stop
+
+
 async def test_the_same_client_id_is_answered_with_its_first_result(engine, sf) -> None:  # type: ignore[no-untyped-def]
     e, _ = engine
     await e.place(1, buy("e1", protect=Protect(stop_loss=D("0.02"))), D("100"))

@@ -495,3 +495,21 @@ def test_engine_fill_matches_a_candle_by_candle_loop_over_the_model(case: tuple[
     assert [g[-1] for g in got] == pytest.approx([w[-1] for w in want_trades], abs=0.005)
     assert equity.tolist() == pytest.approx(want_equity, abs=0.005)
     assert equity[-1] == pytest.approx(want_equity[-1], abs=0.005)
+
+
+# -- orders that cancel others first ------------------------------------------------------------------------
+def test_an_order_whose_cancelled_order_filled_is_refused_and_one_cancelled_unfilled_goes() -> None:
+    refused = model.refused_after_cancels
+    assert refused([]) is None
+    assert refused([("tw-1-q1", "canceled", D(0)), ("tw-1-s0", "rejected", D(0))]) is None
+    assert refused([("tw-1-q1", "open", D(0))]) is None  # its cancel is still on its way: not a fill
+    assert (
+        refused([("tw-1-p0", "canceled", D(0)), ("tw-1-s0", "filled", D("0.5"))])
+        == "not placed: the order it replaces (tw-1-s0) was filled meanwhile"
+    )
+    # a partial fill before the cancel counts: the position is not what the order was decided for
+    assert (
+        refused([("tw-1-q1", "canceled", D("0.001"))])
+        == "not placed: the order it replaces (tw-1-q1) was partly filled (0.001) meanwhile"
+    )
+    assert refused([("tw-1-q1", "filled", D(0))]) is not None  # filled, its amount not known here

@@ -390,6 +390,9 @@ class PaperEngine:
             previous = [await self.find(orders[0][1].client_order_id)]
         else:
             previous = await self.find_many([spec.client_order_id for _, spec, _ in orders])
+        # what became of the orders they cancel that are neither resting nor recent (usually none)
+        gone = [c for _, spec, _ in orders for c in spec.cancels if self._known(c) is None]
+        earlier = dict(zip(gone, await self.find_many(gone), strict=True)) if gone else {}
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         results: list[OrderResult] = []
         reports: list[tuple[int, OrderResult]] = []
@@ -415,7 +418,9 @@ class PaperEngine:
                         )
                         continue
                     book = books.get(spec.symbol) if books is not None else None
-                    results.append(self._place(bal, trader_id, spec, price, now_ms, done, reports, book))
+                    results.append(
+                        self._place(bal, trader_id, spec, price, now_ms, done, reports, book, earlier)
+                    )
                     queued = True
             finally:
                 if queued:  # whatever happened after them, the orders taken are stored
@@ -435,19 +440,29 @@ class PaperEngine:
         done: asyncio.Future[None],
         reports: list[tuple[int, OrderResult]],
         book: tuple[Decimal, Decimal] | None = None,
+        earlier: Mapping[str, OrderResult | None] | None = None,
     ) -> OrderResult:
-        """One new order, queued for the next group commit with everything it changed (no await here)."""
+        """One new order, queued for the next group commit with everything it changed (no await here).
+        ``earlier``: the stored results of orders it cancels that are not in memory."""
         base, quote = _split(spec.symbol)
         rows: list[dict[str, Any]] = []
         assets: set[str] = set()
+        outcomes: list[OrderResult] = []
         for cid in spec.cancels:  # taken down first: a limit entry's funds come back before this order
             o = self._open.get(cid)
             if o is not None and o.trader_id == trader_id:
                 self._cancel(o, bal, "canceled", now_ms, rows, assets)
                 reports.append((trader_id, o.result()))
+                continue
+            # not resting (any more): it may have filled meanwhile, which the rule below refuses
+            known = self._known(cid) or (earlier or {}).get(cid)
+            if known is not None:
+                outcomes.append(known)
         amount = spec.amount.quantize(QTY, rounding=ROUND_DOWN)
         kind = spec.type
-        reason = _invalid(spec, amount)
+        reason = model.refused_after_cancels(
+            (r.client_order_id, r.status, r.filled) for r in outcomes
+        ) or _invalid(spec, amount)
         if reason is None and kind == "market":
             f = model.fill(spec.side, amount, price, "market", self.costs)
             if spec.side == "buy":
