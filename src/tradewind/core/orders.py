@@ -31,7 +31,7 @@ from tradewind.core import notices, positions
 from tradewind.core.decide import AssignmentIndex
 from tradewind.domain import legacy_candle_of, legacy_client_order_id
 from tradewind.metrics import ORDERS, TICK_TO_ORDER
-from tradewind.storage.db import SessionFactory, dialect_of, insert_for, insert_rows, write_gate
+from tradewind.storage.db import SessionFactory, dialect_of, execute_rows, insert_for, insert_rows, write_gate
 from tradewind.storage.models import Assignment, Order, Trader
 from tradewind.storage.types import table_of, utcnow
 from tradewind.trading import model, risk
@@ -47,6 +47,38 @@ LEGACY_SCAN = 20_000  # the newest orders looked at for intents stored in the id
 _UNREAD = object()
 _ASSIGNMENTS = table_of(Assignment)  # Core tables: executemany updates without the ORM's bulk rules
 _ORDERS = table_of(Order)
+# What the exchange said about an order (``OrderBook._apply``); only still-open orders change: a concurrent
+# report of the same fill is a no-op. Built once: ``execute_rows`` keeps its compiled form.
+_ANSWERED = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("oid"), or_(_ORDERS.c.status == "pending", _ORDERS.c.status == "open"))
+    .values(
+        status=bindparam("status"),
+        filled=bindparam("filled"),
+        fee=bindparam("fee"),
+        price=bindparam("price"),
+        reason=bindparam("reason"),
+        pnl=bindparam("pnl"),
+        latency_ms=func.coalesce(bindparam("latency_ms"), _ORDERS.c.latency_ms),
+        exchange_order_id=func.coalesce(bindparam("exchange_order_id"), _ORDERS.c.exchange_order_id),
+        exit_reason=func.coalesce(bindparam("exit_reason"), _ORDERS.c.exit_reason),
+        updated_at=bindparam("updated_at"),
+        candle_time=func.coalesce(_ORDERS.c.candle_time, bindparam("candle_time")),
+    )
+)
+# The positions the fills moved.
+_BOOKED = (
+    update(_ASSIGNMENTS)
+    .where(_ASSIGNMENTS.c.id == bindparam("aid"))
+    .values(
+        position_qty=bindparam("position_qty"),
+        entry_cost=bindparam("entry_cost"),
+        realized_pnl=bindparam("realized_pnl"),
+        last_position=bindparam("last_position"),
+        protection=bindparam("protection"),
+        updated_at=bindparam("updated_at"),
+    )
+)
 # What an exchange said about one order: its client id, the answer, and the ms from the candle's arrival
 # to the order call (None: not known, or not the answer to a placement).
 Answer = tuple[str, m.OrderAck, float | None]
@@ -597,41 +629,10 @@ class OrderBook:
             for status, n in counted.items():
                 ORDERS.labels(status).inc(n)
             if updates:
-                o = _ORDERS.c
-                # Only still-open orders change: a concurrent report of the same fill is a no-op.
-                stmt = (
-                    update(_ORDERS)
-                    .where(o.id == bindparam("oid"), or_(o.status == "pending", o.status == "open"))
-                    .values(
-                        status=bindparam("status"),
-                        filled=bindparam("filled"),
-                        fee=bindparam("fee"),
-                        price=bindparam("price"),
-                        reason=bindparam("reason"),
-                        pnl=bindparam("pnl"),
-                        latency_ms=func.coalesce(bindparam("latency_ms"), o.latency_ms),
-                        exchange_order_id=func.coalesce(bindparam("exchange_order_id"), o.exchange_order_id),
-                        exit_reason=func.coalesce(bindparam("exit_reason"), o.exit_reason),
-                        updated_at=bindparam("updated_at"),
-                        candle_time=func.coalesce(o.candle_time, bindparam("candle_time")),
-                    )
-                )
-                await s.execute(stmt, updates)
+                await execute_rows(s, _ANSWERED, updates)
             if books:
                 now = utcnow()
-                await s.execute(
-                    update(_ASSIGNMENTS)
-                    .where(a.id == bindparam("aid"))
-                    .values(
-                        position_qty=bindparam("position_qty"),
-                        entry_cost=bindparam("entry_cost"),
-                        realized_pnl=bindparam("realized_pnl"),
-                        last_position=bindparam("last_position"),
-                        protection=bindparam("protection"),
-                        updated_at=now,
-                    ),
-                    list(books.values()),
-                )
+                await execute_rows(s, _BOOKED, [{**b, "updated_at": now} for b in books.values()])
             await s.commit()
         for book in books.values():
             st = self.index.by_id.get(book["aid"])

@@ -43,6 +43,7 @@ class Recorder:
         """Store evaluations (and failure counts, and pauses) handled with ``later``, in one transaction."""
         now = utcnow()
         evals: list[dict[str, Any]] = []
+        ok = 0  # counted once per candle, not once per evaluation (a lock each: ~1 % of core at 10,000)
         for h in later:
             tick_ms = h.tick_ms
             for st, out in h.results:
@@ -53,7 +54,10 @@ class Recorder:
                 if tick_ms is not None:
                     TICK_TO_DECISION.observe(tick_ms)
                 EVAL_DURATION.observe(out.duration_us / 1000)
-                (EVALS_OK if out.status == "ok" else EVALUATIONS.labels(out.status)).inc()
+                if out.status == "ok":
+                    ok += 1
+                else:
+                    EVALUATIONS.labels(out.status).inc()
                 evals.append(
                     {
                         "assignment_id": st.id,
@@ -70,6 +74,8 @@ class Recorder:
                         "plot": out.plot,
                     }
                 )
+        if ok:
+            EVALS_OK.inc(ok)
         results = [r for h in later for r in h.results]
         paused = [p for h in later for p in h.paused]
         reset = [a for h in later for a in h.reset]

@@ -181,6 +181,58 @@ async def insert_rows(
         await conn.exec_driver_sql(_rows_sql(sql, width, len(part)), tuple(flat))
 
 
+async def execute_rows(session: AsyncSession, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """``session.execute(stmt, rows)`` for a statement of bound parameters (an UPDATE ... WHERE id =
+    bindparam(...)), as one driver executemany: the SQL and each parameter's bind processor come from
+    SQLAlchemy (so what is stored is what it would store), but SQLAlchemy's own per-row work (building each
+    row's parameters, 10 % of the embedded process at 10,000 assignments for the order answers alone) is not
+    done, and a value that is the very same object as in the row before (one timestamp for the batch) is
+    processed once. ``stmt`` is compiled once per dialect and kept: pass the same object each time."""
+    if not rows:
+        return
+    conn = await session.connection()
+    dialect = conn.dialect
+    cached = _STATEMENTS.get((id(stmt), dialect.name))
+    if cached is None or cached[0] is not stmt:
+        compiled = stmt.compile(dialect=dialect)
+        order = tuple(compiled.positiontup or ())
+        procs = tuple(compiled.binds[k].type.dialect_impl(dialect).bind_processor(dialect) for k in order)
+        # the statement's own constants (``status == "open"``): their values, processed once
+        fixed = tuple(
+            _NOTHING
+            if compiled.binds[k].required
+            else _processed(procs[i], compiled.binds[k].effective_value)
+            for i, k in enumerate(order)
+        )
+        cached = _STATEMENTS[(id(stmt), dialect.name)] = (stmt, compiled.string, order, procs, fixed)
+    _, sql, order, procs, fixed = cached
+    width = len(order)
+    last: list[Any] = [_NOTHING] * width
+    done: list[Any] = [None] * width
+    params = []
+    for row in rows:
+        values = []
+        for j in range(width):
+            if fixed[j] is not _NOTHING:
+                values.append(fixed[j])
+                continue
+            v = row[order[j]]
+            if v is not last[j]:
+                last[j], done[j] = v, _processed(procs[j], v)
+            values.append(done[j])
+        params.append(tuple(values))
+    await conn.exec_driver_sql(sql, params)
+
+
+def _processed(proc: Any, value: Any) -> Any:
+    """A value as SQLAlchemy binds it: None too goes through the processor (a JSON column stores it as 'null',
+    as SQLAlchemy's own execute does)."""
+    return proc(value) if proc is not None else value
+
+
+_STATEMENTS: dict[tuple[int, str], tuple[Any, str, tuple[str, ...], tuple[Any, ...], tuple[Any, ...]]] = {}
+
+
 #: The parameters of one multi-row statement on SQLite: its default limit since 3.32 (32,766).
 SQLITE_ROWS_VARS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 

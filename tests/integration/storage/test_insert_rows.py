@@ -173,3 +173,61 @@ async def test_on_conflict_do_nothing_skips_the_rows_stored_before_and_stores_th
     assert sorted(got) == list(range(9))
     assert [got[t].note for t in range(9)] == ["first"] * 4 + ["second"] * 5
     assert got[5].logs == ["log 5"] and got[5].plot == {"x": 1.5} and got[4].plot is None
+
+
+async def test_execute_rows_stores_what_sqlalchemys_executemany_stores(sf) -> None:  # type: ignore[no-untyped-def]
+    """storage.db.execute_rows (the order answers' and the positions' updates in core) against
+    ``session.execute(stmt, rows)``: the same columns after the same update of twin rows, the statement's own
+    constants (``status == "pending"``) kept, a row it does not match left alone."""
+    from sqlalchemy import bindparam, func, or_, update
+
+    from tradewind.storage.db import execute_rows
+
+    async with sf() as s:
+        user = User(email="update@example.com", password_hash="!")
+        s.add(user)
+        await s.flush()
+        trader = Trader(owner_id=user.id, name="paper", exchange="sim", paper=True)
+        s.add(trader)
+        await s.flush()
+        await insert_rows(
+            s, Order.__table__, intents("orm", trader.id, user.id) + intents("fast", trader.id, user.id)
+        )
+        await s.commit()
+    o = Order.__table__.c
+    stmt = (
+        update(Order.__table__)
+        .where(o.client_order_id == bindparam("cid"), or_(o.status == "pending", o.status == "open"))
+        .values(
+            status=bindparam("new_status"),
+            filled=bindparam("filled"),
+            price=bindparam("price"),
+            reason=func.coalesce(bindparam("reason"), o.reason),
+            updated_at=bindparam("at"),
+        )
+    )
+    at = dt.datetime(2026, 11, 25, 11, 0, 0, 654321, tzinfo=dt.UTC)
+
+    def changes(tag: str) -> list[dict]:  # type: ignore[type-arg]
+        return [
+            {"cid": f"{tag}-{i}", "new_status": "filled", "filled": Decimal("0.12345678") * (i + 1),
+             "price": None if i == 1 else Decimal("65000.5"), "reason": None if i else "kept?", "at": at}
+            for i in range(3)
+        ]  # fmt: skip
+
+    async with sf() as s:
+        await s.execute(stmt, changes("orm"))
+        await execute_rows(s, stmt, changes("fast"))
+        await s.commit()
+    async with sf() as s:
+        # a second pass finds nothing pending or open: the statement's constants were bound
+        await execute_rows(s, stmt, [{**c, "new_status": "canceled"} for c in changes("fast")])
+        await s.commit()
+    columns = [c for c in Order.__table__.c if c.name not in ("id", "client_order_id")]
+    async with sf() as s:
+        rows = {r.client_order_id: r for r in (await s.execute(select(Order))).scalars()}
+    for i in range(3):
+        orm, fast = rows[f"orm-{i}"], rows[f"fast-{i}"]
+        assert [getattr(fast, c.key) for c in columns] == [getattr(orm, c.key) for c in columns]
+        assert fast.status == "filled" and fast.updated_at == at
+    assert rows["fast-0"].reason == "kept?" and rows["fast-1"].reason is None and rows["fast-1"].price is None
