@@ -77,7 +77,8 @@ def test_the_recent_results_keep_the_newest_and_forget_the_oldest() -> None:
 
     recent = _Recent(3)
     for i in range(5):
-        recent.put(OrderResult(client_order_id=f"c{i}", status="filled", filled=Decimal(i)))
+        recent.put(7, OrderResult(client_order_id=f"c{i}", status="filled", filled=Decimal(i)))
     assert [recent.get(f"c{i}") is not None for i in range(5)] == [False, False, True, True, True]
     got = recent.get("c4")
     assert got is not None and got.filled == Decimal(4) and got.status == "filled"
+    assert recent.get("c4", 7) == got and recent.get("c4", 8) is None  # another account learns nothing

@@ -266,6 +266,37 @@ async def test_a_replacement_is_refused_when_the_fill_of_the_quote_it_cancels_is
         await again.close()
 
 
+async def test_another_accounts_order_named_in_cancels_tells_nothing_and_refuses_nothing(sf) -> None:  # type: ignore[no-untyped-def]
+    """What became of an order is looked up within the placing order's own account: naming another account's
+    filled quote (in memory, or only stored) neither refuses the order nor says that it filled."""
+    from tradewind.storage.models import Trader, User
+
+    async with sf() as s:
+        s.add(User(id=2, email="other@example.com", password_hash="x"))
+        await s.flush()
+        s.add(Trader(id=2, owner_id=2, name="p", exchange="sim", paper=True))
+        await s.commit()
+    first = PaperEngine(sf, D("0.002"), CASH, maker_fee=MAKER)
+    await first.start()
+    try:
+        await first.place(1, quote("q1", "buy", "99.5"), D("100"), book=BOOK)
+        await first.on_trades("BTC/USD", [T0 + 1000], [99.4])  # account 1's q1 fills
+        assert (await first.find("q1")).status == "filled"  # type: ignore[union-attr]
+        r = await first.place(2, quote("x1", "buy", "99.6", cancels=("q1",)), D("100"), book=BOOK)
+        assert (r.status, r.reason) == ("open", None)
+    finally:
+        await first.close()
+    again = PaperEngine(sf, D("0.002"), CASH, maker_fee=MAKER)  # q1's fill only stored now
+    await again.start()
+    try:
+        r = await again.place(2, quote("x2", "buy", "99.6", cancels=("q1",)), D("100"), book=BOOK)
+        assert (r.status, r.reason) == ("open", None)
+        mine = await again.place(1, quote("q2", "buy", "99.6", cancels=("q1",)), D("100"), book=BOOK)
+        assert mine.status == "rejected"  # (its own account's fill still refuses it)
+    finally:
+        await again.close()
+
+
 async def test_resting_quotes_are_loaded_again_after_a_restart(sf) -> None:  # type: ignore[no-untyped-def]
     first = PaperEngine(sf, D("0.002"), CASH, maker_fee=MAKER)
     await first.start()

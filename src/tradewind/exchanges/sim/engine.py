@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, literal_column, select, union_all
+from sqlalchemy import delete, func, literal_column, select, true, union_all
 from sqlalchemy.exc import IntegrityError
 
 from tradewind.domain import protective_order_id
@@ -79,12 +79,15 @@ class _Recent:
         # ~30 µs and a candle of 1,000 orders ~33 ms more (a 600-candle run at 1,000 assignments).
         self._rows: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
 
-    def get(self, client_order_id: str) -> OrderResult | None:
+    def get(self, client_order_id: str, trader_id: int | None = None) -> OrderResult | None:
+        """The result, or None; with ``trader_id``, only when it is that account's order."""
         row = self._rows.get(client_order_id)
-        return OrderResult(*row) if row is not None else None
+        if row is None or (trader_id is not None and row[0] != trader_id):
+            return None
+        return OrderResult(*row[1:])
 
-    def put(self, result: OrderResult) -> None:
-        self._rows[result.client_order_id] = tuple(getattr(result, n) for n in _RESULT_FIELDS)
+    def put(self, trader_id: int, result: OrderResult) -> None:
+        self._rows[result.client_order_id] = (trader_id, *(getattr(result, n) for n in _RESULT_FIELDS))
         if len(self._rows) > self.size:
             self._rows.popitem(last=False)
 
@@ -279,6 +282,13 @@ class PaperEngine:
         o = self._open.get(client_order_id)
         return o.result() if o is not None else self._results.get(client_order_id)
 
+    def _known_for(self, trader_id: int, client_order_id: str) -> OrderResult | None:
+        """``_known``, only when it is ``trader_id``'s order (what an order of that account may learn)."""
+        o = self._open.get(client_order_id)
+        if o is not None:
+            return o.result() if o.trader_id == trader_id else None
+        return self._results.get(client_order_id, trader_id)
+
     async def find(self, client_order_id: str) -> OrderResult | None:
         known = self._known(client_order_id)
         if known is not None:
@@ -298,10 +308,15 @@ class PaperEngine:
             found.update(await self._stored(missing[i : i + 500]))
         return [found[c] for c in client_order_ids]
 
-    async def _stored(self, client_order_ids: list[str]) -> dict[str, OrderResult]:
+    async def _stored(
+        self, client_order_ids: list[str], trader_id: int | None = None
+    ) -> dict[str, OrderResult]:
         """The stored results of these ids, in one statement: fills and rejections (paper_fills), resting
-        and cancelled orders (paper_orders; a filled one's fill is in paper_fills)."""
+        and cancelled orders (paper_orders; a filled one's fill is in paper_fills); with ``trader_id``, of
+        that account's orders only."""
         f, o = _FILLS.c, _ORDERS.c
+        mine_f = f.trader_id == trader_id if trader_id is not None else true()
+        mine_o = o.trader_id == trader_id if trader_id is not None else true()
         q = union_all(
             select(
                 f.client_order_id,
@@ -313,7 +328,7 @@ class PaperEngine:
                 f.reason,
                 f.time,
                 literal_column("0").label("src"),
-            ).where(f.client_order_id.in_(client_order_ids)),
+            ).where(f.client_order_id.in_(client_order_ids), mine_f),
             select(
                 o.client_order_id,
                 o.symbol,
@@ -324,7 +339,7 @@ class PaperEngine:
                 o.reason,
                 o.time,
                 literal_column("1").label("src"),
-            ).where(o.client_order_id.in_(client_order_ids)),
+            ).where(o.client_order_id.in_(client_order_ids), mine_o),
         )
         async with self.sf() as s:
             rows = (await s.execute(q)).all()
@@ -390,9 +405,20 @@ class PaperEngine:
             previous = [await self.find(orders[0][1].client_order_id)]
         else:
             previous = await self.find_many([spec.client_order_id for _, spec, _ in orders])
-        # what became of the orders they cancel that are neither resting nor recent (usually none)
-        gone = [c for _, spec, _ in orders for c in spec.cancels if self._known(c) is None]
-        earlier = dict(zip(gone, await self.find_many(gone), strict=True)) if gone else {}
+        # what became of the orders they cancel that are neither resting nor recent (usually none): of each
+        # order's own account only, as everything an order may learn of others
+        earlier: dict[tuple[int, str], OrderResult] = {}
+        for trader_id in {t for t, spec, _ in orders if spec.cancels}:
+            gone = [
+                c
+                for t, spec, _ in orders
+                if t == trader_id
+                for c in spec.cancels
+                if self._known_for(trader_id, c) is None
+            ]
+            for i in range(0, len(gone), 500):
+                found = await self._stored(gone[i : i + 500], trader_id)
+                earlier.update(((trader_id, c), r) for c, r in found.items())
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         results: list[OrderResult] = []
         reports: list[tuple[int, OrderResult]] = []
@@ -440,10 +466,10 @@ class PaperEngine:
         done: asyncio.Future[None],
         reports: list[tuple[int, OrderResult]],
         book: tuple[Decimal, Decimal] | None = None,
-        earlier: Mapping[str, OrderResult | None] | None = None,
+        earlier: Mapping[tuple[int, str], OrderResult] | None = None,
     ) -> OrderResult:
         """One new order, queued for the next group commit with everything it changed (no await here).
-        ``earlier``: the stored results of orders it cancels that are not in memory."""
+        ``earlier``: the stored results of orders it cancels that are not in memory, by (account, client id)."""
         base, quote = _split(spec.symbol)
         rows: list[dict[str, Any]] = []
         assets: set[str] = set()
@@ -455,7 +481,7 @@ class PaperEngine:
                 reports.append((trader_id, o.result()))
                 continue
             # not resting (any more): it may have filled meanwhile, which the rule below refuses
-            known = self._known(cid) or (earlier or {}).get(cid)
+            known = self._known_for(trader_id, cid) or (earlier or {}).get((trader_id, cid))
             if known is not None:
                 outcomes.append(known)
         amount = spec.amount.quantize(QTY, rounding=ROUND_DOWN)
@@ -572,7 +598,7 @@ class PaperEngine:
         """A new order answered at once (filled or rejected): its result, with its paper_fills ``row``
         queued for the next group commit along with the balances and order rows it changed."""
         result = _result(_Row(**row))
-        self._results.put(result)
+        self._results.put(row["trader_id"], result)
         self._queue.append((row, assets, trader_id, done, rows))
         return result
 
@@ -707,7 +733,7 @@ class PaperEngine:
             bal[asset] = bal.get(asset, _ZERO) + o.locked
             assets.add(asset)
         self._close(o, "canceled", reason, now_ms)
-        self._results.put(o.result())
+        self._results.put(o.trader_id, o.result())
         rows.append(o.row())
 
     # -- matching ---------------------------------------------------------------------------------------
@@ -917,7 +943,7 @@ class PaperEngine:
         self._book(c.bal, c.base, c.quote, f, c.assets)
         self._close(o, "filled", reason, now_ms)
         result = o.result(f)
-        self._results.put(result)
+        self._results.put(o.trader_id, result)
         c.rows.append(o.row())
         c.fills.append(_fill_row(o.trader_id, o.client_order_id, o.symbol, f, "filled", reason, now_ms))
         c.reports.append((o.trader_id, result))
