@@ -157,18 +157,7 @@ async def insert_rows(
         )
     sql, order, procs = cached
     width = len(order)
-    last: list[Any] = [_NOTHING] * width
-    done: list[Any] = [None] * width
-    params = []
-    for row in rows:
-        values = []
-        for j in range(width):
-            v = row[order[j]]
-            if v is not last[j]:
-                p = procs[j]
-                last[j], done[j] = v, (p(v) if p is not None and v is not None else v)
-            values.append(done[j])
-        params.append(values)
+    params = _bound(rows, order, procs, None, _processed_unless_none)
     if dialect.name != "sqlite" or len(params) == 1 or width == 0:
         await conn.exec_driver_sql(sql, [tuple(v) for v in params])
         return
@@ -206,6 +195,19 @@ async def execute_rows(session: AsyncSession, stmt: Any, rows: list[dict[str, An
         )
         cached = _STATEMENTS[(id(stmt), dialect.name)] = (stmt, compiled.string, order, procs, fixed)
     _, sql, order, procs, fixed = cached
+    await conn.exec_driver_sql(sql, [tuple(v) for v in _bound(rows, order, procs, fixed, _processed)])
+
+
+def _bound(
+    rows: list[dict[str, Any]],
+    order: tuple[str, ...],
+    procs: tuple[Any, ...],
+    fixed: tuple[Any, ...] | None,
+    process: Callable[[Any, Any], Any],
+) -> list[list[Any]]:
+    """Each row's parameters in the statement's ``order``, each value through its column's bind processor
+    (``process(proc, value)``); a value that is the very same object as in the row before is processed once.
+    ``fixed``: the statement's own constants, already processed (``_NOTHING`` where the row gives it)."""
     width = len(order)
     last: list[Any] = [_NOTHING] * width
     done: list[Any] = [None] * width
@@ -213,21 +215,26 @@ async def execute_rows(session: AsyncSession, stmt: Any, rows: list[dict[str, An
     for row in rows:
         values = []
         for j in range(width):
-            if fixed[j] is not _NOTHING:
+            if fixed is not None and fixed[j] is not _NOTHING:
                 values.append(fixed[j])
                 continue
             v = row[order[j]]
             if v is not last[j]:
-                last[j], done[j] = v, _processed(procs[j], v)
+                last[j], done[j] = v, process(procs[j], v)
             values.append(done[j])
-        params.append(tuple(values))
-    await conn.exec_driver_sql(sql, params)
+        params.append(values)
+    return params
 
 
 def _processed(proc: Any, value: Any) -> Any:
     """A value as SQLAlchemy binds it: None too goes through the processor (a JSON column stores it as 'null',
     as SQLAlchemy's own execute does)."""
     return proc(value) if proc is not None else value
+
+
+def _processed_unless_none(proc: Any, value: Any) -> Any:
+    """``insert_rows``' binding: None is stored as SQL NULL without its processor."""
+    return proc(value) if proc is not None and value is not None else value
 
 
 _STATEMENTS: dict[tuple[int, str], tuple[Any, str, tuple[str, ...], tuple[Any, ...], tuple[Any, ...]]] = {}

@@ -10,20 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests.integration.backtest.test_trial_watchdog import SETTINGS, SMA
 from tests.unit.backtest.test_engine_parity import generated
 from tradewind.backtest.worker import BacktestWorker, Candles, NotHeld, execute_stages, held
 from tradewind.config import Settings
-
-SETTINGS = {"cash": 10_000.0, "fee": 0.001, "maker_fee": None, "slippage": 0.0, "lookback": 500}
-SMA = """
-function decide(c, params)
-  local fast, slow = ta.sma(c.close, params.fast), ta.sma(c.close, 30)
-  local f, s = fast[#fast], slow[#slow]
-  if f ~= f or s ~= s then return "neutral" end
-  if f > s then return "long" end
-  return "short"
-end
-"""
 
 
 def without_duration(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -93,8 +93,8 @@ class Venue:
         await msg.respond(m.encode(m.OrderAck(client_order_id=req.client_order_id, status="canceled")))
 
 
-async def setup(settings, nc, sf, **venue):  # type: ignore[no-untyped-def]
-    v = Venue(nc, **venue)
+async def setup(settings, nc, sf, kind: type[Venue] | None = None, **venue):  # type: ignore[no-untyped-def]
+    v = (kind or Venue)(nc, **venue)
     await v.start()
     a = await make_assignment(sf)
     index = AssignmentIndex()
@@ -269,13 +269,7 @@ class FilledMeanwhile(Venue):
 async def test_a_signal_exit_whose_stop_filled_meanwhile_is_refused_and_the_stop_books_the_exit(
     settings, nc, sf
 ) -> None:  # type: ignore[no-untyped-def]
-    v = FilledMeanwhile(nc, {})
-    await v.start()
-    a = await make_assignment(sf)
-    index = AssignmentIndex()
-    await index.load(sf)
-    desk = TradeDesk(settings, nc, sf, index)
-    desk.orders.updates = await nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=desk.on_order_update)
+    v, a, desk, index = await setup(settings, nc, sf, FilledMeanwhile, filled={})
     st = index.by_id[a.id]
     await desk.handle(candle(60_000), [(st, ok(a.id, stop_loss=0.02))])
     await desk.drain()
@@ -310,13 +304,7 @@ async def test_a_signal_exit_whose_stop_filled_meanwhile_is_refused_and_the_stop
 async def test_a_moved_stop_whose_old_orders_filled_meanwhile_places_none_of_its_orders(
     settings, nc, sf
 ) -> None:  # type: ignore[no-untyped-def]
-    v = FilledMeanwhile(nc, {})
-    await v.start()
-    a = await make_assignment(sf)
-    index = AssignmentIndex()
-    await index.load(sf)
-    desk = TradeDesk(settings, nc, sf, index)
-    desk.orders.updates = await nc.subscribe(subjects.ORDER_UPDATES_ALL, cb=desk.on_order_update)
+    v, a, desk, index = await setup(settings, nc, sf, FilledMeanwhile, filled={})
     st = index.by_id[a.id]
     await desk.handle(candle(60_000), [(st, ok(a.id, stop_loss=0.02, take_profit=0.04, trailing_stop=0.01))])
     await desk.drain()

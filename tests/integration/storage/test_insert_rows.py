@@ -38,14 +38,20 @@ def intents(tag: str, trader_id: int, owner_id: int, n: int = 3) -> list[dict]: 
     ]
 
 
-async def test_rows_read_back_as_sqlalchemy_stored_them(sf) -> None:  # type: ignore[no-untyped-def]
+async def paper_account(sf, email: str) -> tuple[User, Trader]:  # type: ignore[no-untyped-def]
+    """A user with a paper account, stored."""
     async with sf() as s:
-        user = User(email="rows@example.com", password_hash="!")
+        user = User(email=email, password_hash="!")
         s.add(user)
         await s.flush()
         trader = Trader(owner_id=user.id, name="paper", exchange="sim", paper=True)
         s.add(trader)
         await s.commit()
+    return user, trader
+
+
+async def test_rows_read_back_as_sqlalchemy_stored_them(sf) -> None:  # type: ignore[no-untyped-def]
+    user, trader = await paper_account(sf, "rows@example.com")
     async with sf() as s:
         await s.execute(Order.__table__.insert(), intents("orm", trader.id, user.id))
         await insert_rows(s, Order.__table__, intents("fast", trader.id, user.id))
@@ -68,13 +74,7 @@ async def test_rows_read_back_as_sqlalchemy_stored_them(sf) -> None:  # type: ig
 
 
 async def test_a_duplicate_key_raises_integrity_error_and_stores_none_of_the_batch(sf) -> None:  # type: ignore[no-untyped-def]
-    async with sf() as s:
-        user = User(email="dup@example.com", password_hash="!")
-        s.add(user)
-        await s.flush()
-        trader = Trader(owner_id=user.id, name="paper", exchange="sim", paper=True)
-        s.add(trader)
-        await s.commit()
+    user, trader = await paper_account(sf, "dup@example.com")
     async with sf() as s:
         await insert_rows(s, Order.__table__, intents("a", trader.id, user.id, 1))
         await s.commit()
@@ -92,13 +92,7 @@ async def test_a_batch_wider_than_one_statement_is_stored_whole_or_not_at_all(sf
     import tradewind.storage.db as db
 
     monkeypatch.setattr(db, "SQLITE_ROWS_VARS", 2 * len(intents("x", 1, 1, 1)[0]) + 5)
-    async with sf() as s:
-        user = User(email="wide@example.com", password_hash="!")
-        s.add(user)
-        await s.flush()
-        trader = Trader(owner_id=user.id, name="paper", exchange="sim", paper=True)
-        s.add(trader)
-        await s.commit()
+    user, trader = await paper_account(sf, "wide@example.com")
     async with sf() as s:
         await insert_rows(s, Order.__table__, intents("w", trader.id, user.id, 7))
         await s.commit()
@@ -183,13 +177,8 @@ async def test_execute_rows_stores_what_sqlalchemys_executemany_stores(sf) -> No
 
     from tradewind.storage.db import execute_rows
 
+    user, trader = await paper_account(sf, "update@example.com")
     async with sf() as s:
-        user = User(email="update@example.com", password_hash="!")
-        s.add(user)
-        await s.flush()
-        trader = Trader(owner_id=user.id, name="paper", exchange="sim", paper=True)
-        s.add(trader)
-        await s.flush()
         await insert_rows(
             s, Order.__table__, intents("orm", trader.id, user.id) + intents("fast", trader.id, user.id)
         )
