@@ -407,17 +407,15 @@ class PaperEngine:
             previous = await self.find_many([spec.client_order_id for _, spec, _ in orders])
         # what became of the orders they cancel that are neither resting nor recent (usually none): of each
         # order's own account only, as everything an order may learn of others
+        gone: dict[int, list[str]] = {}  # account -> its named orders not in memory (one pass over the batch)
+        for t, spec, _ in orders:
+            for c in spec.cancels:
+                if self._known_for(t, c) is None:
+                    gone.setdefault(t, []).append(c)
         earlier: dict[tuple[int, str], OrderResult] = {}
-        for trader_id in {t for t, spec, _ in orders if spec.cancels}:
-            gone = [
-                c
-                for t, spec, _ in orders
-                if t == trader_id
-                for c in spec.cancels
-                if self._known_for(trader_id, c) is None
-            ]
-            for i in range(0, len(gone), 500):
-                found = await self._stored(gone[i : i + 500], trader_id)
+        for trader_id, cids in gone.items():
+            for i in range(0, len(cids), 500):
+                found = await self._stored(cids[i : i + 500], trader_id)
                 earlier.update(((trader_id, c), r) for c, r in found.items())
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         results: list[OrderResult] = []
