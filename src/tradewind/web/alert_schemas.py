@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, EmailStr, Field, field_validator
+from pydantic import BaseModel, EmailStr, Field, StrictBool, field_validator
 
 from tradewind.alerts.events import EVENTS
 from tradewind.web.schemas import Name, Page, Request
@@ -69,7 +69,7 @@ class ChannelIn(_Channel):
     kind: ChannelKind
     name: Name | None = None
     events: Events | None = Field(default=None, description="default: all")
-    enabled: bool = True
+    enabled: StrictBool = True
     url: Url | None = None
     bot_token: BotToken | None = None
     chat_id: ChatId | None = None
@@ -82,7 +82,7 @@ class ChannelPatch(_Channel):
     # Left out: None, which pydantic does not validate (a default); sent as null: refused by the type.
     name: Name = None  # type: ignore[assignment]
     events: Events = None  # type: ignore[assignment]
-    enabled: bool = None  # type: ignore[assignment]
+    enabled: StrictBool = None  # type: ignore[assignment]
     url: Url = None  # type: ignore[assignment]
     bot_token: BotToken = None  # type: ignore[assignment]
     chat_id: ChatId = None  # type: ignore[assignment]

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
     WithJsonSchema,
     field_validator,
 )
@@ -275,8 +276,8 @@ class VersionOut(BaseModel):
 class TraderIn(Request):
     name: Name
     exchange: str = Field(default="sim", min_length=1, max_length=32)
-    paper: bool = True
-    sandbox: bool = False
+    paper: StrictBool = True
+    sandbox: StrictBool = False
     api_key: str | None = Field(default=None, min_length=1, max_length=512)
     api_secret: str | None = Field(default=None, min_length=1, max_length=1024)
     max_order_notional: Amount | None = None
@@ -334,7 +335,7 @@ class AssignmentIn(Request):
     allocation: Amount = Decimal("1000")
     params: dict[str, ParamValue] = Field(default_factory=dict)
     lookback: int = Field(default=500, ge=10, le=5000)
-    enabled: bool = True
+    enabled: StrictBool = True
     trigger: Trigger = "candle"
     min_interval_ms: int = Field(default=1000, ge=MIN_INTERVAL_MS, le=MAX_INTERVAL_MS, strict=True)
     max_position: Amount | None = None
@@ -352,7 +353,7 @@ class AssignmentPatch(Request):
     allocation: Amount = None  # type: ignore[assignment]
     params: dict[str, ParamValue] = None  # type: ignore[assignment]
     lookback: int = Field(default=None, ge=10, le=5000)  # type: ignore[assignment]
-    enabled: bool = None  # type: ignore[assignment]
+    enabled: StrictBool = None  # type: ignore[assignment]
     trigger: Trigger = None  # type: ignore[assignment]
     min_interval_ms: int = Field(default=None, ge=MIN_INTERVAL_MS, le=MAX_INTERVAL_MS, strict=True)  # type: ignore[assignment]
     max_position: Amount | None = None  # null: no inventory limit but the cash

@@ -108,6 +108,10 @@ async def test_parameters_the_declaration_refuses_are_a_422_naming_the_parameter
     bt = {"strategy_id": s["id"], "market_id": market, "params": {"fast": "abc"}}
     assert error(await c.post("/api/backtests", json=bt))[:2] == (422, "params.fast")
     assert error(await c.post("/api/studies", json=bt))[:2] == (422, "params.fast")
+    # A switch is true or false, not a number that reads as one (the fuzz test's find: prune 0 was accepted)
+    ok = {"strategy_id": s["id"], "market_id": market}
+    assert error(await c.post("/api/studies", json={**ok, "prune": 0}))[:2] == (422, "prune")
+    assert error(await c.patch(f"/api/assignments/{a['id']}", json={"enabled": 1}))[:2] == (422, "enabled")
     r = await c.patch(f"/api/strategies/{s['id']}", json={"params": {"fast": 500}})
     assert error(r) == (422, "params.fast", "must be from 5 to 50, got 500")
 

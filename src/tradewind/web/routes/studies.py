@@ -9,7 +9,7 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator
 
 from tradewind.backtest import optimize as opt
 from tradewind.backtest.studies import stale
@@ -45,7 +45,7 @@ class StudyIn(SearchIn):
         default=None, description="default: tpe for one objective, nsga2 for several"
     )
     trials: int = Field(default=50, ge=1, le=MAX_STUDY_TRIALS, strict=True)
-    prune: bool = Field(
+    prune: StrictBool = Field(
         default=True, description="median pruning on a quarter and a half of the candles (one objective only)"
     )
 
