@@ -97,23 +97,24 @@ def market_candles(
 ) -> dict[str, Any]:
     """``--market``'s candles: from the history store when it holds the market (no database is opened),
     else from the database."""
-    from tradewind.marketdata import stored
-    from tradewind.marketdata.history import HistoryError, HistoryStore
+    from tradewind.marketdata.history import HistoryError, HistoryStore, NotStored, history_candles
 
     history = HistoryStore.of(settings)
     named = parse_market(market)
 
     async def from_db() -> dict[str, Any]:
+        from tradewind.marketdata import stored
+
         async with open_storage(settings) as sf:
             return await stored.market_candles(sf, history, await _market_id(sf, market), tf, start, end)
 
     try:
         if named is not None:
-            found = stored.history_candles(history, *named, tf, start, end)
+            found = history_candles(history, *named, tf, start, end)
             if found is not None:
                 return found
         return asyncio.run(from_db())
-    except stored.NotStored as exc:
+    except NotStored as exc:
         raise click.ClickException(f"{exc} {SEE_LIST}") from None
     except HistoryError as exc:
         raise click.ClickException(str(exc)) from None

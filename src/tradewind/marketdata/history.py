@@ -57,6 +57,10 @@ class HistoryError(ValueError):
     """The history store cannot be read or written; the message names the file and what to do."""
 
 
+class NotStored(LookupError):
+    """Neither store holds what was asked for; the message says what."""
+
+
 @dataclass
 class Written:
     """What a write did: new rows stored, rows whose time was stored already (``conflicts`` of them
@@ -312,6 +316,19 @@ def _as_arrays(rows: Sequence[Sequence[Any]] | Arrays) -> Arrays:
         "time": a[:, 0].astype(np.int64),
         **{c: np.ascontiguousarray(a[:, i + 1]) for i, c in enumerate(PRICES)},
     }
+
+
+def history_candles(
+    history: HistoryStore, exchange: str, symbol: str, tf: str, start: int | None, end: int | None
+) -> Arrays | None:
+    """The market's ``tf`` candles in [start, end) from the history store; None when it holds none of the
+    market, NotStored when it holds the market but no candle in the range. Raises HistoryError for a file
+    it cannot read. (Here, not with the database's reads in ``stored``: a backtest of a market the history
+    store holds imports no database library.)"""
+    found = history.read(exchange, symbol, tf, start, end)
+    if found is not None and not len(found["time"]):
+        raise NotStored(f"the history store holds no {tf} candles of {exchange}:{symbol} in that range")
+    return found
 
 
 def write_file(path: Path | str, a: Arrays) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from tradewind.marketdata.accept import Accepted, accept_rows
+from tradewind.marketdata.history import NotStored, history_candles
 from tradewind.storage import candles as store
 from tradewind.storage.models import Market
 
@@ -22,10 +23,6 @@ if TYPE_CHECKING:
     from tradewind.storage.db import SessionFactory
 
 Arrays = dict[str, "np.ndarray[Any, Any]"]
-
-
-class NotStored(LookupError):
-    """Neither store holds what was asked for; the message says what."""
 
 
 async def store_rows(
@@ -52,18 +49,6 @@ async def market_id(sf: SessionFactory, exchange: str, symbol: str) -> int | Non
     async with sf() as s:
         q = select(Market.id).where(Market.exchange == exchange, Market.symbol == symbol)
         return (await s.execute(q)).scalar_one_or_none()
-
-
-def history_candles(
-    history: HistoryStore, exchange: str, symbol: str, tf: str, start: int | None, end: int | None
-) -> Arrays | None:
-    """The market's ``tf`` candles in [start, end) from the history store; None when it holds none of the
-    market, NotStored when it holds the market but no candle in the range. Raises HistoryError for a file
-    it cannot read."""
-    found = history.read(exchange, symbol, tf, start, end)
-    if found is not None and not len(found["time"]):
-        raise NotStored(f"the history store holds no {tf} candles of {exchange}:{symbol} in that range")
-    return found
 
 
 async def market_candles(
