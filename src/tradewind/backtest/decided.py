@@ -10,7 +10,11 @@ the order in which the work is done changes.
 
 from __future__ import annotations
 
+import os
+import pickle
 import queue
+import select
+import signal
 import threading
 from bisect import bisect_left
 from collections.abc import Callable
@@ -18,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from tradewind.sandbox.runtime import Plots, StrategyError, StrategyRuntime
+from tradewind.sandbox.runtime import Plots, StrategyError, StrategyRuntime, Unverified
 
 LONG, SHORT, NEUTRAL = ord("l"), ord("s"), ord("n")
 Extras = dict[
     int, tuple[Any, ...]
 ]  # candle index -> (size, stop_loss, take_profit, trailing_stop, limit, expire)
 STREAM_CHUNK = 8192  # candles decided per call into Lua when deciding alongside the fill
+STALL_S = 3.0  # a forked strategy without the hook that gives no sign of life for this long is killed
 
 
 class Decided:
@@ -77,14 +82,17 @@ class Decided:
         self.add(*got)
         return True
 
-    def next_of(self, arr: list[int], i: int) -> int:
-        """The first candle of ``arr`` (longs, shorts or marks) at or after i; ``n`` when there is none."""
+    def next_of(self, arr: list[int], i: int, before: int | None = None) -> int:
+        """The first candle of ``arr`` (longs, shorts or marks) at or after i; ``n`` when there is none. With
+        ``before``, that one when there is none before it: no more decisions are waited for than those up to
+        it (the fill then goes on while the strategy decides the rest)."""
+        stop = self.n if before is None else before
         while True:
             k = bisect_left(arr, i)
-            if k < len(arr):
+            if k < len(arr) and arr[k] < stop:
                 return arr[k]
-            if not self.more():
-                return self.n
+            if self.known >= stop or not self.more():
+                return stop
 
 
 class Failed(Exception):
@@ -168,3 +176,132 @@ class Stream:
         if kind == "error":
             raise Failed(a, *b)
         raise a
+
+
+class Forked:
+    """``rt.decide_series`` over the run without the count hook (``Limits.hooked`` False), in a forked child,
+    chunk by chunk, handed to a ``Decided`` as the fill in this process needs them: ``Stream``'s interface.
+
+    Why a child process and not a thread: the proof that lets the hook go (sandbox.lua's ``runner``) reads
+    the process's CPU clock, which in a child is the strategy's alone while this process fills beside it;
+    and a strategy stuck inside one candle, which nothing in Lua stops without the hook, is killed with its
+    child. ``take`` raises ``Unverified`` when the child could not prove its candles within the limits, met
+    any error (the hooked run tells it exactly), gave no sign of life for ``stall_s`` (the runner beats at
+    most every 50 ms of its CPU time) or died: the caller then runs the strategy hooked. POSIX only."""
+
+    def __init__(
+        self,
+        rt: StrategyRuntime,
+        arrays: dict[str, np.ndarray],
+        lookback: int,
+        progress: Callable[[int, int], None] | None = None,
+        plots: Plots | None = None,
+        stall_s: float | None = None,
+    ) -> None:
+        self.rt, self.arrays, self.lookback, self.progress, self.plots = rt, arrays, lookback, progress, plots
+        self.stall_s = STALL_S if stall_s is None else stall_s
+        self.n = len(arrays["time"])
+        self.done = 0
+        self.pid = 0
+        self._fd = -1
+        self._buf = b""
+
+    def __enter__(self) -> Forked:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - in the child, which never returns
+            os.close(r)
+            self._child(w)
+        os.close(w)
+        self.pid, self._fd = pid, r
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # (done, or not wanted any more: no harm either way)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _child(self, w: int) -> None:  # pragma: no cover - in the child
+        def send(kind: bytes, body: bytes = b"") -> None:
+            os.write(w, kind + len(body).to_bytes(4, "little") + body)
+
+        status = 1
+        try:
+            _die_with_parent()
+            self.rt.state.on_beat = lambda: send(b"b")
+            for start in range(0, self.n, STREAM_CHUNK):
+                parts: list[str] = []
+                extras: Extras = {}
+                try:
+                    self.rt.decide_series(
+                        self.arrays,
+                        self.lookback,
+                        start,
+                        min(self.n, start + STREAM_CHUNK),
+                        parts,
+                        extras,
+                        self.plots,
+                    )
+                except (Unverified, StrategyError):
+                    send(b"u")
+                    return
+                send(b"c", pickle.dumps(("".join(parts).encode(), extras), pickle.HIGHEST_PROTOCOL))
+            send(
+                b"e", pickle.dumps(None if self.plots is None else self.plots.values, pickle.HIGHEST_PROTOCOL)
+            )
+            status = 0
+        finally:
+            os._exit(status)  # nothing of the parent's (buffers, atexit, the caller's frames) runs here
+
+    def _read(self, size: int) -> bytes:
+        while len(self._buf) < size:
+            ready, _, _ = select.select([self._fd], [], [], self.stall_s)
+            if not ready:
+                raise Unverified(f"no sign of life for {self.stall_s:g} s without the hook")
+            got = os.read(self._fd, 1 << 20)
+            if not got:
+                raise Unverified("the strategy's process ended without its decisions")
+            self._buf += got
+        out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+    def take(self) -> tuple[np.ndarray, Extras] | None:
+        """The next chunk's letters and extras, None after the last; raises ``Unverified`` (see the class)."""
+        while True:
+            head = self._read(5)
+            kind, body = head[:1], self._read(int.from_bytes(head[1:], "little"))
+            if kind == b"c":
+                letters, extras = pickle.loads(body)
+                a = np.frombuffer(letters, dtype=np.uint8)
+                self.done += len(a)
+                if self.progress is not None:
+                    self.progress(self.done, self.n)
+                return a, extras
+            if kind == b"e":
+                if self.plots is not None:
+                    self.plots.values = pickle.loads(body)
+                return None
+            if kind == b"u":
+                raise Unverified("not proved within the limits without the hook")
+            # b"b": a beat
+
+
+def _die_with_parent() -> None:  # pragma: no cover - in the child
+    """Linux: the child is killed when its parent dies (a stuck strategy must not outlive a killed worker);
+    ends it at once if the parent is gone already."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pipe's end still stops it at its next chunk
+        pass
+    if os.getppid() != parent:
+        os._exit(1)

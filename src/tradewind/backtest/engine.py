@@ -10,14 +10,17 @@ decisions as it needs it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from tradewind.backtest.decided import LONG, SHORT, Decided, Extras, Failed, Stream
+from tradewind.backtest.decided import LONG, SHORT, Decided, Extras, Failed, Forked, Stream
 from tradewind.backtest.metrics import (
     average_duration_s,
     buy_and_hold,
@@ -27,11 +30,12 @@ from tradewind.backtest.metrics import (
     sortino,
     win_rate,
 )
-from tradewind.sandbox.runtime import Limits, Plots, StrategyError, StrategyRuntime
+from tradewind.sandbox.runtime import Limits, Plots, StrategyError, StrategyRuntime, Unverified
 from tradewind.sandbox.ta import ArrayStore
 from tradewind.trading import model
 from tradewind.trading.trips import RoundTrip, Trips
 
+log = logging.getLogger(__name__)
 DEFAULT_LIMITS = Limits(time_ms=5000)
 STREAM_FROM = 20_000  # candles from which the strategy decides in a thread alongside the fill
 PLOT_CANDLES = 5000  # the last candles of a run whose plot series a report keeps (the most its chart shows)
@@ -202,20 +206,66 @@ def run(
     limits: Limits | None = None,
     progress: Callable[[int, int], None] | None = None,
     plot_candles: int = 0,
+    unhooked_first: bool = False,
 ) -> Result:
     """Run ``code`` over the candles (arrays time, open, high, low, close, volume; oldest first).
 
     A strategy error stops the run: the result holds the message, the candle's time, and the trades
     and equity up to that candle. With ``plot_candles``, the strategy's plot series of the last that many
-    candles are kept (``Result.plot_series``; sweeps and optimisations keep none)."""
+    candles are kept (``Result.plot_series``; sweeps and optimisations keep none).
+
+    ``limits.hooked`` False: the strategy runs without Lua's count hook, and the run raises ``Unverified``
+    where it could not be proved to be the hooked run (a long run decides in a forked child, ``Forked``, which
+    is killed when stuck; a short one in this thread, stopped by nothing: the caller's watchdog must).
+    ``unhooked_first``: a long run (``STREAM_FROM`` candles) is tried that way first, and hooked when it
+    raises ``Unverified``: the hooked run's result in every case, at about two thirds of its time when the
+    proof holds. POSIX only (fork): elsewhere it runs hooked."""
+    go = partial(
+        _run,
+        code,
+        arrays,
+        params=params,
+        cash=cash,
+        fee=fee,
+        slippage=slippage,
+        lookback=lookback,
+        name=name,
+        maker_fee=maker_fee,
+        trade_from=trade_from,
+        progress=progress,
+        plot_candles=plot_candles,
+    )
+    limits = limits or DEFAULT_LIMITS
+    if unhooked_first and limits.hooked and len(arrays["time"]) >= STREAM_FROM and hasattr(os, "fork"):
+        try:
+            return go(limits=replace(limits, hooked=False))
+        except Unverified as exc:
+            log.debug("backtest: %s; running it hooked", exc)
+    return go(limits=limits)
+
+
+def _run(
+    code: str,
+    arrays: dict[str, np.ndarray],
+    *,
+    params: dict[str, Any] | None,
+    cash: float,
+    fee: float,
+    slippage: float,
+    lookback: int,
+    name: str,
+    maker_fee: float | None,
+    trade_from: int | None,
+    limits: Limits,
+    progress: Callable[[int, int], None] | None,
+    plot_candles: int,
+) -> Result:
     started = time.perf_counter()
     times = arrays["time"]
     n = len(times)
     bar_minutes = _bar_minutes(times)
     try:
-        rt = StrategyRuntime(
-            code, name=name, params=params or {}, limits=limits or DEFAULT_LIMITS, indicators=ArrayStore()
-        )
+        rt = StrategyRuntime(code, name=name, params=params or {}, limits=limits, indicators=ArrayStore())
     except StrategyError as exc:
         return _not_loaded(exc, times, cash, started, bar_minutes)
     # decisions before trade_from (epoch ms) are not traded: they only warm the strategy up
@@ -227,7 +277,8 @@ def run(
     try:
         if n >= STREAM_FROM:
             try:
-                with Stream(rt, arrays, lookback, progress, plots) as stream:
+                decider = Stream if limits.hooked else Forked
+                with decider(rt, arrays, lookback, progress, plots) as stream:
                     decided.source = stream.take
                     trades, equity = _fill(decided, arrays, n, cash, fee, slippage, maker_fee, tf)
                     while decided.more():  # (the fill may end before the last decision: it cannot act)
@@ -649,13 +700,18 @@ class Filling:
             holding = qty > 0
             if guard is None and resting is None:
                 # nothing rests: jump to the next decision that can act (an entry, or an exit or new exits)
-                nxt = next_buy(i) if not holding else min(next_of(shorts, i), next_of(marks, i))
+                if holding:
+                    nxt = next_of(shorts, i)
+                    nxt = next_of(marks, i, nxt)  # (the first of the two: a mark only matters before nxt)
+                else:
+                    nxt = next_buy(i)
                 if nxt >= n - 1:
                     break  # (i stays: the candles up to n - 1 change nothing, a longer run jumps from here)
                 i = nxt
             else:
                 # decisions before k do nothing; the candles up to k may fill or trigger something
-                k = min(next_of(shorts, i), next_of(marks, i), n - 1)
+                k = next_of(shorts, i, n - 1)
+                k = next_of(marks, i, k)
                 j = (
                     _first_touch(i + 1, k + 1, guard, resting, highs, lows, closes, times, tf_ms)
                     if k > i

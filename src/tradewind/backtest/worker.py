@@ -50,6 +50,7 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import unsubscribe_all
 from tradewind.config import Settings
+from tradewind.sandbox.runtime import Unverified
 from tradewind.storage import candles as store
 from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import Backtest, Strategy, StrategyVersion, Study, WalkForwardRun
@@ -128,6 +129,7 @@ def execute(
         lookback=lookback,
         name=name,
         plot_candles=engine.PLOT_CANDLES if detail else 0,
+        unhooked_first=True,  # (a forked child of this one; killed when stuck)
     )
     out: dict[str, Any] = {"summary": result.metrics(trades=detail)}
     if detail:
@@ -358,6 +360,7 @@ class BacktestWorker:
         # ends for this long, and then run again hooked (see _trial); None: always hooked
         self.stall_s = stall_s
         self.stalled = 0  # trials run again hooked after a stall
+        self.unverified = 0  # trials run again hooked because the run without the hook was not proved
         self._pool: ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(self.processes)
         self._subs: list[Any] = []
@@ -458,8 +461,9 @@ class BacktestWorker:
 
     async def _trial(self, call: partial[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """An optimisation trial (``execute_stages``): without the count hook under the stall watchdog, and run
-        again hooked (with the limits a backtest has) when it stalled: an endless loop, or a candle slower
-        than the watchdog allows, gets the hooked run's result and error."""
+        again hooked (with the limits a backtest has) when it stalled or was not proved to be the hooked run
+        (``Unverified``): an endless loop, a candle past the instruction limit, or any error, gets the hooked
+        run's result and error."""
         if self.stall_s:
             import tempfile
 
@@ -474,6 +478,8 @@ class BacktestWorker:
                     "backtest: a trial stalled for %s s without the hook; running it again hooked",
                     self.stall_s,
                 )
+            except Unverified:  # (a candle not proved within the limits, or an error: the hooked run tells)
+                self.unverified += 1
             finally:
                 _remove(beat)
         return await self._execute(call)

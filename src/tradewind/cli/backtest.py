@@ -132,7 +132,13 @@ def backtest(
     n = len(arrays["time"])
     result = with_progress(
         lambda progress: engine.run(
-            code, arrays, params=run.fixed(), name=run.name, progress=progress, **run.costs()
+            code,
+            arrays,
+            params=run.fixed(),
+            name=run.name,
+            progress=progress,
+            unhooked_first=True,  # (the process ends after the run)
+            **run.costs(),
         ),
         "backtest",
         n,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -95,6 +95,12 @@ class StrategyError(Exception):
         return f"{prefix}: {self.reason}"
 
 
+class Unverified(Exception):
+    """A run without the count hook (``Limits.hooked`` False) that could not be proved to be the hooked run:
+    a batch of candles too slow for the proof, or any error (see sandbox.lua's ``runner``). The caller runs
+    it again hooked, whose result is the run's."""
+
+
 @dataclass(frozen=True)
 class Limits:
     instructions: int = 10_000_000
@@ -102,9 +108,11 @@ class Limits:
     time_ms: int = 1000
     log_lines: int = 50
     log_bytes: int = 4096
-    # False: no count hook, so neither the instruction limit (beyond what the library wrappers charge) nor
-    # the time limit is enforced inside Lua; only for a process its parent kills on a wall-clock deadline
-    # (a backtest worker's optimisation trials). Live evaluation always runs hooked.
+    # False: no count hook. A backtest's decisions (``decide_series``) then run at about two thirds of the
+    # cost and end in ``Unverified`` unless they are proved to be the hooked run's (the runner's proof, on the
+    # process's CPU clock: no other thread of the process may be busy meanwhile); a strategy stuck in a loop
+    # inside one candle is stopped by nothing in Lua: only in a process its parent kills when it gives no
+    # sign of life (``LuaState.on_beat``). Live evaluation always runs hooked.
     hooked: bool = True
 
     @classmethod
@@ -238,6 +246,9 @@ class LuaState:
         self._uncharged = 0  # host work not yet charged to the instruction budget (at most CHARGE_BATCH)
         self._block_shift = _ta.SERIES_BLOCK_SHIFT
         self.broken = False
+        self.on_beat: Callable[[], None] | None = (
+            None  # told when a hook-free backtest runner says it is alive
+        )
         self._cap = self.limits.memory_mb * 1024 * 1024
         self.rt: Any = lua.LuaRuntime(
             register_eval=False,
@@ -263,6 +274,7 @@ class LuaState:
             self.rt.table_from(NAMES),
             self.rt.table_from({n: True for n in MULTI}),
             self._block_shift,
+            self._beat,
         )
         self._charge = self.boot["charge"]  # host work (ta computations) counted against the budget
         # Lua table lookups from Python cost microseconds: take the functions out once.
@@ -306,6 +318,10 @@ class LuaState:
         if entry is None:
             raise RuntimeError(GONE)
         return entry
+
+    def _beat(self) -> None:
+        if self.on_beat is not None:
+            self.on_beat()
 
     def _data(self, array_id: int, block: int | None = None) -> bytes | bool:
         """An array's bytes (False when too long), or with ``block`` those of one block of a backtest's
@@ -758,7 +774,10 @@ class StrategyRuntime:
         """Positions for candles start..stop-1 (0-based) of a whole history, each decided on the window
         of at most ``lookback`` candles ending there: a backtest, with the loop inside Lua. One letter
         per candle: ``l`` long, ``s`` short, ``n`` neutral. Raises StrategyError at the failing candle;
-        the letters decided before it are in ``out`` (appended as they come).
+        the letters decided before it are in ``out`` (appended as they come). Without the hook
+        (``Limits.hooked`` False) raises ``Unverified`` where the runner could not prove the candles within
+        the limits and at any error in Lua; a return value it hands over to be judged here comes after
+        candles proved, so its error is the hooked run's.
 
         With ``extras``, each candle whose decision is a table with a size other than 1, an exit or a
         limit gets ``extras[i] = (size, stop_loss, take_profit, trailing_stop, limit, expire)`` (i the
@@ -788,6 +807,8 @@ class StrategyRuntime:
                     self._decide, c, views, self.params, first, stop, lookback, extras is not None, plot_from
                 )
             except lua.LuaMemoryError:
+                if not self.state.limits.hooked:
+                    raise Unverified("out of memory without the hook") from None
                 raise self._out_of_memory(None) from None
             parts.append(letters)
             if got is not False and extras is not None:  # (got is False unless extras are asked for)
@@ -797,6 +818,8 @@ class StrategyRuntime:
             if ok:
                 break
             self._candle_time = int(times[done - 1])
+            if rest[0] == "unsure":
+                raise Unverified(f"candle {done}: not proved within the limits without the hook")
             if rest[0] == "error":
                 raise self._error(rest[1])
             # a return value Lua did not accept at once: judged here, with live's messages

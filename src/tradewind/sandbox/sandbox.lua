@@ -2,7 +2,7 @@
 -- It builds strategies' environments from safe functions only (one per assignment the state holds:
 -- `new_env`), installs the instruction and time hook on every coroutine a strategy can run in, and
 -- returns the functions the host calls.
-local host_get, host_data, host_ta, host_array, host_print, limit, step, time_limit, ta_names, ta_multi, block_shift = ...
+local host_get, host_data, host_ta, host_array, host_print, limit, step, time_limit, ta_names, ta_multi, block_shift, host_beat = ...
 
 local debug_sethook, debug_getmetatable, os_clock, co_create, co_resume, co_status = debug.sethook, debug.getmetatable, os.clock, coroutine.create, coroutine.resume, coroutine.status
 local string_rep, table_concat, setmetatable_, getmetatable_ = string.rep, table.concat, setmetatable, getmetatable
@@ -17,6 +17,23 @@ local MAX_PRINT = 4096           -- print: what one call hands the host (the log
 
 local used, deadline, exhausted = 0, 0, false
 local LIMIT_MARK = "\0tw-limit:"
+
+-- Without the hook, the backtest runner's proof (see `runner`): T_MIN; the host is told the runner is alive
+-- at most every beat_s (CPU seconds), last at `beat`; the batch's start (t0), what its C calls charged
+-- (spent), and the CPU time the host's functions took (host), which ran no Lua instruction.
+local proof = {T_MIN = 1e-10, beat_s = 0.05, beat = 0, t0 = 0, spent = 0, host = 0, gc = collectgarbage}
+if step == 0 then
+  do
+    local function after(t, ...)
+      proof.host = proof.host + (os.clock() - t)
+      return ...
+    end
+    local function timed(f)
+      return function(...) return after(os.clock(), f(...)) end
+    end
+    host_get, host_data, host_ta, host_array = timed(host_get), timed(host_data), timed(host_ta), timed(host_array)
+  end
+end
 
 local function every_instruction()
   error_(LIMIT_MARK .. (exhausted or "instructions"), 2)
@@ -110,7 +127,11 @@ local function load_block(b, id, p, off, n)
   local key = fmt .. m
   local f = block_formats[key]
   if not f then f = fmt .. string_rep(fmt:sub(2), m - 1) block_formats[key] = f end
+  local t = step == 0 and os_clock()
   local values = {string_unpack(f, bytes)}
+  if t then  -- C work (the hook-free proof's host time), and the four instructions it took, charged
+    proof.host, proof.spent = proof.host + (os_clock() - t), proof.spent + 4
+  end
   values[m + 1] = nil  -- string.unpack's last result is the next position
   b[k] = values
   return values
@@ -1213,117 +1234,171 @@ end
 -- plots, extras, positions, "error", message; or the candle, false, names, plots, extras, positions,
 -- "value", position, size, note, stop_loss, take_profit, trailing_stop, limit, expire, is_table and the
 -- plot as plot_out gives it (when the table has one), when the host must judge a return value.
-local CODE = {long = "l", short = "s", neutral = "n"}
-local VALUE, DONE = {}, {}  -- the runner's own yields: no strategy can make these tables
-local HUGE = math.huge
-local cur  -- the candle the runner is on
-local function runner(f, c, params, views, first, last, lookback, buf, ext, rec, plot_from)
-  local ne, nr = 0, 0
-  for i = first, last do
-    cur = i
-    local off = i - lookback
-    if off < 0 then off = 0 end
-    win_off, win_len = off, i - off  -- what every candle view shows
-    used, deadline = 0, nil
-    local r = f(c, params)
-    if exhausted then error_(LIMIT_MARK .. exhausted) end
-    local code = CODE[r]  -- only the three strings are keys of CODE
-    if code == nil then
-      -- a table, read raw, its values checked as the host would; anything else, or a value out of
-      -- range, goes to the host to be judged (with its messages)
-      if type_(r) == "table" then
-        local p, s, nt, sl, tp, ts, lm, ex, pl
-        if debug_getmetatable(r) == nil then  -- no metatable: plain reads are raw, and cost no call
-          p, s, nt, sl, tp, ts, lm, ex, pl = r.position, r.size, r.note, r.stop_loss, r.take_profit,
-            r.trailing_stop, r.limit, r.expire, r.plot
-        else
-          p, s, nt = rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note")
-          sl, tp, ts = rawget_(r, "stop_loss"), rawget_(r, "take_profit"), rawget_(r, "trailing_stop")
-          lm, ex, pl = rawget_(r, "limit"), rawget_(r, "expire"), rawget_(r, "plot")
+--
+-- Without the hook (step 0) the runner proves instead that no candle can have gone past the limits the hook
+-- enforces, so that the run is the hooked run, at about half its cost. It reads the CPU clock after each
+-- batch of candles: every Lua instruction takes at least T_MIN of it, so a batch whose CPU time over T_MIN,
+-- plus what the batch's C calls charged, stays within the instruction limit held no candle past it (nor past
+-- the time limit, checked too). A batch that cannot be proved so, and any error, ends the run UNSURE: the
+-- host then runs it again hooked, whose result is the run's (see StrategyRuntime.decide_series). The clock
+-- is process time, so another thread's work only makes the proof stricter (the host runs it in a process of
+-- its own: backtest/decided.py's Forked). Batches are sized to an eighth of the budget by the batch before;
+-- a strategy whose single candle takes more than the budget is always run hooked.
+-- T_MIN is a tenth of a nanosecond: the cheapest instruction measured on the project's machine took 1.3 ns
+-- (an ADD in a numeric for loop), and no interpreter's dispatch takes less than a cycle.
+local series  -- defined in the block below, with the runner's own locals (a function holds at most 200)
+do
+  local CODE = {long = "l", short = "s", neutral = "n"}
+  local VALUE, DONE, UNSURE = {}, {}, {}  -- the runner's own yields and result: no strategy can make these tables
+  local HUGE = math.huge
+  local cur  -- the candle the runner is on
+  -- Whether the hook-free batch that began at proof.t0 is proved within the limits (at `now`).
+  local function proved(now)
+    local e = now - proof.t0 - proof.host
+    return e / proof.T_MIN + proof.spent <= limit and e <= time_limit
+  end
+  local function runner(f, c, params, views, first, last, lookback, buf, ext, rec, plot_from)
+    local ne, nr = 0, 0
+    local free = step == 0
+    local size, upto = 1, first  -- the hook-free batch: how many candles, the last one
+    local gc, kb = proof.gc, 0
+    if free then
+      -- the collector runs between batches, not inside one: its work is C work, as the host's (and the hooked
+      -- run does not count it either: Lua runs finalizers with hooks off), so it is timed out of the proof;
+      -- each step does what the allocations of the batch before it would have made it do
+      gc("stop")
+      kb = gc("count")
+      proof.t0, proof.spent, proof.host = os_clock(), 0, 0
+    end
+    for i = first, last do
+      cur = i
+      local off = i - lookback
+      if off < 0 then off = 0 end
+      win_off, win_len = off, i - off  -- what every candle view shows
+      used, deadline = 0, nil
+      local r = f(c, params)
+      if exhausted then error_(LIMIT_MARK .. exhausted) end
+      if free then
+        proof.spent = proof.spent + used
+        if i >= upto then
+          local now = os_clock()
+          if not proved(now) then return UNSURE end
+          local took, eighth = now - proof.t0 - proof.host, limit * proof.T_MIN / 8
+          if took * 2 <= eighth then size = size * 2
+          elseif took > eighth then size = (size + 1) // 2 end
+          if now - proof.beat > proof.beat_s then proof.beat = now host_beat() end
+          local grew = gc("count") - kb
+          if grew > 0 then gc("step", grew // 1 + 1) end
+          kb = gc("count")
+          proof.t0, proof.spent, proof.host, upto = os_clock(), 0, 0, i + size
         end
-        code = type_(p) == "string" and CODE[p] or nil
-        local nty = type_(nt)
-        if code == nil or not (s == nil or (type_(s) == "number" and s >= 0 and s <= 1))
-           or not (nt == nil or nty == "string" or nty == "number")
-           or not (sl == nil or (type_(sl) == "number" and sl > 0 and sl < 1))
-           or not (tp == nil or (type_(tp) == "number" and tp > 0 and tp <= 100))
-           or not (ts == nil or (type_(ts) == "number" and ts > 0 and ts < 1))
-           or not (lm == nil or (type_(lm) == "number" and lm > 0 and lm < HUGE))
-           or not (ex == nil or (lm ~= nil and type_(ex) == "number" and ex >= 1 and ex <= 10000 and ex % 1 == 0))
-           or not (pl == nil or plot_good(pl)) then
-          if pl ~= nil then coroutine.yield(VALUE, p, s, nt, sl, tp, ts, lm, ex, true, plot_out(pl)) end
-          coroutine.yield(VALUE, p, s, nt, sl, tp, ts, lm, ex, true)
-        end
-        if ext and ((s ~= nil and s ~= 1) or sl ~= nil or tp ~= nil or ts ~= nil or lm ~= nil) then
-          ext[ne + 1] = i
-          ext[ne + 2] = s ~= nil and s ~= 1 and s or NAN
-          ext[ne + 3] = sl or NAN
-          ext[ne + 4] = tp or NAN
-          ext[ne + 5] = ts or NAN
-          ext[ne + 6] = lm or NAN
-          ext[ne + 7] = ex or NAN
-          ne = ne + 7
-        end
-        if pl ~= nil and rec and i >= plot_from then
-          local k, v = next_(pl)
-          while k ~= nil do
-            local col = plot_cols[k]
-            if col == nil and plot_count < PLOT_MAX then
-              plot_count = plot_count + 1
-              col = plot_count
-              plot_cols[k], plot_names[col] = col, k
-            end
-            if col ~= nil and v == v then
-              rec[nr + 1], rec[nr + 2], rec[nr + 3] = i, col, v
-              nr = nr + 3
-            end
-            k, v = next_(pl, k)
-          end
-        end
-      else
-        coroutine.yield(VALUE, r, nil, nil, nil, nil, nil, nil, nil, false)
       end
+      local code = CODE[r]  -- only the three strings are keys of CODE
+      if code == nil then
+        -- a table, read raw, its values checked as the host would; anything else, or a value out of
+        -- range, goes to the host to be judged (with its messages)
+        if type_(r) == "table" then
+          local p, s, nt, sl, tp, ts, lm, ex, pl
+          if debug_getmetatable(r) == nil then  -- no metatable: plain reads are raw, and cost no call
+            p, s, nt, sl, tp, ts, lm, ex, pl = r.position, r.size, r.note, r.stop_loss, r.take_profit,
+              r.trailing_stop, r.limit, r.expire, r.plot
+          else
+            p, s, nt = rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note")
+            sl, tp, ts = rawget_(r, "stop_loss"), rawget_(r, "take_profit"), rawget_(r, "trailing_stop")
+            lm, ex, pl = rawget_(r, "limit"), rawget_(r, "expire"), rawget_(r, "plot")
+          end
+          code = type_(p) == "string" and CODE[p] or nil
+          local nty = type_(nt)
+          if code == nil or not (s == nil or (type_(s) == "number" and s >= 0 and s <= 1))
+             or not (nt == nil or nty == "string" or nty == "number")
+             or not (sl == nil or (type_(sl) == "number" and sl > 0 and sl < 1))
+             or not (tp == nil or (type_(tp) == "number" and tp > 0 and tp <= 100))
+             or not (ts == nil or (type_(ts) == "number" and ts > 0 and ts < 1))
+             or not (lm == nil or (type_(lm) == "number" and lm > 0 and lm < HUGE))
+             or not (ex == nil or (lm ~= nil and type_(ex) == "number" and ex >= 1 and ex <= 10000 and ex % 1 == 0))
+             or not (pl == nil or plot_good(pl)) then
+            if free and not proved(os_clock()) then return UNSURE end
+            if pl ~= nil then coroutine.yield(VALUE, p, s, nt, sl, tp, ts, lm, ex, true, plot_out(pl)) end
+            coroutine.yield(VALUE, p, s, nt, sl, tp, ts, lm, ex, true)
+          end
+          if ext and ((s ~= nil and s ~= 1) or sl ~= nil or tp ~= nil or ts ~= nil or lm ~= nil) then
+            ext[ne + 1] = i
+            ext[ne + 2] = s ~= nil and s ~= 1 and s or NAN
+            ext[ne + 3] = sl or NAN
+            ext[ne + 4] = tp or NAN
+            ext[ne + 5] = ts or NAN
+            ext[ne + 6] = lm or NAN
+            ext[ne + 7] = ex or NAN
+            ne = ne + 7
+          end
+          if pl ~= nil and rec and i >= plot_from then
+            local k, v = next_(pl)
+            while k ~= nil do
+              local col = plot_cols[k]
+              if col == nil and plot_count < PLOT_MAX then
+                plot_count = plot_count + 1
+                col = plot_count
+                plot_cols[k], plot_names[col] = col, k
+              end
+              if col ~= nil and v == v then
+                rec[nr + 1], rec[nr + 2], rec[nr + 3] = i, col, v
+                nr = nr + 3
+              end
+              k, v = next_(pl, k)
+            end
+          end
+        else
+          if free and not proved(os_clock()) then return UNSURE end
+          coroutine.yield(VALUE, r, nil, nil, nil, nil, nil, nil, nil, false)
+        end
+      end
+      buf[i - first + 1] = code
     end
-    buf[i - first + 1] = code
+    return DONE
   end
-  return DONE
-end
--- The value a decide yielded itself (live: its coroutine's yield ends the evaluation with it), as the
--- runner's VALUE hands it over.
-local function yielded(r)
-  if type_(r) == "table" then
-    local pl = rawget_(r, "plot")
-    if pl ~= nil then
+  -- The value a decide yielded itself (live: its coroutine's yield ends the evaluation with it), as the
+  -- runner's VALUE hands it over.
+  local function yielded(r)
+    if type_(r) == "table" then
+      local pl = rawget_(r, "plot")
+      if pl ~= nil then
+        return "value", rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note"), rawget_(r, "stop_loss"),
+          rawget_(r, "take_profit"), rawget_(r, "trailing_stop"), rawget_(r, "limit"), rawget_(r, "expire"), true,
+          plot_out(pl)
+      end
       return "value", rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note"), rawget_(r, "stop_loss"),
-        rawget_(r, "take_profit"), rawget_(r, "trailing_stop"), rawget_(r, "limit"), rawget_(r, "expire"), true,
-        plot_out(pl)
+        rawget_(r, "take_profit"), rawget_(r, "trailing_stop"), rawget_(r, "limit"), rawget_(r, "expire"), true
     end
-    return "value", rawget_(r, "position"), rawget_(r, "size"), rawget_(r, "note"), rawget_(r, "stop_loss"),
-      rawget_(r, "take_profit"), rawget_(r, "trailing_stop"), rawget_(r, "limit"), rawget_(r, "expire"), true
+    return "value", r, nil, nil, nil, nil, nil, nil, nil, false
   end
-  return "value", r, nil, nil, nil, nil, nil, nil, nil, false
-end
-local function series_end(co, last, buf, ext, rec, ok, what, ...)
-  local extras = ext and ext[1] ~= nil and ext or false
-  local plots = rec and rec[1] ~= nil and rec or false
-  local names = plot_count > 0 and table_concat(plot_names, ",") or false
-  local letters = table_concat(buf)
-  if exhausted then return cur, false, names, plots, extras, letters, "error", LIMIT_MARK .. exhausted end
-  if not ok then return cur, false, names, plots, extras, letters, "error", error_text(co, what) end
-  if what == DONE and co_status(co) == "dead" then return last, true, names, plots, extras, letters end
-  if what == VALUE and co_status(co) == "suspended" then
-    return cur, false, names, plots, extras, letters, "value", ...
+  local function series_end(co, last, buf, ext, rec, ok, what, ...)
+    local extras = ext and ext[1] ~= nil and ext or false
+    local plots = rec and rec[1] ~= nil and rec or false
+    local names = plot_count > 0 and table_concat(plot_names, ",") or false
+    local letters = table_concat(buf)
+    if step == 0 then proof.gc("restart") end
+  if step == 0 and not (ok and (what == DONE or what == VALUE)) then
+      -- hook-free: an error, a limit or decide's own yield may differ from the hooked run's (a candle of the
+      -- unproved batch may have gone past a limit first); an unproved batch ends the run (see runner)
+      return cur, false, names, plots, extras, letters, "unsure"
+    end
+    if exhausted then return cur, false, names, plots, extras, letters, "error", LIMIT_MARK .. exhausted end
+    if not ok then return cur, false, names, plots, extras, letters, "error", error_text(co, what) end
+    if what == DONE and co_status(co) == "dead" then return last, true, names, plots, extras, letters end
+    if what == VALUE and co_status(co) == "suspended" then
+      return cur, false, names, plots, extras, letters, "value", ...
+    end
+    -- decide itself yielded: live, its coroutine's yield ends the evaluation with the values yielded
+    return cur, false, names, plots, extras, letters, yielded(what)
   end
-  -- decide itself yielded: live, its coroutine's yield ends the evaluation with the values yielded
-  return cur, false, names, plots, extras, letters, yielded(what)
-end
-local function series(f, c, views, params, first, last, lookback, want_extras, plot_from)
-  local buf, ext = {}, want_extras and {} or false
-  local rec = plot_from and {} or false
-  local co = guard(co_create(runner))
-  exhausted = false
-  return series_end(co, last, buf, ext, rec,
-    co_resume(co, f, c, params, views, first, last, lookback, buf, ext, rec, plot_from or 0))
+  function series(f, c, views, params, first, last, lookback, want_extras, plot_from)
+    local buf, ext = {}, want_extras and {} or false
+    local rec = plot_from and {} or false
+    local co = guard(co_create(runner))
+    exhausted = false
+    return series_end(co, last, buf, ext, rec,
+      co_resume(co, f, c, params, views, first, last, lookback, buf, ext, rec, plot_from or 0))
+  end
 end
 
 return {compile = compile, run = run, new_env = new_env, candles = candles, series = series, mark = LIMIT_MARK,

@@ -1,6 +1,8 @@
-"""``Limits(hooked=False)``: a strategy run without Lua's count hook (a backtest worker's optimisation trials,
-whose process is killed from outside when it stalls). The decisions are the hooked run's; the memory limit and
-the charges of library calls still hold; the hook's per-evaluation instruction and time limits do not."""
+"""``Limits(hooked=False)``: a backtest's decisions without Lua's count hook, at about two thirds of the cost.
+They are the hooked run's or they raise ``Unverified``: the runner proves from the CPU clock that no candle can
+have gone past the instruction or time limit, and anything it cannot prove (a slow candle, any error, a limit)
+ends the run so that the caller runs it hooked. The memory limit and the charges of library calls still hold.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from tests.unit.backtest.test_engine_parity import generated
-from tradewind.sandbox.runtime import Limits, StrategyError, StrategyRuntime
+from tradewind.sandbox.runtime import Limits, StrategyError, StrategyRuntime, Unverified
 from tradewind.sandbox.ta import ArrayStore
 
 HOOKED = Limits(instructions=1_000_000, memory_mb=16, time_ms=5000)
@@ -53,12 +55,73 @@ end
 """
 
 
-def test_only_the_hooked_run_counts_instructions() -> None:
+def test_a_candle_past_the_instruction_limit_is_never_taken_without_the_hook() -> None:
     with pytest.raises(StrategyError) as err:
         series(BUSY, HOOKED, 5)
     assert err.value.limit == "instructions", str(err.value)
-    letters, _ = series(BUSY, FREE, 5)
-    assert letters == "nnnnn"
+    with pytest.raises(Unverified):
+        series(BUSY, FREE, 5)
+
+
+ONE_BUSY = """
+function decide(c, params)
+  if c.time[#c.time] == params.at then
+    local x = 0
+    for i = 1, 1200000 do x = x + i end  -- on one candle of thousands: just past the limit
+  end
+  return "neutral"
+end
+"""
+
+
+def test_one_candle_past_the_limit_among_thousands_is_caught() -> None:
+    arrays = generated(3000)
+    at = int(arrays["time"][2500])
+    code = ONE_BUSY.replace("params.at", str(at))
+    with pytest.raises(StrategyError) as err:
+        series(code, HOOKED)
+    assert err.value.limit == "instructions" and err.value.candle_time == at
+    with pytest.raises(Unverified):
+        series(code, FREE)
+
+
+SLOW = """
+function decide(c, params)
+  local x = 0
+  for i = 1, 300000 do x = x + i end  -- within the limit, but too slow a candle to prove so by the clock
+  return "neutral"
+end
+"""
+
+
+def test_a_candle_the_clock_cannot_prove_within_the_limit_is_not_taken() -> None:
+    assert series(SLOW, HOOKED, 3)[0] == "nnn"
+    with pytest.raises(Unverified):
+        series(SLOW, FREE, 3)
+
+
+FAILS = """
+function decide(c, params)
+  if #c.close == 450 then error("boom") end
+  return "long"
+end
+"""
+
+
+def test_an_error_in_lua_without_the_hook_is_left_to_the_hooked_run() -> None:
+    with pytest.raises(StrategyError):
+        series(FAILS, HOOKED)
+    with pytest.raises(Unverified):
+        series(FAILS, FREE)
+
+
+def test_a_bad_return_value_is_judged_after_the_candles_before_it_are_proved() -> None:
+    code = "function decide(c, params) if #c.close == 450 then return 7 end return 'long' end"
+    with pytest.raises(StrategyError) as hooked:
+        series(code, HOOKED)
+    with pytest.raises(StrategyError) as free:
+        series(code, FREE)
+    assert str(free.value) == str(hooked.value)
 
 
 BOMB = """
@@ -70,10 +133,12 @@ end
 """
 
 
-def test_a_memory_bomb_fails_cleanly_without_the_hook() -> None:
+def test_a_memory_bomb_ends_cleanly_without_the_hook() -> None:
     with pytest.raises(StrategyError) as err:
-        series(BOMB, FREE, 5)
+        series(BOMB, HOOKED, 5)
     assert err.value.limit == "memory", str(err.value)
+    with pytest.raises(Unverified):
+        series(BOMB, FREE, 5)
 
 
 CHARGED = """
@@ -85,6 +150,5 @@ end
 
 
 def test_library_calls_are_still_charged_without_the_hook() -> None:
-    with pytest.raises(StrategyError) as err:
+    with pytest.raises(Unverified):
         series(CHARGED, replace(FREE, instructions=10_000), 5)
-    assert err.value.limit == "instructions", str(err.value)
