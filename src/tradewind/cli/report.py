@@ -62,7 +62,7 @@ def facts(title: str, rows: Iterable[tuple[str, str]]) -> Table:
     """A table of label and value, without a header."""
     from rich.table import Table
 
-    t = Table(title=title, show_header=False)
+    t = Table(title=title, show_header=False, min_width=len(title))  # (a title wider than the rows: one line)
     for label, value in rows:
         t.add_row(label, value)
     return t
