@@ -108,6 +108,21 @@ def _letters(parts: list[str]) -> np.ndarray:
     return np.frombuffer("".join(parts).encode(), dtype=np.uint8)
 
 
+def _chunk(
+    rt: StrategyRuntime, arrays: dict[str, np.ndarray], lookback: int, start: int, plots: Plots | None
+) -> tuple[np.ndarray, Extras]:
+    """The letters and extras of the ``STREAM_CHUNK`` candles from ``start``; ``Failed`` at a strategy error."""
+    parts: list[str] = []
+    extras: Extras = {}
+    try:
+        rt.decide_series(
+            arrays, lookback, start, min(len(arrays["time"]), start + STREAM_CHUNK), parts, extras, plots
+        )
+    except StrategyError as exc:
+        raise Failed(exc, _letters(parts), extras) from None
+    return _letters(parts), extras
+
+
 class Stream:
     """``rt.decide_series`` over the run in a thread of its own, chunk by chunk, handed to a ``Decided`` as
     it needs them (``take``, in the caller's thread, which also reports ``progress``). Use as a context
@@ -142,22 +157,12 @@ class Stream:
             for start in range(0, self.n, STREAM_CHUNK):
                 if self._stop.is_set():
                     return
-                parts: list[str] = []
-                extras: Extras = {}
                 try:
-                    self.rt.decide_series(
-                        self.arrays,
-                        self.lookback,
-                        start,
-                        min(self.n, start + STREAM_CHUNK),
-                        parts,
-                        extras,
-                        self.plots,
-                    )
-                except StrategyError as exc:
-                    self._chunks.put(("error", exc, (_letters(parts), extras)))
+                    letters, extras = _chunk(self.rt, self.arrays, self.lookback, start, self.plots)
+                except Failed as failed:
+                    self._chunks.put(("raise", failed, None))
                     return
-                self._chunks.put(("ok", _letters(parts), extras))
+                self._chunks.put(("ok", letters, extras))
             self._chunks.put(("end", None, None))
         except BaseException as exc:  # handed to the caller's thread, which raises it
             self._chunks.put(("raise", exc, None))
@@ -173,8 +178,6 @@ class Stream:
             return a, b
         if kind == "end":
             return None
-        if kind == "error":
-            raise Failed(a, *b)
         raise a
 
 
@@ -237,22 +240,12 @@ class Forked:
             _die_with_parent()
             self.rt.state.on_beat = lambda: send(b"b")
             for start in range(0, self.n, STREAM_CHUNK):
-                parts: list[str] = []
-                extras: Extras = {}
                 try:
-                    self.rt.decide_series(
-                        self.arrays,
-                        self.lookback,
-                        start,
-                        min(self.n, start + STREAM_CHUNK),
-                        parts,
-                        extras,
-                        self.plots,
-                    )
-                except (Unverified, StrategyError):
+                    letters, extras = _chunk(self.rt, self.arrays, self.lookback, start, self.plots)
+                except (Unverified, Failed):
                     send(b"u")
                     return
-                send(b"c", pickle.dumps(("".join(parts).encode(), extras), pickle.HIGHEST_PROTOCOL))
+                send(b"c", pickle.dumps((letters.tobytes(), extras), pickle.HIGHEST_PROTOCOL))
             send(
                 b"e", pickle.dumps(None if self.plots is None else self.plots.values, pickle.HIGHEST_PROTOCOL)
             )
