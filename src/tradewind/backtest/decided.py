@@ -217,6 +217,8 @@ class Forked:
             self._child(w)
         os.close(w)
         self.pid, self._fd = pid, r
+        self._poll = select.poll()  # (not select.select: a process may hold more than 1,024 descriptors)
+        self._poll.register(r, select.POLLIN)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -255,8 +257,7 @@ class Forked:
 
     def _read(self, size: int) -> bytes:
         while len(self._buf) < size:
-            ready, _, _ = select.select([self._fd], [], [], self.stall_s)
-            if not ready:
+            if not self._poll.poll(self.stall_s * 1000):
                 raise Unverified(f"no sign of life for {self.stall_s:g} s without the hook")
             got = os.read(self._fd, 1 << 20)
             if not got:

@@ -238,7 +238,7 @@ def check(run: Run, only: str, points: int, runs: int, seed: int | None) -> None
     except ck.CheckError as exc:
         raise click.ClickException(str(exc)) from None
     if "montecarlo" in wanted:
-        result = engine.run(code, arrays, params=p, name=name, **run.costs())
+        result = engine.run(code, arrays, params=p, name=name, unhooked_first=True, **run.costs())
         if result.error:
             raise click.ClickException(result.error)
         doc["montecarlo"] = montecarlo.simulate(
