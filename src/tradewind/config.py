@@ -120,8 +120,8 @@ class Settings(BaseSettings):
 
     # `tradewind up`: the web server's processes, all serving the one port (runtime.WebProcesses). Two use a
     # second core for 200 browsing users where one event loop could not; more only help with more cores free.
-    # One by default: the login throttle is kept per process (web.security.Throttle), and with n processes a
-    # guesser gets n times the attempts, as behind n replicas.
+    # One by default (each is another Python process, with its memory and start-up); the login throttle is
+    # one for all of them, kept in up's own process (web.security.SharedThrottle).
     web_processes: int = Field(default=1, ge=1, le=32)
 
     @field_validator("exchanges", "sim_symbols", "bitfinex_symbols", mode="before")
