@@ -240,6 +240,9 @@ class Forked:
         status = 1
         try:
             _die_with_parent()
+            # the Lua heap's pages are the parent's until written: a full collection writes them all now
+            # (copy-on-write faults are CPU time the proof would otherwise count against a batch)
+            self.rt.state._collect()
             self.rt.state.on_beat = lambda: send(b"b")
             for start in range(0, self.n, STREAM_CHUNK):
                 try:
