@@ -123,7 +123,30 @@ def _chunk(
     return _letters(parts), extras
 
 
-class Stream:
+class _Decider:
+    """What ``Stream`` and ``Forked`` share: the run they decide, and the chunks handed over so far (told to
+    ``progress``). ``plots`` is filled as the strategy decides; read it once the context is left."""
+
+    def __init__(
+        self,
+        rt: StrategyRuntime,
+        arrays: dict[str, np.ndarray],
+        lookback: int,
+        progress: Callable[[int, int], None] | None = None,
+        plots: Plots | None = None,
+    ) -> None:
+        self.rt, self.arrays, self.lookback, self.progress, self.plots = rt, arrays, lookback, progress, plots
+        self.n = len(arrays["time"])
+        self.done = 0
+
+    def _handed(self, letters: np.ndarray, extras: Extras) -> tuple[np.ndarray, Extras]:
+        self.done += len(letters)
+        if self.progress is not None:
+            self.progress(self.done, self.n)
+        return letters, extras
+
+
+class Stream(_Decider):
     """``rt.decide_series`` over the run in a thread of its own, chunk by chunk, handed to a ``Decided`` as
     it needs them (``take``, in the caller's thread, which also reports ``progress``). Use as a context
     manager: leaving it stops the thread after its current chunk and waits for it."""
@@ -136,10 +159,7 @@ class Stream:
         progress: Callable[[int, int], None] | None = None,
         plots: Plots | None = None,
     ) -> None:
-        # plots: filled from the strategy's thread; read once it is done (after leaving the context)
-        self.rt, self.arrays, self.lookback, self.progress, self.plots = rt, arrays, lookback, progress, plots
-        self.n = len(arrays["time"])
-        self.done = 0
+        super().__init__(rt, arrays, lookback, progress, plots)
         self._chunks: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="backtest-decide", daemon=True)
@@ -172,16 +192,13 @@ class Stream:
         and whatever else the strategy's thread raised."""
         kind, a, b = self._chunks.get()
         if kind == "ok":
-            self.done += len(a)
-            if self.progress is not None:
-                self.progress(self.done, self.n)
-            return a, b
+            return self._handed(a, b)
         if kind == "end":
             return None
         raise a
 
 
-class Forked:
+class Forked(_Decider):
     """``rt.decide_series`` over the run without the count hook (``Limits.hooked`` False), in a forked child,
     chunk by chunk, handed to a ``Decided`` as the fill in this process needs them: ``Stream``'s interface.
 
@@ -201,10 +218,8 @@ class Forked:
         plots: Plots | None = None,
         stall_s: float | None = None,
     ) -> None:
-        self.rt, self.arrays, self.lookback, self.progress, self.plots = rt, arrays, lookback, progress, plots
+        super().__init__(rt, arrays, lookback, progress, plots)
         self.stall_s = STALL_S if stall_s is None else stall_s
-        self.n = len(arrays["time"])
-        self.done = 0
         self.pid = 0
         self._fd = -1
         self._buf = b""
@@ -276,11 +291,7 @@ class Forked:
             kind, body = head[:1], self._read(int.from_bytes(head[1:], "little"))
             if kind == b"c":
                 letters, extras = pickle.loads(body)
-                a = np.frombuffer(letters, dtype=np.uint8)
-                self.done += len(a)
-                if self.progress is not None:
-                    self.progress(self.done, self.n)
-                return a, extras
+                return self._handed(np.frombuffer(letters, dtype=np.uint8), extras)
             if kind == b"e":
                 if self.plots is not None:
                     self.plots.values = pickle.loads(body)
