@@ -5,12 +5,13 @@ Shared code never asks which exchange it talks to; it reads ``Capabilities``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from tradewind.bus.messages import Candle
+from tradewind.trading import model
 
 
 class ExchangeError(Exception):
@@ -130,6 +131,12 @@ class OrderResult:
     fee_asset: str | None = None
     reason: str | None = None
     time: int = 0
+
+
+def refused_after(cancelled: Iterable[OrderResult]) -> str | None:
+    """``model.refused_after_cancels`` over the results of the orders an order cancelled first: why it must
+    not be placed, or None (the exchange service's and the paper engine's one reading of them)."""
+    return model.refused_after_cancels((r.client_order_id, r.status, r.filled) for r in cancelled)
 
 
 FillCallback = Callable[[Credentials | int, OrderResult], None]

@@ -36,6 +36,7 @@ from tradewind.exchanges.base import (
     OrderResult,
     OrderSpec,
     Protect,
+    refused_after,
 )
 from tradewind.marketdata import as_row
 from tradewind.marketdata.accept import Accepted, accept_rows
@@ -44,7 +45,6 @@ from tradewind.secrets import SecretBox
 from tradewind.storage import candles as store
 from tradewind.storage.db import SessionFactory
 from tradewind.storage.models import Trader
-from tradewind.trading import model
 
 log = logging.getLogger(__name__)
 DAY = 86_400_000
@@ -387,7 +387,7 @@ class ExchangeService:
         """Cancel the orders an order names in ``cancels`` before it is placed (a signal exit takes the
         position's protective orders down, a moved stop its old orders), publishing each outcome. One that
         is gone already (filled, cancelled) is answered with its final state, which is published too.
-        Raises OrderRejected when one of them had filled, fully or partly (``model.refused_after_cancels``):
+        Raises OrderRejected when one of them had filled, fully or partly (``base.refused_after``):
         the order was decided for a position that has changed, and is not placed."""
         outcomes: list[OrderResult] = []
         for cid in spec.cancels:
@@ -398,7 +398,7 @@ class ExchangeService:
                 continue
             await self._publish_update(creds.trader_id, result)
             outcomes.append(result)
-        refused = model.refused_after_cancels((r.client_order_id, r.status, r.filled) for r in outcomes)
+        refused = refused_after(outcomes)
         if refused is not None:
             log.info("%s: %s %s", self.name, spec.client_order_id, refused)
             raise OrderRejected(refused)

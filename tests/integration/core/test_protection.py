@@ -56,14 +56,18 @@ class Venue:
         acks = []
         for req in m.decode(msg.data, m.PlaceOrders).orders:
             self.placed.append(req)
+            outcomes = []
             for cid in req.cancels:  # what the exchange service does before placing it, and reports
                 self.cancelled.append(cid)
-                self.open.pop(cid, None)
-                upd = m.OrderUpdated(
-                    exchange="sim", trader_id=req.trader_id, client_order_id=cid, status="canceled"
-                )
+                upd = self.taken_down(req, cid)
+                outcomes.append((cid, upd.status, Decimal(upd.filled)))
                 await self.nc.publish(subjects.order_updates("sim"), m.encode(upd))
-            if req.type == "market":
+            refused = model.refused_after_cancels(outcomes)
+            if refused is not None:
+                acks.append(
+                    m.OrderAck(client_order_id=req.client_order_id, status="rejected", reason=refused)
+                )
+            elif req.type == "market":
                 acks.append(
                     m.OrderAck(
                         client_order_id=req.client_order_id,
@@ -85,6 +89,11 @@ class Venue:
                 self.open[req.client_order_id] = req
                 acks.append(m.OrderAck(client_order_id=req.client_order_id, status="open"))
         await msg.respond(m.encode(m.OrderAcks(acks=acks)))
+
+    def taken_down(self, req: m.PlaceOrder, cid: str) -> m.OrderUpdated:
+        """How an order that ``req`` names in ``cancels`` ends: cancelled."""
+        self.open.pop(cid, None)
+        return m.OrderUpdated(exchange="sim", trader_id=req.trader_id, client_order_id=cid, status="canceled")
 
     async def cancel(self, msg) -> None:  # type: ignore[no-untyped-def]
         req = m.decode(msg.data, m.CancelOrder)
@@ -223,47 +232,20 @@ class FilledMeanwhile(Venue):
         super().__init__(nc)
         self.filled = filled  # client id -> fill price
 
-    async def orders(self, msg) -> None:  # type: ignore[no-untyped-def]
-        acks = []
-        for req in m.decode(msg.data, m.PlaceOrders).orders:
-            self.placed.append(req)
-            outcomes = []
-            for cid in req.cancels:
-                self.cancelled.append(cid)
-                gone = self.open.pop(cid, None)
-                price = self.filled.get(cid)
-                status = "filled" if price is not None else "canceled"
-                amount = gone.amount if gone is not None and price is not None else "0"
-                outcomes.append((cid, status, Decimal(amount)))
-                upd = m.OrderUpdated(
-                    exchange="sim",
-                    trader_id=req.trader_id,
-                    client_order_id=cid,
-                    status=status,
-                    filled=amount,
-                    price=price,
-                    reason="stop_loss" if price is not None else None,
-                )
-                await self.nc.publish(subjects.order_updates("sim"), m.encode(upd))
-            refused = model.refused_after_cancels(outcomes)
-            if refused is not None:
-                acks.append(
-                    m.OrderAck(client_order_id=req.client_order_id, status="rejected", reason=refused)
-                )
-            elif req.type == "market":
-                acks.append(
-                    m.OrderAck(
-                        client_order_id=req.client_order_id,
-                        status="filled",
-                        filled=req.amount,
-                        price=self.price,
-                        fee="0",
-                    )
-                )
-            else:
-                self.open[req.client_order_id] = req
-                acks.append(m.OrderAck(client_order_id=req.client_order_id, status="open"))
-        await msg.respond(m.encode(m.OrderAcks(acks=acks)))
+    def taken_down(self, req: m.PlaceOrder, cid: str) -> m.OrderUpdated:
+        price = self.filled.get(cid)
+        if price is None:
+            return super().taken_down(req, cid)
+        gone = self.open.pop(cid, None)
+        return m.OrderUpdated(
+            exchange="sim",
+            trader_id=req.trader_id,
+            client_order_id=cid,
+            status="filled",
+            filled=gone.amount if gone is not None else "0",
+            price=price,
+            reason="stop_loss",
+        )
 
 
 async def test_a_signal_exit_whose_stop_filled_meanwhile_is_refused_and_the_stop_books_the_exit(

@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tradewind.domain import protective_order_id
 from tradewind.domain import split_symbol as _split_symbol
-from tradewind.exchanges.base import ExchangeError, OrderResult, OrderSpec
+from tradewind.exchanges.base import ExchangeError, OrderResult, OrderSpec, refused_after
 from tradewind.storage.db import SessionFactory, dialect_of, insert_for, write_gate
 from tradewind.storage.models import PaperBalance, PaperFill, PaperOrder, Trader
 from tradewind.storage.types import table_of
@@ -484,9 +484,7 @@ class PaperEngine:
                 outcomes.append(known)
         amount = spec.amount.quantize(QTY, rounding=ROUND_DOWN)
         kind = spec.type
-        reason = model.refused_after_cancels(
-            (r.client_order_id, r.status, r.filled) for r in outcomes
-        ) or _invalid(spec, amount)
+        reason = refused_after(outcomes) or _invalid(spec, amount)
         if reason is None and kind == "market":
             f = model.fill(spec.side, amount, price, "market", self.costs)
             if spec.side == "buy":
