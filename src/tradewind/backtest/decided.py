@@ -151,20 +151,14 @@ class Stream(_Decider):
     it needs them (``take``, in the caller's thread, which also reports ``progress``). Use as a context
     manager: leaving it stops the thread after its current chunk and waits for it."""
 
-    def __init__(
-        self,
-        rt: StrategyRuntime,
-        arrays: dict[str, np.ndarray],
-        lookback: int,
-        progress: Callable[[int, int], None] | None = None,
-        plots: Plots | None = None,
-    ) -> None:
-        super().__init__(rt, arrays, lookback, progress, plots)
-        self._chunks: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="backtest-decide", daemon=True)
+    _chunks: queue.SimpleQueue[tuple[str, Any, Any]]
+    _stop: threading.Event
+    _thread: threading.Thread
 
     def __enter__(self) -> Stream:
+        self._chunks = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="backtest-decide", daemon=True)
         self._thread.start()
         return self
 
@@ -209,22 +203,14 @@ class Forked(_Decider):
     any error (the hooked run tells it exactly), gave no sign of life for ``stall_s`` (the runner beats at
     most every 50 ms of its CPU time) or died: the caller then runs the strategy hooked. POSIX only."""
 
-    def __init__(
-        self,
-        rt: StrategyRuntime,
-        arrays: dict[str, np.ndarray],
-        lookback: int,
-        progress: Callable[[int, int], None] | None = None,
-        plots: Plots | None = None,
-        stall_s: float | None = None,
-    ) -> None:
-        super().__init__(rt, arrays, lookback, progress, plots)
-        self.stall_s = STALL_S if stall_s is None else stall_s
-        self.pid = 0
-        self._fd = -1
-        self._buf = b""
+    stall_s: float  # STALL_S when entered
+    pid: int  # the child's
+    _fd: int  # the pipe's end the chunks come from
+    _buf: bytes
+    _poll: select.poll
 
     def __enter__(self) -> Forked:
+        self.stall_s, self._buf = STALL_S, b""
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - in the child, which never returns
