@@ -1262,6 +1262,19 @@ do
     local free = step == 0
     local size, upto = 1, first  -- the hook-free batch: how many candles, the last one
     local gc, kb = proof.gc, 0
+    local bcap, ecap, rcap = 0, 0, 0  -- the room made in buf, ext and rec (hook-free)
+    -- Make room in the array part of `t` (`used` entries in it, room for `cap`) for `need` entries, if it has
+    -- not: filled, then emptied (Lua never shrinks an array part on its own), so that the entries the next
+    -- batch appends cost no doubling. A doubling copies the table in C; at 57,000 extras a chunk that copy
+    -- (and the new memory's page faults) took over 1 ms on a slow host, more than a batch may take to be proved.
+    -- Returns the room now made.
+    local function room(t, used, cap, need)
+      if need <= cap then return cap end
+      if need < cap * 2 then need = cap * 2 end
+      for k = used + 1, need do t[k] = false end
+      for k = used + 1, need do t[k] = nil end
+      return need
+    end
     if free then
       -- the collector runs between batches, not inside one: its work is C work, as the host's (and the hooked
       -- run does not count it either: Lua runs finalizers with hooks off), so it is timed out of the proof;
@@ -1287,6 +1300,10 @@ do
           if took * 2 <= eighth then size = size * 2
           elseif took > eighth then size = (size + 1) // 2 end
           if now - proof.beat > proof.beat_s then proof.beat = now host_beat() end
+          local next_ = size + 1  -- the candles of the next batch, and what they may append
+          bcap = room(buf, i - first + 1, bcap, i - first + 1 + next_)
+          if ext then ecap = room(ext, ne, ecap, ne + 7 * next_) end
+          if rec and i + next_ >= plot_from then rcap = room(rec, nr, rcap, nr + 3 * PLOT_MAX * next_) end
           local grew = gc("count") - kb
           if grew > 0 then gc("step", grew // 1 + 1) end
           kb = gc("count")
