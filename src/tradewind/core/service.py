@@ -22,6 +22,7 @@ from tradewind.bus import messages as m
 from tradewind.bus import subjects
 from tradewind.bus.connection import ensure_md_stream, unsubscribe_all
 from tradewind.config import Settings
+from tradewind.core import collector
 from tradewind.core.close import Closer
 from tradewind.core.decide import AssignmentIndex, AssignmentState, Decider
 from tradewind.core.quotes import QuoteDesk
@@ -240,6 +241,13 @@ class CoreService:
                 return
 
     async def process(self, market_id: int, candle: m.Candle, redelivered: bool = False) -> None:
+        # Python's cyclic collector waits while the candle goes to its orders and their records: its pauses
+        # (a full collection about every second candle at 1,000 assignments) then land after, not between the
+        # tick and the order calls (core.collector).
+        with collector.held_off():
+            await self._process(market_id, candle, redelivered)
+
+    async def _process(self, market_id: int, candle: m.Candle, redelivered: bool) -> None:
         last = self._last.get(market_id, 0)
         if candle.time <= last and not redelivered:
             CANDLES.labels("duplicate" if candle.time == last else "stale").inc()
