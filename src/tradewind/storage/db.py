@@ -220,9 +220,8 @@ def _bound(
         values = [row[key] for row in rows]
         proc = procs[j]
         if proc is not None and n and len(set(map(id, values))) == 1:  # one object (None, one timestamp)
-            columns.append([process(proc, values[0])] * n)
-            continue
-        if proc is not None:
+            values = [process(proc, values[0])] * n
+        elif proc is not None:
             last: Any = _NOTHING
             done: Any = None
             for i, v in enumerate(values):
